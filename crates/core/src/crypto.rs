@@ -1,0 +1,256 @@
+//! Keys, signatures, hashes and addresses.
+//!
+//! Every key and signature carries an algorithm id so that GOST R 34.10 can be added beside
+//! Ed25519 without changing the wire format. Key generation takes a seed: randomness is the
+//! caller's business (the core stays deterministic).
+
+use crate::{Error, ErrorCode, Result};
+use ed25519_dalek::{Signer, Verifier};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+macro_rules! hex_bytes {
+    ($name:ident, $len:expr, $doc:expr) => {
+        #[doc = $doc]
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub [u8; $len]);
+
+        impl $name {
+            pub const LEN: usize = $len;
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+            pub fn from_hex(text: &str) -> Result<Self> {
+                let mut bytes = [0u8; $len];
+                hex::decode_to_slice(text, &mut bytes).map_err(|e| {
+                    Error::malformed(format!(
+                        "expected {} hex characters for {}: {e}",
+                        $len * 2,
+                        stringify!($name)
+                    ))
+                })?;
+                Ok($name(bytes))
+            }
+            pub fn as_bytes(&self) -> &[u8; $len] {
+                &self.0
+            }
+        }
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({})", stringify!($name), &self.to_hex()[..16])
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                if s.is_human_readable() {
+                    s.serialize_str(&self.to_hex())
+                } else {
+                    s.serialize_bytes(&self.0)
+                }
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                if d.is_human_readable() {
+                    let text = String::deserialize(d)?;
+                    $name::from_hex(&text).map_err(serde::de::Error::custom)
+                } else {
+                    let bytes: Vec<u8> = serde::Deserialize::deserialize(d)?;
+                    let array: [u8; $len] = bytes
+                        .try_into()
+                        .map_err(|_| serde::de::Error::custom("wrong length"))?;
+                    Ok($name(array))
+                }
+            }
+        }
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .description(Some($doc))
+                    .min_length(Some($len * 2))
+                    .max_length(Some($len * 2))
+                    .pattern(Some("^[0-9a-f]*$"))
+                    .into()
+            }
+        }
+        impl utoipa::ToSchema for $name {}
+    };
+}
+
+hex_bytes!(Hash32, 32, "A SHA-256 hash, 64 lowercase hex characters.");
+hex_bytes!(SignatureBytes, 64, "Signature bytes, 128 lowercase hex characters.");
+
+/// SHA-256 over a domain tag and parts. Domain tags keep hashes of different kinds apart.
+pub fn hash_parts(domain: &[u8], parts: &[&[u8]]) -> Hash32 {
+    let mut hasher = Sha256::new();
+    hasher.update((domain.len() as u32).to_le_bytes());
+    hasher.update(domain);
+    for part in parts {
+        hasher.update(part);
+    }
+    Hash32(hasher.finalize().into())
+}
+
+/// Signature algorithms. The numeric id is part of the canonical encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SigAlg {
+    Ed25519,
+}
+
+impl SigAlg {
+    pub fn id(self) -> u8 {
+        match self {
+            SigAlg::Ed25519 => 1,
+        }
+    }
+}
+
+/// A public key with its algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PublicKey {
+    pub alg: SigAlg,
+    pub key: Hash32,
+}
+
+impl PublicKey {
+    /// The address this key controls: a hash of the algorithm and the key.
+    pub fn address(&self) -> Address {
+        Address(hash_parts(b"dtenge/address/v1", &[&[self.alg.id()], &self.key.0]))
+    }
+}
+
+/// A signature with its algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Signature {
+    pub alg: SigAlg,
+    pub sig: SignatureBytes,
+}
+
+/// A public address: the hash of a public key. Tokens are owned by addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Address(pub Hash32);
+
+impl utoipa::PartialSchema for Address {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <Hash32 as utoipa::PartialSchema>::schema()
+    }
+}
+impl utoipa::ToSchema for Address {}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A secret signing key. Never serialized to the API; stored by custodial nodes only.
+#[derive(Clone)]
+pub struct SecretKey {
+    inner: ed25519_dalek::SigningKey,
+}
+
+impl SecretKey {
+    /// Derive a key from 32 bytes of seed material supplied by the caller's RNG.
+    pub fn from_seed(seed: [u8; 32]) -> SecretKey {
+        SecretKey { inner: ed25519_dalek::SigningKey::from_bytes(&seed) }
+    }
+    pub fn seed(&self) -> [u8; 32] {
+        self.inner.to_bytes()
+    }
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey { alg: SigAlg::Ed25519, key: Hash32(self.inner.verifying_key().to_bytes()) }
+    }
+    pub fn address(&self) -> Address {
+        self.public_key().address()
+    }
+    pub fn sign(&self, message: &[u8]) -> Signature {
+        Signature { alg: SigAlg::Ed25519, sig: SignatureBytes(self.inner.sign(message).to_bytes()) }
+    }
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretKey({})", self.address())
+    }
+}
+
+/// Verify one signature.
+pub fn verify(key: &PublicKey, message: &[u8], signature: &Signature) -> Result<()> {
+    let invalid = || Error::new(ErrorCode::InvalidSignature, "signature does not verify");
+    if key.alg != signature.alg {
+        return Err(invalid());
+    }
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&key.key.0).map_err(|_| invalid())?;
+    let sig = ed25519_dalek::Signature::from_bytes(&signature.sig.0);
+    vk.verify(message, &sig).map_err(|_| invalid())
+}
+
+/// Verify many signatures at once. Ed25519 batch verification costs about half of one-by-one.
+/// On failure, nothing says which one failed; callers that need to know fall back to
+/// [`verify`] one by one.
+pub fn verify_batch(items: &[(PublicKey, &[u8], Signature)]) -> Result<()> {
+    let invalid = || Error::new(ErrorCode::InvalidSignature, "signature does not verify");
+    if items.is_empty() {
+        return Ok(());
+    }
+    if items.len() == 1 {
+        let (key, message, signature) = &items[0];
+        return verify(key, message, signature);
+    }
+    let mut messages = Vec::with_capacity(items.len());
+    let mut signatures = Vec::with_capacity(items.len());
+    let mut keys = Vec::with_capacity(items.len());
+    for (key, message, signature) in items {
+        if key.alg != SigAlg::Ed25519 || signature.alg != SigAlg::Ed25519 {
+            return Err(invalid());
+        }
+        keys.push(ed25519_dalek::VerifyingKey::from_bytes(&key.key.0).map_err(|_| invalid())?);
+        signatures.push(ed25519_dalek::Signature::from_bytes(&signature.sig.0));
+        messages.push(*message);
+    }
+    ed25519_dalek::verify_batch(&messages, &signatures, &keys).map_err(|_| invalid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_and_verify_round_trip() {
+        let key = SecretKey::from_seed([7; 32]);
+        let sig = key.sign(b"hello");
+        verify(&key.public_key(), b"hello", &sig).unwrap();
+        assert_eq!(
+            verify(&key.public_key(), b"hellO", &sig).unwrap_err().code,
+            ErrorCode::InvalidSignature
+        );
+    }
+
+    #[test]
+    fn batch_rejects_one_bad_signature() {
+        let keys: Vec<SecretKey> = (0..5u8).map(|i| SecretKey::from_seed([i; 32])).collect();
+        let sigs: Vec<Signature> = keys.iter().map(|k| k.sign(b"m")).collect();
+        let mut items: Vec<(PublicKey, &[u8], Signature)> =
+            keys.iter().zip(&sigs).map(|(k, s)| (k.public_key(), &b"m"[..], *s)).collect();
+        verify_batch(&items).unwrap();
+        items[3].1 = b"x";
+        assert!(verify_batch(&items).is_err());
+    }
+
+    #[test]
+    fn hex_round_trip_and_errors() {
+        let h = hash_parts(b"t", &[b"a"]);
+        assert_eq!(Hash32::from_hex(&h.to_hex()).unwrap(), h);
+        assert_eq!(Hash32::from_hex("zz").unwrap_err().code, ErrorCode::MalformedInput);
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(serde_json::from_str::<Hash32>(&json).unwrap(), h);
+    }
+}

@@ -1,0 +1,116 @@
+//! One error type for the whole platform: a stable machine-readable code plus a human message.
+//!
+//! The code is the contract with API clients; the message may change between versions.
+
+use serde::{Deserialize, Serialize};
+
+/// Stable error codes. Their `SCREAMING_SNAKE_CASE` names are part of the public API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// The request is not well formed (bad JSON, bad field, out-of-range value).
+    MalformedInput,
+    /// The payer does not hold enough spendable DT (or bank money for a conversion).
+    InsufficientFunds,
+    /// An input token is not in the unspent set: spent already, or never existed.
+    DoubleSpend,
+    /// No such account, client, phone, card or node.
+    UnknownAccount,
+    /// The client already has a digital account at this bank.
+    DuplicateAccount,
+    /// The bank (or Treasury) node is blocked by the central-bank operator.
+    BankBlocked,
+    /// A signature or attestation does not verify, or a required one is missing.
+    InvalidSignature,
+    /// A size, count or amount limit was exceeded.
+    LimitExceeded,
+    /// Inputs and outputs do not balance, or a command is used where it may not be.
+    ConservationViolated,
+    /// The caller may not perform this operation.
+    Forbidden,
+    /// Bank <-> NBK conversion requested on a non-working day of the operational calendar.
+    NonWorkingDay,
+    /// The referenced object does not exist.
+    NotFound,
+    /// The same idempotency key is being processed right now; retry later.
+    RequestInProgress,
+    /// The idempotency key was used before with a different request.
+    IdempotencyKeyReused,
+    /// The operation conflicts with the current state (e.g. refund above the purchase).
+    Conflict,
+    /// The durable store failed; nothing was acknowledged.
+    StorageFailure,
+    /// An internal invariant failed. Never expected; reported instead of crashing.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The stable text of the code, as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedInput => "MALFORMED_INPUT",
+            ErrorCode::InsufficientFunds => "INSUFFICIENT_FUNDS",
+            ErrorCode::DoubleSpend => "DOUBLE_SPEND",
+            ErrorCode::UnknownAccount => "UNKNOWN_ACCOUNT",
+            ErrorCode::DuplicateAccount => "DUPLICATE_ACCOUNT",
+            ErrorCode::BankBlocked => "BANK_BLOCKED",
+            ErrorCode::InvalidSignature => "INVALID_SIGNATURE",
+            ErrorCode::LimitExceeded => "LIMIT_EXCEEDED",
+            ErrorCode::ConservationViolated => "CONSERVATION_VIOLATED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::NonWorkingDay => "NON_WORKING_DAY",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::RequestInProgress => "REQUEST_IN_PROGRESS",
+            ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::StorageFailure => "STORAGE_FAILURE",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The platform's error: a stable code and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{code}: {message}")]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error { code, message: message.into() }
+    }
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Error::new(ErrorCode::MalformedInput, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(ErrorCode::Internal, message)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Return early with an [`Error`] of the given code.
+#[macro_export]
+macro_rules! bail {
+    ($code:ident, $($arg:tt)+) => {
+        return Err($crate::Error::new($crate::ErrorCode::$code, format!($($arg)+)))
+    };
+}
+
+/// Check a condition, returning an [`Error`] of the given code when it fails.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $code:ident, $($arg:tt)+) => {
+        if !($cond) {
+            $crate::bail!($code, $($arg)+);
+        }
+    };
+}

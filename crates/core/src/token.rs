@@ -1,0 +1,127 @@
+//! Tokens: unspent transaction outputs.
+//!
+//! A token commits to its value, owner, issuer and policy. The notary stores only its
+//! [`TokenId`] (a hash of the creating transaction, the output index and the output itself), so
+//! it learns no amounts and no parties; whoever spends a token presents the full preimage
+//! ([`Input`]) and validators recompute the id.
+
+use crate::crypto::{hash_parts, Address, Hash32};
+use crate::money::Amount;
+use serde::{Deserialize, Serialize};
+
+/// The rule a token carries with it. Only `Standard` exists today; holding, marking and VAT
+/// policies (issue 4) are added as variants so that every validator enforces them from the
+/// token itself (an encumbrance that travels with the money).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Policy {
+    /// Plain DT, spendable by its owner's signature.
+    Standard,
+}
+
+impl Policy {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Policy::Standard => out.push(0),
+        }
+    }
+}
+
+/// An output of a transaction: value, owner, issuer, policy.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Output {
+    pub amount_tiyn: Amount,
+    pub owner: Address,
+    /// The issuing central bank's address (the NBK node key). Room for several issuers
+    /// (cross-border PvP) without a format change.
+    pub issuer: Address,
+    pub policy: Policy,
+}
+
+impl Output {
+    pub fn standard(amount: Amount, owner: Address, issuer: Address) -> Output {
+        Output { amount_tiyn: amount, owner, issuer, policy: Policy::Standard }
+    }
+
+    /// Canonical bytes: fixed layout, little-endian, policy tag last.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.amount_tiyn.tiyn().to_le_bytes());
+        out.extend_from_slice(&self.owner.0 .0);
+        out.extend_from_slice(&self.issuer.0 .0);
+        self.policy.encode(out);
+    }
+}
+
+/// Identifier of a transaction: hash of its canonical body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TxId(pub Hash32);
+
+/// Identifier of a token: what the notary stores (the "unspent hash").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TokenId(pub Hash32);
+
+macro_rules! hash_newtype_schema {
+    ($t:ty) => {
+        impl utoipa::PartialSchema for $t {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                <Hash32 as utoipa::PartialSchema>::schema()
+            }
+        }
+        impl utoipa::ToSchema for $t {}
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    };
+}
+hash_newtype_schema!(TxId);
+hash_newtype_schema!(TokenId);
+
+impl TokenId {
+    /// The id of output `index` of transaction `tx_id`. Including the tx id and index makes
+    /// two outputs of equal value and owner distinct.
+    pub fn of(tx_id: &TxId, index: u32, output: &Output) -> TokenId {
+        let mut bytes = Vec::with_capacity(96);
+        output.encode(&mut bytes);
+        TokenId(hash_parts(b"dtenge/token/v1", &[&tx_id.0 .0, &index.to_le_bytes(), &bytes]))
+    }
+
+    /// Shard of the notary that owns this token: its first byte.
+    pub fn shard(&self) -> u8 {
+        self.0 .0[0]
+    }
+}
+
+/// A reference to a token together with its full preimage: what a transaction spends.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Input {
+    pub tx_id: TxId,
+    pub index: u32,
+    pub output: Output,
+}
+
+impl Input {
+    pub fn token_id(&self) -> TokenId {
+        TokenId::of(&self.tx_id, self.index, &self.output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_outputs_at_different_indices_have_distinct_ids() {
+        let owner = Address(Hash32([1; 32]));
+        let issuer = Address(Hash32([2; 32]));
+        let out = Output::standard(Amount::from_tiyn(100).unwrap(), owner, issuer);
+        let tx = TxId(Hash32([3; 32]));
+        assert_ne!(TokenId::of(&tx, 0, &out), TokenId::of(&tx, 1, &out));
+        let mut other = out.clone();
+        other.amount_tiyn = Amount::from_tiyn(101).unwrap();
+        assert_ne!(TokenId::of(&tx, 0, &out), TokenId::of(&tx, 0, &other));
+    }
+}

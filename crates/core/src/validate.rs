@@ -1,0 +1,365 @@
+//! Stateless validation: the rules every validating node applies to a transaction, without
+//! looking at any ledger state. The notary then checks the one stateful rule (every input is
+//! unspent) and nothing else.
+//!
+//! Checks run cheapest first: structure and bounds, then amounts and conservation, then
+//! signatures (the expensive part, verified as one batch).
+
+use crate::crypto::{verify_batch, Address, Hash32, PublicKey, Signature};
+use crate::money::Amount;
+use crate::token::{TokenId, TxId};
+use crate::tx::{
+    node_message, owner_message, Command, Transaction, TX_INPUTS_MAX, TX_OUTPUTS_MAX,
+    TX_SIGNATURES_MAX,
+};
+use crate::{bail, ensure, Error, ErrorCode, Result};
+use std::collections::HashSet;
+
+/// What the validator knows of a node key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// The central bank (NBK) node: may attest anything, including issue and redeem.
+    CentralBank,
+    /// A registered bank or Treasury node in good standing.
+    ActiveNode,
+    /// A registered node the operator has blocked.
+    BlockedNode,
+    /// Not a node of this network.
+    Unknown,
+}
+
+/// The network's trust anchors, as the validator needs them.
+pub trait Authorities {
+    /// The issuer address every DT token must carry.
+    fn issuer(&self) -> Address;
+    /// The standing of a node key.
+    fn key_status(&self, key: &PublicKey) -> KeyStatus;
+}
+
+/// A transaction that passed every stateless rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Validated {
+    pub tx_id: TxId,
+    pub inputs: Vec<TokenId>,
+    pub outputs: Vec<TokenId>,
+    pub value_in: Amount,
+    pub value_out: Amount,
+    /// DT created by this transaction (issue only).
+    pub issued: Amount,
+    /// DT destroyed by this transaction (redeem only).
+    pub redeemed: Amount,
+}
+
+/// Validate a transaction completely: structure, amounts, conservation, signatures.
+pub fn validate(tx: &Transaction, authorities: &dyn Authorities) -> Result<Validated> {
+    let validated = check_structure(tx, authorities)?;
+    let messages = SignedMessages::of(&validated.tx_id);
+    let items = signature_items(tx, &messages);
+    verify_batch(&items)?;
+    Ok(validated)
+}
+
+/// The two messages signed in a transaction, computed once.
+pub struct SignedMessages {
+    pub owner: Hash32,
+    pub node: Hash32,
+}
+
+impl SignedMessages {
+    pub fn of(tx_id: &TxId) -> SignedMessages {
+        SignedMessages { owner: owner_message(tx_id), node: node_message(tx_id) }
+    }
+}
+
+/// Every signature the transaction carries, ready for (batch) verification. Callers that
+/// validate many transactions at once collect these across transactions into one batch.
+pub fn signature_items<'a>(
+    tx: &Transaction,
+    messages: &'a SignedMessages,
+) -> Vec<(PublicKey, &'a [u8], Signature)> {
+    let mut items = Vec::with_capacity(tx.witnesses.len() + tx.attestations.len());
+    for w in &tx.witnesses {
+        items.push((w.public_key, &messages.owner.0[..], w.signature));
+    }
+    for a in &tx.attestations {
+        items.push((a.public_key, &messages.node.0[..], a.signature));
+    }
+    items
+}
+
+/// Every rule except the cryptographic verification of the signatures.
+pub fn check_structure(tx: &Transaction, authorities: &dyn Authorities) -> Result<Validated> {
+    let body = &tx.body;
+    ensure!(
+        body.inputs.len() <= TX_INPUTS_MAX,
+        LimitExceeded,
+        "{} inputs, at most {TX_INPUTS_MAX} allowed",
+        body.inputs.len()
+    );
+    ensure!(
+        body.outputs.len() <= TX_OUTPUTS_MAX,
+        LimitExceeded,
+        "{} outputs, at most {TX_OUTPUTS_MAX} allowed",
+        body.outputs.len()
+    );
+    ensure!(
+        tx.witnesses.len() <= TX_SIGNATURES_MAX && tx.attestations.len() <= TX_SIGNATURES_MAX,
+        LimitExceeded,
+        "too many signatures, at most {TX_SIGNATURES_MAX} of each kind"
+    );
+    match body.command {
+        Command::Issue => {
+            ensure!(body.inputs.is_empty(), MalformedInput, "an issue spends no inputs");
+            ensure!(!body.outputs.is_empty(), MalformedInput, "an issue creates outputs");
+        }
+        Command::Transfer => {
+            ensure!(!body.inputs.is_empty(), MalformedInput, "a transfer spends inputs");
+            ensure!(!body.outputs.is_empty(), MalformedInput, "a transfer creates outputs");
+        }
+        Command::Redeem => {
+            ensure!(!body.inputs.is_empty(), MalformedInput, "a redemption spends inputs");
+        }
+    }
+
+    let issuer = authorities.issuer();
+    for (i, output) in body.outputs.iter().enumerate() {
+        ensure!(!output.amount_tiyn.is_zero(), MalformedInput, "output {i} has a zero amount");
+        ensure!(output.issuer == issuer, MalformedInput, "output {i} names an unknown issuer");
+    }
+    for (i, input) in body.inputs.iter().enumerate() {
+        ensure!(!input.output.amount_tiyn.is_zero(), MalformedInput, "input {i} has a zero amount");
+        ensure!(input.output.issuer == issuer, MalformedInput, "input {i} names an unknown issuer");
+    }
+
+    let inputs: Vec<TokenId> = tx.input_ids();
+    let mut seen = HashSet::with_capacity(inputs.len());
+    for id in &inputs {
+        ensure!(seen.insert(*id), DoubleSpend, "token {id} is spent twice in one transaction");
+    }
+
+    let value_in = Amount::sum(body.inputs.iter().map(|i| i.output.amount_tiyn))?;
+    let value_out = Amount::sum(body.outputs.iter().map(|o| o.amount_tiyn))?;
+    let (issued, redeemed) = match body.command {
+        Command::Issue => (value_out, Amount::ZERO),
+        Command::Transfer => {
+            ensure!(
+                value_in == value_out,
+                ConservationViolated,
+                "inputs {value_in} differ from outputs {value_out}"
+            );
+            (Amount::ZERO, Amount::ZERO)
+        }
+        Command::Redeem => {
+            ensure!(
+                value_in > value_out,
+                ConservationViolated,
+                "a redemption must destroy value: inputs {value_in}, outputs {value_out}"
+            );
+            (Amount::ZERO, value_in.checked_sub(value_out)?)
+        }
+    };
+
+    check_witnesses(tx)?;
+    check_attestations(tx, authorities)?;
+
+    let tx_id = tx.id();
+    let outputs = tx.output_ids();
+    Ok(Validated { tx_id, inputs, outputs, value_in, value_out, issued, redeemed })
+}
+
+/// Every input owner signed, and no one else did.
+fn check_witnesses(tx: &Transaction) -> Result<()> {
+    let owners: HashSet<Address> = tx.body.inputs.iter().map(|i| i.output.owner).collect();
+    let mut signed = HashSet::with_capacity(tx.witnesses.len());
+    for w in &tx.witnesses {
+        let address = w.public_key.address();
+        ensure!(
+            owners.contains(&address),
+            InvalidSignature,
+            "a witness signs for {address}, which owns no input"
+        );
+        ensure!(signed.insert(address), MalformedInput, "duplicate witness for {address}");
+    }
+    for owner in &owners {
+        if !signed.contains(owner) {
+            bail!(InvalidSignature, "the owner {owner} of an input did not sign");
+        }
+    }
+    Ok(())
+}
+
+/// Issue and redeem need the central bank's attestation; a transfer needs an active node's.
+fn check_attestations(tx: &Transaction, authorities: &dyn Authorities) -> Result<()> {
+    let mut central_bank = false;
+    let mut active_node = false;
+    let mut seen = HashSet::with_capacity(tx.attestations.len());
+    for a in &tx.attestations {
+        ensure!(seen.insert(a.public_key), MalformedInput, "duplicate attestation");
+        match authorities.key_status(&a.public_key) {
+            KeyStatus::CentralBank => central_bank = true,
+            KeyStatus::ActiveNode => active_node = true,
+            KeyStatus::BlockedNode => {
+                return Err(Error::new(
+                    ErrorCode::BankBlocked,
+                    "the attesting node is blocked by the operator",
+                ))
+            }
+            KeyStatus::Unknown => {
+                bail!(InvalidSignature, "attestation by a key that is not a node of this network")
+            }
+        }
+    }
+    match tx.body.command {
+        Command::Issue | Command::Redeem => ensure!(
+            central_bank,
+            InvalidSignature,
+            "{:?} requires the central bank's attestation",
+            tx.body.command
+        ),
+        Command::Transfer => ensure!(
+            central_bank || active_node,
+            InvalidSignature,
+            "a transfer requires a validating node's attestation"
+        ),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SecretKey;
+    use crate::token::Output;
+    use crate::tx::TxBody;
+
+    struct Net {
+        nbk: SecretKey,
+        bank: SecretKey,
+        blocked: SecretKey,
+    }
+
+    impl Authorities for Net {
+        fn issuer(&self) -> Address {
+            self.nbk.address()
+        }
+        fn key_status(&self, key: &PublicKey) -> KeyStatus {
+            if *key == self.nbk.public_key() {
+                KeyStatus::CentralBank
+            } else if *key == self.bank.public_key() {
+                KeyStatus::ActiveNode
+            } else if *key == self.blocked.public_key() {
+                KeyStatus::BlockedNode
+            } else {
+                KeyStatus::Unknown
+            }
+        }
+    }
+
+    fn net() -> Net {
+        Net {
+            nbk: SecretKey::from_seed([1; 32]),
+            bank: SecretKey::from_seed([2; 32]),
+            blocked: SecretKey::from_seed([3; 32]),
+        }
+    }
+
+    fn amount(t: u64) -> Amount {
+        Amount::from_tiyn(t).unwrap()
+    }
+
+    fn issue(net: &Net, to: Address, value: u64) -> Transaction {
+        let body = TxBody {
+            command: Command::Issue,
+            inputs: vec![],
+            outputs: vec![Output::standard(amount(value), to, net.issuer())],
+            nonce: 1,
+        };
+        let mut tx = Transaction::new(body);
+        tx.attest(&net.nbk);
+        tx
+    }
+
+    fn pay(net: &Net, from: &SecretKey, funding: &Transaction, outs: &[(Address, u64)]) -> Transaction {
+        let body = TxBody {
+            command: Command::Transfer,
+            inputs: funding.outputs_as_inputs(),
+            outputs: outs.iter().map(|(a, v)| Output::standard(amount(*v), *a, net.issuer())).collect(),
+            nonce: 2,
+        };
+        let mut tx = Transaction::new(body);
+        tx.sign_owner(from);
+        tx.attest(&net.bank);
+        tx
+    }
+
+    #[test]
+    fn issue_needs_the_central_bank() {
+        let net = net();
+        let alice = SecretKey::from_seed([9; 32]);
+        let tx = issue(&net, alice.address(), 500_000);
+        let v = validate(&tx, &net).unwrap();
+        assert_eq!(v.issued, amount(500_000));
+
+        let mut forged = tx.clone();
+        forged.attestations.clear();
+        forged.attest(&net.bank);
+        assert_eq!(validate(&forged, &net).unwrap_err().code, ErrorCode::InvalidSignature);
+    }
+
+    #[test]
+    fn transfer_five_thousand_paying_one_fifty_gives_change() {
+        let net = net();
+        let alice = SecretKey::from_seed([9; 32]);
+        let bob = SecretKey::from_seed([10; 32]);
+        let funding = issue(&net, alice.address(), 500_000);
+        let tx = pay(&net, &alice, &funding, &[(bob.address(), 15_000), (alice.address(), 485_000)]);
+        let v = validate(&tx, &net).unwrap();
+        assert_eq!(v.value_in, v.value_out);
+        assert_eq!(v.inputs.len(), 1);
+        assert_eq!(v.outputs.len(), 2);
+    }
+
+    #[test]
+    fn transfer_rules() {
+        let net = net();
+        let alice = SecretKey::from_seed([9; 32]);
+        let bob = SecretKey::from_seed([10; 32]);
+        let funding = issue(&net, alice.address(), 1_000);
+
+        let unbalanced = pay(&net, &alice, &funding, &[(bob.address(), 999)]);
+        assert_eq!(validate(&unbalanced, &net).unwrap_err().code, ErrorCode::ConservationViolated);
+
+        let mut wrong_signer = pay(&net, &alice, &funding, &[(bob.address(), 1_000)]);
+        wrong_signer.witnesses.clear();
+        wrong_signer.sign_owner(&bob);
+        assert_eq!(validate(&wrong_signer, &net).unwrap_err().code, ErrorCode::InvalidSignature);
+
+        let mut tampered = pay(&net, &alice, &funding, &[(bob.address(), 1_000)]);
+        tampered.body.outputs[0].owner = alice.address();
+        assert_eq!(validate(&tampered, &net).unwrap_err().code, ErrorCode::InvalidSignature);
+
+        let mut zero = pay(&net, &alice, &funding, &[(bob.address(), 1_000)]);
+        zero.body.outputs.push(Output::standard(Amount::ZERO, bob.address(), net.issuer()));
+        assert_eq!(validate(&zero, &net).unwrap_err().code, ErrorCode::MalformedInput);
+
+        let mut dup = pay(&net, &alice, &funding, &[(bob.address(), 2_000)]);
+        let again = dup.body.inputs[0].clone();
+        dup.body.inputs.push(again);
+        assert_eq!(validate(&dup, &net).unwrap_err().code, ErrorCode::DoubleSpend);
+
+        let mut by_blocked = pay(&net, &alice, &funding, &[(bob.address(), 1_000)]);
+        by_blocked.attestations.clear();
+        by_blocked.attest(&net.blocked);
+        assert_eq!(validate(&by_blocked, &net).unwrap_err().code, ErrorCode::BankBlocked);
+
+        let mut redeem_by_bank = pay(&net, &alice, &funding, &[(bob.address(), 400)]);
+        redeem_by_bank.body.command = Command::Redeem;
+        redeem_by_bank.witnesses.clear();
+        redeem_by_bank.attestations.clear();
+        redeem_by_bank.sign_owner(&alice);
+        redeem_by_bank.attest(&net.bank);
+        assert_eq!(validate(&redeem_by_bank, &net).unwrap_err().code, ErrorCode::InvalidSignature);
+        redeem_by_bank.attest(&net.nbk);
+        assert_eq!(validate(&redeem_by_bank, &net).unwrap().redeemed, amount(600));
+    }
+}
