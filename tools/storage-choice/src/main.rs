@@ -158,31 +158,29 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    fn fill(&mut self, buf: &mut [u8]) {
-        for c in buf.chunks_mut(8) {
-            c.copy_from_slice(&self.next().to_le_bytes()[..c.len()]);
-        }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n.div_ceil(8)).flat_map(|_| self.next().to_le_bytes()).take(n).collect()
     }
     fn key(&mut self) -> Key {
-        let mut k = [0; 32];
-        self.fill(&mut k);
-        k
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut v = vec![0; n];
-        self.fill(&mut v);
-        v
+        self.bytes(32).try_into().unwrap()
     }
 }
 
 /// Allocated bytes (st_blocks * 512) of all files under `dir`, like `du`.
 fn disk_bytes(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::read_dir(dir).unwrap().map(|e| {
-        let e = e.unwrap();
-        let m = e.metadata().unwrap();
-        if m.is_dir() { disk_bytes(&e.path()) } else { m.blocks() * 512 }
-    }).sum()
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                disk_bytes(&e.path())
+            } else {
+                m.blocks() * 512
+            }
+        })
+        .sum()
 }
 
 /// Best effort: make the startup scan cold. Needs root; silently skipped otherwise.
@@ -196,50 +194,71 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e3
 }
 
-struct Report {
-    engine: &'static str,
-    phases: Vec<(usize, f64, f64, f64)>, // batch, payments/s, p50 ms, p99 ms
-    seed_s: f64,
-    seed_bytes: u64,
-    end_bytes: u64,
-    open_s: f64,
-    scan_s: f64,
-    cold: bool,
+/// Disk reference: p50/p99 (ms) of appending 4 KiB + fdatasync, 200 times.
+fn fsync_probe() -> (f64, f64) {
+    use std::io::Write;
+    std::fs::create_dir_all("/tmp/storage-choice-data").unwrap();
+    let path = "/tmp/storage-choice-data/fsync-probe";
+    let mut f = std::fs::File::create(path).unwrap();
+    let mut lat: Vec<Duration> = (0..200)
+        .map(|_| {
+            let t = Instant::now();
+            f.write_all(&[7u8; 4096]).unwrap();
+            f.sync_data().unwrap();
+            t.elapsed()
+        })
+        .collect();
+    let _ = std::fs::remove_file(path);
+    lat.sort();
+    (pct(&lat, 0.5), pct(&lat, 0.99))
 }
 
-fn run(engine: &'static str) -> Report {
-    let dir = PathBuf::from(format!("/tmp/storage-choice-data/{engine}"));
-    let _ = std::fs::remove_dir_all(&dir);
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let names: Vec<&str> =
+        ENGINES.iter().copied().filter(|e| args.is_empty() || args.iter().any(|a| a == e)).collect();
+    let dirs: Vec<PathBuf> =
+        names.iter().map(|e| PathBuf::from(format!("/tmp/storage-choice-data/{e}"))).collect();
+    for d in &dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let probe0 = fsync_probe();
+    // Every batch is applied to every engine in turn (rotating the order), so all
+    // engines see the same disk conditions; noisy shared disks otherwise skew results.
+    let mut dbs: Vec<Box<dyn Engine>> = names.iter().zip(&dirs).map(|(e, d)| open(e, d)).collect();
     let mut rng = Rng(42);
     let mut live: Vec<Key> = Vec::with_capacity(SEED_TOKENS);
+    let apply = |dbs: &mut Vec<Box<dyn Engine>>, b: &Batch, turn: usize, out: &mut Vec<Vec<Duration>>| {
+        for j in 0..dbs.len() {
+            let i = (turn + j) % dbs.len();
+            let t = Instant::now();
+            dbs[i].commit(b);
+            out[i].push(t.elapsed());
+        }
+    };
 
-    // 1. Seed 1M tokens in large durable batches.
-    let t0 = Instant::now();
-    let mut db = open(engine, &dir);
-    while live.len() < SEED_TOKENS {
+    // 1. Seed 1M tokens in large durable batches; measure at-rest size after close.
+    let mut seed = vec![Vec::new(); names.len()];
+    for turn in 0..SEED_TOKENS / SEED_BATCH {
         let mut b = Batch::default();
         for _ in 0..SEED_BATCH {
-            let k = rng.key();
-            b.tokens.push((k, rng.bytes(TOKEN_VAL)));
-            live.push(k);
+            b.tokens.push((rng.key(), rng.bytes(TOKEN_VAL)));
         }
-        db.commit(&b);
+        live.extend(b.tokens.iter().map(|(k, _)| *k));
+        apply(&mut dbs, &b, turn, &mut seed);
     }
-    drop(db);
-    let seed_s = t0.elapsed().as_secs_f64();
-    let seed_bytes = disk_bytes(&dir);
-    eprintln!("[{engine}] seeded {SEED_TOKENS} tokens in {seed_s:.1}s, {seed_bytes} B on disk");
+    drop(dbs);
+    let seed_bytes: Vec<u64> = dirs.iter().map(|d| disk_bytes(d)).collect();
+    eprintln!("seeded {SEED_TOKENS} tokens");
 
     // 2. Payments: each spends 2 random live tokens, creates 2 tokens and 1 tx record.
-    let mut db = open(engine, &dir);
-    let mut phases = Vec::new();
+    let mut dbs: Vec<Box<dyn Engine>> = names.iter().zip(&dirs).map(|(e, d)| open(e, d)).collect();
+    let mut rows = Vec::new(); // (engine, batch, payments/s, p50, p99)
     for (batch, total) in PHASES {
-        let mut lat = Vec::with_capacity(total / batch + 1);
-        let mut done = 0;
-        while done < total {
-            let n = batch.min(total - done);
+        let mut lat = vec![Vec::new(); names.len()];
+        for turn in 0..total.div_ceil(batch) {
             let mut b = Batch::default();
-            for _ in 0..n {
+            for _ in 0..batch.min(total - turn * batch) {
                 for _ in 0..2 {
                     let i = (rng.next() % live.len() as u64) as usize;
                     b.spent.push(live.swap_remove(i));
@@ -247,56 +266,60 @@ fn run(engine: &'static str) -> Report {
                 }
                 b.txs.push((rng.key(), rng.bytes(TX_VAL)));
             }
-            let t = Instant::now();
-            db.commit(&b);
-            lat.push(t.elapsed());
             live.extend(b.tokens.iter().map(|(k, _)| *k));
-            done += n;
+            apply(&mut dbs, &b, turn, &mut lat);
         }
-        let busy: Duration = lat.iter().sum();
-        lat.sort();
-        let row = (batch, total as f64 / busy.as_secs_f64(), pct(&lat, 0.5), pct(&lat, 0.99));
-        eprintln!("[{engine}] batch {batch}: {:.0} payments/s, p50 {:.2} ms, p99 {:.2} ms", row.1, row.2, row.3);
-        phases.push(row);
+        for (i, l) in lat.iter_mut().enumerate() {
+            let busy: Duration = l.iter().sum();
+            l.sort();
+            rows.push((names[i], batch, total as f64 / busy.as_secs_f64(), pct(l, 0.5), pct(l, 0.99)));
+        }
+        eprintln!("batch {batch} done");
     }
-    drop(db);
-    let end_bytes = disk_bytes(&dir);
+    drop(dbs);
+    let end_bytes: Vec<u64> = dirs.iter().map(|d| disk_bytes(d)).collect();
 
-    // 3. Startup: reopen and iterate every token (cold page cache if we may drop it).
-    let cold = drop_caches();
-    let t = Instant::now();
-    let db = open(engine, &dir);
-    let open_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let (n, by) = db.scan();
-    let scan_s = t.elapsed().as_secs_f64();
-    assert_eq!(n as usize, SEED_TOKENS, "{engine}: wrong token count after payments");
-    assert_eq!(by as usize, SEED_TOKENS * (32 + TOKEN_VAL));
-    eprintln!("[{engine}] open {open_s:.3}s, scan {scan_s:.3}s (cold cache: {cold})");
-    drop(db);
-    let _ = std::fs::remove_dir_all(&dir);
-    Report { engine, phases, seed_s, seed_bytes, end_bytes, open_s, scan_s, cold }
-}
-
-fn main() {
-    let only: Vec<String> = std::env::args().skip(1).collect();
-    let reports: Vec<Report> =
-        ENGINES.iter().filter(|e| only.is_empty() || only.iter().any(|o| o == *e)).map(|e| run(e)).collect();
+    // 3. Startup: reopen and iterate all 1M tokens, page cache dropped first if allowed.
+    let mut startup = Vec::new();
+    for (e, d) in names.iter().zip(&dirs) {
+        let cold = drop_caches();
+        let t = Instant::now();
+        let db = open(e, d);
+        let open_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let (n, by) = db.scan();
+        let scan_s = t.elapsed().as_secs_f64();
+        assert_eq!(
+            (n as usize, by as usize),
+            (SEED_TOKENS, SEED_TOKENS * (32 + TOKEN_VAL)),
+            "{e}: bad token set"
+        );
+        startup.push((open_s, scan_s, cold));
+    }
+    let probe1 = fsync_probe();
+    for d in &dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
 
     println!("\n| engine | payments/commit | payments/s | commit p50 (ms) | commit p99 (ms) |");
     println!("|---|---:|---:|---:|---:|");
-    for r in &reports {
-        for (b, tput, p50, p99) in &r.phases {
-            println!("| {} | {b} | {tput:.0} | {p50:.2} | {p99:.2} |", r.engine);
-        }
+    for (e, b, tput, p50, p99) in &rows {
+        println!("| {e} | {b} | {tput:.0} | {p50:.2} | {p99:.2} |");
     }
-    println!("\n| engine | seed 1M tokens (s) | startup open (s) | full scan 1M tokens (s) | cache | bytes/token on disk (seeded) | disk after run (MB) |");
+    println!("\n| engine | seed 1M tokens, sum of commits (s) | startup open (s) | full scan 1M tokens (s) | page cache | bytes/token on disk (seeded) | disk after run (MB) |");
     println!("|---|---:|---:|---:|---|---:|---:|");
-    for r in &reports {
+    for (i, e) in names.iter().enumerate() {
+        let (open_s, scan_s, cold) = startup[i];
+        let seed_s: f64 = seed[i].iter().map(|d| d.as_secs_f64()).sum();
         println!(
-            "| {} | {:.1} | {:.3} | {:.3} | {} | {:.0} | {:.1} |",
-            r.engine, r.seed_s, r.open_s, r.scan_s, if r.cold { "cold" } else { "warm" },
-            r.seed_bytes as f64 / SEED_TOKENS as f64, r.end_bytes as f64 / 1e6
+            "| {e} | {seed_s:.1} | {open_s:.3} | {scan_s:.3} | {} | {:.0} | {:.1} |",
+            if cold { "cold" } else { "warm" },
+            seed_bytes[i] as f64 / SEED_TOKENS as f64,
+            end_bytes[i] as f64 / 1e6
         );
     }
+    println!(
+        "\nDisk reference, 4 KiB append + fdatasync p50/p99 (ms): {:.2}/{:.2} before, {:.2}/{:.2} after.",
+        probe0.0, probe0.1, probe1.0, probe1.1
+    );
 }

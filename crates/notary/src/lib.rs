@@ -1,0 +1,310 @@
+//! The notary: the one component that guarantees each token is spent at most once.
+//!
+//! It holds an unspent-hash set (Project Hamilton's UHS): token ids only, no amounts, no
+//! parties. It does not validate business content; validating nodes do that before they ask.
+//!
+//! Concurrency: the set is split into [`SHARDS`] shards by the first byte of the token id, each
+//! behind its own lock, and the record of transactions is split the same way by transaction
+//! id. A spend locks only the shards its tokens and its id fall in, in ascending order (no
+//! deadlock), checks, and applies: check-and-spend is atomic per transaction, two transactions
+//! that touch disjoint shards never wait for each other, and there is no global lock.
+//!
+//! Two-step commit with the durable store: [`Notary::try_spend`] applies the spend in memory
+//! and marks the transaction *pending*; the caller persists [`Notary::writes`] and then calls
+//! [`Notary::finalize`], or [`Notary::revert`] if the commit failed. While pending, a conflicting
+//! spend is refused and a resubmission answers `RequestInProgress` (never an early "committed").
+
+use dtenge_core::token::{TokenId, TxId};
+use dtenge_core::{Error, ErrorCode, Result};
+use dtenge_store::{Table, WriteBatch};
+use parking_lot::{Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet};
+
+/// Shards of the unspent set: one per value of a token id's first byte.
+pub const SHARDS: usize = 256;
+
+/// Tables the notary persists.
+pub const UNSPENT_TABLE: Table = Table("notary_unspent");
+pub const COMMITTED_TABLE: Table = Table("notary_committed");
+pub const TABLES: [Table; 2] = [UNSPENT_TABLE, COMMITTED_TABLE];
+
+/// What the notary is asked: spend these tokens, create those.
+#[derive(Clone, Copy, Debug)]
+pub struct SpendRequest<'a> {
+    pub tx_id: TxId,
+    pub inputs: &'a [TokenId],
+    pub outputs: &'a [TokenId],
+}
+
+/// The notary's answer to a spend it accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spend {
+    /// Applied in memory, pending durable commit: persist, then finalize or revert.
+    Pending,
+    /// This exact transaction committed before; nothing to do (idempotent resubmission).
+    AlreadyCommitted,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TxState {
+    Pending,
+    Committed,
+}
+
+#[derive(Default)]
+struct Shard {
+    unspent: HashSet<TokenId>,
+    txs: HashMap<TxId, TxState>,
+}
+
+/// The notary state machine.
+pub struct Notary {
+    shards: Vec<Mutex<Shard>>,
+}
+
+impl Default for Notary {
+    fn default() -> Self {
+        Notary::new()
+    }
+}
+
+fn tx_shard(tx_id: &TxId) -> usize {
+    usize::from(tx_id.0 .0[0])
+}
+
+impl Notary {
+    pub fn new() -> Notary {
+        Notary { shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect() }
+    }
+
+    /// Rebuild from persisted state.
+    pub fn restore(
+        unspent: impl IntoIterator<Item = TokenId>,
+        committed: impl IntoIterator<Item = TxId>,
+    ) -> Notary {
+        let notary = Notary::new();
+        for id in unspent {
+            notary.shards[usize::from(id.shard())].lock().unspent.insert(id);
+        }
+        for tx in committed {
+            notary.shards[tx_shard(&tx)].lock().txs.insert(tx, TxState::Committed);
+        }
+        notary
+    }
+
+    /// Rebuild from the store.
+    pub fn load(store: &dtenge_store::Store) -> Result<Notary> {
+        let unspent = store.scan(UNSPENT_TABLE)?.into_iter().map(|(k, _)| token_of(&k));
+        let unspent: Vec<TokenId> = unspent.collect::<Result<_>>()?;
+        let committed = store.scan(COMMITTED_TABLE)?.into_iter().map(|(k, _)| tx_of(&k));
+        let committed: Vec<TxId> = committed.collect::<Result<_>>()?;
+        Ok(Notary::restore(unspent, committed))
+    }
+
+    fn lock_for(&self, request: &SpendRequest<'_>) -> Locked<'_> {
+        let mut indices: Vec<usize> = request
+            .inputs
+            .iter()
+            .chain(request.outputs)
+            .map(|t| usize::from(t.shard()))
+            .collect();
+        indices.push(tx_shard(&request.tx_id));
+        indices.sort_unstable();
+        indices.dedup();
+        let guards = indices.iter().map(|&i| (i, self.shards[i].lock())).collect();
+        Locked { guards }
+    }
+
+    /// Atomically check that every input is unspent and every output new, then spend.
+    pub fn try_spend(&self, request: SpendRequest<'_>) -> Result<Spend> {
+        let mut locked = self.lock_for(&request);
+        match locked.shard(tx_shard(&request.tx_id)).txs.get(&request.tx_id) {
+            Some(TxState::Committed) => return Ok(Spend::AlreadyCommitted),
+            Some(TxState::Pending) => {
+                return Err(Error::new(
+                    ErrorCode::RequestInProgress,
+                    format!("transaction {} is being committed", request.tx_id),
+                ))
+            }
+            None => {}
+        }
+        for input in request.inputs {
+            if !locked.shard(usize::from(input.shard())).unspent.contains(input) {
+                return Err(Error::new(
+                    ErrorCode::DoubleSpend,
+                    format!("token {input} is spent or unknown"),
+                ));
+            }
+        }
+        for output in request.outputs {
+            if locked.shard(usize::from(output.shard())).unspent.contains(output) {
+                return Err(Error::new(ErrorCode::DoubleSpend, format!("token {output} exists")));
+            }
+        }
+        for input in request.inputs {
+            locked.shard(usize::from(input.shard())).unspent.remove(input);
+        }
+        for output in request.outputs {
+            locked.shard(usize::from(output.shard())).unspent.insert(*output);
+        }
+        locked.shard(tx_shard(&request.tx_id)).txs.insert(request.tx_id, TxState::Pending);
+        Ok(Spend::Pending)
+    }
+
+    /// The durable record of an accepted spend.
+    pub fn writes(request: &SpendRequest<'_>, batch: &mut WriteBatch) {
+        for input in request.inputs {
+            batch.delete(UNSPENT_TABLE, input.0 .0.to_vec());
+        }
+        for output in request.outputs {
+            batch.put(UNSPENT_TABLE, output.0 .0.to_vec(), Vec::new());
+        }
+        batch.put(COMMITTED_TABLE, request.tx_id.0 .0.to_vec(), Vec::new());
+    }
+
+    /// The spend is durable: it now answers "committed" to resubmissions.
+    pub fn finalize(&self, tx_id: &TxId) {
+        let mut shard = self.shards[tx_shard(tx_id)].lock();
+        let previous = shard.txs.insert(*tx_id, TxState::Committed);
+        debug_assert_eq!(previous, Some(TxState::Pending));
+    }
+
+    /// The durable commit failed: undo the in-memory spend.
+    pub fn revert(&self, request: SpendRequest<'_>) {
+        let mut locked = self.lock_for(&request);
+        let state = locked.shard(tx_shard(&request.tx_id)).txs.remove(&request.tx_id);
+        debug_assert_eq!(state, Some(TxState::Pending));
+        for output in request.outputs {
+            locked.shard(usize::from(output.shard())).unspent.remove(output);
+        }
+        for input in request.inputs {
+            locked.shard(usize::from(input.shard())).unspent.insert(*input);
+        }
+    }
+
+    pub fn is_unspent(&self, token: &TokenId) -> bool {
+        self.shards[usize::from(token.shard())].lock().unspent.contains(token)
+    }
+
+    pub fn is_committed(&self, tx_id: &TxId) -> bool {
+        self.shards[tx_shard(tx_id)].lock().txs.get(tx_id) == Some(&TxState::Committed)
+    }
+
+    /// Size of the unspent set (locks shards one at a time: a moment's view).
+    pub fn unspent_count(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().unspent.len()).sum()
+    }
+
+    /// Every unspent token id, for reconciliation.
+    pub fn unspent(&self) -> HashSet<TokenId> {
+        let mut all = HashSet::new();
+        for shard in &self.shards {
+            all.extend(shard.lock().unspent.iter().copied());
+        }
+        all
+    }
+}
+
+struct Locked<'a> {
+    guards: Vec<(usize, MutexGuard<'a, Shard>)>,
+}
+
+impl Locked<'_> {
+    fn shard(&mut self, index: usize) -> &mut Shard {
+        let position = self
+            .guards
+            .binary_search_by_key(&index, |(i, _)| *i)
+            .unwrap_or_else(|_| unreachable!("shard {index} was locked for this request"));
+        &mut self.guards[position].1
+    }
+}
+
+fn token_of(key: &[u8]) -> Result<TokenId> {
+    let bytes: [u8; 32] = key.try_into().map_err(|_| Error::internal("bad token key"))?;
+    Ok(TokenId(dtenge_core::crypto::Hash32(bytes)))
+}
+
+fn tx_of(key: &[u8]) -> Result<TxId> {
+    let bytes: [u8; 32] = key.try_into().map_err(|_| Error::internal("bad tx key"))?;
+    Ok(TxId(dtenge_core::crypto::Hash32(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dtenge_core::crypto::{hash_parts, Hash32};
+    use std::sync::Arc;
+
+    fn token(n: u32) -> TokenId {
+        TokenId(hash_parts(b"t", &[&n.to_le_bytes()]))
+    }
+    fn tx(n: u32) -> TxId {
+        TxId(hash_parts(b"x", &[&n.to_le_bytes()]))
+    }
+
+    #[test]
+    fn spend_once_then_double_spend_then_idempotent() {
+        let notary = Notary::restore([token(1), token(2)], []);
+        let ins = [token(1)];
+        let outs = [token(10), token(11)];
+        let req = SpendRequest { tx_id: tx(1), inputs: &ins, outputs: &outs };
+        assert_eq!(notary.try_spend(req).unwrap(), Spend::Pending);
+        assert_eq!(notary.try_spend(req).unwrap_err().code, ErrorCode::RequestInProgress);
+        notary.finalize(&tx(1));
+        assert_eq!(notary.try_spend(req).unwrap(), Spend::AlreadyCommitted);
+
+        let other = SpendRequest { tx_id: tx(2), inputs: &ins, outputs: &[] };
+        assert_eq!(notary.try_spend(other).unwrap_err().code, ErrorCode::DoubleSpend);
+        assert!(notary.is_unspent(&token(10)) && !notary.is_unspent(&token(1)));
+        assert_eq!(notary.unspent_count(), 3);
+    }
+
+    #[test]
+    fn a_rejected_spend_changes_nothing_and_revert_restores() {
+        let notary = Notary::restore([token(1), token(2)], []);
+        let ins = [token(1), token(3)];
+        let req = SpendRequest { tx_id: tx(1), inputs: &ins, outputs: &[token(9)] };
+        assert_eq!(notary.try_spend(req).unwrap_err().code, ErrorCode::DoubleSpend);
+        assert_eq!(notary.unspent(), [token(1), token(2)].into_iter().collect());
+
+        let ins = [token(1)];
+        let req = SpendRequest { tx_id: tx(2), inputs: &ins, outputs: &[token(9)] };
+        notary.try_spend(req).unwrap();
+        notary.revert(req);
+        assert_eq!(notary.unspent(), [token(1), token(2)].into_iter().collect());
+        assert!(!notary.is_committed(&tx(2)));
+    }
+
+    #[test]
+    fn of_many_racing_spenders_of_one_token_exactly_one_wins() {
+        for round in 0..20u32 {
+            let notary = Arc::new(Notary::restore([token(round)], []));
+            let winners: usize = (0..8u32)
+                .map(|t| {
+                    let notary = notary.clone();
+                    std::thread::spawn(move || {
+                        let ins = [token(round)];
+                        let outs = [token(1_000 + t)];
+                        let req = SpendRequest { tx_id: tx(t), inputs: &ins, outputs: &outs };
+                        notary.try_spend(req).is_ok() as usize
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .sum();
+            assert_eq!(winners, 1);
+            assert_eq!(notary.unspent_count(), 1);
+        }
+    }
+
+    #[test]
+    fn writes_describe_the_spend() {
+        let ins = [token(1)];
+        let outs = [token(2)];
+        let mut batch = WriteBatch::new();
+        Notary::writes(&SpendRequest { tx_id: tx(1), inputs: &ins, outputs: &outs }, &mut batch);
+        assert_eq!(batch.len(), 3);
+        let _ = Hash32([0; 32]);
+    }
+}
