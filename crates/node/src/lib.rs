@@ -1,0 +1,679 @@
+//! A participant node of the ledger network: a commercial bank, the Treasury, or the NBK.
+//!
+//! A node keeps only what it must (need-to-know): its own clients' accounts and custodial keys,
+//! the tokens they own (with preimages, so they can be spent), the transactions it took part in
+//! and its clients' history. It validates and attests the transactions it initiates.
+//!
+//! This is a pure state machine. Every change is planned first ([`NodeState::plan_commit`]
+//! returns a [`Delta`]), persisted by the caller ([`Delta::writes`]) and applied only after the
+//! durable commit ([`NodeState::apply`]). Spending tokens reserves them in memory in between,
+//! so two concurrent payments of one client never pick the same token.
+
+pub mod ids;
+
+use dtenge_core::coins;
+use dtenge_core::crypto::{Address, SecretKey};
+use dtenge_core::money::Amount;
+use dtenge_core::token::{Input, Output, TokenId, TxId};
+use dtenge_core::tx::{Command, Transaction, TxBody};
+use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
+use dtenge_store::{Store, Table, WriteBatch};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+pub const META_TABLE: Table = Table("node_meta");
+pub const ACCOUNTS_TABLE: Table = Table("node_accounts");
+pub const TOKENS_TABLE: Table = Table("node_tokens");
+pub const HISTORY_TABLE: Table = Table("node_history");
+pub const TXS_TABLE: Table = Table("node_txs");
+pub const CARDS_TABLE: Table = Table("node_cards");
+pub const TABLES: [Table; 6] =
+    [META_TABLE, ACCOUNTS_TABLE, TOKENS_TABLE, HISTORY_TABLE, TXS_TABLE, CARDS_TABLE];
+
+/// The client id of a node's own account (its DT liquidity).
+pub const OWN_ACCOUNT: &str = "own";
+/// Most history entries kept in memory per account; older ones stay on disk.
+pub const HISTORY_IN_MEMORY_MAX: usize = 10_000;
+
+/// What kind of participant a node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    CentralBank,
+    Bank,
+    Treasury,
+}
+
+/// What kind of client an account belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// A person, identified by IIN.
+    Individual,
+    /// A company, identified by BIN.
+    LegalEntity,
+    /// A government agency or territorial body (Treasury node only), identified by BIN.
+    GovernmentAgency,
+    /// The node's own account (its DT liquidity).
+    Institution,
+}
+
+/// A node's identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeMeta {
+    pub id: String,
+    pub kind: NodeKind,
+    pub name: String,
+}
+
+/// A digital account: one per client per node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Account {
+    /// IIN for individuals, BIN for legal entities and agencies, `own` for the node itself.
+    pub client_id: String,
+    pub node_id: String,
+    pub kind: ClientKind,
+    pub name: String,
+    /// `+7XXXXXXXXXX`, for transfers by phone number.
+    pub phone: Option<String>,
+    pub address: Address,
+    pub opened_at_unix_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct AccountRecord {
+    account: Account,
+    key_seed: [u8; 32],
+    /// The client's bank-money (non-cash) balance in the bank's core banking system: what
+    /// conversions to and from DT debit and credit.
+    fiat: Amount,
+}
+
+/// Why a transaction happened, as history shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    Payment,
+    PhoneTransfer,
+    Emission,
+    Redemption,
+    ConversionToDt,
+    ConversionFromDt,
+    RegistryDistribution,
+    Voucher,
+    CardPurchase,
+    CardRefund,
+}
+
+/// Debit or credit, from the account's side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Debit,
+    Credit,
+}
+
+/// One line of an account's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HistoryEntry {
+    pub tx_id: TxId,
+    pub at_unix_ms: u64,
+    pub purpose: Purpose,
+    pub direction: Direction,
+    pub amount_tiyn: Amount,
+    /// The other side's address, if any (none for emission and redemption).
+    pub counterparty: Option<Address>,
+    /// A reference the initiator gave (registry id, voucher event, card purchase…).
+    pub reference: Option<String>,
+}
+
+/// Balances of one account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Balance {
+    /// All DT the account owns.
+    pub dt_tiyn: Amount,
+    /// Part of `dt_tiyn` reserved by payments in flight.
+    pub dt_reserved_tiyn: Amount,
+    /// Bank money (non-cash) at the node.
+    pub fiat_tiyn: Amount,
+    /// Number of tokens the DT balance is made of.
+    pub tokens: usize,
+}
+
+struct Holding {
+    input: Input,
+    owner_client: String,
+    reserved: bool,
+}
+
+struct AccountState {
+    record: AccountRecord,
+    key: SecretKey,
+    tokens: BTreeSet<TokenId>,
+    history: Vec<HistoryEntry>,
+}
+
+/// The changes one committed transaction (or account operation) makes to a node.
+#[derive(Debug, Default)]
+pub struct Delta {
+    node_id: String,
+    spent: Vec<TokenId>,
+    received: Vec<(TokenId, String, Input)>,
+    history: Vec<(String, HistoryEntry)>,
+    fiat: Vec<(String, Amount)>,
+    transaction: Option<Transaction>,
+}
+
+impl Delta {
+    pub fn is_empty(&self) -> bool {
+        self.spent.is_empty() && self.received.is_empty() && self.fiat.is_empty()
+    }
+
+    /// The durable record of this delta.
+    pub fn writes(&self, accounts: &NodeState, batch: &mut WriteBatch) -> Result<()> {
+        let node = self.node_id.as_bytes();
+        for token in &self.spent {
+            batch.delete(TOKENS_TABLE, key2(node, &token.0 .0));
+        }
+        for (token, client, input) in &self.received {
+            batch.put_value(TOKENS_TABLE, key2(node, &token.0 .0), &(client, input))?;
+        }
+        for (client, entry) in &self.history {
+            let mut key = key2(node, client.as_bytes());
+            key.push(0);
+            key.extend_from_slice(&entry.at_unix_ms.to_be_bytes());
+            key.extend_from_slice(&entry.tx_id.0 .0);
+            batch.put_value(HISTORY_TABLE, key, entry)?;
+        }
+        for (client, fiat) in &self.fiat {
+            let state = accounts.account_state(client)?;
+            let mut record = state.record.clone();
+            record.fiat = *fiat;
+            batch.put_value(ACCOUNTS_TABLE, key2(node, client.as_bytes()), &record)?;
+        }
+        if let Some(tx) = &self.transaction {
+            batch.put_value(TXS_TABLE, key2(node, &tx.id().0 .0), tx)?;
+        }
+        Ok(())
+    }
+
+    /// Set a client's new bank-money balance as part of this delta.
+    pub fn set_fiat(&mut self, client_id: &str, fiat: Amount) {
+        self.fiat.push((client_id.to_string(), fiat));
+    }
+}
+
+fn key2(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(a.len() + 1 + b.len());
+    key.extend_from_slice(a);
+    key.push(0);
+    key.extend_from_slice(b);
+    key
+}
+
+/// The state of one node.
+pub struct NodeState {
+    meta: NodeMeta,
+    key: SecretKey,
+    accounts: BTreeMap<String, AccountState>,
+    by_address: HashMap<Address, String>,
+    tokens: HashMap<TokenId, Holding>,
+    cards: BTreeMap<String, String>,
+}
+
+impl NodeState {
+    /// A new node with its own (institution) account. Persist [`NodeState::genesis_writes`].
+    pub fn new(meta: NodeMeta, node_key: SecretKey, own_key: SecretKey, now_ms: u64) -> NodeState {
+        let mut node = NodeState {
+            meta,
+            key: node_key,
+            accounts: BTreeMap::new(),
+            by_address: HashMap::new(),
+            tokens: HashMap::new(),
+            cards: BTreeMap::new(),
+        };
+        if node.meta.kind != NodeKind::CentralBank {
+            let account = Account {
+                client_id: OWN_ACCOUNT.into(),
+                node_id: node.meta.id.clone(),
+                kind: ClientKind::Institution,
+                name: node.meta.name.clone(),
+                phone: None,
+                address: own_key.address(),
+                opened_at_unix_ms: now_ms,
+            };
+            node.insert_account(AccountRecord { account, key_seed: own_key.seed(), fiat: Amount::ZERO });
+        }
+        node
+    }
+
+    pub fn genesis_writes(&self, batch: &mut WriteBatch) -> Result<()> {
+        let node = self.meta.id.as_bytes();
+        batch.put_value(META_TABLE, node.to_vec(), &(&self.meta, self.key.seed()))?;
+        for (client, state) in &self.accounts {
+            batch.put_value(ACCOUNTS_TABLE, key2(node, client.as_bytes()), &state.record)?;
+        }
+        Ok(())
+    }
+
+    /// Rebuild every node from the store.
+    pub fn load_all(store: &Store) -> Result<Vec<NodeState>> {
+        let mut nodes: BTreeMap<String, NodeState> = BTreeMap::new();
+        for (_, (meta, seed)) in store.scan_values::<(NodeMeta, [u8; 32])>(META_TABLE)? {
+            let node = NodeState {
+                meta: meta.clone(),
+                key: SecretKey::from_seed(seed),
+                accounts: BTreeMap::new(),
+                by_address: HashMap::new(),
+                tokens: HashMap::new(),
+                cards: BTreeMap::new(),
+            };
+            nodes.insert(meta.id, node);
+        }
+        let node_of = |key: &[u8]| -> Result<(String, Vec<u8>)> {
+            let split = key.iter().position(|&b| b == 0).ok_or_else(|| Error::internal("bad key"))?;
+            let node = String::from_utf8(key[..split].to_vec()).map_err(|_| Error::internal("bad key"))?;
+            Ok((node, key[split + 1..].to_vec()))
+        };
+        for (key, record) in store.scan_values::<AccountRecord>(ACCOUNTS_TABLE)? {
+            let (node, _) = node_of(&key)?;
+            let node = nodes.get_mut(&node).ok_or_else(|| Error::internal("account of unknown node"))?;
+            node.insert_account(record);
+        }
+        for (key, (client, input)) in store.scan_values::<(String, Input)>(TOKENS_TABLE)? {
+            let (node, _) = node_of(&key)?;
+            let node = nodes.get_mut(&node).ok_or_else(|| Error::internal("token of unknown node"))?;
+            node.insert_token(client, input)?;
+        }
+        for (key, entry) in store.scan_values::<HistoryEntry>(HISTORY_TABLE)? {
+            let (node, rest) = node_of(&key)?;
+            let client_end = rest.iter().position(|&b| b == 0).ok_or_else(|| Error::internal("bad key"))?;
+            let client = String::from_utf8(rest[..client_end].to_vec()).map_err(|_| Error::internal("bad key"))?;
+            if let Some(state) = nodes.get_mut(&node).and_then(|n| n.accounts.get_mut(&client)) {
+                state.history.push(entry);
+                if state.history.len() > HISTORY_IN_MEMORY_MAX {
+                    state.history.remove(0);
+                }
+            }
+        }
+        for (key, client) in store.scan_values::<String>(CARDS_TABLE)? {
+            let (node, pan) = node_of(&key)?;
+            let pan = String::from_utf8(pan).map_err(|_| Error::internal("bad key"))?;
+            if let Some(node) = nodes.get_mut(&node) {
+                node.cards.insert(pan, client);
+            }
+        }
+        Ok(nodes.into_values().collect())
+    }
+
+    fn insert_account(&mut self, record: AccountRecord) {
+        let client = record.account.client_id.clone();
+        self.by_address.insert(record.account.address, client.clone());
+        let key = SecretKey::from_seed(record.key_seed);
+        debug_assert_eq!(key.address(), record.account.address);
+        self.accounts.insert(client, AccountState { record, key, tokens: BTreeSet::new(), history: Vec::new() });
+    }
+
+    fn insert_token(&mut self, client: String, input: Input) -> Result<()> {
+        let id = input.token_id();
+        let state = self
+            .accounts
+            .get_mut(&client)
+            .ok_or_else(|| Error::internal(format!("token of unknown client {client}")))?;
+        state.tokens.insert(id);
+        self.tokens.insert(id, Holding { input, owner_client: client, reserved: false });
+        Ok(())
+    }
+
+    pub fn meta(&self) -> &NodeMeta {
+        &self.meta
+    }
+    pub fn id(&self) -> &str {
+        &self.meta.id
+    }
+    pub fn key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    fn account_state(&self, client_id: &str) -> Result<&AccountState> {
+        self.accounts.get(client_id).ok_or_else(|| {
+            Error::new(
+                ErrorCode::UnknownAccount,
+                format!("{} has no digital account for client {client_id}", self.meta.name),
+            )
+        })
+    }
+
+    pub fn account(&self, client_id: &str) -> Result<&Account> {
+        Ok(&self.account_state(client_id)?.record.account)
+    }
+
+    pub fn own_account(&self) -> Result<&Account> {
+        self.account(OWN_ACCOUNT)
+    }
+
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.accounts.values().map(|s| &s.record.account)
+    }
+
+    pub fn client_of(&self, address: &Address) -> Option<&str> {
+        self.by_address.get(address).map(String::as_str)
+    }
+
+    pub fn balance(&self, client_id: &str) -> Result<Balance> {
+        let state = self.account_state(client_id)?;
+        let mut dt = Amount::ZERO;
+        let mut reserved = Amount::ZERO;
+        for id in &state.tokens {
+            let holding = &self.tokens[id];
+            dt = dt.checked_add(holding.input.output.amount_tiyn)?;
+            if holding.reserved {
+                reserved = reserved.checked_add(holding.input.output.amount_tiyn)?;
+            }
+        }
+        Ok(Balance { dt_tiyn: dt, dt_reserved_tiyn: reserved, fiat_tiyn: state.record.fiat, tokens: state.tokens.len() })
+    }
+
+    /// All DT this node's accounts own.
+    pub fn total_dt(&self) -> Result<Amount> {
+        Amount::sum(self.tokens.values().map(|h| h.input.output.amount_tiyn))
+    }
+
+    /// Every token id this node holds.
+    pub fn token_ids(&self) -> impl Iterator<Item = &TokenId> {
+        self.tokens.keys()
+    }
+
+    pub fn history(&self, client_id: &str) -> Result<&[HistoryEntry]> {
+        Ok(&self.account_state(client_id)?.history)
+    }
+
+    pub fn card_client(&self, pan: &str) -> Option<&str> {
+        self.cards.get(pan).map(String::as_str)
+    }
+
+    pub fn cards_of(&self, client_id: &str) -> Vec<String> {
+        self.cards.iter().filter(|(_, c)| *c == client_id).map(|(p, _)| p.clone()).collect()
+    }
+
+    /// Plan opening an account; persist the batch, then [`NodeState::apply_open`].
+    pub fn plan_open(&self, account: Account, key: &SecretKey, batch: &mut WriteBatch) -> Result<()> {
+        if self.accounts.contains_key(&account.client_id) {
+            bail!(
+                DuplicateAccount,
+                "client {} already has a digital account at {}",
+                account.client_id,
+                self.meta.name
+            );
+        }
+        ensure!(key.address() == account.address, Internal, "account key and address differ");
+        ensure!(account.node_id == self.meta.id, Internal, "account of another node");
+        let record = AccountRecord { account, key_seed: key.seed(), fiat: Amount::ZERO };
+        let client = record.account.client_id.as_bytes();
+        batch.put_value(ACCOUNTS_TABLE, key2(self.meta.id.as_bytes(), client), &record)
+    }
+
+    pub fn apply_open(&mut self, account: Account, key: &SecretKey) {
+        self.insert_account(AccountRecord { account, key_seed: key.seed(), fiat: Amount::ZERO });
+    }
+
+    /// Plan linking a card to an account.
+    pub fn plan_card(&self, pan: &str, client_id: &str, batch: &mut WriteBatch) -> Result<()> {
+        ids::check_pan(pan)?;
+        self.account_state(client_id)?;
+        ensure!(!self.cards.contains_key(pan), DuplicateAccount, "card {} is already linked", ids::mask_pan(pan));
+        batch.put_value(CARDS_TABLE, key2(self.meta.id.as_bytes(), pan.as_bytes()), &client_id.to_string())
+    }
+
+    pub fn apply_card(&mut self, pan: &str, client_id: &str) {
+        self.cards.insert(pan.to_string(), client_id.to_string());
+    }
+
+    /// Build, sign and attest a payment from `client_id` to `payees`, reserving the tokens it
+    /// spends. Change goes back to the payer. Release with [`NodeState::release`] if the
+    /// payment does not commit.
+    pub fn prepare_payment(
+        &mut self,
+        client_id: &str,
+        payees: &[(Address, Amount)],
+        issuer: Address,
+        nonce: u64,
+    ) -> Result<Transaction> {
+        ensure!(!payees.is_empty(), MalformedInput, "a payment needs at least one payee");
+        for (_, amount) in payees {
+            ensure!(!amount.is_zero(), MalformedInput, "payment amounts must be positive");
+        }
+        let total = Amount::sum(payees.iter().map(|(_, a)| *a))?;
+        let outputs = payees.iter().map(|(to, amount)| Output::standard(*amount, *to, issuer)).collect();
+        self.prepare(client_id, Command::Transfer, total, outputs, issuer, nonce)
+    }
+
+    /// Build a redemption of `amount` from the node's own account (the NBK must attest too).
+    pub fn prepare_redemption(&mut self, amount: Amount, issuer: Address, nonce: u64) -> Result<Transaction> {
+        self.prepare(OWN_ACCOUNT, Command::Redeem, amount, Vec::new(), issuer, nonce)
+    }
+
+    fn prepare(
+        &mut self,
+        client_id: &str,
+        command: Command,
+        total: Amount,
+        mut outputs: Vec<Output>,
+        issuer: Address,
+        nonce: u64,
+    ) -> Result<Transaction> {
+        let state = self.account_state(client_id)?;
+        let candidates: Vec<(TokenId, Amount)> = state
+            .tokens
+            .iter()
+            .filter_map(|id| {
+                let holding = &self.tokens[id];
+                (!holding.reserved).then_some((*id, holding.input.output.amount_tiyn))
+            })
+            .collect();
+        let amounts: Vec<Amount> = candidates.iter().map(|(_, a)| *a).collect();
+        let selection = coins::select(&amounts, total).map_err(|e| {
+            if e.code == ErrorCode::InsufficientFunds {
+                Error::new(ErrorCode::InsufficientFunds, format!("{}: {}", state.record.account.name, e.message))
+            } else {
+                e
+            }
+        })?;
+        let address = state.record.account.address;
+        let key = state.key.clone();
+        if !selection.change.is_zero() {
+            outputs.push(Output::standard(selection.change, address, issuer));
+        }
+        let inputs: Vec<Input> =
+            selection.chosen.iter().map(|&i| self.tokens[&candidates[i].0].input.clone()).collect();
+        let mut tx = Transaction::new(TxBody { command, inputs, outputs, nonce });
+        tx.sign_owner(&key);
+        tx.attest(&self.key);
+        for &i in &selection.chosen {
+            if let Some(holding) = self.tokens.get_mut(&candidates[i].0) {
+                holding.reserved = true;
+            }
+        }
+        Ok(tx)
+    }
+
+    /// Undo the reservations of a transaction that did not commit.
+    pub fn release(&mut self, tx: &Transaction) {
+        for id in tx.input_ids() {
+            if let Some(holding) = self.tokens.get_mut(&id) {
+                holding.reserved = false;
+            }
+        }
+    }
+
+    /// Is any of this node's accounts a party to the transaction?
+    pub fn is_party(&self, tx: &Transaction) -> bool {
+        tx.body.inputs.iter().any(|i| self.by_address.contains_key(&i.output.owner))
+            || tx.body.outputs.iter().any(|o| self.by_address.contains_key(&o.owner))
+    }
+
+    /// Plan what a committed transaction changes at this node: tokens spent and received by
+    /// its accounts, history lines, the transaction record.
+    pub fn plan_commit(&self, tx: &Transaction, purpose: Purpose, reference: Option<&str>, now_ms: u64) -> Result<Delta> {
+        let tx_id = tx.id();
+        let mut delta = Delta { node_id: self.meta.id.clone(), ..Delta::default() };
+        let mut net: BTreeMap<&str, (Amount, Amount)> = BTreeMap::new();
+        for input in &tx.body.inputs {
+            if let Some(client) = self.by_address.get(&input.output.owner) {
+                delta.spent.push(input.token_id());
+                let entry = net.entry(client).or_default();
+                entry.0 = entry.0.checked_add(input.output.amount_tiyn)?;
+            }
+        }
+        for (index, output) in tx.body.outputs.iter().enumerate() {
+            if let Some(client) = self.by_address.get(&output.owner) {
+                let input = Input { tx_id, index: index as u32, output: output.clone() };
+                delta.received.push((input.token_id(), client.clone(), input));
+                let entry = net.entry(client).or_default();
+                entry.1 = entry.1.checked_add(output.amount_tiyn)?;
+            }
+        }
+        for (client, (out, into)) in net {
+            let address = self.accounts[client].record.account.address;
+            let (direction, amount, counterparty) = if into >= out {
+                let from = tx.body.inputs.iter().map(|i| i.output.owner).find(|o| *o != address);
+                (Direction::Credit, into.checked_sub(out)?, from)
+            } else {
+                let to = tx.body.outputs.iter().map(|o| o.owner).find(|o| *o != address);
+                (Direction::Debit, out.checked_sub(into)?, to)
+            };
+            if amount.is_zero() {
+                continue;
+            }
+            let counterparty = match tx.body.command {
+                Command::Issue | Command::Redeem => None,
+                Command::Transfer => counterparty,
+            };
+            delta.history.push((
+                client.to_string(),
+                HistoryEntry {
+                    tx_id,
+                    at_unix_ms: now_ms,
+                    purpose,
+                    direction,
+                    amount_tiyn: amount,
+                    counterparty,
+                    reference: reference.map(str::to_string),
+                },
+            ));
+        }
+        if !delta.spent.is_empty() || !delta.received.is_empty() {
+            delta.transaction = Some(tx.clone());
+        }
+        Ok(delta)
+    }
+
+    /// The bank-money balance a client would have after adding `credit` and removing `debit`.
+    pub fn fiat_after(&self, client_id: &str, credit: Amount, debit: Amount) -> Result<Amount> {
+        let state = self.account_state(client_id)?;
+        let after = state.record.fiat.checked_add(credit)?;
+        after.checked_sub(debit).map_err(|_| {
+            Error::new(
+                ErrorCode::InsufficientFunds,
+                format!("{} holds {} in bank money, {} needed", state.record.account.name, state.record.fiat, debit),
+            )
+        })
+    }
+
+    /// Apply a persisted delta.
+    pub fn apply(&mut self, delta: Delta) {
+        debug_assert_eq!(delta.node_id, self.meta.id);
+        for token in delta.spent {
+            if let Some(holding) = self.tokens.remove(&token) {
+                if let Some(state) = self.accounts.get_mut(&holding.owner_client) {
+                    state.tokens.remove(&token);
+                }
+            }
+        }
+        for (token, client, input) in delta.received {
+            if let Some(state) = self.accounts.get_mut(&client) {
+                state.tokens.insert(token);
+                self.tokens.insert(token, Holding { input, owner_client: client, reserved: false });
+            }
+        }
+        for (client, entry) in delta.history {
+            if let Some(state) = self.accounts.get_mut(&client) {
+                state.history.push(entry);
+                if state.history.len() > HISTORY_IN_MEMORY_MAX {
+                    state.history.remove(0);
+                }
+            }
+        }
+        for (client, fiat) in delta.fiat {
+            if let Some(state) = self.accounts.get_mut(&client) {
+                state.record.fiat = fiat;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, seed: u8) -> NodeState {
+        let meta = NodeMeta { id: id.into(), kind: NodeKind::Bank, name: format!("{id} bank") };
+        NodeState::new(meta, SecretKey::from_seed([seed; 32]), SecretKey::from_seed([seed + 1; 32]), 0)
+    }
+
+    fn account(node: &mut NodeState, client: &str, seed: u8) -> Address {
+        let key = SecretKey::from_seed([seed; 32]);
+        let account = Account {
+            client_id: client.into(),
+            node_id: node.id().into(),
+            kind: ClientKind::Individual,
+            name: client.into(),
+            phone: None,
+            address: key.address(),
+            opened_at_unix_ms: 0,
+        };
+        let mut batch = WriteBatch::new();
+        node.plan_open(account.clone(), &key, &mut batch).unwrap();
+        assert_eq!(node.plan_open(account.clone(), &key, &mut batch).err(), None);
+        node.apply_open(account.clone(), &key);
+        assert_eq!(node.plan_open(account, &key, &mut batch).unwrap_err().code, ErrorCode::DuplicateAccount);
+        key.address()
+    }
+
+    #[test]
+    fn pay_reserves_then_commit_moves_tokens_and_writes_history() {
+        let issuer_key = SecretKey::from_seed([100; 32]);
+        let issuer = issuer_key.address();
+        let mut bank = node("b", 1);
+        let alice = account(&mut bank, "alice", 10);
+        let bob = account(&mut bank, "bob", 11);
+
+        let mut issue = Transaction::new(TxBody {
+            command: Command::Issue,
+            inputs: vec![],
+            outputs: vec![Output::standard(Amount::from_tiyn(500_000).unwrap(), alice, issuer)],
+            nonce: 0,
+        });
+        issue.attest(&issuer_key);
+        let delta = bank.plan_commit(&issue, Purpose::Emission, None, 1).unwrap();
+        bank.apply(delta);
+        assert_eq!(bank.balance("alice").unwrap().dt_tiyn.tiyn(), 500_000);
+
+        let pay = bank.prepare_payment("alice", &[(bob, Amount::from_tiyn(15_000).unwrap())], issuer, 1).unwrap();
+        assert_eq!(bank.balance("alice").unwrap().dt_reserved_tiyn.tiyn(), 500_000);
+        // The only token is reserved: a second payment cannot pick it.
+        let again = bank.prepare_payment("alice", &[(bob, Amount::from_tiyn(1).unwrap())], issuer, 2);
+        assert_eq!(again.unwrap_err().code, ErrorCode::InsufficientFunds);
+
+        let delta = bank.plan_commit(&pay, Purpose::Payment, None, 2).unwrap();
+        bank.apply(delta);
+        assert_eq!(bank.balance("alice").unwrap().dt_tiyn.tiyn(), 485_000);
+        assert_eq!(bank.balance("alice").unwrap().dt_reserved_tiyn.tiyn(), 0);
+        assert_eq!(bank.balance("bob").unwrap().dt_tiyn.tiyn(), 15_000);
+        let h = bank.history("alice").unwrap();
+        assert_eq!(h.last().unwrap().direction, Direction::Debit);
+        assert_eq!(h.last().unwrap().amount_tiyn.tiyn(), 15_000);
+        assert_eq!(h.last().unwrap().counterparty, Some(bob));
+        assert_eq!(bank.history("bob").unwrap()[0].counterparty, Some(alice));
+    }
+}
