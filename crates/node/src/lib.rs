@@ -580,6 +580,17 @@ impl NodeState {
         })
     }
 
+    /// A delta that only sets a client's bank-money balance (deposits, card settlement).
+    pub fn fiat_delta(&self, client_id: &str, fiat: Amount) -> Result<Delta> {
+        self.account_state(client_id)?;
+        Ok(Delta { node_id: self.meta.id.clone(), fiat: vec![(client_id.to_string(), fiat)], ..Delta::default() })
+    }
+
+    /// Every linked card: (card number, client id).
+    pub fn cards(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.cards.iter().map(|(p, c)| (p.as_str(), c.as_str()))
+    }
+
     /// Apply a persisted delta.
     pub fn apply(&mut self, delta: Delta) {
         debug_assert_eq!(delta.node_id, self.meta.id);

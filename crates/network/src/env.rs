@@ -1,0 +1,66 @@
+//! What the network takes from the outside world: time and randomness. Injected, so that a
+//! test or the deterministic simulator controls both.
+
+use parking_lot::Mutex;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Wall-clock time in milliseconds since the Unix epoch.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> u64;
+}
+
+/// The operating system's clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that moves only when told to: for tests, the demo and the simulator.
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn new(now_ms: u64) -> ManualClock {
+        ManualClock(AtomicU64::new(now_ms))
+    }
+    pub fn set(&self, now_ms: u64) {
+        self.0.store(now_ms, Ordering::SeqCst);
+    }
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Source of key material and nonces: a ChaCha20 CSPRNG, seeded from the OS in production and
+/// from a fixed seed under test.
+pub struct Entropy(Mutex<ChaCha20Rng>);
+
+impl Entropy {
+    pub fn from_os() -> Entropy {
+        Entropy(Mutex::new(ChaCha20Rng::from_entropy()))
+    }
+    pub fn from_seed(seed: u64) -> Entropy {
+        Entropy(Mutex::new(ChaCha20Rng::seed_from_u64(seed)))
+    }
+    pub fn seed32(&self) -> [u8; 32] {
+        let mut seed = [0u8; 32];
+        self.0.lock().fill_bytes(&mut seed);
+        seed
+    }
+    pub fn nonce(&self) -> u64 {
+        self.0.lock().next_u64()
+    }
+}

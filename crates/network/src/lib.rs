@@ -1,0 +1,511 @@
+//! The Digital Tenge network in one process.
+//!
+//! Wires the participants over one durable store: the NBK node (issuer), the bank nodes and
+//! the Treasury node ([`dtenge_node`]), the notary ([`dtenge_notary`]), the ABS
+//! ([`dtenge_abs`]), the ID center and the operator's controls (blocking, calendar).
+//!
+//! Every operation follows one path (see `docs/ARCHITECTURE.md`):
+//! 1. the initiating node plans: selects and reserves tokens, builds, signs and attests;
+//! 2. stateless validation: structure, conservation, signatures (batch-verified);
+//! 3. the notary checks and spends atomically (pending);
+//! 4. every party node plans its delta (tokens, history, transaction record);
+//! 5. one durable group commit of notary, nodes, ABS and idempotency record;
+//! 6. the notary finalizes and the nodes apply their deltas; the caller is answered.
+//!
+//! Concurrency without a global lock: payments take only their own nodes' locks briefly and
+//! the notary shards they touch. Operations that move bank money (conversions, emission) hold
+//! the ABS lock or the node's bank-money lock from plan to apply, so balances written as
+//! absolute values never race. The `gate` is shared by every mutating operation and taken
+//! exclusively only by reconciliation, which therefore always sees a state between operations.
+
+pub mod env;
+mod ops;
+pub mod types;
+
+pub use env::{Clock, Entropy, ManualClock, SystemClock};
+pub use ops::operator::OPERATOR_TABLE;
+
+use dtenge_abs::Abs;
+use dtenge_core::calendar::Calendar;
+use dtenge_core::crypto::{Address, Hash32, PublicKey, SecretKey};
+use dtenge_core::token::TxId;
+use dtenge_core::tx::Transaction;
+use dtenge_core::validate::{validate, Authorities, KeyStatus, Validated};
+use dtenge_core::{Error, ErrorCode, Result};
+use dtenge_node::{NodeKind, NodeMeta, NodeState, Purpose};
+use dtenge_notary::{Notary, Spend, SpendRequest};
+use dtenge_store::{Store, Table, WriteBatch};
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use types::{NbkOperation, Purchase, Receipt, VoucherProgram};
+
+/// The NBK node's id.
+pub const NBK_ID: &str = "nbk";
+/// The Treasury node's id.
+pub const TREASURY_ID: &str = "treasury";
+/// The database file under the data directory.
+pub const DATABASE_FILE: &str = "dtenge.redb";
+
+pub(crate) const NBK_OPS_TABLE: Table = Table("nbk_operations");
+pub(crate) const IDEM_TABLE: Table = Table("api_idempotency");
+pub(crate) const PURCHASES_TABLE: Table = Table("card_purchases");
+pub(crate) const VOUCHER_PROGRAMS_TABLE: Table = Table("voucher_programs");
+pub(crate) const VOUCHER_EVENTS_TABLE: Table = Table("voucher_events");
+
+/// A commercial bank of the network.
+#[derive(Clone, Debug)]
+pub struct BankConfig {
+    pub id: String,
+    pub name: String,
+}
+
+/// The participants a new network starts with.
+#[derive(Clone, Debug)]
+pub struct NetworkConfig {
+    pub banks: Vec<BankConfig>,
+}
+
+impl NetworkConfig {
+    /// Three commercial banks, the Treasury and the NBK.
+    pub fn standard() -> NetworkConfig {
+        let bank = |id: &str, name: &str| BankConfig { id: id.into(), name: name.into() };
+        NetworkConfig {
+            banks: vec![
+                bank("steppe", "Steppe Bank"),
+                bank("tulpar", "Tulpar Bank"),
+                bank("sapa", "Sapa Bank"),
+            ],
+        }
+    }
+}
+
+/// An idempotency key with the fingerprint of the request it was first used with.
+#[derive(Clone, Debug)]
+pub struct Idem {
+    pub key: String,
+    pub fingerprint: Hash32,
+}
+
+pub(crate) struct NodeSlot {
+    pub(crate) state: Mutex<NodeState>,
+    /// Held from plan to apply by every operation that changes this node's bank-money balances.
+    pub(crate) fiat_lock: Mutex<()>,
+}
+
+/// The trust anchors validators use: the issuer, node keys, blocked nodes.
+pub(crate) struct Trust {
+    issuer: Address,
+    central_bank: PublicKey,
+    nodes: HashMap<PublicKey, String>,
+    pub(crate) blocked: BTreeMap<String, String>,
+}
+
+impl Authorities for Trust {
+    fn issuer(&self) -> Address {
+        self.issuer
+    }
+    fn key_status(&self, key: &PublicKey) -> KeyStatus {
+        if *key == self.central_bank {
+            return KeyStatus::CentralBank;
+        }
+        match self.nodes.get(key) {
+            Some(node) if self.blocked.contains_key(node) => KeyStatus::BlockedNode,
+            Some(_) => KeyStatus::ActiveNode,
+            None => KeyStatus::Unknown,
+        }
+    }
+}
+
+/// The ID center: phone and IIN/BIN to accounts. Rebuilt from the nodes' accounts at start.
+#[derive(Default)]
+pub(crate) struct IdCenter {
+    /// Phone -> (node, client id), in order of registration.
+    pub(crate) phones: HashMap<String, Vec<(String, String)>>,
+    /// IIN/BIN -> nodes where the client has a digital account.
+    pub(crate) clients: HashMap<String, Vec<String>>,
+    /// Address -> node id: where to deliver a token.
+    pub(crate) directory: HashMap<Address, String>,
+}
+
+#[derive(Default)]
+pub(crate) struct Vouchers {
+    pub(crate) programs: BTreeMap<String, VoucherProgram>,
+    pub(crate) events: HashMap<(String, String), Receipt>,
+}
+
+/// The whole network.
+pub struct Network {
+    pub(crate) store: Store,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) entropy: Entropy,
+    pub(crate) gate: RwLock<()>,
+    pub(crate) notary: Notary,
+    pub(crate) nodes: BTreeMap<String, NodeSlot>,
+    pub(crate) trust: RwLock<Trust>,
+    pub(crate) ids: RwLock<IdCenter>,
+    pub(crate) abs: Mutex<Abs>,
+    pub(crate) calendar: RwLock<Calendar>,
+    pub(crate) nbk_ops: Mutex<Vec<NbkOperation>>,
+    pub(crate) inflight: Mutex<HashSet<String>>,
+    pub(crate) purchases: Mutex<BTreeMap<String, Purchase>>,
+    pub(crate) vouchers: Mutex<Vouchers>,
+}
+
+fn all_tables() -> Vec<Table> {
+    let mut tables = Vec::new();
+    tables.extend(dtenge_notary::TABLES);
+    tables.extend(dtenge_abs::TABLES);
+    tables.extend(dtenge_node::TABLES);
+    tables.extend([
+        NBK_OPS_TABLE,
+        IDEM_TABLE,
+        PURCHASES_TABLE,
+        VOUCHER_PROGRAMS_TABLE,
+        VOUCHER_EVENTS_TABLE,
+        OPERATOR_TABLE,
+    ]);
+    tables
+}
+
+impl Network {
+    /// Open the network stored under `data_dir`, creating it from `config` on first start.
+    pub fn open(
+        data_dir: &Path,
+        config: &NetworkConfig,
+        clock: Arc<dyn Clock>,
+        entropy: Entropy,
+    ) -> Result<Network> {
+        let store = Store::open(&data_dir.join(DATABASE_FILE), &all_tables())?;
+        if store.scan(dtenge_node::META_TABLE)?.is_empty() {
+            Network::genesis(&store, config, clock.as_ref(), &entropy)?;
+        }
+        Network::load(store, clock, entropy)
+    }
+
+    fn genesis(store: &Store, config: &NetworkConfig, clock: &dyn Clock, entropy: &Entropy) -> Result<()> {
+        let now = clock.now_ms();
+        let mut batch = WriteBatch::new();
+        let mut ids = BTreeSet::new();
+        let mut metas = vec![
+            NodeMeta { id: NBK_ID.into(), kind: NodeKind::CentralBank, name: "National Bank of Kazakhstan".into() },
+            NodeMeta { id: TREASURY_ID.into(), kind: NodeKind::Treasury, name: "Treasury Committee".into() },
+        ];
+        for bank in &config.banks {
+            metas.push(NodeMeta { id: bank.id.clone(), kind: NodeKind::Bank, name: bank.name.clone() });
+        }
+        for meta in metas {
+            if !ids.insert(meta.id.clone()) || meta.id.is_empty() || meta.id.contains('\0') {
+                return Err(Error::malformed(format!("node id '{}' is empty or repeated", meta.id)));
+            }
+            let node = NodeState::new(
+                meta,
+                SecretKey::from_seed(entropy.seed32()),
+                SecretKey::from_seed(entropy.seed32()),
+                now,
+            );
+            node.genesis_writes(&mut batch)?;
+        }
+        store.commit(batch)
+    }
+
+    fn load(store: Store, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Network> {
+        let notary = Notary::load(&store)?;
+        let abs = Abs::load(&store)?;
+        let states = NodeState::load_all(&store)?;
+        let nbk = states
+            .iter()
+            .find(|n| n.meta().kind == NodeKind::CentralBank)
+            .ok_or_else(|| Error::internal("no central bank node in the store"))?;
+        let mut trust = Trust {
+            issuer: nbk.key().address(),
+            central_bank: nbk.key().public_key(),
+            nodes: HashMap::new(),
+            blocked: BTreeMap::new(),
+        };
+        let mut ids = IdCenter::default();
+        for node in &states {
+            if node.meta().kind != NodeKind::CentralBank {
+                trust.nodes.insert(node.key().public_key(), node.id().to_string());
+            }
+            for account in node.accounts() {
+                ids.register(account);
+            }
+        }
+        let mut nodes = BTreeMap::new();
+        for state in states {
+            nodes.insert(state.id().to_string(), NodeSlot { state: Mutex::new(state), fiat_lock: Mutex::new(()) });
+        }
+        let (blocked, calendar) = ops::operator::load(&store)?;
+        trust.blocked = blocked;
+        let nbk_ops = store.scan_values::<NbkOperation>(NBK_OPS_TABLE)?.into_iter().map(|(_, v)| v).collect();
+        let purchases = store
+            .scan_values::<Purchase>(PURCHASES_TABLE)?
+            .into_iter()
+            .map(|(_, p)| (p.id.clone(), p))
+            .collect();
+        let mut vouchers = Vouchers::default();
+        for (_, p) in store.scan_values::<VoucherProgram>(VOUCHER_PROGRAMS_TABLE)? {
+            vouchers.programs.insert(p.id.clone(), p);
+        }
+        for (_, (program, event, receipt)) in store.scan_values::<(String, String, Receipt)>(VOUCHER_EVENTS_TABLE)? {
+            vouchers.events.insert((program, event), receipt);
+        }
+        let network = Network {
+            store,
+            clock,
+            entropy,
+            gate: RwLock::new(()),
+            notary,
+            nodes,
+            trust: RwLock::new(trust),
+            ids: RwLock::new(ids),
+            abs: Mutex::new(abs),
+            calendar: RwLock::new(calendar),
+            nbk_ops: Mutex::new(nbk_ops),
+            inflight: Mutex::new(HashSet::new()),
+            purchases: Mutex::new(purchases),
+            vouchers: Mutex::new(vouchers),
+        };
+        let check = network.reconcile();
+        if !check.ok {
+            return Err(Error::internal(format!("state on disk does not reconcile: {:?}", check.problems)));
+        }
+        Ok(network)
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn slot(&self, node_id: &str) -> Result<&NodeSlot> {
+        self.nodes
+            .get(node_id)
+            .ok_or_else(|| Error::new(ErrorCode::UnknownAccount, format!("no node '{node_id}' in this network")))
+    }
+
+    /// A bank or Treasury node (not the NBK) that is not blocked.
+    pub(crate) fn active_participant(&self, node_id: &str) -> Result<&NodeSlot> {
+        let slot = self.slot(node_id)?;
+        if slot.state.lock().meta().kind == NodeKind::CentralBank {
+            return Err(Error::new(ErrorCode::Forbidden, "the NBK node has no client accounts"));
+        }
+        self.ensure_not_blocked(node_id)?;
+        Ok(slot)
+    }
+
+    pub(crate) fn ensure_not_blocked(&self, node_id: &str) -> Result<()> {
+        if let Some(reason) = self.trust.read().blocked.get(node_id) {
+            return Err(Error::new(
+                ErrorCode::BankBlocked,
+                format!("node '{node_id}' is blocked by the NBK operator: {reason}"),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn issuer(&self) -> Address {
+        self.trust.read().issuer
+    }
+
+    pub(crate) fn nbk_key(&self) -> Result<SecretKey> {
+        Ok(self.slot(NBK_ID)?.state.lock().key().clone())
+    }
+
+    /// Run `op` at most once per idempotency key. A retry with the same key and request gets
+    /// the first answer; the same key with another request is refused; a retry while the first
+    /// is still running is told to wait. Errors are not remembered: an operation that failed
+    /// changed nothing and may be retried.
+    pub fn once<T, F>(&self, idem: Option<Idem>, op: F) -> Result<T>
+    where
+        T: Serialize + serde::de::DeserializeOwned,
+        F: FnOnce(Option<&Idem>) -> Result<T>,
+    {
+        let Some(idem) = idem else { return op(None) };
+        if idem.key.is_empty() || idem.key.len() > 128 {
+            return Err(Error::malformed("an idempotency key has 1 to 128 characters"));
+        }
+        if !self.inflight.lock().insert(idem.key.clone()) {
+            return Err(Error::new(
+                ErrorCode::RequestInProgress,
+                format!("request with idempotency key '{}' is still being processed", idem.key),
+            ));
+        }
+        let result = self.once_inner(&idem, op);
+        self.inflight.lock().remove(&idem.key);
+        result
+    }
+
+    fn once_inner<T, F>(&self, idem: &Idem, op: F) -> Result<T>
+    where
+        T: Serialize + serde::de::DeserializeOwned,
+        F: FnOnce(Option<&Idem>) -> Result<T>,
+    {
+        if let Some(stored) = self.store.get(IDEM_TABLE, idem.key.as_bytes())? {
+            let (fingerprint, answer): (Hash32, Vec<u8>) = dtenge_store::decode(&stored)?;
+            if fingerprint != idem.fingerprint {
+                return Err(Error::new(
+                    ErrorCode::IdempotencyKeyReused,
+                    format!("idempotency key '{}' was used with a different request", idem.key),
+                ));
+            }
+            return serde_json::from_slice(&answer).map_err(|e| Error::internal(format!("stored answer: {e}")));
+        }
+        op(Some(idem))
+    }
+
+    /// Durably commit `batch`, with the idempotency record of `answer` when there is a key.
+    pub(crate) fn commit<T: Serialize>(&self, idem: Option<&Idem>, mut batch: WriteBatch, answer: &T) -> Result<()> {
+        if let Some(idem) = idem {
+            let json = serde_json::to_vec(answer).map_err(|e| Error::internal(format!("answer: {e}")))?;
+            batch.put_value(IDEM_TABLE, idem.key.as_bytes(), &(idem.fingerprint, json))?;
+        }
+        self.store.commit(batch)
+    }
+
+    /// The node each party of a transaction belongs to.
+    fn party_nodes(&self, tx: &Transaction) -> Result<BTreeSet<String>> {
+        let ids = self.ids.read();
+        let owners = tx.body.inputs.iter().map(|i| i.output.owner).chain(tx.body.outputs.iter().map(|o| o.owner));
+        let mut nodes = BTreeSet::new();
+        for owner in owners {
+            let node = ids.directory.get(&owner).ok_or_else(|| {
+                Error::new(ErrorCode::UnknownAccount, format!("no digital account has address {owner}"))
+            })?;
+            nodes.insert(node.clone());
+        }
+        Ok(nodes)
+    }
+
+    /// Validate, notarize, persist and apply one transaction (steps 2-6 of the payment path).
+    /// `fiat` sets bank-money balances `(node, client, new balance)` in the same commit; the
+    /// caller holds those nodes' `fiat_lock`s. On failure nothing changed and the transaction's
+    /// reserved tokens are released.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn execute<T: Serialize>(
+        &self,
+        idem: Option<&Idem>,
+        tx: &Transaction,
+        purpose: Purpose,
+        reference: Option<&str>,
+        fiat: &[(String, String, dtenge_core::Amount)],
+        extra: WriteBatch,
+        answer: &T,
+    ) -> Result<Validated> {
+        let result = self.execute_inner(idem, tx, purpose, reference, fiat, extra, answer);
+        if result.is_err() {
+            if let Ok(nodes) = self.party_nodes(tx) {
+                for node in nodes {
+                    if let Some(slot) = self.nodes.get(&node) {
+                        slot.state.lock().release(tx);
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn execute_inner<T: Serialize>(
+        &self,
+        idem: Option<&Idem>,
+        tx: &Transaction,
+        purpose: Purpose,
+        reference: Option<&str>,
+        fiat: &[(String, String, dtenge_core::Amount)],
+        extra: WriteBatch,
+        answer: &T,
+    ) -> Result<Validated> {
+        let now = self.clock.now_ms();
+        let validated = validate(tx, &*self.trust.read())?;
+        let parties = self.party_nodes(tx)?;
+        for node in &parties {
+            self.ensure_not_blocked(node)?;
+        }
+        let request = SpendRequest { tx_id: validated.tx_id, inputs: &validated.inputs, outputs: &validated.outputs };
+        if self.notary.try_spend(request)? == Spend::AlreadyCommitted {
+            return Ok(validated);
+        }
+        let planned = self.plan_deltas(tx, &parties, purpose, reference, fiat, now).and_then(|(mut batch, deltas)| {
+            dtenge_notary::Notary::writes(&request, &mut batch);
+            batch.append(extra);
+            self.commit(idem, batch, answer)?;
+            Ok(deltas)
+        });
+        let deltas = match planned {
+            Ok(deltas) => deltas,
+            Err(e) => {
+                self.notary.revert(request);
+                return Err(e);
+            }
+        };
+        self.notary.finalize(&validated.tx_id);
+        for (node, delta) in deltas {
+            if let Some(slot) = self.nodes.get(&node) {
+                slot.state.lock().apply(delta);
+            }
+        }
+        Ok(validated)
+    }
+
+    fn plan_deltas(
+        &self,
+        tx: &Transaction,
+        parties: &BTreeSet<String>,
+        purpose: Purpose,
+        reference: Option<&str>,
+        fiat: &[(String, String, dtenge_core::Amount)],
+        now: u64,
+    ) -> Result<(WriteBatch, Vec<(String, dtenge_node::Delta)>)> {
+        let mut batch = WriteBatch::new();
+        let mut deltas = Vec::new();
+        let mut nodes: BTreeSet<&str> = parties.iter().map(String::as_str).collect();
+        nodes.extend(fiat.iter().map(|(n, _, _)| n.as_str()));
+        for node in nodes {
+            let state = self.slot(node)?.state.lock();
+            let mut delta = state.plan_commit(tx, purpose, reference, now)?;
+            for (_, client, balance) in fiat.iter().filter(|(n, _, _)| n == node) {
+                delta.set_fiat(client, *balance);
+            }
+            delta.writes(&state, &mut batch)?;
+            deltas.push((node.to_string(), delta));
+        }
+        Ok((batch, deltas))
+    }
+
+    /// A fresh nonce for a transaction body.
+    pub(crate) fn nonce(&self) -> u64 {
+        self.entropy.nonce()
+    }
+
+    /// Is this transaction committed at the notary?
+    pub fn is_committed(&self, tx_id: &TxId) -> bool {
+        self.notary.is_committed(tx_id)
+    }
+
+    /// Ids of every node, NBK first.
+    pub fn node_ids(&self) -> Vec<String> {
+        self.nodes.keys().cloned().collect()
+    }
+}
+
+impl IdCenter {
+    pub(crate) fn register(&mut self, account: &dtenge_node::Account) {
+        self.directory.insert(account.address, account.node_id.clone());
+        if account.client_id == dtenge_node::OWN_ACCOUNT {
+            return;
+        }
+        let banks = self.clients.entry(account.client_id.clone()).or_default();
+        if !banks.contains(&account.node_id) {
+            banks.push(account.node_id.clone());
+        }
+        if let Some(phone) = &account.phone {
+            self.phones
+                .entry(phone.clone())
+                .or_default()
+                .push((account.node_id.clone(), account.client_id.clone()));
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Digital accounts (sub-scenarios 1 and 2), bank money, history, the ID center's look-ups.
+
+use crate::types::{AccountView, AmountRequest, HistoryLine, HistoryPage, OpenAccount, Party, Payee, PhoneLookup};
+use crate::{Idem, Network, TREASURY_ID};
+use dtenge_core::crypto::SecretKey;
+use dtenge_core::money::Amount;
+use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
+use dtenge_node::ids::{check_iin_bin, mask_pan, normalize_phone};
+use dtenge_node::{Account, Balance, ClientKind, OWN_ACCOUNT};
+use dtenge_store::WriteBatch;
+
+/// Most history lines one page returns.
+pub const HISTORY_PAGE_MAX: usize = 500;
+/// Longest client name accepted.
+pub const NAME_LEN_MAX: usize = 200;
+
+impl Network {
+    /// Open a digital account: one per client per bank. Banks open accounts for individuals
+    /// and legal entities, the Treasury for government agencies.
+    pub fn open_account(&self, idem: Option<&Idem>, node_id: &str, request: OpenAccount) -> Result<Account> {
+        let _gate = self.gate.read();
+        let slot = self.active_participant(node_id)?;
+        check_iin_bin(&request.client_id)?;
+        let name = request.name.trim().to_string();
+        ensure!(!name.is_empty() && name.chars().count() <= NAME_LEN_MAX, MalformedInput, "a name has 1 to {NAME_LEN_MAX} characters");
+        let phone = request.phone.as_deref().map(normalize_phone).transpose()?;
+        match (node_id == TREASURY_ID, request.kind) {
+            (true, ClientKind::GovernmentAgency) | (false, ClientKind::Individual | ClientKind::LegalEntity) => {}
+            (true, _) => bail!(Forbidden, "the Treasury node opens accounts of government agencies only"),
+            (false, _) => bail!(Forbidden, "a bank opens accounts of individuals and legal entities only"),
+        }
+
+        // The ID center's write lock serializes account openings: a phone number must not be
+        // claimed by two different clients at once.
+        let mut ids = self.ids.write();
+        if let Some(phone) = &phone {
+            if let Some((_, other)) = ids.phones.get(phone).and_then(|v| v.iter().find(|(_, c)| *c != request.client_id)) {
+                bail!(DuplicateAccount, "phone {phone} is registered to another client ({})", mask_id(other));
+            }
+        }
+        let key = SecretKey::from_seed(self.entropy.seed32());
+        let account = Account {
+            client_id: request.client_id,
+            node_id: node_id.to_string(),
+            kind: request.kind,
+            name,
+            phone,
+            address: key.address(),
+            opened_at_unix_ms: self.now_ms(),
+        };
+        let mut batch = WriteBatch::new();
+        slot.state.lock().plan_open(account.clone(), &key, &mut batch)?;
+        self.commit(idem, batch, &account)?;
+        slot.state.lock().apply_open(account.clone(), &key);
+        ids.register(&account);
+        Ok(account)
+    }
+
+    /// An account with its balances.
+    pub fn account_view(&self, node_id: &str, client_id: &str) -> Result<AccountView> {
+        let slot = self.slot(node_id)?;
+        let state = slot.state.lock();
+        let account = state.account(client_id)?.clone();
+        let balance = state.balance(client_id)?;
+        let cards = state.cards_of(client_id).iter().map(|p| mask_pan(p)).collect();
+        Ok(AccountView { account, balance, cards, bank_name: state.meta().name.clone() })
+    }
+
+    /// Every account of a node (the bank's back office view).
+    pub fn accounts(&self, node_id: &str) -> Result<Vec<AccountView>> {
+        let slot = self.slot(node_id)?;
+        let state = slot.state.lock();
+        state
+            .accounts()
+            .map(|a| {
+                Ok(AccountView {
+                    account: a.clone(),
+                    balance: state.balance(&a.client_id)?,
+                    cards: state.cards_of(&a.client_id).iter().map(|p| mask_pan(p)).collect(),
+                    bank_name: state.meta().name.clone(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn balance(&self, node_id: &str, client_id: &str) -> Result<Balance> {
+        self.slot(node_id)?.state.lock().balance(client_id)
+    }
+
+    /// History newest first. Counterparties' names are shown only when they are clients of
+    /// the same bank; otherwise only their bank.
+    pub fn history(&self, node_id: &str, client_id: &str, offset: usize, limit: usize) -> Result<HistoryPage> {
+        ensure!(limit >= 1 && limit <= HISTORY_PAGE_MAX, MalformedInput, "limit must be 1 to {HISTORY_PAGE_MAX}");
+        let slot = self.slot(node_id)?;
+        let state = slot.state.lock();
+        let entries = state.history(client_id)?;
+        let ids = self.ids.read();
+        let lines = entries
+            .iter()
+            .rev()
+            .skip(offset)
+            .take(limit)
+            .map(|e| {
+                let bank_id = e.counterparty.and_then(|a| ids.directory.get(&a).cloned());
+                let counterparty_name = match (&bank_id, e.counterparty) {
+                    (Some(bank), Some(address)) if bank == node_id => {
+                        state.client_of(&address).and_then(|c| state.account(c).ok()).map(|a| a.name.clone())
+                    }
+                    _ => None,
+                };
+                let counterparty_bank = bank_id.as_deref().and_then(|b| {
+                    if b == node_id {
+                        Some(state.meta().name.clone())
+                    } else {
+                        self.nodes.get(b).map(|slot| slot.state.lock().meta().name.clone())
+                    }
+                });
+                HistoryLine {
+                    tx_id: e.tx_id,
+                    at_unix_ms: e.at_unix_ms,
+                    purpose: e.purpose,
+                    direction: e.direction,
+                    amount_tiyn: e.amount_tiyn,
+                    counterparty_address: e.counterparty,
+                    counterparty_bank,
+                    counterparty_name,
+                    reference: e.reference.clone(),
+                }
+            })
+            .collect();
+        Ok(HistoryPage { lines, total: entries.len(), offset, limit })
+    }
+
+    /// Credit a client's bank money (a stand-in for the bank's core banking system: salary,
+    /// cash deposit), so that it can be converted to DT.
+    pub fn deposit_fiat(&self, idem: Option<&Idem>, node_id: &str, client_id: &str, request: AmountRequest) -> Result<Balance> {
+        let _gate = self.gate.read();
+        let slot = self.active_participant(node_id)?;
+        ensure!(!request.amount_tiyn.is_zero(), MalformedInput, "the amount must be positive");
+        let _fiat = slot.fiat_lock.lock();
+        let (delta, balance) = {
+            let state = slot.state.lock();
+            let fiat = state.fiat_after(client_id, request.amount_tiyn, Amount::ZERO)?;
+            let mut balance = state.balance(client_id)?;
+            balance.fiat_tiyn = fiat;
+            (state.fiat_delta(client_id, fiat)?, balance)
+        };
+        let mut batch = WriteBatch::new();
+        delta.writes(&slot.state.lock(), &mut batch)?;
+        self.commit(idem, batch, &balance)?;
+        slot.state.lock().apply(delta);
+        Ok(balance)
+    }
+
+    /// Ask the ID center who a phone number belongs to (for the sender's confirmation).
+    pub fn lookup_phone(&self, phone: &str) -> Result<PhoneLookup> {
+        let phone = normalize_phone(phone)?;
+        let ids = self.ids.read();
+        let entries = ids.phones.get(&phone).ok_or_else(|| {
+            Error::new(ErrorCode::UnknownAccount, format!("no digital account is registered with phone {phone}"))
+        })?;
+        let (node, client) = &entries[0];
+        let name = self.slot(node)?.state.lock().account(client)?.name.clone();
+        Ok(PhoneLookup { phone, banks: entries.iter().map(|(n, _)| n.clone()).collect(), display_name: short_name(&name) })
+    }
+
+    /// Find the account a payment goes to.
+    pub(crate) fn resolve_payee(&self, payee: &Payee) -> Result<(Party, ClientKind)> {
+        let given = [payee.phone.is_some(), payee.client_id.is_some(), payee.address.is_some()];
+        ensure!(
+            given.iter().filter(|g| **g).count() == 1,
+            MalformedInput,
+            "name the payee by exactly one of: phone, client_id (with bank), address"
+        );
+        let (node, client) = {
+            let ids = self.ids.read();
+            if let Some(phone) = &payee.phone {
+                let phone = normalize_phone(phone)?;
+                let entries = ids.phones.get(&phone).ok_or_else(|| {
+                    Error::new(ErrorCode::UnknownAccount, format!("no digital account is registered with phone {phone}"))
+                })?;
+                let entry = match &payee.bank {
+                    Some(bank) => entries.iter().find(|(n, _)| n == bank).ok_or_else(|| {
+                        Error::new(ErrorCode::UnknownAccount, format!("phone {phone} has no digital account at '{bank}'"))
+                    })?,
+                    None => &entries[0],
+                };
+                entry.clone()
+            } else if let Some(client_id) = &payee.client_id {
+                check_iin_bin(client_id)?;
+                let banks = ids.clients.get(client_id).ok_or_else(|| {
+                    Error::new(ErrorCode::UnknownAccount, format!("client {} has no digital account", mask_id(client_id)))
+                })?;
+                let node = match &payee.bank {
+                    Some(bank) => banks.iter().find(|b| *b == bank).ok_or_else(|| {
+                        Error::new(ErrorCode::UnknownAccount, format!("client {} has no digital account at '{bank}'", mask_id(client_id)))
+                    })?,
+                    None => &banks[0],
+                };
+                (node.clone(), client_id.clone())
+            } else {
+                let address = payee.address.ok_or_else(|| Error::malformed("payee"))?;
+                let node = ids.directory.get(&address).ok_or_else(|| {
+                    Error::new(ErrorCode::UnknownAccount, format!("no digital account has address {address}"))
+                })?;
+                let client = self.slot(node)?.state.lock().client_of(&address).map(str::to_string);
+                (node.clone(), client.ok_or_else(|| Error::internal("directory and node disagree"))?)
+            }
+        };
+        let slot = self.slot(&node)?;
+        let state = slot.state.lock();
+        let account = state.account(&client)?;
+        if account.client_id == OWN_ACCOUNT {
+            bail!(Forbidden, "pay a node's own account through conversion, not a transfer");
+        }
+        Ok((Party { bank: node, client_id: client, address: account.address }, account.kind))
+    }
+
+    /// The party of a client at a node.
+    pub(crate) fn party(&self, node_id: &str, client_id: &str) -> Result<(Party, ClientKind)> {
+        let slot = self.slot(node_id)?;
+        let state = slot.state.lock();
+        let account = state.account(client_id)?;
+        Ok((Party { bank: node_id.to_string(), client_id: client_id.to_string(), address: account.address }, account.kind))
+    }
+}
+
+/// "Aigerim Seitova" -> "Aigerim S.": enough to confirm a recipient, no more.
+pub fn short_name(name: &str) -> String {
+    let mut parts = name.split_whitespace();
+    match (parts.next(), parts.next()) {
+        (Some(first), Some(last)) => format!("{first} {}.", last.chars().next().unwrap_or(' ')),
+        (Some(first), None) => first.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// An IIN/BIN with its middle hidden.
+pub fn mask_id(id: &str) -> String {
+    if id.len() == 12 {
+        format!("{}******{}", &id[..4], &id[10..])
+    } else {
+        "****".into()
+    }
+}

@@ -1,0 +1,177 @@
+//! Cards, first step (sub-scenarios 9 and 10, refunds): a card linked to a digital account
+//! pays at a terminal, in DT or with instant conversion of DT to the merchant's bank money.
+
+use crate::ops::conversion::receipt;
+use crate::types::{AmountRequest, CardMode, CardPurchaseRequest, LinkCard, Party, Purchase, Receipt};
+use crate::{Idem, Network, PURCHASES_TABLE};
+use dtenge_abs::{correspondent, PostingKind};
+use dtenge_core::money::Amount;
+use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
+use dtenge_node::ids::{check_pan, mask_pan};
+use dtenge_node::{ClientKind, Purpose, OWN_ACCOUNT};
+use dtenge_store::WriteBatch;
+
+impl Network {
+    /// Link a card number to a client's digital account.
+    pub fn link_card(&self, idem: Option<&Idem>, node_id: &str, request: LinkCard) -> Result<String> {
+        let _gate = self.gate.read();
+        let slot = self.active_participant(node_id)?;
+        check_pan(&request.pan)?;
+        ensure!(self.card_owner(&request.pan).is_none(), DuplicateAccount, "card {} is already linked", mask_pan(&request.pan));
+        let mut batch = WriteBatch::new();
+        slot.state.lock().plan_card(&request.pan, &request.client_id, &mut batch)?;
+        let masked = mask_pan(&request.pan);
+        self.commit(idem, batch, &masked)?;
+        slot.state.lock().apply_card(&request.pan, &request.client_id);
+        Ok(masked)
+    }
+
+    fn card_owner(&self, pan: &str) -> Option<(String, String)> {
+        self.nodes.iter().find_map(|(id, slot)| slot.state.lock().card_client(pan).map(|c| (id.clone(), c.to_string())))
+    }
+
+    /// A card purchase at a terminal.
+    pub fn card_purchase(&self, idem: Option<&Idem>, request: CardPurchaseRequest) -> Result<Purchase> {
+        let _gate = self.gate.read();
+        check_pan(&request.pan)?;
+        ensure!(!request.amount_tiyn.is_zero(), MalformedInput, "the amount must be positive");
+        let (buyer_bank, buyer_client) = self
+            .card_owner(&request.pan)
+            .ok_or_else(|| Error::new(ErrorCode::UnknownAccount, format!("card {} is not linked to a digital account", mask_pan(&request.pan))))?;
+        let buyer_slot = self.active_participant(&buyer_bank)?;
+        self.active_participant(&request.merchant_bank)?;
+        let (buyer, _) = self.party(&buyer_bank, &buyer_client)?;
+        let (merchant, kind) = self.party(&request.merchant_bank, &request.merchant_id)?;
+        ensure!(kind == ClientKind::LegalEntity, Forbidden, "the merchant must be a legal entity");
+        let amount = request.amount_tiyn;
+        let now = self.now_ms();
+        let mut purchases = self.purchases.lock();
+
+        match request.mode {
+            CardMode::Dt => {
+                let tx = buyer_slot.state.lock().prepare_payment(&buyer_client, &[(merchant.address, amount)], self.issuer(), self.nonce())?;
+                let purchase = purchase(&request, buyer, merchant, tx.id(), now);
+                let mut extra = WriteBatch::new();
+                extra.put_value(PURCHASES_TABLE, purchase.id.as_bytes(), &purchase)?;
+                self.execute(idem, &tx, Purpose::CardPurchase, Some(&purchase.id), &[], extra, &purchase)?;
+                purchases.insert(purchase.id.clone(), purchase.clone());
+                Ok(purchase)
+            }
+            CardMode::ConvertToFiat => {
+                // The buyer's DT goes to its bank's own account; the merchant's bank credits
+                // the merchant in bank money; between two banks the ABS settles the bank money.
+                let merchant_slot = self.slot(&request.merchant_bank)?;
+                let _fiat = merchant_slot.fiat_lock.lock();
+                let (buyer_bank_party, _) = self.party(&buyer_bank, OWN_ACCOUNT)?;
+                let merchant_fiat = merchant_slot.state.lock().fiat_after(&merchant.client_id, amount, Amount::ZERO)?;
+                let mut abs = (buyer_bank != request.merchant_bank).then(|| self.abs.lock());
+                let tx = buyer_slot.state.lock().prepare_payment(&buyer_client, &[(buyer_bank_party.address, amount)], self.issuer(), self.nonce())?;
+                let purchase = purchase(&request, buyer, merchant.clone(), tx.id(), now);
+                let mut extra = WriteBatch::new();
+                extra.put_value(PURCHASES_TABLE, purchase.id.as_bytes(), &purchase)?;
+                let posting = match abs.as_mut() {
+                    Some(abs) => {
+                        let planned = abs.plan(PostingKind::InterbankSettlement, &correspondent(&buyer_bank), &correspondent(&request.merchant_bank), amount, &purchase.id, now);
+                        let posting = match planned {
+                            Ok(p) => p,
+                            Err(e) => {
+                                buyer_slot.state.lock().release(&tx);
+                                return Err(e);
+                            }
+                        };
+                        abs.writes(&posting, &mut extra)?;
+                        Some(posting)
+                    }
+                    None => None,
+                };
+                let fiat = [(request.merchant_bank.clone(), merchant.client_id.clone(), merchant_fiat)];
+                self.execute(idem, &tx, Purpose::CardPurchase, Some(&purchase.id), &fiat, extra, &purchase)?;
+                if let (Some(abs), Some(posting)) = (abs.as_mut(), posting) {
+                    abs.apply(&posting);
+                }
+                purchases.insert(purchase.id.clone(), purchase.clone());
+                Ok(purchase)
+            }
+        }
+    }
+
+    /// Refund all or part of a card purchase to the buyer, the way it was paid.
+    pub fn card_refund(&self, idem: Option<&Idem>, purchase_id: &str, request: AmountRequest) -> Result<Receipt> {
+        let _gate = self.gate.read();
+        let amount = request.amount_tiyn;
+        ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
+        let mut purchases = self.purchases.lock();
+        let mut purchase = purchases
+            .get(purchase_id)
+            .cloned()
+            .ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no card purchase {purchase_id}")))?;
+        let refunded = purchase.refunded_tiyn.checked_add(amount)?;
+        if refunded > purchase.amount_tiyn {
+            bail!(
+                Conflict,
+                "refund of {amount} exceeds what is left of purchase {purchase_id}: {} of {} already refunded",
+                purchase.refunded_tiyn,
+                purchase.amount_tiyn
+            );
+        }
+        let (buyer, merchant) = (purchase.buyer.clone(), purchase.merchant.clone());
+        let merchant_slot = self.active_participant(&merchant.bank)?;
+        let buyer_slot = self.active_participant(&buyer.bank)?;
+        let now = self.now_ms();
+        let reference = format!("refund of {purchase_id}");
+        let mut extra = WriteBatch::new();
+
+        let (tx, from, fiat, posting, mut abs) = match purchase.mode {
+            CardMode::Dt => {
+                let tx = merchant_slot.state.lock().prepare_payment(&merchant.client_id, &[(buyer.address, amount)], self.issuer(), self.nonce())?;
+                (tx, merchant.clone(), Vec::new(), None, None)
+            }
+            CardMode::ConvertToFiat => {
+                let _fiat = merchant_slot.fiat_lock.lock();
+                let merchant_fiat = merchant_slot.state.lock().fiat_after(&merchant.client_id, Amount::ZERO, amount)?;
+                let mut abs = (buyer.bank != merchant.bank).then(|| self.abs.lock());
+                let posting = match abs.as_mut() {
+                    Some(abs) => {
+                        let p = abs.plan(PostingKind::InterbankSettlement, &correspondent(&merchant.bank), &correspondent(&buyer.bank), amount, &reference, now)?;
+                        abs.writes(&p, &mut extra)?;
+                        Some(p)
+                    }
+                    None => None,
+                };
+                let (bank_party, _) = self.party(&buyer.bank, OWN_ACCOUNT)?;
+                let tx = buyer_slot.state.lock().prepare_payment(OWN_ACCOUNT, &[(buyer.address, amount)], self.issuer(), self.nonce())?;
+                let fiat = vec![(merchant.bank.clone(), merchant.client_id.clone(), merchant_fiat)];
+                (tx, bank_party, fiat, posting, abs)
+            }
+        };
+        purchase.refunded_tiyn = refunded;
+        purchase.refund_tx_ids.push(tx.id());
+        extra.put_value(PURCHASES_TABLE, purchase.id.as_bytes(), &purchase)?;
+        let receipt = receipt(&tx, Purpose::CardRefund, amount, Some(from), Some(buyer), now, posting.clone());
+        self.execute(idem, &tx, Purpose::CardRefund, Some(&reference), &fiat, extra, &receipt)?;
+        if let (Some(abs), Some(posting)) = (abs.as_mut(), posting) {
+            abs.apply(&posting);
+        }
+        purchases.insert(purchase.id.clone(), purchase);
+        Ok(receipt)
+    }
+
+    pub fn purchase(&self, purchase_id: &str) -> Result<Purchase> {
+        self.purchases.lock().get(purchase_id).cloned().ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no card purchase {purchase_id}")))
+    }
+}
+
+fn purchase(request: &CardPurchaseRequest, buyer: Party, merchant: Party, tx_id: dtenge_core::token::TxId, at: u64) -> Purchase {
+    Purchase {
+        id: format!("P-{}", &tx_id.to_string()[..16]),
+        card: mask_pan(&request.pan),
+        buyer,
+        merchant,
+        amount_tiyn: request.amount_tiyn,
+        refunded_tiyn: Amount::ZERO,
+        mode: request.mode,
+        tx_id,
+        refund_tx_ids: Vec::new(),
+        at_unix_ms: at,
+    }
+}

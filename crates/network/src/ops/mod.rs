@@ -1,0 +1,8 @@
+//! The network's operations, one module per area.
+
+pub mod accounts;
+pub mod cards;
+pub mod conversion;
+pub mod operator;
+pub mod payments;
+pub mod vouchers;

@@ -1,0 +1,354 @@
+//! Requests and answers of the network's operations: the shapes the REST API speaks.
+
+use dtenge_abs::Posting;
+use dtenge_core::calendar::Date;
+use dtenge_core::crypto::Address;
+use dtenge_core::money::Amount;
+use dtenge_core::token::TxId;
+use dtenge_core::ErrorCode;
+use dtenge_node::{Account, Balance, ClientKind, Direction, NodeKind, Purpose};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Open a digital account.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAccount {
+    pub kind: ClientKind,
+    /// IIN (individual) or BIN (legal entity, government agency): 12 digits with check digit.
+    pub client_id: String,
+    pub name: String,
+    /// Phone number for transfers by phone (individuals): `+7XXXXXXXXXX`.
+    #[serde(default)]
+    pub phone: Option<String>,
+}
+
+/// An account with its balances.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountView {
+    pub account: Account,
+    pub balance: Balance,
+    /// Linked cards, masked.
+    pub cards: Vec<String>,
+    pub bank_name: String,
+}
+
+/// Who receives a payment. Give exactly one of: `phone`, `client_id` (with `bank`), `address`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Payee {
+    /// Phone number registered at the ID center.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// IIN/BIN of the recipient.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The recipient's bank node id. Needed with `client_id`; optional with `phone` (the ID
+    /// center picks the first account registered with that phone).
+    #[serde(default)]
+    pub bank: Option<String>,
+    /// A DT address.
+    #[serde(default)]
+    pub address: Option<Address>,
+}
+
+/// Pay from a client's digital account.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    /// IIN/BIN of the payer at this bank.
+    pub from: String,
+    pub to: Payee,
+    pub amount_tiyn: Amount,
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+/// A party of a receipt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Party {
+    pub bank: String,
+    pub client_id: String,
+    pub address: Address,
+}
+
+/// What a committed DT transaction did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Receipt {
+    pub tx_id: TxId,
+    pub purpose: Purpose,
+    pub amount_tiyn: Amount,
+    pub from: Option<Party>,
+    pub to: Option<Party>,
+    pub at_unix_ms: u64,
+    /// The ABS posting that moved bank money alongside, if any.
+    pub abs_posting: Option<Posting>,
+}
+
+/// An amount, for conversions, deposits, emission and redemption.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AmountRequest {
+    pub amount_tiyn: Amount,
+}
+
+/// One history line, as the client's own bank shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct HistoryLine {
+    pub tx_id: TxId,
+    pub at_unix_ms: u64,
+    pub purpose: Purpose,
+    pub direction: Direction,
+    pub amount_tiyn: Amount,
+    pub counterparty_address: Option<Address>,
+    /// The counterparty's bank (node name), when known.
+    pub counterparty_bank: Option<String>,
+    /// The counterparty's name: shown only when the counterparty is a client of the same
+    /// bank (names are personal data kept at the servicing bank).
+    pub counterparty_name: Option<String>,
+    pub reference: Option<String>,
+}
+
+/// A page of history, newest first.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct HistoryPage {
+    pub lines: Vec<HistoryLine>,
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// One line of a registry distribution.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryLine {
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// IIN of the recipient (with `bank`, or the ID center picks the first account).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub bank: Option<String>,
+    pub amount_tiyn: Amount,
+}
+
+/// A registry distribution: one legal entity pays many individuals.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryRequest {
+    /// BIN of the paying legal entity at this bank.
+    pub from: String,
+    /// The payer's reference of this registry (e.g. "payroll 2026-11").
+    #[serde(default)]
+    pub reference: Option<String>,
+    pub lines: Vec<RegistryLine>,
+}
+
+/// The outcome of one registry line.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RegistryLineResult {
+    /// 1-based line number.
+    pub line: usize,
+    pub paid: bool,
+    pub amount_tiyn: Amount,
+    pub recipient: Option<Party>,
+    pub error_code: Option<ErrorCode>,
+    pub error: Option<String>,
+}
+
+/// The report of a registry distribution. Lines are checked one by one; every valid line is
+/// paid in one atomic transaction; invalid lines are reported and not paid. If the payer
+/// cannot cover the valid lines, nothing is paid and the request fails.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RegistryReport {
+    pub tx_id: Option<TxId>,
+    pub lines_total: usize,
+    pub lines_paid: usize,
+    pub lines_rejected: usize,
+    pub amount_paid_tiyn: Amount,
+    pub results: Vec<RegistryLineResult>,
+}
+
+/// Block or unblock a bank.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlockRequest {
+    pub reason: String,
+}
+
+/// A node as the operator sees it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeView {
+    pub id: String,
+    pub name: String,
+    pub kind: NodeKind,
+    pub blocked: bool,
+    pub block_reason: Option<String>,
+    pub accounts: usize,
+    /// DT owned by the node and its clients.
+    pub dt_held_tiyn: Amount,
+    /// DT the NBK emitted to this node.
+    pub emitted_tiyn: Amount,
+    /// DT this node redeemed.
+    pub redeemed_tiyn: Amount,
+    /// Balance of its correspondent account in the ABS (bank money), tiyn.
+    pub correspondent_tiyn: i64,
+}
+
+/// Monitoring totals.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Monitoring {
+    pub emitted_tiyn: Amount,
+    pub redeemed_tiyn: Amount,
+    pub circulation_tiyn: Amount,
+    pub dt_liability_tiyn: Amount,
+    pub unspent_tokens: usize,
+    pub nodes: Vec<NodeView>,
+    pub at_unix_ms: u64,
+}
+
+/// Reconciliation of DT in circulation with the ABS liability account.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Reconciliation {
+    /// True when every check holds.
+    pub ok: bool,
+    /// Emitted minus redeemed, by the NBK's registry.
+    pub circulation_by_nbk_tiyn: Amount,
+    /// Sum of every token every node holds.
+    pub circulation_by_nodes_tiyn: Amount,
+    /// Balance of the ABS DT liability account.
+    pub dt_liability_tiyn: Amount,
+    /// Tokens in the notary's unspent set.
+    pub notary_unspent: usize,
+    /// Tokens held by nodes.
+    pub node_tokens: usize,
+    /// Node tokens the notary does not know as unspent (must be 0).
+    pub node_tokens_not_unspent: usize,
+    pub problems: Vec<String>,
+    pub at_unix_ms: u64,
+}
+
+/// An emission or redemption in the NBK's registry.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct NbkOperation {
+    pub seq: u64,
+    pub kind: Purpose,
+    pub node: String,
+    pub amount_tiyn: Amount,
+    pub tx_id: TxId,
+    pub abs_seq: u64,
+    pub at_unix_ms: u64,
+}
+
+/// Set a day of the operational calendar.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DayRequest {
+    pub working: bool,
+}
+
+/// One day of the operational calendar.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema)]
+pub struct DayView {
+    pub date: Date,
+    pub working: bool,
+    /// True when an operator decision overrides the default (weekends and public holidays).
+    pub overridden: bool,
+}
+
+/// Link a card to a digital account.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkCard {
+    pub client_id: String,
+    /// 16-digit card number (Luhn-valid).
+    pub pan: String,
+}
+
+/// How the merchant is paid in a card purchase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CardMode {
+    /// The merchant accepts DT and receives DT (sub-scenario 9).
+    Dt,
+    /// The buyer pays DT, converted instantly; the merchant receives bank money (10).
+    ConvertToFiat,
+}
+
+/// A card purchase at a terminal.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CardPurchaseRequest {
+    pub pan: String,
+    /// The merchant's bank node id.
+    pub merchant_bank: String,
+    /// The merchant's BIN.
+    pub merchant_id: String,
+    pub amount_tiyn: Amount,
+    pub mode: CardMode,
+}
+
+/// A card purchase and its refunds.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Purchase {
+    pub id: String,
+    pub card: String,
+    pub buyer: Party,
+    pub merchant: Party,
+    pub amount_tiyn: Amount,
+    pub refunded_tiyn: Amount,
+    pub mode: CardMode,
+    pub tx_id: TxId,
+    pub refund_tx_ids: Vec<TxId>,
+    pub at_unix_ms: u64,
+}
+
+/// A voucher programme: a school pays a canteen on each event from a technology integrator.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoucherProgramRequest {
+    /// Identifier of the technology integrator (e.g. the transit-card validator operator).
+    pub integrator: String,
+    pub payer_bank: String,
+    /// BIN of the school.
+    pub payer_id: String,
+    pub payee_bank: String,
+    /// BIN of the canteen.
+    pub payee_id: String,
+    /// Amount paid per event (one meal).
+    pub amount_per_event_tiyn: Amount,
+}
+
+/// A registered voucher programme.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct VoucherProgram {
+    pub id: String,
+    pub integrator: String,
+    pub payer: Party,
+    pub payee: Party,
+    pub amount_per_event_tiyn: Amount,
+    pub created_at_unix_ms: u64,
+}
+
+/// An event from the integrator: a pupil tapped a card.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoucherEvent {
+    /// Must match the programme's integrator.
+    pub integrator: String,
+    /// Unique per event: the same event twice pays once.
+    pub event_id: String,
+    /// The pupil's card or token, recorded as the reference.
+    #[serde(default)]
+    pub card: Option<String>,
+}
+
+/// What the ID center tells a bank about a phone number.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PhoneLookup {
+    pub phone: String,
+    /// Banks where this phone has a digital account.
+    pub banks: Vec<String>,
+    /// The name with the surname shortened ("Aigerim S."), to confirm the recipient.
+    pub display_name: String,
+}
