@@ -1,0 +1,59 @@
+//! Errors on the wire: `{"error": {"code": "INSUFFICIENT_FUNDS", "message": "..."}}` with an
+//! HTTP status that follows from the code.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use dtenge_core::{Error, ErrorCode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The error body of every failed call.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApiError {
+    pub error: ErrorBody,
+}
+
+/// A stable code and a message for people.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// The HTTP status of an error code.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::MalformedInput | ErrorCode::InvalidSignature => StatusCode::BAD_REQUEST,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::UnknownAccount | ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::DoubleSpend
+        | ErrorCode::DuplicateAccount
+        | ErrorCode::RequestInProgress
+        | ErrorCode::Conflict
+        | ErrorCode::NonWorkingDay => StatusCode::CONFLICT,
+        ErrorCode::BankBlocked => StatusCode::LOCKED,
+        ErrorCode::InsufficientFunds
+        | ErrorCode::LimitExceeded
+        | ErrorCode::ConservationViolated
+        | ErrorCode::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::StorageFailure => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// An [`Error`] as a response.
+pub struct Failure(pub Error);
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure(e)
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let body = ApiError { error: ErrorBody { code: self.0.code, message: self.0.message } };
+        (status_of(self.0.code), Json(body)).into_response()
+    }
+}

@@ -1,0 +1,40 @@
+//! The REST API gateway: the one entry for banks, the Treasury, the NBK operator and
+//! integrators. JSON over HTTP, described by OpenAPI at `/openapi.json` and browsable at
+//! `/docs`.
+//!
+//! - Every mutating call (`POST`, `PUT`) requires an `Idempotency-Key` header. A retry with the
+//!   same key and body returns the first answer without doing the work again; the same key
+//!   with another body is refused with `IDEMPOTENCY_KEY_REUSED`.
+//! - Every error is `{"error": {"code", "message"}}` with a stable code (see [`ErrorCode`]).
+//! - Handlers parse, then run the operation on a blocking thread (operations wait for a
+//!   durable commit), then answer. Nothing here panics on input; a panic inside an operation
+//!   would still be answered with `INTERNAL`.
+
+mod error;
+mod routes;
+
+pub use error::{status_of, ApiError, ErrorBody};
+pub use routes::{router, ApiDoc};
+
+use dtenge_network::Network;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Serve the API on `addr` until `shutdown` resolves.
+pub async fn serve(
+    network: Arc<Network>,
+    addr: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, router(network)).with_graceful_shutdown(shutdown).await
+}
+
+/// Bind first (so the caller knows the port), then serve.
+pub async fn serve_listener(
+    network: Arc<Network>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(network)).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,419 @@
+//! Routes, handlers and the OpenAPI description.
+
+use crate::error::{ApiError, Failure};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use dtenge_abs::Posting;
+use dtenge_core::calendar::Date;
+use dtenge_core::crypto::hash_parts;
+use dtenge_core::token::TxId;
+use dtenge_core::{Error, ErrorCode};
+use dtenge_network::types::*;
+use dtenge_network::{Idem, Network};
+use dtenge_node::{Account, Balance};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_swagger_ui::SwaggerUi;
+
+type App = Arc<Network>;
+
+/// Largest request body: a 16,000-line registry fits with room to spare.
+pub const REQUEST_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// The idempotency header.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "dtenge: Digital Tenge platform API",
+        description = "REST API of the Digital Tenge network: digital accounts, transfers, conversions, \
+registry distribution, vouchers, cards, and the NBK operator's controls. Amounts are integer tiyn \
+(1 tenge = 100 tiyn). Every POST/PUT needs an `Idempotency-Key` header. Errors are \
+`{\"error\":{\"code\",\"message\"}}` with stable codes.",
+        version = "0.1.0"
+    ),
+    paths(
+        health, list_accounts, open_account, get_account, get_history, deposit, to_dt, from_dt, transfer,
+        registry, link_card, emission, redemption, credit_correspondent, abs_balances, lookup_phone,
+        card_purchase, get_purchase, card_refund, create_voucher_program, list_voucher_programs,
+        voucher_event, block_node, unblock_node, calendar_year, set_day, today, monitoring,
+        reconciliation, nbk_operations, tx_status
+    ),
+    components(schemas(ApiError, TxStatus, AbsBalances, Health)),
+    tags(
+        (name = "accounts", description = "Digital accounts, bank money, history (sub-scenarios 1, 2)"),
+        (name = "payments", description = "Transfers, registry distribution (7, 8)"),
+        (name = "conversion", description = "Bank money <-> DT (3-5, 11-13)"),
+        (name = "cards", description = "Card purchases and refunds (9, 10)"),
+        (name = "vouchers", description = "Payments on integrator events (6)"),
+        (name = "operator", description = "NBK operator: monitoring, blocking, calendar, reconciliation (14-16)"),
+        (name = "abs", description = "The NBK's automated banking system (RTGS)"),
+        (name = "id-center", description = "Phone / IIN / BIN to accounts"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The router with every route, the OpenAPI description and the browsable docs.
+pub fn router(network: App) -> Router {
+    let api = Router::new()
+        .route("/health", get(health))
+        .route("/v1/nodes/{node}/accounts", get(list_accounts).post(open_account))
+        .route("/v1/nodes/{node}/accounts/{client}", get(get_account))
+        .route("/v1/nodes/{node}/accounts/{client}/history", get(get_history))
+        .route("/v1/nodes/{node}/accounts/{client}/deposits", post(deposit))
+        .route("/v1/nodes/{node}/accounts/{client}/to-dt", post(to_dt))
+        .route("/v1/nodes/{node}/accounts/{client}/from-dt", post(from_dt))
+        .route("/v1/nodes/{node}/transfers", post(transfer))
+        .route("/v1/nodes/{node}/registries", post(registry))
+        .route("/v1/nodes/{node}/cards", post(link_card))
+        .route("/v1/nodes/{node}/emissions", post(emission))
+        .route("/v1/nodes/{node}/redemptions", post(redemption))
+        .route("/v1/abs/correspondent/{node}/credits", post(credit_correspondent))
+        .route("/v1/abs/balances", get(abs_balances))
+        .route("/v1/id-center/phones/{phone}", get(lookup_phone))
+        .route("/v1/card-purchases", post(card_purchase))
+        .route("/v1/card-purchases/{id}", get(get_purchase))
+        .route("/v1/card-purchases/{id}/refunds", post(card_refund))
+        .route("/v1/voucher-programs", get(list_voucher_programs).post(create_voucher_program))
+        .route("/v1/voucher-programs/{id}/events", post(voucher_event))
+        .route("/v1/operator/nodes/{node}/block", post(block_node))
+        .route("/v1/operator/nodes/{node}/unblock", post(unblock_node))
+        .route("/v1/operator/calendar/{year}", get(calendar_year))
+        .route("/v1/operator/calendar/days/{date}", put(set_day))
+        .route("/v1/operator/today", get(today))
+        .route("/v1/operator/monitoring", get(monitoring))
+        .route("/v1/operator/reconciliation", get(reconciliation))
+        .route("/v1/operator/operations", get(nbk_operations))
+        .route("/v1/transactions/{tx_id}", get(tx_status))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(REQUEST_BYTES_MAX))
+        .with_state(network);
+    api.merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    Failure(Error::new(ErrorCode::NotFound, format!("no route {method} {}", uri.path()))).into_response()
+}
+
+/// Run a read on a blocking thread.
+async fn read<T, F>(app: App, op: F) -> Response
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce(&Network) -> Result<T, Error> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(move || op(&app)).await {
+        Ok(Ok(value)) => (StatusCode::OK, Json(value)).into_response(),
+        Ok(Err(e)) => Failure(e).into_response(),
+        Err(_) => Failure(Error::internal("the operation failed unexpectedly")).into_response(),
+    }
+}
+
+/// Parse the body, take the idempotency key, run the operation at most once, answer.
+async fn mutate<R, T, F>(app: App, method: Method, uri: Uri, headers: HeaderMap, body: Bytes, status: StatusCode, op: F) -> Response
+where
+    R: DeserializeOwned + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + 'static,
+    F: FnOnce(&Network, Option<&Idem>, R) -> Result<T, Error> + Send + 'static,
+{
+    let prepared = (|| {
+        let key = headers
+            .get(IDEMPOTENCY_HEADER)
+            .ok_or_else(|| Error::malformed("the Idempotency-Key header is required on every POST and PUT"))?
+            .to_str()
+            .map_err(|_| Error::malformed("the Idempotency-Key header must be visible ASCII"))?
+            .to_string();
+        let raw: &[u8] = if body.is_empty() { b"null" } else { &body };
+        let request: R = serde_json::from_slice(raw).map_err(|e| Error::malformed(format!("request body: {e}")))?;
+        let fingerprint = hash_parts(b"dtenge/idempotency/v1", &[method.as_str().as_bytes(), b" ", uri.path().as_bytes(), b"\n", &body]);
+        Ok::<_, Error>((Idem { key, fingerprint }, request))
+    })();
+    let (idem, request) = match prepared {
+        Ok(p) => p,
+        Err(e) => return Failure(e).into_response(),
+    };
+    let outcome = tokio::task::spawn_blocking(move || app.once(Some(idem), |idem| op(&app, idem, request))).await;
+    match outcome {
+        Ok(Ok(value)) => (status, Json(value)).into_response(),
+        Ok(Err(e)) => Failure(e).into_response(),
+        Err(_) => Failure(Error::internal("the operation failed unexpectedly")).into_response(),
+    }
+}
+
+/// Liveness and what is running.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub nodes: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/health", tag = "operator", responses((status = 200, body = Health)))]
+async fn health(State(app): State<App>) -> Response {
+    read(app, |n| Ok(Health { status: "ok".into(), nodes: n.node_ids() })).await
+}
+
+#[utoipa::path(get, path = "/v1/nodes/{node}/accounts", tag = "accounts",
+    params(("node" = String, Path, description = "Node id: a bank (`steppe`, `tulpar`, `sapa`) or `treasury`")),
+    responses((status = 200, body = [AccountView]), (status = 404, body = ApiError)))]
+async fn list_accounts(State(app): State<App>, Path(node): Path<String>) -> Response {
+    read(app, move |n| n.accounts(&node)).await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/accounts", tag = "accounts",
+    description = "Open a digital account: one per client per bank. Banks open accounts for individuals (IIN) and legal entities (BIN); the Treasury for government agencies.",
+    params(("node" = String, Path, description = "Node id"), ("Idempotency-Key" = String, Header, description = "Unique per request")),
+    request_body = OpenAccount,
+    responses((status = 201, body = Account), (status = 409, description = "DUPLICATE_ACCOUNT", body = ApiError), (status = 400, body = ApiError), (status = 423, description = "BANK_BLOCKED", body = ApiError)))]
+async fn open_account(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: OpenAccount| n.open_account(idem, &node, r)).await
+}
+
+#[utoipa::path(get, path = "/v1/nodes/{node}/accounts/{client}", tag = "accounts",
+    params(("node" = String, Path), ("client" = String, Path, description = "IIN/BIN, or `own` for the node's own account")),
+    responses((status = 200, body = AccountView), (status = 404, body = ApiError)))]
+async fn get_account(State(app): State<App>, Path((node, client)): Path<(String, String)>) -> Response {
+    read(app, move |n| n.account_view(&node, &client)).await
+}
+
+/// Paging of lists.
+#[derive(Deserialize, IntoParams)]
+pub struct Page {
+    /// Lines to skip (newest first).
+    pub offset: Option<usize>,
+    /// Lines to return, 1 to 500 (default 50).
+    pub limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/v1/nodes/{node}/accounts/{client}/history", tag = "accounts",
+    description = "History newest first. Counterparty names appear only when the counterparty is a client of the same bank.",
+    params(("node" = String, Path), ("client" = String, Path), Page),
+    responses((status = 200, body = HistoryPage), (status = 404, body = ApiError)))]
+async fn get_history(State(app): State<App>, Path((node, client)): Path<(String, String)>, page: Result<Query<Page>, axum::extract::rejection::QueryRejection>) -> Response {
+    let page = match page {
+        Ok(Query(p)) => p,
+        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
+    };
+    read(app, move |n| n.history(&node, &client, page.offset.unwrap_or(0), page.limit.unwrap_or(50))).await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/accounts/{client}/deposits", tag = "accounts",
+    description = "Credit the client's bank money (stand-in for the bank's core banking system: salary, cash deposit).",
+    params(("node" = String, Path), ("client" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = AmountRequest, responses((status = 200, body = Balance), (status = 404, body = ApiError)))]
+async fn deposit(State(app): State<App>, Path((node, client)): Path<(String, String)>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| n.deposit_fiat(idem, &node, &client, r)).await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/accounts/{client}/to-dt", tag = "conversion",
+    description = "Client bank money -> DT (sub-scenarios 4, 5): debits the client's bank money, pays DT from the bank's own account.",
+    params(("node" = String, Path), ("client" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 422, description = "INSUFFICIENT_FUNDS", body = ApiError)))]
+async fn to_dt(State(app): State<App>, Path((node, client)): Path<(String, String)>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| n.convert_to_dt(idem, &node, &client, r)).await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/accounts/{client}/from-dt", tag = "conversion",
+    description = "Client DT -> bank money (sub-scenarios 11, 12).",
+    params(("node" = String, Path), ("client" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 422, body = ApiError)))]
+async fn from_dt(State(app): State<App>, Path((node, client)): Path<(String, String)>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| n.convert_from_dt(idem, &node, &client, r)).await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/transfers", tag = "payments",
+    description = "Pay from a client of this node to a payee named by phone (ID center), IIN/BIN and bank, or address; within the bank or to another bank.",
+    params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = TransferRequest,
+    responses((status = 200, body = Receipt), (status = 422, description = "INSUFFICIENT_FUNDS", body = ApiError), (status = 404, description = "UNKNOWN_ACCOUNT", body = ApiError), (status = 423, description = "BANK_BLOCKED", body = ApiError)))]
+async fn transfer(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: TransferRequest| n.transfer(idem, &node, r)).await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/registries", tag = "payments",
+    description = "Registry distribution: a legal entity pays many individuals (up to 16,000 lines). Lines are validated one by one and reported per line; all valid lines are paid in one atomic transaction.",
+    params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = RegistryRequest, responses((status = 200, body = RegistryReport), (status = 422, body = ApiError)))]
+async fn registry(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: RegistryRequest| n.distribute_registry(idem, &node, r)).await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/cards", tag = "cards",
+    params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = LinkCard, responses((status = 201, body = String, description = "The masked card number"), (status = 409, body = ApiError)))]
+async fn link_card(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: LinkCard| n.link_card(idem, &node, r)).await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/emissions", tag = "conversion",
+    description = "Bank -> NBK conversion (sub-scenario 3): the ABS moves bank money from the node's correspondent account to the DT liability account and the NBK issues DT to the node. Operational days only (NON_WORKING_DAY otherwise).",
+    params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 409, description = "NON_WORKING_DAY", body = ApiError), (status = 422, body = ApiError)))]
+async fn emission(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| n.emission(idem, &node, r)).await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/redemptions", tag = "conversion",
+    description = "NBK -> bank conversion (sub-scenario 13): the node's DT is redeemed and the ABS credits its correspondent account. Operational days only.",
+    params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 409, body = ApiError), (status = 422, body = ApiError)))]
+async fn redemption(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| n.redemption(idem, &node, r)).await
+}
+
+#[utoipa::path(post, path = "/v1/abs/correspondent/{node}/credits", tag = "abs",
+    description = "Money arriving on a node's correspondent account from outside the DT platform (stand-in for other RTGS payments).",
+    params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = AmountRequest, responses((status = 200, body = Posting)))]
+async fn credit_correspondent(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| n.credit_correspondent(idem, &node, r)).await
+}
+
+/// ABS balances by account, tiyn.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct AbsBalances {
+    pub balances: std::collections::BTreeMap<String, i64>,
+}
+
+#[utoipa::path(get, path = "/v1/abs/balances", tag = "abs", responses((status = 200, body = AbsBalances)))]
+async fn abs_balances(State(app): State<App>) -> Response {
+    read(app, |n| Ok(AbsBalances { balances: n.abs_balances() })).await
+}
+
+#[utoipa::path(get, path = "/v1/id-center/phones/{phone}", tag = "id-center",
+    params(("phone" = String, Path, description = "+7XXXXXXXXXX")),
+    responses((status = 200, body = PhoneLookup), (status = 404, body = ApiError)))]
+async fn lookup_phone(State(app): State<App>, Path(phone): Path<String>) -> Response {
+    read(app, move |n| n.lookup_phone(&phone)).await
+}
+
+#[utoipa::path(post, path = "/v1/card-purchases", tag = "cards",
+    description = "A card purchase: `dt` pays the merchant DT (sub-scenario 9); `convert_to_fiat` converts the buyer's DT instantly and pays the merchant bank money (10).",
+    params(("Idempotency-Key" = String, Header)),
+    request_body = CardPurchaseRequest, responses((status = 201, body = Purchase), (status = 422, body = ApiError)))]
+async fn card_purchase(State(app): State<App>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: CardPurchaseRequest| n.card_purchase(idem, r)).await
+}
+
+#[utoipa::path(get, path = "/v1/card-purchases/{id}", tag = "cards",
+    params(("id" = String, Path)), responses((status = 200, body = Purchase), (status = 404, body = ApiError)))]
+async fn get_purchase(State(app): State<App>, Path(id): Path<String>) -> Response {
+    read(app, move |n| n.purchase(&id)).await
+}
+
+#[utoipa::path(post, path = "/v1/card-purchases/{id}/refunds", tag = "cards",
+    params(("id" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 409, description = "CONFLICT: more than is left to refund", body = ApiError)))]
+async fn card_refund(State(app): State<App>, Path(id): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| n.card_refund(idem, &id, r)).await
+}
+
+#[utoipa::path(post, path = "/v1/voucher-programs", tag = "vouchers",
+    params(("Idempotency-Key" = String, Header)),
+    request_body = VoucherProgramRequest, responses((status = 201, body = VoucherProgram), (status = 403, body = ApiError)))]
+async fn create_voucher_program(State(app): State<App>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: VoucherProgramRequest| n.create_voucher_program(idem, r)).await
+}
+
+#[utoipa::path(get, path = "/v1/voucher-programs", tag = "vouchers", responses((status = 200, body = [VoucherProgram])))]
+async fn list_voucher_programs(State(app): State<App>) -> Response {
+    read(app, |n| Ok(n.voucher_programs())).await
+}
+
+#[utoipa::path(post, path = "/v1/voucher-programs/{id}/events", tag = "vouchers",
+    description = "An integrator's event (a pupil's card tap): the school pays the canteen once per event id; the same event again returns the first receipt.",
+    params(("id" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = VoucherEvent, responses((status = 200, body = Receipt), (status = 403, body = ApiError), (status = 422, body = ApiError)))]
+async fn voucher_event(State(app): State<App>, Path(id): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: VoucherEvent| n.voucher_event(idem, &id, r)).await
+}
+
+#[utoipa::path(post, path = "/v1/operator/nodes/{node}/block", tag = "operator",
+    description = "Block a bank (or the Treasury): its operations and payments to its clients fail with BANK_BLOCKED.",
+    params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = BlockRequest, responses((status = 200, body = NodeView), (status = 403, body = ApiError)))]
+async fn block_node(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: BlockRequest| n.block(idem, &node, r)).await
+}
+
+#[utoipa::path(post, path = "/v1/operator/nodes/{node}/unblock", tag = "operator",
+    params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body(content = Option<BlockRequest>, description = "No body needed"),
+    responses((status = 200, body = NodeView)))]
+async fn unblock_node(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, _: serde_json::Value| n.unblock(idem, &node)).await
+}
+
+#[utoipa::path(get, path = "/v1/operator/calendar/{year}", tag = "operator",
+    params(("year" = i32, Path)), responses((status = 200, body = [DayView])))]
+async fn calendar_year(State(app): State<App>, Path(year): Path<String>) -> Response {
+    read(app, move |n| {
+        let year: i32 = year.parse().map_err(|_| Error::malformed("year must be a number"))?;
+        n.calendar_year(year)
+    })
+    .await
+}
+
+#[utoipa::path(put, path = "/v1/operator/calendar/days/{date}", tag = "operator",
+    description = "Make a day a working day or a holiday. Bank <-> NBK conversions are refused on non-working days.",
+    params(("date" = String, Path, description = "YYYY-MM-DD"), ("Idempotency-Key" = String, Header)),
+    request_body = DayRequest, responses((status = 200, body = DayView), (status = 400, body = ApiError)))]
+async fn set_day(State(app): State<App>, Path(date): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: DayRequest| {
+        let date: Date = date.parse()?;
+        n.set_day(idem, date, r.working)
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/operator/today", tag = "operator", responses((status = 200, body = DayView)))]
+async fn today(State(app): State<App>) -> Response {
+    read(app, |n| Ok(n.today())).await
+}
+
+#[utoipa::path(get, path = "/v1/operator/monitoring", tag = "operator",
+    description = "Totals: emitted, redeemed, in circulation, per node.",
+    responses((status = 200, body = Monitoring)))]
+async fn monitoring(State(app): State<App>) -> Response {
+    read(app, |n| n.monitoring()).await
+}
+
+#[utoipa::path(get, path = "/v1/operator/reconciliation", tag = "operator",
+    description = "Check that DT in circulation (NBK registry and sum of node tokens) equals the ABS DT liability account, and that node tokens and the notary's unspent set agree.",
+    responses((status = 200, body = Reconciliation)))]
+async fn reconciliation(State(app): State<App>) -> Response {
+    read(app, |n| Ok(n.reconcile())).await
+}
+
+#[utoipa::path(get, path = "/v1/operator/operations", tag = "operator",
+    description = "Emissions and redemptions, newest first.",
+    params(Page), responses((status = 200, body = [NbkOperation])))]
+async fn nbk_operations(State(app): State<App>, page: Result<Query<Page>, axum::extract::rejection::QueryRejection>) -> Response {
+    let page = match page {
+        Ok(Query(p)) => p,
+        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
+    };
+    read(app, move |n| Ok(n.nbk_operations(page.offset.unwrap_or(0), page.limit.unwrap_or(50).min(500)))).await
+}
+
+/// Whether the notary has committed a transaction.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct TxStatus {
+    pub tx_id: TxId,
+    pub committed: bool,
+}
+
+#[utoipa::path(get, path = "/v1/transactions/{tx_id}", tag = "payments",
+    params(("tx_id" = String, Path, description = "64 hex characters")),
+    responses((status = 200, body = TxStatus), (status = 400, body = ApiError)))]
+async fn tx_status(State(app): State<App>, Path(tx_id): Path<String>) -> Response {
+    read(app, move |n| {
+        let tx_id = TxId(dtenge_core::crypto::Hash32::from_hex(&tx_id)?);
+        Ok(TxStatus { tx_id, committed: n.is_committed(&tx_id) })
+    })
+    .await
+}
