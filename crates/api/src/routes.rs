@@ -41,7 +41,7 @@ registry distribution, vouchers, cards, and the NBK operator's controls. Amounts
     paths(
         health, list_accounts, open_account, get_account, get_history, deposit, to_dt, from_dt, transfer,
         registry, link_card, emission, redemption, credit_correspondent, abs_balances, lookup_phone,
-        card_purchase, get_purchase, card_refund, create_voucher_program, list_voucher_programs,
+        card_purchase, get_purchase, card_refund, atm_withdrawal, create_voucher_program, list_voucher_programs,
         voucher_event, block_node, unblock_node, calendar_year, set_day, today, monitoring,
         reconciliation, nbk_operations, tx_status
     ),
@@ -80,6 +80,7 @@ pub fn router(network: App) -> Router {
         .route("/v1/card-purchases", post(card_purchase))
         .route("/v1/card-purchases/{id}", get(get_purchase))
         .route("/v1/card-purchases/{id}/refunds", post(card_refund))
+        .route("/v1/atm-withdrawals", post(atm_withdrawal))
         .route("/v1/voucher-programs", get(list_voucher_programs).post(create_voucher_program))
         .route("/v1/voucher-programs/{id}/events", post(voucher_event))
         .route("/v1/operator/nodes/{node}/block", post(block_node))
@@ -310,6 +311,14 @@ async fn get_purchase(State(app): State<App>, Path(id): Path<String>) -> Respons
     request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 409, description = "CONFLICT: more than is left to refund", body = ApiError)))]
 async fn card_refund(State(app): State<App>, Path(id): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| n.card_refund(idem, &id, r)).await
+}
+
+#[utoipa::path(post, path = "/v1/atm-withdrawals", tag = "cards",
+    description = "Cash withdrawal at an ATM with a DT-linked card; an ATM of another bank is settled in the ABS.",
+    params(("Idempotency-Key" = String, Header)),
+    request_body = AtmWithdrawal, responses((status = 200, body = Receipt), (status = 422, body = ApiError)))]
+async fn atm_withdrawal(State(app): State<App>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AtmWithdrawal| n.atm_withdrawal(idem, r)).await
 }
 
 #[utoipa::path(post, path = "/v1/voucher-programs", tag = "vouchers",

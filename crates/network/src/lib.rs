@@ -46,8 +46,8 @@ use types::{NbkOperation, Purchase, Receipt, VoucherProgram};
 pub const NBK_ID: &str = "nbk";
 /// The Treasury node's id.
 pub const TREASURY_ID: &str = "treasury";
-/// The database file under the data directory.
-pub const DATABASE_FILE: &str = "dtenge.redb";
+/// The database directory under the data directory.
+pub const DATABASE_FILE: &str = "dtenge.db";
 
 pub(crate) const NBK_OPS_TABLE: Table = Table("nbk_operations");
 pub(crate) const IDEM_TABLE: Table = Table("api_idempotency");

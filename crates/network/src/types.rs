@@ -352,3 +352,14 @@ pub struct PhoneLookup {
     /// The name with the surname shortened ("Aigerim S."), to confirm the recipient.
     pub display_name: String,
 }
+
+/// Cash withdrawal at an ATM with a DT-linked card: the card's DT is converted and dispensed
+/// as cash; an ATM of another bank is settled between the banks in the ABS.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AtmWithdrawal {
+    pub pan: String,
+    /// The bank that owns the ATM.
+    pub atm_bank: String,
+    pub amount_tiyn: Amount,
+}

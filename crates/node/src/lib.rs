@@ -103,6 +103,7 @@ pub enum Purpose {
     Voucher,
     CardPurchase,
     CardRefund,
+    CashWithdrawal,
 }
 
 /// Debit or credit, from the account's side.

@@ -2,7 +2,7 @@
 //! pays at a terminal, in DT or with instant conversion of DT to the merchant's bank money.
 
 use crate::ops::conversion::receipt;
-use crate::types::{AmountRequest, CardMode, CardPurchaseRequest, LinkCard, Party, Purchase, Receipt};
+use crate::types::{AmountRequest, AtmWithdrawal, CardMode, CardPurchaseRequest, LinkCard, Party, Purchase, Receipt};
 use crate::{Idem, Network, PURCHASES_TABLE};
 use dtenge_abs::{correspondent, PostingKind};
 use dtenge_core::money::Amount;
@@ -153,6 +153,50 @@ impl Network {
             abs.apply(&posting);
         }
         purchases.insert(purchase.id.clone(), purchase);
+        Ok(receipt)
+    }
+
+    /// Cash from an ATM with a DT-linked card. The buyer's DT goes to its bank's own account
+    /// (DT -> cash at the card's bank); if the ATM belongs to another bank, the card's bank
+    /// pays it in bank money through the ABS.
+    pub fn atm_withdrawal(&self, idem: Option<&Idem>, request: AtmWithdrawal) -> Result<Receipt> {
+        let _gate = self.gate.read();
+        check_pan(&request.pan)?;
+        let amount = request.amount_tiyn;
+        ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
+        let (bank, client) = self
+            .card_owner(&request.pan)
+            .ok_or_else(|| Error::new(ErrorCode::UnknownAccount, format!("card {} is not linked to a digital account", mask_pan(&request.pan))))?;
+        let slot = self.active_participant(&bank)?;
+        self.active_participant(&request.atm_bank)?;
+        let (holder, _) = self.party(&bank, &client)?;
+        let (bank_party, _) = self.party(&bank, OWN_ACCOUNT)?;
+        let now = self.now_ms();
+        let mut abs = (bank != request.atm_bank).then(|| self.abs.lock());
+        let tx = slot.state.lock().prepare_payment(&client, &[(bank_party.address, amount)], self.issuer(), self.nonce())?;
+        let mut extra = WriteBatch::new();
+        let posting = match abs.as_mut() {
+            Some(abs) => {
+                let planned = abs.plan(PostingKind::InterbankSettlement, &correspondent(&bank), &correspondent(&request.atm_bank), amount, &format!("atm {}", tx.id()), now);
+                match planned {
+                    Ok(p) => {
+                        abs.writes(&p, &mut extra)?;
+                        Some(p)
+                    }
+                    Err(e) => {
+                        slot.state.lock().release(&tx);
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
+        };
+        let reference = format!("ATM of {} card {}", request.atm_bank, mask_pan(&request.pan));
+        let receipt = receipt(&tx, Purpose::CashWithdrawal, amount, Some(holder), Some(bank_party), now, posting.clone());
+        self.execute(idem, &tx, Purpose::CashWithdrawal, Some(&reference), &[], extra, &receipt)?;
+        if let (Some(abs), Some(posting)) = (abs.as_mut(), posting) {
+            abs.apply(&posting);
+        }
         Ok(receipt)
     }
 

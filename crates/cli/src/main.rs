@@ -1,0 +1,228 @@
+//! `dtenge`: one binary for the whole platform.
+
+use clap::{Parser, Subcommand};
+use dtenge_core::calendar::Date;
+use dtenge_core::money::Amount;
+use dtenge_network::types::AmountRequest;
+use dtenge_network::{Entropy, Idem, ManualClock, Network, NetworkConfig, SystemClock};
+use dtenge_scenarios::{Client, Platform, World};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "dtenge", version, about = "The Digital Tenge platform: NBK, bank and Treasury nodes, notary, ABS, ID center and REST API in one process.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the whole network and its REST API (Ctrl-C stops it; data persists).
+    Up {
+        /// Where the database lives.
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// Address of the REST API.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Run every lifecycle sub-scenario of the specification against a fresh network and
+    /// print a report; exits non-zero if any check fails.
+    Demo {
+        /// Keep the demo's database here instead of a temporary directory.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Check that DT in circulation equals the ABS DT liability (and that nodes and notary
+    /// agree). Asks the running platform; if none answers, opens the data directory.
+    Reconcile {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        api: String,
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+    },
+    /// Print the monitoring totals of a running platform.
+    Status {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        api: String,
+    },
+    /// Call the REST API: `dtenge call POST /v1/nodes/steppe/accounts '{"kind":...}'`.
+    /// Mutating calls get a fresh idempotency key unless `--key` is given.
+    Call {
+        method: String,
+        path: String,
+        body: Option<String>,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        api: String,
+        #[arg(long)]
+        key: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up { data, listen } => up(data, listen),
+        Command::Demo { data } => demo(data),
+        Command::Reconcile { api, data } => reconcile(&api, data),
+        Command::Status { api } => status(&api),
+        Command::Call { method, path, body, api, key } => call(&api, &method, &path, body.as_deref(), key.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Bank money each node's correspondent account starts with on a new network, so that banks
+/// can convert to DT right away: 10 billion tenge.
+const GENESIS_CORRESPONDENT_TIYN: u64 = 10_000_000_000_00;
+
+fn up(data: PathBuf, listen: SocketAddr) -> Result<ExitCode, String> {
+    let network = Network::open(&data, &NetworkConfig::standard(), Arc::new(SystemClock), Entropy::from_os()).map_err(|e| e.to_string())?;
+    let network = Arc::new(network);
+    let amount = Amount::from_tiyn(GENESIS_CORRESPONDENT_TIYN).map_err(|e| e.to_string())?;
+    for node in network.node_ids().into_iter().filter(|n| n != dtenge_network::NBK_ID) {
+        let idem = Idem { key: format!("genesis-correspondent-{node}"), fingerprint: dtenge_core::crypto::Hash32([0; 32]) };
+        network
+            .once(Some(idem), |idem| network.credit_correspondent(idem, &node, AmountRequest { amount_tiyn: amount }))
+            .map_err(|e| e.to_string())?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind(listen)).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    let today = network.today();
+    println!("dtenge is up.");
+    println!("  data          {}", data.display());
+    println!("  REST API      {base}");
+    println!("  API docs      {base}/docs   (OpenAPI: {base}/openapi.json)");
+    println!("  nodes         {}", network.node_ids().join(", "));
+    println!("  today         {} (Astana), {}", today.date, if today.working { "operational day" } else { "holiday: bank <-> NBK conversions refused" });
+    println!();
+    println!("Try it:");
+    println!("  curl -s {base}/v1/operator/monitoring");
+    println!("  curl -s -X POST {base}/v1/nodes/steppe/emissions -H 'Idempotency-Key: try-1' -H 'Content-Type: application/json' -d '{{\"amount_tiyn\": 100000000}}'");
+    println!("  curl -s -X POST {base}/v1/nodes/steppe/accounts -H 'Idempotency-Key: try-2' -H 'Content-Type: application/json' \\");
+    println!("       -d '{{\"kind\":\"individual\",\"client_id\":\"900101300001\",\"name\":\"Aigerim Seitova\",\"phone\":\"+77011234567\"}}'");
+    println!("  cargo run --release -- reconcile");
+    println!("Ctrl-C stops the platform; its data stays in {}.", data.display());
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    runtime.block_on(dtenge_api::serve_listener(network.clone(), listener, shutdown)).map_err(|e| e.to_string())?;
+    println!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's clock: Monday 2026-11-23, 10:00 in Astana (an operational day).
+fn demo_start_ms() -> u64 {
+    let days = Date::new(2026, 11, 23).map(|d| d.days()).unwrap_or(0);
+    (days as u64 * 86_400 + 5 * 3600) * 1000
+}
+
+fn demo(data: Option<PathBuf>) -> Result<ExitCode, String> {
+    let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let dir = data.unwrap_or_else(|| temp.path().to_path_buf());
+    let clock = Arc::new(ManualClock::new(demo_start_ms()));
+    let platform = Platform::start(&dir, "127.0.0.1:0".parse().map_err(|_| "address")?, clock, Entropy::from_os()).map_err(|e| e.to_string())?;
+    println!("dtenge demo: a fresh network (NBK, Treasury, 3 banks) at {}, data in {}", platform.base_url(), dir.display());
+    println!("Every step goes through the REST API. Amounts in KZT.\n");
+    let world = World::new(&platform.base_url());
+    let outcomes = dtenge_scenarios::run_all(&world, |o| {
+        println!("[{}] §4.{:<3} {}  ({:.1} ms)", if o.passed { "PASS" } else { "FAIL" }, o.id, o.title, o.elapsed_ms);
+        for line in &o.lines {
+            println!("        {line}");
+        }
+        if let Some(f) = &o.failure {
+            println!("        FAILED: {f}");
+        }
+    });
+    let reconciliation = world.client.get("/v1/operator/reconciliation").map_err(|e| e.to_string())?;
+    println!(
+        "\nReconciliation: circulation by NBK {}, by nodes {}, ABS liability {}, notary unspent {}, ok = {}",
+        fmt_tiyn(&reconciliation["circulation_by_nbk_tiyn"]),
+        fmt_tiyn(&reconciliation["circulation_by_nodes_tiyn"]),
+        fmt_tiyn(&reconciliation["dt_liability_tiyn"]),
+        reconciliation["notary_unspent"],
+        reconciliation["ok"]
+    );
+    let passed = outcomes.iter().filter(|o| o.passed).count();
+    let failed = outcomes.len() - passed;
+    let total_ms: f64 = outcomes.iter().map(|o| o.elapsed_ms).sum();
+    println!("Total time {:.1} s", total_ms / 1000.0);
+    println!("{passed} passed, {failed} failed");
+    drop(platform);
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn fmt_tiyn(v: &serde_json::Value) -> String {
+    v.as_u64().and_then(|t| Amount::from_tiyn(t).ok()).map(|a| a.to_string()).unwrap_or_else(|| v.to_string())
+}
+
+fn reconcile(api: &str, data: PathBuf) -> Result<ExitCode, String> {
+    let client = Client::new(api);
+    let report = match client.get("/v1/operator/reconciliation") {
+        Ok(report) => {
+            println!("Reconciliation of the running platform at {api}:");
+            report
+        }
+        Err(e) if e.code == "TRANSPORT" => {
+            println!("No platform answers at {api}; reconciling the data in {}:", data.display());
+            if !data.join(dtenge_network::DATABASE_FILE).exists() {
+                return Err(format!("no database in {}", data.display()));
+            }
+            let network = Network::open(&data, &NetworkConfig::standard(), Arc::new(SystemClock), Entropy::from_os()).map_err(|e| e.to_string())?;
+            serde_json::to_value(network.reconcile()).map_err(|e| e.to_string())?
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    println!("  DT in circulation (NBK registry)  {}", fmt_tiyn(&report["circulation_by_nbk_tiyn"]));
+    println!("  DT held by nodes                  {}", fmt_tiyn(&report["circulation_by_nodes_tiyn"]));
+    println!("  ABS DT liability                  {}", fmt_tiyn(&report["dt_liability_tiyn"]));
+    println!("  unspent tokens: notary {}, nodes {}", report["notary_unspent"], report["node_tokens"]);
+    if report["ok"] == true {
+        println!("OK: circulation = liability");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("MISMATCH: {}", report["problems"]);
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn status(api: &str) -> Result<ExitCode, String> {
+    let m = Client::new(api).get("/v1/operator/monitoring").map_err(|e| e.to_string())?;
+    println!("emitted {}, redeemed {}, in circulation {}, ABS liability {}", fmt_tiyn(&m["emitted_tiyn"]), fmt_tiyn(&m["redeemed_tiyn"]), fmt_tiyn(&m["circulation_tiyn"]), fmt_tiyn(&m["dt_liability_tiyn"]));
+    for n in m["nodes"].as_array().into_iter().flatten() {
+        println!("  {:<10} {:<28} {:>26} held {:>7} accounts {}", n["id"].as_str().unwrap_or(""), n["name"].as_str().unwrap_or(""), fmt_tiyn(&n["dt_held_tiyn"]), n["accounts"], if n["blocked"] == true { "BLOCKED" } else { "" });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn call(api: &str, method: &str, path: &str, body: Option<&str>, key: Option<&str>) -> Result<ExitCode, String> {
+    let client = Client::new(api);
+    let method = method.to_ascii_uppercase();
+    let result = match method.as_str() {
+        "GET" => client.get(path),
+        "POST" | "PUT" => {
+            let key = key.map(str::to_string).unwrap_or_else(|| client.key());
+            client.raw(&method, path, Some(&key), body.unwrap_or("{}"))
+        }
+        other => return Err(format!("method {other}: use GET, POST or PUT")),
+    };
+    match result {
+        Ok(value) => {
+            println!("{}", serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

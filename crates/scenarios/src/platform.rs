@@ -1,0 +1,78 @@
+//! A whole platform in this process: the network plus the REST API on a free loopback port.
+
+use dtenge_core::{Error, Result};
+use dtenge_network::{Clock, Entropy, Network, NetworkConfig};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A running platform; stops when dropped.
+pub struct Platform {
+    pub network: Arc<Network>,
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Platform {
+    /// Open (or create) the network under `data_dir` and serve its API on `listen`
+    /// (port 0 picks a free port).
+    pub fn start(data_dir: &Path, listen: SocketAddr, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Platform> {
+        let network = Arc::new(Network::open(data_dir, &NetworkConfig::standard(), clock, entropy)?);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("dtenge-api")
+            .build()
+            .map_err(|e| Error::internal(format!("runtime: {e}")))?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(listen))
+            .map_err(|e| Error::internal(format!("cannot listen on {listen}: {e}")))?;
+        let addr = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = network.clone();
+        let server = std::thread::Builder::new()
+            .name("dtenge-server".into())
+            .spawn(move || {
+                let shutdown = async move {
+                    let _ = stopped.await;
+                };
+                if let Err(e) = runtime.block_on(dtenge_api::serve_listener(served, listener, shutdown)) {
+                    eprintln!("API server stopped: {e}");
+                }
+            })
+            .map_err(|e| Error::internal(format!("server thread: {e}")))?;
+        Ok(Platform { network, addr, stop: Some(stop), server: Some(server) })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Block until the server stops (it stops when [`Platform::stop`] is called elsewhere or
+    /// the process is told to end).
+    pub fn wait(mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = server.join();
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.join();
+        }
+    }
+
+    /// A handle that stops the server from another thread (e.g. a signal handler).
+    pub fn stopper(&mut self) -> Option<tokio::sync::oneshot::Sender<()>> {
+        self.stop.take()
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
