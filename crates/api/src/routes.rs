@@ -10,7 +10,8 @@ use axum::{Json, Router};
 use dtenge_abs::Posting;
 use dtenge_core::calendar::Date;
 use dtenge_core::crypto::hash_parts;
-use dtenge_core::token::TxId;
+use dtenge_core::token::{Input, TxId};
+use dtenge_core::tx::Transaction;
 use dtenge_core::{Error, ErrorCode};
 use dtenge_network::types::*;
 use dtenge_network::{Idem, Network};
@@ -39,7 +40,7 @@ registry distribution, vouchers, cards, and the NBK operator's controls. Amounts
         version = "0.1.0"
     ),
     paths(
-        health, list_accounts, open_account, get_account, get_history, deposit, to_dt, from_dt, transfer,
+        health, list_accounts, open_account, get_account, get_history, deposit, to_dt, from_dt, transfer, tokens, submit,
         registry, link_card, emission, redemption, credit_correspondent, abs_balances, lookup_phone,
         card_purchase, get_purchase, card_refund, atm_withdrawal, create_voucher_program, list_voucher_programs,
         voucher_event, block_node, unblock_node, calendar_year, set_day, today, monitoring,
@@ -69,7 +70,9 @@ pub fn router(network: App) -> Router {
         .route("/v1/nodes/{node}/accounts/{client}/deposits", post(deposit))
         .route("/v1/nodes/{node}/accounts/{client}/to-dt", post(to_dt))
         .route("/v1/nodes/{node}/accounts/{client}/from-dt", post(from_dt))
+        .route("/v1/nodes/{node}/accounts/{client}/tokens", get(tokens))
         .route("/v1/nodes/{node}/transfers", post(transfer))
+        .route("/v1/nodes/{node}/transactions", post(submit))
         .route("/v1/nodes/{node}/registries", post(registry))
         .route("/v1/nodes/{node}/cards", post(link_card))
         .route("/v1/nodes/{node}/emissions", post(emission))
@@ -233,6 +236,23 @@ async fn from_dt(State(app): State<App>, Path((node, client)): Path<(String, Str
     responses((status = 200, body = Receipt), (status = 422, description = "INSUFFICIENT_FUNDS", body = ApiError), (status = 404, description = "UNKNOWN_ACCOUNT", body = ApiError), (status = 423, description = "BANK_BLOCKED", body = ApiError)))]
 async fn transfer(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: TransferRequest| n.transfer(idem, &node, r)).await
+}
+
+#[utoipa::path(get, path = "/v1/nodes/{node}/accounts/{client}/tokens", tag = "payments",
+    description = "The tokens a client may spend now, with their preimages: what a client that keeps its own key needs to build a transaction.",
+    params(("node" = String, Path), ("client" = String, Path)),
+    responses((status = 200, body = [Input]), (status = 404, body = ApiError)))]
+async fn tokens(State(app): State<App>, Path((node, client)): Path<(String, String)>) -> Response {
+    read(app, move |n| n.spendable_tokens(&node, &client)).await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/transactions", tag = "payments",
+    description = "Submit a transfer signed by a client that keeps its own key. The node checks its clients own the inputs, attests, and the platform validates every signature, notarizes and commits.",
+    params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = Transaction,
+    responses((status = 200, body = Receipt), (status = 409, description = "DOUBLE_SPEND", body = ApiError), (status = 400, description = "INVALID_SIGNATURE", body = ApiError)))]
+async fn submit(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, tx: Transaction| n.submit(idem, &node, tx)).await
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/registries", tag = "payments",

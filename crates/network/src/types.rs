@@ -21,6 +21,10 @@ pub struct OpenAccount {
     /// Phone number for transfers by phone (individuals): `+7XXXXXXXXXX`.
     #[serde(default)]
     pub phone: Option<String>,
+    /// Leave empty for a custodial account (the bank generates and keeps the key). Give a
+    /// public key when the client keeps its own key and signs its own transactions.
+    #[serde(default)]
+    pub public_key: Option<dtenge_core::crypto::PublicKey>,
 }
 
 /// An account with its balances.

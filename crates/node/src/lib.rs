@@ -83,7 +83,8 @@ pub struct Account {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct AccountRecord {
     account: Account,
-    key_seed: [u8; 32],
+    /// The custodial key's seed; `None` when the client keeps its own key.
+    key_seed: Option<[u8; 32]>,
     /// The client's bank-money (non-cash) balance in the bank's core banking system: what
     /// conversions to and from DT debit and credit.
     fiat: Amount,
@@ -149,7 +150,7 @@ struct Holding {
 
 struct AccountState {
     record: AccountRecord,
-    key: SecretKey,
+    key: Option<SecretKey>,
     tokens: BTreeSet<TokenId>,
     history: Vec<HistoryEntry>,
 }
@@ -243,7 +244,7 @@ impl NodeState {
                 address: own_key.address(),
                 opened_at_unix_ms: now_ms,
             };
-            node.insert_account(AccountRecord { account, key_seed: own_key.seed(), fiat: Amount::ZERO });
+            node.insert_account(AccountRecord { account, key_seed: Some(own_key.seed()), fiat: Amount::ZERO });
         }
         node
     }
@@ -310,8 +311,8 @@ impl NodeState {
     fn insert_account(&mut self, record: AccountRecord) {
         let client = record.account.client_id.clone();
         self.by_address.insert(record.account.address, client.clone());
-        let key = SecretKey::from_seed(record.key_seed);
-        debug_assert_eq!(key.address(), record.account.address);
+        let key = record.key_seed.map(SecretKey::from_seed);
+        debug_assert!(key.as_ref().is_none_or(|k| k.address() == record.account.address));
         self.accounts.insert(client, AccountState { record, key, tokens: BTreeSet::new(), history: Vec::new() });
     }
 
@@ -397,8 +398,10 @@ impl NodeState {
         self.cards.iter().filter(|(_, c)| *c == client_id).map(|(p, _)| p.clone()).collect()
     }
 
-    /// Plan opening an account; persist the batch, then [`NodeState::apply_open`].
-    pub fn plan_open(&self, account: Account, key: &SecretKey, batch: &mut WriteBatch) -> Result<()> {
+    /// Plan opening an account; persist the batch, then [`NodeState::apply_open`]. With
+    /// `custodial_key` the bank keeps the client's key (the usual case); without it the client
+    /// keeps its own key and signs its own transactions.
+    pub fn plan_open(&self, account: Account, custodial_key: Option<&SecretKey>, batch: &mut WriteBatch) -> Result<()> {
         if self.accounts.contains_key(&account.client_id) {
             bail!(
                 DuplicateAccount,
@@ -407,15 +410,22 @@ impl NodeState {
                 self.meta.name
             );
         }
-        ensure!(key.address() == account.address, Internal, "account key and address differ");
+        ensure!(
+            custodial_key.is_none_or(|k| k.address() == account.address),
+            Internal,
+            "account key and address differ"
+        );
         ensure!(account.node_id == self.meta.id, Internal, "account of another node");
-        let record = AccountRecord { account, key_seed: key.seed(), fiat: Amount::ZERO };
+        if self.by_address.contains_key(&account.address) {
+            bail!(DuplicateAccount, "address {} already belongs to an account", account.address);
+        }
+        let record = AccountRecord { account, key_seed: custodial_key.map(SecretKey::seed), fiat: Amount::ZERO };
         let client = record.account.client_id.as_bytes();
         batch.put_value(ACCOUNTS_TABLE, key2(self.meta.id.as_bytes(), client), &record)
     }
 
-    pub fn apply_open(&mut self, account: Account, key: &SecretKey) {
-        self.insert_account(AccountRecord { account, key_seed: key.seed(), fiat: Amount::ZERO });
+    pub fn apply_open(&mut self, account: Account, custodial_key: Option<&SecretKey>) {
+        self.insert_account(AccountRecord { account, key_seed: custodial_key.map(SecretKey::seed), fiat: Amount::ZERO });
     }
 
     /// Plan linking a card to an account.
@@ -481,7 +491,9 @@ impl NodeState {
             }
         })?;
         let address = state.record.account.address;
-        let key = state.key.clone();
+        let key = state.key.clone().ok_or_else(|| {
+            Error::new(ErrorCode::Forbidden, format!("client {client_id} keeps its own key: submit a transaction it signed"))
+        })?;
         if !selection.change.is_zero() {
             outputs.push(Output::standard(selection.change, address, issuer));
         }
@@ -495,6 +507,40 @@ impl NodeState {
                 holding.reserved = true;
             }
         }
+        Ok(tx)
+    }
+
+    /// The tokens a client may spend now (not reserved), with their preimages: what a client
+    /// that keeps its own key needs to build a transaction.
+    pub fn spendable_inputs(&self, client_id: &str) -> Result<Vec<Input>> {
+        let state = self.account_state(client_id)?;
+        Ok(state
+            .tokens
+            .iter()
+            .filter_map(|id| self.tokens.get(id).filter(|h| !h.reserved).map(|h| h.input.clone()))
+            .collect())
+    }
+
+    /// Attest a transfer a client built and signed itself. The node answers for it only if
+    /// every input belongs to one of its accounts and is not reserved by a payment in flight;
+    /// the signatures and amounts are checked by validation right after.
+    pub fn attest_client_transaction(&self, mut tx: Transaction) -> Result<Transaction> {
+        ensure!(tx.body.command == Command::Transfer, Forbidden, "clients submit transfers only");
+        ensure!(!tx.body.inputs.is_empty(), MalformedInput, "a transfer spends inputs");
+        for input in &tx.body.inputs {
+            ensure!(
+                self.by_address.contains_key(&input.output.owner),
+                Forbidden,
+                "input owner {} is not a client of {}",
+                input.output.owner,
+                self.meta.name
+            );
+            if let Some(holding) = self.tokens.get(&input.token_id()) {
+                ensure!(!holding.reserved, DoubleSpend, "token {} is being spent by a payment in flight", input.token_id());
+            }
+        }
+        tx.attestations.retain(|a| a.public_key != self.key.public_key());
+        tx.attest(&self.key);
         Ok(tx)
     }
 
@@ -645,10 +691,10 @@ mod tests {
             opened_at_unix_ms: 0,
         };
         let mut batch = WriteBatch::new();
-        node.plan_open(account.clone(), &key, &mut batch).unwrap();
-        assert_eq!(node.plan_open(account.clone(), &key, &mut batch).err(), None);
-        node.apply_open(account.clone(), &key);
-        assert_eq!(node.plan_open(account, &key, &mut batch).unwrap_err().code, ErrorCode::DuplicateAccount);
+        node.plan_open(account.clone(), Some(&key), &mut batch).unwrap();
+        assert_eq!(node.plan_open(account.clone(), Some(&key), &mut batch).err(), None);
+        node.apply_open(account.clone(), Some(&key));
+        assert_eq!(node.plan_open(account, Some(&key), &mut batch).unwrap_err().code, ErrorCode::DuplicateAccount);
         key.address()
     }
 

@@ -38,20 +38,31 @@ impl Network {
                 bail!(DuplicateAccount, "phone {phone} is registered to another client ({})", mask_id(other));
             }
         }
-        let key = SecretKey::from_seed(self.entropy.seed32());
+        let custodial = match request.public_key {
+            None => Some(SecretKey::from_seed(self.entropy.seed32())),
+            Some(_) => None,
+        };
+        let address = match (&custodial, &request.public_key) {
+            (Some(key), _) => key.address(),
+            (None, Some(public_key)) => public_key.address(),
+            (None, None) => return Err(Error::internal("no key for the account")),
+        };
         let account = Account {
             client_id: request.client_id,
             node_id: node_id.to_string(),
             kind: request.kind,
             name,
             phone,
-            address: key.address(),
+            address,
             opened_at_unix_ms: self.now_ms(),
         };
         let mut batch = WriteBatch::new();
-        slot.state.lock().plan_open(account.clone(), &key, &mut batch)?;
+        if ids.directory.contains_key(&address) {
+            bail!(DuplicateAccount, "address {address} already belongs to an account");
+        }
+        slot.state.lock().plan_open(account.clone(), custodial.as_ref(), &mut batch)?;
         self.commit(idem, batch, &account)?;
-        slot.state.lock().apply_open(account.clone(), &key);
+        slot.state.lock().apply_open(account.clone(), custodial.as_ref());
         ids.register(&account);
         Ok(account)
     }
