@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// policies (issue 4) are added as variants so that every validator enforces them from the
 /// token itself (an encumbrance that travels with the money).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Policy {
     /// Plain DT, spendable by its owner's signature.
     Standard,

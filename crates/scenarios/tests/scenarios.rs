@@ -1,0 +1,117 @@
+//! One integration test per SPEC §4 sub-scenario, each on a fresh platform in this process,
+//! driven through the REST API exactly as `dtenge demo` drives them.
+
+use dtenge_core::calendar::Date;
+use dtenge_network::{Entropy, ManualClock};
+use dtenge_scenarios::{run, Platform, World, SCENARIOS};
+use std::sync::Arc;
+
+/// Monday 2026-11-23, 10:00 in Astana: an operational day.
+fn working_day_ms() -> u64 {
+    (Date::new(2026, 11, 23).unwrap().days() as u64 * 86_400 + 5 * 3600) * 1000
+}
+
+fn start() -> (tempfile::TempDir, Platform) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(working_day_ms()));
+    let platform = Platform::start(dir.path(), "127.0.0.1:0".parse().unwrap(), clock, Entropy::from_seed(7)).unwrap();
+    (dir, platform)
+}
+
+fn scenario(index: usize) {
+    let (_dir, platform) = start();
+    let world = World::new(&platform.base_url());
+    let outcome = run(&world, &SCENARIOS[index]);
+    for line in &outcome.lines {
+        println!("  {line}");
+    }
+    assert!(outcome.passed, "§4.{} {}: {:?}", outcome.id, outcome.title, outcome.failure);
+}
+
+macro_rules! scenario_tests {
+    ($($name:ident = $index:expr;)*) => {
+        $(#[test] fn $name() { scenario($index); })*
+        #[test]
+        fn every_scenario_has_a_test() {
+            assert_eq!([$($index),*].len(), SCENARIOS.len());
+        }
+    };
+}
+
+scenario_tests! {
+    s01_open_account_legal_entity = 0;
+    s02_open_account_individual = 1;
+    s03_bank_nbk_emission_via_abs = 2;
+    s04_legal_entity_to_dt = 3;
+    s05_individual_to_dt = 4;
+    s06_voucher_school_pays_canteen = 5;
+    s07_registry_distribution_10000_lines = 6;
+    s08_phone_transfer_within_and_between_banks = 7;
+    s09_card_purchase_in_dt = 8;
+    s10_card_purchase_with_conversion = 9;
+    s11_legal_entity_from_dt = 10;
+    s12_individual_from_dt = 11;
+    s13_bank_nbk_redemption = 12;
+    s14_monitoring = 13;
+    s15_blocking_a_bank = 14;
+    s16_operational_day = 15;
+    refunds = 16;
+    atm_withdrawal = 17;
+    history_names = 18;
+    treasury = 19;
+    idempotency_and_errors = 20;
+}
+
+#[test]
+fn all_scenarios_in_one_network_then_restart_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(working_day_ms()));
+    let before = {
+        let platform = Platform::start(dir.path(), "127.0.0.1:0".parse().unwrap(), clock.clone(), Entropy::from_seed(8)).unwrap();
+        let world = World::new(&platform.base_url());
+        let outcomes = dtenge_scenarios::run_all(&world, |_| {});
+        let failed: Vec<_> = outcomes.iter().filter(|o| !o.passed).map(|o| (o.id, o.failure.clone())).collect();
+        assert!(failed.is_empty(), "{failed:?}");
+        world.client.get("/v1/operator/monitoring").unwrap()
+    };
+    let platform = Platform::start(dir.path(), "127.0.0.1:0".parse().unwrap(), clock, Entropy::from_seed(9)).unwrap();
+    let world = World::new(&platform.base_url());
+    let mut after = world.client.get("/v1/operator/monitoring").unwrap();
+    after["at_unix_ms"] = before["at_unix_ms"].clone();
+    assert_eq!(before, after, "monitoring totals changed across a restart");
+    world.reconciled().unwrap();
+}
+
+#[test]
+fn openapi_describes_every_route_and_docs_are_served() {
+    let (_dir, platform) = start();
+    let world = World::new(&platform.base_url());
+    let spec = world.client.get("/openapi.json").unwrap();
+    let paths = spec["paths"].as_object().unwrap();
+    for path in [
+        "/v1/nodes/{node}/accounts",
+        "/v1/nodes/{node}/transfers",
+        "/v1/nodes/{node}/transactions",
+        "/v1/nodes/{node}/registries",
+        "/v1/nodes/{node}/emissions",
+        "/v1/nodes/{node}/redemptions",
+        "/v1/card-purchases",
+        "/v1/atm-withdrawals",
+        "/v1/voucher-programs/{id}/events",
+        "/v1/operator/reconciliation",
+        "/v1/operator/nodes/{node}/block",
+        "/v1/operator/calendar/days/{date}",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing from /openapi.json");
+    }
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            if method == "post" || method == "put" {
+                let params = op["parameters"].as_array().cloned().unwrap_or_default();
+                assert!(params.iter().any(|p| p["name"] == "Idempotency-Key"), "{method} {path} does not document Idempotency-Key");
+            }
+        }
+    }
+    let docs = ureq::get(&format!("{}/docs/", platform.base_url())).call().unwrap().into_string().unwrap();
+    assert!(docs.contains("swagger"), "the docs page is not Swagger UI");
+}
