@@ -81,7 +81,7 @@ pub fn check_pan(pan: &str) -> Result<()> {
             }
         })
         .sum();
-    ensure!(sum % 10 == 0, MalformedInput, "card number fails the Luhn check");
+    ensure!(sum.is_multiple_of(10), MalformedInput, "card number fails the Luhn check");
     Ok(())
 }
 

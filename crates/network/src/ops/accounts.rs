@@ -101,7 +101,7 @@ impl Network {
     /// History newest first. Counterparties' names are shown only when they are clients of
     /// the same bank; otherwise only their bank.
     pub fn history(&self, node_id: &str, client_id: &str, offset: usize, limit: usize) -> Result<HistoryPage> {
-        ensure!(limit >= 1 && limit <= HISTORY_PAGE_MAX, MalformedInput, "limit must be 1 to {HISTORY_PAGE_MAX}");
+        ensure!((1..=HISTORY_PAGE_MAX).contains(&limit), MalformedInput, "limit must be 1 to {HISTORY_PAGE_MAX}");
         let slot = self.slot(node_id)?;
         let state = slot.state.lock();
         let entries = state.history(client_id)?;

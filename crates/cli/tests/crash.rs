@@ -1,0 +1,367 @@
+//! Crash durability of the real `dtenge up` process.
+//!
+//! [`acknowledged_payments_survive_sigkill`] starts the binary on a fresh data directory, opens
+//! 20 individuals at the three banks and gives each DT through the REST API, then runs eight
+//! client threads that send phone transfers as fast as they can. While they are sending, the
+//! process is killed with SIGKILL: no graceful shutdown, no flush, whatever was in memory is
+//! lost. The binary is started again on the same data directory, and the test proves:
+//!
+//! * every payment the API acknowledged (HTTP 200) is committed at the notary, and is in the
+//!   history of both the payer and the payee with its amount: an answer is only given after
+//!   the durable commit of the notary spend and both nodes' records;
+//! * every client's DT balance equals its credits minus its debits, and nothing is left
+//!   reserved by payments that were in flight;
+//! * the platform reconciles (DT in circulation = ABS liability, node tokens = notary unspent
+//!   set), and the clients' plus the banks' DT add up to the circulation;
+//! * the idempotency record survived with the payment: re-sending an acknowledged request with
+//!   its key returns the same receipt and pays nothing twice;
+//! * requests that were in flight at the kill (answer unknown) can be retried with their keys
+//!   without a server error, and the platform still reconciles afterwards.
+
+use dtenge_scenarios::{Client, World};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Scenario number for unique IINs and phones.
+const SCENARIO: u32 = 90;
+const CLIENTS: usize = 20;
+const BANKS: [&str; 3] = ["steppe", "tulpar", "sapa"];
+/// Every node that may hold DT on its own account.
+const HOLDERS: [&str; 4] = ["steppe", "tulpar", "sapa", "treasury"];
+/// DT each client starts with: 10,000.00 KZT.
+const START_TIYN: u64 = 1_000_000;
+/// Largest transfer: 100.00 KZT, so refusals for lack of funds stay rare.
+const TRANSFER_TIYN_MAX: u64 = 10_000;
+const THREADS: usize = 8;
+/// Load before the kill.
+const LOAD: Duration = Duration::from_millis(1_500);
+/// Bound on each thread's loop, in case the stop flag is never seen.
+const SENDS_PER_THREAD_MAX: usize = 100_000;
+/// How long the binary may take to answer /health.
+const STARTUP_MAX: Duration = Duration::from_secs(30);
+
+/// A running `dtenge up`; killed (SIGKILL) when dropped, also when an assertion fails.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    /// Start the binary on `data` and a free loopback port; wait until /health answers.
+    /// Its stdout and stderr go to `<logs>/<name>.out` and `<logs>/<name>.err`.
+    fn start(data: &Path, logs: &Path, name: &str) -> Server {
+        let port = free_port();
+        let out = logs.join(format!("{name}.out"));
+        let err = logs.join(format!("{name}.err"));
+        let child = Command::new(env!("CARGO_BIN_EXE_dtenge"))
+            .arg("up")
+            .arg("--data")
+            .arg(data)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(File::create(&out).expect("stdout log"))
+            .stderr(File::create(&err).expect("stderr log"))
+            .spawn()
+            .expect("start dtenge");
+        let mut server = Server { child, base: format!("http://127.0.0.1:{port}") };
+        let client = Client::new(&server.base);
+        let started = Instant::now();
+        loop {
+            if let Some(status) = server.child.try_wait().expect("child status") {
+                panic!("dtenge ({name}) exited with {status} before answering\n{}", logs_of(&[out, err]));
+            }
+            if matches!(client.get("/health"), Ok(h) if h["status"] == "ok") {
+                println!("{name}: dtenge answers at {} after {:.2} s", server.base, started.elapsed().as_secs_f64());
+                return server;
+            }
+            if started.elapsed() > STARTUP_MAX {
+                server.kill();
+                panic!("dtenge ({name}) did not answer /health within {STARTUP_MAX:?}\n{}", logs_of(&[out, err]));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL (what `Child::kill` sends on Unix) and reap.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+fn logs_of(files: &[PathBuf]) -> String {
+    files
+        .iter()
+        .map(|f| format!("--- {}\n{}", f.display(), std::fs::read_to_string(f).unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One of the test's individuals.
+struct Person {
+    bank: &'static str,
+    iin: String,
+    phone: String,
+}
+
+/// A transfer request and, when acknowledged, its receipt.
+struct Sent {
+    key: String,
+    payer: usize,
+    payee: usize,
+    amount: u64,
+    body: Value,
+    receipt: Value,
+}
+
+/// What one sending thread saw.
+#[derive(Default)]
+struct Tally {
+    acknowledged: Vec<Sent>,
+    /// Sent, but no answer arrived (the process died): maybe committed, maybe not.
+    unknown: Vec<Sent>,
+    /// Refusals by error code (INSUFFICIENT_FUNDS and the like).
+    refused: BTreeMap<String, usize>,
+    /// Transport errors while the server was supposed to be alive.
+    transport_before_kill: Vec<String>,
+}
+
+/// xorshift64: enough randomness for picking payers, payees and amounts.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn transfer_path(bank: &str) -> String {
+    format!("/v1/nodes/{bank}/transfers")
+}
+
+fn send_until_stopped(base: &str, people: &[Person], thread_no: usize, stop: &AtomicBool, killed: &AtomicBool) -> Tally {
+    let client = Client::new(base);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+    let mut rng = Rng((nanos ^ (thread_no as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1);
+    let mut tally = Tally::default();
+    for i in 0..SENDS_PER_THREAD_MAX {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let payer = rng.below(CLIENTS as u64) as usize;
+        let payee = (payer + 1 + rng.below(CLIENTS as u64 - 1) as usize) % CLIENTS;
+        let amount = 1 + rng.below(TRANSFER_TIYN_MAX);
+        let key = format!("crash-{thread_no}-{i}");
+        let body = json!({"from": people[payer].iin, "to": {"phone": people[payee].phone}, "amount_tiyn": amount});
+        let mut sent = Sent { key, payer, payee, amount, body, receipt: Value::Null };
+        match client.post_with_key(&transfer_path(people[payer].bank), &sent.body, &sent.key) {
+            Ok(receipt) => {
+                sent.receipt = receipt;
+                tally.acknowledged.push(sent);
+            }
+            Err(e) if e.status == 0 => {
+                // No HTTP answer. After the kill this is expected and ends the thread.
+                tally.unknown.push(sent);
+                if killed.load(Ordering::SeqCst) {
+                    break;
+                }
+                tally.transport_before_kill.push(e.to_string());
+            }
+            Err(e) => *tally.refused.entry(format!("{} {}", e.status, e.code)).or_default() += 1,
+        }
+    }
+    tally
+}
+
+fn tx_id(receipt: &Value) -> String {
+    receipt["tx_id"].as_str().expect("receipt has a tx_id").to_string()
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not an amount: {v}"))
+}
+
+/// Every history line of a client: tx id -> (direction, amount), with the page's total.
+fn history(client: &Client, person: &Person) -> HashMap<String, (String, u64)> {
+    let mut lines = HashMap::new();
+    let mut offset = 0;
+    loop {
+        let page = client
+            .get(&format!("/v1/nodes/{}/accounts/{}/history?offset={offset}&limit=500", person.bank, person.iin))
+            .expect("history");
+        let batch = page["lines"].as_array().expect("history lines").clone();
+        for line in &batch {
+            let previous = lines.insert(tx_id(line), (line["direction"].as_str().unwrap_or("?").to_string(), u(&line["amount_tiyn"])));
+            assert!(previous.is_none(), "{} has transaction {} twice in its history", person.iin, tx_id(line));
+        }
+        offset += batch.len();
+        if batch.is_empty() || offset >= u(&page["total"]) as usize {
+            assert_eq!(lines.len() as u64, u(&page["total"]), "history total of {}", person.iin);
+            return lines;
+        }
+    }
+}
+
+fn reconciliation(client: &Client) -> Value {
+    let r = client.get("/v1/operator/reconciliation").expect("reconciliation");
+    assert_eq!(r["ok"], true, "reconciliation failed: {r}");
+    r
+}
+
+#[test]
+fn acknowledged_payments_survive_sigkill() {
+    let test_started = Instant::now();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+
+    // 1. The first process.
+    let mut first = Server::start(&data, dir.path(), "first");
+
+    // 2. Twenty individuals at three banks, each with DT.
+    let world = World::new(&first.base);
+    let people: Vec<Person> = (0..CLIENTS)
+        .map(|i| {
+            let n = i as u32 + 1;
+            Person { bank: BANKS[i % BANKS.len()], iin: World::iin(SCENARIO, n), phone: World::phone(SCENARIO, n) }
+        })
+        .collect();
+    for (i, p) in people.iter().enumerate() {
+        world.open(p.bank, "individual", &p.iin, &format!("Crash Client {i}"), Some(&p.phone)).expect("open account");
+        world.give_dt(p.bank, &p.iin, START_TIYN).expect("give DT");
+    }
+    let setup_done = Instant::now();
+    println!("setup: {CLIENTS} clients with {START_TIYN} tiyn each in {:.2} s", (setup_done - test_started).as_secs_f64());
+
+    // 3. Load from eight threads; 4. SIGKILL in the middle of it.
+    let people = Arc::new(people);
+    let stop = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (base, people, stop, killed) = (first.base.clone(), people.clone(), stop.clone(), killed.clone());
+            thread::spawn(move || send_until_stopped(&base, &people, t, &stop, &killed))
+        })
+        .collect();
+    thread::sleep(LOAD);
+    killed.store(true, Ordering::SeqCst);
+    first.kill();
+    stop.store(true, Ordering::SeqCst);
+    let mut tally = Tally::default();
+    for sender in senders {
+        let t = sender.join().expect("sender thread");
+        tally.acknowledged.extend(t.acknowledged);
+        tally.unknown.extend(t.unknown);
+        tally.transport_before_kill.extend(t.transport_before_kill);
+        for (code, n) in t.refused {
+            *tally.refused.entry(code).or_default() += n;
+        }
+    }
+    let acknowledged = tally.acknowledged.len();
+    println!(
+        "load: {acknowledged} payments acknowledged in {:.2} s ({:.0}/s), {} in flight at the kill, refused: {:?}",
+        LOAD.as_secs_f64(),
+        acknowledged as f64 / LOAD.as_secs_f64(),
+        tally.unknown.len(),
+        tally.refused
+    );
+    assert!(acknowledged > 0, "no payment was acknowledged before the kill");
+    assert!(tally.transport_before_kill.is_empty(), "transport errors before the kill: {:?}", tally.transport_before_kill);
+    assert!(tally.refused.keys().all(|code| !code.starts_with('5')), "server errors under load: {:?}", tally.refused);
+
+    // 5. The second process on the same data.
+    let restart = Instant::now();
+    let second = Server::start(&data, dir.path(), "second");
+    let restart_s = restart.elapsed().as_secs_f64();
+    let client = Client::new(&second.base);
+
+    // 6. Every acknowledged payment is committed at the notary...
+    for sent in &tally.acknowledged {
+        let id = tx_id(&sent.receipt);
+        let status = client.get(&format!("/v1/transactions/{id}")).expect("transaction status");
+        assert_eq!(status["committed"], true, "acknowledged payment {id} ({}) is not committed after the restart", sent.body);
+    }
+    // ...and recorded by both banks, with its amount.
+    let histories: Vec<_> = people.iter().map(|p| history(&client, p)).collect();
+    for sent in &tally.acknowledged {
+        let id = tx_id(&sent.receipt);
+        assert_eq!(u(&sent.receipt["amount_tiyn"]), sent.amount, "receipt amount of {id}");
+        let debit = histories[sent.payer].get(&id);
+        let credit = histories[sent.payee].get(&id);
+        assert_eq!(debit, Some(&("debit".to_string(), sent.amount)), "payer's history of acknowledged payment {id}");
+        assert_eq!(credit, Some(&("credit".to_string(), sent.amount)), "payee's history of acknowledged payment {id}");
+    }
+    // Balances agree with the histories; nothing stays reserved.
+    let mut clients_tiyn = 0;
+    for (p, lines) in people.iter().zip(&histories) {
+        let balance = client.get(&format!("/v1/nodes/{}/accounts/{}", p.bank, p.iin)).expect("account")["balance"].clone();
+        let credits: u64 = lines.values().filter(|(d, _)| d == "credit").map(|(_, a)| a).sum();
+        let debits: u64 = lines.values().filter(|(d, _)| d == "debit").map(|(_, a)| a).sum();
+        assert_eq!(u(&balance["dt_tiyn"]), credits - debits, "DT of {} against its history", p.iin);
+        assert_eq!(u(&balance["dt_reserved_tiyn"]), 0, "DT of {} still reserved after the restart", p.iin);
+        clients_tiyn += u(&balance["dt_tiyn"]);
+    }
+    // The ledger reconciles, and clients plus banks hold exactly the circulation.
+    let r = reconciliation(&client);
+    let banks_tiyn: u64 = HOLDERS.iter().map(|b| u(&client.get(&format!("/v1/nodes/{b}/accounts/own")).expect("own account")["balance"]["dt_tiyn"])).sum();
+    let circulation = u(&r["circulation_by_nbk_tiyn"]);
+    assert_eq!(clients_tiyn, CLIENTS as u64 * START_TIYN, "payments between the clients changed their total");
+    assert_eq!(clients_tiyn + banks_tiyn, circulation, "clients {clients_tiyn} + banks {banks_tiyn} against circulation {r}");
+    let monitoring = client.get("/v1/operator/monitoring").expect("monitoring");
+    let held: u64 = monitoring["nodes"].as_array().expect("nodes").iter().map(|n| u(&n["dt_held_tiyn"])).sum();
+    assert_eq!(held, circulation, "DT held by nodes in monitoring");
+
+    // The idempotency record survived with the payment: the last acknowledged request again.
+    let last = tally.acknowledged.last().expect("an acknowledged payment");
+    let dt = |i: usize| u(&client.get(&format!("/v1/nodes/{}/accounts/{}", people[i].bank, people[i].iin)).expect("account")["balance"]["dt_tiyn"]);
+    let before = (dt(last.payer), dt(last.payee));
+    let again = client.post_with_key(&transfer_path(people[last.payer].bank), &last.body, &last.key).expect("retry after restart");
+    assert_eq!(tx_id(&again), tx_id(&last.receipt), "retry with key {} got another transaction", last.key);
+    assert_eq!(again, last.receipt, "retry with key {} got another receipt", last.key);
+    assert_eq!((dt(last.payer), dt(last.payee)), before, "the retry paid again");
+
+    // Requests whose answer was lost can be retried with their keys.
+    let mut retried: BTreeMap<String, usize> = BTreeMap::new();
+    for sent in &tally.unknown {
+        let outcome = client.post_with_key(&transfer_path(people[sent.payer].bank), &sent.body, &sent.key);
+        let label = match outcome {
+            Ok(_) => "200 OK".to_string(),
+            Err(e) => {
+                assert!(e.status != 0 && e.status < 500, "retry of in-flight request {} failed: {e}", sent.key);
+                format!("{} {}", e.status, e.code)
+            }
+        };
+        *retried.entry(label).or_default() += 1;
+    }
+    let r = reconciliation(&client);
+    drop(second);
+
+    println!(
+        "after restart ({restart_s:.2} s): {acknowledged} acknowledged payments committed and in both histories; \
+         clients {clients_tiyn} + banks {banks_tiyn} = circulation {circulation} tiyn; retried in-flight requests: {retried:?}; \
+         final circulation {}, notary unspent {}",
+        r["circulation_by_nbk_tiyn"], r["notary_unspent"]
+    );
+    println!("total {:.2} s", test_started.elapsed().as_secs_f64());
+}

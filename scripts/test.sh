@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The one test command (README, CI): installs what the tests need, then runs every check.
+#   bash scripts/test.sh
+# Steps: formatting, clippy with warnings as errors, the whole test suite (unit, property,
+# integration per sub-scenario, concurrency, kill -9 durability), then `dtenge demo`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1; }
+
+# What the tests need. Today: the Rust toolchain with rustfmt and clippy. (Later issues add a
+# browser and PostgreSQL here, installed when missing.)
+if ! need cargo; then
+  echo "cargo is missing: install Rust from https://rustup.rs first" >&2
+  exit 1
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace --locked 2>&1 | tee target/test-output.txt
+passed=$(grep -Eo '[0-9]+ passed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
+
+echo "== dtenge demo (release build)"
+cargo run --release --locked --quiet -- demo | tee target/demo-output.txt
+demo_line=$(tail -n 1 target/demo-output.txt)
+
+echo
+echo "cargo test: $passed passed, $failed failed; demo: $demo_line"
