@@ -107,9 +107,13 @@ fn up(data: PathBuf, listen: SocketAddr) -> Result<ExitCode, String> {
     println!();
     println!("Try it:");
     println!("  curl -s {base}/v1/operator/monitoring");
+    if !today.working {
+        println!("  # today is not an operational day: the NBK operator opens it for bank <-> NBK conversions");
+        println!("  curl -s -X PUT {base}/v1/operator/calendar/days/{} -H 'Idempotency-Key: open-{}' -H 'Content-Type: application/json' -d '{{\"working\": true}}'", today.date, today.date);
+    }
     println!("  curl -s -X POST {base}/v1/nodes/steppe/emissions -H 'Idempotency-Key: try-1' -H 'Content-Type: application/json' -d '{{\"amount_tiyn\": 100000000}}'");
     println!("  curl -s -X POST {base}/v1/nodes/steppe/accounts -H 'Idempotency-Key: try-2' -H 'Content-Type: application/json' \\");
-    println!("       -d '{{\"kind\":\"individual\",\"client_id\":\"900101300001\",\"name\":\"Aigerim Seitova\",\"phone\":\"+77011234567\"}}'");
+    println!("       -d '{{\"kind\":\"individual\",\"client_id\":\"900101300007\",\"name\":\"Aigerim Seitova\",\"phone\":\"+77011234567\"}}'");
     println!("  cargo run --release -- reconcile");
     println!("Ctrl-C stops the platform; its data stays in {}.", data.display());
     let shutdown = async {

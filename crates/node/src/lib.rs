@@ -484,11 +484,19 @@ impl NodeState {
             .collect();
         let amounts: Vec<Amount> = candidates.iter().map(|(_, a)| *a).collect();
         let selection = coins::select(&amounts, total).map_err(|e| {
-            if e.code == ErrorCode::InsufficientFunds {
-                Error::new(ErrorCode::InsufficientFunds, format!("{}: {}", state.record.account.name, e.message))
-            } else {
-                e
+            if e.code != ErrorCode::InsufficientFunds {
+                return e;
             }
+            let reserved = Amount::sum(
+                state.tokens.iter().filter_map(|id| self.tokens.get(id).filter(|h| h.reserved).map(|h| h.input.output.amount_tiyn)),
+            )
+            .unwrap_or(Amount::ZERO);
+            let in_flight = if reserved.is_zero() {
+                String::new()
+            } else {
+                format!("; {reserved} more is reserved by payments in flight, retry when they complete")
+            };
+            Error::new(ErrorCode::InsufficientFunds, format!("{}: {}{in_flight}", state.record.account.name, e.message))
         })?;
         let address = state.record.account.address;
         let key = state.key.clone().ok_or_else(|| {
