@@ -144,6 +144,8 @@ pub struct Network {
     pub(crate) gate: RwLock<()>,
     pub(crate) notary: Notary,
     pub(crate) nodes: BTreeMap<String, NodeSlot>,
+    /// Node id -> display name (fixed at genesis).
+    pub(crate) node_names: BTreeMap<String, String>,
     pub(crate) trust: RwLock<Trust>,
     pub(crate) ids: RwLock<IdCenter>,
     pub(crate) abs: Mutex<Abs>,
@@ -235,6 +237,7 @@ impl Network {
             }
         }
         let mut nodes = BTreeMap::new();
+        let node_names = states.iter().map(|s| (s.id().to_string(), s.meta().name.clone())).collect();
         for state in states {
             nodes.insert(state.id().to_string(), NodeSlot { state: Mutex::new(state), fiat_lock: Mutex::new(()) });
         }
@@ -260,6 +263,7 @@ impl Network {
             gate: RwLock::new(()),
             notary,
             nodes,
+            node_names,
             trust: RwLock::new(trust),
             ids: RwLock::new(ids),
             abs: Mutex::new(abs),

@@ -62,6 +62,11 @@ fn tenge(tiyn: u64) -> String {
     Amount::from_tiyn(tiyn).map(|a| a.to_string()).unwrap_or_else(|_| format!("{tiyn} tiyn"))
 }
 
+/// The first 16 characters of an id, for the report.
+fn short(v: &Value) -> String {
+    v.as_str().unwrap_or("").chars().take(16).collect()
+}
+
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or(u64::MAX)
 }
@@ -160,7 +165,7 @@ fn expect_code(result: CallResult, code: &str, what: &str) -> Check {
 fn open_legal_entity(w: &World, out: &mut Vec<String>) -> Check {
     let bin = World::iin(1, 1);
     let account = w.open("steppe", "legal_entity", &bin, "Kokzhiek School No. 12", None).map_err(|e| fail("open", e))?;
-    out.push(format!("Steppe Bank opened a DT account for legal entity BIN {bin}: address {}", &account["address"].as_str().unwrap_or("")[..16]));
+    out.push(format!("Steppe Bank opened a DT account for legal entity BIN {bin}: address {}", short(&account["address"])));
     expect_code(w.open("steppe", "legal_entity", &bin, "Kokzhiek School No. 12", None), "DUPLICATE_ACCOUNT", "second account at the same bank")?;
     out.push("A second account for the same BIN at Steppe Bank is refused: DUPLICATE_ACCOUNT".into());
     expect_code(w.open("steppe", "legal_entity", "123456789012", "Bad", None), "MALFORMED_INPUT", "bad BIN")?;
@@ -193,7 +198,7 @@ fn bank_emission(w: &World, out: &mut Vec<String>) -> Check {
     w.client.post("/v1/abs/correspondent/sapa/credits", &json!({"amount_tiyn": amount})).map_err(|e| fail("ABS credit", e))?;
     out.push(format!("Sapa Bank's correspondent account in the ABS receives {}", tenge(amount)));
     let r = w.client.post("/v1/nodes/sapa/emissions", &json!({"amount_tiyn": amount})).map_err(|e| fail("emission", e))?;
-    out.push(format!("Sapa Bank converts {} with the NBK: ABS posting #{} corr:sapa -> dt_liability, then DT issued in tx {}", tenge(amount), r["abs_posting"]["seq"], &r["tx_id"].as_str().unwrap_or("")[..16]));
+    out.push(format!("Sapa Bank converts {} with the NBK: ABS posting #{} corr:sapa -> dt_liability, then DT issued in tx {}", tenge(amount), r["abs_posting"]["seq"], short(&r["tx_id"])));
     let after = w.client.get("/v1/abs/balances").map_err(|e| fail("abs", e))?;
     ensure(after["balances"]["corr:sapa"].as_i64() == Some(corr_before), || "correspondent account did not return to its balance".into())?;
     ensure(after["balances"]["dt_liability"].as_i64() == Some(liability_before + amount as i64), || "liability did not grow".into())?;
@@ -263,7 +268,7 @@ fn voucher(w: &World, out: &mut Vec<String>) -> Check {
     let first = w.client.post(&format!("/v1/voucher-programs/{id}/events"), &event).map_err(|e| fail("event", e))?;
     let again = w.client.post(&format!("/v1/voucher-programs/{id}/events"), &event).map_err(|e| fail("event again", e))?;
     ensure(first["tx_id"] == again["tx_id"], || "the same event paid twice".into())?;
-    out.push(format!("Tap tap-0001 -> payment {}; the same tap again returns the same payment", &first["tx_id"].as_str().unwrap_or("")[..16]));
+    out.push(format!("Tap tap-0001 -> payment {}; the same tap again returns the same payment", short(&first["tx_id"])));
     w.client.post(&format!("/v1/voucher-programs/{id}/events"), &json!({"integrator": "onay", "event_id": "tap-0002"})).map_err(|e| fail("event 2", e))?;
     ensure(w.dt("tulpar", &canteen)? == 2_400_00, || "canteen was not paid exactly twice".into())?;
     ensure(w.dt("steppe", &school)? == 100_000_00 - 2_400_00, || "school balance wrong".into())?;
@@ -316,7 +321,7 @@ fn registry(w: &World, out: &mut Vec<String>) -> Check {
     let paid = u(&report["lines_paid"]);
     out.push(format!(
         "Registry of {} lines: {} paid in one transaction {} ({}), {} rejected (line {}: {}, line {}: {})",
-        report["lines_total"], paid, &report["tx_id"].as_str().unwrap_or("")[..16], tenge(u(&report["amount_paid_tiyn"])),
+        report["lines_total"], paid, short(&report["tx_id"]), tenge(u(&report["amount_paid_tiyn"])),
         report["lines_rejected"], report["results"][9998]["line"], report["results"][9998]["error_code"],
         report["results"][9999]["line"], report["results"][9999]["error_code"]
     ));
@@ -339,7 +344,7 @@ fn phone_transfer(w: &World, out: &mut Vec<String>) -> Check {
     w.give_dt("steppe", &a, 5_000_00)?;
     out.push(format!("Arman holds one token of {}", tenge(5_000_00)));
     let r = w.transfer("steppe", &a, json!({"phone": pb}), 150_00).map_err(|e| fail("within bank", e))?;
-    out.push(format!("Arman -> Bota ({pb}, same bank) {}: tx {}", tenge(150_00), &r["tx_id"].as_str().unwrap_or("")[..16]));
+    out.push(format!("Arman -> Bota ({pb}, same bank) {}: tx {}", tenge(150_00), short(&r["tx_id"])));
     let arman = w.account("steppe", &a)?;
     ensure(u(&arman["balance"]["dt_tiyn"]) == 4_850_00 && u(&arman["balance"]["tokens"]) == 1, || format!("change: {}", arman["balance"]))?;
     out.push(format!("The 5,000 token became 150 for Bota and a {} change token for Arman", tenge(4_850_00)));
@@ -405,7 +410,7 @@ fn bank_redemption(w: &World, out: &mut Vec<String>) -> Check {
     let own = w.dt("steppe", "own")?;
     let amount = 20_000_000_00;
     let r = w.client.post("/v1/nodes/steppe/redemptions", &json!({"amount_tiyn": amount})).map_err(|e| fail("redemption", e))?;
-    out.push(format!("Steppe Bank redeems {}: DT destroyed in tx {}, ABS posting #{} dt_liability -> corr:steppe", tenge(amount), &r["tx_id"].as_str().unwrap_or("")[..16], r["abs_posting"]["seq"]));
+    out.push(format!("Steppe Bank redeems {}: DT destroyed in tx {}, ABS posting #{} dt_liability -> corr:steppe", tenge(amount), short(&r["tx_id"]), r["abs_posting"]["seq"]));
     let after = w.client.get("/v1/abs/balances").map_err(|e| fail("abs", e))?;
     ensure(w.dt("steppe", "own")? == own - amount, || "bank DT not reduced".into())?;
     let liability_drop = before["balances"]["dt_liability"].as_i64().unwrap_or(0) - after["balances"]["dt_liability"].as_i64().unwrap_or(0);
@@ -561,7 +566,9 @@ fn idempotency_and_errors(w: &World, out: &mut Vec<String>) -> Check {
     expect_code(w.client.raw("POST", "/v1/nodes/steppe/transfers", Some("k-huge"), &json!({"from": a, "to": {"phone": World::phone(21, 2)}, "amount_tiyn": 9_007_199_254_740_992u64}).to_string()), "MALFORMED_INPUT", "amount over the maximum")?;
     expect_code(w.client.raw("POST", "/v1/nodes/nowhere/transfers", Some("k-node"), &body.to_string()), "UNKNOWN_ACCOUNT", "unknown node")?;
     expect_code(w.client.get("/v1/no/such/route"), "NOT_FOUND", "unknown route")?;
+    expect_code(w.client.raw("DELETE", "/v1/operator/monitoring", None, ""), "NOT_FOUND", "wrong method")?;
+    expect_code(w.client.raw("POST", "/v1/nodes/steppe/transfers", Some("k-big"), &" ".repeat(9 * 1024 * 1024)), "LIMIT_EXCEEDED", "oversized body")?;
     ensure(w.dt("steppe", &a)? == 700_00, || "refused requests moved money".into())?;
-    out.push("Missing key, bad JSON, negative, fractional and oversized amounts, unknown node and route: each a structured error; nothing moved".into());
+    out.push("Missing key, bad JSON, negative, fractional and oversized amounts, a 9 MiB body, unknown node, route and method: each a structured error; nothing moved".into());
     Ok(())
 }

@@ -102,30 +102,30 @@ impl Network {
     /// the same bank; otherwise only their bank.
     pub fn history(&self, node_id: &str, client_id: &str, offset: usize, limit: usize) -> Result<HistoryPage> {
         ensure!((1..=HISTORY_PAGE_MAX).contains(&limit), MalformedInput, "limit must be 1 to {HISTORY_PAGE_MAX}");
-        let slot = self.slot(node_id)?;
-        let state = slot.state.lock();
-        let entries = state.history(client_id)?;
+        // Copy the page out under the node's lock, then resolve banks under the ID center's
+        // lock: never both at once (account opening takes them in the other order).
+        let (page, total, names) = {
+            let state = self.slot(node_id)?.state.lock();
+            let entries = state.history(client_id)?;
+            let page: Vec<_> = entries.iter().rev().skip(offset).take(limit).cloned().collect();
+            let names: Vec<Option<String>> = page
+                .iter()
+                .map(|e| {
+                    e.counterparty
+                        .and_then(|a| state.client_of(&a))
+                        .and_then(|c| state.account(c).ok())
+                        .map(|a| a.name.clone())
+                })
+                .collect();
+            (page, entries.len(), names)
+        };
         let ids = self.ids.read();
-        let lines = entries
-            .iter()
-            .rev()
-            .skip(offset)
-            .take(limit)
-            .map(|e| {
+        let lines = page
+            .into_iter()
+            .zip(names)
+            .map(|(e, name)| {
                 let bank_id = e.counterparty.and_then(|a| ids.directory.get(&a).cloned());
-                let counterparty_name = match (&bank_id, e.counterparty) {
-                    (Some(bank), Some(address)) if bank == node_id => {
-                        state.client_of(&address).and_then(|c| state.account(c).ok()).map(|a| a.name.clone())
-                    }
-                    _ => None,
-                };
-                let counterparty_bank = bank_id.as_deref().and_then(|b| {
-                    if b == node_id {
-                        Some(state.meta().name.clone())
-                    } else {
-                        self.nodes.get(b).map(|slot| slot.state.lock().meta().name.clone())
-                    }
-                });
+                let same_bank = bank_id.as_deref() == Some(node_id);
                 HistoryLine {
                     tx_id: e.tx_id,
                     at_unix_ms: e.at_unix_ms,
@@ -133,13 +133,13 @@ impl Network {
                     direction: e.direction,
                     amount_tiyn: e.amount_tiyn,
                     counterparty_address: e.counterparty,
-                    counterparty_bank,
-                    counterparty_name,
-                    reference: e.reference.clone(),
+                    counterparty_bank: bank_id.and_then(|b| self.node_names.get(&b).cloned()),
+                    counterparty_name: if same_bank { name } else { None },
+                    reference: e.reference,
                 }
             })
             .collect();
-        Ok(HistoryPage { lines, total: entries.len(), offset, limit })
+        Ok(HistoryPage { lines, total, offset, limit })
     }
 
     /// Credit a client's bank money (a stand-in for the bank's core banking system: salary,
