@@ -67,8 +67,7 @@ impl Abs {
     pub fn load(store: &dtenge_store::Store) -> Result<Abs> {
         let mut abs = Abs::default();
         for (k, v) in store.scan_values::<i64>(BALANCES_TABLE)? {
-            let account =
-                String::from_utf8(k).map_err(|_| Error::internal("bad ABS account key"))?;
+            let account = String::from_utf8(k).map_err(|_| Error::internal("bad ABS account key"))?;
             abs.balances.insert(account, v);
         }
         if let Some((k, _)) = store.scan(JOURNAL_TABLE)?.last() {
@@ -157,11 +156,7 @@ impl Abs {
         let sum: i128 = self.balances.values().map(|&b| i128::from(b)).sum();
         ensure!(sum == 0, Internal, "ABS balances sum to {sum}, not zero");
         for (account, &balance) in &self.balances {
-            ensure!(
-                balance >= 0 || account == RTGS_EXTERNAL,
-                Internal,
-                "ABS account {account} is negative"
-            );
+            ensure!(balance >= 0 || account == RTGS_EXTERNAL, Internal, "ABS account {account} is negative");
         }
         Ok(())
     }

@@ -111,8 +111,13 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         Bytes::from_request(request, state).await.map(Body).map_err(|e| {
-            let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE { ErrorCode::LimitExceeded } else { ErrorCode::MalformedInput };
-            Failure(Error::new(code, format!("request body: {} (at most {REQUEST_BYTES_MAX} bytes)", e.body_text()))).into_response()
+            let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ErrorCode::LimitExceeded
+            } else {
+                ErrorCode::MalformedInput
+            };
+            Failure(Error::new(code, format!("request body: {} (at most {REQUEST_BYTES_MAX} bytes)", e.body_text())))
+                .into_response()
         })
     }
 }
@@ -139,7 +144,15 @@ where
 }
 
 /// Parse the body, take the idempotency key, run the operation at most once, answer.
-async fn mutate<R, T, F>(app: App, method: Method, uri: Uri, headers: HeaderMap, body: Body, status: StatusCode, op: F) -> Response
+async fn mutate<R, T, F>(
+    app: App,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+    status: StatusCode,
+    op: F,
+) -> Response
 where
     R: DeserializeOwned + Send + 'static,
     T: Serialize + DeserializeOwned + Send + 'static,
@@ -155,7 +168,10 @@ where
             .to_string();
         let raw: &[u8] = if body.is_empty() { b"null" } else { &body };
         let request: R = serde_json::from_slice(raw).map_err(|e| Error::malformed(format!("request body: {e}")))?;
-        let fingerprint = hash_parts(b"dtenge/idempotency/v1", &[method.as_str().as_bytes(), b" ", uri.path().as_bytes(), b"\n", &body]);
+        let fingerprint = hash_parts(
+            b"dtenge/idempotency/v1",
+            &[method.as_str().as_bytes(), b" ", uri.path().as_bytes(), b"\n", &body],
+        );
         Ok::<_, Error>((Idem { key, fingerprint }, request))
     })();
     let (idem, request) = match prepared {
@@ -194,8 +210,18 @@ async fn list_accounts(State(app): State<App>, Path(node): Path<String>) -> Resp
     params(("node" = String, Path, description = "Node id"), ("Idempotency-Key" = String, Header, description = "Unique per request")),
     request_body = OpenAccount,
     responses((status = 201, body = Account), (status = 409, description = "DUPLICATE_ACCOUNT", body = ApiError), (status = 400, body = ApiError), (status = 423, description = "BANK_BLOCKED", body = ApiError)))]
-async fn open_account(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: OpenAccount| n.open_account(idem, &node, r)).await
+async fn open_account(
+    State(app): State<App>,
+    Path(node): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: OpenAccount| {
+        n.open_account(idem, &node, r)
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/v1/nodes/{node}/accounts/{client}", tag = "accounts",
@@ -218,7 +244,11 @@ pub struct Page {
     description = "History newest first. Counterparty names appear only when the counterparty is a client of the same bank.",
     params(("node" = String, Path), ("client" = String, Path), Page),
     responses((status = 200, body = HistoryPage), (status = 404, body = ApiError)))]
-async fn get_history(State(app): State<App>, Path((node, client)): Path<(String, String)>, page: Result<Query<Page>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn get_history(
+    State(app): State<App>,
+    Path((node, client)): Path<(String, String)>,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let page = match page {
         Ok(Query(p)) => p,
         Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
@@ -230,24 +260,54 @@ async fn get_history(State(app): State<App>, Path((node, client)): Path<(String,
     description = "Credit the client's bank money (stand-in for the bank's core banking system: salary, cash deposit).",
     params(("node" = String, Path), ("client" = String, Path), ("Idempotency-Key" = String, Header)),
     request_body = AmountRequest, responses((status = 200, body = Balance), (status = 404, body = ApiError)))]
-async fn deposit(State(app): State<App>, Path((node, client)): Path<(String, String)>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| n.deposit_fiat(idem, &node, &client, r)).await
+async fn deposit(
+    State(app): State<App>,
+    Path((node, client)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| {
+        n.deposit_fiat(idem, &node, &client, r)
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/accounts/{client}/to-dt", tag = "conversion",
     description = "Client bank money -> DT (sub-scenarios 4, 5): debits the client's bank money, pays DT from the bank's own account.",
     params(("node" = String, Path), ("client" = String, Path), ("Idempotency-Key" = String, Header)),
     request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 422, description = "INSUFFICIENT_FUNDS", body = ApiError)))]
-async fn to_dt(State(app): State<App>, Path((node, client)): Path<(String, String)>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| n.convert_to_dt(idem, &node, &client, r)).await
+async fn to_dt(
+    State(app): State<App>,
+    Path((node, client)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| {
+        n.convert_to_dt(idem, &node, &client, r)
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/accounts/{client}/from-dt", tag = "conversion",
     description = "Client DT -> bank money (sub-scenarios 11, 12).",
     params(("node" = String, Path), ("client" = String, Path), ("Idempotency-Key" = String, Header)),
     request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 422, body = ApiError)))]
-async fn from_dt(State(app): State<App>, Path((node, client)): Path<(String, String)>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| n.convert_from_dt(idem, &node, &client, r)).await
+async fn from_dt(
+    State(app): State<App>,
+    Path((node, client)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| {
+        n.convert_from_dt(idem, &node, &client, r)
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/transfers", tag = "payments",
@@ -255,8 +315,18 @@ async fn from_dt(State(app): State<App>, Path((node, client)): Path<(String, Str
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
     request_body = TransferRequest,
     responses((status = 200, body = Receipt), (status = 422, description = "INSUFFICIENT_FUNDS", body = ApiError), (status = 404, description = "UNKNOWN_ACCOUNT", body = ApiError), (status = 423, description = "BANK_BLOCKED", body = ApiError)))]
-async fn transfer(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: TransferRequest| n.transfer(idem, &node, r)).await
+async fn transfer(
+    State(app): State<App>,
+    Path(node): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: TransferRequest| {
+        n.transfer(idem, &node, r)
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/v1/nodes/{node}/accounts/{client}/tokens", tag = "payments",
@@ -272,47 +342,103 @@ async fn tokens(State(app): State<App>, Path((node, client)): Path<(String, Stri
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
     request_body = Transaction,
     responses((status = 200, body = Receipt), (status = 409, description = "DOUBLE_SPEND", body = ApiError), (status = 400, description = "INVALID_SIGNATURE", body = ApiError)))]
-async fn submit(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, tx: Transaction| n.submit(idem, &node, tx)).await
+async fn submit(
+    State(app): State<App>,
+    Path(node): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, tx: Transaction| n.submit(idem, &node, tx))
+        .await
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/registries", tag = "payments",
     description = "Registry distribution: a legal entity pays many individuals (up to 16,000 lines). Lines are validated one by one and reported per line; all valid lines are paid in one atomic transaction.",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
     request_body = RegistryRequest, responses((status = 200, body = RegistryReport), (status = 422, body = ApiError)))]
-async fn registry(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: RegistryRequest| n.distribute_registry(idem, &node, r)).await
+async fn registry(
+    State(app): State<App>,
+    Path(node): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: RegistryRequest| {
+        n.distribute_registry(idem, &node, r)
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/cards", tag = "cards",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
     request_body = LinkCard, responses((status = 201, body = String, description = "The masked card number"), (status = 409, body = ApiError)))]
-async fn link_card(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: LinkCard| n.link_card(idem, &node, r)).await
+async fn link_card(
+    State(app): State<App>,
+    Path(node): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: LinkCard| {
+        n.link_card(idem, &node, r)
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/emissions", tag = "conversion",
     description = "Bank -> NBK conversion (sub-scenario 3): the ABS moves bank money from the node's correspondent account to the DT liability account and the NBK issues DT to the node. Operational days only (NON_WORKING_DAY otherwise).",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
     request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 409, description = "NON_WORKING_DAY", body = ApiError), (status = 422, body = ApiError)))]
-async fn emission(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| n.emission(idem, &node, r)).await
+async fn emission(
+    State(app): State<App>,
+    Path(node): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| n.emission(idem, &node, r))
+        .await
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/redemptions", tag = "conversion",
     description = "NBK -> bank conversion (sub-scenario 13): the node's DT is redeemed and the ABS credits its correspondent account. Operational days only.",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
     request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 409, body = ApiError), (status = 422, body = ApiError)))]
-async fn redemption(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| n.redemption(idem, &node, r)).await
+async fn redemption(
+    State(app): State<App>,
+    Path(node): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| {
+        n.redemption(idem, &node, r)
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/abs/correspondent/{node}/credits", tag = "abs",
     description = "Money arriving on a node's correspondent account from outside the DT platform (stand-in for other RTGS payments).",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
     request_body = AmountRequest, responses((status = 200, body = Posting)))]
-async fn credit_correspondent(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| n.credit_correspondent(idem, &node, r)).await
+async fn credit_correspondent(
+    State(app): State<App>,
+    Path(node): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| {
+        n.credit_correspondent(idem, &node, r)
+    })
+    .await
 }
 
 /// ABS balances by account, tiyn.
@@ -338,7 +464,10 @@ async fn lookup_phone(State(app): State<App>, Path(phone): Path<String>) -> Resp
     params(("Idempotency-Key" = String, Header)),
     request_body = CardPurchaseRequest, responses((status = 201, body = Purchase), (status = 422, body = ApiError)))]
 async fn card_purchase(State(app): State<App>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: CardPurchaseRequest| n.card_purchase(idem, r)).await
+    mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: CardPurchaseRequest| {
+        n.card_purchase(idem, r)
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/v1/card-purchases/{id}", tag = "cards",
@@ -350,8 +479,18 @@ async fn get_purchase(State(app): State<App>, Path(id): Path<String>) -> Respons
 #[utoipa::path(post, path = "/v1/card-purchases/{id}/refunds", tag = "cards",
     params(("id" = String, Path), ("Idempotency-Key" = String, Header)),
     request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 409, description = "CONFLICT: more than is left to refund", body = ApiError)))]
-async fn card_refund(State(app): State<App>, Path(id): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| n.card_refund(idem, &id, r)).await
+async fn card_refund(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AmountRequest| {
+        n.card_refund(idem, &id, r)
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/atm-withdrawals", tag = "cards",
@@ -359,14 +498,24 @@ async fn card_refund(State(app): State<App>, Path(id): Path<String>, method: Met
     params(("Idempotency-Key" = String, Header)),
     request_body = AtmWithdrawal, responses((status = 200, body = Receipt), (status = 422, body = ApiError)))]
 async fn atm_withdrawal(State(app): State<App>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AtmWithdrawal| n.atm_withdrawal(idem, r)).await
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AtmWithdrawal| n.atm_withdrawal(idem, r))
+        .await
 }
 
 #[utoipa::path(post, path = "/v1/voucher-programs", tag = "vouchers",
     params(("Idempotency-Key" = String, Header)),
     request_body = VoucherProgramRequest, responses((status = 201, body = VoucherProgram), (status = 403, body = ApiError)))]
-async fn create_voucher_program(State(app): State<App>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: VoucherProgramRequest| n.create_voucher_program(idem, r)).await
+async fn create_voucher_program(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: VoucherProgramRequest| {
+        n.create_voucher_program(idem, r)
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/v1/voucher-programs", tag = "vouchers", responses((status = 200, body = [VoucherProgram])))]
@@ -378,24 +527,50 @@ async fn list_voucher_programs(State(app): State<App>) -> Response {
     description = "An integrator's event (a pupil's card tap): the school pays the canteen once per event id; the same event again returns the first receipt.",
     params(("id" = String, Path), ("Idempotency-Key" = String, Header)),
     request_body = VoucherEvent, responses((status = 200, body = Receipt), (status = 403, body = ApiError), (status = 422, body = ApiError)))]
-async fn voucher_event(State(app): State<App>, Path(id): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: VoucherEvent| n.voucher_event(idem, &id, r)).await
+async fn voucher_event(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: VoucherEvent| {
+        n.voucher_event(idem, &id, r)
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/operator/nodes/{node}/block", tag = "operator",
     description = "Block a bank (or the Treasury): its operations and payments to its clients fail with BANK_BLOCKED.",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
     request_body = BlockRequest, responses((status = 200, body = NodeView), (status = 403, body = ApiError)))]
-async fn block_node(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: BlockRequest| n.block(idem, &node, r)).await
+async fn block_node(
+    State(app): State<App>,
+    Path(node): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: BlockRequest| n.block(idem, &node, r))
+        .await
 }
 
 #[utoipa::path(post, path = "/v1/operator/nodes/{node}/unblock", tag = "operator",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
     request_body(content = Option<BlockRequest>, description = "No body needed"),
     responses((status = 200, body = NodeView)))]
-async fn unblock_node(State(app): State<App>, Path(node): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, _: serde_json::Value| n.unblock(idem, &node)).await
+async fn unblock_node(
+    State(app): State<App>,
+    Path(node): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, _: serde_json::Value| n.unblock(idem, &node))
+        .await
 }
 
 #[utoipa::path(get, path = "/v1/operator/calendar/{year}", tag = "operator",
@@ -412,7 +587,14 @@ async fn calendar_year(State(app): State<App>, Path(year): Path<String>) -> Resp
     description = "Make a day a working day or a holiday. Bank <-> NBK conversions are refused on non-working days.",
     params(("date" = String, Path, description = "YYYY-MM-DD"), ("Idempotency-Key" = String, Header)),
     request_body = DayRequest, responses((status = 200, body = DayView), (status = 400, body = ApiError)))]
-async fn set_day(State(app): State<App>, Path(date): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+async fn set_day(
+    State(app): State<App>,
+    Path(date): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: DayRequest| {
         let date: Date = date.parse()?;
         n.set_day(idem, date, r.working)
@@ -442,7 +624,10 @@ async fn reconciliation(State(app): State<App>) -> Response {
 #[utoipa::path(get, path = "/v1/operator/operations", tag = "operator",
     description = "Emissions and redemptions, newest first.",
     params(Page), responses((status = 200, body = [NbkOperation])))]
-async fn nbk_operations(State(app): State<App>, page: Result<Query<Page>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn nbk_operations(
+    State(app): State<App>,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let page = match page {
         Ok(Query(p)) => p,
         Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),

@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "dtenge", version, about = "The Digital Tenge platform: NBK, bank and Treasury nodes, notary, ABS, ID center and REST API in one process.")]
+#[command(
+    name = "dtenge",
+    version,
+    about = "The Digital Tenge platform: NBK, bank and Treasury nodes, notary, ABS, ID center and REST API in one process."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -85,17 +89,21 @@ fn main() -> ExitCode {
 const GENESIS_CORRESPONDENT_TIYN: u64 = 10_000_000_000_00;
 
 fn up(data: PathBuf, listen: SocketAddr) -> Result<ExitCode, String> {
-    let network = Network::open(&data, &NetworkConfig::standard(), Arc::new(SystemClock), Entropy::from_os()).map_err(|e| e.to_string())?;
+    let network = Network::open(&data, &NetworkConfig::standard(), Arc::new(SystemClock), Entropy::from_os())
+        .map_err(|e| e.to_string())?;
     let network = Arc::new(network);
     let amount = Amount::from_tiyn(GENESIS_CORRESPONDENT_TIYN).map_err(|e| e.to_string())?;
     for node in network.node_ids().into_iter().filter(|n| n != dtenge_network::NBK_ID) {
-        let idem = Idem { key: format!("genesis-correspondent-{node}"), fingerprint: dtenge_core::crypto::Hash32([0; 32]) };
+        let idem =
+            Idem { key: format!("genesis-correspondent-{node}"), fingerprint: dtenge_core::crypto::Hash32([0; 32]) };
         network
             .once(Some(idem), |idem| network.credit_correspondent(idem, &node, AmountRequest { amount_tiyn: amount }))
             .map_err(|e| e.to_string())?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let listener = runtime.block_on(tokio::net::TcpListener::bind(listen)).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(listen))
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
     let today = network.today();
     println!("dtenge is up.");
@@ -103,7 +111,11 @@ fn up(data: PathBuf, listen: SocketAddr) -> Result<ExitCode, String> {
     println!("  REST API      {base}");
     println!("  API docs      {base}/docs   (OpenAPI: {base}/openapi.json)");
     println!("  nodes         {}", network.node_ids().join(", "));
-    println!("  today         {} (Astana), {}", today.date, if today.working { "operational day" } else { "holiday: bank <-> NBK conversions refused" });
+    println!(
+        "  today         {} (Astana), {}",
+        today.date,
+        if today.working { "operational day" } else { "holiday: bank <-> NBK conversions refused" }
+    );
     println!();
     println!("Try it:");
     println!("  curl -s {base}/v1/operator/monitoring");
@@ -134,8 +146,13 @@ fn demo(data: Option<PathBuf>) -> Result<ExitCode, String> {
     let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dir = data.unwrap_or_else(|| temp.path().to_path_buf());
     let clock = Arc::new(ManualClock::new(demo_start_ms()));
-    let platform = Platform::start(&dir, "127.0.0.1:0".parse().map_err(|_| "address")?, clock, Entropy::from_os()).map_err(|e| e.to_string())?;
-    println!("dtenge demo: a fresh network (NBK, Treasury, 3 banks) at {}, data in {}", platform.base_url(), dir.display());
+    let platform = Platform::start(&dir, "127.0.0.1:0".parse().map_err(|_| "address")?, clock, Entropy::from_os())
+        .map_err(|e| e.to_string())?;
+    println!(
+        "dtenge demo: a fresh network (NBK, Treasury, 3 banks) at {}, data in {}",
+        platform.base_url(),
+        dir.display()
+    );
     println!("Every step goes through the REST API. Amounts in KZT.\n");
     let world = World::new(&platform.base_url());
     let outcomes = dtenge_scenarios::run_all(&world, |o| {
@@ -181,7 +198,8 @@ fn reconcile(api: &str, data: PathBuf) -> Result<ExitCode, String> {
             if !data.join(dtenge_network::DATABASE_FILE).exists() {
                 return Err(format!("no database in {}", data.display()));
             }
-            let network = Network::open(&data, &NetworkConfig::standard(), Arc::new(SystemClock), Entropy::from_os()).map_err(|e| e.to_string())?;
+            let network = Network::open(&data, &NetworkConfig::standard(), Arc::new(SystemClock), Entropy::from_os())
+                .map_err(|e| e.to_string())?;
             serde_json::to_value(network.reconcile()).map_err(|e| e.to_string())?
         }
         Err(e) => return Err(e.to_string()),
@@ -201,9 +219,22 @@ fn reconcile(api: &str, data: PathBuf) -> Result<ExitCode, String> {
 
 fn status(api: &str) -> Result<ExitCode, String> {
     let m = Client::new(api).get("/v1/operator/monitoring").map_err(|e| e.to_string())?;
-    println!("emitted {}, redeemed {}, in circulation {}, ABS liability {}", fmt_tiyn(&m["emitted_tiyn"]), fmt_tiyn(&m["redeemed_tiyn"]), fmt_tiyn(&m["circulation_tiyn"]), fmt_tiyn(&m["dt_liability_tiyn"]));
+    println!(
+        "emitted {}, redeemed {}, in circulation {}, ABS liability {}",
+        fmt_tiyn(&m["emitted_tiyn"]),
+        fmt_tiyn(&m["redeemed_tiyn"]),
+        fmt_tiyn(&m["circulation_tiyn"]),
+        fmt_tiyn(&m["dt_liability_tiyn"])
+    );
     for n in m["nodes"].as_array().into_iter().flatten() {
-        println!("  {:<10} {:<28} {:>26} held {:>7} accounts {}", n["id"].as_str().unwrap_or(""), n["name"].as_str().unwrap_or(""), fmt_tiyn(&n["dt_held_tiyn"]), n["accounts"], if n["blocked"] == true { "BLOCKED" } else { "" });
+        println!(
+            "  {:<10} {:<28} {:>26} held {:>7} accounts {}",
+            n["id"].as_str().unwrap_or(""),
+            n["name"].as_str().unwrap_or(""),
+            fmt_tiyn(&n["dt_held_tiyn"]),
+            n["accounts"],
+            if n["blocked"] == true { "BLOCKED" } else { "" }
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

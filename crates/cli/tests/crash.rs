@@ -71,33 +71,20 @@ impl Server {
             .stderr(File::create(&err).expect("stderr log"))
             .spawn()
             .expect("start dtenge");
-        let mut server = Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
+        let mut server = Server { child, base: format!("http://127.0.0.1:{port}") };
         let client = Client::new(&server.base);
         let started = Instant::now();
         loop {
             if let Some(status) = server.child.try_wait().expect("child status") {
-                panic!(
-                    "dtenge ({name}) exited with {status} before answering\n{}",
-                    logs_of(&[out, err])
-                );
+                panic!("dtenge ({name}) exited with {status} before answering\n{}", logs_of(&[out, err]));
             }
             if matches!(client.get("/health"), Ok(h) if h["status"] == "ok") {
-                println!(
-                    "{name}: dtenge answers at {} after {:.2} s",
-                    server.base,
-                    started.elapsed().as_secs_f64()
-                );
+                println!("{name}: dtenge answers at {} after {:.2} s", server.base, started.elapsed().as_secs_f64());
                 return server;
             }
             if started.elapsed() > STARTUP_MAX {
                 server.kill();
-                panic!(
-                    "dtenge ({name}) did not answer /health within {STARTUP_MAX:?}\n{}",
-                    logs_of(&[out, err])
-                );
+                panic!("dtenge ({name}) did not answer /health within {STARTUP_MAX:?}\n{}", logs_of(&[out, err]));
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -124,13 +111,7 @@ fn free_port() -> u16 {
 fn logs_of(files: &[PathBuf]) -> String {
     files
         .iter()
-        .map(|f| {
-            format!(
-                "--- {}\n{}",
-                f.display(),
-                std::fs::read_to_string(f).unwrap_or_default()
-            )
-        })
+        .map(|f| format!("--- {}\n{}", f.display(), std::fs::read_to_string(f).unwrap_or_default()))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -188,10 +169,8 @@ fn send_until_stopped(
     killed: &AtomicBool,
 ) -> Tally {
     let client = Client::new(base);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
     let mut rng = Rng((nanos ^ (thread_no as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1);
     let mut tally = Tally::default();
     for i in 0..SENDS_PER_THREAD_MAX {
@@ -203,14 +182,7 @@ fn send_until_stopped(
         let amount = 1 + rng.below(TRANSFER_TIYN_MAX);
         let key = format!("crash-{thread_no}-{i}");
         let body = json!({"from": people[payer].iin, "to": {"phone": people[payee].phone}, "amount_tiyn": amount});
-        let mut sent = Sent {
-            key,
-            payer,
-            payee,
-            amount,
-            body,
-            receipt: Value::Null,
-        };
+        let mut sent = Sent { key, payer, payee, amount, body, receipt: Value::Null };
         match client.post_with_key(&transfer_path(people[payer].bank), &sent.body, &sent.key) {
             Ok(receipt) => {
                 sent.receipt = receipt;
@@ -224,22 +196,14 @@ fn send_until_stopped(
                 }
                 tally.transport_before_kill.push(e.to_string());
             }
-            Err(e) => {
-                *tally
-                    .refused
-                    .entry(format!("{} {}", e.status, e.code))
-                    .or_default() += 1
-            }
+            Err(e) => *tally.refused.entry(format!("{} {}", e.status, e.code)).or_default() += 1,
         }
     }
     tally
 }
 
 fn tx_id(receipt: &Value) -> String {
-    receipt["tx_id"]
-        .as_str()
-        .expect("receipt has a tx_id")
-        .to_string()
+    receipt["tx_id"].as_str().expect("receipt has a tx_id").to_string()
 }
 
 fn u(v: &Value) -> u64 {
@@ -252,44 +216,24 @@ fn history(client: &Client, person: &Person) -> HashMap<String, (String, u64)> {
     let mut offset = 0;
     loop {
         let page = client
-            .get(&format!(
-                "/v1/nodes/{}/accounts/{}/history?offset={offset}&limit=500",
-                person.bank, person.iin
-            ))
+            .get(&format!("/v1/nodes/{}/accounts/{}/history?offset={offset}&limit=500", person.bank, person.iin))
             .expect("history");
         let batch = page["lines"].as_array().expect("history lines").clone();
         for line in &batch {
-            let previous = lines.insert(
-                tx_id(line),
-                (
-                    line["direction"].as_str().unwrap_or("?").to_string(),
-                    u(&line["amount_tiyn"]),
-                ),
-            );
-            assert!(
-                previous.is_none(),
-                "{} has transaction {} twice in its history",
-                person.iin,
-                tx_id(line)
-            );
+            let previous = lines
+                .insert(tx_id(line), (line["direction"].as_str().unwrap_or("?").to_string(), u(&line["amount_tiyn"])));
+            assert!(previous.is_none(), "{} has transaction {} twice in its history", person.iin, tx_id(line));
         }
         offset += batch.len();
         if batch.is_empty() || offset >= u(&page["total"]) as usize {
-            assert_eq!(
-                lines.len() as u64,
-                u(&page["total"]),
-                "history total of {}",
-                person.iin
-            );
+            assert_eq!(lines.len() as u64, u(&page["total"]), "history total of {}", person.iin);
             return lines;
         }
     }
 }
 
 fn reconciliation(client: &Client) -> Value {
-    let r = client
-        .get("/v1/operator/reconciliation")
-        .expect("reconciliation");
+    let r = client.get("/v1/operator/reconciliation").expect("reconciliation");
     assert_eq!(r["ok"], true, "reconciliation failed: {r}");
     r
 }
@@ -308,23 +252,11 @@ fn acknowledged_payments_survive_sigkill() {
     let people: Vec<Person> = (0..CLIENTS)
         .map(|i| {
             let n = i as u32 + 1;
-            Person {
-                bank: BANKS[i % BANKS.len()],
-                iin: World::iin(SCENARIO, n),
-                phone: World::phone(SCENARIO, n),
-            }
+            Person { bank: BANKS[i % BANKS.len()], iin: World::iin(SCENARIO, n), phone: World::phone(SCENARIO, n) }
         })
         .collect();
     for (i, p) in people.iter().enumerate() {
-        world
-            .open(
-                p.bank,
-                "individual",
-                &p.iin,
-                &format!("Crash Client {i}"),
-                Some(&p.phone),
-            )
-            .expect("open account");
+        world.open(p.bank, "individual", &p.iin, &format!("Crash Client {i}"), Some(&p.phone)).expect("open account");
         world.give_dt(p.bank, &p.iin, START_TIYN).expect("give DT");
     }
     let setup_done = Instant::now();
@@ -339,12 +271,7 @@ fn acknowledged_payments_survive_sigkill() {
     let killed = Arc::new(AtomicBool::new(false));
     let senders: Vec<_> = (0..THREADS)
         .map(|t| {
-            let (base, people, stop, killed) = (
-                first.base.clone(),
-                people.clone(),
-                stop.clone(),
-                killed.clone(),
-            );
+            let (base, people, stop, killed) = (first.base.clone(), people.clone(), stop.clone(), killed.clone());
             thread::spawn(move || send_until_stopped(&base, &people, t, &stop, &killed))
         })
         .collect();
@@ -370,20 +297,13 @@ fn acknowledged_payments_survive_sigkill() {
         tally.unknown.len(),
         tally.refused
     );
-    assert!(
-        acknowledged > 0,
-        "no payment was acknowledged before the kill"
-    );
+    assert!(acknowledged > 0, "no payment was acknowledged before the kill");
     assert!(
         tally.transport_before_kill.is_empty(),
         "transport errors before the kill: {:?}",
         tally.transport_before_kill
     );
-    assert!(
-        tally.refused.keys().all(|code| !code.starts_with('5')),
-        "server errors under load: {:?}",
-        tally.refused
-    );
+    assert!(tally.refused.keys().all(|code| !code.starts_with('5')), "server errors under load: {:?}", tally.refused);
 
     // 5. The second process on the same data.
     let restart = Instant::now();
@@ -394,9 +314,7 @@ fn acknowledged_payments_survive_sigkill() {
     // 6. Every acknowledged payment is committed at the notary...
     for sent in &tally.acknowledged {
         let id = tx_id(&sent.receipt);
-        let status = client
-            .get(&format!("/v1/transactions/{id}"))
-            .expect("transaction status");
+        let status = client.get(&format!("/v1/transactions/{id}")).expect("transaction status");
         assert_eq!(
             status["committed"], true,
             "acknowledged payment {id} ({}) is not committed after the restart",
@@ -407,136 +325,62 @@ fn acknowledged_payments_survive_sigkill() {
     let histories: Vec<_> = people.iter().map(|p| history(&client, p)).collect();
     for sent in &tally.acknowledged {
         let id = tx_id(&sent.receipt);
-        assert_eq!(
-            u(&sent.receipt["amount_tiyn"]),
-            sent.amount,
-            "receipt amount of {id}"
-        );
+        assert_eq!(u(&sent.receipt["amount_tiyn"]), sent.amount, "receipt amount of {id}");
         let debit = histories[sent.payer].get(&id);
         let credit = histories[sent.payee].get(&id);
-        assert_eq!(
-            debit,
-            Some(&("debit".to_string(), sent.amount)),
-            "payer's history of acknowledged payment {id}"
-        );
-        assert_eq!(
-            credit,
-            Some(&("credit".to_string(), sent.amount)),
-            "payee's history of acknowledged payment {id}"
-        );
+        assert_eq!(debit, Some(&("debit".to_string(), sent.amount)), "payer's history of acknowledged payment {id}");
+        assert_eq!(credit, Some(&("credit".to_string(), sent.amount)), "payee's history of acknowledged payment {id}");
     }
     // Balances agree with the histories; nothing stays reserved.
     let mut clients_tiyn = 0;
     for (p, lines) in people.iter().zip(&histories) {
-        let balance = client
-            .get(&format!("/v1/nodes/{}/accounts/{}", p.bank, p.iin))
-            .expect("account")["balance"]
-            .clone();
-        let credits: u64 = lines
-            .values()
-            .filter(|(d, _)| d == "credit")
-            .map(|(_, a)| a)
-            .sum();
-        let debits: u64 = lines
-            .values()
-            .filter(|(d, _)| d == "debit")
-            .map(|(_, a)| a)
-            .sum();
-        assert_eq!(
-            u(&balance["dt_tiyn"]),
-            credits - debits,
-            "DT of {} against its history",
-            p.iin
-        );
-        assert_eq!(
-            u(&balance["dt_reserved_tiyn"]),
-            0,
-            "DT of {} still reserved after the restart",
-            p.iin
-        );
+        let balance =
+            client.get(&format!("/v1/nodes/{}/accounts/{}", p.bank, p.iin)).expect("account")["balance"].clone();
+        let credits: u64 = lines.values().filter(|(d, _)| d == "credit").map(|(_, a)| a).sum();
+        let debits: u64 = lines.values().filter(|(d, _)| d == "debit").map(|(_, a)| a).sum();
+        assert_eq!(u(&balance["dt_tiyn"]), credits - debits, "DT of {} against its history", p.iin);
+        assert_eq!(u(&balance["dt_reserved_tiyn"]), 0, "DT of {} still reserved after the restart", p.iin);
         clients_tiyn += u(&balance["dt_tiyn"]);
     }
     // The ledger reconciles, and clients plus banks hold exactly the circulation.
     let r = reconciliation(&client);
     let banks_tiyn: u64 = HOLDERS
         .iter()
-        .map(|b| {
-            u(&client
-                .get(&format!("/v1/nodes/{b}/accounts/own"))
-                .expect("own account")["balance"]["dt_tiyn"])
-        })
+        .map(|b| u(&client.get(&format!("/v1/nodes/{b}/accounts/own")).expect("own account")["balance"]["dt_tiyn"]))
         .sum();
     let circulation = u(&r["circulation_by_nbk_tiyn"]);
-    assert_eq!(
-        clients_tiyn,
-        CLIENTS as u64 * START_TIYN,
-        "payments between the clients changed their total"
-    );
+    assert_eq!(clients_tiyn, CLIENTS as u64 * START_TIYN, "payments between the clients changed their total");
     assert_eq!(
         clients_tiyn + banks_tiyn,
         circulation,
         "clients {clients_tiyn} + banks {banks_tiyn} against circulation {r}"
     );
     let monitoring = client.get("/v1/operator/monitoring").expect("monitoring");
-    let held: u64 = monitoring["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .map(|n| u(&n["dt_held_tiyn"]))
-        .sum();
+    let held: u64 = monitoring["nodes"].as_array().expect("nodes").iter().map(|n| u(&n["dt_held_tiyn"])).sum();
     assert_eq!(held, circulation, "DT held by nodes in monitoring");
 
     // The idempotency record survived with the payment: the last acknowledged request again.
     let last = tally.acknowledged.last().expect("an acknowledged payment");
     let dt = |i: usize| {
-        u(&client
-            .get(&format!(
-                "/v1/nodes/{}/accounts/{}",
-                people[i].bank, people[i].iin
-            ))
-            .expect("account")["balance"]["dt_tiyn"])
+        u(&client.get(&format!("/v1/nodes/{}/accounts/{}", people[i].bank, people[i].iin)).expect("account")["balance"]
+            ["dt_tiyn"])
     };
     let before = (dt(last.payer), dt(last.payee));
     let again = client
-        .post_with_key(
-            &transfer_path(people[last.payer].bank),
-            &last.body,
-            &last.key,
-        )
+        .post_with_key(&transfer_path(people[last.payer].bank), &last.body, &last.key)
         .expect("retry after restart");
-    assert_eq!(
-        tx_id(&again),
-        tx_id(&last.receipt),
-        "retry with key {} got another transaction",
-        last.key
-    );
-    assert_eq!(
-        again, last.receipt,
-        "retry with key {} got another receipt",
-        last.key
-    );
-    assert_eq!(
-        (dt(last.payer), dt(last.payee)),
-        before,
-        "the retry paid again"
-    );
+    assert_eq!(tx_id(&again), tx_id(&last.receipt), "retry with key {} got another transaction", last.key);
+    assert_eq!(again, last.receipt, "retry with key {} got another receipt", last.key);
+    assert_eq!((dt(last.payer), dt(last.payee)), before, "the retry paid again");
 
     // Requests whose answer was lost can be retried with their keys.
     let mut retried: BTreeMap<String, usize> = BTreeMap::new();
     for sent in &tally.unknown {
-        let outcome = client.post_with_key(
-            &transfer_path(people[sent.payer].bank),
-            &sent.body,
-            &sent.key,
-        );
+        let outcome = client.post_with_key(&transfer_path(people[sent.payer].bank), &sent.body, &sent.key);
         let label = match outcome {
             Ok(_) => "200 OK".to_string(),
             Err(e) => {
-                assert!(
-                    e.status != 0 && e.status < 500,
-                    "retry of in-flight request {} failed: {e}",
-                    sent.key
-                );
+                assert!(e.status != 0 && e.status < 500, "retry of in-flight request {} failed: {e}", sent.key);
                 format!("{} {}", e.status, e.code)
             }
         };

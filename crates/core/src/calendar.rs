@@ -102,8 +102,7 @@ impl std::str::FromStr for Date {
     fn from_str(text: &str) -> Result<Date> {
         let bad = || Error::malformed(format!("'{text}' is not a date YYYY-MM-DD"));
         let mut parts = text.split('-');
-        let (Some(y), Some(m), Some(d), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(y), Some(m), Some(d), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(bad());
         };
         if y.len() != 4 || m.len() != 2 || d.len() != 2 {
@@ -130,9 +129,7 @@ impl utoipa::PartialSchema for Date {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                utoipa::openapi::KnownFormat::Date,
-            )))
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Date)))
             .into()
     }
 }
@@ -140,21 +137,8 @@ impl utoipa::ToSchema for Date {}
 
 /// Fixed public holidays of the Republic of Kazakhstan (month, day), used as the calendar's
 /// default. Movable days (Kurban Ait, transfers of days off) are set by the operator.
-pub const KZ_PUBLIC_HOLIDAYS: [(u8, u8); 13] = [
-    (1, 1),
-    (1, 2),
-    (3, 8),
-    (3, 21),
-    (3, 22),
-    (3, 23),
-    (5, 1),
-    (5, 7),
-    (5, 9),
-    (7, 6),
-    (8, 30),
-    (10, 25),
-    (12, 16),
-];
+pub const KZ_PUBLIC_HOLIDAYS: [(u8, u8); 13] =
+    [(1, 1), (1, 2), (3, 8), (3, 21), (3, 22), (3, 23), (5, 1), (5, 7), (5, 9), (7, 6), (8, 30), (10, 25), (12, 16)];
 
 /// The operational-day calendar: Monday to Friday are working days, weekends and the public
 /// holidays are not, and the operator overrides any single day.

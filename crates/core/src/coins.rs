@@ -22,11 +22,7 @@ pub struct Selection {
 pub fn select(candidates: &[Amount], target: Amount) -> Result<Selection> {
     ensure!(!target.is_zero(), MalformedInput, "the amount must be positive");
     let available = Amount::sum(candidates.iter().copied())?;
-    ensure!(
-        available >= target,
-        InsufficientFunds,
-        "spendable balance {available} is less than {target}"
-    );
+    ensure!(available >= target, InsufficientFunds, "spendable balance {available} is less than {target}");
 
     let mut best_single: Option<usize> = None;
     for (i, &value) in candidates.iter().enumerate() {
@@ -50,10 +46,7 @@ pub fn select(candidates: &[Amount], target: Amount) -> Result<Selection> {
             break;
         }
         if chosen.len() == TX_INPUTS_MAX {
-            bail!(
-                LimitExceeded,
-                "paying {target} needs more than {TX_INPUTS_MAX} tokens; consolidate first"
-            );
+            bail!(LimitExceeded, "paying {target} needs more than {TX_INPUTS_MAX} tokens; consolidate first");
         }
         chosen.push(i);
         total = total.checked_add(candidates[i])?;
@@ -99,10 +92,7 @@ mod tests {
         assert_eq!(select(&[a(3)], a(4)).unwrap_err().code, ErrorCode::InsufficientFunds);
         assert_eq!(select(&[a(3)], Amount::ZERO).unwrap_err().code, ErrorCode::MalformedInput);
         let dust = vec![a(1); TX_INPUTS_MAX + 1];
-        assert_eq!(
-            select(&dust, a(TX_INPUTS_MAX as u64 + 1)).unwrap_err().code,
-            ErrorCode::LimitExceeded
-        );
+        assert_eq!(select(&dust, a(TX_INPUTS_MAX as u64 + 1)).unwrap_err().code, ErrorCode::LimitExceeded);
     }
 
     proptest! {

@@ -23,11 +23,7 @@ macro_rules! hex_bytes {
             pub fn from_hex(text: &str) -> Result<Self> {
                 let mut bytes = [0u8; $len];
                 hex::decode_to_slice(text, &mut bytes).map_err(|e| {
-                    Error::malformed(format!(
-                        "expected {} hex characters for {}: {e}",
-                        $len * 2,
-                        stringify!($name)
-                    ))
+                    Error::malformed(format!("expected {} hex characters for {}: {e}", $len * 2, stringify!($name)))
                 })?;
                 Ok($name(bytes))
             }
@@ -61,9 +57,7 @@ macro_rules! hex_bytes {
                     $name::from_hex(&text).map_err(serde::de::Error::custom)
                 } else {
                     let bytes: Vec<u8> = serde::Deserialize::deserialize(d)?;
-                    let array: [u8; $len] = bytes
-                        .try_into()
-                        .map_err(|_| serde::de::Error::custom("wrong length"))?;
+                    let array: [u8; $len] = bytes.try_into().map_err(|_| serde::de::Error::custom("wrong length"))?;
                     Ok($name(array))
                 }
             }
@@ -228,10 +222,7 @@ mod tests {
         let key = SecretKey::from_seed([7; 32]);
         let sig = key.sign(b"hello");
         verify(&key.public_key(), b"hello", &sig).unwrap();
-        assert_eq!(
-            verify(&key.public_key(), b"hellO", &sig).unwrap_err().code,
-            ErrorCode::InvalidSignature
-        );
+        assert_eq!(verify(&key.public_key(), b"hellO", &sig).unwrap_err().code, ErrorCode::InvalidSignature);
     }
 
     #[test]

@@ -6,9 +6,7 @@ use serde::{Deserialize, Serialize};
 /// An amount of money in tiyn. Always `<= Amount::MAX`, so that every amount is exactly
 /// representable as a JSON number in every client (2^53 - 1 tiyn ≈ 90 trillion tenge, far above
 /// the money supply). Arithmetic is checked: overflow is an error, never a wrap.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 #[schema(value_type = u64, example = 15000)]
 pub struct Amount(u64);
@@ -54,19 +52,15 @@ impl Amount {
     }
 
     pub fn checked_sub(self, other: Amount) -> Result<Amount> {
-        self.0.checked_sub(other.0).map(Amount).ok_or_else(|| {
-            Error::new(
-                ErrorCode::InsufficientFunds,
-                format!("{} is less than {}", self, other),
-            )
-        })
+        self.0
+            .checked_sub(other.0)
+            .map(Amount)
+            .ok_or_else(|| Error::new(ErrorCode::InsufficientFunds, format!("{} is less than {}", self, other)))
     }
 
     /// Sum of many amounts, checked.
     pub fn sum<I: IntoIterator<Item = Amount>>(amounts: I) -> Result<Amount> {
-        amounts
-            .into_iter()
-            .try_fold(Amount::ZERO, |acc, a| acc.checked_add(a))
+        amounts.into_iter().try_fold(Amount::ZERO, |acc, a| acc.checked_add(a))
     }
 }
 
@@ -108,14 +102,8 @@ mod tests {
 
     #[test]
     fn arithmetic_is_checked() {
-        assert_eq!(
-            Amount::MAX.checked_add(Amount(1)).unwrap_err().code,
-            ErrorCode::LimitExceeded
-        );
-        assert_eq!(
-            Amount(1).checked_sub(Amount(2)).unwrap_err().code,
-            ErrorCode::InsufficientFunds
-        );
+        assert_eq!(Amount::MAX.checked_add(Amount(1)).unwrap_err().code, ErrorCode::LimitExceeded);
+        assert_eq!(Amount(1).checked_sub(Amount(2)).unwrap_err().code, ErrorCode::InsufficientFunds);
         assert!(Amount::from_tiyn(u64::MAX).is_err());
         assert_eq!(Amount::from_tenge(5_000).unwrap().tiyn(), 500_000);
     }

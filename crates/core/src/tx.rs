@@ -140,22 +140,12 @@ impl Transaction {
     /// Ids of the tokens this transaction creates, in output order.
     pub fn output_ids(&self) -> Vec<TokenId> {
         let tx_id = self.id();
-        self.body
-            .outputs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| TokenId::of(&tx_id, i as u32, o))
-            .collect()
+        self.body.outputs.iter().enumerate().map(|(i, o)| TokenId::of(&tx_id, i as u32, o)).collect()
     }
 
     /// The outputs as spendable inputs (preimages) for the next transaction.
     pub fn outputs_as_inputs(&self) -> Vec<Input> {
         let tx_id = self.id();
-        self.body
-            .outputs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| Input { tx_id, index: i as u32, output: o.clone() })
-            .collect()
+        self.body.outputs.iter().enumerate().map(|(i, o)| Input { tx_id, index: i as u32, output: o.clone() }).collect()
     }
 }

@@ -8,10 +8,7 @@
 use crate::crypto::{verify_batch, Address, Hash32, PublicKey, Signature};
 use crate::money::Amount;
 use crate::token::{TokenId, TxId};
-use crate::tx::{
-    node_message, owner_message, Command, Transaction, TX_INPUTS_MAX, TX_OUTPUTS_MAX,
-    TX_SIGNATURES_MAX,
-};
+use crate::tx::{node_message, owner_message, Command, Transaction, TX_INPUTS_MAX, TX_OUTPUTS_MAX, TX_SIGNATURES_MAX};
 use crate::{bail, ensure, Error, ErrorCode, Result};
 use std::collections::HashSet;
 
@@ -73,10 +70,7 @@ impl SignedMessages {
 
 /// Every signature the transaction carries, ready for (batch) verification. Callers that
 /// validate many transactions at once collect these across transactions into one batch.
-pub fn signature_items<'a>(
-    tx: &Transaction,
-    messages: &'a SignedMessages,
-) -> Vec<(PublicKey, &'a [u8], Signature)> {
+pub fn signature_items<'a>(tx: &Transaction, messages: &'a SignedMessages) -> Vec<(PublicKey, &'a [u8], Signature)> {
     let mut items = Vec::with_capacity(tx.witnesses.len() + tx.attestations.len());
     for w in &tx.witnesses {
         items.push((w.public_key, &messages.owner.0[..], w.signature));
@@ -142,11 +136,7 @@ pub fn check_structure(tx: &Transaction, authorities: &dyn Authorities) -> Resul
     let (issued, redeemed) = match body.command {
         Command::Issue => (value_out, Amount::ZERO),
         Command::Transfer => {
-            ensure!(
-                value_in == value_out,
-                ConservationViolated,
-                "inputs {value_in} differ from outputs {value_out}"
-            );
+            ensure!(value_in == value_out, ConservationViolated, "inputs {value_in} differ from outputs {value_out}");
             (Amount::ZERO, Amount::ZERO)
         }
         Command::Redeem => {
@@ -173,11 +163,7 @@ fn check_witnesses(tx: &Transaction) -> Result<()> {
     let mut signed = HashSet::with_capacity(tx.witnesses.len());
     for w in &tx.witnesses {
         let address = w.public_key.address();
-        ensure!(
-            owners.contains(&address),
-            InvalidSignature,
-            "a witness signs for {address}, which owns no input"
-        );
+        ensure!(owners.contains(&address), InvalidSignature, "a witness signs for {address}, which owns no input");
         ensure!(signed.insert(address), MalformedInput, "duplicate witness for {address}");
     }
     for owner in &owners {
@@ -199,10 +185,7 @@ fn check_attestations(tx: &Transaction, authorities: &dyn Authorities) -> Result
             KeyStatus::CentralBank => central_bank = true,
             KeyStatus::ActiveNode => active_node = true,
             KeyStatus::BlockedNode => {
-                return Err(Error::new(
-                    ErrorCode::BankBlocked,
-                    "the attesting node is blocked by the operator",
-                ))
+                return Err(Error::new(ErrorCode::BankBlocked, "the attesting node is blocked by the operator"))
             }
             KeyStatus::Unknown => {
                 bail!(InvalidSignature, "attestation by a key that is not a node of this network")
@@ -210,12 +193,9 @@ fn check_attestations(tx: &Transaction, authorities: &dyn Authorities) -> Result
         }
     }
     match tx.body.command {
-        Command::Issue | Command::Redeem => ensure!(
-            central_bank,
-            InvalidSignature,
-            "{:?} requires the central bank's attestation",
-            tx.body.command
-        ),
+        Command::Issue | Command::Redeem => {
+            ensure!(central_bank, InvalidSignature, "{:?} requires the central bank's attestation", tx.body.command)
+        }
         Command::Transfer => ensure!(
             central_bank || active_node,
             InvalidSignature,

@@ -16,10 +16,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
     }
 }
 
@@ -60,6 +57,17 @@ impl Entropy {
         self.0.lock().fill_bytes(&mut seed);
         seed
     }
+    /// Move to a new stream for a new run of the same network: drawn from the current stream
+    /// and the run's number, so that a network reopened with the same seed (tests, the
+    /// simulator) never repeats the keys and nonces of an earlier run, yet stays reproducible.
+    pub fn reseed(&self, run: u64) {
+        let mut rng = self.0.lock();
+        let mut material = [0u8; 32];
+        rng.fill_bytes(&mut material);
+        let seed = dtenge_core::crypto::hash_parts(b"dtenge/entropy/run/v1", &[&material, &run.to_le_bytes()]);
+        *rng = ChaCha20Rng::from_seed(seed.0);
+    }
+
     pub fn nonce(&self) -> u64 {
         self.0.lock().next_u64()
     }

@@ -73,11 +73,7 @@ impl NetworkConfig {
     pub fn standard() -> NetworkConfig {
         let bank = |id: &str, name: &str| BankConfig { id: id.into(), name: name.into() };
         NetworkConfig {
-            banks: vec![
-                bank("steppe", "Steppe Bank"),
-                bank("tulpar", "Tulpar Bank"),
-                bank("sapa", "Sapa Bank"),
-            ],
+            banks: vec![bank("steppe", "Steppe Bank"), bank("tulpar", "Tulpar Bank"), bank("sapa", "Sapa Bank")],
         }
     }
 }
@@ -174,16 +170,19 @@ fn all_tables() -> Vec<Table> {
 
 impl Network {
     /// Open the network stored under `data_dir`, creating it from `config` on first start.
-    pub fn open(
-        data_dir: &Path,
-        config: &NetworkConfig,
-        clock: Arc<dyn Clock>,
-        entropy: Entropy,
-    ) -> Result<Network> {
+    pub fn open(data_dir: &Path, config: &NetworkConfig, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Network> {
         let store = Store::open(&data_dir.join(DATABASE_FILE), &all_tables())?;
         if store.scan(dtenge_node::META_TABLE)?.is_empty() {
             Network::genesis(&store, config, clock.as_ref(), &entropy)?;
         }
+        let run = match store.get(OPERATOR_TABLE, ops::operator::RUN_KEY)? {
+            Some(bytes) => dtenge_store::decode::<u64>(&bytes)? + 1,
+            None => 1,
+        };
+        let mut batch = WriteBatch::new();
+        batch.put_value(OPERATOR_TABLE, ops::operator::RUN_KEY.to_vec(), &run)?;
+        store.commit(batch)?;
+        entropy.reseed(run);
         Network::load(store, clock, entropy)
     }
 
@@ -244,11 +243,8 @@ impl Network {
         let (blocked, calendar) = ops::operator::load(&store)?;
         trust.blocked = blocked;
         let nbk_ops = store.scan_values::<NbkOperation>(NBK_OPS_TABLE)?.into_iter().map(|(_, v)| v).collect();
-        let purchases = store
-            .scan_values::<Purchase>(PURCHASES_TABLE)?
-            .into_iter()
-            .map(|(_, p)| (p.id.clone(), p))
-            .collect();
+        let purchases =
+            store.scan_values::<Purchase>(PURCHASES_TABLE)?.into_iter().map(|(_, p)| (p.id.clone(), p)).collect();
         let mut vouchers = Vouchers::default();
         for (_, p) in store.scan_values::<VoucherProgram>(VOUCHER_PROGRAMS_TABLE)? {
             vouchers.programs.insert(p.id.clone(), p);
@@ -398,7 +394,36 @@ impl Network {
         extra: WriteBatch,
         answer: &T,
     ) -> Result<Validated> {
-        let result = self.execute_inner(idem, tx, purpose, reference, fiat, extra, answer);
+        self.execute_any(idem, tx, purpose, reference, fiat, extra, answer, false)
+    }
+
+    /// [`Network::execute`] for a transaction its client may send again: a resubmission of a
+    /// committed transaction gets the same answer and changes nothing. Operations that build
+    /// fresh transactions use `execute`, which refuses a repeated transaction id, so that
+    /// their side effects (ABS postings, registries) can never apply twice.
+    pub(crate) fn execute_resubmittable<T: Serialize>(
+        &self,
+        idem: Option<&Idem>,
+        tx: &Transaction,
+        purpose: Purpose,
+        answer: &T,
+    ) -> Result<Validated> {
+        self.execute_any(idem, tx, purpose, None, &[], WriteBatch::new(), answer, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn execute_any<T: Serialize>(
+        &self,
+        idem: Option<&Idem>,
+        tx: &Transaction,
+        purpose: Purpose,
+        reference: Option<&str>,
+        fiat: &[(String, String, dtenge_core::Amount)],
+        extra: WriteBatch,
+        answer: &T,
+        allow_resubmission: bool,
+    ) -> Result<Validated> {
+        let result = self.execute_inner(idem, tx, purpose, reference, fiat, extra, answer, allow_resubmission);
         if result.is_err() {
             if let Ok(nodes) = self.party_nodes(tx) {
                 for node in nodes {
@@ -421,6 +446,7 @@ impl Network {
         fiat: &[(String, String, dtenge_core::Amount)],
         extra: WriteBatch,
         answer: &T,
+        allow_resubmission: bool,
     ) -> Result<Validated> {
         let now = self.clock.now_ms();
         let validated = validate(tx, &*self.trust.read())?;
@@ -430,7 +456,13 @@ impl Network {
         }
         let request = SpendRequest { tx_id: validated.tx_id, inputs: &validated.inputs, outputs: &validated.outputs };
         if self.notary.try_spend(request)? == Spend::AlreadyCommitted {
-            return Ok(validated);
+            if allow_resubmission {
+                return Ok(validated);
+            }
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!("transaction {} is already committed; nothing was done again", validated.tx_id),
+            ));
         }
         let planned = self.plan_deltas(tx, &parties, purpose, reference, fiat, now).and_then(|(mut batch, deltas)| {
             dtenge_notary::Notary::writes(&request, &mut batch);
@@ -468,7 +500,7 @@ impl Network {
         let mut nodes: BTreeSet<&str> = parties.iter().map(String::as_str).collect();
         nodes.extend(fiat.iter().map(|(n, _, _)| n.as_str()));
         for node in nodes {
-            let state = self.slot(node)?.state.lock();
+            let mut state = self.slot(node)?.state.lock();
             let mut delta = state.plan_commit(tx, purpose, reference, now)?;
             for (_, client, balance) in fiat.iter().filter(|(n, _, _)| n == node) {
                 delta.set_fiat(client, *balance);
@@ -506,10 +538,7 @@ impl IdCenter {
             banks.push(account.node_id.clone());
         }
         if let Some(phone) = &account.phone {
-            self.phones
-                .entry(phone.clone())
-                .or_default()
-                .push((account.node_id.clone(), account.client_id.clone()));
+            self.phones.entry(phone.clone()).or_default().push((account.node_id.clone(), account.client_id.clone()));
         }
     }
 }

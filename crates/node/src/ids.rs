@@ -62,11 +62,7 @@ pub fn normalize_phone(phone: &str) -> Result<String> {
 
 /// Check a card number: 16 digits passing the Luhn check.
 pub fn check_pan(pan: &str) -> Result<()> {
-    ensure!(
-        pan.len() == 16 && pan.bytes().all(|b| b.is_ascii_digit()),
-        MalformedInput,
-        "a card number has 16 digits"
-    );
+    ensure!(pan.len() == 16 && pan.bytes().all(|b| b.is_ascii_digit()), MalformedInput, "a card number has 16 digits");
     let sum: u32 = pan
         .bytes()
         .rev()
@@ -75,7 +71,11 @@ pub fn check_pan(pan: &str) -> Result<()> {
             let d = u32::from(b - b'0');
             if i % 2 == 1 {
                 let doubled = d * 2;
-                if doubled > 9 { doubled - 9 } else { doubled }
+                if doubled > 9 {
+                    doubled - 9
+                } else {
+                    doubled
+                }
             } else {
                 d
             }

@@ -19,7 +19,7 @@ use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
 use dtenge_store::{Store, Table, WriteBatch};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 pub const META_TABLE: Table = Table("node_meta");
 pub const ACCOUNTS_TABLE: Table = Table("node_accounts");
@@ -27,8 +27,7 @@ pub const TOKENS_TABLE: Table = Table("node_tokens");
 pub const HISTORY_TABLE: Table = Table("node_history");
 pub const TXS_TABLE: Table = Table("node_txs");
 pub const CARDS_TABLE: Table = Table("node_cards");
-pub const TABLES: [Table; 6] =
-    [META_TABLE, ACCOUNTS_TABLE, TOKENS_TABLE, HISTORY_TABLE, TXS_TABLE, CARDS_TABLE];
+pub const TABLES: [Table; 6] = [META_TABLE, ACCOUNTS_TABLE, TOKENS_TABLE, HISTORY_TABLE, TXS_TABLE, CARDS_TABLE];
 
 /// The client id of a node's own account (its DT liquidity).
 pub const OWN_ACCOUNT: &str = "own";
@@ -118,6 +117,9 @@ pub enum Direction {
 /// One line of an account's history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
+    /// Position in the account's history: increasing, gaps allowed (a planned entry whose
+    /// transaction did not commit leaves its number unused).
+    pub seq: u64,
     pub tx_id: TxId,
     pub at_unix_ms: u64,
     pub purpose: Purpose,
@@ -152,7 +154,10 @@ struct AccountState {
     record: AccountRecord,
     key: Option<SecretKey>,
     tokens: BTreeSet<TokenId>,
-    history: Vec<HistoryEntry>,
+    /// The newest [`HISTORY_IN_MEMORY_MAX`] entries, in `seq` order.
+    history: VecDeque<HistoryEntry>,
+    /// The `seq` of the next planned entry.
+    next_seq: u64,
 }
 
 /// The changes one committed transaction (or account operation) makes to a node.
@@ -183,8 +188,7 @@ impl Delta {
         for (client, entry) in &self.history {
             let mut key = key2(node, client.as_bytes());
             key.push(0);
-            key.extend_from_slice(&entry.at_unix_ms.to_be_bytes());
-            key.extend_from_slice(&entry.tx_id.0 .0);
+            key.extend_from_slice(&entry.seq.to_be_bytes());
             batch.put_value(HISTORY_TABLE, key, entry)?;
         }
         for (client, fiat) in &self.fiat {
@@ -202,6 +206,16 @@ impl Delta {
     /// Set a client's new bank-money balance as part of this delta.
     pub fn set_fiat(&mut self, client_id: &str, fiat: Amount) {
         self.fiat.push((client_id.to_string(), fiat));
+    }
+}
+
+/// Insert in `seq` order (almost always at the end) and keep the newest
+/// [`HISTORY_IN_MEMORY_MAX`] entries.
+fn insert_history(history: &mut VecDeque<HistoryEntry>, entry: HistoryEntry) {
+    let position = history.partition_point(|e| e.seq < entry.seq);
+    history.insert(position, entry);
+    if history.len() > HISTORY_IN_MEMORY_MAX {
+        history.pop_front();
     }
 }
 
@@ -292,10 +306,8 @@ impl NodeState {
             let client_end = rest.iter().position(|&b| b == 0).ok_or_else(|| Error::internal("bad key"))?;
             let client = String::from_utf8(rest[..client_end].to_vec()).map_err(|_| Error::internal("bad key"))?;
             if let Some(state) = nodes.get_mut(&node).and_then(|n| n.accounts.get_mut(&client)) {
-                state.history.push(entry);
-                if state.history.len() > HISTORY_IN_MEMORY_MAX {
-                    state.history.remove(0);
-                }
+                state.next_seq = state.next_seq.max(entry.seq + 1);
+                insert_history(&mut state.history, entry);
             }
         }
         for (key, client) in store.scan_values::<String>(CARDS_TABLE)? {
@@ -313,7 +325,10 @@ impl NodeState {
         self.by_address.insert(record.account.address, client.clone());
         let key = record.key_seed.map(SecretKey::from_seed);
         debug_assert!(key.as_ref().is_none_or(|k| k.address() == record.account.address));
-        self.accounts.insert(client, AccountState { record, key, tokens: BTreeSet::new(), history: Vec::new() });
+        self.accounts.insert(
+            client,
+            AccountState { record, key, tokens: BTreeSet::new(), history: VecDeque::new(), next_seq: 0 },
+        );
     }
 
     fn insert_token(&mut self, client: String, input: Input) -> Result<()> {
@@ -373,7 +388,12 @@ impl NodeState {
                 reserved = reserved.checked_add(holding.input.output.amount_tiyn)?;
             }
         }
-        Ok(Balance { dt_tiyn: dt, dt_reserved_tiyn: reserved, fiat_tiyn: state.record.fiat, tokens: state.tokens.len() })
+        Ok(Balance {
+            dt_tiyn: dt,
+            dt_reserved_tiyn: reserved,
+            fiat_tiyn: state.record.fiat,
+            tokens: state.tokens.len(),
+        })
     }
 
     /// All DT this node's accounts own.
@@ -386,7 +406,7 @@ impl NodeState {
         self.tokens.keys()
     }
 
-    pub fn history(&self, client_id: &str) -> Result<&[HistoryEntry]> {
+    pub fn history(&self, client_id: &str) -> Result<&VecDeque<HistoryEntry>> {
         Ok(&self.account_state(client_id)?.history)
     }
 
@@ -403,12 +423,7 @@ impl NodeState {
     /// keeps its own key and signs its own transactions.
     pub fn plan_open(&self, account: Account, custodial_key: Option<&SecretKey>, batch: &mut WriteBatch) -> Result<()> {
         if self.accounts.contains_key(&account.client_id) {
-            bail!(
-                DuplicateAccount,
-                "client {} already has a digital account at {}",
-                account.client_id,
-                self.meta.name
-            );
+            bail!(DuplicateAccount, "client {} already has a digital account at {}", account.client_id, self.meta.name);
         }
         ensure!(
             custodial_key.is_none_or(|k| k.address() == account.address),
@@ -425,7 +440,11 @@ impl NodeState {
     }
 
     pub fn apply_open(&mut self, account: Account, custodial_key: Option<&SecretKey>) {
-        self.insert_account(AccountRecord { account, key_seed: custodial_key.map(SecretKey::seed), fiat: Amount::ZERO });
+        self.insert_account(AccountRecord {
+            account,
+            key_seed: custodial_key.map(SecretKey::seed),
+            fiat: Amount::ZERO,
+        });
     }
 
     /// Plan linking a card to an account.
@@ -488,7 +507,10 @@ impl NodeState {
                 return e;
             }
             let reserved = Amount::sum(
-                state.tokens.iter().filter_map(|id| self.tokens.get(id).filter(|h| h.reserved).map(|h| h.input.output.amount_tiyn)),
+                state
+                    .tokens
+                    .iter()
+                    .filter_map(|id| self.tokens.get(id).filter(|h| h.reserved).map(|h| h.input.output.amount_tiyn)),
             )
             .unwrap_or(Amount::ZERO);
             let in_flight = if reserved.is_zero() {
@@ -500,7 +522,10 @@ impl NodeState {
         })?;
         let address = state.record.account.address;
         let key = state.key.clone().ok_or_else(|| {
-            Error::new(ErrorCode::Forbidden, format!("client {client_id} keeps its own key: submit a transaction it signed"))
+            Error::new(
+                ErrorCode::Forbidden,
+                format!("client {client_id} keeps its own key: submit a transaction it signed"),
+            )
         })?;
         if !selection.change.is_zero() {
             outputs.push(Output::standard(selection.change, address, issuer));
@@ -544,7 +569,12 @@ impl NodeState {
                 self.meta.name
             );
             if let Some(holding) = self.tokens.get(&input.token_id()) {
-                ensure!(!holding.reserved, DoubleSpend, "token {} is being spent by a payment in flight", input.token_id());
+                ensure!(
+                    !holding.reserved,
+                    DoubleSpend,
+                    "token {} is being spent by a payment in flight",
+                    input.token_id()
+                );
             }
         }
         tx.attestations.retain(|a| a.public_key != self.key.public_key());
@@ -569,7 +599,13 @@ impl NodeState {
 
     /// Plan what a committed transaction changes at this node: tokens spent and received by
     /// its accounts, history lines, the transaction record.
-    pub fn plan_commit(&self, tx: &Transaction, purpose: Purpose, reference: Option<&str>, now_ms: u64) -> Result<Delta> {
+    pub fn plan_commit(
+        &mut self,
+        tx: &Transaction,
+        purpose: Purpose,
+        reference: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Delta> {
         let tx_id = tx.id();
         let mut delta = Delta { node_id: self.meta.id.clone(), ..Delta::default() };
         let mut net: BTreeMap<&str, (Amount, Amount)> = BTreeMap::new();
@@ -589,7 +625,8 @@ impl NodeState {
             }
         }
         for (client, (out, into)) in net {
-            let address = self.accounts[client].record.account.address;
+            let Some(state) = self.accounts.get_mut(client) else { continue };
+            let address = state.record.account.address;
             let (direction, amount, counterparty) = if into >= out {
                 let from = tx.body.inputs.iter().map(|i| i.output.owner).find(|o| *o != address);
                 (Direction::Credit, into.checked_sub(out)?, from)
@@ -604,9 +641,12 @@ impl NodeState {
                 Command::Issue | Command::Redeem => None,
                 Command::Transfer => counterparty,
             };
+            let seq = state.next_seq;
+            state.next_seq += 1;
             delta.history.push((
                 client.to_string(),
                 HistoryEntry {
+                    seq,
                     tx_id,
                     at_unix_ms: now_ms,
                     purpose,
@@ -664,10 +704,7 @@ impl NodeState {
         }
         for (client, entry) in delta.history {
             if let Some(state) = self.accounts.get_mut(&client) {
-                state.history.push(entry);
-                if state.history.len() > HISTORY_IN_MEMORY_MAX {
-                    state.history.remove(0);
-                }
+                insert_history(&mut state.history, entry);
             }
         }
         for (client, fiat) in delta.fiat {
@@ -737,9 +774,9 @@ mod tests {
         assert_eq!(bank.balance("alice").unwrap().dt_reserved_tiyn.tiyn(), 0);
         assert_eq!(bank.balance("bob").unwrap().dt_tiyn.tiyn(), 15_000);
         let h = bank.history("alice").unwrap();
-        assert_eq!(h.last().unwrap().direction, Direction::Debit);
-        assert_eq!(h.last().unwrap().amount_tiyn.tiyn(), 15_000);
-        assert_eq!(h.last().unwrap().counterparty, Some(bob));
+        assert_eq!(h.back().unwrap().direction, Direction::Debit);
+        assert_eq!(h.back().unwrap().amount_tiyn.tiyn(), 15_000);
+        assert_eq!(h.back().unwrap().counterparty, Some(bob));
         assert_eq!(bank.history("bob").unwrap()[0].counterparty, Some(alice));
     }
 }

@@ -78,10 +78,7 @@ impl Notary {
     }
 
     /// Rebuild from persisted state.
-    pub fn restore(
-        unspent: impl IntoIterator<Item = TokenId>,
-        committed: impl IntoIterator<Item = TxId>,
-    ) -> Notary {
+    pub fn restore(unspent: impl IntoIterator<Item = TokenId>, committed: impl IntoIterator<Item = TxId>) -> Notary {
         let notary = Notary::new();
         for id in unspent {
             notary.shards[usize::from(id.shard())].lock().unspent.insert(id);
@@ -102,12 +99,8 @@ impl Notary {
     }
 
     fn lock_for(&self, request: &SpendRequest<'_>) -> Locked<'_> {
-        let mut indices: Vec<usize> = request
-            .inputs
-            .iter()
-            .chain(request.outputs)
-            .map(|t| usize::from(t.shard()))
-            .collect();
+        let mut indices: Vec<usize> =
+            request.inputs.iter().chain(request.outputs).map(|t| usize::from(t.shard())).collect();
         indices.push(tx_shard(&request.tx_id));
         indices.sort_unstable();
         indices.dedup();
@@ -130,10 +123,7 @@ impl Notary {
         }
         for input in request.inputs {
             if !locked.shard(usize::from(input.shard())).unspent.contains(input) {
-                return Err(Error::new(
-                    ErrorCode::DoubleSpend,
-                    format!("token {input} is spent or unknown"),
-                ));
+                return Err(Error::new(ErrorCode::DoubleSpend, format!("token {input} is spent or unknown")));
             }
         }
         for output in request.outputs {

@@ -32,7 +32,10 @@ pub struct Client {
 impl Client {
     pub fn new(base_url: &str) -> Client {
         let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(60)).build();
-        let prefix = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        let prefix = format!(
+            "{:x}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+        );
         Client { base: base_url.trim_end_matches('/').to_string(), agent, prefix, counter: AtomicU64::new(0) }
     }
 
@@ -55,12 +58,15 @@ impl Client {
     }
 
     pub fn put(&self, path: &str, body: &Value) -> CallResult {
-        answer(self.agent.put(&format!("{}{path}", self.base)).set("Idempotency-Key", &self.key()).send_json(body.clone()))
+        answer(
+            self.agent.put(&format!("{}{path}", self.base)).set("Idempotency-Key", &self.key()).send_json(body.clone()),
+        )
     }
 
     /// A raw request, for tests of malformed input.
     pub fn raw(&self, method: &str, path: &str, key: Option<&str>, body: &str) -> CallResult {
-        let mut request = self.agent.request(method, &format!("{}{path}", self.base)).set("Content-Type", "application/json");
+        let mut request =
+            self.agent.request(method, &format!("{}{path}", self.base)).set("Content-Type", "application/json");
         if let Some(key) = key {
             request = request.set("Idempotency-Key", key);
         }
@@ -70,13 +76,21 @@ impl Client {
     /// GET and decode.
     pub fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiFailure> {
         let value = self.get(path)?;
-        serde_json::from_value(value).map_err(|e| ApiFailure { status: 0, code: "DECODE".into(), message: e.to_string() })
+        serde_json::from_value(value).map_err(|e| ApiFailure {
+            status: 0,
+            code: "DECODE".into(),
+            message: e.to_string(),
+        })
     }
 }
 
 fn answer(result: Result<ureq::Response, ureq::Error>) -> CallResult {
     match result {
-        Ok(response) => response.into_json::<Value>().map_err(|e| ApiFailure { status: 0, code: "DECODE".into(), message: e.to_string() }),
+        Ok(response) => response.into_json::<Value>().map_err(|e| ApiFailure {
+            status: 0,
+            code: "DECODE".into(),
+            message: e.to_string(),
+        }),
         Err(ureq::Error::Status(status, response)) => {
             let body: Value = response.into_json().unwrap_or(Value::Null);
             Err(ApiFailure {

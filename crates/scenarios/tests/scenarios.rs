@@ -67,7 +67,8 @@ fn all_scenarios_in_one_network_then_restart_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(working_day_ms()));
     let before = {
-        let platform = Platform::start(dir.path(), "127.0.0.1:0".parse().unwrap(), clock.clone(), Entropy::from_seed(8)).unwrap();
+        let platform =
+            Platform::start(dir.path(), "127.0.0.1:0".parse().unwrap(), clock.clone(), Entropy::from_seed(8)).unwrap();
         let world = World::new(&platform.base_url());
         let outcomes = dtenge_scenarios::run_all(&world, |_| {});
         let failed: Vec<_> = outcomes.iter().filter(|o| !o.passed).map(|o| (o.id, o.failure.clone())).collect();
@@ -108,7 +109,10 @@ fn openapi_describes_every_route_and_docs_are_served() {
         for (method, op) in item.as_object().unwrap() {
             if method == "post" || method == "put" {
                 let params = op["parameters"].as_array().cloned().unwrap_or_default();
-                assert!(params.iter().any(|p| p["name"] == "Idempotency-Key"), "{method} {path} does not document Idempotency-Key");
+                assert!(
+                    params.iter().any(|p| p["name"] == "Idempotency-Key"),
+                    "{method} {path} does not document Idempotency-Key"
+                );
             }
         }
     }

@@ -61,17 +61,13 @@ impl Table {
         let name = self.0;
         let valid = !name.is_empty()
             && name.len() <= TABLE_NAME_BYTES_MAX
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.#$".contains(&b));
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.#$".contains(&b));
         if valid {
             Ok(())
         } else {
             Err(storage_error(
                 "table",
-                format!(
-                    "invalid table name {name:?}: use 1-{TABLE_NAME_BYTES_MAX} ASCII letters, digits or _-.#$"
-                ),
+                format!("invalid table name {name:?}: use 1-{TABLE_NAME_BYTES_MAX} ASCII letters, digits or _-.#$"),
             ))
         }
     }
@@ -79,15 +75,8 @@ impl Table {
 
 #[derive(Debug)]
 enum Op {
-    Put {
-        table: Table,
-        key: Vec<u8>,
-        value: Vec<u8>,
-    },
-    Delete {
-        table: Table,
-        key: Vec<u8>,
-    },
+    Put { table: Table, key: Vec<u8>, value: Vec<u8> },
+    Delete { table: Table, key: Vec<u8> },
 }
 
 impl Op {
@@ -104,11 +93,7 @@ impl Op {
         if key.is_empty() || key.len() > KEY_BYTES_MAX {
             return Err(storage_error(
                 "commit",
-                format!(
-                    "key of {} bytes in table {}: keys must be 1-{KEY_BYTES_MAX} bytes",
-                    key.len(),
-                    table.0
-                ),
+                format!("key of {} bytes in table {}: keys must be 1-{KEY_BYTES_MAX} bytes", key.len(), table.0),
             ));
         }
         if let Op::Put { table, value, .. } = self {
@@ -138,28 +123,16 @@ impl WriteBatch {
         WriteBatch::default()
     }
     pub fn put(&mut self, table: Table, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.ops.push(Op::Put {
-            table,
-            key: key.into(),
-            value: value.into(),
-        });
+        self.ops.push(Op::Put { table, key: key.into(), value: value.into() });
     }
     /// Put a value encoded with [`encode`].
-    pub fn put_value<T: Serialize>(
-        &mut self,
-        table: Table,
-        key: impl Into<Vec<u8>>,
-        value: &T,
-    ) -> Result<()> {
+    pub fn put_value<T: Serialize>(&mut self, table: Table, key: impl Into<Vec<u8>>, value: &T) -> Result<()> {
         let bytes = encode(value)?;
         self.put(table, key, bytes);
         Ok(())
     }
     pub fn delete(&mut self, table: Table, key: impl Into<Vec<u8>>) {
-        self.ops.push(Op::Delete {
-            table,
-            key: key.into(),
-        });
+        self.ops.push(Op::Delete { table, key: key.into() });
     }
     pub fn append(&mut self, other: WriteBatch) {
         self.ops.extend(other.ops);
@@ -174,14 +147,12 @@ impl WriteBatch {
 
 /// Encode a stored value (bincode).
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    bincode::serialize(value)
-        .map_err(|e| Error::new(ErrorCode::StorageFailure, format!("encode: {e}")))
+    bincode::serialize(value).map_err(|e| Error::new(ErrorCode::StorageFailure, format!("encode: {e}")))
 }
 
 /// Decode a stored value (bincode).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    bincode::deserialize(bytes)
-        .map_err(|e| Error::new(ErrorCode::StorageFailure, format!("decode: {e}")))
+    bincode::deserialize(bytes).map_err(|e| Error::new(ErrorCode::StorageFailure, format!("decode: {e}")))
 }
 
 fn storage_error(context: &str, e: impl std::fmt::Display) -> Error {
@@ -203,12 +174,7 @@ impl Shared {
     /// The keyspace behind `table`. It is created if `create` is set. Otherwise `None` means
     /// that the table was never created.
     fn keyspace(&self, table: Table, create: bool) -> Result<Option<Keyspace>> {
-        let cached = self
-            .keyspaces
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(table.0)
-            .cloned();
+        let cached = self.keyspaces.read().unwrap_or_else(PoisonError::into_inner).get(table.0).cloned();
         if cached.is_some() {
             return Ok(cached);
         }
@@ -220,10 +186,7 @@ impl Shared {
             .db
             .keyspace(table.0, KeyspaceCreateOptions::default)
             .map_err(|e| storage_error(&format!("open table {}", table.0), e))?;
-        self.keyspaces
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(table.0, keyspace.clone());
+        self.keyspaces.write().unwrap_or_else(PoisonError::into_inner).insert(table.0, keyspace.clone());
         Ok(Some(keyspace))
     }
 }
@@ -242,13 +205,8 @@ impl Store {
     /// for example.
     pub fn open(path: &Path, tables: &[Table]) -> Result<Store> {
         std::fs::create_dir_all(path).map_err(|e| storage_error("create data dir", e))?;
-        let db = Database::builder(path)
-            .open()
-            .map_err(|e| storage_error("open database", e))?;
-        let shared = Arc::new(Shared {
-            db,
-            keyspaces: RwLock::new(HashMap::new()),
-        });
+        let db = Database::builder(path).open().map_err(|e| storage_error("open database", e))?;
+        let shared = Arc::new(Shared { db, keyspaces: RwLock::new(HashMap::new()) });
         for table in tables {
             shared.keyspace(*table, true)?;
         }
@@ -258,11 +216,7 @@ impl Store {
             .name("dtenge-committer".into())
             .spawn(move || run_committer(&committer_shared, &queue))
             .map_err(|e| storage_error("spawn committer", e))?;
-        Ok(Store {
-            shared,
-            jobs: Some(jobs),
-            committer: Some(committer),
-        })
+        Ok(Store { shared, jobs: Some(jobs), committer: Some(committer) })
     }
 
     /// Commit a batch durably. Returns after the fsync that covers it.
@@ -274,15 +228,9 @@ impl Store {
             op.check()?;
         }
         let (reply, answer) = bounded(1);
-        let jobs = self
-            .jobs
-            .as_ref()
-            .ok_or_else(|| storage_error("commit", "store closed"))?;
-        jobs.send(Job { batch, reply })
-            .map_err(|e| storage_error("commit queue", e))?;
-        answer
-            .recv()
-            .map_err(|e| storage_error("commit reply", e))?
+        let jobs = self.jobs.as_ref().ok_or_else(|| storage_error("commit", "store closed"))?;
+        jobs.send(Job { batch, reply }).map_err(|e| storage_error("commit queue", e))?;
+        answer.recv().map_err(|e| storage_error("commit reply", e))?
     }
 
     /// Every key and value of a table, in key order. Used at start-up to rebuild state.
@@ -302,10 +250,7 @@ impl Store {
 
     /// Every key and decoded value of a table.
     pub fn scan_values<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<(Vec<u8>, T)>> {
-        self.scan(table)?
-            .into_iter()
-            .map(|(k, v)| Ok((k, decode(&v)?)))
-            .collect()
+        self.scan(table)?.into_iter().map(|(k, v)| Ok((k, decode(&v)?))).collect()
     }
 
     /// One value. A table that was never created has none.
@@ -347,9 +292,8 @@ fn run_committer(shared: &Shared, queue: &Receiver<Job>) {
             }
         }
         // A panic in fjall must not leave callers without an answer.
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_all(shared, &jobs)))
-                .unwrap_or_else(|_| Err(storage_error("commit", "the storage engine panicked")));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_all(shared, &jobs)))
+            .unwrap_or_else(|_| Err(storage_error("commit", "the storage engine panicked")));
         for job in jobs {
             let _ = job.reply.send(outcome.clone());
         }
@@ -360,8 +304,8 @@ fn run_committer(shared: &Shared, queue: &Receiver<Job>) {
 /// does fjall apply the batch to the memtables, where readers see it.
 fn write_all(shared: &Shared, jobs: &[Job]) -> Result<()> {
     let ops: usize = jobs.iter().map(|job| job.batch.len()).sum();
-    let mut batch = fjall::OwnedWriteBatch::with_capacity(shared.db.clone(), ops)
-        .durability(Some(PersistMode::SyncAll));
+    let mut batch =
+        fjall::OwnedWriteBatch::with_capacity(shared.db.clone(), ops).durability(Some(PersistMode::SyncAll));
     // The handles of this group's tables, looked up once per table.
     let mut keyspaces: HashMap<&'static str, Keyspace> = HashMap::new();
     for job in jobs {
@@ -370,16 +314,12 @@ fn write_all(shared: &Shared, jobs: &[Job]) -> Result<()> {
             let keyspace = match keyspaces.get(table.0) {
                 Some(keyspace) => keyspace,
                 None => {
-                    let keyspace = shared
-                        .keyspace(table, true)?
-                        .ok_or_else(|| storage_error("open table", table.0))?;
+                    let keyspace = shared.keyspace(table, true)?.ok_or_else(|| storage_error("open table", table.0))?;
                     keyspaces.entry(table.0).or_insert(keyspace)
                 }
             };
             match op {
-                Op::Put { key, value, .. } => {
-                    batch.insert(keyspace, key.as_slice(), value.as_slice())
-                }
+                Op::Put { key, value, .. } => batch.insert(keyspace, key.as_slice(), value.as_slice()),
                 Op::Delete { key, .. } => batch.remove(keyspace, key.as_slice()),
             }
         }
@@ -410,10 +350,7 @@ mod tests {
             b.put(T, b"c".to_vec(), b"3".to_vec());
             // Writing to an undeclared table creates it; everything commits.
             store.commit(b).unwrap();
-            assert_eq!(
-                store.get(Table("missing"), b"x").unwrap(),
-                Some(b"y".to_vec())
-            );
+            assert_eq!(store.get(Table("missing"), b"x").unwrap(), Some(b"y".to_vec()));
             // A batch that breaks fjall's limits fails alone, before it reaches the committer.
             let mut b = WriteBatch::new();
             b.put(T, b"d".to_vec(), b"4".to_vec());
@@ -429,18 +366,9 @@ mod tests {
         }
         let store = Store::open(&path, &[T]).unwrap();
         let rows = store.scan(T).unwrap();
-        assert_eq!(
-            rows,
-            vec![
-                (b"b".to_vec(), b"2".to_vec()),
-                (b"c".to_vec(), b"3".to_vec())
-            ]
-        );
+        assert_eq!(rows, vec![(b"b".to_vec(), b"2".to_vec()), (b"c".to_vec(), b"3".to_vec())]);
         // The lazily created table survived the reopen without being declared.
-        assert_eq!(
-            store.scan(Table("missing")).unwrap(),
-            vec![(b"x".to_vec(), b"y".to_vec())]
-        );
+        assert_eq!(store.scan(Table("missing")).unwrap(), vec![(b"x".to_vec(), b"y".to_vec())]);
     }
 
     #[test]
@@ -457,15 +385,11 @@ mod tests {
                 b.put(T, key.clone(), vec![i as u8; (i % 7) as usize]);
                 expected_t.push((key.clone(), vec![i as u8; (i % 7) as usize]));
                 let value = encode(&(i, format!("row {i}"))).unwrap();
-                b.put_value(U, key.clone(), &(i, format!("row {i}")))
-                    .unwrap();
+                b.put_value(U, key.clone(), &(i, format!("row {i}"))).unwrap();
                 expected_u.push((key, value));
             }
             store.commit(b).unwrap();
-            assert_eq!(
-                store.get(U, &7u32.to_be_bytes()).unwrap(),
-                Some(expected_u[292].1.clone())
-            );
+            assert_eq!(store.get(U, &7u32.to_be_bytes()).unwrap(), Some(expected_u[292].1.clone()));
         }
         expected_t.sort();
         expected_u.sort();

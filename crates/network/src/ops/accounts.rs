@@ -22,7 +22,11 @@ impl Network {
         let slot = self.active_participant(node_id)?;
         check_iin_bin(&request.client_id)?;
         let name = request.name.trim().to_string();
-        ensure!(!name.is_empty() && name.chars().count() <= NAME_LEN_MAX, MalformedInput, "a name has 1 to {NAME_LEN_MAX} characters");
+        ensure!(
+            !name.is_empty() && name.chars().count() <= NAME_LEN_MAX,
+            MalformedInput,
+            "a name has 1 to {NAME_LEN_MAX} characters"
+        );
         let phone = request.phone.as_deref().map(normalize_phone).transpose()?;
         match (node_id == TREASURY_ID, request.kind) {
             (true, ClientKind::GovernmentAgency) | (false, ClientKind::Individual | ClientKind::LegalEntity) => {}
@@ -34,7 +38,9 @@ impl Network {
         // claimed by two different clients at once.
         let mut ids = self.ids.write();
         if let Some(phone) = &phone {
-            if let Some((_, other)) = ids.phones.get(phone).and_then(|v| v.iter().find(|(_, c)| *c != request.client_id)) {
+            if let Some((_, other)) =
+                ids.phones.get(phone).and_then(|v| v.iter().find(|(_, c)| *c != request.client_id))
+            {
                 bail!(DuplicateAccount, "phone {phone} is registered to another client ({})", mask_id(other));
             }
         }
@@ -144,7 +150,13 @@ impl Network {
 
     /// Credit a client's bank money (a stand-in for the bank's core banking system: salary,
     /// cash deposit), so that it can be converted to DT.
-    pub fn deposit_fiat(&self, idem: Option<&Idem>, node_id: &str, client_id: &str, request: AmountRequest) -> Result<Balance> {
+    pub fn deposit_fiat(
+        &self,
+        idem: Option<&Idem>,
+        node_id: &str,
+        client_id: &str,
+        request: AmountRequest,
+    ) -> Result<Balance> {
         let _gate = self.gate.read();
         let slot = self.active_participant(node_id)?;
         ensure!(!request.amount_tiyn.is_zero(), MalformedInput, "the amount must be positive");
@@ -172,7 +184,11 @@ impl Network {
         })?;
         let (node, client) = &entries[0];
         let name = self.slot(node)?.state.lock().account(client)?.name.clone();
-        Ok(PhoneLookup { phone, banks: entries.iter().map(|(n, _)| n.clone()).collect(), display_name: short_name(&name) })
+        Ok(PhoneLookup {
+            phone,
+            banks: entries.iter().map(|(n, _)| n.clone()).collect(),
+            display_name: short_name(&name),
+        })
     }
 
     /// Find the account a payment goes to.
@@ -188,11 +204,17 @@ impl Network {
             if let Some(phone) = &payee.phone {
                 let phone = normalize_phone(phone)?;
                 let entries = ids.phones.get(&phone).ok_or_else(|| {
-                    Error::new(ErrorCode::UnknownAccount, format!("no digital account is registered with phone {phone}"))
+                    Error::new(
+                        ErrorCode::UnknownAccount,
+                        format!("no digital account is registered with phone {phone}"),
+                    )
                 })?;
                 let entry = match &payee.bank {
                     Some(bank) => entries.iter().find(|(n, _)| n == bank).ok_or_else(|| {
-                        Error::new(ErrorCode::UnknownAccount, format!("phone {phone} has no digital account at '{bank}'"))
+                        Error::new(
+                            ErrorCode::UnknownAccount,
+                            format!("phone {phone} has no digital account at '{bank}'"),
+                        )
                     })?,
                     None => &entries[0],
                 };
@@ -200,11 +222,17 @@ impl Network {
             } else if let Some(client_id) = &payee.client_id {
                 check_iin_bin(client_id)?;
                 let banks = ids.clients.get(client_id).ok_or_else(|| {
-                    Error::new(ErrorCode::UnknownAccount, format!("client {} has no digital account", mask_id(client_id)))
+                    Error::new(
+                        ErrorCode::UnknownAccount,
+                        format!("client {} has no digital account", mask_id(client_id)),
+                    )
                 })?;
                 let node = match &payee.bank {
                     Some(bank) => banks.iter().find(|b| *b == bank).ok_or_else(|| {
-                        Error::new(ErrorCode::UnknownAccount, format!("client {} has no digital account at '{bank}'", mask_id(client_id)))
+                        Error::new(
+                            ErrorCode::UnknownAccount,
+                            format!("client {} has no digital account at '{bank}'", mask_id(client_id)),
+                        )
                     })?,
                     None => &banks[0],
                 };
@@ -232,7 +260,10 @@ impl Network {
         let slot = self.slot(node_id)?;
         let state = slot.state.lock();
         let account = state.account(client_id)?;
-        Ok((Party { bank: node_id.to_string(), client_id: client_id.to_string(), address: account.address }, account.kind))
+        Ok((
+            Party { bank: node_id.to_string(), client_id: client_id.to_string(), address: account.address },
+            account.kind,
+        ))
     }
 }
 

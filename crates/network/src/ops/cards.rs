@@ -17,7 +17,12 @@ impl Network {
         let _gate = self.gate.read();
         let slot = self.active_participant(node_id)?;
         check_pan(&request.pan)?;
-        ensure!(self.card_owner(&request.pan).is_none(), DuplicateAccount, "card {} is already linked", mask_pan(&request.pan));
+        ensure!(
+            self.card_owner(&request.pan).is_none(),
+            DuplicateAccount,
+            "card {} is already linked",
+            mask_pan(&request.pan)
+        );
         let mut batch = WriteBatch::new();
         slot.state.lock().plan_card(&request.pan, &request.client_id, &mut batch)?;
         let masked = mask_pan(&request.pan);
@@ -35,9 +40,12 @@ impl Network {
         let _gate = self.gate.read();
         check_pan(&request.pan)?;
         ensure!(!request.amount_tiyn.is_zero(), MalformedInput, "the amount must be positive");
-        let (buyer_bank, buyer_client) = self
-            .card_owner(&request.pan)
-            .ok_or_else(|| Error::new(ErrorCode::UnknownAccount, format!("card {} is not linked to a digital account", mask_pan(&request.pan))))?;
+        let (buyer_bank, buyer_client) = self.card_owner(&request.pan).ok_or_else(|| {
+            Error::new(
+                ErrorCode::UnknownAccount,
+                format!("card {} is not linked to a digital account", mask_pan(&request.pan)),
+            )
+        })?;
         let buyer_slot = self.active_participant(&buyer_bank)?;
         self.active_participant(&request.merchant_bank)?;
         let (buyer, _) = self.party(&buyer_bank, &buyer_client)?;
@@ -49,7 +57,12 @@ impl Network {
 
         match request.mode {
             CardMode::Dt => {
-                let tx = buyer_slot.state.lock().prepare_payment(&buyer_client, &[(merchant.address, amount)], self.issuer(), self.nonce())?;
+                let tx = buyer_slot.state.lock().prepare_payment(
+                    &buyer_client,
+                    &[(merchant.address, amount)],
+                    self.issuer(),
+                    self.nonce(),
+                )?;
                 let purchase = purchase(&request, buyer, merchant, tx.id(), now);
                 let mut extra = WriteBatch::new();
                 extra.put_value(PURCHASES_TABLE, purchase.id.as_bytes(), &purchase)?;
@@ -65,13 +78,25 @@ impl Network {
                 let (buyer_bank_party, _) = self.party(&buyer_bank, OWN_ACCOUNT)?;
                 let merchant_fiat = merchant_slot.state.lock().fiat_after(&merchant.client_id, amount, Amount::ZERO)?;
                 let mut abs = (buyer_bank != request.merchant_bank).then(|| self.abs.lock());
-                let tx = buyer_slot.state.lock().prepare_payment(&buyer_client, &[(buyer_bank_party.address, amount)], self.issuer(), self.nonce())?;
+                let tx = buyer_slot.state.lock().prepare_payment(
+                    &buyer_client,
+                    &[(buyer_bank_party.address, amount)],
+                    self.issuer(),
+                    self.nonce(),
+                )?;
                 let purchase = purchase(&request, buyer, merchant.clone(), tx.id(), now);
                 let mut extra = WriteBatch::new();
                 extra.put_value(PURCHASES_TABLE, purchase.id.as_bytes(), &purchase)?;
                 let posting = match abs.as_mut() {
                     Some(abs) => {
-                        let planned = abs.plan(PostingKind::InterbankSettlement, &correspondent(&buyer_bank), &correspondent(&request.merchant_bank), amount, &purchase.id, now);
+                        let planned = abs.plan(
+                            PostingKind::InterbankSettlement,
+                            &correspondent(&buyer_bank),
+                            &correspondent(&request.merchant_bank),
+                            amount,
+                            &purchase.id,
+                            now,
+                        );
                         let posting = match planned {
                             Ok(p) => p,
                             Err(e) => {
@@ -123,7 +148,12 @@ impl Network {
 
         let (tx, from, fiat, posting, mut abs) = match purchase.mode {
             CardMode::Dt => {
-                let tx = merchant_slot.state.lock().prepare_payment(&merchant.client_id, &[(buyer.address, amount)], self.issuer(), self.nonce())?;
+                let tx = merchant_slot.state.lock().prepare_payment(
+                    &merchant.client_id,
+                    &[(buyer.address, amount)],
+                    self.issuer(),
+                    self.nonce(),
+                )?;
                 (tx, merchant.clone(), Vec::new(), None, None)
             }
             CardMode::ConvertToFiat => {
@@ -132,14 +162,26 @@ impl Network {
                 let mut abs = (buyer.bank != merchant.bank).then(|| self.abs.lock());
                 let posting = match abs.as_mut() {
                     Some(abs) => {
-                        let p = abs.plan(PostingKind::InterbankSettlement, &correspondent(&merchant.bank), &correspondent(&buyer.bank), amount, &reference, now)?;
+                        let p = abs.plan(
+                            PostingKind::InterbankSettlement,
+                            &correspondent(&merchant.bank),
+                            &correspondent(&buyer.bank),
+                            amount,
+                            &reference,
+                            now,
+                        )?;
                         abs.writes(&p, &mut extra)?;
                         Some(p)
                     }
                     None => None,
                 };
                 let (bank_party, _) = self.party(&buyer.bank, OWN_ACCOUNT)?;
-                let tx = buyer_slot.state.lock().prepare_payment(OWN_ACCOUNT, &[(buyer.address, amount)], self.issuer(), self.nonce())?;
+                let tx = buyer_slot.state.lock().prepare_payment(
+                    OWN_ACCOUNT,
+                    &[(buyer.address, amount)],
+                    self.issuer(),
+                    self.nonce(),
+                )?;
                 let fiat = vec![(merchant.bank.clone(), merchant.client_id.clone(), merchant_fiat)];
                 (tx, bank_party, fiat, posting, abs)
             }
@@ -164,20 +206,31 @@ impl Network {
         check_pan(&request.pan)?;
         let amount = request.amount_tiyn;
         ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
-        let (bank, client) = self
-            .card_owner(&request.pan)
-            .ok_or_else(|| Error::new(ErrorCode::UnknownAccount, format!("card {} is not linked to a digital account", mask_pan(&request.pan))))?;
+        let (bank, client) = self.card_owner(&request.pan).ok_or_else(|| {
+            Error::new(
+                ErrorCode::UnknownAccount,
+                format!("card {} is not linked to a digital account", mask_pan(&request.pan)),
+            )
+        })?;
         let slot = self.active_participant(&bank)?;
         self.active_participant(&request.atm_bank)?;
         let (holder, _) = self.party(&bank, &client)?;
         let (bank_party, _) = self.party(&bank, OWN_ACCOUNT)?;
         let now = self.now_ms();
         let mut abs = (bank != request.atm_bank).then(|| self.abs.lock());
-        let tx = slot.state.lock().prepare_payment(&client, &[(bank_party.address, amount)], self.issuer(), self.nonce())?;
+        let tx =
+            slot.state.lock().prepare_payment(&client, &[(bank_party.address, amount)], self.issuer(), self.nonce())?;
         let mut extra = WriteBatch::new();
         let posting = match abs.as_mut() {
             Some(abs) => {
-                let planned = abs.plan(PostingKind::InterbankSettlement, &correspondent(&bank), &correspondent(&request.atm_bank), amount, &format!("atm {}", tx.id()), now);
+                let planned = abs.plan(
+                    PostingKind::InterbankSettlement,
+                    &correspondent(&bank),
+                    &correspondent(&request.atm_bank),
+                    amount,
+                    &format!("atm {}", tx.id()),
+                    now,
+                );
                 match planned {
                     Ok(p) => {
                         abs.writes(&p, &mut extra)?;
@@ -192,7 +245,8 @@ impl Network {
             None => None,
         };
         let reference = format!("ATM of {} card {}", request.atm_bank, mask_pan(&request.pan));
-        let receipt = receipt(&tx, Purpose::CashWithdrawal, amount, Some(holder), Some(bank_party), now, posting.clone());
+        let receipt =
+            receipt(&tx, Purpose::CashWithdrawal, amount, Some(holder), Some(bank_party), now, posting.clone());
         self.execute(idem, &tx, Purpose::CashWithdrawal, Some(&reference), &[], extra, &receipt)?;
         if let (Some(abs), Some(posting)) = (abs.as_mut(), posting) {
             abs.apply(&posting);
@@ -201,11 +255,21 @@ impl Network {
     }
 
     pub fn purchase(&self, purchase_id: &str) -> Result<Purchase> {
-        self.purchases.lock().get(purchase_id).cloned().ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no card purchase {purchase_id}")))
+        self.purchases
+            .lock()
+            .get(purchase_id)
+            .cloned()
+            .ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no card purchase {purchase_id}")))
     }
 }
 
-fn purchase(request: &CardPurchaseRequest, buyer: Party, merchant: Party, tx_id: dtenge_core::token::TxId, at: u64) -> Purchase {
+fn purchase(
+    request: &CardPurchaseRequest,
+    buyer: Party,
+    merchant: Party,
+    tx_id: dtenge_core::token::TxId,
+    at: u64,
+) -> Purchase {
     Purchase {
         id: format!("P-{}", &tx_id.to_string()[..16]),
         card: mask_pan(&request.pan),

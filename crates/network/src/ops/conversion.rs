@@ -21,7 +21,13 @@ use dtenge_store::WriteBatch;
 
 impl Network {
     /// Client bank money -> DT (sub-scenarios 4 and 5).
-    pub fn convert_to_dt(&self, idem: Option<&Idem>, node_id: &str, client_id: &str, request: AmountRequest) -> Result<Receipt> {
+    pub fn convert_to_dt(
+        &self,
+        idem: Option<&Idem>,
+        node_id: &str,
+        client_id: &str,
+        request: AmountRequest,
+    ) -> Result<Receipt> {
         let _gate = self.gate.read();
         let slot = self.active_participant(node_id)?;
         let amount = request.amount_tiyn;
@@ -45,7 +51,13 @@ impl Network {
     }
 
     /// Client DT -> bank money (sub-scenarios 11 and 12).
-    pub fn convert_from_dt(&self, idem: Option<&Idem>, node_id: &str, client_id: &str, request: AmountRequest) -> Result<Receipt> {
+    pub fn convert_from_dt(
+        &self,
+        idem: Option<&Idem>,
+        node_id: &str,
+        client_id: &str,
+        request: AmountRequest,
+    ) -> Result<Receipt> {
         let _gate = self.gate.read();
         let slot = self.active_participant(node_id)?;
         let amount = request.amount_tiyn;
@@ -85,7 +97,8 @@ impl Network {
         tx.attest(&self.nbk_key()?);
 
         let mut abs = self.abs.lock();
-        let posting = abs.plan(PostingKind::Emission, &correspondent(node_id), DT_LIABILITY, amount, &tx.id().to_string(), now)?;
+        let posting =
+            abs.plan(PostingKind::Emission, &correspondent(node_id), DT_LIABILITY, amount, &tx.id().to_string(), now)?;
         let mut ops = self.nbk_ops.lock();
         let operation = nbk_operation(ops.len() as u64, Purpose::Emission, node_id, amount, &tx, &posting, now);
         let mut extra = WriteBatch::new();
@@ -113,10 +126,13 @@ impl Network {
         let mut abs = self.abs.lock();
         let mut tx = {
             let mut state = slot.state.lock();
-            state.prepare_redemption(amount, self.issuer(), self.nonce()).map_err(|e| liquidity(e, &state.meta().name))?
+            state
+                .prepare_redemption(amount, self.issuer(), self.nonce())
+                .map_err(|e| liquidity(e, &state.meta().name))?
         };
         tx.attest(&nbk_key);
-        let planned = abs.plan(PostingKind::Redemption, DT_LIABILITY, &correspondent(node_id), amount, &tx.id().to_string(), now);
+        let planned =
+            abs.plan(PostingKind::Redemption, DT_LIABILITY, &correspondent(node_id), amount, &tx.id().to_string(), now);
         let posting = match planned {
             Ok(p) => p,
             Err(e) => {
@@ -143,8 +159,14 @@ impl Network {
         self.active_participant(node_id)?;
         let now = self.now_ms();
         let mut abs = self.abs.lock();
-        let posting =
-            abs.plan(PostingKind::ExternalCredit, RTGS_EXTERNAL, &correspondent(node_id), request.amount_tiyn, "rtgs", now)?;
+        let posting = abs.plan(
+            PostingKind::ExternalCredit,
+            RTGS_EXTERNAL,
+            &correspondent(node_id),
+            request.amount_tiyn,
+            "rtgs",
+            now,
+        )?;
         let mut batch = WriteBatch::new();
         abs.writes(&posting, &mut batch)?;
         self.commit(idem, batch, &posting)?;
@@ -166,7 +188,8 @@ impl Network {
         if calendar.is_working_day(today) {
             return Ok(());
         }
-        let next = calendar.next_working_day(today).map(|d| d.to_string()).unwrap_or_else(|| "none within a year".into());
+        let next =
+            calendar.next_working_day(today).map(|d| d.to_string()).unwrap_or_else(|| "none within a year".into());
         Err(Error::new(
             ErrorCode::NonWorkingDay,
             format!("{today} is not an operational day; bank <-> NBK conversions resume on {next}"),
@@ -176,7 +199,10 @@ impl Network {
 
 fn liquidity(e: Error, bank: &str) -> Error {
     if e.code == ErrorCode::InsufficientFunds {
-        Error::new(ErrorCode::InsufficientFunds, format!("{bank} lacks DT liquidity: {}; convert with the NBK first", e.message))
+        Error::new(
+            ErrorCode::InsufficientFunds,
+            format!("{bank} lacks DT liquidity: {}; convert with the NBK first", e.message),
+        )
     } else {
         e
     }
@@ -194,6 +220,22 @@ pub(crate) fn receipt(
     Receipt { tx_id: tx.id(), purpose, amount_tiyn: amount, from, to, at_unix_ms, abs_posting }
 }
 
-fn nbk_operation(seq: u64, kind: Purpose, node: &str, amount: Amount, tx: &Transaction, posting: &Posting, at: u64) -> NbkOperation {
-    NbkOperation { seq, kind, node: node.to_string(), amount_tiyn: amount, tx_id: tx.id(), abs_seq: posting.seq, at_unix_ms: at }
+fn nbk_operation(
+    seq: u64,
+    kind: Purpose,
+    node: &str,
+    amount: Amount,
+    tx: &Transaction,
+    posting: &Posting,
+    at: u64,
+) -> NbkOperation {
+    NbkOperation {
+        seq,
+        kind,
+        node: node.to_string(),
+        amount_tiyn: amount,
+        tx_id: tx.id(),
+        abs_seq: posting.seq,
+        at_unix_ms: at,
+    }
 }

@@ -11,9 +11,11 @@ use dtenge_node::{NodeKind, Purpose};
 use dtenge_store::{Store, Table, WriteBatch};
 use std::collections::{BTreeMap, HashSet};
 
-/// Operator decisions: `blocked/<node>` -> reason, `calendar` -> the calendar.
+/// Operator decisions: `blocked/<node>` -> reason, `calendar` -> the calendar, `run` -> runs.
 pub const OPERATOR_TABLE: Table = Table("operator");
 const CALENDAR_KEY: &[u8] = b"calendar";
+/// How many times the network was opened: mixed into the entropy stream of each run.
+pub(crate) const RUN_KEY: &[u8] = b"run";
 const BLOCKED_PREFIX: &str = "blocked/";
 /// Longest block reason.
 pub const REASON_LEN_MAX: usize = 500;
@@ -24,6 +26,8 @@ pub(crate) fn load(store: &Store) -> Result<(BTreeMap<String, String>, Calendar)
     for (key, value) in store.scan(OPERATOR_TABLE)? {
         if key == CALENDAR_KEY {
             calendar = dtenge_store::decode(&value)?;
+        } else if key == RUN_KEY {
+            continue;
         } else if let Some(node) = String::from_utf8_lossy(&key).strip_prefix(BLOCKED_PREFIX) {
             blocked.insert(node.to_string(), dtenge_store::decode(&value)?);
         }
@@ -37,7 +41,11 @@ impl Network {
     pub fn block(&self, idem: Option<&Idem>, node_id: &str, request: BlockRequest) -> Result<NodeView> {
         let _gate = self.gate.read();
         let reason = request.reason.trim().to_string();
-        ensure!(!reason.is_empty() && reason.chars().count() <= REASON_LEN_MAX, MalformedInput, "give a reason of 1 to {REASON_LEN_MAX} characters");
+        ensure!(
+            !reason.is_empty() && reason.chars().count() <= REASON_LEN_MAX,
+            MalformedInput,
+            "give a reason of 1 to {REASON_LEN_MAX} characters"
+        );
         self.slot(node_id)?;
         ensure!(node_id != NBK_ID, Forbidden, "the NBK node cannot be blocked");
         let mut batch = WriteBatch::new();
@@ -71,7 +79,11 @@ impl Network {
         let calendar = self.calendar.read();
         let mut days = Vec::with_capacity(366);
         while day.year == year {
-            days.push(DayView { date: day, working: calendar.is_working_day(day), overridden: calendar.overrides.contains_key(&day) });
+            days.push(DayView {
+                date: day,
+                working: calendar.is_working_day(day),
+                overridden: calendar.overrides.contains_key(&day),
+            });
             day = day.next();
         }
         Ok(days)
@@ -126,7 +138,11 @@ impl Network {
             dt_held_tiyn: dt_held,
             emitted_tiyn: emitted,
             redeemed_tiyn: redeemed,
-            correspondent_tiyn: if meta.kind == NodeKind::CentralBank { 0 } else { self.abs.lock().balance(&correspondent(node_id)) },
+            correspondent_tiyn: if meta.kind == NodeKind::CentralBank {
+                0
+            } else {
+                self.abs.lock().balance(&correspondent(node_id))
+            },
         })
     }
 
@@ -191,7 +207,8 @@ impl Network {
             problems.push(e.message);
         }
         if by_nbk != i128::from(liability.tiyn()) {
-            problems.push(format!("NBK registry says {by_nbk} tiyn in circulation, ABS liability is {}", liability.tiyn()));
+            problems
+                .push(format!("NBK registry says {by_nbk} tiyn in circulation, ABS liability is {}", liability.tiyn()));
         }
         if by_nodes != u128::from(liability.tiyn()) {
             problems.push(format!("nodes hold {by_nodes} tiyn, ABS liability is {}", liability.tiyn()));
@@ -202,7 +219,8 @@ impl Network {
         if unspent.len() != node_tokens {
             problems.push(format!("notary has {} unspent tokens, nodes hold {node_tokens}", unspent.len()));
         }
-        let clamp = |v: i128| Amount::from_tiyn(v.clamp(0, i128::from(Amount::MAX.tiyn())) as u64).unwrap_or(Amount::MAX);
+        let clamp =
+            |v: i128| Amount::from_tiyn(v.clamp(0, i128::from(Amount::MAX.tiyn())) as u64).unwrap_or(Amount::MAX);
         Reconciliation {
             ok: problems.is_empty(),
             circulation_by_nbk_tiyn: clamp(by_nbk),

@@ -1,6 +1,6 @@
 //! Payments: transfers by phone, id or address (sub-scenario 8) and registry distribution (7).
 
-use crate::types::{Party, Payee, RegistryLineResult, RegistryReport, RegistryRequest, Receipt, TransferRequest};
+use crate::types::{Party, Payee, Receipt, RegistryLineResult, RegistryReport, RegistryRequest, TransferRequest};
 use crate::{Idem, Network};
 use dtenge_core::money::Amount;
 use dtenge_core::token::Input;
@@ -68,7 +68,8 @@ impl Network {
         let payer_address = tx.body.inputs[0].output.owner;
         let payer = {
             let state = slot.state.lock();
-            let client = state.client_of(&payer_address).map(str::to_string).ok_or_else(|| Error::internal("payer vanished"))?;
+            let client =
+                state.client_of(&payer_address).map(str::to_string).ok_or_else(|| Error::internal("payer vanished"))?;
             self_party(node_id, client, payer_address)
         };
         let first_payee = tx.body.outputs.iter().map(|o| o.owner).find(|o| *o != payer_address);
@@ -77,8 +78,16 @@ impl Network {
             None => None,
         };
         let amount = Amount::sum(tx.body.outputs.iter().filter(|o| o.owner != payer_address).map(|o| o.amount_tiyn))?;
-        let receipt = Receipt { tx_id: tx.id(), purpose: Purpose::Payment, amount_tiyn: amount, from: Some(payer), to, at_unix_ms: self.now_ms(), abs_posting: None };
-        self.execute(idem, &tx, Purpose::Payment, None, &[], WriteBatch::new(), &receipt)?;
+        let receipt = Receipt {
+            tx_id: tx.id(),
+            purpose: Purpose::Payment,
+            amount_tiyn: amount,
+            from: Some(payer),
+            to,
+            at_unix_ms: self.now_ms(),
+            abs_posting: None,
+        };
+        self.execute_resubmittable(idem, &tx, Purpose::Payment, &receipt)?;
         Ok(receipt)
     }
 
@@ -93,7 +102,12 @@ impl Network {
     /// amount positive); bad lines are reported and skipped. Every good line is then paid in
     /// **one** transaction: all good lines are paid or none is (if the payer cannot cover
     /// them, the request fails with `INSUFFICIENT_FUNDS` and nothing moves).
-    pub fn distribute_registry(&self, idem: Option<&Idem>, node_id: &str, request: RegistryRequest) -> Result<RegistryReport> {
+    pub fn distribute_registry(
+        &self,
+        idem: Option<&Idem>,
+        node_id: &str,
+        request: RegistryRequest,
+    ) -> Result<RegistryReport> {
         let _gate = self.gate.read();
         let slot = self.active_participant(node_id)?;
         check_reference(request.reference.as_deref())?;
@@ -114,7 +128,12 @@ impl Network {
         let mut results = Vec::with_capacity(request.lines.len());
         let mut payees = Vec::with_capacity(request.lines.len());
         for (i, line) in request.lines.iter().enumerate() {
-            let to = Payee { phone: line.phone.clone(), client_id: line.client_id.clone(), bank: line.bank.clone(), address: None };
+            let to = Payee {
+                phone: line.phone.clone(),
+                client_id: line.client_id.clone(),
+                bank: line.bank.clone(),
+                address: None,
+            };
             let checked = self.resolve_payee(&to).and_then(|(party, kind)| {
                 ensure!(!line.amount_tiyn.is_zero(), MalformedInput, "the amount must be positive");
                 ensure!(kind == ClientKind::Individual, Forbidden, "registry lines pay individuals only");
@@ -145,12 +164,25 @@ impl Network {
         }
         let tx = slot.state.lock().prepare_payment(&request.from, &payees, self.issuer(), self.nonce())?;
         report.tx_id = Some(tx.id());
-        self.execute(idem, &tx, Purpose::RegistryDistribution, request.reference.as_deref(), &[], WriteBatch::new(), &report)?;
+        self.execute(
+            idem,
+            &tx,
+            Purpose::RegistryDistribution,
+            request.reference.as_deref(),
+            &[],
+            WriteBatch::new(),
+            &report,
+        )?;
         Ok(report)
     }
 }
 
-fn line_result(index: usize, amount: Amount, recipient: Option<crate::types::Party>, error: Option<Error>) -> RegistryLineResult {
+fn line_result(
+    index: usize,
+    amount: Amount,
+    recipient: Option<crate::types::Party>,
+    error: Option<Error>,
+) -> RegistryLineResult {
     RegistryLineResult {
         line: index + 1,
         paid: error.is_none(),
@@ -164,7 +196,10 @@ fn line_result(index: usize, amount: Amount, recipient: Option<crate::types::Par
 pub(crate) fn check_reference(reference: Option<&str>) -> Result<()> {
     if let Some(text) = reference {
         if text.chars().count() > REFERENCE_LEN_MAX {
-            return Err(Error::new(ErrorCode::MalformedInput, format!("a reference has at most {REFERENCE_LEN_MAX} characters")));
+            return Err(Error::new(
+                ErrorCode::MalformedInput,
+                format!("a reference has at most {REFERENCE_LEN_MAX} characters"),
+            ));
         }
     }
     Ok(())

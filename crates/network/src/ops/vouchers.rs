@@ -13,17 +13,26 @@ pub const EVENT_ID_LEN_MAX: usize = 128;
 
 impl Network {
     /// Register a voucher programme between a payer (school) and a payee (canteen).
-    pub fn create_voucher_program(&self, idem: Option<&Idem>, request: VoucherProgramRequest) -> Result<VoucherProgram> {
+    pub fn create_voucher_program(
+        &self,
+        idem: Option<&Idem>,
+        request: VoucherProgramRequest,
+    ) -> Result<VoucherProgram> {
         let _gate = self.gate.read();
         let integrator = request.integrator.trim().to_string();
-        ensure!(!integrator.is_empty() && integrator.len() <= EVENT_ID_LEN_MAX, MalformedInput, "integrator id has 1 to {EVENT_ID_LEN_MAX} characters");
+        ensure!(
+            !integrator.is_empty() && integrator.len() <= EVENT_ID_LEN_MAX,
+            MalformedInput,
+            "integrator id has 1 to {EVENT_ID_LEN_MAX} characters"
+        );
         ensure!(!request.amount_per_event_tiyn.is_zero(), MalformedInput, "the amount per event must be positive");
         self.active_participant(&request.payer_bank)?;
         self.active_participant(&request.payee_bank)?;
         let (payer, payer_kind) = self.party(&request.payer_bank, &request.payer_id)?;
         let (payee, payee_kind) = self.party(&request.payee_bank, &request.payee_id)?;
         ensure!(
-            matches!(payer_kind, ClientKind::LegalEntity | ClientKind::GovernmentAgency) && payee_kind == ClientKind::LegalEntity,
+            matches!(payer_kind, ClientKind::LegalEntity | ClientKind::GovernmentAgency)
+                && payee_kind == ClientKind::LegalEntity,
             Forbidden,
             "voucher programmes are between legal entities (school and canteen)"
         );
@@ -52,7 +61,11 @@ impl Network {
     pub fn voucher_event(&self, idem: Option<&Idem>, program_id: &str, event: VoucherEvent) -> Result<Receipt> {
         let _gate = self.gate.read();
         let event_id = event.event_id.trim().to_string();
-        ensure!(!event_id.is_empty() && event_id.len() <= EVENT_ID_LEN_MAX, MalformedInput, "event id has 1 to {EVENT_ID_LEN_MAX} characters");
+        ensure!(
+            !event_id.is_empty() && event_id.len() <= EVENT_ID_LEN_MAX,
+            MalformedInput,
+            "event id has 1 to {EVENT_ID_LEN_MAX} characters"
+        );
         // One lock for all programmes: events are few per second, and it makes "once per event
         // id" trivially true.
         let mut vouchers = self.vouchers.lock();
@@ -61,7 +74,12 @@ impl Network {
             .get(program_id)
             .cloned()
             .ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no voucher programme {program_id}")))?;
-        ensure!(event.integrator == program.integrator, Forbidden, "integrator '{}' does not run programme {program_id}", event.integrator);
+        ensure!(
+            event.integrator == program.integrator,
+            Forbidden,
+            "integrator '{}' does not run programme {program_id}",
+            event.integrator
+        );
         let key = (program_id.to_string(), event_id.clone());
         if let Some(receipt) = vouchers.events.get(&key) {
             return Ok(receipt.clone());
@@ -74,8 +92,21 @@ impl Network {
         let slot = self.active_participant(&program.payer.bank)?;
         self.ensure_not_blocked(&program.payee.bank)?;
         let amount = program.amount_per_event_tiyn;
-        let tx = slot.state.lock().prepare_payment(&program.payer.client_id, &[(program.payee.address, amount)], self.issuer(), self.nonce())?;
-        let receipt = crate::ops::conversion::receipt(&tx, Purpose::Voucher, amount, Some(program.payer.clone()), Some(program.payee.clone()), self.now_ms(), None);
+        let tx = slot.state.lock().prepare_payment(
+            &program.payer.client_id,
+            &[(program.payee.address, amount)],
+            self.issuer(),
+            self.nonce(),
+        )?;
+        let receipt = crate::ops::conversion::receipt(
+            &tx,
+            Purpose::Voucher,
+            amount,
+            Some(program.payer.clone()),
+            Some(program.payee.clone()),
+            self.now_ms(),
+            None,
+        );
         let mut extra = WriteBatch::new();
         let mut event_key = program_id.as_bytes().to_vec();
         event_key.push(0);
