@@ -23,6 +23,7 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test"
+mkdir -p target
 cargo test --workspace --locked 2>&1 | tee target/test-output.txt
 passed=$(grep -Eo '[0-9]+ passed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
@@ -31,5 +32,8 @@ echo "== dtenge demo (release build)"
 cargo run --release --locked --quiet -- demo | tee target/demo-output.txt
 demo_line=$(tail -n 1 target/demo-output.txt)
 
+demo_passed=$(echo "$demo_line" | grep -Eo '^[0-9]+ passed' | awk '{print $1}')
+demo_failed=$(echo "$demo_line" | grep -Eo '[0-9]+ failed' | awk '{print $1}')
 echo
-echo "cargo test: $passed passed, $failed failed; demo: $demo_line"
+echo "cargo test: $passed passed, $failed failed; dtenge demo: $demo_line"
+echo "$((passed + demo_passed)) passed, $((failed + demo_failed)) failed"
