@@ -87,28 +87,16 @@ impl Network {
                 let purchase = purchase(&request, buyer, merchant.clone(), tx.id(), now);
                 let mut extra = WriteBatch::new();
                 extra.put_value(PURCHASES_TABLE, purchase.id.as_bytes(), &purchase)?;
-                let posting = match abs.as_mut() {
-                    Some(abs) => {
-                        let planned = abs.plan(
-                            PostingKind::InterbankSettlement,
-                            &correspondent(&buyer_bank),
-                            &correspondent(&request.merchant_bank),
-                            amount,
-                            &purchase.id,
-                            now,
-                        );
-                        let posting = match planned {
-                            Ok(p) => p,
-                            Err(e) => {
-                                buyer_slot.state.lock().release(&tx);
-                                return Err(e);
-                            }
-                        };
-                        abs.writes(&posting, &mut extra)?;
-                        Some(posting)
-                    }
-                    None => None,
-                };
+                let posting = settle(
+                    abs.as_deref_mut(),
+                    &buyer_bank,
+                    &request.merchant_bank,
+                    amount,
+                    &purchase.id,
+                    now,
+                    &mut extra,
+                )
+                .inspect_err(|_| buyer_slot.state.lock().release(&tx))?;
                 let fiat = [(request.merchant_bank.clone(), merchant.client_id.clone(), merchant_fiat)];
                 self.execute(idem, &tx, Purpose::CardPurchase, Some(&purchase.id), &fiat, extra, &purchase)?;
                 if let (Some(abs), Some(posting)) = (abs.as_mut(), posting) {
@@ -160,21 +148,8 @@ impl Network {
                 let _fiat = merchant_slot.fiat_lock.lock();
                 let merchant_fiat = merchant_slot.state.lock().fiat_after(&merchant.client_id, Amount::ZERO, amount)?;
                 let mut abs = (buyer.bank != merchant.bank).then(|| self.abs.lock());
-                let posting = match abs.as_mut() {
-                    Some(abs) => {
-                        let p = abs.plan(
-                            PostingKind::InterbankSettlement,
-                            &correspondent(&merchant.bank),
-                            &correspondent(&buyer.bank),
-                            amount,
-                            &reference,
-                            now,
-                        )?;
-                        abs.writes(&p, &mut extra)?;
-                        Some(p)
-                    }
-                    None => None,
-                };
+                let posting =
+                    settle(abs.as_deref_mut(), &merchant.bank, &buyer.bank, amount, &reference, now, &mut extra)?;
                 let (bank_party, _) = self.party(&buyer.bank, OWN_ACCOUNT)?;
                 let tx = buyer_slot.state.lock().prepare_payment(
                     OWN_ACCOUNT,
@@ -221,29 +196,10 @@ impl Network {
         let tx =
             slot.state.lock().prepare_payment(&client, &[(bank_party.address, amount)], self.issuer(), self.nonce())?;
         let mut extra = WriteBatch::new();
-        let posting = match abs.as_mut() {
-            Some(abs) => {
-                let planned = abs.plan(
-                    PostingKind::InterbankSettlement,
-                    &correspondent(&bank),
-                    &correspondent(&request.atm_bank),
-                    amount,
-                    &format!("atm {}", tx.id()),
-                    now,
-                );
-                match planned {
-                    Ok(p) => {
-                        abs.writes(&p, &mut extra)?;
-                        Some(p)
-                    }
-                    Err(e) => {
-                        slot.state.lock().release(&tx);
-                        return Err(e);
-                    }
-                }
-            }
-            None => None,
-        };
+        let settlement_reference = format!("atm {}", tx.id());
+        let posting =
+            settle(abs.as_deref_mut(), &bank, &request.atm_bank, amount, &settlement_reference, now, &mut extra)
+                .inspect_err(|_| slot.state.lock().release(&tx))?;
         let reference = format!("ATM of {} card {}", request.atm_bank, mask_pan(&request.pan));
         let receipt =
             receipt(&tx, Purpose::CashWithdrawal, amount, Some(holder), Some(bank_party), now, posting.clone());
@@ -282,4 +238,28 @@ fn purchase(
         refund_tx_ids: Vec::new(),
         at_unix_ms: at,
     }
+}
+
+/// Plan the settlement of bank money between two banks' correspondent accounts in the ABS
+/// into `extra`; nothing when the caller took no ABS lock (both sides at one bank).
+fn settle(
+    abs: Option<&mut dtenge_abs::Abs>,
+    from_bank: &str,
+    to_bank: &str,
+    amount: Amount,
+    reference: &str,
+    now: u64,
+    extra: &mut WriteBatch,
+) -> Result<Option<dtenge_abs::Posting>> {
+    let Some(abs) = abs else { return Ok(None) };
+    let posting = abs.plan(
+        PostingKind::InterbankSettlement,
+        &correspondent(from_bank),
+        &correspondent(to_bank),
+        amount,
+        reference,
+        now,
+    )?;
+    abs.writes(&posting, extra)?;
+    Ok(Some(posting))
 }

@@ -28,26 +28,7 @@ impl Network {
         client_id: &str,
         request: AmountRequest,
     ) -> Result<Receipt> {
-        let _gate = self.gate.read();
-        let slot = self.active_participant(node_id)?;
-        let amount = request.amount_tiyn;
-        ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
-        ensure!(client_id != OWN_ACCOUNT, Forbidden, "a node converts with the NBK, not with itself");
-        let _fiat = slot.fiat_lock.lock();
-        let (client, _) = self.party(node_id, client_id)?;
-        let (bank, _) = self.party(node_id, OWN_ACCOUNT)?;
-        let (tx, fiat) = {
-            let mut state = slot.state.lock();
-            let fiat = state.fiat_after(client_id, Amount::ZERO, amount)?;
-            let tx = state
-                .prepare_payment(OWN_ACCOUNT, &[(client.address, amount)], self.issuer(), self.nonce())
-                .map_err(|e| liquidity(e, &state.meta().name))?;
-            (tx, fiat)
-        };
-        let receipt = receipt(&tx, Purpose::ConversionToDt, amount, Some(bank), Some(client), self.now_ms(), None);
-        let fiat = [(node_id.to_string(), client_id.to_string(), fiat)];
-        self.execute(idem, &tx, Purpose::ConversionToDt, None, &fiat, WriteBatch::new(), &receipt)?;
-        Ok(receipt)
+        self.client_conversion(idem, node_id, client_id, request.amount_tiyn, Purpose::ConversionToDt)
     }
 
     /// Client DT -> bank money (sub-scenarios 11 and 12).
@@ -58,23 +39,44 @@ impl Network {
         client_id: &str,
         request: AmountRequest,
     ) -> Result<Receipt> {
+        self.client_conversion(idem, node_id, client_id, request.amount_tiyn, Purpose::ConversionFromDt)
+    }
+
+    /// Both client conversions: bank money and DT move in opposite directions between the
+    /// client and the bank's own account, in one commit.
+    fn client_conversion(
+        &self,
+        idem: Option<&Idem>,
+        node_id: &str,
+        client_id: &str,
+        amount: Amount,
+        purpose: Purpose,
+    ) -> Result<Receipt> {
         let _gate = self.gate.read();
         let slot = self.active_participant(node_id)?;
-        let amount = request.amount_tiyn;
         ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
         ensure!(client_id != OWN_ACCOUNT, Forbidden, "a node converts with the NBK, not with itself");
+        let to_dt = purpose == Purpose::ConversionToDt;
         let _fiat = slot.fiat_lock.lock();
         let (client, _) = self.party(node_id, client_id)?;
         let (bank, _) = self.party(node_id, OWN_ACCOUNT)?;
         let (tx, fiat) = {
             let mut state = slot.state.lock();
-            let fiat = state.fiat_after(client_id, amount, Amount::ZERO)?;
-            let tx = state.prepare_payment(client_id, &[(bank.address, amount)], self.issuer(), self.nonce())?;
-            (tx, fiat)
+            if to_dt {
+                let fiat = state.fiat_after(client_id, Amount::ZERO, amount)?;
+                let tx = state
+                    .prepare_payment(OWN_ACCOUNT, &[(client.address, amount)], self.issuer(), self.nonce())
+                    .map_err(|e| liquidity(e, &state.meta().name))?;
+                (tx, fiat)
+            } else {
+                let fiat = state.fiat_after(client_id, amount, Amount::ZERO)?;
+                (state.prepare_payment(client_id, &[(bank.address, amount)], self.issuer(), self.nonce())?, fiat)
+            }
         };
-        let receipt = receipt(&tx, Purpose::ConversionFromDt, amount, Some(client), Some(bank), self.now_ms(), None);
+        let (from, to) = if to_dt { (bank, client) } else { (client, bank) };
+        let receipt = receipt(&tx, purpose, amount, Some(from), Some(to), self.now_ms(), None);
         let fiat = [(node_id.to_string(), client_id.to_string(), fiat)];
-        self.execute(idem, &tx, Purpose::ConversionFromDt, None, &fiat, WriteBatch::new(), &receipt)?;
+        self.execute(idem, &tx, purpose, None, &fiat, WriteBatch::new(), &receipt)?;
         Ok(receipt)
     }
 
