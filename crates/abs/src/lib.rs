@@ -118,9 +118,15 @@ impl Abs {
                 amount.tiyn()
             );
         }
-        self.balance(credit)
+        let credit_after = self
+            .balance(credit)
             .checked_add(value)
             .ok_or_else(|| Error::new(ErrorCode::LimitExceeded, "ABS balance overflow"))?;
+        // Every balance stays a valid `Amount`, so DT in circulation (= the liability) and every
+        // sum over it can never overflow anywhere else.
+        if credit != RTGS_EXTERNAL && credit_after > Amount::MAX.tiyn() as i64 {
+            bail!(LimitExceeded, "ABS account {credit} would exceed the maximum balance {}", Amount::MAX.tiyn());
+        }
         Ok(Posting {
             seq: self.next_seq,
             kind,
@@ -183,5 +189,21 @@ mod tests {
         abs.check_invariant().unwrap();
         let err = abs.plan(PostingKind::Emission, &corr, DT_LIABILITY, a(401), "tx", 2).unwrap_err();
         assert_eq!(err.code, ErrorCode::InsufficientFunds);
+    }
+
+    #[test]
+    fn no_balance_can_exceed_the_largest_amount() {
+        let mut abs = Abs::default();
+        let corr = correspondent("halyk");
+        for _ in 0..2 {
+            let p = abs.plan(PostingKind::ExternalCredit, RTGS_EXTERNAL, &corr, Amount::MAX, "seed", 0);
+            if let Ok(p) = p {
+                abs.apply(&p);
+            }
+        }
+        assert_eq!(abs.balance(&corr), Amount::MAX.tiyn() as i64);
+        let err = abs.plan(PostingKind::ExternalCredit, RTGS_EXTERNAL, &corr, a(1), "seed", 0).unwrap_err();
+        assert_eq!(err.code, ErrorCode::LimitExceeded);
+        abs.check_invariant().unwrap();
     }
 }

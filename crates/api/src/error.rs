@@ -27,6 +27,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::MalformedInput | ErrorCode::InvalidSignature => StatusCode::BAD_REQUEST,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::UnknownAccount | ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::DoubleSpend
         | ErrorCode::DuplicateAccount
         | ErrorCode::RequestInProgress
@@ -51,9 +52,17 @@ impl From<Error> for Failure {
     }
 }
 
+impl Failure {
+    /// The error with another HTTP status than its code's (e.g. 413 for an oversized body).
+    pub fn with_status(self, status: StatusCode) -> Response {
+        let body = ApiError { error: ErrorBody { code: self.0.code, message: self.0.message } };
+        (status, Json(body)).into_response()
+    }
+}
+
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let body = ApiError { error: ErrorBody { code: self.0.code, message: self.0.message } };
-        (status_of(self.0.code), Json(body)).into_response()
+        let status = status_of(self.0.code);
+        self.with_status(status)
     }
 }

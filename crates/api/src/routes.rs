@@ -102,6 +102,21 @@ pub fn router(network: App) -> Router {
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
 }
 
+/// Path parameters; a path that does not decode (e.g. invalid UTF-8) is answered with a
+/// structured error like every other bad input.
+pub struct P<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for P<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| P(value))
+            .map_err(|e| Failure(Error::malformed(format!("path: {}", e.body_text()))).into_response())
+    }
+}
+
 /// The raw request body; a body that cannot be read (too large, broken) is answered with a
 /// structured error like every other bad input.
 pub struct Body(Bytes);
@@ -111,19 +126,19 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         Bytes::from_request(request, state).await.map(Body).map_err(|e| {
-            let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ErrorCode::LimitExceeded
+            let message = format!("request body: {} (at most {REQUEST_BYTES_MAX} bytes)", e.body_text());
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Failure(Error::new(ErrorCode::LimitExceeded, message)).with_status(StatusCode::PAYLOAD_TOO_LARGE)
             } else {
-                ErrorCode::MalformedInput
-            };
-            Failure(Error::new(code, format!("request body: {} (at most {REQUEST_BYTES_MAX} bytes)", e.body_text())))
-                .into_response()
+                Failure(Error::malformed(message)).into_response()
+            }
         })
     }
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
-    Failure(Error::new(ErrorCode::NotFound, format!("{method} is not allowed on {}", uri.path()))).into_response()
+    Failure(Error::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path())))
+        .into_response()
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
@@ -167,11 +182,16 @@ where
             .map_err(|_| Error::malformed("the Idempotency-Key header must be visible ASCII"))?
             .to_string();
         let raw: &[u8] = if body.is_empty() { b"null" } else { &body };
-        let request: R = serde_json::from_slice(raw).map_err(|e| Error::malformed(format!("request body: {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(raw).map_err(|e| Error::malformed(format!("request body: {e}")))?;
+        // The fingerprint hashes the JSON with sorted keys and no spacing, so the same request
+        // sent with other whitespace or key order is still the same request.
+        let canonical = serde_json::to_vec(&value).map_err(|e| Error::internal(format!("canonical JSON: {e}")))?;
         let fingerprint = hash_parts(
             b"dtenge/idempotency/v1",
-            &[method.as_str().as_bytes(), b" ", uri.path().as_bytes(), b"\n", &body],
+            &[method.as_str().as_bytes(), b" ", uri.path().as_bytes(), b"\n", &canonical],
         );
+        let request: R = serde_json::from_value(value).map_err(|e| Error::malformed(format!("request body: {e}")))?;
         Ok::<_, Error>((Idem { key, fingerprint }, request))
     })();
     let (idem, request) = match prepared {
@@ -201,7 +221,7 @@ async fn health(State(app): State<App>) -> Response {
 #[utoipa::path(get, path = "/v1/nodes/{node}/accounts", tag = "accounts",
     params(("node" = String, Path, description = "Node id: a bank (`steppe`, `tulpar`, `sapa`) or `treasury`")),
     responses((status = 200, body = [AccountView]), (status = 404, body = ApiError)))]
-async fn list_accounts(State(app): State<App>, Path(node): Path<String>) -> Response {
+async fn list_accounts(State(app): State<App>, P(node): P<String>) -> Response {
     read(app, move |n| n.accounts(&node)).await
 }
 
@@ -212,7 +232,7 @@ async fn list_accounts(State(app): State<App>, Path(node): Path<String>) -> Resp
     responses((status = 201, body = Account), (status = 409, description = "DUPLICATE_ACCOUNT", body = ApiError), (status = 400, body = ApiError), (status = 423, description = "BANK_BLOCKED", body = ApiError)))]
 async fn open_account(
     State(app): State<App>,
-    Path(node): Path<String>,
+    P(node): P<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -227,7 +247,7 @@ async fn open_account(
 #[utoipa::path(get, path = "/v1/nodes/{node}/accounts/{client}", tag = "accounts",
     params(("node" = String, Path), ("client" = String, Path, description = "IIN/BIN, or `own` for the node's own account")),
     responses((status = 200, body = AccountView), (status = 404, body = ApiError)))]
-async fn get_account(State(app): State<App>, Path((node, client)): Path<(String, String)>) -> Response {
+async fn get_account(State(app): State<App>, P((node, client)): P<(String, String)>) -> Response {
     read(app, move |n| n.account_view(&node, &client)).await
 }
 
@@ -246,7 +266,7 @@ pub struct Page {
     responses((status = 200, body = HistoryPage), (status = 404, body = ApiError)))]
 async fn get_history(
     State(app): State<App>,
-    Path((node, client)): Path<(String, String)>,
+    P((node, client)): P<(String, String)>,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let page = match page {
@@ -262,7 +282,7 @@ async fn get_history(
     request_body = AmountRequest, responses((status = 200, body = Balance), (status = 404, body = ApiError)))]
 async fn deposit(
     State(app): State<App>,
-    Path((node, client)): Path<(String, String)>,
+    P((node, client)): P<(String, String)>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -280,7 +300,7 @@ async fn deposit(
     request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 422, description = "INSUFFICIENT_FUNDS", body = ApiError)))]
 async fn to_dt(
     State(app): State<App>,
-    Path((node, client)): Path<(String, String)>,
+    P((node, client)): P<(String, String)>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -298,7 +318,7 @@ async fn to_dt(
     request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 422, body = ApiError)))]
 async fn from_dt(
     State(app): State<App>,
-    Path((node, client)): Path<(String, String)>,
+    P((node, client)): P<(String, String)>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -317,7 +337,7 @@ async fn from_dt(
     responses((status = 200, body = Receipt), (status = 422, description = "INSUFFICIENT_FUNDS", body = ApiError), (status = 404, description = "UNKNOWN_ACCOUNT", body = ApiError), (status = 423, description = "BANK_BLOCKED", body = ApiError)))]
 async fn transfer(
     State(app): State<App>,
-    Path(node): Path<String>,
+    P(node): P<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -333,7 +353,7 @@ async fn transfer(
     description = "The tokens a client may spend now, with their preimages: what a client that keeps its own key needs to build a transaction.",
     params(("node" = String, Path), ("client" = String, Path)),
     responses((status = 200, body = [Input]), (status = 404, body = ApiError)))]
-async fn tokens(State(app): State<App>, Path((node, client)): Path<(String, String)>) -> Response {
+async fn tokens(State(app): State<App>, P((node, client)): P<(String, String)>) -> Response {
     read(app, move |n| n.spendable_tokens(&node, &client)).await
 }
 
@@ -344,7 +364,7 @@ async fn tokens(State(app): State<App>, Path((node, client)): Path<(String, Stri
     responses((status = 200, body = Receipt), (status = 409, description = "DOUBLE_SPEND", body = ApiError), (status = 400, description = "INVALID_SIGNATURE", body = ApiError)))]
 async fn submit(
     State(app): State<App>,
-    Path(node): Path<String>,
+    P(node): P<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -360,7 +380,7 @@ async fn submit(
     request_body = RegistryRequest, responses((status = 200, body = RegistryReport), (status = 422, body = ApiError)))]
 async fn registry(
     State(app): State<App>,
-    Path(node): Path<String>,
+    P(node): P<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -377,7 +397,7 @@ async fn registry(
     request_body = LinkCard, responses((status = 201, body = String, description = "The masked card number"), (status = 409, body = ApiError)))]
 async fn link_card(
     State(app): State<App>,
-    Path(node): Path<String>,
+    P(node): P<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -395,7 +415,7 @@ async fn link_card(
     request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 409, description = "NON_WORKING_DAY", body = ApiError), (status = 422, body = ApiError)))]
 async fn emission(
     State(app): State<App>,
-    Path(node): Path<String>,
+    P(node): P<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -411,7 +431,7 @@ async fn emission(
     request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 409, body = ApiError), (status = 422, body = ApiError)))]
 async fn redemption(
     State(app): State<App>,
-    Path(node): Path<String>,
+    P(node): P<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -429,7 +449,7 @@ async fn redemption(
     request_body = AmountRequest, responses((status = 200, body = Posting)))]
 async fn credit_correspondent(
     State(app): State<App>,
-    Path(node): Path<String>,
+    P(node): P<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -455,7 +475,7 @@ async fn abs_balances(State(app): State<App>) -> Response {
 #[utoipa::path(get, path = "/v1/id-center/phones/{phone}", tag = "id-center",
     params(("phone" = String, Path, description = "+7XXXXXXXXXX")),
     responses((status = 200, body = PhoneLookup), (status = 404, body = ApiError)))]
-async fn lookup_phone(State(app): State<App>, Path(phone): Path<String>) -> Response {
+async fn lookup_phone(State(app): State<App>, P(phone): P<String>) -> Response {
     read(app, move |n| n.lookup_phone(&phone)).await
 }
 
@@ -472,7 +492,7 @@ async fn card_purchase(State(app): State<App>, method: Method, uri: Uri, headers
 
 #[utoipa::path(get, path = "/v1/card-purchases/{id}", tag = "cards",
     params(("id" = String, Path)), responses((status = 200, body = Purchase), (status = 404, body = ApiError)))]
-async fn get_purchase(State(app): State<App>, Path(id): Path<String>) -> Response {
+async fn get_purchase(State(app): State<App>, P(id): P<String>) -> Response {
     read(app, move |n| n.purchase(&id)).await
 }
 
@@ -481,7 +501,7 @@ async fn get_purchase(State(app): State<App>, Path(id): Path<String>) -> Respons
     request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 409, description = "CONFLICT: more than is left to refund", body = ApiError)))]
 async fn card_refund(
     State(app): State<App>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -529,7 +549,7 @@ async fn list_voucher_programs(State(app): State<App>) -> Response {
     request_body = VoucherEvent, responses((status = 200, body = Receipt), (status = 403, body = ApiError), (status = 422, body = ApiError)))]
 async fn voucher_event(
     State(app): State<App>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -547,7 +567,7 @@ async fn voucher_event(
     request_body = BlockRequest, responses((status = 200, body = NodeView), (status = 403, body = ApiError)))]
 async fn block_node(
     State(app): State<App>,
-    Path(node): Path<String>,
+    P(node): P<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -563,7 +583,7 @@ async fn block_node(
     responses((status = 200, body = NodeView)))]
 async fn unblock_node(
     State(app): State<App>,
-    Path(node): Path<String>,
+    P(node): P<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -575,7 +595,7 @@ async fn unblock_node(
 
 #[utoipa::path(get, path = "/v1/operator/calendar/{year}", tag = "operator",
     params(("year" = i32, Path)), responses((status = 200, body = [DayView])))]
-async fn calendar_year(State(app): State<App>, Path(year): Path<String>) -> Response {
+async fn calendar_year(State(app): State<App>, P(year): P<String>) -> Response {
     read(app, move |n| {
         let year: i32 = year.parse().map_err(|_| Error::malformed("year must be a number"))?;
         n.calendar_year(year)
@@ -589,7 +609,7 @@ async fn calendar_year(State(app): State<App>, Path(year): Path<String>) -> Resp
     request_body = DayRequest, responses((status = 200, body = DayView), (status = 400, body = ApiError)))]
 async fn set_day(
     State(app): State<App>,
-    Path(date): Path<String>,
+    P(date): P<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -645,7 +665,7 @@ pub struct TxStatus {
 #[utoipa::path(get, path = "/v1/transactions/{tx_id}", tag = "payments",
     params(("tx_id" = String, Path, description = "64 hex characters")),
     responses((status = 200, body = TxStatus), (status = 400, body = ApiError)))]
-async fn tx_status(State(app): State<App>, Path(tx_id): Path<String>) -> Response {
+async fn tx_status(State(app): State<App>, P(tx_id): P<String>) -> Response {
     read(app, move |n| {
         let tx_id = TxId(dtenge_core::crypto::Hash32::from_hex(&tx_id)?);
         Ok(TxStatus { tx_id, committed: n.is_committed(&tx_id) })

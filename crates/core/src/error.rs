@@ -32,6 +32,8 @@ pub enum ErrorCode {
     NonWorkingDay,
     /// The referenced object does not exist.
     NotFound,
+    /// The route exists but not with this HTTP method.
+    MethodNotAllowed,
     /// The same idempotency key is being processed right now; retry later.
     RequestInProgress,
     /// The idempotency key was used before with a different request.
@@ -60,6 +62,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::NonWorkingDay => "NON_WORKING_DAY",
             ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::RequestInProgress => "REQUEST_IN_PROGRESS",
             ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ErrorCode::Conflict => "CONFLICT",

@@ -148,6 +148,13 @@ pub struct Network {
     pub(crate) calendar: RwLock<Calendar>,
     pub(crate) nbk_ops: Mutex<Vec<NbkOperation>>,
     pub(crate) inflight: Mutex<HashSet<String>>,
+    /// Held from check to apply by account opening and card linking: identities (IIN, phone,
+    /// address, card number) are claimed once, without holding the ID center's lock (which
+    /// every payment reads) across a durable commit.
+    pub(crate) onboarding: Mutex<()>,
+    /// Held from plan to apply by the operator's decisions (blocking, calendar), for the same
+    /// reason: the trust and calendar locks are only taken to swap in the new state.
+    pub(crate) operator: Mutex<()>,
     pub(crate) purchases: Mutex<BTreeMap<String, Purchase>>,
     pub(crate) vouchers: Mutex<Vouchers>,
 }
@@ -266,6 +273,8 @@ impl Network {
             calendar: RwLock::new(calendar),
             nbk_ops: Mutex::new(nbk_ops),
             inflight: Mutex::new(HashSet::new()),
+            onboarding: Mutex::new(()),
+            operator: Mutex::new(()),
             purchases: Mutex::new(purchases),
             vouchers: Mutex::new(vouchers),
         };
@@ -333,9 +342,15 @@ impl Network {
                 format!("request with idempotency key '{}' is still being processed", idem.key),
             ));
         }
-        let result = self.once_inner(&idem, op);
-        self.inflight.lock().remove(&idem.key);
-        result
+        // Removes the key however `op` ends, unwinding included.
+        struct InFlight<'a>(&'a Mutex<HashSet<String>>, &'a str);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                self.0.lock().remove(self.1);
+            }
+        }
+        let _in_flight = InFlight(&self.inflight, &idem.key);
+        self.once_inner(&idem, op)
     }
 
     fn once_inner<T, F>(&self, idem: &Idem, op: F) -> Result<T>
@@ -425,13 +440,7 @@ impl Network {
     ) -> Result<Validated> {
         let result = self.execute_inner(idem, tx, purpose, reference, fiat, extra, answer, allow_resubmission);
         if result.is_err() {
-            if let Ok(nodes) = self.party_nodes(tx) {
-                for node in nodes {
-                    if let Some(slot) = self.nodes.get(&node) {
-                        slot.state.lock().release(tx);
-                    }
-                }
-            }
+            self.release(tx);
         }
         result
     }
@@ -477,12 +486,14 @@ impl Network {
                 return Err(e);
             }
         };
-        self.notary.finalize(&validated.tx_id);
+        // Nodes first, then the notary: until `finalize`, the new outputs cannot be spent, so
+        // a transaction spending them finds them in its node's wallet.
         for (node, delta) in deltas {
             if let Some(slot) = self.nodes.get(&node) {
                 slot.state.lock().apply(delta);
             }
         }
+        self.notary.finalize(request);
         Ok(validated)
     }
 
@@ -509,6 +520,13 @@ impl Network {
             deltas.push((node.to_string(), delta));
         }
         Ok((batch, deltas))
+    }
+
+    /// Undo the reservations this transaction made, wherever they are (a handful of nodes).
+    pub(crate) fn release(&self, tx: &Transaction) {
+        for slot in self.nodes.values() {
+            slot.state.lock().release(tx);
+        }
     }
 
     /// A fresh nonce for a transaction body.

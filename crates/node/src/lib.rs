@@ -147,7 +147,8 @@ pub struct Balance {
 struct Holding {
     input: Input,
     owner_client: String,
-    reserved: bool,
+    /// The payment in flight that reserved this token, if any.
+    reserved_by: Option<TxId>,
 }
 
 struct AccountState {
@@ -338,7 +339,7 @@ impl NodeState {
             .get_mut(&client)
             .ok_or_else(|| Error::internal(format!("token of unknown client {client}")))?;
         state.tokens.insert(id);
-        self.tokens.insert(id, Holding { input, owner_client: client, reserved: false });
+        self.tokens.insert(id, Holding { input, owner_client: client, reserved_by: None });
         Ok(())
     }
 
@@ -384,7 +385,7 @@ impl NodeState {
         for id in &state.tokens {
             let holding = &self.tokens[id];
             dt = dt.checked_add(holding.input.output.amount_tiyn)?;
-            if holding.reserved {
+            if holding.reserved_by.is_some() {
                 reserved = reserved.checked_add(holding.input.output.amount_tiyn)?;
             }
         }
@@ -498,7 +499,7 @@ impl NodeState {
             .iter()
             .filter_map(|id| {
                 let holding = &self.tokens[id];
-                (!holding.reserved).then_some((*id, holding.input.output.amount_tiyn))
+                holding.reserved_by.is_none().then_some((*id, holding.input.output.amount_tiyn))
             })
             .collect();
         let amounts: Vec<Amount> = candidates.iter().map(|(_, a)| *a).collect();
@@ -506,12 +507,9 @@ impl NodeState {
             if e.code != ErrorCode::InsufficientFunds {
                 return e;
             }
-            let reserved = Amount::sum(
-                state
-                    .tokens
-                    .iter()
-                    .filter_map(|id| self.tokens.get(id).filter(|h| h.reserved).map(|h| h.input.output.amount_tiyn)),
-            )
+            let reserved = Amount::sum(state.tokens.iter().filter_map(|id| {
+                self.tokens.get(id).filter(|h| h.reserved_by.is_some()).map(|h| h.input.output.amount_tiyn)
+            }))
             .unwrap_or(Amount::ZERO);
             let in_flight = if reserved.is_zero() {
                 String::new()
@@ -535,9 +533,10 @@ impl NodeState {
         let mut tx = Transaction::new(TxBody { command, inputs, outputs, nonce });
         tx.sign_owner(&key);
         tx.attest(&self.key);
+        let tx_id = tx.id();
         for &i in &selection.chosen {
             if let Some(holding) = self.tokens.get_mut(&candidates[i].0) {
-                holding.reserved = true;
+                holding.reserved_by = Some(tx_id);
             }
         }
         Ok(tx)
@@ -550,7 +549,7 @@ impl NodeState {
         Ok(state
             .tokens
             .iter()
-            .filter_map(|id| self.tokens.get(id).filter(|h| !h.reserved).map(|h| h.input.clone()))
+            .filter_map(|id| self.tokens.get(id).filter(|h| h.reserved_by.is_none()).map(|h| h.input.clone()))
             .collect())
     }
 
@@ -570,7 +569,7 @@ impl NodeState {
             );
             if let Some(holding) = self.tokens.get(&input.token_id()) {
                 ensure!(
-                    !holding.reserved,
+                    holding.reserved_by.is_none(),
                     DoubleSpend,
                     "token {} is being spent by a payment in flight",
                     input.token_id()
@@ -582,11 +581,16 @@ impl NodeState {
         Ok(tx)
     }
 
-    /// Undo the reservations of a transaction that did not commit.
+    /// Undo the reservations of a transaction that did not commit. Only reservations made
+    /// for this very transaction are undone: a foreign transaction naming the same tokens
+    /// cannot free them.
     pub fn release(&mut self, tx: &Transaction) {
+        let tx_id = tx.id();
         for id in tx.input_ids() {
             if let Some(holding) = self.tokens.get_mut(&id) {
-                holding.reserved = false;
+                if holding.reserved_by == Some(tx_id) {
+                    holding.reserved_by = None;
+                }
             }
         }
     }
@@ -699,7 +703,7 @@ impl NodeState {
         for (token, client, input) in delta.received {
             if let Some(state) = self.accounts.get_mut(&client) {
                 state.tokens.insert(token);
-                self.tokens.insert(token, Holding { input, owner_client: client, reserved: false });
+                self.tokens.insert(token, Holding { input, owner_client: client, reserved_by: None });
             }
         }
         for (client, entry) in delta.history {

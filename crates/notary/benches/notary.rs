@@ -39,7 +39,7 @@ fn benches(c: &mut Criterion) {
                 for (tx_id, inputs, outputs) in &requests {
                     let request = SpendRequest { tx_id: *tx_id, inputs, outputs };
                     notary.try_spend(request).expect("unspent");
-                    notary.finalize(tx_id);
+                    notary.finalize(request);
                 }
                 notary
             },

@@ -9,10 +9,13 @@
 //! deadlock), checks, and applies: check-and-spend is atomic per transaction, two transactions
 //! that touch disjoint shards never wait for each other, and there is no global lock.
 //!
-//! Two-step commit with the durable store: [`Notary::try_spend`] applies the spend in memory
-//! and marks the transaction *pending*; the caller persists [`Notary::writes`] and then calls
-//! [`Notary::finalize`], or [`Notary::revert`] if the commit failed. While pending, a conflicting
-//! spend is refused and a resubmission answers `RequestInProgress` (never an early "committed").
+//! Two-step commit with the durable store: [`Notary::try_spend`] removes the inputs from the
+//! unspent set, records the outputs as *pending* and marks the transaction pending; the caller
+//! persists [`Notary::writes`] and then calls [`Notary::finalize`] (the outputs become
+//! unspent), or [`Notary::revert`] if the commit failed (the inputs come back). While pending,
+//! a conflicting spend is refused, a resubmission answers `RequestInProgress` (never an early
+//! "committed"), and so does a spend of a pending output: nothing can spend an output before
+//! the transaction that creates it is durable, so commits on disk always come in spend order.
 
 use dtenge_core::token::{TokenId, TxId};
 use dtenge_core::{Error, ErrorCode, Result};
@@ -54,6 +57,8 @@ enum TxState {
 #[derive(Default)]
 struct Shard {
     unspent: HashSet<TokenId>,
+    /// Outputs of pending transactions: not spendable until their transaction is durable.
+    pending_outputs: HashSet<TokenId>,
     txs: HashMap<TxId, TxState>,
 }
 
@@ -122,12 +127,20 @@ impl Notary {
             None => {}
         }
         for input in request.inputs {
-            if !locked.shard(usize::from(input.shard())).unspent.contains(input) {
+            let shard = locked.shard(usize::from(input.shard()));
+            if shard.pending_outputs.contains(input) {
+                return Err(Error::new(
+                    ErrorCode::RequestInProgress,
+                    format!("token {input} is created by a transaction still being committed; retry"),
+                ));
+            }
+            if !shard.unspent.contains(input) {
                 return Err(Error::new(ErrorCode::DoubleSpend, format!("token {input} is spent or unknown")));
             }
         }
         for output in request.outputs {
-            if locked.shard(usize::from(output.shard())).unspent.contains(output) {
+            let shard = locked.shard(usize::from(output.shard()));
+            if shard.unspent.contains(output) || shard.pending_outputs.contains(output) {
                 return Err(Error::new(ErrorCode::DoubleSpend, format!("token {output} exists")));
             }
         }
@@ -135,7 +148,7 @@ impl Notary {
             locked.shard(usize::from(input.shard())).unspent.remove(input);
         }
         for output in request.outputs {
-            locked.shard(usize::from(output.shard())).unspent.insert(*output);
+            locked.shard(usize::from(output.shard())).pending_outputs.insert(*output);
         }
         locked.shard(tx_shard(&request.tx_id)).txs.insert(request.tx_id, TxState::Pending);
         Ok(Spend::Pending)
@@ -152,10 +165,17 @@ impl Notary {
         batch.put(COMMITTED_TABLE, request.tx_id.0 .0.to_vec(), Vec::new());
     }
 
-    /// The spend is durable: it now answers "committed" to resubmissions.
-    pub fn finalize(&self, tx_id: &TxId) {
-        let mut shard = self.shards[tx_shard(tx_id)].lock();
-        let previous = shard.txs.insert(*tx_id, TxState::Committed);
+    /// The spend is durable: its outputs become spendable and it answers "committed" to
+    /// resubmissions.
+    pub fn finalize(&self, request: SpendRequest<'_>) {
+        let mut locked = self.lock_for(&request);
+        for output in request.outputs {
+            let shard = locked.shard(usize::from(output.shard()));
+            let was_pending = shard.pending_outputs.remove(output);
+            debug_assert!(was_pending);
+            shard.unspent.insert(*output);
+        }
+        let previous = locked.shard(tx_shard(&request.tx_id)).txs.insert(request.tx_id, TxState::Committed);
         debug_assert_eq!(previous, Some(TxState::Pending));
     }
 
@@ -165,7 +185,7 @@ impl Notary {
         let state = locked.shard(tx_shard(&request.tx_id)).txs.remove(&request.tx_id);
         debug_assert_eq!(state, Some(TxState::Pending));
         for output in request.outputs {
-            locked.shard(usize::from(output.shard())).unspent.remove(output);
+            locked.shard(usize::from(output.shard())).pending_outputs.remove(output);
         }
         for input in request.inputs {
             locked.shard(usize::from(input.shard())).unspent.insert(*input);
@@ -240,13 +260,29 @@ mod tests {
         let req = SpendRequest { tx_id: tx(1), inputs: &ins, outputs: &outs };
         assert_eq!(notary.try_spend(req).unwrap(), Spend::Pending);
         assert_eq!(notary.try_spend(req).unwrap_err().code, ErrorCode::RequestInProgress);
-        notary.finalize(&tx(1));
+        notary.finalize(req);
         assert_eq!(notary.try_spend(req).unwrap(), Spend::AlreadyCommitted);
 
         let other = SpendRequest { tx_id: tx(2), inputs: &ins, outputs: &[] };
         assert_eq!(notary.try_spend(other).unwrap_err().code, ErrorCode::DoubleSpend);
         assert!(notary.is_unspent(&token(10)) && !notary.is_unspent(&token(1)));
         assert_eq!(notary.unspent_count(), 3);
+    }
+
+    #[test]
+    fn a_pending_output_cannot_be_spent_until_its_transaction_is_durable() {
+        let notary = Notary::restore([token(1)], []);
+        let (ins, outs) = ([token(1)], [token(2)]);
+        let first = SpendRequest { tx_id: tx(1), inputs: &ins, outputs: &outs };
+        notary.try_spend(first).unwrap();
+        let (ins2, outs2) = ([token(2)], [token(3)]);
+        let second = SpendRequest { tx_id: tx(2), inputs: &ins2, outputs: &outs2 };
+        assert_eq!(notary.try_spend(second).unwrap_err().code, ErrorCode::RequestInProgress);
+        assert!(!notary.is_unspent(&token(2)));
+        notary.finalize(first);
+        assert_eq!(notary.try_spend(second).unwrap(), Spend::Pending);
+        notary.revert(second);
+        assert!(notary.is_unspent(&token(2)) && !notary.is_unspent(&token(3)));
     }
 
     #[test]
@@ -276,7 +312,11 @@ mod tests {
                         let ins = [token(round)];
                         let outs = [token(1_000 + t)];
                         let req = SpendRequest { tx_id: tx(t), inputs: &ins, outputs: &outs };
-                        notary.try_spend(req).is_ok() as usize
+                        let won = notary.try_spend(req).is_ok();
+                        if won {
+                            notary.finalize(req);
+                        }
+                        won as usize
                     })
                 })
                 .collect::<Vec<_>>()

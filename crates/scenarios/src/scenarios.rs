@@ -858,7 +858,8 @@ fn idempotency_and_errors(w: &World, out: &mut Vec<String>) -> Check {
         "unknown node",
     )?;
     expect_code(w.client.get("/v1/no/such/route"), "NOT_FOUND", "unknown route")?;
-    expect_code(w.client.raw("DELETE", "/v1/operator/monitoring", None, ""), "NOT_FOUND", "wrong method")?;
+    expect_code(w.client.raw("DELETE", "/v1/operator/monitoring", None, ""), "METHOD_NOT_ALLOWED", "wrong method")?;
+    expect_code(w.client.get("/v1/nodes/%FF/accounts"), "MALFORMED_INPUT", "undecodable path")?;
     expect_code(
         w.client.raw("POST", "/v1/nodes/steppe/transfers", Some("k-big"), &" ".repeat(9 * 1024 * 1024)),
         "LIMIT_EXCEEDED",

@@ -36,10 +36,10 @@ impl Network {
 
         // The ID center's write lock serializes account openings: a phone number must not be
         // claimed by two different clients at once.
-        let mut ids = self.ids.write();
+        let _onboarding = self.onboarding.lock();
         if let Some(phone) = &phone {
             if let Some((_, other)) =
-                ids.phones.get(phone).and_then(|v| v.iter().find(|(_, c)| *c != request.client_id))
+                self.ids.read().phones.get(phone).and_then(|v| v.iter().find(|(_, c)| *c != request.client_id))
             {
                 bail!(DuplicateAccount, "phone {phone} is registered to another client ({})", mask_id(other));
             }
@@ -63,13 +63,13 @@ impl Network {
             opened_at_unix_ms: self.now_ms(),
         };
         let mut batch = WriteBatch::new();
-        if ids.directory.contains_key(&address) {
+        if self.ids.read().directory.contains_key(&address) {
             bail!(DuplicateAccount, "address {address} already belongs to an account");
         }
         slot.state.lock().plan_open(account.clone(), custodial.as_ref(), &mut batch)?;
         self.commit(idem, batch, &account)?;
         slot.state.lock().apply_open(account.clone(), custodial.as_ref());
-        ids.register(&account);
+        self.ids.write().register(&account);
         Ok(account)
     }
 

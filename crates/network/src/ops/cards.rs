@@ -17,6 +17,7 @@ impl Network {
         let _gate = self.gate.read();
         let slot = self.active_participant(node_id)?;
         check_pan(&request.pan)?;
+        let _onboarding = self.onboarding.lock();
         ensure!(
             self.card_owner(&request.pan).is_none(),
             DuplicateAccount,
@@ -65,7 +66,9 @@ impl Network {
                 )?;
                 let purchase = purchase(&request, buyer, merchant, tx.id(), now);
                 let mut extra = WriteBatch::new();
-                extra.put_value(PURCHASES_TABLE, purchase.id.as_bytes(), &purchase)?;
+                extra
+                    .put_value(PURCHASES_TABLE, purchase.id.as_bytes(), &purchase)
+                    .inspect_err(|_| self.release(&tx))?;
                 self.execute(idem, &tx, Purpose::CardPurchase, Some(&purchase.id), &[], extra, &purchase)?;
                 purchases.insert(purchase.id.clone(), purchase.clone());
                 Ok(purchase)
@@ -86,7 +89,9 @@ impl Network {
                 )?;
                 let purchase = purchase(&request, buyer, merchant.clone(), tx.id(), now);
                 let mut extra = WriteBatch::new();
-                extra.put_value(PURCHASES_TABLE, purchase.id.as_bytes(), &purchase)?;
+                extra
+                    .put_value(PURCHASES_TABLE, purchase.id.as_bytes(), &purchase)
+                    .inspect_err(|_| self.release(&tx))?;
                 let posting = settle(
                     abs.as_deref_mut(),
                     &buyer_bank,
@@ -133,6 +138,8 @@ impl Network {
         let now = self.now_ms();
         let reference = format!("refund of {purchase_id}");
         let mut extra = WriteBatch::new();
+        // Held until the merchant's new bank-money balance is committed and applied.
+        let _fiat = (purchase.mode == CardMode::ConvertToFiat).then(|| merchant_slot.fiat_lock.lock());
 
         let (tx, from, fiat, posting, mut abs) = match purchase.mode {
             CardMode::Dt => {
@@ -145,7 +152,6 @@ impl Network {
                 (tx, merchant.clone(), Vec::new(), None, None)
             }
             CardMode::ConvertToFiat => {
-                let _fiat = merchant_slot.fiat_lock.lock();
                 let merchant_fiat = merchant_slot.state.lock().fiat_after(&merchant.client_id, Amount::ZERO, amount)?;
                 let mut abs = (buyer.bank != merchant.bank).then(|| self.abs.lock());
                 let posting =
@@ -163,7 +169,7 @@ impl Network {
         };
         purchase.refunded_tiyn = refunded;
         purchase.refund_tx_ids.push(tx.id());
-        extra.put_value(PURCHASES_TABLE, purchase.id.as_bytes(), &purchase)?;
+        extra.put_value(PURCHASES_TABLE, purchase.id.as_bytes(), &purchase).inspect_err(|_| self.release(&tx))?;
         let receipt = receipt(&tx, Purpose::CardRefund, amount, Some(from), Some(buyer), now, posting.clone());
         self.execute(idem, &tx, Purpose::CardRefund, Some(&reference), &fiat, extra, &receipt)?;
         if let (Some(abs), Some(posting)) = (abs.as_mut(), posting) {

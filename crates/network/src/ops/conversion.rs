@@ -145,8 +145,8 @@ impl Network {
         let mut ops = self.nbk_ops.lock();
         let operation = nbk_operation(ops.len() as u64, Purpose::Redemption, node_id, amount, &tx, &posting, now);
         let mut extra = WriteBatch::new();
-        abs.writes(&posting, &mut extra)?;
-        extra.put_value(NBK_OPS_TABLE, operation.seq.to_be_bytes(), &operation)?;
+        abs.writes(&posting, &mut extra).inspect_err(|_| self.release(&tx))?;
+        extra.put_value(NBK_OPS_TABLE, operation.seq.to_be_bytes(), &operation).inspect_err(|_| self.release(&tx))?;
         let receipt = receipt(&tx, Purpose::Redemption, amount, Some(bank), None, now, Some(posting.clone()));
         self.execute(idem, &tx, Purpose::Redemption, None, &[], extra, &receipt)?;
         abs.apply(&posting);

@@ -37,7 +37,8 @@ pub(crate) fn load(store: &Store) -> Result<(BTreeMap<String, String>, Calendar)
 
 impl Network {
     /// Block a bank or the Treasury: its operations, and payments to its clients, fail with
-    /// `BANK_BLOCKED` until unblocked.
+    /// `BANK_BLOCKED` until unblocked. The block applies to operations that start after it is
+    /// acknowledged; a payment already past its checks completes.
     pub fn block(&self, idem: Option<&Idem>, node_id: &str, request: BlockRequest) -> Result<NodeView> {
         let _gate = self.gate.read();
         let reason = request.reason.trim().to_string();
@@ -53,9 +54,9 @@ impl Network {
         let mut view = self.node_view(node_id)?;
         view.blocked = true;
         view.block_reason = Some(reason.clone());
-        let mut trust = self.trust.write();
+        let _operator = self.operator.lock();
         self.commit(idem, batch, &view)?;
-        trust.blocked.insert(node_id.to_string(), reason);
+        self.trust.write().blocked.insert(node_id.to_string(), reason);
         Ok(view)
     }
 
@@ -67,9 +68,9 @@ impl Network {
         let mut view = self.node_view(node_id)?;
         view.blocked = false;
         view.block_reason = None;
-        let mut trust = self.trust.write();
+        let _operator = self.operator.lock();
         self.commit(idem, batch, &view)?;
-        trust.blocked.remove(node_id);
+        self.trust.write().blocked.remove(node_id);
         Ok(view)
     }
 
@@ -92,8 +93,8 @@ impl Network {
     /// Set one day working or not. Setting a day back to its default removes the override.
     pub fn set_day(&self, idem: Option<&Idem>, date: Date, working: bool) -> Result<DayView> {
         let _gate = self.gate.read();
-        let mut calendar = self.calendar.write();
-        let mut next = calendar.clone();
+        let _operator = self.operator.lock();
+        let mut next = self.calendar.read().clone();
         if Calendar::default_is_working(date) == working {
             next.overrides.remove(&date);
         } else {
@@ -103,7 +104,7 @@ impl Network {
         let mut batch = WriteBatch::new();
         batch.put_value(OPERATOR_TABLE, CALENDAR_KEY.to_vec(), &next)?;
         self.commit(idem, batch, &view)?;
-        *calendar = next;
+        *self.calendar.write() = next;
         Ok(view)
     }
 

@@ -40,6 +40,11 @@ impl Network {
     ) -> Result<Receipt> {
         let slot = self.active_participant(node_id)?;
         ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
+        ensure!(
+            from != dtenge_node::OWN_ACCOUNT,
+            Forbidden,
+            "a node's own DT leaves it through conversion or redemption, not a transfer"
+        );
         let (payee, _) = self.resolve_payee(to)?;
         self.ensure_not_blocked(&payee.bank)?;
         let (payer, _) = self.party(node_id, from)?;
@@ -72,11 +77,17 @@ impl Network {
                 state.client_of(&payer_address).map(str::to_string).ok_or_else(|| Error::internal("payer vanished"))?;
             self_party(node_id, client, payer_address)
         };
-        let first_payee = tx.body.outputs.iter().map(|o| o.owner).find(|o| *o != payer_address);
-        let to = match first_payee {
-            Some(address) => Some(self.resolve_payee(&Payee { address: Some(address), ..Payee::default() })?.0),
-            None => None,
-        };
+        // Every payee must be a client account in good standing, as for a custodial payment:
+        // resolving refuses unknown addresses and nodes' own accounts.
+        let mut to = None;
+        let mut checked = std::collections::HashSet::new();
+        for owner in tx.body.outputs.iter().map(|o| o.owner).filter(|o| *o != payer_address) {
+            if checked.insert(owner) {
+                let (party, _) = self.resolve_payee(&Payee { address: Some(owner), ..Payee::default() })?;
+                self.ensure_not_blocked(&party.bank)?;
+                to.get_or_insert(party);
+            }
+        }
         let amount = Amount::sum(tx.body.outputs.iter().filter(|o| o.owner != payer_address).map(|o| o.amount_tiyn))?;
         let receipt = Receipt {
             tx_id: tx.id(),
@@ -160,6 +171,8 @@ impl Network {
             results,
         };
         if payees.is_empty() {
+            // Nothing to pay, but the answer is remembered like any other.
+            self.commit(idem, WriteBatch::new(), &report)?;
             return Ok(report);
         }
         let tx = slot.state.lock().prepare_payment(&request.from, &payees, self.issuer(), self.nonce())?;

@@ -111,7 +111,9 @@ impl Network {
         let mut event_key = program_id.as_bytes().to_vec();
         event_key.push(0);
         event_key.extend_from_slice(event_id.as_bytes());
-        extra.put_value(VOUCHER_EVENTS_TABLE, event_key, &(program_id, &event_id, &receipt))?;
+        extra
+            .put_value(VOUCHER_EVENTS_TABLE, event_key, &(program_id, &event_id, &receipt))
+            .inspect_err(|_| self.release(&tx))?;
         self.execute(idem, &tx, Purpose::Voucher, Some(&reference), &[], extra, &receipt)?;
         vouchers.events.insert(key, receipt.clone());
         Ok(receipt)
