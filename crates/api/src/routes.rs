@@ -40,7 +40,7 @@ registry distribution, vouchers, cards, and the NBK operator's controls. Amounts
         version = "0.1.0"
     ),
     paths(
-        health, list_accounts, open_account, get_account, get_history, deposit, to_dt, from_dt, transfer, tokens, submit,
+        health, list_accounts, open_account, open_accounts, get_account, get_history, deposit, to_dt, from_dt, transfer, tokens, submit,
         registry, link_card, emission, redemption, credit_correspondent, abs_balances, lookup_phone,
         card_purchase, get_purchase, card_refund, atm_withdrawal, create_voucher_program, list_voucher_programs,
         voucher_event, block_node, unblock_node, calendar_year, set_day, today, monitoring,
@@ -65,6 +65,7 @@ pub fn router(network: App) -> Router {
     let api = Router::new()
         .route("/health", get(health))
         .route("/v1/nodes/{node}/accounts", get(list_accounts).post(open_account))
+        .route("/v1/nodes/{node}/accounts/bulk", post(open_accounts))
         .route("/v1/nodes/{node}/accounts/{client}", get(get_account))
         .route("/v1/nodes/{node}/accounts/{client}/history", get(get_history))
         .route("/v1/nodes/{node}/accounts/{client}/deposits", post(deposit))
@@ -240,6 +241,25 @@ async fn open_account(
 ) -> Response {
     mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: OpenAccount| {
         n.open_account(idem, &node, r)
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/accounts/bulk", tag = "accounts",
+    description = "Open up to 10,000 digital accounts at once (a bank migrating its clients): all or none, one durable commit.",
+    params(("node" = String, Path, description = "Node id"), ("Idempotency-Key" = String, Header, description = "Unique per request")),
+    request_body = [OpenAccount],
+    responses((status = 201, body = [Account]), (status = 409, description = "DUPLICATE_ACCOUNT", body = ApiError), (status = 422, description = "LIMIT_EXCEEDED", body = ApiError)))]
+async fn open_accounts(
+    State(app): State<App>,
+    P(node): P<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: Vec<OpenAccount>| {
+        n.open_accounts(idem, &node, r)
     })
     .await
 }

@@ -218,6 +218,22 @@ fn open_individual(w: &World, out: &mut Vec<String>) -> Check {
         "phone of another client",
     )?;
     out.push("Another client cannot take the same phone number: DUPLICATE_ACCOUNT".into());
+    let bulk: Vec<Value> = (10..13)
+        .map(|n| json!({"kind": "individual", "client_id": World::iin(2, n), "name": format!("Migrated Client {n}")}))
+        .collect();
+    let opened = w.client.post("/v1/nodes/sapa/accounts/bulk", &json!(bulk)).map_err(|e| fail("bulk open", e))?;
+    ensure(opened.as_array().map(Vec::len) == Some(3), || format!("bulk opened {opened}"))?;
+    let mut with_duplicate = bulk.clone();
+    with_duplicate[0]["client_id"] = json!(World::iin(2, 20));
+    expect_code(
+        w.client.post("/v1/nodes/sapa/accounts/bulk", &json!(with_duplicate)),
+        "DUPLICATE_ACCOUNT",
+        "bulk with a duplicate",
+    )?;
+    // The refused bulk call opened nothing: its first client can still be opened.
+    w.open("sapa", "individual", &World::iin(2, 20), "Not opened before", None)
+        .map_err(|e| fail("the refused bulk call opened an account", e))?;
+    out.push("Sapa Bank migrates 3 clients in one bulk call; a bulk call with one duplicate opens none".into());
     let lookup =
         w.client.get(&format!("/v1/id-center/phones/{}", phone.replace('+', "%2B"))).map_err(|e| fail("lookup", e))?;
     out.push(format!("The ID center resolves {phone} to {} at {}", lookup["display_name"], lookup["banks"]));

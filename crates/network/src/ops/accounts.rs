@@ -8,11 +8,14 @@ use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
 use dtenge_node::ids::{check_iin_bin, mask_pan, normalize_phone};
 use dtenge_node::{Account, Balance, ClientKind, OWN_ACCOUNT};
 use dtenge_store::WriteBatch;
+use std::collections::{HashMap, HashSet};
 
 /// Most history lines one page returns.
 pub const HISTORY_PAGE_MAX: usize = 500;
 /// Longest client name accepted.
 pub const NAME_LEN_MAX: usize = 200;
+/// Most accounts one bulk opening may create (one durable commit).
+pub const OPEN_ACCOUNTS_MAX: usize = 10_000;
 
 impl Network {
     /// Open a digital account: one per client per bank. Banks open accounts for individuals
@@ -20,6 +23,91 @@ impl Network {
     pub fn open_account(&self, idem: Option<&Idem>, node_id: &str, request: OpenAccount) -> Result<Account> {
         let _gate = self.gate.read();
         let slot = self.active_participant(node_id)?;
+        let _onboarding = self.onboarding.lock();
+        let (mut opened, batch) = self.plan_accounts(node_id, vec![request])?;
+        let account = opened.first().map(|(a, _)| a.clone()).ok_or_else(|| Error::internal("no account planned"))?;
+        self.commit(idem, batch, &account)?;
+        self.apply_accounts(slot, std::mem::take(&mut opened));
+        Ok(account)
+    }
+
+    /// Open many accounts at one node at once (a bank migrating its clients): all or none,
+    /// one durable commit, at most [`OPEN_ACCOUNTS_MAX`] per call.
+    pub fn open_accounts(
+        &self,
+        idem: Option<&Idem>,
+        node_id: &str,
+        requests: Vec<OpenAccount>,
+    ) -> Result<Vec<Account>> {
+        let _gate = self.gate.read();
+        let slot = self.active_participant(node_id)?;
+        ensure!(!requests.is_empty(), MalformedInput, "no accounts to open");
+        ensure!(
+            requests.len() <= OPEN_ACCOUNTS_MAX,
+            LimitExceeded,
+            "at most {OPEN_ACCOUNTS_MAX} accounts per call; this one has {}",
+            requests.len()
+        );
+        let _onboarding = self.onboarding.lock();
+        let (opened, batch) = self.plan_accounts(node_id, requests)?;
+        let accounts: Vec<Account> = opened.iter().map(|(a, _)| a.clone()).collect();
+        self.commit(idem, batch, &accounts)?;
+        self.apply_accounts(slot, opened);
+        Ok(accounts)
+    }
+
+    /// Check and plan new accounts. The caller holds the onboarding lock until they are
+    /// applied: an IIN, phone or address is claimed once, also within one batch.
+    fn plan_accounts(
+        &self,
+        node_id: &str,
+        requests: Vec<OpenAccount>,
+    ) -> Result<(Vec<(Account, Option<SecretKey>)>, WriteBatch)> {
+        let mut batch = WriteBatch::new();
+        let mut planned = Vec::with_capacity(requests.len());
+        let mut clients = HashSet::new();
+        let mut phones: HashMap<String, String> = HashMap::new();
+        let mut addresses = HashSet::new();
+        let now = self.now_ms();
+        let slot = self.slot(node_id)?;
+        let many = requests.len() > 1;
+        for (i, request) in requests.into_iter().enumerate() {
+            // In a bulk request, say which account failed.
+            let at = |e: Error| if many { Error::new(e.code, format!("account {}: {}", i + 1, e.message)) } else { e };
+            let (account, custodial) = self.plan_account(node_id, request, now).map_err(at)?;
+            let duplicate = !clients.insert(account.client_id.clone())
+                || !addresses.insert(account.address)
+                || self.ids.read().directory.contains_key(&account.address);
+            if duplicate {
+                return Err(at(Error::new(
+                    ErrorCode::DuplicateAccount,
+                    format!("client {} or its address is already in use", mask_id(&account.client_id)),
+                )));
+            }
+            if let Some(phone) = &account.phone {
+                let owner = phones.entry(phone.clone()).or_insert_with(|| account.client_id.clone());
+                let registered_other = self
+                    .ids
+                    .read()
+                    .phones
+                    .get(phone)
+                    .and_then(|v| v.iter().find(|(_, c)| *c != account.client_id).map(|(_, c)| c.clone()));
+                if let Some(other) = registered_other.or_else(|| (*owner != account.client_id).then(|| owner.clone())) {
+                    return Err(at(Error::new(
+                        ErrorCode::DuplicateAccount,
+                        format!("phone {phone} is registered to another client ({})", mask_id(&other)),
+                    )));
+                }
+            }
+            slot.state.lock().plan_open(account.clone(), custodial.as_ref(), &mut batch).map_err(at)?;
+            planned.push((account, custodial));
+        }
+        Ok((planned, batch))
+    }
+
+    /// Check one request and build its account (with a custodial key unless the client keeps
+    /// its own).
+    fn plan_account(&self, node_id: &str, request: OpenAccount, now: u64) -> Result<(Account, Option<SecretKey>)> {
         check_iin_bin(&request.client_id)?;
         let name = request.name.trim().to_string();
         ensure!(
@@ -32,17 +120,6 @@ impl Network {
             (true, ClientKind::GovernmentAgency) | (false, ClientKind::Individual | ClientKind::LegalEntity) => {}
             (true, _) => bail!(Forbidden, "the Treasury node opens accounts of government agencies only"),
             (false, _) => bail!(Forbidden, "a bank opens accounts of individuals and legal entities only"),
-        }
-
-        // The ID center's write lock serializes account openings: a phone number must not be
-        // claimed by two different clients at once.
-        let _onboarding = self.onboarding.lock();
-        if let Some(phone) = &phone {
-            if let Some((_, other)) =
-                self.ids.read().phones.get(phone).and_then(|v| v.iter().find(|(_, c)| *c != request.client_id))
-            {
-                bail!(DuplicateAccount, "phone {phone} is registered to another client ({})", mask_id(other));
-            }
         }
         let custodial = match request.public_key {
             None => Some(SecretKey::from_seed(self.entropy.seed32())),
@@ -60,17 +137,21 @@ impl Network {
             name,
             phone,
             address,
-            opened_at_unix_ms: self.now_ms(),
+            opened_at_unix_ms: now,
         };
-        let mut batch = WriteBatch::new();
-        if self.ids.read().directory.contains_key(&address) {
-            bail!(DuplicateAccount, "address {address} already belongs to an account");
+        Ok((account, custodial))
+    }
+
+    fn apply_accounts(&self, slot: &crate::NodeSlot, opened: Vec<(Account, Option<SecretKey>)>) {
+        let mut state = slot.state.lock();
+        for (account, custodial) in &opened {
+            state.apply_open(account.clone(), custodial.as_ref());
         }
-        slot.state.lock().plan_open(account.clone(), custodial.as_ref(), &mut batch)?;
-        self.commit(idem, batch, &account)?;
-        slot.state.lock().apply_open(account.clone(), custodial.as_ref());
-        self.ids.write().register(&account);
-        Ok(account)
+        drop(state);
+        let mut ids = self.ids.write();
+        for (account, _) in &opened {
+            ids.register(account);
+        }
     }
 
     /// An account with its balances.

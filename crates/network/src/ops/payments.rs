@@ -130,10 +130,12 @@ impl Network {
             request.lines.len()
         );
         let (payer, payer_kind) = self.party(node_id, &request.from)?;
+        // A bank or the Treasury may also pay out from its own DT (`from: "own"`), e.g. to seed
+        // its clients' wallets.
         ensure!(
-            matches!(payer_kind, ClientKind::LegalEntity | ClientKind::GovernmentAgency),
+            matches!(payer_kind, ClientKind::LegalEntity | ClientKind::GovernmentAgency | ClientKind::Institution),
             Forbidden,
-            "registry distribution is for legal entities and government agencies"
+            "registry distribution is for legal entities, government agencies and the node itself"
         );
 
         let mut results = Vec::with_capacity(request.lines.len());
