@@ -14,6 +14,9 @@ use std::collections::{HashMap, HashSet};
 pub const HISTORY_PAGE_MAX: usize = 500;
 /// Longest client name accepted.
 pub const NAME_LEN_MAX: usize = 200;
+/// A planned account with its custodial key (none when the client keeps its own).
+type Opened = (Account, Option<SecretKey>);
+
 /// Most accounts one bulk opening may create (one durable commit).
 pub const OPEN_ACCOUNTS_MAX: usize = 10_000;
 
@@ -62,7 +65,7 @@ impl Network {
         &self,
         node_id: &str,
         requests: Vec<OpenAccount>,
-    ) -> Result<(Vec<(Account, Option<SecretKey>)>, WriteBatch)> {
+    ) -> Result<(Vec<Opened>, WriteBatch)> {
         let mut batch = WriteBatch::new();
         let mut planned = Vec::with_capacity(requests.len());
         let mut clients = HashSet::new();
@@ -142,7 +145,7 @@ impl Network {
         Ok((account, custodial))
     }
 
-    fn apply_accounts(&self, slot: &crate::NodeSlot, opened: Vec<(Account, Option<SecretKey>)>) {
+    fn apply_accounts(&self, slot: &crate::NodeSlot, opened: Vec<Opened>) {
         let mut state = slot.state.lock();
         for (account, custodial) in &opened {
             state.apply_open(account.clone(), custodial.as_ref());
