@@ -48,6 +48,41 @@ enum Command {
         #[arg(long, default_value = "./data")]
         data: PathBuf,
     },
+    /// Measure the payment path: seed accounts and tokens, send client-signed 2-in-2-out
+    /// transfers (plus injected double spends and bad signatures), report throughput,
+    /// latency percentiles, rejections by code and memory.
+    Bench {
+        /// Accounts to seed (clients keeping their own keys, spread over three banks).
+        #[arg(long, default_value_t = 100_000)]
+        accounts: usize,
+        /// Unspent tokens to seed (100.00 KZT each).
+        #[arg(long, default_value_t = 1_000_000)]
+        tokens: usize,
+        /// Valid payments to send; each spends two tokens.
+        #[arg(long, default_value_t = 200_000)]
+        payments: usize,
+        /// Offered payments per second (open loop). Without it: closed loop, saturation.
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Submitting threads.
+        #[arg(long, default_value_t = 64)]
+        threads: usize,
+        /// Injected double spends, percent of the payments.
+        #[arg(long, default_value_t = 1.0)]
+        double_spend_percent: f64,
+        /// Injected invalid signatures, percent of the payments.
+        #[arg(long, default_value_t = 1.0)]
+        invalid_signature_percent: f64,
+        /// Seed of keys and the payment pattern.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Keep the database here (default: a temporary directory).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the monitoring totals of a running platform.
     Status {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -73,6 +108,31 @@ fn main() -> ExitCode {
         Command::Demo { data } => demo(data),
         Command::Reconcile { api, data } => reconcile(&api, data),
         Command::Status { api } => status(&api),
+        Command::Bench {
+            accounts,
+            tokens,
+            payments,
+            rate,
+            threads,
+            double_spend_percent,
+            invalid_signature_percent,
+            seed,
+            data,
+            json,
+        } => bench(
+            dtenge_bench::Config {
+                accounts,
+                tokens,
+                payments,
+                rate_per_s: rate,
+                threads,
+                double_spend_percent,
+                invalid_signature_percent,
+                seed,
+                data,
+            },
+            json,
+        ),
         Command::Call { method, path, body, api, key } => call(&api, &method, &path, body.as_deref(), key.as_deref()),
     };
     match result {
@@ -215,6 +275,16 @@ fn reconcile(api: &str, data: PathBuf) -> Result<ExitCode, String> {
         println!("MISMATCH: {}", report["problems"]);
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn bench(config: dtenge_bench::Config, json: bool) -> Result<ExitCode, String> {
+    let report = dtenge_bench::run(&config, |line| eprintln!("bench: {line}"))?;
+    if json {
+        println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+    } else {
+        print!("{}", dtenge_bench::render(&report));
+    }
+    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn status(api: &str) -> Result<ExitCode, String> {

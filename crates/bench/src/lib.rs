@@ -1,0 +1,559 @@
+//! `dtenge bench`: load on the payment path, measured.
+//!
+//! 1. **Seed** (untimed): a fresh network; `accounts` accounts whose clients keep their own
+//!    keys, spread over the three banks (bulk opening, one commit per 10,000); `tokens` tokens
+//!    of 100.00 KZT paid to them by registry distributions from the banks' own DT, which the
+//!    banks got by emission through the ABS.
+//! 2. **Prepare** (untimed): 2-input 2-output transfers between random accounts at different
+//!    banks, signed by the clients on their side, plus the injected double spends (a second
+//!    transfer of the same two tokens) and invalid signatures (a flipped signature byte).
+//! 3. **Run** (timed): the transfers go through `Network::submit`, the path of
+//!    `POST /v1/nodes/{node}/transactions`: the bank attests, every signature is verified,
+//!    the notary checks and spends, one fsync'd group commit, the nodes apply. Closed loop
+//!    (`threads` submitters as fast as answers come) or open loop (a fixed offered rate;
+//!    latency counts from the moment each payment was due, so a backlog is not hidden).
+//! 4. **Check**: every valid transfer committed, every injected one refused with its code,
+//!    and the network reconciles.
+
+use dtenge_core::crypto::{hash_parts, SecretKey};
+use dtenge_core::money::Amount;
+use dtenge_core::token::{Input, Output};
+use dtenge_core::tx::{Command, Transaction, TxBody};
+use dtenge_core::ErrorCode;
+use dtenge_network::types::{AmountRequest, OpenAccount, RegistryLine, RegistryRequest};
+use dtenge_network::{Entropy, ManualClock, Network, NetworkConfig};
+use dtenge_node::ids::complete_iin_bin;
+use dtenge_node::{ClientKind, OWN_ACCOUNT};
+use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The banks load is spread over.
+pub const BANKS: [&str; 3] = ["steppe", "tulpar", "sapa"];
+/// Value of every seeded token: 100.00 KZT.
+pub const TOKEN_TIYN: u64 = 100_00;
+/// Lines per seeding registry (below the registry limit).
+const SEED_LINES_MAX: usize = 15_000;
+/// Accounts per bulk opening.
+const SEED_ACCOUNTS_MAX: usize = 10_000;
+/// Longest a latency may be recorded as (1 hour), in microseconds.
+const LATENCY_US_MAX: u64 = 3_600_000_000;
+
+/// What to run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    pub accounts: usize,
+    pub tokens: usize,
+    /// Valid payments to send (each spends two tokens).
+    pub payments: usize,
+    /// Offered payments per second (open loop); `None` = closed loop (saturation).
+    pub rate_per_s: Option<u64>,
+    /// Submitting threads.
+    pub threads: usize,
+    /// Extra transfers that spend already spent tokens, as a percentage of `payments`.
+    pub double_spend_percent: f64,
+    /// Extra transfers with a corrupted signature, as a percentage of `payments`.
+    pub invalid_signature_percent: f64,
+    pub seed: u64,
+    /// Where the database lives; a temporary directory when `None`.
+    pub data: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            accounts: 100_000,
+            tokens: 1_000_000,
+            payments: 200_000,
+            rate_per_s: None,
+            threads: 64,
+            double_spend_percent: 1.0,
+            invalid_signature_percent: 1.0,
+            seed: 1,
+            data: None,
+        }
+    }
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Latency {
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+/// What was measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub machine: Machine,
+    pub config: Config,
+    pub seed_seconds: f64,
+    pub prepare_seconds: f64,
+    pub run_seconds: f64,
+    pub offered_per_s: Option<u64>,
+    pub achieved_per_s: f64,
+    pub submitted: usize,
+    pub committed: usize,
+    /// Refusals by error code.
+    pub rejected: BTreeMap<String, usize>,
+    pub injected_double_spends: usize,
+    pub injected_invalid_signatures: usize,
+    pub latency: Latency,
+    pub peak_memory_bytes: u64,
+    /// Growth of resident memory while seeding, per unspent token.
+    pub bytes_per_unspent_token: f64,
+    pub reconciled: bool,
+    /// Every check held: valid payments committed, injected ones refused, reconciled.
+    pub ok: bool,
+    pub problems: Vec<String>,
+}
+
+/// The machine the run happened on.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory_bytes: u64,
+}
+
+impl Machine {
+    pub fn here() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)))
+            .map(|m| m.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        Machine {
+            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            cpu_model,
+            memory_bytes: proc_status_kib("MemTotal:", "/proc/meminfo") * 1024,
+        }
+    }
+}
+
+/// A field of a `/proc` status file, in KiB.
+fn proc_status_kib(field: &str, file: &str) -> u64 {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}
+
+fn resident_bytes() -> u64 {
+    proc_status_kib("VmRSS:", "/proc/self/status") * 1024
+}
+
+fn peak_bytes() -> u64 {
+    proc_status_kib("VmHWM:", "/proc/self/status") * 1024
+}
+
+/// One seeded account.
+struct BenchAccount {
+    bank: &'static str,
+    key: SecretKey,
+    tokens: Vec<Input>,
+}
+
+/// What a prepared transfer is expected to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    Commit,
+    DoubleSpend,
+    InvalidSignature,
+}
+
+struct Prepared {
+    bank: &'static str,
+    tx: Transaction,
+    expect: Expect,
+}
+
+fn amount(tiyn: u64) -> Result<Amount, String> {
+    Amount::from_tiyn(tiyn).map_err(|e| e.to_string())
+}
+
+/// Monday 2026-11-23 10:00 in Astana: conversions with the NBK need an operational day.
+fn working_day_ms() -> u64 {
+    let days = dtenge_core::calendar::Date::new(2026, 11, 23).map(|d| d.days()).unwrap_or(0);
+    (days as u64 * 86_400 + 5 * 3600) * 1000
+}
+
+fn iin(n: usize) -> Result<String, String> {
+    let base = 10_000_000_000u64 + n as u64 * 10;
+    (0..10).find_map(|k| complete_iin_bin(&format!("{:011}", base + k))).ok_or_else(|| format!("no IIN near {base}"))
+}
+
+/// Run the benchmark; `progress` hears what is happening.
+pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, String> {
+    if config.accounts < BANKS.len() * 2 || config.tokens < config.accounts * 2 {
+        return Err("need at least 6 accounts and 2 tokens per account".into());
+    }
+    if config.payments * 2 > config.tokens {
+        return Err(format!("{} payments need {} tokens; seed more", config.payments, config.payments * 2));
+    }
+    if config.threads == 0 || config.threads > 4_096 {
+        return Err("threads must be 1 to 4096".into());
+    }
+    let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let dir = config.data.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    let clock = Arc::new(ManualClock::new(working_day_ms()));
+    let network = Arc::new(
+        Network::open(&dir, &NetworkConfig::standard(), clock, Entropy::from_seed(config.seed))
+            .map_err(|e| e.to_string())?,
+    );
+
+    let started = Instant::now();
+    let resident_before = resident_bytes();
+    let accounts = seed(&network, config, &mut progress)?;
+    let seed_seconds = started.elapsed().as_secs_f64();
+    let bytes_per_unspent_token =
+        resident_bytes().saturating_sub(resident_before) as f64 / network.reconcile().notary_unspent.max(1) as f64;
+    progress(&format!("seeded {} accounts and {} tokens in {seed_seconds:.1} s", config.accounts, config.tokens));
+
+    let started = Instant::now();
+    let prepared = prepare(accounts, config)?;
+    let prepare_seconds = started.elapsed().as_secs_f64();
+    progress(&format!("prepared and signed {} transfers in {prepare_seconds:.1} s", prepared.len()));
+
+    let outcome = submit_all(&network, &prepared, config);
+    let reconciliation = network.reconcile();
+    let mut problems = outcome.problems;
+    if !reconciliation.ok {
+        problems.extend(reconciliation.problems.iter().cloned());
+    }
+    let count = |e: Expect| prepared.iter().filter(|p| p.expect == e).count();
+    let valid = count(Expect::Commit);
+    if outcome.committed != valid {
+        problems.push(format!("{} of {valid} valid payments committed", outcome.committed));
+    }
+    let latency = |q: f64| outcome.latency.value_at_quantile(q);
+    Ok(Report {
+        machine: Machine::here(),
+        config: config.clone(),
+        seed_seconds,
+        prepare_seconds,
+        run_seconds: outcome.elapsed.as_secs_f64(),
+        offered_per_s: config.rate_per_s,
+        achieved_per_s: outcome.committed as f64 / outcome.elapsed.as_secs_f64().max(1e-9),
+        submitted: prepared.len(),
+        committed: outcome.committed,
+        rejected: outcome.rejected,
+        injected_double_spends: count(Expect::DoubleSpend),
+        injected_invalid_signatures: count(Expect::InvalidSignature),
+        latency: Latency {
+            p50_us: latency(0.5),
+            p99_us: latency(0.99),
+            p999_us: latency(0.999),
+            max_us: outcome.latency.max(),
+        },
+        peak_memory_bytes: peak_bytes(),
+        bytes_per_unspent_token,
+        reconciled: reconciliation.ok,
+        ok: problems.is_empty(),
+        problems,
+    })
+}
+
+fn key_of(seed: u64, n: usize) -> SecretKey {
+    SecretKey::from_seed(hash_parts(b"dtenge/bench/key", &[&seed.to_le_bytes(), &(n as u64).to_le_bytes()]).0)
+}
+
+/// Open the accounts and pay them their tokens, through the platform's own operations.
+fn seed(network: &Network, config: &Config, progress: &mut impl FnMut(&str)) -> Result<Vec<BenchAccount>, String> {
+    let err = |e: dtenge_core::Error| e.to_string();
+    let mut accounts = Vec::with_capacity(config.accounts);
+    for (b, bank) in BANKS.iter().enumerate() {
+        let mine: Vec<usize> = (0..config.accounts).filter(|n| n % BANKS.len() == b).collect();
+        for chunk in mine.chunks(SEED_ACCOUNTS_MAX) {
+            let mut requests = Vec::with_capacity(chunk.len());
+            for &n in chunk {
+                let key = key_of(config.seed, n);
+                requests.push(OpenAccount {
+                    kind: ClientKind::Individual,
+                    client_id: iin(n)?,
+                    name: format!("Bench Client {n}"),
+                    phone: None,
+                    public_key: Some(key.public_key()),
+                });
+                accounts.push((n, *bank, key));
+            }
+            network.open_accounts(None, bank, requests).map_err(err)?;
+        }
+        progress(&format!("opened {} accounts at {bank}", mine.len()));
+    }
+    accounts.sort_by_key(|(n, _, _)| *n);
+
+    // Token t goes to account t % accounts: every account gets tokens / accounts of them.
+    for (b, bank) in BANKS.iter().enumerate() {
+        let lines: Vec<RegistryLine> = (0..config.tokens)
+            .filter(|t| (t % config.accounts) % BANKS.len() == b)
+            .map(|t| {
+                Ok(RegistryLine {
+                    phone: None,
+                    client_id: Some(iin(t % config.accounts)?),
+                    bank: Some((*bank).to_string()),
+                    amount_tiyn: amount(TOKEN_TIYN)?,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        let total = amount(TOKEN_TIYN * lines.len() as u64)?;
+        network.credit_correspondent(None, bank, AmountRequest { amount_tiyn: total }).map_err(err)?;
+        network.emission(None, bank, AmountRequest { amount_tiyn: total }).map_err(err)?;
+        let mut rest = lines;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(SEED_LINES_MAX));
+            let report = network
+                .distribute_registry(None, bank, RegistryRequest { from: OWN_ACCOUNT.into(), reference: None, lines: rest })
+                .map_err(err)?;
+            if report.lines_rejected > 0 {
+                return Err(format!("seeding registry rejected {} lines", report.lines_rejected));
+            }
+            rest = tail;
+        }
+        progress(&format!("paid the tokens of {bank}"));
+    }
+
+    accounts
+        .into_iter()
+        .map(|(n, bank, key)| {
+            let tokens = network.spendable_tokens(bank, &iin(n)?).map_err(err)?;
+            Ok(BenchAccount { bank, key, tokens })
+        })
+        .collect()
+}
+
+/// Build and sign every transfer before the clock starts: clients sign on their side.
+fn prepare(mut accounts: Vec<BenchAccount>, config: &Config) -> Result<Vec<Prepared>, String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut plans = Vec::with_capacity(config.payments);
+    let mut cursor = 0usize;
+    for p in 0..config.payments {
+        // Next account (round robin) that still has two unspent tokens.
+        let mut tries = 0;
+        while accounts[cursor].tokens.len() < 2 {
+            cursor = (cursor + 1) % accounts.len();
+            tries += 1;
+            if tries > accounts.len() {
+                return Err("ran out of tokens".into());
+            }
+        }
+        let payer = cursor;
+        cursor = (cursor + 1) % accounts.len();
+        let inputs: Vec<Input> = accounts[payer].tokens.drain(..2).collect();
+        let mut payee = rng.gen_range(0..accounts.len());
+        while accounts[payee].bank == accounts[payer].bank {
+            payee = rng.gen_range(0..accounts.len());
+        }
+        plans.push((payer, payee, inputs, p as u64));
+    }
+    let double_spends = (config.payments as f64 * config.double_spend_percent / 100.0).round() as usize;
+    let invalid = (config.payments as f64 * config.invalid_signature_percent / 100.0).round() as usize;
+
+    // Signing is the expensive part: spread it over every core.
+    let accounts = &accounts;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let chunk = plans.len().div_ceil(threads).max(1);
+    let mut prepared: Vec<Prepared> = std::thread::scope(|scope| {
+        let handles: Vec<_> = plans
+            .chunks(chunk)
+            .map(|plans| {
+                scope.spawn(move || {
+                    plans
+                        .iter()
+                        .map(|(payer, payee, inputs, nonce)| {
+                            let (payer, payee) = (&accounts[*payer], &accounts[*payee]);
+                            let issuer = inputs[0].output.issuer;
+                            let value: u64 = inputs.iter().map(|i| i.output.amount_tiyn.tiyn()).sum();
+                            let paid = value / 2 + nonce % (value / 4);
+                            let outputs = vec![
+                                Output::standard(Amount::from_tiyn(paid)?, payee.key.address(), issuer),
+                                Output::standard(Amount::from_tiyn(value - paid)?, payer.key.address(), issuer),
+                            ];
+                            let body = TxBody { command: Command::Transfer, inputs: inputs.clone(), outputs, nonce: *nonce };
+                            let mut tx = Transaction::new(body);
+                            tx.sign_owner(&payer.key);
+                            Ok(Prepared { bank: payer.bank, tx, expect: Expect::Commit })
+                        })
+                        .collect::<Result<Vec<_>, dtenge_core::Error>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().map_err(|_| "signing thread panicked".to_string())).collect::<Vec<_>>()
+    })
+    .into_iter()
+    .map(|r| r.and_then(|v| v.map_err(|e| e.to_string())))
+    .collect::<Result<Vec<_>, String>>()?
+    .into_iter()
+    .flatten()
+    .collect();
+
+    // Injected faults, placed after the payment they copy so the valid one usually comes first.
+    let valid = prepared.len();
+    let mut injected = Vec::with_capacity(double_spends + invalid);
+    for k in 0..double_spends {
+        let original = &prepared[(k * 7919) % valid];
+        let mut body = original.tx.body.clone();
+        body.nonce += 1_000_000_000;
+        body.outputs.swap(0, 1);
+        let mut tx = Transaction::new(body);
+        let payer = accounts.iter().find(|a| a.key.address() == original.tx.body.inputs[0].output.owner);
+        let payer = payer.ok_or("payer of a double spend not found")?;
+        tx.sign_owner(&payer.key);
+        injected.push((k * 7919 % valid, Prepared { bank: original.bank, tx, expect: Expect::DoubleSpend }));
+    }
+    for k in 0..invalid {
+        let original = &prepared[(k * 104_729 + 1) % valid];
+        let mut tx = original.tx.clone();
+        tx.body.nonce += 2_000_000_000;
+        tx.witnesses[0].signature.sig.0[5] ^= 0x40;
+        injected.push(((k * 104_729 + 1) % valid, Prepared { bank: original.bank, tx, expect: Expect::InvalidSignature }));
+    }
+    // Insert each copy some distance after its original.
+    injected.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    for (at, p) in injected {
+        let position = (at + 1 + config.threads * 4).min(prepared.len());
+        prepared.insert(position, p);
+    }
+    Ok(prepared)
+}
+
+struct Outcome {
+    committed: usize,
+    rejected: BTreeMap<String, usize>,
+    latency: Histogram<u64>,
+    elapsed: Duration,
+    problems: Vec<String>,
+}
+
+/// Send everything, closed or open loop, and count.
+fn submit_all(network: &Network, prepared: &[Prepared], config: &Config) -> Outcome {
+    let next = AtomicUsize::new(0);
+    let interval = config.rate_per_s.map(|r| Duration::from_secs_f64(1.0 / r.max(1) as f64));
+    let started = Instant::now();
+    let results: Vec<(usize, BTreeMap<String, usize>, Histogram<u64>, Vec<String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..config.threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut histogram =
+                        Histogram::<u64>::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds");
+                    let mut committed = 0;
+                    let mut rejected = BTreeMap::new();
+                    let mut problems = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(p) = prepared.get(i) else { break };
+                        // Open loop: wait until this payment is due; latency counts from then.
+                        let due = match interval {
+                            Some(interval) => {
+                                let due = started + interval.mul_f64(i as f64);
+                                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                                    std::thread::sleep(wait);
+                                }
+                                due
+                            }
+                            None => Instant::now(),
+                        };
+                        let answer = network.submit(None, p.bank, p.tx.clone());
+                        let latency_us = due.elapsed().as_micros().clamp(1, u128::from(LATENCY_US_MAX)) as u64;
+                        let _ = histogram.record(latency_us);
+                        match (answer, p.expect) {
+                            (Ok(_), Expect::Commit) => committed += 1,
+                            (Err(e), expect) => {
+                                *rejected.entry(e.code.as_str().to_string()).or_insert(0) += 1;
+                                let fine = matches!(
+                                    (e.code, expect),
+                                    (ErrorCode::DoubleSpend, Expect::DoubleSpend)
+                                        | (ErrorCode::InvalidSignature, Expect::InvalidSignature)
+                                );
+                                if !fine && problems.len() < 10 {
+                                    problems.push(format!("{expect:?} transfer refused: {e}"));
+                                }
+                            }
+                            (Ok(_), expect) => problems.push(format!("{expect:?} transfer committed")),
+                        }
+                    }
+                    (committed, rejected, histogram, problems)
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let elapsed = started.elapsed();
+    let mut outcome = Outcome {
+        committed: 0,
+        rejected: BTreeMap::new(),
+        latency: Histogram::<u64>::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds"),
+        elapsed,
+        problems: Vec::new(),
+    };
+    for (committed, rejected, histogram, problems) in results {
+        outcome.committed += committed;
+        for (code, n) in rejected {
+            *outcome.rejected.entry(code).or_insert(0) += n;
+        }
+        let _ = outcome.latency.add(&histogram);
+        outcome.problems.extend(problems);
+    }
+    outcome
+}
+
+/// The report as people read it.
+pub fn render(report: &Report) -> String {
+    let ms = |us: u64| us as f64 / 1000.0;
+    let mut out = String::new();
+    out.push_str(&format!(
+        "machine            {} CPUs, {}, {:.1} GiB\n",
+        report.machine.cpus,
+        report.machine.cpu_model,
+        report.machine.memory_bytes as f64 / (1u64 << 30) as f64
+    ));
+    out.push_str(&format!(
+        "seeded             {} accounts, {} tokens in {:.1} s; prepared {} transfers in {:.1} s\n",
+        report.config.accounts, report.config.tokens, report.seed_seconds, report.submitted, report.prepare_seconds
+    ));
+    out.push_str(&format!(
+        "mode               {}, {} threads\n",
+        match report.offered_per_s {
+            Some(rate) => format!("open loop, offered {rate} payments/s"),
+            None => "closed loop (saturation)".into(),
+        },
+        report.config.threads
+    ));
+    out.push_str(&format!(
+        "achieved           {:.0} payments/s ({} committed in {:.2} s)\n",
+        report.achieved_per_s, report.committed, report.run_seconds
+    ));
+    out.push_str(&format!(
+        "injected           {} double spends, {} invalid signatures; rejected {:?}\n",
+        report.injected_double_spends, report.injected_invalid_signatures, report.rejected
+    ));
+    out.push_str(&format!(
+        "latency            p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms\n",
+        ms(report.latency.p50_us),
+        ms(report.latency.p99_us),
+        ms(report.latency.p999_us),
+        ms(report.latency.max_us)
+    ));
+    out.push_str(&format!(
+        "memory             peak {:.0} MiB, {:.0} bytes per unspent token\n",
+        report.peak_memory_bytes as f64 / (1u64 << 20) as f64,
+        report.bytes_per_unspent_token
+    ));
+    out.push_str(&format!(
+        "checks             {}\n",
+        if report.ok { "ok: valid payments committed, injected ones refused, reconciled".to_string() } else { format!("FAILED: {:?}", report.problems) }
+    ));
+    out
+}
