@@ -315,7 +315,11 @@ fn seed(network: &Network, config: &Config, progress: &mut impl FnMut(&str)) -> 
         while !rest.is_empty() {
             let tail = rest.split_off(rest.len().min(SEED_LINES_MAX));
             let report = network
-                .distribute_registry(None, bank, RegistryRequest { from: OWN_ACCOUNT.into(), reference: None, lines: rest })
+                .distribute_registry(
+                    None,
+                    bank,
+                    RegistryRequest { from: OWN_ACCOUNT.into(), reference: None, lines: rest },
+                )
                 .map_err(err)?;
             if report.lines_rejected > 0 {
                 return Err(format!("seeding registry rejected {} lines", report.lines_rejected));
@@ -381,7 +385,8 @@ fn prepare(mut accounts: Vec<BenchAccount>, config: &Config) -> Result<Vec<Prepa
                                 Output::standard(Amount::from_tiyn(paid)?, payee.key.address(), issuer),
                                 Output::standard(Amount::from_tiyn(value - paid)?, payer.key.address(), issuer),
                             ];
-                            let body = TxBody { command: Command::Transfer, inputs: inputs.clone(), outputs, nonce: *nonce };
+                            let body =
+                                TxBody { command: Command::Transfer, inputs: inputs.clone(), outputs, nonce: *nonce };
                             let mut tx = Transaction::new(body);
                             tx.sign_owner(&payer.key);
                             Ok(Prepared { bank: payer.bank, tx, expect: Expect::Commit })
@@ -418,7 +423,8 @@ fn prepare(mut accounts: Vec<BenchAccount>, config: &Config) -> Result<Vec<Prepa
         let mut tx = original.tx.clone();
         tx.body.nonce += 2_000_000_000;
         tx.witnesses[0].signature.sig.0[5] ^= 0x40;
-        injected.push(((k * 104_729 + 1) % valid, Prepared { bank: original.bank, tx, expect: Expect::InvalidSignature }));
+        injected
+            .push(((k * 104_729 + 1) % valid, Prepared { bank: original.bank, tx, expect: Expect::InvalidSignature }));
     }
     // Insert each copy some distance after its original.
     injected.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
@@ -553,7 +559,11 @@ pub fn render(report: &Report) -> String {
     ));
     out.push_str(&format!(
         "checks             {}\n",
-        if report.ok { "ok: valid payments committed, injected ones refused, reconciled".to_string() } else { format!("FAILED: {:?}", report.problems) }
+        if report.ok {
+            "ok: valid payments committed, injected ones refused, reconciled".to_string()
+        } else {
+            format!("FAILED: {:?}", report.problems)
+        }
     ));
     out
 }

@@ -61,11 +61,7 @@ impl Network {
 
     /// Check and plan new accounts. The caller holds the onboarding lock until they are
     /// applied: an IIN, phone or address is claimed once, also within one batch.
-    fn plan_accounts(
-        &self,
-        node_id: &str,
-        requests: Vec<OpenAccount>,
-    ) -> Result<(Vec<Opened>, WriteBatch)> {
+    fn plan_accounts(&self, node_id: &str, requests: Vec<OpenAccount>) -> Result<(Vec<Opened>, WriteBatch)> {
         let mut batch = WriteBatch::new();
         let mut planned = Vec::with_capacity(requests.len());
         let mut clients = HashSet::new();

@@ -1,0 +1,50 @@
+//! The bench harness itself works: small runs in both modes commit every valid payment,
+//! refuse every injected one with its code, and reconcile. (Speed is measured by
+//! `dtenge bench`, never asserted in a test.)
+
+use dtenge_bench::{run, Config};
+
+fn small(rate_per_s: Option<u64>) -> Config {
+    Config {
+        accounts: 60,
+        tokens: 600,
+        payments: 200,
+        rate_per_s,
+        threads: 8,
+        double_spend_percent: 5.0,
+        invalid_signature_percent: 5.0,
+        seed: 3,
+        data: None,
+    }
+}
+
+#[test]
+fn closed_loop_commits_valid_payments_and_refuses_injected_ones() {
+    let report = run(&small(None), |_| {}).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.committed, 200);
+    assert_eq!(report.injected_double_spends, 10);
+    assert_eq!(report.injected_invalid_signatures, 10);
+    assert_eq!(report.rejected.get("DOUBLE_SPEND"), Some(&10));
+    assert_eq!(report.rejected.get("INVALID_SIGNATURE"), Some(&10));
+    assert!(report.latency.p50_us > 0 && report.latency.p50_us <= report.latency.max_us);
+    let json = serde_json::to_value(&report).unwrap();
+    assert!(json["achieved_per_s"].as_f64().unwrap() > 0.0);
+    assert!(dtenge_bench::render(&report).contains("payments/s"));
+}
+
+#[test]
+fn open_loop_offers_a_fixed_rate() {
+    let report = run(&small(Some(2_000)), |_| {}).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.offered_per_s, Some(2_000));
+    // 220 transfers offered at 2,000/s take at least 0.1 s whatever the machine.
+    assert!(report.run_seconds >= 0.1, "{}", report.run_seconds);
+}
+
+#[test]
+fn refuses_impossible_configurations() {
+    let mut config = small(None);
+    config.payments = 10_000;
+    assert!(run(&config, |_| {}).is_err());
+}
