@@ -15,6 +15,8 @@
 //! 4. **Check**: every valid transfer committed, every injected one refused with its code,
 //!    and the network reconciles.
 
+pub mod postgres;
+
 use dtenge_core::crypto::{hash_parts, SecretKey};
 use dtenge_core::money::Amount;
 use dtenge_core::token::{Input, Output};
@@ -43,7 +45,7 @@ const SEED_LINES_MAX: usize = 15_000;
 /// Accounts per bulk opening.
 const SEED_ACCOUNTS_MAX: usize = 10_000;
 /// Longest a latency may be recorded as (1 hour), in microseconds.
-const LATENCY_US_MAX: u64 = 3_600_000_000;
+pub(crate) const LATENCY_US_MAX: u64 = 3_600_000_000;
 
 /// What to run.
 #[derive(Clone, Debug, Serialize)]
@@ -63,6 +65,8 @@ pub struct Config {
     pub seed: u64,
     /// Where the database lives; a temporary directory when `None`.
     pub data: Option<PathBuf>,
+    /// Also run the PostgreSQL baseline (rows under `SELECT … FOR UPDATE`) at this URL.
+    pub baseline_postgres_url: Option<String>,
 }
 
 impl Default for Config {
@@ -77,6 +81,7 @@ impl Default for Config {
             invalid_signature_percent: 1.0,
             seed: 1,
             data: None,
+            baseline_postgres_url: None,
         }
     }
 }
@@ -111,6 +116,12 @@ pub struct Report {
     /// Growth of resident memory while seeding, per unspent token.
     pub bytes_per_unspent_token: f64,
     pub reconciled: bool,
+    /// The PostgreSQL baseline with the same load, if asked for.
+    pub baseline: Option<postgres::BaselineReport>,
+    /// Our payments/s divided by the baseline's.
+    pub throughput_ratio: Option<f64>,
+    /// Our p99 latency divided by the baseline's (below 1 is better).
+    pub p99_ratio: Option<f64>,
     /// Every check held: valid payments committed, injected ones refused, reconciled.
     pub ok: bool,
     pub problems: Vec<String>,
@@ -239,6 +250,20 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
         problems.push(format!("{} of {valid} valid payments committed", outcome.committed));
     }
     let latency = |q: f64| outcome.latency.value_at_quantile(q);
+    let achieved_per_s = outcome.committed as f64 / outcome.elapsed.as_secs_f64().max(1e-9);
+    let baseline = match &config.baseline_postgres_url {
+        Some(url) => {
+            progress("running the PostgreSQL baseline with the same load");
+            let baseline = postgres::run(url, config)?;
+            if !baseline.conserved {
+                problems.push("the PostgreSQL baseline did not conserve money".into());
+            }
+            Some(baseline)
+        }
+        None => None,
+    };
+    let throughput_ratio = baseline.as_ref().map(|b| achieved_per_s / b.achieved_per_s.max(1e-9));
+    let p99_ratio = baseline.as_ref().map(|b| latency(0.99) as f64 / b.latency.p99_us.max(1) as f64);
     Ok(Report {
         machine: Machine::here(),
         config: config.clone(),
@@ -246,7 +271,7 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
         prepare_seconds,
         run_seconds: outcome.elapsed.as_secs_f64(),
         offered_per_s: config.rate_per_s,
-        achieved_per_s: outcome.committed as f64 / outcome.elapsed.as_secs_f64().max(1e-9),
+        achieved_per_s,
         submitted: prepared.len(),
         committed: outcome.committed,
         rejected: outcome.rejected,
@@ -261,6 +286,9 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
         peak_memory_bytes: peak_bytes(),
         bytes_per_unspent_token,
         reconciled: reconciliation.ok,
+        baseline,
+        throughput_ratio,
+        p99_ratio,
         ok: problems.is_empty(),
         problems,
     })
@@ -557,6 +585,16 @@ pub fn render(report: &Report) -> String {
         report.peak_memory_bytes as f64 / (1u64 << 20) as f64,
         report.bytes_per_unspent_token
     ));
+    if let (Some(b), Some(t), Some(l)) = (&report.baseline, report.throughput_ratio, report.p99_ratio) {
+        out.push_str(&format!(
+            "postgres baseline  {:.0} payments/s, p50 {:.2} ms, p99 {:.2} ms ({} connections, SELECT … FOR UPDATE, synchronous commit)\n",
+            b.achieved_per_s,
+            ms(b.latency.p50_us),
+            ms(b.latency.p99_us),
+            b.connections
+        ));
+        out.push_str(&format!("ratio              dtenge / postgres: throughput {t:.2}x, p99 {l:.2}x\n"));
+    }
     out.push_str(&format!(
         "checks             {}\n",
         if report.ok {

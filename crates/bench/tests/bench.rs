@@ -15,6 +15,7 @@ fn small(rate_per_s: Option<u64>) -> Config {
         invalid_signature_percent: 5.0,
         seed: 3,
         data: None,
+        baseline_postgres_url: None,
     }
 }
 

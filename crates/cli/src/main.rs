@@ -79,6 +79,13 @@ enum Command {
         /// Keep the database here (default: a temporary directory).
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Also run a peer baseline with the same load: `postgres` (balances in rows updated
+        /// under SELECT … FOR UPDATE, one durable transaction per payment), and print the ratios.
+        #[arg(long, value_parser = ["postgres"])]
+        baseline: Option<String>,
+        /// PostgreSQL for the baseline; by default `scripts/postgres.sh` installs and starts one.
+        #[arg(long)]
+        postgres_url: Option<String>,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
@@ -118,6 +125,8 @@ fn main() -> ExitCode {
             invalid_signature_percent,
             seed,
             data,
+            baseline,
+            postgres_url,
             json,
         } => bench(
             dtenge_bench::Config {
@@ -130,11 +139,23 @@ fn main() -> ExitCode {
                 invalid_signature_percent,
                 seed,
                 data,
+                baseline_postgres_url: match (baseline, postgres_url) {
+                    (None, _) => None,
+                    (Some(_), Some(url)) => Some(url),
+                    (Some(_), None) => match start_postgres() {
+                        Ok(url) => Some(url),
+                        Err(e) => return finish(Err(e)),
+                    },
+                },
             },
             json,
         ),
         Command::Call { method, path, body, api, key } => call(&api, &method, &path, body.as_deref(), key.as_deref()),
     };
+    finish(result)
+}
+
+fn finish(result: Result<ExitCode, String>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(message) => {
@@ -142,6 +163,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Install (when missing) and start the baseline's PostgreSQL with the project's script.
+fn start_postgres() -> Result<String, String> {
+    let script = std::path::Path::new("scripts/postgres.sh");
+    if !script.exists() {
+        return Err("run from the repository root, or give --postgres-url".into());
+    }
+    let output = std::process::Command::new("bash")
+        .arg(script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("scripts/postgres.sh: {e}"))?;
+    if !output.status.success() {
+        return Err("scripts/postgres.sh failed".into());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
 /// Bank money each node's correspondent account starts with on a new network, so that banks
