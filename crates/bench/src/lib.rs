@@ -463,6 +463,9 @@ fn prepare(mut accounts: Vec<BenchAccount>, config: &Config) -> Result<Vec<Prepa
     Ok(prepared)
 }
 
+/// One submitting thread's count: committed, refusals by code, latencies, problems.
+type ThreadTally = (usize, BTreeMap<String, usize>, Histogram<u64>, Vec<String>);
+
 struct Outcome {
     committed: usize,
     rejected: BTreeMap<String, usize>,
@@ -476,7 +479,7 @@ fn submit_all(network: &Network, prepared: &[Prepared], config: &Config) -> Outc
     let next = AtomicUsize::new(0);
     let interval = config.rate_per_s.map(|r| Duration::from_secs_f64(1.0 / r.max(1) as f64));
     let started = Instant::now();
-    let results: Vec<(usize, BTreeMap<String, usize>, Histogram<u64>, Vec<String>)> = std::thread::scope(|scope| {
+    let results: Vec<ThreadTally> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..config.threads)
             .map(|_| {
                 scope.spawn(|| {

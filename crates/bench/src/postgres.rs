@@ -62,6 +62,9 @@ fn total(url: &str) -> Result<i64, String> {
     Ok(row.get(0))
 }
 
+/// One connection's count: committed, refused for lack of funds, latencies.
+type Tally = (usize, usize, Histogram<u64>);
+
 /// One payment: lock both rows in id order, check, move, commit.
 fn pay(client: &mut Client, from: i64, to: i64, amount: i64) -> Result<bool, postgres::Error> {
     let mut tx = client.transaction()?;
@@ -91,7 +94,7 @@ pub fn run(url: &str, config: &Config) -> Result<BaselineReport, String> {
     let interval = config.rate_per_s.map(|r| Duration::from_secs_f64(1.0 / r.max(1) as f64));
     let accounts = config.accounts as i64;
     let started = Instant::now();
-    let results: Vec<Result<(usize, usize, Histogram<u64>), String>> = std::thread::scope(|scope| {
+    let results: Vec<Result<Tally, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..connections)
             .map(|t| {
                 let next = &next;
