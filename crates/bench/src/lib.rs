@@ -463,6 +463,17 @@ fn prepare(mut accounts: Vec<BenchAccount>, config: &Config) -> Result<Vec<Prepa
     Ok(prepared)
 }
 
+/// Open loop (`interval` given): sleep until payment `i` is due and return when that was, so
+/// latency counts from then and a backlog shows. Closed loop: now.
+pub(crate) fn wait_until_due(started: Instant, interval: Option<Duration>, i: usize) -> Instant {
+    let Some(interval) = interval else { return Instant::now() };
+    let due = started + interval.mul_f64(i as f64);
+    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+        std::thread::sleep(wait);
+    }
+    due
+}
+
 /// One submitting thread's count: committed, refusals by code, latencies, problems.
 type ThreadTally = (usize, BTreeMap<String, usize>, Histogram<u64>, Vec<String>);
 
@@ -491,17 +502,7 @@ fn submit_all(network: &Network, prepared: &[Prepared], config: &Config) -> Outc
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(p) = prepared.get(i) else { break };
-                        // Open loop: wait until this payment is due; latency counts from then.
-                        let due = match interval {
-                            Some(interval) => {
-                                let due = started + interval.mul_f64(i as f64);
-                                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                                    std::thread::sleep(wait);
-                                }
-                                due
-                            }
-                            None => Instant::now(),
-                        };
+                        let due = wait_until_due(started, interval, i);
                         let answer = network.submit(None, p.bank, p.tx.clone());
                         let latency_us = due.elapsed().as_micros().clamp(1, u128::from(LATENCY_US_MAX)) as u64;
                         let _ = histogram.record(latency_us);

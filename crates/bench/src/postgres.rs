@@ -109,16 +109,7 @@ pub fn run(url: &str, config: &Config) -> Result<BaselineReport, String> {
                         if i >= config.payments {
                             break;
                         }
-                        let due = match interval {
-                            Some(interval) => {
-                                let due = started + interval.mul_f64(i as f64);
-                                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                                    std::thread::sleep(wait);
-                                }
-                                due
-                            }
-                            None => Instant::now(),
-                        };
+                        let due = crate::wait_until_due(started, interval, i);
                         let from = rng.gen_range(0..accounts);
                         let mut to = rng.gen_range(0..accounts);
                         while to == from {

@@ -101,16 +101,7 @@ impl Network {
         let mut abs = self.abs.lock();
         let posting =
             abs.plan(PostingKind::Emission, &correspondent(node_id), DT_LIABILITY, amount, &tx.id().to_string(), now)?;
-        let mut ops = self.nbk_ops.lock();
-        let operation = nbk_operation(ops.len() as u64, Purpose::Emission, node_id, amount, &tx, &posting, now);
-        let mut extra = WriteBatch::new();
-        abs.writes(&posting, &mut extra)?;
-        extra.put_value(NBK_OPS_TABLE, operation.seq.to_be_bytes(), &operation)?;
-        let receipt = receipt(&tx, Purpose::Emission, amount, None, Some(bank), now, Some(posting.clone()));
-        self.execute(idem, &tx, Purpose::Emission, None, &[], extra, &receipt)?;
-        abs.apply(&posting);
-        ops.push(operation);
-        Ok(receipt)
+        self.commit_nbk_conversion(idem, &mut abs, &tx, posting, node_id, bank, now)
     }
 
     /// NBK -> bank conversion: redemption of the node's DT, credited to its correspondent
@@ -142,13 +133,35 @@ impl Network {
                 return Err(e);
             }
         };
+        self.commit_nbk_conversion(idem, &mut abs, &tx, posting, node_id, bank, now)
+    }
+
+    /// The common end of emission and redemption: the ABS posting and the NBK registry entry
+    /// commit with the DT transaction, then both are applied. The caller holds the ABS lock
+    /// from planning the posting until this returns.
+    #[allow(clippy::too_many_arguments)]
+    fn commit_nbk_conversion(
+        &self,
+        idem: Option<&Idem>,
+        abs: &mut dtenge_abs::Abs,
+        tx: &Transaction,
+        posting: Posting,
+        node_id: &str,
+        bank: Party,
+        now: u64,
+    ) -> Result<Receipt> {
+        let (purpose, from, to) = match posting.kind {
+            PostingKind::Emission => (Purpose::Emission, None, Some(bank)),
+            _ => (Purpose::Redemption, Some(bank), None),
+        };
+        let amount = posting.amount_tiyn;
         let mut ops = self.nbk_ops.lock();
-        let operation = nbk_operation(ops.len() as u64, Purpose::Redemption, node_id, amount, &tx, &posting, now);
+        let operation = nbk_operation(ops.len() as u64, purpose, node_id, amount, tx, &posting, now);
         let mut extra = WriteBatch::new();
-        abs.writes(&posting, &mut extra).inspect_err(|_| self.release(&tx))?;
-        extra.put_value(NBK_OPS_TABLE, operation.seq.to_be_bytes(), &operation).inspect_err(|_| self.release(&tx))?;
-        let receipt = receipt(&tx, Purpose::Redemption, amount, Some(bank), None, now, Some(posting.clone()));
-        self.execute(idem, &tx, Purpose::Redemption, None, &[], extra, &receipt)?;
+        abs.writes(&posting, &mut extra).inspect_err(|_| self.release(tx))?;
+        extra.put_value(NBK_OPS_TABLE, operation.seq.to_be_bytes(), &operation).inspect_err(|_| self.release(tx))?;
+        let receipt = receipt(tx, purpose, amount, from, to, now, Some(posting.clone()));
+        self.execute(idem, tx, purpose, None, &[], extra, &receipt)?;
         abs.apply(&posting);
         ops.push(operation);
         Ok(receipt)
