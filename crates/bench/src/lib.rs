@@ -249,6 +249,21 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
     if outcome.committed != valid {
         problems.push(format!("{} of {valid} valid payments committed", outcome.committed));
     }
+    let refused = |code: ErrorCode| outcome.rejected.get(code.as_str()).copied().unwrap_or(0);
+    if refused(ErrorCode::DoubleSpend) != count(Expect::DoubleSpend) {
+        problems.push(format!(
+            "{} double spends injected, {} refused",
+            count(Expect::DoubleSpend),
+            refused(ErrorCode::DoubleSpend)
+        ));
+    }
+    if refused(ErrorCode::InvalidSignature) != count(Expect::InvalidSignature) {
+        problems.push(format!(
+            "{} invalid signatures injected, {} refused",
+            count(Expect::InvalidSignature),
+            refused(ErrorCode::InvalidSignature)
+        ));
+    }
     let latency = |q: f64| outcome.latency.value_at_quantile(q);
     let achieved_per_s = outcome.committed as f64 / outcome.elapsed.as_secs_f64().max(1e-9);
     let baseline = match &config.baseline_postgres_url {
@@ -506,13 +521,16 @@ fn submit_all(network: &Network, prepared: &[Prepared], config: &Config) -> Outc
                         let answer = network.submit(None, p.bank, p.tx.clone());
                         let latency_us = due.elapsed().as_micros().clamp(1, u128::from(LATENCY_US_MAX)) as u64;
                         let _ = histogram.record(latency_us);
+                        // A double spend and the payment it copies race: whichever reaches
+                        // the notary first commits, the other is refused. Exactly one of each
+                        // pair must commit, which the totals check after the run.
                         match (answer, p.expect) {
-                            (Ok(_), Expect::Commit) => committed += 1,
+                            (Ok(_), Expect::Commit | Expect::DoubleSpend) => committed += 1,
                             (Err(e), expect) => {
                                 *rejected.entry(e.code.as_str().to_string()).or_insert(0) += 1;
                                 let fine = matches!(
                                     (e.code, expect),
-                                    (ErrorCode::DoubleSpend, Expect::DoubleSpend)
+                                    (ErrorCode::DoubleSpend, Expect::DoubleSpend | Expect::Commit)
                                         | (ErrorCode::InvalidSignature, Expect::InvalidSignature)
                                 );
                                 if !fine && problems.len() < 10 {
