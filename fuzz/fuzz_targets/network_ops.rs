@@ -12,16 +12,16 @@
 //! has grown large (tokens or inputs), it is replaced by a fresh one, to keep inputs cheap.
 #![no_main]
 
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Arbitrary;
 use dtenge_core::calendar::{Calendar, Date};
-use dtenge_core::crypto::{hash_parts, PublicKey, SecretKey};
+use dtenge_core::crypto::{hash_parts, SecretKey};
 use dtenge_core::money::Amount;
 use dtenge_core::token::Output;
 use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::{ErrorCode, Result};
 use dtenge_network::types::{
     AmountRequest, AtmWithdrawal, BlockRequest, CardMode, CardPurchaseRequest, LinkCard, OpenAccount, Payee,
-    RegistryLine, RegistryRequest, TransferRequest,
+    RegistryLine, RegistryRequest, TransferRequest, VoucherEvent, VoucherProgramRequest,
 };
 use dtenge_network::{Entropy, Idem, ManualClock, Network, NetworkConfig};
 use dtenge_node::ids::{complete_iin_bin, complete_pan};
@@ -158,6 +158,25 @@ impl Name {
     }
 }
 
+/// Where a client operation runs: at the client's own bank (the first node where the client
+/// has an account), or at any node (mostly refused, which is tested too).
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum At {
+    Home,
+    Node(u8),
+}
+
+fn at(net: &Network, at: At, c: u8) -> &'static str {
+    at_client(net, at, client(c).1)
+}
+
+fn at_client(net: &Network, at: At, id: &str) -> &'static str {
+    match at {
+        At::Node(i) => node(i),
+        At::Home => NODES[..4].iter().copied().find(|n| net.balance(n, id).is_ok()).unwrap_or(NODES[0]),
+    }
+}
+
 #[derive(Arbitrary, Debug, Clone)]
 struct Line {
     phone: Option<Phone>,
@@ -183,22 +202,56 @@ enum Op {
     Redemption { node: u8, amount: Amt },
     Open { node: u8, client: u8, kind: Kind, phone: Option<Phone>, name: Name, own_key: bool },
     OpenBulk { node: u8, accounts: Vec<(u8, Kind, Option<Phone>)> },
-    Deposit { node: u8, client: u8, amount: Amt },
-    ToDt { node: u8, client: u8, amount: Amt },
-    FromDt { node: u8, client: u8, amount: Amt },
-    PayPhone { node: u8, client: u8, phone: Phone, bank: Option<u8>, amount: Amt, reference: Option<String> },
-    PayClient { node: u8, client: u8, to: u8, bank: Option<u8>, amount: Amt },
-    Registry { node: u8, client: u8, lines: Vec<Line>, reference: Option<String> },
-    Submit { node: u8, client: u8, to: u8, amount: Amt, tamper: Tamper },
-    LinkCard { node: u8, client: u8, pan: u8 },
-    CardPurchase { pan: u8, merchant_bank: u8, merchant: u8, amount: Amt, to_fiat: bool },
+    Deposit { node: At, client: u8, amount: Amt },
+    ToDt { node: At, client: u8, amount: Amt },
+    FromDt { node: At, client: u8, amount: Amt },
+    PayPhone { node: At, client: u8, phone: Phone, bank: Option<u8>, amount: Amt, reference: Option<String> },
+    PayClient { node: At, client: u8, to: u8, bank: Option<u8>, amount: Amt },
+    Registry { node: At, client: u8, lines: Vec<Line>, reference: Option<String> },
+    Submit { node: At, client: u8, to: u8, amount: Amt, tamper: Tamper },
+    LinkCard { node: At, client: u8, pan: u8 },
+    CardPurchase { pan: u8, merchant_bank: At, merchant: u8, amount: Amt, to_fiat: bool },
     Atm { pan: u8, atm_bank: u8, amount: Amt },
+    CardRefund { purchase: u8, amount: Amt },
+    VoucherProgram { integrator: u8, payer_bank: At, payer: u8, payee_bank: At, payee: u8, amount: Amt },
+    VoucherEvent { program: u8, integrator: u8, event: u8, card: Option<String> },
     LookupPhone { phone: Phone },
-    View { node: u8, client: u8, offset: u8, limit: u16 },
+    View { node: At, client: u8, offset: u8, limit: u16 },
     Block { node: u8, reason: String },
     Unblock { node: u8 },
     SetDay { offset_days: u8, working: bool },
     Clock { hours: u16 },
+}
+
+impl Op {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Credit { .. } => "credit_correspondent",
+            Op::Emission { .. } => "emission",
+            Op::Redemption { .. } => "redemption",
+            Op::Open { .. } => "open_account",
+            Op::OpenBulk { .. } => "open_accounts",
+            Op::Deposit { .. } => "deposit_fiat",
+            Op::ToDt { .. } => "convert_to_dt",
+            Op::FromDt { .. } => "convert_from_dt",
+            Op::PayPhone { .. } => "transfer_by_phone",
+            Op::PayClient { .. } => "transfer_by_client_id",
+            Op::Registry { .. } => "distribute_registry",
+            Op::Submit { .. } => "submit_client_signed",
+            Op::LinkCard { .. } => "link_card",
+            Op::CardPurchase { .. } => "card_purchase",
+            Op::Atm { .. } => "atm_withdrawal",
+            Op::CardRefund { .. } => "card_refund",
+            Op::VoucherProgram { .. } => "create_voucher_program",
+            Op::VoucherEvent { .. } => "voucher_event",
+            Op::LookupPhone { .. } => "lookup_phone",
+            Op::View { .. } => "account_view_history",
+            Op::Block { .. } => "block",
+            Op::Unblock { .. } => "unblock",
+            Op::SetDay { .. } => "set_day",
+            Op::Clock { .. } => "clock",
+        }
+    }
 }
 
 #[derive(Arbitrary, Debug)]
@@ -218,12 +271,56 @@ struct Fixture {
     clock: Arc<ManualClock>,
     dir: tempfile::TempDir,
     inputs: u64,
+    /// Ids of the card purchases and voucher programmes made so far (most recent last).
+    purchases: Mutex<Vec<String>>,
+    programs: Mutex<Vec<String>>,
+}
+
+const INTEGRATORS: [&str; 3] = ["onay", "kaspi-transit", " "];
+
+fn pick(list: &Mutex<Vec<String>>, i: u8) -> String {
+    let list = list.lock().unwrap();
+    if list.is_empty() {
+        return "P-none".into();
+    }
+    // Mostly the recent ones.
+    list[list.len() - 1 - (i as usize % list.len().min(8))].clone()
 }
 
 static FIXTURE: Mutex<Option<Fixture>> = Mutex::new(None);
 static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// Outcomes per operation (`ok` or the error code), printed at exit when
+/// `DTENGE_FUZZ_STATS=1`: shows how deep the inputs reach.
+static OUTCOMES: Mutex<std::collections::BTreeMap<(&'static str, String), u64>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+thread_local! {
+    /// Set by a step that had nothing to do (a client-signed transfer with no tokens to spend).
+    static SKIPPED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn count(op: &Op, r: &Result<()>) {
+    let skipped = SKIPPED.with(|s| s.replace(false));
+    if std::env::var_os("DTENGE_FUZZ_STATS").is_none() {
+        return;
+    }
+    let outcome = match r {
+        Ok(()) if skipped => "skipped (nothing to spend)".to_string(),
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.code.to_string(),
+    };
+    *OUTCOMES.lock().unwrap().entry((op.name(), outcome)).or_default() += 1;
+}
+
 extern "C" fn remove_dirs() {
+    if std::env::var_os("DTENGE_FUZZ_STATS").is_some() {
+        if let Ok(outcomes) = OUTCOMES.lock() {
+            for ((op, outcome), n) in outcomes.iter() {
+                eprintln!("network_ops outcome: {op:24} {outcome:24} {n}");
+            }
+        }
+    }
     if let Ok(dirs) = DIRS.lock() {
         for d in dirs.iter() {
             let _ = std::fs::remove_dir_all(d);
@@ -278,9 +375,21 @@ fn open() -> Fixture {
     must(net.open_account(None, "steppe", open));
     must(net.deposit_fiat(None, "steppe", &p.clients[8], amount_req(10_000_000_00)));
     must(net.convert_to_dt(None, "steppe", &p.clients[8], amount_req(5_000_000_00)));
+    // A canteen at another bank and a school at the Treasury (vouchers), and a card.
+    for (i, node, kind, name) in [
+        (9usize, "tulpar", ClientKind::LegalEntity, "TOO Canteen"),
+        (10, "treasury", ClientKind::GovernmentAgency, "School No 12"),
+    ] {
+        let open =
+            OpenAccount { kind, client_id: p.clients[i].clone(), name: name.into(), phone: None, public_key: None };
+        must(net.open_account(None, node, open));
+        must(net.deposit_fiat(None, node, &p.clients[i], amount_req(1_000_000_00)));
+        must(net.convert_to_dt(None, node, &p.clients[i], amount_req(500_000_00)));
+    }
+    must(net.link_card(None, "steppe", LinkCard { client_id: p.clients[0].clone(), pan: p.pans[0].clone() }));
     let check = net.reconcile();
     assert!(check.ok, "a fresh network reconciles: {:?}", check.problems);
-    Fixture { net, clock, dir, inputs: 0 }
+    Fixture { net, clock, dir, inputs: 0, purchases: Mutex::new(Vec::new()), programs: Mutex::new(Vec::new()) }
 }
 
 fn must<T>(r: Result<T>) -> T {
@@ -301,9 +410,21 @@ fn client(i: u8) -> (usize, &'static str) {
     (i, p.clients[i].as_str())
 }
 
+/// A card number: half the time the one linked at setup, else any of the pool.
 fn pan(i: u8) -> String {
     let p = pools();
-    p.pans[i as usize % p.pans.len()].clone()
+    let i = if i < 128 { 0 } else { i as usize % p.pans.len() };
+    p.pans[i].clone()
+}
+
+/// A business client: half the time one of the three opened at setup (a company, the canteen,
+/// the school), else any client of the pool.
+fn business(i: u8) -> (usize, &'static str) {
+    if i < 128 {
+        client(8 + i % 3)
+    } else {
+        client(i)
+    }
 }
 
 fn reference(r: &Option<String>) -> Option<String> {
@@ -320,7 +441,14 @@ where
 }
 
 /// Build, sign and (maybe) tamper with a transfer a client that keeps its own key submits.
-fn client_transfer(net: &Network, bank: &str, client: usize, to: usize, amount: Amount, tamper: Tamper) -> Option<Transaction> {
+fn client_transfer(
+    net: &Network,
+    bank: &str,
+    client: usize,
+    to: usize,
+    amount: Amount,
+    tamper: Tamper,
+) -> Option<Transaction> {
     let p = pools();
     let inputs = net.spendable_tokens(bank, &p.clients[client]).ok()?;
     let key = client_key(client);
@@ -413,27 +541,32 @@ fn step(f: &Fixture, s: &Step, input_no: u64, touched: &mut Touched) -> Result<(
             run(net, idem, |i| net.open_accounts(i, node(*n), r))
         }
         Op::Deposit { node: n, client: c, amount } => {
+            let home = at(net, *n, *c);
             let r = AmountRequest { amount_tiyn: amount.get() };
-            run(net, idem, |i| net.deposit_fiat(i, node(*n), client(*c).1, r))
+            run(net, idem, |i| net.deposit_fiat(i, home, client(*c).1, r))
         }
         Op::ToDt { node: n, client: c, amount } => {
+            let home = at(net, *n, *c);
             let r = AmountRequest { amount_tiyn: amount.get() };
-            run(net, idem, |i| net.convert_to_dt(i, node(*n), client(*c).1, r))
+            run(net, idem, |i| net.convert_to_dt(i, home, client(*c).1, r))
         }
         Op::FromDt { node: n, client: c, amount } => {
+            let home = at(net, *n, *c);
             let r = AmountRequest { amount_tiyn: amount.get() };
-            run(net, idem, |i| net.convert_from_dt(i, node(*n), client(*c).1, r))
+            run(net, idem, |i| net.convert_from_dt(i, home, client(*c).1, r))
         }
         Op::PayPhone { node: n, client: c, phone, bank, amount, reference: text } => {
+            let home = at(net, *n, *c);
             let r = TransferRequest {
                 from: client(*c).1.to_string(),
                 to: Payee { phone: Some(phone.get()), bank: bank.map(|b| node(b).to_string()), ..Payee::default() },
                 amount_tiyn: amount.get(),
                 reference: reference(text),
             };
-            run(net, idem, |i| net.transfer(i, node(*n), r))
+            run(net, idem, |i| net.transfer(i, home, r))
         }
         Op::PayClient { node: n, client: c, to, bank, amount } => {
+            let home = at(net, *n, *c);
             let r = TransferRequest {
                 from: client(*c).1.to_string(),
                 to: Payee {
@@ -444,9 +577,10 @@ fn step(f: &Fixture, s: &Step, input_no: u64, touched: &mut Touched) -> Result<(
                 amount_tiyn: amount.get(),
                 reference: None,
             };
-            run(net, idem, |i| net.transfer(i, node(*n), r))
+            run(net, idem, |i| net.transfer(i, home, r))
         }
         Op::Registry { node: n, client: c, lines, reference: text } => {
+            let home = at(net, *n, *c);
             let r = RegistryRequest {
                 from: client(*c).1.to_string(),
                 reference: reference(text),
@@ -461,33 +595,73 @@ fn step(f: &Fixture, s: &Step, input_no: u64, touched: &mut Touched) -> Result<(
                     })
                     .collect(),
             };
-            run(net, idem, |i| net.distribute_registry(i, node(*n), r))
+            run(net, idem, |i| net.distribute_registry(i, home, r))
         }
         Op::Submit { node: n, client: c, to, amount, tamper } => {
+            let home = at(net, *n, *c);
             let (ci, _) = client(*c);
             let (ti, _) = client(*to);
-            let Some(tx) = client_transfer(net, node(*n), ci, ti, amount.get(), *tamper) else { return Ok(()) };
-            let first = run(net, idem.clone(), |i| net.submit(i, node(*n), tx.clone()));
+            let Some(tx) = client_transfer(net, home, ci, ti, amount.get(), *tamper) else {
+                SKIPPED.with(|s| s.set(true));
+                return Ok(());
+            };
+            let first = run(net, idem.clone(), |i| net.submit(i, home, tx.clone()));
             if matches!(tamper, Tamper::Resubmit) {
-                // The same transaction again: answered as before, nothing changes twice.
-                let again = run(net, None, |i| net.submit(i, node(*n), tx));
-                check(&again)?;
+                // The same transaction again: a committed one is answered as before and
+                // changes nothing (reconciliation after the step checks the latter).
+                let again = run(net, None, |i| net.submit(i, home, tx));
+                let _ = check(&again);
+                if first.is_ok() {
+                    assert!(again.is_ok(), "resubmitting a committed transaction failed: {again:?}");
+                }
             }
             first
         }
         Op::LinkCard { node: n, client: c, pan: x } => {
+            let home = at(net, *n, *c);
             let r = LinkCard { client_id: client(*c).1.to_string(), pan: pan(*x) };
-            run(net, idem, |i| net.link_card(i, node(*n), r))
+            run(net, idem, |i| net.link_card(i, home, r))
         }
         Op::CardPurchase { pan: x, merchant_bank, merchant, amount, to_fiat } => {
             let r = CardPurchaseRequest {
                 pan: pan(*x),
-                merchant_bank: node(*merchant_bank).to_string(),
-                merchant_id: client(*merchant).1.to_string(),
+                merchant_bank: at_client(net, *merchant_bank, business(*merchant).1).to_string(),
+                merchant_id: business(*merchant).1.to_string(),
                 amount_tiyn: amount.get(),
                 mode: if *to_fiat { CardMode::ConvertToFiat } else { CardMode::Dt },
             };
-            run(net, idem, |i| net.card_purchase(i, r))
+            let r = net.once(idem, |i| net.card_purchase(i, r));
+            r.map(|p| f.purchases.lock().unwrap().push(p.id))
+        }
+        Op::CardRefund { purchase, amount } => {
+            let id = pick(&f.purchases, *purchase);
+            let r = AmountRequest { amount_tiyn: amount.get() };
+            run(net, idem, |i| net.card_refund(i, &id, r))
+        }
+        Op::VoucherProgram { integrator, payer_bank, payer, payee_bank, payee, amount } => {
+            let r = VoucherProgramRequest {
+                integrator: INTEGRATORS[*integrator as usize % INTEGRATORS.len()].into(),
+                payer_bank: at_client(net, *payer_bank, business(*payer).1).into(),
+                payer_id: business(*payer).1.into(),
+                payee_bank: at_client(net, *payee_bank, business(*payee).1).into(),
+                payee_id: business(*payee).1.into(),
+                amount_per_event_tiyn: amount.get(),
+            };
+            let r = net.once(idem, |i| net.create_voucher_program(i, r));
+            r.map(|p| f.programs.lock().unwrap().push(p.id))
+        }
+        Op::VoucherEvent { program, integrator, event, card } => {
+            let id = pick(&f.programs, *program);
+            // Half the time the programme's own integrator, else any.
+            let own = (*integrator < 128)
+                .then(|| net.voucher_programs().into_iter().find(|p| p.id == id).map(|p| p.integrator))
+                .flatten();
+            let r = VoucherEvent {
+                integrator: own.unwrap_or_else(|| INTEGRATORS[*integrator as usize % INTEGRATORS.len()].into()),
+                event_id: format!("e-{}", event % 16),
+                card: card.as_ref().map(|c| c.chars().take(160).collect()),
+            };
+            run(net, idem, |i| net.voucher_event(i, &id, r))
         }
         Op::Atm { pan: x, atm_bank, amount } => {
             let r = AtmWithdrawal { pan: pan(*x), atm_bank: node(*atm_bank).to_string(), amount_tiyn: amount.get() };
@@ -497,7 +671,8 @@ fn step(f: &Fixture, s: &Step, input_no: u64, touched: &mut Touched) -> Result<(
             assert!(!l.banks.is_empty());
         }),
         Op::View { node: n, client: c, offset, limit } => {
-            let (n, (_, c)) = (node(*n), client(*c));
+            let home = at(net, *n, *c);
+            let (n, (_, c)) = (home, client(*c));
             net.account_view(n, c)?;
             net.history(n, c, usize::from(*offset), usize::from(*limit)).map(|_| ())
         }
@@ -540,9 +715,9 @@ fn reconciled(net: &Network, what: &dyn std::fmt::Debug) -> usize {
     r.node_tokens
 }
 
-fuzz_target!(|data: &[u8]| {
-    let mut u = Unstructured::new(data);
-    let Ok(input) = Input::arbitrary_take_rest(&mut u) else { return };
+// Typed input: libfuzzer-sys decodes it with `Input::arbitrary_take_rest`, and
+// `cargo fuzz fmt network_ops <file>` prints it as a readable list of operations.
+fuzz_target!(|input: Input| {
     let mut guard = FIXTURE.lock().unwrap_or_else(|e| e.into_inner());
     let fixture = guard.get_or_insert_with(open);
     fixture.inputs += 1;
@@ -552,6 +727,7 @@ fuzz_target!(|data: &[u8]| {
     let mut tokens = 0;
     for s in input.steps.iter().take(OPS_MAX) {
         let r = step(fixture, s, input_no, &mut touched);
+        count(&s.op, &r);
         let _ = check(&r);
         tokens = reconciled(&fixture.net, &s.op);
     }

@@ -167,8 +167,17 @@ pub fn sample_transactions() -> Vec<(&'static str, Transaction)> {
 /// Broken JSON for the `tx_decode_validate` seed corpus (raw text, not produced by serde).
 pub const BROKEN_TX_JSON: &[(&str, &str)] = &[
     ("broken_empty_object", "{}"),
-    ("broken_bad_command", r#"{"body":{"command":"mint","inputs":[],"outputs":[],"nonce":0},"witnesses":[],"attestations":[]}"#),
-    ("broken_amount_above_max", r#"{"body":{"command":"issue","inputs":[],"outputs":[{"amount_tiyn":9007199254740992,"owner":"00","issuer":"00","policy":"standard"}],"nonce":0},"witnesses":[],"attestations":[]}"#),
-    ("broken_short_hex", r#"{"body":{"command":"transfer","inputs":[{"tx_id":"abcd","index":0,"output":{"amount_tiyn":1,"owner":"00","issuer":"00","policy":"standard"}}],"outputs":[],"nonce":0},"witnesses":[],"attestations":[]}"#),
+    (
+        "broken_bad_command",
+        r#"{"body":{"command":"mint","inputs":[],"outputs":[],"nonce":0},"witnesses":[],"attestations":[]}"#,
+    ),
+    (
+        "broken_amount_above_max",
+        r#"{"body":{"command":"issue","inputs":[],"outputs":[{"amount_tiyn":9007199254740992,"owner":"00","issuer":"00","policy":"standard"}],"nonce":0},"witnesses":[],"attestations":[]}"#,
+    ),
+    (
+        "broken_short_hex",
+        r#"{"body":{"command":"transfer","inputs":[{"tx_id":"abcd","index":0,"output":{"amount_tiyn":1,"owner":"00","issuer":"00","policy":"standard"}}],"outputs":[],"nonce":0},"witnesses":[],"attestations":[]}"#,
+    ),
     ("broken_truncated", r#"{"body":{"command":"issue","inputs":[],"outp"#),
 ];

@@ -92,7 +92,9 @@ pub fn complete_pan(prefix15: &str) -> Option<String> {
 
 /// Mask a card number for display: `4400 •••• •••• 1234`.
 pub fn mask_pan(pan: &str) -> String {
-    if pan.len() != 16 {
+    // Only a checked card number (16 ASCII digits) is shown in part; anything else is hidden
+    // whole (and never sliced inside a character).
+    if pan.len() != 16 || !pan.bytes().all(|b| b.is_ascii_digit()) {
         return "••••".into();
     }
     format!("{} •••• •••• {}", &pan[..4], &pan[12..])
@@ -126,5 +128,6 @@ mod tests {
         check_pan(&pan).unwrap();
         assert!(check_pan("4400430000000000").is_err() || pan == "4400430000000000");
         assert_eq!(mask_pan(&pan), format!("4400 •••• •••• {}", &pan[12..]));
+        assert_eq!(mask_pan("xéééééééx"), "••••");
     }
 }

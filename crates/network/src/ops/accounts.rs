@@ -359,7 +359,7 @@ pub fn short_name(name: &str) -> String {
 
 /// An IIN/BIN with its middle hidden.
 pub fn mask_id(id: &str) -> String {
-    if id.len() == 12 {
+    if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) {
         format!("{}******{}", &id[..4], &id[10..])
     } else {
         "****".into()
