@@ -73,6 +73,47 @@ impl Client {
         answer(request.send_string(body))
     }
 
+    /// POST announcing a body of `claimed_bytes` but sending only `sent_bytes` of it (just
+    /// past the server's limit), then read the answer. The server refuses once it has read
+    /// past its limit and closes; a client that kept writing the whole body could meet the
+    /// closed connection instead of the answer, so this one stops writing and reads.
+    pub fn post_oversized(&self, path: &str, key: &str, claimed_bytes: usize, sent_bytes: usize) -> CallResult {
+        use std::io::{Read, Write};
+        let transport = |e: std::io::Error| ApiFailure { status: 0, code: "TRANSPORT".into(), message: e.to_string() };
+        let authority = self.base.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(authority).map_err(transport)?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).map_err(transport)?;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+             Idempotency-Key: {key}\r\nContent-Length: {claimed_bytes}\r\nConnection: close\r\n\r\n{{"
+        );
+        stream.write_all(head.as_bytes()).map_err(transport)?;
+        // The server may stop reading (and answer) as soon as it is past its limit: a failed
+        // write here is expected, the answer is what counts.
+        let chunk = vec![b' '; 64 * 1024];
+        let mut sent = 0;
+        while sent < sent_bytes.min(claimed_bytes) {
+            if stream.write_all(&chunk).is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).map_err(transport)?;
+        let text = String::from_utf8_lossy(&answer);
+        let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body: Value =
+            text.split("\r\n\r\n").nth(1).and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        Err(ApiFailure {
+            status,
+            code: body["error"]["code"].as_str().unwrap_or("?").to_string(),
+            message: body["error"]["message"].as_str().unwrap_or("").to_string(),
+        })
+    }
+
     /// GET and decode.
     pub fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiFailure> {
         let value = self.get(path)?;

@@ -877,7 +877,7 @@ fn idempotency_and_errors(w: &World, out: &mut Vec<String>) -> Check {
     expect_code(w.client.raw("DELETE", "/v1/operator/monitoring", None, ""), "METHOD_NOT_ALLOWED", "wrong method")?;
     expect_code(w.client.get("/v1/nodes/%FF/accounts"), "MALFORMED_INPUT", "undecodable path")?;
     expect_code(
-        w.client.raw("POST", "/v1/nodes/steppe/transfers", Some("k-big"), &" ".repeat(9 * 1024 * 1024)),
+        w.client.post_oversized("/v1/nodes/steppe/transfers", "k-big", 9 * 1024 * 1024, 8 * 1024 * 1024 + 128 * 1024),
         "LIMIT_EXCEEDED",
         "oversized body",
     )?;

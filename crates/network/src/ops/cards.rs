@@ -36,17 +36,19 @@ impl Network {
         self.nodes.iter().find_map(|(id, slot)| slot.state.lock().card_client(pan).map(|c| (id.clone(), c.to_string())))
     }
 
+    /// The (node, client) a valid, linked card number belongs to.
+    fn card_holder(&self, pan: &str) -> Result<(String, String)> {
+        check_pan(pan)?;
+        self.card_owner(pan).ok_or_else(|| {
+            Error::new(ErrorCode::UnknownAccount, format!("card {} is not linked to a digital account", mask_pan(pan)))
+        })
+    }
+
     /// A card purchase at a terminal.
     pub fn card_purchase(&self, idem: Option<&Idem>, request: CardPurchaseRequest) -> Result<Purchase> {
         let _gate = self.gate.read();
-        check_pan(&request.pan)?;
         ensure!(!request.amount_tiyn.is_zero(), MalformedInput, "the amount must be positive");
-        let (buyer_bank, buyer_client) = self.card_owner(&request.pan).ok_or_else(|| {
-            Error::new(
-                ErrorCode::UnknownAccount,
-                format!("card {} is not linked to a digital account", mask_pan(&request.pan)),
-            )
-        })?;
+        let (buyer_bank, buyer_client) = self.card_holder(&request.pan)?;
         let buyer_slot = self.active_participant(&buyer_bank)?;
         self.active_participant(&request.merchant_bank)?;
         let (buyer, _) = self.party(&buyer_bank, &buyer_client)?;
@@ -184,15 +186,9 @@ impl Network {
     /// pays it in bank money through the ABS.
     pub fn atm_withdrawal(&self, idem: Option<&Idem>, request: AtmWithdrawal) -> Result<Receipt> {
         let _gate = self.gate.read();
-        check_pan(&request.pan)?;
         let amount = request.amount_tiyn;
         ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
-        let (bank, client) = self.card_owner(&request.pan).ok_or_else(|| {
-            Error::new(
-                ErrorCode::UnknownAccount,
-                format!("card {} is not linked to a digital account", mask_pan(&request.pan)),
-            )
-        })?;
+        let (bank, client) = self.card_holder(&request.pan)?;
         let slot = self.active_participant(&bank)?;
         self.active_participant(&request.atm_bank)?;
         let (holder, _) = self.party(&bank, &client)?;
