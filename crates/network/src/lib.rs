@@ -179,6 +179,21 @@ impl Network {
     /// Open the network stored under `data_dir`, creating it from `config` on first start.
     pub fn open(data_dir: &Path, config: &NetworkConfig, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Network> {
         let store = Store::open(&data_dir.join(DATABASE_FILE), &all_tables())?;
+        Network::open_store(store, config, clock, entropy)
+    }
+
+    /// Open the network on a simulated disk (the deterministic simulator's restart).
+    pub fn open_simulated(
+        disk: dtenge_store::SimDisk,
+        config: &NetworkConfig,
+        clock: Arc<dyn Clock>,
+        entropy: Entropy,
+    ) -> Result<Network> {
+        let store = Store::open_simulated(disk, &all_tables())?;
+        Network::open_store(store, config, clock, entropy)
+    }
+
+    fn open_store(store: Store, config: &NetworkConfig, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Network> {
         if store.scan(dtenge_node::META_TABLE)?.is_empty() {
             Network::genesis(&store, config, clock.as_ref(), &entropy)?;
         }

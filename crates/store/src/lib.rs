@@ -37,6 +37,9 @@ use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
+pub mod sim;
+pub use sim::{CrashMode, DiskStats, SimDisk};
+
 /// Most batches folded into one write transaction.
 pub const COMMIT_JOBS_MAX: usize = 1_024;
 /// Most batches waiting for the committer; callers block beyond it (back-pressure).
@@ -191,8 +194,17 @@ impl Shared {
     }
 }
 
-/// The durable store.
+/// The durable store: fjall on a real disk, or a [`SimDisk`] under the simulator.
 pub struct Store {
+    engine: Engine,
+}
+
+enum Engine {
+    Fjall(FjallEngine),
+    Simulated(sim::SimEngine),
+}
+
+struct FjallEngine {
     shared: Arc<Shared>,
     jobs: Option<Sender<Job>>,
     committer: Option<JoinHandle<()>>,
@@ -216,7 +228,16 @@ impl Store {
             .name("dtenge-committer".into())
             .spawn(move || run_committer(&committer_shared, &queue))
             .map_err(|e| storage_error("spawn committer", e))?;
-        Ok(Store { shared, jobs: Some(jobs), committer: Some(committer) })
+        Ok(Store { engine: Engine::Fjall(FjallEngine { shared, jobs: Some(jobs), committer: Some(committer) }) })
+    }
+
+    /// Open a store on a simulated disk, recovering what the disk holds (the simulator's
+    /// restart). Commits are synchronous; `tables` need not be declared.
+    pub fn open_simulated(disk: SimDisk, tables: &[Table]) -> Result<Store> {
+        for table in tables {
+            table.check()?;
+        }
+        Ok(Store { engine: Engine::Simulated(sim::SimEngine::open(disk)?) })
     }
 
     /// Commit a batch durably. Returns after the fsync that covers it.
@@ -227,8 +248,12 @@ impl Store {
         for op in &batch.ops {
             op.check()?;
         }
+        let engine = match &self.engine {
+            Engine::Fjall(engine) => engine,
+            Engine::Simulated(engine) => return engine.commit(batch),
+        };
         let (reply, answer) = bounded(1);
-        let jobs = self.jobs.as_ref().ok_or_else(|| storage_error("commit", "store closed"))?;
+        let jobs = engine.jobs.as_ref().ok_or_else(|| storage_error("commit", "store closed"))?;
         jobs.send(Job { batch, reply }).map_err(|e| storage_error("commit queue", e))?;
         answer.recv().map_err(|e| storage_error("commit reply", e))?
     }
@@ -237,7 +262,11 @@ impl Store {
     ///
     /// The rows come from one snapshot. A table that was never created has no rows.
     pub fn scan(&self, table: Table) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let Some(keyspace) = self.shared.keyspace(table, false)? else {
+        let engine = match &self.engine {
+            Engine::Fjall(engine) => engine,
+            Engine::Simulated(engine) => return Ok(engine.scan(table)),
+        };
+        let Some(keyspace) = engine.shared.keyspace(table, false)? else {
             return Ok(Vec::new());
         };
         let mut rows = Vec::new();
@@ -259,7 +288,11 @@ impl Store {
             // Fjall can't store an empty key.
             return Ok(None);
         }
-        let Some(keyspace) = self.shared.keyspace(table, false)? else {
+        let engine = match &self.engine {
+            Engine::Fjall(engine) => engine,
+            Engine::Simulated(engine) => return Ok(engine.get(table, key)),
+        };
+        let Some(keyspace) = engine.shared.keyspace(table, false)? else {
             return Ok(None);
         };
         let value = keyspace.get(key).map_err(|e| storage_error("get", e))?;
@@ -267,7 +300,7 @@ impl Store {
     }
 }
 
-impl Drop for Store {
+impl Drop for FjallEngine {
     fn drop(&mut self) {
         // Closing the queue ends the committer after it has committed what it holds.
         self.jobs.take();
