@@ -7,11 +7,12 @@
 //! 2. **Prepare** (untimed): 2-input 2-output transfers between random accounts at different
 //!    banks, signed by the clients on their side, plus the injected double spends (a second
 //!    transfer of the same two tokens) and invalid signatures (a flipped signature byte).
-//! 3. **Run** (timed): the transfers go through `Network::submit`, the path of
+//! 3. **Run** (timed): the transfers go through the network's payment pipeline, the path of
 //!    `POST /v1/nodes/{node}/transactions`: the bank attests, every signature is verified,
-//!    the notary checks and spends, one fsync'd group commit, the nodes apply. Closed loop
-//!    (`threads` submitters as fast as answers come) or open loop (a fixed offered rate;
-//!    latency counts from the moment each payment was due, so a backlog is not hidden).
+//!    the notary checks and spends, one fsync'd commit per batch, the nodes apply. Closed loop
+//!    (`in_flight` payments outstanding, a new one as each answer comes) or open loop (a
+//!    fixed offered rate; latency counts from the moment each payment was due, so a backlog
+//!    is not hidden).
 //! 4. **Check**: every valid transfer committed, every injected one refused with its code,
 //!    and the network reconciles.
 
@@ -23,7 +24,7 @@ use dtenge_core::token::{Input, Output};
 use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::ErrorCode;
 use dtenge_network::types::{AmountRequest, OpenAccount, RegistryLine, RegistryRequest};
-use dtenge_network::{Entropy, ManualClock, Network, NetworkConfig};
+use dtenge_network::{Completion, Entropy, ManualClock, Network, NetworkConfig, Submission};
 use dtenge_node::ids::complete_iin_bin;
 use dtenge_node::{ClientKind, OWN_ACCOUNT};
 use hdrhistogram::Histogram;
@@ -32,7 +33,6 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,7 +56,9 @@ pub struct Config {
     pub payments: usize,
     /// Offered payments per second (open loop); `None` = closed loop (saturation).
     pub rate_per_s: Option<u64>,
-    /// Submitting threads.
+    /// Closed loop: payments outstanding at once (the pipeline batches what is waiting).
+    pub in_flight: usize,
+    /// Client connections of the PostgreSQL baseline.
     pub threads: usize,
     /// Extra transfers that spend already spent tokens, as a percentage of `payments`.
     pub double_spend_percent: f64,
@@ -76,6 +78,7 @@ impl Default for Config {
             tokens: 1_000_000,
             payments: 200_000,
             rate_per_s: None,
+            in_flight: 4_096,
             threads: 64,
             double_spend_percent: 1.0,
             invalid_signature_percent: 1.0,
@@ -217,6 +220,9 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
     if config.threads == 0 || config.threads > 4_096 {
         return Err("threads must be 1 to 4096".into());
     }
+    if config.in_flight == 0 || config.in_flight > IN_FLIGHT_MAX {
+        return Err(format!("in-flight must be 1 to {IN_FLIGHT_MAX}"));
+    }
     let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dir = config.data.clone().unwrap_or_else(|| temp.path().to_path_buf());
     let clock = Arc::new(ManualClock::new(working_day_ms()));
@@ -238,7 +244,7 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
     let prepare_seconds = started.elapsed().as_secs_f64();
     progress(&format!("prepared and signed {} transfers in {prepare_seconds:.1} s", prepared.len()));
 
-    let outcome = submit_all(&network, &prepared, config);
+    let outcome = submit_all(&network, &prepared, config)?;
     let reconciliation = network.reconcile();
     let mut problems = outcome.problems;
     if !reconciliation.ok {
@@ -472,14 +478,15 @@ fn prepare(mut accounts: Vec<BenchAccount>, config: &Config) -> Result<Vec<Prepa
     // Insert each copy some distance after its original.
     injected.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
     for (at, p) in injected {
-        let position = (at + 1 + config.threads * 4).min(prepared.len());
+        let position = (at + 1 + config.in_flight).min(prepared.len());
         prepared.insert(position, p);
     }
     Ok(prepared)
 }
 
 /// Open loop (`interval` given): sleep until payment `i` is due and return when that was, so
-/// latency counts from then and a backlog shows. Closed loop: now.
+/// latency counts from then and a backlog shows. Closed loop: now. (The PostgreSQL baseline's
+/// threads pace themselves with it.)
 pub(crate) fn wait_until_due(started: Instant, interval: Option<Duration>, i: usize) -> Instant {
     let Some(interval) = interval else { return Instant::now() };
     let due = started + interval.mul_f64(i as f64);
@@ -489,8 +496,8 @@ pub(crate) fn wait_until_due(started: Instant, interval: Option<Duration>, i: us
     due
 }
 
-/// One submitting thread's count: committed, refusals by code, latencies, problems.
-type ThreadTally = (usize, BTreeMap<String, usize>, Histogram<u64>, Vec<String>);
+/// Most payments the closed loop keeps outstanding.
+pub const IN_FLIGHT_MAX: usize = 1 << 20;
 
 struct Outcome {
     committed: usize,
@@ -500,69 +507,87 @@ struct Outcome {
     problems: Vec<String>,
 }
 
-/// Send everything, closed or open loop, and count.
-fn submit_all(network: &Network, prepared: &[Prepared], config: &Config) -> Outcome {
-    let next = AtomicUsize::new(0);
+/// Send everything through the pipeline, closed or open loop, and count. One thread submits
+/// and collects answers: the pipeline does the work on its own threads.
+fn submit_all(network: &Arc<Network>, prepared: &[Prepared], config: &Config) -> Result<Outcome, String> {
+    let pipeline = network.pipeline().map_err(|e| e.to_string())?;
+    let (reply, answers) = crossbeam_channel::unbounded::<Completion>();
     let interval = config.rate_per_s.map(|r| Duration::from_secs_f64(1.0 / r.max(1) as f64));
-    let started = Instant::now();
-    let results: Vec<ThreadTally> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..config.threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut histogram =
-                        Histogram::<u64>::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds");
-                    let mut committed = 0;
-                    let mut rejected = BTreeMap::new();
-                    let mut problems = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(p) = prepared.get(i) else { break };
-                        let due = wait_until_due(started, interval, i);
-                        let answer = network.submit(None, p.bank, p.tx.clone());
-                        let latency_us = due.elapsed().as_micros().clamp(1, u128::from(LATENCY_US_MAX)) as u64;
-                        let _ = histogram.record(latency_us);
-                        // A double spend and the payment it copies race: whichever reaches
-                        // the notary first commits, the other is refused. Exactly one of each
-                        // pair must commit, which the totals check after the run.
-                        match (answer, p.expect) {
-                            (Ok(_), Expect::Commit | Expect::DoubleSpend) => committed += 1,
-                            (Err(e), expect) => {
-                                *rejected.entry(e.code.as_str().to_string()).or_insert(0) += 1;
-                                let fine = matches!(
-                                    (e.code, expect),
-                                    (ErrorCode::DoubleSpend, Expect::DoubleSpend | Expect::Commit)
-                                        | (ErrorCode::InvalidSignature, Expect::InvalidSignature)
-                                );
-                                if !fine && problems.len() < 10 {
-                                    problems.push(format!("{expect:?} transfer refused: {e}"));
-                                }
-                            }
-                            (Ok(_), expect) => problems.push(format!("{expect:?} transfer committed")),
-                        }
-                    }
-                    (committed, rejected, histogram, problems)
-                })
-            })
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    });
-    let elapsed = started.elapsed();
+    // Open loop: never wait for answers before sending (the pipeline's queue still pushes back).
+    let window = if interval.is_some() { usize::MAX } else { config.in_flight };
     let mut outcome = Outcome {
         committed: 0,
         rejected: BTreeMap::new(),
-        latency: Histogram::<u64>::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds"),
-        elapsed,
+        latency: Histogram::<u64>::new_with_bounds(1, LATENCY_US_MAX, 3).map_err(|e| e.to_string())?,
+        elapsed: Duration::ZERO,
         problems: Vec::new(),
     };
-    for (committed, rejected, histogram, problems) in results {
-        outcome.committed += committed;
-        for (code, n) in rejected {
-            *outcome.rejected.entry(code).or_insert(0) += n;
+    let mut due = vec![None::<Instant>; prepared.len()];
+    let (mut sent, mut answered) = (0usize, 0usize);
+    let started = Instant::now();
+    while answered < prepared.len() {
+        while sent < prepared.len() && sent - answered < window {
+            let due_at = match interval {
+                Some(interval) => {
+                    let at = started + interval.mul_f64(sent as f64);
+                    if at > Instant::now() {
+                        break;
+                    }
+                    at
+                }
+                None => Instant::now(),
+            };
+            let p = &prepared[sent];
+            due[sent] = Some(due_at);
+            let submission = Submission { node: p.bank.to_string(), tx: p.tx.clone(), idem: None };
+            pipeline.submit(submission, sent as u64, &reply).map_err(|e| e.to_string())?;
+            sent += 1;
         }
-        let _ = outcome.latency.add(&histogram);
-        outcome.problems.extend(problems);
+        // Wait for an answer, or (open loop) until the next payment is due.
+        let next_due = interval.filter(|_| sent < prepared.len()).map(|i| started + i.mul_f64(sent as f64));
+        let first = match next_due {
+            Some(at) => match answers.recv_deadline(at) {
+                Ok(c) => Some(c),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                Err(e) => return Err(e.to_string()),
+            },
+            None => Some(answers.recv().map_err(|e| e.to_string())?),
+        };
+        for completion in first.into_iter().chain(std::iter::from_fn(|| answers.try_recv().ok())) {
+            answered += 1;
+            let index = completion.tag as usize;
+            let Some((p, Some(due_at))) = prepared.get(index).zip(due.get(index).copied()) else {
+                return Err(format!("an answer for payment {index}, which was not sent"));
+            };
+            let latency_us =
+                completion.done.saturating_duration_since(due_at).as_micros().clamp(1, u128::from(LATENCY_US_MAX));
+            let _ = outcome.latency.record(latency_us as u64);
+            tally(&mut outcome, completion.result, p.expect);
+        }
     }
-    outcome
+    outcome.elapsed = started.elapsed();
+    Ok(outcome)
+}
+
+/// Count one answer. A double spend and the payment it copies race: whichever reaches the
+/// notary first commits, the other is refused. Exactly one of each pair must commit, which
+/// the totals check after the run.
+fn tally(outcome: &mut Outcome, answer: dtenge_core::Result<dtenge_network::types::Receipt>, expect: Expect) {
+    match (answer, expect) {
+        (Ok(_), Expect::Commit | Expect::DoubleSpend) => outcome.committed += 1,
+        (Err(e), expect) => {
+            *outcome.rejected.entry(e.code.as_str().to_string()).or_insert(0) += 1;
+            let fine = matches!(
+                (e.code, expect),
+                (ErrorCode::DoubleSpend, Expect::DoubleSpend | Expect::Commit)
+                    | (ErrorCode::InvalidSignature, Expect::InvalidSignature)
+            );
+            if !fine && outcome.problems.len() < 10 {
+                outcome.problems.push(format!("{expect:?} transfer refused: {e}"));
+            }
+        }
+        (Ok(_), expect) => outcome.problems.push(format!("{expect:?} transfer committed")),
+    }
 }
 
 /// The report as people read it.
@@ -580,12 +605,11 @@ pub fn render(report: &Report) -> String {
         report.config.accounts, report.config.tokens, report.seed_seconds, report.submitted, report.prepare_seconds
     ));
     out.push_str(&format!(
-        "mode               {}, {} threads\n",
+        "mode               {}\n",
         match report.offered_per_s {
             Some(rate) => format!("open loop, offered {rate} payments/s"),
-            None => "closed loop (saturation)".into(),
+            None => format!("closed loop (saturation), {} payments in flight", report.config.in_flight),
         },
-        report.config.threads
     ));
     out.push_str(&format!(
         "achieved           {:.0} payments/s ({} committed in {:.2} s)\n",

@@ -10,6 +10,7 @@ fn small(rate_per_s: Option<u64>) -> Config {
         tokens: 600,
         payments: 200,
         rate_per_s,
+        in_flight: 64,
         threads: 8,
         double_spend_percent: 5.0,
         invalid_signature_percent: 5.0,

@@ -64,7 +64,10 @@ enum Command {
         /// Offered payments per second (open loop). Without it: closed loop, saturation.
         #[arg(long)]
         rate: Option<u64>,
-        /// Submitting threads.
+        /// Closed loop: payments outstanding at once (the pipeline batches what is waiting).
+        #[arg(long, default_value_t = 4_096)]
+        in_flight: usize,
+        /// Client connections of the PostgreSQL baseline.
         #[arg(long, default_value_t = 64)]
         threads: usize,
         /// Injected double spends, percent of the payments.
@@ -143,6 +146,7 @@ fn main() -> ExitCode {
             tokens,
             payments,
             rate,
+            in_flight,
             threads,
             double_spend_percent,
             invalid_signature_percent,
@@ -157,6 +161,7 @@ fn main() -> ExitCode {
                 tokens,
                 payments,
                 rate_per_s: rate,
+                in_flight,
                 threads,
                 double_spend_percent,
                 invalid_signature_percent,

@@ -20,10 +20,12 @@
 
 pub mod env;
 mod ops;
+pub mod pipeline;
 pub mod types;
 
 pub use env::{Clock, Entropy, ManualClock, SystemClock};
 pub use ops::operator::OPERATOR_TABLE;
+pub use pipeline::{Completion, Pipeline, Submission};
 
 use dtenge_abs::Abs;
 use dtenge_core::calendar::Calendar;
@@ -157,6 +159,8 @@ pub struct Network {
     pub(crate) operator: Mutex<()>,
     pub(crate) purchases: Mutex<BTreeMap<String, Purchase>>,
     pub(crate) vouchers: Mutex<Vouchers>,
+    /// Started on first use by [`Network::pipeline`].
+    pub(crate) pipeline: std::sync::OnceLock<Pipeline>,
 }
 
 fn all_tables() -> Vec<Table> {
@@ -292,6 +296,7 @@ impl Network {
             operator: Mutex::new(()),
             purchases: Mutex::new(purchases),
             vouchers: Mutex::new(vouchers),
+            pipeline: std::sync::OnceLock::new(),
         };
         let check = network.reconcile();
         if !check.ok {
@@ -389,8 +394,7 @@ impl Network {
     /// Durably commit `batch`, with the idempotency record of `answer` when there is a key.
     pub(crate) fn commit<T: Serialize>(&self, idem: Option<&Idem>, mut batch: WriteBatch, answer: &T) -> Result<()> {
         if let Some(idem) = idem {
-            let json = serde_json::to_vec(answer).map_err(|e| Error::internal(format!("answer: {e}")))?;
-            batch.put_value(IDEM_TABLE, idem.key.as_bytes(), &(idem.fingerprint, json))?;
+            idempotency_record(&mut batch, idem, answer)?;
         }
         self.store.commit(batch)
     }
@@ -424,21 +428,7 @@ impl Network {
         extra: WriteBatch,
         answer: &T,
     ) -> Result<Validated> {
-        self.execute_any(idem, tx, purpose, reference, fiat, extra, answer, false)
-    }
-
-    /// [`Network::execute`] for a transaction its client may send again: a resubmission of a
-    /// committed transaction gets the same answer and changes nothing. Operations that build
-    /// fresh transactions use `execute`, which refuses a repeated transaction id, so that
-    /// their side effects (ABS postings, registries) can never apply twice.
-    pub(crate) fn execute_resubmittable<T: Serialize>(
-        &self,
-        idem: Option<&Idem>,
-        tx: &Transaction,
-        purpose: Purpose,
-        answer: &T,
-    ) -> Result<Validated> {
-        self.execute_any(idem, tx, purpose, None, &[], WriteBatch::new(), answer, true)
+        self.execute_any(idem, tx, purpose, reference, fiat, extra, answer)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -451,9 +441,8 @@ impl Network {
         fiat: &[(String, String, dtenge_core::Amount)],
         extra: WriteBatch,
         answer: &T,
-        allow_resubmission: bool,
     ) -> Result<Validated> {
-        let result = self.execute_inner(idem, tx, purpose, reference, fiat, extra, answer, allow_resubmission);
+        let result = self.execute_inner(idem, tx, purpose, reference, fiat, extra, answer);
         if result.is_err() {
             self.release(tx);
         }
@@ -470,7 +459,6 @@ impl Network {
         fiat: &[(String, String, dtenge_core::Amount)],
         extra: WriteBatch,
         answer: &T,
-        allow_resubmission: bool,
     ) -> Result<Validated> {
         let now = self.clock.now_ms();
         let validated = validate(tx, &*self.trust.read())?;
@@ -479,10 +467,10 @@ impl Network {
             self.ensure_not_blocked(node)?;
         }
         let request = SpendRequest { tx_id: validated.tx_id, inputs: &validated.inputs, outputs: &validated.outputs };
+        // Operations that build fresh transactions refuse a repeated transaction id, so that
+        // their side effects (ABS postings, registries) can never apply twice. Client-signed
+        // transfers, which a client may send again, go through `pipeline::settle` instead.
         if self.notary.try_spend(request)? == Spend::AlreadyCommitted {
-            if allow_resubmission {
-                return Ok(validated);
-            }
             return Err(Error::new(
                 ErrorCode::Conflict,
                 format!("transaction {} is already committed; nothing was done again", validated.tx_id),
@@ -558,6 +546,13 @@ impl Network {
     pub fn node_ids(&self) -> Vec<String> {
         self.nodes.keys().cloned().collect()
     }
+}
+
+/// The record that answers a retry of the request `idem` with `answer`; it commits with the
+/// operation.
+pub(crate) fn idempotency_record<T: Serialize>(batch: &mut WriteBatch, idem: &Idem, answer: &T) -> Result<()> {
+    let json = serde_json::to_vec(answer).map_err(|e| Error::internal(format!("answer: {e}")))?;
+    batch.put_value(IDEM_TABLE, idem.key.as_bytes(), &(idem.fingerprint, json))
 }
 
 impl IdCenter {

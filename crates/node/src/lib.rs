@@ -557,6 +557,15 @@ impl NodeState {
     /// every input belongs to one of its accounts and is not reserved by a payment in flight;
     /// the signatures and amounts are checked by validation right after.
     pub fn attest_client_transaction(&self, mut tx: Transaction) -> Result<Transaction> {
+        self.check_client_transaction(&tx)?;
+        tx.attestations.retain(|a| a.public_key != self.key.public_key());
+        tx.attest(&self.key);
+        Ok(tx)
+    }
+
+    /// The checks of [`NodeState::attest_client_transaction`], without the signature: callers
+    /// that attest many transactions sign outside the node's lock.
+    pub fn check_client_transaction(&self, tx: &Transaction) -> Result<()> {
         ensure!(tx.body.command == Command::Transfer, Forbidden, "clients submit transfers only");
         ensure!(!tx.body.inputs.is_empty(), MalformedInput, "a transfer spends inputs");
         for input in &tx.body.inputs {
@@ -576,9 +585,7 @@ impl NodeState {
                 );
             }
         }
-        tx.attestations.retain(|a| a.public_key != self.key.public_key());
-        tx.attest(&self.key);
-        Ok(tx)
+        Ok(())
     }
 
     /// Undo the reservations of a transaction that did not commit. Only reservations made

@@ -45,6 +45,15 @@ pub const COMMIT_JOBS_MAX: usize = 1_024;
 /// Most batches waiting for the committer; callers block beyond it (back-pressure).
 pub const COMMIT_QUEUE_MAX: usize = 8_192;
 
+/// Fjall's background threads (memtable flushes and compactions). One: with two or more,
+/// fjall 3.1's worker 0 hands every compaction request back to the queue and takes it again,
+/// a busy loop that burned about 10% of the CPU in `dtenge bench` (flume send/recv in the
+/// profile), and this machine has two cores for everything.
+const FJALL_WORKER_THREADS: usize = 1;
+/// Largest memtable per table before fjall flushes it to a sorted file. Fjall's default is
+/// 64 MiB; every commit inserts into these skiplists on the one committer thread, and a smaller
+/// one keeps the search short and in cache (see `docs/ARCHITECTURE.md`, "Storage").
+const MEMTABLE_BYTES_MAX: u64 = 4 << 20;
 /// Longest key fjall accepts, in bytes (keys must also be non-empty).
 const KEY_BYTES_MAX: usize = u16::MAX as usize;
 /// Longest value fjall accepts, in bytes.
@@ -187,7 +196,7 @@ impl Shared {
         }
         let keyspace = self
             .db
-            .keyspace(table.0, KeyspaceCreateOptions::default)
+            .keyspace(table.0, || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX))
             .map_err(|e| storage_error(&format!("open table {}", table.0), e))?;
         self.keyspaces.write().unwrap_or_else(PoisonError::into_inner).insert(table.0, keyspace.clone());
         Ok(Some(keyspace))
@@ -217,7 +226,10 @@ impl Store {
     /// for example.
     pub fn open(path: &Path, tables: &[Table]) -> Result<Store> {
         std::fs::create_dir_all(path).map_err(|e| storage_error("create data dir", e))?;
-        let db = Database::builder(path).open().map_err(|e| storage_error("open database", e))?;
+        let db = Database::builder(path)
+            .worker_threads(FJALL_WORKER_THREADS)
+            .open()
+            .map_err(|e| storage_error("open database", e))?;
         let shared = Arc::new(Shared { db, keyspaces: RwLock::new(HashMap::new()) });
         for table in tables {
             shared.keyspace(*table, true)?;

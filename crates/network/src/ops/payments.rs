@@ -1,10 +1,9 @@
 //! Payments: transfers by phone, id or address (sub-scenario 8) and registry distribution (7).
 
-use crate::types::{Party, Payee, Receipt, RegistryLineResult, RegistryReport, RegistryRequest, TransferRequest};
+use crate::types::{Payee, Receipt, RegistryLineResult, RegistryReport, RegistryRequest, TransferRequest};
 use crate::{Idem, Network};
 use dtenge_core::money::Amount;
 use dtenge_core::token::Input;
-use dtenge_core::tx::Transaction;
 use dtenge_core::tx::TX_OUTPUTS_MAX;
 use dtenge_core::{ensure, Error, ErrorCode, Result};
 use dtenge_node::{ClientKind, Purpose};
@@ -60,45 +59,6 @@ impl Network {
             abs_posting: None,
         };
         self.execute(idem, &tx, purpose, reference, &[], WriteBatch::new(), &receipt)?;
-        Ok(receipt)
-    }
-
-    /// Submit a transfer the client built and signed itself (accounts that keep their own
-    /// key). The client's bank checks that the inputs are its clients' and attests; then the
-    /// common path validates every signature, notarizes and commits.
-    pub fn submit(&self, idem: Option<&Idem>, node_id: &str, tx: Transaction) -> Result<Receipt> {
-        let _gate = self.gate.read();
-        let slot = self.active_participant(node_id)?;
-        let tx = slot.state.lock().attest_client_transaction(tx)?;
-        let payer_address = tx.body.inputs[0].output.owner;
-        let payer = {
-            let state = slot.state.lock();
-            let client =
-                state.client_of(&payer_address).map(str::to_string).ok_or_else(|| Error::internal("payer vanished"))?;
-            self_party(node_id, client, payer_address)
-        };
-        // Every payee must be a client account in good standing, as for a custodial payment:
-        // resolving refuses unknown addresses and nodes' own accounts.
-        let mut to = None;
-        let mut checked = std::collections::HashSet::new();
-        for owner in tx.body.outputs.iter().map(|o| o.owner).filter(|o| *o != payer_address) {
-            if checked.insert(owner) {
-                let (party, _) = self.resolve_payee(&Payee { address: Some(owner), ..Payee::default() })?;
-                self.ensure_not_blocked(&party.bank)?;
-                to.get_or_insert(party);
-            }
-        }
-        let amount = Amount::sum(tx.body.outputs.iter().filter(|o| o.owner != payer_address).map(|o| o.amount_tiyn))?;
-        let receipt = Receipt {
-            tx_id: tx.id(),
-            purpose: Purpose::Payment,
-            amount_tiyn: amount,
-            from: Some(payer),
-            to,
-            at_unix_ms: self.now_ms(),
-            abs_posting: None,
-        };
-        self.execute_resubmittable(idem, &tx, Purpose::Payment, &receipt)?;
         Ok(receipt)
     }
 
@@ -218,8 +178,4 @@ pub(crate) fn check_reference(reference: Option<&str>) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn self_party(node_id: &str, client_id: String, address: dtenge_core::crypto::Address) -> Party {
-    Party { bank: node_id.to_string(), client_id, address }
 }

@@ -1,0 +1,371 @@
+//! The payment pipeline: client-signed transfers handled in batches, in two stages that
+//! overlap, so that both cores stay busy and every expensive step is paid once per batch.
+//!
+//! 1. **Check** (thread `dtenge-check`, fanned out over [`CHECK_WORKERS`] threads): the
+//!    payer's bank checks that the inputs are its clients' and attests; the stateless rules
+//!    run; then every signature of the batch is verified in chunks of [`VERIFY_CHUNK_TXS`]
+//!    transactions, one Ed25519 batch verification per chunk. A chunk that fails is verified
+//!    transaction by transaction, so one bad signature costs its chunk, not the batch.
+//! 2. **Settle** (thread `dtenge-settle`): in submission order, the notary checks and spends,
+//!    every party node plans its delta, and the whole batch goes to the store as one durable
+//!    commit. Then nodes apply, the notary finalizes, and every caller is answered.
+//!
+//! While batch `k` waits for its fsync, batch `k + 1` is being checked. The queue in front is
+//! bounded ([`QUEUE_MAX`]): when it is full, submitters wait (back-pressure).
+//!
+//! The same two stages run inline, on the caller's thread, for [`Network::submit`]: the
+//! simulator and the tests exercise exactly the code the pipeline runs.
+//!
+//! The pipeline holds only a weak reference to the network between batches, so dropping the
+//! last `Arc<Network>` shuts it down; its threads end when their queue closes.
+
+use crate::types::Receipt;
+use crate::{Idem, Network};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use dtenge_core::crypto::verify_batch;
+use dtenge_core::money::Amount;
+use dtenge_core::tx::Transaction;
+use dtenge_core::validate::{check_structure, signature_items, SignedMessages, Validated};
+use dtenge_core::{Error, Result};
+use dtenge_node::Purpose;
+use dtenge_notary::{Notary, Spend, SpendRequest};
+use dtenge_store::WriteBatch;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+/// Most submissions in one batch.
+pub const BATCH_MAX: usize = 1_024;
+/// Most submissions waiting for the pipeline; submitters block beyond it.
+pub const QUEUE_MAX: usize = 16_384;
+/// Threads that verify signatures (the check thread and helpers): one per core here.
+pub const CHECK_WORKERS: usize = 2;
+/// Transactions per Ed25519 batch verification. Larger chunks verify faster per signature
+/// (about 21 µs at 64 signatures against 30 µs one by one), but a chunk with one bad
+/// signature is verified again transaction by transaction: 16 keeps that cost small when
+/// 1% of submissions carry a bad signature.
+pub const VERIFY_CHUNK_TXS: usize = 16;
+/// Checked batches waiting for the settle stage: enough to overlap one check with one commit.
+const SETTLE_QUEUE_MAX: usize = 2;
+
+/// A client-signed transfer, submitted through the payer's bank.
+#[derive(Clone, Debug)]
+pub struct Submission {
+    pub node: String,
+    pub tx: Transaction,
+    pub idem: Option<Idem>,
+}
+
+/// The answer to one submission, with the caller's tag and when it was answered.
+#[derive(Debug)]
+pub struct Completion {
+    pub tag: u64,
+    pub result: Result<Receipt>,
+    pub done: Instant,
+}
+
+/// A submission that passed the bank's checks, every stateless rule and signature checks.
+pub(crate) struct Checked {
+    tx: Transaction,
+    validated: Validated,
+    receipt: Receipt,
+    idem: Option<Idem>,
+}
+
+impl Network {
+    /// Stage 1 for a batch: one answer per submission, in order. Runs on up to `workers`
+    /// threads (contiguous slices of the batch).
+    pub(crate) fn check_submissions(&self, submissions: Vec<Submission>, workers: usize) -> Vec<Result<Checked>> {
+        assert!(submissions.len() <= BATCH_MAX.max(1), "batches are bounded");
+        let workers = workers.clamp(1, CHECK_WORKERS);
+        if workers == 1 || submissions.len() < 2 * VERIFY_CHUNK_TXS {
+            return self.check_slice(submissions);
+        }
+        let mut first = submissions;
+        let second = first.split_off(first.len() / 2);
+        let second_len = second.len();
+        let (mut checked, rest) = std::thread::scope(|scope| {
+            let helper = scope.spawn(|| self.check_slice(second));
+            let checked = self.check_slice(first);
+            (checked, helper.join())
+        });
+        match rest {
+            Ok(rest) => checked.extend(rest),
+            Err(_) => checked.extend((0..second_len).map(|_| Err(Error::internal("a signature check thread failed")))),
+        }
+        checked
+    }
+
+    fn check_slice(&self, submissions: Vec<Submission>) -> Vec<Result<Checked>> {
+        let mut checked: Vec<Result<Checked>> = submissions.into_iter().map(|s| self.check_one(s)).collect();
+        for chunk in checked.chunks_mut(VERIFY_CHUNK_TXS) {
+            verify_chunk(chunk);
+        }
+        checked
+    }
+
+    /// Everything but the signature verification, for one submission.
+    fn check_one(&self, submission: Submission) -> Result<Checked> {
+        let Submission { node, tx, idem } = submission;
+        let slot = self.active_participant(&node)?;
+        let (key, payer) = {
+            let state = slot.state.lock();
+            state.check_client_transaction(&tx)?;
+            let payer_address = tx.body.inputs[0].output.owner;
+            let client = state
+                .client_of(&payer_address)
+                .map(str::to_string)
+                .ok_or_else(|| Error::internal(format!("payer {payer_address} vanished from {}", state.meta().name)))?;
+            (state.key().clone(), crate::types::Party { bank: node.clone(), client_id: client, address: payer_address })
+        };
+        // Sign outside the node's lock: it is the slow part.
+        let mut tx = tx;
+        tx.attestations.retain(|a| a.public_key != key.public_key());
+        tx.attest(&key);
+        // Every payee must be a client account in good standing, as for a custodial payment:
+        // resolving refuses unknown addresses and nodes' own accounts.
+        let mut to = None;
+        let mut checked = std::collections::HashSet::new();
+        for owner in tx.body.outputs.iter().map(|o| o.owner).filter(|o| *o != payer.address) {
+            if checked.insert(owner) {
+                let payee = crate::types::Payee { address: Some(owner), ..crate::types::Payee::default() };
+                let (party, _) = self.resolve_payee(&payee)?;
+                self.ensure_not_blocked(&party.bank)?;
+                to.get_or_insert(party);
+            }
+        }
+        let amount = Amount::sum(tx.body.outputs.iter().filter(|o| o.owner != payer.address).map(|o| o.amount_tiyn))?;
+        let validated = check_structure(&tx, &*self.trust.read())?;
+        let receipt = Receipt {
+            tx_id: validated.tx_id,
+            purpose: Purpose::Payment,
+            amount_tiyn: amount,
+            from: Some(payer),
+            to,
+            at_unix_ms: self.now_ms(),
+            abs_posting: None,
+        };
+        Ok(Checked { tx, validated, receipt, idem })
+    }
+
+    /// Stage 2 for a batch: notary, node plans, one durable commit, apply. One answer per
+    /// entry of `checked`, in order; a resubmitted committed transaction gets its receipt again.
+    pub(crate) fn settle(&self, checked: Vec<Result<Checked>>) -> Vec<Result<Receipt>> {
+        let _gate = self.gate.read();
+        let now = self.clock.now_ms();
+        let mut answers: Vec<Option<Result<Receipt>>> = Vec::with_capacity(checked.len());
+        // (answer slot, checked submission, node deltas) of every spend in this commit.
+        let mut spent = Vec::with_capacity(checked.len());
+        let mut batch = WriteBatch::new();
+        for entry in checked {
+            let slot = answers.len();
+            answers.push(None);
+            let c = match entry {
+                Ok(c) => c,
+                Err(e) => {
+                    answers[slot] = Some(Err(e));
+                    continue;
+                }
+            };
+            match self.spend_and_plan(&c, now, &mut batch) {
+                Ok(Some(deltas)) => spent.push((slot, c, deltas)),
+                Ok(None) => answers[slot] = Some(Ok(c.receipt)),
+                Err(e) => answers[slot] = Some(Err(e)),
+            }
+        }
+        let committed = if spent.is_empty() { Ok(()) } else { self.store.commit(batch) };
+        for (slot, c, deltas) in spent {
+            let request =
+                SpendRequest { tx_id: c.validated.tx_id, inputs: &c.validated.inputs, outputs: &c.validated.outputs };
+            match &committed {
+                Ok(()) => {
+                    // Nodes first, then the notary: until `finalize`, the new outputs cannot be
+                    // spent, so a transaction spending them finds them in its node's wallet.
+                    for (node, delta) in deltas {
+                        if let Some(slot) = self.nodes.get(&node) {
+                            slot.state.lock().apply(delta);
+                        }
+                    }
+                    self.notary.finalize(request);
+                    answers[slot] = Some(Ok(c.receipt));
+                }
+                Err(e) => {
+                    self.notary.revert(request);
+                    answers[slot] = Some(Err(e.clone()));
+                }
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(Error::internal("a submission was not answered"))))
+            .collect()
+    }
+
+    /// The notary's spend and the nodes' plans for one checked submission, added to `batch`.
+    /// `None`: the transaction was already committed (a resubmission), nothing to do.
+    fn spend_and_plan(
+        &self,
+        c: &Checked,
+        now: u64,
+        batch: &mut WriteBatch,
+    ) -> Result<Option<Vec<(String, dtenge_node::Delta)>>> {
+        let parties = self.party_nodes(&c.tx)?;
+        for node in &parties {
+            self.ensure_not_blocked(node)?;
+        }
+        let request =
+            SpendRequest { tx_id: c.validated.tx_id, inputs: &c.validated.inputs, outputs: &c.validated.outputs };
+        if self.notary.try_spend(request)? == Spend::AlreadyCommitted {
+            return Ok(None);
+        }
+        let planned =
+            self.plan_deltas(&c.tx, &parties, Purpose::Payment, None, &[], now).and_then(|(mut own, deltas)| {
+                Notary::writes(&request, &mut own);
+                if let Some(idem) = &c.idem {
+                    crate::idempotency_record(&mut own, idem, &c.receipt)?;
+                }
+                Ok((own, deltas))
+            });
+        match planned {
+            Ok((own, deltas)) => {
+                batch.append(own);
+                Ok(Some(deltas))
+            }
+            Err(e) => {
+                self.notary.revert(request);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Verify the signatures of a chunk of checked submissions; mark the ones that fail.
+fn verify_chunk(chunk: &mut [Result<Checked>]) {
+    let messages: Vec<Option<SignedMessages>> =
+        chunk.iter().map(|c| c.as_ref().ok().map(|c| SignedMessages::of(&c.validated.tx_id))).collect();
+    let items_of = |i: usize| match (&chunk[i], &messages[i]) {
+        (Ok(c), Some(m)) => signature_items(&c.tx, m),
+        _ => Vec::new(),
+    };
+    let all: Vec<_> = (0..chunk.len()).flat_map(items_of).collect();
+    if verify_batch(&all).is_ok() {
+        return;
+    }
+    let failed: Vec<(usize, Error)> =
+        (0..chunk.len()).filter_map(|i| verify_batch(&items_of(i)).err().map(|e| (i, e))).collect();
+    for (i, e) in failed {
+        chunk[i] = Err(e);
+    }
+}
+
+struct Job {
+    submission: Submission,
+    tag: u64,
+    reply: Sender<Completion>,
+}
+
+type Replies = Vec<(u64, Sender<Completion>)>;
+
+/// The running pipeline: two threads and the queue in front of them.
+pub struct Pipeline {
+    jobs: Sender<Job>,
+}
+
+impl Pipeline {
+    pub(crate) fn start(network: Weak<Network>) -> Result<Pipeline> {
+        let (jobs, queue) = bounded::<Job>(QUEUE_MAX);
+        let (checked_out, checked_in) = bounded::<(Replies, Vec<Result<Checked>>)>(SETTLE_QUEUE_MAX);
+        let checker = network.clone();
+        spawn("dtenge-check", move || run_check(&checker, &queue, &checked_out))?;
+        spawn("dtenge-settle", move || run_settle(&network, &checked_in))?;
+        Ok(Pipeline { jobs })
+    }
+
+    /// Queue a submission; its [`Completion`] (with `tag`) arrives on `reply`. Blocks while
+    /// the queue is full.
+    pub fn submit(&self, submission: Submission, tag: u64, reply: &Sender<Completion>) -> Result<()> {
+        self.jobs
+            .send(Job { submission, tag, reply: reply.clone() })
+            .map_err(|_| Error::internal("the payment pipeline has stopped"))
+    }
+
+    /// Queue a submission and wait for its answer.
+    pub fn submit_wait(&self, submission: Submission) -> Result<Receipt> {
+        let (reply, answer) = bounded(1);
+        self.submit(submission, 0, &reply)?;
+        answer.recv().map_err(|_| Error::internal("the payment pipeline has stopped"))?.result
+    }
+}
+
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(body)
+        .map(|_| ())
+        .map_err(|e| Error::internal(format!("start {name}: {e}")))
+}
+
+fn run_check(network: &Weak<Network>, queue: &Receiver<Job>, out: &Sender<(Replies, Vec<Result<Checked>>)>) {
+    while let Ok(first) = queue.recv() {
+        let mut jobs = Vec::with_capacity(BATCH_MAX);
+        jobs.push(first);
+        while jobs.len() < BATCH_MAX {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let (replies, submissions): (Replies, Vec<Submission>) =
+            jobs.into_iter().map(|job| ((job.tag, job.reply), job.submission)).unzip();
+        let Some(network) = network.upgrade() else {
+            answer_all(replies, || Err(Error::internal("the network has shut down")));
+            continue;
+        };
+        let checked = network.check_submissions(submissions, CHECK_WORKERS);
+        drop(network);
+        if let Err(crossbeam_channel::SendError((replies, _))) = out.send((replies, checked)) {
+            answer_all(replies, || Err(Error::internal("the payment pipeline has stopped")));
+        }
+    }
+}
+
+fn run_settle(network: &Weak<Network>, queue: &Receiver<(Replies, Vec<Result<Checked>>)>) {
+    while let Ok((replies, checked)) = queue.recv() {
+        let Some(network) = network.upgrade() else {
+            answer_all(replies, || Err(Error::internal("the network has shut down")));
+            continue;
+        };
+        let answers = network.settle(checked);
+        drop(network);
+        let done = Instant::now();
+        for ((tag, reply), result) in replies.into_iter().zip(answers) {
+            let _ = reply.send(Completion { tag, result, done });
+        }
+    }
+}
+
+fn answer_all(replies: Replies, result: impl Fn() -> Result<Receipt>) {
+    let done = Instant::now();
+    for (tag, reply) in replies {
+        let _ = reply.send(Completion { tag, result: result(), done });
+    }
+}
+
+impl Network {
+    /// The payment pipeline of this network, started on first use.
+    pub fn pipeline(self: &Arc<Self>) -> Result<&Pipeline> {
+        if let Some(pipeline) = self.pipeline.get() {
+            return Ok(pipeline);
+        }
+        let pipeline = Pipeline::start(Arc::downgrade(self))?;
+        // Two callers may race to start it: the loser's threads end when its queue drops.
+        Ok(self.pipeline.get_or_init(|| pipeline))
+    }
+
+    /// Submit a transfer the client built and signed itself (accounts that keep their own
+    /// key), on the caller's thread: the pipeline's two stages for a batch of one.
+    pub fn submit(&self, idem: Option<&Idem>, node_id: &str, tx: Transaction) -> Result<Receipt> {
+        let submission = Submission { node: node_id.to_string(), tx, idem: idem.cloned() };
+        let checked = self.check_submissions(vec![submission], 1);
+        self.settle(checked).pop().unwrap_or_else(|| Err(Error::internal("no answer")))
+    }
+}
