@@ -139,7 +139,12 @@ pub struct Network {
     pub(crate) store: Store,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) entropy: Entropy,
-    pub(crate) gate: RwLock<()>,
+    /// Shared by every mutating operation, exclusive for reconciliation (see the crate docs).
+    /// In an `Arc` so that the pipeline can hold it from one batch's spend to its apply.
+    pub(crate) gate: Arc<RwLock<()>>,
+    /// Callers waiting for the gate exclusively: the pipeline then lets its batches drain
+    /// instead of overlapping them, so they get it.
+    pub(crate) exclusive_waiting: std::sync::atomic::AtomicUsize,
     pub(crate) notary: Notary,
     pub(crate) nodes: BTreeMap<String, NodeSlot>,
     /// Node id -> display name (fixed at genesis).
@@ -282,7 +287,8 @@ impl Network {
             store,
             clock,
             entropy,
-            gate: RwLock::new(()),
+            gate: Arc::new(RwLock::new(())),
+            exclusive_waiting: std::sync::atomic::AtomicUsize::new(0),
             notary,
             nodes,
             node_names,
@@ -307,6 +313,15 @@ impl Network {
 
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
+    }
+
+    /// The gate, exclusively: no operation is between its plan and its apply.
+    pub(crate) fn gate_exclusive(&self) -> parking_lot::RwLockWriteGuard<'_, ()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.exclusive_waiting.fetch_add(1, SeqCst);
+        let gate = self.gate.write();
+        self.exclusive_waiting.fetch_sub(1, SeqCst);
+        gate
     }
 
     pub(crate) fn slot(&self, node_id: &str) -> Result<&NodeSlot> {

@@ -63,6 +63,21 @@ pub struct Completion {
     pub done: Instant,
 }
 
+/// The gate, held shared from a batch's spend to its apply.
+pub(crate) type GateGuard = parking_lot::ArcRwLockReadGuard<parking_lot::RawRwLock, ()>;
+
+/// Each party node's delta for one transaction.
+type NodeDeltas = Vec<(String, dtenge_node::Delta)>;
+
+/// A batch between the two halves of stage 2: spent and planned, its commit under way.
+pub(crate) struct Settling {
+    answers: Vec<Option<Result<Receipt>>>,
+    /// (answer slot, checked submission, node deltas) of every spend in the commit.
+    spent: Vec<(usize, Checked, NodeDeltas)>,
+    commit: dtenge_store::PendingCommit,
+    _gate: GateGuard,
+}
+
 /// A submission that passed the bank's checks, every stateless rule and signature checks.
 pub(crate) struct Checked {
     tx: Transaction,
@@ -150,10 +165,15 @@ impl Network {
     /// Stage 2 for a batch: notary, node plans, one durable commit, apply. One answer per
     /// entry of `checked`, in order; a resubmitted committed transaction gets its receipt again.
     pub(crate) fn settle(&self, checked: Vec<Result<Checked>>) -> Vec<Result<Receipt>> {
-        let _gate = self.gate.read();
+        let gate = self.gate.read_arc();
+        self.settle_finish(self.settle_begin(checked, gate))
+    }
+
+    /// The first half of stage 2: spend at the notary, plan every node's delta, and hand the
+    /// batch to the store. The caller holds the gate (shared) until [`Network::settle_finish`].
+    pub(crate) fn settle_begin(&self, checked: Vec<Result<Checked>>, gate: GateGuard) -> Settling {
         let now = self.clock.now_ms();
         let mut answers: Vec<Option<Result<Receipt>>> = Vec::with_capacity(checked.len());
-        // (answer slot, checked submission, node deltas) of every spend in this commit.
         let mut spent = Vec::with_capacity(checked.len());
         let mut batch = WriteBatch::new();
         for entry in checked {
@@ -172,7 +192,15 @@ impl Network {
                 Err(e) => answers[slot] = Some(Err(e)),
             }
         }
-        let committed = if spent.is_empty() { Ok(()) } else { self.store.commit(batch) };
+        let commit = self.store.commit_async(batch);
+        Settling { answers, spent, commit, _gate: gate }
+    }
+
+    /// The second half of stage 2: wait for the commit, then apply and finalize (or undo the
+    /// spends if it failed), and answer.
+    pub(crate) fn settle_finish(&self, settling: Settling) -> Vec<Result<Receipt>> {
+        let Settling { mut answers, spent, commit, _gate } = settling;
+        let committed = commit.wait();
         for (slot, c, deltas) in spent {
             let request =
                 SpendRequest { tx_id: c.validated.tx_id, inputs: &c.validated.inputs, outputs: &c.validated.outputs };
@@ -202,12 +230,7 @@ impl Network {
 
     /// The notary's spend and the nodes' plans for one checked submission, added to `batch`.
     /// `None`: the transaction was already committed (a resubmission), nothing to do.
-    fn spend_and_plan(
-        &self,
-        c: &Checked,
-        now: u64,
-        batch: &mut WriteBatch,
-    ) -> Result<Option<Vec<(String, dtenge_node::Delta)>>> {
+    fn spend_and_plan(&self, c: &Checked, now: u64, batch: &mut WriteBatch) -> Result<Option<NodeDeltas>> {
         let parties = self.party_nodes(&c.tx)?;
         for node in &parties {
             self.ensure_not_blocked(node)?;
@@ -328,18 +351,48 @@ fn run_check(network: &Weak<Network>, queue: &Receiver<Job>, out: &Sender<(Repli
     }
 }
 
+/// Stage 2's thread. While batch `k` is being written, batch `k + 1` is spent and planned:
+/// `begin(k + 1)` runs before `finish(k)`. That is safe because planning reads nothing that
+/// applying changes (node deltas depend on the transaction and the account directory only, and
+/// the outputs of `k` stay pending at the notary until `finish(k)`), and the store commits
+/// batches in the order it got them.
 fn run_settle(network: &Weak<Network>, queue: &Receiver<(Replies, Vec<Result<Checked>>)>) {
-    while let Ok((replies, checked)) = queue.recv() {
-        let Some(network) = network.upgrade() else {
-            answer_all(replies, || Err(Error::internal("the network has shut down")));
-            continue;
+    use std::sync::atomic::Ordering::SeqCst;
+    // The batch whose commit is under way, and the network it belongs to.
+    let mut pending: Option<(Arc<Network>, Replies, Settling)> = None;
+    loop {
+        let next = match &pending {
+            // Something to finish: take the next batch only if it is already waiting, and not
+            // while someone waits for the gate exclusively (the overlap would starve them).
+            Some((network, ..)) if network.exclusive_waiting.load(SeqCst) == 0 => queue.try_recv().ok(),
+            Some(_) => None,
+            None => match queue.recv() {
+                Ok(next) => Some(next),
+                Err(_) => return,
+            },
         };
-        let answers = network.settle(checked);
-        drop(network);
-        let done = Instant::now();
-        for ((tag, reply), result) in replies.into_iter().zip(answers) {
-            let _ = reply.send(Completion { tag, result, done });
+        let begun = next.and_then(|(replies, checked)| match network.upgrade() {
+            Some(network) => {
+                // Recursive: this thread may already hold the gate for the pending batch, and
+                // must not queue behind a writer that waits for that very batch.
+                let gate = if pending.is_some() { network.gate.read_arc_recursive() } else { network.gate.read_arc() };
+                let settling = network.settle_begin(checked, gate);
+                Some((network, replies, settling))
+            }
+            None => {
+                answer_all(replies, || Err(Error::internal("the network has shut down")));
+                None
+            }
+        });
+        if let Some((network, replies, settling)) = pending.take() {
+            let answers = network.settle_finish(settling);
+            drop(network);
+            let done = Instant::now();
+            for ((tag, reply), result) in replies.into_iter().zip(answers) {
+                let _ = reply.send(Completion { tag, result, done });
+            }
         }
+        pending = begun;
     }
 }
 

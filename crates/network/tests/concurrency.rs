@@ -459,3 +459,105 @@ fn reconciliation_during_concurrent_cross_bank_payments() {
         THREADS * PER_THREAD
     );
 }
+
+// ------------------------------------------------------------------------------------------
+// (d) The payment pipeline: one flood of submissions, batched.
+// ------------------------------------------------------------------------------------------
+
+/// Hundreds of client-signed payments go through the pipeline at once, so they are checked
+/// and settled in batches: with them, in the same batches, a second transaction for the same
+/// token (a double spend), the same transaction twice, and a transaction with a bad
+/// signature. Exactly the valid first spends commit; the balances and the network agree.
+#[test]
+fn the_pipeline_settles_a_flood_in_batches_and_refuses_what_it_must() {
+    const PAYERS: u32 = 120;
+    let dir = tempfile::tempdir().unwrap();
+    let network = Arc::new(open_network(dir.path(), 19));
+    let payee = open_client(&network, "tulpar", 500, None);
+    let mut txs = Vec::new();
+    let mut payers = Vec::new();
+    for n in 0..PAYERS {
+        let key = SecretKey::from_seed([n as u8 + 1; 32]);
+        let payer = open_client(&network, BANKS[n as usize % 3], n, Some(&key));
+        let funding = fund(&network, &payer, 50_000);
+        let token = network
+            .spendable_tokens(payer.bank, &payer.id)
+            .unwrap()
+            .into_iter()
+            .find(|input| input.tx_id == funding)
+            .unwrap();
+        let issuer = token.output.issuer;
+        let spend = |to: Address, nonce: u64| {
+            let body = TxBody {
+                command: Command::Transfer,
+                inputs: vec![token.clone()],
+                outputs: vec![Output::standard(amount(50_000), to, issuer)],
+                nonce,
+            };
+            let mut tx = Transaction::new(body);
+            tx.sign_owner(&key);
+            tx
+        };
+        txs.push((payer.bank, spend(payee.address, 1), "valid"));
+        match n % 4 {
+            // The same token to someone else, right behind: refused as a double spend.
+            0 => {
+                txs.push((payer.bank, spend(payers.first().map_or(payee.address, |p: &Client| p.address), 2), "double"))
+            }
+            // The very same transaction again: it commits once.
+            1 => txs.push((payer.bank, txs.last().unwrap().1.clone(), "again")),
+            // A corrupted signature on a fresh transaction.
+            2 => {
+                let mut bad = spend(payee.address, 3);
+                bad.witnesses[0].signature = SecretKey::from_seed([200; 32]).sign(b"something else");
+                txs.push((payer.bank, bad, "bad signature"));
+            }
+            _ => {}
+        }
+        payers.push(payer);
+    }
+    let circulation = total_dt(&network);
+    let payee_before = dt(&network, &payee);
+    let pipeline = network.pipeline().unwrap();
+    let (reply, answers) = crossbeam_channel::unbounded();
+    for (tag, (bank, tx, _)) in txs.iter().enumerate() {
+        let submission = dtenge_network::Submission { node: bank.to_string(), tx: tx.clone(), idem: None };
+        pipeline.submit(submission, tag as u64, &reply).unwrap();
+    }
+    let mut results: Vec<Option<dtenge_core::Result<_>>> = (0..txs.len()).map(|_| None).collect();
+    for _ in 0..txs.len() {
+        let completion = answers.recv().unwrap();
+        results[completion.tag as usize] = Some(completion.result);
+    }
+    let mut committed = 0;
+    for ((_, tx, kind), result) in txs.iter().zip(&results) {
+        let result = result.as_ref().unwrap();
+        match (*kind, result) {
+            ("valid", Ok(receipt)) => {
+                assert_eq!(receipt.tx_id, tx.id());
+                committed += 1;
+            }
+            ("double", Err(e)) => assert_eq!(e.code, ErrorCode::DoubleSpend, "{e}"),
+            // Resubmitted in the same batch, the second copy finds the first one pending; in a
+            // later batch it gets the same receipt. Either way it commits once.
+            ("again", Ok(receipt)) => assert_eq!(receipt.tx_id, tx.id()),
+            ("again", Err(e)) => assert_eq!(e.code, ErrorCode::RequestInProgress, "{e}"),
+            ("bad signature", Err(e)) => assert_eq!(e.code, ErrorCode::InvalidSignature, "{e}"),
+            (kind, result) => panic!("{kind}: unexpected {result:?}"),
+        }
+        assert_eq!(network.is_committed(&tx.id()), *kind == "valid" || *kind == "again");
+    }
+    assert_eq!(committed, PAYERS);
+    assert_eq!(dt(&network, &payee), payee_before + 50_000 * u64::from(PAYERS));
+    for payer in &payers {
+        assert_eq!(dt(&network, payer), 0, "every payer spent its one token");
+    }
+    assert_eq!(total_dt(&network), circulation, "payments move DT, they do not make or destroy it");
+    assert_reconciles(&network, "after the flood");
+    assert_nothing_reserved(&network, "after the flood");
+    // A retry after the fact gets the receipt again and changes nothing.
+    let (bank, tx, _) = &txs[0];
+    let again = network.submit(None, bank, tx.clone()).unwrap();
+    assert_eq!(again.tx_id, tx.id());
+    assert_reconciles(&network, "after a retry");
+}

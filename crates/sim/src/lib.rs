@@ -359,7 +359,7 @@ impl Sim {
         let net = self.network.as_ref().ok_or("no network")?;
         for bank in BANKS {
             let amount = AmountRequest { amount_tiyn: Amount::from_tiyn(1_000_000_00).map_err(|e| fail("amount", e))? };
-            net.credit_correspondent(None, bank, amount.clone()).map_err(|e| fail("correspondent", e))?;
+            net.credit_correspondent(None, bank, amount).map_err(|e| fail("correspondent", e))?;
             let amount = AmountRequest { amount_tiyn: Amount::from_tiyn(300_000_00).map_err(|e| fail("amount", e))? };
             net.emission(None, bank, amount).map_err(|e| fail("emission", e))?;
         }

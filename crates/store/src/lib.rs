@@ -203,6 +203,25 @@ impl Shared {
     }
 }
 
+/// A commit handed to the committer: [`PendingCommit::wait`] for its outcome.
+#[must_use = "a commit is durable only once wait() returns Ok"]
+pub struct PendingCommit(Pending);
+
+enum Pending {
+    Ready(Result<()>),
+    Waiting(Receiver<Result<()>>),
+}
+
+impl PendingCommit {
+    /// Block until the batch is durable (or failed).
+    pub fn wait(self) -> Result<()> {
+        match self.0 {
+            Pending::Ready(outcome) => outcome,
+            Pending::Waiting(answer) => answer.recv().map_err(|e| storage_error("commit reply", e))?,
+        }
+    }
+}
+
 /// The durable store: fjall on a real disk, or a [`SimDisk`] under the simulator.
 pub struct Store {
     engine: Engine,
@@ -254,20 +273,31 @@ impl Store {
 
     /// Commit a batch durably. Returns after the fsync that covers it.
     pub fn commit(&self, batch: WriteBatch) -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        for op in &batch.ops {
-            op.check()?;
-        }
+        self.commit_async(batch).wait()
+    }
+
+    /// Hand a batch to the committer and return at once; [`PendingCommit::wait`] returns
+    /// after the fsync that covers it. Batches commit in the order they were handed over.
+    /// Lets a caller prepare its next batch while this one is written.
+    pub fn commit_async(&self, batch: WriteBatch) -> PendingCommit {
         let engine = match &self.engine {
             Engine::Fjall(engine) => engine,
-            Engine::Simulated(engine) => return engine.commit(batch),
+            Engine::Simulated(engine) => return PendingCommit(Pending::Ready(engine.commit(batch))),
         };
+        if batch.is_empty() {
+            return PendingCommit(Pending::Ready(Ok(())));
+        }
+        if let Err(e) = batch.ops.iter().try_for_each(Op::check) {
+            return PendingCommit(Pending::Ready(Err(e)));
+        }
         let (reply, answer) = bounded(1);
-        let jobs = engine.jobs.as_ref().ok_or_else(|| storage_error("commit", "store closed"))?;
-        jobs.send(Job { batch, reply }).map_err(|e| storage_error("commit queue", e))?;
-        answer.recv().map_err(|e| storage_error("commit reply", e))?
+        let Some(jobs) = engine.jobs.as_ref() else {
+            return PendingCommit(Pending::Ready(Err(storage_error("commit", "store closed"))));
+        };
+        match jobs.send(Job { batch, reply }) {
+            Ok(()) => PendingCommit(Pending::Waiting(answer)),
+            Err(e) => PendingCommit(Pending::Ready(Err(storage_error("commit queue", e)))),
+        }
     }
 
     /// Every key and value of a table, in key order. Used at start-up to rebuild state.

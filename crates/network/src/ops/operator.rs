@@ -149,7 +149,7 @@ impl Network {
 
     /// Monitoring totals: emitted, redeemed, in circulation, per node.
     pub fn monitoring(&self) -> Result<Monitoring> {
-        let _gate = self.gate.write();
+        let _gate = self.gate_exclusive();
         let nodes: Vec<NodeView> = self.nodes.keys().map(|id| self.node_view(id)).collect::<Result<_>>()?;
         let emitted = Amount::sum(nodes.iter().map(|n| n.emitted_tiyn))?;
         let redeemed = Amount::sum(nodes.iter().map(|n| n.redeemed_tiyn))?;
@@ -174,7 +174,7 @@ impl Network {
     /// that every node token is unspent at the notary and that the notary knows no token
     /// that no node holds.
     pub fn reconcile(&self) -> Reconciliation {
-        let _gate = self.gate.write();
+        let _gate = self.gate_exclusive();
         let mut problems = Vec::new();
         let mut by_nbk: i128 = 0;
         for op in self.nbk_ops.lock().iter() {
