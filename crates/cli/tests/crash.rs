@@ -17,7 +17,16 @@
 //!   its key returns the same receipt and pays nothing twice;
 //! * requests that were in flight at the kill (answer unknown) can be retried with their keys
 //!   without a server error, and the platform still reconciles afterwards.
+//!
+//! Alongside, six clients that keep their own keys pay each other with transactions they sign
+//! (`POST /v1/nodes/{node}/transactions`, the batched payment pipeline): every one the API
+//! acknowledged is committed and in both histories after the restart, and their DT total is
+//! unchanged.
 
+use dtenge_core::crypto::SecretKey;
+use dtenge_core::money::Amount;
+use dtenge_core::token::{Input, Output};
+use dtenge_core::tx::{Command as TxCommand, Transaction, TxBody};
 use dtenge_scenarios::{Client, World};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -44,6 +53,10 @@ const THREADS: usize = 8;
 const LOAD: Duration = Duration::from_millis(1_500);
 /// Bound on each thread's loop, in case the stop flag is never seen.
 const SENDS_PER_THREAD_MAX: usize = 100_000;
+/// Clients that keep their own keys and sign their payments.
+const SIGNERS: usize = 6;
+/// Threads sending signed payments; each has its own payers, so they do not race each other.
+const SIGNER_THREADS: usize = 2;
 /// How long the binary may take to answer /health.
 const STARTUP_MAX: Duration = Duration::from_secs(30);
 
@@ -202,6 +215,74 @@ fn send_until_stopped(
     tally
 }
 
+/// A client that keeps its own key.
+struct Signer {
+    person: Person,
+    key: SecretKey,
+    address: dtenge_core::crypto::Address,
+}
+
+/// A signed payment sent, and whether the API acknowledged it.
+struct SignedSent {
+    payer: usize,
+    payee: usize,
+    amount: u64,
+    tx_id: String,
+}
+
+/// Signed payments from the payers `thread_no`, `thread_no + SIGNER_THREADS`, ... until stopped.
+/// Returns the acknowledged ones and the refusals by code.
+fn sign_until_stopped(
+    base: &str,
+    signers: &[Signer],
+    thread_no: usize,
+    stop: &AtomicBool,
+    killed: &AtomicBool,
+) -> (Vec<SignedSent>, BTreeMap<String, usize>) {
+    let client = Client::new(base);
+    let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B ^ (thread_no as u64 + 1));
+    let (mut acknowledged, mut refused) = (Vec::new(), BTreeMap::new());
+    for i in 0..SENDS_PER_THREAD_MAX {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let payer = thread_no + SIGNER_THREADS * rng.below((SIGNERS / SIGNER_THREADS) as u64) as usize;
+        let payee = (payer + 1 + rng.below(SIGNERS as u64 - 1) as usize) % SIGNERS;
+        let (from, to) = (&signers[payer], &signers[payee]);
+        let tokens_path = format!("/v1/nodes/{}/accounts/{}/tokens", from.person.bank, from.person.iin);
+        let Ok(tokens) = client.get(&tokens_path) else { break };
+        let tokens: Vec<Input> = serde_json::from_value(tokens).expect("tokens parse");
+        let want = 1 + rng.below(TRANSFER_TIYN_MAX);
+        let mut inputs = Vec::new();
+        let mut total = 0;
+        for token in tokens {
+            if total >= want {
+                break;
+            }
+            total += token.output.amount_tiyn.tiyn();
+            inputs.push(token);
+        }
+        let Some(issuer) = inputs.first().map(|t| t.output.issuer) else { continue };
+        let amount = want.min(total);
+        let tiyn = |t: u64| Amount::from_tiyn(t).expect("an amount");
+        let mut outputs = vec![Output::standard(tiyn(amount), to.address, issuer)];
+        if total > amount {
+            outputs.push(Output::standard(tiyn(total - amount), from.address, issuer));
+        }
+        let nonce = (thread_no as u64) << 32 | i as u64;
+        let mut tx = Transaction::new(TxBody { command: TxCommand::Transfer, inputs, outputs, nonce });
+        tx.sign_owner(&from.key);
+        let path = format!("/v1/nodes/{}/transactions", from.person.bank);
+        let body = serde_json::to_value(&tx).expect("a transaction serializes");
+        match client.post_with_key(&path, &body, &format!("signed-{thread_no}-{i}")) {
+            Ok(receipt) => acknowledged.push(SignedSent { payer, payee, amount, tx_id: tx_id(&receipt) }),
+            Err(e) if e.status == 0 && killed.load(Ordering::SeqCst) => break,
+            Err(e) => *refused.entry(format!("{} {}", e.status, e.code)).or_default() += 1,
+        }
+    }
+    (acknowledged, refused)
+}
+
 fn tx_id(receipt: &Value) -> String {
     receipt["tx_id"].as_str().expect("receipt has a tx_id").to_string()
 }
@@ -259,6 +340,21 @@ fn acknowledged_payments_survive_sigkill() {
         world.open(p.bank, "individual", &p.iin, &format!("Crash Client {i}"), Some(&p.phone)).expect("open account");
         world.give_dt(p.bank, &p.iin, START_TIYN).expect("give DT");
     }
+    let signers: Vec<Signer> = (0..SIGNERS)
+        .map(|i| {
+            let n = (CLIENTS + i) as u32 + 1;
+            let person = Person { bank: BANKS[i % BANKS.len()], iin: World::iin(SCENARIO, n), phone: String::new() };
+            let key = SecretKey::from_seed([i as u8 + 90; 32]);
+            let body = json!({"kind": "individual", "client_id": person.iin, "name": format!("Signer {i}"),
+                "public_key": serde_json::to_value(key.public_key()).expect("key")});
+            let account = Client::new(&first.base)
+                .post(&format!("/v1/nodes/{}/accounts", person.bank), &body)
+                .expect("open a self-signing account");
+            let address = serde_json::from_value(account["address"].clone()).expect("an address");
+            world.give_dt(person.bank, &person.iin, START_TIYN).expect("give DT");
+            Signer { person, key, address }
+        })
+        .collect();
     let setup_done = Instant::now();
     println!(
         "setup: {CLIENTS} clients with {START_TIYN} tiyn each in {:.2} s",
@@ -275,6 +371,13 @@ fn acknowledged_payments_survive_sigkill() {
             thread::spawn(move || send_until_stopped(&base, &people, t, &stop, &killed))
         })
         .collect();
+    let signers = Arc::new(signers);
+    let signing: Vec<_> = (0..SIGNER_THREADS)
+        .map(|t| {
+            let (base, signers, stop, killed) = (first.base.clone(), signers.clone(), stop.clone(), killed.clone());
+            thread::spawn(move || sign_until_stopped(&base, &signers, t, &stop, &killed))
+        })
+        .collect();
     thread::sleep(LOAD);
     killed.store(true, Ordering::SeqCst);
     first.kill();
@@ -289,6 +392,18 @@ fn acknowledged_payments_survive_sigkill() {
             *tally.refused.entry(code).or_default() += n;
         }
     }
+    let mut signed = Vec::new();
+    let mut signed_refused: BTreeMap<String, usize> = BTreeMap::new();
+    for thread in signing {
+        let (acknowledged, refused) = thread.join().expect("signing thread");
+        signed.extend(acknowledged);
+        for (code, n) in refused {
+            *signed_refused.entry(code).or_default() += n;
+        }
+    }
+    println!("signed: {} payments acknowledged, refused: {signed_refused:?}", signed.len());
+    assert!(!signed.is_empty(), "no signed payment was acknowledged before the kill");
+    assert!(signed_refused.keys().all(|code| !code.starts_with('5')), "server errors: {signed_refused:?}");
     let acknowledged = tally.acknowledged.len();
     println!(
         "load: {acknowledged} payments acknowledged in {:.2} s ({:.0}/s), {} in flight at the kill, refused: {:?}",
@@ -331,6 +446,25 @@ fn acknowledged_payments_survive_sigkill() {
         assert_eq!(debit, Some(&("debit".to_string(), sent.amount)), "payer's history of acknowledged payment {id}");
         assert_eq!(credit, Some(&("credit".to_string(), sent.amount)), "payee's history of acknowledged payment {id}");
     }
+    // So is every acknowledged signed payment, in both histories.
+    let signer_histories: Vec<_> = signers.iter().map(|s| history(&client, &s.person)).collect();
+    for sent in &signed {
+        let status = client.get(&format!("/v1/transactions/{}", sent.tx_id)).expect("transaction status");
+        assert_eq!(status["committed"], true, "acknowledged signed payment {} is lost", sent.tx_id);
+        assert_eq!(signer_histories[sent.payer].get(&sent.tx_id), Some(&("debit".to_string(), sent.amount)));
+        assert_eq!(signer_histories[sent.payee].get(&sent.tx_id), Some(&("credit".to_string(), sent.amount)));
+    }
+    let mut signers_tiyn = 0;
+    for (s, lines) in signers.iter().zip(&signer_histories) {
+        let account = client.get(&format!("/v1/nodes/{}/accounts/{}", s.person.bank, s.person.iin)).expect("account");
+        let credits: u64 = lines.values().filter(|(d, _)| d == "credit").map(|(_, a)| a).sum();
+        let debits: u64 = lines.values().filter(|(d, _)| d == "debit").map(|(_, a)| a).sum();
+        assert_eq!(u(&account["balance"]["dt_tiyn"]), credits - debits, "DT of signer {}", s.person.iin);
+        assert_eq!(u(&account["balance"]["dt_reserved_tiyn"]), 0);
+        signers_tiyn += u(&account["balance"]["dt_tiyn"]);
+    }
+    assert_eq!(signers_tiyn, SIGNERS as u64 * START_TIYN, "signed payments changed the signers' total");
+
     // Balances agree with the histories; nothing stays reserved.
     let mut clients_tiyn = 0;
     for (p, lines) in people.iter().zip(&histories) {
@@ -351,7 +485,7 @@ fn acknowledged_payments_survive_sigkill() {
     let circulation = u(&r["circulation_by_nbk_tiyn"]);
     assert_eq!(clients_tiyn, CLIENTS as u64 * START_TIYN, "payments between the clients changed their total");
     assert_eq!(
-        clients_tiyn + banks_tiyn,
+        clients_tiyn + signers_tiyn + banks_tiyn,
         circulation,
         "clients {clients_tiyn} + banks {banks_tiyn} against circulation {r}"
     );
@@ -391,7 +525,7 @@ fn acknowledged_payments_survive_sigkill() {
 
     println!(
         "after restart ({restart_s:.2} s): {acknowledged} acknowledged payments committed and in both histories; \
-         clients {clients_tiyn} + banks {banks_tiyn} = circulation {circulation} tiyn; retried in-flight requests: {retried:?}; \
+         clients {clients_tiyn} + signers {signers_tiyn} + banks {banks_tiyn} = circulation {circulation} tiyn; retried in-flight requests: {retried:?}; \
          final circulation {}, notary unspent {}",
         r["circulation_by_nbk_tiyn"], r["notary_unspent"]
     );
