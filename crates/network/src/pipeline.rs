@@ -13,8 +13,18 @@
 //! While batch `k` waits for its fsync, batch `k + 1` is being checked. The queue in front is
 //! bounded ([`QUEUE_MAX`]): when it is full, submitters wait (back-pressure).
 //!
-//! The same two stages run inline, on the caller's thread, for [`Network::submit`]: the
-//! simulator and the tests exercise exactly the code the pipeline runs.
+//! The same stage functions run inline, on the caller's thread, for [`Network::submit`] (a
+//! batch of one): that is what the simulator drives. The threads, the batching and the overlap
+//! of one batch's commit with the next batch's spend are exercised by the flood test
+//! (`tests/concurrency.rs`), the API scenarios and the SIGKILL test, not by the simulator.
+//!
+//! A failed commit is final for the process: the store refuses every later commit until a
+//! restart (see `dtenge-store`), so undoing the batch's spends in memory cannot let anyone
+//! spend those tokens again before recovery reads what the disk really holds.
+//!
+//! A panic inside a stage (a bug) answers that batch `INTERNAL`; in the settle stage it also
+//! stops the pipeline (later submissions are refused until a restart), since the batch may
+//! have committed without being applied.
 //!
 //! The pipeline holds only a weak reference to the network between batches, so dropping the
 //! last `Arc<Network>` shuts it down; its threads end when their queue closes.
@@ -74,6 +84,9 @@ pub(crate) struct Settling {
     answers: Vec<Option<Result<Receipt>>>,
     /// (answer slot, checked submission, node deltas) of every spend in the commit.
     spent: Vec<(usize, Checked, NodeDeltas)>,
+    /// (answer slot, receipt) of resubmitted committed transactions whose idempotency key
+    /// is recorded in this commit.
+    resubmitted: Vec<(usize, Receipt)>,
     commit: dtenge_store::PendingCommit,
     _gate: GateGuard,
 }
@@ -175,6 +188,7 @@ impl Network {
         let now = self.clock.now_ms();
         let mut answers: Vec<Option<Result<Receipt>>> = Vec::with_capacity(checked.len());
         let mut spent = Vec::with_capacity(checked.len());
+        let mut resubmitted = Vec::new();
         let mut batch = WriteBatch::new();
         for entry in checked {
             let slot = answers.len();
@@ -188,19 +202,30 @@ impl Network {
             };
             match self.spend_and_plan(&c, now, &mut batch) {
                 Ok(Some(deltas)) => spent.push((slot, c, deltas)),
-                Ok(None) => answers[slot] = Some(Ok(c.receipt)),
+                // Already committed: the same receipt again. A new idempotency key is bound to
+                // it in this commit, so the key cannot later be used for another request.
+                Ok(None) => match &c.idem {
+                    None => answers[slot] = Some(Ok(c.receipt)),
+                    Some(idem) => match crate::idempotency_record(&mut batch, idem, &c.receipt) {
+                        Ok(()) => resubmitted.push((slot, c.receipt)),
+                        Err(e) => answers[slot] = Some(Err(e)),
+                    },
+                },
                 Err(e) => answers[slot] = Some(Err(e)),
             }
         }
         let commit = self.store.commit_async(batch);
-        Settling { answers, spent, commit, _gate: gate }
+        Settling { answers, spent, resubmitted, commit, _gate: gate }
     }
 
     /// The second half of stage 2: wait for the commit, then apply and finalize (or undo the
     /// spends if it failed), and answer.
     pub(crate) fn settle_finish(&self, settling: Settling) -> Vec<Result<Receipt>> {
-        let Settling { mut answers, spent, commit, _gate } = settling;
+        let Settling { mut answers, spent, resubmitted, commit, _gate } = settling;
         let committed = commit.wait();
+        for (slot, receipt) in resubmitted {
+            answers[slot] = Some(committed.clone().map(|()| receipt));
+        }
         for (slot, c, deltas) in spent {
             let request =
                 SpendRequest { tx_id: c.validated.tx_id, inputs: &c.validated.inputs, outputs: &c.validated.outputs };
@@ -343,7 +368,11 @@ fn run_check(network: &Weak<Network>, queue: &Receiver<Job>, out: &Sender<(Repli
             answer_all(replies, || Err(Error::internal("the network has shut down")));
             continue;
         };
-        let checked = network.check_submissions(submissions, CHECK_WORKERS);
+        let count = submissions.len();
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            network.check_submissions(submissions, CHECK_WORKERS)
+        }))
+        .unwrap_or_else(|_| (0..count).map(|_| Err(Error::internal("checking the batch failed"))).collect());
         drop(network);
         if let Err(crossbeam_channel::SendError((replies, _))) = out.send((replies, checked)) {
             answer_all(replies, || Err(Error::internal("the payment pipeline has stopped")));
@@ -360,6 +389,7 @@ fn run_settle(network: &Weak<Network>, queue: &Receiver<(Replies, Vec<Result<Che
     use std::sync::atomic::Ordering::SeqCst;
     // The batch whose commit is under way, and the network it belongs to.
     let mut pending: Option<(Arc<Network>, Replies, Settling)> = None;
+    let mut stop = false;
     loop {
         let next = match &pending {
             // Something to finish: take the next batch only if it is already waiting, and not
@@ -376,8 +406,16 @@ fn run_settle(network: &Weak<Network>, queue: &Receiver<(Replies, Vec<Result<Che
                 // Recursive: this thread may already hold the gate for the pending batch, and
                 // must not queue behind a writer that waits for that very batch.
                 let gate = if pending.is_some() { network.gate.read_arc_recursive() } else { network.gate.read_arc() };
-                let settling = network.settle_begin(checked, gate);
-                Some((network, replies, settling))
+                let begun =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| network.settle_begin(checked, gate)));
+                match begun {
+                    Ok(settling) => Some((network, replies, settling)),
+                    Err(_) => {
+                        answer_all(replies, || Err(Error::internal("settling the batch failed; restart the platform")));
+                        stop = true;
+                        None
+                    }
+                }
             }
             None => {
                 answer_all(replies, || Err(Error::internal("the network has shut down")));
@@ -385,14 +423,34 @@ fn run_settle(network: &Weak<Network>, queue: &Receiver<(Replies, Vec<Result<Che
             }
         });
         if let Some((network, replies, settling)) = pending.take() {
-            let answers = network.settle_finish(settling);
+            let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| network.settle_finish(settling)));
             drop(network);
-            let done = Instant::now();
-            for ((tag, reply), result) in replies.into_iter().zip(answers) {
-                let _ = reply.send(Completion { tag, result, done });
+            match finished {
+                Ok(answers) => {
+                    let done = Instant::now();
+                    for ((tag, reply), result) in replies.into_iter().zip(answers) {
+                        let _ = reply.send(Completion { tag, result, done });
+                    }
+                }
+                Err(_) => {
+                    answer_all(replies, || Err(Error::internal("settling the batch failed; restart the platform")));
+                    stop = true;
+                }
             }
         }
         pending = begun;
+        if stop {
+            // Fail-stop: answer what is pending and what comes, refuse everything after.
+            if let Some((network, replies, settling)) = pending.take() {
+                drop(settling);
+                drop(network);
+                answer_all(replies, || Err(Error::internal("the payment pipeline stopped; restart the platform")));
+            }
+            for (replies, _) in queue.iter() {
+                answer_all(replies, || Err(Error::internal("the payment pipeline stopped; restart the platform")));
+            }
+            return;
+        }
     }
 }
 

@@ -187,6 +187,8 @@ struct Request {
     attempts: u32,
     /// The first success the client heard, if any.
     acked: Option<TxId>,
+    /// The first success the network answered (heard or not).
+    succeeded: Option<TxId>,
     /// Set when the client heard any answer: it stops retrying.
     answered: bool,
     /// The answer after the run's resolution pass: what the model counts.
@@ -232,6 +234,7 @@ struct Sim {
     double_spends: Vec<(usize, usize)>,
     start_dt: Vec<Amount>,
     start_fiat: Vec<Amount>,
+    start_circulation: Amount,
     trace: Vec<String>,
     messages_sent: u64,
     messages_dropped: u64,
@@ -269,6 +272,7 @@ impl Sim {
             double_spends: Vec::new(),
             start_dt: Vec::new(),
             start_fiat: Vec::new(),
+            start_circulation: Amount::ZERO,
             trace: Vec::new(),
             messages_sent: 0,
             messages_dropped: 0,
@@ -389,6 +393,7 @@ impl Sim {
             self.start_fiat.push(balance.fiat_tiyn);
         }
         self.clients = clients;
+        self.start_circulation = net.reconcile().circulation_by_nbk_tiyn;
         Ok(())
     }
 
@@ -439,6 +444,7 @@ impl Sim {
             idem: Idem { key, fingerprint },
             attempts: 0,
             acked: None,
+            succeeded: None,
             answered: false,
             last: None,
         });
@@ -536,20 +542,48 @@ impl Sim {
             return Ok(());
         }
         if self.chance(self.faults.crash_in_commit_permille) {
-            let mode = match self.rng.gen_range(0..3) {
+            let mode = match self.rng.gen_range(0..5) {
                 0 => CrashMode::BeforeWrite,
                 1 => CrashMode::Torn { kept_bytes_permille: self.rng.gen_range(1..1000) },
-                _ => CrashMode::AfterWrite,
+                2 => CrashMode::AfterWrite,
+                n => CrashMode::FailedWrite { written: n == 4 },
             };
             self.disk.arm_crash(1, mode);
         }
         let answer = self.execute(request);
-        if self.disk.crashed() {
+        let (crashed, failed) = (self.disk.crashed(), self.disk.failed());
+        if (crashed || failed) && answer.is_ok() {
+            return Err(format!("r{request}#{attempt} was answered {} although its commit failed", show(&answer)));
+        }
+        if crashed {
             self.log(format!("r{request}#{attempt} crashed the process inside its commit"));
             self.crash("in commit");
             return Ok(());
         }
         self.disk.disarm();
+        // Once a request succeeded (durably: a failed commit answers an error, checked above),
+        // every later execution of it must give the same success, from its idempotency record.
+        // (Answers may still reach the client out of order: an error computed before the
+        // success can arrive after it.)
+        let r = &mut self.requests[request];
+        match (&answer, r.succeeded) {
+            (Err(code), Some(first)) => {
+                return Err(format!("r{request}#{attempt} succeeded as {first} before, now it answers {code}"));
+            }
+            (Ok(tx_id), Some(first)) if *tx_id != first => {
+                return Err(format!("r{request}#{attempt} succeeded as {first} before, now as {tx_id}"));
+            }
+            (Ok(tx_id), None) => r.succeeded = Some(*tx_id),
+            _ => {}
+        }
+        if failed {
+            // The process lives and answers (an error); it commits nothing more, so the
+            // operator restarts it.
+            self.log(format!("r{request}#{attempt} handled: {}; the disk failed", show(&answer)));
+            self.send(Event::Answer { request, attempt, answer }, &format!("r{request}#{attempt} answer"));
+            self.crash("restart after a failed write");
+            return Ok(());
+        }
         self.log(format!("r{request}#{attempt} handled: {}", show(&answer)));
         self.send(Event::Answer { request, attempt, answer }, &format!("r{request}#{attempt} answer"));
         Ok(())
@@ -665,9 +699,34 @@ impl Sim {
         }
         self.check_acknowledged()?;
         for &(a, b) in &self.double_spends {
-            let committed = |i: usize| matches!(self.requests[i].last, Some(Ok(tx_id)) if net.is_committed(&tx_id));
+            let committed = |i: usize| match &self.requests[i].op {
+                Op::Submit { tx, .. } => net.is_committed(&tx.id()),
+                _ => false,
+            };
             if committed(a) && committed(b) {
                 return Err(format!("double spend: r{a} and r{b} spend the same tokens and both committed"));
+            }
+        }
+        // Circulation moves only by the emissions and redemptions that succeeded.
+        let mut circulation = i128::from(self.start_circulation.tiyn());
+        for r in self.requests.iter().filter(|r| matches!(r.last, Some(Ok(_)))) {
+            match r.op {
+                Op::Emission { amount, .. } => circulation += i128::from(amount.tiyn()),
+                Op::Redemption { amount, .. } => circulation -= i128::from(amount.tiyn()),
+                _ => {}
+            }
+        }
+        if i128::from(check.circulation_by_nbk_tiyn.tiyn()) != circulation {
+            return Err(format!(
+                "{} tiyn in circulation; the answers to emissions and redemptions say {circulation}",
+                check.circulation_by_nbk_tiyn
+            ));
+        }
+        for node in net.node_ids() {
+            for view in net.accounts(&node).map_err(|e| format!("accounts: {e}"))? {
+                if !view.balance.dt_reserved_tiyn.is_zero() {
+                    return Err(format!("{node}/{} keeps DT reserved with nothing in flight", view.account.client_id));
+                }
             }
         }
         let (dt, fiat) = self.expected_balances()?;

@@ -180,6 +180,8 @@ struct Job {
 struct Shared {
     db: Database,
     keyspaces: RwLock<HashMap<&'static str, Keyspace>>,
+    /// Set by the first failed commit; every later commit is refused.
+    failed: std::sync::OnceLock<String>,
 }
 
 impl Shared {
@@ -249,7 +251,8 @@ impl Store {
             .worker_threads(FJALL_WORKER_THREADS)
             .open()
             .map_err(|e| storage_error("open database", e))?;
-        let shared = Arc::new(Shared { db, keyspaces: RwLock::new(HashMap::new()) });
+        let shared =
+            Arc::new(Shared { db, keyspaces: RwLock::new(HashMap::new()), failed: std::sync::OnceLock::new() });
         for table in tables {
             shared.keyspace(*table, true)?;
         }
@@ -280,16 +283,16 @@ impl Store {
     /// after the fsync that covers it. Batches commit in the order they were handed over.
     /// Lets a caller prepare its next batch while this one is written.
     pub fn commit_async(&self, batch: WriteBatch) -> PendingCommit {
-        let engine = match &self.engine {
-            Engine::Fjall(engine) => engine,
-            Engine::Simulated(engine) => return PendingCommit(Pending::Ready(engine.commit(batch))),
-        };
         if batch.is_empty() {
             return PendingCommit(Pending::Ready(Ok(())));
         }
         if let Err(e) = batch.ops.iter().try_for_each(Op::check) {
             return PendingCommit(Pending::Ready(Err(e)));
         }
+        let engine = match &self.engine {
+            Engine::Fjall(engine) => engine,
+            Engine::Simulated(engine) => return PendingCommit(Pending::Ready(engine.commit(batch))),
+        };
         let (reply, answer) = bounded(1);
         let Some(jobs) = engine.jobs.as_ref() else {
             return PendingCommit(Pending::Ready(Err(storage_error("commit", "store closed"))));
@@ -366,9 +369,21 @@ fn run_committer(shared: &Shared, queue: &Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        // A panic in fjall must not leave callers without an answer.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_all(shared, &jobs)))
-            .unwrap_or_else(|_| Err(storage_error("commit", "the storage engine panicked")));
+        // After a failed commit nothing more is written until a restart (fail-stop): the batch
+        // may be on disk or not (a failed fsync says nothing certain), so the callers, who
+        // undo their in-memory spends on an error, must not be able to spend those tokens
+        // again in this process. Recovery at the next start reads what the disk really holds.
+        let outcome = if let Some(reason) = shared.failed.get() {
+            Err(storage_error("commit", format!("an earlier commit failed ({reason}); restart the platform")))
+        } else {
+            // A panic in fjall must not leave callers without an answer.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_all(shared, &jobs)))
+                .unwrap_or_else(|_| Err(storage_error("commit", "the storage engine panicked")));
+            if let Err(e) = &outcome {
+                let _ = shared.failed.set(e.message.clone());
+            }
+            outcome
+        };
         for job in jobs {
             let _ = job.reply.send(outcome.clone());
         }

@@ -33,6 +33,10 @@ pub enum CrashMode {
     Torn { kept_bytes_permille: u16 },
     /// The record is durable but the process dies before anyone is answered.
     AfterWrite,
+    /// The write fails and the process lives on (a failed fsync, a full disk); the record
+    /// reached the disk or not. Like the fjall store, the simulated one then refuses every
+    /// commit until it is reopened.
+    FailedWrite { written: bool },
 }
 
 /// Counters of what the disk went through.
@@ -51,6 +55,8 @@ struct DiskState {
     armed: Option<(u64, CrashMode)>,
     /// Set when a crash hit: every commit fails until the store is reopened.
     crashed: bool,
+    /// Set when a write failed without a crash: every commit fails until the store is reopened.
+    failed: bool,
     stats: DiskStats,
 }
 
@@ -80,6 +86,12 @@ impl SimDisk {
         self.0.lock().crashed
     }
 
+    /// Did a write fail (without a crash) since the store was last opened? The process is
+    /// alive, but commits nothing more until it is restarted.
+    pub fn failed(&self) -> bool {
+        self.0.lock().failed
+    }
+
     pub fn stats(&self) -> DiskStats {
         self.0.lock().stats
     }
@@ -93,6 +105,7 @@ impl SimDisk {
     fn recover(&self) -> Result<Tables> {
         let mut disk = self.0.lock();
         disk.crashed = false;
+        disk.failed = false;
         disk.armed = None;
         disk.stats.recoveries += 1;
         let mut tables = Tables::new();
@@ -123,8 +136,8 @@ impl SimDisk {
     fn write(&self, ops: &[SimOp]) -> Result<()> {
         let record = encode_record(ops)?;
         let mut disk = self.0.lock();
-        if disk.crashed {
-            return Err(storage_error("commit", "the simulated process has crashed"));
+        if disk.crashed || disk.failed {
+            return Err(storage_error("commit", "the simulated process has crashed or its disk failed"));
         }
         disk.stats.commits += 1;
         let hit = match &mut disk.armed {
@@ -140,15 +153,19 @@ impl SimDisk {
             return Ok(());
         };
         disk.armed = None;
-        disk.crashed = true;
-        disk.stats.crashes += 1;
+        if let CrashMode::FailedWrite { .. } = mode {
+            disk.failed = true;
+        } else {
+            disk.crashed = true;
+            disk.stats.crashes += 1;
+        }
         match mode {
-            CrashMode::BeforeWrite => {}
+            CrashMode::BeforeWrite | CrashMode::FailedWrite { written: false } => {}
             CrashMode::Torn { kept_bytes_permille } => {
                 let kept = record.len() * usize::from(kept_bytes_permille.min(999)) / 1000;
                 disk.journal.extend_from_slice(&record[..kept]);
             }
-            CrashMode::AfterWrite => disk.journal.extend_from_slice(&record),
+            CrashMode::AfterWrite | CrashMode::FailedWrite { written: true } => disk.journal.extend_from_slice(&record),
         }
         Err(storage_error("commit", format!("simulated crash ({mode:?})")))
     }
@@ -257,6 +274,8 @@ mod tests {
             (CrashMode::Torn { kept_bytes_permille: 500 }, false),
             (CrashMode::Torn { kept_bytes_permille: 999 }, false),
             (CrashMode::AfterWrite, true),
+            (CrashMode::FailedWrite { written: false }, false),
+            (CrashMode::FailedWrite { written: true }, true),
         ] {
             let disk = SimDisk::new();
             let store = Store::open_simulated(disk.clone(), &[T]).unwrap();
@@ -264,8 +283,8 @@ mod tests {
             disk.arm_crash(2, mode);
             put(&store, 2).unwrap();
             assert!(put(&store, 3).is_err(), "{mode:?} hits the second commit from arming");
-            assert!(disk.crashed());
-            assert!(put(&store, 4).is_err(), "a crashed process commits nothing");
+            assert!(disk.crashed() || disk.failed());
+            assert!(put(&store, 4).is_err(), "a crashed process, or a failed disk, commits nothing");
             drop(store);
             let store = Store::open_simulated(disk.clone(), &[T]).unwrap();
             let keys: Vec<u8> = store.scan(T).unwrap().into_iter().map(|(k, _)| k[0]).collect();
