@@ -14,12 +14,16 @@
 //!   notary's unspent set (no token spent twice, none lost);
 //! - no acknowledged payment is lost: every transaction id a client was told succeeded is
 //!   committed, after every restart;
-//! - one answer per idempotency key: a client never hears two different successes for one
-//!   request;
-//! - of two transactions spending the same tokens (injected double spends), at most one commits;
+//! - a request whose commit failed (a crash inside it, or a write that failed while the
+//!   process lives) is never answered with a success;
+//! - one answer per idempotency key: once a request succeeded, every later execution of it
+//!   gives that same success, and a client never hears two different successes;
+//! - of two transactions spending the same tokens (injected double spends), at most one is
+//!   committed at the notary;
 //! - at the end, after every request is resolved: each client's DT and bank money equal what
-//!   the answers it got say they should be (no payment applied twice, none half-applied), and
-//!   no reservation is left behind.
+//!   the answers it got say they should be (no payment applied twice, none half-applied); DT
+//!   in circulation equals the start plus the emissions minus the redemptions that succeeded;
+//!   and no reservation is left behind, on clients' or banks' own accounts.
 //!
 //! Components share one process and one store today, so "crash a component" means crashing
 //! the process at that component's step of the path; every step of a payment that touches the
@@ -75,7 +79,8 @@ pub struct Faults {
     pub duplicate_permille: u32,
     /// Longest one-way delay; messages overtake each other within it.
     pub latency_ms_max: u64,
-    /// Chance that the process crashes inside the commit of a request it handles.
+    /// Chance that the commit of a request it handles fails: the process crashes inside it
+    /// (before the write, torn, after the write), or the write fails and the process lives.
     pub crash_in_commit_permille: u32,
     /// Chance that the process crashes while idle, before a new request.
     pub crash_idle_permille: u32,
