@@ -393,17 +393,24 @@ impl Network {
         T: Serialize + serde::de::DeserializeOwned,
         F: FnOnce(Option<&Idem>) -> Result<T>,
     {
-        if let Some(stored) = self.store.get(IDEM_TABLE, idem.key.as_bytes())? {
-            let (fingerprint, answer): (Hash32, Vec<u8>) = dtenge_store::decode(&stored)?;
-            if fingerprint != idem.fingerprint {
-                return Err(Error::new(
-                    ErrorCode::IdempotencyKeyReused,
-                    format!("idempotency key '{}' was used with a different request", idem.key),
-                ));
-            }
-            return serde_json::from_slice(&answer).map_err(|e| Error::internal(format!("stored answer: {e}")));
+        match self.stored_answer(idem)? {
+            Some(answer) => Ok(answer),
+            None => op(Some(idem)),
         }
-        op(Some(idem))
+    }
+
+    /// The answer recorded for the idempotency key `idem`, if its request ran before;
+    /// `IDEMPOTENCY_KEY_REUSED` if the key was used with another request.
+    pub fn stored_answer<T: serde::de::DeserializeOwned>(&self, idem: &Idem) -> Result<Option<T>> {
+        let Some(stored) = self.store.get(IDEM_TABLE, idem.key.as_bytes())? else { return Ok(None) };
+        let (fingerprint, answer): (Hash32, Vec<u8>) = dtenge_store::decode(&stored)?;
+        if fingerprint != idem.fingerprint {
+            return Err(Error::new(
+                ErrorCode::IdempotencyKeyReused,
+                format!("idempotency key '{}' was used with a different request", idem.key),
+            ));
+        }
+        serde_json::from_slice(&answer).map(Some).map_err(|e| Error::internal(format!("stored answer: {e}")))
     }
 
     /// Durably commit `batch`, with the idempotency record of `answer` when there is a key.

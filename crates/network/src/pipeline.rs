@@ -14,9 +14,11 @@
 //! bounded ([`QUEUE_MAX`]): when it is full, submitters wait (back-pressure).
 //!
 //! The same stage functions run inline, on the caller's thread, for [`Network::submit`] (a
-//! batch of one): that is what the simulator drives. The threads, the batching and the overlap
-//! of one batch's commit with the next batch's spend are exercised by the flood test
-//! (`tests/concurrency.rs`), the API scenarios and the SIGKILL test, not by the simulator.
+//! batch of one), and one batch at a time for [`Network::begin_batch`] and
+//! [`Network::finish_batch`]: the simulator drives those the way the settle thread does
+//! (batch `k + 1` begun before batch `k` is finished, crashes inside a batch's commit). The
+//! threads themselves are exercised by the flood test (`tests/concurrency.rs`), the API
+//! scenarios and the SIGKILL test.
 //!
 //! A failed commit is final for the process: the store refuses every later commit until a
 //! restart (see `dtenge-store`), so undoing the batch's spends in memory cannot let anyone
@@ -80,7 +82,7 @@ pub(crate) type GateGuard = parking_lot::ArcRwLockReadGuard<parking_lot::RawRwLo
 type NodeDeltas = Vec<(String, dtenge_node::Delta)>;
 
 /// A batch between the two halves of stage 2: spent and planned, its commit under way.
-pub(crate) struct Settling {
+pub struct Settling {
     answers: Vec<Option<Result<Receipt>>>,
     /// (answer slot, checked submission, node deltas) of every spend in the commit.
     spent: Vec<(usize, Checked, NodeDeltas)>,
@@ -462,6 +464,21 @@ fn answer_all(replies: Replies, result: impl Fn() -> Result<Receipt>) {
 }
 
 impl Network {
+    /// The pipeline's stages for a caller that drives them itself, one batch at a time, on
+    /// its own thread (the simulator): check, spend, plan, and hand the batch to the store.
+    /// Finish it with [`Network::finish_batch`]; the next batch may begin before, as in the
+    /// pipeline. The caller checks idempotency keys first ([`Network::stored_answer`]).
+    pub fn begin_batch(&self, submissions: Vec<Submission>) -> Settling {
+        let checked = self.check_submissions(submissions, 1);
+        // Recursive: the caller may still hold the gate for the batch it has not finished.
+        self.settle_begin(checked, self.gate.read_arc_recursive())
+    }
+
+    /// Wait for a begun batch's commit, apply it, and answer each submission in order.
+    pub fn finish_batch(&self, settling: Settling) -> Vec<Result<Receipt>> {
+        self.settle_finish(settling)
+    }
+
     /// The payment pipeline of this network, started on first use.
     pub fn pipeline(self: &Arc<Self>) -> Result<&Pipeline> {
         if let Some(pipeline) = self.pipeline.get() {

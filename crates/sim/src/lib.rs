@@ -25,6 +25,11 @@
 //!   in circulation equals the start plus the emissions minus the redemptions that succeeded;
 //!   and no reservation is left behind, on clients' or banks' own accounts.
 //!
+//! Client-signed transfers go through the payment pipeline's stages, in batches of what
+//! arrived between two of its turns ([`Faults::batch_wait_ms_max`]), each batch begun before
+//! the previous one is finished, as the pipeline's settle thread does; a crash inside a
+//! batch's commit loses the answers of that batch and of the one before it.
+//!
 //! Components share one process and one store today, so "crash a component" means crashing
 //! the process at that component's step of the path; every step of a payment that touches the
 //! disk is a crash point. When nodes become separate processes, each gets its own [`SimDisk`].
@@ -35,8 +40,9 @@ use dtenge_core::money::Amount;
 use dtenge_core::token::{Output, TxId};
 use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::Error;
+use dtenge_network::pipeline::Settling;
 use dtenge_network::types::{AmountRequest, OpenAccount, Payee, Receipt, TransferRequest};
-use dtenge_network::{Entropy, Idem, ManualClock, Network, NetworkConfig};
+use dtenge_network::{Entropy, Idem, ManualClock, Network, NetworkConfig, Submission};
 use dtenge_node::ids::complete_iin_bin;
 use dtenge_node::ClientKind;
 use dtenge_store::{CrashMode, SimDisk};
@@ -51,6 +57,8 @@ const BANKS: [&str; 3] = ["steppe", "tulpar", "sapa"];
 const ATTEMPTS_MAX: u32 = 12;
 /// Most events one run processes: a bound on the loop, far above what a run needs.
 const EVENTS_MAX: u64 = 1_000_000;
+/// The answer that asks a client to retry later.
+const IN_PROGRESS: &str = "REQUEST_IN_PROGRESS";
 /// Every client starts with this much bank money, and converts part of it to DT.
 const FIAT_START_TIYN: u64 = 50_000_00;
 const DT_START_TIYN: u64 = 20_000_00;
@@ -84,6 +92,9 @@ pub struct Faults {
     pub crash_in_commit_permille: u32,
     /// Chance that the process crashes while idle, before a new request.
     pub crash_idle_permille: u32,
+    /// Longest pause between two turns of the payment pipeline: longer pauses make larger
+    /// batches (several submissions, repeats and double spends in one commit).
+    pub batch_wait_ms_max: u64,
 }
 
 impl Faults {
@@ -95,6 +106,7 @@ impl Faults {
             latency_ms_max: [1, 20, 200][rng.gen_range(0..3)],
             crash_in_commit_permille: pick(rng, &[0, 30, 150, 500]),
             crash_idle_permille: pick(rng, &[0, 20, 100]),
+            batch_wait_ms_max: [3, 20, 60][rng.gen_range(0..3)],
         }
     }
 
@@ -104,6 +116,7 @@ impl Faults {
         latency_ms_max: 1,
         crash_in_commit_permille: 0,
         crash_idle_permille: 0,
+        batch_wait_ms_max: 3,
     };
 }
 
@@ -220,6 +233,8 @@ enum Event {
     Timeout { request: usize, attempt: u32 },
     /// The crashed process starts again.
     Restart,
+    /// The payment pipeline's settle thread takes its next turn.
+    PipelineTick,
 }
 
 struct Sim {
@@ -231,6 +246,11 @@ struct Sim {
     disk: SimDisk,
     network: Option<Network>,
     restart_pending: bool,
+    /// Client-signed submissions waiting for the pipeline's next turn.
+    pipeline_queue: Vec<(usize, u32)>,
+    /// The batch whose commit is under way: its (request, attempt)s and its stage-2 state.
+    pipeline_in_commit: Option<(Vec<(usize, u32)>, Settling)>,
+    tick_scheduled: bool,
     /// Events by (time, sequence): a deterministic priority queue.
     events: BTreeMap<(u64, u64), Event>,
     sequence: u64,
@@ -270,6 +290,9 @@ impl Sim {
             disk: SimDisk::new(),
             network: None,
             restart_pending: false,
+            pipeline_queue: Vec::new(),
+            pipeline_in_commit: None,
+            tick_scheduled: false,
             events: BTreeMap::new(),
             sequence: 0,
             clients: Vec::new(),
@@ -416,6 +439,7 @@ impl Sim {
                 Ok(())
             }
             Event::Restart => self.restart(),
+            Event::PipelineTick => self.pipeline_tick(),
         }
     }
 
@@ -546,15 +570,18 @@ impl Sim {
             self.log(format!("r{request}#{attempt} arrives at a dead process"));
             return Ok(());
         }
-        if self.chance(self.faults.crash_in_commit_permille) {
-            let mode = match self.rng.gen_range(0..5) {
-                0 => CrashMode::BeforeWrite,
-                1 => CrashMode::Torn { kept_bytes_permille: self.rng.gen_range(1..1000) },
-                2 => CrashMode::AfterWrite,
-                n => CrashMode::FailedWrite { written: n == 4 },
-            };
-            self.disk.arm_crash(1, mode);
+        // Client-signed transfers go through the payment pipeline, in batches.
+        if let Op::Submit { .. } = self.requests[request].op {
+            self.log(format!("r{request}#{attempt} queued for the pipeline"));
+            self.pipeline_queue.push((request, attempt));
+            if !self.tick_scheduled {
+                self.tick_scheduled = true;
+                let delay = self.rng.gen_range(1..=self.faults.batch_wait_ms_max);
+                self.schedule(delay, Event::PipelineTick);
+            }
+            return Ok(());
         }
+        self.maybe_arm_crash();
         let answer = self.execute(request);
         let (crashed, failed) = (self.disk.crashed(), self.disk.failed());
         if (crashed || failed) && answer.is_ok() {
@@ -566,12 +593,39 @@ impl Sim {
             return Ok(());
         }
         self.disk.disarm();
-        // Once a request succeeded (durably: a failed commit answers an error, checked above),
-        // every later execution of it must give the same success, from its idempotency record.
-        // (Answers may still reach the client out of order: an error computed before the
-        // success can arrive after it.)
+        self.answer(request, attempt, answer)?;
+        if failed {
+            // The process lived and answered (an error); it commits nothing more, so the
+            // operator restarts it.
+            self.crash("restart after a failed write");
+        }
+        Ok(())
+    }
+
+    fn maybe_arm_crash(&mut self) {
+        if self.chance(self.faults.crash_in_commit_permille) {
+            let mode = match self.rng.gen_range(0..5) {
+                0 => CrashMode::BeforeWrite,
+                1 => CrashMode::Torn { kept_bytes_permille: self.rng.gen_range(1..1000) },
+                2 => CrashMode::AfterWrite,
+                n => CrashMode::FailedWrite { written: n == 4 },
+            };
+            self.disk.arm_crash(1, mode);
+        }
+    }
+
+    /// The network answers an attempt: check it against what the request answered before,
+    /// then send it.
+    fn answer(&mut self, request: usize, attempt: u32, answer: Answer) -> Result<(), String> {
+        // Once a request succeeded (durably: a failed commit answers an error, checked by the
+        // callers), every later execution of it must give the same success, from its
+        // idempotency record. (Answers may still reach the client out of order: an error
+        // computed before the success can arrive after it.)
         let r = &mut self.requests[request];
         match (&answer, r.succeeded) {
+            // "Still being processed, retry": a copy that arrived while the first was in
+            // flight (the same transaction twice in one batch).
+            (Err(code), _) if code == IN_PROGRESS => {}
             (Err(code), Some(first)) => {
                 return Err(format!("r{request}#{attempt} succeeded as {first} before, now it answers {code}"));
             }
@@ -581,16 +635,86 @@ impl Sim {
             (Ok(tx_id), None) => r.succeeded = Some(*tx_id),
             _ => {}
         }
+        self.log(format!("r{request}#{attempt} handled: {}", show(&answer)));
+        self.send(Event::Answer { request, attempt, answer }, &format!("r{request}#{attempt} answer"));
+        Ok(())
+    }
+
+    /// One turn of the payment pipeline, as its settle thread runs it: the submissions that
+    /// arrived form a batch, which is checked, spent, planned and handed to the store; then
+    /// the batch before it (whose commit was under way meanwhile) is applied and answered.
+    /// A crash inside this batch's commit loses both batches' answers.
+    fn pipeline_tick(&mut self) -> Result<(), String> {
+        self.tick_scheduled = false;
+        let Some(net) = self.network.as_ref() else {
+            self.pipeline_queue.clear();
+            return Ok(());
+        };
+        let mut immediate = Vec::new();
+        let mut members = Vec::new();
+        let mut submissions = Vec::new();
+        for (request, attempt) in std::mem::take(&mut self.pipeline_queue) {
+            let r = &self.requests[request];
+            // As the API does: a key seen before gets its stored answer.
+            match net.stored_answer::<Receipt>(&r.idem) {
+                Ok(Some(receipt)) => immediate.push((request, attempt, Ok(receipt.tx_id))),
+                Err(e) => immediate.push((request, attempt, Err(code(&e)))),
+                Ok(None) => {
+                    let Op::Submit { payer, tx } = &r.op else { continue };
+                    let node = self.clients[*payer].node.to_string();
+                    submissions.push(Submission { node, tx: (**tx).clone(), idem: Some(r.idem.clone()) });
+                    members.push((request, attempt));
+                }
+            }
+        }
+        if !submissions.is_empty() {
+            self.maybe_arm_crash();
+        }
+        let net = self.network.as_ref().ok_or("the network vanished")?;
+        let size = submissions.len();
+        let begun = (!submissions.is_empty()).then(|| net.begin_batch(submissions));
+        if size > 0 {
+            self.trace.push(format!("{:>7}ms pipeline batch of {size}", self.now() - start_ms()));
+        }
+        if self.disk.crashed() {
+            self.log(format!("a batch of {} crashed the process inside its commit", members.len()));
+            self.pipeline_in_commit = None;
+            self.crash("in a batch commit");
+            return Ok(());
+        }
+        self.disk.disarm();
+        let mut answers = Vec::new();
+        if let Some((previous, settling)) = self.pipeline_in_commit.take() {
+            answers.extend(previous.into_iter().zip(net.finish_batch(settling)));
+        }
+        let failed = self.disk.failed();
+        match begun {
+            // A failed write: finish at once, every answer must be an error.
+            Some(settling) if failed => {
+                let results = net.finish_batch(settling);
+                if let Some(ok) = results.iter().find(|r| r.is_ok()) {
+                    return Err(format!("a batch was answered {ok:?} although its commit failed"));
+                }
+                answers.extend(members.into_iter().zip(results));
+            }
+            Some(settling) => self.pipeline_in_commit = Some((members, settling)),
+            None => {}
+        }
+        for ((request, attempt), result) in answers {
+            self.answer(request, attempt, result.map(|receipt| receipt.tx_id).map_err(|e| code(&e)))?;
+        }
+        for (request, attempt, answer) in immediate {
+            self.answer(request, attempt, answer)?;
+        }
         if failed {
-            // The process lives and answers (an error); it commits nothing more, so the
-            // operator restarts it.
-            self.log(format!("r{request}#{attempt} handled: {}; the disk failed", show(&answer)));
-            self.send(Event::Answer { request, attempt, answer }, &format!("r{request}#{attempt} answer"));
             self.crash("restart after a failed write");
             return Ok(());
         }
-        self.log(format!("r{request}#{attempt} handled: {}", show(&answer)));
-        self.send(Event::Answer { request, attempt, answer }, &format!("r{request}#{attempt} answer"));
+        if self.pipeline_in_commit.is_some() || !self.pipeline_queue.is_empty() {
+            self.tick_scheduled = true;
+            let delay = self.rng.gen_range(1..=self.faults.batch_wait_ms_max);
+            self.schedule(delay, Event::PipelineTick);
+        }
         Ok(())
     }
 
@@ -629,6 +753,10 @@ impl Sim {
     fn hear(&mut self, request: usize, attempt: u32, answer: Answer) -> Result<(), String> {
         self.log(format!("r{request}#{attempt} client hears {}", show(&answer)));
         let r = &mut self.requests[request];
+        // "In progress" asks the client to retry: its timeout will.
+        if matches!(&answer, Err(code) if code == IN_PROGRESS) {
+            return Ok(());
+        }
         r.answered = true;
         if let Ok(tx_id) = answer {
             match r.acked {
@@ -643,6 +771,9 @@ impl Sim {
 
     fn crash(&mut self, why: &str) {
         self.log(format!("process crashes ({why})"));
+        // Everything in memory is gone, the batch whose commit was under way included.
+        self.pipeline_in_commit = None;
+        self.pipeline_queue.clear();
         self.network = None;
         if !self.restart_pending {
             self.restart_pending = true;
@@ -868,6 +999,7 @@ pub fn report_json(report: &SimReport) -> serde_json::Value {
             "latency_ms_max": report.faults.latency_ms_max,
             "crash_in_commit_permille": report.faults.crash_in_commit_permille,
             "crash_idle_permille": report.faults.crash_idle_permille,
+            "batch_wait_ms_max": report.faults.batch_wait_ms_max,
         },
         "requests": report.requests,
         "succeeded": report.succeeded,
