@@ -421,7 +421,7 @@ impl Network {
         self.store.commit(batch)
     }
 
-    /// The node each party of a transaction belongs to.
+    /// The node each party of a transaction belongs to; refused if any of them is blocked.
     fn party_nodes(&self, tx: &Transaction) -> Result<BTreeSet<String>> {
         let ids = self.ids.read();
         let owners = tx.body.inputs.iter().map(|i| i.output.owner).chain(tx.body.outputs.iter().map(|o| o.owner));
@@ -431,6 +431,10 @@ impl Network {
                 Error::new(ErrorCode::UnknownAccount, format!("no digital account has address {owner}"))
             })?;
             nodes.insert(node.clone());
+        }
+        drop(ids);
+        for node in &nodes {
+            self.ensure_not_blocked(node)?;
         }
         Ok(nodes)
     }
@@ -485,10 +489,7 @@ impl Network {
         let now = self.clock.now_ms();
         let validated = validate(tx, &*self.trust.read())?;
         let parties = self.party_nodes(tx)?;
-        for node in &parties {
-            self.ensure_not_blocked(node)?;
-        }
-        let request = SpendRequest { tx_id: validated.tx_id, inputs: &validated.inputs, outputs: &validated.outputs };
+        let request = SpendRequest::of(&validated);
         // Operations that build fresh transactions refuse a repeated transaction id, so that
         // their side effects (ABS postings, registries) can never apply twice. Client-signed
         // transfers, which a client may send again, go through `pipeline::settle` instead.
@@ -511,15 +512,20 @@ impl Network {
                 return Err(e);
             }
         };
-        // Nodes first, then the notary: until `finalize`, the new outputs cannot be spent, so
-        // a transaction spending them finds them in its node's wallet.
+        self.publish(deltas, request);
+        Ok(validated)
+    }
+
+    /// A transaction is durable: the party nodes apply their deltas, then the notary
+    /// finalizes. Nodes first: until `finalize`, the new outputs cannot be spent, so a
+    /// transaction spending them finds them in its node's wallet.
+    pub(crate) fn publish(&self, deltas: Vec<(String, dtenge_node::Delta)>, request: SpendRequest<'_>) {
         for (node, delta) in deltas {
             if let Some(slot) = self.nodes.get(&node) {
                 slot.state.lock().apply(delta);
             }
         }
         self.notary.finalize(request);
-        Ok(validated)
     }
 
     fn plan_deltas(

@@ -229,18 +229,10 @@ impl Network {
             answers[slot] = Some(committed.clone().map(|()| receipt));
         }
         for (slot, c, deltas) in spent {
-            let request =
-                SpendRequest { tx_id: c.validated.tx_id, inputs: &c.validated.inputs, outputs: &c.validated.outputs };
+            let request = SpendRequest::of(&c.validated);
             match &committed {
                 Ok(()) => {
-                    // Nodes first, then the notary: until `finalize`, the new outputs cannot be
-                    // spent, so a transaction spending them finds them in its node's wallet.
-                    for (node, delta) in deltas {
-                        if let Some(slot) = self.nodes.get(&node) {
-                            slot.state.lock().apply(delta);
-                        }
-                    }
-                    self.notary.finalize(request);
+                    self.publish(deltas, request);
                     answers[slot] = Some(Ok(c.receipt));
                 }
                 Err(e) => {
@@ -259,11 +251,7 @@ impl Network {
     /// `None`: the transaction was already committed (a resubmission), nothing to do.
     fn spend_and_plan(&self, c: &Checked, now: u64, batch: &mut WriteBatch) -> Result<Option<NodeDeltas>> {
         let parties = self.party_nodes(&c.tx)?;
-        for node in &parties {
-            self.ensure_not_blocked(node)?;
-        }
-        let request =
-            SpendRequest { tx_id: c.validated.tx_id, inputs: &c.validated.inputs, outputs: &c.validated.outputs };
+        let request = SpendRequest::of(&c.validated);
         if self.notary.try_spend(request)? == Spend::AlreadyCommitted {
             return Ok(None);
         }
@@ -466,6 +454,7 @@ fn answer_all(replies: Replies, result: impl Fn() -> Result<Receipt>) {
 impl Network {
     /// The pipeline's stages for a caller that drives them itself, one batch at a time, on
     /// its own thread (the simulator): check, spend, plan, and hand the batch to the store.
+    /// A batch holds at most [`BATCH_MAX`] submissions.
     /// Finish it with [`Network::finish_batch`]; the next batch may begin before, as in the
     /// pipeline. The caller checks idempotency keys first ([`Network::stored_answer`]).
     pub fn begin_batch(&self, submissions: Vec<Submission>) -> Settling {

@@ -39,6 +39,13 @@ pub struct SpendRequest<'a> {
     pub outputs: &'a [TokenId],
 }
 
+impl<'a> SpendRequest<'a> {
+    /// The spend of a transaction that passed stateless validation.
+    pub fn of(validated: &'a dtenge_core::validate::Validated) -> SpendRequest<'a> {
+        SpendRequest { tx_id: validated.tx_id, inputs: &validated.inputs, outputs: &validated.outputs }
+    }
+}
+
 /// The notary's answer to a spend it accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Spend {

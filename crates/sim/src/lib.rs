@@ -40,7 +40,7 @@ use dtenge_core::money::Amount;
 use dtenge_core::token::{Output, TxId};
 use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::Error;
-use dtenge_network::pipeline::Settling;
+use dtenge_network::pipeline::{Settling, BATCH_MAX};
 use dtenge_network::types::{AmountRequest, OpenAccount, Payee, Receipt, TransferRequest};
 use dtenge_network::{Entropy, Idem, ManualClock, Network, NetworkConfig, Submission};
 use dtenge_node::ids::complete_iin_bin;
@@ -653,7 +653,9 @@ impl Sim {
         let mut immediate = Vec::new();
         let mut members = Vec::new();
         let mut submissions = Vec::new();
-        for (request, attempt) in std::mem::take(&mut self.pipeline_queue) {
+        // A turn takes at most one batch; the rest waits for the next turn.
+        let take = self.pipeline_queue.len().min(BATCH_MAX);
+        for (request, attempt) in self.pipeline_queue.drain(..take).collect::<Vec<_>>() {
             let r = &self.requests[request];
             // As the API does: a key seen before gets its stored answer.
             match net.stored_answer::<Receipt>(&r.idem) {
