@@ -25,13 +25,18 @@ pub struct ErrorBody {
 pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::MalformedInput | ErrorCode::InvalidSignature => StatusCode::BAD_REQUEST,
-        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden | ErrorCode::OracleConfirmationRequired | ErrorCode::RecipientNotAllowed => {
+            StatusCode::FORBIDDEN
+        }
         ErrorCode::UnknownAccount | ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::DoubleSpend
         | ErrorCode::DuplicateAccount
         | ErrorCode::RequestInProgress
         | ErrorCode::Conflict
+        | ErrorCode::FundsHeld
+        | ErrorCode::EventExpired
         | ErrorCode::NonWorkingDay => StatusCode::CONFLICT,
         ErrorCode::BankBlocked => StatusCode::LOCKED,
         ErrorCode::InsufficientFunds

@@ -42,6 +42,16 @@ pub enum ErrorCode {
     Conflict,
     /// The durable store failed; nothing was acknowledged.
     StorageFailure,
+    /// The tokens are held against an oracle event: only the oracle's release or return moves them.
+    FundsHeld,
+    /// The transaction creates or moves programmed tokens and lacks the oracle's confirmation.
+    OracleConfirmationRequired,
+    /// The oracle event has expired: it can no longer be held or released.
+    EventExpired,
+    /// The recipient is not one the event, marking or contract allows.
+    RecipientNotAllowed,
+    /// The caller did not authenticate (e.g. an oracle provider without a valid token).
+    Unauthorized,
     /// An internal invariant failed. Never expected; reported instead of crashing.
     Internal,
 }
@@ -67,6 +77,11 @@ impl ErrorCode {
             ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ErrorCode::Conflict => "CONFLICT",
             ErrorCode::StorageFailure => "STORAGE_FAILURE",
+            ErrorCode::FundsHeld => "FUNDS_HELD",
+            ErrorCode::OracleConfirmationRequired => "ORACLE_CONFIRMATION_REQUIRED",
+            ErrorCode::EventExpired => "EVENT_EXPIRED",
+            ErrorCode::RecipientNotAllowed => "RECIPIENT_NOT_ALLOWED",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Internal => "INTERNAL",
         }
     }

@@ -9,22 +9,57 @@ use crate::crypto::{hash_parts, Address, Hash32};
 use crate::money::Amount;
 use serde::{Deserialize, Serialize};
 
-/// The rule a token carries with it. Only `Standard` exists today; holding, marking and VAT
-/// policies (issue 4) are added as variants so that every validator enforces them from the
-/// token itself (an encumbrance that travels with the money).
+/// The rule a token carries with it. Every validator enforces it from the token itself (an
+/// encumbrance that travels with the money), so a node that ignores the rules cannot move
+/// programmed money: any transaction that spends or creates a token with a policy other than
+/// `Standard` commits only with the oracle's attestation (see `validate`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
     /// Plain DT, spendable by its owner's signature.
     Standard,
+    /// Held (encumbered) against an oracle event: the token stays on its owner's account but
+    /// moves only by the oracle's decision — released to the event's payees, or returned to
+    /// the owner on expiry or rejection. The owner consented when it signed the hold.
+    Held {
+        /// [`event_hash`] of the oracle event the funds are held for.
+        event: Hash32,
+    },
 }
 
 impl Policy {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Policy::Standard => out.push(0),
+            Policy::Held { event } => {
+                out.push(1);
+                out.extend_from_slice(&event.0);
+            }
         }
     }
+
+    /// Does moving or creating a token with this policy need the oracle's confirmation?
+    pub fn needs_oracle(&self) -> bool {
+        !matches!(self, Policy::Standard)
+    }
+
+    pub fn is_standard(&self) -> bool {
+        matches!(self, Policy::Standard)
+    }
+
+    /// The event this token is held for, if it is held.
+    pub fn held_for(&self) -> Option<&Hash32> {
+        match self {
+            Policy::Held { event } => Some(event),
+            Policy::Standard => None,
+        }
+    }
+}
+
+/// The hash a held token names for the oracle event `event_id`: tokens commit to it, so the
+/// event cannot be swapped after the hold.
+pub fn event_hash(event_id: &str) -> Hash32 {
+    hash_parts(b"dtenge/oracle/event/v1", &[event_id.as_bytes()])
 }
 
 /// An output of a transaction: value, owner, issuer, policy.
@@ -41,6 +76,11 @@ pub struct Output {
 impl Output {
     pub fn standard(amount: Amount, owner: Address, issuer: Address) -> Output {
         Output { amount_tiyn: amount, owner, issuer, policy: Policy::Standard }
+    }
+
+    /// A token held for the oracle event with hash `event`.
+    pub fn held(amount: Amount, owner: Address, issuer: Address, event: Hash32) -> Output {
+        Output { amount_tiyn: amount, owner, issuer, policy: Policy::Held { event } }
     }
 
     /// Canonical bytes: fixed layout, little-endian, policy tag last.

@@ -21,6 +21,8 @@ pub enum KeyStatus {
     ActiveNode,
     /// A registered node the operator has blocked.
     BlockedNode,
+    /// The oracle node: confirms every transaction that creates or moves programmed tokens.
+    Oracle,
     /// Not a node of this network.
     Unknown,
 }
@@ -150,14 +152,17 @@ pub fn check_structure(tx: &Transaction, authorities: &dyn Authorities) -> Resul
     };
 
     check_witnesses(tx)?;
-    check_attestations(tx, authorities)?;
+    let attested = check_attestations(tx, authorities)?;
+    check_policies(tx, attested)?;
 
     let tx_id = tx.id();
     let outputs = tx.output_ids();
     Ok(Validated { tx_id, inputs, outputs, value_in, value_out, issued, redeemed })
 }
 
-/// Every input owner signed, and no one else did.
+/// Every owner of a standard input signed, and no one who owns no input did. Held inputs need
+/// no owner's signature: the owner signed when it held them, and from then on they move only
+/// by the oracle's decision (checked by [`check_policies`]).
 fn check_witnesses(tx: &Transaction) -> Result<()> {
     let owners: HashSet<Address> = tx.body.inputs.iter().map(|i| i.output.owner).collect();
     let mut signed = HashSet::with_capacity(tx.witnesses.len());
@@ -166,16 +171,60 @@ fn check_witnesses(tx: &Transaction) -> Result<()> {
         ensure!(owners.contains(&address), InvalidSignature, "a witness signs for {address}, which owns no input");
         ensure!(signed.insert(address), MalformedInput, "duplicate witness for {address}");
     }
-    for owner in &owners {
-        if !signed.contains(owner) {
+    for input in tx.body.inputs.iter().filter(|i| i.output.policy.is_standard()) {
+        let owner = input.output.owner;
+        if !signed.contains(&owner) {
             bail!(InvalidSignature, "the owner {owner} of an input did not sign");
         }
     }
     Ok(())
 }
 
+/// Which kinds of key attested a transaction.
+#[derive(Clone, Copy, Debug, Default)]
+struct Attested {
+    oracle: bool,
+}
+
+/// Programmed money moves only with the oracle's confirmation: a transaction that spends or
+/// creates any token whose policy is not `Standard` needs the oracle's attestation, and
+/// emission and redemption move standard DT only. This is the rule that makes a node unable
+/// to move held tokens by itself, whatever it signs.
+fn check_policies(tx: &Transaction, attested: Attested) -> Result<()> {
+    let body = &tx.body;
+    let programmed_input = body.inputs.iter().find(|i| i.output.policy.needs_oracle());
+    let programmed_output = body.outputs.iter().any(|o| o.policy.needs_oracle());
+    if matches!(body.command, Command::Issue | Command::Redeem) {
+        ensure!(
+            programmed_input.is_none() && !programmed_output,
+            Forbidden,
+            "{:?} moves standard DT only; programmed tokens are released by the oracle first",
+            body.command
+        );
+        return Ok(());
+    }
+    if attested.oracle {
+        return Ok(());
+    }
+    if let Some(input) = programmed_input {
+        let event = input.output.policy.held_for().map(|e| e.to_hex()).unwrap_or_default();
+        bail!(
+            FundsHeld,
+            "token {} is held for oracle event {event}: only the oracle's release or return moves it",
+            input.token_id()
+        );
+    }
+    ensure!(
+        !programmed_output,
+        OracleConfirmationRequired,
+        "the transaction creates programmed tokens without the oracle's confirmation"
+    );
+    Ok(())
+}
+
 /// Issue and redeem need the central bank's attestation; a transfer needs an active node's.
-fn check_attestations(tx: &Transaction, authorities: &dyn Authorities) -> Result<()> {
+fn check_attestations(tx: &Transaction, authorities: &dyn Authorities) -> Result<Attested> {
+    let mut attested = Attested::default();
     let mut central_bank = false;
     let mut active_node = false;
     let mut seen = HashSet::with_capacity(tx.attestations.len());
@@ -184,6 +233,7 @@ fn check_attestations(tx: &Transaction, authorities: &dyn Authorities) -> Result
         match authorities.key_status(&a.public_key) {
             KeyStatus::CentralBank => central_bank = true,
             KeyStatus::ActiveNode => active_node = true,
+            KeyStatus::Oracle => attested.oracle = true,
             KeyStatus::BlockedNode => {
                 return Err(Error::new(ErrorCode::BankBlocked, "the attesting node is blocked by the operator"))
             }
@@ -202,7 +252,7 @@ fn check_attestations(tx: &Transaction, authorities: &dyn Authorities) -> Result
             "a transfer requires a validating node's attestation"
         ),
     }
-    Ok(())
+    Ok(attested)
 }
 
 #[cfg(test)]
@@ -216,6 +266,7 @@ mod tests {
         nbk: SecretKey,
         bank: SecretKey,
         blocked: SecretKey,
+        oracle: SecretKey,
     }
 
     impl Authorities for Net {
@@ -229,6 +280,8 @@ mod tests {
                 KeyStatus::ActiveNode
             } else if *key == self.blocked.public_key() {
                 KeyStatus::BlockedNode
+            } else if *key == self.oracle.public_key() {
+                KeyStatus::Oracle
             } else {
                 KeyStatus::Unknown
             }
@@ -240,6 +293,7 @@ mod tests {
             nbk: SecretKey::from_seed([1; 32]),
             bank: SecretKey::from_seed([2; 32]),
             blocked: SecretKey::from_seed([3; 32]),
+            oracle: SecretKey::from_seed([4; 32]),
         }
     }
 
@@ -341,5 +395,86 @@ mod tests {
         assert_eq!(validate(&redeem_by_bank, &net).unwrap_err().code, ErrorCode::InvalidSignature);
         redeem_by_bank.attest(&net.nbk);
         assert_eq!(validate(&redeem_by_bank, &net).unwrap().redeemed, amount(600));
+    }
+
+    /// Alice holds 1,000 of a 1,500 token for an event (oracle-confirmed), keeping 500 change.
+    fn hold(net: &Net, alice: &SecretKey, funding: &Transaction, event: Hash32) -> Transaction {
+        let body = TxBody {
+            command: Command::Transfer,
+            inputs: funding.outputs_as_inputs(),
+            outputs: vec![
+                Output::held(amount(1_000), alice.address(), net.issuer(), event),
+                Output::standard(amount(500), alice.address(), net.issuer()),
+            ],
+            nonce: 3,
+        };
+        let mut tx = Transaction::new(body);
+        tx.sign_owner(alice);
+        tx.attest(&net.bank);
+        tx
+    }
+
+    #[test]
+    fn holding_needs_the_oracle_to_create_and_to_move_held_tokens() {
+        let net = net();
+        let alice = SecretKey::from_seed([9; 32]);
+        let bob = SecretKey::from_seed([10; 32]);
+        let funding = issue(&net, alice.address(), 1_500);
+        let event = crate::token::event_hash("EV-1");
+
+        let mut held = hold(&net, &alice, &funding, event);
+        assert_eq!(validate(&held, &net).unwrap_err().code, ErrorCode::OracleConfirmationRequired);
+        held.attest(&net.oracle);
+        validate(&held, &net).unwrap();
+
+        // A plain transfer of the held token, signed by its owner and the bank: refused.
+        let held_input = held.outputs_as_inputs().remove(0);
+        let plain = TxBody {
+            command: Command::Transfer,
+            inputs: vec![held_input.clone()],
+            outputs: vec![Output::standard(amount(1_000), bob.address(), net.issuer())],
+            nonce: 4,
+        };
+        let mut rogue = Transaction::new(plain.clone());
+        rogue.sign_owner(&alice);
+        rogue.attest(&net.bank);
+        assert_eq!(validate(&rogue, &net).unwrap_err().code, ErrorCode::FundsHeld);
+
+        // The oracle's release needs no owner signature.
+        let mut release = Transaction::new(plain.clone());
+        release.attest(&net.bank);
+        release.attest(&net.oracle);
+        validate(&release, &net).unwrap();
+
+        // A forged oracle signature fails verification; an impostor key is not the oracle.
+        let mut forged = Transaction::new(plain.clone());
+        forged.attest(&net.bank);
+        forged.attestations.push(crate::tx::Attestation {
+            public_key: net.oracle.public_key(),
+            signature: net.bank.sign(&node_message(&forged.id()).0),
+        });
+        assert_eq!(validate(&forged, &net).unwrap_err().code, ErrorCode::InvalidSignature);
+        let mut impostor = Transaction::new(plain);
+        impostor.attest(&net.bank);
+        impostor.attest(&SecretKey::from_seed([77; 32]));
+        assert_eq!(validate(&impostor, &net).unwrap_err().code, ErrorCode::InvalidSignature);
+
+        // Swapping the event after the oracle signed breaks its signature.
+        let mut swapped = held.clone();
+        swapped.body.outputs[0] =
+            Output::held(amount(1_000), alice.address(), net.issuer(), crate::token::event_hash("EV-2"));
+        assert_eq!(validate(&swapped, &net).unwrap_err().code, ErrorCode::InvalidSignature);
+
+        // Held tokens are never redeemed directly, even with every signature.
+        let mut redeem = Transaction::new(TxBody {
+            command: Command::Redeem,
+            inputs: vec![held_input],
+            outputs: vec![],
+            nonce: 5,
+        });
+        redeem.sign_owner(&alice);
+        redeem.attest(&net.nbk);
+        redeem.attest(&net.oracle);
+        assert_eq!(validate(&redeem, &net).unwrap_err().code, ErrorCode::Forbidden);
     }
 }
