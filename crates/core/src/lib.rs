@@ -5,6 +5,7 @@
 //! run under a deterministic simulator and what makes every rule unit-testable.
 //!
 //! - [`money`]: amounts in tiyn (1/100 tenge), checked arithmetic only.
+//! - [`party`]: a digital account as other participants name it.
 //! - [`crypto`]: keys, signatures and addresses, tagged with an algorithm id (Ed25519 today).
 //! - [`token`]: unspent outputs (tokens) and their identifiers (the notary's unspent hashes).
 //! - [`tx`]: transactions, their canonical encoding and id.
@@ -18,6 +19,7 @@ pub mod coins;
 pub mod crypto;
 pub mod error;
 pub mod money;
+pub mod party;
 pub mod token;
 pub mod tx;
 pub mod validate;

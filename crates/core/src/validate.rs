@@ -466,12 +466,8 @@ mod tests {
         assert_eq!(validate(&swapped, &net).unwrap_err().code, ErrorCode::InvalidSignature);
 
         // Held tokens are never redeemed directly, even with every signature.
-        let mut redeem = Transaction::new(TxBody {
-            command: Command::Redeem,
-            inputs: vec![held_input],
-            outputs: vec![],
-            nonce: 5,
-        });
+        let mut redeem =
+            Transaction::new(TxBody { command: Command::Redeem, inputs: vec![held_input], outputs: vec![], nonce: 5 });
         redeem.sign_owner(&alice);
         redeem.attest(&net.nbk);
         redeem.attest(&net.oracle);

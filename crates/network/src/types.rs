@@ -68,13 +68,7 @@ pub struct TransferRequest {
     pub reference: Option<String>,
 }
 
-/// A party of a receipt.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Party {
-    pub bank: String,
-    pub client_id: String,
-    pub address: Address,
-}
+pub use dtenge_core::party::Party;
 
 /// What a committed DT transaction did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
