@@ -11,6 +11,7 @@
 //!   would still be answered with `INTERNAL`.
 
 mod error;
+mod holding;
 mod routes;
 
 pub use error::{status_of, ApiError, ErrorBody};

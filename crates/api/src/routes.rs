@@ -22,7 +22,7 @@ use std::sync::Arc;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
-type App = Arc<Network>;
+pub(crate) type App = Arc<Network>;
 
 /// Largest request body: a 16,000-line registry fits with room to spare.
 pub const REQUEST_BYTES_MAX: usize = 8 * 1024 * 1024;
@@ -44,7 +44,11 @@ registry distribution, vouchers, cards, and the NBK operator's controls. Amounts
         registry, link_card, emission, redemption, credit_correspondent, abs_balances, lookup_phone,
         card_purchase, get_purchase, card_refund, atm_withdrawal, create_voucher_program, list_voucher_programs,
         voucher_event, block_node, unblock_node, calendar_year, set_day, today, monitoring,
-        reconciliation, nbk_operations, tx_status
+        reconciliation, nbk_operations, tx_status,
+        crate::holding::register_provider, crate::holding::list_providers, crate::holding::oracle_key,
+        crate::holding::register_event, crate::holding::list_events, crate::holding::get_event,
+        crate::holding::report_occurrence, crate::holding::hold, crate::holding::account_holds,
+        crate::holding::notifications, crate::holding::get_clock, crate::holding::advance_clock
     ),
     components(schemas(ApiError, TxStatus, AbsBalances, Health)),
     tags(
@@ -56,6 +60,8 @@ registry distribution, vouchers, cards, and the NBK operator's controls. Amounts
         (name = "operator", description = "NBK operator: monitoring, blocking, calendar, reconciliation (14-16)"),
         (name = "abs", description = "The NBK's automated banking system (RTGS)"),
         (name = "id-center", description = "Phone / IIN / BIN to accounts"),
+        (name = "oracle", description = "The oracle node: providers, events, occurrences (programmable money, SPEC §5)"),
+        (name = "holding", description = "Holding funds against oracle events, and what banks are told"),
     )
 )]
 pub struct ApiDoc;
@@ -96,6 +102,7 @@ pub fn router(network: App) -> Router {
         .route("/v1/operator/reconciliation", get(reconciliation))
         .route("/v1/operator/operations", get(nbk_operations))
         .route("/v1/transactions/{tx_id}", get(tx_status))
+        .merge(crate::holding::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(REQUEST_BYTES_MAX))
@@ -105,7 +112,7 @@ pub fn router(network: App) -> Router {
 
 /// Path parameters; a path that does not decode (e.g. invalid UTF-8) is answered with a
 /// structured error like every other bad input.
-pub struct P<T>(T);
+pub struct P<T>(pub(crate) T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for P<T> {
     type Rejection = Response;
@@ -120,7 +127,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts
 
 /// The raw request body; a body that cannot be read (too large, broken) is answered with a
 /// structured error like every other bad input.
-pub struct Body(Bytes);
+pub struct Body(pub(crate) Bytes);
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
     type Rejection = Response;
@@ -147,7 +154,7 @@ async fn not_found(method: Method, uri: Uri) -> Response {
 }
 
 /// Run a read on a blocking thread.
-async fn read<T, F>(app: App, op: F) -> Response
+pub(crate) async fn read<T, F>(app: App, op: F) -> Response
 where
     T: Serialize + Send + 'static,
     F: FnOnce(&Network) -> Result<T, Error> + Send + 'static,
@@ -160,7 +167,7 @@ where
 }
 
 /// Parse the body, take the idempotency key, run the operation at most once, answer.
-async fn mutate<R, T, F>(
+pub(crate) async fn mutate<R, T, F>(
     app: App,
     method: Method,
     uri: Uri,

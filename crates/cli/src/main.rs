@@ -261,6 +261,7 @@ fn up(data: PathBuf, listen: SocketAddr) -> Result<ExitCode, String> {
             .once(Some(idem), |idem| network.credit_correspondent(idem, &node, AmountRequest { amount_tiyn: amount }))
             .map_err(|e| e.to_string())?;
     }
+    dtenge_network::spawn_expiry_sweeper(&network).map_err(|e| format!("expiry sweeper: {e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(listen))

@@ -9,6 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Wall-clock time in milliseconds since the Unix epoch.
 pub trait Clock: Send + Sync {
     fn now_ms(&self) -> u64;
+
+    /// Move the clock forward, if it is one that can be moved (tests and the demo). The
+    /// operating system's clock cannot: `false`.
+    fn advance_ms(&self, _ms: u64) -> bool {
+        false
+    }
 }
 
 /// The operating system's clock.
@@ -38,6 +44,11 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
+    }
+
+    fn advance_ms(&self, ms: u64) -> bool {
+        self.advance(ms);
+        true
     }
 }
 

@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod types;
 
 pub use env::{Clock, Entropy, ManualClock, SystemClock};
+pub use ops::holding::spawn_expiry_sweeper;
 pub use ops::operator::OPERATOR_TABLE;
 pub use pipeline::{Completion, Pipeline, Submission};
 
@@ -56,6 +57,7 @@ pub(crate) const IDEM_TABLE: Table = Table("api_idempotency");
 pub(crate) const PURCHASES_TABLE: Table = Table("card_purchases");
 pub(crate) const VOUCHER_PROGRAMS_TABLE: Table = Table("voucher_programs");
 pub(crate) const VOUCHER_EVENTS_TABLE: Table = Table("voucher_events");
+pub(crate) const NOTIFICATIONS_TABLE: Table = Table("notifications");
 
 /// A commercial bank of the network.
 #[derive(Clone, Debug)]
@@ -97,6 +99,7 @@ pub(crate) struct NodeSlot {
 pub(crate) struct Trust {
     issuer: Address,
     central_bank: PublicKey,
+    oracle: PublicKey,
     nodes: HashMap<PublicKey, String>,
     pub(crate) blocked: BTreeMap<String, String>,
 }
@@ -108,6 +111,9 @@ impl Authorities for Trust {
     fn key_status(&self, key: &PublicKey) -> KeyStatus {
         if *key == self.central_bank {
             return KeyStatus::CentralBank;
+        }
+        if *key == self.oracle {
+            return KeyStatus::Oracle;
         }
         match self.nodes.get(key) {
             Some(node) if self.blocked.contains_key(node) => KeyStatus::BlockedNode,
@@ -164,6 +170,11 @@ pub struct Network {
     pub(crate) operator: Mutex<()>,
     pub(crate) purchases: Mutex<BTreeMap<String, Purchase>>,
     pub(crate) vouchers: Mutex<Vouchers>,
+    /// The oracle node. One lock: holds, releases and expiries are few per second next to
+    /// payments, and holding it from plan to apply makes every event's decisions sequential.
+    pub(crate) oracle: Mutex<dtenge_oracle::Oracle>,
+    /// What each node was told (events on its clients), newest last.
+    pub(crate) notifications: Mutex<ops::holding::Notifications>,
     /// Started on first use by [`Network::pipeline`].
     pub(crate) pipeline: std::sync::OnceLock<Pipeline>,
 }
@@ -173,7 +184,9 @@ fn all_tables() -> Vec<Table> {
     tables.extend(dtenge_notary::TABLES);
     tables.extend(dtenge_abs::TABLES);
     tables.extend(dtenge_node::TABLES);
+    tables.extend(dtenge_oracle::TABLES);
     tables.extend([
+        NOTIFICATIONS_TABLE,
         NBK_OPS_TABLE,
         IDEM_TABLE,
         PURCHASES_TABLE,
@@ -205,6 +218,12 @@ impl Network {
     fn open_store(store: Store, config: &NetworkConfig, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Network> {
         if store.scan(dtenge_node::META_TABLE)?.is_empty() {
             Network::genesis(&store, config, clock.as_ref(), &entropy)?;
+        }
+        // Networks created before the oracle existed get one on their next start.
+        if dtenge_oracle::Oracle::load(&store)?.is_none() {
+            let mut batch = WriteBatch::new();
+            dtenge_oracle::Oracle::new(SecretKey::from_seed(entropy.seed32())).genesis_writes(&mut batch)?;
+            store.commit(batch)?;
         }
         let run = match store.get(OPERATOR_TABLE, ops::operator::RUN_KEY)? {
             Some(bytes) => dtenge_store::decode::<u64>(&bytes)? + 1,
@@ -245,6 +264,8 @@ impl Network {
 
     fn load(store: Store, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Network> {
         let notary = Notary::load(&store)?;
+        let oracle = dtenge_oracle::Oracle::load(&store)?.ok_or_else(|| Error::internal("no oracle in the store"))?;
+        let notifications = ops::holding::Notifications::load(&store)?;
         let abs = Abs::load(&store)?;
         let states = NodeState::load_all(&store)?;
         let nbk = states
@@ -254,6 +275,7 @@ impl Network {
         let mut trust = Trust {
             issuer: nbk.key().address(),
             central_bank: nbk.key().public_key(),
+            oracle: oracle.public_key(),
             nodes: HashMap::new(),
             blocked: BTreeMap::new(),
         };
@@ -302,6 +324,8 @@ impl Network {
             operator: Mutex::new(()),
             purchases: Mutex::new(purchases),
             vouchers: Mutex::new(vouchers),
+            oracle: Mutex::new(oracle),
+            notifications: Mutex::new(notifications),
             pipeline: std::sync::OnceLock::new(),
         };
         let check = network.reconcile();

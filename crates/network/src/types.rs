@@ -361,3 +361,198 @@ pub struct AtmWithdrawal {
     pub atm_bank: String,
     pub amount_tiyn: Amount,
 }
+
+pub use dtenge_oracle::{
+    Action, Event, EventKind, EventStatus, EventTerms, ProviderKind, ProviderView, Record, RecordBody, Share,
+};
+
+/// Register an oracle provider (an outside system that feeds the oracle).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderRequest {
+    /// Letters, digits, `-` and `_` (e.g. `vehicle-registry`).
+    pub id: String,
+    pub name: String,
+    pub kind: ProviderKind,
+}
+
+/// A provider with its secret token. The token is shown in this answer only; the oracle
+/// keeps its hash. The provider sends it as `Authorization: Bearer <token>`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProviderCredentials {
+    pub provider: ProviderView,
+    pub token: String,
+}
+
+/// An account named by its bank and client id.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartyRef {
+    pub bank: String,
+    pub client_id: String,
+}
+
+/// A payee and its amount.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShareRequest {
+    pub bank: String,
+    pub client_id: String,
+    pub amount_tiyn: Amount,
+}
+
+/// Register an event on the oracle (holding, step 1).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventRequest {
+    /// The provider's reference: contract number, VIN, loan id.
+    pub reference: String,
+    pub kind: EventKind,
+    /// Whose funds are held.
+    pub sender: PartyRef,
+    /// Who is paid on the event, and how much each (a single event pays the sum once; an
+    /// infinite one on every occurrence).
+    pub payees: Vec<ShareRequest>,
+    /// How long the event stays valid from now, in milliseconds (24 h = 86,400,000). When it
+    /// ends, held funds return to the sender.
+    pub valid_for_ms: u64,
+    /// The provider whose occurrences release or reject the event; default: the caller.
+    #[serde(default)]
+    pub confirmed_by: Option<String>,
+}
+
+/// An event with its signed history.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventView {
+    #[serde(flatten)]
+    pub event: Event,
+    pub records: Vec<Record>,
+}
+
+impl EventView {
+    pub fn of(event: &Event) -> EventView {
+        EventView { event: event.clone(), records: event.records.clone() }
+    }
+}
+
+/// Hold a client's funds against an oracle event (holding, step 2). The client is the
+/// event's sender; its bank calls.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    pub event_id: String,
+    /// For an infinite event: the total to hold (default: one occurrence). A single event
+    /// holds exactly its amount.
+    #[serde(default)]
+    pub amount_tiyn: Option<Amount>,
+}
+
+/// A committed hold, release or return.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct HoldReceipt {
+    pub event: EventView,
+    pub tx_id: Option<TxId>,
+    /// True when this occurrence id had been processed before: nothing was done again.
+    pub repeated: bool,
+}
+
+/// What a provider reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OccurrenceOutcome {
+    /// The event happened (e.g. `OwnershipTransferred`): release.
+    Occurred,
+    /// The provider refuses (e.g. the registry rejects the transfer): return to the sender.
+    Rejected,
+}
+
+/// An occurrence of an event (holding, step 3).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OccurrenceRequest {
+    /// Unique per occurrence of this event: the same id again does nothing more.
+    pub occurrence_id: String,
+    pub outcome: OccurrenceOutcome,
+    /// Pay only these payees, these amounts (each at most its share). Default: every payee
+    /// its share. A single event paying less returns the rest to the sender.
+    #[serde(default)]
+    pub payouts: Option<Vec<ShareRequest>>,
+    /// Why, for a rejection.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A page of oracle events, newest first.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventPage {
+    pub events: Vec<EventView>,
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// An event as one of its parties' banks sees it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct HoldView {
+    /// `sender` (the account's funds are held) or `payee` (funds held for the account).
+    pub role: String,
+    pub event_id: String,
+    pub reference: String,
+    pub status: EventStatus,
+    pub kind: EventKind,
+    /// Held now for the whole event.
+    pub held_tiyn: Amount,
+    /// For a payee: its share per occurrence.
+    pub share_tiyn: Amount,
+    pub valid_until_unix_ms: u64,
+    /// Milliseconds left until expiry (0 once expired).
+    pub expires_in_ms: u64,
+}
+
+/// What a node is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    EventRegistered,
+    FundsHeld,
+    FundsReleased,
+    FundsReturned,
+}
+
+/// A message to a node about one of its clients.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Notification {
+    pub seq: u64,
+    pub node: String,
+    pub client_id: String,
+    pub at_unix_ms: u64,
+    pub kind: NotificationKind,
+    pub event_id: String,
+    pub amount_tiyn: Amount,
+    pub text: String,
+    pub tx_id: Option<TxId>,
+}
+
+/// A page of notifications, newest first.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct NotificationPage {
+    pub notifications: Vec<Notification>,
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// Advance a manual clock (demo and tests only).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClockAdvance {
+    pub advance_ms: u64,
+}
+
+/// The platform's time and what advancing it did.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClockView {
+    pub now_unix_ms: u64,
+    /// Events that expired (funds returned) as a result.
+    pub expired_events: Vec<String>,
+}

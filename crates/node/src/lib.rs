@@ -12,7 +12,7 @@
 pub mod ids;
 
 use dtenge_core::coins;
-use dtenge_core::crypto::{Address, SecretKey};
+use dtenge_core::crypto::{Address, Hash32, SecretKey};
 use dtenge_core::money::Amount;
 use dtenge_core::token::{Input, Output, TokenId, TxId};
 use dtenge_core::tx::{Command, Transaction, TxBody};
@@ -104,6 +104,12 @@ pub enum Purpose {
     CardPurchase,
     CardRefund,
     CashWithdrawal,
+    /// Funds held for an oracle event (they stay on the account, not spendable).
+    Hold,
+    /// Held funds released to the event's payees.
+    HoldRelease,
+    /// Held funds returned to the sender (rejection or expiry).
+    HoldReturn,
 }
 
 /// Debit or credit, from the account's side.
@@ -112,6 +118,10 @@ pub enum Purpose {
 pub enum Direction {
     Debit,
     Credit,
+    /// Spendable DT became held; the account's DT total is unchanged.
+    Held,
+    /// Held DT became spendable again; the account's DT total is unchanged.
+    Unheld,
 }
 
 /// One line of an account's history.
@@ -138,6 +148,10 @@ pub struct Balance {
     pub dt_tiyn: Amount,
     /// Part of `dt_tiyn` reserved by payments in flight.
     pub dt_reserved_tiyn: Amount,
+    /// Part of `dt_tiyn` held for oracle events: the account's, but not spendable.
+    pub dt_held_tiyn: Amount,
+    /// What the account can pay now: neither held nor reserved.
+    pub dt_spendable_tiyn: Amount,
     /// Bank money (non-cash) at the node.
     pub fiat_tiyn: Amount,
     /// Number of tokens the DT balance is made of.
@@ -382,16 +396,26 @@ impl NodeState {
         let state = self.account_state(client_id)?;
         let mut dt = Amount::ZERO;
         let mut reserved = Amount::ZERO;
+        let mut held = Amount::ZERO;
+        let mut spendable = Amount::ZERO;
         for id in &state.tokens {
             let holding = &self.tokens[id];
-            dt = dt.checked_add(holding.input.output.amount_tiyn)?;
+            let amount = holding.input.output.amount_tiyn;
+            dt = dt.checked_add(amount)?;
             if holding.reserved_by.is_some() {
-                reserved = reserved.checked_add(holding.input.output.amount_tiyn)?;
+                reserved = reserved.checked_add(amount)?;
+            }
+            if !holding.input.output.policy.is_standard() {
+                held = held.checked_add(amount)?;
+            } else if holding.reserved_by.is_none() {
+                spendable = spendable.checked_add(amount)?;
             }
         }
         Ok(Balance {
             dt_tiyn: dt,
             dt_reserved_tiyn: reserved,
+            dt_held_tiyn: held,
+            dt_spendable_tiyn: spendable,
             fiat_tiyn: state.record.fiat,
             tokens: state.tokens.len(),
         })
@@ -405,6 +429,19 @@ impl NodeState {
     /// Every token id this node holds.
     pub fn token_ids(&self) -> impl Iterator<Item = &TokenId> {
         self.tokens.keys()
+    }
+
+    /// DT held for each oracle event on this node's accounts: what reconciliation compares
+    /// with the oracle's registry.
+    pub fn held_by_event(&self) -> Result<BTreeMap<Hash32, Amount>> {
+        let mut held: BTreeMap<Hash32, Amount> = BTreeMap::new();
+        for holding in self.tokens.values() {
+            if let Some(event) = holding.input.output.policy.held_for() {
+                let total = held.entry(*event).or_insert(Amount::ZERO);
+                *total = total.checked_add(holding.input.output.amount_tiyn)?;
+            }
+        }
+        Ok(held)
     }
 
     pub fn history(&self, client_id: &str) -> Result<&VecDeque<HistoryEntry>> {
@@ -499,7 +536,8 @@ impl NodeState {
             .iter()
             .filter_map(|id| {
                 let holding = &self.tokens[id];
-                holding.reserved_by.is_none().then_some((*id, holding.input.output.amount_tiyn))
+                (holding.reserved_by.is_none() && holding.input.output.policy.is_standard())
+                    .then_some((*id, holding.input.output.amount_tiyn))
             })
             .collect();
         let amounts: Vec<Amount> = candidates.iter().map(|(_, a)| *a).collect();
@@ -515,6 +553,15 @@ impl NodeState {
                 String::new()
             } else {
                 format!("; {reserved} more is reserved by payments in flight, retry when they complete")
+            };
+            let held = Amount::sum(state.tokens.iter().filter_map(|id| {
+                self.tokens.get(id).filter(|h| !h.input.output.policy.is_standard()).map(|h| h.input.output.amount_tiyn)
+            }))
+            .unwrap_or(Amount::ZERO);
+            let in_flight = if held.is_zero() {
+                in_flight
+            } else {
+                format!("{in_flight}; {held} is held for oracle events and cannot be spent")
             };
             Error::new(ErrorCode::InsufficientFunds, format!("{}: {}{in_flight}", state.record.account.name, e.message))
         })?;
@@ -549,8 +596,66 @@ impl NodeState {
         Ok(state
             .tokens
             .iter()
-            .filter_map(|id| self.tokens.get(id).filter(|h| h.reserved_by.is_none()).map(|h| h.input.clone()))
+            .filter_map(|id| {
+                self.tokens
+                    .get(id)
+                    .filter(|h| h.reserved_by.is_none() && h.input.output.policy.is_standard())
+                    .map(|h| h.input.clone())
+            })
             .collect())
+    }
+
+    /// Build a hold: `amount` of the client's standard DT becomes a token held for the oracle
+    /// event `event`, on the same account; change comes back standard. Signed by the client's
+    /// custodial key and attested by the node; the oracle must attest too before it commits.
+    pub fn prepare_hold(
+        &mut self,
+        client_id: &str,
+        amount: Amount,
+        event: Hash32,
+        issuer: Address,
+        nonce: u64,
+    ) -> Result<Transaction> {
+        ensure!(!amount.is_zero(), MalformedInput, "the amount to hold must be positive");
+        let address = self.account_state(client_id)?.record.account.address;
+        let outputs = vec![Output::held(amount, address, issuer, event)];
+        self.prepare(client_id, Command::Transfer, amount, outputs, issuer, nonce)
+    }
+
+    /// Build a release of everything the client holds for `event` into `outputs` (the
+    /// oracle's decision), reserving the held tokens. Attested by the node only: held tokens
+    /// need no owner's signature, and without the oracle's attestation validation refuses it.
+    pub fn prepare_release(
+        &mut self,
+        client_id: &str,
+        event: &Hash32,
+        outputs: Vec<Output>,
+        nonce: u64,
+    ) -> Result<Transaction> {
+        let state = self.account_state(client_id)?;
+        let mut ids = Vec::new();
+        for id in &state.tokens {
+            let holding = &self.tokens[id];
+            if holding.input.output.policy.held_for() == Some(event) {
+                ensure!(
+                    holding.reserved_by.is_none(),
+                    RequestInProgress,
+                    "a release of event funds is in flight; retry when it completes"
+                );
+                ids.push(*id);
+            }
+        }
+        ensure!(!ids.is_empty(), InsufficientFunds, "{} holds nothing for this event", state.record.account.name);
+        let inputs: Vec<Input> = ids.iter().map(|id| self.tokens[id].input.clone()).collect();
+        let mut tx = Transaction::new(TxBody { command: Command::Transfer, inputs, outputs, nonce });
+        tx.attest(&self.key);
+        let tx_id = tx.id();
+        for id in &ids {
+            if let Some(holding) = self.tokens.get_mut(id) {
+                holding.reserved_by = Some(tx_id);
+            }
+        }
+        Ok(tx)
     }
 
     /// Attest a transfer a client built and signed itself. The node answers for it only if
@@ -619,12 +724,16 @@ impl NodeState {
     ) -> Result<Delta> {
         let tx_id = tx.id();
         let mut delta = Delta { node_id: self.meta.id.clone(), ..Delta::default() };
-        let mut net: BTreeMap<&str, (Amount, Amount)> = BTreeMap::new();
+        // Per client: (DT out, DT in, held out, held in).
+        let mut net: BTreeMap<&str, (Amount, Amount, Amount, Amount)> = BTreeMap::new();
         for input in &tx.body.inputs {
             if let Some(client) = self.by_address.get(&input.output.owner) {
                 delta.spent.push(input.token_id());
                 let entry = net.entry(client).or_default();
                 entry.0 = entry.0.checked_add(input.output.amount_tiyn)?;
+                if !input.output.policy.is_standard() {
+                    entry.2 = entry.2.checked_add(input.output.amount_tiyn)?;
+                }
             }
         }
         for (index, output) in tx.body.outputs.iter().enumerate() {
@@ -633,17 +742,24 @@ impl NodeState {
                 delta.received.push((input.token_id(), client.clone(), input));
                 let entry = net.entry(client).or_default();
                 entry.1 = entry.1.checked_add(output.amount_tiyn)?;
+                if !output.policy.is_standard() {
+                    entry.3 = entry.3.checked_add(output.amount_tiyn)?;
+                }
             }
         }
-        for (client, (out, into)) in net {
+        for (client, (out, into, held_out, held_in)) in net {
             let Some(state) = self.accounts.get_mut(client) else { continue };
             let address = state.record.account.address;
-            let (direction, amount, counterparty) = if into >= out {
+            let (direction, amount, counterparty) = if into > out {
                 let from = tx.body.inputs.iter().map(|i| i.output.owner).find(|o| *o != address);
                 (Direction::Credit, into.checked_sub(out)?, from)
-            } else {
+            } else if out > into {
                 let to = tx.body.outputs.iter().map(|o| o.owner).find(|o| *o != address);
                 (Direction::Debit, out.checked_sub(into)?, to)
+            } else if held_in > held_out {
+                (Direction::Held, held_in.checked_sub(held_out)?, None)
+            } else {
+                (Direction::Unheld, held_out.checked_sub(held_in)?, None)
             };
             if amount.is_zero() {
                 continue;

@@ -618,6 +618,11 @@ impl Oracle {
                 .ok_or_else(|| Error::internal("occurrence id without its record"))?;
             return Ok(Decision::Repeated(Box::new(first.clone())));
         }
+        ensure!(
+            event.status != EventStatus::Expired,
+            EventExpired,
+            "event {event_id} expired; its held funds went back to the sender"
+        );
         ensure!(!event.status.is_final(), Conflict, "event {event_id} is {:?} already", event.status);
         ensure!(
             event.records.len() + 2 <= RECORDS_PER_EVENT_MAX,

@@ -57,6 +57,17 @@ impl Client {
         answer(self.agent.post(&format!("{}{path}", self.base)).set("Idempotency-Key", key).send_json(body.clone()))
     }
 
+    /// POST as an oracle provider: `Authorization: Bearer <token>`, fresh idempotency key.
+    pub fn post_bearer(&self, path: &str, body: &Value, token: &str) -> CallResult {
+        answer(
+            self.agent
+                .post(&format!("{}{path}", self.base))
+                .set("Idempotency-Key", &self.key())
+                .set("Authorization", &format!("Bearer {token}"))
+                .send_json(body.clone()),
+        )
+    }
+
     pub fn put(&self, path: &str, body: &Value) -> CallResult {
         answer(
             self.agent.put(&format!("{}{path}", self.base)).set("Idempotency-Key", &self.key()).send_json(body.clone()),

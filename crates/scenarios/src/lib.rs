@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod platform;
+mod programmable;
 mod scenarios;
 
 pub use client::{ApiFailure, CallResult, Client};

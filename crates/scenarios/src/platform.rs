@@ -19,6 +19,7 @@ impl Platform {
     /// (port 0 picks a free port).
     pub fn start(data_dir: &Path, listen: SocketAddr, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Platform> {
         let network = Arc::new(Network::open(data_dir, &NetworkConfig::standard(), clock, entropy)?);
+        dtenge_network::spawn_expiry_sweeper(&network).map_err(|e| Error::internal(format!("expiry sweeper: {e}")))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("dtenge-api")

@@ -45,20 +45,52 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { id: "+", title: "Transaction history with counterparties' names", run: history_names },
     Scenario { id: "+", title: "Treasury: government agency accounts and payments to bank clients", run: treasury },
     Scenario { id: "+", title: "Idempotent retries and structured errors", run: idempotency_and_errors },
+    Scenario {
+        id: "5.1",
+        title: "Vehicle sale escrow: hold, OwnershipTransferred, seller and state fees paid in one transaction",
+        run: crate::programmable::vehicle_sale,
+    },
+    Scenario {
+        id: "5.1",
+        title: "Vehicle sale: 24-hour timeout and registry rejection refund the buyer, no fees",
+        run: crate::programmable::vehicle_sale_refunds,
+    },
+    Scenario {
+        id: "5.1",
+        title: "Purchase of farm animals: microloan held until the animal registry re-registers, several sellers",
+        run: crate::programmable::farm_animals,
+    },
+    Scenario {
+        id: "5.1",
+        title: "Investment subsidy held on the Treasury node: released on the subsidy event, back after 180 days",
+        run: crate::programmable::investment_subsidy,
+    },
+    Scenario {
+        id: "5.1",
+        title: "Infinite event: transit fares released per ride until the held amount runs out",
+        run: crate::programmable::transit_fares,
+    },
+    Scenario {
+        id: "5.1",
+        title: "Holding: bad input gets a stable error and changes no balance",
+        run: crate::programmable::holding_bad_input,
+    },
 ];
 
 /// The scenarios' view of the platform: an API client and helpers.
 pub struct World {
     pub client: Client,
+    /// Oracle providers registered by this world: id -> token (shown once by the API).
+    providers: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
-type Check = Result<(), String>;
+pub(crate) type Check = Result<(), String>;
 
-fn fail(context: &str, e: ApiFailure) -> String {
+pub(crate) fn fail(context: &str, e: ApiFailure) -> String {
     format!("{context}: {e}")
 }
 
-fn ensure(condition: bool, message: impl FnOnce() -> String) -> Check {
+pub(crate) fn ensure(condition: bool, message: impl FnOnce() -> String) -> Check {
     if condition {
         Ok(())
     } else {
@@ -66,22 +98,22 @@ fn ensure(condition: bool, message: impl FnOnce() -> String) -> Check {
     }
 }
 
-fn tenge(tiyn: u64) -> String {
+pub(crate) fn tenge(tiyn: u64) -> String {
     Amount::from_tiyn(tiyn).map(|a| a.to_string()).unwrap_or_else(|_| format!("{tiyn} tiyn"))
 }
 
 /// The first 16 characters of an id, for the report.
-fn short(v: &Value) -> String {
+pub(crate) fn short(v: &Value) -> String {
     v.as_str().unwrap_or("").chars().take(16).collect()
 }
 
-fn u(v: &Value) -> u64 {
+pub(crate) fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or(u64::MAX)
 }
 
 impl World {
     pub fn new(base_url: &str) -> World {
-        World { client: Client::new(base_url) }
+        World { client: Client::new(base_url), providers: Default::default() }
     }
 
     /// A valid IIN/BIN unique to a scenario and a number.
@@ -149,6 +181,21 @@ impl World {
         Ok(())
     }
 
+    /// The token of oracle provider `id`, registering it (as the NBK operator) on first use.
+    pub fn provider(&self, id: &str, name: &str, kind: &str) -> Result<String, String> {
+        let mut providers = self.providers.lock().map_err(|_| "provider cache poisoned".to_string())?;
+        if let Some(token) = providers.get(id) {
+            return Ok(token.clone());
+        }
+        let credentials = self
+            .client
+            .post("/v1/oracle/providers", &json!({"id": id, "name": name, "kind": kind}))
+            .map_err(|e| fail("register provider", e))?;
+        let token = credentials["token"].as_str().ok_or("no token in the provider's credentials")?.to_string();
+        providers.insert(id.to_string(), token.clone());
+        Ok(token)
+    }
+
     pub fn account(&self, bank: &str, client: &str) -> Result<Value, String> {
         self.client.get(&format!("/v1/nodes/{bank}/accounts/{client}")).map_err(|e| fail("account", e))
     }
@@ -172,7 +219,7 @@ impl World {
     }
 }
 
-fn expect_code(result: CallResult, code: &str, what: &str) -> Check {
+pub(crate) fn expect_code(result: CallResult, code: &str, what: &str) -> Check {
     match result {
         Err(e) if e.code == code => Ok(()),
         Err(e) => Err(format!("{what}: expected {code}, got {e}")),

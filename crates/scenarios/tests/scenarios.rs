@@ -60,6 +60,12 @@ scenario_tests! {
     history_names = 18;
     treasury = 19;
     idempotency_and_errors = 20;
+    h01_vehicle_sale_escrow = 21;
+    h02_vehicle_sale_timeout_and_rejection = 22;
+    h03_farm_animals_several_sellers = 23;
+    h04_investment_subsidy_180_days = 24;
+    h05_infinite_event_transit_fares = 25;
+    h06_holding_bad_input = 26;
 }
 
 #[test]

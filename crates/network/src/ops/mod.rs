@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod cards;
 pub mod conversion;
+pub mod holding;
 pub mod operator;
 pub mod payments;
 pub mod vouchers;

@@ -220,6 +220,7 @@ impl Network {
         if unspent.len() != node_tokens {
             problems.push(format!("notary has {} unspent tokens, nodes hold {node_tokens}", unspent.len()));
         }
+        self.reconcile_oracle(&mut problems);
         let clamp =
             |v: i128| Amount::from_tiyn(v.clamp(0, i128::from(Amount::MAX.tiyn())) as u64).unwrap_or(Amount::MAX);
         Reconciliation {
