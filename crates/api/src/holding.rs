@@ -43,9 +43,6 @@ fn bearer(headers: &HeaderMap) -> Result<String, Error> {
         .ok_or_else(|| Error::new(ErrorCode::Unauthorized, "providers send 'Authorization: Bearer <token>'"))
 }
 
-fn page_of(page: Result<Query<Page>, axum::extract::rejection::QueryRejection>) -> Result<Page, Response> {
-    page.map(|Query(p)| p).map_err(|e| Failure(Error::malformed(format!("query: {e}"))).into_response())
-}
 
 #[utoipa::path(post, path = "/v1/oracle/providers", tag = "oracle",
     description = "Register a provider (NBK operator). The answer carries the provider's secret token, shown once; the oracle keeps only its hash.",
@@ -188,9 +185,9 @@ pub(crate) async fn notifications(
     P(node): P<String>,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let page = match page_of(page) {
-        Ok(p) => p,
-        Err(r) => return r,
+    let page = match page {
+        Ok(Query(p)) => p,
+        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
     };
     read(app, move |n| n.notifications(&node, page.offset.unwrap_or(0), page.limit.unwrap_or(50))).await
 }
