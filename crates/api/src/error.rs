@@ -26,9 +26,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::MalformedInput | ErrorCode::InvalidSignature => StatusCode::BAD_REQUEST,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-        ErrorCode::Forbidden | ErrorCode::OracleConfirmationRequired | ErrorCode::RecipientNotAllowed => {
-            StatusCode::FORBIDDEN
-        }
+        ErrorCode::Forbidden
+        | ErrorCode::OracleConfirmationRequired
+        | ErrorCode::RecipientNotAllowed
+        | ErrorCode::WrongLevel => StatusCode::FORBIDDEN,
         ErrorCode::UnknownAccount | ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::DoubleSpend
@@ -36,11 +37,13 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::RequestInProgress
         | ErrorCode::Conflict
         | ErrorCode::FundsHeld
+        | ErrorCode::FundsMarked
         | ErrorCode::EventExpired
         | ErrorCode::NonWorkingDay => StatusCode::CONFLICT,
         ErrorCode::BankBlocked => StatusCode::LOCKED,
         ErrorCode::InsufficientFunds
         | ErrorCode::LimitExceeded
+        | ErrorCode::InvoiceMismatch
         | ErrorCode::ConservationViolated
         | ErrorCode::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::StorageFailure => StatusCode::SERVICE_UNAVAILABLE,

@@ -8,7 +8,7 @@ use crate::routes::{mutate, read, App, Body, Page, P};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use dtenge_core::{Error, ErrorCode};
 use dtenge_network::types::*;
@@ -25,6 +25,18 @@ pub(crate) fn routes() -> Router<App> {
         .route("/v1/nodes/{node}/holds", post(hold))
         .route("/v1/nodes/{node}/accounts/{client}/holds", get(account_holds))
         .route("/v1/nodes/{node}/notifications", get(notifications))
+        .route("/v1/nodes/{node}/markings", post(create_marking))
+        .route("/v1/oracle/markings", get(list_markings))
+        .route("/v1/oracle/markings/{id}", get(get_marking))
+        .route("/v1/nodes/{node}/marked-transfers", post(marked_transfer))
+        .route("/v1/oracle/vat-payers", get(list_vat_payers).post(register_vat_payer))
+        .route("/v1/oracle/tax-account", put(set_tax_account))
+        .route("/v1/oracle/invoices", post(register_invoice))
+        .route("/v1/oracle/invoices/{id}", get(get_invoice))
+        .route("/v1/oracle/vat-payments", get(list_vat_payments))
+        .route("/v1/nodes/{node}/invoice-payments", post(pay_invoice))
+        .route("/v1/nodes/{node}/vat-payments", post(pay_vat))
+        .route("/v1/nodes/{node}/split-payments", post(split_payment))
         .route("/v1/clock", get(get_clock))
         .route("/v1/clock/advance", post(advance_clock))
 }
@@ -42,7 +54,6 @@ fn bearer(headers: &HeaderMap) -> Result<String, Error> {
         .filter(|t| !t.is_empty())
         .ok_or_else(|| Error::new(ErrorCode::Unauthorized, "providers send 'Authorization: Bearer <token>'"))
 }
-
 
 #[utoipa::path(post, path = "/v1/oracle/providers", tag = "oracle",
     description = "Register a provider (NBK operator). The answer carries the provider's secret token, shown once; the oracle keeps only its hash.",
@@ -210,6 +221,195 @@ pub(crate) async fn advance_clock(
 ) -> Response {
     mutate(app, method, uri, headers, body, StatusCode::OK, |n, idem, r: ClockAdvance| {
         n.advance_clock(idem, r.advance_ms)
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/markings", tag = "marking",
+    description = "Register a marking by addresses for a client (or government agency) of this node: levels, allowed recipients per level, a limit per level. The oracle signs it.",
+    params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = MarkingRequest,
+    responses((status = 201, body = MarkingView), (status = 400, body = ApiError), (status = 422, description = "LIMIT_EXCEEDED (too deep, too many recipients)", body = ApiError)))]
+pub(crate) async fn create_marking(
+    State(app): State<App>,
+    P(node): P<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: MarkingRequest| {
+        n.create_marking(idem, &node, r)
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/oracle/markings", tag = "marking", params(Page),
+    responses((status = 200, body = MarkingPage)))]
+pub(crate) async fn list_markings(
+    State(app): State<App>,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let page = match page {
+        Ok(Query(p)) => p,
+        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
+    };
+    read(app, move |n| n.markings(page.offset.unwrap_or(0), page.limit.unwrap_or(50))).await
+}
+
+#[utoipa::path(get, path = "/v1/oracle/markings/{id}", tag = "marking",
+    description = "A marking with every move of its funds (from, to, levels, amount, transaction), each signed by the oracle: the tree of where the marked funds went.",
+    params(("id" = String, Path)), responses((status = 200, body = MarkingView), (status = 404, body = ApiError)))]
+pub(crate) async fn get_marking(State(app): State<App>, P(id): P<String>) -> Response {
+    read(app, move |n| n.marking(&id)).await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/marked-transfers", tag = "marking",
+    description = "Move marked DT from a client of this node to an allowed recipient of the next level (the initiator marks standard DT for level 1). At the last level the recipient receives standard DT. The oracle attests; the initiator's node is notified.",
+    params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = MarkedTransferRequest,
+    responses((status = 200, body = MarkedReceipt), (status = 403, description = "RECIPIENT_NOT_ALLOWED, WRONG_LEVEL, FORBIDDEN", body = ApiError),
+        (status = 422, description = "LIMIT_EXCEEDED, INSUFFICIENT_FUNDS", body = ApiError)))]
+pub(crate) async fn marked_transfer(
+    State(app): State<App>,
+    P(node): P<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: MarkedTransferRequest| {
+        n.marked_transfer(idem, &node, r)
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/oracle/vat-payers", tag = "vat",
+    description = "The tax authority registers a VAT payer. Needs a tax-authority provider token.",
+    params(("Idempotency-Key" = String, Header), ("Authorization" = String, Header, description = "Bearer <tax authority token>")),
+    request_body = PartyRef, responses((status = 201, body = Party), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
+pub(crate) async fn register_vat_payer(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let token = bearer(&headers);
+    mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: PartyRef| {
+        n.register_vat_payer(idem, &token?, r)
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/oracle/vat-payers", tag = "vat", responses((status = 200, body = [Party])))]
+pub(crate) async fn list_vat_payers(State(app): State<App>) -> Response {
+    read(app, |n| Ok(n.vat_payers())).await
+}
+
+#[utoipa::path(put, path = "/v1/oracle/tax-account", tag = "vat",
+    description = "The tax authority names its account on the Treasury node: VAT paid there becomes standard DT.",
+    params(("Idempotency-Key" = String, Header), ("Authorization" = String, Header, description = "Bearer <tax authority token>")),
+    request_body = PartyRef, responses((status = 200, body = Party), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
+pub(crate) async fn set_tax_account(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let token = bearer(&headers);
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: PartyRef| {
+        n.set_tax_account(idem, &token?, r)
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/oracle/invoices", tag = "vat",
+    description = "The tax authority registers an e-invoice (ESF): number, seller (a registered VAT payer), buyer, amount without VAT, VAT.",
+    params(("Idempotency-Key" = String, Header), ("Authorization" = String, Header, description = "Bearer <tax authority token>")),
+    request_body = InvoiceRequest, responses((status = 201, body = Invoice), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 409, body = ApiError)))]
+pub(crate) async fn register_invoice(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let token = bearer(&headers);
+    mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: InvoiceRequest| {
+        n.register_invoice(idem, &token?, r)
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/oracle/invoices/{id}", tag = "vat", params(("id" = String, Path)),
+    responses((status = 200, body = Invoice), (status = 404, body = ApiError)))]
+pub(crate) async fn get_invoice(State(app): State<App>, P(id): P<String>) -> Response {
+    read(app, move |n| n.invoice(&id)).await
+}
+
+#[utoipa::path(get, path = "/v1/oracle/vat-payments", tag = "vat",
+    description = "VAT paid to the tax account: what flows back to the tax system through the oracle.",
+    responses((status = 200, body = [VatPayment])))]
+pub(crate) async fn list_vat_payments(State(app): State<App>) -> Response {
+    read(app, |n| Ok(n.vat_payments())).await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/invoice-payments", tag = "vat",
+    description = "Pay a registered e-invoice: the seller receives the net amount as standard DT and the VAT as VAT-marked DT. The payer's VAT-marked DT pays the VAT part first; standard DT is marked for any shortfall.",
+    params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = InvoicePaymentRequest,
+    responses((status = 200, body = InvoiceReceipt), (status = 404, description = "NOT_FOUND: fictitious invoice", body = ApiError),
+        (status = 409, description = "CONFLICT: already paid", body = ApiError), (status = 422, description = "INVOICE_MISMATCH, INSUFFICIENT_FUNDS", body = ApiError)))]
+pub(crate) async fn pay_invoice(
+    State(app): State<App>,
+    P(node): P<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: InvoicePaymentRequest| {
+        n.pay_invoice(idem, &node, r)
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/vat-payments", tag = "vat",
+    description = "Pay VAT to the tax authority's Treasury account with VAT-marked DT; it arrives there as standard DT.",
+    params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = VatPaymentRequest,
+    responses((status = 200, body = VatPayment), (status = 422, description = "INSUFFICIENT_FUNDS (VAT-marked)", body = ApiError)))]
+pub(crate) async fn pay_vat(
+    State(app): State<App>,
+    P(node): P<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: VatPaymentRequest| {
+        n.pay_vat(idem, &node, r)
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/split-payments", tag = "payments",
+    description = "One payment to several recipients in one atomic transaction (taxi fare: driver, operator commission, tax): all lines are paid or none.",
+    params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = SplitPaymentRequest,
+    responses((status = 200, body = SplitReceipt), (status = 422, body = ApiError)))]
+pub(crate) async fn split_payment(
+    State(app): State<App>,
+    P(node): P<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: SplitPaymentRequest| {
+        n.split_payment(idem, &node, r)
     })
     .await
 }

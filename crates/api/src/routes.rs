@@ -48,7 +48,12 @@ registry distribution, vouchers, cards, and the NBK operator's controls. Amounts
         crate::holding::register_provider, crate::holding::list_providers, crate::holding::oracle_key,
         crate::holding::register_event, crate::holding::list_events, crate::holding::get_event,
         crate::holding::report_occurrence, crate::holding::hold, crate::holding::account_holds,
-        crate::holding::notifications, crate::holding::get_clock, crate::holding::advance_clock
+        crate::holding::notifications, crate::holding::get_clock, crate::holding::advance_clock,
+        crate::holding::create_marking, crate::holding::list_markings, crate::holding::get_marking,
+        crate::holding::marked_transfer, crate::holding::register_vat_payer, crate::holding::list_vat_payers,
+        crate::holding::set_tax_account, crate::holding::register_invoice, crate::holding::get_invoice,
+        crate::holding::list_vat_payments, crate::holding::pay_invoice, crate::holding::pay_vat,
+        crate::holding::split_payment
     ),
     components(schemas(ApiError, TxStatus, AbsBalances, Health)),
     tags(
@@ -62,6 +67,8 @@ registry distribution, vouchers, cards, and the NBK operator's controls. Amounts
         (name = "id-center", description = "Phone / IIN / BIN to accounts"),
         (name = "oracle", description = "The oracle node: providers, events, occurrences (programmable money, SPEC §5)"),
         (name = "holding", description = "Holding funds against oracle events, and what banks are told"),
+        (name = "marking", description = "Marking by addresses: targeted money down a tree of allowed recipients"),
+        (name = "vat", description = "Digital VAT: e-invoices, VAT-marked DT, VAT to the tax account"),
     )
 )]
 pub struct ApiDoc;

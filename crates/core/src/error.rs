@@ -46,6 +46,12 @@ pub enum ErrorCode {
     FundsHeld,
     /// The transaction creates or moves programmed tokens and lacks the oracle's confirmation.
     OracleConfirmationRequired,
+    /// The tokens are marked (targeted use or VAT): they move only where their marking allows.
+    FundsMarked,
+    /// The recipient is allowed by the marking, but at another level than the next one.
+    WrongLevel,
+    /// The payment does not match the registered e-invoice (payer, amount).
+    InvoiceMismatch,
     /// The oracle event has expired: it can no longer be held or released.
     EventExpired,
     /// The recipient is not one the event, marking or contract allows.
@@ -79,6 +85,9 @@ impl ErrorCode {
             ErrorCode::StorageFailure => "STORAGE_FAILURE",
             ErrorCode::FundsHeld => "FUNDS_HELD",
             ErrorCode::OracleConfirmationRequired => "ORACLE_CONFIRMATION_REQUIRED",
+            ErrorCode::FundsMarked => "FUNDS_MARKED",
+            ErrorCode::WrongLevel => "WRONG_LEVEL",
+            ErrorCode::InvoiceMismatch => "INVOICE_MISMATCH",
             ErrorCode::EventExpired => "EVENT_EXPIRED",
             ErrorCode::RecipientNotAllowed => "RECIPIENT_NOT_ALLOWED",
             ErrorCode::Unauthorized => "UNAUTHORIZED",

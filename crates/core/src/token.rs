@@ -25,6 +25,18 @@ pub enum Policy {
         /// [`event_hash`] of the oracle event the funds are held for.
         event: Hash32,
     },
+    /// Marked for targeted use (marking by addresses, or by a contract registered on the
+    /// oracle): spendable by its owner only towards what the marking allows, with the
+    /// oracle's confirmation. At the last level the marking is removed.
+    Marked {
+        /// [`marking_hash`] of the marking (or contract) on the oracle.
+        marking: Hash32,
+        /// The level of the marking the owner is at (1 = the first recipients).
+        level: u8,
+    },
+    /// VAT-marked DT (digital VAT): pays only the VAT part of an e-invoice to a registered VAT
+    /// payer, or VAT to the tax authority's account, where it becomes standard.
+    Vat,
 }
 
 impl Policy {
@@ -35,7 +47,20 @@ impl Policy {
                 out.push(1);
                 out.extend_from_slice(&event.0);
             }
+            Policy::Marked { marking, level } => {
+                out.push(2);
+                out.extend_from_slice(&marking.0);
+                out.push(*level);
+            }
+            Policy::Vat => out.push(3),
         }
+    }
+
+    /// Must the owner sign to spend a token with this policy? Held tokens move by the
+    /// oracle's decision alone (the owner consented when it held them); every other token
+    /// needs its owner's signature.
+    pub fn owner_signs(&self) -> bool {
+        !matches!(self, Policy::Held { .. })
     }
 
     /// Does moving or creating a token with this policy need the oracle's confirmation?
@@ -51,9 +76,14 @@ impl Policy {
     pub fn held_for(&self) -> Option<&Hash32> {
         match self {
             Policy::Held { event } => Some(event),
-            Policy::Standard => None,
+            _ => None,
         }
     }
+}
+
+/// The hash marked tokens name for the oracle marking (or contract) `marking_id`.
+pub fn marking_hash(marking_id: &str) -> Hash32 {
+    hash_parts(b"dtenge/oracle/marking/v1", &[marking_id.as_bytes()])
 }
 
 /// The hash a held token names for the oracle event `event_id`: tokens commit to it, so the

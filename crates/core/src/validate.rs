@@ -7,7 +7,7 @@
 
 use crate::crypto::{verify_batch, Address, Hash32, PublicKey, Signature};
 use crate::money::Amount;
-use crate::token::{TokenId, TxId};
+use crate::token::{Policy, TokenId, TxId};
 use crate::tx::{node_message, owner_message, Command, Transaction, TX_INPUTS_MAX, TX_OUTPUTS_MAX, TX_SIGNATURES_MAX};
 use crate::{bail, ensure, Error, ErrorCode, Result};
 use std::collections::HashSet;
@@ -160,7 +160,7 @@ pub fn check_structure(tx: &Transaction, authorities: &dyn Authorities) -> Resul
     Ok(Validated { tx_id, inputs, outputs, value_in, value_out, issued, redeemed })
 }
 
-/// Every owner of a standard input signed, and no one who owns no input did. Held inputs need
+/// Every owner of an input that needs its owner's signature signed, and no one who owns no input did. Held inputs need
 /// no owner's signature: the owner signed when it held them, and from then on they move only
 /// by the oracle's decision (checked by [`check_policies`]).
 fn check_witnesses(tx: &Transaction) -> Result<()> {
@@ -171,7 +171,7 @@ fn check_witnesses(tx: &Transaction) -> Result<()> {
         ensure!(owners.contains(&address), InvalidSignature, "a witness signs for {address}, which owns no input");
         ensure!(signed.insert(address), MalformedInput, "duplicate witness for {address}");
     }
-    for input in tx.body.inputs.iter().filter(|i| i.output.policy.is_standard()) {
+    for input in tx.body.inputs.iter().filter(|i| i.output.policy.owner_signs()) {
         let owner = input.output.owner;
         if !signed.contains(&owner) {
             bail!(InvalidSignature, "the owner {owner} of an input did not sign");
@@ -207,12 +207,23 @@ fn check_policies(tx: &Transaction, attested: Attested) -> Result<()> {
         return Ok(());
     }
     if let Some(input) = programmed_input {
-        let event = input.output.policy.held_for().map(|e| e.to_hex()).unwrap_or_default();
-        bail!(
-            FundsHeld,
-            "token {} is held for oracle event {event}: only the oracle's release or return moves it",
-            input.token_id()
-        );
+        match &input.output.policy {
+            Policy::Held { event } => bail!(
+                FundsHeld,
+                "token {} is held for oracle event {event}: only the oracle's release or return moves it",
+                input.token_id()
+            ),
+            Policy::Marked { .. } => bail!(
+                FundsMarked,
+                "token {} is marked: it moves only where its marking allows, with the oracle's confirmation",
+                input.token_id()
+            ),
+            Policy::Vat | Policy::Standard => bail!(
+                FundsMarked,
+                "token {} is VAT-marked: it pays VAT only, with the oracle's confirmation",
+                input.token_id()
+            ),
+        }
     }
     ensure!(
         !programmed_output,

@@ -517,6 +517,10 @@ pub enum NotificationKind {
     FundsHeld,
     FundsReleased,
     FundsReturned,
+    /// Marked funds moved (to the marking's initiator: traceability).
+    MarkedTransfer,
+    /// An e-invoice to or from a client was paid.
+    InvoicePaid,
 }
 
 /// A message to a node about one of its clients.
@@ -527,7 +531,8 @@ pub struct Notification {
     pub client_id: String,
     pub at_unix_ms: u64,
     pub kind: NotificationKind,
-    pub event_id: String,
+    /// The event, marking or e-invoice the notification is about.
+    pub subject_id: String,
     pub amount_tiyn: Amount,
     pub text: String,
     pub tx_id: Option<TxId>,
@@ -555,4 +560,146 @@ pub struct ClockView {
     pub now_unix_ms: u64,
     /// Events that expired (funds returned) as a result.
     pub expired_events: Vec<String>,
+}
+
+pub use dtenge_oracle::vat::VatPayment;
+pub use dtenge_oracle::{Invoice, InvoiceStatus, Level, Marking, Move, MoveBody};
+
+/// One level of a marking in a request.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LevelRequest {
+    /// Who may receive marked DT at this level.
+    pub recipients: Vec<PartyRef>,
+    /// The most that may reach this level, in all.
+    pub limit_tiyn: Amount,
+}
+
+/// Register a marking by addresses: its initiator is a client (or government agency) of the
+/// calling node; level 1 receives from the initiator, level k+1 from level k; the last
+/// level receives standard DT.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarkingRequest {
+    /// IIN/BIN of the initiator at this node.
+    pub initiator: String,
+    /// What the money is for: "National Fund tranche 2026-1".
+    pub reference: String,
+    pub levels: Vec<LevelRequest>,
+}
+
+/// A marking with its moves (the tree of where the marked funds went).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct MarkingView {
+    #[serde(flatten)]
+    pub marking: Marking,
+    pub moves: Vec<Move>,
+}
+
+impl MarkingView {
+    pub fn of(marking: &Marking) -> MarkingView {
+        MarkingView { marking: marking.clone(), moves: marking.moves.clone() }
+    }
+}
+
+/// Move marked DT (or, for the initiator, mark standard DT) to an allowed recipient of the
+/// next level.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarkedTransferRequest {
+    pub marking_id: String,
+    /// IIN/BIN of the payer at this node.
+    pub from: String,
+    pub to: PartyRef,
+    pub amount_tiyn: Amount,
+}
+
+/// A committed marked transfer.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct MarkedReceipt {
+    pub tx_id: TxId,
+    pub marking: MarkingView,
+}
+
+/// A page of markings, newest first.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct MarkingPage {
+    pub markings: Vec<MarkingView>,
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// The tax authority registers an e-invoice.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceRequest {
+    /// The e-invoice number (ESF).
+    pub id: String,
+    pub seller: PartyRef,
+    pub buyer: PartyRef,
+    /// Amount without VAT.
+    pub net_tiyn: Amount,
+    pub vat_tiyn: Amount,
+}
+
+/// Pay an e-invoice from a client of this node.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvoicePaymentRequest {
+    pub invoice_id: String,
+    /// IIN/BIN of the buyer at this node.
+    pub from: String,
+    /// The invoice's total (net + VAT), as the payer understands it: a mismatch is refused.
+    pub amount_tiyn: Amount,
+}
+
+/// A paid e-invoice.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct InvoiceReceipt {
+    pub tx_id: TxId,
+    pub invoice: Invoice,
+    /// Of the VAT part: paid with the payer's VAT-marked DT.
+    pub vat_from_vat_tokens_tiyn: Amount,
+    /// Of the VAT part: standard DT marked as VAT for the shortfall.
+    pub vat_from_standard_tiyn: Amount,
+}
+
+/// Pay VAT to the tax authority's account with VAT-marked DT.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VatPaymentRequest {
+    /// IIN/BIN of the payer at this node.
+    pub from: String,
+    pub amount_tiyn: Amount,
+}
+
+/// One recipient of a split payment.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitLine {
+    pub to: Payee,
+    pub amount_tiyn: Amount,
+}
+
+/// One payment to several recipients in one atomic transaction (taxi fare: driver, operator
+/// commission, tax).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitPaymentRequest {
+    /// IIN/BIN of the payer at this node.
+    pub from: String,
+    pub lines: Vec<SplitLine>,
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+/// A committed split payment.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SplitReceipt {
+    pub tx_id: TxId,
+    pub from: Party,
+    pub total_tiyn: Amount,
+    pub lines: Vec<Share>,
+    pub at_unix_ms: u64,
 }

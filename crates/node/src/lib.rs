@@ -14,7 +14,7 @@ pub mod ids;
 use dtenge_core::coins;
 use dtenge_core::crypto::{Address, Hash32, SecretKey};
 use dtenge_core::money::Amount;
-use dtenge_core::token::{Input, Output, TokenId, TxId};
+use dtenge_core::token::{Input, Output, Policy, TokenId, TxId};
 use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
 use dtenge_store::{Store, Table, WriteBatch};
@@ -110,6 +110,14 @@ pub enum Purpose {
     HoldRelease,
     /// Held funds returned to the sender (rejection or expiry).
     HoldReturn,
+    /// Marked DT moved one level down a marking.
+    MarkedTransfer,
+    /// An e-invoice paid: net standard, VAT VAT-marked.
+    InvoicePayment,
+    /// VAT paid to the tax authority's account.
+    VatPayment,
+    /// One payment to several recipients.
+    SplitPayment,
 }
 
 /// Debit or credit, from the account's side.
@@ -150,6 +158,10 @@ pub struct Balance {
     pub dt_reserved_tiyn: Amount,
     /// Part of `dt_tiyn` held for oracle events: the account's, but not spendable.
     pub dt_held_tiyn: Amount,
+    /// Part of `dt_tiyn` marked for targeted use (by addresses or by contract).
+    pub dt_marked_tiyn: Amount,
+    /// Part of `dt_tiyn` that is VAT-marked.
+    pub dt_vat_tiyn: Amount,
     /// What the account can pay now: neither held nor reserved.
     pub dt_spendable_tiyn: Amount,
     /// Bank money (non-cash) at the node.
@@ -397,6 +409,8 @@ impl NodeState {
         let mut dt = Amount::ZERO;
         let mut reserved = Amount::ZERO;
         let mut held = Amount::ZERO;
+        let mut marked = Amount::ZERO;
+        let mut vat = Amount::ZERO;
         let mut spendable = Amount::ZERO;
         for id in &state.tokens {
             let holding = &self.tokens[id];
@@ -405,16 +419,20 @@ impl NodeState {
             if holding.reserved_by.is_some() {
                 reserved = reserved.checked_add(amount)?;
             }
-            if !holding.input.output.policy.is_standard() {
-                held = held.checked_add(amount)?;
-            } else if holding.reserved_by.is_none() {
-                spendable = spendable.checked_add(amount)?;
+            match holding.input.output.policy {
+                Policy::Held { .. } => held = held.checked_add(amount)?,
+                Policy::Marked { .. } => marked = marked.checked_add(amount)?,
+                Policy::Vat => vat = vat.checked_add(amount)?,
+                Policy::Standard if holding.reserved_by.is_none() => spendable = spendable.checked_add(amount)?,
+                Policy::Standard => {}
             }
         }
         Ok(Balance {
             dt_tiyn: dt,
             dt_reserved_tiyn: reserved,
             dt_held_tiyn: held,
+            dt_marked_tiyn: marked,
+            dt_vat_tiyn: vat,
             dt_spendable_tiyn: spendable,
             fiat_tiyn: state.record.fiat,
             tokens: state.tokens.len(),
@@ -620,6 +638,77 @@ impl NodeState {
         let address = self.account_state(client_id)?.record.account.address;
         let outputs = vec![Output::held(amount, address, issuer, event)];
         self.prepare(client_id, Command::Transfer, amount, outputs, issuer, nonce)
+    }
+
+    /// DT of one kind the client may spend now (not reserved).
+    pub fn available(&self, client_id: &str, policy: &Policy) -> Result<Amount> {
+        let state = self.account_state(client_id)?;
+        Amount::sum(state.tokens.iter().filter_map(|id| {
+            self.tokens
+                .get(id)
+                .filter(|h| h.reserved_by.is_none() && h.input.output.policy == *policy)
+                .map(|h| h.input.output.amount_tiyn)
+        }))
+    }
+
+    /// Build a programmed payment: for each part, `amount` of the client's tokens of exactly
+    /// that policy (change of the same policy comes back to the client), paying `outputs`.
+    /// Signed with the client's custodial key and attested by the node; the oracle must
+    /// attest before it commits. Parts name distinct policies.
+    pub fn prepare_spend(
+        &mut self,
+        client_id: &str,
+        parts: &[(Policy, Amount)],
+        mut outputs: Vec<Output>,
+        issuer: Address,
+        nonce: u64,
+    ) -> Result<Transaction> {
+        ensure!(!parts.is_empty() && parts.len() <= 4, Internal, "a spend has 1 to 4 parts");
+        let state = self.account_state(client_id)?;
+        let address = state.record.account.address;
+        let key = state.key.clone().ok_or_else(|| {
+            Error::new(
+                ErrorCode::Forbidden,
+                format!("client {client_id} keeps its own key: programmed payments are custodial"),
+            )
+        })?;
+        let mut chosen: Vec<TokenId> = Vec::new();
+        for (policy, amount) in parts.iter().filter(|(_, a)| !a.is_zero()) {
+            let candidates: Vec<(TokenId, Amount)> = state
+                .tokens
+                .iter()
+                .filter_map(|id| {
+                    let holding = &self.tokens[id];
+                    (holding.reserved_by.is_none() && holding.input.output.policy == *policy)
+                        .then_some((*id, holding.input.output.amount_tiyn))
+                })
+                .collect();
+            let amounts: Vec<Amount> = candidates.iter().map(|(_, a)| *a).collect();
+            let selection = coins::select(&amounts, *amount).map_err(|e| {
+                let kind = match policy {
+                    Policy::Standard => "standard",
+                    Policy::Held { .. } => "held",
+                    Policy::Marked { .. } => "marked",
+                    Policy::Vat => "VAT-marked",
+                };
+                Error::new(e.code, format!("{} ({kind} DT): {}", state.record.account.name, e.message))
+            })?;
+            chosen.extend(selection.chosen.iter().map(|&i| candidates[i].0));
+            if !selection.change.is_zero() {
+                outputs.push(Output { amount_tiyn: selection.change, owner: address, issuer, policy: policy.clone() });
+            }
+        }
+        let inputs: Vec<Input> = chosen.iter().map(|id| self.tokens[id].input.clone()).collect();
+        let mut tx = Transaction::new(TxBody { command: Command::Transfer, inputs, outputs, nonce });
+        tx.sign_owner(&key);
+        tx.attest(&self.key);
+        let tx_id = tx.id();
+        for id in &chosen {
+            if let Some(holding) = self.tokens.get_mut(id) {
+                holding.reserved_by = Some(tx_id);
+            }
+        }
+        Ok(tx)
     }
 
     /// Build a release of everything the client holds for `event` into `outputs` (the

@@ -32,7 +32,24 @@ pub const META_TABLE: Table = Table("oracle_meta");
 pub const PROVIDERS_TABLE: Table = Table("oracle_providers");
 pub const EVENTS_TABLE: Table = Table("oracle_events");
 pub const RECORDS_TABLE: Table = Table("oracle_records");
-pub const TABLES: [Table; 4] = [META_TABLE, PROVIDERS_TABLE, EVENTS_TABLE, RECORDS_TABLE];
+pub const TABLES: [Table; 8] = [
+    META_TABLE,
+    PROVIDERS_TABLE,
+    EVENTS_TABLE,
+    RECORDS_TABLE,
+    marking::MARKINGS_TABLE,
+    marking::MOVES_TABLE,
+    vat::INVOICES_TABLE,
+    vat::VAT_TABLE,
+];
+
+pub mod marking;
+pub mod spend;
+pub mod vat;
+
+pub use marking::{Level, Marking, MarkingSpec, Move, MoveBody};
+pub use spend::SpendPlan;
+pub use vat::{Invoice, InvoiceSpec, InvoiceStatus};
 
 const KEY_ROW: &[u8] = b"key";
 
@@ -354,6 +371,9 @@ pub struct Oracle {
     events: BTreeMap<String, Event>,
     /// Occurrence ids seen per event, for idempotency.
     occurrence_ids: HashMap<String, HashSet<String>>,
+    markings: BTreeMap<String, Marking>,
+    invoices: BTreeMap<String, Invoice>,
+    vat: vat::VatRegistry,
 }
 
 impl Oracle {
@@ -365,6 +385,9 @@ impl Oracle {
             by_token: HashMap::new(),
             events: BTreeMap::new(),
             occurrence_ids: HashMap::new(),
+            markings: BTreeMap::new(),
+            invoices: BTreeMap::new(),
+            vat: vat::VatRegistry::default(),
         }
     }
 
@@ -393,6 +416,8 @@ impl Oracle {
             }
             event.records.push(record);
         }
+        marking::load(&mut oracle, store)?;
+        vat::load(&mut oracle, store)?;
         Ok(Some(oracle))
     }
 
@@ -840,7 +865,7 @@ impl Oracle {
         dtenge_core::crypto::verify(&self.key.public_key(), &record.body.digest()?.0, &record.oracle_signature)
     }
 
-    fn attest(&self, tx: &Transaction) -> Attestation {
+    pub(crate) fn attest(&self, tx: &Transaction) -> Attestation {
         let public_key = self.key.public_key();
         Attestation { public_key, signature: self.key.sign(&node_message(&tx.id()).0) }
     }
@@ -876,6 +901,18 @@ impl Oracle {
         change.records.push(Record { body, oracle_signature });
         Ok(())
     }
+}
+
+/// Refuse a provider of another kind than `kind`.
+pub(crate) fn provider_is(provider: &Provider, kind: ProviderKind) -> Result<()> {
+    ensure!(
+        provider.kind == kind,
+        Forbidden,
+        "provider '{}' is a {:?}; only a {kind:?} may do this",
+        provider.id,
+        provider.kind
+    );
+    Ok(())
 }
 
 fn final_status(action: Action) -> EventStatus {

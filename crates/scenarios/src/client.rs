@@ -68,6 +68,17 @@ impl Client {
         )
     }
 
+    /// PUT as an oracle provider.
+    pub fn put_bearer(&self, path: &str, body: &Value, token: &str) -> CallResult {
+        answer(
+            self.agent
+                .put(&format!("{}{path}", self.base))
+                .set("Idempotency-Key", &self.key())
+                .set("Authorization", &format!("Bearer {token}"))
+                .send_json(body.clone()),
+        )
+    }
+
     pub fn put(&self, path: &str, body: &Value) -> CallResult {
         answer(
             self.agent.put(&format!("{}{path}", self.base)).set("Idempotency-Key", &self.key()).send_json(body.clone()),

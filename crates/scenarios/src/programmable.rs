@@ -60,7 +60,7 @@ impl World {
         let page =
             self.client.get(&format!("/v1/nodes/{bank}/notifications?limit=1000")).map_err(|e| fail("notes", e))?;
         let found = page["notifications"].as_array().is_some_and(|list| {
-            list.iter().any(|n| n["event_id"].as_str() == Some(event_id) && n["kind"].as_str() == Some(kind))
+            list.iter().any(|n| n["subject_id"].as_str() == Some(event_id) && n["kind"].as_str() == Some(kind))
         });
         ensure(found, || format!("{bank} was not told '{kind}' about {event_id}"))
     }
@@ -497,5 +497,286 @@ pub(crate) fn holding_bad_input(w: &World, out: &mut Vec<String>) -> Check {
     for (what, code) in &checks {
         out.push(format!("{what}: {code}, balances untouched"));
     }
+    Ok(())
+}
+
+impl World {
+    /// Balances of an account: (DT total, marked, VAT-marked, spendable).
+    fn dt_kinds(&self, bank: &str, client: &str) -> Result<(u64, u64, u64, u64), String> {
+        let b = &self.account(bank, client)?["balance"];
+        Ok((u(&b["dt_tiyn"]), u(&b["dt_marked_tiyn"]), u(&b["dt_vat_tiyn"]), u(&b["dt_spendable_tiyn"])))
+    }
+
+    fn marked(&self, bank: &str, marking: &str, from: &str, to_bank: &str, to: &str, tiyn: u64) -> CallResult {
+        self.client.post(
+            &format!("/v1/nodes/{bank}/marked-transfers"),
+            &json!({"marking_id": marking, "from": from, "to": {"bank": to_bank, "client_id": to}, "amount_tiyn": tiyn}),
+        )
+    }
+}
+
+fn moves(marking: &Value) -> usize {
+    marking["moves"].as_array().map_or(0, Vec::len)
+}
+
+pub(crate) fn national_fund(w: &World, out: &mut Vec<String>) -> Check {
+    let ministry = World::iin(40, 1);
+    let contractor = World::iin(40, 2);
+    let banks = ["steppe", "tulpar", "sapa", "steppe", "tulpar"];
+    let suppliers: Vec<(String, String)> =
+        (0..5).map(|i| (banks[i].to_string(), World::iin(40, 10 + i as u32))).collect();
+    let outsider = World::iin(40, 30);
+    w.open("treasury", "government_agency", &ministry, "Ministry of Energy (National Fund programme)", None)
+        .map_err(|e| fail("ministry", e))?;
+    w.open("steppe", "legal_entity", &contractor, "QazaqGaz Construction LLP", None)
+        .map_err(|e| fail("contractor", e))?;
+    for (n, (bank, id)) in suppliers.iter().enumerate() {
+        w.open(bank, "legal_entity", id, &format!("Final supplier {}", n + 1), None)
+            .map_err(|e| fail("supplier", e))?;
+    }
+    w.open("sapa", "legal_entity", &outsider, "Unrelated Trading LLP", None).map_err(|e| fail("outsider", e))?;
+    let tranche = 164_000_000_000_00u64;
+    w.give_dt("treasury", &ministry, tranche)?;
+    let recipients: Vec<Value> = suppliers.iter().map(|(b, id)| json!({"bank": b, "client_id": id})).collect();
+    let marking = w
+        .client
+        .post(
+            "/v1/nodes/treasury/markings",
+            &json!({"initiator": ministry, "reference": "National Fund tranche 2026-1: gas pipeline Beineu-Bozoi-Shymkent",
+                    "levels": [
+                        {"recipients": [{"bank": "steppe", "client_id": contractor}], "limit_tiyn": tranche},
+                        {"recipients": recipients, "limit_tiyn": tranche}
+                    ]}),
+        )
+        .map_err(|e| fail("marking", e))?;
+    let id = marking["id"].as_str().unwrap_or_default().to_string();
+    w.marked("treasury", &id, &ministry, "steppe", &contractor, tranche).map_err(|e| fail("tranche", e))?;
+    let (dt, marked, _, spendable) = w.dt_kinds("steppe", &contractor)?;
+    ensure(dt == tranche && marked == tranche && spendable == 0, || "tranche not marked at the contractor".into())?;
+    out.push(format!(
+        "Treasury marks {} for the general contractor (marking {id}: contractor, then up to 5 final suppliers)",
+        tenge(tranche)
+    ));
+    expect_code(
+        w.transfer("steppe", &contractor, json!({"client_id": outsider, "bank": "sapa"}), 1_00),
+        "INSUFFICIENT_FUNDS",
+        "plain transfer of marked funds",
+    )?;
+    expect_code(
+        w.marked("steppe", &id, &contractor, "sapa", &outsider, 1_000_00),
+        "RECIPIENT_NOT_ALLOWED",
+        "marked transfer outside the list",
+    )?;
+    ensure(w.dt_kinds("steppe", &contractor)?.1 == tranche, || "funds left after a refused transfer".into())?;
+    out.push("A transfer outside the list is refused (RECIPIENT_NOT_ALLOWED) and the funds stay; a plain transfer cannot reach marked DT".into());
+    let shares = [50_000_000_000_00u64, 40_000_000_000_00, 30_000_000_000_00, 24_000_000_000_00, 20_000_000_000_00];
+    for ((bank, supplier), share) in suppliers.iter().zip(shares) {
+        w.marked("steppe", &id, &contractor, bank, supplier, share).map_err(|e| fail("pay supplier", e))?;
+        let (dt, marked, _, spendable) = w.dt_kinds(bank, supplier)?;
+        ensure(dt == share && marked == 0 && spendable == share, || "supplier did not get standard DT".into())?;
+    }
+    ensure(w.dt_kinds("steppe", &contractor)? == (0, 0, 0, 0), || "contractor keeps marked funds".into())?;
+    out.push(format!(
+        "The contractor pays the five final suppliers {}; at the last level the marking is removed (standard DT)",
+        shares.iter().map(|s| tenge(*s)).collect::<Vec<_>>().join(", ")
+    ));
+    let trace = w.client.get(&format!("/v1/oracle/markings/{id}")).map_err(|e| fail("trace", e))?;
+    ensure(moves(&trace) == 6, || format!("the trace has {} moves, not 6", moves(&trace)))?;
+    let notes = w.client.get("/v1/nodes/treasury/notifications?limit=1000").map_err(|e| fail("notes", e))?;
+    let reported = notes["notifications"]
+        .as_array()
+        .map_or(0, |l| l.iter().filter(|n| n["subject_id"] == id.as_str() && n["kind"] == "marked_transfer").count());
+    ensure(reported == 6, || format!("the Treasury was told of {reported} moves, not 6"))?;
+    out.push("The oracle's trace shows all 6 moves, each signed; the Treasury node was told of every one".into());
+    let supplier = &suppliers[0];
+    w.client
+        .post(
+            &format!("/v1/nodes/{}/accounts/{}/from-dt", supplier.0, supplier.1),
+            &json!({"amount_tiyn": 1_000_000_00u64}),
+        )
+        .map_err(|e| fail("supplier converts", e))?;
+    out.push("A final supplier converts part of its (now standard) DT to bank money".into());
+    Ok(())
+}
+
+pub(crate) fn road_repair(w: &World, out: &mut Vec<String>) -> Check {
+    let committee = World::iin(41, 1);
+    let contractor = World::iin(41, 2);
+    let sub = World::iin(41, 3);
+    let plant = World::iin(41, 4);
+    w.open("treasury", "government_agency", &committee, "Committee for Roads", None)
+        .map_err(|e| fail("committee", e))?;
+    w.open("tulpar", "legal_entity", &contractor, "KazAvtoZhol Repair LLP", None).map_err(|e| fail("contractor", e))?;
+    w.open("sapa", "legal_entity", &sub, "Dorstroy Subcontractor LLP", None).map_err(|e| fail("sub", e))?;
+    w.open("steppe", "legal_entity", &plant, "Asphalt Plant No. 3 JSC", None).map_err(|e| fail("plant", e))?;
+    let advance = 100_000_000_00u64;
+    w.give_dt("treasury", &committee, advance)?;
+    let marking = w
+        .client
+        .post(
+            "/v1/nodes/treasury/markings",
+            &json!({"initiator": committee, "reference": "mid-life repair, highway A-2 km 120-168: advance",
+            "levels": [
+                {"recipients": [{"bank": "tulpar", "client_id": contractor}], "limit_tiyn": advance},
+                {"recipients": [{"bank": "sapa", "client_id": sub}], "limit_tiyn": 60_000_000_00u64},
+                {"recipients": [{"bank": "steppe", "client_id": plant}], "limit_tiyn": 45_000_000_00u64}
+            ]}),
+        )
+        .map_err(|e| fail("marking", e))?;
+    let id = marking["id"].as_str().unwrap_or_default().to_string();
+    w.marked("treasury", &id, &committee, "tulpar", &contractor, advance).map_err(|e| fail("advance", e))?;
+    out.push(format!("The Committee for Roads advances {} marked down three levels (marking {id})", tenge(advance)));
+    expect_code(
+        w.marked("tulpar", &id, &contractor, "steppe", &plant, 1_000_00),
+        "WRONG_LEVEL",
+        "contractor paying the level-3 plant directly",
+    )?;
+    expect_code(
+        w.marked("tulpar", &id, &contractor, "sapa", &sub, 70_000_000_00),
+        "LIMIT_EXCEEDED",
+        "subcontract above the level limit",
+    )?;
+    ensure(w.dt_kinds("tulpar", &contractor)?.1 == advance, || "funds moved on a refused transfer".into())?;
+    out.push("Skipping a level is refused (WRONG_LEVEL); 70 m to the subcontractor exceeds its 60 m level limit (LIMIT_EXCEEDED)".into());
+    w.marked("tulpar", &id, &contractor, "sapa", &sub, 60_000_000_00).map_err(|e| fail("subcontract", e))?;
+    ensure(w.dt_kinds("sapa", &sub)?.1 == 60_000_000_00, || "subcontractor's DT not marked at level 2".into())?;
+    w.marked("sapa", &id, &sub, "steppe", &plant, 45_000_000_00).map_err(|e| fail("asphalt", e))?;
+    let (dt, marked, _, spendable) = w.dt_kinds("steppe", &plant)?;
+    ensure(dt == 45_000_000_00 && marked == 0 && spendable == dt, || "plant did not receive standard DT".into())?;
+    let (_, contractor_marked, _, _) = w.dt_kinds("tulpar", &contractor)?;
+    ensure(contractor_marked == 40_000_000_00, || "contractor's remaining advance".into())?;
+    out.push(format!(
+        "Contractor -> subcontractor {} (still marked) -> asphalt plant {} (standard: marking removed); {} stays marked at the contractor",
+        tenge(60_000_000_00),
+        tenge(45_000_000_00),
+        tenge(40_000_000_00)
+    ));
+    Ok(())
+}
+
+pub(crate) fn digital_vat(w: &World, out: &mut Vec<String>) -> Check {
+    let (le1, le2, le3) = (World::iin(42, 1), World::iin(42, 2), World::iin(42, 3));
+    let tax = World::iin(42, 9);
+    w.open("steppe", "legal_entity", &le1, "LE1 Build Materials LLP", None).map_err(|e| fail("LE1", e))?;
+    w.open("tulpar", "legal_entity", &le2, "LE2 Wholesale LLP", None).map_err(|e| fail("LE2", e))?;
+    w.open("sapa", "legal_entity", &le3, "LE3 Logistics LLP", None).map_err(|e| fail("LE3", e))?;
+    w.open("treasury", "government_agency", &tax, "State Revenue Committee: VAT account", None)
+        .map_err(|e| fail("tax", e))?;
+    let esf = w.provider("esf", "E-invoice system (ESF), State Revenue Committee", "tax_authority")?;
+    w.client
+        .put_bearer("/v1/oracle/tax-account", &json!({"bank": "treasury", "client_id": tax}), &esf)
+        .map_err(|e| fail("tax account", e))?;
+    for (bank, id) in [("steppe", &le1), ("tulpar", &le2), ("sapa", &le3)] {
+        w.client
+            .post_bearer("/v1/oracle/vat-payers", &json!({"bank": bank, "client_id": id}), &esf)
+            .map_err(|e| fail("VAT payer", e))?;
+    }
+    w.give_dt("steppe", &le1, 1_120_00)?;
+    let invoice = |id: &str, seller: (&str, &str), buyer: (&str, &str), net: u64, vat: u64| {
+        json!({"id": id, "seller": {"bank": seller.0, "client_id": seller.1}, "buyer": {"bank": buyer.0, "client_id": buyer.1},
+               "net_tiyn": net, "vat_tiyn": vat})
+    };
+    w.client
+        .post_bearer(
+            "/v1/oracle/invoices",
+            &invoice("ESF-2026-0001", ("tulpar", &le2), ("steppe", &le1), 1_000_00, 120_00),
+            &esf,
+        )
+        .map_err(|e| fail("invoice 1", e))?;
+    w.client
+        .post_bearer(
+            "/v1/oracle/invoices",
+            &invoice("ESF-2026-0002", ("sapa", &le3), ("tulpar", &le2), 500_00, 60_00),
+            &esf,
+        )
+        .map_err(|e| fail("invoice 2", e))?;
+    let pay = |bank: &str, from: &str, id: &str, total: u64| {
+        w.client.post(
+            &format!("/v1/nodes/{bank}/invoice-payments"),
+            &json!({"invoice_id": id, "from": from, "amount_tiyn": total}),
+        )
+    };
+    expect_code(pay("steppe", &le1, "ESF-FAKE-1", 1_120_00), "NOT_FOUND", "fictitious invoice")?;
+    expect_code(pay("steppe", &le1, "ESF-2026-0001", 1_100_00), "INVOICE_MISMATCH", "amount differs")?;
+    expect_code(pay("steppe", &le1, "ESF-2026-0002", 560_00), "INVOICE_MISMATCH", "payer is not the buyer")?;
+    let first = pay("steppe", &le1, "ESF-2026-0001", 1_120_00).map_err(|e| fail("pay invoice 1", e))?;
+    ensure(u(&first["vat_from_standard_tiyn"]) == 120_00, || "LE1's VAT should come from marked standard DT".into())?;
+    ensure(w.dt_kinds("tulpar", &le2)? == (1_120_00, 0, 120_00, 1_000_00), || {
+        format!("LE2 after invoice 1: {:?}", w.dt_kinds("tulpar", &le2))
+    })?;
+    out.push("LE1 pays LE2 e-invoice 1,120.00 (VAT 120.00): LE2 holds 1,000.00 standard + 120.00 VAT-marked".into());
+    expect_code(pay("steppe", &le1, "ESF-2026-0001", 1_120_00), "CONFLICT", "invoice paid twice")?;
+    expect_code(
+        w.transfer("tulpar", &le2, json!({"client_id": le3, "bank": "sapa"}), 1_000_01),
+        "INSUFFICIENT_FUNDS",
+        "plain transfer reaching into VAT-marked DT",
+    )?;
+    out.push("Paying a fictitious, mismatched or already paid invoice is refused; VAT-marked DT is not spendable by a plain transfer".into());
+    let second = pay("tulpar", &le2, "ESF-2026-0002", 560_00).map_err(|e| fail("pay invoice 2", e))?;
+    ensure(u(&second["vat_from_vat_tokens_tiyn"]) == 60_00, || "LE2's VAT should come from its VAT-marked DT".into())?;
+    ensure(w.dt_kinds("tulpar", &le2)? == (560_00, 0, 60_00, 500_00), || "LE2 after invoice 2".into())?;
+    ensure(w.dt_kinds("sapa", &le3)? == (560_00, 0, 60_00, 500_00), || "LE3 after invoice 2".into())?;
+    out.push("LE2 pays LE3 e-invoice 560.00 (VAT 60.00) with 500.00 standard + 60.00 of its VAT-marked DT".into());
+    for (bank, id) in [("tulpar", &le2), ("sapa", &le3)] {
+        w.client
+            .post(&format!("/v1/nodes/{bank}/vat-payments"), &json!({"from": id, "amount_tiyn": 60_00}))
+            .map_err(|e| fail("pay VAT", e))?;
+    }
+    ensure(w.dt_kinds("tulpar", &le2)? == (500_00, 0, 0, 500_00), || "LE2 final".into())?;
+    ensure(w.dt_kinds("sapa", &le3)? == (500_00, 0, 0, 500_00), || "LE3 final".into())?;
+    ensure(w.dt_kinds("treasury", &tax)? == (120_00, 0, 0, 120_00), || "tax account final".into())?;
+    let payments = w.client.get("/v1/oracle/vat-payments").map_err(|e| fail("VAT payments", e))?;
+    ensure(payments.as_array().map_or(0, Vec::len) >= 2, || "the tax system does not see the VAT payments".into())?;
+    out.push(
+        "Both pay 60.00 VAT to the tax account: LE2 500.00, LE3 500.00 standard; tax account 120.00 standard".into(),
+    );
+    Ok(())
+}
+
+pub(crate) fn split_payment(w: &World, out: &mut Vec<String>) -> Check {
+    let rider = World::iin(43, 1);
+    let driver = World::iin(43, 2);
+    let operator = World::iin(43, 3);
+    let tax = World::iin(43, 9);
+    w.open("steppe", "individual", &rider, "Aruzhan Rider", Some(&World::phone(43, 1)))
+        .map_err(|e| fail("rider", e))?;
+    w.open("tulpar", "individual", &driver, "Bolat Driver", Some(&World::phone(43, 2)))
+        .map_err(|e| fail("driver", e))?;
+    w.open("sapa", "legal_entity", &operator, "Yandex Go Kazakhstan LLP", None).map_err(|e| fail("operator", e))?;
+    w.open("treasury", "government_agency", &tax, "State Revenue Committee: income tax", None)
+        .map_err(|e| fail("tax", e))?;
+    w.give_dt("steppe", &rider, 5_000_00)?;
+    let receipt = w
+        .client
+        .post(
+            "/v1/nodes/steppe/split-payments",
+            &json!({"from": rider, "reference": "ride 2026-11-23 08:14", "lines": [
+                {"to": {"phone": World::phone(43, 2)}, "amount_tiyn": 1_700_00},
+                {"to": {"client_id": operator, "bank": "sapa"}, "amount_tiyn": 200_00},
+                {"to": {"client_id": tax, "bank": "treasury"}, "amount_tiyn": 100_00}
+            ]}),
+        )
+        .map_err(|e| fail("split", e))?;
+    ensure(w.dt("tulpar", &driver)? == 1_700_00, || "driver".into())?;
+    ensure(w.dt("sapa", &operator)? == 200_00, || "operator".into())?;
+    ensure(w.dt("treasury", &tax)? == 100_00, || "tax".into())?;
+    ensure(w.dt("steppe", &rider)? == 3_000_00, || "rider".into())?;
+    out.push(format!(
+        "A 2,000.00 taxi fare in one transaction {}: driver 1,700.00, operator 200.00, tax 100.00",
+        short(&receipt["tx_id"])
+    ));
+    expect_code(
+        w.client.post(
+            "/v1/nodes/steppe/split-payments",
+            &json!({"from": rider, "lines": [
+                {"to": {"phone": World::phone(43, 2)}, "amount_tiyn": 1_700_00},
+                {"to": {"client_id": World::iin(43, 50), "bank": "sapa"}, "amount_tiyn": 200_00}
+            ]}),
+        ),
+        "UNKNOWN_ACCOUNT",
+        "split with an unknown recipient",
+    )?;
+    ensure(w.dt("steppe", &rider)? == 3_000_00 && w.dt("tulpar", &driver)? == 1_700_00, || "partial split".into())?;
+    out.push("A split with one unknown recipient pays no one (atomic)".into());
     Ok(())
 }

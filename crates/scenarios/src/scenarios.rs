@@ -75,6 +75,26 @@ pub const SCENARIOS: &[Scenario] = &[
         title: "Holding: bad input gets a stable error and changes no balance",
         run: crate::programmable::holding_bad_input,
     },
+    Scenario {
+        id: "5.2",
+        title: "National Fund tranche: Treasury -> general contractor -> 5 final suppliers, marking removed at the end",
+        run: crate::programmable::national_fund,
+    },
+    Scenario {
+        id: "5.2",
+        title: "Mid-life road repair: advance programmed down to the subcontractor",
+        run: crate::programmable::road_repair,
+    },
+    Scenario {
+        id: "5.3",
+        title: "Digital VAT: the worked example LE1 -> LE2 -> LE3 -> tax account",
+        run: crate::programmable::digital_vat,
+    },
+    Scenario {
+        id: "5.4",
+        title: "Split payment: taxi fare to driver, operator and tax in one transaction",
+        run: crate::programmable::split_payment,
+    },
 ];
 
 /// The scenarios' view of the platform: an API client and helpers.

@@ -66,6 +66,10 @@ scenario_tests! {
     h04_investment_subsidy_180_days = 24;
     h05_infinite_event_transit_fares = 25;
     h06_holding_bad_input = 26;
+    m01_national_fund_tranche = 27;
+    m02_road_repair = 28;
+    v01_digital_vat_worked_example = 29;
+    p01_split_payment_taxi = 30;
 }
 
 #[test]

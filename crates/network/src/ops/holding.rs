@@ -43,10 +43,10 @@ pub struct Notifications {
 }
 
 /// A notification before its number is known.
-pub(crate) struct Notice {
+pub struct Notice {
     party: Party,
     kind: NotificationKind,
-    event_id: String,
+    subject_id: String,
     amount: Amount,
     text: String,
 }
@@ -71,7 +71,7 @@ impl Notifications {
     }
 
     /// Number the notices (in order, per node) and write them.
-    fn plan(
+    pub(crate) fn plan(
         &self,
         notices: Vec<Notice>,
         tx_id: Option<TxId>,
@@ -88,7 +88,7 @@ impl Notifications {
                 client_id: notice.party.client_id,
                 at_unix_ms: now_ms,
                 kind: notice.kind,
-                event_id: notice.event_id,
+                subject_id: notice.subject_id,
                 amount_tiyn: notice.amount,
                 text: notice.text,
                 tx_id,
@@ -103,15 +103,15 @@ impl Notifications {
         Ok(planned)
     }
 
-    fn apply(&mut self, planned: Vec<Notification>) {
+    pub(crate) fn apply(&mut self, planned: Vec<Notification>) {
         for n in planned {
             self.insert(n);
         }
     }
 }
 
-fn notice(party: &Party, kind: NotificationKind, event_id: &str, amount: Amount, text: String) -> Notice {
-    Notice { party: party.clone(), kind, event_id: event_id.to_string(), amount, text }
+pub(crate) fn notice(party: &Party, kind: NotificationKind, subject_id: &str, amount: Amount, text: String) -> Notice {
+    Notice { party: party.clone(), kind, subject_id: subject_id.to_string(), amount, text }
 }
 
 impl Network {

@@ -6,4 +6,5 @@ pub mod conversion;
 pub mod holding;
 pub mod operator;
 pub mod payments;
+pub mod programmed;
 pub mod vouchers;
