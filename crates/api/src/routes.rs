@@ -383,12 +383,28 @@ async fn transfer(
     .await
 }
 
+/// Which tokens to list.
+#[derive(Deserialize, IntoParams)]
+pub struct TokenQuery {
+    /// `true`: every token, held, marked and VAT-marked ones included (they move only with
+    /// the oracle's confirmation). Default: the standard tokens the client may spend now.
+    pub all: Option<bool>,
+}
+
 #[utoipa::path(get, path = "/v1/nodes/{node}/accounts/{client}/tokens", tag = "payments",
     description = "The tokens a client may spend now, with their preimages: what a client that keeps its own key needs to build a transaction.",
-    params(("node" = String, Path), ("client" = String, Path)),
+    params(("node" = String, Path), ("client" = String, Path), TokenQuery),
     responses((status = 200, body = [Input]), (status = 404, body = ApiError)))]
-async fn tokens(State(app): State<App>, P((node, client)): P<(String, String)>) -> Response {
-    read(app, move |n| n.spendable_tokens(&node, &client)).await
+async fn tokens(
+    State(app): State<App>,
+    P((node, client)): P<(String, String)>,
+    query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let all = match query {
+        Ok(Query(q)) => q.all.unwrap_or(false),
+        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
+    };
+    read(app, move |n| if all { n.all_tokens(&node, &client) } else { n.spendable_tokens(&node, &client) }).await
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/transactions", tag = "payments",

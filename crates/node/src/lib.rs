@@ -623,6 +623,17 @@ impl NodeState {
             .collect())
     }
 
+    /// Every token the client owns that is not reserved, whatever its policy: held, marked
+    /// and VAT-marked tokens included (they move only with the oracle's attestation).
+    pub fn all_inputs(&self, client_id: &str) -> Result<Vec<Input>> {
+        let state = self.account_state(client_id)?;
+        Ok(state
+            .tokens
+            .iter()
+            .filter_map(|id| self.tokens.get(id).filter(|h| h.reserved_by.is_none()).map(|h| h.input.clone()))
+            .collect())
+    }
+
     /// Build a hold: `amount` of the client's standard DT becomes a token held for the oracle
     /// event `event`, on the same account; change comes back standard. Signed by the client's
     /// custodial key and attested by the node; the oracle must attest too before it commits.

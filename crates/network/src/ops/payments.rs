@@ -67,6 +67,11 @@ impl Network {
         self.slot(node_id)?.state.lock().spendable_inputs(client_id)
     }
 
+    /// Every token a client owns and may present, programmed ones included, with preimages.
+    pub fn all_tokens(&self, node_id: &str, client_id: &str) -> Result<Vec<Input>> {
+        self.slot(node_id)?.state.lock().all_inputs(client_id)
+    }
+
     /// Registry distribution: a legal entity (or agency) pays many individuals in one request.
     ///
     /// Each line is checked on its own (recipient known and an individual, bank not blocked,
