@@ -39,6 +39,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::FundsHeld
         | ErrorCode::FundsMarked
         | ErrorCode::EventExpired
+        | ErrorCode::ContractExpired
         | ErrorCode::NonWorkingDay => StatusCode::CONFLICT,
         ErrorCode::BankBlocked => StatusCode::LOCKED,
         ErrorCode::InsufficientFunds

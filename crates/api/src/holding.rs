@@ -37,6 +37,10 @@ pub(crate) fn routes() -> Router<App> {
         .route("/v1/nodes/{node}/invoice-payments", post(pay_invoice))
         .route("/v1/nodes/{node}/vat-payments", post(pay_vat))
         .route("/v1/nodes/{node}/split-payments", post(split_payment))
+        .route("/v1/oracle/contracts", post(register_contract))
+        .route("/v1/oracle/contracts/{number}", get(get_contract))
+        .route("/v1/nodes/{node}/contract-payments", post(contract_payment))
+        .route("/v1/nodes/{node}/contract-withdrawals", post(contract_withdrawal))
         .route("/v1/clock", get(get_clock))
         .route("/v1/clock/advance", post(advance_clock))
 }
@@ -410,6 +414,69 @@ pub(crate) async fn split_payment(
 ) -> Response {
     mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: SplitPaymentRequest| {
         n.split_payment(idem, &node, r)
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/oracle/contracts", tag = "marking",
+    description = "The smart-contract portal registers a contract (marking by parameter): number, sender, recipient, the most marked DT transferable under it, the most withdrawable to bank money, duration, and the contract funding it (subcontracts).",
+    params(("Idempotency-Key" = String, Header), ("Authorization" = String, Header, description = "Bearer <contract portal token>")),
+    request_body = ContractRequest, responses((status = 201, body = ContractView), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 409, body = ApiError)))]
+pub(crate) async fn register_contract(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let token = bearer(&headers);
+    mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: ContractRequest| {
+        n.register_contract(idem, &token?, r)
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/oracle/contracts/{number}", tag = "marking",
+    description = "A contract with its consumed limits and every use (payments, withdrawals), each signed by the oracle.",
+    params(("number" = String, Path)), responses((status = 200, body = ContractView), (status = 404, body = ApiError)))]
+pub(crate) async fn get_contract(State(app): State<App>, P(number): P<String>) -> Response {
+    read(app, move |n| n.contract(&number)).await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/contract-payments", tag = "marking",
+    description = "Pay under a registered contract from its sender (a client of this node): the recipient receives DT marked with the contract. The oracle checks and consumes the transfer limit; the initiator is notified.",
+    params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = ContractPaymentRequest,
+    responses((status = 200, body = ContractReceipt), (status = 403, body = ApiError), (status = 409, description = "CONTRACT_EXPIRED", body = ApiError), (status = 422, description = "LIMIT_EXCEEDED, INSUFFICIENT_FUNDS", body = ApiError)))]
+pub(crate) async fn contract_payment(
+    State(app): State<App>,
+    P(node): P<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: ContractPaymentRequest| {
+        n.contract_payment(idem, &node, r)
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/contract-withdrawals", tag = "marking",
+    description = "Convert DT received under a contract to the recipient's bank money, within the contract's withdrawal limit.",
+    params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = ContractWithdrawalRequest,
+    responses((status = 200, body = ContractReceipt), (status = 403, body = ApiError), (status = 422, description = "LIMIT_EXCEEDED", body = ApiError)))]
+pub(crate) async fn contract_withdrawal(
+    State(app): State<App>,
+    P(node): P<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: ContractWithdrawalRequest| {
+        n.contract_withdrawal(idem, &node, r)
     })
     .await
 }

@@ -53,7 +53,8 @@ registry distribution, vouchers, cards, and the NBK operator's controls. Amounts
         crate::holding::marked_transfer, crate::holding::register_vat_payer, crate::holding::list_vat_payers,
         crate::holding::set_tax_account, crate::holding::register_invoice, crate::holding::get_invoice,
         crate::holding::list_vat_payments, crate::holding::pay_invoice, crate::holding::pay_vat,
-        crate::holding::split_payment
+        crate::holding::split_payment, crate::holding::register_contract, crate::holding::get_contract,
+        crate::holding::contract_payment, crate::holding::contract_withdrawal
     ),
     components(schemas(ApiError, TxStatus, AbsBalances, Health)),
     tags(

@@ -54,6 +54,8 @@ pub enum ErrorCode {
     InvoiceMismatch,
     /// The oracle event has expired: it can no longer be held or released.
     EventExpired,
+    /// The contract's duration has ended: nothing moves under it any more.
+    ContractExpired,
     /// The recipient is not one the event, marking or contract allows.
     RecipientNotAllowed,
     /// The caller did not authenticate (e.g. an oracle provider without a valid token).
@@ -89,6 +91,7 @@ impl ErrorCode {
             ErrorCode::WrongLevel => "WRONG_LEVEL",
             ErrorCode::InvoiceMismatch => "INVOICE_MISMATCH",
             ErrorCode::EventExpired => "EVENT_EXPIRED",
+            ErrorCode::ContractExpired => "CONTRACT_EXPIRED",
             ErrorCode::RecipientNotAllowed => "RECIPIENT_NOT_ALLOWED",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Internal => "INTERNAL",

@@ -521,6 +521,8 @@ pub enum NotificationKind {
     MarkedTransfer,
     /// An e-invoice to or from a client was paid.
     InvoicePaid,
+    /// A payment or withdrawal under a contract (to the contract chain's initiator).
+    ContractUse,
 }
 
 /// A message to a node about one of its clients.
@@ -702,4 +704,67 @@ pub struct SplitReceipt {
     pub total_tiyn: Amount,
     pub lines: Vec<Share>,
     pub at_unix_ms: u64,
+}
+
+pub use dtenge_oracle::{Contract, ContractUse, UseKind};
+
+/// The smart-contract portal registers a contract (marking by parameter).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContractRequest {
+    /// The contract number (public procurement).
+    pub number: String,
+    pub sender: PartyRef,
+    pub recipient: PartyRef,
+    /// The most marked DT that may be transferred under the contract.
+    pub max_transfer_tiyn: Amount,
+    /// The most of it the recipient may convert to bank money.
+    pub max_fiat_tiyn: Amount,
+    /// Duration from now, in milliseconds.
+    pub valid_for_ms: u64,
+    /// The contract whose marked DT pays this one (a subcontract); none: the sender pays
+    /// standard DT.
+    #[serde(default)]
+    pub funded_by: Option<String>,
+}
+
+/// A contract with its uses.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ContractView {
+    #[serde(flatten)]
+    pub contract: Contract,
+    pub uses: Vec<ContractUse>,
+}
+
+impl ContractView {
+    pub fn of(contract: &Contract) -> ContractView {
+        ContractView { contract: contract.clone(), uses: contract.uses.clone() }
+    }
+}
+
+/// Pay under a contract from a client of this node (its sender).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContractPaymentRequest {
+    pub contract: String,
+    /// IIN/BIN of the payer at this node.
+    pub from: String,
+    pub amount_tiyn: Amount,
+}
+
+/// Convert DT received under a contract to bank money, within its withdrawal limit.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContractWithdrawalRequest {
+    pub contract: String,
+    /// IIN/BIN of the recipient at this node.
+    pub client_id: String,
+    pub amount_tiyn: Amount,
+}
+
+/// A committed payment or withdrawal under a contract.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ContractReceipt {
+    pub tx_id: TxId,
+    pub contract: ContractView,
 }

@@ -119,7 +119,8 @@ fn a_bank_that_ignores_the_rules_cannot_move_or_mint_programmed_tokens() {
 
     // 1. The VAT-marked token, spent by a plain transfer the bank attests: refused.
     let spend_vat = |outputs: Vec<Output>, nonce: u64| {
-        let mut tx = Transaction::new(TxBody { command: Command::Transfer, inputs: vec![vat_token(&w)], outputs, nonce });
+        let mut tx =
+            Transaction::new(TxBody { command: Command::Transfer, inputs: vec![vat_token(&w)], outputs, nonce });
         tx.sign_owner(&w.le2_key);
         tx
     };
@@ -134,10 +135,9 @@ fn a_bank_that_ignores_the_rules_cannot_move_or_mint_programmed_tokens() {
     // 3. A forged oracle attestation (the oracle's key, another's signature): refused.
     let mut forged = spend_vat(vec![Output::standard(tiyn(120_00), le1_address, issuer)], 3);
     let oracle = w.network.oracle_public_key();
-    forged.attestations.push(Attestation {
-        public_key: oracle,
-        signature: w.le2_key.sign(&node_message(&forged.id()).0),
-    });
+    forged
+        .attestations
+        .push(Attestation { public_key: oracle, signature: w.le2_key.sign(&node_message(&forged.id()).0) });
     assert_eq!(submit(&w, forged), ErrorCode::InvalidSignature);
 
     // 4. Minting programmed tokens from standard ones without the oracle: refused.
@@ -228,7 +228,11 @@ fn programmed_state_survives_a_restart_and_still_reconciles() {
                     reference: "sale".into(),
                     kind: EventKind::Single,
                     sender: party("sapa", &buyer),
-                    payees: vec![ShareRequest { bank: "steppe".into(), client_id: seller, amount_tiyn: tiyn(4_000_00) }],
+                    payees: vec![ShareRequest {
+                        bank: "steppe".into(),
+                        client_id: seller,
+                        amount_tiyn: tiyn(4_000_00),
+                    }],
                     valid_for_ms: 3_600_000,
                     confirmed_by: None,
                 },

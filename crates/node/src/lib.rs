@@ -118,6 +118,8 @@ pub enum Purpose {
     VatPayment,
     /// One payment to several recipients.
     SplitPayment,
+    /// Marked DT paid under a contract registered on the oracle.
+    ContractPayment,
 }
 
 /// Debit or credit, from the account's side.

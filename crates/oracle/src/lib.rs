@@ -32,7 +32,7 @@ pub const META_TABLE: Table = Table("oracle_meta");
 pub const PROVIDERS_TABLE: Table = Table("oracle_providers");
 pub const EVENTS_TABLE: Table = Table("oracle_events");
 pub const RECORDS_TABLE: Table = Table("oracle_records");
-pub const TABLES: [Table; 8] = [
+pub const TABLES: [Table; 10] = [
     META_TABLE,
     PROVIDERS_TABLE,
     EVENTS_TABLE,
@@ -41,12 +41,16 @@ pub const TABLES: [Table; 8] = [
     marking::MOVES_TABLE,
     vat::INVOICES_TABLE,
     vat::VAT_TABLE,
+    contract::CONTRACTS_TABLE,
+    contract::USES_TABLE,
 ];
 
+pub mod contract;
 pub mod marking;
 pub mod spend;
 pub mod vat;
 
+pub use contract::{Contract, ContractSpec, ContractUse, UseKind};
 pub use marking::{Level, Marking, MarkingSpec, Move, MoveBody};
 pub use spend::SpendPlan;
 pub use vat::{Invoice, InvoiceSpec, InvoiceStatus};
@@ -374,6 +378,7 @@ pub struct Oracle {
     markings: BTreeMap<String, Marking>,
     invoices: BTreeMap<String, Invoice>,
     vat: vat::VatRegistry,
+    contracts: BTreeMap<String, Contract>,
 }
 
 impl Oracle {
@@ -388,6 +393,7 @@ impl Oracle {
             markings: BTreeMap::new(),
             invoices: BTreeMap::new(),
             vat: vat::VatRegistry::default(),
+            contracts: BTreeMap::new(),
         }
     }
 
@@ -418,6 +424,7 @@ impl Oracle {
         }
         marking::load(&mut oracle, store)?;
         vat::load(&mut oracle, store)?;
+        contract::load(&mut oracle, store)?;
         Ok(Some(oracle))
     }
 

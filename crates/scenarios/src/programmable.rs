@@ -780,3 +780,99 @@ pub(crate) fn split_payment(w: &World, out: &mut Vec<String>) -> Check {
     out.push("A split with one unknown recipient pays no one (atomic)".into());
     Ok(())
 }
+
+pub(crate) fn procurement_contracts(w: &World, out: &mut Vec<String>) -> Check {
+    let akimat = World::iin(44, 1);
+    let contractor = World::iin(44, 2);
+    let sub = World::iin(44, 3);
+    w.open("treasury", "government_agency", &akimat, "Akimat of Astana", None).map_err(|e| fail("akimat", e))?;
+    w.open("steppe", "legal_entity", &contractor, "Astana Stroy General Contractor LLP", None)
+        .map_err(|e| fail("contractor", e))?;
+    w.open("sapa", "legal_entity", &sub, "Electromontazh Subcontractor LLP", None).map_err(|e| fail("sub", e))?;
+    w.give_dt("treasury", &akimat, 100_000_000_00)?;
+    let portal = w.provider("smart-contract-portal", "Smart-contract portal", "contract_portal")?;
+    let contract =
+        |number: &str, sender: (&str, &str), recipient: (&str, &str), max: u64, fiat: u64, funded: Option<&str>| {
+            json!({"number": number, "sender": {"bank": sender.0, "client_id": sender.1},
+               "recipient": {"bank": recipient.0, "client_id": recipient.1},
+               "max_transfer_tiyn": max, "max_fiat_tiyn": fiat, "valid_for_ms": 90 * DAY_MS, "funded_by": funded})
+        };
+    w.client
+        .post_bearer(
+            "/v1/oracle/contracts",
+            &contract(
+                "GZ-2026-0415",
+                ("treasury", &akimat),
+                ("steppe", &contractor),
+                80_000_000_00,
+                20_000_000_00,
+                None,
+            ),
+            &portal,
+        )
+        .map_err(|e| fail("contract", e))?;
+    w.client
+        .post_bearer(
+            "/v1/oracle/contracts",
+            &contract(
+                "GZ-2026-0415/S1",
+                ("steppe", &contractor),
+                ("sapa", &sub),
+                30_000_000_00,
+                30_000_000_00,
+                Some("GZ-2026-0415"),
+            ),
+            &portal,
+        )
+        .map_err(|e| fail("subcontract", e))?;
+    out.push("The portal registers GZ-2026-0415 (akimat -> contractor: 80 m transfer, 20 m withdrawal) and subcontract S1 (30 m)".into());
+    let pay = |bank: &str, number: &str, from: &str, tiyn: u64| {
+        w.client.post(
+            &format!("/v1/nodes/{bank}/contract-payments"),
+            &json!({"contract": number, "from": from, "amount_tiyn": tiyn}),
+        )
+    };
+    let withdraw = |bank: &str, number: &str, client: &str, tiyn: u64| {
+        w.client.post(
+            &format!("/v1/nodes/{bank}/contract-withdrawals"),
+            &json!({"contract": number, "client_id": client, "amount_tiyn": tiyn}),
+        )
+    };
+    pay("treasury", "GZ-2026-0415", &akimat, 50_000_000_00).map_err(|e| fail("pay contract", e))?;
+    ensure(w.dt_kinds("steppe", &contractor)?.1 == 50_000_000_00, || {
+        "contractor's DT not marked by the contract".into()
+    })?;
+    expect_code(pay("treasury", "GZ-2026-0415", &akimat, 30_000_000_01), "LIMIT_EXCEEDED", "above the transfer limit")?;
+    expect_code(
+        w.transfer("steppe", &contractor, json!({"client_id": sub, "bank": "sapa"}), 1_00),
+        "INSUFFICIENT_FUNDS",
+        "plain transfer of contract DT",
+    )?;
+    expect_code(
+        pay("steppe", "GZ-2026-0415", &contractor, 1_00),
+        "FORBIDDEN",
+        "paying a contract one is not the sender of",
+    )?;
+    out.push("The akimat pays 50 m under the contract (marked); 30 m more would exceed its 80 m limit; a plain transfer cannot touch it".into());
+    withdraw("steppe", "GZ-2026-0415", &contractor, 20_000_000_00).map_err(|e| fail("withdraw", e))?;
+    ensure(w.fiat("steppe", &contractor)? == 20_000_000_00, || "withdrawal not credited as bank money".into())?;
+    expect_code(withdraw("steppe", "GZ-2026-0415", &contractor, 1_00), "LIMIT_EXCEEDED", "above the withdrawal limit")?;
+    out.push("The contractor withdraws 20 m to bank money; one tiyn more exceeds the withdrawal limit".into());
+    pay("steppe", "GZ-2026-0415/S1", &contractor, 25_000_000_00).map_err(|e| fail("subcontract payment", e))?;
+    withdraw("sapa", "GZ-2026-0415/S1", &sub, 25_000_000_00).map_err(|e| fail("sub withdraws", e))?;
+    ensure(w.fiat("sapa", &sub)? == 25_000_000_00, || "subcontractor's bank money".into())?;
+    ensure(w.dt_kinds("steppe", &contractor)?.1 == 5_000_000_00, || "contractor's remaining marked DT".into())?;
+    let view = w.client.get("/v1/oracle/contracts/GZ-2026-0415").map_err(|e| fail("contract view", e))?;
+    ensure(u(&view["transferred_tiyn"]) == 50_000_000_00 && u(&view["withdrawn_tiyn"]) == 20_000_000_00, || {
+        format!("limits consumed: {view}")
+    })?;
+    let notes = w.client.get("/v1/nodes/treasury/notifications?limit=1000").map_err(|e| fail("notes", e))?;
+    let reported =
+        notes["notifications"].as_array().map_or(0, |l| l.iter().filter(|n| n["kind"] == "contract_use").count());
+    ensure(reported == 4, || format!("the akimat was told of {reported} uses, not 4"))?;
+    out.push("Subcontract S1: 25 m paid from the contract's DT, withdrawn by the subcontractor; the akimat was told of all 4 uses".into());
+    w.advance(90 * DAY_MS).map_err(|e| fail("advance", e))?;
+    expect_code(pay("treasury", "GZ-2026-0415", &akimat, 1_00), "CONTRACT_EXPIRED", "after the duration")?;
+    out.push("After 90 days nothing moves under the contract: CONTRACT_EXPIRED".into());
+    Ok(())
+}

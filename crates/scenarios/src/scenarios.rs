@@ -86,6 +86,11 @@ pub const SCENARIOS: &[Scenario] = &[
         run: crate::programmable::road_repair,
     },
     Scenario {
+        id: "5.2",
+        title: "Marking by parameter: procurement contract and subcontract with transfer and withdrawal limits",
+        run: crate::programmable::procurement_contracts,
+    },
+    Scenario {
         id: "5.3",
         title: "Digital VAT: the worked example LE1 -> LE2 -> LE3 -> tax account",
         run: crate::programmable::digital_vat,

@@ -68,8 +68,9 @@ scenario_tests! {
     h06_holding_bad_input = 26;
     m01_national_fund_tranche = 27;
     m02_road_repair = 28;
-    v01_digital_vat_worked_example = 29;
-    p01_split_payment_taxi = 30;
+    m03_procurement_contracts = 29;
+    v01_digital_vat_worked_example = 30;
+    p01_split_payment_taxi = 31;
 }
 
 #[test]

@@ -8,6 +8,7 @@
 
 use super::holding::{notice, Notice, PAGE_LIMIT_MAX};
 use crate::types::{
+    ContractPaymentRequest, ContractReceipt, ContractRequest, ContractView, ContractWithdrawalRequest,
     InvoicePaymentRequest, InvoiceReceipt, InvoiceRequest, MarkedReceipt, MarkedTransferRequest, MarkingPage,
     MarkingRequest, MarkingView, NotificationKind, PartyRef, SplitPaymentRequest, SplitReceipt, VatPaymentRequest,
 };
@@ -19,7 +20,7 @@ use dtenge_core::tx::{Attestation, Transaction, TX_OUTPUTS_MAX};
 use dtenge_core::{ensure, Result};
 use dtenge_node::{ClientKind, Purpose};
 use dtenge_oracle::vat::{VatPayment, VatUpdate};
-use dtenge_oracle::{Invoice, Level, MarkingSpec, Share, SpendPlan};
+use dtenge_oracle::{ContractSpec, Invoice, Level, MarkingSpec, Share, SpendPlan, UseKind};
 use dtenge_store::WriteBatch;
 use serde::Serialize;
 
@@ -35,12 +36,14 @@ impl Network {
     /// Build the transaction for `plan` at the payer's node, have the oracle confirm it
     /// (`confirm` returns its attestation, its writes, the answer and its change), commit it
     /// with the notices, and return the answer and the change for the caller to apply.
+    #[allow(clippy::too_many_arguments)]
     fn execute_spend<A: Serialize, C>(
         &self,
         idem: Option<&Idem>,
         plan: &SpendPlan,
         purpose: Purpose,
         reference: &str,
+        fiat: &[(String, String, Amount)],
         notices: Vec<Notice>,
         confirm: impl FnOnce(&Transaction) -> Result<(Attestation, WriteBatch, A, C)>,
     ) -> Result<(A, C)> {
@@ -59,7 +62,7 @@ impl Network {
             .lock()
             .plan(notices, Some(tx.id()), self.now_ms(), &mut extra)
             .inspect_err(|_| self.release(&tx))?;
-        self.execute(idem, &tx, purpose, Some(reference), &[], extra, &answer)?;
+        self.execute(idem, &tx, purpose, Some(reference), fiat, extra, &answer)?;
         self.notifications.lock().apply(planned);
         Ok((answer, change))
     }
@@ -125,7 +128,7 @@ impl Network {
         let reference = format!("marking {}", marking.id);
         let now = self.now_ms();
         let (receipt, change) =
-            self.execute_spend(idem, &plan.spend, Purpose::MarkedTransfer, &reference, notices, |tx| {
+            self.execute_spend(idem, &plan.spend, Purpose::MarkedTransfer, &reference, &[], notices, |tx| {
                 let (change, attestation) = oracle.confirm_marked_transfer(&plan, tx, now)?;
                 let mut writes = WriteBatch::new();
                 change.writes(&mut writes)?;
@@ -245,18 +248,19 @@ impl Network {
         let reference = format!("e-invoice {}", invoice.id);
         let now = self.now_ms();
         let id = request.invoice_id.clone();
-        let (receipt, paid) = self.execute_spend(idem, &plan, Purpose::InvoicePayment, &reference, notices, |tx| {
-            let (paid, attestation) = oracle.confirm_invoice_payment(&id, &plan, tx, now)?;
-            let mut writes = WriteBatch::new();
-            paid.writes(&mut writes)?;
-            let receipt = InvoiceReceipt {
-                tx_id: tx.id(),
-                invoice: paid.clone(),
-                vat_from_vat_tokens_tiyn: from_vat,
-                vat_from_standard_tiyn: from_standard,
-            };
-            Ok((attestation, writes, receipt, paid))
-        })?;
+        let (receipt, paid) =
+            self.execute_spend(idem, &plan, Purpose::InvoicePayment, &reference, &[], notices, |tx| {
+                let (paid, attestation) = oracle.confirm_invoice_payment(&id, &plan, tx, now)?;
+                let mut writes = WriteBatch::new();
+                paid.writes(&mut writes)?;
+                let receipt = InvoiceReceipt {
+                    tx_id: tx.id(),
+                    invoice: paid.clone(),
+                    vat_from_vat_tokens_tiyn: from_vat,
+                    vat_from_standard_tiyn: from_standard,
+                };
+                Ok((attestation, writes, receipt, paid))
+            })?;
         oracle.apply_invoice(paid);
         Ok(receipt)
     }
@@ -269,7 +273,7 @@ impl Network {
         let mut oracle = self.oracle.lock();
         let plan = oracle.plan_vat_payment(&payer, request.amount_tiyn, self.issuer())?;
         let now = self.now_ms();
-        let (payment, _) = self.execute_spend(idem, &plan, Purpose::VatPayment, "VAT", Vec::new(), |tx| {
+        let (payment, _) = self.execute_spend(idem, &plan, Purpose::VatPayment, "VAT", &[], Vec::new(), |tx| {
             let (payment, attestation) = oracle.confirm_vat_payment(&plan, tx, now)?;
             let mut writes = WriteBatch::new();
             payment.writes(&mut writes)?;
@@ -277,6 +281,162 @@ impl Network {
         })?;
         oracle.apply_vat_payment(payment.clone());
         Ok(payment)
+    }
+
+    // ---- marking by parameter (contracts) ----
+
+    /// The smart-contract portal registers a contract.
+    pub fn register_contract(
+        &self,
+        idem: Option<&Idem>,
+        token: &str,
+        request: ContractRequest,
+    ) -> Result<ContractView> {
+        let _gate = self.gate.read();
+        ensure!(
+            request.valid_for_ms > 0 && request.valid_for_ms <= super::holding::EVENT_VALIDITY_MS_MAX,
+            MalformedInput,
+            "valid_for_ms is 1 to {}",
+            super::holding::EVENT_VALIDITY_MS_MAX
+        );
+        let sender = self.party_ref(&request.sender)?;
+        let recipient = self.party_ref(&request.recipient)?;
+        let mut oracle = self.oracle.lock();
+        let provider = oracle.authenticate(token)?.clone();
+        let now = self.now_ms();
+        let spec = ContractSpec {
+            number: request.number,
+            sender,
+            recipient,
+            max_transfer_tiyn: request.max_transfer_tiyn,
+            max_fiat_tiyn: request.max_fiat_tiyn,
+            valid_until_unix_ms: now.saturating_add(request.valid_for_ms),
+            funded_by: request.funded_by,
+        };
+        let change = oracle.plan_contract(&provider, spec, now)?;
+        let mut batch = WriteBatch::new();
+        change.writes(&mut batch)?;
+        let view = ContractView::of(&change.contract);
+        self.commit(idem, batch, &view)?;
+        oracle.apply_contract(change);
+        Ok(view)
+    }
+
+    pub fn contract(&self, number: &str) -> Result<ContractView> {
+        Ok(ContractView::of(self.oracle.lock().contract(number)?))
+    }
+
+    /// Pay under a contract: the recipient receives DT marked with the contract; the contract's
+    /// initiator is told.
+    pub fn contract_payment(
+        &self,
+        idem: Option<&Idem>,
+        node_id: &str,
+        request: ContractPaymentRequest,
+    ) -> Result<ContractReceipt> {
+        let _gate = self.gate.read();
+        self.active_participant(node_id)?;
+        let (payer, _) = self.party(node_id, &request.from)?;
+        let mut oracle = self.oracle.lock();
+        let now = self.now_ms();
+        let plan = oracle.plan_contract_payment(&request.contract, &payer, request.amount_tiyn, now, self.issuer())?;
+        let contract = oracle.contract(&request.contract)?;
+        self.ensure_not_blocked(&contract.recipient.bank)?;
+        let text =
+            format!("contract {}: {} paid to {}", contract.number, request.amount_tiyn, contract.recipient.client_id);
+        let notices = vec![notice(
+            &contract.initiator,
+            NotificationKind::ContractUse,
+            &contract.number,
+            request.amount_tiyn,
+            text,
+        )];
+        let reference = format!("contract {}", contract.number);
+        self.contract_use(idem, &mut oracle, &request.contract, UseKind::Transfer, &plan, &reference, &[], notices, now)
+    }
+
+    /// Convert DT received under a contract to the recipient's bank money, within the
+    /// contract's withdrawal limit: the marked DT goes to the bank's own account as standard
+    /// DT and the client's bank-money balance grows, in one commit.
+    pub fn contract_withdrawal(
+        &self,
+        idem: Option<&Idem>,
+        node_id: &str,
+        request: ContractWithdrawalRequest,
+    ) -> Result<ContractReceipt> {
+        let _gate = self.gate.read();
+        let slot = self.active_participant(node_id)?;
+        ensure!(request.client_id != dtenge_node::OWN_ACCOUNT, Forbidden, "a node does not withdraw from itself");
+        let _fiat = slot.fiat_lock.lock();
+        let (holder, _) = self.party(node_id, &request.client_id)?;
+        let (bank, _) = self.party(node_id, dtenge_node::OWN_ACCOUNT)?;
+        let fiat = slot.state.lock().fiat_after(&request.client_id, request.amount_tiyn, Amount::ZERO)?;
+        let mut oracle = self.oracle.lock();
+        let now = self.now_ms();
+        let plan = oracle.plan_contract_withdrawal(
+            &request.contract,
+            &holder,
+            &bank,
+            request.amount_tiyn,
+            now,
+            self.issuer(),
+        )?;
+        let contract = oracle.contract(&request.contract)?;
+        let text = format!(
+            "contract {}: {} of its DT withdrawn to bank money by {}",
+            contract.number, request.amount_tiyn, holder.client_id
+        );
+        let notices = vec![notice(
+            &contract.initiator,
+            NotificationKind::ContractUse,
+            &contract.number,
+            request.amount_tiyn,
+            text,
+        )];
+        let reference = format!("contract {}", contract.number);
+        let fiat = [(node_id.to_string(), request.client_id.clone(), fiat)];
+        self.contract_use(
+            idem,
+            &mut oracle,
+            &request.contract,
+            UseKind::Withdrawal,
+            &plan,
+            &reference,
+            &fiat,
+            notices,
+            now,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn contract_use(
+        &self,
+        idem: Option<&Idem>,
+        oracle: &mut dtenge_oracle::Oracle,
+        number: &str,
+        kind: UseKind,
+        plan: &SpendPlan,
+        reference: &str,
+        fiat: &[(String, String, Amount)],
+        notices: Vec<Notice>,
+        now: u64,
+    ) -> Result<ContractReceipt> {
+        let purpose = match kind {
+            UseKind::Transfer => Purpose::ContractPayment,
+            UseKind::Withdrawal => Purpose::ConversionFromDt,
+        };
+        let (receipt, change) = self.execute_spend(idem, plan, purpose, reference, fiat, notices, |tx| {
+            let (change, attestation) = oracle.confirm_contract_use(number, kind, plan, tx, now)?;
+            let mut writes = WriteBatch::new();
+            change.writes(&mut writes)?;
+            let mut view = ContractView::of(oracle.contract(number)?);
+            view.contract.transferred_tiyn = change.contract.transferred_tiyn;
+            view.contract.withdrawn_tiyn = change.contract.withdrawn_tiyn;
+            view.uses.extend(change.uses.iter().cloned());
+            Ok((attestation, writes, ContractReceipt { tx_id: tx.id(), contract: view }, change))
+        })?;
+        oracle.apply_contract(change);
+        Ok(receipt)
     }
 
     // ---- split payments ----
