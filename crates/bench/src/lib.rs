@@ -17,6 +17,7 @@
 //!    and the network reconciles.
 
 pub mod postgres;
+pub mod programmable;
 
 use dtenge_core::crypto::{hash_parts, SecretKey};
 use dtenge_core::money::Amount;
@@ -69,6 +70,9 @@ pub struct Config {
     pub data: Option<PathBuf>,
     /// Also run the PostgreSQL baseline (rows under `SELECT … FOR UPDATE`) at this URL.
     pub baseline_postgres_url: Option<String>,
+    /// Operations of each programmed kind (plain custodial, hold, release, marked) to time
+    /// after the main run; 0 skips the phase.
+    pub programmable_ops: usize,
 }
 
 impl Default for Config {
@@ -85,6 +89,7 @@ impl Default for Config {
             seed: 1,
             data: None,
             baseline_postgres_url: None,
+            programmable_ops: 1_000,
         }
     }
 }
@@ -125,6 +130,8 @@ pub struct Report {
     pub throughput_ratio: Option<f64>,
     /// Our p99 latency divided by the baseline's (below 1 is better).
     pub p99_ratio: Option<f64>,
+    /// The cost of held and marked payments next to a plain one, if asked for.
+    pub programmable: Option<programmable::ProgrammableReport>,
     /// Every check held: valid payments committed, injected ones refused, reconciled.
     pub ok: bool,
     pub problems: Vec<String>,
@@ -245,6 +252,12 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
     progress(&format!("prepared and signed {} transfers in {prepare_seconds:.1} s", prepared.len()));
 
     let outcome = submit_all(&network, &prepared, config)?;
+    let programmable = if config.programmable_ops > 0 {
+        progress(&format!("timing {} plain, held and marked payments one at a time", config.programmable_ops));
+        Some(programmable::run(&network, config.programmable_ops)?)
+    } else {
+        None
+    };
     let reconciliation = network.reconcile();
     let mut problems = outcome.problems;
     if !reconciliation.ok {
@@ -310,6 +323,7 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
         baseline,
         throughput_ratio,
         p99_ratio,
+        programmable,
         ok: problems.is_empty(),
         problems,
     })
@@ -640,6 +654,9 @@ pub fn render(report: &Report) -> String {
             b.connections
         ));
         out.push_str(&format!("ratio              dtenge / postgres: throughput {t:.2}x, p99 {l:.2}x\n"));
+    }
+    if let Some(programmable) = &report.programmable {
+        out.push_str(&programmable::render(programmable));
     }
     out.push_str(&format!(
         "checks             {}\n",

@@ -17,6 +17,7 @@ fn small(rate_per_s: Option<u64>) -> Config {
         seed: 3,
         data: None,
         baseline_postgres_url: None,
+        programmable_ops: 0,
     }
 }
 
@@ -49,4 +50,17 @@ fn refuses_impossible_configurations() {
     let mut config = small(None);
     config.payments = 10_000;
     assert!(run(&config, |_| {}).is_err());
+}
+
+#[test]
+fn programmed_payments_are_timed_next_to_plain_ones() {
+    let config = Config { programmable_ops: 20, ..small(None) };
+    let report = run(&config, |_| {}).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    let programmable = report.programmable.as_ref().expect("the programmable phase ran");
+    for cost in [&programmable.plain, &programmable.hold, &programmable.release, &programmable.marked] {
+        assert_eq!(cost.operations, 20);
+        assert!(cost.per_s > 0.0 && cost.latency.p50_us > 0);
+    }
+    assert!(dtenge_bench::render(&report).contains("held payment (hold + release)"));
 }

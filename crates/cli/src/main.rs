@@ -89,6 +89,10 @@ enum Command {
         /// PostgreSQL for the baseline; by default `scripts/postgres.sh` installs and starts one.
         #[arg(long)]
         postgres_url: Option<String>,
+        /// After the main run, time this many plain custodial, held (hold + release) and
+        /// marked payments one at a time and print their cost; 0 skips it.
+        #[arg(long, default_value_t = 1_000)]
+        programmable: usize,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
@@ -154,6 +158,7 @@ fn main() -> ExitCode {
             data,
             baseline,
             postgres_url,
+            programmable,
             json,
         } => bench(
             dtenge_bench::Config {
@@ -175,6 +180,7 @@ fn main() -> ExitCode {
                         Err(e) => return finish(Err(e)),
                     },
                 },
+                programmable_ops: programmable,
             },
             json,
         ),
