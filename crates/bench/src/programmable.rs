@@ -1,6 +1,8 @@
 //! The cost of programmed payments next to a plain one, on the same network after the main
 //! run: custodial payments one at a time (each its own durable commit), so the figures are
-//! the latency and CPU time of one operation, not of a batch.
+//! the latency and CPU time of one operation, not of a batch. The kinds are interleaved (a
+//! plain payment, a hold, a release, a marked transfer, again), so background work of the
+//! storage engine (flushes, compactions left by the main run) weighs on all of them alike.
 //!
 //! - **plain**: a custodial transfer (the bank selects, signs, attests; validation; notary;
 //!   commit);
@@ -45,40 +47,55 @@ pub struct ProgrammableReport {
     pub marked: OpCost,
 }
 
-/// CPU time this process has used, in microseconds (`/proc/self/stat` utime + stime).
+/// CPU time this process (all its threads) has used, in microseconds.
 fn cpu_us() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the stat line: 12 and 13 after the ')'.
-    let ticks_per_s = 100.0;
-    (ticks(11) + ticks(12)) / ticks_per_s * 1e6
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `clock_gettime` writes one `timespec` into the valid, exclusively borrowed `now`.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
+    if rc != 0 {
+        return 0.0;
+    }
+    now.tv_sec as f64 * 1e6 + now.tv_nsec as f64 / 1e3
 }
 
-fn measure(operations: usize, mut op: impl FnMut(usize) -> Result<(), String>) -> Result<OpCost, String> {
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, LATENCY_US_MAX, 3).map_err(|e| e.to_string())?;
-    let cpu_before = cpu_us();
-    let started = Instant::now();
-    for i in 0..operations {
-        let t = Instant::now();
-        op(i)?;
-        histogram.record((t.elapsed().as_micros() as u64).clamp(1, LATENCY_US_MAX)).map_err(|e| e.to_string())?;
+/// Latency and CPU of one kind of operation, accumulated over interleaved runs.
+struct Meter {
+    histogram: Histogram<u64>,
+    operations: usize,
+    wall_us: f64,
+    cpu_us: f64,
+}
+
+impl Meter {
+    fn new() -> Result<Meter, String> {
+        let histogram = Histogram::<u64>::new_with_bounds(1, LATENCY_US_MAX, 3).map_err(|e| e.to_string())?;
+        Ok(Meter { histogram, operations: 0, wall_us: 0.0, cpu_us: 0.0 })
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpu = cpu_us() - cpu_before;
-    Ok(OpCost {
-        operations,
-        per_s: operations as f64 / elapsed.max(1e-9),
-        cpu_us_per_op: cpu / operations.max(1) as f64,
-        latency: Latency {
-            p50_us: histogram.value_at_quantile(0.5),
-            p99_us: histogram.value_at_quantile(0.99),
-            p999_us: histogram.value_at_quantile(0.999),
-            max_us: histogram.max(),
-        },
-    })
+
+    fn time(&mut self, op: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+        let cpu_before = cpu_us();
+        let started = Instant::now();
+        op()?;
+        let wall_us = started.elapsed().as_secs_f64() * 1e6;
+        self.cpu_us += cpu_us() - cpu_before;
+        self.wall_us += wall_us;
+        self.operations += 1;
+        self.histogram.record((wall_us as u64).clamp(1, LATENCY_US_MAX)).map_err(|e| e.to_string())
+    }
+
+    fn cost(&self) -> OpCost {
+        OpCost {
+            operations: self.operations,
+            per_s: self.operations as f64 / (self.wall_us / 1e6).max(1e-9),
+            cpu_us_per_op: self.cpu_us / self.operations.max(1) as f64,
+            latency: Latency {
+                p50_us: self.histogram.value_at_quantile(0.5),
+                p99_us: self.histogram.value_at_quantile(0.99),
+                p999_us: self.histogram.value_at_quantile(0.999),
+                max_us: self.histogram.max(),
+            },
+        }
+    }
 }
 
 fn party(bank: &str, client: &str) -> PartyRef {
@@ -123,13 +140,6 @@ pub fn run(network: &Network, operations: usize) -> Result<ProgrammableReport, S
     };
     let portal = provider("bench-portal", ProviderKind::ContractPortal).map_err(e)?;
 
-    let plain = measure(operations, |i| {
-        let (bank, from) = &payers[i % PAYERS];
-        let to = Payee { client_id: Some(payee.clone()), bank: Some("tulpar".into()), ..Payee::default() };
-        let request = TransferRequest { from: from.clone(), to, amount_tiyn: amount(100_00)?, reference: None };
-        network.transfer(None, bank, request).map(|_| ()).map_err(e)
-    })?;
-
     let mut events = Vec::with_capacity(operations);
     for i in 0..operations {
         let (bank, sender) = &payers[i % PAYERS];
@@ -147,20 +157,6 @@ pub fn run(network: &Network, operations: usize) -> Result<ProgrammableReport, S
         };
         events.push((bank, network.register_event(None, &portal, request).map_err(e)?.event.id));
     }
-    let hold = measure(operations, |i| {
-        let (bank, id) = &events[i];
-        let request = HoldRequest { event_id: id.clone(), amount_tiyn: None };
-        network.hold(None, bank, request).map(|_| ()).map_err(e)
-    })?;
-    let release = measure(operations, |i| {
-        let request = OccurrenceRequest {
-            occurrence_id: "bench".into(),
-            outcome: OccurrenceOutcome::Occurred,
-            payouts: None,
-            reason: None,
-        };
-        network.report_occurrence(None, &portal, &events[i].1, request).map(|_| ()).map_err(e)
-    })?;
 
     let recipients: Vec<PartyRef> = payers.iter().map(|(b, c)| party(b, c)).collect();
     let limit = amount(operations as u64 * 100_00 + 100_00)?;
@@ -180,16 +176,38 @@ pub fn run(network: &Network, operations: usize) -> Result<ProgrammableReport, S
         .map_err(e)?
         .marking
         .id;
-    let marked = measure(operations, |i| {
+    let (mut plain, mut hold, mut release, mut marked) = (Meter::new()?, Meter::new()?, Meter::new()?, Meter::new()?);
+    for (i, (event_bank, event)) in events.iter().enumerate() {
         let (bank, client) = &payers[i % PAYERS];
-        let request = MarkedTransferRequest {
-            marking_id: marking.clone(),
-            from: agency.clone(),
-            to: party(bank, client),
-            amount_tiyn: amount(100_00)?,
-        };
-        network.marked_transfer(None, TREASURY_ID, request).map(|_| ()).map_err(e)
-    })?;
+        plain.time(|| {
+            let to = Payee { client_id: Some(payee.clone()), bank: Some("tulpar".into()), ..Payee::default() };
+            let request = TransferRequest { from: client.clone(), to, amount_tiyn: amount(100_00)?, reference: None };
+            network.transfer(None, bank, request).map(|_| ()).map_err(e)
+        })?;
+        hold.time(|| {
+            let request = HoldRequest { event_id: event.clone(), amount_tiyn: None };
+            network.hold(None, event_bank, request).map(|_| ()).map_err(e)
+        })?;
+        release.time(|| {
+            let request = OccurrenceRequest {
+                occurrence_id: "bench".into(),
+                outcome: OccurrenceOutcome::Occurred,
+                payouts: None,
+                reason: None,
+            };
+            network.report_occurrence(None, &portal, event, request).map(|_| ()).map_err(e)
+        })?;
+        marked.time(|| {
+            let request = MarkedTransferRequest {
+                marking_id: marking.clone(),
+                from: agency.clone(),
+                to: party(bank, client),
+                amount_tiyn: amount(100_00)?,
+            };
+            network.marked_transfer(None, TREASURY_ID, request).map(|_| ()).map_err(e)
+        })?;
+    }
+    let (plain, hold, release, marked) = (plain.cost(), hold.cost(), release.cost(), marked.cost());
     Ok(ProgrammableReport {
         held_payment_cpu_us: hold.cpu_us_per_op + release.cpu_us_per_op,
         plain,

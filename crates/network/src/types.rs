@@ -447,10 +447,12 @@ pub struct HoldRequest {
     pub amount_tiyn: Option<Amount>,
 }
 
-/// A committed hold, release or return.
+/// A committed hold, release or return: the event as it is now and the records this step
+/// added (the whole history: `GET /v1/oracle/events/{id}`).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct HoldReceipt {
-    pub event: EventView,
+    pub event: Event,
+    pub records: Vec<Record>,
     pub tx_id: Option<TxId>,
     /// True when this occurrence id had been processed before: nothing was done again.
     pub repeated: bool,
@@ -482,10 +484,10 @@ pub struct OccurrenceRequest {
     pub reason: Option<String>,
 }
 
-/// A page of oracle events, newest first.
+/// A page of oracle events (without their histories), newest first.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventPage {
-    pub events: Vec<EventView>,
+    pub events: Vec<Event>,
     pub total: usize,
     pub offset: usize,
     pub limit: usize,
@@ -616,17 +618,20 @@ pub struct MarkedTransferRequest {
     pub amount_tiyn: Amount,
 }
 
-/// A committed marked transfer.
+/// A committed marked transfer: the marking as it is now and this move (the whole trace:
+/// `GET /v1/oracle/markings/{id}`).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct MarkedReceipt {
     pub tx_id: TxId,
-    pub marking: MarkingView,
+    pub marking: Marking,
+    #[serde(rename = "move")]
+    pub moved: Move,
 }
 
-/// A page of markings, newest first.
+/// A page of markings (without their traces), newest first.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct MarkingPage {
-    pub markings: Vec<MarkingView>,
+    pub markings: Vec<Marking>,
     pub total: usize,
     pub offset: usize,
     pub limit: usize,
@@ -762,9 +767,12 @@ pub struct ContractWithdrawalRequest {
     pub amount_tiyn: Amount,
 }
 
-/// A committed payment or withdrawal under a contract.
+/// A committed payment or withdrawal under a contract: the contract as it is now and this use
+/// (every use: `GET /v1/oracle/contracts/{number}`).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ContractReceipt {
     pub tx_id: TxId,
-    pub contract: ContractView,
+    pub contract: Contract,
+    #[serde(rename = "use")]
+    pub used: ContractUse,
 }

@@ -277,7 +277,8 @@ fn check_invariants(network: &Network, total_before: u64) -> Result<(), TestCase
     let check = network.reconcile();
     prop_assert!(check.ok, "reconciliation: {:?}", check.problems);
     let page = network.oracle_events(None, 0, 1_000).unwrap();
-    for view in page.events {
+    for event in page.events {
+        let view = network.oracle_event(&event.id).unwrap();
         let e = &view.event;
         let ever_held: u64 =
             view.records.iter().filter(|r| r.body.action == Action::Held).map(|r| r.body.amount_tiyn.tiyn()).sum();

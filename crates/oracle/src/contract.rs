@@ -64,6 +64,29 @@ pub struct Contract {
     pub uses: Vec<ContractUse>,
 }
 
+impl Contract {
+    /// The contract without its uses: cloning it costs the same however many uses it has.
+    pub fn summary(&self) -> Contract {
+        Contract {
+            number: self.number.clone(),
+            hash: self.hash,
+            registered_by: self.registered_by.clone(),
+            sender: self.sender.clone(),
+            recipient: self.recipient.clone(),
+            max_transfer_tiyn: self.max_transfer_tiyn,
+            max_fiat_tiyn: self.max_fiat_tiyn,
+            registered_at_unix_ms: self.registered_at_unix_ms,
+            valid_until_unix_ms: self.valid_until_unix_ms,
+            funded_by: self.funded_by.clone(),
+            initiator: self.initiator.clone(),
+            transferred_tiyn: self.transferred_tiyn,
+            withdrawn_tiyn: self.withdrawn_tiyn,
+            oracle_signature: self.oracle_signature,
+            uses: Vec::new(),
+        }
+    }
+}
+
 /// What a use of a contract did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -329,7 +352,7 @@ impl Oracle {
         plan.check(tx)?;
         let contract = self.contract(number)?;
         let amount = plan.outputs.iter().map(|o| o.amount_tiyn).try_fold(Amount::ZERO, |a, b| a.checked_add(b))?;
-        let mut changed = Contract { uses: Vec::new(), ..contract.clone() };
+        let mut changed = contract.summary();
         match kind {
             UseKind::Transfer => changed.transferred_tiyn = changed.transferred_tiyn.checked_add(amount)?,
             UseKind::Withdrawal => changed.withdrawn_tiyn = changed.withdrawn_tiyn.checked_add(amount)?,

@@ -260,6 +260,25 @@ pub struct Event {
     pub records: Vec<Record>,
 }
 
+impl Event {
+    /// The event without its history: cloning it costs the same however many records the
+    /// event has (an infinite event may have many).
+    pub fn summary(&self) -> Event {
+        Event {
+            id: self.id.clone(),
+            hash: self.hash,
+            terms: self.terms.clone(),
+            status: self.status,
+            held_tiyn: self.held_tiyn,
+            released_tiyn: self.released_tiyn,
+            returned_tiyn: self.returned_tiyn,
+            occurrences: self.occurrences,
+            reason: self.reason.clone(),
+            records: Vec::new(),
+        }
+    }
+}
+
 /// A registration request, with its parties resolved to ledger addresses by the network.
 #[derive(Clone, Debug)]
 pub struct EventSpec {
@@ -931,7 +950,7 @@ fn final_status(action: Action) -> EventStatus {
 }
 
 fn without_records(event: &Event) -> Event {
-    Event { records: Vec::new(), ..event.clone() }
+    event.summary()
 }
 
 /// A partial payout names payees of the event, each at most its share.

@@ -79,6 +79,22 @@ impl Marking {
     pub fn depth(&self) -> u8 {
         self.levels.len() as u8
     }
+
+    /// The marking without its moves: cloning it costs the same however many moves it has.
+    pub fn summary(&self) -> Marking {
+        Marking {
+            id: self.id.clone(),
+            hash: self.hash,
+            initiator: self.initiator.clone(),
+            reference: self.reference.clone(),
+            levels: self.levels.clone(),
+            created_at_unix_ms: self.created_at_unix_ms,
+            registered_by: self.registered_by.clone(),
+            moved_tiyn: self.moved_tiyn.clone(),
+            oracle_signature: self.oracle_signature,
+            moves: Vec::new(),
+        }
+    }
 }
 
 fn terms_digest(
@@ -311,7 +327,7 @@ impl Oracle {
     ) -> Result<(MarkingChange, Attestation)> {
         plan.spend.check(tx)?;
         let marking = self.marking(&plan.marking_id)?;
-        let mut changed = Marking { moves: Vec::new(), ..marking.clone() };
+        let mut changed = marking.summary();
         let index = usize::from(plan.to_level - 1);
         changed.moved_tiyn[index] = changed.moved_tiyn[index].checked_add(plan.amount)?;
         let body = MoveBody {

@@ -191,10 +191,13 @@ impl Network {
                 ),
             ));
         }
-        self.commit_change(idem, &mut oracle, change, notices, None, |view| view)
+        self.commit_change(idem, &mut oracle, change, notices, None, |change| EventView {
+            event: change.event.clone(),
+            records: change.records.clone(),
+        })
     }
 
-    /// Commit an oracle change that moves no DT, with its notices; answer with `answer(view)`.
+    /// Commit an oracle change that moves no DT, with its notices; answer with `answer(change)`.
     fn commit_change<T: serde::Serialize>(
         &self,
         idem: Option<&Idem>,
@@ -202,13 +205,13 @@ impl Network {
         change: Change,
         notices: Vec<Notice>,
         tx_id: Option<TxId>,
-        answer: impl FnOnce(EventView) -> T,
+        answer: impl FnOnce(&Change) -> T,
     ) -> Result<T> {
         let mut batch = WriteBatch::new();
         change.writes(&mut batch)?;
         let mut notifications = self.notifications.lock();
         let planned = notifications.plan(notices, tx_id, self.now_ms(), &mut batch)?;
-        let answer = answer(view_after(oracle, &change));
+        let answer = answer(&change);
         self.commit(idem, batch, &answer)?;
         oracle.apply(change);
         notifications.apply(planned);
@@ -277,7 +280,7 @@ impl Network {
             .writes(&mut extra)
             .and_then(|()| self.notifications.lock().plan(notices, Some(tx_id), self.now_ms(), &mut extra))
             .inspect_err(|_| self.release(tx))?;
-        let receipt = HoldReceipt { event: view_after(oracle, &change), tx_id: Some(tx_id), repeated: false };
+        let receipt = receipt_of(&change, Some(tx_id));
         let reference = format!("event {}", change.event.id);
         self.execute(idem, tx, purpose, Some(&reference), &[], extra, &receipt)?;
         oracle.apply(change);
@@ -331,15 +334,12 @@ impl Network {
         match decision {
             Decision::Repeated(record) => {
                 let event = oracle.event(&record.body.event_id)?;
-                Ok(HoldReceipt { event: EventView::of(event), tx_id: record.body.tx_id, repeated: true })
+                let event = event.summary();
+                Ok(HoldReceipt { event, records: vec![*record.clone()], tx_id: record.body.tx_id, repeated: true })
             }
             Decision::Change(change) => {
                 let notices = return_notices(&change.event, Amount::ZERO);
-                self.commit_change(idem, oracle, change, notices, None, |view| HoldReceipt {
-                    event: view,
-                    tx_id: None,
-                    repeated: false,
-                })
+                self.commit_change(idem, oracle, change, notices, None, |change| receipt_of(change, None))
             }
             Decision::Release(plan) => self.release_held(idem, oracle, plan),
         }
@@ -452,7 +452,7 @@ impl Network {
         ensure!(limit > 0 && limit <= PAGE_LIMIT_MAX, MalformedInput, "limit is 1 to {PAGE_LIMIT_MAX}");
         let oracle = self.oracle.lock();
         let matching: Vec<_> = oracle.events().rev().filter(|e| status.is_none_or(|s| e.status == s)).collect();
-        let events = matching.iter().skip(offset).take(limit).map(|e| EventView::of(e)).collect();
+        let events = matching.iter().skip(offset).take(limit).map(|e| e.summary()).collect();
         Ok(EventPage { events, total: matching.len(), offset, limit })
     }
 
@@ -559,11 +559,10 @@ fn return_notices(event: &dtenge_oracle::Event, returned: Amount) -> Vec<Notice>
     notices
 }
 
-/// The event as it will be once `change` is applied.
-fn view_after(oracle: &Oracle, change: &Change) -> EventView {
-    let mut records = oracle.event(&change.event.id).map(|e| e.records.clone()).unwrap_or_default();
-    records.extend(change.records.iter().cloned());
-    EventView { event: dtenge_oracle::Event { records: Vec::new(), ..change.event.clone() }, records }
+/// The answer to a step: the event as it will be once `change` is applied, and the records
+/// the step adds.
+fn receipt_of(change: &Change, tx_id: Option<TxId>) -> HoldReceipt {
+    HoldReceipt { event: change.event.clone(), records: change.records.clone(), tx_id, repeated: false }
 }
 
 /// How often the platform looks for events whose validity ran out.

@@ -132,10 +132,13 @@ impl Network {
                 let (change, attestation) = oracle.confirm_marked_transfer(&plan, tx, now)?;
                 let mut writes = WriteBatch::new();
                 change.writes(&mut writes)?;
-                let mut view = MarkingView::of(oracle.marking(&plan.marking_id)?);
-                view.marking.moved_tiyn = change.marking.moved_tiyn.clone();
-                view.moves.extend(change.moves.iter().cloned());
-                Ok((attestation, writes, MarkedReceipt { tx_id: tx.id(), marking: view }, change))
+                let moved = change
+                    .moves
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| dtenge_core::Error::internal("a move without its record"))?;
+                let receipt = MarkedReceipt { tx_id: tx.id(), marking: change.marking.clone(), moved };
+                Ok((attestation, writes, receipt, change))
             })?;
         oracle.apply_marking(change);
         Ok(receipt)
@@ -144,7 +147,7 @@ impl Network {
     pub fn markings(&self, offset: usize, limit: usize) -> Result<MarkingPage> {
         ensure!(limit > 0 && limit <= PAGE_LIMIT_MAX, MalformedInput, "limit is 1 to {PAGE_LIMIT_MAX}");
         let oracle = self.oracle.lock();
-        let markings = oracle.markings().rev().skip(offset).take(limit).map(MarkingView::of).collect();
+        let markings = oracle.markings().rev().skip(offset).take(limit).map(|m| m.summary()).collect();
         Ok(MarkingPage { markings, total: oracle.markings().count(), offset, limit })
     }
 
@@ -429,11 +432,10 @@ impl Network {
             let (change, attestation) = oracle.confirm_contract_use(number, kind, plan, tx, now)?;
             let mut writes = WriteBatch::new();
             change.writes(&mut writes)?;
-            let mut view = ContractView::of(oracle.contract(number)?);
-            view.contract.transferred_tiyn = change.contract.transferred_tiyn;
-            view.contract.withdrawn_tiyn = change.contract.withdrawn_tiyn;
-            view.uses.extend(change.uses.iter().cloned());
-            Ok((attestation, writes, ContractReceipt { tx_id: tx.id(), contract: view }, change))
+            let used =
+                change.uses.first().cloned().ok_or_else(|| dtenge_core::Error::internal("a use without its record"))?;
+            let receipt = ContractReceipt { tx_id: tx.id(), contract: change.contract.clone(), used };
+            Ok((attestation, writes, receipt, change))
         })?;
         oracle.apply_contract(change);
         Ok(receipt)
