@@ -13,8 +13,11 @@ use dtenge_core::calendar::{Calendar, Date};
 use dtenge_core::crypto::Hash32;
 use dtenge_core::tx::Transaction;
 use dtenge_network::types::{
-    AmountRequest, AtmWithdrawal, BlockRequest, CardPurchaseRequest, DayRequest, LinkCard, OpenAccount,
-    RegistryRequest, TransferRequest, VoucherEvent, VoucherProgramRequest,
+    AmountRequest, AtmWithdrawal, BlockRequest, CardPurchaseRequest, ClockAdvance, ContractPaymentRequest,
+    ContractRequest, ContractWithdrawalRequest, DayRequest, EventRequest, HoldRequest, InvoicePaymentRequest,
+    InvoiceRequest, LinkCard, MarkedTransferRequest, MarkingRequest, OccurrenceRequest, OpenAccount, PartyRef,
+    ProviderRequest, RegistryRequest, SplitPaymentRequest, TransferRequest, VatPaymentRequest, VoucherEvent,
+    VoucherProgramRequest,
 };
 use dtenge_node::ids::{check_iin_bin, check_pan, complete_iin_bin, complete_pan, mask_pan, normalize_phone};
 use libfuzzer_sys::fuzz_target;
@@ -114,6 +117,22 @@ fuzz_target!(|data: &[u8]| {
     parse::<DayRequest>(raw, value);
     parse::<AtmWithdrawal>(raw, value);
     parse::<Transaction>(raw, value);
+    // Programmable money (issue 4).
+    parse::<ProviderRequest>(raw, value);
+    parse::<EventRequest>(raw, value);
+    parse::<HoldRequest>(raw, value);
+    parse::<OccurrenceRequest>(raw, value);
+    parse::<MarkingRequest>(raw, value);
+    parse::<MarkedTransferRequest>(raw, value);
+    parse::<ContractRequest>(raw, value);
+    parse::<ContractPaymentRequest>(raw, value);
+    parse::<ContractWithdrawalRequest>(raw, value);
+    parse::<InvoiceRequest>(raw, value);
+    parse::<InvoicePaymentRequest>(raw, value);
+    parse::<VatPaymentRequest>(raw, value);
+    parse::<PartyRef>(raw, value);
+    parse::<SplitPaymentRequest>(raw, value);
+    parse::<ClockAdvance>(raw, value);
 
     if let Ok(text) = std::str::from_utf8(data) {
         text_checks(text);

@@ -324,7 +324,13 @@ fn demo(data: Option<PathBuf>) -> Result<ExitCode, String> {
     println!("Every step goes through the REST API. Amounts in KZT.\n");
     let world = World::new(&platform.base_url());
     let outcomes = dtenge_scenarios::run_all(&world, |o| {
-        println!("[{}] §4.{:<3} {}  ({:.1} ms)", if o.passed { "PASS" } else { "FAIL" }, o.id, o.title, o.elapsed_ms);
+        println!(
+            "[{}] {:<6} {}  ({:.1} ms)",
+            if o.passed { "PASS" } else { "FAIL" },
+            o.section(),
+            o.title,
+            o.elapsed_ms
+        );
         for line in &o.lines {
             println!("        {line}");
         }

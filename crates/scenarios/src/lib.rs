@@ -28,6 +28,18 @@ pub struct Outcome {
     pub failure: Option<String>,
 }
 
+impl Outcome {
+    /// Where the scenario is in the SPEC: `§4.8` for a lifecycle sub-scenario, `§5.1` for a
+    /// programmable one, `§4.+` for the extra flows.
+    pub fn section(&self) -> String {
+        if self.id.contains('.') {
+            format!("§{}", self.id)
+        } else {
+            format!("§4.{}", self.id)
+        }
+    }
+}
+
 /// Run one scenario and time it.
 pub fn run(world: &World, scenario: &Scenario) -> Outcome {
     let started = Instant::now();

@@ -25,7 +25,7 @@ fn scenario(index: usize) {
     for line in &outcome.lines {
         println!("  {line}");
     }
-    assert!(outcome.passed, "§4.{} {}: {:?}", outcome.id, outcome.title, outcome.failure);
+    assert!(outcome.passed, "{} {}: {:?}", outcome.section(), outcome.title, outcome.failure);
 }
 
 macro_rules! scenario_tests {
