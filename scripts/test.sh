@@ -2,19 +2,35 @@
 # The one test command (README, CI): installs what the tests need, then runs every check.
 #   bash scripts/test.sh
 # Steps: formatting, clippy with warnings as errors, the whole test suite (unit, property,
-# integration per sub-scenario, concurrency, kill -9 durability), then `dtenge demo`.
+# integration per sub-scenario, concurrency, kill -9 durability, the consoles in headless
+# Chromium with screenshots in target/screenshots/), then `dtenge demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need() { command -v "$1" >/dev/null 2>&1; }
 
-# What the tests need. Today: the Rust toolchain with rustfmt and clippy. (Later issues add a
-# browser and PostgreSQL here, installed when missing.)
+# What the tests need, installed when missing: the Rust toolchain with rustfmt and clippy;
+# for the consoles' real-browser tests, Debian's Chromium, Node.js and the pinned
+# playwright-core package (tests/browser/package-lock.json).
 if ! need cargo; then
   echo "cargo is missing: install Rust from https://rustup.rs first" >&2
   exit 1
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+apt_install() {
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  echo "== installing $* (Debian packages)"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
+if ! need node || ! need npm; then apt_install nodejs npm; fi
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "== npm ci (tests/browser: playwright-core)"
+  (cd tests/browser && npm ci --no-audit --no-fund --silent)
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -31,6 +31,15 @@ pub async fn serve(
     axum::serve(listener, router(network)).with_graceful_shutdown(shutdown).await
 }
 
+/// Serve `app` (the API's router merged with others, e.g. the consoles') on `listener`.
+pub async fn serve_app(
+    app: axum::Router,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
 /// Bind first (so the caller knows the port), then serve.
 pub async fn serve_listener(
     network: Arc<Network>,

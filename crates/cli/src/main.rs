@@ -268,6 +268,9 @@ fn up(data: PathBuf, listen: SocketAddr) -> Result<ExitCode, String> {
             .map_err(|e| e.to_string())?;
     }
     dtenge_network::spawn_expiry_sweeper(&network).map_err(|e| format!("expiry sweeper: {e}"))?;
+    let console =
+        Arc::new(dtenge_console::Console::open(network.clone(), &data, Entropy::from_os()).map_err(|e| e.to_string())?);
+    let demo_users = console.ensure_demo_users().map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(listen))
@@ -277,6 +280,7 @@ fn up(data: PathBuf, listen: SocketAddr) -> Result<ExitCode, String> {
     println!("dtenge is up.");
     println!("  data          {}", data.display());
     println!("  REST API      {base}");
+    println!("  consoles      {base}/   (operator, Treasury, bank back office, client wallet)");
     println!("  API docs      {base}/docs   (OpenAPI: {base}/openapi.json)");
     println!("  nodes         {}", network.node_ids().join(", "));
     println!(
@@ -284,6 +288,13 @@ fn up(data: PathBuf, listen: SocketAddr) -> Result<ExitCode, String> {
         today.date,
         if today.working { "operational day" } else { "holiday: bank <-> NBK conversions refused" }
     );
+    if !demo_users.is_empty() {
+        println!();
+        println!("Demo users of the consoles (shown this once; passwords are stored as Argon2id hashes):");
+        for user in &demo_users {
+            println!("  {:<16} {}   ({})", user.username, user.password, user.role.console());
+        }
+    }
     println!();
     println!("Try it:");
     println!("  curl -s {base}/v1/operator/monitoring");
@@ -299,7 +310,8 @@ fn up(data: PathBuf, listen: SocketAddr) -> Result<ExitCode, String> {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    runtime.block_on(dtenge_api::serve_listener(network.clone(), listener, shutdown)).map_err(|e| e.to_string())?;
+    let app = dtenge_api::router(network.clone()).merge(dtenge_console::web::router(console));
+    runtime.block_on(dtenge_api::serve_app(app, listener, shutdown)).map_err(|e| e.to_string())?;
     println!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -175,6 +175,8 @@ pub struct Network {
     pub(crate) oracle: Mutex<dtenge_oracle::Oracle>,
     /// What each node was told (events on its clients), newest last.
     pub(crate) notifications: Mutex<ops::holding::Notifications>,
+    /// Transactions committed since open.
+    pub(crate) committed_transactions: std::sync::atomic::AtomicU64,
     /// Started on first use by [`Network::pipeline`].
     pub(crate) pipeline: std::sync::OnceLock<Pipeline>,
 }
@@ -326,6 +328,7 @@ impl Network {
             vouchers: Mutex::new(vouchers),
             oracle: Mutex::new(oracle),
             notifications: Mutex::new(notifications),
+            committed_transactions: std::sync::atomic::AtomicU64::new(0),
             pipeline: std::sync::OnceLock::new(),
         };
         let check = network.reconcile();
@@ -550,6 +553,13 @@ impl Network {
             }
         }
         self.notary.finalize(request);
+        self.committed_transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Transactions committed since this process opened the network (the consoles' live
+    /// payments-per-second chart samples it).
+    pub fn committed_transactions(&self) -> u64 {
+        self.committed_transactions.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn plan_deltas(

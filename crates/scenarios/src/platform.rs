@@ -9,6 +9,8 @@ use std::sync::Arc;
 /// A running platform; stops when dropped.
 pub struct Platform {
     pub network: Arc<Network>,
+    /// The web consoles, served beside the API.
+    pub console: Arc<dtenge_console::Console>,
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<std::thread::JoinHandle<()>>,
@@ -20,6 +22,7 @@ impl Platform {
     pub fn start(data_dir: &Path, listen: SocketAddr, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Platform> {
         let network = Arc::new(Network::open(data_dir, &NetworkConfig::standard(), clock, entropy)?);
         dtenge_network::spawn_expiry_sweeper(&network).map_err(|e| Error::internal(format!("expiry sweeper: {e}")))?;
+        let console = Arc::new(dtenge_console::Console::open(network.clone(), data_dir, Entropy::from_os())?);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("dtenge-api")
@@ -30,19 +33,19 @@ impl Platform {
             .map_err(|e| Error::internal(format!("cannot listen on {listen}: {e}")))?;
         let addr = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = network.clone();
+        let app = dtenge_api::router(network.clone()).merge(dtenge_console::web::router(console.clone()));
         let server = std::thread::Builder::new()
             .name("dtenge-server".into())
             .spawn(move || {
                 let shutdown = async move {
                     let _ = stopped.await;
                 };
-                if let Err(e) = runtime.block_on(dtenge_api::serve_listener(served, listener, shutdown)) {
+                if let Err(e) = runtime.block_on(dtenge_api::serve_app(app, listener, shutdown)) {
                     eprintln!("API server stopped: {e}");
                 }
             })
             .map_err(|e| Error::internal(format!("server thread: {e}")))?;
-        Ok(Platform { network, addr, stop: Some(stop), server: Some(server) })
+        Ok(Platform { network, console, addr, stop: Some(stop), server: Some(server) })
     }
 
     pub fn base_url(&self) -> String {

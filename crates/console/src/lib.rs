@@ -1,0 +1,247 @@
+//! The web consoles (issue 5): the NBK operator's, the Treasury's, a bank back office's and a
+//! client's, served by the same binary as the REST API.
+//!
+//! The browser talks only to this crate's routes (`/console/api/...`): each checks the
+//! session's role and then calls the network in-process, so a role sees and does only what it
+//! may, whatever the page sends. Users, and the **append-only audit log** of every sign-in and
+//! every operator action, live in their own store (`console.db` beside the network's
+//! database), as a separate console process would keep them.
+//!
+//! - [`auth`]: roles, Argon2id password hashes, sessions with expiry, CSRF tokens.
+//! - [`web`]: the routes and the embedded pages (no front-end build step).
+
+pub mod auth;
+pub mod web;
+
+use auth::{hash_password, verify_password, Role, Session, Sessions, User};
+use dtenge_core::crypto::Hash32;
+use dtenge_core::{ensure, Error, ErrorCode, Result};
+use dtenge_network::{Entropy, Network};
+use dtenge_store::{Store, Table, WriteBatch};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+
+pub const USERS_TABLE: Table = Table("console_users");
+pub const AUDIT_TABLE: Table = Table("console_audit");
+/// The console's database directory, beside the network's.
+pub const DATABASE_FILE: &str = "console.db";
+/// Audit entries kept in memory for the console; all stay on disk.
+pub const AUDIT_IN_MEMORY_MAX: usize = 100_000;
+/// Largest page of the audit log.
+pub const AUDIT_PAGE_MAX: usize = 500;
+
+/// One line of the audit log: who did what, when, to what, and whether it worked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub at_unix_ms: u64,
+    pub username: String,
+    /// The console of the user's role: operator, treasury, bank, client.
+    pub role: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+    pub ok: bool,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub total: u64,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// A demo user created on first start, with the password shown once.
+#[derive(Clone, Debug, Serialize)]
+pub struct DemoUser {
+    pub username: String,
+    pub password: String,
+    pub role: Role,
+}
+
+/// The consoles' state.
+pub struct Console {
+    pub network: Arc<Network>,
+    store: Store,
+    entropy: Entropy,
+    users: RwLock<BTreeMap<String, User>>,
+    sessions: Mutex<Sessions>,
+    audit: Mutex<(u64, VecDeque<AuditEntry>)>,
+}
+
+impl Console {
+    /// Open the consoles' store under `data_dir`.
+    pub fn open(network: Arc<Network>, data_dir: &Path, entropy: Entropy) -> Result<Console> {
+        let store = Store::open(&data_dir.join(DATABASE_FILE), &[USERS_TABLE, AUDIT_TABLE])?;
+        let users = store.scan_values::<User>(USERS_TABLE)?.into_iter().map(|(_, u)| (u.username.clone(), u)).collect();
+        let mut audit = VecDeque::new();
+        let mut next = 0;
+        for (_, entry) in store.scan_values::<AuditEntry>(AUDIT_TABLE)? {
+            next = entry.seq + 1;
+            audit.push_back(entry);
+            if audit.len() > AUDIT_IN_MEMORY_MAX {
+                audit.pop_front();
+            }
+        }
+        Ok(Console {
+            network,
+            store,
+            entropy,
+            users: RwLock::new(users),
+            sessions: Mutex::new(Sessions::default()),
+            audit: Mutex::new((next, audit)),
+        })
+    }
+
+    fn random_text(&self) -> String {
+        Hash32(self.entropy.seed32()).to_hex()
+    }
+
+    /// Create (or replace) a user with `password`.
+    pub fn put_user(&self, username: &str, display_name: &str, role: Role, password: &str) -> Result<()> {
+        ensure!(
+            !username.is_empty()
+                && username.len() <= 64
+                && username.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'),
+            MalformedInput,
+            "a username has 1 to 64 letters, digits, '-', '_' or '.'"
+        );
+        if let Role::BankOfficer { bank } | Role::Client { bank, .. } = &role {
+            ensure!(self.network.node_ids().contains(bank), UnknownAccount, "no node '{bank}'");
+        }
+        if let Role::Client { bank, client_id } = &role {
+            self.network.account_view(bank, client_id)?;
+        }
+        let mut salt = [0u8; 16];
+        salt.copy_from_slice(&self.entropy.seed32()[..16]);
+        let user = User {
+            username: username.to_string(),
+            display_name: display_name.to_string(),
+            role,
+            password_hash: hash_password(password, salt)?,
+        };
+        let mut batch = WriteBatch::new();
+        batch.put_value(USERS_TABLE, username.as_bytes(), &user)?;
+        self.store.commit(batch)?;
+        self.users.write().insert(username.to_string(), user);
+        self.sessions.lock().remove_user(username);
+        Ok(())
+    }
+
+    /// On a console with no users yet, create one demo user per role (a client account at
+    /// Steppe Bank included) with random passwords, and return them to be shown once.
+    pub fn ensure_demo_users(&self) -> Result<Vec<DemoUser>> {
+        if !self.users.read().is_empty() {
+            return Ok(Vec::new());
+        }
+        let client_id = "900101300007";
+        let request = dtenge_network::types::OpenAccount {
+            kind: dtenge_node::ClientKind::Individual,
+            client_id: client_id.into(),
+            name: "Aigerim Seitova".into(),
+            phone: Some("+77011234567".into()),
+            public_key: None,
+        };
+        match self.network.open_account(None, "steppe", request) {
+            Ok(_) => {}
+            Err(e) if e.code == ErrorCode::DuplicateAccount => {}
+            Err(e) => return Err(e),
+        }
+        let mut demo = vec![
+            ("operator".to_string(), "NBK operator", Role::Operator),
+            ("treasury".to_string(), "Treasury officer", Role::Treasury),
+            (
+                "aigerim".to_string(),
+                "Aigerim Seitova",
+                Role::Client { bank: "steppe".into(), client_id: client_id.into() },
+            ),
+        ];
+        for bank in self.network.node_ids() {
+            if bank != dtenge_network::NBK_ID && bank != dtenge_network::TREASURY_ID {
+                demo.push((format!("{bank}-officer"), "Bank officer", Role::BankOfficer { bank }));
+            }
+        }
+        let mut created = Vec::with_capacity(demo.len());
+        for (username, name, role) in demo {
+            let password = self.random_text()[..20].to_string();
+            self.put_user(&username, name, role.clone(), &password)?;
+            created.push(DemoUser { username, password, role });
+        }
+        Ok(created)
+    }
+
+    /// Sign in: a new session's token and CSRF token, or `UNAUTHORIZED` (the same answer
+    /// whether the user or the password is wrong). Audited either way.
+    pub fn login(&self, username: &str, password: &str) -> Result<(String, Session)> {
+        let user = self.users.read().get(username).cloned();
+        let ok = user.as_ref().is_some_and(|u| verify_password(&u.password_hash, password));
+        let role = user.as_ref().map(|u| u.role.console()).unwrap_or("unknown");
+        self.audit(username, role, "sign_in", username, if ok { "" } else { "wrong username or password" }, ok)?;
+        let user = match (ok, user) {
+            (true, Some(user)) => user,
+            _ => return Err(Error::new(ErrorCode::Unauthorized, "wrong username or password")),
+        };
+        let token = self.random_text();
+        let csrf = self.random_text();
+        let now = self.network.now_ms();
+        let mut sessions = self.sessions.lock();
+        sessions.create(&token, &user.username, user.role.clone(), csrf, now);
+        let session = sessions.touch(&token, now)?;
+        Ok((token, session))
+    }
+
+    pub fn logout(&self, token: &str) -> Result<()> {
+        let session = self.sessions.lock().touch(token, self.network.now_ms());
+        self.sessions.lock().remove(token);
+        if let Ok(session) = session {
+            self.audit(&session.username, session.role.console(), "sign_out", &session.username, "", true)?;
+        }
+        Ok(())
+    }
+
+    /// The session of `token`, refreshed.
+    pub fn session(&self, token: &str) -> Result<Session> {
+        self.sessions.lock().touch(token, self.network.now_ms())
+    }
+
+    pub fn user(&self, username: &str) -> Option<User> {
+        self.users.read().get(username).cloned()
+    }
+
+    /// Append to the audit log (durably, before the caller answers).
+    pub fn audit(&self, username: &str, role: &str, action: &str, target: &str, detail: &str, ok: bool) -> Result<()> {
+        let mut audit = self.audit.lock();
+        let entry = AuditEntry {
+            seq: audit.0,
+            at_unix_ms: self.network.now_ms(),
+            username: username.chars().take(64).collect(),
+            role: role.to_string(),
+            action: action.to_string(),
+            target: target.chars().take(140).collect(),
+            detail: detail.chars().take(500).collect(),
+            ok,
+        };
+        let mut batch = WriteBatch::new();
+        batch.put_value(AUDIT_TABLE, entry.seq.to_be_bytes().to_vec(), &entry)?;
+        self.store.commit(batch)?;
+        audit.0 += 1;
+        audit.1.push_back(entry);
+        if audit.1.len() > AUDIT_IN_MEMORY_MAX {
+            audit.1.pop_front();
+        }
+        Ok(())
+    }
+
+    /// The audit log, newest first.
+    pub fn audit_page(&self, offset: usize, limit: usize) -> Result<AuditPage> {
+        ensure!(limit > 0 && limit <= AUDIT_PAGE_MAX, MalformedInput, "limit is 1 to {AUDIT_PAGE_MAX}");
+        let audit = self.audit.lock();
+        let entries = audit.1.iter().rev().skip(offset).take(limit).cloned().collect();
+        Ok(AuditPage { entries, total: audit.0, offset, limit })
+    }
+}

@@ -1,0 +1,78 @@
+//! The consoles in a real browser: starts the platform with known console users, then runs
+//! `tests/browser/consoles.mjs` (playwright-core driving headless Debian Chromium) against
+//! it. Screenshots of every console page land in `target/screenshots/`.
+//!
+//! `bash scripts/test.sh` installs Chromium and the script's Node package when they are
+//! missing; run it once before `cargo test` on a fresh machine. A missing browser fails this
+//! test rather than skipping it.
+
+use dtenge_console::auth::Role;
+use dtenge_core::calendar::Date;
+use dtenge_network::{Entropy, ManualClock};
+use dtenge_scenarios::Platform;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn consoles_work_in_a_real_browser() {
+    let root = repo();
+    let script_dir = root.join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists() && script_dir.join("node_modules/playwright-core").exists(),
+        "the browser tests need Chromium ({chromium}) and tests/browser/node_modules: run `bash scripts/test.sh`, which installs them"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    // Monday 2026-11-23, 10:00 in Astana: emissions need an operational day.
+    let now = (Date::new(2026, 11, 23).unwrap().days() as u64 * 86_400 + 5 * 3_600) * 1_000;
+    let clock = Arc::new(ManualClock::new(now));
+    let platform = Platform::start(dir.path(), "127.0.0.1:0".parse().unwrap(), clock, Entropy::from_seed(31)).unwrap();
+    let console = &platform.console;
+    let open = dtenge_network::types::OpenAccount {
+        kind: dtenge_node::ClientKind::Individual,
+        client_id: "900101300007".into(),
+        name: "Aigerim Seitova".into(),
+        phone: Some("+77011234567".into()),
+        public_key: None,
+    };
+    platform.network.open_account(None, "steppe", open).unwrap();
+    let users = [
+        ("operator", Role::Operator),
+        ("treasury", Role::Treasury),
+        ("steppe-officer", Role::BankOfficer { bank: "steppe".into() }),
+        ("aigerim", Role::Client { bank: "steppe".into(), client_id: "900101300007".into() }),
+    ];
+    let mut passwords = serde_json::Map::new();
+    for (username, role) in users {
+        let password = format!("{username}-browser-test-password");
+        let name = if username == "aigerim" { "Aigerim Seitova" } else { username };
+        console.put_user(username, name, role, &password).unwrap();
+        passwords.insert(username.into(), password.into());
+    }
+
+    let screenshots = root.join("target/screenshots");
+    let output = Command::new("node")
+        .arg("consoles.mjs")
+        .current_dir(&script_dir)
+        .env("BASE_URL", platform.base_url())
+        .env("USERS", serde_json::Value::Object(passwords).to_string())
+        .env("SCREENSHOTS", &screenshots)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node runs (bash scripts/test.sh installs what the browser tests need)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(output.status.success(), "browser checks failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("checks passed"), "the browser script did not finish:\n{stdout}");
+
+    // What the browser did is in the audit log, durably.
+    let audit = console.audit_page(0, 500).unwrap();
+    assert!(audit.entries.iter().any(|e| e.action == "block_bank" && e.target == "tulpar" && e.ok));
+    assert!(audit.entries.iter().any(|e| e.action == "sign_in" && !e.ok));
+}
