@@ -97,6 +97,41 @@ try {
   check(time.includes("Astana (UTC+5)"), `times are shown in Astana time with the zone named: ${time}`);
   await page.screenshot({ path: `${shots}/operator-audit-log.png`, fullPage: true });
 
+  // Reconciliation with the ABS: run it, see the result in its history.
+  await page.getByRole("link", { name: "Reconciliation" }).click();
+  await page.locator("#run-reconciliation").click();
+  await page.getByRole("cell", { name: "OK", exact: true }).first().waitFor();
+  check(true, "a reconciliation run shows its result in the history");
+  await page.screenshot({ path: `${shots}/operator-reconciliation.png`, fullPage: true });
+
+  // The emissions list, filtered by node.
+  await page.getByRole("link", { name: "Emissions and redemptions" }).click();
+  await page.locator("#op-node").selectOption("sapa");
+  await page.getByRole("cell", { name: "1,234,567.89 ₸" }).waitFor();
+  check(true, "the emissions list filters by node and shows the emission");
+  await page.screenshot({ path: `${shots}/operator-operations.png`, fullPage: true });
+
+  // The operational-day calendar: toggle a holiday, the count of working days follows.
+  await page.getByRole("link", { name: "Calendar" }).click();
+  await page.locator("#year").fill("2026");
+  await page.locator("#year").dispatchEvent("change");
+  await page.locator("#day-2026-12-01").waitFor();
+  const countBefore = await page.locator("#working-days").textContent();
+  await page.locator("#day-2026-12-01").click();
+  await page.locator("#day-2026-12-01.holiday").waitFor();
+  const countAfter = await page.locator("#working-days").textContent();
+  const n = (text) => Number(text.replace(/\D/g, ""));
+  check(n(countAfter) === n(countBefore) - 1, `toggling 2026-12-01 to a holiday: ${countBefore} -> ${countAfter}`);
+  await page.screenshot({ path: `${shots}/operator-calendar.png`, fullPage: true });
+  await page.locator("#day-2026-12-01").click();
+  await page.locator("#day-2026-12-01.working").waitFor();
+
+  await page.getByRole("link", { name: "Health" }).click();
+  await page.getByRole("heading", { name: "Health" }).waitFor();
+  await page.screenshot({ path: `${shots}/operator-health.png`, fullPage: true });
+  await page.getByRole("link", { name: "Audit log" }).click();
+  await page.getByRole("heading", { name: "Audit log" }).waitFor();
+
   // The language switcher.
   await page.locator("#lang").selectOption("ru");
   await page.getByRole("heading", { name: "Журнал действий" }).waitFor();
@@ -105,6 +140,95 @@ try {
   check(true, "the interface switches to Russian and Kazakh");
   await page.screenshot({ path: `${shots}/operator-audit-log-kk.png`, fullPage: true });
   await page.locator("#lang").selectOption("en");
+  await signOut(page);
+
+  // Blocking a bank makes its client's next payment fail visibly.
+  await signIn(page, "operator", users.operator);
+  await page.locator("#block-steppe").click();
+  await page.getByLabel("Reason").fill("liquidity check");
+  await page.locator("#confirm-ok").click();
+  await page.locator("#unblock-steppe").waitFor();
+  await signOut(page);
+  await signIn(page, "aigerim", users.aigerim);
+  await page.locator("#transfer-form").waitFor();
+  await page.locator("#phone").fill("+77027654321");
+  await page.locator("#transfer-form #amount").fill("1500");
+  await page.locator("#transfer-form button[type=submit]").click();
+  await page.locator("#transfer-form-status").filter({ hasText: "BANK_BLOCKED" }).waitFor();
+  check(true, "a client of the blocked bank sees its transfer refused: BANK_BLOCKED");
+  await page.screenshot({ path: `${shots}/client-transfer-refused-bank-blocked.png`, fullPage: true });
+  await signOut(page);
+  await signIn(page, "operator", users.operator);
+  await page.locator("#unblock-steppe").click();
+  await page.getByLabel("Reason").fill("check passed");
+  await page.locator("#confirm-ok").click();
+  await page.locator("#block-steppe").waitFor();
+  await signOut(page);
+
+  // The client transfers by phone once the bank is unblocked.
+  await signIn(page, "aigerim", users.aigerim);
+  const spendableBefore = await page.locator("#spendable").textContent();
+  await page.locator("#phone").fill("+77027654321");
+  await page.locator("#transfer-form #amount").fill("1500");
+  await page.locator("#transfer-form button[type=submit]").click();
+  await page.locator("#transfer-form-status").filter({ hasText: "Done." }).waitFor();
+  await page.waitForFunction((old) => document.querySelector("#spendable")?.textContent !== old, spendableBefore, { timeout: 10000 });
+  check((await page.locator("#spendable").textContent()).startsWith("8,500.00"), "a client transfer by phone: 10,000.00 -> 8,500.00");
+  await page.getByRole("cell", { name: "debit" }).first().waitFor();
+  await page.locator("#qr-form #payload").fill("dtenge:pay?bank=sapa&to=xx&amount=1");
+  await page.locator("#qr-form button[type=submit]").click();
+  await page.locator("#qr-form-status").filter({ hasText: "MALFORMED_INPUT" }).waitFor();
+  check(true, "a malformed merchant QR payment is refused with a clear message");
+  await page.screenshot({ path: `${shots}/client-wallet-after-transfer.png`, fullPage: true });
+  await signOut(page);
+
+  // Treasury: create a marked transfer and see its trace.
+  await signIn(page, "treasury", users.treasury);
+  await page.getByRole("link", { name: "Marking" }).click();
+  await page.locator("#initiator").fill(process.env.MINISTRY);
+  await page.locator("#reference").fill("National Fund tranche, browser test");
+  await page.locator("#recipients-1").fill(`tulpar:${process.env.CONTRACTOR}`);
+  await page.locator("[name='limit_amount-1']").fill("500000");
+  await page.getByRole("button", { name: "Add a level" }).click();
+  await page.locator("#recipients-2").fill(`sapa:${process.env.SUPPLIER}`);
+  await page.locator("[name='limit_amount-2']").fill("500000");
+  await page.locator("#create-marking button[type=submit]").click();
+  await page.locator("#create-marking-status").filter({ hasText: "MK0000001" }).waitFor();
+  await page.locator("#marking_id").fill("MK0000001");
+  await page.locator("#from").fill(process.env.MINISTRY);
+  await page.locator("#to_bank").fill("tulpar");
+  await page.locator("#to_client_id").fill(process.env.CONTRACTOR);
+  await page.locator("#marked-transfer #amount").fill("250000");
+  await page.locator("#marked-transfer button[type=submit]").click();
+  await page.locator("#trace-MK0000001 li").filter({ hasText: process.env.CONTRACTOR }).waitFor();
+  check(true, "a marked transfer created in the Treasury console shows in its trace");
+  await page.locator("#marking_id").fill("MK0000001");
+  await page.locator("#to_bank").fill("sapa");
+  await page.locator("#to_client_id").fill(process.env.SUPPLIER);
+  await page.locator("#marked-transfer button[type=submit]").click();
+  await page.locator("#marked-transfer-status").filter({ hasText: "WRONG_LEVEL" }).waitFor();
+  check(true, "skipping a level of the marking is refused visibly: WRONG_LEVEL");
+  await page.screenshot({ path: `${shots}/treasury-marking.png`, fullPage: true });
+  await page.getByRole("link", { name: "Holding" }).click();
+  await page.getByRole("heading", { name: "Holding" }).waitFor();
+  await page.screenshot({ path: `${shots}/treasury-holding.png`, fullPage: true });
+  await signOut(page);
+
+  // Bank back office: a registry distribution from a CSV file, with per-line results.
+  await signIn(page, "steppe-officer", users["steppe-officer"]);
+  await page.getByRole("link", { name: "Registry distribution" }).click();
+  await page.locator("#from").fill(process.env.EMPLOYER);
+  await page.locator("#reference").fill("payroll 2026-11");
+  await page.locator("#csv-file").setInputFiles({
+    name: "payroll.csv", mimeType: "text/csv",
+    buffer: Buffer.from(`recipient,amount,bank\n+77027654321,1000.00\n900101300007,2500.50,steppe\n+77000000000,10\n`),
+  });
+  await page.waitForFunction(() => document.querySelector("#csv").value.includes("2500.50"));
+  await page.locator("#registry-form button[type=submit]").click();
+  await page.locator("#registry-results").filter({ hasText: "Paid: 2 / 3" }).waitFor();
+  await page.getByRole("cell", { name: /UNKNOWN_ACCOUNT/ }).waitFor();
+  check(true, "a CSV registry pays its valid lines and reports the bad one");
+  await page.screenshot({ path: `${shots}/bank-registry.png`, fullPage: true });
   await signOut(page);
 
   // A role sees only its own console: the operator's routes refuse the others.

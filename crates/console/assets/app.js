@@ -18,6 +18,22 @@ const T = {
     history: "History", holds: "Holds", direction: "Direction", amount: "Amount", counterparty: "Counterparty",
     event: "Event", role: "Role", expires: "Expires in", none: "Nothing yet.", astana: "Astana (UTC+5)",
     hours: "{h} h {m} min",
+    operations: "Emissions and redemptions", reconciliation: "Reconciliation", calendar: "Calendar", health: "Health",
+    all: "All", emission: "Emission", redemption: "Redemption", sort: "Sort", newest: "Newest first", oldest: "Oldest first",
+    amount_desc: "Largest first", amount_asc: "Smallest first", filter: "Filter", run: "Run reconciliation",
+    result: "Result", problems: "Problems", by_nbk: "By the NBK's registry", by_nodes: "By the nodes",
+    year: "Year", working_days: "Working days: {n}", fill_weekends: "Make all weekends non-working",
+    working: "working", holiday: "holiday", toggle_hint: "Select a day to switch it between working day and holiday.",
+    committed: "Transactions committed", reconciled: "Last reconciliation", holding: "Holding", marking: "Marking",
+    export_csv: "Export CSV", create_marking: "Create a marked transfer", initiator: "Initiator (BIN)",
+    reference: "Purpose", level: "Level {n}", recipients: "Recipients (bank:IIN/BIN, one per line)", limit: "Limit, ₸",
+    add_level: "Add a level", create: "Create", marked_transfer: "Move marked funds", marking_id: "Marking",
+    from: "From (IIN/BIN)", to_bank: "To bank", to_client: "To (IIN/BIN)", send: "Send", trace: "Where the funds went",
+    registry: "Registry distribution", payer: "Payer (BIN)", csv_file: "CSV file (phone or IIN, amount[, bank])",
+    upload: "Pay the registry", line: "Line", paid: "Paid", recipient: "Recipient", convert: "Conversion",
+    to_dt: "Bank money → DT", from_dt: "DT → bank money", client: "Client (IIN/BIN)", transfer_phone: "Transfer by phone",
+    pay_qr: "Pay a merchant (QR code)", qr_payload: "Payment code (scan or paste)", pay: "Pay", done: "Done.",
+    amount_tenge: "Amount, ₸", invalid_amount: "Enter an amount in tenge, e.g. 1500.00.", sender: "sender", payee: "payee",
   },
   ru: {
     brand: "Цифровой тенге", language: "Язык", sign_in: "Войти", sign_out: "Выйти", username: "Имя пользователя",
@@ -34,6 +50,23 @@ const T = {
     held: "Заблокировано под событие", bank_money: "Безналичные", history: "История", holds: "Холдирование",
     direction: "Направление", amount: "Сумма", counterparty: "Контрагент", event: "Событие", role: "Роль",
     expires: "Истекает через", none: "Пока ничего нет.", astana: "Астана (UTC+5)", hours: "{h} ч {m} мин",
+    operations: "Выпуск и погашение", reconciliation: "Сверка", calendar: "Календарь", health: "Состояние",
+    all: "Все", emission: "Выпуск", redemption: "Погашение", sort: "Сортировка", newest: "Сначала новые",
+    oldest: "Сначала старые", amount_desc: "Сначала крупные", amount_asc: "Сначала мелкие", filter: "Фильтр",
+    run: "Провести сверку", result: "Результат", problems: "Расхождения", by_nbk: "По реестру НБК", by_nodes: "По узлам",
+    year: "Год", working_days: "Рабочих дней: {n}", fill_weekends: "Сделать все выходные нерабочими",
+    working: "рабочий", holiday: "выходной", toggle_hint: "Выберите день, чтобы сделать его рабочим или выходным.",
+    committed: "Проведено транзакций", reconciled: "Последняя сверка", holding: "Холдирование", marking: "Маркировка",
+    export_csv: "Выгрузить CSV", create_marking: "Создать маркированный перевод", initiator: "Инициатор (БИН)",
+    reference: "Назначение", level: "Уровень {n}", recipients: "Получатели (банк:ИИН/БИН, по одному в строке)",
+    limit: "Лимит, ₸", add_level: "Добавить уровень", create: "Создать", marked_transfer: "Перевести маркированные средства",
+    marking_id: "Маркировка", from: "От (ИИН/БИН)", to_bank: "Банк получателя", to_client: "Кому (ИИН/БИН)",
+    send: "Отправить", trace: "Куда ушли средства", registry: "Распределение по реестру", payer: "Плательщик (БИН)",
+    csv_file: "Файл CSV (телефон или ИИН, сумма[, банк])", upload: "Оплатить реестр", line: "Строка", paid: "Оплачено",
+    recipient: "Получатель", convert: "Конвертация", to_dt: "Безналичные → ЦТ", from_dt: "ЦТ → безналичные",
+    client: "Клиент (ИИН/БИН)", transfer_phone: "Перевод по номеру телефона", pay_qr: "Оплата по QR-коду",
+    qr_payload: "Платёжный код (сканируйте или вставьте)", pay: "Оплатить", done: "Готово.", amount_tenge: "Сумма, ₸",
+    invalid_amount: "Введите сумму в тенге, например 1500,00.", sender: "отправитель", payee: "получатель",
   },
   kk: {
     brand: "Цифрлық теңге", language: "Тіл", sign_in: "Кіру", sign_out: "Шығу", username: "Пайдаланушы аты",
@@ -50,6 +83,24 @@ const T = {
     held: "Оқиғаға ұсталған", bank_money: "Қолма-қолсыз", history: "Тарих", holds: "Ұстау", direction: "Бағыты",
     amount: "Сомасы", counterparty: "Контрагент", event: "Оқиға", role: "Рөл", expires: "Мерзімі бітеді",
     none: "Әзірге ештеңе жоқ.", astana: "Астана (UTC+5)", hours: "{h} сағ {m} мин",
+    operations: "Шығару және өтеу", reconciliation: "Салыстыру", calendar: "Күнтізбе", health: "Жай-күйі",
+    all: "Барлығы", emission: "Шығару", redemption: "Өтеу", sort: "Сұрыптау", newest: "Алдымен жаңалары",
+    oldest: "Алдымен ескілері", amount_desc: "Алдымен ірілері", amount_asc: "Алдымен ұсақтары", filter: "Сүзгі",
+    run: "Салыстыру жүргізу", result: "Нәтиже", problems: "Айырмашылықтар", by_nbk: "ҰБ тізілімі бойынша",
+    by_nodes: "Түйіндер бойынша", year: "Жыл", working_days: "Жұмыс күндері: {n}",
+    fill_weekends: "Барлық демалыс күндерін жұмыссыз ету", working: "жұмыс", holiday: "демалыс",
+    toggle_hint: "Күнді жұмыс немесе демалыс күні ету үшін таңдаңыз.", committed: "Жүргізілген транзакциялар",
+    reconciled: "Соңғы салыстыру", holding: "Ұстау", marking: "Таңбалау", export_csv: "CSV жүктеу",
+    create_marking: "Таңбаланған аударым құру", initiator: "Бастамашы (БСН)", reference: "Мақсаты", level: "{n}-деңгей",
+    recipients: "Алушылар (банк:ЖСН/БСН, әр жолға біреуден)", limit: "Лимит, ₸", add_level: "Деңгей қосу",
+    create: "Құру", marked_transfer: "Таңбаланған қаражатты аудару", marking_id: "Таңбалау", from: "Кімнен (ЖСН/БСН)",
+    to_bank: "Алушының банкі", to_client: "Кімге (ЖСН/БСН)", send: "Жіберу", trace: "Қаражат қайда кетті",
+    registry: "Тізілім бойынша бөлу", payer: "Төлеуші (БСН)", csv_file: "CSV файлы (телефон немесе ЖСН, сома[, банк])",
+    upload: "Тізілімді төлеу", line: "Жол", paid: "Төленді", recipient: "Алушы", convert: "Айырбастау",
+    to_dt: "Қолма-қолсыз → ЦТ", from_dt: "ЦТ → қолма-қолсыз", client: "Клиент (ЖСН/БСН)",
+    transfer_phone: "Телефон нөмірі бойынша аударым", pay_qr: "QR-код бойынша төлеу",
+    qr_payload: "Төлем коды (сканерлеңіз немесе қойыңыз)", pay: "Төлеу", done: "Дайын.", amount_tenge: "Сомасы, ₸",
+    invalid_amount: "Соманы теңгемен енгізіңіз, мысалы 1500,00.", sender: "жіберуші", payee: "алушы",
   },
 };
 
@@ -298,7 +349,9 @@ function accountColumns() {
 
 async function treasuryView(main) {
   const accounts = await api("/console/api/treasury/accounts");
-  main.append(el("h1", {}, t("accounts")), paged(accountColumns(), accounts));
+  main.append(el("h1", {}, t("accounts")),
+    el("p", {}, el("a", { href: "/console/api/treasury/accounts.csv", download: "treasury-accounts.csv", id: "export-csv" }, t("export_csv"))),
+    paged(accountColumns(), accounts));
 }
 
 async function bankView(main) {
@@ -320,7 +373,7 @@ async function clientView(main) {
     el("h2", {}, t("holds")),
     table([
       { title: t("event"), cell: (h) => `${h.event_id} ${h.reference}` },
-      { title: t("role"), cell: (h) => h.role },
+      { title: t("role"), cell: (h) => t(h.role) },
       { title: t("status"), cell: (h) => h.status },
       { title: t("amount"), num: true, cell: (h) => money(h.share_tiyn) },
       { title: t("expires"), cell: (h) => t("hours", { h: Math.floor(h.expires_in_ms / 3600000), m: Math.floor(h.expires_in_ms / 60000) % 60 }) },
@@ -334,11 +387,260 @@ async function clientView(main) {
     ], w.history.lines));
 }
 
+// A labelled form field.
+function field(id, label, attrs = {}) {
+  const input = attrs.multiline ? el("textarea", { id, name: id, rows: attrs.rows || 4, required: "" }) : el("input", { id, name: id, required: "", ...attrs });
+  return el("div", { class: "field" }, el("label", { for: id }, label), input);
+}
+
+const AMOUNT = /^\s*\d{1,13}([.,]\d{1,2})?\s*$/;
+
+// A form whose submit runs `action(values)`; shows validation and the outcome in place.
+function actionForm(id, title, fields, submitLabel, action) {
+  const status = el("p", { class: "error", role: "alert", id: `${id}-status` });
+  const form = el("form", { class: "panel", id, novalidate: "" }, el("h2", {}, title), fields, el("button", { class: "primary", type: "submit" }, submitLabel), status);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    status.className = "error";
+    const values = Object.fromEntries(new FormData(form).entries());
+    for (const [name, value] of Object.entries(values)) {
+      if (!String(value).trim()) { status.textContent = `${t("required")} (${form.querySelector(`label[for="${name}"]`)?.textContent || name})`; return; }
+      if (name.includes("amount") && !AMOUNT.test(value)) { status.textContent = t("invalid_amount"); return; }
+    }
+    try {
+      const result = await action(values);
+      status.className = "ok";
+      status.textContent = typeof result === "string" ? result : t("done");
+    } catch (err) {
+      status.textContent = err.code ? `${err.code}: ${err.message}` : err.message;
+    }
+  });
+  return form;
+}
+
+async function operationsView(main) {
+  const kind = el("select", { id: "op-kind" }, el("option", { value: "" }, t("all")), el("option", { value: "emission" }, t("emission")), el("option", { value: "redemption" }, t("redemption")));
+  const node = el("select", { id: "op-node" }, el("option", { value: "" }, t("all")), ...["steppe", "tulpar", "sapa", "treasury"].map((n) => el("option", { value: n }, n)));
+  const sort = el("select", { id: "op-sort" }, ...["newest", "oldest", "amount_desc", "amount_asc"].map((s) => el("option", { value: s }, t(s))));
+  const holder = el("div");
+  let offset = 0;
+  const size = 20;
+  const draw = async () => {
+    const q = new URLSearchParams({ kind: kind.value, node: node.value, sort: sort.value, offset, limit: size });
+    const page = await api(`/console/api/operator/operations?${q}`);
+    const pages = Math.max(1, Math.ceil(page.total / size));
+    holder.replaceChildren(table([
+      { title: t("time"), cell: (o) => astana(o.at_unix_ms) },
+      { title: t("kind"), cell: (o) => t(o.kind) },
+      { title: t("node"), cell: (o) => o.node },
+      { title: t("amount"), num: true, cell: (o) => money(o.amount_tiyn) },
+    ], page.operations), el("div", { class: "pager" },
+      el("button", { type: "button", disabled: offset === 0 ? "" : null, onclick: () => { offset = Math.max(0, offset - size); draw(); } }, t("prev")),
+      el("span", {}, t("page", { n: offset / size + 1, m: pages })),
+      el("button", { type: "button", disabled: offset + size >= page.total ? "" : null, onclick: () => { offset += size; draw(); } }, t("next"))));
+  };
+  for (const control of [kind, node, sort]) control.addEventListener("change", () => { offset = 0; draw(); });
+  main.append(el("h1", {}, t("operations")), el("div", { class: "filters" },
+    el("label", {}, t("kind"), " ", kind), el("label", {}, t("node"), " ", node), el("label", {}, t("sort"), " ", sort)), holder);
+  await draw();
+}
+
+async function reconciliationView(main) {
+  const holder = el("div");
+  const draw = async () => {
+    const runs = await api("/console/api/operator/reconciliation");
+    holder.replaceChildren(paged([
+      { title: t("time"), cell: (r) => astana(r.at_unix_ms) },
+      { title: t("result"), cell: (r) => r.ok ? t("ok") : el("span", { class: "status-blocked" }, t("failed")) },
+      { title: t("by_nbk"), num: true, cell: (r) => money(r.circulation_by_nbk_tiyn) },
+      { title: t("by_nodes"), num: true, cell: (r) => money(r.circulation_by_nodes_tiyn) },
+      { title: t("liability"), num: true, cell: (r) => money(r.dt_liability_tiyn) },
+      { title: t("problems"), cell: (r) => r.problems.join("; ") },
+    ], runs, 10));
+  };
+  main.append(el("h1", {}, t("reconciliation")), el("button", { class: "primary", type: "button", id: "run-reconciliation", onclick: async () => {
+    await api("/console/api/operator/reconciliation", { method: "POST", body: "{}" });
+    await draw();
+  } }, t("run")), holder);
+  await draw();
+}
+
+async function calendarView(main) {
+  let year = new Date(Date.now() + 5 * 3600 * 1000).getUTCFullYear();
+  const count = el("p", { id: "working-days" });
+  const grid = el("div", { class: "months" });
+  const draw = (data) => {
+    count.textContent = t("working_days", { n: data.working_days });
+    const months = [];
+    for (let m = 1; m <= 12; m++) {
+      const days = data.days.filter((d) => Number(d.date.split("-")[1]) === m);
+      months.push(el("div", { class: "month" }, el("h3", {}, `${data.year}-${String(m).padStart(2, "0")}`),
+        el("div", { class: "days" }, days.map((d) => el("button", {
+          type: "button", class: d.working ? "day working" : "day holiday", id: `day-${d.date}`,
+          "aria-pressed": d.working ? "false" : "true", title: `${d.date}: ${t(d.working ? "working" : "holiday")}`,
+          onclick: async () => {
+            await api(`/console/api/operator/days/${d.date}`, { method: "POST", body: JSON.stringify({ working: !d.working }) });
+            draw(await api(`/console/api/operator/calendar/${data.year}`));
+          } }, String(Number(d.date.split("-")[2])))))));
+    }
+    grid.replaceChildren(...months);
+  };
+  const yearInput = el("input", { id: "year", type: "number", value: String(year), min: "2000", max: "2100" });
+  yearInput.addEventListener("change", async () => { year = Number(yearInput.value); draw(await api(`/console/api/operator/calendar/${year}`)); });
+  main.append(el("h1", {}, t("calendar")), el("div", { class: "filters" }, el("label", { for: "year" }, t("year")), yearInput,
+    el("button", { type: "button", id: "fill-weekends", onclick: async () => draw(await api(`/console/api/operator/calendar/${year}/weekends`, { method: "POST", body: "{}" })) }, t("fill_weekends"))),
+    el("p", { class: "muted" }, t("toggle_hint")), count, grid);
+  draw(await api(`/console/api/operator/calendar/${year}`));
+}
+
+async function healthView(main) {
+  const h = await api("/console/api/operator/health");
+  main.append(el("h1", {}, t("health")), el("div", { class: "cards" },
+    card(t("unspent"), String(h.unspent_tokens)), card(t("committed"), String(h.committed_transactions)),
+    card(t("reconciled"), h.reconciled ? t("ok") : t("failed"))),
+    table([
+      { title: t("node"), cell: (n) => n.name },
+      { title: t("status"), cell: (n) => n.blocked ? el("span", { class: "status-blocked" }, t("blocked")) : t("active") },
+      { title: t("accounts"), num: true, cell: (n) => String(n.accounts) },
+      { title: t("held_dt"), num: true, cell: (n) => money(n.dt_held_tiyn) },
+    ], h.nodes));
+}
+
+async function holdingView(main) {
+  const holds = await api("/console/api/treasury/holds");
+  main.append(el("h1", {}, t("holding")), paged([
+    { title: t("name"), cell: ([name]) => name },
+    { title: t("event"), cell: ([, h]) => `${h.event_id} ${h.reference}` },
+    { title: t("role"), cell: ([, h]) => t(h.role) },
+    { title: t("status"), cell: ([, h]) => h.status },
+    { title: t("held"), num: true, cell: ([, h]) => money(h.held_tiyn) },
+    { title: t("expires"), cell: ([, h]) => t("hours", { h: Math.floor(h.expires_in_ms / 3600000), m: Math.floor(h.expires_in_ms / 60000) % 60 }) },
+  ], holds));
+}
+
+function traceTree(m) {
+  // Level 0 is the initiator; every move hangs under the party it came from.
+  const children = new Map();
+  for (const mv of m.moves) {
+    const key = mv.body.from.address;
+    if (!children.has(key)) children.set(key, []);
+    children.get(key).push(mv);
+  }
+  const branch = (address, depth) => el("ul", {}, (children.get(address) || []).map((mv) => el("li", {},
+    `${mv.body.to.client_id} @ ${mv.body.to.bank} — ${money(mv.body.amount_tiyn)} (${t("level", { n: mv.body.to_level })}${mv.body.unmarked ? ", standard" : ""})`,
+    depth < 8 ? branch(mv.body.to.address, depth + 1) : "")));
+  return el("div", { class: "tree", id: `trace-${m.id}` }, el("strong", {}, `${m.id}: ${m.reference} — ${m.initiator.client_id}`), branch(m.initiator.address, 0));
+}
+
+async function markingView(main) {
+  const levels = el("div", { id: "levels" });
+  const addLevel = () => {
+    const n = levels.children.length + 1;
+    levels.append(el("fieldset", { class: "level" }, el("legend", {}, t("level", { n })),
+      field(`recipients-${n}`, t("recipients"), { multiline: true, rows: 2 }), field(`limit_amount-${n}`, t("limit"), { inputmode: "decimal" })));
+  };
+  addLevel();
+  const trees = el("div");
+  const drawTrees = async () => {
+    const markings = await api("/console/api/treasury/markings");
+    trees.replaceChildren(...(markings.length ? markings.map(traceTree) : [el("p", { class: "muted" }, t("none"))]));
+  };
+  const create = actionForm("create-marking", t("create_marking"),
+    [field("initiator", t("initiator")), field("reference", t("reference")), levels,
+      el("button", { type: "button", onclick: addLevel }, t("add_level"))],
+    t("create"), async (v) => {
+      const lv = [];
+      for (let n = 1; v[`recipients-${n}`] !== undefined; n++) {
+        const recipients = v[`recipients-${n}`].split(/\n/).map((l) => l.trim()).filter(Boolean).map((l) => {
+          const [bank, client_id] = l.split(":").map((x) => x.trim());
+          return { bank, client_id };
+        });
+        lv.push({ recipients, limit_tiyn: tiyn(v[`limit_amount-${n}`]) });
+      }
+      const m = await api("/console/api/treasury/markings", { method: "POST", body: JSON.stringify({ initiator: v.initiator.trim(), reference: v.reference.trim(), levels: lv }) });
+      await drawTrees();
+      return `${t("done")} ${m.id}`;
+    });
+  const move = actionForm("marked-transfer", t("marked_transfer"),
+    [field("marking_id", t("marking_id")), field("from", t("from")), field("to_bank", t("to_bank")), field("to_client_id", t("to_client")), field("amount", t("amount_tenge"), { inputmode: "decimal" })],
+    t("send"), async (v) => {
+      await api("/console/api/treasury/marked-transfers", { method: "POST", body: JSON.stringify({ marking_id: v.marking_id.trim(), from: v.from.trim(), to_bank: v.to_bank.trim(), to_client_id: v.to_client_id.trim(), amount: v.amount }) });
+      await drawTrees();
+    });
+  main.append(el("h1", {}, t("marking")), el("div", { class: "two" }, create, move), el("h2", {}, t("trace")), trees);
+  await drawTrees();
+}
+
+// "1 500,25" -> 150025, without floating point.
+function tiyn(text) {
+  const [whole, fraction = ""] = text.replace(/[\s\u00a0]/g, "").replace(",", ".").split(".");
+  return Number(whole) * 100 + Number(fraction.padEnd(2, "0"));
+}
+
+async function registryView(main) {
+  const results = el("div", { id: "registry-results" });
+  const form = actionForm("registry-form", t("registry"),
+    [field("from", t("payer")), field("reference", t("reference")), field("csv", t("csv_file"), { multiline: true, rows: 6 }),
+      el("input", { type: "file", accept: ".csv,text/csv", id: "csv-file", "aria-label": t("csv_file"), onchange: async (e) => {
+        const file = e.target.files[0];
+        if (file) $("#csv").value = await file.text();
+      } })],
+    t("upload"), async (v) => {
+      const report = await api("/console/api/bank/registry", { method: "POST", body: JSON.stringify({ from: v.from.trim(), reference: v.reference.trim(), csv: v.csv }) });
+      results.replaceChildren(el("p", {}, `${t("paid")}: ${report.lines_paid} / ${report.lines_total}, ${money(report.amount_paid_tiyn)}`), table([
+        { title: t("line"), num: true, cell: (r) => String(r.line) },
+        { title: t("paid"), cell: (r) => r.paid ? t("ok") : el("span", { class: "status-blocked" }, `${r.error_code}: ${r.error}`) },
+        { title: t("recipient"), cell: (r) => r.recipient ? `${r.recipient.client_id} @ ${r.recipient.bank}` : "" },
+        { title: t("amount"), num: true, cell: (r) => money(r.amount_tiyn) },
+      ], report.results));
+    });
+  main.append(el("h1", {}, t("registry")), form, results);
+}
+
+async function bankClientsView(main) {
+  const clients = await api("/console/api/bank/clients");
+  const history = el("div", { id: "client-history" });
+  const columns = [...accountColumns(), { title: t("history"), cell: (a) => el("button", { type: "button", onclick: async () => {
+    const page = await api(`/console/api/bank/clients/${encodeURIComponent(a.account.client_id)}/history`);
+    history.replaceChildren(el("h2", {}, `${t("history")}: ${a.account.name}`), table([
+      { title: t("time"), cell: (l) => astana(l.at_unix_ms) },
+      { title: t("direction"), cell: (l) => l.direction },
+      { title: t("amount"), num: true, cell: (l) => money(l.amount_tiyn) },
+      { title: t("counterparty"), cell: (l) => l.counterparty_name || l.counterparty_bank || "" },
+    ], page.lines));
+  } }, t("history")) }];
+  const conversion = actionForm("conversion", t("convert"),
+    [field("client_id", t("client")), field("amount", t("amount_tenge"), { inputmode: "decimal" }),
+      el("div", { class: "field" }, el("label", { for: "direction" }, t("convert")),
+        el("select", { id: "direction", name: "direction" }, el("option", { value: "to" }, t("to_dt")), el("option", { value: "from" }, t("from_dt"))))],
+    t("send"), async (v) => {
+      await api("/console/api/bank/conversions", { method: "POST", body: JSON.stringify({ client_id: v.client_id.trim(), to_dt: v.direction === "to", amount: v.amount }) });
+    });
+  main.append(el("h1", {}, t("clients")), paged(columns, clients), history, conversion);
+}
+
+async function walletView(main) {
+  await clientView(main);
+  const transfer = actionForm("transfer-form", t("transfer_phone"),
+    [field("phone", t("phone"), { type: "tel", autocomplete: "tel", placeholder: "+7XXXXXXXXXX" }), field("amount", t("amount_tenge"), { inputmode: "decimal" })],
+    t("send"), async (v) => {
+      await api("/console/api/client/transfer", { method: "POST", body: JSON.stringify({ phone: v.phone.trim(), amount: v.amount }) });
+      setTimeout(() => route(), 800);
+    });
+  const qr = actionForm("qr-form", t("pay_qr"), [field("payload", t("qr_payload"), { placeholder: "dtenge:pay?bank=…&to=…&amount=…" })],
+    t("pay"), async (v) => {
+      await api("/console/api/client/qr", { method: "POST", body: JSON.stringify({ payload: v.payload.trim() }) });
+      setTimeout(() => route(), 800);
+    });
+  main.append(el("div", { class: "two" }, transfer, qr));
+}
+
 const VIEWS = {
-  operator: [["dashboard", operatorView], ["audit", auditView]],
-  treasury: [["accounts", treasuryView]],
-  bank: [["clients", bankView]],
-  client: [["wallet", clientView]],
+  operator: [["dashboard", operatorView], ["operations", operationsView], ["reconciliation", reconciliationView],
+    ["calendar", calendarView], ["health", healthView], ["audit", auditView]],
+  treasury: [["accounts", treasuryView], ["holding", holdingView], ["marking", markingView]],
+  bank: [["clients", bankClientsView], ["registry", registryView]],
+  client: [["wallet", walletView]],
 };
 
 let renderSeq = 0;

@@ -16,6 +16,7 @@ pub mod web;
 use auth::{hash_password, verify_password, Role, Session, Sessions, User};
 use dtenge_core::crypto::Hash32;
 use dtenge_core::{ensure, Error, ErrorCode, Result};
+use dtenge_network::types::Reconciliation;
 use dtenge_network::{Entropy, Network};
 use dtenge_store::{Store, Table, WriteBatch};
 use parking_lot::{Mutex, RwLock};
@@ -26,6 +27,9 @@ use std::sync::Arc;
 
 pub const USERS_TABLE: Table = Table("console_users");
 pub const AUDIT_TABLE: Table = Table("console_audit");
+pub const RECONCILIATIONS_TABLE: Table = Table("console_reconciliations");
+/// Reconciliation runs kept (newest); older ones are dropped from the history.
+pub const RECONCILIATIONS_MAX: usize = 1_000;
 /// The console's database directory, beside the network's.
 pub const DATABASE_FILE: &str = "console.db";
 /// Audit entries kept in memory for the console; all stay on disk.
@@ -72,12 +76,19 @@ pub struct Console {
     users: RwLock<BTreeMap<String, User>>,
     sessions: Mutex<Sessions>,
     audit: Mutex<(u64, VecDeque<AuditEntry>)>,
+    /// Reconciliation runs the operator started: (key = big-endian sequence, result).
+    reconciliations: Mutex<Vec<(Vec<u8>, Reconciliation)>>,
 }
 
 impl Console {
     /// Open the consoles' store under `data_dir`.
     pub fn open(network: Arc<Network>, data_dir: &Path, entropy: Entropy) -> Result<Console> {
-        let store = Store::open(&data_dir.join(DATABASE_FILE), &[USERS_TABLE, AUDIT_TABLE])?;
+        let store = Store::open(&data_dir.join(DATABASE_FILE), &[USERS_TABLE, AUDIT_TABLE, RECONCILIATIONS_TABLE])?;
+        let reconciliations = store
+            .scan_values::<Reconciliation>(RECONCILIATIONS_TABLE)?
+            .into_iter()
+            .map(|(k, r)| (k, r))
+            .collect::<Vec<_>>();
         let users = store.scan_values::<User>(USERS_TABLE)?.into_iter().map(|(_, u)| (u.username.clone(), u)).collect();
         let mut audit = VecDeque::new();
         let mut next = 0;
@@ -95,6 +106,7 @@ impl Console {
             users: RwLock::new(users),
             sessions: Mutex::new(Sessions::default()),
             audit: Mutex::new((next, audit)),
+            reconciliations: Mutex::new(reconciliations),
         })
     }
 
@@ -235,6 +247,30 @@ impl Console {
             audit.1.pop_front();
         }
         Ok(())
+    }
+
+    /// Keep a reconciliation the operator ran, for its history.
+    pub fn record_reconciliation(&self, result: &Reconciliation) -> Result<()> {
+        let mut runs = self.reconciliations.lock();
+        let seq =
+            runs.last().and_then(|(k, _)| k.as_slice().try_into().ok()).map(u64::from_be_bytes).map_or(0, |s| s + 1);
+        let key = seq.to_be_bytes().to_vec();
+        let mut batch = WriteBatch::new();
+        batch.put_value(RECONCILIATIONS_TABLE, key.clone(), result)?;
+        if runs.len() >= RECONCILIATIONS_MAX {
+            batch.delete(RECONCILIATIONS_TABLE, runs[0].0.clone());
+        }
+        self.store.commit(batch)?;
+        if runs.len() >= RECONCILIATIONS_MAX {
+            runs.remove(0);
+        }
+        runs.push((key, result.clone()));
+        Ok(())
+    }
+
+    /// The reconciliations the operator ran, newest first.
+    pub fn reconciliations(&self) -> Vec<Reconciliation> {
+        self.reconciliations.lock().iter().rev().map(|(_, r)| r.clone()).collect()
     }
 
     /// The audit log, newest first.

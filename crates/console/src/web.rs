@@ -29,7 +29,7 @@ const APP_CSS: &str = include_str!("../assets/app.css");
 
 /// The consoles' router (merge it with the API's).
 pub fn router(console: App) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/", get(index))
         .route("/assets/app.js", get(app_js))
         .route("/assets/app.css", get(app_css))
@@ -42,8 +42,8 @@ pub fn router(console: App) -> Router {
         .route("/console/api/operator/audit", get(audit))
         .route("/console/api/treasury/accounts", get(treasury_accounts))
         .route("/console/api/bank/clients", get(bank_clients))
-        .route("/console/api/client/wallet", get(client_wallet))
-        .with_state(console)
+        .route("/console/api/client/wallet", get(client_wallet));
+    more_routes(router).with_state(console)
 }
 
 fn page(content_type: &'static str, body: &'static str) -> Response {
@@ -334,4 +334,565 @@ async fn client_wallet(State(console): State<App>, headers: HeaderMap) -> Respon
         })
     })
     .await
+}
+
+// ---- the rest of each console ----
+
+/// Check the session (and the CSRF token when `changes` is set) and the role, then run `op`
+/// on a blocking thread with the session.
+async fn with_role<T, F>(
+    console: App,
+    headers: &HeaderMap,
+    changes: bool,
+    allowed: fn(&Role) -> bool,
+    op: F,
+) -> Response
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce(&Console, Session) -> Result<T, Error> + Send + 'static,
+{
+    let session = match session(&console, headers, changes).and_then(|(_, s)| require(&s, allowed).map(|()| s)) {
+        Ok(s) => s,
+        Err(e) => return failure(e),
+    };
+    blocking(move || op(&console, session)).await
+}
+
+fn is_operator(r: &Role) -> bool {
+    *r == Role::Operator
+}
+fn is_treasury(r: &Role) -> bool {
+    *r == Role::Treasury
+}
+fn is_bank(r: &Role) -> bool {
+    matches!(r, Role::BankOfficer { .. })
+}
+fn is_client(r: &Role) -> bool {
+    matches!(r, Role::Client { .. })
+}
+
+/// Run a state change and write it to the audit log, whether it worked or not.
+fn audited<T>(
+    console: &Console,
+    session: &Session,
+    action: &str,
+    target: &str,
+    detail: &str,
+    op: impl FnOnce() -> Result<T, Error>,
+) -> Result<T, Error> {
+    let result = op();
+    let detail = match &result {
+        Ok(_) => detail.to_string(),
+        Err(e) => format!("{detail} -> {e}"),
+    };
+    console.audit(&session.username, session.role.console(), action, target, &detail, result.is_ok())?;
+    result
+}
+
+/// An amount a person typed: "1 234,56" or "1234.56" tenge -> tiyn, without floating point.
+pub fn parse_tenge(text: &str) -> Result<dtenge_core::money::Amount, Error> {
+    let cleaned: String = text.chars().filter(|c| !c.is_whitespace() && *c != '\u{a0}').collect();
+    let cleaned = cleaned.replace(',', ".");
+    let (whole, fraction) = cleaned.split_once('.').unwrap_or((&cleaned, ""));
+    let valid = !whole.is_empty()
+        && whole.len() <= 13
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.len() <= 2
+        && fraction.bytes().all(|b| b.is_ascii_digit());
+    if !valid {
+        return Err(Error::malformed(format!("'{text}' is not an amount in tenge (e.g. 1500.00)")));
+    }
+    let whole: u64 = whole.parse().map_err(|_| Error::malformed("amount too large"))?;
+    let fraction: u64 = format!("{fraction:0<2}").parse().map_err(|_| Error::malformed("bad tiyn"))?;
+    let tiyn = whole
+        .checked_mul(100)
+        .and_then(|w| w.checked_add(fraction))
+        .ok_or_else(|| Error::malformed("amount too large"))?;
+    dtenge_core::money::Amount::from_tiyn(tiyn)
+}
+
+#[derive(Deserialize)]
+struct OperationsQuery {
+    kind: Option<String>,
+    node: Option<String>,
+    sort: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// Emissions and redemptions, filtered, sorted and paged.
+#[derive(Serialize)]
+struct OperationsPage {
+    operations: Vec<dtenge_network::types::NbkOperation>,
+    total: usize,
+    offset: usize,
+    limit: usize,
+}
+
+/// Most NBK operations the list reads at once.
+const OPERATIONS_SCAN_MAX: usize = 1_000_000;
+
+async fn operations(
+    State(console): State<App>,
+    headers: HeaderMap,
+    query: Result<Query<OperationsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = query else { return failure(Error::malformed("bad query")) };
+    with_role(console, &headers, false, is_operator, move |c, _| {
+        let limit = q.limit.unwrap_or(20).clamp(1, 500);
+        let offset = q.offset.unwrap_or(0);
+        let mut all: Vec<_> = c
+            .network
+            .nbk_operations(0, OPERATIONS_SCAN_MAX)
+            .into_iter()
+            .filter(|o| {
+                q.kind.as_deref().is_none_or(|k| k.is_empty() || format!("{:?}", o.kind).eq_ignore_ascii_case(k))
+            })
+            .filter(|o| q.node.as_deref().is_none_or(|n| n.is_empty() || o.node == n))
+            .collect();
+        match q.sort.as_deref().unwrap_or("newest") {
+            "oldest" => all.reverse(),
+            "amount_desc" => all.sort_by(|a, b| b.amount_tiyn.cmp(&a.amount_tiyn)),
+            "amount_asc" => all.sort_by(|a, b| a.amount_tiyn.cmp(&b.amount_tiyn)),
+            _ => {}
+        }
+        let total = all.len();
+        let operations = all.into_iter().skip(offset).take(limit).collect();
+        Ok(OperationsPage { operations, total, offset, limit })
+    })
+    .await
+}
+
+async fn run_reconciliation(State(console): State<App>, headers: HeaderMap) -> Response {
+    with_role(console, &headers, true, is_operator, |c, s| {
+        let result = c.network.reconcile();
+        let detail = if result.ok { "ok".to_string() } else { result.problems.join("; ") };
+        c.audit(&s.username, "operator", "reconcile", "abs", &detail, result.ok)?;
+        c.record_reconciliation(&result)?;
+        Ok(result)
+    })
+    .await
+}
+
+async fn reconciliations(State(console): State<App>, headers: HeaderMap) -> Response {
+    with_role(console, &headers, false, is_operator, |c, _| Ok(c.reconciliations())).await
+}
+
+/// A year of the calendar with its count of working days.
+#[derive(Serialize)]
+struct Year {
+    year: i32,
+    working_days: usize,
+    days: Vec<dtenge_network::types::DayView>,
+}
+
+fn year_of(console: &Console, year: i32) -> Result<Year, Error> {
+    let days = console.network.calendar_year(year)?;
+    Ok(Year { year, working_days: days.iter().filter(|d| d.working).count(), days })
+}
+
+async fn calendar(State(console): State<App>, Path(year): Path<i32>, headers: HeaderMap) -> Response {
+    with_role(console, &headers, false, is_operator, move |c, _| year_of(c, year)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DayChange {
+    working: bool,
+}
+
+async fn set_day(State(console): State<App>, Path(date): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let change: DayChange = match parse(&body) {
+        Ok(c) => c,
+        Err(e) => return failure(e),
+    };
+    with_role(console, &headers, true, is_operator, move |c, s| {
+        let day: dtenge_core::calendar::Date = date.parse()?;
+        let what = if change.working { "working day" } else { "holiday" };
+        audited(c, &s, "set_day", &date, what, || c.network.set_day(None, day, change.working))
+    })
+    .await
+}
+
+/// Make every Saturday and Sunday of the year a non-working day.
+async fn fill_weekends(State(console): State<App>, Path(year): Path<i32>, headers: HeaderMap) -> Response {
+    with_role(console, &headers, true, is_operator, move |c, s| {
+        let days = c.network.calendar_year(year)?;
+        let weekends: Vec<_> = days.iter().filter(|d| d.working && d.date.is_weekend()).map(|d| d.date).collect();
+        let detail = format!("{} weekend days made non-working", weekends.len());
+        audited(c, &s, "fill_weekends", &year.to_string(), &detail, || {
+            for date in &weekends {
+                c.network.set_day(None, *date, false)?;
+            }
+            Ok(())
+        })?;
+        year_of(c, year)
+    })
+    .await
+}
+
+/// Node and notary health for the operator.
+#[derive(Serialize)]
+struct Health {
+    nodes: Vec<dtenge_network::types::NodeView>,
+    unspent_tokens: usize,
+    committed_transactions: u64,
+    reconciled: bool,
+    at_unix_ms: u64,
+}
+
+async fn health(State(console): State<App>, headers: HeaderMap) -> Response {
+    with_role(console, &headers, false, is_operator, |c, _| {
+        let monitoring = c.network.monitoring()?;
+        Ok(Health {
+            nodes: monitoring.nodes,
+            unspent_tokens: monitoring.unspent_tokens,
+            committed_transactions: c.network.committed_transactions(),
+            reconciled: c.reconciliations().first().is_none_or(|r| r.ok),
+            at_unix_ms: c.network.now_ms(),
+        })
+    })
+    .await
+}
+
+// Client: transfer by phone and pay by QR.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhoneTransfer {
+    phone: String,
+    amount: String,
+}
+
+async fn client_transfer(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let request: PhoneTransfer = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return failure(e),
+    };
+    with_role(console, &headers, true, is_client, move |c, s| {
+        let Role::Client { bank, client_id } = s.role.clone() else { return Err(Error::internal("not a client")) };
+        let amount = parse_tenge(&request.amount)?;
+        let to = dtenge_network::types::Payee { phone: Some(request.phone.clone()), ..Default::default() };
+        let transfer =
+            dtenge_network::types::TransferRequest { from: client_id, to, amount_tiyn: amount, reference: None };
+        audited(c, &s, "transfer_by_phone", &request.phone, &amount.to_string(), || {
+            c.network.transfer(None, &bank, transfer)
+        })
+    })
+    .await
+}
+
+/// A merchant's QR payload: `dtenge:pay?bank=<node>&to=<BIN>&amount=<tenge>&ref=<text>`.
+pub fn parse_qr(payload: &str) -> Result<(String, String, dtenge_core::money::Amount, Option<String>), Error> {
+    let query = payload
+        .trim()
+        .strip_prefix("dtenge:pay?")
+        .ok_or_else(|| Error::malformed("not a dtenge payment code (it starts with dtenge:pay?)"))?;
+    let (mut bank, mut to, mut amount, mut reference) = (None, None, None, None);
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').ok_or_else(|| Error::malformed(format!("bad field '{pair}'")))?;
+        match key {
+            "bank" => bank = Some(value.to_string()),
+            "to" => to = Some(value.to_string()),
+            "amount" => amount = Some(parse_tenge(value)?),
+            "ref" => reference = Some(value.replace('+', " ")),
+            other => return Err(Error::malformed(format!("unknown field '{other}' in the payment code"))),
+        }
+    }
+    match (bank, to, amount) {
+        (Some(bank), Some(to), Some(amount)) => Ok((bank, to, amount, reference)),
+        _ => Err(Error::malformed("the payment code needs bank, to and amount")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QrPayment {
+    payload: String,
+}
+
+async fn client_qr(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let request: QrPayment = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return failure(e),
+    };
+    with_role(console, &headers, true, is_client, move |c, s| {
+        let Role::Client { bank, client_id } = s.role.clone() else { return Err(Error::internal("not a client")) };
+        let (merchant_bank, merchant, amount, reference) = parse_qr(&request.payload)?;
+        let to = dtenge_network::types::Payee {
+            client_id: Some(merchant.clone()),
+            bank: Some(merchant_bank),
+            ..Default::default()
+        };
+        let transfer = dtenge_network::types::TransferRequest { from: client_id, to, amount_tiyn: amount, reference };
+        audited(c, &s, "pay_qr", &merchant, &amount.to_string(), || c.network.transfer(None, &bank, transfer))
+    })
+    .await
+}
+
+// Bank back office: conversions, registry upload, a client's history.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Conversion {
+    client_id: String,
+    to_dt: bool,
+    amount: String,
+}
+
+async fn bank_conversion(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let request: Conversion = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return failure(e),
+    };
+    with_role(console, &headers, true, is_bank, move |c, s| {
+        let Role::BankOfficer { bank } = s.role.clone() else { return Err(Error::internal("not a bank")) };
+        let amount = dtenge_network::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
+        let action = if request.to_dt { "convert_to_dt" } else { "convert_from_dt" };
+        audited(c, &s, action, &request.client_id, &amount.amount_tiyn.to_string(), || {
+            if request.to_dt {
+                c.network.convert_to_dt(None, &bank, &request.client_id, amount)
+            } else {
+                c.network.convert_from_dt(None, &bank, &request.client_id, amount)
+            }
+        })
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryUpload {
+    /// BIN of the paying legal entity at this bank.
+    from: String,
+    reference: Option<String>,
+    /// The CSV file: `phone or IIN,amount in tenge[,bank]` per line; a header line is skipped.
+    csv: String,
+}
+
+/// Lines of a registry CSV: (phone or IIN, amount, bank).
+pub fn parse_registry_csv(csv: &str) -> Result<Vec<dtenge_network::types::RegistryLine>, Error> {
+    let mut lines = Vec::new();
+    for (n, raw) in csv.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || (n == 0 && line.chars().next().is_some_and(|c| c.is_alphabetic())) {
+            continue;
+        }
+        let fields: Vec<&str> = line.split([',', ';']).map(str::trim).collect();
+        if fields.len() < 2 || fields.len() > 3 {
+            return Err(Error::malformed(format!("line {}: expected 'phone or IIN,amount[,bank]'", n + 1)));
+        }
+        let amount = parse_tenge(fields[1]).map_err(|e| Error::malformed(format!("line {}: {}", n + 1, e.message)))?;
+        let who = fields[0];
+        let bank = fields.get(2).filter(|b| !b.is_empty()).map(|b| b.to_string());
+        let (phone, client_id) =
+            if who.starts_with('+') { (Some(who.to_string()), None) } else { (None, Some(who.to_string())) };
+        lines.push(dtenge_network::types::RegistryLine { phone, client_id, bank, amount_tiyn: amount });
+    }
+    if lines.is_empty() {
+        return Err(Error::malformed("the file has no lines to pay"));
+    }
+    Ok(lines)
+}
+
+async fn bank_registry(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let request: RegistryUpload = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return failure(e),
+    };
+    with_role(console, &headers, true, is_bank, move |c, s| {
+        let Role::BankOfficer { bank } = s.role.clone() else { return Err(Error::internal("not a bank")) };
+        let lines = parse_registry_csv(&request.csv)?;
+        let detail = format!("{} lines", lines.len());
+        let registry =
+            dtenge_network::types::RegistryRequest { from: request.from.clone(), reference: request.reference, lines };
+        audited(c, &s, "registry_distribution", &request.from, &detail, || {
+            c.network.distribute_registry(None, &bank, registry)
+        })
+    })
+    .await
+}
+
+async fn bank_client_history(State(console): State<App>, Path(client): Path<String>, headers: HeaderMap) -> Response {
+    with_role(console, &headers, false, is_bank, move |c, s| {
+        let Role::BankOfficer { bank } = s.role else { return Err(Error::internal("not a bank")) };
+        c.network.history(&bank, &client, 0, 100)
+    })
+    .await
+}
+
+// Treasury: markings with their trace, holds, CSV export.
+
+async fn treasury_markings(State(console): State<App>, headers: HeaderMap) -> Response {
+    with_role(console, &headers, false, is_treasury, |c, _| {
+        let page = c.network.markings(0, 1_000)?;
+        let mut views = Vec::new();
+        for marking in page.markings.iter().filter(|m| m.initiator.bank == dtenge_network::TREASURY_ID) {
+            views.push(c.network.marking(&marking.id)?);
+        }
+        Ok(views)
+    })
+    .await
+}
+
+async fn treasury_create_marking(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let request: dtenge_network::types::MarkingRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return failure(e),
+    };
+    with_role(console, &headers, true, is_treasury, move |c, s| {
+        let detail = format!("{} levels: {}", request.levels.len(), request.reference);
+        let initiator = request.initiator.clone();
+        audited(c, &s, "create_marking", &initiator, &detail, || {
+            c.network.create_marking(None, dtenge_network::TREASURY_ID, request)
+        })
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarkedTransfer {
+    marking_id: String,
+    from: String,
+    to_bank: String,
+    to_client_id: String,
+    amount: String,
+}
+
+async fn treasury_marked_transfer(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let request: MarkedTransfer = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return failure(e),
+    };
+    with_role(console, &headers, true, is_treasury, move |c, s| {
+        let amount = parse_tenge(&request.amount)?;
+        let transfer = dtenge_network::types::MarkedTransferRequest {
+            marking_id: request.marking_id.clone(),
+            from: request.from.clone(),
+            to: dtenge_network::types::PartyRef {
+                bank: request.to_bank.clone(),
+                client_id: request.to_client_id.clone(),
+            },
+            amount_tiyn: amount,
+        };
+        let detail = format!("{} to {}/{}", amount, request.to_bank, request.to_client_id);
+        audited(c, &s, "marked_transfer", &request.marking_id, &detail, || {
+            c.network.marked_transfer(None, dtenge_network::TREASURY_ID, transfer)
+        })
+    })
+    .await
+}
+
+async fn treasury_holds(State(console): State<App>, headers: HeaderMap) -> Response {
+    with_role(console, &headers, false, is_treasury, |c, _| {
+        let mut holds = Vec::new();
+        for account in c.network.accounts(dtenge_network::TREASURY_ID)? {
+            for hold in c.network.holds(dtenge_network::TREASURY_ID, &account.account.client_id)? {
+                holds.push((account.account.name.clone(), hold));
+            }
+        }
+        Ok(holds)
+    })
+    .await
+}
+
+/// The Treasury's accounts as CSV (amounts in tenge with two decimals).
+async fn treasury_accounts_csv(State(console): State<App>, headers: HeaderMap) -> Response {
+    let session = match session(&console, &headers, false).and_then(|(_, s)| require(&s, is_treasury).map(|()| s)) {
+        Ok(s) => s,
+        Err(e) => return failure(e),
+    };
+    drop(session);
+    let csv = tokio::task::spawn_blocking(move || {
+        let mut out = String::from("client_id,name,kind,dt,held,marked,bank_money\n");
+        for a in console.network.accounts(dtenge_network::TREASURY_ID)? {
+            let b = &a.balance;
+            let name = a.account.name.replace('"', "\"\"");
+            out.push_str(&format!(
+                "{},\"{}\",{:?},{},{},{},{}\n",
+                a.account.client_id,
+                name,
+                a.account.kind,
+                tenge(b.dt_tiyn.tiyn()),
+                tenge(b.dt_held_tiyn.tiyn()),
+                tenge(b.dt_marked_tiyn.tiyn()),
+                tenge(b.fiat_tiyn.tiyn())
+            ));
+        }
+        Ok::<_, Error>(out)
+    })
+    .await;
+    match csv {
+        Ok(Ok(text)) => {
+            let mut response = (StatusCode::OK, text).into_response();
+            let h = response.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+            h.insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"treasury-accounts.csv\""),
+            );
+            response
+        }
+        Ok(Err(e)) => failure(e),
+        Err(_) => failure(Error::internal("export failed")),
+    }
+}
+
+fn tenge(tiyn: u64) -> String {
+    format!("{}.{:02}", tiyn / 100, tiyn % 100)
+}
+
+/// The routes above, added to [`router`].
+pub(crate) fn more_routes(router: Router<App>) -> Router<App> {
+    router
+        .route("/console/api/operator/operations", get(operations))
+        .route("/console/api/operator/reconciliation", get(reconciliations).post(run_reconciliation))
+        .route("/console/api/operator/calendar/{year}", get(calendar))
+        .route("/console/api/operator/calendar/{year}/weekends", post(fill_weekends))
+        .route("/console/api/operator/days/{date}", post(set_day))
+        .route("/console/api/operator/health", get(health))
+        .route("/console/api/client/transfer", post(client_transfer))
+        .route("/console/api/client/qr", post(client_qr))
+        .route("/console/api/bank/conversions", post(bank_conversion))
+        .route("/console/api/bank/registry", post(bank_registry))
+        .route("/console/api/bank/clients/{client}/history", get(bank_client_history))
+        .route("/console/api/treasury/markings", get(treasury_markings).post(treasury_create_marking))
+        .route("/console/api/treasury/marked-transfers", post(treasury_marked_transfer))
+        .route("/console/api/treasury/holds", get(treasury_holds))
+        .route("/console/api/treasury/accounts.csv", get(treasury_accounts_csv))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_amounts_parse_exactly() {
+        assert_eq!(parse_tenge("1500").unwrap().tiyn(), 150_000);
+        assert_eq!(parse_tenge("1 234,5").unwrap().tiyn(), 123_450);
+        assert_eq!(parse_tenge("0.07").unwrap().tiyn(), 7);
+        for bad in ["", "1.234", "-5", "1e3", "12,34,5", "abc"] {
+            assert!(parse_tenge(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn qr_payloads_and_registry_files_parse() {
+        let (bank, to, amount, reference) =
+            parse_qr("dtenge:pay?bank=sapa&to=180340000015&amount=1500.50&ref=order+7").unwrap();
+        assert_eq!(
+            (bank.as_str(), to.as_str(), amount.tiyn(), reference.as_deref()),
+            ("sapa", "180340000015", 150_050, Some("order 7"))
+        );
+        assert!(parse_qr("https://example.com").is_err());
+        assert!(parse_qr("dtenge:pay?bank=sapa&amount=1").is_err());
+        let lines =
+            parse_registry_csv("recipient,amount,bank\n+77011234567,1000\n900101300007,250.50,steppe\n").unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].phone.as_deref(), Some("+77011234567"));
+        assert_eq!(lines[1].client_id.as_deref(), Some("900101300007"));
+        assert_eq!(lines[1].amount_tiyn.tiyn(), 25_050);
+        assert!(parse_registry_csv("+77011234567;abc").is_err());
+    }
 }

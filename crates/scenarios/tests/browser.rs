@@ -41,7 +41,37 @@ fn consoles_work_in_a_real_browser() {
         phone: Some("+77011234567".into()),
         public_key: None,
     };
-    platform.network.open_account(None, "steppe", open).unwrap();
+    let network = &platform.network;
+    network.open_account(None, "steppe", open).unwrap();
+    let open = |bank: &str, kind, id: &str, name: &str, phone: Option<&str>| {
+        let request = dtenge_network::types::OpenAccount {
+            kind,
+            client_id: id.into(),
+            name: name.into(),
+            phone: phone.map(str::to_string),
+            public_key: None,
+        };
+        network.open_account(None, bank, request).unwrap();
+    };
+    let give = |bank: &str, client: &str, tiyn: u64| {
+        let amount =
+            dtenge_network::types::AmountRequest { amount_tiyn: dtenge_core::money::Amount::from_tiyn(tiyn).unwrap() };
+        network.credit_correspondent(None, bank, amount).unwrap();
+        network.emission(None, bank, amount).unwrap();
+        network.deposit_fiat(None, bank, client, amount).unwrap();
+        network.convert_to_dt(None, bank, client, amount).unwrap();
+    };
+    use dtenge_node::ClientKind::{GovernmentAgency, Individual, LegalEntity};
+    let bin = |n: u64| dtenge_node::ids::complete_iin_bin(&format!("{:011}", 18_034_000_000 + n)).unwrap();
+    let (employer, ministry, contractor, supplier) = (bin(2), bin(3), bin(4), bin(5));
+    open("sapa", Individual, "850202400010", "Saule Omarova", Some("+77027654321"));
+    open("steppe", LegalEntity, &employer, "Steppe Employer LLP", None);
+    open("treasury", GovernmentAgency, &ministry, "Ministry of Energy", None);
+    open("tulpar", LegalEntity, &contractor, "General Contractor LLP", None);
+    open("sapa", LegalEntity, &supplier, "Final Supplier LLP", None);
+    give("steppe", "900101300007", 10_000_00);
+    give("steppe", &employer, 50_000_00);
+    give("treasury", &ministry, 1_000_000_00);
     let users = [
         ("operator", Role::Operator),
         ("treasury", Role::Treasury),
@@ -64,6 +94,10 @@ fn consoles_work_in_a_real_browser() {
         .env("USERS", serde_json::Value::Object(passwords).to_string())
         .env("SCREENSHOTS", &screenshots)
         .env("CHROMIUM", &chromium)
+        .env("EMPLOYER", &employer)
+        .env("MINISTRY", &ministry)
+        .env("CONTRACTOR", &contractor)
+        .env("SUPPLIER", &supplier)
         .output()
         .expect("node runs (bash scripts/test.sh installs what the browser tests need)");
     let stdout = String::from_utf8_lossy(&output.stdout);
