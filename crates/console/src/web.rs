@@ -452,8 +452,8 @@ async fn operations(
             .collect();
         match q.sort.as_deref().unwrap_or("newest") {
             "oldest" => all.reverse(),
-            "amount_desc" => all.sort_by(|a, b| b.amount_tiyn.cmp(&a.amount_tiyn)),
-            "amount_asc" => all.sort_by(|a, b| a.amount_tiyn.cmp(&b.amount_tiyn)),
+            "amount_desc" => all.sort_by_key(|o| std::cmp::Reverse(o.amount_tiyn)),
+            "amount_asc" => all.sort_by_key(|o| o.amount_tiyn),
             _ => {}
         }
         let total = all.len();
