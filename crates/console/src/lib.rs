@@ -84,11 +84,7 @@ impl Console {
     /// Open the consoles' store under `data_dir`.
     pub fn open(network: Arc<Network>, data_dir: &Path, entropy: Entropy) -> Result<Console> {
         let store = Store::open(&data_dir.join(DATABASE_FILE), &[USERS_TABLE, AUDIT_TABLE, RECONCILIATIONS_TABLE])?;
-        let reconciliations = store
-            .scan_values::<Reconciliation>(RECONCILIATIONS_TABLE)?
-            .into_iter()
-            .map(|(k, r)| (k, r))
-            .collect::<Vec<_>>();
+        let reconciliations = store.scan_values::<Reconciliation>(RECONCILIATIONS_TABLE)?;
         let users = store.scan_values::<User>(USERS_TABLE)?.into_iter().map(|(_, u)| (u.username.clone(), u)).collect();
         let mut audit = VecDeque::new();
         let mut next = 0;
