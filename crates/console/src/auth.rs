@@ -27,8 +27,11 @@ pub const SESSIONS_MAX: usize = 10_000;
 pub const PASSWORD_LEN_MIN: usize = 12;
 
 /// What a user may see and do.
+///
+/// Externally tagged (`"operator"`, `{"bank_officer": {"bank": "steppe"}}`): users are stored
+/// with bincode, which cannot read internally tagged enums.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     /// The NBK's operator: monitoring, reconciliation, blocking, the calendar, the audit log.
     Operator,

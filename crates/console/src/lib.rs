@@ -277,3 +277,40 @@ impl Console {
         Ok(AuditPage { entries, total: audit.0, offset, limit })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dtenge_network::{ManualClock, NetworkConfig};
+
+    fn network(dir: &Path) -> Arc<Network> {
+        let clock = Arc::new(ManualClock::new(1_795_000_000_000));
+        Arc::new(Network::open(dir, &NetworkConfig::standard(), clock, Entropy::from_seed(3)).unwrap())
+    }
+
+    #[test]
+    fn users_audit_and_reconciliations_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let demo = {
+            let console = Console::open(network(dir.path()), dir.path(), Entropy::from_seed(4)).unwrap();
+            let demo = console.ensure_demo_users().unwrap();
+            assert_eq!(demo.len(), 6, "operator, treasury, a client and three bank officers");
+            assert!(console.ensure_demo_users().unwrap().is_empty(), "created once");
+            let operator = demo.iter().find(|u| u.username == "operator").unwrap();
+            console.login("operator", &operator.password).unwrap();
+            assert_eq!(console.login("operator", "wrong password!").unwrap_err().code, ErrorCode::Unauthorized);
+            console.record_reconciliation(&console.network.reconcile()).unwrap();
+            demo
+        };
+        let console = Console::open(network(dir.path()), dir.path(), Entropy::from_seed(5)).unwrap();
+        for user in &demo {
+            let (_, session) = console.login(&user.username, &user.password).unwrap();
+            assert_eq!(session.role, user.role);
+        }
+        let audit = console.audit_page(0, 100).unwrap();
+        assert_eq!(audit.total, 2 + demo.len() as u64, "two sign-ins before the restart, one per user after");
+        assert!(audit.entries.iter().any(|e| e.action == "sign_in" && !e.ok));
+        assert_eq!(console.reconciliations().len(), 1);
+        assert!(console.reconciliations()[0].ok);
+    }
+}
