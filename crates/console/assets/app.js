@@ -34,6 +34,14 @@ const T = {
     to_dt: "Bank money → DT", from_dt: "DT → bank money", client: "Client (IIN/BIN)", transfer_phone: "Transfer by phone",
     pay_qr: "Pay a merchant (QR code)", qr_payload: "Payment code (scan or paste)", pay: "Pay", done: "Done.",
     amount_tenge: "Amount, ₸", invalid_amount: "Enter an amount in tenge, e.g. 1500.00.", sender: "sender", payee: "payee",
+    requests: "Requests", issue: "Issue and repayment", new_account_request: "Request to open an agency account",
+    new_dt_request: "Transfer into DT under a state contract", contract: "State contract", register: "Register",
+    approve: "Approve", reject: "Reject", reject_title: "Reject request {id}?", pending: "pending", successful: "successful",
+    rejected: "rejected", request_kind: "Request", open_account: "Open account", to_dt_request: "Into DT",
+    issue_dt: "Issue (bank money → DT)", repay_dt: "Repayment (DT → bank money)", open_new: "Open a digital account",
+    individual: "individual", legal_entity: "legal entity", government_agency: "government agency", institution: "the node itself",
+    bank: "bank", treasury: "Treasury", central_bank: "central bank", debit: "debit", credit: "credit", unheld: "released from hold",
+    registered: "registered", completed: "completed", expired: "expired", single: "single", infinite: "infinite",
   },
   ru: {
     brand: "Цифровой тенге", language: "Язык", sign_in: "Войти", sign_out: "Выйти", username: "Имя пользователя",
@@ -67,6 +75,15 @@ const T = {
     client: "Клиент (ИИН/БИН)", transfer_phone: "Перевод по номеру телефона", pay_qr: "Оплата по QR-коду",
     qr_payload: "Платёжный код (сканируйте или вставьте)", pay: "Оплатить", done: "Готово.", amount_tenge: "Сумма, ₸",
     invalid_amount: "Введите сумму в тенге, например 1500,00.", sender: "отправитель", payee: "получатель",
+    requests: "Заявки", issue: "Выпуск и погашение", new_account_request: "Заявка на открытие счёта госоргана",
+    new_dt_request: "Перевод в ЦТ по госконтракту", contract: "Госконтракт", register: "Зарегистрировать",
+    approve: "Одобрить", reject: "Отклонить", reject_title: "Отклонить заявку {id}?", pending: "на рассмотрении",
+    successful: "успешно", rejected: "отклонено", request_kind: "Заявка", open_account: "Открытие счёта",
+    to_dt_request: "Перевод в ЦТ", issue_dt: "Выпуск (безналичные → ЦТ)", repay_dt: "Погашение (ЦТ → безналичные)",
+    open_new: "Открыть цифровой счёт", individual: "физическое лицо", legal_entity: "юридическое лицо",
+    government_agency: "госорган", institution: "сам узел", bank: "банк", treasury: "Казначейство", central_bank: "центральный банк",
+    debit: "списание", credit: "зачисление", unheld: "снято с холда", registered: "зарегистрировано", completed: "исполнено",
+    expired: "истекло", single: "однократное", infinite: "многократное",
   },
   kk: {
     brand: "Цифрлық теңге", language: "Тіл", sign_in: "Кіру", sign_out: "Шығу", username: "Пайдаланушы аты",
@@ -101,6 +118,15 @@ const T = {
     transfer_phone: "Телефон нөмірі бойынша аударым", pay_qr: "QR-код бойынша төлеу",
     qr_payload: "Төлем коды (сканерлеңіз немесе қойыңыз)", pay: "Төлеу", done: "Дайын.", amount_tenge: "Сомасы, ₸",
     invalid_amount: "Соманы теңгемен енгізіңіз, мысалы 1500,00.", sender: "жіберуші", payee: "алушы",
+    requests: "Өтінімдер", issue: "Шығару және өтеу", new_account_request: "Мемлекеттік орган шотын ашуға өтінім",
+    new_dt_request: "Мемлекеттік келісімшарт бойынша ЦТ-ға аудару", contract: "Мемлекеттік келісімшарт",
+    register: "Тіркеу", approve: "Мақұлдау", reject: "Қабылдамау", reject_title: "{id} өтінімі қабылданбасын ба?",
+    pending: "қаралуда", successful: "сәтті", rejected: "қабылданбады", request_kind: "Өтінім", open_account: "Шот ашу",
+    to_dt_request: "ЦТ-ға аудару", issue_dt: "Шығару (қолма-қолсыз → ЦТ)", repay_dt: "Өтеу (ЦТ → қолма-қолсыз)",
+    open_new: "Цифрлық шот ашу", individual: "жеке тұлға", legal_entity: "заңды тұлға", government_agency: "мемлекеттік орган",
+    institution: "түйіннің өзі", bank: "банк", treasury: "Қазынашылық", central_bank: "орталық банк", debit: "шығыс",
+    credit: "кіріс", unheld: "ұстаудан босатылды", registered: "тіркелді", completed: "орындалды", expired: "мерзімі өтті",
+    single: "бір реттік", infinite: "көп реттік",
   },
 };
 
@@ -211,6 +237,18 @@ function ask(title) {
   });
 }
 
+// Download `rows` as a CSV file (amounts as tenge with two decimals, text quoted).
+function downloadCsv(filename, header, rows) {
+  const quote = (v) => `"${String(v).replace(/"/g, '""')}"`;
+  const text = [header, ...rows].map((r) => r.map(quote).join(",")).join("\n") + "\n";
+  const link = el("a", { href: URL.createObjectURL(new Blob([text], { type: "text/csv" })), download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+}
+
+const plain = (tiyn) => `${Math.floor(Number(tiyn) / 100)}.${String(Number(tiyn) % 100).padStart(2, "0")}`;
+
 // ---- views ----
 
 function loginView() {
@@ -290,7 +328,7 @@ async function operatorView(main) {
     drawChart(canvas);
     nodes.replaceChildren(table([
       { title: t("node"), cell: (n) => n.name },
-      { title: t("kind"), cell: (n) => n.kind },
+      { title: t("kind"), cell: (n) => t(n.kind) },
       { title: t("status"), cell: (n) => n.blocked ? el("span", { class: "status-blocked" }, `${t("blocked")}: ${n.block_reason}`) : t("active") },
       { title: t("held_dt"), num: true, cell: (n) => money(n.dt_held_tiyn) },
       { title: t("emitted"), num: true, cell: (n) => money(n.emitted_tiyn) },
@@ -339,7 +377,7 @@ function accountColumns() {
   return [
     { title: t("name"), cell: (a) => a.account.name },
     { title: t("id"), cell: (a) => a.account.client_id },
-    { title: t("kind"), cell: (a) => a.account.kind },
+    { title: t("kind"), cell: (a) => t(a.account.kind) },
     { title: t("balance"), num: true, cell: (a) => money(a.balance.dt_tiyn) },
     { title: t("held"), num: true, cell: (a) => money(a.balance.dt_held_tiyn) },
     { title: t("marked"), num: true, cell: (a) => money(a.balance.dt_marked_tiyn) },
@@ -361,6 +399,22 @@ async function bankView(main) {
 
 async function clientView(main) {
   const w = await api("/console/api/client/wallet");
+  const history = el("div", { id: "history" });
+  let offset = 0;
+  const size = 10;
+  const drawHistory = async () => {
+    const page = await api(`/console/api/client/history?offset=${offset}&limit=${size}`);
+    const pages = Math.max(1, Math.ceil(page.total / size));
+    history.replaceChildren(table([
+      { title: t("time"), cell: (l) => astana(l.at_unix_ms) },
+      { title: t("direction"), cell: (l) => t(l.direction) },
+      { title: t("amount"), num: true, cell: (l) => money(l.amount_tiyn) },
+      { title: t("counterparty"), cell: (l) => l.counterparty_name || l.counterparty_bank || "" },
+    ], page.lines), el("div", { class: "pager" },
+      el("button", { type: "button", disabled: offset === 0 ? "" : null, onclick: () => { offset = Math.max(0, offset - size); drawHistory(); } }, t("prev")),
+      el("span", {}, t("page", { n: offset / size + 1, m: pages })),
+      el("button", { type: "button", disabled: offset + size >= page.total ? "" : null, onclick: () => { offset += size; drawHistory(); } }, t("next"))));
+  };
   const b = w.account.balance;
   main.append(
     el("h1", {}, `${t("wallet")}: ${w.account.account.name}`),
@@ -374,17 +428,12 @@ async function clientView(main) {
     table([
       { title: t("event"), cell: (h) => `${h.event_id} ${h.reference}` },
       { title: t("role"), cell: (h) => t(h.role) },
-      { title: t("status"), cell: (h) => h.status },
+      { title: t("status"), cell: (h) => t(h.status) },
       { title: t("amount"), num: true, cell: (h) => money(h.share_tiyn) },
       { title: t("expires"), cell: (h) => t("hours", { h: Math.floor(h.expires_in_ms / 3600000), m: Math.floor(h.expires_in_ms / 60000) % 60 }) },
     ], w.holds),
-    el("h2", {}, t("history")),
-    table([
-      { title: t("time"), cell: (l) => astana(l.at_unix_ms) },
-      { title: t("direction"), cell: (l) => l.direction },
-      { title: t("amount"), num: true, cell: (l) => money(l.amount_tiyn) },
-      { title: t("counterparty"), cell: (l) => l.counterparty_name || l.counterparty_bank || "" },
-    ], w.history.lines));
+    el("h2", {}, t("history")), history);
+  await drawHistory();
 }
 
 // A labelled form field.
@@ -404,8 +453,9 @@ function actionForm(id, title, fields, submitLabel, action) {
     status.className = "error";
     const values = Object.fromEntries(new FormData(form).entries());
     for (const [name, value] of Object.entries(values)) {
-      if (!String(value).trim()) { status.textContent = `${t("required")} (${form.querySelector(`label[for="${name}"]`)?.textContent || name})`; return; }
-      if (name.includes("amount") && !AMOUNT.test(value)) { status.textContent = t("invalid_amount"); return; }
+      const input = form.elements[name];
+      if (!String(value).trim() && input?.required !== false) { status.textContent = `${t("required")} (${form.querySelector(`label[for="${name}"]`)?.textContent || name})`; return; }
+      if (name.includes("amount") && String(value).trim() && !AMOUNT.test(value)) { status.textContent = t("invalid_amount"); return; }
     }
     try {
       const result = await action(values);
@@ -512,7 +562,7 @@ async function holdingView(main) {
     { title: t("name"), cell: ([name]) => name },
     { title: t("event"), cell: ([, h]) => `${h.event_id} ${h.reference}` },
     { title: t("role"), cell: ([, h]) => t(h.role) },
-    { title: t("status"), cell: ([, h]) => h.status },
+    { title: t("status"), cell: ([, h]) => t(h.status) },
     { title: t("held"), num: true, cell: ([, h]) => money(h.held_tiyn) },
     { title: t("expires"), cell: ([, h]) => t("hours", { h: Math.floor(h.expires_in_ms / 3600000), m: Math.floor(h.expires_in_ms / 60000) % 60 }) },
   ], holds));
@@ -604,7 +654,7 @@ async function bankClientsView(main) {
     const page = await api(`/console/api/bank/clients/${encodeURIComponent(a.account.client_id)}/history`);
     history.replaceChildren(el("h2", {}, `${t("history")}: ${a.account.name}`), table([
       { title: t("time"), cell: (l) => astana(l.at_unix_ms) },
-      { title: t("direction"), cell: (l) => l.direction },
+      { title: t("direction"), cell: (l) => t(l.direction) },
       { title: t("amount"), num: true, cell: (l) => money(l.amount_tiyn) },
       { title: t("counterparty"), cell: (l) => l.counterparty_name || l.counterparty_bank || "" },
     ], page.lines));
@@ -616,7 +666,15 @@ async function bankClientsView(main) {
     t("send"), async (v) => {
       await api("/console/api/bank/conversions", { method: "POST", body: JSON.stringify({ client_id: v.client_id.trim(), to_dt: v.direction === "to", amount: v.amount }) });
     });
-  main.append(el("h1", {}, t("clients")), paged(columns, clients), history, conversion);
+  const open = actionForm("open-account", t("open_new"),
+    [el("div", { class: "field" }, el("label", { for: "open_kind" }, t("kind")),
+      el("select", { id: "open_kind", name: "open_kind" }, el("option", { value: "individual" }, t("individual")), el("option", { value: "legal_entity" }, t("legal_entity")))),
+      field("open_client_id", t("id")), field("open_name", t("name")), field("open_phone", t("phone"), { type: "tel", required: null, placeholder: "+7XXXXXXXXXX" })],
+    t("create"), async (v) => {
+      await api("/console/api/bank/accounts", { method: "POST", body: JSON.stringify({ kind: v.open_kind, client_id: v.open_client_id.trim(), name: v.open_name.trim(), phone: v.open_phone.trim() || null }) });
+      setTimeout(() => route(), 800);
+    });
+  main.append(el("h1", {}, t("clients")), paged(columns, clients), history, el("div", { class: "two" }, conversion, open));
 }
 
 async function walletView(main) {
@@ -635,10 +693,75 @@ async function walletView(main) {
   main.append(el("div", { class: "two" }, transfer, qr));
 }
 
+async function requestsView(main) {
+  const list = el("div", { id: "requests-list" });
+  let current = [];
+  const draw = async () => {
+    current = await api("/console/api/treasury/requests");
+    list.replaceChildren(paged([
+      { title: "№", num: true, cell: (r) => String(r.id) },
+      { title: t("time"), cell: (r) => astana(r.created_at_unix_ms) },
+      { title: t("request_kind"), cell: (r) => r.kind.open_account ? `${t("open_account")}: ${r.kind.open_account.name} (${r.kind.open_account.client_id})` : `${t("to_dt_request")}: ${r.kind.to_dt.client_id}, ${r.kind.to_dt.contract}` },
+      { title: t("amount"), num: true, cell: (r) => r.kind.to_dt ? money(r.kind.to_dt.amount_tiyn) : "" },
+      { title: t("status"), cell: (r) => el("span", { class: r.status === "rejected" ? "status-blocked" : "", id: `request-${r.id}-status` }, t(r.status)) },
+      { title: t("detail"), cell: (r) => r.reason || "" },
+      { title: "", cell: (r) => r.status !== "pending" ? "" : el("span", { class: "actions" },
+          el("button", { type: "button", class: "primary", id: `approve-${r.id}`, onclick: async () => {
+            await api(`/console/api/treasury/requests/${r.id}/decision`, { method: "POST", body: JSON.stringify({ approve: true }) });
+            await draw();
+          } }, t("approve")),
+          el("button", { type: "button", class: "danger", id: `reject-${r.id}`, onclick: async () => {
+            const reason = await ask(t("reject_title", { id: r.id }));
+            if (!reason) return;
+            await api(`/console/api/treasury/requests/${r.id}/decision`, { method: "POST", body: JSON.stringify({ approve: false, reason }) });
+            await draw();
+          } }, t("reject"))) },
+    ], current));
+  };
+  const openForm = actionForm("account-request", t("new_account_request"), [field("request_client_id", t("id")), field("request_name", t("name"))],
+    t("register"), async (v) => {
+      await api("/console/api/treasury/requests", { method: "POST", body: JSON.stringify({ kind: "open_account", client_id: v.request_client_id, name: v.request_name }) });
+      await draw();
+    });
+  const dtForm = actionForm("dt-request", t("new_dt_request"), [field("dt_client_id", t("id")), field("dt_contract", t("contract")), field("dt_amount", t("amount_tenge"), { inputmode: "decimal" })],
+    t("register"), async (v) => {
+      await api("/console/api/treasury/requests", { method: "POST", body: JSON.stringify({ kind: "to_dt", client_id: v.dt_client_id, contract: v.dt_contract, amount: v.dt_amount }) });
+      await draw();
+    });
+  main.append(el("h1", {}, t("requests")), el("div", { class: "two" }, openForm, dtForm),
+    el("p", {}, el("button", { type: "button", id: "export-requests", onclick: () => downloadCsv("treasury-requests.csv",
+      ["id", "created", "request", "client_id", "contract", "amount", "status", "reason"],
+      current.map((r) => [r.id, astana(r.created_at_unix_ms), r.kind.open_account ? "open_account" : "to_dt",
+        (r.kind.open_account || r.kind.to_dt).client_id, r.kind.to_dt?.contract || "", r.kind.to_dt ? plain(r.kind.to_dt.amount_tiyn) : "", r.status, r.reason || ""])) }, t("export_csv"))),
+    list);
+  await draw();
+}
+
+async function issueView(main) {
+  const list = el("div");
+  let ops = [];
+  const draw = async () => {
+    ops = await api("/console/api/treasury/operations");
+    list.replaceChildren(paged([
+      { title: t("time"), cell: (o) => astana(o.at_unix_ms) },
+      { title: t("kind"), cell: (o) => t(o.kind) },
+      { title: t("amount"), num: true, cell: (o) => money(o.amount_tiyn) },
+    ], ops));
+  };
+  const form = (id, title, path) => actionForm(id, title, [field(`${id}_amount`, t("amount_tenge"), { inputmode: "decimal" })], t("send"), async (v) => {
+    await api(path, { method: "POST", body: JSON.stringify({ amount: v[`${id}_amount`] }) });
+    await draw();
+  });
+  main.append(el("h1", {}, t("issue")), el("div", { class: "two" }, form("issue", t("issue_dt"), "/console/api/treasury/issue"), form("repay", t("repay_dt"), "/console/api/treasury/repayment")),
+    el("p", {}, el("button", { type: "button", onclick: () => downloadCsv("treasury-issue-repayment.csv", ["time", "kind", "amount"], ops.map((o) => [astana(o.at_unix_ms), o.kind, plain(o.amount_tiyn)])) }, t("export_csv"))),
+    list);
+  await draw();
+}
+
 const VIEWS = {
   operator: [["dashboard", operatorView], ["operations", operationsView], ["reconciliation", reconciliationView],
     ["calendar", calendarView], ["health", healthView], ["audit", auditView]],
-  treasury: [["accounts", treasuryView], ["holding", holdingView], ["marking", markingView]],
+  treasury: [["accounts", treasuryView], ["requests", requestsView], ["issue", issueView], ["holding", holdingView], ["marking", markingView]],
   bank: [["clients", bankClientsView], ["registry", registryView]],
   client: [["wallet", walletView]],
 };

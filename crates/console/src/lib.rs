@@ -11,6 +11,7 @@
 //! - [`web`]: the routes and the embedded pages (no front-end build step).
 
 pub mod auth;
+pub mod requests;
 pub mod web;
 
 use auth::{hash_password, verify_password, Role, Session, Sessions, User};
@@ -71,19 +72,29 @@ pub struct DemoUser {
 /// The consoles' state.
 pub struct Console {
     pub network: Arc<Network>,
-    store: Store,
+    pub(crate) store: Store,
     entropy: Entropy,
     users: RwLock<BTreeMap<String, User>>,
     sessions: Mutex<Sessions>,
     audit: Mutex<(u64, VecDeque<AuditEntry>)>,
     /// Reconciliation runs the operator started: (key = big-endian sequence, result).
     reconciliations: Mutex<Vec<(Vec<u8>, Reconciliation)>>,
+    /// The Treasury's requests, in id order.
+    requests: Mutex<Vec<requests::TreasuryRequest>>,
 }
 
 impl Console {
     /// Open the consoles' store under `data_dir`.
     pub fn open(network: Arc<Network>, data_dir: &Path, entropy: Entropy) -> Result<Console> {
-        let store = Store::open(&data_dir.join(DATABASE_FILE), &[USERS_TABLE, AUDIT_TABLE, RECONCILIATIONS_TABLE])?;
+        let store = Store::open(
+            &data_dir.join(DATABASE_FILE),
+            &[USERS_TABLE, AUDIT_TABLE, RECONCILIATIONS_TABLE, requests::REQUESTS_TABLE],
+        )?;
+        let treasury_requests = store
+            .scan_values::<requests::TreasuryRequest>(requests::REQUESTS_TABLE)?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
         let reconciliations = store.scan_values::<Reconciliation>(RECONCILIATIONS_TABLE)?;
         let users = store.scan_values::<User>(USERS_TABLE)?.into_iter().map(|(_, u)| (u.username.clone(), u)).collect();
         let mut audit = VecDeque::new();
@@ -103,6 +114,7 @@ impl Console {
             sessions: Mutex::new(Sessions::default()),
             audit: Mutex::new((next, audit)),
             reconciliations: Mutex::new(reconciliations),
+            requests: Mutex::new(treasury_requests),
         })
     }
 

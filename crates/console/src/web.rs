@@ -843,6 +843,156 @@ fn tenge(tiyn: u64) -> String {
     format!("{}.{:02}", tiyn / 100, tiyn % 100)
 }
 
+// Treasury requests (account opening, transfers into DT), issue and repayment.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRequest {
+    kind: String,
+    client_id: String,
+    name: Option<String>,
+    contract: Option<String>,
+    amount: Option<String>,
+}
+
+async fn treasury_requests(State(console): State<App>, headers: HeaderMap) -> Response {
+    with_role(console, &headers, false, is_treasury, |c, _| Ok(c.requests())).await
+}
+
+async fn treasury_new_request(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let request: NewRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return failure(e),
+    };
+    with_role(console, &headers, true, is_treasury, move |c, s| {
+        let kind = match request.kind.as_str() {
+            "open_account" => crate::requests::RequestKind::OpenAccount {
+                client_id: request.client_id.trim().to_string(),
+                name: request.name.unwrap_or_default().trim().to_string(),
+            },
+            "to_dt" => crate::requests::RequestKind::ToDt {
+                client_id: request.client_id.trim().to_string(),
+                contract: request.contract.unwrap_or_default().trim().to_string(),
+                amount_tiyn: parse_tenge(&request.amount.unwrap_or_default())?,
+            },
+            other => return Err(Error::malformed(format!("unknown request kind '{other}'"))),
+        };
+        let target = request.client_id.clone();
+        audited(c, &s, "register_request", &target, &request.kind, || c.create_request(&s.username, kind))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    approve: bool,
+    reason: Option<String>,
+}
+
+async fn treasury_decide(State(console): State<App>, Path(id): Path<u64>, headers: HeaderMap, body: Bytes) -> Response {
+    let decision: Decision = match parse(&body) {
+        Ok(d) => d,
+        Err(e) => return failure(e),
+    };
+    with_role(console, &headers, true, is_treasury, move |c, s| {
+        let action = if decision.approve { "approve_request" } else { "reject_request" };
+        let detail = decision.reason.clone().unwrap_or_default();
+        let decided = audited(c, &s, action, &id.to_string(), &detail, || {
+            c.decide_request(&s.username, id, decision.approve, decision.reason)
+        })?;
+        Ok(decided)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmountText {
+    amount: String,
+}
+
+/// The Treasury converts with the NBK: issue (bank money -> DT) or repayment (DT -> bank money).
+async fn treasury_conversion(console: App, headers: HeaderMap, body: Bytes, issue: bool) -> Response {
+    let request: AmountText = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return failure(e),
+    };
+    with_role(console, &headers, true, is_treasury, move |c, s| {
+        let amount = dtenge_network::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
+        let action = if issue { "issue" } else { "repayment" };
+        audited(c, &s, action, dtenge_network::TREASURY_ID, &amount.amount_tiyn.to_string(), || {
+            if issue {
+                c.network.emission(None, dtenge_network::TREASURY_ID, amount)
+            } else {
+                c.network.redemption(None, dtenge_network::TREASURY_ID, amount)
+            }
+        })
+    })
+    .await
+}
+
+async fn treasury_issue(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    treasury_conversion(console, headers, body, true).await
+}
+
+async fn treasury_repayment(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    treasury_conversion(console, headers, body, false).await
+}
+
+async fn treasury_operations(State(console): State<App>, headers: HeaderMap) -> Response {
+    with_role(console, &headers, false, is_treasury, |c, _| {
+        let all = c.network.nbk_operations(0, OPERATIONS_SCAN_MAX);
+        Ok(all.into_iter().filter(|o| o.node == dtenge_network::TREASURY_ID).collect::<Vec<_>>())
+    })
+    .await
+}
+
+// Bank: open an account for a client.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccount {
+    kind: dtenge_node::ClientKind,
+    client_id: String,
+    name: String,
+    phone: Option<String>,
+}
+
+async fn bank_open_account(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let request: NewAccount = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return failure(e),
+    };
+    with_role(console, &headers, true, is_bank, move |c, s| {
+        let Role::BankOfficer { bank } = s.role.clone() else { return Err(Error::internal("not a bank")) };
+        let open = dtenge_network::types::OpenAccount {
+            kind: request.kind,
+            client_id: request.client_id.trim().to_string(),
+            name: request.name.trim().to_string(),
+            phone: request.phone.map(|p| p.trim().to_string()).filter(|p| !p.is_empty()),
+            public_key: None,
+        };
+        audited(c, &s, "open_account", &request.client_id, &request.name, || c.network.open_account(None, &bank, open))
+    })
+    .await
+}
+
+// Client: history, paged.
+
+async fn client_history(
+    State(console): State<App>,
+    headers: HeaderMap,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(page)) = query else { return failure(Error::malformed("offset and limit are numbers")) };
+    with_role(console, &headers, false, is_client, move |c, s| {
+        let Role::Client { bank, client_id } = s.role else { return Err(Error::internal("not a client")) };
+        c.network.history(&bank, &client_id, page.offset.unwrap_or(0), page.limit.unwrap_or(10).clamp(1, 100))
+    })
+    .await
+}
+
 /// The routes above, added to [`router`].
 pub(crate) fn more_routes(router: Router<App>) -> Router<App> {
     router
@@ -861,6 +1011,13 @@ pub(crate) fn more_routes(router: Router<App>) -> Router<App> {
         .route("/console/api/treasury/marked-transfers", post(treasury_marked_transfer))
         .route("/console/api/treasury/holds", get(treasury_holds))
         .route("/console/api/treasury/accounts.csv", get(treasury_accounts_csv))
+        .route("/console/api/treasury/requests", get(treasury_requests).post(treasury_new_request))
+        .route("/console/api/treasury/requests/{id}/decision", post(treasury_decide))
+        .route("/console/api/treasury/issue", post(treasury_issue))
+        .route("/console/api/treasury/repayment", post(treasury_repayment))
+        .route("/console/api/treasury/operations", get(treasury_operations))
+        .route("/console/api/bank/accounts", post(bank_open_account))
+        .route("/console/api/client/history", get(client_history))
 }
 
 #[cfg(test)]
