@@ -209,6 +209,34 @@ try {
   await page.locator("#marked-transfer-status").filter({ hasText: "WRONG_LEVEL" }).waitFor();
   check(true, "skipping a level of the marking is refused visibly: WRONG_LEVEL");
   await page.screenshot({ path: `${shots}/treasury-marking.png`, fullPage: true });
+  // Treasury requests: an agency account opened on approval, a transfer into DT rejected for
+  // lack of budget money (the platform's error shown), one rejected by the officer.
+  await page.getByRole("link", { name: "Requests" }).click();
+  await page.locator("#request_client_id").fill(process.env.NEW_AGENCY);
+  await page.locator("#request_name").fill("Committee for Roads");
+  await page.locator("#account-request button[type=submit]").click();
+  await page.locator("#request-1-status").filter({ hasText: "pending" }).waitFor();
+  await page.locator("#approve-1").click();
+  await page.locator("#request-1-status").filter({ hasText: "successful" }).waitFor();
+  await page.locator("#dt_client_id").fill(process.env.NEW_AGENCY);
+  await page.locator("#dt_contract").fill("GZ-2026-0001");
+  await page.locator("#dt_amount").fill("1000");
+  await page.locator("#dt-request button[type=submit]").click();
+  await page.locator("#approve-2").click();
+  await page.locator("#request-2-status").filter({ hasText: "rejected" }).waitFor();
+  await page.getByRole("cell", { name: /INSUFFICIENT_FUNDS/ }).waitFor();
+  await page.locator("#dt_amount").fill("abc");
+  await page.locator("#dt-request button[type=submit]").click();
+  await page.locator("#dt-request-status").filter({ hasText: "Enter an amount in tenge" }).waitFor();
+  check(true, "Treasury requests: an account opened on approval, a transfer into DT rejected with the platform's reason, a bad amount caught by the form");
+  const [download] = await Promise.all([page.waitForEvent("download"), page.locator("#export-requests").click()]);
+  check(download.suggestedFilename() === "treasury-requests.csv", "the requests export as CSV");
+  await page.screenshot({ path: `${shots}/treasury-requests.png`, fullPage: true });
+  await page.getByRole("link", { name: "Issue and repayment" }).click();
+  await page.locator("#issue_amount").fill("100");
+  await page.locator("#issue button[type=submit]").click();
+  await page.locator("#issue-status").filter({ hasText: "INSUFFICIENT_FUNDS" }).or(page.locator("#issue-status").filter({ hasText: "Done." })).waitFor();
+  await page.screenshot({ path: `${shots}/treasury-issue-repayment.png`, fullPage: true });
   await page.getByRole("link", { name: "Holding" }).click();
   await page.getByRole("heading", { name: "Holding" }).waitFor();
   await page.screenshot({ path: `${shots}/treasury-holding.png`, fullPage: true });
@@ -260,6 +288,32 @@ try {
   await page.screenshot({ path: `${shots}/operator-dashboard-phone.png`, fullPage: true });
   await page.setViewportSize({ width: 1366, height: 768 });
   check(await noHorizontalScroll(page), "the dashboard fits a 1,366-pixel screen");
+
+  await signOut(page);
+
+  // Every page of every console fits a phone-width window and a 1,366-pixel screen.
+  for (const [username, links] of [
+    ["operator", ["Dashboard", "Emissions and redemptions", "Reconciliation", "Calendar", "Health", "Audit log"]],
+    ["treasury", ["Accounts", "Requests", "Issue and repayment", "Holding", "Marking"]],
+    ["steppe-officer", ["Clients", "Registry distribution"]],
+    ["aigerim", ["Wallet"]],
+  ]) {
+    await page.setViewportSize({ width: 1366, height: 768 });
+    await signIn(page, username, users[username]);
+    await page.locator("#nav a").first().waitFor();
+    for (const link of links) {
+      for (const width of [390, 1366]) {
+        await page.setViewportSize({ width, height: 844 });
+        await page.getByRole("link", { name: link, exact: true }).click();
+        await page.getByRole("heading", { level: 1 }).first().waitFor();
+        await page.waitForTimeout(150);
+        if (!(await noHorizontalScroll(page))) throw new Error(`check failed: ${username} / ${link} overflows at ${width} px`);
+      }
+    }
+    check(true, `every page of the ${username} console fits 390 and 1,366 pixels`);
+    await page.setViewportSize({ width: 1366, height: 768 });
+    await signOut(page);
+  }
 
   console.log(`all ${checks} checks passed; screenshots in ${shots}`);
 } catch (error) {

@@ -63,7 +63,7 @@ fn consoles_work_in_a_real_browser() {
     };
     use dtenge_node::ClientKind::{GovernmentAgency, Individual, LegalEntity};
     let bin = |n: u64| dtenge_node::ids::complete_iin_bin(&format!("{:011}", 18_034_000_000 + n)).unwrap();
-    let (employer, ministry, contractor, supplier) = (bin(2), bin(3), bin(4), bin(5));
+    let (employer, ministry, contractor, supplier, new_agency) = (bin(2), bin(3), bin(4), bin(5), bin(6));
     open("sapa", Individual, "850202400010", "Saule Omarova", Some("+77027654321"));
     open("steppe", LegalEntity, &employer, "Steppe Employer LLP", None);
     open("treasury", GovernmentAgency, &ministry, "Ministry of Energy", None);
@@ -98,6 +98,7 @@ fn consoles_work_in_a_real_browser() {
         .env("MINISTRY", &ministry)
         .env("CONTRACTOR", &contractor)
         .env("SUPPLIER", &supplier)
+        .env("NEW_AGENCY", &new_agency)
         .output()
         .expect("node runs (bash scripts/test.sh installs what the browser tests need)");
     let stdout = String::from_utf8_lossy(&output.stdout);
