@@ -33,7 +33,7 @@ const T = {
     upload: "Pay the registry", line: "Line", paid: "Paid", recipient: "Recipient", convert: "Conversion",
     to_dt: "Bank money → DT", from_dt: "DT → bank money", client: "Client (IIN/BIN)", transfer_phone: "Transfer by phone",
     pay_qr: "Pay a merchant (QR code)", qr_payload: "Payment code (scan or paste)", pay: "Pay", done: "Done.",
-    amount_tenge: "Amount, ₸", invalid_amount: "Enter an amount in tenge, e.g. 1500.00.", sender: "sender", payee: "payee",
+    amount_tenge: "Amount, ₸", invalid_amount: "Enter an amount in tenge, e.g. 1500.00.", sender: "sender", payee: "payee", released: "Released", returned: "Returned",
     requests: "Requests", issue: "Issue and repayment", new_account_request: "Request to open an agency account",
     new_dt_request: "Transfer into DT under a state contract", contract: "State contract", register: "Register",
     approve: "Approve", reject: "Reject", reject_title: "Reject request {id}?", pending: "pending", successful: "successful",
@@ -74,7 +74,7 @@ const T = {
     recipient: "Получатель", convert: "Конвертация", to_dt: "Безналичные → ЦТ", from_dt: "ЦТ → безналичные",
     client: "Клиент (ИИН/БИН)", transfer_phone: "Перевод по номеру телефона", pay_qr: "Оплата по QR-коду",
     qr_payload: "Платёжный код (сканируйте или вставьте)", pay: "Оплатить", done: "Готово.", amount_tenge: "Сумма, ₸",
-    invalid_amount: "Введите сумму в тенге, например 1500,00.", sender: "отправитель", payee: "получатель",
+    invalid_amount: "Введите сумму в тенге, например 1500,00.", sender: "отправитель", payee: "получатель", released: "Выплачено", returned: "Возвращено",
     requests: "Заявки", issue: "Выпуск и погашение", new_account_request: "Заявка на открытие счёта госоргана",
     new_dt_request: "Перевод в ЦТ по госконтракту", contract: "Госконтракт", register: "Зарегистрировать",
     approve: "Одобрить", reject: "Отклонить", reject_title: "Отклонить заявку {id}?", pending: "на рассмотрении",
@@ -117,7 +117,7 @@ const T = {
     to_dt: "Қолма-қолсыз → ЦТ", from_dt: "ЦТ → қолма-қолсыз", client: "Клиент (ЖСН/БСН)",
     transfer_phone: "Телефон нөмірі бойынша аударым", pay_qr: "QR-код бойынша төлеу",
     qr_payload: "Төлем коды (сканерлеңіз немесе қойыңыз)", pay: "Төлеу", done: "Дайын.", amount_tenge: "Сомасы, ₸",
-    invalid_amount: "Соманы теңгемен енгізіңіз, мысалы 1500,00.", sender: "жіберуші", payee: "алушы",
+    invalid_amount: "Соманы теңгемен енгізіңіз, мысалы 1500,00.", sender: "жіберуші", payee: "алушы", released: "Төленді", returned: "Қайтарылды",
     requests: "Өтінімдер", issue: "Шығару және өтеу", new_account_request: "Мемлекеттік орган шотын ашуға өтінім",
     new_dt_request: "Мемлекеттік келісімшарт бойынша ЦТ-ға аудару", contract: "Мемлекеттік келісімшарт",
     register: "Тіркеу", approve: "Мақұлдау", reject: "Қабылдамау", reject_title: "{id} өтінімі қабылданбасын ба?",
@@ -425,13 +425,13 @@ async function clientView(main) {
       card(t("held"), money(b.dt_held_tiyn), "held"),
       card(t("bank_money"), money(b.fiat_tiyn), "fiat")),
     el("h2", {}, t("holds")),
-    table([
+    paged([
       { title: t("event"), cell: (h) => `${h.event_id} ${h.reference}` },
       { title: t("role"), cell: (h) => t(h.role) },
       { title: t("status"), cell: (h) => t(h.status) },
       { title: t("amount"), num: true, cell: (h) => money(h.share_tiyn) },
       { title: t("expires"), cell: (h) => t("hours", { h: Math.floor(h.expires_in_ms / 3600000), m: Math.floor(h.expires_in_ms / 60000) % 60 }) },
-    ], w.holds),
+    ], w.holds, 10),
     el("h2", {}, t("history")), history);
   await drawHistory();
 }
@@ -548,7 +548,7 @@ async function healthView(main) {
   main.append(el("h1", {}, t("health")), el("div", { class: "cards" },
     card(t("unspent"), String(h.unspent_tokens)), card(t("committed"), String(h.committed_transactions)),
     card(t("reconciled"), h.reconciled ? t("ok") : t("failed"))),
-    table([
+    paged([
       { title: t("node"), cell: (n) => n.name },
       { title: t("status"), cell: (n) => n.blocked ? el("span", { class: "status-blocked" }, t("blocked")) : t("active") },
       { title: t("accounts"), num: true, cell: (n) => String(n.accounts) },
@@ -564,6 +564,8 @@ async function holdingView(main) {
     { title: t("role"), cell: ([, h]) => t(h.role) },
     { title: t("status"), cell: ([, h]) => t(h.status) },
     { title: t("held"), num: true, cell: ([, h]) => money(h.held_tiyn) },
+    { title: t("released"), num: true, cell: ([, h]) => money(h.released_tiyn) },
+    { title: t("returned"), num: true, cell: ([, h]) => money(h.returned_tiyn) },
     { title: t("expires"), cell: ([, h]) => t("hours", { h: Math.floor(h.expires_in_ms / 3600000), m: Math.floor(h.expires_in_ms / 60000) % 60 }) },
   ], holds));
 }

@@ -504,6 +504,10 @@ pub struct HoldView {
     pub kind: EventKind,
     /// Held now for the whole event.
     pub held_tiyn: Amount,
+    /// Released to the payees so far.
+    pub released_tiyn: Amount,
+    /// Returned to the sender so far.
+    pub returned_tiyn: Amount,
     /// For a payee: its share per occurrence.
     pub share_tiyn: Amount,
     pub valid_until_unix_ms: u64,

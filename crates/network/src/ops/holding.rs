@@ -483,6 +483,8 @@ impl Network {
                 status: event.status,
                 kind: terms.kind,
                 held_tiyn: event.held_tiyn,
+                released_tiyn: event.released_tiyn,
+                returned_tiyn: event.returned_tiyn,
                 share_tiyn: share,
                 valid_until_unix_ms: terms.valid_until_unix_ms,
                 expires_in_ms: terms.valid_until_unix_ms.saturating_sub(now),
