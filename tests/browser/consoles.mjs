@@ -209,6 +209,16 @@ try {
   await page.locator("#marked-transfer-status").filter({ hasText: "WRONG_LEVEL" }).waitFor();
   check(true, "skipping a level of the marking is refused visibly: WRONG_LEVEL");
   await page.screenshot({ path: `${shots}/treasury-marking.png`, fullPage: true });
+  // Issue: the Treasury converts bank money (credited on its ABS account) into DT.
+  await rest("POST", "/v1/abs/correspondent/treasury/credits", { amount_tiyn: 200000 });
+  await page.getByRole("link", { name: "Issue and repayment" }).click();
+  await page.locator("#issue_amount").fill("2000");
+  await page.locator("#issue button[type=submit]").click();
+  await page.locator("#issue-status").filter({ hasText: "Done." }).waitFor();
+  await page.getByRole("cell", { name: "2,000.00 ₸" }).waitFor();
+  check(true, "the Treasury issues DT against its ABS account and sees it in its operations");
+  await page.screenshot({ path: `${shots}/treasury-issue-repayment.png`, fullPage: true });
+
   // Treasury requests: an agency account opened on approval, a transfer into DT rejected for
   // lack of budget money (the platform's error shown), one rejected by the officer.
   await page.getByRole("link", { name: "Requests" }).click();
@@ -229,14 +239,18 @@ try {
   await page.locator("#dt-request button[type=submit]").click();
   await page.locator("#dt-request-status").filter({ hasText: "Enter an amount in tenge" }).waitFor();
   check(true, "Treasury requests: an account opened on approval, a transfer into DT rejected with the platform's reason, a bad amount caught by the form");
+  await page.locator("#budget_client_id").fill(process.env.NEW_AGENCY);
+  await page.locator("#budget_amount").fill("5000");
+  await page.locator("#budget button[type=submit]").click();
+  await page.locator("#budget-status").filter({ hasText: "Done." }).waitFor();
+  await page.locator("#dt_amount").fill("1000");
+  await page.locator("#dt-request button[type=submit]").click();
+  await page.locator("#approve-3").click();
+  await page.locator("#request-3-status").filter({ hasText: "successful" }).waitFor();
+  check(true, "after a budget allocation, a transfer into DT under a state contract succeeds on approval");
   const [download] = await Promise.all([page.waitForEvent("download"), page.locator("#export-requests").click()]);
   check(download.suggestedFilename() === "treasury-requests.csv", "the requests export as CSV");
   await page.screenshot({ path: `${shots}/treasury-requests.png`, fullPage: true });
-  await page.getByRole("link", { name: "Issue and repayment" }).click();
-  await page.locator("#issue_amount").fill("100");
-  await page.locator("#issue button[type=submit]").click();
-  await page.locator("#issue-status").filter({ hasText: "INSUFFICIENT_FUNDS" }).or(page.locator("#issue-status").filter({ hasText: "Done." })).waitFor();
-  await page.screenshot({ path: `${shots}/treasury-issue-repayment.png`, fullPage: true });
   await page.getByRole("link", { name: "Holding" }).click();
   await page.getByRole("heading", { name: "Holding" }).waitFor();
   await page.screenshot({ path: `${shots}/treasury-holding.png`, fullPage: true });
@@ -256,6 +270,20 @@ try {
   await page.locator("#registry-results").filter({ hasText: "Paid: 2 / 3" }).waitFor();
   await page.getByRole("cell", { name: /UNKNOWN_ACCOUNT/ }).waitFor();
   check(true, "a CSV registry pays its valid lines and reports the bad one");
+  await page.getByRole("link", { name: "Clients" }).click();
+  await rest("POST", "/v1/abs/correspondent/steppe/credits", { amount_tiyn: 100000 });
+  await page.locator("#nbk_amount").fill("1000");
+  await page.locator("#nbk button[type=submit]").click();
+  await page.locator("#nbk-status").filter({ hasText: "Done." }).waitFor();
+  await page.locator("#deposit_client_id").fill("900101300007");
+  await page.locator("#deposit_amount").fill("700");
+  await page.locator("#deposit button[type=submit]").click();
+  await page.locator("#deposit-status").filter({ hasText: "Done." }).waitFor();
+  await page.locator("#client_id").fill("900101300007");
+  await page.locator("#conversion #amount").fill("700");
+  await page.locator("#conversion button[type=submit]").click();
+  await page.locator("#conversion-status").filter({ hasText: "Done." }).waitFor();
+  check(true, "the back office converts with the NBK, credits a client's bank money and converts it to DT");
   await page.screenshot({ path: `${shots}/bank-registry.png`, fullPage: true });
   await signOut(page);
 

@@ -33,7 +33,7 @@ const T = {
     upload: "Pay the registry", line: "Line", paid: "Paid", recipient: "Recipient", convert: "Conversion",
     to_dt: "Bank money → DT", from_dt: "DT → bank money", client: "Client (IIN/BIN)", transfer_phone: "Transfer by phone",
     pay_qr: "Pay a merchant (QR code)", qr_payload: "Payment code (scan or paste)", pay: "Pay", done: "Done.",
-    amount_tenge: "Amount, ₸", invalid_amount: "Enter an amount in tenge, e.g. 1500.00.", sender: "sender", payee: "payee", released: "Released", returned: "Returned",
+    amount_tenge: "Amount, ₸", invalid_amount: "Enter an amount in tenge, e.g. 1500.00.", sender: "sender", payee: "payee", released: "Released", returned: "Returned", credit_money: "Credit bank money (salary, cash deposit)", nbk_conversion: "The bank ↔ NBK (through the ABS)", budget: "Allocate budget funds to an agency",
     requests: "Requests", issue: "Issue and repayment", new_account_request: "Request to open an agency account",
     new_dt_request: "Transfer into DT under a state contract", contract: "State contract", register: "Register",
     approve: "Approve", reject: "Reject", reject_title: "Reject request {id}?", pending: "pending", successful: "successful",
@@ -74,7 +74,7 @@ const T = {
     recipient: "Получатель", convert: "Конвертация", to_dt: "Безналичные → ЦТ", from_dt: "ЦТ → безналичные",
     client: "Клиент (ИИН/БИН)", transfer_phone: "Перевод по номеру телефона", pay_qr: "Оплата по QR-коду",
     qr_payload: "Платёжный код (сканируйте или вставьте)", pay: "Оплатить", done: "Готово.", amount_tenge: "Сумма, ₸",
-    invalid_amount: "Введите сумму в тенге, например 1500,00.", sender: "отправитель", payee: "получатель", released: "Выплачено", returned: "Возвращено",
+    invalid_amount: "Введите сумму в тенге, например 1500,00.", sender: "отправитель", payee: "получатель", released: "Выплачено", returned: "Возвращено", credit_money: "Зачислить безналичные (зарплата, взнос наличными)", nbk_conversion: "Банк ↔ НБК (через АБС)", budget: "Выделить бюджетные средства госоргану",
     requests: "Заявки", issue: "Выпуск и погашение", new_account_request: "Заявка на открытие счёта госоргана",
     new_dt_request: "Перевод в ЦТ по госконтракту", contract: "Госконтракт", register: "Зарегистрировать",
     approve: "Одобрить", reject: "Отклонить", reject_title: "Отклонить заявку {id}?", pending: "на рассмотрении",
@@ -117,7 +117,7 @@ const T = {
     to_dt: "Қолма-қолсыз → ЦТ", from_dt: "ЦТ → қолма-қолсыз", client: "Клиент (ЖСН/БСН)",
     transfer_phone: "Телефон нөмірі бойынша аударым", pay_qr: "QR-код бойынша төлеу",
     qr_payload: "Төлем коды (сканерлеңіз немесе қойыңыз)", pay: "Төлеу", done: "Дайын.", amount_tenge: "Сомасы, ₸",
-    invalid_amount: "Соманы теңгемен енгізіңіз, мысалы 1500,00.", sender: "жіберуші", payee: "алушы", released: "Төленді", returned: "Қайтарылды",
+    invalid_amount: "Соманы теңгемен енгізіңіз, мысалы 1500,00.", sender: "жіберуші", payee: "алушы", released: "Төленді", returned: "Қайтарылды", credit_money: "Қолма-қолсыз ақша есептеу (жалақы, қолма-қол салым)", nbk_conversion: "Банк ↔ ҰБ (АБЖ арқылы)", budget: "Мемлекеттік органға бюджет қаражатын бөлу",
     requests: "Өтінімдер", issue: "Шығару және өтеу", new_account_request: "Мемлекеттік орган шотын ашуға өтінім",
     new_dt_request: "Мемлекеттік келісімшарт бойынша ЦТ-ға аудару", contract: "Мемлекеттік келісімшарт",
     register: "Тіркеу", approve: "Мақұлдау", reject: "Қабылдамау", reject_title: "{id} өтінімі қабылданбасын ба?",
@@ -326,7 +326,7 @@ async function operatorView(main) {
     }
     last = d;
     drawChart(canvas);
-    nodes.replaceChildren(table([
+    nodes.replaceChildren(paged([
       { title: t("node"), cell: (n) => n.name },
       { title: t("kind"), cell: (n) => t(n.kind) },
       { title: t("status"), cell: (n) => n.blocked ? el("span", { class: "status-blocked" }, `${t("blocked")}: ${n.block_reason}`) : t("active") },
@@ -342,7 +342,7 @@ async function operatorView(main) {
             await api(`/console/api/operator/nodes/${n.id}/${n.blocked ? "unblock" : "block"}`, { method: "POST", body: JSON.stringify({ reason }) });
             await refresh();
           } }, t(n.blocked ? "unblock" : "block")) },
-    ], m.nodes.filter((n) => n.kind !== "central_bank")));
+    ], m.nodes.filter((n) => n.kind !== "central_bank"), 10));
   };
   await refresh();
   const seq = renderSeq;
@@ -639,12 +639,12 @@ async function registryView(main) {
       } })],
     t("upload"), async (v) => {
       const report = await api("/console/api/bank/registry", { method: "POST", body: JSON.stringify({ from: v.from.trim(), reference: v.reference.trim(), csv: v.csv }) });
-      results.replaceChildren(el("p", {}, `${t("paid")}: ${report.lines_paid} / ${report.lines_total}, ${money(report.amount_paid_tiyn)}`), table([
+      results.replaceChildren(el("p", {}, `${t("paid")}: ${report.lines_paid} / ${report.lines_total}, ${money(report.amount_paid_tiyn)}`), paged([
         { title: t("line"), num: true, cell: (r) => String(r.line) },
         { title: t("paid"), cell: (r) => r.paid ? t("ok") : el("span", { class: "status-blocked" }, `${r.error_code}: ${r.error}`) },
         { title: t("recipient"), cell: (r) => r.recipient ? `${r.recipient.client_id} @ ${r.recipient.bank}` : "" },
         { title: t("amount"), num: true, cell: (r) => money(r.amount_tiyn) },
-      ], report.results));
+      ], report.results, 50));
     });
   main.append(el("h1", {}, t("registry")), form, results);
 }
@@ -676,7 +676,19 @@ async function bankClientsView(main) {
       await api("/console/api/bank/accounts", { method: "POST", body: JSON.stringify({ kind: v.open_kind, client_id: v.open_client_id.trim(), name: v.open_name.trim(), phone: v.open_phone.trim() || null }) });
       setTimeout(() => route(), 800);
     });
-  main.append(el("h1", {}, t("clients")), paged(columns, clients), history, el("div", { class: "two" }, conversion, open));
+  const deposit = actionForm("deposit", t("credit_money"), [field("deposit_client_id", t("client")), field("deposit_amount", t("amount_tenge"), { inputmode: "decimal" })],
+    t("send"), async (v) => {
+      await api("/console/api/bank/deposits", { method: "POST", body: JSON.stringify({ client_id: v.deposit_client_id.trim(), amount: v.deposit_amount }) });
+      setTimeout(() => route(), 800);
+    });
+  const nbk = actionForm("nbk", t("nbk_conversion"),
+    [field("nbk_amount", t("amount_tenge"), { inputmode: "decimal" }),
+      el("div", { class: "field" }, el("label", { for: "nbk_direction" }, t("convert")),
+        el("select", { id: "nbk_direction", name: "nbk_direction" }, el("option", { value: "to" }, t("emission")), el("option", { value: "from" }, t("redemption"))))],
+    t("send"), async (v) => {
+      await api("/console/api/bank/nbk-conversions", { method: "POST", body: JSON.stringify({ to_dt: v.nbk_direction === "to", amount: v.nbk_amount }) });
+    });
+  main.append(el("h1", {}, t("clients")), paged(columns, clients), history, el("div", { class: "two" }, deposit, conversion, open, nbk));
 }
 
 async function walletView(main) {
@@ -730,7 +742,11 @@ async function requestsView(main) {
       await api("/console/api/treasury/requests", { method: "POST", body: JSON.stringify({ kind: "to_dt", client_id: v.dt_client_id, contract: v.dt_contract, amount: v.dt_amount }) });
       await draw();
     });
-  main.append(el("h1", {}, t("requests")), el("div", { class: "two" }, openForm, dtForm),
+  const budget = actionForm("budget", t("budget"), [field("budget_client_id", t("id")), field("budget_amount", t("amount_tenge"), { inputmode: "decimal" })],
+    t("send"), async (v) => {
+      await api("/console/api/treasury/budget", { method: "POST", body: JSON.stringify({ client_id: v.budget_client_id.trim(), amount: v.budget_amount }) });
+    });
+  main.append(el("h1", {}, t("requests")), el("div", { class: "two" }, openForm, dtForm, budget),
     el("p", {}, el("button", { type: "button", id: "export-requests", onclick: () => downloadCsv("treasury-requests.csv",
       ["id", "created", "request", "client_id", "contract", "amount", "status", "reason"],
       current.map((r) => [r.id, astana(r.created_at_unix_ms), r.kind.open_account ? "open_account" : "to_dt",

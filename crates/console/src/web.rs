@@ -978,6 +978,72 @@ async fn bank_open_account(State(console): State<App>, headers: HeaderMap, body:
     .await
 }
 
+// Bank money: a bank credits a client's bank money (salary, cash deposit); the Treasury
+// allocates budget funds to an agency; a bank converts with the NBK.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Deposit {
+    client_id: String,
+    amount: String,
+}
+
+fn deposit(c: &Console, s: &Session, node: &str, request: Deposit) -> Result<dtenge_node::Balance, Error> {
+    let amount = dtenge_network::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
+    audited(c, s, "credit_bank_money", &request.client_id, &amount.amount_tiyn.to_string(), || {
+        c.network.deposit_fiat(None, node, &request.client_id, amount)
+    })
+}
+
+async fn bank_deposit(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let request: Deposit = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return failure(e),
+    };
+    with_role(console, &headers, true, is_bank, move |c, s| {
+        let Role::BankOfficer { bank } = s.role.clone() else { return Err(Error::internal("not a bank")) };
+        deposit(c, &s, &bank, request)
+    })
+    .await
+}
+
+async fn treasury_budget(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let request: Deposit = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return failure(e),
+    };
+    with_role(console, &headers, true, is_treasury, move |c, s| deposit(c, &s, dtenge_network::TREASURY_ID, request))
+        .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NbkConversion {
+    to_dt: bool,
+    amount: String,
+}
+
+/// The bank converts with the NBK through the ABS: emission (to DT) or redemption.
+async fn bank_nbk(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let request: NbkConversion = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return failure(e),
+    };
+    with_role(console, &headers, true, is_bank, move |c, s| {
+        let Role::BankOfficer { bank } = s.role.clone() else { return Err(Error::internal("not a bank")) };
+        let amount = dtenge_network::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
+        let action = if request.to_dt { "emission" } else { "redemption" };
+        audited(c, &s, action, &bank, &amount.amount_tiyn.to_string(), || {
+            if request.to_dt {
+                c.network.emission(None, &bank, amount)
+            } else {
+                c.network.redemption(None, &bank, amount)
+            }
+        })
+    })
+    .await
+}
+
 // Client: history, paged.
 
 async fn client_history(
@@ -1017,6 +1083,9 @@ pub(crate) fn more_routes(router: Router<App>) -> Router<App> {
         .route("/console/api/treasury/repayment", post(treasury_repayment))
         .route("/console/api/treasury/operations", get(treasury_operations))
         .route("/console/api/bank/accounts", post(bank_open_account))
+        .route("/console/api/bank/deposits", post(bank_deposit))
+        .route("/console/api/bank/nbk-conversions", post(bank_nbk))
+        .route("/console/api/treasury/budget", post(treasury_budget))
         .route("/console/api/client/history", get(client_history))
 }
 
