@@ -154,17 +154,18 @@ impl Console {
     }
 
     /// On a console with no users yet, create one demo user per role (a client account at
-    /// Steppe Bank included) with random passwords, and return them to be shown once.
+    /// Steppe Bank included: Dana Serikova, not the Aigerim of the README's curl examples)
+    /// with random passwords, and return them to be shown once.
     pub fn ensure_demo_users(&self) -> Result<Vec<DemoUser>> {
         if !self.users.read().is_empty() {
             return Ok(Vec::new());
         }
-        let client_id = "900101300007";
+        let client_id = "950505400019";
         let request = dtenge_network::types::OpenAccount {
             kind: dtenge_node::ClientKind::Individual,
             client_id: client_id.into(),
-            name: "Aigerim Seitova".into(),
-            phone: Some("+77011234567".into()),
+            name: "Dana Serikova".into(),
+            phone: Some("+77015550101".into()),
             public_key: None,
         };
         match self.network.open_account(None, "steppe", request) {
@@ -175,11 +176,7 @@ impl Console {
         let mut demo = vec![
             ("operator".to_string(), "NBK operator", Role::Operator),
             ("treasury".to_string(), "Treasury officer", Role::Treasury),
-            (
-                "aigerim".to_string(),
-                "Aigerim Seitova",
-                Role::Client { bank: "steppe".into(), client_id: client_id.into() },
-            ),
+            ("dana".to_string(), "Dana Serikova", Role::Client { bank: "steppe".into(), client_id: client_id.into() }),
         ];
         for bank in self.network.node_ids() {
             if bank != dtenge_network::NBK_ID && bank != dtenge_network::TREASURY_ID {
