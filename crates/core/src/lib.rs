@@ -11,6 +11,7 @@
 //! - [`tx`]: transactions, their canonical encoding and id.
 //! - [`validate`]: the stateless validation rules every validating node applies.
 //! - [`coins`]: coin selection with change.
+//! - [`merkle`]: Merkle trees over transaction ids, for attesting a batch with one signature.
 //! - [`calendar`]: civil dates and the operational-day calendar.
 //! - [`error`]: the one error type, with stable codes.
 
@@ -18,6 +19,7 @@ pub mod calendar;
 pub mod coins;
 pub mod crypto;
 pub mod error;
+pub mod merkle;
 pub mod money;
 pub mod party;
 pub mod token;

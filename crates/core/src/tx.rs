@@ -77,10 +77,30 @@ pub struct Witness {
 }
 
 /// A validating node's signature over the transaction id: "I checked this and I answer for it".
+/// With `batch`, the signature is over the root of a Merkle tree of a whole batch's
+/// transaction ids ([`batch_message`]), and `batch` proves this transaction is in it: one
+/// signature answers for many transactions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attestation {
     pub public_key: PublicKey,
     pub signature: Signature,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchProof>,
+}
+
+/// Where a transaction sits in a batch attested with one signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BatchProof {
+    pub root: Hash32,
+    pub index: u32,
+    pub size: u32,
+    /// Sibling hashes from the leaf up ([`crate::merkle::path`]).
+    pub path: Vec<Hash32>,
+}
+
+/// The message a node signs when it attests a batch.
+pub fn batch_message(root: &Hash32) -> Hash32 {
+    hash_parts(b"dtenge/sign/node-batch/v1", &[&root.0])
 }
 
 /// A complete transaction.
@@ -129,7 +149,31 @@ impl Transaction {
             return;
         }
         let message = node_message(&self.id());
-        self.attestations.push(Attestation { public_key, signature: key.sign(&message.0) });
+        self.attestations.push(Attestation { public_key, signature: key.sign(&message.0), batch: None });
+    }
+
+    /// Attest every transaction of `txs` with one signature of `key` over the root of their
+    /// ids (replacing an earlier attestation by the same key). At most
+    /// [`crate::merkle::LEAVES_MAX`] transactions.
+    pub fn attest_batch(txs: &mut [&mut Transaction], key: &SecretKey) {
+        assert!(txs.len() <= crate::merkle::LEAVES_MAX, "a batch attestation covers a bounded batch");
+        if txs.is_empty() {
+            return;
+        }
+        let public_key = key.public_key();
+        let ids: Vec<TxId> = txs.iter().map(|tx| tx.id()).collect();
+        let root = crate::merkle::root(&ids);
+        let signature = key.sign(&batch_message(&root).0);
+        for (index, tx) in txs.iter_mut().enumerate() {
+            tx.attestations.retain(|a| a.public_key != public_key);
+            let batch = BatchProof {
+                root,
+                index: index as u32,
+                size: ids.len() as u32,
+                path: crate::merkle::path(&ids, index),
+            };
+            tx.attestations.push(Attestation { public_key, signature, batch: Some(batch) });
+        }
     }
 
     /// Ids of the tokens this transaction spends, in input order.

@@ -8,7 +8,9 @@
 use crate::crypto::{verify_batch, Address, Hash32, PublicKey, Signature};
 use crate::money::Amount;
 use crate::token::{Policy, TokenId, TxId};
-use crate::tx::{node_message, owner_message, Command, Transaction, TX_INPUTS_MAX, TX_OUTPUTS_MAX, TX_SIGNATURES_MAX};
+use crate::tx::{
+    batch_message, node_message, owner_message, Command, Transaction, TX_INPUTS_MAX, TX_OUTPUTS_MAX, TX_SIGNATURES_MAX,
+};
 use crate::{bail, ensure, Error, ErrorCode, Result};
 use std::collections::HashSet;
 
@@ -52,21 +54,40 @@ pub struct Validated {
 /// Validate a transaction completely: structure, amounts, conservation, signatures.
 pub fn validate(tx: &Transaction, authorities: &dyn Authorities) -> Result<Validated> {
     let validated = check_structure(tx, authorities)?;
-    let messages = SignedMessages::of(&validated.tx_id);
+    let messages = SignedMessages::of(tx, &validated.tx_id)?;
     let items = signature_items(tx, &messages);
     verify_batch(&items)?;
     Ok(validated)
 }
 
-/// The two messages signed in a transaction, computed once.
+/// The messages signed in a transaction, computed once: the owners' message, and for each
+/// attestation its message (the transaction's node message, or the batch root's message once
+/// the attestation's Merkle proof checks out).
 pub struct SignedMessages {
     pub owner: Hash32,
-    pub node: Hash32,
+    pub attestations: Vec<Hash32>,
 }
 
 impl SignedMessages {
-    pub fn of(tx_id: &TxId) -> SignedMessages {
-        SignedMessages { owner: owner_message(tx_id), node: node_message(tx_id) }
+    pub fn of(tx: &Transaction, tx_id: &TxId) -> Result<SignedMessages> {
+        let node = node_message(tx_id);
+        let mut attestations = Vec::with_capacity(tx.attestations.len());
+        for a in &tx.attestations {
+            match &a.batch {
+                None => attestations.push(node),
+                Some(proof) => {
+                    let root =
+                        crate::merkle::root_from_path(tx_id, proof.index as usize, proof.size as usize, &proof.path);
+                    ensure!(
+                        root == Some(proof.root),
+                        InvalidSignature,
+                        "a batch attestation's proof does not place this transaction under its root"
+                    );
+                    attestations.push(batch_message(&proof.root));
+                }
+            }
+        }
+        Ok(SignedMessages { owner: owner_message(tx_id), attestations })
     }
 }
 
@@ -77,8 +98,8 @@ pub fn signature_items<'a>(tx: &Transaction, messages: &'a SignedMessages) -> Ve
     for w in &tx.witnesses {
         items.push((w.public_key, &messages.owner.0[..], w.signature));
     }
-    for a in &tx.attestations {
-        items.push((a.public_key, &messages.node.0[..], a.signature));
+    for (a, message) in tx.attestations.iter().zip(&messages.attestations) {
+        items.push((a.public_key, &message.0[..], a.signature));
     }
     items
 }
@@ -463,6 +484,7 @@ mod tests {
         forged.attestations.push(crate::tx::Attestation {
             public_key: net.oracle.public_key(),
             signature: net.bank.sign(&node_message(&forged.id()).0),
+            batch: None,
         });
         assert_eq!(validate(&forged, &net).unwrap_err().code, ErrorCode::InvalidSignature);
         let mut impostor = Transaction::new(plain);
@@ -483,5 +505,40 @@ mod tests {
         redeem.attest(&net.nbk);
         redeem.attest(&net.oracle);
         assert_eq!(validate(&redeem, &net).unwrap_err().code, ErrorCode::Forbidden);
+    }
+
+    #[test]
+    fn a_batch_attestation_covers_each_transaction_of_its_tree_only() {
+        let net = net();
+        let alice = SecretKey::from_seed([9; 32]);
+        let bob = SecretKey::from_seed([10; 32]);
+        let mut txs: Vec<Transaction> = (0..5u64)
+            .map(|n| {
+                let funding = issue(&net, alice.address(), 1_000 + n);
+                let mut tx = pay(&net, &alice, &funding, &[(bob.address(), 1_000 + n)]);
+                tx.attestations.clear();
+                tx
+            })
+            .collect();
+        let mut refs: Vec<&mut Transaction> = txs.iter_mut().collect();
+        Transaction::attest_batch(&mut refs, &net.bank);
+        for tx in &txs {
+            validate(tx, &net).unwrap();
+        }
+        // One signature for all: batch verification counts it once.
+        assert!(txs.windows(2).all(|w| w[0].attestations[0].signature == w[1].attestations[0].signature));
+        // A proof moved to another transaction, or a changed path, does not verify.
+        let mut moved = txs[0].clone();
+        moved.attestations[0].batch = txs[1].attestations[0].batch.clone();
+        assert_eq!(validate(&moved, &net).unwrap_err().code, ErrorCode::InvalidSignature);
+        let mut bent = txs[2].clone();
+        if let Some(proof) = bent.attestations[0].batch.as_mut() {
+            proof.path[0] = Hash32([1; 32]);
+        }
+        assert_eq!(validate(&bent, &net).unwrap_err().code, ErrorCode::InvalidSignature);
+        // The root of another batch, with the right signature for it: not this transaction.
+        let mut other = txs[3].clone();
+        other.body.nonce += 1;
+        assert_eq!(validate(&other, &net).unwrap_err().code, ErrorCode::InvalidSignature);
     }
 }

@@ -126,15 +126,30 @@ impl Network {
     }
 
     fn check_slice(&self, submissions: Vec<Submission>) -> Vec<Result<Checked>> {
-        let mut checked: Vec<Result<Checked>> = submissions.into_iter().map(|s| self.check_one(s)).collect();
-        for chunk in checked.chunks_mut(VERIFY_CHUNK_TXS) {
-            verify_chunk(chunk);
+        let mut prechecked: Vec<Result<Prechecked>> = submissions.into_iter().map(|s| self.check_one(s)).collect();
+        let mut checked = Vec::with_capacity(prechecked.len());
+        for chunk in prechecked.chunks_mut(VERIFY_CHUNK_TXS) {
+            attest_chunk(chunk);
+            let trust = self.trust.read();
+            let mut done: Vec<Result<Checked>> = chunk
+                .iter_mut()
+                .map(|p| {
+                    let p = std::mem::replace(p, Err(Error::internal("taken")))?;
+                    let validated = check_structure(&p.tx, &*trust)?;
+                    Ok(Checked { tx: p.tx, validated, receipt: p.receipt, idem: p.idem })
+                })
+                .collect();
+            drop(trust);
+            verify_chunk(&mut done);
+            checked.extend(done);
         }
         checked
     }
 
-    /// Everything but the signature verification, for one submission.
-    fn check_one(&self, submission: Submission) -> Result<Checked> {
+    /// The bank's checks, the payees and the receipt, for one submission: everything but the
+    /// node's attestation (given per chunk, see [`attest_chunk`]), the stateless rules and the
+    /// signature verification.
+    fn check_one(&self, submission: Submission) -> Result<Prechecked> {
         let Submission { node, tx, idem } = submission;
         let slot = self.active_participant(&node)?;
         let (key, payer) = {
@@ -147,10 +162,6 @@ impl Network {
                 .ok_or_else(|| Error::internal(format!("payer {payer_address} vanished from {}", state.meta().name)))?;
             (state.key().clone(), crate::types::Party { bank: node.clone(), client_id: client, address: payer_address })
         };
-        // Sign outside the node's lock: it is the slow part.
-        let mut tx = tx;
-        tx.attestations.retain(|a| a.public_key != key.public_key());
-        tx.attest(&key);
         // Every payee must be a client account in good standing, as for a custodial payment:
         // resolving refuses unknown addresses and nodes' own accounts.
         let mut to = None;
@@ -164,9 +175,8 @@ impl Network {
             }
         }
         let amount = Amount::sum(tx.body.outputs.iter().filter(|o| o.owner != payer.address).map(|o| o.amount_tiyn))?;
-        let validated = check_structure(&tx, &*self.trust.read())?;
         let receipt = Receipt {
-            tx_id: validated.tx_id,
+            tx_id: tx.id(),
             purpose: Purpose::Payment,
             amount_tiyn: amount,
             from: Some(payer),
@@ -174,7 +184,7 @@ impl Network {
             at_unix_ms: self.now_ms(),
             abs_posting: None,
         };
-        Ok(Checked { tx, validated, receipt, idem })
+        Ok(Prechecked { tx, key, receipt, idem })
     }
 
     /// Stage 2 for a batch: notary, node plans, one durable commit, apply. One answer per
@@ -276,12 +286,55 @@ impl Network {
     }
 }
 
+/// A submission its bank has checked, not yet attested.
+pub(crate) struct Prechecked {
+    tx: Transaction,
+    /// The key of the bank that answers for it.
+    key: dtenge_core::crypto::SecretKey,
+    receipt: Receipt,
+    idem: Option<Idem>,
+}
+
+/// Each bank attests its transactions of the chunk with one signature over their Merkle
+/// root (signing is the slow part: one signature instead of one per transaction, and the
+/// verifier checks it once per chunk).
+fn attest_chunk(chunk: &mut [Result<Prechecked>]) {
+    let mut banks: Vec<dtenge_core::crypto::PublicKey> = Vec::new();
+    for p in chunk.iter().flatten() {
+        let key = p.key.public_key();
+        if !banks.contains(&key) {
+            banks.push(key);
+        }
+    }
+    for bank in banks {
+        let mut txs: Vec<&mut Transaction> = Vec::new();
+        let mut key = None;
+        for p in chunk.iter_mut().flatten().filter(|p| p.key.public_key() == bank) {
+            key.get_or_insert_with(|| p.key.clone());
+            txs.push(&mut p.tx);
+        }
+        if let Some(key) = key {
+            Transaction::attest_batch(&mut txs, &key);
+        }
+    }
+}
+
 /// Verify the signatures of a chunk of checked submissions; mark the ones that fail.
 fn verify_chunk(chunk: &mut [Result<Checked>]) {
-    let messages: Vec<Option<SignedMessages>> =
-        chunk.iter().map(|c| c.as_ref().ok().map(|c| SignedMessages::of(&c.validated.tx_id))).collect();
+    let messages: Vec<Result<SignedMessages>> = chunk
+        .iter()
+        .map(|c| match c {
+            Ok(c) => SignedMessages::of(&c.tx, &c.validated.tx_id),
+            Err(e) => Err(e.clone()),
+        })
+        .collect();
+    for (i, m) in messages.iter().enumerate() {
+        if let (Ok(_), Err(e)) = (&chunk[i], m) {
+            chunk[i] = Err(e.clone());
+        }
+    }
     let items_of = |i: usize| match (&chunk[i], &messages[i]) {
-        (Ok(c), Some(m)) => signature_items(&c.tx, m),
+        (Ok(c), Ok(m)) => signature_items(&c.tx, m),
         _ => Vec::new(),
     };
     let all: Vec<_> = (0..chunk.len()).flat_map(items_of).collect();

@@ -135,9 +135,11 @@ fn a_bank_that_ignores_the_rules_cannot_move_or_mint_programmed_tokens() {
     // 3. A forged oracle attestation (the oracle's key, another's signature): refused.
     let mut forged = spend_vat(vec![Output::standard(tiyn(120_00), le1_address, issuer)], 3);
     let oracle = w.network.oracle_public_key();
-    forged
-        .attestations
-        .push(Attestation { public_key: oracle, signature: w.le2_key.sign(&node_message(&forged.id()).0) });
+    forged.attestations.push(Attestation {
+        public_key: oracle,
+        signature: w.le2_key.sign(&node_message(&forged.id()).0),
+        batch: None,
+    });
     assert_eq!(submit(&w, forged), ErrorCode::InvalidSignature);
 
     // 4. Minting programmed tokens from standard ones without the oracle: refused.

@@ -893,7 +893,7 @@ impl Oracle {
 
     pub(crate) fn attest(&self, tx: &Transaction) -> Attestation {
         let public_key = self.key.public_key();
-        Attestation { public_key, signature: self.key.sign(&node_message(&tx.id()).0) }
+        Attestation { public_key, signature: self.key.sign(&node_message(&tx.id()).0), batch: None }
     }
 
     #[allow(clippy::too_many_arguments)]
