@@ -1,6 +1,5 @@
 //! `dtenge`: one binary for the whole platform.
 
-
 /// mimalloc instead of glibc's malloc: the payment path allocates and frees many small
 /// buffers on several threads (encodings, hashes, storage keys), and glibc's allocator showed
 /// as about 13% of the CPU in a profile of `dtenge bench`.

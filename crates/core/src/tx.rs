@@ -183,8 +183,14 @@ impl Transaction {
 
     /// Ids of the tokens this transaction creates, in output order.
     pub fn output_ids(&self) -> Vec<TokenId> {
-        let tx_id = self.id();
-        self.body.outputs.iter().enumerate().map(|(i, o)| TokenId::of(&tx_id, i as u32, o)).collect()
+        self.output_ids_of(&self.id())
+    }
+
+    /// [`Transaction::output_ids`] for a caller that has the transaction's id already (hashing
+    /// the body again is a visible cost on the payment path).
+    pub fn output_ids_of(&self, tx_id: &TxId) -> Vec<TokenId> {
+        debug_assert_eq!(*tx_id, self.id());
+        self.body.outputs.iter().enumerate().map(|(i, o)| TokenId::of(tx_id, i as u32, o)).collect()
     }
 
     /// The outputs as spendable inputs (preimages) for the next transaction.

@@ -177,7 +177,7 @@ pub fn check_structure(tx: &Transaction, authorities: &dyn Authorities) -> Resul
     check_policies(tx, attested)?;
 
     let tx_id = tx.id();
-    let outputs = tx.output_ids();
+    let outputs = tx.output_ids_of(&tx_id);
     Ok(Validated { tx_id, inputs, outputs, value_in, value_out, issued, redeemed })
 }
 

@@ -526,12 +526,14 @@ impl Network {
                 format!("transaction {} is already committed; nothing was done again", validated.tx_id),
             ));
         }
-        let planned = self.plan_deltas(tx, &parties, purpose, reference, fiat, now).and_then(|(mut batch, deltas)| {
-            dtenge_notary::Notary::writes(&request, &mut batch);
-            batch.append(extra);
-            self.commit(idem, batch, answer)?;
-            Ok(deltas)
-        });
+        let planned = self.plan_deltas(tx, &validated, &parties, purpose, reference, fiat, now).and_then(
+            |(mut batch, deltas)| {
+                dtenge_notary::Notary::writes(&request, &mut batch);
+                batch.append(extra);
+                self.commit(idem, batch, answer)?;
+                Ok(deltas)
+            },
+        );
         let deltas = match planned {
             Ok(deltas) => deltas,
             Err(e) => {
@@ -562,9 +564,11 @@ impl Network {
         self.committed_transactions.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn plan_deltas(
         &self,
         tx: &Transaction,
+        validated: &Validated,
         parties: &BTreeSet<String>,
         purpose: Purpose,
         reference: Option<&str>,
@@ -577,7 +581,15 @@ impl Network {
         nodes.extend(fiat.iter().map(|(n, _, _)| n.as_str()));
         for node in nodes {
             let mut state = self.slot(node)?.state.lock();
-            let mut delta = state.plan_commit(tx, purpose, reference, now)?;
+            let mut delta = state.plan_commit_ids(
+                tx,
+                &validated.tx_id,
+                &validated.inputs,
+                &validated.outputs,
+                purpose,
+                reference,
+                now,
+            )?;
             for (_, client, balance) in fiat.iter().filter(|(n, _, _)| n == node) {
                 delta.set_fiat(client, *balance);
             }

@@ -265,14 +265,15 @@ impl Network {
         if self.notary.try_spend(request)? == Spend::AlreadyCommitted {
             return Ok(None);
         }
-        let planned =
-            self.plan_deltas(&c.tx, &parties, Purpose::Payment, None, &[], now).and_then(|(mut own, deltas)| {
+        let planned = self.plan_deltas(&c.tx, &c.validated, &parties, Purpose::Payment, None, &[], now).and_then(
+            |(mut own, deltas)| {
                 Notary::writes(&request, &mut own);
                 if let Some(idem) = &c.idem {
                     crate::idempotency_record(&mut own, idem, &c.receipt)?;
                 }
                 Ok((own, deltas))
-            });
+            },
+        );
         match planned {
             Ok((own, deltas)) => {
                 batch.append(own);

@@ -197,7 +197,7 @@ pub struct Delta {
     received: Vec<(TokenId, String, Input)>,
     history: Vec<(String, HistoryEntry)>,
     fiat: Vec<(String, Amount)>,
-    transaction: Option<Transaction>,
+    transaction: Option<(TxId, Transaction)>,
 }
 
 impl Delta {
@@ -226,8 +226,8 @@ impl Delta {
             record.fiat = *fiat;
             batch.put_value(ACCOUNTS_TABLE, key2(node, client.as_bytes()), &record)?;
         }
-        if let Some(tx) = &self.transaction {
-            batch.put_value(TXS_TABLE, key2(node, &tx.id().0 .0), tx)?;
+        if let Some((tx_id, tx)) = &self.transaction {
+            batch.put_value(TXS_TABLE, key2(node, &tx_id.0 .0), tx)?;
         }
         Ok(())
     }
@@ -825,12 +825,36 @@ impl NodeState {
         now_ms: u64,
     ) -> Result<Delta> {
         let tx_id = tx.id();
+        let inputs = tx.input_ids();
+        let outputs = tx.output_ids_of(&tx_id);
+        self.plan_commit_ids(tx, &tx_id, &inputs, &outputs, purpose, reference, now_ms)
+    }
+
+    /// [`NodeState::plan_commit`] with the transaction's id and its inputs' and outputs' token
+    /// ids computed already (validation has them), so the payment path hashes each once.
+    #[allow(clippy::too_many_arguments)]
+    pub fn plan_commit_ids(
+        &mut self,
+        tx: &Transaction,
+        tx_id: &TxId,
+        input_ids: &[TokenId],
+        output_ids: &[TokenId],
+        purpose: Purpose,
+        reference: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Delta> {
+        ensure!(
+            input_ids.len() == tx.body.inputs.len() && output_ids.len() == tx.body.outputs.len(),
+            Internal,
+            "token ids do not match the transaction"
+        );
+        let tx_id = *tx_id;
         let mut delta = Delta { node_id: self.meta.id.clone(), ..Delta::default() };
         // Per client: (DT out, DT in, held out, held in).
         let mut net: BTreeMap<&str, (Amount, Amount, Amount, Amount)> = BTreeMap::new();
-        for input in &tx.body.inputs {
+        for (input, id) in tx.body.inputs.iter().zip(input_ids) {
             if let Some(client) = self.by_address.get(&input.output.owner) {
-                delta.spent.push(input.token_id());
+                delta.spent.push(*id);
                 let entry = net.entry(client).or_default();
                 entry.0 = entry.0.checked_add(input.output.amount_tiyn)?;
                 if !input.output.policy.is_standard() {
@@ -838,10 +862,11 @@ impl NodeState {
                 }
             }
         }
-        for (index, output) in tx.body.outputs.iter().enumerate() {
+        for (index, (output, id)) in tx.body.outputs.iter().zip(output_ids).enumerate() {
             if let Some(client) = self.by_address.get(&output.owner) {
                 let input = Input { tx_id, index: index as u32, output: output.clone() };
-                delta.received.push((input.token_id(), client.clone(), input));
+                debug_assert_eq!(input.token_id(), *id);
+                delta.received.push((*id, client.clone(), input));
                 let entry = net.entry(client).or_default();
                 entry.1 = entry.1.checked_add(output.amount_tiyn)?;
                 if !output.policy.is_standard() {
@@ -887,7 +912,7 @@ impl NodeState {
             ));
         }
         if !delta.spent.is_empty() || !delta.received.is_empty() {
-            delta.transaction = Some(tx.clone());
+            delta.transaction = Some((tx_id, tx.clone()));
         }
         Ok(delta)
     }
