@@ -39,8 +39,16 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(again, tx);
     assert_eq!(again.id(), id);
 
-    let messages = SignedMessages::of(&id);
-    assert_eq!(signature_items(&tx, &messages).len(), tx.witnesses.len() + tx.attestations.len());
+    // Batch attestations' Merkle proofs are checked here; a bad one is refused, never a panic.
+    match SignedMessages::of(&tx, &id) {
+        Ok(messages) => {
+            assert_eq!(signature_items(&tx, &messages).len(), tx.witnesses.len() + tx.attestations.len());
+        }
+        Err(e) => {
+            assert_eq!(e.code, dtenge_core::ErrorCode::InvalidSignature);
+            assert!(tx.attestations.iter().any(|a| a.batch.is_some()));
+        }
+    }
 
     let structure = check_structure(&tx, authorities);
     let full = validate(&tx, authorities);
