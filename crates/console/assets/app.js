@@ -196,6 +196,14 @@ function table(columns, rows) {
   return el("div", { class: "scroll" }, el("table", {}, el("thead", {}, head), el("tbody", {}, body)));
 }
 
+// Previous / "page n of m" / next, for page `index` (0-based) of `pages`; `go(index)` turns.
+function pager(index, pages, go) {
+  return el("div", { class: "pager" },
+    el("button", { type: "button", onclick: () => go(Math.max(0, index - 1)), disabled: index === 0 ? "" : null }, t("prev")),
+    el("span", {}, t("page", { n: index + 1, m: pages })),
+    el("button", { type: "button", onclick: () => go(Math.min(pages - 1, index + 1)), disabled: index >= pages - 1 ? "" : null }, t("next")));
+}
+
 // A paged table: `rows` all known here, shown `size` at a time.
 function paged(columns, rows, size = 20) {
   const holder = el("div");
@@ -204,10 +212,7 @@ function paged(columns, rows, size = 20) {
   const draw = () => {
     holder.replaceChildren(
       table(columns, rows.slice(page * size, page * size + size)),
-      el("div", { class: "pager" },
-        el("button", { type: "button", onclick: () => { page = Math.max(0, page - 1); draw(); }, disabled: page === 0 ? "" : null }, t("prev")),
-        el("span", {}, t("page", { n: page + 1, m: pages })),
-        el("button", { type: "button", onclick: () => { page = Math.min(pages - 1, page + 1); draw(); }, disabled: page >= pages - 1 ? "" : null }, t("next"))),
+      pager(page, pages, (p) => { page = p; draw(); }),
     );
   };
   draw();
@@ -365,10 +370,7 @@ async function auditView(main) {
       { title: t("target"), cell: (a) => a.target },
       { title: t("detail"), cell: (a) => a.detail },
       { title: t("status"), cell: (a) => a.ok ? t("ok") : t("failed") },
-    ], page.entries), el("div", { class: "pager" },
-      el("button", { type: "button", disabled: offset === 0 ? "" : null, onclick: () => { offset = Math.max(0, offset - size); draw(); } }, t("prev")),
-      el("span", {}, t("page", { n: offset / size + 1, m: pages })),
-      el("button", { type: "button", disabled: offset + size >= page.total ? "" : null, onclick: () => { offset += size; draw(); } }, t("next"))));
+    ], page.entries), pager(offset / size, pages, (p) => { offset = p * size; draw(); }));
   };
   await draw();
 }
@@ -410,10 +412,7 @@ async function clientView(main) {
       { title: t("direction"), cell: (l) => t(l.direction) },
       { title: t("amount"), num: true, cell: (l) => money(l.amount_tiyn) },
       { title: t("counterparty"), cell: (l) => l.counterparty_name || l.counterparty_bank || "" },
-    ], page.lines), el("div", { class: "pager" },
-      el("button", { type: "button", disabled: offset === 0 ? "" : null, onclick: () => { offset = Math.max(0, offset - size); drawHistory(); } }, t("prev")),
-      el("span", {}, t("page", { n: offset / size + 1, m: pages })),
-      el("button", { type: "button", disabled: offset + size >= page.total ? "" : null, onclick: () => { offset += size; drawHistory(); } }, t("next"))));
+    ], page.lines), pager(offset / size, pages, (p) => { offset = p * size; drawHistory(); }));
   };
   const b = w.account.balance;
   main.append(
@@ -484,10 +483,7 @@ async function operationsView(main) {
       { title: t("kind"), cell: (o) => t(o.kind) },
       { title: t("node"), cell: (o) => o.node },
       { title: t("amount"), num: true, cell: (o) => money(o.amount_tiyn) },
-    ], page.operations), el("div", { class: "pager" },
-      el("button", { type: "button", disabled: offset === 0 ? "" : null, onclick: () => { offset = Math.max(0, offset - size); draw(); } }, t("prev")),
-      el("span", {}, t("page", { n: offset / size + 1, m: pages })),
-      el("button", { type: "button", disabled: offset + size >= page.total ? "" : null, onclick: () => { offset += size; draw(); } }, t("next"))));
+    ], page.operations), pager(offset / size, pages, (p) => { offset = p * size; draw(); }));
   };
   for (const control of [kind, node, sort]) control.addEventListener("change", () => { offset = 0; draw(); });
   main.append(el("h1", {}, t("operations")), el("div", { class: "filters" },
