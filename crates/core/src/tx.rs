@@ -156,22 +156,25 @@ impl Transaction {
     /// ids (replacing an earlier attestation by the same key). At most
     /// [`crate::merkle::LEAVES_MAX`] transactions.
     pub fn attest_batch(txs: &mut [&mut Transaction], key: &SecretKey) {
+        let ids: Vec<TxId> = txs.iter().map(|tx| tx.id()).collect();
+        Transaction::attest_batch_ids(txs, &ids, key);
+    }
+
+    /// [`Transaction::attest_batch`] for a caller that has the transactions' ids already.
+    pub fn attest_batch_ids(txs: &mut [&mut Transaction], ids: &[TxId], key: &SecretKey) {
         assert!(txs.len() <= crate::merkle::LEAVES_MAX, "a batch attestation covers a bounded batch");
+        assert_eq!(txs.len(), ids.len(), "one id per transaction");
+        debug_assert!(txs.iter().zip(ids).all(|(tx, id)| tx.id() == *id));
         if txs.is_empty() {
             return;
         }
         let public_key = key.public_key();
-        let ids: Vec<TxId> = txs.iter().map(|tx| tx.id()).collect();
-        let root = crate::merkle::root(&ids);
+        let root = crate::merkle::root(ids);
         let signature = key.sign(&batch_message(&root).0);
         for (index, tx) in txs.iter_mut().enumerate() {
             tx.attestations.retain(|a| a.public_key != public_key);
-            let batch = BatchProof {
-                root,
-                index: index as u32,
-                size: ids.len() as u32,
-                path: crate::merkle::path(&ids, index),
-            };
+            let batch =
+                BatchProof { root, index: index as u32, size: ids.len() as u32, path: crate::merkle::path(ids, index) };
             tx.attestations.push(Attestation { public_key, signature, batch: Some(batch) });
         }
     }

@@ -175,8 +175,9 @@ impl Network {
             }
         }
         let amount = Amount::sum(tx.body.outputs.iter().filter(|o| o.owner != payer.address).map(|o| o.amount_tiyn))?;
+        let tx_id = tx.id();
         let receipt = Receipt {
-            tx_id: tx.id(),
+            tx_id,
             purpose: Purpose::Payment,
             amount_tiyn: amount,
             from: Some(payer),
@@ -309,13 +310,15 @@ fn attest_chunk(chunk: &mut [Result<Prechecked>]) {
     }
     for bank in banks {
         let mut txs: Vec<&mut Transaction> = Vec::new();
+        let mut ids = Vec::new();
         let mut key = None;
         for p in chunk.iter_mut().flatten().filter(|p| p.key.public_key() == bank) {
             key.get_or_insert_with(|| p.key.clone());
+            ids.push(p.receipt.tx_id);
             txs.push(&mut p.tx);
         }
         if let Some(key) = key {
-            Transaction::attest_batch(&mut txs, &key);
+            Transaction::attest_batch_ids(&mut txs, &ids, &key);
         }
     }
 }

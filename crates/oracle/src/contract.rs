@@ -252,7 +252,8 @@ impl Oracle {
         Ok(length)
     }
 
-    fn usable(&self, number: &str, now_ms: u64) -> Result<&Contract> {
+    /// A contract that can be used now for a positive `amount`.
+    fn usable(&self, number: &str, amount: Amount, now_ms: u64) -> Result<&Contract> {
         let contract = self.contract(number)?;
         ensure!(
             now_ms < contract.valid_until_unix_ms,
@@ -261,6 +262,7 @@ impl Oracle {
             contract.valid_until_unix_ms
         );
         ensure!(contract.uses.len() < USES_PER_CONTRACT_MAX, LimitExceeded, "contract {number} is used up");
+        ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
         Ok(contract)
     }
 
@@ -274,8 +276,7 @@ impl Oracle {
         now_ms: u64,
         issuer: Address,
     ) -> Result<SpendPlan> {
-        let contract = self.usable(number, now_ms)?;
-        ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
+        let contract = self.usable(number, amount, now_ms)?;
         ensure!(
             payer.address == contract.sender.address,
             Forbidden,
@@ -315,8 +316,7 @@ impl Oracle {
         now_ms: u64,
         issuer: Address,
     ) -> Result<SpendPlan> {
-        let contract = self.usable(number, now_ms)?;
-        ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
+        let contract = self.usable(number, amount, now_ms)?;
         ensure!(
             holder.address == contract.recipient.address,
             Forbidden,

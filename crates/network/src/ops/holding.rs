@@ -275,17 +275,37 @@ impl Network {
         notices: Vec<Notice>,
     ) -> Result<HoldReceipt> {
         let mut extra = WriteBatch::new();
-        let tx_id = tx.id();
-        let planned = change
-            .writes(&mut extra)
-            .and_then(|()| self.notifications.lock().plan(notices, Some(tx_id), self.now_ms(), &mut extra))
-            .inspect_err(|_| self.release(tx))?;
-        let receipt = receipt_of(&change, Some(tx_id));
+        change.writes(&mut extra).inspect_err(|_| self.release(tx))?;
+        let receipt = receipt_of(&change, Some(tx.id()));
         let reference = format!("event {}", change.event.id);
-        self.execute(idem, tx, purpose, Some(&reference), &[], extra, &receipt)?;
+        self.execute_notified(idem, tx, purpose, &reference, &[], extra, notices, &receipt)?;
         oracle.apply(change);
-        self.notifications.lock().apply(planned);
         Ok(receipt)
+    }
+
+    /// Commit an oracle-attested transaction with `extra` (the oracle's writes) and the
+    /// notifications of `notices` in one commit, then apply the notifications. On failure
+    /// nothing changed and the transaction's reservations are released.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn execute_notified<T: serde::Serialize>(
+        &self,
+        idem: Option<&Idem>,
+        tx: &dtenge_core::tx::Transaction,
+        purpose: Purpose,
+        reference: &str,
+        fiat: &[(String, String, Amount)],
+        mut extra: WriteBatch,
+        notices: Vec<Notice>,
+        answer: &T,
+    ) -> Result<()> {
+        let planned = self
+            .notifications
+            .lock()
+            .plan(notices, Some(tx.id()), self.now_ms(), &mut extra)
+            .inspect_err(|_| self.release(tx))?;
+        self.execute(idem, tx, purpose, Some(reference), fiat, extra, answer)?;
+        self.notifications.lock().apply(planned);
+        Ok(())
     }
 
     /// A provider reports an occurrence: release to the payees, or return to the sender.

@@ -55,15 +55,9 @@ impl Network {
             self.issuer(),
             self.nonce(),
         )?;
-        let (attestation, mut extra, answer, change) = confirm(&tx).inspect_err(|_| self.release(&tx))?;
+        let (attestation, extra, answer, change) = confirm(&tx).inspect_err(|_| self.release(&tx))?;
         tx.attestations.push(attestation);
-        let planned = self
-            .notifications
-            .lock()
-            .plan(notices, Some(tx.id()), self.now_ms(), &mut extra)
-            .inspect_err(|_| self.release(&tx))?;
-        self.execute(idem, &tx, purpose, Some(reference), fiat, extra, &answer)?;
-        self.notifications.lock().apply(planned);
+        self.execute_notified(idem, &tx, purpose, reference, fiat, extra, notices, &answer)?;
         Ok((answer, change))
     }
 
