@@ -549,12 +549,15 @@ impl Network {
     /// finalizes. Nodes first: until `finalize`, the new outputs cannot be spent, so a
     /// transaction spending them finds them in its node's wallet.
     pub(crate) fn publish(&self, deltas: Vec<(String, dtenge_node::Delta)>, request: SpendRequest<'_>) {
+        // The notary first: a node offers a received token to coin selection as soon as it
+        // applies, and the notary must already call that token spendable then (the other way
+        // round, a payment racing this one could pick the change and get REQUEST_IN_PROGRESS).
+        self.notary.finalize(request);
         for (node, delta) in deltas {
             if let Some(slot) = self.nodes.get(&node) {
                 slot.state.lock().apply(delta);
             }
         }
-        self.notary.finalize(request);
         self.committed_transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 

@@ -17,17 +17,22 @@ use dtenge_core::money::Amount;
 use dtenge_core::token::{Input, Output, Policy, TokenId, TxId};
 use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
-use dtenge_store::{Store, Table, WriteBatch};
+use dtenge_store::{LogTable, Store, Table, WriteBatch};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 pub const META_TABLE: Table = Table("node_meta");
 pub const ACCOUNTS_TABLE: Table = Table("node_accounts");
 pub const TOKENS_TABLE: Table = Table("node_tokens");
-pub const HISTORY_TABLE: Table = Table("node_history");
-pub const TXS_TABLE: Table = Table("node_txs");
+/// History lines, as `(node, client, entry)` records. Log tables: every node appends to them and
+/// nothing reads a record by key (history is read whole at start), so a group commit writes a
+/// few rows instead of a row per line.
+pub const HISTORY_LOG: LogTable = LogTable("node_history_log");
+/// The transactions each node took part in, as `(node, tx id, transaction)` records.
+pub const TXS_LOG: LogTable = LogTable("node_txs_log");
 pub const CARDS_TABLE: Table = Table("node_cards");
-pub const TABLES: [Table; 6] = [META_TABLE, ACCOUNTS_TABLE, TOKENS_TABLE, HISTORY_TABLE, TXS_TABLE, CARDS_TABLE];
+pub const TABLES: [Table; 6] =
+    [META_TABLE, ACCOUNTS_TABLE, TOKENS_TABLE, HISTORY_LOG.table(), TXS_LOG.table(), CARDS_TABLE];
 
 /// The client id of a node's own account (its DT liquidity).
 pub const OWN_ACCOUNT: &str = "own";
@@ -215,10 +220,7 @@ impl Delta {
             batch.put_value(TOKENS_TABLE, key2(node, &token.0 .0), &(client, input))?;
         }
         for (client, entry) in &self.history {
-            let mut key = key2(node, client.as_bytes());
-            key.push(0);
-            key.extend_from_slice(&entry.seq.to_be_bytes());
-            batch.put_value(HISTORY_TABLE, key, entry)?;
+            batch.record_value(HISTORY_LOG, &(&self.node_id, client, entry))?;
         }
         for (client, fiat) in &self.fiat {
             let state = accounts.account_state(client)?;
@@ -227,7 +229,7 @@ impl Delta {
             batch.put_value(ACCOUNTS_TABLE, key2(node, client.as_bytes()), &record)?;
         }
         if let Some((tx_id, tx)) = &self.transaction {
-            batch.put_value(TXS_TABLE, key2(node, &tx_id.0 .0), tx)?;
+            batch.record_value(TXS_LOG, &(&self.node_id, tx_id, tx))?;
         }
         Ok(())
     }
@@ -330,10 +332,7 @@ impl NodeState {
             let node = nodes.get_mut(&node).ok_or_else(|| Error::internal("token of unknown node"))?;
             node.insert_token(client, input)?;
         }
-        for (key, entry) in store.scan_values::<HistoryEntry>(HISTORY_TABLE)? {
-            let (node, rest) = node_of(&key)?;
-            let client_end = rest.iter().position(|&b| b == 0).ok_or_else(|| Error::internal("bad key"))?;
-            let client = String::from_utf8(rest[..client_end].to_vec()).map_err(|_| Error::internal("bad key"))?;
+        for (node, client, entry) in store.scan_log_values::<(String, String, HistoryEntry)>(HISTORY_LOG)? {
             if let Some(state) = nodes.get_mut(&node).and_then(|n| n.accounts.get_mut(&client)) {
                 state.next_seq = state.next_seq.max(entry.seq + 1);
                 insert_history(&mut state.history, entry);

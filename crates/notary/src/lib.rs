@@ -19,7 +19,7 @@
 
 use dtenge_core::token::{TokenId, TxId};
 use dtenge_core::{Error, ErrorCode, Result};
-use dtenge_store::{Table, WriteBatch};
+use dtenge_store::{LogTable, Table, WriteBatch};
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::{HashMap, HashSet};
 
@@ -28,8 +28,10 @@ pub const SHARDS: usize = 256;
 
 /// Tables the notary persists.
 pub const UNSPENT_TABLE: Table = Table("notary_unspent");
-pub const COMMITTED_TABLE: Table = Table("notary_committed");
-pub const TABLES: [Table; 2] = [UNSPENT_TABLE, COMMITTED_TABLE];
+/// The ids of committed transactions, appended a group commit at a time (a log table: nothing
+/// reads one by key, the notary reads them all at start).
+pub const COMMITTED_LOG: LogTable = LogTable("notary_committed_log");
+pub const TABLES: [Table; 2] = [UNSPENT_TABLE, COMMITTED_LOG.table()];
 
 /// What the notary is asked: spend these tokens, create those.
 #[derive(Clone, Copy, Debug)]
@@ -105,7 +107,7 @@ impl Notary {
     pub fn load(store: &dtenge_store::Store) -> Result<Notary> {
         let unspent = store.scan(UNSPENT_TABLE)?.into_iter().map(|(k, _)| token_of(&k));
         let unspent: Vec<TokenId> = unspent.collect::<Result<_>>()?;
-        let committed = store.scan(COMMITTED_TABLE)?.into_iter().map(|(k, _)| tx_of(&k));
+        let committed = store.scan_log(COMMITTED_LOG)?.into_iter().map(|record| tx_of(&record));
         let committed: Vec<TxId> = committed.collect::<Result<_>>()?;
         Ok(Notary::restore(unspent, committed))
     }
@@ -169,7 +171,7 @@ impl Notary {
         for output in request.outputs {
             batch.put(UNSPENT_TABLE, output.0 .0.to_vec(), Vec::new());
         }
-        batch.put(COMMITTED_TABLE, request.tx_id.0 .0.to_vec(), Vec::new());
+        batch.record(COMMITTED_LOG, request.tx_id.0 .0.to_vec());
     }
 
     /// The spend is durable: its outputs become spendable and it answers "committed" to

@@ -37,7 +37,9 @@ use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
+mod log;
 pub mod sim;
+pub use log::{LogTable, LOG_ROW_BYTES_MAX};
 pub use sim::{CrashMode, DiskStats, SimDisk};
 
 /// Most batches folded into one write transaction.
@@ -87,38 +89,52 @@ impl Table {
 
 #[derive(Debug)]
 enum Op {
-    Put { table: Table, key: Vec<u8>, value: Vec<u8> },
-    Delete { table: Table, key: Vec<u8> },
+    Put {
+        table: Table,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        table: Table,
+        key: Vec<u8>,
+    },
+    /// A record appended to a log table; the committer folds it into a row (see [`LogTable`]).
+    Record {
+        table: Table,
+        record: Vec<u8>,
+    },
 }
 
 impl Op {
     fn table(&self) -> Table {
         match self {
-            Op::Put { table, .. } | Op::Delete { table, .. } => *table,
+            Op::Put { table, .. } | Op::Delete { table, .. } | Op::Record { table, .. } => *table,
         }
     }
 
     /// Checks the limits fjall enforces with a panic, so that a bad batch fails alone.
     fn check(&self) -> Result<()> {
         self.table().check()?;
-        let (Op::Put { table, key, .. } | Op::Delete { table, key }) = self;
-        if key.is_empty() || key.len() > KEY_BYTES_MAX {
-            return Err(storage_error(
-                "commit",
-                format!("key of {} bytes in table {}: keys must be 1-{KEY_BYTES_MAX} bytes", key.len(), table.0),
-            ));
-        }
-        if let Op::Put { table, value, .. } = self {
-            if value.len() as u64 > VALUE_BYTES_MAX {
+        let (table, key, value) = match self {
+            Op::Put { table, key, value } => (table, Some(key), value),
+            Op::Delete { table, key } => (table, Some(key), &Vec::new()),
+            // A record is folded into a row whose key the committer assigns.
+            Op::Record { table, record } => (table, None, record),
+        };
+        if let Some(key) = key {
+            if key.is_empty() || key.len() > KEY_BYTES_MAX {
                 return Err(storage_error(
                     "commit",
-                    format!(
-                        "value of {} bytes in table {}: values are at most {VALUE_BYTES_MAX} bytes",
-                        value.len(),
-                        table.0
-                    ),
+                    format!("key of {} bytes in table {}: keys must be 1-{KEY_BYTES_MAX} bytes", key.len(), table.0),
                 ));
             }
+        }
+        let value_bytes_max = if key.is_some() { VALUE_BYTES_MAX } else { log::RECORD_BYTES_MAX };
+        if value.len() as u64 > value_bytes_max {
+            return Err(storage_error(
+                "commit",
+                format!("value of {} bytes in table {}: at most {value_bytes_max} bytes", value.len(), table.0),
+            ));
         }
         Ok(())
     }
@@ -145,6 +161,16 @@ impl WriteBatch {
     }
     pub fn delete(&mut self, table: Table, key: impl Into<Vec<u8>>) {
         self.ops.push(Op::Delete { table, key: key.into() });
+    }
+    /// Append a record to a log table (see [`LogTable`]).
+    pub fn record(&mut self, table: LogTable, record: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Record { table: table.table(), record: record.into() });
+    }
+    /// Append a record encoded with [`encode`].
+    pub fn record_value<T: Serialize>(&mut self, table: LogTable, value: &T) -> Result<()> {
+        let bytes = encode(value)?;
+        self.record(table, bytes);
+        Ok(())
     }
     pub fn append(&mut self, other: WriteBatch) {
         self.ops.extend(other.ops);
@@ -322,6 +348,20 @@ impl Store {
         Ok(rows)
     }
 
+    /// Every record of a log table, in the order they were committed.
+    pub fn scan_log(&self, table: LogTable) -> Result<Vec<Vec<u8>>> {
+        let mut records = Vec::new();
+        for (_, row) in self.scan(table.table())? {
+            log::records_of(&row, &mut records)?;
+        }
+        Ok(records)
+    }
+
+    /// Every record of a log table, decoded, in the order they were committed.
+    pub fn scan_log_values<T: DeserializeOwned>(&self, table: LogTable) -> Result<Vec<T>> {
+        self.scan_log(table)?.iter().map(|record| decode(record)).collect()
+    }
+
     /// Every key and decoded value of a table.
     pub fn scan_values<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<(Vec<u8>, T)>> {
         self.scan(table)?.into_iter().map(|(k, v)| Ok((k, decode(&v)?))).collect()
@@ -360,6 +400,7 @@ impl Drop for FjallEngine {
 }
 
 fn run_committer(shared: &Shared, queue: &Receiver<Job>) {
+    let mut sequences = log::Sequences::default();
     while let Ok(first) = queue.recv() {
         let mut jobs = Vec::with_capacity(64);
         jobs.push(first);
@@ -377,8 +418,9 @@ fn run_committer(shared: &Shared, queue: &Receiver<Job>) {
             Err(storage_error("commit", format!("an earlier commit failed ({reason}); restart the platform")))
         } else {
             // A panic in fjall must not leave callers without an answer.
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_all(shared, &jobs)))
-                .unwrap_or_else(|_| Err(storage_error("commit", "the storage engine panicked")));
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_all(shared, &mut sequences, &jobs)))
+                    .unwrap_or_else(|_| Err(storage_error("commit", "the storage engine panicked")));
             if let Err(e) = &outcome {
                 let _ = shared.failed.set(e.message.clone());
             }
@@ -392,27 +434,36 @@ fn run_committer(shared: &Shared, queue: &Receiver<Job>) {
 
 /// Writes every job in one atomic fjall batch, then fsyncs the journal. Only after the fsync
 /// does fjall apply the batch to the memtables, where readers see it.
-fn write_all(shared: &Shared, jobs: &[Job]) -> Result<()> {
+/// Log records are folded into one row per log table (see [`LogTable`]), written with the rest.
+fn write_all(shared: &Shared, sequences: &mut log::Sequences, jobs: &[Job]) -> Result<()> {
     let ops: usize = jobs.iter().map(|job| job.batch.len()).sum();
     let mut batch =
         fjall::OwnedWriteBatch::with_capacity(shared.db.clone(), ops).durability(Some(PersistMode::SyncAll));
     // The handles of this group's tables, looked up once per table.
     let mut keyspaces: HashMap<&'static str, Keyspace> = HashMap::new();
-    for job in jobs {
-        for op in &job.batch.ops {
-            let table = op.table();
-            let keyspace = match keyspaces.get(table.0) {
-                Some(keyspace) => keyspace,
-                None => {
-                    let keyspace = shared.keyspace(table, true)?.ok_or_else(|| storage_error("open table", table.0))?;
-                    keyspaces.entry(table.0).or_insert(keyspace)
-                }
-            };
-            match op {
-                Op::Put { key, value, .. } => batch.insert(keyspace, key.as_slice(), value.as_slice()),
-                Op::Delete { key, .. } => batch.remove(keyspace, key.as_slice()),
-            }
+    let mut keyspace_of = |table: Table| -> Result<Keyspace> {
+        if let Some(keyspace) = keyspaces.get(table.0) {
+            return Ok(keyspace.clone());
         }
+        let keyspace = shared.keyspace(table, true)?.ok_or_else(|| storage_error("open table", table.0))?;
+        keyspaces.insert(table.0, keyspace.clone());
+        Ok(keyspace)
+    };
+    let all_ops = || jobs.iter().flat_map(|job| job.batch.ops.iter());
+    for op in all_ops() {
+        match op {
+            Op::Put { table, key, value } => batch.insert(&keyspace_of(*table)?, key.as_slice(), value.as_slice()),
+            Op::Delete { table, key } => batch.remove(&keyspace_of(*table)?, key.as_slice()),
+            Op::Record { .. } => {}
+        }
+    }
+    let rows = sequences.fold(all_ops(), |table| {
+        let keyspace = keyspace_of(table)?;
+        let last = keyspace.last_key_value().map(|row| row.key()).transpose().map_err(|e| storage_error("log", e))?;
+        Ok(last.map(|key| key.to_vec()))
+    })?;
+    for (table, key, value) in rows {
+        batch.insert(&keyspace_of(table)?, key, value);
     }
     batch.commit().map_err(|e| storage_error("commit", e))
 }
@@ -488,6 +539,82 @@ mod tests {
         assert_eq!(store.scan(U).unwrap(), expected_u);
         let decoded: Vec<(Vec<u8>, (u32, String))> = store.scan_values(U).unwrap();
         assert_eq!(decoded[5].1, (5, "row 5".to_string()));
+    }
+
+    const LOG: LogTable = LogTable("log");
+
+    fn log_round_trip(open: impl Fn() -> Store) {
+        {
+            let store = open();
+            let mut b = WriteBatch::new();
+            b.record(LOG, b"first".to_vec());
+            b.put(T, b"k".to_vec(), b"v".to_vec());
+            b.record_value(LOG, &(7u32, "second".to_string())).unwrap();
+            store.commit(b).unwrap();
+            let mut b = WriteBatch::new();
+            b.record(LOG, Vec::new());
+            store.commit(b).unwrap();
+            assert_eq!(store.scan_log(LOG).unwrap().len(), 3);
+        }
+        // After reopening, the records read back in order and the sequence continues.
+        let store = open();
+        let mut b = WriteBatch::new();
+        b.record(LOG, b"fourth".to_vec());
+        store.commit(b).unwrap();
+        let records = store.scan_log(LOG).unwrap();
+        assert_eq!(records.len(), 4);
+        assert_eq!(records[0], b"first".to_vec());
+        assert_eq!(decode::<(u32, String)>(&records[1]).unwrap(), (7, "second".to_string()));
+        assert!(records[2].is_empty());
+        assert_eq!(records[3], b"fourth".to_vec());
+        let keys: Vec<Vec<u8>> = store.scan(LOG.table()).unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, (0u64..3).map(|n| n.to_be_bytes().to_vec()).collect::<Vec<_>>());
+        assert_eq!(store.get(T, b"k").unwrap(), Some(b"v".to_vec()));
+    }
+
+    #[test]
+    fn log_records_survive_reopen_in_commit_order_on_fjall() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        log_round_trip(|| Store::open(&path, &[T, LOG.table()]).unwrap());
+    }
+
+    #[test]
+    fn log_records_survive_reopen_in_commit_order_on_the_simulated_disk() {
+        let disk = SimDisk::new();
+        log_round_trip(|| Store::open_simulated(disk.clone(), &[T]).unwrap());
+    }
+
+    #[test]
+    fn concurrent_log_records_keep_each_committers_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db"), &[LOG.table()]).unwrap());
+        let threads: Vec<_> = (0..8u32)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..100u32 {
+                        let mut b = WriteBatch::new();
+                        b.record(LOG, [t.to_be_bytes(), i.to_be_bytes()].concat());
+                        store.commit(b).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let records = store.scan_log(LOG).unwrap();
+        assert_eq!(records.len(), 800);
+        // Each thread's records are in its commit order.
+        for t in 0..8u32 {
+            let mine: Vec<u32> = records
+                .iter()
+                .filter(|r| r[..4] == t.to_be_bytes())
+                .map(|r| u32::from_be_bytes(r[4..8].try_into().unwrap()))
+                .collect();
+            assert_eq!(mine, (0..100).collect::<Vec<_>>());
+        }
     }
 
     #[test]

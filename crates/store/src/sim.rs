@@ -13,6 +13,7 @@
 //! checksum fails: that is the torn tail, discarded. It then rewrites the journal as one
 //! snapshot record, so replay stays as long as the state, not as the history.
 
+use crate::log::Sequences;
 use crate::{storage_error, Op, Table, WriteBatch};
 use dtenge_core::crypto::hash_parts;
 use dtenge_core::Result;
@@ -227,16 +228,28 @@ impl SimEngine {
     }
 
     pub(crate) fn commit(&self, batch: WriteBatch) -> Result<()> {
-        let ops: Vec<SimOp> = batch
-            .ops
-            .into_iter()
-            .map(|op| match op {
-                Op::Put { table, key, value } => SimOp { table: table.0.to_string(), key, value: Some(value) },
-                Op::Delete { table, key } => SimOp { table: table.0.to_string(), key, value: None },
-            })
-            .collect();
         // Readers see a batch only once it is on the disk, as with fjall.
         let mut tables = self.tables.write();
+        // Each commit is its own group: its log records fold into rows as the fjall
+        // committer folds a group's. The sequence continues from each table's last row.
+        let rows = Sequences::default().fold(batch.ops.iter(), |table| {
+            Ok(tables.get(table.0).and_then(|rows| rows.keys().next_back().cloned()))
+        })?;
+        let mut ops: Vec<SimOp> = Vec::with_capacity(batch.ops.len());
+        for op in batch.ops {
+            match op {
+                Op::Put { table, key, value } => {
+                    ops.push(SimOp { table: table.0.to_string(), key, value: Some(value) })
+                }
+                Op::Delete { table, key } => ops.push(SimOp { table: table.0.to_string(), key, value: None }),
+                Op::Record { .. } => {}
+            }
+        }
+        ops.extend(rows.into_iter().map(|(table, key, value)| SimOp {
+            table: table.0.to_string(),
+            key,
+            value: Some(value),
+        }));
         self.disk.write(&ops)?;
         apply(&mut tables, ops);
         Ok(())
