@@ -44,7 +44,7 @@ registry distribution, vouchers, cards, and the NBK operator's controls. Amounts
         registry, link_card, emission, redemption, credit_correspondent, abs_balances, lookup_phone,
         card_purchase, get_purchase, card_refund, atm_withdrawal, create_voucher_program, list_voucher_programs,
         voucher_event, block_node, unblock_node, calendar_year, set_day, today, monitoring,
-        reconciliation, nbk_operations, tx_status,
+        reconciliation, nbk_operations, tx_status, checkpoint,
         crate::holding::register_provider, crate::holding::list_providers, crate::holding::oracle_key,
         crate::holding::register_event, crate::holding::list_events, crate::holding::get_event,
         crate::holding::report_occurrence, crate::holding::hold, crate::holding::account_holds,
@@ -109,6 +109,7 @@ pub fn router(network: App) -> Router {
         .route("/v1/operator/monitoring", get(monitoring))
         .route("/v1/operator/reconciliation", get(reconciliation))
         .route("/v1/operator/operations", get(nbk_operations))
+        .route("/v1/operator/checkpoints", post(checkpoint))
         .route("/v1/transactions/{tx_id}", get(tx_status))
         .merge(crate::holding::routes())
         .fallback(not_found)
@@ -695,6 +696,14 @@ async fn monitoring(State(app): State<App>) -> Response {
     responses((status = 200, body = Reconciliation)))]
 async fn reconciliation(State(app): State<App>) -> Response {
     read(app, |n| Ok(n.reconcile())).await
+}
+
+#[utoipa::path(post, path = "/v1/operator/checkpoints", tag = "operator",
+    description = "Write a checkpoint of the notary's unspent set and the nodes' tokens now, and delete the change log it covers (the platform also writes one whenever the log has grown to half the unspent set). Payments go on meanwhile. Before a backup or a planned stop, it makes the next start replay little. The body is empty or `null`.",
+    params(("Idempotency-Key" = String, Header)),
+    responses((status = 200, body = CheckpointView), (status = 400, body = ApiError)))]
+async fn checkpoint(State(app): State<App>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, |n, idem, (): ()| n.checkpoint_now(idem)).await
 }
 
 #[utoipa::path(get, path = "/v1/operator/operations", tag = "operator",

@@ -123,6 +123,8 @@ pub struct Report {
     pub peak_memory_bytes: u64,
     /// Growth of resident memory while seeding, per unspent token.
     pub bytes_per_unspent_token: f64,
+    /// The checkpoint written after seeding, as a long-running platform has one.
+    pub checkpoint: CheckpointCost,
     pub reconciled: bool,
     /// The PostgreSQL baseline with the same load, if asked for.
     pub baseline: Option<postgres::BaselineReport>,
@@ -135,6 +137,17 @@ pub struct Report {
     /// Every check held: valid payments committed, injected ones refused, reconciled.
     pub ok: bool,
     pub problems: Vec<String>,
+}
+
+/// What a checkpoint of the seeded state cost, and that cost spread over the transactions
+/// after which the next one is due (`Network::checkpoint_due`).
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckpointCost {
+    pub unspent_tokens: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    /// `seconds` divided by the transactions between two checkpoints.
+    pub per_payment_us: f64,
 }
 
 /// The machine the run happened on.
@@ -245,6 +258,9 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
     let bytes_per_unspent_token =
         resident_bytes().saturating_sub(resident_before) as f64 / network.reconcile().notary_unspent.max(1) as f64;
     progress(&format!("seeded {} accounts and {} tokens in {seed_seconds:.1} s", config.accounts, config.tokens));
+    let checkpoint = checkpoint_cost(&network)?;
+    progress(&format!("checkpoint of {} tokens in {:.2} s", checkpoint.unspent_tokens, checkpoint.seconds));
+    dtenge_network::spawn_checkpointer(&network).map_err(|e| format!("checkpointer: {e}"))?;
 
     let started = Instant::now();
     let prepared = prepare(accounts, config)?;
@@ -319,6 +335,7 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
         },
         peak_memory_bytes: peak_bytes(),
         bytes_per_unspent_token,
+        checkpoint,
         reconciled: reconciliation.ok,
         baseline,
         throughput_ratio,
@@ -604,6 +621,20 @@ fn tally(outcome: &mut Outcome, answer: dtenge_core::Result<dtenge_network::type
     }
 }
 
+/// Write a checkpoint and time it (nothing else runs meanwhile).
+fn checkpoint_cost(network: &Network) -> Result<CheckpointCost, String> {
+    let started = Instant::now();
+    let written = network.checkpoint().map_err(|e| format!("checkpoint: {e}"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let interval = dtenge_network::checkpoint_interval(written.notary.items);
+    Ok(CheckpointCost {
+        unspent_tokens: written.notary.items,
+        bytes: written.notary.bytes + written.nodes.bytes,
+        seconds,
+        per_payment_us: seconds * 1e6 / interval as f64,
+    })
+}
+
 /// The report as people read it.
 pub fn render(report: &Report) -> String {
     let ms = |us: u64| us as f64 / 1000.0;
@@ -617,6 +648,13 @@ pub fn render(report: &Report) -> String {
     out.push_str(&format!(
         "seeded             {} accounts, {} tokens in {:.1} s; prepared {} transfers in {:.1} s\n",
         report.config.accounts, report.config.tokens, report.seed_seconds, report.submitted, report.prepare_seconds
+    ));
+    out.push_str(&format!(
+        "checkpoint         {} tokens, {:.0} MiB in {:.2} s: {:.2} µs per payment between two checkpoints\n",
+        report.checkpoint.unspent_tokens,
+        report.checkpoint.bytes as f64 / (1u64 << 20) as f64,
+        report.checkpoint.seconds,
+        report.checkpoint.per_payment_us
     ));
     out.push_str(&format!(
         "mode               {}\n",

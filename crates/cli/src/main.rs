@@ -274,6 +274,7 @@ fn up(data: PathBuf, listen: SocketAddr) -> Result<ExitCode, String> {
             .map_err(|e| e.to_string())?;
     }
     dtenge_network::spawn_expiry_sweeper(&network).map_err(|e| format!("expiry sweeper: {e}"))?;
+    dtenge_network::spawn_checkpointer(&network).map_err(|e| format!("checkpointer: {e}"))?;
     let console =
         Arc::new(dtenge_console::Console::open(network.clone(), &data, Entropy::from_os()).map_err(|e| e.to_string())?);
     let demo_users = console.ensure_demo_users().map_err(|e| e.to_string())?;

@@ -21,7 +21,9 @@
 //! Alongside, six clients that keep their own keys pay each other with transactions they sign
 //! (`POST /v1/nodes/{node}/transactions`, the batched payment pipeline): every one the API
 //! acknowledged is committed and in both histories after the restart, and their DT total is
-//! unchanged.
+//! unchanged. And an operator asks for checkpoints of the unspent set and the nodes' tokens
+//! (`POST /v1/operator/checkpoints`) over and over, so that the kill may land in one and the
+//! restart rebuilds the tokens from a checkpoint plus the change log after it.
 
 use dtenge_core::crypto::SecretKey;
 use dtenge_core::money::Amount;
@@ -378,6 +380,19 @@ fn acknowledged_payments_survive_sigkill() {
             thread::spawn(move || sign_until_stopped(&base, &signers, t, &stop, &killed))
         })
         .collect();
+    let checkpointer = {
+        let (base, stop) = (first.base.clone(), stop.clone());
+        thread::spawn(move || {
+            let client = Client::new(&base);
+            let mut written = 0usize;
+            while !stop.load(Ordering::SeqCst) && written < SENDS_PER_THREAD_MAX {
+                if client.post("/v1/operator/checkpoints", &Value::Null).is_ok() {
+                    written += 1;
+                }
+            }
+            written
+        })
+    };
     thread::sleep(LOAD);
     killed.store(true, Ordering::SeqCst);
     first.kill();
@@ -401,6 +416,9 @@ fn acknowledged_payments_survive_sigkill() {
             *signed_refused.entry(code).or_default() += n;
         }
     }
+    let checkpoints = checkpointer.join().expect("checkpoint thread");
+    println!("checkpoints written before the kill: {checkpoints}");
+    assert!(checkpoints > 0, "no checkpoint was written before the kill");
     println!("signed: {} payments acknowledged, refused: {signed_refused:?}", signed.len());
     assert!(!signed.is_empty(), "no signed payment was acknowledged before the kill");
     assert!(signed_refused.keys().all(|code| !code.starts_with('5')), "server errors: {signed_refused:?}");

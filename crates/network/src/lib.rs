@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod types;
 
 pub use env::{Clock, Entropy, ManualClock, SystemClock};
+pub use ops::checkpoint::{checkpoint_interval, spawn_checkpointer, CheckpointReport};
 pub use ops::holding::spawn_expiry_sweeper;
 pub use ops::operator::OPERATOR_TABLE;
 pub use pipeline::{Completion, Pipeline, Submission};
@@ -177,6 +178,10 @@ pub struct Network {
     pub(crate) notifications: Mutex<ops::holding::Notifications>,
     /// Transactions committed since open.
     pub(crate) committed_transactions: std::sync::atomic::AtomicU64,
+    /// Transactions logged since the last checkpoint (or replayed at open): when it is due.
+    pub(crate) changes_since_checkpoint: std::sync::atomic::AtomicU64,
+    /// One checkpoint at a time.
+    pub(crate) checkpoint_lock: Mutex<()>,
     /// Started on first use by [`Network::pipeline`].
     pub(crate) pipeline: std::sync::OnceLock<Pipeline>,
 }
@@ -265,7 +270,7 @@ impl Network {
     }
 
     fn load(store: Store, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Network> {
-        let notary = Notary::load(&store)?;
+        let (notary, replayed) = Notary::load(&store)?;
         let oracle = dtenge_oracle::Oracle::load(&store)?.ok_or_else(|| Error::internal("no oracle in the store"))?;
         let notifications = ops::holding::Notifications::load(&store)?;
         let abs = Abs::load(&store)?;
@@ -329,6 +334,8 @@ impl Network {
             oracle: Mutex::new(oracle),
             notifications: Mutex::new(notifications),
             committed_transactions: std::sync::atomic::AtomicU64::new(0),
+            changes_since_checkpoint: std::sync::atomic::AtomicU64::new(replayed as u64),
+            checkpoint_lock: Mutex::new(()),
             pipeline: std::sync::OnceLock::new(),
         };
         let check = network.reconcile();
@@ -559,6 +566,7 @@ impl Network {
             }
         }
         self.committed_transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.changes_since_checkpoint.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Transactions committed since this process opened the network (the consoles' live

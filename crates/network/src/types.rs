@@ -193,6 +193,25 @@ pub struct NodeView {
     pub correspondent_tiyn: i64,
 }
 
+/// One checkpoint written (see `POST /v1/operator/checkpoints`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointPart {
+    /// Checkpoints written so far, this one included.
+    pub generation: u64,
+    /// Tokens in it.
+    pub tokens: u64,
+    pub bytes: u64,
+    /// Rows of the change log it made obsolete, deleted with it.
+    pub log_rows_deleted: u64,
+}
+
+/// A checkpoint of the notary's unspent set and of the nodes' tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointView {
+    pub notary: CheckpointPart,
+    pub nodes: CheckpointPart,
+}
+
 /// Monitoring totals.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Monitoring {

@@ -165,6 +165,8 @@ enum Op {
     Unblock {
         node: usize,
     },
+    /// Write a checkpoint of the unspent set and the nodes' tokens (no visible change).
+    Checkpoint,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -276,6 +278,7 @@ impl Model {
             }
             Op::Block { node } => m.blocked[node] = true,
             Op::Unblock { node } => m.blocked[node] = false,
+            Op::Checkpoint => {}
         }
         Ok(m)
     }
@@ -338,6 +341,7 @@ fn apply(network: &Network, accts: &[Acct], model: &Model, op: &Op) -> Result<()
         }
         Op::Block { node } => network.block(None, NODES[node], BlockRequest { reason: "audit".into() }).map(drop),
         Op::Unblock { node } => network.unblock(None, NODES[node]).map(drop),
+        Op::Checkpoint => network.checkpoint().map(drop),
     };
     r.map_err(|e| e.code)
 }
@@ -482,6 +486,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             .prop_map(|(agency, lines)| Op::Registry { agency, lines }),
         1 => node.clone().prop_map(|node| Op::Block { node }),
         2 => node.prop_map(|node| Op::Unblock { node }),
+        2 => Just(Op::Checkpoint),
     ]
 }
 

@@ -17,13 +17,17 @@ use dtenge_core::money::Amount;
 use dtenge_core::token::{Input, Output, Policy, TokenId, TxId};
 use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
-use dtenge_store::{LogTable, Store, Table, WriteBatch};
+use dtenge_store::{Checkpointed, LogTable, Store, Table, WriteBatch};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 pub const META_TABLE: Table = Table("node_meta");
 pub const ACCOUNTS_TABLE: Table = Table("node_accounts");
-pub const TOKENS_TABLE: Table = Table("node_tokens");
+/// Every node's tokens: a log of changes (per delta: the node, the tokens spent, the tokens
+/// received with their owners) and checkpoints of every node's tokens (see
+/// `dtenge_store::checkpoint`).
+pub const TOKENS: Checkpointed =
+    Checkpointed { log: LogTable("node_tokens_log"), items: Table("node_tokens_checkpoint") };
 /// History lines, as `(node, client, entry)` records. Log tables: every node appends to them and
 /// nothing reads a record by key (history is read whole at start), so a group commit writes a
 /// few rows instead of a row per line.
@@ -31,8 +35,15 @@ pub const HISTORY_LOG: LogTable = LogTable("node_history_log");
 /// The transactions each node took part in, as `(node, tx id, transaction)` records.
 pub const TXS_LOG: LogTable = LogTable("node_txs_log");
 pub const CARDS_TABLE: Table = Table("node_cards");
-pub const TABLES: [Table; 6] =
-    [META_TABLE, ACCOUNTS_TABLE, TOKENS_TABLE, HISTORY_LOG.table(), TXS_LOG.table(), CARDS_TABLE];
+pub const TABLES: [Table; 7] = [
+    META_TABLE,
+    ACCOUNTS_TABLE,
+    TOKENS.tables()[0],
+    TOKENS.tables()[1],
+    HISTORY_LOG.table(),
+    TXS_LOG.table(),
+    CARDS_TABLE,
+];
 
 /// The client id of a node's own account (its DT liquidity).
 pub const OWN_ACCOUNT: &str = "own";
@@ -194,6 +205,9 @@ struct AccountState {
     next_seq: u64,
 }
 
+/// A change record of [`TOKENS`]'s log: the node, the tokens spent, the tokens received.
+type TokenChange = (String, Vec<TokenId>, Vec<(String, Input)>);
+
 /// The changes one committed transaction (or account operation) makes to a node.
 #[derive(Debug, Default)]
 pub struct Delta {
@@ -213,11 +227,10 @@ impl Delta {
     /// The durable record of this delta.
     pub fn writes(&self, accounts: &NodeState, batch: &mut WriteBatch) -> Result<()> {
         let node = self.node_id.as_bytes();
-        for token in &self.spent {
-            batch.delete(TOKENS_TABLE, key2(node, &token.0 .0));
-        }
-        for (token, client, input) in &self.received {
-            batch.put_value(TOKENS_TABLE, key2(node, &token.0 .0), &(client, input))?;
+        if !self.spent.is_empty() || !self.received.is_empty() {
+            let received: Vec<(&String, &Input)> =
+                self.received.iter().map(|(_, client, input)| (client, input)).collect();
+            batch.record_value(TOKENS.log, &(&self.node_id, &self.spent, received))?;
         }
         for (client, entry) in &self.history {
             batch.record_value(HISTORY_LOG, &(&self.node_id, client, entry))?;
@@ -327,10 +340,23 @@ impl NodeState {
             let node = nodes.get_mut(&node).ok_or_else(|| Error::internal("account of unknown node"))?;
             node.insert_account(record);
         }
-        for (key, (client, input)) in store.scan_values::<(String, Input)>(TOKENS_TABLE)? {
-            let (node, _) = node_of(&key)?;
+        // The tokens: the checkpoint, then the changes after it, in order. A change the
+        // checkpoint already reflects changes nothing (a token is received once, spent once).
+        let loaded = TOKENS.load(store)?;
+        for item in &loaded.items {
+            let (node, client, input): (String, String, Input) = dtenge_store::decode(item)?;
             let node = nodes.get_mut(&node).ok_or_else(|| Error::internal("token of unknown node"))?;
             node.insert_token(client, input)?;
+        }
+        for change in &loaded.changes {
+            let (node, spent, received): TokenChange = dtenge_store::decode(change)?;
+            let node = nodes.get_mut(&node).ok_or_else(|| Error::internal("token of unknown node"))?;
+            for token in spent {
+                node.remove_token(&token);
+            }
+            for (client, input) in received {
+                node.insert_token(client, input)?;
+            }
         }
         for (node, client, entry) in store.scan_log_values::<(String, String, HistoryEntry)>(HISTORY_LOG)? {
             if let Some(state) = nodes.get_mut(&node).and_then(|n| n.accounts.get_mut(&client)) {
@@ -357,6 +383,24 @@ impl NodeState {
             client,
             AccountState { record, key, tokens: BTreeSet::new(), history: VecDeque::new(), next_seq: 0 },
         );
+    }
+
+    fn remove_token(&mut self, token: &TokenId) {
+        if let Some(holding) = self.tokens.remove(token) {
+            if let Some(state) = self.accounts.get_mut(&holding.owner_client) {
+                state.tokens.remove(token);
+            }
+        }
+    }
+
+    /// Checkpoint items for those of `ids` the node still holds: `(node, owner, input)`.
+    /// Tokens spent since the ids were read are skipped (their spend is in the log after the
+    /// checkpoint's position, and so would be the receipt of any token received since).
+    pub fn checkpoint_items(&self, ids: &[TokenId]) -> Vec<Result<Vec<u8>>> {
+        ids.iter()
+            .filter_map(|id| self.tokens.get(id))
+            .map(|holding| dtenge_store::encode(&(&self.meta.id, &holding.owner_client, &holding.input)))
+            .collect()
     }
 
     fn insert_token(&mut self, client: String, input: Input) -> Result<()> {
@@ -942,12 +986,8 @@ impl NodeState {
     /// Apply a persisted delta.
     pub fn apply(&mut self, delta: Delta) {
         debug_assert_eq!(delta.node_id, self.meta.id);
-        for token in delta.spent {
-            if let Some(holding) = self.tokens.remove(&token) {
-                if let Some(state) = self.accounts.get_mut(&holding.owner_client) {
-                    state.tokens.remove(&token);
-                }
-            }
+        for token in &delta.spent {
+            self.remove_token(token);
         }
         for (token, client, input) in delta.received {
             if let Some(state) = self.accounts.get_mut(&client) {

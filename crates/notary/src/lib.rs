@@ -16,22 +16,30 @@
 //! a conflicting spend is refused, a resubmission answers `RequestInProgress` (never an early
 //! "committed"), and so does a spend of a pending output: nothing can spend an output before
 //! the transaction that creates it is durable, so commits on disk always come in spend order.
+//!
+//! Persistence: each spend appends one change record (its inputs and outputs) to
+//! [`UNSPENT`]'s log, and [`Notary::checkpoint_items`] dumps the durable unspent set for a
+//! checkpoint (see `dtenge_store::checkpoint`): start-up reads the checkpoint and replays the
+//! changes after it.
 
 use dtenge_core::token::{TokenId, TxId};
 use dtenge_core::{Error, ErrorCode, Result};
-use dtenge_store::{LogTable, Table, WriteBatch};
+use dtenge_store::{Checkpointed, LogTable, Table, WriteBatch};
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::{HashMap, HashSet};
 
 /// Shards of the unspent set: one per value of a token id's first byte.
 pub const SHARDS: usize = 256;
 
-/// Tables the notary persists.
-pub const UNSPENT_TABLE: Table = Table("notary_unspent");
+/// The unspent set: a log of spends (inputs and outputs of each) and checkpoints of the set.
+pub const UNSPENT: Checkpointed =
+    Checkpointed { log: LogTable("notary_unspent_log"), items: Table("notary_unspent_checkpoint") };
 /// The ids of committed transactions, appended a group commit at a time (a log table: nothing
 /// reads one by key, the notary reads them all at start).
 pub const COMMITTED_LOG: LogTable = LogTable("notary_committed_log");
-pub const TABLES: [Table; 2] = [UNSPENT_TABLE, COMMITTED_LOG.table()];
+pub const TABLES: [Table; 3] = [UNSPENT.tables()[0], UNSPENT.tables()[1], COMMITTED_LOG.table()];
+/// Bytes of a token id in a change record or a checkpoint item.
+const TOKEN_BYTES: usize = 32;
 
 /// What the notary is asked: spend these tokens, create those.
 #[derive(Clone, Copy, Debug)]
@@ -68,6 +76,9 @@ struct Shard {
     unspent: HashSet<TokenId>,
     /// Outputs of pending transactions: not spendable until their transaction is durable.
     pending_outputs: HashSet<TokenId>,
+    /// Inputs of pending transactions: gone from `unspent`, but unspent on the disk until
+    /// their transaction is durable (a checkpoint dumps them).
+    pending_inputs: HashSet<TokenId>,
     txs: HashMap<TxId, TxState>,
 }
 
@@ -103,13 +114,36 @@ impl Notary {
         notary
     }
 
-    /// Rebuild from the store.
-    pub fn load(store: &dtenge_store::Store) -> Result<Notary> {
-        let unspent = store.scan(UNSPENT_TABLE)?.into_iter().map(|(k, _)| token_of(&k));
-        let unspent: Vec<TokenId> = unspent.collect::<Result<_>>()?;
+    /// Rebuild from the store: the checkpoint, then the changes logged after it, in order.
+    /// Returns the notary and the number of changes replayed.
+    pub fn load(store: &dtenge_store::Store) -> Result<(Notary, usize)> {
+        let loaded = UNSPENT.load(store)?;
+        let mut unspent: HashSet<TokenId> = loaded.items.iter().map(|item| token_of(item)).collect::<Result<_>>()?;
+        for change in &loaded.changes {
+            let (inputs, outputs) = change_of(change)?;
+            // A change the checkpoint already reflects changes nothing: a token id is created
+            // once and spent once.
+            for input in inputs {
+                unspent.remove(&input);
+            }
+            unspent.extend(outputs);
+        }
         let committed = store.scan_log(COMMITTED_LOG)?.into_iter().map(|record| tx_of(&record));
         let committed: Vec<TxId> = committed.collect::<Result<_>>()?;
-        Ok(Notary::restore(unspent, committed))
+        Ok((Notary::restore(unspent, committed), loaded.changes.len()))
+    }
+
+    /// The durable unspent set, for a checkpoint: one 32-byte item per token, produced one
+    /// shard at a time as the iterator is consumed. The inputs of pending transactions count
+    /// as unspent (their spend is not durable yet) and pending outputs do not. Call after
+    /// `UNSPENT.begin` (see `dtenge_store::checkpoint` for why a moving view is enough).
+    pub fn checkpoint_items(&self) -> impl Iterator<Item = Result<Vec<u8>>> + '_ {
+        self.shards.iter().flat_map(|shard| {
+            let shard = shard.lock();
+            let items: Vec<Result<Vec<u8>>> =
+                shard.unspent.iter().chain(&shard.pending_inputs).map(|id| Ok(id.0 .0.to_vec())).collect();
+            items
+        })
     }
 
     fn lock_for(&self, request: &SpendRequest<'_>) -> Locked<'_> {
@@ -154,7 +188,9 @@ impl Notary {
             }
         }
         for input in request.inputs {
-            locked.shard(usize::from(input.shard())).unspent.remove(input);
+            let shard = locked.shard(usize::from(input.shard()));
+            shard.unspent.remove(input);
+            shard.pending_inputs.insert(*input);
         }
         for output in request.outputs {
             locked.shard(usize::from(output.shard())).pending_outputs.insert(*output);
@@ -165,12 +201,7 @@ impl Notary {
 
     /// The durable record of an accepted spend.
     pub fn writes(request: &SpendRequest<'_>, batch: &mut WriteBatch) {
-        for input in request.inputs {
-            batch.delete(UNSPENT_TABLE, input.0 .0.to_vec());
-        }
-        for output in request.outputs {
-            batch.put(UNSPENT_TABLE, output.0 .0.to_vec(), Vec::new());
-        }
+        batch.record(UNSPENT.log, change_record(request));
         batch.record(COMMITTED_LOG, request.tx_id.0 .0.to_vec());
     }
 
@@ -178,6 +209,10 @@ impl Notary {
     /// resubmissions.
     pub fn finalize(&self, request: SpendRequest<'_>) {
         let mut locked = self.lock_for(&request);
+        for input in request.inputs {
+            let was_pending = locked.shard(usize::from(input.shard())).pending_inputs.remove(input);
+            debug_assert!(was_pending);
+        }
         for output in request.outputs {
             let shard = locked.shard(usize::from(output.shard()));
             let was_pending = shard.pending_outputs.remove(output);
@@ -197,7 +232,9 @@ impl Notary {
             locked.shard(usize::from(output.shard())).pending_outputs.remove(output);
         }
         for input in request.inputs {
-            locked.shard(usize::from(input.shard())).unspent.insert(*input);
+            let shard = locked.shard(usize::from(input.shard()));
+            shard.pending_inputs.remove(input);
+            shard.unspent.insert(*input);
         }
     }
 
@@ -241,6 +278,31 @@ impl Locked<'_> {
 fn token_of(key: &[u8]) -> Result<TokenId> {
     let bytes: [u8; 32] = key.try_into().map_err(|_| Error::internal("bad token key"))?;
     Ok(TokenId(dtenge_core::crypto::Hash32(bytes)))
+}
+
+/// A spend's change record: `[inputs u32 LE][input ids][output ids]`.
+fn change_record(request: &SpendRequest<'_>) -> Vec<u8> {
+    let mut record = Vec::with_capacity(4 + TOKEN_BYTES * (request.inputs.len() + request.outputs.len()));
+    // Inputs per transaction are bounded far below u32 by validation.
+    record.extend_from_slice(&(request.inputs.len() as u32).to_le_bytes());
+    for id in request.inputs.iter().chain(request.outputs) {
+        record.extend_from_slice(&id.0 .0);
+    }
+    record
+}
+
+/// The inputs and outputs of a change record.
+fn change_of(record: &[u8]) -> Result<(Vec<TokenId>, Vec<TokenId>)> {
+    let bad = || Error::internal("bad change record in the notary's log");
+    let (count, ids) = record.split_first_chunk::<4>().ok_or_else(bad)?;
+    let inputs = u32::from_le_bytes(*count) as usize;
+    if ids.len() % TOKEN_BYTES != 0 || ids.len() / TOKEN_BYTES < inputs {
+        return Err(bad());
+    }
+    let mut tokens = ids.chunks_exact(TOKEN_BYTES).map(token_of);
+    let inputs = tokens.by_ref().take(inputs).collect::<Result<_>>()?;
+    let outputs = tokens.collect::<Result<_>>()?;
+    Ok((inputs, outputs))
 }
 
 fn tx_of(key: &[u8]) -> Result<TxId> {
@@ -338,12 +400,47 @@ mod tests {
     }
 
     #[test]
-    fn writes_describe_the_spend() {
-        let ins = [token(1)];
-        let outs = [token(2)];
+    fn the_unspent_set_survives_reopen_through_its_log_and_checkpoints() {
+        use dtenge_store::{SimDisk, Store};
+        let disk = SimDisk::new();
+        let store = Store::open_simulated(disk.clone(), &TABLES).unwrap();
+        let notary = Notary::new();
+        let ids = |range: std::ops::Range<u32>| range.map(token).collect::<Vec<_>>();
+        let commit = |n: u32, ins: &[TokenId], outs: &[TokenId]| {
+            let request = SpendRequest { tx_id: tx(n), inputs: ins, outputs: outs };
+            assert_eq!(notary.try_spend(request).unwrap(), Spend::Pending);
+            let mut batch = WriteBatch::new();
+            Notary::writes(&request, &mut batch);
+            store.commit(batch).unwrap();
+            notary.finalize(request);
+        };
+        commit(0, &[], &ids(0..10));
+        commit(1, &ids(0..2), &ids(100..102));
+        // A checkpoint while transaction 2 is pending: its input is still unspent on the disk,
+        // its output does not exist there yet.
+        let (pending_in, pending_out) = (ids(2..3), ids(102..103));
+        let pending = SpendRequest { tx_id: tx(2), inputs: &pending_in, outputs: &pending_out };
+        notary.try_spend(pending).unwrap();
+        let begun = UNSPENT.begin(&store).unwrap();
+        let items: Vec<Vec<u8>> = notary.checkpoint_items().map(Result::unwrap).collect();
+        assert!(items.contains(&token(2).0 .0.to_vec()) && !items.contains(&token(102).0 .0.to_vec()));
+        let written = UNSPENT.write(&store, begun, items.into_iter().map(Ok)).unwrap();
+        assert_eq!(written.items, 10);
         let mut batch = WriteBatch::new();
-        Notary::writes(&SpendRequest { tx_id: tx(1), inputs: &ins, outputs: &outs }, &mut batch);
-        assert_eq!(batch.len(), 3);
+        Notary::writes(&pending, &mut batch);
+        store.commit(batch).unwrap();
+        notary.finalize(pending);
+        commit(3, &ids(100..101), &ids(103..104));
+        drop(store);
+
+        let store = Store::open_simulated(disk, &TABLES).unwrap();
+        let (reopened, replayed) = Notary::load(&store).unwrap();
+        assert_eq!(replayed, 2, "the changes after the checkpoint");
+        assert_eq!(reopened.unspent(), notary.unspent());
+        let expected: HashSet<TokenId> = ids(3..10).into_iter().chain([token(101), token(102), token(103)]).collect();
+        assert_eq!(reopened.unspent(), expected);
+        assert!((0..4).all(|n| reopened.is_committed(&tx(n))));
+        assert!(change_of(&[1, 0, 0, 0]).is_err(), "a record naming an input it lacks is refused");
         let _ = Hash32([0; 32]);
     }
 }

@@ -22,6 +22,7 @@ impl Platform {
     pub fn start(data_dir: &Path, listen: SocketAddr, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Platform> {
         let network = Arc::new(Network::open(data_dir, &NetworkConfig::standard(), clock, entropy)?);
         dtenge_network::spawn_expiry_sweeper(&network).map_err(|e| Error::internal(format!("expiry sweeper: {e}")))?;
+        dtenge_network::spawn_checkpointer(&network).map_err(|e| Error::internal(format!("checkpointer: {e}")))?;
         let console = Arc::new(dtenge_console::Console::open(network.clone(), data_dir, Entropy::from_os())?);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -95,6 +95,10 @@ pub struct Faults {
     /// Longest pause between two turns of the payment pipeline: longer pauses make larger
     /// batches (several submissions, repeats and double spends in one commit).
     pub batch_wait_ms_max: u64,
+    /// Chance that the process writes a checkpoint of the unspent set and the nodes' tokens
+    /// before a new request (with `crash_in_commit_permille`, a crash may hit any of its
+    /// commits).
+    pub checkpoint_permille: u32,
 }
 
 impl Faults {
@@ -107,6 +111,7 @@ impl Faults {
             crash_in_commit_permille: pick(rng, &[0, 30, 150, 500]),
             crash_idle_permille: pick(rng, &[0, 20, 100]),
             batch_wait_ms_max: [3, 20, 60][rng.gen_range(0..3)],
+            checkpoint_permille: pick(rng, &[0, 10, 50, 200]),
         }
     }
 
@@ -117,6 +122,7 @@ impl Faults {
         crash_in_commit_permille: 0,
         crash_idle_permille: 0,
         batch_wait_ms_max: 3,
+        checkpoint_permille: 0,
     };
 }
 
@@ -447,6 +453,9 @@ impl Sim {
         if self.network.is_some() && self.chance(self.faults.crash_idle_permille) {
             self.crash("idle");
         }
+        if self.network.is_some() && self.chance(self.faults.checkpoint_permille) {
+            self.checkpoint()?;
+        }
         let index = self.requests.len();
         if let Some(op) = self.draw_op()? {
             self.push_request(op);
@@ -600,6 +609,40 @@ impl Sim {
             self.crash("restart after a failed write");
         }
         Ok(())
+    }
+
+    /// A checkpoint, unless a pipeline batch is between its commit and its apply (the process
+    /// would wait for it: the checkpointer thread of `dtenge up` does). A crash may hit any of
+    /// its commits; the restart then finds the previous checkpoint and the whole log after it.
+    fn checkpoint(&mut self) -> Result<(), String> {
+        if self.pipeline_in_commit.is_some() {
+            return Ok(());
+        }
+        if self.chance(self.faults.crash_in_commit_permille) {
+            let mode = match self.rng.gen_range(0..3) {
+                0 => CrashMode::BeforeWrite,
+                1 => CrashMode::Torn { kept_bytes_permille: self.rng.gen_range(1..1000) },
+                _ => CrashMode::AfterWrite,
+            };
+            let commit = self.rng.gen_range(1..=3);
+            self.disk.arm_crash(commit, mode);
+        }
+        let outcome = self.net()?.checkpoint();
+        if self.disk.crashed() {
+            self.crash("in checkpoint");
+            return Ok(());
+        }
+        self.disk.disarm();
+        match outcome {
+            Ok(report) => {
+                self.log(format!(
+                    "checkpoint {}: {} unspent, {} node tokens",
+                    report.notary.generation, report.notary.items, report.nodes.items
+                ));
+                Ok(())
+            }
+            Err(e) => Err(format!("a checkpoint failed without a crash: {e}")),
+        }
     }
 
     fn maybe_arm_crash(&mut self) {
@@ -1002,6 +1045,7 @@ pub fn report_json(report: &SimReport) -> serde_json::Value {
             "crash_in_commit_permille": report.faults.crash_in_commit_permille,
             "crash_idle_permille": report.faults.crash_idle_permille,
             "batch_wait_ms_max": report.faults.batch_wait_ms_max,
+            "checkpoint_permille": report.faults.checkpoint_permille,
         },
         "requests": report.requests,
         "succeeded": report.succeeded,

@@ -37,8 +37,10 @@ use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
+pub mod checkpoint;
 mod log;
 pub mod sim;
+pub use checkpoint::Checkpointed;
 pub use log::{LogTable, LOG_ROW_BYTES_MAX};
 pub use sim::{CrashMode, DiskStats, SimDisk};
 
@@ -208,6 +210,17 @@ struct Shared {
     keyspaces: RwLock<HashMap<&'static str, Keyspace>>,
     /// Set by the first failed commit; every later commit is refused.
     failed: std::sync::OnceLock<String>,
+    /// The next row of each log table; the committer takes them, [`Store::log_next`] reads them.
+    sequences: parking_lot::Mutex<log::Sequences>,
+}
+
+impl Shared {
+    /// The last key of a table, to continue a log's sequence.
+    fn last_key(&self, table: Table) -> Result<Option<Vec<u8>>> {
+        let Some(keyspace) = self.keyspace(table, false)? else { return Ok(None) };
+        let last = keyspace.last_key_value().map(|row| row.key()).transpose().map_err(|e| storage_error("log", e))?;
+        Ok(last.map(|key| key.to_vec()))
+    }
 }
 
 impl Shared {
@@ -277,8 +290,12 @@ impl Store {
             .worker_threads(FJALL_WORKER_THREADS)
             .open()
             .map_err(|e| storage_error("open database", e))?;
-        let shared =
-            Arc::new(Shared { db, keyspaces: RwLock::new(HashMap::new()), failed: std::sync::OnceLock::new() });
+        let shared = Arc::new(Shared {
+            db,
+            keyspaces: RwLock::new(HashMap::new()),
+            failed: std::sync::OnceLock::new(),
+            sequences: parking_lot::Mutex::new(log::Sequences::default()),
+        });
         for table in tables {
             shared.keyspace(*table, true)?;
         }
@@ -340,12 +357,39 @@ impl Store {
         let Some(keyspace) = engine.shared.keyspace(table, false)? else {
             return Ok(Vec::new());
         };
-        let mut rows = Vec::new();
-        for row in keyspace.iter() {
-            let (k, v) = row.into_inner().map_err(|e| storage_error("scan", e))?;
-            rows.push((k.to_vec(), v.to_vec()));
+        collect_rows(keyspace.iter())
+    }
+
+    /// The sequence number the next row of a log table will get: every row committed so far is
+    /// below it.
+    pub fn log_next(&self, table: LogTable) -> Result<u64> {
+        match &self.engine {
+            Engine::Fjall(engine) => {
+                let shared = &engine.shared;
+                shared.sequences.lock().peek(table.table(), &mut |t| shared.last_key(t))
+            }
+            Engine::Simulated(engine) => engine.log_next(table.table()),
         }
-        Ok(rows)
+    }
+
+    /// The rows of a table whose keys start with `prefix`, in key order.
+    pub fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let engine = match &self.engine {
+            Engine::Fjall(engine) => engine,
+            Engine::Simulated(engine) => return Ok(engine.scan_prefix(table, prefix)),
+        };
+        let Some(keyspace) = engine.shared.keyspace(table, false)? else { return Ok(Vec::new()) };
+        collect_rows(keyspace.prefix(prefix))
+    }
+
+    /// The rows of a table from the key `from` on, in key order.
+    pub fn scan_from(&self, table: Table, from: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let engine = match &self.engine {
+            Engine::Fjall(engine) => engine,
+            Engine::Simulated(engine) => return Ok(engine.scan_from(table, from)),
+        };
+        let Some(keyspace) = engine.shared.keyspace(table, false)? else { return Ok(Vec::new()) };
+        collect_rows(keyspace.range(from.to_vec()..))
     }
 
     /// Every record of a log table, in the order they were committed.
@@ -385,6 +429,15 @@ impl Store {
     }
 }
 
+fn collect_rows(rows: impl Iterator<Item = fjall::Guard>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut collected = Vec::new();
+    for row in rows {
+        let (k, v) = row.into_inner().map_err(|e| storage_error("scan", e))?;
+        collected.push((k.to_vec(), v.to_vec()));
+    }
+    Ok(collected)
+}
+
 impl Drop for FjallEngine {
     fn drop(&mut self) {
         // Closing the queue ends the committer after it has committed what it holds.
@@ -400,7 +453,6 @@ impl Drop for FjallEngine {
 }
 
 fn run_committer(shared: &Shared, queue: &Receiver<Job>) {
-    let mut sequences = log::Sequences::default();
     while let Ok(first) = queue.recv() {
         let mut jobs = Vec::with_capacity(64);
         jobs.push(first);
@@ -418,9 +470,8 @@ fn run_committer(shared: &Shared, queue: &Receiver<Job>) {
             Err(storage_error("commit", format!("an earlier commit failed ({reason}); restart the platform")))
         } else {
             // A panic in fjall must not leave callers without an answer.
-            let outcome =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_all(shared, &mut sequences, &jobs)))
-                    .unwrap_or_else(|_| Err(storage_error("commit", "the storage engine panicked")));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_all(shared, &jobs)))
+                .unwrap_or_else(|_| Err(storage_error("commit", "the storage engine panicked")));
             if let Err(e) = &outcome {
                 let _ = shared.failed.set(e.message.clone());
             }
@@ -435,7 +486,7 @@ fn run_committer(shared: &Shared, queue: &Receiver<Job>) {
 /// Writes every job in one atomic fjall batch, then fsyncs the journal. Only after the fsync
 /// does fjall apply the batch to the memtables, where readers see it.
 /// Log records are folded into one row per log table (see [`LogTable`]), written with the rest.
-fn write_all(shared: &Shared, sequences: &mut log::Sequences, jobs: &[Job]) -> Result<()> {
+fn write_all(shared: &Shared, jobs: &[Job]) -> Result<()> {
     let ops: usize = jobs.iter().map(|job| job.batch.len()).sum();
     let mut batch =
         fjall::OwnedWriteBatch::with_capacity(shared.db.clone(), ops).durability(Some(PersistMode::SyncAll));
@@ -457,11 +508,10 @@ fn write_all(shared: &Shared, sequences: &mut log::Sequences, jobs: &[Job]) -> R
             Op::Record { .. } => {}
         }
     }
-    let rows = sequences.fold(all_ops(), |table| {
-        let keyspace = keyspace_of(table)?;
-        let last = keyspace.last_key_value().map(|row| row.key()).transpose().map_err(|e| storage_error("log", e))?;
-        Ok(last.map(|key| key.to_vec()))
-    })?;
+    // Held until the batch is written, so that `log_next` never reads a number this group
+    // takes but has not written yet.
+    let mut sequences = shared.sequences.lock();
+    let rows = sequences.fold(all_ops(), |table| shared.last_key(table))?;
     for (table, key, value) in rows {
         batch.insert(&keyspace_of(table)?, key, value);
     }

@@ -93,15 +93,26 @@ impl Sequences {
         Ok(rows)
     }
 
+    /// The sequence number `table`'s next row will get.
+    pub(crate) fn peek(
+        &mut self,
+        table: Table,
+        last_key: &mut impl FnMut(Table) -> Result<Option<Vec<u8>>>,
+    ) -> Result<u64> {
+        if let Some(next) = self.next.get(table.0) {
+            return Ok(*next);
+        }
+        let next = match last_key(table)? {
+            Some(key) => sequence_of(&key)?.checked_add(1).ok_or_else(|| storage_error("commit", "log full"))?,
+            None => 0,
+        };
+        self.next.insert(table.0, next);
+        Ok(next)
+    }
+
     /// The key of `table`'s next row.
     fn take(&mut self, table: Table, last_key: &mut impl FnMut(Table) -> Result<Option<Vec<u8>>>) -> Result<Vec<u8>> {
-        let next = match self.next.get(table.0) {
-            Some(next) => *next,
-            None => match last_key(table)? {
-                Some(key) => sequence_of(&key)?.checked_add(1).ok_or_else(|| storage_error("commit", "log full"))?,
-                None => 0,
-            },
-        };
+        let next = self.peek(table, last_key)?;
         self.next.insert(table.0, next.checked_add(1).ok_or_else(|| storage_error("commit", "log full"))?);
         Ok(next.to_be_bytes().to_vec())
     }

@@ -260,6 +260,27 @@ impl SimEngine {
         tables.get(table.0).map(|rows| rows.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
     }
 
+    pub(crate) fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let tables = self.tables.read();
+        let Some(rows) = tables.get(table.0) else { return Vec::new() };
+        rows.range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub(crate) fn scan_from(&self, table: Table, from: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let tables = self.tables.read();
+        let Some(rows) = tables.get(table.0) else { return Vec::new() };
+        rows.range(from.to_vec()..).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    pub(crate) fn log_next(&self, table: Table) -> Result<u64> {
+        let tables = self.tables.read();
+        let last = tables.get(table.0).and_then(|rows| rows.keys().next_back().cloned());
+        Sequences::default().peek(table, &mut |_| Ok(last.clone()))
+    }
+
     pub(crate) fn get(&self, table: Table, key: &[u8]) -> Option<Vec<u8>> {
         self.tables.read().get(table.0).and_then(|rows| rows.get(key).cloned())
     }

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod cards;
+pub mod checkpoint;
 pub mod conversion;
 pub mod holding;
 pub mod operator;
