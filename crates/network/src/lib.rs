@@ -182,6 +182,8 @@ pub struct Network {
     pub(crate) changes_since_checkpoint: std::sync::atomic::AtomicU64,
     /// One checkpoint at a time.
     pub(crate) checkpoint_lock: Mutex<()>,
+    /// Signers' keys, decompressed once for the pipeline's signature checks.
+    pub(crate) key_cache: dtenge_core::crypto::KeyCache,
     /// Started on first use by [`Network::pipeline`].
     pub(crate) pipeline: std::sync::OnceLock<Pipeline>,
 }
@@ -336,6 +338,7 @@ impl Network {
             committed_transactions: std::sync::atomic::AtomicU64::new(0),
             changes_since_checkpoint: std::sync::atomic::AtomicU64::new(replayed as u64),
             checkpoint_lock: Mutex::new(()),
+            key_cache: dtenge_core::crypto::KeyCache::default(),
             pipeline: std::sync::OnceLock::new(),
         };
         let check = network.reconcile();

@@ -34,7 +34,7 @@
 use crate::types::Receipt;
 use crate::{Idem, Network};
 use crossbeam_channel::{bounded, Receiver, Sender};
-use dtenge_core::crypto::verify_batch;
+use dtenge_core::crypto::{verify_batch_cached, KeyCache};
 use dtenge_core::money::Amount;
 use dtenge_core::tx::Transaction;
 use dtenge_core::validate::{check_structure, signature_items, SignedMessages, Validated};
@@ -140,7 +140,7 @@ impl Network {
                 })
                 .collect();
             drop(trust);
-            verify_chunk(&mut done);
+            verify_chunk(&mut done, &self.key_cache);
             checked.extend(done);
         }
         checked
@@ -324,7 +324,7 @@ fn attest_chunk(chunk: &mut [Result<Prechecked>]) {
 }
 
 /// Verify the signatures of a chunk of checked submissions; mark the ones that fail.
-fn verify_chunk(chunk: &mut [Result<Checked>]) {
+fn verify_chunk(chunk: &mut [Result<Checked>], keys: &KeyCache) {
     let messages: Vec<Result<SignedMessages>> = chunk
         .iter()
         .map(|c| match c {
@@ -342,11 +342,11 @@ fn verify_chunk(chunk: &mut [Result<Checked>]) {
         _ => Vec::new(),
     };
     let all: Vec<_> = (0..chunk.len()).flat_map(items_of).collect();
-    if verify_batch(&all).is_ok() {
+    if verify_batch_cached(&all, Some(keys)).is_ok() {
         return;
     }
     let failed: Vec<(usize, Error)> =
-        (0..chunk.len()).filter_map(|i| verify_batch(&items_of(i)).err().map(|e| (i, e))).collect();
+        (0..chunk.len()).filter_map(|i| verify_batch_cached(&items_of(i), Some(keys)).err().map(|e| (i, e))).collect();
     for (i, e) in failed {
         chunk[i] = Err(e);
     }
