@@ -202,6 +202,7 @@ fn sim(seeds: u64, first: u64, config: &dtenge_sim::SimConfig, trace: bool, json
     let count = if trace { 1 } else { seeds };
     let started = std::time::Instant::now();
     let (mut crashes, mut dropped, mut succeeded) = (0u64, 0u64, 0u64);
+    let (mut checkpoints, mut checkpoint_crashes) = (0u64, 0u64);
     for seed in first..first.saturating_add(count) {
         let report = match dtenge_sim::run(seed, config) {
             Ok(report) => report,
@@ -218,12 +219,14 @@ fn sim(seeds: u64, first: u64, config: &dtenge_sim::SimConfig, trace: bool, json
             println!("{}", dtenge_sim::report_json(&report));
         }
         crashes += report.crashes;
+        checkpoints += report.checkpoints;
+        checkpoint_crashes += report.checkpoint_crashes;
         dropped += report.messages_dropped;
         succeeded += u64::from(report.succeeded);
     }
     if !json {
         println!(
-            "{count} seeds from {first} passed in {:.1} s: {succeeded} requests succeeded, {crashes} crashes, {dropped} messages lost; every invariant held",
+            "{count} seeds from {first} passed in {:.1} s: {succeeded} requests succeeded, {crashes} crashes ({checkpoint_crashes} inside one of {checkpoints} checkpoints), {dropped} messages lost; every invariant held",
             started.elapsed().as_secs_f64()
         );
     }

@@ -144,6 +144,9 @@ pub struct SimReport {
     pub torn_records_discarded: u64,
     pub restarts: u64,
     pub double_spend_pairs: u32,
+    /// Checkpoints written, and crashes inside one.
+    pub checkpoints: u64,
+    pub checkpoint_crashes: u64,
     /// Every event of the run, in order (what `--trace` prints).
     pub trace: Vec<String>,
 }
@@ -226,6 +229,11 @@ struct Client {
     key: Option<SecretKey>,
     address: dtenge_core::crypto::Address,
 }
+
+/// How the trace ends a line about a checkpoint written, and one about a crash inside one.
+const CHECKPOINT_WRITTEN: &str = " (checkpoint written)";
+const CHECKPOINT_CRASH_REASON: &str = "in checkpoint";
+const CHECKPOINT_CRASHED: &str = "process crashes (in checkpoint)";
 
 #[derive(Debug)]
 enum Event {
@@ -629,14 +637,14 @@ impl Sim {
         }
         let outcome = self.net()?.checkpoint();
         if self.disk.crashed() {
-            self.crash("in checkpoint");
+            self.crash(CHECKPOINT_CRASH_REASON);
             return Ok(());
         }
         self.disk.disarm();
         match outcome {
             Ok(report) => {
                 self.log(format!(
-                    "checkpoint {}: {} unspent, {} node tokens",
+                    "checkpoint {}: {} unspent, {} node tokens{CHECKPOINT_WRITTEN}",
                     report.notary.generation, report.notary.items, report.nodes.items
                 ));
                 Ok(())
@@ -996,6 +1004,8 @@ impl Sim {
             torn_records_discarded: disk.torn_records_discarded,
             restarts: self.restarts,
             double_spend_pairs: self.double_spends.len() as u32,
+            checkpoints: self.trace_lines(CHECKPOINT_WRITTEN),
+            checkpoint_crashes: self.trace_lines(CHECKPOINT_CRASHED),
             trace: self.trace.clone(),
         }
     }
@@ -1003,6 +1013,10 @@ impl Sim {
     /// The rates the run started with (the resolution pass turns them off).
     fn faults_drawn(&self) -> Faults {
         Faults::draw(&mut ChaCha20Rng::seed_from_u64(self.seed))
+    }
+
+    fn trace_lines(&self, ending: &str) -> u64 {
+        self.trace.iter().filter(|l| l.ends_with(ending)).count() as u64
     }
 
     fn idle_crashes(&self) -> u64 {
@@ -1056,6 +1070,8 @@ pub fn report_json(report: &SimReport) -> serde_json::Value {
         "crashes": report.crashes,
         "torn_records_discarded": report.torn_records_discarded,
         "restarts": report.restarts,
+        "checkpoints": report.checkpoints,
+        "checkpoint_crashes": report.checkpoint_crashes,
         "double_spend_pairs": report.double_spend_pairs,
     })
 }
