@@ -435,11 +435,17 @@ mod tests {
         let (pending_in, pending_out) = (ids(2..3), ids(102..103));
         let pending = SpendRequest { tx_id: tx(2), inputs: &pending_in, outputs: &pending_out };
         notary.try_spend(pending).unwrap();
+        // And transaction 9 is pending at the checkpoint, then never commits (its plan
+        // failed): its input must be unspent in the checkpoint.
+        let (doomed_in, doomed_out) = (ids(9..10), ids(109..110));
+        let doomed = SpendRequest { tx_id: tx(9), inputs: &doomed_in, outputs: &doomed_out };
+        notary.try_spend(doomed).unwrap();
         let begun = UNSPENT.begin(&store).unwrap();
         let items: Vec<Vec<u8>> = notary.checkpoint_items().map(Result::unwrap).collect();
         assert!(items.contains(&token(2).0 .0.to_vec()) && !items.contains(&token(102).0 .0.to_vec()));
         let written = UNSPENT.write(&store, begun, items.into_iter().map(Ok)).unwrap();
         assert_eq!(written.items, 10);
+        notary.revert(doomed);
         let mut batch = WriteBatch::new();
         Notary::writes(&pending, &mut batch);
         store.commit(batch).unwrap();
