@@ -221,6 +221,9 @@ enum Op {
     Unblock { node: u8 },
     SetDay { offset_days: u8, working: bool },
     Clock { hours: u16 },
+    /// A checkpoint of the unspent set and the nodes' tokens, between any other operations
+    /// (the operator's `POST /v1/operator/checkpoints`).
+    Checkpoint,
 }
 
 impl Op {
@@ -250,6 +253,7 @@ impl Op {
             Op::Unblock { .. } => "unblock",
             Op::SetDay { .. } => "set_day",
             Op::Clock { .. } => "clock",
+            Op::Checkpoint => "checkpoint",
         }
     }
 }
@@ -692,6 +696,7 @@ fn step(f: &Fixture, s: &Step, input_no: u64, touched: &mut Touched) -> Result<(
             let _ = (net.today(), net.monitoring()?);
             Ok(())
         }
+        Op::Checkpoint => run(net, idem, |i| net.checkpoint_now(i)),
     }
 }
 
