@@ -225,6 +225,7 @@ impl Network {
     }
 
     fn open_store(store: Store, config: &NetworkConfig, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Network> {
+        refuse_keyed_token_rows(&store)?;
         if store.scan(dtenge_node::META_TABLE)?.is_empty() {
             Network::genesis(&store, config, clock.as_ref(), &entropy)?;
         }
@@ -634,6 +635,32 @@ impl Network {
     pub fn node_ids(&self) -> Vec<String> {
         self.nodes.keys().cloned().collect()
     }
+}
+
+/// Data directories written before tokens, history and committed ids moved to change logs
+/// (2026-11-22) kept them as keyed rows in these tables. This version does not read them: it
+/// refuses such a directory with a clear error rather than open it with tokens missing.
+fn refuse_keyed_token_rows(store: &Store) -> Result<()> {
+    const KEYED_ROWS_BEFORE_CHANGE_LOGS: [Table; 5] = [
+        Table("notary_unspent"),
+        Table("notary_committed"),
+        Table("node_tokens"),
+        Table("node_history"),
+        Table("node_txs"),
+    ];
+    for table in KEYED_ROWS_BEFORE_CHANGE_LOGS {
+        if store.has_rows(table)? {
+            return Err(Error::new(
+                ErrorCode::StorageFailure,
+                format!(
+                    "this data directory was written by a dtenge from before 2026-11-22 (table {} holds keyed token rows); \
+                     this version keeps tokens as change logs and checkpoints and cannot read it: start with a fresh data directory",
+                    table.0
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The record that answers a retry of the request `idem` with `answer`; it commits with the

@@ -191,3 +191,23 @@ fn emission_cannot_push_circulation_past_the_largest_amount() {
     drop(network);
     assert!(open(dir.path()).reconcile().ok);
 }
+
+/// A data directory from before the change logs keeps tokens as keyed rows, which this
+/// version does not read: opening it must fail with a clear error, not start with tokens
+/// missing.
+#[test]
+fn a_data_directory_with_keyed_token_rows_is_refused_clearly() {
+    use dtenge_store::{SimDisk, Store, Table, WriteBatch};
+    let disk = SimDisk::new();
+    {
+        let store = Store::open_simulated(disk.clone(), &[]).unwrap();
+        let mut batch = WriteBatch::new();
+        batch.put(Table("node_tokens"), b"steppe\0token".to_vec(), b"row".to_vec());
+        store.commit(batch).unwrap();
+    }
+    let clock = Arc::new(ManualClock::new(monday_10am_ms()));
+    let refused =
+        Network::open_simulated(disk, &NetworkConfig::standard(), clock, Entropy::from_seed(3)).err().expect("refused");
+    assert_eq!(refused.code, ErrorCode::StorageFailure);
+    assert!(refused.message.contains("node_tokens") && refused.message.contains("fresh data directory"), "{refused}");
+}

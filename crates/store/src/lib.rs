@@ -378,6 +378,16 @@ impl Store {
         }
     }
 
+    /// Does the table hold any row? (A table that was never created holds none.)
+    pub fn has_rows(&self, table: Table) -> Result<bool> {
+        let engine = match &self.engine {
+            Engine::Fjall(engine) => engine,
+            Engine::Simulated(engine) => return Ok(!engine.scan_prefix(table, &[]).is_empty()),
+        };
+        let Some(keyspace) = engine.shared.keyspace(table, false)? else { return Ok(false) };
+        Ok(keyspace.first_key_value().is_some())
+    }
+
     /// The rows of a table whose keys start with `prefix`, in key order.
     pub fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let engine = match &self.engine {
