@@ -141,6 +141,22 @@ pub(crate) struct Vouchers {
     pub(crate) events: HashMap<(String, String), Receipt>,
 }
 
+/// A shared hold of the gate by one operation (or one pipeline batch). Dropped while a panic
+/// unwinds, the operation may have stopped between its durable commit and its apply in memory,
+/// so it poisons the network ([`Network::is_poisoned`]).
+pub(crate) struct SharedGate<G> {
+    _guard: G,
+    poisoned: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<G> Drop for SharedGate<G> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.poisoned.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
 /// The whole network.
 pub struct Network {
     pub(crate) store: Store,
@@ -182,6 +198,8 @@ pub struct Network {
     pub(crate) changes_since_checkpoint: std::sync::atomic::AtomicU64,
     /// One checkpoint at a time.
     pub(crate) checkpoint_lock: Mutex<()>,
+    /// Set when an operation panicked while it held the gate (see [`Network::is_poisoned`]).
+    pub(crate) poisoned: Arc<std::sync::atomic::AtomicBool>,
     /// Signers' keys, decompressed once for the pipeline's signature checks.
     pub(crate) key_cache: dtenge_core::crypto::KeyCache,
     /// Started on first use by [`Network::pipeline`].
@@ -340,6 +358,7 @@ impl Network {
             changes_since_checkpoint: std::sync::atomic::AtomicU64::new(replayed as u64),
             checkpoint_lock: Mutex::new(()),
             key_cache: dtenge_core::crypto::KeyCache::default(),
+            poisoned: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             pipeline: std::sync::OnceLock::new(),
         };
         let check = network.reconcile();
@@ -351,6 +370,23 @@ impl Network {
 
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
+    }
+
+    /// The gate, shared, for one mutating operation from its plan to its apply.
+    pub(crate) fn gate_shared(&self) -> SharedGate<parking_lot::RwLockReadGuard<'_, ()>> {
+        self.poisoning(self.gate.read())
+    }
+
+    /// Wrap a shared hold of the gate so that a panic unwinding through it poisons the network.
+    pub(crate) fn poisoning<G>(&self, guard: G) -> SharedGate<G> {
+        SharedGate { _guard: guard, poisoned: self.poisoned.clone() }
+    }
+
+    /// Did an operation panic while it held the gate? Its durable commit and its apply in
+    /// memory may then disagree, so the memory must not be written as a checkpoint; a restart
+    /// rebuilds it from the disk.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The gate, exclusively: no operation is between its plan and its apply.

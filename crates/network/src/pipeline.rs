@@ -76,7 +76,7 @@ pub struct Completion {
 }
 
 /// The gate, held shared from a batch's spend to its apply.
-pub(crate) type GateGuard = parking_lot::ArcRwLockReadGuard<parking_lot::RawRwLock, ()>;
+pub(crate) type GateGuard = crate::SharedGate<parking_lot::ArcRwLockReadGuard<parking_lot::RawRwLock, ()>>;
 
 /// Each party node's delta for one transaction.
 type NodeDeltas = Vec<(String, dtenge_node::Delta)>;
@@ -191,7 +191,7 @@ impl Network {
     /// Stage 2 for a batch: notary, node plans, one durable commit, apply. One answer per
     /// entry of `checked`, in order; a resubmitted committed transaction gets its receipt again.
     pub(crate) fn settle(&self, checked: Vec<Result<Checked>>) -> Vec<Result<Receipt>> {
-        let gate = self.gate.read_arc();
+        let gate = self.poisoning(self.gate.read_arc());
         self.settle_finish(self.settle_begin(checked, gate))
     }
 
@@ -452,7 +452,11 @@ fn run_settle(network: &Weak<Network>, queue: &Receiver<(Replies, Vec<Result<Che
             Some(network) => {
                 // Recursive: this thread may already hold the gate for the pending batch, and
                 // must not queue behind a writer that waits for that very batch.
-                let gate = if pending.is_some() { network.gate.read_arc_recursive() } else { network.gate.read_arc() };
+                let gate = network.poisoning(if pending.is_some() {
+                    network.gate.read_arc_recursive()
+                } else {
+                    network.gate.read_arc()
+                });
                 let begun =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| network.settle_begin(checked, gate)));
                 match begun {
@@ -517,7 +521,7 @@ impl Network {
     pub fn begin_batch(&self, submissions: Vec<Submission>) -> Settling {
         let checked = self.check_submissions(submissions, 1);
         // Recursive: the caller may still hold the gate for the batch it has not finished.
-        self.settle_begin(checked, self.gate.read_arc_recursive())
+        self.settle_begin(checked, self.poisoning(self.gate.read_arc_recursive()))
     }
 
     /// Wait for a begun batch's commit, apply it, and answer each submission in order.

@@ -101,16 +101,20 @@ impl Checkpointed {
         let current = self.current(store)?;
         let mut loaded = Loaded::default();
         if current.generation > 0 {
-            let rows = store.scan_prefix(self.items, &current.generation.to_be_bytes())?;
-            if rows.len() != current.chunks as usize {
+            let prefix = current.generation.to_be_bytes();
+            let rows = store.scan_prefix(self.items, &prefix)?;
+            // Exactly chunks 0..n in order (leftovers of an interrupted attempt at this
+            // generation cannot be here: an attempt deletes them before it writes).
+            let keys_expected = (0..current.chunks).map(|chunk| [&prefix[..], &chunk.to_be_bytes()].concat());
+            if rows.len() != current.chunks as usize || !rows.iter().map(|(k, _)| k.clone()).eq(keys_expected) {
                 return Err(storage_error(
                     "checkpoint",
                     format!(
-                        "{}: generation {} has {} of {} chunks",
+                        "{}: generation {} is not chunks 0..{} ({} rows)",
                         self.items.0,
                         current.generation,
-                        rows.len(),
-                        current.chunks
+                        current.chunks,
+                        rows.len()
                     ),
                 ));
             }
@@ -144,12 +148,23 @@ impl Checkpointed {
             .generation
             .checked_add(1)
             .ok_or_else(|| storage_error("checkpoint", "generations exhausted"))?;
-        let prefix = generation.to_be_bytes();
-        let mut batch = WriteBatch::new();
-        // Chunks of an attempt at this generation that a crash interrupted.
-        for (key, _) in store.scan_prefix(self.items, &prefix)? {
-            batch.delete(self.items, key);
+        // One writer at a time (the owner's lock): a `Begun` from before another checkpoint
+        // would overwrite that one's generation.
+        if self.current(store)? != begun.previous {
+            return Err(storage_error(
+                "checkpoint",
+                format!("{}: another checkpoint was written since begin", self.items.0),
+            ));
         }
+        let prefix = generation.to_be_bytes();
+        // Chunks of an attempt at this generation that a crash interrupted, deleted in a commit
+        // of their own (a delete and a put of one key in one batch would rely on their order).
+        let mut leftovers = WriteBatch::new();
+        for (key, _) in store.scan_prefix(self.items, &prefix)? {
+            leftovers.delete(self.items, key);
+        }
+        store.commit(leftovers)?;
+        let mut batch = WriteBatch::new();
         let mut written = Written { generation, ..Written::default() };
         let mut chunks: u32 = 0;
         let mut row = Vec::new();

@@ -24,7 +24,7 @@ impl Network {
     /// Open a digital account: one per client per bank. Banks open accounts for individuals
     /// and legal entities, the Treasury for government agencies.
     pub fn open_account(&self, idem: Option<&Idem>, node_id: &str, request: OpenAccount) -> Result<Account> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let slot = self.active_participant(node_id)?;
         let _onboarding = self.onboarding.lock();
         let (mut opened, batch) = self.plan_accounts(node_id, vec![request])?;
@@ -42,7 +42,7 @@ impl Network {
         node_id: &str,
         requests: Vec<OpenAccount>,
     ) -> Result<Vec<Account>> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let slot = self.active_participant(node_id)?;
         ensure!(!requests.is_empty(), MalformedInput, "no accounts to open");
         ensure!(
@@ -237,7 +237,7 @@ impl Network {
         client_id: &str,
         request: AmountRequest,
     ) -> Result<Balance> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let slot = self.active_participant(node_id)?;
         ensure!(!request.amount_tiyn.is_zero(), MalformedInput, "the amount must be positive");
         let _fiat = slot.fiat_lock.lock();

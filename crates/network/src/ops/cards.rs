@@ -14,7 +14,7 @@ use dtenge_store::WriteBatch;
 impl Network {
     /// Link a card number to a client's digital account.
     pub fn link_card(&self, idem: Option<&Idem>, node_id: &str, request: LinkCard) -> Result<String> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let slot = self.active_participant(node_id)?;
         check_pan(&request.pan)?;
         let _onboarding = self.onboarding.lock();
@@ -46,7 +46,7 @@ impl Network {
 
     /// A card purchase at a terminal.
     pub fn card_purchase(&self, idem: Option<&Idem>, request: CardPurchaseRequest) -> Result<Purchase> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         ensure!(!request.amount_tiyn.is_zero(), MalformedInput, "the amount must be positive");
         let (buyer_bank, buyer_client) = self.card_holder(&request.pan)?;
         let buyer_slot = self.active_participant(&buyer_bank)?;
@@ -117,7 +117,7 @@ impl Network {
 
     /// Refund all or part of a card purchase to the buyer, the way it was paid.
     pub fn card_refund(&self, idem: Option<&Idem>, purchase_id: &str, request: AmountRequest) -> Result<Receipt> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let amount = request.amount_tiyn;
         ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
         let mut purchases = self.purchases.lock();
@@ -185,7 +185,7 @@ impl Network {
     /// (DT -> cash at the card's bank); if the ATM belongs to another bank, the card's bank
     /// pays it in bank money through the ABS.
     pub fn atm_withdrawal(&self, idem: Option<&Idem>, request: AtmWithdrawal) -> Result<Receipt> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let amount = request.amount_tiyn;
         ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
         let (bank, client) = self.card_holder(&request.pan)?;

@@ -52,7 +52,7 @@ impl Network {
         amount: Amount,
         purpose: Purpose,
     ) -> Result<Receipt> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let slot = self.active_participant(node_id)?;
         ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
         ensure!(client_id != OWN_ACCOUNT, Forbidden, "a node converts with the NBK, not with itself");
@@ -83,7 +83,7 @@ impl Network {
     /// Bank -> NBK conversion: emission of DT to the node against its correspondent account
     /// (sub-scenario 3). Operational days only.
     pub fn emission(&self, idem: Option<&Idem>, node_id: &str, request: AmountRequest) -> Result<Receipt> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         self.active_participant(node_id)?;
         let amount = request.amount_tiyn;
         ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
@@ -107,7 +107,7 @@ impl Network {
     /// NBK -> bank conversion: redemption of the node's DT, credited to its correspondent
     /// account (sub-scenario 13). Operational days only.
     pub fn redemption(&self, idem: Option<&Idem>, node_id: &str, request: AmountRequest) -> Result<Receipt> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let slot = self.active_participant(node_id)?;
         let amount = request.amount_tiyn;
         ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
@@ -170,7 +170,7 @@ impl Network {
     /// Money arriving on a node's correspondent account from outside the DT platform (an RTGS
     /// payment, refinancing): how a bank gets the bank money it converts to DT.
     pub fn credit_correspondent(&self, idem: Option<&Idem>, node_id: &str, request: AmountRequest) -> Result<Posting> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         self.active_participant(node_id)?;
         let now = self.now_ms();
         let mut abs = self.abs.lock();

@@ -117,7 +117,7 @@ pub(crate) fn notice(party: &Party, kind: NotificationKind, subject_id: &str, am
 impl Network {
     /// Register a provider and issue its secret token (the NBK operator's decision).
     pub fn register_provider(&self, idem: Option<&Idem>, request: ProviderRequest) -> Result<ProviderCredentials> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let mut oracle = self.oracle.lock();
         let token = Hash32(self.entropy.seed32()).to_hex();
         let provider = oracle.plan_provider(&request.id, &request.name, request.kind, &token, self.now_ms())?;
@@ -145,7 +145,7 @@ impl Network {
 
     /// A provider registers an event; the banks of the sender and the payees are told.
     pub fn register_event(&self, idem: Option<&Idem>, token: &str, request: EventRequest) -> Result<EventView> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let mut oracle = self.oracle.lock();
         let provider = oracle.authenticate(token)?.clone();
         ensure!(
@@ -221,7 +221,7 @@ impl Network {
     /// The sender's bank holds its client's funds against an event, with the oracle's
     /// confirmation. The payees' banks are told.
     pub fn hold(&self, idem: Option<&Idem>, node_id: &str, request: HoldRequest) -> Result<HoldReceipt> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let mut oracle = self.oracle.lock();
         let now = self.now_ms();
         let plan = oracle.plan_hold(&request.event_id, request.amount_tiyn, now)?;
@@ -316,7 +316,7 @@ impl Network {
         event_id: &str,
         request: OccurrenceRequest,
     ) -> Result<HoldReceipt> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let mut oracle = self.oracle.lock();
         let provider = oracle.authenticate(token)?.clone();
         let outcome = match request.outcome {
@@ -416,7 +416,7 @@ impl Network {
     /// sweeper every second and after the clock is advanced; a failure (e.g. a blocked bank)
     /// leaves that event for the next sweep.
     pub fn expire_due_events(&self) -> Vec<(String, Result<()>)> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let mut oracle = self.oracle.lock();
         self.expire_due_locked(&mut oracle)
     }
@@ -447,7 +447,7 @@ impl Network {
         );
         // Under the oracle's lock, so that the expiries this advance makes due are the ones
         // this answer reports (the sweeper cannot take them in between).
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let mut oracle = self.oracle.lock();
         ensure!(
             self.clock.advance_ms(advance_ms),

@@ -40,7 +40,7 @@ impl Network {
     /// `BANK_BLOCKED` until unblocked. The block applies to operations that start after it is
     /// acknowledged; a payment already past its checks completes.
     pub fn block(&self, idem: Option<&Idem>, node_id: &str, request: BlockRequest) -> Result<NodeView> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let reason = request.reason.trim().to_string();
         ensure!(
             !reason.is_empty() && reason.chars().count() <= REASON_LEN_MAX,
@@ -61,7 +61,7 @@ impl Network {
     }
 
     pub fn unblock(&self, idem: Option<&Idem>, node_id: &str) -> Result<NodeView> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         self.slot(node_id)?;
         let mut batch = WriteBatch::new();
         batch.delete(OPERATOR_TABLE, format!("{BLOCKED_PREFIX}{node_id}").into_bytes());
@@ -92,7 +92,7 @@ impl Network {
 
     /// Set one day working or not. Setting a day back to its default removes the override.
     pub fn set_day(&self, idem: Option<&Idem>, date: Date, working: bool) -> Result<DayView> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let _operator = self.operator.lock();
         let mut next = self.calendar.read().clone();
         if Calendar::default_is_working(date) == working {

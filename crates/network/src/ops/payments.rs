@@ -19,7 +19,7 @@ pub const REFERENCE_LEN_MAX: usize = 140;
 impl Network {
     /// Pay from a client of `node_id` to a payee at any bank.
     pub fn transfer(&self, idem: Option<&Idem>, node_id: &str, request: TransferRequest) -> Result<Receipt> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         check_reference(request.reference.as_deref())?;
         let purpose = if request.to.phone.is_some() { Purpose::PhoneTransfer } else { Purpose::Payment };
         self.pay(idem, node_id, &request.from, &request.to, request.amount_tiyn, purpose, request.reference.as_deref())
@@ -84,7 +84,7 @@ impl Network {
         node_id: &str,
         request: RegistryRequest,
     ) -> Result<RegistryReport> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let slot = self.active_participant(node_id)?;
         check_reference(request.reference.as_deref())?;
         ensure!(!request.lines.is_empty(), MalformedInput, "a registry has at least one line");

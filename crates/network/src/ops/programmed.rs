@@ -65,7 +65,7 @@ impl Network {
 
     /// The initiator's node registers a marking on the oracle.
     pub fn create_marking(&self, idem: Option<&Idem>, node_id: &str, request: MarkingRequest) -> Result<MarkingView> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         self.active_participant(node_id)?;
         let (initiator, kind) = self.party(node_id, &request.initiator)?;
         ensure!(
@@ -97,7 +97,7 @@ impl Network {
         node_id: &str,
         request: MarkedTransferRequest,
     ) -> Result<MarkedReceipt> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         self.active_participant(node_id)?;
         let (payer, _) = self.party(node_id, &request.from)?;
         let to = self.party_ref(&request.to)?;
@@ -152,7 +152,7 @@ impl Network {
     // ---- digital VAT ----
 
     fn vat_update(&self, idem: Option<&Idem>, token: &str, update: VatUpdate) -> Result<Party> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let mut oracle = self.oracle.lock();
         let provider = oracle.authenticate(token)?.clone();
         let update = oracle.plan_vat_update(&provider, update)?;
@@ -189,7 +189,7 @@ impl Network {
 
     /// The tax authority registers an e-invoice.
     pub fn register_invoice(&self, idem: Option<&Idem>, token: &str, request: InvoiceRequest) -> Result<Invoice> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let seller = self.party_ref(&request.seller)?;
         let buyer = self.party_ref(&request.buyer)?;
         let mut oracle = self.oracle.lock();
@@ -221,7 +221,7 @@ impl Network {
         node_id: &str,
         request: InvoicePaymentRequest,
     ) -> Result<InvoiceReceipt> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let slot = self.active_participant(node_id)?;
         let (payer, _) = self.party(node_id, &request.from)?;
         let vat_available = slot.state.lock().available(&request.from, &Policy::Vat)?;
@@ -264,7 +264,7 @@ impl Network {
 
     /// Pay VAT to the tax authority's account with VAT-marked DT; there it becomes standard.
     pub fn pay_vat(&self, idem: Option<&Idem>, node_id: &str, request: VatPaymentRequest) -> Result<VatPayment> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         self.active_participant(node_id)?;
         let (payer, _) = self.party(node_id, &request.from)?;
         let mut oracle = self.oracle.lock();
@@ -289,7 +289,7 @@ impl Network {
         token: &str,
         request: ContractRequest,
     ) -> Result<ContractView> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         ensure!(
             request.valid_for_ms > 0 && request.valid_for_ms <= super::holding::EVENT_VALIDITY_MS_MAX,
             MalformedInput,
@@ -331,7 +331,7 @@ impl Network {
         node_id: &str,
         request: ContractPaymentRequest,
     ) -> Result<ContractReceipt> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         self.active_participant(node_id)?;
         let (payer, _) = self.party(node_id, &request.from)?;
         let mut oracle = self.oracle.lock();
@@ -361,7 +361,7 @@ impl Network {
         node_id: &str,
         request: ContractWithdrawalRequest,
     ) -> Result<ContractReceipt> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let slot = self.active_participant(node_id)?;
         ensure!(request.client_id != dtenge_node::OWN_ACCOUNT, Forbidden, "a node does not withdraw from itself");
         let _fiat = slot.fiat_lock.lock();
@@ -445,7 +445,7 @@ impl Network {
         node_id: &str,
         request: SplitPaymentRequest,
     ) -> Result<SplitReceipt> {
-        let _gate = self.gate.read();
+        let _gate = self.gate_shared();
         let slot = self.active_participant(node_id)?;
         super::payments::check_reference(request.reference.as_deref())?;
         ensure!(
