@@ -59,6 +59,31 @@ pub fn path(tx_ids: &[TxId], index: usize) -> Vec<Hash32> {
     out
 }
 
+/// The root and every leaf's path at once, each subtree hashed once: O(n log n) hashes, where
+/// [`path`] for every leaf would take O(n²) (a node attests up to [`LEAVES_MAX`] at a time).
+pub fn root_and_paths(tx_ids: &[TxId]) -> (Hash32, Vec<Vec<Hash32>>) {
+    debug_assert!(tx_ids.len() <= LEAVES_MAX);
+    let leaves: Vec<Hash32> = tx_ids.iter().map(leaf).collect();
+    let mut paths = vec![Vec::with_capacity(PATH_MAX); leaves.len()];
+    let root = fill_paths(&leaves, &mut paths);
+    (root, paths)
+}
+
+/// The root of `leaves`; appends to each leaf's path the siblings within this subtree, the
+/// leaf level first (the children's siblings are pushed before this level's).
+fn fill_paths(leaves: &[Hash32], paths: &mut [Vec<Hash32>]) -> Hash32 {
+    if leaves.len() <= 1 {
+        return root_of(leaves);
+    }
+    let k = split(leaves.len());
+    let (left_paths, right_paths) = paths.split_at_mut(k);
+    let left = fill_paths(&leaves[..k], left_paths);
+    let right = fill_paths(&leaves[k..], right_paths);
+    left_paths.iter_mut().for_each(|p| p.push(right));
+    right_paths.iter_mut().for_each(|p| p.push(left));
+    inner(&left, &right)
+}
+
 fn path_of(leaves: &[Hash32], index: usize, out: &mut Vec<Hash32>) {
     if leaves.len() <= 1 {
         return;
@@ -120,6 +145,19 @@ mod tests {
                     assert_ne!(root_from_path(id, (i + 1) % n, n, &p), Some(r));
                 }
                 assert_ne!(root_from_path(&TxId(Hash32([9; 32])), i, n, &p), Some(r));
+            }
+        }
+    }
+
+    #[test]
+    fn all_paths_at_once_equal_each_path_alone() {
+        for n in 0..70 {
+            let ids = ids(n);
+            let (r, paths) = root_and_paths(&ids);
+            assert_eq!(r, root(&ids), "root of {n}");
+            assert_eq!(paths.len(), n);
+            for (i, p) in paths.iter().enumerate() {
+                assert_eq!(*p, path(&ids, i), "leaf {i} of {n}");
             }
         }
     }

@@ -169,12 +169,11 @@ impl Transaction {
             return;
         }
         let public_key = key.public_key();
-        let root = crate::merkle::root(ids);
+        let (root, paths) = crate::merkle::root_and_paths(ids);
         let signature = key.sign(&batch_message(&root).0);
-        for (index, tx) in txs.iter_mut().enumerate() {
+        for ((index, tx), path) in txs.iter_mut().enumerate().zip(paths) {
             tx.attestations.retain(|a| a.public_key != public_key);
-            let batch =
-                BatchProof { root, index: index as u32, size: ids.len() as u32, path: crate::merkle::path(ids, index) };
+            let batch = BatchProof { root, index: index as u32, size: ids.len() as u32, path };
             tx.attestations.push(Attestation { public_key, signature, batch: Some(batch) });
         }
     }
