@@ -360,7 +360,7 @@ impl NodeState {
         }
         for (node, client, entry) in store.scan_log_values::<(String, String, HistoryEntry)>(HISTORY_LOG)? {
             if let Some(state) = nodes.get_mut(&node).and_then(|n| n.accounts.get_mut(&client)) {
-                state.next_seq = state.next_seq.max(entry.seq + 1);
+                state.next_seq = state.next_seq.max(entry.seq.saturating_add(1));
                 insert_history(&mut state.history, entry);
             }
         }
