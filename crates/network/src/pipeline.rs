@@ -355,13 +355,12 @@ fn verify_chunk(chunk: &mut [Result<Checked>], keys: &KeyCache, verified: &mut V
     // Owners' signatures always; attestations unless verified before in this slice.
     let items_of = |i: usize, verified: &Verified| match (&chunk[i], &messages[i]) {
         (Ok(c), Ok(m)) => {
-            let owners = c.tx.witnesses.len();
+            // `signature_items` lists the owners' signatures first, then the attestations.
             let mut items = signature_items(&c.tx, m);
-            let mut position = 0;
-            items.retain(|item| {
-                position += 1;
-                position <= owners || attestation_triple(item).is_none_or(|t| !verified.contains(&t))
-            });
+            let attestations = items.split_off(c.tx.witnesses.len());
+            items.extend(
+                attestations.into_iter().filter(|a| attestation_triple(a).is_none_or(|t| !verified.contains(&t))),
+            );
             items
         }
         _ => Vec::new(),

@@ -1020,7 +1020,7 @@ impl Sim {
     }
 
     fn idle_crashes(&self) -> u64 {
-        self.trace.iter().filter(|l| l.ends_with("process crashes (idle)")).count() as u64
+        self.trace_lines("process crashes (idle)")
     }
 }
 

@@ -30,7 +30,7 @@
 //! that also deletes the previous generation and the log rows before the new position: a crash
 //! at any point leaves the previous checkpoint and a log that still covers everything after it.
 
-use crate::log::{records_of, LOG_ROW_BYTES_MAX};
+use crate::log::{push_record, records_of};
 use crate::{decode, encode, storage_error, LogTable, Store, Table, WriteBatch};
 use dtenge_core::Result;
 use serde::{Deserialize, Serialize};
@@ -169,31 +169,27 @@ impl Checkpointed {
         let mut chunks: u32 = 0;
         let mut row = Vec::new();
         let mut rows_in_batch = 0usize;
-        let flush =
-            |row: &mut Vec<u8>, batch: &mut WriteBatch, chunks: &mut u32, rows_in_batch: &mut usize| -> Result<()> {
-                let key = [&prefix[..], &chunks.to_be_bytes()].concat();
-                batch.put(self.items, key, std::mem::take(row));
-                *chunks = chunks.checked_add(1).ok_or_else(|| storage_error("checkpoint", "too many chunks"))?;
-                *rows_in_batch += 1;
-                if *rows_in_batch == CHUNKS_PER_COMMIT_MAX {
-                    store.commit(std::mem::take(batch))?;
-                    *rows_in_batch = 0;
-                }
-                Ok(())
-            };
+        let flush = |row: Vec<u8>, batch: &mut WriteBatch, chunks: &mut u32, rows_in_batch: &mut usize| -> Result<()> {
+            let key = [&prefix[..], &chunks.to_be_bytes()].concat();
+            batch.put(self.items, key, row);
+            *chunks = chunks.checked_add(1).ok_or_else(|| storage_error("checkpoint", "too many chunks"))?;
+            *rows_in_batch += 1;
+            if *rows_in_batch == CHUNKS_PER_COMMIT_MAX {
+                store.commit(std::mem::take(batch))?;
+                *rows_in_batch = 0;
+            }
+            Ok(())
+        };
         for item in items {
             let item = item?;
-            let length = u32::try_from(item.len()).map_err(|_| storage_error("checkpoint", "item over 4 GiB"))?;
-            if !row.is_empty() && row.len() + 4 + item.len() > LOG_ROW_BYTES_MAX {
-                flush(&mut row, &mut batch, &mut chunks, &mut rows_in_batch)?;
+            if let Some(full) = push_record(&mut row, &item)? {
+                flush(full, &mut batch, &mut chunks, &mut rows_in_batch)?;
             }
-            row.extend_from_slice(&length.to_le_bytes());
-            row.extend_from_slice(&item);
             written.items += 1;
             written.bytes += 4 + item.len() as u64;
         }
         if !row.is_empty() {
-            flush(&mut row, &mut batch, &mut chunks, &mut rows_in_batch)?;
+            flush(row, &mut batch, &mut chunks, &mut rows_in_batch)?;
         }
         // The switch: one commit names the new generation and deletes the old one and the log
         // rows the new one covers.

@@ -73,16 +73,10 @@ impl Sequences {
                     open.len() - 1
                 }
             };
-            let row = &mut open[index].1;
-            if !row.is_empty() && row.len() + RECORD_LENGTH_BYTES + record.len() > LOG_ROW_BYTES_MAX {
-                let full = std::mem::take(row);
+            if let Some(full) = push_record(&mut open[index].1, record)? {
                 let key = self.take(*table, &mut last_key)?;
                 rows.push((*table, key, full));
             }
-            let row = &mut open[index].1;
-            let length = u32::try_from(record.len()).map_err(|_| storage_error("commit", "log record over 4 GiB"))?;
-            row.extend_from_slice(&length.to_le_bytes());
-            row.extend_from_slice(record);
         }
         for (table, row) in open {
             if !row.is_empty() {
@@ -122,6 +116,18 @@ fn sequence_of(key: &[u8]) -> Result<u64> {
     let bytes: [u8; SEQUENCE_BYTES] =
         key.try_into().map_err(|_| storage_error("log", format!("row key of {} bytes in a log table", key.len())))?;
     Ok(u64::from_be_bytes(bytes))
+}
+
+/// Appends `record`, framed, to `row`. When it would not fit in [`LOG_ROW_BYTES_MAX`], the
+/// full row is returned first and `record` starts a new one (a larger record gets a row of
+/// its own). The one framing of log rows and checkpoint chunks; [`records_of`] reads it.
+pub(crate) fn push_record(row: &mut Vec<u8>, record: &[u8]) -> Result<Option<Vec<u8>>> {
+    let length = u32::try_from(record.len()).map_err(|_| storage_error("log", "record over 4 GiB"))?;
+    let full = (!row.is_empty() && row.len() + RECORD_LENGTH_BYTES + record.len() > LOG_ROW_BYTES_MAX)
+        .then(|| std::mem::take(row));
+    row.extend_from_slice(&length.to_le_bytes());
+    row.extend_from_slice(record);
+    Ok(full)
 }
 
 /// The records of one row, in the order they were written.

@@ -275,6 +275,10 @@ impl SimEngine {
         rows.range(from.to_vec()..).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
+    pub(crate) fn has_rows(&self, table: Table) -> bool {
+        self.tables.read().get(table.0).is_some_and(|rows| !rows.is_empty())
+    }
+
     pub(crate) fn log_next(&self, table: Table) -> Result<u64> {
         let tables = self.tables.read();
         let last = tables.get(table.0).and_then(|rows| rows.keys().next_back().cloned());
