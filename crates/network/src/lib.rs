@@ -647,6 +647,9 @@ impl Network {
             delta.writes(&state, &mut batch)?;
             deltas.push((node.to_string(), delta));
         }
+        let archived: Vec<&str> =
+            deltas.iter().filter(|(_, delta)| delta.moves_tokens()).map(|(node, _)| node.as_str()).collect();
+        dtenge_node::archive(&archived, &validated.tx_id, tx, &mut batch)?;
         Ok((batch, deltas))
     }
 

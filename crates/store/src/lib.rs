@@ -58,8 +58,10 @@ const FJALL_WORKER_THREADS: usize = 1;
 /// 64 MiB; every commit inserts into these skiplists on the one committer thread, and a smaller
 /// one keeps the search short and in cache (see `docs/ARCHITECTURE.md`, "Storage").
 const MEMTABLE_BYTES_MAX: u64 = 4 << 20;
-// No compression: what the tables hold is mostly hashes, keys and signatures, which do not
-// compress, and `perf` showed lz4 at 2.5% of the CPU of `dtenge bench` trying.
+// No compression, neither of table blocks nor of the journal: what the tables hold is mostly
+// hashes, keys and signatures, which do not compress. `perf` showed lz4 at 2.5% of the CPU of
+// `dtenge bench` in table blocks, and again at 3.3% (plus as much zeroing fresh pages for its
+// output) in the journal, which compresses every value of 4 KiB or more: every log row.
 /// Longest key fjall accepts, in bytes (keys must also be non-empty).
 const KEY_BYTES_MAX: usize = u16::MAX as usize;
 /// Longest value fjall accepts, in bytes.
@@ -294,6 +296,7 @@ impl Store {
         std::fs::create_dir_all(path).map_err(|e| storage_error("create data dir", e))?;
         let db = Database::builder(path)
             .worker_threads(FJALL_WORKER_THREADS)
+            .journal_compression(fjall::CompressionType::None)
             .open()
             .map_err(|e| storage_error("open database", e))?;
         let shared = Arc::new(Shared {
