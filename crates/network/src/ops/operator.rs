@@ -119,7 +119,7 @@ impl Network {
         let slot = self.slot(node_id)?;
         let (meta, accounts, dt_held) = {
             let state = slot.state.lock();
-            (state.meta().clone(), state.accounts().count(), state.total_dt()?)
+            (state.meta().clone(), state.account_count(), state.total_dt()?)
         };
         let (mut emitted, mut redeemed) = (Amount::ZERO, Amount::ZERO);
         for op in self.nbk_ops.lock().iter().filter(|op| op.node == node_id) {
