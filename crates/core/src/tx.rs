@@ -84,7 +84,10 @@ pub struct Witness {
 pub struct Attestation {
     pub public_key: PublicKey,
     pub signature: Signature,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Always written (`null` when absent): the store encodes transactions with bincode, which
+    /// cannot read back a field left out, so `skip_serializing_if` made every archived
+    /// transaction with an attestation of one undecodable. Readers may still omit it.
+    #[serde(default)]
     pub batch: Option<BatchProof>,
 }
 

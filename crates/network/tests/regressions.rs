@@ -211,3 +211,39 @@ fn a_data_directory_with_keyed_token_rows_is_refused_clearly() {
     assert_eq!(refused.code, ErrorCode::StorageFailure);
     assert!(refused.message.contains("node_tokens") && refused.message.contains("fresh data directory"), "{refused}");
 }
+
+/// The signed transaction of a payment between two banks is archived once, naming both
+/// nodes (each node used to store its own copy: a third of the bytes a payment wrote).
+#[test]
+fn a_transaction_between_two_banks_is_archived_once_for_both() {
+    use dtenge_core::token::TxId;
+    let dir = tempfile::tempdir().unwrap();
+    let tx_id = {
+        let network = open(dir.path());
+        network.credit_correspondent(None, "steppe", req(10_000_000)).unwrap();
+        network.emission(None, "steppe", req(10_000_000)).unwrap();
+        let payer = account(&network, "steppe", 1, ClientKind::Individual, None);
+        let payee = account(&network, "sapa", 2, ClientKind::Individual, None);
+        network.deposit_fiat(None, "steppe", &payer, req(500_000)).unwrap();
+        network.convert_to_dt(None, "steppe", &payer, req(500_000)).unwrap();
+        let to = dtenge_network::types::Payee {
+            client_id: Some(payee),
+            bank: Some("sapa".into()),
+            ..dtenge_network::types::Payee::default()
+        };
+        let request = dtenge_network::types::TransferRequest {
+            from: payer,
+            to,
+            amount_tiyn: Amount::from_tiyn(15_000).unwrap(),
+            reference: None,
+        };
+        network.transfer(None, "steppe", request).unwrap().tx_id
+    };
+    let store =
+        dtenge_store::Store::open(&dir.path().join(dtenge_network::DATABASE_FILE), &dtenge_node::TABLES).unwrap();
+    let archived: Vec<(Vec<String>, TxId, Transaction)> = store.scan_log_values(dtenge_node::TXS_LOG).unwrap();
+    let copies: Vec<_> = archived.iter().filter(|(_, id, _)| *id == tx_id).collect();
+    assert_eq!(copies.len(), 1, "one record for the payment");
+    assert_eq!(copies[0].0, vec!["sapa".to_string(), "steppe".to_string()], "both party nodes, in order");
+    assert_eq!(copies[0].2.id(), tx_id, "the record holds the signed transaction itself");
+}
