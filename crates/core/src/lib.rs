@@ -19,6 +19,7 @@ pub mod calendar;
 pub mod coins;
 pub mod crypto;
 pub mod error;
+pub mod hash;
 pub mod merkle;
 pub mod money;
 pub mod party;

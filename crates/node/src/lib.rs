@@ -19,7 +19,7 @@ use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
 use dtenge_store::{Checkpointed, LogTable, Store, Table, WriteBatch};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub const META_TABLE: Table = Table("node_meta");
 pub const ACCOUNTS_TABLE: Table = Table("node_accounts");
@@ -299,9 +299,9 @@ pub struct NodeState {
     /// By client id. A hash map: the payment path looks an account up several times per
     /// transaction, and a B-tree of 30,000 string keys cost about 5% of the settle stage in
     /// string comparisons and cache misses. [`NodeState::accounts`] sorts for listing.
-    accounts: HashMap<String, AccountState>,
-    by_address: HashMap<Address, String>,
-    tokens: HashMap<TokenId, Holding>,
+    accounts: dtenge_core::hash::Map<String, AccountState>,
+    by_address: dtenge_core::hash::Map<Address, String>,
+    tokens: dtenge_core::hash::Map<TokenId, Holding>,
     cards: BTreeMap<String, String>,
 }
 
@@ -311,9 +311,9 @@ impl NodeState {
         let mut node = NodeState {
             meta,
             key: node_key,
-            accounts: HashMap::new(),
-            by_address: HashMap::new(),
-            tokens: HashMap::new(),
+            accounts: Default::default(),
+            by_address: Default::default(),
+            tokens: Default::default(),
             cards: BTreeMap::new(),
         };
         if node.meta.kind != NodeKind::CentralBank {
@@ -347,9 +347,9 @@ impl NodeState {
             let node = NodeState {
                 meta: meta.clone(),
                 key: SecretKey::from_seed(seed),
-                accounts: HashMap::new(),
-                by_address: HashMap::new(),
-                tokens: HashMap::new(),
+                accounts: Default::default(),
+                by_address: Default::default(),
+                tokens: Default::default(),
                 cards: BTreeMap::new(),
             };
             nodes.insert(meta.id, node);

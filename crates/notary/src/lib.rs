@@ -26,7 +26,7 @@ use dtenge_core::token::{TokenId, TxId};
 use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_store::{Checkpointed, LogTable, Table, WriteBatch};
 use parking_lot::{Mutex, MutexGuard};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// Shards of the unspent set: one per value of a token id's first byte.
 pub const SHARDS: usize = 256;
@@ -73,14 +73,14 @@ enum TxState {
 
 #[derive(Default)]
 struct Shard {
-    unspent: HashSet<TokenId>,
+    unspent: dtenge_core::hash::Set<TokenId>,
     /// Outputs of pending transactions: not spendable until their transaction is durable.
-    pending_outputs: HashSet<TokenId>,
+    pending_outputs: dtenge_core::hash::Set<TokenId>,
     /// Inputs of pending transactions: gone from `unspent`, but unspent on the disk until
     /// their transaction is durable (a checkpoint dumps them). A few per shard at a time (a
     /// batch's inputs over 256 shards), so a vector: cheaper than hashing each twice.
     pending_inputs: Vec<TokenId>,
-    txs: HashMap<TxId, TxState>,
+    txs: dtenge_core::hash::Map<TxId, TxState>,
 }
 
 impl Shard {
@@ -132,7 +132,8 @@ impl Notary {
     /// Returns the notary and the number of changes replayed.
     pub fn load(store: &dtenge_store::Store) -> Result<(Notary, usize)> {
         let loaded = UNSPENT.load(store)?;
-        let mut unspent: HashSet<TokenId> = loaded.items.iter().map(|item| token_of(item)).collect::<Result<_>>()?;
+        let mut unspent: dtenge_core::hash::Set<TokenId> =
+            loaded.items.iter().map(|item| token_of(item)).collect::<Result<_>>()?;
         for change in &loaded.changes {
             let (inputs, outputs) = change_of(change)?;
             // A change the checkpoint already reflects changes nothing: a token id is created
