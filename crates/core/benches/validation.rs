@@ -2,7 +2,9 @@
 //! verification, hashing. Run: `cargo bench -p dtenge-core`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use dtenge_core::crypto::{hash_parts, verify_batch, Address, PublicKey, SecretKey, Signature};
+use dtenge_core::crypto::{
+    hash_parts, verify_batch, verify_batch_cached, Address, KeyCache, PublicKey, SecretKey, Signature,
+};
 use dtenge_core::money::Amount;
 use dtenge_core::token::{Output, TokenId};
 use dtenge_core::tx::{Command, Transaction, TxBody};
@@ -86,6 +88,20 @@ fn benches(c: &mut Criterion) {
     group.bench_function("verify_one_by_one_64", |b| {
         b.iter(|| items.iter().for_each(|(k, m, s)| dtenge_core::crypto::verify(k, m, s).expect("valid")))
     });
+    group.finish();
+
+    // The pipeline's case: keys already decompressed (a warm cache), one batch per chunk. The
+    // per-signature cost falls with the batch size; a chunk with a bad signature is verified
+    // again one by one, which is what bounds the chunk size.
+    let cache = KeyCache::default();
+    verify_batch_cached(&items, Some(&cache)).expect("valid");
+    let mut group = c.benchmark_group("ed25519_warm_keys");
+    for size in [1usize, 8, 16, 32, 64] {
+        group.throughput(Throughput::Elements(size as u64));
+        group.bench_function(format!("verify_batch_{size}"), |b| {
+            b.iter(|| verify_batch_cached(&items[..size], Some(&cache)).expect("valid"))
+        });
+    }
     group.finish();
 
     let mut group = c.benchmark_group("hash");
