@@ -431,12 +431,33 @@ fn verify_chunk(chunk: &mut [Result<Checked>], keys: &KeyCache, verified: &mut V
         }
         return;
     }
+    // The chunk holds a bad signature, almost always just one. Verify one by one until it is
+    // found, then the rest of the chunk as one batch: about 8 single checks and a batch of 8
+    // instead of 16 single checks (28.6 µs each against 16 µs per signature in a batch of 8;
+    // `cargo bench -p dtenge-core`). Only once per chunk: if the rest fails too, one by one to
+    // the end, so a chunk of bad signatures costs at most one batch more than before.
     let mut failed = Vec::new();
-    for i in 0..chunk.len() {
+    let mut rest_tried = false;
+    let mut i = 0;
+    while i < chunk.len() {
         match verify_batch_cached(&items_of(i, verified), Some(keys)) {
             Ok(()) => verified.extend(attestations_of(i)),
-            Err(e) => failed.push((i, e)),
+            Err(e) => {
+                failed.push((i, e));
+                let rest = i + 1..chunk.len();
+                if !rest_tried && !rest.is_empty() {
+                    rest_tried = true;
+                    let items: Vec<_> = rest.clone().flat_map(|r| items_of(r, verified)).collect();
+                    if verify_batch_cached(&items, Some(keys)).is_ok() {
+                        for r in rest {
+                            verified.extend(attestations_of(r));
+                        }
+                        break;
+                    }
+                }
+            }
         }
+        i += 1;
     }
     for (i, e) in failed {
         chunk[i] = Err(e);

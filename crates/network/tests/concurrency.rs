@@ -561,3 +561,62 @@ fn the_pipeline_settles_a_flood_in_batches_and_refuses_what_it_must() {
     assert_eq!(again.tx_id, tx.id());
     assert_reconciles(&network, "after a retry");
 }
+
+/// A chunk with a bad signature is verified again to find it: one by one until the first bad
+/// one, then the rest of the chunk as one batch, then (if that fails too) one by one. Wherever
+/// the bad signatures sit in their chunk of 16 (alone, first and last, several, every one),
+/// exactly those transactions are refused and every other one commits.
+#[test]
+fn bad_signatures_are_found_wherever_they_sit_in_a_chunk() {
+    use dtenge_network::pipeline::VERIFY_CHUNK_TXS;
+    assert_eq!(VERIFY_CHUNK_TXS, 16, "the positions below are chosen for chunks of 16");
+    // Chunk 0: one bad in the middle. Chunk 1: its first and last. Chunk 2: three, two of
+    // them adjacent. Chunk 3: every one. Chunk 4: none.
+    let bad: std::collections::BTreeSet<usize> = [5, 16, 31, 33, 34, 40].into_iter().chain(48..64).collect();
+    let count = 80;
+    let dir = tempfile::tempdir().unwrap();
+    let network = open_network(dir.path(), 23);
+    let payee = open_client(&network, "tulpar", 500, None);
+    let mut submissions = Vec::new();
+    for n in 0..count {
+        let key = SecretKey::from_seed([n as u8 + 1; 32]);
+        let payer = open_client(&network, BANKS[n % 3], n as u32, Some(&key));
+        let funding = fund(&network, &payer, 10_000);
+        let token =
+            network.spendable_tokens(payer.bank, &payer.id).unwrap().into_iter().find(|i| i.tx_id == funding).unwrap();
+        let issuer = token.output.issuer;
+        let body = TxBody {
+            command: Command::Transfer,
+            inputs: vec![token],
+            outputs: vec![Output::standard(amount(10_000), payee.address, issuer)],
+            nonce: 1,
+        };
+        let mut tx = Transaction::new(body);
+        tx.sign_owner(&key);
+        if bad.contains(&n) {
+            tx.witnesses[0].signature = key.sign(b"another message");
+        }
+        submissions.push(dtenge_network::Submission { node: payer.bank.to_string(), tx, idem: None });
+    }
+    let ids: Vec<_> = submissions.iter().map(|s| s.tx.id()).collect();
+    let payee_before = dt(&network, &payee);
+    let settling = network.begin_batch(submissions);
+    let results = network.finish_batch(settling);
+    assert_eq!(results.len(), count);
+    for (n, result) in results.iter().enumerate() {
+        match result {
+            Ok(receipt) => {
+                assert!(!bad.contains(&n), "transaction {n} has a bad signature and committed");
+                assert_eq!(receipt.tx_id, ids[n]);
+            }
+            Err(e) => {
+                assert!(bad.contains(&n), "transaction {n} is valid and was refused: {e}");
+                assert_eq!(e.code, ErrorCode::InvalidSignature, "{e}");
+            }
+        }
+        assert_eq!(network.is_committed(&ids[n]), !bad.contains(&n));
+    }
+    assert_eq!(dt(&network, &payee), payee_before + 10_000 * (count - bad.len()) as u64);
+    assert_reconciles(&network, "after the batch");
+    assert_nothing_reserved(&network, "after the batch");
+}
