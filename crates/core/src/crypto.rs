@@ -250,7 +250,7 @@ pub fn verify_batch_cached(items: &[(PublicKey, &[u8], Signature)], cache: Optio
     }
     // A node that attests a whole batch with one signature puts the same (key, message,
     // signature) in every transaction of it: verify each distinct one once.
-    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    let mut seen = crate::hash::Set::with_capacity_and_hasher(items.len(), Default::default());
     let mut messages = Vec::with_capacity(items.len());
     let mut signatures = Vec::with_capacity(items.len());
     let mut keys = Vec::with_capacity(items.len());

@@ -160,7 +160,7 @@ impl Network {
     fn verify_chunks(&self, chunks: &[parking_lot::Mutex<ChunkWork>], next: &std::sync::atomic::AtomicUsize) {
         // Each bank's one signature over the batch appears in every chunk: verified with the
         // first chunk this worker takes that holds it.
-        let mut verified = Verified::new();
+        let mut verified = Verified::default();
         loop {
             let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let Some(slot) = chunks.get(index) else { return };
@@ -381,7 +381,7 @@ fn attest_all(chunk: &mut [Result<Prechecked>]) {
 }
 
 /// Attestation signatures (key, message, signature) already verified by one check worker in this batch.
-type Verified = std::collections::HashSet<([u8; 32], [u8; 32], [u8; 64])>;
+type Verified = dtenge_core::hash::Set<([u8; 32], [u8; 32], [u8; 64])>;
 
 fn attestation_triple(
     item: &(dtenge_core::crypto::PublicKey, &[u8], dtenge_core::crypto::Signature),
