@@ -5,7 +5,8 @@
 //!    clients' and attests; then [`CHECK_WORKERS`] threads, each taking the next chunk of
 //!    [`VERIFY_CHUNK_TXS`] transactions as it frees up, run the stateless rules and verify
 //!    every signature, one Ed25519 batch verification per chunk. A chunk that fails is verified
-//!    transaction by transaction, so one bad signature costs its chunk, not the batch.
+//!    again to find its bad signatures (`verify_chunk`), so one bad signature costs its
+//!    chunk, not the batch.
 //! 2. **Settle** (thread `dtenge-settle`): in submission order, the notary checks and spends,
 //!    every party node plans its delta, and the whole batch goes to the store as one durable
 //!    commit. Then nodes apply, the notary finalizes, and every caller is answered.
@@ -117,17 +118,10 @@ impl Network {
         let count = submissions.len();
         let mut prechecked: Vec<Result<Prechecked>> = submissions.into_iter().map(|s| self.check_one(s)).collect();
         attest_all(&mut prechecked);
-        let chunks: Vec<parking_lot::Mutex<ChunkWork>> = chunked(prechecked, VERIFY_CHUNK_TXS)
-            .into_iter()
-            .map(|chunk| parking_lot::Mutex::new(ChunkWork::Waiting(chunk)))
-            .collect();
-        let lengths: Vec<usize> = chunks
-            .iter()
-            .map(|c| match &*c.lock() {
-                ChunkWork::Waiting(chunk) => chunk.len(),
-                _ => 0,
-            })
-            .collect();
+        let chunks = chunked(prechecked, VERIFY_CHUNK_TXS);
+        let lengths: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        let chunks: Vec<parking_lot::Mutex<ChunkWork>> =
+            chunks.into_iter().map(|chunk| parking_lot::Mutex::new(ChunkWork::Waiting(chunk))).collect();
         let next = std::sync::atomic::AtomicUsize::new(0);
         let work = || self.verify_chunks(&chunks, &next);
         let workers = workers.clamp(1, CHECK_WORKERS).min(chunks.len());
@@ -380,7 +374,8 @@ fn attest_all(chunk: &mut [Result<Prechecked>]) {
     }
 }
 
-/// Attestation signatures (key, message, signature) already verified by one check worker in this batch.
+/// Attestation signatures (key, message, signature) already verified by one check worker in
+/// this batch.
 type Verified = dtenge_core::hash::Set<([u8; 32], [u8; 32], [u8; 64])>;
 
 fn attestation_triple(
@@ -438,8 +433,7 @@ fn verify_chunk(chunk: &mut [Result<Checked>], keys: &KeyCache, verified: &mut V
     // the end, so a chunk of bad signatures costs at most one batch more than before.
     let mut failed = Vec::new();
     let mut rest_tried = false;
-    let mut i = 0;
-    while i < chunk.len() {
+    for i in 0..chunk.len() {
         match verify_batch_cached(&items_of(i, verified), Some(keys)) {
             Ok(()) => verified.extend(attestations_of(i)),
             Err(e) => {
@@ -457,7 +451,6 @@ fn verify_chunk(chunk: &mut [Result<Checked>], keys: &KeyCache, verified: &mut V
                 }
             }
         }
-        i += 1;
     }
     for (i, e) in failed {
         chunk[i] = Err(e);
