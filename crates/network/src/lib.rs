@@ -676,9 +676,13 @@ impl Network {
     }
 }
 
-/// Data directories written before tokens, history and committed ids moved to change logs
-/// (2026-11-22) kept them as keyed rows in these tables. This version does not read them: it
-/// refuses such a directory with a clear error rather than open it with tokens missing.
+/// Data directories written by earlier versions, which this one cannot read. It refuses them
+/// with a clear error rather than open them with tokens missing:
+///
+/// - before tokens, history and committed ids moved to change logs (2026-11-22), they were
+///   keyed rows in the first five tables;
+/// - before the log tables moved to the store's own journal (2026-11-22, later), their rows
+///   were in fjall tables of the log tables' names.
 fn refuse_keyed_token_rows(store: &Store) -> Result<()> {
     const KEYED_ROWS_BEFORE_CHANGE_LOGS: [Table; 5] = [
         Table("notary_unspent"),
@@ -687,13 +691,21 @@ fn refuse_keyed_token_rows(store: &Store) -> Result<()> {
         Table("node_history"),
         Table("node_txs"),
     ];
-    for table in KEYED_ROWS_BEFORE_CHANGE_LOGS {
+    let log_rows_in_fjall = [
+        dtenge_notary::UNSPENT.log,
+        dtenge_notary::COMMITTED_LOG,
+        dtenge_node::TOKENS.log,
+        dtenge_node::HISTORY_LOG,
+        dtenge_node::TXS_LOG,
+    ]
+    .map(|log| log.table());
+    for table in KEYED_ROWS_BEFORE_CHANGE_LOGS.into_iter().chain(log_rows_in_fjall) {
         if store.has_rows(table)? {
             return Err(Error::new(
                 ErrorCode::StorageFailure,
                 format!(
-                    "this data directory was written by a dtenge from before 2026-11-22 (table {} holds keyed token rows); \
-                     this version keeps tokens as change logs and checkpoints and cannot read it: start with a fresh data directory",
+                    "this data directory was written by an earlier dtenge (its table {} holds rows this version keeps elsewhere) \
+                     and this version cannot read it: start with a fresh data directory",
                     table.0
                 ),
             ));

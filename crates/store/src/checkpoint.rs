@@ -122,9 +122,7 @@ impl Checkpointed {
                 records_of(&row, &mut loaded.items)?;
             }
         }
-        for (_, row) in store.scan_from(self.log.table(), &current.position.to_be_bytes())? {
-            records_of(&row, &mut loaded.changes)?;
-        }
+        loaded.changes = store.scan_log_from(self.log, current.position)?;
         Ok(loaded)
     }
 
@@ -201,10 +199,9 @@ impl Checkpointed {
         // The last row before the new position stays: a log's sequence continues from its last
         // row after a restart, and an emptied log would start again at 0, below the position,
         // where replay would never read. The row is below the position, so it is never replayed.
-        for sequence in begun.previous.position.saturating_sub(1)..begun.position.saturating_sub(1) {
-            batch.delete(self.log.table(), sequence.to_be_bytes().to_vec());
-            written.log_rows_deleted += 1;
-        }
+        let kept = begun.position.saturating_sub(1);
+        batch.truncate_log(self.log, kept);
+        written.log_rows_deleted = kept.saturating_sub(begun.previous.position.saturating_sub(1));
         store.commit(batch)?;
         Ok(written)
     }
@@ -284,7 +281,7 @@ mod tests {
             assert_eq!(written.items, set.len() as u64);
             assert!(written.log_rows_deleted >= 300);
             assert_eq!(
-                store.scan(STATE.log.table()).unwrap().len(),
+                store.log_row_count(STATE.log).unwrap(),
                 1,
                 "of the log before the checkpoint, its last row stays"
             );

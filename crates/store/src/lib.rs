@@ -38,6 +38,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 pub mod checkpoint;
+mod journal;
 mod log;
 pub mod sim;
 pub use checkpoint::Checkpointed;
@@ -68,6 +69,10 @@ const KEY_BYTES_MAX: usize = u16::MAX as usize;
 const VALUE_BYTES_MAX: u64 = u32::MAX as u64;
 /// Longest keyspace name fjall accepts, in bytes.
 const TABLE_NAME_BYTES_MAX: usize = 255;
+/// The store's own keyed table: the number of the last journal frame whose group also wrote
+/// to fjall (see [`journal`], "Atomicity with fjall").
+const JOURNAL_MARK_TABLE: Table = Table("store_journal_mark");
+const JOURNAL_MARK_KEY: &[u8] = b"frame";
 
 /// A named table. Keys and values are bytes; components choose their encodings.
 ///
@@ -109,12 +114,20 @@ enum Op {
         table: Table,
         record: Vec<u8>,
     },
+    /// Delete a log table's rows numbered below `before`.
+    TruncateLog {
+        table: Table,
+        before: u64,
+    },
 }
 
 impl Op {
     fn table(&self) -> Table {
         match self {
-            Op::Put { table, .. } | Op::Delete { table, .. } | Op::Record { table, .. } => *table,
+            Op::Put { table, .. }
+            | Op::Delete { table, .. }
+            | Op::Record { table, .. }
+            | Op::TruncateLog { table, .. } => *table,
         }
     }
 
@@ -126,6 +139,7 @@ impl Op {
             Op::Delete { table, key } => (table, Some(key), &Vec::new()),
             // A record is folded into a row whose key the committer assigns.
             Op::Record { table, record } => (table, None, record),
+            Op::TruncateLog { .. } => return Ok(()),
         };
         if let Some(key) = key {
             if key.is_empty() || key.len() > KEY_BYTES_MAX {
@@ -172,6 +186,10 @@ impl WriteBatch {
     pub fn record(&mut self, table: LogTable, record: impl Into<Vec<u8>>) {
         self.ops.push(Op::Record { table: table.table(), record: record.into() });
     }
+    /// Delete the rows of a log table numbered below `before` (see [`Store::log_next`]).
+    pub fn truncate_log(&mut self, table: LogTable, before: u64) {
+        self.ops.push(Op::TruncateLog { table: table.table(), before });
+    }
     /// Append a record encoded with [`encode`].
     pub fn record_value<T: Serialize>(&mut self, table: LogTable, value: &T) -> Result<()> {
         let bytes = encode(value)?;
@@ -216,14 +234,16 @@ struct Shared {
     failed: std::sync::OnceLock<String>,
     /// The next row of each log table; the committer takes them, [`Store::log_next`] reads them.
     sequences: parking_lot::Mutex<log::Sequences>,
+    /// The log tables' rows (see [`journal`]).
+    journal: journal::Journal,
 }
 
 impl Shared {
-    /// The last key of a table, to continue a log's sequence.
+    /// The key of a log table's last row (or of the row before its truncation point), to
+    /// continue its sequence.
     fn last_key(&self, table: Table) -> Result<Option<Vec<u8>>> {
-        let Some(keyspace) = self.keyspace(table, false)? else { return Ok(None) };
-        let last = keyspace.last_key_value().map(|row| row.key()).transpose().map_err(|e| storage_error("log", e))?;
-        Ok(last.map(|key| key.to_vec()))
+        let next = self.journal.next_row(table);
+        Ok(next.checked_sub(1).map(|last| last.to_be_bytes().to_vec()))
     }
 }
 
@@ -299,12 +319,24 @@ impl Store {
             .journal_compression(fjall::CompressionType::None)
             .open()
             .map_err(|e| storage_error("open database", e))?;
+        let mark_keyspace = db
+            .keyspace(JOURNAL_MARK_TABLE.0, KeyspaceCreateOptions::default)
+            .map_err(|e| storage_error("open journal mark", e))?;
+        let mark = match mark_keyspace.get(JOURNAL_MARK_KEY).map_err(|e| storage_error("read journal mark", e))? {
+            Some(bytes) => Some(u64::from_le_bytes(
+                bytes.as_ref().try_into().map_err(|_| storage_error("journal mark", "not 8 bytes"))?,
+            )),
+            None => None,
+        };
+        let journal = journal::Journal::open(path, mark)?;
         let shared = Arc::new(Shared {
             db,
             keyspaces: RwLock::new(HashMap::new()),
             failed: std::sync::OnceLock::new(),
             sequences: parking_lot::Mutex::new(log::Sequences::default()),
+            journal,
         });
+        shared.keyspaces.write().unwrap_or_else(PoisonError::into_inner).insert(JOURNAL_MARK_TABLE.0, mark_keyspace);
         for table in tables {
             shared.keyspace(*table, true)?;
         }
@@ -401,23 +433,36 @@ impl Store {
         collect_rows(keyspace.prefix(prefix))
     }
 
-    /// The rows of a table from the key `from` on, in key order.
-    pub fn scan_from(&self, table: Table, from: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let engine = match &self.engine {
-            Engine::Fjall(engine) => engine,
-            Engine::Simulated(engine) => return Ok(engine.scan_from(table, from)),
-        };
-        let Some(keyspace) = engine.shared.keyspace(table, false)? else { return Ok(Vec::new()) };
-        collect_rows(keyspace.range(from.to_vec()..))
-    }
-
     /// Every record of a log table, in the order they were committed.
     pub fn scan_log(&self, table: LogTable) -> Result<Vec<Vec<u8>>> {
+        self.scan_log_from(table, 0)
+    }
+
+    /// The records of a log table's rows numbered `from` or more (see [`Store::log_next`]), in
+    /// the order they were committed.
+    pub fn scan_log_from(&self, table: LogTable, from: u64) -> Result<Vec<Vec<u8>>> {
         let mut records = Vec::new();
-        for (_, row) in self.scan(table.table())? {
+        for row in self.log_rows_from(table, from)? {
             log::records_of(&row, &mut records)?;
         }
         Ok(records)
+    }
+
+    /// How many rows (groups of records) a log table holds: truncation deletes rows.
+    pub fn log_row_count(&self, table: LogTable) -> Result<u64> {
+        match &self.engine {
+            Engine::Fjall(engine) => Ok(engine.shared.journal.row_count(table.table())),
+            Engine::Simulated(engine) => Ok(engine.log_row_count(table.table())),
+        }
+    }
+
+    fn log_rows_from(&self, table: LogTable, from: u64) -> Result<Vec<Vec<u8>>> {
+        match &self.engine {
+            Engine::Fjall(engine) => {
+                Ok(engine.shared.journal.rows_from(table.table(), from)?.into_iter().map(|(_, row)| row).collect())
+            }
+            Engine::Simulated(engine) => Ok(engine.log_rows_from(table.table(), from)),
+        }
     }
 
     /// Every record of a log table, decoded, in the order they were committed.
@@ -502,13 +547,16 @@ fn run_committer(shared: &Shared, queue: &Receiver<Job>) {
     }
 }
 
-/// Writes every job in one atomic fjall batch, then fsyncs the journal. Only after the fsync
-/// does fjall apply the batch to the memtables, where readers see it.
-/// Log records are folded into one row per log table (see [`LogTable`]), written with the rest.
+/// Writes every job's log records as one journal frame and fsyncs it, then every keyed write
+/// in one atomic fjall batch, fsynced too (see [`journal`], "Atomicity with fjall"). Readers
+/// see neither before both are durable. Log records are folded into one row per log table
+/// (see [`LogTable`]).
 fn write_all(shared: &Shared, jobs: &[Job]) -> Result<()> {
     let ops: usize = jobs.iter().map(|job| job.batch.len()).sum();
     let mut batch =
         fjall::OwnedWriteBatch::with_capacity(shared.db.clone(), ops).durability(Some(PersistMode::SyncAll));
+    let mut keyed = false;
+    let mut entries = Vec::new();
     // The handles of this group's tables, looked up once per table.
     let mut keyspaces: HashMap<&'static str, Keyspace> = HashMap::new();
     let mut keyspace_of = |table: Table| -> Result<Keyspace> {
@@ -522,19 +570,39 @@ fn write_all(shared: &Shared, jobs: &[Job]) -> Result<()> {
     let all_ops = || jobs.iter().flat_map(|job| job.batch.ops.iter());
     for op in all_ops() {
         match op {
-            Op::Put { table, key, value } => batch.insert(&keyspace_of(*table)?, key.as_slice(), value.as_slice()),
-            Op::Delete { table, key } => batch.remove(&keyspace_of(*table)?, key.as_slice()),
+            Op::Put { table, key, value } => {
+                keyed = true;
+                batch.insert(&keyspace_of(*table)?, key.as_slice(), value.as_slice())
+            }
+            Op::Delete { table, key } => {
+                keyed = true;
+                batch.remove(&keyspace_of(*table)?, key.as_slice())
+            }
             Op::Record { .. } => {}
+            Op::TruncateLog { table, before } => {
+                entries.push(journal::Entry::Truncate { table: *table, before: *before })
+            }
         }
     }
     // Held until the batch is written, so that `log_next` never reads a number this group
     // takes but has not written yet.
     let mut sequences = shared.sequences.lock();
     let rows = sequences.fold(all_ops(), |table| shared.last_key(table))?;
-    for (table, key, value) in rows {
-        batch.insert(&keyspace_of(table)?, key, value);
+    for (table, key, bytes) in rows {
+        let row = u64::from_be_bytes(key.as_slice().try_into().map_err(|_| storage_error("commit", "row key"))?);
+        entries.push(journal::Entry::Row { table, row, bytes });
     }
-    batch.commit().map_err(|e| storage_error("commit", e))
+    let written = if entries.is_empty() { None } else { Some(shared.journal.write(&entries, keyed)?) };
+    if keyed {
+        if let Some(written) = &written {
+            batch.insert(&keyspace_of(JOURNAL_MARK_TABLE)?, JOURNAL_MARK_KEY, written.number.to_le_bytes());
+        }
+        batch.commit().map_err(|e| storage_error("commit", e))?;
+    }
+    if let Some(written) = written {
+        shared.journal.publish(written);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -636,8 +704,10 @@ mod tests {
         assert_eq!(decode::<(u32, String)>(&records[1]).unwrap(), (7, "second".to_string()));
         assert!(records[2].is_empty());
         assert_eq!(records[3], b"fourth".to_vec());
-        let keys: Vec<Vec<u8>> = store.scan(LOG.table()).unwrap().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, (0u64..3).map(|n| n.to_be_bytes().to_vec()).collect::<Vec<_>>());
+        // One row per commit, numbered on from 0.
+        assert_eq!(store.log_row_count(LOG).unwrap(), 3);
+        assert_eq!(store.log_next(LOG).unwrap(), 3);
+        assert_eq!(store.scan_log_from(LOG, 2).unwrap(), vec![b"fourth".to_vec()]);
         assert_eq!(store.get(T, b"k").unwrap(), Some(b"v".to_vec()));
     }
 

@@ -174,6 +174,12 @@ impl SimDisk {
 
 type Tables = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
 
+/// Where a log table's rows are kept: apart from keyed rows, as the fjall store keeps them in
+/// its journal, so that a keyed table of the same name reads as empty on both.
+fn log_name(table: Table) -> String {
+    format!("{}#log", table.0)
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SimOp {
     table: String,
@@ -233,7 +239,7 @@ impl SimEngine {
         // Each commit is its own group: its log records fold into rows as the fjall
         // committer folds a group's. The sequence continues from each table's last row.
         let rows = Sequences::default().fold(batch.ops.iter(), |table| {
-            Ok(tables.get(table.0).and_then(|rows| rows.keys().next_back().cloned()))
+            Ok(tables.get(&log_name(table)).and_then(|rows| rows.keys().next_back().cloned()))
         })?;
         let mut ops: Vec<SimOp> = Vec::with_capacity(batch.ops.len());
         for op in batch.ops {
@@ -243,10 +249,16 @@ impl SimEngine {
                 }
                 Op::Delete { table, key } => ops.push(SimOp { table: table.0.to_string(), key, value: None }),
                 Op::Record { .. } => {}
+                Op::TruncateLog { table, before } => {
+                    let name = log_name(table);
+                    let Some(rows) = tables.get(&name) else { continue };
+                    let below = rows.range(..before.to_be_bytes().to_vec()).map(|(key, _)| key.clone());
+                    ops.extend(below.map(|key| SimOp { table: name.clone(), key, value: None }));
+                }
             }
         }
         ops.extend(rows.into_iter().map(|(table, key, value)| SimOp {
-            table: table.0.to_string(),
+            table: log_name(table),
             key,
             value: Some(value),
         }));
@@ -269,20 +281,25 @@ impl SimEngine {
             .collect()
     }
 
-    pub(crate) fn scan_from(&self, table: Table, from: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let tables = self.tables.read();
-        let Some(rows) = tables.get(table.0) else { return Vec::new() };
-        rows.range(from.to_vec()..).map(|(k, v)| (k.clone(), v.clone())).collect()
-    }
-
     pub(crate) fn has_rows(&self, table: Table) -> bool {
         self.tables.read().get(table.0).is_some_and(|rows| !rows.is_empty())
     }
 
     pub(crate) fn log_next(&self, table: Table) -> Result<u64> {
         let tables = self.tables.read();
-        let last = tables.get(table.0).and_then(|rows| rows.keys().next_back().cloned());
+        let last = tables.get(&log_name(table)).and_then(|rows| rows.keys().next_back().cloned());
         Sequences::default().peek(table, &mut |_| Ok(last.clone()))
+    }
+
+    /// The rows of a log table numbered `from` or more, in order.
+    pub(crate) fn log_rows_from(&self, table: Table, from: u64) -> Vec<Vec<u8>> {
+        let tables = self.tables.read();
+        let Some(rows) = tables.get(&log_name(table)) else { return Vec::new() };
+        rows.range(from.to_be_bytes().to_vec()..).map(|(_, row)| row.clone()).collect()
+    }
+
+    pub(crate) fn log_row_count(&self, table: Table) -> u64 {
+        self.tables.read().get(&log_name(table)).map_or(0, |rows| rows.len() as u64)
     }
 
     pub(crate) fn get(&self, table: Table, key: &[u8]) -> Option<Vec<u8>> {

@@ -1,0 +1,686 @@
+//! The record journal: the rows of every [`LogTable`](crate::LogTable), written once, in
+//! append-only segment files of our own, beside the fjall database.
+//!
+//! Why not fjall: a payment writes only log records (the notary's and the nodes' changes, the
+//! history lines, the archived transaction), about 2 KB. In fjall they were written twice (its
+//! journal, then again when a memtable was flushed to a sorted file) and the flushes and
+//! compactions competed with the commit path: `dtenge bench` measured the committer blocked
+//! 40-55 ms in fjall's memtable rotation, waiting for a lock that fjall's worker held while it
+//! deleted obsolete files, and journal fsyncs of 9-31 ms while a flush wrote (0.3 ms on the idle
+//! disk). Those stalls alone broke the p99 target. A log row is never updated and never read by
+//! key, so an LSM tree gives it nothing: here it is appended once and fsynced, as TigerBeetle's
+//! and Hamilton's logs are.
+//!
+//! # Layout
+//!
+//! The directory `records/` in the database directory holds segment files `<first frame>.seg`
+//! (20 decimal digits, so that name order is frame order). A segment holds frames; the
+//! committer appends one frame per group commit that has log rows (or truncations) and fsyncs
+//! it before anyone is answered. A frame is
+//! `[magic u32][payload length u32][crc32 u32][frame number u64][flags u8][payload]`, all little
+//! endian, the checksum covering the frame number, the flags and the payload. The payload is
+//! entries, each `[kind u8][table name length u8][table name]` and then:
+//!
+//! - [`ROW`]: `[row number u64][length u32][row]`, one folded row of a log table;
+//! - [`TRUNCATE`]: `[before u64]`, rows below `before` are deleted;
+//! - [`STATE`]: `[next u64][before u64]`, the table's next row number and truncation point,
+//!   written for every table at the start of each segment, so that deleting old segments never
+//!   loses them.
+//!
+//! # Atomicity with fjall
+//!
+//! A group commit may hold keyed writes (fjall) and log rows (here). The frame is written and
+//! fsynced first, flagged [`FLAG_KEYED`]; then the fjall batch, which also stores the frame's
+//! number under [`crate::JOURNAL_MARK_TABLE`]. A crash between the two leaves a last frame
+//! flagged keyed whose number fjall does not have: recovery drops it, as it drops a torn last
+//! frame. Only the last frame can be in that state, because the committer writes the next frame
+//! only after the previous fjall batch is durable (and stops writing after any failure).
+//!
+//! # Deleting rows
+//!
+//! A checkpoint truncates its log ([`crate::WriteBatch::truncate_log`]). A segment other than
+//! the one being written is deleted once every row in it is below its table's truncation point
+//! and so is every older segment's. The files are unlinked on a thread of their own, because an
+//! unlink of a large file can take milliseconds and the committer must not wait for it (that
+//! wait was fjall's stall). A crash before the unlink is harmless: recovery skips the dead rows
+//! and deletes the file again.
+
+use crate::{storage_error, Table};
+use dtenge_core::Result;
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The folder of the segment files, inside the database directory.
+pub(crate) const FOLDER: &str = "records";
+/// A segment is closed and a new one started once it holds this much. Bounds what one deletion
+/// frees and what a start reads past the truncation point.
+/// A few KiB in tests, so that they roll and delete segments.
+const SEGMENT_BYTES_MAX: u64 = if cfg!(test) { 4 << 10 } else { 64 << 20 };
+const MAGIC: u32 = u32::from_le_bytes(*b"DTJ1");
+const HEADER_BYTES: usize = 4 + 4 + 4 + 8 + 1;
+/// The largest payload a frame may declare: a group commit holds at most a few thousand
+/// batches, but one row may be as large as a record (4 GiB) and a frame holds several.
+const PAYLOAD_BYTES_MAX: u64 = u32::MAX as u64;
+/// The frame also wrote keyed rows to fjall, which must hold its number for it to count.
+pub(crate) const FLAG_KEYED: u8 = 1;
+
+pub(crate) const ROW: u8 = 1;
+pub(crate) const TRUNCATE: u8 = 2;
+pub(crate) const STATE: u8 = 3;
+
+/// Where a row's bytes are.
+#[derive(Clone)]
+struct Location {
+    file: Arc<File>,
+    offset: u64,
+    bytes: u32,
+}
+
+#[derive(Default)]
+struct TableIndex {
+    rows: BTreeMap<u64, Location>,
+    /// The number the next row gets.
+    next: u64,
+    /// Rows below it are deleted.
+    before: u64,
+}
+
+struct Segment {
+    path: PathBuf,
+    /// The highest row number of each table in the segment.
+    rows_max: HashMap<String, u64>,
+}
+
+#[derive(Default)]
+struct Index {
+    tables: HashMap<String, TableIndex>,
+    /// By first frame number; the last one is being written.
+    segments: BTreeMap<u64, Segment>,
+}
+
+impl Index {
+    /// Segments before the one being written whose rows, and every older segment's, are all
+    /// truncated: removed from the index, their paths returned for deletion.
+    fn take_dead_segments(&mut self) -> Vec<PathBuf> {
+        let mut dead = Vec::new();
+        while self.segments.len() > 1 {
+            let Some((first, segment)) = self.segments.first_key_value() else { break };
+            let all_truncated = segment
+                .rows_max
+                .iter()
+                .all(|(table, row_max)| self.tables.get(table).is_some_and(|t| *row_max < t.before));
+            if !all_truncated {
+                break;
+            }
+            let first = *first;
+            if let Some(segment) = self.segments.remove(&first) {
+                dead.push(segment.path);
+            }
+        }
+        dead
+    }
+}
+
+/// A log table's writes in one group commit, as the committer hands them over.
+pub(crate) enum Entry {
+    Row { table: Table, row: u64, bytes: Vec<u8> },
+    Truncate { table: Table, before: u64 },
+}
+
+struct Writer {
+    file: Arc<File>,
+    /// First frame of the segment being written.
+    segment: u64,
+    segment_bytes: u64,
+    next_frame: u64,
+    /// Set after a failed write: nothing more is written (the store is fail-stop anyway).
+    failed: bool,
+}
+
+/// The journal of log rows (see the module docs).
+pub(crate) struct Journal {
+    dir: PathBuf,
+    index: RwLock<Index>,
+    writer: Mutex<Writer>,
+}
+
+/// A frame as recovery reads it.
+struct Frame {
+    number: u64,
+    flags: u8,
+    /// Offset of the payload in its segment.
+    payload_offset: u64,
+    payload: Vec<u8>,
+}
+
+impl Journal {
+    /// Open the journal in `db_dir`, recovering what its segments hold. `keyed_mark` is the
+    /// number of the last frame whose fjall part is durable (see the module docs).
+    pub(crate) fn open(db_dir: &Path, keyed_mark: Option<u64>) -> Result<Journal> {
+        let dir = db_dir.join(FOLDER);
+        std::fs::create_dir_all(&dir).map_err(|e| storage_error("journal: create folder", e))?;
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| storage_error("journal: list", e))? {
+            let entry = entry.map_err(|e| storage_error("journal: list", e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(first) = name.strip_suffix(".seg").and_then(|n| n.parse::<u64>().ok()) else {
+                return Err(storage_error("journal", format!("unexpected file {name:?} in {}", dir.display())));
+            };
+            names.push(first);
+        }
+        names.sort_unstable();
+        let mut index = Index::default();
+        let mut next_frame = 0u64;
+        let mut last: Option<(u64, Arc<File>, u64)> = None;
+        for (position, first) in names.iter().enumerate() {
+            let is_last = position + 1 == names.len();
+            let path = segment_path(&dir, *first);
+            let file = Arc::new(
+                OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| storage_error("journal: open segment", e))?,
+            );
+            let frames = read_frames(&file, &path, is_last)?;
+            let mut valid_end = frames.valid_end;
+            let mut frames = frames.frames;
+            if let Some(frame) = frames.last() {
+                let keyed_not_durable = frame.flags & FLAG_KEYED != 0 && keyed_mark.is_none_or(|m| frame.number > m);
+                if keyed_not_durable {
+                    if !is_last {
+                        return Err(storage_error("journal", "a frame whose keyed part is missing is not the last"));
+                    }
+                    valid_end = frame.payload_offset - HEADER_BYTES as u64;
+                    frames.pop();
+                }
+            }
+            let mut segment = Segment { path: path.clone(), rows_max: HashMap::new() };
+            for frame in &frames {
+                if frame.number < next_frame {
+                    return Err(storage_error("journal", format!("frame {} after frame {}", frame.number, next_frame)));
+                }
+                next_frame = frame.number + 1;
+                apply_payload(&mut index, &mut segment, &file, frame.payload_offset, &frame.payload)?;
+            }
+            if is_last {
+                // The torn or not durable tail, cut off so that appends continue after the
+                // last good frame.
+                file.set_len(valid_end).map_err(|e| storage_error("journal: truncate torn tail", e))?;
+                file.sync_all().map_err(|e| storage_error("journal: sync", e))?;
+                last = Some((*first, file.clone(), valid_end));
+            }
+            index.segments.insert(*first, segment);
+        }
+        for table in index.tables.values_mut() {
+            let before = table.before;
+            table.rows.retain(|row, _| *row >= before);
+        }
+        let dead = index.take_dead_segments();
+        delete_files(dead);
+        let (segment, file, segment_bytes) = match last {
+            Some(last) => last,
+            None => {
+                let file = create_segment(&dir, next_frame)?;
+                index.segments.insert(
+                    next_frame,
+                    Segment { path: segment_path(&dir, next_frame), rows_max: HashMap::new() },
+                );
+                (next_frame, file, 0)
+            }
+        };
+        Ok(Journal {
+            dir,
+            index: RwLock::new(index),
+            writer: Mutex::new(Writer { file, segment, segment_bytes, next_frame, failed: false }),
+        })
+    }
+
+    /// The number the next row of `table` gets (0 for a table never written).
+    pub(crate) fn next_row(&self, table: Table) -> u64 {
+        self.index.read().tables.get(table.0).map_or(0, |t| t.next)
+    }
+
+    /// Write `entries` as one frame and fsync it; returns the frame's number. Nothing is visible
+    /// to readers until [`Journal::publish`]. `keyed` flags a frame whose group also writes to
+    /// fjall (see the module docs).
+    pub(crate) fn write(&self, entries: &[Entry], keyed: bool) -> Result<Written> {
+        let mut writer = self.writer.lock();
+        if writer.failed {
+            return Err(storage_error("journal", "an earlier write failed"));
+        }
+        let outcome = self.write_frame(&mut writer, entries, keyed);
+        if outcome.is_err() {
+            writer.failed = true;
+        }
+        outcome
+    }
+
+    fn write_frame(&self, writer: &mut Writer, entries: &[Entry], keyed: bool) -> Result<Written> {
+        let number = writer.next_frame;
+        let mut payload = Vec::new();
+        let mut rolled = None;
+        if writer.segment_bytes >= SEGMENT_BYTES_MAX {
+            // A new segment starts with every table's state, so that the old ones can go.
+            let file = create_segment(&self.dir, number)?;
+            for (name, table) in &self.index.read().tables {
+                push_head(&mut payload, STATE, name)?;
+                payload.extend_from_slice(&table.next.to_le_bytes());
+                payload.extend_from_slice(&table.before.to_le_bytes());
+            }
+            writer.file = file;
+            writer.segment = number;
+            writer.segment_bytes = 0;
+            rolled = Some(number);
+        }
+        let mut rows = Vec::new();
+        for entry in entries {
+            match entry {
+                Entry::Row { table, row, bytes } => {
+                    push_head(&mut payload, ROW, table.0)?;
+                    payload.extend_from_slice(&row.to_le_bytes());
+                    let length = u32::try_from(bytes.len()).map_err(|_| storage_error("journal", "row over 4 GiB"))?;
+                    payload.extend_from_slice(&length.to_le_bytes());
+                    rows.push((table.0, *row, payload.len() as u64, length));
+                    payload.extend_from_slice(bytes);
+                }
+                Entry::Truncate { table, before } => {
+                    push_head(&mut payload, TRUNCATE, table.0)?;
+                    payload.extend_from_slice(&before.to_le_bytes());
+                }
+            }
+        }
+        if payload.len() as u64 > PAYLOAD_BYTES_MAX {
+            return Err(storage_error("journal", format!("a frame of {} bytes", payload.len())));
+        }
+        let flags = if keyed { FLAG_KEYED } else { 0 };
+        let mut frame = Vec::with_capacity(HEADER_BYTES + payload.len());
+        frame.extend_from_slice(&MAGIC.to_le_bytes());
+        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&checksum(number, flags, &payload).to_le_bytes());
+        frame.extend_from_slice(&number.to_le_bytes());
+        frame.push(flags);
+        frame.extend_from_slice(&payload);
+        let payload_offset = writer.segment_bytes + HEADER_BYTES as u64;
+        (&*writer.file).write_all(&frame).map_err(|e| storage_error("journal: write", e))?;
+        writer.file.sync_data().map_err(|e| storage_error("journal: fsync", e))?;
+        writer.segment_bytes += frame.len() as u64;
+        writer.next_frame = number.checked_add(1).ok_or_else(|| storage_error("journal", "frames exhausted"))?;
+        let rows = rows
+            .into_iter()
+            .map(|(table, row, offset, bytes)| {
+                (table, row, Location { file: writer.file.clone(), offset: payload_offset + offset, bytes })
+            })
+            .collect();
+        let truncations = entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Truncate { table, before } => Some((table.0, *before)),
+                Entry::Row { .. } => None,
+            })
+            .collect();
+        Ok(Written { number, segment: writer.segment, rolled, rows, truncations })
+    }
+
+    /// Make a written frame's rows visible and apply its truncations (after the group's fjall
+    /// part, if any, is durable too). Segments that became dead are deleted in the background.
+    pub(crate) fn publish(&self, written: Written) {
+        let mut index = self.index.write();
+        if let Some(first) = written.rolled {
+            index.segments.insert(first, Segment { path: segment_path(&self.dir, first), rows_max: HashMap::new() });
+        }
+        for (table, row, location) in written.rows {
+            let entry = index.tables.entry(table.to_string()).or_default();
+            entry.rows.insert(row, location);
+            entry.next = entry.next.max(row + 1);
+            if let Some(segment) = index.segments.get_mut(&written.segment) {
+                let row_max = segment.rows_max.entry(table.to_string()).or_insert(row);
+                *row_max = (*row_max).max(row);
+            }
+        }
+        for (table, before) in written.truncations {
+            truncate(index.tables.entry(table.to_string()).or_default(), before);
+        }
+        let dead = index.take_dead_segments();
+        drop(index);
+        delete_files(dead);
+    }
+
+    /// The rows of `table` numbered `from` or more, in order.
+    pub(crate) fn rows_from(&self, table: Table, from: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let locations: Vec<(u64, Location)> = {
+            let index = self.index.read();
+            let Some(table) = index.tables.get(table.0) else { return Ok(Vec::new()) };
+            table.rows.range(from..).map(|(row, location)| (*row, location.clone())).collect()
+        };
+        let mut rows = Vec::with_capacity(locations.len());
+        for (row, location) in locations {
+            let mut bytes = vec![0u8; location.bytes as usize];
+            location.file.read_exact_at(&mut bytes, location.offset).map_err(|e| storage_error("journal: read", e))?;
+            rows.push((row, bytes));
+        }
+        Ok(rows)
+    }
+
+    /// How many rows of `table` are live.
+    pub(crate) fn row_count(&self, table: Table) -> u64 {
+        self.index.read().tables.get(table.0).map_or(0, |t| t.rows.len() as u64)
+    }
+
+    /// How many segment files the journal holds.
+    #[cfg(test)]
+    pub(crate) fn segment_count(&self) -> usize {
+        self.index.read().segments.len()
+    }
+}
+
+/// What [`Journal::write`] wrote, for [`Journal::publish`].
+pub(crate) struct Written {
+    pub(crate) number: u64,
+    segment: u64,
+    rolled: Option<u64>,
+    rows: Vec<(&'static str, u64, Location)>,
+    truncations: Vec<(&'static str, u64)>,
+}
+
+fn truncate(table: &mut TableIndex, before: u64) {
+    if before <= table.before {
+        return;
+    }
+    table.before = before;
+    table.next = table.next.max(before);
+    table.rows = table.rows.split_off(&before);
+}
+
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}.seg"))
+}
+
+/// Create a segment file and make its name durable (fsync of the folder).
+fn create_segment(dir: &Path, first: u64) -> Result<Arc<File>> {
+    let path = segment_path(dir, first);
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| storage_error("journal: create segment", e))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| storage_error("journal: sync folder", e))?;
+    Ok(Arc::new(file))
+}
+
+fn delete_files(paths: Vec<PathBuf>) {
+    if paths.is_empty() {
+        return;
+    }
+    // A failed unlink leaves a dead segment behind, which the next start deletes again.
+    let _ = std::thread::Builder::new().name("dtenge-journal-unlink".into()).spawn(move || {
+        for path in paths {
+            let _ = std::fs::remove_file(path);
+        }
+    });
+}
+
+fn push_head(payload: &mut Vec<u8>, kind: u8, table: &str) -> Result<()> {
+    let length = u8::try_from(table.len()).map_err(|_| storage_error("journal", "table name over 255 bytes"))?;
+    payload.push(kind);
+    payload.push(length);
+    payload.extend_from_slice(table.as_bytes());
+    Ok(())
+}
+
+fn checksum(number: u64, flags: u8, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&number.to_le_bytes());
+    hasher.update(&[flags]);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+struct Frames {
+    frames: Vec<Frame>,
+    /// Where the last good frame ends.
+    valid_end: u64,
+}
+
+/// The frames of a segment. A short or corrupt frame ends the last segment (a torn write:
+/// it and anything after it are dropped); anywhere else it is an error.
+fn read_frames(file: &File, path: &Path, is_last: bool) -> Result<Frames> {
+    let mut bytes = Vec::new();
+    (&*file).read_to_end(&mut bytes).map_err(|e| storage_error("journal: read segment", e))?;
+    let mut frames = Vec::new();
+    let mut position = 0usize;
+    while position < bytes.len() {
+        match parse_frame(&bytes, position) {
+            Some((frame, end)) => {
+                frames.push(frame);
+                position = end;
+            }
+            None if is_last => break,
+            None => {
+                return Err(storage_error(
+                    "journal",
+                    format!("corrupt frame at byte {position} of {}, which is not the last segment", path.display()),
+                ))
+            }
+        }
+    }
+    Ok(Frames { frames, valid_end: position as u64 })
+}
+
+fn parse_frame(bytes: &[u8], position: usize) -> Option<(Frame, usize)> {
+    let header = bytes.get(position..position.checked_add(HEADER_BYTES)?)?;
+    let magic = u32::from_le_bytes(header[0..4].try_into().ok()?);
+    let length = u32::from_le_bytes(header[4..8].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[8..12].try_into().ok()?);
+    let number = u64::from_le_bytes(header[12..20].try_into().ok()?);
+    let flags = header[20];
+    let start = position + HEADER_BYTES;
+    let payload = bytes.get(start..start.checked_add(length)?)?;
+    if magic != MAGIC || checksum(number, flags, payload) != crc {
+        return None;
+    }
+    let frame = Frame { number, flags, payload_offset: start as u64, payload: payload.to_vec() };
+    Some((frame, start + length))
+}
+
+/// Apply a recovered frame's entries to the index.
+fn apply_payload(
+    index: &mut Index,
+    segment: &mut Segment,
+    file: &Arc<File>,
+    payload_offset: u64,
+    payload: &[u8],
+) -> Result<()> {
+    let corrupt = || storage_error("journal", "a frame whose checksum holds has a malformed entry");
+    let mut position = 0usize;
+    while position < payload.len() {
+        let kind = payload[position];
+        let name_bytes = *payload.get(position + 1).ok_or_else(corrupt)? as usize;
+        let name_start = position + 2;
+        let name = payload.get(name_start..name_start + name_bytes).ok_or_else(corrupt)?;
+        let name = std::str::from_utf8(name).map_err(|_| corrupt())?.to_string();
+        let mut cursor = name_start + name_bytes;
+        let u64_at = |cursor: &mut usize| -> Result<u64> {
+            let value = payload.get(*cursor..*cursor + 8).ok_or_else(corrupt)?;
+            *cursor += 8;
+            Ok(u64::from_le_bytes(value.try_into().map_err(|_| corrupt())?))
+        };
+        let table = index.tables.entry(name.clone()).or_default();
+        match kind {
+            ROW => {
+                let row = u64_at(&mut cursor)?;
+                let length = payload.get(cursor..cursor + 4).ok_or_else(corrupt)?;
+                let length = u32::from_le_bytes(length.try_into().map_err(|_| corrupt())?);
+                cursor += 4;
+                if payload.len() < cursor + length as usize {
+                    return Err(corrupt());
+                }
+                let location = Location { file: file.clone(), offset: payload_offset + cursor as u64, bytes: length };
+                table.rows.insert(row, location);
+                table.next = table.next.max(row + 1);
+                let row_max = segment.rows_max.entry(name).or_insert(row);
+                *row_max = (*row_max).max(row);
+                cursor += length as usize;
+            }
+            TRUNCATE => {
+                let before = u64_at(&mut cursor)?;
+                table.before = table.before.max(before);
+                table.next = table.next.max(before);
+            }
+            STATE => {
+                let next = u64_at(&mut cursor)?;
+                let before = u64_at(&mut cursor)?;
+                table.next = table.next.max(next);
+                table.before = table.before.max(before);
+            }
+            _ => return Err(corrupt()),
+        }
+        position = cursor;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Table = Table("a");
+    const B: Table = Table("b");
+
+    fn row(table: Table, row: u64, fill: u8) -> Entry {
+        Entry::Row { table, row, bytes: vec![fill; 1_000] }
+    }
+
+    fn write(journal: &Journal, entries: &[Entry], keyed: bool) -> u64 {
+        let written = journal.write(entries, keyed).unwrap();
+        let number = written.number;
+        journal.publish(written);
+        number
+    }
+
+    fn rows(journal: &Journal, table: Table) -> Vec<(u64, u8)> {
+        journal.rows_from(table, 0).unwrap().into_iter().map(|(n, bytes)| (n, bytes[0])).collect()
+    }
+
+    fn segment_files(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(dir.join(FOLDER)).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn rows_read_back_after_reopen_and_a_torn_tail_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let journal = Journal::open(dir.path(), None).unwrap();
+            write(&journal, &[row(A, 0, 1), row(B, 0, 2)], false);
+            write(&journal, &[row(A, 1, 3)], false);
+            assert_eq!(rows(&journal, A), vec![(0, 1), (1, 3)]);
+        }
+        // A write torn by a crash: the last frame lost its last bytes.
+        let last = segment_files(dir.path()).pop().unwrap();
+        let length = std::fs::metadata(&last).unwrap().len();
+        OpenOptions::new().write(true).open(&last).unwrap().set_len(length - 10).unwrap();
+        let journal = Journal::open(dir.path(), None).unwrap();
+        assert_eq!(rows(&journal, A), vec![(0, 1)]);
+        assert_eq!(rows(&journal, B), vec![(0, 2)]);
+        assert_eq!(journal.next_row(A), 1);
+        // Appends continue after the last good frame, and read back after another reopen.
+        write(&journal, &[row(A, 1, 4)], false);
+        drop(journal);
+        // Garbage after the last frame (a torn header) is cut off too.
+        let last = segment_files(dir.path()).pop().unwrap();
+        OpenOptions::new().append(true).open(&last).unwrap().write_all(&[0xAB; 7]).unwrap();
+        let journal = Journal::open(dir.path(), None).unwrap();
+        assert_eq!(rows(&journal, A), vec![(0, 1), (1, 4)]);
+    }
+
+    #[test]
+    fn a_last_frame_whose_keyed_part_is_not_durable_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = {
+            let journal = Journal::open(dir.path(), None).unwrap();
+            let first = write(&journal, &[row(A, 0, 1)], true);
+            let second = write(&journal, &[row(A, 1, 2)], true);
+            (first, second)
+        };
+        // fjall holds the first frame's mark only: the crash hit between the second frame and
+        // its fjall batch.
+        let journal = Journal::open(dir.path(), Some(first)).unwrap();
+        assert_eq!(rows(&journal, A), vec![(0, 1)]);
+        let third = write(&journal, &[row(A, 1, 3)], false);
+        assert_eq!(third, second, "the dropped frame's number is reused");
+        drop(journal);
+        let journal = Journal::open(dir.path(), Some(first)).unwrap();
+        assert_eq!(rows(&journal, A), vec![(0, 1), (1, 3)], "a frame without keyed writes needs no mark");
+        // With no mark at all, a keyed last frame never counted.
+        let dir = tempfile::tempdir().unwrap();
+        write(&Journal::open(dir.path(), None).unwrap(), &[row(A, 0, 1)], true);
+        assert!(rows(&Journal::open(dir.path(), None).unwrap(), A).is_empty());
+    }
+
+    #[test]
+    fn truncated_segments_are_deleted_and_sequences_survive_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path(), None).unwrap();
+        for n in 0..40u64 {
+            write(&journal, &[row(A, n, n as u8), row(B, n, 0)], false);
+        }
+        let segments_before = journal.segment_count();
+        assert!(segments_before >= 10, "{segments_before} segments of 4 KiB for 80 KB of rows");
+        // B is truncated entirely, A up to its last row: only the segment of that row and the
+        // one being written stay.
+        let written = journal
+            .write(&[Entry::Truncate { table: A, before: 39 }, Entry::Truncate { table: B, before: 40 }], false)
+            .unwrap();
+        journal.publish(written);
+        assert!(journal.segment_count() <= 2, "{} segments", journal.segment_count());
+        assert_eq!(rows(&journal, A), vec![(39, 39)]);
+        assert!(rows(&journal, B).is_empty());
+        drop(journal);
+        // The unlink runs on a thread of its own; the reopen deletes whatever it left.
+        let journal = Journal::open(dir.path(), None).unwrap();
+        assert_eq!(rows(&journal, A), vec![(39, 39)]);
+        assert_eq!(journal.next_row(B), 40, "the state entries keep a truncated table's sequence");
+        // Rows go on in a new segment after the state entries; only the dead ones went away.
+        for n in 40..50u64 {
+            write(&journal, &[row(A, n, n as u8)], false);
+        }
+        drop(journal);
+        let journal = Journal::open(dir.path(), None).unwrap();
+        assert_eq!(rows(&journal, A).len(), 11);
+        assert_eq!(journal.next_row(A), 50);
+        assert_eq!(journal.next_row(B), 40);
+        assert!(segment_files(dir.path()).len() <= journal.segment_count() + 1);
+    }
+
+    #[test]
+    fn a_corrupt_frame_before_the_last_segment_is_an_error_not_a_silent_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let journal = Journal::open(dir.path(), None).unwrap();
+            for n in 0..10u64 {
+                write(&journal, &[row(A, n, 1)], false);
+            }
+            assert!(journal.segment_count() >= 2);
+        }
+        let first = segment_files(dir.path()).remove(0);
+        let mut bytes = std::fs::read(&first).unwrap();
+        bytes[HEADER_BYTES + 20] ^= 0xFF;
+        std::fs::write(&first, bytes).unwrap();
+        let error = Journal::open(dir.path(), None).err().unwrap();
+        assert!(error.message.contains("corrupt frame"), "{}", error.message);
+        // A stray file is refused rather than ignored.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(FOLDER)).unwrap();
+        std::fs::write(dir.path().join(FOLDER).join("notes.txt"), b"x").unwrap();
+        assert!(Journal::open(dir.path(), None).is_err());
+    }
+}
