@@ -227,10 +227,9 @@ impl Journal {
             Some(last) => last,
             None => {
                 let file = create_segment(&dir, next_frame)?;
-                index.segments.insert(
-                    next_frame,
-                    Segment { path: segment_path(&dir, next_frame), rows_max: HashMap::new() },
-                );
+                index
+                    .segments
+                    .insert(next_frame, Segment { path: segment_path(&dir, next_frame), rows_max: HashMap::new() });
                 (next_frame, file, 0)
             }
         };
@@ -569,8 +568,7 @@ mod tests {
     }
 
     fn segment_files(dir: &Path) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> =
-            std::fs::read_dir(dir.join(FOLDER)).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(FOLDER)).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort();
         files
     }
