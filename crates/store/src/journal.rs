@@ -133,7 +133,10 @@ pub(crate) enum Entry {
 }
 
 struct Writer {
-    file: Arc<File>,
+    /// The segment being written; `None` until the first write after a start that found no
+    /// segment, or only an empty one after older ones (then the next write starts a segment,
+    /// with the tables' state entries).
+    file: Option<Arc<File>>,
     /// First frame of the segment being written.
     segment: u64,
     segment_bytes: u64,
@@ -147,6 +150,9 @@ pub(crate) struct Journal {
     dir: PathBuf,
     index: RwLock<Index>,
     writer: Mutex<Writer>,
+    /// Threads unlinking dead segments, joined when the journal closes, so that a reopen
+    /// never lists a file that is being deleted.
+    unlinks: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 /// A frame as recovery reads it.
@@ -213,6 +219,14 @@ impl Journal {
                 // last good frame.
                 file.set_len(valid_end).map_err(|e| storage_error("journal: truncate torn tail", e))?;
                 file.sync_all().map_err(|e| storage_error("journal: sync", e))?;
+                if valid_end == 0 && position > 0 {
+                    // A segment whose first frame never made it (a crash right after it was
+                    // created): that frame carried the state entries, so the next write must
+                    // start a segment again rather than append here.
+                    drop(file);
+                    std::fs::remove_file(&path).map_err(|e| storage_error("journal: remove empty segment", e))?;
+                    continue;
+                }
                 last = Some((*first, file.clone(), valid_end));
             }
             index.segments.insert(*first, segment);
@@ -221,22 +235,19 @@ impl Journal {
             let before = table.before;
             table.rows.retain(|row, _| *row >= before);
         }
-        let dead = index.take_dead_segments();
-        delete_files(dead);
+        // At a start nothing waits for it, so the dead segments go now.
+        for path in index.take_dead_segments() {
+            std::fs::remove_file(&path).map_err(|e| storage_error("journal: delete dead segment", e))?;
+        }
         let (segment, file, segment_bytes) = match last {
-            Some(last) => last,
-            None => {
-                let file = create_segment(&dir, next_frame)?;
-                index
-                    .segments
-                    .insert(next_frame, Segment { path: segment_path(&dir, next_frame), rows_max: HashMap::new() });
-                (next_frame, file, 0)
-            }
+            Some((segment, file, bytes)) => (segment, Some(file), bytes),
+            None => (next_frame, None, 0),
         };
         Ok(Journal {
             dir,
             index: RwLock::new(index),
             writer: Mutex::new(Writer { file, segment, segment_bytes, next_frame, failed: false }),
+            unlinks: Mutex::new(Vec::new()),
         })
     }
 
@@ -264,7 +275,7 @@ impl Journal {
         let number = writer.next_frame;
         let mut payload = Vec::new();
         let mut rolled = None;
-        if writer.segment_bytes >= SEGMENT_BYTES_MAX {
+        if writer.file.is_none() || writer.segment_bytes >= SEGMENT_BYTES_MAX {
             // A new segment starts with every table's state, so that the old ones can go.
             let file = create_segment(&self.dir, number)?;
             for (name, table) in &self.index.read().tables {
@@ -272,7 +283,7 @@ impl Journal {
                 payload.extend_from_slice(&table.next.to_le_bytes());
                 payload.extend_from_slice(&table.before.to_le_bytes());
             }
-            writer.file = file;
+            writer.file = Some(file);
             writer.segment = number;
             writer.segment_bytes = 0;
             rolled = Some(number);
@@ -306,14 +317,15 @@ impl Journal {
         frame.push(flags);
         frame.extend_from_slice(&payload);
         let payload_offset = writer.segment_bytes + HEADER_BYTES as u64;
-        (&*writer.file).write_all(&frame).map_err(|e| storage_error("journal: write", e))?;
-        writer.file.sync_data().map_err(|e| storage_error("journal: fsync", e))?;
+        let file = writer.file.clone().ok_or_else(|| storage_error("journal", "no segment to write"))?;
+        (&*file).write_all(&frame).map_err(|e| storage_error("journal: write", e))?;
+        file.sync_data().map_err(|e| storage_error("journal: fsync", e))?;
         writer.segment_bytes += frame.len() as u64;
         writer.next_frame = number.checked_add(1).ok_or_else(|| storage_error("journal", "frames exhausted"))?;
         let rows = rows
             .into_iter()
             .map(|(table, row, offset, bytes)| {
-                (table, row, Location { file: writer.file.clone(), offset: payload_offset + offset, bytes })
+                (table, row, Location { file: file.clone(), offset: payload_offset + offset, bytes })
             })
             .collect();
         let truncations = entries
@@ -347,7 +359,20 @@ impl Journal {
         }
         let dead = index.take_dead_segments();
         drop(index);
-        delete_files(dead);
+        if dead.is_empty() {
+            return;
+        }
+        // A failed unlink leaves a dead segment behind, which the next start deletes.
+        let unlink = std::thread::Builder::new().name("dtenge-journal-unlink".into()).spawn(move || {
+            for path in dead {
+                let _ = std::fs::remove_file(path);
+            }
+        });
+        let mut unlinks = self.unlinks.lock();
+        unlinks.retain(|thread| !thread.is_finished());
+        if let Ok(thread) = unlink {
+            unlinks.push(thread);
+        }
     }
 
     /// The rows of `table` numbered `from` or more, in order.
@@ -375,6 +400,14 @@ impl Journal {
     #[cfg(test)]
     pub(crate) fn segment_count(&self) -> usize {
         self.index.read().segments.len()
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        for thread in self.unlinks.lock().drain(..) {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -411,18 +444,6 @@ fn create_segment(dir: &Path, first: u64) -> Result<Arc<File>> {
         .map_err(|e| storage_error("journal: create segment", e))?;
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| storage_error("journal: sync folder", e))?;
     Ok(Arc::new(file))
-}
-
-fn delete_files(paths: Vec<PathBuf>) {
-    if paths.is_empty() {
-        return;
-    }
-    // A failed unlink leaves a dead segment behind, which the next start deletes again.
-    let _ = std::thread::Builder::new().name("dtenge-journal-unlink".into()).spawn(move || {
-        for path in paths {
-            let _ = std::fs::remove_file(path);
-        }
-    });
 }
 
 fn push_head(payload: &mut Vec<u8>, kind: u8, table: &str) -> Result<()> {
@@ -643,7 +664,7 @@ mod tests {
         assert_eq!(rows(&journal, A), vec![(39, 39)]);
         assert!(rows(&journal, B).is_empty());
         drop(journal);
-        // The unlink runs on a thread of its own; the reopen deletes whatever it left.
+        // The unlink runs on a thread of its own, joined when the journal closes.
         let journal = Journal::open(dir.path(), None).unwrap();
         assert_eq!(rows(&journal, A), vec![(39, 39)]);
         assert_eq!(journal.next_row(B), 40, "the state entries keep a truncated table's sequence");
@@ -657,6 +678,30 @@ mod tests {
         assert_eq!(journal.next_row(A), 50);
         assert_eq!(journal.next_row(B), 40);
         assert!(segment_files(dir.path()).len() <= journal.segment_count() + 1);
+    }
+
+    #[test]
+    fn a_crash_right_after_a_segment_was_created_keeps_the_state_of_truncated_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let next_frame = {
+            let journal = Journal::open(dir.path(), None).unwrap();
+            for n in 0..20u64 {
+                write(&journal, &[row(A, n, 1)], false);
+            }
+            write(&journal, &[Entry::Truncate { table: A, before: 20 }], false) + 1
+        };
+        // The crash: the next segment exists, its first frame (with the state entries) never
+        // reached it.
+        std::fs::write(segment_path(&dir.path().join(FOLDER), next_frame), b"").unwrap();
+        {
+            let journal = Journal::open(dir.path(), None).unwrap();
+            assert_eq!(journal.next_row(A), 20);
+            // Every older segment holds only truncated rows of A, so it goes.
+            write(&journal, &[row(B, 0, 2)], false);
+        }
+        let journal = Journal::open(dir.path(), None).unwrap();
+        assert_eq!(journal.next_row(A), 20, "A's state outlived every segment that held its rows");
+        assert_eq!(rows(&journal, B), vec![(0, 2)]);
     }
 
     #[test]

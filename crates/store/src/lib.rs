@@ -16,10 +16,13 @@
 //! database and the batch splits along component lines (see `docs/ARCHITECTURE.md`).
 //!
 //! Group commit: callers hand batches to one committer thread. It drains up to
-//! [`COMMIT_JOBS_MAX`] waiting batches into a single fjall write batch, which is atomic across
-//! keyspaces. It writes that batch to the journal and fsyncs it (`PersistMode::SyncAll`), then
-//! answers every caller. The writes become visible to readers only after the fsync, and nobody
-//! is answered before it.
+//! [`COMMIT_JOBS_MAX`] waiting batches into one group. The group's log records (see
+//! [`LogTable`]) go to the store's own journal of log rows as one frame, fsynced; its keyed
+//! writes go to fjall as one atomic write batch, fsynced too (`PersistMode::SyncAll`), with the
+//! frame's number, so that recovery drops a frame whose keyed half never became durable (see
+//! [`journal`]). Then it answers every caller. The writes become visible to readers only after
+//! both fsyncs, and nobody is answered before them. A payment writes only log records, so its
+//! group commit is one append and one `fdatasync`.
 //!
 //! A [`Table`] is a fjall keyspace. [`Store::open`] creates the declared ones. A batch may also
 //! write to a table that was not declared: the committer creates that keyspace when it first
@@ -291,7 +294,8 @@ impl PendingCommit {
     }
 }
 
-/// The durable store: fjall on a real disk, or a [`SimDisk`] under the simulator.
+/// The durable store: fjall and the journal of log rows on a real disk, or a [`SimDisk`]
+/// under the simulator.
 pub struct Store {
     engine: Engine,
 }
