@@ -63,9 +63,6 @@ pub(crate) const FOLDER: &str = "records";
 const SEGMENT_BYTES_MAX: u64 = if cfg!(test) { 4 << 10 } else { 64 << 20 };
 const MAGIC: u32 = u32::from_le_bytes(*b"DTJ1");
 const HEADER_BYTES: usize = 4 + 4 + 4 + 8 + 1;
-/// The largest payload a frame may declare: a group commit holds at most a few thousand
-/// batches, but one row may be as large as a record (4 GiB) and a frame holds several.
-const PAYLOAD_BYTES_MAX: u64 = u32::MAX as u64;
 /// The frame also wrote keyed rows to fjall, which must hold its number for it to count.
 pub(crate) const FLAG_KEYED: u8 = 1;
 
@@ -130,6 +127,16 @@ impl Index {
 pub(crate) enum Entry {
     Row { table: Table, row: u64, bytes: Vec<u8> },
     Truncate { table: Table, before: u64 },
+}
+
+impl Entry {
+    /// Bytes of the entry in a frame (at most: the table name is cut at 255 bytes).
+    fn encoded_bytes_max(&self) -> usize {
+        match self {
+            Entry::Row { table, bytes, .. } => 2 + table.0.len() + 8 + 4 + bytes.len(),
+            Entry::Truncate { table, .. } => 2 + table.0.len() + 8,
+        }
+    }
 }
 
 struct Writer {
@@ -273,15 +280,19 @@ impl Journal {
 
     fn write_frame(&self, writer: &mut Writer, entries: &[Entry], keyed: bool) -> Result<Written> {
         let number = writer.next_frame;
-        let mut payload = Vec::new();
+        // The frame is built in place: its header first as zeros, filled in once the payload
+        // is there (one copy of each row, not two).
+        let bytes: usize = entries.iter().map(Entry::encoded_bytes_max).sum();
+        let mut frame = Vec::with_capacity(HEADER_BYTES + bytes);
+        frame.resize(HEADER_BYTES, 0);
         let mut rolled = None;
         if writer.file.is_none() || writer.segment_bytes >= SEGMENT_BYTES_MAX {
             // A new segment starts with every table's state, so that the old ones can go.
             let file = create_segment(&self.dir, number)?;
             for (name, table) in &self.index.read().tables {
-                push_head(&mut payload, STATE, name)?;
-                payload.extend_from_slice(&table.next.to_le_bytes());
-                payload.extend_from_slice(&table.before.to_le_bytes());
+                push_head(&mut frame, STATE, name)?;
+                frame.extend_from_slice(&table.next.to_le_bytes());
+                frame.extend_from_slice(&table.before.to_le_bytes());
             }
             writer.file = Some(file);
             writer.segment = number;
@@ -292,31 +303,30 @@ impl Journal {
         for entry in entries {
             match entry {
                 Entry::Row { table, row, bytes } => {
-                    push_head(&mut payload, ROW, table.0)?;
-                    payload.extend_from_slice(&row.to_le_bytes());
+                    push_head(&mut frame, ROW, table.0)?;
+                    frame.extend_from_slice(&row.to_le_bytes());
                     let length = u32::try_from(bytes.len()).map_err(|_| storage_error("journal", "row over 4 GiB"))?;
-                    payload.extend_from_slice(&length.to_le_bytes());
-                    rows.push((table.0, *row, payload.len() as u64, length));
-                    payload.extend_from_slice(bytes);
+                    frame.extend_from_slice(&length.to_le_bytes());
+                    rows.push((table.0, *row, frame.len() as u64, length));
+                    frame.extend_from_slice(bytes);
                 }
                 Entry::Truncate { table, before } => {
-                    push_head(&mut payload, TRUNCATE, table.0)?;
-                    payload.extend_from_slice(&before.to_le_bytes());
+                    push_head(&mut frame, TRUNCATE, table.0)?;
+                    frame.extend_from_slice(&before.to_le_bytes());
                 }
             }
         }
-        if payload.len() as u64 > PAYLOAD_BYTES_MAX {
-            return Err(storage_error("journal", format!("a frame of {} bytes", payload.len())));
-        }
+        let payload_bytes = frame.len() - HEADER_BYTES;
+        let payload_length = u32::try_from(payload_bytes)
+            .map_err(|_| storage_error("journal", format!("a frame of {payload_bytes} bytes")))?;
         let flags = if keyed { FLAG_KEYED } else { 0 };
-        let mut frame = Vec::with_capacity(HEADER_BYTES + payload.len());
-        frame.extend_from_slice(&MAGIC.to_le_bytes());
-        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&checksum(number, flags, &payload).to_le_bytes());
-        frame.extend_from_slice(&number.to_le_bytes());
-        frame.push(flags);
-        frame.extend_from_slice(&payload);
-        let payload_offset = writer.segment_bytes + HEADER_BYTES as u64;
+        let crc = checksum(number, flags, &frame[HEADER_BYTES..]);
+        frame[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        frame[4..8].copy_from_slice(&payload_length.to_le_bytes());
+        frame[8..12].copy_from_slice(&crc.to_le_bytes());
+        frame[12..20].copy_from_slice(&number.to_le_bytes());
+        frame[20] = flags;
+        let frame_offset = writer.segment_bytes;
         let file = writer.file.clone().ok_or_else(|| storage_error("journal", "no segment to write"))?;
         (&*file).write_all(&frame).map_err(|e| storage_error("journal: write", e))?;
         file.sync_data().map_err(|e| storage_error("journal: fsync", e))?;
@@ -325,7 +335,7 @@ impl Journal {
         let rows = rows
             .into_iter()
             .map(|(table, row, offset, bytes)| {
-                (table, row, Location { file: file.clone(), offset: payload_offset + offset, bytes })
+                (table, row, Location { file: file.clone(), offset: frame_offset + offset, bytes })
             })
             .collect();
         let truncations = entries

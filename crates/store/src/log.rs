@@ -8,8 +8,10 @@
 //! them as rows, 17.2k without them). Nothing reads these records by key: the nodes and the
 //! notary read them all at start. So the store folds every record of one group commit into one
 //! row per table (at most [`LOG_ROW_BYTES_MAX`] bytes each), keyed by a sequence number: a
-//! thousand payments become a handful of rows with ascending keys, which the LSM tree appends
-//! without rewriting. Batching where the writes are, as TigerBeetle does.
+//! thousand payments become a handful of rows with ascending keys. Batching where the writes
+//! are, as TigerBeetle does. The rows first went into fjall, which appended them without
+//! rewriting; they now go to the store's own journal (`journal.rs`), written once and never
+//! waiting on fjall's flushes.
 //!
 //! A row's key is its sequence number (`u64`, big-endian, so key order is commit order). Its
 //! value is the records one after another, each as `[length u32 LE][bytes]`. A log table holds
