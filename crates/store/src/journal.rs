@@ -774,8 +774,11 @@ mod tests {
         /// truncation point.
         #[derive(Default, Clone)]
         struct Model {
-            tables: BTreeMap<usize, (BTreeMap<u64, (u8, usize)>, u64, u64)>,
+            tables: BTreeMap<usize, ModelTable>,
         }
+
+        /// Rows (number -> fill byte and length), the next row, the truncation point.
+        type ModelTable = (BTreeMap<u64, (u8, usize)>, u64, u64);
 
         impl Model {
             fn next(&self, t: usize) -> u64 {
