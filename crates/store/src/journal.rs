@@ -168,7 +168,7 @@ struct Frame {
     flags: u8,
     /// Offset of the payload in its segment.
     payload_offset: u64,
-    payload: Vec<u8>,
+    payload_bytes: usize,
 }
 
 impl Journal {
@@ -200,9 +200,8 @@ impl Journal {
                     .open(&path)
                     .map_err(|e| storage_error("journal: open segment", e))?,
             );
-            let frames = read_frames(&file, &path, is_last)?;
-            let mut valid_end = frames.valid_end;
-            let mut frames = frames.frames;
+            let Frames { bytes, mut frames, valid_end } = read_frames(&file, &path, is_last)?;
+            let mut valid_end = valid_end;
             if let Some(frame) = frames.last() {
                 let keyed_not_durable = frame.flags & FLAG_KEYED != 0 && keyed_mark.is_none_or(|m| frame.number > m);
                 if keyed_not_durable {
@@ -219,7 +218,9 @@ impl Journal {
                     return Err(storage_error("journal", format!("frame {} after frame {}", frame.number, next_frame)));
                 }
                 next_frame = frame.number + 1;
-                apply_payload(&mut index, &mut segment, &file, frame.payload_offset, &frame.payload)?;
+                let start = frame.payload_offset as usize;
+                let payload = &bytes[start..start + frame.payload_bytes];
+                apply_payload(&mut index, &mut segment, &file, frame.payload_offset, payload)?;
             }
             if is_last {
                 // The torn or not durable tail, cut off so that appends continue after the
@@ -473,6 +474,8 @@ fn checksum(number: u64, flags: u8, payload: &[u8]) -> u32 {
 }
 
 struct Frames {
+    /// The whole segment; frames point into it.
+    bytes: Vec<u8>,
     frames: Vec<Frame>,
     /// Where the last good frame ends.
     valid_end: u64,
@@ -500,7 +503,7 @@ fn read_frames(file: &File, path: &Path, is_last: bool) -> Result<Frames> {
             }
         }
     }
-    Ok(Frames { frames, valid_end: position as u64 })
+    Ok(Frames { bytes, frames, valid_end: position as u64 })
 }
 
 fn parse_frame(bytes: &[u8], position: usize) -> Option<(Frame, usize)> {
@@ -515,7 +518,7 @@ fn parse_frame(bytes: &[u8], position: usize) -> Option<(Frame, usize)> {
     if magic != MAGIC || checksum(number, flags, payload) != crc {
         return None;
     }
-    let frame = Frame { number, flags, payload_offset: start as u64, payload: payload.to_vec() };
+    let frame = Frame { number, flags, payload_offset: start as u64, payload_bytes: payload.len() };
     Some((frame, start + length))
 }
 
