@@ -120,6 +120,8 @@ pub struct Report {
     pub injected_double_spends: usize,
     pub injected_invalid_signatures: usize,
     pub latency: Latency,
+    /// CPU over the timed phase.
+    pub cpu: CpuUse,
     pub peak_memory_bytes: u64,
     /// Growth of resident memory while seeding, per unspent token.
     pub bytes_per_unspent_token: f64,
@@ -137,6 +139,56 @@ pub struct Report {
     /// Every check held: valid payments committed, injected ones refused, reconciled.
     pub ok: bool,
     pub problems: Vec<String>,
+}
+
+/// CPU time over the timed phase: the process's (every thread, user and system: the platform
+/// and the load generator) and the whole machine's, from `/proc/stat`. On a virtual machine the
+/// steal share says how much of the time the hypervisor gave to others, which throughput alone
+/// cannot show.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CpuUse {
+    /// The process's CPU time per committed payment.
+    pub process_us_per_payment: f64,
+    /// Share of the machine's CPU time spent busy (not idle, not waiting for I/O), 0 to 1.
+    pub machine_busy: f64,
+    /// Share of the machine's CPU time the hypervisor took (steal), 0 to 1.
+    pub machine_steal: f64,
+}
+
+/// The machine's CPU time so far, in clock ticks: (busy, idle and I/O wait, steal).
+fn machine_ticks() -> (u64, u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else { return (0, 0, 0) };
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|n| n.parse().ok()).collect();
+    let at = |i: usize| ticks.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal (guest time is inside user already)
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6);
+    (busy, at(3) + at(4), at(7))
+}
+
+/// Measures [`CpuUse`] from its start to [`CpuMeter::finish`].
+struct CpuMeter {
+    process_us: f64,
+    machine: (u64, u64, u64),
+}
+
+impl CpuMeter {
+    fn start() -> CpuMeter {
+        CpuMeter { process_us: programmable::cpu_us(), machine: machine_ticks() }
+    }
+
+    fn finish(&self, payments: usize) -> CpuUse {
+        let (busy, idle, steal) = machine_ticks();
+        let busy = busy.saturating_sub(self.machine.0) as f64;
+        let idle = idle.saturating_sub(self.machine.1) as f64;
+        let steal = steal.saturating_sub(self.machine.2) as f64;
+        let total = (busy + idle + steal).max(1.0);
+        CpuUse {
+            process_us_per_payment: (programmable::cpu_us() - self.process_us) / payments.max(1) as f64,
+            machine_busy: busy / total,
+            machine_steal: steal / total,
+        }
+    }
 }
 
 /// What a checkpoint of the seeded state cost, and that cost spread over the transactions
@@ -267,7 +319,9 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
     let prepare_seconds = started.elapsed().as_secs_f64();
     progress(&format!("prepared and signed {} transfers in {prepare_seconds:.1} s", prepared.len()));
 
+    let cpu_meter = CpuMeter::start();
     let outcome = submit_all(&network, &prepared, config)?;
+    let cpu = cpu_meter.finish(outcome.committed);
     let programmable = if config.programmable_ops > 0 {
         progress(&format!("timing {} plain, held and marked payments one at a time", config.programmable_ops));
         Some(programmable::run(&network, config.programmable_ops)?)
@@ -333,6 +387,7 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
             p999_us: latency(0.999),
             max_us: outcome.latency.max(),
         },
+        cpu,
         peak_memory_bytes: peak_bytes(),
         bytes_per_unspent_token,
         checkpoint,
@@ -677,6 +732,12 @@ pub fn render(report: &Report) -> String {
         ms(report.latency.p99_us),
         ms(report.latency.p999_us),
         ms(report.latency.max_us)
+    ));
+    out.push_str(&format!(
+        "cpu                {:.1} µs of the process per payment; machine {:.0}% busy, {:.1}% stolen by the hypervisor\n",
+        report.cpu.process_us_per_payment,
+        report.cpu.machine_busy * 100.0,
+        report.cpu.machine_steal * 100.0
     ));
     out.push_str(&format!(
         "memory             peak {:.0} MiB, {:.0} bytes per unspent token\n",

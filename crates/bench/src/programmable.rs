@@ -48,7 +48,7 @@ pub struct ProgrammableReport {
 }
 
 /// CPU time this process (all its threads) has used, in microseconds.
-fn cpu_us() -> f64 {
+pub(crate) fn cpu_us() -> f64 {
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `clock_gettime` writes one `timespec` into the valid, exclusively borrowed `now`.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
