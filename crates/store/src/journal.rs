@@ -74,8 +74,9 @@ use std::sync::Arc;
 pub(crate) const FOLDER: &str = "records";
 /// A segment is closed and a new one started once it holds this much. Bounds what one deletion
 /// frees and what a start reads past the truncation point.
-/// A few KiB in tests, so that they roll and delete segments.
-const SEGMENT_BYTES_MAX: u64 = if cfg!(test) { 4 << 10 } else { 64 << 20 };
+/// A few blocks in tests, so that they roll and delete segments and a segment holds several
+/// frames.
+const SEGMENT_BYTES_MAX: u64 = if cfg!(test) { 16 << 10 } else { 64 << 20 };
 const MAGIC: u32 = u32::from_le_bytes(*b"DTJ1");
 /// Frames start on multiples of this, and are written in whole blocks from a buffer aligned to
 /// it, as `O_DIRECT` needs (4096 covers disks of 512-byte and of 4096-byte sectors).
@@ -255,12 +256,12 @@ impl Journal {
                         format!(
                             "frame {} where frame {} belongs in {}",
                             frame.number,
-                            first + count as u64,
+                            first.saturating_add(count as u64),
                             path.display()
                         ),
                     ));
                 }
-                next_frame = frame.number + 1;
+                next_frame = frame.number.checked_add(1).ok_or_else(|| storage_error("journal", "frames exhausted"))?;
                 let start = frame.payload_offset as usize;
                 let payload = &bytes[start..start + frame.payload_bytes];
                 apply_payload(&mut index, &mut segment, &file, frame.payload_offset, payload)?;
@@ -910,19 +911,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let journal = Journal::open(dir.path(), None).unwrap();
-            for n in 0..3u64 {
-                write(&journal, &[Entry::Row { table: A, row: n, bytes: vec![1; 10] }], false);
-            }
-            // Frames of a few bytes: the segment of 4 KiB in tests rolls only after a block.
-            assert_eq!(journal.segment_count(), 3);
+            write(&journal, &[Entry::Row { table: A, row: 0, bytes: vec![1; 10] }], false);
         }
-        // After the first segment's frame and its padding, a frame numbered 2: frame 1 is
-        // missing there (as if its bytes had become the zeros read as padding).
-        let first = segment_files(dir.path()).remove(0);
-        let mut bytes = std::fs::read(&first).unwrap();
+        // In the last segment, after frame 0 and its padding, a frame numbered 2: frame 1 is
+        // missing there (as if its bytes had become the zeros read as padding). Without the
+        // numbering check this would be read as two good frames.
+        let last = segment_files(dir.path()).pop().unwrap();
+        let mut bytes = std::fs::read(&last).unwrap();
         assert_eq!(bytes.len(), BLOCK_BYTES);
         bytes.extend(unaligned_frame(2, "a", 9, 1));
-        std::fs::write(&first, bytes).unwrap();
+        std::fs::write(&last, bytes).unwrap();
         let error = Journal::open(dir.path(), None).err().unwrap();
         assert!(error.message.contains("frame 2 where frame 1 belongs"), "{}", error.message);
     }
@@ -942,6 +940,9 @@ mod tests {
             Truncate(usize, u16),
             /// The next frame is torn after `permille` of its bytes, and the process dies.
             Torn(usize, u16),
+            /// The next frame, of several blocks, reaches the disk only up to the block at
+            /// `permille` of it: the blocks after are zeros, the file keeps its length.
+            ZeroedBlocks(usize, u16),
             /// The next frame (keyed) is durable, its fjall half is not, and the process dies.
             KeyedLost(usize),
             /// A clean restart.
@@ -955,6 +956,7 @@ mod tests {
                 // Often the whole table, so that old segments die and get deleted.
                 2 => (0..3usize, prop_oneof![0..=1000u16, Just(1000u16)]).prop_map(|(t, p)| Step::Truncate(t, p)),
                 1 => (0..3usize, 0..1000u16).prop_map(|(t, p)| Step::Torn(t, p)),
+                1 => (0..3usize, 0..1000u16).prop_map(|(t, p)| Step::ZeroedBlocks(t, p)),
                 1 => (0..3usize).prop_map(Step::KeyedLost),
                 1 => Just(Step::Reopen),
             ]
@@ -976,8 +978,9 @@ mod tests {
             }
         }
 
+        /// Never zero, so that zeroed blocks always change a frame.
         fn fill(t: usize, row: u64) -> u8 {
-            (t as u64 * 31 + row * 7) as u8
+            ((t as u64 * 31 + row * 7) % 255 + 1) as u8
         }
 
         fn check(journal: &Journal, model: &Model) {
@@ -1061,6 +1064,26 @@ mod tests {
                             let end = start + (HEADER_BYTES as u64) + u64::from(payload);
                             let kept = start + (end - start) * u64::from(permille) / 1000;
                             OpenOptions::new().write(true).open(last).unwrap().set_len(kept).unwrap();
+                            journal = Journal::open(dir.path(), mark).unwrap();
+                            check(&journal, &model);
+                        }
+                        Step::ZeroedBlocks(t, permille) => {
+                            let files_before = segment_files(dir.path());
+                            let length_before = files_before.last().map_or(0, |f| std::fs::metadata(f).unwrap().len());
+                            let torn = journal.write(&entries(&model, &[(t, 3 * BLOCK_BYTES)]), false).unwrap();
+                            drop(torn);
+                            drop(journal);
+                            let files = segment_files(dir.path());
+                            let last = files.last().unwrap();
+                            let start = if files_before.last() == Some(last) { length_before } else { 0 };
+                            let mut bytes = std::fs::read(last).unwrap();
+                            let blocks = (bytes.len() as u64 - start) / BLOCK_BYTES as u64;
+                            assert!(blocks >= 3, "the frame spans several blocks");
+                            // At least the last block is lost, so the payload is incomplete.
+                            let kept_blocks = (blocks - 1) * u64::from(permille) / 1000;
+                            let from = (start + kept_blocks * BLOCK_BYTES as u64) as usize;
+                            bytes[from..].fill(0);
+                            std::fs::write(last, &bytes).unwrap();
                             journal = Journal::open(dir.path(), mark).unwrap();
                             check(&journal, &model);
                         }
