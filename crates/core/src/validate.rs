@@ -12,7 +12,6 @@ use crate::tx::{
     batch_message, node_message, owner_message, Command, Transaction, TX_INPUTS_MAX, TX_OUTPUTS_MAX, TX_SIGNATURES_MAX,
 };
 use crate::{bail, ensure, Error, ErrorCode, Result};
-use std::collections::HashSet;
 
 /// What the validator knows of a node key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,9 +148,8 @@ pub fn check_structure(tx: &Transaction, authorities: &dyn Authorities) -> Resul
     }
 
     let inputs: Vec<TokenId> = tx.input_ids();
-    let mut seen = HashSet::with_capacity(inputs.len());
-    for id in &inputs {
-        ensure!(seen.insert(*id), DoubleSpend, "token {id} is spent twice in one transaction");
+    if let Some(id) = crate::hash::first_repeat(&inputs) {
+        bail!(DoubleSpend, "token {id} is spent twice in one transaction");
     }
 
     let value_in = Amount::sum(body.inputs.iter().map(|i| i.output.amount_tiyn))?;
@@ -184,13 +182,22 @@ pub fn check_structure(tx: &Transaction, authorities: &dyn Authorities) -> Resul
 /// Every owner of an input that needs its owner's signature signed, and no one who owns no input did. Held inputs need
 /// no owner's signature: the owner signed when it held them, and from then on they move only
 /// by the oracle's decision (checked by [`check_policies`]).
+///
+/// Searches are linear: both lists are bounded ([`TX_INPUTS_MAX`] inputs, [`TX_SIGNATURES_MAX`]
+/// witnesses, so at most 65,536 comparisons), and in a payment both are one or two long, where
+/// hash sets cost more than they save.
 fn check_witnesses(tx: &Transaction) -> Result<()> {
-    let owners: HashSet<Address> = tx.body.inputs.iter().map(|i| i.output.owner).collect();
-    let mut signed = HashSet::with_capacity(tx.witnesses.len());
+    let inputs = &tx.body.inputs;
+    let mut signed: Vec<Address> = Vec::with_capacity(tx.witnesses.len());
     for w in &tx.witnesses {
         let address = w.public_key.address();
-        ensure!(owners.contains(&address), InvalidSignature, "a witness signs for {address}, which owns no input");
-        ensure!(signed.insert(address), MalformedInput, "duplicate witness for {address}");
+        ensure!(
+            inputs.iter().any(|i| i.output.owner == address),
+            InvalidSignature,
+            "a witness signs for {address}, which owns no input"
+        );
+        ensure!(!signed.contains(&address), MalformedInput, "duplicate witness for {address}");
+        signed.push(address);
     }
     for input in tx.body.inputs.iter().filter(|i| i.output.policy.owner_signs()) {
         let owner = input.output.owner;
@@ -259,9 +266,10 @@ fn check_attestations(tx: &Transaction, authorities: &dyn Authorities) -> Result
     let mut attested = Attested::default();
     let mut central_bank = false;
     let mut active_node = false;
-    let mut seen = HashSet::with_capacity(tx.attestations.len());
-    for a in &tx.attestations {
-        ensure!(seen.insert(a.public_key), MalformedInput, "duplicate attestation");
+    // Pairwise: at most TX_SIGNATURES_MAX attestations, one to three in practice.
+    for (i, a) in tx.attestations.iter().enumerate() {
+        let repeated = tx.attestations[..i].iter().any(|earlier| earlier.public_key == a.public_key);
+        ensure!(!repeated, MalformedInput, "duplicate attestation");
         match authorities.key_status(&a.public_key) {
             KeyStatus::CentralBank => central_bank = true,
             KeyStatus::ActiveNode => active_node = true,

@@ -132,7 +132,7 @@ pub(crate) struct IdCenter {
     /// IIN/BIN -> nodes where the client has a digital account.
     pub(crate) clients: HashMap<String, Vec<String>>,
     /// Address -> node id: where to deliver a token.
-    pub(crate) directory: HashMap<Address, String>,
+    pub(crate) directory: dtenge_core::hash::Map<Address, String>,
 }
 
 #[derive(Default)]
@@ -496,17 +496,26 @@ impl Network {
     }
 
     /// The node each party of a transaction belongs to; refused if any of them is blocked.
-    fn party_nodes(&self, tx: &Transaction) -> Result<BTreeSet<String>> {
+    fn party_nodes(&self, tx: &Transaction) -> Result<Vec<&str>> {
         let ids = self.ids.read();
         let owners = tx.body.inputs.iter().map(|i| i.output.owner).chain(tx.body.outputs.iter().map(|o| o.owner));
-        let mut nodes = BTreeSet::new();
+        // A handful of nodes at most, so a vector searched linearly; the ids are borrowed from
+        // `self.nodes`, which never changes, so nothing is allocated per payment.
+        let mut nodes: Vec<&str> = Vec::with_capacity(self.nodes.len());
         for owner in owners {
             let node = ids.directory.get(&owner).ok_or_else(|| {
                 Error::new(ErrorCode::UnknownAccount, format!("no digital account has address {owner}"))
             })?;
-            nodes.insert(node.clone());
+            if !nodes.contains(&node.as_str()) {
+                let (id, _) = self
+                    .nodes
+                    .get_key_value(node)
+                    .ok_or_else(|| Error::internal(format!("the directory names unknown node {node}")))?;
+                nodes.push(id);
+            }
         }
         drop(ids);
+        nodes.sort_unstable();
         for node in &nodes {
             self.ensure_not_blocked(node)?;
         }
@@ -595,13 +604,28 @@ impl Network {
     /// A transaction is durable: the party nodes apply their deltas, then the notary
     /// finalizes. Nodes first: until `finalize`, the new outputs cannot be spent, so a
     /// transaction spending them finds them in its node's wallet.
-    pub(crate) fn publish(&self, deltas: Vec<(String, dtenge_node::Delta)>, request: SpendRequest<'_>) {
+    pub(crate) fn publish(&self, deltas: Vec<dtenge_node::Delta>, request: SpendRequest<'_>) {
         // The notary first: a node offers a received token to coin selection as soon as it
         // applies, and the notary must already call that token spendable then (the other way
         // round, a payment racing this one could pick the change and get REQUEST_IN_PROGRESS).
         self.notary.finalize(request);
-        for (node, delta) in deltas {
-            if let Some(slot) = self.nodes.get(&node) {
+        self.apply_deltas(deltas);
+    }
+
+    /// [`Network::publish`] for the settle stage, which holds every notary shard.
+    pub(crate) fn publish_in(
+        &self,
+        notary: &mut dtenge_notary::AllShards<'_>,
+        deltas: Vec<dtenge_node::Delta>,
+        request: SpendRequest<'_>,
+    ) {
+        notary.finalize(request);
+        self.apply_deltas(deltas);
+    }
+
+    fn apply_deltas(&self, deltas: Vec<dtenge_node::Delta>) {
+        for delta in deltas {
+            if let Some(slot) = self.nodes.get(delta.node_id()) {
                 slot.state.lock().apply(delta);
             }
         }
@@ -620,16 +644,18 @@ impl Network {
         &self,
         tx: &Transaction,
         validated: &Validated,
-        parties: &BTreeSet<String>,
+        parties: &[&str],
         purpose: Purpose,
         reference: Option<&str>,
         fiat: &[(String, String, dtenge_core::Amount)],
         now: u64,
-    ) -> Result<(WriteBatch, Vec<(String, dtenge_node::Delta)>)> {
+    ) -> Result<(WriteBatch, Vec<dtenge_node::Delta>)> {
         let mut batch = WriteBatch::new();
-        let mut deltas = Vec::new();
-        let mut nodes: BTreeSet<&str> = parties.iter().map(String::as_str).collect();
+        let mut nodes: Vec<&str> = parties.to_vec();
         nodes.extend(fiat.iter().map(|(n, _, _)| n.as_str()));
+        nodes.sort_unstable();
+        nodes.dedup();
+        let mut deltas = Vec::with_capacity(nodes.len());
         for node in nodes {
             let mut state = self.slot(node)?.state.lock();
             let mut delta = state.plan_commit_ids(
@@ -645,10 +671,9 @@ impl Network {
                 delta.set_fiat(client, *balance);
             }
             delta.writes(&state, &mut batch)?;
-            deltas.push((node.to_string(), delta));
+            deltas.push(delta);
         }
-        let archived: Vec<&str> =
-            deltas.iter().filter(|(_, delta)| delta.moves_tokens()).map(|(node, _)| node.as_str()).collect();
+        let archived: Vec<&str> = deltas.iter().filter(|delta| delta.moves_tokens()).map(|d| d.node_id()).collect();
         dtenge_node::archive(&archived, &validated.tx_id, tx, &mut batch)?;
         Ok((batch, deltas))
     }

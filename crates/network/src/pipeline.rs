@@ -42,7 +42,7 @@ use dtenge_core::tx::Transaction;
 use dtenge_core::validate::{check_structure, signature_items, SignedMessages, Validated};
 use dtenge_core::{Error, Result};
 use dtenge_node::Purpose;
-use dtenge_notary::{Notary, Spend, SpendRequest};
+use dtenge_notary::{AllShards, Notary, Spend, SpendRequest};
 use dtenge_store::WriteBatch;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -84,7 +84,7 @@ pub struct Completion {
 pub(crate) type GateGuard = crate::SharedGate<parking_lot::ArcRwLockReadGuard<parking_lot::RawRwLock, ()>>;
 
 /// Each party node's delta for one transaction.
-type NodeDeltas = Vec<(String, dtenge_node::Delta)>;
+type NodeDeltas = Vec<dtenge_node::Delta>;
 
 /// A batch between the two halves of stage 2: spent and planned, its commit under way.
 pub struct Settling {
@@ -183,14 +183,13 @@ impl Network {
         // Every payee must be a client account in good standing, as for a custodial payment:
         // resolving refuses unknown addresses and nodes' own accounts.
         let mut to = None;
-        let mut checked = std::collections::HashSet::new();
-        for owner in tx.body.outputs.iter().map(|o| o.owner).filter(|o| *o != payer.address) {
-            if checked.insert(owner) {
-                let payee = crate::types::Payee { address: Some(owner), ..crate::types::Payee::default() };
-                let (party, _) = self.resolve_payee(&payee)?;
-                self.ensure_not_blocked(&party.bank)?;
-                to.get_or_insert(party);
-            }
+        let payees =
+            dtenge_core::hash::distinct(tx.body.outputs.iter().map(|o| o.owner).filter(|o| *o != payer.address));
+        for owner in payees {
+            let payee = crate::types::Payee { address: Some(owner), ..crate::types::Payee::default() };
+            let (party, _) = self.resolve_payee(&payee)?;
+            self.ensure_not_blocked(&party.bank)?;
+            to.get_or_insert(party);
         }
         let amount = Amount::sum(tx.body.outputs.iter().filter(|o| o.owner != payer.address).map(|o| o.amount_tiyn))?;
         let tx_id = tx.id();
@@ -221,6 +220,8 @@ impl Network {
         let mut spent = Vec::with_capacity(checked.len());
         let mut resubmitted = Vec::new();
         let mut batch = WriteBatch::new();
+        // Released before the commit is handed to the store: finalize locks the shards again.
+        let mut notary = self.notary.lock_all();
         for entry in checked {
             let slot = answers.len();
             answers.push(None);
@@ -231,7 +232,7 @@ impl Network {
                     continue;
                 }
             };
-            match self.spend_and_plan(&c, now, &mut batch) {
+            match self.spend_and_plan(&c, now, &mut notary, &mut batch) {
                 Ok(Some(deltas)) => spent.push((slot, c, deltas)),
                 // Already committed: the same receipt again. A new idempotency key is bound to
                 // it in this commit, so the key cannot later be used for another request.
@@ -245,6 +246,7 @@ impl Network {
                 Err(e) => answers[slot] = Some(Err(e)),
             }
         }
+        drop(notary);
         let commit = self.store.commit_async(batch);
         Settling { answers, spent, resubmitted, commit, _gate: gate }
     }
@@ -257,19 +259,21 @@ impl Network {
         for (slot, receipt) in resubmitted {
             answers[slot] = Some(committed.clone().map(|()| receipt));
         }
+        let mut notary = self.notary.lock_all();
         for (slot, c, deltas) in spent {
             let request = SpendRequest::of(&c.validated);
             match &committed {
                 Ok(()) => {
-                    self.publish(deltas, request);
+                    self.publish_in(&mut notary, deltas, request);
                     answers[slot] = Some(Ok(c.receipt));
                 }
                 Err(e) => {
-                    self.notary.revert(request);
+                    notary.revert(request);
                     answers[slot] = Some(Err(e.clone()));
                 }
             }
         }
+        drop(notary);
         answers
             .into_iter()
             .map(|a| a.unwrap_or_else(|| Err(Error::internal("a submission was not answered"))))
@@ -278,10 +282,16 @@ impl Network {
 
     /// The notary's spend and the nodes' plans for one checked submission, added to `batch`.
     /// `None`: the transaction was already committed (a resubmission), nothing to do.
-    fn spend_and_plan(&self, c: &Checked, now: u64, batch: &mut WriteBatch) -> Result<Option<NodeDeltas>> {
+    fn spend_and_plan(
+        &self,
+        c: &Checked,
+        now: u64,
+        notary: &mut AllShards<'_>,
+        batch: &mut WriteBatch,
+    ) -> Result<Option<NodeDeltas>> {
         let parties = self.party_nodes(&c.tx)?;
         let request = SpendRequest::of(&c.validated);
-        if self.notary.try_spend(request)? == Spend::AlreadyCommitted {
+        if notary.try_spend(request)? == Spend::AlreadyCommitted {
             return Ok(None);
         }
         let planned = self.plan_deltas(&c.tx, &c.validated, &parties, Purpose::Payment, None, &[], now).and_then(
@@ -299,7 +309,7 @@ impl Network {
                 Ok(Some(deltas))
             }
             Err(e) => {
-                self.notary.revert(request);
+                notary.revert(request);
                 Err(e)
             }
         }

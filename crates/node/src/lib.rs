@@ -223,6 +223,11 @@ pub struct Delta {
 }
 
 impl Delta {
+    /// The node this delta changes.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
     pub fn is_empty(&self) -> bool {
         self.spent.is_empty() && self.received.is_empty() && self.fiat.is_empty()
     }

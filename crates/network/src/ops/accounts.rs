@@ -120,9 +120,14 @@ impl Network {
             (true, _) => bail!(Forbidden, "the Treasury node opens accounts of government agencies only"),
             (false, _) => bail!(Forbidden, "a bank opens accounts of individuals and legal entities only"),
         }
-        let custodial = match request.public_key {
+        let custodial = match &request.public_key {
             None => Some(SecretKey::from_seed(self.entropy.seed32())),
-            Some(_) => None,
+            // Checked here, and kept decompressed for the client's payments (see
+            // `KeyCache::admit`; a request that fails later leaves only a cache entry).
+            Some(public_key) => {
+                self.key_cache.admit(public_key)?;
+                None
+            }
         };
         let address = match (&custodial, &request.public_key) {
             (Some(key), _) => key.address(),
@@ -298,7 +303,8 @@ impl Network {
                     })?,
                     None => &entries[0],
                 };
-                entry.clone()
+                let (node, client) = entry.clone();
+                (node, Some(client))
             } else if let Some(client_id) = &payee.client_id {
                 check_iin_bin(client_id)?;
                 let banks = ids.clients.get(client_id).ok_or_else(|| {
@@ -316,18 +322,27 @@ impl Network {
                     })?,
                     None => &banks[0],
                 };
-                (node.clone(), client_id.clone())
+                (node.clone(), Some(client_id.clone()))
             } else {
                 let address = payee.address.ok_or_else(|| Error::malformed("payee"))?;
                 let node = ids.directory.get(&address).ok_or_else(|| {
                     Error::new(ErrorCode::UnknownAccount, format!("no digital account has address {address}"))
                 })?;
-                let client = self.slot(node)?.state.lock().client_of(&address).map(str::to_string);
-                (node.clone(), client.ok_or_else(|| Error::internal("directory and node disagree"))?)
+                // The client is found under the node's lock below: one lock, not held
+                // together with the ID center's (account opening takes them in the other order).
+                (node.clone(), None)
             }
         };
         let slot = self.slot(&node)?;
         let state = slot.state.lock();
+        let client = match (client, &payee.address) {
+            (Some(client), _) => client,
+            (None, Some(address)) => state
+                .client_of(address)
+                .map(str::to_string)
+                .ok_or_else(|| Error::internal("directory and node disagree"))?,
+            (None, None) => return Err(Error::internal("a payee with neither client nor address")),
+        };
         let account = state.account(&client)?;
         if account.client_id == OWN_ACCOUNT {
             bail!(Forbidden, "pay a node's own account through conversion, not a transfer");
