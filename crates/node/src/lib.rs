@@ -194,7 +194,8 @@ pub struct Balance {
 
 struct Holding {
     input: Input,
-    owner_client: String,
+    /// The owning account, as its index in [`NodeState::accounts`].
+    owner: AccountIndex,
     /// The payment in flight that reserved this token, if any.
     reserved_by: Option<TxId>,
 }
@@ -213,14 +214,21 @@ struct AccountState {
 type TokenChange = (String, Vec<TokenId>, Vec<(String, Input)>);
 
 /// The changes one committed transaction (or account operation) makes to a node.
+///
+/// Accounts are named by their index in the planning node's [`NodeState::accounts`] (indices
+/// never change: accounts are only ever added), so planning and applying a payment allocate no
+/// client-id strings and hash none.
 #[derive(Debug, Default)]
 pub struct Delta {
     node_id: String,
     spent: Vec<TokenId>,
-    received: Vec<(TokenId, String, Input)>,
-    history: Vec<(String, HistoryEntry)>,
+    received: Vec<(TokenId, AccountIndex, Input)>,
+    history: Vec<(AccountIndex, HistoryEntry)>,
     fiat: Vec<(String, Amount)>,
 }
+
+/// An account's position in its node's [`NodeState::accounts`].
+type AccountIndex = u32;
 
 impl Delta {
     /// The node this delta changes.
@@ -235,13 +243,17 @@ impl Delta {
     /// The durable record of this delta.
     pub fn writes(&self, accounts: &NodeState, batch: &mut WriteBatch) -> Result<()> {
         let node = self.node_id.as_bytes();
+        debug_assert_eq!(self.node_id, accounts.meta.id, "a delta is written with the node that planned it");
         if !self.spent.is_empty() || !self.received.is_empty() {
-            let received: Vec<(&String, &Input)> =
-                self.received.iter().map(|(_, client, input)| (client, input)).collect();
+            let received: Vec<(&String, &Input)> = self
+                .received
+                .iter()
+                .map(|(_, account, input)| Ok((accounts.client_id_at(*account)?, input)))
+                .collect::<Result<_>>()?;
             batch.record_value(TOKENS.log, &(&self.node_id, &self.spent, received))?;
         }
-        for (client, entry) in &self.history {
-            batch.record_value(HISTORY_LOG, &(&self.node_id, client, entry))?;
+        for (account, entry) in &self.history {
+            batch.record_value(HISTORY_LOG, &(&self.node_id, accounts.client_id_at(*account)?, entry))?;
         }
         for (client, fiat) in &self.fiat {
             let state = accounts.account_state(client)?;
@@ -304,8 +316,11 @@ pub struct NodeState {
     /// By client id. A hash map: the payment path looks an account up several times per
     /// transaction, and a B-tree of 30,000 string keys cost about 5% of the settle stage in
     /// string comparisons and cache misses. [`NodeState::accounts`] sorts for listing.
-    accounts: dtenge_core::hash::Map<String, AccountState>,
-    by_address: dtenge_core::hash::Map<Address, String>,
+    /// In opening order; an [`AccountIndex`] is a position here.
+    accounts: Vec<AccountState>,
+    /// Client id -> account.
+    by_client: dtenge_core::hash::Map<String, AccountIndex>,
+    by_address: dtenge_core::hash::Map<Address, AccountIndex>,
     tokens: dtenge_core::hash::Map<TokenId, Holding>,
     cards: BTreeMap<String, String>,
 }
@@ -316,7 +331,8 @@ impl NodeState {
         let mut node = NodeState {
             meta,
             key: node_key,
-            accounts: Default::default(),
+            accounts: Vec::new(),
+            by_client: Default::default(),
             by_address: Default::default(),
             tokens: Default::default(),
             cards: BTreeMap::new(),
@@ -339,8 +355,8 @@ impl NodeState {
     pub fn genesis_writes(&self, batch: &mut WriteBatch) -> Result<()> {
         let node = self.meta.id.as_bytes();
         batch.put_value(META_TABLE, node.to_vec(), &(&self.meta, self.key.seed()))?;
-        for (client, state) in &self.accounts {
-            batch.put_value(ACCOUNTS_TABLE, key2(node, client.as_bytes()), &state.record)?;
+        for state in &self.accounts {
+            batch.put_value(ACCOUNTS_TABLE, key2(node, state.record.account.client_id.as_bytes()), &state.record)?;
         }
         Ok(())
     }
@@ -352,7 +368,8 @@ impl NodeState {
             let node = NodeState {
                 meta: meta.clone(),
                 key: SecretKey::from_seed(seed),
-                accounts: Default::default(),
+                accounts: Vec::new(),
+                by_client: Default::default(),
                 by_address: Default::default(),
                 tokens: Default::default(),
                 cards: BTreeMap::new(),
@@ -388,7 +405,7 @@ impl NodeState {
             }
         }
         for (node, client, entry) in store.scan_log_values::<(String, String, HistoryEntry)>(HISTORY_LOG)? {
-            if let Some(state) = nodes.get_mut(&node).and_then(|n| n.accounts.get_mut(&client)) {
+            if let Some(state) = nodes.get_mut(&node).and_then(|n| n.account_state_mut(&client)) {
                 state.next_seq = state.next_seq.max(entry.seq.saturating_add(1));
                 insert_history(&mut state.history, entry);
             }
@@ -404,22 +421,40 @@ impl NodeState {
     }
 
     fn insert_account(&mut self, record: AccountRecord) {
-        let client = record.account.client_id.clone();
-        self.by_address.insert(record.account.address, client.clone());
+        assert!(!self.by_client.contains_key(&record.account.client_id), "an account is opened once");
+        let index = AccountIndex::try_from(self.accounts.len()).expect("fewer than 2^32 accounts per node");
+        self.by_client.insert(record.account.client_id.clone(), index);
+        self.by_address.insert(record.account.address, index);
         let key = record.key_seed.map(SecretKey::from_seed);
         debug_assert!(key.as_ref().is_none_or(|k| k.address() == record.account.address));
-        self.accounts.insert(
-            client,
-            AccountState { record, key, tokens: BTreeSet::new(), history: VecDeque::new(), next_seq: 0 },
-        );
+        self.accounts.push(AccountState {
+            record,
+            key,
+            tokens: BTreeSet::new(),
+            history: VecDeque::new(),
+            next_seq: 0,
+        });
     }
 
     fn remove_token(&mut self, token: &TokenId) {
         if let Some(holding) = self.tokens.remove(token) {
-            if let Some(state) = self.accounts.get_mut(&holding.owner_client) {
+            if let Some(state) = self.accounts.get_mut(holding.owner as usize) {
                 state.tokens.remove(token);
             }
         }
+    }
+
+    /// The client id of the account at `index`.
+    fn client_id_at(&self, index: AccountIndex) -> Result<&String> {
+        self.accounts
+            .get(index as usize)
+            .map(|state| &state.record.account.client_id)
+            .ok_or_else(|| Error::internal(format!("no account {index} at {}", self.meta.name)))
+    }
+
+    fn account_state_mut(&mut self, client_id: &str) -> Option<&mut AccountState> {
+        let index = *self.by_client.get(client_id)?;
+        self.accounts.get_mut(index as usize)
     }
 
     /// Checkpoint items for those of `ids` the node still holds: `(node, owner, input)`.
@@ -428,18 +463,19 @@ impl NodeState {
     pub fn checkpoint_items(&self, ids: &[TokenId]) -> Vec<Result<Vec<u8>>> {
         ids.iter()
             .filter_map(|id| self.tokens.get(id))
-            .map(|holding| dtenge_store::encode(&(&self.meta.id, &holding.owner_client, &holding.input)))
+            .map(|holding| {
+                let client = self.client_id_at(holding.owner)?;
+                dtenge_store::encode(&(&self.meta.id, client, &holding.input))
+            })
             .collect()
     }
 
     fn insert_token(&mut self, client: String, input: Input) -> Result<()> {
         let id = input.token_id();
-        let state = self
-            .accounts
-            .get_mut(&client)
-            .ok_or_else(|| Error::internal(format!("token of unknown client {client}")))?;
-        state.tokens.insert(id);
-        self.tokens.insert(id, Holding { input, owner_client: client, reserved_by: None });
+        let owner =
+            *self.by_client.get(&client).ok_or_else(|| Error::internal(format!("token of unknown client {client}")))?;
+        self.accounts[owner as usize].tokens.insert(id);
+        self.tokens.insert(id, Holding { input, owner, reserved_by: None });
         Ok(())
     }
 
@@ -454,7 +490,8 @@ impl NodeState {
     }
 
     fn account_state(&self, client_id: &str) -> Result<&AccountState> {
-        self.accounts.get(client_id).ok_or_else(|| {
+        let index = self.by_client.get(client_id).copied();
+        index.and_then(|i| self.accounts.get(i as usize)).ok_or_else(|| {
             Error::new(
                 ErrorCode::UnknownAccount,
                 format!("{} has no digital account for client {client_id}", self.meta.name),
@@ -472,7 +509,7 @@ impl NodeState {
 
     /// Every account, in client id order.
     pub fn accounts(&self) -> impl Iterator<Item = &Account> {
-        let mut accounts: Vec<&Account> = self.accounts.values().map(|s| &s.record.account).collect();
+        let mut accounts: Vec<&Account> = self.accounts.iter().map(|s| &s.record.account).collect();
         accounts.sort_unstable_by(|a, b| a.client_id.cmp(&b.client_id));
         accounts.into_iter()
     }
@@ -483,7 +520,8 @@ impl NodeState {
     }
 
     pub fn client_of(&self, address: &Address) -> Option<&str> {
-        self.by_address.get(address).map(String::as_str)
+        let index = *self.by_address.get(address)?;
+        self.accounts.get(index as usize).map(|state| state.record.account.client_id.as_str())
     }
 
     pub fn balance(&self, client_id: &str) -> Result<Balance> {
@@ -560,7 +598,7 @@ impl NodeState {
     /// `custodial_key` the bank keeps the client's key (the usual case); without it the client
     /// keeps its own key and signs its own transactions.
     pub fn plan_open(&self, account: Account, custodial_key: Option<&SecretKey>, batch: &mut WriteBatch) -> Result<()> {
-        if self.accounts.contains_key(&account.client_id) {
+        if self.by_client.contains_key(&account.client_id) {
             bail!(DuplicateAccount, "client {} already has a digital account at {}", account.client_id, self.meta.name);
         }
         ensure!(
@@ -930,12 +968,12 @@ impl NodeState {
         );
         let tx_id = *tx_id;
         let mut delta = Delta { node_id: self.meta.id.clone(), ..Delta::default() };
-        // Per client: (DT out, DT in, held out, held in).
-        let mut net: BTreeMap<&str, (Amount, Amount, Amount, Amount)> = BTreeMap::new();
+        // Per account: (DT out, DT in, held out, held in).
+        let mut net: BTreeMap<AccountIndex, (Amount, Amount, Amount, Amount)> = BTreeMap::new();
         for (input, id) in tx.body.inputs.iter().zip(input_ids) {
-            if let Some(client) = self.by_address.get(&input.output.owner) {
+            if let Some(&account) = self.by_address.get(&input.output.owner) {
                 delta.spent.push(*id);
-                let entry = net.entry(client).or_default();
+                let entry = net.entry(account).or_default();
                 entry.0 = entry.0.checked_add(input.output.amount_tiyn)?;
                 if !input.output.policy.is_standard() {
                     entry.2 = entry.2.checked_add(input.output.amount_tiyn)?;
@@ -943,19 +981,19 @@ impl NodeState {
             }
         }
         for (index, (output, id)) in tx.body.outputs.iter().zip(output_ids).enumerate() {
-            if let Some(client) = self.by_address.get(&output.owner) {
+            if let Some(&account) = self.by_address.get(&output.owner) {
                 let input = Input { tx_id, index: index as u32, output: output.clone() };
                 debug_assert_eq!(input.token_id(), *id);
-                delta.received.push((*id, client.clone(), input));
-                let entry = net.entry(client).or_default();
+                delta.received.push((*id, account, input));
+                let entry = net.entry(account).or_default();
                 entry.1 = entry.1.checked_add(output.amount_tiyn)?;
                 if !output.policy.is_standard() {
                     entry.3 = entry.3.checked_add(output.amount_tiyn)?;
                 }
             }
         }
-        for (client, (out, into, held_out, held_in)) in net {
-            let Some(state) = self.accounts.get_mut(client) else { continue };
+        for (account, (out, into, held_out, held_in)) in net {
+            let Some(state) = self.accounts.get_mut(account as usize) else { continue };
             let address = state.record.account.address;
             let (direction, amount, counterparty) = if into > out {
                 let from = tx.body.inputs.iter().map(|i| i.output.owner).find(|o| *o != address);
@@ -978,7 +1016,7 @@ impl NodeState {
             let seq = state.next_seq;
             state.next_seq += 1;
             delta.history.push((
-                client.to_string(),
+                account,
                 HistoryEntry {
                     seq,
                     tx_id,
@@ -1023,19 +1061,19 @@ impl NodeState {
         for token in &delta.spent {
             self.remove_token(token);
         }
-        for (token, client, input) in delta.received {
-            if let Some(state) = self.accounts.get_mut(&client) {
+        for (token, owner, input) in delta.received {
+            if let Some(state) = self.accounts.get_mut(owner as usize) {
                 state.tokens.insert(token);
-                self.tokens.insert(token, Holding { input, owner_client: client, reserved_by: None });
+                self.tokens.insert(token, Holding { input, owner, reserved_by: None });
             }
         }
-        for (client, entry) in delta.history {
-            if let Some(state) = self.accounts.get_mut(&client) {
+        for (account, entry) in delta.history {
+            if let Some(state) = self.accounts.get_mut(account as usize) {
                 insert_history(&mut state.history, entry);
             }
         }
         for (client, fiat) in delta.fiat {
-            if let Some(state) = self.accounts.get_mut(&client) {
+            if let Some(state) = self.account_state_mut(&client) {
                 state.record.fiat = fiat;
             }
         }
