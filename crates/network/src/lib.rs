@@ -91,6 +91,8 @@ pub struct Idem {
 }
 
 pub(crate) struct NodeSlot {
+    /// What kind of node this is: fixed at genesis, so read without the state's lock.
+    pub(crate) kind: NodeKind,
     pub(crate) state: Mutex<NodeState>,
     /// Held from plan to apply by every operation that changes this node's bank-money balances.
     pub(crate) fiat_lock: Mutex<()>,
@@ -101,7 +103,7 @@ pub(crate) struct Trust {
     issuer: Address,
     central_bank: PublicKey,
     oracle: PublicKey,
-    nodes: HashMap<PublicKey, String>,
+    nodes: dtenge_core::hash::Map<PublicKey, String>,
     pub(crate) blocked: BTreeMap<String, String>,
 }
 
@@ -304,7 +306,7 @@ impl Network {
             issuer: nbk.key().address(),
             central_bank: nbk.key().public_key(),
             oracle: oracle.public_key(),
-            nodes: HashMap::new(),
+            nodes: Default::default(),
             blocked: BTreeMap::new(),
         };
         let mut ids = IdCenter::default();
@@ -319,7 +321,10 @@ impl Network {
         let mut nodes = BTreeMap::new();
         let node_names = states.iter().map(|s| (s.id().to_string(), s.meta().name.clone())).collect();
         for state in states {
-            nodes.insert(state.id().to_string(), NodeSlot { state: Mutex::new(state), fiat_lock: Mutex::new(()) });
+            nodes.insert(
+                state.id().to_string(),
+                NodeSlot { kind: state.meta().kind, state: Mutex::new(state), fiat_lock: Mutex::new(()) },
+            );
         }
         let (blocked, calendar) = ops::operator::load(&store)?;
         trust.blocked = blocked;
@@ -407,7 +412,7 @@ impl Network {
     /// A bank or Treasury node (not the NBK) that is not blocked.
     pub(crate) fn active_participant(&self, node_id: &str) -> Result<&NodeSlot> {
         let slot = self.slot(node_id)?;
-        if slot.state.lock().meta().kind == NodeKind::CentralBank {
+        if slot.kind == NodeKind::CentralBank {
             return Err(Error::new(ErrorCode::Forbidden, "the NBK node has no client accounts"));
         }
         self.ensure_not_blocked(node_id)?;

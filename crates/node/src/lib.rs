@@ -524,6 +524,12 @@ impl NodeState {
         self.accounts.get(index as usize).map(|state| state.record.account.client_id.as_str())
     }
 
+    /// The account an address belongs to, if it is one of this node's.
+    pub fn account_of(&self, address: &Address) -> Option<&Account> {
+        let index = *self.by_address.get(address)?;
+        self.accounts.get(index as usize).map(|state| &state.record.account)
+    }
+
     pub fn balance(&self, client_id: &str) -> Result<Balance> {
         let state = self.account_state(client_id)?;
         let mut dt = Amount::ZERO;

@@ -335,15 +335,14 @@ impl Network {
         };
         let slot = self.slot(&node)?;
         let state = slot.state.lock();
-        let client = match (client, &payee.address) {
-            (Some(client), _) => client,
-            (None, Some(address)) => state
-                .client_of(address)
-                .map(str::to_string)
-                .ok_or_else(|| Error::internal("directory and node disagree"))?,
+        let account = match (&client, &payee.address) {
+            (Some(client), _) => state.account(client)?,
+            (None, Some(address)) => {
+                state.account_of(address).ok_or_else(|| Error::internal("directory and node disagree"))?
+            }
             (None, None) => return Err(Error::internal("a payee with neither client nor address")),
         };
-        let account = state.account(&client)?;
+        let client = client.unwrap_or_else(|| account.client_id.clone());
         if account.client_id == OWN_ACCOUNT {
             bail!(Forbidden, "pay a node's own account through conversion, not a transfer");
         }
