@@ -247,3 +247,37 @@ fn a_transaction_between_two_banks_is_archived_once_for_both() {
     assert_eq!(copies[0].0, vec!["sapa".to_string(), "steppe".to_string()], "both party nodes, in order");
     assert_eq!(copies[0].2.id(), tx_id, "the record holds the signed transaction itself");
 }
+
+/// A client's own key is checked when the account is opened: 32 bytes that are not a point of
+/// the Ed25519 curve could never sign, so the bank refuses the account (`MALFORMED_INPUT`)
+/// instead of opening one whose every payment fails later. Nothing is opened, and the same
+/// client can then open its account with a real key.
+#[test]
+fn an_account_whose_key_is_not_a_curve_point_is_refused_at_opening() {
+    use dtenge_core::crypto::{Hash32, KeyCache, PublicKey, SigAlg};
+    let dir = tempfile::tempdir().unwrap();
+    let network = open(dir.path());
+    // About half of all 32-byte strings decode to a point; take the first that does not.
+    let probe = KeyCache::default();
+    let off_curve = (0u8..=255)
+        .map(|b| PublicKey { alg: SigAlg::Ed25519, key: Hash32([b; 32]) })
+        .find(|key| probe.admit(key).is_err())
+        .expect("some byte pattern is off the curve");
+    let before = network.accounts("steppe").unwrap().len();
+    let request = |public_key| OpenAccount {
+        kind: ClientKind::Individual,
+        client_id: iin(7),
+        name: "Client 7".into(),
+        phone: None,
+        public_key: Some(public_key),
+    };
+    let refused = network.open_account(None, "steppe", request(off_curve)).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::MalformedInput, "{refused}");
+    assert!(refused.message.contains("curve"), "{refused}");
+    assert_eq!(network.accounts("steppe").unwrap().len(), before, "nothing opened");
+    assert!(network.account_view("steppe", &iin(7)).is_err(), "the client has no account");
+    // The refusal left nothing behind: the same client opens with a real key.
+    let key = SecretKey::from_seed([9; 32]);
+    network.open_account(None, "steppe", request(key.public_key())).unwrap();
+    assert_eq!(network.accounts("steppe").unwrap().len(), before + 1);
+}
