@@ -108,15 +108,80 @@ pub fn root_from_path(tx_id: &TxId, index: usize, size: usize, path: &[Hash32]) 
     (used.1 == path.len()).then_some(used.0)
 }
 
+/// [`root_from_path`] for many leaves of the same trees, with the inner hashes already
+/// computed for earlier paths taken from `memo`: the same answer, fewer hashes. Consecutive
+/// leaves share most of their paths (16 consecutive leaves of a tree of 256 need 19 distinct
+/// inner hashes, not 128), and a verifier checks the proofs of a whole chunk of one bank's
+/// batch together.
+pub fn root_from_path_memo(
+    tx_id: &TxId,
+    index: usize,
+    size: usize,
+    path: &[Hash32],
+    memo: &mut InnerMemo,
+) -> Option<Hash32> {
+    if index >= size || size > LEAVES_MAX || path.len() > PATH_MAX {
+        return None;
+    }
+    let used = fold_with(leaf(tx_id), index, size, path, &mut |l, r| memo.inner(l, r))?;
+    (used.1 == path.len()).then_some(used.0)
+}
+
+/// Inner hashes computed recently, `(left, right, parent)`: a memo of a pure function, so a
+/// path checked with it proves exactly what it proves without. Bounded: the oldest entry
+/// makes way when it is full.
+#[derive(Debug, Default)]
+pub struct InnerMemo {
+    entries: Vec<(Hash32, Hash32, Hash32)>,
+    next: usize,
+}
+
+/// Entries an [`InnerMemo`] keeps: the distinct inner nodes of a verification chunk's paths
+/// (a few banks' runs of consecutive leaves) fit, and a linear search of them costs less than
+/// the SHA-256 it saves.
+const INNER_MEMO_MAX: usize = 32;
+
+impl InnerMemo {
+    fn inner(&mut self, left: &Hash32, right: &Hash32) -> Hash32 {
+        if let Some((_, _, parent)) = self.entries.iter().find(|(l, r, _)| l == left && r == right) {
+            return *parent;
+        }
+        let parent = inner(left, right);
+        if self.entries.len() < INNER_MEMO_MAX {
+            self.entries.push((*left, *right, parent));
+        } else {
+            self.entries[self.next] = (*left, *right, parent);
+            self.next = (self.next + 1) % INNER_MEMO_MAX;
+        }
+        debug_assert!(self.entries.len() <= INNER_MEMO_MAX);
+        parent
+    }
+}
+
 /// Walk down to the leaf's subtree, then hash back up with the path (consumed from its start,
 /// leaf level first). Returns the root and how many path entries were used.
 fn fold(leaf_hash: Hash32, index: usize, size: usize, path: &[Hash32]) -> Option<(Hash32, usize)> {
+    fold_with(leaf_hash, index, size, path, &mut inner)
+}
+
+/// [`fold`] with the inner hash supplied (memoized or not). The recursion is as deep as the
+/// path, at most [`PATH_MAX`].
+fn fold_with(
+    leaf_hash: Hash32,
+    index: usize,
+    size: usize,
+    path: &[Hash32],
+    inner: &mut impl FnMut(&Hash32, &Hash32) -> Hash32,
+) -> Option<(Hash32, usize)> {
     if size == 1 {
         return Some((leaf_hash, 0));
     }
     let k = split(size);
-    let (sub, used) =
-        if index < k { fold(leaf_hash, index, k, path)? } else { fold(leaf_hash, index - k, size - k, path)? };
+    let (sub, used) = if index < k {
+        fold_with(leaf_hash, index, k, path, inner)?
+    } else {
+        fold_with(leaf_hash, index - k, size - k, path, inner)?
+    };
     let sibling = path.get(used)?;
     let parent = if index < k { inner(&sub, sibling) } else { inner(sibling, &sub) };
     Some((parent, used + 1))
@@ -171,6 +236,40 @@ mod tests {
     }
 
     proptest! {
+        /// The memo changes the cost, never the answer: one memo across proofs of several
+        /// trees, good and tampered (a sibling flipped, the wrong index), in any order, answers
+        /// each proof as `root_from_path` does.
+        #[test]
+        fn a_memo_gives_the_answers_of_no_memo(
+            sizes in proptest::collection::vec(1usize..200, 1..4),
+            picks in proptest::collection::vec((0usize..4, 0usize..200, 0u8..4, 0usize..PATH_MAX), 1..120),
+        ) {
+            let trees: Vec<Vec<TxId>> = sizes
+                .iter()
+                .enumerate()
+                .map(|(t, &n)| (0..n).map(|i| TxId(hash_parts(b"memo", &[&[t as u8], &(i as u64).to_le_bytes()]))).collect())
+                .collect();
+            let mut memo = InnerMemo::default();
+            for (tree, pick, tamper, at) in picks {
+                let ids = &trees[tree % trees.len()];
+                let n = ids.len();
+                let i = pick % n;
+                let mut p = path(ids, i);
+                let mut index = i;
+                match tamper {
+                    1 if !p.is_empty() => { let k = at % p.len(); p[k].0[0] ^= 1; }
+                    2 => index = (i + 1) % n,
+                    3 if !p.is_empty() => { p.pop(); }
+                    _ => {}
+                }
+                let plain = root_from_path(&ids[i], index, n, &p);
+                prop_assert_eq!(root_from_path_memo(&ids[i], index, n, &p, &mut memo), plain);
+                if tamper == 0 {
+                    prop_assert_eq!(plain, Some(root(ids)));
+                }
+            }
+        }
+
         #[test]
         fn paths_verify_for_any_size(n in 1usize..300, pick in 0usize..300) {
             let ids = ids(n);

@@ -69,14 +69,25 @@ pub struct SignedMessages {
 
 impl SignedMessages {
     pub fn of(tx: &Transaction, tx_id: &TxId) -> Result<SignedMessages> {
+        SignedMessages::of_memo(tx, tx_id, &mut crate::merkle::InnerMemo::default())
+    }
+
+    /// [`SignedMessages::of`] for one of many transactions attested in the same batches: the
+    /// Merkle proofs share their inner hashes through `memo`.
+    pub fn of_memo(tx: &Transaction, tx_id: &TxId, memo: &mut crate::merkle::InnerMemo) -> Result<SignedMessages> {
         let node = node_message(tx_id);
         let mut attestations = Vec::with_capacity(tx.attestations.len());
         for a in &tx.attestations {
             match &a.batch {
                 None => attestations.push(node),
                 Some(proof) => {
-                    let root =
-                        crate::merkle::root_from_path(tx_id, proof.index as usize, proof.size as usize, &proof.path);
+                    let root = crate::merkle::root_from_path_memo(
+                        tx_id,
+                        proof.index as usize,
+                        proof.size as usize,
+                        &proof.path,
+                        memo,
+                    );
                     ensure!(
                         root == Some(proof.root),
                         InvalidSignature,
@@ -103,8 +114,32 @@ pub fn signature_items<'a>(tx: &Transaction, messages: &'a SignedMessages) -> Ve
     items
 }
 
+/// A transaction's id and its tokens' ids, hashed once: the payment path needs them in the
+/// bank's checks, the stateless rules and the settle stage, and each is a SHA-256 (a payment's
+/// ids were about 3% of its CPU when every step hashed its own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxIds {
+    pub tx_id: TxId,
+    pub inputs: Vec<TokenId>,
+    pub outputs: Vec<TokenId>,
+}
+
+impl TxIds {
+    /// The ids of `tx`, once its counts are within bounds (so an oversized transaction is
+    /// refused before anything is hashed).
+    pub fn of(tx: &Transaction) -> Result<TxIds> {
+        check_bounds(tx)?;
+        let tx_id = tx.id();
+        Ok(TxIds { tx_id, inputs: tx.input_ids(), outputs: tx.output_ids_of(&tx_id) })
+    }
+}
+
 /// Every rule except the cryptographic verification of the signatures.
 pub fn check_structure(tx: &Transaction, authorities: &dyn Authorities) -> Result<Validated> {
+    check_structure_ids(tx, TxIds::of(tx)?, authorities)
+}
+
+fn check_bounds(tx: &Transaction) -> Result<()> {
     let body = &tx.body;
     ensure!(
         body.inputs.len() <= TX_INPUTS_MAX,
@@ -123,6 +158,14 @@ pub fn check_structure(tx: &Transaction, authorities: &dyn Authorities) -> Resul
         LimitExceeded,
         "too many signatures, at most {TX_SIGNATURES_MAX} of each kind"
     );
+    Ok(())
+}
+
+/// [`check_structure`] with the ids already hashed ([`TxIds::of`] this very transaction).
+pub fn check_structure_ids(tx: &Transaction, ids: TxIds, authorities: &dyn Authorities) -> Result<Validated> {
+    debug_assert_eq!(ids.tx_id, tx.id(), "the ids are this transaction's");
+    check_bounds(tx)?;
+    let body = &tx.body;
     match body.command {
         Command::Issue => {
             ensure!(body.inputs.is_empty(), MalformedInput, "an issue spends no inputs");
@@ -147,7 +190,12 @@ pub fn check_structure(tx: &Transaction, authorities: &dyn Authorities) -> Resul
         ensure!(input.output.issuer == issuer, MalformedInput, "input {i} names an unknown issuer");
     }
 
-    let inputs: Vec<TokenId> = tx.input_ids();
+    let TxIds { tx_id, inputs, outputs } = ids;
+    ensure!(
+        inputs.len() == body.inputs.len() && outputs.len() == body.outputs.len(),
+        Internal,
+        "token ids do not match the transaction"
+    );
     if let Some(id) = crate::hash::first_repeat(&inputs) {
         bail!(DoubleSpend, "token {id} is spent twice in one transaction");
     }
@@ -174,8 +222,6 @@ pub fn check_structure(tx: &Transaction, authorities: &dyn Authorities) -> Resul
     let attested = check_attestations(tx, authorities)?;
     check_policies(tx, attested)?;
 
-    let tx_id = tx.id();
-    let outputs = tx.output_ids_of(&tx_id);
     Ok(Validated { tx_id, inputs, outputs, value_in, value_out, issued, redeemed })
 }
 

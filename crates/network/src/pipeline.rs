@@ -39,7 +39,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use dtenge_core::crypto::{verify_batch_cached, KeyCache};
 use dtenge_core::money::Amount;
 use dtenge_core::tx::Transaction;
-use dtenge_core::validate::{check_structure, signature_items, SignedMessages, Validated};
+use dtenge_core::validate::{check_structure_ids, signature_items, SignedMessages, TxIds, Validated};
 use dtenge_core::{Error, Result};
 use dtenge_node::Purpose;
 use dtenge_notary::{AllShards, Notary, Spend, SpendRequest};
@@ -155,7 +155,7 @@ impl Network {
             .into_iter()
             .map(|p| {
                 let p = p?;
-                let validated = check_structure(&p.tx, &*trust)?;
+                let validated = check_structure_ids(&p.tx, p.ids, &*trust)?;
                 Ok(Checked { tx: p.tx, validated, receipt: p.receipt, idem: p.idem })
             })
             .collect();
@@ -169,10 +169,11 @@ impl Network {
     /// signature verification.
     fn check_one(&self, submission: Submission) -> Result<Prechecked> {
         let Submission { node, tx, idem } = submission;
+        let ids = TxIds::of(&tx)?;
         let slot = self.active_participant(&node)?;
         let (key, payer) = {
             let state = slot.state.lock();
-            state.check_client_transaction(&tx)?;
+            state.check_client_transaction_ids(&tx, &ids.inputs)?;
             let payer_address = tx.body.inputs[0].output.owner;
             let client = state
                 .client_of(&payer_address)
@@ -192,9 +193,8 @@ impl Network {
             to.get_or_insert(party);
         }
         let amount = Amount::sum(tx.body.outputs.iter().filter(|o| o.owner != payer.address).map(|o| o.amount_tiyn))?;
-        let tx_id = tx.id();
         let receipt = Receipt {
-            tx_id,
+            tx_id: ids.tx_id,
             purpose: Purpose::Payment,
             amount_tiyn: amount,
             from: Some(payer),
@@ -202,7 +202,7 @@ impl Network {
             at_unix_ms: self.now_ms(),
             abs_posting: None,
         };
-        Ok(Prechecked { tx, key, receipt, idem })
+        Ok(Prechecked { tx, ids, key, receipt, idem })
     }
 
     /// Stage 2 for a batch: notary, node plans, one durable commit, apply. One answer per
@@ -319,6 +319,8 @@ impl Network {
 /// A submission its bank has checked, not yet attested.
 pub(crate) struct Prechecked {
     tx: Transaction,
+    /// Its ids, hashed once for every stage.
+    ids: TxIds,
     /// The key of the bank that answers for it.
     key: dtenge_core::crypto::SecretKey,
     receipt: Receipt,
@@ -429,10 +431,13 @@ fn attestation_triple(
 /// Verify the signatures of a chunk of checked submissions; mark the ones that fail. An
 /// attestation signature in `verified` is not verified again; those that pass are added.
 fn verify_chunk(chunk: &mut [Result<Checked>], keys: &KeyCache, verified: &mut Verified) {
+    // One memo for the chunk: its transactions are runs of consecutive leaves of their banks'
+    // batch trees, whose proofs share most inner hashes.
+    let mut memo = dtenge_core::merkle::InnerMemo::default();
     let messages: Vec<Result<SignedMessages>> = chunk
         .iter()
         .map(|c| match c {
-            Ok(c) => SignedMessages::of(&c.tx, &c.validated.tx_id),
+            Ok(c) => SignedMessages::of_memo(&c.tx, &c.validated.tx_id, &mut memo),
             Err(e) => Err(e.clone()),
         })
         .collect();

@@ -897,9 +897,15 @@ impl NodeState {
     /// The checks of [`NodeState::attest_client_transaction`], without the signature: callers
     /// that attest many transactions sign outside the node's lock.
     pub fn check_client_transaction(&self, tx: &Transaction) -> Result<()> {
+        self.check_client_transaction_ids(tx, &tx.input_ids())
+    }
+
+    /// [`NodeState::check_client_transaction`] with the inputs' token ids already hashed.
+    pub fn check_client_transaction_ids(&self, tx: &Transaction, input_ids: &[TokenId]) -> Result<()> {
+        ensure!(input_ids.len() == tx.body.inputs.len(), Internal, "token ids do not match the transaction");
         ensure!(tx.body.command == Command::Transfer, Forbidden, "clients submit transfers only");
         ensure!(!tx.body.inputs.is_empty(), MalformedInput, "a transfer spends inputs");
-        for input in &tx.body.inputs {
+        for (input, id) in tx.body.inputs.iter().zip(input_ids) {
             ensure!(
                 self.by_address.contains_key(&input.output.owner),
                 Forbidden,
@@ -907,13 +913,8 @@ impl NodeState {
                 input.output.owner,
                 self.meta.name
             );
-            if let Some(holding) = self.tokens.get(&input.token_id()) {
-                ensure!(
-                    holding.reserved_by.is_none(),
-                    DoubleSpend,
-                    "token {} is being spent by a payment in flight",
-                    input.token_id()
-                );
+            if let Some(holding) = self.tokens.get(id) {
+                ensure!(holding.reserved_by.is_none(), DoubleSpend, "token {id} is being spent by a payment in flight");
             }
         }
         Ok(())
