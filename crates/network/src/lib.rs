@@ -90,6 +90,16 @@ pub struct Idem {
     pub fingerprint: Hash32,
 }
 
+/// Where an owner of a transaction's input or output has its account: the node's position in
+/// [`Network::node_ids`] and the account's index there. Found once by the payment pipeline's
+/// check stage and carried to settle: the directory and the nodes' address maps only ever
+/// grow, so an address stays where it was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Located {
+    pub(crate) node: u16,
+    pub(crate) account: dtenge_node::AccountIndex,
+}
+
 pub(crate) struct NodeSlot {
     /// What kind of node this is: fixed at genesis, so read without the state's lock.
     pub(crate) kind: NodeKind,
@@ -172,6 +182,9 @@ pub struct Network {
     pub(crate) exclusive_waiting: std::sync::atomic::AtomicUsize,
     pub(crate) notary: Notary,
     pub(crate) nodes: BTreeMap<String, NodeSlot>,
+    /// The keys of `nodes` in order (fixed at genesis): a node's position here is how the
+    /// payment pipeline names it between its stages, without a string.
+    pub(crate) node_ids: Vec<String>,
     /// Node id -> display name (fixed at genesis).
     pub(crate) node_names: BTreeMap<String, String>,
     pub(crate) trust: RwLock<Trust>,
@@ -345,6 +358,7 @@ impl Network {
             gate: Arc::new(RwLock::new(())),
             exclusive_waiting: std::sync::atomic::AtomicUsize::new(0),
             notary,
+            node_ids: nodes.keys().cloned().collect(),
             nodes,
             node_names,
             trust: RwLock::new(trust),
@@ -527,6 +541,41 @@ impl Network {
         Ok(nodes)
     }
 
+    /// [`Network::party_nodes`] from owners located already (the payment pipeline's check
+    /// stage found them): no directory lookup.
+    pub(crate) fn party_nodes_located(&self, located: &[Located]) -> Result<Vec<&str>> {
+        let mut positions: Vec<u16> = Vec::with_capacity(self.nodes.len());
+        for l in located {
+            if !positions.contains(&l.node) {
+                positions.push(l.node);
+            }
+        }
+        // Positions follow the ids' order, so this is the order `party_nodes` gives.
+        positions.sort_unstable();
+        let nodes = positions
+            .into_iter()
+            .map(|p| {
+                self.node_ids
+                    .get(usize::from(p))
+                    .map(String::as_str)
+                    .ok_or_else(|| Error::internal(format!("no node at position {p}")))
+            })
+            .collect::<Result<Vec<&str>>>()?;
+        for node in &nodes {
+            self.ensure_not_blocked(node)?;
+        }
+        Ok(nodes)
+    }
+
+    /// A node's position in [`Network::node_ids`].
+    pub(crate) fn node_position(&self, node_id: &str) -> Result<u16> {
+        let position = self
+            .node_ids
+            .binary_search_by(|id| id.as_str().cmp(node_id))
+            .map_err(|_| Error::new(ErrorCode::UnknownAccount, format!("no node '{node_id}' in this network")))?;
+        u16::try_from(position).map_err(|_| Error::internal("more than 65,535 nodes"))
+    }
+
     /// Validate, notarize, persist and apply one transaction (steps 2-6 of the payment path).
     /// `fiat` sets bank-money balances `(node, client, new balance)` in the same commit; the
     /// caller holds those nodes' `fiat_lock`s. On failure nothing changed and the transaction's
@@ -587,7 +636,7 @@ impl Network {
                 format!("transaction {} is already committed; nothing was done again", validated.tx_id),
             ));
         }
-        let planned = self.plan_deltas(tx, &validated, &parties, purpose, reference, fiat, now).and_then(
+        let planned = self.plan_deltas(tx, &validated, &parties, None, purpose, reference, fiat, now).and_then(
             |(mut batch, deltas)| {
                 dtenge_notary::Notary::writes(&request, &mut batch);
                 batch.append(extra);
@@ -650,6 +699,7 @@ impl Network {
         tx: &Transaction,
         validated: &Validated,
         parties: &[&str],
+        located: Option<&[Located]>,
         purpose: Purpose,
         reference: Option<&str>,
         fiat: &[(String, String, dtenge_core::Amount)],
@@ -661,17 +711,35 @@ impl Network {
         nodes.sort_unstable();
         nodes.dedup();
         let mut deltas = Vec::with_capacity(nodes.len());
+        let mut here: Vec<Option<dtenge_node::AccountIndex>> = Vec::new();
         for node in nodes {
             let mut state = self.slot(node)?.state.lock();
-            let mut delta = state.plan_commit_ids(
-                tx,
-                &validated.tx_id,
-                &validated.inputs,
-                &validated.outputs,
-                purpose,
-                reference,
-                now,
-            )?;
+            let mut delta = match located {
+                None => state.plan_commit_ids(
+                    tx,
+                    &validated.tx_id,
+                    &validated.inputs,
+                    &validated.outputs,
+                    purpose,
+                    reference,
+                    now,
+                )?,
+                Some(located) => {
+                    let position = self.node_position(node)?;
+                    here.clear();
+                    here.extend(located.iter().map(|l| (l.node == position).then_some(l.account)));
+                    state.plan_commit_located(
+                        tx,
+                        &validated.tx_id,
+                        &validated.inputs,
+                        &validated.outputs,
+                        &here,
+                        purpose,
+                        reference,
+                        now,
+                    )?
+                }
+            };
             for (_, client, balance) in fiat.iter().filter(|(n, _, _)| n == node) {
                 delta.set_fiat(client, *balance);
             }

@@ -34,8 +34,9 @@
 //! last `Arc<Network>` shuts it down; its threads end when their queue closes.
 
 use crate::types::Receipt;
-use crate::{Idem, Network};
+use crate::{Idem, Located, Network};
 use crossbeam_channel::{bounded, Receiver, Sender};
+use dtenge_core::crypto::Address;
 use dtenge_core::crypto::{verify_batch_cached, KeyCache};
 use dtenge_core::money::Amount;
 use dtenge_core::tx::Transaction;
@@ -102,6 +103,8 @@ pub struct Settling {
 pub(crate) struct Checked {
     tx: Transaction,
     validated: Validated,
+    /// Where each input's, then each output's owner is (found by the check stage).
+    located: Vec<Located>,
     receipt: Receipt,
     idem: Option<Idem>,
 }
@@ -156,7 +159,7 @@ impl Network {
             .map(|p| {
                 let p = p?;
                 let validated = check_structure_ids(&p.tx, p.ids, &*trust)?;
-                Ok(Checked { tx: p.tx, validated, receipt: p.receipt, idem: p.idem })
+                Ok(Checked { tx: p.tx, validated, located: p.located, receipt: p.receipt, idem: p.idem })
             })
             .collect();
         drop(trust);
@@ -171,14 +174,23 @@ impl Network {
         let Submission { node, tx, idem } = submission;
         let ids = TxIds::of(&tx)?;
         let slot = self.active_participant(&node)?;
+        let payer_node = self.node_position(&node)?;
+        // Where every input's and output's owner is, found once here for settle as well.
+        let mut located: Vec<Located> = Vec::with_capacity(tx.body.inputs.len() + tx.body.outputs.len());
         let (key, payer) = {
             let state = slot.state.lock();
             state.check_client_transaction_ids(&tx, &ids.inputs)?;
+            // The payer is the first input's owner.
+            let mut client = None;
+            for input in &tx.body.inputs {
+                let (index, account) = state.locate(&input.output.owner).ok_or_else(|| {
+                    Error::internal(format!("input owner {} vanished from {}", input.output.owner, state.meta().name))
+                })?;
+                client.get_or_insert_with(|| account.client_id.clone());
+                located.push(Located { node: payer_node, account: index });
+            }
+            let client = client.ok_or_else(|| Error::internal("a transfer without inputs passed the checks"))?;
             let payer_address = tx.body.inputs[0].output.owner;
-            let client = state
-                .client_of(&payer_address)
-                .map(str::to_string)
-                .ok_or_else(|| Error::internal(format!("payer {payer_address} vanished from {}", state.meta().name)))?;
             (state.key().clone(), crate::types::Party { bank: node.clone(), client_id: client, address: payer_address })
         };
         // Every payee must be a client account in good standing, as for a custodial payment:
@@ -186,11 +198,26 @@ impl Network {
         let mut to = None;
         let payees =
             dtenge_core::hash::distinct(tx.body.outputs.iter().map(|o| o.owner).filter(|o| *o != payer.address));
+        let mut payee_locations: Vec<(Address, Located)> = Vec::with_capacity(payees.len());
         for owner in payees {
-            let payee = crate::types::Payee { address: Some(owner), ..crate::types::Payee::default() };
-            let (party, _) = self.resolve_payee(&payee)?;
+            let (party, _, at) = self.resolve_owner(&owner)?;
             self.ensure_not_blocked(&party.bank)?;
+            payee_locations.push((owner, at));
             to.get_or_insert(party);
+        }
+        let payer_at = Located { node: payer_node, account: located[0].account };
+        // Pairwise while few (a payment has one payee), through a map beyond.
+        let by_owner: Option<dtenge_core::hash::Map<Address, Located>> =
+            (payee_locations.len() > 16).then(|| payee_locations.iter().copied().collect());
+        for output in &tx.body.outputs {
+            let at = if output.owner == payer.address {
+                Some(payer_at)
+            } else if let Some(map) = &by_owner {
+                map.get(&output.owner).copied()
+            } else {
+                payee_locations.iter().find(|(a, _)| *a == output.owner).map(|(_, at)| *at)
+            };
+            located.push(at.ok_or_else(|| Error::internal("an output's owner was not resolved"))?);
         }
         let amount = Amount::sum(tx.body.outputs.iter().filter(|o| o.owner != payer.address).map(|o| o.amount_tiyn))?;
         let receipt = Receipt {
@@ -202,7 +229,7 @@ impl Network {
             at_unix_ms: self.now_ms(),
             abs_posting: None,
         };
-        Ok(Prechecked { tx, ids, key, receipt, idem })
+        Ok(Prechecked { tx, ids, located, key, receipt, idem })
     }
 
     /// Stage 2 for a batch: notary, node plans, one durable commit, apply. One answer per
@@ -289,20 +316,20 @@ impl Network {
         notary: &mut AllShards<'_>,
         batch: &mut WriteBatch,
     ) -> Result<Option<NodeDeltas>> {
-        let parties = self.party_nodes(&c.tx)?;
+        let parties = self.party_nodes_located(&c.located)?;
         let request = SpendRequest::of(&c.validated);
         if notary.try_spend(request)? == Spend::AlreadyCommitted {
             return Ok(None);
         }
-        let planned = self.plan_deltas(&c.tx, &c.validated, &parties, Purpose::Payment, None, &[], now).and_then(
-            |(mut own, deltas)| {
+        let planned = self
+            .plan_deltas(&c.tx, &c.validated, &parties, Some(&c.located), Purpose::Payment, None, &[], now)
+            .and_then(|(mut own, deltas)| {
                 Notary::writes(&request, &mut own);
                 if let Some(idem) = &c.idem {
                     crate::idempotency_record(&mut own, idem, &c.receipt)?;
                 }
                 Ok((own, deltas))
-            },
-        );
+            });
         match planned {
             Ok((own, deltas)) => {
                 batch.append(own);
@@ -321,6 +348,8 @@ pub(crate) struct Prechecked {
     tx: Transaction,
     /// Its ids, hashed once for every stage.
     ids: TxIds,
+    /// Where each input's, then each output's owner is.
+    located: Vec<Located>,
     /// The key of the bank that answers for it.
     key: dtenge_core::crypto::SecretKey,
     receipt: Receipt,

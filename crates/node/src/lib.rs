@@ -227,8 +227,9 @@ pub struct Delta {
     fiat: Vec<(String, Amount)>,
 }
 
-/// An account's position in its node's [`NodeState::accounts`].
-type AccountIndex = u32;
+/// An account's position in its node's accounts, in opening order. Accounts are never
+/// removed, so an index, once found, names the same account for the node's whole life.
+pub type AccountIndex = u32;
 
 impl Delta {
     /// The node this delta changes.
@@ -522,6 +523,12 @@ impl NodeState {
     pub fn client_of(&self, address: &Address) -> Option<&str> {
         let index = *self.by_address.get(address)?;
         self.accounts.get(index as usize).map(|state| state.record.account.client_id.as_str())
+    }
+
+    /// The index and account an address belongs to, if it is one of this node's.
+    pub fn locate(&self, address: &Address) -> Option<(AccountIndex, &Account)> {
+        let index = *self.by_address.get(address)?;
+        self.accounts.get(index as usize).map(|state| (index, &state.record.account))
     }
 
     /// The account an address belongs to, if it is one of this node's.
@@ -968,17 +975,58 @@ impl NodeState {
         reference: Option<&str>,
         now_ms: u64,
     ) -> Result<Delta> {
+        let owners = tx.body.inputs.iter().map(|i| &i.output.owner).chain(tx.body.outputs.iter().map(|o| &o.owner));
+        let located: Vec<Option<AccountIndex>> = owners.map(|owner| self.by_address.get(owner).copied()).collect();
+        self.plan_commit_located(tx, tx_id, input_ids, output_ids, &located, purpose, reference, now_ms)
+    }
+
+    /// [`NodeState::plan_commit_ids`] with the owners already located: `located` has one entry
+    /// per input, then one per output, `Some` with the account's index where the owner is an
+    /// account of this node ([`NodeState::locate`]), `None` where it is not. The payment path
+    /// finds each owner once in its check stage and carries the answer here (an address never
+    /// changes account or node); each `Some` is checked against the account it names, so a
+    /// wrong index is refused, not applied.
+    #[allow(clippy::too_many_arguments)]
+    pub fn plan_commit_located(
+        &mut self,
+        tx: &Transaction,
+        tx_id: &TxId,
+        input_ids: &[TokenId],
+        output_ids: &[TokenId],
+        located: &[Option<AccountIndex>],
+        purpose: Purpose,
+        reference: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Delta> {
         ensure!(
             input_ids.len() == tx.body.inputs.len() && output_ids.len() == tx.body.outputs.len(),
             Internal,
             "token ids do not match the transaction"
         );
+        ensure!(
+            located.len() == tx.body.inputs.len() + tx.body.outputs.len(),
+            Internal,
+            "owners located do not match the transaction"
+        );
+        let (located_inputs, located_outputs) = located.split_at(tx.body.inputs.len());
+        let owners = tx.body.inputs.iter().map(|i| &i.output.owner).chain(tx.body.outputs.iter().map(|o| &o.owner));
+        for (owner, at) in owners.zip(located) {
+            match at {
+                Some(index) => ensure!(
+                    self.accounts.get(*index as usize).is_some_and(|a| a.record.account.address == *owner),
+                    Internal,
+                    "account {index} of {} is not the owner {owner}",
+                    self.meta.name
+                ),
+                None => debug_assert!(!self.by_address.contains_key(owner), "{owner} is located elsewhere"),
+            }
+        }
         let tx_id = *tx_id;
         let mut delta = Delta { node_id: self.meta.id.clone(), ..Delta::default() };
         // Per account: (DT out, DT in, held out, held in).
         let mut net: BTreeMap<AccountIndex, (Amount, Amount, Amount, Amount)> = BTreeMap::new();
-        for (input, id) in tx.body.inputs.iter().zip(input_ids) {
-            if let Some(&account) = self.by_address.get(&input.output.owner) {
+        for ((input, id), at) in tx.body.inputs.iter().zip(input_ids).zip(located_inputs) {
+            if let Some(account) = *at {
                 delta.spent.push(*id);
                 let entry = net.entry(account).or_default();
                 entry.0 = entry.0.checked_add(input.output.amount_tiyn)?;
@@ -987,8 +1035,8 @@ impl NodeState {
                 }
             }
         }
-        for (index, (output, id)) in tx.body.outputs.iter().zip(output_ids).enumerate() {
-            if let Some(&account) = self.by_address.get(&output.owner) {
+        for (index, ((output, id), at)) in tx.body.outputs.iter().zip(output_ids).zip(located_outputs).enumerate() {
+            if let Some(account) = *at {
                 let input = Input { tx_id, index: index as u32, output: output.clone() };
                 debug_assert_eq!(input.token_id(), *id);
                 delta.received.push((*id, account, input));
@@ -1150,5 +1198,43 @@ mod tests {
         assert_eq!(h.back().unwrap().amount_tiyn.tiyn(), 15_000);
         assert_eq!(h.back().unwrap().counterparty, Some(bob));
         assert_eq!(bank.history("bob").unwrap()[0].counterparty, Some(alice));
+    }
+
+    /// Owners located by the caller plan exactly what the node finds by itself; an index that
+    /// names another account than the owner is refused, and nothing changes.
+    #[test]
+    fn located_owners_plan_the_same_delta_and_a_wrong_index_is_refused() {
+        let issuer_key = SecretKey::from_seed([100; 32]);
+        let issuer = issuer_key.address();
+        let mut bank = node("b", 1);
+        let alice = account(&mut bank, "alice", 10);
+        let bob = account(&mut bank, "bob", 11);
+        let elsewhere = SecretKey::from_seed([12; 32]).address();
+        let tx = Transaction::new(TxBody {
+            command: Command::Issue,
+            inputs: vec![],
+            outputs: vec![
+                Output::standard(Amount::from_tiyn(300).unwrap(), alice, issuer),
+                Output::standard(Amount::from_tiyn(200).unwrap(), bob, issuer),
+                Output::standard(Amount::from_tiyn(100).unwrap(), elsewhere, issuer),
+            ],
+            nonce: 0,
+        });
+        let (tx_id, outputs) = (tx.id(), tx.output_ids());
+        let found = bank.plan_commit_ids(&tx, &tx_id, &[], &outputs, Purpose::Emission, None, 1).unwrap();
+        let (a, b) = (bank.locate(&alice).unwrap().0, bank.locate(&bob).unwrap().0);
+        assert_ne!(a, b);
+        assert!(bank.locate(&elsewhere).is_none());
+        let located = [Some(a), Some(b), None];
+        let given = bank.plan_commit_located(&tx, &tx_id, &[], &outputs, &located, Purpose::Emission, None, 1).unwrap();
+        assert_eq!(format!("{given:?}"), format!("{found:?}").replace("seq: 0", "seq: 1"));
+        // Alice's output named as Bob's, an index past the accounts, a foreign owner as Alice.
+        for wrong in [[Some(b), Some(b), None], [Some(a), Some(1_000), None], [Some(a), Some(b), Some(a)]] {
+            let refused = bank.plan_commit_located(&tx, &tx_id, &[], &outputs, &wrong, Purpose::Emission, None, 1);
+            assert_eq!(refused.unwrap_err().code, ErrorCode::Internal, "{wrong:?}");
+        }
+        let short = bank.plan_commit_located(&tx, &tx_id, &[], &outputs, &located[..2], Purpose::Emission, None, 1);
+        assert_eq!(short.unwrap_err().code, ErrorCode::Internal);
+        assert_eq!(bank.balance("alice").unwrap().dt_tiyn.tiyn(), 0, "planning changes no balance");
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::types::{AccountView, AmountRequest, HistoryLine, HistoryPage, OpenAccount, Party, Payee, PhoneLookup};
 use crate::{Idem, Network, TREASURY_ID};
-use dtenge_core::crypto::SecretKey;
+use dtenge_core::crypto::{Address, SecretKey};
 use dtenge_core::money::Amount;
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
 use dtenge_node::ids::{check_iin_bin, mask_pan, normalize_phone};
@@ -284,6 +284,9 @@ impl Network {
             MalformedInput,
             "name the payee by exactly one of: phone, client_id (with bank), address"
         );
+        if let Some(address) = payee.address {
+            return self.resolve_owner(&address).map(|(party, kind, _)| (party, kind));
+        }
         let (node, client) = {
             let ids = self.ids.read();
             if let Some(phone) = &payee.phone {
@@ -303,8 +306,7 @@ impl Network {
                     })?,
                     None => &entries[0],
                 };
-                let (node, client) = entry.clone();
-                (node, Some(client))
+                entry.clone()
             } else if let Some(client_id) = &payee.client_id {
                 check_iin_bin(client_id)?;
                 let banks = ids.clients.get(client_id).ok_or_else(|| {
@@ -322,31 +324,37 @@ impl Network {
                     })?,
                     None => &banks[0],
                 };
-                (node.clone(), Some(client_id.clone()))
+                (node.clone(), client_id.clone())
             } else {
-                let address = payee.address.ok_or_else(|| Error::malformed("payee"))?;
-                let node = ids.directory.get(&address).ok_or_else(|| {
-                    Error::new(ErrorCode::UnknownAccount, format!("no digital account has address {address}"))
-                })?;
-                // The client is found under the node's lock below: one lock, not held
-                // together with the ID center's (account opening takes them in the other order).
-                (node.clone(), None)
+                return Err(Error::internal("a payee with neither phone, client nor address"));
             }
         };
         let slot = self.slot(&node)?;
         let state = slot.state.lock();
-        let account = match (&client, &payee.address) {
-            (Some(client), _) => state.account(client)?,
-            (None, Some(address)) => {
-                state.account_of(address).ok_or_else(|| Error::internal("directory and node disagree"))?
-            }
-            (None, None) => return Err(Error::internal("a payee with neither client nor address")),
-        };
-        let client = client.unwrap_or_else(|| account.client_id.clone());
-        if account.client_id == OWN_ACCOUNT {
-            bail!(Forbidden, "pay a node's own account through conversion, not a transfer");
-        }
+        let account = state.account(&client)?;
+        ensure_client_account(account)?;
         Ok((Party { bank: node, client_id: client, address: account.address }, account.kind))
+    }
+
+    /// The client account an address names, as a payee, with where it is: its node's position
+    /// and its index there. Refuses unknown addresses and nodes' own accounts.
+    pub(crate) fn resolve_owner(&self, address: &Address) -> Result<(Party, ClientKind, crate::Located)> {
+        let node = {
+            let ids = self.ids.read();
+            let node = ids.directory.get(address).ok_or_else(|| {
+                Error::new(ErrorCode::UnknownAccount, format!("no digital account has address {address}"))
+            })?;
+            // The account is found under the node's lock below: one lock, not held together
+            // with the ID center's (account opening takes them in the other order).
+            node.clone()
+        };
+        let position = self.node_position(&node)?;
+        let slot = self.slot(&node)?;
+        let state = slot.state.lock();
+        let (index, account) = state.locate(address).ok_or_else(|| Error::internal("directory and node disagree"))?;
+        ensure_client_account(account)?;
+        let party = Party { bank: node, client_id: account.client_id.clone(), address: account.address };
+        Ok((party, account.kind, crate::Located { node: position, account: index }))
     }
 
     /// The party of a client at a node.
@@ -359,6 +367,12 @@ impl Network {
             account.kind,
         ))
     }
+}
+
+/// A payee must be a client's account: a node's own account is paid through conversion.
+fn ensure_client_account(account: &Account) -> Result<()> {
+    ensure!(account.client_id != OWN_ACCOUNT, Forbidden, "pay a node's own account through conversion, not a transfer");
+    Ok(())
 }
 
 /// "Aigerim Seitova" -> "Aigerim S.": enough to confirm a recipient, no more.
