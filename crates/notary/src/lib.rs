@@ -6,8 +6,13 @@
 //! Concurrency: the set is split into [`SHARDS`] shards by the first byte of the token id, each
 //! behind its own lock, and the record of transactions is split the same way by transaction
 //! id. A spend locks only the shards its tokens and its id fall in, in ascending order (no
-//! deadlock), checks, and applies: check-and-spend is atomic per transaction, two transactions
-//! that touch disjoint shards never wait for each other, and there is no global lock.
+//! deadlock), checks, and applies: check-and-spend is atomic per transaction, and two
+//! transactions that touch disjoint shards never wait for each other. The payment pipeline's
+//! settle stage, which spends a whole batch in order, instead takes every shard at once
+//! ([`Notary::lock_all`]) for one pass over the batch (its spends, later its finalizes) and
+//! releases them before the batch's durable commit: one lock round per batch instead of one
+//! per transaction, with the same checks ([`AllShards`] runs the same code as the per-spend
+//! methods).
 //!
 //! Two-step commit with the durable store: [`Notary::try_spend`] removes the inputs from the
 //! unspent set, records the outputs as *pending* and marks the transaction pending; the caller
