@@ -319,8 +319,13 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
     let prepare_seconds = started.elapsed().as_secs_f64();
     progress(&format!("prepared and signed {} transfers in {prepare_seconds:.1} s", prepared.len()));
 
+    // The submissions are built before the clock starts, as a client would have them ready:
+    // the timed phase moves each into the pipeline instead of copying it.
+    let expected: Vec<Expect> = prepared.iter().map(|p| p.expect).collect();
+    let submissions: Vec<Submission> =
+        prepared.into_iter().map(|p| Submission { node: p.bank.to_string(), tx: p.tx, idem: None }).collect();
     let cpu_meter = CpuMeter::start();
-    let outcome = submit_all(&network, &prepared, config)?;
+    let outcome = submit_all(&network, submissions, &expected, config)?;
     let cpu = cpu_meter.finish(outcome.committed);
     let programmable = if config.programmable_ops > 0 {
         progress(&format!("timing {} plain, held and marked payments one at a time", config.programmable_ops));
@@ -333,7 +338,7 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
     if !reconciliation.ok {
         problems.extend(reconciliation.problems.iter().cloned());
     }
-    let count = |e: Expect| prepared.iter().filter(|p| p.expect == e).count();
+    let count = |e: Expect| expected.iter().filter(|x| **x == e).count();
     let valid = count(Expect::Commit);
     if outcome.committed != valid {
         problems.push(format!("{} of {valid} valid payments committed", outcome.committed));
@@ -376,7 +381,7 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
         run_seconds: outcome.elapsed.as_secs_f64(),
         offered_per_s: config.rate_per_s,
         achieved_per_s,
-        submitted: prepared.len(),
+        submitted: expected.len(),
         committed: outcome.committed,
         rejected: outcome.rejected,
         injected_double_spends: count(Expect::DoubleSpend),
@@ -595,7 +600,16 @@ struct Outcome {
 
 /// Send everything through the pipeline, closed or open loop, and count. One thread submits
 /// and collects answers: the pipeline does the work on its own threads.
-fn submit_all(network: &Arc<Network>, prepared: &[Prepared], config: &Config) -> Result<Outcome, String> {
+/// Send every submission (`expected[i]` says what the `i`-th must do) and tally the answers.
+fn submit_all(
+    network: &Arc<Network>,
+    submissions: Vec<Submission>,
+    expected: &[Expect],
+    config: &Config,
+) -> Result<Outcome, String> {
+    if submissions.len() != expected.len() {
+        return Err("one expectation per submission".into());
+    }
     let pipeline = network.pipeline().map_err(|e| e.to_string())?;
     let (reply, answers) = crossbeam_channel::unbounded::<Completion>();
     let interval = config.rate_per_s.map(|r| Duration::from_secs_f64(1.0 / r.max(1) as f64));
@@ -608,11 +622,13 @@ fn submit_all(network: &Arc<Network>, prepared: &[Prepared], config: &Config) ->
         elapsed: Duration::ZERO,
         problems: Vec::new(),
     };
-    let mut due = vec![None::<Instant>; prepared.len()];
+    let total = submissions.len();
+    let mut submissions = submissions.into_iter();
+    let mut due = vec![None::<Instant>; total];
     let (mut sent, mut answered) = (0usize, 0usize);
     let started = Instant::now();
-    while answered < prepared.len() {
-        while sent < prepared.len() && sent - answered < window {
+    while answered < total {
+        while sent < total && sent - answered < window {
             let due_at = match interval {
                 Some(interval) => {
                     let at = started + interval.mul_f64(sent as f64);
@@ -623,14 +639,13 @@ fn submit_all(network: &Arc<Network>, prepared: &[Prepared], config: &Config) ->
                 }
                 None => Instant::now(),
             };
-            let p = &prepared[sent];
+            let submission = submissions.next().ok_or("fewer submissions than counted")?;
             due[sent] = Some(due_at);
-            let submission = Submission { node: p.bank.to_string(), tx: p.tx.clone(), idem: None };
             pipeline.submit(submission, sent as u64, &reply).map_err(|e| e.to_string())?;
             sent += 1;
         }
         // Wait for an answer, or (open loop) until the next payment is due.
-        let next_due = interval.filter(|_| sent < prepared.len()).map(|i| started + i.mul_f64(sent as f64));
+        let next_due = interval.filter(|_| sent < total).map(|i| started + i.mul_f64(sent as f64));
         let first = match next_due {
             Some(at) => match answers.recv_deadline(at) {
                 Ok(c) => Some(c),
@@ -642,13 +657,13 @@ fn submit_all(network: &Arc<Network>, prepared: &[Prepared], config: &Config) ->
         for completion in first.into_iter().chain(std::iter::from_fn(|| answers.try_recv().ok())) {
             answered += 1;
             let index = completion.tag as usize;
-            let Some((p, Some(due_at))) = prepared.get(index).zip(due.get(index).copied()) else {
+            let Some((expect, Some(due_at))) = expected.get(index).zip(due.get(index).copied()) else {
                 return Err(format!("an answer for payment {index}, which was not sent"));
             };
             let latency_us =
                 completion.done.saturating_duration_since(due_at).as_micros().clamp(1, u128::from(LATENCY_US_MAX));
             let _ = outcome.latency.record(latency_us as u64);
-            tally(&mut outcome, completion.result, p.expect);
+            tally(&mut outcome, completion.result, *expect);
         }
     }
     outcome.elapsed = started.elapsed();
