@@ -599,8 +599,8 @@ struct Outcome {
 }
 
 /// Send everything through the pipeline, closed or open loop, and count. One thread submits
-/// and collects answers: the pipeline does the work on its own threads.
-/// Send every submission (`expected[i]` says what the `i`-th must do) and tally the answers.
+/// and collects answers: the pipeline does the work on its own threads. `expected[i]` says
+/// what the `i`-th submission must do.
 fn submit_all(
     network: &Arc<Network>,
     submissions: Vec<Submission>,

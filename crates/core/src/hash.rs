@@ -12,7 +12,7 @@ pub type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 pub type Set<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
 /// Slices at most this long are searched for repeats pairwise.
-const PAIRWISE_LEN_MAX: usize = 16;
+pub const PAIRWISE_LEN_MAX: usize = 16;
 
 /// The first item of `items` equal to an earlier one, if any.
 ///

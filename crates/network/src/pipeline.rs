@@ -36,8 +36,7 @@
 use crate::types::Receipt;
 use crate::{Idem, Located, Network};
 use crossbeam_channel::{bounded, Receiver, Sender};
-use dtenge_core::crypto::Address;
-use dtenge_core::crypto::{verify_batch_cached, KeyCache};
+use dtenge_core::crypto::{verify_batch_cached, Address, KeyCache};
 use dtenge_core::money::Amount;
 use dtenge_core::tx::Transaction;
 use dtenge_core::validate::{check_structure_ids, signature_items, SignedMessages, TxIds, Validated};
@@ -179,17 +178,13 @@ impl Network {
         let mut located: Vec<Located> = Vec::with_capacity(tx.body.inputs.len() + tx.body.outputs.len());
         let (key, payer) = {
             let state = slot.state.lock();
-            state.check_client_transaction_ids(&tx, &ids.inputs)?;
-            // The payer is the first input's owner.
-            let mut client = None;
-            for input in &tx.body.inputs {
-                let (index, account) = state.locate(&input.output.owner).ok_or_else(|| {
-                    Error::internal(format!("input owner {} vanished from {}", input.output.owner, state.meta().name))
-                })?;
-                client.get_or_insert_with(|| account.client_id.clone());
-                located.push(Located { node: payer_node, account: index });
-            }
-            let client = client.ok_or_else(|| Error::internal("a transfer without inputs passed the checks"))?;
+            let owners = state.check_client_transaction_ids(&tx, &ids.inputs)?;
+            located.extend(owners.iter().map(|&account| Located { node: payer_node, account }));
+            // The payer is the first input's owner (a transfer has inputs: checked above).
+            let payer_account = owners.first().and_then(|&index| state.account_at(index));
+            let client = payer_account
+                .map(|account| account.client_id.clone())
+                .ok_or_else(|| Error::internal(format!("the payer vanished from {}", state.meta().name)))?;
             let payer_address = tx.body.inputs[0].output.owner;
             (state.key().clone(), crate::types::Party { bank: node.clone(), client_id: client, address: payer_address })
         };
@@ -207,8 +202,9 @@ impl Network {
         }
         let payer_at = Located { node: payer_node, account: located[0].account };
         // Pairwise while few (a payment has one payee), through a map beyond.
-        let by_owner: Option<dtenge_core::hash::Map<Address, Located>> =
-            (payee_locations.len() > 16).then(|| payee_locations.iter().copied().collect());
+        let by_owner: Option<dtenge_core::hash::Map<Address, Located>> = (payee_locations.len()
+            > dtenge_core::hash::PAIRWISE_LEN_MAX)
+            .then(|| payee_locations.iter().copied().collect());
         for output in &tx.body.outputs {
             let at = if output.owner == payer.address {
                 Some(payer_at)

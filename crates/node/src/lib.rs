@@ -525,6 +525,11 @@ impl NodeState {
         self.accounts.get(index as usize).map(|state| state.record.account.client_id.as_str())
     }
 
+    /// The account at `index` ([`NodeState::locate`]).
+    pub fn account_at(&self, index: AccountIndex) -> Option<&Account> {
+        self.accounts.get(index as usize).map(|state| &state.record.account)
+    }
+
     /// The index and account an address belongs to, if it is one of this node's.
     pub fn locate(&self, address: &Address) -> Option<(AccountIndex, &Account)> {
         let index = *self.by_address.get(address)?;
@@ -533,8 +538,7 @@ impl NodeState {
 
     /// The account an address belongs to, if it is one of this node's.
     pub fn account_of(&self, address: &Address) -> Option<&Account> {
-        let index = *self.by_address.get(address)?;
-        self.accounts.get(index as usize).map(|state| &state.record.account)
+        self.locate(address).map(|(_, account)| account)
     }
 
     pub fn balance(&self, client_id: &str) -> Result<Balance> {
@@ -904,27 +908,26 @@ impl NodeState {
     /// The checks of [`NodeState::attest_client_transaction`], without the signature: callers
     /// that attest many transactions sign outside the node's lock.
     pub fn check_client_transaction(&self, tx: &Transaction) -> Result<()> {
-        self.check_client_transaction_ids(tx, &tx.input_ids())
+        self.check_client_transaction_ids(tx, &tx.input_ids()).map(|_| ())
     }
 
     /// [`NodeState::check_client_transaction`] with the inputs' token ids already hashed.
-    pub fn check_client_transaction_ids(&self, tx: &Transaction, input_ids: &[TokenId]) -> Result<()> {
+    /// Returns the account of each input's owner, in input order (found by the check anyway).
+    pub fn check_client_transaction_ids(&self, tx: &Transaction, input_ids: &[TokenId]) -> Result<Vec<AccountIndex>> {
         ensure!(input_ids.len() == tx.body.inputs.len(), Internal, "token ids do not match the transaction");
         ensure!(tx.body.command == Command::Transfer, Forbidden, "clients submit transfers only");
         ensure!(!tx.body.inputs.is_empty(), MalformedInput, "a transfer spends inputs");
+        let mut owners = Vec::with_capacity(input_ids.len());
         for (input, id) in tx.body.inputs.iter().zip(input_ids) {
-            ensure!(
-                self.by_address.contains_key(&input.output.owner),
-                Forbidden,
-                "input owner {} is not a client of {}",
-                input.output.owner,
-                self.meta.name
-            );
+            let Some(&owner) = self.by_address.get(&input.output.owner) else {
+                bail!(Forbidden, "input owner {} is not a client of {}", input.output.owner, self.meta.name);
+            };
             if let Some(holding) = self.tokens.get(id) {
                 ensure!(holding.reserved_by.is_none(), DoubleSpend, "token {id} is being spent by a payment in flight");
             }
+            owners.push(owner);
         }
-        Ok(())
+        Ok(owners)
     }
 
     /// Undo the reservations of a transaction that did not commit. Only reservations made
