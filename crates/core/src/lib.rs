@@ -12,10 +12,12 @@
 //! - [`validate`]: the stateless validation rules every validating node applies.
 //! - [`coins`]: coin selection with change.
 //! - [`merkle`]: Merkle trees over transaction ids, for attesting a batch with one signature.
+//! - [`certificate`]: the notary's signed commit certificate over a batch.
 //! - [`calendar`]: civil dates and the operational-day calendar.
 //! - [`error`]: the one error type, with stable codes.
 
 pub mod calendar;
+pub mod certificate;
 pub mod coins;
 pub mod crypto;
 pub mod error;

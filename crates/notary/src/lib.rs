@@ -27,6 +27,8 @@
 //! checkpoint (see `dtenge_store::checkpoint`): start-up reads the checkpoint and replays the
 //! changes after it.
 
+pub mod service;
+
 use dtenge_core::token::{TokenId, TxId};
 use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_store::{Checkpointed, LogTable, Table, WriteBatch};

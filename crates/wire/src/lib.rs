@@ -1,0 +1,18 @@
+//! `dtenge-wire`: the one encoding of dtenge.
+//!
+//! Everything that crosses from one role to another, and everything that is hashed, signed or
+//! stored, is encoded here, by hand, in one explicit and versioned format ([`codec`] documents
+//! it byte by byte). The roles (central, bank, notary, oracle, directory) exchange
+//! [`message::Envelope`]s; a transport moves them (in one process, in the simulator, later
+//! over mutually authenticated TLS), and only the transport changes between those.
+
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod domain;
+pub mod message;
+
+pub use codec::{Decode, DecodeError, Encode, Reader, Writer};
+pub use message::{
+    Deliver, DeliverAck, Envelope, Message, NotarizeReply, NotarizeRequest, Outcome, RoleId, FORMAT_VERSION,
+};

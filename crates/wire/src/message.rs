@@ -1,0 +1,336 @@
+//! Messages between roles, and the envelope that carries them.
+//!
+//! An envelope on the wire is `FORMAT_VERSION` (one byte), the sender, the receiver, then the
+//! message: a `u16` kind and the message's fields. A receiver refuses another format version
+//! whole, and an unknown kind, with a [`DecodeError`]; nothing in a refused envelope is acted
+//! on.
+//!
+//! The payment protocol (see `docs/ARCHITECTURE.md`, "Roles and their messages"):
+//!
+//! 1. the payer's bank checks and attests a batch and sends [`NotarizeRequest`];
+//! 2. the notary verifies the attestations itself, spends each transaction atomically and
+//!    idempotently, commits durably and answers [`NotarizeReply`]: one [`CommitCertificate`]
+//!    over the committed transactions and an [`Outcome`] for each transaction;
+//! 3. the payer's bank applies its side and sends each payee bank a [`Deliver`] with the
+//!    transactions and their proofs; the payee applies from the certificate and answers
+//!    [`DeliverAck`]. A delivery is resent until it is acknowledged and applied once per
+//!    transaction id.
+
+use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
+use dtenge_core::certificate::{CommitCertificate, CommitProof};
+use dtenge_core::merkle::LEAVES_MAX;
+use dtenge_core::token::TxId;
+use dtenge_core::tx::Transaction;
+
+/// The version of every encoding in this crate. A change to any encoding that an older reader
+/// would misread takes the next number.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Most transactions in one notarize request or one delivery: a certificate covers at most a
+/// Merkle tree's leaves.
+pub const BATCH_TXS_MAX: usize = LEAVES_MAX;
+
+/// Most bytes of a bank or node id.
+pub const ROLE_ID_BYTES_MAX: usize = 64;
+
+/// A role of the network: where a message comes from and where it goes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RoleId {
+    /// The NBK: its node, the ABS, the NBK registry, the operator's controls.
+    Central,
+    Notary,
+    Oracle,
+    /// The ID center, as a read model of who holds which account where.
+    Directory,
+    /// A bank's node, or the Treasury's, by its id.
+    Bank(String),
+}
+
+impl Encode for RoleId {
+    fn encode(&self, w: &mut Writer) {
+        match self {
+            RoleId::Central => w.u8(1),
+            RoleId::Notary => w.u8(2),
+            RoleId::Oracle => w.u8(3),
+            RoleId::Directory => w.u8(4),
+            RoleId::Bank(id) => {
+                w.u8(5);
+                w.str(id);
+            }
+        }
+    }
+}
+
+impl Decode for RoleId {
+    const ENCODED_BYTES_MIN: usize = 1;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.u8("role")? {
+            1 => Ok(RoleId::Central),
+            2 => Ok(RoleId::Notary),
+            3 => Ok(RoleId::Oracle),
+            4 => Ok(RoleId::Directory),
+            5 => {
+                let id = r.string("bank id")?;
+                if id.is_empty() || id.len() > ROLE_ID_BYTES_MAX {
+                    return Err(DecodeError::Invalid { what: "bank id", reason: format!("{} bytes", id.len()) });
+                }
+                Ok(RoleId::Bank(id))
+            }
+            tag => Err(DecodeError::UnknownTag { what: "role", tag: u64::from(tag) }),
+        }
+    }
+}
+
+impl std::fmt::Display for RoleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RoleId::Central => f.write_str("central"),
+            RoleId::Notary => f.write_str("notary"),
+            RoleId::Oracle => f.write_str("oracle"),
+            RoleId::Directory => f.write_str("directory"),
+            RoleId::Bank(id) => write!(f, "bank:{id}"),
+        }
+    }
+}
+
+/// "Spend these transactions": a bank's attested batch, numbered by the bank. A retry sends
+/// the same transactions again (under the same or a new number); the notary answers each
+/// transaction by its id, so a retry never spends twice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotarizeRequest {
+    /// The sender's number for this batch, echoed in the reply.
+    pub batch: u64,
+    pub txs: Vec<Transaction>,
+}
+
+/// What became of one transaction of a [`NotarizeRequest`], in request order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed (now, or before): the reply's certificate covers it with this proof.
+    Committed(CommitProof),
+    /// Refused: nothing was spent. `REQUEST_IN_PROGRESS` means the same transaction is being
+    /// committed by another request: ask again.
+    Refused(dtenge_core::Error),
+}
+
+/// The notary's answer to a [`NotarizeRequest`], sent after its durable commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotarizeReply {
+    pub batch: u64,
+    /// Covers every transaction whose outcome is `Committed`; `None` when none is.
+    pub certificate: Option<CommitCertificate>,
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Committed transactions for their payee bank, with the certificate that proves them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deliver {
+    pub certificate: CommitCertificate,
+    pub txs: Vec<(Transaction, CommitProof)>,
+}
+
+/// A payee bank applied (durably) these transactions of a delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliverAck {
+    pub seq: u64,
+    pub tx_ids: Vec<TxId>,
+}
+
+/// Every message between roles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    NotarizeRequest(NotarizeRequest),
+    NotarizeReply(NotarizeReply),
+    Deliver(Deliver),
+    DeliverAck(DeliverAck),
+}
+
+impl Message {
+    /// The message's kind on the wire. Numbers are never reused.
+    pub fn kind(&self) -> u16 {
+        match self {
+            Message::NotarizeRequest(_) => 1,
+            Message::NotarizeReply(_) => 2,
+            Message::Deliver(_) => 3,
+            Message::DeliverAck(_) => 4,
+        }
+    }
+}
+
+/// A message with its sender and receiver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub from: RoleId,
+    pub to: RoleId,
+    pub message: Message,
+}
+
+impl Encode for Outcome {
+    fn encode(&self, w: &mut Writer) {
+        match self {
+            Outcome::Committed(proof) => {
+                w.u8(1);
+                w.put(proof);
+            }
+            Outcome::Refused(error) => {
+                w.u8(2);
+                w.put(error);
+            }
+        }
+    }
+}
+
+impl Decode for Outcome {
+    const ENCODED_BYTES_MIN: usize = 1 + 5;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.u8("outcome")? {
+            1 => Ok(Outcome::Committed(r.get()?)),
+            2 => Ok(Outcome::Refused(r.get()?)),
+            tag => Err(DecodeError::UnknownTag { what: "outcome", tag: u64::from(tag) }),
+        }
+    }
+}
+
+impl Encode for Message {
+    fn encode(&self, w: &mut Writer) {
+        w.u16(self.kind());
+        match self {
+            Message::NotarizeRequest(m) => {
+                w.u64(m.batch);
+                w.seq(&m.txs);
+            }
+            Message::NotarizeReply(m) => {
+                w.u64(m.batch);
+                w.put(&m.certificate);
+                w.seq(&m.outcomes);
+            }
+            Message::Deliver(m) => {
+                w.put(&m.certificate);
+                w.seq(&m.txs);
+            }
+            Message::DeliverAck(m) => {
+                w.u64(m.seq);
+                w.seq(&m.tx_ids);
+            }
+        }
+    }
+}
+
+impl Decode for Message {
+    const ENCODED_BYTES_MIN: usize = 2;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.u16("message kind")? {
+            1 => Ok(Message::NotarizeRequest(NotarizeRequest {
+                batch: r.u64("batch")?,
+                txs: r.seq("transactions", BATCH_TXS_MAX)?,
+            })),
+            2 => Ok(Message::NotarizeReply(NotarizeReply {
+                batch: r.u64("batch")?,
+                certificate: r.get()?,
+                outcomes: r.seq("outcomes", BATCH_TXS_MAX)?,
+            })),
+            3 => Ok(Message::Deliver(Deliver { certificate: r.get()?, txs: r.seq("deliveries", BATCH_TXS_MAX)? })),
+            4 => Ok(Message::DeliverAck(DeliverAck { seq: r.u64("seq")?, tx_ids: r.seq("acked", BATCH_TXS_MAX)? })),
+            kind => Err(DecodeError::UnknownTag { what: "message kind", tag: u64::from(kind) }),
+        }
+    }
+}
+
+impl Encode for Envelope {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(FORMAT_VERSION);
+        w.put(&self.from);
+        w.put(&self.to);
+        w.put(&self.message);
+    }
+}
+
+impl Decode for Envelope {
+    const ENCODED_BYTES_MIN: usize = 1 + 1 + 1 + 2;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let version = r.u8("format version")?;
+        if version != FORMAT_VERSION {
+            return Err(DecodeError::UnknownVersion { found: version, expected: FORMAT_VERSION });
+        }
+        Ok(Envelope { from: r.get()?, to: r.get()?, message: r.get()? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dtenge_core::crypto::{Hash32, SecretKey};
+    use proptest::prelude::*;
+
+    fn envelope(txs: Vec<Transaction>) -> Vec<Envelope> {
+        let notary = SecretKey::from_seed([3; 32]);
+        let ids: Vec<TxId> = txs.iter().map(Transaction::id).collect();
+        let bank = RoleId::Bank("steppe".into());
+        let mut out = vec![Envelope {
+            from: bank.clone(),
+            to: RoleId::Notary,
+            message: Message::NotarizeRequest(NotarizeRequest { batch: 9, txs: txs.clone() }),
+        }];
+        if !ids.is_empty() {
+            let (certificate, proofs) = CommitCertificate::sign(&notary, 5, &ids);
+            let mut outcomes: Vec<Outcome> = proofs.iter().cloned().map(Outcome::Committed).collect();
+            outcomes.push(Outcome::Refused(dtenge_core::Error::new(dtenge_core::ErrorCode::DoubleSpend, "spent")));
+            out.push(Envelope {
+                from: RoleId::Notary,
+                to: bank.clone(),
+                message: Message::NotarizeReply(NotarizeReply {
+                    batch: 9,
+                    certificate: Some(certificate.clone()),
+                    outcomes,
+                }),
+            });
+            out.push(Envelope {
+                from: bank.clone(),
+                to: RoleId::Bank("sapa".into()),
+                message: Message::Deliver(Deliver { certificate, txs: txs.into_iter().zip(proofs).collect() }),
+            });
+        }
+        out.push(Envelope {
+            from: RoleId::Bank("sapa".into()),
+            to: bank,
+            message: Message::DeliverAck(DeliverAck { seq: 5, tx_ids: ids }),
+        });
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn every_envelope_decodes_to_itself(txs in prop::collection::vec(crate::domain::tests::transaction(), 0..4)) {
+            for e in envelope(txs) {
+                let bytes = e.to_bytes();
+                prop_assert_eq!(Envelope::from_bytes(&bytes).unwrap(), e);
+            }
+        }
+    }
+
+    #[test]
+    fn another_format_version_is_refused_whole() {
+        let e = Envelope {
+            from: RoleId::Central,
+            to: RoleId::Directory,
+            message: Message::DeliverAck(DeliverAck { seq: 1, tx_ids: vec![TxId(Hash32([1; 32]))] }),
+        };
+        let mut bytes = e.to_bytes();
+        bytes[0] = FORMAT_VERSION + 1;
+        assert_eq!(
+            Envelope::from_bytes(&bytes).unwrap_err(),
+            DecodeError::UnknownVersion { found: FORMAT_VERSION + 1, expected: FORMAT_VERSION }
+        );
+    }
+
+    #[test]
+    fn an_unknown_message_kind_and_an_empty_bank_id_are_refused() {
+        let mut w = Writer::new();
+        w.u8(FORMAT_VERSION);
+        RoleId::Central.encode(&mut w);
+        RoleId::Notary.encode(&mut w);
+        w.u16(999);
+        assert!(matches!(Envelope::from_bytes(&w.into_bytes()), Err(DecodeError::UnknownTag { tag: 999, .. })));
+        assert!(RoleId::from_bytes(&[5, 0, 0, 0, 0]).is_err());
+    }
+}
