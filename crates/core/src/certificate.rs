@@ -1,11 +1,18 @@
-//! The notary's commit certificate: "every transaction under this root is committed".
+//! What the notary sees and what it signs.
 //!
-//! The notary commits a batch of transactions durably, then signs one message over the Merkle
-//! root of their ids (the same tree as a bank's batch attestation, [`crate::merkle`]) with its
-//! sequence number. Each transaction's parties get the certificate and the transaction's path
-//! in the tree: a payee bank and the NBK registry apply a transaction only when its
-//! certificate verifies under the notary's key and its path places the transaction under the
-//! signed root. One signature answers for a whole batch, as the banks' attestations do.
+//! **Compact transactions.** The notary guarantees single use and has no access to what a
+//! transaction moves (SPEC §3): a bank sends it each transaction as a [`CompactTx`], the
+//! transaction's id with its input and output token ids (hashes that commit to amounts, owners
+//! and policies without revealing them), and signs the whole request once
+//! ([`notarize_message`] over the Merkle root of the compact hashes).
+//!
+//! **Commit certificates.** The notary commits a batch durably, then signs one message over
+//! the Merkle root of the committed transactions' compact hashes (the tree of
+//! [`crate::merkle`]) with its sequence number. A payee bank and the NBK registry apply a
+//! transaction only when the certificate verifies under the notary's key and the proof places
+//! the transaction's compact hash, which they recompute from the full transaction, under the
+//! signed root: so they know the notary spent exactly that transaction's inputs. One signature
+//! answers for a whole batch, as a bank's batch attestation does.
 //!
 //! A certificate says a transaction is committed; it does not say it was first committed in
 //! that batch. A transaction sent again after it committed (a retry after a lost answer) is
@@ -13,8 +20,51 @@
 //! parties apply by transaction id, once.
 
 use crate::crypto::{hash_parts, verify, Hash32, PublicKey, SecretKey, Signature};
-use crate::token::TxId;
+use crate::token::{TokenId, TxId};
+use crate::validate::TxIds;
 use crate::{ensure, Error, ErrorCode, Result};
+
+/// A transaction as the notary sees it: its id, the tokens it spends and the tokens it creates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactTx {
+    pub tx_id: TxId,
+    pub inputs: Vec<TokenId>,
+    pub outputs: Vec<TokenId>,
+}
+
+impl CompactTx {
+    /// The compact form of a transaction whose ids were hashed ([`TxIds::of`]).
+    pub fn of(ids: &TxIds) -> CompactTx {
+        CompactTx { tx_id: ids.tx_id, inputs: ids.inputs.clone(), outputs: ids.outputs.clone() }
+    }
+
+    /// What binds the id to exactly these inputs and outputs: the leaf of a notarize request's
+    /// tree and of a certificate's.
+    pub fn hash(&self) -> Hash32 {
+        compact_hash(&self.tx_id, &self.inputs, &self.outputs)
+    }
+}
+
+/// [`CompactTx::hash`] without building the compact transaction.
+pub fn compact_hash(tx_id: &TxId, inputs: &[TokenId], outputs: &[TokenId]) -> Hash32 {
+    let mut bytes = Vec::with_capacity(32 + 8 + 32 * (inputs.len() + outputs.len()));
+    bytes.extend_from_slice(&tx_id.0 .0);
+    bytes.extend_from_slice(&(inputs.len() as u32).to_le_bytes());
+    for id in inputs {
+        bytes.extend_from_slice(&id.0 .0);
+    }
+    bytes.extend_from_slice(&(outputs.len() as u32).to_le_bytes());
+    for id in outputs {
+        bytes.extend_from_slice(&id.0 .0);
+    }
+    hash_parts(b"dtenge/compact-tx/v1", &[&bytes])
+}
+
+/// The message a role signs when it sends the notary request number `batch` whose compact
+/// transactions' tree has root `root`.
+pub fn notarize_message(batch: u64, root: &Hash32) -> Hash32 {
+    hash_parts(b"dtenge/sign/notarize/v1", &[&batch.to_le_bytes(), &root.0])
+}
 
 /// The notary's signed statement over one committed batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,7 +72,8 @@ pub struct CommitCertificate {
     /// The notary's sequence number of the batch: batches commit in this order, one number
     /// each, from 1.
     pub seq: u64,
-    /// Merkle root over the ids of the batch's committed transactions, in batch order.
+    /// Merkle root over the compact hashes of the batch's committed transactions, in batch
+    /// order.
     pub root: Hash32,
     /// How many transactions are under the root (at least 1).
     pub size: u32,
@@ -43,20 +94,17 @@ pub fn commit_message(seq: u64, size: u32, root: &Hash32) -> Hash32 {
 }
 
 impl CommitCertificate {
-    /// Certify `tx_ids` (committed, in batch order) as batch `seq`; returns the certificate and
-    /// each transaction's proof, in the same order.
-    pub fn sign(key: &SecretKey, seq: u64, tx_ids: &[TxId]) -> (CommitCertificate, Vec<CommitProof>) {
+    /// Certify the compact hashes `leaves` (committed, in batch order) as batch `seq`; returns
+    /// the certificate and each transaction's proof, in the same order.
+    pub fn sign(key: &SecretKey, seq: u64, leaves: &[Hash32]) -> (CommitCertificate, Vec<CommitProof>) {
         assert!(seq >= 1, "notary batches are numbered from 1");
-        assert!(!tx_ids.is_empty(), "a certificate covers at least one transaction");
-        assert!(tx_ids.len() <= crate::merkle::LEAVES_MAX, "a certificate covers a bounded batch");
-        let (root, paths) = crate::merkle::root_and_paths(tx_ids);
-        let size = u32::try_from(tx_ids.len()).expect("bounded by LEAVES_MAX");
+        assert!(!leaves.is_empty(), "a certificate covers at least one transaction");
+        assert!(leaves.len() <= crate::merkle::LEAVES_MAX, "a certificate covers a bounded batch");
+        let (root, paths) = crate::merkle::root_and_paths(leaves);
+        let size = leaves.len() as u32;
         let signature = key.sign(&commit_message(seq, size, &root).0);
-        let proofs = paths
-            .into_iter()
-            .enumerate()
-            .map(|(index, path)| CommitProof { index: u32::try_from(index).expect("bounded by LEAVES_MAX"), path })
-            .collect();
+        let proofs =
+            paths.into_iter().enumerate().map(|(index, path)| CommitProof { index: index as u32, path }).collect();
         (CommitCertificate { seq, root, size, signature }, proofs)
     }
 
@@ -68,21 +116,22 @@ impl CommitCertificate {
             .map_err(|_| Error::new(ErrorCode::InvalidSignature, "the commit certificate's signature does not verify"))
     }
 
-    /// Does `proof` place `tx_id` under this certificate's root? (The signature is checked
-    /// separately.)
-    pub fn covers(&self, tx_id: &TxId, proof: &CommitProof) -> Result<()> {
-        let root = crate::merkle::root_from_path(tx_id, proof.index as usize, self.size as usize, &proof.path);
+    /// Does `proof` place the compact hash `leaf` under this certificate's root? (The
+    /// signature is checked separately.)
+    pub fn covers(&self, leaf: &Hash32, proof: &CommitProof) -> Result<()> {
+        let root = crate::merkle::root_from_path(leaf, proof.index as usize, self.size as usize, &proof.path);
         ensure!(
             root == Some(self.root),
             InvalidSignature,
-            "the commit proof does not place transaction {tx_id} under the certificate's root"
+            "the commit proof does not place this transaction under the certificate's root"
         );
         Ok(())
     }
 
-    /// Signature and proof together: `tx_id` is committed at the notary with key `notary`.
-    pub fn verify(&self, notary: &PublicKey, tx_id: &TxId, proof: &CommitProof) -> Result<()> {
-        self.covers(tx_id, proof)?;
+    /// Signature and proof together: the compact transaction with hash `leaf` is committed at
+    /// the notary with key `notary`.
+    pub fn verify(&self, notary: &PublicKey, leaf: &Hash32, proof: &CommitProof) -> Result<()> {
+        self.covers(leaf, proof)?;
         self.verify_signature(notary)
     }
 }
@@ -91,8 +140,8 @@ impl CommitCertificate {
 mod tests {
     use super::*;
 
-    fn ids(n: u8) -> Vec<TxId> {
-        (0..n).map(|i| TxId(Hash32([i; 32]))).collect()
+    fn ids(n: u8) -> Vec<Hash32> {
+        (0..n).map(|i| Hash32([i; 32])).collect()
     }
 
     #[test]
@@ -113,10 +162,23 @@ mod tests {
         let (cert, proofs) = CommitCertificate::sign(&notary, 1, &txs);
         let code = |r: Result<()>| r.unwrap_err().code;
         assert_eq!(code(cert.verify(&other.public_key(), &txs[0], &proofs[0])), ErrorCode::InvalidSignature);
-        let stranger = TxId(Hash32([9; 32]));
+        let stranger = Hash32([9; 32]);
         assert_eq!(code(cert.verify(&notary.public_key(), &stranger, &proofs[0])), ErrorCode::InvalidSignature);
         let mut replayed = cert.clone();
         replayed.seq = 2;
         assert_eq!(code(replayed.verify(&notary.public_key(), &txs[0], &proofs[0])), ErrorCode::InvalidSignature);
+    }
+
+    #[test]
+    fn a_compact_hash_binds_the_id_to_exactly_its_inputs_and_outputs() {
+        let token = |b: u8| TokenId(Hash32([b; 32]));
+        let tx = CompactTx { tx_id: TxId(Hash32([1; 32])), inputs: vec![token(2)], outputs: vec![token(3)] };
+        let mut other_input = tx.clone();
+        other_input.inputs[0] = token(4);
+        // The same ids split differently between inputs and outputs.
+        let moved = CompactTx { tx_id: tx.tx_id, inputs: vec![token(2), token(3)], outputs: vec![] };
+        assert_ne!(tx.hash(), other_input.hash());
+        assert_ne!(tx.hash(), moved.hash());
+        assert_eq!(tx.hash(), compact_hash(&tx.tx_id, &tx.inputs, &tx.outputs));
     }
 }

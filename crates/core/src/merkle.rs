@@ -14,8 +14,28 @@ pub const LEAVES_MAX: usize = 1 << 11;
 /// Longest proof of a tree of [`LEAVES_MAX`] leaves.
 pub const PATH_MAX: usize = 11;
 
-fn leaf(tx_id: &TxId) -> Hash32 {
-    hash_parts(b"dtenge/merkle/leaf/v1", &[&tx_id.0 .0])
+/// What a tree's leaves are: transaction ids (a bank's batch attestation) or compact
+/// transactions' hashes (the notary's certificates). Both are 32-byte hashes, hashed alike;
+/// the signatures over the roots carry their own domain tags, so a root of one kind cannot
+/// stand for the other.
+pub trait Leaf {
+    fn leaf_hash(&self) -> &Hash32;
+}
+
+impl Leaf for TxId {
+    fn leaf_hash(&self) -> &Hash32 {
+        &self.0
+    }
+}
+
+impl Leaf for Hash32 {
+    fn leaf_hash(&self) -> &Hash32 {
+        self
+    }
+}
+
+fn leaf(item: &impl Leaf) -> Hash32 {
+    hash_parts(b"dtenge/merkle/leaf/v1", &[&item.leaf_hash().0])
 }
 
 fn inner(left: &Hash32, right: &Hash32) -> Hash32 {
@@ -44,14 +64,14 @@ fn root_of(leaves: &[Hash32]) -> Hash32 {
 }
 
 /// The root over `tx_ids`, in order.
-pub fn root(tx_ids: &[TxId]) -> Hash32 {
+pub fn root<L: Leaf>(tx_ids: &[L]) -> Hash32 {
     debug_assert!(tx_ids.len() <= LEAVES_MAX);
     let leaves: Vec<Hash32> = tx_ids.iter().map(leaf).collect();
     root_of(&leaves)
 }
 
 /// The path proving leaf `index` of `tx_ids`: sibling hashes from the leaf up.
-pub fn path(tx_ids: &[TxId], index: usize) -> Vec<Hash32> {
+pub fn path<L: Leaf>(tx_ids: &[L], index: usize) -> Vec<Hash32> {
     assert!(index < tx_ids.len(), "index inside the tree");
     let leaves: Vec<Hash32> = tx_ids.iter().map(leaf).collect();
     let mut out = Vec::with_capacity(PATH_MAX);
@@ -61,7 +81,7 @@ pub fn path(tx_ids: &[TxId], index: usize) -> Vec<Hash32> {
 
 /// The root and every leaf's path at once, each subtree hashed once: O(n log n) hashes, where
 /// [`path`] for every leaf would take O(n²) (a node attests up to [`LEAVES_MAX`] at a time).
-pub fn root_and_paths(tx_ids: &[TxId]) -> (Hash32, Vec<Vec<Hash32>>) {
+pub fn root_and_paths<L: Leaf>(tx_ids: &[L]) -> (Hash32, Vec<Vec<Hash32>>) {
     debug_assert!(tx_ids.len() <= LEAVES_MAX);
     let leaves: Vec<Hash32> = tx_ids.iter().map(leaf).collect();
     let mut paths = vec![Vec::with_capacity(PATH_MAX); leaves.len()];
@@ -100,7 +120,7 @@ fn path_of(leaves: &[Hash32], index: usize, out: &mut Vec<Hash32>) {
 
 /// The root that `path` proves for `tx_id` at `index` of a tree of `size` leaves, or `None`
 /// when the path has the wrong length for that position.
-pub fn root_from_path(tx_id: &TxId, index: usize, size: usize, path: &[Hash32]) -> Option<Hash32> {
+pub fn root_from_path(tx_id: &impl Leaf, index: usize, size: usize, path: &[Hash32]) -> Option<Hash32> {
     if index >= size || size > LEAVES_MAX || path.len() > PATH_MAX {
         return None;
     }
@@ -114,7 +134,7 @@ pub fn root_from_path(tx_id: &TxId, index: usize, size: usize, path: &[Hash32]) 
 /// inner hashes, not 128), and a verifier checks the proofs of a whole chunk of one bank's
 /// batch together.
 pub fn root_from_path_memo(
-    tx_id: &TxId,
+    tx_id: &impl Leaf,
     index: usize,
     size: usize,
     path: &[Hash32],

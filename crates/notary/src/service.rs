@@ -1,15 +1,19 @@
-//! The notary as a role: it takes attested batches from the banks and the NBK, verifies the
-//! attestations itself, spends each transaction atomically and idempotently, commits to its
-//! own store, and answers with one signed commit certificate per batch.
+//! The notary as a role: it takes signed batches of compact transactions from the banks and
+//! the NBK, checks the signature itself, spends each transaction atomically and idempotently,
+//! commits to its own store, and answers with one signed commit certificate per batch.
 //!
-//! It trusts no caller: a transaction is spent only when its stateless rules hold
-//! (`dtenge_core::validate`, with the network's trust anchors), the role that sent it attested
-//! it, and every attestation it carries verifies. It does not verify the owners' signatures:
-//! the attesting bank did, and answers for it with its attestation (Project Hamilton's
-//! sentinels and shards split the work the same way). Each distinct attestation signature is
-//! verified once per request: a bank attests a whole batch with one signature over a Merkle
-//! root, so a batch of 512 payments from three banks costs the notary three verifications and
-//! the proofs.
+//! What it sees: each transaction's id and its input and output token ids
+//! ([`CompactTx`]), never amounts, owners or policies (SPEC §3: the notary has no full access
+//! to transaction data). What it checks, trusting no caller:
+//! - the request is signed by its sender's node key (one signature over the Merkle root of the
+//!   compact hashes: a batch of 512 payments costs the notary one verification);
+//! - the sender is the NBK or a bank the operator has not blocked;
+//! - only the NBK creates tokens from nothing (a transaction without inputs);
+//! - no transaction spends a token twice or creates one twice, and every input is unspent.
+//!
+//! The rules that need what a token holds (conservation, policies, the oracle's and the NBK's
+//! attestations) are checked by the validators that see whole transactions: the sender before
+//! it signs, the payee's bank and the NBK registry before they apply a certified transaction.
 //!
 //! Idempotent per transaction: a transaction committed before is certified again (its outcome
 //! is `Committed` with a fresh proof), never spent again; one being committed by another
@@ -21,16 +25,14 @@
 //! in the notary's history.
 
 use crate::{Notary, Spend, SpendRequest, TABLES};
-use dtenge_core::certificate::CommitCertificate;
-use dtenge_core::crypto::{verify_batch_cached, Address, Hash32, KeyCache, PublicKey, SecretKey, Signature};
-use dtenge_core::token::TxId;
-use dtenge_core::tx::Transaction;
-use dtenge_core::validate::{check_structure_ids, Authorities, KeyStatus, SignedMessages, TxIds, Validated};
+use dtenge_core::certificate::{notarize_message, CommitCertificate, CompactTx};
+use dtenge_core::crypto::{verify, Hash32, PublicKey, SecretKey};
+use dtenge_core::tx::{TX_INPUTS_MAX, TX_OUTPUTS_MAX};
 use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_store::{Store, Table, WriteBatch};
 use dtenge_wire::{Envelope, Message, NotarizeReply, NotarizeRequest, Outcome, RoleId};
 use parking_lot::{Mutex, RwLock};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The notary's own keyed rows: its sequence number.
 pub const META_TABLE: Table = Table("notary_meta");
@@ -43,44 +45,32 @@ pub fn tables() -> Vec<Table> {
     tables
 }
 
-/// What the notary knows of the network's keys: the issuer, the NBK's and the oracle's keys,
-/// each bank's node key, and which banks the operator blocked.
+/// Who may send the notary requests: the NBK's node key, each bank's (and the Treasury's),
+/// and which banks the operator blocked.
 #[derive(Clone, Debug)]
-pub struct Anchors {
-    pub issuer: Address,
+pub struct Senders {
     pub central_bank: PublicKey,
-    pub oracle: PublicKey,
-    /// Node key -> bank (or Treasury) id.
-    pub banks: HashMap<PublicKey, String>,
+    /// Bank (or Treasury) id -> its node key.
+    pub banks: BTreeMap<String, PublicKey>,
     pub blocked: BTreeSet<String>,
 }
 
-impl Authorities for Anchors {
-    fn issuer(&self) -> Address {
-        self.issuer
-    }
-    fn key_status(&self, key: &PublicKey) -> KeyStatus {
-        if *key == self.central_bank {
-            return KeyStatus::CentralBank;
-        }
-        if *key == self.oracle {
-            return KeyStatus::Oracle;
-        }
-        match self.banks.get(key) {
-            Some(bank) if self.blocked.contains(bank) => KeyStatus::BlockedNode,
-            Some(_) => KeyStatus::ActiveNode,
-            None => KeyStatus::Unknown,
-        }
-    }
-}
-
-impl Anchors {
-    /// Is `key` the key `sender` attests with?
-    fn is_key_of(&self, sender: &RoleId, key: &PublicKey) -> bool {
+impl Senders {
+    /// The key `sender` signs with, if it may send requests now.
+    fn key_of(&self, sender: &RoleId) -> Result<PublicKey> {
         match sender {
-            RoleId::Central => *key == self.central_bank,
-            RoleId::Bank(bank) => self.banks.get(key) == Some(bank),
-            RoleId::Notary | RoleId::Oracle | RoleId::Directory => false,
+            RoleId::Central => Ok(self.central_bank),
+            RoleId::Bank(bank) if self.blocked.contains(bank) => {
+                Err(Error::new(ErrorCode::BankBlocked, format!("bank '{bank}' is blocked by the NBK operator")))
+            }
+            RoleId::Bank(bank) => self
+                .banks
+                .get(bank)
+                .copied()
+                .ok_or_else(|| Error::new(ErrorCode::Forbidden, format!("'{bank}' is not a bank of this network"))),
+            RoleId::Notary | RoleId::Oracle | RoleId::Directory => {
+                Err(Error::new(ErrorCode::Forbidden, format!("{sender} does not send transactions to the notary")))
+            }
         }
     }
 }
@@ -89,25 +79,17 @@ impl Anchors {
 pub struct NotaryService {
     notary: Notary,
     key: SecretKey,
-    anchors: RwLock<Anchors>,
+    senders: RwLock<Senders>,
     store: Store,
-    /// The last certificate's number. Held across a request: requests are certified one at a
-    /// time, in the order their commits reach the disk.
+    /// The last certificate's number. Held across a request's spend, commit and certificate:
+    /// requests are certified one at a time, in the order their commits reach the disk.
     seq: Mutex<u64>,
-    key_cache: KeyCache,
-}
-
-/// One transaction of a request on its way through the checks.
-struct Item<'a> {
-    tx: &'a Transaction,
-    /// `Ok` while it passes; the first failure otherwise.
-    state: Result<Validated>,
 }
 
 impl NotaryService {
     /// Open the notary on its own store (created with [`tables`]), with its signing key and
-    /// the network's trust anchors.
-    pub fn open(store: Store, key: SecretKey, anchors: Anchors) -> Result<NotaryService> {
+    /// the keys of those who may send it requests.
+    pub fn open(store: Store, key: SecretKey, senders: Senders) -> Result<NotaryService> {
         let (notary, _replayed) = Notary::load(&store)?;
         let seq = match store.get(META_TABLE, SEQ_KEY)? {
             None => 0,
@@ -118,14 +100,7 @@ impl NotaryService {
                 u64::from_le_bytes(bytes)
             }
         };
-        Ok(NotaryService {
-            notary,
-            key,
-            anchors: RwLock::new(anchors),
-            store,
-            seq: Mutex::new(seq),
-            key_cache: KeyCache::default(),
-        })
+        Ok(NotaryService { notary, key, senders: RwLock::new(senders), store, seq: Mutex::new(seq) })
     }
 
     pub fn public_key(&self) -> PublicKey {
@@ -142,20 +117,20 @@ impl NotaryService {
         &self.notary
     }
 
-    /// The operator blocked (or unblocked) a bank: its attestations no longer count (or count
-    /// again) from the next request on.
+    /// The operator blocked (or unblocked) a bank: its requests are refused (or taken again)
+    /// from the next one on.
     pub fn set_blocked(&self, bank: &str, blocked: bool) {
-        let mut anchors = self.anchors.write();
+        let mut senders = self.senders.write();
         if blocked {
-            anchors.blocked.insert(bank.to_string());
+            senders.blocked.insert(bank.to_string());
         } else {
-            anchors.blocked.remove(bank);
+            senders.blocked.remove(bank);
         }
     }
 
     /// Answer one envelope; `None` for a message the notary does not take (it is dropped: a
-    /// role that sends the notary something else has a bug or is hostile, and gets no
-    /// answer it could act on).
+    /// role that sends the notary something else has a bug or is hostile, and gets no answer
+    /// it could act on).
     pub fn handle(&self, envelope: Envelope) -> Option<Envelope> {
         let Message::NotarizeRequest(request) = envelope.message else { return None };
         let reply = self.notarize(&envelope.from, &request);
@@ -165,103 +140,52 @@ impl NotaryService {
     /// Check, spend, commit and certify one request from `sender`.
     pub fn notarize(&self, sender: &RoleId, request: &NotarizeRequest) -> NotarizeReply {
         assert!(request.txs.len() <= dtenge_wire::message::BATCH_TXS_MAX, "the wire bounds a batch");
-        let mut items = self.check(sender, &request.txs);
-        self.verify_attestations(&mut items);
+        let leaves: Vec<Hash32> = request.txs.iter().map(CompactTx::hash).collect();
+        let mut states: Vec<Result<()>> = match self.check_request(sender, request, &leaves) {
+            Ok(()) => request.txs.iter().map(|tx| check_tx(sender, tx)).collect(),
+            Err(e) => vec![Err(e); request.txs.len()],
+        };
         let mut seq = self.seq.lock();
-        let committed = self.spend_and_commit(&mut items, *seq + 1);
-        let reply = self.certify(request.batch, &items, &committed, &mut seq);
+        let committed = self.spend_and_commit(&request.txs, &mut states, *seq + 1);
+        let reply = self.certify(request.batch, &leaves, &states, &committed, &mut seq);
         assert_eq!(reply.outcomes.len(), request.txs.len(), "one outcome per transaction");
         reply
     }
 
-    /// The stateless rules, with the trust anchors, and the sender's own attestation.
-    fn check<'a>(&self, sender: &RoleId, txs: &'a [Transaction]) -> Vec<Item<'a>> {
-        let anchors = self.anchors.read();
-        txs.iter()
-            .map(|tx| {
-                let state = TxIds::of(tx).and_then(|ids| check_structure_ids(tx, ids, &*anchors)).and_then(|v| {
-                    if tx.attestations.iter().any(|a| anchors.is_key_of(sender, &a.public_key)) {
-                        Ok(v)
-                    } else {
-                        Err(Error::new(
-                            ErrorCode::InvalidSignature,
-                            format!("{sender} sent a transaction it did not attest"),
-                        ))
-                    }
-                });
-                Item { tx, state }
-            })
-            .collect()
+    /// The sender may send, and signed this request.
+    fn check_request(&self, sender: &RoleId, request: &NotarizeRequest, leaves: &[Hash32]) -> Result<()> {
+        let key = self.senders.read().key_of(sender)?;
+        let message = notarize_message(request.batch, &dtenge_core::merkle::root(leaves));
+        verify(&key, &message.0, &request.signature).map_err(|_| {
+            Error::new(ErrorCode::InvalidSignature, format!("the request is not signed by {sender}'s node key"))
+        })
     }
 
-    /// Verify every distinct attestation signature of the items still passing, as one batch;
-    /// if the batch fails, find the bad ones one by one and refuse their transactions.
-    fn verify_attestations(&self, items: &mut [Item<'_>]) {
-        let mut memo = dtenge_core::merkle::InnerMemo::default();
-        // (key, message, signature) -> the items that rely on it.
-        let mut signatures: Vec<(PublicKey, Hash32, Signature)> = Vec::new();
-        let mut relies: Vec<Vec<usize>> = Vec::new();
-        for (index, item) in items.iter_mut().enumerate() {
-            let Ok(validated) = &item.state else { continue };
-            let messages = match SignedMessages::of_memo(item.tx, &validated.tx_id, &mut memo) {
-                Ok(messages) => messages,
-                Err(e) => {
-                    item.state = Err(e);
-                    continue;
-                }
-            };
-            for (a, message) in item.tx.attestations.iter().zip(messages.attestations) {
-                let entry = (a.public_key, message, a.signature);
-                let position = match signatures.iter().position(|s| *s == entry) {
-                    Some(position) => position,
-                    None => {
-                        signatures.push(entry);
-                        relies.push(Vec::new());
-                        signatures.len() - 1
-                    }
-                };
-                relies[position].push(index);
-            }
-        }
-        let batch: Vec<(PublicKey, &[u8], Signature)> = signatures.iter().map(|(k, m, s)| (*k, &m.0[..], *s)).collect();
-        if verify_batch_cached(&batch, Some(&self.key_cache)).is_ok() {
-            return;
-        }
-        for (one, dependants) in batch.iter().zip(&relies) {
-            if verify_batch_cached(std::slice::from_ref(one), Some(&self.key_cache)).is_err() {
-                for &index in dependants {
-                    items[index].state =
-                        Err(Error::new(ErrorCode::InvalidSignature, "an attestation's signature does not verify"));
-                }
-            }
-        }
-    }
-
-    /// Spend every passing item in request order (a later item spending what an earlier one
-    /// spent is a double spend), commit the new spends with certificate number `seq`, and
-    /// finalize them. Returns, per item, whether it is committed (now or before).
-    fn spend_and_commit(&self, items: &mut [Item<'_>], seq: u64) -> Vec<bool> {
-        let mut committed = vec![false; items.len()];
+    /// Spend every passing transaction in request order (a later one spending what an earlier
+    /// one spent is a double spend), commit the new spends with certificate number `seq`, and
+    /// finalize them. Returns, per transaction, whether it is committed (now or before).
+    fn spend_and_commit(&self, txs: &[CompactTx], states: &mut [Result<()>], seq: u64) -> Vec<bool> {
+        let mut committed = vec![false; txs.len()];
         let mut fresh: Vec<usize> = Vec::new();
         {
             let mut shards = self.notary.lock_all();
-            for (index, item) in items.iter_mut().enumerate() {
-                let Ok(validated) = &item.state else { continue };
-                match shards.try_spend(SpendRequest::of(validated)) {
+            for (index, (tx, state)) in txs.iter().zip(states.iter_mut()).enumerate() {
+                if state.is_err() {
+                    continue;
+                }
+                match shards.try_spend(request(tx)) {
                     Ok(Spend::Pending) => fresh.push(index),
                     Ok(Spend::AlreadyCommitted) => committed[index] = true,
-                    Err(e) => item.state = Err(e),
+                    Err(e) => *state = Err(e),
                 }
             }
         }
-        if committed.iter().all(|c| !c) && fresh.is_empty() {
+        if fresh.is_empty() && !committed.contains(&true) {
             return committed;
         }
         let mut batch = WriteBatch::new();
         for &index in &fresh {
-            if let Ok(validated) = &items[index].state {
-                Notary::writes(&SpendRequest::of(validated), &mut batch);
-            }
+            Notary::writes(&request(&txs[index]), &mut batch);
         }
         batch.put(META_TABLE, SEQ_KEY.to_vec(), seq.to_le_bytes().to_vec());
         let written = self.store.commit(batch);
@@ -269,80 +193,99 @@ impl NotaryService {
             // Nothing of this request is certified: the store stops after a failed commit
             // (see `dtenge_store`), and a certificate number that is not durable could be
             // given out again after the restart.
-            for (index, item) in items.iter_mut().enumerate() {
+            for (index, state) in states.iter_mut().enumerate() {
                 if committed[index] {
                     committed[index] = false;
-                    item.state = Err(e.clone());
+                    *state = Err(e.clone());
                 }
             }
         }
         let mut shards = self.notary.lock_all();
         for &index in &fresh {
-            let Ok(validated) = &items[index].state else { unreachable!("fresh items passed") };
             match &written {
                 Ok(()) => {
-                    shards.finalize(SpendRequest::of(validated));
+                    shards.finalize(request(&txs[index]));
                     committed[index] = true;
                 }
                 Err(e) => {
-                    shards.revert(SpendRequest::of(validated));
-                    items[index].state = Err(e.clone());
+                    shards.revert(request(&txs[index]));
+                    states[index] = Err(e.clone());
                 }
             }
         }
         committed
     }
 
-    /// The reply: one certificate over the committed items, in request order.
-    fn certify(&self, batch: u64, items: &[Item<'_>], committed: &[bool], seq: &mut u64) -> NotarizeReply {
-        let ids: Vec<TxId> = items
-            .iter()
-            .zip(committed)
-            .filter(|(_, c)| **c)
-            .map(|(item, _)| match &item.state {
-                Ok(validated) => validated.tx_id,
-                Err(_) => unreachable!("a committed item passed every check"),
-            })
-            .collect();
-        if ids.is_empty() {
-            let outcomes = items.iter().map(|item| Outcome::Refused(refusal(&item.state))).collect();
-            return NotarizeReply { batch, certificate: None, outcomes };
+    /// The reply: one certificate over the committed transactions, in request order.
+    fn certify(
+        &self,
+        batch: u64,
+        leaves: &[Hash32],
+        states: &[Result<()>],
+        committed: &[bool],
+        seq: &mut u64,
+    ) -> NotarizeReply {
+        let certified: Vec<Hash32> = leaves.iter().zip(committed).filter(|(_, c)| **c).map(|(l, _)| *l).collect();
+        let mut proofs = Vec::new().into_iter();
+        let mut certificate = None;
+        if !certified.is_empty() {
+            *seq += 1;
+            let (signed, signed_proofs) = CommitCertificate::sign(&self.key, *seq, &certified);
+            certificate = Some(signed);
+            proofs = signed_proofs.into_iter();
         }
-        *seq += 1;
-        let (certificate, proofs) = CommitCertificate::sign(&self.key, *seq, &ids);
-        let mut proofs = proofs.into_iter();
-        let outcomes = items
+        let outcomes = states
             .iter()
             .zip(committed)
-            .map(|(item, c)| match c {
-                true => Outcome::Committed(proofs.next().expect("one proof per committed item")),
-                false => Outcome::Refused(refusal(&item.state)),
+            .map(|(state, c)| match (c, state) {
+                (true, _) => Outcome::Committed(proofs.next().expect("one proof per committed transaction")),
+                (false, Err(e)) => Outcome::Refused(e.clone()),
+                (false, Ok(())) => unreachable!("a transaction that passed every check is committed"),
             })
             .collect();
         assert!(proofs.next().is_none(), "every proof was handed out");
-        NotarizeReply { batch, certificate: Some(certificate), outcomes }
+        NotarizeReply { batch, certificate, outcomes }
     }
 }
 
-fn refusal(state: &Result<Validated>) -> Error {
-    match state {
-        Err(e) => e.clone(),
-        Ok(_) => unreachable!("an item that passed is committed"),
+/// What the notary is asked to spend for a compact transaction.
+fn request(tx: &CompactTx) -> SpendRequest<'_> {
+    SpendRequest { tx_id: tx.tx_id, inputs: &tx.inputs, outputs: &tx.outputs }
+}
+
+/// What the notary can check of one compact transaction without its preimages.
+fn check_tx(sender: &RoleId, tx: &CompactTx) -> Result<()> {
+    if tx.inputs.len() > TX_INPUTS_MAX || tx.outputs.len() > TX_OUTPUTS_MAX {
+        return Err(Error::new(ErrorCode::LimitExceeded, "too many inputs or outputs"));
     }
+    if tx.inputs.is_empty() && *sender != RoleId::Central {
+        return Err(Error::new(ErrorCode::Forbidden, "only the NBK creates tokens without spending any"));
+    }
+    if tx.inputs.is_empty() && tx.outputs.is_empty() {
+        return Err(Error::malformed("a transaction spends or creates something"));
+    }
+    if let Some(id) = dtenge_core::hash::first_repeat(&tx.inputs) {
+        return Err(Error::new(ErrorCode::DoubleSpend, format!("token {id} is spent twice in one transaction")));
+    }
+    if let Some(id) = dtenge_core::hash::first_repeat(&tx.outputs) {
+        return Err(Error::malformed(format!("token {id} is created twice in one transaction")));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dtenge_core::token::Output;
-    use dtenge_core::tx::{Command, TxBody};
+    use dtenge_core::certificate::CommitProof;
+    use dtenge_core::token::{Output, TokenId, TxId};
+    use dtenge_core::tx::{Command, Transaction, TxBody};
+    use dtenge_core::validate::TxIds;
     use dtenge_core::Amount;
     use dtenge_store::{CrashMode, SimDisk};
 
-    /// A small network: the NBK, two banks and their clients' keys.
+    /// A small network: the NBK, two banks, the notary, and the notary's disk.
     struct World {
         nbk: SecretKey,
-        oracle: SecretKey,
         steppe: SecretKey,
         sapa: SecretKey,
         notary: SecretKey,
@@ -353,18 +296,23 @@ mod tests {
         RoleId::Bank("steppe".into())
     }
 
+    fn key(byte: u8) -> SecretKey {
+        SecretKey::from_seed([byte; 32])
+    }
+
+    fn compact(tx: &Transaction) -> CompactTx {
+        CompactTx::of(&TxIds::of(tx).unwrap())
+    }
+
     impl World {
         fn new() -> World {
-            let key = |b: u8| SecretKey::from_seed([b; 32]);
-            World { nbk: key(1), oracle: key(2), steppe: key(3), sapa: key(4), notary: key(5), disk: SimDisk::new() }
+            World { nbk: key(1), steppe: key(3), sapa: key(4), notary: key(5), disk: SimDisk::new() }
         }
 
-        fn anchors(&self) -> Anchors {
-            Anchors {
-                issuer: self.nbk.address(),
+        fn senders(&self) -> Senders {
+            Senders {
                 central_bank: self.nbk.public_key(),
-                oracle: self.oracle.public_key(),
-                banks: [(self.steppe.public_key(), "steppe".into()), (self.sapa.public_key(), "sapa".into())]
+                banks: [("steppe".to_string(), self.steppe.public_key()), ("sapa".to_string(), self.sapa.public_key())]
                     .into_iter()
                     .collect(),
                 blocked: BTreeSet::new(),
@@ -374,34 +322,39 @@ mod tests {
         /// The notary, opened (again) on the same disk: a restart.
         fn open(&self) -> NotaryService {
             let store = Store::open_simulated(self.disk.clone(), &tables()).unwrap();
-            NotaryService::open(store, self.notary.clone(), self.anchors()).unwrap()
+            NotaryService::open(store, self.notary.clone(), self.senders()).unwrap()
         }
 
-        /// An issue of `amounts` to `owner`, attested by the NBK.
+        /// An issue of `amounts` to `owner`.
         fn issue(&self, owner: &SecretKey, amounts: &[u64], nonce: u64) -> Transaction {
             let outputs = amounts
                 .iter()
                 .map(|a| Output::standard(Amount::from_tiyn(*a).unwrap(), owner.address(), self.nbk.address()))
                 .collect();
-            let mut tx = Transaction::new(TxBody { command: Command::Issue, inputs: vec![], outputs, nonce });
-            tx.attest(&self.nbk);
-            tx
+            Transaction::new(TxBody { command: Command::Issue, inputs: vec![], outputs, nonce })
         }
 
-        /// `owner` pays the whole of `from` to `to`, attested by Steppe Bank.
+        /// `owner` pays the whole of `from`'s outputs to `to`.
         fn pay(&self, from: &Transaction, owner: &SecretKey, to: &SecretKey, nonce: u64) -> Transaction {
             let inputs = from.outputs_as_inputs();
             let total = inputs.iter().map(|i| i.output.amount_tiyn.tiyn()).sum();
             let outputs = vec![Output::standard(Amount::from_tiyn(total).unwrap(), to.address(), self.nbk.address())];
             let mut tx = Transaction::new(TxBody { command: Command::Transfer, inputs, outputs, nonce });
             tx.sign_owner(owner);
-            Transaction::attest_batch(&mut [&mut tx], &self.steppe);
             tx
         }
     }
 
-    fn request(batch: u64, txs: Vec<Transaction>) -> NotarizeRequest {
-        NotarizeRequest { batch, txs }
+    /// Request number `batch` of `txs`, signed with `signer`.
+    fn request(batch: u64, txs: &[Transaction], signer: &SecretKey) -> NotarizeRequest {
+        let txs: Vec<CompactTx> = txs.iter().map(compact).collect();
+        signed(batch, txs, signer)
+    }
+
+    fn signed(batch: u64, txs: Vec<CompactTx>, signer: &SecretKey) -> NotarizeRequest {
+        let leaves: Vec<Hash32> = txs.iter().map(CompactTx::hash).collect();
+        let signature = signer.sign(&notarize_message(batch, &dtenge_core::merkle::root(&leaves)).0);
+        NotarizeRequest { batch, txs, signature }
     }
 
     fn codes(reply: &NotarizeReply) -> Vec<Option<ErrorCode>> {
@@ -415,29 +368,34 @@ mod tests {
             .collect()
     }
 
-    /// Every committed outcome verifies under the notary's key.
+    /// Every committed outcome verifies under the notary's key for the compact hash the payee
+    /// recomputes from the whole transaction.
     fn assert_certified(w: &World, txs: &[Transaction], reply: &NotarizeReply) {
         for (tx, outcome) in txs.iter().zip(&reply.outcomes) {
             if let Outcome::Committed(proof) = outcome {
                 let certificate = reply.certificate.as_ref().expect("a committed outcome comes with a certificate");
-                certificate.verify(&w.notary.public_key(), &tx.id(), proof).unwrap();
+                certificate.verify(&w.notary.public_key(), &compact(tx).hash(), proof).unwrap();
             }
         }
     }
 
+    fn notarize_ok(notary: &NotaryService, sender: &RoleId, signer: &SecretKey, txs: &[Transaction]) {
+        let reply = notary.notarize(sender, &request(0, txs, signer));
+        assert_eq!(codes(&reply), vec![None; txs.len()]);
+    }
+
     #[test]
-    fn an_attested_batch_is_spent_committed_and_certified_with_one_signature() {
+    fn a_signed_batch_is_spent_committed_and_certified_with_one_signature() {
         let w = World::new();
         let notary = w.open();
-        let alice = SecretKey::from_seed([10; 32]);
-        let bob = SecretKey::from_seed([11; 32]);
+        let (alice, bob) = (key(10), key(11));
         let issue = w.issue(&alice, &[500, 700], 1);
-        let reply = notary.notarize(&RoleId::Central, &request(1, vec![issue.clone()]));
+        let reply = notary.notarize(&RoleId::Central, &request(1, std::slice::from_ref(&issue), &w.nbk));
         assert_eq!(codes(&reply), vec![None]);
         assert_eq!(reply.certificate.as_ref().unwrap().seq, 1);
         let pay = w.pay(&issue, &alice, &bob, 2);
-        let reply = notary.notarize(&steppe(), &request(2, vec![pay.clone()]));
-        assert_eq!(codes(&reply), vec![None]);
+        let reply = notary.notarize(&steppe(), &request(2, std::slice::from_ref(&pay), &w.steppe));
+        assert_eq!((reply.batch, codes(&reply)), (2, vec![None]));
         assert_certified(&w, std::slice::from_ref(&pay), &reply);
         assert_eq!(reply.certificate.as_ref().unwrap().seq, 2);
         assert!(notary.notary().is_committed(&pay.id()));
@@ -448,124 +406,108 @@ mod tests {
     fn a_second_spend_of_a_token_in_the_same_batch_or_a_later_one_is_a_double_spend() {
         let w = World::new();
         let notary = w.open();
-        let alice = SecretKey::from_seed([10; 32]);
-        let bob = SecretKey::from_seed([11; 32]);
-        let carol = SecretKey::from_seed([12; 32]);
+        let (alice, bob, carol) = (key(10), key(11), key(12));
         let issue = w.issue(&alice, &[500], 1);
-        notarize_ok(&notary, &RoleId::Central, vec![issue.clone()]);
+        notarize_ok(&notary, &RoleId::Central, &w.nbk, std::slice::from_ref(&issue));
         let to_bob = w.pay(&issue, &alice, &bob, 2);
         let to_carol = w.pay(&issue, &alice, &carol, 3);
-        let reply = notary.notarize(&steppe(), &request(7, vec![to_bob.clone(), to_carol.clone()]));
+        let both = [to_bob, to_carol.clone()];
+        let reply = notary.notarize(&steppe(), &request(7, &both, &w.steppe));
         assert_eq!(codes(&reply), vec![None, Some(ErrorCode::DoubleSpend)]);
-        assert_certified(&w, &[to_bob, to_carol.clone()], &reply);
-        let reply = notary.notarize(&steppe(), &request(8, vec![to_carol]));
+        assert_certified(&w, &both, &reply);
+        let reply = notary.notarize(&steppe(), &request(8, &[to_carol], &w.steppe));
         assert_eq!(codes(&reply), vec![Some(ErrorCode::DoubleSpend)]);
         assert!(reply.certificate.is_none());
-    }
-
-    fn notarize_ok(notary: &NotaryService, sender: &RoleId, txs: Vec<Transaction>) {
-        let n = txs.len();
-        let reply = notary.notarize(sender, &request(0, txs));
-        assert_eq!(codes(&reply), vec![None; n]);
     }
 
     #[test]
     fn a_retry_of_a_committed_transaction_is_certified_again_and_spends_nothing() {
         let w = World::new();
         let notary = w.open();
-        let alice = SecretKey::from_seed([10; 32]);
-        let bob = SecretKey::from_seed([11; 32]);
+        let (alice, bob) = (key(10), key(11));
         let issue = w.issue(&alice, &[500], 1);
-        notarize_ok(&notary, &RoleId::Central, vec![issue.clone()]);
+        notarize_ok(&notary, &RoleId::Central, &w.nbk, std::slice::from_ref(&issue));
         let pay = w.pay(&issue, &alice, &bob, 2);
-        notarize_ok(&notary, &steppe(), vec![pay.clone()]);
+        notarize_ok(&notary, &steppe(), &w.steppe, std::slice::from_ref(&pay));
         let unspent = notary.notary().unspent();
-        let reply = notary.notarize(&steppe(), &request(3, vec![pay.clone()]));
+        let reply = notary.notarize(&steppe(), &request(3, std::slice::from_ref(&pay), &w.steppe));
         assert_eq!(codes(&reply), vec![None]);
-        assert_certified(&w, &[pay], &reply);
+        assert_certified(&w, std::slice::from_ref(&pay), &reply);
         assert_eq!(reply.certificate.unwrap().seq, 3, "a retry gets a certificate of its own");
         assert_eq!(notary.notary().unspent(), unspent);
     }
 
     #[test]
-    fn the_notary_refuses_what_the_sender_did_not_attest_forged_attestations_and_blocked_banks() {
+    fn an_unsigned_or_foreign_request_a_bank_issue_and_a_blocked_bank_are_refused() {
         let w = World::new();
         let notary = w.open();
-        let alice = SecretKey::from_seed([10; 32]);
-        let bob = SecretKey::from_seed([11; 32]);
+        let (alice, bob) = (key(10), key(11));
         let issue = w.issue(&alice, &[500], 1);
-        // A bank cannot issue: the NBK attested it, but Steppe Bank sends it.
-        let reply = notary.notarize(&steppe(), &request(1, vec![issue.clone()]));
-        assert_eq!(codes(&reply), vec![Some(ErrorCode::InvalidSignature)]);
-        notarize_ok(&notary, &RoleId::Central, vec![issue.clone()]);
-        // Sapa Bank sends a payment Steppe Bank attested.
+        // A bank cannot create tokens from nothing.
+        let reply = notary.notarize(&steppe(), &request(1, std::slice::from_ref(&issue), &w.steppe));
+        assert_eq!(codes(&reply), vec![Some(ErrorCode::Forbidden)]);
+        notarize_ok(&notary, &RoleId::Central, &w.nbk, std::slice::from_ref(&issue));
         let pay = w.pay(&issue, &alice, &bob, 2);
-        let reply = notary.notarize(&RoleId::Bank("sapa".into()), &request(2, vec![pay.clone()]));
+        // Sapa Bank's key on a request from Steppe Bank.
+        let reply = notary.notarize(&steppe(), &request(2, std::slice::from_ref(&pay), &w.sapa));
         assert_eq!(codes(&reply), vec![Some(ErrorCode::InvalidSignature)]);
-        // A forged attestation: Steppe's key, another signature.
-        let mut forged = pay.clone();
-        forged.attestations[0].signature = w.sapa.sign(b"something else");
-        let reply = notary.notarize(&steppe(), &request(3, vec![forged]));
+        // A request changed after it was signed: another output id.
+        let mut tampered = request(3, std::slice::from_ref(&pay), &w.steppe);
+        tampered.txs[0].outputs[0] = TokenId(Hash32([0xee; 32]));
+        let reply = notary.notarize(&steppe(), &tampered);
         assert_eq!(codes(&reply), vec![Some(ErrorCode::InvalidSignature)]);
-        // A blocked bank's attestation does not count.
+        // Neither an unknown bank nor the oracle sends the notary transactions.
+        let stranger = RoleId::Bank("nowhere".into());
+        let reply = notary.notarize(&stranger, &request(4, std::slice::from_ref(&pay), &w.steppe));
+        assert_eq!(codes(&reply), vec![Some(ErrorCode::Forbidden)]);
+        let reply = notary.notarize(&RoleId::Oracle, &request(4, std::slice::from_ref(&pay), &w.steppe));
+        assert_eq!(codes(&reply), vec![Some(ErrorCode::Forbidden)]);
+        // A blocked bank's requests are refused until it is unblocked.
         notary.set_blocked("steppe", true);
-        let reply = notary.notarize(&steppe(), &request(4, vec![pay.clone()]));
+        let reply = notary.notarize(&steppe(), &request(5, std::slice::from_ref(&pay), &w.steppe));
         assert_eq!(codes(&reply), vec![Some(ErrorCode::BankBlocked)]);
         notary.set_blocked("steppe", false);
-        notarize_ok(&notary, &steppe(), vec![pay]);
-        assert_eq!(notary.notary().unspent_count(), 1, "only the last payment spent anything");
+        notarize_ok(&notary, &steppe(), &w.steppe, std::slice::from_ref(&pay));
+        assert_eq!(notary.notary().unspent_count(), 1, "only the last request spent anything");
     }
 
     #[test]
-    fn a_bad_attestation_refuses_only_the_transactions_that_rely_on_it() {
+    fn a_transaction_spending_a_token_twice_or_creating_one_twice_is_refused_alone() {
         let w = World::new();
         let notary = w.open();
-        let alice = SecretKey::from_seed([10; 32]);
-        let bob = SecretKey::from_seed([11; 32]);
+        let alice = key(10);
         let issue = w.issue(&alice, &[500, 600], 1);
-        notarize_ok(&notary, &RoleId::Central, vec![issue.clone()]);
-        let inputs = issue.outputs_as_inputs();
-        let mut payments: Vec<Transaction> = inputs
-            .iter()
-            .enumerate()
-            .map(|(nonce, input)| {
-                let output = Output::standard(input.output.amount_tiyn, bob.address(), w.nbk.address());
-                let body = TxBody {
-                    command: Command::Transfer,
-                    inputs: vec![input.clone()],
-                    outputs: vec![output],
-                    nonce: nonce as u64,
-                };
-                let mut tx = Transaction::new(body);
-                tx.sign_owner(&alice);
-                tx.attest(&w.steppe);
-                tx
-            })
-            .collect();
-        payments[1].attestations[0].signature = w.steppe.sign(b"not this");
-        let reply = notary.notarize(&steppe(), &request(2, payments.clone()));
-        assert_eq!(codes(&reply), vec![None, Some(ErrorCode::InvalidSignature)]);
-        assert_certified(&w, &payments, &reply);
+        notarize_ok(&notary, &RoleId::Central, &w.nbk, std::slice::from_ref(&issue));
+        let ids = compact(&issue).outputs;
+        let spend_twice = CompactTx { tx_id: TxId(Hash32([1; 32])), inputs: vec![ids[0], ids[0]], outputs: vec![] };
+        let create_twice = CompactTx {
+            tx_id: TxId(Hash32([2; 32])),
+            inputs: vec![ids[1]],
+            outputs: vec![TokenId(Hash32([3; 32])), TokenId(Hash32([3; 32]))],
+        };
+        let fine =
+            CompactTx { tx_id: TxId(Hash32([4; 32])), inputs: vec![ids[1]], outputs: vec![TokenId(Hash32([5; 32]))] };
+        let reply = notary.notarize(&steppe(), &signed(1, vec![spend_twice, create_twice, fine], &w.steppe));
+        assert_eq!(codes(&reply), vec![Some(ErrorCode::DoubleSpend), Some(ErrorCode::MalformedInput), None]);
     }
 
     #[test]
     fn a_crash_after_the_commit_loses_nothing_and_the_retry_is_answered_committed() {
         let w = World::new();
         let notary = w.open();
-        let alice = SecretKey::from_seed([10; 32]);
-        let bob = SecretKey::from_seed([11; 32]);
+        let (alice, bob) = (key(10), key(11));
         let issue = w.issue(&alice, &[500], 1);
-        notarize_ok(&notary, &RoleId::Central, vec![issue.clone()]);
+        notarize_ok(&notary, &RoleId::Central, &w.nbk, std::slice::from_ref(&issue));
         let pay = w.pay(&issue, &alice, &bob, 2);
         w.disk.arm_crash(1, CrashMode::AfterWrite);
-        let reply = notary.notarize(&steppe(), &request(2, vec![pay.clone()]));
+        let reply = notary.notarize(&steppe(), &request(2, std::slice::from_ref(&pay), &w.steppe));
         assert!(w.disk.crashed());
         // The process died before anyone saw this reply; what the disk holds decides.
         drop((reply, notary));
         let notary = w.open();
         assert!(notary.notary().is_committed(&pay.id()));
         assert_eq!(notary.seq(), 2, "the certificate number is durable with the commit");
-        let reply = notary.notarize(&steppe(), &request(2, vec![pay.clone()]));
+        let reply = notary.notarize(&steppe(), &request(2, std::slice::from_ref(&pay), &w.steppe));
         assert_eq!(codes(&reply), vec![None]);
         assert_eq!(reply.certificate.as_ref().unwrap().seq, 3, "no number is given out twice");
         assert_certified(&w, &[pay], &reply);
@@ -575,31 +517,50 @@ mod tests {
     fn a_crash_before_the_write_spends_nothing() {
         let w = World::new();
         let notary = w.open();
-        let alice = SecretKey::from_seed([10; 32]);
-        let bob = SecretKey::from_seed([11; 32]);
+        let (alice, bob) = (key(10), key(11));
         let issue = w.issue(&alice, &[500], 1);
-        notarize_ok(&notary, &RoleId::Central, vec![issue.clone()]);
+        notarize_ok(&notary, &RoleId::Central, &w.nbk, std::slice::from_ref(&issue));
         let pay = w.pay(&issue, &alice, &bob, 2);
         w.disk.arm_crash(1, CrashMode::BeforeWrite);
-        let reply = notary.notarize(&steppe(), &request(2, vec![pay.clone()]));
+        let reply = notary.notarize(&steppe(), &request(2, std::slice::from_ref(&pay), &w.steppe));
         assert_eq!(codes(&reply), vec![Some(ErrorCode::StorageFailure)]);
         drop(notary);
         let notary = w.open();
         assert!(!notary.notary().is_committed(&pay.id()));
         assert_eq!(notary.seq(), 1);
-        notarize_ok(&notary, &steppe(), vec![pay]);
+        notarize_ok(&notary, &steppe(), &w.steppe, &[pay]);
+    }
+
+    #[test]
+    fn a_proof_for_one_transaction_does_not_certify_another_with_the_same_id() {
+        // A rogue sender could notarize a transaction's id with other inputs than its own: the
+        // certificate covers the compact hash, so the payee, which recomputes it from the whole
+        // transaction, refuses it.
+        let w = World::new();
+        let notary = w.open();
+        let (alice, bob) = (key(10), key(11));
+        let issue = w.issue(&alice, &[500], 1);
+        notarize_ok(&notary, &RoleId::Central, &w.nbk, std::slice::from_ref(&issue));
+        let pay = w.pay(&issue, &alice, &bob, 2);
+        let mut lie = compact(&pay);
+        lie.inputs = vec![TokenId(Hash32([0x42; 32]))];
+        let reply = notary.notarize(&steppe(), &signed(2, vec![lie], &w.steppe));
+        // Token 0x42… was never created: refused anyway. Certify a lie that spends nothing real.
+        assert_eq!(codes(&reply), vec![Some(ErrorCode::DoubleSpend)]);
+        let (cert, proofs): (CommitCertificate, Vec<CommitProof>) =
+            CommitCertificate::sign(&w.notary, 9, &[compact(&issue).hash()]);
+        assert!(cert.verify(&w.notary.public_key(), &compact(&pay).hash(), &proofs[0]).is_err());
     }
 
     #[test]
     fn an_envelope_is_answered_to_its_sender_and_other_messages_are_dropped() {
         let w = World::new();
         let notary = w.open();
-        let alice = SecretKey::from_seed([10; 32]);
-        let issue = w.issue(&alice, &[500], 1);
+        let issue = w.issue(&key(10), &[500], 1);
         let envelope = Envelope {
             from: RoleId::Central,
             to: RoleId::Notary,
-            message: Message::NotarizeRequest(request(4, vec![issue])),
+            message: Message::NotarizeRequest(request(4, &[issue], &w.nbk)),
         };
         let answer = notary.handle(envelope).unwrap();
         assert_eq!(answer.to, RoleId::Central);

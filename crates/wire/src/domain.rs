@@ -6,7 +6,7 @@
 //! the two together).
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
-use dtenge_core::certificate::{CommitCertificate, CommitProof};
+use dtenge_core::certificate::{CommitCertificate, CommitProof, CompactTx};
 use dtenge_core::crypto::{Address, Hash32, PublicKey, SigAlg, Signature, SignatureBytes};
 use dtenge_core::merkle::PATH_MAX;
 use dtenge_core::token::{Input, Output, Policy, TokenId, TxId};
@@ -278,6 +278,25 @@ impl Decode for Transaction {
     }
 }
 
+impl Encode for CompactTx {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.tx_id);
+        w.seq(&self.inputs);
+        w.seq(&self.outputs);
+    }
+}
+
+impl Decode for CompactTx {
+    const ENCODED_BYTES_MIN: usize = 32 + 4 + 4;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(CompactTx {
+            tx_id: r.get()?,
+            inputs: r.seq("compact inputs", TX_INPUTS_MAX)?,
+            outputs: r.seq("compact outputs", TX_OUTPUTS_MAX)?,
+        })
+    }
+}
+
 impl Encode for CommitCertificate {
     fn encode(&self, w: &mut Writer) {
         w.u64(self.seq);
@@ -508,7 +527,7 @@ pub(crate) mod tests {
     #[test]
     fn a_certificate_and_its_proof_decode_to_themselves_and_still_verify() {
         let notary = SecretKey::from_seed([5; 32]);
-        let ids: Vec<TxId> = (0..7u8).map(|i| TxId(Hash32([i; 32]))).collect();
+        let ids: Vec<Hash32> = (0..7u8).map(|i| Hash32([i; 32])).collect();
         let (cert, proofs) = CommitCertificate::sign(&notary, 42, &ids);
         let cert2 = CommitCertificate::from_bytes(&cert.to_bytes()).unwrap();
         let proof2 = CommitProof::from_bytes(&proofs[3].to_bytes()).unwrap();

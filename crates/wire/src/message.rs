@@ -17,7 +17,8 @@
 //!    transaction id.
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
-use dtenge_core::certificate::{CommitCertificate, CommitProof};
+use dtenge_core::certificate::{CommitCertificate, CommitProof, CompactTx};
+use dtenge_core::crypto::Signature;
 use dtenge_core::merkle::LEAVES_MAX;
 use dtenge_core::token::TxId;
 use dtenge_core::tx::Transaction;
@@ -93,14 +94,17 @@ impl std::fmt::Display for RoleId {
     }
 }
 
-/// "Spend these transactions": a bank's attested batch, numbered by the bank. A retry sends
-/// the same transactions again (under the same or a new number); the notary answers each
-/// transaction by its id, so a retry never spends twice.
+/// "Spend these transactions": a batch of compact transactions, numbered and signed once by
+/// its sender (`dtenge_core::certificate::notarize_message` over the Merkle root of their
+/// compact hashes). A retry sends the same transactions again (under the same or a new
+/// number); the notary answers each transaction by its id, so a retry never spends twice.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NotarizeRequest {
     /// The sender's number for this batch, echoed in the reply.
     pub batch: u64,
-    pub txs: Vec<Transaction>,
+    pub txs: Vec<CompactTx>,
+    /// The sender's node key's signature.
+    pub signature: Signature,
 }
 
 /// What became of one transaction of a [`NotarizeRequest`], in request order.
@@ -198,6 +202,7 @@ impl Encode for Message {
             Message::NotarizeRequest(m) => {
                 w.u64(m.batch);
                 w.seq(&m.txs);
+                w.put(&m.signature);
             }
             Message::NotarizeReply(m) => {
                 w.u64(m.batch);
@@ -222,7 +227,8 @@ impl Decode for Message {
         match r.u16("message kind")? {
             1 => Ok(Message::NotarizeRequest(NotarizeRequest {
                 batch: r.u64("batch")?,
-                txs: r.seq("transactions", BATCH_TXS_MAX)?,
+                txs: r.seq("compact transactions", BATCH_TXS_MAX)?,
+                signature: r.get()?,
             })),
             2 => Ok(Message::NotarizeReply(NotarizeReply {
                 batch: r.u64("batch")?,
@@ -265,14 +271,19 @@ mod tests {
     fn envelope(txs: Vec<Transaction>) -> Vec<Envelope> {
         let notary = SecretKey::from_seed([3; 32]);
         let ids: Vec<TxId> = txs.iter().map(Transaction::id).collect();
+        let compact: Vec<CompactTx> =
+            txs.iter().map(|tx| CompactTx::of(&dtenge_core::validate::TxIds::of(tx).unwrap())).collect();
+        let leaves: Vec<Hash32> = compact.iter().map(CompactTx::hash).collect();
         let bank = RoleId::Bank("steppe".into());
+        let signature = SecretKey::from_seed([4; 32])
+            .sign(&dtenge_core::certificate::notarize_message(9, &dtenge_core::merkle::root(&leaves)).0);
         let mut out = vec![Envelope {
             from: bank.clone(),
             to: RoleId::Notary,
-            message: Message::NotarizeRequest(NotarizeRequest { batch: 9, txs: txs.clone() }),
+            message: Message::NotarizeRequest(NotarizeRequest { batch: 9, txs: compact, signature }),
         }];
         if !ids.is_empty() {
-            let (certificate, proofs) = CommitCertificate::sign(&notary, 5, &ids);
+            let (certificate, proofs) = CommitCertificate::sign(&notary, 5, &leaves);
             let mut outcomes: Vec<Outcome> = proofs.iter().cloned().map(Outcome::Committed).collect();
             outcomes.push(Outcome::Refused(dtenge_core::Error::new(dtenge_core::ErrorCode::DoubleSpend, "spent")));
             out.push(Envelope {
