@@ -55,7 +55,7 @@ mod tests {
     use dtenge_wire::{DeliverAck, Message};
 
     fn ack(to: RoleId, seq: u64) -> Envelope {
-        Envelope { from: RoleId::Notary, to, message: Message::DeliverAck(DeliverAck { seq, tx_ids: vec![] }) }
+        Envelope { from: RoleId::Notary, to, message: Message::DeliverAck(DeliverAck { seq }) }
     }
 
     #[test]

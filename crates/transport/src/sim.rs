@@ -201,7 +201,7 @@ mod tests {
         Envelope {
             from: RoleId::Notary,
             to: RoleId::Bank("sapa".into()),
-            message: Message::DeliverAck(DeliverAck { seq, tx_ids: vec![] }),
+            message: Message::DeliverAck(DeliverAck { seq }),
         }
     }
 

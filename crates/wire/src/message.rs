@@ -20,7 +20,6 @@ use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use dtenge_core::certificate::{CommitCertificate, CommitProof, CompactTx};
 use dtenge_core::crypto::Signature;
 use dtenge_core::merkle::LEAVES_MAX;
-use dtenge_core::token::TxId;
 use dtenge_core::tx::Transaction;
 
 /// The version of every encoding in this crate. A change to any encoding that an older reader
@@ -127,17 +126,21 @@ pub struct NotarizeReply {
 }
 
 /// Committed transactions for their payee bank, with the certificate that proves them.
+/// Deliveries from one sender to one receiver are numbered from 1 (`seq`) and applied in that
+/// order, each once: the receiver keeps the last number it applied, acknowledges anything at
+/// or below it again without applying it, and drops anything beyond the next (the sender
+/// resends in order until acknowledged).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Deliver {
+    pub seq: u64,
     pub certificate: CommitCertificate,
     pub txs: Vec<(Transaction, CommitProof)>,
 }
 
-/// A payee bank applied (durably) these transactions of a delivery.
+/// The receiver applied (durably) every delivery from this sender up to `seq`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliverAck {
     pub seq: u64,
-    pub tx_ids: Vec<TxId>,
 }
 
 /// Every message between roles.
@@ -210,13 +213,11 @@ impl Encode for Message {
                 w.seq(&m.outcomes);
             }
             Message::Deliver(m) => {
+                w.u64(m.seq);
                 w.put(&m.certificate);
                 w.seq(&m.txs);
             }
-            Message::DeliverAck(m) => {
-                w.u64(m.seq);
-                w.seq(&m.tx_ids);
-            }
+            Message::DeliverAck(m) => w.u64(m.seq),
         }
     }
 }
@@ -235,8 +236,12 @@ impl Decode for Message {
                 certificate: r.get()?,
                 outcomes: r.seq("outcomes", BATCH_TXS_MAX)?,
             })),
-            3 => Ok(Message::Deliver(Deliver { certificate: r.get()?, txs: r.seq("deliveries", BATCH_TXS_MAX)? })),
-            4 => Ok(Message::DeliverAck(DeliverAck { seq: r.u64("seq")?, tx_ids: r.seq("acked", BATCH_TXS_MAX)? })),
+            3 => Ok(Message::Deliver(Deliver {
+                seq: r.u64("delivery seq")?,
+                certificate: r.get()?,
+                txs: r.seq("deliveries", BATCH_TXS_MAX)?,
+            })),
+            4 => Ok(Message::DeliverAck(DeliverAck { seq: r.u64("delivery seq")? })),
             kind => Err(DecodeError::UnknownTag { what: "message kind", tag: u64::from(kind) }),
         }
     }
@@ -270,7 +275,6 @@ mod tests {
 
     fn envelope(txs: Vec<Transaction>) -> Vec<Envelope> {
         let notary = SecretKey::from_seed([3; 32]);
-        let ids: Vec<TxId> = txs.iter().map(Transaction::id).collect();
         let compact: Vec<CompactTx> =
             txs.iter().map(|tx| CompactTx::of(&dtenge_core::validate::TxIds::of(tx).unwrap())).collect();
         let leaves: Vec<Hash32> = compact.iter().map(CompactTx::hash).collect();
@@ -282,7 +286,7 @@ mod tests {
             to: RoleId::Notary,
             message: Message::NotarizeRequest(NotarizeRequest { batch: 9, txs: compact, signature }),
         }];
-        if !ids.is_empty() {
+        if !txs.is_empty() {
             let (certificate, proofs) = CommitCertificate::sign(&notary, 5, &leaves);
             let mut outcomes: Vec<Outcome> = proofs.iter().cloned().map(Outcome::Committed).collect();
             outcomes.push(Outcome::Refused(dtenge_core::Error::new(dtenge_core::ErrorCode::DoubleSpend, "spent")));
@@ -298,13 +302,13 @@ mod tests {
             out.push(Envelope {
                 from: bank.clone(),
                 to: RoleId::Bank("sapa".into()),
-                message: Message::Deliver(Deliver { certificate, txs: txs.into_iter().zip(proofs).collect() }),
+                message: Message::Deliver(Deliver { seq: 1, certificate, txs: txs.into_iter().zip(proofs).collect() }),
             });
         }
         out.push(Envelope {
             from: RoleId::Bank("sapa".into()),
             to: bank,
-            message: Message::DeliverAck(DeliverAck { seq: 5, tx_ids: ids }),
+            message: Message::DeliverAck(DeliverAck { seq: 5 }),
         });
         out
     }
@@ -324,7 +328,7 @@ mod tests {
         let e = Envelope {
             from: RoleId::Central,
             to: RoleId::Directory,
-            message: Message::DeliverAck(DeliverAck { seq: 1, tx_ids: vec![TxId(Hash32([1; 32]))] }),
+            message: Message::DeliverAck(DeliverAck { seq: 1 }),
         };
         let mut bytes = e.to_bytes();
         bytes[0] = FORMAT_VERSION + 1;
