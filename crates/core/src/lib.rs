@@ -10,12 +10,14 @@
 //! - [`token`]: unspent outputs (tokens) and their identifiers (the notary's unspent hashes).
 //! - [`tx`]: transactions, their canonical encoding and id.
 //! - [`validate`]: the stateless validation rules every validating node applies.
+//! - [`anchors`]: the network's trust anchors as a validator holds them.
 //! - [`coins`]: coin selection with change.
 //! - [`merkle`]: Merkle trees over transaction ids, for attesting a batch with one signature.
 //! - [`certificate`]: the notary's signed commit certificate over a batch.
 //! - [`calendar`]: civil dates and the operational-day calendar.
 //! - [`error`]: the one error type, with stable codes.
 
+pub mod anchors;
 pub mod calendar;
 pub mod certificate;
 pub mod coins;

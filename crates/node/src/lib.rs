@@ -930,6 +930,27 @@ impl NodeState {
         Ok(owners)
     }
 
+    /// Reserve the inputs of a client's transaction `tx_id` while it is at the notary: every
+    /// input must be a token this node holds, not reserved by another transaction, so a second
+    /// transaction spending one of them is refused here (`DOUBLE_SPEND`) instead of at the
+    /// notary. Reserving again for the same transaction changes nothing (a bank recovering its
+    /// outbox reserves what it had reserved). Nothing is reserved when one input fails.
+    pub fn reserve_inputs(&mut self, tx_id: &TxId, input_ids: &[TokenId]) -> Result<()> {
+        for id in input_ids {
+            let Some(holding) = self.tokens.get(id) else {
+                bail!(DoubleSpend, "token {id} is not held at {}: spent already, or never received", self.meta.name);
+            };
+            if holding.reserved_by.is_some_and(|by| by != *tx_id) {
+                bail!(DoubleSpend, "token {id} is being spent by a payment in flight");
+            }
+        }
+        for id in input_ids {
+            let holding = self.tokens.get_mut(id).expect("checked above: every input is held");
+            holding.reserved_by = Some(*tx_id);
+        }
+        Ok(())
+    }
+
     /// Undo the reservations of a transaction that did not commit. Only reservations made
     /// for this very transaction are undone: a foreign transaction naming the same tokens
     /// cannot free them.
