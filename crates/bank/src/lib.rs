@@ -34,10 +34,10 @@
 use crossbeam_channel::{Receiver, Sender};
 use dtenge_core::anchors::Anchors;
 use dtenge_core::certificate::{notarize_message, CommitCertificate, CommitProof, CompactTx};
-use dtenge_core::crypto::{Address, Hash32, SecretKey};
+use dtenge_core::crypto::{verify_batch_cached, Address, Hash32, KeyCache, PublicKey, SecretKey, Signature};
 use dtenge_core::token::TxId;
 use dtenge_core::tx::Transaction;
-use dtenge_core::validate::{validate, TxIds};
+use dtenge_core::validate::{check_structure_ids, SignedMessages, TxIds};
 use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_node::{Account, NodeMeta, NodeState, Purpose};
 use dtenge_store::{Store, Table, WriteBatch};
@@ -158,6 +158,8 @@ pub struct BankService {
     transport: Arc<dyn Transport>,
     directory: Arc<dyn Directory>,
     anchors: RwLock<Anchors>,
+    /// Signers' keys, decompressed once (clients sign many payments with one key).
+    key_cache: KeyCache,
     inner: Mutex<Inner>,
 }
 
@@ -228,6 +230,7 @@ impl BankService {
             transport,
             directory,
             anchors: RwLock::new(anchors),
+            key_cache: KeyCache::default(),
             inner: Mutex::new(inner),
         })
     }
@@ -292,12 +295,12 @@ impl BankService {
             let busy = Error::new(ErrorCode::LimitExceeded, "the bank has too many batches at the notary; retry");
             return txs.iter().map(|_| Err(busy.clone())).collect();
         }
-        let mut answers = Vec::with_capacity(txs.len());
-        let mut accepted: Vec<Admitted> = Vec::new();
+        let mut answers: Vec<Result<Answer>> = Vec::with_capacity(txs.len());
+        let mut candidates: Vec<(usize, Admitted)> = Vec::new();
         for tx in txs {
             let (sender, receiver) = crossbeam_channel::bounded(1);
             match self.admit(&mut inner, tx, sender) {
-                Ok(Some(admitted)) => accepted.push(admitted),
+                Ok(Some(admitted)) => candidates.push((answers.len(), admitted)),
                 Ok(None) => {}
                 Err(e) => {
                     answers.push(Err(e));
@@ -306,20 +309,16 @@ impl BankService {
             }
             answers.push(Ok(receiver));
         }
+        let accepted = self.attest_and_verify(&mut inner, candidates, &mut answers);
         if !accepted.is_empty() {
             self.send_batch(&mut inner, accepted, now_ms);
         }
         answers
     }
 
-    /// One transaction's checks; `Ok(None)` when it is answered already (at the notary now,
-    /// or committed recently), with `answer` registered for it.
-    fn admit(
-        &self,
-        inner: &mut Inner,
-        mut tx: Transaction,
-        answer: Sender<Result<Committed>>,
-    ) -> Result<Option<Admitted>> {
+    /// One transaction's own checks, and its inputs reserved; `Ok(None)` when it is answered
+    /// already (at the notary now, or committed recently), with `answer` registered for it.
+    fn admit(&self, inner: &mut Inner, tx: Transaction, answer: Sender<Result<Committed>>) -> Result<Option<Admitted>> {
         let ids = TxIds::of(&tx)?;
         if let Some(&seq) = inner.recent_index.get(&ids.tx_id) {
             let _ = answer.send(Ok(Committed { tx_id: ids.tx_id, seq }));
@@ -330,9 +329,6 @@ impl BankService {
             return Ok(None);
         }
         inner.node.check_client_transaction_ids(&tx, &ids.inputs)?;
-        tx.attestations.retain(|a| a.public_key != self.key.public_key());
-        tx.attest(&self.key);
-        validate(&tx, &*self.anchors.read())?;
         for output in &tx.body.outputs {
             if inner.node.locate(&output.owner).is_none() && self.directory.bank_of(&output.owner).is_none() {
                 return Err(Error::new(
@@ -343,6 +339,49 @@ impl BankService {
         }
         inner.node.reserve_inputs(&ids.tx_id, &ids.inputs)?;
         Ok(Some((tx, ids, answer)))
+    }
+
+    /// Attest the candidates with one signature, then check each completely: the stateless
+    /// rules, and every signature but the bank's own, verified as one batch (one by one only
+    /// when the batch fails, to find the bad ones). A refused candidate's reservation is
+    /// released and its answer replaced by the refusal.
+    fn attest_and_verify(
+        &self,
+        inner: &mut Inner,
+        mut candidates: Vec<(usize, Admitted)>,
+        answers: &mut [Result<Answer>],
+    ) -> Vec<Admitted> {
+        if candidates.is_empty() {
+            return Vec::new();
+        }
+        let ids: Vec<TxId> = candidates.iter().map(|(_, (_, ids, _))| ids.tx_id).collect();
+        {
+            let mut txs: Vec<&mut Transaction> = candidates.iter_mut().map(|(_, (tx, _, _))| tx).collect();
+            Transaction::attest_batch_ids(&mut txs, &ids, &self.key);
+        }
+        let anchors = self.anchors.read();
+        let me = self.key.public_key();
+        let mut memo = dtenge_core::merkle::InnerMemo::default();
+        let mut verdicts: Vec<Result<Vec<SignatureItem>>> = candidates
+            .iter()
+            .map(|(_, (tx, tx_ids, _))| {
+                check_structure_ids(tx, tx_ids.clone(), &*anchors)?;
+                signature_items(tx, &tx_ids.tx_id, &mut memo, true, Some(&me))
+            })
+            .collect();
+        drop(anchors);
+        verify_all(&mut verdicts, &self.key_cache);
+        let mut accepted = Vec::with_capacity(candidates.len());
+        for ((position, (tx, tx_ids, answer)), verdict) in candidates.into_iter().zip(verdicts) {
+            match verdict {
+                Ok(_) => accepted.push((tx, tx_ids, answer)),
+                Err(e) => {
+                    inner.node.release(&tx);
+                    answers[position] = Err(e);
+                }
+            }
+        }
+        accepted
     }
 
     /// Write the batch to the outbox, then send it to the notary.
@@ -620,11 +659,18 @@ impl BankService {
             inner.stats.deliveries_rejected += deliver.txs.len() as u64;
             return;
         }
+        let mut memo = dtenge_core::merkle::InnerMemo::default();
+        let mut verdicts: Vec<Result<(TxIds, Vec<SignatureItem>)>> = deliver
+            .txs
+            .iter()
+            .map(|(tx, proof)| Self::check_delivered(&anchors, &deliver.certificate, tx, proof, &mut memo))
+            .collect();
+        verify_all_with(&mut verdicts, |(_, items)| items, &self.key_cache);
         let mut batch = WriteBatch::new();
         let mut deltas = Vec::new();
-        for (tx, proof) in &deliver.txs {
-            let ids = match self.check_delivered(&anchors, &deliver.certificate, tx, proof) {
-                Ok(ids) => ids,
+        for ((tx, _), verdict) in deliver.txs.iter().zip(verdicts) {
+            let ids = match verdict {
+                Ok((ids, _)) => ids,
                 Err(_) => {
                     // Certified at the notary, refused here: the tokens stay unusable until
                     // the operators look (reconciliation shows them), which is what a
@@ -662,17 +708,24 @@ impl BankService {
         self.ack(&from, deliver.seq);
     }
 
+    /// A delivered transaction is applied when its certificate covers it and it passes every
+    /// stateless rule with its attestations verified. Its owners' signatures are the payer's
+    /// bank's to check, and that bank answers for them with its attestation (the notary and
+    /// the payee rely on the attestation, as Project Hamilton's shards rely on their
+    /// sentinels'): verifying them again here would double the payment path's largest cost.
+    /// The transactions are archived, so an auditor can verify them all again.
     fn check_delivered(
-        &self,
         anchors: &Anchors,
         certificate: &CommitCertificate,
         tx: &Transaction,
         proof: &CommitProof,
-    ) -> Result<TxIds> {
+        memo: &mut dtenge_core::merkle::InnerMemo,
+    ) -> Result<(TxIds, Vec<SignatureItem>)> {
         let ids = TxIds::of(tx)?;
         certificate.covers(&CompactTx::of(&ids).hash(), proof)?;
-        validate(tx, anchors)?;
-        Ok(ids)
+        check_structure_ids(tx, ids.clone(), anchors)?;
+        let items = signature_items(tx, &ids.tx_id, memo, false, None)?;
+        Ok((ids, items))
     }
 
     fn ack(&self, to: &RoleId, seq: u64) {
@@ -698,6 +751,61 @@ impl BankService {
         }
         for key in acked {
             inner.unacked.remove(&key);
+        }
+    }
+}
+
+/// A signature to verify: key, signed message, signature.
+type SignatureItem = (PublicKey, Hash32, Signature);
+
+/// The signatures of `tx` to verify: its owners' (with `witnesses`) and its attestations but
+/// `skip`'s (the bank's own, made just now).
+fn signature_items(
+    tx: &Transaction,
+    tx_id: &TxId,
+    memo: &mut dtenge_core::merkle::InnerMemo,
+    witnesses: bool,
+    skip: Option<&PublicKey>,
+) -> Result<Vec<SignatureItem>> {
+    let messages = SignedMessages::of_memo(tx, tx_id, memo)?;
+    let mut items = Vec::with_capacity(tx.witnesses.len() + tx.attestations.len());
+    if witnesses {
+        items.extend(tx.witnesses.iter().map(|w| (w.public_key, messages.owner, w.signature)));
+    }
+    for (a, message) in tx.attestations.iter().zip(messages.attestations) {
+        if Some(&a.public_key) != skip {
+            items.push((a.public_key, message, a.signature));
+        }
+    }
+    Ok(items)
+}
+
+fn verify_all(verdicts: &mut [Result<Vec<SignatureItem>>], cache: &KeyCache) {
+    verify_all_with(verdicts, |items| items, cache)
+}
+
+/// Verify the signatures of every verdict still `Ok` as one batch; when the batch fails,
+/// verify each verdict's alone and turn the failing ones into `INVALID_SIGNATURE`.
+fn verify_all_with<T>(verdicts: &mut [Result<T>], items_of: impl Fn(&T) -> &Vec<SignatureItem>, cache: &KeyCache) {
+    let batch: Vec<(PublicKey, &[u8], Signature)> = verdicts
+        .iter()
+        .filter_map(|v| v.as_ref().ok())
+        .flat_map(|v| items_of(v).iter().map(|(k, m, s)| (*k, &m.0[..], *s)))
+        .collect();
+    if verify_batch_cached(&batch, Some(cache)).is_ok() {
+        return;
+    }
+    for verdict in verdicts.iter_mut() {
+        let failed = match verdict {
+            Ok(v) => {
+                let items: Vec<(PublicKey, &[u8], Signature)> =
+                    items_of(v).iter().map(|(k, m, s)| (*k, &m.0[..], *s)).collect();
+                verify_batch_cached(&items, Some(cache)).is_err()
+            }
+            Err(_) => false,
+        };
+        if failed {
+            *verdict = Err(Error::new(ErrorCode::InvalidSignature, "a signature does not verify"));
         }
     }
 }
