@@ -186,12 +186,30 @@ impl Roles {
         }
     }
 
-    /// Batches of payments, each from one bank's clients: every client with a spendable token
-    /// pays it whole to a client chosen by `pick`.
     fn build(&self, batches: usize, pick: &mut impl FnMut() -> usize) -> Vec<(usize, Vec<Transaction>)> {
+        build(&self.banks.iter().collect::<Vec<_>>(), &self.clients, &self.nbk, batches, pick)
+    }
+}
+
+impl View {
+    fn build(&self, batches: usize, pick: &mut impl FnMut() -> usize) -> Vec<(usize, Vec<Transaction>)> {
+        build(&self.banks.iter().map(|b| &**b).collect::<Vec<_>>(), &self.clients, &self.nbk, batches, pick)
+    }
+}
+
+/// Batches of payments, each from one bank's clients: every client with a spendable token
+/// pays it whole to a client chosen by `pick`.
+fn build(
+    banks: &[&BankService],
+    clients: &[(usize, String, SecretKey)],
+    nbk: &SecretKey,
+    batches: usize,
+    pick: &mut impl FnMut() -> usize,
+) -> Vec<(usize, Vec<Transaction>)> {
+    {
         let mut spendable: Vec<Vec<(usize, Input)>> = vec![Vec::new(); BANKS.len()];
-        for (i, (b, id, _)) in self.clients.iter().enumerate() {
-            let inputs = self.banks[*b].read(|n| n.spendable_inputs(id).unwrap());
+        for (i, (b, id, _)) in clients.iter().enumerate() {
+            let inputs = banks[*b].read(|n| n.spendable_inputs(id).unwrap());
             spendable[*b].extend(inputs.into_iter().map(|input| (i, input)));
         }
         let mut out = Vec::new();
@@ -200,11 +218,11 @@ impl Roles {
             let mut txs = Vec::with_capacity(BATCH_TXS);
             while txs.len() < BATCH_TXS {
                 let (payer, input) = spendable[b].pop().expect("enough tokens");
-                let payee = &self.clients[pick()].2;
-                let output = Output::standard(input.output.amount_tiyn, payee.address(), self.nbk.address());
+                let payee = &clients[pick()].2;
+                let output = Output::standard(input.output.amount_tiyn, payee.address(), nbk.address());
                 let body = TxBody { command: Command::Transfer, inputs: vec![input], outputs: vec![output], nonce: 0 };
                 let mut tx = Transaction::new(body);
-                tx.sign_owner(&self.clients[payer].2);
+                tx.sign_owner(&clients[payer].2);
                 txs.push(tx);
             }
             out.push((b, txs));
@@ -264,5 +282,124 @@ fn benches(c: &mut Criterion) {
     );
 }
 
-criterion_group!(roles_group, benches);
+/// The same roles, each on its own thread reading its inbox (as `dtenge up` will run them),
+/// and one submitting thread per bank keeping `IN_FLIGHT_BATCHES` batches at the notary: how
+/// the protocol uses both cores.
+fn threads(c: &mut Criterion) {
+    const IN_FLIGHT_BATCHES: usize = 4;
+    let roles = Roles::start();
+    let mut rng = 0x9abc_def0_u64;
+    let clients = roles.clients.len();
+    let mut pick = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % clients as u64) as usize
+    };
+    let Roles { _dir, net, inboxes, notary, banks, clients: all_clients, by_address, nbk, now_ms } = roles;
+    let notary = Arc::new(notary);
+    let banks: Vec<Arc<BankService>> = banks.into_iter().map(Arc::new).collect();
+    let mut handles = Vec::new();
+    for (role, inbox) in inboxes {
+        let net = net.clone();
+        let notary = notary.clone();
+        let bank = match &role {
+            RoleId::Bank(id) => banks.iter().find(|b| b.id() == id).cloned(),
+            _ => None,
+        };
+        handles.push(std::thread::spawn(move || {
+            for envelope in inbox {
+                match (&role, &bank) {
+                    (RoleId::Notary, _) => {
+                        if let Some(reply) = notary.handle(envelope) {
+                            let _ = net.send(reply);
+                        }
+                    }
+                    (_, Some(bank)) => bank.handle(envelope, now_ms),
+                    _ => {}
+                }
+            }
+        }));
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ticker = {
+        let (banks, stop) = (banks.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(20));
+                for bank in &banks {
+                    bank.tick(now_ms + start.elapsed().as_millis() as u64);
+                }
+            }
+        })
+    };
+    // `build` reads the banks through a `Roles`-shaped view: rebuild one around the Arcs.
+    let view = View { banks: banks.clone(), clients: all_clients, nbk };
+    let _ = by_address;
+    let mut group = c.benchmark_group("roles");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements((BATCH_TXS * BATCHES_PER_ITERATION) as u64));
+    group.bench_function("client_signed_payments_3_banks_threads", |b| {
+        b.iter_custom(|iterations| {
+            let mut wall = Duration::ZERO;
+            for _ in 0..iterations {
+                let mut per_bank: Vec<Vec<Vec<Transaction>>> = vec![Vec::new(); BANKS.len()];
+                for (bank, txs) in view.build(BATCHES_PER_ITERATION, &mut pick) {
+                    per_bank[bank].push(txs);
+                }
+                let start = Instant::now();
+                std::thread::scope(|scope| {
+                    for (bank, batches) in per_bank.into_iter().enumerate() {
+                        let bank = banks[bank].clone();
+                        scope.spawn(move || {
+                            let mut waiting: std::collections::VecDeque<Vec<_>> = Default::default();
+                            for txs in batches {
+                                if waiting.len() == IN_FLIGHT_BATCHES {
+                                    for answer in waiting.pop_front().unwrap() {
+                                        let answer: dtenge_bank::Answer = answer;
+                                        answer.recv().unwrap().unwrap();
+                                    }
+                                }
+                                let answers: Vec<_> =
+                                    bank.submit(txs, now_ms).into_iter().map(|a| a.unwrap()).collect();
+                                waiting.push_back(answers);
+                            }
+                            for answers in waiting {
+                                for answer in answers {
+                                    answer.recv().unwrap().unwrap();
+                                }
+                            }
+                        });
+                    }
+                });
+                wall += start.elapsed();
+                // Deliveries to payees may still be on their way: let them land before the
+                // next round reads the wallets.
+                while banks.iter().any(|b| b.outstanding() != (0, 0)) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            wall
+        })
+    });
+    group.finish();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    ticker.join().unwrap();
+    for role in [RoleId::Notary, RoleId::Central].into_iter().chain(banks.iter().map(|b| b.role())) {
+        net.unregister(&role);
+    }
+    for handle in handles {
+        handle.join().unwrap();
+    }
+}
+
+/// What `build` needs of the roles.
+struct View {
+    banks: Vec<Arc<BankService>>,
+    clients: Vec<(usize, String, SecretKey)>,
+    nbk: SecretKey,
+}
+
+criterion_group!(roles_group, benches, threads);
 criterion_main!(roles_group);
