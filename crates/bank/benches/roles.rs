@@ -11,7 +11,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use dtenge_bank::{BankService, Directory, Genesis};
+use dtenge_bank::{BankService, Directory, Genesis, Request};
 use dtenge_core::anchors::Anchors;
 use dtenge_core::certificate::{notarize_message, CompactTx};
 use dtenge_core::crypto::{Address, SecretKey};
@@ -262,14 +262,17 @@ fn benches(c: &mut Criterion) {
                 let mut answers = Vec::new();
                 for (bank, txs) in batches {
                     roles.now_ms += 1;
-                    answers.extend(roles.banks[bank].submit(txs, roles.now_ms));
+                    for tx in txs {
+                        answers.push(roles.banks[bank].submit(Request::Signed(tx), None));
+                    }
+                    roles.banks[bank].flush(roles.now_ms);
                     roles.pump();
                 }
                 wall += start.elapsed();
                 cpu += process_cpu() - cpu_start;
                 payments += (BATCH_TXS * BATCHES_PER_ITERATION) as u64;
                 for answer in answers {
-                    answer.unwrap().try_recv().unwrap().unwrap();
+                    answer.try_recv().unwrap().unwrap();
                 }
             }
             wall
@@ -362,7 +365,8 @@ fn threads(c: &mut Criterion) {
                                     }
                                 }
                                 let answers: Vec<_> =
-                                    bank.submit(txs, now_ms).into_iter().map(|a| a.unwrap()).collect();
+                                    txs.into_iter().map(|tx| bank.submit(Request::Signed(tx), None)).collect();
+                                bank.flush(now_ms);
                                 waiting.push_back(answers);
                             }
                             for answers in waiting {

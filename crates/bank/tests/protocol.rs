@@ -3,7 +3,7 @@
 //! delayed from a seed, roles restarted on their own. The NBK's part (emission) is played by
 //! the test itself through the real notary.
 
-use dtenge_bank::{BankService, Committed, Directory, Genesis, RESEND_AFTER_MS};
+use dtenge_bank::{Answer, BankService, Committed, Directory, Genesis, IdemKey, Request, RESEND_AFTER_MS};
 use dtenge_core::anchors::Anchors;
 use dtenge_core::certificate::{notarize_message, CompactTx};
 use dtenge_core::crypto::{Address, SecretKey};
@@ -238,6 +238,13 @@ impl Cluster {
         }
     }
 
+    /// Submit client-signed transactions to `bank` and let it take them.
+    fn submit(&self, bank: &str, txs: Vec<Transaction>) -> Vec<Answer> {
+        let answers = txs.into_iter().map(|tx| self.banks[bank].submit(Request::Signed(tx), None)).collect();
+        self.banks[bank].flush(self.now_ms);
+        answers
+    }
+
     fn total_tiyn(&self, bank: &str) -> u64 {
         self.banks[bank].read(|n| n.total_dt().unwrap().tiyn())
     }
@@ -271,9 +278,8 @@ fn pay(input: &dtenge_core::token::Input, from: &SecretKey, to: &Address, amount
     tx
 }
 
-fn answer(answers: Vec<Result<dtenge_bank::Answer>>) -> Result<Committed> {
-    let receiver = answers.into_iter().next().unwrap()?;
-    receiver.try_recv().expect("answered")
+fn answer(answers: Vec<Answer>) -> Result<Committed> {
+    answers.into_iter().next().unwrap().try_recv().expect("answered")
 }
 
 #[test]
@@ -283,7 +289,7 @@ fn a_payment_between_two_banks_commits_and_each_side_applies_it_once() {
     let bob = c.open_client("sapa", 11);
     let issue = c.issue("steppe", &alice, &[1_000]);
     let tx = pay(&issue.outputs_as_inputs()[0], &alice, &bob.address(), 300, c.nbk.address());
-    let answers = c.banks["steppe"].submit(vec![tx.clone()], c.now_ms);
+    let answers = c.submit("steppe", vec![tx.clone()]);
     c.run(10_000);
     let committed = answer(answers).unwrap();
     assert_eq!(committed.tx_id, tx.id());
@@ -291,7 +297,7 @@ fn a_payment_between_two_banks_commits_and_each_side_applies_it_once() {
     c.assert_invariants();
     assert_eq!(c.banks["steppe"].outstanding(), (0, 0));
     // Submitted again (its answer was lost): the same answer, nothing moves.
-    let again = answer(c.banks["steppe"].submit(vec![tx], c.now_ms)).unwrap();
+    let again = answer(c.submit("steppe", vec![tx])).unwrap();
     assert_eq!(again, committed);
     c.run(10_000);
     assert_eq!((c.total_tiyn("steppe"), c.total_tiyn("sapa")), (700, 300));
@@ -308,11 +314,12 @@ fn a_token_at_the_notary_cannot_be_spent_again_and_a_bad_signature_never_leaves_
     let second = pay(&inputs[0], &alice, &bob.address(), 400, c.nbk.address());
     let mut forged = pay(&inputs[1], &alice, &bob.address(), 500, c.nbk.address());
     forged.witnesses[0].signature = bob.sign(b"not alice");
-    let answers = c.banks["steppe"].submit(vec![first, second, forged], c.now_ms);
-    assert!(answers[0].is_ok());
-    assert_eq!(answers[1].as_ref().err().map(|e| e.code), Some(ErrorCode::DoubleSpend));
-    assert_eq!(answers[2].as_ref().err().map(|e| e.code), Some(ErrorCode::InvalidSignature));
+    let answers = c.submit("steppe", vec![first, second, forged]);
+    let code = |a: &Answer| a.try_recv().unwrap().err().map(|e| e.code);
+    assert_eq!(code(&answers[1]), Some(ErrorCode::DoubleSpend));
+    assert_eq!(code(&answers[2]), Some(ErrorCode::InvalidSignature));
     c.run(10_000);
+    assert_eq!(code(&answers[0]), None);
     assert_eq!((c.total_tiyn("steppe"), c.total_tiyn("sapa")), (2_700, 300));
     c.assert_invariants();
 }
@@ -324,7 +331,7 @@ fn a_bank_restarted_with_a_batch_at_the_notary_recovers_it_from_its_outbox() {
     let bob = c.open_client("sapa", 11);
     let issue = c.issue("steppe", &alice, &[1_000]);
     let tx = pay(&issue.outputs_as_inputs()[0], &alice, &bob.address(), 250, c.nbk.address());
-    let _lost = c.banks["steppe"].submit(vec![tx.clone()], c.now_ms);
+    let _lost = c.submit("steppe", vec![tx.clone()]);
     // The notary commits; the bank dies before the answer arrives.
     c.net.down(RoleId::Bank("steppe".into()));
     c.run(50);
@@ -332,7 +339,7 @@ fn a_bank_restarted_with_a_batch_at_the_notary_recovers_it_from_its_outbox() {
     c.restart_bank("steppe");
     assert_eq!(c.banks["steppe"].outstanding().0, 1, "the batch is still in the outbox");
     // The client, which never heard back, asks again: it joins the batch in flight.
-    let answers = c.banks["steppe"].submit(vec![tx.clone()], c.now_ms);
+    let answers = c.submit("steppe", vec![tx.clone()]);
     c.run(10_000);
     assert_eq!(answer(answers).unwrap().tx_id, tx.id());
     assert_eq!((c.total_tiyn("steppe"), c.total_tiyn("sapa")), (750, 250));
@@ -347,7 +354,7 @@ fn a_payee_whose_commit_crashed_gets_the_delivery_again_and_applies_it_once() {
     let issue = c.issue("steppe", &alice, &[1_000]);
     let tx = pay(&issue.outputs_as_inputs()[0], &alice, &bob.address(), 100, c.nbk.address());
     c.disks["sapa"].arm_crash(1, CrashMode::Torn { kept_bytes_permille: 500 });
-    let answers = c.banks["steppe"].submit(vec![tx], c.now_ms);
+    let answers = c.submit("steppe", vec![tx]);
     c.run(100);
     assert!(c.disks["sapa"].crashed(), "the payee died writing the delivery");
     c.restart_bank("sapa");
@@ -388,7 +395,7 @@ fn payments_under_faults(seed: u64) -> u64 {
             let (_, to) = &clients[rng.below(clients.len() as u64) as usize];
             let amount = 1 + rng.below(input.output.amount_tiyn.tiyn());
             let tx = pay(input, client, &to.address(), amount, c.nbk.address());
-            answers.extend(c.banks[bank].submit(vec![tx], c.now_ms).into_iter().flatten());
+            answers.extend(c.submit(bank, vec![tx]));
         }
         c.run(5_000);
         match rng.below(4) {
@@ -442,4 +449,96 @@ fn a_delivery_with_a_forged_certificate_is_not_applied() {
     );
     assert_eq!(c.total_tiyn("steppe"), before);
     assert_eq!(c.banks["steppe"].stats().deliveries_rejected, 1);
+}
+
+/// A client of Steppe Bank whose key the bank keeps.
+fn custodial_client(c: &mut Cluster, seed: u8) -> (String, SecretKey) {
+    let client = key(seed);
+    let id = format!("8{seed:011}");
+    let account = Account {
+        client_id: id.clone(),
+        node_id: "steppe".into(),
+        kind: ClientKind::Individual,
+        name: format!("client {seed}"),
+        phone: None,
+        address: client.address(),
+        opened_at_unix_ms: 0,
+    };
+    c.banks["steppe"].open_account(account, Some(&client)).unwrap();
+    c.directory.0.write().insert(client.address(), "steppe".to_string());
+    (id, client)
+}
+
+fn idem(key: &str, request: u8) -> Option<IdemKey> {
+    Some(IdemKey { key: key.into(), fingerprint: dtenge_core::crypto::Hash32([request; 32]) })
+}
+
+#[test]
+fn a_custodial_payment_pays_once_per_idempotency_key_even_twice_in_one_batch() {
+    let mut c = Cluster::new(6, 0, 0, 0);
+    let (alice, alice_key) = custodial_client(&mut c, 20);
+    let bob = c.open_client("sapa", 21);
+    c.issue("steppe", &alice_key, &[1_000]);
+    let pay =
+        || Request::Pay { client_id: alice.clone(), payees: vec![(bob.address(), Amount::from_tiyn(150).unwrap())] };
+    let steppe = &c.banks["steppe"];
+    // A double click: the same key twice before the bank takes either.
+    let first = steppe.submit(pay(), idem("click-1", 1));
+    let second = steppe.submit(pay(), idem("click-1", 1));
+    steppe.flush(c.now_ms);
+    c.run(10_000);
+    let committed = first.try_recv().unwrap().unwrap();
+    assert_eq!(second.try_recv().unwrap().unwrap(), committed);
+    assert_eq!((c.total_tiyn("steppe"), c.total_tiyn("sapa")), (850, 150));
+    // A retry after the answer: the stored answer; another request under the key: refused.
+    let steppe = &c.banks["steppe"];
+    let retry = steppe.submit(pay(), idem("click-1", 1));
+    let other = steppe.submit(pay(), idem("click-1", 2));
+    steppe.flush(c.now_ms);
+    assert_eq!(retry.try_recv().unwrap().unwrap(), committed);
+    assert_eq!(other.try_recv().unwrap().unwrap_err().code, ErrorCode::IdempotencyKeyReused);
+    c.run(10_000);
+    assert_eq!((c.total_tiyn("steppe"), c.total_tiyn("sapa")), (850, 150));
+    c.assert_invariants();
+}
+
+#[test]
+fn a_key_in_flight_when_the_bank_restarts_is_answered_by_the_recovered_batch() {
+    let mut c = Cluster::new(7, 0, 0, 5);
+    let (alice, alice_key) = custodial_client(&mut c, 20);
+    let bob = c.open_client("sapa", 21);
+    c.issue("steppe", &alice_key, &[1_000]);
+    let pay =
+        || Request::Pay { client_id: alice.clone(), payees: vec![(bob.address(), Amount::from_tiyn(400).unwrap())] };
+    let _lost = c.banks["steppe"].submit(pay(), idem("k", 1));
+    c.banks["steppe"].flush(c.now_ms);
+    c.net.down(RoleId::Bank("steppe".into()));
+    c.run(50);
+    c.restart_bank("steppe");
+    let retry = c.banks["steppe"].submit(pay(), idem("k", 1));
+    c.banks["steppe"].flush(c.now_ms);
+    c.run(10_000);
+    assert!(retry.try_recv().unwrap().is_ok());
+    assert_eq!((c.total_tiyn("steppe"), c.total_tiyn("sapa")), (600, 400));
+    c.assert_invariants();
+}
+
+#[test]
+fn a_custodial_payment_beyond_the_balance_is_refused_and_leaves_nothing_reserved() {
+    let mut c = Cluster::new(8, 0, 0, 0);
+    let (alice, alice_key) = custodial_client(&mut c, 20);
+    let bob = c.open_client("sapa", 21);
+    c.issue("steppe", &alice_key, &[1_000]);
+    let too_much =
+        Request::Pay { client_id: alice.clone(), payees: vec![(bob.address(), Amount::from_tiyn(1_001).unwrap())] };
+    let answer = c.banks["steppe"].submit(too_much, idem("big", 1));
+    c.banks["steppe"].flush(c.now_ms);
+    assert_eq!(answer.try_recv().unwrap().unwrap_err().code, ErrorCode::InsufficientFunds);
+    // The key was not spent on a refusal: the same key pays what the balance allows.
+    let fits = Request::Pay { client_id: alice, payees: vec![(bob.address(), Amount::from_tiyn(1_000).unwrap())] };
+    let answer = c.banks["steppe"].submit(fits, idem("big", 2));
+    c.banks["steppe"].flush(c.now_ms);
+    c.run(10_000);
+    assert!(answer.try_recv().unwrap().is_ok());
+    assert_eq!((c.total_tiyn("steppe"), c.total_tiyn("sapa")), (0, 1_000));
 }

@@ -1,0 +1,116 @@
+//! Deliveries: certified transactions from the banks that paid this bank's clients (and from
+//! the NBK), applied in each sender's order, once each.
+
+use crate::state::{delivery_key, stream_key, Inner, DELIVERIES_TABLE, IN, STREAMS_TABLE};
+use crate::verify::{signature_items, verify_all, SignatureItem};
+use crate::BankService;
+use dtenge_core::anchors::Anchors;
+use dtenge_core::certificate::{CommitCertificate, CommitProof, CompactTx};
+use dtenge_core::merkle::InnerMemo;
+use dtenge_core::tx::Transaction;
+use dtenge_core::validate::{check_structure_ids, TxIds};
+use dtenge_core::Result;
+use dtenge_node::Purpose;
+use dtenge_store::WriteBatch;
+use dtenge_wire::{Deliver, DeliverAck, Envelope, Message, RoleId};
+
+impl BankService {
+    pub(crate) fn on_deliver(&self, inner: &mut Inner, from: RoleId, deliver: Deliver, now_ms: u64) {
+        let last = inner.last_in.get(&from).copied().unwrap_or(0);
+        if deliver.seq <= last {
+            self.ack(&from, last);
+            return;
+        }
+        if deliver.seq != last + 1 {
+            // Out of order: the sender resends every unacknowledged delivery, in order.
+            return;
+        }
+        let anchors = self.anchors.read().clone();
+        if deliver.certificate.verify_signature(&anchors.notary).is_err() {
+            inner.stats.deliveries_rejected += deliver.txs.len() as u64;
+            return;
+        }
+        let mut memo = InnerMemo::default();
+        let mut verdicts: Vec<Result<(TxIds, Vec<SignatureItem>)>> = deliver
+            .txs
+            .iter()
+            .map(|(tx, proof)| check_delivered(&anchors, &deliver.certificate, tx, proof, &mut memo))
+            .collect();
+        verify_all(&mut verdicts, |(_, items)| items, &self.key_cache);
+        let mut batch = WriteBatch::new();
+        let mut deltas = Vec::new();
+        for ((tx, _), verdict) in deliver.txs.iter().zip(verdicts) {
+            let Ok((ids, _)) = verdict else {
+                // Certified at the notary, refused here: the tokens stay unusable until the
+                // operators look (reconciliation shows them), which is what a transaction no
+                // validator would have passed deserves.
+                inner.stats.deliveries_rejected += 1;
+                continue;
+            };
+            let delta = inner
+                .node
+                .plan_commit_ids(tx, &ids.tx_id, &ids.inputs, &ids.outputs, Purpose::Payment, None, now_ms)
+                .unwrap_or_else(|e| panic!("a validated delivery cannot be planned: {e}"));
+            delta.writes(&inner.node, &mut batch).unwrap_or_else(|e| panic!("a planned delta cannot be encoded: {e}"));
+            dtenge_node::archive(&[self.id()], &ids.tx_id, tx, &mut batch)
+                .unwrap_or_else(|e| panic!("a transaction cannot be archived: {e}"));
+            deltas.push(delta);
+        }
+        batch.put(STREAMS_TABLE, stream_key(IN, &from), deliver.seq.to_le_bytes().to_vec());
+        if self.commit(inner, batch).is_err() {
+            return;
+        }
+        for delta in deltas {
+            inner.node.apply(delta);
+        }
+        inner.stats.deliveries_applied += deliver.txs.len() as u64;
+        inner.last_in.insert(from.clone(), deliver.seq);
+        self.ack(&from, deliver.seq);
+    }
+
+    fn ack(&self, to: &RoleId, seq: u64) {
+        let _ = self.transport.send(Envelope {
+            from: self.role(),
+            to: to.clone(),
+            message: Message::DeliverAck(DeliverAck { seq }),
+        });
+    }
+
+    pub(crate) fn on_ack(&self, inner: &mut Inner, bank: &str, seq: u64) {
+        let acked: Vec<(String, u64)> =
+            inner.unacked.range((bank.to_string(), 0)..=(bank.to_string(), seq)).map(|(k, _)| k.clone()).collect();
+        if acked.is_empty() {
+            return;
+        }
+        let mut batch = WriteBatch::new();
+        for (bank, seq) in &acked {
+            batch.delete(DELIVERIES_TABLE, delivery_key(bank, *seq));
+        }
+        if self.commit(inner, batch).is_err() {
+            return;
+        }
+        for key in acked {
+            inner.unacked.remove(&key);
+        }
+    }
+}
+
+/// A delivered transaction is applied when its certificate covers it and it passes every
+/// stateless rule with its attestations verified. Its owners' signatures are the payer's
+/// bank's to check, and that bank answers for them with its attestation (the notary and the
+/// payee rely on the attestation, as Project Hamilton's shards rely on their sentinels'):
+/// verifying them again here would double the payment path's largest cost. The transactions
+/// are archived, so an auditor can verify them all again.
+fn check_delivered(
+    anchors: &Anchors,
+    certificate: &CommitCertificate,
+    tx: &Transaction,
+    proof: &CommitProof,
+    memo: &mut InnerMemo,
+) -> Result<(TxIds, Vec<SignatureItem>)> {
+    let ids = TxIds::of(tx)?;
+    certificate.covers(&CompactTx::of(&ids).hash(), proof)?;
+    check_structure_ids(tx, ids.clone(), anchors)?;
+    let items = signature_items(tx, &ids.tx_id, memo, false, None)?;
+    Ok((ids, items))
+}

@@ -1,0 +1,205 @@
+//! The notary's answer to a batch: applied with its deliveries in one commit.
+
+use crate::state::{be, delivery_key, idem_record, stream_key, IdemState, Inner, OutboxEntry, Pending, Unacked};
+use crate::state::{DELIVERIES_TABLE, IDEM_TABLE, OUT, OUTBOX_TABLE, STREAMS_TABLE};
+use crate::{BankService, Committed};
+use dtenge_core::certificate::{CommitProof, CompactTx};
+use dtenge_core::tx::Transaction;
+use dtenge_core::{Error, ErrorCode};
+use dtenge_node::{NodeState, Purpose};
+use dtenge_store::WriteBatch;
+use dtenge_wire::{Deliver, Encode, Envelope, Message, NotarizeReply, Outcome, RoleId};
+use std::collections::BTreeMap;
+
+/// The notary's answer, checked: per transaction, its proof or its refusal.
+enum Checked {
+    Committed(CommitProof),
+    Refused(Error),
+    /// Being committed by another request: keep it and ask again.
+    Again,
+}
+
+/// What one answer changes, planned before its durable commit.
+struct Planned {
+    deltas: Vec<dtenge_node::Delta>,
+    sends: Vec<(String, Deliver)>,
+    kept: Vec<usize>,
+}
+
+impl BankService {
+    pub(crate) fn on_reply(&self, inner: &mut Inner, reply: NotarizeReply, now_ms: u64) {
+        let Some(pending) = inner.outbox.get(&reply.batch) else { return };
+        let Some(checked) = self.check_reply(pending, &reply) else { return };
+        let pending = inner.outbox.remove(&reply.batch).expect("found above");
+        let mut batch = WriteBatch::new();
+        let planned = self.plan_reply(inner, &pending, &reply, &checked, &mut batch, now_ms);
+        if self.commit(inner, batch).is_err() {
+            // The role stops answering (`failed`); its restart reads the outbox again.
+            inner.outbox.insert(reply.batch, pending);
+            return;
+        }
+        let seq = reply.certificate.map(|c| c.seq);
+        let mut planned = planned;
+        let sends = std::mem::take(&mut planned.sends);
+        self.apply_reply(inner, (reply.batch, seq), pending, checked, planned);
+        for (bank, deliver) in sends {
+            let seq = deliver.seq;
+            inner.next_out.insert(bank.clone(), seq + 1);
+            let _ = self.transport.send(Envelope {
+                from: self.role(),
+                to: RoleId::Bank(bank.clone()),
+                message: Message::Deliver(deliver.clone()),
+            });
+            inner.unacked.insert((bank, seq), Unacked { deliver, sent_at_ms: now_ms });
+        }
+    }
+
+    /// The reply belongs to this batch and its certificate and proofs hold; `None` when it
+    /// must be ignored (the batch is sent again later).
+    fn check_reply(&self, pending: &Pending, reply: &NotarizeReply) -> Option<Vec<Checked>> {
+        if reply.outcomes.len() != pending.entries.len() {
+            return None;
+        }
+        if let Some(certificate) = &reply.certificate {
+            certificate.verify_signature(&self.anchors.read().notary).ok()?;
+        }
+        let mut checked = Vec::with_capacity(reply.outcomes.len());
+        for (outcome, ids) in reply.outcomes.iter().zip(&pending.ids) {
+            checked.push(match outcome {
+                Outcome::Committed(proof) => {
+                    let certificate = reply.certificate.as_ref()?;
+                    certificate.covers(&CompactTx::of(ids).hash(), proof).ok()?;
+                    Checked::Committed(proof.clone())
+                }
+                Outcome::Refused(e) if e.code == ErrorCode::RequestInProgress => Checked::Again,
+                Outcome::Refused(e) => Checked::Refused(e.clone()),
+            });
+        }
+        Some(checked)
+    }
+
+    /// Plan the answer's writes: this bank's side of every committed transaction, its
+    /// deliveries, the keys' answers, and what stays in the outbox.
+    fn plan_reply(
+        &self,
+        inner: &mut Inner,
+        pending: &Pending,
+        reply: &NotarizeReply,
+        checked: &[Checked],
+        batch: &mut WriteBatch,
+        now_ms: u64,
+    ) -> Planned {
+        let mut deltas = Vec::new();
+        let mut deliveries: BTreeMap<String, Vec<(Transaction, CommitProof)>> = BTreeMap::new();
+        let mut kept = Vec::new();
+        for (index, outcome) in checked.iter().enumerate() {
+            let (entry, ids) = (&pending.entries[index], &pending.ids[index]);
+            match outcome {
+                Checked::Committed(proof) => {
+                    let tx = &entry.tx;
+                    let delta = inner
+                        .node
+                        .plan_commit_ids(tx, &ids.tx_id, &ids.inputs, &ids.outputs, Purpose::Payment, None, now_ms)
+                        .unwrap_or_else(|e| panic!("a committed transaction the bank checked cannot be planned: {e}"));
+                    delta
+                        .writes(&inner.node, batch)
+                        .unwrap_or_else(|e| panic!("a planned delta cannot be encoded: {e}"));
+                    dtenge_node::archive(&[self.id()], &ids.tx_id, tx, batch)
+                        .unwrap_or_else(|e| panic!("a transaction cannot be archived: {e}"));
+                    deltas.push(delta);
+                    if let (Some(idem), Some(certificate)) = (&entry.idem, &reply.certificate) {
+                        let committed = Committed { tx_id: ids.tx_id, seq: certificate.seq };
+                        let record = idem_record(&idem.fingerprint, IdemState::Committed(committed));
+                        batch.put(IDEM_TABLE, idem.key.as_bytes().to_vec(), record);
+                    }
+                    for bank in self.payee_banks(&inner.node, tx) {
+                        deliveries.entry(bank).or_default().push((tx.clone(), proof.clone()));
+                    }
+                }
+                Checked::Refused(_) => {
+                    if let Some(idem) = &entry.idem {
+                        batch.delete(IDEM_TABLE, idem.key.as_bytes().to_vec());
+                    }
+                }
+                Checked::Again => kept.push(index),
+            }
+        }
+        let mut sends = Vec::new();
+        for (bank, txs) in deliveries {
+            let certificate = reply.certificate.clone().expect("a committed outcome comes with its certificate");
+            let seq = inner.next_out.get(&bank).copied().unwrap_or(1);
+            let deliver = Deliver { seq, certificate, txs };
+            batch.put(DELIVERIES_TABLE, delivery_key(&bank, seq), Message::Deliver(deliver.clone()).to_bytes());
+            batch.put(STREAMS_TABLE, stream_key(OUT, &RoleId::Bank(bank.clone())), (seq + 1).to_le_bytes().to_vec());
+            sends.push((bank, deliver));
+        }
+        let kept_entries: Vec<OutboxEntry> = kept.iter().map(|&i| pending.entries[i].clone()).collect();
+        if kept_entries.is_empty() {
+            batch.delete(OUTBOX_TABLE, be(reply.batch).to_vec());
+        } else {
+            batch.put(OUTBOX_TABLE, be(reply.batch).to_vec(), kept_entries.to_bytes());
+        }
+        Planned { deltas, sends, kept }
+    }
+
+    /// The banks, other than this one, that hold accounts paid by `tx`.
+    fn payee_banks(&self, node: &NodeState, tx: &Transaction) -> Vec<String> {
+        let mut banks: Vec<String> = Vec::new();
+        for output in &tx.body.outputs {
+            if node.locate(&output.owner).is_some() {
+                continue;
+            }
+            let bank = self
+                .directory
+                .bank_of(&output.owner)
+                .expect("every payee was found in the directory before the transaction was sent");
+            if !banks.contains(&bank) {
+                banks.push(bank);
+            }
+        }
+        banks
+    }
+
+    /// The answer's commit is durable: apply it in memory and answer the clients.
+    /// `answered` is the batch's number and its certificate's, if any transaction committed.
+    fn apply_reply(
+        &self,
+        inner: &mut Inner,
+        (batch_no, seq): (u64, Option<u64>),
+        mut pending: Pending,
+        checked: Vec<Checked>,
+        planned: Planned,
+    ) {
+        let Planned { deltas, kept, .. } = planned;
+        for delta in deltas {
+            inner.node.apply(delta);
+        }
+        for (index, outcome) in checked.into_iter().enumerate() {
+            let tx_id = pending.ids[index].tx_id;
+            let answer = match outcome {
+                Checked::Again => continue,
+                Checked::Committed(_) => {
+                    let seq = seq.expect("a committed outcome comes with its certificate");
+                    inner.remember(tx_id, seq);
+                    Ok(Committed { tx_id, seq })
+                }
+                Checked::Refused(e) => {
+                    inner.node.release(&pending.entries[index].tx);
+                    Err(e)
+                }
+            };
+            if let Some(idem) = &pending.entries[index].idem {
+                inner.idem_in_flight.remove(&idem.key);
+            }
+            inner.in_outbox.remove(&tx_id);
+            for waiter in inner.waiters.remove(&tx_id).unwrap_or_default() {
+                let _ = waiter.send(answer.clone());
+            }
+        }
+        if !kept.is_empty() {
+            pending.entries = kept.iter().map(|&i| pending.entries[i].clone()).collect();
+            pending.ids = kept.iter().map(|&i| pending.ids[i].clone()).collect();
+            inner.outbox.insert(batch_no, pending);
+        }
+    }
+}

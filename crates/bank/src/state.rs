@@ -1,0 +1,314 @@
+//! What a bank keeps: its tables, how their rows are encoded, and its state in memory.
+//!
+//! | table | key | value (`dtenge-wire` encoding) |
+//! |---|---|---|
+//! | `bank_outbox` | batch number (u64 big-endian) | the batch's [`OutboxEntry`]s |
+//! | `bank_deliveries` | receiver bank, `0`, number (u64 big-endian) | the `Deliver` message |
+//! | `bank_streams` | `out` or `in_`, then a role | next number to it / last applied from it (u64 LE) |
+//! | `bank_idempotency` | the key | fingerprint, then in flight (tx id) or committed (tx id, seq) |
+//! | `bank_meta` | `next_batch` | u64 LE |
+//!
+//! The node's own tables (accounts, tokens, history) are `dtenge-node`'s.
+
+use crate::{BankStats, Committed, IdemKey};
+use crossbeam_channel::Sender;
+use dtenge_core::crypto::Hash32;
+use dtenge_core::token::TxId;
+use dtenge_core::tx::Transaction;
+use dtenge_core::validate::TxIds;
+use dtenge_core::{Error, ErrorCode, Result};
+use dtenge_node::NodeState;
+use dtenge_store::{Store, Table};
+use dtenge_wire::{Decode, DecodeError, Deliver, Encode, Message, Reader, RoleId, Writer};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// Batches at the notary, by the bank's batch number: the transactions, whole.
+pub const OUTBOX_TABLE: Table = Table("bank_outbox");
+/// Deliveries not yet acknowledged, by receiver and number.
+pub const DELIVERIES_TABLE: Table = Table("bank_deliveries");
+/// Delivery numbers: the next one to each receiver (`out`), the last applied from each sender
+/// (`in_`).
+pub const STREAMS_TABLE: Table = Table("bank_streams");
+/// Idempotency keys of requests in flight or committed.
+pub const IDEM_TABLE: Table = Table("bank_idempotency");
+/// The bank's next batch number.
+pub const BANK_META_TABLE: Table = Table("bank_meta");
+pub(crate) const NEXT_BATCH_KEY: &[u8] = b"next_batch";
+
+/// Every table of a bank's store.
+pub fn tables() -> Vec<Table> {
+    let mut tables = dtenge_node::TABLES.to_vec();
+    tables.extend([OUTBOX_TABLE, DELIVERIES_TABLE, STREAMS_TABLE, IDEM_TABLE, BANK_META_TABLE]);
+    tables
+}
+
+/// Committed transactions remembered for answering a client that submits one again (its
+/// answer was lost). Older ones are answered `DOUBLE_SPEND`: their inputs are spent.
+pub const RECENT_COMMITTED_MAX: usize = 65_536;
+
+/// One transaction of a batch at the notary, as the outbox keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct OutboxEntry {
+    pub(crate) tx: Transaction,
+    pub(crate) idem: Option<IdemKey>,
+}
+
+impl Encode for IdemKey {
+    fn encode(&self, w: &mut Writer) {
+        w.str(&self.key);
+        w.put(&self.fingerprint);
+    }
+}
+
+impl Decode for IdemKey {
+    const ENCODED_BYTES_MIN: usize = 4 + 32;
+    fn decode(r: &mut Reader<'_>) -> std::result::Result<Self, DecodeError> {
+        Ok(IdemKey { key: r.string("idempotency key")?, fingerprint: r.get()? })
+    }
+}
+
+impl Encode for OutboxEntry {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.tx);
+        w.put(&self.idem);
+    }
+}
+
+impl Decode for OutboxEntry {
+    const ENCODED_BYTES_MIN: usize = Transaction::ENCODED_BYTES_MIN + 1;
+    fn decode(r: &mut Reader<'_>) -> std::result::Result<Self, DecodeError> {
+        Ok(OutboxEntry { tx: r.get()?, idem: r.get()? })
+    }
+}
+
+/// What an idempotency key stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdemState {
+    InFlight(TxId),
+    Committed(Committed),
+}
+
+/// An idempotency record: the fingerprint of the request that first used the key, and its state.
+pub(crate) fn idem_record(fingerprint: &Hash32, state: IdemState) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.put(fingerprint);
+    match state {
+        IdemState::InFlight(tx_id) => {
+            w.u8(1);
+            w.put(&tx_id);
+        }
+        IdemState::Committed(committed) => {
+            w.u8(2);
+            w.put(&committed.tx_id);
+            w.u64(committed.seq);
+        }
+    }
+    w.into_bytes()
+}
+
+pub(crate) fn idem_of(bytes: &[u8]) -> Result<(Hash32, IdemState)> {
+    let mut r = Reader::new(bytes);
+    let decoded = (|| -> std::result::Result<(Hash32, IdemState), DecodeError> {
+        let fingerprint = r.get()?;
+        let state = match r.u8("idempotency state")? {
+            1 => IdemState::InFlight(r.get()?),
+            2 => IdemState::Committed(Committed { tx_id: r.get()?, seq: r.u64("seq")? }),
+            tag => return Err(DecodeError::UnknownTag { what: "idempotency state", tag: u64::from(tag) }),
+        };
+        r.finish()?;
+        Ok((fingerprint, state))
+    })();
+    decoded.map_err(|e| Error::new(ErrorCode::StorageFailure, format!("an idempotency record: {e}")))
+}
+
+/// A batch at the notary.
+pub(crate) struct Pending {
+    pub(crate) entries: Vec<OutboxEntry>,
+    pub(crate) ids: Vec<TxIds>,
+    pub(crate) sent_at_ms: u64,
+}
+
+pub(crate) struct Unacked {
+    pub(crate) deliver: Deliver,
+    pub(crate) sent_at_ms: u64,
+}
+
+/// The role's state in memory, behind its one lock.
+pub(crate) struct Inner {
+    pub(crate) node: NodeState,
+    pub(crate) next_batch: u64,
+    pub(crate) outbox: BTreeMap<u64, Pending>,
+    /// Transaction -> the batch it is in.
+    pub(crate) in_outbox: HashMap<TxId, u64>,
+    pub(crate) waiters: HashMap<TxId, Vec<Sender<Result<Committed>>>>,
+    /// Idempotency key -> (fingerprint, transaction) of requests not answered yet.
+    pub(crate) idem_in_flight: HashMap<String, (Hash32, TxId)>,
+    /// Receiver bank -> the number of its next delivery.
+    pub(crate) next_out: BTreeMap<String, u64>,
+    /// Sender -> the number of the last delivery applied from it.
+    pub(crate) last_in: BTreeMap<RoleId, u64>,
+    pub(crate) unacked: BTreeMap<(String, u64), Unacked>,
+    recent: VecDeque<(TxId, u64)>,
+    pub(crate) recent_index: HashMap<TxId, u64>,
+    /// Set when a durable commit failed: the store refuses every commit until the role is
+    /// reopened, and the memory may no longer match the disk, so the role answers nothing.
+    pub(crate) failed: bool,
+    pub(crate) stats: BankStats,
+}
+
+pub(crate) fn be(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+pub(crate) fn u64_of(bytes: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] =
+        bytes.try_into().map_err(|_| Error::new(ErrorCode::StorageFailure, "a stored number is not 8 bytes"))?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+pub(crate) fn delivery_key(bank: &str, seq: u64) -> Vec<u8> {
+    let mut key = bank.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&be(seq));
+    key
+}
+
+/// Stream keys start with one of these (three bytes each), then the role's encoding.
+pub(crate) const OUT: &[u8] = b"out";
+pub(crate) const IN: &[u8] = b"in_";
+const STREAM_PREFIX_BYTES: usize = 3;
+
+pub(crate) fn stream_key(direction: &[u8], role: &RoleId) -> Vec<u8> {
+    debug_assert_eq!(direction.len(), STREAM_PREFIX_BYTES);
+    let mut key = direction.to_vec();
+    key.extend_from_slice(&role.to_bytes());
+    key
+}
+
+fn stored<T: Decode>(bytes: &[u8], what: &str) -> Result<T> {
+    T::from_bytes(bytes).map_err(|e| Error::new(ErrorCode::StorageFailure, format!("{what}: {e}")))
+}
+
+impl Inner {
+    /// Rebuild the state from the store: the node, the outbox (its inputs reserved again), the
+    /// deliveries not acknowledged and the streams' numbers.
+    pub(crate) fn load(store: &Store, mut node: NodeState) -> Result<Inner> {
+        let next_batch = match store.get(BANK_META_TABLE, NEXT_BATCH_KEY)? {
+            Some(bytes) => u64_of(&bytes)?,
+            None => 1,
+        };
+        let mut outbox = BTreeMap::new();
+        let mut in_outbox = HashMap::new();
+        let mut idem_in_flight = HashMap::new();
+        for (key, value) in store.scan(OUTBOX_TABLE)? {
+            let key: [u8; 8] =
+                key.as_slice().try_into().map_err(|_| Error::new(ErrorCode::StorageFailure, "an outbox key"))?;
+            let batch_no = u64::from_be_bytes(key);
+            assert!(batch_no < next_batch, "an outbox batch is numbered below the next number");
+            let entries: Vec<OutboxEntry> = stored(&value, "an outbox batch")?;
+            let ids = entries.iter().map(|e| TxIds::of(&e.tx)).collect::<Result<Vec<_>>>()?;
+            for (entry, id) in entries.iter().zip(&ids) {
+                // What was reserved before the crash is reserved again: the batch is still at
+                // the notary, or its answer was lost.
+                node.reserve_inputs(&id.tx_id, &id.inputs)?;
+                in_outbox.insert(id.tx_id, batch_no);
+                if let Some(idem) = &entry.idem {
+                    idem_in_flight.insert(idem.key.clone(), (idem.fingerprint, id.tx_id));
+                }
+            }
+            outbox.insert(batch_no, Pending { entries, ids, sent_at_ms: 0 });
+        }
+        let (next_out, last_in) = load_streams(store)?;
+        Ok(Inner {
+            node,
+            next_batch,
+            outbox,
+            in_outbox,
+            waiters: HashMap::new(),
+            idem_in_flight,
+            next_out,
+            last_in,
+            unacked: load_deliveries(store)?,
+            recent: VecDeque::new(),
+            recent_index: HashMap::new(),
+            failed: false,
+            stats: BankStats::default(),
+        })
+    }
+
+    pub(crate) fn ensure_running(&self) -> Result<()> {
+        if self.failed {
+            return Err(Error::new(ErrorCode::StorageFailure, "the bank's store failed; it restarts from its disk"));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn remember(&mut self, tx_id: TxId, seq: u64) {
+        if self.recent.len() == RECENT_COMMITTED_MAX {
+            if let Some((old, _)) = self.recent.pop_front() {
+                self.recent_index.remove(&old);
+            }
+        }
+        self.recent.push_back((tx_id, seq));
+        self.recent_index.insert(tx_id, seq);
+        debug_assert!(self.recent.len() <= RECENT_COMMITTED_MAX);
+    }
+}
+
+type Streams = (BTreeMap<String, u64>, BTreeMap<RoleId, u64>);
+
+fn load_streams(store: &Store) -> Result<Streams> {
+    let mut next_out = BTreeMap::new();
+    let mut last_in = BTreeMap::new();
+    for (key, value) in store.scan(STREAMS_TABLE)? {
+        let n = u64_of(&value)?;
+        if key.len() < STREAM_PREFIX_BYTES {
+            return Err(Error::new(ErrorCode::StorageFailure, "a stream key is too short"));
+        }
+        let (direction, role) = key.split_at(STREAM_PREFIX_BYTES);
+        let role: RoleId = stored(role, "a stream's role")?;
+        match (direction, role) {
+            (OUT, RoleId::Bank(bank)) => {
+                next_out.insert(bank, n);
+            }
+            (IN, role) => {
+                last_in.insert(role, n);
+            }
+            _ => return Err(Error::new(ErrorCode::StorageFailure, "an unknown stream key")),
+        }
+    }
+    Ok((next_out, last_in))
+}
+
+fn load_deliveries(store: &Store) -> Result<BTreeMap<(String, u64), Unacked>> {
+    let mut unacked = BTreeMap::new();
+    for (key, value) in store.scan(DELIVERIES_TABLE)? {
+        let split = key.iter().position(|&b| b == 0);
+        let (Some(split), Message::Deliver(deliver)) = (split, stored(&value, "a delivery")?) else {
+            return Err(Error::new(ErrorCode::StorageFailure, "a stored delivery is not a delivery"));
+        };
+        let bank = String::from_utf8(key[..split].to_vec())
+            .map_err(|_| Error::new(ErrorCode::StorageFailure, "a delivery's bank is not UTF-8"))?;
+        assert_eq!(key[split + 1..], be(deliver.seq), "a delivery is stored under its number");
+        unacked.insert((bank, deliver.seq), Unacked { deliver, sent_at_ms: 0 });
+    }
+    Ok(unacked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_records_decode_to_what_was_written_and_garbage_is_refused() {
+        let fp = Hash32([7; 32]);
+        let tx_id = TxId(Hash32([8; 32]));
+        for state in [IdemState::InFlight(tx_id), IdemState::Committed(Committed { tx_id, seq: 42 })] {
+            assert_eq!(idem_of(&idem_record(&fp, state)).unwrap(), (fp, state));
+        }
+        let mut bad = idem_record(&fp, IdemState::InFlight(tx_id));
+        bad[32] = 9;
+        assert_eq!(idem_of(&bad).unwrap_err().code, ErrorCode::StorageFailure);
+        assert!(idem_of(&bad[..10]).is_err());
+    }
+}

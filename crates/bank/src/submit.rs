@@ -1,0 +1,279 @@
+//! Payments from this bank's clients: queued, taken in batches, checked, attested with one
+//! signature, written to the outbox, sent to the notary with one signature.
+
+use crate::state::{be, idem_of, idem_record, IdemState, Inner, OutboxEntry, Pending};
+use crate::state::{BANK_META_TABLE, IDEM_TABLE, NEXT_BATCH_KEY, OUTBOX_TABLE};
+use crate::verify::{signature_items, verify_all, SignatureItem};
+use crate::{BankService, Committed, IdemKey, Request, BATCH_TXS_MAX, OUTBOX_BATCHES_MAX};
+use crossbeam_channel::Sender;
+use dtenge_core::certificate::{notarize_message, CompactTx};
+use dtenge_core::crypto::{Address, Hash32};
+use dtenge_core::token::TxId;
+use dtenge_core::tx::Transaction;
+use dtenge_core::validate::{check_structure_ids, TxIds};
+use dtenge_core::{Amount, Error, ErrorCode, Result};
+use dtenge_store::WriteBatch;
+use dtenge_wire::{Encode, Envelope, Message, NotarizeRequest, RoleId};
+
+/// A submission waiting in the queue.
+pub(crate) struct Submission {
+    pub(crate) request: Request,
+    pub(crate) idem: Option<IdemKey>,
+    pub(crate) answer: Sender<Result<Committed>>,
+}
+
+/// A transaction that passed the bank's own checks, its inputs reserved.
+struct Admitted {
+    tx: Transaction,
+    ids: TxIds,
+    idem: Option<IdemKey>,
+    answer: Sender<Result<Committed>>,
+    /// A client's own signature is verified; one the bank made with its custodial key is not.
+    verify_witnesses: bool,
+}
+
+impl BankService {
+    /// Take every submission waiting, in batches of at most [`BATCH_TXS_MAX`]: the bank's
+    /// worker calls this whenever the queue is not empty (the simulator and the tests call it
+    /// themselves).
+    pub fn flush(&self, now_ms: u64) {
+        loop {
+            let batch: Vec<Submission> = {
+                let mut queue = self.queue.lock();
+                let take = queue.len().min(BATCH_TXS_MAX);
+                queue.drain(..take).collect()
+            };
+            if batch.is_empty() {
+                return;
+            }
+            self.process(batch, now_ms);
+        }
+    }
+
+    fn process(&self, submissions: Vec<Submission>, now_ms: u64) {
+        assert!(submissions.len() <= BATCH_TXS_MAX, "a batch is bounded");
+        let mut inner = self.inner.lock();
+        let refusal = match inner.ensure_running() {
+            Err(e) => Some(e),
+            Ok(()) if inner.outbox.len() >= OUTBOX_BATCHES_MAX => {
+                Some(Error::new(ErrorCode::LimitExceeded, "the bank has too many batches at the notary; retry"))
+            }
+            Ok(()) => None,
+        };
+        if let Some(e) = refusal {
+            for s in submissions {
+                let _ = s.answer.send(Err(e.clone()));
+            }
+            return;
+        }
+        let mut candidates = Vec::with_capacity(submissions.len());
+        for submission in submissions {
+            let answer = submission.answer.clone();
+            match self.admit(&mut inner, submission) {
+                Ok(Some(admitted)) => candidates.push(admitted),
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = answer.send(Err(e));
+                }
+            }
+        }
+        let accepted = self.attest_and_verify(&mut inner, candidates);
+        if !accepted.is_empty() {
+            self.send_batch(&mut inner, accepted, now_ms);
+        }
+    }
+
+    /// One submission's own checks, its inputs reserved; `Ok(None)` when it is answered already
+    /// (the same request at the notary now, or committed), its answer registered.
+    fn admit(&self, inner: &mut Inner, submission: Submission) -> Result<Option<Admitted>> {
+        let Submission { request, idem, answer } = submission;
+        if let Some(idem) = &idem {
+            if self.answered_by_key(inner, idem, &answer)? {
+                return Ok(None);
+            }
+        }
+        let admitted = match request {
+            Request::Signed(tx) => self.admit_signed(inner, tx, idem, answer)?,
+            Request::Pay { client_id, payees } => Some(self.admit_payment(inner, &client_id, &payees, idem, answer)?),
+        };
+        if let Some(Admitted { ids, idem: Some(idem), .. }) = &admitted {
+            // Claimed now, so that the same key twice in one batch pays once.
+            inner.idem_in_flight.insert(idem.key.clone(), (idem.fingerprint, ids.tx_id));
+        }
+        Ok(admitted)
+    }
+
+    /// Is the request with this key answered already (in flight: `answer` waits with it;
+    /// committed: `answer` gets the first answer)? The same key with another request is
+    /// refused.
+    fn answered_by_key(&self, inner: &mut Inner, idem: &IdemKey, answer: &Sender<Result<Committed>>) -> Result<bool> {
+        let reused = || {
+            Error::new(
+                ErrorCode::IdempotencyKeyReused,
+                format!("idempotency key '{}' was used with a different request", idem.key),
+            )
+        };
+        if let Some((fingerprint, tx_id)) = inner.idem_in_flight.get(&idem.key) {
+            if *fingerprint != idem.fingerprint {
+                return Err(reused());
+            }
+            let tx_id = *tx_id;
+            inner.waiters.entry(tx_id).or_default().push(answer.clone());
+            return Ok(true);
+        }
+        let Some(bytes) = self.store.get(IDEM_TABLE, idem.key.as_bytes())? else { return Ok(false) };
+        let (fingerprint, state) = idem_of(&bytes)?;
+        if fingerprint != idem.fingerprint {
+            return Err(reused());
+        }
+        match state {
+            IdemState::Committed(committed) => {
+                let _ = answer.send(Ok(committed));
+                Ok(true)
+            }
+            IdemState::InFlight(_) => {
+                unreachable!("a key in flight on disk is in flight in memory (loaded with the outbox)")
+            }
+        }
+    }
+
+    fn admit_signed(
+        &self,
+        inner: &mut Inner,
+        tx: Transaction,
+        idem: Option<IdemKey>,
+        answer: Sender<Result<Committed>>,
+    ) -> Result<Option<Admitted>> {
+        let ids = TxIds::of(&tx)?;
+        if let Some(&seq) = inner.recent_index.get(&ids.tx_id) {
+            let _ = answer.send(Ok(Committed { tx_id: ids.tx_id, seq }));
+            return Ok(None);
+        }
+        if inner.in_outbox.contains_key(&ids.tx_id) {
+            inner.waiters.entry(ids.tx_id).or_default().push(answer);
+            return Ok(None);
+        }
+        inner.node.check_client_transaction_ids(&tx, &ids.inputs)?;
+        self.ensure_payees_known(inner, tx.body.outputs.iter().map(|o| &o.owner))?;
+        inner.node.reserve_inputs(&ids.tx_id, &ids.inputs)?;
+        Ok(Some(Admitted { tx, ids, idem, answer, verify_witnesses: true }))
+    }
+
+    fn admit_payment(
+        &self,
+        inner: &mut Inner,
+        client_id: &str,
+        payees: &[(Address, Amount)],
+        idem: Option<IdemKey>,
+        answer: Sender<Result<Committed>>,
+    ) -> Result<Admitted> {
+        self.ensure_payees_known(inner, payees.iter().map(|(a, _)| a))?;
+        let issuer = self.anchors.read().issuer;
+        // Transfers need no nonce: their inputs, spent once, make their ids unique.
+        let tx = inner.node.prepare_payment(client_id, payees, issuer, 0)?;
+        let ids = TxIds::of(&tx)?;
+        Ok(Admitted { tx, ids, idem, answer, verify_witnesses: false })
+    }
+
+    fn ensure_payees_known<'a>(&self, inner: &Inner, owners: impl Iterator<Item = &'a Address>) -> Result<()> {
+        for owner in owners {
+            if inner.node.locate(owner).is_none() && self.directory.bank_of(owner).is_none() {
+                return Err(Error::new(ErrorCode::UnknownAccount, format!("no digital account has address {owner}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Attest the candidates with one signature, then check each completely: the stateless
+    /// rules, and every signature but the bank's own, verified as one batch (one by one only
+    /// when the batch fails, to find the bad ones). A refused candidate's reservation and key
+    /// are released and it is answered with the refusal.
+    fn attest_and_verify(&self, inner: &mut Inner, mut candidates: Vec<Admitted>) -> Vec<Admitted> {
+        if candidates.is_empty() {
+            return Vec::new();
+        }
+        let ids: Vec<TxId> = candidates.iter().map(|c| c.ids.tx_id).collect();
+        {
+            let mut txs: Vec<&mut Transaction> = candidates.iter_mut().map(|c| &mut c.tx).collect();
+            Transaction::attest_batch_ids(&mut txs, &ids, &self.key);
+        }
+        let anchors = self.anchors.read();
+        let me = self.key.public_key();
+        let mut memo = dtenge_core::merkle::InnerMemo::default();
+        let mut verdicts: Vec<Result<Vec<SignatureItem>>> = candidates
+            .iter()
+            .map(|c| {
+                check_structure_ids(&c.tx, c.ids.clone(), &*anchors)?;
+                signature_items(&c.tx, &c.ids.tx_id, &mut memo, c.verify_witnesses, Some(&me))
+            })
+            .collect();
+        drop(anchors);
+        verify_all(&mut verdicts, |items| items, &self.key_cache);
+        let mut accepted = Vec::with_capacity(candidates.len());
+        for (candidate, verdict) in candidates.into_iter().zip(verdicts) {
+            match verdict {
+                Ok(_) => accepted.push(candidate),
+                Err(e) => {
+                    inner.node.release(&candidate.tx);
+                    if let Some(idem) = &candidate.idem {
+                        inner.idem_in_flight.remove(&idem.key);
+                    }
+                    let _ = candidate.answer.send(Err(e));
+                }
+            }
+        }
+        accepted
+    }
+
+    /// Write the batch to the outbox (with its keys, in flight), then send it to the notary.
+    fn send_batch(&self, inner: &mut Inner, accepted: Vec<Admitted>, now_ms: u64) {
+        let batch_no = inner.next_batch;
+        let mut entries = Vec::with_capacity(accepted.len());
+        let mut ids = Vec::with_capacity(accepted.len());
+        let mut answers = Vec::with_capacity(accepted.len());
+        let mut batch = WriteBatch::new();
+        for admitted in accepted {
+            if let Some(idem) = &admitted.idem {
+                let record = idem_record(&idem.fingerprint, IdemState::InFlight(admitted.ids.tx_id));
+                batch.put(IDEM_TABLE, idem.key.as_bytes().to_vec(), record);
+            }
+            entries.push(OutboxEntry { tx: admitted.tx, idem: admitted.idem });
+            ids.push(admitted.ids);
+            answers.push(admitted.answer);
+        }
+        batch.put(OUTBOX_TABLE, be(batch_no).to_vec(), entries.to_bytes());
+        batch.put(BANK_META_TABLE, NEXT_BATCH_KEY.to_vec(), (batch_no + 1).to_le_bytes().to_vec());
+        if let Err(e) = self.commit(inner, batch) {
+            for (entry, answer) in entries.iter().zip(answers) {
+                inner.node.release(&entry.tx);
+                if let Some(idem) = &entry.idem {
+                    inner.idem_in_flight.remove(&idem.key);
+                }
+                let _ = answer.send(Err(e.clone()));
+            }
+            return;
+        }
+        inner.next_batch = batch_no + 1;
+        for (tx_ids, answer) in ids.iter().zip(answers) {
+            inner.in_outbox.insert(tx_ids.tx_id, batch_no);
+            inner.waiters.entry(tx_ids.tx_id).or_default().push(answer);
+        }
+        inner.outbox.insert(batch_no, Pending { entries, ids, sent_at_ms: now_ms });
+        inner.stats.batches_sent += 1;
+        self.send_request(inner, batch_no);
+    }
+
+    pub(crate) fn send_request(&self, inner: &Inner, batch_no: u64) {
+        let pending = &inner.outbox[&batch_no];
+        let compact: Vec<CompactTx> = pending.ids.iter().map(CompactTx::of).collect();
+        let leaves: Vec<Hash32> = compact.iter().map(CompactTx::hash).collect();
+        let signature = self.key.sign(&notarize_message(batch_no, &dtenge_core::merkle::root(&leaves)).0);
+        let request = NotarizeRequest { batch: batch_no, txs: compact, signature };
+        // A send that fails is a loss like any other: `tick` sends the batch again.
+        let _ = self.transport.send(Envelope {
+            from: self.role(),
+            to: RoleId::Notary,
+            message: Message::NotarizeRequest(request),
+        });
+    }
+}
