@@ -14,5 +14,6 @@ pub mod message;
 
 pub use codec::{Decode, DecodeError, Encode, Reader, Writer};
 pub use message::{
-    Deliver, DeliverAck, Envelope, Message, NotarizeReply, NotarizeRequest, Outcome, RoleId, FORMAT_VERSION,
+    AccountKind, Claim, ClaimReply, Deliver, DeliverAck, Envelope, Message, NotarizeReply, NotarizeRequest, Outcome,
+    RoleId, FORMAT_VERSION,
 };

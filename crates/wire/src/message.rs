@@ -18,7 +18,7 @@
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use dtenge_core::certificate::{CommitCertificate, CommitProof, CompactTx};
-use dtenge_core::crypto::Signature;
+use dtenge_core::crypto::{Address, Signature};
 use dtenge_core::merkle::LEAVES_MAX;
 use dtenge_core::tx::Transaction;
 
@@ -143,6 +143,41 @@ pub struct DeliverAck {
     pub seq: u64,
 }
 
+/// What kind of client an account is for, as the ID center lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AccountKind {
+    Individual,
+    LegalEntity,
+    GovernmentAgency,
+    /// A bank's (or the Treasury's) own account.
+    Institution,
+}
+
+/// Most bytes of a client id, a display name or a phone number in a claim.
+pub const CLAIM_FIELD_BYTES_MAX: usize = 256;
+
+/// A bank asks the ID center to list a new account: its client, its address, its phone. The
+/// ID center refuses an address or a client already listed elsewhere and a phone that belongs
+/// to another client; the same claim again is answered as the first time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// IIN or BIN (`own` for the bank's own account).
+    pub client_id: String,
+    pub address: Address,
+    pub kind: AccountKind,
+    /// The name a payer is shown before paying (shortened: personal data stays at the bank).
+    pub display_name: String,
+    pub phone: Option<String>,
+}
+
+/// The ID center's answer to a [`Claim`], by the claimed address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimReply {
+    pub address: Address,
+    /// `None`: listed (now or before).
+    pub refused: Option<dtenge_core::Error>,
+}
+
 /// Every message between roles.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -150,6 +185,8 @@ pub enum Message {
     NotarizeReply(NotarizeReply),
     Deliver(Deliver),
     DeliverAck(DeliverAck),
+    Claim(Claim),
+    ClaimReply(ClaimReply),
 }
 
 impl Message {
@@ -160,6 +197,8 @@ impl Message {
             Message::NotarizeReply(_) => 2,
             Message::Deliver(_) => 3,
             Message::DeliverAck(_) => 4,
+            Message::Claim(_) => 5,
+            Message::ClaimReply(_) => 6,
         }
     }
 }
@@ -218,6 +257,17 @@ impl Encode for Message {
                 w.seq(&m.txs);
             }
             Message::DeliverAck(m) => w.u64(m.seq),
+            Message::Claim(m) => {
+                w.str(&m.client_id);
+                w.put(&m.address);
+                w.put(&m.kind);
+                w.str(&m.display_name);
+                w.put(&m.phone);
+            }
+            Message::ClaimReply(m) => {
+                w.put(&m.address);
+                w.put(&m.refused);
+            }
         }
     }
 }
@@ -242,7 +292,51 @@ impl Decode for Message {
                 txs: r.seq("deliveries", BATCH_TXS_MAX)?,
             })),
             4 => Ok(Message::DeliverAck(DeliverAck { seq: r.u64("delivery seq")? })),
+            5 => Ok(Message::Claim(Claim {
+                client_id: bounded_string(r, "client id")?,
+                address: r.get()?,
+                kind: r.get()?,
+                display_name: bounded_string(r, "display name")?,
+                phone: match r.u8("phone")? {
+                    0 => None,
+                    1 => Some(bounded_string(r, "phone")?),
+                    tag => return Err(DecodeError::UnknownTag { what: "phone", tag: u64::from(tag) }),
+                },
+            })),
+            6 => Ok(Message::ClaimReply(ClaimReply { address: r.get()?, refused: r.get()? })),
             kind => Err(DecodeError::UnknownTag { what: "message kind", tag: u64::from(kind) }),
+        }
+    }
+}
+
+fn bounded_string(r: &mut Reader<'_>, what: &'static str) -> Result<String, DecodeError> {
+    let text = r.string(what)?;
+    if text.len() > CLAIM_FIELD_BYTES_MAX {
+        return Err(DecodeError::Invalid { what, reason: format!("{} bytes", text.len()) });
+    }
+    Ok(text)
+}
+
+impl Encode for AccountKind {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(match self {
+            AccountKind::Individual => 1,
+            AccountKind::LegalEntity => 2,
+            AccountKind::GovernmentAgency => 3,
+            AccountKind::Institution => 4,
+        });
+    }
+}
+
+impl Decode for AccountKind {
+    const ENCODED_BYTES_MIN: usize = 1;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.u8("account kind")? {
+            1 => Ok(AccountKind::Individual),
+            2 => Ok(AccountKind::LegalEntity),
+            3 => Ok(AccountKind::GovernmentAgency),
+            4 => Ok(AccountKind::Institution),
+            tag => Err(DecodeError::UnknownTag { what: "account kind", tag: u64::from(tag) }),
         }
     }
 }
@@ -307,8 +401,28 @@ mod tests {
         }
         out.push(Envelope {
             from: RoleId::Bank("sapa".into()),
-            to: bank,
+            to: bank.clone(),
             message: Message::DeliverAck(DeliverAck { seq: 5 }),
+        });
+        let address = SecretKey::from_seed([6; 32]).address();
+        out.push(Envelope {
+            from: bank.clone(),
+            to: RoleId::Directory,
+            message: Message::Claim(Claim {
+                client_id: "900101300123".into(),
+                address,
+                kind: AccountKind::Individual,
+                display_name: "Aigerim S.".into(),
+                phone: Some("+77011234567".into()),
+            }),
+        });
+        out.push(Envelope {
+            from: RoleId::Directory,
+            to: bank,
+            message: Message::ClaimReply(ClaimReply {
+                address,
+                refused: Some(dtenge_core::Error::new(dtenge_core::ErrorCode::DuplicateAccount, "taken")),
+            }),
         });
         out
     }

@@ -1,0 +1,294 @@
+//! The ID center as a role: who holds which account where.
+//!
+//! Banks **claim** their new accounts here before they open them ([`Claim`]: client id,
+//! address, kind, the name a payer is shown, phone). The directory is the one authority for
+//! identities across the network, so it refuses:
+//! - an address already listed (for another account);
+//! - a client already listed at the same bank with another address (one digital account per
+//!   client per bank, SPEC §2);
+//! - a phone that belongs to another client (one client per phone across the network; the
+//!   same person may register it at several banks).
+//!
+//! The same claim again is answered as the first time (a bank retries after a lost answer or
+//! its own restart), and a claim is durable in the directory's own store before it is
+//! answered. Payers' banks ask the directory where a phone, a client or an address is
+//! ([`Directory::by_phone`], [`Directory::by_client`], [`Directory::by_address`]).
+//!
+//! Personal data stays at the servicing bank: the directory keeps the client's id, a shortened
+//! display name and the phone, as SPEC §3's ID center does.
+
+#![forbid(unsafe_code)]
+
+use dtenge_core::crypto::Address;
+use dtenge_core::{Error, ErrorCode, Result};
+use dtenge_store::{LogTable, Store, Table, WriteBatch};
+use dtenge_wire::{AccountKind, Claim, ClaimReply, Decode, Encode, Envelope, Message, Reader, RoleId, Writer};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+
+/// Every claim the directory accepted, in order: `(bank, claim)` records, read whole at start.
+pub const CLAIMS_LOG: LogTable = LogTable("directory_claims");
+
+/// Every table of the directory's store.
+pub fn tables() -> Vec<Table> {
+    vec![CLAIMS_LOG.table()]
+}
+
+/// One listed account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listing {
+    pub bank: String,
+    pub client_id: String,
+    pub address: Address,
+    pub kind: AccountKind,
+    pub display_name: String,
+    pub phone: Option<String>,
+}
+
+/// The directory's state: a pure state machine (claim, then query).
+#[derive(Default)]
+pub struct Directory {
+    by_address: HashMap<Address, Listing>,
+    /// Phone -> addresses, in order of listing.
+    phones: HashMap<String, Vec<Address>>,
+    /// Client id -> addresses, in order of listing (one per bank).
+    clients: HashMap<String, Vec<Address>>,
+}
+
+impl Directory {
+    /// Check `claim` by `bank`: `Ok(true)` when it is new and may be listed, `Ok(false)` when
+    /// it is listed already (the same claim again).
+    pub fn check(&self, bank: &str, claim: &Claim) -> Result<bool> {
+        if claim.client_id.is_empty() || claim.display_name.is_empty() {
+            return Err(Error::malformed("a claim names its client and a display name"));
+        }
+        if let Some(listed) = self.by_address.get(&claim.address) {
+            let same = listed.bank == bank && listed.client_id == claim.client_id && listed.phone == claim.phone;
+            if same {
+                return Ok(false);
+            }
+            return Err(Error::new(
+                ErrorCode::DuplicateAccount,
+                format!("address {} is already listed", claim.address),
+            ));
+        }
+        let at_bank = self.clients.get(&claim.client_id).into_iter().flatten().any(|a| self.by_address[a].bank == bank);
+        if at_bank {
+            return Err(Error::new(
+                ErrorCode::DuplicateAccount,
+                format!("the client already has a digital account at '{bank}'"),
+            ));
+        }
+        if let Some(phone) = &claim.phone {
+            let other =
+                self.phones.get(phone).into_iter().flatten().find(|a| self.by_address[*a].client_id != claim.client_id);
+            if other.is_some() {
+                return Err(Error::new(
+                    ErrorCode::DuplicateAccount,
+                    format!("phone {phone} is registered to another client"),
+                ));
+            }
+        }
+        Ok(true)
+    }
+
+    /// List a claim [`Directory::check`] found new.
+    pub fn apply(&mut self, bank: &str, claim: &Claim) {
+        assert!(!self.by_address.contains_key(&claim.address), "a checked claim lists a new address");
+        let listing = Listing {
+            bank: bank.to_string(),
+            client_id: claim.client_id.clone(),
+            address: claim.address,
+            kind: claim.kind,
+            display_name: claim.display_name.clone(),
+            phone: claim.phone.clone(),
+        };
+        if let Some(phone) = &claim.phone {
+            self.phones.entry(phone.clone()).or_default().push(claim.address);
+        }
+        self.clients.entry(claim.client_id.clone()).or_default().push(claim.address);
+        self.by_address.insert(claim.address, listing);
+    }
+
+    pub fn by_address(&self, address: &Address) -> Option<&Listing> {
+        self.by_address.get(address)
+    }
+
+    /// The account a phone pays to: at `bank` if named, else the first listed.
+    pub fn by_phone(&self, phone: &str, bank: Option<&str>) -> Option<&Listing> {
+        self.pick(self.phones.get(phone)?, bank)
+    }
+
+    /// A client's account: at `bank` if named, else the first listed.
+    pub fn by_client(&self, client_id: &str, bank: Option<&str>) -> Option<&Listing> {
+        self.pick(self.clients.get(client_id)?, bank)
+    }
+
+    /// The banks a phone is registered at, in order of listing.
+    pub fn banks_of_phone(&self, phone: &str) -> Vec<&str> {
+        self.phones.get(phone).into_iter().flatten().map(|a| self.by_address[a].bank.as_str()).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_address.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_address.is_empty()
+    }
+
+    fn pick(&self, addresses: &[Address], bank: Option<&str>) -> Option<&Listing> {
+        let mut listings = addresses.iter().map(|a| &self.by_address[a]);
+        match bank {
+            Some(bank) => listings.find(|l| l.bank == bank),
+            None => listings.next(),
+        }
+    }
+}
+
+/// The directory role: the state, its store, its messages.
+pub struct DirectoryService {
+    state: RwLock<Directory>,
+    store: Store,
+}
+
+fn claim_record(bank: &str, claim: &Claim) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.str(bank);
+    Message::Claim(claim.clone()).encode(&mut w);
+    w.into_bytes()
+}
+
+fn claim_of(record: &[u8]) -> Result<(String, Claim)> {
+    let mut r = Reader::new(record);
+    let bank = r.string("bank").map_err(Error::from)?;
+    let message = Message::decode(&mut r).map_err(Error::from)?;
+    r.finish().map_err(Error::from)?;
+    match message {
+        Message::Claim(claim) => Ok((bank, claim)),
+        _ => Err(Error::new(ErrorCode::StorageFailure, "a directory record is not a claim")),
+    }
+}
+
+impl DirectoryService {
+    /// Open the directory on its own store, listing every claim it accepted before.
+    pub fn open(store: Store) -> Result<DirectoryService> {
+        let mut state = Directory::default();
+        for record in store.scan_log(CLAIMS_LOG)? {
+            let (bank, claim) = claim_of(&record)
+                .map_err(|e| Error::new(ErrorCode::StorageFailure, format!("directory claims: {}", e.message)))?;
+            // Only checked claims were written; each is listed once.
+            assert!(state.check(&bank, &claim).is_ok(), "a stored claim is consistent with those before it");
+            state.apply(&bank, &claim);
+        }
+        Ok(DirectoryService { state: RwLock::new(state), store })
+    }
+
+    /// Query the listings.
+    pub fn read<T>(&self, f: impl FnOnce(&Directory) -> T) -> T {
+        f(&self.state.read())
+    }
+
+    /// Claim an account for `bank`: checked, durably listed, answered.
+    pub fn claim(&self, bank: &str, claim: &Claim) -> Result<()> {
+        let mut state = self.state.write();
+        if !state.check(bank, claim)? {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::new();
+        batch.record(CLAIMS_LOG, claim_record(bank, claim));
+        self.store.commit(batch)?;
+        state.apply(bank, claim);
+        Ok(())
+    }
+
+    /// Answer one envelope: a bank's claim for one of its own accounts. Anything else, or a
+    /// claim sent by another role, gets no answer.
+    pub fn handle(&self, envelope: Envelope) -> Option<Envelope> {
+        let (RoleId::Bank(bank), Message::Claim(claim)) = (&envelope.from, &envelope.message) else { return None };
+        let refused = self.claim(bank, claim).err();
+        let reply = ClaimReply { address: claim.address, refused };
+        Some(Envelope { from: RoleId::Directory, to: envelope.from, message: Message::ClaimReply(reply) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dtenge_core::crypto::SecretKey;
+    use dtenge_store::SimDisk;
+
+    fn address(seed: u8) -> Address {
+        SecretKey::from_seed([seed; 32]).address()
+    }
+
+    fn claim(client: &str, seed: u8, phone: Option<&str>) -> Claim {
+        Claim {
+            client_id: client.into(),
+            address: address(seed),
+            kind: AccountKind::Individual,
+            display_name: format!("{client} S."),
+            phone: phone.map(str::to_string),
+        }
+    }
+
+    fn open(disk: &SimDisk) -> DirectoryService {
+        DirectoryService::open(Store::open_simulated(disk.clone(), &tables()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_phone_an_address_and_a_client_per_bank_are_claimed_once() {
+        let directory = open(&SimDisk::new());
+        let code = |r: Result<()>| r.err().map(|e| e.code);
+        assert_eq!(code(directory.claim("steppe", &claim("900101300123", 1, Some("+77011234567")))), None);
+        // The same person registers the same phone at another bank: allowed.
+        assert_eq!(code(directory.claim("sapa", &claim("900101300123", 2, Some("+77011234567")))), None);
+        // Another person with that phone, the same address again, a second account at a bank.
+        let taken = Some(ErrorCode::DuplicateAccount);
+        assert_eq!(code(directory.claim("tulpar", &claim("850505400456", 3, Some("+77011234567")))), taken);
+        assert_eq!(code(directory.claim("tulpar", &claim("850505400456", 1, None))), taken);
+        assert_eq!(code(directory.claim("steppe", &claim("900101300123", 4, None))), taken);
+        // The same claim again (a retry): answered as the first time, listed once.
+        assert_eq!(code(directory.claim("steppe", &claim("900101300123", 1, Some("+77011234567")))), None);
+        directory.read(|d| {
+            assert_eq!(d.len(), 2);
+            assert_eq!(d.banks_of_phone("+77011234567"), vec!["steppe", "sapa"]);
+            assert_eq!(d.by_phone("+77011234567", None).unwrap().bank, "steppe");
+            assert_eq!(d.by_phone("+77011234567", Some("sapa")).unwrap().address, address(2));
+            assert_eq!(d.by_client("900101300123", Some("sapa")).unwrap().bank, "sapa");
+            assert!(d.by_client("850505400456", None).is_none(), "refused claims list nothing");
+            assert_eq!(d.by_address(&address(1)).unwrap().display_name, "900101300123 S.");
+        });
+    }
+
+    #[test]
+    fn a_restart_lists_every_accepted_claim_again() {
+        let disk = SimDisk::new();
+        let directory = open(&disk);
+        directory.claim("steppe", &claim("900101300123", 1, Some("+77011234567"))).unwrap();
+        directory.claim("sapa", &claim("850505400456", 2, None)).unwrap();
+        drop(directory);
+        let directory = open(&disk);
+        directory.read(|d| {
+            assert_eq!(d.len(), 2);
+            assert_eq!(d.by_address(&address(2)).unwrap().bank, "sapa");
+        });
+        let refused = directory.claim("tulpar", &claim("770707500789", 9, Some("+77011234567")));
+        assert_eq!(refused.unwrap_err().code, ErrorCode::DuplicateAccount);
+    }
+
+    #[test]
+    fn a_bank_claims_through_an_envelope_and_other_senders_get_no_answer() {
+        let directory = open(&SimDisk::new());
+        let envelope = |from: RoleId| Envelope {
+            from,
+            to: RoleId::Directory,
+            message: Message::Claim(claim("900101300123", 1, None)),
+        };
+        let answer = directory.handle(envelope(RoleId::Bank("steppe".into()))).unwrap();
+        assert_eq!(answer.to, RoleId::Bank("steppe".into()));
+        assert_eq!(answer.message, Message::ClaimReply(ClaimReply { address: address(1), refused: None }));
+        assert!(directory.handle(envelope(RoleId::Oracle)).is_none());
+        assert!(directory.handle(envelope(RoleId::Central)).is_none());
+    }
+}
