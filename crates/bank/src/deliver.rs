@@ -1,7 +1,7 @@
 //! Deliveries: certified transactions from the banks that paid this bank's clients (and from
 //! the NBK), applied in each sender's order, once each.
 
-use crate::state::{delivery_key, stream_key, Inner, DELIVERIES_TABLE, IN, STREAMS_TABLE};
+use crate::state::Inner;
 use crate::verify::{signature_items, verify_all, SignatureItem};
 use crate::BankService;
 use dtenge_core::anchors::Anchors;
@@ -16,14 +16,10 @@ use dtenge_wire::{Deliver, DeliverAck, Envelope, Message, RoleId};
 
 impl BankService {
     pub(crate) fn on_deliver(&self, inner: &mut Inner, from: RoleId, deliver: Deliver, now_ms: u64) {
-        let last = inner.last_in.get(&from).copied().unwrap_or(0);
-        if deliver.seq <= last {
-            self.ack(&from, last);
-            return;
-        }
-        if deliver.seq != last + 1 {
-            // Out of order: the sender resends every unacknowledged delivery, in order.
-            return;
+        match inner.inbound.accept(&from, deliver.seq) {
+            dtenge_delivery::Accept::Apply => {}
+            dtenge_delivery::Accept::Duplicate { ack } => return self.ack(&from, ack),
+            dtenge_delivery::Accept::Early => return,
         }
         let anchors = self.anchors.read().clone();
         if deliver.certificate.verify_signature(&anchors.notary).is_err() {
@@ -56,7 +52,7 @@ impl BankService {
                 .unwrap_or_else(|e| panic!("a transaction cannot be archived: {e}"));
             deltas.push(delta);
         }
-        batch.put(STREAMS_TABLE, stream_key(IN, &from), deliver.seq.to_le_bytes().to_vec());
+        inner.inbound.plan_applied(&from, deliver.seq, &mut batch);
         if self.commit(inner, batch).is_err() {
             return;
         }
@@ -64,7 +60,7 @@ impl BankService {
             inner.node.apply(delta);
         }
         inner.stats.deliveries_applied += deliver.txs.len() as u64;
-        inner.last_in.insert(from.clone(), deliver.seq);
+        inner.inbound.applied(&from, deliver.seq);
         self.ack(&from, deliver.seq);
     }
 
@@ -76,22 +72,15 @@ impl BankService {
         });
     }
 
-    pub(crate) fn on_ack(&self, inner: &mut Inner, bank: &str, seq: u64) {
-        let acked: Vec<(String, u64)> =
-            inner.unacked.range((bank.to_string(), 0)..=(bank.to_string(), seq)).map(|(k, _)| k.clone()).collect();
-        if acked.is_empty() {
-            return;
-        }
+    pub(crate) fn on_ack(&self, inner: &mut Inner, from: &RoleId, seq: u64) {
         let mut batch = WriteBatch::new();
-        for (bank, seq) in &acked {
-            batch.delete(DELIVERIES_TABLE, delivery_key(bank, *seq));
+        if !inner.outbound.plan_ack(from, seq, &mut batch) {
+            return;
         }
         if self.commit(inner, batch).is_err() {
             return;
         }
-        for key in acked {
-            inner.unacked.remove(&key);
-        }
+        inner.outbound.forget(from, seq);
     }
 }
 

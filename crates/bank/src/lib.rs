@@ -46,9 +46,7 @@ mod state;
 mod submit;
 mod verify;
 
-pub use state::{
-    tables, BANK_META_TABLE, DELIVERIES_TABLE, IDEM_TABLE, OUTBOX_TABLE, RECENT_COMMITTED_MAX, STREAMS_TABLE,
-};
+pub use state::{tables, BANK_META_TABLE, IDEM_TABLE, OUTBOX_TABLE, RECENT_COMMITTED_MAX};
 
 use crossbeam_channel::Receiver;
 use dtenge_core::anchors::Anchors;
@@ -207,7 +205,7 @@ impl BankService {
     /// and every message arrived.
     pub fn outstanding(&self) -> (usize, usize) {
         let inner = self.inner.lock();
-        (inner.outbox.len(), inner.unacked.len())
+        (inner.outbox.len(), inner.outbound.len())
     }
 
     /// The operator blocked or unblocked a bank: validation follows from the next step on.
@@ -263,11 +261,7 @@ impl BankService {
                 self.on_reply(&mut inner, reply, now_ms)
             }
             Message::Deliver(deliver) => self.on_deliver(&mut inner, envelope.from, deliver, now_ms),
-            Message::DeliverAck(ack) => {
-                if let RoleId::Bank(bank) = envelope.from {
-                    self.on_ack(&mut inner, &bank, ack.seq)
-                }
-            }
+            Message::DeliverAck(ack) => self.on_ack(&mut inner, &envelope.from, ack.seq),
             // Nothing else is for a bank: dropped, as a stray or hostile message must be.
             _ => {}
         }
@@ -288,14 +282,8 @@ impl BankService {
                 pending.sent_at_ms = now_ms;
             }
         }
-        let me = self.role();
-        for ((bank, _), unacked) in inner.unacked.iter_mut().filter(|(_, u)| due(u.sent_at_ms)) {
-            unacked.sent_at_ms = now_ms;
-            let _ = self.transport.send(Envelope {
-                from: me.clone(),
-                to: RoleId::Bank(bank.clone()),
-                message: Message::Deliver(unacked.deliver.clone()),
-            });
+        for envelope in inner.outbound.due(&self.role(), now_ms) {
+            let _ = self.transport.send(envelope);
         }
     }
 

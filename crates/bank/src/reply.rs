@@ -1,14 +1,14 @@
 //! The notary's answer to a batch: applied with its deliveries in one commit.
 
-use crate::state::{be, delivery_key, idem_record, stream_key, IdemState, Inner, OutboxEntry, Pending, Unacked};
-use crate::state::{DELIVERIES_TABLE, IDEM_TABLE, OUT, OUTBOX_TABLE, STREAMS_TABLE};
+use crate::state::{be, idem_record, IdemState, Inner, OutboxEntry, Pending};
+use crate::state::{IDEM_TABLE, OUTBOX_TABLE};
 use crate::{BankService, Committed};
 use dtenge_core::certificate::{CommitProof, CompactTx};
 use dtenge_core::tx::Transaction;
 use dtenge_core::{Error, ErrorCode};
 use dtenge_node::{NodeState, Purpose};
 use dtenge_store::WriteBatch;
-use dtenge_wire::{Deliver, Encode, Envelope, Message, NotarizeReply, Outcome, RoleId};
+use dtenge_wire::{Encode, NotarizeReply, Outcome, RoleId};
 use std::collections::BTreeMap;
 
 /// The notary's answer, checked: per transaction, its proof or its refusal.
@@ -22,7 +22,7 @@ enum Checked {
 /// What one answer changes, planned before its durable commit.
 struct Planned {
     deltas: Vec<dtenge_node::Delta>,
-    sends: Vec<(String, Deliver)>,
+    sends: Vec<dtenge_delivery::Planned>,
     kept: Vec<usize>,
 }
 
@@ -42,15 +42,10 @@ impl BankService {
         let mut planned = planned;
         let sends = std::mem::take(&mut planned.sends);
         self.apply_reply(inner, (reply.batch, seq), pending, checked, planned);
-        for (bank, deliver) in sends {
-            let seq = deliver.seq;
-            inner.next_out.insert(bank.clone(), seq + 1);
-            let _ = self.transport.send(Envelope {
-                from: self.role(),
-                to: RoleId::Bank(bank.clone()),
-                message: Message::Deliver(deliver.clone()),
-            });
-            inner.unacked.insert((bank, seq), Unacked { deliver, sent_at_ms: now_ms });
+        let me = self.role();
+        for planned in sends {
+            let envelope = inner.outbound.sent(planned, &me, now_ms);
+            let _ = self.transport.send(envelope);
         }
     }
 
@@ -127,11 +122,7 @@ impl BankService {
         let mut sends = Vec::new();
         for (bank, txs) in deliveries {
             let certificate = reply.certificate.clone().expect("a committed outcome comes with its certificate");
-            let seq = inner.next_out.get(&bank).copied().unwrap_or(1);
-            let deliver = Deliver { seq, certificate, txs };
-            batch.put(DELIVERIES_TABLE, delivery_key(&bank, seq), Message::Deliver(deliver.clone()).to_bytes());
-            batch.put(STREAMS_TABLE, stream_key(OUT, &RoleId::Bank(bank.clone())), (seq + 1).to_le_bytes().to_vec());
-            sends.push((bank, deliver));
+            sends.push(inner.outbound.plan(RoleId::Bank(bank), certificate, txs, batch));
         }
         let kept_entries: Vec<OutboxEntry> = kept.iter().map(|&i| pending.entries[i].clone()).collect();
         if kept_entries.is_empty() {

@@ -3,12 +3,11 @@
 //! | table | key | value (`dtenge-wire` encoding) |
 //! |---|---|---|
 //! | `bank_outbox` | batch number (u64 big-endian) | the batch's [`OutboxEntry`]s |
-//! | `bank_deliveries` | receiver bank, `0`, number (u64 big-endian) | the `Deliver` message |
-//! | `bank_streams` | `out` or `in_`, then a role | next number to it / last applied from it (u64 LE) |
 //! | `bank_idempotency` | the key | fingerprint, then in flight (tx id) or committed (tx id, seq) |
 //! | `bank_meta` | `next_batch` | u64 LE |
 //!
-//! The node's own tables (accounts, tokens, history) are `dtenge-node`'s.
+//! The node's own tables (accounts, tokens, history) are `dtenge-node`'s, the deliveries'
+//! `dtenge-delivery`'s.
 
 use crate::{BankStats, Committed, IdemKey};
 use crossbeam_channel::Sender;
@@ -19,16 +18,11 @@ use dtenge_core::validate::TxIds;
 use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_node::NodeState;
 use dtenge_store::{Store, Table};
-use dtenge_wire::{Decode, DecodeError, Deliver, Encode, Message, Reader, RoleId, Writer};
+use dtenge_wire::{Decode, DecodeError, Encode, Reader, Writer};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Batches at the notary, by the bank's batch number: the transactions, whole.
 pub const OUTBOX_TABLE: Table = Table("bank_outbox");
-/// Deliveries not yet acknowledged, by receiver and number.
-pub const DELIVERIES_TABLE: Table = Table("bank_deliveries");
-/// Delivery numbers: the next one to each receiver (`out`), the last applied from each sender
-/// (`in_`).
-pub const STREAMS_TABLE: Table = Table("bank_streams");
 /// Idempotency keys of requests in flight or committed.
 pub const IDEM_TABLE: Table = Table("bank_idempotency");
 /// The bank's next batch number.
@@ -38,7 +32,8 @@ pub(crate) const NEXT_BATCH_KEY: &[u8] = b"next_batch";
 /// Every table of a bank's store.
 pub fn tables() -> Vec<Table> {
     let mut tables = dtenge_node::TABLES.to_vec();
-    tables.extend([OUTBOX_TABLE, DELIVERIES_TABLE, STREAMS_TABLE, IDEM_TABLE, BANK_META_TABLE]);
+    tables.extend(dtenge_delivery::TABLES);
+    tables.extend([OUTBOX_TABLE, IDEM_TABLE, BANK_META_TABLE]);
     tables
 }
 
@@ -128,11 +123,6 @@ pub(crate) struct Pending {
     pub(crate) sent_at_ms: u64,
 }
 
-pub(crate) struct Unacked {
-    pub(crate) deliver: Deliver,
-    pub(crate) sent_at_ms: u64,
-}
-
 /// The role's state in memory, behind its one lock.
 pub(crate) struct Inner {
     pub(crate) node: NodeState,
@@ -143,11 +133,8 @@ pub(crate) struct Inner {
     pub(crate) waiters: HashMap<TxId, Vec<Sender<Result<Committed>>>>,
     /// Idempotency key -> (fingerprint, transaction) of requests not answered yet.
     pub(crate) idem_in_flight: HashMap<String, (Hash32, TxId)>,
-    /// Receiver bank -> the number of its next delivery.
-    pub(crate) next_out: BTreeMap<String, u64>,
-    /// Sender -> the number of the last delivery applied from it.
-    pub(crate) last_in: BTreeMap<RoleId, u64>,
-    pub(crate) unacked: BTreeMap<(String, u64), Unacked>,
+    pub(crate) outbound: dtenge_delivery::Outbound,
+    pub(crate) inbound: dtenge_delivery::Inbound,
     recent: VecDeque<(TxId, u64)>,
     pub(crate) recent_index: HashMap<TxId, u64>,
     /// Set when a durable commit failed: the store refuses every commit until the role is
@@ -164,25 +151,6 @@ pub(crate) fn u64_of(bytes: &[u8]) -> Result<u64> {
     let bytes: [u8; 8] =
         bytes.try_into().map_err(|_| Error::new(ErrorCode::StorageFailure, "a stored number is not 8 bytes"))?;
     Ok(u64::from_le_bytes(bytes))
-}
-
-pub(crate) fn delivery_key(bank: &str, seq: u64) -> Vec<u8> {
-    let mut key = bank.as_bytes().to_vec();
-    key.push(0);
-    key.extend_from_slice(&be(seq));
-    key
-}
-
-/// Stream keys start with one of these (three bytes each), then the role's encoding.
-pub(crate) const OUT: &[u8] = b"out";
-pub(crate) const IN: &[u8] = b"in_";
-const STREAM_PREFIX_BYTES: usize = 3;
-
-pub(crate) fn stream_key(direction: &[u8], role: &RoleId) -> Vec<u8> {
-    debug_assert_eq!(direction.len(), STREAM_PREFIX_BYTES);
-    let mut key = direction.to_vec();
-    key.extend_from_slice(&role.to_bytes());
-    key
 }
 
 fn stored<T: Decode>(bytes: &[u8], what: &str) -> Result<T> {
@@ -218,7 +186,6 @@ impl Inner {
             }
             outbox.insert(batch_no, Pending { entries, ids, sent_at_ms: 0 });
         }
-        let (next_out, last_in) = load_streams(store)?;
         Ok(Inner {
             node,
             next_batch,
@@ -226,9 +193,8 @@ impl Inner {
             in_outbox,
             waiters: HashMap::new(),
             idem_in_flight,
-            next_out,
-            last_in,
-            unacked: load_deliveries(store)?,
+            outbound: dtenge_delivery::Outbound::load(store)?,
+            inbound: dtenge_delivery::Inbound::load(store)?,
             recent: VecDeque::new(),
             recent_index: HashMap::new(),
             failed: false,
@@ -253,46 +219,6 @@ impl Inner {
         self.recent_index.insert(tx_id, seq);
         debug_assert!(self.recent.len() <= RECENT_COMMITTED_MAX);
     }
-}
-
-type Streams = (BTreeMap<String, u64>, BTreeMap<RoleId, u64>);
-
-fn load_streams(store: &Store) -> Result<Streams> {
-    let mut next_out = BTreeMap::new();
-    let mut last_in = BTreeMap::new();
-    for (key, value) in store.scan(STREAMS_TABLE)? {
-        let n = u64_of(&value)?;
-        if key.len() < STREAM_PREFIX_BYTES {
-            return Err(Error::new(ErrorCode::StorageFailure, "a stream key is too short"));
-        }
-        let (direction, role) = key.split_at(STREAM_PREFIX_BYTES);
-        let role: RoleId = stored(role, "a stream's role")?;
-        match (direction, role) {
-            (OUT, RoleId::Bank(bank)) => {
-                next_out.insert(bank, n);
-            }
-            (IN, role) => {
-                last_in.insert(role, n);
-            }
-            _ => return Err(Error::new(ErrorCode::StorageFailure, "an unknown stream key")),
-        }
-    }
-    Ok((next_out, last_in))
-}
-
-fn load_deliveries(store: &Store) -> Result<BTreeMap<(String, u64), Unacked>> {
-    let mut unacked = BTreeMap::new();
-    for (key, value) in store.scan(DELIVERIES_TABLE)? {
-        let split = key.iter().position(|&b| b == 0);
-        let (Some(split), Message::Deliver(deliver)) = (split, stored(&value, "a delivery")?) else {
-            return Err(Error::new(ErrorCode::StorageFailure, "a stored delivery is not a delivery"));
-        };
-        let bank = String::from_utf8(key[..split].to_vec())
-            .map_err(|_| Error::new(ErrorCode::StorageFailure, "a delivery's bank is not UTF-8"))?;
-        assert_eq!(key[split + 1..], be(deliver.seq), "a delivery is stored under its number");
-        unacked.insert((bank, deliver.seq), Unacked { deliver, sent_at_ms: 0 });
-    }
-    Ok(unacked)
 }
 
 #[cfg(test)]
