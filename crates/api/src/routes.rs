@@ -84,7 +84,9 @@ impl utoipa::Modify for JsonBodiesOnly {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let refused = ResponseBuilder::new()
-            .description("UNSUPPORTED_MEDIA_TYPE: the body is not declared `Content-Type: application/json`; nothing was done")
+            .description(
+                "UNSUPPORTED_MEDIA_TYPE: the body is not declared `Content-Type: application/json`; nothing was done",
+            )
             .content(
                 crate::JSON_MEDIA_TYPE,
                 ContentBuilder::new().schema(Some(Ref::from_schema_name("ApiError"))).build(),

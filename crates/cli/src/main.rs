@@ -350,7 +350,8 @@ fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind) -> Result<ExitCo
         ClockKind::System => Arc::new(SystemClock),
         ClockKind::Manual => Arc::new(ManualClock::new(SystemClock.now_ms())),
     };
-    let network = Network::open(&data, &NetworkConfig::standard(), clock, Entropy::from_os()).map_err(|e| e.to_string())?;
+    let network =
+        Network::open(&data, &NetworkConfig::standard(), clock, Entropy::from_os()).map_err(|e| e.to_string())?;
     let network = Arc::new(network);
     let amount = Amount::from_tiyn(GENESIS_CORRESPONDENT_TIYN).map_err(|e| e.to_string())?;
     for node in network.node_ids().into_iter().filter(|n| n != dtenge_network::NBK_ID) {

@@ -32,11 +32,8 @@ struct Pair {
 }
 
 fn pair(world: &World, scenario: u32) -> Pair {
-    let pair = Pair {
-        payer: World::iin(scenario, 1),
-        payee: World::iin(scenario, 2),
-        payee_phone: World::phone(scenario, 2),
-    };
+    let pair =
+        Pair { payer: World::iin(scenario, 1), payee: World::iin(scenario, 2), payee_phone: World::phone(scenario, 2) };
     world
         .open("steppe", "individual", &pair.payer, "Stop Payer", Some(&World::phone(scenario, 1)))
         .expect("open the payer");
@@ -101,11 +98,7 @@ fn sigterm_stops_up_with_status_0_and_a_restart_finds_what_it_acknowledged() {
     assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}\n{}", first.logs());
     let out = first.stdout();
     assert!(out.contains("SIGTERM: stopping"), "{}", first.logs());
-    assert!(
-        out.contains("stopped: requests finished, background threads ended, stores closed"),
-        "{}",
-        first.logs()
-    );
+    assert!(out.contains("stopped: requests finished, background threads ended, stores closed"), "{}", first.logs());
     assert!(first.stderr().trim().is_empty(), "{}", first.logs());
 
     restart_finds(&data, dir.path(), &pair, &tx_id, 750_00);

@@ -78,7 +78,12 @@ fn a_transfer_posted_as_text_plain_is_refused_with_415_and_moves_no_money() {
         let mut headers = vec![("Idempotency-Key", "media-1")];
         headers.extend(content_type.map(|t| ("Content-Type", t)));
         let refused = post(&transfer, &headers, Some(&body));
-        assert_eq!((refused.status, refused.code()), (415, "UNSUPPORTED_MEDIA_TYPE"), "{content_type:?}: {}", refused.body);
+        assert_eq!(
+            (refused.status, refused.code()),
+            (415, "UNSUPPORTED_MEDIA_TYPE"),
+            "{content_type:?}: {}",
+            refused.body
+        );
         let message = refused.body["error"]["message"].as_str().unwrap_or("");
         assert!(message.contains("application/json") && message.contains(said), "{message}");
         assert_eq!(world.dt("steppe", &payer).unwrap(), 1_000_00, "{content_type:?} moved the payer's money");
@@ -130,7 +135,12 @@ fn the_consoles_refuse_a_text_plain_sign_in_and_transfer_with_415() {
         let mut headers = vec![("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
         headers.extend(content_type.map(|t| ("Content-Type", t)));
         let refused = post(&transfer, &headers, Some(&body));
-        assert_eq!((refused.status, refused.code()), (415, "UNSUPPORTED_MEDIA_TYPE"), "{content_type:?}: {}", refused.body);
+        assert_eq!(
+            (refused.status, refused.code()),
+            (415, "UNSUPPORTED_MEDIA_TYPE"),
+            "{content_type:?}: {}",
+            refused.body
+        );
         assert_eq!(world.dt("steppe", "950505400019").unwrap(), 1_000_00, "{content_type:?} moved Dana's money");
         assert_eq!(world.dt("sapa", &payee).unwrap(), 0);
     }
