@@ -59,8 +59,7 @@ enum Command {
         /// Address of the REST API.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// `system`: the operating system's time. `manual`: a sandbox whose time starts at the
-        /// system time and moves only through `POST /v1/clock/advance` (expiries follow it).
+        /// The platform's clock; `manual` makes a sandbox (expiries follow its advances).
         #[arg(long, value_enum, default_value_t = ClockKind::System)]
         clock: ClockKind,
     },
