@@ -305,8 +305,15 @@ try {
   await signIn(page, "operator", users.operator);
   await page.locator("#circulation").waitFor();
   const forged = await page.evaluate(async () =>
-    (await fetch("/console/api/operator/nodes/sapa/block", { method: "POST", body: JSON.stringify({ reason: "x" }) })).status);
+    (await fetch("/console/api/operator/nodes/sapa/block", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ reason: "x" }),
+    })).status);
   check(forged === 403, `a block without the CSRF token is refused (${forged})`);
+  // A body not declared JSON (what a form or another site's page can send without a CORS
+  // preflight; fetch labels a string body text/plain) is refused before the CSRF check.
+  const plain = await page.evaluate(async () =>
+    (await fetch("/console/api/operator/nodes/sapa/block", { method: "POST", body: JSON.stringify({ reason: "x" }) })).status);
+  check(plain === 415, `a block sent as text/plain is refused with 415 (${plain})`);
 
   // Phone width: nothing overflows sideways.
   await page.setViewportSize({ width: 390, height: 844 });

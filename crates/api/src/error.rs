@@ -32,6 +32,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::WrongLevel => StatusCode::FORBIDDEN,
         ErrorCode::UnknownAccount | ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::DoubleSpend
         | ErrorCode::DuplicateAccount
         | ErrorCode::RequestInProgress

@@ -6,15 +6,19 @@
 //!   same key and body returns the first answer without doing the work again; the same key
 //!   with another body is refused with `IDEMPOTENCY_KEY_REUSED`.
 //! - Every error is `{"error": {"code", "message"}}` with a stable code (see [`ErrorCode`]).
+//! - A `POST`, `PUT` or `PATCH` with a body must declare it `Content-Type: application/json`;
+//!   otherwise 415 `UNSUPPORTED_MEDIA_TYPE` before any handler runs ([`require_json`]).
 //! - Handlers parse, then run the operation on a blocking thread (operations wait for a
 //!   durable commit), then answer. Nothing here panics on input; a panic inside an operation
 //!   would still be answered with `INTERNAL`.
 
 mod error;
 mod holding;
+mod media_type;
 mod routes;
 
 pub use error::{status_of, ApiError, ErrorBody};
+pub use media_type::{check_media_type, require_json, JSON_MEDIA_TYPE};
 pub use routes::{router, ApiDoc};
 
 use dtenge_network::Network;

@@ -35,7 +35,8 @@ pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
         title = "dtenge: Digital Tenge platform API",
         description = "REST API of the Digital Tenge network: digital accounts, transfers, conversions, \
 registry distribution, vouchers, cards, and the NBK operator's controls. Amounts are integer tiyn \
-(1 tenge = 100 tiyn). Every POST/PUT needs an `Idempotency-Key` header. Errors are \
+(1 tenge = 100 tiyn). Every POST/PUT needs an `Idempotency-Key` header, and its body, if it has \
+one, `Content-Type: application/json` (otherwise 415 UNSUPPORTED_MEDIA_TYPE). Errors are \
 `{\"error\":{\"code\",\"message\"}}` with stable codes.",
         version = "0.1.0"
     ),
@@ -57,6 +58,7 @@ registry distribution, vouchers, cards, and the NBK operator's controls. Amounts
         crate::holding::contract_payment, crate::holding::contract_withdrawal
     ),
     components(schemas(ApiError, TxStatus, AbsBalances, Health)),
+    modifiers(&JsonBodiesOnly),
     tags(
         (name = "accounts", description = "Digital accounts, bank money, history (sub-scenarios 1, 2)"),
         (name = "payments", description = "Transfers, registry distribution (7, 8)"),
@@ -73,6 +75,30 @@ registry distribution, vouchers, cards, and the NBK operator's controls. Amounts
     )
 )]
 pub struct ApiDoc;
+
+/// Adds the 415 answer of [`crate::require_json`] to every operation that takes a body, so
+/// that the description stays true of every route without repeating it in each annotation.
+struct JsonBodiesOnly;
+
+impl utoipa::Modify for JsonBodiesOnly {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let refused = ResponseBuilder::new()
+            .description(
+                "UNSUPPORTED_MEDIA_TYPE: the body is not declared `Content-Type: application/json`; nothing was done",
+            )
+            .content(
+                crate::JSON_MEDIA_TYPE,
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("ApiError"))).build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.post, &mut item.put, &mut item.patch].into_iter().flatten() {
+                operation.responses.responses.entry("415".to_string()).or_insert_with(|| refused.clone().into());
+            }
+        }
+    }
+}
 
 /// The router with every route, the OpenAPI description and the browsable docs.
 pub fn router(network: App) -> Router {
@@ -112,6 +138,9 @@ pub fn router(network: App) -> Router {
         .route("/v1/operator/checkpoints", post(checkpoint))
         .route("/v1/transactions/{tx_id}", get(tx_status))
         .merge(crate::holding::routes())
+        // Before any handler reads a body; on the routes only, so that an unknown route is
+        // still NOT_FOUND and a wrong method METHOD_NOT_ALLOWED.
+        .route_layer(axum::middleware::from_fn(crate::require_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(REQUEST_BYTES_MAX))

@@ -312,7 +312,9 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
     progress(&format!("seeded {} accounts and {} tokens in {seed_seconds:.1} s", config.accounts, config.tokens));
     let checkpoint = checkpoint_cost(&network)?;
     progress(&format!("checkpoint of {} tokens in {:.2} s", checkpoint.unspent_tokens, checkpoint.seconds));
-    dtenge_network::spawn_checkpointer(&network).map_err(|e| format!("checkpointer: {e}"))?;
+    // Never signalled: the checkpointer ends when the network is dropped after the run.
+    dtenge_network::spawn_checkpointer(&network, &dtenge_network::StopSignal::new())
+        .map_err(|e| format!("checkpointer: {e}"))?;
 
     let started = Instant::now();
     let prepared = prepare(accounts, config)?;

@@ -30,7 +30,7 @@ use clap::{Parser, Subcommand};
 use dtenge_core::calendar::Date;
 use dtenge_core::money::Amount;
 use dtenge_network::types::AmountRequest;
-use dtenge_network::{Entropy, Idem, ManualClock, Network, NetworkConfig, SystemClock};
+use dtenge_network::{Clock, Entropy, Idem, ManualClock, Network, NetworkConfig, StopSignal, SystemClock};
 use dtenge_scenarios::{Client, Platform, World};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,7 +50,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the whole network and its REST API (Ctrl-C stops it; data persists).
+    /// Start the whole network and its REST API (Ctrl-C or SIGTERM stops it gracefully; data
+    /// persists).
     Up {
         /// Where the database lives.
         #[arg(long, default_value = "./data")]
@@ -58,6 +59,9 @@ enum Command {
         /// Address of the REST API.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// The platform's clock; `manual` makes a sandbox (expiries follow its advances).
+        #[arg(long, value_enum, default_value_t = ClockKind::System)]
+        clock: ClockKind,
     },
     /// Run every lifecycle sub-scenario of the specification against a fresh network and
     /// print a report; exits non-zero if any check fails.
@@ -164,11 +168,20 @@ enum Command {
     },
 }
 
+/// The clock `dtenge up` runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ClockKind {
+    /// The operating system's time; `POST /v1/clock/advance` is refused.
+    System,
+    /// Starts at the system time, then moves only when `POST /v1/clock/advance` says so.
+    Manual,
+}
+
 fn main() -> ExitCode {
     keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Up { data, listen } => up(data, listen),
+        Command::Up { data, listen, clock } => up(data, listen, clock),
         Command::Demo { data } => demo(data),
         Command::Reconcile { api, data } => reconcile(&api, data),
         Command::Status { api } => status(&api),
@@ -285,9 +298,59 @@ fn start_postgres() -> Result<String, String> {
 /// can convert to DT right away: 10 billion tenge.
 const GENESIS_CORRESPONDENT_TIYN: u64 = 10_000_000_000_00;
 
-fn up(data: PathBuf, listen: SocketAddr) -> Result<ExitCode, String> {
-    let network = Network::open(&data, &NetworkConfig::standard(), Arc::new(SystemClock), Entropy::from_os())
-        .map_err(|e| e.to_string())?;
+/// What stops `up`: Ctrl-C (SIGINT) or SIGTERM (systemd, Docker, Kubernetes, `kill`). Both are
+/// registered when this is made, before the API accepts anything, so a stop sent as soon as
+/// the API answers is never the default action (an immediate kill) but a graceful stop.
+struct StopSignals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Register the handlers; inside the runtime (`Runtime::enter`).
+    fn register() -> Result<StopSignals, String> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+            let terminate = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+            Ok(StopSignals { interrupt, terminate })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
+    }
+
+    /// Wait for the first of them; its name.
+    async fn first(mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => "SIGINT",
+                _ = self.terminate.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
+}
+
+fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind) -> Result<ExitCode, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let signals = {
+        let _entered = runtime.enter();
+        StopSignals::register()?
+    };
+    let clock: Arc<dyn Clock> = match clock_kind {
+        ClockKind::System => Arc::new(SystemClock),
+        ClockKind::Manual => Arc::new(ManualClock::new(SystemClock.now_ms())),
+    };
+    let network =
+        Network::open(&data, &NetworkConfig::standard(), clock, Entropy::from_os()).map_err(|e| e.to_string())?;
     let network = Arc::new(network);
     let amount = Amount::from_tiyn(GENESIS_CORRESPONDENT_TIYN).map_err(|e| e.to_string())?;
     for node in network.node_ids().into_iter().filter(|n| n != dtenge_network::NBK_ID) {
@@ -297,12 +360,14 @@ fn up(data: PathBuf, listen: SocketAddr) -> Result<ExitCode, String> {
             .once(Some(idem), |idem| network.credit_correspondent(idem, &node, AmountRequest { amount_tiyn: amount }))
             .map_err(|e| e.to_string())?;
     }
-    dtenge_network::spawn_expiry_sweeper(&network).map_err(|e| format!("expiry sweeper: {e}"))?;
-    dtenge_network::spawn_checkpointer(&network).map_err(|e| format!("checkpointer: {e}"))?;
+    let background_stop = StopSignal::new();
+    let background = vec![
+        dtenge_network::spawn_expiry_sweeper(&network, &background_stop).map_err(|e| format!("expiry sweeper: {e}"))?,
+        dtenge_network::spawn_checkpointer(&network, &background_stop).map_err(|e| format!("checkpointer: {e}"))?,
+    ];
     let console =
         Arc::new(dtenge_console::Console::open(network.clone(), &data, Entropy::from_os()).map_err(|e| e.to_string())?);
     let demo_users = console.ensure_demo_users().map_err(|e| e.to_string())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(listen))
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -319,6 +384,13 @@ fn up(data: PathBuf, listen: SocketAddr) -> Result<ExitCode, String> {
         today.date,
         if today.working { "operational day" } else { "holiday: bank <-> NBK conversions refused" }
     );
+    match clock_kind {
+        ClockKind::System => println!("  clock         system"),
+        ClockKind::Manual => println!(
+            "  clock         MANUAL (a sandbox): now {} Unix ms, the system time at start; only POST /v1/clock/advance moves it",
+            network.now_ms()
+        ),
+    }
     if !demo_users.is_empty() {
         println!();
         println!("Demo users of the consoles (shown this once; passwords are stored as Argon2id hashes):");
@@ -336,14 +408,40 @@ fn up(data: PathBuf, listen: SocketAddr) -> Result<ExitCode, String> {
     println!("  curl -s -X POST {base}/v1/nodes/steppe/emissions -H 'Idempotency-Key: try-1' -H 'Content-Type: application/json' -d '{{\"amount_tiyn\": 100000000}}'");
     println!("  curl -s -X POST {base}/v1/nodes/steppe/accounts -H 'Idempotency-Key: try-2' -H 'Content-Type: application/json' \\");
     println!("       -d '{{\"kind\":\"individual\",\"client_id\":\"900101300007\",\"name\":\"Aigerim Seitova\",\"phone\":\"+77011234567\"}}'");
+    if clock_kind == ClockKind::Manual {
+        println!("  curl -s -X POST {base}/v1/clock/advance -H 'Idempotency-Key: day-1' -H 'Content-Type: application/json' -d '{{\"advance_ms\": 86400000}}'");
+    }
     println!("  cargo run --release -- reconcile");
-    println!("Ctrl-C stops the platform; its data stays in {}.", data.display());
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    println!("Ctrl-C or SIGTERM stops the platform gracefully; its data stays in {}.", data.display());
+    let shutdown = async move {
+        let name = signals.first().await;
+        println!("{name}: stopping; no new connections, finishing the requests in flight");
     };
-    let app = dtenge_api::router(network.clone()).merge(dtenge_console::web::router(console));
-    runtime.block_on(dtenge_api::serve_app(app, listener, shutdown)).map_err(|e| e.to_string())?;
-    println!("stopped");
+    let app = dtenge_api::router(network.clone()).merge(dtenge_console::web::router(console.clone()));
+    let served = runtime.block_on(dtenge_api::serve_app(app, listener, shutdown));
+    // Every connection is closed and every handler has answered. Dropping the runtime also
+    // waits for an operation whose client went away mid-request: it runs to its commit.
+    drop(runtime);
+    // Then the background threads: a sweep or a checkpoint under way finishes first.
+    background_stop.stop();
+    let mut problems = Vec::new();
+    for thread in background {
+        let name = thread.thread().name().unwrap_or("a background thread").to_string();
+        if thread.join().is_err() {
+            problems.push(format!("{name} had panicked"));
+        }
+    }
+    // Last, the stores: the network's closes when its last reference goes (its commit queue
+    // drained, synced); the console's with the console.
+    drop(console);
+    if Arc::into_inner(network).is_none() {
+        problems.push("the network was still referenced; its store closes at exit".into());
+    }
+    served.map_err(|e| e.to_string())?;
+    if !problems.is_empty() {
+        return Err(format!("stopped, but: {}", problems.join("; ")));
+    }
+    println!("stopped: requests finished, background threads ended, stores closed; data in {}", data.display());
     Ok(ExitCode::SUCCESS)
 }
 

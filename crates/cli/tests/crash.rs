@@ -32,13 +32,13 @@ use dtenge_core::tx::{Command as TxCommand, Transaction, TxBody};
 use dtenge_scenarios::{Client, World};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+use support::Server;
+
+mod support;
 
 /// Scenario number for unique IINs and phones.
 const SCENARIO: u32 = 90;
@@ -59,77 +59,6 @@ const SENDS_PER_THREAD_MAX: usize = 100_000;
 const SIGNERS: usize = 6;
 /// Threads sending signed payments; each has its own payers, so they do not race each other.
 const SIGNER_THREADS: usize = 2;
-/// How long the binary may take to answer /health.
-const STARTUP_MAX: Duration = Duration::from_secs(30);
-
-/// A running `dtenge up`; killed (SIGKILL) when dropped, also when an assertion fails.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    /// Start the binary on `data` and a free loopback port; wait until /health answers.
-    /// Its stdout and stderr go to `<logs>/<name>.out` and `<logs>/<name>.err`.
-    fn start(data: &Path, logs: &Path, name: &str) -> Server {
-        let port = free_port();
-        let out = logs.join(format!("{name}.out"));
-        let err = logs.join(format!("{name}.err"));
-        let child = Command::new(env!("CARGO_BIN_EXE_dtenge"))
-            .arg("up")
-            .arg("--data")
-            .arg(data)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(File::create(&out).expect("stdout log"))
-            .stderr(File::create(&err).expect("stderr log"))
-            .spawn()
-            .expect("start dtenge");
-        let mut server = Server { child, base: format!("http://127.0.0.1:{port}") };
-        let client = Client::new(&server.base);
-        let started = Instant::now();
-        loop {
-            if let Some(status) = server.child.try_wait().expect("child status") {
-                panic!("dtenge ({name}) exited with {status} before answering\n{}", logs_of(&[out, err]));
-            }
-            if matches!(client.get("/health"), Ok(h) if h["status"] == "ok") {
-                println!("{name}: dtenge answers at {} after {:.2} s", server.base, started.elapsed().as_secs_f64());
-                return server;
-            }
-            if started.elapsed() > STARTUP_MAX {
-                server.kill();
-                panic!("dtenge ({name}) did not answer /health within {STARTUP_MAX:?}\n{}", logs_of(&[out, err]));
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL (what `Child::kill` sends on Unix) and reap.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
-}
-
-fn logs_of(files: &[PathBuf]) -> String {
-    files
-        .iter()
-        .map(|f| format!("--- {}\n{}", f.display(), std::fs::read_to_string(f).unwrap_or_default()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// One of the test's individuals.
 struct Person {

@@ -1,7 +1,8 @@
 //! The consoles' routes: the embedded pages, sign-in, and one JSON route per thing a role may
 //! see or do. Every route under `/console/api/` except sign-in needs a session cookie; every
 //! state-changing one also needs the session's CSRF token in `X-CSRF-Token`; each checks the
-//! role before touching the network.
+//! role before touching the network. A body must be declared `Content-Type: application/json`
+//! (415 `UNSUPPORTED_MEDIA_TYPE` otherwise), by the REST API's own layer.
 
 use crate::auth::{same_secret, Role, Session};
 use crate::Console;
@@ -43,7 +44,10 @@ pub fn router(console: App) -> Router {
         .route("/console/api/treasury/accounts", get(treasury_accounts))
         .route("/console/api/bank/clients", get(bank_clients))
         .route("/console/api/client/wallet", get(client_wallet));
-    more_routes(router).with_state(console)
+    // The REST API's rule for bodies, before the handlers: a sign-in or a transfer sent as
+    // `text/plain` or a form (what another site's page can make a browser send without a
+    // preflight) is refused with 415 and never reaches the session or CSRF checks.
+    more_routes(router).route_layer(axum::middleware::from_fn(dtenge_api::require_json)).with_state(console)
 }
 
 fn page(content_type: &'static str, body: &'static str) -> Response {
@@ -77,6 +81,7 @@ fn failure(e: Error) -> Response {
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::NotFound | ErrorCode::UnknownAccount => StatusCode::NOT_FOUND,
         ErrorCode::MalformedInput => StatusCode::BAD_REQUEST,
+        ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::BankBlocked => StatusCode::LOCKED,
         ErrorCode::Internal | ErrorCode::StorageFailure => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::CONFLICT,

@@ -62,6 +62,9 @@ pub enum ErrorCode {
     Unauthorized,
     /// An internal invariant failed. Never expected; reported instead of crashing.
     Internal,
+    /// A request body not declared as JSON (`Content-Type: application/json`): refused before
+    /// it is read. Last, because stored records (bincode) number the variants by position.
+    UnsupportedMediaType,
 }
 
 impl ErrorCode {
@@ -95,6 +98,7 @@ impl ErrorCode {
             ErrorCode::RecipientNotAllowed => "RECIPIENT_NOT_ALLOWED",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
         }
     }
 }

@@ -1,7 +1,8 @@
-//! What the network takes from the outside world: time and randomness. Injected, so that a
-//! test or the deterministic simulator controls both.
+//! What the network takes from the outside world: time and randomness, injected so that a
+//! test or the deterministic simulator controls both; and the request to stop its background
+//! threads.
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,5 +82,74 @@ impl Entropy {
 
     pub fn nonce(&self) -> u64 {
         self.0.lock().next_u64()
+    }
+}
+
+/// Tells the platform's background threads (the expiry sweeper, the checkpointer) to end, and
+/// wakes them from their wait between two passes, so that a stop does not wait out a period.
+/// Clones share the signal.
+#[derive(Clone, Default)]
+pub struct StopSignal(std::sync::Arc<(Mutex<bool>, Condvar)>);
+
+impl StopSignal {
+    pub fn new() -> StopSignal {
+        StopSignal::default()
+    }
+
+    /// Ask every thread that waits on this signal to end after its current pass.
+    pub fn stop(&self) {
+        let (stopped, wake) = &*self.0;
+        *stopped.lock() = true;
+        wake.notify_all();
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        *self.0 .0.lock()
+    }
+
+    /// Wait `period_ms`, or less if told to stop meanwhile; `true` when told to stop.
+    pub fn wait_ms(&self, period_ms: u64) -> bool {
+        let (stopped, wake) = &*self.0;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(period_ms);
+        let mut stopped = stopped.lock();
+        while !*stopped {
+            if wake.wait_until(&mut stopped, deadline).timed_out() {
+                break;
+            }
+        }
+        *stopped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_wakes_a_waiting_thread_at_once() {
+        let signal = StopSignal::new();
+        let waiter = {
+            let signal = signal.clone();
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                (signal.wait_ms(60_000), started.elapsed())
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        signal.stop();
+        let (stopped, waited) = waiter.join().unwrap();
+        assert!(stopped);
+        assert!(waited < std::time::Duration::from_secs(10), "waited {waited:?}");
+        assert!(signal.is_stopped());
+        // Once stopped, a wait returns at once.
+        assert!(signal.wait_ms(60_000));
+    }
+
+    #[test]
+    fn without_a_stop_a_wait_lasts_its_period() {
+        let signal = StopSignal::new();
+        let started = std::time::Instant::now();
+        assert!(!signal.wait_ms(30));
+        assert!(started.elapsed() >= std::time::Duration::from_millis(30));
     }
 }

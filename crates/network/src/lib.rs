@@ -23,7 +23,7 @@ mod ops;
 pub mod pipeline;
 pub mod types;
 
-pub use env::{Clock, Entropy, ManualClock, SystemClock};
+pub use env::{Clock, Entropy, ManualClock, StopSignal, SystemClock};
 pub use ops::checkpoint::{checkpoint_interval, spawn_checkpointer, CheckpointReport};
 pub use ops::holding::spawn_expiry_sweeper;
 pub use ops::operator::OPERATOR_TABLE;

@@ -14,6 +14,9 @@ pub struct Platform {
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<std::thread::JoinHandle<()>>,
+    /// The expiry sweeper and the checkpointer, stopped after the server.
+    background_stop: dtenge_network::StopSignal,
+    background: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Platform {
@@ -21,8 +24,13 @@ impl Platform {
     /// (port 0 picks a free port).
     pub fn start(data_dir: &Path, listen: SocketAddr, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Platform> {
         let network = Arc::new(Network::open(data_dir, &NetworkConfig::standard(), clock, entropy)?);
-        dtenge_network::spawn_expiry_sweeper(&network).map_err(|e| Error::internal(format!("expiry sweeper: {e}")))?;
-        dtenge_network::spawn_checkpointer(&network).map_err(|e| Error::internal(format!("checkpointer: {e}")))?;
+        let background_stop = dtenge_network::StopSignal::new();
+        let background = vec![
+            dtenge_network::spawn_expiry_sweeper(&network, &background_stop)
+                .map_err(|e| Error::internal(format!("expiry sweeper: {e}")))?,
+            dtenge_network::spawn_checkpointer(&network, &background_stop)
+                .map_err(|e| Error::internal(format!("checkpointer: {e}")))?,
+        ];
         let console = Arc::new(dtenge_console::Console::open(network.clone(), data_dir, Entropy::from_os())?);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -46,7 +54,7 @@ impl Platform {
                 }
             })
             .map_err(|e| Error::internal(format!("server thread: {e}")))?;
-        Ok(Platform { network, console, addr, stop: Some(stop), server: Some(server) })
+        Ok(Platform { network, console, addr, stop: Some(stop), server: Some(server), background_stop, background })
     }
 
     pub fn base_url(&self) -> String {
@@ -67,6 +75,10 @@ impl Platform {
         }
         if let Some(server) = self.server.take() {
             let _ = server.join();
+        }
+        self.background_stop.stop();
+        for thread in self.background.drain(..) {
+            let _ = thread.join();
         }
     }
 

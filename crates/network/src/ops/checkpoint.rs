@@ -105,11 +105,19 @@ pub fn checkpoint_interval(unspent: u64) -> u64 {
     CHECKPOINT_CHANGES_MIN.max(unspent / 2)
 }
 
-/// Start the thread that writes a checkpoint whenever one is due (`dtenge up`, the bench).
-pub fn spawn_checkpointer(network: &Arc<Network>) -> std::io::Result<std::thread::JoinHandle<()>> {
+/// Start the thread that writes a checkpoint whenever one is due (`dtenge up`, the bench),
+/// until `stop` is signalled (a checkpoint under way is finished first) or the network is
+/// dropped.
+pub fn spawn_checkpointer(
+    network: &Arc<Network>,
+    stop: &crate::StopSignal,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     let weak = Arc::downgrade(network);
+    let stop = stop.clone();
     std::thread::Builder::new().name("dtenge-checkpoint".into()).spawn(move || loop {
-        std::thread::sleep(std::time::Duration::from_millis(CHECKPOINT_POLL_MS));
+        if stop.wait_ms(CHECKPOINT_POLL_MS) {
+            return;
+        }
         let Some(network) = weak.upgrade() else { return };
         if network.is_poisoned() {
             eprintln!("checkpoints stop: an operation panicked; restart the platform");

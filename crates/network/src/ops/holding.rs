@@ -591,12 +591,19 @@ fn receipt_of(change: &Change, tx_id: Option<TxId>) -> HoldReceipt {
 pub const EXPIRY_SWEEP_PERIOD_MS: u64 = 1_000;
 
 /// Run [`Network::expire_due_events`] every [`EXPIRY_SWEEP_PERIOD_MS`] on a background thread,
-/// until the network is dropped. Expiry does not wait for a request: funds held for an event
-/// that never comes return on time even on an idle platform.
-pub fn spawn_expiry_sweeper(network: &std::sync::Arc<Network>) -> std::io::Result<std::thread::JoinHandle<()>> {
+/// until `stop` is signalled or the network is dropped. Expiry does not wait for a request:
+/// funds held for an event that never comes return on time even on an idle platform. Due means
+/// due by the network's [`crate::Clock`], so on a manual clock expiries follow its advances.
+pub fn spawn_expiry_sweeper(
+    network: &std::sync::Arc<Network>,
+    stop: &crate::StopSignal,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     let weak = std::sync::Arc::downgrade(network);
+    let stop = stop.clone();
     std::thread::Builder::new().name("dtenge-expiry".into()).spawn(move || loop {
-        std::thread::sleep(std::time::Duration::from_millis(EXPIRY_SWEEP_PERIOD_MS));
+        if stop.wait_ms(EXPIRY_SWEEP_PERIOD_MS) {
+            return;
+        }
         let Some(network) = weak.upgrade() else { return };
         for (id, result) in network.expire_due_events() {
             if let Err(e) = result {

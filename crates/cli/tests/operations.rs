@@ -1,0 +1,220 @@
+//! Operating the real `dtenge up` process (issue 17, point 10).
+//!
+//! * SIGTERM, what systemd, Docker or Kubernetes send to stop a service, stops `up` as Ctrl-C
+//!   does: no new connections, the requests in flight answered, the background threads ended,
+//!   the stores closed, exit status 0; a restart on the same data finds everything the API
+//!   acknowledged. A request whose body is still arriving when SIGTERM comes is answered
+//!   before the process exits.
+//! * `up --clock manual` is a sandbox whose time moves only through `POST /v1/clock/advance`,
+//!   and a hold's expiry follows it; on the default system clock the advance is refused.
+
+use dtenge_core::calendar::Date;
+use dtenge_scenarios::World;
+use serde_json::{json, Value};
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use support::Server;
+
+mod support;
+
+/// How long `up` may take from SIGTERM to its exit.
+const STOP_MAX_MS: u64 = 30_000;
+/// How long the listener may stay open after `up` said it is stopping.
+const ACCEPT_STOP_MAX_MS: u64 = 10_000;
+const DAY_MS: u64 = 24 * 3_600_000;
+
+/// A payer at Steppe Bank with 1,000.00 KZT of DT and a payee at Sapa Bank, found by phone.
+struct Pair {
+    payer: String,
+    payee: String,
+    payee_phone: String,
+}
+
+fn pair(world: &World, scenario: u32) -> Pair {
+    let pair =
+        Pair { payer: World::iin(scenario, 1), payee: World::iin(scenario, 2), payee_phone: World::phone(scenario, 2) };
+    world
+        .open("steppe", "individual", &pair.payer, "Stop Payer", Some(&World::phone(scenario, 1)))
+        .expect("open the payer");
+    world.open("sapa", "individual", &pair.payee, "Stop Payee", Some(&pair.payee_phone)).expect("open the payee");
+    world.give_dt("steppe", &pair.payer, 1_000_00).expect("give the payer DT");
+    pair
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// Read an HTTP head, up to and including its empty line.
+fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).expect("read an HTTP head");
+        assert_eq!(n, 1, "connection closed inside an HTTP head: {}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// The acknowledged payment and the balances are there after a restart on the same data.
+fn restart_finds(data: &std::path::Path, logs: &std::path::Path, pair: &Pair, tx_id: &str, payer_tiyn: u64) {
+    let mut second = Server::start(data, logs, "second");
+    let world = World::new(&second.base);
+    let status = world.client.get(&format!("/v1/transactions/{tx_id}")).expect("transaction status");
+    assert_eq!(status["committed"], true, "acknowledged payment {tx_id} lost across the stop");
+    assert_eq!(world.dt("steppe", &pair.payer).expect("payer"), payer_tiyn, "payer's DT after the restart");
+    assert_eq!(world.dt("sapa", &pair.payee).expect("payee"), 1_000_00 - payer_tiyn, "payee's DT after the restart");
+    world.reconciled().expect("the platform reconciles after the restart");
+    // The second stop is graceful too.
+    second.terminate();
+    let status = second.wait_exit(STOP_MAX_MS).unwrap_or_else(|| panic!("second: still running\n{}", second.logs()));
+    assert_eq!(status.code(), Some(0), "second: {status}\n{}", second.logs());
+}
+
+#[test]
+fn sigterm_stops_up_with_status_0_and_a_restart_finds_what_it_acknowledged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut first = Server::start(&data, dir.path(), "first");
+    let world = World::new(&first.base);
+    let pair = pair(&world, 91);
+    let receipt = world
+        .transfer("steppe", &pair.payer, json!({"phone": pair.payee_phone}), 250_00)
+        .expect("a transfer before the stop");
+    let tx_id = receipt["tx_id"].as_str().expect("a tx_id").to_string();
+    assert!(first.stdout().contains("clock         system"), "{}", first.logs());
+    // On the system clock, time cannot be advanced.
+    let refused = world.client.post("/v1/clock/advance", &json!({"advance_ms": DAY_MS})).unwrap_err();
+    assert_eq!((refused.status, refused.code.as_str()), (403, "FORBIDDEN"), "{refused}");
+
+    let stopping = Instant::now();
+    first.terminate();
+    let status = first
+        .wait_exit(STOP_MAX_MS)
+        .unwrap_or_else(|| panic!("dtenge still runs {STOP_MAX_MS} ms after SIGTERM\n{}", first.logs()));
+    println!("SIGTERM to exit: {:.2} s", stopping.elapsed().as_secs_f64());
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}\n{}", first.logs());
+    let out = first.stdout();
+    assert!(out.contains("SIGTERM: stopping"), "{}", first.logs());
+    assert!(out.contains("stopped: requests finished, background threads ended, stores closed"), "{}", first.logs());
+    assert!(first.stderr().trim().is_empty(), "{}", first.logs());
+
+    restart_finds(&data, dir.path(), &pair, &tx_id, 750_00);
+}
+
+#[test]
+fn a_request_in_flight_when_sigterm_arrives_is_answered_before_up_exits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, dir.path(), "first");
+    let world = World::new(&server.base);
+    let pair = pair(&world, 92);
+
+    // A transfer whose body is held back: `Expect: 100-continue` makes the server say when
+    // the handler starts reading the body, so from then on the request is in its hands.
+    let body = json!({"from": pair.payer, "to": {"phone": pair.payee_phone}, "amount_tiyn": 400_00}).to_string();
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_millis(STOP_MAX_MS))).expect("read timeout");
+    let head = format!(
+        "POST /v1/nodes/steppe/transfers HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
+         Idempotency-Key: in-flight-1\r\nExpect: 100-continue\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        server.port,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("send the head");
+    let interim = read_head(&mut stream);
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
+
+    server.terminate();
+    assert!(server.wait_for_stdout("SIGTERM: stopping", STOP_MAX_MS), "no stop announced\n{}", server.logs());
+    // It no longer accepts connections...
+    let started = Instant::now();
+    let refused = loop {
+        match TcpStream::connect(("127.0.0.1", server.port)) {
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => break true,
+            _ if started.elapsed() > Duration::from_millis(ACCEPT_STOP_MAX_MS) => break false,
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    assert!(refused, "new connections still accepted {ACCEPT_STOP_MAX_MS} ms after SIGTERM");
+    // ...but waits for the request it has.
+    assert!(server.child.try_wait().expect("child status").is_none(), "exited with a request in flight");
+    stream.write_all(body.as_bytes()).expect("send the body after SIGTERM");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "the in-flight transfer was not answered with 200: {answer}");
+    let receipt: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or_default()).expect("a receipt");
+    assert_eq!(u(&receipt["amount_tiyn"]), 400_00, "{receipt}");
+    let tx_id = receipt["tx_id"].as_str().expect("a tx_id").to_string();
+
+    let status = server
+        .wait_exit(STOP_MAX_MS)
+        .unwrap_or_else(|| panic!("dtenge still runs {STOP_MAX_MS} ms after SIGTERM\n{}", server.logs()));
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}\n{}", server.logs());
+    restart_finds(&data, dir.path(), &pair, &tx_id, 600_00);
+}
+
+#[test]
+fn a_manual_clock_moves_only_through_the_api_and_expiries_follow_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let server = Server::start_with(&data, dir.path(), "manual", &["--clock", "manual"]);
+    assert!(server.stdout().contains("clock         MANUAL"), "the manual clock is not announced\n{}", server.logs());
+    let world = World::new(&server.base);
+    let now = |what: &str| u(&world.client.get("/v1/clock").unwrap_or_else(|e| panic!("{what}: {e}"))["now_unix_ms"]);
+    let today = || -> Date {
+        let day = world.client.get("/v1/operator/today").expect("today");
+        day["date"].as_str().expect("a date").parse().expect("a YYYY-MM-DD date")
+    };
+
+    // It starts at the system time, and stands still.
+    let start_ms = now("start");
+    let system_ms = u64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis(),
+    )
+    .expect("ms fit u64");
+    assert!(system_ms.abs_diff(start_ms) < 10 * 60_000, "manual clock at {start_ms}, system at {system_ms}");
+    let start_day = today();
+    std::thread::sleep(Duration::from_millis(1_200));
+    assert_eq!(now("a second later"), start_ms, "the manual clock moved by itself");
+
+    // A subsidy held for an event valid 180 days...
+    let agency = World::iin(93, 1);
+    let leasing = World::iin(93, 2);
+    world.open("treasury", "government_agency", &agency, "Subsidy Agency", None).expect("agency");
+    world.open("tulpar", "legal_entity", &leasing, "Leasing JSC", None).expect("leasing");
+    world.give_dt("treasury", &agency, 5_000_00).expect("agency DT");
+    let token = world.provider("subsidy-system", "State subsidy system", "subsidy_system").expect("provider");
+    let event = world
+        .client
+        .post_bearer(
+            "/v1/oracle/events",
+            &json!({"reference": "manual clock check", "kind": "single",
+                    "sender": {"bank": "treasury", "client_id": agency},
+                    "payees": [{"bank": "tulpar", "client_id": leasing, "amount_tiyn": 1_200_00}],
+                    "valid_for_ms": 180 * DAY_MS}),
+            &token,
+        )
+        .expect("event");
+    let event_id = event["id"].as_str().expect("an event id").to_string();
+    world.client.post("/v1/nodes/treasury/holds", &json!({"event_id": event_id})).expect("hold");
+    let held = world.account("treasury", &agency).expect("agency")["balance"]["dt_held_tiyn"].clone();
+    assert_eq!(u(&held), 1_200_00);
+
+    // ...expires when the clock is advanced 181 days through the API.
+    let advanced = world.client.post("/v1/clock/advance", &json!({"advance_ms": 181 * DAY_MS})).expect("advance");
+    assert_eq!(u(&advanced["now_unix_ms"]), start_ms + 181 * DAY_MS, "{advanced}");
+    assert!(
+        advanced["expired_events"].as_array().is_some_and(|e| e.iter().any(|x| x.as_str() == Some(&event_id))),
+        "{advanced}"
+    );
+    assert_eq!(now("after the advance"), start_ms + 181 * DAY_MS);
+    assert_eq!(today().days() - start_day.days(), 181, "the operational day did not follow the clock");
+    let event = world.client.get(&format!("/v1/oracle/events/{event_id}")).expect("event");
+    assert_eq!(event["status"], "expired", "{event}");
+    let balance = world.account("treasury", &agency).expect("agency")["balance"].clone();
+    assert_eq!((u(&balance["dt_tiyn"]), u(&balance["dt_held_tiyn"])), (5_000_00, 0), "not refunded: {balance}");
+    world.reconciled().expect("the platform reconciles");
+}
