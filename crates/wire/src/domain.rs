@@ -358,11 +358,12 @@ fn error_code_tag(code: ErrorCode) -> u8 {
         ErrorCode::RecipientNotAllowed => 25,
         ErrorCode::Unauthorized => 26,
         ErrorCode::Internal => 27,
+        ErrorCode::UnsupportedMediaType => 28,
     }
 }
 
 /// Every code, for decoding (the inverse of [`error_code_tag`], checked by a test).
-const ERROR_CODES: [ErrorCode; 27] = [
+const ERROR_CODES: [ErrorCode; 28] = [
     ErrorCode::MalformedInput,
     ErrorCode::InsufficientFunds,
     ErrorCode::DoubleSpend,
@@ -390,6 +391,7 @@ const ERROR_CODES: [ErrorCode; 27] = [
     ErrorCode::RecipientNotAllowed,
     ErrorCode::Unauthorized,
     ErrorCode::Internal,
+    ErrorCode::UnsupportedMediaType,
 ];
 
 impl Encode for ErrorCode {
