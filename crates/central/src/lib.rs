@@ -1,0 +1,535 @@
+//! The central role: the NBK's node (the issuer), the ABS as the platform sees it, and the NBK
+//! registry of emissions.
+//!
+//! **Emission** (bank → NBK conversion, SPEC sub-scenario 3): the NBK issues DT to a bank's own
+//! account against the bank's correspondent account in the ABS.
+//! 1. [`CentralService::emit`] checks that the correspondent account holds the amount beyond
+//!    what emissions in flight have reserved, builds the issue (one output to the bank's own
+//!    address), attests it with the NBK key, reserves the amount, and writes the emission to
+//!    central's outbox (durably) before it sends the notary a signed request;
+//! 2. on the notary's certificate, **one commit** holds the ABS posting
+//!    (`corr:<bank> → dt_liability`), the registry entry (with the certificate's number), the
+//!    numbered delivery of the issue to the bank, and the idempotency key's answer; only then
+//!    is the caller answered;
+//! 3. the bank applies the delivery (its own account receives the DT) and acknowledges.
+//!
+//! DT therefore never exists without the ABS posting that backs it: the posting commits with
+//! the first certificate of the issue (a crash in between leaves the emission in the outbox;
+//! the notary answers the resent request by the transaction's id), and the amount stays
+//! reserved from the request to the posting, so emissions in flight cannot overdraw the
+//! correspondent account. A refused issue releases its reservation and posts nothing.
+//!
+//! One lock guards the role's state from a step's plan to its apply, as in the bank role.
+
+#![forbid(unsafe_code)]
+
+mod registry;
+
+pub use registry::{Emission, REGISTRY_TABLE};
+
+use crossbeam_channel::{Receiver, Sender};
+use dtenge_abs::{correspondent, Abs, PostingKind, DT_LIABILITY, RTGS_EXTERNAL};
+use dtenge_core::certificate::{notarize_message, CompactTx};
+use dtenge_core::crypto::{Address, Hash32, PublicKey, SecretKey};
+use dtenge_core::token::Output;
+use dtenge_core::tx::{Command, Transaction, TxBody};
+use dtenge_core::validate::TxIds;
+use dtenge_core::{Amount, Error, ErrorCode, Result};
+use dtenge_store::{Store, Table, WriteBatch};
+use dtenge_transport::Transport;
+use dtenge_wire::{Decode, Encode, Envelope, Message, NotarizeReply, NotarizeRequest, Outcome, RoleId};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Emissions at the notary, by batch number (one emission per batch: emissions are few).
+pub const OUTBOX_TABLE: Table = Table("central_outbox");
+/// Idempotency keys of emissions: fingerprint and the registry entry's number, once committed.
+pub const IDEM_TABLE: Table = Table("central_idempotency");
+/// The next batch number.
+pub const META_TABLE: Table = Table("central_meta");
+const NEXT_BATCH_KEY: &[u8] = b"next_batch";
+
+/// A request not answered after this long is sent again.
+pub const RESEND_AFTER_MS: u64 = 200;
+/// Most emissions at the notary at once.
+pub const OUTBOX_EMISSIONS_MAX: usize = 256;
+
+/// Every table of central's store.
+pub fn tables() -> Vec<Table> {
+    let mut tables = dtenge_abs::TABLES.to_vec();
+    tables.extend(dtenge_delivery::TABLES);
+    tables.extend([OUTBOX_TABLE, IDEM_TABLE, META_TABLE, REGISTRY_TABLE]);
+    tables
+}
+
+/// An emission's answer: its registry entry.
+pub type Answer = Receiver<Result<Emission>>;
+
+/// An idempotency key with the fingerprint of the request it was first used with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdemKey {
+    pub key: String,
+    pub fingerprint: Hash32,
+}
+
+/// An emission at the notary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Pending {
+    bank: String,
+    amount: Amount,
+    tx: Transaction,
+    idem: Option<IdemKey>,
+    requested_at_ms: u64,
+}
+
+struct InFlight {
+    pending: Pending,
+    ids: TxIds,
+    sent_at_ms: u64,
+    waiters: Vec<Sender<Result<Emission>>>,
+}
+
+struct Inner {
+    abs: Abs,
+    /// Correspondent account -> amount reserved by emissions in flight.
+    reserved: BTreeMap<String, Amount>,
+    next_batch: u64,
+    outbox: BTreeMap<u64, InFlight>,
+    /// Idempotency key -> batch, for emissions in flight.
+    keys_in_flight: HashMap<String, u64>,
+    registry: Vec<Emission>,
+    outbound: dtenge_delivery::Outbound,
+    /// Set when a durable commit failed: the role answers nothing until it is reopened.
+    failed: bool,
+}
+
+/// The central role.
+pub struct CentralService {
+    store: Store,
+    key: SecretKey,
+    notary: PublicKey,
+    /// Each bank's own account address: where its DT is issued.
+    banks: BTreeMap<String, Address>,
+    transport: Arc<dyn Transport>,
+    inner: Mutex<Inner>,
+}
+
+impl Encode for Pending {
+    fn encode(&self, w: &mut dtenge_wire::Writer) {
+        w.str(&self.bank);
+        w.put(&self.amount);
+        w.put(&self.tx);
+        match &self.idem {
+            None => w.u8(0),
+            Some(idem) => {
+                w.u8(1);
+                w.str(&idem.key);
+                w.put(&idem.fingerprint);
+            }
+        }
+        w.u64(self.requested_at_ms);
+    }
+}
+
+impl Decode for Pending {
+    const ENCODED_BYTES_MIN: usize = 4 + 8 + Transaction::ENCODED_BYTES_MIN + 1 + 8;
+    fn decode(r: &mut dtenge_wire::Reader<'_>) -> std::result::Result<Self, dtenge_wire::DecodeError> {
+        let bank = r.string("bank")?;
+        let amount = r.get()?;
+        let tx = r.get()?;
+        let idem = match r.u8("idempotency key")? {
+            0 => None,
+            1 => Some(IdemKey { key: r.string("idempotency key")?, fingerprint: r.get()? }),
+            tag => return Err(dtenge_wire::DecodeError::UnknownTag { what: "idempotency key", tag: u64::from(tag) }),
+        };
+        Ok(Pending { bank, amount, tx, idem, requested_at_ms: r.u64("requested at")? })
+    }
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::new(ErrorCode::StorageFailure, format!("central: {what}"))
+}
+
+impl CentralService {
+    /// Open central on its own store (created with [`tables`]), with the NBK key, the notary's
+    /// key, and each bank's own account address.
+    pub fn open(
+        store: Store,
+        key: SecretKey,
+        notary: PublicKey,
+        banks: BTreeMap<String, Address>,
+        transport: Arc<dyn Transport>,
+    ) -> Result<CentralService> {
+        let abs = Abs::load(&store)?;
+        let next_batch = match store.get(META_TABLE, NEXT_BATCH_KEY)? {
+            Some(bytes) => u64::from_le_bytes(bytes.as_slice().try_into().map_err(|_| corrupt("next batch"))?),
+            None => 1,
+        };
+        let mut inner = Inner {
+            abs,
+            reserved: BTreeMap::new(),
+            next_batch,
+            outbox: BTreeMap::new(),
+            keys_in_flight: HashMap::new(),
+            registry: registry::load(&store)?,
+            outbound: dtenge_delivery::Outbound::load(&store)?,
+            failed: false,
+        };
+        for (key, value) in store.scan(OUTBOX_TABLE)? {
+            let batch_no = u64::from_be_bytes(key.as_slice().try_into().map_err(|_| corrupt("an outbox key"))?);
+            let pending = Pending::from_bytes(&value).map_err(|e| corrupt(&format!("an outbox entry: {e}")))?;
+            let ids = TxIds::of(&pending.tx)?;
+            inner.reserve(&pending.bank, pending.amount)?;
+            if let Some(idem) = &pending.idem {
+                inner.keys_in_flight.insert(idem.key.clone(), batch_no);
+            }
+            inner.outbox.insert(batch_no, InFlight { pending, ids, sent_at_ms: 0, waiters: Vec::new() });
+        }
+        Ok(CentralService { store, key, notary, banks, transport, inner: Mutex::new(inner) })
+    }
+
+    /// The issuer: every DT token names this address.
+    pub fn issuer(&self) -> Address {
+        self.key.address()
+    }
+
+    /// DT in circulation as the ABS sees it: the DT liability account.
+    pub fn dt_liability(&self) -> Amount {
+        self.inner.lock().abs.dt_liability()
+    }
+
+    pub fn abs_balance(&self, account: &str) -> i64 {
+        self.inner.lock().abs.balance(account)
+    }
+
+    /// The registry of emissions, oldest first.
+    pub fn registry(&self) -> Vec<Emission> {
+        self.inner.lock().registry.clone()
+    }
+
+    /// Emissions at the notary and deliveries not acknowledged.
+    pub fn outstanding(&self) -> (usize, usize) {
+        let inner = self.inner.lock();
+        (inner.outbox.len(), inner.outbound.len())
+    }
+
+    /// Money arrives on a bank's correspondent account from outside the platform (the RTGS):
+    /// what emissions are paid from.
+    pub fn credit_correspondent(&self, bank: &str, amount: Amount, now_ms: u64) -> Result<()> {
+        let mut inner = self.inner.lock();
+        inner.ensure_running()?;
+        self.known_bank(bank)?;
+        let posting =
+            inner.abs.plan(PostingKind::ExternalCredit, RTGS_EXTERNAL, &correspondent(bank), amount, "rtgs", now_ms)?;
+        let mut batch = WriteBatch::new();
+        inner.abs.writes(&posting, &mut batch)?;
+        self.commit(&mut inner, batch)?;
+        inner.abs.apply(&posting);
+        Ok(())
+    }
+
+    fn known_bank(&self, bank: &str) -> Result<Address> {
+        self.banks
+            .get(bank)
+            .copied()
+            .ok_or_else(|| Error::new(ErrorCode::UnknownAccount, format!("no bank '{bank}' in this network")))
+    }
+
+    /// Issue `amount` of DT to `bank`'s own account against its correspondent account. The
+    /// answer comes once the ABS posting and the registry entry are durable.
+    pub fn emit(&self, bank: &str, amount: Amount, idem: Option<IdemKey>, now_ms: u64) -> Answer {
+        let (answer, receiver) = crossbeam_channel::bounded(1);
+        let mut inner = self.inner.lock();
+        match self.admit(&mut inner, bank, amount, idem, now_ms, &answer) {
+            Ok(Some(batch_no)) => {
+                inner.outbox.get_mut(&batch_no).expect("admitted").waiters.push(answer);
+                self.send_request(&inner, batch_no);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = answer.send(Err(e));
+            }
+        }
+        receiver
+    }
+
+    /// Check, reserve and write an emission to the outbox: `Ok(Some(batch))` to send,
+    /// `Ok(None)` when the idempotency key answered it (or attached it to the one in flight).
+    fn admit(
+        &self,
+        inner: &mut Inner,
+        bank: &str,
+        amount: Amount,
+        idem: Option<IdemKey>,
+        now_ms: u64,
+        answer: &Sender<Result<Emission>>,
+    ) -> Result<Option<u64>> {
+        inner.ensure_running()?;
+        if let Some(idem) = &idem {
+            if self.answered_by_key(inner, idem, answer)? {
+                return Ok(None);
+            }
+        }
+        if amount.is_zero() {
+            return Err(Error::malformed("the amount must be positive"));
+        }
+        if inner.outbox.len() >= OUTBOX_EMISSIONS_MAX {
+            return Err(Error::new(ErrorCode::LimitExceeded, "too many emissions in flight; retry"));
+        }
+        let own = self.known_bank(bank)?;
+        let batch_no = inner.next_batch;
+        let mut tx = Transaction::new(TxBody {
+            command: Command::Issue,
+            inputs: Vec::new(),
+            outputs: vec![Output::standard(amount, own, self.issuer())],
+            // An issue spends nothing, so the nonce makes its id unique: central's batch
+            // numbers are never reused.
+            nonce: batch_no,
+        });
+        tx.attest(&self.key);
+        let ids = TxIds::of(&tx)?;
+        inner.reserve(bank, amount)?;
+        let pending = Pending { bank: bank.to_string(), amount, tx, idem, requested_at_ms: now_ms };
+        let mut batch = WriteBatch::new();
+        batch.put(OUTBOX_TABLE, batch_no.to_be_bytes().to_vec(), pending.to_bytes());
+        batch.put(META_TABLE, NEXT_BATCH_KEY.to_vec(), (batch_no + 1).to_le_bytes().to_vec());
+        if let Some(idem) = &pending.idem {
+            batch.put(IDEM_TABLE, idem.key.as_bytes().to_vec(), idem_record(&idem.fingerprint, None));
+        }
+        if let Err(e) = self.commit(inner, batch) {
+            inner.release(bank, amount);
+            return Err(e);
+        }
+        inner.next_batch = batch_no + 1;
+        if let Some(idem) = &pending.idem {
+            inner.keys_in_flight.insert(idem.key.clone(), batch_no);
+        }
+        inner.outbox.insert(batch_no, InFlight { pending, ids, sent_at_ms: now_ms, waiters: Vec::new() });
+        Ok(Some(batch_no))
+    }
+
+    fn answered_by_key(&self, inner: &mut Inner, idem: &IdemKey, answer: &Sender<Result<Emission>>) -> Result<bool> {
+        let reused = || {
+            Error::new(
+                ErrorCode::IdempotencyKeyReused,
+                format!("idempotency key '{}' was used with a different request", idem.key),
+            )
+        };
+        if let Some(batch_no) = inner.keys_in_flight.get(&idem.key).copied() {
+            let in_flight = inner.outbox.get_mut(&batch_no).expect("a key in flight names a batch in the outbox");
+            if in_flight.pending.idem.as_ref().map(|i| i.fingerprint) != Some(idem.fingerprint) {
+                return Err(reused());
+            }
+            in_flight.waiters.push(answer.clone());
+            return Ok(true);
+        }
+        let Some(bytes) = self.store.get(IDEM_TABLE, idem.key.as_bytes())? else { return Ok(false) };
+        let (fingerprint, entry) = idem_of(&bytes)?;
+        if fingerprint != idem.fingerprint {
+            return Err(reused());
+        }
+        let entry = entry.ok_or_else(|| corrupt("a key in flight on disk is not in flight in memory"))?;
+        let emission =
+            inner.registry.get(entry as usize).cloned().ok_or_else(|| corrupt("a key names no registry entry"))?;
+        let _ = answer.send(Ok(emission));
+        Ok(true)
+    }
+
+    fn send_request(&self, inner: &Inner, batch_no: u64) {
+        let in_flight = &inner.outbox[&batch_no];
+        let compact = CompactTx::of(&in_flight.ids);
+        let root = dtenge_core::merkle::root(&[compact.hash()]);
+        let signature = self.key.sign(&notarize_message(batch_no, &root).0);
+        let request = NotarizeRequest { batch: batch_no, txs: vec![compact], signature };
+        let _ = self.transport.send(Envelope {
+            from: RoleId::Central,
+            to: RoleId::Notary,
+            message: Message::NotarizeRequest(request),
+        });
+    }
+
+    /// Take one envelope from the network: the notary's answers and the banks'
+    /// acknowledgements.
+    pub fn handle(&self, envelope: Envelope, now_ms: u64) {
+        let mut inner = self.inner.lock();
+        if inner.failed {
+            return;
+        }
+        match envelope.message {
+            Message::NotarizeReply(reply) if envelope.from == RoleId::Notary => {
+                self.on_reply(&mut inner, reply, now_ms)
+            }
+            Message::DeliverAck(ack) => {
+                let mut batch = WriteBatch::new();
+                if inner.outbound.plan_ack(&envelope.from, ack.seq, &mut batch)
+                    && self.commit(&mut inner, batch).is_ok()
+                {
+                    inner.outbound.forget(&envelope.from, ack.seq);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_reply(&self, inner: &mut Inner, reply: NotarizeReply, now_ms: u64) {
+        let Some(in_flight) = inner.outbox.get(&reply.batch) else { return };
+        let [outcome] = reply.outcomes.as_slice() else { return };
+        let leaf = CompactTx::of(&in_flight.ids).hash();
+        match outcome {
+            Outcome::Committed(proof) => {
+                let Some(certificate) = &reply.certificate else { return };
+                if certificate.verify(&self.notary, &leaf, proof).is_err() {
+                    return;
+                }
+                let in_flight = inner.outbox.remove(&reply.batch).expect("found above");
+                self.post(inner, reply.batch, in_flight, certificate.clone(), proof.clone(), now_ms);
+            }
+            Outcome::Refused(e) if e.code == ErrorCode::RequestInProgress => {}
+            Outcome::Refused(e) => {
+                let in_flight = inner.outbox.remove(&reply.batch).expect("found above");
+                let mut batch = WriteBatch::new();
+                batch.delete(OUTBOX_TABLE, reply.batch.to_be_bytes().to_vec());
+                if let Some(idem) = &in_flight.pending.idem {
+                    batch.delete(IDEM_TABLE, idem.key.as_bytes().to_vec());
+                }
+                if self.commit(inner, batch).is_err() {
+                    inner.outbox.insert(reply.batch, in_flight);
+                    return;
+                }
+                inner.release(&in_flight.pending.bank, in_flight.pending.amount);
+                if let Some(idem) = &in_flight.pending.idem {
+                    inner.keys_in_flight.remove(&idem.key);
+                }
+                for waiter in in_flight.waiters {
+                    let _ = waiter.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// The issue is certified: post it in the ABS, enter it in the registry, deliver it to the
+    /// bank and answer, in one commit.
+    fn post(
+        &self,
+        inner: &mut Inner,
+        batch_no: u64,
+        in_flight: InFlight,
+        certificate: dtenge_core::certificate::CommitCertificate,
+        proof: dtenge_core::certificate::CommitProof,
+        now_ms: u64,
+    ) {
+        let pending = &in_flight.pending;
+        let reference = in_flight.ids.tx_id.to_string();
+        let debit = correspondent(&pending.bank);
+        let posting = inner
+            .abs
+            .plan(PostingKind::Emission, &debit, DT_LIABILITY, pending.amount, &reference, now_ms)
+            .unwrap_or_else(|e| panic!("an emission reserved on its correspondent account cannot be posted: {e}"));
+        let emission = Emission {
+            number: inner.registry.len() as u64,
+            bank: pending.bank.clone(),
+            amount: pending.amount,
+            tx_id: in_flight.ids.tx_id,
+            certificate_seq: certificate.seq,
+            abs_seq: posting.seq,
+            at_ms: now_ms,
+        };
+        let mut batch = WriteBatch::new();
+        inner.abs.writes(&posting, &mut batch).unwrap_or_else(|e| panic!("an ABS posting cannot be encoded: {e}"));
+        registry::write(&emission, &mut batch);
+        batch.delete(OUTBOX_TABLE, batch_no.to_be_bytes().to_vec());
+        if let Some(idem) = &pending.idem {
+            batch.put(IDEM_TABLE, idem.key.as_bytes().to_vec(), idem_record(&idem.fingerprint, Some(emission.number)));
+        }
+        let bank = RoleId::Bank(pending.bank.clone());
+        let delivery = inner.outbound.plan(bank, certificate, vec![(pending.tx.clone(), proof)], &mut batch);
+        if self.commit(inner, batch).is_err() {
+            inner.outbox.insert(batch_no, in_flight);
+            return;
+        }
+        inner.abs.apply(&posting);
+        inner.release(&pending.bank, pending.amount);
+        inner.registry.push(emission.clone());
+        if let Some(idem) = &pending.idem {
+            inner.keys_in_flight.remove(&idem.key);
+        }
+        let envelope = inner.outbound.sent(delivery, &RoleId::Central, now_ms);
+        let _ = self.transport.send(envelope);
+        for waiter in in_flight.waiters {
+            let _ = waiter.send(Ok(emission.clone()));
+        }
+    }
+
+    /// Resend what was not answered in time.
+    pub fn tick(&self, now_ms: u64) {
+        let mut inner = self.inner.lock();
+        if inner.failed {
+            return;
+        }
+        let due: Vec<u64> = inner
+            .outbox
+            .iter()
+            .filter(|(_, f)| f.sent_at_ms.saturating_add(RESEND_AFTER_MS) <= now_ms)
+            .map(|(b, _)| *b)
+            .collect();
+        for batch_no in due {
+            self.send_request(&inner, batch_no);
+            inner.outbox.get_mut(&batch_no).expect("listed above").sent_at_ms = now_ms;
+        }
+        for envelope in inner.outbound.due(&RoleId::Central, now_ms) {
+            let _ = self.transport.send(envelope);
+        }
+    }
+
+    fn commit(&self, inner: &mut Inner, batch: WriteBatch) -> Result<()> {
+        self.store.commit(batch).inspect_err(|_| inner.failed = true)
+    }
+}
+
+impl Inner {
+    fn ensure_running(&self) -> Result<()> {
+        if self.failed {
+            return Err(Error::new(ErrorCode::StorageFailure, "central's store failed; it restarts from its disk"));
+        }
+        Ok(())
+    }
+
+    /// Reserve `amount` on `bank`'s correspondent account for an emission in flight.
+    fn reserve(&mut self, bank: &str, amount: Amount) -> Result<()> {
+        let account = correspondent(bank);
+        let reserved = self.reserved.get(&account).copied().unwrap_or(Amount::ZERO);
+        let wanted = reserved.checked_add(amount)?;
+        let balance = self.abs.balance(&account).max(0) as u64;
+        if wanted.tiyn() > balance {
+            return Err(Error::new(
+                ErrorCode::InsufficientFunds,
+                format!(
+                    "ABS account {account} holds {balance} tiyn, {} needed with emissions in flight",
+                    wanted.tiyn()
+                ),
+            ));
+        }
+        self.reserved.insert(account, wanted);
+        Ok(())
+    }
+
+    fn release(&mut self, bank: &str, amount: Amount) {
+        let account = correspondent(bank);
+        let reserved = self.reserved.get(&account).copied().unwrap_or(Amount::ZERO);
+        let left = reserved.checked_sub(amount).expect("a release follows its reservation");
+        self.reserved.insert(account, left);
+    }
+}
+
+/// An idempotency record: the fingerprint, then the registry entry's number once committed.
+fn idem_record(fingerprint: &Hash32, entry: Option<u64>) -> Vec<u8> {
+    let mut w = dtenge_wire::Writer::new();
+    w.put(fingerprint);
+    w.put(&entry);
+    w.into_bytes()
+}
+
+fn idem_of(bytes: &[u8]) -> Result<(Hash32, Option<u64>)> {
+    <(Hash32, Option<u64>)>::from_bytes(bytes).map_err(|e| corrupt(&format!("an idempotency record: {e}")))
+}
