@@ -43,8 +43,8 @@ fn key(domain: u8, n: usize) -> SecretKey {
 struct Addresses(HashMap<Address, String>);
 
 impl Directory for Addresses {
-    fn bank_of(&self, address: &Address) -> Option<String> {
-        self.0.get(address).cloned()
+    fn bank_of(&self, address: &Address) -> dtenge_core::Result<Option<String>> {
+        Ok(self.0.get(address).cloned())
     }
 }
 

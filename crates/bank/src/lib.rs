@@ -78,8 +78,10 @@ pub const QUEUE_SUBMISSIONS_MAX: usize = 65_536;
 
 /// Where the account behind an address is: the directory's read model, as a bank needs it.
 pub trait Directory: Send + Sync {
-    /// The id of the bank (or Treasury) holding the account with `address`.
-    fn bank_of(&self, address: &Address) -> Option<String>;
+    /// The id of the bank (or Treasury) holding the account with `address`; `Ok(None)` when
+    /// no bank does. An error when the directory cannot be asked now: the payment is refused
+    /// with it and may be sent again (it is not an unknown payee).
+    fn bank_of(&self, address: &Address) -> Result<Option<String>>;
 }
 
 /// A transaction committed at the notary and applied by its payer's bank.

@@ -6,7 +6,7 @@ use crate::{BankService, Committed};
 use dtenge_core::certificate::{CommitProof, CompactTx};
 use dtenge_core::tx::Transaction;
 use dtenge_core::{Error, ErrorCode};
-use dtenge_node::{NodeState, Purpose};
+use dtenge_node::Purpose;
 use dtenge_store::WriteBatch;
 use dtenge_wire::{Encode, NotarizeReply, Outcome, RoleId};
 use std::collections::BTreeMap;
@@ -66,7 +66,10 @@ impl BankService {
                     certificate.covers(&CompactTx::of(ids).hash(), proof).ok()?;
                     Checked::Committed(proof.clone())
                 }
-                Outcome::Refused(e) if e.code == ErrorCode::RequestInProgress => Checked::Again,
+                // Not decided at the notary (being committed, or its store failed): ask again.
+                Outcome::Refused(e) if matches!(e.code, ErrorCode::RequestInProgress | ErrorCode::StorageFailure) => {
+                    Checked::Again
+                }
                 Outcome::Refused(e) => Checked::Refused(e.clone()),
             });
         }
@@ -107,8 +110,8 @@ impl BankService {
                         let record = idem_record(&idem.fingerprint, IdemState::Committed(committed));
                         batch.put(IDEM_TABLE, idem.key.as_bytes().to_vec(), record);
                     }
-                    for bank in self.payee_banks(&inner.node, tx) {
-                        deliveries.entry(bank).or_default().push((tx.clone(), proof.clone()));
+                    for bank in &entry.payee_banks {
+                        deliveries.entry(bank.clone()).or_default().push((tx.clone(), proof.clone()));
                     }
                 }
                 Checked::Refused(_) => {
@@ -131,24 +134,6 @@ impl BankService {
             batch.put(OUTBOX_TABLE, be(reply.batch).to_vec(), kept_entries.to_bytes());
         }
         Planned { deltas, sends, kept }
-    }
-
-    /// The banks, other than this one, that hold accounts paid by `tx`.
-    fn payee_banks(&self, node: &NodeState, tx: &Transaction) -> Vec<String> {
-        let mut banks: Vec<String> = Vec::new();
-        for output in &tx.body.outputs {
-            if node.locate(&output.owner).is_some() {
-                continue;
-            }
-            let bank = self
-                .directory
-                .bank_of(&output.owner)
-                .expect("every payee was found in the directory before the transaction was sent");
-            if !banks.contains(&bank) {
-                banks.push(bank);
-            }
-        }
-        banks
     }
 
     /// The answer's commit is durable: apply it in memory and answer the clients.

@@ -46,6 +46,10 @@ pub const RECENT_COMMITTED_MAX: usize = 65_536;
 pub(crate) struct OutboxEntry {
     pub(crate) tx: Transaction,
     pub(crate) idem: Option<IdemKey>,
+    /// The other banks whose clients it pays: where its deliveries go. Found in the directory
+    /// when the transaction was admitted, and kept, so that applying the notary's answer (after
+    /// a restart, perhaps) never depends on the directory being reachable.
+    pub(crate) payee_banks: Vec<String>,
 }
 
 impl Encode for IdemKey {
@@ -66,13 +70,14 @@ impl Encode for OutboxEntry {
     fn encode(&self, w: &mut Writer) {
         w.put(&self.tx);
         w.put(&self.idem);
+        w.put(&self.payee_banks);
     }
 }
 
 impl Decode for OutboxEntry {
-    const ENCODED_BYTES_MIN: usize = Transaction::ENCODED_BYTES_MIN + 1;
+    const ENCODED_BYTES_MIN: usize = Transaction::ENCODED_BYTES_MIN + 1 + 4;
     fn decode(r: &mut Reader<'_>) -> std::result::Result<Self, DecodeError> {
-        Ok(OutboxEntry { tx: r.get()?, idem: r.get()? })
+        Ok(OutboxEntry { tx: r.get()?, idem: r.get()?, payee_banks: r.seq("payee banks", 1_024)? })
     }
 }
 

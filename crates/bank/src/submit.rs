@@ -30,6 +30,7 @@ struct Admitted {
     answer: Sender<Result<Committed>>,
     /// A client's own signature is verified; one the bank made with its custodial key is not.
     verify_witnesses: bool,
+    payee_banks: Vec<String>,
 }
 
 impl BankService {
@@ -154,9 +155,9 @@ impl BankService {
             return Ok(None);
         }
         inner.node.check_client_transaction_ids(&tx, &ids.inputs)?;
-        self.ensure_payees_known(inner, tx.body.outputs.iter().map(|o| &o.owner))?;
+        let payee_banks = self.payee_banks(inner, tx.body.outputs.iter().map(|o| &o.owner))?;
         inner.node.reserve_inputs(&ids.tx_id, &ids.inputs)?;
-        Ok(Some(Admitted { tx, ids, idem, answer, verify_witnesses: true }))
+        Ok(Some(Admitted { tx, ids, idem, answer, verify_witnesses: true, payee_banks }))
     }
 
     fn admit_payment(
@@ -167,21 +168,30 @@ impl BankService {
         idem: Option<IdemKey>,
         answer: Sender<Result<Committed>>,
     ) -> Result<Admitted> {
-        self.ensure_payees_known(inner, payees.iter().map(|(a, _)| a))?;
+        let payee_banks = self.payee_banks(inner, payees.iter().map(|(a, _)| a))?;
         let issuer = self.anchors.read().issuer;
         // Transfers need no nonce: their inputs, spent once, make their ids unique.
         let tx = inner.node.prepare_payment(client_id, payees, issuer, 0)?;
         let ids = TxIds::of(&tx)?;
-        Ok(Admitted { tx, ids, idem, answer, verify_witnesses: false })
+        Ok(Admitted { tx, ids, idem, answer, verify_witnesses: false, payee_banks })
     }
 
-    fn ensure_payees_known<'a>(&self, inner: &Inner, owners: impl Iterator<Item = &'a Address>) -> Result<()> {
+    /// The other banks holding the accounts `owners` names (the change and this bank's own
+    /// clients need none); an owner nobody holds is refused.
+    fn payee_banks<'a>(&self, inner: &Inner, owners: impl Iterator<Item = &'a Address>) -> Result<Vec<String>> {
+        let mut banks: Vec<String> = Vec::new();
         for owner in owners {
-            if inner.node.locate(owner).is_none() && self.directory.bank_of(owner).is_none() {
+            if inner.node.locate(owner).is_some() {
+                continue;
+            }
+            let Some(bank) = self.directory.bank_of(owner)? else {
                 return Err(Error::new(ErrorCode::UnknownAccount, format!("no digital account has address {owner}")));
+            };
+            if !banks.contains(&bank) {
+                banks.push(bank);
             }
         }
-        Ok(())
+        Ok(banks)
     }
 
     /// Attest the candidates with one signature, then check each completely: the stateless
@@ -237,7 +247,7 @@ impl BankService {
                 let record = idem_record(&idem.fingerprint, IdemState::InFlight(admitted.ids.tx_id));
                 batch.put(IDEM_TABLE, idem.key.as_bytes().to_vec(), record);
             }
-            entries.push(OutboxEntry { tx: admitted.tx, idem: admitted.idem });
+            entries.push(OutboxEntry { tx: admitted.tx, idem: admitted.idem, payee_banks: admitted.payee_banks });
             ids.push(admitted.ids);
             answers.push(admitted.answer);
         }

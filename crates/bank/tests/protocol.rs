@@ -70,8 +70,8 @@ impl Faults for SeededFaults {
 struct Accounts(RwLock<HashMap<Address, String>>);
 
 impl Directory for Accounts {
-    fn bank_of(&self, address: &Address) -> Option<String> {
-        self.0.read().get(address).cloned()
+    fn bank_of(&self, address: &Address) -> dtenge_core::Result<Option<String>> {
+        Ok(self.0.read().get(address).cloned())
     }
 }
 

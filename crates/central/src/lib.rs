@@ -385,7 +385,8 @@ impl CentralService {
                 let in_flight = inner.outbox.remove(&reply.batch).expect("found above");
                 self.post(inner, reply.batch, in_flight, certificate.clone(), proof.clone(), now_ms);
             }
-            Outcome::Refused(e) if e.code == ErrorCode::RequestInProgress => {}
+            // Not decided at the notary (being committed, or its store failed): ask again.
+            Outcome::Refused(e) if matches!(e.code, ErrorCode::RequestInProgress | ErrorCode::StorageFailure) => {}
             Outcome::Refused(e) => {
                 let in_flight = inner.outbox.remove(&reply.batch).expect("found above");
                 let mut batch = WriteBatch::new();

@@ -41,8 +41,8 @@ impl Faults for Rotating {
 struct NoPayees;
 
 impl Directory for NoPayees {
-    fn bank_of(&self, _: &Address) -> Option<String> {
-        None
+    fn bank_of(&self, _: &Address) -> dtenge_core::Result<Option<String>> {
+        Ok(None)
     }
 }
 

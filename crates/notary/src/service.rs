@@ -84,6 +84,8 @@ pub struct NotaryService {
     /// The last certificate's number. Held across a request's spend, commit and certificate:
     /// requests are certified one at a time, in the order their commits reach the disk.
     seq: Mutex<u64>,
+    /// Set when a durable commit failed: the notary answers nothing until it is reopened.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 impl NotaryService {
@@ -100,7 +102,14 @@ impl NotaryService {
                 u64::from_le_bytes(bytes)
             }
         };
-        Ok(NotaryService { notary, key, senders: RwLock::new(senders), store, seq: Mutex::new(seq) })
+        Ok(NotaryService {
+            notary,
+            key,
+            senders: RwLock::new(senders),
+            store,
+            seq: Mutex::new(seq),
+            failed: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     pub fn public_key(&self) -> PublicKey {
@@ -133,7 +142,15 @@ impl NotaryService {
     /// it could act on).
     pub fn handle(&self, envelope: Envelope) -> Option<Envelope> {
         let Message::NotarizeRequest(request) = envelope.message else { return None };
+        if self.failed.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
         let reply = self.notarize(&envelope.from, &request);
+        if self.failed.load(std::sync::atomic::Ordering::SeqCst) {
+            // The commit of this very request failed: a process whose store failed stops, and
+            // its answer never leaves it.
+            return None;
+        }
         Some(Envelope { from: RoleId::Notary, to: envelope.from, message: Message::NotarizeReply(reply) })
     }
 
@@ -188,13 +205,18 @@ impl NotaryService {
             Notary::writes(&request(&txs[index]), &mut batch);
         }
         batch.put(META_TABLE, SEQ_KEY.to_vec(), seq.to_le_bytes().to_vec());
-        let written = self.store.commit(batch);
+        let written = self.store.commit(batch).map_err(|e| {
+            // The write may or may not have reached the disk, so nothing of this request is
+            // decided: every transaction of it is answered "ask again", never refused (a bank
+            // would drop a refused transaction that the disk may hold as committed). The store
+            // stops after a failed commit (see `dtenge_store`), and so does the notary: it
+            // answers nothing more until a restart has read what the disk really holds.
+            self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+            Error::new(ErrorCode::RequestInProgress, format!("the notary's store failed ({}); ask again", e.message))
+        });
         if let Err(e) = &written {
-            // Nothing of this request is certified: the store stops after a failed commit
-            // (see `dtenge_store`), and a certificate number that is not durable could be
-            // given out again after the restart.
             for (index, state) in states.iter_mut().enumerate() {
-                if committed[index] {
+                if committed[index] || fresh.contains(&index) {
                     committed[index] = false;
                     *state = Err(e.clone());
                 }
@@ -523,7 +545,7 @@ mod tests {
         let pay = w.pay(&issue, &alice, &bob, 2);
         w.disk.arm_crash(1, CrashMode::BeforeWrite);
         let reply = notary.notarize(&steppe(), &request(2, std::slice::from_ref(&pay), &w.steppe));
-        assert_eq!(codes(&reply), vec![Some(ErrorCode::StorageFailure)]);
+        assert_eq!(codes(&reply), vec![Some(ErrorCode::RequestInProgress)], "undecided, never refused");
         drop(notary);
         let notary = w.open();
         assert!(!notary.notary().is_committed(&pay.id()));

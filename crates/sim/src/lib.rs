@@ -34,6 +34,8 @@
 //! the process at that component's step of the path; every step of a payment that touches the
 //! disk is a crash point. When nodes become separate processes, each gets its own [`SimDisk`].
 
+pub mod roles;
+
 use dtenge_core::calendar::Date;
 use dtenge_core::crypto::{hash_parts, Hash32, SecretKey};
 use dtenge_core::money::Amount;

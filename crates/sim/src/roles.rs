@@ -1,0 +1,734 @@
+//! The roles as separate simulated processes: the notary, central (the NBK), the directory
+//! and three banks, each on its own [`SimDisk`], exchanging envelopes over a [`SimNetwork`]
+//! that loses, duplicates, delays and reorders them; any one role crashes (between steps, or
+//! inside a commit: before the write, torn, after the write, or a write that fails while it
+//! lives) and restarts on its own after a while, losing what reached it meanwhile. Clients
+//! (half keep their own keys, half are custodial and send idempotency keys) pay each other;
+//! central emits DT to the banks, which pay it out to their clients. Everything comes from one
+//! seed: `dtenge sim --roles --seed N --trace` replays a run exactly.
+//!
+//! What is checked when traffic stops and every message has arrived:
+//! - DT in the banks' wallets = the NBK registry's emissions = the ABS DT liability
+//!   (circulation = liability; conservation follows: payments neither create nor destroy);
+//! - the banks' wallets are disjoint and their union is exactly the notary's unspent set (no
+//!   token spent twice, none lost, none applied twice);
+//! - no acknowledged payment is lost: every transaction a client was told committed is
+//!   committed at the notary;
+//! - of the double spends the clients try, none commits twice (the set equality above);
+//! - no reservation is left behind, and nothing is left in an outbox or undelivered.
+
+use dtenge_bank::{BankService, Genesis, IdemKey, Request};
+use dtenge_central::CentralService;
+use dtenge_core::anchors::Anchors;
+use dtenge_core::crypto::{hash_parts, Address, Hash32, SecretKey};
+use dtenge_core::token::{Output, TxId};
+use dtenge_core::tx::{Command, Transaction, TxBody};
+use dtenge_core::Amount;
+use dtenge_directory::DirectoryService;
+use dtenge_node::{Account, ClientKind, NodeKind, NodeMeta, OWN_ACCOUNT};
+use dtenge_notary::service::{NotaryService, Senders};
+use dtenge_store::{CrashMode, SimDisk, Store};
+use dtenge_transport::{Fate, SimNetwork, Transport};
+use dtenge_wire::{AccountKind, Claim, Envelope, RoleId};
+use parking_lot::RwLock;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+const BANKS: [&str; 3] = ["steppe", "tulpar", "sapa"];
+/// Most steps of one run: a bound on its loop.
+const STEPS_MAX: u32 = 100_000;
+/// How long the run goes on delivering after the last request, at most.
+const DRAIN_MS_MAX: u64 = 600_000;
+const TICK_MS: u64 = 50;
+
+/// What one run does.
+#[derive(Clone, Debug)]
+pub struct RolesConfig {
+    /// Payments the clients send (each may be sent again after a crash).
+    pub payments: u32,
+    pub clients: usize,
+}
+
+impl Default for RolesConfig {
+    fn default() -> RolesConfig {
+        RolesConfig { payments: 40, clients: 6 }
+    }
+}
+
+/// What one run did.
+#[derive(Clone, Debug)]
+pub struct RolesReport {
+    pub seed: u64,
+    pub trace_digest: Hash32,
+    pub trace: Vec<String>,
+    pub payments_committed: u32,
+    pub payments_refused: u32,
+    pub emissions: u32,
+    pub restarts: u32,
+    pub commit_crashes: u32,
+    pub messages_lost: u64,
+    pub messages_duplicated: u64,
+    pub torn_records_discarded: u64,
+}
+
+/// A broken invariant, with the run's trace.
+#[derive(Clone, Debug)]
+pub struct RolesFailure {
+    pub seed: u64,
+    pub violation: String,
+    pub trace: Vec<String>,
+}
+
+impl std::fmt::Display for RolesFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "seed {}: {} (replay: dtenge sim --roles --seed {} --trace)", self.seed, self.violation, self.seed)
+    }
+}
+
+/// The seed's fault rates (swarm testing: some runs calm, some harsh).
+struct SeededFaults {
+    rng: ChaCha20Rng,
+    lose_permille: u32,
+    duplicate_permille: u32,
+    delay_ms_max: u64,
+}
+
+impl dtenge_transport::Faults for SeededFaults {
+    fn fate(&mut self, _: &RoleId, _: &RoleId) -> Fate {
+        let roll = self.rng.gen_range(0..1000);
+        let delay_ms = self.rng.gen_range(0..=self.delay_ms_max);
+        if roll < self.lose_permille {
+            Fate::Lose
+        } else if roll < self.lose_permille + self.duplicate_permille {
+            Fate::Duplicate { delay_ms, again_ms: self.rng.gen_range(0..=3 * self.delay_ms_max) }
+        } else {
+            Fate::Deliver { delay_ms }
+        }
+    }
+}
+
+/// The banks' view of the directory: its read model, swapped when the directory restarts.
+/// (The banks do not yet claim accounts through messages; the simulation claims for them.)
+struct DirectoryView(Arc<RwLock<Option<Arc<DirectoryService>>>>);
+
+impl dtenge_bank::Directory for DirectoryView {
+    fn bank_of(&self, address: &Address) -> dtenge_core::Result<Option<String>> {
+        let Some(service) = self.0.read().clone() else {
+            return Err(dtenge_core::Error::new(
+                dtenge_core::ErrorCode::RequestInProgress,
+                "the directory cannot be reached; retry",
+            ));
+        };
+        Ok(service.read(|d| d.by_address(address).map(|l| l.bank.clone())))
+    }
+}
+
+#[derive(Clone)]
+struct Client {
+    bank: &'static str,
+    id: String,
+    key: SecretKey,
+    custodial: bool,
+}
+
+/// A request waiting for its answer; sent again if its role died with it.
+struct Waiting {
+    what: String,
+    bank: &'static str,
+    request: Request,
+    idem: Option<IdemKey>,
+    answer: dtenge_bank::Answer,
+}
+
+struct Sim {
+    seed: u64,
+    rng: ChaCha20Rng,
+    config: RolesConfig,
+    now_ms: u64,
+    net: Arc<SimNetwork<SeededFaults>>,
+    disks: BTreeMap<RoleId, SimDisk>,
+    down_until: BTreeMap<RoleId, u64>,
+    notary: Option<NotaryService>,
+    central: Option<CentralService>,
+    directory: Arc<RwLock<Option<Arc<DirectoryService>>>>,
+    banks: BTreeMap<&'static str, BankService>,
+    clients: Vec<Client>,
+    waiting: Vec<Waiting>,
+    emissions_waiting: Vec<(&'static str, Amount, IdemKey, dtenge_central::Answer)>,
+    acknowledged: Vec<TxId>,
+    report: RolesReport,
+}
+
+fn key(domain: &str, n: u64) -> SecretKey {
+    SecretKey::from_seed(hash_parts(b"dtenge/sim/roles/key", &[domain.as_bytes(), &n.to_le_bytes()]).0)
+}
+
+fn node_key(bank: &str) -> SecretKey {
+    key(bank, 0)
+}
+
+fn own_key(bank: &str) -> SecretKey {
+    key(bank, 1)
+}
+
+fn bank_role(bank: &str) -> RoleId {
+    RoleId::Bank(bank.to_string())
+}
+
+/// Run one seed of the roles' simulation.
+pub fn run_roles(seed: u64, config: &RolesConfig) -> Result<RolesReport, RolesFailure> {
+    let mut sim = Sim::new(seed, config);
+    match sim.run() {
+        Ok(()) => Ok(sim.finish()),
+        Err(violation) => Err(RolesFailure { seed, violation, trace: sim.report.trace }),
+    }
+}
+
+/// Run `count` seeds from `first`, stopping at the first failure.
+pub fn run_roles_seeds(first: u64, count: u64, config: &RolesConfig) -> Result<Vec<RolesReport>, RolesFailure> {
+    (first..first.saturating_add(count)).map(|seed| run_roles(seed, config)).collect()
+}
+
+impl Sim {
+    fn new(seed: u64, config: &RolesConfig) -> Sim {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let lose_permille = [0, 10, 50, 150][rng.gen_range(0..4)];
+        let duplicate_permille = [0, 20, 100][rng.gen_range(0..3)];
+        let delay_ms_max = [0, 5, 40, 200][rng.gen_range(0..4)];
+        let faults = SeededFaults {
+            rng: ChaCha20Rng::seed_from_u64(seed ^ 0x006e_6574_776f_726b),
+            lose_permille,
+            duplicate_permille,
+            delay_ms_max,
+        };
+        let mut roles: Vec<RoleId> = vec![RoleId::Notary, RoleId::Central, RoleId::Directory];
+        roles.extend(BANKS.iter().map(|b| bank_role(b)));
+        let mut sim = Sim {
+            seed,
+            rng,
+            config: config.clone(),
+            now_ms: 0,
+            net: Arc::new(SimNetwork::new(faults)),
+            disks: roles.iter().map(|r| (r.clone(), SimDisk::new())).collect(),
+            down_until: BTreeMap::new(),
+            notary: None,
+            central: None,
+            directory: Arc::new(RwLock::new(None)),
+            banks: BTreeMap::new(),
+            clients: Vec::new(),
+            waiting: Vec::new(),
+            emissions_waiting: Vec::new(),
+            acknowledged: Vec::new(),
+            report: RolesReport {
+                seed,
+                trace_digest: Hash32([0; 32]),
+                trace: Vec::new(),
+                payments_committed: 0,
+                payments_refused: 0,
+                emissions: 0,
+                restarts: 0,
+                commit_crashes: 0,
+                messages_lost: 0,
+                messages_duplicated: 0,
+                torn_records_discarded: 0,
+            },
+        };
+        sim.trace(format!("faults: lose {lose_permille}‰, duplicate {duplicate_permille}‰, delay ≤ {delay_ms_max} ms"));
+        for role in roles {
+            sim.start(&role);
+        }
+        sim
+    }
+
+    fn trace(&mut self, line: String) {
+        self.report.trace.push(format!("{:>8} ms  {line}", self.now_ms));
+    }
+
+    fn anchors() -> Anchors {
+        Anchors {
+            issuer: key("nbk", 0).address(),
+            central_bank: key("nbk", 0).public_key(),
+            oracle: key("oracle", 0).public_key(),
+            notary: key("notary", 0).public_key(),
+            banks: BANKS.iter().map(|b| (b.to_string(), node_key(b).public_key())).collect(),
+            blocked: Default::default(),
+        }
+    }
+
+    /// Open a role on its disk (its first start, or a restart).
+    fn start(&mut self, role: &RoleId) {
+        let disk = self.disks[role].clone();
+        let net: Arc<dyn Transport> = self.net.clone();
+        let opened = match role {
+            RoleId::Notary => Store::open_simulated(disk, &dtenge_notary::service::tables()).and_then(|store| {
+                let a = Sim::anchors();
+                let senders = Senders { central_bank: a.central_bank, banks: a.banks, blocked: a.blocked };
+                self.notary = Some(NotaryService::open(store, key("notary", 0), senders)?);
+                Ok(())
+            }),
+            RoleId::Central => Store::open_simulated(disk, &dtenge_central::tables()).and_then(|store| {
+                let banks = BANKS.iter().map(|b| (b.to_string(), own_key(b).address())).collect();
+                let notary = key("notary", 0).public_key();
+                self.central = Some(CentralService::open(store, key("nbk", 0), notary, banks, net)?);
+                Ok(())
+            }),
+            RoleId::Directory => Store::open_simulated(disk, &dtenge_directory::tables()).and_then(|store| {
+                *self.directory.write() = Some(Arc::new(DirectoryService::open(store)?));
+                Ok(())
+            }),
+            RoleId::Bank(id) => {
+                let bank = BANKS.iter().find(|b| *b == id).expect("a simulated bank");
+                Store::open_simulated(disk, &dtenge_bank::tables()).and_then(|store| {
+                    let genesis = Genesis {
+                        meta: NodeMeta { id: id.clone(), kind: NodeKind::Bank, name: format!("{id} bank") },
+                        node_key: node_key(id),
+                        own_key: own_key(id),
+                        now_ms: 0,
+                    };
+                    let view = Arc::new(DirectoryView(self.directory.clone()));
+                    self.banks.insert(bank, BankService::open(store, genesis, Sim::anchors(), net, view)?);
+                    Ok(())
+                })
+            }
+            RoleId::Oracle => Ok(()),
+        };
+        // A role whose disk does not open is a bug in recovery, which this simulation exists to
+        // catch.
+        opened.unwrap_or_else(|e| panic!("seed {}: {role} does not reopen: {e}", self.seed));
+        self.net.up(role);
+    }
+}
+
+impl Sim {
+    fn run(&mut self) -> Result<(), String> {
+        self.open_accounts()?;
+        self.fund_banks();
+        self.run_for(5_000);
+        let mut sent = 0;
+        for _ in 0..STEPS_MAX {
+            if sent >= self.config.payments {
+                break;
+            }
+            match self.rng.gen_range(0..100) {
+                0..=59 => {
+                    self.pay();
+                    sent += 1;
+                }
+                60..=64 => self.emit(),
+                65..=69 => self.crash_a_role(),
+                _ => {}
+            }
+            let advance_ms = self.rng.gen_range(0..=TICK_MS);
+            self.run_for(advance_ms);
+        }
+        self.drain()?;
+        self.check()
+    }
+
+    /// Every client gets an account at its bank, claimed at the directory first.
+    fn open_accounts(&mut self) -> Result<(), String> {
+        for n in 0..self.config.clients {
+            let bank = BANKS[n % BANKS.len()];
+            let custodial = n % 2 == 1;
+            let client = Client {
+                bank,
+                id: format!("{:012}", 900_000_000_000u64 + n as u64),
+                key: key("client", n as u64),
+                custodial,
+            };
+            let claim = Claim {
+                client_id: client.id.clone(),
+                address: client.key.address(),
+                kind: AccountKind::Individual,
+                display_name: format!("client {n}"),
+                phone: None,
+            };
+            let directory = self.directory.read().clone().expect("the directory is up at the start");
+            directory.claim(bank, &claim).map_err(|e| format!("claim: {e}"))?;
+            let account = Account {
+                client_id: client.id.clone(),
+                node_id: bank.into(),
+                kind: ClientKind::Individual,
+                name: format!("client {n}"),
+                phone: None,
+                address: client.key.address(),
+                opened_at_unix_ms: 0,
+            };
+            let custodial_key = client.custodial.then_some(&client.key);
+            self.banks[bank].open_account(account, custodial_key).map_err(|e| format!("open account: {e}"))?;
+            self.clients.push(client);
+        }
+        for bank in BANKS {
+            let own = Claim {
+                client_id: OWN_ACCOUNT.into(),
+                address: own_key(bank).address(),
+                kind: AccountKind::Institution,
+                display_name: bank.into(),
+                phone: None,
+            };
+            let directory = self.directory.read().clone().expect("the directory is up at the start");
+            directory.claim(bank, &own).map_err(|e| format!("claim: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Money on every bank's correspondent account, and a first emission to each.
+    fn fund_banks(&mut self) {
+        for bank in BANKS {
+            let central = self.central.as_ref().expect("central is up at the start");
+            central.credit_correspondent(bank, Amount::from_tiyn(10_000_000_00).expect("fits"), 0).expect("credit");
+            let amount = Amount::from_tiyn(100_000_00).expect("fits");
+            self.emit_to(bank, amount);
+        }
+    }
+
+    fn emit(&mut self) {
+        let bank = BANKS[self.rng.gen_range(0..BANKS.len())];
+        let amount = Amount::from_tiyn(self.rng.gen_range(1_000_00..50_000_00)).expect("fits");
+        self.emit_to(bank, amount);
+    }
+
+    fn emit_to(&mut self, bank: &'static str, amount: Amount) {
+        let n = self.emissions_waiting.len() as u64 + u64::from(self.report.emissions);
+        let idem = IdemKey { key: format!("emit-{n}"), fingerprint: hash_parts(b"emit", &[&n.to_le_bytes()]) };
+        self.trace(format!("emit {amount} to {bank} ({})", idem.key));
+        let Some(central) = &self.central else { return };
+        let answer = central.emit(bank, amount, Some(to_central_idem(&idem)), self.now_ms);
+        self.emissions_waiting.push((bank, amount, idem, answer));
+    }
+
+    /// A client pays another (or, sometimes, tries to spend a token twice).
+    fn pay(&mut self) {
+        let from = self.rng.gen_range(0..self.clients.len() + BANKS.len());
+        let to = self.clients[self.rng.gen_range(0..self.clients.len())].key.address();
+        if from >= self.clients.len() {
+            // A bank pays one of the clients from its own account: how emitted DT reaches them.
+            let bank = BANKS[from - self.clients.len()];
+            let amount = Amount::from_tiyn(self.rng.gen_range(100_00..20_000_00)).expect("fits");
+            let request = Request::Pay { client_id: OWN_ACCOUNT.into(), payees: vec![(to, amount)] };
+            self.submit(format!("{bank} pays {amount} out"), bank, request, true);
+            return;
+        }
+        let client = self.clients[from].clone();
+        if client.custodial {
+            let amount = Amount::from_tiyn(self.rng.gen_range(1_00..5_000_00)).expect("fits");
+            let request = Request::Pay { client_id: client.id.clone(), payees: vec![(to, amount)] };
+            self.submit(format!("{} pays {amount}", client.id), client.bank, request, true);
+            return;
+        }
+        let Some(bank) = self.banks.get(client.bank) else { return };
+        let inputs = bank.read(|n| n.spendable_inputs(&client.id)).unwrap_or_default();
+        let Some(input) = inputs.first().cloned() else { return };
+        let amount = self.rng.gen_range(1..=input.output.amount_tiyn.tiyn());
+        let issuer = key("nbk", 0).address();
+        let tx = signed_payment(&client.key, input.clone(), to, amount, issuer, 0);
+        self.submit(format!("{} signs {}", client.id, tx.id()), client.bank, Request::Signed(tx), false);
+        if self.rng.gen_bool(0.2) {
+            // The same token again, to someone else: at most one of the two commits.
+            let other = signed_payment(&client.key, input, client.key.address(), amount, issuer, 1);
+            self.submit(
+                format!("{} double-spends {}", client.id, other.id()),
+                client.bank,
+                Request::Signed(other),
+                false,
+            );
+        }
+    }
+
+    fn submit(&mut self, what: String, bank: &'static str, request: Request, with_key: bool) {
+        let idem = with_key.then(|| {
+            let n = self.report.trace.len() as u64;
+            IdemKey { key: format!("pay-{n}"), fingerprint: hash_parts(b"pay", &[what.as_bytes()]) }
+        });
+        self.trace(format!("{what} at {bank}"));
+        let Some(service) = self.banks.get(bank) else { return };
+        let answer = service.submit(request.clone(), idem.clone());
+        service.flush(self.now_ms);
+        self.waiting.push(Waiting { what, bank, request, idem, answer });
+    }
+
+    /// Crash one role now, or inside one of its next commits.
+    fn crash_a_role(&mut self) {
+        let roles: Vec<RoleId> = self.disks.keys().cloned().collect();
+        let role = roles[self.rng.gen_range(0..roles.len())].clone();
+        if self.down_until.contains_key(&role) {
+            return;
+        }
+        let mode = match self.rng.gen_range(0..5) {
+            0 => None,
+            1 => Some(CrashMode::BeforeWrite),
+            2 => Some(CrashMode::Torn { kept_bytes_permille: self.rng.gen_range(1..1000) }),
+            3 => Some(CrashMode::AfterWrite),
+            _ => Some(CrashMode::FailedWrite { written: self.rng.gen_bool(0.5) }),
+        };
+        match mode {
+            None => self.take_down(role, "crashes"),
+            Some(mode) => {
+                let commits = self.rng.gen_range(1..4);
+                self.trace(format!("{role}: crash armed in its commit {commits} from now ({mode:?})"));
+                self.disks[&role].arm_crash(commits, mode);
+            }
+        }
+    }
+
+    fn take_down(&mut self, role: RoleId, why: &str) {
+        let downtime_ms = self.rng.gen_range(10..2_000);
+        self.trace(format!("{role} {why}; back in {downtime_ms} ms"));
+        self.net.down(role.clone());
+        match &role {
+            RoleId::Notary => self.notary = None,
+            RoleId::Central => self.central = None,
+            RoleId::Directory => *self.directory.write() = None,
+            RoleId::Bank(id) => {
+                self.banks.retain(|b, _| *b != id.as_str());
+            }
+            RoleId::Oracle => {}
+        }
+        self.disks[&role].disarm();
+        self.down_until.insert(role, self.now_ms + downtime_ms);
+        self.report.restarts += 1;
+    }
+
+    /// Deliver, tick and restart for `ms` of simulated time.
+    fn run_for(&mut self, ms: u64) {
+        let end_ms = self.now_ms + ms;
+        loop {
+            while let Some(envelope) = self.net.pop_due(self.now_ms) {
+                self.dispatch(envelope);
+                self.reap_crashed();
+            }
+            self.restart_due();
+            self.resolve_answers();
+            if self.now_ms >= end_ms {
+                return;
+            }
+            let next_ms =
+                self.net.next_due().unwrap_or(end_ms).min(end_ms).min(self.now_ms + TICK_MS).max(self.now_ms + 1);
+            self.now_ms = next_ms;
+            self.net.set_now(self.now_ms);
+            self.tick();
+            self.reap_crashed();
+        }
+    }
+
+    fn dispatch(&mut self, envelope: Envelope) {
+        match &envelope.to {
+            RoleId::Notary => {
+                if let Some(reply) = self.notary.as_ref().and_then(|n| n.handle(envelope)) {
+                    let _ = self.net.send(reply);
+                }
+            }
+            RoleId::Central => {
+                if let Some(central) = &self.central {
+                    central.handle(envelope, self.now_ms);
+                }
+            }
+            RoleId::Bank(id) => {
+                if let Some(bank) = self.banks.get(id.as_str()) {
+                    bank.handle(envelope, self.now_ms);
+                }
+            }
+            RoleId::Directory | RoleId::Oracle => {}
+        }
+    }
+
+    fn tick(&mut self) {
+        if let Some(central) = &self.central {
+            central.tick(self.now_ms);
+        }
+        for bank in self.banks.values() {
+            bank.flush(self.now_ms);
+            bank.tick(self.now_ms);
+        }
+    }
+
+    /// A role whose disk crashed or failed a write is down until its restart.
+    fn reap_crashed(&mut self) {
+        let hit: Vec<RoleId> = self
+            .disks
+            .iter()
+            .filter(|(role, disk)| (disk.crashed() || disk.failed()) && !self.down_until.contains_key(*role))
+            .map(|(role, _)| role.clone())
+            .collect();
+        for role in hit {
+            self.report.commit_crashes += 1;
+            self.take_down(role, "crashed inside a commit");
+        }
+    }
+
+    fn restart_due(&mut self) {
+        let due: Vec<RoleId> =
+            self.down_until.iter().filter(|(_, until)| **until <= self.now_ms).map(|(r, _)| r.clone()).collect();
+        for role in due {
+            self.down_until.remove(&role);
+            self.trace(format!("{role} restarts"));
+            self.start(&role);
+        }
+    }
+
+    /// Take the answers that arrived; a request whose answer died with its bank is sent again.
+    fn resolve_answers(&mut self) {
+        let waiting = std::mem::take(&mut self.waiting);
+        for w in waiting {
+            match w.answer.try_recv() {
+                Ok(Ok(committed)) => {
+                    self.trace(format!("{}: committed {} (certificate {})", w.what, committed.tx_id, committed.seq));
+                    self.acknowledged.push(committed.tx_id);
+                    self.report.payments_committed += 1;
+                }
+                Ok(Err(e)) => {
+                    self.trace(format!("{}: refused {}", w.what, e.code));
+                    self.report.payments_refused += 1;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => self.waiting.push(w),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => self.resend(w),
+            }
+        }
+        let emissions = std::mem::take(&mut self.emissions_waiting);
+        for (bank, amount, idem, answer) in emissions {
+            match answer.try_recv() {
+                Ok(Ok(emission)) => {
+                    self.trace(format!("emission {} to {bank}: registry {}", emission.amount, emission.number));
+                    self.report.emissions += 1;
+                }
+                Ok(Err(e)) => self.trace(format!("emission {amount} to {bank}: refused {}", e.code)),
+                Err(crossbeam_channel::TryRecvError::Empty) => {
+                    self.emissions_waiting.push((bank, amount, idem, answer))
+                }
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    // Central died with the answer: ask again under the same key.
+                    if let Some(central) = &self.central {
+                        let answer = central.emit(bank, amount, Some(to_central_idem(&idem)), self.now_ms);
+                        self.emissions_waiting.push((bank, amount, idem, answer));
+                    } else {
+                        let (_, dead) = crossbeam_channel::bounded(1);
+                        self.emissions_waiting.push((bank, amount, idem, dead));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The bank died before answering: the client asks again (the same transaction, or the
+    /// same idempotency key), once the bank is back.
+    fn resend(&mut self, w: Waiting) {
+        let Some(bank) = self.banks.get(w.bank) else {
+            let (_, dead) = crossbeam_channel::bounded(1);
+            self.waiting.push(Waiting { answer: dead, ..w });
+            return;
+        };
+        let answer = bank.submit(w.request.clone(), w.idem.clone());
+        bank.flush(self.now_ms);
+        self.trace(format!("{}: asked again", w.what));
+        self.waiting.push(Waiting { answer, ..w });
+    }
+
+    /// Stop sending; deliver until every role is up and nothing is in flight or outstanding.
+    fn drain(&mut self) -> Result<(), String> {
+        for disk in self.disks.values() {
+            disk.disarm();
+        }
+        let end_ms = self.now_ms + DRAIN_MS_MAX;
+        while self.now_ms < end_ms {
+            self.run_for(TICK_MS);
+            if self.quiet() {
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "not quiet after {DRAIN_MS_MAX} ms: {} in flight, {} requests and {} emissions unanswered",
+            self.net.in_flight(),
+            self.waiting.len(),
+            self.emissions_waiting.len()
+        ))
+    }
+
+    fn quiet(&self) -> bool {
+        self.down_until.is_empty()
+            && self.net.in_flight() == 0
+            && self.waiting.is_empty()
+            && self.emissions_waiting.is_empty()
+            && self.central.as_ref().is_some_and(|c| c.outstanding() == (0, 0))
+            && self.banks.values().all(|b| b.outstanding() == (0, 0))
+    }
+
+    /// The invariants, once quiet.
+    fn check(&self) -> Result<(), String> {
+        let central = self.central.as_ref().ok_or("central is down at the end")?;
+        let notary = self.notary.as_ref().ok_or("the notary is down at the end")?;
+        let mut wallets: HashSet<dtenge_core::token::TokenId> = HashSet::new();
+        let mut circulation = 0u64;
+        for (id, bank) in &self.banks {
+            let (tiyn, tokens, reserved) = bank.read(|n| {
+                let reserved: u64 =
+                    n.accounts().map(|a| n.balance(&a.client_id).map(|b| b.dt_reserved_tiyn.tiyn()).unwrap_or(0)).sum();
+                (
+                    n.total_dt().map(|a| a.tiyn()).unwrap_or(u64::MAX),
+                    n.token_ids().copied().collect::<Vec<_>>(),
+                    reserved,
+                )
+            });
+            if reserved != 0 {
+                return Err(format!("{id} still has {reserved} tiyn reserved after traffic stopped"));
+            }
+            circulation += tiyn;
+            for token in tokens {
+                if !wallets.insert(token) {
+                    return Err(format!("token {token} is in two wallets"));
+                }
+            }
+        }
+        let liability = central.dt_liability().tiyn();
+        let registry: u64 = central.registry().iter().map(|e| e.amount.tiyn()).sum();
+        if circulation != liability || registry != liability {
+            return Err(format!("circulation {circulation}, registry {registry}, DT liability {liability} differ"));
+        }
+        if wallets != notary.notary().unspent() {
+            return Err("the banks' wallets are not the notary's unspent set".into());
+        }
+        if let Some(lost) = self.acknowledged.iter().find(|tx| !notary.notary().is_committed(tx)) {
+            return Err(format!("transaction {lost} was acknowledged but is not committed"));
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> RolesReport {
+        let stats = self.net.stats();
+        self.report.messages_lost = stats.lost;
+        self.report.messages_duplicated = stats.duplicated;
+        self.report.torn_records_discarded = self.disks.values().map(|d| d.stats().torn_records_discarded).sum();
+        let joined = self.report.trace.join("\n");
+        self.report.trace_digest = hash_parts(b"dtenge/sim/roles/trace", &[joined.as_bytes()]);
+        self.report
+    }
+}
+
+fn to_central_idem(idem: &IdemKey) -> dtenge_central::IdemKey {
+    dtenge_central::IdemKey { key: idem.key.clone(), fingerprint: idem.fingerprint }
+}
+
+/// `from` pays `amount` of `input` to `to`, the change back; `nonce` tells two payments of the
+/// same token apart.
+fn signed_payment(
+    from: &SecretKey,
+    input: dtenge_core::token::Input,
+    to: Address,
+    amount: u64,
+    issuer: Address,
+    nonce: u64,
+) -> Transaction {
+    let total = input.output.amount_tiyn.tiyn();
+    let mut outputs = vec![Output::standard(Amount::from_tiyn(amount).expect("within the input"), to, issuer)];
+    if total > amount {
+        outputs.push(Output::standard(
+            Amount::from_tiyn(total - amount).expect("within the input"),
+            from.address(),
+            issuer,
+        ));
+    }
+    let mut tx = Transaction::new(TxBody { command: Command::Transfer, inputs: vec![input], outputs, nonce });
+    tx.sign_owner(from);
+    tx
+}

@@ -1,0 +1,43 @@
+//! The roles' simulation in CI: a few hundred seeds, each the notary, central, the directory
+//! and three banks as separate simulated processes under faults, with the invariants checked
+//! (see `dtenge_sim::roles`). `DTENGE_SIM_ROLES_SEEDS` changes how many;
+//! `dtenge sim --roles --seeds 5000` runs thousands.
+
+use dtenge_sim::roles::{run_roles, run_roles_seeds, RolesConfig, RolesReport};
+
+fn seeds() -> u64 {
+    std::env::var("DTENGE_SIM_ROLES_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200)
+}
+
+#[test]
+fn hundreds_of_seeds_of_separate_roles_keep_every_invariant() {
+    let reports = match run_roles_seeds(0, seeds(), &RolesConfig::default()) {
+        Ok(reports) => reports,
+        Err(failure) => {
+            let tail = failure.trace.len().saturating_sub(80);
+            panic!("{failure}\n{}", failure.trace[tail..].join("\n"));
+        }
+    };
+    let total = |f: fn(&RolesReport) -> u64| reports.iter().map(f).sum::<u64>();
+    assert!(total(|r| r.messages_lost) > 100, "messages were lost");
+    assert!(total(|r| r.messages_duplicated) > 100, "messages were duplicated");
+    assert!(total(|r| u64::from(r.restarts)) > 100, "roles crashed and restarted");
+    assert!(total(|r| u64::from(r.commit_crashes)) > 20, "crashes hit commits");
+    assert!(total(|r| r.torn_records_discarded) > 5, "torn writes were recovered");
+    assert!(total(|r| u64::from(r.payments_committed)) > 1_000, "payments went through");
+    assert!(total(|r| u64::from(r.payments_refused)) > 50, "double spends and overdrafts were refused");
+    assert!(total(|r| u64::from(r.emissions)) > 300, "central emitted");
+}
+
+#[test]
+fn a_roles_seed_replays_exactly() {
+    let config = RolesConfig::default();
+    for seed in [3, 77, 4_242] {
+        let first = run_roles(seed, &config).expect("the seed passes");
+        let again = run_roles(seed, &config).expect("the seed passes again");
+        assert_eq!(first.trace, again.trace, "seed {seed}");
+        assert!(first.trace.len() > 30);
+    }
+    let (a, b) = (run_roles(5, &config).expect("passes"), run_roles(6, &config).expect("passes"));
+    assert_ne!(a.trace_digest, b.trace_digest, "seeds differ");
+}
