@@ -73,6 +73,9 @@ pub struct Config {
     /// Operations of each programmed kind (plain custodial, hold, release, marked) to time
     /// after the main run; 0 skips the phase.
     pub programmable_ops: usize,
+    /// Poll the monitoring totals this often during the timed phase, as the operator's
+    /// dashboard does; `None` does not poll.
+    pub monitor_every_ms: Option<u64>,
 }
 
 impl Default for Config {
@@ -90,6 +93,7 @@ impl Default for Config {
             data: None,
             baseline_postgres_url: None,
             programmable_ops: 1_000,
+            monitor_every_ms: None,
         }
     }
 }
@@ -136,6 +140,8 @@ pub struct Report {
     pub p99_ratio: Option<f64>,
     /// The cost of held and marked payments next to a plain one, if asked for.
     pub programmable: Option<programmable::ProgrammableReport>,
+    /// The monitoring polls during the timed phase, if asked for.
+    pub monitoring: Option<MonitorPolls>,
     /// Every check held: valid payments committed, injected ones refused, reconciled.
     pub ok: bool,
     pub problems: Vec<String>,
@@ -327,7 +333,9 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
     let submissions: Vec<Submission> =
         prepared.into_iter().map(|p| Submission { node: p.bank.to_string(), tx: p.tx, idem: None }).collect();
     let cpu_meter = CpuMeter::start();
+    let poller = config.monitor_every_ms.map(|every_ms| MonitorPoller::start(network.clone(), every_ms));
     let outcome = submit_all(&network, submissions, &expected, config)?;
+    let monitoring = poller.map(MonitorPoller::stop).transpose()?;
     let cpu = cpu_meter.finish(outcome.committed);
     let programmable = if config.programmable_ops > 0 {
         progress(&format!("timing {} plain, held and marked payments one at a time", config.programmable_ops));
@@ -403,9 +411,52 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
         throughput_ratio,
         p99_ratio,
         programmable,
+        monitoring,
         ok: problems.is_empty(),
         problems,
     })
+}
+
+/// What polling the monitoring totals cost during the timed phase.
+#[derive(Clone, Debug, Serialize)]
+pub struct MonitorPolls {
+    pub every_ms: u64,
+    pub polls: u64,
+    /// The slowest poll.
+    pub poll_ms_max: f64,
+    pub circulation_tiyn_last: u64,
+}
+
+/// A thread that reads `Network::monitoring` every `every_ms` until stopped, as the operator's
+/// dashboard polls it.
+struct MonitorPoller {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Result<MonitorPolls, String>>,
+}
+
+impl MonitorPoller {
+    fn start(network: Arc<Network>, every_ms: u64) -> MonitorPoller {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut polls = MonitorPolls { every_ms, polls: 0, poll_ms_max: 0.0, circulation_tiyn_last: 0 };
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = Instant::now();
+                let totals = network.monitoring().map_err(|e| format!("monitoring: {e}"))?;
+                polls.poll_ms_max = polls.poll_ms_max.max(started.elapsed().as_secs_f64() * 1e3);
+                polls.polls += 1;
+                polls.circulation_tiyn_last = totals.circulation_tiyn.tiyn();
+                std::thread::sleep(std::time::Duration::from_millis(every_ms));
+            }
+            Ok(polls)
+        });
+        MonitorPoller { stop, thread }
+    }
+
+    fn stop(self) -> Result<MonitorPolls, String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().map_err(|_| "the monitoring poller panicked".to_string())?
+    }
 }
 
 fn key_of(seed: u64, n: usize) -> SecretKey {
@@ -770,6 +821,12 @@ pub fn render(report: &Report) -> String {
             b.connections
         ));
         out.push_str(&format!("ratio              dtenge / postgres: throughput {t:.2}x, p99 {l:.2}x\n"));
+    }
+    if let Some(m) = &report.monitoring {
+        out.push_str(&format!(
+            "monitoring         polled every {} ms during the run: {} polls, the slowest {:.2} ms\n",
+            m.every_ms, m.polls, m.poll_ms_max
+        ));
     }
     if let Some(programmable) = &report.programmable {
         out.push_str(&programmable::render(programmable));

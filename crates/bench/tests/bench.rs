@@ -18,6 +18,7 @@ fn small(rate_per_s: Option<u64>) -> Config {
         data: None,
         baseline_postgres_url: None,
         programmable_ops: 0,
+        monitor_every_ms: None,
     }
 }
 
@@ -63,4 +64,16 @@ fn programmed_payments_are_timed_next_to_plain_ones() {
         assert!(cost.per_s > 0.0 && cost.latency.p50_us > 0);
     }
     assert!(dtenge_bench::render(&report).contains("held payment (hold + release)"));
+}
+
+#[test]
+fn a_dashboard_polling_the_monitoring_totals_during_the_run_sees_them_and_changes_nothing() {
+    let config = Config { monitor_every_ms: Some(1), ..small(Some(2_000)) };
+    let report = run(&config, |_| {}).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.committed, 200);
+    let polls = report.monitoring.as_ref().expect("the poller ran");
+    assert!(polls.polls >= 2, "{} polls over {} s", polls.polls, report.run_seconds);
+    assert!(polls.circulation_tiyn_last > 0);
+    assert!(dtenge_bench::render(&report).contains("polled every 1 ms"));
 }

@@ -123,6 +123,10 @@ enum Command {
         /// marked payments one at a time and print their cost; 0 skips it.
         #[arg(long, default_value_t = 1_000)]
         programmable: usize,
+        /// Poll the monitoring totals this often (ms) during the timed phase, as the
+        /// operator's dashboard does.
+        #[arg(long)]
+        monitor_every_ms: Option<u64>,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
@@ -203,6 +207,7 @@ fn main() -> ExitCode {
             baseline,
             postgres_url,
             programmable,
+            monitor_every_ms,
             json,
         } => bench(
             dtenge_bench::Config {
@@ -225,6 +230,7 @@ fn main() -> ExitCode {
                     },
                 },
                 programmable_ops: programmable,
+                monitor_every_ms,
             },
             json,
         ),

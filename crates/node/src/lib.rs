@@ -323,6 +323,10 @@ pub struct NodeState {
     by_client: dtenge_core::hash::Map<String, AccountIndex>,
     by_address: dtenge_core::hash::Map<Address, AccountIndex>,
     tokens: dtenge_core::hash::Map<TokenId, Holding>,
+    /// The sum of `tokens`' amounts, kept as tokens come and go, so that monitoring reads it
+    /// without walking millions of tokens (and without pausing payments for it).
+    /// Reconciliation recounts it ([`NodeState::recount_dt`]) and must find the same.
+    dt_total: Amount,
     cards: BTreeMap<String, String>,
 }
 
@@ -336,6 +340,7 @@ impl NodeState {
             by_client: Default::default(),
             by_address: Default::default(),
             tokens: Default::default(),
+            dt_total: Amount::ZERO,
             cards: BTreeMap::new(),
         };
         if node.meta.kind != NodeKind::CentralBank {
@@ -373,6 +378,7 @@ impl NodeState {
                 by_client: Default::default(),
                 by_address: Default::default(),
                 tokens: Default::default(),
+                dt_total: Amount::ZERO,
                 cards: BTreeMap::new(),
             };
             nodes.insert(meta.id, node);
@@ -439,10 +445,23 @@ impl NodeState {
 
     fn remove_token(&mut self, token: &TokenId) {
         if let Some(holding) = self.tokens.remove(token) {
+            self.dt_total = self
+                .dt_total
+                .checked_sub(holding.input.output.amount_tiyn)
+                .expect("the running total includes every token held");
             if let Some(state) = self.accounts.get_mut(holding.owner as usize) {
                 state.tokens.remove(token);
             }
         }
+    }
+
+    /// Hold `token`, keeping the running total. A token held already (a change replayed over
+    /// the checkpoint that reflects it) replaces itself and counts once.
+    fn hold(&mut self, token: TokenId, holding: Holding) {
+        let amount = holding.input.output.amount_tiyn;
+        let replaced = self.tokens.insert(token, holding).map(|old| old.input.output.amount_tiyn);
+        let total = self.dt_total.checked_add(amount).and_then(|t| t.checked_sub(replaced.unwrap_or(Amount::ZERO)));
+        self.dt_total = total.expect("a node's DT is within the money supply's bound");
     }
 
     /// The client id of the account at `index`.
@@ -476,7 +495,7 @@ impl NodeState {
         let owner =
             *self.by_client.get(&client).ok_or_else(|| Error::internal(format!("token of unknown client {client}")))?;
         self.accounts[owner as usize].tokens.insert(id);
-        self.tokens.insert(id, Holding { input, owner, reserved_by: None });
+        self.hold(id, Holding { input, owner, reserved_by: None });
         Ok(())
     }
 
@@ -578,6 +597,12 @@ impl NodeState {
 
     /// All DT this node's accounts own.
     pub fn total_dt(&self) -> Result<Amount> {
+        Ok(self.dt_total)
+    }
+
+    /// [`NodeState::total_dt`] counted token by token: what reconciliation compares the
+    /// running total with.
+    pub fn recount_dt(&self) -> Result<Amount> {
         Amount::sum(self.tokens.values().map(|h| h.input.output.amount_tiyn))
     }
 
@@ -1143,7 +1168,7 @@ impl NodeState {
         for (token, owner, input) in delta.received {
             if let Some(state) = self.accounts.get_mut(owner as usize) {
                 state.tokens.insert(token);
-                self.tokens.insert(token, Holding { input, owner, reserved_by: None });
+                self.hold(token, Holding { input, owner, reserved_by: None });
             }
         }
         for (account, entry) in delta.history {
@@ -1222,6 +1247,12 @@ mod tests {
         assert_eq!(h.back().unwrap().amount_tiyn.tiyn(), 15_000);
         assert_eq!(h.back().unwrap().counterparty, Some(bob));
         assert_eq!(bank.history("bob").unwrap()[0].counterparty, Some(alice));
+        assert_eq!(bank.total_dt().unwrap(), bank.recount_dt().unwrap(), "the running total is the tokens' sum");
+        assert_eq!(bank.total_dt().unwrap().tiyn(), 500_000);
+        // Whatever is applied, even a change again, the running total stays the tokens' sum.
+        let again = bank.plan_commit(&issue, Purpose::Emission, None, 3).unwrap();
+        bank.apply(again);
+        assert_eq!(bank.total_dt().unwrap(), bank.recount_dt().unwrap());
     }
 
     /// Owners located by the caller plan exactly what the node finds by itself; an index that
