@@ -23,7 +23,7 @@ use dtenge_node::{Account, ClientKind, NodeKind, NodeMeta};
 use dtenge_notary::service::{NotaryService, Senders};
 use dtenge_store::Store;
 use dtenge_transport::{InProcess, Transport};
-use dtenge_wire::{Deliver, Envelope, Message, NotarizeRequest, Outcome, RoleId};
+use dtenge_wire::{Deliver, Envelope, Message, NotarizeRequest, Outcome, Payload, RoleId};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -144,7 +144,9 @@ impl Roles {
             let reply =
                 self.notary.notarize(&RoleId::Central, &NotarizeRequest { batch, txs: vec![compact], signature });
             let Outcome::Committed(proof) = &reply.outcomes[0] else { panic!("the issue commits") };
-            let deliver = Deliver { seq: 1, certificate: reply.certificate.unwrap(), txs: vec![(tx, proof.clone())] };
+            let payload =
+                Payload::Certified { certificate: reply.certificate.unwrap(), txs: vec![(tx, proof.clone())] };
+            let deliver = Deliver { seq: 1, payload };
             let envelope = Envelope {
                 from: RoleId::Central,
                 to: RoleId::Bank(bank.to_string()),

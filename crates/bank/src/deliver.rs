@@ -12,7 +12,7 @@ use dtenge_core::validate::{check_structure_ids, TxIds};
 use dtenge_core::Result;
 use dtenge_node::Purpose;
 use dtenge_store::WriteBatch;
-use dtenge_wire::{Deliver, DeliverAck, Envelope, Message, RoleId};
+use dtenge_wire::{Decision, Deliver, DeliverAck, Envelope, Message, Payload, RoleId};
 
 impl BankService {
     pub(crate) fn on_deliver(&self, inner: &mut Inner, from: RoleId, deliver: Deliver, now_ms: u64) {
@@ -21,21 +21,62 @@ impl BankService {
             dtenge_delivery::Accept::Duplicate { ack } => return self.ack(&from, ack),
             dtenge_delivery::Accept::Early => return,
         }
-        let anchors = self.anchors.read().clone();
-        if deliver.certificate.verify_signature(&anchors.notary).is_err() {
-            inner.stats.deliveries_rejected += deliver.txs.len() as u64;
+        match deliver.payload {
+            Payload::Certified { certificate, txs } => {
+                self.on_certified(inner, from, deliver.seq, &certificate, &txs, now_ms)
+            }
+            Payload::Decision(decision) if from == RoleId::Central => {
+                self.on_decision(inner, from, deliver.seq, decision)
+            }
+            // A decision from anyone but central: not applied, not acknowledged.
+            Payload::Decision(_) => {}
+        }
+    }
+
+    /// The operator's decision: kept in the bank's store with its delivery number, then
+    /// enforced (a blocked bank's attestations no longer pass this bank's checks).
+    fn on_decision(&self, inner: &mut Inner, from: RoleId, seq: u64, decision: Decision) {
+        let Decision::Blocked { bank, blocked, reason } = decision;
+        let mut batch = WriteBatch::new();
+        let key = crate::state::blocked_key(&bank);
+        if blocked {
+            batch.put(crate::state::BANK_META_TABLE, key, reason.into_bytes());
+        } else {
+            batch.delete(crate::state::BANK_META_TABLE, key);
+        }
+        inner.inbound.plan_applied(&from, seq, &mut batch);
+        if self.commit(inner, batch).is_err() {
+            return;
+        }
+        inner.inbound.applied(&from, seq);
+        self.set_blocked(&bank, blocked);
+        self.ack(&from, seq);
+    }
+
+    fn on_certified(
+        &self,
+        inner: &mut Inner,
+        from: RoleId,
+        seq: u64,
+        certificate: &CommitCertificate,
+        txs: &[(Transaction, CommitProof)],
+        now_ms: u64,
+    ) {
+        // A certified transaction completes whatever the operator decided since: a block
+        // applies to what starts after it (the notary spends nothing new for a blocked bank).
+        let mut anchors = self.anchors.read().clone();
+        anchors.blocked.clear();
+        if certificate.verify_signature(&anchors.notary).is_err() {
+            inner.stats.deliveries_rejected += txs.len() as u64;
             return;
         }
         let mut memo = InnerMemo::default();
-        let mut verdicts: Vec<Result<(TxIds, Vec<SignatureItem>)>> = deliver
-            .txs
-            .iter()
-            .map(|(tx, proof)| check_delivered(&anchors, &deliver.certificate, tx, proof, &mut memo))
-            .collect();
+        let mut verdicts: Vec<Result<(TxIds, Vec<SignatureItem>)>> =
+            txs.iter().map(|(tx, proof)| check_delivered(&anchors, certificate, tx, proof, &mut memo)).collect();
         verify_all(&mut verdicts, |(_, items)| items, &self.key_cache);
         let mut batch = WriteBatch::new();
         let mut deltas = Vec::new();
-        for ((tx, _), verdict) in deliver.txs.iter().zip(verdicts) {
+        for ((tx, _), verdict) in txs.iter().zip(verdicts) {
             let Ok((ids, _)) = verdict else {
                 // Certified at the notary, refused here: the tokens stay unusable until the
                 // operators look (reconciliation shows them), which is what a transaction no
@@ -52,16 +93,16 @@ impl BankService {
                 .unwrap_or_else(|e| panic!("a transaction cannot be archived: {e}"));
             deltas.push(delta);
         }
-        inner.inbound.plan_applied(&from, deliver.seq, &mut batch);
+        inner.inbound.plan_applied(&from, seq, &mut batch);
         if self.commit(inner, batch).is_err() {
             return;
         }
         for delta in deltas {
             inner.node.apply(delta);
         }
-        inner.stats.deliveries_applied += deliver.txs.len() as u64;
-        inner.inbound.applied(&from, deliver.seq);
-        self.ack(&from, deliver.seq);
+        inner.stats.deliveries_applied += txs.len() as u64;
+        inner.inbound.applied(&from, seq);
+        self.ack(&from, seq);
     }
 
     fn ack(&self, to: &RoleId, seq: u64) {

@@ -173,6 +173,8 @@ impl BankService {
         let node = nodes.remove(0);
         let key = node.key().clone();
         let inner = Inner::load(&store, node)?;
+        let mut anchors = anchors;
+        anchors.blocked.extend(state::load_blocked(&store)?);
         Ok(BankService {
             id: genesis.meta.id,
             store,

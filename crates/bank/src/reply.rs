@@ -8,7 +8,7 @@ use dtenge_core::tx::Transaction;
 use dtenge_core::{Error, ErrorCode};
 use dtenge_node::Purpose;
 use dtenge_store::WriteBatch;
-use dtenge_wire::{Encode, NotarizeReply, Outcome, RoleId};
+use dtenge_wire::{Encode, NotarizeReply, Outcome, Payload, RoleId};
 use std::collections::BTreeMap;
 
 /// The notary's answer, checked: per transaction, its proof or its refusal.
@@ -125,7 +125,7 @@ impl BankService {
         let mut sends = Vec::new();
         for (bank, txs) in deliveries {
             let certificate = reply.certificate.clone().expect("a committed outcome comes with its certificate");
-            sends.push(inner.outbound.plan(RoleId::Bank(bank), certificate, txs, batch));
+            sends.push(inner.outbound.plan(RoleId::Bank(bank), Payload::Certified { certificate, txs }, batch));
         }
         let kept_entries: Vec<OutboxEntry> = kept.iter().map(|&i| pending.entries[i].clone()).collect();
         if kept_entries.is_empty() {

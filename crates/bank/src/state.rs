@@ -5,6 +5,7 @@
 //! | `bank_outbox` | batch number (u64 big-endian) | the batch's [`OutboxEntry`]s |
 //! | `bank_idempotency` | the key | fingerprint, then in flight (tx id) or committed (tx id, seq) |
 //! | `bank_meta` | `next_batch` | u64 LE |
+//! | `bank_meta` | `blocked:<bank>` | the reason of the operator's block |
 //!
 //! The node's own tables (accounts, tokens, history) are `dtenge-node`'s, the deliveries'
 //! `dtenge-delivery`'s.
@@ -28,6 +29,26 @@ pub const IDEM_TABLE: Table = Table("bank_idempotency");
 /// The bank's next batch number.
 pub const BANK_META_TABLE: Table = Table("bank_meta");
 pub(crate) const NEXT_BATCH_KEY: &[u8] = b"next_batch";
+/// `blocked:<bank>` -> the reason: the operator's blocks this bank has applied.
+const BLOCKED_PREFIX: &[u8] = b"blocked:";
+
+pub(crate) fn blocked_key(bank: &str) -> Vec<u8> {
+    let mut key = BLOCKED_PREFIX.to_vec();
+    key.extend_from_slice(bank.as_bytes());
+    key
+}
+
+/// The banks blocked by the operator's decisions this bank has applied.
+pub(crate) fn load_blocked(store: &Store) -> Result<Vec<String>> {
+    store
+        .scan_prefix(BANK_META_TABLE, BLOCKED_PREFIX)?
+        .into_iter()
+        .map(|(key, _)| {
+            String::from_utf8(key[BLOCKED_PREFIX.len()..].to_vec())
+                .map_err(|_| Error::new(ErrorCode::StorageFailure, "a blocked bank's id is not UTF-8"))
+        })
+        .collect()
+}
 
 /// Every table of a bank's store.
 pub fn tables() -> Vec<Table> {

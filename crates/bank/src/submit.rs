@@ -187,6 +187,12 @@ impl BankService {
             let Some(bank) = self.directory.bank_of(owner)? else {
                 return Err(Error::new(ErrorCode::UnknownAccount, format!("no digital account has address {owner}")));
             };
+            if self.anchors.read().blocked.contains(&bank) {
+                return Err(Error::new(
+                    ErrorCode::BankBlocked,
+                    format!("the payee's bank '{bank}' is blocked by the NBK operator"),
+                ));
+            }
             if !banks.contains(&bank) {
                 banks.push(bank);
             }

@@ -15,7 +15,7 @@ use dtenge_node::{Account, ClientKind, NodeKind, NodeMeta};
 use dtenge_notary::service::{NotaryService, Senders};
 use dtenge_store::{CrashMode, SimDisk, Store};
 use dtenge_transport::{Fate, Faults, SimNetwork, Transport};
-use dtenge_wire::{Deliver, Envelope, Message, NotarizeRequest, Outcome, RoleId};
+use dtenge_wire::{Deliver, Envelope, Message, NotarizeRequest, Outcome, Payload, RoleId};
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -190,8 +190,13 @@ impl Cluster {
         let Outcome::Committed(proof) = &reply.outcomes[0] else { panic!("the issue commits") };
         let seq = self.central_seq.entry(bank.to_string()).or_insert(0);
         *seq += 1;
-        let deliver =
-            Deliver { seq: *seq, certificate: reply.certificate.unwrap(), txs: vec![(tx.clone(), proof.clone())] };
+        let deliver = Deliver {
+            seq: *seq,
+            payload: Payload::Certified {
+                certificate: reply.certificate.unwrap(),
+                txs: vec![(tx.clone(), proof.clone())],
+            },
+        };
         // The NBK resends until applied; here it hands the delivery over directly.
         let envelope =
             Envelope { from: RoleId::Central, to: RoleId::Bank(bank.into()), message: Message::Deliver(deliver) };
@@ -442,7 +447,8 @@ fn a_delivery_with_a_forged_certificate_is_not_applied() {
     forged.attest(&c.nbk);
     let leaf = CompactTx::of(&TxIds::of(&forged).unwrap()).hash();
     let (certificate, proofs) = dtenge_core::certificate::CommitCertificate::sign(&key(99), 1, &[leaf]);
-    let deliver = Deliver { seq: 2, certificate, txs: vec![(forged, proofs[0].clone())] };
+    let deliver =
+        Deliver { seq: 2, payload: Payload::Certified { certificate, txs: vec![(forged, proofs[0].clone())] } };
     c.banks["steppe"].handle(
         Envelope { from: RoleId::Central, to: RoleId::Bank("steppe".into()), message: Message::Deliver(deliver) },
         c.now_ms,

@@ -37,7 +37,7 @@ use dtenge_core::validate::TxIds;
 use dtenge_core::{Amount, Error, ErrorCode, Result};
 use dtenge_store::{Store, Table, WriteBatch};
 use dtenge_transport::Transport;
-use dtenge_wire::{Decode, Encode, Envelope, Message, NotarizeReply, NotarizeRequest, Outcome, RoleId};
+use dtenge_wire::{Decode, Encode, Envelope, Message, NotarizeReply, NotarizeRequest, Outcome, Payload, RoleId};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -46,9 +46,10 @@ use std::sync::Arc;
 pub const OUTBOX_TABLE: Table = Table("central_outbox");
 /// Idempotency keys of emissions: fingerprint and the registry entry's number, once committed.
 pub const IDEM_TABLE: Table = Table("central_idempotency");
-/// The next batch number.
+/// The next batch number, and `blocked:<bank>` -> the reason of the operator's block.
 pub const META_TABLE: Table = Table("central_meta");
 const NEXT_BATCH_KEY: &[u8] = b"next_batch";
+const BLOCKED_PREFIX: &[u8] = b"blocked:";
 
 /// A request not answered after this long is sent again.
 pub const RESEND_AFTER_MS: u64 = 200;
@@ -99,6 +100,8 @@ struct Inner {
     /// Idempotency key -> batch, for emissions in flight.
     keys_in_flight: HashMap<String, u64>,
     registry: Vec<Emission>,
+    /// Bank -> why the operator blocked it.
+    blocked: BTreeMap<String, String>,
     outbound: dtenge_delivery::Outbound,
     /// Set when a durable commit failed: the role answers nothing until it is reopened.
     failed: bool,
@@ -173,9 +176,15 @@ impl CentralService {
             outbox: BTreeMap::new(),
             keys_in_flight: HashMap::new(),
             registry: registry::load(&store)?,
+            blocked: BTreeMap::new(),
             outbound: dtenge_delivery::Outbound::load(&store)?,
             failed: false,
         };
+        for (key, reason) in store.scan_prefix(META_TABLE, BLOCKED_PREFIX)? {
+            let bank =
+                String::from_utf8(key[BLOCKED_PREFIX.len()..].to_vec()).map_err(|_| corrupt("a blocked bank"))?;
+            inner.blocked.insert(bank, String::from_utf8_lossy(&reason).into_owned());
+        }
         for (key, value) in store.scan(OUTBOX_TABLE)? {
             let batch_no = u64::from_be_bytes(key.as_slice().try_into().map_err(|_| corrupt("an outbox key"))?);
             let pending = Pending::from_bytes(&value).map_err(|e| corrupt(&format!("an outbox entry: {e}")))?;
@@ -236,6 +245,46 @@ impl CentralService {
             .ok_or_else(|| Error::new(ErrorCode::UnknownAccount, format!("no bank '{bank}' in this network")))
     }
 
+    /// The operator blocks `bank` (or lifts its block, with `blocked` false): recorded
+    /// durably, then delivered to the notary and every bank, in order and once, until each
+    /// has applied it. From then on central emits nothing to the bank, the notary spends
+    /// nothing it sends, and the other banks' checks refuse its attestations; what was
+    /// certified before completes.
+    pub fn set_blocked(&self, bank: &str, blocked: bool, reason: &str, now_ms: u64) -> Result<()> {
+        let mut inner = self.inner.lock();
+        inner.ensure_running()?;
+        self.known_bank(bank)?;
+        if reason.len() > dtenge_wire::message::CLAIM_FIELD_BYTES_MAX {
+            return Err(Error::malformed("a reason has at most 256 bytes"));
+        }
+        let mut key = BLOCKED_PREFIX.to_vec();
+        key.extend_from_slice(bank.as_bytes());
+        let mut batch = WriteBatch::new();
+        if blocked {
+            batch.put(META_TABLE, key, reason.as_bytes().to_vec());
+        } else {
+            batch.delete(META_TABLE, key);
+        }
+        let decision = dtenge_wire::Decision::Blocked { bank: bank.to_string(), blocked, reason: reason.to_string() };
+        let mut receivers = vec![RoleId::Notary];
+        receivers.extend(self.banks.keys().map(|b| RoleId::Bank(b.clone())));
+        let planned: Vec<_> = receivers
+            .into_iter()
+            .map(|to| inner.outbound.plan(to, Payload::Decision(decision.clone()), &mut batch))
+            .collect();
+        self.commit(&mut inner, batch)?;
+        if blocked {
+            inner.blocked.insert(bank.to_string(), reason.to_string());
+        } else {
+            inner.blocked.remove(bank);
+        }
+        for delivery in planned {
+            let envelope = inner.outbound.sent(delivery, &RoleId::Central, now_ms);
+            let _ = self.transport.send(envelope);
+        }
+        Ok(())
+    }
+
     /// Issue `amount` of DT to `bank`'s own account against its correspondent account. The
     /// answer comes once the ABS posting and the registry entry are durable.
     pub fn emit(&self, bank: &str, amount: Amount, idem: Option<IdemKey>, now_ms: u64) -> Answer {
@@ -278,6 +327,12 @@ impl CentralService {
             return Err(Error::new(ErrorCode::LimitExceeded, "too many emissions in flight; retry"));
         }
         let own = self.known_bank(bank)?;
+        if let Some(reason) = inner.blocked.get(bank) {
+            return Err(Error::new(
+                ErrorCode::BankBlocked,
+                format!("'{bank}' is blocked by the NBK operator: {reason}"),
+            ));
+        }
         let batch_no = inner.next_batch;
         let mut tx = Transaction::new(TxBody {
             command: Command::Issue,
@@ -444,7 +499,8 @@ impl CentralService {
             batch.put(IDEM_TABLE, idem.key.as_bytes().to_vec(), idem_record(&idem.fingerprint, Some(emission.number)));
         }
         let bank = RoleId::Bank(pending.bank.clone());
-        let delivery = inner.outbound.plan(bank, certificate, vec![(pending.tx.clone(), proof)], &mut batch);
+        let payload = Payload::Certified { certificate, txs: vec![(pending.tx.clone(), proof)] };
+        let delivery = inner.outbound.plan(bank, payload, &mut batch);
         if self.commit(inner, batch).is_err() {
             inner.outbox.insert(batch_no, in_flight);
             return;

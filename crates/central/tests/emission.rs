@@ -290,3 +290,43 @@ fn a_torn_posting_and_crashes_of_each_role_under_lost_and_duplicated_messages_ke
     let answered = answers.iter().filter(|a| matches!(a.try_recv(), Ok(Ok(_)))).count();
     assert!(answered >= 6, "most callers were answered ({answered}); the rest died with central");
 }
+
+#[test]
+fn a_block_reaches_the_notary_and_the_bank_over_a_lossy_network_and_its_lift_too() {
+    let mut c = Cluster::new(3);
+    c.central().credit_correspondent("steppe", tiyn(100_000), 0).unwrap();
+    let _ = c.central().emit("steppe", tiyn(50_000), None, c.now_ms);
+    c.run(10_000);
+    assert_eq!(c.bank_own_tiyn(), 50_000);
+    c.central().set_blocked("steppe", true, "licence suspended", c.now_ms).unwrap();
+    c.run(10_000);
+    assert!(c.quiet(), "the decision reached every role");
+    let refused = c.central().emit("steppe", tiyn(1_000), None, c.now_ms);
+    assert_eq!(refused.try_recv().unwrap().unwrap_err().code, ErrorCode::BankBlocked);
+    // The bank pays one of its own accounts: the notary spends nothing a blocked bank sends.
+    let pay = |c: &Cluster| {
+        let to = key(STEPPE_OWN).address();
+        let request =
+            dtenge_bank::Request::Pay { client_id: dtenge_node::OWN_ACCOUNT.into(), payees: vec![(to, tiyn(1_000))] };
+        let bank = c.bank.as_ref().unwrap();
+        let answer = bank.submit(request, None);
+        bank.flush(c.now_ms);
+        answer
+    };
+    let answer = pay(&c);
+    c.run(10_000);
+    assert_eq!(answer.try_recv().unwrap().unwrap_err().code, ErrorCode::BankBlocked);
+    // Restarts keep the decision.
+    c.restart("notary");
+    c.restart("steppe");
+    let answer = pay(&c);
+    c.run(10_000);
+    assert_eq!(answer.try_recv().unwrap().unwrap_err().code, ErrorCode::BankBlocked);
+    c.central().set_blocked("steppe", false, "", c.now_ms).unwrap();
+    c.run(10_000);
+    let answer = pay(&c);
+    c.run(10_000);
+    assert!(answer.try_recv().unwrap().is_ok());
+    assert_eq!(c.bank_own_tiyn(), 50_000, "paid to itself: nothing changed hands");
+    c.assert_invariants();
+}

@@ -21,7 +21,7 @@
 
 use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_store::{Store, Table, WriteBatch};
-use dtenge_wire::{Decode, Deliver, Encode, Envelope, Message, RoleId};
+use dtenge_wire::{Decode, Deliver, Encode, Envelope, Message, Payload, RoleId};
 use std::collections::BTreeMap;
 
 /// Deliveries not acknowledged yet, by receiver and number.
@@ -106,15 +106,9 @@ impl Outbound {
     /// Number a delivery for `to` and write it (with the stream's new next number) into
     /// `batch`; once the batch is durable, hand the result to [`Outbound::sent`]. Deliveries
     /// planned into one batch are numbered in the order they are planned.
-    pub fn plan(
-        &mut self,
-        to: RoleId,
-        certificate: dtenge_core::certificate::CommitCertificate,
-        txs: Vec<(dtenge_core::tx::Transaction, dtenge_core::certificate::CommitProof)>,
-        batch: &mut WriteBatch,
-    ) -> Planned {
+    pub fn plan(&mut self, to: RoleId, payload: Payload, batch: &mut WriteBatch) -> Planned {
         let seq = self.next.get(&to).copied().unwrap_or(1);
-        let deliver = Deliver { seq, certificate, txs };
+        let deliver = Deliver { seq, payload };
         batch.put(OUT_TABLE, out_key(&to, seq), Message::Deliver(deliver.clone()).to_bytes());
         batch.put(STREAMS_TABLE, stream_key(OUT, &to), (seq + 1).to_le_bytes().to_vec());
         // Numbered now, so that a second plan into the same batch takes the next number; if
@@ -239,8 +233,9 @@ mod tests {
     use dtenge_core::crypto::{Hash32, SecretKey};
     use dtenge_store::SimDisk;
 
-    fn certificate() -> CommitCertificate {
-        CommitCertificate::sign(&SecretKey::from_seed([1; 32]), 1, &[Hash32([2; 32])]).0
+    fn certificate() -> Payload {
+        let certificate = CommitCertificate::sign(&SecretKey::from_seed([1; 32]), 1, &[Hash32([2; 32])]).0;
+        Payload::Certified { certificate, txs: vec![] }
     }
 
     fn store(disk: &SimDisk) -> Store {
@@ -254,9 +249,9 @@ mod tests {
         let mut out = Outbound::default();
         let (sapa, central) = (RoleId::Bank("sapa".into()), RoleId::Central);
         let mut batch = WriteBatch::new();
-        let a = out.plan(sapa.clone(), certificate(), vec![], &mut batch);
-        let b = out.plan(sapa.clone(), certificate(), vec![], &mut batch);
-        let c = out.plan(central.clone(), certificate(), vec![], &mut batch);
+        let a = out.plan(sapa.clone(), certificate(), &mut batch);
+        let b = out.plan(sapa.clone(), certificate(), &mut batch);
+        let c = out.plan(central.clone(), certificate(), &mut batch);
         assert_eq!((a.deliver.seq, b.deliver.seq, c.deliver.seq), (1, 2, 1));
         s.commit(batch).unwrap();
         let me = RoleId::Bank("steppe".into());
@@ -280,7 +275,7 @@ mod tests {
             .collect();
         assert_eq!(due, vec![(central.clone(), 1), (sapa.clone(), 2)]);
         let mut batch = WriteBatch::new();
-        assert_eq!(out.plan(sapa, certificate(), vec![], &mut batch).deliver.seq, 3, "numbers go on after a restart");
+        assert_eq!(out.plan(sapa, certificate(), &mut batch).deliver.seq, 3, "numbers go on after a restart");
     }
 
     #[test]

@@ -44,7 +44,11 @@ pub const UNSPENT: Checkpointed =
 /// The ids of committed transactions, appended a group commit at a time (a log table: nothing
 /// reads one by key, the notary reads them all at start).
 pub const COMMITTED_LOG: LogTable = LogTable("notary_committed_log");
-pub const TABLES: [Table; 3] = [UNSPENT.tables()[0], UNSPENT.tables()[1], COMMITTED_LOG.table()];
+/// The ids of transactions refused for a reason that could change (their sender was
+/// blocked): refused for good, so that a copy the network delivers later, after the block is
+/// lifted, cannot commit what the sender already dropped.
+pub const ABORTED_LOG: LogTable = LogTable("notary_aborted_log");
+pub const TABLES: [Table; 4] = [UNSPENT.tables()[0], UNSPENT.tables()[1], COMMITTED_LOG.table(), ABORTED_LOG.table()];
 /// Bytes of a token id in a change record or a checkpoint item.
 const TOKEN_BYTES: usize = 32;
 
@@ -76,6 +80,8 @@ pub enum Spend {
 enum TxState {
     Pending,
     Committed,
+    /// Refused for good (see [`ABORTED_LOG`]).
+    Aborted,
 }
 
 #[derive(Default)]
@@ -152,7 +158,13 @@ impl Notary {
         }
         let committed = store.scan_log(COMMITTED_LOG)?.into_iter().map(|record| tx_of(&record));
         let committed: Vec<TxId> = committed.collect::<Result<_>>()?;
-        Ok((Notary::restore(unspent, committed), loaded.changes.len()))
+        let notary = Notary::restore(unspent, committed);
+        for record in store.scan_log(ABORTED_LOG)? {
+            let tx = tx_of(&record)?;
+            let previous = notary.shards[tx_shard(&tx)].lock().txs.insert(tx, TxState::Aborted);
+            assert_eq!(previous, None, "a transaction is committed or aborted, never both");
+        }
+        Ok((notary, loaded.changes.len()))
     }
 
     /// The durable unspent set, for a checkpoint: one 32-byte item per token, produced one
@@ -187,6 +199,11 @@ impl Notary {
     pub fn writes(request: &SpendRequest<'_>, batch: &mut WriteBatch) {
         batch.record(UNSPENT.log, change_record(request));
         batch.record(COMMITTED_LOG, request.tx_id.0 .0.to_vec());
+    }
+
+    /// The durable record of an abort.
+    pub fn abort_writes(tx_id: &TxId, batch: &mut WriteBatch) {
+        batch.record(ABORTED_LOG, tx_id.0 .0.to_vec());
     }
 
     /// The spend is durable: its outputs become spendable and it answers "committed" to
@@ -266,6 +283,22 @@ impl Shards for AllShards<'_> {
 }
 
 impl AllShards<'_> {
+    /// Is this transaction committed (not merely pending)?
+    pub fn is_committed(&mut self, tx_id: &TxId) -> bool {
+        self.shard(tx_shard(tx_id)).txs.get(tx_id) == Some(&TxState::Committed)
+    }
+
+    /// Refuse `tx_id` for good: `false` if it is committed, pending or aborted already (then
+    /// nothing changes). Persist [`Notary::abort_writes`] before answering.
+    pub fn abort(&mut self, tx_id: &TxId) -> bool {
+        let txs = &mut self.shard(tx_shard(tx_id)).txs;
+        if txs.contains_key(tx_id) {
+            return false;
+        }
+        txs.insert(*tx_id, TxState::Aborted);
+        true
+    }
+
     /// [`Notary::try_spend`].
     pub fn try_spend(&mut self, request: SpendRequest<'_>) -> Result<Spend> {
         spend_in(self, request)
@@ -287,6 +320,12 @@ impl AllShards<'_> {
 fn spend_in(shards: &mut impl Shards, request: SpendRequest<'_>) -> Result<Spend> {
     match shards.shard(tx_shard(&request.tx_id)).txs.get(&request.tx_id) {
         Some(TxState::Committed) => return Ok(Spend::AlreadyCommitted),
+        Some(TxState::Aborted) => {
+            return Err(Error::new(
+                ErrorCode::BankBlocked,
+                format!("transaction {} was refused before, while its sender was blocked", request.tx_id),
+            ))
+        }
         Some(TxState::Pending) => {
             return Err(Error::new(
                 ErrorCode::RequestInProgress,

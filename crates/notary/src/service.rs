@@ -38,10 +38,14 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const META_TABLE: Table = Table("notary_meta");
 const SEQ_KEY: &[u8] = b"seq";
 
+/// `blocked:<bank>` -> the reason: the operator's blocks the notary has applied.
+const BLOCKED_PREFIX: &[u8] = b"blocked:";
+
 /// Every table of the notary role's store.
 pub fn tables() -> Vec<Table> {
     let mut tables = TABLES.to_vec();
     tables.push(META_TABLE);
+    tables.extend(dtenge_delivery::TABLES);
     tables
 }
 
@@ -57,16 +61,22 @@ pub struct Senders {
 
 impl Senders {
     /// The key `sender` signs with, if it may send requests now.
-    fn key_of(&self, sender: &RoleId) -> Result<PublicKey> {
+    /// The key `sender` signs with, whether it may send requests at all, and why not if it is
+    /// blocked (a blocked bank still signs: its retries of what committed before its block are
+    /// answered "committed").
+    fn key_of(&self, sender: &RoleId) -> Result<(PublicKey, Option<Error>)> {
+        let blocked = |bank: &str| {
+            self.blocked
+                .contains(bank)
+                .then(|| Error::new(ErrorCode::BankBlocked, format!("bank '{bank}' is blocked by the NBK operator")))
+        };
         match sender {
-            RoleId::Central => Ok(self.central_bank),
-            RoleId::Bank(bank) if self.blocked.contains(bank) => {
-                Err(Error::new(ErrorCode::BankBlocked, format!("bank '{bank}' is blocked by the NBK operator")))
-            }
+            RoleId::Central => Ok((self.central_bank, None)),
             RoleId::Bank(bank) => self
                 .banks
                 .get(bank)
                 .copied()
+                .map(|key| (key, blocked(bank)))
                 .ok_or_else(|| Error::new(ErrorCode::Forbidden, format!("'{bank}' is not a bank of this network"))),
             RoleId::Notary | RoleId::Oracle | RoleId::Directory => {
                 Err(Error::new(ErrorCode::Forbidden, format!("{sender} does not send transactions to the notary")))
@@ -86,6 +96,8 @@ pub struct NotaryService {
     seq: Mutex<u64>,
     /// Set when a durable commit failed: the notary answers nothing until it is reopened.
     failed: std::sync::atomic::AtomicBool,
+    /// The operator's decisions, delivered by central in order, once each.
+    inbound: Mutex<dtenge_delivery::Inbound>,
 }
 
 impl NotaryService {
@@ -102,7 +114,15 @@ impl NotaryService {
                 u64::from_le_bytes(bytes)
             }
         };
+        let mut senders = senders;
+        for (key, _) in store.scan_prefix(META_TABLE, BLOCKED_PREFIX)? {
+            let bank = String::from_utf8(key[BLOCKED_PREFIX.len()..].to_vec())
+                .map_err(|_| Error::new(ErrorCode::StorageFailure, "a blocked bank's id is not UTF-8"))?;
+            senders.blocked.insert(bank);
+        }
+        let inbound = Mutex::new(dtenge_delivery::Inbound::load(&store)?);
         Ok(NotaryService {
+            inbound,
             notary,
             key,
             senders: RwLock::new(senders),
@@ -141,10 +161,14 @@ impl NotaryService {
     /// role that sends the notary something else has a bug or is hostile, and gets no answer
     /// it could act on).
     pub fn handle(&self, envelope: Envelope) -> Option<Envelope> {
-        let Message::NotarizeRequest(request) = envelope.message else { return None };
         if self.failed.load(std::sync::atomic::Ordering::SeqCst) {
             return None;
         }
+        let request = match envelope.message {
+            Message::NotarizeRequest(request) => request,
+            Message::Deliver(deliver) if envelope.from == RoleId::Central => return self.on_decision(deliver),
+            _ => return None,
+        };
         let reply = self.notarize(&envelope.from, &request);
         if self.failed.load(std::sync::atomic::Ordering::SeqCst) {
             // The commit of this very request failed: a process whose store failed stops, and
@@ -154,40 +178,103 @@ impl NotaryService {
         Some(Envelope { from: RoleId::Notary, to: envelope.from, message: Message::NotarizeReply(reply) })
     }
 
+    /// An operator's decision from central: applied in order, once, durably; acknowledged.
+    fn on_decision(&self, deliver: dtenge_wire::Deliver) -> Option<Envelope> {
+        let ack = |seq| {
+            Some(Envelope {
+                from: RoleId::Notary,
+                to: RoleId::Central,
+                message: Message::DeliverAck(dtenge_wire::DeliverAck { seq }),
+            })
+        };
+        let mut inbound = self.inbound.lock();
+        match inbound.accept(&RoleId::Central, deliver.seq) {
+            dtenge_delivery::Accept::Apply => {}
+            dtenge_delivery::Accept::Duplicate { ack: seq } => return ack(seq),
+            dtenge_delivery::Accept::Early => return None,
+        }
+        let dtenge_wire::Payload::Decision(dtenge_wire::Decision::Blocked { bank, blocked, reason }) = deliver.payload
+        else {
+            // Central certifies nothing to the notary: a malformed stream is dropped.
+            return None;
+        };
+        let mut key = BLOCKED_PREFIX.to_vec();
+        key.extend_from_slice(bank.as_bytes());
+        let mut batch = WriteBatch::new();
+        if blocked {
+            batch.put(META_TABLE, key, reason.into_bytes());
+        } else {
+            batch.delete(META_TABLE, key);
+        }
+        inbound.plan_applied(&RoleId::Central, deliver.seq, &mut batch);
+        if self.store.commit(batch).is_err() {
+            self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+            return None;
+        }
+        inbound.applied(&RoleId::Central, deliver.seq);
+        self.set_blocked(&bank, blocked);
+        ack(deliver.seq)
+    }
+
     /// Check, spend, commit and certify one request from `sender`.
     pub fn notarize(&self, sender: &RoleId, request: &NotarizeRequest) -> NotarizeReply {
         assert!(request.txs.len() <= dtenge_wire::message::BATCH_TXS_MAX, "the wire bounds a batch");
         let leaves: Vec<Hash32> = request.txs.iter().map(CompactTx::hash).collect();
-        let mut states: Vec<Result<()>> = match self.check_request(sender, request, &leaves) {
-            Ok(()) => request.txs.iter().map(|tx| check_tx(sender, tx)).collect(),
-            Err(e) => vec![Err(e); request.txs.len()],
+        let (mut states, blocked): (Vec<Result<()>>, Option<Error>) = match self.check_request(sender, request, &leaves)
+        {
+            Ok(blocked) => (request.txs.iter().map(|tx| check_tx(sender, tx)).collect(), blocked),
+            Err(e) => (vec![Err(e); request.txs.len()], None),
         };
         let mut seq = self.seq.lock();
-        let committed = self.spend_and_commit(&request.txs, &mut states, *seq + 1);
+        let committed = self.spend_and_commit(&request.txs, &mut states, blocked.as_ref(), *seq + 1);
         let reply = self.certify(request.batch, &leaves, &states, &committed, &mut seq);
         assert_eq!(reply.outcomes.len(), request.txs.len(), "one outcome per transaction");
         reply
     }
 
-    /// The sender may send, and signed this request.
-    fn check_request(&self, sender: &RoleId, request: &NotarizeRequest, leaves: &[Hash32]) -> Result<()> {
-        let key = self.senders.read().key_of(sender)?;
+    /// The sender is one of the network's and signed this request; `Ok(Some(why))` when it is
+    /// blocked.
+    fn check_request(&self, sender: &RoleId, request: &NotarizeRequest, leaves: &[Hash32]) -> Result<Option<Error>> {
+        let (key, blocked) = self.senders.read().key_of(sender)?;
         let message = notarize_message(request.batch, &dtenge_core::merkle::root(leaves));
         verify(&key, &message.0, &request.signature).map_err(|_| {
             Error::new(ErrorCode::InvalidSignature, format!("the request is not signed by {sender}'s node key"))
-        })
+        })?;
+        Ok(blocked)
     }
 
     /// Spend every passing transaction in request order (a later one spending what an earlier
     /// one spent is a double spend), commit the new spends with certificate number `seq`, and
     /// finalize them. Returns, per transaction, whether it is committed (now or before).
-    fn spend_and_commit(&self, txs: &[CompactTx], states: &mut [Result<()>], seq: u64) -> Vec<bool> {
+    /// A `blocked` sender spends nothing new: each of its transactions is refused with the
+    /// reason, except those committed before its block, which are answered "committed" (a
+    /// bank retrying after a lost answer must learn the truth, or it would drop a transaction
+    /// the ledger holds).
+    fn spend_and_commit(
+        &self,
+        txs: &[CompactTx],
+        states: &mut [Result<()>],
+        blocked: Option<&Error>,
+        seq: u64,
+    ) -> Vec<bool> {
         let mut committed = vec![false; txs.len()];
         let mut fresh: Vec<usize> = Vec::new();
+        let mut aborted: Vec<usize> = Vec::new();
         {
             let mut shards = self.notary.lock_all();
             for (index, (tx, state)) in txs.iter().zip(states.iter_mut()).enumerate() {
                 if state.is_err() {
+                    continue;
+                }
+                if let Some(why) = blocked {
+                    if shards.is_committed(&tx.tx_id) {
+                        committed[index] = true;
+                    } else {
+                        if shards.abort(&tx.tx_id) {
+                            aborted.push(index);
+                        }
+                        *state = Err(why.clone());
+                    }
                     continue;
                 }
                 match shards.try_spend(request(tx)) {
@@ -197,12 +284,15 @@ impl NotaryService {
                 }
             }
         }
-        if fresh.is_empty() && !committed.contains(&true) {
+        if fresh.is_empty() && aborted.is_empty() && !committed.contains(&true) {
             return committed;
         }
         let mut batch = WriteBatch::new();
         for &index in &fresh {
             Notary::writes(&request(&txs[index]), &mut batch);
+        }
+        for &index in &aborted {
+            Notary::abort_writes(&txs[index].tx_id, &mut batch);
         }
         batch.put(META_TABLE, SEQ_KEY.to_vec(), seq.to_le_bytes().to_vec());
         let written = self.store.commit(batch).map_err(|e| {
@@ -216,7 +306,7 @@ impl NotaryService {
         });
         if let Err(e) = &written {
             for (index, state) in states.iter_mut().enumerate() {
-                if committed[index] || fresh.contains(&index) {
+                if committed[index] || fresh.contains(&index) || aborted.contains(&index) {
                     committed[index] = false;
                     *state = Err(e.clone());
                 }
@@ -489,8 +579,43 @@ mod tests {
         let reply = notary.notarize(&steppe(), &request(5, std::slice::from_ref(&pay), &w.steppe));
         assert_eq!(codes(&reply), vec![Some(ErrorCode::BankBlocked)]);
         notary.set_blocked("steppe", false);
-        notarize_ok(&notary, &steppe(), &w.steppe, std::slice::from_ref(&pay));
+        // Refused for good: a copy the network delivers after the block is lifted must not
+        // commit what the bank dropped when it was refused.
+        let reply = notary.notarize(&steppe(), &request(6, std::slice::from_ref(&pay), &w.steppe));
+        assert_eq!(codes(&reply), vec![Some(ErrorCode::BankBlocked)]);
+        drop(notary);
+        let notary = w.open();
+        let reply = notary.notarize(&steppe(), &request(7, std::slice::from_ref(&pay), &w.steppe));
+        assert_eq!(codes(&reply), vec![Some(ErrorCode::BankBlocked)], "the refusal is durable");
+        let again = w.pay(&issue, &alice, &bob, 3);
+        notarize_ok(&notary, &steppe(), &w.steppe, std::slice::from_ref(&again));
         assert_eq!(notary.notary().unspent_count(), 1, "only the last request spent anything");
+    }
+
+    #[test]
+    fn a_blocked_bank_spends_nothing_new_but_its_retry_of_a_committed_transaction_is_answered_committed() {
+        let w = World::new();
+        let notary = w.open();
+        let (alice, bob) = (key(10), key(11));
+        let issue = w.issue(&alice, &[500, 600], 1);
+        notarize_ok(&notary, &RoleId::Central, &w.nbk, std::slice::from_ref(&issue));
+        let inputs = issue.outputs_as_inputs();
+        let pay = |input: &dtenge_core::token::Input, nonce| {
+            let output = Output::standard(input.output.amount_tiyn, bob.address(), w.nbk.address());
+            let body = TxBody { command: Command::Transfer, inputs: vec![input.clone()], outputs: vec![output], nonce };
+            let mut tx = Transaction::new(body);
+            tx.sign_owner(&alice);
+            tx
+        };
+        let before = pay(&inputs[0], 1);
+        notarize_ok(&notary, &steppe(), &w.steppe, std::slice::from_ref(&before));
+        notary.set_blocked("steppe", true);
+        // Its answer was lost; the bank asks again after its block, with a new payment.
+        let after = pay(&inputs[1], 2);
+        let reply = notary.notarize(&steppe(), &request(2, &[before.clone(), after.clone()], &w.steppe));
+        assert_eq!(codes(&reply), vec![None, Some(ErrorCode::BankBlocked)]);
+        assert_certified(&w, &[before, after.clone()], &reply);
+        assert!(!notary.notary().is_committed(&after.id()));
     }
 
     #[test]

@@ -16,6 +16,9 @@
 //!   committed at the notary;
 //! - of the double spends the clients try, none commits twice (the set equality above);
 //! - no reservation is left behind, and nothing is left in an outbox or undelivered.
+//!
+//! The operator also blocks and unblocks banks at random: central delivers each decision to
+//! the notary and every bank; what was certified before a block still completes.
 
 use dtenge_bank::{BankService, Genesis, IdemKey, Request};
 use dtenge_central::CentralService;
@@ -158,6 +161,8 @@ struct Sim {
     waiting: Vec<Waiting>,
     emissions_waiting: Vec<(&'static str, Amount, IdemKey, dtenge_central::Answer)>,
     acknowledged: Vec<TxId>,
+    /// Banks the operator has blocked (as central recorded it).
+    blocked: std::collections::BTreeSet<&'static str>,
     report: RolesReport,
 }
 
@@ -221,6 +226,7 @@ impl Sim {
             waiting: Vec::new(),
             emissions_waiting: Vec::new(),
             acknowledged: Vec::new(),
+            blocked: Default::default(),
             report: RolesReport {
                 seed,
                 trace_digest: Hash32([0; 32]),
@@ -318,6 +324,7 @@ impl Sim {
                 }
                 60..=64 => self.emit(),
                 65..=69 => self.crash_a_role(),
+                70..=71 => self.toggle_block(),
                 _ => {}
             }
             let advance_ms = self.rng.gen_range(0..=TICK_MS);
@@ -447,6 +454,25 @@ impl Sim {
         let answer = service.submit(request.clone(), idem.clone());
         service.flush(self.now_ms);
         self.waiting.push(Waiting { what, bank, request, idem, answer });
+    }
+
+    /// The operator blocks a bank, or lifts a block: whatever is certified meanwhile must still
+    /// complete everywhere.
+    fn toggle_block(&mut self) {
+        let bank = BANKS[self.rng.gen_range(0..BANKS.len())];
+        let Some(central) = &self.central else { return };
+        let blocked = !self.blocked.contains(bank);
+        match central.set_blocked(bank, blocked, "simulated operator decision", self.now_ms) {
+            Ok(()) => {
+                if blocked {
+                    self.blocked.insert(bank);
+                } else {
+                    self.blocked.remove(bank);
+                }
+                self.trace(format!("operator {} {bank}", if blocked { "blocks" } else { "unblocks" }));
+            }
+            Err(e) => self.trace(format!("operator decision on {bank} refused: {}", e.code)),
+        }
     }
 
     /// Crash one role now, or inside one of its next commits.
@@ -685,8 +711,15 @@ impl Sim {
         if circulation != liability || registry != liability {
             return Err(format!("circulation {circulation}, registry {registry}, DT liability {liability} differ"));
         }
-        if wallets != notary.notary().unspent() {
-            return Err("the banks' wallets are not the notary's unspent set".into());
+        let unspent: HashSet<dtenge_core::token::TokenId> = notary.notary().unspent().into_iter().collect();
+        if wallets != unspent {
+            let only_wallets: Vec<_> = wallets.difference(&unspent).take(3).collect();
+            let only_notary: Vec<_> = unspent.difference(&wallets).take(3).collect();
+            return Err(format!(
+                "the banks' wallets are not the notary's unspent set: {} only in wallets {only_wallets:?}, {} only at the notary {only_notary:?}",
+                wallets.difference(&unspent).count(),
+                unspent.difference(&wallets).count()
+            ));
         }
         if let Some(lost) = self.acknowledged.iter().find(|tx| !notary.notary().is_committed(tx)) {
             return Err(format!("transaction {lost} was acknowledged but is not committed"));

@@ -14,6 +14,6 @@ pub mod message;
 
 pub use codec::{Decode, DecodeError, Encode, Reader, Writer};
 pub use message::{
-    AccountKind, Claim, ClaimReply, Deliver, DeliverAck, Envelope, Message, NotarizeReply, NotarizeRequest, Outcome,
-    RoleId, FORMAT_VERSION,
+    AccountKind, Claim, ClaimReply, Decision, Deliver, DeliverAck, Envelope, Message, NotarizeReply, NotarizeRequest,
+    Outcome, Payload, RoleId, FORMAT_VERSION,
 };

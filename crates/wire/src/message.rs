@@ -125,16 +125,34 @@ pub struct NotarizeReply {
     pub outcomes: Vec<Outcome>,
 }
 
-/// Committed transactions for their payee bank, with the certificate that proves them.
-/// Deliveries from one sender to one receiver are numbered from 1 (`seq`) and applied in that
-/// order, each once: the receiver keeps the last number it applied, acknowledges anything at
-/// or below it again without applying it, and drops anything beyond the next (the sender
-/// resends in order until acknowledged).
+/// What must reach another role exactly once, in order. Deliveries from one sender to one
+/// receiver are numbered from 1 (`seq`) and applied in that order, each once: the receiver
+/// keeps the last number it applied, acknowledges anything at or below it again without
+/// applying it, and drops anything beyond the next (the sender resends in order until
+/// acknowledged).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Deliver {
     pub seq: u64,
-    pub certificate: CommitCertificate,
-    pub txs: Vec<(Transaction, CommitProof)>,
+    pub payload: Payload,
+}
+
+/// What a delivery carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// Committed transactions for their payee bank (or the NBK), with the certificate that
+    /// proves them.
+    Certified { certificate: CommitCertificate, txs: Vec<(Transaction, CommitProof)> },
+    /// An operator's decision, from central to every role it concerns.
+    Decision(Decision),
+}
+
+/// The NBK operator's decisions that other roles enforce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Block a bank (or the Treasury), or lift its block: from the moment a role applies it,
+    /// that role starts nothing new for the bank (the notary spends nothing it sends). What
+    /// was certified before still completes.
+    Blocked { bank: String, blocked: bool, reason: String },
 }
 
 /// The receiver applied (durably) every delivery from this sender up to `seq`.
@@ -253,8 +271,20 @@ impl Encode for Message {
             }
             Message::Deliver(m) => {
                 w.u64(m.seq);
-                w.put(&m.certificate);
-                w.seq(&m.txs);
+                match &m.payload {
+                    Payload::Certified { certificate, txs } => {
+                        w.u8(1);
+                        w.put(certificate);
+                        w.seq(txs);
+                    }
+                    Payload::Decision(Decision::Blocked { bank, blocked, reason }) => {
+                        w.u8(2);
+                        w.u8(1);
+                        w.str(bank);
+                        w.bool(*blocked);
+                        w.str(reason);
+                    }
+                }
             }
             Message::DeliverAck(m) => w.u64(m.seq),
             Message::Claim(m) => {
@@ -286,11 +316,22 @@ impl Decode for Message {
                 certificate: r.get()?,
                 outcomes: r.seq("outcomes", BATCH_TXS_MAX)?,
             })),
-            3 => Ok(Message::Deliver(Deliver {
-                seq: r.u64("delivery seq")?,
-                certificate: r.get()?,
-                txs: r.seq("deliveries", BATCH_TXS_MAX)?,
-            })),
+            3 => {
+                let seq = r.u64("delivery seq")?;
+                let payload = match r.u8("delivery payload")? {
+                    1 => Payload::Certified { certificate: r.get()?, txs: r.seq("deliveries", BATCH_TXS_MAX)? },
+                    2 => match r.u8("decision")? {
+                        1 => Payload::Decision(Decision::Blocked {
+                            bank: bounded_string(r, "bank")?,
+                            blocked: r.bool("blocked")?,
+                            reason: bounded_string(r, "reason")?,
+                        }),
+                        tag => return Err(DecodeError::UnknownTag { what: "decision", tag: u64::from(tag) }),
+                    },
+                    tag => return Err(DecodeError::UnknownTag { what: "delivery payload", tag: u64::from(tag) }),
+                };
+                Ok(Message::Deliver(Deliver { seq, payload }))
+            }
             4 => Ok(Message::DeliverAck(DeliverAck { seq: r.u64("delivery seq")? })),
             5 => Ok(Message::Claim(Claim {
                 client_id: bounded_string(r, "client id")?,
@@ -396,13 +437,28 @@ mod tests {
             out.push(Envelope {
                 from: bank.clone(),
                 to: RoleId::Bank("sapa".into()),
-                message: Message::Deliver(Deliver { seq: 1, certificate, txs: txs.into_iter().zip(proofs).collect() }),
+                message: Message::Deliver(Deliver {
+                    seq: 1,
+                    payload: Payload::Certified { certificate, txs: txs.into_iter().zip(proofs).collect() },
+                }),
             });
         }
         out.push(Envelope {
             from: RoleId::Bank("sapa".into()),
             to: bank.clone(),
             message: Message::DeliverAck(DeliverAck { seq: 5 }),
+        });
+        out.push(Envelope {
+            from: RoleId::Central,
+            to: RoleId::Notary,
+            message: Message::Deliver(Deliver {
+                seq: 3,
+                payload: Payload::Decision(Decision::Blocked {
+                    bank: "tulpar".into(),
+                    blocked: true,
+                    reason: "licence revoked".into(),
+                }),
+            }),
         });
         let address = SecretKey::from_seed([6; 32]).address();
         out.push(Envelope {
