@@ -12,9 +12,11 @@
 
 mod error;
 mod holding;
+mod idempotency;
 mod routes;
 
 pub use error::{status_of, ApiError, ErrorBody};
+pub use idempotency::{idempotency_key, request_fingerprint, CONSOLE_KEY_PREFIX, IDEMPOTENCY_HEADER};
 pub use routes::{router, ApiDoc};
 
 use dtenge_network::Network;

@@ -1,6 +1,7 @@
 //! Routes, handlers and the OpenAPI description.
 
 use crate::error::{ApiError, Failure};
+use crate::idempotency::{idempotency_key, request_fingerprint, CONSOLE_KEY_PREFIX};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -9,7 +10,6 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use dtenge_abs::Posting;
 use dtenge_core::calendar::Date;
-use dtenge_core::crypto::hash_parts;
 use dtenge_core::token::{Input, TxId};
 use dtenge_core::tx::Transaction;
 use dtenge_core::{Error, ErrorCode};
@@ -26,8 +26,6 @@ pub(crate) type App = Arc<Network>;
 
 /// Largest request body: a 16,000-line registry fits with room to spare.
 pub const REQUEST_BYTES_MAX: usize = 8 * 1024 * 1024;
-/// The idempotency header.
-pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -192,22 +190,14 @@ where
 {
     let body = body.0;
     let prepared = (|| {
-        let key = headers
-            .get(IDEMPOTENCY_HEADER)
-            .ok_or_else(|| Error::malformed("the Idempotency-Key header is required on every POST and PUT"))?
-            .to_str()
-            .map_err(|_| Error::malformed("the Idempotency-Key header must be visible ASCII"))?
-            .to_string();
-        let raw: &[u8] = if body.is_empty() { b"null" } else { &body };
-        let value: serde_json::Value =
-            serde_json::from_slice(raw).map_err(|e| Error::malformed(format!("request body: {e}")))?;
-        // The fingerprint hashes the JSON with sorted keys and no spacing, so the same request
-        // sent with other whitespace or key order is still the same request.
-        let canonical = serde_json::to_vec(&value).map_err(|e| Error::internal(format!("canonical JSON: {e}")))?;
-        let fingerprint = hash_parts(
-            b"dtenge/idempotency/v1",
-            &[method.as_str().as_bytes(), b" ", uri.path().as_bytes(), b"\n", &canonical],
-        );
+        let key = idempotency_key(&headers)?;
+        // The consoles' keys live under their own prefix (see `CONSOLE_KEY_PREFIX`).
+        if key.starts_with(CONSOLE_KEY_PREFIX) {
+            return Err(Error::malformed(format!(
+                "idempotency keys starting with '{CONSOLE_KEY_PREFIX}' are the consoles'"
+            )));
+        }
+        let (fingerprint, value) = request_fingerprint(&method, uri.path(), &body)?;
         let request: R = serde_json::from_value(value).map_err(|e| Error::malformed(format!("request body: {e}")))?;
         Ok::<_, Error>((Idem { key, fingerprint }, request))
     })();
