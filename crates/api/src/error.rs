@@ -21,7 +21,10 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// The HTTP status of an error code.
+/// The HTTP status of an error code: the one map, for the REST API and the consoles alike
+/// (they answer through [`Failure`]), so a client sees the same status for the same code
+/// whichever face it calls. It lives in the gateway because statuses are HTTP's business, not
+/// the domain's.
 pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::MalformedInput | ErrorCode::InvalidSignature => StatusCode::BAD_REQUEST,
@@ -52,7 +55,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
     }
 }
 
-/// An [`Error`] as a response.
+/// An [`Error`] as a response: [`ApiError`] with the status [`status_of`] its code.
 pub struct Failure(pub Error);
 
 impl From<Error> for Failure {

@@ -15,7 +15,7 @@ mod holding;
 mod idempotency;
 mod routes;
 
-pub use error::{status_of, ApiError, ErrorBody};
+pub use error::{status_of, ApiError, ErrorBody, Failure};
 pub use idempotency::{idempotency_key, request_fingerprint, CONSOLE_KEY_PREFIX, IDEMPOTENCY_HEADER};
 pub use routes::{router, ApiDoc};
 

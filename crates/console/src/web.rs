@@ -73,19 +73,10 @@ async fn app_css() -> Response {
     page("text/css; charset=utf-8", APP_CSS)
 }
 
-/// An error as the REST API writes it: `{"error": {"code", "message"}}`.
+/// An error as the REST API writes it, `{"error": {"code", "message"}}`, with the gateway's
+/// status for the code (`dtenge_api::status_of`): one map for both faces.
 fn failure(e: Error) -> Response {
-    let status = match e.code {
-        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-        ErrorCode::NotFound | ErrorCode::UnknownAccount => StatusCode::NOT_FOUND,
-        ErrorCode::MalformedInput => StatusCode::BAD_REQUEST,
-        ErrorCode::BankBlocked => StatusCode::LOCKED,
-        ErrorCode::Internal | ErrorCode::StorageFailure => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::CONFLICT,
-    };
-    let body = serde_json::json!({"error": {"code": e.code, "message": e.message}});
-    (status, Json(body)).into_response()
+    dtenge_api::Failure(e).into_response()
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -1187,6 +1178,95 @@ pub(crate) fn more_routes(router: Router<App>) -> Router<App> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every error code. The match below stops compiling when a code is added and not
+    /// listed here.
+    const EVERY_CODE: [ErrorCode; 27] = [
+        ErrorCode::MalformedInput,
+        ErrorCode::InsufficientFunds,
+        ErrorCode::DoubleSpend,
+        ErrorCode::UnknownAccount,
+        ErrorCode::DuplicateAccount,
+        ErrorCode::BankBlocked,
+        ErrorCode::InvalidSignature,
+        ErrorCode::LimitExceeded,
+        ErrorCode::ConservationViolated,
+        ErrorCode::Forbidden,
+        ErrorCode::NonWorkingDay,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::RequestInProgress,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::Conflict,
+        ErrorCode::StorageFailure,
+        ErrorCode::FundsHeld,
+        ErrorCode::OracleConfirmationRequired,
+        ErrorCode::FundsMarked,
+        ErrorCode::WrongLevel,
+        ErrorCode::InvoiceMismatch,
+        ErrorCode::EventExpired,
+        ErrorCode::ContractExpired,
+        ErrorCode::RecipientNotAllowed,
+        ErrorCode::Unauthorized,
+        ErrorCode::Internal,
+    ];
+
+    fn listed(code: ErrorCode) -> bool {
+        match code {
+            ErrorCode::MalformedInput
+            | ErrorCode::InsufficientFunds
+            | ErrorCode::DoubleSpend
+            | ErrorCode::UnknownAccount
+            | ErrorCode::DuplicateAccount
+            | ErrorCode::BankBlocked
+            | ErrorCode::InvalidSignature
+            | ErrorCode::LimitExceeded
+            | ErrorCode::ConservationViolated
+            | ErrorCode::Forbidden
+            | ErrorCode::NonWorkingDay
+            | ErrorCode::NotFound
+            | ErrorCode::MethodNotAllowed
+            | ErrorCode::RequestInProgress
+            | ErrorCode::IdempotencyKeyReused
+            | ErrorCode::Conflict
+            | ErrorCode::StorageFailure
+            | ErrorCode::FundsHeld
+            | ErrorCode::OracleConfirmationRequired
+            | ErrorCode::FundsMarked
+            | ErrorCode::WrongLevel
+            | ErrorCode::InvoiceMismatch
+            | ErrorCode::EventExpired
+            | ErrorCode::ContractExpired
+            | ErrorCode::RecipientNotAllowed
+            | ErrorCode::Unauthorized
+            | ErrorCode::Internal => EVERY_CODE.contains(&code),
+        }
+    }
+
+    #[test]
+    fn the_console_answers_every_error_code_with_the_gateways_status_and_body() {
+        for code in EVERY_CODE {
+            assert!(listed(code));
+            let error = Error::new(code, "why");
+            let console = failure(error.clone());
+            let api = dtenge_api::Failure(error).into_response();
+            assert_eq!(console.status(), dtenge_api::status_of(code), "{code}");
+            assert_eq!(console.status(), api.status(), "{code}");
+        }
+        let statuses = |codes: &[ErrorCode]| {
+            codes.iter().map(|c| failure(Error::new(*c, "")).status().as_u16()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            statuses(&[
+                ErrorCode::InsufficientFunds,
+                ErrorCode::BankBlocked,
+                ErrorCode::DoubleSpend,
+                ErrorCode::StorageFailure
+            ]),
+            [422, 423, 409, 503],
+            "the codes the console's own map used to answer otherwise (409, 423, 409, 500)"
+        );
+    }
 
     #[test]
     fn typed_amounts_parse_exactly() {

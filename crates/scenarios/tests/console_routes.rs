@@ -110,7 +110,7 @@ fn a_console_payment_sent_twice_with_one_key_pays_once_and_answers_the_same() {
         Some("double-click-1"),
         &json!({"phone": "+77027654321", "amount": "10"}),
     );
-    assert_eq!(other.1["error"]["code"].as_str(), Some("IDEMPOTENCY_KEY_REUSED"), "{other:?}");
+    assert_eq!((other.0, other.1["error"]["code"].as_str()), (422, Some("IDEMPOTENCY_KEY_REUSED")), "{other:?}");
     assert_eq!(spendable(&platform), 8_500_00);
 
     // A new key is a new payment.
@@ -212,4 +212,59 @@ fn two_console_users_sending_the_same_key_do_not_meet() {
     let refused =
         client.post_with_key("/v1/nodes/steppe/emissions", &json!({"amount_tiyn": 1}), "console:aigerim:same-key");
     assert_eq!(refused.map_err(|e| (e.status, e.code)), Err((400, "MALFORMED_INPUT".to_string())));
+}
+
+#[test]
+fn the_console_and_the_api_answer_the_same_error_code_with_the_same_status() {
+    let (_dir, platform) = start();
+    let aigerim = Browser::sign_in(&platform, "aigerim");
+    let api = dtenge_scenarios::Client::new(&platform.base_url());
+    let status_and_code =
+        |answer: (u16, Value)| (answer.0, answer.1["error"]["code"].as_str().unwrap_or("").to_string());
+    let api_status_and_code = |result: dtenge_scenarios::CallResult| match result {
+        Ok(body) => (200, format!("{body}")),
+        Err(e) => (e.status, e.code),
+    };
+    // The same payment through both faces: the console's body names the amount in tenge, the
+    // API's in tiyn.
+    let mut key = 0;
+    let mut both = |phone: &str, tenge: &str, tiyn: Value| {
+        key += 1;
+        let console = status_and_code(aigerim.post(
+            "/console/api/client/transfer",
+            Some(&format!("k{key}")),
+            &json!({"phone": phone, "amount": tenge}),
+        ));
+        let request = json!({"from": AIGERIM, "to": {"phone": phone}, "amount_tiyn": tiyn});
+        (console, api_status_and_code(api.post("/v1/nodes/steppe/transfers", &request)))
+    };
+    for (phone, tenge, tiyn, code) in [
+        ("+77027654321", "1000000", json!(100_000_000), "INSUFFICIENT_FUNDS"),
+        ("+77000000000", "1", json!(100), "UNKNOWN_ACCOUNT"),
+        ("+77027654321", "0", json!(0), "MALFORMED_INPUT"),
+    ] {
+        let (console, answer) = both(phone, tenge, tiyn);
+        assert_eq!(console.1, code);
+        assert_eq!(console, answer, "{code}");
+    }
+    platform.network.block(None, "steppe", dtenge_network::types::BlockRequest { reason: "test".into() }).unwrap();
+    let (console, answer) = both("+77027654321", "1", json!(100));
+    assert_eq!(console, (423, "BANK_BLOCKED".to_string()));
+    assert_eq!(console, answer);
+    platform.network.unblock(None, "steppe").unwrap();
+
+    // The same key with another request, on each face.
+    let first =
+        aigerim.post("/console/api/client/transfer", Some("reused"), &json!({"phone": "+77027654321", "amount": "1"}));
+    assert_eq!(first.0, 200);
+    let console = status_and_code(aigerim.post(
+        "/console/api/client/transfer",
+        Some("reused"),
+        &json!({"phone": "+77027654321", "amount": "2"}),
+    ));
+    let body = |tiyn: u64| json!({"from": AIGERIM, "to": {"phone": "+77027654321"}, "amount_tiyn": tiyn});
+    assert!(api.post_with_key("/v1/nodes/steppe/transfers", &body(100), "reused").is_ok());
+    let answer = api_status_and_code(api.post_with_key("/v1/nodes/steppe/transfers", &body(200), "reused"));
+    assert_eq!(console, (422, "IDEMPOTENCY_KEY_REUSED".to_string()));
+    assert_eq!(console, answer);
 }
