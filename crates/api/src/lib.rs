@@ -14,6 +14,7 @@ mod error;
 mod holding;
 mod idempotency;
 mod routes;
+pub mod schemas;
 
 pub use error::{status_of, ApiError, ErrorBody, Failure};
 pub use idempotency::{idempotency_key, request_fingerprint, CONSOLE_KEY_PREFIX, IDEMPOTENCY_HEADER};
