@@ -119,6 +119,7 @@ pub(crate) async fn register_event(
 #[derive(Deserialize, IntoParams)]
 pub struct EventQuery {
     /// Only events with this status: registered, held, completed, rejected, expired.
+    #[param(value_type = Option<schemas::EventStatus>)]
     pub status: Option<EventStatus>,
     pub offset: Option<usize>,
     /// 1 to 1,000 (default 50).

@@ -10,8 +10,10 @@
 //! variant that its description does not.
 
 mod network;
+mod oracle;
 
 pub use network::*;
+pub use oracle::*;
 
 // Types of the domain crates not described here yet: they still derive `ToSchema` themselves.
 pub use dtenge_abs::{Posting, PostingKind};
@@ -21,10 +23,6 @@ pub use dtenge_core::party::Party;
 pub use dtenge_core::token::{Input, Output, Policy, TxId};
 pub use dtenge_core::tx::{Attestation, BatchProof, Command, Transaction, TxBody, Witness};
 pub use dtenge_core::{Amount, ErrorCode};
-pub use dtenge_network::types::{
-    Action, Contract, ContractUse, Event, EventKind, EventStatus, EventTerms, Invoice, InvoiceStatus, Level, Marking,
-    Move, MoveBody, ProviderKind, ProviderView, Record, RecordBody, Share, UseKind, VatPayment,
-};
 pub use dtenge_node::{Account, Balance, ClientKind, Direction, NodeKind, Purpose};
 
 #[cfg(test)]
@@ -378,6 +376,183 @@ mod tests {
         };
         let _ = |x: dtenge_network::types::ContractReceipt| {
             let dtenge_network::types::ContractReceipt { tx_id: _, contract: _, used: _ } = x;
+        };
+        let _ = |x: dtenge_oracle::ProviderKind| match x {
+            dtenge_oracle::ProviderKind::VehicleRegistry => {}
+            dtenge_oracle::ProviderKind::AnimalRegistry => {}
+            dtenge_oracle::ProviderKind::SubsidySystem => {}
+            dtenge_oracle::ProviderKind::TransitValidators => {}
+            dtenge_oracle::ProviderKind::ContractPortal => {}
+            dtenge_oracle::ProviderKind::TaxAuthority => {}
+        };
+        let _ = |x: dtenge_oracle::ProviderView| {
+            let dtenge_oracle::ProviderView { id: _, name: _, kind: _, registered_at_unix_ms: _ } = x;
+        };
+        let _ = |x: dtenge_oracle::EventKind| match x {
+            dtenge_oracle::EventKind::Single => {}
+            dtenge_oracle::EventKind::Infinite => {}
+        };
+        let _ = |x: dtenge_oracle::Share| {
+            let dtenge_oracle::Share { party: _, amount_tiyn: _ } = x;
+        };
+        let _ = |x: dtenge_oracle::EventTerms| {
+            let dtenge_oracle::EventTerms {
+                provider: _,
+                confirmed_by: _,
+                reference: _,
+                kind: _,
+                sender: _,
+                payees: _,
+                registered_at_unix_ms: _,
+                valid_until_unix_ms: _,
+            } = x;
+        };
+        let _ = |x: dtenge_oracle::EventStatus| match x {
+            dtenge_oracle::EventStatus::Registered => {}
+            dtenge_oracle::EventStatus::Held => {}
+            dtenge_oracle::EventStatus::Completed => {}
+            dtenge_oracle::EventStatus::Rejected => {}
+            dtenge_oracle::EventStatus::Expired => {}
+        };
+        let _ = |x: dtenge_oracle::Action| match x {
+            dtenge_oracle::Action::Registered => {}
+            dtenge_oracle::Action::Held => {}
+            dtenge_oracle::Action::Released => {}
+            dtenge_oracle::Action::Returned => {}
+            dtenge_oracle::Action::Rejected => {}
+            dtenge_oracle::Action::Expired => {}
+        };
+        let _ = |x: dtenge_oracle::RecordBody| {
+            let dtenge_oracle::RecordBody {
+                event_id: _,
+                seq: _,
+                at_unix_ms: _,
+                action: _,
+                amount_tiyn: _,
+                payouts: _,
+                tx_id: _,
+                occurrence_id: _,
+                reason: _,
+                by: _,
+                terms_hash: _,
+            } = x;
+        };
+        let _ = |x: dtenge_oracle::Record| {
+            let dtenge_oracle::Record { body: _, oracle_signature: _ } = x;
+        };
+        let _ = |x: dtenge_oracle::Event| {
+            let dtenge_oracle::Event {
+                id: _,
+                hash: _,
+                terms: _,
+                status: _,
+                held_tiyn: _,
+                released_tiyn: _,
+                returned_tiyn: _,
+                occurrences: _,
+                reason: _,
+                records: _,
+            } = x;
+        };
+        let _ = |x: dtenge_oracle::marking::Level| {
+            let dtenge_oracle::marking::Level { recipients: _, limit_tiyn: _ } = x;
+        };
+        let _ = |x: dtenge_oracle::marking::Marking| {
+            let dtenge_oracle::marking::Marking {
+                id: _,
+                hash: _,
+                initiator: _,
+                reference: _,
+                levels: _,
+                created_at_unix_ms: _,
+                registered_by: _,
+                moved_tiyn: _,
+                oracle_signature: _,
+                moves: _,
+            } = x;
+        };
+        let _ = |x: dtenge_oracle::marking::MoveBody| {
+            let dtenge_oracle::marking::MoveBody {
+                marking_id: _,
+                seq: _,
+                at_unix_ms: _,
+                tx_id: _,
+                from: _,
+                to: _,
+                from_level: _,
+                to_level: _,
+                amount_tiyn: _,
+                unmarked: _,
+            } = x;
+        };
+        let _ = |x: dtenge_oracle::marking::Move| {
+            let dtenge_oracle::marking::Move { body: _, oracle_signature: _ } = x;
+        };
+        let _ = |x: dtenge_oracle::vat::InvoiceStatus| match x {
+            dtenge_oracle::vat::InvoiceStatus::Registered => {}
+            dtenge_oracle::vat::InvoiceStatus::Paid => {}
+        };
+        let _ = |x: dtenge_oracle::vat::Invoice| {
+            let dtenge_oracle::vat::Invoice {
+                id: _,
+                seller: _,
+                buyer: _,
+                net_tiyn: _,
+                vat_tiyn: _,
+                registered_by: _,
+                registered_at_unix_ms: _,
+                status: _,
+                paid_tx: _,
+                paid_at_unix_ms: _,
+                oracle_signature: _,
+                payment_signature: _,
+            } = x;
+        };
+        let _ = |x: dtenge_oracle::vat::VatPayment| {
+            let dtenge_oracle::vat::VatPayment {
+                seq: _,
+                payer: _,
+                amount_tiyn: _,
+                tx_id: _,
+                at_unix_ms: _,
+                oracle_signature: _,
+            } = x;
+        };
+        let _ = |x: dtenge_oracle::contract::Contract| {
+            let dtenge_oracle::contract::Contract {
+                number: _,
+                hash: _,
+                registered_by: _,
+                sender: _,
+                recipient: _,
+                max_transfer_tiyn: _,
+                max_fiat_tiyn: _,
+                registered_at_unix_ms: _,
+                valid_until_unix_ms: _,
+                funded_by: _,
+                initiator: _,
+                transferred_tiyn: _,
+                withdrawn_tiyn: _,
+                oracle_signature: _,
+                uses: _,
+            } = x;
+        };
+        let _ = |x: dtenge_oracle::contract::UseKind| match x {
+            dtenge_oracle::contract::UseKind::Transfer => {}
+            dtenge_oracle::contract::UseKind::Withdrawal => {}
+        };
+        let _ = |x: dtenge_oracle::contract::ContractUseBody| {
+            let dtenge_oracle::contract::ContractUseBody {
+                contract: _,
+                seq: _,
+                at_unix_ms: _,
+                kind: _,
+                amount_tiyn: _,
+                tx_id: _,
+            } = x;
+        };
+        let _ = |x: dtenge_oracle::contract::ContractUse| {
+            let dtenge_oracle::contract::ContractUse { body: _, oracle_signature: _ } = x;
         };
     }
 }
