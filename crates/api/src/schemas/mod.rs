@@ -10,9 +10,11 @@
 //! variant that its description does not.
 
 mod network;
+mod node;
 mod oracle;
 
 pub use network::*;
+pub use node::*;
 pub use oracle::*;
 
 // Types of the domain crates not described here yet: they still derive `ToSchema` themselves.
@@ -23,7 +25,6 @@ pub use dtenge_core::party::Party;
 pub use dtenge_core::token::{Input, Output, Policy, TxId};
 pub use dtenge_core::tx::{Attestation, BatchProof, Command, Transaction, TxBody, Witness};
 pub use dtenge_core::{Amount, ErrorCode};
-pub use dtenge_node::{Account, Balance, ClientKind, Direction, NodeKind, Purpose};
 
 #[cfg(test)]
 mod tests {
@@ -553,6 +554,67 @@ mod tests {
         };
         let _ = |x: dtenge_oracle::contract::ContractUse| {
             let dtenge_oracle::contract::ContractUse { body: _, oracle_signature: _ } = x;
+        };
+        let _ = |x: dtenge_node::NodeKind| match x {
+            dtenge_node::NodeKind::CentralBank => {}
+            dtenge_node::NodeKind::Bank => {}
+            dtenge_node::NodeKind::Treasury => {}
+        };
+        let _ = |x: dtenge_node::ClientKind| match x {
+            dtenge_node::ClientKind::Individual => {}
+            dtenge_node::ClientKind::LegalEntity => {}
+            dtenge_node::ClientKind::GovernmentAgency => {}
+            dtenge_node::ClientKind::Institution => {}
+        };
+        let _ = |x: dtenge_node::Account| {
+            let dtenge_node::Account {
+                client_id: _,
+                node_id: _,
+                kind: _,
+                name: _,
+                phone: _,
+                address: _,
+                opened_at_unix_ms: _,
+            } = x;
+        };
+        let _ = |x: dtenge_node::Purpose| match x {
+            dtenge_node::Purpose::Payment => {}
+            dtenge_node::Purpose::PhoneTransfer => {}
+            dtenge_node::Purpose::Emission => {}
+            dtenge_node::Purpose::Redemption => {}
+            dtenge_node::Purpose::ConversionToDt => {}
+            dtenge_node::Purpose::ConversionFromDt => {}
+            dtenge_node::Purpose::RegistryDistribution => {}
+            dtenge_node::Purpose::Voucher => {}
+            dtenge_node::Purpose::CardPurchase => {}
+            dtenge_node::Purpose::CardRefund => {}
+            dtenge_node::Purpose::CashWithdrawal => {}
+            dtenge_node::Purpose::Hold => {}
+            dtenge_node::Purpose::HoldRelease => {}
+            dtenge_node::Purpose::HoldReturn => {}
+            dtenge_node::Purpose::MarkedTransfer => {}
+            dtenge_node::Purpose::InvoicePayment => {}
+            dtenge_node::Purpose::VatPayment => {}
+            dtenge_node::Purpose::SplitPayment => {}
+            dtenge_node::Purpose::ContractPayment => {}
+        };
+        let _ = |x: dtenge_node::Direction| match x {
+            dtenge_node::Direction::Debit => {}
+            dtenge_node::Direction::Credit => {}
+            dtenge_node::Direction::Held => {}
+            dtenge_node::Direction::Unheld => {}
+        };
+        let _ = |x: dtenge_node::Balance| {
+            let dtenge_node::Balance {
+                dt_tiyn: _,
+                dt_reserved_tiyn: _,
+                dt_held_tiyn: _,
+                dt_marked_tiyn: _,
+                dt_vat_tiyn: _,
+                dt_spendable_tiyn: _,
+                fiat_tiyn: _,
+                tokens: _,
+            } = x;
         };
     }
 }
