@@ -9,16 +9,17 @@
 //! the test below stops compiling when a domain type gains, loses or renames a field or a
 //! variant that its description does not.
 
+mod abs;
 mod network;
 mod node;
 mod oracle;
 
+pub use abs::*;
 pub use network::*;
 pub use node::*;
 pub use oracle::*;
 
 // Types of the domain crates not described here yet: they still derive `ToSchema` themselves.
-pub use dtenge_abs::{Posting, PostingKind};
 pub use dtenge_core::calendar::Date;
 pub use dtenge_core::crypto::{Address, Hash32, PublicKey, SigAlg, Signature, SignatureBytes};
 pub use dtenge_core::party::Party;
@@ -614,6 +615,23 @@ mod tests {
                 dt_spendable_tiyn: _,
                 fiat_tiyn: _,
                 tokens: _,
+            } = x;
+        };
+        let _ = |x: dtenge_abs::PostingKind| match x {
+            dtenge_abs::PostingKind::Emission => {}
+            dtenge_abs::PostingKind::Redemption => {}
+            dtenge_abs::PostingKind::ExternalCredit => {}
+            dtenge_abs::PostingKind::InterbankSettlement => {}
+        };
+        let _ = |x: dtenge_abs::Posting| {
+            let dtenge_abs::Posting {
+                seq: _,
+                kind: _,
+                debit: _,
+                credit: _,
+                amount_tiyn: _,
+                reference: _,
+                at_unix_ms: _,
             } = x;
         };
     }
