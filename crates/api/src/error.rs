@@ -17,6 +17,7 @@ pub struct ApiError {
 /// A stable code and a message for people.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
+    #[schema(value_type = crate::schemas::ErrorCode)]
     pub code: ErrorCode,
     pub message: String,
 }

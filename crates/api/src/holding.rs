@@ -88,6 +88,7 @@ pub(crate) async fn list_providers(State(app): State<App>) -> Response {
 pub struct OracleKey {
     /// Verifies the oracle's attestations on transactions and the signatures of its records
     /// (`oracle_signature` over SHA-256 of `dtenge/oracle/record/v1` and the record body's JSON).
+    #[schema(value_type = schemas::PublicKey)]
     pub public_key: dtenge_core::crypto::PublicKey,
 }
 

@@ -712,6 +712,7 @@ async fn nbk_operations(
 /// Whether the notary has committed a transaction.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct TxStatus {
+    #[schema(value_type = schemas::TxId)]
     pub tx_id: TxId,
     pub committed: bool,
 }

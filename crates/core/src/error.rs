@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Stable error codes. Their `SCREAMING_SNAKE_CASE` names are part of the public API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// The request is not well formed (bad JSON, bad field, out-of-range value).

@@ -10,22 +10,16 @@
 //! variant that its description does not.
 
 mod abs;
+mod core_types;
 mod network;
 mod node;
 mod oracle;
 
 pub use abs::*;
+pub use core_types::*;
 pub use network::*;
 pub use node::*;
 pub use oracle::*;
-
-// Types of the domain crates not described here yet: they still derive `ToSchema` themselves.
-pub use dtenge_core::calendar::Date;
-pub use dtenge_core::crypto::{Address, Hash32, PublicKey, SigAlg, Signature, SignatureBytes};
-pub use dtenge_core::party::Party;
-pub use dtenge_core::token::{Input, Output, Policy, TxId};
-pub use dtenge_core::tx::{Attestation, BatchProof, Command, Transaction, TxBody, Witness};
-pub use dtenge_core::{Amount, ErrorCode};
 
 #[cfg(test)]
 mod tests {
@@ -633,6 +627,93 @@ mod tests {
                 reference: _,
                 at_unix_ms: _,
             } = x;
+        };
+        let _ = |x: dtenge_core::crypto::SigAlg| match x {
+            dtenge_core::crypto::SigAlg::Ed25519 => {}
+        };
+        let _ = |x: dtenge_core::crypto::PublicKey| {
+            let dtenge_core::crypto::PublicKey { alg: _, key: _ } = x;
+        };
+        let _ = |x: dtenge_core::crypto::Signature| {
+            let dtenge_core::crypto::Signature { alg: _, sig: _ } = x;
+        };
+        let _ = |x: dtenge_core::error::ErrorCode| match x {
+            dtenge_core::error::ErrorCode::MalformedInput => {}
+            dtenge_core::error::ErrorCode::InsufficientFunds => {}
+            dtenge_core::error::ErrorCode::DoubleSpend => {}
+            dtenge_core::error::ErrorCode::UnknownAccount => {}
+            dtenge_core::error::ErrorCode::DuplicateAccount => {}
+            dtenge_core::error::ErrorCode::BankBlocked => {}
+            dtenge_core::error::ErrorCode::InvalidSignature => {}
+            dtenge_core::error::ErrorCode::LimitExceeded => {}
+            dtenge_core::error::ErrorCode::ConservationViolated => {}
+            dtenge_core::error::ErrorCode::Forbidden => {}
+            dtenge_core::error::ErrorCode::NonWorkingDay => {}
+            dtenge_core::error::ErrorCode::NotFound => {}
+            dtenge_core::error::ErrorCode::MethodNotAllowed => {}
+            dtenge_core::error::ErrorCode::RequestInProgress => {}
+            dtenge_core::error::ErrorCode::IdempotencyKeyReused => {}
+            dtenge_core::error::ErrorCode::Conflict => {}
+            dtenge_core::error::ErrorCode::StorageFailure => {}
+            dtenge_core::error::ErrorCode::FundsHeld => {}
+            dtenge_core::error::ErrorCode::OracleConfirmationRequired => {}
+            dtenge_core::error::ErrorCode::FundsMarked => {}
+            dtenge_core::error::ErrorCode::WrongLevel => {}
+            dtenge_core::error::ErrorCode::InvoiceMismatch => {}
+            dtenge_core::error::ErrorCode::EventExpired => {}
+            dtenge_core::error::ErrorCode::ContractExpired => {}
+            dtenge_core::error::ErrorCode::RecipientNotAllowed => {}
+            dtenge_core::error::ErrorCode::Unauthorized => {}
+            dtenge_core::error::ErrorCode::Internal => {}
+        };
+        // Amount's field is private: its JSON is a number of tiyn (`serde(transparent)`).
+        let _ = |x: dtenge_core::money::Amount| -> u64 { x.tiyn() };
+        let _ = |x: dtenge_core::party::Party| {
+            let dtenge_core::party::Party { bank: _, client_id: _, address: _ } = x;
+        };
+        let _ = |x: dtenge_core::token::Policy| match x {
+            dtenge_core::token::Policy::Standard => {}
+            dtenge_core::token::Policy::Held { event: _ } => {}
+            dtenge_core::token::Policy::Marked { marking: _, level: _ } => {}
+            dtenge_core::token::Policy::Vat => {}
+        };
+        let _ = |x: dtenge_core::token::Output| {
+            let dtenge_core::token::Output { amount_tiyn: _, owner: _, issuer: _, policy: _ } = x;
+        };
+        let _ = |x: dtenge_core::token::Input| {
+            let dtenge_core::token::Input { tx_id: _, index: _, output: _ } = x;
+        };
+        let _ = |x: dtenge_core::tx::Command| match x {
+            dtenge_core::tx::Command::Issue => {}
+            dtenge_core::tx::Command::Transfer => {}
+            dtenge_core::tx::Command::Redeem => {}
+        };
+        let _ = |x: dtenge_core::tx::TxBody| {
+            let dtenge_core::tx::TxBody { command: _, inputs: _, outputs: _, nonce: _ } = x;
+        };
+        let _ = |x: dtenge_core::tx::Witness| {
+            let dtenge_core::tx::Witness { public_key: _, signature: _ } = x;
+        };
+        let _ = |x: dtenge_core::tx::Attestation| {
+            let dtenge_core::tx::Attestation { public_key: _, signature: _, batch: _ } = x;
+        };
+        let _ = |x: dtenge_core::tx::BatchProof| {
+            let dtenge_core::tx::BatchProof { root: _, index: _, size: _, path: _ } = x;
+        };
+        let _ = |x: dtenge_core::tx::Transaction| {
+            let dtenge_core::tx::Transaction { body: _, witnesses: _, attestations: _ } = x;
+        };
+        let _ = |x: dtenge_core::crypto::Hash32| {
+            let dtenge_core::crypto::Hash32(_) = x;
+        };
+        let _ = |x: dtenge_core::crypto::SignatureBytes| {
+            let dtenge_core::crypto::SignatureBytes(_) = x;
+        };
+        let _ = |x: dtenge_core::crypto::Address| {
+            let dtenge_core::crypto::Address(_) = x;
+        };
+        let _ = |x: dtenge_core::token::TxId| {
+            let dtenge_core::token::TxId(_) = x;
         };
     }
 }
