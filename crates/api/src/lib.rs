@@ -16,7 +16,7 @@ mod idempotency;
 mod routes;
 pub mod schemas;
 
-pub use error::{status_of, ApiError, ErrorBody, Failure};
+pub use error::{status_of, ApiError, Code, ErrorBody, Failure, HttpCode};
 pub use idempotency::{idempotency_key, request_fingerprint, CONSOLE_KEY_PREFIX, IDEMPOTENCY_HEADER};
 pub use routes::{router, ApiDoc};
 

@@ -1,6 +1,6 @@
 //! Routes, handlers and the OpenAPI description.
 
-use crate::error::{ApiError, Failure};
+use crate::error::{ApiError, Failure, HttpCode};
 use crate::idempotency::{idempotency_key, request_fingerprint, CONSOLE_KEY_PREFIX};
 use crate::schemas;
 use axum::body::Bytes;
@@ -151,8 +151,7 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
-    Failure(Error::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path())))
-        .into_response()
+    HttpCode::MethodNotAllowed.response(format!("{method} is not allowed on {}", uri.path()))
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {

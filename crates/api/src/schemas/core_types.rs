@@ -110,7 +110,9 @@ pub enum ErrorCode {
     NonWorkingDay,
     /// The referenced object does not exist.
     NotFound,
-    /// The route exists but not with this HTTP method.
+    /// The route exists but not with this HTTP method. Given by the gateway (its
+    /// `HttpCode`), not by the domain; listed here, at its old place, because clients see it
+    /// among the others.
     MethodNotAllowed,
     /// The same idempotency key is being processed right now; retry later.
     RequestInProgress,

@@ -650,7 +650,7 @@ mod tests {
             dtenge_core::error::ErrorCode::Forbidden => {}
             dtenge_core::error::ErrorCode::NonWorkingDay => {}
             dtenge_core::error::ErrorCode::NotFound => {}
-            dtenge_core::error::ErrorCode::MethodNotAllowed => {}
+            // The description also lists METHOD_NOT_ALLOWED: the gateway's `HttpCode`, on the same wire.
             dtenge_core::error::ErrorCode::RequestInProgress => {}
             dtenge_core::error::ErrorCode::IdempotencyKeyReused => {}
             dtenge_core::error::ErrorCode::Conflict => {}
