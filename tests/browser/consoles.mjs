@@ -175,6 +175,47 @@ try {
   await page.waitForFunction((old) => document.querySelector("#spendable")?.textContent !== old, spendableBefore, { timeout: 10000 });
   check((await page.locator("#spendable").textContent()).startsWith("8,500.00"), "a client transfer by phone: 10,000.00 -> 8,500.00");
   await page.getByRole("cell", { name: "debit" }).first().waitFor();
+
+  // A double click on Send pays once: both submits carry the action's one Idempotency-Key,
+  // and the console runs the payment once. Aigerim first gets a second token (500.00 from her
+  // employer), so two payments started together could both go through without the key.
+  const pay = await rest("POST", "/v1/nodes/steppe/transfers", { from: process.env.EMPLOYER, to: { phone: "+77011234567" }, amount_tiyn: 50000 });
+  check(pay.status === 200, `Aigerim's employer pays her 500.00 through the REST API (${pay.status})`);
+  const aigerimHistory = "/v1/nodes/steppe/accounts/900101300007/history?limit=1";
+  const spendableTiyn = async () => (await rest("GET", "/v1/nodes/steppe/accounts/900101300007")).body.balance.dt_spendable_tiyn;
+  // Submits `amount` to Aigerim's transfer form with `clicks` (a double click, or a click, the
+  // answer, and a second click) and checks that one payment happened.
+  const payTwice = async (amount, clicks, what) => {
+    const keys = [];
+    const onTransfer = (request) => {
+      if (request.method() === "POST" && request.url().endsWith("/console/api/client/transfer")) keys.push(request.headers()["idempotency-key"]);
+    };
+    await page.reload();
+    await page.locator("#transfer-form").waitFor();
+    const [linesBefore, tiynBefore] = [(await rest("GET", aigerimHistory)).body.total, await spendableTiyn()];
+    page.on("request", onTransfer);
+    await page.locator("#phone").fill("+77027654321");
+    await page.locator("#transfer-form #amount").fill(amount);
+    await clicks(page.locator("#transfer-form button[type=submit]"));
+    await page.locator("#transfer-form-status").filter({ hasText: "Done." }).waitFor();
+    // Long enough for a second payment to land and both submits' re-renders to finish.
+    await page.waitForTimeout(2000);
+    page.off("request", onTransfer);
+    check(keys.length === 2 && /^[0-9a-f]{32}$/.test(keys[0]) && keys[0] === keys[1],
+      `${what}: two submits with one idempotency key ${JSON.stringify(keys)}`);
+    const [linesAfter, tiynAfter] = [(await rest("GET", aigerimHistory)).body.total, await spendableTiyn()];
+    check(tiynAfter === tiynBefore - Number(amount) * 100 && linesAfter === linesBefore + 1,
+      `${what} paid once: spendable ${tiynBefore} -> ${tiynAfter} tiyn, history ${linesBefore} -> ${linesAfter} lines`);
+  };
+  await payTwice("100", (button) => button.dblclick(), "a double click on Send");
+  await payTwice("200", async (button) => {
+    await button.click();
+    await page.locator("#transfer-form-status").filter({ hasText: "Done." }).waitFor();
+    await button.click();
+  }, "a second click on Send just after the first one's answer");
+  check((await page.locator("#spendable").textContent()).startsWith("8,700.00"), "the wallet shows 8,500.00 + 500.00 - 100.00 - 200.00 = 8,700.00");
+  await page.screenshot({ path: `${shots}/client-wallet-after-double-click.png`, fullPage: true });
+
   await page.locator("#qr-form #payload").fill("dtenge:pay?bank=sapa&to=xx&amount=1");
   await page.locator("#qr-form button[type=submit]").click();
   await page.locator("#qr-form-status").filter({ hasText: "MALFORMED_INPUT" }).waitFor();

@@ -30,7 +30,7 @@ pub fn correspondent(node_id: &str) -> String {
 }
 
 /// Why money moved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PostingKind {
     /// Bank -> NBK conversion: correspondent account -> DT liability, then DT is issued.
@@ -44,7 +44,7 @@ pub enum PostingKind {
 }
 
 /// One journal entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Posting {
     pub seq: u64,
     pub kind: PostingKind,

@@ -5,6 +5,7 @@
 
 use crate::error::{ApiError, Failure};
 use crate::routes::{mutate, read, App, Body, Page, P};
+use crate::schemas;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -62,8 +63,8 @@ fn bearer(headers: &HeaderMap) -> Result<String, Error> {
 #[utoipa::path(post, path = "/v1/oracle/providers", tag = "oracle",
     description = "Register a provider (NBK operator). The answer carries the provider's secret token, shown once; the oracle keeps only its hash.",
     params(("Idempotency-Key" = String, Header)),
-    request_body = ProviderRequest,
-    responses((status = 201, body = ProviderCredentials), (status = 409, description = "CONFLICT: id taken", body = ApiError)))]
+    request_body = schemas::ProviderRequest,
+    responses((status = 201, body = schemas::ProviderCredentials), (status = 409, description = "CONFLICT: id taken", body = ApiError)))]
 pub(crate) async fn register_provider(
     State(app): State<App>,
     method: Method,
@@ -77,7 +78,7 @@ pub(crate) async fn register_provider(
     .await
 }
 
-#[utoipa::path(get, path = "/v1/oracle/providers", tag = "oracle", responses((status = 200, body = [ProviderView])))]
+#[utoipa::path(get, path = "/v1/oracle/providers", tag = "oracle", responses((status = 200, body = [schemas::ProviderView])))]
 pub(crate) async fn list_providers(State(app): State<App>) -> Response {
     read(app, |n| Ok(n.providers())).await
 }
@@ -87,6 +88,7 @@ pub(crate) async fn list_providers(State(app): State<App>) -> Response {
 pub struct OracleKey {
     /// Verifies the oracle's attestations on transactions and the signatures of its records
     /// (`oracle_signature` over SHA-256 of `dtenge/oracle/record/v1` and the record body's JSON).
+    #[schema(value_type = schemas::PublicKey)]
     pub public_key: dtenge_core::crypto::PublicKey,
 }
 
@@ -98,8 +100,8 @@ pub(crate) async fn oracle_key(State(app): State<App>) -> Response {
 #[utoipa::path(post, path = "/v1/oracle/events", tag = "oracle",
     description = "A provider registers an event: sender, payees with amounts, validity, single or infinite. The banks of the sender and the payees are notified. Needs `Authorization: Bearer <provider token>`.",
     params(("Idempotency-Key" = String, Header), ("Authorization" = String, Header, description = "Bearer <provider token>")),
-    request_body = EventRequest,
-    responses((status = 201, body = EventView), (status = 401, description = "UNAUTHORIZED", body = ApiError), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
+    request_body = schemas::EventRequest,
+    responses((status = 201, body = schemas::EventView), (status = 401, description = "UNAUTHORIZED", body = ApiError), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 pub(crate) async fn register_event(
     State(app): State<App>,
     method: Method,
@@ -118,6 +120,7 @@ pub(crate) async fn register_event(
 #[derive(Deserialize, IntoParams)]
 pub struct EventQuery {
     /// Only events with this status: registered, held, completed, rejected, expired.
+    #[param(value_type = Option<schemas::EventStatus>)]
     pub status: Option<EventStatus>,
     pub offset: Option<usize>,
     /// 1 to 1,000 (default 50).
@@ -125,7 +128,7 @@ pub struct EventQuery {
 }
 
 #[utoipa::path(get, path = "/v1/oracle/events", tag = "oracle", params(EventQuery),
-    responses((status = 200, body = EventPage), (status = 400, body = ApiError)))]
+    responses((status = 200, body = schemas::EventPage), (status = 400, body = ApiError)))]
 pub(crate) async fn list_events(
     State(app): State<App>,
     query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
@@ -139,7 +142,7 @@ pub(crate) async fn list_events(
 
 #[utoipa::path(get, path = "/v1/oracle/events/{id}", tag = "oracle",
     description = "An event with its full history: every record signed by the oracle.",
-    params(("id" = String, Path)), responses((status = 200, body = EventView), (status = 404, body = ApiError)))]
+    params(("id" = String, Path)), responses((status = 200, body = schemas::EventView), (status = 404, body = ApiError)))]
 pub(crate) async fn get_event(State(app): State<App>, P(id): P<String>) -> Response {
     read(app, move |n| n.oracle_event(&id)).await
 }
@@ -147,8 +150,8 @@ pub(crate) async fn get_event(State(app): State<App>, P(id): P<String>) -> Respo
 #[utoipa::path(post, path = "/v1/oracle/events/{id}/occurrences", tag = "oracle",
     description = "The confirming provider reports an occurrence. `occurred` releases the held funds to the payees in one transaction (a single event paying less returns the rest to the sender; an infinite one keeps the rest held); `rejected` returns everything to the sender with the reason. The same `occurrence_id` again does nothing more. After the validity: EVENT_EXPIRED, and the funds go back.",
     params(("id" = String, Path), ("Idempotency-Key" = String, Header), ("Authorization" = String, Header, description = "Bearer <provider token>")),
-    request_body = OccurrenceRequest,
-    responses((status = 200, body = HoldReceipt), (status = 401, body = ApiError), (status = 403, description = "FORBIDDEN (not the confirming provider), RECIPIENT_NOT_ALLOWED", body = ApiError),
+    request_body = schemas::OccurrenceRequest,
+    responses((status = 200, body = schemas::HoldReceipt), (status = 401, body = ApiError), (status = 403, description = "FORBIDDEN (not the confirming provider), RECIPIENT_NOT_ALLOWED", body = ApiError),
         (status = 409, description = "EVENT_EXPIRED, CONFLICT (nothing held, already final)", body = ApiError), (status = 422, description = "LIMIT_EXCEEDED", body = ApiError)))]
 pub(crate) async fn report_occurrence(
     State(app): State<App>,
@@ -168,8 +171,8 @@ pub(crate) async fn report_occurrence(
 #[utoipa::path(post, path = "/v1/nodes/{node}/holds", tag = "holding",
     description = "The sender's bank holds its client's funds against an event. The oracle confirms by attesting the transaction; the funds stay on the account as held (not spendable); the payees' banks are notified.",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = HoldRequest,
-    responses((status = 201, body = HoldReceipt), (status = 403, body = ApiError), (status = 409, description = "EVENT_EXPIRED, CONFLICT (single event held already)", body = ApiError),
+    request_body = schemas::HoldRequest,
+    responses((status = 201, body = schemas::HoldReceipt), (status = 403, body = ApiError), (status = 409, description = "EVENT_EXPIRED, CONFLICT (single event held already)", body = ApiError),
         (status = 422, description = "INSUFFICIENT_FUNDS", body = ApiError)))]
 pub(crate) async fn hold(
     State(app): State<App>,
@@ -186,7 +189,7 @@ pub(crate) async fn hold(
 #[utoipa::path(get, path = "/v1/nodes/{node}/accounts/{client}/holds", tag = "holding",
     description = "Events the client is a party to: funds held from its account (sender) or for it (payee), with time to expiry.",
     params(("node" = String, Path), ("client" = String, Path)),
-    responses((status = 200, body = [HoldView]), (status = 404, body = ApiError)))]
+    responses((status = 200, body = [schemas::HoldView]), (status = 404, body = ApiError)))]
 pub(crate) async fn account_holds(State(app): State<App>, P((node, client)): P<(String, String)>) -> Response {
     read(app, move |n| n.holds(&node, &client)).await
 }
@@ -194,7 +197,7 @@ pub(crate) async fn account_holds(State(app): State<App>, P((node, client)): P<(
 #[utoipa::path(get, path = "/v1/nodes/{node}/notifications", tag = "holding",
     description = "What the node was told about its clients (events registered, funds held, released, returned), newest first.",
     params(("node" = String, Path), Page),
-    responses((status = 200, body = NotificationPage), (status = 404, body = ApiError)))]
+    responses((status = 200, body = schemas::NotificationPage), (status = 404, body = ApiError)))]
 pub(crate) async fn notifications(
     State(app): State<App>,
     P(node): P<String>,
@@ -207,7 +210,7 @@ pub(crate) async fn notifications(
     read(app, move |n| n.notifications(&node, page.offset.unwrap_or(0), page.limit.unwrap_or(50))).await
 }
 
-#[utoipa::path(get, path = "/v1/clock", tag = "oracle", responses((status = 200, body = ClockView)))]
+#[utoipa::path(get, path = "/v1/clock", tag = "oracle", responses((status = 200, body = schemas::ClockView)))]
 pub(crate) async fn get_clock(State(app): State<App>) -> Response {
     read(app, |n| Ok(ClockView { now_unix_ms: n.now_ms(), expired_events: Vec::new() })).await
 }
@@ -215,7 +218,7 @@ pub(crate) async fn get_clock(State(app): State<App>) -> Response {
 #[utoipa::path(post, path = "/v1/clock/advance", tag = "oracle",
     description = "Advance the platform's clock and run the expiries that became due. Only a platform started with a manual clock (`dtenge demo`, tests) allows it; otherwise FORBIDDEN.",
     params(("Idempotency-Key" = String, Header)),
-    request_body = ClockAdvance, responses((status = 200, body = ClockView), (status = 403, body = ApiError)))]
+    request_body = schemas::ClockAdvance, responses((status = 200, body = schemas::ClockView), (status = 403, body = ApiError)))]
 pub(crate) async fn advance_clock(
     State(app): State<App>,
     method: Method,
@@ -232,8 +235,8 @@ pub(crate) async fn advance_clock(
 #[utoipa::path(post, path = "/v1/nodes/{node}/markings", tag = "marking",
     description = "Register a marking by addresses for a client (or government agency) of this node: levels, allowed recipients per level, a limit per level. The oracle signs it.",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = MarkingRequest,
-    responses((status = 201, body = MarkingView), (status = 400, body = ApiError), (status = 422, description = "LIMIT_EXCEEDED (too deep, too many recipients)", body = ApiError)))]
+    request_body = schemas::MarkingRequest,
+    responses((status = 201, body = schemas::MarkingView), (status = 400, body = ApiError), (status = 422, description = "LIMIT_EXCEEDED (too deep, too many recipients)", body = ApiError)))]
 pub(crate) async fn create_marking(
     State(app): State<App>,
     P(node): P<String>,
@@ -249,7 +252,7 @@ pub(crate) async fn create_marking(
 }
 
 #[utoipa::path(get, path = "/v1/oracle/markings", tag = "marking", params(Page),
-    responses((status = 200, body = MarkingPage)))]
+    responses((status = 200, body = schemas::MarkingPage)))]
 pub(crate) async fn list_markings(
     State(app): State<App>,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
@@ -263,7 +266,7 @@ pub(crate) async fn list_markings(
 
 #[utoipa::path(get, path = "/v1/oracle/markings/{id}", tag = "marking",
     description = "A marking with every move of its funds (from, to, levels, amount, transaction), each signed by the oracle: the tree of where the marked funds went.",
-    params(("id" = String, Path)), responses((status = 200, body = MarkingView), (status = 404, body = ApiError)))]
+    params(("id" = String, Path)), responses((status = 200, body = schemas::MarkingView), (status = 404, body = ApiError)))]
 pub(crate) async fn get_marking(State(app): State<App>, P(id): P<String>) -> Response {
     read(app, move |n| n.marking(&id)).await
 }
@@ -271,8 +274,8 @@ pub(crate) async fn get_marking(State(app): State<App>, P(id): P<String>) -> Res
 #[utoipa::path(post, path = "/v1/nodes/{node}/marked-transfers", tag = "marking",
     description = "Move marked DT from a client of this node to an allowed recipient of the next level (the initiator marks standard DT for level 1). At the last level the recipient receives standard DT. The oracle attests; the initiator's node is notified.",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = MarkedTransferRequest,
-    responses((status = 200, body = MarkedReceipt), (status = 403, description = "RECIPIENT_NOT_ALLOWED, WRONG_LEVEL, FORBIDDEN", body = ApiError),
+    request_body = schemas::MarkedTransferRequest,
+    responses((status = 200, body = schemas::MarkedReceipt), (status = 403, description = "RECIPIENT_NOT_ALLOWED, WRONG_LEVEL, FORBIDDEN", body = ApiError),
         (status = 422, description = "LIMIT_EXCEEDED, INSUFFICIENT_FUNDS", body = ApiError)))]
 pub(crate) async fn marked_transfer(
     State(app): State<App>,
@@ -291,7 +294,7 @@ pub(crate) async fn marked_transfer(
 #[utoipa::path(post, path = "/v1/oracle/vat-payers", tag = "vat",
     description = "The tax authority registers a VAT payer. Needs a tax-authority provider token.",
     params(("Idempotency-Key" = String, Header), ("Authorization" = String, Header, description = "Bearer <tax authority token>")),
-    request_body = PartyRef, responses((status = 201, body = Party), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
+    request_body = schemas::PartyRef, responses((status = 201, body = schemas::Party), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
 pub(crate) async fn register_vat_payer(
     State(app): State<App>,
     method: Method,
@@ -306,7 +309,7 @@ pub(crate) async fn register_vat_payer(
     .await
 }
 
-#[utoipa::path(get, path = "/v1/oracle/vat-payers", tag = "vat", responses((status = 200, body = [Party])))]
+#[utoipa::path(get, path = "/v1/oracle/vat-payers", tag = "vat", responses((status = 200, body = [schemas::Party])))]
 pub(crate) async fn list_vat_payers(State(app): State<App>) -> Response {
     read(app, |n| Ok(n.vat_payers())).await
 }
@@ -314,7 +317,7 @@ pub(crate) async fn list_vat_payers(State(app): State<App>) -> Response {
 #[utoipa::path(put, path = "/v1/oracle/tax-account", tag = "vat",
     description = "The tax authority names its account on the Treasury node: VAT paid there becomes standard DT.",
     params(("Idempotency-Key" = String, Header), ("Authorization" = String, Header, description = "Bearer <tax authority token>")),
-    request_body = PartyRef, responses((status = 200, body = Party), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
+    request_body = schemas::PartyRef, responses((status = 200, body = schemas::Party), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
 pub(crate) async fn set_tax_account(
     State(app): State<App>,
     method: Method,
@@ -332,7 +335,7 @@ pub(crate) async fn set_tax_account(
 #[utoipa::path(post, path = "/v1/oracle/invoices", tag = "vat",
     description = "The tax authority registers an e-invoice (ESF): number, seller (a registered VAT payer), buyer, amount without VAT, VAT.",
     params(("Idempotency-Key" = String, Header), ("Authorization" = String, Header, description = "Bearer <tax authority token>")),
-    request_body = InvoiceRequest, responses((status = 201, body = Invoice), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 409, body = ApiError)))]
+    request_body = schemas::InvoiceRequest, responses((status = 201, body = schemas::Invoice), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 409, body = ApiError)))]
 pub(crate) async fn register_invoice(
     State(app): State<App>,
     method: Method,
@@ -348,14 +351,14 @@ pub(crate) async fn register_invoice(
 }
 
 #[utoipa::path(get, path = "/v1/oracle/invoices/{id}", tag = "vat", params(("id" = String, Path)),
-    responses((status = 200, body = Invoice), (status = 404, body = ApiError)))]
+    responses((status = 200, body = schemas::Invoice), (status = 404, body = ApiError)))]
 pub(crate) async fn get_invoice(State(app): State<App>, P(id): P<String>) -> Response {
     read(app, move |n| n.invoice(&id)).await
 }
 
 #[utoipa::path(get, path = "/v1/oracle/vat-payments", tag = "vat",
     description = "VAT paid to the tax account: what flows back to the tax system through the oracle.",
-    responses((status = 200, body = [VatPayment])))]
+    responses((status = 200, body = [schemas::VatPayment])))]
 pub(crate) async fn list_vat_payments(State(app): State<App>) -> Response {
     read(app, |n| Ok(n.vat_payments())).await
 }
@@ -363,8 +366,8 @@ pub(crate) async fn list_vat_payments(State(app): State<App>) -> Response {
 #[utoipa::path(post, path = "/v1/nodes/{node}/invoice-payments", tag = "vat",
     description = "Pay a registered e-invoice: the seller receives the net amount as standard DT and the VAT as VAT-marked DT. The payer's VAT-marked DT pays the VAT part first; standard DT is marked for any shortfall.",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = InvoicePaymentRequest,
-    responses((status = 200, body = InvoiceReceipt), (status = 404, description = "NOT_FOUND: fictitious invoice", body = ApiError),
+    request_body = schemas::InvoicePaymentRequest,
+    responses((status = 200, body = schemas::InvoiceReceipt), (status = 404, description = "NOT_FOUND: fictitious invoice", body = ApiError),
         (status = 409, description = "CONFLICT: already paid", body = ApiError), (status = 422, description = "INVOICE_MISMATCH, INSUFFICIENT_FUNDS", body = ApiError)))]
 pub(crate) async fn pay_invoice(
     State(app): State<App>,
@@ -383,8 +386,8 @@ pub(crate) async fn pay_invoice(
 #[utoipa::path(post, path = "/v1/nodes/{node}/vat-payments", tag = "vat",
     description = "Pay VAT to the tax authority's Treasury account with VAT-marked DT; it arrives there as standard DT.",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = VatPaymentRequest,
-    responses((status = 200, body = VatPayment), (status = 422, description = "INSUFFICIENT_FUNDS (VAT-marked)", body = ApiError)))]
+    request_body = schemas::VatPaymentRequest,
+    responses((status = 200, body = schemas::VatPayment), (status = 422, description = "INSUFFICIENT_FUNDS (VAT-marked)", body = ApiError)))]
 pub(crate) async fn pay_vat(
     State(app): State<App>,
     P(node): P<String>,
@@ -402,8 +405,8 @@ pub(crate) async fn pay_vat(
 #[utoipa::path(post, path = "/v1/nodes/{node}/split-payments", tag = "payments",
     description = "One payment to several recipients in one atomic transaction (taxi fare: driver, operator commission, tax): all lines are paid or none.",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = SplitPaymentRequest,
-    responses((status = 200, body = SplitReceipt), (status = 422, body = ApiError)))]
+    request_body = schemas::SplitPaymentRequest,
+    responses((status = 200, body = schemas::SplitReceipt), (status = 422, body = ApiError)))]
 pub(crate) async fn split_payment(
     State(app): State<App>,
     P(node): P<String>,
@@ -421,7 +424,7 @@ pub(crate) async fn split_payment(
 #[utoipa::path(post, path = "/v1/oracle/contracts", tag = "marking",
     description = "The smart-contract portal registers a contract (marking by parameter): number, sender, recipient, the most marked DT transferable under it, the most withdrawable to bank money, duration, and the contract funding it (subcontracts).",
     params(("Idempotency-Key" = String, Header), ("Authorization" = String, Header, description = "Bearer <contract portal token>")),
-    request_body = ContractRequest, responses((status = 201, body = ContractView), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 409, body = ApiError)))]
+    request_body = schemas::ContractRequest, responses((status = 201, body = schemas::ContractView), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 409, body = ApiError)))]
 pub(crate) async fn register_contract(
     State(app): State<App>,
     method: Method,
@@ -438,7 +441,7 @@ pub(crate) async fn register_contract(
 
 #[utoipa::path(get, path = "/v1/oracle/contracts/{number}", tag = "marking",
     description = "A contract with its consumed limits and every use (payments, withdrawals), each signed by the oracle.",
-    params(("number" = String, Path)), responses((status = 200, body = ContractView), (status = 404, body = ApiError)))]
+    params(("number" = String, Path)), responses((status = 200, body = schemas::ContractView), (status = 404, body = ApiError)))]
 pub(crate) async fn get_contract(State(app): State<App>, P(number): P<String>) -> Response {
     read(app, move |n| n.contract(&number)).await
 }
@@ -446,8 +449,8 @@ pub(crate) async fn get_contract(State(app): State<App>, P(number): P<String>) -
 #[utoipa::path(post, path = "/v1/nodes/{node}/contract-payments", tag = "marking",
     description = "Pay under a registered contract from its sender (a client of this node): the recipient receives DT marked with the contract. The oracle checks and consumes the transfer limit; the initiator is notified.",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = ContractPaymentRequest,
-    responses((status = 200, body = ContractReceipt), (status = 403, body = ApiError), (status = 409, description = "CONTRACT_EXPIRED", body = ApiError), (status = 422, description = "LIMIT_EXCEEDED, INSUFFICIENT_FUNDS", body = ApiError)))]
+    request_body = schemas::ContractPaymentRequest,
+    responses((status = 200, body = schemas::ContractReceipt), (status = 403, body = ApiError), (status = 409, description = "CONTRACT_EXPIRED", body = ApiError), (status = 422, description = "LIMIT_EXCEEDED, INSUFFICIENT_FUNDS", body = ApiError)))]
 pub(crate) async fn contract_payment(
     State(app): State<App>,
     P(node): P<String>,
@@ -465,8 +468,8 @@ pub(crate) async fn contract_payment(
 #[utoipa::path(post, path = "/v1/nodes/{node}/contract-withdrawals", tag = "marking",
     description = "Convert DT received under a contract to the recipient's bank money, within the contract's withdrawal limit.",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = ContractWithdrawalRequest,
-    responses((status = 200, body = ContractReceipt), (status = 403, body = ApiError), (status = 422, description = "LIMIT_EXCEEDED", body = ApiError)))]
+    request_body = schemas::ContractWithdrawalRequest,
+    responses((status = 200, body = schemas::ContractReceipt), (status = 403, body = ApiError), (status = 422, description = "LIMIT_EXCEEDED", body = ApiError)))]
 pub(crate) async fn contract_withdrawal(
     State(app): State<App>,
     P(node): P<String>,

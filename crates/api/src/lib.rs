@@ -14,10 +14,13 @@
 
 mod error;
 mod holding;
+mod idempotency;
 mod media_type;
 mod routes;
+pub mod schemas;
 
-pub use error::{status_of, ApiError, ErrorBody};
+pub use error::{status_of, ApiError, Code, ErrorBody, Failure, HttpCode};
+pub use idempotency::{idempotency_key, request_fingerprint, CONSOLE_KEY_PREFIX, IDEMPOTENCY_HEADER};
 pub use media_type::{check_media_type, require_json, JSON_MEDIA_TYPE};
 pub use routes::{router, ApiDoc};
 

@@ -1,21 +1,20 @@
 //! Routes, handlers and the OpenAPI description.
 
-use crate::error::{ApiError, Failure};
+use crate::error::{ApiError, Failure, HttpCode};
+use crate::idempotency::{idempotency_key, request_fingerprint, CONSOLE_KEY_PREFIX};
+use crate::schemas;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use dtenge_abs::Posting;
 use dtenge_core::calendar::Date;
-use dtenge_core::crypto::hash_parts;
-use dtenge_core::token::{Input, TxId};
+use dtenge_core::token::TxId;
 use dtenge_core::tx::Transaction;
 use dtenge_core::{Error, ErrorCode};
 use dtenge_network::types::*;
 use dtenge_network::{Idem, Network, Submission};
-use dtenge_node::{Account, Balance};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -26,8 +25,6 @@ pub(crate) type App = Arc<Network>;
 
 /// Largest request body: a 16,000-line registry fits with room to spare.
 pub const REQUEST_BYTES_MAX: usize = 8 * 1024 * 1024;
-/// The idempotency header.
-pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -183,8 +180,7 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
-    Failure(Error::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path())))
-        .into_response()
+    HttpCode::MethodNotAllowed.response(format!("{method} is not allowed on {}", uri.path()))
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
@@ -221,22 +217,14 @@ where
 {
     let body = body.0;
     let prepared = (|| {
-        let key = headers
-            .get(IDEMPOTENCY_HEADER)
-            .ok_or_else(|| Error::malformed("the Idempotency-Key header is required on every POST and PUT"))?
-            .to_str()
-            .map_err(|_| Error::malformed("the Idempotency-Key header must be visible ASCII"))?
-            .to_string();
-        let raw: &[u8] = if body.is_empty() { b"null" } else { &body };
-        let value: serde_json::Value =
-            serde_json::from_slice(raw).map_err(|e| Error::malformed(format!("request body: {e}")))?;
-        // The fingerprint hashes the JSON with sorted keys and no spacing, so the same request
-        // sent with other whitespace or key order is still the same request.
-        let canonical = serde_json::to_vec(&value).map_err(|e| Error::internal(format!("canonical JSON: {e}")))?;
-        let fingerprint = hash_parts(
-            b"dtenge/idempotency/v1",
-            &[method.as_str().as_bytes(), b" ", uri.path().as_bytes(), b"\n", &canonical],
-        );
+        let key = idempotency_key(&headers)?;
+        // The consoles' keys live under their own prefix (see `CONSOLE_KEY_PREFIX`).
+        if key.starts_with(CONSOLE_KEY_PREFIX) {
+            return Err(Error::malformed(format!(
+                "idempotency keys starting with '{CONSOLE_KEY_PREFIX}' are the consoles'"
+            )));
+        }
+        let (fingerprint, value) = request_fingerprint(&method, uri.path(), &body)?;
         let request: R = serde_json::from_value(value).map_err(|e| Error::malformed(format!("request body: {e}")))?;
         Ok::<_, Error>((Idem { key, fingerprint }, request))
     })();
@@ -266,7 +254,7 @@ async fn health(State(app): State<App>) -> Response {
 
 #[utoipa::path(get, path = "/v1/nodes/{node}/accounts", tag = "accounts",
     params(("node" = String, Path, description = "Node id: a bank (`steppe`, `tulpar`, `sapa`) or `treasury`")),
-    responses((status = 200, body = [AccountView]), (status = 404, body = ApiError)))]
+    responses((status = 200, body = [schemas::AccountView]), (status = 404, body = ApiError)))]
 async fn list_accounts(State(app): State<App>, P(node): P<String>) -> Response {
     read(app, move |n| n.accounts(&node)).await
 }
@@ -274,8 +262,8 @@ async fn list_accounts(State(app): State<App>, P(node): P<String>) -> Response {
 #[utoipa::path(post, path = "/v1/nodes/{node}/accounts", tag = "accounts",
     description = "Open a digital account: one per client per bank. Banks open accounts for individuals (IIN) and legal entities (BIN); the Treasury for government agencies.",
     params(("node" = String, Path, description = "Node id"), ("Idempotency-Key" = String, Header, description = "Unique per request")),
-    request_body = OpenAccount,
-    responses((status = 201, body = Account), (status = 409, description = "DUPLICATE_ACCOUNT", body = ApiError), (status = 400, body = ApiError), (status = 423, description = "BANK_BLOCKED", body = ApiError)))]
+    request_body = schemas::OpenAccount,
+    responses((status = 201, body = schemas::Account), (status = 409, description = "DUPLICATE_ACCOUNT", body = ApiError), (status = 400, body = ApiError), (status = 423, description = "BANK_BLOCKED", body = ApiError)))]
 async fn open_account(
     State(app): State<App>,
     P(node): P<String>,
@@ -293,8 +281,8 @@ async fn open_account(
 #[utoipa::path(post, path = "/v1/nodes/{node}/accounts/bulk", tag = "accounts",
     description = "Open up to 10,000 digital accounts at once (a bank migrating its clients): all or none, one durable commit.",
     params(("node" = String, Path, description = "Node id"), ("Idempotency-Key" = String, Header, description = "Unique per request")),
-    request_body = [OpenAccount],
-    responses((status = 201, body = [Account]), (status = 409, description = "DUPLICATE_ACCOUNT", body = ApiError), (status = 422, description = "LIMIT_EXCEEDED", body = ApiError)))]
+    request_body = [schemas::OpenAccount],
+    responses((status = 201, body = [schemas::Account]), (status = 409, description = "DUPLICATE_ACCOUNT", body = ApiError), (status = 422, description = "LIMIT_EXCEEDED", body = ApiError)))]
 async fn open_accounts(
     State(app): State<App>,
     P(node): P<String>,
@@ -311,7 +299,7 @@ async fn open_accounts(
 
 #[utoipa::path(get, path = "/v1/nodes/{node}/accounts/{client}", tag = "accounts",
     params(("node" = String, Path), ("client" = String, Path, description = "IIN/BIN, or `own` for the node's own account")),
-    responses((status = 200, body = AccountView), (status = 404, body = ApiError)))]
+    responses((status = 200, body = schemas::AccountView), (status = 404, body = ApiError)))]
 async fn get_account(State(app): State<App>, P((node, client)): P<(String, String)>) -> Response {
     read(app, move |n| n.account_view(&node, &client)).await
 }
@@ -328,7 +316,7 @@ pub struct Page {
 #[utoipa::path(get, path = "/v1/nodes/{node}/accounts/{client}/history", tag = "accounts",
     description = "History newest first. Counterparty names appear only when the counterparty is a client of the same bank.",
     params(("node" = String, Path), ("client" = String, Path), Page),
-    responses((status = 200, body = HistoryPage), (status = 404, body = ApiError)))]
+    responses((status = 200, body = schemas::HistoryPage), (status = 404, body = ApiError)))]
 async fn get_history(
     State(app): State<App>,
     P((node, client)): P<(String, String)>,
@@ -344,7 +332,7 @@ async fn get_history(
 #[utoipa::path(post, path = "/v1/nodes/{node}/accounts/{client}/deposits", tag = "accounts",
     description = "Credit the client's bank money (stand-in for the bank's core banking system: salary, cash deposit).",
     params(("node" = String, Path), ("client" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = AmountRequest, responses((status = 200, body = Balance), (status = 404, body = ApiError)))]
+    request_body = schemas::AmountRequest, responses((status = 200, body = schemas::Balance), (status = 404, body = ApiError)))]
 async fn deposit(
     State(app): State<App>,
     P((node, client)): P<(String, String)>,
@@ -362,7 +350,7 @@ async fn deposit(
 #[utoipa::path(post, path = "/v1/nodes/{node}/accounts/{client}/to-dt", tag = "conversion",
     description = "Client bank money -> DT (sub-scenarios 4, 5): debits the client's bank money, pays DT from the bank's own account.",
     params(("node" = String, Path), ("client" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 422, description = "INSUFFICIENT_FUNDS", body = ApiError)))]
+    request_body = schemas::AmountRequest, responses((status = 200, body = schemas::Receipt), (status = 422, description = "INSUFFICIENT_FUNDS", body = ApiError)))]
 async fn to_dt(
     State(app): State<App>,
     P((node, client)): P<(String, String)>,
@@ -380,7 +368,7 @@ async fn to_dt(
 #[utoipa::path(post, path = "/v1/nodes/{node}/accounts/{client}/from-dt", tag = "conversion",
     description = "Client DT -> bank money (sub-scenarios 11, 12).",
     params(("node" = String, Path), ("client" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 422, body = ApiError)))]
+    request_body = schemas::AmountRequest, responses((status = 200, body = schemas::Receipt), (status = 422, body = ApiError)))]
 async fn from_dt(
     State(app): State<App>,
     P((node, client)): P<(String, String)>,
@@ -398,8 +386,8 @@ async fn from_dt(
 #[utoipa::path(post, path = "/v1/nodes/{node}/transfers", tag = "payments",
     description = "Pay from a client of this node to a payee named by phone (ID center), IIN/BIN and bank, or address; within the bank or to another bank.",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = TransferRequest,
-    responses((status = 200, body = Receipt), (status = 422, description = "INSUFFICIENT_FUNDS", body = ApiError), (status = 404, description = "UNKNOWN_ACCOUNT", body = ApiError), (status = 423, description = "BANK_BLOCKED", body = ApiError)))]
+    request_body = schemas::TransferRequest,
+    responses((status = 200, body = schemas::Receipt), (status = 422, description = "INSUFFICIENT_FUNDS", body = ApiError), (status = 404, description = "UNKNOWN_ACCOUNT", body = ApiError), (status = 423, description = "BANK_BLOCKED", body = ApiError)))]
 async fn transfer(
     State(app): State<App>,
     P(node): P<String>,
@@ -425,7 +413,7 @@ pub struct TokenQuery {
 #[utoipa::path(get, path = "/v1/nodes/{node}/accounts/{client}/tokens", tag = "payments",
     description = "The tokens a client may spend now, with their preimages: what a client that keeps its own key needs to build a transaction.",
     params(("node" = String, Path), ("client" = String, Path), TokenQuery),
-    responses((status = 200, body = [Input]), (status = 404, body = ApiError)))]
+    responses((status = 200, body = [schemas::Input]), (status = 404, body = ApiError)))]
 async fn tokens(
     State(app): State<App>,
     P((node, client)): P<(String, String)>,
@@ -441,8 +429,8 @@ async fn tokens(
 #[utoipa::path(post, path = "/v1/nodes/{node}/transactions", tag = "payments",
     description = "Submit a transfer signed by a client that keeps its own key. The node checks its clients own the inputs, attests, and the platform validates every signature, notarizes and commits.",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = Transaction,
-    responses((status = 200, body = Receipt), (status = 409, description = "DOUBLE_SPEND", body = ApiError), (status = 400, description = "INVALID_SIGNATURE", body = ApiError)))]
+    request_body = schemas::Transaction,
+    responses((status = 200, body = schemas::Receipt), (status = 409, description = "DOUBLE_SPEND", body = ApiError), (status = 400, description = "INVALID_SIGNATURE", body = ApiError)))]
 async fn submit(
     State(app): State<App>,
     P(node): P<String>,
@@ -463,7 +451,7 @@ async fn submit(
 #[utoipa::path(post, path = "/v1/nodes/{node}/registries", tag = "payments",
     description = "Registry distribution: a legal entity pays many individuals (up to 16,000 lines). Lines are validated one by one and reported per line; all valid lines are paid in one atomic transaction.",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = RegistryRequest, responses((status = 200, body = RegistryReport), (status = 422, body = ApiError)))]
+    request_body = schemas::RegistryRequest, responses((status = 200, body = schemas::RegistryReport), (status = 422, body = ApiError)))]
 async fn registry(
     State(app): State<App>,
     P(node): P<String>,
@@ -480,7 +468,7 @@ async fn registry(
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/cards", tag = "cards",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = LinkCard, responses((status = 201, body = String, description = "The masked card number"), (status = 409, body = ApiError)))]
+    request_body = schemas::LinkCard, responses((status = 201, body = String, description = "The masked card number"), (status = 409, body = ApiError)))]
 async fn link_card(
     State(app): State<App>,
     P(node): P<String>,
@@ -498,7 +486,7 @@ async fn link_card(
 #[utoipa::path(post, path = "/v1/nodes/{node}/emissions", tag = "conversion",
     description = "Bank -> NBK conversion (sub-scenario 3): the ABS moves bank money from the node's correspondent account to the DT liability account and the NBK issues DT to the node. Operational days only (NON_WORKING_DAY otherwise).",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 409, description = "NON_WORKING_DAY", body = ApiError), (status = 422, body = ApiError)))]
+    request_body = schemas::AmountRequest, responses((status = 200, body = schemas::Receipt), (status = 409, description = "NON_WORKING_DAY", body = ApiError), (status = 422, body = ApiError)))]
 async fn emission(
     State(app): State<App>,
     P(node): P<String>,
@@ -514,7 +502,7 @@ async fn emission(
 #[utoipa::path(post, path = "/v1/nodes/{node}/redemptions", tag = "conversion",
     description = "NBK -> bank conversion (sub-scenario 13): the node's DT is redeemed and the ABS credits its correspondent account. Operational days only.",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 409, body = ApiError), (status = 422, body = ApiError)))]
+    request_body = schemas::AmountRequest, responses((status = 200, body = schemas::Receipt), (status = 409, body = ApiError), (status = 422, body = ApiError)))]
 async fn redemption(
     State(app): State<App>,
     P(node): P<String>,
@@ -532,7 +520,7 @@ async fn redemption(
 #[utoipa::path(post, path = "/v1/abs/correspondent/{node}/credits", tag = "abs",
     description = "Money arriving on a node's correspondent account from outside the DT platform (stand-in for other RTGS payments).",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = AmountRequest, responses((status = 200, body = Posting)))]
+    request_body = schemas::AmountRequest, responses((status = 200, body = schemas::Posting)))]
 async fn credit_correspondent(
     State(app): State<App>,
     P(node): P<String>,
@@ -560,7 +548,7 @@ async fn abs_balances(State(app): State<App>) -> Response {
 
 #[utoipa::path(get, path = "/v1/id-center/phones/{phone}", tag = "id-center",
     params(("phone" = String, Path, description = "+7XXXXXXXXXX")),
-    responses((status = 200, body = PhoneLookup), (status = 404, body = ApiError)))]
+    responses((status = 200, body = schemas::PhoneLookup), (status = 404, body = ApiError)))]
 async fn lookup_phone(State(app): State<App>, P(phone): P<String>) -> Response {
     read(app, move |n| n.lookup_phone(&phone)).await
 }
@@ -568,7 +556,7 @@ async fn lookup_phone(State(app): State<App>, P(phone): P<String>) -> Response {
 #[utoipa::path(post, path = "/v1/card-purchases", tag = "cards",
     description = "A card purchase: `dt` pays the merchant DT (sub-scenario 9); `convert_to_fiat` converts the buyer's DT instantly and pays the merchant bank money (10).",
     params(("Idempotency-Key" = String, Header)),
-    request_body = CardPurchaseRequest, responses((status = 201, body = Purchase), (status = 422, body = ApiError)))]
+    request_body = schemas::CardPurchaseRequest, responses((status = 201, body = schemas::Purchase), (status = 422, body = ApiError)))]
 async fn card_purchase(State(app): State<App>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: CardPurchaseRequest| {
         n.card_purchase(idem, r)
@@ -577,14 +565,14 @@ async fn card_purchase(State(app): State<App>, method: Method, uri: Uri, headers
 }
 
 #[utoipa::path(get, path = "/v1/card-purchases/{id}", tag = "cards",
-    params(("id" = String, Path)), responses((status = 200, body = Purchase), (status = 404, body = ApiError)))]
+    params(("id" = String, Path)), responses((status = 200, body = schemas::Purchase), (status = 404, body = ApiError)))]
 async fn get_purchase(State(app): State<App>, P(id): P<String>) -> Response {
     read(app, move |n| n.purchase(&id)).await
 }
 
 #[utoipa::path(post, path = "/v1/card-purchases/{id}/refunds", tag = "cards",
     params(("id" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = AmountRequest, responses((status = 200, body = Receipt), (status = 409, description = "CONFLICT: more than is left to refund", body = ApiError)))]
+    request_body = schemas::AmountRequest, responses((status = 200, body = schemas::Receipt), (status = 409, description = "CONFLICT: more than is left to refund", body = ApiError)))]
 async fn card_refund(
     State(app): State<App>,
     P(id): P<String>,
@@ -602,7 +590,7 @@ async fn card_refund(
 #[utoipa::path(post, path = "/v1/atm-withdrawals", tag = "cards",
     description = "Cash withdrawal at an ATM with a DT-linked card; an ATM of another bank is settled in the ABS.",
     params(("Idempotency-Key" = String, Header)),
-    request_body = AtmWithdrawal, responses((status = 200, body = Receipt), (status = 422, body = ApiError)))]
+    request_body = schemas::AtmWithdrawal, responses((status = 200, body = schemas::Receipt), (status = 422, body = ApiError)))]
 async fn atm_withdrawal(State(app): State<App>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: AtmWithdrawal| n.atm_withdrawal(idem, r))
         .await
@@ -610,7 +598,7 @@ async fn atm_withdrawal(State(app): State<App>, method: Method, uri: Uri, header
 
 #[utoipa::path(post, path = "/v1/voucher-programs", tag = "vouchers",
     params(("Idempotency-Key" = String, Header)),
-    request_body = VoucherProgramRequest, responses((status = 201, body = VoucherProgram), (status = 403, body = ApiError)))]
+    request_body = schemas::VoucherProgramRequest, responses((status = 201, body = schemas::VoucherProgram), (status = 403, body = ApiError)))]
 async fn create_voucher_program(
     State(app): State<App>,
     method: Method,
@@ -624,7 +612,7 @@ async fn create_voucher_program(
     .await
 }
 
-#[utoipa::path(get, path = "/v1/voucher-programs", tag = "vouchers", responses((status = 200, body = [VoucherProgram])))]
+#[utoipa::path(get, path = "/v1/voucher-programs", tag = "vouchers", responses((status = 200, body = [schemas::VoucherProgram])))]
 async fn list_voucher_programs(State(app): State<App>) -> Response {
     read(app, |n| Ok(n.voucher_programs())).await
 }
@@ -632,7 +620,7 @@ async fn list_voucher_programs(State(app): State<App>) -> Response {
 #[utoipa::path(post, path = "/v1/voucher-programs/{id}/events", tag = "vouchers",
     description = "An integrator's event (a pupil's card tap): the school pays the canteen once per event id; the same event again returns the first receipt.",
     params(("id" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = VoucherEvent, responses((status = 200, body = Receipt), (status = 403, body = ApiError), (status = 422, body = ApiError)))]
+    request_body = schemas::VoucherEvent, responses((status = 200, body = schemas::Receipt), (status = 403, body = ApiError), (status = 422, body = ApiError)))]
 async fn voucher_event(
     State(app): State<App>,
     P(id): P<String>,
@@ -650,7 +638,7 @@ async fn voucher_event(
 #[utoipa::path(post, path = "/v1/operator/nodes/{node}/block", tag = "operator",
     description = "Block a bank (or the Treasury): its operations and payments to its clients fail with BANK_BLOCKED.",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body = BlockRequest, responses((status = 200, body = NodeView), (status = 403, body = ApiError)))]
+    request_body = schemas::BlockRequest, responses((status = 200, body = schemas::NodeView), (status = 403, body = ApiError)))]
 async fn block_node(
     State(app): State<App>,
     P(node): P<String>,
@@ -665,8 +653,8 @@ async fn block_node(
 
 #[utoipa::path(post, path = "/v1/operator/nodes/{node}/unblock", tag = "operator",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
-    request_body(content = Option<BlockRequest>, description = "No body needed"),
-    responses((status = 200, body = NodeView)))]
+    request_body(content = Option<schemas::BlockRequest>, description = "No body needed"),
+    responses((status = 200, body = schemas::NodeView)))]
 async fn unblock_node(
     State(app): State<App>,
     P(node): P<String>,
@@ -680,7 +668,7 @@ async fn unblock_node(
 }
 
 #[utoipa::path(get, path = "/v1/operator/calendar/{year}", tag = "operator",
-    params(("year" = i32, Path)), responses((status = 200, body = [DayView])))]
+    params(("year" = i32, Path)), responses((status = 200, body = [schemas::DayView])))]
 async fn calendar_year(State(app): State<App>, P(year): P<String>) -> Response {
     read(app, move |n| {
         let year: i32 = year.parse().map_err(|_| Error::malformed("year must be a number"))?;
@@ -692,7 +680,7 @@ async fn calendar_year(State(app): State<App>, P(year): P<String>) -> Response {
 #[utoipa::path(put, path = "/v1/operator/calendar/days/{date}", tag = "operator",
     description = "Make a day a working day or a holiday. Bank <-> NBK conversions are refused on non-working days.",
     params(("date" = String, Path, description = "YYYY-MM-DD"), ("Idempotency-Key" = String, Header)),
-    request_body = DayRequest, responses((status = 200, body = DayView), (status = 400, body = ApiError)))]
+    request_body = schemas::DayRequest, responses((status = 200, body = schemas::DayView), (status = 400, body = ApiError)))]
 async fn set_day(
     State(app): State<App>,
     P(date): P<String>,
@@ -708,21 +696,21 @@ async fn set_day(
     .await
 }
 
-#[utoipa::path(get, path = "/v1/operator/today", tag = "operator", responses((status = 200, body = DayView)))]
+#[utoipa::path(get, path = "/v1/operator/today", tag = "operator", responses((status = 200, body = schemas::DayView)))]
 async fn today(State(app): State<App>) -> Response {
     read(app, |n| Ok(n.today())).await
 }
 
 #[utoipa::path(get, path = "/v1/operator/monitoring", tag = "operator",
     description = "Totals: emitted, redeemed, in circulation, per node.",
-    responses((status = 200, body = Monitoring)))]
+    responses((status = 200, body = schemas::Monitoring)))]
 async fn monitoring(State(app): State<App>) -> Response {
     read(app, |n| n.monitoring()).await
 }
 
 #[utoipa::path(get, path = "/v1/operator/reconciliation", tag = "operator",
     description = "Check that DT in circulation (NBK registry and sum of node tokens) equals the ABS DT liability account, and that node tokens and the notary's unspent set agree.",
-    responses((status = 200, body = Reconciliation)))]
+    responses((status = 200, body = schemas::Reconciliation)))]
 async fn reconciliation(State(app): State<App>) -> Response {
     read(app, |n| Ok(n.reconcile())).await
 }
@@ -730,14 +718,14 @@ async fn reconciliation(State(app): State<App>) -> Response {
 #[utoipa::path(post, path = "/v1/operator/checkpoints", tag = "operator",
     description = "Write a checkpoint of the notary's unspent set and the nodes' tokens now, and delete the change log it covers (the platform also writes one whenever the log has grown to half the unspent set). Payments go on meanwhile. Before a backup or a planned stop, it makes the next start replay little. The body is empty or `null`.",
     params(("Idempotency-Key" = String, Header)),
-    responses((status = 200, body = CheckpointView), (status = 400, body = ApiError)))]
+    responses((status = 200, body = schemas::CheckpointView), (status = 400, body = ApiError)))]
 async fn checkpoint(State(app): State<App>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     mutate(app, method, uri, headers, body, StatusCode::OK, |n, idem, (): ()| n.checkpoint_now(idem)).await
 }
 
 #[utoipa::path(get, path = "/v1/operator/operations", tag = "operator",
     description = "Emissions and redemptions, newest first.",
-    params(Page), responses((status = 200, body = [NbkOperation])))]
+    params(Page), responses((status = 200, body = [schemas::NbkOperation])))]
 async fn nbk_operations(
     State(app): State<App>,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
@@ -752,6 +740,7 @@ async fn nbk_operations(
 /// Whether the notary has committed a transaction.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct TxStatus {
+    #[schema(value_type = schemas::TxId)]
     pub tx_id: TxId,
     pub committed: bool,
 }

@@ -168,9 +168,11 @@ function astana(ms) {
   return `${d.getUTCFullYear()}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} ${t("astana")}`;
 }
 
-async function api(path, options = {}) {
+// `key`: the idempotency key of the user's action (see `newKey`), sent as Idempotency-Key.
+async function api(path, { key, ...options } = {}) {
   const headers = { "Content-Type": "application/json" };
   if (options.method && options.method !== "GET" && me) headers["X-CSRF-Token"] = me.csrf;
+  if (key) headers["Idempotency-Key"] = key;
   const response = await fetch(path, { credentials: "same-origin", ...options, headers });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
@@ -180,6 +182,14 @@ async function api(path, options = {}) {
     throw error;
   }
   return body;
+}
+
+// A fresh idempotency key: 128 random bits as hex. One per user action, never one per HTTP
+// request: a double click or a retry sends the same key, and the console acts once.
+// crypto.getRandomValues rather than crypto.randomUUID, which browsers offer only on HTTPS
+// and localhost, and the consoles may be served over plain HTTP inside a bank's network.
+function newKey() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function translate() {
@@ -443,9 +453,19 @@ function field(id, label, attrs = {}) {
 
 const AMOUNT = /^\s*\d{1,13}([.,]\d{1,2})?\s*$/;
 
-// A form whose submit runs `action(values)`; shows validation and the outcome in place.
+// How long after a success the same values, submitted again, still count as the same action.
+// A double click's second submit often comes after the first one's answer (the server answers
+// in milliseconds, people double-click in a few hundred); nobody means to send the same
+// payment twice within two seconds.
+const SAME_ACTION_MS = 2000;
+
+// A form whose submit runs `action(values, key)`; shows validation and the outcome in place.
+// `key` is the action's idempotency key: the same while the values stay the same and the last
+// submit has not succeeded more than SAME_ACTION_MS ago (a double click, a retry after an
+// error or a lost answer), a new one otherwise.
 function actionForm(id, title, fields, submitLabel, action) {
   const status = el("p", { class: "error", role: "alert", id: `${id}-status` });
+  let attempt = null; // { key, values, succeededAt }
   const form = el("form", { class: "panel", id, novalidate: "" }, el("h2", {}, title), fields, el("button", { class: "primary", type: "submit" }, submitLabel), status);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -456,11 +476,18 @@ function actionForm(id, title, fields, submitLabel, action) {
       if (!String(value).trim() && input?.required !== false) { status.textContent = `${t("required")} (${form.querySelector(`label[for="${name}"]`)?.textContent || name})`; return; }
       if (name.includes("amount") && String(value).trim() && !AMOUNT.test(value)) { status.textContent = t("invalid_amount"); return; }
     }
+    const signature = JSON.stringify(values);
+    const stale = attempt && attempt.succeededAt !== null && performance.now() - attempt.succeededAt > SAME_ACTION_MS;
+    if (!attempt || attempt.values !== signature || stale) attempt = { key: newKey(), values: signature, succeededAt: null };
+    const mine = attempt;
     try {
-      const result = await action(values);
+      const result = await action(values, mine.key);
+      mine.succeededAt = performance.now();
       status.className = "ok";
       status.textContent = typeof result === "string" ? result : t("done");
     } catch (err) {
+      // The same action is still running (the first of a double click): its answer will show.
+      if (err.code === "REQUEST_IN_PROGRESS") return;
       status.textContent = err.code ? `${err.code}: ${err.message}` : err.message;
     }
   });
@@ -596,7 +623,7 @@ async function markingView(main) {
   const create = actionForm("create-marking", t("create_marking"),
     [field("initiator", t("initiator")), field("reference", t("reference")), levels,
       el("button", { type: "button", onclick: addLevel }, t("add_level"))],
-    t("create"), async (v) => {
+    t("create"), async (v, key) => {
       const lv = [];
       for (let n = 1; v[`recipients-${n}`] !== undefined; n++) {
         const recipients = v[`recipients-${n}`].split(/\n/).map((l) => l.trim()).filter(Boolean).map((l) => {
@@ -605,14 +632,14 @@ async function markingView(main) {
         });
         lv.push({ recipients, limit_tiyn: tiyn(v[`limit_amount-${n}`]) });
       }
-      const m = await api("/console/api/treasury/markings", { method: "POST", body: JSON.stringify({ initiator: v.initiator.trim(), reference: v.reference.trim(), levels: lv }) });
+      const m = await api("/console/api/treasury/markings", { method: "POST", key, body: JSON.stringify({ initiator: v.initiator.trim(), reference: v.reference.trim(), levels: lv }) });
       await drawTrees();
       return `${t("done")} ${m.id}`;
     });
   const move = actionForm("marked-transfer", t("marked_transfer"),
     [field("marking_id", t("marking_id")), field("from", t("from")), field("to_bank", t("to_bank")), field("to_client_id", t("to_client")), field("amount", t("amount_tenge"), { inputmode: "decimal" })],
-    t("send"), async (v) => {
-      await api("/console/api/treasury/marked-transfers", { method: "POST", body: JSON.stringify({ marking_id: v.marking_id.trim(), from: v.from.trim(), to_bank: v.to_bank.trim(), to_client_id: v.to_client_id.trim(), amount: v.amount }) });
+    t("send"), async (v, key) => {
+      await api("/console/api/treasury/marked-transfers", { method: "POST", key, body: JSON.stringify({ marking_id: v.marking_id.trim(), from: v.from.trim(), to_bank: v.to_bank.trim(), to_client_id: v.to_client_id.trim(), amount: v.amount }) });
       await drawTrees();
     });
   main.append(el("h1", {}, t("marking")), el("div", { class: "two" }, create, move), el("h2", {}, t("trace")), trees);
@@ -633,8 +660,8 @@ async function registryView(main) {
         const file = e.target.files[0];
         if (file) $("#csv").value = await file.text();
       } })],
-    t("upload"), async (v) => {
-      const report = await api("/console/api/bank/registry", { method: "POST", body: JSON.stringify({ from: v.from.trim(), reference: v.reference.trim(), csv: v.csv }) });
+    t("upload"), async (v, key) => {
+      const report = await api("/console/api/bank/registry", { method: "POST", key, body: JSON.stringify({ from: v.from.trim(), reference: v.reference.trim(), csv: v.csv }) });
       results.replaceChildren(el("p", {}, `${t("paid")}: ${report.lines_paid} / ${report.lines_total}, ${money(report.amount_paid_tiyn)}`), paged([
         { title: t("line"), num: true, cell: (r) => String(r.line) },
         { title: t("paid"), cell: (r) => r.paid ? t("ok") : el("span", { class: "status-blocked" }, `${r.error_code}: ${r.error}`) },
@@ -661,28 +688,28 @@ async function bankClientsView(main) {
     [field("client_id", t("client")), field("amount", t("amount_tenge"), { inputmode: "decimal" }),
       el("div", { class: "field" }, el("label", { for: "direction" }, t("convert")),
         el("select", { id: "direction", name: "direction" }, el("option", { value: "to" }, t("to_dt")), el("option", { value: "from" }, t("from_dt"))))],
-    t("send"), async (v) => {
-      await api("/console/api/bank/conversions", { method: "POST", body: JSON.stringify({ client_id: v.client_id.trim(), to_dt: v.direction === "to", amount: v.amount }) });
+    t("send"), async (v, key) => {
+      await api("/console/api/bank/conversions", { method: "POST", key, body: JSON.stringify({ client_id: v.client_id.trim(), to_dt: v.direction === "to", amount: v.amount }) });
     });
   const open = actionForm("open-account", t("open_new"),
     [el("div", { class: "field" }, el("label", { for: "open_kind" }, t("kind")),
       el("select", { id: "open_kind", name: "open_kind" }, el("option", { value: "individual" }, t("individual")), el("option", { value: "legal_entity" }, t("legal_entity")))),
       field("open_client_id", t("id")), field("open_name", t("name")), field("open_phone", t("phone"), { type: "tel", required: null, placeholder: "+7XXXXXXXXXX" })],
-    t("create"), async (v) => {
-      await api("/console/api/bank/accounts", { method: "POST", body: JSON.stringify({ kind: v.open_kind, client_id: v.open_client_id.trim(), name: v.open_name.trim(), phone: v.open_phone.trim() || null }) });
+    t("create"), async (v, key) => {
+      await api("/console/api/bank/accounts", { method: "POST", key, body: JSON.stringify({ kind: v.open_kind, client_id: v.open_client_id.trim(), name: v.open_name.trim(), phone: v.open_phone.trim() || null }) });
       setTimeout(() => route(), 800);
     });
   const deposit = actionForm("deposit", t("credit_money"), [field("deposit_client_id", t("client")), field("deposit_amount", t("amount_tenge"), { inputmode: "decimal" })],
-    t("send"), async (v) => {
-      await api("/console/api/bank/deposits", { method: "POST", body: JSON.stringify({ client_id: v.deposit_client_id.trim(), amount: v.deposit_amount }) });
+    t("send"), async (v, key) => {
+      await api("/console/api/bank/deposits", { method: "POST", key, body: JSON.stringify({ client_id: v.deposit_client_id.trim(), amount: v.deposit_amount }) });
       setTimeout(() => route(), 800);
     });
   const nbk = actionForm("nbk", t("nbk_conversion"),
     [field("nbk_amount", t("amount_tenge"), { inputmode: "decimal" }),
       el("div", { class: "field" }, el("label", { for: "nbk_direction" }, t("convert")),
         el("select", { id: "nbk_direction", name: "nbk_direction" }, el("option", { value: "to" }, t("emission")), el("option", { value: "from" }, t("redemption"))))],
-    t("send"), async (v) => {
-      await api("/console/api/bank/nbk-conversions", { method: "POST", body: JSON.stringify({ to_dt: v.nbk_direction === "to", amount: v.nbk_amount }) });
+    t("send"), async (v, key) => {
+      await api("/console/api/bank/nbk-conversions", { method: "POST", key, body: JSON.stringify({ to_dt: v.nbk_direction === "to", amount: v.nbk_amount }) });
     });
   main.append(el("h1", {}, t("clients")), paged(columns, clients), history, el("div", { class: "two" }, deposit, conversion, open, nbk));
 }
@@ -691,13 +718,13 @@ async function walletView(main) {
   await clientView(main);
   const transfer = actionForm("transfer-form", t("transfer_phone"),
     [field("phone", t("phone"), { type: "tel", autocomplete: "tel", placeholder: "+7XXXXXXXXXX" }), field("amount", t("amount_tenge"), { inputmode: "decimal" })],
-    t("send"), async (v) => {
-      await api("/console/api/client/transfer", { method: "POST", body: JSON.stringify({ phone: v.phone.trim(), amount: v.amount }) });
+    t("send"), async (v, key) => {
+      await api("/console/api/client/transfer", { method: "POST", key, body: JSON.stringify({ phone: v.phone.trim(), amount: v.amount }) });
       setTimeout(() => route(), 800);
     });
   const qr = actionForm("qr-form", t("pay_qr"), [field("payload", t("qr_payload"), { placeholder: "dtenge:pay?bank=…&to=…&amount=…" })],
-    t("pay"), async (v) => {
-      await api("/console/api/client/qr", { method: "POST", body: JSON.stringify({ payload: v.payload.trim() }) });
+    t("pay"), async (v, key) => {
+      await api("/console/api/client/qr", { method: "POST", key, body: JSON.stringify({ payload: v.payload.trim() }) });
       setTimeout(() => route(), 800);
     });
   main.append(el("div", { class: "two" }, transfer, qr));
@@ -715,17 +742,20 @@ async function requestsView(main) {
       { title: t("amount"), num: true, cell: (r) => r.kind.to_dt ? money(r.kind.to_dt.amount_tiyn) : "" },
       { title: t("status"), cell: (r) => el("span", { class: r.status === "rejected" ? "status-blocked" : "", id: `request-${r.id}-status` }, t(r.status)) },
       { title: t("detail"), cell: (r) => r.reason || "" },
-      { title: "", cell: (r) => r.status !== "pending" ? "" : el("span", { class: "actions" },
+      // One key per decision: made with the button (approve) or when the dialog opens (reject),
+      // so a double click sends the same decision with the same key.
+      { title: "", cell: (r) => { if (r.status !== "pending") return ""; const approveKey = newKey(); return el("span", { class: "actions" },
           el("button", { type: "button", class: "primary", id: `approve-${r.id}`, onclick: async () => {
-            await api(`/console/api/treasury/requests/${r.id}/decision`, { method: "POST", body: JSON.stringify({ approve: true }) });
+            await api(`/console/api/treasury/requests/${r.id}/decision`, { method: "POST", key: approveKey, body: JSON.stringify({ approve: true }) });
             await draw();
           } }, t("approve")),
           el("button", { type: "button", class: "danger", id: `reject-${r.id}`, onclick: async () => {
+            const key = newKey();
             const reason = await ask(t("reject_title", { id: r.id }));
             if (!reason) return;
-            await api(`/console/api/treasury/requests/${r.id}/decision`, { method: "POST", body: JSON.stringify({ approve: false, reason }) });
+            await api(`/console/api/treasury/requests/${r.id}/decision`, { method: "POST", key, body: JSON.stringify({ approve: false, reason }) });
             await draw();
-          } }, t("reject"))) },
+          } }, t("reject"))); } },
     ], current));
   };
   const openForm = actionForm("account-request", t("new_account_request"), [field("request_client_id", t("id")), field("request_name", t("name"))],
@@ -739,8 +769,8 @@ async function requestsView(main) {
       await draw();
     });
   const budget = actionForm("budget", t("budget"), [field("budget_client_id", t("id")), field("budget_amount", t("amount_tenge"), { inputmode: "decimal" })],
-    t("send"), async (v) => {
-      await api("/console/api/treasury/budget", { method: "POST", body: JSON.stringify({ client_id: v.budget_client_id.trim(), amount: v.budget_amount }) });
+    t("send"), async (v, key) => {
+      await api("/console/api/treasury/budget", { method: "POST", key, body: JSON.stringify({ client_id: v.budget_client_id.trim(), amount: v.budget_amount }) });
     });
   main.append(el("h1", {}, t("requests")), el("div", { class: "two" }, openForm, dtForm, budget),
     el("p", {}, el("button", { type: "button", id: "export-requests", onclick: () => downloadCsv("treasury-requests.csv",
@@ -762,8 +792,8 @@ async function issueView(main) {
       { title: t("amount"), num: true, cell: (o) => money(o.amount_tiyn) },
     ], ops));
   };
-  const form = (id, title, path) => actionForm(id, title, [field(`${id}_amount`, t("amount_tenge"), { inputmode: "decimal" })], t("send"), async (v) => {
-    await api(path, { method: "POST", body: JSON.stringify({ amount: v[`${id}_amount`] }) });
+  const form = (id, title, path) => actionForm(id, title, [field(`${id}_amount`, t("amount_tenge"), { inputmode: "decimal" })], t("send"), async (v, key) => {
+    await api(path, { method: "POST", key, body: JSON.stringify({ amount: v[`${id}_amount`] }) });
     await draw();
   });
   main.append(el("h1", {}, t("issue")), el("div", { class: "two" }, form("issue", t("issue_dt"), "/console/api/treasury/issue"), form("repay", t("repay_dt"), "/console/api/treasury/repayment")),

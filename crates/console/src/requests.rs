@@ -7,6 +7,7 @@ use crate::Console;
 use dtenge_core::money::Amount;
 use dtenge_core::token::TxId;
 use dtenge_core::{ensure, Error, ErrorCode, Result};
+use dtenge_network::Idem;
 use dtenge_store::{Table, WriteBatch};
 use serde::{Deserialize, Serialize};
 
@@ -89,8 +90,16 @@ impl Console {
         Ok(request)
     }
 
-    /// Approve (execute) or reject a pending request.
-    pub fn decide_request(&self, by: &str, id: u64, approve: bool, reason: Option<String>) -> Result<TreasuryRequest> {
+    /// Approve (execute) or reject a pending request. `idem`, the key of the decision, goes to
+    /// the network operation an approval runs (see `execute_request`).
+    pub fn decide_request(
+        &self,
+        by: &str,
+        id: u64,
+        approve: bool,
+        reason: Option<String>,
+        idem: Option<Idem>,
+    ) -> Result<TreasuryRequest> {
         let mut requests = self.requests.lock();
         let index = requests
             .iter()
@@ -101,7 +110,7 @@ impl Console {
         request.decided_at_unix_ms = Some(self.network.now_ms());
         request.decided_by = Some(by.to_string());
         if approve {
-            match self.execute_request(&request.kind) {
+            match self.execute_request(&request.kind, idem) {
                 Ok(tx_id) => {
                     request.status = RequestStatus::Successful;
                     request.tx_id = tx_id;
@@ -122,7 +131,12 @@ impl Console {
         Ok(request)
     }
 
-    fn execute_request(&self, kind: &RequestKind) -> Result<Option<TxId>> {
+    /// Run an approved request through `Network::once` with the decision's key: a request is
+    /// decided once (the requests' lock is held throughout), but if the console stopped after
+    /// the network committed and before the decision was recorded, the request is still
+    /// pending, and the retry with the same key gets the first answer instead of converting
+    /// twice.
+    fn execute_request(&self, kind: &RequestKind, idem: Option<Idem>) -> Result<Option<TxId>> {
         let network = &self.network;
         match kind {
             RequestKind::OpenAccount { client_id, name } => {
@@ -133,11 +147,13 @@ impl Console {
                     phone: None,
                     public_key: None,
                 };
-                network.open_account(None, dtenge_network::TREASURY_ID, open).map(|_| None)
+                network.once(idem, |idem| network.open_account(idem, dtenge_network::TREASURY_ID, open)).map(|_| None)
             }
             RequestKind::ToDt { client_id, amount_tiyn, .. } => {
                 let amount = dtenge_network::types::AmountRequest { amount_tiyn: *amount_tiyn };
-                network.convert_to_dt(None, dtenge_network::TREASURY_ID, client_id, amount).map(|r| Some(r.tx_id))
+                network
+                    .once(idem, |idem| network.convert_to_dt(idem, dtenge_network::TREASURY_ID, client_id, amount))
+                    .map(|r| Some(r.tx_id))
             }
         }
     }

@@ -2,18 +2,22 @@
 //! see or do. Every route under `/console/api/` except sign-in needs a session cookie; every
 //! state-changing one also needs the session's CSRF token in `X-CSRF-Token`; each checks the
 //! role before touching the network. A body must be declared `Content-Type: application/json`
-//! (415 `UNSUPPORTED_MEDIA_TYPE` otherwise), by the REST API's own layer.
+//! (415 `UNSUPPORTED_MEDIA_TYPE` otherwise), by the REST API's own layer. Every one that moves
+//! money (or creates something a double click would create twice) also needs an
+//! `Idempotency-Key`: see [`with_key`].
 
 use crate::auth::{same_secret, Role, Session};
 use crate::Console;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dtenge_core::{Error, ErrorCode};
 use dtenge_network::types::BlockRequest;
+use dtenge_network::Idem;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -74,20 +78,10 @@ async fn app_css() -> Response {
     page("text/css; charset=utf-8", APP_CSS)
 }
 
-/// An error as the REST API writes it: `{"error": {"code", "message"}}`.
+/// An error as the REST API writes it, `{"error": {"code", "message"}}`, with the gateway's
+/// status for the code (`dtenge_api::status_of`): one map for both faces.
 fn failure(e: Error) -> Response {
-    let status = match e.code {
-        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-        ErrorCode::NotFound | ErrorCode::UnknownAccount => StatusCode::NOT_FOUND,
-        ErrorCode::MalformedInput => StatusCode::BAD_REQUEST,
-        ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ErrorCode::BankBlocked => StatusCode::LOCKED,
-        ErrorCode::Internal | ErrorCode::StorageFailure => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::CONFLICT,
-    };
-    let body = serde_json::json!({"error": {"code": e.code, "message": e.message}});
-    (status, Json(body)).into_response()
+    dtenge_api::Failure(e).into_response()
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -363,6 +357,79 @@ where
     blocking(move || op(&console, session)).await
 }
 
+/// Longest idempotency key the browser may send: with `console:`, a 64-character username and
+/// `:` it stays within the 128 characters the network stores.
+pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 48;
+
+/// The browser's idempotency key for this user, with the fingerprint of the request.
+///
+/// The key is stored as `console:<user>:<key>`. The network keeps one key space for every
+/// caller, and each browser makes its keys on its own: unscoped, a key one user's page sent
+/// (by chance, by a bug, or on purpose) would meet another user's record, and the second user
+/// would be handed the first one's stored answer (a receipt naming the first user's accounts)
+/// or be refused. Scoped by user, a user only ever meets its own keys. Usernames cannot contain
+/// `:`, so no two users' prefixes overlap, and the REST API refuses keys starting with
+/// `console:`, so no API caller can write into this space either.
+fn console_idem(headers: &HeaderMap, uri: &Uri, body: &Bytes, username: &str) -> Result<Idem, Error> {
+    let key = dtenge_api::idempotency_key(headers)?;
+    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_LEN_MAX {
+        return Err(Error::malformed(format!(
+            "the Idempotency-Key header has 1 to {IDEMPOTENCY_KEY_LEN_MAX} characters"
+        )));
+    }
+    // The same fingerprint as the REST API's: the console's own route and body, so the same
+    // key with another amount or payee is IDEMPOTENCY_KEY_REUSED.
+    let (fingerprint, _) = dtenge_api::request_fingerprint(&Method::POST, uri.path(), body)?;
+    Ok(Idem { key: format!("{}{username}:{key}", dtenge_api::CONSOLE_KEY_PREFIX), fingerprint })
+}
+
+/// [`with_role`] for a state change that needs the browser's idempotency key: checks the
+/// session, the CSRF token, the role and the key (missing or bad: `MALFORMED_INPUT`, 400,
+/// nothing done), then runs `op` with the key scoped to the user.
+async fn with_key<T, F>(
+    console: App,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    allowed: fn(&Role) -> bool,
+    op: F,
+) -> Response
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce(&Console, Session, Idem) -> Result<T, Error> + Send + 'static,
+{
+    let checked = session(&console, headers, true)
+        .and_then(|(_, s)| require(&s, allowed).map(|()| s))
+        .and_then(|s| console_idem(headers, uri, body, &s.username).map(|idem| (s, idem)));
+    let (session, idem) = match checked {
+        Ok(checked) => checked,
+        Err(e) => return failure(e),
+    };
+    blocking(move || op(&console, session, idem)).await
+}
+
+/// [`with_key`] for one network operation: `op` runs at most once per key through
+/// `Network::once`, which the REST API uses too. A repeat (double click, retry) gets the first
+/// answer and writes no second audit line; the same key with another request is refused with
+/// `IDEMPOTENCY_KEY_REUSED`; a repeat while the first still runs gets `REQUEST_IN_PROGRESS`.
+/// `op` must pass the key it is given to the network operation, which records the answer in
+/// the same commit as the operation.
+async fn once_with_key<T, F>(
+    console: App,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    allowed: fn(&Role) -> bool,
+    op: F,
+) -> Response
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    F: FnOnce(&Console, Session, Option<&Idem>) -> Result<T, Error> + Send + 'static,
+{
+    with_key(console, uri, headers, body, allowed, move |c, s, idem| c.network.once(Some(idem), |idem| op(c, s, idem)))
+        .await
+}
+
 fn is_operator(r: &Role) -> bool {
     *r == Role::Operator
 }
@@ -569,19 +636,19 @@ struct PhoneTransfer {
     amount: String,
 }
 
-async fn client_transfer(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+async fn client_transfer(State(console): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let request: PhoneTransfer = match parse(&body) {
         Ok(r) => r,
         Err(e) => return failure(e),
     };
-    with_role(console, &headers, true, is_client, move |c, s| {
+    once_with_key(console, &uri, &headers, &body, is_client, move |c, s, idem| {
         let Role::Client { bank, client_id } = s.role.clone() else { return Err(Error::internal("not a client")) };
         let amount = parse_tenge(&request.amount)?;
         let to = dtenge_network::types::Payee { phone: Some(request.phone.clone()), ..Default::default() };
         let transfer =
             dtenge_network::types::TransferRequest { from: client_id, to, amount_tiyn: amount, reference: None };
         audited(c, &s, "transfer_by_phone", &request.phone, &amount.to_string(), || {
-            c.network.transfer(None, &bank, transfer)
+            c.network.transfer(idem, &bank, transfer)
         })
     })
     .await
@@ -616,12 +683,12 @@ struct QrPayment {
     payload: String,
 }
 
-async fn client_qr(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+async fn client_qr(State(console): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let request: QrPayment = match parse(&body) {
         Ok(r) => r,
         Err(e) => return failure(e),
     };
-    with_role(console, &headers, true, is_client, move |c, s| {
+    once_with_key(console, &uri, &headers, &body, is_client, move |c, s, idem| {
         let Role::Client { bank, client_id } = s.role.clone() else { return Err(Error::internal("not a client")) };
         let (merchant_bank, merchant, amount, reference) = parse_qr(&request.payload)?;
         let to = dtenge_network::types::Payee {
@@ -630,7 +697,7 @@ async fn client_qr(State(console): State<App>, headers: HeaderMap, body: Bytes) 
             ..Default::default()
         };
         let transfer = dtenge_network::types::TransferRequest { from: client_id, to, amount_tiyn: amount, reference };
-        audited(c, &s, "pay_qr", &merchant, &amount.to_string(), || c.network.transfer(None, &bank, transfer))
+        audited(c, &s, "pay_qr", &merchant, &amount.to_string(), || c.network.transfer(idem, &bank, transfer))
     })
     .await
 }
@@ -645,20 +712,20 @@ struct Conversion {
     amount: String,
 }
 
-async fn bank_conversion(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+async fn bank_conversion(State(console): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let request: Conversion = match parse(&body) {
         Ok(r) => r,
         Err(e) => return failure(e),
     };
-    with_role(console, &headers, true, is_bank, move |c, s| {
+    once_with_key(console, &uri, &headers, &body, is_bank, move |c, s, idem| {
         let Role::BankOfficer { bank } = s.role.clone() else { return Err(Error::internal("not a bank")) };
         let amount = dtenge_network::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
         let action = if request.to_dt { "convert_to_dt" } else { "convert_from_dt" };
         audited(c, &s, action, &request.client_id, &amount.amount_tiyn.to_string(), || {
             if request.to_dt {
-                c.network.convert_to_dt(None, &bank, &request.client_id, amount)
+                c.network.convert_to_dt(idem, &bank, &request.client_id, amount)
             } else {
-                c.network.convert_from_dt(None, &bank, &request.client_id, amount)
+                c.network.convert_from_dt(idem, &bank, &request.client_id, amount)
             }
         })
     })
@@ -700,19 +767,19 @@ pub fn parse_registry_csv(csv: &str) -> Result<Vec<dtenge_network::types::Regist
     Ok(lines)
 }
 
-async fn bank_registry(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+async fn bank_registry(State(console): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let request: RegistryUpload = match parse(&body) {
         Ok(r) => r,
         Err(e) => return failure(e),
     };
-    with_role(console, &headers, true, is_bank, move |c, s| {
+    once_with_key(console, &uri, &headers, &body, is_bank, move |c, s, idem| {
         let Role::BankOfficer { bank } = s.role.clone() else { return Err(Error::internal("not a bank")) };
         let lines = parse_registry_csv(&request.csv)?;
         let detail = format!("{} lines", lines.len());
         let registry =
             dtenge_network::types::RegistryRequest { from: request.from.clone(), reference: request.reference, lines };
         audited(c, &s, "registry_distribution", &request.from, &detail, || {
-            c.network.distribute_registry(None, &bank, registry)
+            c.network.distribute_registry(idem, &bank, registry)
         })
     })
     .await
@@ -740,16 +807,16 @@ async fn treasury_markings(State(console): State<App>, headers: HeaderMap) -> Re
     .await
 }
 
-async fn treasury_create_marking(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+async fn treasury_create_marking(State(console): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let request: dtenge_network::types::MarkingRequest = match parse(&body) {
         Ok(r) => r,
         Err(e) => return failure(e),
     };
-    with_role(console, &headers, true, is_treasury, move |c, s| {
+    once_with_key(console, &uri, &headers, &body, is_treasury, move |c, s, idem| {
         let detail = format!("{} levels: {}", request.levels.len(), request.reference);
         let initiator = request.initiator.clone();
         audited(c, &s, "create_marking", &initiator, &detail, || {
-            c.network.create_marking(None, dtenge_network::TREASURY_ID, request)
+            c.network.create_marking(idem, dtenge_network::TREASURY_ID, request)
         })
     })
     .await
@@ -765,12 +832,12 @@ struct MarkedTransfer {
     amount: String,
 }
 
-async fn treasury_marked_transfer(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+async fn treasury_marked_transfer(State(console): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let request: MarkedTransfer = match parse(&body) {
         Ok(r) => r,
         Err(e) => return failure(e),
     };
-    with_role(console, &headers, true, is_treasury, move |c, s| {
+    once_with_key(console, &uri, &headers, &body, is_treasury, move |c, s, idem| {
         let amount = parse_tenge(&request.amount)?;
         let transfer = dtenge_network::types::MarkedTransferRequest {
             marking_id: request.marking_id.clone(),
@@ -783,7 +850,7 @@ async fn treasury_marked_transfer(State(console): State<App>, headers: HeaderMap
         };
         let detail = format!("{} to {}/{}", amount, request.to_bank, request.to_client_id);
         audited(c, &s, "marked_transfer", &request.marking_id, &detail, || {
-            c.network.marked_transfer(None, dtenge_network::TREASURY_ID, transfer)
+            c.network.marked_transfer(idem, dtenge_network::TREASURY_ID, transfer)
         })
     })
     .await
@@ -895,16 +962,27 @@ struct Decision {
     reason: Option<String>,
 }
 
-async fn treasury_decide(State(console): State<App>, Path(id): Path<u64>, headers: HeaderMap, body: Bytes) -> Response {
+/// Approving a request to transfer into DT moves money. A second decision on the same request
+/// is refused (`CONFLICT`: decided already) whatever its key, so a double click cannot pay
+/// twice; the key also reaches the network's operation, so if the console stops between the
+/// network's commit and recording the decision, the retry gets the first receipt instead of
+/// converting again.
+async fn treasury_decide(
+    State(console): State<App>,
+    Path(id): Path<u64>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let decision: Decision = match parse(&body) {
         Ok(d) => d,
         Err(e) => return failure(e),
     };
-    with_role(console, &headers, true, is_treasury, move |c, s| {
+    with_key(console, &uri, &headers, &body, is_treasury, move |c, s, idem| {
         let action = if decision.approve { "approve_request" } else { "reject_request" };
         let detail = decision.reason.clone().unwrap_or_default();
         let decided = audited(c, &s, action, &id.to_string(), &detail, || {
-            c.decide_request(&s.username, id, decision.approve, decision.reason)
+            c.decide_request(&s.username, id, decision.approve, decision.reason, Some(idem))
         })?;
         Ok(decided)
     })
@@ -918,31 +996,31 @@ struct AmountText {
 }
 
 /// The Treasury converts with the NBK: issue (bank money -> DT) or repayment (DT -> bank money).
-async fn treasury_conversion(console: App, headers: HeaderMap, body: Bytes, issue: bool) -> Response {
+async fn treasury_conversion(console: App, uri: Uri, headers: HeaderMap, body: Bytes, issue: bool) -> Response {
     let request: AmountText = match parse(&body) {
         Ok(r) => r,
         Err(e) => return failure(e),
     };
-    with_role(console, &headers, true, is_treasury, move |c, s| {
+    once_with_key(console, &uri, &headers, &body, is_treasury, move |c, s, idem| {
         let amount = dtenge_network::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
         let action = if issue { "issue" } else { "repayment" };
         audited(c, &s, action, dtenge_network::TREASURY_ID, &amount.amount_tiyn.to_string(), || {
             if issue {
-                c.network.emission(None, dtenge_network::TREASURY_ID, amount)
+                c.network.emission(idem, dtenge_network::TREASURY_ID, amount)
             } else {
-                c.network.redemption(None, dtenge_network::TREASURY_ID, amount)
+                c.network.redemption(idem, dtenge_network::TREASURY_ID, amount)
             }
         })
     })
     .await
 }
 
-async fn treasury_issue(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    treasury_conversion(console, headers, body, true).await
+async fn treasury_issue(State(console): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    treasury_conversion(console, uri, headers, body, true).await
 }
 
-async fn treasury_repayment(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    treasury_conversion(console, headers, body, false).await
+async fn treasury_repayment(State(console): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    treasury_conversion(console, uri, headers, body, false).await
 }
 
 async fn treasury_operations(State(console): State<App>, headers: HeaderMap) -> Response {
@@ -964,12 +1042,12 @@ struct NewAccount {
     phone: Option<String>,
 }
 
-async fn bank_open_account(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+async fn bank_open_account(State(console): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let request: NewAccount = match parse(&body) {
         Ok(r) => r,
         Err(e) => return failure(e),
     };
-    with_role(console, &headers, true, is_bank, move |c, s| {
+    once_with_key(console, &uri, &headers, &body, is_bank, move |c, s, idem| {
         let Role::BankOfficer { bank } = s.role.clone() else { return Err(Error::internal("not a bank")) };
         let open = dtenge_network::types::OpenAccount {
             kind: request.kind,
@@ -978,7 +1056,7 @@ async fn bank_open_account(State(console): State<App>, headers: HeaderMap, body:
             phone: request.phone.map(|p| p.trim().to_string()).filter(|p| !p.is_empty()),
             public_key: None,
         };
-        audited(c, &s, "open_account", &request.client_id, &request.name, || c.network.open_account(None, &bank, open))
+        audited(c, &s, "open_account", &request.client_id, &request.name, || c.network.open_account(idem, &bank, open))
     })
     .await
 }
@@ -993,32 +1071,40 @@ struct Deposit {
     amount: String,
 }
 
-fn deposit(c: &Console, s: &Session, node: &str, request: Deposit) -> Result<dtenge_node::Balance, Error> {
+fn deposit(
+    c: &Console,
+    s: &Session,
+    idem: Option<&Idem>,
+    node: &str,
+    request: Deposit,
+) -> Result<dtenge_node::Balance, Error> {
     let amount = dtenge_network::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
     audited(c, s, "credit_bank_money", &request.client_id, &amount.amount_tiyn.to_string(), || {
-        c.network.deposit_fiat(None, node, &request.client_id, amount)
+        c.network.deposit_fiat(idem, node, &request.client_id, amount)
     })
 }
 
-async fn bank_deposit(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+async fn bank_deposit(State(console): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let request: Deposit = match parse(&body) {
         Ok(r) => r,
         Err(e) => return failure(e),
     };
-    with_role(console, &headers, true, is_bank, move |c, s| {
+    once_with_key(console, &uri, &headers, &body, is_bank, move |c, s, idem| {
         let Role::BankOfficer { bank } = s.role.clone() else { return Err(Error::internal("not a bank")) };
-        deposit(c, &s, &bank, request)
+        deposit(c, &s, idem, &bank, request)
     })
     .await
 }
 
-async fn treasury_budget(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+async fn treasury_budget(State(console): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let request: Deposit = match parse(&body) {
         Ok(r) => r,
         Err(e) => return failure(e),
     };
-    with_role(console, &headers, true, is_treasury, move |c, s| deposit(c, &s, dtenge_network::TREASURY_ID, request))
-        .await
+    once_with_key(console, &uri, &headers, &body, is_treasury, move |c, s, idem| {
+        deposit(c, &s, idem, dtenge_network::TREASURY_ID, request)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -1029,20 +1115,20 @@ struct NbkConversion {
 }
 
 /// The bank converts with the NBK through the ABS: emission (to DT) or redemption.
-async fn bank_nbk(State(console): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+async fn bank_nbk(State(console): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let request: NbkConversion = match parse(&body) {
         Ok(r) => r,
         Err(e) => return failure(e),
     };
-    with_role(console, &headers, true, is_bank, move |c, s| {
+    once_with_key(console, &uri, &headers, &body, is_bank, move |c, s, idem| {
         let Role::BankOfficer { bank } = s.role.clone() else { return Err(Error::internal("not a bank")) };
         let amount = dtenge_network::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
         let action = if request.to_dt { "emission" } else { "redemption" };
         audited(c, &s, action, &bank, &amount.amount_tiyn.to_string(), || {
             if request.to_dt {
-                c.network.emission(None, &bank, amount)
+                c.network.emission(idem, &bank, amount)
             } else {
-                c.network.redemption(None, &bank, amount)
+                c.network.redemption(idem, &bank, amount)
             }
         })
     })
@@ -1097,6 +1183,95 @@ pub(crate) fn more_routes(router: Router<App>) -> Router<App> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every error code. The match below stops compiling when a code is added and not
+    /// listed here.
+    const EVERY_CODE: [ErrorCode; 27] = [
+        ErrorCode::MalformedInput,
+        ErrorCode::InsufficientFunds,
+        ErrorCode::DoubleSpend,
+        ErrorCode::UnknownAccount,
+        ErrorCode::DuplicateAccount,
+        ErrorCode::BankBlocked,
+        ErrorCode::InvalidSignature,
+        ErrorCode::LimitExceeded,
+        ErrorCode::ConservationViolated,
+        ErrorCode::Forbidden,
+        ErrorCode::NonWorkingDay,
+        ErrorCode::NotFound,
+        ErrorCode::RequestInProgress,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::Conflict,
+        ErrorCode::StorageFailure,
+        ErrorCode::FundsHeld,
+        ErrorCode::OracleConfirmationRequired,
+        ErrorCode::FundsMarked,
+        ErrorCode::WrongLevel,
+        ErrorCode::InvoiceMismatch,
+        ErrorCode::EventExpired,
+        ErrorCode::ContractExpired,
+        ErrorCode::RecipientNotAllowed,
+        ErrorCode::Unauthorized,
+        ErrorCode::Internal,
+        ErrorCode::UnsupportedMediaType,
+    ];
+
+    fn listed(code: ErrorCode) -> bool {
+        match code {
+            ErrorCode::MalformedInput
+            | ErrorCode::InsufficientFunds
+            | ErrorCode::DoubleSpend
+            | ErrorCode::UnknownAccount
+            | ErrorCode::DuplicateAccount
+            | ErrorCode::BankBlocked
+            | ErrorCode::InvalidSignature
+            | ErrorCode::LimitExceeded
+            | ErrorCode::ConservationViolated
+            | ErrorCode::Forbidden
+            | ErrorCode::NonWorkingDay
+            | ErrorCode::NotFound
+            | ErrorCode::RequestInProgress
+            | ErrorCode::IdempotencyKeyReused
+            | ErrorCode::Conflict
+            | ErrorCode::StorageFailure
+            | ErrorCode::FundsHeld
+            | ErrorCode::OracleConfirmationRequired
+            | ErrorCode::FundsMarked
+            | ErrorCode::WrongLevel
+            | ErrorCode::InvoiceMismatch
+            | ErrorCode::EventExpired
+            | ErrorCode::ContractExpired
+            | ErrorCode::RecipientNotAllowed
+            | ErrorCode::Unauthorized
+            | ErrorCode::Internal
+            | ErrorCode::UnsupportedMediaType => EVERY_CODE.contains(&code),
+        }
+    }
+
+    #[test]
+    fn the_console_answers_every_error_code_with_the_gateways_status_and_body() {
+        for code in EVERY_CODE {
+            assert!(listed(code));
+            let error = Error::new(code, "why");
+            let console = failure(error.clone());
+            let api = dtenge_api::Failure(error).into_response();
+            assert_eq!(console.status(), dtenge_api::status_of(code), "{code}");
+            assert_eq!(console.status(), api.status(), "{code}");
+        }
+        let statuses = |codes: &[ErrorCode]| {
+            codes.iter().map(|c| failure(Error::new(*c, "")).status().as_u16()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            statuses(&[
+                ErrorCode::InsufficientFunds,
+                ErrorCode::BankBlocked,
+                ErrorCode::DoubleSpend,
+                ErrorCode::StorageFailure
+            ]),
+            [422, 423, 409, 503],
+            "the codes the console's own map used to answer otherwise (409, 423, 409, 500)"
+        );
+    }
 
     #[test]
     fn typed_amounts_parse_exactly() {

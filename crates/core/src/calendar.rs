@@ -125,16 +125,6 @@ impl<'de> Deserialize<'de> for Date {
     }
 }
 
-impl utoipa::PartialSchema for Date {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Date)))
-            .into()
-    }
-}
-impl utoipa::ToSchema for Date {}
-
 /// Fixed public holidays of the Republic of Kazakhstan (month, day), used as the calendar's
 /// default. Movable days (Kurban Ait, transfers of days off) are set by the operator.
 pub const KZ_PUBLIC_HOLIDAYS: [(u8, u8); 13] =

@@ -62,18 +62,6 @@ macro_rules! hex_bytes {
                 }
             }
         }
-        impl utoipa::PartialSchema for $name {
-            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                utoipa::openapi::ObjectBuilder::new()
-                    .schema_type(utoipa::openapi::schema::Type::String)
-                    .description(Some($doc))
-                    .min_length(Some($len * 2))
-                    .max_length(Some($len * 2))
-                    .pattern(Some("^[0-9a-f]*$"))
-                    .into()
-            }
-        }
-        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -92,7 +80,7 @@ pub fn hash_parts(domain: &[u8], parts: &[&[u8]]) -> Hash32 {
 }
 
 /// Signature algorithms. The numeric id is part of the canonical encoding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SigAlg {
     Ed25519,
@@ -107,7 +95,7 @@ impl SigAlg {
 }
 
 /// A public key with its algorithm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PublicKey {
     pub alg: SigAlg,
     pub key: Hash32,
@@ -121,7 +109,7 @@ impl PublicKey {
 }
 
 /// A signature with its algorithm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signature {
     pub alg: SigAlg,
     pub sig: SignatureBytes,
@@ -131,13 +119,6 @@ pub struct Signature {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Address(pub Hash32);
-
-impl utoipa::PartialSchema for Address {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        <Hash32 as utoipa::PartialSchema>::schema()
-    }
-}
-impl utoipa::ToSchema for Address {}
 
 impl std::fmt::Display for Address {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

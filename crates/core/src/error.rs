@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Stable error codes. Their `SCREAMING_SNAKE_CASE` names are part of the public API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// The request is not well formed (bad JSON, bad field, out-of-range value).
@@ -32,8 +32,6 @@ pub enum ErrorCode {
     NonWorkingDay,
     /// The referenced object does not exist.
     NotFound,
-    /// The route exists but not with this HTTP method.
-    MethodNotAllowed,
     /// The same idempotency key is being processed right now; retry later.
     RequestInProgress,
     /// The idempotency key was used before with a different request.
@@ -83,7 +81,6 @@ impl ErrorCode {
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::NonWorkingDay => "NON_WORKING_DAY",
             ErrorCode::NotFound => "NOT_FOUND",
-            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::RequestInProgress => "REQUEST_IN_PROGRESS",
             ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ErrorCode::Conflict => "CONFLICT",

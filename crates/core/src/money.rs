@@ -6,9 +6,8 @@ use serde::{Deserialize, Serialize};
 /// An amount of money in tiyn. Always `<= Amount::MAX`, so that every amount is exactly
 /// representable as a JSON number in every client (2^53 - 1 tiyn ≈ 90 trillion tenge, far above
 /// the money supply). Arithmetic is checked: overflow is an error, never a wrap.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
-#[schema(value_type = u64, example = 15000)]
 pub struct Amount(u64);
 
 impl Amount {

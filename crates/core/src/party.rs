@@ -5,7 +5,7 @@ use crate::crypto::Address;
 use serde::{Deserialize, Serialize};
 
 /// A party of a payment, an event or a receipt.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Party {
     /// The servicing node: a bank id or `treasury`.
     pub bank: String,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// encumbrance that travels with the money), so a node that ignores the rules cannot move
 /// programmed money: any transaction that spends or creates a token with a policy other than
 /// `Standard` commits only with the oracle's attestation (see `validate`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
     /// Plain DT, spendable by its owner's signature.
@@ -93,7 +93,7 @@ pub fn event_hash(event_id: &str) -> Hash32 {
 }
 
 /// An output of a transaction: value, owner, issuer, policy.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Output {
     pub amount_tiyn: Amount,
     pub owner: Address,
@@ -132,14 +132,8 @@ pub struct TxId(pub Hash32);
 #[serde(transparent)]
 pub struct TokenId(pub Hash32);
 
-macro_rules! hash_newtype_schema {
+macro_rules! hash_newtype_display {
     ($t:ty) => {
-        impl utoipa::PartialSchema for $t {
-            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                <Hash32 as utoipa::PartialSchema>::schema()
-            }
-        }
-        impl utoipa::ToSchema for $t {}
         impl std::fmt::Display for $t {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 write!(f, "{}", self.0)
@@ -147,8 +141,8 @@ macro_rules! hash_newtype_schema {
         }
     };
 }
-hash_newtype_schema!(TxId);
-hash_newtype_schema!(TokenId);
+hash_newtype_display!(TxId);
+hash_newtype_display!(TokenId);
 
 impl TokenId {
     /// The id of output `index` of transaction `tx_id`. Including the tx id and index makes
@@ -166,7 +160,7 @@ impl TokenId {
 }
 
 /// A reference to a token together with its full preimage: what a transaction spends.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Input {
     pub tx_id: TxId,
     pub index: u32,

@@ -13,7 +13,7 @@ pub const TX_OUTPUTS_MAX: usize = 16_384;
 pub const TX_SIGNATURES_MAX: usize = 64;
 
 /// What a transaction does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Command {
     /// Emission: no inputs, new DT; only the NBK node may attest.
@@ -35,7 +35,7 @@ impl Command {
 }
 
 /// The signed part of a transaction.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxBody {
     pub command: Command,
     pub inputs: Vec<Input>,
@@ -70,7 +70,7 @@ impl TxBody {
 }
 
 /// An owner's signature over the transaction id.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Witness {
     pub public_key: PublicKey,
     pub signature: Signature,
@@ -80,7 +80,7 @@ pub struct Witness {
 /// With `batch`, the signature is over the root of a Merkle tree of a whole batch's
 /// transaction ids ([`batch_message`]), and `batch` proves this transaction is in it: one
 /// signature answers for many transactions.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attestation {
     pub public_key: PublicKey,
     pub signature: Signature,
@@ -92,7 +92,7 @@ pub struct Attestation {
 }
 
 /// Where a transaction sits in a batch attested with one signature.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchProof {
     pub root: Hash32,
     pub index: u32,
@@ -107,7 +107,7 @@ pub fn batch_message(root: &Hash32) -> Hash32 {
 }
 
 /// A complete transaction.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transaction {
     pub body: TxBody,
     pub witnesses: Vec<Witness>,

@@ -8,10 +8,9 @@ use dtenge_core::token::TxId;
 use dtenge_core::ErrorCode;
 use dtenge_node::{Account, Balance, ClientKind, Direction, NodeKind, Purpose};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// Open a digital account.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenAccount {
     pub kind: ClientKind,
@@ -28,7 +27,7 @@ pub struct OpenAccount {
 }
 
 /// An account with its balances.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AccountView {
     pub account: Account,
     pub balance: Balance,
@@ -38,7 +37,7 @@ pub struct AccountView {
 }
 
 /// Who receives a payment. Give exactly one of: `phone`, `client_id` (with `bank`), `address`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Payee {
     /// Phone number registered at the ID center.
@@ -57,7 +56,7 @@ pub struct Payee {
 }
 
 /// Pay from a client's digital account.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
     /// IIN/BIN of the payer at this bank.
@@ -71,7 +70,7 @@ pub struct TransferRequest {
 pub use dtenge_core::party::Party;
 
 /// What a committed DT transaction did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
     pub tx_id: TxId,
     pub purpose: Purpose,
@@ -84,14 +83,14 @@ pub struct Receipt {
 }
 
 /// An amount, for conversions, deposits, emission and redemption.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmountRequest {
     pub amount_tiyn: Amount,
 }
 
 /// One history line, as the client's own bank shows it.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HistoryLine {
     pub tx_id: TxId,
     pub at_unix_ms: u64,
@@ -108,7 +107,7 @@ pub struct HistoryLine {
 }
 
 /// A page of history, newest first.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HistoryPage {
     pub lines: Vec<HistoryLine>,
     pub total: usize,
@@ -117,7 +116,7 @@ pub struct HistoryPage {
 }
 
 /// One line of a registry distribution.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryLine {
     #[serde(default)]
@@ -131,7 +130,7 @@ pub struct RegistryLine {
 }
 
 /// A registry distribution: one legal entity pays many individuals.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryRequest {
     /// BIN of the paying legal entity at this bank.
@@ -143,7 +142,7 @@ pub struct RegistryRequest {
 }
 
 /// The outcome of one registry line.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RegistryLineResult {
     /// 1-based line number.
     pub line: usize,
@@ -157,7 +156,7 @@ pub struct RegistryLineResult {
 /// The report of a registry distribution. Lines are checked one by one; every valid line is
 /// paid in one atomic transaction; invalid lines are reported and not paid. If the payer
 /// cannot cover the valid lines, nothing is paid and the request fails.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RegistryReport {
     pub tx_id: Option<TxId>,
     pub lines_total: usize,
@@ -168,14 +167,14 @@ pub struct RegistryReport {
 }
 
 /// Block or unblock a bank.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockRequest {
     pub reason: String,
 }
 
 /// A node as the operator sees it.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeView {
     pub id: String,
     pub name: String,
@@ -194,7 +193,7 @@ pub struct NodeView {
 }
 
 /// One checkpoint written (see `POST /v1/operator/checkpoints`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointPart {
     /// Checkpoints written so far, this one included.
     pub generation: u64,
@@ -206,14 +205,14 @@ pub struct CheckpointPart {
 }
 
 /// A checkpoint of the notary's unspent set and of the nodes' tokens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointView {
     pub notary: CheckpointPart,
     pub nodes: CheckpointPart,
 }
 
 /// Monitoring totals.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Monitoring {
     pub emitted_tiyn: Amount,
     pub redeemed_tiyn: Amount,
@@ -225,7 +224,7 @@ pub struct Monitoring {
 }
 
 /// Reconciliation of DT in circulation with the ABS liability account.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Reconciliation {
     /// True when every check holds.
     pub ok: bool,
@@ -246,7 +245,7 @@ pub struct Reconciliation {
 }
 
 /// An emission or redemption in the NBK's registry.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NbkOperation {
     pub seq: u64,
     pub kind: Purpose,
@@ -258,14 +257,14 @@ pub struct NbkOperation {
 }
 
 /// Set a day of the operational calendar.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DayRequest {
     pub working: bool,
 }
 
 /// One day of the operational calendar.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct DayView {
     pub date: Date,
     pub working: bool,
@@ -274,7 +273,7 @@ pub struct DayView {
 }
 
 /// Link a card to a digital account.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkCard {
     pub client_id: String,
@@ -283,7 +282,7 @@ pub struct LinkCard {
 }
 
 /// How the merchant is paid in a card purchase.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CardMode {
     /// The merchant accepts DT and receives DT (sub-scenario 9).
@@ -293,7 +292,7 @@ pub enum CardMode {
 }
 
 /// A card purchase at a terminal.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CardPurchaseRequest {
     pub pan: String,
@@ -306,7 +305,7 @@ pub struct CardPurchaseRequest {
 }
 
 /// A card purchase and its refunds.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Purchase {
     pub id: String,
     pub card: String,
@@ -321,7 +320,7 @@ pub struct Purchase {
 }
 
 /// A voucher programme: a school pays a canteen on each event from a technology integrator.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VoucherProgramRequest {
     /// Identifier of the technology integrator (e.g. the transit-card validator operator).
@@ -337,7 +336,7 @@ pub struct VoucherProgramRequest {
 }
 
 /// A registered voucher programme.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct VoucherProgram {
     pub id: String,
     pub integrator: String,
@@ -348,7 +347,7 @@ pub struct VoucherProgram {
 }
 
 /// An event from the integrator: a pupil tapped a card.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VoucherEvent {
     /// Must match the programme's integrator.
@@ -361,7 +360,7 @@ pub struct VoucherEvent {
 }
 
 /// What the ID center tells a bank about a phone number.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PhoneLookup {
     pub phone: String,
     /// Banks where this phone has a digital account.
@@ -372,7 +371,7 @@ pub struct PhoneLookup {
 
 /// Cash withdrawal at an ATM with a DT-linked card: the card's DT is converted and dispensed
 /// as cash; an ATM of another bank is settled between the banks in the ABS.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AtmWithdrawal {
     pub pan: String,
@@ -386,7 +385,7 @@ pub use dtenge_oracle::{
 };
 
 /// Register an oracle provider (an outside system that feeds the oracle).
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderRequest {
     /// Letters, digits, `-` and `_` (e.g. `vehicle-registry`).
@@ -397,14 +396,14 @@ pub struct ProviderRequest {
 
 /// A provider with its secret token. The token is shown in this answer only; the oracle
 /// keeps its hash. The provider sends it as `Authorization: Bearer <token>`.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProviderCredentials {
     pub provider: ProviderView,
     pub token: String,
 }
 
 /// An account named by its bank and client id.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartyRef {
     pub bank: String,
@@ -412,7 +411,7 @@ pub struct PartyRef {
 }
 
 /// A payee and its amount.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShareRequest {
     pub bank: String,
@@ -421,7 +420,7 @@ pub struct ShareRequest {
 }
 
 /// Register an event on the oracle (holding, step 1).
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventRequest {
     /// The provider's reference: contract number, VIN, loan id.
@@ -441,7 +440,7 @@ pub struct EventRequest {
 }
 
 /// An event with its signed history.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EventView {
     #[serde(flatten)]
     pub event: Event,
@@ -456,7 +455,7 @@ impl EventView {
 
 /// Hold a client's funds against an oracle event (holding, step 2). The client is the
 /// event's sender; its bank calls.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HoldRequest {
     pub event_id: String,
@@ -468,7 +467,7 @@ pub struct HoldRequest {
 
 /// A committed hold, release or return: the event as it is now and the records this step
 /// added (the whole history: `GET /v1/oracle/events/{id}`).
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HoldReceipt {
     pub event: Event,
     pub records: Vec<Record>,
@@ -478,7 +477,7 @@ pub struct HoldReceipt {
 }
 
 /// What a provider reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OccurrenceOutcome {
     /// The event happened (e.g. `OwnershipTransferred`): release.
@@ -488,7 +487,7 @@ pub enum OccurrenceOutcome {
 }
 
 /// An occurrence of an event (holding, step 3).
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OccurrenceRequest {
     /// Unique per occurrence of this event: the same id again does nothing more.
@@ -504,7 +503,7 @@ pub struct OccurrenceRequest {
 }
 
 /// A page of oracle events (without their histories), newest first.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EventPage {
     pub events: Vec<Event>,
     pub total: usize,
@@ -513,7 +512,7 @@ pub struct EventPage {
 }
 
 /// An event as one of its parties' banks sees it.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HoldView {
     /// `sender` (the account's funds are held) or `payee` (funds held for the account).
     pub role: String,
@@ -535,7 +534,7 @@ pub struct HoldView {
 }
 
 /// What a node is told.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationKind {
     EventRegistered,
@@ -551,7 +550,7 @@ pub enum NotificationKind {
 }
 
 /// A message to a node about one of its clients.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
     pub seq: u64,
     pub node: String,
@@ -566,7 +565,7 @@ pub struct Notification {
 }
 
 /// A page of notifications, newest first.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NotificationPage {
     pub notifications: Vec<Notification>,
     pub total: usize,
@@ -575,14 +574,14 @@ pub struct NotificationPage {
 }
 
 /// Advance a manual clock (demo and tests only).
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClockAdvance {
     pub advance_ms: u64,
 }
 
 /// The platform's time and what advancing it did.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClockView {
     pub now_unix_ms: u64,
     /// Events that expired (funds returned) as a result.
@@ -593,7 +592,7 @@ pub use dtenge_oracle::vat::VatPayment;
 pub use dtenge_oracle::{Invoice, InvoiceStatus, Level, Marking, Move, MoveBody};
 
 /// One level of a marking in a request.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LevelRequest {
     /// Who may receive marked DT at this level.
@@ -605,7 +604,7 @@ pub struct LevelRequest {
 /// Register a marking by addresses: its initiator is a client (or government agency) of the
 /// calling node; level 1 receives from the initiator, level k+1 from level k; the last
 /// level receives standard DT.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MarkingRequest {
     /// IIN/BIN of the initiator at this node.
@@ -616,7 +615,7 @@ pub struct MarkingRequest {
 }
 
 /// A marking with its moves (the tree of where the marked funds went).
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MarkingView {
     #[serde(flatten)]
     pub marking: Marking,
@@ -631,7 +630,7 @@ impl MarkingView {
 
 /// Move marked DT (or, for the initiator, mark standard DT) to an allowed recipient of the
 /// next level.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MarkedTransferRequest {
     pub marking_id: String,
@@ -643,7 +642,7 @@ pub struct MarkedTransferRequest {
 
 /// A committed marked transfer: the marking as it is now and this move (the whole trace:
 /// `GET /v1/oracle/markings/{id}`).
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MarkedReceipt {
     pub tx_id: TxId,
     pub marking: Marking,
@@ -652,7 +651,7 @@ pub struct MarkedReceipt {
 }
 
 /// A page of markings (without their traces), newest first.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MarkingPage {
     pub markings: Vec<Marking>,
     pub total: usize,
@@ -661,7 +660,7 @@ pub struct MarkingPage {
 }
 
 /// The tax authority registers an e-invoice.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InvoiceRequest {
     /// The e-invoice number (ESF).
@@ -674,7 +673,7 @@ pub struct InvoiceRequest {
 }
 
 /// Pay an e-invoice from a client of this node.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InvoicePaymentRequest {
     pub invoice_id: String,
@@ -685,7 +684,7 @@ pub struct InvoicePaymentRequest {
 }
 
 /// A paid e-invoice.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InvoiceReceipt {
     pub tx_id: TxId,
     pub invoice: Invoice,
@@ -696,7 +695,7 @@ pub struct InvoiceReceipt {
 }
 
 /// Pay VAT to the tax authority's account with VAT-marked DT.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VatPaymentRequest {
     /// IIN/BIN of the payer at this node.
@@ -705,7 +704,7 @@ pub struct VatPaymentRequest {
 }
 
 /// One recipient of a split payment.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SplitLine {
     pub to: Payee,
@@ -714,7 +713,7 @@ pub struct SplitLine {
 
 /// One payment to several recipients in one atomic transaction (taxi fare: driver, operator
 /// commission, tax).
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SplitPaymentRequest {
     /// IIN/BIN of the payer at this node.
@@ -725,7 +724,7 @@ pub struct SplitPaymentRequest {
 }
 
 /// A committed split payment.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SplitReceipt {
     pub tx_id: TxId,
     pub from: Party,
@@ -737,7 +736,7 @@ pub struct SplitReceipt {
 pub use dtenge_oracle::{Contract, ContractUse, UseKind};
 
 /// The smart-contract portal registers a contract (marking by parameter).
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContractRequest {
     /// The contract number (public procurement).
@@ -757,7 +756,7 @@ pub struct ContractRequest {
 }
 
 /// A contract with its uses.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ContractView {
     #[serde(flatten)]
     pub contract: Contract,
@@ -771,7 +770,7 @@ impl ContractView {
 }
 
 /// Pay under a contract from a client of this node (its sender).
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContractPaymentRequest {
     pub contract: String,
@@ -781,7 +780,7 @@ pub struct ContractPaymentRequest {
 }
 
 /// Convert DT received under a contract to bank money, within its withdrawal limit.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContractWithdrawalRequest {
     pub contract: String,
@@ -792,7 +791,7 @@ pub struct ContractWithdrawalRequest {
 
 /// A committed payment or withdrawal under a contract: the contract as it is now and this use
 /// (every use: `GET /v1/oracle/contracts/{number}`).
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ContractReceipt {
     pub tx_id: TxId,
     pub contract: Contract,

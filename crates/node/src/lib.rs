@@ -55,7 +55,7 @@ pub const OWN_ACCOUNT: &str = "own";
 pub const HISTORY_IN_MEMORY_MAX: usize = 10_000;
 
 /// What kind of participant a node is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeKind {
     CentralBank,
@@ -64,7 +64,7 @@ pub enum NodeKind {
 }
 
 /// What kind of client an account belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientKind {
     /// A person, identified by IIN.
@@ -78,7 +78,7 @@ pub enum ClientKind {
 }
 
 /// A node's identity.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeMeta {
     pub id: String,
     pub kind: NodeKind,
@@ -86,7 +86,7 @@ pub struct NodeMeta {
 }
 
 /// A digital account: one per client per node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     /// IIN for individuals, BIN for legal entities and agencies, `own` for the node itself.
     pub client_id: String,
@@ -110,7 +110,7 @@ struct AccountRecord {
 }
 
 /// Why a transaction happened, as history shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Purpose {
     Payment,
@@ -143,7 +143,7 @@ pub enum Purpose {
 }
 
 /// Debit or credit, from the account's side.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     Debit,
@@ -155,7 +155,7 @@ pub enum Direction {
 }
 
 /// One line of an account's history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     /// Position in the account's history: increasing, gaps allowed (a planned entry whose
     /// transaction did not commit leaves its number unused).
@@ -172,7 +172,7 @@ pub struct HistoryEntry {
 }
 
 /// Balances of one account.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Balance {
     /// All DT the account owns.
     pub dt_tiyn: Amount,

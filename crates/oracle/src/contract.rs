@@ -15,7 +15,6 @@ use dtenge_core::tx::{Attestation, Transaction};
 use dtenge_core::{ensure, Error, ErrorCode, Result};
 use dtenge_store::{Store, Table, WriteBatch};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 pub const CONTRACTS_TABLE: Table = Table("oracle_contracts");
 pub const USES_TABLE: Table = Table("oracle_contract_uses");
@@ -41,7 +40,7 @@ pub struct ContractSpec {
 }
 
 /// A registered contract with its consumed limits.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Contract {
     pub number: String,
     /// What DT paid under this contract names ([`marking_hash`] of `contract/<number>`).
@@ -88,7 +87,7 @@ impl Contract {
 }
 
 /// What a use of a contract did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UseKind {
     /// Marked DT paid to the recipient under the contract.
@@ -98,7 +97,7 @@ pub enum UseKind {
 }
 
 /// The signed part of a use.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContractUseBody {
     pub contract: String,
     pub seq: u32,
@@ -109,7 +108,7 @@ pub struct ContractUseBody {
 }
 
 /// One use of a contract, signed by the oracle.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContractUse {
     pub body: ContractUseBody,
     pub oracle_signature: Signature,

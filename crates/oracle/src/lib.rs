@@ -26,7 +26,6 @@ use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
 use dtenge_store::{Store, Table, WriteBatch};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use utoipa::ToSchema;
 
 pub const META_TABLE: Table = Table("oracle_meta");
 pub const PROVIDERS_TABLE: Table = Table("oracle_providers");
@@ -69,7 +68,7 @@ pub const TEXT_LEN_MAX: usize = 140;
 pub const PROVIDER_ID_LEN_MAX: usize = 64;
 
 /// What kind of outside system a provider is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     /// The vehicle registry: `OwnershipTransferred` and rejections.
@@ -97,7 +96,7 @@ pub struct Provider {
 }
 
 /// A provider as the API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderView {
     pub id: String,
     pub name: String,
@@ -122,7 +121,7 @@ fn token_hash(token: &str) -> Hash32 {
 
 /// Single: one hold, one release (a partial release returns the rest). Infinite: every
 /// occurrence releases again until the held amount or the validity runs out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     Single,
@@ -130,14 +129,14 @@ pub enum EventKind {
 }
 
 /// One payee of an event and what it receives on a (full) occurrence.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Share {
     pub party: Party,
     pub amount_tiyn: Amount,
 }
 
 /// What an event is: fixed at registration, covered by every record's signature.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventTerms {
     /// The provider that registered the event.
     pub provider: String,
@@ -168,7 +167,7 @@ impl EventTerms {
 }
 
 /// Where an event stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventStatus {
     /// Registered; the sender has not held funds yet.
@@ -190,7 +189,7 @@ impl EventStatus {
 }
 
 /// What a record says happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Registered,
@@ -202,7 +201,7 @@ pub enum Action {
 }
 
 /// The signed part of a record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordBody {
     pub event_id: String,
     pub seq: u32,
@@ -224,7 +223,7 @@ pub struct RecordBody {
 }
 
 /// One entry of an event's history, signed by the oracle.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub body: RecordBody,
     /// Ed25519 signature of the oracle over [`RecordBody::digest`].
@@ -240,7 +239,7 @@ impl RecordBody {
 }
 
 /// An event with its state and signed history.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Event {
     pub id: String,
     /// What held tokens name ([`event_hash`] of the id).

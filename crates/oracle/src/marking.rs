@@ -15,7 +15,6 @@ use dtenge_core::{bail, ensure, Error, Result};
 use dtenge_store::{Store, Table, WriteBatch};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use utoipa::ToSchema;
 
 pub const MARKINGS_TABLE: Table = Table("oracle_markings");
 pub const MOVES_TABLE: Table = Table("oracle_marking_moves");
@@ -28,7 +27,7 @@ pub const RECIPIENTS_PER_LEVEL_MAX: usize = 64;
 pub const MOVES_PER_MARKING_MAX: usize = 1_000_000;
 
 /// One level of a marking: who may receive at it, and how much in all.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Level {
     pub recipients: Vec<Party>,
     /// The most that may reach this level's recipients, in all.
@@ -44,7 +43,7 @@ pub struct MarkingSpec {
 }
 
 /// A registered marking.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Marking {
     pub id: String,
     /// What marked tokens name ([`marking_hash`] of the id).
@@ -110,7 +109,7 @@ fn terms_digest(
 }
 
 /// The signed part of a move.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoveBody {
     pub marking_id: String,
     pub seq: u32,
@@ -127,7 +126,7 @@ pub struct MoveBody {
 }
 
 /// One move of marked funds, signed by the oracle.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Move {
     pub body: MoveBody,
     pub oracle_signature: Signature,

@@ -17,7 +17,6 @@ use dtenge_core::{ensure, Error, ErrorCode, Result};
 use dtenge_store::{Store, Table, WriteBatch};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use utoipa::ToSchema;
 
 pub const INVOICES_TABLE: Table = Table("oracle_invoices");
 pub const VAT_TABLE: Table = Table("oracle_vat");
@@ -47,7 +46,7 @@ pub struct InvoiceSpec {
     pub vat_tiyn: Amount,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InvoiceStatus {
     Registered,
@@ -55,7 +54,7 @@ pub enum InvoiceStatus {
 }
 
 /// A registered e-invoice.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Invoice {
     /// The e-invoice number (ESF).
     pub id: String,
@@ -102,7 +101,7 @@ fn invoice_digest(id: &str, seller: &Party, buyer: &Party, net: Amount, vat: Amo
 }
 
 /// VAT paid to the tax account, as the tax authority learns it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VatPayment {
     pub seq: u64,
     pub payer: Party,

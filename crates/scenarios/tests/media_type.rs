@@ -146,7 +146,13 @@ fn the_consoles_refuse_a_text_plain_sign_in_and_transfer_with_415() {
     }
     let paid = post(
         &transfer,
-        &[("Cookie", &cookie), ("X-CSRF-Token", &csrf), ("Content-Type", "application/json")],
+        &[
+            ("Cookie", &cookie),
+            ("X-CSRF-Token", &csrf),
+            ("Content-Type", "application/json"),
+            // The consoles' money-moving routes need a key of their own (one per user action).
+            ("Idempotency-Key", "media-type-test-1"),
+        ],
         Some(&body),
     );
     assert_eq!(paid.status, 200, "{}", paid.body);

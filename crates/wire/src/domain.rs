@@ -343,7 +343,7 @@ fn error_code_tag(code: ErrorCode) -> u8 {
         ErrorCode::Forbidden => 10,
         ErrorCode::NonWorkingDay => 11,
         ErrorCode::NotFound => 12,
-        ErrorCode::MethodNotAllowed => 13,
+        // 13 was METHOD_NOT_ALLOWED, an HTTP answer that moved to the gateway: never reused.
         ErrorCode::RequestInProgress => 14,
         ErrorCode::IdempotencyKeyReused => 15,
         ErrorCode::Conflict => 16,
@@ -363,7 +363,7 @@ fn error_code_tag(code: ErrorCode) -> u8 {
 }
 
 /// Every code, for decoding (the inverse of [`error_code_tag`], checked by a test).
-const ERROR_CODES: [ErrorCode; 28] = [
+const ERROR_CODES: [ErrorCode; 27] = [
     ErrorCode::MalformedInput,
     ErrorCode::InsufficientFunds,
     ErrorCode::DoubleSpend,
@@ -376,7 +376,6 @@ const ERROR_CODES: [ErrorCode; 28] = [
     ErrorCode::Forbidden,
     ErrorCode::NonWorkingDay,
     ErrorCode::NotFound,
-    ErrorCode::MethodNotAllowed,
     ErrorCode::RequestInProgress,
     ErrorCode::IdempotencyKeyReused,
     ErrorCode::Conflict,

@@ -1,0 +1,69 @@
+//! Idempotency keys as every HTTP face takes them: the key from its header, and the
+//! fingerprint of the request it came with. The REST API and the consoles both use these, so
+//! "the same request" means the same thing wherever a key arrives.
+
+use axum::http::{HeaderMap, Method};
+use dtenge_core::crypto::{hash_parts, Hash32};
+use dtenge_core::Error;
+
+/// The idempotency header.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// Keys beginning with this belong to the consoles, which scope each user's keys under it
+/// (`console:<user>:<key>`); the REST API refuses them so the two namespaces never meet.
+pub const CONSOLE_KEY_PREFIX: &str = "console:";
+
+/// The `Idempotency-Key` header: required, visible ASCII. Its length is checked where it is
+/// stored (`Network::once`), since a face may prefix it.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<String, Error> {
+    let key = headers
+        .get(IDEMPOTENCY_HEADER)
+        .ok_or_else(|| Error::malformed("the Idempotency-Key header is required on every POST and PUT"))?
+        .to_str()
+        .map_err(|_| Error::malformed("the Idempotency-Key header must be visible ASCII"))?;
+    Ok(key.to_string())
+}
+
+/// The fingerprint of a request (method, path and JSON body) and the body parsed. An empty
+/// body counts as `null`.
+///
+/// The fingerprint hashes the JSON with sorted keys and no spacing, so the same request sent
+/// with other whitespace or key order is still the same request. The path is part of it: the
+/// same key sent to another route is another request.
+pub fn request_fingerprint(method: &Method, path: &str, body: &[u8]) -> Result<(Hash32, serde_json::Value), Error> {
+    let raw: &[u8] = if body.is_empty() { b"null" } else { body };
+    let value: serde_json::Value =
+        serde_json::from_slice(raw).map_err(|e| Error::malformed(format!("request body: {e}")))?;
+    let canonical = serde_json::to_vec(&value).map_err(|e| Error::internal(format!("canonical JSON: {e}")))?;
+    let fingerprint =
+        hash_parts(b"dtenge/idempotency/v1", &[method.as_str().as_bytes(), b" ", path.as_bytes(), b"\n", &canonical]);
+    Ok((fingerprint, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_ignores_spacing_and_key_order_but_not_the_path_or_the_body() {
+        let post = Method::POST;
+        let (a, _) = request_fingerprint(&post, "/v1/x", br#"{"a":1,"b":2}"#).unwrap();
+        let (b, _) = request_fingerprint(&post, "/v1/x", b"{ \"b\": 2,\n \"a\": 1 }").unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, request_fingerprint(&post, "/v1/y", br#"{"a":1,"b":2}"#).unwrap().0);
+        assert_ne!(a, request_fingerprint(&post, "/v1/x", br#"{"a":1,"b":3}"#).unwrap().0);
+        assert_ne!(a, request_fingerprint(&Method::PUT, "/v1/x", br#"{"a":1,"b":2}"#).unwrap().0);
+        assert_eq!(request_fingerprint(&post, "/v1/x", b"").unwrap().1, serde_json::Value::Null);
+        assert_eq!(request_fingerprint(&post, "/v1/x", b"{").unwrap_err().code, dtenge_core::ErrorCode::MalformedInput);
+    }
+
+    #[test]
+    fn a_missing_or_unreadable_key_is_malformed_input() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(idempotency_key(&headers).unwrap_err().code, dtenge_core::ErrorCode::MalformedInput);
+        headers.insert(IDEMPOTENCY_HEADER, axum::http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap());
+        assert_eq!(idempotency_key(&headers).unwrap_err().code, dtenge_core::ErrorCode::MalformedInput);
+        headers.insert(IDEMPOTENCY_HEADER, axum::http::HeaderValue::from_static("k-1"));
+        assert_eq!(idempotency_key(&headers).unwrap(), "k-1");
+    }
+}

@@ -1,0 +1,270 @@
+//! The consoles' JSON routes over HTTP, as the browser calls them: sign in, then state changes
+//! with the session cookie, the CSRF token and an idempotency key.
+
+use dtenge_console::auth::Role;
+use dtenge_core::calendar::Date;
+use dtenge_core::money::Amount;
+use dtenge_network::types::{AmountRequest, OpenAccount};
+use dtenge_network::{Entropy, ManualClock};
+use dtenge_scenarios::Platform;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+const PASSWORD: &str = "console-routes-test-password";
+const AIGERIM: &str = "900101300007";
+
+/// A platform on an operational day with Aigerim (10,000.00 DT at Steppe Bank), Saule at Sapa
+/// Bank, and console users for both clients.
+fn start() -> (tempfile::TempDir, Platform) {
+    let dir = tempfile::tempdir().unwrap();
+    // Monday 2026-11-23, 10:00 in Astana.
+    let now = (Date::new(2026, 11, 23).unwrap().days() as u64 * 86_400 + 5 * 3_600) * 1_000;
+    let clock = Arc::new(ManualClock::new(now));
+    let platform = Platform::start(dir.path(), "127.0.0.1:0".parse().unwrap(), clock, Entropy::from_seed(41)).unwrap();
+    let network = &platform.network;
+    let open = |bank: &str, id: &str, name: &str, phone: &str| {
+        let request = OpenAccount {
+            kind: dtenge_node::ClientKind::Individual,
+            client_id: id.into(),
+            name: name.into(),
+            phone: Some(phone.into()),
+            public_key: None,
+        };
+        network.open_account(None, bank, request).unwrap();
+    };
+    open("steppe", AIGERIM, "Aigerim Seitova", "+77011234567");
+    open("sapa", "850202400010", "Saule Omarova", "+77027654321");
+    let amount = AmountRequest { amount_tiyn: Amount::from_tiyn(10_000_00).unwrap() };
+    network.credit_correspondent(None, "steppe", amount).unwrap();
+    network.emission(None, "steppe", amount).unwrap();
+    network.deposit_fiat(None, "steppe", AIGERIM, amount).unwrap();
+    network.convert_to_dt(None, "steppe", AIGERIM, amount).unwrap();
+    let aigerim = Role::Client { bank: "steppe".into(), client_id: AIGERIM.into() };
+    platform.console.put_user("aigerim", "Aigerim Seitova", aigerim, PASSWORD).unwrap();
+    let saule = Role::Client { bank: "sapa".into(), client_id: "850202400010".into() };
+    platform.console.put_user("saule", "Saule Omarova", saule, PASSWORD).unwrap();
+    (dir, platform)
+}
+
+/// A signed-in browser: the session cookie and the CSRF token.
+struct Browser {
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Browser {
+    fn sign_in(platform: &Platform, username: &str) -> Browser {
+        let base = platform.base_url();
+        let response = ureq::post(&format!("{base}/console/api/login"))
+            .send_json(json!({"username": username, "password": PASSWORD}))
+            .unwrap();
+        let cookie = response.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
+        let me: Value = response.into_json().unwrap();
+        Browser { base, cookie, csrf: me["csrf"].as_str().unwrap().to_string() }
+    }
+
+    /// POST as the page does; the status and the JSON answer, errors included.
+    fn post(&self, path: &str, key: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut request =
+            ureq::post(&format!("{}{path}", self.base)).set("Cookie", &self.cookie).set("X-CSRF-Token", &self.csrf);
+        if let Some(key) = key {
+            request = request.set("Idempotency-Key", key);
+        }
+        match request.send_json(body.clone()) {
+            Ok(response) => (response.status(), response.into_json().unwrap()),
+            Err(ureq::Error::Status(status, response)) => (status, response.into_json().unwrap()),
+            Err(e) => panic!("transport: {e}"),
+        }
+    }
+}
+
+fn history_total(platform: &Platform, bank: &str, client: &str) -> usize {
+    platform.network.history(bank, client, 0, 1).unwrap().total
+}
+
+fn spendable(platform: &Platform) -> u64 {
+    platform.network.account_view("steppe", AIGERIM).unwrap().balance.dt_spendable_tiyn.tiyn()
+}
+
+#[test]
+fn a_console_payment_sent_twice_with_one_key_pays_once_and_answers_the_same() {
+    let (_dir, platform) = start();
+    let aigerim = Browser::sign_in(&platform, "aigerim");
+    let transfer = json!({"phone": "+77027654321", "amount": "1500"});
+    let (history_before, audit_before) =
+        (history_total(&platform, "steppe", AIGERIM), platform.console.audit_page(0, 1).unwrap().total);
+
+    let first = aigerim.post("/console/api/client/transfer", Some("double-click-1"), &transfer);
+    let second = aigerim.post("/console/api/client/transfer", Some("double-click-1"), &transfer);
+    assert_eq!(first.0, 200, "{first:?}");
+    assert_eq!(second, first, "the repeat gets the first answer, the same receipt");
+    assert_eq!(spendable(&platform), 8_500_00, "10,000.00 paid 1,500.00 once");
+    assert_eq!(history_total(&platform, "steppe", AIGERIM), history_before + 1, "one history line");
+    assert_eq!(history_total(&platform, "sapa", "850202400010"), 1, "the payee was credited once");
+    assert_eq!(platform.console.audit_page(0, 1).unwrap().total, audit_before + 1, "one audit line, not two");
+
+    // The same key with another amount is another request: refused, nothing moves.
+    let other = aigerim.post(
+        "/console/api/client/transfer",
+        Some("double-click-1"),
+        &json!({"phone": "+77027654321", "amount": "10"}),
+    );
+    assert_eq!((other.0, other.1["error"]["code"].as_str()), (422, Some("IDEMPOTENCY_KEY_REUSED")), "{other:?}");
+    assert_eq!(spendable(&platform), 8_500_00);
+
+    // A new key is a new payment.
+    let again = aigerim.post("/console/api/client/transfer", Some("double-click-2"), &transfer);
+    assert_eq!(again.0, 200, "{again:?}");
+    assert_ne!(again.1["tx_id"], first.1["tx_id"]);
+    assert_eq!(spendable(&platform), 7_000_00);
+}
+
+#[test]
+fn a_console_payment_without_an_idempotency_key_is_refused_and_moves_nothing() {
+    let (_dir, platform) = start();
+    let aigerim = Browser::sign_in(&platform, "aigerim");
+    let transfer = json!({"phone": "+77027654321", "amount": "1500"});
+    let history_before = history_total(&platform, "steppe", AIGERIM);
+    for key in [None, Some(""), Some(&"k".repeat(dtenge_console::web::IDEMPOTENCY_KEY_LEN_MAX + 1)[..])] {
+        let (status, body) = aigerim.post("/console/api/client/transfer", key, &transfer);
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("MALFORMED_INPUT")), "{key:?}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("Idempotency-Key"), "{body}");
+    }
+    assert_eq!(spendable(&platform), 10_000_00);
+    assert_eq!(history_total(&platform, "steppe", AIGERIM), history_before);
+}
+
+#[test]
+fn every_money_moving_console_route_requires_an_idempotency_key() {
+    let (_dir, platform) = start();
+    let officer = Role::BankOfficer { bank: "steppe".into() };
+    platform.console.put_user("steppe-officer", "Officer", officer, PASSWORD).unwrap();
+    platform.console.put_user("treasury", "Treasury", Role::Treasury, PASSWORD).unwrap();
+    let routes: [(&str, &str, Value); 13] = [
+        ("aigerim", "/console/api/client/transfer", json!({"phone": "+77027654321", "amount": "1"})),
+        ("aigerim", "/console/api/client/qr", json!({"payload": "dtenge:pay?bank=sapa&to=850202400010&amount=1"})),
+        (
+            "steppe-officer",
+            "/console/api/bank/conversions",
+            json!({"client_id": AIGERIM, "to_dt": false, "amount": "1"}),
+        ),
+        ("steppe-officer", "/console/api/bank/registry", json!({"from": AIGERIM, "csv": "+77027654321,1"})),
+        ("steppe-officer", "/console/api/bank/deposits", json!({"client_id": AIGERIM, "amount": "1"})),
+        ("steppe-officer", "/console/api/bank/nbk-conversions", json!({"to_dt": false, "amount": "1"})),
+        (
+            "steppe-officer",
+            "/console/api/bank/accounts",
+            json!({"kind": "individual", "client_id": "850202400010", "name": "Saule"}),
+        ),
+        ("treasury", "/console/api/treasury/issue", json!({"amount": "1"})),
+        ("treasury", "/console/api/treasury/repayment", json!({"amount": "1"})),
+        ("treasury", "/console/api/treasury/budget", json!({"client_id": AIGERIM, "amount": "1"})),
+        ("treasury", "/console/api/treasury/markings", json!({"initiator": AIGERIM, "reference": "r", "levels": []})),
+        (
+            "treasury",
+            "/console/api/treasury/marked-transfers",
+            json!({"marking_id": "MK0000001", "from": AIGERIM, "to_bank": "sapa", "to_client_id": "850202400010", "amount": "1"}),
+        ),
+        ("treasury", "/console/api/treasury/requests/1/decision", json!({"approve": true})),
+    ];
+    let audit_before = platform.console.audit_page(0, 1).unwrap().total;
+    for (user, path, body) in routes {
+        let browser = Browser::sign_in(&platform, user);
+        let (status, answer) = browser.post(path, None, &body);
+        assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("MALFORMED_INPUT")), "{path}: {answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().contains("Idempotency-Key"), "{path}: {answer}");
+    }
+    let signed_in = 13;
+    assert_eq!(
+        platform.console.audit_page(0, 1).unwrap().total,
+        audit_before + signed_in,
+        "only the sign-ins: nothing was tried"
+    );
+}
+
+#[test]
+fn two_console_users_sending_the_same_key_do_not_meet() {
+    let (_dir, platform) = start();
+    let amount = AmountRequest { amount_tiyn: Amount::from_tiyn(1_000_00).unwrap() };
+    let network = &platform.network;
+    network.credit_correspondent(None, "sapa", amount).unwrap();
+    network.emission(None, "sapa", amount).unwrap();
+    network.deposit_fiat(None, "sapa", "850202400010", amount).unwrap();
+    network.convert_to_dt(None, "sapa", "850202400010", amount).unwrap();
+    let (aigerim, saule) = (Browser::sign_in(&platform, "aigerim"), Browser::sign_in(&platform, "saule"));
+    let to_saule = aigerim.post(
+        "/console/api/client/transfer",
+        Some("same-key"),
+        &json!({"phone": "+77027654321", "amount": "100"}),
+    );
+    let to_aigerim = saule.post(
+        "/console/api/client/transfer",
+        Some("same-key"),
+        &json!({"phone": "+77011234567", "amount": "100"}),
+    );
+    assert_eq!((to_saule.0, to_aigerim.0), (200, 200), "{to_saule:?} {to_aigerim:?}");
+    assert_ne!(to_saule.1["tx_id"], to_aigerim.1["tx_id"], "two payments, each user's own");
+    assert_eq!(spendable(&platform), 10_000_00, "Aigerim paid 100.00 and was paid 100.00");
+
+    // A console key cannot be reached through the REST API either.
+    let client = dtenge_scenarios::Client::new(&platform.base_url());
+    let refused =
+        client.post_with_key("/v1/nodes/steppe/emissions", &json!({"amount_tiyn": 1}), "console:aigerim:same-key");
+    assert_eq!(refused.map_err(|e| (e.status, e.code)), Err((400, "MALFORMED_INPUT".to_string())));
+}
+
+#[test]
+fn the_console_and_the_api_answer_the_same_error_code_with_the_same_status() {
+    let (_dir, platform) = start();
+    let aigerim = Browser::sign_in(&platform, "aigerim");
+    let api = dtenge_scenarios::Client::new(&platform.base_url());
+    let status_and_code =
+        |answer: (u16, Value)| (answer.0, answer.1["error"]["code"].as_str().unwrap_or("").to_string());
+    let api_status_and_code = |result: dtenge_scenarios::CallResult| match result {
+        Ok(body) => (200, format!("{body}")),
+        Err(e) => (e.status, e.code),
+    };
+    // The same payment through both faces: the console's body names the amount in tenge, the
+    // API's in tiyn.
+    let mut key = 0;
+    let mut both = |phone: &str, tenge: &str, tiyn: Value| {
+        key += 1;
+        let console = status_and_code(aigerim.post(
+            "/console/api/client/transfer",
+            Some(&format!("k{key}")),
+            &json!({"phone": phone, "amount": tenge}),
+        ));
+        let request = json!({"from": AIGERIM, "to": {"phone": phone}, "amount_tiyn": tiyn});
+        (console, api_status_and_code(api.post("/v1/nodes/steppe/transfers", &request)))
+    };
+    for (phone, tenge, tiyn, code) in [
+        ("+77027654321", "1000000", json!(100_000_000), "INSUFFICIENT_FUNDS"),
+        ("+77000000000", "1", json!(100), "UNKNOWN_ACCOUNT"),
+        ("+77027654321", "0", json!(0), "MALFORMED_INPUT"),
+    ] {
+        let (console, answer) = both(phone, tenge, tiyn);
+        assert_eq!(console.1, code);
+        assert_eq!(console, answer, "{code}");
+    }
+    platform.network.block(None, "steppe", dtenge_network::types::BlockRequest { reason: "test".into() }).unwrap();
+    let (console, answer) = both("+77027654321", "1", json!(100));
+    assert_eq!(console, (423, "BANK_BLOCKED".to_string()));
+    assert_eq!(console, answer);
+    platform.network.unblock(None, "steppe").unwrap();
+
+    // The same key with another request, on each face.
+    let first =
+        aigerim.post("/console/api/client/transfer", Some("reused"), &json!({"phone": "+77027654321", "amount": "1"}));
+    assert_eq!(first.0, 200);
+    let console = status_and_code(aigerim.post(
+        "/console/api/client/transfer",
+        Some("reused"),
+        &json!({"phone": "+77027654321", "amount": "2"}),
+    ));
+    let body = |tiyn: u64| json!({"from": AIGERIM, "to": {"phone": "+77027654321"}, "amount_tiyn": tiyn});
+    assert!(api.post_with_key("/v1/nodes/steppe/transfers", &body(100), "reused").is_ok());
+    let answer = api_status_and_code(api.post_with_key("/v1/nodes/steppe/transfers", &body(200), "reused"));
+    assert_eq!(console, (422, "IDEMPOTENCY_KEY_REUSED".to_string()));
+    assert_eq!(console, answer);
+}
