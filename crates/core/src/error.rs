@@ -61,7 +61,8 @@ pub enum ErrorCode {
     /// An internal invariant failed. Never expected; reported instead of crashing.
     Internal,
     /// A request body not declared as JSON (`Content-Type: application/json`): refused before
-    /// it is read. Last, because stored records (bincode) number the variants by position.
+    /// it is read. (Codes are stored and sent by name in JSON and by a fixed tag in
+    /// `dtenge-wire`, never by their position here.)
     UnsupportedMediaType,
 }
 
