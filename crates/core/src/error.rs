@@ -67,6 +67,38 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (a test below keeps it complete): what encoders and
+    /// the faces' tests iterate over instead of keeping lists of their own.
+    pub const ALL: [ErrorCode; 27] = [
+        ErrorCode::MalformedInput,
+        ErrorCode::InsufficientFunds,
+        ErrorCode::DoubleSpend,
+        ErrorCode::UnknownAccount,
+        ErrorCode::DuplicateAccount,
+        ErrorCode::BankBlocked,
+        ErrorCode::InvalidSignature,
+        ErrorCode::LimitExceeded,
+        ErrorCode::ConservationViolated,
+        ErrorCode::Forbidden,
+        ErrorCode::NonWorkingDay,
+        ErrorCode::NotFound,
+        ErrorCode::RequestInProgress,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::Conflict,
+        ErrorCode::StorageFailure,
+        ErrorCode::FundsHeld,
+        ErrorCode::OracleConfirmationRequired,
+        ErrorCode::FundsMarked,
+        ErrorCode::WrongLevel,
+        ErrorCode::InvoiceMismatch,
+        ErrorCode::EventExpired,
+        ErrorCode::ContractExpired,
+        ErrorCode::RecipientNotAllowed,
+        ErrorCode::Unauthorized,
+        ErrorCode::Internal,
+        ErrorCode::UnsupportedMediaType,
+    ];
+
     /// The stable text of the code, as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -145,4 +177,52 @@ macro_rules! ensure {
             $crate::bail!($code, $($arg)+);
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new code must be added to [`ErrorCode::ALL`]: this match has no wildcard, so it does
+    /// not compile until the code is handled here, and the count below then fails until it is
+    /// listed.
+    #[test]
+    fn every_code_is_listed_once_in_all() {
+        let position = |code: ErrorCode| match code {
+            ErrorCode::MalformedInput
+            | ErrorCode::InsufficientFunds
+            | ErrorCode::DoubleSpend
+            | ErrorCode::UnknownAccount
+            | ErrorCode::DuplicateAccount
+            | ErrorCode::BankBlocked
+            | ErrorCode::InvalidSignature
+            | ErrorCode::LimitExceeded
+            | ErrorCode::ConservationViolated
+            | ErrorCode::Forbidden
+            | ErrorCode::NonWorkingDay
+            | ErrorCode::NotFound
+            | ErrorCode::RequestInProgress
+            | ErrorCode::IdempotencyKeyReused
+            | ErrorCode::Conflict
+            | ErrorCode::StorageFailure
+            | ErrorCode::FundsHeld
+            | ErrorCode::OracleConfirmationRequired
+            | ErrorCode::FundsMarked
+            | ErrorCode::WrongLevel
+            | ErrorCode::InvoiceMismatch
+            | ErrorCode::EventExpired
+            | ErrorCode::ContractExpired
+            | ErrorCode::RecipientNotAllowed
+            | ErrorCode::Unauthorized
+            | ErrorCode::Internal
+            | ErrorCode::UnsupportedMediaType => ErrorCode::ALL.iter().position(|c| *c == code),
+        };
+        for code in ErrorCode::ALL {
+            assert!(position(code).is_some());
+        }
+        let mut texts: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        texts.sort_unstable();
+        texts.dedup();
+        assert_eq!(texts.len(), ErrorCode::ALL.len(), "each code once");
+    }
 }

@@ -362,37 +362,6 @@ fn error_code_tag(code: ErrorCode) -> u8 {
     }
 }
 
-/// Every code, for decoding (the inverse of [`error_code_tag`], checked by a test).
-const ERROR_CODES: [ErrorCode; 27] = [
-    ErrorCode::MalformedInput,
-    ErrorCode::InsufficientFunds,
-    ErrorCode::DoubleSpend,
-    ErrorCode::UnknownAccount,
-    ErrorCode::DuplicateAccount,
-    ErrorCode::BankBlocked,
-    ErrorCode::InvalidSignature,
-    ErrorCode::LimitExceeded,
-    ErrorCode::ConservationViolated,
-    ErrorCode::Forbidden,
-    ErrorCode::NonWorkingDay,
-    ErrorCode::NotFound,
-    ErrorCode::RequestInProgress,
-    ErrorCode::IdempotencyKeyReused,
-    ErrorCode::Conflict,
-    ErrorCode::StorageFailure,
-    ErrorCode::FundsHeld,
-    ErrorCode::OracleConfirmationRequired,
-    ErrorCode::FundsMarked,
-    ErrorCode::WrongLevel,
-    ErrorCode::InvoiceMismatch,
-    ErrorCode::EventExpired,
-    ErrorCode::ContractExpired,
-    ErrorCode::RecipientNotAllowed,
-    ErrorCode::Unauthorized,
-    ErrorCode::Internal,
-    ErrorCode::UnsupportedMediaType,
-];
-
 impl Encode for ErrorCode {
     fn encode(&self, w: &mut Writer) {
         w.u8(error_code_tag(*self));
@@ -403,7 +372,7 @@ impl Decode for ErrorCode {
     const ENCODED_BYTES_MIN: usize = 1;
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let tag = r.u8("error code")?;
-        ERROR_CODES
+        ErrorCode::ALL
             .iter()
             .copied()
             .find(|code| error_code_tag(*code) == tag)
@@ -515,13 +484,13 @@ pub(crate) mod tests {
 
     #[test]
     fn every_error_code_has_its_own_tag_and_decodes_back() {
-        let mut tags: Vec<u8> = ERROR_CODES.iter().map(|c| error_code_tag(*c)).collect();
-        for code in ERROR_CODES {
+        let mut tags: Vec<u8> = ErrorCode::ALL.iter().map(|c| error_code_tag(*c)).collect();
+        for code in ErrorCode::ALL {
             assert_eq!(ErrorCode::from_bytes(&code.to_bytes()).unwrap(), code);
         }
         tags.sort_unstable();
         tags.dedup();
-        assert_eq!(tags.len(), ERROR_CODES.len());
+        assert_eq!(tags.len(), ErrorCode::ALL.len());
         assert!(ErrorCode::from_bytes(&[0]).is_err());
     }
 
