@@ -40,12 +40,14 @@
 
 #![forbid(unsafe_code)]
 
+mod claims;
 mod deliver;
 mod reply;
 mod state;
 mod submit;
 mod verify;
 
+pub use claims::{Opening, CLAIMS_IN_FLIGHT_MAX};
 pub use state::{tables, BANK_META_TABLE, IDEM_TABLE, OUTBOX_TABLE, RECENT_COMMITTED_MAX};
 
 use crossbeam_channel::Receiver;
@@ -212,6 +214,11 @@ impl BankService {
         (inner.outbox.len(), inner.outbound.len())
     }
 
+    /// Accounts waiting for the directory's answer.
+    pub fn claims_waiting(&self) -> usize {
+        self.inner.lock().claims.len()
+    }
+
     /// The operator blocked or unblocked a bank: validation follows from the next step on.
     pub fn set_blocked(&self, bank: &str, blocked: bool) {
         let mut anchors = self.anchors.write();
@@ -222,8 +229,10 @@ impl BankService {
         }
     }
 
-    /// Open an account at this bank (durably). `custodial_key` is the client's key when the
-    /// bank keeps it; `None` when the client keeps its own.
+    /// Open an account the directory has listed already (durably): a bank migrating its
+    /// clients, or a test. [`BankService::claim_account`] claims at the directory first.
+    /// `custodial_key` is the client's key when the bank keeps it; `None` when the client
+    /// keeps its own.
     pub fn open_account(&self, account: Account, custodial_key: Option<&SecretKey>) -> Result<()> {
         let mut inner = self.inner.lock();
         inner.ensure_running()?;
@@ -266,6 +275,7 @@ impl BankService {
             }
             Message::Deliver(deliver) => self.on_deliver(&mut inner, envelope.from, deliver, now_ms),
             Message::DeliverAck(ack) => self.on_ack(&mut inner, &envelope.from, ack.seq),
+            Message::ClaimReply(reply) if envelope.from == RoleId::Directory => self.on_claim_reply(&mut inner, reply),
             // Nothing else is for a bank: dropped, as a stray or hostile message must be.
             _ => {}
         }
@@ -289,6 +299,7 @@ impl BankService {
         for envelope in inner.outbound.due(&self.role(), now_ms) {
             let _ = self.transport.send(envelope);
         }
+        self.resend_claims(&mut inner, now_ms);
     }
 
     fn commit(&self, inner: &mut Inner, batch: WriteBatch) -> Result<()> {

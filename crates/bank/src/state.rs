@@ -161,6 +161,9 @@ pub(crate) struct Inner {
     pub(crate) idem_in_flight: HashMap<String, (Hash32, TxId)>,
     pub(crate) outbound: dtenge_delivery::Outbound,
     pub(crate) inbound: dtenge_delivery::Inbound,
+    /// Accounts waiting for the directory's answer, by address (not stored: a claim is asked
+    /// again after a restart).
+    pub(crate) claims: BTreeMap<dtenge_core::crypto::Address, crate::claims::PendingClaim>,
     recent: VecDeque<(TxId, u64)>,
     pub(crate) recent_index: HashMap<TxId, u64>,
     /// Set when a durable commit failed: the store refuses every commit until the role is
@@ -221,6 +224,7 @@ impl Inner {
             idem_in_flight,
             outbound: dtenge_delivery::Outbound::load(store)?,
             inbound: dtenge_delivery::Inbound::load(store)?,
+            claims: BTreeMap::new(),
             recent: VecDeque::new(),
             recent_index: HashMap::new(),
             failed: false,

@@ -85,6 +85,8 @@ struct Cluster {
     disks: BTreeMap<String, SimDisk>,
     banks: BTreeMap<String, BankService>,
     directory: Arc<Accounts>,
+    /// The ID center as a role, for the tests that claim accounts through it.
+    id_center: Option<dtenge_directory::DirectoryService>,
     /// The NBK's next delivery number to each bank.
     central_seq: BTreeMap<String, u64>,
     central_batch: u64,
@@ -108,6 +110,7 @@ impl Cluster {
             disks: BANKS.iter().map(|b| (b.to_string(), SimDisk::new())).collect(),
             banks: BTreeMap::new(),
             directory: Arc::new(Accounts::default()),
+            id_center: None,
             central_seq: BTreeMap::new(),
             central_batch: 0,
             issued_tiyn: 0,
@@ -236,6 +239,11 @@ impl Cluster {
             RoleId::Bank(bank) => {
                 if let Some(service) = self.banks.get(bank) {
                     service.handle(envelope, self.now_ms);
+                }
+            }
+            RoleId::Directory => {
+                if let Some(reply) = self.id_center.as_ref().and_then(|d| d.handle(envelope)) {
+                    let _ = self.net.send(reply);
                 }
             }
             // The NBK's acknowledgements: it hands deliveries over directly in this test.
@@ -547,4 +555,38 @@ fn a_custodial_payment_beyond_the_balance_is_refused_and_leaves_nothing_reserved
     c.run(10_000);
     assert!(answer.try_recv().unwrap().is_ok());
     assert_eq!((c.total_tiyn("steppe"), c.total_tiyn("sapa")), (0, 1_000));
+}
+
+#[test]
+fn accounts_are_claimed_at_the_directory_before_they_open_and_a_taken_phone_is_refused() {
+    let mut c = Cluster::new(9, 20, 10, 30);
+    let store = Store::open_simulated(SimDisk::new(), &dtenge_directory::tables()).unwrap();
+    c.id_center = Some(dtenge_directory::DirectoryService::open(store).unwrap());
+    let account = |bank: &str, client: &str, seed: u8, phone: &str| Account {
+        client_id: client.into(),
+        node_id: bank.into(),
+        kind: ClientKind::Individual,
+        name: "Aigerim Seitova".into(),
+        phone: Some(phone.into()),
+        address: key(seed).address(),
+        opened_at_unix_ms: 0,
+    };
+    let first = c.banks["steppe"].claim_account(account("steppe", "900101300007", 60, "+77011234567"), None, c.now_ms);
+    // The same person at another bank with the same phone; another person with that phone.
+    let same_person =
+        c.banks["sapa"].claim_account(account("sapa", "900101300007", 61, "+77011234567"), None, c.now_ms);
+    c.run(10_000);
+    let other_person =
+        c.banks["sapa"].claim_account(account("sapa", "850202400010", 62, "+77011234567"), None, c.now_ms);
+    c.run(10_000);
+    assert_eq!(first.try_recv().unwrap(), Ok(()));
+    assert_eq!(same_person.try_recv().unwrap(), Ok(()));
+    assert_eq!(other_person.try_recv().unwrap().unwrap_err().code, ErrorCode::DuplicateAccount);
+    assert!(c.banks["steppe"].read(|n| n.account_of(&key(60).address()).is_some()));
+    assert!(c.banks["sapa"].read(|n| n.account_of(&key(62).address()).is_none()), "a refused claim opens nothing");
+    c.id_center.as_ref().unwrap().read(|d| {
+        assert_eq!(d.banks_of_phone("+77011234567"), vec!["steppe", "sapa"]);
+        assert_eq!(d.by_address(&key(60).address()).unwrap().display_name, "Aigerim S.");
+    });
+    assert_eq!(c.banks["steppe"].claims_waiting(), 0);
 }

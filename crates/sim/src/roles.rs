@@ -334,39 +334,9 @@ impl Sim {
         self.check()
     }
 
-    /// Every client gets an account at its bank, claimed at the directory first.
+    /// Every client gets an account at its bank: the bank claims it at the directory over the
+    /// (faulty) network, then opens it. The banks' own accounts are listed directly.
     fn open_accounts(&mut self) -> Result<(), String> {
-        for n in 0..self.config.clients {
-            let bank = BANKS[n % BANKS.len()];
-            let custodial = n % 2 == 1;
-            let client = Client {
-                bank,
-                id: format!("{:012}", 900_000_000_000u64 + n as u64),
-                key: key("client", n as u64),
-                custodial,
-            };
-            let claim = Claim {
-                client_id: client.id.clone(),
-                address: client.key.address(),
-                kind: AccountKind::Individual,
-                display_name: format!("client {n}"),
-                phone: None,
-            };
-            let directory = self.directory.read().clone().expect("the directory is up at the start");
-            directory.claim(bank, &claim).map_err(|e| format!("claim: {e}"))?;
-            let account = Account {
-                client_id: client.id.clone(),
-                node_id: bank.into(),
-                kind: ClientKind::Individual,
-                name: format!("client {n}"),
-                phone: None,
-                address: client.key.address(),
-                opened_at_unix_ms: 0,
-            };
-            let custodial_key = client.custodial.then_some(&client.key);
-            self.banks[bank].open_account(account, custodial_key).map_err(|e| format!("open account: {e}"))?;
-            self.clients.push(client);
-        }
         for bank in BANKS {
             let own = Claim {
                 client_id: OWN_ACCOUNT.into(),
@@ -377,6 +347,37 @@ impl Sim {
             };
             let directory = self.directory.read().clone().expect("the directory is up at the start");
             directory.claim(bank, &own).map_err(|e| format!("claim: {e}"))?;
+        }
+        let mut openings = Vec::new();
+        for n in 0..self.config.clients {
+            let bank = BANKS[n % BANKS.len()];
+            let custodial = n % 2 == 1;
+            let client = Client {
+                bank,
+                id: format!("{:012}", 900_000_000_000u64 + n as u64),
+                key: key("client", n as u64),
+                custodial,
+            };
+            let account = Account {
+                client_id: client.id.clone(),
+                node_id: bank.into(),
+                kind: ClientKind::Individual,
+                name: format!("Client {n}"),
+                phone: Some(format!("+7701{:07}", n)),
+                address: client.key.address(),
+                opened_at_unix_ms: 0,
+            };
+            let custodial_key = client.custodial.then(|| client.key.clone());
+            openings.push(self.banks[bank].claim_account(account, custodial_key, self.now_ms));
+            self.clients.push(client);
+        }
+        self.run_for(10_000);
+        for (n, opening) in openings.into_iter().enumerate() {
+            match opening.try_recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("client {n}'s account was refused: {e}")),
+                Err(_) => return Err(format!("client {n}'s account was not opened within 10 s")),
+            }
         }
         Ok(())
     }
@@ -556,7 +557,13 @@ impl Sim {
                     bank.handle(envelope, self.now_ms);
                 }
             }
-            RoleId::Directory | RoleId::Oracle => {}
+            RoleId::Directory => {
+                let directory = self.directory.read().clone();
+                if let Some(reply) = directory.and_then(|d| d.handle(envelope)) {
+                    let _ = self.net.send(reply);
+                }
+            }
+            RoleId::Oracle => {}
         }
     }
 
@@ -677,7 +684,7 @@ impl Sim {
             && self.waiting.is_empty()
             && self.emissions_waiting.is_empty()
             && self.central.as_ref().is_some_and(|c| c.outstanding() == (0, 0))
-            && self.banks.values().all(|b| b.outstanding() == (0, 0))
+            && self.banks.values().all(|b| b.outstanding() == (0, 0) && b.claims_waiting() == 0)
     }
 
     /// The invariants, once quiet.
