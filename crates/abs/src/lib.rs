@@ -64,17 +64,27 @@ pub struct Abs {
 }
 
 impl Abs {
+    /// Read the ledger back. Its rows are fjall's keyed rows, which the store keeps without a
+    /// checksum of its own: a key that does not parse, or balances that break double entry,
+    /// are corrupt storage (`STORAGE_FAILURE`), and the platform refuses to open on them.
     pub fn load(store: &dtenge_store::Store) -> Result<Abs> {
         let mut abs = Abs::default();
         for (k, v) in store.scan_values::<i64>(BALANCES_TABLE)? {
-            let account = String::from_utf8(k).map_err(|_| Error::internal("bad ABS account key"))?;
+            let account = String::from_utf8(k).map_err(|_| Error::storage("ABS balances: a key that is not UTF-8"))?;
             abs.balances.insert(account, v);
         }
         if let Some((k, _)) = store.scan(JOURNAL_TABLE)?.last() {
-            let seq: [u8; 8] = k.as_slice().try_into().map_err(|_| Error::internal("bad seq"))?;
-            abs.next_seq = u64::from_be_bytes(seq) + 1;
+            let seq: [u8; 8] = k
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::storage(format!("ABS journal: a key of {} bytes, not 8", k.len())))?;
+            abs.next_seq = u64::from_be_bytes(seq)
+                .checked_add(1)
+                .ok_or_else(|| Error::storage("ABS journal: a posting numbered u64::MAX"))?;
         }
-        abs.check_invariant()?;
+        if let Some(breach) = abs.double_entry_breach() {
+            return Err(Error::storage(format!("ABS balances on disk break double entry: {breach}")));
+        }
         Ok(abs)
     }
 
@@ -140,6 +150,9 @@ impl Abs {
 
     /// The durable record of a planned posting.
     pub fn writes(&self, posting: &Posting, batch: &mut WriteBatch) -> Result<()> {
+        // Planned on this very state (the caller holds the ABS lock from plan to apply), so
+        // the balances written are the ones `apply` will compute.
+        assert_eq!(posting.seq, self.next_seq, "an ABS posting is written against the state that planned it");
         let value = posting.amount_tiyn.tiyn() as i64;
         batch.put_value(BALANCES_TABLE, posting.debit.as_bytes(), &(self.balance(&posting.debit) - value))?;
         batch.put_value(BALANCES_TABLE, posting.credit.as_bytes(), &(self.balance(&posting.credit) + value))?;
@@ -150,21 +163,33 @@ impl Abs {
     /// they were made (callers hold the ABS lock from plan to apply).
     pub fn apply(&mut self, posting: &Posting) {
         assert_eq!(posting.seq, self.next_seq, "ABS postings applied out of order");
+        assert_ne!(posting.debit, posting.credit, "a planned posting names two accounts");
         let value = posting.amount_tiyn.tiyn() as i64;
         *self.balances.entry(posting.debit.clone()).or_insert(0) -= value;
         *self.balances.entry(posting.credit.clone()).or_insert(0) += value;
         self.next_seq += 1;
-        debug_assert!(self.check_invariant().is_ok());
+        // The whole ledger, not only the two accounts: it has a handful of accounts (one per
+        // bank and three more) and postings are rare (conversions, not payments).
+        self.assert_invariant();
     }
 
     /// Double entry: all balances sum to zero; only the external account may be negative.
-    pub fn check_invariant(&self) -> Result<()> {
-        let sum: i128 = self.balances.values().map(|&b| i128::from(b)).sum();
-        ensure!(sum == 0, Internal, "ABS balances sum to {sum}, not zero");
-        for (account, &balance) in &self.balances {
-            ensure!(balance >= 0 || account == RTGS_EXTERNAL, Internal, "ABS account {account} is negative");
+    /// Every posting is planned against these rules and applied whole, so a breach in memory
+    /// is a programmer error: this stops the process.
+    pub fn assert_invariant(&self) {
+        if let Some(breach) = self.double_entry_breach() {
+            panic!("the ABS breaks double entry: {breach}");
         }
-        Ok(())
+    }
+
+    /// What breaks double entry, if anything.
+    fn double_entry_breach(&self) -> Option<String> {
+        let sum: i128 = self.balances.values().map(|&b| i128::from(b)).sum();
+        if sum != 0 {
+            return Some(format!("balances sum to {sum}, not zero"));
+        }
+        let negative = self.balances.iter().find(|(account, &balance)| balance < 0 && *account != RTGS_EXTERNAL);
+        negative.map(|(account, balance)| format!("account {account} is negative ({balance})"))
     }
 }
 
@@ -186,7 +211,7 @@ mod tests {
         abs.apply(&p);
         assert_eq!(abs.balance(&corr), 400);
         assert_eq!(abs.dt_liability(), a(600));
-        abs.check_invariant().unwrap();
+        abs.assert_invariant();
         let err = abs.plan(PostingKind::Emission, &corr, DT_LIABILITY, a(401), "tx", 2).unwrap_err();
         assert_eq!(err.code, ErrorCode::InsufficientFunds);
     }
@@ -204,6 +229,49 @@ mod tests {
         assert_eq!(abs.balance(&corr), Amount::MAX.tiyn() as i64);
         let err = abs.plan(PostingKind::ExternalCredit, RTGS_EXTERNAL, &corr, a(1), "seed", 0).unwrap_err();
         assert_eq!(err.code, ErrorCode::LimitExceeded);
-        abs.check_invariant().unwrap();
+        abs.assert_invariant();
+    }
+
+    /// A posting that would leave a bank's account negative cannot be planned; applied all
+    /// the same (a programmer error), it stops the process instead of being reported.
+    #[test]
+    #[should_panic(expected = "the ABS breaks double entry: account corr:halyk is negative")]
+    fn a_posting_that_breaks_double_entry_stops_the_process() {
+        let mut abs = Abs::default();
+        let posting = Posting {
+            seq: 0,
+            kind: PostingKind::Emission,
+            debit: correspondent("halyk"),
+            credit: DT_LIABILITY.into(),
+            amount_tiyn: a(5),
+            reference: "never planned".into(),
+            at_unix_ms: 0,
+        };
+        abs.apply(&posting);
+    }
+
+    /// Rows on disk that do not parse or do not balance are corrupt storage: the ledger is
+    /// not opened, with `STORAGE_FAILURE` and what is wrong.
+    #[test]
+    fn corrupt_rows_on_disk_refuse_to_open_with_a_storage_failure() {
+        let open_with = |rows: &[(&[u8], i64)]| {
+            let store = dtenge_store::Store::open_simulated(dtenge_store::SimDisk::new(), &TABLES).unwrap();
+            let mut batch = WriteBatch::new();
+            for (key, balance) in rows {
+                batch.put_value(BALANCES_TABLE, key.to_vec(), balance).unwrap();
+            }
+            store.commit(batch).unwrap();
+            Abs::load(&store)
+        };
+        assert_eq!(open_with(&[(b"corr:halyk", 5), (b"rtgs_external", -5)]).unwrap().balance("corr:halyk"), 5);
+        for (rows, says) in [
+            (&[(&b"corr:\xff"[..], 0)][..], "not UTF-8"),
+            (&[(&b"corr:halyk"[..], 5)][..], "sum to 5"),
+            (&[(&b"corr:halyk"[..], -5), (&b"dt_liability"[..], 5)][..], "corr:halyk is negative"),
+        ] {
+            let refused = open_with(rows).unwrap_err();
+            assert_eq!(refused.code, ErrorCode::StorageFailure, "{refused}");
+            assert!(refused.message.contains(says), "{refused}");
+        }
     }
 }

@@ -58,7 +58,10 @@ pub enum ErrorCode {
     RecipientNotAllowed,
     /// The caller did not authenticate (e.g. an oracle provider without a valid token).
     Unauthorized,
-    /// An internal invariant failed. Never expected; reported instead of crashing.
+    /// The platform cannot serve the request because of a failure it already knows of (a
+    /// stopped payment pipeline, a network poisoned by a panic, an operation that failed on
+    /// another thread). A broken invariant is not reported with this code: it stops the process
+    /// (see `docs/ARCHITECTURE.md`, "Assertions").
     Internal,
     /// A request body not declared as JSON (`Content-Type: application/json`): refused before
     /// it is read. (Codes are stored and sent by name in JSON and by a fixed tag in
@@ -156,6 +159,11 @@ impl Error {
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Error::new(ErrorCode::Internal, message)
+    }
+    /// What the store holds cannot be read back (a key or record that does not parse, a
+    /// record naming what the store does not have): the process refuses to open it.
+    pub fn storage(message: impl Into<String>) -> Self {
+        Error::new(ErrorCode::StorageFailure, message)
     }
 }
 

@@ -52,6 +52,8 @@ pub const NBK_ID: &str = "nbk";
 pub const TREASURY_ID: &str = "treasury";
 /// The database directory under the data directory.
 pub const DATABASE_FILE: &str = "dtenge.db";
+/// Most nodes a network has: a payment locates each owner by its node's position, a `u16`.
+pub const NODES_MAX: usize = u16::MAX as usize + 1;
 
 pub(crate) const NBK_OPS_TABLE: Table = Table("nbk_operations");
 pub(crate) const IDEM_TABLE: Table = Table("api_idempotency");
@@ -290,6 +292,13 @@ impl Network {
         for bank in &config.banks {
             metas.push(NodeMeta { id: bank.id.clone(), kind: NodeKind::Bank, name: bank.name.clone() });
         }
+        // Nodes are located by a `u16` position (`Located`): the configuration may not name more.
+        if metas.len() > NODES_MAX {
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!("{} nodes configured, at most {NODES_MAX}", metas.len()),
+            ));
+        }
         for meta in metas {
             if !ids.insert(meta.id.clone()) || meta.id.is_empty() || meta.id.contains('\0') {
                 return Err(Error::malformed(format!("node id '{}' is empty or repeated", meta.id)));
@@ -307,14 +316,18 @@ impl Network {
 
     fn load(store: Store, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Network> {
         let (notary, replayed) = Notary::load(&store)?;
-        let oracle = dtenge_oracle::Oracle::load(&store)?.ok_or_else(|| Error::internal("no oracle in the store"))?;
+        let oracle = dtenge_oracle::Oracle::load(&store)?.expect("open_store writes the oracle before it loads");
         let notifications = ops::holding::Notifications::load(&store)?;
         let abs = Abs::load(&store)?;
         let states = NodeState::load_all(&store)?;
         let nbk = states
             .iter()
             .find(|n| n.meta().kind == NodeKind::CentralBank)
-            .ok_or_else(|| Error::internal("no central bank node in the store"))?;
+            .ok_or_else(|| Error::storage("node_meta: the store has nodes but no central bank node"))?;
+        // Genesis refuses more (`NODES_MAX`); positions in `node_ids` are `u16`s.
+        if states.len() > NODES_MAX {
+            return Err(Error::storage(format!("node_meta: {} nodes, at most {NODES_MAX}", states.len())));
+        }
         let mut trust = Trust {
             issuer: nbk.key().address(),
             central_bank: nbk.key().public_key(),
@@ -380,9 +393,13 @@ impl Network {
             poisoned: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             pipeline: std::sync::OnceLock::new(),
         };
+        // What the disk holds, each part checked as it was read, must also agree across
+        // parts; if it does not, the platform refuses to open it (a corrupt or mixed-up data
+        // directory is what an operator can act on; the program's own invariants are asserted
+        // in reconciliation and stop the process).
         let check = network.reconcile();
         if !check.ok {
-            return Err(Error::internal(format!("state on disk does not reconcile: {:?}", check.problems)));
+            return Err(Error::storage(format!("state on disk does not reconcile: {:?}", check.problems)));
         }
         Ok(network)
     }
@@ -503,7 +520,10 @@ impl Network {
                 format!("idempotency key '{}' was used with a different request", idem.key),
             ));
         }
-        serde_json::from_slice(&answer).map(Some).map_err(|e| Error::internal(format!("stored answer: {e}")))
+        // A fjall row, like the record around it: one that does not decode is corrupt storage.
+        serde_json::from_slice(&answer)
+            .map(Some)
+            .map_err(|e| Error::storage(format!("the answer stored for key '{}' does not decode: {e}", idem.key)))
     }
 
     /// Durably commit `batch`, with the idempotency record of `answer` when there is a key.
@@ -526,10 +546,8 @@ impl Network {
                 Error::new(ErrorCode::UnknownAccount, format!("no digital account has address {owner}"))
             })?;
             if !nodes.contains(&node.as_str()) {
-                let (id, _) = self
-                    .nodes
-                    .get_key_value(node)
-                    .ok_or_else(|| Error::internal(format!("the directory names unknown node {node}")))?;
+                // The directory registers accounts of the network's nodes only.
+                let (id, _) = self.nodes.get_key_value(node).expect("the directory names nodes of the network");
                 nodes.push(id);
             }
         }
@@ -555,12 +573,10 @@ impl Network {
         let nodes = positions
             .into_iter()
             .map(|p| {
-                self.node_ids
-                    .get(usize::from(p))
-                    .map(String::as_str)
-                    .ok_or_else(|| Error::internal(format!("no node at position {p}")))
+                let node = self.node_ids.get(usize::from(p));
+                node.map(String::as_str).expect("a located position is one `node_position` gave")
             })
-            .collect::<Result<Vec<&str>>>()?;
+            .collect::<Vec<&str>>();
         for node in &nodes {
             self.ensure_not_blocked(node)?;
         }
@@ -573,7 +589,7 @@ impl Network {
             .node_ids
             .binary_search_by(|id| id.as_str().cmp(node_id))
             .map_err(|_| Error::new(ErrorCode::UnknownAccount, format!("no node '{node_id}' in this network")))?;
-        u16::try_from(position).map_err(|_| Error::internal("more than 65,535 nodes"))
+        Ok(u16::try_from(position).expect("at most NODES_MAX nodes: genesis and load refuse more"))
     }
 
     /// Validate, notarize, persist and apply one transaction (steps 2-6 of the payment path).
@@ -679,9 +695,8 @@ impl Network {
 
     fn apply_deltas(&self, deltas: Vec<dtenge_node::Delta>) {
         for delta in deltas {
-            if let Some(slot) = self.nodes.get(delta.node_id()) {
-                slot.state.lock().apply(delta);
-            }
+            let slot = self.nodes.get(delta.node_id()).expect("a delta was planned by one of the network's nodes");
+            slot.state.lock().apply(delta);
         }
         self.committed_transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.changes_since_checkpoint.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -815,7 +830,8 @@ fn refuse_keyed_token_rows(store: &Store) -> Result<()> {
 /// The record that answers a retry of the request `idem` with `answer`; it commits with the
 /// operation.
 pub(crate) fn idempotency_record<T: Serialize>(batch: &mut WriteBatch, idem: &Idem, answer: &T) -> Result<()> {
-    let json = serde_json::to_vec(answer).map_err(|e| Error::internal(format!("answer: {e}")))?;
+    // Answers are the API's response types: plain data that serde_json always encodes.
+    let json = serde_json::to_vec(answer).expect("an answer is plain data, which serde_json encodes");
     batch.put_value(IDEM_TABLE, idem.key.as_bytes(), &(idem.fingerprint, json))
 }
 

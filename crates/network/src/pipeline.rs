@@ -26,9 +26,12 @@
 //! restart (see `dtenge-store`), so undoing the batch's spends in memory cannot let anyone
 //! spend those tokens again before recovery reads what the disk really holds.
 //!
-//! A panic inside a stage (a bug) answers that batch `INTERNAL`; in the settle stage it also
-//! stops the pipeline (later submissions are refused until a restart), since the batch may
-//! have committed without being applied.
+//! A panic on a pipeline thread (a failed assertion: inputs are answered with errors, never
+//! with panics) stops the process ([`stop_on_panic`]). A panic ends only its own thread, and
+//! the platform would otherwise go on with a dead pipeline and, after a settle stage that
+//! failed between its commit and its apply, memory unlike the disk; the restart rebuilds the
+//! memory from the disk. (Until 2026-12-05, such a batch was answered `INTERNAL`, and the process
+//! stayed up with the pipeline stopped.)
 //!
 //! The pipeline holds only a weak reference to the network between batches, so dropping the
 //! last `Arc<Network>` shuts it down; its threads end when their queue closes.
@@ -130,10 +133,7 @@ impl Network {
             || (),
             |_, chunk| chunk.into_iter().map(|s| self.check_one(s)).collect::<Vec<_>>(),
         );
-        let mut prechecked: Vec<Result<Prechecked>> = prechecked
-            .into_iter()
-            .flat_map(|(done, length)| answered(done, length, "a bank check thread failed"))
-            .collect();
+        let mut prechecked: Vec<Result<Prechecked>> = prechecked.into_iter().flatten().collect();
         attest_all(&mut prechecked);
         // Each bank's one signature over the batch appears in every chunk: a worker verifies
         // it with the first chunk it takes that holds it, and not again.
@@ -141,10 +141,7 @@ impl Network {
             on_workers(chunked(prechecked, VERIFY_CHUNK_TXS), workers, Verified::default, |verified, chunk| {
                 self.verify_chunk_of(chunk, verified)
             });
-        let checked: Vec<Result<Checked>> = checked
-            .into_iter()
-            .flat_map(|(done, length)| answered(done, length, "a signature check thread failed"))
-            .collect();
+        let checked: Vec<Result<Checked>> = checked.into_iter().flatten().collect();
         assert_eq!(checked.len(), count, "one answer per submission");
         checked
     }
@@ -182,9 +179,7 @@ impl Network {
             located.extend(owners.iter().map(|&account| Located { node: payer_node, account }));
             // The payer is the first input's owner (a transfer has inputs: checked above).
             let payer_account = owners.first().and_then(|&index| state.account_at(index));
-            let client = payer_account
-                .map(|account| account.client_id.clone())
-                .ok_or_else(|| Error::internal(format!("the payer vanished from {}", state.meta().name)))?;
+            let client = payer_account.expect("the node located every input's owner under this lock").client_id.clone();
             let payer_address = tx.body.inputs[0].output.owner;
             (state.key().clone(), crate::types::Party { bank: node.clone(), client_id: client, address: payer_address })
         };
@@ -213,7 +208,7 @@ impl Network {
             } else {
                 payee_locations.iter().find(|(a, _)| *a == output.owner).map(|(_, at)| *at)
             };
-            located.push(at.ok_or_else(|| Error::internal("an output's owner was not resolved"))?);
+            located.push(at.expect("every output's owner is the payer or a payee resolved above"));
         }
         let amount = Amount::sum(tx.body.outputs.iter().filter(|o| o.owner != payer.address).map(|o| o.amount_tiyn))?;
         let receipt = Receipt {
@@ -297,10 +292,7 @@ impl Network {
             }
         }
         drop(notary);
-        answers
-            .into_iter()
-            .map(|a| a.unwrap_or_else(|| Err(Error::internal("a submission was not answered"))))
-            .collect()
+        answers.into_iter().map(|a| a.expect("every submission of the batch is answered")).collect()
     }
 
     /// The notary's spend and the nodes' plans for one checked submission, added to `batch`.
@@ -354,18 +346,17 @@ pub(crate) struct Prechecked {
 
 /// `work` on every chunk, on up to `workers` threads (the caller's and helpers) that each take
 /// the next chunk from a shared counter, each with its own `state`. Returns every chunk's output
-/// in order with the chunk's length; `None` where the thread that took it panicked.
+/// in order. A helper's panic is raised again on the calling thread, once every helper is done.
 fn on_workers<I, O, S>(
     chunks: Vec<Vec<I>>,
     workers: usize,
     state: impl Fn() -> S + Sync,
     work: impl Fn(&mut S, Vec<I>) -> O + Sync,
-) -> Vec<(Option<O>, usize)>
+) -> Vec<O>
 where
     I: Send,
     O: Send,
 {
-    let lengths: Vec<usize> = chunks.iter().map(Vec::len).collect();
     // A slot is `Some` input until a worker takes it, then `None` until its output is in.
     let inputs: Vec<parking_lot::Mutex<Option<Vec<I>>>> =
         chunks.into_iter().map(|chunk| parking_lot::Mutex::new(Some(chunk))).collect();
@@ -389,19 +380,19 @@ where
         std::thread::scope(|scope| {
             let helpers: Vec<_> = (1..workers).map(|_| scope.spawn(run)).collect();
             run();
-            // A helper that panicked left its chunk's output empty: answered by the caller.
-            helpers.into_iter().for_each(|h| drop(h.join()));
+            // A helper's panic is the stage's: raised on the calling thread, whose caller
+            // decides (a pipeline thread stops the process, see `stop_on_panic`).
+            for helper in helpers {
+                if let Err(panic) = helper.join() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
         });
     }
-    outputs.into_iter().map(parking_lot::Mutex::into_inner).zip(lengths).collect()
-}
-
-/// A chunk's answers, or `length` INTERNAL errors if its thread failed.
-fn answered<T>(done: Option<Vec<Result<T>>>, length: usize, failure: &str) -> Vec<Result<T>> {
-    match done {
-        Some(done) => done,
-        None => (0..length).map(|_| Err(Error::internal(failure))).collect(),
-    }
+    outputs
+        .into_iter()
+        .map(|output| output.into_inner().expect("every chunk is taken by a worker that finished"))
+        .collect()
 }
 
 /// `items` in order, in chunks of at most `size`.
@@ -546,24 +537,43 @@ impl Pipeline {
         let (jobs, queue) = bounded::<Job>(QUEUE_MAX);
         let (checked_out, checked_in) = bounded::<(Replies, Vec<Result<Checked>>)>(SETTLE_QUEUE_MAX);
         let checker = network.clone();
-        spawn("dtenge-check", move || run_check(&checker, &queue, &checked_out))?;
-        spawn("dtenge-settle", move || run_settle(&network, &checked_in))?;
+        spawn("dtenge-check", move || stop_on_panic("dtenge-check", || run_check(&checker, &queue, &checked_out)))?;
+        spawn("dtenge-settle", move || stop_on_panic("dtenge-settle", || run_settle(&network, &checked_in)))?;
         Ok(Pipeline { jobs })
     }
 
     /// Queue a submission; its [`Completion`] (with `tag`) arrives on `reply`. Blocks while
     /// the queue is full.
     pub fn submit(&self, submission: Submission, tag: u64, reply: &Sender<Completion>) -> Result<()> {
+        // The check thread takes jobs until this queue's sender (here) is dropped; it never
+        // stops otherwise, since a panic on it stops the process.
         self.jobs
             .send(Job { submission, tag, reply: reply.clone() })
-            .map_err(|_| Error::internal("the payment pipeline has stopped"))
+            .expect("the check thread runs as long as the pipeline exists");
+        Ok(())
     }
 
     /// Queue a submission and wait for its answer.
     pub fn submit_wait(&self, submission: Submission) -> Result<Receipt> {
         let (reply, answer) = bounded(1);
         self.submit(submission, 0, &reply)?;
-        answer.recv().map_err(|_| Error::internal("the payment pipeline has stopped"))?.result
+        answer.recv().expect("the pipeline answers every submission it takes").result
+    }
+}
+
+/// Run a pipeline thread's body; a panic in it stops the process. A failed assertion on the
+/// payment path means the program is wrong, and the batch in hand may be committed without
+/// being applied: the only safe state is a restart, whose recovery reads what the disk holds.
+/// Why abort and not let the thread end: a panic ends only its own thread, and the platform
+/// would go on serving (custodial payments, reads, checkpoints) beside a dead pipeline. The
+/// panic's message is on stderr already (the panic hook runs before unwinding), and the
+/// unwinding drops the gate first, poisoning the network ([`Network::is_poisoned`]).
+fn stop_on_panic(stage: &str, body: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_err() {
+        eprintln!(
+            "{stage}: a failed assertion on the payment path stops the process; restart to recover from the disk"
+        );
+        std::process::abort();
     }
 }
 
@@ -591,15 +601,11 @@ fn run_check(network: &Weak<Network>, queue: &Receiver<Job>, out: &Sender<(Repli
             answer_all(replies, || Err(Error::internal("the network has shut down")));
             continue;
         };
-        let count = submissions.len();
-        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            network.check_submissions(submissions, CHECK_WORKERS)
-        }))
-        .unwrap_or_else(|_| (0..count).map(|_| Err(Error::internal("checking the batch failed"))).collect());
+        let checked = network.check_submissions(submissions, CHECK_WORKERS);
         drop(network);
-        if let Err(crossbeam_channel::SendError((replies, _))) = out.send((replies, checked)) {
-            answer_all(replies, || Err(Error::internal("the payment pipeline has stopped")));
-        }
+        // The settle thread takes batches until this sender is dropped (and a panic on it
+        // stops the process), so the send cannot fail.
+        out.send((replies, checked)).expect("the settle thread runs as long as the check thread");
     }
 }
 
@@ -612,7 +618,6 @@ fn run_settle(network: &Weak<Network>, queue: &Receiver<(Replies, Vec<Result<Che
     use std::sync::atomic::Ordering::SeqCst;
     // The batch whose commit is under way, and the network it belongs to.
     let mut pending: Option<(Arc<Network>, Replies, Settling)> = None;
-    let mut stop = false;
     loop {
         let next = match &pending {
             // Something to finish: take the next batch only if it is already waiting, and not
@@ -633,16 +638,8 @@ fn run_settle(network: &Weak<Network>, queue: &Receiver<(Replies, Vec<Result<Che
                 } else {
                     network.gate.read_arc()
                 });
-                let begun =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| network.settle_begin(checked, gate)));
-                match begun {
-                    Ok(settling) => Some((network, replies, settling)),
-                    Err(_) => {
-                        answer_all(replies, || Err(Error::internal("settling the batch failed; restart the platform")));
-                        stop = true;
-                        None
-                    }
-                }
+                let settling = network.settle_begin(checked, gate);
+                Some((network, replies, settling))
             }
             None => {
                 answer_all(replies, || Err(Error::internal("the network has shut down")));
@@ -650,34 +647,14 @@ fn run_settle(network: &Weak<Network>, queue: &Receiver<(Replies, Vec<Result<Che
             }
         });
         if let Some((network, replies, settling)) = pending.take() {
-            let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| network.settle_finish(settling)));
+            let answers = network.settle_finish(settling);
             drop(network);
-            match finished {
-                Ok(answers) => {
-                    let done = Instant::now();
-                    for ((tag, reply), result) in replies.into_iter().zip(answers) {
-                        let _ = reply.send(Completion { tag, result, done });
-                    }
-                }
-                Err(_) => {
-                    answer_all(replies, || Err(Error::internal("settling the batch failed; restart the platform")));
-                    stop = true;
-                }
+            let done = Instant::now();
+            for ((tag, reply), result) in replies.into_iter().zip(answers) {
+                let _ = reply.send(Completion { tag, result, done });
             }
         }
         pending = begun;
-        if stop {
-            // Fail-stop: answer what is pending and what comes, refuse everything after.
-            if let Some((network, replies, settling)) = pending.take() {
-                drop(settling);
-                drop(network);
-                answer_all(replies, || Err(Error::internal("the payment pipeline stopped; restart the platform")));
-            }
-            for (replies, _) in queue.iter() {
-                answer_all(replies, || Err(Error::internal("the payment pipeline stopped; restart the platform")));
-            }
-            return;
-        }
     }
 }
 
@@ -720,6 +697,115 @@ impl Network {
     pub fn submit(&self, idem: Option<&Idem>, node_id: &str, tx: Transaction) -> Result<Receipt> {
         let submission = Submission { node: node_id.to_string(), tx, idem: idem.cloned() };
         let checked = self.check_submissions(vec![submission], 1);
-        self.settle(checked).pop().unwrap_or_else(|| Err(Error::internal("no answer")))
+        self.settle(checked).pop().expect("one answer per submission")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A panic on a pipeline thread stops the process: shown in a child process (this test
+    //! binary, run again with [`CHILD_ENV`] naming what to break), since it would stop the
+    //! test runner too.
+    use super::*;
+    use crate::{Clock, Entropy, ManualClock, NetworkConfig};
+    use dtenge_core::crypto::{Hash32, SecretKey};
+    use dtenge_core::token::{Input, Output, TxId};
+    use dtenge_core::tx::{Command, TxBody};
+
+    /// Set in the child: which invariant it breaks before it submits a payment.
+    const CHILD_ENV: &str = "DTENGE_PIPELINE_CHILD";
+    /// The signal `std::process::abort` raises (SIGABRT, 6 on Linux and macOS).
+    const SIGABRT: i32 = 6;
+
+    /// A clock that fails on the settle thread: a panic there, in the middle of the stage
+    /// (`settle_begin` reads the time first thing, holding the gate).
+    struct FailsWhileSettling(ManualClock);
+
+    impl Clock for FailsWhileSettling {
+        fn now_ms(&self) -> u64 {
+            if std::thread::current().name() == Some("dtenge-settle") {
+                panic!("the clock fails while a batch settles");
+            }
+            self.0.now_ms()
+        }
+    }
+
+    /// The child's part: open a network, break `what`, submit a payment from steppe's own
+    /// account through the pipeline and wait. The answer is printed, which a child that
+    /// stopped never does.
+    fn child(what: &str) {
+        let clock = ManualClock::new(1_790_000_000_000);
+        let clock: Arc<dyn Clock> = match what {
+            "settle" => Arc::new(FailsWhileSettling(clock)),
+            _ => Arc::new(clock),
+        };
+        let network = Network::open_simulated(
+            dtenge_store::SimDisk::new(),
+            &NetworkConfig::standard(),
+            clock,
+            Entropy::from_seed(3),
+        );
+        let network = Arc::new(network.expect("opens"));
+        let own = network.slot("steppe").expect("a bank").state.lock().own_account().expect("its own").address;
+        let stranger = SecretKey::from_seed([77; 32]).address();
+        if what == "check" {
+            // The invariant broken on purpose: the directory names an account its node lacks.
+            network.ids.write().directory.insert(stranger, "steppe".into());
+        }
+        let (issuer, amount) = (network.issuer(), Amount::from_tiyn(100).expect("an amount"));
+        let input = Input { tx_id: TxId(Hash32([1; 32])), index: 0, output: Output::standard(amount, own, issuer) };
+        let outputs = vec![Output::standard(amount, stranger, issuer)];
+        let tx = Transaction::new(TxBody { command: Command::Transfer, inputs: vec![input], outputs, nonce: 1 });
+        let submission = Submission { node: "steppe".into(), tx, idem: None };
+        let answer = network.pipeline().expect("starts").submit_wait(submission);
+        println!("answered: {answer:?}");
+    }
+
+    /// Run the test `name` again in a child process that breaks `what`; its output.
+    fn run_child(name: &str, what: &str) -> std::process::Output {
+        let test_binary = std::env::current_exe().expect("the test binary's path");
+        std::process::Command::new(test_binary)
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, what)
+            .output()
+            .expect("the child runs")
+    }
+
+    /// The child was stopped by `abort`, after the panic's message and the stage's word.
+    fn assert_stopped(out: &std::process::Output, stage: &str, message: &str) {
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success(), "the child went on: {stdout}\n{stderr}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(out.status.signal(), Some(SIGABRT), "{stdout}\n{stderr}");
+        }
+        assert!(stderr.contains(message), "the panic's message is on stderr: {stderr}");
+        assert!(
+            stderr.contains(&format!("{stage}: a failed assertion on the payment path stops the process")),
+            "{stderr}"
+        );
+        assert!(!stdout.contains("answered"), "no answer comes from a stopped process: {stdout}");
+    }
+
+    /// Before: the check stage caught the panic and answered the batch `INTERNAL`, and went on.
+    #[test]
+    fn a_failed_assertion_on_the_check_thread_stops_the_process() {
+        if std::env::var(CHILD_ENV).as_deref() == Ok("check") {
+            return child("check");
+        }
+        let out = run_child("pipeline::tests::a_failed_assertion_on_the_check_thread_stops_the_process", "check");
+        assert_stopped(&out, "dtenge-check", "the directory and the node agree on every address");
+    }
+
+    /// Before: the settle stage answered `INTERNAL` and stopped the pipeline, but the process,
+    /// its API and its custodial payments went on with a poisoned network.
+    #[test]
+    fn a_panic_on_the_settle_thread_stops_the_process() {
+        if std::env::var(CHILD_ENV).as_deref() == Ok("settle") {
+            return child("settle");
+        }
+        let out = run_child("pipeline::tests::a_panic_on_the_settle_thread_stops_the_process", "settle");
+        assert_stopped(&out, "dtenge-settle", "the clock fails while a batch settles");
     }
 }

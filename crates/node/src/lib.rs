@@ -241,20 +241,21 @@ impl Delta {
         self.spent.is_empty() && self.received.is_empty() && self.fiat.is_empty()
     }
 
-    /// The durable record of this delta.
+    /// The durable record of this delta. Paired with [`NodeState::load_all`], which asserts
+    /// what is asserted here: the records name this node, and every token received and every
+    /// history line belongs to one of its accounts. A client whose bank-money balance is set
+    /// must have an account (`UNKNOWN_ACCOUNT` otherwise, before anything is written), so that
+    /// [`NodeState::apply`] can assert it.
     pub fn writes(&self, accounts: &NodeState, batch: &mut WriteBatch) -> Result<()> {
         let node = self.node_id.as_bytes();
-        debug_assert_eq!(self.node_id, accounts.meta.id, "a delta is written with the node that planned it");
+        assert_eq!(self.node_id, accounts.meta.id, "a delta is written with the node that planned it");
         if !self.spent.is_empty() || !self.received.is_empty() {
-            let received: Vec<(&String, &Input)> = self
-                .received
-                .iter()
-                .map(|(_, account, input)| Ok((accounts.client_id_at(*account)?, input)))
-                .collect::<Result<_>>()?;
+            let received: Vec<(&String, &Input)> =
+                self.received.iter().map(|(_, account, input)| (accounts.client_id_at(*account), input)).collect();
             batch.record_value(TOKENS.log, &(&self.node_id, &self.spent, received))?;
         }
         for (account, entry) in &self.history {
-            batch.record_value(HISTORY_LOG, &(&self.node_id, accounts.client_id_at(*account)?, entry))?;
+            batch.record_value(HISTORY_LOG, &(&self.node_id, accounts.client_id_at(*account), entry))?;
         }
         for (client, fiat) in &self.fiat {
             let state = accounts.account_state(client)?;
@@ -368,6 +369,14 @@ impl NodeState {
     }
 
     /// Rebuild every node from the store.
+    ///
+    /// Two kinds of rows, two kinds of failure. Accounts, cards and token checkpoints are
+    /// fjall's keyed rows, which the store keeps without a checksum of its own: a key that
+    /// does not parse, or a row naming a node or client the store does not have, is corrupt
+    /// storage (`STORAGE_FAILURE`), and the platform refuses to open. Token changes and
+    /// history lines come from the store's journal, whose frames it checksums; they were
+    /// written by [`Delta::writes`], which asserts the same facts, so a change naming a node or
+    /// an account that does not exist is a programmer error and stops the process.
     pub fn load_all(store: &Store) -> Result<Vec<NodeState>> {
         let mut nodes: BTreeMap<String, NodeState> = BTreeMap::new();
         for (_, (meta, seed)) in store.scan_values::<(NodeMeta, [u8; 32])>(META_TABLE)? {
@@ -383,55 +392,92 @@ impl NodeState {
             };
             nodes.insert(meta.id, node);
         }
-        let node_of = |key: &[u8]| -> Result<(String, Vec<u8>)> {
-            let split = key.iter().position(|&b| b == 0).ok_or_else(|| Error::internal("bad key"))?;
-            let node = String::from_utf8(key[..split].to_vec()).map_err(|_| Error::internal("bad key"))?;
-            Ok((node, key[split + 1..].to_vec()))
+        let corrupt = |table: Table, what: String| Error::storage(format!("{}: {what}", table.0));
+        // `node \0 rest`, as `key2` writes it.
+        let node_of = |table: Table, key: &[u8]| -> Result<(String, String)> {
+            let bad = || corrupt(table, format!("a key that is not `node \\0 name`: {key:?}"));
+            let split = key.iter().position(|&b| b == 0).ok_or_else(bad)?;
+            let node = String::from_utf8(key[..split].to_vec()).map_err(|_| bad())?;
+            let rest = String::from_utf8(key[split + 1..].to_vec()).map_err(|_| bad())?;
+            Ok((node, rest))
         };
         for (key, record) in store.scan_values::<AccountRecord>(ACCOUNTS_TABLE)? {
-            let (node, _) = node_of(&key)?;
-            let node = nodes.get_mut(&node).ok_or_else(|| Error::internal("account of unknown node"))?;
-            node.insert_account(record);
+            let (node, client) = node_of(ACCOUNTS_TABLE, &key)?;
+            let unlike_key = record.account.node_id != node || record.account.client_id != client;
+            let state = nodes.get_mut(&node).filter(|_| !unlike_key).ok_or_else(|| {
+                corrupt(
+                    ACCOUNTS_TABLE,
+                    format!("an account of {client} at {node} that is not one of its nodes' accounts"),
+                )
+            })?;
+            state.insert_account(record);
         }
         // The tokens: the checkpoint, then the changes after it, in order. A change the
         // checkpoint already reflects changes nothing (a token is received once, spent once).
         let loaded = TOKENS.load(store)?;
         for item in &loaded.items {
             let (node, client, input): (String, String, Input) = dtenge_store::decode(item)?;
-            let node = nodes.get_mut(&node).ok_or_else(|| Error::internal("token of unknown node"))?;
-            node.insert_token(client, input)?;
+            let state = nodes.get_mut(&node);
+            let owner = state.as_ref().and_then(|state| state.by_client.get(&client).copied()).ok_or_else(|| {
+                corrupt(TOKENS.items, format!("a token of {client} at {node}, which has no such account"))
+            })?;
+            state.expect("found with the owner").insert_token(owner, input);
         }
         for change in &loaded.changes {
             let (node, spent, received): TokenChange = dtenge_store::decode(change)?;
-            let node = nodes.get_mut(&node).ok_or_else(|| Error::internal("token of unknown node"))?;
+            let state = nodes.get_mut(&node).expect("a token change names a node of the store (Delta::writes)");
             for token in spent {
-                node.remove_token(&token);
+                state.remove_token(&token);
             }
             for (client, input) in received {
-                node.insert_token(client, input)?;
+                let owner = *state.by_client.get(&client).expect("a token is received by an account of its node");
+                state.insert_token(owner, input);
             }
         }
         for (node, client, entry) in store.scan_log_values::<(String, String, HistoryEntry)>(HISTORY_LOG)? {
-            if let Some(state) = nodes.get_mut(&node).and_then(|n| n.account_state_mut(&client)) {
-                state.next_seq = state.next_seq.max(entry.seq.saturating_add(1));
-                insert_history(&mut state.history, entry);
-            }
+            let state = nodes
+                .get_mut(&node)
+                .and_then(|n| n.account_state_mut(&client))
+                .expect("a history line belongs to an account of its node (Delta::writes)");
+            state.next_seq = state.next_seq.max(entry.seq.saturating_add(1));
+            insert_history(&mut state.history, entry);
         }
         for (key, client) in store.scan_values::<String>(CARDS_TABLE)? {
-            let (node, pan) = node_of(&key)?;
-            let pan = String::from_utf8(pan).map_err(|_| Error::internal("bad key"))?;
-            if let Some(node) = nodes.get_mut(&node) {
-                node.cards.insert(pan, client);
-            }
+            let (node, pan) = node_of(CARDS_TABLE, &key)?;
+            let state = nodes.get_mut(&node).filter(|state| state.by_client.contains_key(&client));
+            let state = state.ok_or_else(|| {
+                corrupt(CARDS_TABLE, format!("a card of {client} at {node}, which has no such account"))
+            })?;
+            state.cards.insert(pan, client);
+        }
+        for state in nodes.values() {
+            state.assert_consistent();
         }
         Ok(nodes.into_values().collect())
+    }
+
+    /// What loading must leave, whatever the mix of checkpoint and changes: one entry per
+    /// account in each index, every token in exactly its owner's set, and the running total
+    /// equal to the tokens' sum (O(tokens): at start only).
+    fn assert_consistent(&self) {
+        assert_eq!(self.by_client.len(), self.accounts.len(), "{}: one client id per account", self.meta.id);
+        assert_eq!(self.by_address.len(), self.accounts.len(), "{}: one address per account", self.meta.id);
+        let owned: usize = self.accounts.iter().map(|state| state.tokens.len()).sum();
+        assert_eq!(owned, self.tokens.len(), "{}: every token held is in its owner's set, once", self.meta.id);
+        assert_eq!(
+            self.recount_dt().ok(),
+            Some(self.dt_total),
+            "{}: the running total is the tokens' sum",
+            self.meta.id
+        );
     }
 
     fn insert_account(&mut self, record: AccountRecord) {
         assert!(!self.by_client.contains_key(&record.account.client_id), "an account is opened once");
         let index = AccountIndex::try_from(self.accounts.len()).expect("fewer than 2^32 accounts per node");
         self.by_client.insert(record.account.client_id.clone(), index);
-        self.by_address.insert(record.account.address, index);
+        let taken = self.by_address.insert(record.account.address, index);
+        assert!(taken.is_none(), "an address belongs to one account (plan_open refuses a second)");
         let key = record.key_seed.map(SecretKey::from_seed);
         debug_assert!(key.as_ref().is_none_or(|k| k.address() == record.account.address));
         self.accounts.push(AccountState {
@@ -449,9 +495,8 @@ impl NodeState {
                 .dt_total
                 .checked_sub(holding.input.output.amount_tiyn)
                 .expect("the running total includes every token held");
-            if let Some(state) = self.accounts.get_mut(holding.owner as usize) {
-                state.tokens.remove(token);
-            }
+            let state = self.accounts.get_mut(holding.owner as usize).expect("a token's owner is an account");
+            state.tokens.remove(token);
         }
     }
 
@@ -464,12 +509,11 @@ impl NodeState {
         self.dt_total = total.expect("a node's DT is within the money supply's bound");
     }
 
-    /// The client id of the account at `index`.
-    fn client_id_at(&self, index: AccountIndex) -> Result<&String> {
-        self.accounts
-            .get(index as usize)
-            .map(|state| &state.record.account.client_id)
-            .ok_or_else(|| Error::internal(format!("no account {index} at {}", self.meta.name)))
+    /// The client id of the account at `index`, which the caller got from this node (accounts
+    /// are never removed, so an index it gave names an account for good).
+    fn client_id_at(&self, index: AccountIndex) -> &String {
+        let state = self.accounts.get(index as usize);
+        &state.unwrap_or_else(|| panic!("no account {index} at {}", self.meta.id)).record.account.client_id
     }
 
     fn account_state_mut(&mut self, client_id: &str) -> Option<&mut AccountState> {
@@ -483,20 +527,14 @@ impl NodeState {
     pub fn checkpoint_items(&self, ids: &[TokenId]) -> Vec<Result<Vec<u8>>> {
         ids.iter()
             .filter_map(|id| self.tokens.get(id))
-            .map(|holding| {
-                let client = self.client_id_at(holding.owner)?;
-                dtenge_store::encode(&(&self.meta.id, client, &holding.input))
-            })
+            .map(|holding| dtenge_store::encode(&(&self.meta.id, self.client_id_at(holding.owner), &holding.input)))
             .collect()
     }
 
-    fn insert_token(&mut self, client: String, input: Input) -> Result<()> {
+    fn insert_token(&mut self, owner: AccountIndex, input: Input) {
         let id = input.token_id();
-        let owner =
-            *self.by_client.get(&client).ok_or_else(|| Error::internal(format!("token of unknown client {client}")))?;
         self.accounts[owner as usize].tokens.insert(id);
         self.hold(id, Holding { input, owner, reserved_by: None });
-        Ok(())
     }
 
     pub fn meta(&self) -> &NodeMeta {
@@ -643,12 +681,10 @@ impl NodeState {
         if self.by_client.contains_key(&account.client_id) {
             bail!(DuplicateAccount, "client {} already has a digital account at {}", account.client_id, self.meta.name);
         }
-        ensure!(
-            custodial_key.is_none_or(|k| k.address() == account.address),
-            Internal,
-            "account key and address differ"
-        );
-        ensure!(account.node_id == self.meta.id, Internal, "account of another node");
+        // The caller builds the account for this node from the key it holds (the network from
+        // a request it checked): either differing is a programmer error.
+        assert!(custodial_key.is_none_or(|k| k.address() == account.address), "account key and address differ");
+        assert_eq!(account.node_id, self.meta.id, "an account is opened at its own node");
         if self.by_address.contains_key(&account.address) {
             bail!(DuplicateAccount, "address {} already belongs to an account", account.address);
         }
@@ -762,9 +798,9 @@ impl NodeState {
         tx.attest(&self.key);
         let tx_id = tx.id();
         for &i in &selection.chosen {
-            if let Some(holding) = self.tokens.get_mut(&candidates[i].0) {
-                holding.reserved_by = Some(tx_id);
-            }
+            let holding =
+                self.tokens.get_mut(&candidates[i].0).expect("chosen from the tokens held, under the same borrow");
+            holding.reserved_by = Some(tx_id);
         }
         Ok(tx)
     }
@@ -836,7 +872,8 @@ impl NodeState {
         issuer: Address,
         nonce: u64,
     ) -> Result<Transaction> {
-        ensure!(!parts.is_empty() && parts.len() <= 4, Internal, "a spend has 1 to 4 parts");
+        // The parts are the oracle's plan (one per policy it moves), not a request's.
+        assert!(!parts.is_empty() && parts.len() <= 4, "a spend has 1 to 4 parts, not {}", parts.len());
         let state = self.account_state(client_id)?;
         let address = state.record.account.address;
         let key = state.key.clone().ok_or_else(|| {
@@ -877,9 +914,8 @@ impl NodeState {
         tx.attest(&self.key);
         let tx_id = tx.id();
         for id in &chosen {
-            if let Some(holding) = self.tokens.get_mut(id) {
-                holding.reserved_by = Some(tx_id);
-            }
+            let holding = self.tokens.get_mut(id).expect("chosen from the tokens held, under the same borrow");
+            holding.reserved_by = Some(tx_id);
         }
         Ok(tx)
     }
@@ -913,9 +949,8 @@ impl NodeState {
         tx.attest(&self.key);
         let tx_id = tx.id();
         for id in &ids {
-            if let Some(holding) = self.tokens.get_mut(id) {
-                holding.reserved_by = Some(tx_id);
-            }
+            let holding = self.tokens.get_mut(id).expect("chosen from the tokens held, under the same borrow");
+            holding.reserved_by = Some(tx_id);
         }
         Ok(tx)
     }
@@ -939,7 +974,7 @@ impl NodeState {
     /// [`NodeState::check_client_transaction`] with the inputs' token ids already hashed.
     /// Returns the account of each input's owner, in input order (found by the check anyway).
     pub fn check_client_transaction_ids(&self, tx: &Transaction, input_ids: &[TokenId]) -> Result<Vec<AccountIndex>> {
-        ensure!(input_ids.len() == tx.body.inputs.len(), Internal, "token ids do not match the transaction");
+        assert_eq!(input_ids.len(), tx.body.inputs.len(), "the caller hashed one token id per input");
         ensure!(tx.body.command == Command::Transfer, Forbidden, "clients submit transfers only");
         ensure!(!tx.body.inputs.is_empty(), MalformedInput, "a transfer spends inputs");
         let mut owners = Vec::with_capacity(input_ids.len());
@@ -1047,26 +1082,23 @@ impl NodeState {
         reference: Option<&str>,
         now_ms: u64,
     ) -> Result<Delta> {
-        ensure!(
-            input_ids.len() == tx.body.inputs.len() && output_ids.len() == tx.body.outputs.len(),
-            Internal,
-            "token ids do not match the transaction"
-        );
-        ensure!(
-            located.len() == tx.body.inputs.len() + tx.body.outputs.len(),
-            Internal,
-            "owners located do not match the transaction"
-        );
+        // Hashed and located by the caller from this very transaction: other counts, or an
+        // index naming another account than the owner, are programmer errors. Checking an
+        // index is O(1) (one comparison of addresses), so it runs in release builds too.
+        assert_eq!(input_ids.len(), tx.body.inputs.len(), "the caller hashed one token id per input");
+        assert_eq!(output_ids.len(), tx.body.outputs.len(), "the caller hashed one token id per output");
+        assert_eq!(located.len(), tx.body.inputs.len() + tx.body.outputs.len(), "one location per input and output");
         let (located_inputs, located_outputs) = located.split_at(tx.body.inputs.len());
         let owners = tx.body.inputs.iter().map(|i| &i.output.owner).chain(tx.body.outputs.iter().map(|o| &o.owner));
         for (owner, at) in owners.zip(located) {
             match at {
-                Some(index) => ensure!(
+                Some(index) => assert!(
                     self.accounts.get(*index as usize).is_some_and(|a| a.record.account.address == *owner),
-                    Internal,
                     "account {index} of {} is not the owner {owner}",
-                    self.meta.name
+                    self.meta.id
                 ),
+                // Debug builds only: a hash probe per owner that is not this node's is what
+                // locating in the check stage saves the settle stage (see the doc above).
                 None => debug_assert!(!self.by_address.contains_key(owner), "{owner} is located elsewhere"),
             }
         }
@@ -1097,7 +1129,7 @@ impl NodeState {
             }
         }
         for (account, (out, into, held_out, held_in)) in net {
-            let Some(state) = self.accounts.get_mut(account as usize) else { continue };
+            let state = self.accounts.get_mut(account as usize).expect("every index was checked above");
             let address = state.record.account.address;
             let (direction, amount, counterparty) = if into > out {
                 let from = tx.body.inputs.iter().map(|i| i.output.owner).find(|o| *o != address);
@@ -1159,27 +1191,38 @@ impl NodeState {
         self.cards.iter().map(|(p, c)| (p.as_str(), c.as_str()))
     }
 
-    /// Apply a persisted delta.
+    /// Apply a persisted delta. Strict: the delta was planned by this node and written by
+    /// [`Delta::writes`], so an account it names that the node does not have, or a token
+    /// received by another account than its owner's, is a programmer error and stops the
+    /// process. (A token spent that is not held is not: applying a change again spends
+    /// nothing twice, as replay at start relies on.)
     pub fn apply(&mut self, delta: Delta) {
-        debug_assert_eq!(delta.node_id, self.meta.id);
+        assert_eq!(delta.node_id, self.meta.id, "a delta is applied at the node that planned it");
         for token in &delta.spent {
             self.remove_token(token);
         }
         for (token, owner, input) in delta.received {
-            if let Some(state) = self.accounts.get_mut(owner as usize) {
-                state.tokens.insert(token);
-                self.hold(token, Holding { input, owner, reserved_by: None });
-            }
+            // O(1) per token: an index and a comparison of 32 bytes.
+            let state = self
+                .accounts
+                .get_mut(owner as usize)
+                .unwrap_or_else(|| panic!("a delta names account {owner}, which {} does not have", self.meta.id));
+            assert_eq!(state.record.account.address, input.output.owner, "a token is received by its owner's account");
+            state.tokens.insert(token);
+            self.hold(token, Holding { input, owner, reserved_by: None });
         }
         for (account, entry) in delta.history {
-            if let Some(state) = self.accounts.get_mut(account as usize) {
-                insert_history(&mut state.history, entry);
-            }
+            let state = self.accounts.get_mut(account as usize).unwrap_or_else(|| {
+                panic!("a delta's history names account {account}, which {} does not have", self.meta.id)
+            });
+            insert_history(&mut state.history, entry);
         }
         for (client, fiat) in delta.fiat {
-            if let Some(state) = self.account_state_mut(&client) {
-                state.record.fiat = fiat;
-            }
+            let index = self.by_client.get(&client).map(|&index| index as usize);
+            let state = index.and_then(|index| self.accounts.get_mut(index)).unwrap_or_else(|| {
+                panic!("a delta sets the bank money of {client}, who has no account at {}", self.meta.id)
+            });
+            state.record.fiat = fiat;
         }
     }
 }
@@ -1256,9 +1299,10 @@ mod tests {
     }
 
     /// Owners located by the caller plan exactly what the node finds by itself; an index that
-    /// names another account than the owner is refused, and nothing changes.
+    /// names another account than the owner is a programmer error that stops the process
+    /// (here: a panic), and nothing changes.
     #[test]
-    fn located_owners_plan_the_same_delta_and_a_wrong_index_is_refused() {
+    fn located_owners_plan_the_same_delta_and_a_wrong_index_stops_the_process() {
         let issuer_key = SecretKey::from_seed([100; 32]);
         let issuer = issuer_key.address();
         let mut bank = node("b", 1);
@@ -1283,13 +1327,161 @@ mod tests {
         let located = [Some(a), Some(b), None];
         let given = bank.plan_commit_located(&tx, &tx_id, &[], &outputs, &located, Purpose::Emission, None, 1).unwrap();
         assert_eq!(format!("{given:?}"), format!("{found:?}").replace("seq: 0", "seq: 1"));
-        // Alice's output named as Bob's, an index past the accounts, a foreign owner as Alice.
-        for wrong in [[Some(b), Some(b), None], [Some(a), Some(1_000), None], [Some(a), Some(b), Some(a)]] {
-            let refused = bank.plan_commit_located(&tx, &tx_id, &[], &outputs, &wrong, Purpose::Emission, None, 1);
-            assert_eq!(refused.unwrap_err().code, ErrorCode::Internal, "{wrong:?}");
+        // Alice's output named as Bob's, an index past the accounts, a foreign owner as Alice,
+        // too few locations: the check stage located them, so each is a programmer error.
+        let wrong: [&[Option<AccountIndex>]; 4] =
+            [&[Some(b), Some(b), None], &[Some(a), Some(1_000), None], &[Some(a), Some(b), Some(a)], &located[..2]];
+        let says = ["is not the owner", "account 1000 of b is not the owner", "is not the owner", "one location per"];
+        for (wrong, says) in wrong.into_iter().zip(says) {
+            let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                bank.plan_commit_located(&tx, &tx_id, &[], &outputs, wrong, Purpose::Emission, None, 1)
+            }));
+            let message = planned.expect_err("a wrong location stops the process");
+            let message = message.downcast_ref::<String>().cloned().unwrap_or_default();
+            assert!(message.contains(says), "{wrong:?}: {message}");
         }
-        let short = bank.plan_commit_located(&tx, &tx_id, &[], &outputs, &located[..2], Purpose::Emission, None, 1);
-        assert_eq!(short.unwrap_err().code, ErrorCode::Internal);
         assert_eq!(bank.balance("alice").unwrap().dt_tiyn.tiyn(), 0, "planning changes no balance");
+    }
+
+    fn issue_to(to: Address, tiyn: u64) -> Transaction {
+        let issuer_key = SecretKey::from_seed([100; 32]);
+        let mut issue = Transaction::new(TxBody {
+            command: Command::Issue,
+            inputs: vec![],
+            outputs: vec![Output::standard(Amount::from_tiyn(tiyn).unwrap(), to, issuer_key.address())],
+            nonce: tiyn,
+        });
+        issue.attest(&issuer_key);
+        issue
+    }
+
+    /// `apply` is strict: a delta naming an account the node does not have was not planned
+    /// by this node, and stops the process instead of being skipped.
+    #[test]
+    #[should_panic(expected = "a delta names account 7, which b does not have")]
+    fn a_delta_naming_an_account_the_node_does_not_have_stops_the_process() {
+        let mut bank = node("b", 1);
+        let alice = account(&mut bank, "alice", 10);
+        let mut delta = bank.plan_commit(&issue_to(alice, 500), Purpose::Emission, None, 1).unwrap();
+        delta.received[0].1 = 7;
+        bank.apply(delta);
+    }
+
+    /// A token received by another account than the one its output names stops the process.
+    #[test]
+    #[should_panic(expected = "a token is received by its owner's account")]
+    fn a_token_applied_to_another_account_than_its_owner_stops_the_process() {
+        let mut bank = node("b", 1);
+        let alice = account(&mut bank, "alice", 10);
+        let bob = account(&mut bank, "bob", 11);
+        let mut delta = bank.plan_commit(&issue_to(alice, 500), Purpose::Emission, None, 1).unwrap();
+        delta.received[0].1 = bank.locate(&bob).unwrap().0;
+        bank.apply(delta);
+    }
+
+    /// A store holding one bank with Alice and Bob, her 500 tiyn issued and 200 paid to Bob,
+    /// all through `Delta::writes`; and the bank in memory.
+    fn stored_bank() -> (dtenge_store::Store, NodeState) {
+        let store = Store::open_simulated(dtenge_store::SimDisk::new(), &TABLES).unwrap();
+        let mut bank = node("b", 1);
+        let mut batch = WriteBatch::new();
+        bank.genesis_writes(&mut batch).unwrap();
+        for (client, seed) in [("alice", 10), ("bob", 11)] {
+            let key = SecretKey::from_seed([seed; 32]);
+            let account = Account {
+                client_id: client.into(),
+                node_id: "b".into(),
+                kind: ClientKind::Individual,
+                name: client.into(),
+                phone: None,
+                address: key.address(),
+                opened_at_unix_ms: 0,
+            };
+            bank.plan_open(account.clone(), Some(&key), &mut batch).unwrap();
+            bank.apply_open(account, Some(&key));
+        }
+        store.commit(batch).unwrap();
+        let (alice, bob) = (bank.account("alice").unwrap().address, bank.account("bob").unwrap().address);
+        let issue = issue_to(alice, 500);
+        let issuer = issue.body.outputs[0].issuer;
+        for step in 0..2 {
+            let tx = match step {
+                0 => issue.clone(),
+                _ => bank.prepare_payment("alice", &[(bob, Amount::from_tiyn(200).unwrap())], issuer, 9).unwrap(),
+            };
+            let delta = bank.plan_commit(&tx, Purpose::Payment, None, 1).unwrap();
+            let mut batch = WriteBatch::new();
+            delta.writes(&bank, &mut batch).unwrap();
+            store.commit(batch).unwrap();
+            bank.apply(delta);
+        }
+        (store, bank)
+    }
+
+    /// What `Delta::writes` records, `load_all` reads back to the same balances and history
+    /// (and asserts the same facts on the way).
+    #[test]
+    fn what_deltas_write_loads_back_the_same() {
+        let (store, bank) = stored_bank();
+        let loaded = NodeState::load_all(&store).unwrap();
+        assert_eq!(loaded.len(), 1);
+        for client in ["alice", "bob", OWN_ACCOUNT] {
+            assert_eq!(loaded[0].balance(client).unwrap(), bank.balance(client).unwrap(), "{client}");
+            assert_eq!(loaded[0].history(client).unwrap(), bank.history(client).unwrap(), "{client}");
+        }
+        assert_eq!(loaded[0].balance("bob").unwrap().dt_tiyn.tiyn(), 200);
+    }
+
+    /// Keyed rows are fjall's, without a checksum of the store's own: a key that does not
+    /// parse, or an account or card of a node or client the store does not have, refuses to
+    /// open with `STORAGE_FAILURE`.
+    #[test]
+    fn corrupt_keyed_rows_refuse_to_open_with_a_storage_failure() {
+        let record = |client: &str, node: &str| {
+            let key = SecretKey::from_seed([50; 32]);
+            let account = Account {
+                client_id: client.into(),
+                node_id: node.into(),
+                kind: ClientKind::Individual,
+                name: client.into(),
+                phone: None,
+                address: key.address(),
+                opened_at_unix_ms: 0,
+            };
+            AccountRecord { account, key_seed: None, fiat: Amount::ZERO }
+        };
+        let cases: [(Table, Vec<u8>, Vec<u8>, &str); 5] = [
+            (ACCOUNTS_TABLE, b"no separator".to_vec(), dtenge_store::encode(&record("c", "b")).unwrap(), "a key"),
+            (ACCOUNTS_TABLE, key2(b"zz", b"c"), dtenge_store::encode(&record("c", "zz")).unwrap(), "at zz"),
+            (ACCOUNTS_TABLE, key2(b"b", b"c"), dtenge_store::encode(&record("d", "b")).unwrap(), "of c at b"),
+            (CARDS_TABLE, key2(b"b", &[0xff]), dtenge_store::encode(&"alice".to_string()).unwrap(), "a key"),
+            (CARDS_TABLE, key2(b"b", b"4400"), dtenge_store::encode(&"carol".to_string()).unwrap(), "of carol"),
+        ];
+        for (table, key, value, says) in cases {
+            let (store, _) = stored_bank();
+            let mut batch = WriteBatch::new();
+            batch.put(table, key, value);
+            store.commit(batch).unwrap();
+            let refused = NodeState::load_all(&store).err().expect("corrupt rows are refused");
+            assert_eq!(refused.code, ErrorCode::StorageFailure, "{refused}");
+            assert!(refused.message.starts_with(table.0) && refused.message.contains(says), "{refused}");
+        }
+    }
+
+    /// Token changes come from the store's checksummed journal and were written by
+    /// `Delta::writes`, which asserts that the owner is one of the node's accounts: a change
+    /// naming another is a programmer error, and loading stops the process.
+    #[test]
+    #[should_panic(expected = "a token is received by an account of its node")]
+    fn a_token_change_naming_an_unknown_account_stops_the_process() {
+        let (store, _) = stored_bank();
+        let ghost = SecretKey::from_seed([66; 32]).address();
+        let issue = issue_to(ghost, 300);
+        let input = issue.outputs_as_inputs().remove(0);
+        let mut batch = WriteBatch::new();
+        let change: TokenChange = ("b".into(), vec![], vec![("ghost".into(), input)]);
+        batch.record_value(TOKENS.log, &change).unwrap();
+        store.commit(batch).unwrap();
+        let _ = NodeState::load_all(&store);
     }
 }

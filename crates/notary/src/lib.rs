@@ -145,10 +145,19 @@ impl Notary {
     /// Returns the notary and the number of changes replayed.
     pub fn load(store: &dtenge_store::Store) -> Result<(Notary, usize)> {
         let loaded = UNSPENT.load(store)?;
-        let mut unspent: dtenge_core::hash::Set<TokenId> =
-            loaded.items.iter().map(|item| token_of(item)).collect::<Result<_>>()?;
+        // Checkpoint items are fjall rows, which the store keeps without a checksum of its
+        // own: one that is not a token id is corrupt storage, and the notary does not open.
+        let mut unspent: dtenge_core::hash::Set<TokenId> = loaded
+            .items
+            .iter()
+            .map(|item| {
+                token_of(item).ok_or_else(|| {
+                    Error::storage(format!("notary checkpoint: an item of {} bytes, not {TOKEN_BYTES}", item.len()))
+                })
+            })
+            .collect::<Result<_>>()?;
         for change in &loaded.changes {
-            let (inputs, outputs) = change_of(change)?;
+            let (inputs, outputs) = change_of(change);
             // A change the checkpoint already reflects changes nothing: a token id is created
             // once and spent once.
             for input in inputs {
@@ -156,11 +165,10 @@ impl Notary {
             }
             unspent.extend(outputs);
         }
-        let committed = store.scan_log(COMMITTED_LOG)?.into_iter().map(|record| tx_of(&record));
-        let committed: Vec<TxId> = committed.collect::<Result<_>>()?;
+        let committed: Vec<TxId> = store.scan_log(COMMITTED_LOG)?.iter().map(|record| tx_of(record)).collect();
         let notary = Notary::restore(unspent, committed);
         for record in store.scan_log(ABORTED_LOG)? {
-            let tx = tx_of(&record)?;
+            let tx = tx_of(&record);
             let previous = notary.shards[tx_shard(&tx)].lock().txs.insert(tx, TxState::Aborted);
             assert_eq!(previous, None, "a transaction is committed or aborted, never both");
         }
@@ -392,39 +400,45 @@ fn revert_in(shards: &mut impl Shards, request: SpendRequest<'_>) {
     }
 }
 
-fn token_of(key: &[u8]) -> Result<TokenId> {
-    let bytes: [u8; 32] = key.try_into().map_err(|_| Error::internal("bad token key"))?;
-    Ok(TokenId(dtenge_core::crypto::Hash32(bytes)))
+fn token_of(bytes: &[u8]) -> Option<TokenId> {
+    let bytes: [u8; TOKEN_BYTES] = bytes.try_into().ok()?;
+    Some(TokenId(dtenge_core::crypto::Hash32(bytes)))
 }
 
-/// A spend's change record: `[inputs u32 LE][input ids][output ids]`.
+/// A spend's change record: `[inputs u32 LE][input ids][output ids]`. Read back by
+/// [`change_of`], which asserts the same shape.
 fn change_record(request: &SpendRequest<'_>) -> Vec<u8> {
+    let inputs = u32::try_from(request.inputs.len()).expect("validation bounds a transaction's inputs far below u32");
     let mut record = Vec::with_capacity(4 + TOKEN_BYTES * (request.inputs.len() + request.outputs.len()));
-    // Inputs per transaction are bounded far below u32 by validation.
-    record.extend_from_slice(&(request.inputs.len() as u32).to_le_bytes());
+    record.extend_from_slice(&inputs.to_le_bytes());
     for id in request.inputs.iter().chain(request.outputs) {
         record.extend_from_slice(&id.0 .0);
     }
     record
 }
 
-/// The inputs and outputs of a change record.
-fn change_of(record: &[u8]) -> Result<(Vec<TokenId>, Vec<TokenId>)> {
-    let bad = || Error::internal("bad change record in the notary's log");
-    let (count, ids) = record.split_first_chunk::<4>().ok_or_else(bad)?;
+/// The inputs and outputs of a change record. Change records come from the store's journal,
+/// whose frames the store checksums: a record of another shape than [`change_record`] writes
+/// is a programmer error (writer and reader disagree), not corrupt storage.
+fn change_of(record: &[u8]) -> (Vec<TokenId>, Vec<TokenId>) {
+    let (count, ids) = record.split_first_chunk::<4>().expect("a change record starts with its input count");
     let inputs = u32::from_le_bytes(*count) as usize;
-    if ids.len() % TOKEN_BYTES != 0 || ids.len() / TOKEN_BYTES < inputs {
-        return Err(bad());
-    }
-    let mut tokens = ids.chunks_exact(TOKEN_BYTES).map(token_of);
-    let inputs = tokens.by_ref().take(inputs).collect::<Result<_>>()?;
-    let outputs = tokens.collect::<Result<_>>()?;
-    Ok((inputs, outputs))
+    assert!(
+        ids.len() % TOKEN_BYTES == 0 && ids.len() / TOKEN_BYTES >= inputs,
+        "a change record holds whole token ids, at least its {inputs} inputs ({} bytes)",
+        ids.len()
+    );
+    let mut tokens = ids.chunks_exact(TOKEN_BYTES).map(|id| token_of(id).expect("chunks of a token id's length"));
+    let inputs = tokens.by_ref().take(inputs).collect();
+    let outputs = tokens.collect();
+    (inputs, outputs)
 }
 
-fn tx_of(key: &[u8]) -> Result<TxId> {
-    let bytes: [u8; 32] = key.try_into().map_err(|_| Error::internal("bad tx key"))?;
-    Ok(TxId(dtenge_core::crypto::Hash32(bytes)))
+/// A committed transaction's id, as [`Notary::writes`] logs it. From the checksummed journal,
+/// like change records: another length is a programmer error.
+fn tx_of(record: &[u8]) -> TxId {
+    let bytes: [u8; 32] = record.try_into().expect("a committed-transaction record is a 32-byte id");
+    TxId(dtenge_core::crypto::Hash32(bytes))
 }
 
 #[cfg(test)]
@@ -563,7 +577,29 @@ mod tests {
         let expected: HashSet<TokenId> = ids(3..10).into_iter().chain([token(101), token(102), token(103)]).collect();
         assert_eq!(reopened.unspent(), expected);
         assert!((0..4).all(|n| reopened.is_committed(&tx(n))));
-        assert!(change_of(&[1, 0, 0, 0]).is_err(), "a record naming an input it lacks is refused");
+        let request = SpendRequest { tx_id: tx(4), inputs: &ids(0..2), outputs: &ids(200..203) };
+        assert_eq!(change_of(&change_record(&request)), (ids(0..2), ids(200..203)), "read back as written");
         let _ = Hash32([0; 32]);
+    }
+
+    /// A change record comes from the checksummed journal, written by `change_record`: one
+    /// that names an input it lacks means writer and reader disagree, and stops the process.
+    #[test]
+    #[should_panic(expected = "a change record holds whole token ids, at least its 1 inputs")]
+    fn a_change_record_of_another_shape_than_written_stops_the_process() {
+        change_of(&[1, 0, 0, 0]);
+    }
+
+    /// A checkpoint item is a fjall row, not checksummed by the store: one that is not a
+    /// token id is corrupt storage, refused with `STORAGE_FAILURE` when the notary opens.
+    #[test]
+    fn a_checkpoint_item_that_is_not_a_token_id_refuses_to_open() {
+        use dtenge_store::{SimDisk, Store};
+        let store = Store::open_simulated(SimDisk::new(), &TABLES).unwrap();
+        let begun = UNSPENT.begin(&store).unwrap();
+        UNSPENT.write(&store, begun, [Ok(token(1).0 .0.to_vec()), Ok(vec![7; 31])]).unwrap();
+        let refused = Notary::load(&store).err().expect("a short item is refused");
+        assert_eq!(refused.code, ErrorCode::StorageFailure, "{refused}");
+        assert!(refused.message.contains("31 bytes"), "{refused}");
     }
 }

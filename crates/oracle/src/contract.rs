@@ -139,9 +139,8 @@ pub fn contract_hash(number: &str) -> Hash32 {
     marking_hash(&format!("contract/{number}"))
 }
 
-fn digest(value: &impl Serialize, domain: &[u8]) -> Result<Hash32> {
-    let json = serde_json::to_vec(value).map_err(|e| Error::internal(format!("contract: {e}")))?;
-    Ok(hash_parts(domain, &[&json]))
+fn digest(value: &impl Serialize, domain: &[u8]) -> Hash32 {
+    hash_parts(domain, &[&crate::json_of(value)])
 }
 
 pub(crate) fn load(oracle: &mut Oracle, store: &Store) -> Result<()> {
@@ -152,7 +151,7 @@ pub(crate) fn load(oracle: &mut Oracle, store: &Store) -> Result<()> {
         let contract = oracle
             .contracts
             .get_mut(&u.body.contract)
-            .ok_or_else(|| Error::internal(format!("use of unknown contract {}", u.body.contract)))?;
+            .ok_or_else(|| crate::unknown_row(USES_TABLE, "a use of contract", &u.body.contract))?;
         contract.uses.push(u);
     }
     Ok(())
@@ -219,7 +218,7 @@ impl Oracle {
             spec.valid_until_unix_ms,
             &spec.funded_by,
         );
-        let oracle_signature = self.key.sign(&digest(&terms, b"dtenge/oracle/contract/v1")?.0);
+        let oracle_signature = self.key.sign(&digest(&terms, b"dtenge/oracle/contract/v1").0);
         let contract = Contract {
             number: number.to_string(),
             hash: contract_hash(number),
@@ -244,7 +243,9 @@ impl Oracle {
         let mut length = 1;
         let mut current = contract;
         while let Some(parent) = &current.funded_by {
-            ensure!(length <= CONTRACT_CHAIN_MAX, Internal, "contract chain longer than {CONTRACT_CHAIN_MAX}");
+            // Registration refuses a chain of more (and a parent must exist before its child,
+            // so there is no cycle): a longer chain is a programmer error.
+            assert!(length <= CONTRACT_CHAIN_MAX, "contract chain longer than {CONTRACT_CHAIN_MAX}");
             current = self.contract(parent)?;
             length += 1;
         }
@@ -323,7 +324,8 @@ impl Oracle {
             contract.recipient.client_id,
             holder.client_id
         );
-        ensure!(bank.bank == holder.bank, Internal, "the withdrawal goes to the holder's own bank");
+        // Both parties come from the same node of the network, not from the request.
+        assert_eq!(bank.bank, holder.bank, "the withdrawal goes to the holder's own bank");
         let after = contract.withdrawn_tiyn.checked_add(amount)?;
         ensure!(
             after <= contract.max_fiat_tiyn,
@@ -364,7 +366,7 @@ impl Oracle {
             amount_tiyn: amount,
             tx_id: tx.id(),
         };
-        let oracle_signature = self.key.sign(&digest(&body, b"dtenge/oracle/contract-use/v1")?.0);
+        let oracle_signature = self.key.sign(&digest(&body, b"dtenge/oracle/contract-use/v1").0);
         let change = ContractChange { contract: changed, uses: vec![ContractUse { body, oracle_signature }] };
         Ok((change, self.attest(tx)))
     }

@@ -27,6 +27,20 @@ use dtenge_store::{Store, Table, WriteBatch};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+/// The JSON of what the oracle hashes and signs. Its records are plain data (strings, numbers,
+/// hashes, lists and options; no map with non-string keys), which serde_json always encodes:
+/// a failure would be a type the program made unencodable, not a property of a request.
+pub(crate) fn json_of(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).expect("the oracle's records are plain data, which serde_json encodes")
+}
+
+/// A row of `table` naming `what` the oracle's tables do not have. The registries are fjall's
+/// keyed rows, which the store keeps without a checksum of its own: corrupt storage, and the
+/// oracle refuses to open.
+pub(crate) fn unknown_row(table: Table, what: &str, id: &str) -> Error {
+    Error::storage(format!("{}: {what} {id}, which is not in the store", table.0))
+}
+
 pub const META_TABLE: Table = Table("oracle_meta");
 pub const PROVIDERS_TABLE: Table = Table("oracle_providers");
 pub const EVENTS_TABLE: Table = Table("oracle_events");
@@ -160,9 +174,8 @@ impl EventTerms {
         Amount::sum(self.payees.iter().map(|s| s.amount_tiyn))
     }
 
-    fn hash(&self) -> Result<Hash32> {
-        let json = serde_json::to_vec(self).map_err(|e| Error::internal(format!("event terms: {e}")))?;
-        Ok(hash_parts(b"dtenge/oracle/terms/v1", &[&json]))
+    fn hash(&self) -> Hash32 {
+        hash_parts(b"dtenge/oracle/terms/v1", &[&json_of(self)])
     }
 }
 
@@ -231,10 +244,10 @@ pub struct Record {
 }
 
 impl RecordBody {
-    /// What the oracle signs: a domain tag and the record's JSON.
+    /// What the oracle signs: a domain tag and the record's JSON. Never fails (see
+    /// `json_of`); a `Result` for the callers that verify records with it.
     pub fn digest(&self) -> Result<Hash32> {
-        let json = serde_json::to_vec(self).map_err(|e| Error::internal(format!("record: {e}")))?;
-        Ok(hash_parts(b"dtenge/oracle/record/v1", &[&json]))
+        Ok(hash_parts(b"dtenge/oracle/record/v1", &[&json_of(self)]))
     }
 }
 
@@ -434,7 +447,7 @@ impl Oracle {
             let event = oracle
                 .events
                 .get_mut(&record.body.event_id)
-                .ok_or_else(|| Error::internal(format!("record of unknown event {}", record.body.event_id)))?;
+                .ok_or_else(|| unknown_row(RECORDS_TABLE, "a record of event", &record.body.event_id))?;
             if let Some(id) = &record.body.occurrence_id {
                 oracle.occurrence_ids.entry(event.id.clone()).or_default().insert(id.clone());
             }
@@ -472,7 +485,8 @@ impl Oracle {
         check_text("name", name)?;
         ensure!(!self.providers.contains_key(id), Conflict, "provider '{id}' is registered already");
         ensure!(self.providers.len() < PROVIDERS_MAX, LimitExceeded, "at most {PROVIDERS_MAX} providers");
-        ensure!(token.len() >= 32, Internal, "provider tokens have at least 32 characters");
+        // The network generates the token (32 random bytes in hex), not the request.
+        assert!(token.len() >= 32, "provider tokens have at least 32 characters");
         Ok(Provider {
             id: id.to_string(),
             name: name.trim().to_string(),
@@ -543,7 +557,8 @@ impl Oracle {
             spec.valid_until_unix_ms
         );
         let id = format!("EV{:07}", self.events.len() + 1);
-        ensure!(!self.events.contains_key(&id), Internal, "event id {id} exists");
+        // Ids count the events, which are never removed: a new id is free.
+        assert!(!self.events.contains_key(&id), "event id {id} exists");
         let terms = EventTerms {
             provider: provider.id.clone(),
             confirmed_by,
@@ -665,7 +680,7 @@ impl Oracle {
                 .records
                 .iter()
                 .find(|r| r.body.occurrence_id.as_deref() == Some(occurrence.occurrence_id.as_str()))
-                .ok_or_else(|| Error::internal("occurrence id without its record"))?;
+                .expect("an occurrence id is indexed from its event's records");
             return Ok(Decision::Repeated(Box::new(first.clone())));
         }
         ensure!(
@@ -920,7 +935,7 @@ impl Oracle {
             occurrence_id,
             reason,
             by: by.to_string(),
-            terms_hash: change.event.terms.hash()?,
+            terms_hash: change.event.terms.hash(),
         };
         let oracle_signature = self.key.sign(&body.digest()?.0);
         change.records.push(Record { body, oracle_signature });
@@ -1150,5 +1165,21 @@ mod tests {
             Occurrence { occurrence_id: "o4".into(), outcome: Outcome::Rejected { reason: "VIN mismatch".into() } };
         let Decision::Release(plan) = oracle.plan_occurrence(&provider, &id, reject, 22).unwrap() else { panic!() };
         assert_eq!((plan.returned, plan.action, plan.payouts.len()), (tiyn(1_000), Action::Rejected, 0));
+    }
+
+    /// The registries are fjall rows, not checksummed by the store: a record of an event the
+    /// store does not have is corrupt storage, refused with `STORAGE_FAILURE` at start.
+    #[test]
+    fn a_record_of_an_event_not_in_the_store_refuses_to_open() {
+        let (oracle, id) = setup(EventKind::Single);
+        let store = Store::open_simulated(dtenge_store::SimDisk::new(), &TABLES).unwrap();
+        let mut batch = WriteBatch::new();
+        oracle.genesis_writes(&mut batch).unwrap();
+        let record = &oracle.event(&id).unwrap().records[0];
+        batch.put_value(RECORDS_TABLE, id.as_bytes().to_vec(), record).unwrap();
+        store.commit(batch).unwrap();
+        let refused = Oracle::load(&store).err().expect("an orphan record is refused");
+        assert_eq!(refused.code, ErrorCode::StorageFailure, "{refused}");
+        assert!(refused.message.contains(&format!("a record of event {id}")), "{refused}");
     }
 }

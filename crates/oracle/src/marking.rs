@@ -104,8 +104,7 @@ fn terms_digest(
     created_at_unix_ms: u64,
 ) -> Result<Hash32> {
     let terms = (id, initiator, reference, levels, created_at_unix_ms);
-    let json = serde_json::to_vec(&terms).map_err(|e| Error::internal(format!("marking terms: {e}")))?;
-    Ok(hash_parts(b"dtenge/oracle/marking/v1", &[&json]))
+    Ok(hash_parts(b"dtenge/oracle/marking/v1", &[&crate::json_of(&terms)]))
 }
 
 /// The signed part of a move.
@@ -134,8 +133,7 @@ pub struct Move {
 
 impl MoveBody {
     pub fn digest(&self) -> Result<Hash32> {
-        let json = serde_json::to_vec(self).map_err(|e| Error::internal(format!("move: {e}")))?;
-        Ok(hash_parts(b"dtenge/oracle/move/v1", &[&json]))
+        Ok(hash_parts(b"dtenge/oracle/move/v1", &[&crate::json_of(self)]))
     }
 }
 
@@ -178,7 +176,7 @@ pub(crate) fn load(oracle: &mut Oracle, store: &Store) -> Result<()> {
         let marking = oracle
             .markings
             .get_mut(&m.body.marking_id)
-            .ok_or_else(|| Error::internal(format!("move of unknown marking {}", m.body.marking_id)))?;
+            .ok_or_else(|| crate::unknown_row(MOVES_TABLE, "a move of marking", &m.body.marking_id))?;
         marking.moves.push(m);
     }
     Ok(())
@@ -226,7 +224,8 @@ impl Oracle {
             }
         }
         let id = format!("MK{:07}", self.markings.len() + 1);
-        ensure!(!self.markings.contains_key(&id), Internal, "marking id {id} exists");
+        // Ids count the markings, which are never removed: a new id is free.
+        assert!(!self.markings.contains_key(&id), "marking id {id} exists");
         let digest = terms_digest(&id, &spec.initiator, reference, &spec.levels, now_ms)?;
         let marking = Marking {
             hash: marking_hash(&id),

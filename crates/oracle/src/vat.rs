@@ -84,8 +84,7 @@ impl Invoice {
     }
 
     fn payment_digest(&self) -> Result<Hash32> {
-        let json = serde_json::to_vec(&(&self.id, &self.paid_tx, &self.paid_at_unix_ms))
-            .map_err(|e| Error::internal(format!("invoice payment: {e}")))?;
+        let json = crate::json_of(&(&self.id, &self.paid_tx, &self.paid_at_unix_ms));
         Ok(hash_parts(b"dtenge/oracle/invoice-payment/v1", &[&json]))
     }
 
@@ -95,8 +94,7 @@ impl Invoice {
 }
 
 fn invoice_digest(id: &str, seller: &Party, buyer: &Party, net: Amount, vat: Amount, at_ms: u64) -> Result<Hash32> {
-    let json = serde_json::to_vec(&(id, seller, buyer, net, vat, at_ms))
-        .map_err(|e| Error::internal(format!("invoice: {e}")))?;
+    let json = crate::json_of(&(id, seller, buyer, net, vat, at_ms));
     Ok(hash_parts(b"dtenge/oracle/invoice/v1", &[&json]))
 }
 
@@ -333,8 +331,7 @@ impl Oracle {
         let amount = plan.parts.first().map(|(_, a)| *a).unwrap_or(Amount::ZERO);
         let seq = self.vat.payments.len() as u64;
         let tx_id = tx.id();
-        let json = serde_json::to_vec(&(seq, &plan.payer, amount, tx_id, now_ms))
-            .map_err(|e| Error::internal(format!("VAT payment: {e}")))?;
+        let json = crate::json_of(&(seq, &plan.payer, amount, tx_id, now_ms));
         let oracle_signature = self.key.sign(&hash_parts(b"dtenge/oracle/vat-payment/v1", &[&json]).0);
         let payment = VatPayment {
             seq,

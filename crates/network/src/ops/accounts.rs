@@ -28,7 +28,7 @@ impl Network {
         let slot = self.active_participant(node_id)?;
         let _onboarding = self.onboarding.lock();
         let (mut opened, batch) = self.plan_accounts(node_id, vec![request])?;
-        let account = opened.first().map(|(a, _)| a.clone()).ok_or_else(|| Error::internal("no account planned"))?;
+        let account = opened.first().map(|(a, _)| a.clone()).expect("one account planned per request");
         self.commit(idem, batch, &account)?;
         self.apply_accounts(slot, std::mem::take(&mut opened));
         Ok(account)
@@ -120,19 +120,18 @@ impl Network {
             (true, _) => bail!(Forbidden, "the Treasury node opens accounts of government agencies only"),
             (false, _) => bail!(Forbidden, "a bank opens accounts of individuals and legal entities only"),
         }
-        let custodial = match &request.public_key {
-            None => Some(SecretKey::from_seed(self.entropy.seed32())),
+        let (custodial, address) = match &request.public_key {
+            None => {
+                let key = SecretKey::from_seed(self.entropy.seed32());
+                let address = key.address();
+                (Some(key), address)
+            }
             // Checked here, and kept decompressed for the client's payments (see
             // `KeyCache::admit`; a request that fails later leaves only a cache entry).
             Some(public_key) => {
                 self.key_cache.admit(public_key)?;
-                None
+                (None, public_key.address())
             }
-        };
-        let address = match (&custodial, &request.public_key) {
-            (Some(key), _) => key.address(),
-            (None, Some(public_key)) => public_key.address(),
-            (None, None) => return Err(Error::internal("no key for the account")),
         };
         let account = Account {
             client_id: request.client_id,
@@ -307,7 +306,9 @@ impl Network {
                     None => &entries[0],
                 };
                 entry.clone()
-            } else if let Some(client_id) = &payee.client_id {
+            } else {
+                let client_id =
+                    payee.client_id.as_ref().expect("exactly one of phone, client_id, address (checked above)");
                 check_iin_bin(client_id)?;
                 let banks = ids.clients.get(client_id).ok_or_else(|| {
                     Error::new(
@@ -325,8 +326,6 @@ impl Network {
                     None => &banks[0],
                 };
                 (node.clone(), client_id.clone())
-            } else {
-                return Err(Error::internal("a payee with neither phone, client nor address"));
             }
         };
         let slot = self.slot(&node)?;
@@ -351,7 +350,9 @@ impl Network {
         let position = self.node_position(&node)?;
         let slot = self.slot(&node)?;
         let state = slot.state.lock();
-        let (index, account) = state.locate(address).ok_or_else(|| Error::internal("directory and node disagree"))?;
+        // A node applies an account before the directory registers it (`apply_accounts`), and
+        // neither forgets one: the directory naming an account its node lacks is a bug.
+        let (index, account) = state.locate(address).expect("the directory and the node agree on every address");
         ensure_client_account(account)?;
         let party = Party { bank: node, client_id: account.client_id.clone(), address: account.address };
         Ok((party, account.kind, crate::Located { node: position, account: index }))

@@ -126,11 +126,7 @@ impl Network {
                 let (change, attestation) = oracle.confirm_marked_transfer(&plan, tx, now)?;
                 let mut writes = WriteBatch::new();
                 change.writes(&mut writes)?;
-                let moved = change
-                    .moves
-                    .first()
-                    .cloned()
-                    .ok_or_else(|| dtenge_core::Error::internal("a move without its record"))?;
+                let moved = change.moves.first().cloned().expect("a confirmed marked transfer records its move");
                 let receipt = MarkedReceipt { tx_id: tx.id(), marking: change.marking.clone(), moved };
                 Ok((attestation, writes, receipt, change))
             })?;
@@ -426,8 +422,7 @@ impl Network {
             let (change, attestation) = oracle.confirm_contract_use(number, kind, plan, tx, now)?;
             let mut writes = WriteBatch::new();
             change.writes(&mut writes)?;
-            let used =
-                change.uses.first().cloned().ok_or_else(|| dtenge_core::Error::internal("a use without its record"))?;
+            let used = change.uses.first().cloned().expect("a confirmed contract use records its use");
             let receipt = ContractReceipt { tx_id: tx.id(), contract: change.contract.clone(), used };
             Ok((attestation, writes, receipt, change))
         })?;
