@@ -16,6 +16,7 @@
 //! 4. **Check**: every valid transfer committed, every injected one refused with its code,
 //!    and the network reconciles.
 
+pub mod http;
 pub mod postgres;
 pub mod programmable;
 
@@ -162,7 +163,7 @@ pub struct CpuUse {
 }
 
 /// The machine's CPU time so far, in clock ticks: (busy, idle and I/O wait, steal).
-fn machine_ticks() -> (u64, u64, u64) {
+pub(crate) fn machine_ticks() -> (u64, u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else { return (0, 0, 0) };
     let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|n| n.parse().ok()).collect();

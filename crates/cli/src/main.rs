@@ -80,53 +80,75 @@ enum Command {
     },
     /// Measure the payment path: seed accounts and tokens, send client-signed 2-in-2-out
     /// transfers (plus injected double spends and bad signatures), report throughput,
-    /// latency percentiles, rejections by code and memory.
+    /// latency percentiles, rejections by code and memory. With `--http`: drive a running
+    /// `dtenge up` through its REST API with many concurrent HTTP connections instead.
     Bench {
-        /// Accounts to seed (clients keeping their own keys, spread over three banks).
-        #[arg(long, default_value_t = 100_000)]
-        accounts: usize,
+        /// Accounts to seed (clients keeping their own keys, spread over three banks);
+        /// default 100,000. With --http: accounts per kind, default 10,000, at least one per
+        /// connection.
+        #[arg(long)]
+        accounts: Option<usize>,
         /// Unspent tokens to seed (100.00 KZT each).
-        #[arg(long, default_value_t = 1_000_000)]
+        #[arg(long, default_value_t = 1_000_000, conflicts_with = "http")]
         tokens: usize,
-        /// Valid payments to send; each spends two tokens.
-        #[arg(long, default_value_t = 200_000)]
-        payments: usize,
+        /// Valid payments to send; each spends two tokens (default 200,000). With --http: most
+        /// requests per kind; the signed transfers are all signed before the clock, so this is
+        /// their pool (default: rate x duration with --rate, else 200,000).
+        #[arg(long)]
+        payments: Option<usize>,
         /// Offered payments per second (open loop). Without it: closed loop, saturation.
         #[arg(long)]
         rate: Option<u64>,
         /// Closed loop: payments outstanding at once (the pipeline batches what is waiting).
-        #[arg(long, default_value_t = 4_096)]
+        #[arg(long, default_value_t = 4_096, conflicts_with = "http")]
         in_flight: usize,
         /// Client connections of the PostgreSQL baseline.
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, conflicts_with = "http")]
         threads: usize,
         /// Injected double spends, percent of the payments.
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = 1.0, conflicts_with = "http")]
         double_spend_percent: f64,
         /// Injected invalid signatures, percent of the payments.
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = 1.0, conflicts_with = "http")]
         invalid_signature_percent: f64,
         /// Seed of keys and the payment pattern.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Keep the database here (default: a temporary directory).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "http")]
         data: Option<PathBuf>,
         /// Also run a peer baseline with the same load: `postgres` (balances in rows updated
         /// under SELECT … FOR UPDATE, one durable transaction per payment), and print the ratios.
-        #[arg(long, value_parser = ["postgres"])]
+        #[arg(long, value_parser = ["postgres"], conflicts_with = "http")]
         baseline: Option<String>,
         /// PostgreSQL for the baseline; by default `scripts/postgres.sh` installs and starts one.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "http")]
         postgres_url: Option<String>,
         /// After the main run, time this many plain custodial, held (hold + release) and
         /// marked payments one at a time and print their cost; 0 skips it.
-        #[arg(long, default_value_t = 1_000)]
+        #[arg(long, default_value_t = 1_000, conflicts_with = "http")]
         programmable: usize,
         /// Poll the monitoring totals this often (ms) during the timed phase, as the
         /// operator's dashboard does.
         #[arg(long)]
         monitor_every_ms: Option<u64>,
+        /// Load a running platform through its REST API (HTTP/1.1 keep-alive connections, one
+        /// request in flight on each): custodial transfers and/or client-signed transactions.
+        #[arg(long)]
+        http: bool,
+        /// --http: the platform's REST API. Without it, a `dtenge up` is started on a
+        /// temporary data directory and a free port, and stopped with SIGTERM at the end.
+        #[arg(long, requires = "http")]
+        api: Option<String>,
+        /// --http: what to send, each measured in its own timed phase.
+        #[arg(long, value_enum, default_value_t = HttpKind::Both, requires = "http")]
+        kind: HttpKind,
+        /// --http: HTTP connections, each with one request in flight.
+        #[arg(long, default_value_t = 64, requires = "http")]
+        connections: usize,
+        /// --http: seconds of each timed phase.
+        #[arg(long, default_value_t = 10.0, requires = "http")]
+        duration_s: f64,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
@@ -176,6 +198,17 @@ enum Command {
     },
 }
 
+/// What `dtenge bench --http` sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum HttpKind {
+    /// `POST /v1/nodes/{node}/transfers` between custodial accounts.
+    Custodial,
+    /// `POST /v1/nodes/{node}/transactions`, transfers the bench's clients signed.
+    Signed,
+    /// Custodial, then signed.
+    Both,
+}
+
 /// The clock `dtenge up` runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum ClockKind {
@@ -193,6 +226,36 @@ fn main() -> ExitCode {
         Command::Demo { data } => demo(data),
         Command::Reconcile { api, data } => reconcile(&api, data),
         Command::Status { api } => status(&api),
+        // The in-process flags conflict with --http (clap refuses them together).
+        Command::Bench { accounts, payments, rate, seed, http, api, kind, connections, duration_s, json, .. }
+            if http =>
+        {
+            bench_http(
+                dtenge_bench::http::HttpConfig {
+                    binary: if api.is_none() {
+                        match std::env::current_exe() {
+                            Ok(path) => Some(path),
+                            Err(e) => return finish(Err(format!("cannot find the dtenge binary to start `up`: {e}"))),
+                        }
+                    } else {
+                        None
+                    },
+                    api,
+                    kinds: match kind {
+                        HttpKind::Custodial => vec![dtenge_bench::http::Kind::Custodial],
+                        HttpKind::Signed => vec![dtenge_bench::http::Kind::Signed],
+                        HttpKind::Both => vec![dtenge_bench::http::Kind::Custodial, dtenge_bench::http::Kind::Signed],
+                    },
+                    connections,
+                    rate_per_s: rate,
+                    duration_s,
+                    accounts: accounts.unwrap_or(dtenge_bench::http::HttpConfig::default().accounts),
+                    payments,
+                    seed,
+                },
+                json,
+            )
+        }
         Command::Bench {
             accounts,
             tokens,
@@ -209,11 +272,12 @@ fn main() -> ExitCode {
             programmable,
             monitor_every_ms,
             json,
+            ..
         } => bench(
             dtenge_bench::Config {
-                accounts,
+                accounts: accounts.unwrap_or(dtenge_bench::Config::default().accounts),
                 tokens,
-                payments,
+                payments: payments.unwrap_or(dtenge_bench::Config::default().payments),
                 rate_per_s: rate,
                 in_flight,
                 threads,
@@ -580,6 +644,16 @@ fn bench(config: dtenge_bench::Config, json: bool) -> Result<ExitCode, String> {
         println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
     } else {
         print!("{}", dtenge_bench::render(&report));
+    }
+    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn bench_http(config: dtenge_bench::http::HttpConfig, json: bool) -> Result<ExitCode, String> {
+    let report = dtenge_bench::http::run(&config, |line| eprintln!("bench: {line}"))?;
+    if json {
+        println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+    } else {
+        print!("{}", dtenge_bench::http::render(&report));
     }
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
