@@ -135,12 +135,17 @@ pub struct HttpConfig {
     pub rate_per_s: Option<u64>,
     /// Length of each timed phase.
     pub duration_s: f64,
+    /// Before each timed phase, the same load for this long, not measured (its answers are
+    /// still checked): a fresh server's first payments wait for first touches of the seeded
+    /// state (the slowest custodial transfer of a phase without it, 200-350 ms, came in its
+    /// first 0.25 s).
+    pub warmup_s: f64,
     /// Accounts seeded per kind (over the three banks); at least one per connection.
     pub accounts: usize,
-    /// Most requests per phase. Signed transfers are all signed before the clock, so for
-    /// them this is the pool (default: `rate × duration` in an open loop, else
-    /// [`SIGNED_POOL_DEFAULT`]); a phase that uses its pool up ends early and says so.
-    /// Custodial phases are bounded by the duration only when `None`.
+    /// Most requests per kind, warm-up included. Signed transfers are all signed before the
+    /// clock, so for them this is the pool (default: `rate × (warm-up + duration)` in an open
+    /// loop, else [`SIGNED_POOL_DEFAULT`]); a phase that uses its pool up ends early and says
+    /// so. Custodial phases are bounded by the duration only when `None`.
     pub payments: Option<usize>,
     /// Keys and payment pattern.
     pub seed: u64,
@@ -155,6 +160,7 @@ impl Default for HttpConfig {
             connections: 64,
             rate_per_s: None,
             duration_s: 10.0,
+            warmup_s: 1.0,
             accounts: 10_000,
             payments: None,
             seed: 1,
@@ -185,6 +191,8 @@ pub struct PhaseCpu {
 #[derive(Clone, Debug, Serialize)]
 pub struct PhaseReport {
     pub kind: Kind,
+    /// The unmeasured warm-up before a timed phase (its figures are for its errors only).
+    pub warmup: bool,
     pub connections: usize,
     /// `None`: closed loop.
     pub offered_per_s: Option<u64>,
@@ -206,6 +214,9 @@ pub struct PhaseReport {
     pub ok_per_s: f64,
     /// Of every answered request, from its send (closed loop) or its due time (open loop).
     pub latency: Latency,
+    /// When the slowest request was sent (closed loop) or due (open loop), seconds into the
+    /// phase: a stall at the start reads differently from one in the middle.
+    pub max_latency_at_s: f64,
     pub cpu: PhaseCpu,
 }
 
@@ -299,6 +310,9 @@ fn validate(config: &HttpConfig) -> Result<(), String> {
     if !(config.duration_s > 0.0 && config.duration_s <= DURATION_S_MAX) {
         return Err(format!("duration must be above 0 and at most {DURATION_S_MAX} s"));
     }
+    if !(config.warmup_s >= 0.0 && config.warmup_s <= DURATION_S_MAX) {
+        return Err(format!("warm-up must be 0 to {DURATION_S_MAX} s"));
+    }
     if config.rate_per_s == Some(0) {
         return Err("rate must be positive".into());
     }
@@ -311,12 +325,15 @@ fn validate(config: &HttpConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// Signed transfers to prepare: `payments`, or what the open loop will offer (plus one per
-/// connection for rounding), or [`SIGNED_POOL_DEFAULT`].
+/// Signed transfers to prepare: `payments`, or what the open loop will offer in the warm-up
+/// and the phase (plus one per connection: those the connections take but do not send when
+/// the warm-up ends), or [`SIGNED_POOL_DEFAULT`].
 fn signed_pool(config: &HttpConfig) -> usize {
     match (config.payments, config.rate_per_s) {
         (Some(p), _) => p,
-        (None, Some(rate)) => (rate as f64 * config.duration_s).ceil() as usize + config.connections,
+        (None, Some(rate)) => {
+            (rate as f64 * (config.warmup_s + config.duration_s)).ceil() as usize + config.connections
+        }
         (None, None) => SIGNED_POOL_DEFAULT,
     }
 }
@@ -398,7 +415,16 @@ async fn measure(
             config.duration_s,
             config.connections
         ));
-        let phase = run_phase(&endpoint, *kind, work, config, &run, child).await?;
+        let work = Arc::new(work);
+        let mut first = 0;
+        if config.warmup_s > 0.0 {
+            let warmup = Duration::from_secs_f64(config.warmup_s);
+            let (phase, next) = run_phase(&endpoint, *kind, &work, first, warmup, true, config, &run, child).await?;
+            first = next;
+            phases.push(phase);
+        }
+        let window = Duration::from_secs_f64(config.duration_s);
+        let (phase, _) = run_phase(&endpoint, *kind, &work, first, window, false, config, &run, child).await?;
         progress(&format!("{}: {:.0} ok/s", kind.name(), phase.ok_per_s));
         phases.push(phase);
     }
@@ -411,23 +437,23 @@ async fn measure(
     }
     for phase in &phases {
         let errors: u64 = phase.errors.values().sum();
+        let name = if phase.warmup { format!("{} warm-up", phase.kind.name()) } else { phase.kind.name().to_string() };
         if errors > 0 {
             problems.push(format!(
                 "{}: {errors} of {} requests failed ({:.2}%): {:?}",
-                phase.kind.name(),
+                name,
                 phase.sent,
                 errors as f64 * 100.0 / phase.sent.max(1) as f64,
                 phase.errors
             ));
         }
         if phase.ok + errors != phase.sent {
-            problems.push(format!("{}: {} sent but {} ok + {errors} failed", phase.kind.name(), phase.sent, phase.ok));
+            problems.push(format!("{}: {} sent but {} ok + {errors} failed", name, phase.sent, phase.ok));
         }
         if phase.unsent > 0 {
             problems.push(format!(
                 "{}: {} requests due in the window were never sent: the server could not keep up with the offered rate",
-                phase.kind.name(),
-                phase.unsent
+                name, phase.unsent
             ));
         }
     }
@@ -970,6 +996,8 @@ struct Tally {
     /// The requests ran out while the window was still open.
     exhausted: bool,
     last_answer: Option<Instant>,
+    /// The slowest request: its latency and when it was sent or due.
+    slowest: (u64, Option<Instant>),
 }
 
 impl Tally {
@@ -1026,6 +1054,7 @@ async fn drive(
     mut conn: Conn,
     work: Arc<Work>,
     next: Arc<AtomicU64>,
+    first: u64,
     pace: Pace,
     key_prefix: Arc<str>,
 ) -> Result<Tally, String> {
@@ -1037,6 +1066,7 @@ async fn drive(
         examples: BTreeMap::new(),
         exhausted: false,
         last_answer: None,
+        slowest: (0, None),
     };
     let drain_end = pace.end + pace.window;
     let mut reconnects = 0u32;
@@ -1044,7 +1074,7 @@ async fn drive(
         // Relaxed: the counter only hands out distinct numbers; nothing else is ordered by it.
         let i = next.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
-        let due = pace.due(i);
+        let due = pace.due(i - first);
         if due.map_or(now >= pace.end, |due| due >= pace.end) {
             break;
         }
@@ -1073,6 +1103,9 @@ async fn drive(
         tally.last_answer = Some(done);
         let latency_us = done.saturating_duration_since(from).as_micros().clamp(1, u128::from(LATENCY_US_MAX));
         let _ = tally.latency.record(latency_us as u64);
+        if latency_us as u64 > tally.slowest.0 {
+            tally.slowest = (latency_us as u64, Some(from));
+        }
         match answer {
             Ok((status, _)) if status.is_success() => tally.ok += 1,
             Ok((status, body)) => {
@@ -1126,31 +1159,40 @@ fn ticks_per_second() -> f64 {
 }
 
 /// One timed phase over `config.connections` connections.
+/// One timed phase (or warm-up) of `window` over `config.connections` connections, taking the
+/// requests of `work` from number `first` on; its report and the next number to take.
+#[allow(clippy::too_many_arguments)]
 async fn run_phase(
     endpoint: &Arc<Endpoint>,
     kind: Kind,
-    work: Work,
+    work: &Arc<Work>,
+    first: u64,
+    window: Duration,
+    warmup: bool,
     config: &HttpConfig,
     run: &RunIds,
     child: Option<&ChildServer>,
-) -> Result<PhaseReport, String> {
+) -> Result<(PhaseReport, u64), String> {
     // Connect before the clock: the phase measures requests, not handshakes.
     let mut conns = Vec::with_capacity(config.connections);
     for _ in 0..config.connections {
         conns.push(Conn::open(endpoint).await?);
     }
-    let window = Duration::from_secs_f64(config.duration_s);
     let cpu_bench = cpu_us();
     let cpu_server = child.and_then(|c| process_ticks(c.child.id()));
     let machine = machine_ticks();
     let start = Instant::now();
     let pace = Pace::new(start, window, config.rate_per_s);
+    // The requests' numbers go on from the warm-up to the phase: one key each.
     let key_prefix: Arc<str> = Arc::from(run.key(&format!("{}-", kind.name())));
-    let available = work.available();
-    let (work, next) = (Arc::new(work), Arc::new(AtomicU64::new(0)));
+    let available = work.available().saturating_sub(first);
+    let next = Arc::new(AtomicU64::new(first));
     let tasks: Vec<_> = conns
         .into_iter()
-        .map(|conn| tokio::spawn(drive(endpoint.clone(), conn, work.clone(), next.clone(), pace, key_prefix.clone())))
+        .map(|conn| {
+            let (work, next, key_prefix) = (work.clone(), next.clone(), key_prefix.clone());
+            tokio::spawn(drive(endpoint.clone(), conn, work, next, first, pace, key_prefix))
+        })
         .collect();
     let mut tallies = Vec::with_capacity(tasks.len());
     for task in tasks {
@@ -1172,7 +1214,13 @@ async fn run_phase(
     let mut errors = BTreeMap::new();
     let mut pool_exhausted = false;
     let mut last = start;
+    let mut slowest = (0u64, start);
     for t in &tallies {
+        if let (latency, Some(at)) = t.slowest {
+            if latency > slowest.0 {
+                slowest = (latency, at);
+            }
+        }
         latency.add(&t.latency).map_err(|e| e.to_string())?;
         sent += t.sent;
         ok += t.ok;
@@ -1188,11 +1236,12 @@ async fn run_phase(
     // was still behind when the drain time ran out.
     let unsent = pace.due_in_window().min(available).saturating_sub(sent);
     let q = |q: f64| latency.value_at_quantile(q);
-    Ok(PhaseReport {
+    let report = PhaseReport {
         kind,
+        warmup,
         connections: config.connections,
         offered_per_s: config.rate_per_s,
-        duration_s: config.duration_s,
+        duration_s: window.as_secs_f64(),
         elapsed_s,
         sent,
         ok,
@@ -1201,6 +1250,7 @@ async fn run_phase(
         pool_exhausted,
         ok_per_s: ok as f64 / elapsed_s,
         latency: Latency { p50_us: q(0.5), p99_us: q(0.99), p999_us: q(0.999), max_us: latency.max() },
+        max_latency_at_s: slowest.1.saturating_duration_since(start).as_secs_f64(),
         cpu: PhaseCpu {
             bench_cores: bench_s / wall_s,
             server_cores: server_s.map(|s| s / wall_s),
@@ -1209,7 +1259,8 @@ async fn run_phase(
             machine_busy: busy / total,
             machine_steal: steal / total,
         },
-    })
+    };
+    Ok((report, next.load(Ordering::Relaxed)))
 }
 
 /// A `dtenge up` the bench started: a temporary data directory, a port the kernel picked.
@@ -1335,6 +1386,20 @@ pub fn render(report: &HttpReport) -> String {
     ));
     for p in &report.phases {
         let errors: u64 = p.errors.values().sum();
+        if p.warmup {
+            // Not measured: only whether it failed, and its worst wait.
+            out.push_str(&format!(
+                "{:<18} {:.1} s unmeasured: {} ok of {} sent{}; slowest {:.2} ms at {:.2} s\n",
+                format!("{} warm-up", p.kind.name()),
+                p.duration_s,
+                p.ok,
+                p.sent,
+                if errors == 0 { String::new() } else { format!(", ERRORS {errors}: {:?}", p.errors) },
+                ms(p.latency.max_us),
+                p.max_latency_at_s
+            ));
+            continue;
+        }
         out.push_str(&format!(
             "{:<18} {}, {} connections, {:.1} s: {:.0} ok/s ({} ok of {} sent; {})\n",
             p.kind.name(),
@@ -1363,11 +1428,12 @@ pub fn render(report: &HttpReport) -> String {
             ));
         }
         out.push_str(&format!(
-            "                   latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms ({})\n",
+            "                   latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms at {:.2} s ({})\n",
             ms(p.latency.p50_us),
             ms(p.latency.p99_us),
             ms(p.latency.p999_us),
             ms(p.latency.max_us),
+            p.max_latency_at_s,
             if p.offered_per_s.is_some() { "from each request's due time" } else { "from each send" }
         ));
         out.push_str(&format!(

@@ -92,8 +92,9 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000, conflicts_with = "http")]
         tokens: usize,
         /// Valid payments to send; each spends two tokens (default 200,000). With --http: most
-        /// requests per kind; the signed transfers are all signed before the clock, so this is
-        /// their pool (default: rate x duration with --rate, else 200,000).
+        /// requests per kind, warm-up included; the signed transfers are all signed before the
+        /// clock, so this is their pool (default: rate x (warm-up + duration) with --rate, else
+        /// 200,000).
         #[arg(long)]
         payments: Option<usize>,
         /// Offered payments per second (open loop). Without it: closed loop, saturation.
@@ -149,6 +150,10 @@ enum Command {
         /// --http: seconds of each timed phase.
         #[arg(long, default_value_t = 10.0, requires = "http")]
         duration_s: f64,
+        /// --http: seconds of the same load before each timed phase, not measured (a fresh
+        /// server's first payments wait for first touches of the seeded state); 0 skips it.
+        #[arg(long, default_value_t = 1.0, requires = "http")]
+        warmup_s: f64,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
@@ -227,35 +232,45 @@ fn main() -> ExitCode {
         Command::Reconcile { api, data } => reconcile(&api, data),
         Command::Status { api } => status(&api),
         // The in-process flags conflict with --http (clap refuses them together).
-        Command::Bench { accounts, payments, rate, seed, http, api, kind, connections, duration_s, json, .. }
-            if http =>
-        {
-            bench_http(
-                dtenge_bench::http::HttpConfig {
-                    binary: if api.is_none() {
-                        match std::env::current_exe() {
-                            Ok(path) => Some(path),
-                            Err(e) => return finish(Err(format!("cannot find the dtenge binary to start `up`: {e}"))),
-                        }
-                    } else {
-                        None
-                    },
-                    api,
-                    kinds: match kind {
-                        HttpKind::Custodial => vec![dtenge_bench::http::Kind::Custodial],
-                        HttpKind::Signed => vec![dtenge_bench::http::Kind::Signed],
-                        HttpKind::Both => vec![dtenge_bench::http::Kind::Custodial, dtenge_bench::http::Kind::Signed],
-                    },
-                    connections,
-                    rate_per_s: rate,
-                    duration_s,
-                    accounts: accounts.unwrap_or(dtenge_bench::http::HttpConfig::default().accounts),
-                    payments,
-                    seed,
+        Command::Bench {
+            accounts,
+            payments,
+            rate,
+            seed,
+            http,
+            api,
+            kind,
+            connections,
+            duration_s,
+            warmup_s,
+            json,
+            ..
+        } if http => bench_http(
+            dtenge_bench::http::HttpConfig {
+                binary: if api.is_none() {
+                    match std::env::current_exe() {
+                        Ok(path) => Some(path),
+                        Err(e) => return finish(Err(format!("cannot find the dtenge binary to start `up`: {e}"))),
+                    }
+                } else {
+                    None
                 },
-                json,
-            )
-        }
+                api,
+                kinds: match kind {
+                    HttpKind::Custodial => vec![dtenge_bench::http::Kind::Custodial],
+                    HttpKind::Signed => vec![dtenge_bench::http::Kind::Signed],
+                    HttpKind::Both => vec![dtenge_bench::http::Kind::Custodial, dtenge_bench::http::Kind::Signed],
+                },
+                connections,
+                rate_per_s: rate,
+                duration_s,
+                warmup_s,
+                accounts: accounts.unwrap_or(dtenge_bench::http::HttpConfig::default().accounts),
+                payments,
+                seed,
+            },
+            json,
+        ),
         Command::Bench {
             accounts,
             tokens,

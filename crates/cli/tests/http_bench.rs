@@ -31,14 +31,16 @@ fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
-/// The report's phases: one per kind, every request answered with a success.
+/// The report's phases: one per kind (after its warm-up, if any), every request answered
+/// with a success.
 fn check(report: &Value, loop_kind: &str) {
     assert_eq!(report["ok"], true, "{loop_kind}: {}", report["problems"]);
     assert_eq!(report["reconciled"], true, "{loop_kind}: not reconciled");
     assert!(report["server_pid"].is_u64(), "{loop_kind}: the bench started no server");
     assert_eq!(report["server_exit"], "exit status: 0", "{loop_kind}: the child did not stop cleanly");
     let phases = report["phases"].as_array().expect("phases");
-    let kinds: Vec<&str> = phases.iter().map(|p| p["kind"].as_str().unwrap_or("?")).collect();
+    let kinds: Vec<&str> =
+        phases.iter().filter(|p| p["warmup"] == false).map(|p| p["kind"].as_str().unwrap_or("?")).collect();
     assert_eq!(kinds, ["custodial", "signed"], "{loop_kind}: phases");
     for phase in phases {
         let kind = phase["kind"].as_str().unwrap_or("?");
@@ -56,20 +58,24 @@ fn check(report: &Value, loop_kind: &str) {
 
 #[test]
 fn http_bench_sends_a_tiny_load_and_every_request_succeeds() {
-    // Closed loop: the --payments cap ends each phase (long before the 60 s window on any
-    // machine), so each kind sends exactly PAYMENTS requests.
-    let closed = bench(&["--kind", "both", "--duration-s", "60"]);
+    // Closed loop without warm-up: the --payments cap ends each phase (long before the 60 s
+    // window on any machine), so each kind sends exactly PAYMENTS requests.
+    let closed = bench(&["--kind", "both", "--duration-s", "60", "--warmup-s", "0"]);
     check(&closed, "closed loop");
     for phase in closed["phases"].as_array().into_iter().flatten() {
         assert_eq!(n(&phase["sent"]), PAYMENTS, "closed loop {}: sent", phase["kind"]);
         assert_eq!(phase["offered_per_s"], Value::Null);
     }
 
-    // Open loop: 100/s offered for 1.5 s, 150 requests per kind are due.
-    let open = bench(&["--kind", "both", "--rate", "100", "--duration-s", "1.5"]);
+    // Open loop: 100/s offered, a 0.5 s warm-up (50 requests due) and then 1.5 s (150 due),
+    // per kind.
+    let open = bench(&["--kind", "both", "--rate", "100", "--warmup-s", "0.5", "--duration-s", "1.5"]);
     check(&open, "open loop");
-    for phase in open["phases"].as_array().into_iter().flatten() {
-        assert_eq!(n(&phase["sent"]), 150, "open loop {}: sent", phase["kind"]);
+    let phases = open["phases"].as_array().expect("phases");
+    assert_eq!(phases.len(), 4, "a warm-up and a phase per kind");
+    for phase in phases {
+        let due = if phase["warmup"] == true { 50 } else { 150 };
+        assert_eq!(n(&phase["sent"]), due, "open loop {} (warm-up: {}): sent", phase["kind"], phase["warmup"]);
         assert_eq!(n(&phase["offered_per_s"]), 100);
     }
 }
