@@ -50,6 +50,17 @@ fn kind_of(kind: ClientKind) -> AccountKind {
     }
 }
 
+/// What the directory lists of an account: its identities and the name a payer is shown.
+pub fn claim_of(account: &Account) -> Claim {
+    Claim {
+        client_id: account.client_id.clone(),
+        address: account.address,
+        kind: kind_of(account.kind),
+        display_name: display_name(&account.name),
+        phone: account.phone.clone(),
+    }
+}
+
 impl BankService {
     /// Open an account: claimed at the directory first, opened (durably) at this bank once the
     /// directory listed it. `custodial_key` is the client's key when the bank keeps it.
@@ -65,13 +76,7 @@ impl BankService {
             pending.answers.push(answer);
             return receiver;
         }
-        let claim = Claim {
-            client_id: account.client_id.clone(),
-            address: account.address,
-            kind: kind_of(account.kind),
-            display_name: display_name(&account.name),
-            phone: account.phone.clone(),
-        };
+        let claim = claim_of(&account);
         let pending = PendingClaim { account, custodial_key, claim, sent_at_ms: now_ms, answers: vec![answer] };
         self.send_claim(&pending.claim);
         inner.claims.insert(pending.claim.address, pending);

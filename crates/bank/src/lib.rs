@@ -47,10 +47,10 @@ mod state;
 mod submit;
 mod verify;
 
-pub use claims::{Opening, CLAIMS_IN_FLIGHT_MAX};
+pub use claims::{claim_of, Opening, CLAIMS_IN_FLIGHT_MAX};
 pub use state::{tables, BANK_META_TABLE, IDEM_TABLE, OUTBOX_TABLE, RECENT_COMMITTED_MAX};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use dtenge_core::anchors::Anchors;
 use dtenge_core::crypto::{Address, Hash32, KeyCache, SecretKey};
 use dtenge_core::token::TxId;
@@ -73,8 +73,12 @@ pub const RESEND_AFTER_MS: u64 = 200;
 /// Most batches at the notary at once: beyond it, submissions are refused until answers come
 /// (`LIMIT_EXCEEDED`), so a slow notary slows its banks instead of growing their memory.
 pub const OUTBOX_BATCHES_MAX: usize = 1_024;
+/// Most batches [`BankService::flush`] keeps at the notary before it waits for an answer.
+pub const BATCHES_SENDING_MAX: usize = 4;
 /// Most transactions in one batch (one notarize request, one certificate).
 pub const BATCH_TXS_MAX: usize = dtenge_wire::message::BATCH_TXS_MAX;
+/// Most accounts one [`BankService::open_accounts`] opens.
+pub const OPEN_ACCOUNTS_MAX: usize = 100_000;
 /// Most submissions waiting to be taken: beyond it, `submit` answers `LIMIT_EXCEEDED` at once.
 pub const QUEUE_SUBMISSIONS_MAX: usize = 65_536;
 
@@ -96,6 +100,30 @@ pub struct Committed {
 
 /// Where a submission's answer arrives.
 pub type Answer = Receiver<Result<Committed>>;
+
+/// Where the bank sends a submission's answer: its own channel ([`BankService::submit`]), or
+/// a channel the caller shares between many submissions, each answer tagged with the caller's
+/// number for it ([`BankService::submit_tagged`]: a gateway or a load generator waits on one
+/// channel instead of thousands).
+#[derive(Clone, Debug)]
+pub enum Reply {
+    Own(Sender<Result<Committed>>),
+    Tagged { tag: u64, to: Sender<(u64, Result<Committed>)> },
+}
+
+impl Reply {
+    /// Answer; a caller that stopped waiting is no error of the bank's.
+    pub(crate) fn send(&self, result: Result<Committed>) {
+        match self {
+            Reply::Own(to) => {
+                let _ = to.send(result);
+            }
+            Reply::Tagged { tag, to } => {
+                let _ = to.send((*tag, result));
+            }
+        }
+    }
+}
 
 /// What a client asks its bank to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,24 +271,71 @@ impl BankService {
         Ok(())
     }
 
+    /// Open many accounts the directory has listed already, in one durable commit: a bank
+    /// migrating its clients. All or nothing: one account refused (a client or an address
+    /// taken, here or earlier in the list) refuses the whole list.
+    pub fn open_accounts(&self, accounts: Vec<(Account, Option<SecretKey>)>) -> Result<()> {
+        if accounts.len() > OPEN_ACCOUNTS_MAX {
+            return Err(Error::new(ErrorCode::LimitExceeded, format!("at most {OPEN_ACCOUNTS_MAX} accounts at once")));
+        }
+        let mut inner = self.inner.lock();
+        inner.ensure_running()?;
+        let mut clients = std::collections::HashSet::with_capacity(accounts.len());
+        let mut addresses = std::collections::HashSet::with_capacity(accounts.len());
+        let mut batch = WriteBatch::new();
+        for (account, key) in &accounts {
+            if !clients.insert(account.client_id.as_str()) || !addresses.insert(account.address) {
+                return Err(Error::new(
+                    ErrorCode::DuplicateAccount,
+                    format!("client {} or its address is listed twice", account.client_id),
+                ));
+            }
+            inner.node.plan_open(account.clone(), key.as_ref(), &mut batch)?;
+        }
+        self.commit(&mut inner, batch)?;
+        for (account, key) in accounts {
+            inner.node.apply_open(account, key.as_ref());
+        }
+        Ok(())
+    }
+
     /// Queue a request; its answer arrives on the returned receiver once the bank took it
     /// ([`BankService::flush`]) and the notary answered (or at once, when it is refused
     /// before).
     pub fn submit(&self, request: Request, idem: Option<IdemKey>) -> Answer {
         let (answer, receiver) = crossbeam_channel::bounded(1);
-        let mut queue = self.queue.lock();
-        if queue.len() >= QUEUE_SUBMISSIONS_MAX {
-            let _ = answer.send(Err(Error::new(ErrorCode::LimitExceeded, "the bank's queue is full; retry")));
-            return receiver;
-        }
+        self.submit_to(request, idem, Reply::Own(answer));
+        receiver
+    }
+
+    /// Queue a request whose answer goes to `to`, tagged with `tag`.
+    pub fn submit_tagged(
+        &self,
+        request: Request,
+        idem: Option<IdemKey>,
+        tag: u64,
+        to: &Sender<(u64, Result<Committed>)>,
+    ) {
+        self.submit_to(request, idem, Reply::Tagged { tag, to: to.clone() });
+    }
+
+    fn submit_to(&self, request: Request, idem: Option<IdemKey>, answer: Reply) {
         if let Some(idem) = &idem {
             if idem.key.is_empty() || idem.key.len() > 128 {
-                let _ = answer.send(Err(Error::malformed("an idempotency key has 1 to 128 characters")));
-                return receiver;
+                return answer.send(Err(Error::malformed("an idempotency key has 1 to 128 characters")));
             }
         }
+        let mut queue = self.queue.lock();
+        if queue.len() >= QUEUE_SUBMISSIONS_MAX {
+            drop(queue);
+            return answer.send(Err(Error::new(ErrorCode::LimitExceeded, "the bank's queue is full; retry")));
+        }
         queue.push(Submission { request, idem, answer });
-        receiver
+    }
+
+    /// Submissions waiting to be taken by [`BankService::flush`].
+    pub fn queued(&self) -> usize {
+        self.queue.lock().len()
     }
 
     /// Take one envelope from the network.

@@ -11,7 +11,6 @@
 //! `dtenge-delivery`'s.
 
 use crate::{BankStats, Committed, IdemKey};
-use crossbeam_channel::Sender;
 use dtenge_core::crypto::Hash32;
 use dtenge_core::token::TxId;
 use dtenge_core::tx::Transaction;
@@ -156,7 +155,7 @@ pub(crate) struct Inner {
     pub(crate) outbox: BTreeMap<u64, Pending>,
     /// Transaction -> the batch it is in.
     pub(crate) in_outbox: HashMap<TxId, u64>,
-    pub(crate) waiters: HashMap<TxId, Vec<Sender<Result<Committed>>>>,
+    pub(crate) waiters: HashMap<TxId, Vec<crate::Reply>>,
     /// Idempotency key -> (fingerprint, transaction) of requests not answered yet.
     pub(crate) idem_in_flight: HashMap<String, (Hash32, TxId)>,
     pub(crate) outbound: dtenge_delivery::Outbound,

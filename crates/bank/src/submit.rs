@@ -4,8 +4,7 @@
 use crate::state::{be, idem_of, idem_record, IdemState, Inner, OutboxEntry, Pending};
 use crate::state::{BANK_META_TABLE, IDEM_TABLE, NEXT_BATCH_KEY, OUTBOX_TABLE};
 use crate::verify::{signature_items, verify_all, SignatureItem};
-use crate::{BankService, Committed, IdemKey, Request, BATCH_TXS_MAX, OUTBOX_BATCHES_MAX};
-use crossbeam_channel::Sender;
+use crate::{BankService, Committed, IdemKey, Reply, Request, BATCHES_SENDING_MAX, BATCH_TXS_MAX, OUTBOX_BATCHES_MAX};
 use dtenge_core::certificate::{notarize_message, CompactTx};
 use dtenge_core::crypto::{Address, Hash32};
 use dtenge_core::token::TxId;
@@ -19,7 +18,7 @@ use dtenge_wire::{Encode, Envelope, Message, NotarizeRequest, RoleId};
 pub(crate) struct Submission {
     pub(crate) request: Request,
     pub(crate) idem: Option<IdemKey>,
-    pub(crate) answer: Sender<Result<Committed>>,
+    pub(crate) answer: Reply,
 }
 
 /// A transaction that passed the bank's own checks, its inputs reserved.
@@ -27,7 +26,7 @@ struct Admitted {
     tx: Transaction,
     ids: TxIds,
     idem: Option<IdemKey>,
-    answer: Sender<Result<Committed>>,
+    answer: Reply,
     /// A client's own signature is verified; one the bank made with its custodial key is not.
     verify_witnesses: bool,
     payee_banks: Vec<String>,
@@ -37,8 +36,16 @@ impl BankService {
     /// Take every submission waiting, in batches of at most [`BATCH_TXS_MAX`]: the bank's
     /// worker calls this whenever the queue is not empty (the simulator and the tests call it
     /// themselves).
+    ///
+    /// Pacing: it sends a new batch only while fewer than [`BATCHES_SENDING_MAX`] are at the
+    /// notary; the rest waits in the queue until an answer arrives (then the caller flushes
+    /// again). Under load the batches so grow to [`BATCH_TXS_MAX`] instead of the notary's
+    /// backlog growing, and each of its commits covers many transactions.
     pub fn flush(&self, now_ms: u64) {
         loop {
+            if self.inner.lock().outbox.len() >= BATCHES_SENDING_MAX {
+                return;
+            }
             let batch: Vec<Submission> = {
                 let mut queue = self.queue.lock();
                 let take = queue.len().min(BATCH_TXS_MAX);
@@ -107,7 +114,7 @@ impl BankService {
     /// Is the request with this key answered already (in flight: `answer` waits with it;
     /// committed: `answer` gets the first answer)? The same key with another request is
     /// refused.
-    fn answered_by_key(&self, inner: &mut Inner, idem: &IdemKey, answer: &Sender<Result<Committed>>) -> Result<bool> {
+    fn answered_by_key(&self, inner: &mut Inner, idem: &IdemKey, answer: &Reply) -> Result<bool> {
         let reused = || {
             Error::new(
                 ErrorCode::IdempotencyKeyReused,
@@ -143,7 +150,7 @@ impl BankService {
         inner: &mut Inner,
         tx: Transaction,
         idem: Option<IdemKey>,
-        answer: Sender<Result<Committed>>,
+        answer: Reply,
     ) -> Result<Option<Admitted>> {
         let ids = TxIds::of(&tx)?;
         if let Some(&seq) = inner.recent_index.get(&ids.tx_id) {
@@ -166,7 +173,7 @@ impl BankService {
         client_id: &str,
         payees: &[(Address, Amount)],
         idem: Option<IdemKey>,
-        answer: Sender<Result<Committed>>,
+        answer: Reply,
     ) -> Result<Admitted> {
         let payee_banks = self.payee_banks(inner, payees.iter().map(|(a, _)| a))?;
         let issuer = self.anchors.read().issuer;

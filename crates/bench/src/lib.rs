@@ -19,6 +19,7 @@
 pub mod http;
 pub mod postgres;
 pub mod programmable;
+pub mod roles;
 
 use dtenge_core::crypto::{hash_parts, SecretKey};
 use dtenge_core::money::Amount;
@@ -174,7 +175,7 @@ pub(crate) fn machine_ticks() -> (u64, u64, u64) {
 }
 
 /// Measures [`CpuUse`] from its start to [`CpuMeter::finish`].
-struct CpuMeter {
+pub(crate) struct CpuMeter {
     process_us: f64,
     machine: (u64, u64, u64),
 }
@@ -248,12 +249,12 @@ fn resident_bytes() -> u64 {
     proc_status_kib("VmRSS:", "/proc/self/status") * 1024
 }
 
-fn peak_bytes() -> u64 {
+pub(crate) fn peak_bytes() -> u64 {
     proc_status_kib("VmHWM:", "/proc/self/status") * 1024
 }
 
 /// One seeded account.
-struct BenchAccount {
+pub(crate) struct BenchAccount {
     bank: &'static str,
     key: SecretKey,
     tokens: Vec<Input>,
@@ -261,47 +262,36 @@ struct BenchAccount {
 
 /// What a prepared transfer is expected to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Expect {
+pub(crate) enum Expect {
     Commit,
     DoubleSpend,
     InvalidSignature,
 }
 
-struct Prepared {
+pub(crate) struct Prepared {
     bank: &'static str,
     tx: Transaction,
     expect: Expect,
 }
 
-fn amount(tiyn: u64) -> Result<Amount, String> {
+pub(crate) fn amount(tiyn: u64) -> Result<Amount, String> {
     Amount::from_tiyn(tiyn).map_err(|e| e.to_string())
 }
 
 /// Monday 2026-11-23 10:00 in Astana: conversions with the NBK need an operational day.
-fn working_day_ms() -> u64 {
+pub(crate) fn working_day_ms() -> u64 {
     let days = dtenge_core::calendar::Date::new(2026, 11, 23).map(|d| d.days()).unwrap_or(0);
     (days as u64 * 86_400 + 5 * 3600) * 1000
 }
 
-fn iin(n: usize) -> Result<String, String> {
+pub(crate) fn iin(n: usize) -> Result<String, String> {
     let base = 10_000_000_000u64 + n as u64 * 10;
     (0..10).find_map(|k| complete_iin_bin(&format!("{:011}", base + k))).ok_or_else(|| format!("no IIN near {base}"))
 }
 
 /// Run the benchmark; `progress` hears what is happening.
 pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, String> {
-    if config.accounts < BANKS.len() * 2 || config.tokens < config.accounts * 2 {
-        return Err("need at least 6 accounts and 2 tokens per account".into());
-    }
-    if config.payments * 2 > config.tokens {
-        return Err(format!("{} payments need {} tokens; seed more", config.payments, config.payments * 2));
-    }
-    if config.threads == 0 || config.threads > 4_096 {
-        return Err("threads must be 1 to 4096".into());
-    }
-    if config.in_flight == 0 || config.in_flight > IN_FLIGHT_MAX {
-        return Err(format!("in-flight must be 1 to {IN_FLIGHT_MAX}"));
-    }
+    check_config(config)?;
     let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dir = config.data.clone().unwrap_or_else(|| temp.path().to_path_buf());
     let clock = Arc::new(ManualClock::new(working_day_ms()));
@@ -335,7 +325,7 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
         prepared.into_iter().map(|p| Submission { node: p.bank.to_string(), tx: p.tx, idem: None }).collect();
     let cpu_meter = CpuMeter::start();
     let poller = config.monitor_every_ms.map(|every_ms| MonitorPoller::start(network.clone(), every_ms));
-    let outcome = submit_all(&network, submissions, &expected, config)?;
+    let mut outcome = submit_all(&network, submissions, &expected, config)?;
     let monitoring = poller.map(MonitorPoller::stop).transpose()?;
     let cpu = cpu_meter.finish(outcome.committed);
     let programmable = if config.programmable_ops > 0 {
@@ -345,30 +335,12 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
         None
     };
     let reconciliation = network.reconcile();
-    let mut problems = outcome.problems;
+    let mut problems = std::mem::take(&mut outcome.problems);
     if !reconciliation.ok {
         problems.extend(reconciliation.problems.iter().cloned());
     }
+    check_outcome(&outcome, &expected, &mut problems);
     let count = |e: Expect| expected.iter().filter(|x| **x == e).count();
-    let valid = count(Expect::Commit);
-    if outcome.committed != valid {
-        problems.push(format!("{} of {valid} valid payments committed", outcome.committed));
-    }
-    let refused = |code: ErrorCode| outcome.rejected.get(code.as_str()).copied().unwrap_or(0);
-    if refused(ErrorCode::DoubleSpend) != count(Expect::DoubleSpend) {
-        problems.push(format!(
-            "{} double spends injected, {} refused",
-            count(Expect::DoubleSpend),
-            refused(ErrorCode::DoubleSpend)
-        ));
-    }
-    if refused(ErrorCode::InvalidSignature) != count(Expect::InvalidSignature) {
-        problems.push(format!(
-            "{} invalid signatures injected, {} refused",
-            count(Expect::InvalidSignature),
-            refused(ErrorCode::InvalidSignature)
-        ));
-    }
     let latency = |q: f64| outcome.latency.value_at_quantile(q);
     let achieved_per_s = outcome.committed as f64 / outcome.elapsed.as_secs_f64().max(1e-9);
     let baseline = match &config.baseline_postgres_url {
@@ -418,6 +390,47 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
     })
 }
 
+/// The load `config` asks for is one the bench can seed and send.
+pub(crate) fn check_config(config: &Config) -> Result<(), String> {
+    if config.accounts < BANKS.len() * 2 || config.tokens < config.accounts * 2 {
+        return Err("need at least 6 accounts and 2 tokens per account".into());
+    }
+    if config.payments * 2 > config.tokens {
+        return Err(format!("{} payments need {} tokens; seed more", config.payments, config.payments * 2));
+    }
+    if config.threads == 0 || config.threads > 4_096 {
+        return Err("threads must be 1 to 4096".into());
+    }
+    if config.in_flight == 0 || config.in_flight > IN_FLIGHT_MAX {
+        return Err(format!("in-flight must be 1 to {IN_FLIGHT_MAX}"));
+    }
+    Ok(())
+}
+
+/// Every valid transfer committed, every injected one refused with its code.
+pub(crate) fn check_outcome(outcome: &Outcome, expected: &[Expect], problems: &mut Vec<String>) {
+    let count = |e: Expect| expected.iter().filter(|x| **x == e).count();
+    let valid = count(Expect::Commit);
+    if outcome.committed != valid {
+        problems.push(format!("{} of {valid} valid payments committed", outcome.committed));
+    }
+    let refused = |code: ErrorCode| outcome.rejected.get(code.as_str()).copied().unwrap_or(0);
+    if refused(ErrorCode::DoubleSpend) != count(Expect::DoubleSpend) {
+        problems.push(format!(
+            "{} double spends injected, {} refused",
+            count(Expect::DoubleSpend),
+            refused(ErrorCode::DoubleSpend)
+        ));
+    }
+    if refused(ErrorCode::InvalidSignature) != count(Expect::InvalidSignature) {
+        problems.push(format!(
+            "{} invalid signatures injected, {} refused",
+            count(Expect::InvalidSignature),
+            refused(ErrorCode::InvalidSignature)
+        ));
+    }
+}
+
 /// What polling the monitoring totals cost during the timed phase.
 #[derive(Clone, Debug, Serialize)]
 pub struct MonitorPolls {
@@ -460,7 +473,7 @@ impl MonitorPoller {
     }
 }
 
-fn key_of(seed: u64, n: usize) -> SecretKey {
+pub(crate) fn key_of(seed: u64, n: usize) -> SecretKey {
     SecretKey::from_seed(hash_parts(b"dtenge/bench/key", &[&seed.to_le_bytes(), &(n as u64).to_le_bytes()]).0)
 }
 
@@ -533,7 +546,7 @@ fn seed(network: &Network, config: &Config, progress: &mut impl FnMut(&str)) -> 
 }
 
 /// Build and sign every transfer before the clock starts: clients sign on their side.
-fn prepare(mut accounts: Vec<BenchAccount>, config: &Config) -> Result<Vec<Prepared>, String> {
+pub(crate) fn prepare(mut accounts: Vec<BenchAccount>, config: &Config) -> Result<Vec<Prepared>, String> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let mut plans = Vec::with_capacity(config.payments);
     let mut cursor = 0usize;
@@ -644,7 +657,7 @@ pub(crate) fn wait_until_due(started: Instant, interval: Option<Duration>, i: us
 /// Most payments the closed loop keeps outstanding.
 pub const IN_FLIGHT_MAX: usize = 1 << 20;
 
-struct Outcome {
+pub(crate) struct Outcome {
     committed: usize,
     rejected: BTreeMap<String, usize>,
     latency: Histogram<u64>,
@@ -727,7 +740,7 @@ fn submit_all(
 /// Count one answer. A double spend and the payment it copies race: whichever reaches the
 /// notary first commits, the other is refused. Exactly one of each pair must commit, which
 /// the totals check after the run.
-fn tally(outcome: &mut Outcome, answer: dtenge_core::Result<dtenge_network::types::Receipt>, expect: Expect) {
+pub(crate) fn tally<T>(outcome: &mut Outcome, answer: dtenge_core::Result<T>, expect: Expect) {
     match (answer, expect) {
         (Ok(_), Expect::Commit | Expect::DoubleSpend) => outcome.committed += 1,
         (Err(e), expect) => {

@@ -133,6 +133,12 @@ enum Command {
         /// operator's dashboard does.
         #[arg(long)]
         monitor_every_ms: Option<u64>,
+        /// Run the load on the roles (the notary, central, the directory and three banks, each
+        /// with its own store and threads, talking only through messages) instead of today's
+        /// one-object network. Programmed payments, the baseline and monitoring polls are not
+        /// part of it yet.
+        #[arg(long, conflicts_with_all = ["http", "baseline", "monitor_every_ms"])]
+        roles: bool,
         /// Load a running platform through its REST API (HTTP/1.1 keep-alive connections, one
         /// request in flight on each): custodial transfers and/or client-signed transactions.
         #[arg(long)]
@@ -287,6 +293,7 @@ fn main() -> ExitCode {
             programmable,
             monitor_every_ms,
             json,
+            roles,
             ..
         } => bench(
             dtenge_bench::Config {
@@ -311,6 +318,7 @@ fn main() -> ExitCode {
                 programmable_ops: programmable,
                 monitor_every_ms,
             },
+            roles,
             json,
         ),
         Command::Sim { seeds, seed, requests, clients, trace, json: _, roles: true } => {
@@ -653,7 +661,16 @@ fn reconcile(api: &str, data: PathBuf) -> Result<ExitCode, String> {
     }
 }
 
-fn bench(config: dtenge_bench::Config, json: bool) -> Result<ExitCode, String> {
+fn bench(config: dtenge_bench::Config, roles: bool, json: bool) -> Result<ExitCode, String> {
+    if roles {
+        let report = dtenge_bench::roles::run(&config, |line| eprintln!("bench: {line}"))?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        } else {
+            print!("{}", dtenge_bench::roles::render(&report));
+        }
+        return Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
     let report = dtenge_bench::run(&config, |line| eprintln!("bench: {line}"))?;
     if json {
         println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);

@@ -24,10 +24,13 @@ use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_store::{LogTable, Store, Table, WriteBatch};
 use dtenge_wire::{AccountKind, Claim, ClaimReply, Decode, Encode, Envelope, Message, Reader, RoleId, Writer};
 use parking_lot::RwLock;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Every claim the directory accepted, in order: `(bank, claim)` records, read whole at start.
 pub const CLAIMS_LOG: LogTable = LogTable("directory_claims");
+
+/// Most claims one [`DirectoryService::claim_all`] lists.
+pub const CLAIMS_AT_ONCE_MAX: usize = 100_000;
 
 /// Every table of the directory's store.
 pub fn tables() -> Vec<Table> {
@@ -202,6 +205,43 @@ impl DirectoryService {
         Ok(())
     }
 
+    /// Claim many accounts for `bank` in one durable commit: a bank migrating its clients.
+    /// All or nothing: a claim refused by those listed before, or by one earlier in the list,
+    /// refuses the whole list; claims listed already are skipped.
+    pub fn claim_all(&self, bank: &str, claims: &[Claim]) -> Result<()> {
+        if claims.len() > CLAIMS_AT_ONCE_MAX {
+            return Err(Error::new(ErrorCode::LimitExceeded, format!("at most {CLAIMS_AT_ONCE_MAX} claims at once")));
+        }
+        let mut state = self.state.write();
+        let mut addresses = HashSet::with_capacity(claims.len());
+        let mut clients = HashSet::with_capacity(claims.len());
+        let mut phones: HashMap<&str, &str> = HashMap::new();
+        let mut batch = WriteBatch::new();
+        let mut new = Vec::with_capacity(claims.len());
+        for claim in claims {
+            let repeated = !addresses.insert(claim.address)
+                || !clients.insert(claim.client_id.as_str())
+                || claim.phone.as_deref().is_some_and(|phone| {
+                    *phones.entry(phone).or_insert(claim.client_id.as_str()) != claim.client_id.as_str()
+                });
+            if repeated {
+                return Err(Error::new(
+                    ErrorCode::DuplicateAccount,
+                    format!("client {}, its address or its phone is claimed twice in the list", claim.client_id),
+                ));
+            }
+            if state.check(bank, claim)? {
+                batch.record(CLAIMS_LOG, claim_record(bank, claim));
+                new.push(claim);
+            }
+        }
+        self.store.commit(batch)?;
+        for claim in new {
+            state.apply(bank, claim);
+        }
+        Ok(())
+    }
+
     /// Answer one envelope: a bank's claim for one of its own accounts. Anything else, or a
     /// claim sent by another role, gets no answer.
     pub fn handle(&self, envelope: Envelope) -> Option<Envelope> {
@@ -234,6 +274,29 @@ mod tests {
 
     fn open(disk: &SimDisk) -> DirectoryService {
         DirectoryService::open(Store::open_simulated(disk.clone(), &tables()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_migration_lists_all_or_nothing_and_can_run_again() {
+        let disk = SimDisk::new();
+        let directory = open(&disk);
+        let list = vec![claim("900101300123", 1, Some("+77011234567")), claim("850505400456", 2, None)];
+        directory.claim_all("steppe", &list).unwrap();
+        // Run again (it stopped before the bank opened the accounts): nothing new, no error.
+        directory.claim_all("steppe", &list).unwrap();
+        assert_eq!(directory.read(|d| d.len()), 2);
+        // A phone of two clients, an address twice, or one claim refused by the listings:
+        // the whole list is refused and nothing of it is listed.
+        let code = |r: Result<()>| r.unwrap_err().code;
+        let phone_twice =
+            [claim("700101300001", 3, Some("+77020000000")), claim("700101300002", 4, Some("+77020000000"))];
+        assert_eq!(code(directory.claim_all("sapa", &phone_twice)), ErrorCode::DuplicateAccount);
+        let address_twice = [claim("700101300001", 5, None), claim("700101300002", 5, None)];
+        assert_eq!(code(directory.claim_all("sapa", &address_twice)), ErrorCode::DuplicateAccount);
+        let taken = [claim("700101300001", 6, None), claim("700101300002", 1, None)];
+        assert_eq!(code(directory.claim_all("sapa", &taken)), ErrorCode::DuplicateAccount);
+        assert_eq!(directory.read(|d| d.len()), 2);
+        assert_eq!(open(&disk).read(|d| d.len()), 2, "what was listed is durable");
     }
 
     #[test]

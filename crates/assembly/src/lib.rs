@@ -1,0 +1,508 @@
+//! The assembly: the roles of the Digital Tenge wired together in one process.
+//!
+//! Each role (the notary, central, the directory, every bank) opens its own store in its own
+//! folder under the data directory, holds its own keys, and runs on its own threads; the roles
+//! talk only through envelopes on the in-process transport ([`InProcess`]), which is the one
+//! part that changes when they move onto separate machines (issue 18). What runs:
+//!
+//! | thread | what it does |
+//! |---|---|
+//! | one per role: `inbox:<role>` | takes the role's envelopes in order and hands each to the role |
+//! | one per bank: `flush:<bank>` | woken by a submission, takes the bank's queue in batches ([`BankService::flush`]) |
+//! | `ticker` | every [`TICK_MS`], lets every role resend what was not answered in time |
+//!
+//! A client reaches a bank through its [`BankHandle`] (a submission wakes the bank's flusher);
+//! what arrives while the flusher works waits in the bank's queue and goes out in the next
+//! batch, so the batches grow with the load.
+//!
+//! Keys: each role's key is derived from one secret seed ([`RoleKeys`]) and handed to that
+//! role only. That suits a sandbox, the tests and the bench; an operator's node takes its key
+//! from its HSM (issue 19).
+//!
+//! The directory's listings are read by the banks in memory (a bank asks where a payee's
+//! account is: [`SharedDirectory`]); across machines each bank keeps a replica fed by the
+//! directory's stream instead.
+
+#![forbid(unsafe_code)]
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use dtenge_bank::{Answer, BankService, Committed, Genesis, IdemKey, Request};
+use dtenge_central::CentralService;
+use dtenge_core::anchors::Anchors;
+use dtenge_core::crypto::{hash_parts, Address, SecretKey};
+use dtenge_core::{Amount, Error, ErrorCode, Result};
+use dtenge_directory::DirectoryService;
+use dtenge_node::{Account, NodeKind, NodeMeta, OWN_ACCOUNT};
+use dtenge_notary::service::{NotaryService, Senders};
+use dtenge_store::Store;
+use dtenge_transport::{InProcess, Transport};
+use dtenge_wire::{AccountKind, Claim, RoleId};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How often every role resends what was not answered (its own resend delay decides what is
+/// due: `dtenge_bank::RESEND_AFTER_MS`).
+pub const TICK_MS: u64 = 50;
+/// How long an idle flusher sleeps before it looks at the stop flag again.
+const FLUSHER_IDLE_MS: u64 = 50;
+/// Most banks one assembly runs.
+pub const BANKS_MAX: usize = 64;
+
+/// The time in milliseconds since the Unix epoch, injected (a sandbox's manual clock, the
+/// system's clock).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// A bank (or the Treasury) of the network.
+#[derive(Clone, Debug)]
+pub struct BankSpec {
+    pub id: String,
+    pub name: String,
+    pub kind: NodeKind,
+}
+
+/// Each role's key, derived from one secret seed.
+#[derive(Clone)]
+pub struct RoleKeys {
+    seed: [u8; 32],
+}
+
+impl RoleKeys {
+    pub fn from_seed(seed: [u8; 32]) -> RoleKeys {
+        RoleKeys { seed }
+    }
+
+    fn derive(&self, role: &str, purpose: &str) -> SecretKey {
+        SecretKey::from_seed(hash_parts(b"dtenge/assembly/key", &[&self.seed, role.as_bytes(), purpose.as_bytes()]).0)
+    }
+
+    /// The NBK's key: the issuer's, and the central bank's attestations.
+    pub fn central(&self) -> SecretKey {
+        self.derive("central", "nbk")
+    }
+
+    pub fn notary(&self) -> SecretKey {
+        self.derive("notary", "notary")
+    }
+
+    pub fn oracle(&self) -> SecretKey {
+        self.derive("oracle", "oracle")
+    }
+
+    /// A bank's node key: its attestations and its requests to the notary.
+    pub fn bank_node(&self, bank: &str) -> SecretKey {
+        self.derive(bank, "node")
+    }
+
+    /// The key of a bank's own account (its DT liquidity).
+    pub fn bank_own(&self, bank: &str) -> SecretKey {
+        self.derive(bank, "own")
+    }
+
+    /// Who is who: the public half of every role's key.
+    pub fn anchors(&self, banks: &[BankSpec]) -> Anchors {
+        Anchors {
+            issuer: self.central().address(),
+            central_bank: self.central().public_key(),
+            oracle: self.oracle().public_key(),
+            notary: self.notary().public_key(),
+            banks: banks.iter().map(|b| (b.id.clone(), self.bank_node(&b.id).public_key())).collect(),
+            blocked: Default::default(),
+        }
+    }
+}
+
+/// What the assembly runs.
+#[derive(Clone)]
+pub struct Config {
+    pub banks: Vec<BankSpec>,
+    pub keys: RoleKeys,
+}
+
+impl Config {
+    /// The three banks of the demo network and the bench, with keys from `seed`.
+    pub fn standard(seed: [u8; 32]) -> Config {
+        let bank = |id: &str, name: &str| BankSpec { id: id.into(), name: name.into(), kind: NodeKind::Bank };
+        Config {
+            banks: vec![bank("steppe", "Steppe Bank"), bank("tulpar", "Tulpar Bank"), bank("sapa", "Sapa Bank")],
+            keys: RoleKeys::from_seed(seed),
+        }
+    }
+}
+
+/// The banks read the directory's listings in memory.
+pub struct SharedDirectory(Arc<DirectoryService>);
+
+impl dtenge_bank::Directory for SharedDirectory {
+    fn bank_of(&self, address: &Address) -> Result<Option<String>> {
+        Ok(self.0.read(|d| d.by_address(address).map(|listing| listing.bank.clone())))
+    }
+}
+
+/// A bank as its clients reach it: a submission wakes the bank's flusher.
+#[derive(Clone)]
+pub struct BankHandle {
+    service: Arc<BankService>,
+    wake: Sender<()>,
+}
+
+impl BankHandle {
+    pub fn service(&self) -> &BankService {
+        &self.service
+    }
+
+    pub fn id(&self) -> &str {
+        self.service.id()
+    }
+
+    pub fn submit(&self, request: Request, idem: Option<IdemKey>) -> Answer {
+        let answer = self.service.submit(request, idem);
+        self.wake();
+        answer
+    }
+
+    /// Submit with the answer on a shared channel, tagged.
+    pub fn submit_tagged(
+        &self,
+        request: Request,
+        idem: Option<IdemKey>,
+        tag: u64,
+        to: &Sender<(u64, Result<Committed>)>,
+    ) {
+        self.service.submit_tagged(request, idem, tag, to);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        // Full: the flusher is awake already and will find this submission in the queue.
+        let _ = self.wake.try_send(());
+    }
+}
+
+/// The roles, running.
+pub struct Assembly {
+    net: Arc<InProcess>,
+    clock: Clock,
+    keys: RoleKeys,
+    specs: Vec<BankSpec>,
+    notary: Arc<NotaryService>,
+    central: Arc<CentralService>,
+    directory: Arc<DirectoryService>,
+    banks: Vec<BankHandle>,
+    stop: Arc<AtomicBool>,
+    /// The ticker and the flushers: stopped by the flag.
+    timed: Vec<JoinHandle<()>>,
+    /// The inbox threads: stopped by closing the inboxes.
+    inboxes: Vec<JoinHandle<()>>,
+}
+
+impl Assembly {
+    /// Open every role on its store under `dir` (created on the first start, recovered after)
+    /// and start their threads.
+    pub fn start(dir: &Path, config: &Config, clock: Clock) -> Result<Assembly> {
+        if config.banks.is_empty() || config.banks.len() > BANKS_MAX {
+            return Err(Error::malformed(format!("an assembly runs 1 to {BANKS_MAX} banks")));
+        }
+        let keys = config.keys.clone();
+        let anchors = keys.anchors(&config.banks);
+        let net = Arc::new(InProcess::new());
+        let transport: Arc<dyn Transport> = net.clone();
+
+        let senders =
+            Senders { central_bank: anchors.central_bank, banks: anchors.banks.clone(), blocked: Default::default() };
+        let notary = Arc::new(NotaryService::open(
+            Store::open(&dir.join("notary"), &dtenge_notary::service::tables())?,
+            keys.notary(),
+            senders,
+        )?);
+        let own_addresses = config.banks.iter().map(|b| (b.id.clone(), keys.bank_own(&b.id).address())).collect();
+        let central = Arc::new(CentralService::open(
+            Store::open(&dir.join("central"), &dtenge_central::tables())?,
+            keys.central(),
+            anchors.notary,
+            own_addresses,
+            transport.clone(),
+        )?);
+        let directory =
+            Arc::new(DirectoryService::open(Store::open(&dir.join("directory"), &dtenge_directory::tables())?)?);
+        let mut banks = Vec::with_capacity(config.banks.len());
+        let mut flushers = Vec::with_capacity(config.banks.len());
+        for spec in &config.banks {
+            let own = keys.bank_own(&spec.id);
+            // Its own account is listed at the directory, so that other banks can pay it.
+            directory.claim_all(&spec.id, &[own_claim(&spec.name, own.address())])?;
+            let genesis = Genesis {
+                meta: NodeMeta { id: spec.id.clone(), kind: spec.kind, name: spec.name.clone() },
+                node_key: keys.bank_node(&spec.id),
+                own_key: own,
+                now_ms: clock(),
+            };
+            let service = Arc::new(BankService::open(
+                Store::open(&dir.join(format!("bank-{}", spec.id)), &dtenge_bank::tables())?,
+                genesis,
+                anchors.clone(),
+                transport.clone(),
+                Arc::new(SharedDirectory(directory.clone())),
+            )?);
+            let (wake, woken) = crossbeam_channel::bounded(1);
+            banks.push(BankHandle { service, wake });
+            flushers.push(woken);
+        }
+        let mut assembly = Assembly {
+            net,
+            clock,
+            keys,
+            specs: config.banks.clone(),
+            notary,
+            central,
+            directory,
+            banks,
+            stop: Arc::new(AtomicBool::new(false)),
+            timed: Vec::new(),
+            inboxes: Vec::new(),
+        };
+        assembly.spawn_threads(flushers)?;
+        Ok(assembly)
+    }
+
+    fn spawn_threads(&mut self, flushers: Vec<Receiver<()>>) -> Result<()> {
+        let spawn = |name: String, work: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(work)
+                .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start a role's thread: {e}")))
+        };
+        let (net, clock) = (self.net.clone(), self.clock.clone());
+        let notary = self.notary.clone();
+        let inbox = net.register(RoleId::Notary);
+        let replies = net.clone();
+        self.inboxes.push(spawn(
+            "inbox:notary".into(),
+            Box::new(move || {
+                for envelope in inbox {
+                    if let Some(reply) = notary.handle(envelope) {
+                        // A lost answer is asked for again by its sender.
+                        let _ = replies.send(reply);
+                    }
+                }
+            }),
+        )?);
+        let central = self.central.clone();
+        let inbox = net.register(RoleId::Central);
+        let now = clock.clone();
+        self.inboxes.push(spawn(
+            "inbox:central".into(),
+            Box::new(move || {
+                for envelope in inbox {
+                    central.handle(envelope, now());
+                }
+            }),
+        )?);
+        let directory = self.directory.clone();
+        let inbox = net.register(RoleId::Directory);
+        let replies = net.clone();
+        self.inboxes.push(spawn(
+            "inbox:directory".into(),
+            Box::new(move || {
+                for envelope in inbox {
+                    if let Some(reply) = directory.handle(envelope) {
+                        let _ = replies.send(reply);
+                    }
+                }
+            }),
+        )?);
+        for (bank, woken) in self.banks.iter().zip(flushers) {
+            let (service, inbox, now) = (bank.service.clone(), net.register(bank.service.role()), clock.clone());
+            let flusher = bank.clone();
+            self.inboxes.push(spawn(
+                format!("inbox:{}", bank.id()),
+                Box::new(move || {
+                    for envelope in inbox {
+                        service.handle(envelope, now());
+                        // An answer from the notary lets the next batch go (`flush` paces).
+                        flusher.wake();
+                    }
+                }),
+            )?);
+            let (service, stop, now) = (bank.service.clone(), self.stop.clone(), clock.clone());
+            self.timed.push(spawn(
+                format!("flush:{}", bank.id()),
+                Box::new(move || flush_when_woken(&service, &woken, &stop, &*now)),
+            )?);
+        }
+        let (banks, central, stop) = (self.banks.clone(), self.central.clone(), self.stop.clone());
+        self.timed.push(spawn(
+            "ticker".into(),
+            Box::new(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(TICK_MS));
+                    let now_ms = clock();
+                    central.tick(now_ms);
+                    for bank in &banks {
+                        bank.service.tick(now_ms);
+                    }
+                }
+            }),
+        )?);
+        Ok(())
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        (self.clock)()
+    }
+
+    pub fn banks(&self) -> &[BankHandle] {
+        &self.banks
+    }
+
+    pub fn bank(&self, id: &str) -> Option<&BankHandle> {
+        self.banks.iter().find(|b| b.id() == id)
+    }
+
+    pub fn central(&self) -> &CentralService {
+        &self.central
+    }
+
+    pub fn notary(&self) -> &NotaryService {
+        &self.notary
+    }
+
+    pub fn directory(&self) -> &DirectoryService {
+        &self.directory
+    }
+
+    /// The public half of every role's key.
+    pub fn anchors(&self) -> Anchors {
+        self.keys.anchors(&self.specs)
+    }
+
+    /// Open many accounts at `bank` at once (a bank migrating its clients): claimed at the
+    /// directory in one commit, then opened at the bank in one commit. A claim that is
+    /// listed already is not claimed again, so a migration that stopped between the two
+    /// commits is run again as it was.
+    pub fn migrate_accounts(&self, bank: &str, accounts: Vec<(Account, Option<SecretKey>)>) -> Result<()> {
+        let handle =
+            self.bank(bank).ok_or_else(|| Error::new(ErrorCode::UnknownAccount, format!("no bank '{bank}'")))?;
+        let claims: Vec<Claim> = accounts.iter().map(|(account, _)| dtenge_bank::claim_of(account)).collect();
+        self.directory.claim_all(bank, &claims)?;
+        handle.service.open_accounts(accounts)
+    }
+
+    /// Money arrives on `bank`'s correspondent account and central issues `amount` of DT to
+    /// the bank's own account against it; returns once the bank holds it.
+    pub fn fund(&self, bank: &str, amount: Amount, timeout: Duration) -> Result<()> {
+        let handle =
+            self.bank(bank).ok_or_else(|| Error::new(ErrorCode::UnknownAccount, format!("no bank '{bank}'")))?;
+        let before = own_balance(&handle.service);
+        self.central.credit_correspondent(bank, amount, self.now_ms())?;
+        let answer = self.central.emit(bank, amount, None, self.now_ms());
+        answer
+            .recv_timeout(timeout)
+            .map_err(|_| Error::new(ErrorCode::RequestInProgress, "the emission was not answered in time"))??;
+        // The emission is certified and posted; the bank applies it from central's delivery.
+        let expected = before.checked_add(amount)?;
+        let deadline = std::time::Instant::now() + timeout;
+        while own_balance(&handle.service) < expected {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::new(ErrorCode::RequestInProgress, "the bank has not applied the emission in time"));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    /// Wait until nothing is at the notary, undelivered or queued anywhere (the load stopped).
+    pub fn settle(&self, timeout: Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let quiet = self.central.outstanding() == (0, 0)
+                && self.banks.iter().all(|b| b.service.outstanding() == (0, 0) && b.service.queued() == 0);
+            if quiet {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(Error::new(ErrorCode::RequestInProgress, "the roles did not settle in time"));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// The checks across roles, once the load stopped ([`Assembly::settle`]): the DT in the
+    /// banks' wallets = the ABS DT liability; the banks' unspent tokens = the notary's. A
+    /// list of what does not hold (empty: everything holds).
+    pub fn reconcile(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut circulation = Amount::ZERO;
+        let mut tokens = 0usize;
+        for bank in &self.banks {
+            let (total, count) = bank.service.read(|node| (node.recount_dt(), node.token_ids().count()));
+            match total.and_then(|total| circulation.checked_add(total)) {
+                Ok(sum) => circulation = sum,
+                Err(e) => problems.push(format!("the banks' DT cannot be summed: {e}")),
+            }
+            tokens += count;
+        }
+        let liability = self.central.dt_liability();
+        if circulation != liability {
+            problems.push(format!("DT in the banks' wallets {circulation} != the ABS DT liability {liability}"));
+        }
+        let unspent = self.notary.notary().unspent_count();
+        if tokens != unspent {
+            problems.push(format!("the banks hold {tokens} tokens, the notary {unspent} unspent"));
+        }
+        problems
+    }
+
+    /// Stop every thread (what was answered is durable; what was queued is dropped
+    /// unanswered, as a crash would) and close the stores.
+    pub fn shutdown(mut self) {
+        self.stop_threads();
+    }
+
+    fn stop_threads(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for handle in self.timed.drain(..) {
+            let _ = handle.join();
+        }
+        let mut roles = vec![RoleId::Notary, RoleId::Central, RoleId::Directory];
+        roles.extend(self.banks.iter().map(|b| b.service.role()));
+        for role in &roles {
+            self.net.unregister(role);
+        }
+        for handle in self.inboxes.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Assembly {
+    fn drop(&mut self) {
+        self.stop_threads();
+    }
+}
+
+fn flush_when_woken(service: &BankService, woken: &Receiver<()>, stop: &AtomicBool, now: &dyn Fn() -> u64) {
+    while !stop.load(Ordering::Relaxed) {
+        match woken.recv_timeout(Duration::from_millis(FLUSHER_IDLE_MS)) {
+            Ok(()) => service.flush(now()),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+fn own_balance(bank: &BankService) -> Amount {
+    bank.read(|node| node.balance(OWN_ACCOUNT).map(|b| b.dt_tiyn).unwrap_or(Amount::ZERO))
+}
+
+fn own_claim(name: &str, address: Address) -> Claim {
+    Claim {
+        client_id: OWN_ACCOUNT.into(),
+        address,
+        kind: AccountKind::Institution,
+        display_name: name.into(),
+        phone: None,
+    }
+}

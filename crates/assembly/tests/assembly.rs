@@ -1,0 +1,107 @@
+//! The roles wired in one process, on real stores and their own threads: accounts migrated,
+//! DT issued, paid out, and paid between clients of different banks, client-signed and
+//! custodial; then the checks across roles hold, and everything survives a restart.
+
+use dtenge_assembly::{Assembly, Config};
+use dtenge_bank::{IdemKey, Request};
+use dtenge_core::crypto::{Hash32, SecretKey};
+use dtenge_core::token::Output;
+use dtenge_core::tx::{Command, Transaction, TxBody};
+use dtenge_core::{Amount, ErrorCode};
+use dtenge_node::{Account, ClientKind, OWN_ACCOUNT};
+use std::sync::Arc;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn tiyn(n: u64) -> Amount {
+    Amount::from_tiyn(n).unwrap()
+}
+
+fn account(bank: &str, n: u32, key: &SecretKey) -> Account {
+    Account {
+        client_id: format!("90010130{n:04}"),
+        node_id: bank.into(),
+        kind: ClientKind::Individual,
+        name: format!("Client {n}"),
+        phone: None,
+        address: key.address(),
+        opened_at_unix_ms: 0,
+    }
+}
+
+fn start(dir: &std::path::Path) -> Assembly {
+    Assembly::start(dir, &Config::standard([7; 32]), Arc::new(|| 1_700_000_000_000)).unwrap()
+}
+
+fn balance(assembly: &Assembly, bank: &str, client: &str) -> Amount {
+    assembly.bank(bank).unwrap().service().read(|node| node.balance(client).unwrap().dt_tiyn)
+}
+
+#[test]
+fn roles_pay_each_other_reconcile_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = SecretKey::from_seed([1; 32]);
+    let bob = SecretKey::from_seed([2; 32]);
+    let carol = SecretKey::from_seed([3; 32]);
+    {
+        let assembly = start(dir.path());
+        assembly.migrate_accounts("steppe", vec![(account("steppe", 1, &alice), None)]).unwrap();
+        assembly.migrate_accounts("tulpar", vec![(account("tulpar", 2, &bob), None)]).unwrap();
+        // Carol's bank keeps her key.
+        assembly.migrate_accounts("sapa", vec![(account("sapa", 3, &carol), Some(carol.clone()))]).unwrap();
+        // A client listed twice in one migration: refused whole, nothing opened.
+        let twice = vec![(account("steppe", 9, &bob), None), (account("steppe", 9, &carol), None)];
+        assert_eq!(assembly.migrate_accounts("steppe", twice).unwrap_err().code, ErrorCode::DuplicateAccount);
+
+        assembly.fund("steppe", tiyn(1_000_00), WAIT).unwrap();
+        assembly.fund("sapa", tiyn(500_00), WAIT).unwrap();
+        let steppe = assembly.bank("steppe").unwrap();
+        let paid = steppe.submit(
+            Request::Pay { client_id: OWN_ACCOUNT.into(), payees: vec![(alice.address(), tiyn(300_00))] },
+            None,
+        );
+        paid.recv_timeout(WAIT).unwrap().unwrap();
+        let sapa = assembly.bank("sapa").unwrap();
+        sapa.submit(
+            Request::Pay { client_id: OWN_ACCOUNT.into(), payees: vec![(carol.address(), tiyn(200_00))] },
+            None,
+        )
+        .recv_timeout(WAIT)
+        .unwrap()
+        .unwrap();
+
+        // Alice signs a transfer to Bob (another bank) herself.
+        let inputs = steppe.service().read(|node| node.spendable_inputs("900101300001").unwrap());
+        let outputs = vec![
+            Output::standard(tiyn(120_00), bob.address(), assembly.anchors().issuer),
+            Output::standard(tiyn(180_00), alice.address(), assembly.anchors().issuer),
+        ];
+        let mut tx = Transaction::new(TxBody { command: Command::Transfer, inputs, outputs, nonce: 1 });
+        tx.sign_owner(&alice);
+        let signed = steppe.submit(Request::Signed(tx.clone()), None).recv_timeout(WAIT).unwrap().unwrap();
+        // The same transaction again: answered with the same commit, not paid twice.
+        let again = steppe.submit(Request::Signed(tx), None).recv_timeout(WAIT).unwrap().unwrap();
+        assert_eq!(again, signed);
+
+        // Carol pays Alice through her bank, with an idempotency key, twice.
+        let idem = IdemKey { key: "carol-1".into(), fingerprint: Hash32([3; 32]) };
+        let pay = Request::Pay { client_id: "900101300003".into(), payees: vec![(alice.address(), tiyn(50_00))] };
+        let first = sapa.submit(pay.clone(), Some(idem.clone())).recv_timeout(WAIT).unwrap().unwrap();
+        let second = sapa.submit(pay, Some(idem)).recv_timeout(WAIT).unwrap().unwrap();
+        assert_eq!(first, second, "one key, one payment");
+
+        assembly.settle(WAIT).unwrap();
+        assert_eq!(balance(&assembly, "steppe", "900101300001"), tiyn(230_00));
+        assert_eq!(balance(&assembly, "tulpar", "900101300002"), tiyn(120_00));
+        assert_eq!(balance(&assembly, "sapa", "900101300003"), tiyn(150_00));
+        assert_eq!(assembly.central().dt_liability(), tiyn(1_500_00));
+        assert_eq!(assembly.reconcile(), Vec::<String>::new());
+        assembly.shutdown();
+    }
+    // Every role reopens from its own store.
+    let assembly = start(dir.path());
+    assert_eq!(balance(&assembly, "tulpar", "900101300002"), tiyn(120_00));
+    assert_eq!(balance(&assembly, "steppe", "900101300001"), tiyn(230_00));
+    assert_eq!(assembly.reconcile(), Vec::<String>::new());
+}

@@ -1,0 +1,328 @@
+//! `dtenge bench --roles`: the same load as `dtenge bench`, on the roles (`dtenge-assembly`):
+//! the notary, central, the directory and three banks, each with its own store and its own
+//! threads, talking only through envelopes.
+//!
+//! 1. **Seed** (untimed): the accounts (clients keeping their own keys) are migrated to their
+//!    banks (claimed at the directory and opened, 10,000 per commit); central issues each
+//!    bank its share of the tokens' value against its correspondent account; each bank pays
+//!    its clients their tokens from its own account, up to 10,000 outputs per payment.
+//! 2. **Prepare** (untimed): the same signed 2-in 2-out transfers between accounts at
+//!    different banks, double spends and bad signatures as `dtenge bench` prepares.
+//! 3. **Run** (timed): each transfer goes to its payer's bank (`Request::Signed`), which
+//!    checks, attests, verifies and batches it; the notary spends; the payer's bank applies
+//!    the certificate and delivers to the payee's bank. A payment counts when its payer's bank
+//!    answers (its commit is durable); closed loop (`in_flight` outstanding) or open loop.
+//! 4. **Check**: every valid transfer committed, every injected one refused, and once the
+//!    deliveries landed, the DT in the banks' wallets = the ABS liability and the banks'
+//!    tokens = the notary's unspent set.
+
+use crate::{
+    key_of, peak_bytes, prepare, tally, BenchAccount, Config, CpuMeter, CpuUse, Expect, Latency, Machine, Outcome,
+    BANKS, LATENCY_US_MAX, TOKEN_TIYN,
+};
+use dtenge_assembly::{Assembly, BankHandle};
+use dtenge_bank::{Committed, Request};
+use dtenge_core::crypto::Address;
+use dtenge_core::money::Amount;
+use dtenge_node::{Account, ClientKind, OWN_ACCOUNT};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Accounts per migration commit.
+const MIGRATE_ACCOUNTS_MAX: usize = 10_000;
+/// Outputs per seeding payment.
+const SEED_OUTPUTS_MAX: usize = 10_000;
+/// Longest the seeding or the settling after the run may take.
+const WAIT_MAX: Duration = Duration::from_secs(600);
+
+/// What was measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct RolesReport {
+    pub machine: Machine,
+    pub config: Config,
+    pub seed_seconds: f64,
+    pub prepare_seconds: f64,
+    pub run_seconds: f64,
+    pub offered_per_s: Option<u64>,
+    pub achieved_per_s: f64,
+    pub submitted: usize,
+    pub committed: usize,
+    pub rejected: BTreeMap<String, usize>,
+    pub injected_double_spends: usize,
+    pub injected_invalid_signatures: usize,
+    pub latency: Latency,
+    pub cpu: CpuUse,
+    pub peak_memory_bytes: u64,
+    /// Notarize requests the banks sent (first sends), and the mean transactions in one.
+    pub batches: u64,
+    pub txs_per_batch: f64,
+    pub reconciled: bool,
+    pub ok: bool,
+    pub problems: Vec<String>,
+}
+
+/// Run the bench on the roles.
+pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<RolesReport, String> {
+    crate::check_config(config)?;
+    let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let dir = config.data.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    let day_ms = crate::working_day_ms();
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&config.seed.to_le_bytes());
+    let assembly = Assembly::start(&dir, &dtenge_assembly::Config::standard(seed_bytes), Arc::new(move || day_ms))
+        .map_err(|e| format!("starting the roles: {e}"))?;
+
+    let started = Instant::now();
+    let accounts = seed(&assembly, config, &mut progress)?;
+    let seed_seconds = started.elapsed().as_secs_f64();
+    progress(&format!("seeded {} accounts and {} tokens in {seed_seconds:.1} s", config.accounts, config.tokens));
+
+    let started = Instant::now();
+    let prepared = prepare(accounts, config)?;
+    let prepare_seconds = started.elapsed().as_secs_f64();
+    progress(&format!("prepared and signed {} transfers in {prepare_seconds:.1} s", prepared.len()));
+
+    let expected: Vec<Expect> = prepared.iter().map(|p| p.expect).collect();
+    let submissions: Vec<(&'static str, Request)> =
+        prepared.into_iter().map(|p| (p.bank, Request::Signed(p.tx))).collect();
+    let batches_before = batches_sent(&assembly);
+    let cpu_meter = CpuMeter::start();
+    let outcome = submit_all(&assembly, submissions, &expected, config)?;
+    let cpu = cpu_meter.finish(outcome.committed);
+    let batches = batches_sent(&assembly) - batches_before;
+
+    assembly.settle(WAIT_MAX).map_err(|e| e.to_string())?;
+    let mut outcome = outcome;
+    let mut problems = std::mem::take(&mut outcome.problems);
+    let reconciliation = assembly.reconcile();
+    let reconciled = reconciliation.is_empty();
+    problems.extend(reconciliation);
+    crate::check_outcome(&outcome, &expected, &mut problems);
+    let latency = |q: f64| outcome.latency.value_at_quantile(q);
+    let achieved_per_s = outcome.committed as f64 / outcome.elapsed.as_secs_f64().max(1e-9);
+    let count = |e: Expect| expected.iter().filter(|x| **x == e).count();
+    let report = RolesReport {
+        machine: Machine::here(),
+        config: config.clone(),
+        seed_seconds,
+        prepare_seconds,
+        run_seconds: outcome.elapsed.as_secs_f64(),
+        offered_per_s: config.rate_per_s,
+        achieved_per_s,
+        submitted: expected.len(),
+        committed: outcome.committed,
+        rejected: outcome.rejected.clone(),
+        injected_double_spends: count(Expect::DoubleSpend),
+        injected_invalid_signatures: count(Expect::InvalidSignature),
+        latency: Latency {
+            p50_us: latency(0.5),
+            p99_us: latency(0.99),
+            p999_us: latency(0.999),
+            max_us: outcome.latency.max(),
+        },
+        cpu,
+        peak_memory_bytes: peak_bytes(),
+        batches,
+        txs_per_batch: expected.len() as f64 / batches.max(1) as f64,
+        reconciled,
+        ok: problems.is_empty(),
+        problems,
+    };
+    assembly.shutdown();
+    Ok(report)
+}
+
+fn batches_sent(assembly: &Assembly) -> u64 {
+    assembly.banks().iter().map(|b| b.service().stats().batches_sent).sum()
+}
+
+/// Migrate the accounts, fund the banks, pay every account its tokens.
+fn seed(assembly: &Assembly, config: &Config, progress: &mut impl FnMut(&str)) -> Result<Vec<BenchAccount>, String> {
+    let err = |e: dtenge_core::Error| e.to_string();
+    let opened_at_unix_ms = assembly.now_ms();
+    let mut accounts: Vec<(usize, &'static str, dtenge_core::crypto::SecretKey)> = Vec::with_capacity(config.accounts);
+    for (b, bank) in BANKS.iter().enumerate() {
+        let mine: Vec<usize> = (0..config.accounts).filter(|n| n % BANKS.len() == b).collect();
+        for chunk in mine.chunks(MIGRATE_ACCOUNTS_MAX) {
+            let mut opening = Vec::with_capacity(chunk.len());
+            for &n in chunk {
+                let key = key_of(config.seed, n);
+                let account = Account {
+                    client_id: crate::iin(n)?,
+                    node_id: (*bank).to_string(),
+                    kind: ClientKind::Individual,
+                    name: format!("Bench Client {n}"),
+                    phone: None,
+                    address: key.address(),
+                    opened_at_unix_ms,
+                };
+                opening.push((account, None));
+                accounts.push((n, *bank, key));
+            }
+            assembly.migrate_accounts(bank, opening).map_err(err)?;
+        }
+        progress(&format!("opened {} accounts at {bank}", mine.len()));
+    }
+    accounts.sort_by_key(|(n, _, _)| *n);
+    let addresses: Vec<Address> = accounts.iter().map(|(_, _, key)| key.address()).collect();
+
+    // Token t goes to account t % accounts, as `dtenge bench` seeds them.
+    for (b, bank) in BANKS.iter().enumerate() {
+        let handle = assembly.bank(bank).ok_or("a bench bank is missing")?;
+        let payees: Vec<(Address, Amount)> = (0..config.tokens)
+            .filter(|t| (t % config.accounts) % BANKS.len() == b)
+            .map(|t| Ok((addresses[t % config.accounts], crate::amount(TOKEN_TIYN)?)))
+            .collect::<Result<_, String>>()?;
+        let total = crate::amount(TOKEN_TIYN * payees.len() as u64)?;
+        assembly.fund(bank, total, WAIT_MAX).map_err(err)?;
+        for chunk in payees.chunks(SEED_OUTPUTS_MAX) {
+            pay_out(handle, chunk.to_vec())?;
+        }
+        progress(&format!("paid the tokens of {bank}"));
+    }
+    assembly.settle(WAIT_MAX).map_err(err)?;
+
+    accounts
+        .into_iter()
+        .map(|(n, bank, key)| {
+            let handle = assembly.bank(bank).ok_or("a bench bank is missing")?;
+            let tokens = handle.service().read(|node| node.spendable_inputs(&crate::iin(n)?).map_err(err))?;
+            Ok(BenchAccount { bank, key, tokens })
+        })
+        .collect()
+}
+
+/// One seeding payment from the bank's own account, waited for: the next one spends its change.
+fn pay_out(bank: &BankHandle, payees: Vec<(Address, Amount)>) -> Result<(), String> {
+    let answer = bank.submit(Request::Pay { client_id: OWN_ACCOUNT.into(), payees }, None);
+    match answer.recv_timeout(WAIT_MAX) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("seeding payment at {}: {e}", bank.id())),
+        Err(_) => Err(format!("seeding payment at {} not answered", bank.id())),
+    }
+}
+
+/// Send everything to the banks, closed or open loop, and count. One thread submits and
+/// collects the answers from one shared channel.
+fn submit_all(
+    assembly: &Assembly,
+    submissions: Vec<(&'static str, Request)>,
+    expected: &[Expect],
+    config: &Config,
+) -> Result<Outcome, String> {
+    if submissions.len() != expected.len() {
+        return Err("one expectation per submission".into());
+    }
+    let banks: BTreeMap<&str, &BankHandle> = BANKS
+        .iter()
+        .map(|b| Ok((*b, assembly.bank(b).ok_or("a bench bank is missing")?)))
+        .collect::<Result<_, String>>()?;
+    let (reply, answers) = crossbeam_channel::unbounded::<(u64, dtenge_core::Result<Committed>)>();
+    let interval = config.rate_per_s.map(|r| Duration::from_secs_f64(1.0 / r.max(1) as f64));
+    let window = if interval.is_some() { usize::MAX } else { config.in_flight };
+    let mut outcome = Outcome {
+        committed: 0,
+        rejected: BTreeMap::new(),
+        latency: Histogram::<u64>::new_with_bounds(1, LATENCY_US_MAX, 3).map_err(|e| e.to_string())?,
+        elapsed: Duration::ZERO,
+        problems: Vec::new(),
+    };
+    let total = submissions.len();
+    let mut submissions = submissions.into_iter();
+    let mut due = vec![None::<Instant>; total];
+    let (mut sent, mut answered) = (0usize, 0usize);
+    let started = Instant::now();
+    while answered < total {
+        while sent < total && sent - answered < window {
+            let due_at = match interval {
+                Some(interval) => {
+                    let at = started + interval.mul_f64(sent as f64);
+                    if at > Instant::now() {
+                        break;
+                    }
+                    at
+                }
+                None => Instant::now(),
+            };
+            let (bank, request) = submissions.next().ok_or("fewer submissions than counted")?;
+            due[sent] = Some(due_at);
+            banks[bank].submit_tagged(request, None, sent as u64, &reply);
+            sent += 1;
+        }
+        let next_due = interval.filter(|_| sent < total).map(|i| started + i.mul_f64(sent as f64));
+        let first = match next_due {
+            Some(at) => match answers.recv_deadline(at) {
+                Ok(answer) => Some(answer),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                Err(e) => return Err(e.to_string()),
+            },
+            None => Some(answers.recv_timeout(WAIT_MAX).map_err(|e| format!("waiting for an answer: {e}"))?),
+        };
+        let done = Instant::now();
+        for (tag, result) in first.into_iter().chain(std::iter::from_fn(|| answers.try_recv().ok())) {
+            answered += 1;
+            let index = tag as usize;
+            let Some((expect, Some(due_at))) = expected.get(index).zip(due.get(index).copied()) else {
+                return Err(format!("an answer for payment {index}, which was not sent"));
+            };
+            let latency_us = done.saturating_duration_since(due_at).as_micros().clamp(1, u128::from(LATENCY_US_MAX));
+            let _ = outcome.latency.record(latency_us as u64);
+            tally(&mut outcome, result, *expect);
+        }
+    }
+    outcome.elapsed = started.elapsed();
+    Ok(outcome)
+}
+
+/// The report as text.
+pub fn render(report: &RolesReport) -> String {
+    let mb = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    let mut out = String::new();
+    out.push_str(&format!(
+        "dtenge bench --roles: {} accounts, {} tokens, {} transfers ({} double spends, {} bad signatures injected)\n",
+        report.config.accounts,
+        report.config.tokens,
+        report.submitted,
+        report.injected_double_spends,
+        report.injected_invalid_signatures
+    ));
+    out.push_str(&format!("machine: {} ({} cores)\n", report.machine.cpu_model, report.machine.cpus));
+    out.push_str(&format!(
+        "seed {:.1} s, prepare {:.1} s, run {:.2} s\n",
+        report.seed_seconds, report.prepare_seconds, report.run_seconds
+    ));
+    out.push_str(&format!(
+        "throughput: {:.0} payments/s committed ({} of {}); {} batches, {:.0} transactions per batch\n",
+        report.achieved_per_s, report.committed, report.submitted, report.batches, report.txs_per_batch
+    ));
+    out.push_str(&format!(
+        "latency: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms\n",
+        report.latency.p50_us as f64 / 1e3,
+        report.latency.p99_us as f64 / 1e3,
+        report.latency.p999_us as f64 / 1e3,
+        report.latency.max_us as f64 / 1e3
+    ));
+    out.push_str(&format!(
+        "cpu: {:.1} µs per payment (process), machine {:.0}% busy, {:.0}% steal; peak memory {:.0} MiB\n",
+        report.cpu.process_us_per_payment,
+        report.cpu.machine_busy * 100.0,
+        report.cpu.machine_steal * 100.0,
+        mb(report.peak_memory_bytes)
+    ));
+    out.push_str(&format!("refused: {:?}\n", report.rejected));
+    out.push_str(&format!(
+        "reconciled across roles (wallets = ABS liability, wallets' tokens = notary's unspent): {}\n",
+        report.reconciled
+    ));
+    if report.ok {
+        out.push_str("ok: every check held\n");
+    } else {
+        for problem in &report.problems {
+            out.push_str(&format!("PROBLEM: {problem}\n"));
+        }
+    }
+    out
+}
