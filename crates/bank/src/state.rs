@@ -141,6 +141,9 @@ pub(crate) fn idem_of(bytes: &[u8]) -> Result<(Hash32, IdemState)> {
     decoded.map_err(|e| Error::new(ErrorCode::StorageFailure, format!("an idempotency record: {e}")))
 }
 
+/// `Pending::sent_at_ms` of a batch whose write is not durable yet: never due for resending.
+pub(crate) const NOT_SENT: u64 = u64::MAX;
+
 /// A batch at the notary.
 pub(crate) struct Pending {
     pub(crate) entries: Vec<OutboxEntry>,

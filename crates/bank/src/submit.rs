@@ -1,7 +1,7 @@
 //! Payments from this bank's clients: queued, taken in batches, checked, attested with one
 //! signature, written to the outbox, sent to the notary with one signature.
 
-use crate::state::{be, idem_of, idem_record, IdemState, Inner, OutboxEntry, Pending};
+use crate::state::{be, idem_of, idem_record, IdemState, Inner, OutboxEntry, Pending, NOT_SENT};
 use crate::state::{BANK_META_TABLE, IDEM_TABLE, NEXT_BATCH_KEY, OUTBOX_TABLE};
 use crate::verify::{signature_items, verify_all, SignatureItem};
 use crate::{BankService, Committed, IdemKey, Reply, Request, BATCHES_SENDING_MAX, BATCH_TXS_MAX, OUTBOX_BATCHES_MAX};
@@ -27,8 +27,6 @@ struct Admitted {
     ids: TxIds,
     idem: Option<IdemKey>,
     answer: Reply,
-    /// A client's own signature is verified; one the bank made with its custodial key is not.
-    verify_witnesses: bool,
     payee_banks: Vec<String>,
 }
 
@@ -58,42 +56,87 @@ impl BankService {
         }
     }
 
+    /// One batch, in steps that hold the role's lock only to read or change its state: the
+    /// signature checks and the durable write run without it, so the bank's inbox (the
+    /// notary's answers, deliveries) goes on meanwhile and both cores work.
     fn process(&self, submissions: Vec<Submission>, now_ms: u64) {
         assert!(submissions.len() <= BATCH_TXS_MAX, "a batch is bounded");
-        let mut inner = self.inner.lock();
-        let refusal = match inner.ensure_running() {
-            Err(e) => Some(e),
-            Ok(()) if inner.outbox.len() >= OUTBOX_BATCHES_MAX => {
-                Some(Error::new(ErrorCode::LimitExceeded, "the bank has too many batches at the notary; retry"))
+        let refusal = {
+            let inner = self.inner.lock();
+            match inner.ensure_running() {
+                Err(e) => Some(e),
+                Ok(()) if inner.outbox.len() >= OUTBOX_BATCHES_MAX => {
+                    Some(Error::new(ErrorCode::LimitExceeded, "the bank has too many batches at the notary; retry"))
+                }
+                Ok(()) => None,
             }
-            Ok(()) => None,
         };
         if let Some(e) = refusal {
             for s in submissions {
-                let _ = s.answer.send(Err(e.clone()));
+                s.answer.send(Err(e.clone()));
             }
             return;
         }
-        let mut candidates = Vec::with_capacity(submissions.len());
-        for submission in submissions {
-            let answer = submission.answer.clone();
-            match self.admit(&mut inner, submission) {
-                Ok(Some(admitted)) => candidates.push(admitted),
-                Ok(None) => {}
-                Err(e) => {
-                    let _ = answer.send(Err(e));
+        let prechecked = self.precheck(submissions);
+        let candidates = {
+            let mut inner = self.inner.lock();
+            let mut candidates = Vec::with_capacity(prechecked.len());
+            for (submission, ids) in prechecked {
+                let answer = submission.answer.clone();
+                match self.admit(&mut inner, submission, ids) {
+                    Ok(Some(admitted)) => candidates.push(admitted),
+                    Ok(None) => {}
+                    Err(e) => answer.send(Err(e)),
                 }
             }
+            candidates
+        };
+        let verdicts = self.attest_and_verify(candidates);
+        let mut inner = self.inner.lock();
+        let accepted = self.drop_refused(&mut inner, verdicts);
+        if accepted.is_empty() {
+            return;
         }
-        let accepted = self.attest_and_verify(&mut inner, candidates);
-        if !accepted.is_empty() {
-            self.send_batch(&mut inner, accepted, now_ms);
+        let Some((batch_no, commit)) = self.write_batch(&mut inner, accepted) else { return };
+        drop(inner);
+        let durable = commit.wait();
+        let mut inner = self.inner.lock();
+        self.batch_written(&mut inner, batch_no, durable, now_ms);
+    }
+
+    /// The checks that need no state, before the lock: a client-signed transfer's ids, and its
+    /// owners' signatures, verified as one batch. A transfer whose signature fails is refused
+    /// `INVALID_SIGNATURE` whatever its inputs are (a request without its owner's signature
+    /// learns nothing about the tokens it names).
+    fn precheck(&self, submissions: Vec<Submission>) -> Vec<(Submission, Option<TxIds>)> {
+        let mut memo = dtenge_core::merkle::InnerMemo::default();
+        let mut verdicts: Vec<Result<(Option<TxIds>, Vec<SignatureItem>)>> = submissions
+            .iter()
+            .map(|s| match &s.request {
+                Request::Signed(tx) => {
+                    let ids = TxIds::of(tx)?;
+                    let items = signature_items(tx, &ids.tx_id, &mut memo, true, None)?;
+                    // Attestations are checked after the bank adds its own.
+                    let witnesses = items.into_iter().take(tx.witnesses.len()).collect();
+                    Ok((Some(ids), witnesses))
+                }
+                Request::Pay { .. } => Ok((None, Vec::new())),
+            })
+            .collect();
+        verify_all(&mut verdicts, |(_, items): &(Option<TxIds>, Vec<SignatureItem>)| items.as_slice(), &self.key_cache);
+        let mut prechecked = Vec::with_capacity(submissions.len());
+        for (submission, verdict) in submissions.into_iter().zip(verdicts) {
+            match verdict {
+                Ok((ids, _)) => prechecked.push((submission, ids)),
+                Err(e) => submission.answer.send(Err(e)),
+            }
         }
+        prechecked
     }
 
     /// One submission's own checks, its inputs reserved; `Ok(None)` when it is answered already
     /// (the same request at the notary now, or committed), its answer registered.
-    fn admit(&self, inner: &mut Inner, submission: Submission) -> Result<Option<Admitted>> {
+    fn admit(&self, inner: &mut Inner, submission: Submission, ids: Option<TxIds>) -> Result<Option<Admitted>> {
         let Submission { request, idem, answer } = submission;
         if let Some(idem) = &idem {
             if self.answered_by_key(inner, idem, &answer)? {
@@ -101,7 +144,10 @@ impl BankService {
             }
         }
         let admitted = match request {
-            Request::Signed(tx) => self.admit_signed(inner, tx, idem, answer)?,
+            Request::Signed(tx) => {
+                let ids = ids.expect("a client-signed transfer was prechecked with its ids");
+                self.admit_signed(inner, tx, ids, idem, answer)?
+            }
             Request::Pay { client_id, payees } => Some(self.admit_payment(inner, &client_id, &payees, idem, answer)?),
         };
         if let Some(Admitted { ids, idem: Some(idem), .. }) = &admitted {
@@ -149,10 +195,10 @@ impl BankService {
         &self,
         inner: &mut Inner,
         tx: Transaction,
+        ids: TxIds,
         idem: Option<IdemKey>,
         answer: Reply,
     ) -> Result<Option<Admitted>> {
-        let ids = TxIds::of(&tx)?;
         if let Some(&seq) = inner.recent_index.get(&ids.tx_id) {
             let _ = answer.send(Ok(Committed { tx_id: ids.tx_id, seq }));
             return Ok(None);
@@ -164,7 +210,7 @@ impl BankService {
         inner.node.check_client_transaction_ids(&tx, &ids.inputs)?;
         let payee_banks = self.payee_banks(inner, tx.body.outputs.iter().map(|o| &o.owner))?;
         inner.node.reserve_inputs(&ids.tx_id, &ids.inputs)?;
-        Ok(Some(Admitted { tx, ids, idem, answer, verify_witnesses: true, payee_banks }))
+        Ok(Some(Admitted { tx, ids, idem, answer, payee_banks }))
     }
 
     fn admit_payment(
@@ -180,7 +226,7 @@ impl BankService {
         // Transfers need no nonce: their inputs, spent once, make their ids unique.
         let tx = inner.node.prepare_payment(client_id, payees, issuer, 0)?;
         let ids = TxIds::of(&tx)?;
-        Ok(Admitted { tx, ids, idem, answer, verify_witnesses: false, payee_banks })
+        Ok(Admitted { tx, ids, idem, answer, payee_banks })
     }
 
     /// The other banks holding the accounts `owners` names (the change and this bank's own
@@ -208,10 +254,11 @@ impl BankService {
     }
 
     /// Attest the candidates with one signature, then check each completely: the stateless
-    /// rules, and every signature but the bank's own, verified as one batch (one by one only
-    /// when the batch fails, to find the bad ones). A refused candidate's reservation and key
-    /// are released and it is answered with the refusal.
-    fn attest_and_verify(&self, inner: &mut Inner, mut candidates: Vec<Admitted>) -> Vec<Admitted> {
+    /// rules, and the attestations but the bank's own, verified as one batch (one by one only
+    /// when the batch fails, to find the bad ones). The owners' signatures of client-signed
+    /// transfers were verified before admission; those of custodial payments are the bank's
+    /// own. Runs without the lock.
+    fn attest_and_verify(&self, mut candidates: Vec<Admitted>) -> Vec<(Admitted, Result<()>)> {
         if candidates.is_empty() {
             return Vec::new();
         }
@@ -220,36 +267,42 @@ impl BankService {
             let mut txs: Vec<&mut Transaction> = candidates.iter_mut().map(|c| &mut c.tx).collect();
             Transaction::attest_batch_ids(&mut txs, &ids, &self.key);
         }
-        let anchors = self.anchors.read();
+        let anchors = self.anchors.read().clone();
         let me = self.key.public_key();
         let mut memo = dtenge_core::merkle::InnerMemo::default();
         let mut verdicts: Vec<Result<Vec<SignatureItem>>> = candidates
             .iter()
             .map(|c| {
-                check_structure_ids(&c.tx, c.ids.clone(), &*anchors)?;
-                signature_items(&c.tx, &c.ids.tx_id, &mut memo, c.verify_witnesses, Some(&me))
+                check_structure_ids(&c.tx, c.ids.clone(), &anchors)?;
+                signature_items(&c.tx, &c.ids.tx_id, &mut memo, false, Some(&me))
             })
             .collect();
-        drop(anchors);
         verify_all(&mut verdicts, |items| items, &self.key_cache);
-        let mut accepted = Vec::with_capacity(candidates.len());
-        for (candidate, verdict) in candidates.into_iter().zip(verdicts) {
+        candidates.into_iter().zip(verdicts.into_iter().map(|v| v.map(|_| ()))).collect()
+    }
+
+    /// Release what the checks refused and answer it; the rest goes on.
+    fn drop_refused(&self, inner: &mut Inner, verdicts: Vec<(Admitted, Result<()>)>) -> Vec<Admitted> {
+        let mut accepted = Vec::with_capacity(verdicts.len());
+        for (candidate, verdict) in verdicts {
             match verdict {
-                Ok(_) => accepted.push(candidate),
+                Ok(()) => accepted.push(candidate),
                 Err(e) => {
                     inner.node.release(&candidate.tx);
                     if let Some(idem) = &candidate.idem {
                         inner.idem_in_flight.remove(&idem.key);
                     }
-                    let _ = candidate.answer.send(Err(e));
+                    candidate.answer.send(Err(e));
                 }
             }
         }
         accepted
     }
 
-    /// Write the batch to the outbox (with its keys, in flight), then send it to the notary.
-    fn send_batch(&self, inner: &mut Inner, accepted: Vec<Admitted>, now_ms: u64) {
+    /// Hand the batch (with its keys, in flight) to the store, in the order of batch numbers,
+    /// and list it in the outbox as not yet sent: nothing goes to the notary before the batch
+    /// is durable (`tick` skips it meanwhile). `None` when the store refused it at once.
+    fn write_batch(&self, inner: &mut Inner, accepted: Vec<Admitted>) -> Option<(u64, dtenge_store::PendingCommit)> {
         let batch_no = inner.next_batch;
         let mut entries = Vec::with_capacity(accepted.len());
         let mut ids = Vec::with_capacity(accepted.len());
@@ -266,22 +319,36 @@ impl BankService {
         }
         batch.put(OUTBOX_TABLE, be(batch_no).to_vec(), entries.to_bytes());
         batch.put(BANK_META_TABLE, NEXT_BATCH_KEY.to_vec(), (batch_no + 1).to_le_bytes().to_vec());
-        if let Err(e) = self.commit(inner, batch) {
-            for (entry, answer) in entries.iter().zip(answers) {
-                inner.node.release(&entry.tx);
-                if let Some(idem) = &entry.idem {
-                    inner.idem_in_flight.remove(&idem.key);
-                }
-                let _ = answer.send(Err(e.clone()));
-            }
-            return;
-        }
         inner.next_batch = batch_no + 1;
         for (tx_ids, answer) in ids.iter().zip(answers) {
             inner.in_outbox.insert(tx_ids.tx_id, batch_no);
             inner.waiters.entry(tx_ids.tx_id).or_default().push(answer);
         }
-        inner.outbox.insert(batch_no, Pending { entries, ids, sent_at_ms: now_ms });
+        inner.outbox.insert(batch_no, Pending { entries, ids, sent_at_ms: NOT_SENT });
+        Some((batch_no, self.store.commit_async(batch)))
+    }
+
+    /// The batch's write finished: durable, it goes to the notary; failed, the role stops
+    /// (its memory may no longer match its disk) and the batch's clients are told.
+    fn batch_written(&self, inner: &mut Inner, batch_no: u64, durable: Result<()>, now_ms: u64) {
+        if let Err(e) = durable {
+            inner.failed = true;
+            let pending = inner.outbox.remove(&batch_no).expect("a batch being written is in the outbox");
+            for (entry, ids) in pending.entries.iter().zip(&pending.ids) {
+                inner.node.release(&entry.tx);
+                if let Some(idem) = &entry.idem {
+                    inner.idem_in_flight.remove(&idem.key);
+                }
+                inner.in_outbox.remove(&ids.tx_id);
+                for waiter in inner.waiters.remove(&ids.tx_id).unwrap_or_default() {
+                    waiter.send(Err(e.clone()));
+                }
+            }
+            return;
+        }
+        let pending = inner.outbox.get_mut(&batch_no).expect("a written batch is in the outbox until answered");
+        assert_eq!(pending.sent_at_ms, NOT_SENT, "a batch is sent after its write");
+        pending.sent_at_ms = now_ms;
         inner.stats.batches_sent += 1;
         self.send_request(inner, batch_no);
     }
