@@ -169,7 +169,7 @@ impl BankService {
             }
             inner.in_outbox.remove(&tx_id);
             for waiter in inner.waiters.remove(&tx_id).unwrap_or_default() {
-                let _ = waiter.send(answer.clone());
+                waiter.send(answer.clone());
             }
         }
         if !kept.is_empty() {

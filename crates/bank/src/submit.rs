@@ -182,7 +182,7 @@ impl BankService {
         }
         match state {
             IdemState::Committed(committed) => {
-                let _ = answer.send(Ok(committed));
+                answer.send(Ok(committed));
                 Ok(true)
             }
             IdemState::InFlight(_) => {
@@ -200,7 +200,7 @@ impl BankService {
         answer: Reply,
     ) -> Result<Option<Admitted>> {
         if let Some(&seq) = inner.recent_index.get(&ids.tx_id) {
-            let _ = answer.send(Ok(Committed { tx_id: ids.tx_id, seq }));
+            answer.send(Ok(Committed { tx_id: ids.tx_id, seq }));
             return Ok(None);
         }
         if inner.in_outbox.contains_key(&ids.tx_id) {
