@@ -140,6 +140,11 @@ impl BankService {
         self.inner.lock().redeems.pending.len()
     }
 
+    /// The transactions of the redemptions waiting for central, oldest id first.
+    pub fn redemptions_pending_ids(&self) -> Vec<TxId> {
+        self.inner.lock().redeems.pending.keys().copied().collect()
+    }
+
     /// Build, reserve and write a redemption: `Ok(Some(tx id))` to send, `Ok(None)` when its
     /// idempotency key answered it (or attached `answer` to the redemption in flight).
     fn admit_redemption(
