@@ -139,9 +139,10 @@ impl Authorities for Trust<'_> {
             return KeyStatus::CentralBank;
         }
         // A blocked bank is refused (for good) before validation, with its reason.
-        match self.banks.values().any(|b| b.node_key == *key) {
-            true => KeyStatus::ActiveNode,
-            false => KeyStatus::Unknown,
+        if self.banks.values().any(|b| b.node_key == *key) {
+            KeyStatus::ActiveNode
+        } else {
+            KeyStatus::Unknown
         }
     }
 }
