@@ -27,7 +27,7 @@
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use dtenge_bank::{Answer, BankService, Committed, Genesis, IdemKey, Request};
-use dtenge_central::CentralService;
+use dtenge_central::{BankKeys, CentralService};
 use dtenge_core::anchors::Anchors;
 use dtenge_core::crypto::{hash_parts, Address, SecretKey};
 use dtenge_core::{Amount, Error, ErrorCode, Result};
@@ -217,12 +217,20 @@ impl Assembly {
             keys.notary(),
             senders,
         )?);
-        let own_addresses = config.banks.iter().map(|b| (b.id.clone(), keys.bank_own(&b.id).address())).collect();
+        let bank_keys = config
+            .banks
+            .iter()
+            .map(|b| {
+                let keys =
+                    BankKeys { own: keys.bank_own(&b.id).address(), node_key: keys.bank_node(&b.id).public_key() };
+                (b.id.clone(), keys)
+            })
+            .collect();
         let central = Arc::new(CentralService::open(
             Store::open(&dir.join("central"), &dtenge_central::tables())?,
             keys.central(),
             anchors.notary,
-            own_addresses,
+            bank_keys,
             transport.clone(),
         )?);
         let directory =
@@ -418,7 +426,9 @@ impl Assembly {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let quiet = self.central.outstanding() == (0, 0)
-                && self.banks.iter().all(|b| b.service.outstanding() == (0, 0) && b.service.queued() == 0);
+                && self.banks.iter().all(|b| {
+                    b.service.outstanding() == (0, 0) && b.service.queued() == 0 && b.service.redemptions_pending() == 0
+                });
             if quiet {
                 return Ok(());
             }

@@ -76,6 +76,7 @@ impl BankService {
         verify_all(&mut verdicts, |(_, items)| items, &self.key_cache);
         let mut batch = WriteBatch::new();
         let mut deltas = Vec::new();
+        let mut redeemed = Vec::new();
         for ((tx, _), verdict) in txs.iter().zip(verdicts) {
             let Ok((ids, _)) = verdict else {
                 // Certified at the notary, refused here: the tokens stay unusable until the
@@ -86,8 +87,11 @@ impl BankService {
             };
             let delta = inner
                 .node
-                .plan_commit_ids(tx, &ids.tx_id, &ids.inputs, &ids.outputs, Purpose::Payment, None, now_ms)
+                .plan_commit_ids(tx, &ids.tx_id, &ids.inputs, &ids.outputs, purpose_of(tx), None, now_ms)
                 .unwrap_or_else(|e| panic!("a validated delivery cannot be planned: {e}"));
+            // One of this bank's redemptions, certified and posted by central: it ends with
+            // this commit.
+            redeemed.extend(self.plan_redeemed(inner, &ids.tx_id, certificate, &mut batch));
             delta.writes(&inner.node, &mut batch).unwrap_or_else(|e| panic!("a planned delta cannot be encoded: {e}"));
             dtenge_node::archive(&[self.id()], &ids.tx_id, tx, &mut batch)
                 .unwrap_or_else(|e| panic!("a transaction cannot be archived: {e}"));
@@ -99,6 +103,9 @@ impl BankService {
         }
         for delta in deltas {
             inner.node.apply(delta);
+        }
+        for answered in redeemed {
+            self.apply_redeemed(inner, answered);
         }
         inner.stats.deliveries_applied += txs.len() as u64;
         inner.inbound.applied(&from, seq);
@@ -122,6 +129,16 @@ impl BankService {
             return;
         }
         inner.outbound.forget(from, seq);
+    }
+}
+
+/// What a delivered transaction is, in the history: an issue from the NBK, a redemption, or a
+/// payment.
+fn purpose_of(tx: &Transaction) -> Purpose {
+    match tx.body.command {
+        dtenge_core::tx::Command::Issue => Purpose::Emission,
+        dtenge_core::tx::Command::Redeem => Purpose::Redemption,
+        dtenge_core::tx::Command::Transfer => Purpose::Payment,
     }
 }
 

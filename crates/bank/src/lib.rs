@@ -42,12 +42,14 @@
 
 mod claims;
 mod deliver;
+mod redeem;
 mod reply;
 mod state;
 mod submit;
 mod verify;
 
 pub use claims::{claim_of, Opening, CLAIMS_IN_FLIGHT_MAX};
+pub use redeem::{REDEEM_TABLE, REDEMPTIONS_IN_FLIGHT_MAX};
 pub use state::{tables, BANK_META_TABLE, IDEM_TABLE, OUTBOX_TABLE, RECENT_COMMITTED_MAX};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -351,6 +353,9 @@ impl BankService {
             Message::Deliver(deliver) => self.on_deliver(&mut inner, envelope.from, deliver, now_ms),
             Message::DeliverAck(ack) => self.on_ack(&mut inner, &envelope.from, ack.seq),
             Message::ClaimReply(reply) if envelope.from == RoleId::Directory => self.on_claim_reply(&mut inner, reply),
+            Message::RedeemRefused(refused) if envelope.from == RoleId::Central => {
+                self.on_redeem_refused(&mut inner, refused)
+            }
             // Nothing else is for a bank: dropped, as a stray or hostile message must be.
             _ => {}
         }
@@ -375,6 +380,7 @@ impl BankService {
             let _ = self.transport.send(envelope);
         }
         self.resend_claims(&mut inner, now_ms);
+        self.resend_redemptions(&mut inner, now_ms);
     }
 
     fn commit(&self, inner: &mut Inner, batch: WriteBatch) -> Result<()> {

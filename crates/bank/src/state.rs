@@ -6,6 +6,8 @@
 //! | `bank_idempotency` | the key | fingerprint, then in flight (tx id) or committed (tx id, seq) |
 //! | `bank_meta` | `next_batch` | u64 LE |
 //! | `bank_meta` | `blocked:<bank>` | the reason of the operator's block |
+//! | `bank_meta` | `next_redeem_nonce` | u64 LE |
+//! | `bank_redeem` | transaction id | a redemption waiting for central (`redeem.rs`) |
 //!
 //! The node's own tables (accounts, tokens, history) are `dtenge-node`'s, the deliveries'
 //! `dtenge-delivery`'s.
@@ -53,7 +55,7 @@ pub(crate) fn load_blocked(store: &Store) -> Result<Vec<String>> {
 pub fn tables() -> Vec<Table> {
     let mut tables = dtenge_node::TABLES.to_vec();
     tables.extend(dtenge_delivery::TABLES);
-    tables.extend([OUTBOX_TABLE, IDEM_TABLE, BANK_META_TABLE]);
+    tables.extend([OUTBOX_TABLE, IDEM_TABLE, BANK_META_TABLE, crate::redeem::REDEEM_TABLE]);
     tables
 }
 
@@ -166,6 +168,8 @@ pub(crate) struct Inner {
     /// Accounts waiting for the directory's answer, by address (not stored: a claim is asked
     /// again after a restart).
     pub(crate) claims: BTreeMap<dtenge_core::crypto::Address, crate::claims::PendingClaim>,
+    /// Redemptions sent to central and not answered.
+    pub(crate) redeems: crate::redeem::Redemptions,
     recent: VecDeque<(TxId, u64)>,
     pub(crate) recent_index: HashMap<TxId, u64>,
     /// Set when a durable commit failed: the store refuses every commit until the role is
@@ -217,6 +221,7 @@ impl Inner {
             }
             outbox.insert(batch_no, Pending { entries, ids, sent_at_ms: 0 });
         }
+        let redeems = crate::redeem::load(store, &mut node, &mut idem_in_flight)?;
         Ok(Inner {
             node,
             next_batch,
@@ -227,6 +232,7 @@ impl Inner {
             outbound: dtenge_delivery::Outbound::load(store)?,
             inbound: dtenge_delivery::Inbound::load(store)?,
             claims: BTreeMap::new(),
+            redeems,
             recent: VecDeque::new(),
             recent_index: HashMap::new(),
             failed: false,

@@ -159,8 +159,8 @@ impl BankService {
 
     /// Is the request with this key answered already (in flight: `answer` waits with it;
     /// committed: `answer` gets the first answer)? The same key with another request is
-    /// refused.
-    fn answered_by_key(&self, inner: &mut Inner, idem: &IdemKey, answer: &Reply) -> Result<bool> {
+    /// refused. Payments and redemptions share one key space.
+    pub(crate) fn answered_by_key(&self, inner: &mut Inner, idem: &IdemKey, answer: &Reply) -> Result<bool> {
         let reused = || {
             Error::new(
                 ErrorCode::IdempotencyKeyReused,

@@ -1,5 +1,5 @@
 //! The central role: the NBK's node (the issuer), the ABS as the platform sees it, and the NBK
-//! registry of emissions.
+//! registry of emissions and redemptions.
 //!
 //! **Emission** (bank → NBK conversion, SPEC sub-scenario 3): the NBK issues DT to a bank's own
 //! account against the bank's correspondent account in the ABS.
@@ -19,13 +19,22 @@
 //! reserved from the request to the posting, so emissions in flight cannot overdraw the
 //! correspondent account. A refused issue releases its reservation and posts nothing.
 //!
+//! **Redemption** (NBK → bank conversion, SPEC sub-scenario 13) runs the other way and starts
+//! at the bank, whose tokens it spends (see [`redeem`]): the bank sends its `Redeem`
+//! transaction; central validates it, attests it with the NBK key, writes it to its outbox and
+//! notarizes it itself; on the certificate one commit holds the ABS posting
+//! (`dt_liability → corr:<bank>`), the registry entry, the transaction's decision and the
+//! numbered delivery of the certified transaction back to the bank.
+//!
 //! One lock guards the role's state from a step's plan to its apply, as in the bank role.
 
 #![forbid(unsafe_code)]
 
+pub mod redeem;
 mod registry;
 
-pub use registry::{Emission, REGISTRY_TABLE};
+pub use redeem::{REDEEM_OUTBOX_TABLE, REDEMPTIONS_IN_FLIGHT_MAX, REDEMPTIONS_TABLE};
+pub use registry::{Emission, EntryKind, RegistryEntry, Totals, REGISTRY_TABLE};
 
 use crossbeam_channel::{Receiver, Sender};
 use dtenge_abs::{correspondent, Abs, PostingKind, DT_LIABILITY, RTGS_EXTERNAL};
@@ -60,8 +69,16 @@ pub const OUTBOX_EMISSIONS_MAX: usize = 256;
 pub fn tables() -> Vec<Table> {
     let mut tables = dtenge_abs::TABLES.to_vec();
     tables.extend(dtenge_delivery::TABLES);
-    tables.extend([OUTBOX_TABLE, IDEM_TABLE, META_TABLE, REGISTRY_TABLE]);
+    tables.extend([OUTBOX_TABLE, IDEM_TABLE, META_TABLE, REGISTRY_TABLE, REDEEM_OUTBOX_TABLE, REDEMPTIONS_TABLE]);
     tables
+}
+
+/// What central knows of a bank: where its DT is issued (its own account), and the node key
+/// it attests its transactions with (checked on the redemptions it sends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BankKeys {
+    pub own: Address,
+    pub node_key: PublicKey,
 }
 
 /// An emission's answer: its registry entry.
@@ -99,7 +116,9 @@ struct Inner {
     outbox: BTreeMap<u64, InFlight>,
     /// Idempotency key -> batch, for emissions in flight.
     keys_in_flight: HashMap<String, u64>,
-    registry: Vec<Emission>,
+    /// Redemptions at the notary, by batch number (numbered with the emissions).
+    redeem_outbox: BTreeMap<u64, redeem::RedeemInFlight>,
+    registry: Vec<RegistryEntry>,
     /// Bank -> why the operator blocked it.
     blocked: BTreeMap<String, String>,
     outbound: dtenge_delivery::Outbound,
@@ -112,8 +131,8 @@ pub struct CentralService {
     store: Store,
     key: SecretKey,
     notary: PublicKey,
-    /// Each bank's own account address: where its DT is issued.
-    banks: BTreeMap<String, Address>,
+    /// Each bank's own account address (where its DT is issued) and node key.
+    banks: BTreeMap<String, BankKeys>,
     transport: Arc<dyn Transport>,
     inner: Mutex<Inner>,
 }
@@ -156,12 +175,12 @@ fn corrupt(what: &str) -> Error {
 
 impl CentralService {
     /// Open central on its own store (created with [`tables`]), with the NBK key, the notary's
-    /// key, and each bank's own account address.
+    /// key, and each bank's own account address and node key.
     pub fn open(
         store: Store,
         key: SecretKey,
         notary: PublicKey,
-        banks: BTreeMap<String, Address>,
+        banks: BTreeMap<String, BankKeys>,
         transport: Arc<dyn Transport>,
     ) -> Result<CentralService> {
         let abs = Abs::load(&store)?;
@@ -175,6 +194,7 @@ impl CentralService {
             next_batch,
             outbox: BTreeMap::new(),
             keys_in_flight: HashMap::new(),
+            redeem_outbox: BTreeMap::new(),
             registry: registry::load(&store)?,
             blocked: BTreeMap::new(),
             outbound: dtenge_delivery::Outbound::load(&store)?,
@@ -195,6 +215,7 @@ impl CentralService {
             }
             inner.outbox.insert(batch_no, InFlight { pending, ids, sent_at_ms: 0, waiters: Vec::new() });
         }
+        redeem::load(&store, &mut inner, next_batch)?;
         Ok(CentralService { store, key, notary, banks, transport, inner: Mutex::new(inner) })
     }
 
@@ -212,15 +233,20 @@ impl CentralService {
         self.inner.lock().abs.balance(account)
     }
 
-    /// The registry of emissions, oldest first.
-    pub fn registry(&self) -> Vec<Emission> {
+    /// The registry of emissions and redemptions, oldest first.
+    pub fn registry(&self) -> Vec<RegistryEntry> {
         self.inner.lock().registry.clone()
     }
 
-    /// Emissions at the notary and deliveries not acknowledged.
+    /// DT in circulation by the registry: issued minus redeemed.
+    pub fn circulation(&self) -> Amount {
+        Totals::of(&self.inner.lock().registry, None).circulation()
+    }
+
+    /// Emissions and redemptions at the notary, and deliveries not acknowledged.
     pub fn outstanding(&self) -> (usize, usize) {
         let inner = self.inner.lock();
-        (inner.outbox.len(), inner.outbound.len())
+        (inner.outbox.len() + inner.redeem_outbox.len(), inner.outbound.len())
     }
 
     /// Money arrives on a bank's correspondent account from outside the platform (the RTGS):
@@ -238,7 +264,7 @@ impl CentralService {
         Ok(())
     }
 
-    fn known_bank(&self, bank: &str) -> Result<Address> {
+    fn known_bank(&self, bank: &str) -> Result<BankKeys> {
         self.banks
             .get(bank)
             .copied()
@@ -326,7 +352,7 @@ impl CentralService {
         if inner.outbox.len() >= OUTBOX_EMISSIONS_MAX {
             return Err(Error::new(ErrorCode::LimitExceeded, "too many emissions in flight; retry"));
         }
-        let own = self.known_bank(bank)?;
+        let own = self.known_bank(bank)?.own;
         if let Some(reason) = inner.blocked.get(bank) {
             return Err(Error::new(
                 ErrorCode::BankBlocked,
@@ -392,8 +418,13 @@ impl CentralService {
     }
 
     fn send_request(&self, inner: &Inner, batch_no: u64) {
-        let in_flight = &inner.outbox[&batch_no];
-        let compact = CompactTx::of(&in_flight.ids);
+        self.notarize(batch_no, &inner.outbox[&batch_no].ids);
+    }
+
+    /// Ask the notary to spend one transaction: a request of one, numbered `batch_no` and
+    /// signed with the NBK key (central is the notary's `Central` sender).
+    fn notarize(&self, batch_no: u64, ids: &TxIds) {
+        let compact = CompactTx::of(ids);
         let root = dtenge_core::merkle::root(&[compact.hash()]);
         let signature = self.key.sign(&notarize_message(batch_no, &root).0);
         let request = NotarizeRequest { batch: batch_no, txs: vec![compact], signature };
@@ -415,6 +446,11 @@ impl CentralService {
             Message::NotarizeReply(reply) if envelope.from == RoleId::Notary => {
                 self.on_reply(&mut inner, reply, now_ms)
             }
+            Message::RedeemRequest(request) => {
+                if let RoleId::Bank(bank) = &envelope.from {
+                    self.on_redeem_request(&mut inner, bank, request.tx, now_ms);
+                }
+            }
             Message::DeliverAck(ack) => {
                 let mut batch = WriteBatch::new();
                 if inner.outbound.plan_ack(&envelope.from, ack.seq, &mut batch)
@@ -428,6 +464,9 @@ impl CentralService {
     }
 
     fn on_reply(&self, inner: &mut Inner, reply: NotarizeReply, now_ms: u64) {
+        if inner.redeem_outbox.contains_key(&reply.batch) {
+            return self.on_redeem_reply(inner, reply, now_ms);
+        }
         let Some(in_flight) = inner.outbox.get(&reply.batch) else { return };
         let [outcome] = reply.outcomes.as_slice() else { return };
         let leaf = CompactTx::of(&in_flight.ids).hash();
@@ -484,6 +523,7 @@ impl CentralService {
             .unwrap_or_else(|e| panic!("an emission reserved on its correspondent account cannot be posted: {e}"));
         let emission = Emission {
             number: inner.registry.len() as u64,
+            kind: EntryKind::Emission,
             bank: pending.bank.clone(),
             amount: pending.amount,
             tx_id: in_flight.ids.tx_id,
@@ -534,6 +574,7 @@ impl CentralService {
             self.send_request(&inner, batch_no);
             inner.outbox.get_mut(&batch_no).expect("listed above").sent_at_ms = now_ms;
         }
+        self.resend_redemptions(&mut inner, now_ms);
         for envelope in inner.outbound.due(&RoleId::Central, now_ms) {
             let _ = self.transport.send(envelope);
         }

@@ -1,194 +1,19 @@
 //! Emission across roles: central, the notary and a bank, each on its own simulated disk, on a
 //! network that loses, duplicates and delays, each restarted on its own.
 
-use dtenge_bank::{BankService, Directory, Genesis};
-use dtenge_central::{CentralService, IdemKey};
-use dtenge_core::anchors::Anchors;
-use dtenge_core::crypto::{Address, Hash32, SecretKey};
+mod cluster;
+
+use cluster::{key, tiyn, Cluster, STEPPE_OWN};
+use dtenge_central::IdemKey;
+use dtenge_core::crypto::Hash32;
 use dtenge_core::{Amount, ErrorCode};
-use dtenge_node::{NodeKind, NodeMeta};
-use dtenge_notary::service::{NotaryService, Senders};
-use dtenge_store::{CrashMode, SimDisk, Store};
-use dtenge_transport::{Fate, Faults, SimNetwork, Transport};
-use dtenge_wire::{Envelope, RoleId};
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-fn key(byte: u8) -> SecretKey {
-    SecretKey::from_seed([byte; 32])
-}
-
-/// Loses every `lose_every`-th envelope and delays by a rotating amount: faults without a
-/// random generator, reproducible.
-struct Rotating {
-    n: u64,
-    lose_every: u64,
-}
-
-impl Faults for Rotating {
-    fn fate(&mut self, _: &RoleId, _: &RoleId) -> Fate {
-        self.n += 1;
-        if self.lose_every > 0 && self.n.is_multiple_of(self.lose_every) {
-            return Fate::Lose;
-        }
-        if self.n.is_multiple_of(5) {
-            return Fate::Duplicate { delay_ms: self.n % 7, again_ms: 30 };
-        }
-        Fate::Deliver { delay_ms: self.n % 11 }
-    }
-}
-
-struct NoPayees;
-
-impl Directory for NoPayees {
-    fn bank_of(&self, _: &Address) -> dtenge_core::Result<Option<String>> {
-        Ok(None)
-    }
-}
-
-struct Cluster {
-    net: Arc<SimNetwork<Rotating>>,
-    now_ms: u64,
-    disks: BTreeMap<&'static str, SimDisk>,
-    notary: Option<NotaryService>,
-    central: Option<CentralService>,
-    bank: Option<BankService>,
-}
-
-const NBK: u8 = 1;
-const NOTARY: u8 = 3;
-const STEPPE: u8 = 30;
-const STEPPE_OWN: u8 = 31;
-
-impl Cluster {
-    fn new(lose_every: u64) -> Cluster {
-        let disks = ["notary", "central", "steppe"].into_iter().map(|n| (n, SimDisk::new())).collect();
-        let mut c = Cluster {
-            net: Arc::new(SimNetwork::new(Rotating { n: 0, lose_every })),
-            now_ms: 0,
-            disks,
-            notary: None,
-            central: None,
-            bank: None,
-        };
-        c.restart("notary");
-        c.restart("central");
-        c.restart("steppe");
-        c
-    }
-
-    fn anchors() -> Anchors {
-        Anchors {
-            issuer: key(NBK).address(),
-            central_bank: key(NBK).public_key(),
-            oracle: key(2).public_key(),
-            notary: key(NOTARY).public_key(),
-            banks: [("steppe".to_string(), key(STEPPE).public_key())].into_iter().collect(),
-            blocked: Default::default(),
-        }
-    }
-
-    fn restart(&mut self, role: &str) {
-        let disk = self.disks[role].clone();
-        let net: Arc<dyn Transport> = self.net.clone();
-        match role {
-            "notary" => {
-                self.notary = None;
-                let store = Store::open_simulated(disk, &dtenge_notary::service::tables()).unwrap();
-                let a = Cluster::anchors();
-                let senders = Senders { central_bank: a.central_bank, banks: a.banks, blocked: a.blocked };
-                self.notary = Some(NotaryService::open(store, key(NOTARY), senders).unwrap());
-                self.net.up(&RoleId::Notary);
-            }
-            "central" => {
-                self.central = None;
-                let store = Store::open_simulated(disk, &dtenge_central::tables()).unwrap();
-                let banks = [("steppe".to_string(), key(STEPPE_OWN).address())].into_iter().collect();
-                let central = CentralService::open(store, key(NBK), key(NOTARY).public_key(), banks, net).unwrap();
-                self.central = Some(central);
-                self.net.up(&RoleId::Central);
-            }
-            _ => {
-                self.bank = None;
-                let store = Store::open_simulated(disk, &dtenge_bank::tables()).unwrap();
-                let genesis = Genesis {
-                    meta: NodeMeta { id: "steppe".into(), kind: NodeKind::Bank, name: "Steppe Bank".into() },
-                    node_key: key(STEPPE),
-                    own_key: key(STEPPE_OWN),
-                    now_ms: 0,
-                };
-                let bank = BankService::open(store, genesis, Cluster::anchors(), net, Arc::new(NoPayees)).unwrap();
-                self.bank = Some(bank);
-                self.net.up(&RoleId::Bank("steppe".into()));
-            }
-        }
-    }
-
-    fn central(&self) -> &CentralService {
-        self.central.as_ref().unwrap()
-    }
-
-    fn bank_own_tiyn(&self) -> u64 {
-        self.bank.as_ref().unwrap().read(|n| n.balance(dtenge_node::OWN_ACCOUNT).unwrap().dt_tiyn.tiyn())
-    }
-
-    fn quiet(&self) -> bool {
-        self.net.in_flight() == 0
-            && self.central().outstanding() == (0, 0)
-            && self.bank.as_ref().unwrap().outstanding() == (0, 0)
-    }
-
-    fn run(&mut self, ms_max: u64) {
-        let end_ms = self.now_ms + ms_max;
-        while self.now_ms < end_ms {
-            while let Some(envelope) = self.net.pop_due(self.now_ms) {
-                self.dispatch(envelope);
-            }
-            if self.quiet() {
-                return;
-            }
-            self.now_ms =
-                self.net.next_due().map_or(self.now_ms + 50, |due| due.min(self.now_ms + 50)).max(self.now_ms + 1);
-            self.net.set_now(self.now_ms);
-            self.central().tick(self.now_ms);
-            self.bank.as_ref().unwrap().tick(self.now_ms);
-        }
-    }
-
-    fn dispatch(&self, envelope: Envelope) {
-        match envelope.to {
-            RoleId::Notary => {
-                if let Some(reply) = self.notary.as_ref().unwrap().handle(envelope) {
-                    let _ = self.net.send(reply);
-                }
-            }
-            RoleId::Central => self.central().handle(envelope, self.now_ms),
-            RoleId::Bank(_) => self.bank.as_ref().unwrap().handle(envelope, self.now_ms),
-            _ => {}
-        }
-    }
-
-    /// DT in circulation (the bank's wallets) = the ABS DT liability = the registry's sum, and
-    /// the bank's tokens are the notary's unspent set.
-    fn assert_invariants(&self) {
-        let liability = self.central().dt_liability().tiyn();
-        let registry: u64 = self.central().registry().iter().map(|e| e.amount.tiyn()).sum();
-        let wallets = self.bank.as_ref().unwrap().read(|n| n.total_dt().unwrap().tiyn());
-        assert_eq!((wallets, registry), (liability, liability), "circulation = registry = DT liability");
-        let tokens: std::collections::HashSet<_> =
-            self.bank.as_ref().unwrap().read(|n| n.token_ids().copied().collect());
-        assert_eq!(tokens, self.notary.as_ref().unwrap().notary().unspent());
-    }
-}
-
-fn tiyn(n: u64) -> Amount {
-    Amount::from_tiyn(n).unwrap()
-}
+use dtenge_store::CrashMode;
+use dtenge_wire::RoleId;
 
 #[test]
 fn an_emission_posts_in_the_abs_enters_the_registry_and_reaches_the_bank() {
     let mut c = Cluster::new(0);
-    c.central().credit_correspondent("steppe", tiyn(1_000_000), 0).unwrap();
+    c.credit(1_000_000);
     let answer = c.central().emit("steppe", tiyn(250_000), None, c.now_ms);
     c.run(10_000);
     let emission = answer.try_recv().unwrap().unwrap();
@@ -201,7 +26,7 @@ fn an_emission_posts_in_the_abs_enters_the_registry_and_reaches_the_bank() {
 #[test]
 fn emissions_beyond_the_correspondent_account_are_refused_also_while_others_are_in_flight() {
     let mut c = Cluster::new(0);
-    c.central().credit_correspondent("steppe", tiyn(1_000), 0).unwrap();
+    c.credit(1_000);
     let first = c.central().emit("steppe", tiyn(600), None, c.now_ms);
     // Not posted yet, but reserved: a second emission cannot take the same money.
     let second = c.central().emit("steppe", tiyn(600), None, c.now_ms);
@@ -217,7 +42,7 @@ fn emissions_beyond_the_correspondent_account_are_refused_also_while_others_are_
 #[test]
 fn an_idempotency_key_emits_once_and_another_request_under_it_is_refused() {
     let mut c = Cluster::new(0);
-    c.central().credit_correspondent("steppe", tiyn(10_000), 0).unwrap();
+    c.credit(10_000);
     let idem = |f: u8| Some(IdemKey { key: "emit-1".into(), fingerprint: Hash32([f; 32]) });
     let first = c.central().emit("steppe", tiyn(4_000), idem(1), c.now_ms);
     let again = c.central().emit("steppe", tiyn(4_000), idem(1), c.now_ms);
@@ -235,7 +60,7 @@ fn an_idempotency_key_emits_once_and_another_request_under_it_is_refused() {
 #[test]
 fn central_restarted_between_the_notary_and_its_posting_posts_exactly_once() {
     let mut c = Cluster::new(0);
-    c.central().credit_correspondent("steppe", tiyn(10_000), 0).unwrap();
+    c.credit(10_000);
     let _lost = c.central().emit("steppe", tiyn(3_000), None, c.now_ms);
     // Central dies before the notary's answer arrives: the issue is committed at the notary,
     // not yet posted.
@@ -255,7 +80,7 @@ fn central_restarted_between_the_notary_and_its_posting_posts_exactly_once() {
 fn a_torn_posting_and_crashes_of_each_role_under_lost_and_duplicated_messages_keep_circulation_equal_to_the_liability()
 {
     let mut c = Cluster::new(7);
-    c.central().credit_correspondent("steppe", tiyn(1_000_000), 0).unwrap();
+    c.credit(1_000_000);
     let mut answers = Vec::new();
     let mut restarts = 0;
     for round in 0..12u64 {
@@ -294,7 +119,7 @@ fn a_torn_posting_and_crashes_of_each_role_under_lost_and_duplicated_messages_ke
 #[test]
 fn a_block_reaches_the_notary_and_the_bank_over_a_lossy_network_and_its_lift_too() {
     let mut c = Cluster::new(3);
-    c.central().credit_correspondent("steppe", tiyn(100_000), 0).unwrap();
+    c.credit(100_000);
     let _ = c.central().emit("steppe", tiyn(50_000), None, c.now_ms);
     c.run(10_000);
     assert_eq!(c.bank_own_tiyn(), 50_000);

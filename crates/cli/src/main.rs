@@ -372,7 +372,7 @@ fn sim(seeds: u64, first: u64, config: &dtenge_sim::SimConfig, trace: bool, json
 fn sim_roles(seeds: u64, first: u64, config: &dtenge_sim::roles::RolesConfig, trace: bool) -> Result<ExitCode, String> {
     let count = if trace { 1 } else { seeds };
     let started = std::time::Instant::now();
-    let (mut committed, mut restarts, mut lost) = (0u64, 0u64, 0u64);
+    let (mut committed, mut redeemed, mut restarts, mut lost) = (0u64, 0u64, 0u64, 0u64);
     for seed in first..first.saturating_add(count) {
         let report = match dtenge_sim::roles::run_roles(seed, config) {
             Ok(report) => report,
@@ -386,11 +386,12 @@ fn sim_roles(seeds: u64, first: u64, config: &dtenge_sim::roles::RolesConfig, tr
             println!("{}", report.trace.join("\n"));
         }
         committed += u64::from(report.payments_committed);
+        redeemed += u64::from(report.redemptions);
         restarts += u64::from(report.restarts);
         lost += report.messages_lost;
     }
     println!(
-        "{count} seeds from {first} passed in {:.1} s: {committed} payments committed, {restarts} role restarts, {lost} messages lost; every invariant held",
+        "{count} seeds from {first} passed in {:.1} s: {committed} payments committed, {redeemed} redemptions, {restarts} role restarts, {lost} messages lost; every invariant held",
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)

@@ -515,6 +515,51 @@ mod tests {
     }
 
     #[test]
+    fn central_redeems_a_banks_tokens_burning_them_whole_or_with_change_and_a_retry_spends_nothing() {
+        // A redemption is notarized by central (the NBK), not by the bank that owns the tokens:
+        // the notary sees only ids, so a transaction with inputs and fewer (or no) outputs is
+        // spent like any other; conservation is the validators' rule.
+        let w = World::new();
+        let notary = w.open();
+        let own = key(31);
+        let issue = w.issue(&own, &[500, 700], 1);
+        notarize_ok(&notary, &RoleId::Central, &w.nbk, std::slice::from_ref(&issue));
+        let inputs = issue.outputs_as_inputs();
+        let burn = Transaction::new(TxBody {
+            command: Command::Redeem,
+            inputs: vec![inputs[0].clone()],
+            outputs: vec![],
+            nonce: 1,
+        });
+        let change = Output::standard(Amount::from_tiyn(200).unwrap(), own.address(), w.nbk.address());
+        let with_change = Transaction::new(TxBody {
+            command: Command::Redeem,
+            inputs: vec![inputs[1].clone()],
+            outputs: vec![change],
+            nonce: 2,
+        });
+        let both = [burn.clone(), with_change.clone()];
+        let reply = notary.notarize(&RoleId::Central, &request(2, &both, &w.nbk));
+        assert_eq!(codes(&reply), vec![None, None]);
+        assert_certified(&w, &both, &reply);
+        let change_id = compact(&with_change).outputs[0];
+        assert_eq!(notary.notary().unspent(), [change_id].into_iter().collect());
+        // Central resends after a lost answer: certified again, nothing spent twice.
+        let reply = notary.notarize(&RoleId::Central, &request(3, &both, &w.nbk));
+        assert_eq!(codes(&reply), vec![None, None]);
+        assert_eq!(notary.notary().unspent_count(), 1);
+        // A second redemption of a token already redeemed is a double spend.
+        let again = Transaction::new(TxBody {
+            command: Command::Redeem,
+            inputs: vec![inputs[0].clone()],
+            outputs: vec![],
+            nonce: 9,
+        });
+        let reply = notary.notarize(&RoleId::Central, &request(4, &[again], &w.nbk));
+        assert_eq!(codes(&reply), vec![Some(ErrorCode::DoubleSpend)]);
+    }
+
+    #[test]
     fn a_second_spend_of_a_token_in_the_same_batch_or_a_later_one_is_a_double_spend() {
         let w = World::new();
         let notary = w.open();

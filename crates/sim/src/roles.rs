@@ -4,24 +4,32 @@
 //! inside a commit: before the write, torn, after the write, or a write that fails while it
 //! lives) and restarts on its own after a while, losing what reached it meanwhile. Clients
 //! (half keep their own keys, half are custodial and send idempotency keys) pay each other;
-//! central emits DT to the banks, which pay it out to their clients. Everything comes from one
-//! seed: `dtenge sim --roles --seed N --trace` replays a run exactly.
+//! central emits DT to the banks, which pay it out to their clients, and the banks redeem part
+//! of their own DT at central (with idempotency keys, asked again when the bank died with the
+//! answer; some ask for more than they hold). Everything comes from one seed:
+//! `dtenge sim --roles --seed N --trace` replays a run exactly.
 //!
 //! What is checked when traffic stops and every message has arrived:
-//! - DT in the banks' wallets = the NBK registry's emissions = the ABS DT liability
-//!   (circulation = liability; conservation follows: payments neither create nor destroy);
+//! - DT in the banks' wallets = the NBK registry's emissions minus its redemptions = the ABS
+//!   DT liability (circulation = liability; conservation follows: payments neither create nor
+//!   destroy);
+//! - each bank's correspondent account holds what the RTGS credited, minus what was issued to
+//!   it, plus what it redeemed;
+//! - no emission or redemption is in the registry twice, every one is committed at the
+//!   notary, and every redemption a bank was told is done is in the registry;
 //! - the banks' wallets are disjoint and their union is exactly the notary's unspent set (no
 //!   token spent twice, none lost, none applied twice);
 //! - no acknowledged payment is lost: every transaction a client was told committed is
 //!   committed at the notary;
 //! - of the double spends the clients try, none commits twice (the set equality above);
-//! - no reservation is left behind, and nothing is left in an outbox or undelivered.
+//! - no reservation is left behind, and nothing is left in an outbox, undelivered, or
+//!   waiting for central's answer to a redemption.
 //!
 //! The operator also blocks and unblocks banks at random: central delivers each decision to
 //! the notary and every bank; what was certified before a block still completes.
 
 use dtenge_bank::{BankService, Genesis, IdemKey, Request};
-use dtenge_central::CentralService;
+use dtenge_central::{BankKeys, CentralService, EntryKind, Totals};
 use dtenge_core::anchors::Anchors;
 use dtenge_core::crypto::{hash_parts, Address, Hash32, SecretKey};
 use dtenge_core::token::{Output, TxId};
@@ -69,6 +77,8 @@ pub struct RolesReport {
     pub payments_committed: u32,
     pub payments_refused: u32,
     pub emissions: u32,
+    pub redemptions: u32,
+    pub redemptions_refused: u32,
     pub restarts: u32,
     pub commit_crashes: u32,
     pub messages_lost: u64,
@@ -145,6 +155,17 @@ struct Waiting {
     answer: dtenge_bank::Answer,
 }
 
+/// A redemption waiting for its answer; asked again (same key) if its bank died with it.
+struct RedeemWaiting {
+    bank: &'static str,
+    amount: Amount,
+    idem: IdemKey,
+    answer: dtenge_bank::Answer,
+}
+
+/// What the RTGS credited to each bank's correspondent account (tiyn).
+const CREDITED_TIYN: u64 = 10_000_000_00;
+
 struct Sim {
     seed: u64,
     rng: ChaCha20Rng,
@@ -160,7 +181,12 @@ struct Sim {
     clients: Vec<Client>,
     waiting: Vec<Waiting>,
     emissions_waiting: Vec<(&'static str, Amount, IdemKey, dtenge_central::Answer)>,
+    redemptions_waiting: Vec<RedeemWaiting>,
+    /// Keys of the redemptions asked for so far: each new one gets the next.
+    redemptions_asked: u64,
     acknowledged: Vec<TxId>,
+    /// Redemptions a bank answered as done.
+    redeemed: Vec<TxId>,
     /// Banks the operator has blocked (as central recorded it).
     blocked: std::collections::BTreeSet<&'static str>,
     report: RolesReport,
@@ -225,7 +251,10 @@ impl Sim {
             clients: Vec::new(),
             waiting: Vec::new(),
             emissions_waiting: Vec::new(),
+            redemptions_waiting: Vec::new(),
+            redemptions_asked: 0,
             acknowledged: Vec::new(),
+            redeemed: Vec::new(),
             blocked: Default::default(),
             report: RolesReport {
                 seed,
@@ -234,6 +263,8 @@ impl Sim {
                 payments_committed: 0,
                 payments_refused: 0,
                 emissions: 0,
+                redemptions: 0,
+                redemptions_refused: 0,
                 restarts: 0,
                 commit_crashes: 0,
                 messages_lost: 0,
@@ -275,7 +306,12 @@ impl Sim {
                 Ok(())
             }),
             RoleId::Central => Store::open_simulated(disk, &dtenge_central::tables()).and_then(|store| {
-                let banks = BANKS.iter().map(|b| (b.to_string(), own_key(b).address())).collect();
+                let banks = BANKS
+                    .iter()
+                    .map(|b| {
+                        (b.to_string(), BankKeys { own: own_key(b).address(), node_key: node_key(b).public_key() })
+                    })
+                    .collect();
                 let notary = key("notary", 0).public_key();
                 self.central = Some(CentralService::open(store, key("nbk", 0), notary, banks, net)?);
                 Ok(())
@@ -325,6 +361,7 @@ impl Sim {
                 60..=64 => self.emit(),
                 65..=69 => self.crash_a_role(),
                 70..=71 => self.toggle_block(),
+                72..=76 => self.redeem(),
                 _ => {}
             }
             let advance_ms = self.rng.gen_range(0..=TICK_MS);
@@ -386,7 +423,7 @@ impl Sim {
     fn fund_banks(&mut self) {
         for bank in BANKS {
             let central = self.central.as_ref().expect("central is up at the start");
-            central.credit_correspondent(bank, Amount::from_tiyn(10_000_000_00).expect("fits"), 0).expect("credit");
+            central.credit_correspondent(bank, Amount::from_tiyn(CREDITED_TIYN).expect("fits"), 0).expect("credit");
             let amount = Amount::from_tiyn(100_000_00).expect("fits");
             self.emit_to(bank, amount);
         }
@@ -405,6 +442,28 @@ impl Sim {
         let Some(central) = &self.central else { return };
         let answer = central.emit(bank, amount, Some(to_central_idem(&idem)), self.now_ms);
         self.emissions_waiting.push((bank, amount, idem, answer));
+    }
+
+    /// A bank redeems part of its own DT at central (sometimes more than it holds).
+    fn redeem(&mut self) {
+        let bank = BANKS[self.rng.gen_range(0..BANKS.len())];
+        let Some(service) = self.banks.get(bank) else { return };
+        let available_tiyn = service.read(|n| {
+            n.balance(OWN_ACCOUNT).map(|b| b.dt_tiyn.tiyn().saturating_sub(b.dt_reserved_tiyn.tiyn())).unwrap_or(0)
+        });
+        let amount_tiyn = if self.rng.gen_bool(0.15) || available_tiyn < 2 {
+            available_tiyn + self.rng.gen_range(1..1_000_00)
+        } else {
+            self.rng.gen_range(1..=available_tiyn / 2)
+        };
+        let amount = Amount::from_tiyn(amount_tiyn).expect("within the bank's DT");
+        let n = self.redemptions_asked;
+        self.redemptions_asked += 1;
+        let idem = IdemKey { key: format!("redeem-{n}"), fingerprint: hash_parts(b"redeem", &[&n.to_le_bytes()]) };
+        self.trace(format!("{bank} redeems {amount} ({})", idem.key));
+        let Some(service) = self.banks.get(bank) else { return };
+        let answer = service.redeem(amount, Some(idem.clone()), self.now_ms);
+        self.redemptions_waiting.push(RedeemWaiting { bank, amount, idem, answer });
     }
 
     /// A client pays another (or, sometimes, tries to spend a token twice).
@@ -528,6 +587,7 @@ impl Sim {
             }
             self.restart_due();
             self.resolve_answers();
+            self.resolve_redemptions();
             if self.now_ms >= end_ms {
                 return;
             }
@@ -644,6 +704,32 @@ impl Sim {
         }
     }
 
+    /// Take the redemptions' answers; one whose bank died with it is asked again under its key.
+    fn resolve_redemptions(&mut self) {
+        for w in std::mem::take(&mut self.redemptions_waiting) {
+            match w.answer.try_recv() {
+                Ok(Ok(committed)) => {
+                    let line = format!("{} redeemed {} (certificate {})", w.bank, committed.tx_id, committed.seq);
+                    self.trace(line);
+                    self.redeemed.push(committed.tx_id);
+                    self.report.redemptions += 1;
+                }
+                Ok(Err(e)) => {
+                    self.trace(format!("{} redemption of {}: refused {}", w.bank, w.amount, e.code));
+                    self.report.redemptions_refused += 1;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => self.redemptions_waiting.push(w),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    let answer = match self.banks.get(w.bank) {
+                        Some(bank) => bank.redeem(w.amount, Some(w.idem.clone()), self.now_ms),
+                        None => crossbeam_channel::bounded(1).1,
+                    };
+                    self.redemptions_waiting.push(RedeemWaiting { answer, ..w });
+                }
+            }
+        }
+    }
+
     /// The bank died before answering: the client asks again (the same transaction, or the
     /// same idempotency key), once the bank is back.
     fn resend(&mut self, w: Waiting) {
@@ -671,10 +757,11 @@ impl Sim {
             }
         }
         Err(format!(
-            "not quiet after {DRAIN_MS_MAX} ms: {} in flight, {} requests and {} emissions unanswered",
+            "not quiet after {DRAIN_MS_MAX} ms: {} in flight, {} requests, {} emissions and {} redemptions unanswered",
             self.net.in_flight(),
             self.waiting.len(),
-            self.emissions_waiting.len()
+            self.emissions_waiting.len(),
+            self.redemptions_waiting.len()
         ))
     }
 
@@ -683,8 +770,12 @@ impl Sim {
             && self.net.in_flight() == 0
             && self.waiting.is_empty()
             && self.emissions_waiting.is_empty()
+            && self.redemptions_waiting.is_empty()
             && self.central.as_ref().is_some_and(|c| c.outstanding() == (0, 0))
-            && self.banks.values().all(|b| b.outstanding() == (0, 0) && b.claims_waiting() == 0)
+            && self
+                .banks
+                .values()
+                .all(|b| b.outstanding() == (0, 0) && b.claims_waiting() == 0 && b.redemptions_pending() == 0)
     }
 
     /// The invariants, once quiet.
@@ -714,10 +805,13 @@ impl Sim {
             }
         }
         let liability = central.dt_liability().tiyn();
-        let registry: u64 = central.registry().iter().map(|e| e.amount.tiyn()).sum();
+        let registry = central.circulation().tiyn();
         if circulation != liability || registry != liability {
-            return Err(format!("circulation {circulation}, registry {registry}, DT liability {liability} differ"));
+            return Err(format!(
+                "circulation {circulation}, registry (issued - redeemed) {registry}, DT liability {liability} differ"
+            ));
         }
+        self.check_registry(central, notary)?;
         let unspent: HashSet<dtenge_core::token::TokenId> = notary.notary().unspent().into_iter().collect();
         if wallets != unspent {
             let only_wallets: Vec<_> = wallets.difference(&unspent).take(3).collect();
@@ -730,6 +824,38 @@ impl Sim {
         }
         if let Some(lost) = self.acknowledged.iter().find(|tx| !notary.notary().is_committed(tx)) {
             return Err(format!("transaction {lost} was acknowledged but is not committed"));
+        }
+        Ok(())
+    }
+
+    /// Each bank's correspondent account = credited - issued to it + redeemed by it; no entry
+    /// twice; every entry committed at the notary; every redemption answered as done entered.
+    fn check_registry(&self, central: &CentralService, notary: &NotaryService) -> Result<(), String> {
+        let registry = central.registry();
+        for bank in BANKS {
+            let totals = Totals::of(&registry, Some(bank));
+            let expected = CREDITED_TIYN as i64 - totals.issued.tiyn() as i64 + totals.redeemed.tiyn() as i64;
+            let corr = central.abs_balance(&dtenge_abs::correspondent(bank));
+            if corr != expected {
+                return Err(format!(
+                    "corr:{bank} holds {corr}, not credited {CREDITED_TIYN} - issued {} + redeemed {}",
+                    totals.issued, totals.redeemed
+                ));
+            }
+        }
+        let mut seen = HashSet::new();
+        for entry in &registry {
+            if !seen.insert(entry.tx_id) {
+                return Err(format!("transaction {} is in the registry twice", entry.tx_id));
+            }
+            if !notary.notary().is_committed(&entry.tx_id) {
+                return Err(format!("registry entry {} is not committed at the notary", entry.number));
+            }
+        }
+        let redeemed: HashSet<TxId> =
+            registry.iter().filter(|e| e.kind == EntryKind::Redemption).map(|e| e.tx_id).collect();
+        if let Some(lost) = self.redeemed.iter().find(|tx| !redeemed.contains(tx)) {
+            return Err(format!("redemption {lost} was answered as done but is not in the registry"));
         }
         Ok(())
     }

@@ -27,6 +27,11 @@ fn hundreds_of_seeds_of_separate_roles_keep_every_invariant() {
     assert!(total(|r| u64::from(r.payments_committed)) > 1_000, "payments went through");
     assert!(total(|r| u64::from(r.payments_refused)) > 50, "double spends and overdrafts were refused");
     assert!(total(|r| u64::from(r.emissions)) > 300, "central emitted");
+    assert!(total(|r| u64::from(r.redemptions)) > 100, "banks redeemed");
+    assert!(
+        total(|r| u64::from(r.redemptions_refused)) > 10,
+        "redemptions beyond a bank's DT or of a blocked bank were refused"
+    );
 }
 
 #[test]

@@ -15,5 +15,5 @@ pub mod message;
 pub use codec::{Decode, DecodeError, Encode, Reader, Writer};
 pub use message::{
     AccountKind, Claim, ClaimReply, Decision, Deliver, DeliverAck, Envelope, Message, NotarizeReply, NotarizeRequest,
-    Outcome, Payload, RoleId, FORMAT_VERSION,
+    Outcome, Payload, RedeemRefused, RedeemRequest, RoleId, FORMAT_VERSION,
 };

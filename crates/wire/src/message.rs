@@ -15,11 +15,18 @@
 //!    transactions and their proofs; the payee applies from the certificate and answers
 //!    [`DeliverAck`]. A delivery is resent until it is acknowledged and applied once per
 //!    transaction id.
+//!
+//! Redemption (DT back to a bank's correspondent account): the bank sends central a
+//! [`RedeemRequest`] (its `Redeem` transaction, signed and attested) until it has an answer;
+//! central validates it, attests it with the NBK key and notarizes it itself, and answers with
+//! the certified transaction on its numbered delivery stream to the bank ([`Deliver`]), or
+//! with a final [`RedeemRefused`].
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use dtenge_core::certificate::{CommitCertificate, CommitProof, CompactTx};
 use dtenge_core::crypto::{Address, Signature};
 use dtenge_core::merkle::LEAVES_MAX;
+use dtenge_core::token::TxId;
 use dtenge_core::tx::Transaction;
 
 /// The version of every encoding in this crate. A change to any encoding that an older reader
@@ -196,6 +203,26 @@ pub struct ClaimReply {
     pub refused: Option<dtenge_core::Error>,
 }
 
+/// A bank asks central (the NBK) to redeem DT from its own account into its correspondent
+/// account (SPEC sub-scenario 13). `tx` is a `Redeem` the bank built from its own account's
+/// tokens, its change (if any) back to that account, signed by the account's key and attested
+/// by the bank's node key; central adds the NBK's attestation. Sent again until central
+/// answers; central answers each transaction id once: a certified delivery when it is
+/// redeemed, or [`RedeemRefused`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedeemRequest {
+    pub tx: Transaction,
+}
+
+/// Central refuses a redemption, for good: nothing was spent or posted, and a copy of the same
+/// request arriving later gets the same answer (so a bank that released its reservation never
+/// sees the redemption happen after all).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedeemRefused {
+    pub tx_id: TxId,
+    pub refused: dtenge_core::Error,
+}
+
 /// Every message between roles.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -205,6 +232,8 @@ pub enum Message {
     DeliverAck(DeliverAck),
     Claim(Claim),
     ClaimReply(ClaimReply),
+    RedeemRequest(RedeemRequest),
+    RedeemRefused(RedeemRefused),
 }
 
 impl Message {
@@ -217,6 +246,8 @@ impl Message {
             Message::DeliverAck(_) => 4,
             Message::Claim(_) => 5,
             Message::ClaimReply(_) => 6,
+            Message::RedeemRequest(_) => 7,
+            Message::RedeemRefused(_) => 8,
         }
     }
 }
@@ -298,6 +329,11 @@ impl Encode for Message {
                 w.put(&m.address);
                 w.put(&m.refused);
             }
+            Message::RedeemRequest(m) => w.put(&m.tx),
+            Message::RedeemRefused(m) => {
+                w.put(&m.tx_id);
+                w.put(&m.refused);
+            }
         }
     }
 }
@@ -345,6 +381,8 @@ impl Decode for Message {
                 },
             })),
             6 => Ok(Message::ClaimReply(ClaimReply { address: r.get()?, refused: r.get()? })),
+            7 => Ok(Message::RedeemRequest(RedeemRequest { tx: r.get()? })),
+            8 => Ok(Message::RedeemRefused(RedeemRefused { tx_id: r.get()?, refused: r.get()? })),
             kind => Err(DecodeError::UnknownTag { what: "message kind", tag: u64::from(kind) }),
         }
     }
@@ -439,7 +477,7 @@ mod tests {
                 to: RoleId::Bank("sapa".into()),
                 message: Message::Deliver(Deliver {
                     seq: 1,
-                    payload: Payload::Certified { certificate, txs: txs.into_iter().zip(proofs).collect() },
+                    payload: Payload::Certified { certificate, txs: txs.iter().cloned().zip(proofs).collect() },
                 }),
             });
         }
@@ -474,12 +512,27 @@ mod tests {
         });
         out.push(Envelope {
             from: RoleId::Directory,
-            to: bank,
+            to: bank.clone(),
             message: Message::ClaimReply(ClaimReply {
                 address,
                 refused: Some(dtenge_core::Error::new(dtenge_core::ErrorCode::DuplicateAccount, "taken")),
             }),
         });
+        for tx in &txs {
+            out.push(Envelope {
+                from: bank.clone(),
+                to: RoleId::Central,
+                message: Message::RedeemRequest(RedeemRequest { tx: tx.clone() }),
+            });
+            out.push(Envelope {
+                from: RoleId::Central,
+                to: bank.clone(),
+                message: Message::RedeemRefused(RedeemRefused {
+                    tx_id: tx.id(),
+                    refused: dtenge_core::Error::new(dtenge_core::ErrorCode::BankBlocked, "blocked"),
+                }),
+            });
+        }
         out
     }
 
@@ -517,5 +570,31 @@ mod tests {
         w.u16(999);
         assert!(matches!(Envelope::from_bytes(&w.into_bytes()), Err(DecodeError::UnknownTag { tag: 999, .. })));
         assert!(RoleId::from_bytes(&[5, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn a_redemption_refusal_has_fixed_bytes_and_a_truncated_redeem_request_is_refused() {
+        // Pinned: the kinds and field order of the redemption messages are the protocol.
+        let refused = Message::RedeemRefused(RedeemRefused {
+            tx_id: TxId(Hash32([0xab; 32])),
+            refused: dtenge_core::Error::new(dtenge_core::ErrorCode::BankBlocked, "no"),
+        });
+        let bytes = refused.to_bytes();
+        assert_eq!(&bytes[..2], &[8, 0], "kind 8, little-endian");
+        assert_eq!(&bytes[2..34], &[0xab; 32]);
+        assert_eq!(Message::from_bytes(&bytes).unwrap(), refused);
+        let tx = Transaction::new(dtenge_core::tx::TxBody {
+            command: dtenge_core::tx::Command::Redeem,
+            inputs: vec![],
+            outputs: vec![],
+            nonce: 7,
+        });
+        let request = Message::RedeemRequest(RedeemRequest { tx });
+        let bytes = request.to_bytes();
+        assert_eq!(&bytes[..2], &[7, 0]);
+        assert_eq!(Message::from_bytes(&bytes).unwrap(), request);
+        for cut in 0..bytes.len() {
+            assert!(Message::from_bytes(&bytes[..cut]).is_err(), "a prefix of {cut} bytes decodes");
+        }
     }
 }
