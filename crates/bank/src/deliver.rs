@@ -70,9 +70,11 @@ impl BankService {
             inner.stats.deliveries_rejected += txs.len() as u64;
             return;
         }
-        let mut memo = InnerMemo::default();
-        let mut verdicts: Vec<Result<(TxIds, Vec<SignatureItem>)>> =
-            txs.iter().map(|(tx, proof)| check_delivered(&anchors, certificate, tx, proof, &mut memo)).collect();
+        let (mut memo, mut certified) = (InnerMemo::default(), InnerMemo::default());
+        let mut verdicts: Vec<Result<(TxIds, Vec<SignatureItem>)>> = txs
+            .iter()
+            .map(|(tx, proof)| check_delivered(&anchors, certificate, tx, proof, (&mut memo, &mut certified)))
+            .collect();
         verify_all(&mut verdicts, |(_, items)| items, &self.key_cache);
         let mut batch = WriteBatch::new();
         let mut deltas = Vec::new();
@@ -153,10 +155,10 @@ fn check_delivered(
     certificate: &CommitCertificate,
     tx: &Transaction,
     proof: &CommitProof,
-    memo: &mut InnerMemo,
+    (memo, certified): (&mut InnerMemo, &mut InnerMemo),
 ) -> Result<(TxIds, Vec<SignatureItem>)> {
     let ids = TxIds::of(tx)?;
-    certificate.covers(&CompactTx::of(&ids).hash(), proof)?;
+    certificate.covers_memo(&CompactTx::of(&ids).hash(), proof, certified)?;
     check_structure_ids(tx, ids.clone(), anchors)?;
     let items = signature_items(tx, &ids.tx_id, memo, false, None)?;
     Ok((ids, items))

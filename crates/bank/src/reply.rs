@@ -59,11 +59,13 @@ impl BankService {
             certificate.verify_signature(&self.anchors.read().notary).ok()?;
         }
         let mut checked = Vec::with_capacity(reply.outcomes.len());
+        // The batch's transactions are consecutive leaves: their paths share most inner nodes.
+        let mut memo = dtenge_core::merkle::InnerMemo::default();
         for (outcome, ids) in reply.outcomes.iter().zip(&pending.ids) {
             checked.push(match outcome {
                 Outcome::Committed(proof) => {
                     let certificate = reply.certificate.as_ref()?;
-                    certificate.covers(&CompactTx::of(ids).hash(), proof).ok()?;
+                    certificate.covers_memo(&CompactTx::of(ids).hash(), proof, &mut memo).ok()?;
                     Checked::Committed(proof.clone())
                 }
                 // Not decided at the notary (being committed, or its store failed): ask again.

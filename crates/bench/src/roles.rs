@@ -56,6 +56,9 @@ pub struct RolesReport {
     pub latency: Latency,
     pub cpu: CpuUse,
     pub peak_memory_bytes: u64,
+    /// CPU per committed payment in µs over the timed phase, by thread name (the banks' threads
+    /// summed by kind: `inbox:<bank>` into `inbox:banks`, `flush:<bank>` into `flush:banks`).
+    pub cpu_us_per_payment_by_thread: BTreeMap<String, f64>,
     /// Notarize requests the banks sent (first sends), and the mean transactions in one.
     pub batches: u64,
     pub txs_per_batch: f64,
@@ -90,8 +93,10 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<RolesRepor
         prepared.into_iter().map(|p| (p.bank, Request::Signed(p.tx))).collect();
     let batches_before = batches_sent(&assembly);
     let cpu_meter = CpuMeter::start();
+    let threads_before = thread_cpu_ticks();
     let outcome = submit_all(&assembly, submissions, &expected, config)?;
     let cpu = cpu_meter.finish(outcome.committed);
+    let cpu_us_per_payment_by_thread = per_payment(&threads_before, &thread_cpu_ticks(), outcome.committed);
     let batches = batches_sent(&assembly) - batches_before;
 
     assembly.settle(WAIT_MAX).map_err(|e| e.to_string())?;
@@ -124,6 +129,7 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<RolesRepor
             max_us: outcome.latency.max(),
         },
         cpu,
+        cpu_us_per_payment_by_thread,
         peak_memory_bytes: peak_bytes(),
         batches,
         txs_per_batch: expected.len() as f64 / batches.max(1) as f64,
@@ -133,6 +139,40 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<RolesRepor
     };
     assembly.shutdown();
     Ok(report)
+}
+
+/// CPU ticks (user and system) of every thread of this process, by thread id, with its name.
+fn thread_cpu_ticks() -> BTreeMap<u64, (String, u64)> {
+    let mut ticks = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return ticks };
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u64>().ok()) else { continue };
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().trim().to_string();
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is 3rd, utime 14th, stime 15th.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else { continue };
+        let fields: Vec<u64> = rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
+        ticks.insert(tid, (name, fields.iter().sum()));
+    }
+    ticks
+}
+
+/// µs of CPU per payment by thread kind, between two readings.
+fn per_payment(before: &BTreeMap<u64, (String, u64)>, after: &BTreeMap<u64, (String, u64)>, payments: usize) -> BTreeMap<String, f64> {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut by_kind: BTreeMap<String, f64> = BTreeMap::new();
+    for (tid, (name, ticks)) in after {
+        let spent = ticks.saturating_sub(before.get(tid).map_or(0, |(_, t)| *t));
+        let kind = match name.split_once(':') {
+            Some(("inbox", "notary" | "central" | "directory")) => name.clone(),
+            Some((kind @ ("inbox" | "flush"), _)) => format!("{kind}:banks"),
+            _ => name.clone(),
+        };
+        *by_kind.entry(kind).or_insert(0.0) += spent as f64 / ticks_per_s * 1e6 / payments.max(1) as f64;
+    }
+    by_kind.retain(|_, us| *us >= 0.05);
+    by_kind
 }
 
 fn batches_sent(assembly: &Assembly) -> u64 {
@@ -312,6 +352,9 @@ pub fn render(report: &RolesReport) -> String {
         report.cpu.machine_steal * 100.0,
         mb(report.peak_memory_bytes)
     ));
+    let threads: Vec<String> =
+        report.cpu_us_per_payment_by_thread.iter().map(|(name, us)| format!("{name} {us:.1}")).collect();
+    out.push_str(&format!("cpu by thread, µs per payment: {}\n", threads.join(", ")));
     out.push_str(&format!("refused: {:?}\n", report.rejected));
     out.push_str(&format!(
         "reconciled across roles (wallets = ABS liability, wallets' tokens = notary's unspent): {}\n",

@@ -128,6 +128,18 @@ impl CommitCertificate {
         Ok(())
     }
 
+    /// [`CommitCertificate::covers`] for the transactions of one delivery, one after another:
+    /// their paths share the tree's upper nodes, which `memo` hashes once.
+    pub fn covers_memo(&self, leaf: &Hash32, proof: &CommitProof, memo: &mut crate::merkle::InnerMemo) -> Result<()> {
+        let root = crate::merkle::root_from_path_memo(leaf, proof.index as usize, self.size as usize, &proof.path, memo);
+        ensure!(
+            root == Some(self.root),
+            InvalidSignature,
+            "the commit proof does not place this transaction under the certificate's root"
+        );
+        Ok(())
+    }
+
     /// Signature and proof together: the compact transaction with hash `leaf` is committed at
     /// the notary with key `notary`.
     pub fn verify(&self, notary: &PublicKey, leaf: &Hash32, proof: &CommitProof) -> Result<()> {
@@ -142,6 +154,21 @@ mod tests {
 
     fn ids(n: u8) -> Vec<Hash32> {
         (0..n).map(|i| Hash32([i; 32])).collect()
+    }
+
+    #[test]
+    fn proofs_checked_with_a_memo_give_the_same_answers() {
+        let notary = SecretKey::from_seed([7; 32]);
+        let txs = ids(37);
+        let (cert, proofs) = CommitCertificate::sign(&notary, 3, &txs);
+        let mut memo = crate::merkle::InnerMemo::default();
+        for (i, (tx, proof)) in txs.iter().zip(&proofs).enumerate().filter(|(i, _)| i % 3 != 1) {
+            cert.covers_memo(tx, proof, &mut memo).unwrap();
+            // Another transaction's proof, or another leaf, is refused as without the memo.
+            let other = &proofs[(i + 1) % txs.len()];
+            assert_eq!(cert.covers_memo(tx, other, &mut memo).is_ok(), cert.covers(tx, other).is_ok());
+            assert!(cert.covers_memo(&Hash32([0xee; 32]), proof, &mut memo).is_err());
+        }
     }
 
     #[test]
