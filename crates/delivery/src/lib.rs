@@ -60,8 +60,10 @@ fn number_of(bytes: &[u8]) -> Result<u64> {
     Ok(u64::from_le_bytes(bytes))
 }
 
+/// A delivery not acknowledged: kept as the bytes its row holds (decoded again only to be
+/// resent, which is rare), so that a large delivery is not copied whole to be kept.
 struct Unacked {
-    deliver: Deliver,
+    encoded: Vec<u8>,
     sent_at_ms: u64,
 }
 
@@ -77,6 +79,7 @@ pub struct Outbound {
 pub struct Planned {
     pub to: RoleId,
     pub deliver: Deliver,
+    encoded: Vec<u8>,
 }
 
 impl Outbound {
@@ -98,7 +101,7 @@ impl Outbound {
             assert_eq!(key[split..], deliver.seq.to_be_bytes(), "a delivery is stored under its number");
             let next = outbound.next.get(&receiver).copied().unwrap_or(1);
             assert!(deliver.seq < next, "a stored delivery is numbered below its stream's next number");
-            outbound.unacked.insert((receiver, deliver.seq), Unacked { deliver, sent_at_ms: 0 });
+            outbound.unacked.insert((receiver, deliver.seq), Unacked { encoded: value, sent_at_ms: 0 });
         }
         Ok(outbound)
     }
@@ -108,22 +111,23 @@ impl Outbound {
     /// planned into one batch are numbered in the order they are planned.
     pub fn plan(&mut self, to: RoleId, payload: Payload, batch: &mut WriteBatch) -> Planned {
         let seq = self.next.get(&to).copied().unwrap_or(1);
-        let deliver = Deliver { seq, payload };
-        batch.put(OUT_TABLE, out_key(&to, seq), Message::Deliver(deliver.clone()).to_bytes());
+        let message = Message::Deliver(Deliver { seq, payload });
+        let encoded = message.to_bytes();
+        batch.put(OUT_TABLE, out_key(&to, seq), encoded.clone());
         batch.put(STREAMS_TABLE, stream_key(OUT, &to), (seq + 1).to_le_bytes().to_vec());
         // Numbered now, so that a second plan into the same batch takes the next number; if
         // the batch never commits the role stops (a failed commit stops the store) and its
         // restart reads the numbers from the disk.
         self.next.insert(to.clone(), seq + 1);
-        Planned { to, deliver }
+        let Message::Deliver(deliver) = message else { unreachable!("built as a delivery above") };
+        Planned { to, deliver, encoded }
     }
 
     /// The batch holding `planned` is durable: send it.
     pub fn sent(&mut self, planned: Planned, from: &RoleId, now_ms: u64) -> Envelope {
-        let Planned { to, deliver } = planned;
-        let envelope = Envelope { from: from.clone(), to: to.clone(), message: Message::Deliver(deliver.clone()) };
-        self.unacked.insert((to, deliver.seq), Unacked { deliver, sent_at_ms: now_ms });
-        envelope
+        let Planned { to, deliver, encoded } = planned;
+        self.unacked.insert((to.clone(), deliver.seq), Unacked { encoded, sent_at_ms: now_ms });
+        Envelope { from: from.clone(), to, message: Message::Deliver(deliver) }
     }
 
     /// `from` acknowledged every delivery up to `seq`: the rows to delete go into `batch`;
@@ -152,11 +156,11 @@ impl Outbound {
         for ((to, _), unacked) in self.unacked.iter_mut() {
             if unacked.sent_at_ms.saturating_add(RESEND_AFTER_MS) <= now_ms {
                 unacked.sent_at_ms = now_ms;
-                envelopes.push(Envelope {
-                    from: from.clone(),
-                    to: to.clone(),
-                    message: Message::Deliver(unacked.deliver.clone()),
-                });
+                // Its own bytes, written and read back by this role: they decode, or the
+                // memory is corrupt.
+                let message = Message::from_bytes(&unacked.encoded)
+                    .unwrap_or_else(|e| panic!("a kept delivery does not decode: {e}"));
+                envelopes.push(Envelope { from: from.clone(), to: to.clone(), message });
             }
         }
         envelopes
