@@ -122,15 +122,14 @@ impl BankService {
         });
     }
 
+    /// The receiver applied every delivery up to `seq`: forgotten now, their rows deleted
+    /// with the bank's next commit (no fsync of its own). A crash before that commit sends
+    /// them again after the restart, and the receiver acknowledges them again as duplicates.
     pub(crate) fn on_ack(&self, inner: &mut Inner, from: &RoleId, seq: u64) {
-        let mut batch = WriteBatch::new();
-        if !inner.outbound.plan_ack(from, seq, &mut batch) {
-            return;
+        let Inner { outbound, acked, .. } = inner;
+        if outbound.plan_ack(from, seq, acked) {
+            outbound.forget(from, seq);
         }
-        if self.commit(inner, batch).is_err() {
-            return;
-        }
-        inner.outbound.forget(from, seq);
     }
 }
 

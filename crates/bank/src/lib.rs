@@ -379,11 +379,17 @@ impl BankService {
         for envelope in inner.outbound.due(&self.role(), now_ms) {
             let _ = self.transport.send(envelope);
         }
+        if !inner.acked.is_empty() {
+            // Traffic stopped: nothing else will carry them.
+            let _ = self.commit(&mut inner, WriteBatch::new());
+        }
         self.resend_claims(&mut inner, now_ms);
         self.resend_redemptions(&mut inner, now_ms);
     }
 
-    fn commit(&self, inner: &mut Inner, batch: WriteBatch) -> Result<()> {
+    /// Commit durably, with the deletions of acknowledged deliveries waiting for a commit.
+    fn commit(&self, inner: &mut Inner, mut batch: WriteBatch) -> Result<()> {
+        batch.append(std::mem::take(&mut inner.acked));
         self.store.commit(batch).inspect_err(|_| inner.failed = true)
     }
 }

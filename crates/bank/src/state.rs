@@ -19,7 +19,7 @@ use dtenge_core::tx::Transaction;
 use dtenge_core::validate::TxIds;
 use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_node::NodeState;
-use dtenge_store::{Store, Table};
+use dtenge_store::{Store, Table, WriteBatch};
 use dtenge_wire::{Decode, DecodeError, Encode, Reader, Writer};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -164,6 +164,8 @@ pub(crate) struct Inner {
     /// Idempotency key -> (fingerprint, transaction) of requests not answered yet.
     pub(crate) idem_in_flight: HashMap<String, (Hash32, TxId)>,
     pub(crate) outbound: dtenge_delivery::Outbound,
+    /// Deletions of acknowledged deliveries' rows, written with the next commit.
+    pub(crate) acked: WriteBatch,
     pub(crate) inbound: dtenge_delivery::Inbound,
     /// Accounts waiting for the directory's answer, by address (not stored: a claim is asked
     /// again after a restart).
@@ -230,6 +232,7 @@ impl Inner {
             waiters: HashMap::new(),
             idem_in_flight,
             outbound: dtenge_delivery::Outbound::load(store)?,
+            acked: WriteBatch::new(),
             inbound: dtenge_delivery::Inbound::load(store)?,
             claims: BTreeMap::new(),
             redeems,

@@ -325,6 +325,7 @@ impl BankService {
             inner.waiters.entry(tx_ids.tx_id).or_default().push(answer);
         }
         inner.outbox.insert(batch_no, Pending { entries, ids, sent_at_ms: NOT_SENT });
+        batch.append(std::mem::take(&mut inner.acked));
         Some((batch_no, self.store.commit_async(batch)))
     }
 

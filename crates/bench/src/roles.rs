@@ -158,7 +158,11 @@ fn thread_cpu_ticks() -> BTreeMap<u64, (String, u64)> {
 }
 
 /// µs of CPU per payment by thread kind, between two readings.
-fn per_payment(before: &BTreeMap<u64, (String, u64)>, after: &BTreeMap<u64, (String, u64)>, payments: usize) -> BTreeMap<String, f64> {
+fn per_payment(
+    before: &BTreeMap<u64, (String, u64)>,
+    after: &BTreeMap<u64, (String, u64)>,
+    payments: usize,
+) -> BTreeMap<String, f64> {
     // SAFETY: sysconf only reads a configuration value.
     let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let mut by_kind: BTreeMap<String, f64> = BTreeMap::new();

@@ -131,7 +131,8 @@ impl CommitCertificate {
     /// [`CommitCertificate::covers`] for the transactions of one delivery, one after another:
     /// their paths share the tree's upper nodes, which `memo` hashes once.
     pub fn covers_memo(&self, leaf: &Hash32, proof: &CommitProof, memo: &mut crate::merkle::InnerMemo) -> Result<()> {
-        let root = crate::merkle::root_from_path_memo(leaf, proof.index as usize, self.size as usize, &proof.path, memo);
+        let root =
+            crate::merkle::root_from_path_memo(leaf, proof.index as usize, self.size as usize, &proof.path, memo);
         ensure!(
             root == Some(self.root),
             InvalidSignature,
