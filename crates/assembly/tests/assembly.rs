@@ -3,7 +3,7 @@
 //! custodial; then the checks across roles hold, and everything survives a restart.
 
 use dtenge_assembly::{Assembly, Config};
-use dtenge_bank::{IdemKey, Request};
+use dtenge_bank::{Conversion, IdemKey, Request};
 use dtenge_core::crypto::{Hash32, SecretKey};
 use dtenge_core::token::Output;
 use dtenge_core::tx::{Command, Transaction, TxBody};
@@ -91,6 +91,22 @@ fn roles_pay_each_other_reconcile_and_survive_a_restart() {
         let second = sapa.submit(pay, Some(idem)).recv_timeout(WAIT).unwrap().unwrap();
         assert_eq!(first, second, "one key, one payment");
 
+        // Carol's bank money: deposited, converted to DT, part converted back.
+        sapa.service().deposit_fiat("900101300003", tiyn(80_00)).unwrap();
+        let convert = |direction, amount| Request::Convert { client_id: "900101300003".into(), direction, amount };
+        let too_much = sapa.submit(convert(Conversion::ToDt, tiyn(80_01)), None).recv_timeout(WAIT).unwrap();
+        assert_eq!(too_much.unwrap_err().code, ErrorCode::InsufficientFunds);
+        // Two conversions in flight at once cannot spend the same bank money.
+        let first = sapa.submit(convert(Conversion::ToDt, tiyn(50_00)), None);
+        let second = sapa.submit(convert(Conversion::ToDt, tiyn(50_00)), None);
+        let answers = [first.recv_timeout(WAIT).unwrap(), second.recv_timeout(WAIT).unwrap()];
+        assert_eq!(answers.iter().filter(|a| a.is_ok()).count(), 1, "{answers:?}");
+        sapa.submit(convert(Conversion::FromDt, tiyn(20_00)), None).recv_timeout(WAIT).unwrap().unwrap();
+        let carol_fiat = || sapa.service().read(|node| node.balance("900101300003").unwrap().fiat_tiyn);
+        assert_eq!(carol_fiat(), tiyn(50_00));
+        assert_eq!(balance(&assembly, "sapa", "900101300003"), tiyn(180_00));
+        assert_eq!(balance(&assembly, "sapa", OWN_ACCOUNT), tiyn(270_00));
+
         // Steppe redeems part of its own DT at the NBK.
         steppe.service().redeem(tiyn(100_00), None, assembly.now_ms()).recv_timeout(WAIT).unwrap().unwrap();
         assert_eq!(balance(&assembly, "steppe", OWN_ACCOUNT), tiyn(600_00));
@@ -98,7 +114,7 @@ fn roles_pay_each_other_reconcile_and_survive_a_restart() {
         assembly.settle(WAIT).unwrap();
         assert_eq!(balance(&assembly, "steppe", "900101300001"), tiyn(230_00));
         assert_eq!(balance(&assembly, "tulpar", "900101300002"), tiyn(120_00));
-        assert_eq!(balance(&assembly, "sapa", "900101300003"), tiyn(150_00));
+        assert_eq!(balance(&assembly, "sapa", "900101300003"), tiyn(180_00));
         assert_eq!(assembly.central().dt_liability(), tiyn(1_400_00));
         assert_eq!(assembly.reconcile(), Vec::<String>::new());
         assembly.shutdown();

@@ -41,6 +41,7 @@
 #![forbid(unsafe_code)]
 
 mod claims;
+mod conversion;
 mod deliver;
 mod redeem;
 mod reply;
@@ -135,6 +136,19 @@ pub enum Request {
     /// Pay `payees` from the client's account, the bank building and signing the transaction
     /// with the client's custodial key.
     Pay { client_id: String, payees: Vec<(Address, Amount)> },
+    /// Convert between the client's bank money and DT (SPEC sub-scenarios 4, 5, 11, 12): DT
+    /// moves between the client and the bank's own account, and the client's bank-money
+    /// balance moves the other way in the same commit, when the notary has certified it.
+    Convert { client_id: String, direction: Conversion, amount: Amount },
+}
+
+/// Which way a client's conversion goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conversion {
+    /// Bank money -> DT, paid from the bank's own DT.
+    ToDt,
+    /// DT -> bank money, paid to the bank's own account.
+    FromDt,
 }
 
 /// An idempotency key with the fingerprint of the request it was first used with.

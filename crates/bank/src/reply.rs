@@ -92,15 +92,20 @@ impl BankService {
         let mut deltas = Vec::new();
         let mut deliveries: BTreeMap<String, Vec<(Transaction, CommitProof)>> = BTreeMap::new();
         let mut kept = Vec::new();
+        let mut fiat_after = crate::conversion::FiatAfter::default();
         for (index, outcome) in checked.iter().enumerate() {
             let (entry, ids) = (&pending.entries[index], &pending.ids[index]);
             match outcome {
                 Checked::Committed(proof) => {
                     let tx = &entry.tx;
-                    let delta = inner
+                    let purpose = entry.fiat.as_ref().map_or(Purpose::Payment, |f| f.purpose());
+                    let mut delta = inner
                         .node
-                        .plan_commit_ids(tx, &ids.tx_id, &ids.inputs, &ids.outputs, Purpose::Payment, None, now_ms)
+                        .plan_commit_ids(tx, &ids.tx_id, &ids.inputs, &ids.outputs, purpose, None, now_ms)
                         .unwrap_or_else(|e| panic!("a committed transaction the bank checked cannot be planned: {e}"));
+                    if let Some(fiat) = &entry.fiat {
+                        delta.set_fiat(&fiat.client_id, fiat_after.apply(inner, fiat));
+                    }
                     delta
                         .writes(&inner.node, batch)
                         .unwrap_or_else(|e| panic!("a planned delta cannot be encoded: {e}"));
@@ -168,6 +173,10 @@ impl BankService {
             };
             if let Some(idem) = &pending.entries[index].idem {
                 inner.idem_in_flight.remove(&idem.key);
+            }
+            if let Some(fiat) = &pending.entries[index].fiat {
+                // Committed: the debit is in the balance now; refused: nothing was debited.
+                inner.fiat_reserved.release(&fiat.client_id, fiat.debit());
             }
             inner.in_outbox.remove(&tx_id);
             for waiter in inner.waiters.remove(&tx_id).unwrap_or_default() {

@@ -72,6 +72,8 @@ pub(crate) struct OutboxEntry {
     /// when the transaction was admitted, and kept, so that applying the notary's answer (after
     /// a restart, perhaps) never depends on the directory being reachable.
     pub(crate) payee_banks: Vec<String>,
+    /// A conversion's bank-money move, applied with the certified payment.
+    pub(crate) fiat: Option<crate::conversion::FiatMove>,
 }
 
 impl Encode for IdemKey {
@@ -93,13 +95,14 @@ impl Encode for OutboxEntry {
         w.put(&self.tx);
         w.put(&self.idem);
         w.put(&self.payee_banks);
+        w.put(&self.fiat);
     }
 }
 
 impl Decode for OutboxEntry {
-    const ENCODED_BYTES_MIN: usize = Transaction::ENCODED_BYTES_MIN + 1 + 4;
+    const ENCODED_BYTES_MIN: usize = Transaction::ENCODED_BYTES_MIN + 1 + 4 + 1;
     fn decode(r: &mut Reader<'_>) -> std::result::Result<Self, DecodeError> {
-        Ok(OutboxEntry { tx: r.get()?, idem: r.get()?, payee_banks: r.seq("payee banks", 1_024)? })
+        Ok(OutboxEntry { tx: r.get()?, idem: r.get()?, payee_banks: r.seq("payee banks", 1_024)?, fiat: r.get()? })
     }
 }
 
@@ -163,6 +166,8 @@ pub(crate) struct Inner {
     pub(crate) waiters: HashMap<TxId, Vec<crate::Reply>>,
     /// Idempotency key -> (fingerprint, transaction) of requests not answered yet.
     pub(crate) idem_in_flight: HashMap<String, (Hash32, TxId)>,
+    /// Bank money reserved by conversions to DT in flight.
+    pub(crate) fiat_reserved: crate::conversion::FiatReserved,
     pub(crate) outbound: dtenge_delivery::Outbound,
     /// Deletions of acknowledged deliveries' rows, written with the next commit.
     pub(crate) acked: WriteBatch,
@@ -205,6 +210,7 @@ impl Inner {
         let mut outbox = BTreeMap::new();
         let mut in_outbox = HashMap::new();
         let mut idem_in_flight = HashMap::new();
+        let mut fiat_reserved = crate::conversion::FiatReserved::default();
         for (key, value) in store.scan(OUTBOX_TABLE)? {
             let key: [u8; 8] =
                 key.as_slice().try_into().map_err(|_| Error::new(ErrorCode::StorageFailure, "an outbox key"))?;
@@ -220,6 +226,9 @@ impl Inner {
                 if let Some(idem) = &entry.idem {
                     idem_in_flight.insert(idem.key.clone(), (idem.fingerprint, id.tx_id));
                 }
+                if let Some(fiat) = &entry.fiat {
+                    fiat_reserved.reserve(&fiat.client_id, fiat.debit())?;
+                }
             }
             outbox.insert(batch_no, Pending { entries, ids, sent_at_ms: 0 });
         }
@@ -231,6 +240,7 @@ impl Inner {
             in_outbox,
             waiters: HashMap::new(),
             idem_in_flight,
+            fiat_reserved,
             outbound: dtenge_delivery::Outbound::load(store)?,
             acked: WriteBatch::new(),
             inbound: dtenge_delivery::Inbound::load(store)?,

@@ -28,6 +28,7 @@ struct Admitted {
     idem: Option<IdemKey>,
     answer: Reply,
     payee_banks: Vec<String>,
+    fiat: Option<crate::conversion::FiatMove>,
 }
 
 impl BankService {
@@ -120,7 +121,7 @@ impl BankService {
                     let witnesses = items.into_iter().take(tx.witnesses.len()).collect();
                     Ok((Some(ids), witnesses))
                 }
-                Request::Pay { .. } => Ok((None, Vec::new())),
+                Request::Pay { .. } | Request::Convert { .. } => Ok((None, Vec::new())),
             })
             .collect();
         verify_all(&mut verdicts, |(_, items): &(Option<TxIds>, Vec<SignatureItem>)| items.as_slice(), &self.key_cache);
@@ -149,6 +150,11 @@ impl BankService {
                 self.admit_signed(inner, tx, ids, idem, answer)?
             }
             Request::Pay { client_id, payees } => Some(self.admit_payment(inner, &client_id, &payees, idem, answer)?),
+            Request::Convert { client_id, direction, amount } => {
+                let (tx, fiat) = self.prepare_conversion(inner, &client_id, direction, amount)?;
+                let ids = TxIds::of(&tx)?;
+                Some(Admitted { tx, ids, idem, answer, payee_banks: Vec::new(), fiat: Some(fiat) })
+            }
         };
         if let Some(Admitted { ids, idem: Some(idem), .. }) = &admitted {
             // Claimed now, so that the same key twice in one batch pays once.
@@ -210,7 +216,7 @@ impl BankService {
         inner.node.check_client_transaction_ids(&tx, &ids.inputs)?;
         let payee_banks = self.payee_banks(inner, tx.body.outputs.iter().map(|o| &o.owner))?;
         inner.node.reserve_inputs(&ids.tx_id, &ids.inputs)?;
-        Ok(Some(Admitted { tx, ids, idem, answer, payee_banks }))
+        Ok(Some(Admitted { tx, ids, idem, answer, payee_banks, fiat: None }))
     }
 
     fn admit_payment(
@@ -226,7 +232,7 @@ impl BankService {
         // Transfers need no nonce: their inputs, spent once, make their ids unique.
         let tx = inner.node.prepare_payment(client_id, payees, issuer, 0)?;
         let ids = TxIds::of(&tx)?;
-        Ok(Admitted { tx, ids, idem, answer, payee_banks })
+        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None })
     }
 
     /// The other banks holding the accounts `owners` names (the change and this bank's own
@@ -289,6 +295,9 @@ impl BankService {
                 Ok(()) => accepted.push(candidate),
                 Err(e) => {
                     inner.node.release(&candidate.tx);
+                    if let Some(fiat) = &candidate.fiat {
+                        inner.fiat_reserved.release(&fiat.client_id, fiat.debit());
+                    }
                     if let Some(idem) = &candidate.idem {
                         inner.idem_in_flight.remove(&idem.key);
                     }
@@ -313,7 +322,12 @@ impl BankService {
                 let record = idem_record(&idem.fingerprint, IdemState::InFlight(admitted.ids.tx_id));
                 batch.put(IDEM_TABLE, idem.key.as_bytes().to_vec(), record);
             }
-            entries.push(OutboxEntry { tx: admitted.tx, idem: admitted.idem, payee_banks: admitted.payee_banks });
+            entries.push(OutboxEntry {
+                tx: admitted.tx,
+                idem: admitted.idem,
+                payee_banks: admitted.payee_banks,
+                fiat: admitted.fiat,
+            });
             ids.push(admitted.ids);
             answers.push(admitted.answer);
         }
@@ -337,6 +351,9 @@ impl BankService {
             let pending = inner.outbox.remove(&batch_no).expect("a batch being written is in the outbox");
             for (entry, ids) in pending.entries.iter().zip(&pending.ids) {
                 inner.node.release(&entry.tx);
+                if let Some(fiat) = &entry.fiat {
+                    inner.fiat_reserved.release(&fiat.client_id, fiat.debit());
+                }
                 if let Some(idem) = &entry.idem {
                     inner.idem_in_flight.remove(&idem.key);
                 }

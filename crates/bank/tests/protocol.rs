@@ -3,7 +3,7 @@
 //! delayed from a seed, roles restarted on their own. The NBK's part (emission) is played by
 //! the test itself through the real notary.
 
-use dtenge_bank::{Answer, BankService, Committed, Directory, Genesis, IdemKey, Request, RESEND_AFTER_MS};
+use dtenge_bank::{Answer, BankService, Committed, Conversion, Directory, Genesis, IdemKey, Request, RESEND_AFTER_MS};
 use dtenge_core::anchors::Anchors;
 use dtenge_core::certificate::{notarize_message, CompactTx};
 use dtenge_core::crypto::{Address, SecretKey};
@@ -589,4 +589,46 @@ fn accounts_are_claimed_at_the_directory_before_they_open_and_a_taken_phone_is_r
         assert_eq!(d.by_address(&key(60).address()).unwrap().display_name, "Aigerim S.");
     });
     assert_eq!(c.banks["steppe"].claims_waiting(), 0);
+}
+
+#[test]
+fn a_conversion_in_flight_when_the_bank_restarts_keeps_its_bank_money_reserved_and_debits_it_once() {
+    let mut c = Cluster::new(9, 0, 0, 5);
+    let (alice, _) = custodial_client(&mut c, 20);
+    c.issue("steppe", &key(31), &[10_000]);
+    let fiat = |c: &Cluster| c.banks["steppe"].read(|node| node.balance(&alice).unwrap().fiat_tiyn.tiyn());
+    let dt = |c: &Cluster| c.banks["steppe"].read(|node| node.balance(&alice).unwrap().dt_tiyn.tiyn());
+    c.banks["steppe"].deposit_fiat(&alice, Amount::from_tiyn(1_000).unwrap()).unwrap();
+    let convert = |amount: u64| Request::Convert {
+        client_id: alice.clone(),
+        direction: Conversion::ToDt,
+        amount: Amount::from_tiyn(amount).unwrap(),
+    };
+    let _lost = c.banks["steppe"].submit(convert(700), idem("convert-1", 1));
+    c.banks["steppe"].flush(c.now_ms);
+    // The notary commits; the bank dies before the answer arrives.
+    c.net.down(RoleId::Bank("steppe".into()));
+    c.run(50);
+    c.restart_bank("steppe");
+    // The 700 are still reserved: 400 more is beyond the 1,000.
+    let beyond = c.banks["steppe"].submit(convert(400), None);
+    c.banks["steppe"].flush(c.now_ms);
+    assert_eq!(beyond.try_recv().unwrap().unwrap_err().code, ErrorCode::InsufficientFunds);
+    let retry = c.banks["steppe"].submit(convert(700), idem("convert-1", 1));
+    c.banks["steppe"].flush(c.now_ms);
+    c.run(10_000);
+    assert!(retry.try_recv().unwrap().is_ok());
+    assert_eq!((fiat(&c), dt(&c)), (300, 700), "bank money debited once, DT paid once");
+    // Back from DT: credited when certified.
+    let back = Request::Convert {
+        client_id: alice.clone(),
+        direction: Conversion::FromDt,
+        amount: Amount::from_tiyn(200).unwrap(),
+    };
+    let answer = c.banks["steppe"].submit(back, None);
+    c.banks["steppe"].flush(c.now_ms);
+    c.run(10_000);
+    assert!(answer.try_recv().unwrap().is_ok());
+    assert_eq!((fiat(&c), dt(&c)), (500, 500));
+    c.assert_invariants();
 }
