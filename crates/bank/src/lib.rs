@@ -77,7 +77,7 @@ pub const RESEND_AFTER_MS: u64 = 200;
 /// (`LIMIT_EXCEEDED`), so a slow notary slows its banks instead of growing their memory.
 pub const OUTBOX_BATCHES_MAX: usize = 1_024;
 /// Most batches [`BankService::flush`] keeps at the notary before it waits for an answer.
-pub const BATCHES_SENDING_MAX: usize = 4;
+pub const BATCHES_SENDING_MAX: usize = 2;
 /// Most transactions in one batch (one notarize request, one certificate).
 pub const BATCH_TXS_MAX: usize = dtenge_wire::message::BATCH_TXS_MAX;
 /// Most accounts one [`BankService::open_accounts`] opens.
