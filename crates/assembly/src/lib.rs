@@ -132,6 +132,18 @@ impl Config {
     }
 }
 
+/// What the operator's dashboard shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Monitoring {
+    /// DT the banks' wallets hold, by their running totals.
+    pub dt_in_wallets: Amount,
+    /// The ABS DT liability account.
+    pub dt_liability: Amount,
+    pub notary_unspent: usize,
+    /// The notary's last certificate number.
+    pub notary_seq: u64,
+}
+
 /// The banks read the directory's listings in memory.
 pub struct SharedDirectory(Arc<DirectoryService>);
 
@@ -436,6 +448,23 @@ impl Assembly {
                 return Err(Error::new(ErrorCode::RequestInProgress, "the roles did not settle in time"));
             }
             std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// The operator's dashboard: running totals read from each role in turn, each under its
+    /// own lock for a moment, so payments never wait for it (the figures may be a few payments
+    /// apart; [`Assembly::reconcile`] is the exact check).
+    pub fn monitoring(&self) -> Monitoring {
+        let mut dt_in_wallets = Amount::ZERO;
+        for bank in &self.banks {
+            let total = bank.service.read(|node| node.total_dt()).unwrap_or(Amount::ZERO);
+            dt_in_wallets = dt_in_wallets.checked_add(total).unwrap_or(dt_in_wallets);
+        }
+        Monitoring {
+            dt_in_wallets,
+            dt_liability: self.central.dt_liability(),
+            notary_unspent: self.notary.notary().unspent_count(),
+            notary_seq: self.notary.seq(),
         }
     }
 

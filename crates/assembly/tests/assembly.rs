@@ -117,6 +117,9 @@ fn roles_pay_each_other_reconcile_and_survive_a_restart() {
         assert_eq!(balance(&assembly, "sapa", "900101300003"), tiyn(180_00));
         assert_eq!(assembly.central().dt_liability(), tiyn(1_400_00));
         assert_eq!(assembly.reconcile(), Vec::<String>::new());
+        let monitoring = assembly.monitoring();
+        assert_eq!(monitoring.dt_in_wallets, monitoring.dt_liability);
+        assert!(monitoring.notary_seq > 0 && monitoring.notary_unspent > 0);
         assembly.shutdown();
     }
     // Every role reopens from its own store.
