@@ -61,6 +61,7 @@ pub const TABLES: [Table; 10] = [
 pub mod contract;
 pub mod marking;
 pub mod spend;
+pub mod service;
 pub mod vat;
 
 pub use contract::{Contract, ContractSpec, ContractUse, UseKind};
