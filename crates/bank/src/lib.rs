@@ -42,6 +42,7 @@
 
 mod claims;
 mod deliver;
+mod hold;
 mod redeem;
 mod reply;
 mod state;
@@ -49,6 +50,7 @@ mod submit;
 mod verify;
 
 pub use claims::{claim_of, Opening, CLAIMS_IN_FLIGHT_MAX};
+pub use hold::{HOLDS_IN_FLIGHT_MAX, HOLD_BATCH_BIT, HOLD_TABLE};
 pub use redeem::{REDEEM_TABLE, REDEMPTIONS_IN_FLIGHT_MAX};
 pub use state::{tables, BANK_META_TABLE, IDEM_TABLE, OUTBOX_TABLE, RECENT_COMMITTED_MAX};
 
@@ -347,6 +349,10 @@ impl BankService {
             return;
         }
         match envelope.message {
+            // Holds and releases go to the notary alone, under batch numbers of their own.
+            Message::NotarizeReply(reply) if envelope.from == RoleId::Notary && hold::is_hold_batch(reply.batch) => {
+                self.on_hold_reply(&mut inner, reply, now_ms)
+            }
             Message::NotarizeReply(reply) if envelope.from == RoleId::Notary => {
                 self.on_reply(&mut inner, reply, now_ms)
             }
@@ -355,6 +361,12 @@ impl BankService {
             Message::ClaimReply(reply) if envelope.from == RoleId::Directory => self.on_claim_reply(&mut inner, reply),
             Message::RedeemRefused(refused) if envelope.from == RoleId::Central => {
                 self.on_redeem_refused(&mut inner, refused)
+            }
+            Message::AttestReply(reply) if envelope.from == RoleId::Oracle => {
+                self.on_attest_reply(&mut inner, reply, now_ms)
+            }
+            Message::ReleaseOrder(order) if envelope.from == RoleId::Oracle => {
+                self.on_release_order(&mut inner, order, now_ms)
             }
             // Nothing else is for a bank: dropped, as a stray or hostile message must be.
             _ => {}
@@ -381,6 +393,7 @@ impl BankService {
         }
         self.resend_claims(&mut inner, now_ms);
         self.resend_redemptions(&mut inner, now_ms);
+        self.resend_holds(&mut inner, now_ms);
     }
 
     fn commit(&self, inner: &mut Inner, batch: WriteBatch) -> Result<()> {

@@ -60,8 +60,8 @@ pub const TABLES: [Table; 10] = [
 
 pub mod contract;
 pub mod marking;
-pub mod spend;
 pub mod service;
+pub mod spend;
 pub mod vat;
 
 pub use contract::{Contract, ContractSpec, ContractUse, UseKind};

@@ -746,11 +746,8 @@ mod tests {
     fn the_oracle_messages_have_fixed_kinds_and_an_empty_or_long_event_id_is_refused() {
         // Pinned: the kinds of the hold and release messages are the protocol.
         let tx_id = TxId(Hash32([0xcd; 32]));
-        let abandoned = Message::AttestReply(AttestReply {
-            event_id: "EV1".into(),
-            tx_id,
-            verdict: Verdict::Abandoned,
-        });
+        let abandoned =
+            Message::AttestReply(AttestReply { event_id: "EV1".into(), tx_id, verdict: Verdict::Abandoned });
         let bytes = abandoned.to_bytes();
         assert_eq!(&bytes[..2], &[10, 0], "kind 10, little-endian");
         assert_eq!(&bytes[2..9], &[3, 0, 0, 0, b'E', b'V', b'1']);

@@ -11,13 +11,7 @@ use dtenge_core::{bail, ensure, Amount, Error, ErrorCode, Result};
 /// event not held (nor a hold in flight), `payee` one of its payees; the transaction spends
 /// only the sender's standard DT and holds exactly the event's amount for it on the sender's
 /// account, its change standard and the sender's.
-pub(crate) fn check_hold(
-    event: &HoldEvent,
-    bank: &str,
-    payee: &Address,
-    tx: &Transaction,
-    now_ms: u64,
-) -> Result<()> {
+pub(crate) fn check_hold(event: &HoldEvent, bank: &str, payee: &Address, tx: &Transaction, now_ms: u64) -> Result<()> {
     ensure!(bank == event.sender_bank, Forbidden, "event {} is held by bank '{}' only", event.id, event.sender_bank);
     ensure!(now_ms < event.valid_until_ms, EventExpired, "event {} expired at {} ms", event.id, event.valid_until_ms);
     ensure!(
@@ -62,7 +56,13 @@ pub(crate) fn check_hold(
 /// attempt), spending tokens held for the event on the sender's account, exactly what is
 /// held, into exactly the planned outputs.
 pub(crate) fn check_release(event: &HoldEvent, bank: &str, tx: &Transaction) -> Result<()> {
-    ensure!(bank == event.sender_bank, Forbidden, "event {} is released by bank '{}' only", event.id, event.sender_bank);
+    ensure!(
+        bank == event.sender_bank,
+        Forbidden,
+        "event {} is released by bank '{}' only",
+        event.id,
+        event.sender_bank
+    );
     let Some(release) = event.release.as_ref().filter(|_| event.status == EventStatus::Releasing) else {
         bail!(Conflict, "event {} has no release ordered", event.id);
     };
@@ -87,7 +87,13 @@ pub(crate) fn check_release(event: &HoldEvent, bank: &str, tx: &Transaction) -> 
         );
         spent = spent.checked_add(input.output.amount_tiyn)?;
     }
-    ensure!(spent == event.held_tiyn, Forbidden, "the release spends {spent}, event {} holds {}", event.id, event.held_tiyn);
+    ensure!(
+        spent == event.held_tiyn,
+        Forbidden,
+        "the release spends {spent}, event {} holds {}",
+        event.id,
+        event.held_tiyn
+    );
     ensure!(tx.body.outputs == release.outputs, Forbidden, "the release's outputs differ from the oracle's decision");
     Ok(())
 }
@@ -113,7 +119,10 @@ pub(crate) fn plan_release(event: &HoldEvent, confirmation: &Confirmation, issue
     };
     let paid = Amount::sum(payouts.iter().map(|(_, a)| *a))?;
     let returned = event.held_tiyn.checked_sub(paid).map_err(|_| {
-        Error::new(ErrorCode::LimitExceeded, format!("event {} holds {}, the payouts are {paid}", event.id, event.held_tiyn))
+        Error::new(
+            ErrorCode::LimitExceeded,
+            format!("event {} holds {}, the payouts are {paid}", event.id, event.held_tiyn),
+        )
     })?;
     let mut outputs: Vec<Output> = payouts.iter().map(|(to, amount)| Output::standard(*amount, *to, issuer)).collect();
     if !returned.is_zero() {

@@ -119,7 +119,12 @@ impl OracleService {
     /// Open the oracle on its own store (created with [`tables`]) with its signing key and the
     /// network's anchors (the issuer, the notary's key, the banks). Release orders not yet
     /// answered are sent again by the first [`OracleService::tick`].
-    pub fn open(store: Store, key: SecretKey, anchors: Anchors, transport: Arc<dyn Transport>) -> Result<OracleService> {
+    pub fn open(
+        store: Store,
+        key: SecretKey,
+        anchors: Anchors,
+        transport: Arc<dyn Transport>,
+    ) -> Result<OracleService> {
         assert_eq!(key.public_key(), anchors.oracle, "the oracle signs with the key the anchors name");
         let next_event = match store.get(ROLE_META_TABLE, NEXT_EVENT_KEY)? {
             Some(bytes) => stored::<u64>(&bytes, "the next event number")?,
@@ -312,7 +317,9 @@ impl OracleService {
             .events
             .values()
             .filter(|e| e.status == EventStatus::Releasing && e.pending.is_none())
-            .filter(|e| inner.orders_sent_at_ms.get(&e.id).is_none_or(|at| at.saturating_add(RESEND_AFTER_MS) <= now_ms))
+            .filter(|e| {
+                inner.orders_sent_at_ms.get(&e.id).is_none_or(|at| at.saturating_add(RESEND_AFTER_MS) <= now_ms)
+            })
             .map(|e| e.id.clone())
             .collect();
         for event_id in due {
@@ -563,14 +570,21 @@ fn check_loaded(events: &BTreeMap<String, HoldEvent>, decisions: &HashMap<TxId, 
         if let Some(tx_id) = &event.pending {
             match decisions.get(tx_id) {
                 Some(TxDecision::Attested { event_id, .. }) if *event_id == event.id => {}
-                _ => return Err(Error::storage(format!("oracle role: event {} waits for an undecided {tx_id}", event.id))),
+                _ => {
+                    return Err(Error::storage(format!(
+                        "oracle role: event {} waits for an undecided {tx_id}",
+                        event.id
+                    )))
+                }
             }
         }
     }
     for (tx_id, decision) in decisions {
         if let TxDecision::Attested { event_id, .. } = decision {
             if events.get(event_id).and_then(|e| e.pending) != Some(*tx_id) {
-                return Err(Error::storage(format!("oracle role: {tx_id} is attested for {event_id}, which waits for it not")));
+                return Err(Error::storage(format!(
+                    "oracle role: {tx_id} is attested for {event_id}, which waits for it not"
+                )));
             }
         }
     }

@@ -113,9 +113,16 @@ impl HoldEvent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TxDecision {
     /// Attested for the event's hold (or its release); the certificate has not come yet.
-    Attested { event_id: String, release: bool },
+    Attested {
+        event_id: String,
+        release: bool,
+    },
     /// Its certificate (number `seq`) is applied to the registry.
-    Applied { event_id: String, release: bool, seq: u64 },
+    Applied {
+        event_id: String,
+        release: bool,
+        seq: u64,
+    },
     Refused(Error),
     /// Its bank gave it up: the notary refused it.
     Abandoned,
