@@ -23,6 +23,11 @@
 //!    each, after the certificate, the stateless rules and the attestations are checked; then
 //!    acknowledged.
 //!
+//! 4. **Holds and releases** (`hold`): a custodial client's hold of an oracle event's amount,
+//!    and the releases the oracle orders, each written to the bank's own table, attested by
+//!    the oracle, notarized alone and delivered to the oracle (and a release to its payees'
+//!    banks) in the commit that applies it.
+//!
 //! Recovery: a crash anywhere leaves either the batch in the outbox (so it is sent again, and
 //! the notary answers each transaction by its id: never spent twice, never lost) or the
 //! applied result with its deliveries (so they are sent again until acknowledged). Requests and
