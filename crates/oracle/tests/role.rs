@@ -386,3 +386,31 @@ fn a_failed_commit_stops_the_oracle_until_it_reopens() {
     h.restart();
     assert!(matches!(h.ask("steppe", &id, hold_purpose(), &hold_tx(&id, 1_000, 1)), Verdict::Attested(_)));
 }
+
+#[test]
+fn an_event_past_its_validity_returns_what_it_holds_and_one_never_held_just_expires() {
+    let mut h = Harness::new();
+    let held_id = h.register();
+    let idle_id = h.register();
+    let hold = hold_tx(&held_id, 1_000, 1);
+    h.ask("steppe", &held_id, hold_purpose(), &hold);
+    h.deliver("steppe", 1, &[&hold]);
+    h.oracle.tick(9_999);
+    assert!(h.net.take().is_empty(), "not yet");
+    h.oracle.tick(10_000);
+    let order = order_of(&h.net.take());
+    assert_eq!(order.outputs, [Output::standard(tiyn(1_000), key(SENDER).address(), issuer())], "all back");
+    assert_eq!(h.oracle.event(&idle_id).unwrap().status, EventStatus::Expired);
+    let late = h.oracle.confirm_event("vehicles", &held_id, Confirmation::Occurred { payouts: None }, 10_001);
+    assert_eq!(late.unwrap_err().code, ErrorCode::EventExpired);
+    let late_hold = hold_tx(&idle_id, 1_000, 2);
+    let request = AttestRequest { event_id: idle_id.clone(), purpose: hold_purpose(), tx: late_hold };
+    h.oracle.handle(envelope("steppe", Message::AttestRequest(request)), 10_001);
+    assert!(matches!(h.net.verdict(), Verdict::Refused(e) if e.code == ErrorCode::EventExpired));
+    let release = release_tx(&hold, &order);
+    assert!(matches!(h.ask("steppe", &held_id, AttestPurpose::Release, &release), Verdict::Attested(_)));
+    h.deliver("steppe", 2, &[&release]);
+    let event = h.oracle.event(&held_id).unwrap();
+    assert_eq!((event.status, event.returned_tiyn, event.held_tiyn), (EventStatus::Expired, tiyn(1_000), Amount::ZERO));
+    assert_eq!(h.oracle.pending(), 0);
+}

@@ -29,8 +29,9 @@
 //!   waiting for central's answer to a redemption;
 //! - the oracle's held registry = the DT the banks hold under `Policy::Held`, per event;
 //!   every hold a client was told is done is its event's hold at the oracle and committed at
-//!   the notary; every confirmed event is released (or returned) exactly once, by a committed
-//!   transaction, paying out exactly what was held; no hold or release is left pending at a
+//!   the notary; every confirmed event is released (or returned) exactly once, and every
+//!   event that ended (confirmed, rejected or expired) after it was held, by a committed
+//!   transaction paying out exactly what was held; no hold or release is left pending at a
 //!   bank or at the oracle.
 //!
 //! The operator also blocks and unblocks banks at random: central delivers each decision to
@@ -548,12 +549,15 @@ impl Sim {
             })
             .collect();
         let amount = Amount::sum(shares.iter().map(|p| p.amount_tiyn)).expect("two small shares");
+        // Some events end soon: expired before (or while) they are held or confirmed.
+        let valid_until_ms =
+            if self.rng.gen_bool(0.3) { self.now_ms + self.rng.gen_range(100..3_000) } else { u64::MAX };
         let spec = EventSpec {
             reference: format!("contract {}", self.events.len()),
             sender_bank: self.clients[sender].bank.to_string(),
             sender: self.clients[sender].key.address(),
             payees: shares.clone(),
-            valid_until_ms: u64::MAX,
+            valid_until_ms,
         };
         let Some(oracle) = &self.oracle else { return };
         let id = match oracle.register_event(PROVIDER, spec, self.now_ms) {
@@ -1110,10 +1114,16 @@ impl Sim {
                 return Err(format!("hold {tx_id} was answered done, but {event_id} holds {:?}", event.hold_tx));
             }
         }
-        for sim_event in self.events.iter().filter(|e| e.confirmed) {
+        for sim_event in &self.events {
             let event = oracle.event(&sim_event.id).ok_or(format!("no event {} at the oracle", sim_event.id))?;
-            if !event.status.is_final() || event.pending.is_some() || !event.held_tiyn.is_zero() {
+            if sim_event.confirmed && !event.status.is_final() {
                 return Err(format!("{} was confirmed but is {:?}", event.id, event.status));
+            }
+            if !event.status.is_final() {
+                continue;
+            }
+            if event.pending.is_some() || !event.held_tiyn.is_zero() {
+                return Err(format!("{} is {:?} but holds {} or waits", event.id, event.status, event.held_tiyn));
             }
             let Some(hold) = event.hold_tx else { continue };
             let release = event.release_tx.ok_or(format!("{} was held by {hold} but never released", event.id))?;

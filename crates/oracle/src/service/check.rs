@@ -108,8 +108,14 @@ pub enum Confirmation {
     Rejected,
 }
 
-/// The release a confirmation of a held event calls for.
-pub(crate) fn plan_release(event: &HoldEvent, confirmation: &Confirmation, issuer: Address) -> Result<Release> {
+/// The release a confirmation of a held event calls for; `Rejected` also serves an expiry
+/// (`expired`: the event ends `Expired`).
+pub(crate) fn plan_release(
+    event: &HoldEvent,
+    confirmation: &Confirmation,
+    issuer: Address,
+    expired: bool,
+) -> Result<Release> {
     assert_eq!(event.status, EventStatus::Held, "a release is planned for a held event");
     assert!(!event.held_tiyn.is_zero(), "a held event holds something");
     let payouts: Vec<(Address, Amount)> = match confirmation {
@@ -134,7 +140,11 @@ pub(crate) fn plan_release(event: &HoldEvent, confirmation: &Confirmation, issue
         outputs,
         paid_tiyn: paid,
         returned_tiyn: returned,
-        rejected: matches!(confirmation, Confirmation::Rejected),
+        ends_as: match confirmation {
+            _ if expired => EventStatus::Expired,
+            Confirmation::Rejected => EventStatus::Rejected,
+            Confirmation::Occurred { .. } => EventStatus::Completed,
+        },
     })
 }
 

@@ -263,6 +263,12 @@ impl OracleService {
         };
         ensure!(event.provider == provider, Forbidden, "event {event_id} is confirmed by '{}' only", event.provider);
         ensure!(event.pending.is_none(), Conflict, "a transaction of event {event_id} is in flight; confirm again");
+        ensure!(
+            now_ms < event.valid_until_ms || event.status.is_final(),
+            EventExpired,
+            "event {event_id} expired at {} ms; what it holds goes back to the sender",
+            event.valid_until_ms
+        );
         let mut event = event.clone();
         match (event.status, &confirmation) {
             (EventStatus::Registered, Confirmation::Rejected) => event.status = EventStatus::Rejected,
@@ -270,7 +276,7 @@ impl OracleService {
                 return Err(Error::new(ErrorCode::Conflict, format!("event {event_id} holds nothing yet")));
             }
             (EventStatus::Held, _) => {
-                event.release = Some(check::plan_release(&event, &confirmation, self.anchors.issuer)?);
+                event.release = Some(check::plan_release(&event, &confirmation, self.anchors.issuer, false)?);
                 event.status = EventStatus::Releasing;
             }
             (status, _) => {
@@ -307,12 +313,14 @@ impl OracleService {
         }
     }
 
-    /// Send again the release orders not answered in time.
+    /// Expire the events whose validity ran out, and send again the release orders not
+    /// answered in time.
     pub fn tick(&self, now_ms: u64) {
         let mut inner = self.inner.lock();
         if inner.failed {
             return;
         }
+        self.expire_due(&mut inner, now_ms);
         let due: Vec<String> = inner
             .events
             .values()
@@ -324,6 +332,42 @@ impl OracleService {
             .collect();
         for event_id in due {
             self.send_order(&mut inner, &event_id, now_ms);
+        }
+    }
+
+    /// Events past their validity and waiting for nothing: one not held ends `Expired`; a
+    /// held one returns everything to the sender (its release ordered, ending `Expired`). An
+    /// event with a transaction in flight waits for it (a hold attested before the end may
+    /// still be certified; it is returned then).
+    fn expire_due(&self, inner: &mut Inner, now_ms: u64) {
+        // A scan of every event per tick: events are few next to payments (an index by the end
+        // of validity when they are not).
+        let due: Vec<HoldEvent> = inner
+            .events
+            .values()
+            .filter(|e| e.valid_until_ms <= now_ms && e.pending.is_none())
+            .filter(|e| matches!(e.status, EventStatus::Registered | EventStatus::Held))
+            .cloned()
+            .collect();
+        for mut event in due {
+            if event.status == EventStatus::Registered {
+                event.status = EventStatus::Expired;
+            } else {
+                let plan = check::plan_release(&event, &Confirmation::Rejected, self.anchors.issuer, true)
+                    .expect("returning everything held is always a valid release");
+                event.release = Some(plan);
+                event.status = EventStatus::Releasing;
+            }
+            let mut batch = WriteBatch::new();
+            batch.put(ROLE_EVENTS_TABLE, event.id.as_bytes().to_vec(), event.to_bytes());
+            if self.commit(inner, batch).is_err() {
+                return;
+            }
+            let (id, releasing) = (event.id.clone(), event.status == EventStatus::Releasing);
+            inner.events.insert(id.clone(), event);
+            if releasing {
+                self.send_order(inner, &id, now_ms);
+            }
         }
     }
 
@@ -557,7 +601,8 @@ fn apply_certified(event: &mut HoldEvent, tx_id: &TxId, release: bool) {
     assert_eq!(paid_and_returned, event.held_tiyn, "a release spends everything held");
     event.released_tiyn = event.released_tiyn.checked_add(plan.paid_tiyn).expect("within what was held");
     event.returned_tiyn = event.returned_tiyn.checked_add(plan.returned_tiyn).expect("within what was held");
-    event.status = if plan.rejected { EventStatus::Rejected } else { EventStatus::Completed };
+    assert!(plan.ends_as.is_final(), "a release ends its event");
+    event.status = plan.ends_as;
     event.held_tiyn = Amount::ZERO;
     event.release_tx = Some(*tx_id);
 }

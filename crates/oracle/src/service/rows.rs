@@ -53,11 +53,13 @@ pub enum EventStatus {
     Completed,
     /// Rejected: what was held went back to the sender.
     Rejected,
+    /// Its validity ran out before its confirmation: what was held went back to the sender.
+    Expired,
 }
 
 impl EventStatus {
     pub fn is_final(self) -> bool {
-        matches!(self, EventStatus::Completed | EventStatus::Rejected)
+        matches!(self, EventStatus::Completed | EventStatus::Rejected | EventStatus::Expired)
     }
 }
 
@@ -72,8 +74,9 @@ pub struct Release {
     pub paid_tiyn: Amount,
     /// Back to the sender, standard.
     pub returned_tiyn: Amount,
-    /// A rejection (everything back), not a release.
-    pub rejected: bool,
+    /// What the event becomes once the release is certified: `Completed`, or `Rejected` or
+    /// `Expired` (everything back to the sender).
+    pub ends_as: EventStatus,
 }
 
 /// A holding event as the oracle role keeps it (single: one hold, one release).
@@ -151,6 +154,7 @@ impl Encode for EventStatus {
             EventStatus::Releasing => 3,
             EventStatus::Completed => 4,
             EventStatus::Rejected => 5,
+            EventStatus::Expired => 6,
         });
     }
 }
@@ -164,6 +168,7 @@ impl Decode for EventStatus {
             3 => Ok(EventStatus::Releasing),
             4 => Ok(EventStatus::Completed),
             5 => Ok(EventStatus::Rejected),
+            6 => Ok(EventStatus::Expired),
             tag => Err(DecodeError::UnknownTag { what: "event status", tag: u64::from(tag) }),
         }
     }
@@ -175,7 +180,7 @@ impl Encode for Release {
         w.seq(&self.outputs);
         w.put(&self.paid_tiyn);
         w.put(&self.returned_tiyn);
-        w.bool(self.rejected);
+        w.put(&self.ends_as);
     }
 }
 
@@ -187,7 +192,7 @@ impl Decode for Release {
             outputs: r.seq("release outputs", TX_OUTPUTS_MAX)?,
             paid_tiyn: r.get()?,
             returned_tiyn: r.get()?,
-            rejected: r.bool("rejected")?,
+            ends_as: r.get()?,
         })
     }
 }
@@ -314,7 +319,7 @@ mod tests {
                 outputs: vec![Output::standard(tiyn(900), address(2), address(9))],
                 paid_tiyn: tiyn(900),
                 returned_tiyn: Amount::ZERO,
-                rejected: false,
+                ends_as: EventStatus::Completed,
             }),
         }
     }
