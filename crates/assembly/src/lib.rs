@@ -1,6 +1,6 @@
 //! The assembly: the roles of the Digital Tenge wired together in one process.
 //!
-//! Each role (the notary, central, the directory, every bank) opens its own store in its own
+//! Each role (the notary, central, the directory, the oracle, every bank) opens its own store in its own
 //! folder under the data directory, holds its own keys, and runs on its own threads; the roles
 //! talk only through envelopes on the in-process transport ([`InProcess`]), which is the one
 //! part that changes when they move onto separate machines (issue 18). What runs:
@@ -34,6 +34,7 @@ use dtenge_core::{Amount, Error, ErrorCode, Result};
 use dtenge_directory::DirectoryService;
 use dtenge_node::{Account, NodeKind, NodeMeta, OWN_ACCOUNT};
 use dtenge_notary::service::{NotaryService, Senders};
+use dtenge_oracle::service::OracleService;
 use dtenge_store::Store;
 use dtenge_transport::{InProcess, Transport};
 use dtenge_wire::{AccountKind, Claim, RoleId};
@@ -202,6 +203,7 @@ pub struct Assembly {
     notary: Arc<NotaryService>,
     central: Arc<CentralService>,
     directory: Arc<DirectoryService>,
+    oracle: Arc<OracleService>,
     banks: Vec<BankHandle>,
     stop: Arc<AtomicBool>,
     /// The ticker and the flushers: stopped by the flag.
@@ -247,6 +249,12 @@ impl Assembly {
         )?);
         let directory =
             Arc::new(DirectoryService::open(Store::open(&dir.join("directory"), &dtenge_directory::tables())?)?);
+        let oracle = Arc::new(OracleService::open(
+            Store::open(&dir.join("oracle"), &dtenge_oracle::service::tables())?,
+            keys.oracle(),
+            anchors.clone(),
+            transport.clone(),
+        )?);
         let mut banks = Vec::with_capacity(config.banks.len());
         let mut flushers = Vec::with_capacity(config.banks.len());
         for spec in &config.banks {
@@ -278,6 +286,7 @@ impl Assembly {
             notary,
             central,
             directory,
+            oracle,
             banks,
             stop: Arc::new(AtomicBool::new(false)),
             timed: Vec::new(),
@@ -333,6 +342,17 @@ impl Assembly {
                 }
             }),
         )?);
+        let oracle = self.oracle.clone();
+        let inbox = net.register(RoleId::Oracle);
+        let now = clock.clone();
+        self.inboxes.push(spawn(
+            "inbox:oracle".into(),
+            Box::new(move || {
+                for envelope in inbox {
+                    oracle.handle(envelope, now());
+                }
+            }),
+        )?);
         for (bank, woken) in self.banks.iter().zip(flushers) {
             let (service, inbox, now) = (bank.service.clone(), net.register(bank.service.role()), clock.clone());
             let flusher = bank.clone();
@@ -353,6 +373,7 @@ impl Assembly {
             )?);
         }
         let (banks, central, stop) = (self.banks.clone(), self.central.clone(), self.stop.clone());
+        let oracle = self.oracle.clone();
         self.timed.push(spawn(
             "ticker".into(),
             Box::new(move || {
@@ -360,6 +381,7 @@ impl Assembly {
                     std::thread::sleep(Duration::from_millis(TICK_MS));
                     let now_ms = clock();
                     central.tick(now_ms);
+                    oracle.tick(now_ms);
                     for bank in &banks {
                         bank.service.tick(now_ms);
                     }
@@ -383,6 +405,11 @@ impl Assembly {
 
     pub fn central(&self) -> &CentralService {
         &self.central
+    }
+
+    /// The oracle: providers register and confirm their events here (their API is next).
+    pub fn oracle(&self) -> &OracleService {
+        &self.oracle
     }
 
     pub fn notary(&self) -> &NotaryService {
@@ -438,8 +465,12 @@ impl Assembly {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let quiet = self.central.outstanding() == (0, 0)
+                && self.oracle.pending() == 0
                 && self.banks.iter().all(|b| {
-                    b.service.outstanding() == (0, 0) && b.service.queued() == 0 && b.service.redemptions_pending() == 0
+                    b.service.outstanding() == (0, 0)
+                        && b.service.queued() == 0
+                        && b.service.redemptions_pending() == 0
+                        && b.service.holds_pending() == 0
                 });
             if quiet {
                 return Ok(());
@@ -469,10 +500,11 @@ impl Assembly {
     }
 
     /// The checks across roles, once the load stopped ([`Assembly::settle`]): the DT in the
-    /// banks' wallets = the ABS DT liability; the banks' unspent tokens = the notary's. A
-    /// list of what does not hold (empty: everything holds).
+    /// banks' wallets = the ABS DT liability; the banks' unspent tokens = the notary's; the
+    /// oracle's held registry = the DT the banks hold for each event. A list of what does not
+    /// hold (empty: everything holds).
     pub fn reconcile(&self) -> Vec<String> {
-        let mut problems = Vec::new();
+        let mut problems = self.reconcile_held();
         let mut circulation = Amount::ZERO;
         let mut tokens = 0usize;
         for bank in &self.banks {
@@ -494,6 +526,28 @@ impl Assembly {
         problems
     }
 
+    fn reconcile_held(&self) -> Vec<String> {
+        let mut held: std::collections::BTreeMap<dtenge_core::crypto::Hash32, Amount> = Default::default();
+        for bank in &self.banks {
+            let by_event = match bank.service.read(|node| node.held_by_event()) {
+                Ok(by_event) => by_event,
+                Err(e) => return vec![format!("{}'s held DT cannot be summed: {e}", bank.id())],
+            };
+            for (event, amount) in by_event {
+                let total = held.entry(event).or_insert(Amount::ZERO);
+                match total.checked_add(amount) {
+                    Ok(sum) => *total = sum,
+                    Err(e) => return vec![format!("the held DT cannot be summed: {e}")],
+                }
+            }
+        }
+        let registry = self.oracle.held_by_event();
+        if held == registry {
+            return Vec::new();
+        }
+        vec![format!("the oracle's held registry {registry:?} != the DT the banks hold for events {held:?}")]
+    }
+
     /// Stop every thread (what was answered is durable; what was queued is dropped
     /// unanswered, as a crash would) and close the stores.
     pub fn shutdown(mut self) {
@@ -505,7 +559,7 @@ impl Assembly {
         for handle in self.timed.drain(..) {
             let _ = handle.join();
         }
-        let mut roles = vec![RoleId::Notary, RoleId::Central, RoleId::Directory];
+        let mut roles = vec![RoleId::Notary, RoleId::Central, RoleId::Directory, RoleId::Oracle];
         roles.extend(self.banks.iter().map(|b| b.service.role()));
         for role in &roles {
             self.net.unregister(role);

@@ -128,3 +128,48 @@ fn roles_pay_each_other_reconcile_and_survive_a_restart() {
     assert_eq!(balance(&assembly, "steppe", "900101300001"), tiyn(230_00));
     assert_eq!(assembly.reconcile(), Vec::<String>::new());
 }
+
+#[test]
+fn a_hold_is_released_to_a_payee_at_another_bank_and_the_oracle_reconciles_after_a_restart() {
+    use dtenge_oracle::service::{Confirmation, EventSpec, EventStatus, Payee};
+    let dir = tempfile::tempdir().unwrap();
+    let buyer = SecretKey::from_seed([4; 32]);
+    let seller = SecretKey::from_seed([5; 32]);
+    let event_id = {
+        let assembly = start(dir.path());
+        assembly.migrate_accounts("steppe", vec![(account("steppe", 4, &buyer), Some(buyer.clone()))]).unwrap();
+        assembly.migrate_accounts("tulpar", vec![(account("tulpar", 5, &seller), None)]).unwrap();
+        assembly.fund("steppe", tiyn(1_000_00), WAIT).unwrap();
+        let steppe = assembly.bank("steppe").unwrap();
+        let pay = Request::Pay { client_id: OWN_ACCOUNT.into(), payees: vec![(buyer.address(), tiyn(500_00))] };
+        steppe.submit(pay, None).recv_timeout(WAIT).unwrap().unwrap();
+
+        let spec = EventSpec {
+            reference: "VIN 1".into(),
+            sender_bank: "steppe".into(),
+            sender: buyer.address(),
+            payees: vec![Payee { bank: "tulpar".into(), address: seller.address(), amount_tiyn: tiyn(300_00) }],
+            valid_until_ms: u64::MAX,
+        };
+        let event_id = assembly.oracle().register_event("vehicles", spec, assembly.now_ms()).unwrap();
+        let held =
+            steppe.service().hold("900101300004", &event_id, tiyn(300_00), seller.address(), None, assembly.now_ms());
+        held.recv_timeout(WAIT).unwrap().unwrap();
+        assembly.settle(WAIT).unwrap();
+        assert_eq!(assembly.oracle().event(&event_id).unwrap().status, EventStatus::Held);
+        assert_eq!(assembly.reconcile(), Vec::<String>::new());
+        assembly.shutdown();
+        event_id
+    };
+    // The oracle and the banks reopen from their stores; the provider confirms.
+    let assembly = start(dir.path());
+    assembly
+        .oracle()
+        .confirm_event("vehicles", &event_id, Confirmation::Occurred { payouts: None }, assembly.now_ms())
+        .unwrap();
+    assembly.settle(WAIT).unwrap();
+    assert_eq!(assembly.oracle().event(&event_id).unwrap().status, EventStatus::Completed);
+    assert_eq!(balance(&assembly, "tulpar", "900101300005"), tiyn(300_00));
+    assert_eq!(balance(&assembly, "steppe", "900101300004"), tiyn(200_00));
+    assert_eq!(assembly.reconcile(), Vec::<String>::new());
+}

@@ -23,6 +23,11 @@
 //!    each, after the certificate, the stateless rules and the attestations are checked; then
 //!    acknowledged.
 //!
+//! 4. **Holds and releases** (`hold`): a custodial client's hold of an oracle event's amount,
+//!    and the releases the oracle orders, each written to the bank's own table, attested by
+//!    the oracle, notarized alone and delivered to the oracle (and a release to its payees'
+//!    banks) in the commit that applies it.
+//!
 //! Recovery: a crash anywhere leaves either the batch in the outbox (so it is sent again, and
 //! the notary answers each transaction by its id: never spent twice, never lost) or the
 //! applied result with its deliveries (so they are sent again until acknowledged). Requests and
@@ -43,6 +48,7 @@
 mod claims;
 mod conversion;
 mod deliver;
+mod hold;
 mod redeem;
 mod reply;
 mod state;
@@ -50,6 +56,7 @@ mod submit;
 mod verify;
 
 pub use claims::{claim_of, Opening, CLAIMS_IN_FLIGHT_MAX};
+pub use hold::{HOLDS_IN_FLIGHT_MAX, HOLD_BATCH_BIT, HOLD_TABLE};
 pub use redeem::{REDEEM_TABLE, REDEMPTIONS_IN_FLIGHT_MAX};
 pub use state::{tables, BANK_META_TABLE, IDEM_TABLE, OUTBOX_TABLE, RECENT_COMMITTED_MAX};
 
@@ -361,6 +368,10 @@ impl BankService {
             return;
         }
         match envelope.message {
+            // Holds and releases go to the notary alone, under batch numbers of their own.
+            Message::NotarizeReply(reply) if envelope.from == RoleId::Notary && hold::is_hold_batch(reply.batch) => {
+                self.on_hold_reply(&mut inner, reply, now_ms)
+            }
             Message::NotarizeReply(reply) if envelope.from == RoleId::Notary => {
                 self.on_reply(&mut inner, reply, now_ms)
             }
@@ -369,6 +380,12 @@ impl BankService {
             Message::ClaimReply(reply) if envelope.from == RoleId::Directory => self.on_claim_reply(&mut inner, reply),
             Message::RedeemRefused(refused) if envelope.from == RoleId::Central => {
                 self.on_redeem_refused(&mut inner, refused)
+            }
+            Message::AttestReply(reply) if envelope.from == RoleId::Oracle => {
+                self.on_attest_reply(&mut inner, reply, now_ms)
+            }
+            Message::ReleaseOrder(order) if envelope.from == RoleId::Oracle => {
+                self.on_release_order(&mut inner, order, now_ms)
             }
             // Nothing else is for a bank: dropped, as a stray or hostile message must be.
             _ => {}
@@ -399,6 +416,7 @@ impl BankService {
         }
         self.resend_claims(&mut inner, now_ms);
         self.resend_redemptions(&mut inner, now_ms);
+        self.resend_holds(&mut inner, now_ms);
     }
 
     /// Commit durably, with the deletions of acknowledged deliveries waiting for a commit.

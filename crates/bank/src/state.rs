@@ -8,6 +8,8 @@
 //! | `bank_meta` | `blocked:<bank>` | the reason of the operator's block |
 //! | `bank_meta` | `next_redeem_nonce` | u64 LE |
 //! | `bank_redeem` | transaction id | a redemption waiting for central (`redeem.rs`) |
+//! | `bank_meta` | `next_hold_nonce` | u64 LE |
+//! | `bank_holds` | transaction id | a hold or release not finished (`hold.rs`) |
 //!
 //! The node's own tables (accounts, tokens, history) are `dtenge-node`'s, the deliveries'
 //! `dtenge-delivery`'s.
@@ -55,7 +57,7 @@ pub(crate) fn load_blocked(store: &Store) -> Result<Vec<String>> {
 pub fn tables() -> Vec<Table> {
     let mut tables = dtenge_node::TABLES.to_vec();
     tables.extend(dtenge_delivery::TABLES);
-    tables.extend([OUTBOX_TABLE, IDEM_TABLE, BANK_META_TABLE, crate::redeem::REDEEM_TABLE]);
+    tables.extend([OUTBOX_TABLE, IDEM_TABLE, BANK_META_TABLE, crate::redeem::REDEEM_TABLE, crate::hold::HOLD_TABLE]);
     tables
 }
 
@@ -177,6 +179,8 @@ pub(crate) struct Inner {
     pub(crate) claims: BTreeMap<dtenge_core::crypto::Address, crate::claims::PendingClaim>,
     /// Redemptions sent to central and not answered.
     pub(crate) redeems: crate::redeem::Redemptions,
+    /// Holds and releases not finished.
+    pub(crate) holds: crate::hold::Holds,
     recent: VecDeque<(TxId, u64)>,
     pub(crate) recent_index: HashMap<TxId, u64>,
     /// Set when a durable commit failed: the store refuses every commit until the role is
@@ -233,6 +237,7 @@ impl Inner {
             outbox.insert(batch_no, Pending { entries, ids, sent_at_ms: 0 });
         }
         let redeems = crate::redeem::load(store, &mut node, &mut idem_in_flight)?;
+        let holds = crate::hold::load(store, &mut node, &mut idem_in_flight)?;
         Ok(Inner {
             node,
             next_batch,
@@ -246,6 +251,7 @@ impl Inner {
             inbound: dtenge_delivery::Inbound::load(store)?,
             claims: BTreeMap::new(),
             redeems,
+            holds,
             recent: VecDeque::new(),
             recent_index: HashMap::new(),
             failed: false,

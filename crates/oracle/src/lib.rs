@@ -60,6 +60,7 @@ pub const TABLES: [Table; 10] = [
 
 pub mod contract;
 pub mod marking;
+pub mod service;
 pub mod spend;
 pub mod vat;
 

@@ -1,12 +1,15 @@
-//! The roles as separate simulated processes: the notary, central (the NBK), the directory
-//! and three banks, each on its own [`SimDisk`], exchanging envelopes over a [`SimNetwork`]
+//! The roles as separate simulated processes: the notary, central (the NBK), the directory,
+//! the oracle and three banks, each on its own [`SimDisk`], exchanging envelopes over a [`SimNetwork`]
 //! that loses, duplicates, delays and reorders them; any one role crashes (between steps, or
 //! inside a commit: before the write, torn, after the write, or a write that fails while it
 //! lives) and restarts on its own after a while, losing what reached it meanwhile. Clients
 //! (half keep their own keys, half are custodial and send idempotency keys) pay each other;
 //! central emits DT to the banks, which pay it out to their clients, and the banks redeem part
 //! of their own DT at central (with idempotency keys, asked again when the bank died with the
-//! answer; some ask for more than they hold). Everything comes from one seed:
+//! answer; some ask for more than they hold). A provider registers holding events at the
+//! oracle, custodial clients hold their amounts (with idempotency keys, asked again when the
+//! bank died with the answer), and the provider confirms, partly pays or rejects them; the
+//! oracle orders the releases. Everything comes from one seed:
 //! `dtenge sim --roles --seed N --trace` replays a run exactly.
 //!
 //! What is checked when traffic stops and every message has arrived:
@@ -23,7 +26,13 @@
 //!   committed at the notary;
 //! - of the double spends the clients try, none commits twice (the set equality above);
 //! - no reservation is left behind, and nothing is left in an outbox, undelivered, or
-//!   waiting for central's answer to a redemption.
+//!   waiting for central's answer to a redemption;
+//! - the oracle's held registry = the DT the banks hold under `Policy::Held`, per event;
+//!   every hold a client was told is done is its event's hold at the oracle and committed at
+//!   the notary; every confirmed event is released (or returned) exactly once, and every
+//!   event that ended (confirmed, rejected or expired) after it was held, by a committed
+//!   transaction paying out exactly what was held; no hold or release is left pending at a
+//!   bank or at the oracle.
 //!
 //! The operator also blocks and unblocks banks at random: central delivers each decision to
 //! the notary and every bank; what was certified before a block still completes.
@@ -38,6 +47,7 @@ use dtenge_core::Amount;
 use dtenge_directory::DirectoryService;
 use dtenge_node::{Account, ClientKind, NodeKind, NodeMeta, OWN_ACCOUNT};
 use dtenge_notary::service::{NotaryService, Senders};
+use dtenge_oracle::service::{Confirmation, EventSpec, EventStatus, OracleService, Payee, TxDecision};
 use dtenge_store::{CrashMode, SimDisk, Store};
 use dtenge_transport::{Fate, SimNetwork, Transport};
 use dtenge_wire::{AccountKind, Claim, Envelope, RoleId};
@@ -79,6 +89,10 @@ pub struct RolesReport {
     pub emissions: u32,
     pub redemptions: u32,
     pub redemptions_refused: u32,
+    pub holds: u32,
+    pub holds_refused: u32,
+    /// Events the provider confirmed or rejected (each released or returned once).
+    pub confirmations: u32,
     pub restarts: u32,
     pub commit_crashes: u32,
     pub messages_lost: u64,
@@ -163,6 +177,29 @@ struct RedeemWaiting {
     answer: dtenge_bank::Answer,
 }
 
+/// A hold waiting for its answer; asked again (same key) if its bank died with it.
+struct HoldWaiting {
+    client: usize,
+    event_id: String,
+    amount: Amount,
+    payee: Address,
+    idem: IdemKey,
+    answer: dtenge_bank::Answer,
+}
+
+/// An event the provider registered.
+struct SimEvent {
+    id: String,
+    amount: Amount,
+    /// Each payee and its share.
+    payees: Vec<(Address, Amount)>,
+    /// The provider's confirmation was taken.
+    confirmed: bool,
+}
+
+/// The provider's id at the oracle.
+const PROVIDER: &str = "registry";
+
 /// What the RTGS credited to each bank's correspondent account (tiyn).
 const CREDITED_TIYN: u64 = 10_000_000_00;
 
@@ -176,6 +213,7 @@ struct Sim {
     down_until: BTreeMap<RoleId, u64>,
     notary: Option<NotaryService>,
     central: Option<CentralService>,
+    oracle: Option<OracleService>,
     directory: Arc<RwLock<Option<Arc<DirectoryService>>>>,
     banks: BTreeMap<&'static str, BankService>,
     clients: Vec<Client>,
@@ -187,6 +225,12 @@ struct Sim {
     acknowledged: Vec<TxId>,
     /// Redemptions a bank answered as done.
     redeemed: Vec<TxId>,
+    events: Vec<SimEvent>,
+    holds_waiting: Vec<HoldWaiting>,
+    /// Holds a bank answered as done: (event, transaction).
+    held: Vec<(String, TxId)>,
+    /// Banks the operator still has to unblock at the end.
+    to_unblock: Vec<&'static str>,
     /// Banks the operator has blocked (as central recorded it).
     blocked: std::collections::BTreeSet<&'static str>,
     report: RolesReport,
@@ -234,7 +278,7 @@ impl Sim {
             duplicate_permille,
             delay_ms_max,
         };
-        let mut roles: Vec<RoleId> = vec![RoleId::Notary, RoleId::Central, RoleId::Directory];
+        let mut roles: Vec<RoleId> = vec![RoleId::Notary, RoleId::Central, RoleId::Directory, RoleId::Oracle];
         roles.extend(BANKS.iter().map(|b| bank_role(b)));
         let mut sim = Sim {
             seed,
@@ -246,6 +290,7 @@ impl Sim {
             down_until: BTreeMap::new(),
             notary: None,
             central: None,
+            oracle: None,
             directory: Arc::new(RwLock::new(None)),
             banks: BTreeMap::new(),
             clients: Vec::new(),
@@ -255,6 +300,10 @@ impl Sim {
             redemptions_asked: 0,
             acknowledged: Vec::new(),
             redeemed: Vec::new(),
+            events: Vec::new(),
+            holds_waiting: Vec::new(),
+            held: Vec::new(),
+            to_unblock: Vec::new(),
             blocked: Default::default(),
             report: RolesReport {
                 seed,
@@ -265,6 +314,9 @@ impl Sim {
                 emissions: 0,
                 redemptions: 0,
                 redemptions_refused: 0,
+                holds: 0,
+                holds_refused: 0,
+                confirmations: 0,
                 restarts: 0,
                 commit_crashes: 0,
                 messages_lost: 0,
@@ -334,7 +386,10 @@ impl Sim {
                     Ok(())
                 })
             }
-            RoleId::Oracle => Ok(()),
+            RoleId::Oracle => Store::open_simulated(disk, &dtenge_oracle::service::tables()).and_then(|store| {
+                self.oracle = Some(OracleService::open(store, key("oracle", 0), Sim::anchors(), net)?);
+                Ok(())
+            }),
         };
         // A role whose disk does not open is a bug in recovery, which this simulation exists to
         // catch.
@@ -362,6 +417,8 @@ impl Sim {
                 65..=69 => self.crash_a_role(),
                 70..=71 => self.toggle_block(),
                 72..=76 => self.redeem(),
+                77..=81 => self.register_and_hold(),
+                82..=85 => self.confirm(),
                 _ => {}
             }
             let advance_ms = self.rng.gen_range(0..=TICK_MS);
@@ -464,6 +521,157 @@ impl Sim {
         let Some(service) = self.banks.get(bank) else { return };
         let answer = service.redeem(amount, Some(idem.clone()), self.now_ms);
         self.redemptions_waiting.push(RedeemWaiting { bank, amount, idem, answer });
+    }
+
+    /// A provider registers a holding event for a custodial client, paying one or two other
+    /// clients; the client holds its amount at once (sometimes a wrong amount, or for a payee
+    /// the event does not pay: the oracle refuses those).
+    fn register_and_hold(&mut self) {
+        let custodial: Vec<usize> = (0..self.clients.len()).filter(|&n| self.clients[n].custodial).collect();
+        if custodial.is_empty() {
+            return;
+        }
+        let sender = custodial[self.rng.gen_range(0..custodial.len())];
+        let mut payees: Vec<usize> = Vec::new();
+        for _ in 0..self.rng.gen_range(1..=2) {
+            let payee = self.rng.gen_range(0..self.clients.len());
+            if payee != sender && !payees.contains(&payee) {
+                payees.push(payee);
+            }
+        }
+        let Some(&first) = payees.first() else { return };
+        let shares: Vec<Payee> = payees
+            .iter()
+            .map(|&p| Payee {
+                bank: self.clients[p].bank.to_string(),
+                address: self.clients[p].key.address(),
+                amount_tiyn: Amount::from_tiyn(self.rng.gen_range(1_00..2_000_00)).expect("fits"),
+            })
+            .collect();
+        let amount = Amount::sum(shares.iter().map(|p| p.amount_tiyn)).expect("two small shares");
+        // Some events end soon: expired before (or while) they are held or confirmed.
+        let valid_until_ms =
+            if self.rng.gen_bool(0.3) { self.now_ms + self.rng.gen_range(100..3_000) } else { u64::MAX };
+        let spec = EventSpec {
+            reference: format!("contract {}", self.events.len()),
+            sender_bank: self.clients[sender].bank.to_string(),
+            sender: self.clients[sender].key.address(),
+            payees: shares.clone(),
+            valid_until_ms,
+        };
+        let Some(oracle) = &self.oracle else { return };
+        let id = match oracle.register_event(PROVIDER, spec, self.now_ms) {
+            Ok(id) => id,
+            Err(e) => return self.trace(format!("event registration refused {}", e.code)),
+        };
+        self.trace(format!("{PROVIDER} registers {id}: {} holds {amount}", self.clients[sender].id));
+        let payees = shares.iter().map(|p| (p.address, p.amount_tiyn)).collect();
+        self.events.push(SimEvent { id: id.clone(), amount, payees, confirmed: false });
+        let (amount, payee) = match self.rng.gen_range(0..20) {
+            0 => (Amount::from_tiyn(amount.tiyn() + 1).expect("fits"), self.clients[first].key.address()),
+            1 => (amount, self.clients[sender].key.address()),
+            _ => (amount, self.clients[first].key.address()),
+        };
+        let n = self.report.trace.len() as u64;
+        let idem = IdemKey { key: format!("hold-{n}"), fingerprint: hash_parts(b"hold", &[&n.to_le_bytes()]) };
+        self.hold(sender, id, amount, payee, idem);
+    }
+
+    fn hold(&mut self, client: usize, event_id: String, amount: Amount, payee: Address, idem: IdemKey) {
+        let c = &self.clients[client];
+        let answer = match self.banks.get(c.bank) {
+            Some(bank) => bank.hold(&c.id, &event_id, amount, payee, Some(idem.clone()), self.now_ms),
+            None => crossbeam_channel::bounded(1).1,
+        };
+        self.holds_waiting.push(HoldWaiting { client, event_id, amount, payee, idem, answer });
+    }
+
+    /// The provider confirms an event: every payee its share, one payee half of it, or a
+    /// rejection (everything back to the sender).
+    fn confirm(&mut self) {
+        if self.events.is_empty() {
+            return;
+        }
+        let i = self.rng.gen_range(0..self.events.len());
+        let confirmation = match self.rng.gen_range(0..4) {
+            0 => Confirmation::Rejected,
+            1 => {
+                let (to, share) = self.events[i].payees[0];
+                let half = Amount::from_tiyn(share.tiyn().div_ceil(2)).expect("within the share");
+                Confirmation::Occurred { payouts: Some(vec![(to, half)]) }
+            }
+            _ => Confirmation::Occurred { payouts: None },
+        };
+        self.confirm_event(i, confirmation);
+    }
+
+    fn confirm_event(&mut self, i: usize, confirmation: Confirmation) {
+        if self.events[i].confirmed {
+            return;
+        }
+        let Some(oracle) = &self.oracle else { return };
+        let id = self.events[i].id.clone();
+        match oracle.confirm_event(PROVIDER, &id, confirmation.clone(), self.now_ms) {
+            Ok(()) => {
+                self.events[i].confirmed = true;
+                self.report.confirmations += 1;
+                self.trace(format!("{PROVIDER} confirms {id}: {confirmation:?}"));
+            }
+            Err(e) => self.trace(format!("{PROVIDER}'s confirmation of {id} refused {}", e.code)),
+        }
+    }
+
+    /// At the end, the provider confirms every event still held.
+    fn confirm_held(&mut self) {
+        let Some(oracle) = &self.oracle else { return };
+        let held: Vec<usize> = (0..self.events.len())
+            .filter(|&i| {
+                !self.events[i].confirmed
+                    && oracle
+                        .event(&self.events[i].id)
+                        .is_some_and(|e| e.status == EventStatus::Held && e.pending.is_none())
+            })
+            .collect();
+        for i in held {
+            self.confirm_event(i, Confirmation::Occurred { payouts: None });
+        }
+    }
+
+    /// At the end, the operator lifts every block, once per bank: also the blocks whose answer
+    /// was a failed commit that reached the disk anyway (seed 262: a bank blocked for good
+    /// released nothing, and its event waited for ever).
+    fn lift_blocks(&mut self) {
+        for bank in std::mem::take(&mut self.to_unblock) {
+            let lifted = self.central.as_ref().map(|c| c.set_blocked(bank, false, "traffic stopped", self.now_ms));
+            match lifted {
+                Some(Ok(())) => {
+                    self.blocked.remove(bank);
+                    self.trace(format!("operator unblocks {bank} (the end)"));
+                }
+                _ => self.to_unblock.push(bank),
+            }
+        }
+    }
+
+    /// Take the holds' answers; one whose bank died with it is asked again under its key.
+    fn resolve_holds(&mut self) {
+        for w in std::mem::take(&mut self.holds_waiting) {
+            match w.answer.try_recv() {
+                Ok(Ok(committed)) => {
+                    self.trace(format!("{} held for {}: {}", self.clients[w.client].id, w.event_id, committed.tx_id));
+                    self.held.push((w.event_id, committed.tx_id));
+                    self.report.holds += 1;
+                }
+                Ok(Err(e)) => {
+                    self.trace(format!("{} hold for {}: refused {}", self.clients[w.client].id, w.event_id, e.code));
+                    self.report.holds_refused += 1;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => self.holds_waiting.push(w),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    self.hold(w.client, w.event_id, w.amount, w.payee, w.idem);
+                }
+            }
+        }
     }
 
     /// A client pays another (or, sometimes, tries to spend a token twice).
@@ -570,7 +778,7 @@ impl Sim {
             RoleId::Bank(id) => {
                 self.banks.retain(|b, _| *b != id.as_str());
             }
-            RoleId::Oracle => {}
+            RoleId::Oracle => self.oracle = None,
         }
         self.disks[&role].disarm();
         self.down_until.insert(role, self.now_ms + downtime_ms);
@@ -588,6 +796,7 @@ impl Sim {
             self.restart_due();
             self.resolve_answers();
             self.resolve_redemptions();
+            self.resolve_holds();
             if self.now_ms >= end_ms {
                 return;
             }
@@ -623,13 +832,20 @@ impl Sim {
                     let _ = self.net.send(reply);
                 }
             }
-            RoleId::Oracle => {}
+            RoleId::Oracle => {
+                if let Some(oracle) = &self.oracle {
+                    oracle.handle(envelope, self.now_ms);
+                }
+            }
         }
     }
 
     fn tick(&mut self) {
         if let Some(central) = &self.central {
             central.tick(self.now_ms);
+        }
+        if let Some(oracle) = &self.oracle {
+            oracle.tick(self.now_ms);
         }
         for bank in self.banks.values() {
             bank.flush(self.now_ms);
@@ -749,9 +965,14 @@ impl Sim {
         for disk in self.disks.values() {
             disk.disarm();
         }
+        self.to_unblock = BANKS.to_vec();
         let end_ms = self.now_ms + DRAIN_MS_MAX;
         while self.now_ms < end_ms {
             self.run_for(TICK_MS);
+            // The operator lifts its blocks and the provider confirms what is held: a blocked
+            // bank releases nothing, and every held event ends released or returned.
+            self.lift_blocks();
+            self.confirm_held();
             if self.quiet() {
                 return Ok(());
             }
@@ -762,6 +983,11 @@ impl Sim {
             self.waiting.len(),
             self.emissions_waiting.len(),
             self.redemptions_waiting.len()
+        ) + &format!(
+            ", {} holds unanswered, oracle pending {:?}, banks' holds {:?}",
+            self.holds_waiting.len(),
+            self.oracle.as_ref().map(|o| o.pending()),
+            self.banks.values().map(|b| b.holds_pending()).collect::<Vec<_>>()
         ))
     }
 
@@ -771,11 +997,15 @@ impl Sim {
             && self.waiting.is_empty()
             && self.emissions_waiting.is_empty()
             && self.redemptions_waiting.is_empty()
+            && self.holds_waiting.is_empty()
+            && self.oracle.as_ref().is_some_and(|o| o.pending() == 0)
             && self.central.as_ref().is_some_and(|c| c.outstanding() == (0, 0))
-            && self
-                .banks
-                .values()
-                .all(|b| b.outstanding() == (0, 0) && b.claims_waiting() == 0 && b.redemptions_pending() == 0)
+            && self.banks.values().all(|b| {
+                b.outstanding() == (0, 0)
+                    && b.claims_waiting() == 0
+                    && b.redemptions_pending() == 0
+                    && b.holds_pending() == 0
+            })
     }
 
     /// The invariants, once quiet.
@@ -825,7 +1055,7 @@ impl Sim {
         if let Some(lost) = self.acknowledged.iter().find(|tx| !notary.notary().is_committed(tx)) {
             return Err(format!("transaction {lost} was acknowledged but is not committed"));
         }
-        Ok(())
+        self.check_holds(notary)
     }
 
     /// Each bank's correspondent account = credited - issued to it + redeemed by it; no entry
@@ -856,6 +1086,55 @@ impl Sim {
             registry.iter().filter(|e| e.kind == EntryKind::Redemption).map(|e| e.tx_id).collect();
         if let Some(lost) = self.redeemed.iter().find(|tx| !redeemed.contains(tx)) {
             return Err(format!("redemption {lost} was answered as done but is not in the registry"));
+        }
+        Ok(())
+    }
+
+    /// The oracle's registry against the ledger: what it says is held is what the banks hold
+    /// under `Policy::Held`, per event; every hold answered done is its event's, committed;
+    /// every confirmed event released or returned once, by a committed transaction that paid
+    /// out exactly what was held.
+    fn check_holds(&self, notary: &NotaryService) -> Result<(), String> {
+        let oracle = self.oracle.as_ref().ok_or("the oracle is down at the end")?;
+        let mut ledger: BTreeMap<Hash32, Amount> = BTreeMap::new();
+        for (id, bank) in &self.banks {
+            let held = bank.read(|n| n.held_by_event()).map_err(|e| format!("{id}: {e}"))?;
+            for (event, amount) in held {
+                let total = ledger.entry(event).or_insert(Amount::ZERO);
+                *total = total.checked_add(amount).map_err(|e| e.to_string())?;
+            }
+        }
+        let registry = oracle.held_by_event();
+        if ledger != registry {
+            return Err(format!("the oracle's held registry {registry:?} is not the banks' held DT {ledger:?}"));
+        }
+        for (event_id, tx_id) in &self.held {
+            let event = oracle.event(event_id).ok_or(format!("no event {event_id} at the oracle"))?;
+            if event.hold_tx != Some(*tx_id) || !notary.notary().is_committed(tx_id) {
+                return Err(format!("hold {tx_id} was answered done, but {event_id} holds {:?}", event.hold_tx));
+            }
+        }
+        for sim_event in &self.events {
+            let event = oracle.event(&sim_event.id).ok_or(format!("no event {} at the oracle", sim_event.id))?;
+            if sim_event.confirmed && !event.status.is_final() {
+                return Err(format!("{} was confirmed but is {:?}", event.id, event.status));
+            }
+            if !event.status.is_final() {
+                continue;
+            }
+            if event.pending.is_some() || !event.held_tiyn.is_zero() {
+                return Err(format!("{} is {:?} but holds {} or waits", event.id, event.status, event.held_tiyn));
+            }
+            let Some(hold) = event.hold_tx else { continue };
+            let release = event.release_tx.ok_or(format!("{} was held by {hold} but never released", event.id))?;
+            let applied = matches!(oracle.decision(&release), Some(TxDecision::Applied { release: true, .. }));
+            let out = event.released_tiyn.checked_add(event.returned_tiyn).map_err(|e| e.to_string())?;
+            if !applied || !notary.notary().is_committed(&release) || out != sim_event.amount {
+                return Err(format!(
+                    "{}: release {release} (applied {applied}) paid out {out} of {}",
+                    event.id, sim_event.amount
+                ));
+            }
         }
         Ok(())
     }

@@ -1,5 +1,5 @@
-//! The roles' simulation in CI: a few hundred seeds, each the notary, central, the directory
-//! and three banks as separate simulated processes under faults, with the invariants checked
+//! The roles' simulation in CI: a few hundred seeds, each the notary, central, the directory,
+//! the oracle and three banks as separate simulated processes under faults, with the invariants checked
 //! (see `dtenge_sim::roles`). `DTENGE_SIM_ROLES_SEEDS` changes how many;
 //! `dtenge sim --roles --seeds 5000` runs thousands.
 
@@ -32,6 +32,9 @@ fn hundreds_of_seeds_of_separate_roles_keep_every_invariant() {
         total(|r| u64::from(r.redemptions_refused)) > 10,
         "redemptions beyond a bank's DT or of a blocked bank were refused"
     );
+    assert!(total(|r| u64::from(r.holds)) > 100, "clients held funds for events");
+    assert!(total(|r| u64::from(r.holds_refused)) > 10, "holds that did not match their event were refused");
+    assert!(total(|r| u64::from(r.confirmations)) > 100, "providers confirmed events, which were released");
 }
 
 #[test]

@@ -14,6 +14,7 @@ pub mod message;
 
 pub use codec::{Decode, DecodeError, Encode, Reader, Writer};
 pub use message::{
-    AccountKind, Claim, ClaimReply, Decision, Deliver, DeliverAck, Envelope, Message, NotarizeReply, NotarizeRequest,
-    Outcome, Payload, RedeemRefused, RedeemRequest, RoleId, FORMAT_VERSION,
+    Abandon, AccountKind, AttestPurpose, AttestReply, AttestRequest, Claim, ClaimReply, Decision, Deliver, DeliverAck,
+    Envelope, Message, NotarizeReply, NotarizeRequest, Outcome, Payload, RedeemRefused, RedeemRequest, ReleaseOrder,
+    RoleId, Verdict, FORMAT_VERSION,
 };

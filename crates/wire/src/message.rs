@@ -21,13 +21,23 @@
 //! central validates it, attests it with the NBK key and notarizes it itself, and answers with
 //! the certified transaction on its numbered delivery stream to the bank ([`Deliver`]), or
 //! with a final [`RedeemRefused`].
+//!
+//! Hold and release (programmed money, the oracle): the payer's bank builds the hold and asks
+//! the oracle to attest it ([`AttestRequest`]); the oracle checks it against the event and
+//! answers once per transaction id ([`AttestReply`]); the bank notarizes it and delivers the
+//! certified transaction to the oracle on its numbered stream ([`Deliver`]). A release starts
+//! at the oracle: a provider's confirmation becomes a [`ReleaseOrder`] to the holding bank,
+//! which builds the release, asks for the attestation, notarizes it and delivers it to the
+//! payee banks and the oracle. A transaction the notary refused is given up at the oracle with
+//! [`Abandon`], so that the event can be held (or its release ordered) again.
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use dtenge_core::certificate::{CommitCertificate, CommitProof, CompactTx};
 use dtenge_core::crypto::{Address, Signature};
 use dtenge_core::merkle::LEAVES_MAX;
-use dtenge_core::token::TxId;
-use dtenge_core::tx::Transaction;
+use dtenge_core::token::{Output, TxId};
+use dtenge_core::tx::{Attestation, Transaction, TX_OUTPUTS_MAX};
+use dtenge_core::Amount;
 
 /// The version of every encoding in this crate. A change to any encoding that an older reader
 /// would misread takes the next number.
@@ -223,6 +233,71 @@ pub struct RedeemRefused {
     pub refused: dtenge_core::Error,
 }
 
+/// Most bytes of an oracle event id.
+pub const EVENT_ID_BYTES_MAX: usize = 64;
+
+/// What a bank asks the oracle to attest a transaction as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttestPurpose {
+    /// A hold of the event's amount on its sender's account; the client named `payee` as the
+    /// one it holds for (the oracle refuses an event that does not pay it).
+    Hold { payee: Address },
+    /// The release the oracle ordered ([`ReleaseOrder`]), built by the holding bank.
+    Release,
+}
+
+/// A bank asks the oracle to attest `tx` for `event_id`. Sent again until answered; the
+/// oracle decides each transaction id once, for good, and answers every copy the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttestRequest {
+    pub event_id: String,
+    pub purpose: AttestPurpose,
+    pub tx: Transaction,
+}
+
+/// The oracle's decision on one transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It does what the oracle's registry calls for: the oracle's attestation to add.
+    Attested(Attestation),
+    /// It does not, or the event does not allow it now: final for this transaction id.
+    Refused(dtenge_core::Error),
+    /// The bank gave it up ([`Abandon`]): it will never be attested.
+    Abandoned,
+}
+
+/// The oracle's answer to an [`AttestRequest`] or an [`Abandon`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttestReply {
+    pub event_id: String,
+    pub tx_id: TxId,
+    pub verdict: Verdict,
+}
+
+/// The oracle orders the bank holding `event_id`'s funds to release them: spend every token
+/// held for the event on `sender`'s account (`held` in all) into exactly `outputs`, with
+/// `attempt` as the transaction's nonce (a release the notary refused is ordered again under
+/// the next attempt, so that its transaction is a new one). Sent again until the bank asks for
+/// the attestation of that release.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReleaseOrder {
+    pub event_id: String,
+    pub attempt: u64,
+    pub sender: Address,
+    pub held: Amount,
+    pub outputs: Vec<Output>,
+}
+
+/// The bank gives up a transaction the oracle attested: the notary refused it for good
+/// (`refused`), so it will never commit. Sent again until the oracle answers
+/// [`Verdict::Abandoned`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Abandon {
+    pub event_id: String,
+    pub tx_id: TxId,
+    pub refused: dtenge_core::Error,
+}
+
 /// Every message between roles.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -234,6 +309,10 @@ pub enum Message {
     ClaimReply(ClaimReply),
     RedeemRequest(RedeemRequest),
     RedeemRefused(RedeemRefused),
+    AttestRequest(AttestRequest),
+    AttestReply(AttestReply),
+    ReleaseOrder(ReleaseOrder),
+    Abandon(Abandon),
 }
 
 impl Message {
@@ -248,6 +327,10 @@ impl Message {
             Message::ClaimReply(_) => 6,
             Message::RedeemRequest(_) => 7,
             Message::RedeemRefused(_) => 8,
+            Message::AttestRequest(_) => 9,
+            Message::AttestReply(_) => 10,
+            Message::ReleaseOrder(_) => 11,
+            Message::Abandon(_) => 12,
         }
     }
 }
@@ -334,6 +417,44 @@ impl Encode for Message {
                 w.put(&m.tx_id);
                 w.put(&m.refused);
             }
+            Message::AttestRequest(m) => {
+                w.str(&m.event_id);
+                match &m.purpose {
+                    AttestPurpose::Hold { payee } => {
+                        w.u8(1);
+                        w.put(payee);
+                    }
+                    AttestPurpose::Release => w.u8(2),
+                }
+                w.put(&m.tx);
+            }
+            Message::AttestReply(m) => {
+                w.str(&m.event_id);
+                w.put(&m.tx_id);
+                match &m.verdict {
+                    Verdict::Attested(attestation) => {
+                        w.u8(1);
+                        w.put(attestation);
+                    }
+                    Verdict::Refused(error) => {
+                        w.u8(2);
+                        w.put(error);
+                    }
+                    Verdict::Abandoned => w.u8(3),
+                }
+            }
+            Message::ReleaseOrder(m) => {
+                w.str(&m.event_id);
+                w.u64(m.attempt);
+                w.put(&m.sender);
+                w.put(&m.held);
+                w.seq(&m.outputs);
+            }
+            Message::Abandon(m) => {
+                w.str(&m.event_id);
+                w.put(&m.tx_id);
+                w.put(&m.refused);
+            }
         }
     }
 }
@@ -383,9 +504,45 @@ impl Decode for Message {
             6 => Ok(Message::ClaimReply(ClaimReply { address: r.get()?, refused: r.get()? })),
             7 => Ok(Message::RedeemRequest(RedeemRequest { tx: r.get()? })),
             8 => Ok(Message::RedeemRefused(RedeemRefused { tx_id: r.get()?, refused: r.get()? })),
+            9 => Ok(Message::AttestRequest(AttestRequest {
+                event_id: event_id(r)?,
+                purpose: match r.u8("attest purpose")? {
+                    1 => AttestPurpose::Hold { payee: r.get()? },
+                    2 => AttestPurpose::Release,
+                    tag => return Err(DecodeError::UnknownTag { what: "attest purpose", tag: u64::from(tag) }),
+                },
+                tx: r.get()?,
+            })),
+            10 => Ok(Message::AttestReply(AttestReply {
+                event_id: event_id(r)?,
+                tx_id: r.get()?,
+                verdict: match r.u8("verdict")? {
+                    1 => Verdict::Attested(r.get()?),
+                    2 => Verdict::Refused(r.get()?),
+                    3 => Verdict::Abandoned,
+                    tag => return Err(DecodeError::UnknownTag { what: "verdict", tag: u64::from(tag) }),
+                },
+            })),
+            11 => Ok(Message::ReleaseOrder(ReleaseOrder {
+                event_id: event_id(r)?,
+                attempt: r.u64("attempt")?,
+                sender: r.get()?,
+                held: r.get()?,
+                outputs: r.seq("release outputs", TX_OUTPUTS_MAX)?,
+            })),
+            12 => Ok(Message::Abandon(Abandon { event_id: event_id(r)?, tx_id: r.get()?, refused: r.get()? })),
             kind => Err(DecodeError::UnknownTag { what: "message kind", tag: u64::from(kind) }),
         }
     }
+}
+
+/// An oracle event id: 1 to [`EVENT_ID_BYTES_MAX`] bytes.
+fn event_id(r: &mut Reader<'_>) -> Result<String, DecodeError> {
+    let id = r.string("event id")?;
+    if id.is_empty() || id.len() > EVENT_ID_BYTES_MAX {
+        return Err(DecodeError::Invalid { what: "event id", reason: format!("{} bytes", id.len()) });
+    }
+    Ok(id)
 }
 
 fn bounded_string(r: &mut Reader<'_>, what: &'static str) -> Result<String, DecodeError> {
@@ -532,8 +689,47 @@ mod tests {
                     refused: dtenge_core::Error::new(dtenge_core::ErrorCode::BankBlocked, "blocked"),
                 }),
             });
+            out.extend(oracle_envelopes(tx, &bank));
         }
         out
+    }
+
+    /// The hold and release messages between a bank and the oracle, about `tx`.
+    fn oracle_envelopes(tx: &Transaction, bank: &RoleId) -> Vec<Envelope> {
+        let oracle = SecretKey::from_seed([7; 32]);
+        let payee = SecretKey::from_seed([8; 32]).address();
+        let attestation = Attestation {
+            public_key: oracle.public_key(),
+            signature: oracle.sign(&dtenge_core::tx::node_message(&tx.id()).0),
+            batch: None,
+        };
+        let refused = dtenge_core::Error::new(dtenge_core::ErrorCode::Conflict, "held already");
+        let to_oracle = |message| Envelope { from: bank.clone(), to: RoleId::Oracle, message };
+        let to_bank = |message| Envelope { from: RoleId::Oracle, to: bank.clone(), message };
+        let reply = |verdict| AttestReply { event_id: "EV0000001".into(), tx_id: tx.id(), verdict };
+        vec![
+            to_oracle(Message::AttestRequest(AttestRequest {
+                event_id: "EV0000001".into(),
+                purpose: AttestPurpose::Hold { payee },
+                tx: tx.clone(),
+            })),
+            to_oracle(Message::AttestRequest(AttestRequest {
+                event_id: "EV0000002".into(),
+                purpose: AttestPurpose::Release,
+                tx: tx.clone(),
+            })),
+            to_bank(Message::AttestReply(reply(Verdict::Attested(attestation)))),
+            to_bank(Message::AttestReply(reply(Verdict::Refused(refused.clone())))),
+            to_bank(Message::AttestReply(reply(Verdict::Abandoned))),
+            to_bank(Message::ReleaseOrder(ReleaseOrder {
+                event_id: "EV0000001".into(),
+                attempt: 2,
+                sender: payee,
+                held: tx.body.outputs.first().map_or(Amount::ZERO, |o| o.amount_tiyn),
+                outputs: tx.body.outputs.clone(),
+            })),
+            to_oracle(Message::Abandon(Abandon { event_id: "EV0000001".into(), tx_id: tx.id(), refused })),
+        ]
     }
 
     proptest! {
@@ -544,6 +740,42 @@ mod tests {
                 prop_assert_eq!(Envelope::from_bytes(&bytes).unwrap(), e);
             }
         }
+    }
+
+    #[test]
+    fn the_oracle_messages_have_fixed_kinds_and_an_empty_or_long_event_id_is_refused() {
+        // Pinned: the kinds of the hold and release messages are the protocol.
+        let tx_id = TxId(Hash32([0xcd; 32]));
+        let abandoned =
+            Message::AttestReply(AttestReply { event_id: "EV1".into(), tx_id, verdict: Verdict::Abandoned });
+        let bytes = abandoned.to_bytes();
+        assert_eq!(&bytes[..2], &[10, 0], "kind 10, little-endian");
+        assert_eq!(&bytes[2..9], &[3, 0, 0, 0, b'E', b'V', b'1']);
+        assert_eq!(&bytes[9..41], &[0xcd; 32]);
+        assert_eq!(bytes[41], 3, "the verdict's tag");
+        assert_eq!(Message::from_bytes(&bytes).unwrap(), abandoned);
+        for cut in 0..bytes.len() {
+            assert!(Message::from_bytes(&bytes[..cut]).is_err(), "a prefix of {cut} bytes decodes");
+        }
+        for id in [String::new(), "E".repeat(EVENT_ID_BYTES_MAX + 1)] {
+            let long = Message::Abandon(Abandon {
+                event_id: id,
+                tx_id,
+                refused: dtenge_core::Error::new(dtenge_core::ErrorCode::BankBlocked, "no"),
+            });
+            assert!(Message::from_bytes(&long.to_bytes()).is_err());
+        }
+        let order = Message::ReleaseOrder(ReleaseOrder {
+            event_id: "EV1".into(),
+            attempt: 1,
+            sender: Address(Hash32([1; 32])),
+            held: Amount::from_tiyn(5).unwrap(),
+            outputs: vec![],
+        });
+        assert_eq!(&order.to_bytes()[..2], &[11, 0]);
+        let mut unknown = abandoned.to_bytes();
+        unknown[41] = 9;
+        assert!(matches!(Message::from_bytes(&unknown), Err(DecodeError::UnknownTag { what: "verdict", .. })));
     }
 
     #[test]

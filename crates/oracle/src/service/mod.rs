@@ -1,0 +1,653 @@
+//! The oracle as a role: holding events registered by providers, the hold and release
+//! transactions of the banks checked against them and attested, and the registry changed only
+//! by the certificates the banks deliver.
+//!
+//! The message sequence (`docs/ARCHITECTURE.md`, "Hold and release"):
+//!
+//! 1. A provider registers an event ([`OracleService::register_event`]): sender (its bank and
+//!    address), payees with their shares, validity.
+//! 2. The sender's bank builds the hold (the event's amount becomes `Held { event }` on the
+//!    sender's account) and sends [`AttestRequest`]; the oracle checks it against the event
+//!    ([`check`]) and writes its decision **before** it answers [`AttestReply`]: attested (the
+//!    event now waits for this transaction) or refused. Decisions are final per transaction
+//!    id, so a copy of a request arriving late is answered as the first was and an event never
+//!    waits for a transaction its bank dropped.
+//! 3. The bank notarizes the hold and delivers the certified transaction on its numbered
+//!    stream to the oracle ([`Deliver`]); the oracle applies it once (the event is held) and
+//!    acknowledges.
+//! 4. The provider confirms (or rejects) the event ([`OracleService::confirm_event`]): the
+//!    oracle plans the release (payees' outputs, the rest back to the sender), writes it, and
+//!    sends the holding bank a [`ReleaseOrder`], again on every [`OracleService::tick`] until
+//!    the bank asks to attest that release.
+//! 5. The release is attested, notarized, delivered to the payee banks and the oracle, and
+//!    applied here from its certificate, once.
+//!
+//! A transaction the notary refused for good is given up by its bank ([`Abandon`]): the event
+//! waits for nothing again (a hold may be asked again; a release is ordered again under the
+//! next attempt, so its transaction is a new one).
+//!
+//! Fail-stop: when a durable commit fails, the role answers nothing more until it is reopened
+//! from its store (its memory may no longer match its disk). One lock guards the state from a
+//! step's plan to its apply: programmed payments are few next to plain ones.
+
+pub mod check;
+pub mod rows;
+
+pub use check::Confirmation;
+pub use rows::{tables, EventStatus, HoldEvent, Payee, Release, TxDecision, PAYEES_MAX, TEXT_BYTES_MAX};
+pub use rows::{ROLE_DECISIONS_TABLE, ROLE_EVENTS_TABLE, ROLE_META_TABLE};
+
+use dtenge_core::anchors::Anchors;
+use dtenge_core::certificate::{CommitCertificate, CommitProof, CompactTx};
+use dtenge_core::crypto::{Address, Hash32, PublicKey, SecretKey};
+use dtenge_core::token::TxId;
+use dtenge_core::tx::{node_message, Attestation, Transaction};
+use dtenge_core::validate::TxIds;
+use dtenge_core::{ensure, Amount, Error, ErrorCode, Result};
+use dtenge_store::{Store, WriteBatch};
+use dtenge_transport::Transport;
+use dtenge_wire::{
+    Abandon, AttestPurpose, AttestReply, AttestRequest, Deliver, DeliverAck, Encode, Envelope, Message, Payload,
+    ReleaseOrder, RoleId, Verdict,
+};
+use parking_lot::Mutex;
+use rows::{stored, NEXT_EVENT_KEY};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// A release order not answered after this long is sent again.
+pub const RESEND_AFTER_MS: u64 = 200;
+/// Most events the role keeps.
+pub const EVENTS_MAX: usize = 1_000_000;
+/// Most transaction decisions the role keeps: beyond it, new requests are refused
+/// `LIMIT_EXCEEDED` (not written) until the operators archive old ones.
+pub const DECISIONS_MAX: usize = 10_000_000;
+
+/// A provider's registration of a holding event, its parties resolved to banks and addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventSpec {
+    pub reference: String,
+    pub sender_bank: String,
+    pub sender: Address,
+    pub payees: Vec<Payee>,
+    pub valid_until_ms: u64,
+}
+
+/// Counters for monitoring and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OracleStats {
+    pub attested: u64,
+    pub refused: u64,
+    pub applied: u64,
+    pub abandoned: u64,
+    /// Certified transactions delivered that the oracle had not attested (or whose proof
+    /// failed): not applied.
+    pub foreign: u64,
+    pub orders_sent: u64,
+}
+
+/// What a delivered certified transaction does to the registry.
+enum Certified {
+    /// The oracle attested it: its event changes, its decision becomes `Applied`.
+    Apply(TxId, TxDecision),
+    AppliedBefore,
+    /// Not attested here, or its proof fails: not applied.
+    Foreign,
+}
+
+struct Inner {
+    events: BTreeMap<String, HoldEvent>,
+    decisions: HashMap<TxId, TxDecision>,
+    next_event: u64,
+    inbound: dtenge_delivery::Inbound,
+    /// When each release order was last sent (not stored: sent again after a restart).
+    orders_sent_at_ms: HashMap<String, u64>,
+    failed: bool,
+    stats: OracleStats,
+}
+
+/// The oracle role.
+pub struct OracleService {
+    key: SecretKey,
+    anchors: Anchors,
+    store: Store,
+    transport: Arc<dyn Transport>,
+    inner: Mutex<Inner>,
+}
+
+impl OracleService {
+    /// Open the oracle on its own store (created with [`tables`]) with its signing key and the
+    /// network's anchors (the issuer, the notary's key, the banks). Release orders not yet
+    /// answered are sent again by the first [`OracleService::tick`].
+    pub fn open(
+        store: Store,
+        key: SecretKey,
+        anchors: Anchors,
+        transport: Arc<dyn Transport>,
+    ) -> Result<OracleService> {
+        assert_eq!(key.public_key(), anchors.oracle, "the oracle signs with the key the anchors name");
+        let next_event = match store.get(ROLE_META_TABLE, NEXT_EVENT_KEY)? {
+            Some(bytes) => stored::<u64>(&bytes, "the next event number")?,
+            None => 1,
+        };
+        let mut events = BTreeMap::new();
+        for (key, value) in store.scan(ROLE_EVENTS_TABLE)? {
+            let event: HoldEvent = stored(&value, "an event")?;
+            if key != event.id.as_bytes() {
+                return Err(Error::storage(format!("oracle role: event {} is stored under another key", event.id)));
+            }
+            events.insert(event.id.clone(), event);
+        }
+        let mut decisions = HashMap::new();
+        for (key, value) in store.scan(ROLE_DECISIONS_TABLE)? {
+            let tx_id: TxId = stored(&key, "a decision's transaction id")?;
+            decisions.insert(tx_id, stored::<TxDecision>(&value, "a decision")?);
+        }
+        check_loaded(&events, &decisions)?;
+        let inner = Inner {
+            events,
+            decisions,
+            next_event,
+            inbound: dtenge_delivery::Inbound::load(&store)?,
+            orders_sent_at_ms: HashMap::new(),
+            failed: false,
+            stats: OracleStats::default(),
+        };
+        Ok(OracleService { key, anchors, store, transport, inner: Mutex::new(inner) })
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public_key()
+    }
+
+    pub fn stats(&self) -> OracleStats {
+        self.inner.lock().stats
+    }
+
+    pub fn event(&self, event_id: &str) -> Option<HoldEvent> {
+        self.inner.lock().events.get(event_id).cloned()
+    }
+
+    pub fn events(&self) -> Vec<HoldEvent> {
+        self.inner.lock().events.values().cloned().collect()
+    }
+
+    /// The decision on one transaction, if any.
+    pub fn decision(&self, tx_id: &TxId) -> Option<TxDecision> {
+        self.inner.lock().decisions.get(tx_id).cloned()
+    }
+
+    /// What the registry says is held now, by the hash held tokens name: what reconciliation
+    /// compares with the DT the banks hold under `Policy::Held`.
+    pub fn held_by_event(&self) -> BTreeMap<Hash32, Amount> {
+        let inner = self.inner.lock();
+        inner.events.values().filter(|e| !e.held_tiyn.is_zero()).map(|e| (e.hash(), e.held_tiyn)).collect()
+    }
+
+    /// Events waiting for a transaction's certificate or for their release: zero once traffic
+    /// stopped, every message arrived and every confirmed event was released.
+    pub fn pending(&self) -> usize {
+        let inner = self.inner.lock();
+        inner.events.values().filter(|e| e.pending.is_some() || e.status == EventStatus::Releasing).count()
+    }
+
+    /// Register a holding event for `provider`; its id is returned.
+    pub fn register_event(&self, provider: &str, spec: EventSpec, now_ms: u64) -> Result<String> {
+        let mut inner = self.inner.lock();
+        ensure_running(&inner)?;
+        self.check_spec(provider, &spec, now_ms)?;
+        ensure!(inner.events.len() < EVENTS_MAX, LimitExceeded, "at most {EVENTS_MAX} events");
+        let amount = Amount::sum(spec.payees.iter().map(|p| p.amount_tiyn))?;
+        let id = format!("EV{:07}", inner.next_event);
+        // Numbers only grow, and every event is kept: a new id is free.
+        assert!(!inner.events.contains_key(&id), "event id {id} is taken");
+        let event = HoldEvent {
+            id: id.clone(),
+            provider: provider.to_string(),
+            reference: spec.reference,
+            sender_bank: spec.sender_bank,
+            sender: spec.sender,
+            payees: spec.payees,
+            amount_tiyn: amount,
+            valid_until_ms: spec.valid_until_ms,
+            status: EventStatus::Registered,
+            held_tiyn: Amount::ZERO,
+            released_tiyn: Amount::ZERO,
+            returned_tiyn: Amount::ZERO,
+            pending: None,
+            hold_tx: None,
+            release_tx: None,
+            release: None,
+        };
+        let mut batch = WriteBatch::new();
+        batch.put(ROLE_EVENTS_TABLE, id.as_bytes().to_vec(), event.to_bytes());
+        batch.put(ROLE_META_TABLE, NEXT_EVENT_KEY.to_vec(), (inner.next_event + 1).to_bytes());
+        self.commit(&mut inner, batch)?;
+        inner.next_event += 1;
+        inner.events.insert(id.clone(), event);
+        Ok(id)
+    }
+
+    fn check_spec(&self, provider: &str, spec: &EventSpec, now_ms: u64) -> Result<()> {
+        check_text("provider id", provider)?;
+        check_text("reference", &spec.reference)?;
+        let known = |bank: &str| self.anchors.banks.contains_key(bank);
+        ensure!(known(&spec.sender_bank), UnknownAccount, "'{}' is not a bank of this network", spec.sender_bank);
+        ensure!(
+            !spec.payees.is_empty() && spec.payees.len() <= PAYEES_MAX,
+            MalformedInput,
+            "an event has 1 to {PAYEES_MAX} payees"
+        );
+        for (i, payee) in spec.payees.iter().enumerate() {
+            ensure!(known(&payee.bank), UnknownAccount, "'{}' is not a bank of this network", payee.bank);
+            ensure!(!payee.amount_tiyn.is_zero(), MalformedInput, "payee amounts must be positive");
+            ensure!(payee.address != spec.sender, MalformedInput, "the sender cannot be its own event's payee");
+            ensure!(
+                !spec.payees[..i].iter().any(|p| p.address == payee.address),
+                MalformedInput,
+                "payee {} is named twice",
+                payee.address
+            );
+        }
+        ensure!(spec.valid_until_ms > now_ms, MalformedInput, "the validity must end after now ({now_ms} ms)");
+        Ok(())
+    }
+
+    /// The provider that registered the event confirms it: a held event's release is planned,
+    /// written and ordered from its bank; a rejection of an event not held ends it.
+    pub fn confirm_event(&self, provider: &str, event_id: &str, confirmation: Confirmation, now_ms: u64) -> Result<()> {
+        let mut inner = self.inner.lock();
+        ensure_running(&inner)?;
+        let Some(event) = inner.events.get(event_id) else {
+            return Err(Error::new(ErrorCode::NotFound, format!("no oracle event {event_id}")));
+        };
+        ensure!(event.provider == provider, Forbidden, "event {event_id} is confirmed by '{}' only", event.provider);
+        ensure!(event.pending.is_none(), Conflict, "a transaction of event {event_id} is in flight; confirm again");
+        ensure!(
+            now_ms < event.valid_until_ms || event.status.is_final(),
+            EventExpired,
+            "event {event_id} expired at {} ms; what it holds goes back to the sender",
+            event.valid_until_ms
+        );
+        let mut event = event.clone();
+        match (event.status, &confirmation) {
+            (EventStatus::Registered, Confirmation::Rejected) => event.status = EventStatus::Rejected,
+            (EventStatus::Registered, Confirmation::Occurred { .. }) => {
+                return Err(Error::new(ErrorCode::Conflict, format!("event {event_id} holds nothing yet")));
+            }
+            (EventStatus::Held, _) => {
+                event.release = Some(check::plan_release(&event, &confirmation, self.anchors.issuer, false)?);
+                event.status = EventStatus::Releasing;
+            }
+            (status, _) => {
+                return Err(Error::new(ErrorCode::Conflict, format!("event {event_id} is {status:?} already")));
+            }
+        }
+        let mut batch = WriteBatch::new();
+        batch.put(ROLE_EVENTS_TABLE, event_id.as_bytes().to_vec(), event.to_bytes());
+        self.commit(&mut inner, batch)?;
+        let releasing = event.status == EventStatus::Releasing;
+        inner.events.insert(event_id.to_string(), event);
+        if releasing {
+            self.send_order(&mut inner, event_id, now_ms);
+        }
+        Ok(())
+    }
+
+    /// Take one envelope from the network: only the banks of this network talk to the oracle.
+    pub fn handle(&self, envelope: Envelope, now_ms: u64) {
+        let mut inner = self.inner.lock();
+        if inner.failed {
+            return;
+        }
+        let RoleId::Bank(bank) = &envelope.from else { return };
+        if !self.anchors.banks.contains_key(bank) {
+            return;
+        }
+        match envelope.message {
+            Message::AttestRequest(request) => self.on_attest(&mut inner, bank, request, now_ms),
+            Message::Abandon(abandon) => self.on_abandon(&mut inner, bank, abandon),
+            Message::Deliver(deliver) => self.on_deliver(&mut inner, &envelope.from, deliver),
+            // Nothing else is for the oracle: dropped, as a stray or hostile message must be.
+            _ => {}
+        }
+    }
+
+    /// Expire the events whose validity ran out, and send again the release orders not
+    /// answered in time.
+    pub fn tick(&self, now_ms: u64) {
+        let mut inner = self.inner.lock();
+        if inner.failed {
+            return;
+        }
+        self.expire_due(&mut inner, now_ms);
+        let due: Vec<String> = inner
+            .events
+            .values()
+            .filter(|e| e.status == EventStatus::Releasing && e.pending.is_none())
+            .filter(|e| {
+                inner.orders_sent_at_ms.get(&e.id).is_none_or(|at| at.saturating_add(RESEND_AFTER_MS) <= now_ms)
+            })
+            .map(|e| e.id.clone())
+            .collect();
+        for event_id in due {
+            self.send_order(&mut inner, &event_id, now_ms);
+        }
+    }
+
+    /// Events past their validity and waiting for nothing: one not held ends `Expired`; a
+    /// held one returns everything to the sender (its release ordered, ending `Expired`). An
+    /// event with a transaction in flight waits for it (a hold attested before the end may
+    /// still be certified; it is returned then).
+    fn expire_due(&self, inner: &mut Inner, now_ms: u64) {
+        // A scan of every event per tick: events are few next to payments (an index by the end
+        // of validity when they are not).
+        let due: Vec<HoldEvent> = inner
+            .events
+            .values()
+            .filter(|e| e.valid_until_ms <= now_ms && e.pending.is_none())
+            .filter(|e| matches!(e.status, EventStatus::Registered | EventStatus::Held))
+            .cloned()
+            .collect();
+        for mut event in due {
+            if event.status == EventStatus::Registered {
+                event.status = EventStatus::Expired;
+            } else {
+                let plan = check::plan_release(&event, &Confirmation::Rejected, self.anchors.issuer, true)
+                    .expect("returning everything held is always a valid release");
+                event.release = Some(plan);
+                event.status = EventStatus::Releasing;
+            }
+            let mut batch = WriteBatch::new();
+            batch.put(ROLE_EVENTS_TABLE, event.id.as_bytes().to_vec(), event.to_bytes());
+            if self.commit(inner, batch).is_err() {
+                return;
+            }
+            let (id, releasing) = (event.id.clone(), event.status == EventStatus::Releasing);
+            inner.events.insert(id.clone(), event);
+            if releasing {
+                self.send_order(inner, &id, now_ms);
+            }
+        }
+    }
+
+    fn send_order(&self, inner: &mut Inner, event_id: &str, now_ms: u64) {
+        let event = &inner.events[event_id];
+        let release = event.release.as_ref().expect("a releasing event has its release planned");
+        let order = ReleaseOrder {
+            event_id: event_id.to_string(),
+            attempt: release.attempt,
+            sender: event.sender,
+            held: event.held_tiyn,
+            outputs: release.outputs.clone(),
+        };
+        let to = RoleId::Bank(event.sender_bank.clone());
+        // A send that fails is a loss like any other: `tick` sends it again.
+        let _ = self.transport.send(Envelope { from: RoleId::Oracle, to, message: Message::ReleaseOrder(order) });
+        inner.orders_sent_at_ms.insert(event_id.to_string(), now_ms);
+        inner.stats.orders_sent += 1;
+    }
+
+    fn on_attest(&self, inner: &mut Inner, bank: &str, request: AttestRequest, now_ms: u64) {
+        let tx_id = request.tx.id();
+        let verdict = match inner.decisions.get(&tx_id) {
+            Some(decision) => self.verdict_of(decision, &tx_id),
+            None => match self.decide(inner, bank, &request, &tx_id, now_ms) {
+                Some(verdict) => verdict,
+                None => return,
+            },
+        };
+        self.reply(bank, request.event_id, tx_id, verdict);
+    }
+
+    /// Check a transaction never decided, write the decision, then answer it; `None` when the
+    /// commit failed (the role stops).
+    fn decide(
+        &self,
+        inner: &mut Inner,
+        bank: &str,
+        request: &AttestRequest,
+        tx_id: &TxId,
+        now_ms: u64,
+    ) -> Option<Verdict> {
+        if inner.decisions.len() >= DECISIONS_MAX {
+            let full = Error::new(ErrorCode::LimitExceeded, "the oracle keeps no more decisions; retry later");
+            return Some(Verdict::Refused(full));
+        }
+        let release = request.purpose == AttestPurpose::Release;
+        let checked = match (inner.events.get(&request.event_id), &request.purpose) {
+            (None, _) => Err(Error::new(ErrorCode::NotFound, format!("no oracle event {}", request.event_id))),
+            (Some(event), AttestPurpose::Hold { payee }) => check::check_hold(event, bank, payee, &request.tx, now_ms),
+            (Some(event), AttestPurpose::Release) => check::check_release(event, bank, &request.tx),
+        };
+        let mut batch = WriteBatch::new();
+        let (decision, event) = match checked {
+            Ok(()) => {
+                let mut event = inner.events[&request.event_id].clone();
+                event.pending = Some(*tx_id);
+                batch.put(ROLE_EVENTS_TABLE, event.id.as_bytes().to_vec(), event.to_bytes());
+                (TxDecision::Attested { event_id: event.id.clone(), release }, Some(event))
+            }
+            Err(e) => (TxDecision::Refused(e), None),
+        };
+        batch.put(ROLE_DECISIONS_TABLE, tx_id.to_bytes(), decision.to_bytes());
+        self.commit(inner, batch).ok()?;
+        match event {
+            Some(event) => {
+                inner.stats.attested += 1;
+                inner.events.insert(event.id.clone(), event);
+            }
+            None => inner.stats.refused += 1,
+        }
+        let verdict = self.verdict_of(&decision, tx_id);
+        inner.decisions.insert(*tx_id, decision);
+        Some(verdict)
+    }
+
+    fn verdict_of(&self, decision: &TxDecision, tx_id: &TxId) -> Verdict {
+        match decision {
+            TxDecision::Attested { .. } | TxDecision::Applied { .. } => Verdict::Attested(self.attest(tx_id)),
+            TxDecision::Refused(e) => Verdict::Refused(e.clone()),
+            TxDecision::Abandoned => Verdict::Abandoned,
+        }
+    }
+
+    fn attest(&self, tx_id: &TxId) -> Attestation {
+        Attestation { public_key: self.key.public_key(), signature: self.key.sign(&node_message(tx_id).0), batch: None }
+    }
+
+    fn reply(&self, bank: &str, event_id: String, tx_id: TxId, verdict: Verdict) {
+        let message = Message::AttestReply(AttestReply { event_id, tx_id, verdict });
+        let _ = self.transport.send(Envelope { from: RoleId::Oracle, to: RoleId::Bank(bank.to_string()), message });
+    }
+
+    /// The bank gives up a transaction the notary refused: the event waits for it no more.
+    fn on_abandon(&self, inner: &mut Inner, bank: &str, abandon: Abandon) {
+        let verdict = match inner.decisions.get(&abandon.tx_id).cloned() {
+            Some(TxDecision::Attested { event_id, release }) => {
+                let event = inner.events.get(&event_id).expect("a decided transaction's event is kept");
+                if event.sender_bank != bank {
+                    return;
+                }
+                assert_eq!(event.pending, Some(abandon.tx_id), "an attested transaction is its event's pending one");
+                let mut event = event.clone();
+                event.pending = None;
+                if release {
+                    // The next order is a new transaction: the notary refuses the refused one
+                    // again, for good.
+                    event.release.as_mut().expect("a release was ordered").attempt += 1;
+                }
+                let mut batch = WriteBatch::new();
+                batch.put(ROLE_EVENTS_TABLE, event_id.as_bytes().to_vec(), event.to_bytes());
+                batch.put(ROLE_DECISIONS_TABLE, abandon.tx_id.to_bytes(), TxDecision::Abandoned.to_bytes());
+                if self.commit(inner, batch).is_err() {
+                    return;
+                }
+                inner.events.insert(event_id.clone(), event);
+                inner.decisions.insert(abandon.tx_id, TxDecision::Abandoned);
+                inner.orders_sent_at_ms.remove(&event_id);
+                inner.stats.abandoned += 1;
+                Verdict::Abandoned
+            }
+            Some(TxDecision::Applied { .. }) => {
+                Verdict::Refused(Error::new(ErrorCode::Conflict, "the transaction is certified and applied"))
+            }
+            Some(TxDecision::Refused(_) | TxDecision::Abandoned) => Verdict::Abandoned,
+            None => {
+                // Never asked for (or the request is still on its way): decided now, so that
+                // the request, arriving late, is not attested.
+                let mut batch = WriteBatch::new();
+                batch.put(ROLE_DECISIONS_TABLE, abandon.tx_id.to_bytes(), TxDecision::Abandoned.to_bytes());
+                if self.commit(inner, batch).is_err() {
+                    return;
+                }
+                inner.decisions.insert(abandon.tx_id, TxDecision::Abandoned);
+                Verdict::Abandoned
+            }
+        };
+        self.reply(bank, abandon.event_id, abandon.tx_id, verdict);
+    }
+
+    /// A bank's delivery of certified transactions: those the oracle attested change the
+    /// registry, once each, in one commit with the delivery's number.
+    fn on_deliver(&self, inner: &mut Inner, from: &RoleId, deliver: Deliver) {
+        match inner.inbound.accept(from, deliver.seq) {
+            dtenge_delivery::Accept::Apply => {}
+            dtenge_delivery::Accept::Duplicate { ack } => return self.ack(from, ack),
+            dtenge_delivery::Accept::Early => return,
+        }
+        // A bank delivers the oracle certified transactions only; a decision from a bank is
+        // not applied, not acknowledged.
+        let Payload::Certified { certificate, txs } = deliver.payload else { return };
+        if certificate.verify_signature(&self.anchors.notary).is_err() {
+            inner.stats.foreign += txs.len() as u64;
+            return;
+        }
+        let mut batch = WriteBatch::new();
+        let mut changed: BTreeMap<String, HoldEvent> = BTreeMap::new();
+        let mut decided: Vec<(TxId, TxDecision)> = Vec::new();
+        for (tx, proof) in &txs {
+            match self.plan_certified(inner, &certificate, tx, proof, &mut changed) {
+                Certified::Apply(tx_id, decision) => decided.push((tx_id, decision)),
+                Certified::AppliedBefore => {}
+                Certified::Foreign => inner.stats.foreign += 1,
+            }
+        }
+        for (tx_id, decision) in &decided {
+            batch.put(ROLE_DECISIONS_TABLE, tx_id.to_bytes(), decision.to_bytes());
+        }
+        for event in changed.values() {
+            batch.put(ROLE_EVENTS_TABLE, event.id.as_bytes().to_vec(), event.to_bytes());
+        }
+        inner.inbound.plan_applied(from, deliver.seq, &mut batch);
+        if self.commit(inner, batch).is_err() {
+            return;
+        }
+        inner.stats.applied += decided.len() as u64;
+        inner.decisions.extend(decided);
+        inner.events.extend(changed);
+        inner.inbound.applied(from, deliver.seq);
+        self.ack(from, deliver.seq);
+    }
+
+    /// One certified transaction: what it does to the registry.
+    fn plan_certified(
+        &self,
+        inner: &Inner,
+        certificate: &CommitCertificate,
+        tx: &Transaction,
+        proof: &CommitProof,
+        changed: &mut BTreeMap<String, HoldEvent>,
+    ) -> Certified {
+        let Ok(ids) = TxIds::of(tx) else { return Certified::Foreign };
+        if certificate.covers(&CompactTx::of(&ids).hash(), proof).is_err() {
+            return Certified::Foreign;
+        }
+        let (event_id, release) = match inner.decisions.get(&ids.tx_id) {
+            Some(TxDecision::Attested { event_id, release }) => (event_id.clone(), *release),
+            // Certified again (a bank that resent after a crash): applied once already.
+            Some(TxDecision::Applied { .. }) => return Certified::AppliedBefore,
+            Some(TxDecision::Refused(_) | TxDecision::Abandoned) | None => return Certified::Foreign,
+        };
+        let event = changed.entry(event_id.clone()).or_insert_with(|| inner.events[&event_id].clone());
+        apply_certified(event, &ids.tx_id, release);
+        Certified::Apply(ids.tx_id, TxDecision::Applied { event_id, release, seq: certificate.seq })
+    }
+
+    fn ack(&self, to: &RoleId, seq: u64) {
+        let message = Message::DeliverAck(DeliverAck { seq });
+        let _ = self.transport.send(Envelope { from: RoleId::Oracle, to: to.clone(), message });
+    }
+
+    fn commit(&self, inner: &mut Inner, batch: WriteBatch) -> Result<()> {
+        self.store.commit(batch).inspect_err(|_| inner.failed = true)
+    }
+}
+
+/// The registry's change for an attested transaction's certificate.
+fn apply_certified(event: &mut HoldEvent, tx_id: &TxId, release: bool) {
+    assert_eq!(event.pending, Some(*tx_id), "an attested transaction is its event's pending one until applied");
+    event.pending = None;
+    if !release {
+        assert_eq!(event.status, EventStatus::Registered, "a hold is attested for a registered event only");
+        event.status = EventStatus::Held;
+        event.held_tiyn = event.amount_tiyn;
+        event.hold_tx = Some(*tx_id);
+        return;
+    }
+    assert_eq!(event.status, EventStatus::Releasing, "a release is attested for a releasing event only");
+    let plan = event.release.as_ref().expect("a releasing event has its release planned");
+    let paid_and_returned = plan.paid_tiyn.checked_add(plan.returned_tiyn).expect("within what was held");
+    assert_eq!(paid_and_returned, event.held_tiyn, "a release spends everything held");
+    event.released_tiyn = event.released_tiyn.checked_add(plan.paid_tiyn).expect("within what was held");
+    event.returned_tiyn = event.returned_tiyn.checked_add(plan.returned_tiyn).expect("within what was held");
+    assert!(plan.ends_as.is_final(), "a release ends its event");
+    event.status = plan.ends_as;
+    event.held_tiyn = Amount::ZERO;
+    event.release_tx = Some(*tx_id);
+}
+
+/// The rows read at the start agree: each event's pending transaction is decided attested for
+/// it, and each attested decision is its event's pending one. Rows are fjall's, without a
+/// checksum of the store's own: a disagreement is corrupt storage.
+fn check_loaded(events: &BTreeMap<String, HoldEvent>, decisions: &HashMap<TxId, TxDecision>) -> Result<()> {
+    for event in events.values() {
+        if let Some(tx_id) = &event.pending {
+            match decisions.get(tx_id) {
+                Some(TxDecision::Attested { event_id, .. }) if *event_id == event.id => {}
+                _ => {
+                    return Err(Error::storage(format!(
+                        "oracle role: event {} waits for an undecided {tx_id}",
+                        event.id
+                    )))
+                }
+            }
+        }
+    }
+    for (tx_id, decision) in decisions {
+        if let TxDecision::Attested { event_id, .. } = decision {
+            if events.get(event_id).and_then(|e| e.pending) != Some(*tx_id) {
+                return Err(Error::storage(format!(
+                    "oracle role: {tx_id} is attested for {event_id}, which waits for it not"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ensure_running(inner: &Inner) -> Result<()> {
+    if inner.failed {
+        return Err(Error::new(ErrorCode::StorageFailure, "the oracle's store failed; it restarts from its disk"));
+    }
+    Ok(())
+}
+
+fn check_text(what: &str, text: &str) -> Result<()> {
+    ensure!(
+        !text.trim().is_empty() && text.len() <= TEXT_BYTES_MAX,
+        MalformedInput,
+        "the {what} has 1 to {TEXT_BYTES_MAX} bytes"
+    );
+    Ok(())
+}

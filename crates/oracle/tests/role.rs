@@ -1,0 +1,416 @@
+//! The oracle role alone: its answers to a bank's requests, abandons and deliveries, its
+//! decisions final per transaction id, its state read back from its store after a crash.
+//! Transactions and certificates are made by hand (the notary's key signs the certificates);
+//! what the oracle sends is captured.
+
+use dtenge_core::anchors::Anchors;
+use dtenge_core::certificate::{CommitCertificate, CompactTx};
+use dtenge_core::crypto::{Address, Hash32, SecretKey};
+use dtenge_core::token::{event_hash, Input, Output, TxId};
+use dtenge_core::tx::{Command, Transaction, TxBody};
+use dtenge_core::validate::TxIds;
+use dtenge_core::{Amount, ErrorCode};
+use dtenge_oracle::service::{tables, Confirmation, EventSpec, EventStatus, OracleService, Payee, TxDecision};
+use dtenge_store::{CrashMode, SimDisk, Store};
+use dtenge_transport::{SendError, Transport};
+use dtenge_wire::{
+    Abandon, AttestPurpose, AttestRequest, Deliver, Envelope, Message, Payload, ReleaseOrder, RoleId, Verdict,
+};
+use parking_lot::Mutex;
+use std::sync::Arc;
+
+#[derive(Default)]
+struct Captured(Mutex<Vec<Envelope>>);
+
+impl Transport for Captured {
+    fn send(&self, envelope: Envelope) -> Result<(), SendError> {
+        self.0.lock().push(envelope);
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn take(&self) -> Vec<Envelope> {
+        std::mem::take(&mut *self.0.lock())
+    }
+
+    /// The verdict of the one answer sent since the last take.
+    fn verdict(&self) -> Verdict {
+        let sent = self.take();
+        let [Envelope { message: Message::AttestReply(reply), .. }] = &sent[..] else {
+            panic!("one answer, not {sent:?}")
+        };
+        reply.verdict.clone()
+    }
+}
+
+fn key(byte: u8) -> SecretKey {
+    SecretKey::from_seed([byte; 32])
+}
+
+const ORACLE: u8 = 2;
+const NOTARY: u8 = 3;
+const SENDER: u8 = 10;
+const SELLER: u8 = 11;
+const FEES: u8 = 12;
+
+fn tiyn(t: u64) -> Amount {
+    Amount::from_tiyn(t).unwrap()
+}
+
+fn issuer() -> Address {
+    key(1).address()
+}
+
+fn anchors() -> Anchors {
+    Anchors {
+        issuer: issuer(),
+        central_bank: key(1).public_key(),
+        oracle: key(ORACLE).public_key(),
+        notary: key(NOTARY).public_key(),
+        banks: [("steppe", 20), ("sapa", 21)].iter().map(|(b, k)| (b.to_string(), key(*k).public_key())).collect(),
+        blocked: Default::default(),
+    }
+}
+
+struct Harness {
+    disk: SimDisk,
+    net: Arc<Captured>,
+    oracle: OracleService,
+    cert_seq: u64,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let disk = SimDisk::new();
+        let net = Arc::new(Captured::default());
+        let oracle = open(&disk, &net);
+        Harness { disk, net, oracle, cert_seq: 0 }
+    }
+
+    /// The oracle dies (its memory gone) and opens again on its disk.
+    fn restart(&mut self) {
+        self.disk.disarm();
+        self.oracle = open(&self.disk, &self.net);
+    }
+
+    fn register(&self) -> String {
+        let spec = EventSpec {
+            reference: "VIN 1".into(),
+            sender_bank: "steppe".into(),
+            sender: key(SENDER).address(),
+            payees: vec![
+                Payee { bank: "sapa".into(), address: key(SELLER).address(), amount_tiyn: tiyn(900) },
+                Payee { bank: "steppe".into(), address: key(FEES).address(), amount_tiyn: tiyn(100) },
+            ],
+            valid_until_ms: 10_000,
+        };
+        self.oracle.register_event("vehicles", spec, 0).unwrap()
+    }
+
+    fn ask(&self, from: &str, event_id: &str, purpose: AttestPurpose, tx: &Transaction) -> Verdict {
+        let request = AttestRequest { event_id: event_id.into(), purpose, tx: tx.clone() };
+        self.oracle.handle(envelope(from, Message::AttestRequest(request)), 10);
+        self.net.verdict()
+    }
+
+    /// `bank` delivers `txs` certified, as its delivery number `seq`; the oracle's answers.
+    fn deliver(&mut self, bank: &str, seq: u64, txs: &[&Transaction]) -> Vec<Envelope> {
+        self.cert_seq += 1;
+        let leaves: Vec<Hash32> = txs.iter().map(|tx| CompactTx::of(&TxIds::of(tx).unwrap()).hash()).collect();
+        let (certificate, proofs) = CommitCertificate::sign(&key(NOTARY), self.cert_seq, &leaves);
+        let txs = txs.iter().map(|tx| (*tx).clone()).zip(proofs).collect();
+        let deliver = Deliver { seq, payload: Payload::Certified { certificate, txs } };
+        self.oracle.handle(envelope(bank, Message::Deliver(deliver)), 20);
+        self.net.take()
+    }
+}
+
+fn open(disk: &SimDisk, net: &Arc<Captured>) -> OracleService {
+    let store = Store::open_simulated(disk.clone(), &tables()).unwrap();
+    let transport: Arc<dyn Transport> = net.clone();
+    OracleService::open(store, key(ORACLE), anchors(), transport).unwrap()
+}
+
+fn envelope(from: &str, message: Message) -> Envelope {
+    Envelope { from: RoleId::Bank(from.into()), to: RoleId::Oracle, message }
+}
+
+fn hold_purpose() -> AttestPurpose {
+    AttestPurpose::Hold { payee: key(SELLER).address() }
+}
+
+/// The sender holds `held` of a 1,500 token for `event_id`, the rest back as change.
+fn hold_tx(event_id: &str, held: u64, nonce: u64) -> Transaction {
+    let sender = key(SENDER).address();
+    let input =
+        Input { tx_id: TxId(Hash32([9; 32])), index: 0, output: Output::standard(tiyn(1_500), sender, issuer()) };
+    let outputs = vec![
+        Output::held(tiyn(held), sender, issuer(), event_hash(event_id)),
+        Output::standard(tiyn(1_500 - held), sender, issuer()),
+    ];
+    Transaction::new(TxBody { command: Command::Transfer, inputs: vec![input], outputs, nonce })
+}
+
+/// The release of `hold`'s held output into `order`'s outputs.
+fn release_tx(hold: &Transaction, order: &ReleaseOrder) -> Transaction {
+    let inputs = hold.outputs_as_inputs().into_iter().filter(|i| !i.output.policy.is_standard()).collect();
+    Transaction::new(TxBody {
+        command: Command::Transfer,
+        inputs,
+        outputs: order.outputs.clone(),
+        nonce: order.attempt,
+    })
+}
+
+fn order_of(sent: &[Envelope]) -> ReleaseOrder {
+    let orders: Vec<ReleaseOrder> = sent
+        .iter()
+        .filter_map(|e| match &e.message {
+            Message::ReleaseOrder(order) => Some(order.clone()),
+            _ => None,
+        })
+        .collect();
+    orders.last().cloned().expect("a release order was sent")
+}
+
+fn acks(sent: &[Envelope]) -> Vec<u64> {
+    sent.iter()
+        .filter_map(|e| match &e.message {
+            Message::DeliverAck(ack) => Some(ack.seq),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_hold_and_its_release_are_attested_and_applied_from_their_certificates_once() {
+    let mut h = Harness::new();
+    let id = h.register();
+    let hold = hold_tx(&id, 1_000, 1);
+    let Verdict::Attested(attestation) = h.ask("steppe", &id, hold_purpose(), &hold) else { panic!("attested") };
+    assert_eq!(attestation.public_key, key(ORACLE).public_key());
+    assert_eq!(h.oracle.event(&id).unwrap().pending, Some(hold.id()));
+    // The same request again (a lost answer): the same attestation, nothing new decided.
+    assert_eq!(h.ask("steppe", &id, hold_purpose(), &hold), Verdict::Attested(attestation));
+    assert_eq!(h.oracle.stats().attested, 1);
+
+    assert_eq!(acks(&h.deliver("steppe", 1, &[&hold])), [1]);
+    let event = h.oracle.event(&id).unwrap();
+    assert_eq!((event.status, event.held_tiyn, event.pending), (EventStatus::Held, tiyn(1_000), None));
+    assert_eq!(h.oracle.held_by_event().get(&event_hash(&id)), Some(&tiyn(1_000)));
+    // The delivery again: acknowledged, not applied again.
+    assert_eq!(acks(&h.deliver("steppe", 1, &[&hold])), [1]);
+    assert_eq!(h.oracle.stats().applied, 1);
+
+    h.oracle.confirm_event("vehicles", &id, Confirmation::Occurred { payouts: None }, 30).unwrap();
+    let order = order_of(&h.net.take());
+    assert_eq!((order.attempt, order.held, order.outputs.len()), (1, tiyn(1_000), 2));
+    let release = release_tx(&hold, &order);
+    assert!(matches!(h.ask("steppe", &id, AttestPurpose::Release, &release), Verdict::Attested(_)));
+    h.oracle.tick(1_000);
+    assert!(h.net.take().is_empty(), "no order is sent again once its release is asked for");
+    assert_eq!(acks(&h.deliver("steppe", 2, &[&release])), [2]);
+    let event = h.oracle.event(&id).unwrap();
+    assert_eq!(event.status, EventStatus::Completed);
+    assert_eq!((event.held_tiyn, event.released_tiyn, event.returned_tiyn), (Amount::ZERO, tiyn(1_000), Amount::ZERO));
+    assert!(matches!(h.oracle.decision(&release.id()), Some(TxDecision::Applied { release: true, .. })));
+    assert!(h.oracle.held_by_event().is_empty());
+    assert_eq!(h.oracle.pending(), 0);
+    let again = h.oracle.confirm_event("vehicles", &id, Confirmation::Occurred { payouts: None }, 40);
+    assert_eq!(again.unwrap_err().code, ErrorCode::Conflict, "released once");
+}
+
+#[test]
+fn holds_that_do_not_match_the_event_are_refused_for_good() {
+    let h = Harness::new();
+    let refused = |verdict: Verdict| match verdict {
+        Verdict::Refused(e) => e.code,
+        other => panic!("refused, not {other:?}"),
+    };
+    // Not registered yet: refused, and the same transaction stays refused once it is.
+    let early = hold_tx("EV0000001", 1_000, 1);
+    assert_eq!(refused(h.ask("steppe", "EV0000001", hold_purpose(), &early)), ErrorCode::NotFound);
+    let id = h.register();
+    assert_eq!(id, "EV0000001");
+    assert_eq!(refused(h.ask("steppe", &id, hold_purpose(), &early)), ErrorCode::NotFound, "final per transaction");
+
+    assert_eq!(refused(h.ask("steppe", &id, hold_purpose(), &hold_tx(&id, 999, 2))), ErrorCode::MalformedInput);
+    let stranger = AttestPurpose::Hold { payee: key(99).address() };
+    assert_eq!(refused(h.ask("steppe", &id, stranger, &hold_tx(&id, 1_000, 3))), ErrorCode::RecipientNotAllowed);
+    assert_eq!(refused(h.ask("sapa", &id, hold_purpose(), &hold_tx(&id, 1_000, 4))), ErrorCode::Forbidden);
+    let mut elsewhere = hold_tx(&id, 1_000, 5);
+    elsewhere.body.outputs[1].owner = key(SELLER).address();
+    let elsewhere = Transaction::new(elsewhere.body);
+    assert_eq!(refused(h.ask("steppe", &id, hold_purpose(), &elsewhere)), ErrorCode::Forbidden, "change to a stranger");
+    assert_eq!(
+        refused(h.ask("steppe", &id, AttestPurpose::Release, &hold_tx(&id, 1_000, 6))),
+        ErrorCode::Conflict,
+        "no release ordered"
+    );
+    // A hold of another event's hash, for this event.
+    assert_eq!(refused(h.ask("steppe", &id, hold_purpose(), &hold_tx("EV9", 1_000, 7))), ErrorCode::Forbidden);
+    let event = h.oracle.event(&id).unwrap();
+    assert_eq!((event.status, event.pending), (EventStatus::Registered, None));
+    assert_eq!(h.oracle.stats().refused, 7, "the same transaction again is not decided again");
+
+    // A second hold while one is attested and not certified: refused.
+    assert!(matches!(h.ask("steppe", &id, hold_purpose(), &hold_tx(&id, 1_000, 8)), Verdict::Attested(_)));
+    assert_eq!(refused(h.ask("steppe", &id, hold_purpose(), &hold_tx(&id, 1_000, 9))), ErrorCode::Conflict);
+    // Messages from another role, or an unknown bank, are dropped unanswered.
+    let request = AttestRequest { event_id: id.clone(), purpose: hold_purpose(), tx: hold_tx(&id, 1_000, 10) };
+    h.oracle.handle(envelope("stranger", Message::AttestRequest(request.clone())), 10);
+    h.oracle
+        .handle(Envelope { from: RoleId::Central, to: RoleId::Oracle, message: Message::AttestRequest(request) }, 10);
+    assert!(h.net.take().is_empty());
+}
+
+#[test]
+fn a_release_that_differs_from_the_order_is_refused_and_a_partial_release_returns_the_rest() {
+    let mut h = Harness::new();
+    let id = h.register();
+    let hold = hold_tx(&id, 1_000, 1);
+    h.ask("steppe", &id, hold_purpose(), &hold);
+    h.deliver("steppe", 1, &[&hold]);
+    let payouts = Some(vec![(key(SELLER).address(), tiyn(900))]);
+    let too_much = Some(vec![(key(FEES).address(), tiyn(101))]);
+    let refused = h.oracle.confirm_event("vehicles", &id, Confirmation::Occurred { payouts: too_much }, 30);
+    assert_eq!(refused.unwrap_err().code, ErrorCode::LimitExceeded);
+    let other = h.oracle.confirm_event("portal", &id, Confirmation::Rejected, 30);
+    assert_eq!(other.unwrap_err().code, ErrorCode::Forbidden, "only its provider confirms it");
+    h.oracle.confirm_event("vehicles", &id, Confirmation::Occurred { payouts }, 30).unwrap();
+    let order = order_of(&h.net.take());
+    assert_eq!(order.outputs[1], Output::standard(tiyn(100), key(SENDER).address(), issuer()), "the rest back");
+    let mut altered = release_tx(&hold, &order);
+    altered.body.outputs[0].owner = key(FEES).address();
+    let altered = Transaction::new(altered.body);
+    assert!(matches!(h.ask("steppe", &id, AttestPurpose::Release, &altered), Verdict::Refused(_)));
+    let mut wrong_attempt = release_tx(&hold, &order);
+    wrong_attempt.body.nonce = 7;
+    let wrong_attempt = Transaction::new(wrong_attempt.body);
+    assert!(matches!(h.ask("steppe", &id, AttestPurpose::Release, &wrong_attempt), Verdict::Refused(_)));
+    let release = release_tx(&hold, &order);
+    assert!(matches!(h.ask("steppe", &id, AttestPurpose::Release, &release), Verdict::Attested(_)));
+    h.deliver("steppe", 2, &[&release]);
+    let event = h.oracle.event(&id).unwrap();
+    assert_eq!(
+        (event.status, event.released_tiyn, event.returned_tiyn),
+        (EventStatus::Completed, tiyn(900), tiyn(100))
+    );
+}
+
+#[test]
+fn an_abandoned_hold_frees_the_event_and_an_abandoned_release_is_ordered_again_as_a_new_transaction() {
+    let mut h = Harness::new();
+    let id = h.register();
+    let first = hold_tx(&id, 1_000, 1);
+    h.ask("steppe", &id, hold_purpose(), &first);
+    let refused = dtenge_core::Error::new(ErrorCode::BankBlocked, "blocked");
+    let abandon = Abandon { event_id: id.clone(), tx_id: first.id(), refused: refused.clone() };
+    h.oracle.handle(envelope("sapa", Message::Abandon(abandon.clone())), 10);
+    assert!(h.net.take().is_empty(), "only the sender's bank gives its transaction up");
+    h.oracle.handle(envelope("steppe", Message::Abandon(abandon.clone())), 10);
+    assert_eq!(h.net.verdict(), Verdict::Abandoned);
+    h.oracle.handle(envelope("steppe", Message::Abandon(abandon)), 10);
+    assert_eq!(h.net.verdict(), Verdict::Abandoned, "a copy gets the same answer");
+    assert_eq!(h.ask("steppe", &id, hold_purpose(), &first), Verdict::Abandoned, "its request, late, is not attested");
+    assert_eq!(h.oracle.event(&id).unwrap().pending, None);
+
+    let hold = hold_tx(&id, 1_000, 2);
+    assert!(matches!(h.ask("steppe", &id, hold_purpose(), &hold), Verdict::Attested(_)));
+    // A certificate of the abandoned transaction (a lying bank) changes nothing.
+    h.deliver("steppe", 1, &[&first]);
+    assert_eq!(h.oracle.stats().foreign, 1);
+    h.deliver("steppe", 2, &[&hold]);
+    h.oracle.confirm_event("vehicles", &id, Confirmation::Rejected, 30).unwrap();
+    let order = order_of(&h.net.take());
+    assert_eq!(order.outputs, [Output::standard(tiyn(1_000), key(SENDER).address(), issuer())]);
+    let release = release_tx(&hold, &order);
+    h.ask("steppe", &id, AttestPurpose::Release, &release);
+    let abandon = Abandon { event_id: id.clone(), tx_id: release.id(), refused };
+    h.oracle.handle(envelope("steppe", Message::Abandon(abandon)), 10);
+    assert_eq!(h.net.verdict(), Verdict::Abandoned);
+    h.oracle.tick(100);
+    let again = order_of(&h.net.take());
+    assert_eq!(again.attempt, 2, "the next attempt: a new transaction");
+    let release = release_tx(&hold, &again);
+    assert!(matches!(h.ask("steppe", &id, AttestPurpose::Release, &release), Verdict::Attested(_)));
+    h.deliver("steppe", 3, &[&release]);
+    let event = h.oracle.event(&id).unwrap();
+    assert_eq!(
+        (event.status, event.returned_tiyn, event.held_tiyn),
+        (EventStatus::Rejected, tiyn(1_000), Amount::ZERO)
+    );
+}
+
+#[test]
+fn the_oracle_reads_its_events_decisions_and_streams_back_after_a_crash_and_orders_again() {
+    let mut h = Harness::new();
+    let id = h.register();
+    let hold = hold_tx(&id, 1_000, 1);
+    // The decision is durable, the process dies before it answers.
+    h.disk.arm_crash(1, CrashMode::AfterWrite);
+    let request = AttestRequest { event_id: id.clone(), purpose: hold_purpose(), tx: hold.clone() };
+    h.oracle.handle(envelope("steppe", Message::AttestRequest(request)), 10);
+    h.restart();
+    assert_eq!(h.oracle.event(&id).unwrap().pending, Some(hold.id()), "read back");
+    assert!(matches!(h.ask("steppe", &id, hold_purpose(), &hold), Verdict::Attested(_)), "answered from its decision");
+    // The delivery's commit is lost: not applied, not acknowledged; applied once when resent.
+    h.disk.arm_crash(1, CrashMode::BeforeWrite);
+    assert!(acks(&h.deliver("steppe", 1, &[&hold])).is_empty());
+    h.restart();
+    assert_eq!(h.oracle.event(&id).unwrap().status, EventStatus::Registered);
+    assert_eq!(acks(&h.deliver("steppe", 1, &[&hold])), [1]);
+    h.restart();
+    assert_eq!(acks(&h.deliver("steppe", 1, &[&hold])), [1], "the stream's number is durable");
+    assert_eq!(h.oracle.event(&id).unwrap().held_tiyn, tiyn(1_000));
+    h.oracle.confirm_event("vehicles", &id, Confirmation::Occurred { payouts: None }, 30).unwrap();
+    h.net.take();
+    h.restart();
+    h.oracle.tick(0);
+    assert_eq!(order_of(&h.net.take()).event_id, id, "the order is sent again after the restart");
+}
+
+#[test]
+fn a_failed_commit_stops_the_oracle_until_it_reopens() {
+    let mut h = Harness::new();
+    let id = h.register();
+    h.disk.arm_crash(1, CrashMode::FailedWrite { written: false });
+    let request = AttestRequest { event_id: id.clone(), purpose: hold_purpose(), tx: hold_tx(&id, 1_000, 1) };
+    h.oracle.handle(envelope("steppe", Message::AttestRequest(request.clone())), 10);
+    assert!(h.net.take().is_empty(), "no answer for what is not durable");
+    h.oracle.handle(envelope("steppe", Message::AttestRequest(request)), 10);
+    assert!(h.net.take().is_empty(), "nothing answered after a failed commit");
+    let confirm = h.oracle.confirm_event("vehicles", &id, Confirmation::Rejected, 10);
+    assert_eq!(confirm.unwrap_err().code, ErrorCode::StorageFailure);
+    h.restart();
+    assert!(matches!(h.ask("steppe", &id, hold_purpose(), &hold_tx(&id, 1_000, 1)), Verdict::Attested(_)));
+}
+
+#[test]
+fn an_event_past_its_validity_returns_what_it_holds_and_one_never_held_just_expires() {
+    let mut h = Harness::new();
+    let held_id = h.register();
+    let idle_id = h.register();
+    let hold = hold_tx(&held_id, 1_000, 1);
+    h.ask("steppe", &held_id, hold_purpose(), &hold);
+    h.deliver("steppe", 1, &[&hold]);
+    h.oracle.tick(9_999);
+    assert!(h.net.take().is_empty(), "not yet");
+    h.oracle.tick(10_000);
+    let order = order_of(&h.net.take());
+    assert_eq!(order.outputs, [Output::standard(tiyn(1_000), key(SENDER).address(), issuer())], "all back");
+    assert_eq!(h.oracle.event(&idle_id).unwrap().status, EventStatus::Expired);
+    let late = h.oracle.confirm_event("vehicles", &held_id, Confirmation::Occurred { payouts: None }, 10_001);
+    assert_eq!(late.unwrap_err().code, ErrorCode::EventExpired);
+    let late_hold = hold_tx(&idle_id, 1_000, 2);
+    let request = AttestRequest { event_id: idle_id.clone(), purpose: hold_purpose(), tx: late_hold };
+    h.oracle.handle(envelope("steppe", Message::AttestRequest(request)), 10_001);
+    assert!(matches!(h.net.verdict(), Verdict::Refused(e) if e.code == ErrorCode::EventExpired));
+    let release = release_tx(&hold, &order);
+    assert!(matches!(h.ask("steppe", &held_id, AttestPurpose::Release, &release), Verdict::Attested(_)));
+    h.deliver("steppe", 2, &[&release]);
+    let event = h.oracle.event(&held_id).unwrap();
+    assert_eq!((event.status, event.returned_tiyn, event.held_tiyn), (EventStatus::Expired, tiyn(1_000), Amount::ZERO));
+    assert_eq!(h.oracle.pending(), 0);
+}
