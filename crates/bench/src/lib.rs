@@ -679,8 +679,30 @@ fn submit_all(
     }
     let pipeline = network.pipeline().map_err(|e| e.to_string())?;
     let (reply, answers) = crossbeam_channel::unbounded::<Completion>();
+    let mut submissions = submissions.into_iter();
+    let send = |tag: u64| {
+        let submission = submissions.next().ok_or("fewer submissions than counted")?;
+        pipeline.submit(submission, tag, &reply).map_err(|e| e.to_string())
+    };
+    drive(expected, config, send, &answers, |c| (c.tag, c.result, c.done))
+}
+
+/// Longest the load generator waits for one answer before it gives up on the run.
+pub(crate) const ANSWER_WAIT_MAX: Duration = Duration::from_secs(600);
+
+/// The load loop of both benches: `send(i)` sends the `i`-th submission, tagged `i`; answers
+/// arrive on `answers` and `unpack` says which submission each answers, how, and when it was
+/// taken. Closed loop (`in_flight` outstanding, a new one as each answer comes) or open loop
+/// (a fixed offered rate; latency counts from the moment each was due, so a backlog shows).
+pub(crate) fn drive<A, T>(
+    expected: &[Expect],
+    config: &Config,
+    mut send: impl FnMut(u64) -> Result<(), String>,
+    answers: &crossbeam_channel::Receiver<A>,
+    unpack: impl Fn(A) -> (u64, dtenge_core::Result<T>, Instant),
+) -> Result<Outcome, String> {
     let interval = config.rate_per_s.map(|r| Duration::from_secs_f64(1.0 / r.max(1) as f64));
-    // Open loop: never wait for answers before sending (the pipeline's queue still pushes back).
+    // Open loop: never wait for answers before sending (the platform's queues still push back).
     let window = if interval.is_some() { usize::MAX } else { config.in_flight };
     let mut outcome = Outcome {
         committed: 0,
@@ -689,8 +711,7 @@ fn submit_all(
         elapsed: Duration::ZERO,
         problems: Vec::new(),
     };
-    let total = submissions.len();
-    let mut submissions = submissions.into_iter();
+    let total = expected.len();
     let mut due = vec![None::<Instant>; total];
     let (mut sent, mut answered) = (0usize, 0usize);
     let started = Instant::now();
@@ -706,31 +727,30 @@ fn submit_all(
                 }
                 None => Instant::now(),
             };
-            let submission = submissions.next().ok_or("fewer submissions than counted")?;
             due[sent] = Some(due_at);
-            pipeline.submit(submission, sent as u64, &reply).map_err(|e| e.to_string())?;
+            send(sent as u64)?;
             sent += 1;
         }
         // Wait for an answer, or (open loop) until the next payment is due.
         let next_due = interval.filter(|_| sent < total).map(|i| started + i.mul_f64(sent as f64));
         let first = match next_due {
             Some(at) => match answers.recv_deadline(at) {
-                Ok(c) => Some(c),
+                Ok(answer) => Some(answer),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
                 Err(e) => return Err(e.to_string()),
             },
-            None => Some(answers.recv().map_err(|e| e.to_string())?),
+            None => Some(answers.recv_timeout(ANSWER_WAIT_MAX).map_err(|e| format!("waiting for an answer: {e}"))?),
         };
-        for completion in first.into_iter().chain(std::iter::from_fn(|| answers.try_recv().ok())) {
+        for answer in first.into_iter().chain(std::iter::from_fn(|| answers.try_recv().ok())) {
             answered += 1;
-            let index = completion.tag as usize;
+            let (tag, result, done) = unpack(answer);
+            let index = tag as usize;
             let Some((expect, Some(due_at))) = expected.get(index).zip(due.get(index).copied()) else {
                 return Err(format!("an answer for payment {index}, which was not sent"));
             };
-            let latency_us =
-                completion.done.saturating_duration_since(due_at).as_micros().clamp(1, u128::from(LATENCY_US_MAX));
+            let latency_us = done.saturating_duration_since(due_at).as_micros().clamp(1, u128::from(LATENCY_US_MAX));
             let _ = outcome.latency.record(latency_us as u64);
-            tally(&mut outcome, completion.result, *expect);
+            tally(&mut outcome, result, *expect);
         }
     }
     outcome.elapsed = started.elapsed();

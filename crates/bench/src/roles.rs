@@ -17,15 +17,14 @@
 //!    tokens = the notary's unspent set.
 
 use crate::{
-    key_of, peak_bytes, prepare, tally, BenchAccount, Config, CpuMeter, CpuUse, Expect, Latency, Machine, Outcome,
-    BANKS, LATENCY_US_MAX, TOKEN_TIYN,
+    key_of, peak_bytes, prepare, BenchAccount, Config, CpuMeter, CpuUse, Expect, Latency, Machine, Outcome, BANKS,
+    TOKEN_TIYN,
 };
 use dtenge_assembly::{Assembly, BankHandle};
 use dtenge_bank::{Committed, Request};
 use dtenge_core::crypto::Address;
 use dtenge_core::money::Amount;
 use dtenge_node::{Account, ClientKind, OWN_ACCOUNT};
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -265,60 +264,14 @@ fn submit_all(
         .map(|b| Ok((*b, assembly.bank(b).ok_or("a bench bank is missing")?)))
         .collect::<Result<_, String>>()?;
     let (reply, answers) = crossbeam_channel::unbounded::<(u64, dtenge_core::Result<Committed>)>();
-    let interval = config.rate_per_s.map(|r| Duration::from_secs_f64(1.0 / r.max(1) as f64));
-    let window = if interval.is_some() { usize::MAX } else { config.in_flight };
-    let mut outcome = Outcome {
-        committed: 0,
-        rejected: BTreeMap::new(),
-        latency: Histogram::<u64>::new_with_bounds(1, LATENCY_US_MAX, 3).map_err(|e| e.to_string())?,
-        elapsed: Duration::ZERO,
-        problems: Vec::new(),
-    };
-    let total = submissions.len();
     let mut submissions = submissions.into_iter();
-    let mut due = vec![None::<Instant>; total];
-    let (mut sent, mut answered) = (0usize, 0usize);
-    let started = Instant::now();
-    while answered < total {
-        while sent < total && sent - answered < window {
-            let due_at = match interval {
-                Some(interval) => {
-                    let at = started + interval.mul_f64(sent as f64);
-                    if at > Instant::now() {
-                        break;
-                    }
-                    at
-                }
-                None => Instant::now(),
-            };
-            let (bank, request) = submissions.next().ok_or("fewer submissions than counted")?;
-            due[sent] = Some(due_at);
-            banks[bank].submit_tagged(request, None, sent as u64, &reply);
-            sent += 1;
-        }
-        let next_due = interval.filter(|_| sent < total).map(|i| started + i.mul_f64(sent as f64));
-        let first = match next_due {
-            Some(at) => match answers.recv_deadline(at) {
-                Ok(answer) => Some(answer),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
-                Err(e) => return Err(e.to_string()),
-            },
-            None => Some(answers.recv_timeout(WAIT_MAX).map_err(|e| format!("waiting for an answer: {e}"))?),
-        };
-        let done = Instant::now();
-        for (tag, result) in first.into_iter().chain(std::iter::from_fn(|| answers.try_recv().ok())) {
-            answered += 1;
-            let index = tag as usize;
-            let Some((expect, Some(due_at))) = expected.get(index).zip(due.get(index).copied()) else {
-                return Err(format!("an answer for payment {index}, which was not sent"));
-            };
-            let latency_us = done.saturating_duration_since(due_at).as_micros().clamp(1, u128::from(LATENCY_US_MAX));
-            let _ = outcome.latency.record(latency_us as u64);
-            tally(&mut outcome, result, *expect);
-        }
-    }
-    outcome.elapsed = started.elapsed();
-    Ok(outcome)
+    let send = |tag: u64| {
+        let (bank, request) = submissions.next().ok_or("fewer submissions than counted")?;
+        banks[bank].submit_tagged(request, None, tag, &reply);
+        Ok(())
+    };
+    // A bank's answer carries no time: it is taken when the load generator reads it.
+    crate::drive(expected, config, send, &answers, |(tag, result)| (tag, result, Instant::now()))
 }
 
 /// The report as text.
