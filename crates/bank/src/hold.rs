@@ -556,12 +556,7 @@ impl BankService {
     }
 
     fn answer_hold(&self, inner: &mut Inner, tx_id: &TxId, entry: &HoldEntry, answer: Result<Committed>) {
-        if let Some(idem) = &entry.idem {
-            inner.idem_in_flight.remove(&idem.key);
-        }
-        for waiter in inner.waiters.remove(tx_id).unwrap_or_default() {
-            waiter.send(answer.clone());
-        }
+        inner.answer(tx_id, entry.idem.as_ref(), answer);
     }
 }
 

@@ -268,12 +268,7 @@ impl BankService {
     }
 
     fn answer_redemption(&self, inner: &mut Inner, tx_id: &TxId, pending: Pending, answer: Result<Committed>) {
-        if let Some(idem) = &pending.entry.idem {
-            inner.idem_in_flight.remove(&idem.key);
-        }
-        for waiter in inner.waiters.remove(tx_id).unwrap_or_default() {
-            waiter.send(answer.clone());
-        }
+        inner.answer(tx_id, pending.entry.idem.as_ref(), answer);
     }
 }
 

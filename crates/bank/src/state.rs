@@ -266,6 +266,17 @@ impl Inner {
         Ok(())
     }
 
+    /// A request is answered: its idempotency key is no longer in flight (its stored record
+    /// answers from now on) and everyone waiting for `tx_id` gets `answer`.
+    pub(crate) fn answer(&mut self, tx_id: &TxId, idem: Option<&IdemKey>, answer: Result<Committed>) {
+        if let Some(idem) = idem {
+            self.idem_in_flight.remove(&idem.key);
+        }
+        for waiter in self.waiters.remove(tx_id).unwrap_or_default() {
+            waiter.send(answer.clone());
+        }
+    }
+
     pub(crate) fn remember(&mut self, tx_id: TxId, seq: u64) {
         if self.recent.len() == RECENT_COMMITTED_MAX {
             if let Some((old, _)) = self.recent.pop_front() {
