@@ -359,14 +359,8 @@ impl Assembly {
             self.inboxes.push(spawn(
                 format!("inbox:{}", bank.id()),
                 Box::new(move || {
-                    // What waits in the inbox is taken together: one commit for all of it.
-                    while let Ok(first) = inbox.recv() {
-                        let mut envelopes = vec![first];
-                        while envelopes.len() < dtenge_bank::HANDLE_ENVELOPES_MAX {
-                            let Ok(next) = inbox.try_recv() else { break };
-                            envelopes.push(next);
-                        }
-                        service.handle_all(envelopes, now());
+                    for envelope in inbox {
+                        service.handle(envelope, now());
                         // An answer from the notary lets the next batch go (`flush` paces).
                         flusher.wake();
                     }

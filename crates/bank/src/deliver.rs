@@ -18,7 +18,7 @@ impl BankService {
     pub(crate) fn on_deliver(&self, inner: &mut Inner, from: RoleId, deliver: Deliver, now_ms: u64) {
         match inner.inbound.accept(&from, deliver.seq) {
             dtenge_delivery::Accept::Apply => {}
-            dtenge_delivery::Accept::Duplicate { ack } => return self.ack_after_commit(inner, from, ack),
+            dtenge_delivery::Accept::Duplicate { ack } => return self.ack(&from, ack),
             dtenge_delivery::Accept::Early => return,
         }
         match deliver.payload {
@@ -100,30 +100,18 @@ impl BankService {
             deltas.push(delta);
         }
         inner.inbound.plan_applied(&from, seq, &mut batch);
-        // Taken now, so that the sender's next delivery in the same drain of the inbox is
-        // the next in order; acknowledged only once the commit is durable.
-        inner.inbound.applied(&from, seq);
-        let applied = txs.len() as u64;
-        self.commit_then(inner, batch, move |bank, inner| {
-            for delta in deltas {
-                inner.node.apply(delta);
-            }
-            for answered in redeemed {
-                bank.apply_redeemed(inner, answered);
-            }
-            inner.stats.deliveries_applied += applied;
-            bank.ack(&from, seq);
-        });
-    }
-
-    /// Acknowledge a delivery applied before: at once, or after the commit of the inbox's
-    /// drain that applies it (an acknowledgement never runs ahead of the disk).
-    fn ack_after_commit(&self, inner: &mut Inner, from: RoleId, seq: u64) {
-        if inner.drain.is_some() {
-            self.commit_then(inner, WriteBatch::new(), move |bank, _| bank.ack(&from, seq));
-        } else {
-            self.ack(&from, seq);
+        if self.commit(inner, batch).is_err() {
+            return;
         }
+        for delta in deltas {
+            inner.node.apply(delta);
+        }
+        for answered in redeemed {
+            self.apply_redeemed(inner, answered);
+        }
+        inner.stats.deliveries_applied += txs.len() as u64;
+        inner.inbound.applied(&from, seq);
+        self.ack(&from, seq);
     }
 
     fn ack(&self, to: &RoleId, seq: u64) {

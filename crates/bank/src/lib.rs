@@ -87,8 +87,6 @@ pub const OUTBOX_BATCHES_MAX: usize = 1_024;
 pub const BATCHES_SENDING_MAX: usize = 2;
 /// Most transactions in one batch (one notarize request, one certificate).
 pub const BATCH_TXS_MAX: usize = dtenge_wire::message::BATCH_TXS_MAX;
-/// Most envelopes one [`BankService::handle_all`] takes.
-pub const HANDLE_ENVELOPES_MAX: usize = 256;
 /// Most accounts one [`BankService::open_accounts`] opens.
 pub const OPEN_ACCOUNTS_MAX: usize = 100_000;
 /// Most submissions waiting to be taken: beyond it, `submit` answers `LIMIT_EXCEEDED` at once.
@@ -365,87 +363,29 @@ impl BankService {
 
     /// Take one envelope from the network.
     pub fn handle(&self, envelope: Envelope, now_ms: u64) {
-        self.handle_all(vec![envelope], now_ms);
-    }
-
-    /// Take the envelopes waiting in the inbox together: the notary's answers and the
-    /// deliveries among them are planned one after another and committed once (one fsync for
-    /// all, not one each); what each does after its commit (answers, deliveries sent on,
-    /// acknowledgements, its changes in memory) runs in order once that commit is durable.
-    /// Any other message first completes the commit of those before it, then runs alone.
-    pub fn handle_all(&self, envelopes: Vec<Envelope>, now_ms: u64) {
-        assert!(envelopes.len() <= HANDLE_ENVELOPES_MAX, "a drain of the inbox is bounded");
         let mut inner = self.inner.lock();
-        for envelope in envelopes {
-            if inner.failed {
-                return;
-            }
-            let drained = match &envelope.message {
-                Message::NotarizeReply(reply) => !hold::is_hold_batch(reply.batch),
-                Message::Deliver(deliver) => matches!(deliver.payload, dtenge_wire::Payload::Certified { .. }),
-                Message::DeliverAck(_) => true,
-                _ => false,
-            };
-            if drained {
-                inner.drain.get_or_insert_with(Default::default);
-            } else {
-                self.finish_drain(&mut inner);
-            }
-            self.dispatch(&mut inner, envelope, now_ms);
-        }
-        self.finish_drain(&mut inner);
-    }
-
-    /// Commit what the drain planned and run what follows each commit.
-    fn finish_drain(&self, inner: &mut Inner) {
-        let Some(drain) = inner.drain.take() else { return };
-        if drain.after.is_empty() && drain.batch.is_empty() {
+        if inner.failed {
             return;
         }
-        if self.commit(inner, drain.batch).is_err() {
-            return;
-        }
-        for after in drain.after {
-            after(self, inner);
-        }
-    }
-
-    /// Commit `batch` and then run `after`: at once, or with the inbox's drain.
-    pub(crate) fn commit_then(
-        &self,
-        inner: &mut Inner,
-        batch: WriteBatch,
-        after: impl FnOnce(&BankService, &mut Inner) + Send + 'static,
-    ) {
-        if let Some(drain) = inner.drain.as_mut() {
-            drain.batch.append(batch);
-            drain.after.push(Box::new(after));
-            return;
-        }
-        if self.commit(inner, batch).is_ok() {
-            after(self, inner);
-        }
-    }
-
-    fn dispatch(&self, inner: &mut Inner, envelope: Envelope, now_ms: u64) {
-        let inner = &mut *inner;
         match envelope.message {
             // Holds and releases go to the notary alone, under batch numbers of their own.
             Message::NotarizeReply(reply) if envelope.from == RoleId::Notary && hold::is_hold_batch(reply.batch) => {
-                self.on_hold_reply(inner, reply, now_ms)
+                self.on_hold_reply(&mut inner, reply, now_ms)
             }
-            Message::NotarizeReply(reply) if envelope.from == RoleId::Notary => self.on_reply(inner, reply, now_ms),
-            Message::Deliver(deliver) => self.on_deliver(inner, envelope.from, deliver, now_ms),
-            Message::DeliverAck(ack) => self.on_ack(inner, &envelope.from, ack.seq),
-            Message::ClaimReply(reply) if envelope.from == RoleId::Directory => self.on_claim_reply(inner, reply),
+            Message::NotarizeReply(reply) if envelope.from == RoleId::Notary => {
+                self.on_reply(&mut inner, reply, now_ms)
+            }
+            Message::Deliver(deliver) => self.on_deliver(&mut inner, envelope.from, deliver, now_ms),
+            Message::DeliverAck(ack) => self.on_ack(&mut inner, &envelope.from, ack.seq),
+            Message::ClaimReply(reply) if envelope.from == RoleId::Directory => self.on_claim_reply(&mut inner, reply),
             Message::RedeemRefused(refused) if envelope.from == RoleId::Central => {
-                self.on_redeem_refused(inner, refused)
+                self.on_redeem_refused(&mut inner, refused)
             }
             Message::AttestReply(reply) if envelope.from == RoleId::Oracle => {
-                self.on_attest_reply(inner, reply, now_ms)
+                self.on_attest_reply(&mut inner, reply, now_ms)
             }
             Message::ReleaseOrder(order) if envelope.from == RoleId::Oracle => {
-                self.on_release_order(inner, order, now_ms)
+                self.on_release_order(&mut inner, order, now_ms)
             }
             // Nothing else is for a bank: dropped, as a stray or hostile message must be.
             _ => {}

@@ -32,20 +32,21 @@ impl BankService {
         let Some(checked) = self.check_reply(pending, &reply) else { return };
         let pending = inner.outbox.remove(&reply.batch).expect("found above");
         let mut batch = WriteBatch::new();
-        let mut planned = self.plan_reply(inner, &pending, &reply, &checked, &mut batch, now_ms);
+        let planned = self.plan_reply(inner, &pending, &reply, &checked, &mut batch, now_ms);
+        if self.commit(inner, batch).is_err() {
+            // The role stops answering (`failed`); its restart reads the outbox again.
+            inner.outbox.insert(reply.batch, pending);
+            return;
+        }
         let seq = reply.certificate.map(|c| c.seq);
-        let batch_no = reply.batch;
-        // If the commit fails the role stops answering (`failed`), and its restart reads the
-        // outbox again.
-        self.commit_then(inner, batch, move |bank, inner| {
-            let sends = std::mem::take(&mut planned.sends);
-            bank.apply_reply(inner, (batch_no, seq), pending, checked, planned);
-            let me = bank.role();
-            for planned in sends {
-                let envelope = inner.outbound.sent(planned, &me, now_ms);
-                let _ = bank.transport.send(envelope);
-            }
-        });
+        let mut planned = planned;
+        let sends = std::mem::take(&mut planned.sends);
+        self.apply_reply(inner, (reply.batch, seq), pending, checked, planned);
+        let me = self.role();
+        for planned in sends {
+            let envelope = inner.outbound.sent(planned, &me, now_ms);
+            let _ = self.transport.send(envelope);
+        }
     }
 
     /// The reply belongs to this batch and its certificate and proofs hold; `None` when it

@@ -158,17 +158,6 @@ pub(crate) struct Pending {
     pub(crate) sent_at_ms: u64,
 }
 
-/// What runs once a commit is durable: answers, sends, acknowledgements, the memory of what
-/// the commit wrote.
-pub(crate) type AfterCommit = Box<dyn FnOnce(&crate::BankService, &mut Inner) + Send>;
-
-/// The envelopes of one drain of the inbox: one commit for all.
-#[derive(Default)]
-pub(crate) struct Drain {
-    pub(crate) batch: WriteBatch,
-    pub(crate) after: Vec<AfterCommit>,
-}
-
 /// The role's state in memory, behind its one lock.
 pub(crate) struct Inner {
     pub(crate) node: NodeState,
@@ -184,9 +173,6 @@ pub(crate) struct Inner {
     pub(crate) outbound: dtenge_delivery::Outbound,
     /// Deletions of acknowledged deliveries' rows, written with the next commit.
     pub(crate) acked: WriteBatch,
-    /// While the inbox's envelopes are taken together ([`crate::BankService::handle_all`]):
-    /// their writes, committed once, and what each does after that commit, in order.
-    pub(crate) drain: Option<Drain>,
     pub(crate) inbound: dtenge_delivery::Inbound,
     /// Accounts waiting for the directory's answer, by address (not stored: a claim is asked
     /// again after a restart).
@@ -262,7 +248,6 @@ impl Inner {
             fiat_reserved,
             outbound: dtenge_delivery::Outbound::load(store)?,
             acked: WriteBatch::new(),
-            drain: None,
             inbound: dtenge_delivery::Inbound::load(store)?,
             claims: BTreeMap::new(),
             redeems,

@@ -789,7 +789,10 @@ impl Sim {
     fn run_for(&mut self, ms: u64) {
         let end_ms = self.now_ms + ms;
         loop {
-            self.deliver_due();
+            while let Some(envelope) = self.net.pop_due(self.now_ms) {
+                self.dispatch(envelope);
+                self.reap_crashed();
+            }
             self.restart_due();
             self.resolve_answers();
             self.resolve_redemptions();
@@ -803,36 +806,6 @@ impl Sim {
             self.net.set_now(self.now_ms);
             self.tick();
             self.reap_crashed();
-        }
-    }
-
-    /// Hand every envelope due now to its role. A bank takes those waiting for it together,
-    /// as its inbox thread does ([`BankService::handle_all`]: one commit for them).
-    fn deliver_due(&mut self) {
-        for _ in 0..STEPS_MAX {
-            let mut for_banks: BTreeMap<String, Vec<Envelope>> = BTreeMap::new();
-            let mut any = false;
-            while let Some(envelope) = self.net.pop_due(self.now_ms) {
-                any = true;
-                match &envelope.to {
-                    RoleId::Bank(id) => for_banks.entry(id.clone()).or_default().push(envelope),
-                    _ => {
-                        self.dispatch(envelope);
-                        self.reap_crashed();
-                    }
-                }
-            }
-            for (id, envelopes) in for_banks {
-                for chunk in envelopes.chunks(dtenge_bank::HANDLE_ENVELOPES_MAX) {
-                    if let Some(bank) = self.banks.get(id.as_str()) {
-                        bank.handle_all(chunk.to_vec(), self.now_ms);
-                    }
-                    self.reap_crashed();
-                }
-            }
-            if !any {
-                return;
-            }
         }
     }
 
