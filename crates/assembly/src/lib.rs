@@ -152,6 +152,10 @@ impl dtenge_bank::Directory for SharedDirectory {
     fn bank_of(&self, address: &Address) -> Result<Option<String>> {
         Ok(self.0.read(|d| d.by_address(address).map(|listing| listing.bank.clone())))
     }
+
+    fn address_of_phone(&self, phone: &str, bank: Option<&str>) -> Result<Option<Address>> {
+        Ok(self.0.read(|d| d.by_phone(phone, bank).map(|listing| listing.address)))
+    }
 }
 
 /// A bank as its clients reach it: a submission wakes the bank's flusher.

@@ -24,7 +24,7 @@ fn account(bank: &str, n: u32, key: &SecretKey) -> Account {
         node_id: bank.into(),
         kind: ClientKind::Individual,
         name: format!("Client {n}"),
-        phone: None,
+        phone: Some(format!("+7701000{n:04}")),
         address: key.address(),
         opened_at_unix_ms: 0,
     }
@@ -107,14 +107,27 @@ fn roles_pay_each_other_reconcile_and_survive_a_restart() {
         assert_eq!(balance(&assembly, "sapa", "900101300003"), tiyn(180_00));
         assert_eq!(balance(&assembly, "sapa", OWN_ACCOUNT), tiyn(270_00));
 
+        // Carol pays Bob by his phone number; an unknown and a malformed number are refused.
+        let by_phone = |phone: &str| Request::PayPhone {
+            client_id: "900101300003".into(),
+            phone: phone.into(),
+            bank: None,
+            amount: tiyn(10_00),
+        };
+        sapa.submit(by_phone("+77010000002"), None).recv_timeout(WAIT).unwrap().unwrap();
+        let unknown = sapa.submit(by_phone("+77019999999"), None).recv_timeout(WAIT).unwrap();
+        assert_eq!(unknown.unwrap_err().code, ErrorCode::UnknownAccount);
+        let malformed = sapa.submit(by_phone("12"), None).recv_timeout(WAIT).unwrap();
+        assert_eq!(malformed.unwrap_err().code, ErrorCode::MalformedInput);
+
         // Steppe redeems part of its own DT at the NBK.
         steppe.service().redeem(tiyn(100_00), None, assembly.now_ms()).recv_timeout(WAIT).unwrap().unwrap();
         assert_eq!(balance(&assembly, "steppe", OWN_ACCOUNT), tiyn(600_00));
 
         assembly.settle(WAIT).unwrap();
         assert_eq!(balance(&assembly, "steppe", "900101300001"), tiyn(230_00));
-        assert_eq!(balance(&assembly, "tulpar", "900101300002"), tiyn(120_00));
-        assert_eq!(balance(&assembly, "sapa", "900101300003"), tiyn(180_00));
+        assert_eq!(balance(&assembly, "tulpar", "900101300002"), tiyn(130_00));
+        assert_eq!(balance(&assembly, "sapa", "900101300003"), tiyn(170_00));
         assert_eq!(assembly.central().dt_liability(), tiyn(1_400_00));
         assert_eq!(assembly.reconcile(), Vec::<String>::new());
         let monitoring = assembly.monitoring();
@@ -124,7 +137,7 @@ fn roles_pay_each_other_reconcile_and_survive_a_restart() {
     }
     // Every role reopens from its own store.
     let assembly = start(dir.path());
-    assert_eq!(balance(&assembly, "tulpar", "900101300002"), tiyn(120_00));
+    assert_eq!(balance(&assembly, "tulpar", "900101300002"), tiyn(130_00));
     assert_eq!(balance(&assembly, "steppe", "900101300001"), tiyn(230_00));
     assert_eq!(assembly.reconcile(), Vec::<String>::new());
 }

@@ -98,6 +98,13 @@ pub trait Directory: Send + Sync {
     /// no bank does. An error when the directory cannot be asked now: the payment is refused
     /// with it and may be sent again (it is not an unknown payee).
     fn bank_of(&self, address: &Address) -> Result<Option<String>>;
+
+    /// The address of the account registered to `phone` (`+7XXXXXXXXXX`): at `bank` when it
+    /// is named, else the first listed; `Ok(None)` when none is. A directory that lists no
+    /// phones (a test's) keeps this answer.
+    fn address_of_phone(&self, _phone: &str, _bank: Option<&str>) -> Result<Option<Address>> {
+        Ok(None)
+    }
 }
 
 /// A transaction committed at the notary and applied by its payer's bank.
@@ -143,6 +150,10 @@ pub enum Request {
     /// Pay `payees` from the client's account, the bank building and signing the transaction
     /// with the client's custodial key.
     Pay { client_id: String, payees: Vec<(Address, Amount)> },
+    /// Pay `amount` from the client's account to the account registered to `phone` (SPEC
+    /// sub-scenario 8), at `bank` when the payer names one (a person may register one phone
+    /// at several banks), found in the directory when the payment is taken.
+    PayPhone { client_id: String, phone: String, bank: Option<String>, amount: Amount },
     /// Convert between the client's bank money and DT (SPEC sub-scenarios 4, 5, 11, 12): DT
     /// moves between the client and the bank's own account, and the client's bank-money
     /// balance moves the other way in the same commit, when the notary has certified it.

@@ -121,7 +121,7 @@ impl BankService {
                     let witnesses = items.into_iter().take(tx.witnesses.len()).collect();
                     Ok((Some(ids), witnesses))
                 }
-                Request::Pay { .. } | Request::Convert { .. } => Ok((None, Vec::new())),
+                Request::Pay { .. } | Request::PayPhone { .. } | Request::Convert { .. } => Ok((None, Vec::new())),
             })
             .collect();
         verify_all(&mut verdicts, |(_, items): &(Option<TxIds>, Vec<SignatureItem>)| items.as_slice(), &self.key_cache);
@@ -150,6 +150,10 @@ impl BankService {
                 self.admit_signed(inner, tx, ids, idem, answer)?
             }
             Request::Pay { client_id, payees } => Some(self.admit_payment(inner, &client_id, &payees, idem, answer)?),
+            Request::PayPhone { client_id, phone, bank, amount } => {
+                let to = self.payee_of_phone(&phone, bank.as_deref())?;
+                Some(self.admit_payment(inner, &client_id, &[(to, amount)], idem, answer)?)
+            }
             Request::Convert { client_id, direction, amount } => {
                 let (tx, fiat) = self.prepare_conversion(inner, &client_id, direction, amount)?;
                 let ids = TxIds::of(&tx)?;
@@ -233,6 +237,15 @@ impl BankService {
         let tx = inner.node.prepare_payment(client_id, payees, issuer, 0)?;
         let ids = TxIds::of(&tx)?;
         Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None })
+    }
+
+    /// The account a phone transfer pays: the directory's answer, found now.
+    fn payee_of_phone(&self, phone: &str, bank: Option<&str>) -> Result<Address> {
+        let phone = dtenge_node::ids::normalize_phone(phone)?;
+        self.directory.address_of_phone(&phone, bank)?.ok_or_else(|| {
+            let at = bank.map(|b| format!(" at '{b}'")).unwrap_or_default();
+            Error::new(ErrorCode::UnknownAccount, format!("no digital account is registered to {phone}{at}"))
+        })
     }
 
     /// The other banks holding the accounts `owners` names (the change and this bank's own
