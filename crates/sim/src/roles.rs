@@ -37,7 +37,7 @@
 //! The operator also blocks and unblocks banks at random: central delivers each decision to
 //! the notary and every bank; what was certified before a block still completes.
 
-use dtenge_bank::{BankService, Genesis, IdemKey, Request};
+use dtenge_bank::{BankService, Conversion, Genesis, IdemKey, Request};
 use dtenge_central::{BankKeys, CentralService, EntryKind, Totals};
 use dtenge_core::anchors::Anchors;
 use dtenge_core::crypto::{hash_parts, Address, Hash32, SecretKey};
@@ -63,6 +63,8 @@ const STEPS_MAX: u32 = 100_000;
 /// How long the run goes on delivering after the last request, at most.
 const DRAIN_MS_MAX: u64 = 600_000;
 const TICK_MS: u64 = 50;
+/// Bank money each custodial client starts with.
+const DEPOSIT_TIYN: u64 = 50_000_00;
 
 /// What one run does.
 #[derive(Clone, Debug)]
@@ -223,6 +225,9 @@ struct Sim {
     /// Keys of the redemptions asked for so far: each new one gets the next.
     redemptions_asked: u64,
     acknowledged: Vec<TxId>,
+    /// Each custodial client's bank money as its answers say: deposited at the start, moved
+    /// by every conversion answered as committed.
+    fiat_expected: BTreeMap<String, u64>,
     /// Redemptions a bank answered as done.
     redeemed: Vec<TxId>,
     events: Vec<SimEvent>,
@@ -299,6 +304,7 @@ impl Sim {
             redemptions_waiting: Vec::new(),
             redemptions_asked: 0,
             acknowledged: Vec::new(),
+            fiat_expected: BTreeMap::new(),
             redeemed: Vec::new(),
             events: Vec::new(),
             holds_waiting: Vec::new(),
@@ -401,6 +407,7 @@ impl Sim {
 impl Sim {
     fn run(&mut self) -> Result<(), String> {
         self.open_accounts()?;
+        self.deposit_bank_money()?;
         self.fund_banks();
         self.run_for(5_000);
         let mut sent = 0;
@@ -472,6 +479,18 @@ impl Sim {
                 Ok(Err(e)) => return Err(format!("client {n}'s account was refused: {e}")),
                 Err(_) => return Err(format!("client {n}'s account was not opened within 10 s")),
             }
+        }
+        Ok(())
+    }
+
+    /// Every custodial client gets bank money to convert (before any role crashes, so each
+    /// deposit is known to be durable).
+    fn deposit_bank_money(&mut self) -> Result<(), String> {
+        for client in self.clients.iter().filter(|c| c.custodial) {
+            let bank = self.banks.get(client.bank).ok_or("a bank is down at the start")?;
+            let amount = Amount::from_tiyn(DEPOSIT_TIYN).expect("fits");
+            bank.deposit_fiat(&client.id, amount).map_err(|e| format!("deposit: {e}"))?;
+            self.fiat_expected.insert(client.id.clone(), DEPOSIT_TIYN);
         }
         Ok(())
     }
@@ -687,6 +706,14 @@ impl Sim {
             return;
         }
         let client = self.clients[from].clone();
+        if client.custodial && self.rng.gen_bool(0.2) {
+            // Bank money to DT or back, some beyond what the client holds.
+            let direction = if self.rng.gen_bool(0.5) { Conversion::ToDt } else { Conversion::FromDt };
+            let amount = Amount::from_tiyn(self.rng.gen_range(1_00..30_000_00)).expect("fits");
+            let request = Request::Convert { client_id: client.id.clone(), direction, amount };
+            self.submit(format!("{} converts {amount} {direction:?}", client.id), client.bank, request, true);
+            return;
+        }
         if client.custodial {
             let amount = Amount::from_tiyn(self.rng.gen_range(1_00..5_000_00)).expect("fits");
             let request = Request::Pay { client_id: client.id.clone(), payees: vec![(to, amount)] };
@@ -884,8 +911,24 @@ impl Sim {
             match w.answer.try_recv() {
                 Ok(Ok(committed)) => {
                     self.trace(format!("{}: committed {} (certificate {})", w.what, committed.tx_id, committed.seq));
+                    if let Request::Convert { client_id, direction, amount } = &w.request {
+                        let fiat = self.fiat_expected.entry(client_id.clone()).or_insert(0);
+                        *fiat = match direction {
+                            Conversion::ToDt => {
+                                fiat.checked_sub(amount.tiyn()).expect("a committed conversion was covered")
+                            }
+                            Conversion::FromDt => *fiat + amount.tiyn(),
+                        };
+                    }
                     self.acknowledged.push(committed.tx_id);
                     self.report.payments_committed += 1;
+                }
+                // The bank's store failed: the request may be on its disk or not, so the client
+                // asks again (the same key, or the same transaction) once the bank is back.
+                Ok(Err(e)) if e.code == dtenge_core::ErrorCode::StorageFailure => {
+                    self.trace(format!("{}: {} (outcome unknown)", w.what, e.code));
+                    let (_, dead) = crossbeam_channel::bounded(1);
+                    self.waiting.push(Waiting { answer: dead, ..w });
                 }
                 Ok(Err(e)) => {
                     self.trace(format!("{}: refused {}", w.what, e.code));
@@ -1055,7 +1098,23 @@ impl Sim {
         if let Some(lost) = self.acknowledged.iter().find(|tx| !notary.notary().is_committed(tx)) {
             return Err(format!("transaction {lost} was acknowledged but is not committed"));
         }
+        self.check_bank_money()?;
         self.check_holds(notary)
+    }
+
+    /// Each custodial client's bank money is what its deposit and its committed conversions
+    /// say: a conversion's bank-money move applied once, with its payment, never with a
+    /// refused one.
+    fn check_bank_money(&self) -> Result<(), String> {
+        for client in self.clients.iter().filter(|c| c.custodial) {
+            let bank = self.banks.get(client.bank).ok_or("a bank is down at the end")?;
+            let held = bank.read(|n| n.balance(&client.id).map(|b| b.fiat_tiyn.tiyn())).map_err(|e| e.to_string())?;
+            let expected = self.fiat_expected.get(&client.id).copied().unwrap_or(0);
+            if held != expected {
+                return Err(format!("{} holds {held} tiyn of bank money, its answers say {expected}", client.id));
+            }
+        }
+        Ok(())
     }
 
     /// Each bank's correspondent account = credited - issued to it + redeemed by it; no entry
