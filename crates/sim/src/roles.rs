@@ -9,7 +9,10 @@
 //! answer; some ask for more than they hold). A provider registers holding events at the
 //! oracle, custodial clients hold their amounts (with idempotency keys, asked again when the
 //! bank died with the answer), and the provider confirms, partly pays or rejects them; the
-//! oracle orders the releases. Everything comes from one seed:
+//! oracle orders the releases. Custodial clients get bank money at the start and convert it
+//! to DT and back. A request answered `STORAGE_FAILURE` (its outcome unknown: the bank's
+//! write may have reached the disk) is asked again, as a client must. Everything comes from
+//! one seed:
 //! `dtenge sim --roles --seed N --trace` replays a run exactly.
 //!
 //! What is checked when traffic stops and every message has arrived:
@@ -24,6 +27,8 @@
 //!   token spent twice, none lost, none applied twice);
 //! - no acknowledged payment is lost: every transaction a client was told committed is
 //!   committed at the notary;
+//! - each custodial client's bank money is its deposit moved by exactly its conversions
+//!   answered as committed;
 //! - of the double spends the clients try, none commits twice (the set equality above);
 //! - no reservation is left behind, and nothing is left in an outbox, undelivered, or
 //!   waiting for central's answer to a redemption;
