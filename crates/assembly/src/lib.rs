@@ -153,8 +153,14 @@ impl dtenge_bank::Directory for SharedDirectory {
         Ok(self.0.read(|d| d.by_address(address).map(|listing| listing.bank.clone())))
     }
 
-    fn address_of_phone(&self, phone: &str, bank: Option<&str>) -> Result<Option<Address>> {
-        Ok(self.0.read(|d| d.by_phone(phone, bank).map(|listing| listing.address)))
+    fn find(&self, who: dtenge_bank::Who<'_>, bank: Option<&str>) -> Result<Option<dtenge_bank::Found>> {
+        Ok(self.0.read(|d| {
+            let listing = match who {
+                dtenge_bank::Who::Phone(phone) => d.by_phone(phone, bank),
+                dtenge_bank::Who::Client(client) => d.by_client(client, bank),
+            };
+            listing.map(|l| dtenge_bank::Found { address: l.address, bank: l.bank.clone(), kind: l.kind })
+        }))
     }
 }
 
@@ -190,6 +196,18 @@ impl BankHandle {
     ) {
         self.service.submit_tagged(request, idem, tag, to);
         self.wake();
+    }
+
+    /// A registry distribution ([`BankService::distribute`]).
+    pub fn distribute(
+        &self,
+        payer: &str,
+        lines: &[dtenge_bank::RegistryLine],
+        idem: Option<IdemKey>,
+    ) -> Result<dtenge_bank::Registry> {
+        let registry = self.service.distribute(payer, lines, idem);
+        self.wake();
+        registry
     }
 
     fn wake(&self) {

@@ -3,7 +3,7 @@
 //! custodial; then the checks across roles hold, and everything survives a restart.
 
 use dtenge_assembly::{Assembly, Config};
-use dtenge_bank::{Conversion, IdemKey, Request};
+use dtenge_bank::{Conversion, IdemKey, RegistryLine, Request};
 use dtenge_core::crypto::{Hash32, SecretKey};
 use dtenge_core::token::Output;
 use dtenge_core::tx::{Command, Transaction, TxBody};
@@ -120,13 +120,58 @@ fn roles_pay_each_other_reconcile_and_survive_a_restart() {
         let malformed = sapa.submit(by_phone("12"), None).recv_timeout(WAIT).unwrap();
         assert_eq!(malformed.unwrap_err().code, ErrorCode::MalformedInput);
 
+        // A company at Steppe pays a registry: Alice by phone, Bob by client id at his bank;
+        // an unknown phone, a line to a company and a zero amount are reported, not paid.
+        let company = SecretKey::from_seed([4; 32]);
+        let mut firm = account("steppe", 4, &company);
+        firm.kind = ClientKind::LegalEntity;
+        firm.client_id = "100140000004".into();
+        assembly.migrate_accounts("steppe", vec![(firm, Some(company.clone()))]).unwrap();
+        steppe
+            .submit(
+                Request::Pay { client_id: OWN_ACCOUNT.into(), payees: vec![(company.address(), tiyn(100_00))] },
+                None,
+            )
+            .recv_timeout(WAIT)
+            .unwrap()
+            .unwrap();
+        let line = |phone: Option<&str>, client: Option<&str>, bank: Option<&str>, amount| RegistryLine {
+            phone: phone.map(str::to_string),
+            client_id: client.map(str::to_string),
+            bank: bank.map(str::to_string),
+            amount: tiyn(amount),
+        };
+        let lines = [
+            line(Some("+77010000001"), None, None, 5_00),
+            line(None, Some("900101300002"), Some("tulpar"), 7_00),
+            line(Some("+77019999999"), None, None, 1_00),
+            line(None, Some("100140000004"), None, 1_00),
+            line(Some("+77010000002"), None, None, 0),
+        ];
+        let registry = steppe.distribute("100140000004", &lines, None).unwrap();
+        let codes: Vec<Option<ErrorCode>> = registry.lines.iter().map(|l| l.as_ref().err().map(|e| e.code)).collect();
+        assert_eq!(
+            codes,
+            vec![
+                None,
+                None,
+                Some(ErrorCode::UnknownAccount),
+                Some(ErrorCode::Forbidden),
+                Some(ErrorCode::MalformedInput)
+            ]
+        );
+        registry.answer.unwrap().recv_timeout(WAIT).unwrap().unwrap();
+        // An individual cannot pay a registry.
+        assert_eq!(steppe.distribute("900101300001", &lines, None).err().unwrap().code, ErrorCode::Forbidden);
+
         // Steppe redeems part of its own DT at the NBK.
         steppe.service().redeem(tiyn(100_00), None, assembly.now_ms()).recv_timeout(WAIT).unwrap().unwrap();
-        assert_eq!(balance(&assembly, "steppe", OWN_ACCOUNT), tiyn(600_00));
+        assert_eq!(balance(&assembly, "steppe", OWN_ACCOUNT), tiyn(500_00));
 
         assembly.settle(WAIT).unwrap();
-        assert_eq!(balance(&assembly, "steppe", "900101300001"), tiyn(230_00));
-        assert_eq!(balance(&assembly, "tulpar", "900101300002"), tiyn(130_00));
+        assert_eq!(balance(&assembly, "steppe", "900101300001"), tiyn(235_00));
+        assert_eq!(balance(&assembly, "tulpar", "900101300002"), tiyn(137_00));
+        assert_eq!(balance(&assembly, "steppe", "100140000004"), tiyn(88_00));
         assert_eq!(balance(&assembly, "sapa", "900101300003"), tiyn(170_00));
         assert_eq!(assembly.central().dt_liability(), tiyn(1_400_00));
         assert_eq!(assembly.reconcile(), Vec::<String>::new());
@@ -137,8 +182,8 @@ fn roles_pay_each_other_reconcile_and_survive_a_restart() {
     }
     // Every role reopens from its own store.
     let assembly = start(dir.path());
-    assert_eq!(balance(&assembly, "tulpar", "900101300002"), tiyn(130_00));
-    assert_eq!(balance(&assembly, "steppe", "900101300001"), tiyn(230_00));
+    assert_eq!(balance(&assembly, "tulpar", "900101300002"), tiyn(137_00));
+    assert_eq!(balance(&assembly, "steppe", "900101300001"), tiyn(235_00));
     assert_eq!(assembly.reconcile(), Vec::<String>::new());
 }
 

@@ -50,6 +50,7 @@ mod conversion;
 mod deliver;
 mod hold;
 mod redeem;
+mod registry;
 mod reply;
 mod state;
 mod submit;
@@ -58,6 +59,7 @@ mod verify;
 pub use claims::{claim_of, Opening, CLAIMS_IN_FLIGHT_MAX};
 pub use hold::{HOLDS_IN_FLIGHT_MAX, HOLD_BATCH_BIT, HOLD_TABLE};
 pub use redeem::{REDEEM_TABLE, REDEMPTIONS_IN_FLIGHT_MAX};
+pub use registry::{Registry, RegistryLine, REGISTRY_LINES_MAX};
 pub use state::{tables, BANK_META_TABLE, IDEM_TABLE, OUTBOX_TABLE, RECENT_COMMITTED_MAX};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -99,12 +101,27 @@ pub trait Directory: Send + Sync {
     /// with it and may be sent again (it is not an unknown payee).
     fn bank_of(&self, address: &Address) -> Result<Option<String>>;
 
-    /// The address of the account registered to `phone` (`+7XXXXXXXXXX`): at `bank` when it
-    /// is named, else the first listed; `Ok(None)` when none is. A directory that lists no
-    /// phones (a test's) keeps this answer.
-    fn address_of_phone(&self, _phone: &str, _bank: Option<&str>) -> Result<Option<Address>> {
+    /// The account registered to a phone (`+7XXXXXXXXXX`) or held by a client (IIN/BIN): at
+    /// `bank` when it is named, else the first listed; `Ok(None)` when none is. A directory
+    /// that lists no phones or clients (a test's) keeps this answer.
+    fn find(&self, _who: Who<'_>, _bank: Option<&str>) -> Result<Option<Found>> {
         Ok(None)
     }
+}
+
+/// Whom a payer names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Who<'a> {
+    Phone(&'a str),
+    Client(&'a str),
+}
+
+/// An account the directory lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub address: Address,
+    pub bank: String,
+    pub kind: dtenge_wire::AccountKind,
 }
 
 /// A transaction committed at the notary and applied by its payer's bank.

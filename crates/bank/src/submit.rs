@@ -242,9 +242,18 @@ impl BankService {
     /// The account a phone transfer pays: the directory's answer, found now.
     fn payee_of_phone(&self, phone: &str, bank: Option<&str>) -> Result<Address> {
         let phone = dtenge_node::ids::normalize_phone(phone)?;
-        self.directory.address_of_phone(&phone, bank)?.ok_or_else(|| {
+        Ok(self.find(crate::Who::Phone(&phone), bank)?.address)
+    }
+
+    /// The account the directory lists for `who`; `UNKNOWN_ACCOUNT` when none.
+    pub(crate) fn find(&self, who: crate::Who<'_>, bank: Option<&str>) -> Result<crate::Found> {
+        self.directory.find(who, bank)?.ok_or_else(|| {
             let at = bank.map(|b| format!(" at '{b}'")).unwrap_or_default();
-            Error::new(ErrorCode::UnknownAccount, format!("no digital account is registered to {phone}{at}"))
+            let whom = match who {
+                crate::Who::Phone(phone) => format!("registered to {phone}"),
+                crate::Who::Client(client) => format!("of client {client}"),
+            };
+            Error::new(ErrorCode::UnknownAccount, format!("no digital account is {whom}{at}"))
         })
     }
 
