@@ -98,6 +98,10 @@ impl Net {
         for role in ["notary", "central", "steppe", "oracle"] {
             n.restart(role);
         }
+        // The clock starts at the Unix epoch, New Year's Day in Astana: the operator opens it
+        // for the emission that funds the bank.
+        let new_year = dtenge_core::calendar::Date::new(1970, 1, 1).unwrap();
+        n.central.as_ref().unwrap().set_day(new_year, true, n.now_ms).unwrap();
         n.open_clients();
         n.fund();
         n

@@ -26,12 +26,20 @@
 //! (`dt_liability → corr:<bank>`), the registry entry, the transaction's decision and the
 //! numbered delivery of the certified transaction back to the bank.
 //!
+//! **The operational calendar** (see [`calendar`]): central takes emissions and redemptions on
+//! the NBK's operational days only (`NonWorkingDay` otherwise); the operator's overrides of
+//! single days are kept in central's store ([`CentralService::set_day`]). Time is the
+//! caller's `now_ms`.
+//!
 //! One lock guards the role's state from a step's plan to its apply, as in the bank role.
 
 #![forbid(unsafe_code)]
 
+pub mod calendar;
 pub mod redeem;
 mod registry;
+
+pub use calendar::DayView;
 
 pub use redeem::{REDEEM_OUTBOX_TABLE, REDEMPTIONS_IN_FLIGHT_MAX, REDEMPTIONS_TABLE};
 pub use registry::{Emission, EntryKind, RegistryEntry, Totals, REGISTRY_TABLE};
@@ -55,7 +63,8 @@ use std::sync::Arc;
 pub const OUTBOX_TABLE: Table = Table("central_outbox");
 /// Idempotency keys of emissions: fingerprint and the registry entry's number, once committed.
 pub const IDEM_TABLE: Table = Table("central_idempotency");
-/// The next batch number, and `blocked:<bank>` -> the reason of the operator's block.
+/// The next batch number, `blocked:<bank>` -> the reason of the operator's block, and
+/// `calendar:<date>` -> the operator's override of a day (see [`CentralService::set_day`]).
 pub const META_TABLE: Table = Table("central_meta");
 const NEXT_BATCH_KEY: &[u8] = b"next_batch";
 const BLOCKED_PREFIX: &[u8] = b"blocked:";
@@ -121,6 +130,8 @@ struct Inner {
     registry: Vec<RegistryEntry>,
     /// Bank -> why the operator blocked it.
     blocked: BTreeMap<String, String>,
+    /// The operational calendar with the operator's overrides.
+    calendar: dtenge_core::calendar::Calendar,
     outbound: dtenge_delivery::Outbound,
     /// Set when a durable commit failed: the role answers nothing until it is reopened.
     failed: bool,
@@ -197,6 +208,7 @@ impl CentralService {
             redeem_outbox: BTreeMap::new(),
             registry: registry::load(&store)?,
             blocked: BTreeMap::new(),
+            calendar: calendar::load(&store)?,
             outbound: dtenge_delivery::Outbound::load(&store)?,
             failed: false,
         };
@@ -312,7 +324,8 @@ impl CentralService {
     }
 
     /// Issue `amount` of DT to `bank`'s own account against its correspondent account. The
-    /// answer comes once the ABS posting and the registry entry are durable.
+    /// answer comes once the ABS posting and the registry entry are durable. Taken on an
+    /// operational day only (`NonWorkingDay` otherwise, nothing changed).
     pub fn emit(&self, bank: &str, amount: Amount, idem: Option<IdemKey>, now_ms: u64) -> Answer {
         let (answer, receiver) = crossbeam_channel::bounded(1);
         let mut inner = self.inner.lock();
@@ -359,6 +372,8 @@ impl CentralService {
                 format!("'{bank}' is blocked by the NBK operator: {reason}"),
             ));
         }
+        // After the idempotency key: an emission answered already is answered on any day.
+        inner.ensure_operational_day(now_ms)?;
         let batch_no = inner.next_batch;
         let mut tx = Transaction::new(TxBody {
             command: Command::Issue,

@@ -8,8 +8,9 @@
 //!    redeem: a `Redeem` of that bank's own account only, attested by that bank's node key
 //!    alone, valid in every stateless rule (structure, conservation: inputs > outputs,
 //!    standard DT only) with every signature verified, the NBK's attestation added;
-//! 2. refuses for good (the refusal written before it is sent, see below) a blocked bank, and
-//!    a redemption the ABS could not post or central cannot take now;
+//! 2. refuses for good (the refusal written before it is sent, see below) a blocked bank, a
+//!    request on a day that is not operational (`NonWorkingDay`), and a redemption the ABS
+//!    could not post or central cannot take now;
 //! 3. writes it to its outbox (durably) and notarizes it as the notary's `Central` sender;
 //! 4. on the certificate, **one commit** holds the ABS posting `dt_liability → corr:<bank>`,
 //!    the registry entry (a [`EntryKind::Redemption`]), the transaction's decision
@@ -24,6 +25,12 @@
 //! of the request that the network delivers late, after the block is lifted, cannot redeem what
 //! the bank released when it was refused. Refusals that depend only on the request's bytes (not
 //! a valid redemption of that bank) are not written: the same bytes are refused again.
+//!
+//! **The calendar's refusal is final too**, although the day changes: the bank treats every
+//! [`RedeemRefused`](dtenge_wire::RedeemRefused) as the end of that transaction (it drops it,
+//! releases its inputs and answers its caller "refused"), so a copy of the request delivered
+//! late, after midnight into a working day, must not redeem it. The bank asks again on the
+//! next working day with a new transaction (a new id), which central takes like any other.
 //!
 //! **Crashes**: a crash before the outbox commit loses nothing (the bank sends again); after it,
 //! the restart reads the outbox and notarizes again, and the notary answers by the transaction's
@@ -207,7 +214,7 @@ impl CentralService {
             return Ok(Taken::Nothing);
         }
         let amount = self.check_redemption(keys, &mut tx)?;
-        if let Err(refused) = self.check_room(inner, bank, amount) {
+        if let Err(refused) = self.check_room(inner, bank, amount, now_ms) {
             return Err(self.refuse_for_good(inner, &ids.tx_id, None, refused)?);
         }
         let pending = RedeemPending { bank: bank.to_string(), amount, tx };
@@ -251,17 +258,23 @@ impl CentralService {
         Ok(validated.redeemed)
     }
 
-    /// Central can take the redemption now: the bank is not blocked, the outbox has room, and
+    /// Central can take the redemption now: the bank is not blocked, `now_ms` falls on an
+    /// operational day, the outbox has room, and
     /// the ABS can post it together with every redemption in flight (the DT liability covers
     /// them, the correspondent account stays within its bound), so that its posting, planned
     /// on the certificate, cannot fail.
-    fn check_room(&self, inner: &Inner, bank: &str, amount: Amount) -> Result<()> {
+    fn check_room(&self, inner: &Inner, bank: &str, amount: Amount, now_ms: u64) -> Result<()> {
         if let Some(reason) = inner.blocked.get(bank) {
             return Err(Error::new(
                 ErrorCode::BankBlocked,
                 format!("'{bank}' is blocked by the NBK operator: {reason}"),
             ));
         }
+        // Why final (written by the caller like the other refusals here), although tomorrow
+        // may be a working day: the bank releases the inputs of any refused redemption and
+        // answers its caller, so a late copy of this request must get the same answer, not a
+        // redemption nobody is waiting for. The bank asks again with a new transaction.
+        inner.ensure_operational_day(now_ms)?;
         if inner.redeem_outbox.len() >= REDEMPTIONS_IN_FLIGHT_MAX {
             return Err(Error::new(ErrorCode::LimitExceeded, "too many redemptions in flight; redeem again later"));
         }

@@ -69,12 +69,24 @@ pub const NOTARY: u8 = 3;
 pub const STEPPE: u8 = 30;
 pub const STEPPE_OWN: u8 = 31;
 
+/// Noon in Astana (UTC+5) on a date `YYYY-MM-DD`, in Unix milliseconds.
+pub fn astana_noon_ms(date: &str) -> u64 {
+    let date: dtenge_core::calendar::Date = date.parse().unwrap();
+    (date.days() as u64 * 86_400 + 7 * 3600) * 1000
+}
+
+/// Where the cluster's clock starts: Wednesday 2026-12-02, noon in Astana, an operational day
+/// (the Unix epoch, 1970-01-01, is New Year's Day: emission and redemption do not run).
+pub fn start_ms() -> u64 {
+    astana_noon_ms("2026-12-02")
+}
+
 impl Cluster {
     pub fn new(lose_every: u64) -> Cluster {
         let disks = ["notary", "central", "steppe"].into_iter().map(|n| (n, SimDisk::new())).collect();
         let mut c = Cluster {
             net: Arc::new(SimNetwork::new(Rotating { n: 0, lose_every })),
-            now_ms: 0,
+            now_ms: start_ms(),
             disks,
             notary: None,
             central: None,
@@ -82,6 +94,7 @@ impl Cluster {
             seen: Mutex::new(Vec::new()),
             credited_tiyn: 0,
         };
+        c.net.set_now(c.now_ms);
         c.restart("notary");
         c.restart("central");
         c.restart("steppe");
@@ -127,7 +140,7 @@ impl Cluster {
                     meta: NodeMeta { id: "steppe".into(), kind: NodeKind::Bank, name: "Steppe Bank".into() },
                     node_key: key(STEPPE),
                     own_key: key(STEPPE_OWN),
-                    now_ms: 0,
+                    now_ms: start_ms(),
                 };
                 let bank = BankService::open(store, genesis, Cluster::anchors(), net, Arc::new(NoPayees)).unwrap();
                 self.bank = Some(bank);
@@ -199,6 +212,16 @@ impl Cluster {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The clock moved forward to noon (Astana) of `date`, with a tick of every role there.
+    pub fn go_to(&mut self, date: &str) {
+        let at_ms = astana_noon_ms(date);
+        assert!(at_ms >= self.now_ms, "the clock goes forward only");
+        self.now_ms = at_ms;
+        self.net.set_now(self.now_ms);
+        self.central().tick(self.now_ms);
+        self.bank().tick(self.now_ms);
     }
 
     pub fn run(&mut self, ms_max: u64) {
