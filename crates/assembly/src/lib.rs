@@ -460,11 +460,14 @@ impl Assembly {
     }
 
     /// Money arrives on `bank`'s correspondent account and central issues `amount` of DT to
-    /// the bank's own account against it; returns once the bank holds it.
+    /// the bank's own account against it; returns once the bank holds it. On an operational
+    /// day only (the assembly's clock, Astana time): `NonWorkingDay` otherwise.
     pub fn fund(&self, bank: &str, amount: Amount, timeout: Duration) -> Result<()> {
         let handle =
             self.bank(bank).ok_or_else(|| Error::new(ErrorCode::UnknownAccount, format!("no bank '{bank}'")))?;
         let before = own_balance(&handle.service);
+        // Checked before the credit, so that a fund refused for the day changes nothing.
+        self.central.ensure_operational_day(self.now_ms())?;
         self.central.credit_correspondent(bank, amount, self.now_ms())?;
         let answer = self.central.emit(bank, amount, None, self.now_ms());
         answer

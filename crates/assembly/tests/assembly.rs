@@ -231,3 +231,21 @@ fn a_hold_is_released_to_a_payee_at_another_bank_and_the_oracle_reconciles_after
     assert_eq!(balance(&assembly, "steppe", "900101300004"), tiyn(200_00));
     assert_eq!(assembly.reconcile(), Vec::<String>::new());
 }
+
+/// The NBK's calendar holds in the assembly: on a Saturday `fund` is refused before anything
+/// moves; once the operator makes the day a working day, it goes through.
+#[test]
+fn fund_runs_on_operational_days_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let saturday: dtenge_core::calendar::Date = "2023-11-18".parse().unwrap();
+    // Noon in Astana (UTC+5).
+    let noon_ms = (saturday.days() as u64 * 86_400 + 7 * 3600) * 1000;
+    let assembly = Assembly::start(dir.path(), &Config::standard([7; 32]), Arc::new(move || noon_ms)).unwrap();
+    let refused = assembly.fund("steppe", tiyn(1_000_00), WAIT).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::NonWorkingDay);
+    assert_eq!(assembly.central().abs_balance("corr:steppe"), 0, "nothing credited");
+    assert_eq!(balance(&assembly, "steppe", OWN_ACCOUNT), Amount::ZERO);
+    assembly.central().set_day(saturday, true, noon_ms).unwrap();
+    assembly.fund("steppe", tiyn(1_000_00), WAIT).unwrap();
+    assert_eq!(balance(&assembly, "steppe", OWN_ACCOUNT), tiyn(1_000_00));
+}

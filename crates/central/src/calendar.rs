@@ -125,6 +125,12 @@ impl CentralService {
         self.today(now_ms).working
     }
 
+    /// `NonWorkingDay` (naming the next working day) unless conversions run at `now_ms`: for
+    /// callers that check before they change anything of their own.
+    pub fn ensure_operational_day(&self, now_ms: u64) -> Result<()> {
+        self.inner.lock().ensure_operational_day(now_ms)
+    }
+
     /// A day of the calendar and its type.
     pub fn day(&self, date: Date) -> DayView {
         view(&self.inner.lock().calendar, date)

@@ -339,7 +339,21 @@ impl Sim {
         for role in roles {
             sim.start(&role);
         }
+        sim.open_the_days();
         sim
+    }
+
+    /// The clock starts at the Unix epoch: 1970-01-01 in Astana is New Year's Day, the 2nd a
+    /// holiday too, the 3rd and 4th a weekend, and central takes emissions and redemptions on
+    /// operational days only. A run lasts minutes of simulated time; the NBK operator opens
+    /// those four days (durably, in central's store) so that conversions run throughout.
+    fn open_the_days(&mut self) {
+        let central = self.central.as_ref().expect("central opened on a fresh disk");
+        for day in 1..=4 {
+            let date = dtenge_core::calendar::Date::new(1970, 1, day).expect("a date of January 1970");
+            central.set_day(date, true, self.now_ms).expect("the operator opens a day on a fresh disk");
+        }
+        self.trace("the operator opens 1970-01-01 to 1970-01-04 for conversions".to_string());
     }
 
     fn trace(&mut self, line: String) {
