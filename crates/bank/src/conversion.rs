@@ -114,13 +114,11 @@ impl FiatAfter {
     pub(crate) fn apply(&mut self, inner: &Inner, fiat_move: &FiatMove) -> Amount {
         let before = match self.0.get(&fiat_move.client_id) {
             Some(amount) => *amount,
-            None => {
-                inner
-                    .node
-                    .balance(&fiat_move.client_id)
-                    .unwrap_or_else(|e| panic!("a converting client's account exists: {e}"))
-                    .fiat_tiyn
-            }
+            // The balance itself (`balance` would walk the account's tokens).
+            None => inner
+                .node
+                .fiat_after(&fiat_move.client_id, Amount::ZERO, Amount::ZERO)
+                .unwrap_or_else(|e| panic!("a converting client's account exists: {e}")),
         };
         // The debit was reserved at admission out of this balance, so it is there.
         let after = before
