@@ -1363,12 +1363,7 @@ impl Drop for ChildServer {
 pub fn render(report: &HttpReport) -> String {
     let ms = |us: u64| us as f64 / 1000.0;
     let mut out = String::new();
-    out.push_str(&format!(
-        "machine            {} CPUs, {}, {:.1} GiB\n",
-        report.machine.cpus,
-        report.machine.cpu_model,
-        report.machine.memory_bytes as f64 / (1u64 << 30) as f64
-    ));
+    out.push_str(&report.machine.line());
     out.push_str(&format!(
         "server             {}{}\n",
         report.api,

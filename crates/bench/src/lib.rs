@@ -219,6 +219,16 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// The report's first line: what the figures were measured on.
+    pub fn line(&self) -> String {
+        format!(
+            "machine            {} CPUs, {}, {:.1} GiB\n",
+            self.cpus,
+            self.cpu_model,
+            self.memory_bytes as f64 / (1u64 << 30) as f64
+        )
+    }
+
     pub fn here() -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
@@ -796,12 +806,7 @@ fn checkpoint_cost(network: &Network) -> Result<CheckpointCost, String> {
 pub fn render(report: &Report) -> String {
     let ms = |us: u64| us as f64 / 1000.0;
     let mut out = String::new();
-    out.push_str(&format!(
-        "machine            {} CPUs, {}, {:.1} GiB\n",
-        report.machine.cpus,
-        report.machine.cpu_model,
-        report.machine.memory_bytes as f64 / (1u64 << 30) as f64
-    ));
+    out.push_str(&report.machine.line());
     out.push_str(&format!(
         "seeded             {} accounts, {} tokens in {:.1} s; prepared {} transfers in {:.1} s\n",
         report.config.accounts, report.config.tokens, report.seed_seconds, report.submitted, report.prepare_seconds

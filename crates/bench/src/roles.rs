@@ -286,7 +286,7 @@ pub fn render(report: &RolesReport) -> String {
         report.injected_double_spends,
         report.injected_invalid_signatures
     ));
-    out.push_str(&format!("machine: {} ({} cores)\n", report.machine.cpu_model, report.machine.cpus));
+    out.push_str(&report.machine.line());
     out.push_str(&format!(
         "seed {:.1} s, prepare {:.1} s, run {:.2} s\n",
         report.seed_seconds, report.prepare_seconds, report.run_seconds
