@@ -26,7 +26,7 @@
 #![forbid(unsafe_code)]
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use dtenge_bank::{Answer, BankService, Committed, Genesis, IdemKey, Request};
+use dtenge_bank::{AccountKey, Answer, BankService, Committed, Genesis, IdemKey, Request};
 use dtenge_central::{BankKeys, CentralService};
 use dtenge_core::anchors::Anchors;
 use dtenge_core::crypto::{hash_parts, Address, SecretKey};
@@ -451,7 +451,7 @@ impl Assembly {
     /// directory in one commit, then opened at the bank in one commit. A claim that is
     /// listed already is not claimed again, so a migration that stopped between the two
     /// commits is run again as it was.
-    pub fn migrate_accounts(&self, bank: &str, accounts: Vec<(Account, Option<SecretKey>)>) -> Result<()> {
+    pub fn migrate_accounts(&self, bank: &str, accounts: Vec<(Account, AccountKey)>) -> Result<()> {
         let handle =
             self.bank(bank).ok_or_else(|| Error::new(ErrorCode::UnknownAccount, format!("no bank '{bank}'")))?;
         let claims: Vec<Claim> = accounts.iter().map(|(account, _)| dtenge_bank::claim_of(account)).collect();

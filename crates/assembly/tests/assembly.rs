@@ -3,7 +3,7 @@
 //! custodial; then the checks across roles hold, and everything survives a restart.
 
 use dtenge_assembly::{Assembly, Config};
-use dtenge_bank::{Conversion, IdemKey, RegistryLine, Request};
+use dtenge_bank::{AccountKey, Conversion, IdemKey, RegistryLine, Request};
 use dtenge_core::crypto::{Hash32, SecretKey};
 use dtenge_core::token::Output;
 use dtenge_core::tx::{Command, Transaction, TxBody};
@@ -46,12 +46,21 @@ fn roles_pay_each_other_reconcile_and_survive_a_restart() {
     let carol = SecretKey::from_seed([3; 32]);
     {
         let assembly = start(dir.path());
-        assembly.migrate_accounts("steppe", vec![(account("steppe", 1, &alice), None)]).unwrap();
-        assembly.migrate_accounts("tulpar", vec![(account("tulpar", 2, &bob), None)]).unwrap();
+        assembly
+            .migrate_accounts("steppe", vec![(account("steppe", 1, &alice), AccountKey::Client(alice.public_key()))])
+            .unwrap();
+        assembly
+            .migrate_accounts("tulpar", vec![(account("tulpar", 2, &bob), AccountKey::Client(bob.public_key()))])
+            .unwrap();
         // Carol's bank keeps her key.
-        assembly.migrate_accounts("sapa", vec![(account("sapa", 3, &carol), Some(carol.clone()))]).unwrap();
+        assembly
+            .migrate_accounts("sapa", vec![(account("sapa", 3, &carol), AccountKey::Custodial(carol.clone()))])
+            .unwrap();
         // A client listed twice in one migration: refused whole, nothing opened.
-        let twice = vec![(account("steppe", 9, &bob), None), (account("steppe", 9, &carol), None)];
+        let twice = vec![
+            (account("steppe", 9, &bob), AccountKey::Client(bob.public_key())),
+            (account("steppe", 9, &carol), AccountKey::Client(carol.public_key())),
+        ];
         assert_eq!(assembly.migrate_accounts("steppe", twice).unwrap_err().code, ErrorCode::DuplicateAccount);
 
         assembly.fund("steppe", tiyn(1_000_00), WAIT).unwrap();
@@ -126,7 +135,7 @@ fn roles_pay_each_other_reconcile_and_survive_a_restart() {
         let mut firm = account("steppe", 4, &company);
         firm.kind = ClientKind::LegalEntity;
         firm.client_id = "100140000004".into();
-        assembly.migrate_accounts("steppe", vec![(firm, Some(company.clone()))]).unwrap();
+        assembly.migrate_accounts("steppe", vec![(firm, AccountKey::Custodial(company.clone()))]).unwrap();
         steppe
             .submit(
                 Request::Pay { client_id: OWN_ACCOUNT.into(), payees: vec![(company.address(), tiyn(100_00))] },
@@ -195,8 +204,12 @@ fn a_hold_is_released_to_a_payee_at_another_bank_and_the_oracle_reconciles_after
     let seller = SecretKey::from_seed([5; 32]);
     let event_id = {
         let assembly = start(dir.path());
-        assembly.migrate_accounts("steppe", vec![(account("steppe", 4, &buyer), Some(buyer.clone()))]).unwrap();
-        assembly.migrate_accounts("tulpar", vec![(account("tulpar", 5, &seller), None)]).unwrap();
+        assembly
+            .migrate_accounts("steppe", vec![(account("steppe", 4, &buyer), AccountKey::Custodial(buyer.clone()))])
+            .unwrap();
+        assembly
+            .migrate_accounts("tulpar", vec![(account("tulpar", 5, &seller), AccountKey::Client(seller.public_key()))])
+            .unwrap();
         assembly.fund("steppe", tiyn(1_000_00), WAIT).unwrap();
         let steppe = assembly.bank("steppe").unwrap();
         let pay = Request::Pay { client_id: OWN_ACCOUNT.into(), payees: vec![(buyer.address(), tiyn(500_00))] };

@@ -11,7 +11,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use dtenge_bank::{BankService, Directory, Genesis, Request};
+use dtenge_bank::{AccountKey, BankService, Directory, Genesis, Request};
 use dtenge_core::anchors::Anchors;
 use dtenge_core::certificate::{notarize_message, CompactTx};
 use dtenge_core::crypto::{Address, SecretKey};
@@ -123,7 +123,7 @@ impl Roles {
                 address: client.address(),
                 opened_at_unix_ms: 0,
             };
-            self.banks[*b].open_account(account, None).unwrap();
+            self.banks[*b].open_account(account, &AccountKey::Client(client.public_key())).unwrap();
         }
         for (b, bank) in BANKS.iter().enumerate() {
             let outputs: Vec<Output> = self

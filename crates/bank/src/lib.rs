@@ -56,7 +56,7 @@ mod state;
 mod submit;
 mod verify;
 
-pub use claims::{claim_of, Opening, CLAIMS_IN_FLIGHT_MAX};
+pub use claims::{claim_of, AccountKey, Opening, CLAIMS_IN_FLIGHT_MAX};
 pub use hold::{HOLDS_IN_FLIGHT_MAX, HOLD_BATCH_BIT, HOLD_TABLE};
 pub use redeem::{REDEEM_TABLE, REDEMPTIONS_IN_FLIGHT_MAX};
 pub use registry::{Registry, RegistryLine, REGISTRY_LINES_MAX};
@@ -310,22 +310,21 @@ impl BankService {
 
     /// Open an account the directory has listed already (durably): a bank migrating its
     /// clients, or a test. [`BankService::claim_account`] claims at the directory first.
-    /// `custodial_key` is the client's key when the bank keeps it; `None` when the client
-    /// keeps its own.
-    pub fn open_account(&self, account: Account, custodial_key: Option<&SecretKey>) -> Result<()> {
+    pub fn open_account(&self, account: Account, key: &AccountKey) -> Result<()> {
+        key.admit(&account, &self.key_cache)?;
         let mut inner = self.inner.lock();
         inner.ensure_running()?;
         let mut batch = WriteBatch::new();
-        inner.node.plan_open(account.clone(), custodial_key, &mut batch)?;
+        inner.node.plan_open(account.clone(), key.custodial(), &mut batch)?;
         self.commit(&mut inner, batch)?;
-        inner.node.apply_open(account, custodial_key);
+        inner.node.apply_open(account, key.custodial());
         Ok(())
     }
 
     /// Open many accounts the directory has listed already, in one durable commit: a bank
     /// migrating its clients. All or nothing: one account refused (a client or an address
     /// taken, here or earlier in the list) refuses the whole list.
-    pub fn open_accounts(&self, accounts: Vec<(Account, Option<SecretKey>)>) -> Result<()> {
+    pub fn open_accounts(&self, accounts: Vec<(Account, AccountKey)>) -> Result<()> {
         if accounts.len() > OPEN_ACCOUNTS_MAX {
             return Err(Error::new(ErrorCode::LimitExceeded, format!("at most {OPEN_ACCOUNTS_MAX} accounts at once")));
         }
@@ -341,11 +340,12 @@ impl BankService {
                     format!("client {} or its address is listed twice", account.client_id),
                 ));
             }
-            inner.node.plan_open(account.clone(), key.as_ref(), &mut batch)?;
+            key.admit(account, &self.key_cache)?;
+            inner.node.plan_open(account.clone(), key.custodial(), &mut batch)?;
         }
         self.commit(&mut inner, batch)?;
         for (account, key) in accounts {
-            inner.node.apply_open(account, key.as_ref());
+            inner.node.apply_open(account, key.custodial());
         }
         Ok(())
     }

@@ -63,30 +63,60 @@ fn verify_chunk<T>(
     verified: &mut HashSet<Verified>,
 ) {
     assert!(verdicts.len() <= VERIFY_CHUNK_TXS, "a chunk is bounded");
-    let batch: Vec<&SignatureItem> = verdicts
-        .iter()
-        .filter_map(|v| v.as_ref().ok())
-        .flat_map(|v| items_of(v).iter())
-        .filter(|(k, m, s)| !verified.contains(&(*k, *m, s.sig.0)))
-        .collect();
-    let as_slices: Vec<(PublicKey, &[u8], Signature)> = batch.iter().map(|(k, m, s)| (*k, &m.0[..], *s)).collect();
-    if verify_batch_cached(&as_slices, Some(cache)).is_ok() {
-        verified.extend(batch.into_iter().map(|(k, m, s)| (*k, *m, s.sig.0)));
+    let all: Vec<SignatureItem> =
+        (0..verdicts.len()).flat_map(|i| unverified(&verdicts[i], items_of, verified)).collect();
+    if verify_items(&all, cache) {
+        verified.extend(all.iter().map(verified_of));
         return;
     }
-    for verdict in verdicts.iter_mut() {
-        let failed = match verdict {
-            Ok(v) => {
-                let items: Vec<(PublicKey, &[u8], Signature)> =
-                    items_of(v).iter().map(|(k, m, s)| (*k, &m.0[..], *s)).collect();
-                verify_batch_cached(&items, Some(cache)).is_err()
+    // The chunk holds a bad signature, almost always just one. Verify one transaction at a
+    // time until one fails, then the rest of the chunk as one batch: about 8 single checks
+    // and a batch of 8 instead of 16 single checks (a single check costs about 1.8 times a
+    // signature's share of a batch). Only once per chunk: when the rest fails too, one at a
+    // time to the end, so a chunk of bad signatures costs one batch more than that.
+    let mut rest_tried = false;
+    for i in 0..verdicts.len() {
+        if verdicts[i].is_err() {
+            continue;
+        }
+        let items = unverified(&verdicts[i], items_of, verified);
+        if verify_items(&items, cache) {
+            verified.extend(items.iter().map(verified_of));
+            continue;
+        }
+        verdicts[i] = Err(Error::new(ErrorCode::InvalidSignature, "a signature does not verify"));
+        let rest = i + 1..verdicts.len();
+        if !rest_tried && !rest.is_empty() {
+            rest_tried = true;
+            let items: Vec<SignatureItem> = rest.flat_map(|r| unverified(&verdicts[r], items_of, verified)).collect();
+            if verify_items(&items, cache) {
+                verified.extend(items.iter().map(verified_of));
+                return;
             }
-            Err(_) => false,
-        };
-        if failed {
-            *verdict = Err(Error::new(ErrorCode::InvalidSignature, "a signature does not verify"));
         }
     }
+}
+
+/// The signatures of a verdict still `Ok` not verified before.
+fn unverified<T>(
+    verdict: &Result<T>,
+    items_of: &impl Fn(&T) -> &[SignatureItem],
+    verified: &HashSet<Verified>,
+) -> Vec<SignatureItem> {
+    match verdict {
+        Ok(v) => items_of(v).iter().filter(|item| !verified.contains(&verified_of(item))).copied().collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn verified_of((key, message, signature): &SignatureItem) -> Verified {
+    (*key, *message, signature.sig.0)
+}
+
+/// Whether every signature of `items` verifies (true for none), as one batch.
+fn verify_items(items: &[SignatureItem], cache: &KeyCache) -> bool {
+    let as_slices: Vec<(PublicKey, &[u8], Signature)> = items.iter().map(|(k, m, s)| (*k, &m.0[..], *s)).collect();
+    verify_batch_cached(&as_slices, Some(cache)).is_ok()
 }
 
 #[cfg(test)]
@@ -118,6 +148,24 @@ mod tests {
             match i {
                 21 => assert_eq!(verdict.as_ref().unwrap_err().code, ErrorCode::InvalidSignature),
                 30 => assert_eq!(verdict.as_ref().unwrap_err().code, ErrorCode::MalformedInput),
+                _ => assert!(verdict.is_ok(), "transaction {i} is fine"),
+            }
+        }
+    }
+
+    #[test]
+    fn two_bad_signatures_in_one_chunk_are_both_found() {
+        let shared = SecretKey::from_seed([0xbb; 32]);
+        let mut verdicts: Vec<Result<Vec<SignatureItem>>> = (1..=16).map(|n| Ok(item(n, &shared))).collect();
+        for bad in [3, 9] {
+            if let Ok(items) = &mut verdicts[bad] {
+                items[0].2.sig.0[5] ^= 1;
+            }
+        }
+        verify_all(&mut verdicts, |items| items, &KeyCache::default());
+        for (i, verdict) in verdicts.iter().enumerate() {
+            match i {
+                3 | 9 => assert_eq!(verdict.as_ref().unwrap_err().code, ErrorCode::InvalidSignature),
                 _ => assert!(verdict.is_ok(), "transaction {i} is fine"),
             }
         }

@@ -3,7 +3,7 @@
 //! random generator. The bank's clients: a sender, a seller and the state's fees account, all
 //! at Steppe and custodial.
 
-use dtenge_bank::{BankService, Directory, Genesis, IdemKey, Request};
+use dtenge_bank::{AccountKey, BankService, Directory, Genesis, IdemKey, Request};
 use dtenge_central::{BankKeys, CentralService};
 use dtenge_core::anchors::Anchors;
 use dtenge_core::crypto::{Address, Hash32, SecretKey};
@@ -176,7 +176,7 @@ impl Net {
                 address: key(byte).address(),
                 opened_at_unix_ms: 0,
             };
-            self.bank().open_account(account, Some(&key(byte))).unwrap();
+            self.bank().open_account(account, &AccountKey::Custodial(key(byte))).unwrap();
         }
     }
 

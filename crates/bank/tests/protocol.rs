@@ -3,7 +3,9 @@
 //! delayed from a seed, roles restarted on their own. The NBK's part (emission) is played by
 //! the test itself through the real notary.
 
-use dtenge_bank::{Answer, BankService, Committed, Conversion, Directory, Genesis, IdemKey, Request, RESEND_AFTER_MS};
+use dtenge_bank::{
+    AccountKey, Answer, BankService, Committed, Conversion, Directory, Genesis, IdemKey, Request, RESEND_AFTER_MS,
+};
 use dtenge_core::anchors::Anchors;
 use dtenge_core::certificate::{notarize_message, CompactTx};
 use dtenge_core::crypto::{Address, SecretKey};
@@ -169,7 +171,7 @@ impl Cluster {
             address: client.address(),
             opened_at_unix_ms: 0,
         };
-        self.banks[bank].open_account(account, None).unwrap();
+        self.banks[bank].open_account(account, &AccountKey::Client(client.public_key())).unwrap();
         self.directory.0.write().insert(client.address(), bank.to_string());
         client
     }
@@ -478,7 +480,7 @@ fn custodial_client(c: &mut Cluster, seed: u8) -> (String, SecretKey) {
         address: client.address(),
         opened_at_unix_ms: 0,
     };
-    c.banks["steppe"].open_account(account, Some(&client)).unwrap();
+    c.banks["steppe"].open_account(account, &AccountKey::Custodial(client.clone())).unwrap();
     c.directory.0.write().insert(client.address(), "steppe".to_string());
     (id, client)
 }
@@ -571,13 +573,18 @@ fn accounts_are_claimed_at_the_directory_before_they_open_and_a_taken_phone_is_r
         address: key(seed).address(),
         opened_at_unix_ms: 0,
     };
-    let first = c.banks["steppe"].claim_account(account("steppe", "900101300007", 60, "+77011234567"), None, c.now_ms);
+    let client_key = |seed: u8| AccountKey::Client(key(seed).public_key());
+    let first = c.banks["steppe"].claim_account(
+        account("steppe", "900101300007", 60, "+77011234567"),
+        client_key(60),
+        c.now_ms,
+    );
     // The same person at another bank with the same phone; another person with that phone.
     let same_person =
-        c.banks["sapa"].claim_account(account("sapa", "900101300007", 61, "+77011234567"), None, c.now_ms);
+        c.banks["sapa"].claim_account(account("sapa", "900101300007", 61, "+77011234567"), client_key(61), c.now_ms);
     c.run(10_000);
     let other_person =
-        c.banks["sapa"].claim_account(account("sapa", "850202400010", 62, "+77011234567"), None, c.now_ms);
+        c.banks["sapa"].claim_account(account("sapa", "850202400010", 62, "+77011234567"), client_key(62), c.now_ms);
     c.run(10_000);
     assert_eq!(first.try_recv().unwrap(), Ok(()));
     assert_eq!(same_person.try_recv().unwrap(), Ok(()));
@@ -631,4 +638,39 @@ fn a_conversion_in_flight_when_the_bank_restarts_keeps_its_bank_money_reserved_a
     assert!(answer.try_recv().unwrap().is_ok());
     assert_eq!((fiat(&c), dt(&c)), (500, 500));
     c.assert_invariants();
+}
+
+#[test]
+fn a_client_key_that_is_not_the_accounts_or_not_a_curve_point_is_refused_at_opening() {
+    let c = Cluster::new(10, 0, 0, 0);
+    let account = |address: Address| Account {
+        client_id: format!("9001013{:05}", address.0 .0[0]),
+        node_id: "steppe".into(),
+        kind: ClientKind::Individual,
+        name: "Dana Omarova".into(),
+        phone: None,
+        address,
+        opened_at_unix_ms: 0,
+    };
+    let bank = &c.banks["steppe"];
+    // Another key than the one the address is of.
+    let refused = bank.open_account(account(key(70).address()), &AccountKey::Client(key(71).public_key())).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::MalformedInput);
+    // Bytes that are no point of the curve: about half of all y coordinates; one of the first
+    // few is found.
+    let not_a_point = (0..=255u8)
+        .map(|i| {
+            let mut public_key = key(72).public_key();
+            public_key.key.0 = [i; 32];
+            public_key.key.0[31] &= 0x7f;
+            public_key
+        })
+        .find_map(|public_key| {
+            let refused = bank.open_account(account(public_key.address()), &AccountKey::Client(public_key)).err()?;
+            Some(refused)
+        })
+        .expect("some 32 bytes are no curve point");
+    assert_eq!(not_a_point.code, ErrorCode::MalformedInput);
+    assert!(not_a_point.message.contains("not a point"), "{}", not_a_point.message);
+    assert!(bank.read(|n| n.account_of(&key(70).address()).is_none()), "nothing opened");
 }

@@ -21,7 +21,7 @@ use crate::{
     TOKEN_TIYN,
 };
 use dtenge_assembly::{Assembly, BankHandle};
-use dtenge_bank::{Committed, Request};
+use dtenge_bank::{AccountKey, Committed, Request};
 use dtenge_core::crypto::Address;
 use dtenge_core::money::Amount;
 use dtenge_node::{Account, ClientKind, OWN_ACCOUNT};
@@ -202,7 +202,7 @@ fn seed(assembly: &Assembly, config: &Config, progress: &mut impl FnMut(&str)) -
                     address: key.address(),
                     opened_at_unix_ms,
                 };
-                opening.push((account, None));
+                opening.push((account, AccountKey::Client(key.public_key())));
                 accounts.push((n, *bank, key));
             }
             assembly.migrate_accounts(bank, opening).map_err(err)?;

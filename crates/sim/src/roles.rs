@@ -42,7 +42,7 @@
 //! The operator also blocks and unblocks banks at random: central delivers each decision to
 //! the notary and every bank; what was certified before a block still completes.
 
-use dtenge_bank::{BankService, Conversion, Genesis, IdemKey, Request};
+use dtenge_bank::{AccountKey, BankService, Conversion, Genesis, IdemKey, Request};
 use dtenge_central::{BankKeys, CentralService, EntryKind, Totals};
 use dtenge_core::anchors::Anchors;
 use dtenge_core::crypto::{hash_parts, Address, Hash32, SecretKey};
@@ -487,8 +487,11 @@ impl Sim {
                 address: client.key.address(),
                 opened_at_unix_ms: 0,
             };
-            let custodial_key = client.custodial.then(|| client.key.clone());
-            openings.push(self.banks[bank].claim_account(account, custodial_key, self.now_ms));
+            let key = match client.custodial {
+                true => AccountKey::Custodial(client.key.clone()),
+                false => AccountKey::Client(client.key.public_key()),
+            };
+            openings.push(self.banks[bank].claim_account(account, key, self.now_ms));
             self.clients.push(client);
         }
         self.run_for(10_000);
