@@ -30,7 +30,7 @@
 //! that also deletes the previous generation and the log rows before the new position: a crash
 //! at any point leaves the previous checkpoint and a log that still covers everything after it.
 
-use crate::log::{push_record, records_of};
+use crate::log::{push_record, records_of, LOG_ROW_BYTES_MAX};
 use crate::{decode, encode, storage_error, LogTable, Store, Table, WriteBatch};
 use dtenge_core::Result;
 use serde::{Deserialize, Serialize};
@@ -180,7 +180,8 @@ impl Checkpointed {
         };
         for item in items {
             let item = item?;
-            if let Some(full) = push_record(&mut row, &item)? {
+            // Items stream in, their number unknown: a chunk is sized for a full row.
+            if let Some(full) = push_record(&mut row, &item, LOG_ROW_BYTES_MAX)? {
                 flush(full, &mut batch, &mut chunks, &mut rows_in_batch)?;
             }
             written.items += 1;
