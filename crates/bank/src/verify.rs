@@ -4,7 +4,7 @@ use dtenge_core::crypto::{verify_batch_cached, Hash32, KeyCache, PublicKey, Sign
 use dtenge_core::hash::Set as HashSet;
 use dtenge_core::merkle::InnerMemo;
 use dtenge_core::token::TxId;
-use dtenge_core::tx::Transaction;
+use dtenge_core::tx::{owner_message, Transaction};
 use dtenge_core::validate::SignedMessages;
 use dtenge_core::{Error, ErrorCode, Result};
 
@@ -20,12 +20,13 @@ pub(crate) fn signature_items(
     witnesses: bool,
     skip: Option<&PublicKey>,
 ) -> Result<Vec<SignatureItem>> {
-    let messages = SignedMessages::of_memo(tx, tx_id, memo)?;
+    let attestations = SignedMessages::attestations_memo(tx, tx_id, memo)?;
     let mut items = Vec::with_capacity(tx.witnesses.len() + tx.attestations.len());
     if witnesses {
-        items.extend(tx.witnesses.iter().map(|w| (w.public_key, messages.owner, w.signature)));
+        let owner = owner_message(tx_id);
+        items.extend(tx.witnesses.iter().map(|w| (w.public_key, owner, w.signature)));
     }
-    for (a, message) in tx.attestations.iter().zip(messages.attestations) {
+    for (a, message) in tx.attestations.iter().zip(attestations) {
         if Some(&a.public_key) != skip {
             items.push((a.public_key, message, a.signature));
         }

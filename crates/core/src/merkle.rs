@@ -148,33 +148,49 @@ pub fn root_from_path_memo(
 }
 
 /// Inner hashes computed recently, `(left, right, parent)`: a memo of a pure function, so a
-/// path checked with it proves exactly what it proves without. Bounded: the oldest entry
-/// makes way when it is full.
+/// path checked with it proves exactly what it proves without. Bounded: a direct-mapped table
+/// of [`INNER_MEMO_SLOTS`] entries, placed by bits of the children (hashes, so uniform); an
+/// entry makes way for a newer one that maps to its slot. One comparison per lookup: the
+/// linear search of the 32 newest entries it replaces cost about as much as the hashes it
+/// saved on 600-transaction batches.
 #[derive(Debug, Default)]
 pub struct InnerMemo {
-    entries: Vec<(Hash32, Hash32, Hash32)>,
-    next: usize,
+    slots: Vec<Option<(Hash32, Hash32, Hash32)>>,
+    /// The last root whose message was asked for, with that message: every transaction of a
+    /// batch carries the same batch root.
+    root_message: Option<(Hash32, Hash32)>,
 }
 
-/// Entries an [`InnerMemo`] keeps: the distinct inner nodes of a verification chunk's paths
-/// (a few banks' runs of consecutive leaves) fit, and a linear search of them costs less than
-/// the SHA-256 it saves.
-const INNER_MEMO_MAX: usize = 32;
+/// Slots of an [`InnerMemo`]: the distinct inner nodes of a batch's paths near the leaves
+/// being folded (consecutive leaves share all but the lowest) fit with room to spare.
+const INNER_MEMO_SLOTS: usize = 256;
 
 impl InnerMemo {
     fn inner(&mut self, left: &Hash32, right: &Hash32) -> Hash32 {
-        if let Some((_, _, parent)) = self.entries.iter().find(|(l, r, _)| l == left && r == right) {
-            return *parent;
+        if self.slots.is_empty() {
+            self.slots = vec![None; INNER_MEMO_SLOTS];
+        }
+        let slot = (usize::from(left.0[0]) ^ usize::from(right.0[1])) % INNER_MEMO_SLOTS;
+        if let Some((l, r, parent)) = &self.slots[slot] {
+            if l == left && r == right {
+                return *parent;
+            }
         }
         let parent = inner(left, right);
-        if self.entries.len() < INNER_MEMO_MAX {
-            self.entries.push((*left, *right, parent));
-        } else {
-            self.entries[self.next] = (*left, *right, parent);
-            self.next = (self.next + 1) % INNER_MEMO_MAX;
-        }
-        debug_assert!(self.entries.len() <= INNER_MEMO_MAX);
+        self.slots[slot] = Some((*left, *right, parent));
         parent
+    }
+
+    /// `message_of(root)`, computed once for a run of the same root.
+    pub fn root_message(&mut self, root: &Hash32, message_of: impl FnOnce(&Hash32) -> Hash32) -> Hash32 {
+        match self.root_message {
+            Some((known, message)) if known == *root => message,
+            _ => {
+                let message = message_of(root);
+                self.root_message = Some((*root, message));
+                message
+            }
+        }
     }
 }
 

@@ -75,11 +75,23 @@ impl SignedMessages {
     /// [`SignedMessages::of`] for one of many transactions attested in the same batches: the
     /// Merkle proofs share their inner hashes through `memo`.
     pub fn of_memo(tx: &Transaction, tx_id: &TxId, memo: &mut crate::merkle::InnerMemo) -> Result<SignedMessages> {
-        let node = node_message(tx_id);
+        Ok(SignedMessages {
+            owner: owner_message(tx_id),
+            attestations: SignedMessages::attestations_memo(tx, tx_id, memo)?,
+        })
+    }
+
+    /// The attestations' messages alone, for a caller that does not verify the owners'
+    /// signatures (a payee, or the payer's bank after it verified them).
+    pub fn attestations_memo(
+        tx: &Transaction,
+        tx_id: &TxId,
+        memo: &mut crate::merkle::InnerMemo,
+    ) -> Result<Vec<Hash32>> {
         let mut attestations = Vec::with_capacity(tx.attestations.len());
         for a in &tx.attestations {
             match &a.batch {
-                None => attestations.push(node),
+                None => attestations.push(node_message(tx_id)),
                 Some(proof) => {
                     let root = crate::merkle::root_from_path_memo(
                         tx_id,
@@ -93,11 +105,11 @@ impl SignedMessages {
                         InvalidSignature,
                         "a batch attestation's proof does not place this transaction under its root"
                     );
-                    attestations.push(batch_message(&proof.root));
+                    attestations.push(memo.root_message(&proof.root, batch_message));
                 }
             }
         }
-        Ok(SignedMessages { owner: owner_message(tx_id), attestations })
+        Ok(attestations)
     }
 }
 
