@@ -161,6 +161,8 @@ pub enum Payload {
     Certified { certificate: CommitCertificate, txs: Vec<(Transaction, CommitProof)> },
     /// An operator's decision, from central to every role it concerns.
     Decision(Decision),
+    /// A card flow's notice (`crate::cards`): payload tag 40.
+    Card(crate::cards::CardNotice),
 }
 
 /// The NBK operator's decisions that other roles enforce.
@@ -313,6 +315,9 @@ pub enum Message {
     AttestReply(AttestReply),
     ReleaseOrder(ReleaseOrder),
     Abandon(Abandon),
+    // Cards (`crate::cards`): kinds 40-59.
+    CardClaim(crate::cards::CardClaim),
+    CardClaimReply(crate::cards::CardClaimReply),
 }
 
 impl Message {
@@ -331,6 +336,9 @@ impl Message {
             Message::AttestReply(_) => 10,
             Message::ReleaseOrder(_) => 11,
             Message::Abandon(_) => 12,
+            // Cards: kinds 40-59.
+            Message::CardClaim(_) => 40,
+            Message::CardClaimReply(_) => 41,
         }
     }
 }
@@ -398,6 +406,10 @@ impl Encode for Message {
                         w.bool(*blocked);
                         w.str(reason);
                     }
+                    Payload::Card(notice) => {
+                        w.u8(40);
+                        w.put(notice);
+                    }
                 }
             }
             Message::DeliverAck(m) => w.u64(m.seq),
@@ -455,6 +467,8 @@ impl Encode for Message {
                 w.put(&m.tx_id);
                 w.put(&m.refused);
             }
+            Message::CardClaim(m) => w.put(m),
+            Message::CardClaimReply(m) => w.put(m),
         }
     }
 }
@@ -485,6 +499,7 @@ impl Decode for Message {
                         }),
                         tag => return Err(DecodeError::UnknownTag { what: "decision", tag: u64::from(tag) }),
                     },
+                    40 => Payload::Card(r.get()?),
                     tag => return Err(DecodeError::UnknownTag { what: "delivery payload", tag: u64::from(tag) }),
                 };
                 Ok(Message::Deliver(Deliver { seq, payload }))
@@ -531,6 +546,8 @@ impl Decode for Message {
                 outputs: r.seq("release outputs", TX_OUTPUTS_MAX)?,
             })),
             12 => Ok(Message::Abandon(Abandon { event_id: event_id(r)?, tx_id: r.get()?, refused: r.get()? })),
+            40 => Ok(Message::CardClaim(r.get()?)),
+            41 => Ok(Message::CardClaimReply(r.get()?)),
             kind => Err(DecodeError::UnknownTag { what: "message kind", tag: u64::from(kind) }),
         }
     }
