@@ -22,13 +22,15 @@ pub(crate) struct Submission {
 }
 
 /// A transaction that passed the bank's own checks, its inputs reserved.
-struct Admitted {
-    tx: Transaction,
-    ids: TxIds,
-    idem: Option<IdemKey>,
-    answer: Reply,
-    payee_banks: Vec<String>,
-    fiat: Option<crate::conversion::FiatMove>,
+pub(crate) struct Admitted {
+    pub(crate) tx: Transaction,
+    pub(crate) ids: TxIds,
+    pub(crate) idem: Option<IdemKey>,
+    pub(crate) answer: Reply,
+    pub(crate) payee_banks: Vec<String>,
+    pub(crate) fiat: Option<crate::conversion::FiatMove>,
+    /// A card or voucher flow's leg (`cards`, `vouchers`), applied with the certified payment.
+    pub(crate) card: Option<crate::cards::CardLeg>,
 }
 
 impl BankService {
@@ -122,6 +124,7 @@ impl BankService {
                     Ok((Some(ids), witnesses))
                 }
                 Request::Pay { .. } | Request::PayPhone { .. } | Request::Convert { .. } => Ok((None, Vec::new())),
+                Request::Card(_) | Request::Voucher(_) => Ok((None, Vec::new())),
             })
             .collect();
         verify_all(&mut verdicts, |(_, items): &(Option<TxIds>, Vec<SignatureItem>)| items.as_slice(), &self.key_cache);
@@ -157,8 +160,10 @@ impl BankService {
             Request::Convert { client_id, direction, amount } => {
                 let (tx, fiat) = self.prepare_conversion(inner, &client_id, direction, amount)?;
                 let ids = TxIds::of(&tx)?;
-                Some(Admitted { tx, ids, idem, answer, payee_banks: Vec::new(), fiat: Some(fiat) })
+                Some(Admitted { tx, ids, idem, answer, payee_banks: Vec::new(), fiat: Some(fiat), card: None })
             }
+            Request::Card(card) => Some(self.admit_card(inner, card, idem, answer)?),
+            Request::Voucher(event) => Some(self.admit_voucher(inner, event, idem, answer)?),
         };
         if let Some(Admitted { ids, idem: Some(idem), .. }) = &admitted {
             // Claimed now, so that the same key twice in one batch pays once.
@@ -220,7 +225,7 @@ impl BankService {
         inner.node.check_client_transaction_ids(&tx, &ids.inputs)?;
         let payee_banks = self.payee_banks(inner, tx.body.outputs.iter().map(|o| &o.owner))?;
         inner.node.reserve_inputs(&ids.tx_id, &ids.inputs)?;
-        Ok(Some(Admitted { tx, ids, idem, answer, payee_banks, fiat: None }))
+        Ok(Some(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: None }))
     }
 
     fn admit_payment(
@@ -236,7 +241,7 @@ impl BankService {
         // Transfers need no nonce: their inputs, spent once, make their ids unique.
         let tx = inner.node.prepare_payment(client_id, payees, issuer, 0)?;
         let ids = TxIds::of(&tx)?;
-        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None })
+        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: None })
     }
 
     /// The account a phone transfer pays: the directory's answer, found now.
@@ -259,7 +264,11 @@ impl BankService {
 
     /// The other banks holding the accounts `owners` names (the change and this bank's own
     /// clients need none); an owner nobody holds is refused.
-    fn payee_banks<'a>(&self, inner: &Inner, owners: impl Iterator<Item = &'a Address>) -> Result<Vec<String>> {
+    pub(crate) fn payee_banks<'a>(
+        &self,
+        inner: &Inner,
+        owners: impl Iterator<Item = &'a Address>,
+    ) -> Result<Vec<String>> {
         let mut banks: Vec<String> = Vec::new();
         for owner in owners {
             if inner.node.locate(owner).is_some() {
@@ -320,6 +329,9 @@ impl BankService {
                     if let Some(fiat) = &candidate.fiat {
                         inner.fiat_reserved.release(&fiat.client_id, fiat.debit());
                     }
+                    if let Some(leg) = &candidate.card {
+                        inner.cards.answered(leg, false);
+                    }
                     if let Some(idem) = &candidate.idem {
                         inner.idem_in_flight.remove(&idem.key);
                     }
@@ -349,6 +361,7 @@ impl BankService {
                 idem: admitted.idem,
                 payee_banks: admitted.payee_banks,
                 fiat: admitted.fiat,
+                card: admitted.card,
             });
             ids.push(admitted.ids);
             answers.push(admitted.answer);
@@ -375,6 +388,9 @@ impl BankService {
                 inner.node.release(&entry.tx);
                 if let Some(fiat) = &entry.fiat {
                     inner.fiat_reserved.release(&fiat.client_id, fiat.debit());
+                }
+                if let Some(leg) = &entry.card {
+                    inner.cards.answered(leg, false);
                 }
                 if let Some(idem) = &entry.idem {
                     inner.idem_in_flight.remove(&idem.key);

@@ -253,7 +253,11 @@ impl DirectoryService {
         if let (RoleId::Bank(bank), Message::CardClaim(claim)) = (&envelope.from, &envelope.message) {
             let refused = self.claim_card(bank, claim).err();
             let reply = dtenge_wire::CardClaimReply { pan: claim.pan.clone(), refused };
-            return Some(Envelope { from: RoleId::Directory, to: envelope.from, message: Message::CardClaimReply(reply) });
+            return Some(Envelope {
+                from: RoleId::Directory,
+                to: envelope.from,
+                message: Message::CardClaimReply(reply),
+            });
         }
         let (RoleId::Bank(bank), Message::Claim(claim)) = (&envelope.from, &envelope.message) else { return None };
         let refused = self.claim(bank, claim).err();

@@ -88,7 +88,7 @@ impl PurchaseRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CardNotice {
     /// Issuer → acquirer: a certified purchase at the acquirer's merchant.
-    Acquired(PurchaseRecord),
+    Acquired(Box<PurchaseRecord>),
     /// Acquirer → issuer: pay refund `refund_no` of `purchase_id` (`amount`, convert-to-fiat
     /// mode) from the issuer's own DT to the buyer.
     RefundPayout { purchase_id: String, refund_no: u32, amount: Amount },
@@ -214,7 +214,7 @@ impl Encode for CardNotice {
         match self {
             CardNotice::Acquired(record) => {
                 w.u8(1);
-                w.put(record);
+                w.put(&**record);
             }
             CardNotice::RefundPayout { purchase_id, refund_no, amount } => {
                 w.u8(2);
@@ -236,7 +236,7 @@ impl Decode for CardNotice {
     const ENCODED_BYTES_MIN: usize = 1 + 4 + 4 + 8;
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         match r.u8("card notice")? {
-            1 => Ok(CardNotice::Acquired(r.get()?)),
+            1 => Ok(CardNotice::Acquired(Box::new(r.get()?))),
             2 => Ok(CardNotice::RefundPayout {
                 purchase_id: bounded(r, "purchase id")?,
                 refund_no: r.u32("refund number")?,
@@ -282,7 +282,7 @@ mod tests {
     fn every_card_message_and_notice_decodes_to_itself_and_prefixes_are_refused() {
         let amount = Amount::from_tiyn(5).unwrap();
         let notices = [
-            CardNotice::Acquired(record()),
+            CardNotice::Acquired(Box::new(record())),
             CardNotice::RefundPayout { purchase_id: "P-1".into(), refund_no: 2, amount },
             CardNotice::Settle { reference: "P-1".into(), to_bank: "sapa".into(), amount },
         ];
