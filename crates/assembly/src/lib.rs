@@ -25,6 +25,10 @@
 
 #![forbid(unsafe_code)]
 
+// Cards and vouchers (`cards`).
+mod cards;
+pub use cards::{AtmWithdrawal, CardPurchase, VoucherReceipt};
+
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use dtenge_bank::{AccountKey, Answer, BankService, Committed, Genesis, IdemKey, Request};
 use dtenge_central::{BankKeys, CentralService};
@@ -406,6 +410,10 @@ impl Assembly {
                     oracle.tick(now_ms);
                     for bank in &banks {
                         bank.service.tick(now_ms);
+                        // A tick may queue (a card refund owed, submitted again).
+                        if bank.service.queued() > 0 {
+                            bank.wake();
+                        }
                     }
                 }
             }),
