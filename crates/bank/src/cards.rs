@@ -633,6 +633,10 @@ impl BankService {
         if merchant.kind != AccountKind::LegalEntity {
             return Err(Error::new(ErrorCode::Forbidden, "the merchant must be a legal entity"));
         }
+        if merchant_bank == self.id {
+            // Listed at the directory and opened here (a claim lists it before the opening).
+            inner.node.account(merchant_id)?;
+        }
         let buyer = inner.node.account(&client)?.address;
         if buyer == merchant.address {
             return Err(Error::malformed("a card does not pay its own account"));
@@ -822,7 +826,7 @@ impl BankService {
     /// Another bank's card notice on its delivery stream: applied once, then acknowledged. A
     /// notice that is not this bank's or does not match what it keeps is applied as nothing
     /// (counted), so the stream goes on; the operators look.
-    pub(crate) fn on_card_notice(&self, inner: &mut Inner, from: RoleId, seq: u64, notice: CardNotice) {
+    pub(crate) fn on_card_notice(&self, inner: &mut Inner, from: RoleId, seq: u64, notice: CardNotice, now_ms: u64) {
         let mut batch = WriteBatch::new();
         let mut delta = None;
         let mut owed = None;
@@ -858,8 +862,8 @@ impl BankService {
             inner.cards.rejected += 1;
         }
         if let Some((purchase_id, refund_no, amount)) = owed {
-            inner.cards.owed.insert((purchase_id.clone(), refund_no), Owed { amount, submitted_at_ms: 0 });
-            self.submit_payout(inner, &purchase_id, refund_no, 0);
+            inner.cards.owed.insert((purchase_id.clone(), refund_no), Owed { amount, submitted_at_ms: now_ms });
+            self.submit_payout(inner, &purchase_id, refund_no, now_ms);
         }
         self.ack(&from, seq);
     }

@@ -30,7 +30,7 @@ impl BankService {
             }
             // A decision from anyone but central: not applied, not acknowledged.
             Payload::Decision(_) => {}
-            Payload::Card(notice) => self.on_card_notice(inner, from, deliver.seq, notice),
+            Payload::Card(notice) => self.on_card_notice(inner, from, deliver.seq, notice, now_ms),
         }
     }
 
