@@ -196,6 +196,9 @@ pub(crate) struct CardState {
     pub(crate) programs: crate::vouchers::Programs,
     /// Card notices refused (not this bank's, or inconsistent): applied as nothing.
     rejected: u64,
+    /// The last nonce a card or voucher payment took, and the latest time the bank saw.
+    nonce: u64,
+    now_ms: u64,
 }
 
 impl CardState {
@@ -216,6 +219,21 @@ impl CardState {
             }
         }
         Ok(state)
+    }
+
+    /// The time of the batch being taken: nonces are never below it.
+    pub(crate) fn observe(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+    }
+
+    /// A nonce for a card or voucher payment: each attempt is a new transaction. A payment
+    /// the notary refused for good (its bank was blocked) is refused again if asked again with
+    /// the same inputs and nonce; a refund owed is asked again until paid, and a client asks
+    /// again after a block is lifted. Above every nonce taken before, and not below the time
+    /// of the batch, so also above those taken before a restart (the clock moves on).
+    pub(crate) fn next_nonce(&mut self) -> u64 {
+        self.nonce = self.nonce.saturating_add(1).max(self.now_ms);
+        self.nonce
     }
 
     fn in_flight(&self, purchase_id: &str) -> Amount {
@@ -642,14 +660,15 @@ impl BankService {
             return Err(Error::malformed("a card does not pay its own account"));
         }
         let issuer = self.anchors.read().issuer;
+        let nonce = inner.cards.next_nonce();
         let (tx, payee_banks) = match mode {
             CardMode::Dt => {
                 let banks = self.payee_banks(inner, std::iter::once(&merchant.address))?;
-                (inner.node.prepare_payment(&client, &[(merchant.address, amount)], issuer, 0)?, banks)
+                (inner.node.prepare_payment(&client, &[(merchant.address, amount)], issuer, nonce)?, banks)
             }
             CardMode::ConvertToFiat => {
                 let own = inner.node.account(OWN_ACCOUNT)?.address;
-                (inner.node.prepare_payment(&client, &[(own, amount)], issuer, 0)?, Vec::new())
+                (inner.node.prepare_payment(&client, &[(own, amount)], issuer, nonce)?, Vec::new())
             }
         };
         let record = PurchaseRecord {
@@ -688,7 +707,7 @@ impl BankService {
         }
         let own = inner.node.account(OWN_ACCOUNT)?.address;
         let issuer = self.anchors.read().issuer;
-        let tx = inner.node.prepare_payment(&client, &[(own, amount)], issuer, 0)?;
+        let tx = inner.node.prepare_payment(&client, &[(own, amount)], issuer, inner.cards.next_nonce())?;
         let reference = format!("ATM of {atm_bank} card {}", mask_pan(pan));
         Ok((tx, Vec::new(), CardLeg::Atm { atm_bank: atm_bank.to_string(), amount, reference }))
     }
@@ -709,7 +728,9 @@ impl BankService {
         Self::check_left(inner, &record, amount)?;
         let payee_banks = self.payee_banks(inner, std::iter::once(&record.buyer_address))?;
         let issuer = self.anchors.read().issuer;
-        let tx = inner.node.prepare_payment(&record.merchant_client, &[(record.buyer_address, amount)], issuer, 0)?;
+        let nonce = inner.cards.next_nonce();
+        let tx =
+            inner.node.prepare_payment(&record.merchant_client, &[(record.buyer_address, amount)], issuer, nonce)?;
         inner.cards.reserve_refund(purchase_id, amount).inspect_err(|_| inner.node.release(&tx))?;
         Ok((tx, payee_banks, CardLeg::Refund { purchase_id: purchase_id.to_string(), amount }))
     }
@@ -726,7 +747,7 @@ impl BankService {
         let issuer = self.anchors.read().issuer;
         let tx = inner
             .node
-            .prepare_payment(OWN_ACCOUNT, &[(record.buyer_address, amount)], issuer, 0)
+            .prepare_payment(OWN_ACCOUNT, &[(record.buyer_address, amount)], issuer, inner.cards.next_nonce())
             .map_err(|e| Error::new(e.code, format!("the bank's own DT cannot pay this refund yet: {}", e.message)))?;
         Ok((tx, Vec::new(), CardLeg::Payout { purchase_id: purchase_id.to_string(), refund_no, amount }))
     }

@@ -83,6 +83,7 @@ impl BankService {
         let prechecked = self.precheck(submissions);
         let candidates = {
             let mut inner = self.inner.lock();
+            inner.cards.observe(now_ms);
             let mut candidates = Vec::with_capacity(prechecked.len());
             for (submission, ids) in prechecked {
                 let answer = submission.answer.clone();

@@ -263,7 +263,7 @@ impl BankService {
         let payee_banks = self.payee_banks(inner, std::iter::once(&program.payee_address))?;
         let issuer = self.anchors.read().issuer;
         let payees = [(program.payee_address, program.amount_per_event)];
-        let tx = inner.node.prepare_payment(&program.payer_client, &payees, issuer, 0)?;
+        let tx = inner.node.prepare_payment(&program.payer_client, &payees, issuer, inner.cards.next_nonce())?;
         let ids = TxIds::of(&tx).inspect_err(|_| inner.node.release(&tx))?;
         let reference = match &event.card {
             Some(card) => format!("event {} card {card}", event.event_id),
