@@ -696,3 +696,24 @@ fn card_flows_under_faults_and_crashes_move_bank_money_exactly_once() {
         cards_under_faults(seed);
     }
 }
+
+#[test]
+fn a_refund_owed_by_a_blocked_issuer_is_paid_once_when_its_block_is_lifted() {
+    let mut c = Cluster::new(8, 0, 0, 3);
+    let card = shop(&mut c);
+    let committed = c.purchase(&card, MERCHANT, 40_000, CardMode::ConvertToFiat).unwrap();
+    let id = format!("P-{}", &committed.tx_id.to_string()[..16]);
+    c.central().set_blocked(STEPPE, true, "licence review", c.now_ms).unwrap();
+    c.run(5_000);
+    let Refunding::Decided(_) = c.banks[SAPA].card_refund(&id, t(10_000), None, c.now_ms).unwrap() else {
+        panic!("decided at the acquirer")
+    };
+    // The notary spends nothing Steppe sends while it is blocked: the refund stays owed.
+    c.run(5_000);
+    assert_eq!((c.banks[STEPPE].card_payouts_pending(), c.dt(STEPPE, BUYER)), (1, 60_000));
+    c.central().set_blocked(STEPPE, false, "", c.now_ms).unwrap();
+    c.run(30_000);
+    assert_eq!((c.banks[STEPPE].card_payouts_pending(), c.dt(STEPPE, BUYER)), (0, 70_000), "paid once");
+    assert_eq!(c.fiat(SAPA, MERCHANT), 30_000);
+    c.assert_conserved();
+}
