@@ -23,7 +23,7 @@
 
 use crate::conversion::{FiatAfter, FiatMove};
 use crate::state::Inner;
-use crate::submit::{Admitted, Submission};
+use crate::submit::Admitted;
 use crate::{Answer, BankService, Committed, Conversion, IdemKey, Reply, Request, Who};
 use crossbeam_channel::Sender;
 use dtenge_core::crypto::Hash32;
@@ -298,6 +298,16 @@ fn payout_idem(purchase_id: &str, refund_no: u32) -> IdemKey {
     IdemKey { key, fingerprint }
 }
 
+/// A caller's idempotency key has 1 to 128 bytes, as one with a submission.
+pub(crate) fn check_key(idem: Option<&IdemKey>) -> Result<()> {
+    match idem {
+        Some(idem) if idem.key.is_empty() || idem.key.len() > 128 => {
+            Err(Error::malformed("an idempotency key has 1 to 128 characters"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A purchase's id: `P-` and the first 16 hex digits of its transaction's id.
 pub(crate) fn purchase_id(tx_id: &TxId) -> String {
     format!("P-{}", &tx_id.to_string()[..16])
@@ -438,7 +448,8 @@ impl BankService {
         let (answer, _) = crossbeam_channel::bounded(1);
         let request = Request::Card(CardRequest::Payout { purchase_id: purchase_id.to_string(), refund_no });
         let idem = Some(payout_idem(purchase_id, refund_no));
-        self.queue.lock().push(Submission { request, idem, answer: Reply::Own(answer) });
+        // A full queue answers the dropped receiver: the next tick asks again.
+        self.submit_to(request, idem, Reply::Own(answer));
     }
 
     /// Refund `amount` of purchase `purchase_id`, at the merchant's bank (the acquirer), the
@@ -453,6 +464,7 @@ impl BankService {
         if amount.is_zero() {
             return Err(Error::malformed("the amount must be positive"));
         }
+        check_key(idem.as_ref())?;
         let record = self.acquired(purchase_id)?;
         match record.mode {
             CardMode::Dt => {

@@ -6,11 +6,12 @@
 //! retries: the payment's idempotency key is the event's own (`0x01 voucher 0 <programme> 0
 //! <event>`), claimed when the payment is admitted, written with the outbox and answered with
 //! the certified payment in the bank's idempotency table, so a retry while it is in flight
-//! waits for the same answer and one after a crash or a restart gets the first receipt.
+//! waits for the same answer and one after a crash or a restart gets the first receipt. The
+//! key names the programme and the event by a hash of both, so it is bounded like every key.
 
 use crate::cards::CardLeg;
 use crate::state::Inner;
-use crate::submit::{Admitted, Submission};
+use crate::submit::Admitted;
 use crate::{Answer, BankService, IdemKey, Reply, Request, Who};
 use dtenge_core::crypto::{Address, Hash32};
 use dtenge_core::validate::TxIds;
@@ -120,11 +121,15 @@ impl Programs {
     }
 }
 
-/// The event's own idempotency key.
+/// The event's own idempotency key: `0x01 voucher:` and the hex of a hash of the programme
+/// (length-prefixed, so that no two pairs meet) and the event, within the 128 bytes of any key.
 fn event_idem(program_id: &str, event_id: &str) -> IdemKey {
-    let key = format!("\u{1}voucher\u{0}{program_id}\u{0}{event_id}");
-    let fingerprint = dtenge_core::crypto::hash_parts(b"dtenge/voucher-event", &[key.as_bytes()]);
-    IdemKey { key, fingerprint }
+    let program_len = (program_id.len() as u32).to_le_bytes();
+    let parts: [&[u8]; 3] = [&program_len, program_id.as_bytes(), event_id.as_bytes()];
+    let event = dtenge_core::crypto::hash_parts(b"dtenge/voucher-event", &parts);
+    let key = format!("\u{1}voucher:{event}");
+    debug_assert!(key.len() <= 128, "an event's key is a key like any other");
+    IdemKey { key, fingerprint: event }
 }
 
 fn bounded(text: &str, what: &str) -> Result<String> {
@@ -145,6 +150,7 @@ impl BankService {
         now_ms: u64,
     ) -> Result<VoucherProgram> {
         let integrator = bounded(&request.integrator, "an integrator id")?;
+        crate::cards::check_key(idem.as_ref())?;
         if request.amount_per_event.is_zero() {
             return Err(Error::malformed("the amount per event must be positive"));
         }
@@ -232,8 +238,7 @@ impl BankService {
             }
             Ok(event) => {
                 let idem = Some(event_idem(&event.program_id, &event.event_id));
-                let submission = Submission { request: Request::Voucher(event), idem, answer: Reply::Own(answer) };
-                self.queue.lock().push(submission);
+                self.submit_to(Request::Voucher(event), idem, Reply::Own(answer));
             }
         }
         receiver
@@ -295,6 +300,8 @@ mod tests {
         assert_eq!(VoucherProgram::from_bytes(&program.to_bytes()).unwrap(), program);
         assert_ne!(event_idem("V1", "tap-1"), event_idem("V1", "tap-2"));
         assert_ne!(event_idem("V1", "tap-1"), event_idem("V2", "tap-1"));
+        assert_ne!(event_idem("V1", "1tap"), event_idem("V11", "tap"), "the programme's length is hashed");
+        assert!(event_idem(&"V".repeat(64), &"e".repeat(EVENT_ID_LEN_MAX)).key.len() <= 128);
         assert!(bounded(" ", "an event id").is_err());
         assert!(bounded("tap\u{0}1", "an event id").is_err(), "no separator inside an event's key");
         assert_eq!(bounded(" tap-1 ", "an event id").unwrap(), "tap-1");
