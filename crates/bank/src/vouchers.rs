@@ -3,8 +3,8 @@
 //!
 //! Programmes live at the payer's bank (`bank_voucher_programs`), which pays their events
 //! through its batched pipeline. An event is paid once per (programme, event id), whoever
-//! retries: the payment's idempotency key is the event's own (`0x01 voucher 0 <programme> 0
-//! <event>`), claimed when the payment is admitted, written with the outbox and answered with
+//! retries: the payment's idempotency key is the event's own (`0x01 voucher:` and a hash
+//! of the programme and the event), claimed when the payment is admitted, written with the outbox and answered with
 //! the certified payment in the bank's idempotency table, so a retry while it is in flight
 //! waits for the same answer and one after a crash or a restart gets the first receipt. The
 //! key names the programme and the event by a hash of both, so it is bounded like every key.
