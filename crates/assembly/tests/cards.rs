@@ -111,6 +111,8 @@ fn a_dt_card_purchase_pays_the_merchant_in_dt_and_refunds_go_back_the_same_way()
     settled(&assembly);
     assert_eq!((dt(&assembly, "steppe", BUYER), dt(&assembly, "sapa", MERCHANT)), (tiyn(750_100), tiyn(249_900)));
     assert_eq!(assembly.purchase(&bought.id).unwrap().refunded, tiyn(100_000));
+    let issued = assembly.bank("steppe").unwrap().purchase(&bought.id).unwrap().unwrap();
+    assert_eq!(issued, assembly.purchase(&bought.id).unwrap(), "the issuer's record follows");
     assert_eq!(fiat(&assembly, "sapa", MERCHANT), Amount::ZERO);
     assert_eq!(correspondents(&assembly), before, "DT mode moves no bank money");
     let unlinked = assembly.card_purchase(&purchase(&pan(2), "sapa", 100, CardMode::Dt), None, WAIT).unwrap_err();

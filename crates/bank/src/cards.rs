@@ -191,7 +191,8 @@ struct Owed {
 pub(crate) struct CardState {
     claims: BTreeMap<String, PendingCard>,
     /// DT-mode refunds in the pipeline, by purchase: counted against what is left.
-    refunds_in_flight: HashMap<String, Amount>,
+    /// DT-mode refunds in the pipeline, by purchase: their amount and how many.
+    refunds_in_flight: HashMap<String, (Amount, u32)>,
     owed: BTreeMap<(String, u32), Owed>,
     pub(crate) programs: crate::vouchers::Programs,
     /// Card notices refused (not this bank's, or inconsistent): applied as nothing.
@@ -236,13 +237,13 @@ impl CardState {
         self.nonce
     }
 
-    fn in_flight(&self, purchase_id: &str) -> Amount {
-        self.refunds_in_flight.get(purchase_id).copied().unwrap_or(Amount::ZERO)
+    fn in_flight(&self, purchase_id: &str) -> (Amount, u32) {
+        self.refunds_in_flight.get(purchase_id).copied().unwrap_or((Amount::ZERO, 0))
     }
 
     fn reserve_refund(&mut self, purchase_id: &str, amount: Amount) -> Result<()> {
-        let total = self.in_flight(purchase_id).checked_add(amount)?;
-        self.refunds_in_flight.insert(purchase_id.to_string(), total);
+        let (total, count) = self.in_flight(purchase_id);
+        self.refunds_in_flight.insert(purchase_id.to_string(), (total.checked_add(amount)?, count + 1));
         Ok(())
     }
 
@@ -251,14 +252,14 @@ impl CardState {
     pub(crate) fn answered(&mut self, leg: &CardLeg, committed: bool) {
         match leg {
             CardLeg::Refund { purchase_id, amount } => {
-                let left = self
-                    .in_flight(purchase_id)
-                    .checked_sub(*amount)
-                    .unwrap_or_else(|_| panic!("a refund releases what it reserved"));
-                if left.is_zero() {
+                let (total, count) = self.in_flight(purchase_id);
+                let left = total.checked_sub(*amount).unwrap_or_else(|_| panic!("a refund releases what it reserved"));
+                assert!(count > 0, "a refund releases what it reserved");
+                if count == 1 {
+                    assert!(left.is_zero(), "the last refund in flight releases the rest");
                     self.refunds_in_flight.remove(purchase_id);
                 } else {
-                    self.refunds_in_flight.insert(purchase_id.clone(), left);
+                    self.refunds_in_flight.insert(purchase_id.clone(), (left, count - 1));
                 }
             }
             CardLeg::Payout { purchase_id, refund_no, .. } if committed => {
@@ -485,7 +486,15 @@ impl BankService {
 
     /// A refund may take `amount` of what is left, beside the refunds in flight.
     fn check_left(inner: &Inner, record: &PurchaseRecord, amount: Amount) -> Result<()> {
-        let left = record.left().checked_sub(inner.cards.in_flight(&record.id)).unwrap_or(Amount::ZERO);
+        let (in_flight, count) = inner.cards.in_flight(&record.id);
+        // Each refund is a line of the record, which has a bounded number of them.
+        if record.refunds as usize + count as usize >= dtenge_wire::cards::REFUNDS_MAX {
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!("purchase {} has had {} refunds, the most one purchase has", record.id, record.refunds),
+            ));
+        }
+        let left = record.left().checked_sub(in_flight).unwrap_or(Amount::ZERO);
         if amount > left {
             return Err(Error::new(
                 ErrorCode::Conflict,
@@ -809,6 +818,13 @@ impl BankService {
                 assert!(record.refunded <= record.amount, "a refund reserved within what is left");
                 record.refunds += 1;
                 record.refund_tx_ids.push(*tx_id);
+                if record.buyer_bank != self.id {
+                    // The issuer's record follows (its buyer gets the DT on the usual delivery).
+                    let refunded =
+                        CardNotice::Refunded { purchase_id: purchase_id.clone(), amount: *amount, tx_id: *tx_id };
+                    let issuer = RoleId::Bank(record.buyer_bank.clone());
+                    plan.notices.push((issuer, refunded));
+                }
             }
             CardLeg::Payout { purchase_id, refund_no, amount } => {
                 batch.delete(PAYOUTS_TABLE, payout_key(purchase_id, *refund_no));
@@ -872,6 +888,14 @@ impl BankService {
                 delta = fiat;
                 batch.put(PURCHASES_TABLE, record.id.as_bytes().to_vec(), record.to_bytes());
             }),
+            (Some(sender), CardNotice::Refunded { purchase_id, amount, tx_id }) => {
+                self.check_refunded(&sender, &purchase_id, amount).map(|mut record| {
+                    record.refunded = record.refunded.checked_add(amount).expect("checked above");
+                    record.refunds += 1;
+                    record.refund_tx_ids.push(tx_id);
+                    batch.put(PURCHASES_TABLE, purchase_id.as_bytes().to_vec(), record.to_bytes());
+                })
+            }
             (Some(sender), CardNotice::RefundPayout { purchase_id, refund_no, amount }) => {
                 self.check_payout(&sender, &purchase_id, amount).map(|()| {
                     batch.put(PAYOUTS_TABLE, payout_key(&purchase_id, refund_no), amount.to_bytes());
@@ -918,6 +942,21 @@ impl BankService {
         }
         let fiat = inner.node.fiat_after(&record.merchant_client, record.amount, Amount::ZERO)?;
         inner.node.fiat_delta(&record.merchant_client, fiat).map(Some)
+    }
+
+    /// A DT refund the acquirer made of a purchase this bank issued: the record to update.
+    fn check_refunded(&self, sender: &str, purchase_id: &str, amount: Amount) -> Result<PurchaseRecord> {
+        let record = self.purchase(purchase_id)?.ok_or_else(|| Error::malformed("no such purchase"))?;
+        let consistent = record.buyer_bank == self.id
+            && record.merchant_bank == sender
+            && record.mode == CardMode::Dt
+            && !amount.is_zero()
+            && amount <= record.left()
+            && record.refund_tx_ids.len() < dtenge_wire::cards::REFUNDS_MAX;
+        if !consistent {
+            return Err(Error::malformed("a refund notice that does not match"));
+        }
+        Ok(record)
     }
 
     /// A refund the acquirer decided for a convert-to-fiat purchase this bank issued.

@@ -420,6 +420,7 @@ fn a_dt_purchase_pays_the_merchant_and_its_refunds_never_exceed_what_was_paid() 
     assert_eq!((c.dt(STEPPE, BUYER), c.dt(SAPA, MERCHANT)), (100_000, 0));
     let acquired = c.banks[SAPA].purchase(&id).unwrap().unwrap();
     assert_eq!((acquired.refunded, acquired.refunds, acquired.refund_tx_ids.len()), (t(30_000), 2, 2));
+    assert_eq!(c.banks[STEPPE].purchase(&id).unwrap().unwrap(), acquired, "the issuer's record follows");
     assert_eq!(c.banks[STEPPE].card_refund(&id, t(1), None, c.now_ms).err().unwrap().code, ErrorCode::NotFound);
     c.assert_conserved();
 }

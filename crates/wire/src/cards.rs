@@ -13,6 +13,7 @@
 //!   account, and pays it once.
 //! - [`CardNotice::Settle`]: a bank asks central to move bank money from its own correspondent
 //!   account to another bank's; the debit is always the sender's.
+//! - [`CardNotice::Refunded`]: the acquirer made a DT-mode refund; the issuer's record follows.
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use dtenge_core::crypto::Address;
@@ -95,6 +96,9 @@ pub enum CardNotice {
     /// A bank → central: move `amount` of bank money from the sender's correspondent account
     /// to `to_bank`'s, once; `reference` names the purchase, refund or withdrawal.
     Settle { reference: String, to_bank: String, amount: Amount },
+    /// Acquirer → issuer: a DT-mode refund of `purchase_id` committed as `tx_id` (the buyer's
+    /// DT arrives on the usual certified delivery); the issuer's record follows.
+    Refunded { purchase_id: String, amount: Amount, tx_id: TxId },
 }
 
 fn bounded(r: &mut Reader<'_>, what: &'static str) -> Result<String, DecodeError> {
@@ -228,6 +232,12 @@ impl Encode for CardNotice {
                 w.str(to_bank);
                 w.put(amount);
             }
+            CardNotice::Refunded { purchase_id, amount, tx_id } => {
+                w.u8(4);
+                w.str(purchase_id);
+                w.put(amount);
+                w.put(tx_id);
+            }
         }
     }
 }
@@ -247,6 +257,9 @@ impl Decode for CardNotice {
                 to_bank: bounded(r, "bank")?,
                 amount: r.get()?,
             }),
+            4 => {
+                Ok(CardNotice::Refunded { purchase_id: bounded(r, "purchase id")?, amount: r.get()?, tx_id: r.get()? })
+            }
             tag => Err(DecodeError::UnknownTag { what: "card notice", tag: u64::from(tag) }),
         }
     }
@@ -285,6 +298,7 @@ mod tests {
             CardNotice::Acquired(Box::new(record())),
             CardNotice::RefundPayout { purchase_id: "P-1".into(), refund_no: 2, amount },
             CardNotice::Settle { reference: "P-1".into(), to_bank: "sapa".into(), amount },
+            CardNotice::Refunded { purchase_id: "P-1".into(), amount, tx_id: TxId(Hash32([5; 32])) },
         ];
         let mut messages = vec![
             Message::CardClaim(CardClaim { pan: "4400000000000008".into(), client_id: "9001".into() }),

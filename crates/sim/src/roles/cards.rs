@@ -376,6 +376,11 @@ impl Sim {
                     bought.id, bought.left
                 ));
             }
+            let issuer = self.banks.get(bought.buyer_bank).ok_or("a bank is down at the end")?;
+            let issued = issuer.purchase(&bought.id).map_err(|e| e.to_string())?.map(|r| r.left().tiyn());
+            if issued != left {
+                return Err(format!("{} has {issued:?} left at its issuer, {left:?} at its acquirer", bought.id));
+            }
         }
         let canteen = self.banks.get(CANTEEN_BANK).ok_or("the canteen's bank is down at the end")?;
         let meals = canteen.read(|n| n.balance(CANTEEN).map(|b| b.dt_tiyn.tiyn())).map_err(|e| e.to_string())?;
