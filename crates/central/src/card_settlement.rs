@@ -211,3 +211,102 @@ fn plan_posting(inner: &Inner, settlement: &Settlement, now_ms: u64) -> Option<P
         .plan(PostingKind::InterbankSettlement, &debit, &credit, settlement.amount, &settlement.reference, now_ms)
         .ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BankKeys;
+    use dtenge_core::crypto::SecretKey;
+    use dtenge_store::SimDisk;
+    use dtenge_transport::{SendError, Transport};
+    use parking_lot::Mutex;
+    use std::sync::Arc;
+
+    #[derive(Default)]
+    struct Captured(Mutex<Vec<Envelope>>);
+
+    impl Transport for Captured {
+        fn send(&self, envelope: Envelope) -> std::result::Result<(), SendError> {
+            self.0.lock().push(envelope);
+            Ok(())
+        }
+    }
+
+    fn open(disk: &SimDisk, sent: &Arc<Captured>) -> CentralService {
+        let store = Store::open_simulated(disk.clone(), &crate::tables()).unwrap();
+        let keys = |seed: u8| BankKeys {
+            own: SecretKey::from_seed([seed; 32]).address(),
+            node_key: SecretKey::from_seed([seed + 1; 32]).public_key(),
+        };
+        let banks = [("steppe".to_string(), keys(30)), ("sapa".to_string(), keys(40))].into_iter().collect();
+        let notary = SecretKey::from_seed([3; 32]).public_key();
+        CentralService::open(store, SecretKey::from_seed([1; 32]), notary, banks, sent.clone()).unwrap()
+    }
+
+    fn settle(seq: u64, to_bank: &str, tiyn: u64) -> Envelope {
+        let amount = Amount::from_tiyn(tiyn).unwrap();
+        let notice = CardNotice::Settle { reference: format!("P-{seq}"), to_bank: to_bank.into(), amount };
+        Envelope {
+            from: RoleId::Bank("steppe".into()),
+            to: RoleId::Central,
+            message: Message::Deliver(Deliver { seq, payload: Payload::Card(notice) }),
+        }
+    }
+
+    fn acks(sent: &Captured) -> Vec<u64> {
+        let sent = std::mem::take(&mut *sent.0.lock());
+        sent.into_iter()
+            .filter_map(|e| match e.message {
+                Message::DeliverAck(ack) => Some(ack.seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_settlement_is_posted_once_in_order_and_a_bad_one_is_applied_as_nothing() {
+        let (disk, sent) = (SimDisk::new(), Arc::new(Captured::default()));
+        let central = open(&disk, &sent);
+        central.credit_correspondent("steppe", Amount::from_tiyn(1_000).unwrap(), 0).unwrap();
+        let corr = |c: &CentralService, bank: &str| c.abs_balance(&correspondent(bank));
+        central.handle(settle(1, "sapa", 300), 1);
+        // The same delivery again (a resend): acknowledged, not posted again.
+        central.handle(settle(1, "sapa", 300), 2);
+        // One beyond the next: dropped until its turn.
+        central.handle(settle(3, "sapa", 100), 3);
+        assert_eq!((corr(&central, "steppe"), corr(&central, "sapa")), (700, 300));
+        assert_eq!(acks(&sent), vec![1, 1]);
+        // To itself, or to a bank central does not know: applied as nothing, acknowledged.
+        central.handle(settle(2, "steppe", 100), 4);
+        central.handle(settle(3, "nowhere", 100), 5);
+        assert_eq!(acks(&sent), vec![2, 3]);
+        assert_eq!(central.card_notices_rejected(), 2);
+        // Beyond the account: it waits, and the next one waits behind it, durably.
+        central.handle(settle(4, "sapa", 800), 6);
+        central.handle(settle(5, "sapa", 100), 7);
+        assert_eq!(central.card_settlements_queued().len(), 2);
+        assert_eq!(corr(&central, "steppe"), 700);
+        assert_eq!(acks(&sent), vec![4, 5], "taken from the stream while waiting for funds");
+        drop(central);
+        let central = open(&disk, &sent);
+        assert_eq!(central.card_settlements_queued().len(), 2, "read back");
+        central.handle(settle(5, "sapa", 100), 8);
+        assert_eq!(acks(&sent), vec![5], "a duplicate after the restart is acknowledged");
+        central.credit_correspondent("steppe", Amount::from_tiyn(200).unwrap(), 9).unwrap();
+        central.tick(10);
+        assert!(central.card_settlements_queued().is_empty());
+        assert_eq!((corr(&central, "steppe"), corr(&central, "sapa")), (0, 1_200), "posted once each, in order");
+    }
+
+    #[test]
+    fn a_settlement_decodes_to_what_was_written() {
+        let settlement = Settlement {
+            from_bank: "steppe".into(),
+            to_bank: "sapa".into(),
+            amount: Amount::from_tiyn(5).unwrap(),
+            reference: "P-0123".into(),
+        };
+        assert_eq!(Settlement::from_bytes(&settlement.to_bytes()).unwrap(), settlement);
+        assert!(Settlement::from_bytes(&settlement.to_bytes()[1..]).is_err());
+    }
+}
