@@ -788,28 +788,7 @@ impl BankService {
             CardLeg::Purchase(record) => {
                 let mut record = (**record).clone();
                 record.at_ms = now_ms;
-                let converting = record.mode == CardMode::ConvertToFiat;
-                if record.merchant_bank == self.id {
-                    if converting {
-                        let credit = FiatMove {
-                            client_id: record.merchant_client.clone(),
-                            direction: Conversion::FromDt,
-                            amount: record.amount,
-                        };
-                        delta.set_fiat(&record.merchant_client, fiat_after.apply(inner, &credit));
-                    }
-                } else {
-                    let acquirer = RoleId::Bank(record.merchant_bank.clone());
-                    plan.notices.push((acquirer, CardNotice::Acquired(Box::new(record.clone()))));
-                    if converting {
-                        let settle = CardNotice::Settle {
-                            reference: record.id.clone(),
-                            to_bank: record.merchant_bank.clone(),
-                            amount: record.amount,
-                        };
-                        plan.notices.push((RoleId::Central, settle));
-                    }
-                }
+                self.plan_purchase_leg(inner, &record, Legs { delta, fiat_after, plan });
                 plan.records.insert(record.id.clone(), record);
             }
             CardLeg::Refund { purchase_id, amount } => {
@@ -848,6 +827,34 @@ impl BankService {
                 }
             }
             CardLeg::Voucher { .. } => {}
+        }
+    }
+
+    /// A certified purchase: its merchant's bank money credited here (converting, at one
+    /// bank), or the acquirer and central told on the delivery streams.
+    fn plan_purchase_leg(&self, inner: &Inner, record: &PurchaseRecord, legs: Legs<'_>) {
+        let Legs { delta, fiat_after, plan } = legs;
+        let converting = record.mode == CardMode::ConvertToFiat;
+        if record.merchant_bank == self.id {
+            if converting {
+                let credit = FiatMove {
+                    client_id: record.merchant_client.clone(),
+                    direction: Conversion::FromDt,
+                    amount: record.amount,
+                };
+                delta.set_fiat(&record.merchant_client, fiat_after.apply(inner, &credit));
+            }
+            return;
+        }
+        let acquirer = RoleId::Bank(record.merchant_bank.clone());
+        plan.notices.push((acquirer, CardNotice::Acquired(Box::new(record.clone()))));
+        if converting {
+            let settle = CardNotice::Settle {
+                reference: record.id.clone(),
+                to_bank: record.merchant_bank.clone(),
+                amount: record.amount,
+            };
+            plan.notices.push((RoleId::Central, settle));
         }
     }
 
