@@ -35,7 +35,7 @@ fn open(assembly: &Assembly, bank: &str, client_id: &str, kind: ClientKind, seed
         address: key.address(),
         opened_at_unix_ms: 0,
     };
-    assembly.migrate_accounts(bank, vec![(account, Some(key))]).unwrap();
+    assembly.migrate_accounts(bank, vec![(account, dtenge_bank::AccountKey::Custodial(key))]).unwrap();
 }
 
 /// Every bank's correspondent account.

@@ -236,7 +236,7 @@ impl Cluster {
             opened_at_unix_ms: 0,
         };
         self.directory.claim_all(bank, &[dtenge_bank::claim_of(&account)]).unwrap();
-        self.banks[bank].open_account(account, Some(&secret)).unwrap();
+        self.banks[bank].open_account(account, &dtenge_bank::AccountKey::Custodial(secret.clone())).unwrap();
         if dt > 0 {
             let pay = Request::Pay { client_id: OWN_ACCOUNT.into(), payees: vec![(secret.address(), t(dt))] };
             let answer = self.banks[bank].submit(pay, None);

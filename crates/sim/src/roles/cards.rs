@@ -121,7 +121,10 @@ impl Sim {
                 address: secret.address(),
                 opened_at_unix_ms: 0,
             };
-            openings.push((id, self.banks[bank].claim_account(account, Some(secret), self.now_ms)));
+            openings.push((
+                id,
+                self.banks[bank].claim_account(account, dtenge_bank::AccountKey::Custodial(secret), self.now_ms),
+            ));
         }
         let mut links = Vec::new();
         for (n, client) in self.clients.iter().enumerate().filter(|(_, c)| c.custodial) {
