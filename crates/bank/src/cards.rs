@@ -44,8 +44,13 @@ pub const PURCHASES_TABLE: Table = Table("bank_card_purchases");
 pub const PAYOUTS_TABLE: Table = Table("bank_card_payouts");
 /// Convert-to-fiat refunds decided here, by their idempotency key: fingerprint, receipt.
 pub const REFUNDS_TABLE: Table = Table("bank_card_refunds");
+/// Bank money owed to merchants listed at the directory but not opened here yet (the claim
+/// is answered before the opening): purchase id -> (merchant, amount), credited at the first
+/// tick after the opening.
+pub const CREDITS_TABLE: Table = Table("bank_card_credits");
 /// The cards' and vouchers' tables.
-pub const TABLES: [Table; 4] = [PURCHASES_TABLE, PAYOUTS_TABLE, REFUNDS_TABLE, crate::vouchers::PROGRAMS_TABLE];
+pub const TABLES: [Table; 5] =
+    [PURCHASES_TABLE, PAYOUTS_TABLE, REFUNDS_TABLE, CREDITS_TABLE, crate::vouchers::PROGRAMS_TABLE];
 
 /// Most cards being linked at once.
 pub const CARD_CLAIMS_MAX: usize = 1_024;
@@ -194,6 +199,8 @@ pub(crate) struct CardState {
     /// DT-mode refunds in the pipeline, by purchase: their amount and how many.
     refunds_in_flight: HashMap<String, (Amount, u32)>,
     owed: BTreeMap<(String, u32), Owed>,
+    /// Bank money owed to merchants not opened here yet, by purchase.
+    credits: BTreeMap<String, (String, Amount)>,
     pub(crate) programs: crate::vouchers::Programs,
     /// Card notices refused (not this bank's, or inconsistent): applied as nothing.
     rejected: u64,
@@ -213,6 +220,11 @@ impl CardState {
             let (purchase_id, refund_no) = payout_of(&key)?;
             let amount = Amount::from_bytes(&value).map_err(|e| storage(&format!("a refund owed: {e}")))?;
             state.owed.insert((purchase_id, refund_no), Owed { amount, submitted_at_ms: 0 });
+        }
+        for (key, value) in store.scan(CREDITS_TABLE)? {
+            let id = String::from_utf8(key).map_err(|_| storage("a credit's purchase id"))?;
+            let credit = <(String, Amount)>::from_bytes(&value).map_err(|e| storage(&format!("a credit: {e}")))?;
+            state.credits.insert(id, credit);
         }
         for entry in outbox {
             if let Some(CardLeg::Refund { purchase_id, amount }) = &entry.card {
@@ -341,6 +353,11 @@ impl BankService {
         self.inner.lock().cards.owed.len()
     }
 
+    /// Bank money owed to merchants whose accounts are not opened here yet.
+    pub fn card_credits_pending(&self) -> usize {
+        self.inner.lock().cards.credits.len()
+    }
+
     /// Card notices from other banks this bank refused.
     pub fn card_notices_rejected(&self) -> u64 {
         self.inner.lock().cards.rejected
@@ -437,6 +454,32 @@ impl BankService {
             .collect();
         for (purchase_id, refund_no) in owed {
             self.submit_payout(inner, &purchase_id, refund_no, now_ms);
+        }
+        self.apply_credits(inner);
+    }
+
+    /// Credit the merchants opened since their purchases arrived, one commit each (rare).
+    fn apply_credits(&self, inner: &mut Inner) {
+        let opened: Vec<String> = inner
+            .cards
+            .credits
+            .iter()
+            .filter(|(_, (client, _))| inner.node.account(client).is_ok())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in opened {
+            let (client, amount) = inner.cards.credits[&id].clone();
+            let fiat =
+                inner.node.fiat_after(&client, amount, Amount::ZERO).expect("a merchant's bank money stays bounded");
+            let delta = inner.node.fiat_delta(&client, fiat).expect("the merchant's account is open");
+            let mut batch = WriteBatch::new();
+            delta.writes(&inner.node, &mut batch).unwrap_or_else(|e| panic!("a planned delta cannot be encoded: {e}"));
+            batch.delete(CREDITS_TABLE, id.as_bytes().to_vec());
+            if self.commit(inner, batch).is_err() {
+                return;
+            }
+            inner.node.apply(delta);
+            inner.cards.credits.remove(&id);
         }
     }
 
@@ -886,15 +929,31 @@ impl BankService {
         let mut batch = WriteBatch::new();
         let mut delta = None;
         let mut owed = None;
+        let mut later = None;
         let sender = match &from {
             RoleId::Bank(bank) => Some(bank.clone()),
             _ => None,
         };
         let applied = match (sender, notice) {
-            (Some(sender), CardNotice::Acquired(record)) => self.check_acquired(inner, &sender, &record).map(|fiat| {
-                delta = fiat;
-                batch.put(PURCHASES_TABLE, record.id.as_bytes().to_vec(), record.to_bytes());
-            }),
+            (Some(sender), CardNotice::Acquired(record)) => match self.check_acquired(inner, &sender, &record) {
+                // The directory cannot be asked now: not applied, not acknowledged (sent again).
+                Err(e) if e.code == ErrorCode::RequestInProgress => return,
+                checked => checked.map(|acquiring| {
+                    match acquiring {
+                        Acquiring::Nothing => {}
+                        Acquiring::Credit(fiat) => delta = Some(fiat),
+                        Acquiring::Later(client, amount) => {
+                            batch.put(
+                                CREDITS_TABLE,
+                                record.id.as_bytes().to_vec(),
+                                (client.clone(), amount).to_bytes(),
+                            );
+                            later = Some((record.id.clone(), (client, amount)));
+                        }
+                    }
+                    batch.put(PURCHASES_TABLE, record.id.as_bytes().to_vec(), record.to_bytes());
+                }),
+            },
             (Some(sender), CardNotice::Refunded { purchase_id, amount, tx_id }) => {
                 self.check_refunded(&sender, &purchase_id, amount).map(|mut record| {
                     record.refunded = record.refunded.checked_add(amount).expect("checked above");
@@ -922,6 +981,9 @@ impl BankService {
         if let Some(delta) = delta {
             inner.node.apply(delta);
         }
+        if let Some((id, credit)) = later {
+            inner.cards.credits.insert(id, credit);
+        }
         if applied.is_err() {
             inner.cards.rejected += 1;
         }
@@ -933,22 +995,37 @@ impl BankService {
     }
 
     /// A purchase another bank issued at this bank's merchant: consistent, new; converting,
-    /// the merchant's new bank-money balance.
-    fn check_acquired(&self, inner: &Inner, sender: &str, record: &PurchaseRecord) -> Result<Option<Delta>> {
-        let merchant = inner.node.account(&record.merchant_client)?;
+    /// the merchant's new bank-money balance, or the credit owed until its account opens (it
+    /// is listed at the directory for this bank, and the claim is answered before the
+    /// opening). `REQUEST_IN_PROGRESS` when the directory cannot be asked now.
+    fn check_acquired(&self, inner: &Inner, sender: &str, record: &PurchaseRecord) -> Result<Acquiring> {
         let consistent = record.merchant_bank == self.id
             && record.buyer_bank == sender
-            && merchant.address == record.merchant_address
             && record.refunded.is_zero()
             && record.id == purchase_id(&record.tx_id);
         if !consistent || self.purchase(&record.id)?.is_some() {
             return Err(Error::malformed("a purchase notice that does not match"));
         }
-        if record.mode == CardMode::Dt {
-            return Ok(None);
+        let converting = record.mode == CardMode::ConvertToFiat;
+        let Ok(merchant) = inner.node.account(&record.merchant_client) else {
+            let listed = self.directory.find(Who::Client(&record.merchant_client), Some(&self.id))?;
+            if listed.map(|l| l.address) != Some(record.merchant_address) {
+                return Err(Error::malformed("a purchase at a merchant this bank does not have"));
+            }
+            return Ok(if converting {
+                Acquiring::Later(record.merchant_client.clone(), record.amount)
+            } else {
+                Acquiring::Nothing
+            });
+        };
+        if merchant.address != record.merchant_address {
+            return Err(Error::malformed("a purchase notice that does not match"));
+        }
+        if !converting {
+            return Ok(Acquiring::Nothing);
         }
         let fiat = inner.node.fiat_after(&record.merchant_client, record.amount, Amount::ZERO)?;
-        inner.node.fiat_delta(&record.merchant_client, fiat).map(Some)
+        inner.node.fiat_delta(&record.merchant_client, fiat).map(Acquiring::Credit)
     }
 
     /// A DT refund the acquirer made of a purchase this bank issued: the record to update.
@@ -979,6 +1056,15 @@ impl BankService {
         }
         Ok(())
     }
+}
+
+/// What an acquired purchase changes at the acquirer beside its record.
+enum Acquiring {
+    Nothing,
+    /// The merchant's bank money, credited now.
+    Credit(Delta),
+    /// Credited when the merchant's account opens.
+    Later(String, Amount),
 }
 
 /// A refund receipt, as its idempotency record keeps it.

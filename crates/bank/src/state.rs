@@ -13,6 +13,7 @@
 //! | `bank_card_purchases` | purchase id | the purchase, as issuer and/or acquirer (`cards.rs`) |
 //! | `bank_card_payouts` | purchase id, 0, refund number (u32 BE) | DT this bank owes a buyer for a refund |
 //! | `bank_card_refunds` | the key | a convert-to-fiat refund decided here, by idempotency key |
+//! | `bank_card_credits` | purchase id | bank money owed to a merchant not opened here yet |
 //! | `bank_voucher_programs` | programme id (or 0x01 + key) | a voucher programme (`vouchers.rs`) |
 //!
 //! The node's own tables (accounts, tokens, history) are `dtenge-node`'s, the deliveries'

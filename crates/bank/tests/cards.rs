@@ -264,7 +264,11 @@ impl Cluster {
         self.net.in_flight() == 0
             && self.central().outstanding() == (0, 0)
             && self.banks.values().all(|b| {
-                b.outstanding() == (0, 0) && b.queued() == 0 && b.card_payouts_pending() == 0 && b.cards_waiting() == 0
+                b.outstanding() == (0, 0)
+                    && b.queued() == 0
+                    && b.card_payouts_pending() == 0
+                    && b.cards_waiting() == 0
+                    && b.card_credits_pending() == 0
             })
     }
 
@@ -716,5 +720,40 @@ fn a_refund_owed_by_a_blocked_issuer_is_paid_once_when_its_block_is_lifted() {
     c.run(30_000);
     assert_eq!((c.banks[STEPPE].card_payouts_pending(), c.dt(STEPPE, BUYER)), (0, 70_000), "paid once");
     assert_eq!(c.fiat(SAPA, MERCHANT), 30_000);
+    c.assert_conserved();
+}
+
+#[test]
+fn a_converted_purchase_at_a_merchant_listed_but_not_yet_opened_is_credited_once_when_it_opens() {
+    let mut c = Cluster::new(9, 0, 20, 3);
+    c.client(STEPPE, BUYER, ClientKind::Individual, 100_000);
+    let card = pan(1);
+    c.link(STEPPE, BUYER, &card).unwrap();
+    // The directory listed the merchant (its claim is answered before the opening); Sapa has
+    // not opened the account yet.
+    let secret = key(99);
+    let account = Account {
+        client_id: MERCHANT.into(),
+        node_id: SAPA.into(),
+        kind: ClientKind::LegalEntity,
+        name: "Late Merchant".into(),
+        phone: None,
+        address: secret.address(),
+        opened_at_unix_ms: 0,
+    };
+    c.directory.claim_all(SAPA, &[dtenge_bank::claim_of(&account)]).unwrap();
+    let (steppe_corr, sapa_corr) = (c.corr(STEPPE), c.corr(SAPA));
+    c.purchase(&card, MERCHANT, 25_000, CardMode::ConvertToFiat).unwrap();
+    c.run(5_000);
+    assert_eq!(c.banks[SAPA].card_credits_pending(), 1, "owed until the account opens");
+    assert_eq!((c.corr(STEPPE), c.corr(SAPA)), (steppe_corr - 25_000, sapa_corr + 25_000));
+    c.restart(SAPA);
+    assert_eq!(c.banks[SAPA].card_credits_pending(), 1, "durably");
+    c.banks[SAPA].open_account(account, &dtenge_bank::AccountKey::Custodial(secret)).unwrap();
+    c.run(5_000);
+    assert_eq!((c.banks[SAPA].card_credits_pending(), c.fiat(SAPA, MERCHANT)), (0, 25_000));
+    c.run(5_000);
+    assert_eq!(c.fiat(SAPA, MERCHANT), 25_000, "credited once");
+    assert_eq!(c.banks[SAPA].card_notices_rejected(), 0);
     c.assert_conserved();
 }

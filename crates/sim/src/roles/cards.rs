@@ -334,7 +334,10 @@ impl Sim {
     pub(super) fn cards_quiet(&self) -> bool {
         self.cards.quiet()
             && self.central.as_ref().is_some_and(|c| c.card_settlements_queued().is_empty())
-            && self.banks.values().all(|b| b.card_payouts_pending() == 0 && b.cards_waiting() == 0)
+            && self
+                .banks
+                .values()
+                .all(|b| b.card_payouts_pending() == 0 && b.cards_waiting() == 0 && b.card_credits_pending() == 0)
     }
 
     /// What the cards wait for, for a run that did not become quiet.
