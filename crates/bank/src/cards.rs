@@ -49,8 +49,14 @@ pub const REFUNDS_TABLE: Table = Table("bank_card_refunds");
 /// tick after the opening.
 pub const CREDITS_TABLE: Table = Table("bank_card_credits");
 /// The cards' and vouchers' tables.
-pub const TABLES: [Table; 5] =
-    [PURCHASES_TABLE, PAYOUTS_TABLE, REFUNDS_TABLE, CREDITS_TABLE, crate::vouchers::PROGRAMS_TABLE];
+pub const TABLES: [Table; 6] = [
+    PURCHASES_TABLE,
+    PAYOUTS_TABLE,
+    REFUNDS_TABLE,
+    CREDITS_TABLE,
+    crate::vouchers::PROGRAMS_TABLE,
+    crate::vouchers::EVENTS_TABLE,
+];
 
 /// Most cards being linked at once.
 pub const CARD_CLAIMS_MAX: usize = 1_024;
@@ -332,6 +338,14 @@ pub(crate) fn purchase_id(tx_id: &TxId) -> String {
 pub(crate) struct CardPlan {
     records: BTreeMap<String, PurchaseRecord>,
     notices: Vec<(RoleId, CardNotice)>,
+    /// The certificate that answered (what a voucher event's record names).
+    seq: u64,
+}
+
+impl CardPlan {
+    pub(crate) fn answering(seq: u64) -> CardPlan {
+        CardPlan { seq, ..CardPlan::default() }
+    }
 }
 
 /// The parts of a committed payment's plan a card leg adds to.
@@ -869,7 +883,18 @@ impl BankService {
                     plan.notices.push((RoleId::Central, settle));
                 }
             }
-            CardLeg::Voucher { .. } => {}
+            CardLeg::Voucher { program_id, event_id, .. } => {
+                let amount = inner.cards.programs.amount_of(program_id);
+                let event = crate::vouchers::EventRecord {
+                    program_id: program_id.clone(),
+                    event_id: event_id.clone(),
+                    tx_id: *tx_id,
+                    seq: plan.seq,
+                    amount,
+                    at_ms: now_ms,
+                };
+                batch.put(crate::vouchers::EVENTS_TABLE, event.key(), event.to_bytes());
+            }
         }
     }
 

@@ -66,7 +66,7 @@ pub use state::{tables, BANK_META_TABLE, IDEM_TABLE, OUTBOX_TABLE, RECENT_COMMIT
 // Cards and vouchers across roles.
 pub use cards::{CardRequest, RefundReceipt, Refunding, PAYOUTS_TABLE, PURCHASES_TABLE, REFUNDS_TABLE};
 pub use dtenge_wire::{CardMode, PurchaseRecord};
-pub use vouchers::{VoucherEvent, VoucherProgram, VoucherProgramRequest, PROGRAMS_TABLE};
+pub use vouchers::{EventRecord, VoucherEvent, VoucherProgram, VoucherProgramRequest, EVENTS_TABLE, PROGRAMS_TABLE};
 
 use crossbeam_channel::{Receiver, Sender};
 use dtenge_core::anchors::Anchors;

@@ -93,7 +93,7 @@ impl BankService {
         let mut deliveries: BTreeMap<String, Vec<(Transaction, CommitProof)>> = BTreeMap::new();
         let mut kept = Vec::new();
         let mut fiat_after = crate::conversion::FiatAfter::default();
-        let mut card_plan = crate::cards::CardPlan::default();
+        let mut card_plan = crate::cards::CardPlan::answering(reply.certificate.as_ref().map_or(0, |c| c.seq));
         for (index, outcome) in checked.iter().enumerate() {
             let (entry, ids) = (&pending.entries[index], &pending.ids[index]);
             match outcome {

@@ -15,6 +15,7 @@
 //! | `bank_card_refunds` | the key | a convert-to-fiat refund decided here, by idempotency key |
 //! | `bank_card_credits` | purchase id | bank money owed to a merchant not opened here yet |
 //! | `bank_voucher_programs` | programme id (or 0x01 + key) | a voucher programme (`vouchers.rs`) |
+//! | `bank_voucher_events` | programme id, 0, event id | the event's payment (tx id, certificate, amount, time) |
 //!
 //! The node's own tables (accounts, tokens, history) are `dtenge-node`'s, the deliveries'
 //! `dtenge-delivery`'s.

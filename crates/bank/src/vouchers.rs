@@ -23,6 +23,8 @@ use std::collections::BTreeMap;
 
 /// Voucher programmes by id; `0x01` + an idempotency key -> (fingerprint, programme id).
 pub const PROGRAMS_TABLE: Table = Table("bank_voucher_programs");
+/// Every event paid, by programme and event id (`<programme> 0 <event>`): its payment.
+pub const EVENTS_TABLE: Table = Table("bank_voucher_events");
 /// Longest event id or integrator id.
 pub const EVENT_ID_LEN_MAX: usize = 128;
 /// Most programmes one bank runs.
@@ -101,11 +103,62 @@ impl Decode for VoucherProgram {
     }
 }
 
+/// An event paid: written in the commit that applies its certified payment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    pub program_id: String,
+    pub event_id: String,
+    pub tx_id: dtenge_core::token::TxId,
+    /// The notary's certificate that committed it.
+    pub seq: u64,
+    pub amount: Amount,
+    pub at_ms: u64,
+}
+
+impl EventRecord {
+    pub(crate) fn key(&self) -> Vec<u8> {
+        let mut key = self.program_id.as_bytes().to_vec();
+        key.push(0);
+        key.extend_from_slice(self.event_id.as_bytes());
+        key
+    }
+}
+
+impl Encode for EventRecord {
+    fn encode(&self, w: &mut Writer) {
+        w.str(&self.program_id);
+        w.str(&self.event_id);
+        w.put(&self.tx_id);
+        w.u64(self.seq);
+        w.put(&self.amount);
+        w.u64(self.at_ms);
+    }
+}
+
+impl Decode for EventRecord {
+    const ENCODED_BYTES_MIN: usize = 4 + 4 + 32 + 8 + 8 + 8;
+    fn decode(r: &mut Reader<'_>) -> std::result::Result<Self, DecodeError> {
+        Ok(EventRecord {
+            program_id: r.string("programme id")?,
+            event_id: r.string("event id")?,
+            tx_id: r.get()?,
+            seq: r.u64("certificate")?,
+            amount: r.get()?,
+            at_ms: r.u64("paid at")?,
+        })
+    }
+}
+
 /// The programmes this bank runs, in memory (few, read on every event).
 #[derive(Default)]
 pub(crate) struct Programs(BTreeMap<String, VoucherProgram>);
 
 impl Programs {
+    /// A programme's amount per event (programmes are never removed).
+    pub(crate) fn amount_of(&self, program_id: &str) -> Amount {
+        self.0.get(program_id).map(|p| p.amount_per_event).expect("a paid event's programme is kept here")
+    }
+
     pub(crate) fn load(store: &Store) -> Result<Programs> {
         let mut programs = BTreeMap::new();
         for (key, value) in store.scan(PROGRAMS_TABLE)? {
@@ -213,6 +266,19 @@ impl BankService {
             ));
         }
         Ok(Some(inner.cards.programs.0.get(&id).cloned().expect("a programme's key names a programme kept here")))
+    }
+
+    /// The events of a programme this bank paid, in order of their ids.
+    pub fn voucher_events(&self, program_id: &str) -> Result<Vec<EventRecord>> {
+        let mut prefix = program_id.as_bytes().to_vec();
+        prefix.push(0);
+        let rows = self.store.scan_prefix(EVENTS_TABLE, &prefix)?;
+        rows.into_iter()
+            .map(|(_, value)| {
+                EventRecord::from_bytes(&value)
+                    .map_err(|e| Error::new(ErrorCode::StorageFailure, format!("a voucher event: {e}")))
+            })
+            .collect()
     }
 
     /// The programmes this bank runs.

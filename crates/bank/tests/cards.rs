@@ -594,6 +594,13 @@ fn a_voucher_event_pays_once_whoever_retries_and_across_a_restart() {
     c.run(20_000);
     assert_eq!(retry_again.try_recv().unwrap().unwrap(), second);
     assert_eq!((c.dt(STEPPE, "100140000045"), c.dt(SAPA, "100140000046")), (47_600, 2_400));
+    let events = c.banks[STEPPE].voucher_events(&program.id).unwrap();
+    let paid: Vec<_> = events.iter().map(|e| (e.event_id.as_str(), e.tx_id, e.seq, e.amount)).collect();
+    assert_eq!(
+        paid,
+        vec![("tap-0001", first.tx_id, first.seq, t(1_200)), ("tap-0002", second.tx_id, second.seq, t(1_200))],
+        "each event recorded once, with the payment that answered it"
+    );
     // Another integrator is refused; an unknown programme too.
     let rogue = c.banks[STEPPE].voucher_event(VoucherEvent { integrator: "rogue".into(), ..event("tap-0003") });
     let unknown = c.banks[STEPPE].voucher_event(VoucherEvent { program_id: "steppe-V999999".into(), ..event("x") });

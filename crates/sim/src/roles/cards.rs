@@ -394,6 +394,17 @@ impl Sim {
         if meals != paid {
             return Err(format!("the canteen holds {meals} tiyn; {} taps were paid", self.cards.paid_taps.len()));
         }
+        if let Some(program) = &self.cards.program {
+            let school = self.banks.get(SCHOOL_BANK).ok_or("the school's bank is down at the end")?;
+            let events = school.voucher_events(program).map_err(|e| e.to_string())?;
+            let recorded: BTreeMap<String, TxId> = events.into_iter().map(|e| (e.event_id, e.tx_id)).collect();
+            if recorded != self.cards.paid_taps {
+                return Err(format!(
+                    "the school's bank recorded {recorded:?}, the answers say {:?}",
+                    self.cards.paid_taps
+                ));
+            }
+        }
         if let Some(central) = &self.central {
             if central.card_notices_rejected() != 0 {
                 return Err(format!("central refused {} card notices", central.card_notices_rejected()));
