@@ -233,6 +233,13 @@ impl Assembly {
         })
     }
 
+    /// The events a programme paid, as the bank running it recorded them.
+    pub fn voucher_events(&self, program_id: &str) -> Result<Vec<dtenge_bank::EventRecord>> {
+        let bank = self.banks().iter().find(|b| b.service().voucher_program(program_id).is_some());
+        let bank = bank.ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no voucher programme {program_id}")))?;
+        bank.service().voucher_events(program_id)
+    }
+
     /// Wait until the roles settled ([`Assembly::settle`]) and every refund owed was paid.
     pub fn settle_cards(&self, timeout: Duration) -> Result<()> {
         let deadline = std::time::Instant::now() + timeout;

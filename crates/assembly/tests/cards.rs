@@ -253,5 +253,7 @@ fn a_voucher_event_pays_the_canteen_once_per_event_across_a_restart() {
     assembly.settle_cards(WAIT).unwrap();
     assert_eq!(assembly.reconcile(), Vec::<String>::new());
     assert_eq!(dt(&assembly, "tulpar", canteen), tiyn(2_400_00));
+    let events = assembly.voucher_events(&first.program_id).unwrap();
+    assert_eq!(events.iter().map(|e| e.tx_id).collect::<Vec<_>>(), vec![first.tx_id, second.tx_id]);
     assert_eq!(dt(&assembly, "steppe", school), tiyn(2_600_00));
 }
