@@ -30,6 +30,10 @@
 //! which builds the release, asks for the attestation, notarizes it and delivers it to the
 //! payee banks and the oracle. A transaction the notary refused is given up at the oracle with
 //! [`Abandon`], so that the event can be held (or its release ordered) again.
+//!
+//! Cards (kinds 40-59, `crate::cards`): a bank claims a card number at the directory
+//! (`CardClaim`, `CardClaimReply`); purchases, refunds and withdrawals tell the other bank and
+//! central what they owe on the numbered delivery streams (`Payload::Card`).
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use dtenge_core::certificate::{CommitCertificate, CommitProof, CompactTx};
