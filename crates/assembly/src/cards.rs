@@ -155,7 +155,11 @@ impl Assembly {
         let bank = self.card_bank(&purchase.pan)?;
         let committed = wait(&bank.card_purchase(purchase, idem), timeout)?;
         let id = purchase_id(&committed.tx_id);
-        Ok(bank.purchase(&id)?.expect("a certified purchase is kept by its issuer"))
+        // A key the caller used before for another request with the same fingerprint answers
+        // that request's payment, which is no purchase.
+        bank.purchase(&id)?.ok_or_else(|| {
+            Error::new(ErrorCode::IdempotencyKeyReused, "the idempotency key answered a payment that is not a purchase")
+        })
     }
 
     /// Refund `amount` of a purchase at the merchant's bank, the way it was paid.
