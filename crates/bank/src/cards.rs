@@ -312,18 +312,36 @@ fn payout_of(key: &[u8]) -> Result<(String, u32)> {
 /// The idempotency key under which the issuer pays refund `refund_no` of a purchase: the
 /// refund's own, so that it is paid once however often it is submitted.
 fn payout_idem(purchase_id: &str, refund_no: u32) -> IdemKey {
-    let key = format!("\u{1}card-payout:{purchase_id}:{refund_no}");
+    let key = format!("{OWN_KEY_START}card-payout:{purchase_id}:{refund_no}");
     let fingerprint = dtenge_core::crypto::hash_parts(b"dtenge/card-payout", &[key.as_bytes()]);
     IdemKey { key, fingerprint }
 }
 
-/// A caller's idempotency key has 1 to 128 bytes, as one with a submission.
+/// The first character of the keys the bank gives its own payments (a refund owed, a voucher
+/// event): no caller's key starts with it, so that none can take a key before the bank does
+/// (a payout whose key answered a caller's payment would never be paid).
+pub(crate) const OWN_KEY_START: char = '\u{1}';
+
+/// A caller's idempotency key has 1 to 128 bytes, as one with a submission, and does not
+/// start as the bank's own keys do.
 pub(crate) fn check_key(idem: Option<&IdemKey>) -> Result<()> {
     match idem {
         Some(idem) if idem.key.is_empty() || idem.key.len() > 128 => {
             Err(Error::malformed("an idempotency key has 1 to 128 characters"))
         }
+        Some(idem) if idem.key.starts_with(OWN_KEY_START) => {
+            Err(Error::malformed("an idempotency key does not start with a control character"))
+        }
         _ => Ok(()),
+    }
+}
+
+/// A submission's key: the bank's own for its own payments (checked when they are admitted),
+/// a caller's for everything else.
+pub(crate) fn check_caller_key(request: &Request, idem: &IdemKey) -> Result<()> {
+    match request {
+        Request::Card(CardRequest::Payout { .. }) | Request::Voucher(_) => Ok(()),
+        _ => check_key(Some(idem)),
     }
 }
 

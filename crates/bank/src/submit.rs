@@ -144,6 +144,7 @@ impl BankService {
     fn admit(&self, inner: &mut Inner, submission: Submission, ids: Option<TxIds>) -> Result<Option<Admitted>> {
         let Submission { request, idem, answer } = submission;
         if let Some(idem) = &idem {
+            crate::cards::check_caller_key(&request, idem)?;
             if self.answered_by_key(inner, idem, &answer)? {
                 return Ok(None);
             }

@@ -180,7 +180,7 @@ fn event_idem(program_id: &str, event_id: &str) -> IdemKey {
     let program_len = (program_id.len() as u32).to_le_bytes();
     let parts: [&[u8]; 3] = [&program_len, program_id.as_bytes(), event_id.as_bytes()];
     let event = dtenge_core::crypto::hash_parts(b"dtenge/voucher-event", &parts);
-    let key = format!("\u{1}voucher:{event}");
+    let key = format!("{}voucher:{event}", crate::cards::OWN_KEY_START);
     debug_assert!(key.len() <= 128, "an event's key is a key like any other");
     IdemKey { key, fingerprint: event }
 }

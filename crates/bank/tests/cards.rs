@@ -476,6 +476,13 @@ fn a_convert_refund_debits_the_merchant_and_the_issuer_pays_the_buyer_once_acros
     let committed = c.purchase(&card, MERCHANT, 40_000, CardMode::ConvertToFiat).unwrap();
     let id = format!("P-{}", &committed.tx_id.to_string()[..16]);
     let (steppe_corr, sapa_corr) = (c.corr(STEPPE), c.corr(SAPA));
+    // No caller takes the key of a refund the bank will owe (it would answer the payout).
+    let buyer = c.banks[STEPPE].read(|n| n.account(BUYER).unwrap().address);
+    let pay = Request::Pay { client_id: OWN_ACCOUNT.into(), payees: vec![(buyer, t(1))] };
+    let squatter = IdemKey { key: format!("\u{1}card-payout:{id}:1"), fingerprint: Hash32([0; 32]) };
+    let squatted = c.banks[STEPPE].submit(pay, Some(squatter));
+    c.run(1_000);
+    assert_eq!(squatted.try_recv().unwrap().unwrap_err().code, ErrorCode::MalformedInput);
     // Steppe dies right after the commit that stores the payout it owes, before paying it.
     c.disks[STEPPE].arm_crash(1, CrashMode::AfterWrite);
     let idem = IdemKey { key: "refund-1".into(), fingerprint: Hash32([1; 32]) };
