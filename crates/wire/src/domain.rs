@@ -414,7 +414,10 @@ impl Decode for dtenge_core::party::Party {
         }
         let client_id = r.string("party's client id")?;
         if client_id.len() > crate::message::CLAIM_FIELD_BYTES_MAX {
-            return Err(DecodeError::Invalid { what: "party's client id", reason: format!("{} bytes", client_id.len()) });
+            return Err(DecodeError::Invalid {
+                what: "party's client id",
+                reason: format!("{} bytes", client_id.len()),
+            });
         }
         Ok(dtenge_core::party::Party { bank, client_id, address: r.get()? })
     }
