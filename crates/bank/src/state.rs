@@ -10,6 +10,8 @@
 //! | `bank_redeem` | transaction id | a redemption waiting for central (`redeem.rs`) |
 //! | `bank_meta` | `next_hold_nonce` | u64 LE |
 //! | `bank_holds` | transaction id | a hold or release not finished (`hold.rs`) |
+//! | `bank_meta` | `next_spend_nonce` | u64 LE |
+//! | `bank_programmed` | transaction id | a programmed spend not finished (`programmed.rs`) |
 //!
 //! The node's own tables (accounts, tokens, history) are `dtenge-node`'s, the deliveries'
 //! `dtenge-delivery`'s.
@@ -58,6 +60,7 @@ pub fn tables() -> Vec<Table> {
     let mut tables = dtenge_node::TABLES.to_vec();
     tables.extend(dtenge_delivery::TABLES);
     tables.extend([OUTBOX_TABLE, IDEM_TABLE, BANK_META_TABLE, crate::redeem::REDEEM_TABLE, crate::hold::HOLD_TABLE]);
+    tables.push(crate::programmed::PROGRAMMED_TABLE);
     tables
 }
 
@@ -181,6 +184,8 @@ pub(crate) struct Inner {
     pub(crate) redeems: crate::redeem::Redemptions,
     /// Holds and releases not finished.
     pub(crate) holds: crate::hold::Holds,
+    /// Programmed spends not finished.
+    pub(crate) spends: crate::programmed::Spends,
     recent: VecDeque<(TxId, u64)>,
     pub(crate) recent_index: HashMap<TxId, u64>,
     /// Set when a durable commit failed: the store refuses every commit until the role is
@@ -238,6 +243,7 @@ impl Inner {
         }
         let redeems = crate::redeem::load(store, &mut node, &mut idem_in_flight)?;
         let holds = crate::hold::load(store, &mut node, &mut idem_in_flight)?;
+        let spends = crate::programmed::load(store, &mut node, &mut idem_in_flight)?;
         Ok(Inner {
             node,
             next_batch,
@@ -252,6 +258,7 @@ impl Inner {
             claims: BTreeMap::new(),
             redeems,
             holds,
+            spends,
             recent: VecDeque::new(),
             recent_index: HashMap::new(),
             failed: false,

@@ -259,7 +259,11 @@ impl BankService {
 
     /// The other banks holding the accounts `owners` names (the change and this bank's own
     /// clients need none); an owner nobody holds is refused.
-    fn payee_banks<'a>(&self, inner: &Inner, owners: impl Iterator<Item = &'a Address>) -> Result<Vec<String>> {
+    pub(crate) fn payee_banks<'a>(
+        &self,
+        inner: &Inner,
+        owners: impl Iterator<Item = &'a Address>,
+    ) -> Result<Vec<String>> {
         let mut banks: Vec<String> = Vec::new();
         for owner in owners {
             if inner.node.locate(owner).is_some() {
