@@ -25,6 +25,10 @@
 
 #![forbid(unsafe_code)]
 
+// Markings, VAT, contracts and split payments among the roles.
+mod programmed;
+pub use programmed::{ContractTerms, Who, CONTRACT_VALIDITY_MS_MAX};
+
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use dtenge_bank::{AccountKey, Answer, BankService, Committed, Genesis, IdemKey, Request};
 use dtenge_central::{BankKeys, CentralService};
@@ -496,6 +500,7 @@ impl Assembly {
                         && b.service.queued() == 0
                         && b.service.redemptions_pending() == 0
                         && b.service.holds_pending() == 0
+                        && b.service.spends_pending() == 0
                 });
             if quiet {
                 return Ok(());
