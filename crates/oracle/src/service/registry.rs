@@ -22,8 +22,12 @@ use crate::contract::{ContractChange, ContractUseBody};
 use crate::marking::MarkingChange;
 use crate::vat::{VatPayment, VatUpdate};
 use crate::{Contract, ContractUse, Invoice, InvoiceStatus, Level, Marking, Move, MoveBody, Oracle, Provider};
+#[cfg(test)]
+use crate::{ContractSpec, MarkingSpec, SpendPlan};
 use crate::{ProviderKind, UseKind};
 use dtenge_core::crypto::SecretKey;
+#[cfg(test)]
+use dtenge_core::tx::Transaction;
 use dtenge_core::{Error, Result};
 use dtenge_store::{Store, Table, WriteBatch};
 use dtenge_wire::{Decode, DecodeError, Encode, Reader, Writer};
@@ -430,5 +434,102 @@ impl Decode for ContractUse {
             tx_id: r.get()?,
         };
         Ok(ContractUse { body, oracle_signature: r.get()? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InvoiceSpec;
+    use dtenge_core::party::Party;
+    use dtenge_core::token::{Output, Policy, TxId};
+    use dtenge_core::tx::{Command, TxBody};
+    use dtenge_core::Amount;
+
+    fn tiyn(t: u64) -> Amount {
+        Amount::from_tiyn(t).unwrap()
+    }
+
+    fn party(n: u8) -> Party {
+        Party {
+            bank: "steppe".into(),
+            client_id: format!("10014000000{n}"),
+            address: SecretKey::from_seed([n; 32]).address(),
+        }
+    }
+
+    /// Decodes, and encodes back to the same bytes; every cut of it is refused.
+    fn round_trip<T: Encode + Decode>(value: &T) {
+        let bytes = value.to_bytes();
+        assert_eq!(T::from_bytes(&bytes).unwrap().to_bytes(), bytes);
+        for cut in [0, bytes.len() / 2, bytes.len() - 1] {
+            assert!(T::from_bytes(&bytes[..cut]).is_err(), "a row cut at {cut} decodes");
+        }
+    }
+
+    #[test]
+    fn registry_rows_decode_to_what_was_written_and_a_cut_row_is_refused() {
+        let mut oracle = Oracle::new(SecretKey::from_seed([2; 32]));
+        let token = "t".repeat(32);
+        let tax = oracle.plan_provider("esf", "ESF", ProviderKind::TaxAuthority, &token, 1).unwrap();
+        round_trip(&tax);
+        oracle.apply_provider(tax.clone());
+        let portal =
+            oracle.plan_provider("portal", "Portal", ProviderKind::ContractPortal, &"p".repeat(32), 1).unwrap();
+        oracle.apply_provider(portal.clone());
+        let levels = vec![Level { recipients: vec![party(2), party(3)], limit_tiyn: tiyn(100) }];
+        let spec = MarkingSpec { initiator: party(1), reference: "tranche".into(), levels };
+        let change = oracle.plan_marking(spec, "steppe", 5).unwrap();
+        round_trip(&change.marking);
+        oracle.apply_marking(change);
+        let id = oracle.markings().next().unwrap().id.clone();
+        let plan = oracle.plan_marked_transfer(&id, &party(1), &party(2), tiyn(60), party(9).address).unwrap();
+        let input = dtenge_core::token::Input {
+            tx_id: TxId(dtenge_core::crypto::Hash32([4; 32])),
+            index: 0,
+            output: Output::standard(tiyn(60), party(1).address, party(9).address),
+        };
+        let body =
+            TxBody { command: Command::Transfer, inputs: vec![input], outputs: plan.spend.outputs.clone(), nonce: 1 };
+        let tx = Transaction::new(body);
+        let (moved, _) = oracle.confirm_marked_transfer(&plan, &tx, 6).unwrap();
+        round_trip(&moved.moves[0]);
+        oracle.apply_vat_update(VatUpdate::Payer(party(2)));
+        let spec = InvoiceSpec {
+            id: "ESF-1".into(),
+            seller: party(2),
+            buyer: party(1),
+            net_tiyn: tiyn(100),
+            vat_tiyn: tiyn(12),
+        };
+        let invoice = oracle.plan_invoice(&tax, spec, 7).unwrap();
+        round_trip(&invoice);
+        let vat = SpendPlan {
+            payer: party(1),
+            parts: vec![(Policy::Vat, tiyn(60))],
+            outputs: vec![Output::standard(tiyn(60), party(3).address, party(9).address)],
+        };
+        oracle.apply_vat_update(VatUpdate::TaxAccount(party(3)));
+        let mut vat_tx = tx.clone();
+        vat_tx.body.inputs[0].output.policy = Policy::Vat;
+        vat_tx.body.outputs = vat.outputs.clone();
+        let (payment, _) = oracle.confirm_vat_payment(&vat, &Transaction::new(vat_tx.body), 8).unwrap();
+        round_trip(&payment);
+        let spec = ContractSpec {
+            number: "GZ-1".into(),
+            sender: party(1),
+            recipient: party(2),
+            max_transfer_tiyn: tiyn(100),
+            max_fiat_tiyn: tiyn(50),
+            valid_until_unix_ms: 1_000,
+            funded_by: None,
+        };
+        let change = oracle.plan_contract(&portal, spec, 9).unwrap();
+        round_trip(&change.contract);
+        oracle.apply_contract(change);
+        let plan = oracle.plan_contract_payment("GZ-1", &party(1), tiyn(60), 10, party(9).address).unwrap();
+        let paid = Transaction::new(TxBody { outputs: plan.outputs.clone(), ..tx.body.clone() });
+        let (used, _) = oracle.confirm_contract_use("GZ-1", UseKind::Transfer, &plan, &paid, 11).unwrap();
+        round_trip(&used.uses[0]);
     }
 }
