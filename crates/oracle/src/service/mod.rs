@@ -93,7 +93,7 @@ enum Certified {
     /// The oracle attested it: its event changes, its decision becomes `Applied`.
     Apply(TxId, TxDecision),
     /// An attested programmed spend: its subject's change, and its decision `SpentApplied`.
-    Spend(TxId, TxDecision, String, programmed::SpendChange),
+    Spend(TxId, TxDecision, String, Box<programmed::SpendChange>),
     AppliedBefore,
     /// Not attested here, or its proof fails: not applied.
     Foreign,
@@ -426,8 +426,8 @@ impl OracleService {
             let full = Error::new(ErrorCode::LimitExceeded, "the oracle keeps no more decisions; retry later");
             return Some(Verdict::Refused(full));
         }
-        if let AttestPurpose::Spend(spend) = &request.purpose {
-            return self.decide_spend(inner, bank, &request.event_id, spend, &request.tx, tx_id, now_ms);
+        if let AttestPurpose::Spend(_) = &request.purpose {
+            return self.decide_spend(inner, bank, request, tx_id, now_ms);
         }
         let release = request.purpose == AttestPurpose::Release;
         let checked = match (inner.events.get(&request.event_id), &request.purpose) {
@@ -559,7 +559,7 @@ impl OracleService {
                 Certified::Spend(tx_id, decision, subject, change) => {
                     change.writes(&mut batch);
                     decided.push((tx_id, decision));
-                    spent.push((subject, change));
+                    spent.push((subject, *change));
                 }
                 Certified::AppliedBefore => {}
                 Certified::Foreign => inner.stats.foreign += 1,
@@ -610,7 +610,7 @@ impl OracleService {
                 );
                 let change = self.certified_spend(&inner.programmed, tx, spend, plan, *at_ms);
                 let decision = TxDecision::SpentApplied { subject: subject.clone(), seq: certificate.seq };
-                return Certified::Spend(ids.tx_id, decision, subject, change);
+                return Certified::Spend(ids.tx_id, decision, subject, Box::new(change));
             }
             // Certified again (a bank that resent after a crash): applied once already.
             Some(TxDecision::Applied { .. } | TxDecision::SpentApplied { .. }) => return Certified::AppliedBefore,

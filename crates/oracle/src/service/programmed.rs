@@ -17,7 +17,6 @@
 //!    oracle applies the registry's change (`confirm_*` again, at the decision's time, against
 //!    the subject that waited for it) once, in the commit that stores the delivery's number.
 //!
-//! [`AttestPurpose::Spend`]: dtenge_wire::AttestPurpose::Spend
 
 use super::registry;
 use super::{ensure_running, Inner, OracleService, TxDecision, ROLE_DECISIONS_TABLE};
@@ -33,7 +32,8 @@ use dtenge_core::tx::Transaction;
 use dtenge_core::{ensure, Error, ErrorCode, Result};
 use dtenge_store::{Store, WriteBatch};
 use dtenge_wire::{
-    Abandon, Encode, Envelope, Message, PlanReply, PlanRequest, PlannedSpend, RoleId, Spend, SpendKind, Verdict,
+    Abandon, AttestPurpose, AttestRequest, Encode, Envelope, Message, PlanReply, PlanRequest, PlannedSpend, RoleId,
+    Spend, SpendKind, Verdict,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -304,12 +304,12 @@ impl OracleService {
         &self,
         inner: &mut Inner,
         bank: &str,
-        event_id: &str,
-        spend: &Spend,
-        tx: &Transaction,
+        request: &AttestRequest,
         tx_id: &TxId,
         now_ms: u64,
     ) -> Option<Verdict> {
+        let AttestPurpose::Spend(spend) = &request.purpose else { unreachable!("called for spends only") };
+        let (event_id, tx) = (&request.event_id, &request.tx);
         let checked = if event_id != spend.subject() {
             Err(Error::malformed("an attest request names its spend's subject"))
         } else {
@@ -319,7 +319,7 @@ impl OracleService {
             })
         };
         let decision = match &checked {
-            Ok(planned) => TxDecision::Spent { spend: spend.clone(), plan: planned.wire(), at_ms: now_ms },
+            Ok(planned) => TxDecision::Spent { spend: Box::new(spend.clone()), plan: planned.wire(), at_ms: now_ms },
             Err(e) => TxDecision::Refused(e.clone()),
         };
         let mut batch = WriteBatch::new();

@@ -134,7 +134,7 @@ pub enum TxDecision {
     /// Attested as a programmed spend (`programmed.rs`) on `plan`, decided at `at_ms`; its
     /// subject waits for the certificate.
     Spent {
-        spend: Spend,
+        spend: Box<Spend>,
         plan: PlannedSpend,
         at_ms: u64,
     },
@@ -277,7 +277,7 @@ impl Encode for TxDecision {
             TxDecision::Abandoned => w.u8(4),
             TxDecision::Spent { spend, plan, at_ms } => {
                 w.u8(5);
-                w.put(spend);
+                w.put(spend.as_ref());
                 w.seq(&plan.parts);
                 w.seq(&plan.outputs);
                 w.u64(*at_ms);
@@ -304,7 +304,7 @@ impl Decode for TxDecision {
             3 => Ok(TxDecision::Refused(r.get()?)),
             4 => Ok(TxDecision::Abandoned),
             5 => Ok(TxDecision::Spent {
-                spend: r.get()?,
+                spend: Box::new(r.get()?),
                 plan: PlannedSpend {
                     parts: r.seq("spend parts", SPEND_PARTS_MAX)?,
                     outputs: r.seq("spend outputs", TX_OUTPUTS_MAX)?,
@@ -373,14 +373,14 @@ mod tests {
             TxDecision::Refused(Error::new(ErrorCode::Conflict, "held already")),
             TxDecision::Abandoned,
             TxDecision::Spent {
-                spend: dtenge_wire::Spend {
+                spend: Box::new(dtenge_wire::Spend {
                     payer: dtenge_core::party::Party {
                         bank: "steppe".into(),
                         client_id: "100140000001".into(),
                         address: SecretKey::from_seed([1; 32]).address(),
                     },
                     kind: dtenge_wire::SpendKind::VatPayment { amount: tiyn(60_00) },
-                },
+                }),
                 plan: PlannedSpend {
                     parts: vec![(dtenge_core::token::Policy::Vat, tiyn(60_00))],
                     outputs: vec![Output::standard(
