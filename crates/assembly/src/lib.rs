@@ -27,7 +27,7 @@
 
 // Markings, VAT, contracts and split payments among the roles.
 mod programmed;
-pub use programmed::{ContractTerms, Who, CONTRACT_VALIDITY_MS_MAX};
+pub use programmed::{ClientAt, ContractTerms, CONTRACT_VALIDITY_MS_MAX};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use dtenge_bank::{AccountKey, Answer, BankService, Committed, Genesis, IdemKey, Request};

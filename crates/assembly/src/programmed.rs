@@ -16,14 +16,14 @@ use dtenge_wire::{AccountKind, SpendKind};
 pub const CONTRACT_VALIDITY_MS_MAX: u64 = 5 * 366 * 24 * 3_600_000;
 
 /// A client as callers name it: its bank and its client id (IIN/BIN).
-pub type Who<'a> = (&'a str, &'a str);
+pub type ClientAt<'a> = (&'a str, &'a str);
 
 /// A contract as the smart-contract portal registers it.
 #[derive(Clone, Debug)]
 pub struct ContractTerms<'a> {
     pub number: &'a str,
-    pub sender: Who<'a>,
-    pub recipient: Who<'a>,
+    pub sender: ClientAt<'a>,
+    pub recipient: ClientAt<'a>,
     pub max_transfer_tiyn: Amount,
     pub max_fiat_tiyn: Amount,
     pub valid_for_ms: u64,
@@ -59,11 +59,11 @@ impl BankHandle {
 
 impl Assembly {
     /// The party the directory lists for a client at a bank; `UNKNOWN_ACCOUNT` when none.
-    pub fn party(&self, (bank, client_id): Who<'_>) -> Result<Party> {
-        self.listed((bank, client_id)).map(|(party, _)| party)
+    pub fn party(&self, (bank, client_id): ClientAt<'_>) -> Result<Party> {
+        self.listed_party((bank, client_id)).map(|(party, _)| party)
     }
 
-    fn listed(&self, (bank, client_id): Who<'_>) -> Result<(Party, AccountKind)> {
+    fn listed_party(&self, (bank, client_id): ClientAt<'_>) -> Result<(Party, AccountKind)> {
         let found = self
             .directory
             .read(|d| d.by_client(client_id, Some(bank)).filter(|l| l.bank == bank).map(|l| (l.address, l.kind)));
@@ -73,7 +73,7 @@ impl Assembly {
         Ok((Party { bank: bank.to_string(), client_id: client_id.to_string(), address }, kind))
     }
 
-    fn handle(&self, bank: &str) -> Result<&BankHandle> {
+    fn bank_or_unknown(&self, bank: &str) -> Result<&BankHandle> {
         self.bank(bank).ok_or_else(|| Error::new(ErrorCode::UnknownAccount, format!("no bank '{bank}'")))
     }
 
@@ -88,11 +88,11 @@ impl Assembly {
     /// recipients and its limit.
     pub fn create_marking(
         &self,
-        initiator: Who<'_>,
+        initiator: ClientAt<'_>,
         reference: &str,
-        levels: &[(Vec<Who<'_>>, Amount)],
+        levels: &[(Vec<ClientAt<'_>>, Amount)],
     ) -> Result<Marking> {
-        let (initiator, kind) = self.listed(initiator)?;
+        let (initiator, kind) = self.listed_party(initiator)?;
         if kind == AccountKind::Institution {
             return Err(Error::new(
                 ErrorCode::Forbidden,
@@ -111,13 +111,13 @@ impl Assembly {
     /// Move marked DT one level down (the initiator marks standard DT for level 1).
     pub fn marked_transfer(
         &self,
-        from: Who<'_>,
+        from: ClientAt<'_>,
         marking_id: &str,
-        to: Who<'_>,
+        to: ClientAt<'_>,
         amount: Amount,
         idem: Option<IdemKey>,
     ) -> Answer {
-        let prepared = self.handle(from.0).and_then(|h| Ok((h, self.party(to)?)));
+        let prepared = self.bank_or_unknown(from.0).and_then(|h| Ok((h, self.party(to)?)));
         match prepared {
             Ok((handle, to)) => {
                 let kind = SpendKind::MarkedTransfer { marking_id: marking_id.to_string(), to, amount };
@@ -130,12 +130,12 @@ impl Assembly {
     // ---- digital VAT ----
 
     /// The tax authority registers a VAT payer.
-    pub fn register_vat_payer(&self, token: &str, payer: Who<'_>) -> Result<Party> {
+    pub fn register_vat_payer(&self, token: &str, payer: ClientAt<'_>) -> Result<Party> {
         self.oracle.register_vat_payer(token, self.party(payer)?)
     }
 
     /// The tax authority names its account, on the Treasury.
-    pub fn set_tax_account(&self, token: &str, account: Who<'_>) -> Result<Party> {
+    pub fn set_tax_account(&self, token: &str, account: ClientAt<'_>) -> Result<Party> {
         let treasury = self.specs.iter().any(|b| b.id == account.0 && b.kind == NodeKind::Treasury);
         if !treasury {
             return Err(Error::new(ErrorCode::Forbidden, "the tax authority's account is on the Treasury node"));
@@ -148,8 +148,8 @@ impl Assembly {
         &self,
         token: &str,
         id: &str,
-        seller: Who<'_>,
-        buyer: Who<'_>,
+        seller: ClientAt<'_>,
+        buyer: ClientAt<'_>,
         net_tiyn: Amount,
         vat_tiyn: Amount,
     ) -> Result<Invoice> {
@@ -165,7 +165,7 @@ impl Assembly {
 
     /// Pay an e-invoice in full: the net part standard, the VAT part VAT-marked (the payer's
     /// VAT-marked DT first).
-    pub fn pay_invoice(&self, from: Who<'_>, invoice_id: &str, amount: Amount, idem: Option<IdemKey>) -> Answer {
+    pub fn pay_invoice(&self, from: ClientAt<'_>, invoice_id: &str, amount: Amount, idem: Option<IdemKey>) -> Answer {
         // The bank fills in the payer's VAT-marked DT.
         let kind =
             SpendKind::InvoicePayment { invoice_id: invoice_id.to_string(), amount, vat_available: Amount::ZERO };
@@ -173,7 +173,7 @@ impl Assembly {
     }
 
     /// Pay VAT-marked DT to the tax account, where it becomes standard.
-    pub fn pay_vat(&self, from: Who<'_>, amount: Amount, idem: Option<IdemKey>) -> Answer {
+    pub fn pay_vat(&self, from: ClientAt<'_>, amount: Amount, idem: Option<IdemKey>) -> Answer {
         self.spend(from, SpendKind::VatPayment { amount }, idem)
     }
 
@@ -203,14 +203,20 @@ impl Assembly {
     }
 
     /// Pay under a contract: the recipient receives DT marked with it.
-    pub fn contract_payment(&self, from: Who<'_>, contract: &str, amount: Amount, idem: Option<IdemKey>) -> Answer {
+    pub fn contract_payment(
+        &self,
+        from: ClientAt<'_>,
+        contract: &str,
+        amount: Amount,
+        idem: Option<IdemKey>,
+    ) -> Answer {
         self.spend(from, SpendKind::ContractPayment { contract: contract.to_string(), amount }, idem)
     }
 
     /// Convert DT received under a contract to the holder's bank money, within its limit.
     pub fn contract_withdrawal(
         &self,
-        holder: Who<'_>,
+        holder: ClientAt<'_>,
         contract: &str,
         amount: Amount,
         idem: Option<IdemKey>,
@@ -225,8 +231,8 @@ impl Assembly {
         }
     }
 
-    fn spend(&self, from: Who<'_>, kind: SpendKind, idem: Option<IdemKey>) -> Answer {
-        match self.handle(from.0) {
+    fn spend(&self, from: ClientAt<'_>, kind: SpendKind, idem: Option<IdemKey>) -> Answer {
+        match self.bank_or_unknown(from.0) {
             Ok(handle) => handle.spend(from.1, kind, idem, self.now_ms()),
             Err(e) => refused(e),
         }
@@ -235,8 +241,8 @@ impl Assembly {
     // ---- split payments ----
 
     /// One payment to several recipients in one transaction: all lines are paid or none is.
-    pub fn split_payment(&self, from: Who<'_>, lines: &[(Who<'_>, Amount)], idem: Option<IdemKey>) -> Answer {
-        let prepared = self.handle(from.0).and_then(|handle| {
+    pub fn split_payment(&self, from: ClientAt<'_>, lines: &[(ClientAt<'_>, Amount)], idem: Option<IdemKey>) -> Answer {
+        let prepared = self.bank_or_unknown(from.0).and_then(|handle| {
             let lines = lines
                 .iter()
                 .map(|(who, amount)| Ok((self.party(*who)?.address, *amount)))
