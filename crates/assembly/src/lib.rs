@@ -531,10 +531,12 @@ impl Assembly {
 
     /// The checks across roles, once the load stopped ([`Assembly::settle`]): the DT in the
     /// banks' wallets = the ABS DT liability; the banks' unspent tokens = the notary's; the
-    /// oracle's held registry = the DT the banks hold for each event. A list of what does not
-    /// hold (empty: everything holds).
+    /// oracle's held registry = the DT the banks hold for each event; its markings and
+    /// contracts = the marked DT the banks hold. A list of what does not hold (empty:
+    /// everything holds).
     pub fn reconcile(&self) -> Vec<String> {
         let mut problems = self.reconcile_held();
+        problems.extend(self.reconcile_programmed());
         let mut circulation = Amount::ZERO;
         let mut tokens = 0usize;
         for bank in &self.banks {

@@ -5,12 +5,14 @@
 
 use crate::{Assembly, BankHandle};
 use dtenge_bank::{Answer, IdemKey};
+use dtenge_core::crypto::Hash32;
 use dtenge_core::party::Party;
 use dtenge_core::{Amount, Error, ErrorCode, Result};
 use dtenge_node::NodeKind;
 use dtenge_oracle::ProviderView;
 use dtenge_oracle::{Contract, ContractSpec, Invoice, InvoiceSpec, Level, Marking, MarkingSpec, ProviderKind};
 use dtenge_wire::{AccountKind, SpendKind};
+use std::collections::BTreeMap;
 
 /// The longest a contract may run (as the one-process network allows: five years).
 pub const CONTRACT_VALIDITY_MS_MAX: u64 = 5 * 366 * 24 * 3_600_000;
@@ -253,5 +255,63 @@ impl Assembly {
             Ok((handle, lines)) => handle.split_payment(from.1, &lines, idem),
             Err(e) => refused(e),
         }
+    }
+
+    // ---- reconciliation ----
+
+    /// The oracle's markings and contracts against the marked DT the banks hold, once the load
+    /// stopped: at each level of a marking but the last (whose DT is standard), what reached
+    /// it minus what moved on; under a contract, what was paid minus what was withdrawn and
+    /// what paid the contracts it funds; no marked DT of a marking or contract the oracle does
+    /// not know. A list of what does not hold.
+    pub(crate) fn reconcile_programmed(&self) -> Vec<String> {
+        let mut held: BTreeMap<(Hash32, u8), Amount> = BTreeMap::new();
+        for bank in &self.banks {
+            let marked = match bank.service.read(|node| node.marked_totals()) {
+                Ok(marked) => marked,
+                Err(e) => return vec![format!("{}'s marked DT cannot be summed: {e}", bank.id())],
+            };
+            for (key, amount) in marked {
+                let total = held.entry(key).or_insert(Amount::ZERO);
+                match total.checked_add(amount) {
+                    Ok(sum) => *total = sum,
+                    Err(e) => return vec![format!("the marked DT cannot be summed: {e}")],
+                }
+            }
+        }
+        match self.registry_marked() {
+            Ok(registry) if registry == held => Vec::new(),
+            Ok(registry) => {
+                vec![format!(
+                    "the oracle's markings and contracts {registry:?} != the marked DT the banks hold {held:?}"
+                )]
+            }
+            Err(e) => vec![format!("the oracle's marked DT cannot be summed: {e}")],
+        }
+    }
+
+    /// What the oracle's registry says is marked, by (hash, level); zero amounts left out.
+    fn registry_marked(&self) -> Result<BTreeMap<(Hash32, u8), Amount>> {
+        let mut expected = BTreeMap::new();
+        for marking in self.oracle.markings() {
+            // Level k (1-based) received moved[k - 1] and passed moved[k] on.
+            for (k, pair) in marking.moved_tiyn.windows(2).enumerate() {
+                let left = pair[0].checked_sub(pair[1])?;
+                if !left.is_zero() {
+                    expected.insert((marking.hash, k as u8 + 1), left);
+                }
+            }
+        }
+        let contracts = self.oracle.contracts();
+        for contract in &contracts {
+            let mut left = contract.transferred_tiyn.checked_sub(contract.withdrawn_tiyn)?;
+            for child in contracts.iter().filter(|c| c.funded_by.as_deref() == Some(contract.number.as_str())) {
+                left = left.checked_sub(child.transferred_tiyn)?;
+            }
+            if !left.is_zero() {
+                expected.insert((contract.hash, 1), left);
+            }
+        }
+        Ok(expected)
     }
 }

@@ -229,6 +229,16 @@ impl OracleService {
         self.inner.lock().programmed.registry.marking(id).cloned()
     }
 
+    /// Every marking, without its moves.
+    pub fn markings(&self) -> Vec<Marking> {
+        self.inner.lock().programmed.registry.markings().map(Marking::summary).collect()
+    }
+
+    /// Every contract, without its uses.
+    pub fn contracts(&self) -> Vec<Contract> {
+        self.inner.lock().programmed.registry.contracts().map(Contract::summary).collect()
+    }
+
     pub fn invoice(&self, id: &str) -> Result<Invoice> {
         self.inner.lock().programmed.registry.invoice(id).cloned()
     }
