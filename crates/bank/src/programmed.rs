@@ -221,6 +221,10 @@ fn check_plan(spend: &Spend, plan: &PlannedSpend) -> Result<()> {
     if plan.parts.iter().enumerate().any(|(i, (p, _))| plan.parts[..i].iter().any(|(q, _)| q == p)) {
         return faulty("names a kind of token twice");
     }
+    // Held DT moves only by its event's release.
+    if plan.parts.iter().any(|(p, _)| p.held_for().is_some()) {
+        return faulty("spends held DT");
+    }
     if plan.outputs.len() + plan.parts.len() > dtenge_core::tx::TX_OUTPUTS_MAX {
         return faulty("has too many outputs");
     }
@@ -715,6 +719,8 @@ mod tests {
         assert_eq!(check_plan(&spend, &more).unwrap_err().code, ErrorCode::Internal);
         let twice = PlannedSpend { parts: vec![(Policy::Vat, tiyn(30)), (Policy::Vat, tiyn(30))], outputs: pay(60) };
         assert!(check_plan(&spend, &twice).is_err());
+        let held = PlannedSpend { parts: vec![(Policy::Held { event: Hash32([1; 32]) }, tiyn(60))], outputs: pay(60) };
+        assert!(check_plan(&spend, &held).is_err());
         let none = PlannedSpend { parts: vec![], outputs: pay(60) };
         assert!(check_plan(&spend, &none).is_err());
         let short = PlannedSpend { parts: vec![(Policy::Vat, tiyn(60))], outputs: pay(59) };
