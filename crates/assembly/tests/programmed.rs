@@ -4,7 +4,7 @@
 //! oracle and payee banks (certified deliveries); the checks across roles hold at the end.
 
 use dtenge_assembly::{Assembly, BankSpec, Config, ContractTerms, RoleKeys};
-use dtenge_bank::Request;
+use dtenge_bank::{AccountKey, Request};
 use dtenge_core::crypto::SecretKey;
 use dtenge_core::token::{marking_hash, Policy};
 use dtenge_core::{Amount, ErrorCode, Result};
@@ -55,7 +55,7 @@ fn open(assembly: &Assembly, bank: &str, n: u32, kind: ClientKind) -> String {
         address: key.address(),
         opened_at_unix_ms: 0,
     };
-    assembly.migrate_accounts(bank, vec![(account, Some(key))]).unwrap();
+    assembly.migrate_accounts(bank, vec![(account, AccountKey::Custodial(key))]).unwrap();
     client_id
 }
 

@@ -4,7 +4,7 @@
 //! sender (the marking's initiator, the contract's sender), the marking's two levels (the
 //! first is the contract's recipient) and an outsider.
 
-use dtenge_bank::{BankService, Directory, Genesis, IdemKey, Request};
+use dtenge_bank::{AccountKey, BankService, Directory, Genesis, IdemKey, Request};
 use dtenge_central::{BankKeys, CentralService};
 use dtenge_core::anchors::Anchors;
 use dtenge_core::crypto::{Address, Hash32, SecretKey};
@@ -186,7 +186,7 @@ impl Net {
                 address: key(byte).address(),
                 opened_at_unix_ms: 0,
             };
-            self.bank().open_account(account, Some(&key(byte))).unwrap();
+            self.bank().open_account(account, &AccountKey::Custodial(key(byte))).unwrap();
         }
     }
 
