@@ -30,6 +30,12 @@
 //! which builds the release, asks for the attestation, notarizes it and delivers it to the
 //! payee banks and the oracle. A transaction the notary refused is given up at the oracle with
 //! [`Abandon`], so that the event can be held (or its release ordered) again.
+//!
+//! Programmed spends (markings, VAT, contracts; kinds 20 to 39): the payer's bank asks the
+//! oracle for a plan ([`PlanRequest`], answered [`PlanReply`]: what the payer spends of which
+//! kinds, and exactly what it pays), builds the transaction from it and asks for its
+//! attestation ([`AttestPurpose::Spend`]); from there the spend goes as a hold (notarized
+//! alone, delivered to the oracle and the payees' banks, or given up with [`Abandon`]).
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use dtenge_core::certificate::{CommitCertificate, CommitProof, CompactTx};
@@ -999,9 +1005,14 @@ mod tests {
                 assert!(Message::from_bytes(&bytes[..bytes.len() - 1]).is_err());
             }
         }
-        // Pinned: the kinds of the programmed spends' messages are the protocol.
+        // Pinned: the kinds and field order of the programmed spends' messages are the protocol.
         let spend = Spend { payer: party(1, "steppe"), kind: SpendKind::VatPayment { amount } };
-        assert_eq!(&Message::PlanRequest(PlanRequest { request: 1, spend: spend.clone() }).to_bytes()[..2], &[20, 0]);
+        let bytes = Message::PlanRequest(PlanRequest { request: 1, spend: spend.clone() }).to_bytes();
+        assert_eq!(&bytes[..10], &[20, 0, 1, 0, 0, 0, 0, 0, 0, 0], "kind 20, then the request number");
+        assert_eq!(&bytes[10..20], &[6, 0, 0, 0, b's', b't', b'e', b'p', b'p', b'e'], "the payer's bank");
+        let tag = 10 + 10 + 4 + 12 + 32;
+        assert_eq!(bytes[tag], 3, "the spend kind's tag, after the payer");
+        assert_eq!(&bytes[tag + 1..], &1_120_00u64.to_le_bytes(), "the amount");
         let reply = PlanReply { request: 1, spend, plan: Err(dtenge_core::Error::malformed("no")) };
         assert_eq!(&Message::PlanReply(reply).to_bytes()[..2], &[21, 0]);
     }
