@@ -52,6 +52,10 @@ pub const SPENDS_IN_FLIGHT_MAX: usize = 64;
 /// and never reach them; a hold's batch has the top bit and a hash below, so one of its
 /// numbers equals a spend's only if their transaction ids share 62 bits.
 pub const SPEND_BATCH_BITS: u64 = 0b11 << 62;
+/// How many times a plan refused because its subject is busy (another spend of the same
+/// marking, invoice or contract is being committed) is asked for again, every
+/// [`crate::RESEND_AFTER_MS`], before the client is answered `REQUEST_IN_PROGRESS`.
+pub const PLAN_RETRIES_MAX: u32 = 50;
 /// Most lines of one split payment.
 pub const SPLIT_LINES_MAX: usize = 64;
 const _: () = assert!(SPLIT_LINES_MAX < dtenge_core::tx::TX_OUTPUTS_MAX);
@@ -99,6 +103,8 @@ struct Planning {
     idem: Option<IdemKey>,
     answer: Reply,
     sent_at_ms: u64,
+    /// Plans refused because the subject was busy.
+    retries: u32,
 }
 
 /// Where a row stands in memory.
@@ -358,7 +364,8 @@ impl BankService {
         let request = inner.spends.next_request;
         inner.spends.next_request += 1;
         let spend = Spend { payer, kind };
-        inner.spends.planning.insert(request, Planning { spend, idem, answer: answer.clone(), sent_at_ms: 0 });
+        let planning = Planning { spend, idem, answer: answer.clone(), sent_at_ms: 0, retries: 0 };
+        inner.spends.planning.insert(request, planning);
         Ok(Some(request))
     }
 
@@ -374,6 +381,16 @@ impl BankService {
             Some(planning) if planning.spend == reply.spend => {}
             // A late copy, or an answer to a request from before a restart.
             _ => return,
+        }
+        if let Err(e) = &reply.plan {
+            let planning = inner.spends.planning.get_mut(&reply.request).expect("found above");
+            if e.code == ErrorCode::RequestInProgress && planning.retries < PLAN_RETRIES_MAX {
+                // Its subject waits for another spend's certificate: asked again by `tick`
+                // (the one-process network waited for its oracle's lock).
+                planning.retries += 1;
+                planning.sent_at_ms = now_ms;
+                return;
+            }
         }
         let planning = inner.spends.planning.remove(&reply.request).expect("found above");
         let built = reply.plan.and_then(|plan| self.build_spend(inner, &planning, plan));

@@ -441,11 +441,33 @@ fn a_second_spend_of_a_subject_waits_for_the_first_to_be_applied() {
     let second = n.marked(&id, SENDER, FIRST, 1_000, None);
     n.run(10_000);
     assert!(first.try_recv().unwrap().is_ok());
-    assert_eq!(second.try_recv().unwrap().unwrap_err().code, ErrorCode::Conflict);
-    let third = n.marked(&id, SENDER, FIRST, 1_000, None);
-    n.run(10_000);
-    assert!(third.try_recv().unwrap().is_ok(), "asked again once the first is applied");
+    assert!(second.try_recv().unwrap().is_ok(), "its plan asked for again once the first was applied");
     assert_eq!(n.oracle().marking(&id).unwrap().moved_tiyn[0], tiyn(2_000));
+    // A third that would exceed the level's limit once the others are applied: refused then.
+    let third = n.marked(&id, SENDER, FIRST, 1_001, None);
+    n.run(10_000);
+    assert_eq!(third.try_recv().unwrap().unwrap_err().code, ErrorCode::LimitExceeded);
+    n.assert_invariants();
+}
+
+#[test]
+fn a_spend_whose_subject_stays_busy_is_answered_request_in_progress_after_its_retries() {
+    let mut n = Net::new(0);
+    let id = n.marking();
+    // The first is attested, then waits for the notary, which is unreachable.
+    n.net.down(RoleId::Notary);
+    let first = n.marked(&id, SENDER, FIRST, 1_000, None);
+    n.run_until(|n| n.oracle().spends_in_flight() == 1);
+    let second = n.marked(&id, SENDER, FIRST, 1_000, None);
+    let retries_ms = u64::from(dtenge_bank::PLAN_RETRIES_MAX + 2) * dtenge_bank::RESEND_AFTER_MS;
+    // Never quiet meanwhile (the first waits): runs the whole time.
+    n.run(retries_ms);
+    assert_eq!(second.try_recv().unwrap().unwrap_err().code, ErrorCode::RequestInProgress);
+    assert_eq!(n.bank().spends_pending(), 1, "the first waits for the notary");
+    n.net.up(&RoleId::Notary);
+    n.run(10_000);
+    assert!(first.try_recv().unwrap().is_ok());
+    assert_eq!(n.oracle().marking(&id).unwrap().moved_tiyn[0], tiyn(1_000));
     n.assert_invariants();
 }
 

@@ -174,9 +174,9 @@ fn a_spend_is_planned_attested_once_holds_its_subject_and_is_applied_once_from_i
     // A copy of the request: the same answer. Another spend of the marking: refused until
     // the first is applied, and for good (its decision is written).
     assert!(matches!(h.ask("steppe", &id, &spend, &tx), Verdict::Attested(_)));
-    assert_eq!(h.plan("steppe", &marked(&id, 100)).unwrap_err().code, ErrorCode::Conflict);
+    assert_eq!(h.plan("steppe", &marked(&id, 100)).unwrap_err().code, ErrorCode::RequestInProgress);
     let other = spend_tx(&h_plan_unlocked(&plan, 100), 2);
-    assert_eq!(refused(h.ask("steppe", &id, &marked(&id, 100), &other)), ErrorCode::Conflict);
+    assert_eq!(refused(h.ask("steppe", &id, &marked(&id, 100), &other)), ErrorCode::RequestInProgress);
     assert_eq!(h.oracle.spends_in_flight(), 1);
     assert_eq!(h.oracle.pending(), 1);
 

@@ -12,7 +12,8 @@
 //!    answers; decisions are final per transaction id. An attested spend holds its subject (the
 //!    marking, the invoice, the contract; every VAT payment shares one) until its certificate
 //!    comes or its bank abandons it: a second spend of the same subject meanwhile is refused
-//!    `CONFLICT`, so limits are never consumed twice and an invoice is never paid twice.
+//!    `REQUEST_IN_PROGRESS`, so limits are never consumed twice and an invoice is never paid
+//!    twice (a bank asks for the plan again a while; an attestation refused so is final).
 //! 4. The bank notarizes it and delivers the certified transaction on its numbered stream; the
 //!    oracle applies the registry's change (`confirm_*` again, at the decision's time, against
 //!    the subject that waited for it) once, in the commit that stores the delivery's number.
@@ -282,7 +283,7 @@ impl OracleService {
         ensure!(spend.payer.bank == bank, Forbidden, "a bank spends for its own clients only");
         if let Some(tx_id) = programmed.in_flight.get(spend.subject()) {
             return Err(Error::new(
-                ErrorCode::Conflict,
+                ErrorCode::RequestInProgress,
                 format!("a payment under {} is being committed ({tx_id}); retry", spend.subject()),
             ));
         }
