@@ -313,3 +313,34 @@ fn a_split_payment_pays_every_line_in_one_transaction_or_none() {
     assert_eq!(dt(&assembly, "tulpar", &driver, Policy::Standard), tiyn(1_700_00));
     settled(&assembly);
 }
+
+#[test]
+fn spends_of_one_marking_at_once_wait_for_each_other_and_all_go_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let assembly = start(dir.path());
+    let initiator = open(&assembly, "steppe", 51, ClientKind::LegalEntity);
+    let first = open(&assembly, "tulpar", 52, ClientKind::LegalEntity);
+    let second = open(&assembly, "sapa", 53, ClientKind::LegalEntity);
+    // Three tokens, so that three spends at once reserve different ones.
+    for _ in 0..3 {
+        give(&assembly, "steppe", &initiator, tiyn(100_00));
+    }
+    let levels = [
+        (vec![("tulpar", first.as_str()), ("sapa", second.as_str())], tiyn(300_00)),
+        (vec![("steppe", "own")], tiyn(1)),
+    ];
+    let marking = assembly.create_marking(("steppe", &initiator), "grants", &levels[..1]).unwrap();
+    let to = |who: &str| if who == first { ("tulpar", first.as_str()) } else { ("sapa", second.as_str()) };
+    let answers: Vec<_> = [&first, &second, &first]
+        .into_iter()
+        .map(|who| assembly.marked_transfer(("steppe", &initiator), &marking.id, to(who), tiyn(100_00), None))
+        .collect();
+    for answer in answers {
+        wait(answer).unwrap();
+    }
+    settled(&assembly);
+    let marking = assembly.oracle().marking(&marking.id).unwrap();
+    assert_eq!((marking.moves.len(), marking.moved_tiyn[0]), (3, tiyn(300_00)));
+    assert_eq!(dt(&assembly, "tulpar", &first, Policy::Standard), tiyn(200_00), "one level: standard DT");
+    assert_eq!(dt(&assembly, "sapa", &second, Policy::Standard), tiyn(100_00));
+}

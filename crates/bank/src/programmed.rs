@@ -17,8 +17,9 @@
 //!    ([`SPEND_BATCH_BITS`]), and on the certificate one commit holds the bank's side (a
 //!    withdrawal's bank money credited too), the row gone, the key answered and the numbered
 //!    deliveries of the certified transaction to the oracle and the payees' banks. The
-//!    oracle's refusal ends the row; the notary's refusal keeps it, abandoned, until the oracle
-//!    takes the [`Abandon`].
+//!    oracle's refusal ends the row (one because another spend of the same subject got there
+//!    first: the spend is planned again, up to [`PLAN_RETRIES_MAX`] times); the notary's
+//!    refusal keeps it, abandoned, until the oracle takes the [`Abandon`].
 //!
 //! A crash leaves the row (its inputs reserved again at the restart, the oracle asked again,
 //! which answers from its decision; the notary answers by the transaction's id) or the applied
@@ -52,9 +53,10 @@ pub const SPENDS_IN_FLIGHT_MAX: usize = 64;
 /// and never reach them; a hold's batch has the top bit and a hash below, so one of its
 /// numbers equals a spend's only if their transaction ids share 62 bits.
 pub const SPEND_BATCH_BITS: u64 = 0b11 << 62;
-/// How many times a plan refused because its subject is busy (another spend of the same
-/// marking, invoice or contract is being committed) is asked for again, every
-/// [`crate::RESEND_AFTER_MS`], before the client is answered `REQUEST_IN_PROGRESS`.
+/// How many times a spend is planned again, or its plan asked for again after
+/// [`crate::RESEND_AFTER_MS`] without an answer (the oracle holds a plan back while another
+/// spend of its marking, invoice or contract is being committed), before its client is
+/// answered `REQUEST_IN_PROGRESS`.
 pub const PLAN_RETRIES_MAX: u32 = 50;
 /// Most lines of one split payment.
 pub const SPLIT_LINES_MAX: usize = 64;
@@ -101,9 +103,10 @@ impl Decode for SpendEntry {
 struct Planning {
     spend: Spend,
     idem: Option<IdemKey>,
-    answer: Reply,
+    /// Who waits for it (more than one when the client asked again under its key).
+    answers: Vec<Reply>,
     sent_at_ms: u64,
-    /// Plans refused because the subject was busy.
+    /// Plans and attestations refused because the subject was busy.
     retries: u32,
 }
 
@@ -119,6 +122,8 @@ struct Pending {
     ids: TxIds,
     stage: Stage,
     sent_at_ms: u64,
+    /// Its planning's retries (not stored: 0 after a restart).
+    retries: u32,
 }
 
 /// The programmed spends in memory, behind the bank's one lock.
@@ -189,7 +194,7 @@ pub(crate) fn load(
             }
             Stage::Attesting
         };
-        spends.pending.insert(ids.tx_id, Pending { entry, ids, stage, sent_at_ms: 0 });
+        spends.pending.insert(ids.tx_id, Pending { entry, ids, stage, sent_at_ms: 0, retries: 0 });
     }
     assert!(spends.pending.len() <= SPENDS_IN_FLIGHT_MAX, "the spends in flight are bounded");
     Ok(spends)
@@ -364,7 +369,7 @@ impl BankService {
         let request = inner.spends.next_request;
         inner.spends.next_request += 1;
         let spend = Spend { payer, kind };
-        let planning = Planning { spend, idem, answer: answer.clone(), sent_at_ms: 0, retries: 0 };
+        let planning = Planning { spend, idem, answers: vec![answer.clone()], sent_at_ms: 0, retries: 0 };
         inner.spends.planning.insert(request, planning);
         Ok(Some(request))
     }
@@ -396,10 +401,10 @@ impl BankService {
         let built = reply.plan.and_then(|plan| self.build_spend(inner, &planning, plan));
         match built {
             Ok(tx_id) => {
-                inner.waiters.entry(tx_id).or_default().push(planning.answer);
+                inner.waiters.entry(tx_id).or_default().extend(planning.answers);
                 self.send_spend_step(inner, &tx_id, now_ms);
             }
-            Err(e) => planning.answer.send(Err(e)),
+            Err(e) => planning.answers.iter().for_each(|answer| answer.send(Err(e.clone()))),
         }
     }
 
@@ -441,7 +446,8 @@ impl BankService {
             inner.idem_in_flight.insert(idem.key.clone(), (idem.fingerprint, ids.tx_id));
         }
         let tx_id = ids.tx_id;
-        inner.spends.pending.insert(tx_id, Pending { entry, ids, stage: Stage::Attesting, sent_at_ms: 0 });
+        let pending = Pending { entry, ids, stage: Stage::Attesting, sent_at_ms: 0, retries: planning.retries };
+        inner.spends.pending.insert(tx_id, pending);
         Ok(tx_id)
     }
 
@@ -480,9 +486,21 @@ impl BankService {
     /// Plans and rows not answered in time, asked again.
     pub(crate) fn resend_spends(&self, inner: &mut Inner, now_ms: u64) {
         let due = |sent_at_ms: u64| sent_at_ms.saturating_add(crate::RESEND_AFTER_MS) <= now_ms;
+        let mut given_up = Vec::new();
         for (request, planning) in inner.spends.planning.iter_mut().filter(|(_, p)| due(p.sent_at_ms)) {
+            planning.retries += 1;
+            if planning.retries > PLAN_RETRIES_MAX {
+                given_up.push(*request);
+                continue;
+            }
             planning.sent_at_ms = now_ms;
             self.send_plan_request(*request, &planning.spend);
+        }
+        for request in given_up {
+            // Nothing was written: the client may ask again.
+            let planning = inner.spends.planning.remove(&request).expect("found above");
+            let e = Error::new(ErrorCode::RequestInProgress, "the oracle has not planned this payment in time; retry");
+            planning.answers.iter().for_each(|answer| answer.send(Err(e.clone())));
         }
         let rows: Vec<TxId> =
             inner.spends.pending.iter().filter(|(_, p)| due(p.sent_at_ms)).map(|(id, _)| *id).collect();
@@ -497,6 +515,11 @@ impl BankService {
         match (&pending.stage, reply.verdict) {
             (Stage::Attesting, Verdict::Attested(attestation)) => {
                 self.spend_attested(inner, &reply.tx_id, attestation, now_ms)
+            }
+            (Stage::Attesting, Verdict::Refused(e))
+                if e.code == ErrorCode::RequestInProgress && pending.retries < PLAN_RETRIES_MAX =>
+            {
+                self.spend_replanned(inner, &reply.tx_id, now_ms)
             }
             (Stage::Attesting, Verdict::Refused(e)) => self.spend_refused(inner, &reply.tx_id, e),
             (Stage::Attesting, Verdict::Abandoned) => {
@@ -551,6 +574,38 @@ impl BankService {
         let pending = inner.spends.pending.remove(tx_id).expect("found above");
         inner.node.release(&pending.entry.tx);
         inner.answer(tx_id, pending.entry.idem.as_ref(), Err(refused));
+    }
+
+    /// The oracle refused the transaction because its subject was busy (another spend got
+    /// there between this one's plan and its attestation): that refusal is final for this
+    /// transaction, so the row goes, its inputs are free again, and the spend is planned again
+    /// under a new request (then built with a new nonce), its clients still waiting.
+    fn spend_replanned(&self, inner: &mut Inner, tx_id: &TxId, now_ms: u64) {
+        let entry = &inner.spends.pending[tx_id].entry;
+        let mut batch = WriteBatch::new();
+        batch.delete(PROGRAMMED_TABLE, row_key(tx_id));
+        if let Some(idem) = &entry.idem {
+            batch.delete(IDEM_TABLE, idem.key.as_bytes().to_vec());
+        }
+        if self.commit(inner, batch).is_err() {
+            return;
+        }
+        let pending = inner.spends.pending.remove(tx_id).expect("found above");
+        inner.node.release(&pending.entry.tx);
+        if let Some(idem) = &pending.entry.idem {
+            inner.idem_in_flight.remove(&idem.key);
+        }
+        let answers = inner.waiters.remove(tx_id).unwrap_or_default();
+        if answers.is_empty() {
+            // Nobody waits (its client's answer went with a restart): not asked again.
+            return;
+        }
+        let request = inner.spends.next_request;
+        inner.spends.next_request += 1;
+        let SpendEntry { spend, idem, .. } = pending.entry;
+        self.send_plan_request(request, &spend);
+        let planning = Planning { spend, idem, answers, sent_at_ms: now_ms, retries: pending.retries + 1 };
+        inner.spends.planning.insert(request, planning);
     }
 
     /// The notary's answer to a spend's batch.

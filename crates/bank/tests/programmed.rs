@@ -459,8 +459,9 @@ fn a_spend_whose_subject_stays_busy_is_answered_request_in_progress_after_its_re
     let first = n.marked(&id, SENDER, FIRST, 1_000, None);
     n.run_until(|n| n.oracle().spends_in_flight() == 1);
     let second = n.marked(&id, SENDER, FIRST, 1_000, None);
-    let retries_ms = u64::from(dtenge_bank::PLAN_RETRIES_MAX + 2) * dtenge_bank::RESEND_AFTER_MS;
-    // Never quiet meanwhile (the first waits): runs the whole time.
+    // Its plan waits at the oracle; the bank asks again every RESEND_AFTER_MS (and a tick)
+    // until it gives up. Never quiet meanwhile (the first waits): runs the whole time.
+    let retries_ms = u64::from(dtenge_bank::PLAN_RETRIES_MAX + 1) * (dtenge_bank::RESEND_AFTER_MS + 50);
     n.run(retries_ms);
     assert_eq!(second.try_recv().unwrap().unwrap_err().code, ErrorCode::RequestInProgress);
     assert_eq!(n.bank().spends_pending(), 1, "the first waits for the notary");

@@ -174,7 +174,8 @@ fn a_spend_is_planned_attested_once_holds_its_subject_and_is_applied_once_from_i
     // A copy of the request: the same answer. Another spend of the marking: refused until
     // the first is applied, and for good (its decision is written).
     assert!(matches!(h.ask("steppe", &id, &spend, &tx), Verdict::Attested(_)));
-    assert_eq!(h.plan("steppe", &marked(&id, 100)).unwrap_err().code, ErrorCode::RequestInProgress);
+    let waits = PlanRequest { request: 2, spend: marked(&id, 100) };
+    assert!(h.send("steppe", Message::PlanRequest(waits)).is_empty(), "a plan of the marking waits for it");
     let other = spend_tx(&h_plan_unlocked(&plan, 100), 2);
     assert_eq!(refused(h.ask("steppe", &id, &marked(&id, 100), &other)), ErrorCode::RequestInProgress);
     assert_eq!(h.oracle.spends_in_flight(), 1);
@@ -219,7 +220,17 @@ fn an_abandoned_spend_frees_its_subject_and_is_never_applied() {
     let abandon = Abandon { event_id: id.clone(), tx_id: tx.id(), refused: refusal };
     // Only the payer's bank gives it up.
     assert!(h.send("sapa", Message::Abandon(abandon.clone())).is_empty());
-    assert_eq!(verdict(h.send("steppe", Message::Abandon(abandon.clone()))), Verdict::Abandoned);
+    // A plan waiting for the marking is answered when the marking is free.
+    let waits = PlanRequest { request: 2, spend: marked(&id, 100) };
+    assert!(h.send("steppe", Message::PlanRequest(waits.clone())).is_empty());
+    assert!(h.send("steppe", Message::PlanRequest(waits)).is_empty(), "a copy waits once");
+    let sent = h.send("steppe", Message::Abandon(abandon.clone()));
+    let [Envelope { message: Message::PlanReply(plan), .. }, Envelope { message: Message::AttestReply(taken), .. }] =
+        &sent[..]
+    else {
+        panic!("the waiting plan answered once, and the abandon taken: {sent:?}")
+    };
+    assert_eq!((&taken.verdict, plan.request, plan.plan.is_ok()), (&Verdict::Abandoned, 2, true));
     assert_eq!(verdict(h.send("steppe", Message::Abandon(abandon))), Verdict::Abandoned);
     assert_eq!(h.oracle.spends_in_flight(), 0);
     assert_eq!(h.ask("steppe", &id, &spend, &tx), Verdict::Abandoned, "final for its id");

@@ -317,9 +317,9 @@ impl OracleService {
         }
         match envelope.message {
             Message::AttestRequest(request) => self.on_attest(&mut inner, bank, request, now_ms),
-            Message::Abandon(abandon) => self.on_abandon(&mut inner, bank, abandon),
-            Message::PlanRequest(request) => self.on_plan(&inner, bank, request, now_ms),
-            Message::Deliver(deliver) => self.on_deliver(&mut inner, &envelope.from, deliver),
+            Message::Abandon(abandon) => self.on_abandon(&mut inner, bank, abandon, now_ms),
+            Message::PlanRequest(request) => self.on_plan(&mut inner, bank, request, now_ms),
+            Message::Deliver(deliver) => self.on_deliver(&mut inner, &envelope.from, deliver, now_ms),
             // Nothing else is for the oracle: dropped, as a stray or hostile message must be.
             _ => {}
         }
@@ -481,7 +481,7 @@ impl OracleService {
     }
 
     /// The bank gives up a transaction the notary refused: the event waits for it no more.
-    fn on_abandon(&self, inner: &mut Inner, bank: &str, abandon: Abandon) {
+    fn on_abandon(&self, inner: &mut Inner, bank: &str, abandon: Abandon, now_ms: u64) {
         let verdict = match inner.decisions.get(&abandon.tx_id).cloned() {
             Some(TxDecision::Attested { event_id, release }) => {
                 let event = inner.events.get(&event_id).expect("a decided transaction's event is kept");
@@ -508,7 +508,7 @@ impl OracleService {
                 inner.stats.abandoned += 1;
                 Verdict::Abandoned
             }
-            Some(TxDecision::Spent { spend, .. }) => match self.abandon_spend(inner, bank, &abandon, &spend) {
+            Some(TxDecision::Spent { spend, .. }) => match self.abandon_spend(inner, bank, &abandon, &spend, now_ms) {
                 Some(verdict) => verdict,
                 None => return,
             },
@@ -533,7 +533,7 @@ impl OracleService {
 
     /// A bank's delivery of certified transactions: those the oracle attested change the
     /// registry, once each, in one commit with the delivery's number.
-    fn on_deliver(&self, inner: &mut Inner, from: &RoleId, deliver: Deliver) {
+    fn on_deliver(&self, inner: &mut Inner, from: &RoleId, deliver: Deliver, now_ms: u64) {
         match inner.inbound.accept(from, deliver.seq) {
             dtenge_delivery::Accept::Apply => {}
             dtenge_delivery::Accept::Duplicate { ack } => return self.ack(from, ack),
@@ -578,12 +578,17 @@ impl OracleService {
         inner.stats.applied += decided.len() as u64;
         inner.decisions.extend(decided);
         inner.events.extend(changed);
+        let mut freed = Vec::with_capacity(spent.len());
         for (subject, change) in spent {
             change.apply(&mut inner.programmed.registry);
             inner.programmed.in_flight.remove(&subject);
+            freed.push(subject);
         }
         inner.inbound.applied(from, deliver.seq);
         self.ack(from, deliver.seq);
+        for subject in freed {
+            self.subject_freed(inner, &subject, now_ms);
+        }
     }
 
     /// One certified transaction: what it does to the registry.

@@ -11,9 +11,9 @@
 //!    transaction with the registry's `confirm_*`, and writes its decision **before** it
 //!    answers; decisions are final per transaction id. An attested spend holds its subject (the
 //!    marking, the invoice, the contract; every VAT payment shares one) until its certificate
-//!    comes or its bank abandons it: a second spend of the same subject meanwhile is refused
-//!    `REQUEST_IN_PROGRESS`, so limits are never consumed twice and an invoice is never paid
-//!    twice (a bank asks for the plan again a while; an attestation refused so is final).
+//!    comes or its bank abandons it, so limits are never consumed twice and an invoice is
+//!    never paid twice: a plan of a busy subject waits (in memory) until it is free, an
+//!    attestation is refused `REQUEST_IN_PROGRESS` (final; its bank plans again).
 //! 4. The bank notarizes it and delivers the certified transaction on its numbered stream; the
 //!    oracle applies the registry's change (`confirm_*` again, at the decision's time, against
 //!    the subject that waited for it) once, in the commit that stores the delivery's number.
@@ -40,12 +40,18 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Shortest provider token (the caller generates it: 32 random bytes in hex).
 pub const PROVIDER_TOKEN_BYTES_MIN: usize = 32;
+/// Most plan requests waiting for their subject at once: beyond it a busy subject's plan is
+/// refused `REQUEST_IN_PROGRESS` (the bank asks again later).
+pub const PLANS_WAITING_MAX: usize = 1_024;
 
 /// The registry of programmed money and the spends waiting for their certificates.
 pub(crate) struct Programmed {
     pub(crate) registry: Oracle,
     /// Subject -> the attested spend whose certificate (or abandon) it waits for.
     pub(crate) in_flight: BTreeMap<String, TxId>,
+    /// Subject -> the banks' plan requests waiting for it to be free (not stored: a bank asks
+    /// again), answered in order when it is.
+    waiting: BTreeMap<String, Vec<(String, PlanRequest)>>,
 }
 
 impl Programmed {
@@ -63,7 +69,7 @@ impl Programmed {
                 }
             }
         }
-        Ok(Programmed { registry, in_flight })
+        Ok(Programmed { registry, in_flight, waiting: BTreeMap::new() })
     }
 }
 
@@ -268,8 +274,24 @@ impl OracleService {
 
     // ---- the protocol with the banks ----
 
-    /// A bank asks for a plan: answered from the registry now, nothing written.
-    pub(super) fn on_plan(&self, inner: &Inner, bank: &str, request: PlanRequest, now_ms: u64) {
+    /// A bank asks for a plan: answered from the registry now, nothing written; a plan of a
+    /// subject another spend holds waits until it is free (as a spend in the one-process
+    /// network waited for the oracle's lock).
+    pub(super) fn on_plan(&self, inner: &mut Inner, bank: &str, request: PlanRequest, now_ms: u64) {
+        let programmed = &mut inner.programmed;
+        let subject = request.spend.subject();
+        let waiting_total: usize = programmed.waiting.values().map(Vec::len).sum();
+        if request.spend.payer.bank == bank
+            && programmed.in_flight.contains_key(subject)
+            && waiting_total < PLANS_WAITING_MAX
+        {
+            let waiting = programmed.waiting.entry(subject.to_string()).or_default();
+            // A copy of a request that waits already (the bank asked again) waits once.
+            if !waiting.iter().any(|(b, r)| b == bank && *r == request) {
+                waiting.push((bank.to_string(), request));
+            }
+            return;
+        }
         let plan = self.plan_spend(&inner.programmed, bank, &request.spend, now_ms).map(|p| p.wire());
         let reply = PlanReply { request: request.request, spend: request.spend, plan };
         let to = RoleId::Bank(bank.to_string());
@@ -307,6 +329,14 @@ impl OracleService {
             }
         };
         Ok(Planned { plan, marked: None })
+    }
+
+    /// A subject's spend was applied or abandoned: the plans waiting for it are answered.
+    pub(super) fn subject_freed(&self, inner: &mut Inner, subject: &str, now_ms: u64) {
+        let waiting = inner.programmed.waiting.remove(subject).unwrap_or_default();
+        for (bank, request) in waiting {
+            self.on_plan(inner, &bank, request, now_ms);
+        }
     }
 
     /// Check a spend never decided, write the decision (the subject now waits for it), then
@@ -355,6 +385,7 @@ impl OracleService {
         bank: &str,
         abandon: &Abandon,
         spend: &Spend,
+        now_ms: u64,
     ) -> Option<Verdict> {
         if spend.payer.bank != bank {
             return None;
@@ -371,6 +402,7 @@ impl OracleService {
         inner.programmed.in_flight.remove(subject);
         inner.decisions.insert(abandon.tx_id, TxDecision::Abandoned);
         inner.stats.abandoned += 1;
+        self.subject_freed(inner, subject, now_ms);
         Some(Verdict::Abandoned)
     }
 
