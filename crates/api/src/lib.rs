@@ -16,6 +16,7 @@ mod error;
 mod holding;
 mod idempotency;
 mod media_type;
+pub mod platform;
 mod routes;
 pub mod schemas;
 

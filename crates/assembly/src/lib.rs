@@ -25,6 +25,9 @@
 
 #![forbid(unsafe_code)]
 
+// Markings, VAT, contracts and split payments among the roles.
+mod programmed;
+pub use programmed::{ClientAt, ContractTerms, CONTRACT_VALIDITY_MS_MAX};
 // Cards and vouchers (`cards`).
 mod cards;
 pub use cards::{AtmWithdrawal, CardPurchase, VoucherReceipt};
@@ -504,6 +507,7 @@ impl Assembly {
                         && b.service.queued() == 0
                         && b.service.redemptions_pending() == 0
                         && b.service.holds_pending() == 0
+                        && b.service.spends_pending() == 0
                 });
             if quiet {
                 return Ok(());
@@ -534,10 +538,12 @@ impl Assembly {
 
     /// The checks across roles, once the load stopped ([`Assembly::settle`]): the DT in the
     /// banks' wallets = the ABS DT liability; the banks' unspent tokens = the notary's; the
-    /// oracle's held registry = the DT the banks hold for each event. A list of what does not
-    /// hold (empty: everything holds).
+    /// oracle's held registry = the DT the banks hold for each event; its markings and
+    /// contracts = the marked DT the banks hold. A list of what does not hold (empty:
+    /// everything holds).
     pub fn reconcile(&self) -> Vec<String> {
         let mut problems = self.reconcile_held();
+        problems.extend(self.reconcile_programmed());
         let mut circulation = Amount::ZERO;
         let mut tokens = 0usize;
         for bank in &self.banks {

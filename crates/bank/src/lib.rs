@@ -27,6 +27,10 @@
 //!    and the releases the oracle orders, each written to the bank's own table, attested by
 //!    the oracle, notarized alone and delivered to the oracle (and a release to its payees'
 //!    banks) in the commit that applies it.
+//! 5. **Programmed spends** (`programmed`): a custodial client's marked transfer, e-invoice
+//!    or VAT payment, contract payment or withdrawal, built from the oracle's plan and then
+//!    going the way of a hold (its own table, its own batch numbers, delivered to the oracle
+//!    and the payees' banks); split payments are custodial payments to several payees.
 //!
 //! Recovery: a crash anywhere leaves either the batch in the outbox (so it is sent again, and
 //! the notary answers each transaction by its id: never spent twice, never lost) or the
@@ -50,6 +54,7 @@ mod claims;
 mod conversion;
 mod deliver;
 mod hold;
+mod programmed;
 mod redeem;
 mod registry;
 mod reply;
@@ -60,6 +65,7 @@ mod vouchers;
 
 pub use claims::{claim_of, AccountKey, Opening, CLAIMS_IN_FLIGHT_MAX};
 pub use hold::{HOLDS_IN_FLIGHT_MAX, HOLD_BATCH_BIT, HOLD_TABLE};
+pub use programmed::{PLAN_RETRIES_MAX, PROGRAMMED_TABLE, SPENDS_IN_FLIGHT_MAX, SPEND_BATCH_BITS, SPLIT_LINES_MAX};
 pub use redeem::{REDEEM_TABLE, REDEMPTIONS_IN_FLIGHT_MAX};
 pub use registry::{Registry, RegistryLine, REGISTRY_LINES_MAX};
 pub use state::{tables, BANK_META_TABLE, IDEM_TABLE, OUTBOX_TABLE, RECENT_COMMITTED_MAX};
@@ -406,6 +412,16 @@ impl BankService {
             return;
         }
         match envelope.message {
+            // Programmed spends (`programmed`): plans, attestations and batches of their own.
+            Message::PlanReply(reply) if envelope.from == RoleId::Oracle => {
+                self.on_plan_reply(&mut inner, reply, now_ms)
+            }
+            Message::AttestReply(reply) if envelope.from == RoleId::Oracle && inner.spends.has(&reply.tx_id) => {
+                self.on_spend_attest_reply(&mut inner, reply, now_ms)
+            }
+            Message::NotarizeReply(reply) if envelope.from == RoleId::Notary && inner.spends.has_batch(reply.batch) => {
+                self.on_spend_reply(&mut inner, reply, now_ms)
+            }
             // Holds and releases go to the notary alone, under batch numbers of their own.
             Message::NotarizeReply(reply) if envelope.from == RoleId::Notary && hold::is_hold_batch(reply.batch) => {
                 self.on_hold_reply(&mut inner, reply, now_ms)
@@ -458,6 +474,7 @@ impl BankService {
         self.resend_claims(&mut inner, now_ms);
         self.resend_redemptions(&mut inner, now_ms);
         self.resend_holds(&mut inner, now_ms);
+        self.resend_spends(&mut inner, now_ms);
         self.cards_tick(&mut inner, now_ms);
     }
 

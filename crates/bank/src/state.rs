@@ -10,6 +10,8 @@
 //! | `bank_redeem` | transaction id | a redemption waiting for central (`redeem.rs`) |
 //! | `bank_meta` | `next_hold_nonce` | u64 LE |
 //! | `bank_holds` | transaction id | a hold or release not finished (`hold.rs`) |
+//! | `bank_meta` | `next_spend_nonce` | u64 LE |
+//! | `bank_programmed` | transaction id | a programmed spend not finished (`programmed.rs`) |
 //! | `bank_card_purchases` | purchase id | the purchase, as issuer and/or acquirer (`cards.rs`) |
 //! | `bank_card_payouts` | purchase id, 0, refund number (u32 BE) | DT this bank owes a buyer for a refund |
 //! | `bank_card_refunds` | the key | a convert-to-fiat refund decided here, by idempotency key |
@@ -64,6 +66,7 @@ pub fn tables() -> Vec<Table> {
     let mut tables = dtenge_node::TABLES.to_vec();
     tables.extend(dtenge_delivery::TABLES);
     tables.extend([OUTBOX_TABLE, IDEM_TABLE, BANK_META_TABLE, crate::redeem::REDEEM_TABLE, crate::hold::HOLD_TABLE]);
+    tables.push(crate::programmed::PROGRAMMED_TABLE);
     tables.extend(crate::cards::TABLES);
     tables
 }
@@ -198,6 +201,8 @@ pub(crate) struct Inner {
     pub(crate) redeems: crate::redeem::Redemptions,
     /// Holds and releases not finished.
     pub(crate) holds: crate::hold::Holds,
+    /// Programmed spends not finished.
+    pub(crate) spends: crate::programmed::Spends,
     /// Cards being linked, refunds in flight, refunds owed, voucher programmes (`cards`).
     pub(crate) cards: crate::cards::CardState,
     recent: VecDeque<(TxId, u64)>,
@@ -257,6 +262,7 @@ impl Inner {
         }
         let redeems = crate::redeem::load(store, &mut node, &mut idem_in_flight)?;
         let holds = crate::hold::load(store, &mut node, &mut idem_in_flight)?;
+        let spends = crate::programmed::load(store, &mut node, &mut idem_in_flight)?;
         let cards = crate::cards::CardState::load(store, outbox.values().flat_map(|p| &p.entries))?;
         Ok(Inner {
             node,
@@ -272,6 +278,7 @@ impl Inner {
             claims: BTreeMap::new(),
             redeems,
             holds,
+            spends,
             cards,
             recent: VecDeque::new(),
             recent_index: HashMap::new(),

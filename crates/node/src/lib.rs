@@ -662,6 +662,19 @@ impl NodeState {
         Ok(held)
     }
 
+    /// Marked DT on this node by (marking or contract hash, level): what reconciliation
+    /// compares with the oracle's markings and contracts.
+    pub fn marked_totals(&self) -> Result<BTreeMap<(Hash32, u8), Amount>> {
+        let mut marked: BTreeMap<(Hash32, u8), Amount> = BTreeMap::new();
+        for holding in self.tokens.values() {
+            if let Policy::Marked { marking, level } = &holding.input.output.policy {
+                let total = marked.entry((*marking, *level)).or_insert(Amount::ZERO);
+                *total = total.checked_add(holding.input.output.amount_tiyn)?;
+            }
+        }
+        Ok(marked)
+    }
+
     pub fn history(&self, client_id: &str) -> Result<&VecDeque<HistoryEntry>> {
         Ok(&self.account_state(client_id)?.history)
     }

@@ -394,6 +394,35 @@ impl Decode for dtenge_core::Error {
     }
 }
 
+/// A party (a client of a bank, as the oracle's registry names it): the bank's id (1 to
+/// [`crate::message::ROLE_ID_BYTES_MAX`] bytes), the client's id (at most
+/// [`crate::message::CLAIM_FIELD_BYTES_MAX`] bytes), the address.
+impl Encode for dtenge_core::party::Party {
+    fn encode(&self, w: &mut Writer) {
+        w.str(&self.bank);
+        w.str(&self.client_id);
+        w.put(&self.address);
+    }
+}
+
+impl Decode for dtenge_core::party::Party {
+    const ENCODED_BYTES_MIN: usize = 4 + 4 + 32;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let bank = r.string("party's bank")?;
+        if bank.is_empty() || bank.len() > crate::message::ROLE_ID_BYTES_MAX {
+            return Err(DecodeError::Invalid { what: "party's bank", reason: format!("{} bytes", bank.len()) });
+        }
+        let client_id = r.string("party's client id")?;
+        if client_id.len() > crate::message::CLAIM_FIELD_BYTES_MAX {
+            return Err(DecodeError::Invalid {
+                what: "party's client id",
+                reason: format!("{} bytes", client_id.len()),
+            });
+        }
+        Ok(dtenge_core::party::Party { bank, client_id, address: r.get()? })
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

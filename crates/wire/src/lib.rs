@@ -20,3 +20,4 @@ pub use message::{
     Envelope, Message, NotarizeReply, NotarizeRequest, Outcome, Payload, RedeemRefused, RedeemRequest, ReleaseOrder,
     RoleId, Verdict, FORMAT_VERSION,
 };
+pub use message::{PlanReply, PlanRequest, PlannedSpend, Spend, SpendKind, SPEND_PARTS_MAX, VAT_SUBJECT};

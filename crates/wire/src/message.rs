@@ -31,6 +31,11 @@
 //! payee banks and the oracle. A transaction the notary refused is given up at the oracle with
 //! [`Abandon`], so that the event can be held (or its release ordered) again.
 //!
+//! Programmed spends (markings, VAT, contracts; kinds 20 to 39): the payer's bank asks the
+//! oracle for a plan ([`PlanRequest`], answered [`PlanReply`]: what the payer spends of which
+//! kinds, and exactly what it pays), builds the transaction from it and asks for its
+//! attestation ([`AttestPurpose::Spend`]); from there the spend goes as a hold (notarized
+//! alone, delivered to the oracle and the payees' banks, or given up with [`Abandon`]).
 //! Cards (kinds 40-59, `crate::cards`): a bank claims a card number at the directory
 //! (`CardClaim`, `CardClaimReply`); purchases, refunds and withdrawals tell the other bank and
 //! central what they owe on the numbered delivery streams (`Payload::Card`).
@@ -39,7 +44,8 @@ use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use dtenge_core::certificate::{CommitCertificate, CommitProof, CompactTx};
 use dtenge_core::crypto::{Address, Signature};
 use dtenge_core::merkle::LEAVES_MAX;
-use dtenge_core::token::{Output, TxId};
+use dtenge_core::party::Party;
+use dtenge_core::token::{Output, Policy, TxId};
 use dtenge_core::tx::{Attestation, Transaction, TX_OUTPUTS_MAX};
 use dtenge_core::Amount;
 
@@ -250,6 +256,91 @@ pub enum AttestPurpose {
     Hold { payee: Address },
     /// The release the oracle ordered ([`ReleaseOrder`]), built by the holding bank.
     Release,
+    /// A programmed spend (marking, VAT, contract) the bank built from the oracle's plan
+    /// ([`PlanReply`]); the request's `event_id` is the spend's [`Spend::subject`].
+    Spend(Spend),
+}
+
+/// Most parts (kinds of token) of one planned spend.
+pub const SPEND_PARTS_MAX: usize = 4;
+
+/// What a programmed spend does, as the payer's bank asks the oracle for it (SPEC §5.2,
+/// §5.3). The oracle plans it from its registry ([`PlanRequest`]) and checks the transaction
+/// the bank built against the same plan ([`AttestPurpose::Spend`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpendKind {
+    /// Marked DT one level down marking `marking_id` (standard DT of its initiator to level 1).
+    MarkedTransfer { marking_id: String, to: Party, amount: Amount },
+    /// E-invoice `invoice_id` paid in full (`amount`: net and VAT); `vat_available` is the
+    /// payer's VAT-marked DT its bank may spend for the VAT part.
+    InvoicePayment { invoice_id: String, amount: Amount, vat_available: Amount },
+    /// VAT-marked DT paid to the tax authority's account.
+    VatPayment { amount: Amount },
+    /// Paid under contract `contract` by its sender.
+    ContractPayment { contract: String, amount: Amount },
+    /// DT of contract `contract` converted to bank money: paid to `bank_account`, the
+    /// holder's bank's own account, which credits the holder's bank money.
+    ContractWithdrawal { contract: String, amount: Amount, bank_account: Party },
+}
+
+/// A programmed spend of `payer` (a client of the asking bank).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spend {
+    pub payer: Party,
+    pub kind: SpendKind,
+}
+
+impl Spend {
+    /// What the spend is under: the marking, the invoice or the contract (`VAT` for a VAT
+    /// payment). The oracle attests one spend per subject at a time.
+    pub fn subject(&self) -> &str {
+        match &self.kind {
+            SpendKind::MarkedTransfer { marking_id, .. } => marking_id,
+            SpendKind::InvoicePayment { invoice_id, .. } => invoice_id,
+            SpendKind::VatPayment { .. } => VAT_SUBJECT,
+            SpendKind::ContractPayment { contract, .. } | SpendKind::ContractWithdrawal { contract, .. } => contract,
+        }
+    }
+
+    /// What the payer pays in all.
+    pub fn amount(&self) -> Amount {
+        match &self.kind {
+            SpendKind::MarkedTransfer { amount, .. }
+            | SpendKind::InvoicePayment { amount, .. }
+            | SpendKind::VatPayment { amount }
+            | SpendKind::ContractPayment { amount, .. }
+            | SpendKind::ContractWithdrawal { amount, .. } => *amount,
+        }
+    }
+}
+
+/// The subject of every VAT payment.
+pub const VAT_SUBJECT: &str = "VAT";
+
+/// The oracle's plan of a spend: how much of which kinds of the payer's tokens it spends
+/// (distinct policies), paying exactly `outputs` in this order before the change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedSpend {
+    pub parts: Vec<(Policy, Amount)>,
+    pub outputs: Vec<Output>,
+}
+
+/// A bank asks the oracle to plan a spend. Nothing is decided or written: the bank builds
+/// the transaction from the answer and asks [`AttestRequest`] for exactly that transaction.
+/// Sent again until answered; `request` is the bank's number for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanRequest {
+    pub request: u64,
+    pub spend: Spend,
+}
+
+/// The oracle's plan, or why it refuses the spend now. Echoes the request (number and
+/// spend), so a late answer is never taken for another request's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanReply {
+    pub request: u64,
+    pub spend: Spend,
+    pub plan: std::result::Result<PlannedSpend, dtenge_core::Error>,
 }
 
 /// A bank asks the oracle to attest `tx` for `event_id`. Sent again until answered; the
@@ -319,6 +410,8 @@ pub enum Message {
     AttestReply(AttestReply),
     ReleaseOrder(ReleaseOrder),
     Abandon(Abandon),
+    PlanRequest(PlanRequest),
+    PlanReply(PlanReply),
     // Cards (`crate::cards`): kinds 40-59.
     CardClaim(crate::cards::CardClaim),
     CardClaimReply(crate::cards::CardClaimReply),
@@ -340,6 +433,9 @@ impl Message {
             Message::AttestReply(_) => 10,
             Message::ReleaseOrder(_) => 11,
             Message::Abandon(_) => 12,
+            // Programmed spends: kinds 20 to 39.
+            Message::PlanRequest(_) => 20,
+            Message::PlanReply(_) => 21,
             // Cards: kinds 40-59.
             Message::CardClaim(_) => 40,
             Message::CardClaimReply(_) => 41,
@@ -441,6 +537,10 @@ impl Encode for Message {
                         w.put(payee);
                     }
                     AttestPurpose::Release => w.u8(2),
+                    AttestPurpose::Spend(spend) => {
+                        w.u8(3);
+                        w.put(spend);
+                    }
                 }
                 w.put(&m.tx);
             }
@@ -470,6 +570,25 @@ impl Encode for Message {
                 w.str(&m.event_id);
                 w.put(&m.tx_id);
                 w.put(&m.refused);
+            }
+            Message::PlanRequest(m) => {
+                w.u64(m.request);
+                w.put(&m.spend);
+            }
+            Message::PlanReply(m) => {
+                w.u64(m.request);
+                w.put(&m.spend);
+                match &m.plan {
+                    Ok(plan) => {
+                        w.u8(1);
+                        w.seq(&plan.parts);
+                        w.seq(&plan.outputs);
+                    }
+                    Err(error) => {
+                        w.u8(2);
+                        w.put(error);
+                    }
+                }
             }
             Message::CardClaim(m) => w.put(m),
             Message::CardClaimReply(m) => w.put(m),
@@ -528,6 +647,7 @@ impl Decode for Message {
                 purpose: match r.u8("attest purpose")? {
                     1 => AttestPurpose::Hold { payee: r.get()? },
                     2 => AttestPurpose::Release,
+                    3 => AttestPurpose::Spend(r.get()?),
                     tag => return Err(DecodeError::UnknownTag { what: "attest purpose", tag: u64::from(tag) }),
                 },
                 tx: r.get()?,
@@ -550,6 +670,19 @@ impl Decode for Message {
                 outputs: r.seq("release outputs", TX_OUTPUTS_MAX)?,
             })),
             12 => Ok(Message::Abandon(Abandon { event_id: event_id(r)?, tx_id: r.get()?, refused: r.get()? })),
+            20 => Ok(Message::PlanRequest(PlanRequest { request: r.u64("plan request")?, spend: r.get()? })),
+            21 => Ok(Message::PlanReply(PlanReply {
+                request: r.u64("plan request")?,
+                spend: r.get()?,
+                plan: match r.u8("plan")? {
+                    1 => Ok(PlannedSpend {
+                        parts: r.seq("spend parts", SPEND_PARTS_MAX)?,
+                        outputs: r.seq("spend outputs", TX_OUTPUTS_MAX)?,
+                    }),
+                    2 => Err(r.get()?),
+                    tag => return Err(DecodeError::UnknownTag { what: "plan", tag: u64::from(tag) }),
+                },
+            })),
             40 => Ok(Message::CardClaim(r.get()?)),
             41 => Ok(Message::CardClaimReply(r.get()?)),
             kind => Err(DecodeError::UnknownTag { what: "message kind", tag: u64::from(kind) }),
@@ -572,6 +705,57 @@ fn bounded_string(r: &mut Reader<'_>, what: &'static str) -> Result<String, Deco
         return Err(DecodeError::Invalid { what, reason: format!("{} bytes", text.len()) });
     }
     Ok(text)
+}
+
+impl Encode for Spend {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.payer);
+        match &self.kind {
+            SpendKind::MarkedTransfer { marking_id, to, amount } => {
+                w.u8(1);
+                w.str(marking_id);
+                w.put(to);
+                w.put(amount);
+            }
+            SpendKind::InvoicePayment { invoice_id, amount, vat_available } => {
+                w.u8(2);
+                w.str(invoice_id);
+                w.put(amount);
+                w.put(vat_available);
+            }
+            SpendKind::VatPayment { amount } => {
+                w.u8(3);
+                w.put(amount);
+            }
+            SpendKind::ContractPayment { contract, amount } => {
+                w.u8(4);
+                w.str(contract);
+                w.put(amount);
+            }
+            SpendKind::ContractWithdrawal { contract, amount, bank_account } => {
+                w.u8(5);
+                w.str(contract);
+                w.put(amount);
+                w.put(bank_account);
+            }
+        }
+    }
+}
+
+impl Decode for Spend {
+    const ENCODED_BYTES_MIN: usize = Party::ENCODED_BYTES_MIN + 1 + 8;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let payer = r.get()?;
+        let kind = match r.u8("spend kind")? {
+            1 => SpendKind::MarkedTransfer { marking_id: event_id(r)?, to: r.get()?, amount: r.get()? },
+            2 => SpendKind::InvoicePayment { invoice_id: event_id(r)?, amount: r.get()?, vat_available: r.get()? },
+            3 => SpendKind::VatPayment { amount: r.get()? },
+            4 => SpendKind::ContractPayment { contract: event_id(r)?, amount: r.get()? },
+            5 => SpendKind::ContractWithdrawal { contract: event_id(r)?, amount: r.get()?, bank_account: r.get()? },
+            tag => return Err(DecodeError::UnknownTag { what: "spend kind", tag: u64::from(tag) }),
+        };
+        Ok(Spend { payer, kind })
+    }
 }
 
 impl Encode for AccountKind {
@@ -797,6 +981,60 @@ mod tests {
         let mut unknown = abandoned.to_bytes();
         unknown[41] = 9;
         assert!(matches!(Message::from_bytes(&unknown), Err(DecodeError::UnknownTag { what: "verdict", .. })));
+    }
+
+    #[test]
+    fn programmed_spend_messages_decode_to_themselves_with_fixed_kinds() {
+        let party = |n: u8, bank: &str| Party {
+            bank: bank.into(),
+            client_id: format!("90010130000{n}"),
+            address: SecretKey::from_seed([n; 32]).address(),
+        };
+        let amount = Amount::from_tiyn(1_120_00).unwrap();
+        let kinds = [
+            SpendKind::MarkedTransfer { marking_id: "MK0000001".into(), to: party(2, "sapa"), amount },
+            SpendKind::InvoicePayment { invoice_id: "ESF-1".into(), amount, vat_available: Amount::ZERO },
+            SpendKind::VatPayment { amount },
+            SpendKind::ContractPayment { contract: "GZ-1".into(), amount },
+            SpendKind::ContractWithdrawal { contract: "GZ-1".into(), amount, bank_account: party(3, "steppe") },
+        ];
+        let output = Output::standard(amount, party(2, "sapa").address, party(9, "nbk").address);
+        let tx = Transaction::new(dtenge_core::tx::TxBody {
+            command: dtenge_core::tx::Command::Transfer,
+            inputs: vec![],
+            outputs: vec![output.clone()],
+            nonce: 3,
+        });
+        for kind in kinds {
+            let spend = Spend { payer: party(1, "steppe"), kind };
+            let plan = PlannedSpend { parts: vec![(Policy::Vat, amount)], outputs: vec![output.clone()] };
+            let refused = dtenge_core::Error::new(dtenge_core::ErrorCode::RecipientNotAllowed, "not in the tree");
+            let messages = [
+                Message::PlanRequest(PlanRequest { request: 7, spend: spend.clone() }),
+                Message::PlanReply(PlanReply { request: 7, spend: spend.clone(), plan: Ok(plan) }),
+                Message::PlanReply(PlanReply { request: 8, spend: spend.clone(), plan: Err(refused) }),
+                Message::AttestRequest(AttestRequest {
+                    event_id: spend.subject().into(),
+                    purpose: AttestPurpose::Spend(spend.clone()),
+                    tx: tx.clone(),
+                }),
+            ];
+            for message in messages {
+                let bytes = message.to_bytes();
+                assert_eq!(Message::from_bytes(&bytes).unwrap(), message);
+                assert!(Message::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+            }
+        }
+        // Pinned: the kinds and field order of the programmed spends' messages are the protocol.
+        let spend = Spend { payer: party(1, "steppe"), kind: SpendKind::VatPayment { amount } };
+        let bytes = Message::PlanRequest(PlanRequest { request: 1, spend: spend.clone() }).to_bytes();
+        assert_eq!(&bytes[..10], &[20, 0, 1, 0, 0, 0, 0, 0, 0, 0], "kind 20, then the request number");
+        assert_eq!(&bytes[10..20], &[6, 0, 0, 0, b's', b't', b'e', b'p', b'p', b'e'], "the payer's bank");
+        let tag = 10 + 10 + 4 + 12 + 32;
+        assert_eq!(bytes[tag], 3, "the spend kind's tag, after the payer");
+        assert_eq!(&bytes[tag + 1..], &1_120_00u64.to_le_bytes(), "the amount");
+        let reply = PlanReply { request: 1, spend, plan: Err(dtenge_core::Error::malformed("no")) };
+        assert_eq!(&Message::PlanReply(reply).to_bytes()[..2], &[21, 0]);
     }
 
     #[test]

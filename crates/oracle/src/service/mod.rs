@@ -31,6 +31,8 @@
 //! step's plan to its apply: programmed payments are few next to plain ones.
 
 pub mod check;
+pub mod programmed;
+pub mod registry;
 pub mod rows;
 
 pub use check::Confirmation;
@@ -90,6 +92,8 @@ pub struct OracleStats {
 enum Certified {
     /// The oracle attested it: its event changes, its decision becomes `Applied`.
     Apply(TxId, TxDecision),
+    /// An attested programmed spend: its subject's change, and its decision `SpentApplied`.
+    Spend(TxId, TxDecision, String, Box<programmed::SpendChange>),
     AppliedBefore,
     /// Not attested here, or its proof fails: not applied.
     Foreign,
@@ -100,6 +104,8 @@ struct Inner {
     decisions: HashMap<TxId, TxDecision>,
     next_event: u64,
     inbound: dtenge_delivery::Inbound,
+    /// Markings, VAT and contracts, and the spends in flight (`programmed.rs`).
+    programmed: programmed::Programmed,
     /// When each release order was last sent (not stored: sent again after a restart).
     orders_sent_at_ms: HashMap<String, u64>,
     failed: bool,
@@ -144,7 +150,9 @@ impl OracleService {
             decisions.insert(tx_id, stored::<TxDecision>(&value, "a decision")?);
         }
         check_loaded(&events, &decisions)?;
+        let programmed = programmed::Programmed::load(&store, key.clone(), &decisions)?;
         let inner = Inner {
+            programmed,
             events,
             decisions,
             next_event,
@@ -184,11 +192,14 @@ impl OracleService {
         inner.events.values().filter(|e| !e.held_tiyn.is_zero()).map(|e| (e.hash(), e.held_tiyn)).collect()
     }
 
-    /// Events waiting for a transaction's certificate or for their release: zero once traffic
-    /// stopped, every message arrived and every confirmed event was released.
+    /// Events waiting for a transaction's certificate or for their release, and programmed
+    /// spends waiting for their certificate: zero once traffic stopped, every message arrived
+    /// and every confirmed event was released.
     pub fn pending(&self) -> usize {
         let inner = self.inner.lock();
-        inner.events.values().filter(|e| e.pending.is_some() || e.status == EventStatus::Releasing).count()
+        let events =
+            inner.events.values().filter(|e| e.pending.is_some() || e.status == EventStatus::Releasing).count();
+        events + inner.programmed.in_flight.len()
     }
 
     /// Register a holding event for `provider`; its id is returned.
@@ -306,8 +317,9 @@ impl OracleService {
         }
         match envelope.message {
             Message::AttestRequest(request) => self.on_attest(&mut inner, bank, request, now_ms),
-            Message::Abandon(abandon) => self.on_abandon(&mut inner, bank, abandon),
-            Message::Deliver(deliver) => self.on_deliver(&mut inner, &envelope.from, deliver),
+            Message::Abandon(abandon) => self.on_abandon(&mut inner, bank, abandon, now_ms),
+            Message::PlanRequest(request) => self.on_plan(&mut inner, bank, request, now_ms),
+            Message::Deliver(deliver) => self.on_deliver(&mut inner, &envelope.from, deliver, now_ms),
             // Nothing else is for the oracle: dropped, as a stray or hostile message must be.
             _ => {}
         }
@@ -414,8 +426,12 @@ impl OracleService {
             let full = Error::new(ErrorCode::LimitExceeded, "the oracle keeps no more decisions; retry later");
             return Some(Verdict::Refused(full));
         }
+        if let AttestPurpose::Spend(_) = &request.purpose {
+            return self.decide_spend(inner, bank, request, tx_id, now_ms);
+        }
         let release = request.purpose == AttestPurpose::Release;
         let checked = match (inner.events.get(&request.event_id), &request.purpose) {
+            (_, AttestPurpose::Spend(_)) => unreachable!("spends are decided above"),
             (None, _) => Err(Error::new(ErrorCode::NotFound, format!("no oracle event {}", request.event_id))),
             (Some(event), AttestPurpose::Hold { payee }) => check::check_hold(event, bank, payee, &request.tx, now_ms),
             (Some(event), AttestPurpose::Release) => check::check_release(event, bank, &request.tx),
@@ -446,7 +462,10 @@ impl OracleService {
 
     fn verdict_of(&self, decision: &TxDecision, tx_id: &TxId) -> Verdict {
         match decision {
-            TxDecision::Attested { .. } | TxDecision::Applied { .. } => Verdict::Attested(self.attest(tx_id)),
+            TxDecision::Attested { .. }
+            | TxDecision::Applied { .. }
+            | TxDecision::Spent { .. }
+            | TxDecision::SpentApplied { .. } => Verdict::Attested(self.attest(tx_id)),
             TxDecision::Refused(e) => Verdict::Refused(e.clone()),
             TxDecision::Abandoned => Verdict::Abandoned,
         }
@@ -462,7 +481,7 @@ impl OracleService {
     }
 
     /// The bank gives up a transaction the notary refused: the event waits for it no more.
-    fn on_abandon(&self, inner: &mut Inner, bank: &str, abandon: Abandon) {
+    fn on_abandon(&self, inner: &mut Inner, bank: &str, abandon: Abandon, now_ms: u64) {
         let verdict = match inner.decisions.get(&abandon.tx_id).cloned() {
             Some(TxDecision::Attested { event_id, release }) => {
                 let event = inner.events.get(&event_id).expect("a decided transaction's event is kept");
@@ -489,7 +508,11 @@ impl OracleService {
                 inner.stats.abandoned += 1;
                 Verdict::Abandoned
             }
-            Some(TxDecision::Applied { .. }) => {
+            Some(TxDecision::Spent { spend, .. }) => match self.abandon_spend(inner, bank, &abandon, &spend, now_ms) {
+                Some(verdict) => verdict,
+                None => return,
+            },
+            Some(TxDecision::Applied { .. } | TxDecision::SpentApplied { .. }) => {
                 Verdict::Refused(Error::new(ErrorCode::Conflict, "the transaction is certified and applied"))
             }
             Some(TxDecision::Refused(_) | TxDecision::Abandoned) => Verdict::Abandoned,
@@ -510,7 +533,7 @@ impl OracleService {
 
     /// A bank's delivery of certified transactions: those the oracle attested change the
     /// registry, once each, in one commit with the delivery's number.
-    fn on_deliver(&self, inner: &mut Inner, from: &RoleId, deliver: Deliver) {
+    fn on_deliver(&self, inner: &mut Inner, from: &RoleId, deliver: Deliver, now_ms: u64) {
         match inner.inbound.accept(from, deliver.seq) {
             dtenge_delivery::Accept::Apply => {}
             dtenge_delivery::Accept::Duplicate { ack } => return self.ack(from, ack),
@@ -526,9 +549,18 @@ impl OracleService {
         let mut batch = WriteBatch::new();
         let mut changed: BTreeMap<String, HoldEvent> = BTreeMap::new();
         let mut decided: Vec<(TxId, TxDecision)> = Vec::new();
+        let mut spent: Vec<(String, programmed::SpendChange)> = Vec::new();
         for (tx, proof) in &txs {
             match self.plan_certified(inner, &certificate, tx, proof, &mut changed) {
+                // The same transaction twice in one delivery is applied once.
+                Certified::Apply(tx_id, _) | Certified::Spend(tx_id, ..)
+                    if decided.iter().any(|(id, _)| *id == tx_id) => {}
                 Certified::Apply(tx_id, decision) => decided.push((tx_id, decision)),
+                Certified::Spend(tx_id, decision, subject, change) => {
+                    change.writes(&mut batch);
+                    decided.push((tx_id, decision));
+                    spent.push((subject, *change));
+                }
                 Certified::AppliedBefore => {}
                 Certified::Foreign => inner.stats.foreign += 1,
             }
@@ -546,8 +578,17 @@ impl OracleService {
         inner.stats.applied += decided.len() as u64;
         inner.decisions.extend(decided);
         inner.events.extend(changed);
+        let mut freed = Vec::with_capacity(spent.len());
+        for (subject, change) in spent {
+            change.apply(&mut inner.programmed.registry);
+            inner.programmed.in_flight.remove(&subject);
+            freed.push(subject);
+        }
         inner.inbound.applied(from, deliver.seq);
         self.ack(from, deliver.seq);
+        for subject in freed {
+            self.subject_freed(inner, &subject, now_ms);
+        }
     }
 
     /// One certified transaction: what it does to the registry.
@@ -565,8 +606,19 @@ impl OracleService {
         }
         let (event_id, release) = match inner.decisions.get(&ids.tx_id) {
             Some(TxDecision::Attested { event_id, release }) => (event_id.clone(), *release),
+            Some(TxDecision::Spent { spend, plan, at_ms }) => {
+                let subject = spend.subject().to_string();
+                assert_eq!(
+                    inner.programmed.in_flight.get(&subject),
+                    Some(&ids.tx_id),
+                    "an attested spend holds its subject until its certificate"
+                );
+                let change = self.certified_spend(&inner.programmed, tx, spend, plan, *at_ms);
+                let decision = TxDecision::SpentApplied { subject: subject.clone(), seq: certificate.seq };
+                return Certified::Spend(ids.tx_id, decision, subject, Box::new(change));
+            }
             // Certified again (a bank that resent after a crash): applied once already.
-            Some(TxDecision::Applied { .. }) => return Certified::AppliedBefore,
+            Some(TxDecision::Applied { .. } | TxDecision::SpentApplied { .. }) => return Certified::AppliedBefore,
             Some(TxDecision::Refused(_) | TxDecision::Abandoned) | None => return Certified::Foreign,
         };
         let event = changed.entry(event_id.clone()).or_insert_with(|| inner.events[&event_id].clone());

@@ -5,6 +5,7 @@
 //! | `oracle_role_meta` | `next_event` | the next event's number (u64 LE) |
 //! | `oracle_role_events` | the event id | a [`HoldEvent`] |
 //! | `oracle_role_decisions` | transaction id | a [`TxDecision`]: final per transaction |
+//! | `oracle_role_providers`, `_markings`, `_marking_moves`, `_invoices`, `_vat`, `_contracts`, `_contract_uses` | see `registry.rs` | the registry of programmed money |
 //!
 //! The deliveries' numbers (the banks' streams to the oracle) are `dtenge-delivery`'s rows.
 
@@ -13,7 +14,7 @@ use dtenge_core::token::{event_hash, Output, TxId};
 use dtenge_core::tx::TX_OUTPUTS_MAX;
 use dtenge_core::{Amount, Error, ErrorCode, Result};
 use dtenge_store::Table;
-use dtenge_wire::{Decode, DecodeError, Encode, Reader, Writer};
+use dtenge_wire::{Decode, DecodeError, Encode, PlannedSpend, Reader, Spend, Writer, SPEND_PARTS_MAX};
 
 pub const ROLE_META_TABLE: Table = Table("oracle_role_meta");
 pub const ROLE_EVENTS_TABLE: Table = Table("oracle_role_events");
@@ -23,6 +24,7 @@ pub(crate) const NEXT_EVENT_KEY: &[u8] = b"next_event";
 /// Every table of the oracle role's store.
 pub fn tables() -> Vec<Table> {
     let mut tables = vec![ROLE_META_TABLE, ROLE_EVENTS_TABLE, ROLE_DECISIONS_TABLE];
+    tables.extend(super::registry::REGISTRY_TABLES);
     tables.extend(dtenge_delivery::TABLES);
     tables
 }
@@ -129,6 +131,18 @@ pub enum TxDecision {
     Refused(Error),
     /// Its bank gave it up: the notary refused it.
     Abandoned,
+    /// Attested as a programmed spend (`programmed.rs`) on `plan`, decided at `at_ms`; its
+    /// subject waits for the certificate.
+    Spent {
+        spend: Box<Spend>,
+        plan: PlannedSpend,
+        at_ms: u64,
+    },
+    /// A programmed spend's certificate (number `seq`) is applied to the registry.
+    SpentApplied {
+        subject: String,
+        seq: u64,
+    },
 }
 
 impl Encode for Payee {
@@ -261,6 +275,18 @@ impl Encode for TxDecision {
                 w.put(error);
             }
             TxDecision::Abandoned => w.u8(4),
+            TxDecision::Spent { spend, plan, at_ms } => {
+                w.u8(5);
+                w.put(spend.as_ref());
+                w.seq(&plan.parts);
+                w.seq(&plan.outputs);
+                w.u64(*at_ms);
+            }
+            TxDecision::SpentApplied { subject, seq } => {
+                w.u8(6);
+                w.str(subject);
+                w.u64(*seq);
+            }
         }
     }
 }
@@ -277,6 +303,15 @@ impl Decode for TxDecision {
             }),
             3 => Ok(TxDecision::Refused(r.get()?)),
             4 => Ok(TxDecision::Abandoned),
+            5 => Ok(TxDecision::Spent {
+                spend: Box::new(r.get()?),
+                plan: PlannedSpend {
+                    parts: r.seq("spend parts", SPEND_PARTS_MAX)?,
+                    outputs: r.seq("spend outputs", TX_OUTPUTS_MAX)?,
+                },
+                at_ms: r.u64("decided at")?,
+            }),
+            6 => Ok(TxDecision::SpentApplied { subject: r.string("subject")?, seq: r.u64("certificate")? }),
             tag => Err(DecodeError::UnknownTag { what: "decision", tag: u64::from(tag) }),
         }
     }
@@ -337,6 +372,26 @@ mod tests {
             TxDecision::Applied { event_id: "EV1".into(), release: false, seq: 7 },
             TxDecision::Refused(Error::new(ErrorCode::Conflict, "held already")),
             TxDecision::Abandoned,
+            TxDecision::Spent {
+                spend: Box::new(dtenge_wire::Spend {
+                    payer: dtenge_core::party::Party {
+                        bank: "steppe".into(),
+                        client_id: "100140000001".into(),
+                        address: SecretKey::from_seed([1; 32]).address(),
+                    },
+                    kind: dtenge_wire::SpendKind::VatPayment { amount: tiyn(60_00) },
+                }),
+                plan: PlannedSpend {
+                    parts: vec![(dtenge_core::token::Policy::Vat, tiyn(60_00))],
+                    outputs: vec![Output::standard(
+                        tiyn(60_00),
+                        SecretKey::from_seed([2; 32]).address(),
+                        SecretKey::from_seed([9; 32]).address(),
+                    )],
+                },
+                at_ms: 17,
+            },
+            TxDecision::SpentApplied { subject: "MK0000001".into(), seq: 9 },
         ];
         for decision in decisions {
             assert_eq!(TxDecision::from_bytes(&decision.to_bytes()).unwrap(), decision);

@@ -1,0 +1,227 @@
+//! Digital accounts (sub-scenarios 1 and 2), bank money, history, the ID center's look-ups:
+//! opened through the directory (the ID center claims the client, the phone and the
+//! address before the bank opens the account), read from the servicing bank.
+
+use super::{wait, Platform, TREASURY_ID};
+use dtenge_bank::AccountKey;
+use dtenge_core::money::Amount;
+use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
+use dtenge_network::types::{AccountView, AmountRequest, HistoryLine, HistoryPage, OpenAccount, PhoneLookup};
+use dtenge_network::Idem;
+use dtenge_node::ids::{check_iin_bin, mask_pan, normalize_phone};
+use dtenge_node::{Account, Balance, ClientKind, NodeState};
+use std::collections::HashSet;
+
+/// Most history lines one page returns.
+pub const HISTORY_PAGE_MAX: usize = 500;
+/// Longest client name accepted.
+pub const NAME_LEN_MAX: usize = 200;
+/// Most accounts one bulk opening may create.
+pub const OPEN_ACCOUNTS_MAX: usize = 10_000;
+
+impl Platform {
+    /// Open a digital account: one per client per bank. Banks open accounts for individuals
+    /// and legal entities, the Treasury for government agencies. Asked again with the same
+    /// idempotency key after it opened, it answers the account it opened.
+    pub fn open_account(&self, idem: Option<&Idem>, node_id: &str, request: OpenAccount) -> Result<Account> {
+        let bank = self.bank(node_id)?;
+        let (account, key) = self.plan_account(node_id, request)?;
+        if let Some(opened) = self.opened_before(idem, node_id, &account, &key)? {
+            return Ok(opened);
+        }
+        wait(&bank.service().claim_account(account.clone(), key, self.now_ms()))?;
+        Ok(account)
+    }
+
+    /// Open many accounts at one node at once (a bank migrating its clients): all or none, at
+    /// most [`OPEN_ACCOUNTS_MAX`] per call: claimed at the directory in one commit, opened at
+    /// the bank in one.
+    pub fn open_accounts(
+        &self,
+        _idem: Option<&Idem>,
+        node_id: &str,
+        requests: Vec<OpenAccount>,
+    ) -> Result<Vec<Account>> {
+        self.bank(node_id)?;
+        ensure!(!requests.is_empty(), MalformedInput, "no accounts to open");
+        ensure!(
+            requests.len() <= OPEN_ACCOUNTS_MAX,
+            LimitExceeded,
+            "at most {OPEN_ACCOUNTS_MAX} accounts per call; this one has {}",
+            requests.len()
+        );
+        let many = requests.len() > 1;
+        let mut clients = HashSet::with_capacity(requests.len());
+        let mut planned = Vec::with_capacity(requests.len());
+        for (i, request) in requests.into_iter().enumerate() {
+            // In a bulk request, say which account failed.
+            let at = |e: Error| if many { Error::new(e.code, format!("account {}: {}", i + 1, e.message)) } else { e };
+            let (account, key) = self.plan_account(node_id, request).map_err(at)?;
+            if !clients.insert(account.client_id.clone()) {
+                return Err(at(Error::new(ErrorCode::DuplicateAccount, "the client is listed twice")));
+            }
+            planned.push((account, key));
+        }
+        let accounts = planned.iter().map(|(a, _)| a.clone()).collect();
+        self.assembly.migrate_accounts(node_id, planned)?;
+        Ok(accounts)
+    }
+
+    /// Check one request and build its account, with a custodial key unless the client keeps
+    /// its own.
+    fn plan_account(&self, node_id: &str, request: OpenAccount) -> Result<(Account, AccountKey)> {
+        check_iin_bin(&request.client_id)?;
+        let name = request.name.trim().to_string();
+        ensure!(
+            !name.is_empty() && name.chars().count() <= NAME_LEN_MAX,
+            MalformedInput,
+            "a name has 1 to {NAME_LEN_MAX} characters"
+        );
+        let phone = request.phone.as_deref().map(normalize_phone).transpose()?;
+        match (node_id == TREASURY_ID, request.kind) {
+            (true, ClientKind::GovernmentAgency) | (false, ClientKind::Individual | ClientKind::LegalEntity) => {}
+            (true, _) => bail!(Forbidden, "the Treasury node opens accounts of government agencies only"),
+            (false, _) => bail!(Forbidden, "a bank opens accounts of individuals and legal entities only"),
+        }
+        let key = match request.public_key {
+            Some(public_key) => AccountKey::Client(public_key),
+            None => AccountKey::Custodial(self.new_custodial_key()),
+        };
+        let address = match &key {
+            AccountKey::Client(public_key) => public_key.address(),
+            AccountKey::Custodial(secret) => secret.address(),
+        };
+        let account = Account {
+            client_id: request.client_id,
+            node_id: node_id.to_string(),
+            kind: request.kind,
+            name,
+            phone,
+            address,
+            opened_at_unix_ms: self.now_ms(),
+        };
+        Ok((account, key))
+    }
+
+    /// The account a repeated opening (the same idempotency key) opened: the client's account
+    /// at this bank when it matches the request (a custodial key is drawn anew each time, so
+    /// a custodial account matches on everything but its address).
+    fn opened_before(
+        &self,
+        idem: Option<&Idem>,
+        node_id: &str,
+        account: &Account,
+        key: &AccountKey,
+    ) -> Result<Option<Account>> {
+        if idem.is_none() {
+            return Ok(None);
+        }
+        let existing = self.bank(node_id)?.service().read(|n| n.account(&account.client_id).ok().cloned());
+        Ok(existing.filter(|e| {
+            e.kind == account.kind
+                && e.name == account.name
+                && e.phone == account.phone
+                && (matches!(key, AccountKey::Custodial(_)) || e.address == account.address)
+        }))
+    }
+
+    /// An account with its balances.
+    pub fn account_view(&self, node_id: &str, client_id: &str) -> Result<AccountView> {
+        self.bank(node_id)?.service().read(|node| view(node, node.account(client_id)?))
+    }
+
+    /// Every account of a node (the bank's back office view).
+    pub fn accounts(&self, node_id: &str) -> Result<Vec<AccountView>> {
+        self.bank(node_id)?.service().read(|node| node.accounts().map(|a| view(node, a)).collect())
+    }
+
+    pub fn balance(&self, node_id: &str, client_id: &str) -> Result<Balance> {
+        self.bank(node_id)?.service().read(|node| node.balance(client_id))
+    }
+
+    /// History newest first. Counterparties' names are shown only when they are clients of
+    /// the same bank; otherwise only their bank (from the ID center).
+    pub fn history(&self, node_id: &str, client_id: &str, offset: usize, limit: usize) -> Result<HistoryPage> {
+        ensure!((1..=HISTORY_PAGE_MAX).contains(&limit), MalformedInput, "limit must be 1 to {HISTORY_PAGE_MAX}");
+        let (page, total) = self.bank(node_id)?.service().read(|node| {
+            let entries = node.history(client_id)?;
+            let page: Vec<_> = entries
+                .iter()
+                .rev()
+                .skip(offset)
+                .take(limit)
+                .map(|e| {
+                    let name = e
+                        .counterparty
+                        .and_then(|a| node.client_of(&a))
+                        .and_then(|c| node.account(c).ok())
+                        .map(|a| a.name.clone());
+                    (e.clone(), name)
+                })
+                .collect();
+            Ok::<_, Error>((page, entries.len()))
+        })?;
+        let directory = self.assembly.directory();
+        let lines = page
+            .into_iter()
+            .map(|(e, name)| {
+                let bank_id = e.counterparty.and_then(|a| directory.read(|d| d.by_address(&a).map(|l| l.bank.clone())));
+                let same_bank = bank_id.as_deref() == Some(node_id);
+                HistoryLine {
+                    tx_id: e.tx_id,
+                    at_unix_ms: e.at_unix_ms,
+                    purpose: e.purpose,
+                    direction: e.direction,
+                    amount_tiyn: e.amount_tiyn,
+                    counterparty_address: e.counterparty,
+                    counterparty_bank: bank_id
+                        .and_then(|b| self.bank(&b).ok())
+                        .map(|b| b.service().read(|n| n.meta().name.clone())),
+                    counterparty_name: if same_bank { name } else { None },
+                    reference: e.reference,
+                }
+            })
+            .collect();
+        Ok(HistoryPage { lines, total, offset, limit })
+    }
+
+    /// Credit a client's bank money (a stand-in for the bank's core banking system: salary,
+    /// cash deposit), so that it can be converted to DT.
+    pub fn deposit_fiat(
+        &self,
+        _idem: Option<&Idem>,
+        node_id: &str,
+        client_id: &str,
+        request: AmountRequest,
+    ) -> Result<Balance> {
+        let bank = self.bank(node_id)?;
+        ensure!(!request.amount_tiyn.is_zero(), MalformedInput, "the amount must be positive");
+        let fiat: Amount = bank.service().deposit_fiat(client_id, request.amount_tiyn)?;
+        let mut balance = self.balance(node_id, client_id)?;
+        assert_eq!(balance.fiat_tiyn, fiat, "the balance read after a deposit shows it");
+        balance.fiat_tiyn = fiat;
+        Ok(balance)
+    }
+
+    /// Ask the ID center who a phone number belongs to (for the sender's confirmation).
+    pub fn lookup_phone(&self, phone: &str) -> Result<PhoneLookup> {
+        let phone = normalize_phone(phone)?;
+        let (banks, first) = self.assembly.directory().read(|d| {
+            let banks: Vec<String> = d.banks_of_phone(&phone).into_iter().map(str::to_string).collect();
+            (banks, d.by_phone(&phone, None).map(|l| l.display_name.clone()))
+        });
+        let Some(display_name) = first else {
+            bail!(UnknownAccount, "no digital account is registered with phone {phone}");
+        };
+        Ok(PhoneLookup { phone, banks, display_name })
+    }
+}
+
+fn view(node: &NodeState, account: &Account) -> Result<AccountView> {
+    Ok(AccountView {
+        account: account.clone(),
+        balance: node.balance(&account.client_id)?,
+        cards: node.cards_of(&account.client_id).iter().map(|p| mask_pan(p)).collect(),
+        bank_name: node.meta().name.clone(),
+    })
+}

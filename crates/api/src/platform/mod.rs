@@ -1,0 +1,135 @@
+//! The platform as the gateway reaches it: the REST routes, the consoles and the demo
+//! scenarios call the roles through this, and never their internals. It answers in the
+//! gateway's shapes ([`dtenge_network::types`], to move here when `dtenge-network` goes).
+//!
+//! Today the roles run in this process ([`Assembly`]); when each runs on its own machine
+//! (issue 18), the same calls go over the transport to the roles' clients.
+//!
+//! Idempotency is the roles': a money-moving call hands its key to the role that moves the
+//! money (the payer's bank), which answers a repeated key from its own store. A call that
+//! moves none is idempotent by its nature (an account claimed twice at the directory is one
+//! account).
+//!
+//! The operations are grouped as the REST API groups them, one file each.
+
+mod accounts;
+
+use dtenge_assembly::{Assembly, BankHandle, BankSpec, Config, RoleKeys};
+use dtenge_bank::IdemKey;
+use dtenge_core::crypto::SecretKey;
+use dtenge_core::{Error, ErrorCode, Result};
+use dtenge_network::{Clock, Entropy, Idem};
+use dtenge_node::NodeKind;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use accounts::{HISTORY_PAGE_MAX, NAME_LEN_MAX, OPEN_ACCOUNTS_MAX};
+
+/// The Treasury's node id.
+pub const TREASURY_ID: &str = "treasury";
+/// How long a call waits for its role's answer before it reports `REQUEST_IN_PROGRESS` (the
+/// operation may still complete: the client asks again with the same idempotency key).
+pub const ANSWER_WAIT: Duration = Duration::from_secs(10);
+/// The file, in the data directory, holding the seed the roles' keys derive from.
+const ROLE_KEYS_FILE: &str = "role-keys.seed";
+
+/// The network's participants as a gateway calls them.
+pub struct Platform {
+    assembly: Assembly,
+    clock: Arc<dyn Clock>,
+    entropy: Entropy,
+}
+
+impl Platform {
+    /// Open (or create) the platform's roles under `dir`: the notary, central, the directory,
+    /// the oracle, three banks and the Treasury.
+    pub fn open(dir: &Path, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Platform> {
+        let seed = role_seed(dir, &entropy)?;
+        let bank = |id: &str, name: &str, kind| BankSpec { id: id.into(), name: name.into(), kind };
+        let config = Config {
+            banks: vec![
+                bank("steppe", "Steppe Bank", NodeKind::Bank),
+                bank("tulpar", "Tulpar Bank", NodeKind::Bank),
+                bank("sapa", "Sapa Bank", NodeKind::Bank),
+                bank(TREASURY_ID, "Treasury", NodeKind::Treasury),
+            ],
+            keys: RoleKeys::from_seed(seed),
+        };
+        let now = clock.clone();
+        let assembly = Assembly::start(dir, &config, Arc::new(move || now.now_ms()))?;
+        Ok(Platform { assembly, clock, entropy })
+    }
+
+    /// The roles themselves, for the operator's tools and the tests.
+    pub fn assembly(&self) -> &Assembly {
+        &self.assembly
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Every node a client can have an account at: the banks and the Treasury.
+    pub fn node_ids(&self) -> Vec<String> {
+        self.assembly.banks().iter().map(|b| b.id().to_string()).collect()
+    }
+
+    /// The bank (or Treasury) `node_id`, or `UNKNOWN_ACCOUNT`.
+    pub(crate) fn bank(&self, node_id: &str) -> Result<&BankHandle> {
+        self.assembly
+            .bank(node_id)
+            .ok_or_else(|| Error::new(ErrorCode::UnknownAccount, format!("no bank or Treasury '{node_id}'")))
+    }
+
+    /// A new custodial key, from the platform's entropy.
+    pub(crate) fn new_custodial_key(&self) -> SecretKey {
+        SecretKey::from_seed(self.entropy.seed32())
+    }
+
+    pub fn shutdown(self) {
+        self.assembly.shutdown();
+    }
+}
+
+/// The gateway's idempotency key as the roles take it.
+pub fn idem_key(idem: Option<&Idem>) -> Option<IdemKey> {
+    idem.map(|i| IdemKey { key: i.key.clone(), fingerprint: i.fingerprint })
+}
+
+/// Wait for a role's answer, at most [`ANSWER_WAIT`].
+pub(crate) fn wait<T>(answer: &crossbeam_channel::Receiver<Result<T>>) -> Result<T> {
+    match answer.recv_timeout(ANSWER_WAIT) {
+        Ok(result) => result,
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(Error::new(
+            ErrorCode::RequestInProgress,
+            "the network has not answered yet; ask again with the same idempotency key",
+        )),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            Err(Error::new(ErrorCode::StorageFailure, "the role stopped before it answered; ask again"))
+        }
+    }
+}
+
+/// The seed of the roles' keys: read from the data directory, or drawn and written there on
+/// the first start. (Issue 19 moves node keys into an HSM; until then they derive from this.)
+fn role_seed(dir: &Path, entropy: &Entropy) -> Result<[u8; 32]> {
+    let path = dir.join(ROLE_KEYS_FILE);
+    let storage = |e: std::io::Error| Error::new(ErrorCode::StorageFailure, format!("{}: {e}", path.display()));
+    match std::fs::read(&path) {
+        Ok(bytes) => bytes
+            .try_into()
+            .map_err(|_| Error::new(ErrorCode::StorageFailure, format!("{} is not a 32-byte seed", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(storage)?;
+            let seed = entropy.seed32();
+            // Written whole under another name, then renamed: a crash leaves no half seed.
+            let partial = dir.join(format!("{ROLE_KEYS_FILE}.partial"));
+            std::fs::write(&partial, seed).map_err(storage)?;
+            std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(storage)?;
+            std::fs::rename(&partial, &path).map_err(storage)?;
+            Ok(seed)
+        }
+        Err(e) => Err(storage(e)),
+    }
+}
