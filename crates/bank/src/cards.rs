@@ -978,10 +978,8 @@ impl BankService {
             _ => None,
         };
         let applied = match (sender, notice) {
-            (Some(sender), CardNotice::Acquired(record)) => match self.check_acquired(inner, &sender, &record) {
-                // The directory cannot be asked now: not applied, not acknowledged (sent again).
-                Err(e) if e.code == ErrorCode::RequestInProgress => return,
-                checked => checked.map(|acquiring| {
+            (Some(sender), CardNotice::Acquired(record)) => {
+                self.check_acquired(inner, &sender, &record).map(|acquiring| {
                     match acquiring {
                         Acquiring::Nothing => {}
                         Acquiring::Credit(fiat) => delta = Some(fiat),
@@ -995,8 +993,8 @@ impl BankService {
                         }
                     }
                     batch.put(PURCHASES_TABLE, record.id.as_bytes().to_vec(), record.to_bytes());
-                }),
-            },
+                })
+            }
             (Some(sender), CardNotice::Refunded { purchase_id, amount, tx_id }) => {
                 self.check_refunded(&sender, &purchase_id, amount).map(|mut record| {
                     record.refunded = record.refunded.checked_add(amount).expect("checked above");
@@ -1013,6 +1011,17 @@ impl BankService {
             }
             _ => Err(Error::malformed("not a bank's notice")),
         };
+        match applied.as_ref().map_err(|e| e.code) {
+            // The directory cannot be asked now: not applied, not acknowledged (sent again).
+            Err(ErrorCode::RequestInProgress) => return,
+            // This bank's store cannot be read: it stops, as after a failed commit, and its
+            // restart reads the stream's number again (the sender resends).
+            Err(ErrorCode::StorageFailure) => {
+                inner.failed = true;
+                return;
+            }
+            _ => {}
+        }
         if let Some(delta) = &delta {
             delta.writes(&inner.node, &mut batch).unwrap_or_else(|e| panic!("a planned delta cannot be encoded: {e}"));
         }
