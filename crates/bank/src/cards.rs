@@ -245,7 +245,8 @@ impl CardState {
         self.now_ms = self.now_ms.max(now_ms);
     }
 
-    /// A nonce for a card or voucher payment: each attempt is a new transaction. A payment
+    /// A nonce for a payment the bank builds (custodial payments, conversions, cards,
+    /// vouchers): each attempt is a new transaction. A payment
     /// the notary refused for good (its bank was blocked) is refused again if asked again with
     /// the same inputs and nonce; a refund owed is asked again until paid, and a client asks
     /// again after a block is lifted. Above every nonce taken before, and not below the time

@@ -240,8 +240,11 @@ impl BankService {
     ) -> Result<Admitted> {
         let payee_banks = self.payee_banks(inner, payees.iter().map(|(a, _)| a))?;
         let issuer = self.anchors.read().issuer;
-        // Transfers need no nonce: their inputs, spent once, make their ids unique.
-        let tx = inner.node.prepare_payment(client_id, payees, issuer, 0)?;
+        // A nonce per attempt, as for cards (`CardState::next_nonce`): a payment the notary
+        // refused for good while its bank was blocked, asked again after the block is lifted,
+        // would otherwise be the same transaction, with the same inputs, refused again.
+        let nonce = inner.cards.next_nonce();
+        let tx = inner.node.prepare_payment(client_id, payees, issuer, nonce)?;
         let ids = TxIds::of(&tx)?;
         Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: None })
     }
