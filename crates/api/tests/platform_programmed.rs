@@ -196,6 +196,12 @@ fn cards_pay_refund_and_cash_out_and_vouchers_pay_once_per_event() {
     assert_eq!(created.id, "tulpar-V000001", "the programme's id names its bank");
     assert_eq!(platform.create_voucher_program(idem("prog-1").as_ref(), program(&shop)).unwrap().id, created.id);
     assert_eq!(platform.create_voucher_program(None, program(&person)).unwrap_err().code, ErrorCode::Forbidden);
+    let nowhere = VoucherProgramRequest { payee_bank: "nowhere".into(), ..program(&shop) };
+    assert_eq!(platform.create_voucher_program(None, nowhere).unwrap_err().code, ErrorCode::UnknownAccount);
+    let no_payer = VoucherProgramRequest { payer_bank: "nowhere".into(), ..program(&shop) };
+    assert_eq!(platform.create_voucher_program(None, no_payer).unwrap_err().code, ErrorCode::UnknownAccount);
+    let free = VoucherProgramRequest { amount_per_event_tiyn: Amount::ZERO, ..program(&shop) };
+    assert_eq!(platform.create_voucher_program(None, free).unwrap_err().code, ErrorCode::MalformedInput);
     assert_eq!(platform.voucher_programs().iter().map(|p| p.id.clone()).collect::<Vec<_>>(), vec![created.id.clone()]);
     let tap = |event: &str, integrator: &str| VoucherEvent {
         integrator: integrator.into(),

@@ -43,8 +43,9 @@ impl Platform {
     }
 
     /// A card purchase at a terminal, paid by the card's bank. In convert-to-fiat mode the
-    /// merchant's bank money is credited by its bank when the certified purchase reaches it
-    /// (after this answer), and central settles the banks' correspondents.
+    /// merchant's bank money is credited by its bank when the certified purchase reaches it,
+    /// and central settles the banks' correspondents, both after this answer (the network did
+    /// both in the purchase's commit).
     pub fn card_purchase(&self, idem: Option<&Idem>, request: CardPurchaseRequest) -> Result<Purchase> {
         ensure!(!request.amount_tiyn.is_zero(), MalformedInput, "the amount must be positive");
         self.bank(&request.merchant_bank)?;
@@ -64,8 +65,11 @@ impl Platform {
     /// refund debits the merchant's bank money at once; the buyer's bank then pays its own
     /// DT to the buyer: the receipt waits (at most [`ANSWER_WAIT`]) for that payment and
     /// names it, from the buyer's bank's record of the purchase (its payouts in the order it
-    /// made them: with several refunds of one purchase in flight at once, the transaction
-    /// named may be a sibling refund's).
+    /// made them: with several refunds of one purchase in flight at once, or a retry after
+    /// later refunds, the transaction named may be a sibling refund's). The receipt has no
+    /// `abs_posting`: central settles the correspondents after the answer. The merchant's
+    /// bank learns of a purchase on its delivery stream: a refund asked the moment after the
+    /// purchase may be `NOT_FOUND` (ask again).
     pub fn card_refund(&self, idem: Option<&Idem>, purchase_id: &str, request: AmountRequest) -> Result<Receipt> {
         let amount = request.amount_tiyn;
         ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
@@ -150,7 +154,6 @@ impl Platform {
         idem: Option<&Idem>,
         request: VoucherProgramRequest,
     ) -> Result<VoucherProgram> {
-        self.bank(&request.payee_bank)?;
         let role_request = RoleProgramRequest {
             integrator: request.integrator.trim().to_string(),
             payer_id: request.payer_id,

@@ -78,6 +78,8 @@ impl Platform {
 
     /// Move marked DT one level down (the initiator marks standard DT for level 1). The
     /// initiator is not notified (the roles have no notifications for it yet).
+    /// The oracle attests one spend of a subject at a time: a spend of a busy one waits, and
+    /// may end `REQUEST_IN_PROGRESS` (ask again with the same key).
     pub fn marked_transfer(
         &self,
         idem: Option<&Idem>,
@@ -175,6 +177,8 @@ impl Platform {
     /// payer's VAT-marked DT read just before the bank takes the payment (as the bank reads
     /// it): a concurrent spend of that client's VAT-marked DT, or a repeated request after the
     /// payment, may show another split than the transaction made.
+    /// The oracle attests one spend of a subject at a time: a spend of a busy one waits, and
+    /// may end `REQUEST_IN_PROGRESS` (ask again with the same key).
     pub fn pay_invoice(
         &self,
         idem: Option<&Idem>,
@@ -206,6 +210,8 @@ impl Platform {
     }
 
     /// Pay VAT to the tax authority's account with VAT-marked DT; there it becomes standard.
+    /// Every VAT payment is one subject at the oracle: one at a time across the network; a
+    /// payment that waits too long ends `REQUEST_IN_PROGRESS` (ask again with the same key).
     pub fn pay_vat(&self, idem: Option<&Idem>, node_id: &str, request: VatPaymentRequest) -> Result<VatPayment> {
         self.bank(node_id)?;
         let committed = wait(&self.assembly.pay_vat((node_id, &request.from), request.amount_tiyn, idem_key(idem)))?;
@@ -260,6 +266,8 @@ impl Platform {
 
     /// Pay under a contract: the recipient receives DT marked with the contract. The
     /// contract's initiator is not notified (no notifications yet).
+    /// The oracle attests one spend of a subject at a time: a spend of a busy one waits, and
+    /// may end `REQUEST_IN_PROGRESS` (ask again with the same key).
     pub fn contract_payment(
         &self,
         idem: Option<&Idem>,
@@ -280,6 +288,8 @@ impl Platform {
     /// contract's withdrawal limit: the marked DT goes to the bank's own account as standard
     /// DT, and the client's bank money grows when the bank applies the certified spend. The
     /// contract's initiator is not notified (no notifications yet).
+    /// The oracle attests one spend of a subject at a time: a spend of a busy one waits, and
+    /// may end `REQUEST_IN_PROGRESS` (ask again with the same key).
     pub fn contract_withdrawal(
         &self,
         idem: Option<&Idem>,
