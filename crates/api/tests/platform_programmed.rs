@@ -168,6 +168,15 @@ fn cards_pay_refund_and_cash_out_and_vouchers_pay_once_per_event() {
     assert_eq!(platform.balance("sapa", &shop).unwrap().fiat_tiyn, tiyn(150_000));
     assert_eq!(dt(&platform, "steppe", &buyer, Policy::Standard), tiyn(600_100));
 
+    // At a merchant of the card's own bank: the bank pays the refund it owes itself.
+    let grocer = client(&platform, "steppe", "1008400000", ClientKind::LegalEntity);
+    let local = platform.card_purchase(None, buy(&card, "steppe", &grocer, 10_000, CardMode::ConvertToFiat)).unwrap();
+    settled(&platform);
+    let local_back = platform.card_refund(None, &local.id, amount(10_000)).unwrap();
+    assert_eq!(platform.purchase(&local.id).unwrap().refund_tx_ids, vec![local_back.tx_id]);
+    assert_eq!(platform.balance("steppe", &grocer).unwrap().fiat_tiyn, Amount::ZERO);
+    settled(&platform);
+
     // Cash at another bank's ATM.
     let atm = |pan: &str, bank: &str, n| AtmWithdrawal { pan: pan.into(), atm_bank: bank.into(), amount_tiyn: tiyn(n) };
     let cash = platform.atm_withdrawal(idem("atm-1").as_ref(), atm(&card, "tulpar", 100)).unwrap();
@@ -217,6 +226,14 @@ fn cards_pay_refund_and_cash_out_and_vouchers_pay_once_per_event() {
     assert_eq!(platform.voucher_event(None, &created.id, tap("", "onay")).unwrap_err().code, ErrorCode::MalformedInput);
     settled(&platform);
     assert_eq!(dt(&platform, "tulpar", &school, Policy::Standard), tiyn(550_00), "one event paid once");
+    platform.shutdown();
+
+    // After a restart: the purchases, the programme and its paid event.
+    let platform = open(dir.path());
+    assert_eq!(platform.purchase(&bought.id).unwrap().refunded_tiyn, tiyn(100_000));
+    assert_eq!(platform.voucher_programs().len(), 1);
+    assert_eq!(platform.voucher_event(None, &created.id, tap("ev-1", "onay")).unwrap().tx_id, paid.tx_id);
+    settled(&platform);
     platform.shutdown();
 }
 
@@ -434,5 +451,16 @@ fn markings_vat_contracts_and_split_payments_answer_the_networks_receipts() {
         tiyn(1_500_00),
         "200.00 marked, 1,000.00 net, 300.00 split"
     );
+    platform.shutdown();
+
+    // After a restart: the oracle's records, and the limits already used.
+    let platform = open(dir.path());
+    assert_eq!(platform.marking(&marking_id).unwrap().moves.len(), 2);
+    assert_eq!(platform.invoice("ESF-1").unwrap().status, InvoiceStatus::Paid);
+    assert_eq!(platform.contract("GZ-1").unwrap().uses.len(), 2);
+    assert_eq!(platform.vat_payments().len(), 1);
+    let more = platform.contract_payment(None, "treasury", use_of(200_01)).unwrap_err();
+    assert_eq!(more.code, ErrorCode::LimitExceeded, "300.00 of 500.00 transferred already");
+    settled(&platform);
     platform.shutdown();
 }
