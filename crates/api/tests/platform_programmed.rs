@@ -124,6 +124,10 @@ fn cards_pay_refund_and_cash_out_and_vouchers_pay_once_per_event() {
     let bought = bought.unwrap();
     let again = platform.card_purchase(idem("pos-1").as_ref(), buy(&card, "sapa", &shop, 349_900, CardMode::Dt));
     assert_eq!(again.unwrap().tx_id, bought.tx_id);
+    // The same key for another request: refused, nothing paid.
+    let reused = Idem { key: "pos-1".into(), fingerprint: Hash32([2; 32]) };
+    let other = platform.card_purchase(Some(&reused), buy(&card, "sapa", &shop, 1_00, CardMode::Dt)).unwrap_err();
+    assert_eq!(other.code, ErrorCode::IdempotencyKeyReused);
     assert_eq!((bought.card.as_str(), bought.buyer.client_id.as_str()), (mask_pan(&card).as_str(), buyer.as_str()));
     assert_eq!((bought.merchant.bank.as_str(), bought.amount_tiyn), ("sapa", tiyn(349_900)));
     assert_eq!(platform.purchase(&bought.id).unwrap().tx_id, bought.tx_id, "the card's bank keeps it at once");
@@ -286,6 +290,10 @@ fn markings_vat_contracts_and_split_payments_answer_the_networks_receipts() {
         transfer(&committee, at("tulpar", &contractor), 250_00),
     );
     assert_eq!(retried.unwrap().tx_id, first.tx_id, "moved once");
+    let reused = Idem { key: "mt-1".into(), fingerprint: Hash32([2; 32]) };
+    let other =
+        platform.marked_transfer(Some(&reused), "treasury", transfer(&committee, at("tulpar", &contractor), 1_00));
+    assert_eq!(other.unwrap_err().code, ErrorCode::IdempotencyKeyReused);
     let outside = platform.marked_transfer(None, "tulpar", transfer(&contractor, at("steppe", &outsider), 1_00));
     assert_eq!(outside.unwrap_err().code, ErrorCode::RecipientNotAllowed);
     let over = platform.marked_transfer(None, "tulpar", transfer(&contractor, at("sapa", &sub), 200_01));
