@@ -131,6 +131,9 @@ fn cards_pay_refund_and_cash_out_and_vouchers_pay_once_per_event() {
     assert_eq!((bought.card.as_str(), bought.buyer.client_id.as_str()), (mask_pan(&card).as_str(), buyer.as_str()));
     assert_eq!((bought.merchant.bank.as_str(), bought.amount_tiyn), ("sapa", tiyn(349_900)));
     assert_eq!(platform.purchase(&bought.id).unwrap().tx_id, bought.tx_id, "the card's bank keeps it at once");
+    // Refunded at once: the refund waits until the merchant's bank has the purchase.
+    let quick = platform.card_purchase(None, buy(&card, "sapa", &shop, 1_00, CardMode::Dt)).unwrap();
+    assert_eq!(platform.card_refund(None, &quick.id, amount(1_00)).unwrap().amount_tiyn, tiyn(1_00));
     let refused = [
         (buy(&card, "sapa", &shop, 0, CardMode::Dt), ErrorCode::MalformedInput),
         (buy(&pan(2), "sapa", &shop, 100, CardMode::Dt), ErrorCode::UnknownAccount),

@@ -6,8 +6,8 @@
 //! What the roles do differently from the one-process network, as a gateway sees it:
 //! - the bank money between two banks (convert-to-fiat, ATM of another bank) is settled by
 //!   central after the answer, on the delivery streams: receipts carry no `abs_posting`;
-//! - the merchant's bank learns of a purchase on its delivery stream, after the answer: a
-//!   refund asked at once may be `NOT_FOUND` for a moment (ask again).
+//! - the merchant's bank learns of a purchase on its delivery stream, after the answer (its
+//!   merchant's bank money, converting, with it): a refund asked at once waits for it.
 
 use super::programmed::await_record;
 use super::{idem_key, Platform, ANSWER_WAIT};
@@ -69,11 +69,18 @@ impl Platform {
     /// later refunds, the transaction named may be a sibling refund's). The receipt has no
     /// `abs_posting`: central settles the correspondents after the answer. The merchant's
     /// bank learns of a purchase on its delivery stream: a refund asked the moment after the
-    /// purchase may be `NOT_FOUND` (ask again).
+    /// purchase waits for it (at most [`ANSWER_WAIT`], then `REQUEST_IN_PROGRESS`).
     pub fn card_refund(&self, idem: Option<&Idem>, purchase_id: &str, request: AmountRequest) -> Result<Receipt> {
         let amount = request.amount_tiyn;
         ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
-        let refund = self.assembly.card_refund(purchase_id, amount, idem_key(idem), ANSWER_WAIT)?;
+        let refund = match self.assembly.card_refund(purchase_id, amount, idem_key(idem), ANSWER_WAIT) {
+            // The card's bank has it and the merchant's bank has not yet: wait for its delivery.
+            Err(e) if e.code == ErrorCode::NotFound && self.issued(purchase_id)? => {
+                await_record(|| Ok(self.assembly.purchase(purchase_id).ok()))?;
+                self.assembly.card_refund(purchase_id, amount, idem_key(idem), ANSWER_WAIT)?
+            }
+            refund => refund?,
+        };
         let record = self.assembly.purchase(purchase_id)?;
         let buyer = buyer_of(&record);
         let (tx_id, from) = match refund.committed {
@@ -126,6 +133,16 @@ impl Platform {
             at_unix_ms: self.now_ms(),
             abs_posting: None,
         })
+    }
+
+    /// Whether a bank (the card's, before the merchant's learns of it) keeps the purchase.
+    fn issued(&self, purchase_id: &str) -> Result<bool> {
+        for bank in self.assembly.banks() {
+            if bank.purchase(purchase_id)?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// A purchase as the merchant's bank keeps it (what it refunded is its to say); until the
