@@ -244,6 +244,7 @@ fn merchant_of(record: &PurchaseRecord) -> Party {
 }
 
 fn purchase_of(record: &PurchaseRecord) -> Purchase {
+    debug_assert!(record.refunded <= record.amount, "a purchase never has more refunded than paid");
     Purchase {
         id: record.id.clone(),
         card: record.card.clone(),

@@ -35,6 +35,8 @@ use std::time::Instant;
 
 /// Most lines of one split payment (the bank's limit, as the network's).
 pub const SPLIT_LINES_MAX: usize = dtenge_bank::SPLIT_LINES_MAX;
+// A split payment's lines and its change fit one transaction.
+const _: () = assert!(SPLIT_LINES_MAX < dtenge_core::tx::TX_OUTPUTS_MAX);
 /// Longest reference of a split payment (as the network's).
 pub const REFERENCE_LEN_MAX: usize = 140;
 /// Most markings one page returns (as the network's).
