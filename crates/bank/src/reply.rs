@@ -98,10 +98,14 @@ impl BankService {
             match outcome {
                 Checked::Committed(proof) => {
                     let tx = &entry.tx;
-                    let purpose = entry.fiat.as_ref().map_or(Purpose::Payment, |f| f.purpose());
+                    let (purpose, reference) = match (&entry.fiat, &entry.label) {
+                        (Some(fiat), _) => (fiat.purpose(), None),
+                        (None, Some(label)) => (label.purpose, label.reference.as_deref()),
+                        (None, None) => (Purpose::Payment, None),
+                    };
                     let mut delta = inner
                         .node
-                        .plan_commit_ids(tx, &ids.tx_id, &ids.inputs, &ids.outputs, purpose, None, now_ms)
+                        .plan_commit_ids(tx, &ids.tx_id, &ids.inputs, &ids.outputs, purpose, reference, now_ms)
                         .unwrap_or_else(|e| panic!("a committed transaction the bank checked cannot be planned: {e}"));
                     if let Some(fiat) = &entry.fiat {
                         delta.set_fiat(&fiat.client_id, fiat_after.apply(inner, fiat));

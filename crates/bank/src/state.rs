@@ -79,6 +79,8 @@ pub(crate) struct OutboxEntry {
     pub(crate) payee_banks: Vec<String>,
     /// A conversion's bank-money move, applied with the certified payment.
     pub(crate) fiat: Option<crate::conversion::FiatMove>,
+    /// A custodial payment's purpose and reference for the history (none: a payment).
+    pub(crate) label: Option<crate::Label>,
 }
 
 impl Encode for IdemKey {
@@ -101,13 +103,20 @@ impl Encode for OutboxEntry {
         w.put(&self.idem);
         w.put(&self.payee_banks);
         w.put(&self.fiat);
+        w.put(&self.label);
     }
 }
 
 impl Decode for OutboxEntry {
-    const ENCODED_BYTES_MIN: usize = Transaction::ENCODED_BYTES_MIN + 1 + 4 + 1;
+    const ENCODED_BYTES_MIN: usize = Transaction::ENCODED_BYTES_MIN + 1 + 4 + 1 + 1;
     fn decode(r: &mut Reader<'_>) -> std::result::Result<Self, DecodeError> {
-        Ok(OutboxEntry { tx: r.get()?, idem: r.get()?, payee_banks: r.seq("payee banks", 1_024)?, fiat: r.get()? })
+        Ok(OutboxEntry {
+            tx: r.get()?,
+            idem: r.get()?,
+            payee_banks: r.seq("payee banks", 1_024)?,
+            fiat: r.get()?,
+            label: r.get()?,
+        })
     }
 }
 

@@ -17,6 +17,8 @@ use dtenge_wire::{Encode, Envelope, Message, NotarizeRequest, RoleId};
 /// A submission waiting in the queue.
 pub(crate) struct Submission {
     pub(crate) request: Request,
+    /// What the history calls it (checked by `submit_labelled`).
+    pub(crate) label: Option<crate::Label>,
     pub(crate) idem: Option<IdemKey>,
     pub(crate) answer: Reply,
 }
@@ -29,6 +31,7 @@ struct Admitted {
     answer: Reply,
     payee_banks: Vec<String>,
     fiat: Option<crate::conversion::FiatMove>,
+    label: Option<crate::Label>,
 }
 
 impl BankService {
@@ -138,13 +141,14 @@ impl BankService {
     /// One submission's own checks, its inputs reserved; `Ok(None)` when it is answered already
     /// (the same request at the notary now, or committed), its answer registered.
     fn admit(&self, inner: &mut Inner, submission: Submission, ids: Option<TxIds>) -> Result<Option<Admitted>> {
-        let Submission { request, idem, answer } = submission;
+        let Submission { request, label, idem, answer } = submission;
         if let Some(idem) = &idem {
             if self.answered_by_key(inner, idem, &answer)? {
                 return Ok(None);
             }
         }
-        let admitted = match request {
+        let label = label.or_else(|| crate::Label::default_of(&request));
+        let mut admitted = match request {
             Request::Signed(tx) => {
                 let ids = ids.expect("a client-signed transfer was prechecked with its ids");
                 self.admit_signed(inner, tx, ids, idem, answer)?
@@ -157,9 +161,14 @@ impl BankService {
             Request::Convert { client_id, direction, amount } => {
                 let (tx, fiat) = self.prepare_conversion(inner, &client_id, direction, amount)?;
                 let ids = TxIds::of(&tx)?;
-                Some(Admitted { tx, ids, idem, answer, payee_banks: Vec::new(), fiat: Some(fiat) })
+                Some(Admitted { tx, ids, idem, answer, payee_banks: Vec::new(), fiat: Some(fiat), label: None })
             }
         };
+        if let Some(admitted) = &mut admitted {
+            if admitted.fiat.is_none() {
+                admitted.label = label;
+            }
+        }
         if let Some(Admitted { ids, idem: Some(idem), .. }) = &admitted {
             // Claimed now, so that the same key twice in one batch pays once.
             inner.idem_in_flight.insert(idem.key.clone(), (idem.fingerprint, ids.tx_id));
@@ -201,6 +210,35 @@ impl BankService {
         }
     }
 
+    /// The first answer to the request under `idem`, when it committed: a caller that must
+    /// rebuild that answer (a gateway's receipt) reads it before it checks the request again,
+    /// so that a retry gets the first answer whatever changed since. `None` when the key is
+    /// new, or its request is still in flight (submitting it again waits for that answer). The
+    /// same key with another request is refused `IDEMPOTENCY_KEY_REUSED`.
+    pub fn committed_answer(&self, idem: &IdemKey) -> Result<Option<Committed>> {
+        let reused = || {
+            Error::new(
+                ErrorCode::IdempotencyKeyReused,
+                format!("idempotency key '{}' was used with a different request", idem.key),
+            )
+        };
+        let inner = self.inner.lock();
+        if let Some((fingerprint, _)) = inner.idem_in_flight.get(&idem.key) {
+            return if *fingerprint == idem.fingerprint { Ok(None) } else { Err(reused()) };
+        }
+        let Some(bytes) = self.store.get(IDEM_TABLE, idem.key.as_bytes())? else { return Ok(None) };
+        let (fingerprint, state) = idem_of(&bytes)?;
+        if fingerprint != idem.fingerprint {
+            return Err(reused());
+        }
+        match state {
+            IdemState::Committed(committed) => Ok(Some(committed)),
+            IdemState::InFlight(_) => {
+                unreachable!("a key in flight on disk is in flight in memory (loaded with the outbox)")
+            }
+        }
+    }
+
     fn admit_signed(
         &self,
         inner: &mut Inner,
@@ -220,7 +258,7 @@ impl BankService {
         inner.node.check_client_transaction_ids(&tx, &ids.inputs)?;
         let payee_banks = self.payee_banks(inner, tx.body.outputs.iter().map(|o| &o.owner))?;
         inner.node.reserve_inputs(&ids.tx_id, &ids.inputs)?;
-        Ok(Some(Admitted { tx, ids, idem, answer, payee_banks, fiat: None }))
+        Ok(Some(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, label: None }))
     }
 
     fn admit_payment(
@@ -236,7 +274,7 @@ impl BankService {
         // Transfers need no nonce: their inputs, spent once, make their ids unique.
         let tx = inner.node.prepare_payment(client_id, payees, issuer, 0)?;
         let ids = TxIds::of(&tx)?;
-        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None })
+        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, label: None })
     }
 
     /// The account a phone transfer pays: the directory's answer, found now.
@@ -353,6 +391,7 @@ impl BankService {
                 idem: admitted.idem,
                 payee_banks: admitted.payee_banks,
                 fiat: admitted.fiat,
+                label: admitted.label,
             });
             ids.push(admitted.ids);
             answers.push(admitted.answer);
