@@ -13,6 +13,8 @@
 //! The operations are grouped as the REST API groups them, one file each.
 
 mod accounts;
+mod central;
+mod payments;
 
 use dtenge_assembly::{Assembly, BankHandle, BankSpec, Config, RoleKeys};
 use dtenge_bank::IdemKey;
@@ -25,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use accounts::{HISTORY_PAGE_MAX, NAME_LEN_MAX, OPEN_ACCOUNTS_MAX};
+pub use payments::{REFERENCE_LEN_MAX, REGISTRY_LINES_MAX};
 
 /// The Treasury's node id.
 pub const TREASURY_ID: &str = "treasury";
