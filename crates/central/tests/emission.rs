@@ -62,6 +62,7 @@ fn a_credit_under_an_idempotency_key_posts_once_and_answers_its_posting_again_af
     let mut c = Cluster::new(0);
     let idem = |f: u8| Some(IdemKey { key: "rtgs-1".into(), fingerprint: Hash32([f; 32]) });
     let posting = c.central().credit_correspondent_once("steppe", tiyn(7_000), idem(1), c.now_ms).unwrap();
+    c.credited_tiyn += 7_000;
     assert_eq!((posting.credit.as_str(), posting.amount_tiyn), ("corr:steppe", tiyn(7_000)));
     assert_eq!(c.central().posting(posting.seq).unwrap(), Some(posting.clone()));
     c.restart("central");
