@@ -421,3 +421,45 @@ fn transfers_registries_and_client_signed_transfers_pay_across_banks_once_per_ke
     assert_reconciles(&platform);
     platform.shutdown();
 }
+
+#[test]
+fn a_blocked_bank_neither_pays_nor_is_paid_nor_converts_and_its_block_lifts() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = open(dir.path(), Arc::new(ManualClock::new(MONDAY_MS)));
+    fund(&platform, "steppe", 100_000_00);
+    fund(&platform, "sapa", 100_000_00);
+    let (aigerim, bolat) = (id("90010130000"), id("85020240001"));
+    let person = |c: &str, n: &str, p| account(ClientKind::Individual, c, n, p);
+    platform.open_account(None, "steppe", person(&aigerim, "Aigerim Seitova", Some("+77011234567"))).unwrap();
+    platform.open_account(None, "sapa", person(&bolat, "Bolat Nurlanov", Some("+77019876543"))).unwrap();
+    platform.deposit_fiat(None, "steppe", &aigerim, amount(5_000_00)).unwrap();
+    platform.convert_to_dt(None, "steppe", &aigerim, amount(5_000_00)).unwrap();
+    platform.deposit_fiat(None, "sapa", &bolat, amount(5_000_00)).unwrap();
+    platform.convert_to_dt(None, "sapa", &bolat, amount(5_000_00)).unwrap();
+
+    // Bank money to convert, so that only the block stands in the way.
+    platform.deposit_fiat(None, "steppe", &aigerim, amount(1_00)).unwrap();
+    let central = platform.assembly().central();
+    central.set_blocked("steppe", true, "audit", platform.now_ms()).unwrap();
+    platform.assembly().settle(Duration::from_secs(10)).unwrap();
+    let codes = [
+        platform.transfer(None, "steppe", transfer(&aigerim, to_phone("+77019876543"), 1_00)).map(|_| ()),
+        platform.transfer(None, "sapa", transfer(&bolat, to_phone("+77011234567"), 1_00)).map(|_| ()),
+        platform.convert_to_dt(None, "steppe", &aigerim, amount(1_00)).map(|_| ()),
+        platform.convert_from_dt(None, "steppe", &aigerim, amount(1_00)).map(|_| ()),
+        platform.emission(None, "steppe", amount(1_00)).map(|_| ()),
+        platform.redemption(None, "steppe", amount(1_00)).map(|_| ()),
+    ]
+    .map(|r| r.map_err(|e| e.code));
+    assert_eq!(codes, [Err(ErrorCode::BankBlocked); 6]);
+    assert_eq!((dt(&platform, "steppe", &aigerim), dt(&platform, "sapa", &bolat)), (5_000_00, 5_000_00));
+    assert_reconciles(&platform);
+
+    central.set_blocked("steppe", false, "", platform.now_ms()).unwrap();
+    platform.assembly().settle(Duration::from_secs(10)).unwrap();
+    platform.transfer(None, "steppe", transfer(&aigerim, to_phone("+77019876543"), 1_00)).unwrap();
+    platform.transfer(None, "sapa", transfer(&bolat, to_phone("+77011234567"), 2_00)).unwrap();
+    assert_eq!((dt(&platform, "steppe", &aigerim), dt(&platform, "sapa", &bolat)), (5_001_00, 4_999_00));
+    assert_reconciles(&platform);
+    platform.shutdown();
+}
