@@ -407,6 +407,13 @@ fn transfers_registries_and_client_signed_transfers_pay_across_banks_once_per_ke
     });
     to_own.sign_owner(&dana_key);
     assert_eq!(platform.submit(None, "tulpar", to_own).unwrap_err().code, ErrorCode::Forbidden);
+    // Clients submit transfers, which spend something.
+    let outputs = vec![Output::standard(tiyn(1_00), dana_key.address(), issuer)];
+    let issue =
+        Transaction::new(TxBody { command: Command::Issue, inputs: vec![], outputs: outputs.clone(), nonce: 1 });
+    assert_eq!(platform.submit(None, "tulpar", issue).unwrap_err().code, ErrorCode::Forbidden);
+    let nothing = Transaction::new(TxBody { command: Command::Transfer, inputs: vec![], outputs, nonce: 1 });
+    assert_eq!(platform.submit(None, "tulpar", nothing).unwrap_err().code, ErrorCode::MalformedInput);
     assert_eq!(dt(&platform, "tulpar", &dana), 400_00);
 
     // Asked again after everything moved on (the payer could not pay it now): the first answers.

@@ -152,7 +152,9 @@ impl Platform {
         let bank = self.bank(node_id)?;
         let ids = TxIds::of(&tx)?;
         let Some(first) = tx.body.inputs.first() else {
-            bail!(MalformedInput, "a client's transfer spends at least one token");
+            // The bank's words: not a transfer, or a transfer that spends nothing.
+            let refused = bank.service().read(|node| node.check_client_transaction_ids(&tx, &ids.inputs)).err();
+            return Err(refused.unwrap_or_else(|| Error::malformed("a transfer spends inputs")));
         };
         let payer_address = first.output.owner;
         let payees = self.signed_payees(&tx, &payer_address).map_err(|e| {
