@@ -95,7 +95,7 @@ impl Platform {
             Forbidden,
             "registry distribution is for legal entities, government agencies and the node itself"
         );
-        let mut results: Vec<RegistryLineResult> = request
+        let results: Vec<RegistryLineResult> = request
             .lines
             .iter()
             .enumerate()
@@ -110,14 +110,27 @@ impl Platform {
                 line_result(i, line.amount_tiyn, checked)
             })
             .collect();
-        if let Some(committed) = first {
-            return registry_report(self.registry_paid_before(node_id, &request.from, committed, results)?);
+        match first {
+            Some(committed) => {
+                registry_report(self.registry_paid_before(node_id, &request.from, committed, results)?)
+            }
+            None => registry_report(self.pay_registry(node_id, request, results, key)?),
         }
-        // The lines that passed, as the bank takes them (it checks them again, and its answer
-        // for each line is the one reported).
+    }
+
+    /// Pay the lines that passed the checks (`results`), as the bank takes them: it checks
+    /// them again, and its answer for each line is the one reported.
+    fn pay_registry(
+        &self,
+        node_id: &str,
+        request: RegistryRequest,
+        mut results: Vec<RegistryLineResult>,
+        key: Option<dtenge_bank::IdemKey>,
+    ) -> Result<(Option<TxId>, Vec<RegistryLineResult>)> {
+        assert_eq!(results.len(), request.lines.len(), "a result per line");
         let passed: Vec<usize> = (0..results.len()).filter(|&i| results[i].paid).collect();
         if passed.is_empty() {
-            return registry_report((None, results));
+            return Ok((None, results));
         }
         let lines: Vec<dtenge_bank::RegistryLine> = passed
             .iter()
@@ -131,7 +144,7 @@ impl Platform {
                 })
             })
             .collect::<Result<_>>()?;
-        let registry = bank.distribute_referenced(&request.from, &lines, request.reference, key)?;
+        let registry = self.bank(node_id)?.distribute_referenced(&request.from, &lines, request.reference, key)?;
         assert_eq!(registry.lines.len(), passed.len(), "the bank answers every line");
         for (&i, answer) in passed.iter().zip(&registry.lines) {
             if let Err(e) = answer {
@@ -142,7 +155,7 @@ impl Platform {
             Some(answer) => Some(wait(answer)?.tx_id),
             None => None,
         };
-        registry_report((tx_id, results))
+        Ok((tx_id, results))
     }
 
     /// Submit a transfer the client built and signed itself (accounts that keep their own
