@@ -425,6 +425,7 @@ impl CentralService {
         }
         // After the idempotency key: an emission answered already is answered on any day.
         inner.ensure_operational_day(now_ms)?;
+        inner.ensure_liability_room(amount)?;
         let batch_no = inner.next_batch;
         let mut tx = Transaction::new(TxBody {
             command: Command::Issue,
@@ -657,6 +658,20 @@ impl Inner {
             return Err(Error::new(ErrorCode::StorageFailure, "central's store failed; it restarts from its disk"));
         }
         Ok(())
+    }
+
+    /// The DT liability stays at most [`Amount::MAX`] with `amount` and every emission in
+    /// flight posted (`LIMIT_EXCEEDED` otherwise), so that the posting planned on the
+    /// certificate cannot fail: the notary would have issued DT that central could never post.
+    fn ensure_liability_room(&self, amount: Amount) -> Result<()> {
+        let in_flight = Amount::sum(self.reserved.values().copied())?;
+        let after = self.abs.dt_liability().checked_add(in_flight).and_then(|a| a.checked_add(amount));
+        after.map(|_| ()).map_err(|_| {
+            Error::new(
+                ErrorCode::LimitExceeded,
+                format!("the DT liability would exceed the maximum {} tiyn with this emission", Amount::MAX.tiyn()),
+            )
+        })
     }
 
     /// Reserve `amount` on `bank`'s correspondent account for an emission in flight.

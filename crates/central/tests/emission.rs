@@ -85,6 +85,22 @@ fn a_credit_under_an_idempotency_key_posts_once_and_answers_its_posting_again_af
     c.assert_invariants();
 }
 
+/// Before: central took the emission, the notary issued it, and central's posting of it failed
+/// its assertion (the DT liability past the largest amount), on every restart.
+#[test]
+fn an_emission_that_would_push_the_dt_liability_past_the_largest_amount_is_refused_before_it_is_issued() {
+    let mut c = Cluster::new(0);
+    let max = Amount::MAX.tiyn();
+    c.fund(max, max);
+    c.credit(5);
+    let refused = c.central().emit("steppe", tiyn(5), None, c.now_ms);
+    assert_eq!(refused.try_recv().unwrap().unwrap_err().code, ErrorCode::LimitExceeded);
+    c.run(10_000);
+    assert_eq!((c.central().dt_liability(), c.central().outstanding()), (Amount::MAX, (0, 0)));
+    assert_eq!(c.central().abs_balance("corr:steppe"), 5);
+    c.assert_invariants();
+}
+
 #[test]
 fn central_restarted_between_the_notary_and_its_posting_posts_exactly_once() {
     let mut c = Cluster::new(0);
