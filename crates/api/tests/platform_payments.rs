@@ -470,3 +470,24 @@ fn a_blocked_bank_neither_pays_nor_is_paid_nor_converts_and_its_block_lifts() {
     assert_reconciles(&platform);
     platform.shutdown();
 }
+
+/// The network's regression: circulation above the largest amount used to brick monitoring,
+/// blocking and restart.
+#[test]
+fn emission_cannot_push_circulation_past_the_largest_amount() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = open(dir.path(), Arc::new(ManualClock::new(MONDAY_MS)));
+    let max = Amount::MAX.tiyn();
+    platform.credit_correspondent(None, "steppe", amount(max)).unwrap();
+    platform.emission(None, "steppe", amount(max)).unwrap();
+    platform.credit_correspondent(None, "tulpar", amount(max)).unwrap();
+    let refused = platform.emission(None, "tulpar", amount(1)).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::LimitExceeded, "{refused}");
+    let over = platform.credit_correspondent(None, "tulpar", amount(1)).unwrap_err();
+    assert_eq!(over.code, ErrorCode::LimitExceeded, "{over}");
+    assert_reconciles(&platform);
+    platform.shutdown();
+    let platform = open(dir.path(), Arc::new(ManualClock::new(MONDAY_MS)));
+    assert_reconciles(&platform);
+    platform.shutdown();
+}
