@@ -179,8 +179,8 @@ impl BankService {
                 inner.idem_in_flight.remove(&idem.key);
             }
             if let Some(fiat) = &pending.entries[index].fiat {
-                // Committed: the debit is in the balance now; refused: nothing was debited.
-                inner.fiat_reserved.release(&fiat.client_id, fiat.debit());
+                // Committed: the move is in the balance now; refused: nothing moved.
+                inner.fiat_reserved.release(fiat);
             }
             inner.in_outbox.remove(&tx_id);
             for waiter in inner.waiters.remove(&tx_id).unwrap_or_default() {

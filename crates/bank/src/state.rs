@@ -245,7 +245,7 @@ impl Inner {
                     idem_in_flight.insert(idem.key.clone(), (idem.fingerprint, id.tx_id));
                 }
                 if let Some(fiat) = &entry.fiat {
-                    fiat_reserved.reserve(&fiat.client_id, fiat.debit())?;
+                    fiat_reserved.reserve(fiat)?;
                 }
             }
             outbox.insert(batch_no, Pending { entries, ids, sent_at_ms: 0 });

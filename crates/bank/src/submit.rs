@@ -360,7 +360,7 @@ impl BankService {
                 Err(e) => {
                     inner.node.release(&candidate.tx);
                     if let Some(fiat) = &candidate.fiat {
-                        inner.fiat_reserved.release(&fiat.client_id, fiat.debit());
+                        inner.fiat_reserved.release(fiat);
                     }
                     if let Some(idem) = &candidate.idem {
                         inner.idem_in_flight.remove(&idem.key);
@@ -417,7 +417,7 @@ impl BankService {
             for (entry, ids) in pending.entries.iter().zip(&pending.ids) {
                 inner.node.release(&entry.tx);
                 if let Some(fiat) = &entry.fiat {
-                    inner.fiat_reserved.release(&fiat.client_id, fiat.debit());
+                    inner.fiat_reserved.release(fiat);
                 }
                 if let Some(idem) = &entry.idem {
                     inner.idem_in_flight.remove(&idem.key);

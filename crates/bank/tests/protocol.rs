@@ -730,3 +730,34 @@ fn a_labelled_payment_keeps_its_purpose_and_reference_through_a_restart_and_its_
     assert_eq!((line.tx_id, line.purpose, line.reference), (committed.tx_id, Purpose::Payment, None));
     c.assert_invariants();
 }
+
+/// Before: a conversion from DT that took the balance past the largest amount was admitted,
+/// and applying its certified payment failed its assertion on the inbox thread, again after
+/// every restart; a deposit while a conversion was in flight did the same.
+#[test]
+fn conversions_from_dt_in_flight_and_deposits_cannot_take_bank_money_past_the_largest_amount() {
+    let mut c = Cluster::new(11, 0, 0, 5);
+    let (alice, alice_key) = custodial_client(&mut c, 20);
+    c.issue("steppe", &alice_key, &[100, 100]);
+    let tiyn = |n: u64| Amount::from_tiyn(n).unwrap();
+    let max = Amount::MAX.tiyn();
+    let back = |n: u64| Request::Convert { client_id: alice.clone(), direction: Conversion::FromDt, amount: tiyn(n) };
+    let steppe = &c.banks["steppe"];
+    steppe.deposit_fiat(&alice, tiyn(max - 100)).unwrap();
+    let beyond = steppe.submit(back(101), None);
+    steppe.flush(c.now_ms);
+    assert_eq!(beyond.try_recv().unwrap().unwrap_err().code, ErrorCode::LimitExceeded);
+    let first = steppe.submit(back(80), None);
+    steppe.flush(c.now_ms);
+    // With the 80 at the notary, 30 more (converted or deposited) would not fit; 20 do.
+    let second = steppe.submit(back(30), None);
+    steppe.flush(c.now_ms);
+    assert_eq!(second.try_recv().unwrap().unwrap_err().code, ErrorCode::LimitExceeded);
+    assert_eq!(steppe.deposit_fiat(&alice, tiyn(30)).unwrap_err().code, ErrorCode::LimitExceeded);
+    steppe.deposit_fiat(&alice, tiyn(20)).unwrap();
+    c.run(10_000);
+    assert!(first.try_recv().unwrap().is_ok());
+    let balance = c.banks["steppe"].read(|node| node.balance(&alice).unwrap());
+    assert_eq!((balance.fiat_tiyn.tiyn(), balance.dt_tiyn.tiyn()), (max, 120));
+    c.assert_invariants();
+}
