@@ -491,3 +491,23 @@ fn emission_cannot_push_circulation_past_the_largest_amount() {
     assert_reconciles(&platform);
     platform.shutdown();
 }
+
+/// A conversion to bank money beyond the largest balance is refused, as the network refused
+/// it, before anything moves.
+#[test]
+fn a_conversion_cannot_push_bank_money_past_the_largest_amount() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = open(dir.path(), Arc::new(ManualClock::new(MONDAY_MS)));
+    fund(&platform, "steppe", 1_000_00);
+    let aigerim = id("90010130000");
+    platform.open_account(None, "steppe", account(ClientKind::Individual, &aigerim, "Aigerim Seitova", None)).unwrap();
+    platform.deposit_fiat(None, "steppe", &aigerim, amount(100_00)).unwrap();
+    platform.convert_to_dt(None, "steppe", &aigerim, amount(100_00)).unwrap();
+    platform.deposit_fiat(None, "steppe", &aigerim, amount(Amount::MAX.tiyn() - 50_00)).unwrap();
+    let refused = platform.convert_from_dt(None, "steppe", &aigerim, amount(60_00)).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::LimitExceeded, "{refused}");
+    platform.convert_from_dt(None, "steppe", &aigerim, amount(50_00)).unwrap();
+    assert_eq!((dt(&platform, "steppe", &aigerim), fiat(&platform, "steppe", &aigerim)), (50_00, Amount::MAX.tiyn()));
+    assert_reconciles(&platform);
+    platform.shutdown();
+}
