@@ -51,10 +51,9 @@ fn account(kind: ClientKind, client_id: &str, name: &str, phone: Option<&str>) -
     }
 }
 
-/// A client's DT once every delivery arrived: a payer is answered when its own bank applied
-/// the payment, and a payee at another bank applies it from the delivery right after.
+/// A client's DT, as its bank shows it: a payment is answered once its payees' banks hold it
+/// too, as the one-process network's was.
 fn dt(platform: &Platform, node: &str, client: &str) -> u64 {
-    platform.assembly().settle(Duration::from_secs(10)).unwrap();
     platform.balance(node, client).unwrap().dt_tiyn.tiyn()
 }
 
@@ -362,7 +361,6 @@ fn transfers_registries_and_client_signed_transfers_pay_across_banks_once_per_ke
     platform.open_account(None, "tulpar", own_key).unwrap();
     let to_dana = Payee { address: Some(dana_key.address()), ..Payee::default() };
     platform.transfer(None, "steppe", transfer(&aigerim, to_dana, 700_00)).unwrap();
-    platform.assembly().settle(Duration::from_secs(10)).unwrap();
     let tokens = platform.spendable_tokens("tulpar", &dana).unwrap();
     assert_eq!(tokens.iter().map(|t| t.output.amount_tiyn.tiyn()).sum::<u64>(), 700_00);
     assert_eq!(platform.all_tokens("tulpar", &dana).unwrap(), tokens);

@@ -16,7 +16,6 @@ use dtenge_bank::{Committed, Conversion, IdemKey, Request};
 use dtenge_central::{EntryKind, RegistryEntry};
 use dtenge_core::money::Amount;
 use dtenge_core::party::Party;
-use dtenge_core::token::TxId;
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
 use dtenge_network::types::{AmountRequest, Receipt};
 use dtenge_network::Idem;
@@ -92,7 +91,7 @@ impl Platform {
     /// correspondent account (sub-scenario 3). Operational days only. Answered once the bank
     /// holds the DT.
     pub fn emission(&self, idem: Option<&Idem>, node_id: &str, request: AmountRequest) -> Result<Receipt> {
-        let bank = self.bank(node_id)?;
+        self.bank(node_id)?;
         let own = self.client_party(node_id, OWN_ACCOUNT)?;
         let central = self.assembly.central();
         let key = idem.map(|i| dtenge_central::IdemKey { key: i.key.clone(), fingerprint: i.fingerprint });
@@ -111,7 +110,7 @@ impl Platform {
         );
         // Certified and posted; the bank applies it from central's delivery.
         let deadline = std::time::Instant::now() + ANSWER_WAIT;
-        while !bank.service().read(|node| applied(node, &emission.tx_id)) {
+        while !self.has_applied(node_id, OWN_ACCOUNT, &emission.tx_id) {
             ensure!(
                 std::time::Instant::now() < deadline,
                 RequestInProgress,
@@ -183,11 +182,6 @@ impl Platform {
             abs_posting: Some(posting),
         })
     }
-}
-
-/// Has the bank applied `tx_id` to its own account (an emission's delivery)?
-fn applied(node: &dtenge_node::NodeState, tx_id: &TxId) -> bool {
-    node.history(OWN_ACCOUNT).is_ok_and(|history| history.iter().rev().any(|e| e.tx_id == *tx_id))
 }
 
 /// The bank's words when its own DT cannot pay a client's conversion to DT.

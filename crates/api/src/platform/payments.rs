@@ -8,7 +8,7 @@
 //! signatures) and pays. A key committed before is answered first, before any check: the
 //! receipt is built again from the request and the bank's first answer (the transaction's id).
 
-use super::{idem_key, wait, Platform};
+use super::{idem_key, wait, Platform, ANSWER_WAIT};
 use dtenge_bank::{Committed, Label, Request};
 use dtenge_core::crypto::Address;
 use dtenge_core::money::Amount;
@@ -53,6 +53,7 @@ impl Platform {
         let pay = Request::Pay { client_id: request.from.clone(), payees: vec![(payee.address, request.amount_tiyn)] };
         let label = Label { purpose, reference: request.reference };
         let committed = wait(&bank.submit_labelled(pay, label, key))?;
+        self.await_delivery(node_id, &committed.tx_id, [&payee]);
         Ok(self.payment_receipt(committed, purpose, request.amount_tiyn, payer, payee))
     }
 
@@ -155,6 +156,10 @@ impl Platform {
             Some(answer) => Some(wait(answer)?.tx_id),
             None => None,
         };
+        if let Some(tx_id) = &tx_id {
+            let payees = results.iter().filter(|r| r.paid).filter_map(|r| r.recipient.as_ref());
+            self.await_delivery(node_id, tx_id, payees);
+        }
         Ok((tx_id, results))
     }
 
@@ -177,6 +182,7 @@ impl Platform {
         let amount = Amount::sum(tx.body.outputs.iter().filter(|o| o.owner != payer_address).map(|o| o.amount_tiyn))?;
         let at_unix_ms = self.now_ms();
         let committed = wait(&bank.submit(Request::Signed(tx), idem_key(idem)))?;
+        self.await_delivery(node_id, &committed.tx_id, &payees);
         let client_id = bank.service().read(|node| node.client_of(&payer_address).map(str::to_string));
         let client_id = client_id.expect("a transfer the bank committed spends its own client's tokens");
         Ok(Receipt {
@@ -333,6 +339,36 @@ impl Platform {
             at_unix_ms,
             abs_posting: None,
         }
+    }
+
+    /// Wait, at most [`ANSWER_WAIT`], until the banks of `payees` other than the payer's
+    /// `node_id` have applied `tx_id` from its delivery, so that a receipt means what the
+    /// network's meant: the payees hold the money (the one-process network applied both sides
+    /// in one commit; the roles answer the payer when its bank applied its side). The payment
+    /// is committed either way: past the wait the receipt is answered, and the delivery
+    /// arrives later (it is sent until it is acknowledged).
+    fn await_delivery<'a>(&self, node_id: &str, tx_id: &TxId, payees: impl IntoIterator<Item = &'a Party>) {
+        // One payee per bank: a bank applies a delivered transaction whole, in one commit.
+        let mut waiting: Vec<&Party> = Vec::new();
+        for payee in payees {
+            if payee.bank != node_id && !waiting.iter().any(|w| w.bank == payee.bank) {
+                waiting.push(payee);
+            }
+        }
+        let deadline = std::time::Instant::now() + ANSWER_WAIT;
+        while !waiting.is_empty() && std::time::Instant::now() < deadline {
+            waiting.retain(|payee| !self.has_applied(&payee.bank, &payee.client_id, tx_id));
+            if !waiting.is_empty() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+
+    /// Has `client_id`'s bank applied `tx_id` to its account (its history line)?
+    pub(crate) fn has_applied(&self, node_id: &str, client_id: &str, tx_id: &TxId) -> bool {
+        let Ok(bank) = self.bank(node_id) else { return false };
+        bank.service()
+            .read(|node| node.history(client_id).is_ok_and(|history| history.iter().rev().any(|e| e.tx_id == *tx_id)))
     }
 
     /// When `client_id`'s bank applied `tx_id` (its history line), or now when the line is
