@@ -509,3 +509,61 @@ fn a_conversion_cannot_push_bank_money_past_the_largest_amount() {
     assert_reconciles(&platform);
     platform.shutdown();
 }
+
+/// The demo's payroll: ten thousand lines to a thousand people at three banks, paid in one
+/// transaction, the bad lines reported.
+#[test]
+fn a_registry_of_ten_thousand_lines_pays_in_one_transaction() {
+    const RECIPIENTS: u64 = 1_000;
+    const LINES: u64 = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let platform = open(dir.path(), Arc::new(ManualClock::new(MONDAY_MS)));
+    fund(&platform, "steppe", 100_000_000_00);
+    let employer = id("10014000000");
+    platform
+        .open_account(None, "steppe", account(ClientKind::LegalEntity, &employer, "Steppe Foods LLP", None))
+        .unwrap();
+    let phone = |n: u64| format!("+7702{n:07}");
+    for (b, bank) in ["steppe", "tulpar", "sapa"].into_iter().enumerate() {
+        let people: Vec<OpenAccount> = (1..=RECIPIENTS)
+            .filter(|n| n % 3 == b as u64)
+            .map(|n| {
+                account(ClientKind::Individual, &id(&format!("9{n:09}")), &format!("Employee {n}"), Some(&phone(n)))
+            })
+            .collect();
+        platform.open_accounts(None, bank, people).unwrap();
+    }
+    let per_line = 1_500_00;
+    platform.deposit_fiat(None, "steppe", &employer, amount(per_line * LINES)).unwrap();
+    platform.convert_to_dt(None, "steppe", &employer, amount(per_line * LINES)).unwrap();
+    let mut lines: Vec<RegistryLine> = (0..LINES - 2)
+        .map(|i| RegistryLine {
+            phone: Some(phone(i % RECIPIENTS + 1)),
+            client_id: None,
+            bank: None,
+            amount_tiyn: tiyn(per_line),
+        })
+        .collect();
+    lines.push(RegistryLine {
+        phone: Some("+77999999999".into()),
+        client_id: None,
+        bank: None,
+        amount_tiyn: tiyn(per_line),
+    });
+    lines.push(RegistryLine {
+        phone: None,
+        client_id: Some(id("9000000001")),
+        bank: Some("tulpar".into()),
+        amount_tiyn: tiyn(0),
+    });
+    let request = RegistryRequest { from: employer.clone(), reference: Some("payroll 2026-11".into()), lines };
+    let report = platform.distribute_registry(Some(&idem("payroll", 1)), "steppe", request).unwrap();
+    assert_eq!((report.lines_paid, report.lines_rejected), (LINES as usize - 2, 2));
+    let codes = (report.results[9998].error_code, report.results[9999].error_code);
+    assert_eq!(codes, (Some(ErrorCode::UnknownAccount), Some(ErrorCode::MalformedInput)));
+    // Employee 1 (at tulpar) is on every thousandth line.
+    assert_eq!(dt(&platform, "tulpar", &id("9000000001")), per_line * (LINES / RECIPIENTS));
+    assert_eq!(dt(&platform, "steppe", &employer), per_line * 2);
+    assert_reconciles(&platform);
+    platform.shutdown();
+}
