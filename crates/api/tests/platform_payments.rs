@@ -328,6 +328,10 @@ fn transfers_registries_and_client_signed_transfers_pay_across_banks_once_per_ke
         (RegistryRequest { from: aigerim.clone(), ..registry.clone() }, ErrorCode::Forbidden),
         (RegistryRequest { lines: vec![], ..registry.clone() }, ErrorCode::MalformedInput),
         (
+            RegistryRequest { lines: vec![registry.lines[0].clone(); 16_001], ..registry.clone() },
+            ErrorCode::LimitExceeded,
+        ),
+        (
             RegistryRequest { reference: Some("x".repeat(REFERENCE_LEN_MAX + 1)), ..registry.clone() },
             ErrorCode::MalformedInput,
         ),
