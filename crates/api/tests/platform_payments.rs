@@ -96,6 +96,14 @@ fn the_nbk_credits_emits_and_redeems_and_clients_convert_each_once_per_key() {
     assert_eq!(reused.code, ErrorCode::IdempotencyKeyReused);
     assert_eq!(platform.credit_correspondent(None, "nowhere", amount(5)).unwrap_err().code, ErrorCode::UnknownAccount);
     assert_eq!(platform.credit_correspondent(None, "steppe", amount(0)).unwrap_err().code, ErrorCode::MalformedInput);
+    let long_key = idem(&"k".repeat(129), 1);
+    let refused = platform.credit_correspondent(Some(&long_key), "steppe", amount(5)).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::MalformedInput);
+    assert_eq!(platform.emission(Some(&long_key), "steppe", amount(5)).unwrap_err().code, ErrorCode::MalformedInput);
+    assert_eq!(platform.redemption(Some(&long_key), "steppe", amount(5)).unwrap_err().code, ErrorCode::MalformedInput);
+    let refused =
+        platform.transfer(Some(&idem("", 1)), "steppe", transfer("x", to_phone("+77019876543"), 1)).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::MalformedInput);
     assert_eq!(platform.abs_balances()["corr:steppe"], 1_000_000_00);
 
     // Emission: the bank holds the DT when it is answered; once per key.

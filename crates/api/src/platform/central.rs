@@ -10,7 +10,7 @@
 //! Each answer is a receipt built from the role's first answer, so a request repeated under
 //! its idempotency key gets the same receipt.
 
-use super::{idem_key, wait, Platform, ANSWER_WAIT};
+use super::{checked_key, wait, Platform, ANSWER_WAIT};
 use dtenge_abs::Posting;
 use dtenge_bank::{Committed, Conversion, IdemKey, Request};
 use dtenge_central::{EntryKind, RegistryEntry};
@@ -55,8 +55,8 @@ impl Platform {
         amount: Amount,
         direction: Conversion,
     ) -> Result<Receipt> {
+        let key = checked_key(idem)?;
         let bank = self.bank(node_id)?;
-        let key = idem_key(idem);
         let first = key.as_ref().map(|k| bank.service().committed_answer(k)).transpose()?.flatten();
         if first.is_none() {
             ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
@@ -91,10 +91,10 @@ impl Platform {
     /// correspondent account (sub-scenario 3). Operational days only. Answered once the bank
     /// holds the DT.
     pub fn emission(&self, idem: Option<&Idem>, node_id: &str, request: AmountRequest) -> Result<Receipt> {
+        let key = central_key(idem)?;
         self.bank(node_id)?;
         let own = self.client_party(node_id, OWN_ACCOUNT)?;
         let central = self.assembly.central();
-        let key = idem.map(|i| dtenge_central::IdemKey { key: i.key.clone(), fingerprint: i.fingerprint });
         let answer = central.emit(node_id, request.amount_tiyn, key, self.now_ms());
         let emission = match answer.recv_timeout(ANSWER_WAIT) {
             Ok(result) => result?,
@@ -124,9 +124,9 @@ impl Platform {
     /// NBK -> bank conversion: redemption of the node's own DT, credited to its correspondent
     /// account (sub-scenario 13). Operational days only.
     pub fn redemption(&self, idem: Option<&Idem>, node_id: &str, request: AmountRequest) -> Result<Receipt> {
+        let key: Option<IdemKey> = checked_key(idem)?;
         let bank = self.bank(node_id)?;
         let own = self.client_party(node_id, OWN_ACCOUNT)?;
-        let key: Option<IdemKey> = idem_key(idem);
         let committed = match key.as_ref().map(|k| bank.service().committed_answer(k)).transpose()?.flatten() {
             Some(committed) => committed,
             None => {
@@ -145,8 +145,8 @@ impl Platform {
     /// Money arriving on a node's correspondent account from outside the DT platform (an RTGS
     /// payment, refinancing): how a bank gets the bank money it converts to DT.
     pub fn credit_correspondent(&self, idem: Option<&Idem>, node_id: &str, request: AmountRequest) -> Result<Posting> {
+        let key = central_key(idem)?;
         self.bank(node_id)?;
-        let key = idem.map(|i| dtenge_central::IdemKey { key: i.key.clone(), fingerprint: i.fingerprint });
         self.assembly.central().credit_correspondent_once(node_id, request.amount_tiyn, key, self.now_ms())
     }
 
@@ -182,6 +182,12 @@ impl Platform {
             abs_posting: Some(posting),
         })
     }
+}
+
+/// The gateway's idempotency key as central takes it, checked as the banks check theirs
+/// (central keeps what it is given).
+fn central_key(idem: Option<&Idem>) -> Result<Option<dtenge_central::IdemKey>> {
+    Ok(checked_key(idem)?.map(|k| dtenge_central::IdemKey { key: k.key, fingerprint: k.fingerprint }))
 }
 
 /// The bank's words when its own DT cannot pay a client's conversion to DT.

@@ -100,6 +100,20 @@ pub fn idem_key(idem: Option<&Idem>) -> Option<IdemKey> {
     idem.map(|i| IdemKey { key: i.key.clone(), fingerprint: i.fingerprint })
 }
 
+/// Longest idempotency key, in bytes (the network's and the roles' limit).
+pub const IDEM_KEY_LEN_MAX: usize = 128;
+
+/// [`idem_key`], refused `MALFORMED_INPUT` unless it has 1 to [`IDEM_KEY_LEN_MAX`] bytes: checked
+/// first, as the network's `once` did, before anything else of the request.
+pub(crate) fn checked_key(idem: Option<&Idem>) -> Result<Option<IdemKey>> {
+    if let Some(idem) = idem {
+        if idem.key.is_empty() || idem.key.len() > IDEM_KEY_LEN_MAX {
+            return Err(Error::malformed(format!("an idempotency key has 1 to {IDEM_KEY_LEN_MAX} characters")));
+        }
+    }
+    Ok(idem_key(idem))
+}
+
 /// Wait for a role's answer, at most [`ANSWER_WAIT`].
 pub(crate) fn wait<T>(answer: &crossbeam_channel::Receiver<Result<T>>) -> Result<T> {
     match answer.recv_timeout(ANSWER_WAIT) {

@@ -8,7 +8,7 @@
 //! signatures) and pays. A key committed before is answered first, before any check: the
 //! receipt is built again from the request and the bank's first answer (the transaction's id).
 
-use super::{idem_key, wait, Platform, ANSWER_WAIT};
+use super::{checked_key, wait, Platform, ANSWER_WAIT};
 use dtenge_bank::{Committed, Label, Request};
 use dtenge_core::crypto::Address;
 use dtenge_core::money::Amount;
@@ -32,9 +32,9 @@ impl Platform {
     /// Pay from a client of `node_id` to a payee at any bank, named by phone, by client id
     /// (at a bank, or the first listed) or by address.
     pub fn transfer(&self, idem: Option<&Idem>, node_id: &str, request: TransferRequest) -> Result<Receipt> {
+        let key = checked_key(idem)?;
         let bank = self.bank(node_id)?;
         let purpose = if request.to.phone.is_some() { Purpose::PhoneTransfer } else { Purpose::Payment };
-        let key = idem_key(idem);
         if let Some(committed) = key.as_ref().map(|k| bank.service().committed_answer(k)).transpose()?.flatten() {
             // Answered before: the same receipt, whatever changed since.
             let (payer, payee) = (self.client_party(node_id, &request.from)?, self.find_payee(&request.to)?);
@@ -78,8 +78,8 @@ impl Platform {
         node_id: &str,
         request: RegistryRequest,
     ) -> Result<RegistryReport> {
+        let key = checked_key(idem)?;
         let bank = self.bank(node_id)?;
-        let key = idem_key(idem);
         let first = key.as_ref().map(|k| bank.service().committed_answer(k)).transpose()?.flatten();
         check_reference(request.reference.as_deref())?;
         ensure!(!request.lines.is_empty(), MalformedInput, "a registry has at least one line");
@@ -167,6 +167,7 @@ impl Platform {
     /// key): checked and attested by the payer's bank, notarized, applied. The same
     /// transaction submitted again after it committed gets its receipt again.
     pub fn submit(&self, idem: Option<&Idem>, node_id: &str, tx: Transaction) -> Result<Receipt> {
+        let key = checked_key(idem)?;
         let bank = self.bank(node_id)?;
         let ids = TxIds::of(&tx)?;
         let Some(first) = tx.body.inputs.first() else {
@@ -181,7 +182,7 @@ impl Platform {
         })?;
         let amount = Amount::sum(tx.body.outputs.iter().filter(|o| o.owner != payer_address).map(|o| o.amount_tiyn))?;
         let at_unix_ms = self.now_ms();
-        let committed = wait(&bank.submit(Request::Signed(tx), idem_key(idem)))?;
+        let committed = wait(&bank.submit(Request::Signed(tx), key))?;
         self.await_delivery(node_id, &committed.tx_id, &payees);
         let client_id = bank.service().read(|node| node.client_of(&payer_address).map(str::to_string));
         let client_id = client_id.expect("a transfer the bank committed spends its own client's tokens");
