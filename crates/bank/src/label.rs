@@ -45,7 +45,11 @@ impl Label {
     pub(crate) fn default_of(request: &Request) -> Option<Label> {
         match request {
             Request::PayPhone { .. } => Some(Label { purpose: Purpose::PhoneTransfer, reference: None }),
-            Request::Pay { .. } | Request::Signed(_) | Request::Convert { .. } => None,
+            Request::Pay { .. }
+            | Request::Signed(_)
+            | Request::Convert { .. }
+            | Request::Card(_)
+            | Request::Voucher(_) => None,
         }
     }
 }
@@ -92,7 +96,7 @@ impl BankService {
     pub fn submit_labelled(&self, request: Request, label: Label, idem: Option<IdemKey>) -> Answer {
         let checked = label.check().and_then(|()| match request {
             Request::Pay { .. } | Request::PayPhone { .. } => Ok(()),
-            Request::Signed(_) | Request::Convert { .. } => {
+            Request::Signed(_) | Request::Convert { .. } | Request::Card(_) | Request::Voucher(_) => {
                 Err(Error::malformed("only a custodial payment carries a label"))
             }
         });

@@ -93,22 +93,40 @@ impl BankService {
         let mut deliveries: BTreeMap<String, Vec<(Transaction, CommitProof)>> = BTreeMap::new();
         let mut kept = Vec::new();
         let mut fiat_after = crate::conversion::FiatAfter::default();
+        let mut card_plan = crate::cards::CardPlan::answering(reply.certificate.as_ref().map_or(0, |c| c.seq));
         for (index, outcome) in checked.iter().enumerate() {
             let (entry, ids) = (&pending.entries[index], &pending.ids[index]);
             match outcome {
                 Checked::Committed(proof) => {
                     let tx = &entry.tx;
-                    let (purpose, reference) = match (&entry.fiat, &entry.label) {
+                    let (mut purpose, mut reference) = match (&entry.fiat, &entry.label) {
                         (Some(fiat), _) => (fiat.purpose(), None),
-                        (None, Some(label)) => (label.purpose, label.reference.as_deref()),
+                        (None, Some(label)) => (label.purpose, label.reference.clone()),
                         (None, None) => (Purpose::Payment, None),
                     };
+                    if let Some(leg) = &entry.card {
+                        purpose = leg.purpose();
+                        reference = Some(leg.reference());
+                    }
                     let mut delta = inner
                         .node
-                        .plan_commit_ids(tx, &ids.tx_id, &ids.inputs, &ids.outputs, purpose, reference, now_ms)
+                        .plan_commit_ids(
+                            tx,
+                            &ids.tx_id,
+                            &ids.inputs,
+                            &ids.outputs,
+                            purpose,
+                            reference.as_deref(),
+                            now_ms,
+                        )
                         .unwrap_or_else(|e| panic!("a committed transaction the bank checked cannot be planned: {e}"));
                     if let Some(fiat) = &entry.fiat {
                         delta.set_fiat(&fiat.client_id, fiat_after.apply(inner, fiat));
+                    }
+                    if let Some(leg) = &entry.card {
+                        let legs =
+                            crate::cards::Legs { delta: &mut delta, fiat_after: &mut fiat_after, plan: &mut card_plan };
+                        self.plan_card_leg(inner, leg, &ids.tx_id, legs, batch, now_ms);
                     }
                     delta
                         .writes(&inner.node, batch)
@@ -138,6 +156,7 @@ impl BankService {
             let certificate = reply.certificate.clone().expect("a committed outcome comes with its certificate");
             sends.push(inner.outbound.plan(RoleId::Bank(bank), Payload::Certified { certificate, txs }, batch));
         }
+        sends.extend(self.finish_card_plan(inner, card_plan, batch));
         let kept_entries: Vec<OutboxEntry> = kept.iter().map(|&i| pending.entries[i].clone()).collect();
         if kept_entries.is_empty() {
             batch.delete(OUTBOX_TABLE, be(reply.batch).to_vec());
@@ -181,6 +200,9 @@ impl BankService {
             if let Some(fiat) = &pending.entries[index].fiat {
                 // Committed: the move is in the balance now; refused: nothing moved.
                 inner.fiat_reserved.release(fiat);
+            }
+            if let Some(leg) = &pending.entries[index].card {
+                inner.cards.answered(leg, answer.is_ok());
             }
             inner.in_outbox.remove(&tx_id);
             for waiter in inner.waiters.remove(&tx_id).unwrap_or_default() {

@@ -24,14 +24,17 @@ pub(crate) struct Submission {
 }
 
 /// A transaction that passed the bank's own checks, its inputs reserved.
-struct Admitted {
-    tx: Transaction,
-    ids: TxIds,
-    idem: Option<IdemKey>,
-    answer: Reply,
-    payee_banks: Vec<String>,
-    fiat: Option<crate::conversion::FiatMove>,
-    label: Option<crate::Label>,
+pub(crate) struct Admitted {
+    pub(crate) tx: Transaction,
+    pub(crate) ids: TxIds,
+    pub(crate) idem: Option<IdemKey>,
+    pub(crate) answer: Reply,
+    pub(crate) payee_banks: Vec<String>,
+    pub(crate) fiat: Option<crate::conversion::FiatMove>,
+    /// A card or voucher flow's leg (`cards`, `vouchers`), applied with the certified payment.
+    pub(crate) card: Option<crate::cards::CardLeg>,
+    /// A custodial payment's purpose and reference for the history (`label`).
+    pub(crate) label: Option<crate::Label>,
 }
 
 impl BankService {
@@ -84,6 +87,7 @@ impl BankService {
         let prechecked = self.precheck(submissions);
         let candidates = {
             let mut inner = self.inner.lock();
+            inner.cards.observe(now_ms);
             let mut candidates = Vec::with_capacity(prechecked.len());
             for (submission, ids) in prechecked {
                 let answer = submission.answer.clone();
@@ -125,6 +129,7 @@ impl BankService {
                     Ok((Some(ids), witnesses))
                 }
                 Request::Pay { .. } | Request::PayPhone { .. } | Request::Convert { .. } => Ok((None, Vec::new())),
+                Request::Card(_) | Request::Voucher(_) => Ok((None, Vec::new())),
             })
             .collect();
         verify_all(&mut verdicts, |(_, items): &(Option<TxIds>, Vec<SignatureItem>)| items.as_slice(), &self.key_cache);
@@ -143,6 +148,7 @@ impl BankService {
     fn admit(&self, inner: &mut Inner, submission: Submission, ids: Option<TxIds>) -> Result<Option<Admitted>> {
         let Submission { request, label, idem, answer } = submission;
         if let Some(idem) = &idem {
+            crate::cards::check_caller_key(&request, idem)?;
             if self.answered_by_key(inner, idem, &answer)? {
                 return Ok(None);
             }
@@ -161,11 +167,23 @@ impl BankService {
             Request::Convert { client_id, direction, amount } => {
                 let (tx, fiat) = self.prepare_conversion(inner, &client_id, direction, amount)?;
                 let ids = TxIds::of(&tx)?;
-                Some(Admitted { tx, ids, idem, answer, payee_banks: Vec::new(), fiat: Some(fiat), label: None })
+                Some(Admitted {
+                    tx,
+                    ids,
+                    idem,
+                    answer,
+                    payee_banks: Vec::new(),
+                    fiat: Some(fiat),
+                    card: None,
+                    label: None,
+                })
             }
+            Request::Card(card) => Some(self.admit_card(inner, card, idem, answer)?),
+            Request::Voucher(event) => Some(self.admit_voucher(inner, event, idem, answer)?),
         };
         if let Some(admitted) = &mut admitted {
-            if admitted.fiat.is_none() {
+            // A conversion's or a card's history says what it is; a payment says its label.
+            if admitted.fiat.is_none() && admitted.card.is_none() {
                 admitted.label = label;
             }
         }
@@ -258,7 +276,7 @@ impl BankService {
         inner.node.check_client_transaction_ids(&tx, &ids.inputs)?;
         let payee_banks = self.payee_banks(inner, tx.body.outputs.iter().map(|o| &o.owner))?;
         inner.node.reserve_inputs(&ids.tx_id, &ids.inputs)?;
-        Ok(Some(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, label: None }))
+        Ok(Some(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: None, label: None }))
     }
 
     fn admit_payment(
@@ -271,10 +289,13 @@ impl BankService {
     ) -> Result<Admitted> {
         let payee_banks = self.payee_banks(inner, payees.iter().map(|(a, _)| a))?;
         let issuer = self.anchors.read().issuer;
-        // Transfers need no nonce: their inputs, spent once, make their ids unique.
-        let tx = inner.node.prepare_payment(client_id, payees, issuer, 0)?;
+        // A nonce per attempt, as for cards (`CardState::next_nonce`): a payment the notary
+        // refused for good while its bank was blocked, asked again after the block is lifted,
+        // would otherwise be the same transaction, with the same inputs, refused again.
+        let nonce = inner.cards.next_nonce();
+        let tx = inner.node.prepare_payment(client_id, payees, issuer, nonce)?;
         let ids = TxIds::of(&tx)?;
-        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, label: None })
+        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: None, label: None })
     }
 
     /// The account a phone transfer pays: the directory's answer, found now.
@@ -362,6 +383,9 @@ impl BankService {
                     if let Some(fiat) = &candidate.fiat {
                         inner.fiat_reserved.release(fiat);
                     }
+                    if let Some(leg) = &candidate.card {
+                        inner.cards.answered(leg, false);
+                    }
                     if let Some(idem) = &candidate.idem {
                         inner.idem_in_flight.remove(&idem.key);
                     }
@@ -391,6 +415,7 @@ impl BankService {
                 idem: admitted.idem,
                 payee_banks: admitted.payee_banks,
                 fiat: admitted.fiat,
+                card: admitted.card,
                 label: admitted.label,
             });
             ids.push(admitted.ids);
@@ -418,6 +443,9 @@ impl BankService {
                 inner.node.release(&entry.tx);
                 if let Some(fiat) = &entry.fiat {
                     inner.fiat_reserved.release(fiat);
+                }
+                if let Some(leg) = &entry.card {
+                    inner.cards.answered(leg, false);
                 }
                 if let Some(idem) = &entry.idem {
                     inner.idem_in_flight.remove(&idem.key);
