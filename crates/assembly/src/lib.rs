@@ -193,6 +193,14 @@ impl BankHandle {
         answer
     }
 
+    /// Submit a custodial payment with its purpose and reference for the history
+    /// ([`BankService::submit_labelled`]).
+    pub fn submit_labelled(&self, request: Request, label: dtenge_bank::Label, idem: Option<IdemKey>) -> Answer {
+        let answer = self.service.submit_labelled(request, label, idem);
+        self.wake();
+        answer
+    }
+
     /// Submit with the answer on a shared channel, tagged.
     pub fn submit_tagged(
         &self,
@@ -213,6 +221,20 @@ impl BankHandle {
         idem: Option<IdemKey>,
     ) -> Result<dtenge_bank::Registry> {
         let registry = self.service.distribute(payer, lines, idem);
+        self.wake();
+        registry
+    }
+
+    /// A registry distribution with the payer's reference
+    /// ([`BankService::distribute_referenced`]).
+    pub fn distribute_referenced(
+        &self,
+        payer: &str,
+        lines: &[dtenge_bank::RegistryLine],
+        reference: Option<String>,
+        idem: Option<IdemKey>,
+    ) -> Result<dtenge_bank::Registry> {
+        let registry = self.service.distribute_referenced(payer, lines, reference, idem);
         self.wake();
         registry
     }

@@ -526,7 +526,7 @@ impl BankService {
         let request = Request::Card(CardRequest::Payout { purchase_id: purchase_id.to_string(), refund_no });
         let idem = Some(payout_idem(purchase_id, refund_no));
         // A full queue answers the dropped receiver: the next tick asks again.
-        self.submit_to(request, idem, Reply::Own(answer));
+        self.submit_to(request, None, idem, Reply::Own(answer));
     }
 
     /// Refund `amount` of purchase `purchase_id`, at the merchant's bank (the acquirer), the
@@ -705,7 +705,7 @@ impl BankService {
             }
             leg => leg,
         };
-        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: Some(leg) })
+        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: Some(leg), label: None })
     }
 
     /// The client a card of this bank is linked to.

@@ -6,7 +6,10 @@
 //! in the same commit as the certified payment, and not at all when the notary refuses it.
 //! Bank money a conversion to DT will debit is reserved from admission until its answer, so
 //! two conversions in flight never spend the same tenge; a restart reserves it again from the
-//! outbox.
+//! outbox. What a conversion from DT will credit is counted the same way, and a conversion
+//! from DT or a deposit that would take the balance past [`Amount::MAX`] with them is refused
+//! `LIMIT_EXCEEDED` (applying the certified payment must not fail: it would stop the bank at
+//! every restart).
 
 use crate::state::Inner;
 use crate::{BankService, Conversion};
@@ -73,33 +76,54 @@ impl Decode for FiatMove {
     }
 }
 
-/// Bank money reserved by conversions to DT in flight, by client.
+/// What the conversions in flight will move of each client's bank money: the debits of
+/// conversions to DT (reserved: the balance must hold them) and the credits of conversions
+/// from DT (expected: the balance must have room for them below [`Amount::MAX`], or applying
+/// the certified payment could not set it).
 #[derive(Default)]
-pub(crate) struct FiatReserved(HashMap<String, Amount>);
+pub(crate) struct FiatReserved {
+    debits: HashMap<String, Amount>,
+    credits: HashMap<String, Amount>,
+}
 
 impl FiatReserved {
+    /// The bank money conversions to DT in flight will debit.
     pub(crate) fn of(&self, client_id: &str) -> Amount {
-        self.0.get(client_id).copied().unwrap_or(Amount::ZERO)
+        self.debits.get(client_id).copied().unwrap_or(Amount::ZERO)
     }
 
-    pub(crate) fn reserve(&mut self, client_id: &str, amount: Amount) -> Result<()> {
-        let reserved = self.of(client_id).checked_add(amount)?;
-        self.0.insert(client_id.to_string(), reserved);
+    /// The bank money conversions from DT in flight will credit.
+    pub(crate) fn credits_of(&self, client_id: &str) -> Amount {
+        self.credits.get(client_id).copied().unwrap_or(Amount::ZERO)
+    }
+
+    /// Reserve what `fiat_move` will debit and credit.
+    pub(crate) fn reserve(&mut self, fiat_move: &FiatMove) -> Result<()> {
+        let debits = self.of(&fiat_move.client_id).checked_add(fiat_move.debit())?;
+        let credits = self.credits_of(&fiat_move.client_id).checked_add(fiat_move.credit())?;
+        set(&mut self.debits, &fiat_move.client_id, debits);
+        set(&mut self.credits, &fiat_move.client_id, credits);
         Ok(())
     }
 
     /// Release what [`FiatReserved::reserve`] took: more than that is a programmer error.
-    pub(crate) fn release(&mut self, client_id: &str, amount: Amount) {
-        if amount.is_zero() {
-            return;
-        }
-        let reserved = self.of(client_id);
-        let left = reserved.checked_sub(amount).unwrap_or_else(|_| panic!("released more bank money than reserved"));
-        if left.is_zero() {
-            self.0.remove(client_id);
-        } else {
-            self.0.insert(client_id.to_string(), left);
-        }
+    pub(crate) fn release(&mut self, fiat_move: &FiatMove) {
+        let client_id = &fiat_move.client_id;
+        let debits = self.of(client_id).checked_sub(fiat_move.debit());
+        let credits = self.credits_of(client_id).checked_sub(fiat_move.credit());
+        let (Ok(debits), Ok(credits)) = (debits, credits) else {
+            panic!("released more bank money than reserved");
+        };
+        set(&mut self.debits, client_id, debits);
+        set(&mut self.credits, client_id, credits);
+    }
+}
+
+fn set(amounts: &mut HashMap<String, Amount>, client_id: &str, amount: Amount) {
+    if amount.is_zero() {
+        amounts.remove(client_id);
+    } else {
+        amounts.insert(client_id.to_string(), amount);
     }
 }
 
@@ -139,6 +163,9 @@ impl BankService {
         }
         let mut inner = self.inner.lock();
         inner.ensure_running()?;
+        // Room for it beside what conversions from DT in flight will credit.
+        let room = inner.fiat_reserved.credits_of(client_id).checked_add(amount)?;
+        inner.node.fiat_after(client_id, room, Amount::ZERO)?;
         let after = inner.node.fiat_after(client_id, amount, Amount::ZERO)?;
         let delta = inner.node.fiat_delta(client_id, after)?;
         let mut batch = WriteBatch::new();
@@ -177,9 +204,14 @@ impl BankService {
                     Error::new(e.code, format!("the bank's own DT cannot pay this conversion: {}", e.message))
                 })?
             }
-            Conversion::FromDt => inner.node.prepare_payment(client_id, &[(bank, amount)], issuer, nonce)?,
+            Conversion::FromDt => {
+                // Room for it beside what conversions from DT in flight will credit.
+                let credits = inner.fiat_reserved.credits_of(client_id).checked_add(amount)?;
+                inner.node.fiat_after(client_id, credits, Amount::ZERO)?;
+                inner.node.prepare_payment(client_id, &[(bank, amount)], issuer, nonce)?
+            }
         };
-        if let Err(e) = inner.fiat_reserved.reserve(client_id, fiat_move.debit()) {
+        if let Err(e) = inner.fiat_reserved.reserve(&fiat_move) {
             inner.node.release(&tx);
             return Err(e);
         }

@@ -54,6 +54,7 @@ mod claims;
 mod conversion;
 mod deliver;
 mod hold;
+mod label;
 mod programmed;
 mod redeem;
 mod registry;
@@ -65,6 +66,7 @@ mod vouchers;
 
 pub use claims::{claim_of, AccountKey, Opening, CLAIMS_IN_FLIGHT_MAX};
 pub use hold::{HOLDS_IN_FLIGHT_MAX, HOLD_BATCH_BIT, HOLD_TABLE};
+pub use label::{Label, REFERENCE_CHARS_MAX};
 pub use programmed::{PLAN_RETRIES_MAX, PROGRAMMED_TABLE, SPENDS_IN_FLIGHT_MAX, SPEND_BATCH_BITS, SPLIT_LINES_MAX};
 pub use redeem::{REDEEM_TABLE, REDEMPTIONS_IN_FLIGHT_MAX};
 pub use registry::{Registry, RegistryLine, REGISTRY_LINES_MAX};
@@ -371,7 +373,7 @@ impl BankService {
     /// before).
     pub fn submit(&self, request: Request, idem: Option<IdemKey>) -> Answer {
         let (answer, receiver) = crossbeam_channel::bounded(1);
-        self.submit_to(request, idem, Reply::Own(answer));
+        self.submit_to(request, None, idem, Reply::Own(answer));
         receiver
     }
 
@@ -383,10 +385,12 @@ impl BankService {
         tag: u64,
         to: &Sender<(u64, Result<Committed>)>,
     ) {
-        self.submit_to(request, idem, Reply::Tagged { tag, to: to.clone() });
+        self.submit_to(request, None, idem, Reply::Tagged { tag, to: to.clone() });
     }
 
-    fn submit_to(&self, request: Request, idem: Option<IdemKey>, answer: Reply) {
+    /// Queue a request, with its label for the history (`None`: the request's own, see
+    /// [`Label`]).
+    pub(crate) fn submit_to(&self, request: Request, label: Option<Label>, idem: Option<IdemKey>, answer: Reply) {
         if let Some(idem) = &idem {
             if idem.key.is_empty() || idem.key.len() > 128 {
                 return answer.send(Err(Error::malformed("an idempotency key has 1 to 128 characters")));
@@ -397,7 +401,7 @@ impl BankService {
             drop(queue);
             return answer.send(Err(Error::new(ErrorCode::LimitExceeded, "the bank's queue is full; retry")));
         }
-        queue.push(Submission { request, idem, answer });
+        queue.push(Submission { request, label, idem, answer });
     }
 
     /// Submissions waiting to be taken by [`BankService::flush`].

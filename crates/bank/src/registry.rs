@@ -4,7 +4,7 @@
 //! are paid in one transaction (all or none of them: a payer who cannot cover them pays
 //! nothing), and the others are reported with their reasons and not paid.
 
-use crate::{Answer, BankService, IdemKey, Request, Who};
+use crate::{Answer, BankService, IdemKey, Label, Request, Who};
 use dtenge_core::crypto::Address;
 use dtenge_core::tx::TX_OUTPUTS_MAX;
 use dtenge_core::{Amount, Error, ErrorCode, Result};
@@ -35,6 +35,21 @@ impl BankService {
     /// Check every line of `lines` and pay those that pass from `payer`'s account, in one
     /// payment under `idem`.
     pub fn distribute(&self, payer: &str, lines: &[RegistryLine], idem: Option<IdemKey>) -> Result<Registry> {
+        self.distribute_referenced(payer, lines, None, idem)
+    }
+
+    /// [`BankService::distribute`] with the payer's reference of the registry ("payroll
+    /// 2026-11"), written in the history with the payment (at most
+    /// [`crate::REFERENCE_CHARS_MAX`] characters).
+    pub fn distribute_referenced(
+        &self,
+        payer: &str,
+        lines: &[RegistryLine],
+        reference: Option<String>,
+        idem: Option<IdemKey>,
+    ) -> Result<Registry> {
+        let label = Label { purpose: dtenge_node::Purpose::RegistryDistribution, reference };
+        label.check()?;
         if lines.is_empty() {
             return Err(Error::malformed("a registry has at least one line"));
         }
@@ -60,8 +75,8 @@ impl BankService {
             .zip(lines)
             .filter_map(|(to, line)| to.as_ref().ok().map(|address| (*address, line.amount)))
             .collect();
-        let answer =
-            (!payees.is_empty()).then(|| self.submit(Request::Pay { client_id: payer.to_string(), payees }, idem));
+        let answer = (!payees.is_empty())
+            .then(|| self.submit_labelled(Request::Pay { client_id: payer.to_string(), payees }, label, idem));
         Ok(Registry { lines: checked, answer })
     }
 

@@ -99,10 +99,14 @@ impl BankService {
             match outcome {
                 Checked::Committed(proof) => {
                     let tx = &entry.tx;
-                    let mut purpose = entry.fiat.as_ref().map_or(Purpose::Payment, |f| f.purpose());
-                    let reference = entry.card.as_ref().map(|leg| leg.reference());
+                    let (mut purpose, mut reference) = match (&entry.fiat, &entry.label) {
+                        (Some(fiat), _) => (fiat.purpose(), None),
+                        (None, Some(label)) => (label.purpose, label.reference.clone()),
+                        (None, None) => (Purpose::Payment, None),
+                    };
                     if let Some(leg) = &entry.card {
                         purpose = leg.purpose();
+                        reference = Some(leg.reference());
                     }
                     let mut delta = inner
                         .node
@@ -194,8 +198,8 @@ impl BankService {
                 inner.idem_in_flight.remove(&idem.key);
             }
             if let Some(fiat) = &pending.entries[index].fiat {
-                // Committed: the debit is in the balance now; refused: nothing was debited.
-                inner.fiat_reserved.release(&fiat.client_id, fiat.debit());
+                // Committed: the move is in the balance now; refused: nothing moved.
+                inner.fiat_reserved.release(fiat);
             }
             if let Some(leg) = &pending.entries[index].card {
                 inner.cards.answered(leg, answer.is_ok());

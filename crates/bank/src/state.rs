@@ -88,6 +88,8 @@ pub(crate) struct OutboxEntry {
     pub(crate) fiat: Option<crate::conversion::FiatMove>,
     /// A card or voucher flow's leg, applied with the certified payment (`cards`).
     pub(crate) card: Option<crate::cards::CardLeg>,
+    /// A custodial payment's purpose and reference for the history (none: a payment).
+    pub(crate) label: Option<crate::Label>,
 }
 
 impl Encode for IdemKey {
@@ -112,11 +114,15 @@ impl Encode for OutboxEntry {
         w.put(&self.fiat);
         // Added with cards: an outbox written before is drained before the upgrade.
         w.put(&self.card);
+        // Added with labels: likewise.
+        w.put(&self.label);
     }
 }
 
 impl Decode for OutboxEntry {
-    const ENCODED_BYTES_MIN: usize = Transaction::ENCODED_BYTES_MIN + 1 + 4 + 1 + 1;
+    // The transaction, then one byte or more for each of: the key, the payee banks (4), the
+    // bank-money move, the card leg, the label.
+    const ENCODED_BYTES_MIN: usize = Transaction::ENCODED_BYTES_MIN + 1 + 4 + 1 + 1 + 1;
     fn decode(r: &mut Reader<'_>) -> std::result::Result<Self, DecodeError> {
         Ok(OutboxEntry {
             tx: r.get()?,
@@ -124,6 +130,7 @@ impl Decode for OutboxEntry {
             payee_banks: r.seq("payee banks", 1_024)?,
             fiat: r.get()?,
             card: r.get()?,
+            label: r.get()?,
         })
     }
 }
@@ -255,7 +262,7 @@ impl Inner {
                     idem_in_flight.insert(idem.key.clone(), (idem.fingerprint, id.tx_id));
                 }
                 if let Some(fiat) = &entry.fiat {
-                    fiat_reserved.reserve(&fiat.client_id, fiat.debit())?;
+                    fiat_reserved.reserve(fiat)?;
                 }
             }
             outbox.insert(batch_no, Pending { entries, ids, sent_at_ms: 0 });

@@ -17,6 +17,8 @@ use dtenge_wire::{Encode, Envelope, Message, NotarizeRequest, RoleId};
 /// A submission waiting in the queue.
 pub(crate) struct Submission {
     pub(crate) request: Request,
+    /// What the history calls it (checked by `submit_labelled`).
+    pub(crate) label: Option<crate::Label>,
     pub(crate) idem: Option<IdemKey>,
     pub(crate) answer: Reply,
 }
@@ -31,6 +33,8 @@ pub(crate) struct Admitted {
     pub(crate) fiat: Option<crate::conversion::FiatMove>,
     /// A card or voucher flow's leg (`cards`, `vouchers`), applied with the certified payment.
     pub(crate) card: Option<crate::cards::CardLeg>,
+    /// A custodial payment's purpose and reference for the history (`label`).
+    pub(crate) label: Option<crate::Label>,
 }
 
 impl BankService {
@@ -142,14 +146,15 @@ impl BankService {
     /// One submission's own checks, its inputs reserved; `Ok(None)` when it is answered already
     /// (the same request at the notary now, or committed), its answer registered.
     fn admit(&self, inner: &mut Inner, submission: Submission, ids: Option<TxIds>) -> Result<Option<Admitted>> {
-        let Submission { request, idem, answer } = submission;
+        let Submission { request, label, idem, answer } = submission;
         if let Some(idem) = &idem {
             crate::cards::check_caller_key(&request, idem)?;
             if self.answered_by_key(inner, idem, &answer)? {
                 return Ok(None);
             }
         }
-        let admitted = match request {
+        let label = label.or_else(|| crate::Label::default_of(&request));
+        let mut admitted = match request {
             Request::Signed(tx) => {
                 let ids = ids.expect("a client-signed transfer was prechecked with its ids");
                 self.admit_signed(inner, tx, ids, idem, answer)?
@@ -162,11 +167,26 @@ impl BankService {
             Request::Convert { client_id, direction, amount } => {
                 let (tx, fiat) = self.prepare_conversion(inner, &client_id, direction, amount)?;
                 let ids = TxIds::of(&tx)?;
-                Some(Admitted { tx, ids, idem, answer, payee_banks: Vec::new(), fiat: Some(fiat), card: None })
+                Some(Admitted {
+                    tx,
+                    ids,
+                    idem,
+                    answer,
+                    payee_banks: Vec::new(),
+                    fiat: Some(fiat),
+                    card: None,
+                    label: None,
+                })
             }
             Request::Card(card) => Some(self.admit_card(inner, card, idem, answer)?),
             Request::Voucher(event) => Some(self.admit_voucher(inner, event, idem, answer)?),
         };
+        if let Some(admitted) = &mut admitted {
+            // A conversion's or a card's history says what it is; a payment says its label.
+            if admitted.fiat.is_none() && admitted.card.is_none() {
+                admitted.label = label;
+            }
+        }
         if let Some(Admitted { ids, idem: Some(idem), .. }) = &admitted {
             // Claimed now, so that the same key twice in one batch pays once.
             inner.idem_in_flight.insert(idem.key.clone(), (idem.fingerprint, ids.tx_id));
@@ -208,6 +228,35 @@ impl BankService {
         }
     }
 
+    /// The first answer to the request under `idem`, when it committed: a caller that must
+    /// rebuild that answer (a gateway's receipt) reads it before it checks the request again,
+    /// so that a retry gets the first answer whatever changed since. `None` when the key is
+    /// new, or its request is still in flight (submitting it again waits for that answer). The
+    /// same key with another request is refused `IDEMPOTENCY_KEY_REUSED`.
+    pub fn committed_answer(&self, idem: &IdemKey) -> Result<Option<Committed>> {
+        let reused = || {
+            Error::new(
+                ErrorCode::IdempotencyKeyReused,
+                format!("idempotency key '{}' was used with a different request", idem.key),
+            )
+        };
+        let inner = self.inner.lock();
+        if let Some((fingerprint, _)) = inner.idem_in_flight.get(&idem.key) {
+            return if *fingerprint == idem.fingerprint { Ok(None) } else { Err(reused()) };
+        }
+        let Some(bytes) = self.store.get(IDEM_TABLE, idem.key.as_bytes())? else { return Ok(None) };
+        let (fingerprint, state) = idem_of(&bytes)?;
+        if fingerprint != idem.fingerprint {
+            return Err(reused());
+        }
+        match state {
+            IdemState::Committed(committed) => Ok(Some(committed)),
+            IdemState::InFlight(_) => {
+                unreachable!("a key in flight on disk is in flight in memory (loaded with the outbox)")
+            }
+        }
+    }
+
     fn admit_signed(
         &self,
         inner: &mut Inner,
@@ -227,7 +276,7 @@ impl BankService {
         inner.node.check_client_transaction_ids(&tx, &ids.inputs)?;
         let payee_banks = self.payee_banks(inner, tx.body.outputs.iter().map(|o| &o.owner))?;
         inner.node.reserve_inputs(&ids.tx_id, &ids.inputs)?;
-        Ok(Some(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: None }))
+        Ok(Some(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: None, label: None }))
     }
 
     fn admit_payment(
@@ -246,7 +295,7 @@ impl BankService {
         let nonce = inner.cards.next_nonce();
         let tx = inner.node.prepare_payment(client_id, payees, issuer, nonce)?;
         let ids = TxIds::of(&tx)?;
-        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: None })
+        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: None, label: None })
     }
 
     /// The account a phone transfer pays: the directory's answer, found now.
@@ -332,7 +381,7 @@ impl BankService {
                 Err(e) => {
                     inner.node.release(&candidate.tx);
                     if let Some(fiat) = &candidate.fiat {
-                        inner.fiat_reserved.release(&fiat.client_id, fiat.debit());
+                        inner.fiat_reserved.release(fiat);
                     }
                     if let Some(leg) = &candidate.card {
                         inner.cards.answered(leg, false);
@@ -367,6 +416,7 @@ impl BankService {
                 payee_banks: admitted.payee_banks,
                 fiat: admitted.fiat,
                 card: admitted.card,
+                label: admitted.label,
             });
             ids.push(admitted.ids);
             answers.push(admitted.answer);
@@ -392,7 +442,7 @@ impl BankService {
             for (entry, ids) in pending.entries.iter().zip(&pending.ids) {
                 inner.node.release(&entry.tx);
                 if let Some(fiat) = &entry.fiat {
-                    inner.fiat_reserved.release(&fiat.client_id, fiat.debit());
+                    inner.fiat_reserved.release(fiat);
                 }
                 if let Some(leg) = &entry.card {
                     inner.cards.answered(leg, false);

@@ -304,7 +304,7 @@ impl BankService {
             }
             Ok(event) => {
                 let idem = Some(event_idem(&event.program_id, &event.event_id));
-                self.submit_to(Request::Voucher(event), idem, Reply::Own(answer));
+                self.submit_to(Request::Voucher(event), None, idem, Reply::Own(answer));
             }
         }
         receiver
@@ -341,7 +341,7 @@ impl BankService {
             None => format!("event {}", event.event_id),
         };
         let leg = CardLeg::Voucher { program_id: program.id, event_id: event.event_id, reference };
-        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: Some(leg) })
+        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: Some(leg), label: None })
     }
 }
 

@@ -674,3 +674,90 @@ fn a_client_key_that_is_not_the_accounts_or_not_a_curve_point_is_refused_at_open
     assert!(not_a_point.message.contains("not a point"), "{}", not_a_point.message);
     assert!(bank.read(|n| n.account_of(&key(70).address()).is_none()), "nothing opened");
 }
+
+#[test]
+fn a_labelled_payment_keeps_its_purpose_and_reference_through_a_restart_and_its_key_answers_once_committed() {
+    use dtenge_bank::Label;
+    use dtenge_node::Purpose;
+    let mut c = Cluster::new(9, 0, 0, 5);
+    let (alice, alice_key) = custodial_client(&mut c, 20);
+    // A payee at the same bank: its line is written by this bank too.
+    let bob = c.open_client("steppe", 22);
+    c.issue("steppe", &alice_key, &[1_000]);
+    let pay = |amount: u64| Request::Pay {
+        client_id: alice.clone(),
+        payees: vec![(bob.address(), Amount::from_tiyn(amount).unwrap())],
+    };
+    let label = Label { purpose: Purpose::PhoneTransfer, reference: Some("rent for May".into()) };
+    let key = idem("rent", 1).unwrap();
+    let _lost = c.banks["steppe"].submit_labelled(pay(300), label, Some(key.clone()));
+    c.banks["steppe"].flush(c.now_ms);
+    assert_eq!(c.banks["steppe"].committed_answer(&key).unwrap(), None, "in flight: nothing to rebuild yet");
+    // The bank stops with the payment at the notary; the label waits in its outbox.
+    c.net.down(RoleId::Bank("steppe".into()));
+    c.run(50);
+    c.restart_bank("steppe");
+    c.run(10_000);
+    let steppe = &c.banks["steppe"];
+    let committed = steppe.committed_answer(&key).unwrap().expect("committed");
+    for client in [alice.clone(), "900000000022".to_string()] {
+        let line = steppe.read(|n| n.history(&client).unwrap().back().cloned().unwrap());
+        assert_eq!(line.tx_id, committed.tx_id);
+        assert_eq!((line.purpose, line.reference.as_deref()), (Purpose::PhoneTransfer, Some("rent for May")));
+    }
+    // The same key with another request is refused; a key never used has no answer.
+    assert_eq!(steppe.committed_answer(&idem("rent", 2).unwrap()).unwrap_err().code, ErrorCode::IdempotencyKeyReused);
+    assert_eq!(steppe.committed_answer(&idem("never", 1).unwrap()).unwrap(), None);
+
+    // A label that is not a plain transfer's, or a label on a conversion: refused at once.
+    let emission = Label { purpose: Purpose::Emission, reference: None };
+    let refused = steppe.submit_labelled(pay(1), emission, None).try_recv().unwrap().unwrap_err();
+    assert_eq!(refused.code, ErrorCode::MalformedInput);
+    let convert = Request::Convert {
+        client_id: alice.clone(),
+        direction: Conversion::FromDt,
+        amount: Amount::from_tiyn(1).unwrap(),
+    };
+    let payment = Label { purpose: Purpose::Payment, reference: None };
+    let refused = steppe.submit_labelled(convert, payment, None).try_recv().unwrap().unwrap_err();
+    assert_eq!(refused.code, ErrorCode::MalformedInput);
+    // Without a label: a payment, no reference.
+    let plain = steppe.submit(pay(100), None);
+    steppe.flush(c.now_ms);
+    c.run(10_000);
+    let committed = plain.try_recv().unwrap().unwrap();
+    let line = c.banks["steppe"].read(|n| n.history(&alice).unwrap().back().cloned().unwrap());
+    assert_eq!((line.tx_id, line.purpose, line.reference), (committed.tx_id, Purpose::Payment, None));
+    c.assert_invariants();
+}
+
+/// Before: a conversion from DT that took the balance past the largest amount was admitted,
+/// and applying its certified payment failed its assertion on the inbox thread, again after
+/// every restart; a deposit while a conversion was in flight did the same.
+#[test]
+fn conversions_from_dt_in_flight_and_deposits_cannot_take_bank_money_past_the_largest_amount() {
+    let mut c = Cluster::new(11, 0, 0, 5);
+    let (alice, alice_key) = custodial_client(&mut c, 20);
+    c.issue("steppe", &alice_key, &[100, 100]);
+    let tiyn = |n: u64| Amount::from_tiyn(n).unwrap();
+    let max = Amount::MAX.tiyn();
+    let back = |n: u64| Request::Convert { client_id: alice.clone(), direction: Conversion::FromDt, amount: tiyn(n) };
+    let steppe = &c.banks["steppe"];
+    steppe.deposit_fiat(&alice, tiyn(max - 100)).unwrap();
+    let beyond = steppe.submit(back(101), None);
+    steppe.flush(c.now_ms);
+    assert_eq!(beyond.try_recv().unwrap().unwrap_err().code, ErrorCode::LimitExceeded);
+    let first = steppe.submit(back(80), None);
+    steppe.flush(c.now_ms);
+    // With the 80 at the notary, 30 more (converted or deposited) would not fit; 20 do.
+    let second = steppe.submit(back(30), None);
+    steppe.flush(c.now_ms);
+    assert_eq!(second.try_recv().unwrap().unwrap_err().code, ErrorCode::LimitExceeded);
+    assert_eq!(steppe.deposit_fiat(&alice, tiyn(30)).unwrap_err().code, ErrorCode::LimitExceeded);
+    steppe.deposit_fiat(&alice, tiyn(20)).unwrap();
+    c.run(10_000);
+    assert!(first.try_recv().unwrap().is_ok());
+    let balance = c.banks["steppe"].read(|node| node.balance(&alice).unwrap());
+    assert_eq!((balance.fiat_tiyn.tiyn(), balance.dt_tiyn.tiyn()), (max, 120));
+    c.assert_invariants();
+}

@@ -47,7 +47,7 @@ pub use redeem::{REDEEM_OUTBOX_TABLE, REDEMPTIONS_IN_FLIGHT_MAX, REDEMPTIONS_TAB
 pub use registry::{Emission, EntryKind, RegistryEntry, Totals, REGISTRY_TABLE};
 
 use crossbeam_channel::{Receiver, Sender};
-use dtenge_abs::{correspondent, Abs, PostingKind, DT_LIABILITY, RTGS_EXTERNAL};
+use dtenge_abs::{correspondent, Abs, Posting, PostingKind, DT_LIABILITY, RTGS_EXTERNAL};
 use dtenge_core::certificate::{notarize_message, CompactTx};
 use dtenge_core::crypto::{Address, Hash32, PublicKey, SecretKey};
 use dtenge_core::token::Output;
@@ -65,6 +65,10 @@ use std::sync::Arc;
 pub const OUTBOX_TABLE: Table = Table("central_outbox");
 /// Idempotency keys of emissions: fingerprint and the registry entry's number, once committed.
 pub const IDEM_TABLE: Table = Table("central_idempotency");
+/// Idempotency keys of credits to correspondent accounts ([`CentralService::credit_correspondent_once`]):
+/// fingerprint and the ABS posting's number. A key space of its own: an emission's record
+/// names a registry entry, a credit's a posting.
+pub const CREDIT_IDEM_TABLE: Table = Table("central_credit_idempotency");
 /// The next batch number, `blocked:<bank>` -> the reason of the operator's block, and
 /// `calendar:<date>` -> the operator's override of a day (see [`CentralService::set_day`]).
 pub const META_TABLE: Table = Table("central_meta");
@@ -82,6 +86,7 @@ pub fn tables() -> Vec<Table> {
     tables.extend(dtenge_delivery::TABLES);
     tables.extend([OUTBOX_TABLE, IDEM_TABLE, META_TABLE, REGISTRY_TABLE, REDEEM_OUTBOX_TABLE, REDEMPTIONS_TABLE]);
     tables.push(CARD_SETTLEMENTS_TABLE);
+    tables.push(CREDIT_IDEM_TABLE);
     tables
 }
 
@@ -251,6 +256,22 @@ impl CentralService {
         self.inner.lock().abs.balance(account)
     }
 
+    /// Every ABS account's balance (tiyn; the external account may be negative).
+    pub fn abs_balances(&self) -> BTreeMap<String, i64> {
+        self.inner.lock().abs.balances().clone()
+    }
+
+    /// The ABS posting numbered `seq` (an emission's or a redemption's `abs_seq`), from the
+    /// ledger's journal; `None` when there is none.
+    pub fn posting(&self, seq: u64) -> Result<Option<Posting>> {
+        let Some(bytes) = self.store.get(dtenge_abs::JOURNAL_TABLE, &seq.to_be_bytes())? else { return Ok(None) };
+        let posting: Posting = dtenge_store::decode(&bytes)?;
+        if posting.seq != seq {
+            return Err(corrupt(&format!("the ABS journal's row {seq} holds posting {}", posting.seq)));
+        }
+        Ok(Some(posting))
+    }
+
     /// The registry of emissions and redemptions, oldest first.
     pub fn registry(&self) -> Vec<RegistryEntry> {
         self.inner.lock().registry.clone()
@@ -270,16 +291,46 @@ impl CentralService {
     /// Money arrives on a bank's correspondent account from outside the platform (the RTGS):
     /// what emissions are paid from.
     pub fn credit_correspondent(&self, bank: &str, amount: Amount, now_ms: u64) -> Result<()> {
+        self.credit_correspondent_once(bank, amount, None, now_ms).map(|_| ())
+    }
+
+    /// [`CentralService::credit_correspondent`], once per idempotency key: the posting is
+    /// answered, and a request repeated under its key gets the first posting again (the key's
+    /// record commits with the posting); the same key with another request is refused
+    /// `IDEMPOTENCY_KEY_REUSED`.
+    pub fn credit_correspondent_once(
+        &self,
+        bank: &str,
+        amount: Amount,
+        idem: Option<IdemKey>,
+        now_ms: u64,
+    ) -> Result<Posting> {
         let mut inner = self.inner.lock();
         inner.ensure_running()?;
+        if let Some(idem) = &idem {
+            if let Some(bytes) = self.store.get(CREDIT_IDEM_TABLE, idem.key.as_bytes())? {
+                let (fingerprint, seq) = <(Hash32, u64)>::from_bytes(&bytes)
+                    .map_err(|e| corrupt(&format!("a credit's idempotency record: {e}")))?;
+                if fingerprint != idem.fingerprint {
+                    return Err(Error::new(
+                        ErrorCode::IdempotencyKeyReused,
+                        format!("idempotency key '{}' was used with a different request", idem.key),
+                    ));
+                }
+                return self.posting(seq)?.ok_or_else(|| corrupt("a credit's key names no posting"));
+            }
+        }
         self.known_bank(bank)?;
         let posting =
             inner.abs.plan(PostingKind::ExternalCredit, RTGS_EXTERNAL, &correspondent(bank), amount, "rtgs", now_ms)?;
         let mut batch = WriteBatch::new();
         inner.abs.writes(&posting, &mut batch)?;
+        if let Some(idem) = &idem {
+            batch.put(CREDIT_IDEM_TABLE, idem.key.as_bytes().to_vec(), (idem.fingerprint, posting.seq).to_bytes());
+        }
         self.commit(&mut inner, batch)?;
         inner.abs.apply(&posting);
-        Ok(())
+        Ok(posting)
     }
 
     fn known_bank(&self, bank: &str) -> Result<BankKeys> {
@@ -380,6 +431,7 @@ impl CentralService {
         }
         // After the idempotency key: an emission answered already is answered on any day.
         inner.ensure_operational_day(now_ms)?;
+        inner.ensure_liability_room(amount)?;
         let batch_no = inner.next_batch;
         let mut tx = Transaction::new(TxBody {
             command: Command::Issue,
@@ -618,6 +670,20 @@ impl Inner {
             return Err(Error::new(ErrorCode::StorageFailure, "central's store failed; it restarts from its disk"));
         }
         Ok(())
+    }
+
+    /// The DT liability stays at most [`Amount::MAX`] with `amount` and every emission in
+    /// flight posted (`LIMIT_EXCEEDED` otherwise), so that the posting planned on the
+    /// certificate cannot fail: the notary would have issued DT that central could never post.
+    fn ensure_liability_room(&self, amount: Amount) -> Result<()> {
+        let in_flight = Amount::sum(self.reserved.values().copied())?;
+        let after = self.abs.dt_liability().checked_add(in_flight).and_then(|a| a.checked_add(amount));
+        after.map(|_| ()).map_err(|_| {
+            Error::new(
+                ErrorCode::LimitExceeded,
+                format!("the DT liability would exceed the maximum {} tiyn with this emission", Amount::MAX.tiyn()),
+            )
+        })
     }
 
     /// Reserve `amount` on `bank`'s correspondent account for an emission in flight.

@@ -58,6 +58,50 @@ fn an_idempotency_key_emits_once_and_another_request_under_it_is_refused() {
 }
 
 #[test]
+fn a_credit_under_an_idempotency_key_posts_once_and_answers_its_posting_again_after_a_restart() {
+    let mut c = Cluster::new(0);
+    let idem = |f: u8| Some(IdemKey { key: "rtgs-1".into(), fingerprint: Hash32([f; 32]) });
+    let posting = c.central().credit_correspondent_once("steppe", tiyn(7_000), idem(1), c.now_ms).unwrap();
+    c.credited_tiyn += 7_000;
+    assert_eq!((posting.credit.as_str(), posting.amount_tiyn), ("corr:steppe", tiyn(7_000)));
+    assert_eq!(c.central().posting(posting.seq).unwrap(), Some(posting.clone()));
+    c.restart("central");
+    let again = c.central().credit_correspondent_once("steppe", tiyn(7_000), idem(1), c.now_ms).unwrap();
+    assert_eq!(again, posting);
+    let other = c.central().credit_correspondent_once("steppe", tiyn(1), idem(2), c.now_ms).unwrap_err();
+    assert_eq!(other.code, ErrorCode::IdempotencyKeyReused);
+    let unknown = c.central().credit_correspondent_once("nowhere", tiyn(1), None, c.now_ms).unwrap_err();
+    assert_eq!(unknown.code, ErrorCode::UnknownAccount);
+    assert_eq!(c.central().abs_balances().get("corr:steppe"), Some(&7_000));
+    assert_eq!(c.central().abs_balances().get("rtgs_external"), Some(&-7_000));
+    assert_eq!(c.central().posting(posting.seq + 1).unwrap(), None);
+    // An emission's posting is read back by the registry entry's number.
+    let emission = c.central().emit("steppe", tiyn(2_000), None, c.now_ms);
+    c.run(10_000);
+    let emission = emission.try_recv().unwrap().unwrap();
+    let posted = c.central().posting(emission.abs_seq).unwrap().unwrap();
+    assert_eq!((posted.debit.as_str(), posted.credit.as_str()), ("corr:steppe", "dt_liability"));
+    assert_eq!((posted.amount_tiyn, posted.reference), (tiyn(2_000), emission.tx_id.to_string()));
+    c.assert_invariants();
+}
+
+/// Before: central took the emission, the notary issued it, and central's posting of it failed
+/// its assertion (the DT liability past the largest amount), on every restart.
+#[test]
+fn an_emission_that_would_push_the_dt_liability_past_the_largest_amount_is_refused_before_it_is_issued() {
+    let mut c = Cluster::new(0);
+    let max = Amount::MAX.tiyn();
+    c.fund(max, max);
+    c.credit(5);
+    let refused = c.central().emit("steppe", tiyn(5), None, c.now_ms);
+    assert_eq!(refused.try_recv().unwrap().unwrap_err().code, ErrorCode::LimitExceeded);
+    c.run(10_000);
+    assert_eq!((c.central().dt_liability(), c.central().outstanding()), (Amount::MAX, (0, 0)));
+    assert_eq!(c.central().abs_balance("corr:steppe"), 5);
+    c.assert_invariants();
+}
+
+#[test]
 fn central_restarted_between_the_notary_and_its_posting_posts_exactly_once() {
     let mut c = Cluster::new(0);
     c.credit(10_000);

@@ -98,6 +98,9 @@ pub struct NotaryService {
     failed: std::sync::atomic::AtomicBool,
     /// The operator's decisions, delivered by central in order, once each.
     inbound: Mutex<dtenge_delivery::Inbound>,
+    /// Transactions committed since this process opened the notary (not stored: a rate's
+    /// sample, as the one-process network's counter).
+    committed_since_open: std::sync::atomic::AtomicU64,
 }
 
 impl NotaryService {
@@ -129,6 +132,7 @@ impl NotaryService {
             store,
             seq: Mutex::new(seq),
             failed: std::sync::atomic::AtomicBool::new(false),
+            committed_since_open: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -139,6 +143,12 @@ impl NotaryService {
     /// The last certificate's number (0 before the first).
     pub fn seq(&self) -> u64 {
         *self.seq.lock()
+    }
+
+    /// Transactions committed (first committed, not certified again) since this process
+    /// opened the notary: what a dashboard samples for a rate.
+    pub fn committed_since_open(&self) -> u64 {
+        self.committed_since_open.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The unspent set, for reconciliation and tests.
@@ -311,6 +321,10 @@ impl NotaryService {
                     *state = Err(e.clone());
                 }
             }
+        }
+        if written.is_ok() {
+            let fresh_count = u64::try_from(fresh.len()).expect("a batch is bounded by the wire");
+            self.committed_since_open.fetch_add(fresh_count, std::sync::atomic::Ordering::Relaxed);
         }
         let mut shards = self.notary.lock_all();
         for &index in &fresh {
@@ -512,6 +526,28 @@ mod tests {
         assert_eq!(reply.certificate.as_ref().unwrap().seq, 2);
         assert!(notary.notary().is_committed(&pay.id()));
         assert_eq!(notary.notary().unspent_count(), 1);
+    }
+
+    #[test]
+    fn the_count_of_committed_transactions_grows_by_those_first_committed_and_restarts_at_zero() {
+        let w = World::new();
+        let notary = w.open();
+        let (alice, bob) = (key(10), key(11));
+        let issue = w.issue(&alice, &[500], 1);
+        notarize_ok(&notary, &RoleId::Central, &w.nbk, std::slice::from_ref(&issue));
+        let pay = w.pay(&issue, &alice, &bob, 2);
+        notarize_ok(&notary, &steppe(), &w.steppe, std::slice::from_ref(&pay));
+        assert_eq!(notary.committed_since_open(), 2);
+        // Certified again (a lost answer) or refused: not counted again.
+        notarize_ok(&notary, &steppe(), &w.steppe, std::slice::from_ref(&pay));
+        let again = w.pay(&issue, &alice, &bob, 3);
+        assert_eq!(
+            codes(&notary.notarize(&steppe(), &request(3, &[again], &w.steppe))),
+            vec![Some(ErrorCode::DoubleSpend)]
+        );
+        assert_eq!(notary.committed_since_open(), 2);
+        drop(notary);
+        assert_eq!(w.open().committed_since_open(), 0, "a rate's sample, not a stored total");
     }
 
     #[test]

@@ -14,6 +14,8 @@
 
 mod accounts;
 mod cards;
+mod central;
+mod payments;
 mod programmed;
 
 use dtenge_assembly::{Assembly, BankHandle, BankSpec, Config, RoleKeys};
@@ -27,7 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use accounts::{HISTORY_PAGE_MAX, NAME_LEN_MAX, OPEN_ACCOUNTS_MAX};
-pub use programmed::{MARKINGS_PAGE_MAX, REFERENCE_LEN_MAX, SPLIT_LINES_MAX};
+pub use payments::{REFERENCE_LEN_MAX, REGISTRY_LINES_MAX};
+pub use programmed::{MARKINGS_PAGE_MAX, SPLIT_LINES_MAX};
 
 /// The Treasury's node id.
 pub const TREASURY_ID: &str = "treasury";
@@ -98,6 +101,20 @@ impl Platform {
 /// The gateway's idempotency key as the roles take it.
 pub fn idem_key(idem: Option<&Idem>) -> Option<IdemKey> {
     idem.map(|i| IdemKey { key: i.key.clone(), fingerprint: i.fingerprint })
+}
+
+/// Longest idempotency key, in bytes (the network's and the roles' limit).
+pub const IDEM_KEY_LEN_MAX: usize = 128;
+
+/// [`idem_key`], refused `MALFORMED_INPUT` unless it has 1 to [`IDEM_KEY_LEN_MAX`] bytes: checked
+/// first, as the network's `once` did, before anything else of the request.
+pub(crate) fn checked_key(idem: Option<&Idem>) -> Result<Option<IdemKey>> {
+    if let Some(idem) = idem {
+        if idem.key.is_empty() || idem.key.len() > IDEM_KEY_LEN_MAX {
+            return Err(Error::malformed(format!("an idempotency key has 1 to {IDEM_KEY_LEN_MAX} characters")));
+        }
+    }
+    Ok(idem_key(idem))
 }
 
 /// Wait for a role's answer, at most [`ANSWER_WAIT`].

@@ -37,8 +37,6 @@ use std::time::Instant;
 pub const SPLIT_LINES_MAX: usize = dtenge_bank::SPLIT_LINES_MAX;
 // A split payment's lines and its change fit one transaction.
 const _: () = assert!(SPLIT_LINES_MAX < dtenge_core::tx::TX_OUTPUTS_MAX);
-/// Longest reference of a split payment (as the network's).
-pub const REFERENCE_LEN_MAX: usize = 140;
 /// Most markings one page returns (as the network's).
 pub const MARKINGS_PAGE_MAX: usize = 1_000;
 
@@ -331,13 +329,7 @@ impl Platform {
         request: SplitPaymentRequest,
     ) -> Result<SplitReceipt> {
         let bank = self.bank(node_id)?;
-        if let Some(reference) = &request.reference {
-            ensure!(
-                reference.chars().count() <= REFERENCE_LEN_MAX,
-                MalformedInput,
-                "a reference has at most {REFERENCE_LEN_MAX} characters"
-            );
-        }
+        super::payments::check_reference(request.reference.as_deref())?;
         ensure!(
             !request.lines.is_empty() && request.lines.len() <= SPLIT_LINES_MAX,
             LimitExceeded,
@@ -390,7 +382,7 @@ impl Platform {
         } else {
             let client_id = payee.client_id.as_deref().unwrap_or_default();
             check_iin_bin(client_id)?;
-            let masked = mask_id(client_id);
+            let masked = super::payments::mask_id(client_id);
             directory.read(|d| d.by_client(client_id, payee.bank.as_deref()).cloned()).ok_or_else(|| {
                 match &payee.bank {
                     Some(bank) => Error::new(
@@ -402,14 +394,5 @@ impl Platform {
             })?
         };
         Ok(Party { bank: listed.bank, client_id: listed.client_id, address: listed.address })
-    }
-}
-
-/// An IIN/BIN with its middle hidden (as the network masks it in its refusals).
-fn mask_id(id: &str) -> String {
-    if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) {
-        format!("{}******{}", &id[..4], &id[10..])
-    } else {
-        "****".into()
     }
 }
