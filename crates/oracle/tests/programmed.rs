@@ -268,3 +268,16 @@ fn a_bank_spends_for_its_own_clients_only_and_names_the_spends_subject() {
     assert_eq!(refused(h.ask("steppe", &id, &spend, &stolen)), ErrorCode::Forbidden);
     assert_eq!(h.oracle.spends_in_flight(), 0);
 }
+
+#[test]
+fn a_provider_is_known_by_its_token_and_listed_after_a_restart() {
+    let mut h = Harness::new();
+    let token = "t".repeat(dtenge_oracle::service::programmed::PROVIDER_TOKEN_BYTES_MIN);
+    let kind = dtenge_oracle::ProviderKind::VehicleRegistry;
+    let registered = h.oracle.register_provider("vehicles", "Vehicle registry", kind, &token, 5).unwrap();
+    assert_eq!(h.oracle.authenticate(&token).unwrap(), registered);
+    assert_eq!(h.oracle.authenticate("not a token of anyone").unwrap_err().code, ErrorCode::Unauthorized);
+    h.restart();
+    assert_eq!(h.oracle.authenticate(&token).unwrap(), registered);
+    assert_eq!(h.oracle.providers(), vec![registered]);
+}

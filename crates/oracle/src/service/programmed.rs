@@ -231,6 +231,18 @@ impl OracleService {
 
     // ---- reads ----
 
+    /// The provider a bearer token belongs to (`UNAUTHORIZED` for a token no provider holds):
+    /// for the providers' calls that name their provider, such as
+    /// [`OracleService::register_event`].
+    pub fn authenticate(&self, token: &str) -> Result<ProviderView> {
+        Ok(self.inner.lock().programmed.registry.authenticate(token)?.view())
+    }
+
+    /// Every registered provider, by id.
+    pub fn providers(&self) -> Vec<ProviderView> {
+        self.inner.lock().programmed.registry.providers().map(|p| p.view()).collect()
+    }
+
     /// A marking with its moves (its trace).
     pub fn marking(&self, id: &str) -> Result<Marking> {
         self.inner.lock().programmed.registry.marking(id).cloned()
