@@ -13,6 +13,8 @@
 //! The operations are grouped as the REST API groups them, one file each.
 
 mod accounts;
+mod holding;
+mod operator;
 
 use dtenge_assembly::{Assembly, BankHandle, BankSpec, Config, RoleKeys};
 use dtenge_bank::IdemKey;
