@@ -19,9 +19,8 @@ use dtenge_core::crypto::{Address, Hash32, PublicKey};
 use dtenge_core::party::Party;
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
 use dtenge_network::types::{
-    ClockView, Event, EventKind, EventPage, EventRequest, EventStatus, EventTerms, EventView, HoldReceipt,
-    HoldRequest, HoldView, OccurrenceOutcome, OccurrenceRequest, ProviderCredentials, ProviderRequest, Share,
-    ShareRequest,
+    ClockView, Event, EventKind, EventPage, EventRequest, EventStatus, EventTerms, EventView, HoldReceipt, HoldRequest,
+    HoldView, OccurrenceOutcome, OccurrenceRequest, ProviderCredentials, ProviderRequest, Share, ShareRequest,
 };
 use dtenge_network::Idem;
 use dtenge_node::OWN_ACCOUNT;
@@ -44,8 +43,13 @@ impl Platform {
     /// same idempotency key), the provider is registered already: `CONFLICT`.
     pub fn register_provider(&self, _idem: Option<&Idem>, request: ProviderRequest) -> Result<ProviderCredentials> {
         let token = Hash32(self.entropy.seed32()).to_hex();
-        let provider =
-            self.assembly.oracle().register_provider(&request.id, &request.name, request.kind, &token, self.now_ms())?;
+        let provider = self.assembly.oracle().register_provider(
+            &request.id,
+            &request.name,
+            request.kind,
+            &token,
+            self.now_ms(),
+        )?;
         Ok(ProviderCredentials { provider, token })
     }
 
@@ -89,7 +93,10 @@ impl Platform {
                 NotFound,
                 "no provider '{confirmer}' to confirm the event"
             );
-            bail!(Forbidden, "the oracle role lets only the registering provider confirm its events, not '{confirmer}'");
+            bail!(
+                Forbidden,
+                "the oracle role lets only the registering provider confirm its events, not '{confirmer}'"
+            );
         }
         let sender = self.party(&request.sender.bank, &request.sender.client_id)?;
         ensure!(
@@ -141,7 +148,12 @@ impl Platform {
             bank.service().hold(&client_id, &event.id, event.amount_tiyn, payee, idem_key(idem), self.now_ms());
         let committed = wait(&answer)?;
         let held = self.event_when(&event.id, |e| e.hold_tx == Some(committed.tx_id))?;
-        Ok(HoldReceipt { event: self.event_of(&held), records: Vec::new(), tx_id: Some(committed.tx_id), repeated: false })
+        Ok(HoldReceipt {
+            event: self.event_of(&held),
+            records: Vec::new(),
+            tx_id: Some(committed.tx_id),
+            repeated: false,
+        })
     }
 
     /// A provider reports an occurrence: release to the payees (all, or the payouts named;
@@ -185,9 +197,14 @@ impl Platform {
         };
         let repeated = match oracle.confirm_event(&provider.id, event_id, confirmation, self.now_ms()) {
             Ok(()) => false,
-            Err(e) if e.code == ErrorCode::Conflict && idem.is_some() => {
+            Err(e) if e.code == ErrorCode::Conflict => {
                 let event = self.role_event(event_id)?;
-                if !follows(&event, ends_as) {
+                // Past its validity, an event is expired for its provider (the network's
+                // answer) whatever its state: the oracle's tick returns what it holds.
+                if self.now_ms() >= event.valid_until_ms {
+                    bail!(EventExpired, "event {event_id} expired at {} ms", event.valid_until_ms);
+                }
+                if idem.is_none() || !follows(&event, ends_as) {
                     return Err(e);
                 }
                 true
@@ -388,4 +405,3 @@ fn check_text(what: &str, text: &str) -> Result<()> {
     );
     Ok(())
 }
-
