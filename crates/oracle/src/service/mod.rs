@@ -65,6 +65,33 @@ pub const EVENTS_MAX: usize = 1_000_000;
 /// `LIMIT_EXCEEDED` (not written) until the operators archive old ones.
 pub const DECISIONS_MAX: usize = 10_000_000;
 
+/// `confirmer:<event id>` in [`ROLE_META_TABLE`] -> the provider that confirms the event, when
+/// another than the one that registered it (the vehicle registry for a sale the contract
+/// portal registered). Kept beside the event's row so that the row's encoding stays as it is.
+const CONFIRMER_PREFIX: &[u8] = b"confirmer:";
+/// `event_key:<key>` in [`ROLE_META_TABLE`] -> the request's fingerprint and the event id: a
+/// registration's idempotency key, written with the event.
+const EVENT_KEY_PREFIX: &[u8] = b"event_key:";
+/// Longest idempotency key of a registration, in bytes (the banks' bound).
+pub const EVENT_KEY_BYTES_MAX: usize = 128;
+
+fn meta_key(prefix: &[u8], name: &str) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+/// How a provider's registration may differ from the plain one ([`OracleService::register_event`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Registration {
+    /// The provider whose confirmations release or reject the event; by default the one that
+    /// registers it.
+    pub confirmed_by: Option<String>,
+    /// An idempotency key and the fingerprint of its request: the same key and request again
+    /// answer the event registered first, another request `IDEMPOTENCY_KEY_REUSED`.
+    pub idem: Option<(String, Hash32)>,
+}
+
 /// A provider's registration of a holding event, its parties resolved to banks and addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventSpec {
@@ -108,6 +135,8 @@ struct Inner {
     programmed: programmed::Programmed,
     /// When each release order was last sent (not stored: sent again after a restart).
     orders_sent_at_ms: HashMap<String, u64>,
+    /// Event -> the provider that confirms it, when not the one that registered it.
+    confirmers: HashMap<String, String>,
     failed: bool,
     stats: OracleStats,
 }
@@ -151,6 +180,15 @@ impl OracleService {
         }
         check_loaded(&events, &decisions)?;
         let programmed = programmed::Programmed::load(&store, key.clone(), &decisions)?;
+        let mut confirmers = HashMap::new();
+        for (key, value) in store.scan_prefix(ROLE_META_TABLE, CONFIRMER_PREFIX)? {
+            let event_id = String::from_utf8(key[CONFIRMER_PREFIX.len()..].to_vec())
+                .map_err(|_| Error::storage("oracle role: a confirmer's event id is not UTF-8"))?;
+            if !events.contains_key(&event_id) {
+                return Err(Error::storage(format!("oracle role: a confirmer of {event_id}, which is not stored")));
+            }
+            confirmers.insert(event_id, stored::<String>(&value, "an event's confirmer")?);
+        }
         let inner = Inner {
             programmed,
             events,
@@ -158,6 +196,7 @@ impl OracleService {
             next_event,
             inbound: dtenge_delivery::Inbound::load(&store)?,
             orders_sent_at_ms: HashMap::new(),
+            confirmers,
             failed: false,
             stats: OracleStats::default(),
         };
@@ -202,11 +241,54 @@ impl OracleService {
         events + inner.programmed.in_flight.len()
     }
 
-    /// Register a holding event for `provider`; its id is returned.
+    /// Register a holding event for `provider`, confirmed by it; its id is returned.
     pub fn register_event(&self, provider: &str, spec: EventSpec, now_ms: u64) -> Result<String> {
+        self.register_event_with(provider, spec, Registration::default(), now_ms)
+    }
+
+    /// The provider whose confirmations release or reject `event_id`.
+    pub fn confirmed_by(&self, event_id: &str) -> Option<String> {
+        let inner = self.inner.lock();
+        let event = inner.events.get(event_id)?;
+        Some(inner.confirmers.get(event_id).unwrap_or(&event.provider).clone())
+    }
+
+    /// Register a holding event for `provider`, confirmed by another registered provider
+    /// and/or under an idempotency key ([`Registration`]); its id is returned.
+    pub fn register_event_with(
+        &self,
+        provider: &str,
+        spec: EventSpec,
+        registration: Registration,
+        now_ms: u64,
+    ) -> Result<String> {
         let mut inner = self.inner.lock();
         ensure_running(&inner)?;
+        if let Some((key, fingerprint)) = &registration.idem {
+            ensure!(
+                !key.is_empty() && key.len() <= EVENT_KEY_BYTES_MAX,
+                MalformedInput,
+                "an idempotency key has 1 to {EVENT_KEY_BYTES_MAX} bytes"
+            );
+            if let Some(bytes) = self.store.get(ROLE_META_TABLE, &meta_key(EVENT_KEY_PREFIX, key))? {
+                let (first, event_id) = stored::<(Hash32, String)>(&bytes, "an event's idempotency key")?;
+                ensure!(
+                    first == *fingerprint,
+                    IdempotencyKeyReused,
+                    "idempotency key '{key}' was used with a different request"
+                );
+                return Ok(event_id);
+            }
+        }
         self.check_spec(provider, &spec, now_ms)?;
+        let confirmer = registration.confirmed_by.filter(|c| c != provider);
+        if let Some(confirmer) = &confirmer {
+            ensure!(
+                inner.programmed.registry.providers().any(|p| p.id == *confirmer),
+                NotFound,
+                "no provider '{confirmer}' to confirm the event"
+            );
+        }
         ensure!(inner.events.len() < EVENTS_MAX, LimitExceeded, "at most {EVENTS_MAX} events");
         let amount = Amount::sum(spec.payees.iter().map(|p| p.amount_tiyn))?;
         let id = format!("EV{:07}", inner.next_event);
@@ -233,9 +315,18 @@ impl OracleService {
         let mut batch = WriteBatch::new();
         batch.put(ROLE_EVENTS_TABLE, id.as_bytes().to_vec(), event.to_bytes());
         batch.put(ROLE_META_TABLE, NEXT_EVENT_KEY.to_vec(), (inner.next_event + 1).to_bytes());
+        if let Some(confirmer) = &confirmer {
+            batch.put(ROLE_META_TABLE, meta_key(CONFIRMER_PREFIX, &id), confirmer.to_bytes());
+        }
+        if let Some((key, fingerprint)) = &registration.idem {
+            batch.put(ROLE_META_TABLE, meta_key(EVENT_KEY_PREFIX, key), (*fingerprint, id.clone()).to_bytes());
+        }
         self.commit(&mut inner, batch)?;
         inner.next_event += 1;
         inner.events.insert(id.clone(), event);
+        if let Some(confirmer) = confirmer {
+            inner.confirmers.insert(id.clone(), confirmer);
+        }
         Ok(id)
     }
 
@@ -272,7 +363,8 @@ impl OracleService {
         let Some(event) = inner.events.get(event_id) else {
             return Err(Error::new(ErrorCode::NotFound, format!("no oracle event {event_id}")));
         };
-        ensure!(event.provider == provider, Forbidden, "event {event_id} is confirmed by '{}' only", event.provider);
+        let confirmer = inner.confirmers.get(event_id).unwrap_or(&event.provider);
+        ensure!(confirmer == provider, Forbidden, "event {event_id} is confirmed by '{confirmer}' only");
         ensure!(event.pending.is_none(), Conflict, "a transaction of event {event_id} is in flight; confirm again");
         ensure!(
             now_ms < event.valid_until_ms || event.status.is_final(),
