@@ -126,6 +126,7 @@ fn the_operator_keeps_the_calendar_blocks_a_bank_everywhere_and_reads_totals_tha
     let lifted = platform.unblock(None, "tulpar").unwrap();
     assert!(!lifted.blocked && lifted.block_reason.is_none());
     pay(&platform, "steppe", aigerim, 10_00).unwrap();
+    platform.assembly().settle(WAIT).unwrap();
     assert_eq!(dt(&platform, "tulpar", &client), 10_00);
 
     let reconciliation = platform.reconcile();
@@ -318,13 +319,35 @@ fn a_blocked_bank_holds_nothing_and_the_system_clock_does_not_move() {
         confirmed_by: Some("someone-else".into()),
     };
     assert_eq!(platform.register_event(None, &token, request.clone()).unwrap_err().code, ErrorCode::NotFound);
-    let event = platform.register_event(None, &token, EventRequest { confirmed_by: None, ..request }).unwrap().event;
+    // Registered by the portal, confirmed by the registry; a key answers the first event.
+    let registry =
+        ProviderRequest { id: "registry".into(), name: "Registry".into(), kind: ProviderKind::VehicleRegistry };
+    let registry = platform.register_provider(None, registry).unwrap().token;
+    let request = EventRequest { confirmed_by: Some("registry".into()), ..request };
+    let event = platform.register_event(Some(&idem("event-1")), &token, request.clone()).unwrap().event;
+    assert_eq!(event.terms.confirmed_by, "registry");
+    assert_eq!(platform.register_event(Some(&idem("event-1")), &token, request.clone()).unwrap().event.id, event.id);
+    let other = Idem { key: "event-1".into(), fingerprint: Hash32([2; 32]) };
+    let reused = platform.register_event(Some(&other), &token, request).unwrap_err();
+    assert_eq!(reused.code, ErrorCode::IdempotencyKeyReused);
+    assert_eq!(platform.oracle_events(None, 0, 10).unwrap().total, 1);
     platform.block(None, "steppe", BlockRequest { reason: "audit".into() }).unwrap();
     let hold = HoldRequest { event_id: event.id.clone(), amount_tiyn: None };
     assert_eq!(platform.hold(None, "steppe", hold.clone()).unwrap_err().code, ErrorCode::BankBlocked);
     assert_eq!(platform.balance("steppe", &aigerim).unwrap().dt_held_tiyn, Amount::ZERO);
     platform.unblock(None, "steppe").unwrap();
     assert_eq!(platform.hold(None, "steppe", hold).unwrap().event.held_tiyn, tiyn(40_00));
+    let rejected = OccurrenceRequest {
+        occurrence_id: "refused-1".into(),
+        outcome: OccurrenceOutcome::Rejected,
+        payouts: None,
+        reason: Some("the registry refuses the transfer".into()),
+    };
+    let by_portal = platform.report_occurrence(None, &token, &event.id, rejected.clone()).unwrap_err();
+    assert_eq!(by_portal.code, ErrorCode::Forbidden, "the portal does not confirm this event");
+    let returned = platform.report_occurrence(None, &registry, &event.id, rejected).unwrap();
+    assert_eq!((returned.event.status, returned.event.returned_tiyn), (EventStatus::Rejected, tiyn(40_00)));
+    assert_eq!(platform.balance("steppe", &aigerim).unwrap().dt_held_tiyn, Amount::ZERO);
     assert!(platform.reconcile().ok);
     platform.shutdown();
 

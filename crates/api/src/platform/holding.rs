@@ -3,11 +3,10 @@
 //! oracle, notarized, delivered to the oracle), a provider's occurrence ordering the release
 //! from the holding bank, and expiry returning what an event still holds (the oracle's tick).
 //!
-//! The oracle role serves single events only, confirmed by the provider that registered
-//! them, and keeps no signed records of their steps: an event is shown in the network's
-//! shape ([`Event`]) with an empty history, `registered_at_unix_ms` 0 (the role does not keep
-//! it) and a rejection's reason not kept. Infinite events, a confirming provider other than
-//! the registering one and notifications to the banks are not served yet (see the report of
+//! The oracle role serves single events only and keeps no signed records of their steps: an
+//! event is shown in the network's shape ([`Event`]) with an empty history,
+//! `registered_at_unix_ms` 0 (the role does not keep it) and a rejection's reason not kept.
+//! Infinite events and notifications to the banks are not served yet (see the report of
 //! this branch); `notifications` is therefore not offered here.
 //!
 //! The calls that wait for another role (a hold applied at the oracle, a release certified)
@@ -24,7 +23,7 @@ use dtenge_network::types::{
 };
 use dtenge_network::Idem;
 use dtenge_node::OWN_ACCOUNT;
-use dtenge_oracle::service::{Confirmation, EventStatus as RoleStatus, HoldEvent, Payee, TEXT_BYTES_MAX};
+use dtenge_oracle::service::{Confirmation, EventStatus as RoleStatus, HoldEvent, Payee, Registration, TEXT_BYTES_MAX};
 use dtenge_oracle::ProviderView;
 use std::time::{Duration, Instant};
 
@@ -73,8 +72,10 @@ impl Platform {
         Ok(Payee { bank: party.bank, address: party.address, amount_tiyn: share.amount_tiyn })
     }
 
-    /// A provider registers a single event, confirmed by itself.
-    pub fn register_event(&self, _idem: Option<&Idem>, token: &str, request: EventRequest) -> Result<EventView> {
+    /// A provider registers a single event, confirmed by itself or by the provider it names.
+    /// Asked again with the same idempotency key and request, it answers the event registered
+    /// first (the oracle keeps the key).
+    pub fn register_event(&self, idem: Option<&Idem>, token: &str, request: EventRequest) -> Result<EventView> {
         let oracle = self.assembly.oracle();
         let provider = oracle.authenticate(token)?;
         ensure!(
@@ -87,17 +88,6 @@ impl Platform {
             Forbidden,
             "infinite events are not served by the oracle role yet; register a single event"
         );
-        if let Some(confirmer) = request.confirmed_by.as_deref().filter(|c| *c != provider.id) {
-            ensure!(
-                oracle.providers().iter().any(|p| p.id == confirmer),
-                NotFound,
-                "no provider '{confirmer}' to confirm the event"
-            );
-            bail!(
-                Forbidden,
-                "the oracle role lets only the registering provider confirm its events, not '{confirmer}'"
-            );
-        }
         let sender = self.party(&request.sender.bank, &request.sender.client_id)?;
         ensure!(
             sender.client_id != OWN_ACCOUNT,
@@ -113,7 +103,9 @@ impl Platform {
             payees,
             valid_until_ms: now.saturating_add(request.valid_for_ms),
         };
-        let id = oracle.register_event(&provider.id, spec, now)?;
+        let registration =
+            Registration { confirmed_by: request.confirmed_by, idem: idem.map(|i| (i.key.clone(), i.fingerprint)) };
+        let id = oracle.register_event_with(&provider.id, spec, registration, now)?;
         self.oracle_event(&id)
     }
 
@@ -215,6 +207,7 @@ impl Platform {
         if !ended.status.is_final() {
             bail!(RequestInProgress, "the release of event {event_id} is on its way; ask again with the same key");
         }
+        self.wait_for_payees(&ended);
         Ok(HoldReceipt { event: self.event_of(&ended), records: Vec::new(), tx_id: ended.release_tx, repeated })
     }
 
@@ -320,6 +313,27 @@ impl Platform {
         Ok(views)
     }
 
+    /// Wait (at most [`ANSWER_WAIT`]) until the banks of the payees a release paid have
+    /// applied it, as the network answers once every party's node applied a payment: the
+    /// holding bank and the oracle have, when the event ended.
+    fn wait_for_payees(&self, event: &HoldEvent) {
+        let (Some(tx_id), Some(release)) = (event.release_tx, event.release.as_ref()) else { return };
+        let paid: Vec<&Payee> =
+            event.payees.iter().filter(|p| release.outputs.iter().any(|o| o.owner == p.address)).collect();
+        let applied = |p: &Payee| {
+            self.bank(&p.bank).is_ok_and(|bank| {
+                bank.service().read(|n| {
+                    let history = n.client_of(&p.address).and_then(|client| n.history(client).ok());
+                    history.is_some_and(|h| h.iter().rev().any(|e| e.tx_id == tx_id))
+                })
+            })
+        };
+        let deadline = Instant::now() + ANSWER_WAIT;
+        while !paid.iter().all(|p| applied(p)) && Instant::now() < deadline {
+            std::thread::sleep(POLL);
+        }
+    }
+
     fn role_event(&self, event_id: &str) -> Result<HoldEvent> {
         self.assembly
             .oracle()
@@ -356,7 +370,7 @@ impl Platform {
             hash: e.hash(),
             terms: EventTerms {
                 provider: e.provider.clone(),
-                confirmed_by: e.provider.clone(),
+                confirmed_by: self.assembly.oracle().confirmed_by(&e.id).unwrap_or_else(|| e.provider.clone()),
                 reference: e.reference.clone(),
                 kind: EventKind::Single,
                 sender: party(&e.sender_bank, e.sender),
