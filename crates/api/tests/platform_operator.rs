@@ -169,6 +169,11 @@ fn a_hold_is_released_by_its_occurrence_and_another_returned_when_the_clock_pass
     let token = credentials.token.clone();
     assert_eq!(platform.providers(), vec![credentials.provider.clone()]);
     assert_eq!(platform.register_provider(None, provider("vehicles")).unwrap_err().code, ErrorCode::Conflict);
+    // Under a key, a retry gets the same token.
+    let keyed = platform.register_provider(Some(&idem("provider-1")), provider("registry")).unwrap();
+    let retried = platform.register_provider(Some(&idem("provider-1")), provider("registry")).unwrap();
+    assert_eq!((&retried.provider, &retried.token), (&keyed.provider, &keyed.token));
+    assert_eq!(platform.providers().len(), 2);
     assert_eq!(platform.oracle_public_key(), platform.assembly().anchors().oracle);
 
     // Events: refusals, then one paying Bolat 100 and Dana 50 within a day.

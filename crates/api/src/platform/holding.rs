@@ -38,17 +38,25 @@ const EXPIRED_REASON: &str = "the event's validity ran out";
 
 impl Platform {
     /// Register a provider and issue its secret token (the NBK operator's decision). The token
-    /// is in this answer only; the oracle keeps its hash. Asked again (with or without the
-    /// same idempotency key), the provider is registered already: `CONFLICT`.
-    pub fn register_provider(&self, _idem: Option<&Idem>, request: ProviderRequest) -> Result<ProviderCredentials> {
-        let token = Hash32(self.entropy.seed32()).to_hex();
-        let provider = self.assembly.oracle().register_provider(
-            &request.id,
-            &request.name,
-            request.kind,
-            &token,
-            self.now_ms(),
-        )?;
+    /// is in this answer only; the oracle keeps its hash. Asked again with the same
+    /// idempotency key and request, it answers the same provider and token (the oracle derives
+    /// a keyed registration's token from its own key and the idempotency key); without a key,
+    /// a provider registered already is `CONFLICT`.
+    pub fn register_provider(&self, idem: Option<&Idem>, request: ProviderRequest) -> Result<ProviderCredentials> {
+        let oracle = self.assembly.oracle();
+        let (provider, token) = match idem {
+            Some(idem) => oracle.register_provider_keyed(
+                &request.id,
+                &request.name,
+                request.kind,
+                (&idem.key, idem.fingerprint),
+                self.now_ms(),
+            )?,
+            None => {
+                let token = Hash32(self.entropy.seed32()).to_hex();
+                (oracle.register_provider(&request.id, &request.name, request.kind, &token, self.now_ms())?, token)
+            }
+        };
         Ok(ProviderCredentials { provider, token })
     }
 
