@@ -12,7 +12,7 @@ use dtenge_network::types::{
     BlockRequest, EventKind, EventRequest, EventStatus, HoldRequest, OccurrenceOutcome, OccurrenceRequest, OpenAccount,
     PartyRef, ProviderKind, ProviderRequest, ShareRequest,
 };
-use dtenge_network::{Entropy, Idem, ManualClock, SystemClock};
+use dtenge_network::{Clock, Entropy, Idem, ManualClock, SystemClock};
 use dtenge_node::ids::complete_iin_bin;
 use dtenge_node::{ClientKind, Purpose, OWN_ACCOUNT};
 use std::path::Path;
@@ -303,7 +303,8 @@ fn a_hold_is_released_by_its_occurrence_and_another_returned_when_the_clock_pass
 #[test]
 fn a_blocked_bank_holds_nothing_and_the_system_clock_does_not_move() {
     let dir = tempfile::tempdir().unwrap();
-    let platform = open(dir.path());
+    let clock = Arc::new(ManualClock::new(MONDAY_MS));
+    let platform = Platform::open(dir.path(), clock.clone(), Entropy::from_seed(7)).unwrap();
     let aigerim = id("90010130000");
     let bolat = id("85020240001");
     let at = person(&platform, "steppe", &aigerim, "Aigerim Seitova");
@@ -333,7 +334,7 @@ fn a_blocked_bank_holds_nothing_and_the_system_clock_does_not_move() {
     assert_eq!(event.terms.confirmed_by, "registry");
     assert_eq!(platform.register_event(Some(&idem("event-1")), &token, request.clone()).unwrap().event.id, event.id);
     let other = Idem { key: "event-1".into(), fingerprint: Hash32([2; 32]) };
-    let reused = platform.register_event(Some(&other), &token, request).unwrap_err();
+    let reused = platform.register_event(Some(&other), &token, request.clone()).unwrap_err();
     assert_eq!(reused.code, ErrorCode::IdempotencyKeyReused);
     assert_eq!(platform.oracle_events(None, 0, 10).unwrap().total, 1);
     platform.block(None, "steppe", BlockRequest { reason: "audit".into() }).unwrap();
@@ -353,6 +354,20 @@ fn a_blocked_bank_holds_nothing_and_the_system_clock_does_not_move() {
     let returned = platform.report_occurrence(None, &registry, &event.id, rejected).unwrap();
     assert_eq!((returned.event.status, returned.event.returned_tiyn), (EventStatus::Rejected, tiyn(40_00)));
     assert_eq!(platform.balance("steppe", &aigerim).unwrap().dt_held_tiyn, Amount::ZERO);
+    // The clock moves without the platform's call: the sweep (or the oracle's own tick, first)
+    // returns what a held event holds.
+    let request = EventRequest { confirmed_by: None, ..request };
+    let lease = platform.register_event(None, &token, request).unwrap().event;
+    platform.hold(None, "steppe", HoldRequest { event_id: lease.id.clone(), amount_tiyn: None }).unwrap();
+    assert!(clock.advance_ms(2 * HOUR_MS));
+    for (id, result) in platform.expire_due_events() {
+        assert_eq!(id, lease.id);
+        result.unwrap();
+    }
+    platform.assembly().settle(WAIT).unwrap();
+    let lease = platform.oracle_event(&lease.id).unwrap().event;
+    assert_eq!((lease.status, lease.returned_tiyn), (EventStatus::Expired, tiyn(40_00)));
+    assert_eq!(platform.balance("steppe", &aigerim).unwrap().dt_spendable_tiyn, tiyn(100_00));
     assert!(platform.reconcile().ok);
     platform.shutdown();
 
