@@ -353,6 +353,8 @@ fn a_blocked_bank_holds_nothing_and_the_system_clock_does_not_move() {
     assert_eq!(by_portal.code, ErrorCode::Forbidden, "the portal does not confirm this event");
     let returned = platform.report_occurrence(None, &registry, &event.id, rejected).unwrap();
     assert_eq!((returned.event.status, returned.event.returned_tiyn), (EventStatus::Rejected, tiyn(40_00)));
+    assert_eq!(returned.event.reason.as_deref(), Some("the registry refuses the transfer"));
+    assert_eq!(returned.event.terms.registered_at_unix_ms, MONDAY_MS);
     assert_eq!(platform.balance("steppe", &aigerim).unwrap().dt_held_tiyn, Amount::ZERO);
     // The clock moves without the platform's call: the sweep (or the oracle's own tick, first)
     // returns what a held event holds.

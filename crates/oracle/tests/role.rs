@@ -448,8 +448,16 @@ fn an_event_confirmed_by_another_provider_and_registered_under_a_key_is_kept_acr
     // Only the confirming provider confirms, not the one that registered the event.
     let refused = h.oracle.confirm_event("portal", &id, Confirmation::Rejected, 5).unwrap_err();
     assert_eq!(refused.code, ErrorCode::Forbidden);
-    h.oracle.confirm_event("registry", &id, Confirmation::Rejected, 5).unwrap();
+    let not_a_rejection = Confirmation::Occurred { payouts: None };
+    let refused = h.oracle.confirm_event_because("registry", &id, not_a_rejection, Some("why"), 5).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::MalformedInput);
+    let why = Some("the registry refuses the transfer");
+    h.oracle.confirm_event_because("registry", &id, Confirmation::Rejected, why, 5).unwrap();
     assert_eq!(h.oracle.event(&id).unwrap().status, EventStatus::Rejected);
+    h.restart();
+    let notes = h.oracle.notes(&id).unwrap();
+    assert_eq!((notes.registered_at_ms, notes.reason.as_deref()), (0, why));
+    assert_eq!(notes.confirmed_by.as_deref(), Some("registry"));
     // Without a confirmer, the registering provider confirms.
     let plain = h.register();
     assert_eq!(h.oracle.confirmed_by(&plain).as_deref(), Some("vehicles"));

@@ -4,9 +4,8 @@
 //! from the holding bank, and expiry returning what an event still holds (the oracle's tick).
 //!
 //! The oracle role serves single events only and keeps no signed records of their steps: an
-//! event is shown in the network's shape ([`Event`]) with an empty history,
-//! `registered_at_unix_ms` 0 (the role does not keep it) and a rejection's reason not kept.
-//! Infinite events and notifications to the banks are not served yet (see the report of
+//! event is shown in the network's shape ([`Event`]) with an empty history (and
+//! `registered_at_unix_ms` 0 for an event registered before the role kept it). Infinite events and notifications to the banks are not served yet (see the report of
 //! this branch); `notifications` is therefore not offered here.
 //!
 //! The calls that wait for another role (a hold applied at the oracle, a release certified)
@@ -195,7 +194,8 @@ impl Platform {
             OccurrenceOutcome::Occurred => RoleStatus::Completed,
             OccurrenceOutcome::Rejected => RoleStatus::Rejected,
         };
-        let repeated = match oracle.confirm_event(&provider.id, event_id, confirmation, self.now_ms()) {
+        let reason = request.reason.as_deref();
+        let repeated = match oracle.confirm_event_because(&provider.id, event_id, confirmation, reason, self.now_ms()) {
             Ok(()) => false,
             Err(e) if e.code == ErrorCode::Conflict => {
                 let event = self.role_event(event_id)?;
@@ -373,17 +373,18 @@ impl Platform {
         };
         let payees = e.payees.iter().map(|p| Share { party: party(&p.bank, p.address), amount_tiyn: p.amount_tiyn });
         let occurred = matches!(e.status, RoleStatus::Completed | RoleStatus::Rejected);
+        let notes = self.assembly.oracle().notes(&e.id).unwrap_or_default();
         Event {
             id: e.id.clone(),
             hash: e.hash(),
             terms: EventTerms {
                 provider: e.provider.clone(),
-                confirmed_by: self.assembly.oracle().confirmed_by(&e.id).unwrap_or_else(|| e.provider.clone()),
+                confirmed_by: notes.confirmed_by.unwrap_or_else(|| e.provider.clone()),
                 reference: e.reference.clone(),
                 kind: EventKind::Single,
                 sender: party(&e.sender_bank, e.sender),
                 payees: payees.collect(),
-                registered_at_unix_ms: 0,
+                registered_at_unix_ms: notes.registered_at_ms,
                 valid_until_unix_ms: e.valid_until_ms,
             },
             status: status_of(e.status),
@@ -391,7 +392,10 @@ impl Platform {
             released_tiyn: e.released_tiyn,
             returned_tiyn: e.returned_tiyn,
             occurrences: u32::from(occurred),
-            reason: (e.status == RoleStatus::Expired).then(|| EXPIRED_REASON.to_string()),
+            reason: match e.status {
+                RoleStatus::Expired => Some(EXPIRED_REASON.to_string()),
+                _ => notes.reason,
+            },
             records: Vec::new(),
         }
     }

@@ -65,10 +65,10 @@ pub const EVENTS_MAX: usize = 1_000_000;
 /// `LIMIT_EXCEEDED` (not written) until the operators archive old ones.
 pub const DECISIONS_MAX: usize = 10_000_000;
 
-/// `confirmer:<event id>` in [`ROLE_META_TABLE`] -> the provider that confirms the event, when
-/// another than the one that registered it (the vehicle registry for a sale the contract
-/// portal registered). Kept beside the event's row so that the row's encoding stays as it is.
-const CONFIRMER_PREFIX: &[u8] = b"confirmer:";
+/// `notes:<event id>` in [`ROLE_META_TABLE`] -> the event's [`EventNotes`]: written with the
+/// event (and again with a rejection), beside the event's row so that the row's encoding
+/// stays as it is. An event registered before notes were kept has none (the defaults).
+const NOTES_PREFIX: &[u8] = b"notes:";
 /// `event_key:<key>` in [`ROLE_META_TABLE`] -> the request's fingerprint and the event id: a
 /// registration's idempotency key, written with the event.
 const EVENT_KEY_PREFIX: &[u8] = b"event_key:";
@@ -79,6 +79,33 @@ fn meta_key(prefix: &[u8], name: &str) -> Vec<u8> {
     let mut key = prefix.to_vec();
     key.extend_from_slice(name.as_bytes());
     key
+}
+
+/// What the role keeps of an event beside its row.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventNotes {
+    /// The provider whose confirmations release or reject the event, when another than the
+    /// one that registered it (the vehicle registry for a sale the contract portal registered).
+    pub confirmed_by: Option<String>,
+    /// When it was registered (0: before notes were kept).
+    pub registered_at_ms: u64,
+    /// Why its provider rejected it.
+    pub reason: Option<String>,
+}
+
+impl Encode for EventNotes {
+    fn encode(&self, w: &mut dtenge_wire::Writer) {
+        w.put(&self.confirmed_by);
+        w.u64(self.registered_at_ms);
+        w.put(&self.reason);
+    }
+}
+
+impl dtenge_wire::Decode for EventNotes {
+    const ENCODED_BYTES_MIN: usize = 1 + 8 + 1;
+    fn decode(r: &mut dtenge_wire::Reader<'_>) -> std::result::Result<Self, dtenge_wire::DecodeError> {
+        Ok(EventNotes { confirmed_by: r.get()?, registered_at_ms: r.u64("registered at")?, reason: r.get()? })
+    }
 }
 
 /// How a provider's registration may differ from the plain one ([`OracleService::register_event`]).
@@ -135,8 +162,8 @@ struct Inner {
     programmed: programmed::Programmed,
     /// When each release order was last sent (not stored: sent again after a restart).
     orders_sent_at_ms: HashMap<String, u64>,
-    /// Event -> the provider that confirms it, when not the one that registered it.
-    confirmers: HashMap<String, String>,
+    /// Event -> what the role keeps of it beside its row.
+    notes: HashMap<String, EventNotes>,
     failed: bool,
     stats: OracleStats,
 }
@@ -180,14 +207,14 @@ impl OracleService {
         }
         check_loaded(&events, &decisions)?;
         let programmed = programmed::Programmed::load(&store, key.clone(), &decisions)?;
-        let mut confirmers = HashMap::new();
-        for (key, value) in store.scan_prefix(ROLE_META_TABLE, CONFIRMER_PREFIX)? {
-            let event_id = String::from_utf8(key[CONFIRMER_PREFIX.len()..].to_vec())
-                .map_err(|_| Error::storage("oracle role: a confirmer's event id is not UTF-8"))?;
+        let mut notes = HashMap::new();
+        for (key, value) in store.scan_prefix(ROLE_META_TABLE, NOTES_PREFIX)? {
+            let event_id = String::from_utf8(key[NOTES_PREFIX.len()..].to_vec())
+                .map_err(|_| Error::storage("oracle role: an event's notes are keyed by no UTF-8 id"))?;
             if !events.contains_key(&event_id) {
-                return Err(Error::storage(format!("oracle role: a confirmer of {event_id}, which is not stored")));
+                return Err(Error::storage(format!("oracle role: notes of {event_id}, which is not stored")));
             }
-            confirmers.insert(event_id, stored::<String>(&value, "an event's confirmer")?);
+            notes.insert(event_id, stored::<EventNotes>(&value, "an event's notes")?);
         }
         let inner = Inner {
             programmed,
@@ -196,7 +223,7 @@ impl OracleService {
             next_event,
             inbound: dtenge_delivery::Inbound::load(&store)?,
             orders_sent_at_ms: HashMap::new(),
-            confirmers,
+            notes,
             failed: false,
             stats: OracleStats::default(),
         };
@@ -250,7 +277,15 @@ impl OracleService {
     pub fn confirmed_by(&self, event_id: &str) -> Option<String> {
         let inner = self.inner.lock();
         let event = inner.events.get(event_id)?;
-        Some(inner.confirmers.get(event_id).unwrap_or(&event.provider).clone())
+        Some(confirmer_of(&inner, event).to_string())
+    }
+
+    /// What the role keeps of `event_id` beside its row (the defaults for an event registered
+    /// before notes were kept; `None` for no such event).
+    pub fn notes(&self, event_id: &str) -> Option<EventNotes> {
+        let inner = self.inner.lock();
+        inner.events.get(event_id)?;
+        Some(inner.notes.get(event_id).cloned().unwrap_or_default())
     }
 
     /// Register a holding event for `provider`, confirmed by another registered provider
@@ -315,18 +350,15 @@ impl OracleService {
         let mut batch = WriteBatch::new();
         batch.put(ROLE_EVENTS_TABLE, id.as_bytes().to_vec(), event.to_bytes());
         batch.put(ROLE_META_TABLE, NEXT_EVENT_KEY.to_vec(), (inner.next_event + 1).to_bytes());
-        if let Some(confirmer) = &confirmer {
-            batch.put(ROLE_META_TABLE, meta_key(CONFIRMER_PREFIX, &id), confirmer.to_bytes());
-        }
+        let notes = EventNotes { confirmed_by: confirmer, registered_at_ms: now_ms, reason: None };
+        batch.put(ROLE_META_TABLE, meta_key(NOTES_PREFIX, &id), notes.to_bytes());
         if let Some((key, fingerprint)) = &registration.idem {
             batch.put(ROLE_META_TABLE, meta_key(EVENT_KEY_PREFIX, key), (*fingerprint, id.clone()).to_bytes());
         }
         self.commit(&mut inner, batch)?;
         inner.next_event += 1;
         inner.events.insert(id.clone(), event);
-        if let Some(confirmer) = confirmer {
-            inner.confirmers.insert(id.clone(), confirmer);
-        }
+        inner.notes.insert(id.clone(), notes);
         Ok(id)
     }
 
@@ -355,15 +387,33 @@ impl OracleService {
         Ok(())
     }
 
-    /// The provider that registered the event confirms it: a held event's release is planned,
-    /// written and ordered from its bank; a rejection of an event not held ends it.
+    /// The event's confirming provider (by default the one that registered it) confirms it: a
+    /// held event's release is planned, written and ordered from its bank; a rejection of an
+    /// event not held ends it.
     pub fn confirm_event(&self, provider: &str, event_id: &str, confirmation: Confirmation, now_ms: u64) -> Result<()> {
+        self.confirm_event_because(provider, event_id, confirmation, None, now_ms)
+    }
+
+    /// [`OracleService::confirm_event`], with the reason of a rejection kept in the event's
+    /// notes (written in the same commit).
+    pub fn confirm_event_because(
+        &self,
+        provider: &str,
+        event_id: &str,
+        confirmation: Confirmation,
+        reason: Option<&str>,
+        now_ms: u64,
+    ) -> Result<()> {
+        if let Some(reason) = reason {
+            ensure!(confirmation == Confirmation::Rejected, MalformedInput, "a reason goes with a rejection only");
+            check_text("reason", reason)?;
+        }
         let mut inner = self.inner.lock();
         ensure_running(&inner)?;
         let Some(event) = inner.events.get(event_id) else {
             return Err(Error::new(ErrorCode::NotFound, format!("no oracle event {event_id}")));
         };
-        let confirmer = inner.confirmers.get(event_id).unwrap_or(&event.provider);
+        let confirmer = confirmer_of(&inner, event);
         ensure!(confirmer == provider, Forbidden, "event {event_id} is confirmed by '{confirmer}' only");
         ensure!(event.pending.is_none(), Conflict, "a transaction of event {event_id} is in flight; confirm again");
         ensure!(
@@ -388,9 +438,18 @@ impl OracleService {
         }
         let mut batch = WriteBatch::new();
         batch.put(ROLE_EVENTS_TABLE, event_id.as_bytes().to_vec(), event.to_bytes());
+        let notes = reason.map(|reason| {
+            let mut notes = inner.notes.get(event_id).cloned().unwrap_or_default();
+            notes.reason = Some(reason.to_string());
+            batch.put(ROLE_META_TABLE, meta_key(NOTES_PREFIX, event_id), notes.to_bytes());
+            notes
+        });
         self.commit(&mut inner, batch)?;
         let releasing = event.status == EventStatus::Releasing;
         inner.events.insert(event_id.to_string(), event);
+        if let Some(notes) = notes {
+            inner.notes.insert(event_id.to_string(), notes);
+        }
         if releasing {
             self.send_order(&mut inner, event_id, now_ms);
         }
@@ -778,6 +837,11 @@ fn check_loaded(events: &BTreeMap<String, HoldEvent>, decisions: &HashMap<TxId, 
         }
     }
     Ok(())
+}
+
+/// The provider whose confirmations release or reject `event`.
+fn confirmer_of<'a>(inner: &'a Inner, event: &'a HoldEvent) -> &'a str {
+    inner.notes.get(&event.id).and_then(|n| n.confirmed_by.as_deref()).unwrap_or(&event.provider)
 }
 
 fn ensure_running(inner: &Inner) -> Result<()> {
