@@ -246,14 +246,13 @@ fn a_hold_is_released_by_its_occurrence_and_another_returned_when_the_clock_pass
     assert_eq!(released.event.status, EventStatus::Completed);
     assert_eq!((released.event.released_tiyn, released.event.returned_tiyn), (tiyn(100_00), tiyn(50_00)));
     assert!(!released.repeated && released.tx_id.is_some());
-    let repeated =
-        platform.report_occurrence(Some(&idem("occ-1")), &token, &sale.id, occurred(Some(bolat_only))).unwrap();
+    // The same occurrence again, with another key or none: the first answer, nothing paid
+    // again; another occurrence of the single event: refused.
+    let repeated = platform.report_occurrence(None, &token, &sale.id, occurred(None)).unwrap();
     assert!(repeated.repeated);
     assert_eq!(repeated.tx_id, released.tx_id);
-    assert_eq!(
-        platform.report_occurrence(None, &token, &sale.id, occurred(None)).unwrap_err().code,
-        ErrorCode::Conflict
-    );
+    let another = OccurrenceRequest { occurrence_id: "transfer-2".into(), ..occurred(None) };
+    assert_eq!(platform.report_occurrence(None, &token, &sale.id, another).unwrap_err().code, ErrorCode::Conflict);
     assert_eq!(dt(&platform, "tulpar", &bolat), 100_00);
     assert_eq!(dt(&platform, "sapa", &dana), 0);
     assert_eq!(dt(&platform, "steppe", &aigerim), 400_00);

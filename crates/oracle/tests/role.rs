@@ -11,7 +11,8 @@ use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::validate::TxIds;
 use dtenge_core::{Amount, ErrorCode};
 use dtenge_oracle::service::{
-    tables, Confirmation, EventSpec, EventStatus, OracleService, Payee, Registration, TxDecision,
+    tables, Confirmation, Confirmed, EventSpec, EventStatus, OccurrenceNote, OracleService, Payee, Registration,
+    TxDecision,
 };
 use dtenge_store::{CrashMode, SimDisk, Store};
 use dtenge_transport::{SendError, Transport};
@@ -448,15 +449,26 @@ fn an_event_confirmed_by_another_provider_and_registered_under_a_key_is_kept_acr
     // Only the confirming provider confirms, not the one that registered the event.
     let refused = h.oracle.confirm_event("portal", &id, Confirmation::Rejected, 5).unwrap_err();
     assert_eq!(refused.code, ErrorCode::Forbidden);
+    let note = |id: &str, reason: Option<&str>| OccurrenceNote {
+        occurrence_id: id.into(),
+        reason: reason.map(str::to_string),
+    };
     let not_a_rejection = Confirmation::Occurred { payouts: None };
-    let refused = h.oracle.confirm_event_because("registry", &id, not_a_rejection, Some("why"), 5).unwrap_err();
-    assert_eq!(refused.code, ErrorCode::MalformedInput);
+    let refused = h.oracle.confirm_occurrence("registry", &id, not_a_rejection, note("o-1", Some("why")), 5);
+    assert_eq!(refused.unwrap_err().code, ErrorCode::MalformedInput);
     let why = Some("the registry refuses the transfer");
-    h.oracle.confirm_event_because("registry", &id, Confirmation::Rejected, why, 5).unwrap();
+    let first = h.oracle.confirm_occurrence("registry", &id, Confirmation::Rejected, note("o-1", why), 5).unwrap();
+    assert_eq!(first, Confirmed::New);
     assert_eq!(h.oracle.event(&id).unwrap().status, EventStatus::Rejected);
     h.restart();
+    // The same occurrence again: repeated, whatever it says now; another: the event is decided.
+    let again = h.oracle.confirm_occurrence("registry", &id, Confirmation::Rejected, note("o-1", None), 6);
+    assert_eq!(again.unwrap(), Confirmed::Repeated);
+    let other = h.oracle.confirm_occurrence("registry", &id, Confirmation::Rejected, note("o-2", None), 6);
+    assert_eq!(other.unwrap_err().code, ErrorCode::Conflict);
     let notes = h.oracle.notes(&id).unwrap();
     assert_eq!((notes.registered_at_ms, notes.reason.as_deref()), (0, why));
+    assert_eq!(notes.occurrence_id.as_deref(), Some("o-1"));
     assert_eq!(notes.confirmed_by.as_deref(), Some("registry"));
     // Without a confirmer, the registering provider confirms.
     let plain = h.register();

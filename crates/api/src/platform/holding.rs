@@ -22,7 +22,9 @@ use dtenge_network::types::{
 };
 use dtenge_network::Idem;
 use dtenge_node::OWN_ACCOUNT;
-use dtenge_oracle::service::{Confirmation, EventStatus as RoleStatus, HoldEvent, Payee, Registration, TEXT_BYTES_MAX};
+use dtenge_oracle::service::{
+    Confirmation, Confirmed, EventStatus as RoleStatus, HoldEvent, OccurrenceNote, Payee, Registration,
+};
 use dtenge_oracle::ProviderView;
 use std::time::{Duration, Instant};
 
@@ -157,19 +159,18 @@ impl Platform {
 
     /// A provider reports an occurrence: release to the payees (all, or the payouts named;
     /// the rest back to the sender), or return to the sender. Answered once the release is
-    /// certified and applied at the oracle. The role keeps no occurrence ids: asked again
-    /// with an idempotency key for an event whose release already follows this outcome, it
-    /// answers that release (`repeated`); without a key, `CONFLICT`.
+    /// certified, applied at the oracle and at the paid payees' banks. The same occurrence id
+    /// again (the oracle keeps it) answers the event as it is, `repeated`, nothing done again;
+    /// idempotent by the occurrence id, as on the network.
     pub fn report_occurrence(
         &self,
-        idem: Option<&Idem>,
+        _idem: Option<&Idem>,
         token: &str,
         event_id: &str,
         request: OccurrenceRequest,
     ) -> Result<HoldReceipt> {
         let oracle = self.assembly.oracle();
         let provider = oracle.authenticate(token)?;
-        check_text("occurrence id", &request.occurrence_id)?;
         let confirmation = match request.outcome {
             OccurrenceOutcome::Occurred => {
                 ensure!(request.reason.is_none(), MalformedInput, "a reason goes with a rejection only");
@@ -185,35 +186,28 @@ impl Platform {
             }
             OccurrenceOutcome::Rejected => {
                 ensure!(request.payouts.is_none(), MalformedInput, "a rejection pays no one");
-                let reason = request.reason.as_deref().ok_or_else(|| Error::malformed("a rejection needs a reason"))?;
-                check_text("reason", reason)?;
+                ensure!(request.reason.is_some(), MalformedInput, "a rejection needs a reason");
                 Confirmation::Rejected
             }
         };
-        let ends_as = match request.outcome {
-            OccurrenceOutcome::Occurred => RoleStatus::Completed,
-            OccurrenceOutcome::Rejected => RoleStatus::Rejected,
-        };
-        let reason = request.reason.as_deref();
-        let repeated = match oracle.confirm_event_because(&provider.id, event_id, confirmation, reason, self.now_ms()) {
-            Ok(()) => false,
+        let occurrence = OccurrenceNote { occurrence_id: request.occurrence_id, reason: request.reason };
+        let confirmed = oracle.confirm_occurrence(&provider.id, event_id, confirmation, occurrence, self.now_ms());
+        let repeated = match confirmed {
+            Ok(confirmed) => confirmed == Confirmed::Repeated,
             Err(e) if e.code == ErrorCode::Conflict => {
-                let event = self.role_event(event_id)?;
                 // Past its validity, an event is expired for its provider (the network's
                 // answer) whatever its state: the oracle's tick returns what it holds.
-                if self.now_ms() >= event.valid_until_ms {
-                    bail!(EventExpired, "event {event_id} expired at {} ms", event.valid_until_ms);
+                let event = self.role_event(event_id)?;
+                if event.status == RoleStatus::Expired || self.now_ms() >= event.valid_until_ms {
+                    bail!(EventExpired, "event {event_id} expired; what it held goes back to the sender");
                 }
-                if idem.is_none() || !follows(&event, ends_as) {
-                    return Err(e);
-                }
-                true
+                return Err(e);
             }
             Err(e) => return Err(e),
         };
         let ended = self.event_when(event_id, |e| e.status.is_final())?;
         if !ended.status.is_final() {
-            bail!(RequestInProgress, "the release of event {event_id} is on its way; ask again with the same key");
+            bail!(RequestInProgress, "the release of event {event_id} is on its way; report the occurrence again");
         }
         self.wait_for_payees(&ended);
         Ok(HoldReceipt { event: self.event_of(&ended), records: Vec::new(), tx_id: ended.release_tx, repeated })
@@ -421,13 +415,4 @@ fn follows(event: &HoldEvent, ends_as: RoleStatus) -> bool {
 /// The oracle ended the event expired, or ordered its return.
 fn expiring(event: &HoldEvent) -> bool {
     follows(event, RoleStatus::Expired)
-}
-
-fn check_text(what: &str, text: &str) -> Result<()> {
-    ensure!(
-        !text.trim().is_empty() && text.len() <= TEXT_BYTES_MAX,
-        MalformedInput,
-        "the {what} has 1 to {TEXT_BYTES_MAX} bytes"
-    );
-    Ok(())
 }

@@ -89,22 +89,49 @@ pub struct EventNotes {
     pub confirmed_by: Option<String>,
     /// When it was registered (0: before notes were kept).
     pub registered_at_ms: u64,
+    /// The occurrence its provider reported (a single event takes one): the same id again is
+    /// answered as repeated, nothing done again.
+    pub occurrence_id: Option<String>,
     /// Why its provider rejected it.
     pub reason: Option<String>,
+}
+
+/// A provider's occurrence as the role keeps it in the event's notes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OccurrenceNote {
+    /// The provider's id of the occurrence: unique per occurrence of the event.
+    pub occurrence_id: String,
+    /// Why, for a rejection.
+    pub reason: Option<String>,
+}
+
+/// What a provider's occurrence did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confirmed {
+    /// Decided now: the release ordered, or the event ended.
+    New,
+    /// This occurrence was reported before: nothing done again.
+    Repeated,
 }
 
 impl Encode for EventNotes {
     fn encode(&self, w: &mut dtenge_wire::Writer) {
         w.put(&self.confirmed_by);
         w.u64(self.registered_at_ms);
+        w.put(&self.occurrence_id);
         w.put(&self.reason);
     }
 }
 
 impl dtenge_wire::Decode for EventNotes {
-    const ENCODED_BYTES_MIN: usize = 1 + 8 + 1;
+    const ENCODED_BYTES_MIN: usize = 1 + 8 + 1 + 1;
     fn decode(r: &mut dtenge_wire::Reader<'_>) -> std::result::Result<Self, dtenge_wire::DecodeError> {
-        Ok(EventNotes { confirmed_by: r.get()?, registered_at_ms: r.u64("registered at")?, reason: r.get()? })
+        Ok(EventNotes {
+            confirmed_by: r.get()?,
+            registered_at_ms: r.u64("registered at")?,
+            occurrence_id: r.get()?,
+            reason: r.get()?,
+        })
     }
 }
 
@@ -350,7 +377,7 @@ impl OracleService {
         let mut batch = WriteBatch::new();
         batch.put(ROLE_EVENTS_TABLE, id.as_bytes().to_vec(), event.to_bytes());
         batch.put(ROLE_META_TABLE, NEXT_EVENT_KEY.to_vec(), (inner.next_event + 1).to_bytes());
-        let notes = EventNotes { confirmed_by: confirmer, registered_at_ms: now_ms, reason: None };
+        let notes = EventNotes { confirmed_by: confirmer, registered_at_ms: now_ms, ..EventNotes::default() };
         batch.put(ROLE_META_TABLE, meta_key(NOTES_PREFIX, &id), notes.to_bytes());
         if let Some((key, fingerprint)) = &registration.idem {
             batch.put(ROLE_META_TABLE, meta_key(EVENT_KEY_PREFIX, key), (*fingerprint, id.clone()).to_bytes());
@@ -391,23 +418,36 @@ impl OracleService {
     /// held event's release is planned, written and ordered from its bank; a rejection of an
     /// event not held ends it.
     pub fn confirm_event(&self, provider: &str, event_id: &str, confirmation: Confirmation, now_ms: u64) -> Result<()> {
-        self.confirm_event_because(provider, event_id, confirmation, None, now_ms)
+        self.confirm(provider, event_id, confirmation, None, now_ms).map(|_| ())
     }
 
-    /// [`OracleService::confirm_event`], with the reason of a rejection kept in the event's
-    /// notes (written in the same commit).
-    pub fn confirm_event_because(
+    /// [`OracleService::confirm_event`] for a provider's occurrence: its id and a rejection's
+    /// reason are kept in the event's notes (written in the same commit), and the same
+    /// occurrence id again is answered [`Confirmed::Repeated`], nothing done again.
+    pub fn confirm_occurrence(
         &self,
         provider: &str,
         event_id: &str,
         confirmation: Confirmation,
-        reason: Option<&str>,
+        occurrence: OccurrenceNote,
         now_ms: u64,
-    ) -> Result<()> {
-        if let Some(reason) = reason {
+    ) -> Result<Confirmed> {
+        check_text("occurrence id", &occurrence.occurrence_id)?;
+        if let Some(reason) = &occurrence.reason {
             ensure!(confirmation == Confirmation::Rejected, MalformedInput, "a reason goes with a rejection only");
             check_text("reason", reason)?;
         }
+        self.confirm(provider, event_id, confirmation, Some(occurrence), now_ms)
+    }
+
+    fn confirm(
+        &self,
+        provider: &str,
+        event_id: &str,
+        confirmation: Confirmation,
+        occurrence: Option<OccurrenceNote>,
+        now_ms: u64,
+    ) -> Result<Confirmed> {
         let mut inner = self.inner.lock();
         ensure_running(&inner)?;
         let Some(event) = inner.events.get(event_id) else {
@@ -415,6 +455,10 @@ impl OracleService {
         };
         let confirmer = confirmer_of(&inner, event);
         ensure!(confirmer == provider, Forbidden, "event {event_id} is confirmed by '{confirmer}' only");
+        let seen = inner.notes.get(event_id).and_then(|n| n.occurrence_id.as_deref());
+        if seen.is_some() && seen == occurrence.as_ref().map(|o| o.occurrence_id.as_str()) {
+            return Ok(Confirmed::Repeated);
+        }
         ensure!(event.pending.is_none(), Conflict, "a transaction of event {event_id} is in flight; confirm again");
         ensure!(
             now_ms < event.valid_until_ms || event.status.is_final(),
@@ -438,9 +482,10 @@ impl OracleService {
         }
         let mut batch = WriteBatch::new();
         batch.put(ROLE_EVENTS_TABLE, event_id.as_bytes().to_vec(), event.to_bytes());
-        let notes = reason.map(|reason| {
+        let notes = occurrence.map(|occurrence| {
             let mut notes = inner.notes.get(event_id).cloned().unwrap_or_default();
-            notes.reason = Some(reason.to_string());
+            notes.occurrence_id = Some(occurrence.occurrence_id);
+            notes.reason = occurrence.reason;
             batch.put(ROLE_META_TABLE, meta_key(NOTES_PREFIX, event_id), notes.to_bytes());
             notes
         });
@@ -453,7 +498,7 @@ impl OracleService {
         if releasing {
             self.send_order(&mut inner, event_id, now_ms);
         }
-        Ok(())
+        Ok(Confirmed::New)
     }
 
     /// Take one envelope from the network: only the banks of this network talk to the oracle.
