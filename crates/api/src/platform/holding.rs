@@ -5,12 +5,14 @@
 //!
 //! The oracle role serves single events only and keeps no signed records of their steps: an
 //! event is shown in the network's shape ([`Event`]) with an empty history (and
-//! `registered_at_unix_ms` 0 for an event registered before the role kept it). Infinite events and notifications to the banks are not served yet (see the report of
-//! this branch); `notifications` is therefore not offered here.
+//! `registered_at_unix_ms` 0 for an event registered before the role kept it). Infinite
+//! events and notifications to the banks are not served yet, so `notifications` is not
+//! offered here.
 //!
-//! The calls that wait for another role (a hold applied at the oracle, a release certified)
-//! wait at most [`ANSWER_WAIT`]; the step goes on after a timeout, and asking again with the
-//! same idempotency key answers it.
+//! The calls that wait for another role (a hold applied at the oracle, a release certified and
+//! applied at the payees' banks) wait at most [`ANSWER_WAIT`]; the step goes on after a
+//! timeout, and asking again (a hold with the same idempotency key, an occurrence with the
+//! same occurrence id) answers it.
 
 use super::{idem_key, wait, Platform, ANSWER_WAIT};
 use dtenge_core::crypto::{Address, Hash32, PublicKey};
