@@ -28,6 +28,9 @@
 // Markings, VAT, contracts and split payments among the roles.
 mod programmed;
 pub use programmed::{ClientAt, ContractTerms, CONTRACT_VALIDITY_MS_MAX};
+// Cards and vouchers (`cards`).
+mod cards;
+pub use cards::{AtmWithdrawal, CardPurchase, VoucherReceipt};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use dtenge_bank::{AccountKey, Answer, BankService, Committed, Genesis, IdemKey, Request};
@@ -410,6 +413,10 @@ impl Assembly {
                     oracle.tick(now_ms);
                     for bank in &banks {
                         bank.service.tick(now_ms);
+                        // A tick may queue (a card refund owed, submitted again).
+                        if bank.service.queued() > 0 {
+                            bank.wake();
+                        }
                     }
                 }
             }),

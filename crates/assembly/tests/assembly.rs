@@ -262,3 +262,37 @@ fn fund_runs_on_operational_days_only() {
     assembly.fund("steppe", tiyn(1_000_00), WAIT).unwrap();
     assert_eq!(balance(&assembly, "steppe", OWN_ACCOUNT), tiyn(1_000_00));
 }
+
+#[test]
+fn a_custodial_payment_refused_while_its_bank_was_blocked_pays_when_asked_again_after_the_lift() {
+    let dir = tempfile::tempdir().unwrap();
+    let payer = SecretKey::from_seed([6; 32]);
+    let payee = SecretKey::from_seed([7; 32]);
+    let assembly = start(dir.path());
+    assembly
+        .migrate_accounts("steppe", vec![(account("steppe", 6, &payer), AccountKey::Custodial(payer.clone()))])
+        .unwrap();
+    assembly
+        .migrate_accounts("tulpar", vec![(account("tulpar", 7, &payee), AccountKey::Client(payee.public_key()))])
+        .unwrap();
+    assembly.fund("steppe", tiyn(1_000_00), WAIT).unwrap();
+    let steppe = assembly.bank("steppe").unwrap();
+    let fund = Request::Pay { client_id: OWN_ACCOUNT.into(), payees: vec![(payer.address(), tiyn(500_00))] };
+    steppe.submit(fund, None).recv_timeout(WAIT).unwrap().unwrap();
+
+    let pay = || Request::Pay { client_id: "900101300006".into(), payees: vec![(payee.address(), tiyn(100_00))] };
+    assembly.central().set_blocked("steppe", true, "licence review", assembly.now_ms()).unwrap();
+    assembly.settle(WAIT).unwrap();
+    let refused = steppe.submit(pay(), None).recv_timeout(WAIT).unwrap().unwrap_err();
+    assert_eq!(refused.code, ErrorCode::BankBlocked);
+    assembly.central().set_blocked("steppe", false, "", assembly.now_ms()).unwrap();
+    assembly.settle(WAIT).unwrap();
+    // The same request again pays. (Here the bank knew of its block and refused the payment
+    // itself. When the notary refuses it first, for good, the attempt after the lift must be
+    // a new transaction: each carries a nonce. The roles' simulator found that case with a
+    // card refund, seed 71.)
+    steppe.submit(pay(), None).recv_timeout(WAIT).unwrap().unwrap();
+    assembly.settle(WAIT).unwrap();
+    assert_eq!(balance(&assembly, "steppe", "900101300006"), tiyn(400_00));
+    assert_eq!(assembly.reconcile(), Vec::<String>::new());
+}

@@ -166,16 +166,18 @@ impl BankService {
         let client = inner.node.account(client_id)?.address;
         let bank = inner.node.account(OWN_ACCOUNT)?.address;
         let issuer = self.anchors.read().issuer;
+        // A nonce per attempt: see `admit_payment`.
+        let nonce = inner.cards.next_nonce();
         let tx = match direction {
             Conversion::ToDt => {
                 // Enough bank money beside what conversions in flight reserved.
                 let reserved = inner.fiat_reserved.of(client_id).checked_add(amount)?;
                 inner.node.fiat_after(client_id, Amount::ZERO, reserved)?;
-                inner.node.prepare_payment(OWN_ACCOUNT, &[(client, amount)], issuer, 0).map_err(|e| {
+                inner.node.prepare_payment(OWN_ACCOUNT, &[(client, amount)], issuer, nonce).map_err(|e| {
                     Error::new(e.code, format!("the bank's own DT cannot pay this conversion: {}", e.message))
                 })?
             }
-            Conversion::FromDt => inner.node.prepare_payment(client_id, &[(bank, amount)], issuer, 0)?,
+            Conversion::FromDt => inner.node.prepare_payment(client_id, &[(bank, amount)], issuer, nonce)?,
         };
         if let Err(e) = inner.fiat_reserved.reserve(client_id, fiat_move.debit()) {
             inner.node.release(&tx);

@@ -30,6 +30,7 @@ impl BankService {
             }
             // A decision from anyone but central: not applied, not acknowledged.
             Payload::Decision(_) => {}
+            Payload::Card(notice) => self.on_card_notice(inner, from, deliver.seq, notice, now_ms),
         }
     }
 
@@ -114,7 +115,7 @@ impl BankService {
         self.ack(&from, seq);
     }
 
-    fn ack(&self, to: &RoleId, seq: u64) {
+    pub(crate) fn ack(&self, to: &RoleId, seq: u64) {
         let _ = self.transport.send(Envelope {
             from: self.role(),
             to: to.clone(),

@@ -49,6 +49,7 @@
 
 #![forbid(unsafe_code)]
 
+mod cards;
 mod claims;
 mod conversion;
 mod deliver;
@@ -60,6 +61,7 @@ mod reply;
 mod state;
 mod submit;
 mod verify;
+mod vouchers;
 
 pub use claims::{claim_of, AccountKey, Opening, CLAIMS_IN_FLIGHT_MAX};
 pub use hold::{HOLDS_IN_FLIGHT_MAX, HOLD_BATCH_BIT, HOLD_TABLE};
@@ -67,6 +69,10 @@ pub use programmed::{PLAN_RETRIES_MAX, PROGRAMMED_TABLE, SPENDS_IN_FLIGHT_MAX, S
 pub use redeem::{REDEEM_TABLE, REDEMPTIONS_IN_FLIGHT_MAX};
 pub use registry::{Registry, RegistryLine, REGISTRY_LINES_MAX};
 pub use state::{tables, BANK_META_TABLE, IDEM_TABLE, OUTBOX_TABLE, RECENT_COMMITTED_MAX};
+// Cards and vouchers across roles.
+pub use cards::{CardRequest, RefundReceipt, Refunding, PAYOUTS_TABLE, PURCHASES_TABLE, REFUNDS_TABLE};
+pub use dtenge_wire::{CardMode, PurchaseRecord};
+pub use vouchers::{EventRecord, VoucherEvent, VoucherProgram, VoucherProgramRequest, EVENTS_TABLE, PROGRAMS_TABLE};
 
 use crossbeam_channel::{Receiver, Sender};
 use dtenge_core::anchors::Anchors;
@@ -181,6 +187,10 @@ pub enum Request {
     /// moves between the client and the bank's own account, and the client's bank-money
     /// balance moves the other way in the same commit, when the notary has certified it.
     Convert { client_id: String, direction: Conversion, amount: Amount },
+    /// A card flow (`cards`): a purchase named by its card, an ATM withdrawal, a refund.
+    Card(CardRequest),
+    /// A voucher event (`vouchers`), taken through [`BankService::voucher_event`].
+    Voucher(VoucherEvent),
 }
 
 /// Which way a client's conversion goes.
@@ -431,6 +441,9 @@ impl BankService {
             Message::ReleaseOrder(order) if envelope.from == RoleId::Oracle => {
                 self.on_release_order(&mut inner, order, now_ms)
             }
+            Message::CardClaimReply(reply) if envelope.from == RoleId::Directory => {
+                self.on_card_claim_reply(&mut inner, reply)
+            }
             // Nothing else is for a bank: dropped, as a stray or hostile message must be.
             _ => {}
         }
@@ -462,6 +475,7 @@ impl BankService {
         self.resend_redemptions(&mut inner, now_ms);
         self.resend_holds(&mut inner, now_ms);
         self.resend_spends(&mut inner, now_ms);
+        self.cards_tick(&mut inner, now_ms);
     }
 
     /// Commit durably, with the deletions of acknowledged deliveries waiting for a commit.

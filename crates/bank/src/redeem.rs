@@ -158,6 +158,7 @@ impl BankService {
             if idem.key.is_empty() || idem.key.len() > 128 {
                 return Err(Error::malformed("an idempotency key has 1 to 128 characters"));
             }
+            crate::cards::check_key(Some(idem))?;
             if self.answered_by_key(inner, idem, answer)? {
                 return Ok(None);
             }

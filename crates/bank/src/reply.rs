@@ -93,18 +93,36 @@ impl BankService {
         let mut deliveries: BTreeMap<String, Vec<(Transaction, CommitProof)>> = BTreeMap::new();
         let mut kept = Vec::new();
         let mut fiat_after = crate::conversion::FiatAfter::default();
+        let mut card_plan = crate::cards::CardPlan::answering(reply.certificate.as_ref().map_or(0, |c| c.seq));
         for (index, outcome) in checked.iter().enumerate() {
             let (entry, ids) = (&pending.entries[index], &pending.ids[index]);
             match outcome {
                 Checked::Committed(proof) => {
                     let tx = &entry.tx;
-                    let purpose = entry.fiat.as_ref().map_or(Purpose::Payment, |f| f.purpose());
+                    let mut purpose = entry.fiat.as_ref().map_or(Purpose::Payment, |f| f.purpose());
+                    let reference = entry.card.as_ref().map(|leg| leg.reference());
+                    if let Some(leg) = &entry.card {
+                        purpose = leg.purpose();
+                    }
                     let mut delta = inner
                         .node
-                        .plan_commit_ids(tx, &ids.tx_id, &ids.inputs, &ids.outputs, purpose, None, now_ms)
+                        .plan_commit_ids(
+                            tx,
+                            &ids.tx_id,
+                            &ids.inputs,
+                            &ids.outputs,
+                            purpose,
+                            reference.as_deref(),
+                            now_ms,
+                        )
                         .unwrap_or_else(|e| panic!("a committed transaction the bank checked cannot be planned: {e}"));
                     if let Some(fiat) = &entry.fiat {
                         delta.set_fiat(&fiat.client_id, fiat_after.apply(inner, fiat));
+                    }
+                    if let Some(leg) = &entry.card {
+                        let legs =
+                            crate::cards::Legs { delta: &mut delta, fiat_after: &mut fiat_after, plan: &mut card_plan };
+                        self.plan_card_leg(inner, leg, &ids.tx_id, legs, batch, now_ms);
                     }
                     delta
                         .writes(&inner.node, batch)
@@ -134,6 +152,7 @@ impl BankService {
             let certificate = reply.certificate.clone().expect("a committed outcome comes with its certificate");
             sends.push(inner.outbound.plan(RoleId::Bank(bank), Payload::Certified { certificate, txs }, batch));
         }
+        sends.extend(self.finish_card_plan(inner, card_plan, batch));
         let kept_entries: Vec<OutboxEntry> = kept.iter().map(|&i| pending.entries[i].clone()).collect();
         if kept_entries.is_empty() {
             batch.delete(OUTBOX_TABLE, be(reply.batch).to_vec());
@@ -177,6 +196,9 @@ impl BankService {
             if let Some(fiat) = &pending.entries[index].fiat {
                 // Committed: the debit is in the balance now; refused: nothing was debited.
                 inner.fiat_reserved.release(&fiat.client_id, fiat.debit());
+            }
+            if let Some(leg) = &pending.entries[index].card {
+                inner.cards.answered(leg, answer.is_ok());
             }
             inner.in_outbox.remove(&tx_id);
             for waiter in inner.waiters.remove(&tx_id).unwrap_or_default() {

@@ -12,6 +12,12 @@
 //! | `bank_holds` | transaction id | a hold or release not finished (`hold.rs`) |
 //! | `bank_meta` | `next_spend_nonce` | u64 LE |
 //! | `bank_programmed` | transaction id | a programmed spend not finished (`programmed.rs`) |
+//! | `bank_card_purchases` | purchase id | the purchase, as issuer and/or acquirer (`cards.rs`) |
+//! | `bank_card_payouts` | purchase id, 0, refund number (u32 BE) | DT this bank owes a buyer for a refund |
+//! | `bank_card_refunds` | the key | a convert-to-fiat refund decided here, by idempotency key |
+//! | `bank_card_credits` | purchase id | bank money owed to a merchant not opened here yet |
+//! | `bank_voucher_programs` | programme id (or 0x01 + key) | a voucher programme (`vouchers.rs`) |
+//! | `bank_voucher_events` | programme id, 0, event id | the event's payment (tx id, certificate, amount, time) |
 //!
 //! The node's own tables (accounts, tokens, history) are `dtenge-node`'s, the deliveries'
 //! `dtenge-delivery`'s.
@@ -61,6 +67,7 @@ pub fn tables() -> Vec<Table> {
     tables.extend(dtenge_delivery::TABLES);
     tables.extend([OUTBOX_TABLE, IDEM_TABLE, BANK_META_TABLE, crate::redeem::REDEEM_TABLE, crate::hold::HOLD_TABLE]);
     tables.push(crate::programmed::PROGRAMMED_TABLE);
+    tables.extend(crate::cards::TABLES);
     tables
 }
 
@@ -79,6 +86,8 @@ pub(crate) struct OutboxEntry {
     pub(crate) payee_banks: Vec<String>,
     /// A conversion's bank-money move, applied with the certified payment.
     pub(crate) fiat: Option<crate::conversion::FiatMove>,
+    /// A card or voucher flow's leg, applied with the certified payment (`cards`).
+    pub(crate) card: Option<crate::cards::CardLeg>,
 }
 
 impl Encode for IdemKey {
@@ -101,13 +110,21 @@ impl Encode for OutboxEntry {
         w.put(&self.idem);
         w.put(&self.payee_banks);
         w.put(&self.fiat);
+        // Added with cards: an outbox written before is drained before the upgrade.
+        w.put(&self.card);
     }
 }
 
 impl Decode for OutboxEntry {
-    const ENCODED_BYTES_MIN: usize = Transaction::ENCODED_BYTES_MIN + 1 + 4 + 1;
+    const ENCODED_BYTES_MIN: usize = Transaction::ENCODED_BYTES_MIN + 1 + 4 + 1 + 1;
     fn decode(r: &mut Reader<'_>) -> std::result::Result<Self, DecodeError> {
-        Ok(OutboxEntry { tx: r.get()?, idem: r.get()?, payee_banks: r.seq("payee banks", 1_024)?, fiat: r.get()? })
+        Ok(OutboxEntry {
+            tx: r.get()?,
+            idem: r.get()?,
+            payee_banks: r.seq("payee banks", 1_024)?,
+            fiat: r.get()?,
+            card: r.get()?,
+        })
     }
 }
 
@@ -186,6 +203,8 @@ pub(crate) struct Inner {
     pub(crate) holds: crate::hold::Holds,
     /// Programmed spends not finished.
     pub(crate) spends: crate::programmed::Spends,
+    /// Cards being linked, refunds in flight, refunds owed, voucher programmes (`cards`).
+    pub(crate) cards: crate::cards::CardState,
     recent: VecDeque<(TxId, u64)>,
     pub(crate) recent_index: HashMap<TxId, u64>,
     /// Set when a durable commit failed: the store refuses every commit until the role is
@@ -244,6 +263,7 @@ impl Inner {
         let redeems = crate::redeem::load(store, &mut node, &mut idem_in_flight)?;
         let holds = crate::hold::load(store, &mut node, &mut idem_in_flight)?;
         let spends = crate::programmed::load(store, &mut node, &mut idem_in_flight)?;
+        let cards = crate::cards::CardState::load(store, outbox.values().flat_map(|p| &p.entries))?;
         Ok(Inner {
             node,
             next_batch,
@@ -259,6 +279,7 @@ impl Inner {
             redeems,
             holds,
             spends,
+            cards,
             recent: VecDeque::new(),
             recent_index: HashMap::new(),
             failed: false,

@@ -22,13 +22,15 @@ pub(crate) struct Submission {
 }
 
 /// A transaction that passed the bank's own checks, its inputs reserved.
-struct Admitted {
-    tx: Transaction,
-    ids: TxIds,
-    idem: Option<IdemKey>,
-    answer: Reply,
-    payee_banks: Vec<String>,
-    fiat: Option<crate::conversion::FiatMove>,
+pub(crate) struct Admitted {
+    pub(crate) tx: Transaction,
+    pub(crate) ids: TxIds,
+    pub(crate) idem: Option<IdemKey>,
+    pub(crate) answer: Reply,
+    pub(crate) payee_banks: Vec<String>,
+    pub(crate) fiat: Option<crate::conversion::FiatMove>,
+    /// A card or voucher flow's leg (`cards`, `vouchers`), applied with the certified payment.
+    pub(crate) card: Option<crate::cards::CardLeg>,
 }
 
 impl BankService {
@@ -81,6 +83,7 @@ impl BankService {
         let prechecked = self.precheck(submissions);
         let candidates = {
             let mut inner = self.inner.lock();
+            inner.cards.observe(now_ms);
             let mut candidates = Vec::with_capacity(prechecked.len());
             for (submission, ids) in prechecked {
                 let answer = submission.answer.clone();
@@ -122,6 +125,7 @@ impl BankService {
                     Ok((Some(ids), witnesses))
                 }
                 Request::Pay { .. } | Request::PayPhone { .. } | Request::Convert { .. } => Ok((None, Vec::new())),
+                Request::Card(_) | Request::Voucher(_) => Ok((None, Vec::new())),
             })
             .collect();
         verify_all(&mut verdicts, |(_, items): &(Option<TxIds>, Vec<SignatureItem>)| items.as_slice(), &self.key_cache);
@@ -140,6 +144,7 @@ impl BankService {
     fn admit(&self, inner: &mut Inner, submission: Submission, ids: Option<TxIds>) -> Result<Option<Admitted>> {
         let Submission { request, idem, answer } = submission;
         if let Some(idem) = &idem {
+            crate::cards::check_caller_key(&request, idem)?;
             if self.answered_by_key(inner, idem, &answer)? {
                 return Ok(None);
             }
@@ -157,8 +162,10 @@ impl BankService {
             Request::Convert { client_id, direction, amount } => {
                 let (tx, fiat) = self.prepare_conversion(inner, &client_id, direction, amount)?;
                 let ids = TxIds::of(&tx)?;
-                Some(Admitted { tx, ids, idem, answer, payee_banks: Vec::new(), fiat: Some(fiat) })
+                Some(Admitted { tx, ids, idem, answer, payee_banks: Vec::new(), fiat: Some(fiat), card: None })
             }
+            Request::Card(card) => Some(self.admit_card(inner, card, idem, answer)?),
+            Request::Voucher(event) => Some(self.admit_voucher(inner, event, idem, answer)?),
         };
         if let Some(Admitted { ids, idem: Some(idem), .. }) = &admitted {
             // Claimed now, so that the same key twice in one batch pays once.
@@ -220,7 +227,7 @@ impl BankService {
         inner.node.check_client_transaction_ids(&tx, &ids.inputs)?;
         let payee_banks = self.payee_banks(inner, tx.body.outputs.iter().map(|o| &o.owner))?;
         inner.node.reserve_inputs(&ids.tx_id, &ids.inputs)?;
-        Ok(Some(Admitted { tx, ids, idem, answer, payee_banks, fiat: None }))
+        Ok(Some(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: None }))
     }
 
     fn admit_payment(
@@ -233,10 +240,13 @@ impl BankService {
     ) -> Result<Admitted> {
         let payee_banks = self.payee_banks(inner, payees.iter().map(|(a, _)| a))?;
         let issuer = self.anchors.read().issuer;
-        // Transfers need no nonce: their inputs, spent once, make their ids unique.
-        let tx = inner.node.prepare_payment(client_id, payees, issuer, 0)?;
+        // A nonce per attempt, as for cards (`CardState::next_nonce`): a payment the notary
+        // refused for good while its bank was blocked, asked again after the block is lifted,
+        // would otherwise be the same transaction, with the same inputs, refused again.
+        let nonce = inner.cards.next_nonce();
+        let tx = inner.node.prepare_payment(client_id, payees, issuer, nonce)?;
         let ids = TxIds::of(&tx)?;
-        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None })
+        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: None })
     }
 
     /// The account a phone transfer pays: the directory's answer, found now.
@@ -324,6 +334,9 @@ impl BankService {
                     if let Some(fiat) = &candidate.fiat {
                         inner.fiat_reserved.release(&fiat.client_id, fiat.debit());
                     }
+                    if let Some(leg) = &candidate.card {
+                        inner.cards.answered(leg, false);
+                    }
                     if let Some(idem) = &candidate.idem {
                         inner.idem_in_flight.remove(&idem.key);
                     }
@@ -353,6 +366,7 @@ impl BankService {
                 idem: admitted.idem,
                 payee_banks: admitted.payee_banks,
                 fiat: admitted.fiat,
+                card: admitted.card,
             });
             ids.push(admitted.ids);
             answers.push(admitted.answer);
@@ -379,6 +393,9 @@ impl BankService {
                 inner.node.release(&entry.tx);
                 if let Some(fiat) = &entry.fiat {
                     inner.fiat_reserved.release(&fiat.client_id, fiat.debit());
+                }
+                if let Some(leg) = &entry.card {
+                    inner.cards.answered(leg, false);
                 }
                 if let Some(idem) = &entry.idem {
                     inner.idem_in_flight.remove(&idem.key);

@@ -36,10 +36,12 @@
 #![forbid(unsafe_code)]
 
 pub mod calendar;
+pub mod card_settlement;
 pub mod redeem;
 mod registry;
 
 pub use calendar::DayView;
+pub use card_settlement::{Settlement, CARD_SETTLEMENTS_TABLE};
 
 pub use redeem::{REDEEM_OUTBOX_TABLE, REDEMPTIONS_IN_FLIGHT_MAX, REDEMPTIONS_TABLE};
 pub use registry::{Emission, EntryKind, RegistryEntry, Totals, REGISTRY_TABLE};
@@ -79,6 +81,7 @@ pub fn tables() -> Vec<Table> {
     let mut tables = dtenge_abs::TABLES.to_vec();
     tables.extend(dtenge_delivery::TABLES);
     tables.extend([OUTBOX_TABLE, IDEM_TABLE, META_TABLE, REGISTRY_TABLE, REDEEM_OUTBOX_TABLE, REDEMPTIONS_TABLE]);
+    tables.push(CARD_SETTLEMENTS_TABLE);
     tables
 }
 
@@ -133,6 +136,8 @@ struct Inner {
     /// The operational calendar with the operator's overrides.
     calendar: dtenge_core::calendar::Calendar,
     outbound: dtenge_delivery::Outbound,
+    /// The banks' streams of card settlements, and those waiting for funds.
+    cards: card_settlement::Settlements,
     /// Set when a durable commit failed: the role answers nothing until it is reopened.
     failed: bool,
 }
@@ -210,6 +215,7 @@ impl CentralService {
             blocked: BTreeMap::new(),
             calendar: calendar::load(&store)?,
             outbound: dtenge_delivery::Outbound::load(&store)?,
+            cards: card_settlement::Settlements::load(&store)?,
             failed: false,
         };
         for (key, reason) in store.scan_prefix(META_TABLE, BLOCKED_PREFIX)? {
@@ -472,6 +478,11 @@ impl CentralService {
                     self.on_redeem_request(&mut inner, bank, request.tx, now_ms);
                 }
             }
+            Message::Deliver(deliver) => {
+                if let RoleId::Bank(bank) = &envelope.from {
+                    self.on_bank_delivery(&mut inner, bank, deliver, now_ms);
+                }
+            }
             Message::DeliverAck(ack) => {
                 let mut batch = WriteBatch::new();
                 if inner.outbound.plan_ack(&envelope.from, ack.seq, &mut batch)
@@ -596,6 +607,7 @@ impl CentralService {
             inner.outbox.get_mut(&batch_no).expect("listed above").sent_at_ms = now_ms;
         }
         self.resend_redemptions(&mut inner, now_ms);
+        self.post_queued(&mut inner, now_ms);
         for envelope in inner.outbound.due(&RoleId::Central, now_ms) {
             let _ = self.transport.send(envelope);
         }

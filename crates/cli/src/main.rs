@@ -374,6 +374,7 @@ fn sim_roles(seeds: u64, first: u64, config: &dtenge_sim::roles::RolesConfig, tr
     let started = std::time::Instant::now();
     let (mut committed, mut redeemed, mut restarts, mut lost) = (0u64, 0u64, 0u64, 0u64);
     let (mut held, mut released) = (0u64, 0u64);
+    let (mut bought, mut taps) = (0u64, 0u64);
     for seed in first..first.saturating_add(count) {
         let report = match dtenge_sim::roles::run_roles(seed, config) {
             Ok(report) => report,
@@ -390,11 +391,13 @@ fn sim_roles(seeds: u64, first: u64, config: &dtenge_sim::roles::RolesConfig, tr
         redeemed += u64::from(report.redemptions);
         held += u64::from(report.holds);
         released += u64::from(report.confirmations);
+        bought += u64::from(report.card_purchases);
+        taps += u64::from(report.voucher_taps_paid);
         restarts += u64::from(report.restarts);
         lost += report.messages_lost;
     }
     println!(
-        "{count} seeds from {first} passed in {:.1} s: {committed} payments committed, {redeemed} redemptions, {held} holds, {released} events confirmed and released, {restarts} role restarts, {lost} messages lost; every invariant held",
+        "{count} seeds from {first} passed in {:.1} s: {committed} payments committed, {redeemed} redemptions, {held} holds, {released} events confirmed and released, {bought} card purchases, {taps} voucher taps paid, {restarts} role restarts, {lost} messages lost; every invariant held",
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)

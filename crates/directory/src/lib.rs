@@ -19,6 +19,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cards;
+
 use dtenge_core::crypto::Address;
 use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_store::{LogTable, Store, Table, WriteBatch};
@@ -34,7 +36,7 @@ pub const CLAIMS_AT_ONCE_MAX: usize = 100_000;
 
 /// Every table of the directory's store.
 pub fn tables() -> Vec<Table> {
-    vec![CLAIMS_LOG.table()]
+    vec![CLAIMS_LOG.table(), cards::CARDS_LOG.table()]
 }
 
 /// One listed account.
@@ -153,6 +155,8 @@ impl Directory {
 pub struct DirectoryService {
     state: RwLock<Directory>,
     store: Store,
+    /// Cards linked to accounts (`cards`).
+    cards: RwLock<cards::Cards>,
 }
 
 fn claim_record(bank: &str, claim: &Claim) -> Vec<u8> {
@@ -184,7 +188,8 @@ impl DirectoryService {
             assert!(state.check(&bank, &claim).is_ok(), "a stored claim is consistent with those before it");
             state.apply(&bank, &claim);
         }
-        Ok(DirectoryService { state: RwLock::new(state), store })
+        let cards = RwLock::new(cards::load(&store)?);
+        Ok(DirectoryService { state: RwLock::new(state), store, cards })
     }
 
     /// Query the listings.
@@ -245,6 +250,15 @@ impl DirectoryService {
     /// Answer one envelope: a bank's claim for one of its own accounts. Anything else, or a
     /// claim sent by another role, gets no answer.
     pub fn handle(&self, envelope: Envelope) -> Option<Envelope> {
+        if let (RoleId::Bank(bank), Message::CardClaim(claim)) = (&envelope.from, &envelope.message) {
+            let refused = self.claim_card(bank, claim).err();
+            let reply = dtenge_wire::CardClaimReply { pan: claim.pan.clone(), refused };
+            return Some(Envelope {
+                from: RoleId::Directory,
+                to: envelope.from,
+                message: Message::CardClaimReply(reply),
+            });
+        }
         let (RoleId::Bank(bank), Message::Claim(claim)) = (&envelope.from, &envelope.message) else { return None };
         let refused = self.claim(bank, claim).err();
         let reply = ClaimReply { address: claim.address, refused };

@@ -39,6 +39,13 @@
 //!   transaction paying out exactly what was held; no hold or release is left pending at a
 //!   bank or at the oracle.
 //!
+//! - cards and vouchers (`cards`): each merchant's bank money = its committed converted
+//!   purchases minus their refunds; each correspondent account moved by exactly the card
+//!   settlements the answers imply (in the check above); what is left of each purchase at its
+//!   acquirer = paid minus refunded; each voucher tap paid once (every answer names one
+//!   transaction, the canteen holds the meal's price times the taps paid); no refund owed,
+//!   card claim or settlement left waiting.
+//!
 //! The operator also blocks and unblocks banks at random: central delivers each decision to
 //! the notary and every bank; what was certified before a block still completes.
 
@@ -61,6 +68,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+
+mod cards;
 
 const BANKS: [&str; 3] = ["steppe", "tulpar", "sapa"];
 /// Most steps of one run: a bound on its loop.
@@ -100,6 +109,9 @@ pub struct RolesReport {
     pub holds_refused: u32,
     /// Events the provider confirmed or rejected (each released or returned once).
     pub confirmations: u32,
+    /// Card purchases answered committed, and voucher taps paid (`cards`).
+    pub card_purchases: u32,
+    pub voucher_taps_paid: u32,
     pub restarts: u32,
     pub commit_crashes: u32,
     pub messages_lost: u64,
@@ -156,6 +168,23 @@ impl dtenge_bank::Directory for DirectoryView {
             ));
         };
         Ok(service.read(|d| d.by_address(address).map(|l| l.bank.clone())))
+    }
+
+    /// Clients by id (the merchants, the canteen): as the assembly's banks find them.
+    fn find(&self, who: dtenge_bank::Who<'_>, bank: Option<&str>) -> dtenge_core::Result<Option<dtenge_bank::Found>> {
+        let Some(service) = self.0.read().clone() else {
+            return Err(dtenge_core::Error::new(
+                dtenge_core::ErrorCode::RequestInProgress,
+                "the directory cannot be reached; retry",
+            ));
+        };
+        Ok(service.read(|d| {
+            let listing = match who {
+                dtenge_bank::Who::Phone(phone) => d.by_phone(phone, bank),
+                dtenge_bank::Who::Client(client) => d.by_client(client, bank),
+            };
+            listing.map(|l| dtenge_bank::Found { address: l.address, bank: l.bank.clone(), kind: l.kind })
+        }))
     }
 }
 
@@ -243,6 +272,8 @@ struct Sim {
     to_unblock: Vec<&'static str>,
     /// Banks the operator has blocked (as central recorded it).
     blocked: std::collections::BTreeSet<&'static str>,
+    /// Cards and vouchers (`cards`).
+    cards: cards::CardSim,
     report: RolesReport,
 }
 
@@ -316,6 +347,7 @@ impl Sim {
             held: Vec::new(),
             to_unblock: Vec::new(),
             blocked: Default::default(),
+            cards: Default::default(),
             report: RolesReport {
                 seed,
                 trace_digest: Hash32([0; 32]),
@@ -328,6 +360,8 @@ impl Sim {
                 holds: 0,
                 holds_refused: 0,
                 confirmations: 0,
+                card_purchases: 0,
+                voucher_taps_paid: 0,
                 restarts: 0,
                 commit_crashes: 0,
                 messages_lost: 0,
@@ -429,6 +463,7 @@ impl Sim {
         self.deposit_bank_money()?;
         self.fund_banks();
         self.run_for(5_000);
+        self.open_shops()?;
         let mut sent = 0;
         for _ in 0..STEPS_MAX {
             if sent >= self.config.payments {
@@ -445,6 +480,7 @@ impl Sim {
                 72..=76 => self.redeem(),
                 77..=81 => self.register_and_hold(),
                 82..=85 => self.confirm(),
+                86..=91 => self.card_step(),
                 _ => {}
             }
             let advance_ms = self.rng.gen_range(0..=TICK_MS);
@@ -846,6 +882,7 @@ impl Sim {
             self.resolve_answers();
             self.resolve_redemptions();
             self.resolve_holds();
+            self.resolve_cards();
             if self.now_ms >= end_ms {
                 return;
             }
@@ -942,6 +979,7 @@ impl Sim {
                             Conversion::FromDt => *fiat + amount.tiyn(),
                         };
                     }
+                    self.card_committed(&w, &committed.tx_id);
                     self.acknowledged.push(committed.tx_id);
                     self.report.payments_committed += 1;
                 }
@@ -1053,7 +1091,7 @@ impl Sim {
             self.holds_waiting.len(),
             self.oracle.as_ref().map(|o| o.pending()),
             self.banks.values().map(|b| b.holds_pending()).collect::<Vec<_>>()
-        ))
+        ) + &self.cards_waiting())
     }
 
     fn quiet(&self) -> bool {
@@ -1071,6 +1109,7 @@ impl Sim {
                     && b.redemptions_pending() == 0
                     && b.holds_pending() == 0
             })
+            && self.cards_quiet()
     }
 
     /// The invariants, once quiet.
@@ -1121,6 +1160,7 @@ impl Sim {
             return Err(format!("transaction {lost} was acknowledged but is not committed"));
         }
         self.check_bank_money()?;
+        self.check_cards()?;
         self.check_holds(notary)
     }
 
@@ -1145,11 +1185,12 @@ impl Sim {
         let registry = central.registry();
         for bank in BANKS {
             let totals = Totals::of(&registry, Some(bank));
-            let expected = CREDITED_TIYN as i64 - totals.issued.tiyn() as i64 + totals.redeemed.tiyn() as i64;
+            let cards = self.cards.corr_moved.get(bank).copied().unwrap_or(0);
+            let expected = CREDITED_TIYN as i64 - totals.issued.tiyn() as i64 + totals.redeemed.tiyn() as i64 + cards;
             let corr = central.abs_balance(&dtenge_abs::correspondent(bank));
             if corr != expected {
                 return Err(format!(
-                    "corr:{bank} holds {corr}, not credited {CREDITED_TIYN} - issued {} + redeemed {}",
+                    "corr:{bank} holds {corr}, not credited {CREDITED_TIYN} - issued {} + redeemed {} + card settlements {cards}",
                     totals.issued, totals.redeemed
                 ));
             }
@@ -1225,6 +1266,8 @@ impl Sim {
         self.report.messages_lost = stats.lost;
         self.report.messages_duplicated = stats.duplicated;
         self.report.torn_records_discarded = self.disks.values().map(|d| d.stats().torn_records_discarded).sum();
+        self.report.card_purchases = self.cards.purchases() as u32;
+        self.report.voucher_taps_paid = self.cards.taps_paid() as u32;
         let joined = self.report.trace.join("\n");
         self.report.trace_digest = hash_parts(b"dtenge/sim/roles/trace", &[joined.as_bytes()]);
         self.report

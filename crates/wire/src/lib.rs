@@ -8,10 +8,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cards;
 pub mod codec;
 pub mod domain;
 pub mod message;
 
+pub use cards::{CardClaim, CardClaimReply, CardMode, CardNotice, PurchaseRecord};
 pub use codec::{Decode, DecodeError, Encode, Reader, Writer};
 pub use message::{
     Abandon, AccountKind, AttestPurpose, AttestReply, AttestRequest, Claim, ClaimReply, Decision, Deliver, DeliverAck,

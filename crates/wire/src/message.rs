@@ -36,6 +36,9 @@
 //! kinds, and exactly what it pays), builds the transaction from it and asks for its
 //! attestation ([`AttestPurpose::Spend`]); from there the spend goes as a hold (notarized
 //! alone, delivered to the oracle and the payees' banks, or given up with [`Abandon`]).
+//! Cards (kinds 40-59, `crate::cards`): a bank claims a card number at the directory
+//! (`CardClaim`, `CardClaimReply`); purchases, refunds and withdrawals tell the other bank and
+//! central what they owe on the numbered delivery streams (`Payload::Card`).
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use dtenge_core::certificate::{CommitCertificate, CommitProof, CompactTx};
@@ -168,6 +171,8 @@ pub enum Payload {
     Certified { certificate: CommitCertificate, txs: Vec<(Transaction, CommitProof)> },
     /// An operator's decision, from central to every role it concerns.
     Decision(Decision),
+    /// A card flow's notice (`crate::cards`): payload tag 40.
+    Card(crate::cards::CardNotice),
 }
 
 /// The NBK operator's decisions that other roles enforce.
@@ -407,6 +412,9 @@ pub enum Message {
     Abandon(Abandon),
     PlanRequest(PlanRequest),
     PlanReply(PlanReply),
+    // Cards (`crate::cards`): kinds 40-59.
+    CardClaim(crate::cards::CardClaim),
+    CardClaimReply(crate::cards::CardClaimReply),
 }
 
 impl Message {
@@ -428,6 +436,9 @@ impl Message {
             // Programmed spends: kinds 20 to 39.
             Message::PlanRequest(_) => 20,
             Message::PlanReply(_) => 21,
+            // Cards: kinds 40-59.
+            Message::CardClaim(_) => 40,
+            Message::CardClaimReply(_) => 41,
         }
     }
 }
@@ -494,6 +505,10 @@ impl Encode for Message {
                         w.str(bank);
                         w.bool(*blocked);
                         w.str(reason);
+                    }
+                    Payload::Card(notice) => {
+                        w.u8(40);
+                        w.put(notice);
                     }
                 }
             }
@@ -575,6 +590,8 @@ impl Encode for Message {
                     }
                 }
             }
+            Message::CardClaim(m) => w.put(m),
+            Message::CardClaimReply(m) => w.put(m),
         }
     }
 }
@@ -605,6 +622,7 @@ impl Decode for Message {
                         }),
                         tag => return Err(DecodeError::UnknownTag { what: "decision", tag: u64::from(tag) }),
                     },
+                    40 => Payload::Card(r.get()?),
                     tag => return Err(DecodeError::UnknownTag { what: "delivery payload", tag: u64::from(tag) }),
                 };
                 Ok(Message::Deliver(Deliver { seq, payload }))
@@ -665,6 +683,8 @@ impl Decode for Message {
                     tag => return Err(DecodeError::UnknownTag { what: "plan", tag: u64::from(tag) }),
                 },
             })),
+            40 => Ok(Message::CardClaim(r.get()?)),
+            41 => Ok(Message::CardClaimReply(r.get()?)),
             kind => Err(DecodeError::UnknownTag { what: "message kind", tag: u64::from(kind) }),
         }
     }

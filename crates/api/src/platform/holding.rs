@@ -78,7 +78,7 @@ impl Platform {
         Ok(Party { bank: bank.to_string(), client_id: client_id.to_string(), address })
     }
 
-    fn payee(&self, share: &ShareRequest) -> Result<Payee> {
+    fn event_payee(&self, share: &ShareRequest) -> Result<Payee> {
         let party = self.party(&share.bank, &share.client_id)?;
         Ok(Payee { bank: party.bank, address: party.address, amount_tiyn: share.amount_tiyn })
     }
@@ -105,7 +105,7 @@ impl Platform {
             Forbidden,
             "a node's own DT is not held for events; hold a client's or an agency's"
         );
-        let payees = request.payees.iter().map(|s| self.payee(s)).collect::<Result<Vec<_>>>()?;
+        let payees = request.payees.iter().map(|s| self.event_payee(s)).collect::<Result<Vec<_>>>()?;
         let now = self.now_ms();
         let spec = dtenge_oracle::service::EventSpec {
             reference: request.reference.trim().to_string(),
@@ -179,7 +179,7 @@ impl Platform {
                 let payouts = match &request.payouts {
                     Some(list) => Some(
                         list.iter()
-                            .map(|s| self.payee(s).map(|p| (p.address, p.amount_tiyn)))
+                            .map(|s| self.event_payee(s).map(|p| (p.address, p.amount_tiyn)))
                             .collect::<Result<Vec<_>>>()?,
                     ),
                     None => None,

@@ -13,8 +13,10 @@
 //! The operations are grouped as the REST API groups them, one file each.
 
 mod accounts;
+mod cards;
 mod holding;
 mod operator;
+mod programmed;
 
 use dtenge_assembly::{Assembly, BankHandle, BankSpec, Config, RoleKeys};
 use dtenge_bank::IdemKey;
@@ -27,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use accounts::{HISTORY_PAGE_MAX, NAME_LEN_MAX, OPEN_ACCOUNTS_MAX};
+pub use programmed::{MARKINGS_PAGE_MAX, REFERENCE_LEN_MAX, SPLIT_LINES_MAX};
 
 /// The Treasury's node id.
 pub const TREASURY_ID: &str = "treasury";
