@@ -264,9 +264,15 @@ fn a_hold_is_released_by_its_occurrence_and_another_returned_when_the_clock_pass
     assert_eq!(platform.balance("steppe", &aigerim).unwrap().dt_held_tiyn, tiyn(150_00));
     assert!(platform.expire_due_events().is_empty(), "nothing is due yet");
     assert_eq!(platform.advance_clock(None, 10 * 366 * 24 * HOUR_MS).unwrap_err().code, ErrorCode::MalformedInput);
-    let moved = platform.advance_clock(None, 2 * HOUR_MS).unwrap();
+    let moved = platform.advance_clock(Some(&idem("advance-1")), 2 * HOUR_MS).unwrap();
     assert_eq!(moved.now_unix_ms, MONDAY_MS + 2 * HOUR_MS);
     assert_eq!(moved.expired_events, vec![lease.id.clone(), idle.id.clone()]);
+    // A retry with the key: the first answer, the clock not moved again.
+    let retried = platform.advance_clock(Some(&idem("advance-1")), 2 * HOUR_MS).unwrap();
+    assert_eq!((retried.now_unix_ms, &retried.expired_events), (moved.now_unix_ms, &moved.expired_events));
+    assert_eq!(platform.now_ms(), MONDAY_MS + 2 * HOUR_MS);
+    let other = Idem { key: "advance-1".into(), fingerprint: Hash32([9; 32]) };
+    assert_eq!(platform.advance_clock(Some(&other), 1).unwrap_err().code, ErrorCode::IdempotencyKeyReused);
     let balance = platform.balance("steppe", &aigerim).unwrap();
     assert_eq!((balance.dt_tiyn, balance.dt_held_tiyn), (tiyn(400_00), Amount::ZERO));
     let lease = platform.oracle_event(&lease.id).unwrap().event;

@@ -34,10 +34,18 @@ use std::time::{Duration, Instant};
 pub const EVENT_VALIDITY_MS_MAX: u64 = 5 * 366 * 24 * 3_600_000;
 /// Largest page of a listing (the network's bound).
 pub const PAGE_LIMIT_MAX: usize = 1_000;
+/// Most clock advances remembered by their idempotency keys (the oldest is forgotten first).
+pub const ADVANCES_REMEMBERED_MAX: usize = 1_024;
 /// How often a call waiting for the oracle looks again.
 const POLL: Duration = Duration::from_millis(2);
 /// Why an expired event ended, as the network words it.
 const EXPIRED_REASON: &str = "the event's validity ran out";
+
+/// The manual clock's advances answered, by idempotency key, oldest first. Kept in memory:
+/// the manual clock starts again from its first time when the platform restarts, and so
+/// should its advances.
+#[derive(Default)]
+pub(crate) struct Advances(std::sync::Mutex<std::collections::VecDeque<(String, Hash32, ClockView)>>);
 
 impl Platform {
     /// Register a provider and issue its secret token (the NBK operator's decision). The token
@@ -242,15 +250,28 @@ impl Platform {
 
     /// Move the platform's clock forward (only a manual clock: tests and the demo), then run
     /// the expiries that became due; the answer lists the events that ended expired within
-    /// [`ANSWER_WAIT`] (a blocked holding bank returns nothing until unblocked). The roles keep
-    /// no record of the call: asked again, even with the same idempotency key, the clock
-    /// advances again.
-    pub fn advance_clock(&self, _idem: Option<&Idem>, advance_ms: u64) -> Result<ClockView> {
+    /// [`ANSWER_WAIT`] (a blocked holding bank returns nothing until unblocked). Asked again
+    /// with the same idempotency key and request, it answers the first advance and does not
+    /// move the clock again (the last [`ADVANCES_REMEMBERED_MAX`] keys are remembered).
+    pub fn advance_clock(&self, idem: Option<&Idem>, advance_ms: u64) -> Result<ClockView> {
         ensure!(
             advance_ms <= EVENT_VALIDITY_MS_MAX,
             MalformedInput,
             "advance at most {EVENT_VALIDITY_MS_MAX} ms at a time"
         );
+        // Held across the advance, so that a key is answered once however many ask at once.
+        let mut advances = self.advances.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(idem) = idem {
+            if let Some((_, fingerprint, view)) = advances.iter().find(|(key, ..)| *key == idem.key) {
+                ensure!(
+                    *fingerprint == idem.fingerprint,
+                    IdempotencyKeyReused,
+                    "idempotency key '{}' was used with a different request",
+                    idem.key
+                );
+                return Ok(view.clone());
+            }
+        }
         // Listed before the clock moves, so that the oracle's own tick cannot take one first
         // unseen.
         let due = self.due_events(self.now_ms().saturating_add(advance_ms));
@@ -268,7 +289,14 @@ impl Platform {
                 expired_events.push(id);
             }
         }
-        Ok(ClockView { now_unix_ms: self.now_ms(), expired_events })
+        let view = ClockView { now_unix_ms: self.now_ms(), expired_events };
+        if let Some(idem) = idem {
+            if advances.len() >= ADVANCES_REMEMBERED_MAX {
+                advances.pop_front();
+            }
+            advances.push_back((idem.key.clone(), idem.fingerprint, view.clone()));
+        }
+        Ok(view)
     }
 
     /// Oracle events, newest first, optionally of one status.
