@@ -380,6 +380,12 @@ impl CentralService {
         Ok(())
     }
 
+    /// The banks the operator has blocked, with the reason of each block: what central has
+    /// decided (the notary and the banks apply it from their deliveries).
+    pub fn blocked(&self) -> BTreeMap<String, String> {
+        self.inner.lock().blocked.clone()
+    }
+
     /// Issue `amount` of DT to `bank`'s own account against its correspondent account. The
     /// answer comes once the ABS posting and the registry entry are durable. Taken on an
     /// operational day only (`NonWorkingDay` otherwise, nothing changed).

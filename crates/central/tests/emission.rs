@@ -168,6 +168,7 @@ fn a_block_reaches_the_notary_and_the_bank_over_a_lossy_network_and_its_lift_too
     c.run(10_000);
     assert_eq!(c.bank_own_tiyn(), 50_000);
     c.central().set_blocked("steppe", true, "licence suspended", c.now_ms).unwrap();
+    assert_eq!(c.central().blocked().get("steppe").map(String::as_str), Some("licence suspended"));
     c.run(10_000);
     assert!(c.quiet(), "the decision reached every role");
     let refused = c.central().emit("steppe", tiyn(1_000), None, c.now_ms);
@@ -188,10 +189,13 @@ fn a_block_reaches_the_notary_and_the_bank_over_a_lossy_network_and_its_lift_too
     // Restarts keep the decision.
     c.restart("notary");
     c.restart("steppe");
+    c.restart("central");
+    assert_eq!(c.central().blocked().get("steppe").map(String::as_str), Some("licence suspended"));
     let answer = pay(&c);
     c.run(10_000);
     assert_eq!(answer.try_recv().unwrap().unwrap_err().code, ErrorCode::BankBlocked);
     c.central().set_blocked("steppe", false, "", c.now_ms).unwrap();
+    assert!(c.central().blocked().is_empty());
     c.run(10_000);
     let answer = pay(&c);
     c.run(10_000);

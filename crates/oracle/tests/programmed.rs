@@ -268,3 +268,35 @@ fn a_bank_spends_for_its_own_clients_only_and_names_the_spends_subject() {
     assert_eq!(refused(h.ask("steppe", &id, &spend, &stolen)), ErrorCode::Forbidden);
     assert_eq!(h.oracle.spends_in_flight(), 0);
 }
+
+#[test]
+fn a_provider_is_known_by_its_token_and_listed_after_a_restart() {
+    let mut h = Harness::new();
+    let token = "t".repeat(dtenge_oracle::service::programmed::PROVIDER_TOKEN_BYTES_MIN);
+    let kind = dtenge_oracle::ProviderKind::VehicleRegistry;
+    let registered = h.oracle.register_provider("vehicles", "Vehicle registry", kind, &token, 5).unwrap();
+    assert_eq!(h.oracle.authenticate(&token).unwrap(), registered);
+    assert_eq!(h.oracle.authenticate("not a token of anyone").unwrap_err().code, ErrorCode::Unauthorized);
+    h.restart();
+    assert_eq!(h.oracle.authenticate(&token).unwrap(), registered);
+    assert_eq!(h.oracle.providers(), vec![registered]);
+}
+
+#[test]
+fn a_provider_registered_under_a_key_gets_the_same_token_again_and_another_request_is_refused() {
+    let mut h = Harness::new();
+    let kind = dtenge_oracle::ProviderKind::SubsidySystem;
+    let fingerprint = Hash32([7; 32]);
+    let (view, token) =
+        h.oracle.register_provider_keyed("subsidies", "Subsidies", kind, ("k-1", fingerprint), 5).unwrap();
+    assert_eq!(h.oracle.authenticate(&token).unwrap(), view);
+    h.restart();
+    let again = h.oracle.register_provider_keyed("subsidies", "Subsidies", kind, ("k-1", fingerprint), 9).unwrap();
+    assert_eq!(again, (view.clone(), token.clone()), "the same provider and token, registered once");
+    let other = h.oracle.register_provider_keyed("subsidies", "Subsidies", kind, ("k-1", Hash32([8; 32])), 9);
+    assert_eq!(other.unwrap_err().code, ErrorCode::IdempotencyKeyReused);
+    // Another key for a provider registered already: the registry refuses it.
+    let twice = h.oracle.register_provider_keyed("subsidies", "Subsidies", kind, ("k-2", fingerprint), 9);
+    assert_eq!(twice.unwrap_err().code, ErrorCode::Conflict);
+    assert_eq!(h.oracle.providers(), vec![view]);
+}

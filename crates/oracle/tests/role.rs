@@ -10,7 +10,10 @@ use dtenge_core::token::{event_hash, Input, Output, TxId};
 use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::validate::TxIds;
 use dtenge_core::{Amount, ErrorCode};
-use dtenge_oracle::service::{tables, Confirmation, EventSpec, EventStatus, OracleService, Payee, TxDecision};
+use dtenge_oracle::service::{
+    tables, Confirmation, Confirmed, EventSpec, EventStatus, OccurrenceNote, OracleService, Payee, Registration,
+    TxDecision,
+};
 use dtenge_store::{CrashMode, SimDisk, Store};
 use dtenge_transport::{SendError, Transport};
 use dtenge_wire::{
@@ -413,4 +416,61 @@ fn an_event_past_its_validity_returns_what_it_holds_and_one_never_held_just_expi
     let event = h.oracle.event(&held_id).unwrap();
     assert_eq!((event.status, event.returned_tiyn, event.held_tiyn), (EventStatus::Expired, tiyn(1_000), Amount::ZERO));
     assert_eq!(h.oracle.pending(), 0);
+}
+
+#[test]
+fn an_event_confirmed_by_another_provider_and_registered_under_a_key_is_kept_across_a_restart() {
+    let mut h = Harness::new();
+    let token = "r".repeat(dtenge_oracle::service::programmed::PROVIDER_TOKEN_BYTES_MIN);
+    let kind = dtenge_oracle::ProviderKind::VehicleRegistry;
+    h.oracle.register_provider("registry", "Vehicle registry", kind, &token, 0).unwrap();
+    let spec = |valid_until_ms: u64| EventSpec {
+        reference: "sale, VIN 2".into(),
+        sender_bank: "steppe".into(),
+        sender: key(SENDER).address(),
+        payees: vec![Payee { bank: "sapa".into(), address: key(SELLER).address(), amount_tiyn: tiyn(900) }],
+        valid_until_ms,
+    };
+    let by = |confirmer: &str, key: &str, fingerprint: u8| Registration {
+        confirmed_by: Some(confirmer.into()),
+        idem: Some((key.into(), Hash32([fingerprint; 32]))),
+    };
+    let unknown = h.oracle.register_event_with("portal", spec(10_000), by("nobody", "k0", 1), 0).unwrap_err();
+    assert_eq!(unknown.code, ErrorCode::NotFound);
+    let id = h.oracle.register_event_with("portal", spec(10_000), by("registry", "k1", 1), 0).unwrap();
+    // The same key and request: the same event; another request: refused; no second event.
+    assert_eq!(h.oracle.register_event_with("portal", spec(10_000), by("registry", "k1", 1), 0).unwrap(), id);
+    let reused = h.oracle.register_event_with("portal", spec(10_000), by("registry", "k1", 2), 0).unwrap_err();
+    assert_eq!(reused.code, ErrorCode::IdempotencyKeyReused);
+    assert_eq!(h.oracle.events().len(), 1);
+    h.restart();
+    assert_eq!(h.oracle.register_event_with("portal", spec(10_000), by("registry", "k1", 1), 0).unwrap(), id);
+    assert_eq!(h.oracle.confirmed_by(&id).as_deref(), Some("registry"));
+    // Only the confirming provider confirms, not the one that registered the event.
+    let refused = h.oracle.confirm_event("portal", &id, Confirmation::Rejected, 5).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Forbidden);
+    let note = |id: &str, reason: Option<&str>| OccurrenceNote {
+        occurrence_id: id.into(),
+        reason: reason.map(str::to_string),
+    };
+    let not_a_rejection = Confirmation::Occurred { payouts: None };
+    let refused = h.oracle.confirm_occurrence("registry", &id, not_a_rejection, note("o-1", Some("why")), 5);
+    assert_eq!(refused.unwrap_err().code, ErrorCode::MalformedInput);
+    let why = Some("the registry refuses the transfer");
+    let first = h.oracle.confirm_occurrence("registry", &id, Confirmation::Rejected, note("o-1", why), 5).unwrap();
+    assert_eq!(first, Confirmed::New);
+    assert_eq!(h.oracle.event(&id).unwrap().status, EventStatus::Rejected);
+    h.restart();
+    // The same occurrence again: repeated, whatever it says now; another: the event is decided.
+    let again = h.oracle.confirm_occurrence("registry", &id, Confirmation::Rejected, note("o-1", None), 6);
+    assert_eq!(again.unwrap(), Confirmed::Repeated);
+    let other = h.oracle.confirm_occurrence("registry", &id, Confirmation::Rejected, note("o-2", None), 6);
+    assert_eq!(other.unwrap_err().code, ErrorCode::Conflict);
+    let notes = h.oracle.notes(&id).unwrap();
+    assert_eq!((notes.registered_at_ms, notes.reason.as_deref()), (0, why));
+    assert_eq!(notes.occurrence_id.as_deref(), Some("o-1"));
+    assert_eq!(notes.confirmed_by.as_deref(), Some("registry"));
+    // Without a confirmer, the registering provider confirms.
+    let plain = h.register();
+    assert_eq!(h.oracle.confirmed_by(&plain).as_deref(), Some("vehicles"));
 }

@@ -15,6 +15,8 @@
 mod accounts;
 mod cards;
 mod central;
+mod holding;
+mod operator;
 mod payments;
 mod programmed;
 
@@ -45,6 +47,9 @@ pub struct Platform {
     assembly: Assembly,
     clock: Arc<dyn Clock>,
     entropy: Entropy,
+    /// The manual clock's advances by idempotency key (`holding.rs`): in memory, as the manual
+    /// clock itself is.
+    advances: holding::Advances,
 }
 
 impl Platform {
@@ -64,7 +69,7 @@ impl Platform {
         };
         let now = clock.clone();
         let assembly = Assembly::start(dir, &config, Arc::new(move || now.now_ms()))?;
-        Ok(Platform { assembly, clock, entropy })
+        Ok(Platform { assembly, clock, entropy, advances: holding::Advances::default() })
     }
 
     /// The roles themselves, for the operator's tools and the tests.

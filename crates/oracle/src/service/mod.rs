@@ -65,6 +65,87 @@ pub const EVENTS_MAX: usize = 1_000_000;
 /// `LIMIT_EXCEEDED` (not written) until the operators archive old ones.
 pub const DECISIONS_MAX: usize = 10_000_000;
 
+/// `notes:<event id>` in [`ROLE_META_TABLE`] -> the event's [`EventNotes`]: written with the
+/// event (and again with a rejection), beside the event's row so that the row's encoding
+/// stays as it is. An event registered before notes were kept has none (the defaults).
+const NOTES_PREFIX: &[u8] = b"notes:";
+/// `event_key:<key>` in [`ROLE_META_TABLE`] -> the request's fingerprint and the event id: a
+/// registration's idempotency key, written with the event.
+const EVENT_KEY_PREFIX: &[u8] = b"event_key:";
+/// Longest idempotency key of a registration, in bytes (the banks' bound).
+pub const EVENT_KEY_BYTES_MAX: usize = 128;
+
+fn meta_key(prefix: &[u8], name: &str) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+/// What the role keeps of an event beside its row.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventNotes {
+    /// The provider whose confirmations release or reject the event, when another than the
+    /// one that registered it (the vehicle registry for a sale the contract portal registered).
+    pub confirmed_by: Option<String>,
+    /// When it was registered (0: before notes were kept).
+    pub registered_at_ms: u64,
+    /// The occurrence its provider reported (a single event takes one): the same id again is
+    /// answered as repeated, nothing done again.
+    pub occurrence_id: Option<String>,
+    /// Why its provider rejected it.
+    pub reason: Option<String>,
+}
+
+/// A provider's occurrence as the role keeps it in the event's notes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OccurrenceNote {
+    /// The provider's id of the occurrence: unique per occurrence of the event.
+    pub occurrence_id: String,
+    /// Why, for a rejection.
+    pub reason: Option<String>,
+}
+
+/// What a provider's occurrence did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confirmed {
+    /// Decided now: the release ordered, or the event ended.
+    New,
+    /// This occurrence was reported before: nothing done again.
+    Repeated,
+}
+
+impl Encode for EventNotes {
+    fn encode(&self, w: &mut dtenge_wire::Writer) {
+        w.put(&self.confirmed_by);
+        w.u64(self.registered_at_ms);
+        w.put(&self.occurrence_id);
+        w.put(&self.reason);
+    }
+}
+
+impl dtenge_wire::Decode for EventNotes {
+    const ENCODED_BYTES_MIN: usize = 1 + 8 + 1 + 1;
+    fn decode(r: &mut dtenge_wire::Reader<'_>) -> std::result::Result<Self, dtenge_wire::DecodeError> {
+        Ok(EventNotes {
+            confirmed_by: r.get()?,
+            registered_at_ms: r.u64("registered at")?,
+            occurrence_id: r.get()?,
+            reason: r.get()?,
+        })
+    }
+}
+
+/// How a provider's registration may differ from the plain one ([`OracleService::register_event`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Registration {
+    /// The provider whose confirmations release or reject the event; by default the one that
+    /// registers it.
+    pub confirmed_by: Option<String>,
+    /// An idempotency key and the fingerprint of its request: the same key and request again
+    /// answer the event registered first, another request `IDEMPOTENCY_KEY_REUSED`.
+    pub idem: Option<(String, Hash32)>,
+}
+
 /// A provider's registration of a holding event, its parties resolved to banks and addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventSpec {
@@ -108,6 +189,8 @@ struct Inner {
     programmed: programmed::Programmed,
     /// When each release order was last sent (not stored: sent again after a restart).
     orders_sent_at_ms: HashMap<String, u64>,
+    /// Event -> what the role keeps of it beside its row.
+    notes: HashMap<String, EventNotes>,
     failed: bool,
     stats: OracleStats,
 }
@@ -151,6 +234,15 @@ impl OracleService {
         }
         check_loaded(&events, &decisions)?;
         let programmed = programmed::Programmed::load(&store, key.clone(), &decisions)?;
+        let mut notes = HashMap::new();
+        for (key, value) in store.scan_prefix(ROLE_META_TABLE, NOTES_PREFIX)? {
+            let event_id = String::from_utf8(key[NOTES_PREFIX.len()..].to_vec())
+                .map_err(|_| Error::storage("oracle role: an event's notes are keyed by no UTF-8 id"))?;
+            if !events.contains_key(&event_id) {
+                return Err(Error::storage(format!("oracle role: notes of {event_id}, which is not stored")));
+            }
+            notes.insert(event_id, stored::<EventNotes>(&value, "an event's notes")?);
+        }
         let inner = Inner {
             programmed,
             events,
@@ -158,6 +250,7 @@ impl OracleService {
             next_event,
             inbound: dtenge_delivery::Inbound::load(&store)?,
             orders_sent_at_ms: HashMap::new(),
+            notes,
             failed: false,
             stats: OracleStats::default(),
         };
@@ -202,11 +295,62 @@ impl OracleService {
         events + inner.programmed.in_flight.len()
     }
 
-    /// Register a holding event for `provider`; its id is returned.
+    /// Register a holding event for `provider`, confirmed by it; its id is returned.
     pub fn register_event(&self, provider: &str, spec: EventSpec, now_ms: u64) -> Result<String> {
+        self.register_event_with(provider, spec, Registration::default(), now_ms)
+    }
+
+    /// The provider whose confirmations release or reject `event_id`.
+    pub fn confirmed_by(&self, event_id: &str) -> Option<String> {
+        let inner = self.inner.lock();
+        let event = inner.events.get(event_id)?;
+        Some(confirmer_of(&inner, event).to_string())
+    }
+
+    /// What the role keeps of `event_id` beside its row (the defaults for an event registered
+    /// before notes were kept; `None` for no such event).
+    pub fn notes(&self, event_id: &str) -> Option<EventNotes> {
+        let inner = self.inner.lock();
+        inner.events.get(event_id)?;
+        Some(inner.notes.get(event_id).cloned().unwrap_or_default())
+    }
+
+    /// Register a holding event for `provider`, confirmed by another registered provider
+    /// and/or under an idempotency key ([`Registration`]); its id is returned.
+    pub fn register_event_with(
+        &self,
+        provider: &str,
+        spec: EventSpec,
+        registration: Registration,
+        now_ms: u64,
+    ) -> Result<String> {
         let mut inner = self.inner.lock();
         ensure_running(&inner)?;
+        if let Some((key, fingerprint)) = &registration.idem {
+            ensure!(
+                !key.is_empty() && key.len() <= EVENT_KEY_BYTES_MAX,
+                MalformedInput,
+                "an idempotency key has 1 to {EVENT_KEY_BYTES_MAX} bytes"
+            );
+            if let Some(bytes) = self.store.get(ROLE_META_TABLE, &meta_key(EVENT_KEY_PREFIX, key))? {
+                let (first, event_id) = stored::<(Hash32, String)>(&bytes, "an event's idempotency key")?;
+                ensure!(
+                    first == *fingerprint,
+                    IdempotencyKeyReused,
+                    "idempotency key '{key}' was used with a different request"
+                );
+                return Ok(event_id);
+            }
+        }
         self.check_spec(provider, &spec, now_ms)?;
+        let confirmer = registration.confirmed_by.filter(|c| c != provider);
+        if let Some(confirmer) = &confirmer {
+            ensure!(
+                inner.programmed.registry.providers().any(|p| p.id == *confirmer),
+                NotFound,
+                "no provider '{confirmer}' to confirm the event"
+            );
+        }
         ensure!(inner.events.len() < EVENTS_MAX, LimitExceeded, "at most {EVENTS_MAX} events");
         let amount = Amount::sum(spec.payees.iter().map(|p| p.amount_tiyn))?;
         let id = format!("EV{:07}", inner.next_event);
@@ -233,9 +377,15 @@ impl OracleService {
         let mut batch = WriteBatch::new();
         batch.put(ROLE_EVENTS_TABLE, id.as_bytes().to_vec(), event.to_bytes());
         batch.put(ROLE_META_TABLE, NEXT_EVENT_KEY.to_vec(), (inner.next_event + 1).to_bytes());
+        let notes = EventNotes { confirmed_by: confirmer, registered_at_ms: now_ms, ..EventNotes::default() };
+        batch.put(ROLE_META_TABLE, meta_key(NOTES_PREFIX, &id), notes.to_bytes());
+        if let Some((key, fingerprint)) = &registration.idem {
+            batch.put(ROLE_META_TABLE, meta_key(EVENT_KEY_PREFIX, key), (*fingerprint, id.clone()).to_bytes());
+        }
         self.commit(&mut inner, batch)?;
         inner.next_event += 1;
         inner.events.insert(id.clone(), event);
+        inner.notes.insert(id.clone(), notes);
         Ok(id)
     }
 
@@ -264,15 +414,51 @@ impl OracleService {
         Ok(())
     }
 
-    /// The provider that registered the event confirms it: a held event's release is planned,
-    /// written and ordered from its bank; a rejection of an event not held ends it.
+    /// The event's confirming provider (by default the one that registered it) confirms it: a
+    /// held event's release is planned, written and ordered from its bank; a rejection of an
+    /// event not held ends it.
     pub fn confirm_event(&self, provider: &str, event_id: &str, confirmation: Confirmation, now_ms: u64) -> Result<()> {
+        self.confirm(provider, event_id, confirmation, None, now_ms).map(|_| ())
+    }
+
+    /// [`OracleService::confirm_event`] for a provider's occurrence: its id and a rejection's
+    /// reason are kept in the event's notes (written in the same commit), and the same
+    /// occurrence id again is answered [`Confirmed::Repeated`], nothing done again.
+    pub fn confirm_occurrence(
+        &self,
+        provider: &str,
+        event_id: &str,
+        confirmation: Confirmation,
+        occurrence: OccurrenceNote,
+        now_ms: u64,
+    ) -> Result<Confirmed> {
+        check_text("occurrence id", &occurrence.occurrence_id)?;
+        if let Some(reason) = &occurrence.reason {
+            ensure!(confirmation == Confirmation::Rejected, MalformedInput, "a reason goes with a rejection only");
+            check_text("reason", reason)?;
+        }
+        self.confirm(provider, event_id, confirmation, Some(occurrence), now_ms)
+    }
+
+    fn confirm(
+        &self,
+        provider: &str,
+        event_id: &str,
+        confirmation: Confirmation,
+        occurrence: Option<OccurrenceNote>,
+        now_ms: u64,
+    ) -> Result<Confirmed> {
         let mut inner = self.inner.lock();
         ensure_running(&inner)?;
         let Some(event) = inner.events.get(event_id) else {
             return Err(Error::new(ErrorCode::NotFound, format!("no oracle event {event_id}")));
         };
-        ensure!(event.provider == provider, Forbidden, "event {event_id} is confirmed by '{}' only", event.provider);
+        let confirmer = confirmer_of(&inner, event);
+        ensure!(confirmer == provider, Forbidden, "event {event_id} is confirmed by '{confirmer}' only");
+        let seen = inner.notes.get(event_id).and_then(|n| n.occurrence_id.as_deref());
+        if seen.is_some() && seen == occurrence.as_ref().map(|o| o.occurrence_id.as_str()) {
+            return Ok(Confirmed::Repeated);
+        }
         ensure!(event.pending.is_none(), Conflict, "a transaction of event {event_id} is in flight; confirm again");
         ensure!(
             now_ms < event.valid_until_ms || event.status.is_final(),
@@ -296,13 +482,23 @@ impl OracleService {
         }
         let mut batch = WriteBatch::new();
         batch.put(ROLE_EVENTS_TABLE, event_id.as_bytes().to_vec(), event.to_bytes());
+        let notes = occurrence.map(|occurrence| {
+            let mut notes = inner.notes.get(event_id).cloned().unwrap_or_default();
+            notes.occurrence_id = Some(occurrence.occurrence_id);
+            notes.reason = occurrence.reason;
+            batch.put(ROLE_META_TABLE, meta_key(NOTES_PREFIX, event_id), notes.to_bytes());
+            notes
+        });
         self.commit(&mut inner, batch)?;
         let releasing = event.status == EventStatus::Releasing;
         inner.events.insert(event_id.to_string(), event);
+        if let Some(notes) = notes {
+            inner.notes.insert(event_id.to_string(), notes);
+        }
         if releasing {
             self.send_order(&mut inner, event_id, now_ms);
         }
-        Ok(())
+        Ok(Confirmed::New)
     }
 
     /// Take one envelope from the network: only the banks of this network talk to the oracle.
@@ -686,6 +882,11 @@ fn check_loaded(events: &BTreeMap<String, HoldEvent>, decisions: &HashMap<TxId, 
         }
     }
     Ok(())
+}
+
+/// The provider whose confirmations release or reject `event`.
+fn confirmer_of<'a>(inner: &'a Inner, event: &'a HoldEvent) -> &'a str {
+    inner.notes.get(&event.id).and_then(|n| n.confirmed_by.as_deref()).unwrap_or(&event.provider)
 }
 
 fn ensure_running(inner: &Inner) -> Result<()> {

@@ -20,13 +20,15 @@
 //!
 
 use super::registry;
-use super::{ensure_running, Inner, OracleService, TxDecision, ROLE_DECISIONS_TABLE};
+use super::rows::stored;
+use super::ROLE_META_TABLE;
+use super::{ensure_running, Inner, OracleService, TxDecision, EVENT_KEY_BYTES_MAX, ROLE_DECISIONS_TABLE};
 use crate::contract::ContractChange;
 use crate::marking::{MarkedPlan, MarkingChange};
 use crate::vat::{VatPayment, VatUpdate};
 use crate::{Contract, ContractSpec, Invoice, InvoiceSpec, Marking, MarkingSpec, Oracle, ProviderKind, ProviderView};
 use crate::{SpendPlan, UseKind};
-use dtenge_core::crypto::SecretKey;
+use dtenge_core::crypto::{hash_parts, Hash32, SecretKey};
 use dtenge_core::party::Party;
 use dtenge_core::token::TxId;
 use dtenge_core::tx::Transaction;
@@ -40,6 +42,10 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Shortest provider token (the caller generates it: 32 random bytes in hex).
 pub const PROVIDER_TOKEN_BYTES_MIN: usize = 32;
+/// `provider_key:<key>` in the role's meta table -> the request's fingerprint and the provider
+/// id: a provider registration's idempotency key, written with the provider.
+const PROVIDER_KEY_PREFIX: &[u8] = b"provider_key:";
+
 /// Most plan requests waiting for their subject at once: beyond it a busy subject's plan is
 /// refused `REQUEST_IN_PROGRESS` (the bank asks again later).
 pub const PLANS_WAITING_MAX: usize = 1_024;
@@ -143,6 +149,53 @@ impl OracleService {
         Ok(view)
     }
 
+    /// Register a provider under an idempotency key, with a token the oracle derives from its
+    /// own key, the idempotency key and the request's fingerprint (`fingerprint`): the same key
+    /// and request answer the same provider and token again, though only the token's hash is
+    /// kept; another request under the key is `IDEMPOTENCY_KEY_REUSED`. The token is returned
+    /// with the provider.
+    pub fn register_provider_keyed(
+        &self,
+        id: &str,
+        name: &str,
+        kind: ProviderKind,
+        idem: (&str, Hash32),
+        now_ms: u64,
+    ) -> Result<(ProviderView, String)> {
+        let (key, fingerprint) = idem;
+        ensure!(
+            !key.is_empty() && key.len() <= EVENT_KEY_BYTES_MAX,
+            MalformedInput,
+            "an idempotency key has 1 to {EVENT_KEY_BYTES_MAX} bytes"
+        );
+        // Deterministic (Ed25519 signs deterministically) and unknowable without the key.
+        let message = hash_parts(b"dtenge/oracle/keyed-provider/v1", &[key.as_bytes(), &fingerprint.0]);
+        let token = hash_parts(b"dtenge/oracle/provider-token/v1", &[&self.key.sign(&message.0).sig.0]).to_hex();
+        let mut row = PROVIDER_KEY_PREFIX.to_vec();
+        row.extend_from_slice(key.as_bytes());
+        let mut inner = self.inner.lock();
+        ensure_running(&inner)?;
+        if let Some(bytes) = self.store.get(ROLE_META_TABLE, &row)? {
+            let (first, provider) = stored::<(Hash32, String)>(&bytes, "a provider's idempotency key")?;
+            ensure!(
+                first == fingerprint,
+                IdempotencyKeyReused,
+                "idempotency key '{key}' was used with a different request"
+            );
+            let registered = inner.programmed.registry.authenticate(&token)?;
+            assert_eq!(registered.id, provider, "a keyed provider's token is derived again from its key");
+            return Ok((registered.view(), token));
+        }
+        let provider = inner.programmed.registry.plan_provider(id, name, kind, &token, now_ms)?;
+        let mut batch = WriteBatch::new();
+        registry::provider_writes(&provider, &mut batch);
+        batch.put(ROLE_META_TABLE, row, (fingerprint, provider.id.clone()).to_bytes());
+        self.commit(&mut inner, batch)?;
+        let view = provider.view();
+        inner.programmed.registry.apply_provider(provider);
+        Ok((view, token))
+    }
+
     /// The tax authority registers a VAT payer.
     pub fn register_vat_payer(&self, token: &str, payer: Party) -> Result<Party> {
         self.known_banks(&[&payer])?;
@@ -230,6 +283,18 @@ impl OracleService {
     }
 
     // ---- reads ----
+
+    /// The provider a bearer token belongs to (`UNAUTHORIZED` for a token no provider holds):
+    /// for the providers' calls that name their provider, such as
+    /// [`OracleService::register_event`].
+    pub fn authenticate(&self, token: &str) -> Result<ProviderView> {
+        Ok(self.inner.lock().programmed.registry.authenticate(token)?.view())
+    }
+
+    /// Every registered provider, by id.
+    pub fn providers(&self) -> Vec<ProviderView> {
+        self.inner.lock().programmed.registry.providers().map(|p| p.view()).collect()
+    }
 
     /// A marking with its moves (its trace).
     pub fn marking(&self, id: &str) -> Result<Marking> {

@@ -1,0 +1,448 @@
+//! Holding (SPEC §5.1) on the roles: providers registered at the oracle, events registered by
+//! them, the sender's bank holding its client's funds (`BankService::hold`: attested by the
+//! oracle, notarized, delivered to the oracle), a provider's occurrence ordering the release
+//! from the holding bank, and expiry returning what an event still holds (the oracle's tick).
+//!
+//! The oracle role serves single events only and keeps no signed records of their steps: an
+//! event is shown in the network's shape ([`Event`]) with an empty history (and
+//! `registered_at_unix_ms` 0 for an event registered before the role kept it). Infinite
+//! events and notifications to the banks are not served yet, so `notifications` is not
+//! offered here.
+//!
+//! The calls that wait for another role (a hold applied at the oracle, a release certified and
+//! applied at the payees' banks) wait at most [`ANSWER_WAIT`]; the step goes on after a
+//! timeout, and asking again (a hold with the same idempotency key, an occurrence with the
+//! same occurrence id) answers it.
+
+use super::{idem_key, wait, Platform, ANSWER_WAIT};
+use dtenge_core::crypto::{Address, Hash32, PublicKey};
+use dtenge_core::party::Party;
+use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
+use dtenge_network::types::{
+    ClockView, Event, EventKind, EventPage, EventRequest, EventStatus, EventTerms, EventView, HoldReceipt, HoldRequest,
+    HoldView, OccurrenceOutcome, OccurrenceRequest, ProviderCredentials, ProviderRequest, Share, ShareRequest,
+};
+use dtenge_network::Idem;
+use dtenge_node::OWN_ACCOUNT;
+use dtenge_oracle::service::{
+    Confirmation, Confirmed, EventStatus as RoleStatus, HoldEvent, OccurrenceNote, Payee, Registration,
+};
+use dtenge_oracle::ProviderView;
+use std::time::{Duration, Instant};
+
+/// Longest validity of an event: five years (the network's bound).
+pub const EVENT_VALIDITY_MS_MAX: u64 = 5 * 366 * 24 * 3_600_000;
+/// Largest page of a listing (the network's bound).
+pub const PAGE_LIMIT_MAX: usize = 1_000;
+/// Most clock advances remembered by their idempotency keys (the oldest is forgotten first).
+pub const ADVANCES_REMEMBERED_MAX: usize = 1_024;
+/// How often a call waiting for the oracle looks again.
+const POLL: Duration = Duration::from_millis(2);
+/// Why an expired event ended, as the network words it.
+const EXPIRED_REASON: &str = "the event's validity ran out";
+
+/// The manual clock's advances answered, by idempotency key, oldest first. Kept in memory:
+/// the manual clock starts again from its first time when the platform restarts, and so
+/// should its advances.
+#[derive(Default)]
+pub(crate) struct Advances(std::sync::Mutex<std::collections::VecDeque<(String, Hash32, ClockView)>>);
+
+impl Platform {
+    /// Register a provider and issue its secret token (the NBK operator's decision). The token
+    /// is in this answer only; the oracle keeps its hash. Asked again with the same
+    /// idempotency key and request, it answers the same provider and token (the oracle derives
+    /// a keyed registration's token from its own key and the idempotency key); without a key,
+    /// a provider registered already is `CONFLICT`.
+    pub fn register_provider(&self, idem: Option<&Idem>, request: ProviderRequest) -> Result<ProviderCredentials> {
+        let oracle = self.assembly.oracle();
+        let (provider, token) = match idem {
+            Some(idem) => oracle.register_provider_keyed(
+                &request.id,
+                &request.name,
+                request.kind,
+                (&idem.key, idem.fingerprint),
+                self.now_ms(),
+            )?,
+            None => {
+                let token = Hash32(self.entropy.seed32()).to_hex();
+                (oracle.register_provider(&request.id, &request.name, request.kind, &token, self.now_ms())?, token)
+            }
+        };
+        Ok(ProviderCredentials { provider, token })
+    }
+
+    pub fn providers(&self) -> Vec<ProviderView> {
+        self.assembly.oracle().providers()
+    }
+
+    /// The oracle's public key: what verifies its attestations.
+    pub fn oracle_public_key(&self) -> PublicKey {
+        self.assembly.oracle().public_key()
+    }
+
+    /// The account `client_id` has at `bank`, as an event names it.
+    fn party(&self, bank: &str, client_id: &str) -> Result<Party> {
+        let address = self.bank(bank)?.service().read(|n| n.account(client_id).map(|a| a.address))?;
+        Ok(Party { bank: bank.to_string(), client_id: client_id.to_string(), address })
+    }
+
+    fn event_payee(&self, share: &ShareRequest) -> Result<Payee> {
+        let party = self.party(&share.bank, &share.client_id)?;
+        Ok(Payee { bank: party.bank, address: party.address, amount_tiyn: share.amount_tiyn })
+    }
+
+    /// A provider registers a single event, confirmed by itself or by the provider it names.
+    /// Asked again with the same idempotency key and request, it answers the event registered
+    /// first (the oracle keeps the key).
+    pub fn register_event(&self, idem: Option<&Idem>, token: &str, request: EventRequest) -> Result<EventView> {
+        let oracle = self.assembly.oracle();
+        let provider = oracle.authenticate(token)?;
+        ensure!(
+            request.valid_for_ms > 0 && request.valid_for_ms <= EVENT_VALIDITY_MS_MAX,
+            MalformedInput,
+            "valid_for_ms is 1 to {EVENT_VALIDITY_MS_MAX}"
+        );
+        ensure!(
+            request.kind == EventKind::Single,
+            Forbidden,
+            "infinite events are not served by the oracle role yet; register a single event"
+        );
+        let sender = self.party(&request.sender.bank, &request.sender.client_id)?;
+        ensure!(
+            sender.client_id != OWN_ACCOUNT,
+            Forbidden,
+            "a node's own DT is not held for events; hold a client's or an agency's"
+        );
+        let payees = request.payees.iter().map(|s| self.event_payee(s)).collect::<Result<Vec<_>>>()?;
+        let now = self.now_ms();
+        let spec = dtenge_oracle::service::EventSpec {
+            reference: request.reference.trim().to_string(),
+            sender_bank: sender.bank,
+            sender: sender.address,
+            payees,
+            valid_until_ms: now.saturating_add(request.valid_for_ms),
+        };
+        let registration =
+            Registration { confirmed_by: request.confirmed_by, idem: idem.map(|i| (i.key.clone(), i.fingerprint)) };
+        let id = oracle.register_event_with(&provider.id, spec, registration, now)?;
+        self.oracle_event(&id)
+    }
+
+    /// The sender's bank holds its client's funds against an event: answered once the hold is
+    /// certified at the bank and (at most [`ANSWER_WAIT`] later) applied at the oracle.
+    pub fn hold(&self, idem: Option<&Idem>, node_id: &str, request: HoldRequest) -> Result<HoldReceipt> {
+        let bank = self.bank(node_id)?;
+        let event = self.role_event(&request.event_id)?;
+        ensure!(
+            request.amount_tiyn.is_none_or(|a| a == event.amount_tiyn),
+            MalformedInput,
+            "a single event holds exactly its amount, {}",
+            event.amount_tiyn
+        );
+        ensure!(
+            event.sender_bank == node_id,
+            Forbidden,
+            "the sender of event {} banks with '{}', not '{node_id}'",
+            event.id,
+            event.sender_bank
+        );
+        if let Some(reason) = self.assembly.central().blocked().get(node_id) {
+            bail!(BankBlocked, "'{node_id}' is blocked by the NBK operator: {reason}");
+        }
+        let client_id = bank
+            .service()
+            .read(|n| n.client_of(&event.sender).map(str::to_string))
+            .ok_or_else(|| Error::new(ErrorCode::UnknownAccount, format!("{} has no account here", event.sender)))?;
+        // The oracle checks that the hold names a payee of its event; any one will do.
+        let payee: Address = event.payees.first().map(|p| p.address).expect("an event has a payee");
+        let answer =
+            bank.service().hold(&client_id, &event.id, event.amount_tiyn, payee, idem_key(idem), self.now_ms());
+        let committed = wait(&answer)?;
+        let held = self.event_when(&event.id, |e| e.hold_tx == Some(committed.tx_id))?;
+        Ok(HoldReceipt {
+            event: self.event_of(&held),
+            records: Vec::new(),
+            tx_id: Some(committed.tx_id),
+            repeated: false,
+        })
+    }
+
+    /// A provider reports an occurrence: release to the payees (all, or the payouts named;
+    /// the rest back to the sender), or return to the sender. Answered once the release is
+    /// certified, applied at the oracle and at the paid payees' banks. The same occurrence id
+    /// again (the oracle keeps it) answers the event as it is, `repeated`, nothing done again;
+    /// idempotent by the occurrence id, as on the network.
+    pub fn report_occurrence(
+        &self,
+        _idem: Option<&Idem>,
+        token: &str,
+        event_id: &str,
+        request: OccurrenceRequest,
+    ) -> Result<HoldReceipt> {
+        let oracle = self.assembly.oracle();
+        let provider = oracle.authenticate(token)?;
+        let confirmation = match request.outcome {
+            OccurrenceOutcome::Occurred => {
+                ensure!(request.reason.is_none(), MalformedInput, "a reason goes with a rejection only");
+                let payouts = match &request.payouts {
+                    Some(list) => Some(
+                        list.iter()
+                            .map(|s| self.event_payee(s).map(|p| (p.address, p.amount_tiyn)))
+                            .collect::<Result<Vec<_>>>()?,
+                    ),
+                    None => None,
+                };
+                Confirmation::Occurred { payouts }
+            }
+            OccurrenceOutcome::Rejected => {
+                ensure!(request.payouts.is_none(), MalformedInput, "a rejection pays no one");
+                ensure!(request.reason.is_some(), MalformedInput, "a rejection needs a reason");
+                Confirmation::Rejected
+            }
+        };
+        let occurrence = OccurrenceNote { occurrence_id: request.occurrence_id, reason: request.reason };
+        let confirmed = oracle.confirm_occurrence(&provider.id, event_id, confirmation, occurrence, self.now_ms());
+        let repeated = match confirmed {
+            Ok(confirmed) => confirmed == Confirmed::Repeated,
+            Err(e) if e.code == ErrorCode::Conflict => {
+                // Past its validity, an event is expired for its provider (the network's
+                // answer) whatever its state: the oracle's tick returns what it holds.
+                let event = self.role_event(event_id)?;
+                if event.status == RoleStatus::Expired || self.now_ms() >= event.valid_until_ms {
+                    bail!(EventExpired, "event {event_id} expired; what it held goes back to the sender");
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        let ended = self.event_when(event_id, |e| e.status.is_final())?;
+        if !ended.status.is_final() {
+            bail!(RequestInProgress, "the release of event {event_id} is on its way; report the occurrence again");
+        }
+        self.wait_for_payees(&ended);
+        Ok(HoldReceipt { event: self.event_of(&ended), records: Vec::new(), tx_id: ended.release_tx, repeated })
+    }
+
+    /// Start the return of every event whose validity ran out (the oracle's tick does it
+    /// every few milliseconds anyway): `Ok` for each event the oracle ended or whose return
+    /// it ordered from the holding bank.
+    pub fn expire_due_events(&self) -> Vec<(String, Result<()>)> {
+        let due = self.due_events(self.now_ms());
+        self.assembly.oracle().tick(self.now_ms());
+        due.into_iter()
+            .map(|id| {
+                let result = match self.role_event(&id) {
+                    Ok(e) if expiring(&e) => Ok(()),
+                    Ok(e) => Err(Error::new(ErrorCode::Conflict, format!("event {id} is {:?}", e.status))),
+                    Err(e) => Err(e),
+                };
+                (id, result)
+            })
+            .collect()
+    }
+
+    /// Events past their validity at `now_ms` that wait for nothing and have not ended.
+    fn due_events(&self, now_ms: u64) -> Vec<String> {
+        let events = self.assembly.oracle().events();
+        let due = events.iter().filter(|e| e.valid_until_ms <= now_ms && e.pending.is_none());
+        due.filter(|e| matches!(e.status, RoleStatus::Registered | RoleStatus::Held)).map(|e| e.id.clone()).collect()
+    }
+
+    /// Move the platform's clock forward (only a manual clock: tests and the demo), then run
+    /// the expiries that became due; the answer lists the events that ended expired within
+    /// [`ANSWER_WAIT`] (a blocked holding bank returns nothing until unblocked). Asked again
+    /// with the same idempotency key and request, it answers the first advance and does not
+    /// move the clock again (the last [`ADVANCES_REMEMBERED_MAX`] keys are remembered).
+    pub fn advance_clock(&self, idem: Option<&Idem>, advance_ms: u64) -> Result<ClockView> {
+        ensure!(
+            advance_ms <= EVENT_VALIDITY_MS_MAX,
+            MalformedInput,
+            "advance at most {EVENT_VALIDITY_MS_MAX} ms at a time"
+        );
+        // Held across the advance, so that a key is answered once however many ask at once.
+        let mut advances = self.advances.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(idem) = idem {
+            if let Some((_, fingerprint, view)) = advances.iter().find(|(key, ..)| *key == idem.key) {
+                ensure!(
+                    *fingerprint == idem.fingerprint,
+                    IdempotencyKeyReused,
+                    "idempotency key '{}' was used with a different request",
+                    idem.key
+                );
+                return Ok(view.clone());
+            }
+        }
+        // Listed before the clock moves, so that the oracle's own tick cannot take one first
+        // unseen.
+        let due = self.due_events(self.now_ms().saturating_add(advance_ms));
+        ensure!(
+            self.clock.advance_ms(advance_ms),
+            Forbidden,
+            "this platform runs on the system clock, which cannot be advanced"
+        );
+        self.assembly.oracle().tick(self.now_ms());
+        let deadline = Instant::now() + ANSWER_WAIT;
+        let mut expired_events = Vec::with_capacity(due.len());
+        for id in due {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.event_within(&id, left, |e| e.status == RoleStatus::Expired)?.status == RoleStatus::Expired {
+                expired_events.push(id);
+            }
+        }
+        let view = ClockView { now_unix_ms: self.now_ms(), expired_events };
+        if let Some(idem) = idem {
+            if advances.len() >= ADVANCES_REMEMBERED_MAX {
+                advances.pop_front();
+            }
+            advances.push_back((idem.key.clone(), idem.fingerprint, view.clone()));
+        }
+        Ok(view)
+    }
+
+    /// Oracle events, newest first, optionally of one status.
+    pub fn oracle_events(&self, status: Option<EventStatus>, offset: usize, limit: usize) -> Result<EventPage> {
+        ensure!(limit > 0 && limit <= PAGE_LIMIT_MAX, MalformedInput, "limit is 1 to {PAGE_LIMIT_MAX}");
+        let events = self.assembly.oracle().events();
+        let matching: Vec<Event> =
+            events.iter().rev().map(|e| self.event_of(e)).filter(|e| status.is_none_or(|s| e.status == s)).collect();
+        let total = matching.len();
+        Ok(EventPage { events: matching.into_iter().skip(offset).take(limit).collect(), total, offset, limit })
+    }
+
+    pub fn oracle_event(&self, event_id: &str) -> Result<EventView> {
+        let event = self.event_of(&self.role_event(event_id)?);
+        Ok(EventView { event, records: Vec::new() })
+    }
+
+    /// The events a client of `node_id` is a party to: as sender (its funds held) or payee.
+    pub fn holds(&self, node_id: &str, client_id: &str) -> Result<Vec<HoldView>> {
+        let me = self.party(node_id, client_id)?;
+        let now = self.now_ms();
+        let mut views = Vec::new();
+        for event in self.assembly.oracle().events().iter().rev() {
+            let is = |bank: &str, address: &Address| bank == me.bank && *address == me.address;
+            let (role, share) = if is(&event.sender_bank, &event.sender) {
+                ("sender", event.amount_tiyn)
+            } else if let Some(payee) = event.payees.iter().find(|p| is(&p.bank, &p.address)) {
+                ("payee", payee.amount_tiyn)
+            } else {
+                continue;
+            };
+            views.push(HoldView {
+                role: role.into(),
+                event_id: event.id.clone(),
+                reference: event.reference.clone(),
+                status: status_of(event.status),
+                kind: EventKind::Single,
+                held_tiyn: event.held_tiyn,
+                released_tiyn: event.released_tiyn,
+                returned_tiyn: event.returned_tiyn,
+                share_tiyn: share,
+                valid_until_unix_ms: event.valid_until_ms,
+                expires_in_ms: event.valid_until_ms.saturating_sub(now),
+            });
+        }
+        Ok(views)
+    }
+
+    /// Wait (at most [`ANSWER_WAIT`]) until the banks of the payees a release paid have
+    /// applied it, as the network answers once every party's node applied a payment: the
+    /// holding bank and the oracle have, when the event ended.
+    fn wait_for_payees(&self, event: &HoldEvent) {
+        let (Some(tx_id), Some(release)) = (event.release_tx, event.release.as_ref()) else { return };
+        let paid: Vec<&Payee> =
+            event.payees.iter().filter(|p| release.outputs.iter().any(|o| o.owner == p.address)).collect();
+        let applied = |p: &Payee| {
+            self.bank(&p.bank).is_ok_and(|bank| {
+                bank.service().read(|n| {
+                    let history = n.client_of(&p.address).and_then(|client| n.history(client).ok());
+                    history.is_some_and(|h| h.iter().rev().any(|e| e.tx_id == tx_id))
+                })
+            })
+        };
+        let deadline = Instant::now() + ANSWER_WAIT;
+        while !paid.iter().all(|p| applied(p)) && Instant::now() < deadline {
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn role_event(&self, event_id: &str) -> Result<HoldEvent> {
+        self.assembly
+            .oracle()
+            .event(event_id)
+            .ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no oracle event {event_id}")))
+    }
+
+    /// The event once `done` holds of it, or as it is after [`ANSWER_WAIT`].
+    fn event_when(&self, event_id: &str, done: impl Fn(&HoldEvent) -> bool) -> Result<HoldEvent> {
+        self.event_within(event_id, ANSWER_WAIT, done)
+    }
+
+    fn event_within(&self, event_id: &str, within: Duration, done: impl Fn(&HoldEvent) -> bool) -> Result<HoldEvent> {
+        let deadline = Instant::now() + within;
+        loop {
+            let event = self.role_event(event_id)?;
+            if done(&event) || Instant::now() >= deadline {
+                return Ok(event);
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The role's event in the network's shape; its parties' client ids from the directory.
+    fn event_of(&self, e: &HoldEvent) -> Event {
+        let party = |bank: &str, address: Address| {
+            let client_id = self.assembly.directory().read(|d| d.by_address(&address).map(|l| l.client_id.clone()));
+            Party { bank: bank.to_string(), client_id: client_id.unwrap_or_default(), address }
+        };
+        let payees = e.payees.iter().map(|p| Share { party: party(&p.bank, p.address), amount_tiyn: p.amount_tiyn });
+        let occurred = matches!(e.status, RoleStatus::Completed | RoleStatus::Rejected);
+        let notes = self.assembly.oracle().notes(&e.id).unwrap_or_default();
+        Event {
+            id: e.id.clone(),
+            hash: e.hash(),
+            terms: EventTerms {
+                provider: e.provider.clone(),
+                confirmed_by: notes.confirmed_by.unwrap_or_else(|| e.provider.clone()),
+                reference: e.reference.clone(),
+                kind: EventKind::Single,
+                sender: party(&e.sender_bank, e.sender),
+                payees: payees.collect(),
+                registered_at_unix_ms: notes.registered_at_ms,
+                valid_until_unix_ms: e.valid_until_ms,
+            },
+            status: status_of(e.status),
+            held_tiyn: e.held_tiyn,
+            released_tiyn: e.released_tiyn,
+            returned_tiyn: e.returned_tiyn,
+            occurrences: u32::from(occurred),
+            reason: match e.status {
+                RoleStatus::Expired => Some(EXPIRED_REASON.to_string()),
+                _ => notes.reason,
+            },
+            records: Vec::new(),
+        }
+    }
+}
+
+/// The network's status of a role's event: one confirmed and not yet released still holds.
+fn status_of(status: RoleStatus) -> EventStatus {
+    match status {
+        RoleStatus::Registered => EventStatus::Registered,
+        RoleStatus::Held | RoleStatus::Releasing => EventStatus::Held,
+        RoleStatus::Completed => EventStatus::Completed,
+        RoleStatus::Rejected => EventStatus::Rejected,
+        RoleStatus::Expired => EventStatus::Expired,
+    }
+}
+
+/// The event ended, or is being released, as `ends_as`.
+fn follows(event: &HoldEvent, ends_as: RoleStatus) -> bool {
+    event.status == ends_as
+        || (event.status == RoleStatus::Releasing && event.release.as_ref().is_some_and(|r| r.ends_as == ends_as))
+}
+
+/// The oracle ended the event expired, or ordered its return.
+fn expiring(event: &HoldEvent) -> bool {
+    follows(event, RoleStatus::Expired)
+}

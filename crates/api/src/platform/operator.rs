@@ -1,0 +1,230 @@
+//! The NBK operator's controls on the roles: blocking a bank (sub-scenario 15), the
+//! operational calendar (16), monitoring (14), the NBK registry and reconciliation.
+//!
+//! Central decides (blocks, the calendar) and keeps the registry and the ABS; a block reaches
+//! the notary and every bank on central's delivery streams, and the call answers once they
+//! have all applied it, so that it holds for whatever starts after the answer (as the
+//! network's block does). Monitoring reads running totals role by role and never pauses
+//! anyone; reconciliation waits for the roles to settle and lists what does not hold.
+//!
+//! No checkpoint here: the roles keep no checkpointed state (their stores hold keyed rows and
+//! logs the roles read back whole), so the network's `checkpoint` and `checkpoint_now` have no
+//! equivalent among them.
+
+use super::{Platform, ANSWER_WAIT};
+use dtenge_abs::correspondent;
+use dtenge_central::{EntryKind, RegistryEntry, Totals};
+use dtenge_core::calendar::Date;
+use dtenge_core::money::Amount;
+use dtenge_core::{ensure, Error, ErrorCode, Result};
+use dtenge_network::types::{BlockRequest, DayView, Monitoring, NbkOperation, NodeView, Reconciliation};
+use dtenge_network::{Idem, NBK_ID};
+use dtenge_node::Purpose;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// Longest block reason, in characters (the network's bound; central keeps at most 256
+/// bytes, so a longer reason in bytes is refused there, `MALFORMED_INPUT` too).
+pub const REASON_LEN_MAX: usize = 500;
+/// How often a call waiting for the roles looks again.
+const POLL: Duration = Duration::from_millis(2);
+
+impl Platform {
+    /// Block a bank or the Treasury: its operations, and payments to its clients, fail with
+    /// `BANK_BLOCKED` until unblocked. Answered once the notary and every bank applied the
+    /// block, so it applies to operations that start after the answer; a payment already past
+    /// its checks completes. Repeating it sets the same state (idempotent by its nature).
+    pub fn block(&self, _idem: Option<&Idem>, node_id: &str, request: BlockRequest) -> Result<NodeView> {
+        let reason = request.reason.trim().to_string();
+        ensure!(
+            !reason.is_empty() && reason.chars().count() <= REASON_LEN_MAX,
+            MalformedInput,
+            "give a reason of 1 to {REASON_LEN_MAX} characters"
+        );
+        ensure!(node_id != NBK_ID, Forbidden, "the NBK node cannot be blocked");
+        self.bank(node_id)?;
+        self.assembly.central().set_blocked(node_id, true, &reason, self.now_ms())?;
+        self.decision_applied()?;
+        // As central has it now: an operator's concurrent decision on the same bank may follow.
+        self.node_view(node_id, &self.assembly.central().registry())
+    }
+
+    /// Lift a block; answered once the notary and every bank applied it.
+    pub fn unblock(&self, _idem: Option<&Idem>, node_id: &str) -> Result<NodeView> {
+        ensure!(node_id != NBK_ID, Forbidden, "the NBK node cannot be blocked");
+        self.bank(node_id)?;
+        self.assembly.central().set_blocked(node_id, false, "", self.now_ms())?;
+        self.decision_applied()?;
+        // As central has it now: an operator's concurrent decision on the same bank may follow.
+        self.node_view(node_id, &self.assembly.central().registry())
+    }
+
+    /// Wait until every delivery central has sent is acknowledged: the operator's decision it
+    /// just wrote has then been applied by the notary and every bank (each acknowledges a
+    /// delivery once it applied it, in order).
+    fn decision_applied(&self) -> Result<()> {
+        let deadline = Instant::now() + ANSWER_WAIT;
+        while self.assembly.central().outstanding().1 > 0 {
+            if Instant::now() > deadline {
+                return Err(Error::new(
+                    ErrorCode::RequestInProgress,
+                    "central decided; the notary and the banks have not all applied it yet: ask again",
+                ));
+            }
+            std::thread::sleep(POLL);
+        }
+        Ok(())
+    }
+
+    /// Every day of a year with its type.
+    pub fn calendar_year(&self, year: i32) -> Result<Vec<DayView>> {
+        let central = self.assembly.central();
+        let mut day = Date::new(year, 1, 1)?;
+        let mut days = Vec::with_capacity(366);
+        while day.year == year {
+            days.push(day_view(central.day(day)));
+            day = day.next();
+        }
+        Ok(days)
+    }
+
+    /// Set one day working or not; setting a day back to its default removes the override.
+    /// Central refuses a day already past (`MALFORMED_INPUT`): conversions were decided by it.
+    /// Repeating it sets the same state (idempotent by its nature).
+    pub fn set_day(&self, _idem: Option<&Idem>, date: Date, working: bool) -> Result<DayView> {
+        let view = self.assembly.central().set_day(date, working, self.now_ms())?;
+        assert_eq!(view.working, working, "the day is what the operator set");
+        Ok(day_view(view))
+    }
+
+    /// The Astana-time date today and whether it is an operational day.
+    pub fn today(&self) -> DayView {
+        day_view(self.assembly.central().today(self.now_ms()))
+    }
+
+    /// A bank (or the Treasury) as the operator sees it, its emissions and redemptions from
+    /// central's `registry`.
+    fn node_view(&self, node_id: &str, registry: &[RegistryEntry]) -> Result<NodeView> {
+        let bank = self.bank(node_id)?;
+        let (meta, accounts, dt_held) =
+            bank.service().read(|n| Ok::<_, Error>((n.meta().clone(), n.account_count(), n.total_dt()?)))?;
+        let central = self.assembly.central();
+        let totals = Totals::of(registry, Some(node_id));
+        let block_reason = central.blocked().remove(node_id);
+        Ok(NodeView {
+            id: meta.id,
+            name: meta.name,
+            kind: meta.kind,
+            blocked: block_reason.is_some(),
+            block_reason,
+            accounts,
+            dt_held_tiyn: dt_held,
+            emitted_tiyn: totals.issued,
+            redeemed_tiyn: totals.redeemed,
+            correspondent_tiyn: central.abs_balance(&correspondent(node_id)),
+        })
+    }
+
+    /// Monitoring totals: emitted, redeemed, in circulation, per bank. Read from running
+    /// totals, role by role, each under its own lock for a moment: a dashboard polling it
+    /// never pauses payments (the figures may be a few payments apart; reconciliation is the
+    /// exact check). The banks and the Treasury are listed; the NBK is central, not a node.
+    pub fn monitoring(&self) -> Result<Monitoring> {
+        let running = self.assembly.monitoring();
+        let registry = self.assembly.central().registry();
+        let totals = Totals::of(&registry, None);
+        let nodes = self.node_ids().iter().map(|id| self.node_view(id, &registry)).collect::<Result<Vec<_>>>()?;
+        Ok(Monitoring {
+            emitted_tiyn: totals.issued,
+            redeemed_tiyn: totals.redeemed,
+            circulation_tiyn: totals.issued.checked_sub(totals.redeemed)?,
+            dt_liability_tiyn: running.dt_liability,
+            unspent_tokens: running.notary_unspent,
+            nodes,
+            at_unix_ms: self.now_ms(),
+        })
+    }
+
+    /// The NBK's registry of emissions and redemptions, newest first.
+    pub fn nbk_operations(&self, offset: usize, limit: usize) -> Vec<NbkOperation> {
+        let registry = self.assembly.central().registry();
+        registry.iter().rev().skip(offset).take(limit).map(nbk_operation).collect()
+    }
+
+    /// Reconciliation across the roles: DT in circulation by central's registry, by the banks'
+    /// tokens and by the ABS liability agree; every bank token is unspent at the notary and
+    /// the notary knows none that no bank holds; the oracle's registries match the held and
+    /// marked DT ([`dtenge_assembly::Assembly::reconcile`]). The roles are let settle first
+    /// (at most [`ANSWER_WAIT`]): figures taken while payments are in flight differ by them,
+    /// and when they do the answer says so. (A release a blocked bank cannot make keeps its
+    /// event waiting: that is no problem, its DT is still held.)
+    pub fn reconcile(&self) -> Reconciliation {
+        let settled = self.assembly.settle(ANSWER_WAIT);
+        let mut problems = self.assembly.reconcile();
+        let central = self.assembly.central();
+        let by_nbk = central.circulation();
+        let liability = central.dt_liability();
+        if by_nbk != liability {
+            problems.push(format!("NBK registry says {by_nbk} in circulation, the ABS DT liability is {liability}"));
+        }
+        let unspent = self.assembly.notary().notary().unspent();
+        let (mut by_banks, mut node_tokens, mut not_unspent) = (Amount::ZERO, 0usize, 0usize);
+        let mut seen = HashSet::new();
+        for bank in self.assembly.banks() {
+            let (total, tokens, missing, twice) = bank.service().read(|n| {
+                let mut missing = 0usize;
+                let mut twice = 0usize;
+                for token in n.token_ids() {
+                    missing += usize::from(!unspent.contains(token));
+                    twice += usize::from(!seen.insert(*token));
+                }
+                (n.recount_dt(), n.token_ids().count(), missing, twice)
+            });
+            match total.and_then(|t| by_banks.checked_add(t)) {
+                Ok(sum) => by_banks = sum,
+                Err(e) => problems.push(format!("bank {}: {e}", bank.id())),
+            }
+            node_tokens += tokens;
+            not_unspent += missing;
+            if twice > 0 {
+                problems.push(format!("bank {} holds {twice} tokens another bank holds too", bank.id()));
+            }
+        }
+        if not_unspent > 0 {
+            problems.push(format!("{not_unspent} bank tokens are not unspent at the notary"));
+        }
+        if let (Err(e), false) = (settled, problems.is_empty()) {
+            problems.insert(0, format!("{e}: the figures may differ by what was in flight"));
+        }
+        Reconciliation {
+            ok: problems.is_empty(),
+            circulation_by_nbk_tiyn: by_nbk,
+            circulation_by_nodes_tiyn: by_banks,
+            dt_liability_tiyn: liability,
+            notary_unspent: unspent.len(),
+            node_tokens,
+            node_tokens_not_unspent: not_unspent,
+            problems,
+            at_unix_ms: self.now_ms(),
+        }
+    }
+}
+
+fn day_view(day: dtenge_central::DayView) -> DayView {
+    DayView { date: day.date, working: day.working, overridden: day.overridden }
+}
+
+fn nbk_operation(entry: &RegistryEntry) -> NbkOperation {
+    NbkOperation {
+        seq: entry.number,
+        kind: match entry.kind {
+            EntryKind::Emission => Purpose::Emission,
+            EntryKind::Redemption => Purpose::Redemption,
+        },
+        node: entry.bank.clone(),
+        amount_tiyn: entry.amount,
+        tx_id: entry.tx_id,
+        abs_seq: entry.abs_seq,
+        at_unix_ms: entry.at_ms,
+    }
+}
