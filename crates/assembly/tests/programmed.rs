@@ -344,3 +344,39 @@ fn spends_of_one_marking_at_once_wait_for_each_other_and_all_go_through() {
     assert_eq!(dt(&assembly, "tulpar", &first, Policy::Standard), tiyn(200_00), "one level: standard DT");
     assert_eq!(dt(&assembly, "sapa", &second, Policy::Standard), tiyn(100_00));
 }
+
+#[test]
+fn bank_money_a_withdrawal_in_flight_will_credit_is_room_no_deposit_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let assembly = start(dir.path());
+    let akimat = open(&assembly, "treasury", 31, ClientKind::GovernmentAgency);
+    let contractor = open(&assembly, "steppe", 32, ClientKind::LegalEntity);
+    give(&assembly, "treasury", &akimat, tiyn(1_000_00));
+    let portal = "portal-token-0123456789abcdef0123456789ab";
+    assembly.register_provider("portal", "Smart-contract portal", ProviderKind::ContractPortal, portal).unwrap();
+    let terms = ContractTerms {
+        number: "GZ-9",
+        sender: ("treasury", akimat.as_str()),
+        recipient: ("steppe", contractor.as_str()),
+        max_transfer_tiyn: tiyn(800_00),
+        max_fiat_tiyn: tiyn(800_00),
+        valid_for_ms: 90 * 86_400_000,
+        funded_by: None,
+    };
+    assembly.register_contract(portal, &terms).unwrap();
+    wait(assembly.contract_payment(("treasury", &akimat), "GZ-9", tiyn(500_00), None)).unwrap();
+    assembly.settle(WAIT).unwrap();
+
+    // A withdrawal of 200.00 is on its way; a deposit that fits alone but not beside it is
+    // refused, so the withdrawal's credit can never overflow when it commits.
+    let withdrawal = assembly.contract_withdrawal(("steppe", &contractor), "GZ-9", tiyn(200_00), None);
+    let steppe = assembly.bank("steppe").unwrap().service();
+    let too_much = steppe.deposit_fiat(&contractor, tiyn(Amount::MAX.tiyn() - 100_00)).unwrap_err();
+    assert_eq!(too_much.code, ErrorCode::LimitExceeded);
+    wait(withdrawal).unwrap();
+    assert_eq!(fiat(&assembly, "steppe", &contractor), tiyn(200_00));
+    // What fits beside the credit is taken.
+    steppe.deposit_fiat(&contractor, tiyn(Amount::MAX.tiyn() - 200_00)).unwrap();
+    assert_eq!(fiat(&assembly, "steppe", &contractor), Amount::MAX);
+    settled(&assembly);
+}

@@ -164,7 +164,7 @@ impl BankService {
         let mut inner = self.inner.lock();
         inner.ensure_running()?;
         // Room for it beside what conversions from DT in flight will credit.
-        let room = inner.fiat_reserved.credits_of(client_id).checked_add(amount)?;
+        let room = inner.credits_in_flight(client_id)?.checked_add(amount)?;
         inner.node.fiat_after(client_id, room, Amount::ZERO)?;
         let after = inner.node.fiat_after(client_id, amount, Amount::ZERO)?;
         let delta = inner.node.fiat_delta(client_id, after)?;
@@ -206,7 +206,7 @@ impl BankService {
             }
             Conversion::FromDt => {
                 // Room for it beside what conversions from DT in flight will credit.
-                let credits = inner.fiat_reserved.credits_of(client_id).checked_add(amount)?;
+                let credits = inner.credits_in_flight(client_id)?.checked_add(amount)?;
                 inner.node.fiat_after(client_id, credits, Amount::ZERO)?;
                 inner.node.prepare_payment(client_id, &[(bank, amount)], issuer, nonce)?
             }

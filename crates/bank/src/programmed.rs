@@ -156,6 +156,20 @@ impl Spends {
     fn in_flight(&self) -> usize {
         self.planning.len() + self.pending.len()
     }
+
+    /// The bank money the contract withdrawals in flight will credit `client_id`: planned,
+    /// attested or at the notary (an abandoned one credits nothing). Bounded by the spends in
+    /// flight, so summed when asked rather than kept.
+    pub(crate) fn credits_of(&self, client_id: &str) -> Result<Amount> {
+        let planned = self.planning.values().map(|p| &p.spend);
+        let pending = self.pending.values().filter(|p| !matches!(p.stage, Stage::Abandoning)).map(|p| &p.entry.spend);
+        planned.chain(pending).filter(|s| s.payer.client_id == client_id).try_fold(Amount::ZERO, |sum, s| {
+            match &s.kind {
+                SpendKind::ContractWithdrawal { amount, .. } => sum.checked_add(*amount),
+                _ => Ok(sum),
+            }
+        })
+    }
 }
 
 fn row_key(tx_id: &TxId) -> Vec<u8> {
@@ -359,8 +373,10 @@ impl BankService {
                 if client_id == OWN_ACCOUNT {
                     return Err(Error::new(ErrorCode::Forbidden, "a node does not withdraw from itself"));
                 }
-                // The bank money it credits fits.
-                inner.node.fiat_after(client_id, *amount, Amount::ZERO)?;
+                // The bank money it credits fits, beside what the moves in flight will credit
+                // (its commit applies the credit whatever was deposited meanwhile).
+                let room = inner.credits_in_flight(client_id)?.checked_add(*amount)?;
+                inner.node.fiat_after(client_id, room, Amount::ZERO)?;
                 let own = inner.node.account(OWN_ACCOUNT)?.address;
                 *bank_account = Party { bank: self.id().to_string(), client_id: OWN_ACCOUNT.to_string(), address: own };
             }

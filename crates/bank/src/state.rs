@@ -294,6 +294,13 @@ impl Inner {
         })
     }
 
+    /// The bank money the moves in flight will credit `client_id` (conversions from DT, contract
+    /// withdrawals): a deposit or another credit must leave room for them, so that applying
+    /// them never overflows.
+    pub(crate) fn credits_in_flight(&self, client_id: &str) -> Result<dtenge_core::Amount> {
+        self.fiat_reserved.credits_of(client_id).checked_add(self.spends.credits_of(client_id)?)
+    }
+
     pub(crate) fn ensure_running(&self) -> Result<()> {
         if self.failed {
             return Err(Error::new(ErrorCode::StorageFailure, "the bank's store failed; it restarts from its disk"));
