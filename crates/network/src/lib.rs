@@ -18,12 +18,11 @@
 //! absolute values never race. The `gate` is shared by every mutating operation and taken
 //! exclusively only by reconciliation, which therefore always sees a state between operations.
 
-pub mod env;
 mod ops;
 pub mod pipeline;
 pub mod types;
 
-pub use env::{Clock, Entropy, ManualClock, StopSignal, SystemClock};
+pub use dtenge_env::{Clock, Entropy, ManualClock, StopSignal, SystemClock};
 pub use ops::checkpoint::{checkpoint_interval, spawn_checkpointer, CheckpointReport};
 pub use ops::holding::spawn_expiry_sweeper;
 pub use ops::operator::OPERATOR_TABLE;

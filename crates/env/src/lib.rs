@@ -1,6 +1,7 @@
-//! What the network takes from the outside world: time and randomness, injected so that a
+//! What the platform takes from the outside world: time and randomness, injected so that a
 //! test or the deterministic simulator controls both; and the request to stop its background
-//! threads.
+//! threads. Its own crate, so that the roles' faces (the gateway's platform facade) and
+//! today's one-process network share it, and it outlives the network.
 
 use parking_lot::{Condvar, Mutex};
 use rand::{RngCore, SeedableRng};
