@@ -771,3 +771,31 @@ fn a_converted_purchase_at_a_merchant_listed_but_not_yet_opened_is_credited_once
     assert_eq!(c.banks[SAPA].card_notices_rejected(), 0);
     c.assert_conserved();
 }
+
+/// The notary refuses a blocked bank's new transactions for good. A client's payment it
+/// refused that way, asked again after the block is lifted, must be a new transaction (each
+/// attempt carries a nonce): with the same inputs and no nonce it would be the same
+/// transaction, refused again for ever.
+#[test]
+fn a_payment_the_notary_refused_while_its_bank_was_blocked_pays_when_asked_again_after_the_lift() {
+    let mut c = Cluster::new(11, 0, 0, 3);
+    c.client(STEPPE, BUYER, ClientKind::Individual, 50_000);
+    let payee = c.client(SAPA, MERCHANT, ClientKind::LegalEntity, 0);
+    c.central().set_blocked(STEPPE, true, "licence review", c.now_ms).unwrap();
+    c.run(5_000);
+    // Steppe forgets its own block (as if the decision had not reached it yet), so the
+    // payment goes to the notary, which knows it.
+    c.banks[STEPPE].set_blocked(STEPPE, false);
+    let pay = || Request::Pay { client_id: BUYER.into(), payees: vec![(payee, t(10_000))] };
+    let refused = c.banks[STEPPE].submit(pay(), None);
+    c.run(5_000);
+    assert_eq!(refused.try_recv().unwrap().unwrap_err().code, ErrorCode::BankBlocked, "refused at the notary");
+    assert_eq!(c.dt(STEPPE, BUYER), 50_000);
+    c.central().set_blocked(STEPPE, false, "", c.now_ms).unwrap();
+    c.run(5_000);
+    let paid = c.banks[STEPPE].submit(pay(), None);
+    c.run(10_000);
+    paid.try_recv().unwrap().unwrap();
+    assert_eq!((c.dt(STEPPE, BUYER), c.dt(SAPA, MERCHANT)), (40_000, 10_000));
+    c.assert_conserved();
+}
