@@ -24,7 +24,7 @@
 //! the applied result with its deliveries: a hold is applied once, and a release is paid once
 //! (its held inputs are spent once at the notary).
 
-use crate::state::{idem_record, IdemState, Inner, BANK_META_TABLE, IDEM_TABLE};
+use crate::state::{idem_record, plan_idem_in_flight, IdemState, Inner, BANK_META_TABLE, IDEM_TABLE};
 use crate::{BankService, Committed, IdemKey, Reply};
 use dtenge_core::certificate::{notarize_message, CommitProof, CompactTx};
 use dtenge_core::crypto::{Address, Hash32};
@@ -255,18 +255,13 @@ impl BankService {
         let mut batch = WriteBatch::new();
         batch.put(HOLD_TABLE, row_key(&ids.tx_id), entry.to_bytes());
         batch.put(BANK_META_TABLE, NEXT_NONCE_KEY.to_vec(), (nonce + 1).to_le_bytes().to_vec());
-        if let Some(idem) = &entry.idem {
-            let record = idem_record(&idem.fingerprint, IdemState::InFlight(ids.tx_id));
-            batch.put(IDEM_TABLE, idem.key.as_bytes().to_vec(), record);
-        }
+        plan_idem_in_flight(&mut batch, entry.idem.as_ref(), &ids.tx_id);
         if let Err(e) = self.commit(inner, batch) {
             inner.node.release(&entry.tx);
             return Err(e);
         }
         inner.holds.next_nonce = nonce + 1;
-        if let Some(idem) = &entry.idem {
-            inner.idem_in_flight.insert(idem.key.clone(), (idem.fingerprint, ids.tx_id));
-        }
+        inner.idem_started(entry.idem.as_ref(), &ids.tx_id);
         let tx_id = ids.tx_id;
         inner.holds.pending.insert(tx_id, Pending { entry, ids, stage: Stage::Attesting, sent_at_ms: 0 });
         Ok(Some(tx_id))

@@ -25,7 +25,7 @@
 //! which answers from its decision; the notary answers by the transaction's id) or the applied
 //! result with its deliveries.
 
-use crate::state::{idem_record, IdemState, Inner, BANK_META_TABLE, IDEM_TABLE};
+use crate::state::{idem_record, plan_idem_in_flight, IdemState, Inner, BANK_META_TABLE, IDEM_TABLE};
 use crate::{Answer, BankService, Committed, IdemKey, Reply, Request};
 use dtenge_core::certificate::{notarize_message, CommitCertificate, CommitProof, CompactTx};
 use dtenge_core::crypto::{Address, Hash32};
@@ -446,21 +446,13 @@ impl BankService {
         let mut batch = WriteBatch::new();
         batch.put(PROGRAMMED_TABLE, row_key(&ids.tx_id), entry.to_bytes());
         batch.put(BANK_META_TABLE, NEXT_NONCE_KEY.to_vec(), (nonce + 1).to_le_bytes().to_vec());
-        if let Some(idem) = &entry.idem {
-            batch.put(
-                IDEM_TABLE,
-                idem.key.as_bytes().to_vec(),
-                idem_record(&idem.fingerprint, IdemState::InFlight(ids.tx_id)),
-            );
-        }
+        plan_idem_in_flight(&mut batch, entry.idem.as_ref(), &ids.tx_id);
         if let Err(e) = self.commit(inner, batch) {
             inner.node.release(&entry.tx);
             return Err(e);
         }
         inner.spends.next_nonce = nonce + 1;
-        if let Some(idem) = &entry.idem {
-            inner.idem_in_flight.insert(idem.key.clone(), (idem.fingerprint, ids.tx_id));
-        }
+        inner.idem_started(entry.idem.as_ref(), &ids.tx_id);
         let tx_id = ids.tx_id;
         let pending = Pending { entry, ids, stage: Stage::Attesting, sent_at_ms: 0, retries: planning.retries };
         inner.spends.pending.insert(tx_id, pending);

@@ -17,7 +17,7 @@
 //! restart, the request sent again) or applied with its delivery: central answers each
 //! transaction id once, so it is never redeemed twice.
 
-use crate::state::{idem_record, IdemState, Inner, BANK_META_TABLE, IDEM_TABLE};
+use crate::state::{idem_record, plan_idem_in_flight, IdemState, Inner, BANK_META_TABLE, IDEM_TABLE};
 use crate::{BankService, Committed, IdemKey};
 use dtenge_core::certificate::CommitCertificate;
 use dtenge_core::crypto::Hash32;
@@ -179,21 +179,13 @@ impl BankService {
         let mut batch = WriteBatch::new();
         batch.put(REDEEM_TABLE, row_key(&ids.tx_id), entry.to_bytes());
         batch.put(BANK_META_TABLE, NEXT_NONCE_KEY.to_vec(), (nonce + 1).to_le_bytes().to_vec());
-        if let Some(idem) = &entry.idem {
-            batch.put(
-                IDEM_TABLE,
-                idem.key.as_bytes().to_vec(),
-                idem_record(&idem.fingerprint, IdemState::InFlight(ids.tx_id)),
-            );
-        }
+        plan_idem_in_flight(&mut batch, entry.idem.as_ref(), &ids.tx_id);
         if let Err(e) = self.commit(inner, batch) {
             inner.node.release(&entry.tx);
             return Err(e);
         }
         inner.redeems.next_nonce = nonce + 1;
-        if let Some(idem) = &entry.idem {
-            inner.idem_in_flight.insert(idem.key.clone(), (idem.fingerprint, ids.tx_id));
-        }
+        inner.idem_started(entry.idem.as_ref(), &ids.tx_id);
         inner.redeems.pending.insert(ids.tx_id, Pending { entry, sent_at_ms: now_ms });
         Ok(Some(ids.tx_id))
     }

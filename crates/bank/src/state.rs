@@ -142,6 +142,19 @@ pub(crate) enum IdemState {
     Committed(Committed),
 }
 
+/// Write `idem`'s record as in flight for `tx_id`, in the batch that writes the transaction
+/// (an outbox, a hold, a redemption, a programmed spend); once that batch is durable,
+/// [`Inner::idem_started`] tells memory.
+pub(crate) fn plan_idem_in_flight(batch: &mut WriteBatch, idem: Option<&IdemKey>, tx_id: &TxId) {
+    if let Some(idem) = idem {
+        batch.put(
+            IDEM_TABLE,
+            idem.key.as_bytes().to_vec(),
+            idem_record(&idem.fingerprint, IdemState::InFlight(*tx_id)),
+        );
+    }
+}
+
 /// An idempotency record: the fingerprint of the request that first used the key, and its state.
 pub(crate) fn idem_record(fingerprint: &Hash32, state: IdemState) -> Vec<u8> {
     let mut w = Writer::new();
@@ -299,6 +312,13 @@ impl Inner {
     /// them never overflows.
     pub(crate) fn credits_in_flight(&self, client_id: &str) -> Result<dtenge_core::Amount> {
         self.fiat_reserved.credits_of(client_id).checked_add(self.spends.credits_of(client_id)?)
+    }
+
+    /// `idem`'s key is in flight for `tx_id` (its record written by [`plan_idem_in_flight`]).
+    pub(crate) fn idem_started(&mut self, idem: Option<&IdemKey>, tx_id: &TxId) {
+        if let Some(idem) = idem {
+            self.idem_in_flight.insert(idem.key.clone(), (idem.fingerprint, *tx_id));
+        }
     }
 
     pub(crate) fn ensure_running(&self) -> Result<()> {

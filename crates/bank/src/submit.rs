@@ -1,7 +1,7 @@
 //! Payments from this bank's clients: queued, taken in batches, checked, attested with one
 //! signature, written to the outbox, sent to the notary with one signature.
 
-use crate::state::{be, idem_of, idem_record, IdemState, Inner, OutboxEntry, Pending, NOT_SENT};
+use crate::state::{be, idem_of, plan_idem_in_flight, IdemState, Inner, OutboxEntry, Pending, NOT_SENT};
 use crate::state::{BANK_META_TABLE, IDEM_TABLE, NEXT_BATCH_KEY, OUTBOX_TABLE};
 use crate::verify::{signature_items, verify_all, SignatureItem};
 use crate::{BankService, Committed, IdemKey, Reply, Request, BATCHES_SENDING_MAX, BATCH_TXS_MAX, OUTBOX_BATCHES_MAX};
@@ -406,10 +406,7 @@ impl BankService {
         let mut answers = Vec::with_capacity(accepted.len());
         let mut batch = WriteBatch::new();
         for admitted in accepted {
-            if let Some(idem) = &admitted.idem {
-                let record = idem_record(&idem.fingerprint, IdemState::InFlight(admitted.ids.tx_id));
-                batch.put(IDEM_TABLE, idem.key.as_bytes().to_vec(), record);
-            }
+            plan_idem_in_flight(&mut batch, admitted.idem.as_ref(), &admitted.ids.tx_id);
             entries.push(OutboxEntry {
                 tx: admitted.tx,
                 idem: admitted.idem,
