@@ -25,18 +25,18 @@ pub use idempotency::{idempotency_key, request_fingerprint, CONSOLE_KEY_PREFIX, 
 pub use media_type::{check_media_type, require_json, JSON_MEDIA_TYPE};
 pub use routes::{router, ApiDoc};
 
-use dtenge_network::Network;
+use platform::Platform;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Serve the API on `addr` until `shutdown` resolves.
 pub async fn serve(
-    network: Arc<Network>,
+    platform: Arc<Platform>,
     addr: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, router(network)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(platform)).with_graceful_shutdown(shutdown).await
 }
 
 /// Serve `app` (the API's router merged with others, e.g. the consoles') on `listener`.
@@ -50,9 +50,9 @@ pub async fn serve_app(
 
 /// Bind first (so the caller knows the port), then serve.
 pub async fn serve_listener(
-    network: Arc<Network>,
+    platform: Arc<Platform>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(network)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(platform)).with_graceful_shutdown(shutdown).await
 }

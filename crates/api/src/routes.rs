@@ -2,6 +2,7 @@
 
 use crate::error::{ApiError, Failure, HttpCode};
 use crate::idempotency::{idempotency_key, request_fingerprint, CONSOLE_KEY_PREFIX};
+use crate::platform::{Idem, Platform};
 use crate::schemas;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -14,14 +15,13 @@ use dtenge_core::token::TxId;
 use dtenge_core::tx::Transaction;
 use dtenge_core::{Error, ErrorCode};
 use dtenge_network::types::*;
-use dtenge_network::{Idem, Network, Submission};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
-pub(crate) type App = Arc<Network>;
+pub(crate) type App = Arc<Platform>;
 
 /// Largest request body: a 16,000-line registry fits with room to spare.
 pub const REQUEST_BYTES_MAX: usize = 8 * 1024 * 1024;
@@ -191,7 +191,7 @@ async fn not_found(method: Method, uri: Uri) -> Response {
 pub(crate) async fn read<T, F>(app: App, op: F) -> Response
 where
     T: Serialize + Send + 'static,
-    F: FnOnce(&Network) -> Result<T, Error> + Send + 'static,
+    F: FnOnce(&Platform) -> Result<T, Error> + Send + 'static,
 {
     match tokio::task::spawn_blocking(move || op(&app)).await {
         Ok(Ok(value)) => (StatusCode::OK, Json(value)).into_response(),
@@ -213,7 +213,7 @@ pub(crate) async fn mutate<R, T, F>(
 where
     R: DeserializeOwned + Send + 'static,
     T: Serialize + DeserializeOwned + Send + 'static,
-    F: FnOnce(&Network, Option<&Idem>, R) -> Result<T, Error> + Send + 'static,
+    F: FnOnce(&Platform, Option<&Idem>, R) -> Result<T, Error> + Send + 'static,
 {
     let body = body.0;
     let prepared = (|| {
@@ -439,13 +439,10 @@ async fn submit(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    // Through the payment pipeline, which batches concurrent submissions: the same path
+    // To the payer's bank, whose flusher batches concurrent submissions: the same path
     // `dtenge bench` measures.
-    let network = app.clone();
-    mutate(app, method, uri, headers, body, StatusCode::OK, move |_, idem, tx: Transaction| {
-        network.pipeline()?.submit_wait(Submission { node, tx, idem: idem.cloned() })
-    })
-    .await
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |p, idem, tx: Transaction| p.submit(idem, &node, tx))
+        .await
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/registries", tag = "payments",

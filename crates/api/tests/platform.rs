@@ -6,7 +6,8 @@ use dtenge_core::crypto::{Hash32, SecretKey};
 use dtenge_core::money::Amount;
 use dtenge_core::ErrorCode;
 use dtenge_network::types::{AmountRequest, OpenAccount};
-use dtenge_network::{Entropy, Idem, ManualClock};
+use dtenge_api::platform::Idem;
+use dtenge_env::{Entropy, ManualClock};
 use dtenge_node::ids::complete_iin_bin;
 use dtenge_node::ClientKind;
 use std::path::Path;
@@ -48,21 +49,15 @@ fn accounts_open_through_the_directory_once_and_read_from_their_bank() {
     let platform = open(dir.path());
     assert_eq!(platform.node_ids(), vec!["steppe", "tulpar", "sapa", "treasury"]);
 
-    // A custodial account; asked again with the same key: the same account, not a second.
-    let first = platform
-        .open_account(
-            Some(&idem("open-1")),
-            "steppe",
-            person(id("90010130000"), "Aigerim Seitova", Some("+77011234567")),
-        )
-        .unwrap();
-    let again = platform
-        .open_account(
-            Some(&idem("open-1")),
-            "steppe",
-            person(id("90010130000"), "Aigerim Seitova", Some("+77011234567")),
-        )
-        .unwrap();
+    // A custodial account; asked again with the same key (through the gateway's memo, as
+    // every face calls it): the same account, not a second.
+    let open_once = || {
+        platform.once(Some(idem("open-1")), |key| {
+            platform.open_account(key, "steppe", person(id("90010130000"), "Aigerim Seitova", Some("+77011234567")))
+        })
+    };
+    let first = open_once().unwrap();
+    let again = open_once().unwrap();
     assert_eq!(first, again);
     // Without the key, or at another bank with a phone someone else holds: refused.
     let twice = platform.open_account(None, "steppe", person(id("90010130000"), "Aigerim Seitova", None)).unwrap_err();

@@ -12,7 +12,8 @@ use dtenge_network::types::{
     BlockRequest, EventKind, EventRequest, EventStatus, HoldRequest, OccurrenceOutcome, OccurrenceRequest, OpenAccount,
     PartyRef, ProviderKind, ProviderRequest, ShareRequest,
 };
-use dtenge_network::{Clock, Entropy, Idem, ManualClock, SystemClock};
+use dtenge_api::platform::Idem;
+use dtenge_env::{Clock, Entropy, ManualClock, SystemClock};
 use dtenge_node::ids::complete_iin_bin;
 use dtenge_node::{ClientKind, Purpose, OWN_ACCOUNT};
 use std::path::Path;

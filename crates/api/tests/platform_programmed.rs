@@ -15,7 +15,8 @@ use dtenge_network::types::{
     MarkedTransferRequest, MarkingRequest, OpenAccount, PartyRef, Payee, SplitLine, SplitPaymentRequest, UseKind,
     VatPaymentRequest, VoucherEvent, VoucherProgramRequest,
 };
-use dtenge_network::{Entropy, Idem, ManualClock};
+use dtenge_api::platform::Idem;
+use dtenge_env::{Entropy, ManualClock};
 use dtenge_node::ids::{complete_iin_bin, complete_pan, mask_pan};
 use dtenge_node::{ClientKind, Purpose, OWN_ACCOUNT};
 use dtenge_oracle::ProviderKind;

@@ -27,10 +27,11 @@ fn keep_freed_memory() {
 }
 
 use clap::{Parser, Subcommand};
+use dtenge_api::platform::{Idem, Platform as Roles};
 use dtenge_core::calendar::Date;
 use dtenge_core::money::Amount;
+use dtenge_env::{Clock, Entropy, ManualClock, SystemClock};
 use dtenge_network::types::AmountRequest;
-use dtenge_network::{Clock, Entropy, Idem, ManualClock, Network, NetworkConfig, StopSignal, SystemClock};
 use dtenge_scenarios::{Client, Platform, World};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -485,36 +486,30 @@ fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind) -> Result<ExitCo
         ClockKind::System => Arc::new(SystemClock),
         ClockKind::Manual => Arc::new(ManualClock::new(SystemClock.now_ms())),
     };
-    let network =
-        Network::open(&data, &NetworkConfig::standard(), clock, Entropy::from_os()).map_err(|e| e.to_string())?;
-    let network = Arc::new(network);
+    let roles = Arc::new(Roles::open(&data, clock, Entropy::from_os()).map_err(|e| e.to_string())?);
     let amount = Amount::from_tiyn(GENESIS_CORRESPONDENT_TIYN).map_err(|e| e.to_string())?;
-    for node in network.node_ids().into_iter().filter(|n| n != dtenge_network::NBK_ID) {
+    for node in roles.node_ids() {
+        // Keyed at central, so a restart credits nothing twice.
         let idem =
             Idem { key: format!("genesis-correspondent-{node}"), fingerprint: dtenge_core::crypto::Hash32([0; 32]) };
-        network
-            .once(Some(idem), |idem| network.credit_correspondent(idem, &node, AmountRequest { amount_tiyn: amount }))
+        roles
+            .once(Some(idem), |idem| roles.credit_correspondent(idem, &node, AmountRequest { amount_tiyn: amount }))
             .map_err(|e| e.to_string())?;
     }
-    let background_stop = StopSignal::new();
-    let background = vec![
-        dtenge_network::spawn_expiry_sweeper(&network, &background_stop).map_err(|e| format!("expiry sweeper: {e}"))?,
-        dtenge_network::spawn_checkpointer(&network, &background_stop).map_err(|e| format!("checkpointer: {e}"))?,
-    ];
     let console =
-        Arc::new(dtenge_console::Console::open(network.clone(), &data, Entropy::from_os()).map_err(|e| e.to_string())?);
+        Arc::new(dtenge_console::Console::open(roles.clone(), &data, Entropy::from_os()).map_err(|e| e.to_string())?);
     let demo_users = console.ensure_demo_users().map_err(|e| e.to_string())?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(listen))
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
-    let today = network.today();
+    let today = roles.today();
     println!("dtenge is up.");
     println!("  data          {}", data.display());
     println!("  REST API      {base}");
     println!("  consoles      {base}/   (operator, Treasury, bank back office, client wallet)");
     println!("  API docs      {base}/docs   (OpenAPI: {base}/openapi.json)");
-    println!("  nodes         {}", network.node_ids().join(", "));
+    println!("  nodes         {}", roles.node_ids().join(", "));
     println!(
         "  today         {} (Astana), {}",
         today.date,
@@ -524,7 +519,7 @@ fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind) -> Result<ExitCo
         ClockKind::System => println!("  clock         system"),
         ClockKind::Manual => println!(
             "  clock         MANUAL (a sandbox): now {} Unix ms, the system time at start; only POST /v1/clock/advance moves it",
-            network.now_ms()
+            roles.now_ms()
         ),
     }
     if !demo_users.is_empty() {
@@ -553,31 +548,25 @@ fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind) -> Result<ExitCo
         let name = signals.first().await;
         println!("{name}: stopping; no new connections, finishing the requests in flight");
     };
-    let app = dtenge_api::router(network.clone()).merge(dtenge_console::web::router(console.clone()));
+    let app = dtenge_api::router(roles.clone()).merge(dtenge_console::web::router(console.clone()));
     let served = runtime.block_on(dtenge_api::serve_app(app, listener, shutdown));
     // Every connection is closed and every handler has answered. Dropping the runtime also
     // waits for an operation whose client went away mid-request: it runs to its commit.
     drop(runtime);
-    // Then the background threads: a sweep or a checkpoint under way finishes first.
-    background_stop.stop();
-    let mut problems = Vec::new();
-    for thread in background {
-        let name = thread.thread().name().unwrap_or("a background thread").to_string();
-        if thread.join().is_err() {
-            problems.push(format!("{name} had panicked"));
-        }
-    }
-    // Last, the stores: the network's closes when its last reference goes (its commit queue
-    // drained, synced); the console's with the console.
+    // Last, the roles and the stores: each role's threads stop (what they were handling
+    // finishes first) and its store closes (its commit queue drained, synced); the console's
+    // with the console.
+    let mut problems: Vec<String> = Vec::new();
     drop(console);
-    if Arc::into_inner(network).is_none() {
-        problems.push("the network was still referenced; its store closes at exit".into());
+    match Arc::into_inner(roles) {
+        Some(roles) => roles.shutdown(),
+        None => problems.push("the roles were still referenced; their stores close at exit".into()),
     }
     served.map_err(|e| e.to_string())?;
     if !problems.is_empty() {
         return Err(format!("stopped, but: {}", problems.join("; ")));
     }
-    println!("stopped: requests finished, background threads ended, stores closed; data in {}", data.display());
+    println!("stopped: requests finished, roles stopped, stores closed; data in {}", data.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -646,12 +635,13 @@ fn reconcile(api: &str, data: PathBuf) -> Result<ExitCode, String> {
         }
         Err(e) if e.code == "TRANSPORT" => {
             println!("No platform answers at {api}; reconciling the data in {}:", data.display());
-            if !data.join(dtenge_network::DATABASE_FILE).exists() {
-                return Err(format!("no database in {}", data.display()));
+            if !data.join(dtenge_api::platform::ROLE_KEYS_FILE).exists() {
+                return Err(format!("no platform's data in {}", data.display()));
             }
-            let network = Network::open(&data, &NetworkConfig::standard(), Arc::new(SystemClock), Entropy::from_os())
-                .map_err(|e| e.to_string())?;
-            serde_json::to_value(network.reconcile()).map_err(|e| e.to_string())?
+            let roles = Roles::open(&data, Arc::new(SystemClock), Entropy::from_os()).map_err(|e| e.to_string())?;
+            let report = serde_json::to_value(roles.reconcile()).map_err(|e| e.to_string())?;
+            roles.shutdown();
+            report
         }
         Err(e) => return Err(e.to_string()),
     };

@@ -15,10 +15,11 @@ pub mod requests;
 pub mod web;
 
 use auth::{hash_password, verify_password, Role, Session, Sessions, User};
+use dtenge_api::platform::Platform;
 use dtenge_core::crypto::Hash32;
 use dtenge_core::{ensure, Error, ErrorCode, Result};
+use dtenge_env::Entropy;
 use dtenge_network::types::Reconciliation;
-use dtenge_network::{Entropy, Network};
 use dtenge_store::{Store, Table, WriteBatch};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
@@ -71,7 +72,7 @@ pub struct DemoUser {
 
 /// The consoles' state.
 pub struct Console {
-    pub network: Arc<Network>,
+    pub platform: Arc<Platform>,
     pub(crate) store: Store,
     entropy: Entropy,
     users: RwLock<BTreeMap<String, User>>,
@@ -85,7 +86,7 @@ pub struct Console {
 
 impl Console {
     /// Open the consoles' store under `data_dir`.
-    pub fn open(network: Arc<Network>, data_dir: &Path, entropy: Entropy) -> Result<Console> {
+    pub fn open(platform: Arc<Platform>, data_dir: &Path, entropy: Entropy) -> Result<Console> {
         let store = Store::open(
             &data_dir.join(DATABASE_FILE),
             &[USERS_TABLE, AUDIT_TABLE, RECONCILIATIONS_TABLE, requests::REQUESTS_TABLE],
@@ -107,7 +108,7 @@ impl Console {
             }
         }
         Ok(Console {
-            network,
+            platform,
             store,
             entropy,
             users: RwLock::new(users),
@@ -132,10 +133,10 @@ impl Console {
             "a username has 1 to 64 letters, digits, '-', '_' or '.'"
         );
         if let Role::BankOfficer { bank } | Role::Client { bank, .. } = &role {
-            ensure!(self.network.node_ids().contains(bank), UnknownAccount, "no node '{bank}'");
+            ensure!(self.platform.node_ids().contains(bank), UnknownAccount, "no node '{bank}'");
         }
         if let Role::Client { bank, client_id } = &role {
-            self.network.account_view(bank, client_id)?;
+            self.platform.account_view(bank, client_id)?;
         }
         let mut salt = [0u8; 16];
         salt.copy_from_slice(&self.entropy.seed32()[..16]);
@@ -168,7 +169,7 @@ impl Console {
             phone: Some("+77015550101".into()),
             public_key: None,
         };
-        match self.network.open_account(None, "steppe", request) {
+        match self.platform.open_account(None, "steppe", request) {
             Ok(_) => {}
             Err(e) if e.code == ErrorCode::DuplicateAccount => {}
             Err(e) => return Err(e),
@@ -178,8 +179,8 @@ impl Console {
             ("treasury".to_string(), "Treasury officer", Role::Treasury),
             ("dana".to_string(), "Dana Serikova", Role::Client { bank: "steppe".into(), client_id: client_id.into() }),
         ];
-        for bank in self.network.node_ids() {
-            if bank != dtenge_network::NBK_ID && bank != dtenge_network::TREASURY_ID {
+        for bank in self.platform.node_ids() {
+            if bank != dtenge_api::platform::NBK_ID && bank != dtenge_api::platform::TREASURY_ID {
                 demo.push((format!("{bank}-officer"), "Bank officer", Role::BankOfficer { bank }));
             }
         }
@@ -205,7 +206,7 @@ impl Console {
         };
         let token = self.random_text();
         let csrf = self.random_text();
-        let now = self.network.now_ms();
+        let now = self.platform.now_ms();
         let mut sessions = self.sessions.lock();
         sessions.create(&token, &user.username, user.role.clone(), csrf, now);
         let session = sessions.touch(&token, now)?;
@@ -213,7 +214,7 @@ impl Console {
     }
 
     pub fn logout(&self, token: &str) -> Result<()> {
-        let session = self.sessions.lock().touch(token, self.network.now_ms());
+        let session = self.sessions.lock().touch(token, self.platform.now_ms());
         self.sessions.lock().remove(token);
         if let Ok(session) = session {
             self.audit(&session.username, session.role.console(), "sign_out", &session.username, "", true)?;
@@ -223,7 +224,7 @@ impl Console {
 
     /// The session of `token`, refreshed.
     pub fn session(&self, token: &str) -> Result<Session> {
-        self.sessions.lock().touch(token, self.network.now_ms())
+        self.sessions.lock().touch(token, self.platform.now_ms())
     }
 
     pub fn user(&self, username: &str) -> Option<User> {
@@ -235,7 +236,7 @@ impl Console {
         let mut audit = self.audit.lock();
         let entry = AuditEntry {
             seq: audit.0,
-            at_unix_ms: self.network.now_ms(),
+            at_unix_ms: self.platform.now_ms(),
             username: username.chars().take(64).collect(),
             role: role.to_string(),
             action: action.to_string(),
@@ -290,28 +291,28 @@ impl Console {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dtenge_network::{ManualClock, NetworkConfig};
+    use dtenge_env::ManualClock;
 
-    fn network(dir: &Path) -> Arc<Network> {
+    fn platform(dir: &Path) -> Arc<Platform> {
         let clock = Arc::new(ManualClock::new(1_795_000_000_000));
-        Arc::new(Network::open(dir, &NetworkConfig::standard(), clock, Entropy::from_seed(3)).unwrap())
+        Arc::new(Platform::open(dir, clock, Entropy::from_seed(3)).unwrap())
     }
 
     #[test]
     fn users_audit_and_reconciliations_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let demo = {
-            let console = Console::open(network(dir.path()), dir.path(), Entropy::from_seed(4)).unwrap();
+            let console = Console::open(platform(dir.path()), dir.path(), Entropy::from_seed(4)).unwrap();
             let demo = console.ensure_demo_users().unwrap();
             assert_eq!(demo.len(), 6, "operator, treasury, a client and three bank officers");
             assert!(console.ensure_demo_users().unwrap().is_empty(), "created once");
             let operator = demo.iter().find(|u| u.username == "operator").unwrap();
             console.login("operator", &operator.password).unwrap();
             assert_eq!(console.login("operator", "wrong password!").unwrap_err().code, ErrorCode::Unauthorized);
-            console.record_reconciliation(&console.network.reconcile()).unwrap();
+            console.record_reconciliation(&console.platform.reconcile()).unwrap();
             demo
         };
-        let console = Console::open(network(dir.path()), dir.path(), Entropy::from_seed(5)).unwrap();
+        let console = Console::open(platform(dir.path()), dir.path(), Entropy::from_seed(5)).unwrap();
         for user in &demo {
             let (_, session) = console.login(&user.username, &user.password).unwrap();
             assert_eq!(session.role, user.role);

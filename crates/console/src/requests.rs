@@ -4,10 +4,10 @@
 //! error) or rejects it with a reason. Each request and decision is kept with its status.
 
 use crate::Console;
+use dtenge_api::platform::Idem;
 use dtenge_core::money::Amount;
 use dtenge_core::token::TxId;
 use dtenge_core::{ensure, Error, ErrorCode, Result};
-use dtenge_network::Idem;
 use dtenge_store::{Table, WriteBatch};
 use serde::{Deserialize, Serialize};
 
@@ -67,7 +67,7 @@ impl Console {
                 );
             }
             RequestKind::ToDt { client_id, contract, amount_tiyn } => {
-                self.network.account_view(dtenge_network::TREASURY_ID, client_id)?;
+                self.platform.account_view(dtenge_api::platform::TREASURY_ID, client_id)?;
                 ensure!(!contract.trim().is_empty() && contract.len() <= 64, MalformedInput, "name the state contract");
                 ensure!(!amount_tiyn.is_zero(), MalformedInput, "the amount must be positive");
             }
@@ -78,7 +78,7 @@ impl Console {
             id: requests.last().map_or(1, |r| r.id + 1),
             kind,
             status: RequestStatus::Pending,
-            created_at_unix_ms: self.network.now_ms(),
+            created_at_unix_ms: self.platform.now_ms(),
             created_by: by.to_string(),
             decided_at_unix_ms: None,
             decided_by: None,
@@ -107,7 +107,7 @@ impl Console {
             .ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no request {id}")))?;
         ensure!(requests[index].status == RequestStatus::Pending, Conflict, "request {id} is decided already");
         let mut request = requests[index].clone();
-        request.decided_at_unix_ms = Some(self.network.now_ms());
+        request.decided_at_unix_ms = Some(self.platform.now_ms());
         request.decided_by = Some(by.to_string());
         if approve {
             match self.execute_request(&request.kind, idem) {
@@ -137,7 +137,7 @@ impl Console {
     /// pending, and the retry with the same key gets the first answer instead of converting
     /// twice.
     fn execute_request(&self, kind: &RequestKind, idem: Option<Idem>) -> Result<Option<TxId>> {
-        let network = &self.network;
+        let platform = &self.platform;
         match kind {
             RequestKind::OpenAccount { client_id, name } => {
                 let open = dtenge_network::types::OpenAccount {
@@ -147,12 +147,16 @@ impl Console {
                     phone: None,
                     public_key: None,
                 };
-                network.once(idem, |idem| network.open_account(idem, dtenge_network::TREASURY_ID, open)).map(|_| None)
+                platform
+                    .once(idem, |idem| platform.open_account(idem, dtenge_api::platform::TREASURY_ID, open))
+                    .map(|_| None)
             }
             RequestKind::ToDt { client_id, amount_tiyn, .. } => {
                 let amount = dtenge_network::types::AmountRequest { amount_tiyn: *amount_tiyn };
-                network
-                    .once(idem, |idem| network.convert_to_dt(idem, dtenge_network::TREASURY_ID, client_id, amount))
+                platform
+                    .once(idem, |idem| {
+                        platform.convert_to_dt(idem, dtenge_api::platform::TREASURY_ID, client_id, amount)
+                    })
                     .map(|r| Some(r.tx_id))
             }
         }

@@ -14,9 +14,9 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use dtenge_api::platform::Idem;
 use dtenge_core::{Error, ErrorCode};
 use dtenge_network::types::BlockRequest;
-use dtenge_network::Idem;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -212,11 +212,11 @@ async fn operator_dashboard(State(console): State<App>, headers: HeaderMap) -> R
         return failure(e);
     }
     blocking(move || {
-        let network = &console.network;
+        let platform = &console.platform;
         Ok(Dashboard {
-            monitoring: network.monitoring()?,
-            committed_transactions: network.committed_transactions(),
-            at_unix_ms: network.now_ms(),
+            monitoring: platform.monitoring()?,
+            committed_transactions: platform.committed_transactions(),
+            at_unix_ms: platform.now_ms(),
         })
     })
     .await
@@ -248,9 +248,9 @@ async fn set_block(console: App, headers: HeaderMap, node: String, body: Bytes, 
         }
         let action = if blocked { "block_bank" } else { "unblock_bank" };
         let result = if blocked {
-            console.network.block(None, &node, BlockRequest { reason: reason_text.clone() })
+            console.platform.block(None, &node, BlockRequest { reason: reason_text.clone() })
         } else {
-            console.network.unblock(None, &node)
+            console.platform.unblock(None, &node)
         };
         let detail = match &result {
             Ok(_) => reason_text,
@@ -294,7 +294,7 @@ async fn treasury_accounts(State(console): State<App>, headers: HeaderMap) -> Re
     if let Err(e) = checked {
         return failure(e);
     }
-    blocking(move || console.network.accounts(dtenge_network::TREASURY_ID)).await
+    blocking(move || console.platform.accounts(dtenge_api::platform::TREASURY_ID)).await
 }
 
 async fn bank_clients(State(console): State<App>, headers: HeaderMap) -> Response {
@@ -305,7 +305,7 @@ async fn bank_clients(State(console): State<App>, headers: HeaderMap) -> Respons
     let Role::BankOfficer { bank } = session.role else {
         return failure(Error::new(ErrorCode::Forbidden, "the bank console is for bank officers"));
     };
-    blocking(move || console.network.accounts(&bank)).await
+    blocking(move || console.platform.accounts(&bank)).await
 }
 
 /// A client's wallet: its account with balances split, its history and its holds.
@@ -325,11 +325,11 @@ async fn client_wallet(State(console): State<App>, headers: HeaderMap) -> Respon
         return failure(Error::new(ErrorCode::Forbidden, "the wallet is for clients"));
     };
     blocking(move || {
-        let network = &console.network;
+        let platform = &console.platform;
         Ok(Wallet {
-            account: network.account_view(&bank, &client_id)?,
-            history: network.history(&bank, &client_id, 0, 20)?,
-            holds: network.holds(&bank, &client_id)?,
+            account: platform.account_view(&bank, &client_id)?,
+            history: platform.history(&bank, &client_id, 0, 20)?,
+            holds: platform.holds(&bank, &client_id)?,
         })
     })
     .await
@@ -426,7 +426,7 @@ where
     T: Serialize + DeserializeOwned + Send + 'static,
     F: FnOnce(&Console, Session, Option<&Idem>) -> Result<T, Error> + Send + 'static,
 {
-    with_key(console, uri, headers, body, allowed, move |c, s, idem| c.network.once(Some(idem), |idem| op(c, s, idem)))
+    with_key(console, uri, headers, body, allowed, move |c, s, idem| c.platform.once(Some(idem), |idem| op(c, s, idem)))
         .await
 }
 
@@ -514,7 +514,7 @@ async fn operations(
         let limit = q.limit.unwrap_or(20).clamp(1, 500);
         let offset = q.offset.unwrap_or(0);
         let mut all: Vec<_> = c
-            .network
+            .platform
             .nbk_operations(0, OPERATIONS_SCAN_MAX)
             .into_iter()
             .filter(|o| {
@@ -537,7 +537,7 @@ async fn operations(
 
 async fn run_reconciliation(State(console): State<App>, headers: HeaderMap) -> Response {
     with_role(console, &headers, true, is_operator, |c, s| {
-        let result = c.network.reconcile();
+        let result = c.platform.reconcile();
         let detail = if result.ok { "ok".to_string() } else { result.problems.join("; ") };
         c.audit(&s.username, "operator", "reconcile", "abs", &detail, result.ok)?;
         c.record_reconciliation(&result)?;
@@ -559,7 +559,7 @@ struct Year {
 }
 
 fn year_of(console: &Console, year: i32) -> Result<Year, Error> {
-    let days = console.network.calendar_year(year)?;
+    let days = console.platform.calendar_year(year)?;
     Ok(Year { year, working_days: days.iter().filter(|d| d.working).count(), days })
 }
 
@@ -581,7 +581,7 @@ async fn set_day(State(console): State<App>, Path(date): Path<String>, headers: 
     with_role(console, &headers, true, is_operator, move |c, s| {
         let day: dtenge_core::calendar::Date = date.parse()?;
         let what = if change.working { "working day" } else { "holiday" };
-        audited(c, &s, "set_day", &date, what, || c.network.set_day(None, day, change.working))
+        audited(c, &s, "set_day", &date, what, || c.platform.set_day(None, day, change.working))
     })
     .await
 }
@@ -589,12 +589,12 @@ async fn set_day(State(console): State<App>, Path(date): Path<String>, headers: 
 /// Make every Saturday and Sunday of the year a non-working day.
 async fn fill_weekends(State(console): State<App>, Path(year): Path<i32>, headers: HeaderMap) -> Response {
     with_role(console, &headers, true, is_operator, move |c, s| {
-        let days = c.network.calendar_year(year)?;
+        let days = c.platform.calendar_year(year)?;
         let weekends: Vec<_> = days.iter().filter(|d| d.working && d.date.is_weekend()).map(|d| d.date).collect();
         let detail = format!("{} weekend days made non-working", weekends.len());
         audited(c, &s, "fill_weekends", &year.to_string(), &detail, || {
             for date in &weekends {
-                c.network.set_day(None, *date, false)?;
+                c.platform.set_day(None, *date, false)?;
             }
             Ok(())
         })?;
@@ -615,13 +615,13 @@ struct Health {
 
 async fn health(State(console): State<App>, headers: HeaderMap) -> Response {
     with_role(console, &headers, false, is_operator, |c, _| {
-        let monitoring = c.network.monitoring()?;
+        let monitoring = c.platform.monitoring()?;
         Ok(Health {
             nodes: monitoring.nodes,
             unspent_tokens: monitoring.unspent_tokens,
-            committed_transactions: c.network.committed_transactions(),
+            committed_transactions: c.platform.committed_transactions(),
             reconciled: c.reconciliations().first().is_none_or(|r| r.ok),
-            at_unix_ms: c.network.now_ms(),
+            at_unix_ms: c.platform.now_ms(),
         })
     })
     .await
@@ -648,7 +648,7 @@ async fn client_transfer(State(console): State<App>, uri: Uri, headers: HeaderMa
         let transfer =
             dtenge_network::types::TransferRequest { from: client_id, to, amount_tiyn: amount, reference: None };
         audited(c, &s, "transfer_by_phone", &request.phone, &amount.to_string(), || {
-            c.network.transfer(idem, &bank, transfer)
+            c.platform.transfer(idem, &bank, transfer)
         })
     })
     .await
@@ -697,7 +697,7 @@ async fn client_qr(State(console): State<App>, uri: Uri, headers: HeaderMap, bod
             ..Default::default()
         };
         let transfer = dtenge_network::types::TransferRequest { from: client_id, to, amount_tiyn: amount, reference };
-        audited(c, &s, "pay_qr", &merchant, &amount.to_string(), || c.network.transfer(idem, &bank, transfer))
+        audited(c, &s, "pay_qr", &merchant, &amount.to_string(), || c.platform.transfer(idem, &bank, transfer))
     })
     .await
 }
@@ -723,9 +723,9 @@ async fn bank_conversion(State(console): State<App>, uri: Uri, headers: HeaderMa
         let action = if request.to_dt { "convert_to_dt" } else { "convert_from_dt" };
         audited(c, &s, action, &request.client_id, &amount.amount_tiyn.to_string(), || {
             if request.to_dt {
-                c.network.convert_to_dt(idem, &bank, &request.client_id, amount)
+                c.platform.convert_to_dt(idem, &bank, &request.client_id, amount)
             } else {
-                c.network.convert_from_dt(idem, &bank, &request.client_id, amount)
+                c.platform.convert_from_dt(idem, &bank, &request.client_id, amount)
             }
         })
     })
@@ -779,7 +779,7 @@ async fn bank_registry(State(console): State<App>, uri: Uri, headers: HeaderMap,
         let registry =
             dtenge_network::types::RegistryRequest { from: request.from.clone(), reference: request.reference, lines };
         audited(c, &s, "registry_distribution", &request.from, &detail, || {
-            c.network.distribute_registry(idem, &bank, registry)
+            c.platform.distribute_registry(idem, &bank, registry)
         })
     })
     .await
@@ -788,7 +788,7 @@ async fn bank_registry(State(console): State<App>, uri: Uri, headers: HeaderMap,
 async fn bank_client_history(State(console): State<App>, Path(client): Path<String>, headers: HeaderMap) -> Response {
     with_role(console, &headers, false, is_bank, move |c, s| {
         let Role::BankOfficer { bank } = s.role else { return Err(Error::internal("not a bank")) };
-        c.network.history(&bank, &client, 0, 100)
+        c.platform.history(&bank, &client, 0, 100)
     })
     .await
 }
@@ -797,10 +797,10 @@ async fn bank_client_history(State(console): State<App>, Path(client): Path<Stri
 
 async fn treasury_markings(State(console): State<App>, headers: HeaderMap) -> Response {
     with_role(console, &headers, false, is_treasury, |c, _| {
-        let page = c.network.markings(0, 1_000)?;
+        let page = c.platform.markings(0, 1_000)?;
         let mut views = Vec::new();
-        for marking in page.markings.iter().filter(|m| m.initiator.bank == dtenge_network::TREASURY_ID) {
-            views.push(c.network.marking(&marking.id)?);
+        for marking in page.markings.iter().filter(|m| m.initiator.bank == dtenge_api::platform::TREASURY_ID) {
+            views.push(c.platform.marking(&marking.id)?);
         }
         Ok(views)
     })
@@ -816,7 +816,7 @@ async fn treasury_create_marking(State(console): State<App>, uri: Uri, headers: 
         let detail = format!("{} levels: {}", request.levels.len(), request.reference);
         let initiator = request.initiator.clone();
         audited(c, &s, "create_marking", &initiator, &detail, || {
-            c.network.create_marking(idem, dtenge_network::TREASURY_ID, request)
+            c.platform.create_marking(idem, dtenge_api::platform::TREASURY_ID, request)
         })
     })
     .await
@@ -850,7 +850,7 @@ async fn treasury_marked_transfer(State(console): State<App>, uri: Uri, headers:
         };
         let detail = format!("{} to {}/{}", amount, request.to_bank, request.to_client_id);
         audited(c, &s, "marked_transfer", &request.marking_id, &detail, || {
-            c.network.marked_transfer(idem, dtenge_network::TREASURY_ID, transfer)
+            c.platform.marked_transfer(idem, dtenge_api::platform::TREASURY_ID, transfer)
         })
     })
     .await
@@ -859,8 +859,8 @@ async fn treasury_marked_transfer(State(console): State<App>, uri: Uri, headers:
 async fn treasury_holds(State(console): State<App>, headers: HeaderMap) -> Response {
     with_role(console, &headers, false, is_treasury, |c, _| {
         let mut holds = Vec::new();
-        for account in c.network.accounts(dtenge_network::TREASURY_ID)? {
-            for hold in c.network.holds(dtenge_network::TREASURY_ID, &account.account.client_id)? {
+        for account in c.platform.accounts(dtenge_api::platform::TREASURY_ID)? {
+            for hold in c.platform.holds(dtenge_api::platform::TREASURY_ID, &account.account.client_id)? {
                 holds.push((account.account.name.clone(), hold));
             }
         }
@@ -878,7 +878,7 @@ async fn treasury_accounts_csv(State(console): State<App>, headers: HeaderMap) -
     drop(session);
     let csv = tokio::task::spawn_blocking(move || {
         let mut out = String::from("client_id,name,kind,dt,held,marked,bank_money\n");
-        for a in console.network.accounts(dtenge_network::TREASURY_ID)? {
+        for a in console.platform.accounts(dtenge_api::platform::TREASURY_ID)? {
             let b = &a.balance;
             let name = a.account.name.replace('"', "\"\"");
             out.push_str(&format!(
@@ -1004,11 +1004,11 @@ async fn treasury_conversion(console: App, uri: Uri, headers: HeaderMap, body: B
     once_with_key(console, &uri, &headers, &body, is_treasury, move |c, s, idem| {
         let amount = dtenge_network::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
         let action = if issue { "issue" } else { "repayment" };
-        audited(c, &s, action, dtenge_network::TREASURY_ID, &amount.amount_tiyn.to_string(), || {
+        audited(c, &s, action, dtenge_api::platform::TREASURY_ID, &amount.amount_tiyn.to_string(), || {
             if issue {
-                c.network.emission(idem, dtenge_network::TREASURY_ID, amount)
+                c.platform.emission(idem, dtenge_api::platform::TREASURY_ID, amount)
             } else {
-                c.network.redemption(idem, dtenge_network::TREASURY_ID, amount)
+                c.platform.redemption(idem, dtenge_api::platform::TREASURY_ID, amount)
             }
         })
     })
@@ -1025,8 +1025,8 @@ async fn treasury_repayment(State(console): State<App>, uri: Uri, headers: Heade
 
 async fn treasury_operations(State(console): State<App>, headers: HeaderMap) -> Response {
     with_role(console, &headers, false, is_treasury, |c, _| {
-        let all = c.network.nbk_operations(0, OPERATIONS_SCAN_MAX);
-        Ok(all.into_iter().filter(|o| o.node == dtenge_network::TREASURY_ID).collect::<Vec<_>>())
+        let all = c.platform.nbk_operations(0, OPERATIONS_SCAN_MAX);
+        Ok(all.into_iter().filter(|o| o.node == dtenge_api::platform::TREASURY_ID).collect::<Vec<_>>())
     })
     .await
 }
@@ -1056,7 +1056,7 @@ async fn bank_open_account(State(console): State<App>, uri: Uri, headers: Header
             phone: request.phone.map(|p| p.trim().to_string()).filter(|p| !p.is_empty()),
             public_key: None,
         };
-        audited(c, &s, "open_account", &request.client_id, &request.name, || c.network.open_account(idem, &bank, open))
+        audited(c, &s, "open_account", &request.client_id, &request.name, || c.platform.open_account(idem, &bank, open))
     })
     .await
 }
@@ -1080,7 +1080,7 @@ fn deposit(
 ) -> Result<dtenge_node::Balance, Error> {
     let amount = dtenge_network::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
     audited(c, s, "credit_bank_money", &request.client_id, &amount.amount_tiyn.to_string(), || {
-        c.network.deposit_fiat(idem, node, &request.client_id, amount)
+        c.platform.deposit_fiat(idem, node, &request.client_id, amount)
     })
 }
 
@@ -1102,7 +1102,7 @@ async fn treasury_budget(State(console): State<App>, uri: Uri, headers: HeaderMa
         Err(e) => return failure(e),
     };
     once_with_key(console, &uri, &headers, &body, is_treasury, move |c, s, idem| {
-        deposit(c, &s, idem, dtenge_network::TREASURY_ID, request)
+        deposit(c, &s, idem, dtenge_api::platform::TREASURY_ID, request)
     })
     .await
 }
@@ -1126,9 +1126,9 @@ async fn bank_nbk(State(console): State<App>, uri: Uri, headers: HeaderMap, body
         let action = if request.to_dt { "emission" } else { "redemption" };
         audited(c, &s, action, &bank, &amount.amount_tiyn.to_string(), || {
             if request.to_dt {
-                c.network.emission(idem, &bank, amount)
+                c.platform.emission(idem, &bank, amount)
             } else {
-                c.network.redemption(idem, &bank, amount)
+                c.platform.redemption(idem, &bank, amount)
             }
         })
     })
@@ -1145,7 +1145,7 @@ async fn client_history(
     let Ok(Query(page)) = query else { return failure(Error::malformed("offset and limit are numbers")) };
     with_role(console, &headers, false, is_client, move |c, s| {
         let Role::Client { bank, client_id } = s.role else { return Err(Error::internal("not a client")) };
-        c.network.history(&bank, &client_id, page.offset.unwrap_or(0), page.limit.unwrap_or(10).clamp(1, 100))
+        c.platform.history(&bank, &client_id, page.offset.unwrap_or(0), page.limit.unwrap_or(10).clamp(1, 100))
     })
     .await
 }

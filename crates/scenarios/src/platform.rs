@@ -1,37 +1,30 @@
-//! A whole platform in this process: the network plus the REST API on a free loopback port.
+//! A whole platform in this process: the roles (through the gateway's facade), the REST API
+//! and the consoles on a free loopback port.
 
+use dtenge_api::platform::Platform as Roles;
 use dtenge_core::{Error, Result};
-use dtenge_network::{Clock, Entropy, Network, NetworkConfig};
+use dtenge_env::{Clock, Entropy};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 /// A running platform; stops when dropped.
 pub struct Platform {
-    pub network: Arc<Network>,
+    /// The roles as the gateway calls them.
+    pub roles: Arc<Roles>,
     /// The web consoles, served beside the API.
     pub console: Arc<dtenge_console::Console>,
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<std::thread::JoinHandle<()>>,
-    /// The expiry sweeper and the checkpointer, stopped after the server.
-    background_stop: dtenge_network::StopSignal,
-    background: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Platform {
-    /// Open (or create) the network under `data_dir` and serve its API on `listen`
-    /// (port 0 picks a free port).
+    /// Open (or create) the roles under `data_dir` and serve the API and the consoles on
+    /// `listen` (port 0 picks a free port). The roles run their own timers (expiry, resends).
     pub fn start(data_dir: &Path, listen: SocketAddr, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Platform> {
-        let network = Arc::new(Network::open(data_dir, &NetworkConfig::standard(), clock, entropy)?);
-        let background_stop = dtenge_network::StopSignal::new();
-        let background = vec![
-            dtenge_network::spawn_expiry_sweeper(&network, &background_stop)
-                .map_err(|e| Error::internal(format!("expiry sweeper: {e}")))?,
-            dtenge_network::spawn_checkpointer(&network, &background_stop)
-                .map_err(|e| Error::internal(format!("checkpointer: {e}")))?,
-        ];
-        let console = Arc::new(dtenge_console::Console::open(network.clone(), data_dir, Entropy::from_os())?);
+        let roles = Arc::new(Roles::open(data_dir, clock, entropy)?);
+        let console = Arc::new(dtenge_console::Console::open(roles.clone(), data_dir, Entropy::from_os())?);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("dtenge-api")
@@ -42,7 +35,7 @@ impl Platform {
             .map_err(|e| Error::internal(format!("cannot listen on {listen}: {e}")))?;
         let addr = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = dtenge_api::router(network.clone()).merge(dtenge_console::web::router(console.clone()));
+        let app = dtenge_api::router(roles.clone()).merge(dtenge_console::web::router(console.clone()));
         let server = std::thread::Builder::new()
             .name("dtenge-server".into())
             .spawn(move || {
@@ -54,7 +47,7 @@ impl Platform {
                 }
             })
             .map_err(|e| Error::internal(format!("server thread: {e}")))?;
-        Ok(Platform { network, console, addr, stop: Some(stop), server: Some(server), background_stop, background })
+        Ok(Platform { roles, console, addr, stop: Some(stop), server: Some(server) })
     }
 
     pub fn base_url(&self) -> String {
@@ -75,10 +68,6 @@ impl Platform {
         }
         if let Some(server) = self.server.take() {
             let _ = server.join();
-        }
-        self.background_stop.stop();
-        for thread in self.background.drain(..) {
-            let _ = thread.join();
         }
     }
 

@@ -115,6 +115,24 @@ pub(crate) fn fail(context: &str, e: ApiFailure) -> String {
     format!("{context}: {e}")
 }
 
+/// How long a scenario waits for what settles after an answer (a payee at another bank, the
+/// bank-money legs between banks).
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether `done` becomes true within [`SETTLE_WAIT`], asked every 10 ms.
+pub(crate) fn eventually(mut done: impl FnMut() -> Result<bool, String>) -> Result<bool, String> {
+    let deadline = std::time::Instant::now() + SETTLE_WAIT;
+    loop {
+        if done()? {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 pub(crate) fn ensure(condition: bool, message: impl FnOnce() -> String) -> Check {
     if condition {
         Ok(())
@@ -621,14 +639,18 @@ fn card_convert(w: &World, out: &mut Vec<String>) -> Check {
         p["id"],
         tenge(7_250_00)
     ));
-    let after = w.client.get("/v1/abs/balances").map_err(|e| fail("abs", e))?;
-    ensure(w.fiat("sapa", &merchant)? == 7_250_00 && w.dt("sapa", &merchant)? == 0, || {
-        "merchant not paid in bank money".into()
-    })?;
+    // The bank-money legs settle after the answer, as in an RTGS: the merchant's bank
+    // credits its merchant when the certified purchase reaches it, and central moves the
+    // correspondents on the buyer's bank's stream.
+    let settled = || -> Result<bool, String> {
+        let after = w.client.get("/v1/abs/balances").map_err(|e| fail("abs", e))?;
+        let moved = after["balances"]["corr:sapa"].as_i64().unwrap_or(0)
+            - before["balances"]["corr:sapa"].as_i64().unwrap_or(0);
+        Ok(moved == 7_250_00 && w.fiat("sapa", &merchant)? == 7_250_00)
+    };
+    ensure(eventually(settled)?, || "the bank money did not settle: merchant or ABS not moved".into())?;
+    ensure(w.dt("sapa", &merchant)? == 0, || "merchant paid in DT".into())?;
     ensure(w.dt("tulpar", &buyer)? == 20_000_00 - 7_250_00, || "buyer DT not debited".into())?;
-    let moved =
-        after["balances"]["corr:sapa"].as_i64().unwrap_or(0) - before["balances"]["corr:sapa"].as_i64().unwrap_or(0);
-    ensure(moved == 7_250_00, || format!("ABS settlement moved {moved}"))?;
     out.push(format!(
         "ABS settled {} from corr:tulpar to corr:sapa; merchant bank money {}",
         tenge(7_250_00),

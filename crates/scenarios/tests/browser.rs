@@ -41,8 +41,8 @@ fn consoles_work_in_a_real_browser() {
         phone: Some("+77011234567".into()),
         public_key: None,
     };
-    let network = &platform.network;
-    network.open_account(None, "steppe", open).unwrap();
+    let roles = &platform.roles;
+    roles.open_account(None, "steppe", open).unwrap();
     let open = |bank: &str, kind, id: &str, name: &str, phone: Option<&str>| {
         let request = dtenge_network::types::OpenAccount {
             kind,
@@ -51,15 +51,15 @@ fn consoles_work_in_a_real_browser() {
             phone: phone.map(str::to_string),
             public_key: None,
         };
-        network.open_account(None, bank, request).unwrap();
+        roles.open_account(None, bank, request).unwrap();
     };
     let give = |bank: &str, client: &str, tiyn: u64| {
         let amount =
             dtenge_network::types::AmountRequest { amount_tiyn: dtenge_core::money::Amount::from_tiyn(tiyn).unwrap() };
-        network.credit_correspondent(None, bank, amount).unwrap();
-        network.emission(None, bank, amount).unwrap();
-        network.deposit_fiat(None, bank, client, amount).unwrap();
-        network.convert_to_dt(None, bank, client, amount).unwrap();
+        roles.credit_correspondent(None, bank, amount).unwrap();
+        roles.emission(None, bank, amount).unwrap();
+        roles.deposit_fiat(None, bank, client, amount).unwrap();
+        roles.convert_to_dt(None, bank, client, amount).unwrap();
     };
     use dtenge_node::ClientKind::{GovernmentAgency, Individual, LegalEntity};
     let bin = |n: u64| dtenge_node::ids::complete_iin_bin(&format!("{:011}", 18_034_000_000 + n)).unwrap();

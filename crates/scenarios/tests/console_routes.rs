@@ -21,7 +21,7 @@ fn start() -> (tempfile::TempDir, Platform) {
     let now = (Date::new(2026, 11, 23).unwrap().days() as u64 * 86_400 + 5 * 3_600) * 1_000;
     let clock = Arc::new(ManualClock::new(now));
     let platform = Platform::start(dir.path(), "127.0.0.1:0".parse().unwrap(), clock, Entropy::from_seed(41)).unwrap();
-    let network = &platform.network;
+    let roles = &platform.roles;
     let open = |bank: &str, id: &str, name: &str, phone: &str| {
         let request = OpenAccount {
             kind: dtenge_node::ClientKind::Individual,
@@ -30,15 +30,15 @@ fn start() -> (tempfile::TempDir, Platform) {
             phone: Some(phone.into()),
             public_key: None,
         };
-        network.open_account(None, bank, request).unwrap();
+        roles.open_account(None, bank, request).unwrap();
     };
     open("steppe", AIGERIM, "Aigerim Seitova", "+77011234567");
     open("sapa", "850202400010", "Saule Omarova", "+77027654321");
     let amount = AmountRequest { amount_tiyn: Amount::from_tiyn(10_000_00).unwrap() };
-    network.credit_correspondent(None, "steppe", amount).unwrap();
-    network.emission(None, "steppe", amount).unwrap();
-    network.deposit_fiat(None, "steppe", AIGERIM, amount).unwrap();
-    network.convert_to_dt(None, "steppe", AIGERIM, amount).unwrap();
+    roles.credit_correspondent(None, "steppe", amount).unwrap();
+    roles.emission(None, "steppe", amount).unwrap();
+    roles.deposit_fiat(None, "steppe", AIGERIM, amount).unwrap();
+    roles.convert_to_dt(None, "steppe", AIGERIM, amount).unwrap();
     let aigerim = Role::Client { bank: "steppe".into(), client_id: AIGERIM.into() };
     platform.console.put_user("aigerim", "Aigerim Seitova", aigerim, PASSWORD).unwrap();
     let saule = Role::Client { bank: "sapa".into(), client_id: "850202400010".into() };
@@ -80,11 +80,11 @@ impl Browser {
 }
 
 fn history_total(platform: &Platform, bank: &str, client: &str) -> usize {
-    platform.network.history(bank, client, 0, 1).unwrap().total
+    platform.roles.history(bank, client, 0, 1).unwrap().total
 }
 
 fn spendable(platform: &Platform) -> u64 {
-    platform.network.account_view("steppe", AIGERIM).unwrap().balance.dt_spendable_tiyn.tiyn()
+    platform.roles.account_view("steppe", AIGERIM).unwrap().balance.dt_spendable_tiyn.tiyn()
 }
 
 #[test]
@@ -187,11 +187,11 @@ fn every_money_moving_console_route_requires_an_idempotency_key() {
 fn two_console_users_sending_the_same_key_do_not_meet() {
     let (_dir, platform) = start();
     let amount = AmountRequest { amount_tiyn: Amount::from_tiyn(1_000_00).unwrap() };
-    let network = &platform.network;
-    network.credit_correspondent(None, "sapa", amount).unwrap();
-    network.emission(None, "sapa", amount).unwrap();
-    network.deposit_fiat(None, "sapa", "850202400010", amount).unwrap();
-    network.convert_to_dt(None, "sapa", "850202400010", amount).unwrap();
+    let roles = &platform.roles;
+    roles.credit_correspondent(None, "sapa", amount).unwrap();
+    roles.emission(None, "sapa", amount).unwrap();
+    roles.deposit_fiat(None, "sapa", "850202400010", amount).unwrap();
+    roles.convert_to_dt(None, "sapa", "850202400010", amount).unwrap();
     let (aigerim, saule) = (Browser::sign_in(&platform, "aigerim"), Browser::sign_in(&platform, "saule"));
     let to_saule = aigerim.post(
         "/console/api/client/transfer",
@@ -247,11 +247,11 @@ fn the_console_and_the_api_answer_the_same_error_code_with_the_same_status() {
         assert_eq!(console.1, code);
         assert_eq!(console, answer, "{code}");
     }
-    platform.network.block(None, "steppe", dtenge_network::types::BlockRequest { reason: "test".into() }).unwrap();
+    platform.roles.block(None, "steppe", dtenge_network::types::BlockRequest { reason: "test".into() }).unwrap();
     let (console, answer) = both("+77027654321", "1", json!(100));
     assert_eq!(console, (423, "BANK_BLOCKED".to_string()));
     assert_eq!(console, answer);
-    platform.network.unblock(None, "steppe").unwrap();
+    platform.roles.unblock(None, "steppe").unwrap();
 
     // The same key with another request, on each face.
     let first =

@@ -2,12 +2,12 @@
 //! opened through the directory (the ID center claims the client, the phone and the
 //! address before the bank opens the account), read from the servicing bank.
 
+use super::Idem;
 use super::{wait, Platform, TREASURY_ID};
 use dtenge_bank::AccountKey;
 use dtenge_core::money::Amount;
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
 use dtenge_network::types::{AccountView, AmountRequest, HistoryLine, HistoryPage, OpenAccount, PhoneLookup};
-use dtenge_network::Idem;
 use dtenge_node::ids::{check_iin_bin, mask_pan, normalize_phone};
 use dtenge_node::{Account, Balance, ClientKind, NodeState};
 use std::collections::HashSet;
@@ -22,13 +22,15 @@ pub const OPEN_ACCOUNTS_MAX: usize = 10_000;
 impl Platform {
     /// Open a digital account: one per client per bank. Banks open accounts for individuals
     /// and legal entities, the Treasury for government agencies. Asked again with the same
-    /// idempotency key after it opened, it answers the account it opened.
-    pub fn open_account(&self, idem: Option<&Idem>, node_id: &str, request: OpenAccount) -> Result<Account> {
+    /// idempotency key after it opened, the gateway's memo answers the account it opened
+    /// ([`Platform::once`]); a second opening with another key is `DUPLICATE_ACCOUNT`.
+    ///
+    /// The bank does not keep the key: a retry after a crash that fell between the bank's
+    /// commit and the memo's is answered `DUPLICATE_ACCOUNT`, and the account it asked for
+    /// exists (`GET` it).
+    pub fn open_account(&self, _idem: Option<&Idem>, node_id: &str, request: OpenAccount) -> Result<Account> {
         let bank = self.bank(node_id)?;
         let (account, key) = self.plan_account(node_id, request)?;
-        if let Some(opened) = self.opened_before(idem, node_id, &account, &key)? {
-            return Ok(opened);
-        }
         wait(&bank.service().claim_account(account.clone(), key, self.now_ms()))?;
         Ok(account)
     }
@@ -101,28 +103,6 @@ impl Platform {
             opened_at_unix_ms: self.now_ms(),
         };
         Ok((account, key))
-    }
-
-    /// The account a repeated opening (the same idempotency key) opened: the client's account
-    /// at this bank when it matches the request (a custodial key is drawn anew each time, so
-    /// a custodial account matches on everything but its address).
-    fn opened_before(
-        &self,
-        idem: Option<&Idem>,
-        node_id: &str,
-        account: &Account,
-        key: &AccountKey,
-    ) -> Result<Option<Account>> {
-        if idem.is_none() {
-            return Ok(None);
-        }
-        let existing = self.bank(node_id)?.service().read(|n| n.account(&account.client_id).ok().cloned());
-        Ok(existing.filter(|e| {
-            e.kind == account.kind
-                && e.name == account.name
-                && e.phone == account.phone
-                && (matches!(key, AccountKey::Custodial(_)) || e.address == account.address)
-        }))
     }
 
     /// An account with its balances.

@@ -10,6 +10,7 @@
 //!   merchant's bank money, converting, with it): a refund asked at once waits for it.
 
 use super::programmed::await_record;
+use super::Idem;
 use super::{idem_key, Platform, ANSWER_WAIT};
 use dtenge_assembly::{AtmWithdrawal as RoleAtm, CardPurchase};
 use dtenge_bank::VoucherProgramRequest as RoleProgramRequest;
@@ -19,7 +20,6 @@ use dtenge_network::types::{
     AmountRequest, AtmWithdrawal, CardMode, CardPurchaseRequest, LinkCard, Party, Purchase, Receipt, VoucherEvent,
     VoucherProgram, VoucherProgramRequest,
 };
-use dtenge_network::Idem;
 use dtenge_node::ids::{check_pan, mask_pan};
 use dtenge_node::{Purpose, OWN_ACCOUNT};
 

@@ -10,6 +10,7 @@
 //! Each answer is a receipt built from the role's first answer, so a request repeated under
 //! its idempotency key gets the same receipt.
 
+use super::Idem;
 use super::{checked_key, wait, Platform, ANSWER_WAIT};
 use dtenge_abs::Posting;
 use dtenge_bank::{Committed, Conversion, IdemKey, Request};
@@ -18,7 +19,6 @@ use dtenge_core::money::Amount;
 use dtenge_core::party::Party;
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
 use dtenge_network::types::{AmountRequest, Receipt};
-use dtenge_network::Idem;
 use dtenge_node::{Purpose, OWN_ACCOUNT};
 use std::collections::BTreeMap;
 

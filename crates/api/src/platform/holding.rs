@@ -14,6 +14,7 @@
 //! timeout, and asking again (a hold with the same idempotency key, an occurrence with the
 //! same occurrence id) answers it.
 
+use super::Idem;
 use super::{idem_key, wait, Platform, ANSWER_WAIT};
 use dtenge_core::crypto::{Address, Hash32, PublicKey};
 use dtenge_core::party::Party;
@@ -22,7 +23,6 @@ use dtenge_network::types::{
     ClockView, Event, EventKind, EventPage, EventRequest, EventStatus, EventTerms, EventView, HoldReceipt, HoldRequest,
     HoldView, OccurrenceOutcome, OccurrenceRequest, ProviderCredentials, ProviderRequest, Share, ShareRequest,
 };
-use dtenge_network::Idem;
 use dtenge_node::OWN_ACCOUNT;
 use dtenge_oracle::service::{
     Confirmation, Confirmed, EventStatus as RoleStatus, HoldEvent, OccurrenceNote, Payee, Registration,

@@ -13,35 +13,49 @@
 //! The operations are grouped as the REST API groups them, one file each.
 
 mod accounts;
+mod answers;
 mod cards;
 mod central;
+mod checkpoint;
 mod holding;
+mod notifications;
 mod operator;
 mod payments;
 mod programmed;
 
 use dtenge_assembly::{Assembly, BankHandle, BankSpec, Config, RoleKeys};
 use dtenge_bank::IdemKey;
-use dtenge_core::crypto::SecretKey;
+use dtenge_core::crypto::{Hash32, SecretKey};
 use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_env::{Clock, Entropy};
-use dtenge_network::Idem;
 use dtenge_node::NodeKind;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use accounts::{HISTORY_PAGE_MAX, NAME_LEN_MAX, OPEN_ACCOUNTS_MAX};
+pub use answers::IDEM_KEY_LEN_MAX;
 pub use payments::{REFERENCE_LEN_MAX, REGISTRY_LINES_MAX};
 pub use programmed::{MARKINGS_PAGE_MAX, SPLIT_LINES_MAX};
 
+/// The NBK's node id: its ABS and registry, where emissions and redemptions are recorded.
+pub const NBK_ID: &str = "nbk";
 /// The Treasury's node id.
 pub const TREASURY_ID: &str = "treasury";
 /// How long a call waits for its role's answer before it reports `REQUEST_IN_PROGRESS` (the
 /// operation may still complete: the client asks again with the same idempotency key).
 pub const ANSWER_WAIT: Duration = Duration::from_secs(10);
 /// The file, in the data directory, holding the seed the roles' keys derive from.
-const ROLE_KEYS_FILE: &str = "role-keys.seed";
+pub const ROLE_KEYS_FILE: &str = "role-keys.seed";
+/// The gateway's store, in the data directory: its memo of answers by idempotency key.
+const GATEWAY_DIR: &str = "gateway.db";
+
+/// An idempotency key with the fingerprint of the request it was first used with.
+#[derive(Clone, Debug)]
+pub struct Idem {
+    pub key: String,
+    pub fingerprint: Hash32,
+}
 
 /// The network's participants as a gateway calls them.
 pub struct Platform {
@@ -51,6 +65,7 @@ pub struct Platform {
     /// The manual clock's advances by idempotency key (`holding.rs`): in memory, as the manual
     /// clock itself is.
     advances: holding::Advances,
+    answers: answers::Answers,
 }
 
 impl Platform {
@@ -68,9 +83,10 @@ impl Platform {
             ],
             keys: RoleKeys::from_seed(seed),
         };
+        let answers = answers::Answers::open(&dir.join(GATEWAY_DIR))?;
         let now = clock.clone();
         let assembly = Assembly::start(dir, &config, Arc::new(move || now.now_ms()))?;
-        Ok(Platform { assembly, clock, entropy, advances: holding::Advances::default() })
+        Ok(Platform { assembly, clock, entropy, advances: holding::Advances::default(), answers })
     }
 
     /// The roles themselves, for the operator's tools and the tests.
@@ -99,6 +115,18 @@ impl Platform {
         SecretKey::from_seed(self.entropy.seed32())
     }
 
+    /// Run `op` at most once per idempotency key, as every face calls a mutating operation:
+    /// a retry gets the first answer, a key reused with another request is refused
+    /// `IDEMPOTENCY_KEY_REUSED`, a key being answered is `REQUEST_IN_PROGRESS` (see
+    /// `answers.rs` for why the roles stay the authority).
+    pub fn once<T, F>(&self, idem: Option<Idem>, op: F) -> Result<T>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        F: FnOnce(Option<&Idem>) -> Result<T>,
+    {
+        self.answers.once(idem, op)
+    }
+
     pub fn shutdown(self) {
         self.assembly.shutdown();
     }
@@ -108,9 +136,6 @@ impl Platform {
 pub fn idem_key(idem: Option<&Idem>) -> Option<IdemKey> {
     idem.map(|i| IdemKey { key: i.key.clone(), fingerprint: i.fingerprint })
 }
-
-/// Longest idempotency key, in bytes (the network's and the roles' limit).
-pub const IDEM_KEY_LEN_MAX: usize = 128;
 
 /// [`idem_key`], refused `MALFORMED_INPUT` unless it has 1 to [`IDEM_KEY_LEN_MAX`] bytes: checked
 /// first, as the network's `once` did, before anything else of the request.

@@ -11,6 +11,7 @@
 //! logs the roles read back whole), so the network's `checkpoint` and `checkpoint_now` have no
 //! equivalent among them.
 
+use super::{Idem, NBK_ID};
 use super::{Platform, ANSWER_WAIT};
 use dtenge_abs::correspondent;
 use dtenge_central::{EntryKind, RegistryEntry, Totals};
@@ -18,7 +19,6 @@ use dtenge_core::calendar::Date;
 use dtenge_core::money::Amount;
 use dtenge_core::{ensure, Error, ErrorCode, Result};
 use dtenge_network::types::{BlockRequest, DayView, Monitoring, NbkOperation, NodeView, Reconciliation};
-use dtenge_network::{Idem, NBK_ID};
 use dtenge_node::Purpose;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -8,6 +8,7 @@
 //! signatures) and pays. A key committed before is answered first, before any check: the
 //! receipt is built again from the request and the bank's first answer (the transaction's id).
 
+use super::Idem;
 use super::{checked_key, wait, Platform, ANSWER_WAIT};
 use dtenge_bank::{Committed, Label, Request};
 use dtenge_core::crypto::Address;
@@ -18,7 +19,6 @@ use dtenge_core::tx::Transaction;
 use dtenge_core::validate::TxIds;
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
 use dtenge_network::types::{Payee, Receipt, RegistryLineResult, RegistryReport, RegistryRequest, TransferRequest};
-use dtenge_network::Idem;
 use dtenge_node::ids::{check_iin_bin, normalize_phone};
 use dtenge_node::{ClientKind, Purpose, OWN_ACCOUNT};
 

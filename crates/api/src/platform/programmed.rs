@@ -16,6 +16,7 @@
 //!   again with one answers the one registered when it matches; a marking asked again is a
 //!   second marking (it has no identity of its own to match).
 
+use super::Idem;
 use super::{idem_key, wait, Platform, ANSWER_WAIT};
 use dtenge_assembly::{ClientAt, ContractTerms};
 use dtenge_bank::Committed;
@@ -28,7 +29,6 @@ use dtenge_network::types::{
     MarkingRequest, MarkingView, Party, PartyRef, Payee, Share, SplitPaymentRequest, SplitReceipt, VatPayment,
     VatPaymentRequest,
 };
-use dtenge_network::Idem;
 use dtenge_node::ids::{check_iin_bin, normalize_phone};
 use dtenge_node::OWN_ACCOUNT;
 use std::time::Instant;
