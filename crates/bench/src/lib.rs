@@ -334,7 +334,12 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, St
     let submissions: Vec<Submission> =
         prepared.into_iter().map(|p| Submission { node: p.bank.to_string(), tx: p.tx, idem: None }).collect();
     let cpu_meter = CpuMeter::start();
-    let poller = config.monitor_every_ms.map(|every_ms| MonitorPoller::start(network.clone(), every_ms));
+    let poller = config.monitor_every_ms.map(|every_ms| {
+        let network = network.clone();
+        let poll =
+            move || network.monitoring().map(|t| t.circulation_tiyn.tiyn()).map_err(|e| format!("monitoring: {e}"));
+        MonitorPoller::start(poll, every_ms)
+    });
     let mut outcome = submit_all(&network, submissions, &expected, config)?;
     let monitoring = poller.map(MonitorPoller::stop).transpose()?;
     let cpu = cpu_meter.finish(outcome.committed);
@@ -451,25 +456,25 @@ pub struct MonitorPolls {
     pub circulation_tiyn_last: u64,
 }
 
-/// A thread that reads `Network::monitoring` every `every_ms` until stopped, as the operator's
-/// dashboard polls it.
-struct MonitorPoller {
+/// A thread that reads the monitoring totals (`poll`, answering the circulation) every
+/// `every_ms` until stopped, as the operator's dashboard polls them.
+pub(crate) struct MonitorPoller {
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: std::thread::JoinHandle<Result<MonitorPolls, String>>,
 }
 
 impl MonitorPoller {
-    fn start(network: Arc<Network>, every_ms: u64) -> MonitorPoller {
+    pub(crate) fn start(poll: impl Fn() -> Result<u64, String> + Send + 'static, every_ms: u64) -> MonitorPoller {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut polls = MonitorPolls { every_ms, polls: 0, poll_ms_max: 0.0, circulation_tiyn_last: 0 };
             while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
                 let started = Instant::now();
-                let totals = network.monitoring().map_err(|e| format!("monitoring: {e}"))?;
+                let circulation_tiyn = poll()?;
                 polls.poll_ms_max = polls.poll_ms_max.max(started.elapsed().as_secs_f64() * 1e3);
                 polls.polls += 1;
-                polls.circulation_tiyn_last = totals.circulation_tiyn.tiyn();
+                polls.circulation_tiyn_last = circulation_tiyn;
                 std::thread::sleep(std::time::Duration::from_millis(every_ms));
             }
             Ok(polls)
@@ -477,7 +482,7 @@ impl MonitorPoller {
         MonitorPoller { stop, thread }
     }
 
-    fn stop(self) -> Result<MonitorPolls, String> {
+    pub(crate) fn stop(self) -> Result<MonitorPolls, String> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.join().map_err(|_| "the monitoring poller panicked".to_string())?
     }

@@ -17,8 +17,8 @@
 //!    tokens = the notary's unspent set.
 
 use crate::{
-    key_of, peak_bytes, prepare, BenchAccount, Config, CpuMeter, CpuUse, Expect, Latency, Machine, Outcome, BANKS,
-    TOKEN_TIYN,
+    key_of, peak_bytes, prepare, BenchAccount, Config, CpuMeter, CpuUse, Expect, Latency, Machine, MonitorPoller,
+    MonitorPolls, Outcome, BANKS, TOKEN_TIYN,
 };
 use dtenge_assembly::{Assembly, BankHandle};
 use dtenge_bank::{AccountKey, Committed, Request};
@@ -57,6 +57,8 @@ pub struct RolesReport {
     pub peak_memory_bytes: u64,
     /// CPU per committed payment in µs over the timed phase, by thread name (the banks' threads
     /// summed by kind: `inbox:<bank>` into `inbox:banks`, `flush:<bank>` into `flush:banks`).
+    /// The monitoring polls during the timed phase, if asked for.
+    pub monitoring: Option<MonitorPolls>,
     pub cpu_us_per_payment_by_thread: BTreeMap<String, f64>,
     /// Notarize requests the banks sent (first sends), and the mean transactions in one.
     pub batches: u64,
@@ -76,6 +78,8 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<RolesRepor
     seed_bytes[..8].copy_from_slice(&config.seed.to_le_bytes());
     let assembly = Assembly::start(&dir, &dtenge_assembly::Config::standard(seed_bytes), Arc::new(move || day_ms))
         .map_err(|e| format!("starting the roles: {e}"))?;
+    // Shared with the monitoring poller, if there is one.
+    let assembly = Arc::new(assembly);
 
     let started = Instant::now();
     let accounts = seed(&assembly, config, &mut progress)?;
@@ -93,7 +97,9 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<RolesRepor
     let batches_before = batches_sent(&assembly);
     let cpu_meter = CpuMeter::start();
     let threads_before = thread_cpu_ticks();
+    let poller = config.monitor_every_ms.map(|every_ms| MonitorPoller::start(monitoring_poll(&assembly), every_ms));
     let outcome = submit_all(&assembly, submissions, &expected, config)?;
+    let monitoring = poller.map(MonitorPoller::stop).transpose()?;
     let cpu = cpu_meter.finish(outcome.committed);
     let cpu_us_per_payment_by_thread = per_payment(&threads_before, &thread_cpu_ticks(), outcome.committed);
     let batches = batches_sent(&assembly) - batches_before;
@@ -128,6 +134,7 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<RolesRepor
             max_us: outcome.latency.max(),
         },
         cpu,
+        monitoring,
         cpu_us_per_payment_by_thread,
         peak_memory_bytes: peak_bytes(),
         batches,
@@ -136,8 +143,29 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<RolesRepor
         ok: problems.is_empty(),
         problems,
     };
-    assembly.shutdown();
+    match Arc::into_inner(assembly) {
+        Some(assembly) => assembly.shutdown(),
+        None => return Err("the roles were still shared after the run".into()),
+    }
     Ok(report)
+}
+
+/// What the operator's dashboard reads, role by role, as the platform's `monitoring` does:
+/// the running totals (the banks' wallets, central's liability, the notary's count), central's
+/// registry and its blocks. It answers the circulation by central's registry.
+fn monitoring_poll(assembly: &Arc<Assembly>) -> impl Fn() -> Result<u64, String> + Send + 'static {
+    let assembly = assembly.clone();
+    move || {
+        let running = assembly.monitoring();
+        let central = assembly.central();
+        let registry = central.registry();
+        let _blocked = central.blocked();
+        let circulation = central.circulation();
+        if running.dt_liability.tiyn() == 0 && !registry.is_empty() {
+            return Err("monitoring: a liability of zero beside emissions".into());
+        }
+        Ok(circulation.tiyn())
+    }
 }
 
 /// CPU ticks (user and system) of every thread of this process, by thread id, with its name.
@@ -312,6 +340,12 @@ pub fn render(report: &RolesReport) -> String {
     let threads: Vec<String> =
         report.cpu_us_per_payment_by_thread.iter().map(|(name, us)| format!("{name} {us:.1}")).collect();
     out.push_str(&format!("cpu by thread, µs per payment: {}\n", threads.join(", ")));
+    if let Some(m) = &report.monitoring {
+        out.push_str(&format!(
+            "monitoring: polled every {} ms during the run: {} polls, the slowest {:.2} ms\n",
+            m.every_ms, m.polls, m.poll_ms_max
+        ));
+    }
     out.push_str(&format!("refused: {:?}\n", report.rejected));
     out.push_str(&format!(
         "reconciled across roles (wallets = ABS liability, wallets' tokens = notary's unspent): {}\n",

@@ -136,9 +136,8 @@ enum Command {
         monitor_every_ms: Option<u64>,
         /// Run the load on the roles (the notary, central, the directory and three banks, each
         /// with its own store and threads, talking only through messages) instead of today's
-        /// one-object network. Programmed payments, the baseline and monitoring polls are not
-        /// part of it yet.
-        #[arg(long, conflicts_with_all = ["http", "baseline", "monitor_every_ms"])]
+        /// one-object network. Programmed payments and the baseline are not part of it yet.
+        #[arg(long, conflicts_with_all = ["http", "baseline"])]
         roles: bool,
         /// Load a running platform through its REST API (HTTP/1.1 keep-alive connections, one
         /// request in flight on each): custodial transfers and/or client-signed transactions.
