@@ -1,5 +1,5 @@
-//! The cost of programmed payments next to a plain one, on the same network after the main
-//! run: custodial payments one at a time (each its own durable commit), so the figures are
+//! The cost of programmed payments next to a plain one, on the same roles after the main run,
+//! through the platform facade as the REST API calls it: custodial payments one at a time (each its own durable commit), so the figures are
 //! the latency and CPU time of one operation, not of a batch. The kinds are interleaved (a
 //! plain payment, a hold, a release, a marked transfer, again), so background work of the
 //! storage engine (flushes, compactions left by the main run) weighs on all of them alike.
@@ -14,8 +14,8 @@
 //!   node's transaction and attests; the initiator's node is notified).
 
 use crate::{amount, iin, Latency, LATENCY_US_MAX};
+use dtenge_api::platform::{Platform, TREASURY_ID};
 use dtenge_network::types::*;
-use dtenge_network::{Network, TREASURY_ID};
 use dtenge_node::ClientKind;
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -102,8 +102,8 @@ fn party(bank: &str, client: &str) -> PartyRef {
     PartyRef { bank: bank.into(), client_id: client.into() }
 }
 
-/// Run `operations` of each kind on `network`.
-pub fn run(network: &Network, operations: usize) -> Result<ProgrammableReport, String> {
+/// Run `operations` of each kind on the platform.
+pub fn run(network: &Platform, operations: usize) -> Result<ProgrammableReport, String> {
     let e = |e: dtenge_core::Error| e.to_string();
     let open = |bank: &str, n: usize, kind: ClientKind| -> Result<String, String> {
         let request = OpenAccount {

@@ -1,6 +1,9 @@
-//! `dtenge bench --roles`: the same load as `dtenge bench`, on the roles (`dtenge-assembly`):
-//! the notary, central, the directory and three banks, each with its own store and its own
-//! threads, talking only through envelopes.
+//! `dtenge bench --roles`: the same load as `dtenge bench`, on the roles as `dtenge up` runs
+//! them (the platform facade over `dtenge-assembly`): the notary, central, the directory, the
+//! oracle, three banks and the Treasury, each with its own store and its own threads, talking
+//! only through envelopes. The load goes to the banks' services directly, as a gateway's
+//! would; the monitoring polls and the programmed payments after the run go through the
+//! facade, as the REST API's do.
 //!
 //! 1. **Seed** (untimed): the accounts (clients keeping their own keys) are migrated to their
 //!    banks (claimed at the directory and opened, 10,000 per commit); central issues each
@@ -16,14 +19,17 @@
 //!    deliveries landed, the DT in the banks' wallets = the ABS liability and the banks'
 //!    tokens = the notary's unspent set.
 
+use crate::programmable::{self, ProgrammableReport};
 use crate::{
     key_of, peak_bytes, prepare, BenchAccount, Config, CpuMeter, CpuUse, Expect, Latency, Machine, MonitorPoller,
     MonitorPolls, Outcome, BANKS, TOKEN_TIYN,
 };
+use dtenge_api::platform::Platform;
 use dtenge_assembly::{Assembly, BankHandle};
 use dtenge_bank::{AccountKey, Committed, Request};
 use dtenge_core::crypto::Address;
 use dtenge_core::money::Amount;
+use dtenge_env::{Entropy, ManualClock};
 use dtenge_node::{Account, ClientKind, OWN_ACCOUNT};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -59,6 +65,14 @@ pub struct RolesReport {
     /// summed by kind: `inbox:<bank>` into `inbox:banks`, `flush:<bank>` into `flush:banks`).
     /// The monitoring polls during the timed phase, if asked for.
     pub monitoring: Option<MonitorPolls>,
+    /// Programmed payments one at a time after the run, if asked for.
+    pub programmable: Option<ProgrammableReport>,
+    /// The PostgreSQL baseline with the same load, if asked for.
+    pub baseline: Option<crate::postgres::BaselineReport>,
+    /// Our payments/s divided by the baseline's.
+    pub throughput_ratio: Option<f64>,
+    /// Our p99 latency divided by the baseline's (below 1 is better).
+    pub p99_ratio: Option<f64>,
     pub cpu_us_per_payment_by_thread: BTreeMap<String, f64>,
     /// Notarize requests the banks sent (first sends), and the mean transactions in one.
     pub batches: u64,
@@ -73,16 +87,15 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<RolesRepor
     crate::check_config(config)?;
     let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dir = config.data.clone().unwrap_or_else(|| temp.path().to_path_buf());
-    let day_ms = crate::working_day_ms();
-    let mut seed_bytes = [0u8; 32];
-    seed_bytes[..8].copy_from_slice(&config.seed.to_le_bytes());
-    let assembly = Assembly::start(&dir, &dtenge_assembly::Config::standard(seed_bytes), Arc::new(move || day_ms))
-        .map_err(|e| format!("starting the roles: {e}"))?;
+    let clock = Arc::new(ManualClock::new(crate::working_day_ms()));
     // Shared with the monitoring poller, if there is one.
-    let assembly = Arc::new(assembly);
+    let platform = Arc::new(
+        Platform::open(&dir, clock, Entropy::from_seed(config.seed)).map_err(|e| format!("starting the roles: {e}"))?,
+    );
+    let assembly = platform.assembly();
 
     let started = Instant::now();
-    let accounts = seed(&assembly, config, &mut progress)?;
+    let accounts = seed(assembly, config, &mut progress)?;
     let seed_seconds = started.elapsed().as_secs_f64();
     progress(&format!("seeded {} accounts and {} tokens in {seed_seconds:.1} s", config.accounts, config.tokens));
 
@@ -94,16 +107,23 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<RolesRepor
     let expected: Vec<Expect> = prepared.iter().map(|p| p.expect).collect();
     let submissions: Vec<(&'static str, Request)> =
         prepared.into_iter().map(|p| (p.bank, Request::Signed(p.tx))).collect();
-    let batches_before = batches_sent(&assembly);
+    let batches_before = batches_sent(assembly);
     let cpu_meter = CpuMeter::start();
     let threads_before = thread_cpu_ticks();
-    let poller = config.monitor_every_ms.map(|every_ms| MonitorPoller::start(monitoring_poll(&assembly), every_ms));
-    let outcome = submit_all(&assembly, submissions, &expected, config)?;
+    let poller = config.monitor_every_ms.map(|every_ms| MonitorPoller::start(monitoring_poll(&platform), every_ms));
+    let outcome = submit_all(assembly, submissions, &expected, config)?;
     let monitoring = poller.map(MonitorPoller::stop).transpose()?;
     let cpu = cpu_meter.finish(outcome.committed);
     let cpu_us_per_payment_by_thread = per_payment(&threads_before, &thread_cpu_ticks(), outcome.committed);
-    let batches = batches_sent(&assembly) - batches_before;
+    let batches = batches_sent(assembly) - batches_before;
 
+    assembly.settle(WAIT_MAX).map_err(|e| e.to_string())?;
+    let programmable = if config.programmable_ops > 0 {
+        progress(&format!("timing {} plain, held and marked payments one at a time", config.programmable_ops));
+        Some(programmable::run(&platform, config.programmable_ops)?)
+    } else {
+        None
+    };
     assembly.settle(WAIT_MAX).map_err(|e| e.to_string())?;
     let mut outcome = outcome;
     let mut problems = std::mem::take(&mut outcome.problems);
@@ -113,6 +133,19 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<RolesRepor
     crate::check_outcome(&outcome, &expected, &mut problems);
     let latency = |q: f64| outcome.latency.value_at_quantile(q);
     let achieved_per_s = outcome.committed as f64 / outcome.elapsed.as_secs_f64().max(1e-9);
+    let baseline = match &config.baseline_postgres_url {
+        Some(url) => {
+            progress("running the PostgreSQL baseline with the same load");
+            let baseline = crate::postgres::run(url, config)?;
+            if !baseline.conserved {
+                problems.push("the PostgreSQL baseline did not conserve money".into());
+            }
+            Some(baseline)
+        }
+        None => None,
+    };
+    let throughput_ratio = baseline.as_ref().map(|b| achieved_per_s / b.achieved_per_s.max(1e-9));
+    let p99_ratio = baseline.as_ref().map(|b| latency(0.99) as f64 / b.latency.p99_us.max(1) as f64);
     let count = |e: Expect| expected.iter().filter(|x| **x == e).count();
     let report = RolesReport {
         machine: Machine::here(),
@@ -135,6 +168,10 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<RolesRepor
         },
         cpu,
         monitoring,
+        programmable,
+        baseline,
+        throughput_ratio,
+        p99_ratio,
         cpu_us_per_payment_by_thread,
         peak_memory_bytes: peak_bytes(),
         batches,
@@ -143,29 +180,18 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<RolesRepor
         ok: problems.is_empty(),
         problems,
     };
-    match Arc::into_inner(assembly) {
-        Some(assembly) => assembly.shutdown(),
+    match Arc::into_inner(platform) {
+        Some(platform) => platform.shutdown(),
         None => return Err("the roles were still shared after the run".into()),
     }
     Ok(report)
 }
 
-/// What the operator's dashboard reads, role by role, as the platform's `monitoring` does:
-/// the running totals (the banks' wallets, central's liability, the notary's count), central's
-/// registry and its blocks. It answers the circulation by central's registry.
-fn monitoring_poll(assembly: &Arc<Assembly>) -> impl Fn() -> Result<u64, String> + Send + 'static {
-    let assembly = assembly.clone();
-    move || {
-        let running = assembly.monitoring();
-        let central = assembly.central();
-        let registry = central.registry();
-        let _blocked = central.blocked();
-        let circulation = central.circulation();
-        if running.dt_liability.tiyn() == 0 && !registry.is_empty() {
-            return Err("monitoring: a liability of zero beside emissions".into());
-        }
-        Ok(circulation.tiyn())
-    }
+/// What the operator's dashboard reads: the platform's monitoring totals (running totals,
+/// role by role), answering the circulation.
+fn monitoring_poll(platform: &Arc<Platform>) -> impl Fn() -> Result<u64, String> + Send + 'static {
+    let platform = platform.clone();
+    move || platform.monitoring().map(|m| m.circulation_tiyn.tiyn()).map_err(|e| format!("monitoring: {e}"))
 }
 
 /// CPU ticks (user and system) of every thread of this process, by thread id, with its name.
@@ -307,7 +333,7 @@ pub fn render(report: &RolesReport) -> String {
     let mb = |bytes: u64| bytes as f64 / (1 << 20) as f64;
     let mut out = String::new();
     out.push_str(&format!(
-        "dtenge bench --roles: {} accounts, {} tokens, {} transfers ({} double spends, {} bad signatures injected)\n",
+        "dtenge bench (roles): {} accounts, {} tokens, {} transfers ({} double spends, {} bad signatures injected)\n",
         report.config.accounts,
         report.config.tokens,
         report.submitted,
@@ -347,6 +373,19 @@ pub fn render(report: &RolesReport) -> String {
         ));
     }
     out.push_str(&format!("refused: {:?}\n", report.rejected));
+    if let (Some(b), Some(t), Some(l)) = (&report.baseline, report.throughput_ratio, report.p99_ratio) {
+        out.push_str(&format!(
+            "postgres baseline: {:.0} payments/s, p50 {:.2} ms, p99 {:.2} ms ({} connections, SELECT … FOR UPDATE, synchronous commit)\n",
+            b.achieved_per_s,
+            b.latency.p50_us as f64 / 1e3,
+            b.latency.p99_us as f64 / 1e3,
+            b.connections
+        ));
+        out.push_str(&format!("ratio dtenge / postgres: throughput {t:.2}x, p99 {l:.2}x\n"));
+    }
+    if let Some(p) = &report.programmable {
+        out.push_str(&programmable::render(p));
+    }
     out.push_str(&format!(
         "reconciled across roles (wallets = ABS liability, wallets' tokens = notary's unspent): {}\n",
         report.reconciled

@@ -134,10 +134,13 @@ enum Command {
         /// operator's dashboard does.
         #[arg(long)]
         monitor_every_ms: Option<u64>,
-        /// Run the load on the roles (the notary, central, the directory and three banks, each
-        /// with its own store and threads, talking only through messages) instead of today's
-        /// one-object network. Programmed payments and the baseline are not part of it yet.
-        #[arg(long, conflicts_with_all = ["http", "baseline"])]
+        /// Run the load on today's one-object network (`dtenge-network`) instead of the roles:
+        /// the baseline the roles are compared with until that crate is deleted. Without it
+        /// the load runs on the roles, as `dtenge up` runs them.
+        #[arg(long, conflicts_with_all = ["http", "roles"])]
+        network: bool,
+        /// The roles (the default; kept so that earlier commands still run).
+        #[arg(long, conflicts_with = "http", hide = true)]
         roles: bool,
         /// Load a running platform through its REST API (HTTP/1.1 keep-alive connections, one
         /// request in flight on each): custodial transfers and/or client-signed transactions.
@@ -186,9 +189,13 @@ enum Command {
         /// Print one JSON object per seed.
         #[arg(long)]
         json: bool,
-        /// Simulate the roles as separate processes (notary, central, directory, three banks,
-        /// each on its own disk) instead of today's one-process network.
-        #[arg(long)]
+        /// Simulate today's one-process network (`dtenge-network`) instead of the roles as
+        /// separate processes (notary, central, the directory, the oracle, three banks, each on
+        /// its own disk), until that crate is deleted.
+        #[arg(long, conflicts_with = "roles")]
+        network: bool,
+        /// The roles (the default; kept so that earlier commands still run).
+        #[arg(long, hide = true)]
         roles: bool,
     },
     /// Print the monitoring totals of a running platform.
@@ -293,7 +300,7 @@ fn main() -> ExitCode {
             programmable,
             monitor_every_ms,
             json,
-            roles,
+            network,
             ..
         } => bench(
             dtenge_bench::Config {
@@ -318,15 +325,15 @@ fn main() -> ExitCode {
                 programmable_ops: programmable,
                 monitor_every_ms,
             },
-            roles,
+            !network,
             json,
         ),
-        Command::Sim { seeds, seed, requests, clients, trace, json: _, roles: true } => {
+        Command::Sim { seeds, seed, requests, clients, trace, json, network: true, .. } => {
+            sim(seeds, seed, &dtenge_sim::SimConfig { requests, clients: clients.clamp(2, 64) }, trace, json)
+        }
+        Command::Sim { seeds, seed, requests, clients, trace, network: false, .. } => {
             let config = dtenge_sim::roles::RolesConfig { payments: requests, clients: clients.clamp(2, 64) };
             sim_roles(seeds, seed, &config, trace)
-        }
-        Command::Sim { seeds, seed, requests, clients, trace, json, roles: false } => {
-            sim(seeds, seed, &dtenge_sim::SimConfig { requests, clients: clients.clamp(2, 64) }, trace, json)
         }
         Command::Call { method, path, body, api, key } => call(&api, &method, &path, body.as_deref(), key.as_deref()),
     };
