@@ -15,6 +15,7 @@
 mod accounts;
 mod cards;
 mod central;
+mod checkpoint;
 mod holding;
 mod operator;
 mod payments;
