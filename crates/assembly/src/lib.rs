@@ -10,6 +10,7 @@
 //! | one per role: `inbox:<role>` | takes the role's envelopes in order and hands each to the role |
 //! | one per bank: `flush:<bank>` | woken by a submission, takes the bank's queue in batches ([`BankService::flush`]) |
 //! | `ticker` | every [`TICK_MS`], lets every role resend what was not answered in time |
+//! | `checkpoint:notary` | every [`CHECKPOINT_POLL_MS`], writes a checkpoint of the notary's unspent set when one is due |
 //!
 //! A client reaches a bank through its [`BankHandle`] (a submission wakes the bank's flusher);
 //! what arrives while the flusher works waits in the bank's queue and goes out in the next
@@ -40,7 +41,7 @@ use dtenge_core::crypto::{hash_parts, Address, SecretKey};
 use dtenge_core::{Amount, Error, ErrorCode, Result};
 use dtenge_directory::DirectoryService;
 use dtenge_node::{Account, NodeKind, NodeMeta, OWN_ACCOUNT};
-use dtenge_notary::service::{NotaryService, Senders};
+use dtenge_notary::service::{NotaryService, Senders, CHECKPOINT_POLL_MS};
 use dtenge_oracle::service::OracleService;
 use dtenge_store::Store;
 use dtenge_transport::{InProcess, Transport};
@@ -423,6 +424,10 @@ impl Assembly {
                 Box::new(move || flush_when_woken(&service, &woken, &stop, &*now)),
             )?);
         }
+        // Why a thread of its own, not the notary's inbox thread: the inbox goes on answering
+        // the banks while the set is dumped (`dtenge_notary::service::checkpoint`).
+        let (notary, stop) = (self.notary.clone(), self.stop.clone());
+        self.timed.push(spawn("checkpoint:notary".into(), Box::new(move || checkpoint_when_due(&notary, &stop)))?);
         let (banks, central, stop) = (self.banks.clone(), self.central.clone(), self.stop.clone());
         let oracle = self.oracle.clone();
         self.timed.push(spawn(
@@ -643,6 +648,29 @@ fn flush_when_woken(service: &BankService, woken: &Receiver<()>, stop: &AtomicBo
             Ok(()) => service.flush(now()),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Write a checkpoint of the notary's unspent set whenever one is due, until `stop` (a
+/// checkpoint under way is finished first: the assembly's shutdown joins this thread).
+fn checkpoint_when_due(notary: &NotaryService, stop: &AtomicBool) {
+    let mut since_look_ms = 0;
+    while !stop.load(Ordering::Relaxed) {
+        // Short sleeps, so that a shutdown does not wait a whole poll.
+        std::thread::sleep(Duration::from_millis(TICK_MS));
+        since_look_ms += TICK_MS;
+        if since_look_ms < CHECKPOINT_POLL_MS {
+            continue;
+        }
+        since_look_ms = 0;
+        if notary.stopped() {
+            eprintln!("notary checkpoints stop: the notary stopped (a commit failed or a request panicked); restart");
+            return;
+        }
+        // A failed checkpoint leaves the previous one current; the next look tries again.
+        if let Some(Err(e)) = notary.checkpoint_if_due() {
+            eprintln!("notary checkpoint failed, retried later: {e}");
         }
     }
 }

@@ -52,6 +52,23 @@ pub const TABLES: [Table; 4] = [UNSPENT.tables()[0], UNSPENT.tables()[1], COMMIT
 /// Bytes of a token id in a change record or a checkpoint item.
 const TOKEN_BYTES: usize = 32;
 
+/// Fewest logged transactions that make a checkpoint of the unspent set due: below it,
+/// replaying the log at start costs less than a second.
+pub const CHECKPOINT_CHANGES_MIN: u64 = 200_000;
+
+/// Transactions logged between two checkpoints of an unspent set of `unspent` tokens: half the
+/// set, and at least [`CHECKPOINT_CHANGES_MIN`]. The log then holds about as many bytes as a
+/// checkpoint would, so checkpoints at most double what a change writes, and replay at start
+/// stays shorter than the state.
+pub fn checkpoint_interval(unspent: u64) -> u64 {
+    CHECKPOINT_CHANGES_MIN.max(unspent / 2)
+}
+
+/// Is a checkpoint due, `changes` transactions after the last one, with `unspent` tokens?
+pub fn checkpoint_due(changes: u64, unspent: u64) -> bool {
+    changes >= checkpoint_interval(unspent)
+}
+
 /// What the notary is asked: spend these tokens, create those.
 #[derive(Clone, Copy, Debug)]
 pub struct SpendRequest<'a> {

@@ -23,6 +23,13 @@
 //! Every reply comes after the durable commit of what it certifies. Certificates are numbered
 //! from 1 in commit order (`seq`, stored with each commit), so reconciliation can name a point
 //! in the notary's history.
+//!
+//! The notary checkpoints its unspent set itself ([`NotaryService::checkpoint`], `checkpoint`):
+//! when the log since the last checkpoint is due by the monolith's rule, and when the operator
+//! asks; requests go on being answered while the set is dumped.
+
+mod checkpoint;
+pub use checkpoint::CHECKPOINT_POLL_MS;
 
 use crate::{Notary, Spend, SpendRequest, TABLES};
 use dtenge_core::certificate::{notarize_message, CommitCertificate, CompactTx};
@@ -96,6 +103,16 @@ pub struct NotaryService {
     seq: Mutex<u64>,
     /// Set when a durable commit failed: the notary answers nothing until it is reopened.
     failed: std::sync::atomic::AtomicBool,
+    /// Set when a request panicked while it held `seq` (perhaps between its durable commit and
+    /// its finalize): memory may differ from the disk, so the notary answers nothing and writes
+    /// no checkpoint of that memory until it is reopened.
+    poisoned: std::sync::atomic::AtomicBool,
+    /// Transactions logged to the unspent set's log since the current checkpoint's position
+    /// (replayed at open, then committed since): what makes a checkpoint due. Changed under
+    /// `seq`.
+    changes_since_checkpoint: std::sync::atomic::AtomicU64,
+    /// One checkpoint at a time (the due one and the operator's).
+    checkpoint_lock: Mutex<()>,
     /// The operator's decisions, delivered by central in order, once each.
     inbound: Mutex<dtenge_delivery::Inbound>,
     /// Transactions committed since this process opened the notary (not stored: a rate's
@@ -107,7 +124,7 @@ impl NotaryService {
     /// Open the notary on its own store (created with [`tables`]), with its signing key and
     /// the keys of those who may send it requests.
     pub fn open(store: Store, key: SecretKey, senders: Senders) -> Result<NotaryService> {
-        let (notary, _replayed) = Notary::load(&store)?;
+        let (notary, replayed) = Notary::load(&store)?;
         let seq = match store.get(META_TABLE, SEQ_KEY)? {
             None => 0,
             Some(bytes) => {
@@ -132,6 +149,11 @@ impl NotaryService {
             store,
             seq: Mutex::new(seq),
             failed: std::sync::atomic::AtomicBool::new(false),
+            poisoned: std::sync::atomic::AtomicBool::new(false),
+            changes_since_checkpoint: std::sync::atomic::AtomicU64::new(
+                u64::try_from(replayed).expect("a count of records fits in u64"),
+            ),
+            checkpoint_lock: Mutex::new(()),
             committed_since_open: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -149,6 +171,12 @@ impl NotaryService {
     /// opened the notary: what a dashboard samples for a rate.
     pub fn committed_since_open(&self) -> u64 {
         self.committed_since_open.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Has the notary stopped answering (a commit failed, or a request panicked) until it is
+    /// reopened?
+    pub fn stopped(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst) || self.poisoned.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The unspent set, for reconciliation and tests.
@@ -171,7 +199,7 @@ impl NotaryService {
     /// role that sends the notary something else has a bug or is hostile, and gets no answer
     /// it could act on).
     pub fn handle(&self, envelope: Envelope) -> Option<Envelope> {
-        if self.failed.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.stopped() {
             return None;
         }
         let request = match envelope.message {
@@ -236,6 +264,8 @@ impl NotaryService {
             Err(e) => (vec![Err(e); request.txs.len()], None),
         };
         let mut seq = self.seq.lock();
+        // Dropped before `seq` is released: a checkpoint that begins next sees the poison.
+        let _poison_on_panic = PoisonOnPanic(&self.poisoned);
         let committed = self.spend_and_commit(&request.txs, &mut states, blocked.as_ref(), *seq + 1);
         let reply = self.certify(request.batch, &leaves, &states, &committed, &mut seq);
         assert_eq!(reply.outcomes.len(), request.txs.len(), "one outcome per transaction");
@@ -325,6 +355,9 @@ impl NotaryService {
         if written.is_ok() {
             let fresh_count = u64::try_from(fresh.len()).expect("a batch is bounded by the wire");
             self.committed_since_open.fetch_add(fresh_count, std::sync::atomic::Ordering::Relaxed);
+            // One change record each, logged by this commit (under `seq`, as a checkpoint's
+            // begin reads and resets the count).
+            self.changes_since_checkpoint.fetch_add(fresh_count, std::sync::atomic::Ordering::Relaxed);
         }
         let mut shards = self.notary.lock_all();
         for &index in &fresh {
@@ -371,6 +404,17 @@ impl NotaryService {
             .collect();
         assert!(proofs.next().is_none(), "every proof was handed out");
         NotarizeReply { batch, certificate, outcomes }
+    }
+}
+
+/// Marks the notary poisoned if dropped while its thread unwinds from a panic.
+struct PoisonOnPanic<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for PoisonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 }
 
@@ -800,5 +844,211 @@ mod tests {
             message: Message::DeliverAck(dtenge_wire::DeliverAck { seq: 1 }),
         };
         assert!(notary.handle(stray).is_none());
+    }
+
+    // Checkpoints of the unspent set (`checkpoint`).
+
+    /// Token `n` of the checkpoint tests.
+    fn token_n(n: u32) -> TokenId {
+        TokenId(dtenge_core::crypto::hash_parts(b"test/token", &[&n.to_le_bytes()]))
+    }
+
+    /// Central issues tokens `range`, one per transaction, in requests of at most a batch.
+    fn issue_tokens(nbk: &SecretKey, notary: &NotaryService, range: std::ops::Range<u32>) {
+        let txs: Vec<CompactTx> = range
+            .map(|n| CompactTx {
+                tx_id: TxId(dtenge_core::crypto::hash_parts(b"test/issue", &[&n.to_le_bytes()])),
+                inputs: vec![],
+                outputs: vec![token_n(n)],
+            })
+            .collect();
+        for chunk in txs.chunks(dtenge_wire::message::BATCH_TXS_MAX) {
+            let reply = notary.notarize(&RoleId::Central, &signed(0, chunk.to_vec(), nbk));
+            assert!(reply.outcomes.iter().all(|o| matches!(o, Outcome::Committed(_))), "issued");
+        }
+    }
+
+    /// Steppe Bank spends token `n` into token `n + 1_000_000`, one transaction each.
+    fn spend_tokens(steppe_key: &SecretKey, notary: &NotaryService, ns: impl IntoIterator<Item = u32>) {
+        let txs: Vec<CompactTx> = ns
+            .into_iter()
+            .map(|n| CompactTx {
+                tx_id: TxId(dtenge_core::crypto::hash_parts(b"test/spend", &[&n.to_le_bytes()])),
+                inputs: vec![token_n(n)],
+                outputs: vec![token_n(n + 1_000_000)],
+            })
+            .collect();
+        let reply = notary.notarize(&steppe(), &signed(0, txs, steppe_key));
+        assert!(reply.outcomes.iter().all(|o| matches!(o, Outcome::Committed(_))), "spent");
+    }
+
+    #[test]
+    fn the_due_rule_is_the_monoliths_half_the_set_and_at_least_the_minimum() {
+        use crate::{checkpoint_due, checkpoint_interval, CHECKPOINT_CHANGES_MIN};
+        assert_eq!(CHECKPOINT_CHANGES_MIN, 200_000);
+        assert!(!checkpoint_due(199_999, 0));
+        assert!(checkpoint_due(200_000, 0));
+        assert!(checkpoint_due(200_000, 400_001), "half of 400,001 rounds down to the minimum");
+        assert_eq!(checkpoint_interval(1_000_000), 500_000);
+        assert!(!checkpoint_due(499_999, 1_000_000));
+        assert!(checkpoint_due(500_000, 1_000_000));
+    }
+
+    #[test]
+    fn a_checkpoint_is_due_after_the_minimum_of_first_commits_and_not_after_it() {
+        let w = World::new();
+        let notary = w.open();
+        let below = u32::try_from(crate::CHECKPOINT_CHANGES_MIN).unwrap() - 1;
+        issue_tokens(&w.nbk, &notary, 0..below);
+        assert_eq!(notary.changes_since_checkpoint(), u64::from(below));
+        assert!(!notary.checkpoint_due());
+        assert!(notary.checkpoint_if_due().is_none());
+        // A retry certifies again and logs nothing: not a change.
+        issue_tokens(&w.nbk, &notary, 0..1);
+        assert!(!notary.checkpoint_due());
+        issue_tokens(&w.nbk, &notary, below..below + 1);
+        assert!(notary.checkpoint_due());
+        let written = notary.checkpoint_if_due().expect("due").unwrap();
+        assert_eq!(written.items, crate::CHECKPOINT_CHANGES_MIN);
+        assert_eq!(notary.changes_since_checkpoint(), 0);
+        assert!(!notary.checkpoint_due());
+    }
+
+    #[test]
+    fn a_checkpoint_then_later_spends_reopen_to_the_same_set_and_the_log_it_covers_is_gone() {
+        let w = World::new();
+        let notary = w.open();
+        for start in (0..500).step_by(100) {
+            issue_tokens(&w.nbk, &notary, start..start + 100);
+        }
+        spend_tokens(&w.steppe, &notary, 0..50);
+        assert_eq!(notary.changes_since_checkpoint(), 550);
+        let rows_before = notary.store.log_row_count(crate::UNSPENT.log).unwrap();
+        assert_eq!(rows_before, 6, "one row per commit");
+        let written = notary.checkpoint().unwrap();
+        assert_eq!((written.generation, written.items), (1, 500));
+        assert_eq!(written.log_rows_deleted, 5, "the last row below the checkpoint stays");
+        assert_eq!(notary.store.log_row_count(crate::UNSPENT.log).unwrap(), 1);
+        assert_eq!(notary.changes_since_checkpoint(), 0);
+        spend_tokens(&w.steppe, &notary, 50..80);
+        issue_tokens(&w.nbk, &notary, 500..510);
+        spend_tokens(&w.steppe, &notary, [1_000_000 + 3, 1_000_000 + 4]);
+        assert_eq!(notary.changes_since_checkpoint(), 42);
+        let unspent = notary.notary().unspent();
+        let seq = notary.seq();
+        drop(notary);
+
+        let notary = w.open();
+        assert_eq!(notary.notary().unspent(), unspent, "the checkpoint and the log after it");
+        assert_eq!(notary.changes_since_checkpoint(), 42, "what the open replayed");
+        assert_eq!(notary.seq(), seq);
+        assert_eq!(notary.notary().unspent_count(), 510);
+        let written = notary.checkpoint().unwrap();
+        assert_eq!((written.generation, written.items, written.log_rows_deleted), (2, 510, 3));
+        drop(notary);
+        let notary = w.open();
+        assert_eq!(notary.notary().unspent(), unspent);
+        assert_eq!(notary.changes_since_checkpoint(), 0);
+        // Spent before the checkpoint and after: still double spends.
+        let again = CompactTx {
+            tx_id: TxId(Hash32([9; 32])),
+            inputs: vec![token_n(60)],
+            outputs: vec![TokenId(Hash32([8; 32]))],
+        };
+        let reply = notary.notarize(&steppe(), &signed(9, vec![again], &w.steppe));
+        assert_eq!(codes(&reply), vec![Some(ErrorCode::DoubleSpend)]);
+    }
+
+    #[test]
+    fn requests_answered_while_checkpoints_are_written_keep_every_token() {
+        let w = World::new();
+        let notary = std::sync::Arc::new(w.open());
+        issue_tokens(&w.nbk, &notary, 0..4_000);
+        let spender = {
+            let (notary, steppe_key, nbk) = (notary.clone(), w.steppe.clone(), w.nbk.clone());
+            std::thread::spawn(move || {
+                for start in (0..4_000).step_by(40) {
+                    spend_tokens(&steppe_key, &notary, start..start + 40);
+                    issue_tokens(&nbk, &notary, 10_000 + start..10_000 + start + 5);
+                }
+            })
+        };
+        let mut written = 0u32;
+        loop {
+            notary.checkpoint().unwrap();
+            written += 1;
+            if spender.is_finished() {
+                break;
+            }
+        }
+        spender.join().unwrap();
+        println!("{written} checkpoints beside the requests");
+        let unspent = notary.notary().unspent();
+        assert_eq!(unspent.len(), 4_000 + 500);
+        drop(notary);
+        assert_eq!(w.open().notary().unspent(), unspent);
+    }
+
+    #[test]
+    fn a_crash_inside_a_checkpoint_reopens_to_the_committed_set_and_the_next_checkpoint_works() {
+        let modes = [
+            CrashMode::BeforeWrite,
+            CrashMode::Torn { kept_bytes_permille: 500 },
+            CrashMode::AfterWrite,
+            CrashMode::FailedWrite { written: false },
+            CrashMode::FailedWrite { written: true },
+        ];
+        for mode in modes {
+            let w = World::new();
+            let notary = w.open();
+            issue_tokens(&w.nbk, &notary, 0..3_000);
+            spend_tokens(&w.steppe, &notary, 0..100);
+            notary.checkpoint().unwrap();
+            spend_tokens(&w.steppe, &notary, 100..200);
+            issue_tokens(&w.nbk, &notary, 3_000..3_100);
+            let committed = notary.notary().unspent();
+            // The checkpoint's commit (its chunk and the switch): the next one on this disk.
+            w.disk.arm_crash(1, mode);
+            let outcome = notary.checkpoint();
+            assert!(outcome.is_err(), "{mode:?}: the crash hit the checkpoint");
+            assert!(w.disk.crashed() || w.disk.failed());
+            if matches!(mode, CrashMode::FailedWrite { .. }) {
+                assert!(notary.stopped(), "{mode:?}: the notary stops with its store");
+                assert!(notary.checkpoint().is_err());
+            }
+            drop(notary);
+            let notary = w.open();
+            assert_eq!(notary.notary().unspent(), committed, "{mode:?}: reopened");
+            notary.checkpoint().unwrap();
+            spend_tokens(&w.steppe, &notary, 200..210);
+            let committed = notary.notary().unspent();
+            drop(notary);
+            assert_eq!(w.open().notary().unspent(), committed, "{mode:?}: after the next checkpoint");
+        }
+    }
+
+    #[test]
+    fn a_panic_under_the_sequence_lock_stops_the_notary_and_its_checkpoints() {
+        let w = World::new();
+        let notary = w.open();
+        issue_tokens(&w.nbk, &notary, 0..10);
+        notary.checkpoint().unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _seq = notary.seq.lock();
+            let _poison_on_panic = PoisonOnPanic(&notary.poisoned);
+            panic!("a request fails between its commit and its finalize");
+        }));
+        assert!(panicked.is_err());
+        assert!(notary.stopped());
+        let refused = notary.checkpoint().expect_err("no checkpoint of poisoned memory");
+        assert_eq!(refused.code, ErrorCode::Internal, "{refused}");
+        let envelope = Envelope {
+            from: RoleId::Central,
+            to: RoleId::Notary,
+            message: Message::NotarizeRequest(signed(1, vec![], &w.nbk)),
+        };
+        assert!(notary.handle(envelope).is_none(), "a stopped notary answers nothing");
+        drop(notary);
+        assert!(w.open().checkpoint().is_ok(), "a restart rebuilds the memory from the disk");
     }
 }

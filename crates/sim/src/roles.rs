@@ -48,6 +48,12 @@
 //!
 //! The operator also blocks and unblocks banks at random: central delivers each decision to
 //! the notary and every bank; what was certified before a block still completes.
+//!
+//! The notary writes checkpoints of its unspent set between steps (the operator's, as
+//! `POST /v1/operator/checkpoints` asks), and half the crashes armed on the notary's commits
+//! are armed for the first commit of a checkpoint written at once, so they land inside it; the
+//! notary reopens from the previous checkpoint and the log after it, and the checks above
+//! (the wallets are exactly its unspent set) cover what it rebuilt.
 
 use dtenge_bank::{AccountKey, BankService, Conversion, Genesis, IdemKey, Request};
 use dtenge_central::{BankKeys, CentralService, EntryKind, Totals};
@@ -114,6 +120,9 @@ pub struct RolesReport {
     pub voucher_taps_paid: u32,
     pub restarts: u32,
     pub commit_crashes: u32,
+    /// Checkpoints of the notary's unspent set written, and crashes that landed inside one.
+    pub notary_checkpoints: u32,
+    pub notary_checkpoint_crashes: u32,
     pub messages_lost: u64,
     pub messages_duplicated: u64,
     pub torn_records_discarded: u64,
@@ -364,6 +373,8 @@ impl Sim {
                 voucher_taps_paid: 0,
                 restarts: 0,
                 commit_crashes: 0,
+                notary_checkpoints: 0,
+                notary_checkpoint_crashes: 0,
                 messages_lost: 0,
                 messages_duplicated: 0,
                 torn_records_discarded: 0,
@@ -481,6 +492,7 @@ impl Sim {
                 77..=81 => self.register_and_hold(),
                 82..=85 => self.confirm(),
                 86..=91 => self.card_step(),
+                92..=94 => self.checkpoint_notary(),
                 _ => {}
             }
             let advance_ms = self.rng.gen_range(0..=TICK_MS);
@@ -844,12 +856,42 @@ impl Sim {
         };
         match mode {
             None => self.take_down(role, "crashes"),
+            Some(mode) if role == RoleId::Notary && self.rng.gen_bool(0.5) => {
+                // Inside a checkpoint: its first commit (of one, for a set this small: the
+                // chunk and the switch).
+                self.trace(format!("{role}: crash armed in its next commit, a checkpoint's ({mode:?})"));
+                self.disks[&role].arm_crash(1, mode);
+                self.checkpoint_notary();
+                assert!(
+                    self.down_until.contains_key(&role),
+                    "seed {}: the crash armed for the checkpoint's commit hit it",
+                    self.seed
+                );
+                self.report.notary_checkpoint_crashes += 1;
+            }
             Some(mode) => {
                 let commits = self.rng.gen_range(1..4);
                 self.trace(format!("{role}: crash armed in its commit {commits} from now ({mode:?})"));
                 self.disks[&role].arm_crash(commits, mode);
             }
         }
+    }
+
+    /// The operator asks the notary for a checkpoint of its unspent set (if it is up).
+    fn checkpoint_notary(&mut self) {
+        let Some(notary) = &self.notary else { return };
+        let line = match notary.checkpoint() {
+            Ok(w) => {
+                self.report.notary_checkpoints += 1;
+                format!(
+                    "notary: checkpoint {} of {} tokens, {} log rows deleted",
+                    w.generation, w.items, w.log_rows_deleted
+                )
+            }
+            Err(e) => format!("notary: checkpoint failed: {}", e.code),
+        };
+        self.trace(line);
+        self.reap_crashed();
     }
 
     fn take_down(&mut self, role: RoleId, why: &str) {

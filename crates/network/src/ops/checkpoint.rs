@@ -12,9 +12,8 @@ use dtenge_store::WriteBatch;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-/// Fewest logged transactions that make a checkpoint due: below it, replaying the log at start
-/// costs less than a second.
-pub const CHECKPOINT_CHANGES_MIN: u64 = 200_000;
+/// The due rule is the notary's (the notary role checkpoints its set by the same rule).
+pub use dtenge_notary::checkpoint_interval;
 /// Tokens dumped per hold of a node's lock (about a millisecond). Reading which tokens to dump
 /// takes one hold that copies 32 bytes per token of the node (a few milliseconds at a million).
 const CHECKPOINT_TOKENS_PER_LOCK_MAX: usize = 4_096;
@@ -92,17 +91,12 @@ impl Network {
     }
 
     /// Is a checkpoint due? When the transactions logged since the last one reach half the
-    /// unspent set (and at least [`CHECKPOINT_CHANGES_MIN`]): the log then holds about as many
+    /// unspent set (and at least [`dtenge_notary::CHECKPOINT_CHANGES_MIN`]): the log then holds about as many
     /// bytes as a checkpoint would, so checkpoints at most double what a change writes, and
     /// replay at start stays shorter than the state.
     pub fn checkpoint_due(&self) -> bool {
         self.changes_since_checkpoint.load(Relaxed) >= checkpoint_interval(self.notary.unspent_count() as u64)
     }
-}
-
-/// Transactions between two checkpoints of a state of `unspent` tokens.
-pub fn checkpoint_interval(unspent: u64) -> u64 {
-    CHECKPOINT_CHANGES_MIN.max(unspent / 2)
 }
 
 /// Start the thread that writes a checkpoint whenever one is due (`dtenge up`, the bench),

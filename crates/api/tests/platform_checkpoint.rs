@@ -1,0 +1,58 @@
+//! The operator's checkpoint on the roles (`Platform::checkpoint_now`): the notary's unspent set
+//! written now, the banks' part none; the set survives a restart.
+
+use dtenge_api::platform::Platform;
+use dtenge_core::crypto::Hash32;
+use dtenge_core::money::Amount;
+use dtenge_core::ErrorCode;
+use dtenge_network::types::{AmountRequest, CheckpointPart};
+use dtenge_network::{Entropy, Idem, ManualClock};
+use std::path::Path;
+use std::sync::Arc;
+
+/// 2026-12-07, a Monday, 10:00 in Astana.
+const MONDAY_MS: u64 = 1_796_619_600_000;
+
+fn open(dir: &Path) -> Platform {
+    Platform::open(dir, Arc::new(ManualClock::new(MONDAY_MS)), Entropy::from_seed(7)).unwrap()
+}
+
+fn amount(tiyn: u64) -> AmountRequest {
+    AmountRequest { amount_tiyn: Amount::from_tiyn(tiyn).unwrap() }
+}
+
+#[test]
+fn the_operators_checkpoint_writes_the_notarys_set_and_says_the_banks_wrote_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let none = CheckpointPart { generation: 0, tokens: 0, bytes: 0, log_rows_deleted: 0 };
+    let unspent;
+    {
+        let platform = open(dir.path());
+        let first = platform.checkpoint_now(None).unwrap();
+        assert_eq!((first.notary.generation, first.notary.tokens), (1, 0));
+        assert_eq!(first.nodes, none);
+        for bank in ["steppe", "sapa"] {
+            platform.credit_correspondent(None, bank, amount(1_000_00)).unwrap();
+            platform.emission(None, bank, amount(600_00)).unwrap();
+        }
+        let idem = Idem { key: "checkpoint-1".into(), fingerprint: Hash32([1; 32]) };
+        let second = platform.checkpoint_now(Some(&idem)).unwrap();
+        assert_eq!(second.notary.generation, 2);
+        assert_eq!(second.notary.tokens, 2, "one token per emission");
+        assert_eq!(second.notary.bytes, 2 * (4 + 32), "framed token ids");
+        assert!(second.notary.log_rows_deleted > 0, "{second:?}");
+        assert_eq!(second.nodes, none);
+        // The same key again: another checkpoint of the same set.
+        let again = platform.checkpoint_now(Some(&idem)).unwrap();
+        assert_eq!((again.notary.generation, again.notary.tokens), (3, 2));
+        let long = Idem { key: "k".repeat(129), fingerprint: Hash32([1; 32]) };
+        assert_eq!(platform.checkpoint_now(Some(&long)).unwrap_err().code, ErrorCode::MalformedInput);
+        unspent = platform.assembly().notary().notary().unspent();
+        platform.shutdown();
+    }
+    let platform = open(dir.path());
+    assert_eq!(platform.assembly().notary().notary().unspent(), unspent);
+    assert_eq!(platform.assembly().reconcile(), Vec::<String>::new());
+    assert_eq!(platform.checkpoint_now(None).unwrap().notary.generation, 4);
+    platform.shutdown();
+}
