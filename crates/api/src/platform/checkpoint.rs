@@ -13,10 +13,10 @@
 //! checkpoint just written, `nodes` is what the banks' stores hold as a checkpoint of their
 //! tokens, which is none: generation 0, no tokens, no bytes, no log rows deleted.
 
+use super::Idem;
 use super::{checked_key, Platform};
 use dtenge_core::Result;
 use dtenge_network::types::{CheckpointPart, CheckpointView};
-use dtenge_network::Idem;
 
 /// `nodes` of the answer: the banks write no checkpoint of their tokens (see the module docs).
 const NO_NODES_CHECKPOINT: CheckpointPart = CheckpointPart { generation: 0, tokens: 0, bytes: 0, log_rows_deleted: 0 };
