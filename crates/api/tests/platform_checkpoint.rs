@@ -1,12 +1,13 @@
 //! The operator's checkpoint on the roles (`Platform::checkpoint_now`): the notary's unspent set
 //! written now, the banks' part none; the set survives a restart.
 
+use dtenge_api::platform::Idem;
 use dtenge_api::platform::Platform;
 use dtenge_core::crypto::Hash32;
 use dtenge_core::money::Amount;
 use dtenge_core::ErrorCode;
+use dtenge_env::{Entropy, ManualClock};
 use dtenge_network::types::{AmountRequest, CheckpointPart};
-use dtenge_network::{Entropy, Idem, ManualClock};
 use std::path::Path;
 use std::sync::Arc;
 
