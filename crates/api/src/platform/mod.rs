@@ -16,6 +16,7 @@ mod accounts;
 mod cards;
 mod central;
 mod holding;
+mod notifications;
 mod operator;
 mod payments;
 mod programmed;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use accounts::{HISTORY_PAGE_MAX, NAME_LEN_MAX, OPEN_ACCOUNTS_MAX};
+pub use notifications::NOTICES_KEPT_MAX;
 pub use payments::{REFERENCE_LEN_MAX, REGISTRY_LINES_MAX};
 pub use programmed::{MARKINGS_PAGE_MAX, SPLIT_LINES_MAX};
 
