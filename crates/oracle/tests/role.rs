@@ -616,3 +616,17 @@ fn each_decision_tells_the_parties_banks_in_its_own_commit_and_a_crash_neither_l
     assert_eq!(h.oracle.notifications("steppe", 0, 1_001).unwrap_err().code, ErrorCode::MalformedInput);
     assert!(h.oracle.notifications("steppe", 1_000, 10).unwrap().notices.is_empty());
 }
+
+#[test]
+fn a_delivery_naming_one_transaction_twice_applies_and_tells_it_once() {
+    let mut h = Harness::new();
+    let id = h.register();
+    let hold = hold_tx(&id, 1_000, 1);
+    h.ask("steppe", &id, hold_purpose(), &hold);
+    // A rogue or faulty bank: the same certified transaction twice in one delivery.
+    assert_eq!(acks(&h.deliver("steppe", 1, &[&hold, &hold])), [1]);
+    let event = h.oracle.event(&id).unwrap();
+    assert_eq!((event.status, event.held_tiyn), (EventStatus::Held, tiyn(1_000)));
+    assert_eq!(h.oracle.stats().applied, 1);
+    assert_eq!(told(&h, "sapa").iter().filter(|n| n.1 == NoticeKind::FundsHeld).count(), 1);
+}

@@ -773,10 +773,7 @@ impl OracleService {
         // What the parties' banks are told of what this delivery applies, in its order.
         let mut drafts = Vec::new();
         for (tx, proof) in &txs {
-            match self.plan_certified(inner, &certificate, tx, proof, &mut changed) {
-                // The same transaction twice in one delivery is applied once.
-                Certified::Apply(tx_id, _) | Certified::Spend(tx_id, ..)
-                    if decided.iter().any(|(id, _)| *id == tx_id) => {}
+            match self.plan_certified(inner, &certificate, tx, proof, &decided, &mut changed) {
                 Certified::Apply(tx_id, decision) => {
                     drafts.extend(self.applied_notices(inner, &changed, &decision, tx_id));
                     decided.push((tx_id, decision));
@@ -829,11 +826,17 @@ impl OracleService {
         certificate: &CommitCertificate,
         tx: &Transaction,
         proof: &CommitProof,
+        decided: &[(TxId, TxDecision)],
         changed: &mut BTreeMap<String, HoldEvent>,
     ) -> Certified {
         let Ok(ids) = TxIds::of(tx) else { return Certified::Foreign };
         if certificate.covers(&CompactTx::of(&ids).hash(), proof).is_err() {
             return Certified::Foreign;
+        }
+        // The same transaction twice in one delivery (a faulty or rogue bank) is applied once:
+        // checked before its event is changed again, which would break its invariants.
+        if decided.iter().any(|(id, _)| *id == ids.tx_id) {
+            return Certified::AppliedBefore;
         }
         let (event_id, release) = match inner.decisions.get(&ids.tx_id) {
             Some(TxDecision::Attested { event_id, release }) => (event_id.clone(), *release),
