@@ -155,11 +155,13 @@ fn row_key(node: &str, seq: u64) -> Vec<u8> {
 
 impl Notices {
     /// The rows of [`ROLE_NOTICES_TABLE`], keeping at most `kept_max` per node. A row under
-    /// another key than its own node and number, or a node's numbers with a gap, is corrupt
-    /// storage.
+    /// another key than its own node and number, a node's numbers with a gap, or fewer rows
+    /// than the newest `kept_max` (the oldest missing) is corrupt storage.
     pub(crate) fn load(store: &Store, kept_max: usize) -> Result<Notices> {
         assert!(kept_max > 0, "a node keeps at least its newest notice");
         let mut by_node: BTreeMap<String, VecDeque<Notice>> = BTreeMap::new();
+        // Per node, the number of its oldest row.
+        let mut first: BTreeMap<String, u64> = BTreeMap::new();
         // Keys are node, 0, seq big-endian: a scan reads each node's in order.
         for (key, value) in store.scan(ROLE_NOTICES_TABLE)? {
             let notice: Notice = stored(&value, "a notice")?;
@@ -169,6 +171,7 @@ impl Notices {
                     notice.seq, notice.node
                 )));
             }
+            first.entry(notice.node.clone()).or_insert(notice.seq);
             let list = by_node.entry(notice.node.clone()).or_default();
             if let Some(last) = list.back() {
                 if last.seq.checked_add(1) != Some(notice.seq) {
@@ -184,7 +187,16 @@ impl Notices {
                 list.pop_front();
             }
         }
-        Ok(Notices { by_node, kept_max })
+        let notices = Notices { by_node, kept_max };
+        for (node, first) in first {
+            let total = notices.total(&node);
+            if first > total.saturating_sub(kept_max as u64) {
+                return Err(Error::storage(format!(
+                    "oracle role: {node} was sent {total} notices, but they are kept from {first}"
+                )));
+            }
+        }
+        Ok(notices)
     }
 
     /// How many notices were ever written to `node`.
@@ -618,6 +630,17 @@ mod tests {
         batch.delete(ROLE_NOTICES_TABLE, row_key("steppe", 1));
         store.commit(batch).unwrap();
         assert_eq!(Notices::load(&store, 10).unwrap_err().code, ErrorCode::StorageFailure);
+
+        // The oldest rows missing (not pushed out by the bound): refused too.
+        let mut batch = WriteBatch::new();
+        batch.delete(ROLE_NOTICES_TABLE, row_key("steppe", 2));
+        batch.put(ROLE_NOTICES_TABLE, row_key("steppe", 1), notices.page("steppe", 1, 1).notices[0].to_bytes());
+        batch.delete(ROLE_NOTICES_TABLE, row_key("steppe", 0));
+        store.commit(batch).unwrap();
+        let error = Notices::load(&store, 10).unwrap_err();
+        assert_eq!(error.code, ErrorCode::StorageFailure);
+        assert!(error.message.contains("kept from 1"), "{}", error.message);
+        assert_eq!(Notices::load(&store, 1).unwrap().total("steppe"), 2, "with a bound of 1, only the newest");
 
         let mut batch = WriteBatch::new();
         let moved = notices.page("steppe", 0, 1).notices.remove(0);
