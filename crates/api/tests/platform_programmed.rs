@@ -14,8 +14,8 @@ use dtenge_env::{Entropy, ManualClock};
 use dtenge_network::types::{
     AmountRequest, AtmWithdrawal, CardMode, CardPurchaseRequest, ContractPaymentRequest, ContractRequest,
     ContractWithdrawalRequest, InvoicePaymentRequest, InvoiceRequest, InvoiceStatus, LevelRequest, LinkCard,
-    MarkedTransferRequest, MarkingRequest, OpenAccount, PartyRef, Payee, SplitLine, SplitPaymentRequest, UseKind,
-    VatPaymentRequest, VoucherEvent, VoucherProgramRequest,
+    MarkedTransferRequest, MarkingRequest, NotificationKind, OpenAccount, PartyRef, Payee, SplitLine,
+    SplitPaymentRequest, UseKind, VatPaymentRequest, VoucherEvent, VoucherProgramRequest,
 };
 use dtenge_node::ids::{complete_iin_bin, complete_pan, mask_pan};
 use dtenge_node::{ClientKind, Purpose, OWN_ACCOUNT};
@@ -463,6 +463,34 @@ fn markings_vat_contracts_and_split_payments_answer_the_networks_receipts() {
         tiyn(1_500_00),
         "200.00 marked, 1,000.00 net, 300.00 split"
     );
+    // What the oracle told the banks, newest first: the initiator's of each marked move and
+    // contract use, the seller's and the buyer's of the invoice paid; VAT payments tell no one.
+    let told = |platform: &Platform, bank: &str| {
+        let page = platform.notifications(bank, 0, 10).unwrap();
+        let seen =
+            page.notifications.iter().map(|n| (n.kind, n.client_id.clone(), n.subject_id.clone(), n.amount_tiyn));
+        (page.total, seen.collect::<Vec<_>>())
+    };
+    let all_told = |platform: &Platform| {
+        use NotificationKind::*;
+        let by = |kind, who: &str, subject: &str, n| (kind, who.to_string(), subject.to_string(), tiyn(n));
+        assert_eq!(
+            told(platform, "treasury"),
+            (
+                4,
+                vec![
+                    by(ContractUse, &committee, "GZ-1", 100_00),
+                    by(ContractUse, &committee, "GZ-1", 300_00),
+                    by(MarkedTransfer, &committee, &marking_id, 200_00),
+                    by(MarkedTransfer, &committee, &marking_id, 250_00),
+                ]
+            )
+        );
+        assert_eq!(told(platform, "sapa"), (1, vec![by(InvoicePaid, &sub, "ESF-1", 1_120_00)]));
+        assert_eq!(told(platform, "steppe"), (1, vec![by(InvoicePaid, &outsider, "ESF-1", 1_120_00)]));
+        assert_eq!(told(platform, "tulpar"), (0, vec![]));
+    };
+    all_told(&platform);
     platform.shutdown();
 
     // After a restart: the oracle's records, and the limits already used.
@@ -471,6 +499,7 @@ fn markings_vat_contracts_and_split_payments_answer_the_networks_receipts() {
     assert_eq!(platform.invoice("ESF-1").unwrap().status, InvoiceStatus::Paid);
     assert_eq!(platform.contract("GZ-1").unwrap().uses.len(), 2);
     assert_eq!(platform.vat_payments().len(), 1);
+    all_told(&platform);
     let more = platform.contract_payment(None, "treasury", use_of(200_01)).unwrap_err();
     assert_eq!(more.code, ErrorCode::LimitExceeded, "300.00 of 500.00 transferred already");
     settled(&platform);

@@ -11,7 +11,7 @@ use dtenge_core::token::{Input, Output, TxId};
 use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::validate::TxIds;
 use dtenge_core::{Amount, ErrorCode};
-use dtenge_oracle::service::{tables, OracleService, TxDecision};
+use dtenge_oracle::service::{tables, NoticeKind, OracleService, TxDecision};
 use dtenge_oracle::{Level, MarkingSpec};
 use dtenge_store::{SimDisk, Store};
 use dtenge_transport::{SendError, Transport};
@@ -190,15 +190,27 @@ fn a_spend_is_planned_attested_once_holds_its_subject_and_is_applied_once_from_i
     let marking = h.oracle.marking(&id).unwrap();
     assert_eq!((marking.moves.len(), marking.moved_tiyn[0]), (1, tiyn(600)));
     assert_eq!(marking.moves[0].body.to, party(FIRST, "sapa"));
-    // Certified again (a bank resending after a crash): applied once.
+    // The initiator's bank is told of the move, with its client, in the commit that applies it.
+    let initiator = party(INITIATOR, "steppe");
+    let told = |h: &Harness| {
+        let page = h.oracle.notifications("steppe", 0, 10).unwrap();
+        let notices = page.notices.iter().map(|n| (n.seq, n.kind, n.amount_tiyn, n.client_id.clone(), n.tx_id));
+        (page.total, notices.collect::<Vec<_>>())
+    };
+    let once = (1, vec![(0, NoticeKind::MarkedTransfer, tiyn(600), Some(initiator.client_id.clone()), Some(tx.id()))]);
+    assert_eq!(told(&h), once);
+    assert!(h.oracle.notifications("sapa", 0, 10).unwrap().notices.is_empty(), "the initiator's bank only");
+    // Certified again (a bank resending after a crash): applied once, told once.
     h.deliver("steppe", 2, &tx);
     assert_eq!(h.oracle.marking(&id).unwrap().moves.len(), 1);
+    assert_eq!(told(&h), once);
     assert_eq!(h.oracle.spends_in_flight(), 0);
     // The limit counts what was applied: 400 more fit, 401 do not.
     assert_eq!(h.plan("steppe", &marked(&id, 401)).unwrap_err().code, ErrorCode::LimitExceeded);
     assert!(h.plan("steppe", &marked(&id, 400)).is_ok());
     h.restart();
     assert_eq!(h.oracle.marking(&id).unwrap().moved_tiyn[0], tiyn(600), "the registry reads back");
+    assert_eq!(told(&h), once, "and what its bank was told");
 }
 
 /// The plan of another amount, as the oracle would make it once the marking is free.

@@ -11,8 +11,8 @@ use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::validate::TxIds;
 use dtenge_core::{Amount, ErrorCode};
 use dtenge_oracle::service::{
-    tables, Confirmation, Confirmed, EventSpec, EventStatus, OccurrenceNote, OracleService, Payee, Registration,
-    TxDecision,
+    tables, Confirmation, Confirmed, EventSpec, EventStatus, NoticeKind, OccurrenceNote, OracleService, Payee,
+    Registration, TxDecision,
 };
 use dtenge_store::{CrashMode, SimDisk, Store};
 use dtenge_transport::{SendError, Transport};
@@ -473,4 +473,160 @@ fn an_event_confirmed_by_another_provider_and_registered_under_a_key_is_kept_acr
     // Without a confirmer, the registering provider confirms.
     let plain = h.register();
     assert_eq!(h.oracle.confirmed_by(&plain).as_deref(), Some("vehicles"));
+}
+
+/// `bank`'s notices, oldest first: (seq, kind, amount, address, tx id).
+fn told(h: &Harness, bank: &str) -> Vec<(u64, NoticeKind, Amount, Address, Option<TxId>)> {
+    let page = h.oracle.notifications(bank, 0, 1_000).unwrap();
+    let mut notices: Vec<_> =
+        page.notices.into_iter().map(|n| (n.seq, n.kind, n.amount_tiyn, n.address, n.tx_id)).collect();
+    notices.reverse();
+    assert_eq!(notices.len() as u64, page.total, "every notice of a node is kept below the bound");
+    for (i, n) in notices.iter().enumerate() {
+        assert_eq!(n.0, i as u64, "numbered from 0, densely");
+    }
+    notices
+}
+
+#[test]
+fn each_decision_tells_the_parties_banks_in_its_own_commit_and_a_crash_neither_loses_nor_repeats_a_notice() {
+    use NoticeKind::*;
+    let mut h = Harness::new();
+    let (sender, seller, fees) = (key(SENDER).address(), key(SELLER).address(), key(FEES).address());
+    // The registration's commit is lost: no event, no notice; registered again, told once.
+    h.disk.arm_crash(1, CrashMode::BeforeWrite);
+    let spec = EventSpec {
+        reference: "VIN 1".into(),
+        sender_bank: "steppe".into(),
+        sender,
+        payees: vec![
+            Payee { bank: "sapa".into(), address: seller, amount_tiyn: tiyn(900) },
+            Payee { bank: "steppe".into(), address: fees, amount_tiyn: tiyn(100) },
+        ],
+        valid_until_ms: 10_000,
+    };
+    assert!(h.oracle.register_event("vehicles", spec, 0).is_err());
+    h.restart();
+    assert!(told(&h, "steppe").is_empty() && told(&h, "sapa").is_empty());
+    let id = h.register();
+    assert_eq!(
+        told(&h, "steppe"),
+        [(0, EventRegistered, tiyn(1_000), sender, None), (1, EventRegistered, tiyn(100), fees, None)]
+    );
+    assert_eq!(told(&h, "sapa"), [(0, EventRegistered, tiyn(900), seller, None)]);
+    let first = h.oracle.notifications("steppe", 0, 1).unwrap().notices.remove(0);
+    assert_eq!((first.seq, first.at_ms, first.subject_id.as_str()), (1, 0, id.as_str()));
+    assert_eq!(first.text, format!("event {id} (VIN 1): 1.00 KZT to be paid to this account"));
+
+    // The hold: attesting tells no one; its certificate does, once. A delivery whose commit is
+    // lost tells nothing; one whose commit is durable but whose process dies before the
+    // acknowledgement tells once, and its copy nothing more.
+    let hold = hold_tx(&id, 1_000, 1);
+    h.ask("steppe", &id, hold_purpose(), &hold);
+    assert_eq!(told(&h, "sapa").len(), 1);
+    h.disk.arm_crash(1, CrashMode::BeforeWrite);
+    assert!(acks(&h.deliver("steppe", 1, &[&hold])).is_empty());
+    h.restart();
+    assert_eq!(told(&h, "sapa").len(), 1, "nothing told of a hold not applied");
+    h.disk.arm_crash(1, CrashMode::AfterWrite);
+    assert!(acks(&h.deliver("steppe", 1, &[&hold])).is_empty());
+    h.restart();
+    assert_eq!(acks(&h.deliver("steppe", 1, &[&hold])), [1], "a duplicate, acknowledged");
+    let held = Some(hold.id());
+    assert_eq!(told(&h, "sapa")[1..], [(1, FundsHeld, tiyn(900), seller, held)]);
+    assert_eq!(told(&h, "steppe")[2..], [(2, FundsHeld, tiyn(100), fees, held)]);
+
+    // The release: the payees paid and the sender told when it is applied, not when ordered.
+    h.oracle.confirm_event("vehicles", &id, Confirmation::Occurred { payouts: None }, 30).unwrap();
+    assert_eq!(told(&h, "sapa").len(), 2);
+    let release = release_tx(&hold, &order_of(&h.net.take()));
+    h.ask("steppe", &id, AttestPurpose::Release, &release);
+    h.disk.arm_crash(1, CrashMode::AfterWrite);
+    h.deliver("steppe", 2, &[&release]);
+    h.restart();
+    for _ in 0..2 {
+        h.deliver("steppe", 2, &[&release]);
+    }
+    let paid = Some(release.id());
+    assert_eq!(told(&h, "sapa")[2..], [(2, FundsReleased, tiyn(900), seller, paid)]);
+    assert_eq!(
+        told(&h, "steppe")[3..],
+        [(3, FundsReleased, tiyn(100), fees, paid), (4, FundsReleased, tiyn(1_000), sender, paid)]
+    );
+
+    // An event that held nothing, rejected: told with the rejection; the rejection's commit
+    // lost, nothing told until it is decided again.
+    let rejected = h.register();
+    h.disk.arm_crash(1, CrashMode::BeforeWrite);
+    assert!(h.oracle.confirm_event("vehicles", &rejected, Confirmation::Rejected, 40).is_err());
+    h.restart();
+    assert_eq!(told(&h, "sapa").len(), 4);
+    h.oracle.confirm_event("vehicles", &rejected, Confirmation::Rejected, 40).unwrap();
+    assert_eq!(told(&h, "sapa")[4..], [(4, FundsReturned, Amount::ZERO, seller, None)]);
+    let returned = h.oracle.notifications("steppe", 0, 2).unwrap().notices;
+    assert_eq!(
+        returned.iter().map(|n| (n.seq, n.kind, n.address, n.at_ms)).collect::<Vec<_>>(),
+        [(8, FundsReturned, fees, 40), (7, FundsReturned, sender, 40)],
+        "newest first"
+    );
+    let why = "returned to this account: rejected by its provider";
+    assert_eq!(returned[1].text, format!("event {rejected} (VIN 1): 0.00 KZT {why}"));
+
+    // Expiry: one held returns everything when its return is applied, one never held is told
+    // at the tick that ends it, once, however often the tick runs after a crash.
+    let idle = h.register();
+    let kept = h.register();
+    let hold = hold_tx(&kept, 1_000, 2);
+    h.ask("steppe", &kept, hold_purpose(), &hold);
+    h.deliver("steppe", 3, &[&hold]);
+    let before = told(&h, "sapa").len();
+    assert_eq!(before, 8, "two registrations and a hold told");
+    h.disk.arm_crash(1, CrashMode::AfterWrite);
+    h.oracle.tick(10_000);
+    h.restart();
+    h.oracle.tick(10_001);
+    h.oracle.tick(10_002);
+    assert_eq!(h.oracle.event(&idle).unwrap().status, EventStatus::Expired);
+    let order = order_of(&h.net.take());
+    let back = release_tx(&hold, &order);
+    h.ask("steppe", &kept, AttestPurpose::Release, &back);
+    h.deliver("steppe", 4, &[&back]);
+    h.deliver("steppe", 4, &[&back]);
+    let sapa = told(&h, "sapa");
+    let kinds: Vec<_> = sapa[before..].iter().map(|n| (n.1, n.2, n.4)).collect();
+    assert_eq!(kinds, [(FundsReturned, Amount::ZERO, None), (FundsReturned, Amount::ZERO, Some(back.id()))]);
+    let steppe = h.oracle.notifications("steppe", 0, 1_000).unwrap();
+    let to_sender: Vec<_> = steppe
+        .notices
+        .iter()
+        .filter(|n| n.address == sender && n.kind == FundsReturned && n.subject_id == kept)
+        .map(|n| (n.amount_tiyn, n.tx_id, n.text.ends_with("no event before the validity ended at 10000 ms")))
+        .collect();
+    assert_eq!(to_sender, [(tiyn(1_000), Some(back.id()), true)], "everything back, told once");
+
+    // Read back from the store after a restart, as they were.
+    let before =
+        (h.oracle.notifications("steppe", 0, 1_000).unwrap(), h.oracle.notifications("sapa", 0, 1_000).unwrap());
+    h.restart();
+    assert_eq!(h.oracle.notifications("steppe", 0, 1_000).unwrap(), before.0);
+    assert_eq!(h.oracle.notifications("sapa", 0, 1_000).unwrap(), before.1);
+    // Bad reads change nothing.
+    assert_eq!(h.oracle.notifications("nowhere", 0, 10).unwrap_err().code, ErrorCode::UnknownAccount);
+    assert_eq!(h.oracle.notifications("steppe", 0, 0).unwrap_err().code, ErrorCode::MalformedInput);
+    assert_eq!(h.oracle.notifications("steppe", 0, 1_001).unwrap_err().code, ErrorCode::MalformedInput);
+    assert!(h.oracle.notifications("steppe", 1_000, 10).unwrap().notices.is_empty());
+}
+
+#[test]
+fn a_delivery_naming_one_transaction_twice_applies_and_tells_it_once() {
+    let mut h = Harness::new();
+    let id = h.register();
+    let hold = hold_tx(&id, 1_000, 1);
+    h.ask("steppe", &id, hold_purpose(), &hold);
+    // A rogue or faulty bank: the same certified transaction twice in one delivery.
+    assert_eq!(acks(&h.deliver("steppe", 1, &[&hold, &hold])), [1]);
+    let event = h.oracle.event(&id).unwrap();
+    assert_eq!((event.status, event.held_tiyn), (EventStatus::Held, tiyn(1_000)));
+    assert_eq!(h.oracle.stats().applied, 1);
+    assert_eq!(told(&h, "sapa").iter().filter(|n| n.1 == NoticeKind::FundsHeld).count(), 1);
 }

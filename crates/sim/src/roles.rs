@@ -65,7 +65,10 @@ use dtenge_core::Amount;
 use dtenge_directory::DirectoryService;
 use dtenge_node::{Account, ClientKind, NodeKind, NodeMeta, OWN_ACCOUNT};
 use dtenge_notary::service::{NotaryService, Senders};
-use dtenge_oracle::service::{Confirmation, EventSpec, EventStatus, OracleService, Payee, TxDecision};
+use dtenge_oracle::service::{
+    Confirmation, EventSpec, EventStatus, HoldEvent, Notice, NoticeKind, OracleService, Payee, TxDecision,
+    NOTICES_PAGE_MAX,
+};
 use dtenge_store::{CrashMode, SimDisk, Store};
 use dtenge_transport::{Fate, SimNetwork, Transport};
 use dtenge_wire::{AccountKind, Claim, Envelope, RoleId};
@@ -1278,8 +1281,10 @@ impl Sim {
                 return Err(format!("hold {tx_id} was answered done, but {event_id} holds {:?}", event.hold_tx));
             }
         }
+        let told = notices_of(oracle, self.banks.keys().map(|b| b.to_string()))?;
         for sim_event in &self.events {
             let event = oracle.event(&sim_event.id).ok_or(format!("no event {} at the oracle", sim_event.id))?;
+            check_told(&told, &event)?;
             if sim_event.confirmed && !event.status.is_final() {
                 return Err(format!("{} was confirmed but is {:?}", event.id, event.status));
             }
@@ -1342,4 +1347,56 @@ fn signed_payment(
     let mut tx = Transaction::new(TxBody { command: Command::Transfer, inputs: vec![input], outputs, nonce });
     tx.sign_owner(from);
     tx
+}
+
+/// Every notice the oracle keeps, per bank (all of them: a simulation sends far fewer than the
+/// oracle keeps).
+fn notices_of(
+    oracle: &OracleService,
+    banks: impl Iterator<Item = String>,
+) -> Result<BTreeMap<String, Vec<Notice>>, String> {
+    let mut told = BTreeMap::new();
+    for bank in banks {
+        let mut notices = Vec::new();
+        loop {
+            let page = oracle.notifications(&bank, notices.len(), NOTICES_PAGE_MAX).map_err(|e| e.to_string())?;
+            if page.notices.is_empty() {
+                if notices.len() as u64 != page.total {
+                    return Err(format!("{bank} was told {} notices, {} are kept", page.total, notices.len()));
+                }
+                break;
+            }
+            notices.extend(page.notices);
+        }
+        told.insert(bank, notices);
+    }
+    Ok(told)
+}
+
+/// The event's sender was told of its registration once, and of its end once: a crash of the
+/// oracle between steps neither loses a notice (it is in the decision's commit) nor repeats
+/// one (a delivery or a decision is applied once).
+fn check_told(told: &BTreeMap<String, Vec<Notice>>, event: &HoldEvent) -> Result<(), String> {
+    let to_sender = |kind: NoticeKind, tx_id: Option<TxId>| {
+        let of_bank = told.get(&event.sender_bank).map(Vec::as_slice).unwrap_or_default();
+        of_bank
+            .iter()
+            .filter(|n| n.subject_id == event.id && n.address == event.sender && n.kind == kind && n.tx_id == tx_id)
+            .count()
+    };
+    let registered = to_sender(NoticeKind::EventRegistered, None);
+    if registered != 1 {
+        return Err(format!("{}'s sender was told of its registration {registered} times", event.id));
+    }
+    if !event.status.is_final() {
+        return Ok(());
+    }
+    let ended = match (event.status, event.release_tx) {
+        (EventStatus::Completed, Some(tx)) => to_sender(NoticeKind::FundsReleased, Some(tx)),
+        (_, tx) => to_sender(NoticeKind::FundsReturned, tx),
+    };
+    if ended != 1 {
+        return Err(format!("{}'s sender was told of its end ({:?}) {ended} times", event.id, event.status));
+    }
+    Ok(())
 }

@@ -6,8 +6,8 @@
 //! The oracle role serves single events only and keeps no signed records of their steps: an
 //! event is shown in the network's shape ([`Event`]) with an empty history (and
 //! `registered_at_unix_ms` 0 for an event registered before the role kept it). Infinite
-//! events and notifications to the banks are not served yet, so `notifications` is not
-//! offered here.
+//! events are not served yet. What the oracle tells the parties' banks is read with
+//! `notifications` (`notifications.rs`).
 //!
 //! The calls that wait for another role (a hold applied at the oracle, a release certified and
 //! applied at the payees' banks) wait at most [`ANSWER_WAIT`]; the step goes on after a

@@ -35,6 +35,7 @@ use std::time::Duration;
 
 pub use accounts::{HISTORY_PAGE_MAX, NAME_LEN_MAX, OPEN_ACCOUNTS_MAX};
 pub use answers::IDEM_KEY_LEN_MAX;
+pub use notifications::NOTICES_KEPT_MAX;
 pub use payments::{REFERENCE_LEN_MAX, REGISTRY_LINES_MAX};
 pub use programmed::{MARKINGS_PAGE_MAX, SPLIT_LINES_MAX};
 

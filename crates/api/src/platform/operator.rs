@@ -7,9 +7,7 @@
 //! network's block does). Monitoring reads running totals role by role and never pauses
 //! anyone; reconciliation waits for the roles to settle and lists what does not hold.
 //!
-//! No checkpoint here: the roles keep no checkpointed state (their stores hold keyed rows and
-//! logs the roles read back whole), so the network's `checkpoint` and `checkpoint_now` have no
-//! equivalent among them.
+//! The notary's checkpoints, which the operator may also ask for, are in `checkpoint.rs`.
 
 use super::{Idem, NBK_ID};
 use super::{Platform, ANSWER_WAIT};

@@ -31,11 +31,13 @@
 //! step's plan to its apply: programmed payments are few next to plain ones.
 
 pub mod check;
+pub mod notices;
 pub mod programmed;
 pub mod registry;
 pub mod rows;
 
 pub use check::Confirmation;
+pub use notices::{Notice, NoticeKind, NoticePage, NOTICES_KEPT_MAX, NOTICES_PAGE_MAX, ROLE_NOTICES_TABLE};
 pub use rows::{tables, EventStatus, HoldEvent, Payee, Release, TxDecision, PAYEES_MAX, TEXT_BYTES_MAX};
 pub use rows::{ROLE_DECISIONS_TABLE, ROLE_EVENTS_TABLE, ROLE_META_TABLE};
 
@@ -191,6 +193,8 @@ struct Inner {
     orders_sent_at_ms: HashMap<String, u64>,
     /// Event -> what the role keeps of it beside its row.
     notes: HashMap<String, EventNotes>,
+    /// What the banks were told, per bank (`notices.rs`).
+    notices: notices::Notices,
     failed: bool,
     stats: OracleStats,
 }
@@ -251,6 +255,7 @@ impl OracleService {
             inbound: dtenge_delivery::Inbound::load(&store)?,
             orders_sent_at_ms: HashMap::new(),
             notes,
+            notices: notices::Notices::load(&store, NOTICES_KEPT_MAX)?,
             failed: false,
             stats: OracleStats::default(),
         };
@@ -382,10 +387,12 @@ impl OracleService {
         if let Some((key, fingerprint)) = &registration.idem {
             batch.put(ROLE_META_TABLE, meta_key(EVENT_KEY_PREFIX, key), (*fingerprint, id.clone()).to_bytes());
         }
+        let told = inner.notices.plan(notices::registered(&event), now_ms, &mut batch);
         self.commit(&mut inner, batch)?;
         inner.next_event += 1;
         inner.events.insert(id.clone(), event);
         inner.notes.insert(id.clone(), notes);
+        inner.notices.apply(told);
         Ok(id)
     }
 
@@ -489,12 +496,22 @@ impl OracleService {
             batch.put(ROLE_META_TABLE, meta_key(NOTES_PREFIX, event_id), notes.to_bytes());
             notes
         });
+        // An event that held nothing ends now: its parties are told with this decision (a
+        // held one's, when its release is applied).
+        let told = if event.status == EventStatus::Rejected {
+            let reason = notes.as_ref().or(inner.notes.get(event_id)).and_then(|n| n.reason.as_deref());
+            let why = notices::why_returned(&event, reason);
+            inner.notices.plan(notices::returned(&event, Amount::ZERO, &why, None), now_ms, &mut batch)
+        } else {
+            Vec::new()
+        };
         self.commit(&mut inner, batch)?;
         let releasing = event.status == EventStatus::Releasing;
         inner.events.insert(event_id.to_string(), event);
         if let Some(notes) = notes {
             inner.notes.insert(event_id.to_string(), notes);
         }
+        inner.notices.apply(told);
         if releasing {
             self.send_order(&mut inner, event_id, now_ms);
         }
@@ -568,11 +585,18 @@ impl OracleService {
             }
             let mut batch = WriteBatch::new();
             batch.put(ROLE_EVENTS_TABLE, event.id.as_bytes().to_vec(), event.to_bytes());
+            let told = if event.status == EventStatus::Expired {
+                let why = notices::why_returned(&event, None);
+                inner.notices.plan(notices::returned(&event, Amount::ZERO, &why, None), now_ms, &mut batch)
+            } else {
+                Vec::new()
+            };
             if self.commit(inner, batch).is_err() {
                 return;
             }
             let (id, releasing) = (event.id.clone(), event.status == EventStatus::Releasing);
             inner.events.insert(id.clone(), event);
+            inner.notices.apply(told);
             if releasing {
                 self.send_order(inner, &id, now_ms);
             }
@@ -746,14 +770,20 @@ impl OracleService {
         let mut changed: BTreeMap<String, HoldEvent> = BTreeMap::new();
         let mut decided: Vec<(TxId, TxDecision)> = Vec::new();
         let mut spent: Vec<(String, programmed::SpendChange)> = Vec::new();
+        // What the parties' banks are told of what this delivery applies, in its order.
+        let mut drafts = Vec::new();
         for (tx, proof) in &txs {
-            match self.plan_certified(inner, &certificate, tx, proof, &mut changed) {
-                // The same transaction twice in one delivery is applied once.
-                Certified::Apply(tx_id, _) | Certified::Spend(tx_id, ..)
-                    if decided.iter().any(|(id, _)| *id == tx_id) => {}
-                Certified::Apply(tx_id, decision) => decided.push((tx_id, decision)),
+            match self.plan_certified(inner, &certificate, tx, proof, &decided, &mut changed) {
+                Certified::Apply(tx_id, decision) => {
+                    drafts.extend(self.applied_notices(inner, &changed, &decision, tx_id));
+                    decided.push((tx_id, decision));
+                }
                 Certified::Spend(tx_id, decision, subject, change) => {
                     change.writes(&mut batch);
+                    let Some(TxDecision::Spent { spend, .. }) = inner.decisions.get(&tx_id) else {
+                        unreachable!("a spend is applied from its decision")
+                    };
+                    drafts.extend(notices::spent(spend, &change, tx_id));
                     decided.push((tx_id, decision));
                     spent.push((subject, *change));
                 }
@@ -768,9 +798,11 @@ impl OracleService {
             batch.put(ROLE_EVENTS_TABLE, event.id.as_bytes().to_vec(), event.to_bytes());
         }
         inner.inbound.plan_applied(from, deliver.seq, &mut batch);
+        let told = inner.notices.plan(drafts, now_ms, &mut batch);
         if self.commit(inner, batch).is_err() {
             return;
         }
+        inner.notices.apply(told);
         inner.stats.applied += decided.len() as u64;
         inner.decisions.extend(decided);
         inner.events.extend(changed);
@@ -794,11 +826,17 @@ impl OracleService {
         certificate: &CommitCertificate,
         tx: &Transaction,
         proof: &CommitProof,
+        decided: &[(TxId, TxDecision)],
         changed: &mut BTreeMap<String, HoldEvent>,
     ) -> Certified {
         let Ok(ids) = TxIds::of(tx) else { return Certified::Foreign };
         if certificate.covers(&CompactTx::of(&ids).hash(), proof).is_err() {
             return Certified::Foreign;
+        }
+        // The same transaction twice in one delivery (a faulty or rogue bank) is applied once:
+        // checked before its event is changed again, which would break its invariants.
+        if decided.iter().any(|(id, _)| *id == ids.tx_id) {
+            return Certified::AppliedBefore;
         }
         let (event_id, release) = match inner.decisions.get(&ids.tx_id) {
             Some(TxDecision::Attested { event_id, release }) => (event_id.clone(), *release),
@@ -820,6 +858,35 @@ impl OracleService {
         let event = changed.entry(event_id.clone()).or_insert_with(|| inner.events[&event_id].clone());
         apply_certified(event, &ids.tx_id, release);
         Certified::Apply(ids.tx_id, TxDecision::Applied { event_id, release, seq: certificate.seq })
+    }
+
+    /// What a hold or release applied from its certificate tells the parties' banks: `event`
+    /// as the certificate left it in `changed`.
+    fn applied_notices(
+        &self,
+        inner: &Inner,
+        changed: &BTreeMap<String, HoldEvent>,
+        decision: &TxDecision,
+        tx_id: TxId,
+    ) -> Vec<notices::Draft> {
+        let TxDecision::Applied { event_id, release, .. } = decision else {
+            unreachable!("a hold or release is applied as such")
+        };
+        let event = &changed[event_id];
+        if !release {
+            return notices::held(event, tx_id);
+        }
+        let reason = inner.notes.get(event_id).and_then(|n| n.reason.as_deref());
+        notices::released(event, tx_id, &notices::why_returned(event, reason))
+    }
+
+    /// What `node` was told, newest first: `limit` (1 to [`NOTICES_PAGE_MAX`]) from the
+    /// `offset`-th, and how many it was ever told. A bank not of this network is
+    /// `UNKNOWN_ACCOUNT`.
+    pub fn notifications(&self, node: &str, offset: usize, limit: usize) -> Result<NoticePage> {
+        ensure!(self.anchors.banks.contains_key(node), UnknownAccount, "'{node}' is not a bank of this network");
+        ensure!(limit > 0 && limit <= NOTICES_PAGE_MAX, MalformedInput, "limit is 1 to {NOTICES_PAGE_MAX}");
+        Ok(self.inner.lock().notices.page(node, offset, limit))
     }
 
     fn ack(&self, to: &RoleId, seq: u64) {

@@ -5,6 +5,7 @@
 //! | `oracle_role_meta` | `next_event` | the next event's number (u64 LE) |
 //! | `oracle_role_events` | the event id | a [`HoldEvent`] |
 //! | `oracle_role_decisions` | transaction id | a [`TxDecision`]: final per transaction |
+//! | `oracle_role_notices` | node id, 0, seq (u64 BE) | a notice to a bank (`notices.rs`), in the commit of the decision that causes it |
 //! | `oracle_role_providers`, `_markings`, `_marking_moves`, `_invoices`, `_vat`, `_contracts`, `_contract_uses` | see `registry.rs` | the registry of programmed money |
 //!
 //! The deliveries' numbers (the banks' streams to the oracle) are `dtenge-delivery`'s rows.
@@ -23,7 +24,7 @@ pub(crate) const NEXT_EVENT_KEY: &[u8] = b"next_event";
 
 /// Every table of the oracle role's store.
 pub fn tables() -> Vec<Table> {
-    let mut tables = vec![ROLE_META_TABLE, ROLE_EVENTS_TABLE, ROLE_DECISIONS_TABLE];
+    let mut tables = vec![ROLE_META_TABLE, ROLE_EVENTS_TABLE, ROLE_DECISIONS_TABLE, super::notices::ROLE_NOTICES_TABLE];
     tables.extend(super::registry::REGISTRY_TABLES);
     tables.extend(dtenge_delivery::TABLES);
     tables
