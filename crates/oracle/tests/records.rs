@@ -214,11 +214,11 @@ fn release_from(sources: &[&Transaction], order: &ReleaseOrder) -> Transaction {
 
 fn order_of(sent: &[Envelope]) -> ReleaseOrder {
     sent.iter()
-        .filter_map(|e| match &e.message {
+        .rev()
+        .find_map(|e| match &e.message {
             Message::ReleaseOrder(order) => Some(order.clone()),
             _ => None,
         })
-        .last()
         .expect("a release order was sent")
 }
 

@@ -280,7 +280,7 @@ impl OracleService {
             }
             infinite.insert(event_id);
         }
-        let records = Records::load(&store, |id| events.contains_key(id))?;
+        let records = Records::load(&store, key.clone(), |id| events.contains_key(id))?;
         let inner = Inner {
             programmed,
             events,
@@ -516,7 +516,7 @@ impl OracleService {
         let terms = records::terms_hash(&event, confirmed_by, registration.infinite, now_ms);
         let mut planned = Vec::new();
         let step = Step::new(Action::Registered, Amount::ZERO, provider);
-        inner.records.plan(&self.key, &id, terms, vec![step], now_ms, &mut planned, &mut batch);
+        inner.records.plan(&id, terms, vec![step], now_ms, &mut planned, &mut batch);
         self.commit(&mut inner, batch)?;
         inner.next_event += 1;
         inner.events.insert(id.clone(), event);
@@ -645,7 +645,7 @@ impl OracleService {
             step.occurrence_id = notes.as_ref().and_then(|n| n.occurrence_id.clone());
             step.reason = notes.as_ref().and_then(|n| n.reason.clone());
             let terms = terms_of(&inner, &event);
-            inner.records.plan(&self.key, event_id, terms, vec![step], now_ms, &mut planned, &mut batch);
+            inner.records.plan(event_id, terms, vec![step], now_ms, &mut planned, &mut batch);
         }
         self.commit(&mut inner, batch)?;
         let releasing = event.status == EventStatus::Releasing;
@@ -724,7 +724,7 @@ impl OracleService {
                 let mut step = Step::new(Action::Expired, Amount::ZERO, BY_ORACLE);
                 step.reason = Some(expiry_reason(&event));
                 let terms = terms_of(inner, &event);
-                inner.records.plan(&self.key, &event.id, terms, vec![step], now_ms, &mut planned, &mut batch);
+                inner.records.plan(&event.id, terms, vec![step], now_ms, &mut planned, &mut batch);
             } else {
                 let infinite = inner.infinite.contains(&event.id);
                 let plan = check::plan_release(&event, infinite, &Confirmation::Rejected, self.anchors.issuer, true)
@@ -1008,7 +1008,7 @@ impl OracleService {
         let notes = inner.notes.get(&event_id).cloned().unwrap_or_default();
         let steps = apply_certified(event, tx, &ids.tx_id, release, infinite, &notes);
         let terms = terms_of(inner, event);
-        inner.records.plan(&self.key, &event_id, terms, steps, now_ms, planned, batch);
+        inner.records.plan(&event_id, terms, steps, now_ms, planned, batch);
         Certified::Apply(ids.tx_id, TxDecision::Applied { event_id, release, seq: certificate.seq })
     }
 

@@ -96,9 +96,10 @@ pub(crate) fn payouts_of(event: &HoldEvent, outputs: &[dtenge_core::token::Outpu
         .collect()
 }
 
-/// What the role keeps in memory of the records.
-#[derive(Default)]
+/// What the role keeps in memory of the records, and the key that signs them.
 pub(crate) struct Records {
+    /// The role's own key (it never leaves the role).
+    key: SecretKey,
     /// Event -> the number of its records (the next `seq`).
     counts: HashMap<String, u32>,
     /// Event -> the occurrence ids its records name.
@@ -109,8 +110,8 @@ impl Records {
     /// Read the rows back: every record of a stored event, numbered densely from 0, keyed by
     /// its event and number. Rows are fjall's, without a checksum of the store's own: anything
     /// else is corrupt storage.
-    pub fn load(store: &Store, is_event: impl Fn(&str) -> bool) -> Result<Records> {
-        let mut records = Records::default();
+    pub fn load(store: &Store, key: SecretKey, is_event: impl Fn(&str) -> bool) -> Result<Records> {
+        let mut records = Records { key, counts: HashMap::new(), occurrences: HashMap::new() };
         for (key, value) in store.scan(ROLE_RECORDS_TABLE)? {
             let record =
                 Record::from_bytes(&value).map_err(|e| Error::storage(format!("oracle role: a record: {e}")))?;
@@ -143,7 +144,6 @@ impl Records {
     /// of this commit so far), and write them to `batch`.
     pub fn plan(
         &self,
-        key: &SecretKey,
         event_id: &str,
         terms_hash: Hash32,
         steps: Vec<Step>,
@@ -169,7 +169,7 @@ impl Records {
                 terms_hash,
             };
             let digest = body.digest().expect("a record's digest never fails");
-            let record = Record { oracle_signature: key.sign(&digest.0), body };
+            let record = Record { oracle_signature: self.key.sign(&digest.0), body };
             batch.put(ROLE_RECORDS_TABLE, row_key(event_id, seq), record.to_bytes());
             planned.push(record);
         }
