@@ -191,8 +191,6 @@ fn a_hold_is_released_by_its_occurrence_and_another_returned_when_the_clock_pass
     };
     assert_eq!(platform.register_event(None, "nobody's", event(HOUR_MS)).unwrap_err().code, ErrorCode::Unauthorized);
     assert_eq!(platform.register_event(None, &token, event(0)).unwrap_err().code, ErrorCode::MalformedInput);
-    let infinite = EventRequest { kind: EventKind::Infinite, ..event(HOUR_MS) };
-    assert_eq!(platform.register_event(None, &token, infinite).unwrap_err().code, ErrorCode::Forbidden);
     let stranger =
         EventRequest { sender: PartyRef { bank: "steppe".into(), client_id: bolat.clone() }, ..event(HOUR_MS) };
     assert_eq!(platform.register_event(None, &token, stranger).unwrap_err().code, ErrorCode::UnknownAccount);

@@ -245,6 +245,88 @@ fn a_hold_is_released_to_a_payee_at_another_bank_and_the_oracle_reconciles_after
     assert_eq!(assembly.reconcile(), Vec::<String>::new());
 }
 
+/// An infinite event among the roles: held, topped up, released per occurrence at the payee's
+/// bank (the rest kept held on the sender's account, reconciled after each ride and after a
+/// restart), the ride past what is held refused, the rest returned when rejected; every
+/// decision a signed record that verifies with the oracle's key.
+#[test]
+fn an_infinite_event_pays_each_occurrence_keeps_the_rest_held_and_reconciles_across_a_restart() {
+    use dtenge_oracle::service::{Confirmation, EventSpec, EventStatus, Payee, Registration};
+    use dtenge_oracle::Action;
+    let dir = tempfile::tempdir().unwrap();
+    let rider = SecretKey::from_seed([8; 32]);
+    let operator = SecretKey::from_seed([9; 32]);
+    let ride = || Confirmation::Occurred { payouts: None };
+    let event_id = {
+        let assembly = start(dir.path());
+        assembly
+            .migrate_accounts("steppe", vec![(account("steppe", 8, &rider), AccountKey::Custodial(rider.clone()))])
+            .unwrap();
+        assembly
+            .migrate_accounts(
+                "tulpar",
+                vec![(account("tulpar", 9, &operator), AccountKey::Client(operator.public_key()))],
+            )
+            .unwrap();
+        assembly.fund("steppe", tiyn(1_000_00), WAIT).unwrap();
+        let steppe = assembly.bank("steppe").unwrap();
+        let pay = Request::Pay { client_id: OWN_ACCOUNT.into(), payees: vec![(rider.address(), tiyn(500_00))] };
+        steppe.submit(pay, None).recv_timeout(WAIT).unwrap().unwrap();
+        let spec = EventSpec {
+            reference: "Onay card 1".into(),
+            sender_bank: "steppe".into(),
+            sender: rider.address(),
+            payees: vec![Payee { bank: "tulpar".into(), address: operator.address(), amount_tiyn: tiyn(150_00) }],
+            valid_until_ms: u64::MAX,
+        };
+        let registration = Registration { infinite: true, ..Registration::default() };
+        let oracle = assembly.oracle();
+        let event_id = oracle.register_event_with("onay", spec, registration, assembly.now_ms()).unwrap();
+        let hold = |amount: u64| {
+            let now = assembly.now_ms();
+            let held = steppe.service().hold("900101300008", &event_id, tiyn(amount), operator.address(), None, now);
+            held.recv_timeout(WAIT).unwrap().unwrap();
+            assembly.settle(WAIT).unwrap();
+        };
+        hold(200_00);
+        oracle.confirm_event("onay", &event_id, ride(), assembly.now_ms()).unwrap();
+        assembly.settle(WAIT).unwrap();
+        let event = oracle.event(&event_id).unwrap();
+        assert_eq!((event.status, event.held_tiyn), (EventStatus::Held, tiyn(50_00)));
+        assert_eq!(assembly.reconcile(), Vec::<String>::new());
+        let over = oracle.confirm_event("onay", &event_id, ride(), assembly.now_ms()).unwrap_err();
+        assert_eq!(over.code, ErrorCode::LimitExceeded);
+        hold(200_00);
+        assert_eq!(oracle.event(&event_id).unwrap().held_tiyn, tiyn(250_00));
+        assert_eq!(assembly.reconcile(), Vec::<String>::new());
+        assembly.shutdown();
+        event_id
+    };
+    let assembly = start(dir.path());
+    let oracle = assembly.oracle();
+    oracle.confirm_event("onay", &event_id, ride(), assembly.now_ms()).unwrap();
+    assembly.settle(WAIT).unwrap();
+    assert_eq!(oracle.event(&event_id).unwrap().held_tiyn, tiyn(100_00));
+    assert_eq!(balance(&assembly, "tulpar", "900101300009"), tiyn(300_00));
+    oracle.confirm_event("onay", &event_id, Confirmation::Rejected, assembly.now_ms()).unwrap();
+    assembly.settle(WAIT).unwrap();
+    let event = oracle.event(&event_id).unwrap();
+    assert_eq!(
+        (event.status, event.released_tiyn, event.returned_tiyn),
+        (EventStatus::Rejected, tiyn(300_00), tiyn(100_00))
+    );
+    assert_eq!(balance(&assembly, "steppe", "900101300008"), tiyn(200_00));
+    assert_eq!(assembly.reconcile(), Vec::<String>::new());
+    let records = oracle.records(&event_id).unwrap();
+    let actions: Vec<Action> = records.iter().map(|r| r.body.action).collect();
+    use Action::*;
+    assert_eq!(actions, [Registered, Held, Released, Held, Released, Rejected]);
+    for record in &records {
+        let digest = record.body.digest().unwrap();
+        dtenge_core::crypto::verify(&assembly.anchors().oracle, &digest.0, &record.oracle_signature).unwrap();
+    }
+}
+
 /// The NBK's calendar holds in the assembly: on a Saturday `fund` is refused before anything
 /// moves; once the operator makes the day a working day, it goes through.
 #[test]

@@ -195,6 +195,10 @@ impl Net {
     }
 
     fn register(&self) -> String {
+        self.register_with(false)
+    }
+
+    fn register_with(&self, infinite: bool) -> String {
         let spec = EventSpec {
             reference: "VIN 1".into(),
             sender_bank: "steppe".into(),
@@ -205,7 +209,8 @@ impl Net {
             ],
             valid_until_ms: 1_000_000,
         };
-        self.oracle().register_event("vehicles", spec, self.now_ms).unwrap()
+        let registration = dtenge_oracle::service::Registration { infinite, ..Default::default() };
+        self.oracle().register_event_with("vehicles", spec, registration, self.now_ms).unwrap()
     }
 
     fn hold(&self, event_id: &str, amount: u64, idem: Option<IdemKey>) -> dtenge_bank::Answer {
@@ -453,4 +458,64 @@ fn holds_and_releases_complete_once_on_a_network_that_loses_and_duplicates() {
     assert!(n.quiet());
     assert_eq!((n.balance(SENDER).0, n.balance(SELLER).0, n.balance(FEES).0), (3_500, 1_400, 100));
     n.assert_invariants();
+}
+
+/// An infinite event: held, then an occurrence with any one role crashed inside any commit of
+/// it; the occurrence pays once and keeps the rest held on the sender's account (reconciled
+/// with the oracle), a top-up and a second occurrence go on from there, and a rejection
+/// returns the rest. Every step is a signed record.
+#[test]
+fn a_crash_of_any_role_inside_any_commit_of_an_infinite_events_occurrence_pays_it_once_and_keeps_the_rest_held() {
+    use dtenge_oracle::Action;
+    let modes = [CrashMode::BeforeWrite, CrashMode::Torn { kept_bytes_permille: 500 }, CrashMode::AfterWrite];
+    for role in ["steppe", "oracle", "notary"] {
+        for mode in modes {
+            for commits in 1..=3 {
+                let mut n = Net::new(0);
+                let id = n.register_with(true);
+                let held = n.hold(&id, 2_500, idem("h-1"));
+                n.run(10_000);
+                assert!(held.try_recv().unwrap().is_ok());
+                n.disks[role].arm_crash(commits, mode);
+                let occurred = Confirmation::Occurred { payouts: None };
+                if let Err(e) = n.oracle().confirm_event("vehicles", &id, occurred.clone(), n.now_ms) {
+                    assert_eq!((role, e.code), ("oracle", ErrorCode::StorageFailure));
+                    n.crash_and_restart(role);
+                    // Not durable: asked again (durable: the release is on its way).
+                    if n.oracle().event(&id).unwrap().status == EventStatus::Held {
+                        n.oracle().confirm_event("vehicles", &id, occurred.clone(), n.now_ms).unwrap();
+                    }
+                }
+                n.run_until(|n| n.disks[role].crashed() || n.quiet());
+                if n.disks[role].crashed() {
+                    n.crash_and_restart(role);
+                }
+                n.run(10_000);
+                // A crash armed for a commit the occurrence did not reach is not for the next steps.
+                n.disks[role].disarm();
+                let what = format!("{role} {mode:?} {commits}");
+                assert!(n.quiet(), "{what}: everything arrived");
+                let event = n.oracle().event(&id).unwrap();
+                assert_eq!((event.status, event.held_tiyn), (EventStatus::Held, tiyn(1_500)), "{what}");
+                assert_eq!((n.balance(SENDER).0, n.balance(SELLER).0, n.balance(FEES).0), (4_000, 900, 100), "{what}");
+                n.assert_invariants();
+                // A top-up, a second occurrence from what is kept, and the rejection.
+                let topped = n.hold(&id, 500, idem("h-2"));
+                n.run(10_000);
+                assert!(topped.try_recv().unwrap().is_ok(), "{what}");
+                n.oracle().confirm_event("vehicles", &id, occurred, n.now_ms).unwrap();
+                n.run(10_000);
+                assert_eq!(n.oracle().event(&id).unwrap().held_tiyn, tiyn(1_000), "{what}");
+                n.oracle().confirm_event("vehicles", &id, Confirmation::Rejected, n.now_ms).unwrap();
+                n.run(10_000);
+                let event = n.oracle().event(&id).unwrap();
+                assert_eq!((event.status, event.returned_tiyn), (EventStatus::Rejected, tiyn(1_000)), "{what}");
+                assert_eq!((n.balance(SENDER).0, n.balance(SELLER).0), (3_000, 1_800), "{what}");
+                n.assert_invariants();
+                let actions: Vec<Action> = n.oracle().records(&id).unwrap().iter().map(|r| r.body.action).collect();
+                use Action::*;
+                assert_eq!(actions, [Registered, Held, Released, Held, Released, Rejected], "{what}");
+            }
+        }
+    }
 }

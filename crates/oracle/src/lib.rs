@@ -244,11 +244,120 @@ pub struct Record {
     pub oracle_signature: Signature,
 }
 
+/// The version byte that starts a record body's encoding ([`RecordBody::encoded`]).
+pub const RECORD_ENCODING_VERSION: u8 = 2;
+/// The domain tag of a record's digest: what the oracle signs is a record, nothing else.
+const RECORD_DOMAIN: &[u8] = b"dtenge/oracle/record/v2";
+
 impl RecordBody {
-    /// What the oracle signs: a domain tag and the record's JSON. Never fails (see
-    /// `json_of`); a `Result` for the callers that verify records with it.
+    /// The explicit encoding of the record (`dtenge-wire`: little-endian integers,
+    /// length-prefixed strings and lists, an option's presence byte): the version byte
+    /// [`RECORD_ENCODING_VERSION`], then every field in declaration order. Also how the oracle
+    /// role stores its records.
+    pub fn encoded(&self) -> Vec<u8> {
+        dtenge_wire::Encode::to_bytes(self)
+    }
+
+    /// What the oracle signs: the domain tag and [`RecordBody::encoded`], hashed. Never fails;
+    /// a `Result` for the callers that verify records with it.
     pub fn digest(&self) -> Result<Hash32> {
-        Ok(hash_parts(b"dtenge/oracle/record/v1", &[&json_of(self)]))
+        Ok(hash_parts(RECORD_DOMAIN, &[&self.encoded()]))
+    }
+}
+
+impl dtenge_wire::Encode for Action {
+    fn encode(&self, w: &mut dtenge_wire::Writer) {
+        w.u8(match self {
+            Action::Registered => 1,
+            Action::Held => 2,
+            Action::Released => 3,
+            Action::Returned => 4,
+            Action::Rejected => 5,
+            Action::Expired => 6,
+        });
+    }
+}
+
+impl dtenge_wire::Decode for Action {
+    const ENCODED_BYTES_MIN: usize = 1;
+    fn decode(r: &mut dtenge_wire::Reader<'_>) -> std::result::Result<Self, dtenge_wire::DecodeError> {
+        match r.u8("record action")? {
+            1 => Ok(Action::Registered),
+            2 => Ok(Action::Held),
+            3 => Ok(Action::Released),
+            4 => Ok(Action::Returned),
+            5 => Ok(Action::Rejected),
+            6 => Ok(Action::Expired),
+            tag => Err(dtenge_wire::DecodeError::UnknownTag { what: "record action", tag: u64::from(tag) }),
+        }
+    }
+}
+
+impl dtenge_wire::Encode for Share {
+    fn encode(&self, w: &mut dtenge_wire::Writer) {
+        w.put(&self.party);
+        w.put(&self.amount_tiyn);
+    }
+}
+
+impl dtenge_wire::Decode for Share {
+    const ENCODED_BYTES_MIN: usize = <Party as dtenge_wire::Decode>::ENCODED_BYTES_MIN + 8;
+    fn decode(r: &mut dtenge_wire::Reader<'_>) -> std::result::Result<Self, dtenge_wire::DecodeError> {
+        Ok(Share { party: r.get()?, amount_tiyn: r.get()? })
+    }
+}
+
+impl dtenge_wire::Encode for RecordBody {
+    fn encode(&self, w: &mut dtenge_wire::Writer) {
+        w.u8(RECORD_ENCODING_VERSION);
+        w.str(&self.event_id);
+        w.u32(self.seq);
+        w.u64(self.at_unix_ms);
+        w.put(&self.action);
+        w.put(&self.amount_tiyn);
+        w.seq(&self.payouts);
+        w.put(&self.tx_id);
+        w.put(&self.occurrence_id);
+        w.put(&self.reason);
+        w.str(&self.by);
+        w.put(&self.terms_hash);
+    }
+}
+
+impl dtenge_wire::Decode for RecordBody {
+    const ENCODED_BYTES_MIN: usize = 1 + 4 + 4 + 8 + 1 + 8 + 4 + 1 + 1 + 1 + 4 + 32;
+    fn decode(r: &mut dtenge_wire::Reader<'_>) -> std::result::Result<Self, dtenge_wire::DecodeError> {
+        let version = r.u8("record version")?;
+        if version != RECORD_ENCODING_VERSION {
+            return Err(dtenge_wire::DecodeError::UnknownTag { what: "record version", tag: u64::from(version) });
+        }
+        Ok(RecordBody {
+            event_id: r.string("record's event id")?,
+            seq: r.u32("record seq")?,
+            at_unix_ms: r.u64("record time")?,
+            action: r.get()?,
+            amount_tiyn: r.get()?,
+            payouts: r.seq("record payouts", PAYEES_MAX)?,
+            tx_id: r.get()?,
+            occurrence_id: r.get()?,
+            reason: r.get()?,
+            by: r.string("record's author")?,
+            terms_hash: r.get()?,
+        })
+    }
+}
+
+impl dtenge_wire::Encode for Record {
+    fn encode(&self, w: &mut dtenge_wire::Writer) {
+        w.put(&self.body);
+        w.put(&self.oracle_signature);
+    }
+}
+
+impl dtenge_wire::Decode for Record {
+    const ENCODED_BYTES_MIN: usize = <RecordBody as dtenge_wire::Decode>::ENCODED_BYTES_MIN + 65;
+    fn decode(r: &mut dtenge_wire::Reader<'_>) -> std::result::Result<Self, dtenge_wire::DecodeError> {
+        Ok(Record { body: r.get()?, oracle_signature: r.get()? })
     }
 }
 
@@ -1166,6 +1275,55 @@ mod tests {
             Occurrence { occurrence_id: "o4".into(), outcome: Outcome::Rejected { reason: "VIN mismatch".into() } };
         let Decision::Release(plan) = oracle.plan_occurrence(&provider, &id, reject, 22).unwrap() else { panic!() };
         assert_eq!((plan.returned, plan.action, plan.payouts.len()), (tiyn(1_000), Action::Rejected, 0));
+    }
+
+    /// What is signed is the record's explicit encoding, fixed byte for byte: a change of a
+    /// Rust struct cannot change it silently; it decodes back, and a cut or a version it does
+    /// not know is refused.
+    #[test]
+    fn a_record_body_is_encoded_explicitly_and_its_digest_covers_every_field() {
+        use dtenge_wire::{Decode, Encode};
+        let body = RecordBody {
+            event_id: "EV1".into(),
+            seq: 2,
+            at_unix_ms: 3,
+            action: Action::Released,
+            amount_tiyn: tiyn(5),
+            payouts: vec![Share {
+                party: Party { bank: "b".into(), client_id: String::new(), address: Address(Hash32([7; 32])) },
+                amount_tiyn: tiyn(5),
+            }],
+            tx_id: Some(TxId(Hash32([8; 32]))),
+            occurrence_id: Some("o".into()),
+            reason: None,
+            by: "p".into(),
+            terms_hash: Hash32([9; 32]),
+        };
+        let mut expected = vec![RECORD_ENCODING_VERSION, 3, 0, 0, 0, b'E', b'V', b'1', 2, 0, 0, 0];
+        expected.extend(3u64.to_le_bytes());
+        expected.push(3);
+        expected.extend(5u64.to_le_bytes());
+        expected.extend([1, 0, 0, 0, 1, 0, 0, 0, b'b', 0, 0, 0, 0]);
+        expected.extend([7; 32]);
+        expected.extend(5u64.to_le_bytes());
+        expected.push(1);
+        expected.extend([8; 32]);
+        expected.extend([1, 1, 0, 0, 0, b'o', 0, 1, 0, 0, 0, b'p']);
+        expected.extend([9; 32]);
+        assert_eq!(body.encoded(), expected);
+        assert_eq!(RecordBody::from_bytes(&expected).unwrap(), body);
+        for cut in [0, 1, expected.len() - 1] {
+            assert!(RecordBody::from_bytes(&expected[..cut]).is_err());
+        }
+        let mut old = expected.clone();
+        old[0] = 1;
+        assert!(RecordBody::from_bytes(&old).is_err(), "another version is not this encoding");
+        let key = SecretKey::from_seed([50; 32]);
+        let record = Record { oracle_signature: key.sign(&body.digest().unwrap().0), body: body.clone() };
+        assert_eq!(Record::from_bytes(&record.to_bytes()).unwrap(), record);
+        let mut changed = body.clone();
+        changed.reason = Some(String::new());
+        assert_ne!(changed.digest().unwrap(), body.digest().unwrap());
     }
 
     /// The registries are fjall rows, not checksummed by the store: a record of an event the

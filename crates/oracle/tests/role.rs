@@ -434,6 +434,7 @@ fn an_event_confirmed_by_another_provider_and_registered_under_a_key_is_kept_acr
     let by = |confirmer: &str, key: &str, fingerprint: u8| Registration {
         confirmed_by: Some(confirmer.into()),
         idem: Some((key.into(), Hash32([fingerprint; 32]))),
+        infinite: false,
     };
     let unknown = h.oracle.register_event_with("portal", spec(10_000), by("nobody", "k0", 1), 0).unwrap_err();
     assert_eq!(unknown.code, ErrorCode::NotFound);

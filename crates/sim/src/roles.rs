@@ -9,7 +9,9 @@
 //! answer; some ask for more than they hold). A provider registers holding events at the
 //! oracle, custodial clients hold their amounts (with idempotency keys, asked again when the
 //! bank died with the answer), and the provider confirms, partly pays or rejects them; the
-//! oracle orders the releases. Custodial clients get bank money at the start and convert it
+//! oracle orders the releases. A quarter of the events are infinite: held for one to three
+//! occurrences, topped up by their senders, released per occurrence (the rest kept held), and
+//! rejected at the end. Custodial clients get bank money at the start and convert it
 //! to DT and back. A request answered `STORAGE_FAILURE` (its outcome unknown: the bank's
 //! write may have reached the disk) is asked again, as a client must. Everything comes from
 //! one seed:
@@ -37,7 +39,9 @@
 //!   the notary; every confirmed event is released (or returned) exactly once, and every
 //!   event that ended (confirmed, rejected or expired) after it was held, by a committed
 //!   transaction paying out exactly what was held; no hold or release is left pending at a
-//!   bank or at the oracle.
+//!   bank or at the oracle; every event's signed records verify with the oracle's key, are
+//!   numbered densely, name committed transactions only, add up to the event's amounts (ever
+//!   held = released + returned + held now) and end as the event ended.
 //!
 //! - cards and vouchers (`cards`): each merchant's bank money = its committed converted
 //!   purchases minus their refunds; each correspondent account moved by exactly the card
@@ -66,9 +70,10 @@ use dtenge_directory::DirectoryService;
 use dtenge_node::{Account, ClientKind, NodeKind, NodeMeta, OWN_ACCOUNT};
 use dtenge_notary::service::{NotaryService, Senders};
 use dtenge_oracle::service::{
-    Confirmation, EventSpec, EventStatus, HoldEvent, Notice, NoticeKind, OracleService, Payee, TxDecision,
-    NOTICES_PAGE_MAX,
+    Confirmation, EventSpec, EventStatus, HoldEvent, Notice, NoticeKind, OracleService, Payee, Registration,
+    TxDecision, NOTICES_PAGE_MAX,
 };
+use dtenge_oracle::Action;
 use dtenge_store::{CrashMode, SimDisk, Store};
 use dtenge_transport::{Fate, SimNetwork, Transport};
 use dtenge_wire::{AccountKind, Claim, Envelope, RoleId};
@@ -118,6 +123,8 @@ pub struct RolesReport {
     pub holds_refused: u32,
     /// Events the provider confirmed or rejected (each released or returned once).
     pub confirmations: u32,
+    /// Occurrences of infinite events the oracle took (each releases and keeps the rest).
+    pub infinite_occurrences: u32,
     /// Card purchases answered committed, and voucher taps paid (`cards`).
     pub card_purchases: u32,
     pub voucher_taps_paid: u32,
@@ -238,10 +245,14 @@ struct HoldWaiting {
 /// An event the provider registered.
 struct SimEvent {
     id: String,
-    amount: Amount,
+    /// The client whose funds it holds.
+    sender: usize,
+    /// Infinite: held once or more, released per occurrence until what it holds runs out.
+    infinite: bool,
     /// Each payee and its share.
     payees: Vec<(Address, Amount)>,
-    /// The provider's confirmation was taken.
+    /// The provider's confirmation that ends it was taken (a single event's occurrence or
+    /// rejection, an infinite one's rejection).
     confirmed: bool,
 }
 
@@ -372,6 +383,7 @@ impl Sim {
                 holds: 0,
                 holds_refused: 0,
                 confirmations: 0,
+                infinite_occurrences: 0,
                 card_purchases: 0,
                 voucher_taps_paid: 0,
                 restarts: 0,
@@ -492,7 +504,8 @@ impl Sim {
                 65..=69 => self.crash_a_role(),
                 70..=71 => self.toggle_block(),
                 72..=76 => self.redeem(),
-                77..=81 => self.register_and_hold(),
+                77..=80 => self.register_and_hold(),
+                81 => self.top_up(),
                 82..=85 => self.confirm(),
                 86..=91 => self.card_step(),
                 92..=94 => self.checkpoint_notary(),
@@ -640,7 +653,12 @@ impl Sim {
                 amount_tiyn: Amount::from_tiyn(self.rng.gen_range(1_00..2_000_00)).expect("fits"),
             })
             .collect();
-        let amount = Amount::sum(shares.iter().map(|p| p.amount_tiyn)).expect("two small shares");
+        let mut amount = Amount::sum(shares.iter().map(|p| p.amount_tiyn)).expect("two small shares");
+        // Some are infinite: held for one to three occurrences, released per occurrence.
+        let infinite = self.rng.gen_bool(0.25);
+        if infinite {
+            amount = Amount::from_tiyn(amount.tiyn() * self.rng.gen_range(1..=3)).expect("small");
+        }
         // Some events end soon: expired before (or while) they are held or confirmed.
         let valid_until_ms =
             if self.rng.gen_bool(0.3) { self.now_ms + self.rng.gen_range(100..3_000) } else { u64::MAX };
@@ -652,13 +670,15 @@ impl Sim {
             valid_until_ms,
         };
         let Some(oracle) = &self.oracle else { return };
-        let id = match oracle.register_event(PROVIDER, spec, self.now_ms) {
+        let registration = Registration { infinite, ..Registration::default() };
+        let id = match oracle.register_event_with(PROVIDER, spec, registration, self.now_ms) {
             Ok(id) => id,
             Err(e) => return self.trace(format!("event registration refused {}", e.code)),
         };
-        self.trace(format!("{PROVIDER} registers {id}: {} holds {amount}", self.clients[sender].id));
+        let kind = if infinite { "infinite" } else { "single" };
+        self.trace(format!("{PROVIDER} registers {kind} {id}: {} holds {amount}", self.clients[sender].id));
         let payees = shares.iter().map(|p| (p.address, p.amount_tiyn)).collect();
-        self.events.push(SimEvent { id: id.clone(), amount, payees, confirmed: false });
+        self.events.push(SimEvent { id: id.clone(), sender, infinite, payees, confirmed: false });
         let (amount, payee) = match self.rng.gen_range(0..20) {
             0 => (Amount::from_tiyn(amount.tiyn() + 1).expect("fits"), self.clients[first].key.address()),
             1 => (amount, self.clients[sender].key.address()),
@@ -667,6 +687,22 @@ impl Sim {
         let n = self.report.trace.len() as u64;
         let idem = IdemKey { key: format!("hold-{n}"), fingerprint: hash_parts(b"hold", &[&n.to_le_bytes()]) };
         self.hold(sender, id, amount, payee, idem);
+    }
+
+    /// The sender of an infinite event holds more for it (while it is held: a top-up; when
+    /// not, the oracle refuses).
+    fn top_up(&mut self) {
+        let infinite: Vec<usize> = (0..self.events.len()).filter(|&i| self.events[i].infinite).collect();
+        if infinite.is_empty() {
+            return;
+        }
+        let i = infinite[self.rng.gen_range(0..infinite.len())];
+        let (sender, event_id, payee) = (self.events[i].sender, self.events[i].id.clone(), self.events[i].payees[0].0);
+        let amount = Amount::from_tiyn(self.rng.gen_range(1_00..2_000_00)).expect("fits");
+        let n = self.report.trace.len() as u64;
+        let idem = IdemKey { key: format!("hold-{n}"), fingerprint: hash_parts(b"hold", &[&n.to_le_bytes()]) };
+        self.trace(format!("{} tops {event_id} up by {amount}", self.clients[sender].id));
+        self.hold(sender, event_id, amount, payee, idem);
     }
 
     fn hold(&mut self, client: usize, event_id: String, amount: Amount, payee: Address, idem: IdemKey) {
@@ -684,7 +720,11 @@ impl Sim {
         if self.events.is_empty() {
             return;
         }
-        let i = self.rng.gen_range(0..self.events.len());
+        let open: Vec<usize> = (0..self.events.len()).filter(|&i| !self.events[i].confirmed).collect();
+        if open.is_empty() {
+            return;
+        }
+        let i = open[self.rng.gen_range(0..open.len())];
         let confirmation = match self.rng.gen_range(0..4) {
             0 => Confirmation::Rejected,
             1 => {
@@ -705,7 +745,12 @@ impl Sim {
         let id = self.events[i].id.clone();
         match oracle.confirm_event(PROVIDER, &id, confirmation.clone(), self.now_ms) {
             Ok(()) => {
-                self.events[i].confirmed = true;
+                // An infinite event's occurrence pays and keeps the rest held: more may come.
+                let ends = !self.events[i].infinite || confirmation == Confirmation::Rejected;
+                self.events[i].confirmed = ends;
+                if !ends {
+                    self.report.infinite_occurrences += 1;
+                }
                 self.report.confirmations += 1;
                 self.trace(format!("{PROVIDER} confirms {id}: {confirmation:?}"));
             }
@@ -713,7 +758,9 @@ impl Sim {
         }
     }
 
-    /// At the end, the provider confirms every event still held.
+    /// At the end, the provider confirms every single event still held; an infinite one
+    /// occurs while it holds a whole occurrence, and is rejected then (what it still holds
+    /// goes back to the sender).
     fn confirm_held(&mut self) {
         let Some(oracle) = &self.oracle else { return };
         let held: Vec<usize> = (0..self.events.len())
@@ -725,7 +772,14 @@ impl Sim {
             })
             .collect();
         for i in held {
-            self.confirm_event(i, Confirmation::Occurred { payouts: None });
+            let occurs = match &self.oracle {
+                Some(oracle) if self.events[i].infinite => {
+                    oracle.event(&self.events[i].id).is_some_and(|e| e.held_tiyn >= e.amount_tiyn)
+                }
+                _ => true,
+            };
+            let end = if occurs { Confirmation::Occurred { payouts: None } } else { Confirmation::Rejected };
+            self.confirm_event(i, end);
         }
     }
 
@@ -1276,15 +1330,17 @@ impl Sim {
             return Err(format!("the oracle's held registry {registry:?} is not the banks' held DT {ledger:?}"));
         }
         for (event_id, tx_id) in &self.held {
-            let event = oracle.event(event_id).ok_or(format!("no event {event_id} at the oracle"))?;
-            if event.hold_tx != Some(*tx_id) || !notary.notary().is_committed(tx_id) {
-                return Err(format!("hold {tx_id} was answered done, but {event_id} holds {:?}", event.hold_tx));
+            let records = oracle.records(event_id).map_err(|e| format!("{event_id}: {e}"))?;
+            let recorded = records.iter().any(|r| r.body.action == Action::Held && r.body.tx_id == Some(*tx_id));
+            if !recorded || !notary.notary().is_committed(tx_id) {
+                return Err(format!("hold {tx_id} was answered done, but {event_id} has no record of it"));
             }
         }
         let told = notices_of(oracle, self.banks.keys().map(|b| b.to_string()))?;
         for sim_event in &self.events {
             let event = oracle.event(&sim_event.id).ok_or(format!("no event {} at the oracle", sim_event.id))?;
             check_told(&told, &event)?;
+            let ever_held = check_records(oracle, notary, &event)?;
             if sim_event.confirmed && !event.status.is_final() {
                 return Err(format!("{} was confirmed but is {:?}", event.id, event.status));
             }
@@ -1298,10 +1354,10 @@ impl Sim {
             let release = event.release_tx.ok_or(format!("{} was held by {hold} but never released", event.id))?;
             let applied = matches!(oracle.decision(&release), Some(TxDecision::Applied { release: true, .. }));
             let out = event.released_tiyn.checked_add(event.returned_tiyn).map_err(|e| e.to_string())?;
-            if !applied || !notary.notary().is_committed(&release) || out != sim_event.amount {
+            if !applied || !notary.notary().is_committed(&release) || out != ever_held {
                 return Err(format!(
-                    "{}: release {release} (applied {applied}) paid out {out} of {}",
-                    event.id, sim_event.amount
+                    "{}: release {release} (applied {applied}) paid out {out} of {ever_held}",
+                    event.id
                 ));
             }
         }
@@ -1399,4 +1455,55 @@ fn check_told(told: &BTreeMap<String, Vec<Notice>>, event: &HoldEvent) -> Result
         return Err(format!("{}'s sender was told of its end ({:?}) {ended} times", event.id, event.status));
     }
     Ok(())
+}
+
+/// The oracle's records of `event`: each verifies with the oracle's key, numbered densely from
+/// 0, the first `registered`; every transaction they name is committed at the notary; what
+/// they say was held, released and returned adds up to the event's amounts (ever held =
+/// released + returned + held now), and an ended event's last record says how it ended.
+/// Answers what the event ever held.
+fn check_records(oracle: &OracleService, notary: &NotaryService, event: &HoldEvent) -> Result<Amount, String> {
+    let records = oracle.records(&event.id).map_err(|e| format!("{}: {e}", event.id))?;
+    let key = oracle.public_key();
+    let (mut held, mut released, mut returned) = (Amount::ZERO, Amount::ZERO, Amount::ZERO);
+    let add = |sum: &mut Amount, amount: Amount| sum.checked_add(amount).map(|s| *sum = s).map_err(|e| e.to_string());
+    for (n, record) in records.iter().enumerate() {
+        let body = &record.body;
+        let digest = body.digest().map_err(|e| e.to_string())?;
+        dtenge_core::crypto::verify(&key, &digest.0, &record.oracle_signature)
+            .map_err(|e| format!("record {} of {}: {e}", body.seq, event.id))?;
+        if body.seq as usize != n || body.event_id != event.id || (n == 0) != (body.action == Action::Registered) {
+            return Err(format!("{}: record {n} is {} {:?}", event.id, body.seq, body.action));
+        }
+        if let Some(tx_id) = &body.tx_id {
+            if !notary.notary().is_committed(tx_id) {
+                return Err(format!("{}: a {:?} record names {tx_id}, not committed", event.id, body.action));
+            }
+        }
+        match body.action {
+            Action::Registered => {}
+            Action::Held => add(&mut held, body.amount_tiyn)?,
+            Action::Released => add(&mut released, body.amount_tiyn)?,
+            Action::Returned | Action::Rejected | Action::Expired => add(&mut returned, body.amount_tiyn)?,
+        }
+    }
+    let now =
+        released.checked_add(returned).and_then(|out| out.checked_add(event.held_tiyn)).map_err(|e| e.to_string())?;
+    if (released, returned) != (event.released_tiyn, event.returned_tiyn) || now != held {
+        return Err(format!(
+            "{}: records say held {held}, released {released}, returned {returned}; the event {} {} held {}",
+            event.id, event.released_tiyn, event.returned_tiyn, event.held_tiyn
+        ));
+    }
+    let last = records.last().map(|r| r.body.action);
+    let ended_as = match event.status {
+        EventStatus::Completed => matches!(last, Some(Action::Released | Action::Returned)),
+        EventStatus::Rejected => last == Some(Action::Rejected),
+        EventStatus::Expired => last == Some(Action::Expired),
+        _ => true,
+    };
+    if !ended_as {
+        return Err(format!("{} is {:?}, its last record {last:?}", event.id, event.status));
+    }
+    Ok(held)
 }

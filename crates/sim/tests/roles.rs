@@ -37,6 +37,7 @@ fn hundreds_of_seeds_of_separate_roles_keep_every_invariant() {
     assert!(total(|r| u64::from(r.holds)) > 100, "clients held funds for events");
     assert!(total(|r| u64::from(r.holds_refused)) > 10, "holds that did not match their event were refused");
     assert!(total(|r| u64::from(r.confirmations)) > 100, "providers confirmed events, which were released");
+    assert!(total(|r| u64::from(r.infinite_occurrences)) > 40, "infinite events were released per occurrence");
     assert!(total(|r| u64::from(r.card_purchases)) > 40, "clients bought with their cards");
     assert!(total(|r| u64::from(r.voucher_taps_paid)) > 50, "voucher taps were paid");
 }

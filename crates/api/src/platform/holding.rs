@@ -3,11 +3,13 @@
 //! oracle, notarized, delivered to the oracle), a provider's occurrence ordering the release
 //! from the holding bank, and expiry returning what an event still holds (the oracle's tick).
 //!
-//! The oracle role serves single events only and keeps no signed records of their steps: an
-//! event is shown in the network's shape ([`Event`]) with an empty history (and
-//! `registered_at_unix_ms` 0 for an event registered before the role kept it). Infinite
-//! events are not served yet. What the oracle tells the parties' banks is read with
-//! `notifications` (`notifications.rs`).
+//! The oracle role serves single and infinite events (an infinite one held once or more, then
+//! released per occurrence until what it holds runs out) and signs a record of each of its
+//! decisions, in the commit that makes it: an event is shown in the network's shape
+//! ([`Event`]) with the role's records (`registered_at_unix_ms` 0 for an event registered
+//! before the role kept it). The role names parties by bank and address: its records' payouts
+//! carry no client id. What the oracle tells the parties' banks is read with `notifications`
+//! (`notifications.rs`).
 //!
 //! The calls that wait for another role (a hold applied at the oracle, a release certified and
 //! applied at the payees' banks) wait at most [`ANSWER_WAIT`]; the step goes on after a
@@ -27,7 +29,7 @@ use dtenge_node::OWN_ACCOUNT;
 use dtenge_oracle::service::{
     Confirmation, Confirmed, EventStatus as RoleStatus, HoldEvent, OccurrenceNote, Payee, Registration,
 };
-use dtenge_oracle::ProviderView;
+use dtenge_oracle::{ProviderView, Record};
 use std::time::{Duration, Instant};
 
 /// Longest validity of an event: five years (the network's bound).
@@ -102,11 +104,6 @@ impl Platform {
             MalformedInput,
             "valid_for_ms is 1 to {EVENT_VALIDITY_MS_MAX}"
         );
-        ensure!(
-            request.kind == EventKind::Single,
-            Forbidden,
-            "infinite events are not served by the oracle role yet; register a single event"
-        );
         let sender = self.party(&request.sender.bank, &request.sender.client_id)?;
         ensure!(
             sender.client_id != OWN_ACCOUNT,
@@ -122,30 +119,35 @@ impl Platform {
             payees,
             valid_until_ms: now.saturating_add(request.valid_for_ms),
         };
-        let registration =
-            Registration { confirmed_by: request.confirmed_by, idem: idem.map(|i| (i.key.clone(), i.fingerprint)) };
+        let registration = Registration {
+            confirmed_by: request.confirmed_by,
+            idem: idem.map(|i| (i.key.clone(), i.fingerprint)),
+            infinite: request.kind == EventKind::Infinite,
+        };
         let id = oracle.register_event_with(&provider.id, spec, registration, now)?;
         self.oracle_event(&id)
     }
 
-    /// The sender's bank holds its client's funds against an event: answered once the hold is
-    /// certified at the bank and (at most [`ANSWER_WAIT`] later) applied at the oracle.
+    /// The sender's bank holds its client's funds against an event (a single event its
+    /// amount, an infinite one the amount asked, by default one occurrence's): the oracle
+    /// answers first whether the event may be held now (as the network, before the funds are
+    /// looked at: `EVENT_EXPIRED` for an event past its validity), then the bank builds the
+    /// hold; answered once it is certified at the bank and (at most [`ANSWER_WAIT`] later)
+    /// applied at the oracle. A hold asked again under its idempotency key goes to the bank,
+    /// which answers the key.
     pub fn hold(&self, idem: Option<&Idem>, node_id: &str, request: HoldRequest) -> Result<HoldReceipt> {
         let bank = self.bank(node_id)?;
-        let event = self.role_event(&request.event_id)?;
-        ensure!(
-            request.amount_tiyn.is_none_or(|a| a == event.amount_tiyn),
-            MalformedInput,
-            "a single event holds exactly its amount, {}",
-            event.amount_tiyn
-        );
-        ensure!(
-            event.sender_bank == node_id,
-            Forbidden,
-            "the sender of event {} banks with '{}', not '{node_id}'",
-            event.id,
-            event.sender_bank
-        );
+        let oracle = self.assembly.oracle();
+        let (event, amount) = match oracle.plan_hold(node_id, &request.event_id, request.amount_tiyn, self.now_ms()) {
+            Ok(plan) => (plan.event, plan.amount),
+            // Held already: perhaps by this very request, whose key the bank answers.
+            Err(e) if e.code == ErrorCode::Conflict && idem.is_some() => {
+                let event = self.role_event(&request.event_id)?;
+                let amount = request.amount_tiyn.unwrap_or(event.amount_tiyn);
+                (event, amount)
+            }
+            Err(e) => return Err(e),
+        };
         if let Some(reason) = self.assembly.central().blocked().get(node_id) {
             bail!(BankBlocked, "'{node_id}' is blocked by the NBK operator: {reason}");
         }
@@ -155,22 +157,29 @@ impl Platform {
             .ok_or_else(|| Error::new(ErrorCode::UnknownAccount, format!("{} has no account here", event.sender)))?;
         // The oracle checks that the hold names a payee of its event; any one will do.
         let payee: Address = event.payees.first().map(|p| p.address).expect("an event has a payee");
-        let answer =
-            bank.service().hold(&client_id, &event.id, event.amount_tiyn, payee, idem_key(idem), self.now_ms());
+        let answer = bank.service().hold(&client_id, &event.id, amount, payee, idem_key(idem), self.now_ms());
         let committed = wait(&answer)?;
-        let held = self.event_when(&event.id, |e| e.hold_tx == Some(committed.tx_id))?;
+        // The oracle attested the hold before the notary saw it: it waits for it until the
+        // bank's delivery is applied.
+        let held = self.event_when(&event.id, |e| e.pending != Some(committed.tx_id))?;
         Ok(HoldReceipt {
             event: self.event_of(&held),
-            records: Vec::new(),
+            records: self.records_of(&event.id, |r| r.body.tx_id == Some(committed.tx_id))?,
             tx_id: Some(committed.tx_id),
             repeated: false,
         })
     }
 
+    /// The records of `event_id` that `which` takes.
+    fn records_of(&self, event_id: &str, which: impl Fn(&Record) -> bool) -> Result<Vec<Record>> {
+        Ok(self.assembly.oracle().records(event_id)?.into_iter().filter(|r| which(r)).collect())
+    }
+
     /// A provider reports an occurrence: release to the payees (all, or the payouts named;
-    /// the rest back to the sender), or return to the sender. Answered once the release is
-    /// certified, applied at the oracle and at the paid payees' banks. The same occurrence id
-    /// again (the oracle keeps it) answers the event as it is, `repeated`, nothing done again;
+    /// the rest back to the sender, or kept held by an infinite event), or return to the
+    /// sender. Answered once the release is certified, applied at the oracle and at the paid
+    /// payees' banks. The same occurrence id again (the oracle keeps it) answers the event as
+    /// it is, `repeated`, with the first record of that occurrence, nothing done again;
     /// idempotent by the occurrence id, as on the network.
     pub fn report_occurrence(
         &self,
@@ -200,6 +209,7 @@ impl Platform {
                 Confirmation::Rejected
             }
         };
+        let occurrence_id = request.occurrence_id.clone();
         let occurrence = OccurrenceNote { occurrence_id: request.occurrence_id, reason: request.reason };
         let confirmed = oracle.confirm_occurrence(&provider.id, event_id, confirmation, occurrence, self.now_ms());
         let repeated = match confirmed {
@@ -215,12 +225,26 @@ impl Platform {
             }
             Err(e) => return Err(e),
         };
-        let ended = self.event_when(event_id, |e| e.status.is_final())?;
-        if !ended.status.is_final() {
+        // Decided: the event ended, or (infinite) holds the rest again, once its release is
+        // applied.
+        let ended = self.event_when(event_id, |e| e.status != RoleStatus::Releasing && e.pending.is_none())?;
+        if ended.status == RoleStatus::Releasing || ended.pending.is_some() {
             bail!(RequestInProgress, "the release of event {event_id} is on its way; report the occurrence again");
         }
-        self.wait_for_payees(&ended);
-        Ok(HoldReceipt { event: self.event_of(&ended), records: Vec::new(), tx_id: ended.release_tx, repeated })
+        let first = oracle.occurrence_record(event_id, &occurrence_id)?;
+        let tx_id = match &first {
+            Some(record) => record.body.tx_id,
+            None => ended.release_tx,
+        };
+        if tx_id.is_some() && tx_id == ended.release_tx {
+            self.wait_for_payees(&ended);
+        }
+        let records = match (&first, tx_id) {
+            (Some(record), _) if repeated => vec![record.clone()],
+            (_, Some(tx_id)) => self.records_of(event_id, |r| r.body.tx_id == Some(tx_id))?,
+            (first, None) => first.iter().cloned().collect(),
+        };
+        Ok(HoldReceipt { event: self.event_of(&ended), records, tx_id, repeated })
     }
 
     /// Start the return of every event whose validity ran out (the oracle's tick does it
@@ -309,9 +333,10 @@ impl Platform {
         Ok(EventPage { events: matching.into_iter().skip(offset).take(limit).collect(), total, offset, limit })
     }
 
+    /// The event and its records, signed by the oracle role.
     pub fn oracle_event(&self, event_id: &str) -> Result<EventView> {
         let event = self.event_of(&self.role_event(event_id)?);
-        Ok(EventView { event, records: Vec::new() })
+        Ok(EventView { event, records: self.assembly.oracle().records(event_id)? })
     }
 
     /// The events a client of `node_id` is a party to: as sender (its funds held) or payee.
@@ -333,7 +358,7 @@ impl Platform {
                 event_id: event.id.clone(),
                 reference: event.reference.clone(),
                 status: status_of(event.status),
-                kind: EventKind::Single,
+                kind: self.kind_of(&event.id),
                 held_tiyn: event.held_tiyn,
                 released_tiyn: event.released_tiyn,
                 returned_tiyn: event.returned_tiyn,
@@ -389,6 +414,13 @@ impl Platform {
         }
     }
 
+    fn kind_of(&self, event_id: &str) -> EventKind {
+        match self.assembly.oracle().is_infinite(event_id) {
+            Some(true) => EventKind::Infinite,
+            _ => EventKind::Single,
+        }
+    }
+
     /// The role's event in the network's shape; its parties' client ids from the directory.
     fn event_of(&self, e: &HoldEvent) -> Event {
         let party = |bank: &str, address: Address| {
@@ -396,7 +428,6 @@ impl Platform {
             Party { bank: bank.to_string(), client_id: client_id.unwrap_or_default(), address }
         };
         let payees = e.payees.iter().map(|p| Share { party: party(&p.bank, p.address), amount_tiyn: p.amount_tiyn });
-        let occurred = matches!(e.status, RoleStatus::Completed | RoleStatus::Rejected);
         let notes = self.assembly.oracle().notes(&e.id).unwrap_or_default();
         Event {
             id: e.id.clone(),
@@ -405,7 +436,7 @@ impl Platform {
                 provider: e.provider.clone(),
                 confirmed_by: notes.confirmed_by.unwrap_or_else(|| e.provider.clone()),
                 reference: e.reference.clone(),
-                kind: EventKind::Single,
+                kind: self.kind_of(&e.id),
                 sender: party(&e.sender_bank, e.sender),
                 payees: payees.collect(),
                 registered_at_unix_ms: notes.registered_at_ms,
@@ -415,7 +446,7 @@ impl Platform {
             held_tiyn: e.held_tiyn,
             released_tiyn: e.released_tiyn,
             returned_tiyn: e.returned_tiyn,
-            occurrences: u32::from(occurred),
+            occurrences: self.assembly.oracle().occurrences(&e.id),
             reason: match e.status {
                 RoleStatus::Expired => Some(EXPIRED_REASON.to_string()),
                 _ => notes.reason,

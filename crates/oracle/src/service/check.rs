@@ -8,17 +8,27 @@ use dtenge_core::tx::{Command, Transaction};
 use dtenge_core::{bail, ensure, Amount, Error, ErrorCode, Result};
 
 /// A hold the oracle attests: from the event's sender's bank, before the validity ends, the
-/// event not held (nor a hold in flight), `payee` one of its payees; the transaction spends
-/// only the sender's standard DT and holds exactly the event's amount for it on the sender's
-/// account, its change standard and the sender's.
-pub(crate) fn check_hold(event: &HoldEvent, bank: &str, payee: &Address, tx: &Transaction, now_ms: u64) -> Result<()> {
+/// event not held (an infinite one: held or not, not releasing) nor a transaction of it in
+/// flight, `payee` one of its payees; the transaction spends only the sender's standard DT and
+/// holds exactly the event's amount (an infinite one: any amount) for it on the sender's
+/// account, its change standard and the sender's. Answers the amount it holds.
+pub(crate) fn check_hold(
+    event: &HoldEvent,
+    infinite: bool,
+    bank: &str,
+    payee: &Address,
+    tx: &Transaction,
+    now_ms: u64,
+) -> Result<Amount> {
     ensure!(bank == event.sender_bank, Forbidden, "event {} is held by bank '{}' only", event.id, event.sender_bank);
     ensure!(now_ms < event.valid_until_ms, EventExpired, "event {} expired at {} ms", event.id, event.valid_until_ms);
+    let holdable = event.status == EventStatus::Registered || (infinite && event.status == EventStatus::Held);
     ensure!(
-        event.status == EventStatus::Registered && event.pending.is_none(),
+        holdable && event.pending.is_none(),
         Conflict,
-        "event {} is held already, or a hold of it is in flight",
-        event.id
+        "event {} is held already (or {:?}), or a transaction of it is in flight",
+        event.id,
+        event.status
     );
     ensure!(
         event.payees.iter().any(|p| p.address == *payee),
@@ -42,14 +52,19 @@ pub(crate) fn check_hold(event: &HoldEvent, bank: &str, payee: &Address, tx: &Tr
             _ => bail!(Forbidden, "the hold transaction creates tokens of another kind than held for {}", event.id),
         }
     }
-    ensure!(
-        held == event.amount_tiyn,
-        MalformedInput,
-        "the hold transaction holds {held}, event {} holds exactly {}",
-        event.id,
-        event.amount_tiyn
-    );
-    Ok(())
+    if infinite {
+        ensure!(!held.is_zero(), MalformedInput, "the hold transaction holds nothing for event {}", event.id);
+        event.held_tiyn.checked_add(held)?;
+    } else {
+        ensure!(
+            held == event.amount_tiyn,
+            MalformedInput,
+            "the hold transaction holds {held}, event {} holds exactly {}",
+            event.id,
+            event.amount_tiyn
+        );
+    }
+    Ok(held)
 }
 
 /// A release the oracle attests: from the sender's bank, for the release it ordered (its
@@ -109,9 +124,12 @@ pub enum Confirmation {
 }
 
 /// The release a confirmation of a held event calls for; `Rejected` also serves an expiry
-/// (`expired`: the event ends `Expired`).
+/// (`expired`: the event ends `Expired`). An occurrence of an infinite event pays at most what
+/// is held and keeps the rest held (the event stays `Held`, or is `Completed` when nothing is
+/// left); of a single one, it returns the rest to the sender.
 pub(crate) fn plan_release(
     event: &HoldEvent,
+    infinite: bool,
     confirmation: &Confirmation,
     issuer: Address,
     expired: bool,
@@ -124,15 +142,20 @@ pub(crate) fn plan_release(
         Confirmation::Occurred { payouts: Some(payouts) } => check_payouts(&event.payees, payouts, &event.id)?,
     };
     let paid = Amount::sum(payouts.iter().map(|(_, a)| *a))?;
-    let returned = event.held_tiyn.checked_sub(paid).map_err(|_| {
+    let rest = event.held_tiyn.checked_sub(paid).map_err(|_| {
         Error::new(
             ErrorCode::LimitExceeded,
             format!("event {} holds {}, the payouts are {paid}", event.id, event.held_tiyn),
         )
     })?;
+    let occurred = matches!(confirmation, Confirmation::Occurred { .. }) && !expired;
+    let (returned, kept) = if infinite && occurred { (Amount::ZERO, rest) } else { (rest, Amount::ZERO) };
     let mut outputs: Vec<Output> = payouts.iter().map(|(to, amount)| Output::standard(*amount, *to, issuer)).collect();
     if !returned.is_zero() {
         outputs.push(Output::standard(returned, event.sender, issuer));
+    }
+    if !kept.is_zero() {
+        outputs.push(Output::held(kept, event.sender, issuer, event.hash()));
     }
     assert!(!outputs.is_empty(), "a release of something held pays or returns it");
     Ok(Release {
@@ -143,9 +166,16 @@ pub(crate) fn plan_release(
         ends_as: match confirmation {
             _ if expired => EventStatus::Expired,
             Confirmation::Rejected => EventStatus::Rejected,
+            Confirmation::Occurred { .. } if !kept.is_zero() => EventStatus::Held,
             Confirmation::Occurred { .. } => EventStatus::Completed,
         },
     })
+}
+
+/// What a release keeps held: what its event holds less what it pays and returns.
+pub(crate) fn kept_by(event: &HoldEvent, release: &Release) -> Amount {
+    let spent = release.paid_tiyn.checked_add(release.returned_tiyn).expect("within what is held");
+    event.held_tiyn.checked_sub(spent).expect("a release spends at most what its event holds")
 }
 
 /// A partial payout names payees of the event, once each, each at most its share.

@@ -33,14 +33,17 @@
 pub mod check;
 pub mod notices;
 pub mod programmed;
+pub mod records;
 pub mod registry;
 pub mod rows;
 
 pub use check::Confirmation;
 pub use notices::{Notice, NoticeKind, NoticePage, NOTICES_KEPT_MAX, NOTICES_PAGE_MAX, ROLE_NOTICES_TABLE};
+pub use records::ROLE_RECORDS_TABLE;
 pub use rows::{tables, EventStatus, HoldEvent, Payee, Release, TxDecision, PAYEES_MAX, TEXT_BYTES_MAX};
 pub use rows::{ROLE_DECISIONS_TABLE, ROLE_EVENTS_TABLE, ROLE_META_TABLE};
 
+use crate::{Action, Record};
 use dtenge_core::anchors::Anchors;
 use dtenge_core::certificate::{CommitCertificate, CommitProof, CompactTx};
 use dtenge_core::crypto::{Address, Hash32, PublicKey, SecretKey};
@@ -55,8 +58,9 @@ use dtenge_wire::{
     ReleaseOrder, RoleId, Verdict,
 };
 use parking_lot::Mutex;
+use records::{Records, Step, BY_ORACLE};
 use rows::{stored, NEXT_EVENT_KEY};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// A release order not answered after this long is sent again.
@@ -76,6 +80,13 @@ const NOTES_PREFIX: &[u8] = b"notes:";
 const EVENT_KEY_PREFIX: &[u8] = b"event_key:";
 /// Longest idempotency key of a registration, in bytes (the banks' bound).
 pub const EVENT_KEY_BYTES_MAX: usize = 128;
+/// `kind:<event id>` in [`ROLE_META_TABLE`] -> one byte, 2: the event is infinite. Written with
+/// an infinite event's registration; a single event has none (its row's encoding stays as it
+/// was).
+const KIND_PREFIX: &[u8] = b"kind:";
+const KIND_INFINITE: u8 = 2;
+/// Most records one event keeps: an infinite event adds one per hold and per occurrence.
+pub const RECORDS_PER_EVENT_MAX: u32 = 100_000;
 
 fn meta_key(prefix: &[u8], name: &str) -> Vec<u8> {
     let mut key = prefix.to_vec();
@@ -146,6 +157,19 @@ pub struct Registration {
     /// An idempotency key and the fingerprint of its request: the same key and request again
     /// answer the event registered first, another request `IDEMPOTENCY_KEY_REUSED`.
     pub idem: Option<(String, Hash32)>,
+    /// An infinite event: held once or more (any amount), released per occurrence (each
+    /// pays the payees' shares, or the payouts named) until what is held runs out; the rest
+    /// stays held until a rejection or the end of the validity returns it.
+    pub infinite: bool,
+}
+
+/// A hold the role would attest now, as far as the event tells ([`OracleService::plan_hold`]):
+/// the event, and the amount to hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldPlan {
+    pub event: HoldEvent,
+    pub amount: Amount,
+    pub infinite: bool,
 }
 
 /// A provider's registration of a holding event, its parties resolved to banks and addresses.
@@ -195,6 +219,10 @@ struct Inner {
     notes: HashMap<String, EventNotes>,
     /// What the banks were told, per bank (`notices.rs`).
     notices: notices::Notices,
+    /// The infinite events (`kind:` rows).
+    infinite: HashSet<String>,
+    /// What the role keeps in memory of the events' signed records.
+    records: Records,
     failed: bool,
     stats: OracleStats,
 }
@@ -247,6 +275,16 @@ impl OracleService {
             }
             notes.insert(event_id, stored::<EventNotes>(&value, "an event's notes")?);
         }
+        let mut infinite = HashSet::new();
+        for (key, value) in store.scan_prefix(ROLE_META_TABLE, KIND_PREFIX)? {
+            let event_id = String::from_utf8(key[KIND_PREFIX.len()..].to_vec())
+                .map_err(|_| Error::storage("oracle role: an event's kind is keyed by no UTF-8 id"))?;
+            if !events.contains_key(&event_id) || value.as_slice() != [KIND_INFINITE] {
+                return Err(Error::storage(format!("oracle role: a kind row of {event_id} that is not an event's")));
+            }
+            infinite.insert(event_id);
+        }
+        let records = Records::load(&store, key.clone(), |id| events.contains_key(id))?;
         let inner = Inner {
             programmed,
             events,
@@ -256,6 +294,8 @@ impl OracleService {
             orders_sent_at_ms: HashMap::new(),
             notes,
             notices: notices::Notices::load(&store, NOTICES_KEPT_MAX)?,
+            infinite,
+            records,
             failed: false,
             stats: OracleStats::default(),
         };
@@ -318,6 +358,93 @@ impl OracleService {
         let inner = self.inner.lock();
         inner.events.get(event_id)?;
         Some(inner.notes.get(event_id).cloned().unwrap_or_default())
+    }
+
+    /// Whether `event_id` is infinite (`None`: no such event).
+    pub fn is_infinite(&self, event_id: &str) -> Option<bool> {
+        let inner = self.inner.lock();
+        inner.events.get(event_id)?;
+        Some(inner.infinite.contains(event_id))
+    }
+
+    /// The signed records of `event_id`, in order (`NOT_FOUND` for no such event): one per
+    /// decision of the role on it, each verifying with [`OracleService::public_key`] over
+    /// [`crate::RecordBody::digest`].
+    pub fn records(&self, event_id: &str) -> Result<Vec<Record>> {
+        let inner = self.inner.lock();
+        ensure!(inner.events.contains_key(event_id), NotFound, "no oracle event {event_id}");
+        let records = records::read(&self.store, event_id)?;
+        assert_eq!(records.len(), inner.records.count(event_id) as usize, "the records read are the records written");
+        Ok(records)
+    }
+
+    /// The first record of `event_id` naming `occurrence_id`, if any.
+    pub fn occurrence_record(&self, event_id: &str, occurrence_id: &str) -> Result<Option<Record>> {
+        {
+            let inner = self.inner.lock();
+            if !inner.records.has_occurrence(event_id, occurrence_id) {
+                return Ok(None);
+            }
+        }
+        let records = self.records(event_id)?;
+        Ok(records.into_iter().find(|r| r.body.occurrence_id.as_deref() == Some(occurrence_id)))
+    }
+
+    /// The occurrences of `event_id` decided and certified (its records name them).
+    pub fn occurrences(&self, event_id: &str) -> u32 {
+        self.inner.lock().records.occurrences(event_id)
+    }
+
+    /// Whether `bank` may hold `amount` (`None`: the event's amount) for `event_id` now, in the
+    /// order the network checks it, before the bank looks at its client's funds: no such event
+    /// `NOT_FOUND`, past its validity `EVENT_EXPIRED`, ended or (single) held already or a
+    /// transaction of it in flight `CONFLICT`, a single event's amount not exactly its amount
+    /// or an infinite one's zero `MALFORMED_INPUT`, another bank than the sender's `FORBIDDEN`.
+    /// The hold's attestation checks it all again ([`check`]).
+    pub fn plan_hold(&self, bank: &str, event_id: &str, amount: Option<Amount>, now_ms: u64) -> Result<HoldPlan> {
+        let inner = self.inner.lock();
+        ensure_running(&inner)?;
+        let Some(event) = inner.events.get(event_id) else {
+            return Err(Error::new(ErrorCode::NotFound, format!("no oracle event {event_id}")));
+        };
+        ensure!(
+            now_ms < event.valid_until_ms && event.status != EventStatus::Expired,
+            EventExpired,
+            "event {event_id} expired at {} ms",
+            event.valid_until_ms
+        );
+        ensure!(!event.status.is_final(), Conflict, "event {event_id} is {:?}: it cannot be held", event.status);
+        let infinite = inner.infinite.contains(event_id);
+        let amount = if infinite {
+            ensure!(
+                event.status != EventStatus::Releasing && event.pending.is_none(),
+                Conflict,
+                "a transaction of event {event_id} is in flight; hold again"
+            );
+            let amount = amount.unwrap_or(event.amount_tiyn);
+            ensure!(!amount.is_zero(), MalformedInput, "the amount to hold must be positive");
+            amount
+        } else {
+            ensure!(
+                event.status == EventStatus::Registered && event.pending.is_none(),
+                Conflict,
+                "event {event_id} is single and held already (or its hold is in flight): no re-hold"
+            );
+            ensure!(
+                amount.is_none_or(|a| a == event.amount_tiyn),
+                MalformedInput,
+                "a single event holds exactly its amount, {}",
+                event.amount_tiyn
+            );
+            event.amount_tiyn
+        };
+        ensure!(
+            bank == event.sender_bank,
+            Forbidden,
+            "the sender of event {event_id} banks with '{}', not '{bank}'",
+            event.sender_bank
+        );
+        Ok(HoldPlan { event: event.clone(), amount, infinite })
     }
 
     /// Register a holding event for `provider`, confirmed by another registered provider
@@ -388,11 +515,23 @@ impl OracleService {
             batch.put(ROLE_META_TABLE, meta_key(EVENT_KEY_PREFIX, key), (*fingerprint, id.clone()).to_bytes());
         }
         let told = inner.notices.plan(notices::registered(&event), now_ms, &mut batch);
+        if registration.infinite {
+            batch.put(ROLE_META_TABLE, meta_key(KIND_PREFIX, &id), vec![KIND_INFINITE]);
+        }
+        let confirmed_by = notes.confirmed_by.as_deref().unwrap_or(provider);
+        let terms = records::terms_hash(&event, confirmed_by, registration.infinite, now_ms);
+        let mut planned = Vec::new();
+        let step = Step::new(Action::Registered, Amount::ZERO, provider);
+        inner.records.plan(&id, terms, vec![step], now_ms, &mut planned, &mut batch);
         self.commit(&mut inner, batch)?;
         inner.next_event += 1;
         inner.events.insert(id.clone(), event);
         inner.notes.insert(id.clone(), notes);
         inner.notices.apply(told);
+        if registration.infinite {
+            inner.infinite.insert(id.clone());
+        }
+        inner.records.applied(planned);
         Ok(id)
     }
 
@@ -463,8 +602,11 @@ impl OracleService {
         let confirmer = confirmer_of(&inner, event);
         ensure!(confirmer == provider, Forbidden, "event {event_id} is confirmed by '{confirmer}' only");
         let seen = inner.notes.get(event_id).and_then(|n| n.occurrence_id.as_deref());
-        if seen.is_some() && seen == occurrence.as_ref().map(|o| o.occurrence_id.as_str()) {
-            return Ok(Confirmed::Repeated);
+        if let Some(occurrence) = &occurrence {
+            let id = occurrence.occurrence_id.as_str();
+            if seen == Some(id) || inner.records.has_occurrence(event_id, id) {
+                return Ok(Confirmed::Repeated);
+            }
         }
         ensure!(event.pending.is_none(), Conflict, "a transaction of event {event_id} is in flight; confirm again");
         ensure!(
@@ -473,6 +615,12 @@ impl OracleService {
             "event {event_id} expired at {} ms; what it holds goes back to the sender",
             event.valid_until_ms
         );
+        ensure!(
+            inner.records.count(event_id) + 2 <= RECORDS_PER_EVENT_MAX,
+            LimitExceeded,
+            "event {event_id} has reached {RECORDS_PER_EVENT_MAX} records"
+        );
+        let infinite = inner.infinite.contains(event_id);
         let mut event = event.clone();
         match (event.status, &confirmation) {
             (EventStatus::Registered, Confirmation::Rejected) => event.status = EventStatus::Rejected,
@@ -480,7 +628,8 @@ impl OracleService {
                 return Err(Error::new(ErrorCode::Conflict, format!("event {event_id} holds nothing yet")));
             }
             (EventStatus::Held, _) => {
-                event.release = Some(check::plan_release(&event, &confirmation, self.anchors.issuer, false)?);
+                let release = check::plan_release(&event, infinite, &confirmation, self.anchors.issuer, false)?;
+                event.release = Some(release);
                 event.status = EventStatus::Releasing;
             }
             (status, _) => {
@@ -497,10 +646,16 @@ impl OracleService {
             notes
         });
         // An event that held nothing ends now: its parties are told with this decision (a
-        // held one's, when its release is applied).
+        // held one's, when its release is applied), and its record goes with it.
+        let mut planned = Vec::new();
         let told = if event.status == EventStatus::Rejected {
             let reason = notes.as_ref().or(inner.notes.get(event_id)).and_then(|n| n.reason.as_deref());
             let why = notices::why_returned(&event, reason);
+            let mut step = Step::new(Action::Rejected, Amount::ZERO, provider);
+            step.occurrence_id = notes.as_ref().and_then(|n| n.occurrence_id.clone());
+            step.reason = notes.as_ref().and_then(|n| n.reason.clone());
+            let terms = terms_of(&inner, &event);
+            inner.records.plan(event_id, terms, vec![step], now_ms, &mut planned, &mut batch);
             inner.notices.plan(notices::returned(&event, Amount::ZERO, &why, None), now_ms, &mut batch)
         } else {
             Vec::new()
@@ -512,6 +667,7 @@ impl OracleService {
             inner.notes.insert(event_id.to_string(), notes);
         }
         inner.notices.apply(told);
+        inner.records.applied(planned);
         if releasing {
             self.send_order(&mut inner, event_id, now_ms);
         }
@@ -575,15 +731,21 @@ impl OracleService {
             .cloned()
             .collect();
         for mut event in due {
+            let mut batch = WriteBatch::new();
+            let mut planned = Vec::new();
             if event.status == EventStatus::Registered {
                 event.status = EventStatus::Expired;
+                let mut step = Step::new(Action::Expired, Amount::ZERO, BY_ORACLE);
+                step.reason = Some(expiry_reason(&event));
+                let terms = terms_of(inner, &event);
+                inner.records.plan(&event.id, terms, vec![step], now_ms, &mut planned, &mut batch);
             } else {
-                let plan = check::plan_release(&event, &Confirmation::Rejected, self.anchors.issuer, true)
+                let infinite = inner.infinite.contains(&event.id);
+                let plan = check::plan_release(&event, infinite, &Confirmation::Rejected, self.anchors.issuer, true)
                     .expect("returning everything held is always a valid release");
                 event.release = Some(plan);
                 event.status = EventStatus::Releasing;
             }
-            let mut batch = WriteBatch::new();
             batch.put(ROLE_EVENTS_TABLE, event.id.as_bytes().to_vec(), event.to_bytes());
             let told = if event.status == EventStatus::Expired {
                 let why = notices::why_returned(&event, None);
@@ -594,6 +756,7 @@ impl OracleService {
             if self.commit(inner, batch).is_err() {
                 return;
             }
+            inner.records.applied(planned);
             let (id, releasing) = (event.id.clone(), event.status == EventStatus::Releasing);
             inner.events.insert(id.clone(), event);
             inner.notices.apply(told);
@@ -653,7 +816,18 @@ impl OracleService {
         let checked = match (inner.events.get(&request.event_id), &request.purpose) {
             (_, AttestPurpose::Spend(_)) => unreachable!("spends are decided above"),
             (None, _) => Err(Error::new(ErrorCode::NotFound, format!("no oracle event {}", request.event_id))),
-            (Some(event), AttestPurpose::Hold { payee }) => check::check_hold(event, bank, payee, &request.tx, now_ms),
+            (Some(event), AttestPurpose::Hold { payee }) => {
+                let infinite = inner.infinite.contains(&event.id);
+                check::check_hold(event, infinite, bank, payee, &request.tx, now_ms).and_then(|_| {
+                    ensure!(
+                        inner.records.count(&event.id) < RECORDS_PER_EVENT_MAX,
+                        LimitExceeded,
+                        "event {} has reached {RECORDS_PER_EVENT_MAX} records",
+                        event.id
+                    );
+                    Ok(())
+                })
+            }
             (Some(event), AttestPurpose::Release) => check::check_release(event, bank, &request.tx),
         };
         let mut batch = WriteBatch::new();
@@ -772,8 +946,10 @@ impl OracleService {
         let mut spent: Vec<(String, programmed::SpendChange)> = Vec::new();
         // What the parties' banks are told of what this delivery applies, in its order.
         let mut drafts = Vec::new();
+        let mut planned: Vec<Record> = Vec::new();
         for (tx, proof) in &txs {
-            match self.plan_certified(inner, &certificate, tx, proof, &decided, &mut changed) {
+            let planning = (&mut changed, &mut planned, &mut batch);
+            match self.plan_certified(inner, &certificate, tx, proof, &decided, planning, now_ms) {
                 Certified::Apply(tx_id, decision) => {
                     drafts.extend(self.applied_notices(inner, &changed, &decision, tx_id));
                     decided.push((tx_id, decision));
@@ -806,6 +982,7 @@ impl OracleService {
         inner.stats.applied += decided.len() as u64;
         inner.decisions.extend(decided);
         inner.events.extend(changed);
+        inner.records.applied(planned);
         let mut freed = Vec::with_capacity(spent.len());
         for (subject, change) in spent {
             change.apply(&mut inner.programmed.registry);
@@ -819,7 +996,8 @@ impl OracleService {
         }
     }
 
-    /// One certified transaction: what it does to the registry.
+    /// One certified transaction: what it does to the registry, and the records of it
+    /// (planned in `batch`, after the `planned` ones of the same delivery).
     fn plan_certified(
         &self,
         inner: &Inner,
@@ -827,7 +1005,8 @@ impl OracleService {
         tx: &Transaction,
         proof: &CommitProof,
         decided: &[(TxId, TxDecision)],
-        changed: &mut BTreeMap<String, HoldEvent>,
+        (changed, planned, batch): (&mut BTreeMap<String, HoldEvent>, &mut Vec<Record>, &mut WriteBatch),
+        now_ms: u64,
     ) -> Certified {
         let Ok(ids) = TxIds::of(tx) else { return Certified::Foreign };
         if certificate.covers(&CompactTx::of(&ids).hash(), proof).is_err() {
@@ -855,8 +1034,16 @@ impl OracleService {
             Some(TxDecision::Applied { .. } | TxDecision::SpentApplied { .. }) => return Certified::AppliedBefore,
             Some(TxDecision::Refused(_) | TxDecision::Abandoned) | None => return Certified::Foreign,
         };
+        // The same transaction twice in one delivery is applied once.
+        if changed.get(&event_id).is_some_and(|e| e.pending != Some(ids.tx_id)) {
+            return Certified::AppliedBefore;
+        }
         let event = changed.entry(event_id.clone()).or_insert_with(|| inner.events[&event_id].clone());
-        apply_certified(event, &ids.tx_id, release);
+        let infinite = inner.infinite.contains(&event_id);
+        let notes = inner.notes.get(&event_id).cloned().unwrap_or_default();
+        let steps = apply_certified(event, tx, &ids.tx_id, release, infinite, &notes);
+        let terms = terms_of(inner, event);
+        inner.records.plan(&event_id, terms, steps, now_ms, planned, batch);
         Certified::Apply(ids.tx_id, TxDecision::Applied { event_id, release, seq: certificate.seq })
     }
 
@@ -899,27 +1086,92 @@ impl OracleService {
     }
 }
 
-/// The registry's change for an attested transaction's certificate.
-fn apply_certified(event: &mut HoldEvent, tx_id: &TxId, release: bool) {
+/// The registry's change for an attested transaction's certificate, and the records of the
+/// decision it completes.
+fn apply_certified(
+    event: &mut HoldEvent,
+    tx: &Transaction,
+    tx_id: &TxId,
+    release: bool,
+    infinite: bool,
+    notes: &EventNotes,
+) -> Vec<Step> {
     assert_eq!(event.pending, Some(*tx_id), "an attested transaction is its event's pending one until applied");
     event.pending = None;
     if !release {
-        assert_eq!(event.status, EventStatus::Registered, "a hold is attested for a registered event only");
+        let hash = event.hash();
+        let held =
+            Amount::sum(tx.body.outputs.iter().filter(|o| o.policy.held_for() == Some(&hash)).map(|o| o.amount_tiyn))
+                .expect("an attested hold's amount was checked");
+        if infinite {
+            assert!(matches!(event.status, EventStatus::Registered | EventStatus::Held), "an infinite event is held");
+        } else {
+            assert_eq!(event.status, EventStatus::Registered, "a hold is attested for a registered event only");
+            assert_eq!(held, event.amount_tiyn, "a single event's hold holds its amount");
+        }
         event.status = EventStatus::Held;
-        event.held_tiyn = event.amount_tiyn;
+        event.held_tiyn = event.held_tiyn.checked_add(held).expect("an attested hold's sum was checked");
         event.hold_tx = Some(*tx_id);
-        return;
+        let mut step = Step::new(Action::Held, held, &event.sender_bank);
+        step.tx_id = Some(*tx_id);
+        return vec![step];
     }
     assert_eq!(event.status, EventStatus::Releasing, "a release is attested for a releasing event only");
     let plan = event.release.as_ref().expect("a releasing event has its release planned");
-    let paid_and_returned = plan.paid_tiyn.checked_add(plan.returned_tiyn).expect("within what was held");
-    assert_eq!(paid_and_returned, event.held_tiyn, "a release spends everything held");
+    let kept = check::kept_by(event, plan);
+    if plan.ends_as == EventStatus::Held {
+        assert!(infinite && !kept.is_zero(), "only an infinite event's occurrence keeps what it does not pay");
+    } else {
+        assert!(plan.ends_as.is_final() && kept.is_zero(), "a release that ends its event spends everything held");
+    }
     event.released_tiyn = event.released_tiyn.checked_add(plan.paid_tiyn).expect("within what was held");
     event.returned_tiyn = event.returned_tiyn.checked_add(plan.returned_tiyn).expect("within what was held");
-    assert!(plan.ends_as.is_final(), "a release ends its event");
     event.status = plan.ends_as;
-    event.held_tiyn = Amount::ZERO;
+    event.held_tiyn = kept;
     event.release_tx = Some(*tx_id);
+    let confirmer = notes.confirmed_by.as_deref().unwrap_or(&event.provider);
+    let with_tx = |mut step: Step| {
+        step.tx_id = Some(*tx_id);
+        step
+    };
+    match plan.ends_as {
+        EventStatus::Expired => {
+            let mut step = with_tx(Step::new(Action::Expired, plan.returned_tiyn, BY_ORACLE));
+            step.reason = Some(expiry_reason(event));
+            vec![step]
+        }
+        EventStatus::Rejected => {
+            let mut step = with_tx(Step::new(Action::Rejected, plan.returned_tiyn, confirmer));
+            step.occurrence_id = notes.occurrence_id.clone();
+            step.reason = notes.reason.clone();
+            vec![step]
+        }
+        _ => {
+            let mut released = with_tx(Step::new(Action::Released, plan.paid_tiyn, confirmer));
+            released.payouts = records::payouts_of(event, &plan.outputs);
+            released.occurrence_id = notes.occurrence_id.clone();
+            let mut steps = vec![released];
+            if !plan.returned_tiyn.is_zero() {
+                let mut returned = with_tx(Step::new(Action::Returned, plan.returned_tiyn, confirmer));
+                returned.reason = Some("partial release: the rest returns to the sender".to_string());
+                steps.push(returned);
+            }
+            steps
+        }
+    }
+}
+
+/// Why an event ended expired, as its record says.
+fn expiry_reason(event: &HoldEvent) -> String {
+    format!("no event before the validity ended at {} ms", event.valid_until_ms)
+}
+
+/// The hash of what `event` is, that its records are bound to.
+fn terms_of(inner: &Inner, event: &HoldEvent) -> Hash32 {
+    let notes = inner.notes.get(&event.id);
+    let confirmed_by = notes.and_then(|n| n.confirmed_by.as_deref()).unwrap_or(&event.provider);
+    let registered_at_ms = notes.map_or(0, |n| n.registered_at_ms);
+    records::terms_hash(event, confirmed_by, inner.infinite.contains(&event.id), registered_at_ms)
 }
 
 /// The rows read at the start agree: each event's pending transaction is decided attested for

@@ -3,9 +3,11 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `oracle_role_meta` | `next_event` | the next event's number (u64 LE) |
+//! | `oracle_role_meta` | `notes:<event id>`, `event_key:<key>`, `kind:<event id>` | an event's notes, a registration's idempotency key, an infinite event's kind (`mod.rs`) |
 //! | `oracle_role_events` | the event id | a [`HoldEvent`] |
 //! | `oracle_role_decisions` | transaction id | a [`TxDecision`]: final per transaction |
 //! | `oracle_role_notices` | node id, 0, seq (u64 BE) | a notice to a bank (`notices.rs`), in the commit of the decision that causes it |
+//! | `oracle_role_records` | event id, 0, seq (u32 BE) | a signed [`crate::Record`] (`records.rs`) |
 //! | `oracle_role_providers`, `_markings`, `_marking_moves`, `_invoices`, `_vat`, `_contracts`, `_contract_uses` | see `registry.rs` | the registry of programmed money |
 //!
 //! The deliveries' numbers (the banks' streams to the oracle) are `dtenge-delivery`'s rows.
@@ -24,7 +26,13 @@ pub(crate) const NEXT_EVENT_KEY: &[u8] = b"next_event";
 
 /// Every table of the oracle role's store.
 pub fn tables() -> Vec<Table> {
-    let mut tables = vec![ROLE_META_TABLE, ROLE_EVENTS_TABLE, ROLE_DECISIONS_TABLE, super::notices::ROLE_NOTICES_TABLE];
+    let mut tables = vec![
+        ROLE_META_TABLE,
+        ROLE_EVENTS_TABLE,
+        ROLE_DECISIONS_TABLE,
+        super::notices::ROLE_NOTICES_TABLE,
+        super::records::ROLE_RECORDS_TABLE,
+    ];
     tables.extend(super::registry::REGISTRY_TABLES);
     tables.extend(dtenge_delivery::TABLES);
     tables
@@ -78,11 +86,13 @@ pub struct Release {
     /// Back to the sender, standard.
     pub returned_tiyn: Amount,
     /// What the event becomes once the release is certified: `Completed`, or `Rejected` or
-    /// `Expired` (everything back to the sender).
+    /// `Expired` (everything back to the sender), or `Held` (an occurrence of an infinite
+    /// event: what it does not pay stays held, the last output).
     pub ends_as: EventStatus,
 }
 
-/// A holding event as the oracle role keeps it (single: one hold, one release).
+/// A holding event as the oracle role keeps it (single: one hold, one release; infinite, a
+/// `kind:<id>` row beside it in the meta table: holds and releases until nothing is held).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HoldEvent {
     pub id: String,
