@@ -87,7 +87,7 @@ pub(crate) async fn list_providers(State(app): State<App>) -> Response {
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct OracleKey {
     /// Verifies the oracle's attestations on transactions and the signatures of its records
-    /// (`oracle_signature` over SHA-256 of `dtenge/oracle/record/v1` and the record body's JSON).
+    /// (`oracle_signature` over `RecordBody::digest`: SHA-256 of `dtenge/oracle/record/v2` and the body's explicit encoding).
     #[schema(value_type = schemas::PublicKey)]
     pub public_key: dtenge_core::crypto::PublicKey,
 }
