@@ -110,6 +110,27 @@ impl Platform {
             .ok_or_else(|| Error::new(ErrorCode::UnknownAccount, format!("no bank or Treasury '{node_id}'")))
     }
 
+    /// The bank (or Treasury) `node_id`, refused `BANK_BLOCKED` while the NBK operator blocks
+    /// it: checked first, as the network's `active_participant` did, so that a blocked bank's
+    /// operation is refused for that whatever else is wrong with it.
+    pub(crate) fn active_bank(&self, node_id: &str) -> Result<&BankHandle> {
+        let bank = self.bank(node_id)?;
+        self.ensure_not_blocked(node_id)?;
+        Ok(bank)
+    }
+
+    /// `BANK_BLOCKED` while the NBK operator blocks `node_id` (central's decision, which the
+    /// notary and every bank applied before the block was answered).
+    pub(crate) fn ensure_not_blocked(&self, node_id: &str) -> Result<()> {
+        match self.assembly.central().blocked().remove(node_id) {
+            Some(reason) => Err(Error::new(
+                ErrorCode::BankBlocked,
+                format!("node '{node_id}' is blocked by the NBK operator: {reason}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// A new custodial key, from the platform's entropy.
     pub(crate) fn new_custodial_key(&self) -> SecretKey {
         SecretKey::from_seed(self.entropy.seed32())
