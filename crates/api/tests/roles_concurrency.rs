@@ -331,6 +331,12 @@ fn racing_custodial_payments_never_overdraw() {
 /// redemption, conversions both ways) at the same time; a tenth reconciles in a loop. Every
 /// reconciliation must hold (the gate shows it a state between operations), and at the end
 /// every balance is what the successful operations say.
+///
+/// Among the roles `Platform::reconcile` first lets the roles settle (at most `ANSWER_WAIT`),
+/// so under this load a reconciliation waits for a quiet moment, in practice for the load to
+/// end: two or so run, not hundreds as on the network. It holds, but the race the network's
+/// test pinned (a consistent state seen while payments go on) waits for reconciliation at one
+/// certificate number (ARCHITECTURE, "Consistency without a global lock"), not built yet.
 #[test]
 fn reconciliation_during_concurrent_cross_bank_payments() {
     concurrent_cross_bank_payments(Watcher::Reconciles);
