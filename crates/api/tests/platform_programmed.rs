@@ -3,20 +3,20 @@
 //! payments), built from the roles' answers and records, on real stores; refusals change
 //! nothing, retries with the same key pay once, and the checks across roles hold at the end.
 
+use dtenge_api::platform::Idem;
 use dtenge_api::platform::Platform;
 use dtenge_bank::Request;
 use dtenge_core::crypto::Hash32;
 use dtenge_core::money::Amount;
 use dtenge_core::token::Policy;
 use dtenge_core::ErrorCode;
+use dtenge_env::{Entropy, ManualClock};
 use dtenge_network::types::{
     AmountRequest, AtmWithdrawal, CardMode, CardPurchaseRequest, ContractPaymentRequest, ContractRequest,
     ContractWithdrawalRequest, InvoicePaymentRequest, InvoiceRequest, InvoiceStatus, LevelRequest, LinkCard,
     MarkedTransferRequest, MarkingRequest, OpenAccount, PartyRef, Payee, SplitLine, SplitPaymentRequest, UseKind,
     VatPaymentRequest, VoucherEvent, VoucherProgramRequest,
 };
-use dtenge_api::platform::Idem;
-use dtenge_env::{Entropy, ManualClock};
 use dtenge_node::ids::{complete_iin_bin, complete_pan, mask_pan};
 use dtenge_node::{ClientKind, Purpose, OWN_ACCOUNT};
 use dtenge_oracle::ProviderKind;
