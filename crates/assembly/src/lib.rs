@@ -12,6 +12,9 @@
 //! | `ticker` | every [`TICK_MS`], lets every role resend what was not answered in time |
 //! | `checkpoint:notary` | every [`CHECKPOINT_POLL_MS`], writes a checkpoint of the notary's unspent set when one is due |
 //!
+//! A panic on any of them stops the process ([`stop_on_panic`]), as one on the one-process
+//! network's payment pipeline does.
+//!
 //! A client reaches a bank through its [`BankHandle`] (a submission wakes the bank's flusher);
 //! what arrives while the flusher works waits in the bank's queue and goes out in the next
 //! batch, so the batches grow with the load.
@@ -350,9 +353,10 @@ impl Assembly {
 
     fn spawn_threads(&mut self, flushers: Vec<Receiver<()>>) -> Result<()> {
         let spawn = |name: String, work: Box<dyn FnOnce() + Send>| {
+            let thread = name.clone();
             std::thread::Builder::new()
                 .name(name)
-                .spawn(work)
+                .spawn(move || stop_on_panic(&thread, work))
                 .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start a role's thread: {e}")))
         };
         let (net, clock) = (self.net.clone(), self.clock.clone());
@@ -639,6 +643,20 @@ impl Assembly {
 impl Drop for Assembly {
     fn drop(&mut self) {
         self.stop_threads();
+    }
+}
+
+/// Run a role's thread; a panic on it stops the process. A failed assertion on a role's
+/// path means the program is wrong, and the step in hand may be durable without being
+/// applied (a batch written to the outbox, a delivery committed): the only safe state is a
+/// restart, whose recovery reads what each role's store holds. Why abort and not let the
+/// thread end: a panic ends only its own thread, and the platform would go on serving beside
+/// a role that no longer takes its queue or its inbox (every call to it waiting, unanswered).
+/// The panic's message is on stderr already (the panic hook runs before unwinding).
+fn stop_on_panic(thread: &str, work: Box<dyn FnOnce() + Send>) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).is_err() {
+        eprintln!("{thread}: a panic on a role's thread stops the process; restart to recover from the disk");
+        std::process::abort();
     }
 }
 

@@ -273,6 +273,15 @@ impl BankService {
             inner.waiters.entry(ids.tx_id).or_default().push(answer);
             return Ok(None);
         }
+        // The same transaction admitted a moment ago, not in the outbox yet (earlier in this
+        // batch, or in one being attested): its inputs are reserved for it. Not a double spend
+        // of the client's own payment: in progress, as the network answered.
+        if ids.inputs.first().is_some_and(|id| inner.node.reserved_by(id) == Some(ids.tx_id)) {
+            return Err(Error::new(
+                ErrorCode::RequestInProgress,
+                format!("transaction {} is being committed; ask again", ids.tx_id),
+            ));
+        }
         inner.node.check_client_transaction_ids(&tx, &ids.inputs)?;
         let payee_banks = self.payee_banks(inner, tx.body.outputs.iter().map(|o| &o.owner))?;
         inner.node.reserve_inputs(&ids.tx_id, &ids.inputs)?;

@@ -1003,6 +1003,11 @@ impl NodeState {
         Ok(owners)
     }
 
+    /// The transaction a token is reserved for, while it is in flight.
+    pub fn reserved_by(&self, id: &TokenId) -> Option<TxId> {
+        self.tokens.get(id).and_then(|holding| holding.reserved_by)
+    }
+
     /// Reserve the inputs of a client's transaction `tx_id` while it is at the notary: every
     /// input must be a token this node holds, not reserved by another transaction, so a second
     /// transaction spending one of them is refused here (`DOUBLE_SPEND`) instead of at the

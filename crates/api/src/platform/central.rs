@@ -59,6 +59,7 @@ impl Platform {
         let bank = self.bank(node_id)?;
         let first = key.as_ref().map(|k| bank.service().committed_answer(k)).transpose()?.flatten();
         if first.is_none() {
+            self.ensure_not_blocked(node_id)?;
             ensure!(!amount.is_zero(), MalformedInput, "the amount must be positive");
             ensure!(client_id != OWN_ACCOUNT, Forbidden, "a node converts with the NBK, not with itself");
         }
@@ -92,7 +93,7 @@ impl Platform {
     /// holds the DT.
     pub fn emission(&self, idem: Option<&Idem>, node_id: &str, request: AmountRequest) -> Result<Receipt> {
         let key = central_key(idem)?;
-        self.bank(node_id)?;
+        self.active_bank(node_id)?;
         let own = self.client_party(node_id, OWN_ACCOUNT)?;
         let central = self.assembly.central();
         let answer = central.emit(node_id, request.amount_tiyn, key, self.now_ms());
@@ -130,6 +131,7 @@ impl Platform {
         let committed = match key.as_ref().map(|k| bank.service().committed_answer(k)).transpose()?.flatten() {
             Some(committed) => committed,
             None => {
+                self.ensure_not_blocked(node_id)?;
                 ensure!(!request.amount_tiyn.is_zero(), MalformedInput, "the amount must be positive");
                 // Asked here first, as the network did: central would refuse it for good.
                 self.assembly.central().ensure_operational_day(self.now_ms())?;
@@ -146,7 +148,7 @@ impl Platform {
     /// payment, refinancing): how a bank gets the bank money it converts to DT.
     pub fn credit_correspondent(&self, idem: Option<&Idem>, node_id: &str, request: AmountRequest) -> Result<Posting> {
         let key = central_key(idem)?;
-        self.bank(node_id)?;
+        self.active_bank(node_id)?;
         self.assembly.central().credit_correspondent_once(node_id, request.amount_tiyn, key, self.now_ms())
     }
 

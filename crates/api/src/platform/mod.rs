@@ -50,6 +50,9 @@ pub const ANSWER_WAIT: Duration = Duration::from_secs(10);
 pub const ROLE_KEYS_FILE: &str = "role-keys.seed";
 /// The gateway's store, in the data directory: its memo of answers by idempotency key.
 const GATEWAY_DIR: &str = "gateway.db";
+/// The one-process network's store (`dtenge_network::DATABASE_FILE`): what `dtenge up` wrote
+/// before it ran the roles. The roles do not read it.
+const NETWORK_STORE: &str = "dtenge.db";
 
 /// An idempotency key with the fingerprint of the request it was first used with.
 #[derive(Clone, Debug)]
@@ -72,7 +75,22 @@ pub struct Platform {
 impl Platform {
     /// Open (or create) the platform's roles under `dir`: the notary, central, the directory,
     /// the oracle, three banks and the Treasury.
+    ///
+    /// A data directory of the one-process network is refused (`STORAGE_FAILURE`): its ledger
+    /// is in a store the roles do not read, and the platform would start beside it with every
+    /// account and token missing.
     pub fn open(dir: &Path, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Platform> {
+        let network_store = dir.join(NETWORK_STORE);
+        if network_store.exists() {
+            return Err(Error::new(
+                ErrorCode::StorageFailure,
+                format!(
+                    "{} holds the one-process network's ledger, which the roles do not read: \
+                     start the platform on a fresh data directory",
+                    network_store.display()
+                ),
+            ));
+        }
         let seed = role_seed(dir, &entropy)?;
         let bank = |id: &str, name: &str, kind| BankSpec { id: id.into(), name: name.into(), kind };
         let config = Config {
@@ -109,6 +127,27 @@ impl Platform {
         self.assembly
             .bank(node_id)
             .ok_or_else(|| Error::new(ErrorCode::UnknownAccount, format!("no bank or Treasury '{node_id}'")))
+    }
+
+    /// The bank (or Treasury) `node_id`, refused `BANK_BLOCKED` while the NBK operator blocks
+    /// it: checked first, as the network's `active_participant` did, so that a blocked bank's
+    /// operation is refused for that whatever else is wrong with it.
+    pub(crate) fn active_bank(&self, node_id: &str) -> Result<&BankHandle> {
+        let bank = self.bank(node_id)?;
+        self.ensure_not_blocked(node_id)?;
+        Ok(bank)
+    }
+
+    /// `BANK_BLOCKED` while the NBK operator blocks `node_id` (central's decision, which the
+    /// notary and every bank applied before the block was answered).
+    pub(crate) fn ensure_not_blocked(&self, node_id: &str) -> Result<()> {
+        match self.assembly.central().blocked().remove(node_id) {
+            Some(reason) => Err(Error::new(
+                ErrorCode::BankBlocked,
+                format!("node '{node_id}' is blocked by the NBK operator: {reason}"),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// A new custodial key, from the platform's entropy.

@@ -41,6 +41,7 @@ impl Platform {
             return Ok(self.payment_receipt(committed, purpose, request.amount_tiyn, payer, payee));
         }
         check_reference(request.reference.as_deref())?;
+        self.ensure_not_blocked(node_id)?;
         ensure!(!request.amount_tiyn.is_zero(), MalformedInput, "the amount must be positive");
         ensure!(
             request.from != OWN_ACCOUNT,
@@ -48,6 +49,7 @@ impl Platform {
             "a node's own DT leaves it through conversion or redemption, not a transfer"
         );
         let payee = self.find_payee(&request.to)?;
+        self.ensure_not_blocked(&payee.bank)?;
         let payer = self.client_party(node_id, &request.from)?;
         ensure!(payer.address != payee.address, MalformedInput, "payer and payee are the same account");
         let pay = Request::Pay { client_id: request.from.clone(), payees: vec![(payee.address, request.amount_tiyn)] };
@@ -81,6 +83,9 @@ impl Platform {
         let key = checked_key(idem)?;
         let bank = self.bank(node_id)?;
         let first = key.as_ref().map(|k| bank.service().committed_answer(k)).transpose()?.flatten();
+        if first.is_none() {
+            self.ensure_not_blocked(node_id)?;
+        }
         check_reference(request.reference.as_deref())?;
         ensure!(!request.lines.is_empty(), MalformedInput, "a registry has at least one line");
         ensure!(
@@ -291,6 +296,7 @@ impl Platform {
         let kind = self.bank(&party.bank)?.service().read(|node| node.account(&party.client_id).map(|a| a.kind))?;
         ensure!(kind == ClientKind::Individual, Forbidden, "registry lines pay individuals only");
         ensure!(party.address != *payer, MalformedInput, "the payer cannot pay itself");
+        self.ensure_not_blocked(&party.bank)?;
         Ok(party)
     }
 
