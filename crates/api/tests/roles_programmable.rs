@@ -262,10 +262,9 @@ fn programmed_state_survives_a_restart_and_still_reconciles() {
     let event = platform.oracle_event(&event_id).unwrap();
     assert_eq!(event.event.status, EventStatus::Held);
     assert_eq!(event.event.held_tiyn, held_before);
-    // The network kept the event's signed records (registered, held); the oracle role keeps
-    // none (`Platform::oracle_event` answers an empty history): what they said is checked
-    // above, from the event itself.
-    assert!(event.records.is_empty());
+    // The event's signed records (registered, held) survive the restart, as the network's did.
+    let actions: Vec<_> = event.records.iter().map(|r| r.body.action).collect();
+    assert_eq!(actions, [dtenge_oracle::Action::Registered, dtenge_oracle::Action::Held]);
     assert_eq!(platform.invoice("ESF-1").unwrap().status, InvoiceStatus::Paid);
     assert_eq!(platform.balance("tulpar", &iin(2)).unwrap().dt_vat_tiyn, vat_before);
     let check = platform.reconcile();

@@ -16,10 +16,9 @@
 //! was (histories compared as sets, see `history_order_survives_restart`), reconciliation still
 //! holds and the persisted tokens can still be spent.
 //!
-//! Deterministic: a fixed proptest seed unless `PROPTEST_RNG_SEED` is set; 4 cases unless
-//! `PROPTEST_CASES=n` asks for a longer exploration (the network ran 24: a case takes 4 to
-//! 11 s among the roles in a debug build on a shared two-core machine, every commit of every
-//! role being durable; `PROPTEST_CASES=24` runs the network's depth, 162 s there, and passes).
+//! Deterministic: a fixed proptest seed unless `PROPTEST_RNG_SEED` is set; 24 cases (the
+//! network's depth, about 43 s for the three tests in a debug build on a quiet two-core
+//! machine) unless `PROPTEST_CASES=n` asks for another number.
 //!
 //! What the roles do differently (ARCHITECTURE, "Faces: the platform facade"):
 //! - `Op::Checkpoint` is kept in the strategy (so the same seed draws the same sequences) but
@@ -509,7 +508,7 @@ fn open_platform(dir: &Path, seed: u64) -> Platform {
 }
 
 fn config() -> ProptestConfig {
-    let mut config = ProptestConfig { cases: 4, failure_persistence: None, ..ProptestConfig::default() };
+    let mut config = ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() };
     // PROPTEST_CASES=n asks for a longer exploration (the default config has read it).
     if std::env::var_os("PROPTEST_CASES").is_some() {
         config.cases = ProptestConfig::default().cases;
