@@ -1,14 +1,14 @@
 //! The notary's answer to a batch: applied with its deliveries in one commit.
 
-use crate::state::{be, idem_record, IdemState, Inner, OutboxEntry, Pending};
-use crate::state::{IDEM_TABLE, OUTBOX_TABLE};
+use crate::state::IDEM_TABLE;
+use crate::state::{idem_record, outbox_batch, outbox_done, outbox_snapshot, IdemState, Inner, OutboxEntry, Pending};
 use crate::{BankService, Committed};
 use dtenge_core::certificate::{CommitProof, CompactTx};
 use dtenge_core::tx::Transaction;
 use dtenge_core::{Error, ErrorCode};
 use dtenge_node::Purpose;
 use dtenge_store::WriteBatch;
-use dtenge_wire::{Encode, NotarizeReply, Outcome, Payload, RoleId};
+use dtenge_wire::{NotarizeReply, Outcome, Payload, RoleId};
 use std::collections::BTreeMap;
 
 /// The notary's answer, checked: per transaction, its proof or its refusal.
@@ -159,9 +159,16 @@ impl BankService {
         sends.extend(self.finish_card_plan(inner, card_plan, batch));
         let kept_entries: Vec<OutboxEntry> = kept.iter().map(|&i| pending.entries[i].clone()).collect();
         if kept_entries.is_empty() {
-            batch.delete(OUTBOX_TABLE, be(reply.batch).to_vec());
+            outbox_done(batch, reply.batch);
         } else {
-            batch.put(OUTBOX_TABLE, be(reply.batch).to_vec(), kept_entries.to_bytes());
+            outbox_batch(batch, reply.batch, &kept_entries);
+        }
+        inner.answered_since_snapshot += 1;
+        if inner.answered_since_snapshot >= inner.outbox_snapshot_every {
+            // The answered batch is out of `inner.outbox` and what stays of it is written
+            // above, in this group's row: the snapshot keeps it.
+            outbox_snapshot(batch, inner.next_batch, &inner.outbox);
+            inner.answered_since_snapshot = 0;
         }
         Planned { deltas, sends, kept }
     }

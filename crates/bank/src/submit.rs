@@ -1,8 +1,8 @@
 //! Payments from this bank's clients: queued, taken in batches, checked, attested with one
 //! signature, written to the outbox, sent to the notary with one signature.
 
-use crate::state::{be, idem_of, plan_idem_in_flight, IdemState, Inner, OutboxEntry, Pending, NOT_SENT};
-use crate::state::{BANK_META_TABLE, IDEM_TABLE, NEXT_BATCH_KEY, OUTBOX_TABLE};
+use crate::state::IDEM_TABLE;
+use crate::state::{idem_of, outbox_batch, plan_idem_in_flight, IdemState, Inner, OutboxEntry, Pending, NOT_SENT};
 use crate::verify::{signature_items, verify_all, SignatureItem};
 use crate::{BankService, Committed, IdemKey, Reply, Request, BATCHES_SENDING_MAX, BATCH_TXS_MAX, OUTBOX_BATCHES_MAX};
 use dtenge_core::certificate::{notarize_message, CompactTx};
@@ -12,7 +12,7 @@ use dtenge_core::tx::Transaction;
 use dtenge_core::validate::{check_structure_ids, TxIds};
 use dtenge_core::{Amount, Error, ErrorCode, Result};
 use dtenge_store::WriteBatch;
-use dtenge_wire::{Encode, Envelope, Message, NotarizeRequest, RoleId};
+use dtenge_wire::{Envelope, Message, NotarizeRequest, RoleId};
 
 /// A submission waiting in the queue.
 pub(crate) struct Submission {
@@ -418,8 +418,8 @@ impl BankService {
             ids.push(admitted.ids);
             answers.push(admitted.answer);
         }
-        batch.put(OUTBOX_TABLE, be(batch_no).to_vec(), entries.to_bytes());
-        batch.put(BANK_META_TABLE, NEXT_BATCH_KEY.to_vec(), (batch_no + 1).to_le_bytes().to_vec());
+        // Its number is the highest the outbox log holds: the next number follows from it.
+        outbox_batch(&mut batch, batch_no, &entries);
         inner.next_batch = batch_no + 1;
         for (tx_ids, answer) in ids.iter().zip(answers) {
             inner.in_outbox.insert(tx_ids.tx_id, batch_no);

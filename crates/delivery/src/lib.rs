@@ -49,6 +49,8 @@ pub const RESEND_AFTER_MS: u64 = 200;
 /// Deliveries planned between two snapshots of the outbound log (see the module docs): a
 /// restart reads about this many deliveries at most, whatever ran before it.
 pub const SNAPSHOT_EVERY: usize = 64;
+/// The same on the simulator's disk, so that its crashes and torn writes hit snapshots.
+pub const SNAPSHOT_EVERY_SIMULATED: usize = 3;
 
 /// Tags of the outbound log's records.
 const PLANNED: u8 = 1;
@@ -91,12 +93,18 @@ struct Unacked {
 
 /// The sending side: every receiver's next number and the deliveries it has not acknowledged
 /// (those planned into a commit not durable yet included).
-#[derive(Default)]
 pub struct Outbound {
     next: BTreeMap<RoleId, u64>,
     unacked: BTreeMap<(RoleId, u64), Unacked>,
     /// Deliveries planned since the last snapshot of the log.
     since_snapshot: usize,
+    snapshot_every: usize,
+}
+
+impl Default for Outbound {
+    fn default() -> Outbound {
+        Outbound { next: BTreeMap::new(), unacked: BTreeMap::new(), since_snapshot: 0, snapshot_every: SNAPSHOT_EVERY }
+    }
 }
 
 /// A delivery planned into a write batch, to be sent once that batch is durable.
@@ -110,6 +118,9 @@ impl Outbound {
     /// Read the streams and the deliveries not acknowledged.
     pub fn load(store: &Store) -> Result<Outbound> {
         let mut outbound = Outbound::default();
+        if store.is_simulated() {
+            outbound.snapshot_every = SNAPSHOT_EVERY_SIMULATED;
+        }
         let mut acked: BTreeMap<RoleId, u64> = BTreeMap::new();
         for record in store.scan_log(OUT_LOG)? {
             let (tag, role, seq, message) = outbound_record(&record).map_err(|e| corrupt(&format!("a record: {e}")))?;
@@ -146,7 +157,7 @@ impl Outbound {
         let record = w.into_bytes();
         // A snapshot only while no other delivery waits for its commit: the rows it drops
         // hold only what it writes again, or what is acknowledged.
-        let snapshot = self.since_snapshot + 1 >= SNAPSHOT_EVERY
+        let snapshot = self.since_snapshot + 1 >= self.snapshot_every
             && self.unacked.values().all(|unacked| unacked.sent_at_ms != NOT_SENT);
         self.unacked.insert((to.clone(), seq), Unacked { record: record.clone(), sent_at_ms: NOT_SENT });
         // Numbered now, so that a second plan into the same batch takes the next number.
