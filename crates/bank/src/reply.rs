@@ -3,7 +3,7 @@
 use crate::state::IDEM_TABLE;
 use crate::state::{idem_record, outbox_batch, outbox_done, outbox_snapshot, IdemState, Inner, OutboxEntry, Pending};
 use crate::{BankService, Committed};
-use dtenge_core::certificate::{CommitProof, CompactTx};
+use dtenge_core::certificate::CommitProof;
 use dtenge_core::tx::Transaction;
 use dtenge_core::{Error, ErrorCode};
 use dtenge_node::Purpose;
@@ -61,11 +61,11 @@ impl BankService {
         let mut checked = Vec::with_capacity(reply.outcomes.len());
         // The batch's transactions are consecutive leaves: their paths share most inner nodes.
         let mut memo = dtenge_core::merkle::InnerMemo::default();
-        for (outcome, ids) in reply.outcomes.iter().zip(&pending.ids) {
+        for (outcome, leaf) in reply.outcomes.iter().zip(&pending.leaves) {
             checked.push(match outcome {
                 Outcome::Committed(proof) => {
                     let certificate = reply.certificate.as_ref()?;
-                    certificate.covers_memo(&CompactTx::of(ids).hash(), proof, &mut memo).ok()?;
+                    certificate.covers_memo(leaf, proof, &mut memo).ok()?;
                     Checked::Committed(proof.clone())
                 }
                 // Not decided at the notary (being committed, or its store failed): ask again.
@@ -219,6 +219,7 @@ impl BankService {
         if !kept.is_empty() {
             pending.entries = kept.iter().map(|&i| pending.entries[i].clone()).collect();
             pending.ids = kept.iter().map(|&i| pending.ids[i].clone()).collect();
+            pending.leaves = kept.iter().map(|&i| pending.leaves[i]).collect();
             inner.outbox.insert(batch_no, pending);
         }
     }

@@ -32,6 +32,7 @@
 //! that format is not read (there is no deployed data).
 
 use crate::{BankStats, Committed, IdemKey};
+use dtenge_core::certificate::CompactTx;
 use dtenge_core::crypto::Hash32;
 use dtenge_core::token::TxId;
 use dtenge_core::tx::Transaction;
@@ -278,7 +279,17 @@ pub(crate) const NOT_SENT: u64 = u64::MAX;
 pub(crate) struct Pending {
     pub(crate) entries: Vec<OutboxEntry>,
     pub(crate) ids: Vec<TxIds>,
+    /// The compact transactions' hashes, in order: the leaves of the notarize request, and
+    /// what the notary's proofs must place under its certificate (hashed once per batch).
+    pub(crate) leaves: Vec<Hash32>,
     pub(crate) sent_at_ms: u64,
+}
+
+impl Pending {
+    pub(crate) fn new(entries: Vec<OutboxEntry>, ids: Vec<TxIds>, sent_at_ms: u64) -> Pending {
+        let leaves = ids.iter().map(|ids| CompactTx::of(ids).hash()).collect();
+        Pending { entries, ids, leaves, sent_at_ms }
+    }
 }
 
 /// The role's state in memory, behind its one lock.
@@ -350,7 +361,7 @@ impl Inner {
                     fiat_reserved.reserve(fiat)?;
                 }
             }
-            outbox.insert(batch_no, Pending { entries, ids, sent_at_ms: 0 });
+            outbox.insert(batch_no, Pending::new(entries, ids, 0));
         }
         let redeems = crate::redeem::load(store, &mut node, &mut idem_in_flight)?;
         let holds = crate::hold::load(store, &mut node, &mut idem_in_flight)?;

@@ -6,7 +6,7 @@ use crate::state::{idem_of, outbox_batch, plan_idem_in_flight, IdemState, Inner,
 use crate::verify::{signature_items, verify_all, SignatureItem};
 use crate::{BankService, Committed, IdemKey, Reply, Request, BATCHES_SENDING_MAX, BATCH_TXS_MAX, OUTBOX_BATCHES_MAX};
 use dtenge_core::certificate::{notarize_message, CompactTx};
-use dtenge_core::crypto::{Address, Hash32};
+use dtenge_core::crypto::Address;
 use dtenge_core::token::TxId;
 use dtenge_core::tx::Transaction;
 use dtenge_core::validate::{check_structure_ids, TxIds};
@@ -425,7 +425,7 @@ impl BankService {
             inner.in_outbox.insert(tx_ids.tx_id, batch_no);
             inner.waiters.entry(tx_ids.tx_id).or_default().push(answer);
         }
-        inner.outbox.insert(batch_no, Pending { entries, ids, sent_at_ms: NOT_SENT });
+        inner.outbox.insert(batch_no, Pending::new(entries, ids, NOT_SENT));
         batch.append(std::mem::take(&mut inner.acked));
         Some((batch_no, self.store.commit_async(batch)))
     }
@@ -464,8 +464,7 @@ impl BankService {
     pub(crate) fn send_request(&self, inner: &Inner, batch_no: u64) {
         let pending = &inner.outbox[&batch_no];
         let compact: Vec<CompactTx> = pending.ids.iter().map(CompactTx::of).collect();
-        let leaves: Vec<Hash32> = compact.iter().map(CompactTx::hash).collect();
-        let signature = self.key.sign(&notarize_message(batch_no, &dtenge_core::merkle::root(&leaves)).0);
+        let signature = self.key.sign(&notarize_message(batch_no, &dtenge_core::merkle::root(&pending.leaves)).0);
         let request = NotarizeRequest { batch: batch_no, txs: compact, signature };
         // A send that fails is a loss like any other: `tick` sends the batch again.
         let _ = self.transport.send(Envelope {
