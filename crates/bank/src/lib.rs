@@ -70,7 +70,7 @@ pub use label::{Label, REFERENCE_CHARS_MAX};
 pub use programmed::{PLAN_RETRIES_MAX, PROGRAMMED_TABLE, SPENDS_IN_FLIGHT_MAX, SPEND_BATCH_BITS, SPLIT_LINES_MAX};
 pub use redeem::{REDEEM_TABLE, REDEMPTIONS_IN_FLIGHT_MAX};
 pub use registry::{Registry, RegistryLine, REGISTRY_LINES_MAX};
-pub use state::{tables, BANK_META_TABLE, IDEM_TABLE, OUTBOX_TABLE, RECENT_COMMITTED_MAX};
+pub use state::{tables, BANK_META_TABLE, IDEM_TABLE, OUTBOX_LOG, OUTBOX_SNAPSHOT_EVERY, RECENT_COMMITTED_MAX};
 // Cards and vouchers across roles.
 pub use cards::{CardRequest, RefundReceipt, Refunding, PAYOUTS_TABLE, PURCHASES_TABLE, REFUNDS_TABLE};
 pub use dtenge_wire::{CardMode, PurchaseRecord};

@@ -1,14 +1,14 @@
 //! The notary's answer to a batch: applied with its deliveries in one commit.
 
-use crate::state::{be, idem_record, IdemState, Inner, OutboxEntry, Pending};
-use crate::state::{IDEM_TABLE, OUTBOX_TABLE};
+use crate::state::IDEM_TABLE;
+use crate::state::{idem_record, outbox_batch, outbox_done, outbox_snapshot, IdemState, Inner, OutboxEntry, Pending};
 use crate::{BankService, Committed};
-use dtenge_core::certificate::{CommitProof, CompactTx};
+use dtenge_core::certificate::CommitProof;
 use dtenge_core::tx::Transaction;
 use dtenge_core::{Error, ErrorCode};
 use dtenge_node::Purpose;
 use dtenge_store::WriteBatch;
-use dtenge_wire::{Encode, NotarizeReply, Outcome, Payload, RoleId};
+use dtenge_wire::{NotarizeReply, Outcome, Payload, RoleId};
 use std::collections::BTreeMap;
 
 /// The notary's answer, checked: per transaction, its proof or its refusal.
@@ -61,11 +61,11 @@ impl BankService {
         let mut checked = Vec::with_capacity(reply.outcomes.len());
         // The batch's transactions are consecutive leaves: their paths share most inner nodes.
         let mut memo = dtenge_core::merkle::InnerMemo::default();
-        for (outcome, ids) in reply.outcomes.iter().zip(&pending.ids) {
+        for (outcome, leaf) in reply.outcomes.iter().zip(&pending.leaves) {
             checked.push(match outcome {
                 Outcome::Committed(proof) => {
                     let certificate = reply.certificate.as_ref()?;
-                    certificate.covers_memo(&CompactTx::of(ids).hash(), proof, &mut memo).ok()?;
+                    certificate.covers_memo(leaf, proof, &mut memo).ok()?;
                     Checked::Committed(proof.clone())
                 }
                 // Not decided at the notary (being committed, or its store failed): ask again.
@@ -159,9 +159,16 @@ impl BankService {
         sends.extend(self.finish_card_plan(inner, card_plan, batch));
         let kept_entries: Vec<OutboxEntry> = kept.iter().map(|&i| pending.entries[i].clone()).collect();
         if kept_entries.is_empty() {
-            batch.delete(OUTBOX_TABLE, be(reply.batch).to_vec());
+            outbox_done(batch, reply.batch);
         } else {
-            batch.put(OUTBOX_TABLE, be(reply.batch).to_vec(), kept_entries.to_bytes());
+            outbox_batch(batch, reply.batch, &kept_entries);
+        }
+        inner.answered_since_snapshot += 1;
+        if inner.answered_since_snapshot >= inner.outbox_snapshot_every {
+            // The answered batch is out of `inner.outbox` and what stays of it is written
+            // above, in this group's row: the snapshot keeps it.
+            outbox_snapshot(batch, inner.next_batch, &inner.outbox);
+            inner.answered_since_snapshot = 0;
         }
         Planned { deltas, sends, kept }
     }
@@ -212,6 +219,7 @@ impl BankService {
         if !kept.is_empty() {
             pending.entries = kept.iter().map(|&i| pending.entries[i].clone()).collect();
             pending.ids = kept.iter().map(|&i| pending.ids[i].clone()).collect();
+            pending.leaves = kept.iter().map(|&i| pending.leaves[i]).collect();
             inner.outbox.insert(batch_no, pending);
         }
     }

@@ -2,9 +2,10 @@
 //!
 //! | table | key | value (`dtenge-wire` encoding) |
 //! |---|---|---|
-//! | `bank_outbox` | batch number (u64 big-endian) | the batch's [`OutboxEntry`]s |
+//! | `bank_outbox_log` | (log) | `1`, a batch number (u64), the batch's [`OutboxEntry`]s: a batch written, or what stays of it after an answer |
+//! | `bank_outbox_log` | (log) | `2`, a batch number: the batch answered, gone from the outbox |
+//! | `bank_outbox_log` | (log) | `3`, the next batch number |
 //! | `bank_idempotency` | the key | fingerprint, then in flight (tx id) or committed (tx id, seq) |
-//! | `bank_meta` | `next_batch` | u64 LE |
 //! | `bank_meta` | `blocked:<bank>` | the reason of the operator's block |
 //! | `bank_meta` | `next_redeem_nonce` | u64 LE |
 //! | `bank_redeem` | transaction id | a redemption waiting for central (`redeem.rs`) |
@@ -21,25 +22,41 @@
 //!
 //! The node's own tables (accounts, tokens, history) are `dtenge-node`'s, the deliveries'
 //! `dtenge-delivery`'s.
+//!
+//! The outbox is a log (a payment's commits then write no fjall row, which would cost a second
+//! fsync and write the transactions to fjall whole): reading it back in order gives the
+//! batches at the notary and the next batch number. Every [`OUTBOX_SNAPSHOT_EVERY`] answers,
+//! the answer's commit writes the next number and every batch still at the notary again and
+//! drops the rows before it ([`dtenge_store::WriteBatch::truncate_log_here`]). Until 2026-12-06
+//! the outbox was a keyed table (`bank_outbox`, and `next_batch` in `bank_meta`); a store of
+//! that format is not read (there is no deployed data).
 
 use crate::{BankStats, Committed, IdemKey};
+use dtenge_core::certificate::CompactTx;
 use dtenge_core::crypto::Hash32;
 use dtenge_core::token::TxId;
 use dtenge_core::tx::Transaction;
 use dtenge_core::validate::TxIds;
 use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_node::NodeState;
-use dtenge_store::{Store, Table, WriteBatch};
+use dtenge_store::{LogTable, Store, Table, WriteBatch};
 use dtenge_wire::{Decode, DecodeError, Encode, Reader, Writer};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-/// Batches at the notary, by the bank's batch number: the transactions, whole.
-pub const OUTBOX_TABLE: Table = Table("bank_outbox");
+/// Batches at the notary, by the bank's batch number: the transactions, whole (see the
+/// module docs).
+pub const OUTBOX_LOG: LogTable = LogTable("bank_outbox_log");
+/// Answers between two snapshots of the outbox log: a restart reads about this many batches.
+pub const OUTBOX_SNAPSHOT_EVERY: u64 = 32;
+/// The same on the simulator's disk, so that its crashes and torn writes hit snapshots.
+pub const OUTBOX_SNAPSHOT_EVERY_SIMULATED: u64 = 2;
+const OUTBOX_BATCH: u8 = 1;
+const OUTBOX_DONE: u8 = 2;
+const OUTBOX_NEXT: u8 = 3;
 /// Idempotency keys of requests in flight or committed.
 pub const IDEM_TABLE: Table = Table("bank_idempotency");
-/// The bank's next batch number.
+/// The operator's blocks and the nonces of holds, redemptions and programmed spends.
 pub const BANK_META_TABLE: Table = Table("bank_meta");
-pub(crate) const NEXT_BATCH_KEY: &[u8] = b"next_batch";
 /// `blocked:<bank>` -> the reason: the operator's blocks this bank has applied.
 const BLOCKED_PREFIX: &[u8] = b"blocked:";
 
@@ -65,7 +82,13 @@ pub(crate) fn load_blocked(store: &Store) -> Result<Vec<String>> {
 pub fn tables() -> Vec<Table> {
     let mut tables = dtenge_node::TABLES.to_vec();
     tables.extend(dtenge_delivery::TABLES);
-    tables.extend([OUTBOX_TABLE, IDEM_TABLE, BANK_META_TABLE, crate::redeem::REDEEM_TABLE, crate::hold::HOLD_TABLE]);
+    tables.extend([
+        OUTBOX_LOG.table(),
+        IDEM_TABLE,
+        BANK_META_TABLE,
+        crate::redeem::REDEEM_TABLE,
+        crate::hold::HOLD_TABLE,
+    ]);
     tables.push(crate::programmed::PROGRAMMED_TABLE);
     tables.extend(crate::cards::TABLES);
     tables
@@ -135,6 +158,67 @@ impl Decode for OutboxEntry {
     }
 }
 
+/// A batch written to the outbox (or what stays of it after an answer).
+pub(crate) fn outbox_batch(batch: &mut WriteBatch, batch_no: u64, entries: &[OutboxEntry]) {
+    let mut w = Writer::new();
+    w.u8(OUTBOX_BATCH);
+    w.u64(batch_no);
+    w.seq(entries);
+    batch.record(OUTBOX_LOG, w.into_bytes());
+}
+
+fn outbox_number(batch: &mut WriteBatch, tag: u8, number: u64) {
+    let mut w = Writer::with_capacity(9);
+    w.u8(tag);
+    w.u64(number);
+    batch.record(OUTBOX_LOG, w.into_bytes());
+}
+
+/// A batch answered: gone from the outbox.
+pub(crate) fn outbox_done(batch: &mut WriteBatch, batch_no: u64) {
+    outbox_number(batch, OUTBOX_DONE, batch_no);
+}
+
+/// The outbox log's state again, and the rows before it dropped: the next batch number and
+/// every batch at the notary. Every batch in `outbox` was handed to the store before this
+/// batch (a failed commit stops the store, so none of them can be lost while this one
+/// commits).
+pub(crate) fn outbox_snapshot(batch: &mut WriteBatch, next_batch: u64, outbox: &BTreeMap<u64, Pending>) {
+    outbox_number(batch, OUTBOX_NEXT, next_batch);
+    for (batch_no, pending) in outbox {
+        outbox_batch(batch, *batch_no, &pending.entries);
+    }
+    batch.truncate_log_here(OUTBOX_LOG);
+}
+
+/// The outbox log read back: the batches at the notary and the next batch number.
+fn load_outbox(store: &Store) -> Result<(BTreeMap<u64, Vec<OutboxEntry>>, u64)> {
+    let mut batches = BTreeMap::new();
+    let mut next_batch = 1u64;
+    for record in store.scan_log(OUTBOX_LOG)? {
+        let mut r = Reader::new(&record);
+        let decoded = (|| -> std::result::Result<(), DecodeError> {
+            let tag = r.u8("outbox record")?;
+            let number = r.u64("batch number")?;
+            match tag {
+                OUTBOX_BATCH => {
+                    let entries: Vec<OutboxEntry> = r.seq("outbox entries", crate::BATCH_TXS_MAX)?;
+                    next_batch = next_batch.max(number.saturating_add(1));
+                    batches.insert(number, entries);
+                }
+                OUTBOX_DONE => {
+                    batches.remove(&number);
+                }
+                OUTBOX_NEXT => next_batch = next_batch.max(number),
+                tag => return Err(DecodeError::UnknownTag { what: "outbox record", tag: u64::from(tag) }),
+            }
+            r.finish()
+        })();
+        decoded.map_err(|e| Error::new(ErrorCode::StorageFailure, format!("an outbox record: {e}")))?;
+    }
+    Ok((batches, next_batch))
+}
+
 /// What an idempotency key stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum IdemState {
@@ -195,7 +279,17 @@ pub(crate) const NOT_SENT: u64 = u64::MAX;
 pub(crate) struct Pending {
     pub(crate) entries: Vec<OutboxEntry>,
     pub(crate) ids: Vec<TxIds>,
+    /// The compact transactions' hashes, in order: the leaves of the notarize request, and
+    /// what the notary's proofs must place under its certificate (hashed once per batch).
+    pub(crate) leaves: Vec<Hash32>,
     pub(crate) sent_at_ms: u64,
+}
+
+impl Pending {
+    pub(crate) fn new(entries: Vec<OutboxEntry>, ids: Vec<TxIds>, sent_at_ms: u64) -> Pending {
+        let leaves = ids.iter().map(|ids| CompactTx::of(ids).hash()).collect();
+        Pending { entries, ids, leaves, sent_at_ms }
+    }
 }
 
 /// The role's state in memory, behind its one lock.
@@ -205,6 +299,10 @@ pub(crate) struct Inner {
     pub(crate) outbox: BTreeMap<u64, Pending>,
     /// Transaction -> the batch it is in.
     pub(crate) in_outbox: HashMap<TxId, u64>,
+    /// Answers applied since the outbox log's last snapshot ([`outbox_snapshot`]).
+    pub(crate) answered_since_snapshot: u64,
+    /// Answers between two snapshots.
+    pub(crate) outbox_snapshot_every: u64,
     pub(crate) waiters: HashMap<TxId, Vec<crate::Reply>>,
     /// Idempotency key -> (fingerprint, transaction) of requests not answered yet.
     pub(crate) idem_in_flight: HashMap<String, (Hash32, TxId)>,
@@ -233,38 +331,23 @@ pub(crate) struct Inner {
     pub(crate) stats: BankStats,
 }
 
-pub(crate) fn be(n: u64) -> [u8; 8] {
-    n.to_be_bytes()
-}
-
 pub(crate) fn u64_of(bytes: &[u8]) -> Result<u64> {
     let bytes: [u8; 8] =
         bytes.try_into().map_err(|_| Error::new(ErrorCode::StorageFailure, "a stored number is not 8 bytes"))?;
     Ok(u64::from_le_bytes(bytes))
 }
 
-fn stored<T: Decode>(bytes: &[u8], what: &str) -> Result<T> {
-    T::from_bytes(bytes).map_err(|e| Error::new(ErrorCode::StorageFailure, format!("{what}: {e}")))
-}
-
 impl Inner {
     /// Rebuild the state from the store: the node, the outbox (its inputs reserved again), the
     /// deliveries not acknowledged and the streams' numbers.
     pub(crate) fn load(store: &Store, mut node: NodeState) -> Result<Inner> {
-        let next_batch = match store.get(BANK_META_TABLE, NEXT_BATCH_KEY)? {
-            Some(bytes) => u64_of(&bytes)?,
-            None => 1,
-        };
+        let (batches, next_batch) = load_outbox(store)?;
         let mut outbox = BTreeMap::new();
         let mut in_outbox = HashMap::new();
         let mut idem_in_flight = HashMap::new();
         let mut fiat_reserved = crate::conversion::FiatReserved::default();
-        for (key, value) in store.scan(OUTBOX_TABLE)? {
-            let key: [u8; 8] =
-                key.as_slice().try_into().map_err(|_| Error::new(ErrorCode::StorageFailure, "an outbox key"))?;
-            let batch_no = u64::from_be_bytes(key);
+        for (batch_no, entries) in batches {
             assert!(batch_no < next_batch, "an outbox batch is numbered below the next number");
-            let entries: Vec<OutboxEntry> = stored(&value, "an outbox batch")?;
             let ids = entries.iter().map(|e| TxIds::of(&e.tx)).collect::<Result<Vec<_>>>()?;
             for (entry, id) in entries.iter().zip(&ids) {
                 // What was reserved before the crash is reserved again: the batch is still at
@@ -278,7 +361,7 @@ impl Inner {
                     fiat_reserved.reserve(fiat)?;
                 }
             }
-            outbox.insert(batch_no, Pending { entries, ids, sent_at_ms: 0 });
+            outbox.insert(batch_no, Pending::new(entries, ids, 0));
         }
         let redeems = crate::redeem::load(store, &mut node, &mut idem_in_flight)?;
         let holds = crate::hold::load(store, &mut node, &mut idem_in_flight)?;
@@ -289,6 +372,12 @@ impl Inner {
             next_batch,
             outbox,
             in_outbox,
+            answered_since_snapshot: 0,
+            outbox_snapshot_every: if store.is_simulated() {
+                OUTBOX_SNAPSHOT_EVERY_SIMULATED
+            } else {
+                OUTBOX_SNAPSHOT_EVERY
+            },
             waiters: HashMap::new(),
             idem_in_flight,
             fiat_reserved,

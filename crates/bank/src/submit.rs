@@ -1,18 +1,18 @@
 //! Payments from this bank's clients: queued, taken in batches, checked, attested with one
 //! signature, written to the outbox, sent to the notary with one signature.
 
-use crate::state::{be, idem_of, plan_idem_in_flight, IdemState, Inner, OutboxEntry, Pending, NOT_SENT};
-use crate::state::{BANK_META_TABLE, IDEM_TABLE, NEXT_BATCH_KEY, OUTBOX_TABLE};
+use crate::state::IDEM_TABLE;
+use crate::state::{idem_of, outbox_batch, plan_idem_in_flight, IdemState, Inner, OutboxEntry, Pending, NOT_SENT};
 use crate::verify::{signature_items, verify_all, SignatureItem};
 use crate::{BankService, Committed, IdemKey, Reply, Request, BATCHES_SENDING_MAX, BATCH_TXS_MAX, OUTBOX_BATCHES_MAX};
 use dtenge_core::certificate::{notarize_message, CompactTx};
-use dtenge_core::crypto::{Address, Hash32};
+use dtenge_core::crypto::Address;
 use dtenge_core::token::TxId;
 use dtenge_core::tx::Transaction;
 use dtenge_core::validate::{check_structure_ids, TxIds};
 use dtenge_core::{Amount, Error, ErrorCode, Result};
 use dtenge_store::WriteBatch;
-use dtenge_wire::{Encode, Envelope, Message, NotarizeRequest, RoleId};
+use dtenge_wire::{Envelope, Message, NotarizeRequest, RoleId};
 
 /// A submission waiting in the queue.
 pub(crate) struct Submission {
@@ -427,14 +427,14 @@ impl BankService {
             ids.push(admitted.ids);
             answers.push(admitted.answer);
         }
-        batch.put(OUTBOX_TABLE, be(batch_no).to_vec(), entries.to_bytes());
-        batch.put(BANK_META_TABLE, NEXT_BATCH_KEY.to_vec(), (batch_no + 1).to_le_bytes().to_vec());
+        // Its number is the highest the outbox log holds: the next number follows from it.
+        outbox_batch(&mut batch, batch_no, &entries);
         inner.next_batch = batch_no + 1;
         for (tx_ids, answer) in ids.iter().zip(answers) {
             inner.in_outbox.insert(tx_ids.tx_id, batch_no);
             inner.waiters.entry(tx_ids.tx_id).or_default().push(answer);
         }
-        inner.outbox.insert(batch_no, Pending { entries, ids, sent_at_ms: NOT_SENT });
+        inner.outbox.insert(batch_no, Pending::new(entries, ids, NOT_SENT));
         batch.append(std::mem::take(&mut inner.acked));
         Some((batch_no, self.store.commit_async(batch)))
     }
@@ -473,8 +473,7 @@ impl BankService {
     pub(crate) fn send_request(&self, inner: &Inner, batch_no: u64) {
         let pending = &inner.outbox[&batch_no];
         let compact: Vec<CompactTx> = pending.ids.iter().map(CompactTx::of).collect();
-        let leaves: Vec<Hash32> = compact.iter().map(CompactTx::hash).collect();
-        let signature = self.key.sign(&notarize_message(batch_no, &dtenge_core::merkle::root(&leaves)).0);
+        let signature = self.key.sign(&notarize_message(batch_no, &dtenge_core::merkle::root(&pending.leaves)).0);
         let request = NotarizeRequest { batch: batch_no, txs: compact, signature };
         // A send that fails is a loss like any other: `tick` sends the batch again.
         let _ = self.transport.send(Envelope {

@@ -20,14 +20,14 @@ pub(crate) fn signature_items(
     witnesses: bool,
     skip: Option<&PublicKey>,
 ) -> Result<Vec<SignatureItem>> {
-    let attestations = SignedMessages::attestations_memo(tx, tx_id, memo)?;
+    let attestations = SignedMessages::attestations_except(tx, tx_id, memo, skip)?;
     let mut items = Vec::with_capacity(tx.witnesses.len() + tx.attestations.len());
     if witnesses {
         let owner = owner_message(tx_id);
         items.extend(tx.witnesses.iter().map(|w| (w.public_key, owner, w.signature)));
     }
     for (a, message) in tx.attestations.iter().zip(attestations) {
-        if Some(&a.public_key) != skip {
+        if let Some(message) = message {
             items.push((a.public_key, message, a.signature));
         }
     }

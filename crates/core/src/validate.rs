@@ -88,10 +88,26 @@ impl SignedMessages {
         tx_id: &TxId,
         memo: &mut crate::merkle::InnerMemo,
     ) -> Result<Vec<Hash32>> {
+        Ok(SignedMessages::attestations_except(tx, tx_id, memo, None)?.into_iter().flatten().collect())
+    }
+
+    /// [`SignedMessages::attestations_memo`] but for the attestations by `skip`, whose
+    /// messages are not computed (`None` in their place): a bank that has just attested a
+    /// batch itself verifies neither its own signature nor the proofs it has just built.
+    pub fn attestations_except(
+        tx: &Transaction,
+        tx_id: &TxId,
+        memo: &mut crate::merkle::InnerMemo,
+        skip: Option<&PublicKey>,
+    ) -> Result<Vec<Option<Hash32>>> {
         let mut attestations = Vec::with_capacity(tx.attestations.len());
         for a in &tx.attestations {
+            if Some(&a.public_key) == skip {
+                attestations.push(None);
+                continue;
+            }
             match &a.batch {
-                None => attestations.push(node_message(tx_id)),
+                None => attestations.push(Some(node_message(tx_id))),
                 Some(proof) => {
                     let root = crate::merkle::root_from_path_memo(
                         tx_id,
@@ -105,7 +121,7 @@ impl SignedMessages {
                         InvalidSignature,
                         "a batch attestation's proof does not place this transaction under its root"
                     );
-                    attestations.push(memo.root_message(&proof.root, batch_message));
+                    attestations.push(Some(memo.root_message(&proof.root, batch_message)));
                 }
             }
         }

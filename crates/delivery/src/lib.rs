@@ -10,68 +10,101 @@
 //! in order). A receiver therefore applies each delivery once, in its sender's order, whatever
 //! the network does.
 //!
-//! Rows (in the role's own store):
+//! Records (in the role's own store; log rows, so that a commit that plans or applies a
+//! delivery writes nothing to fjall and costs one append and one `fdatasync`):
 //!
-//! | table | key | value |
-//! |---|---|---|
-//! | `delivery_out` | receiver (wire role), number (u64 big-endian) | the `Deliver` message |
-//! | `delivery_streams` | `out` or `in_`, then a role (wire) | next number to it / last applied from it (u64 LE) |
+//! | log | record (`dtenge-wire` encoding) |
+//! |---|---|
+//! | `delivery_out_log` | `1`, receiver (wire role), number (u64), the `Deliver` message: a delivery planned |
+//! | `delivery_out_log` | `2`, receiver, number: the receiver acknowledged every delivery up to it |
+//! | `delivery_out_log` | `3`, receiver, number: the next number to it |
+//! | `delivery_in_log` | sender (wire role), number (u64): the last number applied from it |
+//!
+//! Reading a log back gives the state: the next number to each receiver (the highest
+//! planned, plus one, or a `3` record), and the deliveries not acknowledged. The logs do not
+//! grow without end: every [`SNAPSHOT_EVERY`] deliveries a plan writes the outbound state
+//! again (every stream's next number and every delivery not acknowledged) and drops the rows
+//! written before ([`WriteBatch::truncate_log_here`]); every applied delivery writes every
+//! sender's last number and drops the rows before. Before these logs (2026-12-06) the
+//! deliveries were keyed rows (`delivery_out`, `delivery_streams`): a payment's answer and its
+//! delivery each paid fjall's write and fsync besides the journal's, and the transactions were
+//! written to fjall whole. A store of that format is not read (there is no deployed data).
 
 #![forbid(unsafe_code)]
 
 use dtenge_core::{Error, ErrorCode, Result};
-use dtenge_store::{Store, Table, WriteBatch};
-use dtenge_wire::{Decode, Deliver, Encode, Envelope, Message, Payload, RoleId};
+use dtenge_store::{LogTable, Store, Table, WriteBatch};
+use dtenge_wire::{Deliver, Envelope, Message, Payload, Reader, RoleId, Writer};
 use std::collections::BTreeMap;
 
-/// Deliveries not acknowledged yet, by receiver and number.
-pub const OUT_TABLE: Table = Table("delivery_out");
-/// The streams' numbers.
-pub const STREAMS_TABLE: Table = Table("delivery_streams");
-pub const TABLES: [Table; 2] = [OUT_TABLE, STREAMS_TABLE];
+/// Deliveries planned, their acknowledgements and the streams' next numbers.
+pub const OUT_LOG: LogTable = LogTable("delivery_out_log");
+/// The last number applied from each sender.
+pub const IN_LOG: LogTable = LogTable("delivery_in_log");
+pub const TABLES: [Table; 2] = [OUT_LOG.table(), IN_LOG.table()];
 
 /// A delivery not acknowledged after this long is sent again.
 pub const RESEND_AFTER_MS: u64 = 200;
 
-/// Stream keys start with one of these (three bytes each), then the role's encoding.
-const OUT: &[u8] = b"out";
-const IN: &[u8] = b"in_";
-const PREFIX_BYTES: usize = 3;
+/// Deliveries planned between two snapshots of the outbound log (see the module docs): a
+/// restart reads about this many deliveries at most, whatever ran before it.
+pub const SNAPSHOT_EVERY: usize = 64;
+/// The same on the simulator's disk, so that its crashes and torn writes hit snapshots.
+pub const SNAPSHOT_EVERY_SIMULATED: usize = 3;
 
-fn stream_key(direction: &[u8], role: &RoleId) -> Vec<u8> {
-    debug_assert_eq!(direction.len(), PREFIX_BYTES);
-    let mut key = direction.to_vec();
-    key.extend_from_slice(&role.to_bytes());
-    key
-}
+/// Tags of the outbound log's records.
+const PLANNED: u8 = 1;
+const ACKED: u8 = 2;
+const NEXT: u8 = 3;
 
-fn out_key(receiver: &RoleId, seq: u64) -> Vec<u8> {
-    let mut key = receiver.to_bytes();
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
+/// `Unacked::sent_at_ms` of a delivery whose commit is not durable yet: never due.
+const NOT_SENT: u64 = u64::MAX;
 
 fn corrupt(what: &str) -> Error {
     Error::new(ErrorCode::StorageFailure, format!("deliveries: {what}"))
 }
 
-fn number_of(bytes: &[u8]) -> Result<u64> {
-    let bytes: [u8; 8] = bytes.try_into().map_err(|_| corrupt("a stream number is not 8 bytes"))?;
-    Ok(u64::from_le_bytes(bytes))
+fn number_record(tag: u8, role: &RoleId, seq: u64) -> Vec<u8> {
+    let mut w = Writer::with_capacity(16);
+    w.u8(tag);
+    w.put(role);
+    w.u64(seq);
+    w.into_bytes()
 }
 
-/// A delivery not acknowledged: kept as the bytes its row holds (decoded again only to be
+/// An outbound record, decoded: its tag, role, number, and (a planned delivery) the message.
+fn outbound_record(record: &[u8]) -> std::result::Result<(u8, RoleId, u64, Option<Message>), dtenge_wire::DecodeError> {
+    let mut r = Reader::new(record);
+    let tag = r.u8("delivery record")?;
+    let role: RoleId = r.get()?;
+    let seq = r.u64("delivery number")?;
+    let message = if tag == PLANNED { Some(r.get::<Message>()?) } else { None };
+    r.finish()?;
+    Ok((tag, role, seq, message))
+}
+
+/// A delivery not acknowledged: kept as the bytes of its record (decoded again only to be
 /// resent, which is rare), so that a large delivery is not copied whole to be kept.
 struct Unacked {
-    encoded: Vec<u8>,
+    record: Vec<u8>,
+    /// [`NOT_SENT`] until the commit that planned it is durable.
     sent_at_ms: u64,
 }
 
-/// The sending side: every receiver's next number and the deliveries it has not acknowledged.
-#[derive(Default)]
+/// The sending side: every receiver's next number and the deliveries it has not acknowledged
+/// (those planned into a commit not durable yet included).
 pub struct Outbound {
     next: BTreeMap<RoleId, u64>,
     unacked: BTreeMap<(RoleId, u64), Unacked>,
+    /// Deliveries planned since the last snapshot of the log.
+    since_snapshot: usize,
+    snapshot_every: usize,
+}
+
+impl Default for Outbound {
+    fn default() -> Outbound {
+        Outbound { next: BTreeMap::new(), unacked: BTreeMap::new(), since_snapshot: 0, snapshot_every: SNAPSHOT_EVERY }
+    }
 }
 
 /// A delivery planned into a write batch, to be sent once that batch is durable.
@@ -79,65 +112,89 @@ pub struct Outbound {
 pub struct Planned {
     pub to: RoleId,
     pub deliver: Deliver,
-    encoded: Vec<u8>,
 }
 
 impl Outbound {
     /// Read the streams and the deliveries not acknowledged.
     pub fn load(store: &Store) -> Result<Outbound> {
         let mut outbound = Outbound::default();
-        for (key, value) in store.scan(STREAMS_TABLE)? {
-            if key.starts_with(OUT) {
-                let role = RoleId::from_bytes(&key[PREFIX_BYTES..]).map_err(|_| corrupt("a stream's role"))?;
-                outbound.next.insert(role, number_of(&value)?);
+        if store.is_simulated() {
+            outbound.snapshot_every = SNAPSHOT_EVERY_SIMULATED;
+        }
+        let mut acked: BTreeMap<RoleId, u64> = BTreeMap::new();
+        for record in store.scan_log(OUT_LOG)? {
+            let (tag, role, seq, message) = outbound_record(&record).map_err(|e| corrupt(&format!("a record: {e}")))?;
+            let next = outbound.next.entry(role.clone()).or_insert(1);
+            match (tag, message) {
+                (PLANNED, Some(Message::Deliver(deliver))) if deliver.seq == seq => {
+                    *next = (*next).max(seq.checked_add(1).ok_or_else(|| corrupt("a delivery number"))?);
+                    outbound.unacked.insert((role, seq), Unacked { record, sent_at_ms: 0 });
+                }
+                (ACKED, None) => {
+                    let last = acked.entry(role).or_insert(0);
+                    *last = (*last).max(seq);
+                }
+                (NEXT, None) => *next = (*next).max(seq),
+                _ => return Err(corrupt("a record is not a delivery, an acknowledgement or a number")),
             }
         }
-        for (key, value) in store.scan(OUT_TABLE)? {
-            let Ok(Message::Deliver(deliver)) = Message::from_bytes(&value) else {
-                return Err(corrupt("a stored delivery is not a delivery"));
-            };
-            let split = key.len().checked_sub(8).ok_or_else(|| corrupt("a delivery key is too short"))?;
-            let receiver = RoleId::from_bytes(&key[..split]).map_err(|_| corrupt("a delivery's receiver"))?;
-            assert_eq!(key[split..], deliver.seq.to_be_bytes(), "a delivery is stored under its number");
-            let next = outbound.next.get(&receiver).copied().unwrap_or(1);
-            assert!(deliver.seq < next, "a stored delivery is numbered below its stream's next number");
-            outbound.unacked.insert((receiver, deliver.seq), Unacked { encoded: value, sent_at_ms: 0 });
-        }
+        outbound.unacked.retain(|(role, seq), _| acked.get(role).is_none_or(|last| seq > last));
         Ok(outbound)
     }
 
-    /// Number a delivery for `to` and write it (with the stream's new next number) into
-    /// `batch`; once the batch is durable, hand the result to [`Outbound::sent`]. Deliveries
-    /// planned into one batch are numbered in the order they are planned.
+    /// Number a delivery for `to` and write it into `batch`; once the batch is durable, hand
+    /// the result to [`Outbound::sent`]. Deliveries planned into one batch are numbered in the
+    /// order they are planned. The batch must be committed (a role whose commit fails stops,
+    /// and its restart reads the numbers from the disk).
     pub fn plan(&mut self, to: RoleId, payload: Payload, batch: &mut WriteBatch) -> Planned {
         let seq = self.next.get(&to).copied().unwrap_or(1);
         let message = Message::Deliver(Deliver { seq, payload });
-        let encoded = message.to_bytes();
-        batch.put(OUT_TABLE, out_key(&to, seq), encoded.clone());
-        batch.put(STREAMS_TABLE, stream_key(OUT, &to), (seq + 1).to_le_bytes().to_vec());
-        // Numbered now, so that a second plan into the same batch takes the next number; if
-        // the batch never commits the role stops (a failed commit stops the store) and its
-        // restart reads the numbers from the disk.
+        let mut w = Writer::new();
+        w.u8(PLANNED);
+        w.put(&to);
+        w.u64(seq);
+        w.put(&message);
+        let record = w.into_bytes();
+        // A snapshot only while no other delivery waits for its commit: the rows it drops
+        // hold only what it writes again, or what is acknowledged.
+        let snapshot = self.since_snapshot + 1 >= self.snapshot_every
+            && self.unacked.values().all(|unacked| unacked.sent_at_ms != NOT_SENT);
+        self.unacked.insert((to.clone(), seq), Unacked { record: record.clone(), sent_at_ms: NOT_SENT });
+        // Numbered now, so that a second plan into the same batch takes the next number.
         self.next.insert(to.clone(), seq + 1);
+        if snapshot {
+            for (role, next) in &self.next {
+                batch.record(OUT_LOG, number_record(NEXT, role, *next));
+            }
+            for unacked in self.unacked.values() {
+                batch.record(OUT_LOG, unacked.record.clone());
+            }
+            batch.truncate_log_here(OUT_LOG);
+            self.since_snapshot = 0;
+        } else {
+            batch.record(OUT_LOG, record);
+            self.since_snapshot += 1;
+        }
         let Message::Deliver(deliver) = message else { unreachable!("built as a delivery above") };
-        Planned { to, deliver, encoded }
+        Planned { to, deliver }
     }
 
     /// The batch holding `planned` is durable: send it.
     pub fn sent(&mut self, planned: Planned, from: &RoleId, now_ms: u64) -> Envelope {
-        let Planned { to, deliver, encoded } = planned;
-        self.unacked.insert((to.clone(), deliver.seq), Unacked { encoded, sent_at_ms: now_ms });
+        let Planned { to, deliver } = planned;
+        if let Some(unacked) = self.unacked.get_mut(&(to.clone(), deliver.seq)) {
+            unacked.sent_at_ms = now_ms;
+        }
         Envelope { from: from.clone(), to, message: Message::Deliver(deliver) }
     }
 
-    /// `from` acknowledged every delivery up to `seq`: the rows to delete go into `batch`;
-    /// call [`Outbound::forget`] with the same arguments once it is durable. Returns whether
-    /// anything was acknowledged.
+    /// `from` acknowledged every delivery up to `seq`: the record that says so goes into
+    /// `batch`; call [`Outbound::forget`] with the same arguments. Returns whether anything
+    /// was acknowledged.
     pub fn plan_ack(&self, from: &RoleId, seq: u64, batch: &mut WriteBatch) -> bool {
-        let mut any = false;
-        for ((receiver, n), _) in self.unacked.range((from.clone(), 0)..=(from.clone(), seq)) {
-            batch.delete(OUT_TABLE, out_key(receiver, *n));
-            any = true;
+        let any = self.unacked.range((from.clone(), 0)..=(from.clone(), seq)).next().is_some();
+        if any {
+            batch.record(OUT_LOG, number_record(ACKED, from, seq));
         }
         any
     }
@@ -154,12 +211,13 @@ impl Outbound {
     pub fn due(&mut self, from: &RoleId, now_ms: u64) -> Vec<Envelope> {
         let mut envelopes = Vec::new();
         for ((to, _), unacked) in self.unacked.iter_mut() {
-            if unacked.sent_at_ms.saturating_add(RESEND_AFTER_MS) <= now_ms {
+            if unacked.sent_at_ms != NOT_SENT && unacked.sent_at_ms.saturating_add(RESEND_AFTER_MS) <= now_ms {
                 unacked.sent_at_ms = now_ms;
-                // Its own bytes, written and read back by this role: they decode, or the
+                // Its own record, written and read back by this role: it decodes, or the
                 // memory is corrupt.
-                let message = Message::from_bytes(&unacked.encoded)
-                    .unwrap_or_else(|e| panic!("a kept delivery does not decode: {e}"));
+                let (_, _, _, message) =
+                    outbound_record(&unacked.record).unwrap_or_else(|e| panic!("a kept delivery does not decode: {e}"));
+                let message = message.unwrap_or_else(|| panic!("a kept delivery holds its message"));
                 envelopes.push(Envelope { from: from.clone(), to: to.clone(), message });
             }
         }
@@ -197,11 +255,17 @@ pub struct Inbound {
 impl Inbound {
     pub fn load(store: &Store) -> Result<Inbound> {
         let mut inbound = Inbound::default();
-        for (key, value) in store.scan(STREAMS_TABLE)? {
-            if key.starts_with(IN) {
-                let role = RoleId::from_bytes(&key[PREFIX_BYTES..]).map_err(|_| corrupt("a stream's role"))?;
-                inbound.last.insert(role, number_of(&value)?);
-            }
+        for record in store.scan_log(IN_LOG)? {
+            let mut r = Reader::new(&record);
+            let decoded = (|| {
+                let role: RoleId = r.get()?;
+                let seq = r.u64("delivery number")?;
+                r.finish()?;
+                Ok::<_, dtenge_wire::DecodeError>((role, seq))
+            })();
+            let (role, seq) = decoded.map_err(|e| corrupt(&format!("an applied number: {e}")))?;
+            let last = inbound.last.entry(role).or_insert(0);
+            *last = (*last).max(seq);
         }
         Ok(inbound)
     }
@@ -217,10 +281,23 @@ impl Inbound {
         }
     }
 
-    /// The delivery `seq` from `from` is applied in `batch`: its number goes with it.
+    /// The delivery `seq` from `from` is applied in `batch`: its number goes with it, with
+    /// every other sender's last number, and the rows before are dropped. The batch must be
+    /// committed (or the role stop) before the next delivery is planned: the role's lock
+    /// holds across both, as it must to apply deliveries in order.
     pub fn plan_applied(&self, from: &RoleId, seq: u64, batch: &mut WriteBatch) {
         debug_assert_eq!(self.accept(from, seq), Accept::Apply);
-        batch.put(STREAMS_TABLE, stream_key(IN, from), seq.to_le_bytes().to_vec());
+        let mut w = Writer::with_capacity(16);
+        w.put(from);
+        w.u64(seq);
+        batch.record(IN_LOG, w.into_bytes());
+        for (role, last) in self.last.iter().filter(|(role, _)| *role != from) {
+            let mut w = Writer::with_capacity(16);
+            w.put(role);
+            w.u64(*last);
+            batch.record(IN_LOG, w.into_bytes());
+        }
+        batch.truncate_log_here(IN_LOG);
     }
 
     /// The batch is durable.
@@ -280,6 +357,85 @@ mod tests {
         assert_eq!(due, vec![(central.clone(), 1), (sapa.clone(), 2)]);
         let mut batch = WriteBatch::new();
         assert_eq!(out.plan(sapa, certificate(), &mut batch).deliver.seq, 3, "numbers go on after a restart");
+    }
+
+    #[test]
+    fn the_outbound_log_is_cut_at_snapshots_and_reads_back_the_same_state() {
+        let disk = SimDisk::new();
+        let s = store(&disk);
+        let mut out = Outbound::default();
+        let me = RoleId::Bank("steppe".into());
+        let (sapa, tulpar) = (RoleId::Bank("sapa".into()), RoleId::Bank("tulpar".into()));
+        // Sapa acknowledges everything but the last two; tulpar never answers after its 3rd.
+        let rounds = 3 * SNAPSHOT_EVERY as u64 + 5;
+        for n in 1..=rounds {
+            let mut batch = WriteBatch::new();
+            let a = out.plan(sapa.clone(), certificate(), &mut batch);
+            let planned_tulpar = (n <= 3).then(|| out.plan(tulpar.clone(), certificate(), &mut batch));
+            if n > 2 && out.plan_ack(&sapa, n - 2, &mut batch) {
+                out.forget(&sapa, n - 2);
+            }
+            s.commit(batch).unwrap();
+            let _ = out.sent(a, &me, 0);
+            if let Some(t) = planned_tulpar {
+                let _ = out.sent(t, &me, 0);
+            }
+        }
+        assert!(s.log_row_count(OUT_LOG).unwrap() <= SNAPSHOT_EVERY as u64 + 1, "rows before a snapshot are cut");
+        let mut reloaded = Outbound::load(&store(&disk)).unwrap();
+        let due = |out: &mut Outbound| -> Vec<(RoleId, u64)> {
+            out.due(&me, RESEND_AFTER_MS)
+                .into_iter()
+                .map(|e| match e.message {
+                    Message::Deliver(d) => (e.to, d.seq),
+                    _ => unreachable!(),
+                })
+                .collect()
+        };
+        let expected = vec![
+            (sapa.clone(), rounds - 1),
+            (sapa.clone(), rounds),
+            (tulpar.clone(), 1),
+            (tulpar.clone(), 2),
+            (tulpar.clone(), 3),
+        ];
+        assert_eq!(due(&mut reloaded), expected);
+        assert_eq!(due(&mut out), expected);
+        let mut batch = WriteBatch::new();
+        assert_eq!(reloaded.plan(sapa, certificate(), &mut batch).deliver.seq, rounds + 1);
+        assert_eq!(reloaded.plan(tulpar, certificate(), &mut batch).deliver.seq, 4);
+    }
+
+    #[test]
+    fn a_planned_delivery_is_not_due_before_its_commit() {
+        let mut out = Outbound::default();
+        let me = RoleId::Bank("steppe".into());
+        let mut batch = WriteBatch::new();
+        let planned = out.plan(RoleId::Central, certificate(), &mut batch);
+        assert!(out.due(&me, u64::MAX - 1).is_empty());
+        let _ = out.sent(planned, &me, 5);
+        assert_eq!(out.due(&me, 5 + RESEND_AFTER_MS).len(), 1);
+    }
+
+    #[test]
+    fn the_inbound_log_keeps_every_senders_number_in_one_row() {
+        let disk = SimDisk::new();
+        let s = store(&disk);
+        let mut inbound = Inbound::default();
+        let senders = [RoleId::Bank("steppe".into()), RoleId::Central, RoleId::Bank("sapa".into())];
+        for seq in 1..=50u64 {
+            for from in &senders[..if seq > 10 { 2 } else { 3 }] {
+                let mut batch = WriteBatch::new();
+                inbound.plan_applied(from, seq, &mut batch);
+                s.commit(batch).unwrap();
+                inbound.applied(from, seq);
+            }
+        }
+        assert_eq!(s.log_row_count(IN_LOG).unwrap(), 1);
+        let inbound = Inbound::load(&store(&disk)).unwrap();
+        assert_eq!(inbound.accept(&senders[0], 51), Accept::Apply);
+        assert_eq!(inbound.accept(&senders[1], 50), Accept::Duplicate { ack: 50 });
+        assert_eq!(inbound.accept(&senders[2], 11), Accept::Apply);
     }
 
     #[test]

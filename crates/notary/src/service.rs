@@ -36,14 +36,19 @@ use dtenge_core::certificate::{notarize_message, CommitCertificate, CompactTx};
 use dtenge_core::crypto::{verify, Hash32, PublicKey, SecretKey};
 use dtenge_core::tx::{TX_INPUTS_MAX, TX_OUTPUTS_MAX};
 use dtenge_core::{Error, ErrorCode, Result};
-use dtenge_store::{Store, Table, WriteBatch};
+use dtenge_store::{LogTable, Store, Table, WriteBatch};
 use dtenge_wire::{Envelope, Message, NotarizeReply, NotarizeRequest, Outcome, RoleId};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The notary's own keyed rows: its sequence number.
+/// The notary's own keyed rows: the operator's blocks.
 pub const META_TABLE: Table = Table("notary_meta");
-const SEQ_KEY: &[u8] = b"seq";
+/// The last certificate's number (`u64` LE), one record per commit of spends, which drops the
+/// rows before it. A log record, so that the commit writes no fjall row (a keyed row cost the
+/// commit fjall's write and fsync besides the journal's). Until 2026-12-06 the number was a
+/// keyed row (`seq` in `notary_meta`); a store of that format is not read (there is no
+/// deployed data).
+pub const SEQ_LOG: LogTable = LogTable("notary_seq_log");
 
 /// `blocked:<bank>` -> the reason: the operator's blocks the notary has applied.
 const BLOCKED_PREFIX: &[u8] = b"blocked:";
@@ -52,6 +57,7 @@ const BLOCKED_PREFIX: &[u8] = b"blocked:";
 pub fn tables() -> Vec<Table> {
     let mut tables = TABLES.to_vec();
     tables.push(META_TABLE);
+    tables.push(SEQ_LOG.table());
     tables.extend(dtenge_delivery::TABLES);
     tables
 }
@@ -125,15 +131,14 @@ impl NotaryService {
     /// the keys of those who may send it requests.
     pub fn open(store: Store, key: SecretKey, senders: Senders) -> Result<NotaryService> {
         let (notary, replayed) = Notary::load(&store)?;
-        let seq = match store.get(META_TABLE, SEQ_KEY)? {
-            None => 0,
-            Some(bytes) => {
-                let bytes: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
-                    Error::new(ErrorCode::StorageFailure, "the notary's sequence number is not 8 bytes")
-                })?;
-                u64::from_le_bytes(bytes)
-            }
-        };
+        let mut seq = 0;
+        for record in store.scan_log(SEQ_LOG)? {
+            let bytes: [u8; 8] = record
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::new(ErrorCode::StorageFailure, "the notary's sequence number is not 8 bytes"))?;
+            seq = u64::from_le_bytes(bytes).max(seq);
+        }
         let mut senders = senders;
         for (key, _) in store.scan_prefix(META_TABLE, BLOCKED_PREFIX)? {
             let bank = String::from_utf8(key[BLOCKED_PREFIX.len()..].to_vec())
@@ -334,7 +339,9 @@ impl NotaryService {
         for &index in &aborted {
             Notary::abort_writes(&txs[index].tx_id, &mut batch);
         }
-        batch.put(META_TABLE, SEQ_KEY.to_vec(), seq.to_le_bytes().to_vec());
+        // Commits of spends are one at a time (the `seq` lock): this record holds the number.
+        batch.record(SEQ_LOG, seq.to_le_bytes().to_vec());
+        batch.truncate_log_here(SEQ_LOG);
         let written = self.store.commit(batch).map_err(|e| {
             // The write may or may not have reached the disk, so nothing of this request is
             // decided: every transaction of it is answered "ask again", never refused (a bank

@@ -122,6 +122,11 @@ enum Op {
         table: Table,
         before: u64,
     },
+    /// Delete a log table's rows written by earlier group commits: the rows of the group that
+    /// commits this batch stay.
+    TruncateLogHere {
+        table: Table,
+    },
 }
 
 impl Op {
@@ -130,7 +135,8 @@ impl Op {
             Op::Put { table, .. }
             | Op::Delete { table, .. }
             | Op::Record { table, .. }
-            | Op::TruncateLog { table, .. } => *table,
+            | Op::TruncateLog { table, .. }
+            | Op::TruncateLogHere { table } => *table,
         }
     }
 
@@ -142,7 +148,7 @@ impl Op {
             Op::Delete { table, key } => (table, Some(key), &Vec::new()),
             // A record is folded into a row whose key the committer assigns.
             Op::Record { table, record } => (table, None, record),
-            Op::TruncateLog { .. } => return Ok(()),
+            Op::TruncateLog { .. } | Op::TruncateLogHere { .. } => return Ok(()),
         };
         if let Some(key) = key {
             if key.is_empty() || key.len() > KEY_BYTES_MAX {
@@ -192,6 +198,13 @@ impl WriteBatch {
     /// Delete the rows of a log table numbered below `before` (see [`Store::log_next`]).
     pub fn truncate_log(&mut self, table: LogTable, before: u64) {
         self.ops.push(Op::TruncateLog { table: table.table(), before });
+    }
+    /// Delete the rows of a log table that earlier group commits wrote: what this batch's group
+    /// writes to it stays (every row of the table, when the group writes none). For a log
+    /// whose records since some point tell its whole state: the batch writes that state again
+    /// and drops the rest, without knowing the row numbers its records get.
+    pub fn truncate_log_here(&mut self, table: LogTable) {
+        self.ops.push(Op::TruncateLogHere { table: table.table() });
     }
     /// Append a record encoded with [`encode`].
     pub fn record_value<T: Serialize>(&mut self, table: LogTable, value: &T) -> Result<()> {
@@ -360,6 +373,12 @@ impl Store {
             table.check()?;
         }
         Ok(Store { engine: Engine::Simulated(sim::SimEngine::open(disk)?) })
+    }
+
+    /// Is this a store on a [`SimDisk`] (the simulator's)? Components that keep a log short
+    /// by snapshots take them far more often there, so that the simulator's crashes hit them.
+    pub fn is_simulated(&self) -> bool {
+        matches!(self.engine, Engine::Simulated(_))
     }
 
     /// Commit a batch durably. Returns after the fsync that covers it.
@@ -586,12 +605,16 @@ fn write_all(shared: &Shared, jobs: &[Job]) -> Result<()> {
             Op::TruncateLog { table, before } => {
                 entries.push(journal::Entry::Truncate { table: *table, before: *before })
             }
+            Op::TruncateLogHere { .. } => {}
         }
     }
     // Held until the batch is written, so that `log_next` never reads a number this group
     // takes but has not written yet.
     let mut sequences = shared.sequences.lock();
     let rows = sequences.fold(all_ops(), |table| shared.last_key(table))?;
+    for (table, before) in log::truncations_here(all_ops(), &rows, &mut sequences, |t| shared.last_key(t))? {
+        entries.push(journal::Entry::Truncate { table, before });
+    }
     for (table, key, bytes) in rows {
         let row = u64::from_be_bytes(key.as_slice().try_into().map_err(|_| storage_error("commit", "row key"))?);
         entries.push(journal::Entry::Row { table, row, bytes });
@@ -726,6 +749,49 @@ mod tests {
     fn log_records_survive_reopen_in_commit_order_on_the_simulated_disk() {
         let disk = SimDisk::new();
         log_round_trip(|| Store::open_simulated(disk.clone(), &[T]).unwrap());
+    }
+
+    fn truncation_here_round_trip(open: impl Fn() -> Store) {
+        {
+            let store = open();
+            for n in 0..5u8 {
+                let mut b = WriteBatch::new();
+                b.record(LOG, vec![n]);
+                store.commit(b).unwrap();
+            }
+            // The group's own rows stay, the earlier ones go.
+            let mut b = WriteBatch::new();
+            b.record(LOG, b"state".to_vec());
+            b.truncate_log_here(LOG);
+            b.record(LOG, b"after".to_vec());
+            store.commit(b).unwrap();
+            assert_eq!(store.scan_log(LOG).unwrap(), vec![b"state".to_vec(), b"after".to_vec()]);
+            let mut b = WriteBatch::new();
+            b.record(LOG, b"later".to_vec());
+            store.commit(b).unwrap();
+        }
+        let store = open();
+        assert_eq!(store.scan_log(LOG).unwrap(), vec![b"state".to_vec(), b"after".to_vec(), b"later".to_vec()]);
+        assert_eq!(store.log_next(LOG).unwrap(), 7);
+        // A group that writes no row to the table drops all of it.
+        let mut b = WriteBatch::new();
+        b.truncate_log_here(LOG);
+        b.put(T, b"k".to_vec(), b"v".to_vec());
+        store.commit(b).unwrap();
+        assert!(store.scan_log(LOG).unwrap().is_empty());
+    }
+
+    #[test]
+    fn truncation_here_keeps_the_groups_rows_on_fjall() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        truncation_here_round_trip(|| Store::open(&path, &[T, LOG.table()]).unwrap());
+    }
+
+    #[test]
+    fn truncation_here_keeps_the_groups_rows_on_the_simulated_disk() {
+        let disk = SimDisk::new();
+        truncation_here_round_trip(|| Store::open_simulated(disk.clone(), &[T]).unwrap());
     }
 
     #[test]

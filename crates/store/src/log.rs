@@ -122,6 +122,30 @@ impl Sequences {
     }
 }
 
+/// Where each [`Op::TruncateLogHere`] of `ops` cuts its table: at the first row `rows` (the
+/// group's folded rows) gives it, or at the table's next row when the group writes none.
+pub(crate) fn truncations_here<'a>(
+    ops: impl Iterator<Item = &'a Op>,
+    rows: &[Row],
+    sequences: &mut Sequences,
+    mut last_key: impl FnMut(Table) -> Result<Option<Vec<u8>>>,
+) -> Result<Vec<(Table, u64)>> {
+    let mut cuts: Vec<(Table, u64)> = Vec::new();
+    for op in ops {
+        let Op::TruncateLogHere { table } = op else { continue };
+        if cuts.iter().any(|(t, _)| t == table) {
+            continue;
+        }
+        let first = rows.iter().filter(|(t, _, _)| t == table).map(|(_, key, _)| sequence_of(key)).next();
+        let before = match first {
+            Some(first) => first?,
+            None => sequences.peek(*table, &mut last_key)?,
+        };
+        cuts.push((*table, before));
+    }
+    Ok(cuts)
+}
+
 fn sequence_of(key: &[u8]) -> Result<u64> {
     let bytes: [u8; SEQUENCE_BYTES] =
         key.try_into().map_err(|_| storage_error("log", format!("row key of {} bytes in a log table", key.len())))?;

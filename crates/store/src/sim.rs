@@ -241,20 +241,28 @@ impl SimEngine {
         let rows = Sequences::default().fold(batch.ops.iter(), |table| {
             Ok(tables.get(&log_name(table)).and_then(|rows| rows.keys().next_back().cloned()))
         })?;
+        let mut sequences = Sequences::default();
+        let here = crate::log::truncations_here(batch.ops.iter(), &rows, &mut sequences, |table| {
+            Ok(tables.get(&log_name(table)).and_then(|rows| rows.keys().next_back().cloned()))
+        })?;
         let mut ops: Vec<SimOp> = Vec::with_capacity(batch.ops.len());
+        let truncations = batch.ops.iter().filter_map(|op| match op {
+            Op::TruncateLog { table, before } => Some((*table, *before)),
+            _ => None,
+        });
+        for (table, before) in truncations.chain(here) {
+            let name = log_name(table);
+            let Some(rows) = tables.get(&name) else { continue };
+            let below = rows.range(..before.to_be_bytes().to_vec()).map(|(key, _)| key.clone());
+            ops.extend(below.map(|key| SimOp { table: name.clone(), key, value: None }));
+        }
         for op in batch.ops {
             match op {
                 Op::Put { table, key, value } => {
                     ops.push(SimOp { table: table.0.to_string(), key, value: Some(value) })
                 }
                 Op::Delete { table, key } => ops.push(SimOp { table: table.0.to_string(), key, value: None }),
-                Op::Record { .. } => {}
-                Op::TruncateLog { table, before } => {
-                    let name = log_name(table);
-                    let Some(rows) = tables.get(&name) else { continue };
-                    let below = rows.range(..before.to_be_bytes().to_vec()).map(|(key, _)| key.clone());
-                    ops.extend(below.map(|key| SimOp { table: name.clone(), key, value: None }));
-                }
+                Op::Record { .. } | Op::TruncateLog { .. } | Op::TruncateLogHere { .. } => {}
             }
         }
         ops.extend(rows.into_iter().map(|(table, key, value)| SimOp {
