@@ -215,6 +215,46 @@ where
     T: Serialize + DeserializeOwned + Send + 'static,
     F: FnOnce(&Platform, Option<&Idem>, R) -> Result<T, Error> + Send + 'static,
 {
+    mutate_with(Memo::Gateway, app, (method, uri, headers, body), status, op).await
+}
+
+/// Where a repeated idempotency key is answered from.
+#[derive(Clone, Copy)]
+enum Memo {
+    /// The gateway's memo ([`Platform::once`]).
+    Gateway,
+    /// The role that moves the money keeps the key ([`Platform::once_at_role`]).
+    Role,
+}
+
+/// [`mutate`] for an operation whose role keeps the key: transfers and client-signed
+/// transactions, the hot path.
+async fn mutate_at_role<R, T, F>(
+    app: App,
+    request: (Method, Uri, HeaderMap, Body),
+    status: StatusCode,
+    op: F,
+) -> Response
+where
+    R: DeserializeOwned + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + 'static,
+    F: FnOnce(&Platform, Option<&Idem>, R) -> Result<T, Error> + Send + 'static,
+{
+    mutate_with(Memo::Role, app, request, status, op).await
+}
+
+async fn mutate_with<R, T, F>(
+    memo: Memo,
+    app: App,
+    (method, uri, headers, body): (Method, Uri, HeaderMap, Body),
+    status: StatusCode,
+    op: F,
+) -> Response
+where
+    R: DeserializeOwned + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + 'static,
+    F: FnOnce(&Platform, Option<&Idem>, R) -> Result<T, Error> + Send + 'static,
+{
     let body = body.0;
     let prepared = (|| {
         let key = idempotency_key(&headers)?;
@@ -232,7 +272,11 @@ where
         Ok(p) => p,
         Err(e) => return Failure(e).into_response(),
     };
-    let outcome = tokio::task::spawn_blocking(move || app.once(Some(idem), |idem| op(&app, idem, request))).await;
+    let outcome = tokio::task::spawn_blocking(move || match memo {
+        Memo::Gateway => app.once(Some(idem), |idem| op(&app, idem, request)),
+        Memo::Role => app.once_at_role(Some(idem), |idem| op(&app, idem, request)),
+    })
+    .await;
     match outcome {
         Ok(Ok(value)) => (status, Json(value)).into_response(),
         Ok(Err(e)) => Failure(e).into_response(),
@@ -396,10 +440,8 @@ async fn transfer(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: TransferRequest| {
-        n.transfer(idem, &node, r)
-    })
-    .await
+    let request = (method, uri, headers, body);
+    mutate_at_role(app, request, StatusCode::OK, move |n, idem, r: TransferRequest| n.transfer(idem, &node, r)).await
 }
 
 /// Which tokens to list.
@@ -441,8 +483,8 @@ async fn submit(
 ) -> Response {
     // To the payer's bank, whose flusher batches concurrent submissions: the same path
     // `dtenge bench` measures.
-    mutate(app, method, uri, headers, body, StatusCode::OK, move |p, idem, tx: Transaction| p.submit(idem, &node, tx))
-        .await
+    let request = (method, uri, headers, body);
+    mutate_at_role(app, request, StatusCode::OK, move |p, idem, tx: Transaction| p.submit(idem, &node, tx)).await
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/registries", tag = "payments",

@@ -113,6 +113,7 @@ impl BankService {
         inner.stats.deliveries_applied += txs.len() as u64;
         inner.inbound.applied(&from, seq);
         self.ack(&from, seq);
+        self.delivery_applied();
     }
 
     pub(crate) fn ack(&self, to: &RoleId, seq: u64) {

@@ -86,7 +86,7 @@ use dtenge_node::{Account, NodeMeta, NodeState};
 use dtenge_store::{Store, WriteBatch};
 use dtenge_transport::Transport;
 use dtenge_wire::{Envelope, Message, RoleId};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use state::Inner;
 use std::sync::Arc;
 use submit::Submission;
@@ -243,6 +243,10 @@ pub struct BankService {
     key_cache: KeyCache,
     queue: Mutex<Vec<Submission>>,
     inner: Mutex<Inner>,
+    /// Deliveries of certified transactions applied since the bank opened, and a wake-up for
+    /// whoever waits for the next one (a gateway that answers once a payee's bank applied a
+    /// payment), so that no one polls the bank's lock.
+    deliveries_applied: (Mutex<u64>, Condvar),
 }
 
 impl BankService {
@@ -284,6 +288,7 @@ impl BankService {
             key_cache: KeyCache::default(),
             queue: Mutex::new(Vec::new()),
             inner: Mutex::new(inner),
+            deliveries_applied: (Mutex::new(0), Condvar::new()),
         })
     }
 
@@ -298,6 +303,26 @@ impl BankService {
     /// Read the node's state (accounts, balances, history).
     pub fn read<T>(&self, f: impl FnOnce(&NodeState) -> T) -> T {
         f(&self.inner.lock().node)
+    }
+
+    /// Deliveries of certified transactions applied since the bank opened.
+    pub fn deliveries_applied(&self) -> u64 {
+        *self.deliveries_applied.0.lock()
+    }
+
+    /// Wait until a delivery is applied after the `seen`-th ([`BankService::deliveries_applied`]),
+    /// at most `timeout`.
+    pub fn wait_for_delivery_after(&self, seen: u64, timeout: std::time::Duration) {
+        let mut applied = self.deliveries_applied.0.lock();
+        if *applied == seen {
+            self.deliveries_applied.1.wait_for(&mut applied, timeout);
+        }
+    }
+
+    /// Count a delivery applied and wake whoever waits for one.
+    fn delivery_applied(&self) {
+        *self.deliveries_applied.0.lock() += 1;
+        self.deliveries_applied.1.notify_all();
     }
 
     pub fn stats(&self) -> BankStats {

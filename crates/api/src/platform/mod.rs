@@ -167,6 +167,17 @@ impl Platform {
         self.answers.once(idem, op)
     }
 
+    /// [`Platform::once`] for an operation whose role keeps its key and answers a repeat from its
+    /// own store (transfers, client-signed transactions): the key is guarded while in flight,
+    /// without the gateway's memo (no second durable commit on the payment path).
+    pub fn once_at_role<T, F>(&self, idem: Option<Idem>, op: F) -> Result<T>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        F: FnOnce(Option<&Idem>) -> Result<T>,
+    {
+        self.answers.once_at_role(idem, op)
+    }
+
     pub fn shutdown(self) {
         self.assembly.shutdown();
     }

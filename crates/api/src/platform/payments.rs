@@ -363,11 +363,21 @@ impl Platform {
             }
         }
         let deadline = std::time::Instant::now() + ANSWER_WAIT;
-        while !waiting.is_empty() && std::time::Instant::now() < deadline {
-            waiting.retain(|payee| !self.has_applied(&payee.bank, &payee.client_id, tx_id));
-            if !waiting.is_empty() {
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
+        loop {
+            // Each payee with its bank's count of deliveries applied, taken before the look, so
+            // that a delivery applied right after the look still wakes the wait below.
+            let counted: Vec<(&Party, u64)> = waiting
+                .iter()
+                .map(|p| (*p, self.bank(&p.bank).map_or(0, |b| b.service().deliveries_applied())))
+                .collect();
+            let owed: Vec<(&Party, u64)> =
+                counted.into_iter().filter(|(p, _)| !self.has_applied(&p.bank, &p.client_id, tx_id)).collect();
+            let now = std::time::Instant::now();
+            let (Some((payee, seen)), true) = (owed.first(), now < deadline) else { return };
+            // The first payee's bank still owes it: wait for its next delivery (no polling).
+            let Ok(bank) = self.bank(&payee.bank) else { return };
+            bank.service().wait_for_delivery_after(*seen, deadline - now);
+            waiting = owed.into_iter().map(|(p, _)| p).collect();
         }
     }
 
