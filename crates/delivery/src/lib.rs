@@ -24,7 +24,9 @@
 //! planned, plus one, or a `3` record), and the deliveries not acknowledged. The logs do not
 //! grow without end: every [`SNAPSHOT_EVERY`] deliveries a plan writes the outbound state
 //! again (every stream's next number and every delivery not acknowledged) and drops the rows
-//! written before ([`WriteBatch::truncate_log_here`]); every applied delivery writes every
+//! written before ([`WriteBatch::truncate_log_here`]), unless what it would write again is more
+//! than half of what was written since the last snapshot (a receiver away for long: the log
+//! then grows until it acknowledges); every applied delivery writes every
 //! sender's last number and drops the rows before. Before these logs (2026-12-06) the
 //! deliveries were keyed rows (`delivery_out`, `delivery_streams`): a payment's answer and its
 //! delivery each paid fjall's write and fsync besides the journal's, and the transactions were
@@ -96,14 +98,21 @@ struct Unacked {
 pub struct Outbound {
     next: BTreeMap<RoleId, u64>,
     unacked: BTreeMap<(RoleId, u64), Unacked>,
-    /// Deliveries planned since the last snapshot of the log.
+    /// Deliveries planned since the last snapshot of the log, and their records' bytes.
     since_snapshot: usize,
+    since_snapshot_bytes: usize,
     snapshot_every: usize,
 }
 
 impl Default for Outbound {
     fn default() -> Outbound {
-        Outbound { next: BTreeMap::new(), unacked: BTreeMap::new(), since_snapshot: 0, snapshot_every: SNAPSHOT_EVERY }
+        Outbound {
+            next: BTreeMap::new(),
+            unacked: BTreeMap::new(),
+            since_snapshot: 0,
+            since_snapshot_bytes: 0,
+            snapshot_every: SNAPSHOT_EVERY,
+        }
     }
 }
 
@@ -156,9 +165,14 @@ impl Outbound {
         w.put(&message);
         let record = w.into_bytes();
         // A snapshot only while no other delivery waits for its commit: the rows it drops
-        // hold only what it writes again, or what is acknowledged.
+        // hold only what it writes again, or what is acknowledged. And only while what it
+        // writes again is at most half of what was written since the last one: a receiver
+        // that stays away (its deliveries pile up) must not make every snapshot rewrite them
+        // all; the log grows instead until it acknowledges.
+        let written = self.since_snapshot_bytes + record.len();
         let snapshot = self.since_snapshot + 1 >= self.snapshot_every
-            && self.unacked.values().all(|unacked| unacked.sent_at_ms != NOT_SENT);
+            && self.unacked.values().all(|unacked| unacked.sent_at_ms != NOT_SENT)
+            && self.unacked.values().map(|unacked| unacked.record.len()).sum::<usize>() <= written / 2;
         self.unacked.insert((to.clone(), seq), Unacked { record: record.clone(), sent_at_ms: NOT_SENT });
         // Numbered now, so that a second plan into the same batch takes the next number.
         self.next.insert(to.clone(), seq + 1);
@@ -171,9 +185,11 @@ impl Outbound {
             }
             batch.truncate_log_here(OUT_LOG);
             self.since_snapshot = 0;
+            self.since_snapshot_bytes = 0;
         } else {
             batch.record(OUT_LOG, record);
             self.since_snapshot += 1;
+            self.since_snapshot_bytes = written;
         }
         let Message::Deliver(deliver) = message else { unreachable!("built as a delivery above") };
         Planned { to, deliver }
@@ -404,6 +420,40 @@ mod tests {
         let mut batch = WriteBatch::new();
         assert_eq!(reloaded.plan(sapa, certificate(), &mut batch).deliver.seq, rounds + 1);
         assert_eq!(reloaded.plan(tulpar, certificate(), &mut batch).deliver.seq, 4);
+    }
+
+    #[test]
+    fn a_receiver_away_makes_no_snapshot_rewrite_its_pile_and_its_acknowledgement_cuts_the_log() {
+        let disk = SimDisk::new();
+        let s = store(&disk);
+        let mut out = Outbound::default();
+        let me = RoleId::Bank("steppe".into());
+        let sapa = RoleId::Bank("sapa".into());
+        let rounds = 4 * SNAPSHOT_EVERY as u64;
+        for _ in 0..rounds {
+            let mut batch = WriteBatch::new();
+            let planned = out.plan(sapa.clone(), certificate(), &mut batch);
+            s.commit(batch).unwrap();
+            let _ = out.sent(planned, &me, 0);
+        }
+        // Nothing acknowledged: every delivery is in the log once (one row per commit).
+        assert_eq!(s.log_row_count(OUT_LOG).unwrap(), rounds);
+        let mut batch = WriteBatch::new();
+        assert!(out.plan_ack(&sapa, rounds, &mut batch));
+        out.forget(&sapa, rounds);
+        s.commit(batch).unwrap();
+        // The next plan takes the snapshot it owed: the log is cut to it and what followed.
+        for _ in 0..3 {
+            let mut batch = WriteBatch::new();
+            let planned = out.plan(sapa.clone(), certificate(), &mut batch);
+            s.commit(batch).unwrap();
+            let _ = out.sent(planned, &me, 0);
+        }
+        assert!(s.log_row_count(OUT_LOG).unwrap() <= 3, "the snapshot after the acknowledgement cut the log");
+        let mut reloaded = Outbound::load(&store(&disk)).unwrap();
+        assert_eq!(reloaded.due(&me, RESEND_AFTER_MS).len(), out.len());
+        let mut batch = WriteBatch::new();
+        assert_eq!(reloaded.plan(sapa, certificate(), &mut batch).deliver.seq, rounds + 4);
     }
 
     #[test]
