@@ -195,6 +195,11 @@ pub struct OracleStats {
     pub orders_sent: u64,
 }
 
+/// What a delivery's certified transactions share while each is planned: the decisions taken
+/// so far in it, the events it changed, the records planned, the batch.
+type Planning<'a> =
+    (&'a [(TxId, TxDecision)], &'a mut BTreeMap<String, HoldEvent>, &'a mut Vec<Record>, &'a mut WriteBatch);
+
 /// What a delivered certified transaction does to the registry.
 enum Certified {
     /// The oracle attested it: its event changes, its decision becomes `Applied`.
@@ -948,8 +953,8 @@ impl OracleService {
         let mut drafts = Vec::new();
         let mut planned: Vec<Record> = Vec::new();
         for (tx, proof) in &txs {
-            let planning = (&mut changed, &mut planned, &mut batch);
-            match self.plan_certified(inner, &certificate, tx, proof, &decided, planning, now_ms) {
+            let planning = (decided.as_slice(), &mut changed, &mut planned, &mut batch);
+            match self.plan_certified(inner, &certificate, tx, proof, planning, now_ms) {
                 Certified::Apply(tx_id, decision) => {
                     drafts.extend(self.applied_notices(inner, &changed, &decision, tx_id));
                     decided.push((tx_id, decision));
@@ -1004,8 +1009,7 @@ impl OracleService {
         certificate: &CommitCertificate,
         tx: &Transaction,
         proof: &CommitProof,
-        decided: &[(TxId, TxDecision)],
-        (changed, planned, batch): (&mut BTreeMap<String, HoldEvent>, &mut Vec<Record>, &mut WriteBatch),
+        (decided, changed, planned, batch): Planning<'_>,
         now_ms: u64,
     ) -> Certified {
         let Ok(ids) = TxIds::of(tx) else { return Certified::Foreign };
