@@ -1,7 +1,7 @@
 //! Operating the real `dtenge up` process (issue 17, point 10).
 //!
 //! * SIGTERM, what systemd, Docker or Kubernetes send to stop a service, stops `up` as Ctrl-C
-//!   does: no new connections, the requests in flight answered, the background threads ended,
+//!   does: no new connections, the requests in flight answered, the roles' threads ended,
 //!   the stores closed, exit status 0; a restart on the same data finds everything the API
 //!   acknowledged. A request whose body is still arriving when SIGTERM comes is answered
 //!   before the process exits.
@@ -98,7 +98,7 @@ fn sigterm_stops_up_with_status_0_and_a_restart_finds_what_it_acknowledged() {
     assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}\n{}", first.logs());
     let out = first.stdout();
     assert!(out.contains("SIGTERM: stopping"), "{}", first.logs());
-    assert!(out.contains("stopped: requests finished, background threads ended, stores closed"), "{}", first.logs());
+    assert!(out.contains("stopped: requests finished, roles stopped, stores closed"), "{}", first.logs());
     assert!(first.stderr().trim().is_empty(), "{}", first.logs());
 
     restart_finds(&data, dir.path(), &pair, &tx_id, 750_00);
