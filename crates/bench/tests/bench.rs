@@ -55,15 +55,27 @@ fn refuses_impossible_configurations() {
 
 #[test]
 fn programmed_payments_are_timed_next_to_plain_ones() {
+    // On the roles, through the platform facade (the one-process network no longer times them).
     let config = Config { programmable_ops: 20, ..small(None) };
-    let report = run(&config, |_| {}).unwrap();
+    let report = dtenge_bench::roles::run(&config, |_| {}).unwrap();
     assert!(report.ok, "{:?}", report.problems);
     let programmable = report.programmable.as_ref().expect("the programmable phase ran");
     for cost in [&programmable.plain, &programmable.hold, &programmable.release, &programmable.marked] {
         assert_eq!(cost.operations, 20);
         assert!(cost.per_s > 0.0 && cost.latency.p50_us > 0);
     }
-    assert!(dtenge_bench::render(&report).contains("held payment (hold + release)"));
+    assert!(dtenge_bench::roles::render(&report).contains("held payment (hold + release)"));
+}
+
+#[test]
+fn a_dashboard_polling_the_roles_during_the_run_sees_them_and_changes_nothing() {
+    let config = Config { monitor_every_ms: Some(1), ..small(Some(2_000)) };
+    let report = dtenge_bench::roles::run(&config, |_| {}).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.committed, 200);
+    let polls = report.monitoring.as_ref().expect("the poller ran");
+    assert!(polls.polls > 0);
+    assert!(polls.circulation_tiyn_last > 0, "the dashboard saw no DT in circulation");
 }
 
 #[test]
