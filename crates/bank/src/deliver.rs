@@ -3,7 +3,7 @@
 
 use crate::state::Inner;
 use crate::verify::{signature_items, verify_all, SignatureItem};
-use crate::BankService;
+use crate::{AfterCommit, BankService};
 use dtenge_core::anchors::Anchors;
 use dtenge_core::certificate::{CommitCertificate, CommitProof, CompactTx};
 use dtenge_core::merkle::InnerMemo;
@@ -15,15 +15,27 @@ use dtenge_store::WriteBatch;
 use dtenge_wire::{Decision, Deliver, DeliverAck, Envelope, Message, Payload, RoleId};
 
 impl BankService {
-    pub(crate) fn on_deliver(&self, inner: &mut Inner, from: RoleId, deliver: Deliver, now_ms: u64) {
+    /// A delivery: certified transactions are committed and applied in memory here, and
+    /// acknowledged once durable ([`BankService::finish_commit`], from the returned value);
+    /// the rest is handled whole.
+    pub(crate) fn on_deliver(
+        &self,
+        inner: &mut Inner,
+        from: RoleId,
+        deliver: Deliver,
+        now_ms: u64,
+    ) -> Option<AfterCommit> {
         match inner.inbound.accept(&from, deliver.seq) {
             dtenge_delivery::Accept::Apply => {}
-            dtenge_delivery::Accept::Duplicate { ack } => return self.ack(&from, ack),
-            dtenge_delivery::Accept::Early => return,
+            dtenge_delivery::Accept::Duplicate { ack } => {
+                self.ack(&from, ack);
+                return None;
+            }
+            dtenge_delivery::Accept::Early => return None,
         }
         match deliver.payload {
             Payload::Certified { certificate, txs } => {
-                self.on_certified(inner, from, deliver.seq, &certificate, &txs, now_ms)
+                return self.on_certified(inner, from, deliver.seq, &certificate, &txs, now_ms)
             }
             Payload::Decision(decision) if from == RoleId::Central => {
                 self.on_decision(inner, from, deliver.seq, decision)
@@ -32,6 +44,7 @@ impl BankService {
             Payload::Decision(_) => {}
             Payload::Card(notice) => self.on_card_notice(inner, from, deliver.seq, notice, now_ms),
         }
+        None
     }
 
     /// The operator's decision: kept in the bank's store with its delivery number, then
@@ -62,14 +75,14 @@ impl BankService {
         certificate: &CommitCertificate,
         txs: &[(Transaction, CommitProof)],
         now_ms: u64,
-    ) {
+    ) -> Option<AfterCommit> {
         // A certified transaction completes whatever the operator decided since: a block
         // applies to what starts after it (the notary spends nothing new for a blocked bank).
         let mut anchors = self.anchors.read().clone();
         anchors.blocked.clear();
         if certificate.verify_signature(&anchors.notary).is_err() {
             inner.stats.deliveries_rejected += txs.len() as u64;
-            return;
+            return None;
         }
         let (mut memo, mut certified) = (InnerMemo::default(), InnerMemo::default());
         let mut verdicts: Vec<Result<(TxIds, Vec<SignatureItem>)>> = txs
@@ -101,19 +114,15 @@ impl BankService {
             deltas.push(delta);
         }
         inner.inbound.plan_applied(&from, seq, &mut batch);
-        if self.commit(inner, batch).is_err() {
-            return;
-        }
+        let durable = self.commit_async(inner, batch);
         for delta in deltas {
             inner.node.apply(delta);
         }
-        for answered in redeemed {
-            self.apply_redeemed(inner, answered);
-        }
+        let answered = redeemed.into_iter().map(|answered| self.apply_redeemed(inner, answered)).collect();
         inner.stats.deliveries_applied += txs.len() as u64;
         inner.inbound.applied(&from, seq);
-        self.ack(&from, seq);
-        self.delivery_applied();
+        let sends = Vec::new();
+        Some(AfterCommit { durable, answered, sends, ack: Some((from, seq)), delivery_applied: true })
     }
 
     pub(crate) fn ack(&self, to: &RoleId, seq: u64) {

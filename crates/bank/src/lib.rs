@@ -173,6 +173,29 @@ impl Reply {
     }
 }
 
+/// What a commit made under the role's lock owes once durable ([`BankService::finish_commit`]).
+pub(crate) struct AfterCommit {
+    pub(crate) durable: dtenge_store::PendingCommit,
+    /// The transactions answered by the commit.
+    pub(crate) answered: Vec<TxAnswer>,
+    /// Deliveries planned in the commit, sent once it is durable.
+    pub(crate) sends: Vec<dtenge_delivery::Planned>,
+    /// The delivery the commit applied, acknowledged once it is durable.
+    pub(crate) ack: Option<(RoleId, u64)>,
+    /// The commit applied a delivery of certified transactions ([`BankService::deliveries_applied`]).
+    pub(crate) delivery_applied: bool,
+}
+
+/// A transaction's answer, sent to whoever waits for it once its commit is durable.
+pub(crate) struct TxAnswer {
+    pub(crate) tx_id: TxId,
+    pub(crate) answer: Result<Committed>,
+    /// Its idempotency key, in flight until then.
+    pub(crate) idem_key: Option<String>,
+    /// A payment from the outbox: remembered among the recent commits, out of the outbox.
+    pub(crate) from_outbox: bool,
+}
+
 /// What a client asks its bank to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -434,47 +457,106 @@ impl BankService {
         self.queue.lock().len()
     }
 
-    /// Take one envelope from the network.
+    /// Take one envelope from the network. A notary's answer and a delivery are committed
+    /// under the role's lock, and what they owe once durable is done after it is released
+    /// ([`BankService::finish_commit`]): readers and the flusher do not wait for the fsync.
     pub fn handle(&self, envelope: Envelope, now_ms: u64) {
         let mut inner = self.inner.lock();
         if inner.failed {
             return;
         }
-        match envelope.message {
-            // Programmed spends (`programmed`): plans, attestations and batches of their own.
-            Message::PlanReply(reply) if envelope.from == RoleId::Oracle => {
-                self.on_plan_reply(&mut inner, reply, now_ms)
-            }
-            Message::AttestReply(reply) if envelope.from == RoleId::Oracle && inner.spends.has(&reply.tx_id) => {
-                self.on_spend_attest_reply(&mut inner, reply, now_ms)
-            }
-            Message::NotarizeReply(reply) if envelope.from == RoleId::Notary && inner.spends.has_batch(reply.batch) => {
-                self.on_spend_reply(&mut inner, reply, now_ms)
-            }
-            // Holds and releases go to the notary alone, under batch numbers of their own.
-            Message::NotarizeReply(reply) if envelope.from == RoleId::Notary && hold::is_hold_batch(reply.batch) => {
-                self.on_hold_reply(&mut inner, reply, now_ms)
-            }
-            Message::NotarizeReply(reply) if envelope.from == RoleId::Notary => {
+        let from = envelope.from;
+        let after = match envelope.message {
+            Message::NotarizeReply(reply)
+                if from == RoleId::Notary
+                    && !inner.spends.has_batch(reply.batch)
+                    && !hold::is_hold_batch(reply.batch) =>
+            {
                 self.on_reply(&mut inner, reply, now_ms)
             }
-            Message::Deliver(deliver) => self.on_deliver(&mut inner, envelope.from, deliver, now_ms),
-            Message::DeliverAck(ack) => self.on_ack(&mut inner, &envelope.from, ack.seq),
-            Message::ClaimReply(reply) if envelope.from == RoleId::Directory => self.on_claim_reply(&mut inner, reply),
-            Message::RedeemRefused(refused) if envelope.from == RoleId::Central => {
-                self.on_redeem_refused(&mut inner, refused)
+            Message::Deliver(deliver) => self.on_deliver(&mut inner, from, deliver, now_ms),
+            message => {
+                self.handle_other(&mut inner, from, message, now_ms);
+                None
             }
-            Message::AttestReply(reply) if envelope.from == RoleId::Oracle => {
-                self.on_attest_reply(&mut inner, reply, now_ms)
+        };
+        drop(inner);
+        if let Some(after) = after {
+            self.finish_commit(after, now_ms);
+        }
+    }
+
+    /// Every other message, handled whole under the role's lock.
+    fn handle_other(&self, inner: &mut Inner, from: RoleId, message: Message, now_ms: u64) {
+        match message {
+            // Programmed spends (`programmed`): plans, attestations and batches of their own.
+            Message::PlanReply(reply) if from == RoleId::Oracle => self.on_plan_reply(inner, reply, now_ms),
+            Message::AttestReply(reply) if from == RoleId::Oracle && inner.spends.has(&reply.tx_id) => {
+                self.on_spend_attest_reply(inner, reply, now_ms)
             }
-            Message::ReleaseOrder(order) if envelope.from == RoleId::Oracle => {
-                self.on_release_order(&mut inner, order, now_ms)
+            Message::NotarizeReply(reply) if from == RoleId::Notary && inner.spends.has_batch(reply.batch) => {
+                self.on_spend_reply(inner, reply, now_ms)
             }
-            Message::CardClaimReply(reply) if envelope.from == RoleId::Directory => {
-                self.on_card_claim_reply(&mut inner, reply)
+            // Holds and releases go to the notary alone, under batch numbers of their own.
+            Message::NotarizeReply(reply) if from == RoleId::Notary && hold::is_hold_batch(reply.batch) => {
+                self.on_hold_reply(inner, reply, now_ms)
             }
+            Message::DeliverAck(ack) => self.on_ack(inner, &from, ack.seq),
+            Message::ClaimReply(reply) if from == RoleId::Directory => self.on_claim_reply(inner, reply),
+            Message::RedeemRefused(refused) if from == RoleId::Central => self.on_redeem_refused(inner, refused),
+            Message::AttestReply(reply) if from == RoleId::Oracle => self.on_attest_reply(inner, reply, now_ms),
+            Message::ReleaseOrder(order) if from == RoleId::Oracle => self.on_release_order(inner, order, now_ms),
+            Message::CardClaimReply(reply) if from == RoleId::Directory => self.on_card_claim_reply(inner, reply),
             // Nothing else is for a bank: dropped, as a stray or hostile message must be.
             _ => {}
+        }
+    }
+
+    /// What a commit made under the role's lock owes once it is durable, done without the
+    /// lock: the memory was changed before the commit was written (in the order the disk will
+    /// have it: one committer per store, commits in order, and fail-stop after a failed one),
+    /// but nothing leaves the role before the disk holds it: no client's answer, no delivery
+    /// (its number must never be reused after a crash), no acknowledgement. A key stays in
+    /// flight, and a transaction in the outbox (a resubmission waits for its answer), until
+    /// then. A failed commit stops the role (its restart reads what the disk holds).
+    pub(crate) fn finish_commit(&self, after: AfterCommit, now_ms: u64) {
+        let AfterCommit { durable, answered, sends, ack, delivery_applied } = after;
+        let durable = durable.wait();
+        let mut inner = self.inner.lock();
+        if durable.is_err() {
+            inner.failed = true;
+            return;
+        }
+        let me = self.role();
+        let envelopes: Vec<Envelope> =
+            sends.into_iter().map(|planned| inner.outbound.sent(planned, &me, now_ms)).collect();
+        let mut replies = Vec::new();
+        for TxAnswer { tx_id, answer, idem_key, from_outbox } in answered {
+            if let Some(key) = idem_key {
+                inner.idem_in_flight.remove(&key);
+            }
+            if from_outbox {
+                if let Ok(committed) = &answer {
+                    inner.remember(tx_id, committed.seq);
+                }
+                inner.in_outbox.remove(&tx_id);
+            }
+            for waiter in inner.waiters.remove(&tx_id).unwrap_or_default() {
+                replies.push((waiter, answer.clone()));
+            }
+        }
+        drop(inner);
+        for envelope in envelopes {
+            let _ = self.transport.send(envelope);
+        }
+        for (waiter, answer) in replies {
+            waiter.send(answer);
+        }
+        if let Some((to, seq)) = ack {
+            self.ack(&to, seq);
+        }
+        if delivery_applied {
+            self.delivery_applied();
         }
     }
 
@@ -511,5 +593,12 @@ impl BankService {
     fn commit(&self, inner: &mut Inner, mut batch: WriteBatch) -> Result<()> {
         batch.append(std::mem::take(&mut inner.acked));
         self.store.commit(batch).inspect_err(|_| inner.failed = true)
+    }
+
+    /// Hand a batch to the store's committer, with the deletions of acknowledged deliveries,
+    /// and return at once; [`BankService::finish_commit`] waits for it.
+    fn commit_async(&self, inner: &mut Inner, mut batch: WriteBatch) -> dtenge_store::PendingCommit {
+        batch.append(std::mem::take(&mut inner.acked));
+        self.store.commit_async(batch)
     }
 }

@@ -254,10 +254,12 @@ impl BankService {
     }
 
     /// The delivery's commit is durable: the redemption is done, its caller answered.
-    pub(crate) fn apply_redeemed(&self, inner: &mut Inner, answered: Answered) {
+    /// The redemption ends in memory; its answer is sent once its commit is durable.
+    pub(crate) fn apply_redeemed(&self, inner: &mut Inner, answered: Answered) -> crate::TxAnswer {
         let pending = inner.redeems.pending.remove(&answered.tx_id).expect("planned from a pending redemption");
         let committed = Committed { tx_id: answered.tx_id, seq: answered.seq };
-        self.answer_redemption(inner, &answered.tx_id, pending, Ok(committed));
+        let idem_key = pending.entry.idem.as_ref().map(|idem| idem.key.clone());
+        crate::TxAnswer { tx_id: answered.tx_id, answer: Ok(committed), idem_key, from_outbox: false }
     }
 
     fn answer_redemption(&self, inner: &mut Inner, tx_id: &TxId, pending: Pending, answer: Result<Committed>) {

@@ -2,7 +2,7 @@
 
 use crate::state::IDEM_TABLE;
 use crate::state::{idem_record, outbox_batch, outbox_done, outbox_snapshot, IdemState, Inner, OutboxEntry, Pending};
-use crate::{BankService, Committed};
+use crate::{AfterCommit, BankService, Committed, TxAnswer};
 use dtenge_core::certificate::CommitProof;
 use dtenge_core::tx::Transaction;
 use dtenge_core::{Error, ErrorCode};
@@ -27,26 +27,20 @@ struct Planned {
 }
 
 impl BankService {
-    pub(crate) fn on_reply(&self, inner: &mut Inner, reply: NotarizeReply, now_ms: u64) {
-        let Some(pending) = inner.outbox.get(&reply.batch) else { return };
-        let Some(checked) = self.check_reply(pending, &reply) else { return };
+    /// Apply the notary's answer to a batch: planned, committed and applied in memory under
+    /// the role's lock; what it owes once durable (the clients' answers, the deliveries) is
+    /// returned for [`BankService::finish_commit`], called without the lock.
+    pub(crate) fn on_reply(&self, inner: &mut Inner, reply: NotarizeReply, now_ms: u64) -> Option<AfterCommit> {
+        let pending = inner.outbox.get(&reply.batch)?;
+        let checked = self.check_reply(pending, &reply)?;
         let pending = inner.outbox.remove(&reply.batch).expect("found above");
         let mut batch = WriteBatch::new();
-        let planned = self.plan_reply(inner, &pending, &reply, &checked, &mut batch, now_ms);
-        if self.commit(inner, batch).is_err() {
-            // The role stops answering (`failed`); its restart reads the outbox again.
-            inner.outbox.insert(reply.batch, pending);
-            return;
-        }
-        let seq = reply.certificate.map(|c| c.seq);
-        let mut planned = planned;
+        let mut planned = self.plan_reply(inner, &pending, &reply, &checked, &mut batch, now_ms);
+        let durable = self.commit_async(inner, batch);
         let sends = std::mem::take(&mut planned.sends);
-        self.apply_reply(inner, (reply.batch, seq), pending, checked, planned);
-        let me = self.role();
-        for planned in sends {
-            let envelope = inner.outbound.sent(planned, &me, now_ms);
-            let _ = self.transport.send(envelope);
-        }
+        let seq = reply.certificate.map(|c| c.seq);
+        let answered = self.apply_reply(inner, (reply.batch, seq), pending, checked, planned);
+        Some(AfterCommit { durable, answered, sends, ack: None, delivery_applied: false })
     }
 
     /// The reply belongs to this batch and its certificate and proofs hold; `None` when it
@@ -173,8 +167,9 @@ impl BankService {
         Planned { deltas, sends, kept }
     }
 
-    /// The answer's commit is durable: apply it in memory and answer the clients.
-    /// `answered` is the batch's number and its certificate's, if any transaction committed.
+    /// Apply the answer in memory, in the order its commit will be on disk; the clients'
+    /// answers are returned, to be sent once the commit is durable. `answered` is the
+    /// batch's number and its certificate's, if any transaction committed.
     fn apply_reply(
         &self,
         inner: &mut Inner,
@@ -182,18 +177,18 @@ impl BankService {
         mut pending: Pending,
         checked: Vec<Checked>,
         planned: Planned,
-    ) {
+    ) -> Vec<TxAnswer> {
         let Planned { deltas, kept, .. } = planned;
         for delta in deltas {
             inner.node.apply(delta);
         }
+        let mut answered = Vec::with_capacity(checked.len());
         for (index, outcome) in checked.into_iter().enumerate() {
             let tx_id = pending.ids[index].tx_id;
             let answer = match outcome {
                 Checked::Again => continue,
                 Checked::Committed(_) => {
                     let seq = seq.expect("a committed outcome comes with its certificate");
-                    inner.remember(tx_id, seq);
                     Ok(Committed { tx_id, seq })
                 }
                 Checked::Refused(e) => {
@@ -201,9 +196,6 @@ impl BankService {
                     Err(e)
                 }
             };
-            if let Some(idem) = &pending.entries[index].idem {
-                inner.idem_in_flight.remove(&idem.key);
-            }
             if let Some(fiat) = &pending.entries[index].fiat {
                 // Committed: the move is in the balance now; refused: nothing moved.
                 inner.fiat_reserved.release(fiat);
@@ -211,10 +203,8 @@ impl BankService {
             if let Some(leg) = &pending.entries[index].card {
                 inner.cards.answered(leg, answer.is_ok());
             }
-            inner.in_outbox.remove(&tx_id);
-            for waiter in inner.waiters.remove(&tx_id).unwrap_or_default() {
-                waiter.send(answer.clone());
-            }
+            let idem_key = pending.entries[index].idem.as_ref().map(|idem| idem.key.clone());
+            answered.push(TxAnswer { tx_id, answer, idem_key, from_outbox: true });
         }
         if !kept.is_empty() {
             pending.entries = kept.iter().map(|&i| pending.entries[i].clone()).collect();
@@ -222,5 +212,6 @@ impl BankService {
             pending.leaves = kept.iter().map(|&i| pending.leaves[i]).collect();
             inner.outbox.insert(batch_no, pending);
         }
+        answered
     }
 }
