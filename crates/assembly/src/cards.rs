@@ -110,7 +110,7 @@ impl BankHandle {
     }
 }
 
-fn wait<T>(answer: &crossbeam_channel::Receiver<Result<T>>, timeout: Duration) -> Result<T> {
+fn wait<T>(answer: &impl dtenge_sync::RecvTimeout<Result<T>>, timeout: Duration) -> Result<T> {
     answer
         .recv_timeout(timeout)
         .map_err(|_| Error::new(ErrorCode::RequestInProgress, "not answered in time; ask again"))?

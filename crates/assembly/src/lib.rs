@@ -36,7 +36,7 @@ pub use programmed::{ClientAt, ContractTerms, CONTRACT_VALIDITY_MS_MAX};
 mod cards;
 pub use cards::{AtmWithdrawal, CardPurchase, VoucherReceipt};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::Sender;
 use dtenge_bank::{AccountKey, Answer, BankService, Committed, Genesis, IdemKey, Request};
 use dtenge_central::{BankKeys, CentralService};
 use dtenge_core::anchors::Anchors;
@@ -179,7 +179,8 @@ impl dtenge_bank::Directory for SharedDirectory {
 #[derive(Clone)]
 pub struct BankHandle {
     service: Arc<BankService>,
-    wake: Sender<()>,
+    /// Raised by a submission or a notary's answer; the bank's flusher sleeps on it.
+    wake: Arc<dtenge_sync::Signal>,
 }
 
 impl BankHandle {
@@ -244,8 +245,8 @@ impl BankHandle {
     }
 
     fn wake(&self) {
-        // Full: the flusher is awake already and will find this submission in the queue.
-        let _ = self.wake.try_send(());
+        // Raised already: the flusher will find this submission in the queue when it wakes.
+        self.wake.notify();
     }
 }
 
@@ -329,9 +330,9 @@ impl Assembly {
                 transport.clone(),
                 Arc::new(SharedDirectory(directory.clone())),
             )?);
-            let (wake, woken) = crossbeam_channel::bounded(1);
-            banks.push(BankHandle { service, wake });
-            flushers.push(woken);
+            let wake = Arc::new(dtenge_sync::Signal::new());
+            banks.push(BankHandle { service, wake: wake.clone() });
+            flushers.push(wake);
         }
         let mut assembly = Assembly {
             net,
@@ -351,7 +352,7 @@ impl Assembly {
         Ok(assembly)
     }
 
-    fn spawn_threads(&mut self, flushers: Vec<Receiver<()>>) -> Result<()> {
+    fn spawn_threads(&mut self, flushers: Vec<Arc<dtenge_sync::Signal>>) -> Result<()> {
         let spawn = |name: String, work: Box<dyn FnOnce() + Send>| {
             let thread = name.clone();
             std::thread::Builder::new()
@@ -660,12 +661,10 @@ fn stop_on_panic(thread: &str, work: Box<dyn FnOnce() + Send>) {
     }
 }
 
-fn flush_when_woken(service: &BankService, woken: &Receiver<()>, stop: &AtomicBool, now: &dyn Fn() -> u64) {
+fn flush_when_woken(service: &BankService, woken: &dtenge_sync::Signal, stop: &AtomicBool, now: &dyn Fn() -> u64) {
     while !stop.load(Ordering::Relaxed) {
-        match woken.recv_timeout(Duration::from_millis(FLUSHER_IDLE_MS)) {
-            Ok(()) => service.flush(now()),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
+        if woken.wait_timeout(Duration::from_millis(FLUSHER_IDLE_MS)) {
+            service.flush(now());
         }
     }
 }

@@ -35,7 +35,7 @@ pub struct ContractTerms<'a> {
 
 /// An answer that is an error already.
 fn refused(e: Error) -> Answer {
-    let (sender, receiver) = crossbeam_channel::bounded(1);
+    let (sender, receiver) = dtenge_sync::oneshot::channel();
     let _ = sender.send(Err(e));
     receiver
 }

@@ -51,7 +51,7 @@ impl Directory for Addresses {
 struct Roles {
     _dir: tempfile::TempDir,
     net: Arc<InProcess>,
-    inboxes: Vec<(RoleId, crossbeam_channel::Receiver<Envelope>)>,
+    inboxes: Vec<(RoleId, dtenge_transport::Inbox)>,
     notary: NotaryService,
     banks: Vec<BankService>,
     /// Every client: (bank position, client id, key).

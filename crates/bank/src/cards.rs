@@ -522,7 +522,7 @@ impl BankService {
         if let Some(owed) = inner.cards.owed.get_mut(&(purchase_id.to_string(), refund_no)) {
             owed.submitted_at_ms = now_ms;
         }
-        let (answer, _) = crossbeam_channel::bounded(1);
+        let (answer, _) = dtenge_sync::oneshot::channel();
         let request = Request::Card(CardRequest::Payout { purchase_id: purchase_id.to_string(), refund_no });
         let idem = Some(payout_idem(purchase_id, refund_no));
         // A full queue answers the dropped receiver: the next tick asks again.

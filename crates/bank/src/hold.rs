@@ -192,7 +192,7 @@ impl BankService {
         idem: Option<IdemKey>,
         now_ms: u64,
     ) -> crate::Answer {
-        let (sender, receiver) = crossbeam_channel::bounded(1);
+        let (sender, receiver) = dtenge_sync::oneshot::channel();
         let answer = Reply::Own(sender);
         let mut inner = self.inner.lock();
         match self.admit_hold(&mut inner, client_id, event_id, amount, payee, idem, &answer) {

@@ -100,7 +100,7 @@ impl BankService {
                 Err(Error::malformed("only a custodial payment carries a label"))
             }
         });
-        let (answer, receiver) = crossbeam_channel::bounded(1);
+        let (answer, receiver) = dtenge_sync::oneshot::channel();
         match checked {
             Ok(()) => self.submit_to(request, Some(label), idem, crate::Reply::Own(answer)),
             Err(e) => {

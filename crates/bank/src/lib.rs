@@ -76,7 +76,7 @@ pub use cards::{CardRequest, RefundReceipt, Refunding, PAYOUTS_TABLE, PURCHASES_
 pub use dtenge_wire::{CardMode, PurchaseRecord};
 pub use vouchers::{EventRecord, VoucherEvent, VoucherProgram, VoucherProgramRequest, EVENTS_TABLE, PROGRAMS_TABLE};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use dtenge_core::anchors::Anchors;
 use dtenge_core::crypto::{Address, Hash32, KeyCache, SecretKey};
 use dtenge_core::token::TxId;
@@ -147,7 +147,7 @@ pub struct Committed {
 }
 
 /// Where a submission's answer arrives.
-pub type Answer = Receiver<Result<Committed>>;
+pub type Answer = dtenge_sync::oneshot::Receiver<Result<Committed>>;
 
 /// Where the bank sends a submission's answer: its own channel ([`BankService::submit`]), or
 /// a channel the caller shares between many submissions, each answer tagged with the caller's
@@ -155,7 +155,7 @@ pub type Answer = Receiver<Result<Committed>>;
 /// channel instead of thousands).
 #[derive(Clone, Debug)]
 pub enum Reply {
-    Own(Sender<Result<Committed>>),
+    Own(dtenge_sync::oneshot::Sender<Result<Committed>>),
     Tagged { tag: u64, to: Sender<(u64, Result<Committed>)> },
 }
 
@@ -269,7 +269,14 @@ pub struct BankService {
     /// Deliveries of certified transactions applied since the bank opened, and a wake-up for
     /// whoever waits for the next one (a gateway that answers once a payee's bank applied a
     /// payment), so that no one polls the bank's lock.
-    deliveries_applied: (Mutex<u64>, Condvar),
+    deliveries_applied: (Mutex<Deliveries>, Condvar),
+}
+
+/// Deliveries applied, and the tasks awaiting the next one ([`BankService::poll_delivery_after`]).
+#[derive(Default)]
+struct Deliveries {
+    applied: u64,
+    wakers: Vec<std::task::Waker>,
 }
 
 impl BankService {
@@ -311,7 +318,7 @@ impl BankService {
             key_cache: KeyCache::default(),
             queue: Mutex::new(Vec::new()),
             inner: Mutex::new(inner),
-            deliveries_applied: (Mutex::new(0), Condvar::new()),
+            deliveries_applied: (Mutex::new(Deliveries::default()), Condvar::new()),
         })
     }
 
@@ -330,22 +337,42 @@ impl BankService {
 
     /// Deliveries of certified transactions applied since the bank opened.
     pub fn deliveries_applied(&self) -> u64 {
-        *self.deliveries_applied.0.lock()
+        self.deliveries_applied.0.lock().applied
     }
 
     /// Wait until a delivery is applied after the `seen`-th ([`BankService::deliveries_applied`]),
     /// at most `timeout`.
     pub fn wait_for_delivery_after(&self, seen: u64, timeout: std::time::Duration) {
-        let mut applied = self.deliveries_applied.0.lock();
-        if *applied == seen {
-            self.deliveries_applied.1.wait_for(&mut applied, timeout);
+        let mut deliveries = self.deliveries_applied.0.lock();
+        if deliveries.applied == seen {
+            self.deliveries_applied.1.wait_for(&mut deliveries, timeout);
         }
+    }
+
+    /// [`BankService::wait_for_delivery_after`] for a task: ready once a delivery is applied
+    /// after the `seen`-th, else the task is woken by the next one.
+    pub fn poll_delivery_after(&self, seen: u64, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let mut deliveries = self.deliveries_applied.0.lock();
+        if deliveries.applied != seen {
+            return std::task::Poll::Ready(());
+        }
+        // Bounded by the tasks waiting (the gateway's requests in flight): every delivery
+        // takes them all.
+        deliveries.wakers.push(cx.waker().clone());
+        std::task::Poll::Pending
     }
 
     /// Count a delivery applied and wake whoever waits for one.
     fn delivery_applied(&self) {
-        *self.deliveries_applied.0.lock() += 1;
+        let wakers = {
+            let mut deliveries = self.deliveries_applied.0.lock();
+            deliveries.applied += 1;
+            std::mem::take(&mut deliveries.wakers)
+        };
         self.deliveries_applied.1.notify_all();
+        for waker in wakers {
+            waker.wake();
+        }
     }
 
     pub fn stats(&self) -> BankStats {
@@ -420,7 +447,7 @@ impl BankService {
     /// ([`BankService::flush`]) and the notary answered (or at once, when it is refused
     /// before).
     pub fn submit(&self, request: Request, idem: Option<IdemKey>) -> Answer {
-        let (answer, receiver) = crossbeam_channel::bounded(1);
+        let (answer, receiver) = dtenge_sync::oneshot::channel();
         self.submit_to(request, None, idem, Reply::Own(answer));
         receiver
     }

@@ -267,7 +267,7 @@ impl BankService {
     /// there). Answered once the spend is certified and applied here; refused by the bank, the
     /// oracle or the notary, nothing moves and nothing stays reserved.
     pub fn spend(&self, client_id: &str, kind: SpendKind, idem: Option<IdemKey>, now_ms: u64) -> Answer {
-        let (sender, receiver) = crossbeam_channel::bounded(1);
+        let (sender, receiver) = dtenge_sync::oneshot::channel();
         let answer = Reply::Own(sender);
         let mut inner = self.inner.lock();
         match self.admit_spend(&mut inner, client_id, kind, idem, &answer) {
@@ -295,7 +295,7 @@ impl BankService {
         match self.split_request(client_id, lines) {
             Ok(request) => self.submit(request, idem),
             Err(e) => {
-                let (sender, receiver) = crossbeam_channel::bounded(1);
+                let (sender, receiver) = dtenge_sync::oneshot::channel();
                 let _ = sender.send(Err(e));
                 receiver
             }

@@ -118,7 +118,7 @@ impl BankService {
     /// The answer (the transaction and the certificate that committed it) comes once central
     /// has posted it and this bank has applied it; a refusal changes nothing.
     pub fn redeem(&self, amount: Amount, idem: Option<IdemKey>, now_ms: u64) -> crate::Answer {
-        let (sender, receiver) = crossbeam_channel::bounded(1);
+        let (sender, receiver) = dtenge_sync::oneshot::channel();
         let answer = crate::Reply::Own(sender);
         let mut inner = self.inner.lock();
         match self.admit_redemption(&mut inner, amount, idem, &answer, now_ms) {

@@ -293,7 +293,7 @@ impl BankService {
     /// An integrator's event: pay the programme's amount once per event id. The answer is the
     /// payment's (the first one's, for an event paid before).
     pub fn voucher_event(&self, event: VoucherEvent) -> Answer {
-        let (answer, receiver) = crossbeam_channel::bounded(1);
+        let (answer, receiver) = dtenge_sync::oneshot::channel();
         let checked = bounded(&event.event_id, "an event id").and_then(|event_id| {
             let card = event.card.as_deref().map(|c| bounded(c, "a card")).transpose()?;
             Ok(VoucherEvent { event_id, card, ..event })

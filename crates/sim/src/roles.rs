@@ -709,7 +709,7 @@ impl Sim {
         let c = &self.clients[client];
         let answer = match self.banks.get(c.bank) {
             Some(bank) => bank.hold(&c.id, &event_id, amount, payee, Some(idem.clone()), self.now_ms),
-            None => crossbeam_channel::bounded(1).1,
+            None => dtenge_sync::oneshot::channel().1,
         };
         self.holds_waiting.push(HoldWaiting { client, event_id, amount, payee, idem, answer });
     }
@@ -1086,7 +1086,7 @@ impl Sim {
                 // asks again (the same key, or the same transaction) once the bank is back.
                 Ok(Err(e)) if e.code == dtenge_core::ErrorCode::StorageFailure => {
                     self.trace(format!("{}: {} (outcome unknown)", w.what, e.code));
-                    let (_, dead) = crossbeam_channel::bounded(1);
+                    let (_, dead) = dtenge_sync::oneshot::channel();
                     self.waiting.push(Waiting { answer: dead, ..w });
                 }
                 Ok(Err(e)) => {
@@ -1140,7 +1140,7 @@ impl Sim {
                 Err(crossbeam_channel::TryRecvError::Disconnected) => {
                     let answer = match self.banks.get(w.bank) {
                         Some(bank) => bank.redeem(w.amount, Some(w.idem.clone()), self.now_ms),
-                        None => crossbeam_channel::bounded(1).1,
+                        None => dtenge_sync::oneshot::channel().1,
                     };
                     self.redemptions_waiting.push(RedeemWaiting { answer, ..w });
                 }
@@ -1152,7 +1152,7 @@ impl Sim {
     /// same idempotency key), once the bank is back.
     fn resend(&mut self, w: Waiting) {
         let Some(bank) = self.banks.get(w.bank) else {
-            let (_, dead) = crossbeam_channel::bounded(1);
+            let (_, dead) = dtenge_sync::oneshot::channel();
             self.waiting.push(Waiting { answer: dead, ..w });
             return;
         };

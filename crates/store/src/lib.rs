@@ -31,8 +31,8 @@
 //! and values to `u32::MAX` bytes. [`Store::commit`] rejects a batch that breaks these limits
 //! before it reaches the committer.
 
-use crossbeam_channel::{bounded, Receiver, Sender};
 use dtenge_core::{Error, ErrorCode, Result};
+use dtenge_sync::{oneshot, Queue};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::HashMap;
@@ -239,7 +239,7 @@ fn storage_error(context: &str, e: impl std::fmt::Display) -> Error {
 
 struct Job {
     batch: WriteBatch,
-    reply: Sender<Result<()>>,
+    reply: oneshot::Sender<Result<()>>,
 }
 
 /// The database and the keyspace handles opened so far, shared by readers and the committer.
@@ -294,7 +294,7 @@ pub struct PendingCommit(Pending);
 
 enum Pending {
     Ready(Result<()>),
-    Waiting(Receiver<Result<()>>),
+    Waiting(oneshot::Receiver<Result<()>>),
 }
 
 impl PendingCommit {
@@ -320,7 +320,10 @@ enum Engine {
 
 struct FjallEngine {
     shared: Arc<Shared>,
-    jobs: Option<Sender<Job>>,
+    /// Batches handed to the committer (closed on drop: the committer then ends). Its waits
+    /// park at once (`dtenge-sync`): a committer or a caller waiting for an fsync must not
+    /// spin and yield the cores away.
+    jobs: Arc<Queue<Job>>,
     committer: Option<JoinHandle<()>>,
 }
 
@@ -357,13 +360,13 @@ impl Store {
         for table in tables {
             shared.keyspace(*table, true)?;
         }
-        let (jobs, queue) = bounded::<Job>(COMMIT_QUEUE_MAX);
-        let committer_shared = shared.clone();
+        let jobs = Arc::new(Queue::new(COMMIT_QUEUE_MAX));
+        let (committer_shared, queue) = (shared.clone(), jobs.clone());
         let committer = std::thread::Builder::new()
             .name("dtenge-committer".into())
             .spawn(move || run_committer(&committer_shared, &queue))
             .map_err(|e| storage_error("spawn committer", e))?;
-        Ok(Store { engine: Engine::Fjall(FjallEngine { shared, jobs: Some(jobs), committer: Some(committer) }) })
+        Ok(Store { engine: Engine::Fjall(FjallEngine { shared, jobs, committer: Some(committer) }) })
     }
 
     /// Open a store on a simulated disk, recovering what the disk holds (the simulator's
@@ -400,13 +403,10 @@ impl Store {
             Engine::Fjall(engine) => engine,
             Engine::Simulated(engine) => return PendingCommit(Pending::Ready(engine.commit(batch))),
         };
-        let (reply, answer) = bounded(1);
-        let Some(jobs) = engine.jobs.as_ref() else {
-            return PendingCommit(Pending::Ready(Err(storage_error("commit", "store closed"))));
-        };
-        match jobs.send(Job { batch, reply }) {
+        let (reply, answer) = oneshot::channel();
+        match engine.jobs.push(Job { batch, reply }) {
             Ok(()) => PendingCommit(Pending::Waiting(answer)),
-            Err(e) => PendingCommit(Pending::Ready(Err(storage_error("commit queue", e)))),
+            Err(_) => PendingCommit(Pending::Ready(Err(storage_error("commit", "store closed")))),
         }
     }
 
@@ -528,7 +528,7 @@ fn collect_rows(rows: impl Iterator<Item = fjall::Guard>) -> Result<Vec<(Vec<u8>
 impl Drop for FjallEngine {
     fn drop(&mut self) {
         // Closing the queue ends the committer after it has committed what it holds.
-        self.jobs.take();
+        self.jobs.close();
         if let Some(handle) = self.committer.take() {
             let _ = handle.join();
         }
@@ -539,16 +539,10 @@ impl Drop for FjallEngine {
     }
 }
 
-fn run_committer(shared: &Shared, queue: &Receiver<Job>) {
-    while let Ok(first) = queue.recv() {
-        let mut jobs = Vec::with_capacity(64);
-        jobs.push(first);
-        while jobs.len() < COMMIT_JOBS_MAX {
-            match queue.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
+fn run_committer(shared: &Shared, queue: &Queue<Job>) {
+    let mut jobs = Vec::with_capacity(64);
+    while queue.take(COMMIT_JOBS_MAX, &mut jobs) {
+        assert!(!jobs.is_empty() && jobs.len() <= COMMIT_JOBS_MAX, "a group holds 1 to COMMIT_JOBS_MAX batches");
         // After a failed commit nothing more is written until a restart (fail-stop): the batch
         // may be on disk or not (a failed fsync says nothing certain), so the callers, who
         // undo their in-memory spends on an error, must not be able to spend those tokens
@@ -564,7 +558,7 @@ fn run_committer(shared: &Shared, queue: &Receiver<Job>) {
             }
             outcome
         };
-        for job in jobs {
+        for job in jobs.drain(..) {
             let _ = job.reply.send(outcome.clone());
         }
     }

@@ -1,19 +1,63 @@
 //! Roles of one process, each with a bounded inbox.
 
 use crate::{SendError, Transport};
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use dtenge_sync::{Queue, TryPushError, TryRecvError};
 use dtenge_wire::{Envelope, RoleId};
 use parking_lot::RwLock;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 /// Most envelopes waiting in one role's inbox. A full inbox refuses more (the sender retries):
 /// a role that falls behind slows its senders instead of growing without bound.
 pub const INBOX_ENVELOPES_MAX: usize = 4_096;
 
-/// Channels between the roles of one process.
+/// Envelopes an inbox thread takes from its queue at once.
+const TAKE_ENVELOPES_MAX: usize = 64;
+
+/// Queues between the roles of one process. A role's thread sleeps on its queue at once when
+/// it is empty (`dtenge-sync`), instead of spinning and yielding first as a channel would.
 #[derive(Default)]
 pub struct InProcess {
-    inboxes: RwLock<HashMap<RoleId, Sender<Envelope>>>,
+    inboxes: RwLock<HashMap<RoleId, Arc<Queue<Envelope>>>>,
+}
+
+/// A role's inbox: its envelopes in the order they were sent, until it is unregistered (or
+/// dropped: envelopes for it are then refused as unreachable).
+pub struct Inbox {
+    queue: Arc<Queue<Envelope>>,
+    taken: VecDeque<Envelope>,
+}
+
+impl Inbox {
+    /// The next envelope waiting, if any.
+    pub fn try_recv(&mut self) -> Result<Envelope, TryRecvError> {
+        match self.taken.pop_front() {
+            Some(envelope) => Ok(envelope),
+            None => self.queue.try_pop(),
+        }
+    }
+}
+
+/// Waits for each envelope; ends once the inbox is closed and empty.
+impl Iterator for Inbox {
+    type Item = Envelope;
+
+    fn next(&mut self) -> Option<Envelope> {
+        if self.taken.is_empty() {
+            let mut taken = Vec::with_capacity(TAKE_ENVELOPES_MAX);
+            if !self.queue.take(TAKE_ENVELOPES_MAX, &mut taken) {
+                return None;
+            }
+            self.taken.extend(taken);
+        }
+        self.taken.pop_front()
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
 }
 
 impl InProcess {
@@ -24,15 +68,20 @@ impl InProcess {
     /// Open `role`'s inbox; its envelopes arrive on the returned receiver. A role registers
     /// once (a second registration replaces the first: a restarted role gets a fresh inbox,
     /// and what was waiting in the old one is lost, as on a real restart).
-    pub fn register(&self, role: RoleId) -> Receiver<Envelope> {
-        let (sender, receiver) = crossbeam_channel::bounded(INBOX_ENVELOPES_MAX);
-        self.inboxes.write().insert(role, sender);
-        receiver
+    pub fn register(&self, role: RoleId) -> Inbox {
+        let queue = Arc::new(Queue::new(INBOX_ENVELOPES_MAX));
+        if let Some(old) = self.inboxes.write().insert(role, queue.clone()) {
+            old.close();
+        }
+        Inbox { queue, taken: VecDeque::new() }
     }
 
-    /// Close `role`'s inbox: envelopes for it are refused as unreachable.
+    /// Close `role`'s inbox: envelopes for it are refused as unreachable, and its thread
+    /// ends once it took what was waiting.
     pub fn unregister(&self, role: &RoleId) {
-        self.inboxes.write().remove(role);
+        if let Some(queue) = self.inboxes.write().remove(role) {
+            queue.close();
+        }
     }
 }
 
@@ -42,9 +91,9 @@ impl Transport for InProcess {
         let Some(inbox) = inboxes.get(&envelope.to) else {
             return Err(SendError::Unreachable(envelope.to));
         };
-        inbox.try_send(envelope).map_err(|e| match e {
-            TrySendError::Full(envelope) => SendError::Full(envelope.to),
-            TrySendError::Disconnected(envelope) => SendError::Unreachable(envelope.to),
+        inbox.try_push(envelope).map_err(|e| match e {
+            TryPushError::Full(envelope) => SendError::Full(envelope.to),
+            TryPushError::Closed(envelope) => SendError::Unreachable(envelope.to),
         })
     }
 }
@@ -61,12 +110,14 @@ mod tests {
     #[test]
     fn an_envelope_reaches_its_role_in_order_and_an_unknown_role_is_unreachable() {
         let net = InProcess::new();
-        let inbox = net.register(RoleId::Central);
+        let mut inbox = net.register(RoleId::Central);
         net.send(ack(RoleId::Central, 1)).unwrap();
         net.send(ack(RoleId::Central, 2)).unwrap();
         assert_eq!(inbox.try_recv().unwrap(), ack(RoleId::Central, 1));
         assert_eq!(inbox.try_recv().unwrap(), ack(RoleId::Central, 2));
         assert_eq!(net.send(ack(RoleId::Oracle, 3)), Err(SendError::Unreachable(RoleId::Oracle)));
+        drop(inbox);
+        assert_eq!(net.send(ack(RoleId::Central, 3)), Err(SendError::Unreachable(RoleId::Central)), "a dropped inbox");
     }
 
     #[test]

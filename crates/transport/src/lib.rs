@@ -19,7 +19,7 @@
 mod in_process;
 mod sim;
 
-pub use in_process::{InProcess, INBOX_ENVELOPES_MAX};
+pub use in_process::{InProcess, Inbox, INBOX_ENVELOPES_MAX};
 pub use sim::{Fate, Faults, NoFaults, SimNetwork, SimStats, SIM_QUEUE_ENVELOPES_MAX};
 
 pub use dtenge_wire::{Envelope, RoleId};

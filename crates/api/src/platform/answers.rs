@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Longest idempotency key, in bytes (the roles' limit too).
 pub const IDEM_KEY_LEN_MAX: usize = 128;
@@ -30,12 +31,26 @@ const FINGERPRINT_BYTES: usize = 32;
 
 pub(crate) struct Answers {
     store: Store,
-    in_flight: Mutex<HashSet<String>>,
+    /// Keys being answered now (shared with their [`KeyInFlight`] guards).
+    in_flight: Arc<Mutex<HashSet<String>>>,
+}
+
+/// A key being answered: removed from the keys in flight when dropped, however the request
+/// ends (an answer, an error, a panic unwinding, a client that went away).
+pub(crate) struct KeyInFlight {
+    in_flight: Arc<Mutex<HashSet<String>>>,
+    key: String,
+}
+
+impl Drop for KeyInFlight {
+    fn drop(&mut self) {
+        self.in_flight.lock().remove(&self.key);
+    }
 }
 
 impl Answers {
     pub(crate) fn open(dir: &Path) -> Result<Answers> {
-        Ok(Answers { store: Store::open(dir, &[ANSWERS])?, in_flight: Mutex::new(HashSet::new()) })
+        Ok(Answers { store: Store::open(dir, &[ANSWERS])?, in_flight: Arc::new(Mutex::new(HashSet::new())) })
     }
 
     /// Run `op` at most once per key: a key answered before gets its answer back; a key being
@@ -66,29 +81,7 @@ impl Answers {
         F: FnOnce(Option<&Idem>) -> Result<T>,
     {
         let Some(idem) = idem else { return op(None) };
-        if idem.key.is_empty() || idem.key.len() > IDEM_KEY_LEN_MAX {
-            return Err(Error::malformed(format!("an idempotency key has 1 to {IDEM_KEY_LEN_MAX} characters")));
-        }
-        {
-            let mut in_flight = self.in_flight.lock();
-            if in_flight.len() >= IN_FLIGHT_MAX {
-                return Err(Error::new(ErrorCode::LimitExceeded, "too many requests in flight; ask again"));
-            }
-            if !in_flight.insert(idem.key.clone()) {
-                return Err(Error::new(
-                    ErrorCode::RequestInProgress,
-                    format!("request with idempotency key '{}' is still being processed", idem.key),
-                ));
-            }
-        }
-        // Removes the key however `op` ends, unwinding included.
-        struct InFlight<'a>(&'a Mutex<HashSet<String>>, &'a str);
-        impl Drop for InFlight<'_> {
-            fn drop(&mut self) {
-                self.0.lock().remove(self.1);
-            }
-        }
-        let _in_flight = InFlight(&self.in_flight, &idem.key);
+        let _in_flight = self.enter(&idem)?;
         if !memo {
             return op(Some(&idem));
         }
@@ -98,6 +91,25 @@ impl Answers {
         let answer = op(Some(&idem))?;
         self.record(&idem, &answer)?;
         Ok(answer)
+    }
+
+    /// Take `idem`'s key as in flight until the guard is dropped: `MALFORMED_INPUT` for a key
+    /// of the wrong length, `REQUEST_IN_PROGRESS` while it is in flight already.
+    pub(crate) fn enter(&self, idem: &Idem) -> Result<KeyInFlight> {
+        if idem.key.is_empty() || idem.key.len() > IDEM_KEY_LEN_MAX {
+            return Err(Error::malformed(format!("an idempotency key has 1 to {IDEM_KEY_LEN_MAX} characters")));
+        }
+        let mut in_flight = self.in_flight.lock();
+        if in_flight.len() >= IN_FLIGHT_MAX {
+            return Err(Error::new(ErrorCode::LimitExceeded, "too many requests in flight; ask again"));
+        }
+        if !in_flight.insert(idem.key.clone()) {
+            return Err(Error::new(
+                ErrorCode::RequestInProgress,
+                format!("request with idempotency key '{}' is still being processed", idem.key),
+            ));
+        }
+        Ok(KeyInFlight { in_flight: self.in_flight.clone(), key: idem.key.clone() })
     }
 
     /// The answer recorded for `idem`'s key, if any; `IDEMPOTENCY_KEY_REUSED` if the key came

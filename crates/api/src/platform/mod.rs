@@ -200,14 +200,14 @@ pub(crate) fn checked_key(idem: Option<&Idem>) -> Result<Option<IdemKey>> {
 }
 
 /// Wait for a role's answer, at most [`ANSWER_WAIT`].
-pub(crate) fn wait<T>(answer: &crossbeam_channel::Receiver<Result<T>>) -> Result<T> {
+pub(crate) fn wait<T>(answer: &impl dtenge_sync::RecvTimeout<Result<T>>) -> Result<T> {
     match answer.recv_timeout(ANSWER_WAIT) {
         Ok(result) => result,
-        Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(Error::new(
+        Err(dtenge_sync::RecvTimeoutError::Timeout) => Err(Error::new(
             ErrorCode::RequestInProgress,
             "the network has not answered yet; ask again with the same idempotency key",
         )),
-        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+        Err(dtenge_sync::RecvTimeoutError::Disconnected) => {
             Err(Error::new(ErrorCode::StorageFailure, "the role stopped before it answered; ask again"))
         }
     }

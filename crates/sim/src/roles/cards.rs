@@ -234,7 +234,7 @@ impl Sim {
                 bank.flush(self.now_ms);
                 answer
             }
-            None => crossbeam_channel::bounded(1).1,
+            None => dtenge_sync::oneshot::channel().1,
         };
         self.cards.taps.push((tap, answer));
     }
