@@ -11,6 +11,7 @@
 //! the payee's tokens.
 
 use dtenge_api::platform::Platform;
+use dtenge_api::types::*;
 use dtenge_core::calendar::Date;
 use dtenge_core::crypto::SecretKey;
 use dtenge_core::money::Amount;
@@ -18,7 +19,6 @@ use dtenge_core::token::{Input, Output, Policy};
 use dtenge_core::tx::{node_message, Attestation, Command, Transaction, TxBody};
 use dtenge_core::ErrorCode;
 use dtenge_env::{Entropy, ManualClock};
-use dtenge_network::types::*;
 use dtenge_node::ids::complete_iin_bin;
 use dtenge_node::{Balance, ClientKind};
 use std::sync::Arc;

@@ -25,10 +25,10 @@
 //!   and must also equal the sum of the holds the platform answered, kept by the test.
 
 use dtenge_api::platform::{Platform, TREASURY_ID};
+use dtenge_api::types::*;
 use dtenge_core::calendar::Date;
 use dtenge_core::money::Amount;
 use dtenge_env::{Entropy, ManualClock};
-use dtenge_network::types::*;
 use dtenge_node::ids::complete_iin_bin;
 use dtenge_node::{Balance, ClientKind};
 use proptest::prelude::*;
