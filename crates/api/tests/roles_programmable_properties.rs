@@ -17,8 +17,9 @@
 //! `PROPTEST_CASES` asks for another number.
 //!
 //! Ported from the one-process network's `crates/network/tests/programmable_properties.rs`
-//! to the roles through the platform facade (the same operations, strategy and seed). What
-//! the roles do differently (ARCHITECTURE, "Faces: the platform facade"):
+//! (deleted with its crate; at commit 6eefee7) to the roles through the platform facade (the
+//! same operations, strategy and seed). What the roles do differently (ARCHITECTURE, "Faces:
+//! the platform facade"):
 //! - a payee at another bank is credited when the delivery arrives, after the payer's
 //!   answer: the balances are read once the roles settled;
 //! - "what was ever held" is the sum of the event's signed `Held` records, as on the network,

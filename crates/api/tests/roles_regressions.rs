@@ -1,6 +1,6 @@
 //! Regression tests for bugs found in review, each reproducing the original trigger, ported
-//! from the one-process network's `crates/network/tests/regressions.rs` to the roles through
-//! the platform facade.
+//! from the one-process network's `crates/network/tests/regressions.rs` (deleted with its
+//! crate; at commit 6eefee7) to the roles through the platform facade.
 //!
 //! Not ported, for want of anything of the kind among the roles:
 //! `a_transaction_between_two_banks_is_archived_once_for_both` (the network's one store kept
