@@ -9,16 +9,16 @@
 //! identifier checks accept must be in the shape they promise.
 #![no_main]
 
-use dtenge_core::calendar::{Calendar, Date};
-use dtenge_core::crypto::Hash32;
-use dtenge_core::tx::Transaction;
-use dtenge_network::types::{
+use dtenge_api::types::{
     AmountRequest, AtmWithdrawal, BlockRequest, CardPurchaseRequest, ClockAdvance, ContractPaymentRequest,
     ContractRequest, ContractWithdrawalRequest, DayRequest, EventRequest, HoldRequest, InvoicePaymentRequest,
     InvoiceRequest, LinkCard, MarkedTransferRequest, MarkingRequest, OccurrenceRequest, OpenAccount, PartyRef,
     ProviderRequest, RegistryRequest, SplitPaymentRequest, TransferRequest, VatPaymentRequest, VoucherEvent,
     VoucherProgramRequest,
 };
+use dtenge_core::calendar::{Calendar, Date};
+use dtenge_core::crypto::Hash32;
+use dtenge_core::tx::Transaction;
 use dtenge_node::ids::{check_iin_bin, check_pan, complete_iin_bin, complete_pan, mask_pan, normalize_phone};
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;

@@ -1,29 +1,33 @@
-//! An `arbitrary`-driven sequence of operations against one whole `Network` (NBK, three
-//! banks, the Treasury, notary, ABS, ID center) in a tempdir, opened once per process.
+//! An `arbitrary`-driven sequence of operations against one whole platform
+//! (`dtenge_api::platform::Platform`: the roles as `dtenge up` runs them, central (the NBK and
+//! its ABS), three banks, the Treasury, the notary, the oracle and the directory (ID center),
+//! each on its own store) in a tempdir, opened once per process.
 //!
-//! After every operation the network must reconcile (`reconcile().ok`: DT in circulation by
-//! the NBK's registry = sum of every node's tokens = the ABS DT liability, and node tokens =
-//! the notary's unspent set). No operation may panic, and none may answer `INTERNAL` or
-//! `STORAGE_FAILURE` (those mean an invariant broke or the store failed).
+//! After every operation the platform must reconcile (`reconcile().ok`, once the roles have
+//! settled: DT in circulation by the NBK's registry = sum of every bank's tokens = the ABS DT
+//! liability, and the banks' tokens = the notary's unspent set). No operation may panic, and
+//! none may answer `INTERNAL` or `STORAGE_FAILURE` (those mean an invariant broke or the store
+//! failed).
 //!
 //! State carries over from one input to the next (that is the point of opening once); at the
 //! end of each input the clock, blocks and calendar days the input touched are put back, so
-//! that one input cannot leave the network unusable for the following ones. When the network
+//! that one input cannot leave the platform unusable for the following ones. When the platform
 //! has grown large (tokens or inputs), it is replaced by a fresh one, to keep inputs cheap.
 #![no_main]
 
 use arbitrary::Arbitrary;
+use dtenge_api::platform::{Idem, Platform};
+use dtenge_api::types::{
+    AmountRequest, AtmWithdrawal, BlockRequest, CardMode, CardPurchaseRequest, LinkCard, OpenAccount, Payee,
+    RegistryLine, RegistryRequest, TransferRequest, VoucherEvent, VoucherProgramRequest,
+};
 use dtenge_core::calendar::{Calendar, Date};
 use dtenge_core::crypto::{hash_parts, SecretKey};
 use dtenge_core::money::Amount;
 use dtenge_core::token::Output;
 use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::{ErrorCode, Result};
-use dtenge_network::types::{
-    AmountRequest, AtmWithdrawal, BlockRequest, CardMode, CardPurchaseRequest, LinkCard, OpenAccount, Payee,
-    RegistryLine, RegistryRequest, TransferRequest, VoucherEvent, VoucherProgramRequest,
-};
-use dtenge_network::{Entropy, Idem, ManualClock, Network, NetworkConfig};
+use dtenge_env::{Entropy, ManualClock};
 use dtenge_node::ids::{complete_iin_bin, complete_pan};
 use dtenge_node::{ClientKind, OWN_ACCOUNT};
 use libfuzzer_sys::fuzz_target;
@@ -35,7 +39,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 /// Most operations one input runs.
 const OPS_MAX: usize = 24;
-/// Replace the network after this many inputs, or when nodes hold this many tokens.
+/// Replace the platform after this many inputs, or when banks hold this many tokens.
 const INPUTS_PER_NETWORK: u64 = 20_000;
 const TOKENS_MAX: usize = 5_000;
 
@@ -166,11 +170,11 @@ enum At {
     Node(u8),
 }
 
-fn at(net: &Network, at: At, c: u8) -> &'static str {
+fn at(net: &Platform, at: At, c: u8) -> &'static str {
     at_client(net, at, client(c).1)
 }
 
-fn at_client(net: &Network, at: At, id: &str) -> &'static str {
+fn at_client(net: &Platform, at: At, id: &str) -> &'static str {
     match at {
         At::Node(i) => node(i),
         At::Home => NODES[..4].iter().copied().find(|n| net.balance(n, id).is_ok()).unwrap_or(NODES[0]),
@@ -271,7 +275,7 @@ struct Input {
 }
 
 struct Fixture {
-    net: Network,
+    net: Platform,
     clock: Arc<ManualClock>,
     dir: tempfile::TempDir,
     inputs: u64,
@@ -348,8 +352,7 @@ fn open() -> Fixture {
         dirs.push(dir.path().to_path_buf());
     }
     let clock = Arc::new(ManualClock::new(base_ms()));
-    let net = Network::open(dir.path(), &NetworkConfig::standard(), clock.clone(), Entropy::from_seed(1))
-        .expect("a fresh network opens");
+    let net = Platform::open(dir.path(), clock.clone(), Entropy::from_seed(1)).expect("a fresh platform opens");
     // Liquidity, so that short inputs reach payments: every bank and the Treasury get bank
     // money and DT; a few clients get accounts.
     for node in ["steppe", "tulpar", "sapa", "treasury"] {
@@ -392,7 +395,7 @@ fn open() -> Fixture {
     }
     must(net.link_card(None, "steppe", LinkCard { client_id: p.clients[0].clone(), pan: p.pans[0].clone() }));
     let check = net.reconcile();
-    assert!(check.ok, "a fresh network reconciles: {:?}", check.problems);
+    assert!(check.ok, "a fresh platform reconciles: {:?}", check.problems);
     Fixture { net, clock, dir, inputs: 0, purchases: Mutex::new(Vec::new()), programs: Mutex::new(Vec::new()) }
 }
 
@@ -436,7 +439,7 @@ fn reference(r: &Option<String>) -> Option<String> {
 }
 
 /// Run one operation, under an idempotency key when the step has one.
-fn run<T, F>(net: &Network, idem: Option<Idem>, op: F) -> Result<()>
+fn run<T, F>(net: &Platform, idem: Option<Idem>, op: F) -> Result<()>
 where
     T: Serialize + DeserializeOwned,
     F: FnOnce(Option<&Idem>) -> Result<T>,
@@ -446,7 +449,7 @@ where
 
 /// Build, sign and (maybe) tamper with a transfer a client that keeps its own key submits.
 fn client_transfer(
-    net: &Network,
+    net: &Platform,
     bank: &str,
     client: usize,
     to: usize,
@@ -714,9 +717,9 @@ fn check(r: &Result<()>) -> Result<()> {
     Ok(())
 }
 
-fn reconciled(net: &Network, what: &dyn std::fmt::Debug) -> usize {
+fn reconciled(net: &Platform, what: &dyn std::fmt::Debug) -> usize {
     let r = net.reconcile();
-    assert!(r.ok, "the network does not reconcile after {what:?}: {:?}", r.problems);
+    assert!(r.ok, "the platform does not reconcile after {what:?}: {:?}", r.problems);
     r.node_tokens
 }
 
@@ -751,7 +754,9 @@ fuzz_target!(|input: Input| {
     if fixture.inputs >= INPUTS_PER_NETWORK || tokens > TOKENS_MAX {
         let old = guard.take().expect("a fixture");
         let path = old.dir.path().to_path_buf();
-        drop(old);
+        // The roles' threads end and their stores close before the directory goes.
+        old.net.shutdown();
+        drop(old.dir);
         DIRS.lock().unwrap().retain(|d| *d != path);
     }
 });

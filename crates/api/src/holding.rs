@@ -6,13 +6,13 @@
 use crate::error::{ApiError, Failure};
 use crate::routes::{mutate, read, App, Body, Page, P};
 use crate::schemas;
+use crate::types::*;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use dtenge_core::{Error, ErrorCode};
-use dtenge_network::types::*;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

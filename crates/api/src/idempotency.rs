@@ -14,7 +14,7 @@ pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 pub const CONSOLE_KEY_PREFIX: &str = "console:";
 
 /// The `Idempotency-Key` header: required, visible ASCII. Its length is checked where it is
-/// stored (`Network::once`), since a face may prefix it.
+/// stored (`Platform::once`), since a face may prefix it.
 pub fn idempotency_key(headers: &HeaderMap) -> Result<String, Error> {
     let key = headers
         .get(IDEMPOTENCY_HEADER)

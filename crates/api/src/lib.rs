@@ -19,6 +19,7 @@ mod media_type;
 pub mod platform;
 mod routes;
 pub mod schemas;
+pub mod types;
 
 pub use error::{status_of, ApiError, Code, ErrorBody, Failure, HttpCode};
 pub use idempotency::{idempotency_key, request_fingerprint, CONSOLE_KEY_PREFIX, IDEMPOTENCY_HEADER};

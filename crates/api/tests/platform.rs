@@ -3,11 +3,11 @@
 
 use dtenge_api::platform::Idem;
 use dtenge_api::platform::Platform;
+use dtenge_api::types::{AmountRequest, OpenAccount};
 use dtenge_core::crypto::{Hash32, SecretKey};
 use dtenge_core::money::Amount;
 use dtenge_core::ErrorCode;
 use dtenge_env::{Entropy, ManualClock};
-use dtenge_network::types::{AmountRequest, OpenAccount};
 use dtenge_node::ids::complete_iin_bin;
 use dtenge_node::ClientKind;
 use std::path::Path;

@@ -3,11 +3,11 @@
 
 use dtenge_api::platform::Idem;
 use dtenge_api::platform::Platform;
+use dtenge_api::types::{AmountRequest, CheckpointPart};
 use dtenge_core::crypto::Hash32;
 use dtenge_core::money::Amount;
 use dtenge_core::ErrorCode;
 use dtenge_env::{Entropy, ManualClock};
-use dtenge_network::types::{AmountRequest, CheckpointPart};
 use std::path::Path;
 use std::sync::Arc;
 

@@ -4,15 +4,15 @@
 //! infinite events released per ride, and the network's refusals in the network's order.
 
 use dtenge_api::platform::Platform;
+use dtenge_api::types::{
+    EventKind, EventRequest, EventStatus, EventView, HoldRequest, OccurrenceOutcome, OccurrenceRequest, OpenAccount,
+    PartyRef, ProviderKind, ProviderRequest, ShareRequest,
+};
 use dtenge_bank::Request;
 use dtenge_core::crypto::{verify, Address};
 use dtenge_core::money::Amount;
 use dtenge_core::ErrorCode;
-use dtenge_network::types::{
-    EventKind, EventRequest, EventStatus, EventView, HoldRequest, OccurrenceOutcome, OccurrenceRequest, OpenAccount,
-    PartyRef, ProviderKind, ProviderRequest, ShareRequest,
-};
-use dtenge_network::{Entropy, ManualClock};
+use dtenge_env::{Entropy, ManualClock};
 use dtenge_node::ids::complete_iin_bin;
 use dtenge_node::{ClientKind, OWN_ACCOUNT};
 use dtenge_oracle::Action;
@@ -323,7 +323,7 @@ fn h06_bad_holding_input_is_refused_with_the_networks_codes_and_moves_nothing() 
         assert_eq!(now, before, "{what} changed balances");
     };
     let code = |result: dtenge_core::Result<_>| -> ErrorCode {
-        let result: dtenge_core::Result<dtenge_network::types::HoldReceipt> = result;
+        let result: dtenge_core::Result<dtenge_api::types::HoldReceipt> = result;
         result.unwrap_err().code
     };
     assert_eq!(platform.register_event(None, "not-a-token", body(100_00)).unwrap_err().code, ErrorCode::Unauthorized);

@@ -4,15 +4,15 @@
 
 use dtenge_api::platform::Idem;
 use dtenge_api::platform::Platform;
+use dtenge_api::types::{
+    EventKind, EventRequest, HoldRequest, NotificationKind, NotificationPage, OccurrenceOutcome, OccurrenceRequest,
+    OpenAccount, PartyRef, ProviderKind, ProviderRequest, ShareRequest,
+};
 use dtenge_bank::Request;
 use dtenge_core::crypto::{Address, Hash32};
 use dtenge_core::money::Amount;
 use dtenge_core::ErrorCode;
 use dtenge_env::{Entropy, ManualClock};
-use dtenge_network::types::{
-    EventKind, EventRequest, HoldRequest, NotificationKind, NotificationPage, OccurrenceOutcome, OccurrenceRequest,
-    OpenAccount, PartyRef, ProviderKind, ProviderRequest, ShareRequest,
-};
 use dtenge_node::ids::complete_iin_bin;
 use dtenge_node::{ClientKind, OWN_ACCOUNT};
 use std::path::Path;

@@ -4,16 +4,16 @@
 
 use dtenge_api::platform::Idem;
 use dtenge_api::platform::Platform;
+use dtenge_api::types::{
+    BlockRequest, EventKind, EventRequest, EventStatus, HoldRequest, OccurrenceOutcome, OccurrenceRequest, OpenAccount,
+    PartyRef, ProviderKind, ProviderRequest, ShareRequest,
+};
 use dtenge_bank::Request;
 use dtenge_core::calendar::Date;
 use dtenge_core::crypto::{Address, Hash32};
 use dtenge_core::money::Amount;
 use dtenge_core::ErrorCode;
 use dtenge_env::{Clock, Entropy, ManualClock, SystemClock};
-use dtenge_network::types::{
-    BlockRequest, EventKind, EventRequest, EventStatus, HoldRequest, OccurrenceOutcome, OccurrenceRequest, OpenAccount,
-    PartyRef, ProviderKind, ProviderRequest, ShareRequest,
-};
 use dtenge_node::ids::complete_iin_bin;
 use dtenge_node::{ClientKind, Purpose, OWN_ACCOUNT};
 use std::path::Path;

@@ -3,13 +3,13 @@
 
 use dtenge_api::platform::Idem;
 use dtenge_api::platform::{Platform, REFERENCE_LEN_MAX};
+use dtenge_api::types::{AmountRequest, OpenAccount, Payee, RegistryLine, RegistryRequest, TransferRequest};
 use dtenge_core::crypto::{Hash32, SecretKey};
 use dtenge_core::money::Amount;
 use dtenge_core::token::Output;
 use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::ErrorCode;
 use dtenge_env::{Entropy, ManualClock};
-use dtenge_network::types::{AmountRequest, OpenAccount, Payee, RegistryLine, RegistryRequest, TransferRequest};
 use dtenge_node::ids::complete_iin_bin;
 use dtenge_node::{ClientKind, Purpose, OWN_ACCOUNT};
 use std::path::Path;

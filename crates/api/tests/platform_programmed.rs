@@ -5,18 +5,18 @@
 
 use dtenge_api::platform::Idem;
 use dtenge_api::platform::Platform;
+use dtenge_api::types::{
+    AmountRequest, AtmWithdrawal, CardMode, CardPurchaseRequest, ContractPaymentRequest, ContractRequest,
+    ContractWithdrawalRequest, InvoicePaymentRequest, InvoiceRequest, InvoiceStatus, LevelRequest, LinkCard,
+    MarkedTransferRequest, MarkingRequest, NotificationKind, OpenAccount, PartyRef, Payee, SplitLine,
+    SplitPaymentRequest, UseKind, VatPaymentRequest, VoucherEvent, VoucherProgramRequest,
+};
 use dtenge_bank::Request;
 use dtenge_core::crypto::Hash32;
 use dtenge_core::money::Amount;
 use dtenge_core::token::Policy;
 use dtenge_core::ErrorCode;
 use dtenge_env::{Entropy, ManualClock};
-use dtenge_network::types::{
-    AmountRequest, AtmWithdrawal, CardMode, CardPurchaseRequest, ContractPaymentRequest, ContractRequest,
-    ContractWithdrawalRequest, InvoicePaymentRequest, InvoiceRequest, InvoiceStatus, LevelRequest, LinkCard,
-    MarkedTransferRequest, MarkingRequest, NotificationKind, OpenAccount, PartyRef, Payee, SplitLine,
-    SplitPaymentRequest, UseKind, VatPaymentRequest, VoucherEvent, VoucherProgramRequest,
-};
 use dtenge_node::ids::{complete_iin_bin, complete_pan, mask_pan};
 use dtenge_node::{ClientKind, Purpose, OWN_ACCOUNT};
 use dtenge_oracle::ProviderKind;

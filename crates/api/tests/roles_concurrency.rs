@@ -17,6 +17,7 @@
 //! let the roles settle before they read the payees' balances.
 
 use dtenge_api::platform::Platform;
+use dtenge_api::types::{AmountRequest, OpenAccount, Payee, TransferRequest};
 use dtenge_core::calendar::Date;
 use dtenge_core::crypto::{Address, SecretKey};
 use dtenge_core::money::Amount;
@@ -24,7 +25,6 @@ use dtenge_core::token::{Input, Output};
 use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::ErrorCode;
 use dtenge_env::{Entropy, ManualClock};
-use dtenge_network::types::{AmountRequest, OpenAccount, Payee, TransferRequest};
 use dtenge_node::ids::complete_iin_bin;
 use dtenge_node::ClientKind;
 use rand::{Rng, SeedableRng};

@@ -3,14 +3,15 @@
 //! oracle; a forged oracle signature is refused; and every refusal leaves balances and the
 //! reconciliation untouched. Holding, marking and VAT state survive a restart.
 //!
-//! Ported from the one-process network's `crates/network/tests/programmable.rs` to the roles
-//! through the platform facade: a client-signed transfer goes to `Platform::submit` (the
-//! payer's bank checks and attests it, as the network's pipeline did). A programmed spend is
-//! answered once the oracle recorded it; a payee at another bank holds its DT when the
-//! delivery arrives, after the answer, so the tests let the roles settle before they look for
-//! the payee's tokens.
+//! Ported from the one-process network's `crates/network/tests/programmable.rs` (deleted with
+//! its crate; at commit 6eefee7) to the roles through the platform facade: a client-signed
+//! transfer goes to `Platform::submit` (the payer's bank checks and attests it, as the
+//! network's pipeline did). A programmed spend is answered once the oracle recorded it; a
+//! payee at another bank holds its DT when the delivery arrives, after the answer, so the
+//! tests let the roles settle before they look for the payee's tokens.
 
 use dtenge_api::platform::Platform;
+use dtenge_api::types::*;
 use dtenge_core::calendar::Date;
 use dtenge_core::crypto::SecretKey;
 use dtenge_core::money::Amount;
@@ -18,7 +19,6 @@ use dtenge_core::token::{Input, Output, Policy};
 use dtenge_core::tx::{node_message, Attestation, Command, Transaction, TxBody};
 use dtenge_core::ErrorCode;
 use dtenge_env::{Entropy, ManualClock};
-use dtenge_network::types::*;
 use dtenge_node::ids::complete_iin_bin;
 use dtenge_node::{Balance, ClientKind};
 use std::sync::Arc;

@@ -17,18 +17,19 @@
 //! `PROPTEST_CASES` asks for another number.
 //!
 //! Ported from the one-process network's `crates/network/tests/programmable_properties.rs`
-//! to the roles through the platform facade (the same operations, strategy and seed). What
-//! the roles do differently (ARCHITECTURE, "Faces: the platform facade"):
+//! (deleted with its crate; at commit 6eefee7) to the roles through the platform facade (the
+//! same operations, strategy and seed). What the roles do differently (ARCHITECTURE, "Faces:
+//! the platform facade"):
 //! - a payee at another bank is credited when the delivery arrives, after the payer's
 //!   answer: the balances are read once the roles settled;
 //! - "what was ever held" is the sum of the event's signed `Held` records, as on the network,
 //!   and must also equal the sum of the holds the platform answered, kept by the test.
 
 use dtenge_api::platform::{Platform, TREASURY_ID};
+use dtenge_api::types::*;
 use dtenge_core::calendar::Date;
 use dtenge_core::money::Amount;
 use dtenge_env::{Entropy, ManualClock};
-use dtenge_network::types::*;
 use dtenge_node::ids::complete_iin_bin;
 use dtenge_node::{Balance, ClientKind};
 use proptest::prelude::*;

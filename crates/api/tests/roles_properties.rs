@@ -30,13 +30,13 @@
 //!   restart with the same seed that must still reconcile.
 
 use dtenge_api::platform::{Platform, TREASURY_ID};
+use dtenge_api::types::{
+    AmountRequest, BlockRequest, OpenAccount, Payee, RegistryLine, RegistryRequest, TransferRequest,
+};
 use dtenge_core::calendar::Date;
 use dtenge_core::money::Amount;
 use dtenge_core::ErrorCode;
 use dtenge_env::{Entropy, ManualClock};
-use dtenge_network::types::{
-    AmountRequest, BlockRequest, OpenAccount, Payee, RegistryLine, RegistryRequest, TransferRequest,
-};
 use dtenge_node::ids::complete_iin_bin;
 use dtenge_node::{Balance, ClientKind, OWN_ACCOUNT};
 use proptest::prelude::*;

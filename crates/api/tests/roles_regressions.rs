@@ -1,13 +1,14 @@
 //! Regression tests for bugs found in review, each reproducing the original trigger, ported
-//! from the one-process network's `crates/network/tests/regressions.rs` to the roles through
-//! the platform facade.
+//! from the one-process network's `crates/network/tests/regressions.rs` (deleted with its
+//! crate; at commit 6eefee7) to the roles through the platform facade.
 //!
 //! Not ported, for want of anything of the kind among the roles:
 //! `a_transaction_between_two_banks_is_archived_once_for_both` (the network's one store kept
 //! one archived copy of a payment for both nodes; two banks are two organizations with a store
 //! each, and each keeps its own record of a payment between them by design).
 
-use dtenge_api::platform::Platform;
+use dtenge_api::platform::{Platform, DATABASE_FILE};
+use dtenge_api::types::{AmountRequest, CardMode, CardPurchaseRequest, LinkCard, OpenAccount};
 use dtenge_core::calendar::Date;
 use dtenge_core::crypto::SecretKey;
 use dtenge_core::money::Amount;
@@ -15,7 +16,6 @@ use dtenge_core::token::Output;
 use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::ErrorCode;
 use dtenge_env::{Entropy, ManualClock};
-use dtenge_network::types::{AmountRequest, CardMode, CardPurchaseRequest, LinkCard, OpenAccount};
 use dtenge_node::ids::{complete_iin_bin, complete_pan};
 use dtenge_node::ClientKind;
 use std::sync::Arc;
@@ -215,19 +215,19 @@ fn emission_cannot_push_circulation_past_the_largest_amount() {
 fn a_data_directory_of_the_one_process_network_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let clock = Arc::new(ManualClock::new(monday_10am_ms()));
-        let standard = dtenge_network::NetworkConfig::standard();
-        let network = dtenge_network::Network::open(dir.path(), &standard, clock, Entropy::from_seed(3)).unwrap();
-        network.credit_correspondent(None, "steppe", req(2_000)).unwrap();
-        network.emission(None, "steppe", req(1_000)).unwrap();
+        // A store where the one-process network kept its ledger (the `dtenge-network` crate
+        // that wrote one is deleted): its file name, the nodes' tables it held, a committed
+        // row. The refusal goes by the name.
+        let tables = dtenge_node::TABLES;
+        let store = dtenge_store::Store::open(&dir.path().join(DATABASE_FILE), &tables).unwrap();
+        let mut batch = dtenge_store::WriteBatch::new();
+        batch.put(tables[0], b"meta".to_vec(), b"a node of the one-process network".to_vec());
+        store.commit(batch).unwrap();
     }
     let clock = Arc::new(ManualClock::new(monday_10am_ms()));
     let refused = Platform::open(dir.path(), clock, Entropy::from_seed(3)).err().expect("refused");
     assert_eq!(refused.code, ErrorCode::StorageFailure);
-    assert!(
-        refused.message.contains(dtenge_network::DATABASE_FILE) && refused.message.contains("fresh data directory"),
-        "{refused}"
-    );
+    assert!(refused.message.contains(DATABASE_FILE) && refused.message.contains("fresh data directory"), "{refused}");
     // Nothing of the roles was written beside the network's store.
     assert!(!dir.path().join(dtenge_api::platform::ROLE_KEYS_FILE).exists());
 }

@@ -20,9 +20,9 @@
 //! process before anything else can be written from that memory: nothing more to port.
 
 use dtenge_api::platform::Platform;
+use dtenge_api::types::{AmountRequest, OpenAccount};
 use dtenge_core::money::Amount;
 use dtenge_env::{Clock, Entropy, ManualClock};
-use dtenge_network::types::{AmountRequest, OpenAccount};
 use dtenge_node::ids::complete_iin_bin;
 use dtenge_node::ClientKind;
 use std::sync::Arc;

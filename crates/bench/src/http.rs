@@ -43,11 +43,11 @@
 
 use crate::{machine_ticks, programmable::cpu_us, Latency, Machine, BANKS, LATENCY_US_MAX, TOKEN_TIYN};
 use bytes::Bytes;
+use dtenge_api::types::{AmountRequest, OpenAccount, RegistryLine, RegistryRequest};
 use dtenge_core::crypto::{hash_parts, SecretKey};
 use dtenge_core::money::Amount;
 use dtenge_core::token::{Input, Output};
 use dtenge_core::tx::{Command, Transaction, TxBody};
-use dtenge_network::types::{AmountRequest, OpenAccount, RegistryLine, RegistryRequest};
 use dtenge_node::ids::complete_iin_bin;
 use dtenge_node::{ClientKind, OWN_ACCOUNT};
 use hdrhistogram::Histogram;

@@ -1,20 +1,15 @@
 //! `dtenge bench`: load on the payment path, measured.
 //!
-//! 1. **Seed** (untimed): a fresh network; `accounts` accounts whose clients keep their own
-//!    keys, spread over the three banks (bulk opening, one commit per 10,000); `tokens` tokens
-//!    of 100.00 KZT paid to them by registry distributions from the banks' own DT, which the
-//!    banks got by emission through the ABS.
-//! 2. **Prepare** (untimed): 2-input 2-output transfers between random accounts at different
-//!    banks, signed by the clients on their side, plus the injected double spends (a second
-//!    transfer of the same two tokens) and invalid signatures (a flipped signature byte).
-//! 3. **Run** (timed): the transfers go through the network's payment pipeline, the path of
-//!    `POST /v1/nodes/{node}/transactions`: the bank attests, every signature is verified,
-//!    the notary checks and spends, one fsync'd commit per batch, the nodes apply. Closed loop
-//!    (`in_flight` payments outstanding, a new one as each answer comes) or open loop (a
-//!    fixed offered rate; latency counts from the moment each payment was due, so a backlog
-//!    is not hidden).
-//! 4. **Check**: every valid transfer committed, every injected one refused with its code,
-//!    and the network reconciles.
+//! The in-process load runs on the roles as `dtenge up` runs them ([`roles`]): seed accounts
+//! and tokens (untimed), prepare and sign 2-in 2-out transfers with injected double spends
+//! and invalid signatures (untimed), send them closed or open loop (timed), then check that
+//! every valid transfer committed, every injected one was refused with its code, and the
+//! roles reconcile. [`http`] drives a running `dtenge up` through its REST API instead, and
+//! [`postgres`] is the peer baseline with the same load. This module holds what they share:
+//! the configuration, the preparation of the signed transfers, the load loop and the meters.
+//!
+//! The one-process network's run (`dtenge bench --network`) went with its crate
+//! (`dtenge-network`, deleted); its figures are in `docs/PERFORMANCE.md`.
 
 pub mod http;
 pub mod postgres;
@@ -26,10 +21,7 @@ use dtenge_core::money::Amount;
 use dtenge_core::token::{Input, Output};
 use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::ErrorCode;
-use dtenge_network::types::{AmountRequest, OpenAccount, RegistryLine, RegistryRequest};
-use dtenge_network::{Completion, Entropy, ManualClock, Network, NetworkConfig, Submission};
 use dtenge_node::ids::complete_iin_bin;
-use dtenge_node::{ClientKind, OWN_ACCOUNT};
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -43,10 +35,6 @@ use std::time::{Duration, Instant};
 pub const BANKS: [&str; 3] = ["steppe", "tulpar", "sapa"];
 /// Value of every seeded token: 100.00 KZT.
 pub const TOKEN_TIYN: u64 = 100_00;
-/// Lines per seeding registry (below the registry limit).
-const SEED_LINES_MAX: usize = 15_000;
-/// Accounts per bulk opening.
-const SEED_ACCOUNTS_MAX: usize = 10_000;
 /// Longest a latency may be recorded as (1 hour), in microseconds.
 pub(crate) const LATENCY_US_MAX: u64 = 3_600_000_000;
 
@@ -59,7 +47,7 @@ pub struct Config {
     pub payments: usize,
     /// Offered payments per second (open loop); `None` = closed loop (saturation).
     pub rate_per_s: Option<u64>,
-    /// Closed loop: payments outstanding at once (the pipeline batches what is waiting).
+    /// Closed loop: payments outstanding at once (the banks batch what is waiting).
     pub in_flight: usize,
     /// Client connections of the PostgreSQL baseline.
     pub threads: usize,
@@ -107,46 +95,6 @@ pub struct Latency {
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
-}
-
-/// What was measured.
-#[derive(Clone, Debug, Serialize)]
-pub struct Report {
-    pub machine: Machine,
-    pub config: Config,
-    pub seed_seconds: f64,
-    pub prepare_seconds: f64,
-    pub run_seconds: f64,
-    pub offered_per_s: Option<u64>,
-    pub achieved_per_s: f64,
-    pub submitted: usize,
-    pub committed: usize,
-    /// Refusals by error code.
-    pub rejected: BTreeMap<String, usize>,
-    pub injected_double_spends: usize,
-    pub injected_invalid_signatures: usize,
-    pub latency: Latency,
-    /// CPU over the timed phase.
-    pub cpu: CpuUse,
-    pub peak_memory_bytes: u64,
-    /// Growth of resident memory while seeding, per unspent token.
-    pub bytes_per_unspent_token: f64,
-    /// The checkpoint written after seeding, as a long-running platform has one.
-    pub checkpoint: CheckpointCost,
-    pub reconciled: bool,
-    /// The PostgreSQL baseline with the same load, if asked for.
-    pub baseline: Option<postgres::BaselineReport>,
-    /// Our payments/s divided by the baseline's.
-    pub throughput_ratio: Option<f64>,
-    /// Our p99 latency divided by the baseline's (below 1 is better).
-    pub p99_ratio: Option<f64>,
-    /// The cost of held and marked payments next to a plain one, if asked for.
-    pub programmable: Option<programmable::ProgrammableReport>,
-    /// The monitoring polls during the timed phase, if asked for.
-    pub monitoring: Option<MonitorPolls>,
-    /// Every check held: valid payments committed, injected ones refused, reconciled.
-    pub ok: bool,
-    pub problems: Vec<String>,
 }
 
 /// CPU time over the timed phase: the process's (every thread, user and system: the platform
@@ -199,17 +147,6 @@ impl CpuMeter {
     }
 }
 
-/// What a checkpoint of the seeded state cost, and that cost spread over the transactions
-/// after which the next one is due (`Network::checkpoint_due`).
-#[derive(Clone, Debug, Serialize)]
-pub struct CheckpointCost {
-    pub unspent_tokens: u64,
-    pub bytes: u64,
-    pub seconds: f64,
-    /// `seconds` divided by the transactions between two checkpoints.
-    pub per_payment_us: f64,
-}
-
 /// The machine the run happened on.
 #[derive(Clone, Debug, Serialize)]
 pub struct Machine {
@@ -255,10 +192,6 @@ fn proc_status_kib(field: &str, file: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn resident_bytes() -> u64 {
-    proc_status_kib("VmRSS:", "/proc/self/status") * 1024
-}
-
 pub(crate) fn peak_bytes() -> u64 {
     proc_status_kib("VmHWM:", "/proc/self/status") * 1024
 }
@@ -297,109 +230,6 @@ pub(crate) fn working_day_ms() -> u64 {
 pub(crate) fn iin(n: usize) -> Result<String, String> {
     let base = 10_000_000_000u64 + n as u64 * 10;
     (0..10).find_map(|k| complete_iin_bin(&format!("{:011}", base + k))).ok_or_else(|| format!("no IIN near {base}"))
-}
-
-/// Run the benchmark; `progress` hears what is happening.
-pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Report, String> {
-    check_config(config)?;
-    let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let dir = config.data.clone().unwrap_or_else(|| temp.path().to_path_buf());
-    let clock = Arc::new(ManualClock::new(working_day_ms()));
-    let network = Arc::new(
-        Network::open(&dir, &NetworkConfig::standard(), clock, Entropy::from_seed(config.seed))
-            .map_err(|e| e.to_string())?,
-    );
-
-    let started = Instant::now();
-    let resident_before = resident_bytes();
-    let accounts = seed(&network, config, &mut progress)?;
-    let seed_seconds = started.elapsed().as_secs_f64();
-    let bytes_per_unspent_token =
-        resident_bytes().saturating_sub(resident_before) as f64 / network.reconcile().notary_unspent.max(1) as f64;
-    progress(&format!("seeded {} accounts and {} tokens in {seed_seconds:.1} s", config.accounts, config.tokens));
-    let checkpoint = checkpoint_cost(&network)?;
-    progress(&format!("checkpoint of {} tokens in {:.2} s", checkpoint.unspent_tokens, checkpoint.seconds));
-    // Never signalled: the checkpointer ends when the network is dropped after the run.
-    dtenge_network::spawn_checkpointer(&network, &dtenge_network::StopSignal::new())
-        .map_err(|e| format!("checkpointer: {e}"))?;
-
-    let started = Instant::now();
-    let prepared = prepare(accounts, config)?;
-    let prepare_seconds = started.elapsed().as_secs_f64();
-    progress(&format!("prepared and signed {} transfers in {prepare_seconds:.1} s", prepared.len()));
-
-    // The submissions are built before the clock starts, as a client would have them ready:
-    // the timed phase moves each into the pipeline instead of copying it.
-    let expected: Vec<Expect> = prepared.iter().map(|p| p.expect).collect();
-    let submissions: Vec<Submission> =
-        prepared.into_iter().map(|p| Submission { node: p.bank.to_string(), tx: p.tx, idem: None }).collect();
-    let cpu_meter = CpuMeter::start();
-    let poller = config.monitor_every_ms.map(|every_ms| {
-        let network = network.clone();
-        let poll =
-            move || network.monitoring().map(|t| t.circulation_tiyn.tiyn()).map_err(|e| format!("monitoring: {e}"));
-        MonitorPoller::start(poll, every_ms)
-    });
-    let mut outcome = submit_all(&network, submissions, &expected, config)?;
-    let monitoring = poller.map(MonitorPoller::stop).transpose()?;
-    let cpu = cpu_meter.finish(outcome.committed);
-    // The programmed payments are timed on the roles (`--roles`); today's network is only the
-    // baseline the roles are compared with until it is deleted.
-    let programmable = None;
-    let reconciliation = network.reconcile();
-    let mut problems = std::mem::take(&mut outcome.problems);
-    if !reconciliation.ok {
-        problems.extend(reconciliation.problems.iter().cloned());
-    }
-    check_outcome(&outcome, &expected, &mut problems);
-    let count = |e: Expect| expected.iter().filter(|x| **x == e).count();
-    let latency = |q: f64| outcome.latency.value_at_quantile(q);
-    let achieved_per_s = outcome.committed as f64 / outcome.elapsed.as_secs_f64().max(1e-9);
-    let baseline = match &config.baseline_postgres_url {
-        Some(url) => {
-            progress("running the PostgreSQL baseline with the same load");
-            let baseline = postgres::run(url, config)?;
-            if !baseline.conserved {
-                problems.push("the PostgreSQL baseline did not conserve money".into());
-            }
-            Some(baseline)
-        }
-        None => None,
-    };
-    let throughput_ratio = baseline.as_ref().map(|b| achieved_per_s / b.achieved_per_s.max(1e-9));
-    let p99_ratio = baseline.as_ref().map(|b| latency(0.99) as f64 / b.latency.p99_us.max(1) as f64);
-    Ok(Report {
-        machine: Machine::here(),
-        config: config.clone(),
-        seed_seconds,
-        prepare_seconds,
-        run_seconds: outcome.elapsed.as_secs_f64(),
-        offered_per_s: config.rate_per_s,
-        achieved_per_s,
-        submitted: expected.len(),
-        committed: outcome.committed,
-        rejected: outcome.rejected,
-        injected_double_spends: count(Expect::DoubleSpend),
-        injected_invalid_signatures: count(Expect::InvalidSignature),
-        latency: Latency {
-            p50_us: latency(0.5),
-            p99_us: latency(0.99),
-            p999_us: latency(0.999),
-            max_us: outcome.latency.max(),
-        },
-        cpu,
-        peak_memory_bytes: peak_bytes(),
-        bytes_per_unspent_token,
-        checkpoint,
-        reconciled: reconciliation.ok,
-        baseline,
-        throughput_ratio,
-        p99_ratio,
-        programmable,
-        monitoring,
-        ok: problems.is_empty(),
-        problems,
-    })
 }
 
 /// The load `config` asks for is one the bench can seed and send.
@@ -487,74 +317,6 @@ impl MonitorPoller {
 
 pub(crate) fn key_of(seed: u64, n: usize) -> SecretKey {
     SecretKey::from_seed(hash_parts(b"dtenge/bench/key", &[&seed.to_le_bytes(), &(n as u64).to_le_bytes()]).0)
-}
-
-/// Open the accounts and pay them their tokens, through the platform's own operations.
-fn seed(network: &Network, config: &Config, progress: &mut impl FnMut(&str)) -> Result<Vec<BenchAccount>, String> {
-    let err = |e: dtenge_core::Error| e.to_string();
-    let mut accounts = Vec::with_capacity(config.accounts);
-    for (b, bank) in BANKS.iter().enumerate() {
-        let mine: Vec<usize> = (0..config.accounts).filter(|n| n % BANKS.len() == b).collect();
-        for chunk in mine.chunks(SEED_ACCOUNTS_MAX) {
-            let mut requests = Vec::with_capacity(chunk.len());
-            for &n in chunk {
-                let key = key_of(config.seed, n);
-                requests.push(OpenAccount {
-                    kind: ClientKind::Individual,
-                    client_id: iin(n)?,
-                    name: format!("Bench Client {n}"),
-                    phone: None,
-                    public_key: Some(key.public_key()),
-                });
-                accounts.push((n, *bank, key));
-            }
-            network.open_accounts(None, bank, requests).map_err(err)?;
-        }
-        progress(&format!("opened {} accounts at {bank}", mine.len()));
-    }
-    accounts.sort_by_key(|(n, _, _)| *n);
-
-    // Token t goes to account t % accounts: every account gets tokens / accounts of them.
-    for (b, bank) in BANKS.iter().enumerate() {
-        let lines: Vec<RegistryLine> = (0..config.tokens)
-            .filter(|t| (t % config.accounts) % BANKS.len() == b)
-            .map(|t| {
-                Ok(RegistryLine {
-                    phone: None,
-                    client_id: Some(iin(t % config.accounts)?),
-                    bank: Some((*bank).to_string()),
-                    amount_tiyn: amount(TOKEN_TIYN)?,
-                })
-            })
-            .collect::<Result<_, String>>()?;
-        let total = amount(TOKEN_TIYN * lines.len() as u64)?;
-        network.credit_correspondent(None, bank, AmountRequest { amount_tiyn: total }).map_err(err)?;
-        network.emission(None, bank, AmountRequest { amount_tiyn: total }).map_err(err)?;
-        let mut rest = lines;
-        while !rest.is_empty() {
-            let tail = rest.split_off(rest.len().min(SEED_LINES_MAX));
-            let report = network
-                .distribute_registry(
-                    None,
-                    bank,
-                    RegistryRequest { from: OWN_ACCOUNT.into(), reference: None, lines: rest },
-                )
-                .map_err(err)?;
-            if report.lines_rejected > 0 {
-                return Err(format!("seeding registry rejected {} lines", report.lines_rejected));
-            }
-            rest = tail;
-        }
-        progress(&format!("paid the tokens of {bank}"));
-    }
-
-    accounts
-        .into_iter()
-        .map(|(n, bank, key)| {
-            let tokens = network.spendable_tokens(bank, &iin(n)?).map_err(err)?;
-            Ok(BenchAccount { bank, key, tokens })
-        })
-        .collect()
 }
 
 /// Build and sign every transfer before the clock starts: clients sign on their side.
@@ -677,34 +439,12 @@ pub(crate) struct Outcome {
     problems: Vec<String>,
 }
 
-/// Send everything through the pipeline, closed or open loop, and count. One thread submits
-/// and collects answers: the pipeline does the work on its own threads. `expected[i]` says
-/// what the `i`-th submission must do.
-fn submit_all(
-    network: &Arc<Network>,
-    submissions: Vec<Submission>,
-    expected: &[Expect],
-    config: &Config,
-) -> Result<Outcome, String> {
-    if submissions.len() != expected.len() {
-        return Err("one expectation per submission".into());
-    }
-    let pipeline = network.pipeline().map_err(|e| e.to_string())?;
-    let (reply, answers) = crossbeam_channel::unbounded::<Completion>();
-    let mut submissions = submissions.into_iter();
-    let send = |tag: u64| {
-        let submission = submissions.next().ok_or("fewer submissions than counted")?;
-        pipeline.submit(submission, tag, &reply).map_err(|e| e.to_string())
-    };
-    drive(expected, config, send, &answers, |c| (c.tag, c.result, c.done))
-}
-
 /// Longest the load generator waits for one answer before it gives up on the run.
 pub(crate) const ANSWER_WAIT_MAX: Duration = Duration::from_secs(600);
 
-/// The load loop of both benches: `send(i)` sends the `i`-th submission, tagged `i`; answers
-/// arrive on `answers` and `unpack` says which submission each answers, how, and when it was
-/// taken. Closed loop (`in_flight` outstanding, a new one as each answer comes) or open loop
+/// The load loop of the in-process bench: `send(i)` sends the `i`-th submission, tagged `i`;
+/// answers arrive on `answers` and `unpack` says which submission each answers, how, and when
+/// it was taken. Closed loop (`in_flight` outstanding, a new one as each answer comes) or open loop
 /// (a fixed offered rate; latency counts from the moment each was due, so a backlog shows).
 pub(crate) fn drive<A, T>(
     expected: &[Expect],
@@ -788,97 +528,4 @@ pub(crate) fn tally<T>(outcome: &mut Outcome, answer: dtenge_core::Result<T>, ex
         }
         (Ok(_), expect) => outcome.problems.push(format!("{expect:?} transfer committed")),
     }
-}
-
-/// Write a checkpoint and time it (nothing else runs meanwhile).
-fn checkpoint_cost(network: &Network) -> Result<CheckpointCost, String> {
-    let started = Instant::now();
-    let written = network.checkpoint().map_err(|e| format!("checkpoint: {e}"))?;
-    let seconds = started.elapsed().as_secs_f64();
-    let interval = dtenge_network::checkpoint_interval(written.notary.items);
-    Ok(CheckpointCost {
-        unspent_tokens: written.notary.items,
-        bytes: written.notary.bytes + written.nodes.bytes,
-        seconds,
-        per_payment_us: seconds * 1e6 / interval as f64,
-    })
-}
-
-/// The report as people read it.
-pub fn render(report: &Report) -> String {
-    let ms = |us: u64| us as f64 / 1000.0;
-    let mut out = String::new();
-    out.push_str(&report.machine.line());
-    out.push_str(&format!(
-        "seeded             {} accounts, {} tokens in {:.1} s; prepared {} transfers in {:.1} s\n",
-        report.config.accounts, report.config.tokens, report.seed_seconds, report.submitted, report.prepare_seconds
-    ));
-    out.push_str(&format!(
-        "checkpoint         {} tokens, {:.0} MiB in {:.2} s: {:.2} µs per payment between two checkpoints\n",
-        report.checkpoint.unspent_tokens,
-        report.checkpoint.bytes as f64 / (1u64 << 20) as f64,
-        report.checkpoint.seconds,
-        report.checkpoint.per_payment_us
-    ));
-    out.push_str(&format!(
-        "mode               {}\n",
-        match report.offered_per_s {
-            Some(rate) => format!("open loop, offered {rate} payments/s"),
-            None => format!("closed loop (saturation), {} payments in flight", report.config.in_flight),
-        },
-    ));
-    out.push_str(&format!(
-        "achieved           {:.0} payments/s ({} committed in {:.2} s)\n",
-        report.achieved_per_s, report.committed, report.run_seconds
-    ));
-    out.push_str(&format!(
-        "injected           {} double spends, {} invalid signatures; rejected {:?}\n",
-        report.injected_double_spends, report.injected_invalid_signatures, report.rejected
-    ));
-    out.push_str(&format!(
-        "latency            p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms\n",
-        ms(report.latency.p50_us),
-        ms(report.latency.p99_us),
-        ms(report.latency.p999_us),
-        ms(report.latency.max_us)
-    ));
-    out.push_str(&format!(
-        "cpu                {:.1} µs of the process per payment; machine {:.0}% busy, {:.1}% stolen by the hypervisor\n",
-        report.cpu.process_us_per_payment,
-        report.cpu.machine_busy * 100.0,
-        report.cpu.machine_steal * 100.0
-    ));
-    out.push_str(&format!(
-        "memory             peak {:.0} MiB, {:.0} bytes per unspent token\n",
-        report.peak_memory_bytes as f64 / (1u64 << 20) as f64,
-        report.bytes_per_unspent_token
-    ));
-    if let (Some(b), Some(t), Some(l)) = (&report.baseline, report.throughput_ratio, report.p99_ratio) {
-        out.push_str(&format!(
-            "postgres baseline  {:.0} payments/s, p50 {:.2} ms, p99 {:.2} ms ({} connections, SELECT … FOR UPDATE, synchronous commit)\n",
-            b.achieved_per_s,
-            ms(b.latency.p50_us),
-            ms(b.latency.p99_us),
-            b.connections
-        ));
-        out.push_str(&format!("ratio              dtenge / postgres: throughput {t:.2}x, p99 {l:.2}x\n"));
-    }
-    if let Some(m) = &report.monitoring {
-        out.push_str(&format!(
-            "monitoring         polled every {} ms during the run: {} polls, the slowest {:.2} ms\n",
-            m.every_ms, m.polls, m.poll_ms_max
-        ));
-    }
-    if let Some(programmable) = &report.programmable {
-        out.push_str(&programmable::render(programmable));
-    }
-    out.push_str(&format!(
-        "checks             {}\n",
-        if report.ok {
-            "ok: valid payments committed, injected ones refused, reconciled".to_string()
-        } else {
-            format!("FAILED: {:?}", report.problems)
-        }
-    ));
-    out
 }

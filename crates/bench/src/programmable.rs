@@ -15,7 +15,7 @@
 
 use crate::{amount, iin, Latency, LATENCY_US_MAX};
 use dtenge_api::platform::{Platform, TREASURY_ID};
-use dtenge_network::types::*;
+use dtenge_api::types::*;
 use dtenge_node::ClientKind;
 use hdrhistogram::Histogram;
 use serde::Serialize;

@@ -28,10 +28,10 @@ fn keep_freed_memory() {
 
 use clap::{Parser, Subcommand};
 use dtenge_api::platform::{Idem, Platform as Roles};
+use dtenge_api::types::AmountRequest;
 use dtenge_core::calendar::Date;
 use dtenge_core::money::Amount;
 use dtenge_env::{Clock, Entropy, ManualClock, SystemClock};
-use dtenge_network::types::AmountRequest;
 use dtenge_scenarios::{Client, Platform, World};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -134,11 +134,6 @@ enum Command {
         /// operator's dashboard does.
         #[arg(long)]
         monitor_every_ms: Option<u64>,
-        /// Run the load on today's one-object network (`dtenge-network`) instead of the roles:
-        /// the baseline the roles are compared with until that crate is deleted. Without it
-        /// the load runs on the roles, as `dtenge up` runs them.
-        #[arg(long, conflicts_with_all = ["http", "roles"])]
-        network: bool,
         /// The roles (the default; kept so that earlier commands still run).
         #[arg(long, conflicts_with = "http", hide = true)]
         roles: bool,
@@ -186,14 +181,6 @@ enum Command {
         /// Print every event of the run of `--seed`, then its report.
         #[arg(long)]
         trace: bool,
-        /// Print one JSON object per seed.
-        #[arg(long)]
-        json: bool,
-        /// Simulate today's one-process network (`dtenge-network`) instead of the roles as
-        /// separate processes (notary, central, the directory, the oracle, three banks, each on
-        /// its own disk), until that crate is deleted.
-        #[arg(long, conflicts_with = "roles")]
-        network: bool,
         /// The roles (the default; kept so that earlier commands still run).
         #[arg(long, hide = true)]
         roles: bool,
@@ -300,7 +287,6 @@ fn main() -> ExitCode {
             programmable,
             monitor_every_ms,
             json,
-            network,
             ..
         } => bench(
             dtenge_bench::Config {
@@ -325,54 +311,15 @@ fn main() -> ExitCode {
                 programmable_ops: programmable,
                 monitor_every_ms,
             },
-            !network,
             json,
         ),
-        Command::Sim { seeds, seed, requests, clients, trace, json, network: true, .. } => {
-            sim(seeds, seed, &dtenge_sim::SimConfig { requests, clients: clients.clamp(2, 64) }, trace, json)
-        }
-        Command::Sim { seeds, seed, requests, clients, trace, network: false, .. } => {
+        Command::Sim { seeds, seed, requests, clients, trace, .. } => {
             let config = dtenge_sim::roles::RolesConfig { payments: requests, clients: clients.clamp(2, 64) };
             sim_roles(seeds, seed, &config, trace)
         }
         Command::Call { method, path, body, api, key } => call(&api, &method, &path, body.as_deref(), key.as_deref()),
     };
     finish(result)
-}
-
-fn sim(seeds: u64, first: u64, config: &dtenge_sim::SimConfig, trace: bool, json: bool) -> Result<ExitCode, String> {
-    let count = if trace { 1 } else { seeds };
-    let started = std::time::Instant::now();
-    let (mut crashes, mut dropped, mut succeeded) = (0u64, 0u64, 0u64);
-    let (mut checkpoints, mut checkpoint_crashes) = (0u64, 0u64);
-    for seed in first..first.saturating_add(count) {
-        let report = match dtenge_sim::run(seed, config) {
-            Ok(report) => report,
-            Err(failure) => {
-                let shown = if trace { 0 } else { failure.trace.len().saturating_sub(40) };
-                eprintln!("{}", failure.trace[shown..].join("\n"));
-                return Err(format!("invariant broken: {failure}"));
-            }
-        };
-        if trace {
-            println!("{}", report.trace.join("\n"));
-        }
-        if json || trace {
-            println!("{}", dtenge_sim::report_json(&report));
-        }
-        crashes += report.crashes;
-        checkpoints += report.checkpoints;
-        checkpoint_crashes += report.checkpoint_crashes;
-        dropped += report.messages_dropped;
-        succeeded += u64::from(report.succeeded);
-    }
-    if !json {
-        println!(
-            "{count} seeds from {first} passed in {:.1} s: {succeeded} requests succeeded, {crashes} crashes ({checkpoint_crashes} inside one of {checkpoints} checkpoints), {dropped} messages lost; every invariant held",
-            started.elapsed().as_secs_f64()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `dtenge sim --roles`: the roles as separate simulated processes (see `dtenge_sim::roles`).
@@ -664,21 +611,12 @@ fn reconcile(api: &str, data: PathBuf) -> Result<ExitCode, String> {
     }
 }
 
-fn bench(config: dtenge_bench::Config, roles: bool, json: bool) -> Result<ExitCode, String> {
-    if roles {
-        let report = dtenge_bench::roles::run(&config, |line| eprintln!("bench: {line}"))?;
-        if json {
-            println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
-        } else {
-            print!("{}", dtenge_bench::roles::render(&report));
-        }
-        return Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
-    }
-    let report = dtenge_bench::run(&config, |line| eprintln!("bench: {line}"))?;
+fn bench(config: dtenge_bench::Config, json: bool) -> Result<ExitCode, String> {
+    let report = dtenge_bench::roles::run(&config, |line| eprintln!("bench: {line}"))?;
     if json {
-        println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
     } else {
-        print!("{}", dtenge_bench::render(&report));
+        print!("{}", dtenge_bench::roles::render(&report));
     }
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

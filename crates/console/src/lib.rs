@@ -16,10 +16,10 @@ pub mod web;
 
 use auth::{hash_password, verify_password, Role, Session, Sessions, User};
 use dtenge_api::platform::Platform;
+use dtenge_api::types::Reconciliation;
 use dtenge_core::crypto::Hash32;
 use dtenge_core::{ensure, Error, ErrorCode, Result};
 use dtenge_env::Entropy;
-use dtenge_network::types::Reconciliation;
 use dtenge_store::{Store, Table, WriteBatch};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
@@ -162,7 +162,7 @@ impl Console {
             return Ok(Vec::new());
         }
         let client_id = "950505400019";
-        let request = dtenge_network::types::OpenAccount {
+        let request = dtenge_api::types::OpenAccount {
             kind: dtenge_node::ClientKind::Individual,
             client_id: client_id.into(),
             name: "Dana Serikova".into(),

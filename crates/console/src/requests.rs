@@ -131,7 +131,7 @@ impl Console {
         Ok(request)
     }
 
-    /// Run an approved request through `Network::once` with the decision's key: a request is
+    /// Run an approved request through `Platform::once` with the decision's key: a request is
     /// decided once (the requests' lock is held throughout), but if the console stopped after
     /// the network committed and before the decision was recorded, the request is still
     /// pending, and the retry with the same key gets the first answer instead of converting
@@ -140,7 +140,7 @@ impl Console {
         let platform = &self.platform;
         match kind {
             RequestKind::OpenAccount { client_id, name } => {
-                let open = dtenge_network::types::OpenAccount {
+                let open = dtenge_api::types::OpenAccount {
                     kind: dtenge_node::ClientKind::GovernmentAgency,
                     client_id: client_id.clone(),
                     name: name.clone(),
@@ -152,7 +152,7 @@ impl Console {
                     .map(|_| None)
             }
             RequestKind::ToDt { client_id, amount_tiyn, .. } => {
-                let amount = dtenge_network::types::AmountRequest { amount_tiyn: *amount_tiyn };
+                let amount = dtenge_api::types::AmountRequest { amount_tiyn: *amount_tiyn };
                 platform
                     .once(idem, |idem| {
                         platform.convert_to_dt(idem, dtenge_api::platform::TREASURY_ID, client_id, amount)

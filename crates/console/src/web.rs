@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dtenge_api::platform::Idem;
+use dtenge_api::types::BlockRequest;
 use dtenge_core::{Error, ErrorCode};
-use dtenge_network::types::BlockRequest;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -201,7 +201,7 @@ async fn me(State(console): State<App>, headers: HeaderMap) -> Response {
 /// into a live payments-per-second chart.
 #[derive(Serialize)]
 struct Dashboard {
-    monitoring: dtenge_network::types::Monitoring,
+    monitoring: dtenge_api::types::Monitoring,
     committed_transactions: u64,
     at_unix_ms: u64,
 }
@@ -311,9 +311,9 @@ async fn bank_clients(State(console): State<App>, headers: HeaderMap) -> Respons
 /// A client's wallet: its account with balances split, its history and its holds.
 #[derive(Serialize)]
 struct Wallet {
-    account: dtenge_network::types::AccountView,
-    history: dtenge_network::types::HistoryPage,
-    holds: Vec<dtenge_network::types::HoldView>,
+    account: dtenge_api::types::AccountView,
+    history: dtenge_api::types::HistoryPage,
+    holds: Vec<dtenge_api::types::HoldView>,
 }
 
 async fn client_wallet(State(console): State<App>, headers: HeaderMap) -> Response {
@@ -409,7 +409,7 @@ where
 }
 
 /// [`with_key`] for one network operation: `op` runs at most once per key through
-/// `Network::once`, which the REST API uses too. A repeat (double click, retry) gets the first
+/// `Platform::once`, which the REST API uses too. A repeat (double click, retry) gets the first
 /// answer and writes no second audit line; the same key with another request is refused with
 /// `IDEMPOTENCY_KEY_REUSED`; a repeat while the first still runs gets `REQUEST_IN_PROGRESS`.
 /// `op` must pass the key it is given to the network operation, which records the answer in
@@ -495,7 +495,7 @@ struct OperationsQuery {
 /// Emissions and redemptions, filtered, sorted and paged.
 #[derive(Serialize)]
 struct OperationsPage {
-    operations: Vec<dtenge_network::types::NbkOperation>,
+    operations: Vec<dtenge_api::types::NbkOperation>,
     total: usize,
     offset: usize,
     limit: usize,
@@ -555,7 +555,7 @@ async fn reconciliations(State(console): State<App>, headers: HeaderMap) -> Resp
 struct Year {
     year: i32,
     working_days: usize,
-    days: Vec<dtenge_network::types::DayView>,
+    days: Vec<dtenge_api::types::DayView>,
 }
 
 fn year_of(console: &Console, year: i32) -> Result<Year, Error> {
@@ -606,7 +606,7 @@ async fn fill_weekends(State(console): State<App>, Path(year): Path<i32>, header
 /// Node and notary health for the operator.
 #[derive(Serialize)]
 struct Health {
-    nodes: Vec<dtenge_network::types::NodeView>,
+    nodes: Vec<dtenge_api::types::NodeView>,
     unspent_tokens: usize,
     committed_transactions: u64,
     reconciled: bool,
@@ -644,9 +644,8 @@ async fn client_transfer(State(console): State<App>, uri: Uri, headers: HeaderMa
     once_with_key(console, &uri, &headers, &body, is_client, move |c, s, idem| {
         let Role::Client { bank, client_id } = s.role.clone() else { return Err(Error::internal("not a client")) };
         let amount = parse_tenge(&request.amount)?;
-        let to = dtenge_network::types::Payee { phone: Some(request.phone.clone()), ..Default::default() };
-        let transfer =
-            dtenge_network::types::TransferRequest { from: client_id, to, amount_tiyn: amount, reference: None };
+        let to = dtenge_api::types::Payee { phone: Some(request.phone.clone()), ..Default::default() };
+        let transfer = dtenge_api::types::TransferRequest { from: client_id, to, amount_tiyn: amount, reference: None };
         audited(c, &s, "transfer_by_phone", &request.phone, &amount.to_string(), || {
             c.platform.transfer(idem, &bank, transfer)
         })
@@ -691,12 +690,12 @@ async fn client_qr(State(console): State<App>, uri: Uri, headers: HeaderMap, bod
     once_with_key(console, &uri, &headers, &body, is_client, move |c, s, idem| {
         let Role::Client { bank, client_id } = s.role.clone() else { return Err(Error::internal("not a client")) };
         let (merchant_bank, merchant, amount, reference) = parse_qr(&request.payload)?;
-        let to = dtenge_network::types::Payee {
+        let to = dtenge_api::types::Payee {
             client_id: Some(merchant.clone()),
             bank: Some(merchant_bank),
             ..Default::default()
         };
-        let transfer = dtenge_network::types::TransferRequest { from: client_id, to, amount_tiyn: amount, reference };
+        let transfer = dtenge_api::types::TransferRequest { from: client_id, to, amount_tiyn: amount, reference };
         audited(c, &s, "pay_qr", &merchant, &amount.to_string(), || c.platform.transfer(idem, &bank, transfer))
     })
     .await
@@ -719,7 +718,7 @@ async fn bank_conversion(State(console): State<App>, uri: Uri, headers: HeaderMa
     };
     once_with_key(console, &uri, &headers, &body, is_bank, move |c, s, idem| {
         let Role::BankOfficer { bank } = s.role.clone() else { return Err(Error::internal("not a bank")) };
-        let amount = dtenge_network::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
+        let amount = dtenge_api::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
         let action = if request.to_dt { "convert_to_dt" } else { "convert_from_dt" };
         audited(c, &s, action, &request.client_id, &amount.amount_tiyn.to_string(), || {
             if request.to_dt {
@@ -743,7 +742,7 @@ struct RegistryUpload {
 }
 
 /// Lines of a registry CSV: (phone or IIN, amount, bank).
-pub fn parse_registry_csv(csv: &str) -> Result<Vec<dtenge_network::types::RegistryLine>, Error> {
+pub fn parse_registry_csv(csv: &str) -> Result<Vec<dtenge_api::types::RegistryLine>, Error> {
     let mut lines = Vec::new();
     for (n, raw) in csv.lines().enumerate() {
         let line = raw.trim();
@@ -759,7 +758,7 @@ pub fn parse_registry_csv(csv: &str) -> Result<Vec<dtenge_network::types::Regist
         let bank = fields.get(2).filter(|b| !b.is_empty()).map(|b| b.to_string());
         let (phone, client_id) =
             if who.starts_with('+') { (Some(who.to_string()), None) } else { (None, Some(who.to_string())) };
-        lines.push(dtenge_network::types::RegistryLine { phone, client_id, bank, amount_tiyn: amount });
+        lines.push(dtenge_api::types::RegistryLine { phone, client_id, bank, amount_tiyn: amount });
     }
     if lines.is_empty() {
         return Err(Error::malformed("the file has no lines to pay"));
@@ -777,7 +776,7 @@ async fn bank_registry(State(console): State<App>, uri: Uri, headers: HeaderMap,
         let lines = parse_registry_csv(&request.csv)?;
         let detail = format!("{} lines", lines.len());
         let registry =
-            dtenge_network::types::RegistryRequest { from: request.from.clone(), reference: request.reference, lines };
+            dtenge_api::types::RegistryRequest { from: request.from.clone(), reference: request.reference, lines };
         audited(c, &s, "registry_distribution", &request.from, &detail, || {
             c.platform.distribute_registry(idem, &bank, registry)
         })
@@ -808,7 +807,7 @@ async fn treasury_markings(State(console): State<App>, headers: HeaderMap) -> Re
 }
 
 async fn treasury_create_marking(State(console): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let request: dtenge_network::types::MarkingRequest = match parse(&body) {
+    let request: dtenge_api::types::MarkingRequest = match parse(&body) {
         Ok(r) => r,
         Err(e) => return failure(e),
     };
@@ -839,13 +838,10 @@ async fn treasury_marked_transfer(State(console): State<App>, uri: Uri, headers:
     };
     once_with_key(console, &uri, &headers, &body, is_treasury, move |c, s, idem| {
         let amount = parse_tenge(&request.amount)?;
-        let transfer = dtenge_network::types::MarkedTransferRequest {
+        let transfer = dtenge_api::types::MarkedTransferRequest {
             marking_id: request.marking_id.clone(),
             from: request.from.clone(),
-            to: dtenge_network::types::PartyRef {
-                bank: request.to_bank.clone(),
-                client_id: request.to_client_id.clone(),
-            },
+            to: dtenge_api::types::PartyRef { bank: request.to_bank.clone(), client_id: request.to_client_id.clone() },
             amount_tiyn: amount,
         };
         let detail = format!("{} to {}/{}", amount, request.to_bank, request.to_client_id);
@@ -1002,7 +998,7 @@ async fn treasury_conversion(console: App, uri: Uri, headers: HeaderMap, body: B
         Err(e) => return failure(e),
     };
     once_with_key(console, &uri, &headers, &body, is_treasury, move |c, s, idem| {
-        let amount = dtenge_network::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
+        let amount = dtenge_api::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
         let action = if issue { "issue" } else { "repayment" };
         audited(c, &s, action, dtenge_api::platform::TREASURY_ID, &amount.amount_tiyn.to_string(), || {
             if issue {
@@ -1049,7 +1045,7 @@ async fn bank_open_account(State(console): State<App>, uri: Uri, headers: Header
     };
     once_with_key(console, &uri, &headers, &body, is_bank, move |c, s, idem| {
         let Role::BankOfficer { bank } = s.role.clone() else { return Err(Error::internal("not a bank")) };
-        let open = dtenge_network::types::OpenAccount {
+        let open = dtenge_api::types::OpenAccount {
             kind: request.kind,
             client_id: request.client_id.trim().to_string(),
             name: request.name.trim().to_string(),
@@ -1078,7 +1074,7 @@ fn deposit(
     node: &str,
     request: Deposit,
 ) -> Result<dtenge_node::Balance, Error> {
-    let amount = dtenge_network::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
+    let amount = dtenge_api::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
     audited(c, s, "credit_bank_money", &request.client_id, &amount.amount_tiyn.to_string(), || {
         c.platform.deposit_fiat(idem, node, &request.client_id, amount)
     })
@@ -1122,7 +1118,7 @@ async fn bank_nbk(State(console): State<App>, uri: Uri, headers: HeaderMap, body
     };
     once_with_key(console, &uri, &headers, &body, is_bank, move |c, s, idem| {
         let Role::BankOfficer { bank } = s.role.clone() else { return Err(Error::internal("not a bank")) };
-        let amount = dtenge_network::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
+        let amount = dtenge_api::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
         let action = if request.to_dt { "emission" } else { "redemption" };
         audited(c, &s, action, &bank, &amount.amount_tiyn.to_string(), || {
             if request.to_dt {

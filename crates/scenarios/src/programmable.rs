@@ -4,7 +4,7 @@
 
 use crate::client::CallResult;
 use crate::scenarios::{ensure, expect_code, fail, short, tenge, u, Check, World};
-use dtenge_network::types::Record;
+use dtenge_api::types::Record;
 use serde_json::{json, Value};
 
 const HOUR_MS: u64 = 3_600_000;

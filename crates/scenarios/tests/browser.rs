@@ -8,7 +8,7 @@
 
 use dtenge_console::auth::Role;
 use dtenge_core::calendar::Date;
-use dtenge_network::{Entropy, ManualClock};
+use dtenge_env::{Entropy, ManualClock};
 use dtenge_scenarios::Platform;
 use std::path::PathBuf;
 use std::process::Command;
@@ -34,7 +34,7 @@ fn consoles_work_in_a_real_browser() {
     let clock = Arc::new(ManualClock::new(now));
     let platform = Platform::start(dir.path(), "127.0.0.1:0".parse().unwrap(), clock, Entropy::from_seed(31)).unwrap();
     let console = &platform.console;
-    let open = dtenge_network::types::OpenAccount {
+    let open = dtenge_api::types::OpenAccount {
         kind: dtenge_node::ClientKind::Individual,
         client_id: "900101300007".into(),
         name: "Aigerim Seitova".into(),
@@ -44,7 +44,7 @@ fn consoles_work_in_a_real_browser() {
     let roles = &platform.roles;
     roles.open_account(None, "steppe", open).unwrap();
     let open = |bank: &str, kind, id: &str, name: &str, phone: Option<&str>| {
-        let request = dtenge_network::types::OpenAccount {
+        let request = dtenge_api::types::OpenAccount {
             kind,
             client_id: id.into(),
             name: name.into(),
@@ -55,7 +55,7 @@ fn consoles_work_in_a_real_browser() {
     };
     let give = |bank: &str, client: &str, tiyn: u64| {
         let amount =
-            dtenge_network::types::AmountRequest { amount_tiyn: dtenge_core::money::Amount::from_tiyn(tiyn).unwrap() };
+            dtenge_api::types::AmountRequest { amount_tiyn: dtenge_core::money::Amount::from_tiyn(tiyn).unwrap() };
         roles.credit_correspondent(None, bank, amount).unwrap();
         roles.emission(None, bank, amount).unwrap();
         roles.deposit_fiat(None, bank, client, amount).unwrap();

@@ -1,11 +1,11 @@
 //! The consoles' JSON routes over HTTP, as the browser calls them: sign in, then state changes
 //! with the session cookie, the CSRF token and an idempotency key.
 
+use dtenge_api::types::{AmountRequest, OpenAccount};
 use dtenge_console::auth::Role;
 use dtenge_core::calendar::Date;
 use dtenge_core::money::Amount;
-use dtenge_network::types::{AmountRequest, OpenAccount};
-use dtenge_network::{Entropy, ManualClock};
+use dtenge_env::{Entropy, ManualClock};
 use dtenge_scenarios::Platform;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -247,7 +247,7 @@ fn the_console_and_the_api_answer_the_same_error_code_with_the_same_status() {
         assert_eq!(console.1, code);
         assert_eq!(console, answer, "{code}");
     }
-    platform.roles.block(None, "steppe", dtenge_network::types::BlockRequest { reason: "test".into() }).unwrap();
+    platform.roles.block(None, "steppe", dtenge_api::types::BlockRequest { reason: "test".into() }).unwrap();
     let (console, answer) = both("+77027654321", "1", json!(100));
     assert_eq!(console, (423, "BANK_BLOCKED".to_string()));
     assert_eq!(console, answer);

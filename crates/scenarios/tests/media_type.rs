@@ -3,7 +3,7 @@
 //! routes alike; nothing changes, and the idempotency key stays unused.
 
 use dtenge_core::calendar::Date;
-use dtenge_network::{Entropy, ManualClock};
+use dtenge_env::{Entropy, ManualClock};
 use dtenge_scenarios::{Platform, World};
 use serde_json::{json, Value};
 use std::sync::Arc;

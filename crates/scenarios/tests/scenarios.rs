@@ -2,7 +2,7 @@
 //! driven through the REST API exactly as `dtenge demo` drives them.
 
 use dtenge_core::calendar::Date;
-use dtenge_network::{Entropy, ManualClock};
+use dtenge_env::{Entropy, ManualClock};
 use dtenge_scenarios::{run, Platform, World, SCENARIOS};
 use std::sync::Arc;
 

@@ -4,10 +4,10 @@
 
 use super::Idem;
 use super::{wait, Platform, TREASURY_ID};
+use crate::types::{AccountView, AmountRequest, HistoryLine, HistoryPage, OpenAccount, PhoneLookup};
 use dtenge_bank::AccountKey;
 use dtenge_core::money::Amount;
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
-use dtenge_network::types::{AccountView, AmountRequest, HistoryLine, HistoryPage, OpenAccount, PhoneLookup};
 use dtenge_node::ids::{check_iin_bin, mask_pan, normalize_phone};
 use dtenge_node::{Account, Balance, ClientKind, NodeState};
 use std::collections::HashSet;

@@ -12,14 +12,14 @@
 use super::programmed::await_record;
 use super::Idem;
 use super::{idem_key, Platform, ANSWER_WAIT};
+use crate::types::{
+    AmountRequest, AtmWithdrawal, CardMode, CardPurchaseRequest, LinkCard, Party, Purchase, Receipt, VoucherEvent,
+    VoucherProgram, VoucherProgramRequest,
+};
 use dtenge_assembly::{AtmWithdrawal as RoleAtm, CardPurchase};
 use dtenge_bank::VoucherProgramRequest as RoleProgramRequest;
 use dtenge_bank::{CardMode as RoleMode, PurchaseRecord, VoucherEvent as RoleEvent, VoucherProgram as RoleProgram};
 use dtenge_core::{ensure, Error, ErrorCode, Result};
-use dtenge_network::types::{
-    AmountRequest, AtmWithdrawal, CardMode, CardPurchaseRequest, LinkCard, Party, Purchase, Receipt, VoucherEvent,
-    VoucherProgram, VoucherProgramRequest,
-};
 use dtenge_node::ids::{check_pan, mask_pan};
 use dtenge_node::{Purpose, OWN_ACCOUNT};
 

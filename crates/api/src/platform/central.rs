@@ -12,13 +12,13 @@
 
 use super::Idem;
 use super::{checked_key, wait, Platform, ANSWER_WAIT};
+use crate::types::{AmountRequest, Receipt};
 use dtenge_abs::Posting;
 use dtenge_bank::{Committed, Conversion, IdemKey, Request};
 use dtenge_central::{EntryKind, RegistryEntry};
 use dtenge_core::money::Amount;
 use dtenge_core::party::Party;
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
-use dtenge_network::types::{AmountRequest, Receipt};
 use dtenge_node::{Purpose, OWN_ACCOUNT};
 use std::collections::BTreeMap;
 

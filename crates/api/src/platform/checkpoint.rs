@@ -15,8 +15,8 @@
 
 use super::Idem;
 use super::{checked_key, Platform};
+use crate::types::{CheckpointPart, CheckpointView};
 use dtenge_core::Result;
-use dtenge_network::types::{CheckpointPart, CheckpointView};
 
 /// `nodes` of the answer: the banks write no checkpoint of their tokens (see the module docs).
 const NO_NODES_CHECKPOINT: CheckpointPart = CheckpointPart { generation: 0, tokens: 0, bytes: 0, log_rows_deleted: 0 };

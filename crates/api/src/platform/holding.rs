@@ -18,13 +18,13 @@
 
 use super::Idem;
 use super::{idem_key, wait, Platform, ANSWER_WAIT};
-use dtenge_core::crypto::{Address, Hash32, PublicKey};
-use dtenge_core::party::Party;
-use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
-use dtenge_network::types::{
+use crate::types::{
     ClockView, Event, EventKind, EventPage, EventRequest, EventStatus, EventTerms, EventView, HoldReceipt, HoldRequest,
     HoldView, OccurrenceOutcome, OccurrenceRequest, ProviderCredentials, ProviderRequest, Share, ShareRequest,
 };
+use dtenge_core::crypto::{Address, Hash32, PublicKey};
+use dtenge_core::party::Party;
+use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
 use dtenge_node::OWN_ACCOUNT;
 use dtenge_oracle::service::{
     Confirmation, Confirmed, EventStatus as RoleStatus, HoldEvent, OccurrenceNote, Payee, Registration,

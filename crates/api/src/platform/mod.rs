@@ -1,6 +1,6 @@
 //! The platform as the gateway reaches it: the REST routes, the consoles and the demo
 //! scenarios call the roles through this, and never their internals. It answers in the
-//! gateway's shapes ([`dtenge_network::types`], to move here when `dtenge-network` goes).
+//! gateway's shapes ([`crate::types`]).
 //!
 //! Today the roles run in this process ([`Assembly`]); when each runs on its own machine
 //! (issue 18), the same calls go over the transport to the roles' clients.
@@ -50,9 +50,10 @@ pub const ANSWER_WAIT: Duration = Duration::from_secs(10);
 pub const ROLE_KEYS_FILE: &str = "role-keys.seed";
 /// The gateway's store, in the data directory: its memo of answers by idempotency key.
 const GATEWAY_DIR: &str = "gateway.db";
-/// The one-process network's store (`dtenge_network::DATABASE_FILE`): what `dtenge up` wrote
-/// before it ran the roles. The roles do not read it.
-const NETWORK_STORE: &str = "dtenge.db";
+/// The file name, in the data directory, of the old one-process store (the `dtenge-network`
+/// crate's, deleted since): what `dtenge up` wrote before it ran the roles. The roles do not
+/// read it, so [`Platform::open`] refuses a data directory that holds one.
+pub const DATABASE_FILE: &str = "dtenge.db";
 
 /// An idempotency key with the fingerprint of the request it was first used with.
 #[derive(Clone, Debug)]
@@ -80,7 +81,7 @@ impl Platform {
     /// is in a store the roles do not read, and the platform would start beside it with every
     /// account and token missing.
     pub fn open(dir: &Path, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Platform> {
-        let network_store = dir.join(NETWORK_STORE);
+        let network_store = dir.join(DATABASE_FILE);
         if network_store.exists() {
             return Err(Error::new(
                 ErrorCode::StorageFailure,

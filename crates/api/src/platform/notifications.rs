@@ -9,9 +9,9 @@
 
 use super::holding::PAGE_LIMIT_MAX;
 use super::Platform;
+use crate::types::{Notification, NotificationKind, NotificationPage};
 use dtenge_core::crypto::Address;
 use dtenge_core::{ensure, Result};
-use dtenge_network::types::{Notification, NotificationKind, NotificationPage};
 use dtenge_oracle::service::{Notice, NoticeKind};
 
 pub use dtenge_oracle::service::NOTICES_KEPT_MAX;

@@ -11,12 +11,12 @@
 
 use super::{Idem, NBK_ID};
 use super::{Platform, ANSWER_WAIT};
+use crate::types::{BlockRequest, DayView, Monitoring, NbkOperation, NodeView, Reconciliation};
 use dtenge_abs::correspondent;
 use dtenge_central::{EntryKind, RegistryEntry, Totals};
 use dtenge_core::calendar::Date;
 use dtenge_core::money::Amount;
 use dtenge_core::{ensure, Error, ErrorCode, Result};
-use dtenge_network::types::{BlockRequest, DayView, Monitoring, NbkOperation, NodeView, Reconciliation};
 use dtenge_node::Purpose;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -10,6 +10,7 @@
 
 use super::Idem;
 use super::{checked_key, wait, Platform, ANSWER_WAIT};
+use crate::types::{Payee, Receipt, RegistryLineResult, RegistryReport, RegistryRequest, TransferRequest};
 use dtenge_bank::{Committed, Label, Request};
 use dtenge_core::crypto::Address;
 use dtenge_core::money::Amount;
@@ -18,7 +19,6 @@ use dtenge_core::token::{Input, TxId};
 use dtenge_core::tx::Transaction;
 use dtenge_core::validate::TxIds;
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
-use dtenge_network::types::{Payee, Receipt, RegistryLineResult, RegistryReport, RegistryRequest, TransferRequest};
 use dtenge_node::ids::{check_iin_bin, normalize_phone};
 use dtenge_node::{ClientKind, Purpose, OWN_ACCOUNT};
 

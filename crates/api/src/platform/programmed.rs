@@ -18,17 +18,17 @@
 
 use super::Idem;
 use super::{idem_key, wait, Platform, ANSWER_WAIT};
-use dtenge_assembly::{ClientAt, ContractTerms};
-use dtenge_bank::Committed;
-use dtenge_core::money::Amount;
-use dtenge_core::token::Policy;
-use dtenge_core::{ensure, Error, ErrorCode, Result};
-use dtenge_network::types::{
+use crate::types::{
     ContractPaymentRequest, ContractReceipt, ContractRequest, ContractView, ContractWithdrawalRequest, Invoice,
     InvoicePaymentRequest, InvoiceReceipt, InvoiceRequest, MarkedReceipt, MarkedTransferRequest, MarkingPage,
     MarkingRequest, MarkingView, Party, PartyRef, Payee, Share, SplitPaymentRequest, SplitReceipt, VatPayment,
     VatPaymentRequest,
 };
+use dtenge_assembly::{ClientAt, ContractTerms};
+use dtenge_bank::Committed;
+use dtenge_core::money::Amount;
+use dtenge_core::token::Policy;
+use dtenge_core::{ensure, Error, ErrorCode, Result};
 use dtenge_node::ids::{check_iin_bin, normalize_phone};
 use dtenge_node::OWN_ACCOUNT;
 use std::time::Instant;

@@ -2,46 +2,47 @@
 //! request and answer the handlers exchange, described here in the gateway so the domain
 //! crates need no OpenAPI library (issue 17: faces call roles through their clients).
 //!
-//! These types are descriptions only: the handlers still take and give the domain types
-//! (`dtenge_network::types`, ...), so the JSON on the wire is what the domain types'
-//! `serde` derives make of them. Each description keeps the domain type's name, its doc
-//! comments, its fields in their order and its `serde` attributes, which is what utoipa reads;
-//! the test below stops compiling when a domain type gains, loses or renames a field or a
-//! variant that its description does not.
+//! These types are descriptions only: the handlers still take and give the request and
+//! answer types themselves ([`crate::types`] and the domain crates' types), so the JSON on the
+//! wire is what those types' `serde` derives make of them. Each description keeps its type's
+//! name, its doc comments, its fields in their order and its `serde` attributes, which is
+//! what utoipa reads; the test below stops compiling when a described type gains, loses or
+//! renames a field or a variant that its description does not.
 
 mod abs;
 mod core_types;
-mod network;
 mod node;
 mod oracle;
+mod types;
 
 pub use abs::*;
 pub use core_types::*;
-pub use network::*;
 pub use node::*;
 pub use oracle::*;
+pub use types::*;
 
 #[cfg(test)]
 mod tests {
-    /// Each closure destructures a domain type without `..` (a struct's every field, an
+    /// Each closure destructures a described type without `..` (a struct's every field, an
     /// enum's every variant with its fields): a field or variant added, removed or renamed in
-    /// the domain crate fails this test's build until its description here follows.
+    /// [`crate::types`] or a domain crate fails this test's build until its description here
+    /// follows.
     #[test]
     fn every_description_has_the_fields_and_variants_of_its_domain_type() {
-        let _ = |x: dtenge_network::types::OpenAccount| {
-            let dtenge_network::types::OpenAccount { kind: _, client_id: _, name: _, phone: _, public_key: _ } = x;
+        let _ = |x: crate::types::OpenAccount| {
+            let crate::types::OpenAccount { kind: _, client_id: _, name: _, phone: _, public_key: _ } = x;
         };
-        let _ = |x: dtenge_network::types::AccountView| {
-            let dtenge_network::types::AccountView { account: _, balance: _, cards: _, bank_name: _ } = x;
+        let _ = |x: crate::types::AccountView| {
+            let crate::types::AccountView { account: _, balance: _, cards: _, bank_name: _ } = x;
         };
-        let _ = |x: dtenge_network::types::Payee| {
-            let dtenge_network::types::Payee { phone: _, client_id: _, bank: _, address: _ } = x;
+        let _ = |x: crate::types::Payee| {
+            let crate::types::Payee { phone: _, client_id: _, bank: _, address: _ } = x;
         };
-        let _ = |x: dtenge_network::types::TransferRequest| {
-            let dtenge_network::types::TransferRequest { from: _, to: _, amount_tiyn: _, reference: _ } = x;
+        let _ = |x: crate::types::TransferRequest| {
+            let crate::types::TransferRequest { from: _, to: _, amount_tiyn: _, reference: _ } = x;
         };
-        let _ = |x: dtenge_network::types::Receipt| {
-            let dtenge_network::types::Receipt {
+        let _ = |x: crate::types::Receipt| {
+            let crate::types::Receipt {
                 tx_id: _,
                 purpose: _,
                 amount_tiyn: _,
@@ -51,11 +52,11 @@ mod tests {
                 abs_posting: _,
             } = x;
         };
-        let _ = |x: dtenge_network::types::AmountRequest| {
-            let dtenge_network::types::AmountRequest { amount_tiyn: _ } = x;
+        let _ = |x: crate::types::AmountRequest| {
+            let crate::types::AmountRequest { amount_tiyn: _ } = x;
         };
-        let _ = |x: dtenge_network::types::HistoryLine| {
-            let dtenge_network::types::HistoryLine {
+        let _ = |x: crate::types::HistoryLine| {
+            let crate::types::HistoryLine {
                 tx_id: _,
                 at_unix_ms: _,
                 purpose: _,
@@ -67,17 +68,17 @@ mod tests {
                 reference: _,
             } = x;
         };
-        let _ = |x: dtenge_network::types::HistoryPage| {
-            let dtenge_network::types::HistoryPage { lines: _, total: _, offset: _, limit: _ } = x;
+        let _ = |x: crate::types::HistoryPage| {
+            let crate::types::HistoryPage { lines: _, total: _, offset: _, limit: _ } = x;
         };
-        let _ = |x: dtenge_network::types::RegistryLine| {
-            let dtenge_network::types::RegistryLine { phone: _, client_id: _, bank: _, amount_tiyn: _ } = x;
+        let _ = |x: crate::types::RegistryLine| {
+            let crate::types::RegistryLine { phone: _, client_id: _, bank: _, amount_tiyn: _ } = x;
         };
-        let _ = |x: dtenge_network::types::RegistryRequest| {
-            let dtenge_network::types::RegistryRequest { from: _, reference: _, lines: _ } = x;
+        let _ = |x: crate::types::RegistryRequest| {
+            let crate::types::RegistryRequest { from: _, reference: _, lines: _ } = x;
         };
-        let _ = |x: dtenge_network::types::RegistryLineResult| {
-            let dtenge_network::types::RegistryLineResult {
+        let _ = |x: crate::types::RegistryLineResult| {
+            let crate::types::RegistryLineResult {
                 line: _,
                 paid: _,
                 amount_tiyn: _,
@@ -86,8 +87,8 @@ mod tests {
                 error: _,
             } = x;
         };
-        let _ = |x: dtenge_network::types::RegistryReport| {
-            let dtenge_network::types::RegistryReport {
+        let _ = |x: crate::types::RegistryReport| {
+            let crate::types::RegistryReport {
                 tx_id: _,
                 lines_total: _,
                 lines_paid: _,
@@ -96,11 +97,11 @@ mod tests {
                 results: _,
             } = x;
         };
-        let _ = |x: dtenge_network::types::BlockRequest| {
-            let dtenge_network::types::BlockRequest { reason: _ } = x;
+        let _ = |x: crate::types::BlockRequest| {
+            let crate::types::BlockRequest { reason: _ } = x;
         };
-        let _ = |x: dtenge_network::types::NodeView| {
-            let dtenge_network::types::NodeView {
+        let _ = |x: crate::types::NodeView| {
+            let crate::types::NodeView {
                 id: _,
                 name: _,
                 kind: _,
@@ -113,14 +114,14 @@ mod tests {
                 correspondent_tiyn: _,
             } = x;
         };
-        let _ = |x: dtenge_network::types::CheckpointPart| {
-            let dtenge_network::types::CheckpointPart { generation: _, tokens: _, bytes: _, log_rows_deleted: _ } = x;
+        let _ = |x: crate::types::CheckpointPart| {
+            let crate::types::CheckpointPart { generation: _, tokens: _, bytes: _, log_rows_deleted: _ } = x;
         };
-        let _ = |x: dtenge_network::types::CheckpointView| {
-            let dtenge_network::types::CheckpointView { notary: _, nodes: _ } = x;
+        let _ = |x: crate::types::CheckpointView| {
+            let crate::types::CheckpointView { notary: _, nodes: _ } = x;
         };
-        let _ = |x: dtenge_network::types::Monitoring| {
-            let dtenge_network::types::Monitoring {
+        let _ = |x: crate::types::Monitoring| {
+            let crate::types::Monitoring {
                 emitted_tiyn: _,
                 redeemed_tiyn: _,
                 circulation_tiyn: _,
@@ -130,8 +131,8 @@ mod tests {
                 at_unix_ms: _,
             } = x;
         };
-        let _ = |x: dtenge_network::types::Reconciliation| {
-            let dtenge_network::types::Reconciliation {
+        let _ = |x: crate::types::Reconciliation| {
+            let crate::types::Reconciliation {
                 ok: _,
                 circulation_by_nbk_tiyn: _,
                 circulation_by_nodes_tiyn: _,
@@ -143,8 +144,8 @@ mod tests {
                 at_unix_ms: _,
             } = x;
         };
-        let _ = |x: dtenge_network::types::NbkOperation| {
-            let dtenge_network::types::NbkOperation {
+        let _ = |x: crate::types::NbkOperation| {
+            let crate::types::NbkOperation {
                 seq: _,
                 kind: _,
                 node: _,
@@ -154,30 +155,25 @@ mod tests {
                 at_unix_ms: _,
             } = x;
         };
-        let _ = |x: dtenge_network::types::DayRequest| {
-            let dtenge_network::types::DayRequest { working: _ } = x;
+        let _ = |x: crate::types::DayRequest| {
+            let crate::types::DayRequest { working: _ } = x;
         };
-        let _ = |x: dtenge_network::types::DayView| {
-            let dtenge_network::types::DayView { date: _, working: _, overridden: _ } = x;
+        let _ = |x: crate::types::DayView| {
+            let crate::types::DayView { date: _, working: _, overridden: _ } = x;
         };
-        let _ = |x: dtenge_network::types::LinkCard| {
-            let dtenge_network::types::LinkCard { client_id: _, pan: _ } = x;
+        let _ = |x: crate::types::LinkCard| {
+            let crate::types::LinkCard { client_id: _, pan: _ } = x;
         };
-        let _ = |x: dtenge_network::types::CardMode| match x {
-            dtenge_network::types::CardMode::Dt => {}
-            dtenge_network::types::CardMode::ConvertToFiat => {}
+        let _ = |x: crate::types::CardMode| match x {
+            crate::types::CardMode::Dt => {}
+            crate::types::CardMode::ConvertToFiat => {}
         };
-        let _ = |x: dtenge_network::types::CardPurchaseRequest| {
-            let dtenge_network::types::CardPurchaseRequest {
-                pan: _,
-                merchant_bank: _,
-                merchant_id: _,
-                amount_tiyn: _,
-                mode: _,
-            } = x;
+        let _ = |x: crate::types::CardPurchaseRequest| {
+            let crate::types::CardPurchaseRequest { pan: _, merchant_bank: _, merchant_id: _, amount_tiyn: _, mode: _ } =
+                x;
         };
-        let _ = |x: dtenge_network::types::Purchase| {
-            let dtenge_network::types::Purchase {
+        let _ = |x: crate::types::Purchase| {
+            let crate::types::Purchase {
                 id: _,
                 card: _,
                 buyer: _,
@@ -190,8 +186,8 @@ mod tests {
                 at_unix_ms: _,
             } = x;
         };
-        let _ = |x: dtenge_network::types::VoucherProgramRequest| {
-            let dtenge_network::types::VoucherProgramRequest {
+        let _ = |x: crate::types::VoucherProgramRequest| {
+            let crate::types::VoucherProgramRequest {
                 integrator: _,
                 payer_bank: _,
                 payer_id: _,
@@ -200,8 +196,8 @@ mod tests {
                 amount_per_event_tiyn: _,
             } = x;
         };
-        let _ = |x: dtenge_network::types::VoucherProgram| {
-            let dtenge_network::types::VoucherProgram {
+        let _ = |x: crate::types::VoucherProgram| {
+            let crate::types::VoucherProgram {
                 id: _,
                 integrator: _,
                 payer: _,
@@ -210,29 +206,29 @@ mod tests {
                 created_at_unix_ms: _,
             } = x;
         };
-        let _ = |x: dtenge_network::types::VoucherEvent| {
-            let dtenge_network::types::VoucherEvent { integrator: _, event_id: _, card: _ } = x;
+        let _ = |x: crate::types::VoucherEvent| {
+            let crate::types::VoucherEvent { integrator: _, event_id: _, card: _ } = x;
         };
-        let _ = |x: dtenge_network::types::PhoneLookup| {
-            let dtenge_network::types::PhoneLookup { phone: _, banks: _, display_name: _ } = x;
+        let _ = |x: crate::types::PhoneLookup| {
+            let crate::types::PhoneLookup { phone: _, banks: _, display_name: _ } = x;
         };
-        let _ = |x: dtenge_network::types::AtmWithdrawal| {
-            let dtenge_network::types::AtmWithdrawal { pan: _, atm_bank: _, amount_tiyn: _ } = x;
+        let _ = |x: crate::types::AtmWithdrawal| {
+            let crate::types::AtmWithdrawal { pan: _, atm_bank: _, amount_tiyn: _ } = x;
         };
-        let _ = |x: dtenge_network::types::ProviderRequest| {
-            let dtenge_network::types::ProviderRequest { id: _, name: _, kind: _ } = x;
+        let _ = |x: crate::types::ProviderRequest| {
+            let crate::types::ProviderRequest { id: _, name: _, kind: _ } = x;
         };
-        let _ = |x: dtenge_network::types::ProviderCredentials| {
-            let dtenge_network::types::ProviderCredentials { provider: _, token: _ } = x;
+        let _ = |x: crate::types::ProviderCredentials| {
+            let crate::types::ProviderCredentials { provider: _, token: _ } = x;
         };
-        let _ = |x: dtenge_network::types::PartyRef| {
-            let dtenge_network::types::PartyRef { bank: _, client_id: _ } = x;
+        let _ = |x: crate::types::PartyRef| {
+            let crate::types::PartyRef { bank: _, client_id: _ } = x;
         };
-        let _ = |x: dtenge_network::types::ShareRequest| {
-            let dtenge_network::types::ShareRequest { bank: _, client_id: _, amount_tiyn: _ } = x;
+        let _ = |x: crate::types::ShareRequest| {
+            let crate::types::ShareRequest { bank: _, client_id: _, amount_tiyn: _ } = x;
         };
-        let _ = |x: dtenge_network::types::EventRequest| {
-            let dtenge_network::types::EventRequest {
+        let _ = |x: crate::types::EventRequest| {
+            let crate::types::EventRequest {
                 reference: _,
                 kind: _,
                 sender: _,
@@ -241,27 +237,27 @@ mod tests {
                 confirmed_by: _,
             } = x;
         };
-        let _ = |x: dtenge_network::types::EventView| {
-            let dtenge_network::types::EventView { event: _, records: _ } = x;
+        let _ = |x: crate::types::EventView| {
+            let crate::types::EventView { event: _, records: _ } = x;
         };
-        let _ = |x: dtenge_network::types::HoldRequest| {
-            let dtenge_network::types::HoldRequest { event_id: _, amount_tiyn: _ } = x;
+        let _ = |x: crate::types::HoldRequest| {
+            let crate::types::HoldRequest { event_id: _, amount_tiyn: _ } = x;
         };
-        let _ = |x: dtenge_network::types::HoldReceipt| {
-            let dtenge_network::types::HoldReceipt { event: _, records: _, tx_id: _, repeated: _ } = x;
+        let _ = |x: crate::types::HoldReceipt| {
+            let crate::types::HoldReceipt { event: _, records: _, tx_id: _, repeated: _ } = x;
         };
-        let _ = |x: dtenge_network::types::OccurrenceOutcome| match x {
-            dtenge_network::types::OccurrenceOutcome::Occurred => {}
-            dtenge_network::types::OccurrenceOutcome::Rejected => {}
+        let _ = |x: crate::types::OccurrenceOutcome| match x {
+            crate::types::OccurrenceOutcome::Occurred => {}
+            crate::types::OccurrenceOutcome::Rejected => {}
         };
-        let _ = |x: dtenge_network::types::OccurrenceRequest| {
-            let dtenge_network::types::OccurrenceRequest { occurrence_id: _, outcome: _, payouts: _, reason: _ } = x;
+        let _ = |x: crate::types::OccurrenceRequest| {
+            let crate::types::OccurrenceRequest { occurrence_id: _, outcome: _, payouts: _, reason: _ } = x;
         };
-        let _ = |x: dtenge_network::types::EventPage| {
-            let dtenge_network::types::EventPage { events: _, total: _, offset: _, limit: _ } = x;
+        let _ = |x: crate::types::EventPage| {
+            let crate::types::EventPage { events: _, total: _, offset: _, limit: _ } = x;
         };
-        let _ = |x: dtenge_network::types::HoldView| {
-            let dtenge_network::types::HoldView {
+        let _ = |x: crate::types::HoldView| {
+            let crate::types::HoldView {
                 role: _,
                 event_id: _,
                 reference: _,
@@ -275,17 +271,17 @@ mod tests {
                 expires_in_ms: _,
             } = x;
         };
-        let _ = |x: dtenge_network::types::NotificationKind| match x {
-            dtenge_network::types::NotificationKind::EventRegistered => {}
-            dtenge_network::types::NotificationKind::FundsHeld => {}
-            dtenge_network::types::NotificationKind::FundsReleased => {}
-            dtenge_network::types::NotificationKind::FundsReturned => {}
-            dtenge_network::types::NotificationKind::MarkedTransfer => {}
-            dtenge_network::types::NotificationKind::InvoicePaid => {}
-            dtenge_network::types::NotificationKind::ContractUse => {}
+        let _ = |x: crate::types::NotificationKind| match x {
+            crate::types::NotificationKind::EventRegistered => {}
+            crate::types::NotificationKind::FundsHeld => {}
+            crate::types::NotificationKind::FundsReleased => {}
+            crate::types::NotificationKind::FundsReturned => {}
+            crate::types::NotificationKind::MarkedTransfer => {}
+            crate::types::NotificationKind::InvoicePaid => {}
+            crate::types::NotificationKind::ContractUse => {}
         };
-        let _ = |x: dtenge_network::types::Notification| {
-            let dtenge_network::types::Notification {
+        let _ = |x: crate::types::Notification| {
+            let crate::types::Notification {
                 seq: _,
                 node: _,
                 client_id: _,
@@ -297,61 +293,61 @@ mod tests {
                 tx_id: _,
             } = x;
         };
-        let _ = |x: dtenge_network::types::NotificationPage| {
-            let dtenge_network::types::NotificationPage { notifications: _, total: _, offset: _, limit: _ } = x;
+        let _ = |x: crate::types::NotificationPage| {
+            let crate::types::NotificationPage { notifications: _, total: _, offset: _, limit: _ } = x;
         };
-        let _ = |x: dtenge_network::types::ClockAdvance| {
-            let dtenge_network::types::ClockAdvance { advance_ms: _ } = x;
+        let _ = |x: crate::types::ClockAdvance| {
+            let crate::types::ClockAdvance { advance_ms: _ } = x;
         };
-        let _ = |x: dtenge_network::types::ClockView| {
-            let dtenge_network::types::ClockView { now_unix_ms: _, expired_events: _ } = x;
+        let _ = |x: crate::types::ClockView| {
+            let crate::types::ClockView { now_unix_ms: _, expired_events: _ } = x;
         };
-        let _ = |x: dtenge_network::types::LevelRequest| {
-            let dtenge_network::types::LevelRequest { recipients: _, limit_tiyn: _ } = x;
+        let _ = |x: crate::types::LevelRequest| {
+            let crate::types::LevelRequest { recipients: _, limit_tiyn: _ } = x;
         };
-        let _ = |x: dtenge_network::types::MarkingRequest| {
-            let dtenge_network::types::MarkingRequest { initiator: _, reference: _, levels: _ } = x;
+        let _ = |x: crate::types::MarkingRequest| {
+            let crate::types::MarkingRequest { initiator: _, reference: _, levels: _ } = x;
         };
-        let _ = |x: dtenge_network::types::MarkingView| {
-            let dtenge_network::types::MarkingView { marking: _, moves: _ } = x;
+        let _ = |x: crate::types::MarkingView| {
+            let crate::types::MarkingView { marking: _, moves: _ } = x;
         };
-        let _ = |x: dtenge_network::types::MarkedTransferRequest| {
-            let dtenge_network::types::MarkedTransferRequest { marking_id: _, from: _, to: _, amount_tiyn: _ } = x;
+        let _ = |x: crate::types::MarkedTransferRequest| {
+            let crate::types::MarkedTransferRequest { marking_id: _, from: _, to: _, amount_tiyn: _ } = x;
         };
-        let _ = |x: dtenge_network::types::MarkedReceipt| {
-            let dtenge_network::types::MarkedReceipt { tx_id: _, marking: _, moved: _ } = x;
+        let _ = |x: crate::types::MarkedReceipt| {
+            let crate::types::MarkedReceipt { tx_id: _, marking: _, moved: _ } = x;
         };
-        let _ = |x: dtenge_network::types::MarkingPage| {
-            let dtenge_network::types::MarkingPage { markings: _, total: _, offset: _, limit: _ } = x;
+        let _ = |x: crate::types::MarkingPage| {
+            let crate::types::MarkingPage { markings: _, total: _, offset: _, limit: _ } = x;
         };
-        let _ = |x: dtenge_network::types::InvoiceRequest| {
-            let dtenge_network::types::InvoiceRequest { id: _, seller: _, buyer: _, net_tiyn: _, vat_tiyn: _ } = x;
+        let _ = |x: crate::types::InvoiceRequest| {
+            let crate::types::InvoiceRequest { id: _, seller: _, buyer: _, net_tiyn: _, vat_tiyn: _ } = x;
         };
-        let _ = |x: dtenge_network::types::InvoicePaymentRequest| {
-            let dtenge_network::types::InvoicePaymentRequest { invoice_id: _, from: _, amount_tiyn: _ } = x;
+        let _ = |x: crate::types::InvoicePaymentRequest| {
+            let crate::types::InvoicePaymentRequest { invoice_id: _, from: _, amount_tiyn: _ } = x;
         };
-        let _ = |x: dtenge_network::types::InvoiceReceipt| {
-            let dtenge_network::types::InvoiceReceipt {
+        let _ = |x: crate::types::InvoiceReceipt| {
+            let crate::types::InvoiceReceipt {
                 tx_id: _,
                 invoice: _,
                 vat_from_vat_tokens_tiyn: _,
                 vat_from_standard_tiyn: _,
             } = x;
         };
-        let _ = |x: dtenge_network::types::VatPaymentRequest| {
-            let dtenge_network::types::VatPaymentRequest { from: _, amount_tiyn: _ } = x;
+        let _ = |x: crate::types::VatPaymentRequest| {
+            let crate::types::VatPaymentRequest { from: _, amount_tiyn: _ } = x;
         };
-        let _ = |x: dtenge_network::types::SplitLine| {
-            let dtenge_network::types::SplitLine { to: _, amount_tiyn: _ } = x;
+        let _ = |x: crate::types::SplitLine| {
+            let crate::types::SplitLine { to: _, amount_tiyn: _ } = x;
         };
-        let _ = |x: dtenge_network::types::SplitPaymentRequest| {
-            let dtenge_network::types::SplitPaymentRequest { from: _, lines: _, reference: _ } = x;
+        let _ = |x: crate::types::SplitPaymentRequest| {
+            let crate::types::SplitPaymentRequest { from: _, lines: _, reference: _ } = x;
         };
-        let _ = |x: dtenge_network::types::SplitReceipt| {
-            let dtenge_network::types::SplitReceipt { tx_id: _, from: _, total_tiyn: _, lines: _, at_unix_ms: _ } = x;
+        let _ = |x: crate::types::SplitReceipt| {
+            let crate::types::SplitReceipt { tx_id: _, from: _, total_tiyn: _, lines: _, at_unix_ms: _ } = x;
         };
-        let _ = |x: dtenge_network::types::ContractRequest| {
-            let dtenge_network::types::ContractRequest {
+        let _ = |x: crate::types::ContractRequest| {
+            let crate::types::ContractRequest {
                 number: _,
                 sender: _,
                 recipient: _,
@@ -361,17 +357,17 @@ mod tests {
                 funded_by: _,
             } = x;
         };
-        let _ = |x: dtenge_network::types::ContractView| {
-            let dtenge_network::types::ContractView { contract: _, uses: _ } = x;
+        let _ = |x: crate::types::ContractView| {
+            let crate::types::ContractView { contract: _, uses: _ } = x;
         };
-        let _ = |x: dtenge_network::types::ContractPaymentRequest| {
-            let dtenge_network::types::ContractPaymentRequest { contract: _, from: _, amount_tiyn: _ } = x;
+        let _ = |x: crate::types::ContractPaymentRequest| {
+            let crate::types::ContractPaymentRequest { contract: _, from: _, amount_tiyn: _ } = x;
         };
-        let _ = |x: dtenge_network::types::ContractWithdrawalRequest| {
-            let dtenge_network::types::ContractWithdrawalRequest { contract: _, client_id: _, amount_tiyn: _ } = x;
+        let _ = |x: crate::types::ContractWithdrawalRequest| {
+            let crate::types::ContractWithdrawalRequest { contract: _, client_id: _, amount_tiyn: _ } = x;
         };
-        let _ = |x: dtenge_network::types::ContractReceipt| {
-            let dtenge_network::types::ContractReceipt { tx_id: _, contract: _, used: _ } = x;
+        let _ = |x: crate::types::ContractReceipt| {
+            let crate::types::ContractReceipt { tx_id: _, contract: _, used: _ } = x;
         };
         let _ = |x: dtenge_oracle::ProviderKind| match x {
             dtenge_oracle::ProviderKind::VehicleRegistry => {}

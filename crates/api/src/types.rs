@@ -1,4 +1,6 @@
-//! Requests and answers of the network's operations: the shapes the REST API speaks.
+//! Requests and answers of the platform's operations: the shapes the REST API speaks, and
+//! the consoles, the scenarios, the bench and the CLI with it. Their OpenAPI descriptions are
+//! in [`crate::schemas`].
 
 use dtenge_abs::Posting;
 use dtenge_core::calendar::Date;

@@ -1,4 +1,4 @@
-//! Descriptions of `dtenge_network::types`: the requests and answers of the network's
+//! Descriptions of [`crate::types`]: the requests and answers of the platform's
 //! operations.
 use super::*;
 use serde::Serialize;
