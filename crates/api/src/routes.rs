@@ -2,7 +2,7 @@
 
 use crate::error::{ApiError, Failure, HttpCode};
 use crate::idempotency::{idempotency_key, request_fingerprint, CONSOLE_KEY_PREFIX};
-use crate::platform::{Idem, Platform};
+use crate::platform::{Idem, Platform, Staged};
 use crate::schemas;
 use crate::types::*;
 use axum::body::Bytes;
@@ -215,36 +215,66 @@ where
     T: Serialize + DeserializeOwned + Send + 'static,
     F: FnOnce(&Platform, Option<&Idem>, R) -> Result<T, Error> + Send + 'static,
 {
-    mutate_with(Memo::Gateway, app, (method, uri, headers, body), status, op).await
-}
-
-/// Where a repeated idempotency key is answered from.
-#[derive(Clone, Copy)]
-enum Memo {
-    /// The gateway's memo ([`Platform::once`]).
-    Gateway,
-    /// The role that moves the money keeps the key ([`Platform::once_at_role`]).
-    Role,
+    mutate_with(app, (method, uri, headers, body), status, op).await
 }
 
 /// [`mutate`] for an operation whose role keeps the key: transfers and client-signed
-/// transactions, the hot path.
+/// transactions, the hot path. The operation runs on the runtime's worker (its checks take
+/// the roles' locks for moments only) and hands the payment to the payer's bank; the task then
+/// awaits the bank's answer, holding no thread: a blocking thread per payment in flight cost
+/// a thread switch at each step and, with hundreds in flight, fresh memory for each thread.
 async fn mutate_at_role<R, T, F>(
     app: App,
-    request: (Method, Uri, HeaderMap, Body),
+    (method, uri, headers, body): (Method, Uri, HeaderMap, Body),
     status: StatusCode,
     op: F,
 ) -> Response
 where
     R: DeserializeOwned + Send + 'static,
-    T: Serialize + DeserializeOwned + Send + 'static,
-    F: FnOnce(&Platform, Option<&Idem>, R) -> Result<T, Error> + Send + 'static,
+    T: Serialize + Send + 'static,
+    F: FnOnce(&Platform, Option<&Idem>, R) -> Result<Staged<T>, Error> + Send + 'static,
 {
-    mutate_with(Memo::Role, app, request, status, op).await
+    let (idem, request) = match prepare::<R>(&method, &uri, &headers, &body.0) {
+        Ok(prepared) => prepared,
+        Err(e) => return Failure(e).into_response(),
+    };
+    let _in_flight = match app.enter_key(&idem) {
+        Ok(guard) => guard,
+        Err(e) => return Failure(e).into_response(),
+    };
+    // A panic in the operation is the gateway's bug, answered as the blocking pool answered it.
+    let staged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&app, Some(&idem), request)));
+    let outcome = match staged {
+        Ok(Ok(staged)) => staged.complete_async(&app).await,
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(Error::internal("the operation failed unexpectedly")),
+    };
+    match outcome {
+        Ok(value) => (status, Json(value)).into_response(),
+        Err(e) => Failure(e).into_response(),
+    }
+}
+
+/// The idempotency key and the request of a mutating call.
+fn prepare<R: DeserializeOwned>(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(Idem, R), Error> {
+    let key = idempotency_key(headers)?;
+    // The consoles' keys live under their own prefix (see `CONSOLE_KEY_PREFIX`).
+    if key.starts_with(CONSOLE_KEY_PREFIX) {
+        return Err(Error::malformed(format!(
+            "idempotency keys starting with '{CONSOLE_KEY_PREFIX}' are the consoles'"
+        )));
+    }
+    let (fingerprint, value) = request_fingerprint(method, uri.path(), body)?;
+    let request: R = serde_json::from_value(value).map_err(|e| Error::malformed(format!("request body: {e}")))?;
+    Ok((Idem { key, fingerprint }, request))
 }
 
 async fn mutate_with<R, T, F>(
-    memo: Memo,
     app: App,
     (method, uri, headers, body): (Method, Uri, HeaderMap, Body),
     status: StatusCode,
@@ -255,28 +285,11 @@ where
     T: Serialize + DeserializeOwned + Send + 'static,
     F: FnOnce(&Platform, Option<&Idem>, R) -> Result<T, Error> + Send + 'static,
 {
-    let body = body.0;
-    let prepared = (|| {
-        let key = idempotency_key(&headers)?;
-        // The consoles' keys live under their own prefix (see `CONSOLE_KEY_PREFIX`).
-        if key.starts_with(CONSOLE_KEY_PREFIX) {
-            return Err(Error::malformed(format!(
-                "idempotency keys starting with '{CONSOLE_KEY_PREFIX}' are the consoles'"
-            )));
-        }
-        let (fingerprint, value) = request_fingerprint(&method, uri.path(), &body)?;
-        let request: R = serde_json::from_value(value).map_err(|e| Error::malformed(format!("request body: {e}")))?;
-        Ok::<_, Error>((Idem { key, fingerprint }, request))
-    })();
-    let (idem, request) = match prepared {
-        Ok(p) => p,
+    let (idem, request) = match prepare::<R>(&method, &uri, &headers, &body.0) {
+        Ok(prepared) => prepared,
         Err(e) => return Failure(e).into_response(),
     };
-    let outcome = tokio::task::spawn_blocking(move || match memo {
-        Memo::Gateway => app.once(Some(idem), |idem| op(&app, idem, request)),
-        Memo::Role => app.once_at_role(Some(idem), |idem| op(&app, idem, request)),
-    })
-    .await;
+    let outcome = tokio::task::spawn_blocking(move || app.once(Some(idem), |idem| op(&app, idem, request))).await;
     match outcome {
         Ok(Ok(value)) => (status, Json(value)).into_response(),
         Ok(Err(e)) => Failure(e).into_response(),
@@ -441,7 +454,8 @@ async fn transfer(
     body: Body,
 ) -> Response {
     let request = (method, uri, headers, body);
-    mutate_at_role(app, request, StatusCode::OK, move |n, idem, r: TransferRequest| n.transfer(idem, &node, r)).await
+    mutate_at_role(app, request, StatusCode::OK, move |n, idem, r: TransferRequest| n.transfer_staged(idem, &node, r))
+        .await
 }
 
 /// Which tokens to list.
@@ -484,7 +498,7 @@ async fn submit(
     // To the payer's bank, whose flusher batches concurrent submissions: the same path
     // `dtenge bench` measures.
     let request = (method, uri, headers, body);
-    mutate_at_role(app, request, StatusCode::OK, move |p, idem, tx: Transaction| p.submit(idem, &node, tx)).await
+    mutate_at_role(app, request, StatusCode::OK, move |p, idem, tx: Transaction| p.submit_staged(idem, &node, tx)).await
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/registries", tag = "payments",

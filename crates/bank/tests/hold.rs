@@ -377,7 +377,7 @@ fn a_hold_the_notary_refuses_is_given_up_at_the_oracle_and_the_event_can_be_held
 fn a_release_the_notary_refuses_is_ordered_again_and_paid_once_when_it_can_commit() {
     let mut n = Net::new(0);
     let id = n.register();
-    let _ = n.hold(&id, 1_000, None);
+    drop(n.hold(&id, 1_000, None));
     n.run(10_000);
     n.notary.as_ref().unwrap().set_blocked("steppe", true);
     n.oracle().confirm_event("vehicles", &id, Confirmation::Rejected, n.now_ms).unwrap();

@@ -64,7 +64,7 @@ fn a_bank_that_dies_inside_the_deliverys_commit_applies_it_once_when_central_res
     for mode in [CrashMode::BeforeWrite, CrashMode::Torn { kept_bytes_permille: 500 }, CrashMode::AfterWrite] {
         let mut c = Cluster::new(0);
         c.fund(1_000_000, 70_000);
-        let _ = c.bank().redeem(tiyn(10_000), key("r-2", 2), c.now_ms);
+        drop(c.bank().redeem(tiyn(10_000), key("r-2", 2), c.now_ms));
         // The bank's next commit is the delivery's (inputs spent, change, row gone, key).
         c.disks["steppe"].arm_crash(1, mode);
         c.run_until(|c| c.disks["steppe"].crashed());

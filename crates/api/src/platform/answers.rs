@@ -37,7 +37,7 @@ pub(crate) struct Answers {
 
 /// A key being answered: removed from the keys in flight when dropped, however the request
 /// ends (an answer, an error, a panic unwinding, a client that went away).
-pub(crate) struct KeyInFlight {
+pub struct KeyInFlight {
     in_flight: Arc<Mutex<HashSet<String>>>,
     key: String,
 }

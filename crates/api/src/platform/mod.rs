@@ -34,9 +34,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use accounts::{HISTORY_PAGE_MAX, NAME_LEN_MAX, OPEN_ACCOUNTS_MAX};
-pub use answers::IDEM_KEY_LEN_MAX;
+pub use answers::{KeyInFlight, IDEM_KEY_LEN_MAX};
 pub use notifications::NOTICES_KEPT_MAX;
-pub use payments::{REFERENCE_LEN_MAX, REGISTRY_LINES_MAX};
+pub use payments::{Staged, Submitted, REFERENCE_LEN_MAX, REGISTRY_LINES_MAX};
 pub use programmed::{MARKINGS_PAGE_MAX, SPLIT_LINES_MAX};
 
 /// The NBK's node id: its ABS and registry, where emissions and redemptions are recorded.
@@ -204,13 +204,28 @@ pub(crate) fn checked_key(idem: Option<&Idem>) -> Result<Option<IdemKey>> {
 pub(crate) fn wait<T>(answer: &impl dtenge_sync::RecvTimeout<Result<T>>) -> Result<T> {
     match answer.recv_timeout(ANSWER_WAIT) {
         Ok(result) => result,
-        Err(dtenge_sync::RecvTimeoutError::Timeout) => Err(Error::new(
+        Err(dtenge_sync::RecvTimeoutError::Timeout) => Err(unanswered(true)),
+        Err(dtenge_sync::RecvTimeoutError::Disconnected) => Err(unanswered(false)),
+    }
+}
+
+/// A role's answer that did not come: not yet (`in_time` ran out), or never (the role stopped).
+pub(crate) fn unanswered(in_time: bool) -> Error {
+    if in_time {
+        Error::new(
             ErrorCode::RequestInProgress,
             "the network has not answered yet; ask again with the same idempotency key",
-        )),
-        Err(dtenge_sync::RecvTimeoutError::Disconnected) => {
-            Err(Error::new(ErrorCode::StorageFailure, "the role stopped before it answered; ask again"))
-        }
+        )
+    } else {
+        Error::new(ErrorCode::StorageFailure, "the role stopped before it answered; ask again")
+    }
+}
+
+/// Take `idem`'s key as in flight until the guard is dropped, as [`Platform::once_at_role`]
+/// does around its operation (for the gateway's tasks, which hold it across their awaits).
+impl Platform {
+    pub fn enter_key(&self, idem: &Idem) -> Result<answers::KeyInFlight> {
+        self.answers.enter(idem)
     }
 }
 

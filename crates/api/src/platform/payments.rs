@@ -9,7 +9,7 @@
 //! receipt is built again from the request and the bank's first answer (the transaction's id).
 
 use super::Idem;
-use super::{checked_key, wait, Platform, ANSWER_WAIT};
+use super::{checked_key, unanswered, wait, Platform, ANSWER_WAIT};
 use crate::types::{Payee, Receipt, RegistryLineResult, RegistryReport, RegistryRequest, TransferRequest};
 use dtenge_bank::{Committed, Label, Request};
 use dtenge_core::crypto::Address;
@@ -32,13 +32,24 @@ impl Platform {
     /// Pay from a client of `node_id` to a payee at any bank, named by phone, by client id
     /// (at a bank, or the first listed) or by address.
     pub fn transfer(&self, idem: Option<&Idem>, node_id: &str, request: TransferRequest) -> Result<Receipt> {
+        self.transfer_staged(idem, node_id, request)?.complete(self)
+    }
+
+    /// [`Platform::transfer`] up to the bank's answer: checked and handed to the payer's bank,
+    /// or answered already (a key committed before).
+    pub fn transfer_staged(
+        &self,
+        idem: Option<&Idem>,
+        node_id: &str,
+        request: TransferRequest,
+    ) -> Result<Staged<Receipt>> {
         let key = checked_key(idem)?;
         let bank = self.bank(node_id)?;
         let purpose = if request.to.phone.is_some() { Purpose::PhoneTransfer } else { Purpose::Payment };
         if let Some(committed) = key.as_ref().map(|k| bank.service().committed_answer(k)).transpose()?.flatten() {
             // Answered before: the same receipt, whatever changed since.
             let (payer, payee) = (self.client_party(node_id, &request.from)?, self.find_payee(&request.to)?);
-            return Ok(self.payment_receipt(committed, purpose, request.amount_tiyn, payer, payee));
+            return Ok(Staged::Done(self.payment_receipt(committed, purpose, request.amount_tiyn, payer, payee)));
         }
         check_reference(request.reference.as_deref())?;
         self.ensure_not_blocked(node_id)?;
@@ -54,9 +65,16 @@ impl Platform {
         ensure!(payer.address != payee.address, MalformedInput, "payer and payee are the same account");
         let pay = Request::Pay { client_id: request.from.clone(), payees: vec![(payee.address, request.amount_tiyn)] };
         let label = Label { purpose, reference: request.reference };
-        let committed = wait(&bank.submit_labelled(pay, label, key))?;
-        self.await_delivery(node_id, &committed.tx_id, [&payee]);
-        Ok(self.payment_receipt(committed, purpose, request.amount_tiyn, payer, payee))
+        let answer = bank.submit_labelled(pay, label, key);
+        let amount = request.amount_tiyn;
+        Ok(Staged::Submitted(Submitted {
+            answer,
+            node_id: node_id.to_string(),
+            payees: vec![payee.clone()],
+            receipt: Box::new(move |platform, committed| {
+                Ok(platform.payment_receipt(committed, purpose, amount, payer, payee))
+            }),
+        }))
     }
 
     /// The tokens a client may spend, with preimages (for clients that sign themselves).
@@ -172,6 +190,11 @@ impl Platform {
     /// key): checked and attested by the payer's bank, notarized, applied. The same
     /// transaction submitted again after it committed gets its receipt again.
     pub fn submit(&self, idem: Option<&Idem>, node_id: &str, tx: Transaction) -> Result<Receipt> {
+        self.submit_staged(idem, node_id, tx)?.complete(self)
+    }
+
+    /// [`Platform::submit`] up to the bank's answer.
+    pub fn submit_staged(&self, idem: Option<&Idem>, node_id: &str, tx: Transaction) -> Result<Staged<Receipt>> {
         let key = checked_key(idem)?;
         let bank = self.bank(node_id)?;
         let ids = TxIds::of(&tx)?;
@@ -187,19 +210,27 @@ impl Platform {
         })?;
         let amount = Amount::sum(tx.body.outputs.iter().filter(|o| o.owner != payer_address).map(|o| o.amount_tiyn))?;
         let at_unix_ms = self.now_ms();
-        let committed = wait(&bank.submit(Request::Signed(tx), key))?;
-        self.await_delivery(node_id, &committed.tx_id, &payees);
-        let client_id = bank.service().read(|node| node.client_of(&payer_address).map(str::to_string));
-        let client_id = client_id.expect("a transfer the bank committed spends its own client's tokens");
-        Ok(Receipt {
-            tx_id: committed.tx_id,
-            purpose: Purpose::Payment,
-            amount_tiyn: amount,
-            from: Some(Party { bank: node_id.to_string(), client_id, address: payer_address }),
-            to: payees.into_iter().next(),
-            at_unix_ms,
-            abs_posting: None,
-        })
+        let answer = bank.submit(Request::Signed(tx), key);
+        let node = node_id.to_string();
+        Ok(Staged::Submitted(Submitted {
+            answer,
+            node_id: node_id.to_string(),
+            payees: payees.clone(),
+            receipt: Box::new(move |platform, committed| {
+                let bank = platform.bank(&node)?;
+                let client_id = bank.service().read(|n| n.client_of(&payer_address).map(str::to_string));
+                let client_id = client_id.expect("a transfer the bank committed spends its own client's tokens");
+                Ok(Receipt {
+                    tx_id: committed.tx_id,
+                    purpose: Purpose::Payment,
+                    amount_tiyn: amount,
+                    from: Some(Party { bank: node, client_id, address: payer_address }),
+                    to: payees.into_iter().next(),
+                    at_unix_ms,
+                    abs_posting: None,
+                })
+            }),
+        }))
     }
 
     /// Is this transaction committed at the notary?
@@ -381,6 +412,34 @@ impl Platform {
         }
     }
 
+    /// [`Platform::await_delivery`] for a task: the same wait, on the payee banks' wake-ups
+    /// instead of a thread's condition variable.
+    async fn await_delivery_async(&self, node_id: &str, tx_id: &TxId, payees: &[Party]) {
+        let mut waiting: Vec<&Party> = Vec::new();
+        for payee in payees {
+            if payee.bank != node_id && !waiting.iter().any(|w| w.bank == payee.bank) {
+                waiting.push(payee);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
+        // Bounded: each round waits for a delivery applied at a payee's bank, until the deadline.
+        loop {
+            let counted: Vec<(&Party, u64)> = waiting
+                .iter()
+                .map(|p| (*p, self.bank(&p.bank).map_or(0, |b| b.service().deliveries_applied())))
+                .collect();
+            let owed: Vec<(&Party, u64)> =
+                counted.into_iter().filter(|(p, _)| !self.has_applied(&p.bank, &p.client_id, tx_id)).collect();
+            let Some((payee, seen)) = owed.first() else { return };
+            let Ok(bank) = self.bank(&payee.bank) else { return };
+            let next = std::future::poll_fn(|cx| bank.service().poll_delivery_after(*seen, cx));
+            if tokio::time::timeout_at(deadline, next).await.is_err() {
+                return;
+            }
+            waiting = owed.into_iter().map(|(p, _)| p).collect();
+        }
+    }
+
     /// Has `client_id`'s bank applied `tx_id` to its account (its history line)?
     pub(crate) fn has_applied(&self, node_id: &str, client_id: &str, tx_id: &TxId) -> bool {
         let Ok(bank) = self.bank(node_id) else { return false };
@@ -454,4 +513,51 @@ fn registry_report((tx_id, results): (Option<TxId>, Vec<RegistryLineResult>)) ->
         amount_paid_tiyn: Amount::sum(results.iter().filter(|r| r.paid).map(|r| r.amount_tiyn))?,
         results,
     })
+}
+
+/// A payment handed to the payer's bank, or answered already: completed by a thread
+/// ([`Staged::complete`]) or awaited by the REST gateway's task ([`Staged::complete_async`],
+/// which holds no thread while the roles work).
+pub enum Staged<T> {
+    Done(T),
+    Submitted(Submitted<T>),
+}
+
+/// What a payment handed to its bank still needs: the bank's answer, the payees' banks
+/// applying it (so that a receipt means the payees hold the money), and its receipt.
+pub struct Submitted<T> {
+    answer: dtenge_bank::Answer,
+    node_id: String,
+    payees: Vec<Party>,
+    #[allow(clippy::type_complexity)]
+    receipt: Box<dyn FnOnce(&Platform, Committed) -> Result<T> + Send>,
+}
+
+impl<T> Staged<T> {
+    /// Wait on this thread for the bank's answer and the payees' banks, at most
+    /// [`ANSWER_WAIT`] each.
+    pub fn complete(self, platform: &Platform) -> Result<T> {
+        let submitted = match self {
+            Staged::Done(value) => return Ok(value),
+            Staged::Submitted(submitted) => submitted,
+        };
+        let committed = wait(&submitted.answer)?;
+        platform.await_delivery(&submitted.node_id, &committed.tx_id, &submitted.payees);
+        (submitted.receipt)(platform, committed)
+    }
+
+    /// [`Staged::complete`] for a task.
+    pub async fn complete_async(self, platform: &Platform) -> Result<T> {
+        let submitted = match self {
+            Staged::Done(value) => return Ok(value),
+            Staged::Submitted(submitted) => submitted,
+        };
+        let committed = match tokio::time::timeout(ANSWER_WAIT, submitted.answer).await {
+            Ok(Ok(answer)) => answer?,
+            Ok(Err(_)) => return Err(unanswered(false)),
+            Err(_) => return Err(unanswered(true)),
+        };
+        platform.await_delivery_async(&submitted.node_id, &committed.tx_id, &submitted.payees).await;
+        (submitted.receipt)(platform, committed)
+    }
 }
