@@ -105,7 +105,7 @@ impl BankService {
             return;
         }
         for delta in deltas {
-            inner.node.apply(delta);
+            inner.apply_certified(delta);
         }
         for answered in redeemed {
             self.apply_redeemed(inner, answered);

@@ -541,7 +541,7 @@ impl BankService {
             inner.holds.pending.insert(*tx_id, pending);
             return;
         }
-        inner.node.apply(delta);
+        inner.apply_certified(delta);
         inner.remember(*tx_id, certificate.seq);
         let me = self.role();
         for planned in sends {

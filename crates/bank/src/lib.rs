@@ -53,6 +53,7 @@ mod cards;
 mod claims;
 mod conversion;
 mod deliver;
+mod figures;
 mod hold;
 mod label;
 mod programmed;
@@ -65,6 +66,7 @@ mod verify;
 mod vouchers;
 
 pub use claims::{claim_of, AccountKey, Opening, CLAIMS_IN_FLIGHT_MAX};
+pub use figures::Figures;
 pub use hold::{HOLDS_IN_FLIGHT_MAX, HOLD_BATCH_BIT, HOLD_TABLE};
 pub use label::{Label, REFERENCE_CHARS_MAX};
 pub use programmed::{PLAN_RETRIES_MAX, PROGRAMMED_TABLE, SPENDS_IN_FLIGHT_MAX, SPEND_BATCH_BITS, SPLIT_LINES_MAX};
@@ -242,7 +244,11 @@ pub struct BankService {
     /// Signers' keys, decompressed once (clients sign many payments with one key).
     key_cache: KeyCache,
     queue: Mutex<Vec<Submission>>,
-    inner: Mutex<Inner>,
+    /// The role's state; each release of its lock publishes the running figures
+    /// ([`BankService::figures`]).
+    inner: figures::RoleLock,
+    /// Who the bank is: fixed at genesis, read by monitoring without the lock.
+    meta: NodeMeta,
     /// Deliveries of certified transactions applied since the bank opened, and a wake-up for
     /// whoever waits for the next one (a gateway that answers once a payee's bank applied a
     /// payment), so that no one polls the bank's lock.
@@ -275,6 +281,7 @@ impl BankService {
         }
         let node = nodes.remove(0);
         let key = node.key().clone();
+        let meta = node.meta().clone();
         let inner = Inner::load(&store, node)?;
         let mut anchors = anchors;
         anchors.blocked.extend(state::load_blocked(&store)?);
@@ -287,7 +294,8 @@ impl BankService {
             anchors: RwLock::new(anchors),
             key_cache: KeyCache::default(),
             queue: Mutex::new(Vec::new()),
-            inner: Mutex::new(inner),
+            inner: figures::RoleLock::new(inner),
+            meta,
             deliveries_applied: (Mutex::new(0), Condvar::new()),
         })
     }
@@ -298,6 +306,18 @@ impl BankService {
 
     pub fn role(&self) -> RoleId {
         RoleId::Bank(self.id.clone())
+    }
+
+    /// The bank's running figures (DT held, accounts, tokens) as of the last step it
+    /// finished, read without the role's lock: monitoring never waits for a payment's commit.
+    /// Once the bank is quiet they equal what [`BankService::read`] returns.
+    pub fn figures(&self) -> Figures {
+        self.inner.figures()
+    }
+
+    /// Who the bank is (its id, name and kind), read without the role's lock.
+    pub fn meta(&self) -> &NodeMeta {
+        &self.meta
     }
 
     /// Read the node's state (accounts, balances, history).
@@ -360,7 +380,7 @@ impl BankService {
         let mut batch = WriteBatch::new();
         inner.node.plan_open(account.clone(), key.custodial(), &mut batch)?;
         self.commit(&mut inner, batch)?;
-        inner.node.apply_open(account, key.custodial());
+        inner.apply_open(account, key.custodial());
         Ok(())
     }
 
@@ -388,7 +408,7 @@ impl BankService {
         }
         self.commit(&mut inner, batch)?;
         for (account, key) in accounts {
-            inner.node.apply_open(account, key.custodial());
+            inner.apply_open(account, key.custodial());
         }
         Ok(())
     }

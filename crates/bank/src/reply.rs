@@ -185,7 +185,8 @@ impl BankService {
     ) {
         let Planned { deltas, kept, .. } = planned;
         for delta in deltas {
-            inner.node.apply(delta);
+            // Published before the clients below are answered (`figures`).
+            inner.apply_certified(delta);
         }
         for (index, outcome) in checked.into_iter().enumerate() {
             let tx_id = pending.ids[index].tx_id;

@@ -644,6 +644,11 @@ impl NodeState {
         Amount::sum(self.tokens.values().map(|h| h.input.output.amount_tiyn))
     }
 
+    /// How many tokens this node holds (O(1): what monitoring publishes after every step).
+    pub fn token_count(&self) -> usize {
+        self.tokens.len()
+    }
+
     /// Every token id this node holds.
     pub fn token_ids(&self) -> impl Iterator<Item = &TokenId> {
         self.tokens.keys()

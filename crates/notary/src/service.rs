@@ -107,6 +107,8 @@ pub struct NotaryService {
     /// The last certificate's number. Held across a request's spend, commit and certificate:
     /// requests are certified one at a time, in the order their commits reach the disk.
     seq: Mutex<u64>,
+    /// `seq` as of its last change, read without waiting for a request's commit (monitoring).
+    seq_published: std::sync::atomic::AtomicU64,
     /// Set when a durable commit failed: the notary answers nothing until it is reopened.
     failed: std::sync::atomic::AtomicBool,
     /// Set when a request panicked while it held `seq` (perhaps between its durable commit and
@@ -153,6 +155,7 @@ impl NotaryService {
             senders: RwLock::new(senders),
             store,
             seq: Mutex::new(seq),
+            seq_published: std::sync::atomic::AtomicU64::new(seq),
             failed: std::sync::atomic::AtomicBool::new(false),
             poisoned: std::sync::atomic::AtomicBool::new(false),
             changes_since_checkpoint: std::sync::atomic::AtomicU64::new(
@@ -167,9 +170,10 @@ impl NotaryService {
         self.key.public_key()
     }
 
-    /// The last certificate's number (0 before the first).
+    /// The last certificate's number (0 before the first). Read without the `seq` lock, which
+    /// a request holds across its durable commit: a dashboard never waits for one.
     pub fn seq(&self) -> u64 {
-        *self.seq.lock()
+        self.seq_published.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Transactions committed (first committed, not certified again) since this process
@@ -396,6 +400,7 @@ impl NotaryService {
         let mut certificate = None;
         if !certified.is_empty() {
             *seq += 1;
+            self.seq_published.store(*seq, std::sync::atomic::Ordering::Release);
             let (signed, signed_proofs) = CommitCertificate::sign(&self.key, *seq, &certified);
             certificate = Some(signed);
             proofs = signed_proofs.into_iter();

@@ -11,8 +11,7 @@
 
 use super::{Idem, NBK_ID};
 use super::{Platform, ANSWER_WAIT};
-use dtenge_abs::correspondent;
-use dtenge_central::{EntryKind, RegistryEntry, Totals};
+use dtenge_central::{CentralFigures, EntryKind, RegistryEntry};
 use dtenge_core::calendar::Date;
 use dtenge_core::money::Amount;
 use dtenge_core::{ensure, Error, ErrorCode, Result};
@@ -44,7 +43,7 @@ impl Platform {
         self.assembly.central().set_blocked(node_id, true, &reason, self.now_ms())?;
         self.decision_applied()?;
         // As central has it now: an operator's concurrent decision on the same bank may follow.
-        self.node_view(node_id, &self.assembly.central().registry())
+        self.node_view(node_id, &self.assembly.central().figures())
     }
 
     /// Lift a block; answered once the notary and every bank applied it.
@@ -54,7 +53,7 @@ impl Platform {
         self.assembly.central().set_blocked(node_id, false, "", self.now_ms())?;
         self.decision_applied()?;
         // As central has it now: an operator's concurrent decision on the same bank may follow.
-        self.node_view(node_id, &self.assembly.central().registry())
+        self.node_view(node_id, &self.assembly.central().figures())
     }
 
     /// Wait until every delivery central has sent is acknowledged: the operator's decision it
@@ -100,38 +99,37 @@ impl Platform {
         day_view(self.assembly.central().today(self.now_ms()))
     }
 
-    /// A bank (or the Treasury) as the operator sees it, its emissions and redemptions from
-    /// central's `registry`.
-    fn node_view(&self, node_id: &str, registry: &[RegistryEntry]) -> Result<NodeView> {
+    /// A bank (or the Treasury) as the operator sees it, from the figures the bank and
+    /// central publish after every step (neither role's lock is taken).
+    fn node_view(&self, node_id: &str, central: &CentralFigures) -> Result<NodeView> {
         let bank = self.bank(node_id)?;
-        let (meta, accounts, dt_held) =
-            bank.service().read(|n| Ok::<_, Error>((n.meta().clone(), n.account_count(), n.total_dt()?)))?;
-        let central = self.assembly.central();
-        let totals = Totals::of(registry, Some(node_id));
-        let block_reason = central.blocked().remove(node_id);
+        let (meta, figures) = (bank.service().meta(), bank.service().figures());
+        let totals = central.by_bank.get(node_id).copied().unwrap_or_default();
+        let block_reason = central.blocked.get(node_id).cloned();
         Ok(NodeView {
-            id: meta.id,
-            name: meta.name,
+            id: meta.id.clone(),
+            name: meta.name.clone(),
             kind: meta.kind,
             blocked: block_reason.is_some(),
             block_reason,
-            accounts,
-            dt_held_tiyn: dt_held,
+            accounts: figures.accounts,
+            dt_held_tiyn: figures.dt_held,
             emitted_tiyn: totals.issued,
             redeemed_tiyn: totals.redeemed,
-            correspondent_tiyn: central.abs_balance(&correspondent(node_id)),
+            correspondent_tiyn: central.correspondent_tiyn.get(node_id).copied().unwrap_or(0),
         })
     }
 
-    /// Monitoring totals: emitted, redeemed, in circulation, per bank. Read from running
-    /// totals, role by role, each under its own lock for a moment: a dashboard polling it
-    /// never pauses payments (the figures may be a few payments apart; reconciliation is the
-    /// exact check). The banks and the Treasury are listed; the NBK is central, not a node.
+    /// Monitoring totals: emitted, redeemed, in circulation, per bank. Read from the running
+    /// figures each role publishes after every step, without any role's lock: a dashboard
+    /// polling it never pauses payments and never waits behind a commit (the figures may be a
+    /// few payments apart; reconciliation is the exact check). The banks and the Treasury are
+    /// listed; the NBK is central, not a node.
     pub fn monitoring(&self) -> Result<Monitoring> {
         let running = self.assembly.monitoring();
-        let registry = self.assembly.central().registry();
-        let totals = Totals::of(&registry, None);
-        let nodes = self.node_ids().iter().map(|id| self.node_view(id, &registry)).collect::<Result<Vec<_>>>()?;
+        let central = self.assembly.central().figures();
+        let totals = central.totals;
+        let nodes = self.node_ids().iter().map(|id| self.node_view(id, &central)).collect::<Result<Vec<_>>>()?;
         Ok(Monitoring {
             emitted_tiyn: totals.issued,
             redeemed_tiyn: totals.redeemed,
