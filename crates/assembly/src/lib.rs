@@ -34,7 +34,10 @@ mod programmed;
 pub use programmed::{ClientAt, ContractTerms, CONTRACT_VALIDITY_MS_MAX};
 // Cards and vouchers (`cards`).
 mod cards;
+// Reconciliation at one notary certificate number, while payments go on.
+mod reconcile;
 pub use cards::{AtmWithdrawal, CardPurchase, VoucherReceipt};
+pub use reconcile::AtSeq;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use dtenge_bank::{AccountKey, Answer, BankService, Committed, Genesis, IdemKey, Request};
@@ -597,6 +600,16 @@ impl Assembly {
         if tokens != unspent {
             problems.push(format!("the banks hold {tokens} tokens, the notary {unspent} unspent"));
         }
+        problems
+    }
+
+    /// The oracle's registries against the banks: its held registry = the DT the banks hold
+    /// for each event; its markings and contracts = the marked DT the banks hold. They change
+    /// only with holds, releases and programmed spends, so a difference may be one in flight:
+    /// exact once those settled ([`Assembly::settle`]).
+    pub fn reconcile_oracle(&self) -> Vec<String> {
+        let mut problems = self.reconcile_held();
+        problems.extend(self.reconcile_programmed());
         problems
     }
 

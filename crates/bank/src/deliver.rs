@@ -104,9 +104,7 @@ impl BankService {
         if self.commit(inner, batch).is_err() {
             return;
         }
-        for delta in deltas {
-            inner.apply_certified(delta);
-        }
+        inner.apply_certified(deltas, certificate.seq);
         for answered in redeemed {
             self.apply_redeemed(inner, answered);
         }

@@ -66,7 +66,7 @@ mod verify;
 mod vouchers;
 
 pub use claims::{claim_of, AccountKey, Opening, CLAIMS_IN_FLIGHT_MAX};
-pub use figures::Figures;
+pub use figures::{AtSeq, Figures, Progress, APPLIED_KEPT_MAX};
 pub use hold::{HOLDS_IN_FLIGHT_MAX, HOLD_BATCH_BIT, HOLD_TABLE};
 pub use label::{Label, REFERENCE_CHARS_MAX};
 pub use programmed::{PLAN_RETRIES_MAX, PROGRAMMED_TABLE, SPENDS_IN_FLIGHT_MAX, SPEND_BATCH_BITS, SPLIT_LINES_MAX};
@@ -312,7 +312,30 @@ impl BankService {
     /// finished, read without the role's lock: monitoring never waits for a payment's commit.
     /// Once the bank is quiet they equal what [`BankService::read`] returns.
     pub fn figures(&self) -> Figures {
-        self.inner.figures()
+        self.inner.published().figures()
+    }
+
+    /// A number for the present moment, to ask for progress published after it
+    /// ([`BankService::progress_after`]).
+    pub fn progress_epoch(&self) -> u64 {
+        self.inner.epoch()
+    }
+
+    /// How far the bank's batches at the notary and its deliveries have got, as published by
+    /// a step that began after `epoch` was read ([`BankService::progress_epoch`]), so it
+    /// includes every batch sent before: what a reconciliation waits on. Never waits for the
+    /// role's lock: `None` while a step that began before is still under way (ask again).
+    pub fn progress_after(&self, epoch: u64) -> Option<Progress> {
+        self.inner.progress_after(epoch)
+    }
+
+    /// The bank's DT and tokens as of the notary's certificate `seq`: its figures minus what
+    /// the certificates it applied with a larger number changed (read without the role's
+    /// lock). Exact once every certificate up to `seq` it is owed is applied (its batches
+    /// answered, the deliveries to it applied: see [`BankService::progress`]); `None` when it
+    /// no longer keeps the changes of a certificate after `seq` ([`APPLIED_KEPT_MAX`]).
+    pub fn at_seq(&self, seq: u64) -> Option<AtSeq> {
+        self.inner.published().at_seq(seq)
     }
 
     /// Who the bank is (its id, name and kind), read without the role's lock.

@@ -184,9 +184,9 @@ impl BankService {
         planned: Planned,
     ) {
         let Planned { deltas, kept, .. } = planned;
-        for delta in deltas {
+        if !deltas.is_empty() {
             // Published before the clients below are answered (`figures`).
-            inner.apply_certified(delta);
+            inner.apply_certified(deltas, seq.expect("a committed transaction comes with its certificate"));
         }
         for (index, outcome) in checked.into_iter().enumerate() {
             let tx_id = pending.ids[index].tx_id;

@@ -41,7 +41,7 @@ pub mod redeem;
 mod registry;
 // Running figures for monitoring, published without the role's lock.
 mod figures;
-pub use figures::CentralFigures;
+pub use figures::{CentralAtSeq, CentralFigures, CentralProgress, REGISTRY_KEPT_MAX};
 
 pub use calendar::DayView;
 pub use card_settlement::{Settlement, CARD_SETTLEMENTS_TABLE};
@@ -257,6 +257,28 @@ impl CentralService {
     /// an emission's commit. Once central is quiet they equal what its locked reads return.
     pub fn figures(&self) -> CentralFigures {
         self.inner.figures()
+    }
+
+    /// Central's circulation by its registry and its DT liability as of the notary's
+    /// certificate `seq` (read without its lock): exact once every emission and redemption
+    /// certified up to `seq` is applied (its batches past the notary, see
+    /// [`CentralFigures::progress`]); `None` when an entry certified after `seq` is no longer
+    /// kept ([`REGISTRY_KEPT_MAX`]).
+    pub fn at_seq(&self, seq: u64) -> Option<CentralAtSeq> {
+        self.inner.at_seq(seq)
+    }
+
+    /// A number for the present moment, to ask for progress published after it
+    /// ([`CentralService::progress_after`]).
+    pub fn progress_epoch(&self) -> u64 {
+        self.inner.epoch()
+    }
+
+    /// How far central's batches at the notary and its deliveries have got, as published by
+    /// a step that began after `epoch` was read, so it includes every batch sent before.
+    /// Never waits for the lock: `None` while a step that began before is under way.
+    pub fn progress_after(&self, epoch: u64) -> Option<CentralProgress> {
+        self.inner.progress_after(epoch)
     }
 
     /// DT in circulation as the ABS sees it: the DT liability account.

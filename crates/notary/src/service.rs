@@ -98,6 +98,15 @@ impl Senders {
     }
 }
 
+/// The notary's state as of one certificate number ([`NotaryService::report`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotaryReport {
+    /// The last certificate's number.
+    pub seq: u64,
+    /// Unspent tokens once every certificate up to `seq` is committed, and none after.
+    pub unspent: usize,
+}
+
 /// The notary role.
 pub struct NotaryService {
     notary: Notary,
@@ -174,6 +183,14 @@ impl NotaryService {
     /// a request holds across its durable commit: a dashboard never waits for one.
     pub fn seq(&self) -> u64 {
         self.seq_published.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The notary's report for reconciliation: its last certificate's number and its unspent
+    /// tokens as of it, taken together under `seq` (no request is then between its spends and
+    /// its certificate), in one short step: at most one request's commit is waited for.
+    pub fn report(&self) -> NotaryReport {
+        let seq = self.seq.lock();
+        NotaryReport { seq: *seq, unspent: self.notary.unspent_count() }
     }
 
     /// Transactions committed (first committed, not certified again) since this process
