@@ -93,46 +93,54 @@ fn a_banks_report_as_of_a_past_certificate_does_not_move() {
     }
 }
 
+/// A platform with DT at steppe and sapa and a client at sapa holding one token of 10,000
+/// tiyn, reconciled, then shut down; the client's id and address.
+fn honest_ledger(dir: &std::path::Path) -> (String, dtenge_core::crypto::Address) {
+    let platform = open_platform(dir);
+    for bank in ["steppe", "sapa"] {
+        platform.credit_correspondent(None, bank, req(1_000_000)).unwrap();
+        platform.emission(None, bank, req(500_000)).unwrap();
+    }
+    let id = (0..).find_map(|k| complete_iin_bin(&format!("900101{:05}", 30_000 + k))).unwrap();
+    let open = OpenAccount {
+        kind: ClientKind::Individual,
+        client_id: id.clone(),
+        name: "Client Testov".into(),
+        phone: None,
+        public_key: None,
+    };
+    let account = platform.open_account(None, "sapa", open).unwrap();
+    platform.deposit_fiat(None, "sapa", &id, req(10_000)).unwrap();
+    platform.convert_to_dt(None, "sapa", &id, req(10_000)).unwrap();
+    let rec = platform.reconcile();
+    assert!(rec.ok, "an honest ledger reconciles: {:?}", rec.problems);
+    assert_eq!(rec.circulation_by_nodes_tiyn, Amount::from_tiyn(1_000_000).unwrap());
+    assert_eq!(rec.node_tokens, rec.notary_unspent);
+    (id, account.address)
+}
+
+/// While the platform is down, Sapa's store gains what `forge` builds as if a certificate had
+/// made it: a transaction attested by a key that is not the NBK's, applied at the bank only.
+fn forge_at_sapa(dir: &std::path::Path, forge: impl FnOnce(&NodeState, &SecretKey) -> Transaction) {
+    let store = Store::open(&dir.join("bank-sapa"), &dtenge_bank::tables()).unwrap();
+    let mut node = NodeState::load_all(&store).unwrap().remove(0);
+    let forger = SecretKey::from_seed([66; 32]);
+    let mut forged = forge(&node, &forger);
+    forged.attest(&forger);
+    let delta = node.plan_commit(&forged, Purpose::Emission, None, monday_10am_ms()).unwrap();
+    let mut batch = WriteBatch::new();
+    delta.writes(&node, &mut batch).unwrap();
+    store.commit(batch).unwrap();
+}
+
 #[test]
 fn dt_a_bank_holds_without_a_certificate_is_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let (client, address) = {
-        let platform = open_platform(dir.path());
-        for bank in ["steppe", "sapa"] {
-            platform.credit_correspondent(None, bank, req(1_000_000)).unwrap();
-            platform.emission(None, bank, req(500_000)).unwrap();
-        }
-        let id = (0..).find_map(|k| complete_iin_bin(&format!("900101{:05}", 30_000 + k))).unwrap();
-        let open = OpenAccount {
-            kind: ClientKind::Individual,
-            client_id: id.clone(),
-            name: "Client Testov".into(),
-            phone: None,
-            public_key: None,
-        };
-        let account = platform.open_account(None, "sapa", open).unwrap();
-        platform.deposit_fiat(None, "sapa", &id, req(10_000)).unwrap();
-        platform.convert_to_dt(None, "sapa", &id, req(10_000)).unwrap();
-        let rec = platform.reconcile();
-        assert!(rec.ok, "an honest ledger reconciles: {:?}", rec.problems);
-        assert_eq!(rec.circulation_by_nodes_tiyn, Amount::from_tiyn(1_000_000).unwrap());
-        assert_eq!(rec.node_tokens, rec.notary_unspent);
-        (id, account.address)
-    };
-    // While the platform is down, Sapa's store gains a token no certificate made: an issue
-    // signed by a key that is not the NBK's, applied as if it had been delivered.
-    {
-        let store = Store::open(&dir.path().join("bank-sapa"), &dtenge_bank::tables()).unwrap();
-        let mut node = NodeState::load_all(&store).unwrap().remove(0);
-        let forger = SecretKey::from_seed([66; 32]);
+    let (client, address) = honest_ledger(dir.path());
+    forge_at_sapa(dir.path(), |_, forger| {
         let outputs = vec![Output::standard(Amount::from_tiyn(7_000).unwrap(), address, forger.address())];
-        let mut forged = Transaction::new(TxBody { command: Command::Issue, inputs: vec![], outputs, nonce: 1 });
-        forged.attest(&forger);
-        let delta = node.plan_commit(&forged, Purpose::Emission, None, monday_10am_ms()).unwrap();
-        let mut batch = WriteBatch::new();
-        delta.writes(&node, &mut batch).unwrap();
-        store.commit(batch).unwrap();
-    }
+        Transaction::new(TxBody { command: Command::Issue, inputs: vec![], outputs, nonce: 1 })
+    });
     let platform = open_platform(dir.path());
     assert_eq!(platform.balance("sapa", &client).unwrap().dt_tiyn, Amount::from_tiyn(17_000).unwrap());
     let rec = platform.reconcile();
@@ -144,6 +152,31 @@ fn dt_a_bank_holds_without_a_certificate_is_reported() {
     let problems = rec.problems.join("\n");
     assert!(problems.contains("DT, the NBK registry says"), "{problems}");
     assert!(problems.contains("tokens, the notary"), "{problems}");
+    assert!(problems.contains("set hashes differ"), "{problems}");
     assert!(problems.contains("1 bank tokens are not unspent at the notary"), "{problems}");
     assert!(!problems.contains("not reconciled"), "{problems}");
+}
+
+/// A token replaced by a forged one of the same value and owner: the DT and the counts agree,
+/// the set hash of the ids does not.
+#[test]
+fn a_token_swapped_for_a_forged_one_of_the_same_value_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, address) = honest_ledger(dir.path());
+    forge_at_sapa(dir.path(), |node, forger| {
+        let inputs = node.spendable_inputs(&client).unwrap();
+        assert_eq!(inputs.len(), 1);
+        let outputs = vec![Output::standard(inputs[0].output.amount_tiyn, address, forger.address())];
+        Transaction::new(TxBody { command: Command::Transfer, inputs, outputs, nonce: 2 })
+    });
+    let platform = open_platform(dir.path());
+    assert_eq!(platform.balance("sapa", &client).unwrap().dt_tiyn, Amount::from_tiyn(10_000).unwrap());
+    let rec = platform.reconcile();
+    assert!(!rec.ok, "the swapped token is found");
+    assert_eq!(rec.circulation_by_nodes_tiyn, rec.circulation_by_nbk_tiyn);
+    assert_eq!(rec.node_tokens, rec.notary_unspent);
+    assert_eq!(rec.node_tokens_not_unspent, 1);
+    let problems = rec.problems.join("\n");
+    assert!(problems.contains("set hashes differ"), "{problems}");
+    assert!(!problems.contains("DT, the NBK registry says"), "{problems}");
 }

@@ -21,11 +21,13 @@
 //! (its running figures minus what the certificates above `s` changed, from the bounded ring it
 //! keeps, `dtenge_bank::APPLIED_KEPT_MAX`), and central its registry's circulation as of `s`.
 //! The banks' DT as of `s` must be the registry's circulation as of `s` (and the ABS DT
-//! liability, which central posts in the same commit as the registry entry), and the banks'
-//! tokens the notary's unspent count. A report that cannot be made in time (a role behind,
+//! liability, which central posts in the same commit as the registry entry), the banks'
+//! tokens the notary's unspent count, and the set hash of their ids (the XOR of the ids, kept
+//! running by every bank and the notary: `TokenId::toggle_in`) the notary's. A report that cannot be made in time (a role behind,
 //! a ring that no longer reaches back to `s`) says so instead of a comparison.
 
 use crate::Assembly;
+use dtenge_core::crypto::Hash32;
 use dtenge_core::{Amount, Error, ErrorCode, Result};
 use dtenge_wire::RoleId;
 use std::time::{Duration, Instant};
@@ -44,6 +46,10 @@ pub struct AtSeq {
     pub banks_dt: Amount,
     /// Tokens the banks held as of `seq`, summed.
     pub banks_tokens: usize,
+    /// The set hash of the ids of the tokens the banks held as of `seq`, combined.
+    pub banks_ids_hash: Hash32,
+    /// The set hash of the notary's unspent ids as of `seq`.
+    pub notary_unspent_hash: Hash32,
     /// DT in circulation by central's registry as of `seq`.
     pub circulation: Amount,
     /// The ABS DT liability as of `seq`.
@@ -121,7 +127,7 @@ impl Assembly {
             wait_until(deadline, seq, "the deliveries to the banks are not all applied")?;
         }
         // 3. The reports as of `seq`.
-        let (mut banks_dt, mut banks_tokens) = (Amount::ZERO, 0usize);
+        let (mut banks_dt, mut banks_tokens, mut banks_ids_hash) = (Amount::ZERO, 0usize, Hash32([0; 32]));
         for bank in &self.banks {
             let at = bank.service.at_seq(seq).ok_or_else(|| {
                 Error::new(
@@ -131,6 +137,9 @@ impl Assembly {
             })?;
             banks_dt = banks_dt.checked_add(at.dt_held)?;
             banks_tokens += at.tokens;
+            for (byte, of_bank) in banks_ids_hash.0.iter_mut().zip(at.token_ids_hash.0) {
+                *byte ^= of_bank;
+            }
         }
         let central = self.central.at_seq(seq).ok_or_else(|| {
             Error::new(
@@ -157,11 +166,18 @@ impl Assembly {
                 notary.unspent
             ));
         }
+        if banks_ids_hash != notary.unspent_hash {
+            problems.push(format!(
+                "as of certificate {seq} the banks' tokens are not the notary's unspent set (their ids' set hashes differ)"
+            ));
+        }
         Ok(AtSeq {
             seq,
             notary_unspent: notary.unspent,
             banks_dt,
             banks_tokens,
+            banks_ids_hash,
+            notary_unspent_hash: notary.unspent_hash,
             circulation: central.circulation,
             dt_liability: central.dt_liability,
             problems,

@@ -17,7 +17,7 @@
 //! figures minus what the certificates numbered above `s` changed.
 
 use crate::state::Inner;
-use dtenge_core::crypto::SecretKey;
+use dtenge_core::crypto::{Hash32, SecretKey};
 use dtenge_core::Amount;
 use dtenge_node::{Account, Delta, NodeState};
 use dtenge_wire::RoleId;
@@ -75,6 +75,8 @@ pub struct Progress {
 pub struct AtSeq {
     pub dt_held: Amount,
     pub tokens: usize,
+    /// The tokens' ids' set hash ([`dtenge_core::token::TokenId::toggle_in`]).
+    pub token_ids_hash: Hash32,
 }
 
 /// What the certificates applied under one number changed.
@@ -85,11 +87,15 @@ struct Applied {
     dt_tiyn: i64,
     /// Tokens in, minus tokens out.
     tokens: i64,
+    /// The set hash of the ids in and out (before's set hash XOR after's).
+    ids_hash: [u8; 32],
 }
 
 #[derive(Default)]
 struct Cell {
     figures: Figures,
+    /// The set hash of the tokens' ids, with `figures`.
+    ids_hash: [u8; 32],
     applied: VecDeque<Applied>,
     /// The largest certificate number among the entries dropped from `applied`: no report as
     /// of a number below it can be made.
@@ -105,9 +111,10 @@ struct Cell {
 
 impl Cell {
     /// The figures after a certificate's changes, and the changes, kept in the ring.
-    fn record(&mut self, after: Figures, applied: Applied) {
+    fn record(&mut self, after: Figures, ids_hash: Hash32, applied: Applied) {
         self.figures = after;
-        if applied.dt_tiyn == 0 && applied.tokens == 0 {
+        self.ids_hash = ids_hash.0;
+        if applied.dt_tiyn == 0 && applied.tokens == 0 && applied.ids_hash == [0; 32] {
             // Nothing to take off a report (a delivery whose transactions were all refused).
             return;
         }
@@ -116,6 +123,7 @@ impl Cell {
             Some(last) if last.seq == applied.seq => {
                 last.dt_tiyn += applied.dt_tiyn;
                 last.tokens += applied.tokens;
+                xor(&mut last.ids_hash, &applied.ids_hash);
             }
             _ => {
                 self.applied.push_back(applied);
@@ -128,13 +136,21 @@ impl Cell {
     }
 }
 
+/// `hash ^= other`, byte by byte: set hashes of ids combine so.
+fn xor(hash: &mut [u8; 32], other: &[u8; 32]) {
+    for (byte, of_other) in hash.iter_mut().zip(other) {
+        *byte ^= of_other;
+    }
+}
+
 /// The cell the figures are published in, shared by the role's state and its readers.
 #[derive(Clone)]
 pub(crate) struct Publisher(Arc<Mutex<Cell>>);
 
 impl Publisher {
     pub(crate) fn new(node: &NodeState) -> Publisher {
-        Publisher(Arc::new(Mutex::new(Cell { figures: Figures::of(node), ..Cell::default() })))
+        let cell = Cell { figures: Figures::of(node), ids_hash: node.token_ids_hash().0, ..Cell::default() };
+        Publisher(Arc::new(Mutex::new(cell)))
     }
 
     fn publish(&self, node: &NodeState) {
@@ -159,16 +175,18 @@ impl Publisher {
             return None;
         }
         let (mut dt_tiyn, mut tokens) = (i128::from(cell.figures.dt_held.tiyn()), cell.figures.tokens as i128);
+        let mut ids_hash = cell.ids_hash;
         for applied in cell.applied.iter().filter(|a| a.seq > seq) {
             dt_tiyn -= i128::from(applied.dt_tiyn);
             tokens -= i128::from(applied.tokens);
+            xor(&mut ids_hash, &applied.ids_hash);
         }
         // Every kept change is part of the figures, so taking them off leaves what the bank
         // held then: within the money supply and non-negative, or the ring is wrong.
         let dt_held = u64::try_from(dt_tiyn).ok().and_then(|t| Amount::from_tiyn(t).ok());
         let dt_held = dt_held.unwrap_or_else(|| panic!("a bank's DT as of certificate {seq} is {dt_tiyn} tiyn"));
         let tokens = usize::try_from(tokens).unwrap_or_else(|_| panic!("a bank's tokens as of {seq}: {tokens}"));
-        Some(AtSeq { dt_held, tokens })
+        Some(AtSeq { dt_held, tokens, token_ids_hash: Hash32(ids_hash) })
     }
 }
 
@@ -176,16 +194,18 @@ impl Inner {
     /// Apply the deltas of transactions the notary certified under certificate `seq`, and
     /// publish the figures with what the certificate changed.
     pub(crate) fn apply_certified(&mut self, deltas: impl IntoIterator<Item = Delta>, seq: u64) {
-        let before = Figures::of(&self.node);
+        let (before, before_hash) = (Figures::of(&self.node), self.node.token_ids_hash());
         for delta in deltas {
             self.node.apply(delta);
         }
-        let after = Figures::of(&self.node);
+        let (after, after_hash) = (Figures::of(&self.node), self.node.token_ids_hash());
+        let mut ids_hash = before_hash.0;
+        xor(&mut ids_hash, &after_hash.0);
         let signed = |n: u64| i64::try_from(n).expect("below Amount::MAX, within i64");
         let dt_tiyn = signed(after.dt_held.tiyn()) - signed(before.dt_held.tiyn());
         let tokens = i64::try_from(after.tokens).expect("tokens fit in i64")
             - i64::try_from(before.tokens).expect("tokens fit in i64");
-        self.published.0.lock().record(after, Applied { seq, dt_tiyn, tokens });
+        self.published.0.lock().record(after, after_hash, Applied { seq, dt_tiyn, tokens, ids_hash });
     }
 
     /// Open an account (its plan is durable), and publish the figures.
@@ -275,14 +295,16 @@ impl Drop for Locked<'_> {
         // so the last figures published are those the next step finds. Every change of the
         // DT and tokens goes through `apply_certified` (which the ring relies on); a change
         // that did not would be a missing entry in it.
-        let figures = Figures::of(&self.0.node);
+        let (figures, ids_hash) = (Figures::of(&self.0.node), self.0.node.token_ids_hash().0);
         let mut cell = self.0.published.0.lock();
         debug_assert!(
             std::thread::panicking()
-                || (cell.figures.dt_held, cell.figures.tokens) == (figures.dt_held, figures.tokens),
+                || (cell.figures.dt_held, cell.figures.tokens, cell.ids_hash)
+                    == (figures.dt_held, figures.tokens, ids_hash),
             "a change of the DT or tokens was applied without `apply_certified`"
         );
         cell.figures = figures;
+        cell.ids_hash = ids_hash;
         self.0.publish_progress(&mut cell);
         cell.progress_epoch = self.1;
     }
@@ -292,6 +314,10 @@ impl Drop for Locked<'_> {
 mod tests {
     use super::*;
 
+    fn hash(byte: u8) -> Hash32 {
+        Hash32([byte; 32])
+    }
+
     fn figures(dt_tiyn: u64, tokens: usize) -> Figures {
         Figures { dt_held: Amount::from_tiyn(dt_tiyn).unwrap(), accounts: 1, tokens }
     }
@@ -299,20 +325,21 @@ mod tests {
     #[test]
     fn a_report_as_of_a_number_takes_off_what_later_certificates_changed() {
         let publisher = Publisher(Arc::new(Mutex::new(Cell { figures: figures(1_000, 2), ..Cell::default() })));
-        let at = |seq| publisher.at_seq(seq).map(|a| (a.dt_held.tiyn(), a.tokens));
+        let at = |seq| publisher.at_seq(seq).map(|a| (a.dt_held.tiyn(), a.tokens, a.token_ids_hash.0[0]));
         {
             let mut cell = publisher.0.lock();
             // Certificates arrive out of number order (a delivery of an older one, then an
             // answer to this bank's own): each is taken off by its own number.
-            cell.record(figures(1_500, 3), Applied { seq: 7, dt_tiyn: 500, tokens: 1 });
-            cell.record(figures(1_200, 4), Applied { seq: 5, dt_tiyn: -300, tokens: 1 });
-            cell.record(figures(1_200, 5), Applied { seq: 5, dt_tiyn: 0, tokens: 1 });
-            cell.record(figures(1_200, 5), Applied { seq: 9, dt_tiyn: 0, tokens: 0 });
+            // Set hashes: 0 at first, then the ids 1, 2, 4 (one bit each) come in turn.
+            cell.record(figures(1_500, 3), hash(1), Applied { seq: 7, dt_tiyn: 500, tokens: 1, ids_hash: [1; 32] });
+            cell.record(figures(1_200, 4), hash(3), Applied { seq: 5, dt_tiyn: -300, tokens: 1, ids_hash: [2; 32] });
+            cell.record(figures(1_200, 5), hash(7), Applied { seq: 5, dt_tiyn: 0, tokens: 1, ids_hash: [4; 32] });
+            cell.record(figures(1_200, 5), hash(7), Applied { seq: 9, dt_tiyn: 0, tokens: 0, ids_hash: [0; 32] });
         }
-        assert_eq!(at(9), Some((1_200, 5)));
-        assert_eq!(at(7), Some((1_200, 5)));
-        assert_eq!(at(6), Some((700, 4)));
-        assert_eq!(at(4), Some((1_000, 2)));
+        assert_eq!(at(9), Some((1_200, 5, 7)));
+        assert_eq!(at(7), Some((1_200, 5, 7)));
+        assert_eq!(at(6), Some((700, 4, 6)));
+        assert_eq!(at(4), Some((1_000, 2, 0)));
         assert_eq!(publisher.0.lock().applied.len(), 2, "one entry per number in a row; none for no change");
     }
 
@@ -322,7 +349,11 @@ mod tests {
         {
             let mut cell = publisher.0.lock();
             for seq in 1..=APPLIED_KEPT_MAX as u64 + 1 {
-                cell.record(figures(seq, seq as usize), Applied { seq, dt_tiyn: 1, tokens: 1 });
+                cell.record(
+                    figures(seq, seq as usize),
+                    hash(0),
+                    Applied { seq, dt_tiyn: 1, tokens: 1, ids_hash: [0; 32] },
+                );
             }
         }
         assert_eq!(publisher.at_seq(0), None, "certificate 1 left the ring");

@@ -105,6 +105,8 @@ pub struct NotaryReport {
     pub seq: u64,
     /// Unspent tokens once every certificate up to `seq` is committed, and none after.
     pub unspent: usize,
+    /// Their ids' set hash ([`dtenge_core::token::TokenId::toggle_in`]).
+    pub unspent_hash: Hash32,
 }
 
 /// The notary role.
@@ -190,7 +192,7 @@ impl NotaryService {
     /// its certificate), in one short step: at most one request's commit is waited for.
     pub fn report(&self) -> NotaryReport {
         let seq = self.seq.lock();
-        NotaryReport { seq: *seq, unspent: self.notary.unspent_count() }
+        NotaryReport { seq: *seq, unspent: self.notary.unspent_count(), unspent_hash: self.notary.unspent_hash() }
     }
 
     /// Transactions committed (first committed, not certified again) since this process
