@@ -4,8 +4,9 @@
 //! Central decides (blocks, the calendar) and keeps the registry and the ABS; a block reaches
 //! the notary and every bank on central's delivery streams, and the call answers once they
 //! have all applied it, so that it holds for whatever starts after the answer (as the
-//! network's block does). Monitoring reads running totals role by role and never pauses
-//! anyone; reconciliation waits for the roles to settle and lists what does not hold.
+//! network's block does). Monitoring reads the running figures the roles publish and never
+//! pauses anyone; reconciliation compares the roles' reports as of one notary certificate
+//! number while payments go on, and lists what does not hold.
 //!
 //! The notary's checkpoints, which the operator may also ask for, are in `checkpoint.rs`.
 
