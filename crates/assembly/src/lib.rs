@@ -34,7 +34,10 @@ mod programmed;
 pub use programmed::{ClientAt, ContractTerms, CONTRACT_VALIDITY_MS_MAX};
 // Cards and vouchers (`cards`).
 mod cards;
+// Reconciliation at one notary certificate number, while payments go on.
+mod reconcile;
 pub use cards::{AtmWithdrawal, CardPurchase, VoucherReceipt};
+pub use reconcile::AtSeq;
 
 use crossbeam_channel::Sender;
 use dtenge_bank::{AccountKey, Answer, BankService, Committed, Genesis, IdemKey, Request};
@@ -551,18 +554,22 @@ impl Assembly {
         }
     }
 
-    /// The operator's dashboard: running totals read from each role in turn, each under its
-    /// own lock for a moment, so payments never wait for it (the figures may be a few payments
-    /// apart; [`Assembly::reconcile`] is the exact check).
+    /// The operator's dashboard: the running figures each role publishes after every step,
+    /// read without any role's lock, so it never waits for a commit and payments never wait
+    /// for it (the figures may be a few payments apart; [`Assembly::reconcile`] is the exact
+    /// check). The notary's unspent count takes each of its shards for a moment, never across
+    /// its commit.
     pub fn monitoring(&self) -> Monitoring {
         let mut dt_in_wallets = Amount::ZERO;
         for bank in &self.banks {
-            let total = bank.service.read(|node| node.total_dt()).unwrap_or(Amount::ZERO);
-            dt_in_wallets = dt_in_wallets.checked_add(total).unwrap_or(dt_in_wallets);
+            let held = bank.service.figures().dt_held;
+            // Within the money supply's bound, as every bank's total is; a sum past it would
+            // be a broken invariant, shown as the last sum rather than stopping the dashboard.
+            dt_in_wallets = dt_in_wallets.checked_add(held).unwrap_or(dt_in_wallets);
         }
         Monitoring {
             dt_in_wallets,
-            dt_liability: self.central.dt_liability(),
+            dt_liability: self.central.figures().dt_liability,
             notary_unspent: self.notary.notary().unspent_count(),
             notary_seq: self.notary.seq(),
         }
@@ -594,6 +601,16 @@ impl Assembly {
         if tokens != unspent {
             problems.push(format!("the banks hold {tokens} tokens, the notary {unspent} unspent"));
         }
+        problems
+    }
+
+    /// The oracle's registries against the banks: its held registry = the DT the banks hold
+    /// for each event; its markings and contracts = the marked DT the banks hold. They change
+    /// only with holds, releases and programmed spends, so a difference may be one in flight:
+    /// exact once those settled ([`Assembly::settle`]).
+    pub fn reconcile_oracle(&self) -> Vec<String> {
+        let mut problems = self.reconcile_held();
+        problems.extend(self.reconcile_programmed());
         problems
     }
 

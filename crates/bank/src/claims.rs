@@ -161,7 +161,7 @@ impl BankService {
         let mut batch = WriteBatch::new();
         inner.node.plan_open(account.clone(), custodial_key, &mut batch)?;
         self.commit(inner, batch)?;
-        inner.node.apply_open(account.clone(), custodial_key);
+        inner.apply_open(account.clone(), custodial_key);
         Ok(())
     }
 

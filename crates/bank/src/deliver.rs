@@ -115,9 +115,7 @@ impl BankService {
         }
         inner.inbound.plan_applied(&from, seq, &mut batch);
         let durable = self.commit_async(inner, batch);
-        for delta in deltas {
-            inner.node.apply(delta);
-        }
+        inner.apply_certified(deltas, certificate.seq);
         let answered = redeemed.into_iter().map(|answered| self.apply_redeemed(inner, answered)).collect();
         inner.stats.deliveries_applied += txs.len() as u64;
         inner.inbound.applied(&from, seq);

@@ -132,6 +132,13 @@ pub(crate) struct Holds {
     next_nonce: u64,
 }
 
+impl Holds {
+    /// Holds and releases not finished.
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len()
+    }
+}
+
 fn row_key(tx_id: &TxId) -> Vec<u8> {
     tx_id.0 .0.to_vec()
 }
@@ -541,7 +548,7 @@ impl BankService {
             inner.holds.pending.insert(*tx_id, pending);
             return;
         }
-        inner.node.apply(delta);
+        inner.apply_certified([delta], certificate.seq);
         inner.remember(*tx_id, certificate.seq);
         let me = self.role();
         for planned in sends {

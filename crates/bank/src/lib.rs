@@ -53,6 +53,7 @@ mod cards;
 mod claims;
 mod conversion;
 mod deliver;
+mod figures;
 mod hold;
 mod label;
 mod programmed;
@@ -65,6 +66,7 @@ mod verify;
 mod vouchers;
 
 pub use claims::{claim_of, AccountKey, Opening, CLAIMS_IN_FLIGHT_MAX};
+pub use figures::{AtSeq, Figures, Progress, APPLIED_KEPT_MAX};
 pub use hold::{HOLDS_IN_FLIGHT_MAX, HOLD_BATCH_BIT, HOLD_TABLE};
 pub use label::{Label, REFERENCE_CHARS_MAX};
 pub use programmed::{PLAN_RETRIES_MAX, PROGRAMMED_TABLE, SPENDS_IN_FLIGHT_MAX, SPEND_BATCH_BITS, SPLIT_LINES_MAX};
@@ -265,7 +267,11 @@ pub struct BankService {
     /// Signers' keys, decompressed once (clients sign many payments with one key).
     key_cache: KeyCache,
     queue: Mutex<Vec<Submission>>,
-    inner: Mutex<Inner>,
+    /// The role's state; each release of its lock publishes the running figures
+    /// ([`BankService::figures`]).
+    inner: figures::RoleLock,
+    /// Who the bank is: fixed at genesis, read by monitoring without the lock.
+    meta: NodeMeta,
     /// Deliveries of certified transactions applied since the bank opened, and a wake-up for
     /// whoever waits for the next one (a gateway that answers once a payee's bank applied a
     /// payment), so that no one polls the bank's lock.
@@ -305,6 +311,7 @@ impl BankService {
         }
         let node = nodes.remove(0);
         let key = node.key().clone();
+        let meta = node.meta().clone();
         let inner = Inner::load(&store, node)?;
         let mut anchors = anchors;
         anchors.blocked.extend(state::load_blocked(&store)?);
@@ -317,7 +324,8 @@ impl BankService {
             anchors: RwLock::new(anchors),
             key_cache: KeyCache::default(),
             queue: Mutex::new(Vec::new()),
-            inner: Mutex::new(inner),
+            inner: figures::RoleLock::new(inner),
+            meta,
             deliveries_applied: (Mutex::new(Deliveries::default()), Condvar::new()),
         })
     }
@@ -328,6 +336,41 @@ impl BankService {
 
     pub fn role(&self) -> RoleId {
         RoleId::Bank(self.id.clone())
+    }
+
+    /// The bank's running figures (DT held, accounts, tokens) as of the last step it
+    /// finished, read without the role's lock: monitoring never waits for a payment's commit.
+    /// Once the bank is quiet they equal what [`BankService::read`] returns.
+    pub fn figures(&self) -> Figures {
+        self.inner.published().figures()
+    }
+
+    /// A number for the present moment, to ask for progress published after it
+    /// ([`BankService::progress_after`]).
+    pub fn progress_epoch(&self) -> u64 {
+        self.inner.epoch()
+    }
+
+    /// How far the bank's batches at the notary and its deliveries have got, as published by
+    /// a step that began after `epoch` was read ([`BankService::progress_epoch`]), so it
+    /// includes every batch sent before: what a reconciliation waits on. Never waits for the
+    /// role's lock: `None` while a step that began before is still under way (ask again).
+    pub fn progress_after(&self, epoch: u64) -> Option<Progress> {
+        self.inner.progress_after(epoch)
+    }
+
+    /// The bank's DT and tokens as of the notary's certificate `seq`: its figures minus what
+    /// the certificates it applied with a larger number changed (read without the role's
+    /// lock). Exact once every certificate up to `seq` it is owed is applied (its batches
+    /// answered, the deliveries to it applied: see [`BankService::progress`]); `None` when it
+    /// no longer keeps the changes of a certificate after `seq` ([`APPLIED_KEPT_MAX`]).
+    pub fn at_seq(&self, seq: u64) -> Option<AtSeq> {
+        self.inner.published().at_seq(seq)
+    }
+
+    /// Who the bank is (its id, name and kind), read without the role's lock.
+    pub fn meta(&self) -> &NodeMeta {
+        &self.meta
     }
 
     /// Read the node's state (accounts, balances, history).
@@ -410,7 +453,7 @@ impl BankService {
         let mut batch = WriteBatch::new();
         inner.node.plan_open(account.clone(), key.custodial(), &mut batch)?;
         self.commit(&mut inner, batch)?;
-        inner.node.apply_open(account, key.custodial());
+        inner.apply_open(account, key.custodial());
         Ok(())
     }
 
@@ -438,7 +481,7 @@ impl BankService {
         }
         self.commit(&mut inner, batch)?;
         for (account, key) in accounts {
-            inner.node.apply_open(account, key.custodial());
+            inner.apply_open(account, key.custodial());
         }
         Ok(())
     }

@@ -153,7 +153,7 @@ impl Spends {
             .map(|(id, _)| *id)
     }
 
-    fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.planning.len() + self.pending.len()
     }
 
@@ -712,7 +712,7 @@ impl BankService {
             inner.spends.pending.insert(*tx_id, pending);
             return;
         }
-        inner.node.apply(delta);
+        inner.apply_certified([delta], certificate.seq);
         inner.remember(*tx_id, certificate.seq);
         let me = self.role();
         for planned in sends {

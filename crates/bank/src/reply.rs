@@ -179,8 +179,9 @@ impl BankService {
         planned: Planned,
     ) -> Vec<TxAnswer> {
         let Planned { deltas, kept, .. } = planned;
-        for delta in deltas {
-            inner.node.apply(delta);
+        if !deltas.is_empty() {
+            // Published before the clients below are answered (`figures`).
+            inner.apply_certified(deltas, seq.expect("a committed transaction comes with its certificate"));
         }
         let mut answered = Vec::with_capacity(checked.len());
         for (index, outcome) in checked.into_iter().enumerate() {

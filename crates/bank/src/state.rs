@@ -329,6 +329,8 @@ pub(crate) struct Inner {
     /// reopened, and the memory may no longer match the disk, so the role answers nothing.
     pub(crate) failed: bool,
     pub(crate) stats: BankStats,
+    /// Where the running figures are published after each change ([`crate::figures`]).
+    pub(crate) published: crate::figures::Publisher,
 }
 
 pub(crate) fn u64_of(bytes: &[u8]) -> Result<u64> {
@@ -368,6 +370,7 @@ impl Inner {
         let spends = crate::programmed::load(store, &mut node, &mut idem_in_flight)?;
         let cards = crate::cards::CardState::load(store, outbox.values().flat_map(|p| &p.entries))?;
         Ok(Inner {
+            published: crate::figures::Publisher::new(&node),
             node,
             next_batch,
             outbox,

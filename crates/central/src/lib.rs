@@ -39,6 +39,9 @@ pub mod calendar;
 pub mod card_settlement;
 pub mod redeem;
 mod registry;
+// Running figures for monitoring, published without the role's lock.
+mod figures;
+pub use figures::{CentralAtSeq, CentralFigures, CentralProgress, REGISTRY_KEPT_MAX};
 
 pub use calendar::DayView;
 pub use card_settlement::{Settlement, CARD_SETTLEMENTS_TABLE};
@@ -57,7 +60,6 @@ use dtenge_core::{Amount, Error, ErrorCode, Result};
 use dtenge_store::{Store, Table, WriteBatch};
 use dtenge_transport::Transport;
 use dtenge_wire::{Decode, Encode, Envelope, Message, NotarizeReply, NotarizeRequest, Outcome, Payload, RoleId};
-use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -155,7 +157,9 @@ pub struct CentralService {
     /// Each bank's own account address (where its DT is issued) and node key.
     banks: BTreeMap<String, BankKeys>,
     transport: Arc<dyn Transport>,
-    inner: Mutex<Inner>,
+    /// The role's state; each release of its lock publishes the running figures
+    /// ([`CentralService::figures`]).
+    inner: figures::RoleLock,
 }
 
 impl Encode for Pending {
@@ -239,12 +243,42 @@ impl CentralService {
             inner.outbox.insert(batch_no, InFlight { pending, ids, sent_at_ms: 0, waiters: Vec::new() });
         }
         redeem::load(&store, &mut inner, next_batch)?;
-        Ok(CentralService { store, key, notary, banks, transport, inner: Mutex::new(inner) })
+        let inner = figures::RoleLock::new(inner, banks.keys().cloned().collect());
+        Ok(CentralService { store, key, notary, banks, transport, inner })
     }
 
     /// The issuer: every DT token names this address.
     pub fn issuer(&self) -> Address {
         self.key.address()
+    }
+
+    /// The running figures (registry totals, DT liability, correspondent balances, blocks) as
+    /// of the last step central finished, read without its lock: monitoring never waits for
+    /// an emission's commit. Once central is quiet they equal what its locked reads return.
+    pub fn figures(&self) -> CentralFigures {
+        self.inner.figures()
+    }
+
+    /// Central's circulation by its registry and its DT liability as of the notary's
+    /// certificate `seq` (read without its lock): exact once every emission and redemption
+    /// certified up to `seq` is applied (its batches past the notary, see
+    /// [`CentralFigures::progress`]); `None` when an entry certified after `seq` is no longer
+    /// kept ([`REGISTRY_KEPT_MAX`]).
+    pub fn at_seq(&self, seq: u64) -> Option<CentralAtSeq> {
+        self.inner.at_seq(seq)
+    }
+
+    /// A number for the present moment, to ask for progress published after it
+    /// ([`CentralService::progress_after`]).
+    pub fn progress_epoch(&self) -> u64 {
+        self.inner.epoch()
+    }
+
+    /// How far central's batches at the notary and its deliveries have got, as published by
+    /// a step that began after `epoch` was read, so it includes every batch sent before.
+    /// Never waits for the lock: `None` while a step that began before is under way.
+    pub fn progress_after(&self, epoch: u64) -> Option<CentralProgress> {
+        self.inner.progress_after(epoch)
     }
 
     /// DT in circulation as the ABS sees it: the DT liability account.

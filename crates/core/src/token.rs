@@ -145,6 +145,17 @@ hash_newtype_display!(TxId);
 hash_newtype_display!(TokenId);
 
 impl TokenId {
+    /// Add this id to a set hash of ids, or take it out (the same operation): the XOR of the
+    /// ids, so a running value follows a set as ids come and go, in any order, and two roles'
+    /// sets are compared by 32 bytes. The ids are hashes already, so two different sets
+    /// collide by accident as rarely as the hash does (a check between roles that follow the
+    /// protocol, not against one choosing ids to collide).
+    pub fn toggle_in(&self, set_hash: &mut crate::crypto::Hash32) {
+        for (byte, id) in set_hash.0.iter_mut().zip(self.0 .0.iter()) {
+            *byte ^= *id;
+        }
+    }
+
     /// The id of output `index` of transaction `tx_id`. Including the tx id and index makes
     /// two outputs of equal value and owner distinct.
     pub fn of(tx_id: &TxId, index: u32, output: &Output) -> TokenId {

@@ -245,6 +245,24 @@ impl Outbound {
         self.unacked.len()
     }
 
+    /// Deliveries numbered so far, over every stream: with [`Outbound::len`], it changes
+    /// whenever [`Outbound::streams`] does (a plan numbers one more, an acknowledgement
+    /// shortens the rest), so a caller can tell when to read them again.
+    pub fn numbered(&self) -> u64 {
+        self.next.values().map(|next| next.saturating_sub(1)).sum()
+    }
+
+    /// Each stream's progress: the receiver, the number its next delivery takes, and its oldest
+    /// delivery not acknowledged (the next number when none is). A receiver acknowledges a
+    /// delivery once it applied it, so every delivery numbered below `next` as read once is
+    /// applied when the oldest not acknowledged has reached it: what reconciliation waits for.
+    pub fn streams(&self) -> impl Iterator<Item = (&RoleId, u64, u64)> + '_ {
+        self.next.iter().map(|(to, next)| {
+            let oldest = self.unacked.range((to.clone(), 0)..(to.clone(), *next)).next().map(|((_, seq), _)| *seq);
+            (to, *next, oldest.unwrap_or(*next))
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.unacked.is_empty()
     }

@@ -328,6 +328,9 @@ pub struct NodeState {
     /// without walking millions of tokens (and without pausing payments for it).
     /// Reconciliation recounts it ([`NodeState::recount_dt`]) and must find the same.
     dt_total: Amount,
+    /// The set hash of `tokens`' ids ([`TokenId::toggle_in`]), kept as tokens come and go:
+    /// what reconciliation compares with the notary's unspent set without walking either.
+    ids_hash: Hash32,
     cards: BTreeMap<String, String>,
 }
 
@@ -342,6 +345,7 @@ impl NodeState {
             by_address: Default::default(),
             tokens: Default::default(),
             dt_total: Amount::ZERO,
+            ids_hash: Hash32([0; 32]),
             cards: BTreeMap::new(),
         };
         if node.meta.kind != NodeKind::CentralBank {
@@ -388,6 +392,7 @@ impl NodeState {
                 by_address: Default::default(),
                 tokens: Default::default(),
                 dt_total: Amount::ZERO,
+                ids_hash: Hash32([0; 32]),
                 cards: BTreeMap::new(),
             };
             nodes.insert(meta.id, node);
@@ -470,6 +475,7 @@ impl NodeState {
             "{}: the running total is the tokens' sum",
             self.meta.id
         );
+        assert_eq!(self.recount_ids_hash(), self.ids_hash, "{}: the running set hash is the tokens'", self.meta.id);
     }
 
     fn insert_account(&mut self, record: AccountRecord) {
@@ -491,6 +497,7 @@ impl NodeState {
 
     fn remove_token(&mut self, token: &TokenId) {
         if let Some(holding) = self.tokens.remove(token) {
+            token.toggle_in(&mut self.ids_hash);
             self.dt_total = self
                 .dt_total
                 .checked_sub(holding.input.output.amount_tiyn)
@@ -505,6 +512,9 @@ impl NodeState {
     fn hold(&mut self, token: TokenId, holding: Holding) {
         let amount = holding.input.output.amount_tiyn;
         let replaced = self.tokens.insert(token, holding).map(|old| old.input.output.amount_tiyn);
+        if replaced.is_none() {
+            token.toggle_in(&mut self.ids_hash);
+        }
         let total = self.dt_total.checked_add(amount).and_then(|t| t.checked_sub(replaced.unwrap_or(Amount::ZERO)));
         self.dt_total = total.expect("a node's DT is within the money supply's bound");
     }
@@ -642,6 +652,26 @@ impl NodeState {
     /// running total with.
     pub fn recount_dt(&self) -> Result<Amount> {
         Amount::sum(self.tokens.values().map(|h| h.input.output.amount_tiyn))
+    }
+
+    /// How many tokens this node holds (O(1): what monitoring publishes after every step).
+    pub fn token_count(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// The set hash of the ids of the tokens this node holds ([`TokenId::toggle_in`]), kept
+    /// as they come and go (O(1)).
+    pub fn token_ids_hash(&self) -> Hash32 {
+        self.ids_hash
+    }
+
+    /// [`NodeState::token_ids_hash`] computed token by token.
+    pub fn recount_ids_hash(&self) -> Hash32 {
+        let mut hash = Hash32([0; 32]);
+        for id in self.tokens.keys() {
+            id.toggle_in(&mut hash);
+        }
+        hash
     }
 
     /// Every token id this node holds.
@@ -1309,11 +1339,13 @@ mod tests {
         assert_eq!(h.back().unwrap().counterparty, Some(bob));
         assert_eq!(bank.history("bob").unwrap()[0].counterparty, Some(alice));
         assert_eq!(bank.total_dt().unwrap(), bank.recount_dt().unwrap(), "the running total is the tokens' sum");
+        assert_eq!(bank.token_ids_hash(), bank.recount_ids_hash(), "the running set hash is the tokens'");
         assert_eq!(bank.total_dt().unwrap().tiyn(), 500_000);
         // Whatever is applied, even a change again, the running total stays the tokens' sum.
         let again = bank.plan_commit(&issue, Purpose::Emission, None, 3).unwrap();
         bank.apply(again);
         assert_eq!(bank.total_dt().unwrap(), bank.recount_dt().unwrap());
+        assert_eq!(bank.token_ids_hash(), bank.recount_ids_hash());
     }
 
     /// Owners located by the caller plan exactly what the node finds by itself; an index that

@@ -103,7 +103,11 @@ enum TxState {
 
 #[derive(Default)]
 struct Shard {
+    /// Changed only through [`Shard::add_unspent`] and [`Shard::take_unspent`], which keep
+    /// `unspent_hash`.
     unspent: dtenge_core::hash::Set<TokenId>,
+    /// The set hash of `unspent` ([`TokenId::toggle_in`]).
+    unspent_hash: [u8; 32],
     /// Outputs of pending transactions: not spendable until their transaction is durable.
     pending_outputs: dtenge_core::hash::Set<TokenId>,
     /// Inputs of pending transactions: gone from `unspent`, but unspent on the disk until
@@ -114,6 +118,24 @@ struct Shard {
 }
 
 impl Shard {
+    fn add_unspent(&mut self, id: TokenId) {
+        if self.unspent.insert(id) {
+            self.toggle(&id);
+        }
+    }
+
+    fn take_unspent(&mut self, id: &TokenId) {
+        if self.unspent.remove(id) {
+            self.toggle(id);
+        }
+    }
+
+    fn toggle(&mut self, id: &TokenId) {
+        let mut hash = dtenge_core::crypto::Hash32(self.unspent_hash);
+        id.toggle_in(&mut hash);
+        self.unspent_hash = hash.0;
+    }
+
     /// Forget a pending input (its transaction committed or was reverted).
     fn take_pending_input(&mut self, input: &TokenId) -> bool {
         match self.pending_inputs.iter().position(|pending| pending == input) {
@@ -150,7 +172,7 @@ impl Notary {
     pub fn restore(unspent: impl IntoIterator<Item = TokenId>, committed: impl IntoIterator<Item = TxId>) -> Notary {
         let notary = Notary::new();
         for id in unspent {
-            notary.shards[usize::from(id.shard())].lock().unspent.insert(id);
+            notary.shards[usize::from(id.shard())].lock().add_unspent(id);
         }
         for tx in committed {
             notary.shards[tx_shard(&tx)].lock().txs.insert(tx, TxState::Committed);
@@ -263,6 +285,18 @@ impl Notary {
     /// Size of the unspent set (locks shards one at a time: a moment's view).
     pub fn unspent_count(&self) -> usize {
         self.shards.iter().map(|s| s.lock().unspent.len()).sum()
+    }
+
+    /// The set hash of the unspent token ids ([`TokenId::toggle_in`]), kept as they come and
+    /// go: O(shards).
+    pub fn unspent_hash(&self) -> dtenge_core::crypto::Hash32 {
+        let mut hash = dtenge_core::crypto::Hash32([0; 32]);
+        for shard in &self.shards {
+            for (byte, of_shard) in hash.0.iter_mut().zip(shard.lock().unspent_hash) {
+                *byte ^= of_shard;
+            }
+        }
+        hash
     }
 
     /// Every unspent token id, for reconciliation.
@@ -379,7 +413,7 @@ fn spend_in(shards: &mut impl Shards, request: SpendRequest<'_>) -> Result<Spend
     }
     for input in request.inputs {
         let shard = shards.shard(usize::from(input.shard()));
-        shard.unspent.remove(input);
+        shard.take_unspent(input);
         shard.pending_inputs.push(*input);
     }
     for output in request.outputs {
@@ -398,7 +432,7 @@ fn finalize_in(shards: &mut impl Shards, request: SpendRequest<'_>) {
         let shard = shards.shard(usize::from(output.shard()));
         let was_pending = shard.pending_outputs.remove(output);
         debug_assert!(was_pending);
-        shard.unspent.insert(*output);
+        shard.add_unspent(*output);
     }
     let previous = shards.shard(tx_shard(&request.tx_id)).txs.insert(request.tx_id, TxState::Committed);
     debug_assert_eq!(previous, Some(TxState::Pending));
@@ -413,7 +447,7 @@ fn revert_in(shards: &mut impl Shards, request: SpendRequest<'_>) {
     for input in request.inputs {
         let shard = shards.shard(usize::from(input.shard()));
         shard.take_pending_input(input);
-        shard.unspent.insert(*input);
+        shard.add_unspent(*input);
     }
 }
 
@@ -486,6 +520,23 @@ mod tests {
         assert_eq!(notary.try_spend(other).unwrap_err().code, ErrorCode::DoubleSpend);
         assert!(notary.is_unspent(&token(10)) && !notary.is_unspent(&token(1)));
         assert_eq!(notary.unspent_count(), 3);
+        assert_eq!(notary.unspent_hash(), set_hash(&notary.unspent()), "the running set hash follows the set");
+        // A spend reverted (its commit failed) leaves the set and its hash as they were.
+        let (ins, outs) = ([token(2)], [token(20)]);
+        let reverted = SpendRequest { tx_id: tx(3), inputs: &ins, outputs: &outs };
+        let before = notary.unspent_hash();
+        notary.try_spend(reverted).unwrap();
+        notary.revert(reverted);
+        assert_eq!(notary.unspent_hash(), before);
+        assert_eq!(notary.unspent_hash(), set_hash(&notary.unspent()));
+    }
+
+    fn set_hash(ids: &HashSet<TokenId>) -> dtenge_core::crypto::Hash32 {
+        let mut hash = dtenge_core::crypto::Hash32([0; 32]);
+        for id in ids {
+            id.toggle_in(&mut hash);
+        }
+        hash
     }
 
     #[test]

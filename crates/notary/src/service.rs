@@ -98,6 +98,17 @@ impl Senders {
     }
 }
 
+/// The notary's state as of one certificate number ([`NotaryService::report`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotaryReport {
+    /// The last certificate's number.
+    pub seq: u64,
+    /// Unspent tokens once every certificate up to `seq` is committed, and none after.
+    pub unspent: usize,
+    /// Their ids' set hash ([`dtenge_core::token::TokenId::toggle_in`]).
+    pub unspent_hash: Hash32,
+}
+
 /// The notary role.
 pub struct NotaryService {
     notary: Notary,
@@ -107,6 +118,8 @@ pub struct NotaryService {
     /// The last certificate's number. Held across a request's spend, commit and certificate:
     /// requests are certified one at a time, in the order their commits reach the disk.
     seq: Mutex<u64>,
+    /// `seq` as of its last change, read without waiting for a request's commit (monitoring).
+    seq_published: std::sync::atomic::AtomicU64,
     /// Set when a durable commit failed: the notary answers nothing until it is reopened.
     failed: std::sync::atomic::AtomicBool,
     /// Set when a request panicked while it held `seq` (perhaps between its durable commit and
@@ -153,6 +166,7 @@ impl NotaryService {
             senders: RwLock::new(senders),
             store,
             seq: Mutex::new(seq),
+            seq_published: std::sync::atomic::AtomicU64::new(seq),
             failed: std::sync::atomic::AtomicBool::new(false),
             poisoned: std::sync::atomic::AtomicBool::new(false),
             changes_since_checkpoint: std::sync::atomic::AtomicU64::new(
@@ -167,9 +181,18 @@ impl NotaryService {
         self.key.public_key()
     }
 
-    /// The last certificate's number (0 before the first).
+    /// The last certificate's number (0 before the first). Read without the `seq` lock, which
+    /// a request holds across its durable commit: a dashboard never waits for one.
     pub fn seq(&self) -> u64 {
-        *self.seq.lock()
+        self.seq_published.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The notary's report for reconciliation: its last certificate's number and its unspent
+    /// tokens as of it, taken together under `seq` (no request is then between its spends and
+    /// its certificate), in one short step: at most one request's commit is waited for.
+    pub fn report(&self) -> NotaryReport {
+        let seq = self.seq.lock();
+        NotaryReport { seq: *seq, unspent: self.notary.unspent_count(), unspent_hash: self.notary.unspent_hash() }
     }
 
     /// Transactions committed (first committed, not certified again) since this process
@@ -396,6 +419,7 @@ impl NotaryService {
         let mut certificate = None;
         if !certified.is_empty() {
             *seq += 1;
+            self.seq_published.store(*seq, std::sync::atomic::Ordering::Release);
             let (signed, signed_proofs) = CommitCertificate::sign(&self.key, *seq, &certified);
             certificate = Some(signed);
             proofs = signed_proofs.into_iter();

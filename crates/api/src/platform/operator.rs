@@ -4,18 +4,17 @@
 //! Central decides (blocks, the calendar) and keeps the registry and the ABS; a block reaches
 //! the notary and every bank on central's delivery streams, and the call answers once they
 //! have all applied it, so that it holds for whatever starts after the answer (as the
-//! network's block does). Monitoring reads running totals role by role and never pauses
-//! anyone; reconciliation waits for the roles to settle and lists what does not hold.
+//! network's block does). Monitoring reads the running figures the roles publish and never
+//! pauses anyone; reconciliation compares the roles' reports as of one notary certificate
+//! number while payments go on, and lists what does not hold.
 //!
 //! The notary's checkpoints, which the operator may also ask for, are in `checkpoint.rs`.
 
 use super::{Idem, NBK_ID};
 use super::{Platform, ANSWER_WAIT};
 use crate::types::{BlockRequest, DayView, Monitoring, NbkOperation, NodeView, Reconciliation};
-use dtenge_abs::correspondent;
-use dtenge_central::{EntryKind, RegistryEntry, Totals};
+use dtenge_central::{CentralFigures, EntryKind, RegistryEntry};
 use dtenge_core::calendar::Date;
-use dtenge_core::money::Amount;
 use dtenge_core::{ensure, Error, ErrorCode, Result};
 use dtenge_node::Purpose;
 use std::collections::HashSet;
@@ -44,7 +43,7 @@ impl Platform {
         self.assembly.central().set_blocked(node_id, true, &reason, self.now_ms())?;
         self.decision_applied()?;
         // As central has it now: an operator's concurrent decision on the same bank may follow.
-        self.node_view(node_id, &self.assembly.central().registry())
+        self.node_view(node_id, &self.assembly.central().figures())
     }
 
     /// Lift a block; answered once the notary and every bank applied it.
@@ -54,7 +53,7 @@ impl Platform {
         self.assembly.central().set_blocked(node_id, false, "", self.now_ms())?;
         self.decision_applied()?;
         // As central has it now: an operator's concurrent decision on the same bank may follow.
-        self.node_view(node_id, &self.assembly.central().registry())
+        self.node_view(node_id, &self.assembly.central().figures())
     }
 
     /// Wait until every delivery central has sent is acknowledged: the operator's decision it
@@ -100,38 +99,37 @@ impl Platform {
         day_view(self.assembly.central().today(self.now_ms()))
     }
 
-    /// A bank (or the Treasury) as the operator sees it, its emissions and redemptions from
-    /// central's `registry`.
-    fn node_view(&self, node_id: &str, registry: &[RegistryEntry]) -> Result<NodeView> {
+    /// A bank (or the Treasury) as the operator sees it, from the figures the bank and
+    /// central publish after every step (neither role's lock is taken).
+    fn node_view(&self, node_id: &str, central: &CentralFigures) -> Result<NodeView> {
         let bank = self.bank(node_id)?;
-        let (meta, accounts, dt_held) =
-            bank.service().read(|n| Ok::<_, Error>((n.meta().clone(), n.account_count(), n.total_dt()?)))?;
-        let central = self.assembly.central();
-        let totals = Totals::of(registry, Some(node_id));
-        let block_reason = central.blocked().remove(node_id);
+        let (meta, figures) = (bank.service().meta(), bank.service().figures());
+        let totals = central.by_bank.get(node_id).copied().unwrap_or_default();
+        let block_reason = central.blocked.get(node_id).cloned();
         Ok(NodeView {
-            id: meta.id,
-            name: meta.name,
+            id: meta.id.clone(),
+            name: meta.name.clone(),
             kind: meta.kind,
             blocked: block_reason.is_some(),
             block_reason,
-            accounts,
-            dt_held_tiyn: dt_held,
+            accounts: figures.accounts,
+            dt_held_tiyn: figures.dt_held,
             emitted_tiyn: totals.issued,
             redeemed_tiyn: totals.redeemed,
-            correspondent_tiyn: central.abs_balance(&correspondent(node_id)),
+            correspondent_tiyn: central.correspondent_tiyn.get(node_id).copied().unwrap_or(0),
         })
     }
 
-    /// Monitoring totals: emitted, redeemed, in circulation, per bank. Read from running
-    /// totals, role by role, each under its own lock for a moment: a dashboard polling it
-    /// never pauses payments (the figures may be a few payments apart; reconciliation is the
-    /// exact check). The banks and the Treasury are listed; the NBK is central, not a node.
+    /// Monitoring totals: emitted, redeemed, in circulation, per bank. Read from the running
+    /// figures each role publishes after every step, without any role's lock: a dashboard
+    /// polling it never pauses payments and never waits behind a commit (the figures may be a
+    /// few payments apart; reconciliation is the exact check). The banks and the Treasury are
+    /// listed; the NBK is central, not a node.
     pub fn monitoring(&self) -> Result<Monitoring> {
         let running = self.assembly.monitoring();
-        let registry = self.assembly.central().registry();
-        let totals = Totals::of(&registry, None);
-        let nodes = self.node_ids().iter().map(|id| self.node_view(id, &registry)).collect::<Result<Vec<_>>>()?;
+        let central = self.assembly.central().figures();
+        let totals = central.totals;
+        let nodes = self.node_ids().iter().map(|id| self.node_view(id, &central)).collect::<Result<Vec<_>>>()?;
         Ok(Monitoring {
             emitted_tiyn: totals.issued,
             redeemed_tiyn: totals.redeemed,
@@ -149,40 +147,89 @@ impl Platform {
         registry.iter().rev().skip(offset).take(limit).map(nbk_operation).collect()
     }
 
-    /// Reconciliation across the roles: DT in circulation by central's registry, by the banks'
-    /// tokens and by the ABS liability agree; every bank token is unspent at the notary and
-    /// the notary knows none that no bank holds; the oracle's registries match the held and
-    /// marked DT ([`dtenge_assembly::Assembly::reconcile`]). The roles are let settle first
-    /// (at most [`ANSWER_WAIT`]): figures taken while payments are in flight differ by them,
-    /// and when they do the answer says so. (A release a blocked bank cannot make keeps its
-    /// event waiting: that is no problem, its DT is still held.)
+    /// Reconciliation across the roles, while payments go on: at the notary's current
+    /// certificate number `s`, the banks' DT = central's circulation by its registry = the ABS
+    /// DT liability, and the banks' tokens = the notary's unspent tokens, each role's figures
+    /// as of `s` ([`dtenge_assembly::Assembly::reconcile_at_seq`]: it waits, at most
+    /// [`ANSWER_WAIT`], for the certificates up to `s` to reach the roles, and pauses no one).
+    /// When they do not arrive in time the answer says so instead of comparing. The oracle's
+    /// registries are compared with the held and marked DT
+    /// ([`dtenge_assembly::Assembly::reconcile_oracle`]) as they are, and again once the roles
+    /// settled (at most [`ANSWER_WAIT`]) when they differ: only a difference that stays is a
+    /// problem (a release a blocked bank cannot make keeps its event waiting: no problem, its
+    /// DT is still held). When the figures as of `s` differ, the roles are let settle and every
+    /// bank token is looked up at the notary, for the detail.
     pub fn reconcile(&self) -> Reconciliation {
-        let settled = self.assembly.settle(ANSWER_WAIT);
-        let mut problems = self.assembly.reconcile();
-        let central = self.assembly.central();
-        let by_nbk = central.circulation();
-        let liability = central.dt_liability();
-        if by_nbk != liability {
-            problems.push(format!("NBK registry says {by_nbk} in circulation, the ABS DT liability is {liability}"));
+        let at = self.assembly.reconcile_at_seq(ANSWER_WAIT);
+        let mut problems = self.assembly.reconcile_oracle();
+        if !problems.is_empty() {
+            let settled = self.assembly.settle(ANSWER_WAIT);
+            problems = self.assembly.reconcile_oracle();
+            if let (Err(e), false) = (settled, problems.is_empty()) {
+                problems.insert(0, format!("{e}: the oracle's figures may differ by what was in flight"));
+            }
+        }
+        let mut not_unspent = 0;
+        let (by_nbk, by_banks, liability, unspent, node_tokens) = match at {
+            Ok(at) => {
+                if !at.problems.is_empty() {
+                    problems.extend(at.problems);
+                    let (missing, detail) = self.tokens_at_the_notary();
+                    not_unspent = missing;
+                    problems.extend(detail);
+                }
+                (at.circulation, at.banks_dt, at.dt_liability, at.notary_unspent, at.banks_tokens)
+            }
+            Err(e) => {
+                // Not compared: the running figures are shown, a few payments apart.
+                problems.insert(0, format!("not reconciled: {e}"));
+                let central = self.assembly.central().figures();
+                let running = self.assembly.monitoring();
+                let tokens = self.assembly.banks().iter().map(|b| b.service().figures().tokens).sum();
+                let circulation = central.totals.circulation();
+                (circulation, running.dt_in_wallets, central.dt_liability, running.notary_unspent, tokens)
+            }
+        };
+        Reconciliation {
+            ok: problems.is_empty(),
+            circulation_by_nbk_tiyn: by_nbk,
+            circulation_by_nodes_tiyn: by_banks,
+            dt_liability_tiyn: liability,
+            notary_unspent: unspent,
+            node_tokens,
+            node_tokens_not_unspent: not_unspent,
+            problems,
+            at_unix_ms: self.now_ms(),
+        }
+    }
+
+    /// Once the roles settled (at most [`ANSWER_WAIT`]): how many bank tokens are not unspent
+    /// at the notary, and what is wrong with the banks' tokens token by token (a token two
+    /// banks hold, DT that is not the tokens' sum). Reads every bank under its lock and the
+    /// notary's whole set: run only when the figures as of one number already differ.
+    fn tokens_at_the_notary(&self) -> (usize, Vec<String>) {
+        let mut problems = Vec::new();
+        if let Err(e) = self.assembly.settle(ANSWER_WAIT) {
+            problems.push(format!("{e}: the token-by-token check may differ by what was in flight"));
         }
         let unspent = self.assembly.notary().notary().unspent();
-        let (mut by_banks, mut node_tokens, mut not_unspent) = (Amount::ZERO, 0usize, 0usize);
-        let mut seen = HashSet::new();
+        let (mut not_unspent, mut seen) = (0usize, HashSet::new());
         for bank in self.assembly.banks() {
-            let (total, tokens, missing, twice) = bank.service().read(|n| {
+            let (recount, total, missing, twice) = bank.service().read(|n| {
                 let mut missing = 0usize;
                 let mut twice = 0usize;
                 for token in n.token_ids() {
                     missing += usize::from(!unspent.contains(token));
                     twice += usize::from(!seen.insert(*token));
                 }
-                (n.recount_dt(), n.token_ids().count(), missing, twice)
+                (n.recount_dt(), n.total_dt(), missing, twice)
             });
-            match total.and_then(|t| by_banks.checked_add(t)) {
-                Ok(sum) => by_banks = sum,
-                Err(e) => problems.push(format!("bank {}: {e}", bank.id())),
+            match (recount, total) {
+                (Ok(recount), Ok(total)) if recount != total => problems
+                    .push(format!("bank {}: its tokens sum to {recount}, its running total is {total}", bank.id())),
+                (Err(e), _) | (_, Err(e)) => problems.push(format!("bank {}: {e}", bank.id())),
+                _ => {}
             }
-            node_tokens += tokens;
             not_unspent += missing;
             if twice > 0 {
                 problems.push(format!("bank {} holds {twice} tokens another bank holds too", bank.id()));
@@ -191,20 +238,7 @@ impl Platform {
         if not_unspent > 0 {
             problems.push(format!("{not_unspent} bank tokens are not unspent at the notary"));
         }
-        if let (Err(e), false) = (settled, problems.is_empty()) {
-            problems.insert(0, format!("{e}: the figures may differ by what was in flight"));
-        }
-        Reconciliation {
-            ok: problems.is_empty(),
-            circulation_by_nbk_tiyn: by_nbk,
-            circulation_by_nodes_tiyn: by_banks,
-            dt_liability_tiyn: liability,
-            notary_unspent: unspent.len(),
-            node_tokens,
-            node_tokens_not_unspent: not_unspent,
-            problems,
-            at_unix_ms: self.now_ms(),
-        }
+        (not_unspent, problems)
     }
 }
 
