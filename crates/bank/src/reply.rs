@@ -137,11 +137,10 @@ impl BankService {
                         deliveries.entry(bank.clone()).or_default().push((tx.clone(), proof.clone()));
                     }
                 }
-                Checked::Refused(_) => {
-                    if let Some(idem) = &entry.idem {
-                        batch.delete(IDEM_TABLE, idem.key.as_bytes().to_vec());
-                    }
-                }
+                // A refused payment's key leaves no row: none was written while it was in
+                // flight (its outbox entry held it), and a refusal is not kept, so the key
+                // may be used again (`submit::write_batch`).
+                Checked::Refused(_) => {}
                 Checked::Again => kept.push(index),
             }
         }

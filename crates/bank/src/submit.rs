@@ -2,7 +2,7 @@
 //! signature, written to the outbox, sent to the notary with one signature.
 
 use crate::state::IDEM_TABLE;
-use crate::state::{idem_of, outbox_batch, plan_idem_in_flight, IdemState, Inner, OutboxEntry, Pending, NOT_SENT};
+use crate::state::{idem_of, outbox_batch, IdemState, Inner, OutboxEntry, Pending, NOT_SENT};
 use crate::verify::{signature_items, verify_all, SignatureItem};
 use crate::{BankService, Committed, IdemKey, Reply, Request, BATCHES_SENDING_MAX, BATCH_TXS_MAX, OUTBOX_BATCHES_MAX};
 use dtenge_core::certificate::{notarize_message, CompactTx};
@@ -405,9 +405,16 @@ impl BankService {
         accepted
     }
 
-    /// Hand the batch (with its keys, in flight) to the store, in the order of batch numbers,
-    /// and list it in the outbox as not yet sent: nothing goes to the notary before the batch
-    /// is durable (`tick` skips it meanwhile). `None` when the store refused it at once.
+    /// Hand the batch to the store, in the order of batch numbers, and list it in the outbox as
+    /// not yet sent: nothing goes to the notary before the batch is durable (`tick` skips it
+    /// meanwhile). `None` when the store refused it at once.
+    ///
+    /// Its idempotency keys are in flight from here: each outbox entry holds its key, and a
+    /// restart takes the keys of the entries still in the outbox as in flight again
+    /// (`Inner::load`). So no key row is written here (an in-flight row would say the same
+    /// thing again): the batch is log records only, one journal `fdatasync`, where a key row
+    /// cost fjall's `fsync` as well. The key's row is written when it is answered: committed
+    /// (with the answer) or deleted (refused).
     fn write_batch(&self, inner: &mut Inner, accepted: Vec<Admitted>) -> Option<(u64, dtenge_store::PendingCommit)> {
         let batch_no = inner.next_batch;
         let mut entries = Vec::with_capacity(accepted.len());
@@ -415,7 +422,6 @@ impl BankService {
         let mut answers = Vec::with_capacity(accepted.len());
         let mut batch = WriteBatch::new();
         for admitted in accepted {
-            plan_idem_in_flight(&mut batch, admitted.idem.as_ref(), &admitted.ids.tx_id);
             entries.push(OutboxEntry {
                 tx: admitted.tx,
                 idem: admitted.idem,
