@@ -49,14 +49,7 @@ impl<T> Sender<T> {
         }
         state.sent = true;
         state.value = Some(value);
-        let (waker, asleep) = (state.waker.take(), state.asleep);
-        drop(state);
-        if asleep {
-            self.0.answered.notify_all();
-        }
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        self.0.wake(state);
         Ok(())
     }
 }
@@ -75,10 +68,17 @@ impl<T> Drop for Sender<T> {
         if state.senders > 0 || state.sent {
             return;
         }
+        self.0.wake(state);
+    }
+}
+
+impl<T> Slot<T> {
+    /// The answer came, or never will: wake whoever waits, a sleeping thread or a task.
+    fn wake(&self, mut state: std::sync::MutexGuard<'_, State<T>>) {
         let (waker, asleep) = (state.waker.take(), state.asleep);
         drop(state);
         if asleep {
-            self.0.answered.notify_all();
+            self.answered.notify_all();
         }
         if let Some(waker) = waker {
             waker.wake();

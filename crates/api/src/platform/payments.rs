@@ -386,23 +386,11 @@ impl Platform {
     /// is committed either way: past the wait the receipt is answered, and the delivery
     /// arrives later (it is sent until it is acknowledged).
     fn await_delivery<'a>(&self, node_id: &str, tx_id: &TxId, payees: impl IntoIterator<Item = &'a Party>) {
-        // One payee per bank: a bank applies a delivered transaction whole, in one commit.
-        let mut waiting: Vec<&Party> = Vec::new();
-        for payee in payees {
-            if payee.bank != node_id && !waiting.iter().any(|w| w.bank == payee.bank) {
-                waiting.push(payee);
-            }
-        }
+        let mut waiting = other_banks(node_id, payees);
         let deadline = std::time::Instant::now() + ANSWER_WAIT;
+        // Bounded: each round waits for a delivery applied at a payee's bank, until the deadline.
         loop {
-            // Each payee with its bank's count of deliveries applied, taken before the look, so
-            // that a delivery applied right after the look still wakes the wait below.
-            let counted: Vec<(&Party, u64)> = waiting
-                .iter()
-                .map(|p| (*p, self.bank(&p.bank).map_or(0, |b| b.service().deliveries_applied())))
-                .collect();
-            let owed: Vec<(&Party, u64)> =
-                counted.into_iter().filter(|(p, _)| !self.has_applied(&p.bank, &p.client_id, tx_id)).collect();
+            let owed = self.owed(waiting, tx_id);
             let now = std::time::Instant::now();
             let (Some((payee, seen)), true) = (owed.first(), now < deadline) else { return };
             // The first payee's bank still owes it: wait for its next delivery (no polling).
@@ -415,21 +403,10 @@ impl Platform {
     /// [`Platform::await_delivery`] for a task: the same wait, on the payee banks' wake-ups
     /// instead of a thread's condition variable.
     async fn await_delivery_async(&self, node_id: &str, tx_id: &TxId, payees: &[Party]) {
-        let mut waiting: Vec<&Party> = Vec::new();
-        for payee in payees {
-            if payee.bank != node_id && !waiting.iter().any(|w| w.bank == payee.bank) {
-                waiting.push(payee);
-            }
-        }
+        let mut waiting = other_banks(node_id, payees);
         let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
-        // Bounded: each round waits for a delivery applied at a payee's bank, until the deadline.
         loop {
-            let counted: Vec<(&Party, u64)> = waiting
-                .iter()
-                .map(|p| (*p, self.bank(&p.bank).map_or(0, |b| b.service().deliveries_applied())))
-                .collect();
-            let owed: Vec<(&Party, u64)> =
-                counted.into_iter().filter(|(p, _)| !self.has_applied(&p.bank, &p.client_id, tx_id)).collect();
+            let owed = self.owed(waiting, tx_id);
             let Some((payee, seen)) = owed.first() else { return };
             let Ok(bank) = self.bank(&payee.bank) else { return };
             let next = std::future::poll_fn(|cx| bank.service().poll_delivery_after(*seen, cx));
@@ -438,6 +415,17 @@ impl Platform {
             }
             waiting = owed.into_iter().map(|(p, _)| p).collect();
         }
+    }
+
+    /// The payees whose banks have not applied `tx_id` yet, each with its bank's count of
+    /// deliveries applied, taken before the look, so that a delivery applied right after the
+    /// look still ends the wait for the next one.
+    fn owed<'a>(&self, waiting: Vec<&'a Party>, tx_id: &TxId) -> Vec<(&'a Party, u64)> {
+        let counted: Vec<(&Party, u64)> = waiting
+            .into_iter()
+            .map(|p| (p, self.bank(&p.bank).map_or(0, |b| b.service().deliveries_applied())))
+            .collect();
+        counted.into_iter().filter(|(p, _)| !self.has_applied(&p.bank, &p.client_id, tx_id)).collect()
     }
 
     /// Has `client_id`'s bank applied `tx_id` to its account (its history line)?
@@ -457,6 +445,18 @@ impl Platform {
         });
         at.unwrap_or_else(|| self.now_ms())
     }
+}
+
+/// One payee per bank other than the payer's `node_id`: a bank applies a delivered
+/// transaction whole, in one commit.
+fn other_banks<'a>(node_id: &str, payees: impl IntoIterator<Item = &'a Party>) -> Vec<&'a Party> {
+    let mut waiting: Vec<&Party> = Vec::new();
+    for payee in payees {
+        if payee.bank != node_id && !waiting.iter().any(|w| w.bank == payee.bank) {
+            waiting.push(payee);
+        }
+    }
+    waiting
 }
 
 /// A reference has at most [`REFERENCE_LEN_MAX`] characters.
