@@ -1172,9 +1172,11 @@ impl Sim {
         while self.now_ms < end_ms {
             self.run_for(TICK_MS);
             // The operator lifts its blocks and the provider confirms what is held: a blocked
-            // bank releases nothing, and every held event ends released or returned.
+            // bank releases nothing, and every held event ends released or returned; the NBK
+            // emits to a bank whatever the refunds it owes lack of its DT (`cards`).
             self.lift_blocks();
             self.confirm_held();
+            self.top_up_payouts();
             if self.quiet() {
                 return Ok(());
             }

@@ -54,3 +54,21 @@ fn a_roles_seed_replays_exactly() {
     let (a, b) = (run_roles(5, &config).expect("passes"), run_roles(6, &config).expect("passes"));
     assert_ne!(a.trace_digest, b.trace_digest, "seeds differ");
 }
+
+/// Seeds that once broke an invariant, run every time (each takes well under a second):
+/// 674 and 2,202 (a voucher tap, a refund's payout left waiting: both pass since), 31,728 (a
+/// refund of a converted purchase owed by an issuer whose own DT was paid out and redeemed:
+/// the NBK now emits what the refunds owed lack once traffic stops, as the bank's treasury
+/// asks; `roles::cards`).
+const ONCE_FAILED: [u64; 3] = [674, 2_202, 31_728];
+
+#[test]
+fn seeds_that_once_failed_keep_every_invariant() {
+    let config = RolesConfig::default();
+    for seed in ONCE_FAILED {
+        if let Err(failure) = run_roles(seed, &config) {
+            let tail = failure.trace.len().saturating_sub(80);
+            panic!("{failure}\n{}", failure.trace[tail..].join("\n"));
+        }
+    }
+}
