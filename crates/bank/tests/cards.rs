@@ -838,3 +838,44 @@ fn a_refund_owed_beyond_the_issuers_own_dt_waits_for_an_emission_and_is_paid_onc
     assert_eq!(t(dt), c.central().dt_liability());
     assert_eq!(c.corr(STEPPE) + c.corr(SAPA), 2 * CORR_START as i64 - 15_000);
 }
+
+/// Seed 37410 of the roles' simulator: the same voucher event twice in one batch while the
+/// payer's bank is blocked. The second copy waits on the first's payment from its admission;
+/// the attestation check refuses that payment (the attesting bank is blocked) before it
+/// reaches the outbox, and both copies get that answer (the second waited for ever).
+#[test]
+fn the_same_event_twice_in_a_batch_refused_before_the_notary_answers_both() {
+    let mut c = Cluster::new(37_410, 0, 0, 3);
+    c.client(STEPPE, "100140000045", ClientKind::LegalEntity, 50_000);
+    c.client(SAPA, "100140000046", ClientKind::LegalEntity, 0);
+    let request = VoucherProgramRequest {
+        integrator: "onay".into(),
+        payer_id: "100140000045".into(),
+        payee_bank: SAPA.into(),
+        payee_id: "100140000046".into(),
+        amount_per_event: t(1_200),
+    };
+    let program = c.banks[STEPPE].create_voucher_program(&request, None, c.now_ms).unwrap();
+    let event = || VoucherEvent {
+        program_id: program.id.clone(),
+        integrator: "onay".into(),
+        event_id: "tap-1".into(),
+        card: None,
+    };
+    c.central().set_blocked(STEPPE, true, "licence review", c.now_ms).unwrap();
+    c.run(5_000);
+    let answers: Vec<_> = (0..2).map(|_| c.banks[STEPPE].voucher_event(event())).collect();
+    c.banks[STEPPE].flush(c.now_ms);
+    for answer in &answers {
+        let refused = answer.try_recv().expect("answered at once").unwrap_err();
+        assert_eq!(refused.code, ErrorCode::BankBlocked);
+    }
+    // Lifted: the event asked again is paid, once.
+    c.central().set_blocked(STEPPE, false, "", c.now_ms).unwrap();
+    c.run(5_000);
+    let paid = c.banks[STEPPE].voucher_event(event());
+    c.run(20_000);
+    paid.try_recv().unwrap().unwrap();
+    assert_eq!(c.dt(SAPA, "100140000046"), 1_200);
+    c.assert_conserved();
+}

@@ -61,8 +61,10 @@ fn a_roles_seed_replays_exactly() {
 /// the NBK now emits what the refunds owed lack once traffic stops, as the bank's treasury
 /// asks; `roles::cards`), 382 and 1,703 (the simulation gave a new event's hold and another
 /// event's top-up one idempotency key and fingerprint: each hold now gets a key of its own and
-/// a fingerprint of what it asks).
-const ONCE_FAILED: [u64; 5] = [382, 674, 1_703, 2_202, 31_728];
+/// a fingerprint of what it asks), 37,410 (a voucher tap sent twice, both copies in one batch
+/// of a blocked bank: the attestation check refused the payment, and the second copy, waiting
+/// on it since its admission, was never answered; the bank now answers it too).
+const ONCE_FAILED: [u64; 6] = [382, 674, 1_703, 2_202, 31_728, 37_410];
 
 #[test]
 fn seeds_that_once_failed_keep_every_invariant() {
