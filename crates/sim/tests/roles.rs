@@ -56,7 +56,8 @@ fn a_roles_seed_replays_exactly() {
 }
 
 /// Seeds that once broke an invariant, run every time (each takes well under a second):
-/// 674 and 2,202 (a voucher tap, a refund's payout left waiting: both pass since), 31,728 (a
+/// 674 and 2,202 (a voucher tap left unanswered, a refund's payout left owed: both pass on
+/// today's random stream; their symptoms are those of 37,410 and 31,728 below), 31,728 (a
 /// refund of a converted purchase owed by an issuer whose own DT was paid out and redeemed:
 /// the NBK now emits what the refunds owed lack once traffic stops, as the bank's treasury
 /// asks; `roles::cards`), 382 and 1,703 (the simulation gave a new event's hold and another
