@@ -386,6 +386,25 @@ impl BankService {
         self.inner.lock().cards.owed.len()
     }
 
+    /// What the convert-to-fiat refunds this bank owes lack of its own DT. A refund owed is
+    /// paid from the bank's own account (the buyer's DT went there at the purchase, and the
+    /// bank may have paid it out or redeemed it since); only an emission from the NBK adds to
+    /// it when the bank's clients stop converting, and no message of the protocol asks for one:
+    /// the bank's treasury asks the NBK's operator for at least this much, and the payouts,
+    /// asked again at every tick, go through once it arrives. DT of the bank's own payments
+    /// in flight counts as its own.
+    pub fn card_payouts_short(&self) -> Amount {
+        let inner = self.inner.lock();
+        // Amounts sum below `Amount::MAX` (the money supply is far below it).
+        let owed = Amount::sum(inner.cards.owed.values().map(|owed| owed.amount)).unwrap_or(Amount::MAX);
+        let own = inner
+            .node
+            .balance(OWN_ACCOUNT)
+            .and_then(|b| b.dt_spendable_tiyn.checked_add(b.dt_reserved_tiyn))
+            .unwrap_or(Amount::ZERO);
+        owed.checked_sub(own).unwrap_or(Amount::ZERO)
+    }
+
     /// Bank money owed to merchants whose accounts are not opened here yet.
     pub fn card_credits_pending(&self) -> usize {
         self.inner.lock().cards.credits.len()

@@ -398,6 +398,12 @@ impl BankService {
                     if let Some(idem) = &candidate.idem {
                         inner.idem_in_flight.remove(&idem.key);
                     }
+                    // The same key again in this batch (a tap sent twice, a client asking
+                    // again) waits on this transaction since its admission: it gets the same
+                    // answer (seed 37410: a tap's second copy waited for ever).
+                    for waiter in inner.waiters.remove(&candidate.ids.tx_id).unwrap_or_default() {
+                        waiter.send(Err(e.clone()));
+                    }
                     candidate.answer.send(Err(e));
                 }
             }

@@ -799,3 +799,83 @@ fn a_payment_the_notary_refused_while_its_bank_was_blocked_pays_when_asked_again
     assert_eq!((c.dt(STEPPE, BUYER), c.dt(SAPA, MERCHANT)), (40_000, 10_000));
     c.assert_conserved();
 }
+
+/// Seed 31728 of the roles' simulator: a refund of a converted purchase is paid from the
+/// issuer's own DT, which the issuer had paid out and redeemed; the refund stays owed (asked
+/// again at every tick, refused for want of DT), the bank says how much its own DT lacks,
+/// and once the NBK emits that much the refund is paid, once.
+#[test]
+fn a_refund_owed_beyond_the_issuers_own_dt_waits_for_an_emission_and_is_paid_once() {
+    let mut c = Cluster::new(31_728, 0, 0, 3);
+    let card = shop(&mut c);
+    let committed = c.purchase(&card, MERCHANT, 40_000, CardMode::ConvertToFiat).unwrap();
+    let id = format!("P-{}", &committed.tx_id.to_string()[..16]);
+    // Steppe pays out all its own DT, the purchase's with it.
+    let own = c.banks[STEPPE].read(|n| n.balance(OWN_ACCOUNT).unwrap().dt_spendable_tiyn);
+    let buyer = c.banks[STEPPE].read(|n| n.account(BUYER).unwrap().address);
+    let pay = Request::Pay { client_id: OWN_ACCOUNT.into(), payees: vec![(buyer, own)] };
+    let paid = c.banks[STEPPE].submit(pay, None);
+    c.run(10_000);
+    paid.try_recv().unwrap().unwrap();
+    let before = c.dt(STEPPE, BUYER);
+    assert_eq!(c.banks[STEPPE].card_payouts_short(), Amount::ZERO, "nothing owed yet");
+    let Refunding::Decided(_) = c.banks[SAPA].card_refund(&id, t(15_000), None, c.now_ms).unwrap() else {
+        panic!("decided at the acquirer")
+    };
+    c.run(5_000);
+    assert_eq!((c.banks[STEPPE].card_payouts_pending(), c.dt(STEPPE, BUYER)), (1, before), "owed, not paid");
+    assert_eq!(c.banks[STEPPE].card_payouts_short(), t(15_000), "its own DT lacks the whole refund");
+    // The treasury asks the NBK for what is lacking; the next ticks pay the refund.
+    let emitted = c.central().emit(STEPPE, t(15_000), None, c.now_ms);
+    c.run(30_000);
+    emitted.try_recv().unwrap().unwrap();
+    assert_eq!((c.banks[STEPPE].card_payouts_pending(), c.dt(STEPPE, BUYER)), (0, before + 15_000), "paid once");
+    assert_eq!(c.banks[STEPPE].card_payouts_short(), Amount::ZERO);
+    assert_eq!(c.fiat(SAPA, MERCHANT), 25_000);
+    // DT in the wallets = the DT liability; the emission took its amount off Steppe's
+    // correspondent account, the settlements moved the rest between the two.
+    let dt: u64 = c.banks.values().map(|b| b.read(|n| n.total_dt().unwrap().tiyn())).sum();
+    assert_eq!(t(dt), c.central().dt_liability());
+    assert_eq!(c.corr(STEPPE) + c.corr(SAPA), 2 * CORR_START as i64 - 15_000);
+}
+
+/// Seed 37410 of the roles' simulator: the same voucher event twice in one batch while the
+/// payer's bank is blocked. The second copy waits on the first's payment from its admission;
+/// the attestation check refuses that payment (the attesting bank is blocked) before it
+/// reaches the outbox, and both copies get that answer (the second waited for ever).
+#[test]
+fn the_same_event_twice_in_a_batch_refused_before_the_notary_answers_both() {
+    let mut c = Cluster::new(37_410, 0, 0, 3);
+    c.client(STEPPE, "100140000045", ClientKind::LegalEntity, 50_000);
+    c.client(SAPA, "100140000046", ClientKind::LegalEntity, 0);
+    let request = VoucherProgramRequest {
+        integrator: "onay".into(),
+        payer_id: "100140000045".into(),
+        payee_bank: SAPA.into(),
+        payee_id: "100140000046".into(),
+        amount_per_event: t(1_200),
+    };
+    let program = c.banks[STEPPE].create_voucher_program(&request, None, c.now_ms).unwrap();
+    let event = || VoucherEvent {
+        program_id: program.id.clone(),
+        integrator: "onay".into(),
+        event_id: "tap-1".into(),
+        card: None,
+    };
+    c.central().set_blocked(STEPPE, true, "licence review", c.now_ms).unwrap();
+    c.run(5_000);
+    let answers: Vec<_> = (0..2).map(|_| c.banks[STEPPE].voucher_event(event())).collect();
+    c.banks[STEPPE].flush(c.now_ms);
+    for answer in &answers {
+        let refused = answer.try_recv().expect("answered at once").unwrap_err();
+        assert_eq!(refused.code, ErrorCode::BankBlocked);
+    }
+    // Lifted: the event asked again is paid, once.
+    c.central().set_blocked(STEPPE, false, "", c.now_ms).unwrap();
+    c.run(5_000);
+    let paid = c.banks[STEPPE].voucher_event(event());
+    c.run(20_000);
+    paid.try_recv().unwrap().unwrap();
+    assert_eq!(c.dt(SAPA, "100140000046"), 1_200);
+    c.assert_conserved();
+}

@@ -281,6 +281,10 @@ struct Sim {
     redemptions_waiting: Vec<RedeemWaiting>,
     /// Keys of the redemptions asked for so far: each new one gets the next.
     redemptions_asked: u64,
+    /// Keys of the emissions asked for so far.
+    emissions_asked: u64,
+    /// Keys of the holds asked for so far (new events' and top-ups): each new one gets the next.
+    holds_asked: u64,
     acknowledged: Vec<TxId>,
     /// Each custodial client's bank money as its answers say: deposited at the start, moved
     /// by every conversion answered as committed.
@@ -362,6 +366,8 @@ impl Sim {
             emissions_waiting: Vec::new(),
             redemptions_waiting: Vec::new(),
             redemptions_asked: 0,
+            emissions_asked: 0,
+            holds_asked: 0,
             acknowledged: Vec::new(),
             fiat_expected: BTreeMap::new(),
             redeemed: Vec::new(),
@@ -598,8 +604,12 @@ impl Sim {
     }
 
     fn emit_to(&mut self, bank: &'static str, amount: Amount) {
-        let n = self.emissions_waiting.len() as u64 + u64::from(self.report.emissions);
-        let idem = IdemKey { key: format!("emit-{n}"), fingerprint: hash_parts(b"emit", &[&n.to_le_bytes()]) };
+        // A key never given before (counting the emissions waiting and done would give a
+        // refused one's key again), and a fingerprint of what it asks.
+        let n = self.emissions_asked;
+        self.emissions_asked += 1;
+        let fingerprint = hash_parts(b"emit", &[&n.to_le_bytes(), bank.as_bytes(), &amount.tiyn().to_le_bytes()]);
+        let idem = IdemKey { key: format!("emit-{n}"), fingerprint };
         self.trace(format!("emit {amount} to {bank} ({})", idem.key));
         let Some(central) = &self.central else { return };
         let answer = central.emit(bank, amount, Some(to_central_idem(&idem)), self.now_ms);
@@ -684,8 +694,7 @@ impl Sim {
             1 => (amount, self.clients[sender].key.address()),
             _ => (amount, self.clients[first].key.address()),
         };
-        let n = self.report.trace.len() as u64;
-        let idem = IdemKey { key: format!("hold-{n}"), fingerprint: hash_parts(b"hold", &[&n.to_le_bytes()]) };
+        let idem = self.hold_key(&id, amount, &payee);
         self.hold(sender, id, amount, payee, idem);
     }
 
@@ -699,10 +708,22 @@ impl Sim {
         let i = infinite[self.rng.gen_range(0..infinite.len())];
         let (sender, event_id, payee) = (self.events[i].sender, self.events[i].id.clone(), self.events[i].payees[0].0);
         let amount = Amount::from_tiyn(self.rng.gen_range(1_00..2_000_00)).expect("fits");
-        let n = self.report.trace.len() as u64;
-        let idem = IdemKey { key: format!("hold-{n}"), fingerprint: hash_parts(b"hold", &[&n.to_le_bytes()]) };
+        let idem = self.hold_key(&event_id, amount, &payee);
         self.trace(format!("{} tops {event_id} up by {amount}", self.clients[sender].id));
         self.hold(sender, event_id, amount, payee, idem);
+    }
+
+    /// A new hold's idempotency key, never given before, and its fingerprint, of what it asks
+    /// (a client's key for each request: seed 382 gave a new event's hold and the top-up of
+    /// another, asked one after the other, one key taken from the trace's length and a
+    /// fingerprint of that number alone; the bank, rightly, answered the second with the
+    /// first's payment).
+    fn hold_key(&mut self, event_id: &str, amount: Amount, payee: &Address) -> IdemKey {
+        let n = self.holds_asked;
+        self.holds_asked += 1;
+        let fingerprint =
+            hash_parts(b"hold", &[&n.to_le_bytes(), event_id.as_bytes(), &amount.tiyn().to_le_bytes(), &payee.0 .0]);
+        IdemKey { key: format!("hold-{n}"), fingerprint }
     }
 
     fn hold(&mut self, client: usize, event_id: String, amount: Amount, payee: Address, idem: IdemKey) {
@@ -1172,9 +1193,11 @@ impl Sim {
         while self.now_ms < end_ms {
             self.run_for(TICK_MS);
             // The operator lifts its blocks and the provider confirms what is held: a blocked
-            // bank releases nothing, and every held event ends released or returned.
+            // bank releases nothing, and every held event ends released or returned; the NBK
+            // emits to a bank whatever the refunds it owes lack of its DT (`cards`).
             self.lift_blocks();
             self.confirm_held();
+            self.top_up_payouts();
             if self.quiet() {
                 return Ok(());
             }
