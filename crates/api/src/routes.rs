@@ -215,7 +215,16 @@ where
     T: Serialize + DeserializeOwned + Send + 'static,
     F: FnOnce(&Platform, Option<&Idem>, R) -> Result<T, Error> + Send + 'static,
 {
-    mutate_with(app, (method, uri, headers, body), status, op).await
+    let (idem, request) = match prepare::<R>(&method, &uri, &headers, &body.0) {
+        Ok(prepared) => prepared,
+        Err(e) => return Failure(e).into_response(),
+    };
+    let outcome = tokio::task::spawn_blocking(move || app.once(Some(idem), |idem| op(&app, idem, request))).await;
+    match outcome {
+        Ok(Ok(value)) => (status, Json(value)).into_response(),
+        Ok(Err(e)) => Failure(e).into_response(),
+        Err(_) => Failure(Error::internal("the operation failed unexpectedly")).into_response(),
+    }
 }
 
 /// [`mutate`] for an operation whose role keeps the key: transfers and client-signed
@@ -272,29 +281,6 @@ fn prepare<R: DeserializeOwned>(
     let (fingerprint, value) = request_fingerprint(method, uri.path(), body)?;
     let request: R = serde_json::from_value(value).map_err(|e| Error::malformed(format!("request body: {e}")))?;
     Ok((Idem { key, fingerprint }, request))
-}
-
-async fn mutate_with<R, T, F>(
-    app: App,
-    (method, uri, headers, body): (Method, Uri, HeaderMap, Body),
-    status: StatusCode,
-    op: F,
-) -> Response
-where
-    R: DeserializeOwned + Send + 'static,
-    T: Serialize + DeserializeOwned + Send + 'static,
-    F: FnOnce(&Platform, Option<&Idem>, R) -> Result<T, Error> + Send + 'static,
-{
-    let (idem, request) = match prepare::<R>(&method, &uri, &headers, &body.0) {
-        Ok(prepared) => prepared,
-        Err(e) => return Failure(e).into_response(),
-    };
-    let outcome = tokio::task::spawn_blocking(move || app.once(Some(idem), |idem| op(&app, idem, request))).await;
-    match outcome {
-        Ok(Ok(value)) => (status, Json(value)).into_response(),
-        Ok(Err(e)) => Failure(e).into_response(),
-        Err(_) => Failure(Error::internal("the operation failed unexpectedly")).into_response(),
-    }
 }
 
 /// Liveness and what is running.

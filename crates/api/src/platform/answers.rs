@@ -60,31 +60,8 @@ impl Answers {
         T: Serialize + DeserializeOwned,
         F: FnOnce(Option<&Idem>) -> Result<T>,
     {
-        self.run(idem, true, op)
-    }
-
-    /// [`Answers::once`] for an operation whose role keeps the key and answers a repeat from
-    /// its own store (a transfer, a client-signed transaction at the payer's bank): the key is
-    /// guarded while in flight, and no memo is written, which would cost the hot path a second
-    /// durable commit per payment for an answer the role already keeps.
-    pub(crate) fn once_at_role<T, F>(&self, idem: Option<Idem>, op: F) -> Result<T>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce(Option<&Idem>) -> Result<T>,
-    {
-        self.run(idem, false, op)
-    }
-
-    fn run<T, F>(&self, idem: Option<Idem>, memo: bool, op: F) -> Result<T>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce(Option<&Idem>) -> Result<T>,
-    {
         let Some(idem) = idem else { return op(None) };
         let _in_flight = self.enter(&idem)?;
-        if !memo {
-            return op(Some(&idem));
-        }
         if let Some(answer) = self.answer(&idem)? {
             return Ok(answer);
         }

@@ -168,17 +168,6 @@ impl Platform {
         self.answers.once(idem, op)
     }
 
-    /// [`Platform::once`] for an operation whose role keeps its key and answers a repeat from its
-    /// own store (transfers, client-signed transactions): the key is guarded while in flight,
-    /// without the gateway's memo (no second durable commit on the payment path).
-    pub fn once_at_role<T, F>(&self, idem: Option<Idem>, op: F) -> Result<T>
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned,
-        F: FnOnce(Option<&Idem>) -> Result<T>,
-    {
-        self.answers.once_at_role(idem, op)
-    }
-
     pub fn shutdown(self) {
         self.assembly.shutdown();
     }
@@ -221,8 +210,10 @@ pub(crate) fn unanswered(in_time: bool) -> Error {
     }
 }
 
-/// Take `idem`'s key as in flight until the guard is dropped, as [`Platform::once_at_role`]
-/// does around its operation (for the gateway's tasks, which hold it across their awaits).
+/// Take `idem`'s key as in flight until the guard is dropped, for an operation whose role
+/// keeps its key and answers a repeat from its own store (transfers, client-signed
+/// transactions): no memo is written, which would cost the hot path a second durable commit
+/// per payment. The gateway's task holds the guard across its awaits.
 impl Platform {
     pub fn enter_key(&self, idem: &Idem) -> Result<answers::KeyInFlight> {
         self.answers.enter(idem)
