@@ -64,6 +64,21 @@
 //! frame. Only the last frame can be in that state, because the committer writes the next frame
 //! only after the previous fjall batch is durable (and stops writing after any failure).
 //!
+//! # Keyed writes redone from the journal
+//!
+//! A group whose keyed writes are small ([`REDO_BYTES_MAX`] in all; the idempotency keys'
+//! answers, a bank's delivery marks) puts them in its frame as well, as [`PUT`] and [`DELETE`]
+//! entries, and flags it [`FLAG_REDO`]. The frame's `fdatasync` makes the group durable; fjall
+//! then takes the writes with its mark without an fsync of its own (to the OS's buffers, so a
+//! crash of the process loses nothing there). Why: fjall's `fsync` is a second synchronous
+//! I/O in the commit, and it grows fjall's journal file, so it writes the inode too; a bank
+//! answering a payment with an idempotency key paid both on every answer. The committer has
+//! fjall persist every [`crate::REDO_FRAMES_UNSYNCED_MAX`] such frames, off the commit's path.
+//! A start first has fjall persist what it recovered, then redoes the keyed writes of every
+//! flagged frame after fjall's mark, in order. A segment holding a flagged frame that fjall has
+//! not persisted yet is kept, whatever its rows. Larger keyed writes (checkpoints) take the
+//! path above, with fjall's fsync.
+//!
 //! # Deleting rows
 //!
 //! A checkpoint truncates its log ([`crate::WriteBatch::truncate_log`]). A segment other than
@@ -107,10 +122,19 @@ const FRAME_BUFFER_KEPT_BYTES_MAX: usize = 8 << 20;
 const HEADER_BYTES: usize = 4 + 4 + 4 + 8 + 1;
 /// The frame also wrote keyed rows to fjall, which must hold its number for it to count.
 pub(crate) const FLAG_KEYED: u8 = 1;
+/// The frame holds its group's keyed writes, redone at a start when fjall's mark is older
+/// (see the module docs, "Keyed writes redone from the journal").
+pub(crate) const FLAG_REDO: u8 = 2;
+/// Most bytes of keys and values a group's keyed writes may have to go in its frame.
+pub(crate) const REDO_BYTES_MAX: usize = 256 << 10;
 
 pub(crate) const ROW: u8 = 1;
 pub(crate) const TRUNCATE: u8 = 2;
 pub(crate) const STATE: u8 = 3;
+/// `[key length u32][key][value length u32][value]`: a keyed write to redo.
+pub(crate) const PUT: u8 = 4;
+/// `[key length u32][key]`: a keyed delete to redo.
+pub(crate) const DELETE: u8 = 5;
 
 /// Where a row's bytes are.
 #[derive(Clone)]
@@ -133,6 +157,8 @@ struct Segment {
     path: PathBuf,
     /// The highest row number of each table in the segment.
     rows_max: HashMap<String, u64>,
+    /// The last frame in the segment with keyed writes to redo ([`FLAG_REDO`]).
+    redo_frame_max: Option<u64>,
 }
 
 #[derive(Default)]
@@ -140,6 +166,8 @@ struct Index {
     tables: HashMap<String, TableIndex>,
     /// By first frame number; the last one is being written.
     segments: BTreeMap<u64, Segment>,
+    /// Fjall holds, durably, the keyed writes of every frame up to this one.
+    redo_durable: Option<u64>,
 }
 
 impl Index {
@@ -153,7 +181,9 @@ impl Index {
                 .rows_max
                 .iter()
                 .all(|(table, row_max)| self.tables.get(table).is_some_and(|t| *row_max < t.before));
-            if !all_truncated {
+            let redo_durable =
+                segment.redo_frame_max.is_none_or(|frame| self.redo_durable.is_some_and(|durable| frame <= durable));
+            if !all_truncated || !redo_durable {
                 break;
             }
             let first = *first;
@@ -166,19 +196,48 @@ impl Index {
 }
 
 /// A log table's writes in one group commit, as the committer hands them over.
-pub(crate) enum Entry {
-    Row { table: Table, row: u64, bytes: Vec<u8> },
-    Truncate { table: Table, before: u64 },
+pub(crate) enum Entry<'a> {
+    Row {
+        table: Table,
+        row: u64,
+        bytes: Vec<u8>,
+    },
+    Truncate {
+        table: Table,
+        before: u64,
+    },
+    /// A keyed write, kept to redo (a frame flagged [`FLAG_REDO`]).
+    Put {
+        table: Table,
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    /// A keyed delete, kept to redo.
+    Delete {
+        table: Table,
+        key: &'a [u8],
+    },
 }
 
-impl Entry {
+impl Entry<'_> {
     /// Bytes of the entry in a frame (at most: the table name is cut at 255 bytes).
     fn encoded_bytes_max(&self) -> usize {
         match self {
             Entry::Row { table, bytes, .. } => 2 + table.0.len() + 8 + 4 + bytes.len(),
             Entry::Truncate { table, .. } => 2 + table.0.len() + 8,
+            Entry::Put { table, key, value } => 2 + table.0.len() + 4 + key.len() + 4 + value.len(),
+            Entry::Delete { table, key } => 2 + table.0.len() + 4 + key.len(),
         }
     }
+}
+
+/// A keyed write recovered from a frame after fjall's mark, to redo at a start.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Redo {
+    pub(crate) table: String,
+    pub(crate) key: Vec<u8>,
+    /// `None`: a delete.
+    pub(crate) value: Option<Vec<u8>>,
 }
 
 /// The segment being written: a handle for direct writes, and the buffered one that its rows'
@@ -216,6 +275,9 @@ pub(crate) struct Journal {
     /// Threads unlinking dead segments, joined when the journal closes, so that a reopen
     /// never lists a file that is being deleted.
     unlinks: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The keyed writes a start must redo ([`Journal::take_redo`]), with the last frame they
+    /// came from.
+    redo: Mutex<Option<(u64, Vec<Redo>)>>,
 }
 
 /// A frame as recovery reads it.
@@ -243,7 +305,10 @@ impl Journal {
             names.push(first);
         }
         names.sort_unstable();
-        let mut index = Index::default();
+        // The caller had fjall persist what it recovered, so its mark is durable.
+        let mut index = Index { redo_durable: keyed_mark, ..Index::default() };
+        let mut redo: Vec<Redo> = Vec::new();
+        let mut redo_frame_last = None;
         let mut next_frame = 0u64;
         let mut last: Option<(u64, Arc<File>, u64, u64)> = None;
         for (position, first) in names.iter().enumerate() {
@@ -268,7 +333,7 @@ impl Journal {
                     frames.pop();
                 }
             }
-            let mut segment = Segment { path: path.clone(), rows_max: HashMap::new() };
+            let mut segment = Segment { path: path.clone(), rows_max: HashMap::new(), redo_frame_max: None };
             for (count, frame) in frames.iter().enumerate() {
                 if frame.number < next_frame {
                     return Err(storage_error("journal", format!("frame {} after frame {}", frame.number, next_frame)));
@@ -289,7 +354,18 @@ impl Journal {
                 next_frame = frame.number.checked_add(1).ok_or_else(|| storage_error("journal", "frames exhausted"))?;
                 let start = frame.payload_offset as usize;
                 let payload = &bytes[start..start + frame.payload_bytes];
-                apply_payload(&mut index, &mut segment, &file, frame.payload_offset, payload)?;
+                let flagged_redo = frame.flags & FLAG_REDO != 0;
+                // Fjall holds the keyed writes of the frames up to its mark; the later ones
+                // are redone.
+                let redo_wanted = flagged_redo && keyed_mark.is_none_or(|mark| frame.number > mark);
+                if flagged_redo {
+                    segment.redo_frame_max = Some(frame.number);
+                }
+                if redo_wanted {
+                    redo_frame_last = Some(frame.number);
+                }
+                let redo = if redo_wanted { Some(&mut redo) } else { None };
+                apply_payload(&mut index, &mut segment, &file, frame.payload_offset, payload, redo)?;
             }
             if is_last {
                 // A torn or not durable tail is cut off so that appends continue after the last
@@ -340,7 +416,32 @@ impl Journal {
             buffer: Vec::new(),
             zeros: Vec::new(),
         };
-        Ok(Journal { dir, index: RwLock::new(index), writer: Mutex::new(writer), unlinks: Mutex::new(Vec::new()) })
+        Ok(Journal {
+            dir,
+            index: RwLock::new(index),
+            writer: Mutex::new(writer),
+            unlinks: Mutex::new(Vec::new()),
+            redo: Mutex::new(redo_frame_last.map(|frame| (frame, redo))),
+        })
+    }
+
+    /// The keyed writes of the frames after fjall's mark, in order, with the last frame they
+    /// came from: what a start redoes in fjall (see the module docs). `None` when there are
+    /// none, and after the first call.
+    pub(crate) fn take_redo(&self) -> Option<(u64, Vec<Redo>)> {
+        self.redo.lock().take()
+    }
+
+    /// Fjall holds, durably, the keyed writes of every frame up to `frame`: segments kept for
+    /// them may go.
+    pub(crate) fn set_redo_durable(&self, frame: u64) {
+        let dead = {
+            let mut index = self.index.write();
+            assert!(index.redo_durable.is_none_or(|durable| durable <= frame), "fjall's durable mark only grows");
+            index.redo_durable = Some(frame);
+            index.take_dead_segments()
+        };
+        self.delete_in_background(dead);
     }
 
     /// The number the next row of `table` gets (0 for a table never written).
@@ -393,9 +494,27 @@ impl Journal {
                     frame.head(TRUNCATE, table.0)?;
                     frame.put(&before.to_le_bytes());
                 }
+                Entry::Put { table, key, value } => {
+                    frame.head(PUT, table.0)?;
+                    frame.put_bytes(key)?;
+                    frame.put_bytes(value)?;
+                }
+                Entry::Delete { table, key } => {
+                    frame.head(DELETE, table.0)?;
+                    frame.put_bytes(key)?;
+                }
             }
         }
-        let frame = frame.finish(number, if keyed { FLAG_KEYED } else { 0 })?;
+        let redo = entries.iter().any(|e| matches!(e, Entry::Put { .. } | Entry::Delete { .. }));
+        assert!(!(redo && keyed), "a group's keyed writes are either redone from its frame or fsynced by fjall");
+        let flags = if keyed {
+            FLAG_KEYED
+        } else if redo {
+            FLAG_REDO
+        } else {
+            0
+        };
+        let frame = frame.finish(number, flags)?;
         assert_eq!(frame.len() % BLOCK_BYTES, 0, "frames are whole blocks");
         if let Some(path) = &rolled {
             writer.file = Some(Appending { writes: open_for_writes(path)?, reads: read_handle(path)? });
@@ -427,11 +546,11 @@ impl Journal {
             .iter()
             .filter_map(|e| match e {
                 Entry::Truncate { table, before } => Some((table.0, *before)),
-                Entry::Row { .. } => None,
+                Entry::Row { .. } | Entry::Put { .. } | Entry::Delete { .. } => None,
             })
             .collect();
         let rolled = rolled.map(|_| number);
-        Ok(Written { number, segment: writer.segment, rolled, rows, truncations })
+        Ok(Written { number, segment: writer.segment, rolled, rows, truncations, redo })
     }
 
     /// Make a written frame's rows visible and apply its truncations (after the group's fjall
@@ -439,7 +558,14 @@ impl Journal {
     pub(crate) fn publish(&self, written: Written) {
         let mut index = self.index.write();
         if let Some(first) = written.rolled {
-            index.segments.insert(first, Segment { path: segment_path(&self.dir, first), rows_max: HashMap::new() });
+            let segment =
+                Segment { path: segment_path(&self.dir, first), rows_max: HashMap::new(), redo_frame_max: None };
+            index.segments.insert(first, segment);
+        }
+        if written.redo {
+            if let Some(segment) = index.segments.get_mut(&written.segment) {
+                segment.redo_frame_max = Some(written.number);
+            }
         }
         for (table, row, location) in written.rows {
             let entry = index.tables.entry(table.to_string()).or_default();
@@ -455,6 +581,11 @@ impl Journal {
         }
         let dead = index.take_dead_segments();
         drop(index);
+        self.delete_in_background(dead);
+    }
+
+    /// Unlink dead segments on a thread of their own (see the module docs, "Deleting rows").
+    fn delete_in_background(&self, dead: Vec<PathBuf>) {
         if dead.is_empty() {
             return;
         }
@@ -520,6 +651,8 @@ pub(crate) struct Written {
     rolled: Option<u64>,
     rows: Vec<(&'static str, u64, Location)>,
     truncations: Vec<(&'static str, u64)>,
+    /// The frame holds keyed writes to redo ([`FLAG_REDO`]).
+    redo: bool,
 }
 
 fn truncate(table: &mut TableIndex, before: u64) {
@@ -630,6 +763,14 @@ impl<'a> FrameBuffer<'a> {
         self.buffer.extend_from_slice(bytes);
     }
 
+    /// Bytes with their length before them (`u32`).
+    fn put_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        let length = u32::try_from(bytes.len()).map_err(|_| storage_error("journal", "a key or value over 4 GiB"))?;
+        self.put(&length.to_le_bytes());
+        self.put(bytes);
+        Ok(())
+    }
+
     /// An entry's head: its kind and its table's name.
     fn head(&mut self, kind: u8, table: &str) -> Result<()> {
         let length = u8::try_from(table.len()).map_err(|_| storage_error("journal", "table name over 255 bytes"))?;
@@ -734,13 +875,14 @@ fn parse_frame(bytes: &[u8], position: usize) -> Option<(Frame, usize)> {
     Some((frame, start + length))
 }
 
-/// Apply a recovered frame's entries to the index.
+/// Apply a recovered frame's entries to the index; its keyed writes go to `redo` when given.
 fn apply_payload(
     index: &mut Index,
     segment: &mut Segment,
     file: &Arc<File>,
     payload_offset: u64,
     payload: &[u8],
+    mut redo: Option<&mut Vec<Redo>>,
 ) -> Result<()> {
     let corrupt = || storage_error("journal", "a frame whose checksum holds has a malformed entry");
     let mut position = 0usize;
@@ -756,6 +898,23 @@ fn apply_payload(
             *cursor += 8;
             Ok(u64::from_le_bytes(value.try_into().map_err(|_| corrupt())?))
         };
+        let bytes_at = |cursor: &mut usize| -> Result<Vec<u8>> {
+            let length = payload.get(*cursor..*cursor + 4).ok_or_else(corrupt)?;
+            let length = u32::from_le_bytes(length.try_into().map_err(|_| corrupt())?) as usize;
+            let bytes = payload.get(*cursor + 4..*cursor + 4 + length).ok_or_else(corrupt)?;
+            *cursor += 4 + length;
+            Ok(bytes.to_vec())
+        };
+        // Keyed writes are fjall's, not a log table's: kept only to redo.
+        if kind == PUT || kind == DELETE {
+            let key = bytes_at(&mut cursor)?;
+            let value = if kind == PUT { Some(bytes_at(&mut cursor)?) } else { None };
+            if let Some(redo) = redo.as_mut() {
+                redo.push(Redo { table: name, key, value });
+            }
+            position = cursor;
+            continue;
+        }
         let table = index.tables.entry(name.clone()).or_default();
         match kind {
             ROW => {
@@ -800,7 +959,7 @@ mod tests {
 
     use std::io::Write;
 
-    fn row(table: Table, row: u64, fill: u8) -> Entry {
+    fn row(table: Table, row: u64, fill: u8) -> Entry<'static> {
         Entry::Row { table, row, bytes: vec![fill; 1_000] }
     }
 
@@ -873,6 +1032,50 @@ mod tests {
         drop(journal);
         let journal = Journal::open(dir.path(), None).unwrap();
         assert_eq!(rows(&journal, A), vec![(0, 1), (1, 2), (2, 3), (3, 4)]);
+    }
+
+    #[test]
+    fn keyed_writes_after_the_mark_are_redone_and_their_segments_kept_until_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let values: Vec<[u8; 1]> = (0..12u8).map(|n| [n]).collect();
+        let put = |n: u8| Entry::Put { table: B, key: b"key", value: &values[usize::from(n)] };
+        let frames: Vec<u64> = {
+            let journal = Journal::open(dir.path(), None).unwrap();
+            let mut frames = Vec::new();
+            for n in 0..12u8 {
+                frames.push(write(&journal, &[row(A, u64::from(n), n), put(n)], false));
+            }
+            frames.push(write(&journal, &[Entry::Delete { table: B, key: b"key" }], false));
+            // Every row truncated: only the keyed writes fjall has not persisted keep the
+            // old segments.
+            write(&journal, &[Entry::Truncate { table: A, before: 12 }], false);
+            let segments = journal.segment_count();
+            assert!(segments >= 3, "{segments} segments");
+            journal.set_redo_durable(frames[5]);
+            assert!(journal.segment_count() < segments, "the segments up to frame 5 went");
+            assert!(journal.segment_count() > 1, "the later ones stay");
+            frames
+        };
+        // Fjall's mark says frame 9: frames 10 and 11 and the delete are redone, in order.
+        let journal = Journal::open(dir.path(), Some(frames[9])).unwrap();
+        let (last, redo) = journal.take_redo().unwrap();
+        assert_eq!(last, frames[12]);
+        let redo: Vec<(String, Vec<u8>, Option<Vec<u8>>)> =
+            redo.into_iter().map(|r| (r.table, r.key, r.value)).collect();
+        let key = b"key".to_vec();
+        assert_eq!(
+            redo,
+            vec![
+                ("b".into(), key.clone(), Some(vec![10])),
+                ("b".into(), key.clone(), Some(vec![11])),
+                ("b".into(), key, None)
+            ]
+        );
+        assert!(journal.take_redo().is_none(), "taken once");
+        assert!(rows(&journal, B).is_empty(), "keyed writes are no log table's rows");
+        journal.set_redo_durable(frames[12]);
+        write(&journal, &[row(A, 12, 1)], false);
+        assert_eq!(journal.segment_count(), 1, "every old segment went once fjall held its writes");
     }
 
     #[test]
@@ -1106,7 +1309,7 @@ mod tests {
             }
         }
 
-        fn entries(model: &Model, rows: &[(usize, usize)]) -> Vec<Entry> {
+        fn entries(model: &Model, rows: &[(usize, usize)]) -> Vec<Entry<'static>> {
             let mut next: BTreeMap<usize, u64> = BTreeMap::new();
             rows.iter()
                 .map(|(t, len)| {

@@ -17,12 +17,14 @@
 //!
 //! Group commit: callers hand batches to one committer thread. It drains up to
 //! [`COMMIT_JOBS_MAX`] waiting batches into one group. The group's log records (see
-//! [`LogTable`]) go to the store's own journal of log rows as one frame, fsynced; its keyed
-//! writes go to fjall as one atomic write batch, fsynced too (`PersistMode::SyncAll`), with the
-//! frame's number, so that recovery drops a frame whose keyed half never became durable (see
-//! [`journal`]). Then it answers every caller. The writes become visible to readers only after
-//! both fsyncs, and nobody is answered before them. A payment writes only log records, so its
-//! group commit is one append and one `fdatasync`.
+//! [`LogTable`]) go to the store's own journal of log rows as one frame, fsynced. Its keyed
+//! writes, when they are small, go in the same frame and then to fjall without an fsync of
+//! fjall's, to be redone from the journal after a crash; larger ones go to fjall as one atomic
+//! write batch, fsynced (`PersistMode::SyncAll`). Either way fjall gets the frame's number with
+//! them, so that recovery knows what to redo, or drops a frame whose keyed half never became
+//! durable (see [`journal`]). Then it answers every caller. The writes become visible to
+//! readers only when they are durable, and nobody is answered before. So a group commit, a
+//! payment's or an answer's with its idempotency key, is one write and one `fdatasync`.
 //!
 //! A [`Table`] is a fjall keyspace. [`Store::open`] creates the declared ones. A batch may also
 //! write to a table that was not declared: the committer creates that keyspace when it first
@@ -52,6 +54,10 @@ pub use sim::{CrashMode, DiskStats, SimDisk};
 pub const COMMIT_JOBS_MAX: usize = 1_024;
 /// Most batches waiting for the committer; callers block beyond it (back-pressure).
 pub const COMMIT_QUEUE_MAX: usize = 8_192;
+/// Most group commits whose keyed writes fjall holds without an fsync (they are redone from the
+/// journal after a crash: see [`journal`], "Keyed writes redone from the journal"); then the
+/// committer has fjall persist them. Bounds what a start redoes and how long a segment waits.
+pub const REDO_FRAMES_UNSYNCED_MAX: u64 = 256;
 
 /// Fjall's background threads (memtable flushes and compactions). One: with two or more,
 /// fjall 3.1's worker 0 hands every compaction request back to the queue and takes it again,
@@ -86,7 +92,10 @@ pub struct Table(pub &'static str);
 
 impl Table {
     fn check(self) -> Result<()> {
-        let name = self.0;
+        Table::check_name(self.0)
+    }
+
+    fn check_name(name: &str) -> Result<()> {
         let valid = !name.is_empty()
             && name.len() <= TABLE_NAME_BYTES_MAX
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.#$".contains(&b));
@@ -277,15 +286,18 @@ impl Shared {
         }
         let keyspace = self
             .db
-            .keyspace(table.0, || {
-                KeyspaceCreateOptions::default()
-                    .max_memtable_size(MEMTABLE_BYTES_MAX)
-                    .data_block_compression_policy(fjall::config::CompressionPolicy::disabled())
-            })
+            .keyspace(table.0, keyspace_options)
             .map_err(|e| storage_error(&format!("open table {}", table.0), e))?;
         self.keyspaces.write().unwrap_or_else(PoisonError::into_inner).insert(table.0, keyspace.clone());
         Ok(Some(keyspace))
     }
+}
+
+/// How the store's tables are created (see [`MEMTABLE_BYTES_MAX`], and the note on compression).
+fn keyspace_options() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default()
+        .max_memtable_size(MEMTABLE_BYTES_MAX)
+        .data_block_compression_policy(fjall::config::CompressionPolicy::disabled())
 }
 
 /// A commit handed to the committer: [`PendingCommit::wait`] for its outcome.
@@ -339,6 +351,10 @@ impl Store {
             .journal_compression(fjall::CompressionType::None)
             .open()
             .map_err(|e| storage_error("open database", e))?;
+        // What fjall recovered may have been only in the OS's buffers (keyed writes it took
+        // without an fsync): durable from here, so that its mark says what the journal need
+        // not redo.
+        db.persist(PersistMode::SyncAll).map_err(|e| storage_error("persist recovered database", e))?;
         let mark_keyspace = db
             .keyspace(JOURNAL_MARK_TABLE.0, KeyspaceCreateOptions::default)
             .map_err(|e| storage_error("open journal mark", e))?;
@@ -349,6 +365,10 @@ impl Store {
             None => None,
         };
         let journal = journal::Journal::open(path, mark)?;
+        if let Some((frame, redo)) = journal.take_redo() {
+            redo_keyed_writes(&db, &mark_keyspace, frame, redo)?;
+            journal.set_redo_durable(frame);
+        }
         let shared = Arc::new(Shared {
             db,
             keyspaces: RwLock::new(HashMap::new()),
@@ -539,8 +559,45 @@ impl Drop for FjallEngine {
     }
 }
 
+/// Redo, in fjall, the keyed writes of the journal's frames after fjall's mark, up to `frame`
+/// (see [`journal`], "Keyed writes redone from the journal"): one atomic batch with the new
+/// mark, fsynced.
+fn redo_keyed_writes(db: &Database, mark_keyspace: &Keyspace, frame: u64, redo: Vec<journal::Redo>) -> Result<()> {
+    let mut batch =
+        fjall::OwnedWriteBatch::with_capacity(db.clone(), redo.len() + 1).durability(Some(PersistMode::SyncAll));
+    let mut keyspaces: HashMap<String, Keyspace> = HashMap::new();
+    for write in redo {
+        let keyspace = match keyspaces.get(&write.table) {
+            Some(keyspace) => keyspace.clone(),
+            None => {
+                Table::check_name(&write.table)?;
+                let keyspace = db
+                    .keyspace(&write.table, keyspace_options)
+                    .map_err(|e| storage_error(&format!("open table {}", write.table), e))?;
+                keyspaces.insert(write.table.clone(), keyspace.clone());
+                keyspace
+            }
+        };
+        match write.value {
+            Some(value) => batch.insert(&keyspace, write.key, value),
+            None => batch.remove(&keyspace, write.key),
+        }
+    }
+    batch.insert(mark_keyspace, JOURNAL_MARK_KEY, frame.to_le_bytes());
+    batch.commit().map_err(|e| storage_error("redo keyed writes", e))
+}
+
+/// What the committer keeps from one group to the next.
+#[derive(Default)]
+struct Committer {
+    /// Groups whose keyed writes fjall holds without an fsync, and the last one's frame.
+    redo_unsynced: u64,
+    redo_frame_last: Option<u64>,
+}
+
 fn run_committer(shared: &Shared, queue: &Queue<Job>) {
     let mut jobs = Vec::with_capacity(64);
+    let mut committer = Committer::default();
     while queue.take(COMMIT_JOBS_MAX, &mut jobs) {
         assert!(!jobs.is_empty() && jobs.len() <= COMMIT_JOBS_MAX, "a group holds 1 to COMMIT_JOBS_MAX batches");
         // After a failed commit nothing more is written until a restart (fail-stop): the batch
@@ -551,8 +608,9 @@ fn run_committer(shared: &Shared, queue: &Queue<Job>) {
             Err(storage_error("commit", format!("an earlier commit failed ({reason}); restart the platform")))
         } else {
             // A panic in fjall must not leave callers without an answer.
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_all(shared, &jobs)))
-                .unwrap_or_else(|_| Err(storage_error("commit", "the storage engine panicked")));
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_all(shared, &jobs, &mut committer)))
+                    .unwrap_or_else(|_| Err(storage_error("commit", "the storage engine panicked")));
             if let Err(e) = &outcome {
                 let _ = shared.failed.set(e.message.clone());
             }
@@ -561,17 +619,46 @@ fn run_committer(shared: &Shared, queue: &Queue<Job>) {
         for job in jobs.drain(..) {
             let _ = job.reply.send(outcome.clone());
         }
+        // After the answers: nobody waits for this fsync.
+        if committer.redo_unsynced >= REDO_FRAMES_UNSYNCED_MAX && shared.failed.get().is_none() {
+            if let Err(e) = persist_redone(shared, &mut committer) {
+                let _ = shared.failed.set(e.message);
+            }
+        }
     }
 }
 
+/// Have fjall persist the keyed writes it took without an fsync; the journal may then drop the
+/// segments kept to redo them.
+fn persist_redone(shared: &Shared, committer: &mut Committer) -> Result<()> {
+    shared.db.persist(PersistMode::SyncAll).map_err(|e| storage_error("persist keyed writes", e))?;
+    if let Some(frame) = committer.redo_frame_last {
+        shared.journal.set_redo_durable(frame);
+    }
+    committer.redo_unsynced = 0;
+    Ok(())
+}
+
 /// Writes every job's log records as one journal frame and fsyncs it, then every keyed write
-/// in one atomic fjall batch, fsynced too (see [`journal`], "Atomicity with fjall"). Readers
-/// see neither before both are durable. Log records are folded into one row per log table
-/// (see [`LogTable`]).
-fn write_all(shared: &Shared, jobs: &[Job]) -> Result<()> {
+/// in one atomic fjall batch: redone from the frame after a crash when the keyed writes are
+/// small (they go in the frame too, and fjall takes them without an fsync), fsynced otherwise
+/// (see [`journal`], "Atomicity with fjall" and "Keyed writes redone from the journal").
+/// Readers see nothing before the group is durable. Log records are folded into one row per
+/// log table (see [`LogTable`]).
+fn write_all(shared: &Shared, jobs: &[Job], committer: &mut Committer) -> Result<()> {
     let ops: usize = jobs.iter().map(|job| job.batch.len()).sum();
-    let mut batch =
-        fjall::OwnedWriteBatch::with_capacity(shared.db.clone(), ops).durability(Some(PersistMode::SyncAll));
+    let keyed_bytes: usize = jobs
+        .iter()
+        .flat_map(|job| job.batch.ops.iter())
+        .map(|op| match op {
+            Op::Put { key, value, .. } => key.len() + value.len(),
+            Op::Delete { key, .. } => key.len(),
+            Op::Record { .. } | Op::TruncateLog { .. } | Op::TruncateLogHere { .. } => 0,
+        })
+        .sum();
+    let redo = keyed_bytes <= journal::REDO_BYTES_MAX;
+    let durability = if redo { PersistMode::Buffer } else { PersistMode::SyncAll };
+    let mut batch = fjall::OwnedWriteBatch::with_capacity(shared.db.clone(), ops).durability(Some(durability));
     let mut keyed = false;
     let mut entries = Vec::new();
     // The handles of this group's tables, looked up once per table.
@@ -589,11 +676,17 @@ fn write_all(shared: &Shared, jobs: &[Job]) -> Result<()> {
         match op {
             Op::Put { table, key, value } => {
                 keyed = true;
-                batch.insert(&keyspace_of(*table)?, key.as_slice(), value.as_slice())
+                batch.insert(&keyspace_of(*table)?, key.as_slice(), value.as_slice());
+                if redo {
+                    entries.push(journal::Entry::Put { table: *table, key, value });
+                }
             }
             Op::Delete { table, key } => {
                 keyed = true;
-                batch.remove(&keyspace_of(*table)?, key.as_slice())
+                batch.remove(&keyspace_of(*table)?, key.as_slice());
+                if redo {
+                    entries.push(journal::Entry::Delete { table: *table, key });
+                }
             }
             Op::Record { .. } => {}
             Op::TruncateLog { table, before } => {
@@ -613,15 +706,25 @@ fn write_all(shared: &Shared, jobs: &[Job]) -> Result<()> {
         let row = u64::from_be_bytes(key.as_slice().try_into().map_err(|_| storage_error("commit", "row key"))?);
         entries.push(journal::Entry::Row { table, row, bytes });
     }
-    let written = if entries.is_empty() { None } else { Some(shared.journal.write(&entries, keyed)?) };
+    // A group with keyed writes to redo always has a frame for them.
+    let fsynced_by_fjall = keyed && !redo;
+    let written = if entries.is_empty() { None } else { Some(shared.journal.write(&entries, fsynced_by_fjall)?) };
     if keyed {
         if let Some(written) = &written {
             batch.insert(&keyspace_of(JOURNAL_MARK_TABLE)?, JOURNAL_MARK_KEY, written.number.to_le_bytes());
         }
         batch.commit().map_err(|e| storage_error("commit", e))?;
     }
-    if let Some(written) = written {
-        shared.journal.publish(written);
+    let Some(written) = written else { return Ok(()) };
+    let frame = written.number;
+    shared.journal.publish(written);
+    if fsynced_by_fjall {
+        // Fjall's fsync made every keyed write it took before durable too.
+        committer.redo_unsynced = 0;
+        shared.journal.set_redo_durable(frame);
+    } else if keyed {
+        committer.redo_unsynced += 1;
+        committer.redo_frame_last = Some(frame);
     }
     Ok(())
 }
@@ -730,6 +833,89 @@ mod tests {
         assert_eq!(store.log_next(LOG).unwrap(), 3);
         assert_eq!(store.scan_log_from(LOG, 2).unwrap(), vec![b"fourth".to_vec()]);
         assert_eq!(store.get(T, b"k").unwrap(), Some(b"v".to_vec()));
+    }
+
+    /// Copy a closed store's directory, all of it or all but the journal of log rows.
+    fn copy_dir(from: &Path, to: &Path, journal: bool) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_name() == journal::FOLDER && !journal {
+                continue;
+            }
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &to.join(entry.file_name()), true);
+            } else {
+                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn keyed_writes_fjall_lost_are_redone_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, fjall_before, crashed) =
+            (dir.path().join("db"), dir.path().join("before"), dir.path().join("crashed"));
+        {
+            let store = Store::open(&path, &[T]).unwrap();
+            let mut b = WriteBatch::new();
+            b.put(T, b"kept".to_vec(), b"1".to_vec());
+            b.put(T, b"deleted".to_vec(), b"2".to_vec());
+            b.record(LOG, b"first".to_vec());
+            store.commit(b).unwrap();
+        }
+        // Fjall as it was then (persisted when the store closed).
+        copy_dir(&path, &fjall_before, false);
+        {
+            let store = Store::open(&path, &[T]).unwrap();
+            for n in 0..3u8 {
+                let mut b = WriteBatch::new();
+                b.put(T, vec![b'n', n], vec![n]);
+                if n == 1 {
+                    b.delete(T, b"deleted".to_vec());
+                    b.put(T, b"kept".to_vec(), b"updated".to_vec());
+                }
+                b.record(LOG, vec![n]);
+                store.commit(b).unwrap();
+            }
+            // A group of keyed writes only is redone too.
+            let mut b = WriteBatch::new();
+            b.put(T, b"alone".to_vec(), b"3".to_vec());
+            store.commit(b).unwrap();
+        }
+        // The crash: the journal kept every acknowledged frame, fjall lost what it held
+        // without an fsync (the writes since the copy).
+        copy_dir(&fjall_before, &crashed, true);
+        copy_dir(&path.join(journal::FOLDER), &crashed.join(journal::FOLDER), true);
+        for _ in 0..2 {
+            // Redone once, and a second start (nothing left to redo) reads the same.
+            let store = Store::open(&crashed, &[T]).unwrap();
+            assert_eq!(store.get(T, b"kept").unwrap(), Some(b"updated".to_vec()));
+            assert_eq!(store.get(T, b"deleted").unwrap(), None);
+            assert_eq!(store.get(T, b"alone").unwrap(), Some(b"3".to_vec()));
+            for n in 0..3u8 {
+                assert_eq!(store.get(T, &[b'n', n]).unwrap(), Some(vec![n]));
+            }
+            assert_eq!(store.scan_log(LOG).unwrap(), vec![b"first".to_vec(), vec![0], vec![1], vec![2]]);
+        }
+    }
+
+    #[test]
+    fn large_keyed_writes_are_fsynced_by_fjall_and_let_redone_segments_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = Store::open(&path, &[T]).unwrap();
+        let mut b = WriteBatch::new();
+        b.put(T, b"small".to_vec(), b"1".to_vec());
+        b.record(LOG, b"a".to_vec());
+        store.commit(b).unwrap();
+        let mut b = WriteBatch::new();
+        b.put(T, b"large".to_vec(), vec![7u8; journal::REDO_BYTES_MAX + 1]);
+        store.commit(b).unwrap();
+        drop(store);
+        let store = Store::open(&path, &[T]).unwrap();
+        assert_eq!(store.get(T, b"small").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(store.get(T, b"large").unwrap().map(|v| v.len()), Some(journal::REDO_BYTES_MAX + 1));
     }
 
     #[test]
