@@ -93,6 +93,7 @@ impl BankService {
         let mut batch = WriteBatch::new();
         let mut deltas = Vec::new();
         let mut redeemed = Vec::new();
+        let mut delivered = Vec::with_capacity(txs.len());
         for ((tx, _), verdict) in txs.iter().zip(verdicts) {
             let Ok((ids, _)) = verdict else {
                 // Certified at the notary, refused here: the tokens stay unusable until the
@@ -112,6 +113,7 @@ impl BankService {
             dtenge_node::archive(&[self.id()], &ids.tx_id, tx, &mut batch)
                 .unwrap_or_else(|e| panic!("a transaction cannot be archived: {e}"));
             deltas.push(delta);
+            delivered.push(ids.tx_id);
         }
         inner.inbound.plan_applied(&from, seq, &mut batch);
         let durable = self.commit_async(inner, batch);
@@ -120,7 +122,7 @@ impl BankService {
         inner.stats.deliveries_applied += txs.len() as u64;
         inner.inbound.applied(&from, seq);
         let sends = Vec::new();
-        Some(AfterCommit { durable, answered, sends, ack: Some((from, seq)), delivery_applied: true })
+        Some(AfterCommit { durable, answered, sends, ack: Some((from, seq)), delivered: Some(delivered) })
     }
 
     pub(crate) fn ack(&self, to: &RoleId, seq: u64) {

@@ -49,6 +49,7 @@
 
 #![forbid(unsafe_code)]
 
+mod applied;
 mod cards;
 mod claims;
 mod conversion;
@@ -65,6 +66,7 @@ mod submit;
 mod verify;
 mod vouchers;
 
+pub use applied::{AppliedFuture, APPLIED_RECENT_MAX};
 pub use claims::{claim_of, AccountKey, Opening, CLAIMS_IN_FLIGHT_MAX};
 pub use figures::{AtSeq, Figures, Progress, APPLIED_KEPT_MAX};
 pub use hold::{HOLDS_IN_FLIGHT_MAX, HOLD_BATCH_BIT, HOLD_TABLE};
@@ -88,7 +90,7 @@ use dtenge_node::{Account, NodeMeta, NodeState};
 use dtenge_store::{Store, WriteBatch};
 use dtenge_transport::Transport;
 use dtenge_wire::{Envelope, Message, RoleId};
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 use state::Inner;
 use std::sync::Arc;
 use submit::Submission;
@@ -184,8 +186,9 @@ pub(crate) struct AfterCommit {
     pub(crate) sends: Vec<dtenge_delivery::Planned>,
     /// The delivery the commit applied, acknowledged once it is durable.
     pub(crate) ack: Option<(RoleId, u64)>,
-    /// The commit applied a delivery of certified transactions ([`BankService::deliveries_applied`]).
-    pub(crate) delivery_applied: bool,
+    /// The commit applied a delivery of certified transactions, these ones
+    /// ([`BankService::applied`]).
+    pub(crate) delivered: Option<Vec<TxId>>,
 }
 
 /// A transaction's answer, sent to whoever waits for it once its commit is durable.
@@ -272,17 +275,9 @@ pub struct BankService {
     inner: figures::RoleLock,
     /// Who the bank is: fixed at genesis, read by monitoring without the lock.
     meta: NodeMeta,
-    /// Deliveries of certified transactions applied since the bank opened, and a wake-up for
-    /// whoever waits for the next one (a gateway that answers once a payee's bank applied a
-    /// payment), so that no one polls the bank's lock.
-    deliveries_applied: (Mutex<Deliveries>, Condvar),
-}
-
-/// Deliveries applied, and the tasks awaiting the next one ([`BankService::poll_delivery_after`]).
-#[derive(Default)]
-struct Deliveries {
-    applied: u64,
-    wakers: Vec<std::task::Waker>,
+    /// The transactions applied lately from deliveries, and who waits for one (a gateway
+    /// that answers once a payee's bank holds a payment), so that no one polls the bank's lock.
+    applied: applied::Applied,
 }
 
 impl BankService {
@@ -326,7 +321,7 @@ impl BankService {
             queue: Mutex::new(Vec::new()),
             inner: figures::RoleLock::new(inner),
             meta,
-            deliveries_applied: (Mutex::new(Deliveries::default()), Condvar::new()),
+            applied: applied::Applied::default(),
         })
     }
 
@@ -380,42 +375,20 @@ impl BankService {
 
     /// Deliveries of certified transactions applied since the bank opened.
     pub fn deliveries_applied(&self) -> u64 {
-        self.deliveries_applied.0.lock().applied
+        self.applied.deliveries()
     }
 
-    /// Wait until a delivery is applied after the `seen`-th ([`BankService::deliveries_applied`]),
-    /// at most `timeout`.
-    pub fn wait_for_delivery_after(&self, seen: u64, timeout: std::time::Duration) {
-        let mut deliveries = self.deliveries_applied.0.lock();
-        if deliveries.applied == seen {
-            self.deliveries_applied.1.wait_for(&mut deliveries, timeout);
-        }
+    /// Ready once the bank has applied `tx_id` from a delivery and the commit is durable (or
+    /// did so lately: the last [`APPLIED_RECENT_MAX`] transactions delivered are
+    /// remembered). Only that transaction's delivery wakes the task.
+    pub fn applied(&self, tx_id: TxId) -> AppliedFuture<'_> {
+        AppliedFuture::new(&self.applied, tx_id)
     }
 
-    /// [`BankService::wait_for_delivery_after`] for a task: ready once a delivery is applied
-    /// after the `seen`-th, else the task is woken by the next one.
-    pub fn poll_delivery_after(&self, seen: u64, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        let mut deliveries = self.deliveries_applied.0.lock();
-        if deliveries.applied != seen {
-            return std::task::Poll::Ready(());
-        }
-        // Bounded by the tasks waiting (the gateway's requests in flight): every delivery
-        // takes them all.
-        deliveries.wakers.push(cx.waker().clone());
-        std::task::Poll::Pending
-    }
-
-    /// Count a delivery applied and wake whoever waits for one.
-    fn delivery_applied(&self) {
-        let wakers = {
-            let mut deliveries = self.deliveries_applied.0.lock();
-            deliveries.applied += 1;
-            std::mem::take(&mut deliveries.wakers)
-        };
-        self.deliveries_applied.1.notify_all();
-        for waker in wakers {
-            waker.wake();
-        }
+    /// [`BankService::applied`] for a thread: block until then, at most `timeout`; whether
+    /// it was applied.
+    pub fn wait_applied(&self, tx_id: &TxId, timeout: std::time::Duration) -> bool {
+        self.applied.wait(tx_id, timeout)
     }
 
     pub fn stats(&self) -> BankStats {
@@ -590,7 +563,7 @@ impl BankService {
     /// flight, and a transaction in the outbox (a resubmission waits for its answer), until
     /// then. A failed commit stops the role (its restart reads what the disk holds).
     pub(crate) fn finish_commit(&self, after: AfterCommit, now_ms: u64) {
-        let AfterCommit { durable, answered, sends, ack, delivery_applied } = after;
+        let AfterCommit { durable, answered, sends, ack, delivered } = after;
         let durable = durable.wait();
         let mut inner = self.inner.lock();
         if durable.is_err() {
@@ -625,8 +598,8 @@ impl BankService {
         if let Some((to, seq)) = ack {
             self.ack(&to, seq);
         }
-        if delivery_applied {
-            self.delivery_applied();
+        if let Some(txs) = delivered {
+            self.applied.delivered(&txs);
         }
     }
 

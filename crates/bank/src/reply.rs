@@ -40,7 +40,7 @@ impl BankService {
         let sends = std::mem::take(&mut planned.sends);
         let seq = reply.certificate.map(|c| c.seq);
         let answered = self.apply_reply(inner, (reply.batch, seq), pending, checked, planned);
-        Some(AfterCommit { durable, answered, sends, ack: None, delivery_applied: false })
+        Some(AfterCommit { durable, answered, sends, ack: None, delivered: None })
     }
 
     /// The reply belongs to this batch and its certificate and proofs hold; `None` when it

@@ -386,46 +386,42 @@ impl Platform {
     /// is committed either way: past the wait the receipt is answered, and the delivery
     /// arrives later (it is sent until it is acknowledged).
     fn await_delivery<'a>(&self, node_id: &str, tx_id: &TxId, payees: impl IntoIterator<Item = &'a Party>) {
-        let mut waiting = other_banks(node_id, payees);
         let deadline = std::time::Instant::now() + ANSWER_WAIT;
-        // Bounded: each round waits for a delivery applied at a payee's bank, until the deadline.
-        loop {
-            let owed = self.owed(waiting, tx_id);
-            let now = std::time::Instant::now();
-            let (Some((payee, seen)), true) = (owed.first(), now < deadline) else { return };
-            // The first payee's bank still owes it: wait for its next delivery (no polling).
-            let Ok(bank) = self.bank(&payee.bank) else { return };
-            bank.service().wait_for_delivery_after(*seen, deadline - now);
-            waiting = owed.into_iter().map(|(p, _)| p).collect();
+        // Bounded by the payees' banks; each wait only for this transaction's delivery.
+        for payee in other_banks(node_id, payees) {
+            let Ok(bank) = self.bank(&payee.bank) else { continue };
+            if self.has_applied(&payee.bank, &payee.client_id, tx_id) {
+                continue;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if !bank.service().wait_applied(tx_id, left) {
+                return;
+            }
         }
     }
 
     /// [`Platform::await_delivery`] for a task: the same wait, on the payee banks' wake-ups
-    /// instead of a thread's condition variable.
+    /// for this transaction instead of a thread's.
     async fn await_delivery_async(&self, node_id: &str, tx_id: &TxId, payees: &[Party]) {
-        let mut waiting = other_banks(node_id, payees);
         let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
-        loop {
-            let owed = self.owed(waiting, tx_id);
-            let Some((payee, seen)) = owed.first() else { return };
-            let Ok(bank) = self.bank(&payee.bank) else { return };
-            let next = std::future::poll_fn(|cx| bank.service().poll_delivery_after(*seen, cx));
-            if tokio::time::timeout_at(deadline, next).await.is_err() {
+        for payee in other_banks(node_id, payees) {
+            let Ok(bank) = self.bank(&payee.bank) else { continue };
+            // The bank's memory of recent deliveries first: no lock of the bank's when it is there.
+            let mut applied = std::pin::pin!(bank.service().applied(*tx_id));
+            let ready = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::future::Future::poll(applied.as_mut(), cx).is_ready())
+            });
+            if ready.await {
+                continue;
+            }
+            // Applied before the bank's memory of recent deliveries reaches back (or not yet).
+            if self.has_applied(&payee.bank, &payee.client_id, tx_id) {
+                continue;
+            }
+            if tokio::time::timeout_at(deadline, applied).await.is_err() {
                 return;
             }
-            waiting = owed.into_iter().map(|(p, _)| p).collect();
         }
-    }
-
-    /// The payees whose banks have not applied `tx_id` yet, each with its bank's count of
-    /// deliveries applied, taken before the look, so that a delivery applied right after the
-    /// look still ends the wait for the next one.
-    fn owed<'a>(&self, waiting: Vec<&'a Party>, tx_id: &TxId) -> Vec<(&'a Party, u64)> {
-        let counted: Vec<(&Party, u64)> = waiting
-            .into_iter()
-            .map(|p| (p, self.bank(&p.bank).map_or(0, |b| b.service().deliveries_applied())))
-            .collect();
-        counted.into_iter().filter(|(p, _)| !self.has_applied(&p.bank, &p.client_id, tx_id)).collect()
     }
 
     /// Has `client_id`'s bank applied `tx_id` to its account (its history line)?
