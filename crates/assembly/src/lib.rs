@@ -269,6 +269,9 @@ pub struct Assembly {
     timed: Vec<JoinHandle<()>>,
     /// The inbox threads: stopped by closing the inboxes.
     inboxes: Vec<JoinHandle<()>>,
+    /// The banks' finishers (`dtenge_bank::BankService::pipeline`): stopped by closing their
+    /// queues once the inboxes have stopped, after finishing what they hold.
+    finishers: Vec<(Arc<dtenge_sync::Queue<dtenge_bank::Finish>>, JoinHandle<()>)>,
 }
 
 impl Assembly {
@@ -350,6 +353,7 @@ impl Assembly {
             stop: Arc::new(AtomicBool::new(false)),
             timed: Vec::new(),
             inboxes: Vec::new(),
+            finishers: Vec::new(),
         };
         assembly.spawn_threads(flushers)?;
         Ok(assembly)
@@ -414,6 +418,16 @@ impl Assembly {
             }),
         )?);
         for (bank, woken) in self.banks.iter().zip(flushers) {
+            // The bank's inbox goes on with the next message while a step's commit is written;
+            // its finisher waits for each commit, in order, and then sends what it owes.
+            let finisher = Arc::new(dtenge_sync::Queue::new(dtenge_bank::FINISH_QUEUE_MAX));
+            bank.service.pipeline(finisher.clone());
+            let service = bank.service.clone();
+            let queue = finisher.clone();
+            self.finishers.push((
+                finisher,
+                spawn(format!("finish:{}", bank.id()), Box::new(move || finish_in_order(&service, &queue)))?,
+            ));
             let (service, inbox, now) = (bank.service.clone(), net.register(bank.service.role()), clock.clone());
             let flusher = bank.clone();
             self.inboxes.push(spawn(
@@ -655,6 +669,10 @@ impl Assembly {
         for handle in self.inboxes.drain(..) {
             let _ = handle.join();
         }
+        for (queue, handle) in self.finishers.drain(..) {
+            queue.close();
+            let _ = handle.join();
+        }
     }
 }
 
@@ -675,6 +693,17 @@ fn stop_on_panic(thread: &str, work: Box<dyn FnOnce() + Send>) {
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).is_err() {
         eprintln!("{thread}: a panic on a role's thread stops the process; restart to recover from the disk");
         std::process::abort();
+    }
+}
+
+/// A bank's finisher: what its inbox's steps owe, done in order once each is durable, until
+/// the queue is closed and empty.
+fn finish_in_order(service: &BankService, queue: &dtenge_sync::Queue<dtenge_bank::Finish>) {
+    let mut steps = Vec::with_capacity(64);
+    while queue.take(64, &mut steps) {
+        for step in steps.drain(..) {
+            service.finish(step);
+        }
     }
 }
 

@@ -28,8 +28,11 @@ impl BankService {
         match inner.inbound.accept(&from, deliver.seq) {
             dtenge_delivery::Accept::Apply => {}
             dtenge_delivery::Accept::Duplicate { ack } => {
-                self.ack(&from, ack);
-                return None;
+                // Acknowledged after the commit of the first copy (a step before this one,
+                // perhaps not durable yet: see `BankService::pipeline`).
+                let durable = self.store_ready();
+                let (answered, sends) = (Vec::new(), Vec::new());
+                return Some(AfterCommit { durable, answered, sends, ack: Some((from, ack)), delivered: None });
             }
             dtenge_delivery::Accept::Early => return None,
         }

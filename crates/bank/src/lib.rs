@@ -178,7 +178,7 @@ impl Reply {
 }
 
 /// What a commit made under the role's lock owes once durable ([`BankService::finish_commit`]).
-pub(crate) struct AfterCommit {
+pub struct AfterCommit {
     pub(crate) durable: dtenge_store::PendingCommit,
     /// The transactions answered by the commit.
     pub(crate) answered: Vec<TxAnswer>,
@@ -190,6 +190,17 @@ pub(crate) struct AfterCommit {
     /// ([`BankService::applied`]).
     pub(crate) delivered: Option<Vec<TxId>>,
 }
+
+/// What the bank's inbox hands to its finisher ([`BankService::pipeline`]).
+pub enum Finish {
+    /// A step's commit: waited for, then what it owes is done ([`BankService::finish_commit`]).
+    After(AfterCommit, u64),
+    /// Answered once every step handed over before is finished.
+    Barrier(dtenge_sync::oneshot::Sender<()>),
+}
+
+/// Most steps handed to a bank's finisher and not finished; the inbox waits beyond it.
+pub const FINISH_QUEUE_MAX: usize = 1_024;
 
 /// A transaction's answer, sent to whoever waits for it once its commit is durable.
 pub(crate) struct TxAnswer {
@@ -278,6 +289,9 @@ pub struct BankService {
     /// The transactions applied lately from deliveries, and who waits for one (a gateway
     /// that answers once a payee's bank holds a payment), so that no one polls the bank's lock.
     applied: applied::Applied,
+    /// Where the inbox hands its steps' commits when they are pipelined
+    /// ([`BankService::pipeline`]); unset, each step waits for its own.
+    finisher: std::sync::OnceLock<Arc<dtenge_sync::Queue<Finish>>>,
 }
 
 impl BankService {
@@ -322,6 +336,7 @@ impl BankService {
             inner: figures::RoleLock::new(inner),
             meta,
             applied: applied::Applied::default(),
+            finisher: std::sync::OnceLock::new(),
         })
     }
 
@@ -504,6 +519,16 @@ impl BankService {
     /// under the role's lock, and what they owe once durable is done after it is released
     /// ([`BankService::finish_commit`]): readers and the flusher do not wait for the fsync.
     pub fn handle(&self, envelope: Envelope, now_ms: u64) {
+        let pipelined = matches!(
+            &envelope.message,
+            Message::NotarizeReply(_)
+                | Message::Deliver(Deliver { payload: dtenge_wire::Payload::Certified { .. }, .. })
+        );
+        if !pipelined {
+            // Handled whole, its answers sent by itself: only after what the steps before it
+            // owe is done, so that nothing it sends reflects a commit not yet durable.
+            self.finish_pending();
+        }
         let mut inner = self.inner.lock();
         if inner.failed {
             return;
@@ -519,13 +544,61 @@ impl BankService {
             }
             Message::Deliver(deliver) => self.on_deliver(&mut inner, from, deliver, now_ms),
             message => {
+                if pipelined {
+                    // A reply for holds or programmed spends: handled whole as well.
+                    drop(inner);
+                    self.finish_pending();
+                    inner = self.inner.lock();
+                    if inner.failed {
+                        return;
+                    }
+                }
                 self.handle_other(&mut inner, from, message, now_ms);
                 None
             }
         };
         drop(inner);
         if let Some(after) = after {
-            self.finish_commit(after, now_ms);
+            self.finish_or_hand_over(after, now_ms);
+        }
+    }
+
+    /// Pipeline this bank's inbox: its steps' commits go to `finisher`, whose consumer calls
+    /// [`BankService::finish`] for each in order, so that the inbox takes the next message
+    /// while the disk writes (its commit then joins the same group commit) instead of waiting
+    /// for each. Set once, before the inbox starts.
+    pub fn pipeline(&self, finisher: Arc<dtenge_sync::Queue<Finish>>) {
+        assert!(self.finisher.set(finisher).is_ok(), "a bank's inbox is pipelined once");
+    }
+
+    /// Do what one handed-over step owes (the finisher's consumer calls this, in order).
+    pub fn finish(&self, finish: Finish) {
+        match finish {
+            Finish::After(after, now_ms) => self.finish_commit(after, now_ms),
+            Finish::Barrier(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn finish_or_hand_over(&self, after: AfterCommit, now_ms: u64) {
+        match self.finisher.get() {
+            // A closed finisher (the platform stopping): done here, as unpipelined.
+            Some(finisher) => {
+                if let Err(Finish::After(after, now_ms)) = finisher.push(Finish::After(after, now_ms)) {
+                    self.finish_commit(after, now_ms);
+                }
+            }
+            None => self.finish_commit(after, now_ms),
+        }
+    }
+
+    /// Wait until the finisher has done everything handed to it before.
+    fn finish_pending(&self) {
+        let Some(finisher) = self.finisher.get() else { return };
+        let (done, finished) = dtenge_sync::oneshot::channel();
+        if finisher.push(Finish::Barrier(done)).is_ok() {
+            let _ = finished.recv();
         }
     }
 
@@ -568,6 +641,9 @@ impl BankService {
         let mut inner = self.inner.lock();
         if durable.is_err() {
             inner.failed = true;
+        }
+        if inner.failed {
+            // Nothing leaves a role whose store failed (a step before this one's, perhaps).
             return;
         }
         let me = self.role();
@@ -636,6 +712,12 @@ impl BankService {
     fn commit(&self, inner: &mut Inner, mut batch: WriteBatch) -> Result<()> {
         batch.append(std::mem::take(&mut inner.acked));
         self.store.commit(batch).inspect_err(|_| inner.failed = true)
+    }
+
+    /// A commit of nothing, durable at once: for a step that owes something after the steps
+    /// before it and writes nothing itself.
+    fn store_ready(&self) -> dtenge_store::PendingCommit {
+        self.store.commit_async(WriteBatch::new())
     }
 
     /// Hand a batch to the store's committer, with the deletions of acknowledged deliveries,
