@@ -524,7 +524,10 @@ impl BankService {
             Message::NotarizeReply(_)
                 | Message::Deliver(Deliver { payload: dtenge_wire::Payload::Certified { .. }, .. })
         );
-        if !pipelined {
+        // An acknowledgement sends nothing and writes only with a later commit: it needs no
+        // wait (and there is one for every delivery).
+        let sends_nothing = matches!(&envelope.message, Message::DeliverAck(_));
+        if !pipelined && !sends_nothing {
             // Handled whole, its answers sent by itself: only after what the steps before it
             // owe is done, so that nothing it sends reflects a commit not yet durable.
             self.finish_pending();
