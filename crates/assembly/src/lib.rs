@@ -9,6 +9,7 @@
 //! |---|---|
 //! | one per role: `inbox:<role>` | takes the role's envelopes in order and hands each to the role |
 //! | one per bank: `flush:<bank>` | woken by a submission, takes the bank's queue in batches ([`BankService::flush`]) |
+//! | one per bank: `finish:<bank>` | waits for the commits of the bank's inbox steps, in order, and sends what each owes ([`BankService::pipeline`]) |
 //! | `ticker` | every [`TICK_MS`], lets every role resend what was not answered in time |
 //! | `checkpoint:notary` | every [`CHECKPOINT_POLL_MS`], writes a checkpoint of the notary's unspent set when one is due |
 //!

@@ -410,11 +410,12 @@ impl BankService {
         self.inner.lock().stats
     }
 
-    /// Batches at the notary and deliveries not acknowledged: both zero once traffic stopped
-    /// and every message arrived.
+    /// Batches at the notary (or answered, their answers and deliveries not sent yet) and
+    /// deliveries not acknowledged (or applied, their acknowledgement not sent yet): both zero
+    /// once traffic stopped and every message arrived.
     pub fn outstanding(&self) -> (usize, usize) {
         let inner = self.inner.lock();
-        (inner.outbox.len(), inner.outbound.len())
+        (inner.outbox.len() + inner.finishing, inner.outbound.len())
     }
 
     /// Accounts waiting for the directory's answer.
@@ -560,6 +561,9 @@ impl BankService {
                 None
             }
         };
+        if after.is_some() {
+            inner.finishing += 1;
+        }
         drop(inner);
         if let Some(after) = after {
             self.finish_or_hand_over(after, now_ms);
@@ -642,6 +646,7 @@ impl BankService {
         let AfterCommit { durable, answered, sends, ack, delivered } = after;
         let durable = durable.wait();
         let mut inner = self.inner.lock();
+        inner.finishing = inner.finishing.checked_sub(1).expect("a step is finished once, after it was made");
         if durable.is_err() {
             inner.failed = true;
         }

@@ -328,6 +328,10 @@ pub(crate) struct Inner {
     /// Set when a durable commit failed: the store refuses every commit until the role is
     /// reopened, and the memory may no longer match the disk, so the role answers nothing.
     pub(crate) failed: bool,
+    /// Steps made (their commit handed over, their memory changed) whose answers, deliveries
+    /// and acknowledgements are not sent yet ([`crate::BankService::finish_commit`]): the
+    /// role is not quiet while one is.
+    pub(crate) finishing: usize,
     pub(crate) stats: BankStats,
     /// Where the running figures are published after each change ([`crate::figures`]).
     pub(crate) published: crate::figures::Publisher,
@@ -395,6 +399,7 @@ impl Inner {
             recent: VecDeque::new(),
             recent_index: HashMap::new(),
             failed: false,
+            finishing: 0,
             stats: BankStats::default(),
         })
     }
