@@ -724,7 +724,7 @@ impl BankService {
             }
             leg => leg,
         };
-        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: Some(leg), label: None })
+        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: Some(leg), label: None, owner_key: None })
     }
 
     /// The client a card of this bank is linked to.

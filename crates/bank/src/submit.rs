@@ -35,6 +35,9 @@ pub(crate) struct Admitted {
     pub(crate) card: Option<crate::cards::CardLeg>,
     /// A custodial payment's purpose and reference for the history (`label`).
     pub(crate) label: Option<crate::Label>,
+    /// The client's custodial key, when the transaction is still to be signed with it: signed
+    /// outside the bank's lock ([`BankService::attest_and_verify`]).
+    pub(crate) owner_key: Option<dtenge_core::crypto::SecretKey>,
 }
 
 impl BankService {
@@ -176,6 +179,7 @@ impl BankService {
                     fiat: Some(fiat),
                     card: None,
                     label: None,
+                    owner_key: None,
                 })
             }
             Request::Card(card) => Some(self.admit_card(inner, card, idem, answer)?),
@@ -285,7 +289,7 @@ impl BankService {
         inner.node.check_client_transaction_ids(&tx, &ids.inputs)?;
         let payee_banks = self.payee_banks(inner, tx.body.outputs.iter().map(|o| &o.owner))?;
         inner.node.reserve_inputs(&ids.tx_id, &ids.inputs)?;
-        Ok(Some(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: None, label: None }))
+        Ok(Some(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: None, label: None, owner_key: None }))
     }
 
     fn admit_payment(
@@ -302,9 +306,12 @@ impl BankService {
         // refused for good while its bank was blocked, asked again after the block is lifted,
         // would otherwise be the same transaction, with the same inputs, refused again.
         let nonce = inner.cards.next_nonce();
-        let tx = inner.node.prepare_payment(client_id, payees, issuer, nonce)?;
+        // Signed outside the lock, and attested with the batch (`attest_and_verify`): two
+        // signatures per payment fewer under the lock the inbox needs too.
+        let (tx, key) = inner.node.prepare_payment_unsigned(client_id, payees, issuer, nonce)?;
         let ids = TxIds::of(&tx)?;
-        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: None, label: None })
+        let owner_key = Some(key);
+        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: None, label: None, owner_key })
     }
 
     /// The account a phone transfer pays: the directory's answer, found now.
@@ -363,6 +370,11 @@ impl BankService {
             return Vec::new();
         }
         let ids: Vec<TxId> = candidates.iter().map(|c| c.ids.tx_id).collect();
+        for candidate in candidates.iter_mut() {
+            if let Some(key) = candidate.owner_key.take() {
+                candidate.tx.sign_owner(&key);
+            }
+        }
         {
             let mut txs: Vec<&mut Transaction> = candidates.iter_mut().map(|c| &mut c.tx).collect();
             Transaction::attest_batch_ids(&mut txs, &ids, &self.key);

@@ -341,7 +341,7 @@ impl BankService {
             None => format!("event {}", event.event_id),
         };
         let leg = CardLeg::Voucher { program_id: program.id, event_id: event.event_id, reference };
-        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: Some(leg), label: None })
+        Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: Some(leg), label: None, owner_key: None })
     }
 }
 

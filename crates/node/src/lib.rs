@@ -766,13 +766,29 @@ impl NodeState {
         issuer: Address,
         nonce: u64,
     ) -> Result<Transaction> {
+        let (mut tx, key) = self.prepare_payment_unsigned(client_id, payees, issuer, nonce)?;
+        tx.sign_owner(&key);
+        tx.attest(&self.key);
+        Ok(tx)
+    }
+
+    /// [`NodeState::prepare_payment`] without the signatures: the inputs are chosen and
+    /// reserved, and the client's custodial key is returned for the caller to sign with later
+    /// (a bank signs outside its lock, and attests a whole batch with one signature).
+    pub fn prepare_payment_unsigned(
+        &mut self,
+        client_id: &str,
+        payees: &[(Address, Amount)],
+        issuer: Address,
+        nonce: u64,
+    ) -> Result<(Transaction, SecretKey)> {
         ensure!(!payees.is_empty(), MalformedInput, "a payment needs at least one payee");
         for (_, amount) in payees {
             ensure!(!amount.is_zero(), MalformedInput, "payment amounts must be positive");
         }
         let total = Amount::sum(payees.iter().map(|(_, a)| *a))?;
         let outputs = payees.iter().map(|(to, amount)| Output::standard(*amount, *to, issuer)).collect();
-        self.prepare(client_id, Command::Transfer, total, outputs, issuer, nonce)
+        self.prepare_unsigned(client_id, Command::Transfer, total, outputs, issuer, nonce)
     }
 
     /// Build a redemption of `amount` from the node's own account (the NBK must attest too).
@@ -785,10 +801,27 @@ impl NodeState {
         client_id: &str,
         command: Command,
         total: Amount,
-        mut outputs: Vec<Output>,
+        outputs: Vec<Output>,
         issuer: Address,
         nonce: u64,
     ) -> Result<Transaction> {
+        let (mut tx, key) = self.prepare_unsigned(client_id, command, total, outputs, issuer, nonce)?;
+        tx.sign_owner(&key);
+        tx.attest(&self.key);
+        Ok(tx)
+    }
+
+    /// Choose and reserve the inputs of a transaction from `client_id`'s account; returns it
+    /// unsigned, with the key its owner signs with.
+    fn prepare_unsigned(
+        &mut self,
+        client_id: &str,
+        command: Command,
+        total: Amount,
+        mut outputs: Vec<Output>,
+        issuer: Address,
+        nonce: u64,
+    ) -> Result<(Transaction, SecretKey)> {
         let state = self.account_state(client_id)?;
         let candidates: Vec<(TokenId, Amount)> = state
             .tokens
@@ -836,16 +869,15 @@ impl NodeState {
         }
         let inputs: Vec<Input> =
             selection.chosen.iter().map(|&i| self.tokens[&candidates[i].0].input.clone()).collect();
-        let mut tx = Transaction::new(TxBody { command, inputs, outputs, nonce });
-        tx.sign_owner(&key);
-        tx.attest(&self.key);
+        let tx = Transaction::new(TxBody { command, inputs, outputs, nonce });
+        // The id is the body's: the signatures made later do not change it.
         let tx_id = tx.id();
         for &i in &selection.chosen {
             let holding =
                 self.tokens.get_mut(&candidates[i].0).expect("chosen from the tokens held, under the same borrow");
             holding.reserved_by = Some(tx_id);
         }
-        Ok(tx)
+        Ok((tx, key))
     }
 
     /// The tokens a client may spend now (not reserved), with their preimages: what a client
