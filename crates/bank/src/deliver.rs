@@ -23,6 +23,7 @@ impl BankService {
         inner: &mut Inner,
         from: RoleId,
         deliver: Deliver,
+        checked: Option<Delivered>,
         now_ms: u64,
     ) -> Option<AfterCommit> {
         match inner.inbound.accept(&from, deliver.seq) {
@@ -38,7 +39,8 @@ impl BankService {
         }
         match deliver.payload {
             Payload::Certified { certificate, txs } => {
-                return self.on_certified(inner, from, deliver.seq, &certificate, &txs, now_ms)
+                let checked = checked.unwrap_or_else(|| self.check_certified(&certificate, &txs));
+                return self.on_certified(inner, from, deliver.seq, &certificate, &txs, checked, now_ms);
             }
             Payload::Decision(decision) if from == RoleId::Central => {
                 self.on_decision(inner, from, deliver.seq, decision)
@@ -70,22 +72,21 @@ impl BankService {
         self.ack(&from, seq);
     }
 
-    fn on_certified(
+    /// A certified delivery's checks that need none of the bank's state (the certificate's
+    /// signature, each transaction's proof, stateless rules and attestations): made before
+    /// the role's lock is taken, so that its Ed25519 checks do not hold up the bank's other
+    /// steps.
+    pub(crate) fn check_certified(
         &self,
-        inner: &mut Inner,
-        from: RoleId,
-        seq: u64,
         certificate: &CommitCertificate,
         txs: &[(Transaction, CommitProof)],
-        now_ms: u64,
-    ) -> Option<AfterCommit> {
+    ) -> Delivered {
         // A certified transaction completes whatever the operator decided since: a block
         // applies to what starts after it (the notary spends nothing new for a blocked bank).
         let mut anchors = self.anchors.read().clone();
         anchors.blocked.clear();
         if certificate.verify_signature(&anchors.notary).is_err() {
-            inner.stats.deliveries_rejected += txs.len() as u64;
-            return None;
+            return Delivered::NotByTheNotary;
         }
         let (mut memo, mut certified) = (InnerMemo::default(), InnerMemo::default());
         let mut verdicts: Vec<Result<(TxIds, Vec<SignatureItem>)>> = txs
@@ -93,6 +94,28 @@ impl BankService {
             .map(|(tx, proof)| check_delivered(&anchors, certificate, tx, proof, (&mut memo, &mut certified)))
             .collect();
         verify_all(&mut verdicts, |(_, items)| items, &self.key_cache);
+        Delivered::Checked(verdicts)
+    }
+
+    #[allow(clippy::too_many_arguments)] // The delivery's parts, as `on_deliver` took them apart.
+    fn on_certified(
+        &self,
+        inner: &mut Inner,
+        from: RoleId,
+        seq: u64,
+        certificate: &CommitCertificate,
+        txs: &[(Transaction, CommitProof)],
+        checked: Delivered,
+        now_ms: u64,
+    ) -> Option<AfterCommit> {
+        let verdicts = match checked {
+            Delivered::NotByTheNotary => {
+                inner.stats.deliveries_rejected += txs.len() as u64;
+                return None;
+            }
+            Delivered::Checked(verdicts) => verdicts,
+        };
+        assert_eq!(verdicts.len(), txs.len(), "a verdict per delivered transaction");
         let mut batch = WriteBatch::new();
         let mut deltas = Vec::new();
         let mut redeemed = Vec::new();
@@ -145,6 +168,14 @@ impl BankService {
             outbound.forget(from, seq);
         }
     }
+}
+
+/// A certified delivery, checked ([`BankService::check_certified`]).
+pub(crate) enum Delivered {
+    /// The certificate is not signed by the notary's key: nothing is applied.
+    NotByTheNotary,
+    /// Per transaction, its ids and the signatures verified, or why it is refused.
+    Checked(Vec<Result<(TxIds, Vec<SignatureItem>)>>),
 }
 
 /// What a delivered transaction is, in the history: an issue from the NBK, a redemption, or a

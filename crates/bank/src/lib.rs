@@ -533,21 +533,32 @@ impl BankService {
             // owe is done, so that nothing it sends reflects a commit not yet durable.
             self.finish_pending();
         }
+        // The signatures first, without the role's lock (they need none of its state).
+        let signed = match &envelope.message {
+            Message::NotarizeReply(reply) => Some(reply::Signed::of(reply, &self.anchors.read().notary)),
+            _ => None,
+        };
+        let delivered = match &envelope.message {
+            Message::Deliver(Deliver { payload: dtenge_wire::Payload::Certified { certificate, txs }, .. }) => {
+                Some(self.check_certified(certificate, txs))
+            }
+            _ => None,
+        };
         let mut inner = self.inner.lock();
         if inner.failed {
             return;
         }
         let from = envelope.from;
-        let after = match envelope.message {
-            Message::NotarizeReply(reply)
+        let after = match (envelope.message, signed) {
+            (Message::NotarizeReply(reply), Some(signed))
                 if from == RoleId::Notary
                     && !inner.spends.has_batch(reply.batch)
                     && !hold::is_hold_batch(reply.batch) =>
             {
-                self.on_reply(&mut inner, reply, now_ms)
+                self.on_reply(&mut inner, reply, signed, now_ms)
             }
-            Message::Deliver(deliver) => self.on_deliver(&mut inner, from, deliver, now_ms),
-            message => {
+            (Message::Deliver(deliver), _) => self.on_deliver(&mut inner, from, deliver, delivered, now_ms),
+            (message, _) => {
                 if pipelined {
                     // A reply for holds or programmed spends: handled whole as well.
                     drop(inner);
