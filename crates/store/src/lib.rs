@@ -901,7 +901,7 @@ mod tests {
     }
 
     #[test]
-    fn large_keyed_writes_are_fsynced_by_fjall_and_let_redone_segments_go() {
+    fn large_keyed_writes_take_fjalls_fsynced_path_beside_redone_ones() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         let store = Store::open(&path, &[T]).unwrap();
