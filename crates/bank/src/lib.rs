@@ -199,6 +199,19 @@ pub enum Finish {
     Barrier(dtenge_sync::oneshot::Sender<()>),
 }
 
+/// How the bank's inbox takes a message ([`BankService::handle`]).
+enum Taking {
+    /// A notary's answer to a payment batch, its certificate checked: pipelined.
+    Reply(reply::Signed),
+    /// A certified delivery, checked: pipelined.
+    Delivery(deliver::Delivered),
+    /// An acknowledgement: it sends nothing and writes only with a later commit, so it needs
+    /// no wait for the finisher (and there is one for every delivery).
+    Ack,
+    /// Handled whole, after the finisher has done what the steps before owe.
+    Whole,
+}
+
 /// Most steps handed to a bank's finisher and not finished; the inbox waits beyond it.
 pub const FINISH_QUEUE_MAX: usize = 1_024;
 
@@ -520,54 +533,24 @@ impl BankService {
     /// under the role's lock, and what they owe once durable is done after it is released
     /// ([`BankService::finish_commit`]): readers and the flusher do not wait for the fsync.
     pub fn handle(&self, envelope: Envelope, now_ms: u64) {
-        let pipelined = matches!(
-            &envelope.message,
-            Message::NotarizeReply(_)
-                | Message::Deliver(Deliver { payload: dtenge_wire::Payload::Certified { .. }, .. })
-        );
-        // An acknowledgement sends nothing and writes only with a later commit: it needs no
-        // wait (and there is one for every delivery).
-        let sends_nothing = matches!(&envelope.message, Message::DeliverAck(_));
-        if !pipelined && !sends_nothing {
+        let taking = self.taking(&envelope);
+        if matches!(taking, Taking::Whole) {
             // Handled whole, its answers sent by itself: only after what the steps before it
             // owe is done, so that nothing it sends reflects a commit not yet durable.
             self.finish_pending();
         }
-        // The signatures first, without the role's lock (they need none of its state).
-        let signed = match &envelope.message {
-            Message::NotarizeReply(reply) => Some(reply::Signed::of(reply, &self.anchors.read().notary)),
-            _ => None,
-        };
-        let delivered = match &envelope.message {
-            Message::Deliver(Deliver { payload: dtenge_wire::Payload::Certified { certificate, txs }, .. }) => {
-                Some(self.check_certified(certificate, txs))
-            }
-            _ => None,
-        };
         let mut inner = self.inner.lock();
         if inner.failed {
             return;
         }
         let from = envelope.from;
-        let after = match (envelope.message, signed) {
-            (Message::NotarizeReply(reply), Some(signed))
-                if from == RoleId::Notary
-                    && !inner.spends.has_batch(reply.batch)
-                    && !hold::is_hold_batch(reply.batch) =>
-            {
-                self.on_reply(&mut inner, reply, signed, now_ms)
+        let after = match (envelope.message, taking) {
+            (Message::NotarizeReply(reply), Taking::Reply(signed)) => self.on_reply(&mut inner, reply, signed, now_ms),
+            (Message::Deliver(deliver), Taking::Delivery(checked)) => {
+                self.on_deliver(&mut inner, from, deliver, Some(checked), now_ms)
             }
-            (Message::Deliver(deliver), _) => self.on_deliver(&mut inner, from, deliver, delivered, now_ms),
+            (Message::Deliver(deliver), _) => self.on_deliver(&mut inner, from, deliver, None, now_ms),
             (message, _) => {
-                if pipelined {
-                    // A reply for holds or programmed spends: handled whole as well.
-                    drop(inner);
-                    self.finish_pending();
-                    inner = self.inner.lock();
-                    if inner.failed {
-                        return;
-                    }
-                }
                 self.handle_other(&mut inner, from, message, now_ms);
                 None
             }
@@ -578,6 +561,23 @@ impl BankService {
         drop(inner);
         if let Some(after) = after {
             self.finish_or_hand_over(after, now_ms);
+        }
+    }
+
+    /// How the inbox takes `envelope`, with the signature checks that need none of the role's
+    /// state made here, before its lock is taken.
+    fn taking(&self, envelope: &Envelope) -> Taking {
+        match &envelope.message {
+            // A payment batch's answer (holds' and programmed spends' batch numbers have the
+            // hold bit: their answers are handled whole).
+            Message::NotarizeReply(reply) if envelope.from == RoleId::Notary && !hold::is_hold_batch(reply.batch) => {
+                Taking::Reply(reply::Signed::of(reply, &self.anchors.read().notary))
+            }
+            Message::Deliver(Deliver { payload: dtenge_wire::Payload::Certified { certificate, txs }, .. }) => {
+                Taking::Delivery(self.check_certified(certificate, txs))
+            }
+            Message::DeliverAck(_) => Taking::Ack,
+            _ => Taking::Whole,
         }
     }
 
