@@ -365,7 +365,11 @@ impl Assembly {
             let thread = name.clone();
             std::thread::Builder::new()
                 .name(name)
-                .spawn(move || stop_on_panic(&thread, work))
+                .spawn(move || {
+                    // Every role thread takes a queue in batches (`dtenge_sync::stage`).
+                    dtenge_sync::run_as_batch_stage();
+                    stop_on_panic(&thread, work)
+                })
                 .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start a role's thread: {e}")))
         };
         let (net, clock) = (self.net.clone(), self.clock.clone());

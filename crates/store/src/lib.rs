@@ -384,7 +384,11 @@ impl Store {
         let (committer_shared, queue) = (shared.clone(), jobs.clone());
         let committer = std::thread::Builder::new()
             .name("dtenge-committer".into())
-            .spawn(move || run_committer(&committer_shared, &queue))
+            .spawn(move || {
+                // A commit group grows while the committer waits its turn (`dtenge_sync::stage`).
+                dtenge_sync::run_as_batch_stage();
+                run_committer(&committer_shared, &queue)
+            })
             .map_err(|e| storage_error("spawn committer", e))?;
         Ok(Store { engine: Engine::Fjall(FjallEngine { shared, jobs, committer: Some(committer) }) })
     }

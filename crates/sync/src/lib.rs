@@ -12,6 +12,7 @@
 //! - [`oneshot`]: one answer to one request, waited for by a thread
 //!   ([`oneshot::Receiver::recv_timeout`]) or awaited by a task (it is a `Future`).
 //! - [`Queue`]: a bounded many-to-one queue whose consumer takes everything waiting at once.
+//! - [`run_as_batch_stage`]: the scheduling class of the threads that take those queues.
 //!
 //! The error types are crossbeam's, so that callers that matched on a channel's errors keep
 //! their words.
@@ -22,6 +23,9 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub mod oneshot;
+mod stage;
+
+pub use stage::{is_batch_stage, run_as_batch_stage};
 
 /// Something an answer can be waited for on, at most `timeout`: a one-shot answer or a
 /// channel, so that one helper waits on either.
