@@ -9,6 +9,7 @@
 //! - the merchant's bank learns of a purchase on its delivery stream, after the answer (its
 //!   merchant's bank money, converting, with it): a refund asked at once waits for it.
 
+use super::payments::party_at;
 use super::programmed::await_record;
 use super::Idem;
 use super::{idem_key, Platform, ANSWER_WAIT};
@@ -57,6 +58,11 @@ impl Platform {
             mode: role_mode(request.mode),
         };
         let record = self.assembly.card_purchase(&purchase, idem_key(idem), ANSWER_WAIT)?;
+        // A purchase in DT pays the merchant; one converted to fiat pays the buyer's bank.
+        if matches!(record.mode, RoleMode::Dt) {
+            let merchant = (record.merchant_bank.as_str(), record.merchant_client.as_str());
+            self.await_delivery(&record.buyer_bank, &record.tx_id, [merchant]);
+        }
         Ok(purchase_of(&record))
     }
 
@@ -97,6 +103,7 @@ impl Platform {
                 (tx_id, self.party_of(&record.buyer_bank, OWN_ACCOUNT)?)
             }
         };
+        self.await_delivery(&from.bank, &tx_id, [party_at(&buyer)]);
         Ok(Receipt {
             tx_id,
             purpose: Purpose::CardRefund,
@@ -206,6 +213,7 @@ impl Platform {
         };
         let paid = self.assembly.voucher_event(event, ANSWER_WAIT)?;
         let program = program_of(&program);
+        self.await_delivery(&program.payer.bank, &paid.tx_id, [party_at(&program.payee)]);
         Ok(Receipt {
             tx_id: paid.tx_id,
             purpose: Purpose::Voucher,

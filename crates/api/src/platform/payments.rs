@@ -11,6 +11,7 @@
 use super::Idem;
 use super::{checked_key, unanswered, wait, Platform, ANSWER_WAIT};
 use crate::types::{Payee, Receipt, RegistryLineResult, RegistryReport, RegistryRequest, TransferRequest};
+use dtenge_assembly::ClientAt;
 use dtenge_bank::{Committed, Label, Request};
 use dtenge_core::crypto::Address;
 use dtenge_core::money::Amount;
@@ -181,7 +182,7 @@ impl Platform {
         };
         if let Some(tx_id) = &tx_id {
             let payees = results.iter().filter(|r| r.paid).filter_map(|r| r.recipient.as_ref());
-            self.await_delivery(node_id, tx_id, payees);
+            self.await_delivery(node_id, tx_id, payees.map(party_at));
         }
         Ok((tx_id, results))
     }
@@ -385,12 +386,17 @@ impl Platform {
     /// in one commit; the roles answer the payer when its bank applied its side). The payment
     /// is committed either way: past the wait the receipt is answered, and the delivery
     /// arrives later (it is sent until it is acknowledged).
-    fn await_delivery<'a>(&self, node_id: &str, tx_id: &TxId, payees: impl IntoIterator<Item = &'a Party>) {
+    pub(crate) fn await_delivery<'a>(
+        &self,
+        node_id: &str,
+        tx_id: &TxId,
+        payees: impl IntoIterator<Item = ClientAt<'a>>,
+    ) {
         let deadline = std::time::Instant::now() + ANSWER_WAIT;
         // Bounded by the payees' banks; each wait only for this transaction's delivery.
-        for payee in other_banks(node_id, payees) {
-            let Ok(bank) = self.bank(&payee.bank) else { continue };
-            if self.has_applied(&payee.bank, &payee.client_id, tx_id) {
+        for (payee_bank, payee_client) in other_banks(node_id, payees) {
+            let Ok(bank) = self.bank(payee_bank) else { continue };
+            if self.has_applied(payee_bank, payee_client, tx_id) {
                 continue;
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -404,8 +410,8 @@ impl Platform {
     /// for this transaction instead of a thread's.
     async fn await_delivery_async(&self, node_id: &str, tx_id: &TxId, payees: &[Party]) {
         let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
-        for payee in other_banks(node_id, payees) {
-            let Ok(bank) = self.bank(&payee.bank) else { continue };
+        for (payee_bank, payee_client) in other_banks(node_id, payees.iter().map(party_at)) {
+            let Ok(bank) = self.bank(payee_bank) else { continue };
             // The bank's memory of recent deliveries first: no lock of the bank's when it is there.
             let mut applied = std::pin::pin!(bank.service().applied(*tx_id));
             let ready = std::future::poll_fn(|cx| {
@@ -415,7 +421,7 @@ impl Platform {
                 continue;
             }
             // Applied before the bank's memory of recent deliveries reaches back (or not yet).
-            if self.has_applied(&payee.bank, &payee.client_id, tx_id) {
+            if self.has_applied(payee_bank, payee_client, tx_id) {
                 continue;
             }
             if tokio::time::timeout_at(deadline, applied).await.is_err() {
@@ -445,11 +451,11 @@ impl Platform {
 
 /// One payee per bank other than the payer's `node_id`: a bank applies a delivered
 /// transaction whole, in one commit.
-fn other_banks<'a>(node_id: &str, payees: impl IntoIterator<Item = &'a Party>) -> Vec<&'a Party> {
-    let mut waiting: Vec<&Party> = Vec::new();
-    for payee in payees {
-        if payee.bank != node_id && !waiting.iter().any(|w| w.bank == payee.bank) {
-            waiting.push(payee);
+fn other_banks<'a>(node_id: &str, payees: impl IntoIterator<Item = ClientAt<'a>>) -> Vec<ClientAt<'a>> {
+    let mut waiting: Vec<ClientAt<'a>> = Vec::new();
+    for (bank, client) in payees {
+        if bank != node_id && !waiting.iter().any(|(w, _)| *w == bank) {
+            waiting.push((bank, client));
         }
     }
     waiting
@@ -538,7 +544,7 @@ impl<T> Staged<T> {
             Staged::Submitted(submitted) => submitted,
         };
         let committed = wait(&submitted.answer)?;
-        platform.await_delivery(&submitted.node_id, &committed.tx_id, &submitted.payees);
+        platform.await_delivery(&submitted.node_id, &committed.tx_id, submitted.payees.iter().map(party_at));
         (submitted.receipt)(platform, committed)
     }
 
@@ -556,4 +562,9 @@ impl<T> Staged<T> {
         platform.await_delivery_async(&submitted.node_id, &committed.tx_id, &submitted.payees).await;
         (submitted.receipt)(platform, committed)
     }
+}
+
+/// A party as its bank and client id, what a wait for its delivery needs.
+pub(crate) fn party_at(party: &Party) -> ClientAt<'_> {
+    (party.bank.as_str(), party.client_id.as_str())
 }

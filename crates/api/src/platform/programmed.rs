@@ -16,6 +16,7 @@
 //!   again with one answers the one registered when it matches; a marking asked again is a
 //!   second marking (it has no identity of its own to match).
 
+use super::payments::party_at;
 use super::Idem;
 use super::{idem_key, wait, Platform, ANSWER_WAIT};
 use crate::types::{
@@ -95,6 +96,7 @@ impl Platform {
             idem_key(idem),
         );
         let committed = wait(&answer)?;
+        self.await_delivery(node_id, &committed.tx_id, [at(&request.to)]);
         let oracle = self.assembly.oracle();
         let (marking, moved) = await_record(|| {
             let marking = oracle.marking(&request.marking_id)?;
@@ -199,6 +201,7 @@ impl Platform {
             let invoice = oracle.invoice(&request.invoice_id)?;
             Ok((invoice.paid_tx == Some(committed.tx_id)).then_some(invoice))
         })?;
+        self.await_delivery(node_id, &committed.tx_id, [party_at(&invoice.seller)]);
         let from_vat = vat_available.min(invoice.vat_tiyn);
         let from_standard = invoice.vat_tiyn.checked_sub(from_vat)?;
         Ok(InvoiceReceipt {
@@ -216,6 +219,9 @@ impl Platform {
         self.bank(node_id)?;
         let committed = wait(&self.assembly.pay_vat((node_id, &request.from), request.amount_tiyn, idem_key(idem)))?;
         let oracle = self.assembly.oracle();
+        if let Some(tax) = oracle.tax_account() {
+            self.await_delivery(node_id, &committed.tx_id, [party_at(&tax)]);
+        }
         await_record(|| Ok(oracle.vat_payments().into_iter().rev().find(|p| p.tx_id == committed.tx_id)))
     }
 
@@ -281,7 +287,11 @@ impl Platform {
             request.amount_tiyn,
             idem_key(idem),
         );
-        self.contract_receipt(&request.contract, &wait(&answer)?)
+        let committed = wait(&answer)?;
+        if let Ok(contract) = self.assembly.oracle().contract(&request.contract) {
+            self.await_delivery(node_id, &committed.tx_id, [party_at(&contract.recipient)]);
+        }
+        self.contract_receipt(&request.contract, &committed)
     }
 
     /// Convert DT received under a contract to the recipient's bank money, within the
@@ -351,6 +361,7 @@ impl Platform {
         let payees: Vec<_> = lines.iter().map(|s| (s.party.address, s.amount_tiyn)).collect();
         let total = Amount::sum(payees.iter().map(|(_, a)| *a))?;
         let committed = wait(&bank.split_payment(&request.from, &payees, idem_key(idem)))?;
+        self.await_delivery(node_id, &committed.tx_id, lines.iter().map(|line| party_at(&line.party)));
         Ok(SplitReceipt { tx_id: committed.tx_id, from: payer, total_tiyn: total, lines, at_unix_ms: self.now_ms() })
     }
 
