@@ -5,6 +5,8 @@
 use axum::http::{HeaderMap, Method};
 use dtenge_core::crypto::{hash_parts, Hash32};
 use dtenge_core::Error;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// The idempotency header.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -40,6 +42,29 @@ pub fn request_fingerprint(method: &Method, path: &str, body: &[u8]) -> Result<(
     Ok((fingerprint, value))
 }
 
+/// [`request_fingerprint`] for a route that decodes its body into a type `R`: one parse
+/// instead of two. The fingerprint hashes `R` encoded again as JSON (its fields in their
+/// declared order, no spacing), so the same request sent with other whitespace or key order is
+/// still the same request, as with [`request_fingerprint`]; so is one with a field `R` does not
+/// take, which the route ignores anyway. The path is part of it. Why: the hot routes
+/// (transfers, client-signed transactions) parsed the body into JSON values, wrote them back
+/// sorted and decoded the values again; for a signed transaction that took about a tenth of
+/// the gateway's CPU under load. An empty body counts as `null`.
+pub fn typed_request<R: DeserializeOwned + Serialize>(
+    method: &Method,
+    path: &str,
+    body: &[u8],
+) -> Result<(Hash32, R), Error> {
+    let raw: &[u8] = if body.is_empty() { b"null" } else { body };
+    let request: R = serde_json::from_slice(raw).map_err(|e| Error::malformed(format!("request body: {e}")))?;
+    let canonical = serde_json::to_vec(&request).map_err(|e| Error::internal(format!("canonical JSON: {e}")))?;
+    let fingerprint = hash_parts(
+        b"dtenge/idempotency/typed/v1",
+        &[method.as_str().as_bytes(), b" ", path.as_bytes(), b"\n", &canonical],
+    );
+    Ok((fingerprint, request))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +80,27 @@ mod tests {
         assert_ne!(a, request_fingerprint(&Method::PUT, "/v1/x", br#"{"a":1,"b":2}"#).unwrap().0);
         assert_eq!(request_fingerprint(&post, "/v1/x", b"").unwrap().1, serde_json::Value::Null);
         assert_eq!(request_fingerprint(&post, "/v1/x", b"{").unwrap_err().code, dtenge_core::ErrorCode::MalformedInput);
+    }
+
+    #[test]
+    fn the_typed_fingerprint_ignores_spacing_and_key_order_but_not_the_path_or_the_body() {
+        #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+        struct Body {
+            a: u32,
+            b: u32,
+        }
+        let post = Method::POST;
+        let (a, body) = typed_request::<Body>(&post, "/v1/x", br#"{"a":1,"b":2}"#).unwrap();
+        assert_eq!(body, Body { a: 1, b: 2 });
+        let (b, _) = typed_request::<Body>(&post, "/v1/x", b"{ \"b\": 2,\n \"a\": 1 }").unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, typed_request::<Body>(&post, "/v1/y", br#"{"a":1,"b":2}"#).unwrap().0);
+        assert_ne!(a, typed_request::<Body>(&post, "/v1/x", br#"{"a":1,"b":3}"#).unwrap().0);
+        assert_ne!(a, typed_request::<Body>(&Method::PUT, "/v1/x", br#"{"a":1,"b":2}"#).unwrap().0);
+        for bad in [&b""[..], b"{", br#"{"a":1}"#, br#"{"a":"1","b":2}"#] {
+            let refused = typed_request::<Body>(&post, "/v1/x", bad).unwrap_err();
+            assert_eq!(refused.code, dtenge_core::ErrorCode::MalformedInput, "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

@@ -167,7 +167,9 @@ pub fn check_structure(tx: &Transaction, authorities: &dyn Authorities) -> Resul
     check_structure_ids(tx, TxIds::of(tx)?, authorities)
 }
 
-fn check_bounds(tx: &Transaction) -> Result<()> {
+/// The size bounds of a transaction, which [`TxIds::of`] checks before it hashes anything: a
+/// caller that needs no ids checks them alone.
+pub fn check_bounds(tx: &Transaction) -> Result<()> {
     let body = &tx.body;
     ensure!(
         body.inputs.len() <= TX_INPUTS_MAX,

@@ -18,7 +18,7 @@ use dtenge_core::money::Amount;
 use dtenge_core::party::Party;
 use dtenge_core::token::{Input, TxId};
 use dtenge_core::tx::Transaction;
-use dtenge_core::validate::TxIds;
+use dtenge_core::validate::{check_bounds, TxIds};
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
 use dtenge_node::ids::{check_iin_bin, normalize_phone};
 use dtenge_node::{ClientKind, Purpose, OWN_ACCOUNT};
@@ -198,17 +198,20 @@ impl Platform {
     pub fn submit_staged(&self, idem: Option<&Idem>, node_id: &str, tx: Transaction) -> Result<Staged<Receipt>> {
         let key = checked_key(idem)?;
         let bank = self.bank(node_id)?;
-        let ids = TxIds::of(&tx)?;
+        // The ids' own check first; the ids themselves are the bank's to compute (its flusher
+        // does), and here only a refusal needs them.
+        check_bounds(&tx)?;
+        let banks_refusal = |tx: &Transaction| {
+            let ids = TxIds::of(tx).ok()?;
+            bank.service().read(|node| node.check_client_transaction_ids(tx, &ids.inputs)).err()
+        };
         let Some(first) = tx.body.inputs.first() else {
             // The bank's words: not a transfer, or a transfer that spends nothing.
-            let refused = bank.service().read(|node| node.check_client_transaction_ids(&tx, &ids.inputs)).err();
-            return Err(refused.unwrap_or_else(|| Error::malformed("a transfer spends inputs")));
+            return Err(banks_refusal(&tx).unwrap_or_else(|| Error::malformed("a transfer spends inputs")));
         };
         let payer_address = first.output.owner;
-        let payees = self.signed_payees(&tx, &payer_address).map_err(|e| {
-            // The network checks the bank's side first: its error, if the inputs fail too.
-            bank.service().read(|node| node.check_client_transaction_ids(&tx, &ids.inputs)).err().unwrap_or(e)
-        })?;
+        // The network checks the bank's side first: its error, if the inputs fail too.
+        let payees = self.signed_payees(&tx, &payer_address).map_err(|e| banks_refusal(&tx).unwrap_or(e))?;
         let amount = Amount::sum(tx.body.outputs.iter().filter(|o| o.owner != payer_address).map(|o| o.amount_tiyn))?;
         let at_unix_ms = self.now_ms();
         let answer = bank.submit(Request::Signed(tx), key);
