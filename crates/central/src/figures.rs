@@ -195,6 +195,18 @@ impl RoleLock {
         self.published.lock().figures.clone()
     }
 
+    /// Why `bank` is blocked, as of the last release of the role's lock (`None`: it is not):
+    /// the gateway asks on every payment, and the role's lock would publish the figures again
+    /// at each release.
+    pub(crate) fn blocked_reason(&self, bank: &str) -> Option<String> {
+        self.published.lock().figures.blocked.get(bank).cloned()
+    }
+
+    /// The blocked banks and why, as of the last release of the role's lock.
+    pub(crate) fn blocked(&self) -> BTreeMap<String, String> {
+        self.published.lock().figures.blocked.clone()
+    }
+
     /// Circulation and liability as of certificate `seq`, from the published cell.
     pub(crate) fn at_seq(&self, seq: u64) -> Option<CentralAtSeq> {
         self.published.lock().at_seq(seq)

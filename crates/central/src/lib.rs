@@ -415,9 +415,17 @@ impl CentralService {
     }
 
     /// The banks the operator has blocked, with the reason of each block: what central has
-    /// decided (the notary and the banks apply it from their deliveries).
+    /// decided (the notary and the banks apply it from their deliveries). Read from the
+    /// figures published when a step releases the role's lock (a block is decided under it),
+    /// so a reader never waits for a step.
     pub fn blocked(&self) -> BTreeMap<String, String> {
-        self.inner.lock().blocked.clone()
+        self.inner.blocked()
+    }
+
+    /// Why `bank` is blocked, or `None`: [`CentralService::blocked`] for one bank, as a
+    /// gateway asks on every payment.
+    pub fn blocked_reason(&self, bank: &str) -> Option<String> {
+        self.inner.blocked_reason(bank)
     }
 
     /// Issue `amount` of DT to `bank`'s own account against its correspondent account. The

@@ -142,7 +142,7 @@ impl Platform {
     /// `BANK_BLOCKED` while the NBK operator blocks `node_id` (central's decision, which the
     /// notary and every bank applied before the block was answered).
     pub(crate) fn ensure_not_blocked(&self, node_id: &str) -> Result<()> {
-        match self.assembly.central().blocked().remove(node_id) {
+        match self.assembly.central().blocked_reason(node_id) {
             Some(reason) => Err(Error::new(
                 ErrorCode::BankBlocked,
                 format!("node '{node_id}' is blocked by the NBK operator: {reason}"),
