@@ -37,10 +37,12 @@
 //!    so and fails; only 2xx answers count as throughput), the platform reconciles
 //!    (`GET /v1/operator/reconciliation`), and the child stopped with status 0.
 //!
-//! The generator runs on one thread (a current-thread tokio runtime driving every connection
-//! with hyper's HTTP/1.1 client): the platform shares the machine's 2 cores with it, so it
-//! must stay cheap, and its CPU (and the child's, from `/proc`) is reported per phase.
+//! The generator runs on one thread (a current-thread tokio runtime driving every connection;
+//! hyper's HTTP/1.1 client for the seeding, a client of its own for the timed phases,
+//! `raw_http`): the platform shares the machine's 2 cores with it, so it must stay cheap, and
+//! its CPU (and the child's, from `/proc`) is reported per phase.
 
+use crate::raw_http::RawConn;
 use crate::{machine_ticks, programmable::cpu_us, Latency, Machine, BANKS, LATENCY_US_MAX, TOKEN_TIYN};
 use bytes::Bytes;
 use dtenge_api::types::{AmountRequest, OpenAccount, RegistryLine, RegistryRequest};
@@ -539,6 +541,12 @@ struct Endpoint {
 }
 
 impl Endpoint {
+    /// A connection of the timed phases ([`RawConn`]).
+    async fn open_raw(&self) -> Result<RawConn, String> {
+        let host = self.host.to_str().map_err(|_| "the host is not visible ASCII".to_string())?;
+        RawConn::open(self.addr, host).await
+    }
+
     async fn resolve(base: &str) -> Result<Endpoint, String> {
         let authority = base
             .strip_prefix("http://")
@@ -1051,7 +1059,7 @@ impl Pace {
 /// what is still unsent then is reported as such.
 async fn drive(
     endpoint: Arc<Endpoint>,
-    mut conn: Conn,
+    mut conn: RawConn,
     work: Arc<Work>,
     next: Arc<AtomicU64>,
     first: u64,
@@ -1098,7 +1106,12 @@ async fn drive(
         };
         let key = format!("{key_prefix}{i}");
         tally.sent += 1;
-        let answer = conn.send(Method::POST, request.uri, Some(&key), Some(request.body)).await;
+        let path = request.uri.path_and_query().map_or("/", |p| p.as_str());
+        let answer = match tokio::time::timeout(REQUEST_TIMEOUT, conn.post(path, &key, &request.body)).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(SendError::Transport(e)),
+            Err(_) => Err(SendError::Timeout),
+        };
         let done = Instant::now();
         tally.last_answer = Some(done);
         let latency_us = done.saturating_duration_since(from).as_micros().clamp(1, u128::from(LATENCY_US_MAX));
@@ -1123,7 +1136,7 @@ async fn drive(
                 if reconnects > RECONNECTS_MAX {
                     break;
                 }
-                match Conn::open(&endpoint).await {
+                match endpoint.open_raw().await {
                     Ok(fresh) => conn = fresh,
                     Err(e) => {
                         tally.error("TRANSPORT".into(), e);
@@ -1176,7 +1189,7 @@ async fn run_phase(
     // Connect before the clock: the phase measures requests, not handshakes.
     let mut conns = Vec::with_capacity(config.connections);
     for _ in 0..config.connections {
-        conns.push(Conn::open(endpoint).await?);
+        conns.push(endpoint.open_raw().await?);
     }
     let cpu_bench = cpu_us();
     let cpu_server = child.and_then(|c| process_ticks(c.child.id()));

@@ -14,6 +14,7 @@
 pub mod http;
 pub mod postgres;
 pub mod programmable;
+mod raw_http;
 pub mod roles;
 
 use dtenge_core::crypto::{hash_parts, SecretKey};
