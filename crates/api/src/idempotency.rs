@@ -1,6 +1,8 @@
 //! Idempotency keys as every HTTP face takes them: the key from its header, and the
-//! fingerprint of the request it came with. The REST API and the consoles both use these, so
-//! "the same request" means the same thing wherever a key arrives.
+//! fingerprint of the request it came with. The REST API fingerprints the request as its route
+//! decodes it ([`typed_request`]), the consoles the JSON they received
+//! ([`request_fingerprint`]); both ignore spacing and key order and include the path. Their
+//! keys live in separate namespaces (`CONSOLE_KEY_PREFIX`), so the two never compare.
 
 use axum::http::{HeaderMap, Method};
 use dtenge_core::crypto::{hash_parts, Hash32};
@@ -46,10 +48,10 @@ pub fn request_fingerprint(method: &Method, path: &str, body: &[u8]) -> Result<(
 /// instead of two. The fingerprint hashes `R` encoded again as JSON (its fields in their
 /// declared order, no spacing), so the same request sent with other whitespace or key order is
 /// still the same request, as with [`request_fingerprint`]; so is one with a field `R` does not
-/// take, which the route ignores anyway. The path is part of it. Why: the hot routes
-/// (transfers, client-signed transactions) parsed the body into JSON values, wrote them back
-/// sorted and decoded the values again; for a signed transaction that took about a tenth of
-/// the gateway's CPU under load. An empty body counts as `null`.
+/// take, which the route ignores anyway. The path is part of it. The REST API's mutating
+/// routes use it. Why: they parsed the body into JSON values, wrote them back sorted and
+/// decoded the values again; for a signed transaction that took about a tenth of the gateway's
+/// CPU under load. An empty body counts as `null`.
 pub fn typed_request<R: DeserializeOwned + Serialize>(
     method: &Method,
     path: &str,

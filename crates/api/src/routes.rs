@@ -1,7 +1,7 @@
 //! Routes, handlers and the OpenAPI description.
 
 use crate::error::{ApiError, Failure, HttpCode};
-use crate::idempotency::{idempotency_key, request_fingerprint, typed_request, CONSOLE_KEY_PREFIX};
+use crate::idempotency::{idempotency_key, typed_request, CONSOLE_KEY_PREFIX};
 use crate::platform::{Idem, Platform, Staged};
 use crate::schemas;
 use crate::types::*;
@@ -211,7 +211,7 @@ pub(crate) async fn mutate<R, T, F>(
     op: F,
 ) -> Response
 where
-    R: DeserializeOwned + Send + 'static,
+    R: DeserializeOwned + Serialize + Send + 'static,
     T: Serialize + DeserializeOwned + Send + 'static,
     F: FnOnce(&Platform, Option<&Idem>, R) -> Result<T, Error> + Send + 'static,
 {
@@ -243,7 +243,7 @@ where
     T: Serialize + Send + 'static,
     F: FnOnce(&Platform, Option<&Idem>, R) -> Result<Staged<T>, Error> + Send + 'static,
 {
-    let (idem, request) = match prepare_typed::<R>(&method, &uri, &headers, &body.0) {
+    let (idem, request) = match prepare::<R>(&method, &uri, &headers, &body.0) {
         Ok(prepared) => prepared,
         Err(e) => return Failure(e).into_response(),
     };
@@ -264,8 +264,15 @@ where
     }
 }
 
-/// The idempotency key of a mutating call: present, and not in the consoles' namespace.
-fn api_key(headers: &HeaderMap) -> Result<String, Error> {
+/// The idempotency key and the request of a mutating call: the key present and not in the
+/// consoles' namespace, the body parsed once, into its type, and fingerprinted
+/// ([`crate::idempotency::typed_request`]).
+fn prepare<R: DeserializeOwned + Serialize>(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(Idem, R), Error> {
     let key = idempotency_key(headers)?;
     // The consoles' keys live under their own prefix (see `CONSOLE_KEY_PREFIX`).
     if key.starts_with(CONSOLE_KEY_PREFIX) {
@@ -273,32 +280,7 @@ fn api_key(headers: &HeaderMap) -> Result<String, Error> {
             "idempotency keys starting with '{CONSOLE_KEY_PREFIX}' are the consoles'"
         )));
     }
-    Ok(key)
-}
-
-/// [`prepare`] for the hot routes: the body parsed once, into its type
-/// ([`crate::idempotency::typed_request`]).
-fn prepare_typed<R: DeserializeOwned + Serialize>(
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<(Idem, R), Error> {
-    let key = api_key(headers)?;
     let (fingerprint, request) = typed_request(method, uri.path(), body)?;
-    Ok((Idem { key, fingerprint }, request))
-}
-
-/// The idempotency key and the request of a mutating call.
-fn prepare<R: DeserializeOwned>(
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<(Idem, R), Error> {
-    let key = api_key(headers)?;
-    let (fingerprint, value) = request_fingerprint(method, uri.path(), body)?;
-    let request: R = serde_json::from_value(value).map_err(|e| Error::malformed(format!("request body: {e}")))?;
     Ok((Idem { key, fingerprint }, request))
 }
 

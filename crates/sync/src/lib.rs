@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 pub mod oneshot;
 mod stage;
 
-pub use stage::{is_batch_stage, run_as_batch_stage};
+pub use stage::run_as_batch_stage;
 
 /// Something an answer can be waited for on, at most `timeout`: a one-shot answer or a
 /// channel, so that one helper waits on either.

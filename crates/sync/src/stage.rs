@@ -28,22 +28,22 @@ pub fn run_as_batch_stage() {
     }
 }
 
-/// Whether the calling thread runs as a batch stage.
-pub fn is_batch_stage() -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: pid 0 is the calling thread; the call reads nothing of ours.
-        unsafe { libc::sched_getscheduler(0) == libc::SCHED_BATCH }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        false
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether the calling thread runs as a batch stage.
+    fn is_batch_stage() -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: pid 0 is the calling thread; the call reads nothing of ours.
+            unsafe { libc::sched_getscheduler(0) == libc::SCHED_BATCH }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            false
+        }
+    }
 
     #[test]
     #[cfg(target_os = "linux")]
