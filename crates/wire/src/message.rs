@@ -120,6 +120,28 @@ impl std::fmt::Display for RoleId {
     }
 }
 
+/// The inverse of `Display`: `central`, `notary`, `oracle`, `directory` or `bank:<id>`, as
+/// configurations and the certificate authority's command line name a participant.
+impl std::str::FromStr for RoleId {
+    type Err = DecodeError;
+
+    fn from_str(text: &str) -> Result<RoleId, DecodeError> {
+        match text {
+            "central" => Ok(RoleId::Central),
+            "notary" => Ok(RoleId::Notary),
+            "oracle" => Ok(RoleId::Oracle),
+            "directory" => Ok(RoleId::Directory),
+            _ => match text.strip_prefix("bank:") {
+                Some(id) if !id.is_empty() && id.len() <= ROLE_ID_BYTES_MAX => Ok(RoleId::Bank(id.to_string())),
+                _ => Err(DecodeError::Invalid {
+                    what: "role",
+                    reason: format!("{text:?} is none of central, notary, oracle, directory, bank:<id>"),
+                }),
+            },
+        }
+    }
+}
+
 /// "Spend these transactions": a batch of compact transactions, numbered and signed once by
 /// its sender (`dtenge_core::certificate::notarize_message` over the Merkle root of their
 /// compact hashes). A retry sends the same transactions again (under the same or a new
@@ -939,6 +961,16 @@ mod tests {
 
     proptest! {
         #[test]
+    fn a_role_reads_back_from_its_display() {
+        for role in [RoleId::Central, RoleId::Notary, RoleId::Oracle, RoleId::Directory, RoleId::Bank("bank-a".into())] {
+            assert_eq!(role.to_string().parse::<RoleId>().unwrap(), role);
+        }
+        assert!("bank:".parse::<RoleId>().is_err());
+        assert!("treasury".parse::<RoleId>().is_err());
+        assert!(format!("bank:{}", "x".repeat(ROLE_ID_BYTES_MAX + 1)).parse::<RoleId>().is_err());
+    }
+
+    #[test]
         fn every_envelope_decodes_to_itself(txs in prop::collection::vec(crate::domain::tests::transaction(), 0..4)) {
             for e in envelope(txs) {
                 let bytes = e.to_bytes();
