@@ -85,16 +85,26 @@ impl InProcess {
     }
 }
 
-impl Transport for InProcess {
-    fn send(&self, envelope: Envelope) -> Result<(), SendError> {
+impl InProcess {
+    /// As `send`, but an envelope that was not taken comes back with the reason, so that a
+    /// network transport delivering to this process can wait for room instead of losing it.
+    // Why the large error: it is the envelope itself, handed back by value, not a copy.
+    #[allow(clippy::result_large_err)]
+    pub fn try_deliver(&self, envelope: Envelope) -> Result<(), (SendError, Envelope)> {
         let inboxes = self.inboxes.read();
         let Some(inbox) = inboxes.get(&envelope.to) else {
-            return Err(SendError::Unreachable(envelope.to));
+            return Err((SendError::Unreachable(envelope.to.clone()), envelope));
         };
         inbox.try_push(envelope).map_err(|e| match e {
-            TryPushError::Full(envelope) => SendError::Full(envelope.to),
-            TryPushError::Closed(envelope) => SendError::Unreachable(envelope.to),
+            TryPushError::Full(envelope) => (SendError::Full(envelope.to.clone()), envelope),
+            TryPushError::Closed(envelope) => (SendError::Unreachable(envelope.to.clone()), envelope),
         })
+    }
+}
+
+impl Transport for InProcess {
+    fn send(&self, envelope: Envelope) -> Result<(), SendError> {
+        self.try_deliver(envelope).map_err(|(error, _)| error)
     }
 }
 

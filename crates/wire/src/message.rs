@@ -959,10 +959,10 @@ mod tests {
         ]
     }
 
-    proptest! {
-        #[test]
+    #[test]
     fn a_role_reads_back_from_its_display() {
-        for role in [RoleId::Central, RoleId::Notary, RoleId::Oracle, RoleId::Directory, RoleId::Bank("bank-a".into())] {
+        for role in [RoleId::Central, RoleId::Notary, RoleId::Oracle, RoleId::Directory, RoleId::Bank("bank-a".into())]
+        {
             assert_eq!(role.to_string().parse::<RoleId>().unwrap(), role);
         }
         assert!("bank:".parse::<RoleId>().is_err());
@@ -970,7 +970,8 @@ mod tests {
         assert!(format!("bank:{}", "x".repeat(ROLE_ID_BYTES_MAX + 1)).parse::<RoleId>().is_err());
     }
 
-    #[test]
+    proptest! {
+        #[test]
         fn every_envelope_decodes_to_itself(txs in prop::collection::vec(crate::domain::tests::transaction(), 0..4)) {
             for e in envelope(txs) {
                 let bytes = e.to_bytes();
