@@ -190,13 +190,18 @@ impl Shared {
         Some(Tracked { shared: self, id, end })
     }
 
-    /// The peer's certificate, once rustls verified it: its role and key.
-    fn certified_peer(&self, certificates: Option<&[rustls::pki_types::CertificateDer<'_>]>) -> Option<Certified> {
+    /// The peer's certificate, once rustls verified it: its role and key. A certificate that
+    /// names no participant (an API client's) is refused.
+    fn certified_peer(
+        &self,
+        certificates: Option<&[rustls::pki_types::CertificateDer<'_>]>,
+    ) -> Option<(RoleId, Certified)> {
         let certified = certificates.and_then(|c| c.first()).and_then(|der| read_certificate(der).ok());
-        if certified.is_none() {
+        let peer = certified.and_then(|c| Some((c.role()?.clone(), c)));
+        if peer.is_none() {
             add(&self.counters.connections_refused, 1);
         }
-        certified
+        peer
     }
 
     /// Whether the revocation list in force names the certificate `serial`. Checked before
@@ -256,13 +261,16 @@ impl Net {
     /// inbox of this participant's role: the role its certificate names.
     pub fn start(config: NetConfig) -> Result<(Net, Inbox), NetError> {
         let certified = read_certificate(&config.identity.cert_der).map_err(|e| NetError::Identity(e.to_string()))?;
+        let Some(me) = certified.role().cloned() else {
+            return Err(NetError::Identity(format!("the certificate names {}, not a participant", certified.subject)));
+        };
         if certified.key != config.identity.key.public_key() {
-            return Err(NetError::Identity(format!("the certificate of {} certifies another key", certified.role)));
+            return Err(NetError::Identity(format!("the certificate of {me} certifies another key")));
         }
         let tls = tls::configs(&config.identity, &config.identity.crl_der)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .thread_name(format!("net-{}", certified.role))
+            .thread_name(format!("net-{me}"))
             .enable_all()
             .build()
             .map_err(NetError::Runtime)?;
@@ -274,15 +282,15 @@ impl Net {
         let mut outbound = HashMap::new();
         let mut links = Vec::new();
         for peer in config.peers {
-            assert_ne!(peer.role, certified.role, "a participant does not dial itself");
+            assert_ne!(peer.role, me, "a participant does not dial itself");
             let (sender, receiver) = mpsc::channel(PEER_QUEUE_ENVELOPES_MAX);
             outbound.insert(peer.role.clone(), sender);
             links.push((peer, receiver));
         }
         let local = InProcess::new();
-        let inbox = local.register(certified.role.clone());
+        let inbox = local.register(me.clone());
         let shared = Arc::new(Shared {
-            me: certified.role,
+            me,
             identity: config.identity,
             local,
             outbound,
@@ -430,11 +438,11 @@ async fn send_on_connection(shared: &Shared, peer: &Peer, queue: &mut mpsc::Rece
         format!("TLS handshake: {e}")
     })?;
     let (_, connection) = tls.get_ref();
-    let certified =
+    let (role, certified) =
         shared.certified_peer(connection.peer_certificates()).ok_or("the peer's certificate names no role")?;
-    if certified.role != peer.role {
+    if role != peer.role {
         add(&shared.counters.connections_refused, 1);
-        return Err(format!("{} answered where {} was dialled", certified.role, peer.role));
+        return Err(format!("{role} answered where {} was dialled", peer.role));
     }
     let binding = binding(connection).ok_or("no TLS exporter")?;
     let tracked = shared.track(certified.serial).ok_or("too many connections")?;
@@ -512,7 +520,7 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream) {
         Err(_) => return,
     };
     let (_, connection) = tls.get_ref();
-    let Some(certified) = shared.certified_peer(connection.peer_certificates()) else {
+    let Some((role, certified)) = shared.certified_peer(connection.peer_certificates()) else {
         return;
     };
     let Some(binding) = binding(connection) else {
@@ -524,7 +532,7 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream) {
     };
     // One stream of frames per connection: a second one would share the sequence.
     let peer_serial = certified.serial;
-    let opener = Arc::new(Mutex::new(Some(Opener::new(certified.role, certified.key, shared.me.clone(), binding))));
+    let opener = Arc::new(Mutex::new(Some(Opener::new(role, certified.key, shared.me.clone(), binding))));
     let refused = Arc::new(Notify::new());
     let service = {
         let shared = shared.clone();

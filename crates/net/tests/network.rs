@@ -6,7 +6,7 @@ use bytes::Bytes;
 use dtenge_core::crypto::SecretKey;
 use dtenge_net::frame::Sealer;
 use dtenge_net::{binding, client_tls, Identity, Net, NetConfig, NetStats, Peer, FRAMES_PATH};
-use dtenge_pki::{Authority, Issue, Reason, Revocation};
+use dtenge_pki::{ApiClient, Authority, Issue, Reason, Revocation, Subject};
 use dtenge_transport::{Inbox, Transport};
 use dtenge_wire::{DeliverAck, Envelope, Message, RoleId};
 use std::net::SocketAddr;
@@ -42,7 +42,7 @@ impl Root {
         let cert_der = self
             .authority
             .issue(&Issue {
-                role,
+                subject: &Subject::Role(role.clone()),
                 key: key.public_key(),
                 dns_names: &["localhost".into()],
                 serial,
@@ -219,6 +219,27 @@ fn a_peer_that_answers_as_another_role_is_refused() {
     wait_for("the bank to refuse the oracle as its notary", || bank.stats().connections_refused > 0);
     assert!(receive(&mut oracle_inbox, 1, 300).is_empty());
     assert_eq!(oracle.stats().envelopes_received, 0);
+}
+
+#[test]
+fn an_api_clients_certificate_is_no_participants() {
+    let root = Root::new(1);
+    let key = SecretKey::from_seed([6; 32]);
+    let subject = Subject::Api(ApiClient::Bank("bank-a".into()));
+    let cert_der = root
+        .authority
+        .issue(&Issue {
+            subject: &subject,
+            key: key.public_key(),
+            dns_names: &[],
+            serial: 40,
+            now_s: now_s(),
+            validity_days: 1,
+        })
+        .unwrap();
+    let identity = Identity { key, cert_der, ca_der: root.authority.cert_der().to_vec(), crl_der: root.crl(1, &[]) };
+    let refused = Net::start(NetConfig { identity, listen: "127.0.0.1:0".parse().unwrap(), peers: vec![] });
+    assert!(matches!(refused, Err(dtenge_net::NetError::Identity(_))));
 }
 
 /// A certified bank speaking to the notary directly, frame by frame, as a hostile or broken

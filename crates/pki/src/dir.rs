@@ -13,11 +13,10 @@
 
 use crate::{
     certificate_pem, key_from_pem, key_to_pem, pem_contents, read_certificate, read_revocation_list,
-    revocation_list_pem, Authority, Certified, Issue, PkiError, Reason, Result, Revocation, RevocationList,
+    revocation_list_pem, Authority, Certified, Issue, PkiError, Reason, Result, Revocation, RevocationList, Subject,
     PARTICIPANT_VALIDITY_DAYS,
 };
 use dtenge_core::crypto::{PublicKey, SecretKey};
-use dtenge_wire::RoleId;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -151,13 +150,13 @@ impl CaDir {
         Ok(issued)
     }
 
-    /// Certify `key` for `role`, reachable at `dns_names`. Returns the certificate, DER, and
-    /// keeps a copy under `issued/`.
-    pub fn issue(&self, role: &RoleId, key: PublicKey, dns_names: &[String], now_s: i64) -> Result<Vec<u8>> {
+    /// Certify `key` for `subject` (a participant, reachable at `dns_names`, or an API
+    /// client). Returns the certificate, DER, and keeps a copy under `issued/`.
+    pub fn issue(&self, subject: &Subject, key: PublicKey, dns_names: &[String], now_s: i64) -> Result<Vec<u8>> {
         // Serial 1 is the root's.
         let serial = self.issued()?.last().map_or(2, |(serial, _)| serial + 1);
         let der = self.authority.issue(&Issue {
-            role,
+            subject,
             key,
             dns_names,
             serial,
@@ -214,6 +213,7 @@ impl CaDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dtenge_wire::RoleId;
 
     const NOW_S: i64 = 1_796_000_000;
 
@@ -229,9 +229,10 @@ mod tests {
             let mode = fs::metadata(path.join(CA_KEY_FILE)).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0, "the root key is its owner's only");
         }
-        let bank = RoleId::Bank("bank-a".into());
+        let bank = Subject::Role(RoleId::Bank("bank-a".into()));
         let first = ca.issue(&bank, SecretKey::from_seed([2; 32]).public_key(), &["localhost".into()], NOW_S).unwrap();
-        let second = ca.issue(&RoleId::Notary, SecretKey::from_seed([3; 32]).public_key(), &[], NOW_S).unwrap();
+        let second =
+            ca.issue(&Subject::Role(RoleId::Notary), SecretKey::from_seed([3; 32]).public_key(), &[], NOW_S).unwrap();
         assert_eq!(read_certificate(&first).unwrap().serial, 2);
         assert_eq!(read_certificate(&second).unwrap().serial, 3);
 
@@ -244,7 +245,7 @@ mod tests {
 
         let listed = ca.list().unwrap();
         assert_eq!(listed.len(), 2);
-        assert_eq!(listed[0].certified.role, bank);
+        assert_eq!(listed[0].certified.subject, bank);
         assert_eq!(listed[0].revoked, Some(Revocation { serial: 2, at_s: NOW_S + 60, reason: Reason::KeyCompromise }));
         assert_eq!(listed[1].revoked, None);
 

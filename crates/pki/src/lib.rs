@@ -7,6 +7,12 @@
 //! connection's TLS identity, a message's signature and the role the message claims to come
 //! from are one fact, checked once (`dtenge-net`).
 //!
+//! The systems that call the REST API hold certificates of the same root, naming an API
+//! client instead of a role ([`ApiClient`]: `urn:dtenge:api:bank:steppe` for a bank's
+//! systems, `urn:dtenge:api:operator:<name>` for an NBK operator); the gateway authenticates
+//! them by that certificate, over mutual TLS or in a signed OAuth client assertion
+//! (`dtenge-auth`). [`Trust`] checks a certificate against the root and the revocation list.
+//!
 //! Revocation is an X.509 revocation list signed by the root, numbered, and the only record of
 //! which certificates are revoked: the CA directory keeps no other register of it.
 //!
@@ -18,7 +24,10 @@
 
 mod dir;
 
+mod trust;
+
 pub use dir::{CaDir, Listed, CA_CERT_FILE, CA_KEY_FILE, CRL_FILE, ISSUED_DIR};
+pub use trust::Trust;
 
 use dtenge_core::crypto::{Hash32, PublicKey, SecretKey, SigAlg};
 use dtenge_wire::RoleId;
@@ -40,6 +49,8 @@ pub const PARTICIPANT_VALIDITY_DAYS: u32 = 365;
 pub const CRL_VALIDITY_S: i64 = 7 * 86_400;
 /// The prefix of the URI that names a participant's role in its certificate.
 pub const ROLE_URI_PREFIX: &str = "urn:dtenge:role:";
+/// The prefix of the URI that names an API client in its certificate.
+pub const API_URI_PREFIX: &str = "urn:dtenge:api:";
 /// Most DNS names one participant's certificate lists.
 pub const DNS_NAMES_MAX: usize = 16;
 
@@ -68,27 +79,90 @@ pub enum PkiError {
 
 pub type Result<T> = std::result::Result<T, PkiError>;
 
-/// The URI that names `role` in its certificate.
-pub fn role_uri(role: &RoleId) -> String {
-    format!("{ROLE_URI_PREFIX}{role}")
+/// Who calls the REST API: a bank's systems (for that bank's clients and its own account) or
+/// an NBK operator.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ApiClient {
+    Bank(String),
+    Operator(String),
 }
 
-/// The role a certificate's URI names, if it is one of ours.
-pub fn role_from_uri(uri: &str) -> Option<RoleId> {
-    uri.strip_prefix(ROLE_URI_PREFIX)?.parse().ok()
-}
-
-/// A bank id goes into a URI and a file name: letters, digits, `-`, `_` and `.` only.
-fn check_role(role: &RoleId) -> Result<()> {
-    if let RoleId::Bank(id) = role {
-        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-        if !id.chars().all(allowed) || id.starts_with('.') {
-            return Err(PkiError::Certificate(format!(
-                "bank id {id:?} may hold only letters, digits, '-', '_' and '.', and not start with '.'"
-            )));
+impl std::fmt::Display for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiClient::Bank(id) => write!(f, "bank:{id}"),
+            ApiClient::Operator(name) => write!(f, "operator:{name}"),
         }
     }
+}
+
+impl std::str::FromStr for ApiClient {
+    type Err = PkiError;
+    fn from_str(text: &str) -> Result<ApiClient> {
+        let client = match text.split_once(':') {
+            Some(("bank", id)) => ApiClient::Bank(id.to_string()),
+            Some(("operator", name)) => ApiClient::Operator(name.to_string()),
+            _ => {
+                return Err(PkiError::Certificate(format!(
+                    "API client {text:?} is neither bank:<id> nor operator:<name>"
+                )))
+            }
+        };
+        check_name(match &client {
+            ApiClient::Bank(id) | ApiClient::Operator(id) => id,
+        })?;
+        Ok(client)
+    }
+}
+
+/// What a certificate certifies: a participant of the network, or a client of the REST API.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Subject {
+    Role(RoleId),
+    Api(ApiClient),
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subject::Role(role) => write!(f, "{role}"),
+            Subject::Api(client) => write!(f, "api:{client}"),
+        }
+    }
+}
+
+/// The URI that names `subject` in its certificate.
+pub fn subject_uri(subject: &Subject) -> String {
+    match subject {
+        Subject::Role(role) => format!("{ROLE_URI_PREFIX}{role}"),
+        Subject::Api(client) => format!("{API_URI_PREFIX}{client}"),
+    }
+}
+
+/// The subject a certificate's URI names, if it is one of ours.
+pub fn subject_from_uri(uri: &str) -> Option<Subject> {
+    if let Some(role) = uri.strip_prefix(ROLE_URI_PREFIX) {
+        return role.parse().ok().map(Subject::Role);
+    }
+    uri.strip_prefix(API_URI_PREFIX)?.parse().ok().map(Subject::Api)
+}
+
+/// A name goes into a URI and a file name: letters, digits, `-`, `_` and `.` only.
+fn check_name(name: &str) -> Result<()> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() || name.len() > 64 || !name.chars().all(allowed) || name.starts_with('.') {
+        return Err(PkiError::Certificate(format!(
+            "name {name:?}: 1 to 64 letters, digits, '-', '_' and '.', not starting with '.'"
+        )));
+    }
     Ok(())
+}
+
+fn check_subject(subject: &Subject) -> Result<()> {
+    match subject {
+        Subject::Role(RoleId::Bank(id)) | Subject::Api(ApiClient::Bank(id) | ApiClient::Operator(id)) => check_name(id),
+        Subject::Role(_) => Ok(()),
+    }
 }
 
 // ---- keys -------------------------------------------------------------------------------
@@ -213,9 +287,9 @@ pub struct Authority {
     params: CertificateParams,
 }
 
-/// What one participant's certificate says.
+/// What one participant's (or API client's) certificate says.
 pub struct Issue<'a> {
-    pub role: &'a RoleId,
+    pub subject: &'a Subject,
     /// The participant's own key; it keeps the secret half.
     pub key: PublicKey,
     /// The names it is reached at (checked by TLS clients), `localhost` on one machine.
@@ -344,7 +418,7 @@ impl Authority {
     /// A participant's certificate, DER: its role URI and DNS names, its key, usable to
     /// authenticate both ends of a TLS connection.
     pub fn issue(&self, issue: &Issue<'_>) -> Result<Vec<u8>> {
-        check_role(issue.role)?;
+        check_subject(issue.subject)?;
         assert!(issue.serial > 1, "serial 1 is the root's own");
         if issue.dns_names.len() > DNS_NAMES_MAX {
             return Err(PkiError::Certificate(format!("{} DNS names, at most {DNS_NAMES_MAX}", issue.dns_names.len())));
@@ -355,10 +429,11 @@ impl Authority {
         let SigAlg::Ed25519 = issue.key.alg;
         let mut params =
             CertificateParams::new(issue.dns_names.to_vec()).map_err(|e| PkiError::Certificate(e.to_string()))?;
-        let uri = role_uri(issue.role).try_into().map_err(|e: rcgen::Error| PkiError::Certificate(e.to_string()))?;
+        let uri =
+            subject_uri(issue.subject).try_into().map_err(|e: rcgen::Error| PkiError::Certificate(e.to_string()))?;
         params.subject_alt_names.push(SanType::URI(uri));
         let mut name = DistinguishedName::new();
-        name.push(DnType::CommonName, issue.role.to_string());
+        name.push(DnType::CommonName, issue.subject.to_string());
         name.push(DnType::OrganizationName, ORGANIZATION);
         params.distinguished_name = name;
         params.is_ca = IsCa::ExplicitNoCa;
@@ -406,7 +481,7 @@ impl Authority {
 /// root signed it, and whether it is revoked or expired, the TLS layer checks (`dtenge-net`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Certified {
-    pub role: RoleId,
+    pub subject: Subject,
     pub key: PublicKey,
     pub serial: u64,
     pub dns_names: Vec<String>,
@@ -428,7 +503,17 @@ fn ed25519_key(cert: &x509_parser::certificate::X509Certificate<'_>) -> Result<P
     Ok(PublicKey { alg: SigAlg::Ed25519, key: Hash32(bytes) })
 }
 
-/// The role, key and serial a participant's certificate carries.
+impl Certified {
+    /// The participant's role, if the certificate is a participant's.
+    pub fn role(&self) -> Option<&RoleId> {
+        match &self.subject {
+            Subject::Role(role) => Some(role),
+            Subject::Api(_) => None,
+        }
+    }
+}
+
+/// The subject, key and serial a certificate carries.
 pub fn read_certificate(der: &[u8]) -> Result<Certified> {
     use x509_parser::extensions::GeneralName;
     let (rest, cert) =
@@ -441,13 +526,13 @@ pub fn read_certificate(der: &[u8]) -> Result<Certified> {
         .map_err(|e| PkiError::Certificate(format!("subject alternative names: {e}")))?
         .map(|ext| ext.value.general_names.clone())
         .unwrap_or_default();
-    let mut roles = names.iter().filter_map(|n| match n {
-        GeneralName::URI(uri) => role_from_uri(uri),
+    let mut subjects = names.iter().filter_map(|n| match n {
+        GeneralName::URI(uri) => subject_from_uri(uri),
         _ => None,
     });
-    let role = roles.next().ok_or_else(|| PkiError::Certificate("names no dtenge role".into()))?;
-    if roles.next().is_some() {
-        return Err(PkiError::Certificate("names more than one dtenge role".into()));
+    let subject = subjects.next().ok_or_else(|| PkiError::Certificate("names no dtenge role or API client".into()))?;
+    if subjects.next().is_some() {
+        return Err(PkiError::Certificate("names more than one dtenge subject".into()));
     }
     let dns_names = names
         .iter()
@@ -459,7 +544,7 @@ pub fn read_certificate(der: &[u8]) -> Result<Certified> {
     let serial =
         serial_from_bytes(cert.raw_serial()).ok_or_else(|| PkiError::Certificate("a serial over 8 bytes".into()))?;
     Ok(Certified {
-        role,
+        subject,
         key: ed25519_key(&cert)?,
         serial,
         dns_names,
@@ -542,7 +627,7 @@ mod tests {
         let role = RoleId::Bank("bank-a".into());
         let der = ca
             .issue(&Issue {
-                role: &role,
+                subject: &Subject::Role(role.clone()),
                 key: key(2).public_key(),
                 dns_names: &["localhost".into()],
                 serial: 2,
@@ -551,7 +636,7 @@ mod tests {
             })
             .unwrap();
         let certified = read_certificate(&der).unwrap();
-        assert_eq!(certified.role, role);
+        assert_eq!(certified.role(), Some(&role));
         assert_eq!(certified.key, key(2).public_key());
         assert_eq!(certified.serial, 2);
         assert_eq!(certified.dns_names, vec!["localhost".to_string()]);
@@ -567,9 +652,9 @@ mod tests {
     fn a_bank_id_that_would_escape_a_uri_or_a_file_name_is_refused() {
         let ca = Authority::create(key(1), NOW_S).unwrap();
         for id in ["../x", "a b", ".hidden", "a/b"] {
-            let role = RoleId::Bank(id.into());
+            let subject = Subject::Role(RoleId::Bank(id.into()));
             let issue = Issue {
-                role: &role,
+                subject: &subject,
                 key: key(2).public_key(),
                 dns_names: &[],
                 serial: 2,
@@ -595,6 +680,35 @@ mod tests {
         assert!(list.is_revoked(300) && !list.is_revoked(3));
         let empty = read_revocation_list(&ca.revocation_list(1, &[], NOW_S).unwrap()).unwrap();
         assert!(empty.revoked.is_empty());
+    }
+
+    #[test]
+    fn an_api_client_certificate_names_the_client_and_reads_back() {
+        let ca = Authority::create(key(1), NOW_S).unwrap();
+        for text in ["bank:steppe", "operator:aigerim"] {
+            let client: ApiClient = text.parse().unwrap();
+            assert_eq!(client.to_string(), text);
+            let subject = Subject::Api(client);
+            let der = ca
+                .issue(&Issue {
+                    subject: &subject,
+                    key: key(5).public_key(),
+                    dns_names: &[],
+                    serial: 7,
+                    now_s: NOW_S,
+                    validity_days: 1,
+                })
+                .unwrap();
+            let certified = read_certificate(&der).unwrap();
+            assert_eq!(certified.subject, subject);
+            assert_eq!(certified.role(), None, "an API client is not a participant");
+        }
+        for bad in ["teller:x", "bank:", "operator:../x", "bank"] {
+            assert!(bad.parse::<ApiClient>().is_err(), "{bad}");
+        }
+        assert_eq!(subject_from_uri("urn:dtenge:api:bank:sapa"), Some(Subject::Api(ApiClient::Bank("sapa".into()))));
+        assert_eq!(subject_from_uri("urn:dtenge:role:notary"), Some(Subject::Role(RoleId::Notary)));
+        assert_eq!(subject_from_uri("urn:other:role:notary"), None);
     }
 
     #[test]
