@@ -36,6 +36,11 @@ impl Trust {
         self.revocations.number
     }
 
+    /// Whether the list in force names the certificate `serial`.
+    pub fn is_revoked(&self, serial: u64) -> bool {
+        self.revocations.is_revoked(serial)
+    }
+
     /// What `cert_der` certifies, once it is shown to be issued by the root for client
     /// authentication, valid at `now_s` and not revoked.
     pub fn verify_client(&self, cert_der: &[u8], now_s: i64) -> Result<Certified> {
