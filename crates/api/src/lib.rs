@@ -12,6 +12,7 @@
 //!   durable commit), then answer. Nothing here panics on input; a panic inside an operation
 //!   would still be answered with `INTERNAL`.
 
+pub mod access;
 mod error;
 mod holding;
 mod idempotency;

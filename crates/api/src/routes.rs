@@ -138,6 +138,10 @@ pub fn router(network: App) -> Router {
         // Before any handler reads a body; on the routes only, so that an unknown route is
         // still NOT_FOUND and a wrong method METHOD_NOT_ALLOWED.
         .route_layer(axum::middleware::from_fn(crate::require_json))
+        // Outside `require_json`, so an unauthenticated call is told so before anything else.
+        .route_layer(axum::middleware::from_fn_with_state(network.clone(), crate::access::authorize))
+        // After the layers: the token endpoint authenticates its caller itself, from a form.
+        .route(crate::access::TOKEN_PATH, post(crate::access::token))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(REQUEST_BYTES_MAX))

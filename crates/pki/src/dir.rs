@@ -45,8 +45,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
     move |source| PkiError::Io { path: path.display().to_string(), source }
 }
 
-/// Write `bytes` to `path` whole: a temporary file, synced, renamed over it, the directory synced.
-fn write_atomically(path: &Path, bytes: &[u8], owner_only: bool) -> Result<()> {
+/// Write `bytes` to `path` whole: a temporary file, synced, renamed over it, the directory
+/// synced. `owner_only` makes it readable by its owner only (a key).
+pub fn write_atomically(path: &Path, bytes: &[u8], owner_only: bool) -> Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut options = fs::OpenOptions::new();

@@ -26,7 +26,7 @@ mod dir;
 
 mod trust;
 
-pub use dir::{CaDir, Listed, CA_CERT_FILE, CA_KEY_FILE, CRL_FILE, ISSUED_DIR};
+pub use dir::{write_atomically, CaDir, Listed, CA_CERT_FILE, CA_KEY_FILE, CRL_FILE, ISSUED_DIR};
 pub use trust::Trust;
 
 use dtenge_core::crypto::{Hash32, PublicKey, SecretKey, SigAlg};

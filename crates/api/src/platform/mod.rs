@@ -71,6 +71,8 @@ pub struct Platform {
     /// clock itself is.
     advances: holding::Advances,
     answers: answers::Answers,
+    /// Who calls the REST API (`crate::access`).
+    authenticator: dtenge_auth::Authenticator,
 }
 
 impl Platform {
@@ -104,9 +106,16 @@ impl Platform {
             keys: RoleKeys::from_seed(seed),
         };
         let answers = answers::Answers::open(&dir.join(GATEWAY_DIR))?;
+        let nodes: Vec<String> = config.banks.iter().map(|b| b.id.clone()).collect();
+        let authenticator = crate::access::open_sandbox(dir, &entropy, &nodes)?;
         let now = clock.clone();
         let assembly = Assembly::start(dir, &config, Arc::new(move || now.now_ms()))?;
-        Ok(Platform { assembly, clock, entropy, advances: holding::Advances::default(), answers })
+        Ok(Platform { assembly, clock, entropy, advances: holding::Advances::default(), answers, authenticator })
+    }
+
+    /// Who calls the REST API: grants access tokens and authenticates requests.
+    pub fn authenticator(&self) -> &dtenge_auth::Authenticator {
+        &self.authenticator
     }
 
     /// The roles themselves, for the operator's tools and the tests.
