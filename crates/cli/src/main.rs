@@ -26,6 +26,8 @@ fn keep_freed_memory() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
 }
 
+mod ca;
+
 use clap::{Parser, Subcommand};
 use dtenge_api::platform::{Idem, Platform as Roles};
 use dtenge_api::types::AmountRequest;
@@ -190,6 +192,16 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         api: String,
     },
+    /// The network's certificate authority, with the NBK as root: create it, certify
+    /// participants (central, notary, oracle, directory, banks), revoke certificates, renew
+    /// the revocation list, list what was issued.
+    Ca {
+        /// The certificate authority's directory.
+        #[arg(long, default_value = "./ca", global = true)]
+        dir: PathBuf,
+        #[command(subcommand)]
+        command: ca::CaCommand,
+    },
     /// Call the REST API: `dtenge call POST /v1/nodes/steppe/accounts '{"kind":...}'`.
     /// Mutating calls get a fresh idempotency key unless `--key` is given.
     Call {
@@ -317,6 +329,7 @@ fn main() -> ExitCode {
             let config = dtenge_sim::roles::RolesConfig { payments: requests, clients: clients.clamp(2, 64) };
             sim_roles(seeds, seed, &config, trace)
         }
+        Command::Ca { dir, command } => ca::run(&dir, command),
         Command::Call { method, path, body, api, key } => call(&api, &method, &path, body.as_deref(), key.as_deref()),
     };
     finish(result)
