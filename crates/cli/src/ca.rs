@@ -6,7 +6,7 @@ use clap::Subcommand;
 use dtenge_core::calendar::Date;
 use dtenge_core::crypto::{Hash32, PublicKey, SecretKey, SigAlg};
 use dtenge_env::Entropy;
-use dtenge_pki::{CaDir, Listed, Reason, CA_CERT_FILE, CA_KEY_FILE, CRL_FILE};
+use dtenge_pki::{ApiClient, CaDir, Listed, Reason, Subject, CA_CERT_FILE, CA_KEY_FILE, CRL_FILE};
 use dtenge_wire::RoleId;
 use std::fs;
 use std::io::Write;
@@ -29,15 +29,21 @@ pub enum CaCommand {
     /// owner only), its self-signed certificate and an empty revocation list. Refuses a
     /// directory that already holds a certificate authority.
     Init,
-    /// Certify a participant's key for its role. Without --public-key, generates the key and
-    /// writes `<name>.key.pem` (owner only) beside `<name>.crt.pem`, where the name is the role
-    /// with ':' replaced by '-' (`bank-bank-a`); the root (`ca.crt.pem`) and the current
-    /// revocation list (`crl.pem`) are copied beside them, so the folder is all the
-    /// participant needs.
+    /// Certify a participant's key for its role, or an API client's (a bank's systems, an NBK
+    /// operator). Without --public-key, generates the key and writes `<name>.key.pem` (owner
+    /// only) beside `<name>.crt.pem`, where the name is the role with ':' replaced by '-'
+    /// (`bank-bank-a`), or `api-` and the client (`api-bank-steppe`); the root (`ca.crt.pem`)
+    /// and the current revocation list (`crl.pem`) are copied beside them, so the folder is all
+    /// the participant needs.
+    #[command(group(clap::ArgGroup::new("subject").required(true).args(["role", "api_client"])))]
     Issue {
         /// The participant's role: central, notary, oracle, directory or bank:<id>.
         #[arg(long)]
-        role: RoleId,
+        role: Option<RoleId>,
+        /// Or an API client of the REST gateway: bank:<node> (that node's systems) or
+        /// operator:<name> (an NBK operator).
+        #[arg(long, value_name = "CLIENT")]
+        api_client: Option<ApiClient>,
         /// A DNS name the participant is reached at; repeat for several. Default: localhost.
         #[arg(long = "dns", value_name = "NAME")]
         dns_names: Vec<String>,
@@ -77,7 +83,15 @@ pub fn run(dir: &Path, command: CaCommand) -> Result<ExitCode, String> {
     let now_s = now_s()?;
     match command {
         CaCommand::Init => init(dir, now_s),
-        CaCommand::Issue { role, dns_names, out, public_key } => issue(dir, &role, dns_names, out, public_key, now_s),
+        CaCommand::Issue { role, api_client, dns_names, out, public_key } => {
+            let subject = match (role, api_client) {
+                (Some(role), _) => Subject::Role(role),
+                (None, Some(client)) => Subject::Api(client),
+                // clap's group requires one of the two.
+                (None, None) => return Err("give --role or --api-client".into()),
+            };
+            issue(dir, &subject, dns_names, out, public_key, now_s)
+        }
         CaCommand::Revoke { serial, reason } => revoke(dir, serial, reason, now_s),
         CaCommand::Crl { out } => crl(dir, out, now_s),
         CaCommand::List => list(dir, now_s),
@@ -169,7 +183,7 @@ fn init(dir: &Path, now_s: i64) -> Result<(), String> {
 
 fn issue(
     dir: &Path,
-    role: &RoleId,
+    subject: &Subject,
     mut dns_names: Vec<String>,
     out: Option<PathBuf>,
     public_key: Option<PublicKey>,
@@ -191,10 +205,13 @@ fn issue(
     };
     // `issue` refuses a bank id that could leave `out` (`bank:../x`) before anything is
     // written, so the name made from the role below is a plain file name.
-    let der = ca.issue(role, key, &dns_names, now_s).map_err(|e| e.to_string())?;
+    let der = ca.issue(subject, key, &dns_names, now_s).map_err(|e| e.to_string())?;
     let certified = dtenge_pki::read_certificate(&der).map_err(|e| e.to_string())?;
     let serial = certified.serial;
-    let name = role.to_string().replace(':', "-");
+    let name = match subject {
+        Subject::Role(role) => role.to_string().replace(':', "-"),
+        Subject::Api(client) => dtenge_api::access::credentials_stem(client),
+    };
     let cert_path = out.join(format!("{name}.crt.pem"));
     let key_path = out.join(format!("{name}.key.pem"));
     let root_path = out.join(CA_CERT_FILE);
@@ -212,7 +229,7 @@ fn issue(
     let crl = ca.revocation_list_der().map_err(|e| e.to_string())?;
     write_file(&crl_path, dtenge_pki::revocation_list_pem(&crl).as_bytes(), false)?;
 
-    println!("issued certificate serial {serial} for {role}");
+    println!("issued certificate serial {serial} for {subject}");
     println!("  DNS names         {}", certified.dns_names.join(", "));
     println!("  valid until       {}", utc(certified.not_after_s));
     println!("  public key        {}", certified.key.key);
@@ -286,13 +303,13 @@ fn list(dir: &Path, now_s: i64) -> Result<(), String> {
     if listed.is_empty() {
         println!("no certificates issued yet in {}", dir.display());
     } else {
-        let header = ["SERIAL", "ROLE", "NOT AFTER (UTC)", "DNS NAMES", "STATUS"];
+        let header = ["SERIAL", "SUBJECT", "NOT AFTER (UTC)", "DNS NAMES", "STATUS"];
         let rows: Vec<[String; 5]> = listed
             .iter()
             .map(|l| {
                 [
                     l.certified.serial.to_string(),
-                    l.certified.role.to_string(),
+                    l.certified.subject.to_string(),
                     utc(l.certified.not_after_s),
                     l.certified.dns_names.join(","),
                     status(l, now_s),

@@ -87,7 +87,7 @@ fn the_ca_command_issues_revokes_and_lists_participants_certificates() {
     }
     let key = key_from_pem(&std::fs::read_to_string(&key_path).expect("the key")).expect("a PEM key");
     let bank = certificate(&cert_path);
-    assert_eq!(bank.role, RoleId::Bank("bank-a".into()));
+    assert_eq!(bank.role(), Some(&RoleId::Bank("bank-a".into())));
     assert_eq!(bank.serial, 2);
     assert_eq!(bank.key, key.public_key(), "the certificate certifies the key beside it");
     assert_eq!(bank.dns_names, vec!["localhost".to_string()]);
@@ -110,7 +110,7 @@ fn the_ca_command_issues_revokes_and_lists_participants_certificates() {
     ];
     run_ok(&dir, &args);
     let notary = certificate(&notary_out.join("notary.crt.pem"));
-    assert_eq!((notary.role.clone(), notary.serial, notary.key), (RoleId::Notary, 3, own));
+    assert_eq!((notary.role().cloned(), notary.serial, notary.key), (Some(RoleId::Notary), 3, own));
     assert_eq!(notary.dns_names, vec!["notary.nbk.kz".to_string(), "localhost".to_string()]);
     assert!(!notary_out.join("notary.key.pem").exists(), "no key is written for a key the CA never had");
     let message = run_err(&dir, &["issue", "--role", "oracle", "--public-key", "abcd"]);
@@ -144,7 +144,7 @@ fn the_ca_command_issues_revokes_and_lists_participants_certificates() {
     };
     let (ca_files, participant_files) = (files(&dir), files(&out));
     let message = run_err(&dir, &["issue", "--role", "bank:../x"]);
-    assert!(message.contains("bank id"), "{message}");
+    assert!(message.contains("../x"), "{message}");
     assert_eq!((files(&dir), files(&out)), (ca_files, participant_files), "nothing written");
     let message = run_err(&dir, &["issue", "--role", "teller"]);
     assert!(message.contains("teller"), "{message}");
@@ -163,4 +163,15 @@ fn the_ca_command_issues_revokes_and_lists_participants_certificates() {
     assert!(
         printed.contains("revocation list number 4") && printed.contains(&dir.join("crl.pem").display().to_string())
     );
+
+    // An API client of the REST gateway: a bank's systems.
+    let printed = run_ok(&dir, &["issue", "--api-client", "bank:steppe", "--out", out.to_str().expect("UTF-8")]);
+    assert!(printed.contains("api:bank:steppe"), "{printed}");
+    let client = certificate(&out.join("api-bank-steppe.crt.pem"));
+    assert_eq!(client.subject, dtenge_pki::Subject::Api(dtenge_pki::ApiClient::Bank("steppe".into())));
+    assert!(out.join("api-bank-steppe.key.pem").exists());
+    let message = run_err(&dir, &["issue", "--api-client", "teller:x"]);
+    assert!(message.contains("teller"), "{message}");
+    let message = run_err(&dir, &["issue"]);
+    assert!(message.contains("--role") || message.contains("--api-client"), "{message}");
 }
