@@ -36,7 +36,7 @@ use dtenge_core::money::Amount;
 use dtenge_env::{Clock, Entropy, ManualClock, SystemClock};
 use dtenge_scenarios::{Client, Platform, World};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -78,6 +78,8 @@ enum Command {
     Reconcile {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         api: String,
+        /// The platform's data directory: read when no platform answers, and its
+        /// `credentials/` (the sandbox's) authenticate the call.
         #[arg(long, default_value = "./data")]
         data: PathBuf,
     },
@@ -191,6 +193,9 @@ enum Command {
     Status {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         api: String,
+        /// API credentials (an NBK operator's key and certificate among them).
+        #[arg(long, default_value = "./data/credentials")]
+        credentials: PathBuf,
     },
     /// The network's certificate authority, with the NBK as root: create it, certify
     /// participants (central, notary, oracle, directory, banks), revoke certificates, renew
@@ -203,7 +208,9 @@ enum Command {
         command: ca::CaCommand,
     },
     /// Call the REST API: `dtenge call POST /v1/nodes/steppe/accounts '{"kind":...}'`.
-    /// Mutating calls get a fresh idempotency key unless `--key` is given.
+    /// Mutating calls get a fresh idempotency key unless `--key` is given. The call is made as
+    /// the API client the route is for (`bank:steppe` for `/v1/nodes/steppe/...`, the operator
+    /// for `/v1/operator/...`), with its credential from `--credentials`.
     Call {
         method: String,
         path: String,
@@ -212,6 +219,10 @@ enum Command {
         api: String,
         #[arg(long)]
         key: Option<String>,
+        /// API credentials: `api-*.key.pem` beside `api-*.crt.pem` (a sandbox's
+        /// `<data>/credentials`, or what `dtenge ca issue --api-client` wrote).
+        #[arg(long, default_value = "./data/credentials")]
+        credentials: PathBuf,
     },
 }
 
@@ -242,7 +253,7 @@ fn main() -> ExitCode {
         Command::Up { data, listen, clock } => up(data, listen, clock),
         Command::Demo { data } => demo(data),
         Command::Reconcile { api, data } => reconcile(&api, data),
-        Command::Status { api } => status(&api),
+        Command::Status { api, credentials } => status(&api, &credentials),
         // The in-process flags conflict with --http (clap refuses them together).
         Command::Bench {
             accounts,
@@ -330,7 +341,9 @@ fn main() -> ExitCode {
             sim_roles(seeds, seed, &config, trace)
         }
         Command::Ca { dir, command } => ca::run(&dir, command),
-        Command::Call { method, path, body, api, key } => call(&api, &method, &path, body.as_deref(), key.as_deref()),
+        Command::Call { method, path, body, api, key, credentials } => {
+            call(&api, &credentials, &method, &path, body.as_deref(), key.as_deref())
+        }
     };
     finish(result)
 }
@@ -496,19 +509,28 @@ fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind) -> Result<ExitCo
         }
     }
     println!();
-    println!("Try it:");
-    println!("  curl -s {base}/v1/operator/monitoring");
+    let credentials = data.join(dtenge_api::access::CREDENTIALS_DIR);
+    println!("API clients (each route is for one: a node's systems or the NBK operator):");
+    println!("  credentials   {}   (a key and a certificate of the sandbox's root per client)", credentials.display());
+    println!(
+        "  tokens        POST {base}{} (OAuth 2.0 client credentials, a JWT assertion signed with the client's key)",
+        dtenge_api::access::TOKEN_PATH
+    );
+    println!();
+    println!("Try it (`dtenge call` signs in as the client each route is for):");
+    let call = format!("cargo run --release -- call --api {base} --credentials {}", credentials.display());
+    println!("  {call} GET /v1/operator/monitoring");
     if !today.working {
         println!("  # today is not an operational day: the NBK operator opens it for bank <-> NBK conversions");
-        println!("  curl -s -X PUT {base}/v1/operator/calendar/days/{} -H 'Idempotency-Key: open-{}' -H 'Content-Type: application/json' -d '{{\"working\": true}}'", today.date, today.date);
+        println!("  {call} PUT /v1/operator/calendar/days/{} '{{\"working\": true}}'", today.date);
     }
-    println!("  curl -s -X POST {base}/v1/nodes/steppe/emissions -H 'Idempotency-Key: try-1' -H 'Content-Type: application/json' -d '{{\"amount_tiyn\": 100000000}}'");
-    println!("  curl -s -X POST {base}/v1/nodes/steppe/accounts -H 'Idempotency-Key: try-2' -H 'Content-Type: application/json' \\");
-    println!("       -d '{{\"kind\":\"individual\",\"client_id\":\"900101300007\",\"name\":\"Aigerim Seitova\",\"phone\":\"+77011234567\"}}'");
+    println!("  {call} POST /v1/nodes/steppe/emissions '{{\"amount_tiyn\": 100000000}}'");
+    println!("  {call} POST /v1/nodes/steppe/accounts \\");
+    println!("       '{{\"kind\":\"individual\",\"client_id\":\"900101300007\",\"name\":\"Aigerim Seitova\",\"phone\":\"+77011234567\"}}'");
     if clock_kind == ClockKind::Manual {
-        println!("  curl -s -X POST {base}/v1/clock/advance -H 'Idempotency-Key: day-1' -H 'Content-Type: application/json' -d '{{\"advance_ms\": 86400000}}'");
+        println!("  {call} POST /v1/clock/advance '{{\"advance_ms\": 86400000}}'");
     }
-    println!("  cargo run --release -- reconcile");
+    println!("  cargo run --release -- reconcile --api {base} --data {}", data.display());
     println!("Ctrl-C or SIGTERM stops the platform gracefully; its data stays in {}.", data.display());
     let shutdown = async move {
         let name = signals.first().await;
@@ -554,7 +576,7 @@ fn demo(data: Option<PathBuf>) -> Result<ExitCode, String> {
         dir.display()
     );
     println!("Every step goes through the REST API. Amounts in KZT.\n");
-    let world = World::new(&platform.base_url());
+    let world = World::new(&platform.base_url(), &platform.credentials_dir())?;
     let outcomes = dtenge_scenarios::run_all(&world, |o| {
         println!(
             "[{}] {:<6} {}  ({:.1} ms)",
@@ -592,8 +614,18 @@ fn fmt_tiyn(v: &serde_json::Value) -> String {
     v.as_u64().and_then(|t| Amount::from_tiyn(t).ok()).map(|a| a.to_string()).unwrap_or_else(|| v.to_string())
 }
 
+/// A REST client with the credentials in `dir`, or none if there are none: the gateway then
+/// answers what needs one with 401 and says why.
+fn api_client(api: &str, dir: &Path) -> Result<Client, String> {
+    if !dir.exists() {
+        eprintln!("note: no API credentials in {}; calling anonymously", dir.display());
+        return Ok(Client::new(api));
+    }
+    Client::with_credentials(api, dir)
+}
+
 fn reconcile(api: &str, data: PathBuf) -> Result<ExitCode, String> {
-    let client = Client::new(api);
+    let client = api_client(api, &data.join(dtenge_api::access::CREDENTIALS_DIR))?;
     let report = match client.get("/v1/operator/reconciliation") {
         Ok(report) => {
             println!("Reconciliation of the running platform at {api}:");
@@ -644,8 +676,8 @@ fn bench_http(config: dtenge_bench::http::HttpConfig, json: bool) -> Result<Exit
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn status(api: &str) -> Result<ExitCode, String> {
-    let m = Client::new(api).get("/v1/operator/monitoring").map_err(|e| e.to_string())?;
+fn status(api: &str, credentials: &Path) -> Result<ExitCode, String> {
+    let m = api_client(api, credentials)?.get("/v1/operator/monitoring").map_err(|e| e.to_string())?;
     println!(
         "emitted {}, redeemed {}, in circulation {}, ABS liability {}",
         fmt_tiyn(&m["emitted_tiyn"]),
@@ -666,8 +698,15 @@ fn status(api: &str) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn call(api: &str, method: &str, path: &str, body: Option<&str>, key: Option<&str>) -> Result<ExitCode, String> {
-    let client = Client::new(api);
+fn call(
+    api: &str,
+    credentials: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    key: Option<&str>,
+) -> Result<ExitCode, String> {
+    let client = api_client(api, credentials)?;
     let method = method.to_ascii_uppercase();
     let result = match method.as_str() {
         "GET" => client.get(path),

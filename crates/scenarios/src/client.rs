@@ -1,9 +1,26 @@
 //! A small blocking client of the REST API, as a bank's integration would write it: every
-//! mutating call carries a fresh idempotency key.
+//! mutating call carries a fresh idempotency key, and every call that needs it an access
+//! token.
+//!
+//! The demo plays every party at once (each bank's systems, the NBK operator), so this client
+//! holds the credentials of several API clients and picks, for each call, the one the
+//! gateway's table says may make it ([`dtenge_api::access::access`]): `bank:steppe` for
+//! `/v1/nodes/steppe/...`, the operator for `/v1/operator/...`. It trades each client's
+//! signed assertion for an access token at `POST /v1/oauth/token` once and keeps the token
+//! until shortly before it expires.
 
+use dtenge_api::access::{access, credentials_stem, load_credentials, token_request_form, Access, ISSUER, TOKEN_PATH};
+use dtenge_auth::{ApiClient, Credentials};
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A token is asked for again this long before it expires.
+const TOKEN_RENEW_BEFORE: Duration = Duration::from_secs(60);
 
 /// A failed call: the HTTP status and the error body's code and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,16 +44,53 @@ pub struct Client {
     agent: ureq::Agent,
     prefix: String,
     counter: AtomicU64,
+    /// The API clients this one speaks for, by name; none for an anonymous client.
+    credentials: BTreeMap<ApiClient, Credentials>,
+    /// Access tokens granted, with when to ask again.
+    tokens: Mutex<BTreeMap<ApiClient, (String, Instant)>>,
 }
 
 impl Client {
+    /// A client with no credentials: it reaches the public routes only.
     pub fn new(base_url: &str) -> Client {
         let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(60)).build();
         let prefix = format!(
             "{:x}",
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
         );
-        Client { base: base_url.trim_end_matches('/').to_string(), agent, prefix, counter: AtomicU64::new(0) }
+        Client {
+            base: base_url.trim_end_matches('/').to_string(),
+            agent,
+            prefix,
+            counter: AtomicU64::new(0),
+            credentials: BTreeMap::new(),
+            tokens: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A client speaking for every API client whose credential is in `dir` (a sandbox's
+    /// `<data>/credentials`: `api-*.key.pem` beside `api-*.crt.pem`).
+    pub fn with_credentials(base_url: &str, dir: &Path) -> Result<Client, String> {
+        let mut client = Client::new(base_url);
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            let Some(stem) = name.strip_suffix(".crt.pem") else { continue };
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let der = dtenge_pki::pem_contents(&text, "CERTIFICATE")?;
+            let certified = dtenge_pki::read_certificate(&der).map_err(|e| format!("{}: {e}", path.display()))?;
+            let dtenge_pki::Subject::Api(api_client) = certified.subject else { continue };
+            if credentials_stem(&api_client) != stem {
+                continue;
+            }
+            let credentials = load_credentials(dir, &api_client).map_err(|e| e.to_string())?;
+            client.credentials.insert(api_client, credentials);
+        }
+        if client.credentials.is_empty() {
+            return Err(format!("{} holds no API credentials", dir.display()));
+        }
+        Ok(client)
     }
 
     /// A new idempotency key.
@@ -44,8 +98,70 @@ impl Client {
         format!("{}-{}", self.prefix, self.counter.fetch_add(1, Ordering::SeqCst))
     }
 
+    /// Who makes a call to `path`: the API client the gateway's table allows, if this client
+    /// holds its credential. A call that may be anyone's goes as the first bank held.
+    fn caller(&self, method: &str, path: &str) -> Option<&Credentials> {
+        let path = path.split('?').next().unwrap_or(path);
+        match access(method, path) {
+            Access::Bank(node) => self.credentials.get(&ApiClient::Bank(node)),
+            Access::Operator => {
+                self.credentials.iter().find(|(c, _)| matches!(c, ApiClient::Operator(_))).map(|(_, c)| c)
+            }
+            Access::AnyBank | Access::AnyClient => {
+                self.credentials.iter().find(|(c, _)| matches!(c, ApiClient::Bank(_))).map(|(_, c)| c)
+            }
+            Access::Public | Access::Provider | Access::Deny => None,
+        }
+    }
+
+    /// `Authorization: Bearer <token>` for a call to `path`, asking for a token first if none
+    /// is held or it is about to expire.
+    fn authorization(&self, method: &str, path: &str) -> Result<Option<String>, ApiFailure> {
+        let Some(credentials) = self.caller(method, path) else {
+            return Ok(None);
+        };
+        if let Some((token, renew_at)) = self.tokens.lock().get(&credentials.client) {
+            if Instant::now() < *renew_at {
+                return Ok(Some(format!("Bearer {token}")));
+            }
+        }
+        let now_s = dtenge_api::access::now_s();
+        let assertion = credentials.assertion(ISSUER, now_s, &self.key());
+        let granted = self
+            .agent
+            .post(&format!("{}{TOKEN_PATH}", self.base))
+            .set("Content-Type", "application/x-www-form-urlencoded")
+            .send_string(&token_request_form(&assertion));
+        let body: Value = match granted {
+            Ok(response) => response.into_json().map_err(|e| transport(e.to_string()))?,
+            Err(ureq::Error::Status(status, response)) => {
+                let body: Value = response.into_json().unwrap_or(Value::Null);
+                return Err(ApiFailure {
+                    status,
+                    code: body["error"].as_str().unwrap_or("?").to_string(),
+                    message: body["error_description"].as_str().unwrap_or("").to_string(),
+                });
+            }
+            Err(e) => return Err(transport(e.to_string())),
+        };
+        let token = body["access_token"].as_str().ok_or_else(|| transport("no access_token".into()))?.to_string();
+        let lifetime = Duration::from_secs(body["expires_in"].as_u64().unwrap_or(0));
+        let renew_at = Instant::now() + lifetime.saturating_sub(TOKEN_RENEW_BEFORE);
+        self.tokens.lock().insert(credentials.client.clone(), (token.clone(), renew_at));
+        Ok(Some(format!("Bearer {token}")))
+    }
+
+    /// A request to `path` with its access token, if the call needs one.
+    fn request(&self, method: &str, path: &str) -> Result<ureq::Request, ApiFailure> {
+        let request = self.agent.request(method, &format!("{}{path}", self.base));
+        Ok(match self.authorization(method, path)? {
+            Some(authorization) => request.set("Authorization", &authorization),
+            None => request,
+        })
+    }
+
     pub fn get(&self, path: &str) -> CallResult {
-        answer(self.agent.get(&format!("{}{path}", self.base)).call())
+        answer(self.request("GET", path)?.call())
     }
 
     /// POST with a fresh idempotency key.
@@ -54,7 +170,7 @@ impl Client {
     }
 
     pub fn post_with_key(&self, path: &str, body: &Value, key: &str) -> CallResult {
-        answer(self.agent.post(&format!("{}{path}", self.base)).set("Idempotency-Key", key).send_json(body.clone()))
+        answer(self.request("POST", path)?.set("Idempotency-Key", key).send_json(body.clone()))
     }
 
     /// POST as an oracle provider: `Authorization: Bearer <token>`, fresh idempotency key.
@@ -80,15 +196,12 @@ impl Client {
     }
 
     pub fn put(&self, path: &str, body: &Value) -> CallResult {
-        answer(
-            self.agent.put(&format!("{}{path}", self.base)).set("Idempotency-Key", &self.key()).send_json(body.clone()),
-        )
+        answer(self.request("PUT", path)?.set("Idempotency-Key", &self.key()).send_json(body.clone()))
     }
 
     /// A raw request, for tests of malformed input.
     pub fn raw(&self, method: &str, path: &str, key: Option<&str>, body: &str) -> CallResult {
-        let mut request =
-            self.agent.request(method, &format!("{}{path}", self.base)).set("Content-Type", "application/json");
+        let mut request = self.request(method, path)?.set("Content-Type", "application/json");
         if let Some(key) = key {
             request = request.set("Idempotency-Key", key);
         }
@@ -105,8 +218,10 @@ impl Client {
         let authority = self.base.trim_start_matches("http://");
         let mut stream = std::net::TcpStream::connect(authority).map_err(transport)?;
         stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).map_err(transport)?;
+        let authorization =
+            self.authorization("POST", path)?.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n{authorization}\
              Idempotency-Key: {key}\r\nContent-Length: {claimed_bytes}\r\nConnection: close\r\n\r\n{{"
         );
         stream.write_all(head.as_bytes()).map_err(transport)?;
@@ -145,6 +260,10 @@ impl Client {
             message: e.to_string(),
         })
     }
+}
+
+fn transport(message: String) -> ApiFailure {
+    ApiFailure { status: 0, code: "TRANSPORT".into(), message }
 }
 
 fn answer(result: Result<ureq::Response, ureq::Error>) -> CallResult {

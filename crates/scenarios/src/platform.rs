@@ -15,6 +15,7 @@ pub struct Platform {
     /// The web consoles, served beside the API.
     pub console: Arc<dtenge_console::Console>,
     pub addr: SocketAddr,
+    data_dir: std::path::PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<std::thread::JoinHandle<()>>,
 }
@@ -47,11 +48,21 @@ impl Platform {
                 }
             })
             .map_err(|e| Error::internal(format!("server thread: {e}")))?;
-        Ok(Platform { roles, console, addr, stop: Some(stop), server: Some(server) })
+        Ok(Platform { roles, console, addr, data_dir: data_dir.to_path_buf(), stop: Some(stop), server: Some(server) })
     }
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Where the sandbox keeps its API clients' credentials.
+    pub fn credentials_dir(&self) -> std::path::PathBuf {
+        self.data_dir.join(dtenge_api::access::CREDENTIALS_DIR)
+    }
+
+    /// A REST client speaking for every API client of the sandbox.
+    pub fn client(&self) -> Result<crate::Client> {
+        crate::Client::with_credentials(&self.base_url(), &self.credentials_dir()).map_err(Error::internal)
     }
 
     /// Block until the server stops (it stops when [`Platform::stop`] is called elsewhere or

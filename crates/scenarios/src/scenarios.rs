@@ -155,8 +155,10 @@ pub(crate) fn u(v: &Value) -> u64 {
 }
 
 impl World {
-    pub fn new(base_url: &str) -> World {
-        World { client: Client::new(base_url), providers: Default::default() }
+    /// The world of a platform at `base_url`, acting with the API credentials in `credentials`
+    /// (a sandbox's `<data>/credentials`).
+    pub fn new(base_url: &str, credentials: &std::path::Path) -> Result<World, String> {
+        Ok(World { client: Client::with_credentials(base_url, credentials)?, providers: Default::default() })
     }
 
     /// A valid IIN/BIN unique to a scenario and a number.
