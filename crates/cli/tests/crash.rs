@@ -107,12 +107,13 @@ fn transfer_path(bank: &str) -> String {
 
 fn send_until_stopped(
     base: &str,
+    credentials: &std::path::Path,
     people: &[Person],
     thread_no: usize,
     stop: &AtomicBool,
     killed: &AtomicBool,
 ) -> Tally {
-    let client = Client::new(base);
+    let client = Client::with_credentials(base, credentials).expect("credentials");
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
     let mut rng = Rng((nanos ^ (thread_no as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1);
@@ -165,12 +166,13 @@ struct SignedSent {
 /// Returns the acknowledged ones and the refusals by code.
 fn sign_until_stopped(
     base: &str,
+    credentials: &std::path::Path,
     signers: &[Signer],
     thread_no: usize,
     stop: &AtomicBool,
     killed: &AtomicBool,
 ) -> (Vec<SignedSent>, BTreeMap<String, usize>) {
-    let client = Client::new(base);
+    let client = Client::with_credentials(base, credentials).expect("credentials");
     let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B ^ (thread_no as u64 + 1));
     let (mut acknowledged, mut refused) = (Vec::new(), BTreeMap::new());
     for i in 0..SENDS_PER_THREAD_MAX {
@@ -260,7 +262,7 @@ fn acknowledged_payments_survive_sigkill() {
     let mut first = Server::start(&data, dir.path(), "first");
 
     // 2. Twenty individuals at three banks, each with DT.
-    let world = World::new(&first.base);
+    let world = first.world();
     let people: Vec<Person> = (0..CLIENTS)
         .map(|i| {
             let n = i as u32 + 1;
@@ -278,7 +280,8 @@ fn acknowledged_payments_survive_sigkill() {
             let key = SecretKey::from_seed([i as u8 + 90; 32]);
             let body = json!({"kind": "individual", "client_id": person.iin, "name": format!("Signer {i}"),
                 "public_key": serde_json::to_value(key.public_key()).expect("key")});
-            let account = Client::new(&first.base)
+            let account = first
+                .client()
                 .post(&format!("/v1/nodes/{}/accounts", person.bank), &body)
                 .expect("open a self-signing account");
             let address = serde_json::from_value(account["address"].clone()).expect("an address");
@@ -299,20 +302,23 @@ fn acknowledged_payments_survive_sigkill() {
     let senders: Vec<_> = (0..THREADS)
         .map(|t| {
             let (base, people, stop, killed) = (first.base.clone(), people.clone(), stop.clone(), killed.clone());
-            thread::spawn(move || send_until_stopped(&base, &people, t, &stop, &killed))
+            let credentials = first.credentials.clone();
+            thread::spawn(move || send_until_stopped(&base, &credentials, &people, t, &stop, &killed))
         })
         .collect();
     let signers = Arc::new(signers);
     let signing: Vec<_> = (0..SIGNER_THREADS)
         .map(|t| {
             let (base, signers, stop, killed) = (first.base.clone(), signers.clone(), stop.clone(), killed.clone());
-            thread::spawn(move || sign_until_stopped(&base, &signers, t, &stop, &killed))
+            let credentials = first.credentials.clone();
+            thread::spawn(move || sign_until_stopped(&base, &credentials, &signers, t, &stop, &killed))
         })
         .collect();
     let checkpointer = {
         let (base, stop) = (first.base.clone(), stop.clone());
+        let credentials = first.credentials.clone();
         thread::spawn(move || {
-            let client = Client::new(&base);
+            let client = Client::with_credentials(&base, &credentials).expect("credentials");
             let mut written = 0usize;
             while !stop.load(Ordering::SeqCst) && written < SENDS_PER_THREAD_MAX {
                 if client.post("/v1/operator/checkpoints", &Value::Null).is_ok() {
@@ -371,7 +377,7 @@ fn acknowledged_payments_survive_sigkill() {
     let restart = Instant::now();
     let second = Server::start(&data, dir.path(), "second");
     let restart_s = restart.elapsed().as_secs_f64();
-    let client = Client::new(&second.base);
+    let client = second.client();
 
     // 6. Every acknowledged payment is committed at the notary...
     for sent in &tally.acknowledged {

@@ -61,7 +61,7 @@ fn read_head(stream: &mut TcpStream) -> String {
 /// The acknowledged payment and the balances are there after a restart on the same data.
 fn restart_finds(data: &std::path::Path, logs: &std::path::Path, pair: &Pair, tx_id: &str, payer_tiyn: u64) {
     let mut second = Server::start(data, logs, "second");
-    let world = World::new(&second.base);
+    let world = second.world();
     let status = world.client.get(&format!("/v1/transactions/{tx_id}")).expect("transaction status");
     assert_eq!(status["committed"], true, "acknowledged payment {tx_id} lost across the stop");
     assert_eq!(world.dt("steppe", &pair.payer).expect("payer"), payer_tiyn, "payer's DT after the restart");
@@ -78,7 +78,7 @@ fn sigterm_stops_up_with_status_0_and_a_restart_finds_what_it_acknowledged() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let mut first = Server::start(&data, dir.path(), "first");
-    let world = World::new(&first.base);
+    let world = first.world();
     let pair = pair(&world, 91);
     let receipt = world
         .transfer("steppe", &pair.payer, json!({"phone": pair.payee_phone}), 250_00)
@@ -109,7 +109,7 @@ fn a_request_in_flight_when_sigterm_arrives_is_answered_before_up_exits() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let mut server = Server::start(&data, dir.path(), "first");
-    let world = World::new(&server.base);
+    let world = server.world();
     let pair = pair(&world, 92);
 
     // A transfer whose body is held back: `Expect: 100-continue` makes the server say when
@@ -117,8 +117,14 @@ fn a_request_in_flight_when_sigterm_arrives_is_answered_before_up_exits() {
     let body = json!({"from": pair.payer, "to": {"phone": pair.payee_phone}, "amount_tiyn": 400_00}).to_string();
     let mut stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
     stream.set_read_timeout(Some(Duration::from_millis(STOP_MAX_MS))).expect("read timeout");
+    let authorization = world
+        .client
+        .authorization("POST", "/v1/nodes/steppe/transfers")
+        .expect("a token")
+        .expect("the route needs one");
     let head = format!(
         "POST /v1/nodes/steppe/transfers HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
+         Authorization: {authorization}\r\n\
          Idempotency-Key: in-flight-1\r\nExpect: 100-continue\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         server.port,
         body.len()
@@ -162,7 +168,7 @@ fn a_manual_clock_moves_only_through_the_api_and_expiries_follow_it() {
     let data = dir.path().join("data");
     let server = Server::start_with(&data, dir.path(), "manual", &["--clock", "manual"]);
     assert!(server.stdout().contains("clock         MANUAL"), "the manual clock is not announced\n{}", server.logs());
-    let world = World::new(&server.base);
+    let world = server.world();
     let now = |what: &str| u(&world.client.get("/v1/clock").unwrap_or_else(|e| panic!("{what}: {e}"))["now_unix_ms"]);
     let today = || -> Date {
         let day = world.client.get("/v1/operator/today").expect("today");

@@ -115,8 +115,8 @@ impl Client {
     }
 
     /// `Authorization: Bearer <token>` for a call to `path`, asking for a token first if none
-    /// is held or it is about to expire.
-    fn authorization(&self, method: &str, path: &str) -> Result<Option<String>, ApiFailure> {
+    /// is held or it is about to expire; `None` for a call that needs none.
+    pub fn authorization(&self, method: &str, path: &str) -> Result<Option<String>, ApiFailure> {
         let Some(credentials) = self.caller(method, path) else {
             return Ok(None);
         };

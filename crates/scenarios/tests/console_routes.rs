@@ -208,7 +208,7 @@ fn two_console_users_sending_the_same_key_do_not_meet() {
     assert_eq!(spendable(&platform), 10_000_00, "Aigerim paid 100.00 and was paid 100.00");
 
     // A console key cannot be reached through the REST API either.
-    let client = dtenge_scenarios::Client::new(&platform.base_url());
+    let client = platform.client().unwrap();
     let refused =
         client.post_with_key("/v1/nodes/steppe/emissions", &json!({"amount_tiyn": 1}), "console:aigerim:same-key");
     assert_eq!(refused.map_err(|e| (e.status, e.code)), Err((400, "MALFORMED_INPUT".to_string())));
@@ -218,7 +218,7 @@ fn two_console_users_sending_the_same_key_do_not_meet() {
 fn the_console_and_the_api_answer_the_same_error_code_with_the_same_status() {
     let (_dir, platform) = start();
     let aigerim = Browser::sign_in(&platform, "aigerim");
-    let api = dtenge_scenarios::Client::new(&platform.base_url());
+    let api = platform.client().unwrap();
     let status_and_code =
         |answer: (u16, Value)| (answer.0, answer.1["error"]["code"].as_str().unwrap_or("").to_string());
     let api_status_and_code = |result: dtenge_scenarios::CallResult| match result {

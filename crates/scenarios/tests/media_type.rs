@@ -61,7 +61,7 @@ fn post(url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Answer {
 fn a_transfer_posted_as_text_plain_is_refused_with_415_and_moves_no_money() {
     let (_dir, platform) = start();
     let base = platform.base_url();
-    let world = World::new(&base);
+    let world = World::new(&base, &platform.credentials_dir()).unwrap();
     let (payer, payee, payee_phone) = (World::iin(94, 1), World::iin(94, 2), World::phone(94, 2));
     world.open("steppe", "individual", &payer, "Media Payer", None).unwrap();
     world.open("sapa", "individual", &payee, "Media Payee", Some(&payee_phone)).unwrap();
@@ -69,13 +69,15 @@ fn a_transfer_posted_as_text_plain_is_refused_with_415_and_moves_no_money() {
     let transfer = format!("{base}/v1/nodes/steppe/transfers");
     let body = json!({"from": payer, "to": {"phone": payee_phone}, "amount_tiyn": 300_00}).to_string();
 
+    let bank = world.client.authorization("POST", "/v1/nodes/steppe/transfers").unwrap().unwrap();
+    let operator = world.client.authorization("POST", "/v1/operator/checkpoints").unwrap().unwrap();
     for (content_type, said) in [
         (Some("text/plain"), "says 'text/plain'"),
         (Some("text/plain; charset=utf-8"), "says 'text/plain; charset=utf-8'"),
         (Some("application/x-www-form-urlencoded"), "says 'application/x-www-form-urlencoded'"),
         (None, "has no Content-Type"),
     ] {
-        let mut headers = vec![("Idempotency-Key", "media-1")];
+        let mut headers = vec![("Idempotency-Key", "media-1"), ("Authorization", bank.as_str())];
         headers.extend(content_type.map(|t| ("Content-Type", t)));
         let refused = post(&transfer, &headers, Some(&body));
         assert_eq!(
@@ -93,7 +95,11 @@ fn a_transfer_posted_as_text_plain_is_refused_with_415_and_moves_no_money() {
     // The refusals left the key unused: the same key with the JSON type (and a parameter) pays.
     let paid = post(
         &transfer,
-        &[("Idempotency-Key", "media-1"), ("Content-Type", "application/json; charset=utf-8")],
+        &[
+            ("Idempotency-Key", "media-1"),
+            ("Authorization", &bank),
+            ("Content-Type", "application/json; charset=utf-8"),
+        ],
         Some(&body),
     );
     assert_eq!(paid.status, 200, "{}", paid.body);
@@ -101,7 +107,11 @@ fn a_transfer_posted_as_text_plain_is_refused_with_415_and_moves_no_money() {
     assert_eq!(world.dt("sapa", &payee).unwrap(), 300_00);
 
     // A call without a body needs no type; an unknown route stays NOT_FOUND.
-    let checkpoint = post(&format!("{base}/v1/operator/checkpoints"), &[("Idempotency-Key", "media-2")], None);
+    let checkpoint = post(
+        &format!("{base}/v1/operator/checkpoints"),
+        &[("Idempotency-Key", "media-2"), ("Authorization", &operator)],
+        None,
+    );
     assert_eq!(checkpoint.status, 200, "{}", checkpoint.body);
     let unknown = post(&format!("{base}/v1/no-such-route"), &[("Content-Type", "text/plain")], Some("x"));
     assert_eq!((unknown.status, unknown.code()), (404, "NOT_FOUND"));
@@ -114,7 +124,7 @@ fn the_consoles_refuse_a_text_plain_sign_in_and_transfer_with_415() {
     let base = platform.base_url();
     let users = platform.console.ensure_demo_users().unwrap();
     let dana = users.iter().find(|u| u.username == "dana").expect("the demo client");
-    let world = World::new(&base);
+    let world = World::new(&base, &platform.credentials_dir()).unwrap();
     let (payee, payee_phone) = (World::iin(95, 1), World::phone(95, 1));
     world.open("sapa", "individual", &payee, "Console Payee", Some(&payee_phone)).unwrap();
     world.give_dt("steppe", "950505400019", 1_000_00).unwrap();
@@ -163,7 +173,8 @@ fn the_consoles_refuse_a_text_plain_sign_in_and_transfer_with_415() {
 #[test]
 fn openapi_documents_the_415_answer_of_every_operation_that_takes_a_body() {
     let (_dir, platform) = start();
-    let spec = World::new(&platform.base_url()).client.get("/openapi.json").unwrap();
+    let spec =
+        World::new(&platform.base_url(), &platform.credentials_dir()).unwrap().client.get("/openapi.json").unwrap();
     let mut checked = 0;
     for (path, item) in spec["paths"].as_object().unwrap() {
         for method in ["post", "put", "patch"] {

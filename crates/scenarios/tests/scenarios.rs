@@ -20,7 +20,7 @@ fn start() -> (tempfile::TempDir, Platform) {
 
 fn scenario(index: usize) {
     let (_dir, platform) = start();
-    let world = World::new(&platform.base_url());
+    let world = World::new(&platform.base_url(), &platform.credentials_dir()).unwrap();
     let outcome = run(&world, &SCENARIOS[index]);
     for line in &outcome.lines {
         println!("  {line}");
@@ -80,14 +80,14 @@ fn all_scenarios_in_one_network_then_restart_keeps_everything() {
     let before = {
         let platform =
             Platform::start(dir.path(), "127.0.0.1:0".parse().unwrap(), clock.clone(), Entropy::from_seed(8)).unwrap();
-        let world = World::new(&platform.base_url());
+        let world = World::new(&platform.base_url(), &platform.credentials_dir()).unwrap();
         let outcomes = dtenge_scenarios::run_all(&world, |_| {});
         let failed: Vec<_> = outcomes.iter().filter(|o| !o.passed).map(|o| (o.id, o.failure.clone())).collect();
         assert!(failed.is_empty(), "{failed:?}");
         world.client.get("/v1/operator/monitoring").unwrap()
     };
     let platform = Platform::start(dir.path(), "127.0.0.1:0".parse().unwrap(), clock, Entropy::from_seed(9)).unwrap();
-    let world = World::new(&platform.base_url());
+    let world = World::new(&platform.base_url(), &platform.credentials_dir()).unwrap();
     let mut after = world.client.get("/v1/operator/monitoring").unwrap();
     after["at_unix_ms"] = before["at_unix_ms"].clone();
     assert_eq!(before, after, "monitoring totals changed across a restart");
@@ -97,7 +97,7 @@ fn all_scenarios_in_one_network_then_restart_keeps_everything() {
 #[test]
 fn openapi_describes_every_route_and_docs_are_served() {
     let (_dir, platform) = start();
-    let world = World::new(&platform.base_url());
+    let world = World::new(&platform.base_url(), &platform.credentials_dir()).unwrap();
     let spec = world.client.get("/openapi.json").unwrap();
     let paths = spec["paths"].as_object().unwrap();
     for path in [

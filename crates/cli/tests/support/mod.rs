@@ -18,6 +18,8 @@ pub const STARTUP_MAX: Duration = Duration::from_secs(30);
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// The sandbox's API credentials, under the data directory.
+    pub credentials: PathBuf,
     pub port: u16,
     out: PathBuf,
     err: PathBuf,
@@ -47,7 +49,8 @@ impl Server {
             .stderr(File::create(&err).expect("stderr log"))
             .spawn()
             .expect("start dtenge");
-        let mut server = Server { child, base: format!("http://127.0.0.1:{port}"), port, out, err };
+        let credentials = data.join("credentials");
+        let mut server = Server { child, base: format!("http://127.0.0.1:{port}"), credentials, port, out, err };
         let client = Client::new(&server.base);
         let started = Instant::now();
         loop {
@@ -64,6 +67,16 @@ impl Server {
             }
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// A REST client speaking for every API client of the sandbox.
+    pub fn client(&self) -> Client {
+        Client::with_credentials(&self.base, &self.credentials).expect("the sandbox's credentials")
+    }
+
+    /// The demo's world on this server.
+    pub fn world(&self) -> dtenge_scenarios::World {
+        dtenge_scenarios::World::new(&self.base, &self.credentials).expect("the sandbox's credentials")
     }
 
     /// SIGKILL (what `Child::kill` sends on Unix) and reap.

@@ -1,0 +1,153 @@
+//! The REST API knows its callers: without a token nothing but the public routes answers, a
+//! bank's systems act for that bank only, the operator's routes are the operator's, and the
+//! token endpoint gives tokens only for assertions signed by a certified client.
+
+use dtenge_core::calendar::Date;
+use dtenge_env::{Entropy, ManualClock};
+use dtenge_scenarios::{Client, Platform, World};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+fn working_day_ms() -> u64 {
+    (Date::new(2026, 11, 23).unwrap().days() as u64 * 86_400 + 5 * 3600) * 1000
+}
+
+fn start() -> (tempfile::TempDir, Platform) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(working_day_ms()));
+    let platform = Platform::start(dir.path(), "127.0.0.1:0".parse().unwrap(), clock, Entropy::from_seed(61)).unwrap();
+    (dir, platform)
+}
+
+/// A call with exactly this Authorization header (or none): its status and error code.
+fn call(method: &str, url: &str, authorization: Option<&str>, body: Option<Value>) -> (u16, String) {
+    let mut request = ureq::request(method, url).set("Idempotency-Key", &format!("auth-{}", rand_key()));
+    if let Some(value) = authorization {
+        request = request.set("Authorization", value);
+    }
+    let sent = match body {
+        Some(body) => request.send_json(body),
+        None => request.call(),
+    };
+    match sent {
+        Ok(response) => (response.status(), String::new()),
+        Err(ureq::Error::Status(status, response)) => {
+            let body: Value = response.into_json().unwrap_or(Value::Null);
+            (status, body["error"]["code"].as_str().or(body["error"].as_str()).unwrap_or("").to_string())
+        }
+        Err(e) => panic!("{method} {url}: {e}"),
+    }
+}
+
+fn rand_key() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+fn dt_liability(world: &World) -> u64 {
+    world.client.get("/v1/operator/monitoring").unwrap()["dt_liability_tiyn"].as_u64().unwrap()
+}
+
+#[test]
+fn without_a_token_only_the_public_routes_answer_and_nothing_moves() {
+    let (_dir, platform) = start();
+    let base = platform.base_url();
+    let world = World::new(&base, &platform.credentials_dir()).unwrap();
+    let before = dt_liability(&world);
+    let anonymous = Client::new(&base);
+    assert_eq!(anonymous.get("/health").unwrap()["status"], "ok");
+    assert!(anonymous.get("/v1/oracle/key").is_ok());
+    assert!(anonymous.get("/openapi.json").is_ok());
+    for (method, path) in [
+        ("POST", "/v1/nodes/steppe/emissions"),
+        ("POST", "/v1/abs/correspondent/steppe/credits"),
+        ("POST", "/v1/operator/nodes/tulpar/block"),
+        ("GET", "/v1/operator/monitoring"),
+        ("GET", "/v1/nodes/steppe/accounts"),
+    ] {
+        let body = (method == "POST").then(|| json!({"amount_tiyn": 100_000_00}));
+        assert_eq!(call(method, &format!("{base}{path}"), None, body.clone()), (401, "UNAUTHORIZED".into()), "{path}");
+        assert_eq!(
+            call(method, &format!("{base}{path}"), Some("Bearer not-a-token"), body),
+            (401, "UNAUTHORIZED".into()),
+            "{path} with a made-up token"
+        );
+    }
+    assert_eq!(dt_liability(&world), before, "no emission happened");
+    let blocked = world.client.get("/v1/operator/monitoring").unwrap()["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["blocked"] == true);
+    assert!(!blocked, "no bank was blocked");
+}
+
+#[test]
+fn a_bank_acts_for_itself_only_and_the_operator_moves_no_clients_money() {
+    let (_dir, platform) = start();
+    let base = platform.base_url();
+    let world = World::new(&base, &platform.credentials_dir()).unwrap();
+    let sapa = world.client.authorization("POST", "/v1/nodes/sapa/transfers").unwrap().unwrap();
+    let operator = world.client.authorization("GET", "/v1/operator/monitoring").unwrap().unwrap();
+    let before = dt_liability(&world);
+
+    let emission = json!({"amount_tiyn": 100_000_00});
+    let url = |path: &str| format!("{base}{path}");
+    assert_eq!(call("POST", &url("/v1/nodes/steppe/emissions"), Some(&sapa), Some(emission.clone())).0, 403);
+    assert_eq!(call("GET", &url("/v1/nodes/steppe/accounts"), Some(&sapa), None).0, 403, "another bank's clients");
+    assert_eq!(call("POST", &url("/v1/operator/nodes/tulpar/block"), Some(&sapa), Some(json!({}))).0, 403);
+    assert_eq!(call("GET", &url("/v1/operator/monitoring"), Some(&sapa), None).0, 403);
+    assert_eq!(
+        call("POST", &url("/v1/nodes/steppe/emissions"), Some(&operator), Some(emission.clone())),
+        (403, "FORBIDDEN".into()),
+        "the operator does not act as a bank"
+    );
+    assert_eq!(dt_liability(&world), before, "nothing was emitted");
+
+    // Each may do its own.
+    assert_eq!(call("GET", &url("/v1/nodes/sapa/accounts"), Some(&sapa), None).0, 200);
+    assert_eq!(call("GET", &url("/v1/operator/monitoring"), Some(&operator), None).0, 200);
+}
+
+fn post_form(url: &str, content_type: &str, form: &str) -> (u16, Value) {
+    match ureq::post(url).set("Content-Type", content_type).send_string(form) {
+        Ok(response) => (response.status(), response.into_json().unwrap_or(Value::Null)),
+        Err(ureq::Error::Status(status, response)) => (status, response.into_json().unwrap_or(Value::Null)),
+        Err(e) => panic!("POST {url}: {e}"),
+    }
+}
+
+#[test]
+fn the_token_endpoint_answers_only_a_fresh_assertion_of_a_certified_client() {
+    let (_dir, platform) = start();
+    let url = format!("{}{}", platform.base_url(), dtenge_api::access::TOKEN_PATH);
+    let form = "application/x-www-form-urlencoded";
+    let steppe = dtenge_api::access::load_credentials(
+        &platform.credentials_dir(),
+        &dtenge_auth::ApiClient::Bank("steppe".into()),
+    )
+    .unwrap();
+    let now_s = dtenge_api::access::now_s();
+    let assertion = steppe.assertion(dtenge_api::access::ISSUER, now_s, "auth-test-1");
+    let request = dtenge_api::access::token_request_form(&assertion);
+
+    let (status, body) = post_form(&url, form, &request);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], dtenge_auth::ACCESS_TOKEN_LIFETIME_S);
+    let token = format!("Bearer {}", body["access_token"].as_str().unwrap());
+    assert_eq!(call("GET", &format!("{}/v1/nodes/steppe/accounts", platform.base_url()), Some(&token), None).0, 200);
+
+    let (status, body) = post_form(&url, form, &request);
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "a replayed assertion: {body}");
+    let (status, body) = post_form(&url, form, &dtenge_api::access::token_request_form("a.b.c"));
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{body}");
+    let wrong_grant = request.replace("client_credentials", "password");
+    let (status, body) = post_form(&url, form, &wrong_grant);
+    assert_eq!((status, body["error"].as_str()), (400, Some("unsupported_grant_type")));
+    let (status, body) = post_form(&url, "application/json", "{}");
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")));
+    // An assertion for another gateway.
+    let elsewhere = steppe.assertion("urn:another:gateway", now_s, "auth-test-2");
+    let (status, _) = post_form(&url, form, &dtenge_api::access::token_request_form(&elsewhere));
+    assert_eq!(status, 401);
+}
