@@ -4,6 +4,9 @@
 //   USERS          JSON: {"operator": "password", "treasury": ..., "steppe-officer": ..., "aigerim": ...}
 //   SCREENSHOTS    directory for one PNG per console page (a reviewer looks at them)
 //   CHROMIUM       the browser binary (default /usr/bin/chromium)
+//   TOKENS         JSON: {"bank:steppe": "Bearer ...", ..., "operator": "Bearer ..."}: the access
+//                  tokens of the REST API's clients (a node's systems for /v1/nodes/{node}/...,
+//                  the NBK operator for /v1/abs and /v1/operator)
 // Exits 0 when every check holds; prints the failing check and exits 1 otherwise.
 
 import { chromium } from "playwright-core";
@@ -12,6 +15,15 @@ import { mkdirSync } from "node:fs";
 const base = process.env.BASE_URL;
 const users = JSON.parse(process.env.USERS || "{}");
 const shots = process.env.SCREENSHOTS || "target/screenshots";
+const tokens = JSON.parse(process.env.TOKENS || "{}");
+
+// The client a REST path is for, as the gateway's table (crates/api/src/access.rs) says.
+function authorization(path) {
+  const node = path.match(/^\/v1\/nodes\/([^/]+)\//);
+  if (node) return tokens[`bank:${node[1]}`];
+  if (/^\/v1\/(abs|operator)\//.test(path)) return tokens.operator;
+  return undefined;
+}
 mkdirSync(shots, { recursive: true });
 
 let checks = 0;
@@ -24,7 +36,11 @@ function check(condition, what) {
 async function rest(method, path, body) {
   const response = await fetch(`${base}${path}`, {
     method,
-    headers: { "Content-Type": "application/json", "Idempotency-Key": `browser-${Date.now()}-${Math.random()}` },
+    headers: {
+      "Content-Type": "application/json",
+      "Idempotency-Key": `browser-${Date.now()}-${Math.random()}`,
+      ...(authorization(path) ? { Authorization: authorization(path) } : {}),
+    },
     body: body ? JSON.stringify(body) : undefined,
   });
   return { status: response.status, body: await response.json() };

@@ -153,7 +153,12 @@ fn bearer(headers: &HeaderMap) -> std::result::Result<&str, String> {
 
 /// The middleware: authenticate, then allow by [`access`], before any handler runs.
 pub(crate) async fn authorize(State(app): State<App>, mut request: Request, next: Next) -> Response {
-    let access = access(request.method().as_str(), request.uri().path());
+    // Decided on the decoded path, as the routes read it (`ste%70pe` is `steppe`); a path
+    // that does not decode is refused as the routes would refuse it.
+    let Some(path) = percent_decode(request.uri().path().as_bytes(), false) else {
+        return Failure(Error::malformed("the path is not percent-encoded UTF-8")).into_response();
+    };
+    let access = access(request.method().as_str(), &path);
     match access {
         Access::Public | Access::Provider => return next.run(request).await,
         Access::Deny => {
@@ -249,19 +254,20 @@ fn form_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
         .take(PAIRS_MAX)
         .filter_map(|pair| {
             let mut parts = pair.splitn(2, |b| *b == b'=');
-            let name = percent_decode(parts.next()?)?;
-            let value = percent_decode(parts.next().unwrap_or_default())?;
+            let name = percent_decode(parts.next()?, true)?;
+            let value = percent_decode(parts.next().unwrap_or_default(), true)?;
             Some((name, value))
         })
         .collect()
 }
 
-fn percent_decode(bytes: &[u8]) -> Option<String> {
+/// Percent-decoding; `+` is a space in a form (`plus_is_space`), itself in a path.
+fn percent_decode(bytes: &[u8], plus_is_space: bool) -> Option<String> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' => {
                 let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);

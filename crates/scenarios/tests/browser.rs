@@ -86,6 +86,15 @@ fn consoles_work_in_a_real_browser() {
         passwords.insert(username.into(), password.into());
     }
 
+    // The REST API's clients, for the script's own calls beside the consoles.
+    let api = platform.client().unwrap();
+    let mut tokens = serde_json::Map::new();
+    for node in ["steppe", "tulpar", "sapa", "treasury"] {
+        let path = format!("/v1/nodes/{node}/accounts");
+        tokens.insert(format!("bank:{node}"), api.authorization("GET", &path).unwrap().unwrap().into());
+    }
+    tokens.insert("operator".into(), api.authorization("GET", "/v1/operator/monitoring").unwrap().unwrap().into());
+
     let screenshots = root.join("target/screenshots");
     let output = Command::new("node")
         .arg("consoles.mjs")
@@ -94,6 +103,7 @@ fn consoles_work_in_a_real_browser() {
         .env("USERS", serde_json::Value::Object(passwords).to_string())
         .env("SCREENSHOTS", &screenshots)
         .env("CHROMIUM", &chromium)
+        .env("TOKENS", serde_json::Value::Object(tokens).to_string())
         .env("EMPLOYER", &employer)
         .env("MINISTRY", &ministry)
         .env("CONTRACTOR", &contractor)
