@@ -309,10 +309,60 @@ pub fn load_credentials(dir: &Path, client: &ApiClient) -> Result<Credentials> {
     Ok(Credentials { client: client.clone(), key, cert_der })
 }
 
+/// The gateway's authenticator with the revocation list it follows: the file the CA writes
+/// (`dtenge ca revoke` rewrites `crl.pem`). The file is looked at once a second at most, on a
+/// request, so a revocation stops its client's calls within a second of being signed, and a
+/// request pays one atomic load otherwise.
+pub struct Gate {
+    authenticator: Authenticator,
+    ca_der: Vec<u8>,
+    crl_path: std::path::PathBuf,
+    /// The list in force: the file's modification time when it was read.
+    crl_modified: parking_lot::Mutex<Option<std::time::SystemTime>>,
+    checked_s: std::sync::atomic::AtomicI64,
+}
+
+impl Gate {
+    /// The authenticator, with the newest revocation list put in force first if the file
+    /// changed since it was last looked at (at most once a second).
+    pub fn authenticator(&self) -> &Authenticator {
+        use std::sync::atomic::Ordering;
+        let now = now_s();
+        if self.checked_s.swap(now, Ordering::Relaxed) != now {
+            self.follow_revocations();
+        }
+        &self.authenticator
+    }
+
+    fn follow_revocations(&self) {
+        let Ok(modified) = std::fs::metadata(&self.crl_path).and_then(|m| m.modified()) else {
+            return;
+        };
+        let mut in_force = self.crl_modified.lock();
+        if *in_force == Some(modified) {
+            return;
+        }
+        // A list that does not read or is older than the one in force is not put in force; the
+        // one in force stays, and the file is looked at again next second.
+        let read = std::fs::read_to_string(&self.crl_path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| pem_contents(&text, "X509 CRL"))
+            .and_then(|der| Trust::new(&self.ca_der, &der).map_err(|e| e.to_string()));
+        match read {
+            Ok(trust) if trust.revocation_list_number() >= self.authenticator.revocation_list_number() => {
+                self.authenticator.set_trust(trust);
+                *in_force = Some(modified);
+            }
+            Ok(_) => eprintln!("{}: an older revocation list than the one in force; ignored", self.crl_path.display()),
+            Err(e) => eprintln!("{}: {e}; the revocation list in force stays", self.crl_path.display()),
+        }
+    }
+}
+
 /// The sandbox's gateway: its root under `<dir>/ca` (made on first start), a credential for
 /// each of `nodes`' systems and for the operator under `<dir>/credentials`, and the
-/// authenticator that trusts them.
-pub fn open_sandbox(dir: &Path, entropy: &Entropy, nodes: &[String]) -> Result<Authenticator> {
+/// authenticator that trusts them, following the root's revocation list.
+pub fn open_sandbox(dir: &Path, entropy: &Entropy, nodes: &[String]) -> Result<Gate> {
     let ca_path = dir.join(CA_DIR);
     let now = now_s();
     let ca = if ca_path.join(dtenge_pki::CA_KEY_FILE).exists() {
@@ -353,9 +403,17 @@ pub fn open_sandbox(dir: &Path, entropy: &Entropy, nodes: &[String]) -> Result<A
             .map_err(|e| storage(&key_path)(e.to_string()))?;
         key
     };
+    let crl_path = ca_path.join(dtenge_pki::CRL_FILE);
+    let crl_modified = std::fs::metadata(&crl_path).and_then(|m| m.modified()).ok();
     let crl = ca.revocation_list_der().map_err(|e| storage(&ca_path)(e.to_string()))?;
     let trust = Trust::new(ca.cert_der(), &crl).map_err(|e| storage(&ca_path)(e.to_string()))?;
-    Ok(Authenticator::new(ISSUER, key, trust))
+    Ok(Gate {
+        authenticator: Authenticator::new(ISSUER, key, trust),
+        ca_der: ca.cert_der().to_vec(),
+        crl_path,
+        crl_modified: parking_lot::Mutex::new(crl_modified),
+        checked_s: std::sync::atomic::AtomicI64::new(0),
+    })
 }
 
 #[cfg(test)]
@@ -419,7 +477,8 @@ mod tests {
     fn the_sandbox_makes_its_credentials_once_and_they_get_a_token() {
         let dir = tempfile::tempdir().unwrap();
         let entropy = Entropy::from_seed(5);
-        let gateway = open_sandbox(dir.path(), &entropy, &["steppe".into()]).unwrap();
+        let gate = open_sandbox(dir.path(), &entropy, &["steppe".into()]).unwrap();
+        let gateway = gate.authenticator();
         let steppe = ApiClient::Bank("steppe".into());
         let credentials = load_credentials(&dir.path().join(CREDENTIALS_DIR), &steppe).unwrap();
         let first_cert = credentials.cert_der.clone();
@@ -427,9 +486,23 @@ mod tests {
         assert_eq!(gateway.authenticate(&granted.token, now_s()).unwrap(), steppe);
         // Opened again: the same root, credentials and gateway key.
         let again = open_sandbox(dir.path(), &entropy, &["steppe".into()]).unwrap();
+        let again = again.authenticator();
         assert_eq!(load_credentials(&dir.path().join(CREDENTIALS_DIR), &steppe).unwrap().cert_der, first_cert);
         assert_eq!(again.authenticate(&granted.token, now_s()).unwrap(), steppe, "tokens survive a restart");
         let operator = ApiClient::Operator(SANDBOX_OPERATOR.into());
         assert!(load_credentials(&dir.path().join(CREDENTIALS_DIR), &operator).is_ok());
+
+        // The CA revokes Steppe's credential: the gateway follows within a second.
+        let serial = dtenge_pki::read_certificate(&first_cert).unwrap().serial;
+        CaDir::open(&dir.path().join(CA_DIR))
+            .unwrap()
+            .revoke(serial, dtenge_pki::Reason::KeyCompromise, now_s())
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while gate.authenticator().authenticate(&granted.token, now_s()).is_ok() {
+            assert!(std::time::Instant::now() < deadline, "the revocation was not followed");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert_eq!(gate.authenticator().authenticate(&granted.token, now_s()), Err(AuthError::Revoked));
     }
 }

@@ -146,6 +146,11 @@ impl Authenticator {
         &self.issuer
     }
 
+    /// The number of the revocation list in force.
+    pub fn revocation_list_number(&self) -> u64 {
+        self.trust.read().revocation_list_number()
+    }
+
     /// A newer root and revocation list: tokens granted on a certificate it revokes stop
     /// working at once.
     pub fn set_trust(&self, trust: Trust) {

@@ -72,7 +72,7 @@ pub struct Platform {
     advances: holding::Advances,
     answers: answers::Answers,
     /// Who calls the REST API (`crate::access`).
-    authenticator: dtenge_auth::Authenticator,
+    gate: crate::access::Gate,
 }
 
 impl Platform {
@@ -107,15 +107,15 @@ impl Platform {
         };
         let answers = answers::Answers::open(&dir.join(GATEWAY_DIR))?;
         let nodes: Vec<String> = config.banks.iter().map(|b| b.id.clone()).collect();
-        let authenticator = crate::access::open_sandbox(dir, &entropy, &nodes)?;
+        let gate = crate::access::open_sandbox(dir, &entropy, &nodes)?;
         let now = clock.clone();
         let assembly = Assembly::start(dir, &config, Arc::new(move || now.now_ms()))?;
-        Ok(Platform { assembly, clock, entropy, advances: holding::Advances::default(), answers, authenticator })
+        Ok(Platform { assembly, clock, entropy, advances: holding::Advances::default(), answers, gate })
     }
 
     /// Who calls the REST API: grants access tokens and authenticates requests.
     pub fn authenticator(&self) -> &dtenge_auth::Authenticator {
-        &self.authenticator
+        self.gate.authenticator()
     }
 
     /// The roles themselves, for the operator's tools and the tests.
