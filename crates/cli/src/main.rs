@@ -207,6 +207,18 @@ enum Command {
         #[command(subcommand)]
         command: ca::CaCommand,
     },
+    /// Print an access token of the REST API for one of its clients (OAuth 2.0 client
+    /// credentials: an assertion signed with the client's key from `--credentials`), for curl
+    /// and other tools: `curl -H "Authorization: Bearer $(dtenge token --as bank:steppe)"`.
+    Token {
+        /// The API client: bank:<node> or operator:<name>.
+        #[arg(long = "as", value_name = "CLIENT")]
+        client: dtenge_pki::ApiClient,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        api: String,
+        #[arg(long, default_value = "./data/credentials")]
+        credentials: PathBuf,
+    },
     /// Call the REST API: `dtenge call POST /v1/nodes/steppe/accounts '{"kind":...}'`.
     /// Mutating calls get a fresh idempotency key unless `--key` is given. The call is made as
     /// the API client the route is for (`bank:steppe` for `/v1/nodes/steppe/...`, the operator
@@ -254,6 +266,12 @@ fn main() -> ExitCode {
         Command::Demo { data } => demo(data),
         Command::Reconcile { api, data } => reconcile(&api, data),
         Command::Status { api, credentials } => status(&api, &credentials),
+        Command::Token { client, api, credentials } => Client::with_credentials(&api, &credentials)
+            .and_then(|c| c.token(&client).map_err(|e| e.to_string()))
+            .map(|token| {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }),
         // The in-process flags conflict with --http (clap refuses them together).
         Command::Bench {
             accounts,
@@ -456,6 +474,13 @@ impl StopSignals {
 }
 
 fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind) -> Result<ExitCode, String> {
+    // Access tokens and the consoles' sessions travel in the clear over plain HTTP: fine on
+    // this machine's loopback, never across a network.
+    if !listen.ip().is_loopback() {
+        return Err(format!(
+            "refusing to listen on {listen}: beyond loopback the REST API and the consoles need TLS, which              `up` serves on loopback only for now; listen on 127.0.0.1 behind a TLS-terminating proxy"
+        ));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let signals = {
         let _entered = runtime.enter();

@@ -224,3 +224,44 @@ fn a_manual_clock_moves_only_through_the_api_and_expiries_follow_it() {
     assert_eq!((u(&balance["dt_tiyn"]), u(&balance["dt_held_tiyn"])), (5_000_00, 0), "not refunded: {balance}");
     world.reconciled().expect("the platform reconciles");
 }
+
+/// `dtenge token` prints an access token a tool such as curl can use, `dtenge call` signs in by
+/// itself, and `up` refuses to listen beyond loopback without TLS.
+#[test]
+fn token_and_call_sign_in_and_up_refuses_plain_http_beyond_loopback() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let server = Server::start(&data, dir.path(), "first");
+    let credentials = server.credentials.to_str().expect("a UTF-8 path").to_string();
+    let binary = env!("CARGO_BIN_EXE_dtenge");
+    let token = std::process::Command::new(binary)
+        .args(["token", "--as", "bank:steppe", "--api", &server.base, "--credentials", &credentials])
+        .output()
+        .expect("dtenge token");
+    assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
+    let token = String::from_utf8(token.stdout).expect("UTF-8").trim().to_string();
+    let accounts = ureq::get(&format!("{}/v1/nodes/steppe/accounts", server.base))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call()
+        .expect("Steppe's systems read Steppe's accounts");
+    assert_eq!(accounts.status(), 200);
+    let other = ureq::get(&format!("{}/v1/nodes/sapa/accounts", server.base))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call();
+    assert!(matches!(other, Err(ureq::Error::Status(403, _))), "not Sapa's");
+
+    let call = std::process::Command::new(binary)
+        .args(["call", "GET", "/v1/operator/monitoring", "--api", &server.base, "--credentials", &credentials])
+        .output()
+        .expect("dtenge call");
+    assert!(call.status.success(), "{}", String::from_utf8_lossy(&call.stderr));
+    assert!(String::from_utf8_lossy(&call.stdout).contains("dt_liability_tiyn"));
+
+    let refused = std::process::Command::new(binary)
+        .args(["up", "--data", data.to_str().expect("UTF-8"), "--listen", "0.0.0.0:0"])
+        .output()
+        .expect("dtenge up");
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("0.0.0.0") && message.contains("TLS"), "{message}");
+}

@@ -120,9 +120,20 @@ impl Client {
         let Some(credentials) = self.caller(method, path) else {
             return Ok(None);
         };
-        if let Some((token, renew_at)) = self.tokens.lock().get(&credentials.client) {
+        let client = credentials.client.clone();
+        Ok(Some(format!("Bearer {}", self.token(&client)?)))
+    }
+
+    /// An access token for `client`, whose credential this client holds: the one held, or a
+    /// new one if none is held or it is about to expire.
+    pub fn token(&self, client: &ApiClient) -> Result<String, ApiFailure> {
+        let credentials = self
+            .credentials
+            .get(client)
+            .ok_or_else(|| transport(format!("no credential for {client} among this client's")))?;
+        if let Some((token, renew_at)) = self.tokens.lock().get(client) {
             if Instant::now() < *renew_at {
-                return Ok(Some(format!("Bearer {token}")));
+                return Ok(token.clone());
             }
         }
         let now_s = dtenge_api::access::now_s();
@@ -147,8 +158,8 @@ impl Client {
         let token = body["access_token"].as_str().ok_or_else(|| transport("no access_token".into()))?.to_string();
         let lifetime = Duration::from_secs(body["expires_in"].as_u64().unwrap_or(0));
         let renew_at = Instant::now() + lifetime.saturating_sub(TOKEN_RENEW_BEFORE);
-        self.tokens.lock().insert(credentials.client.clone(), (token.clone(), renew_at));
-        Ok(Some(format!("Bearer {token}")))
+        self.tokens.lock().insert(client.clone(), (token.clone(), renew_at));
+        Ok(token)
     }
 
     /// A request to `path` with its access token, if the call needs one.
