@@ -129,13 +129,13 @@ fn forbidden(client: &ApiClient, access: &Access) -> Response {
 }
 
 /// The client of a request: its TLS certificate, else its bearer token.
-fn client_of(app: &App, request: &Request) -> std::result::Result<ApiClient, Response> {
+fn client_of(app: &App, request: &Request) -> std::result::Result<ApiClient, String> {
     let authenticator = app.authenticator();
     if let Some(TlsPeer(cert)) = request.extensions().get::<TlsPeer>() {
-        return authenticator.client_of_certificate(cert).map_err(|e| unauthorized(e.to_string()));
+        return authenticator.client_of_certificate(cert).map_err(|e| e.to_string());
     }
-    let token = bearer(request.headers()).map_err(unauthorized)?;
-    authenticator.authenticate(token, now_s()).map_err(|e| unauthorized(e.to_string()))
+    let token = bearer(request.headers())?;
+    authenticator.authenticate(token, now_s()).map_err(|e| e.to_string())
 }
 
 fn bearer(headers: &HeaderMap) -> std::result::Result<&str, String> {
@@ -168,7 +168,7 @@ pub(crate) async fn authorize(State(app): State<App>, mut request: Request, next
     }
     let client = match client_of(&app, &request) {
         Ok(client) => client,
-        Err(response) => return response,
+        Err(message) => return unauthorized(message),
     };
     let allowed = match (&access, &client) {
         (Access::Bank(node), ApiClient::Bank(bank)) => node == bank,
