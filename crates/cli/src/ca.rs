@@ -9,7 +9,6 @@ use dtenge_env::Entropy;
 use dtenge_pki::{ApiClient, CaDir, Listed, Reason, Subject, CA_CERT_FILE, CA_KEY_FILE, CRL_FILE};
 use dtenge_wire::RoleId;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -134,38 +133,9 @@ fn failed(path: &Path) -> impl FnOnce(std::io::Error) -> String + '_ {
     move |e| format!("{}: {e}", path.display())
 }
 
-/// Write `bytes` to `path` whole (a temporary file, synced, renamed over it), so that a crash
-/// or a full disk never leaves half a key or half a certificate where a participant reads it.
+/// Write `bytes` to `path` whole (`dtenge_pki::write_atomically`).
 fn write_file(path: &Path, bytes: &[u8], owner_only: bool) -> Result<(), String> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    // A temporary file left by a crash: removed, so that the one made below is new and
-    // takes the mode asked for (an existing file keeps its own).
-    match fs::remove_file(&tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(failed(&tmp)(e)),
-        _ => {}
-    }
-    {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        if owner_only {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        #[cfg(not(unix))]
-        let _ = owner_only;
-        let mut file = options.open(&tmp).map_err(failed(&tmp))?;
-        file.write_all(bytes).map_err(failed(&tmp))?;
-        file.sync_all().map_err(failed(&tmp))?;
-    }
-    fs::rename(&tmp, path).map_err(failed(path))?;
-    let parent = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    fs::File::open(parent).and_then(|d| d.sync_all()).map_err(failed(parent))
+    dtenge_pki::write_atomically(path, bytes, owner_only).map_err(|e| e.to_string())
 }
 
 fn init(dir: &Path, now_s: i64) -> Result<(), String> {

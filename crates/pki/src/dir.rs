@@ -46,12 +46,21 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
 }
 
 /// Write `bytes` to `path` whole: a temporary file, synced, renamed over it, the directory
-/// synced. `owner_only` makes it readable by its owner only (a key).
+/// synced, so that a crash or a full disk never leaves half a key or half a certificate where
+/// a participant reads it. `owner_only` makes it readable by its owner only (a key).
 pub fn write_atomically(path: &Path, bytes: &[u8], owner_only: bool) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    // A temporary file left by a crash: removed, so that the one made below is new and takes
+    // the mode asked for (an existing file keeps its own).
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&tmp)(e)),
+        _ => {}
+    }
     {
         let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         if owner_only {
             use std::os::unix::fs::OpenOptionsExt;
@@ -64,7 +73,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8], owner_only: bool) -> Result<(
         file.sync_all().map_err(io(&tmp))?;
     }
     fs::rename(&tmp, path).map_err(io(path))?;
-    let parent = path.parent().unwrap_or(Path::new("."));
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
     fs::File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))
 }
 
