@@ -132,7 +132,7 @@ fn forbidden(client: &ApiClient, access: &Access) -> Response {
 fn client_of(app: &App, request: &Request) -> std::result::Result<ApiClient, String> {
     let authenticator = app.authenticator();
     if let Some(TlsPeer(cert)) = request.extensions().get::<TlsPeer>() {
-        return authenticator.client_of_certificate(cert).map_err(|e| e.to_string());
+        return authenticator.client_of_certificate(cert, now_s()).map_err(|e| e.to_string());
     }
     let token = bearer(request.headers())?;
     authenticator.authenticate(token, now_s()).map_err(|e| e.to_string())

@@ -20,6 +20,7 @@ mod media_type;
 pub mod platform;
 mod routes;
 pub mod schemas;
+pub mod tls;
 pub mod types;
 
 pub use error::{status_of, ApiError, Code, ErrorBody, Failure, HttpCode};

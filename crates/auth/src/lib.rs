@@ -28,7 +28,7 @@ pub mod jwt;
 pub use dtenge_pki::ApiClient;
 
 use dtenge_core::crypto::{PublicKey, SecretKey};
-use dtenge_pki::{read_certificate, Subject, Trust};
+use dtenge_pki::{Subject, Trust};
 use jwt::{Header, JwtError};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
@@ -123,6 +123,8 @@ pub struct Authenticator {
     seen: Mutex<HashMap<(ApiClient, String), i64>>,
     /// Access tokens verified, with their client and expiry.
     cache: Mutex<HashMap<String, Cached>>,
+    /// TLS client certificates verified, with their client, expiry and serial.
+    certificates: Mutex<HashMap<Vec<u8>, Cached>>,
     tokens_granted: AtomicU64,
 }
 
@@ -138,6 +140,7 @@ impl Authenticator {
             trust: RwLock::new(Arc::new(trust)),
             seen: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
+            certificates: Mutex::new(HashMap::new()),
             tokens_granted: AtomicU64::new(0),
         }
     }
@@ -256,13 +259,35 @@ impl Authenticator {
         Ok(client)
     }
 
-    /// The client a certificate presented in a TLS handshake names (TLS checked it against
-    /// the root and the revocation list already).
-    pub fn client_of_certificate(&self, cert_der: &[u8]) -> Result<ApiClient, AuthError> {
-        match read_certificate(cert_der).map_err(|e| AuthError::Certificate(e.to_string()))?.subject {
-            Subject::Api(client) => Ok(client),
-            other => Err(AuthError::NotAnApiClient(other.to_string())),
+    /// The client a certificate presented in a TLS handshake names, while it is valid and not
+    /// revoked. TLS checked it at the handshake; a connection lives on, so each request checks
+    /// it again against the list in force (the full check once per certificate, then its
+    /// serial and expiry).
+    pub fn client_of_certificate(&self, cert_der: &[u8], now_s: i64) -> Result<ApiClient, AuthError> {
+        let trust = self.trust.read().clone();
+        if let Some(known) = self.certificates.lock().get(cert_der) {
+            if now_s >= known.exp {
+                return Err(AuthError::Expired);
+            }
+            if trust.is_revoked(known.cert_serial) {
+                return Err(AuthError::Revoked);
+            }
+            return Ok(known.client.clone());
         }
+        let certified = trust.verify_client(cert_der, now_s).map_err(|e| AuthError::Certificate(e.to_string()))?;
+        let client = match certified.subject {
+            Subject::Api(client) => client,
+            other => return Err(AuthError::NotAnApiClient(other.to_string())),
+        };
+        let mut certificates = self.certificates.lock();
+        if certificates.len() >= TOKENS_CACHED_MAX {
+            certificates.retain(|_, known| known.exp > now_s);
+        }
+        if certificates.len() < TOKENS_CACHED_MAX {
+            let known = Cached { client: client.clone(), exp: certified.not_after_s, cert_serial: certified.serial };
+            certificates.insert(cert_der.to_vec(), known);
+        }
+        Ok(client)
     }
 }
 
@@ -340,7 +365,7 @@ mod tests {
             .unwrap();
         let client = match subject {
             Subject::Api(client) => client,
-            Subject::Role(_) => ApiClient::Bank("not-an-api-client".into()),
+            Subject::Role(_) | Subject::Gateway(_) => ApiClient::Bank("not-an-api-client".into()),
         };
         Credentials { client, key, cert_der }
     }
@@ -430,11 +455,18 @@ mod tests {
     }
 
     #[test]
-    fn a_tls_client_certificate_names_its_client() {
+    fn a_tls_client_certificate_names_its_client_until_it_is_revoked() {
         let Setup { root, gateway } = setup();
         let bank = credentials(&root, Subject::Api(steppe()), 10);
-        assert_eq!(gateway.client_of_certificate(&bank.cert_der).unwrap(), steppe());
+        assert_eq!(gateway.client_of_certificate(&bank.cert_der, NOW_S).unwrap(), steppe());
+        assert_eq!(gateway.client_of_certificate(&bank.cert_der, NOW_S).unwrap(), steppe(), "remembered");
         let participant = credentials(&root, Subject::Role(RoleId::Oracle), 11);
-        assert!(matches!(gateway.client_of_certificate(&participant.cert_der), Err(AuthError::NotAnApiClient(_))));
+        assert!(matches!(
+            gateway.client_of_certificate(&participant.cert_der, NOW_S),
+            Err(AuthError::NotAnApiClient(_))
+        ));
+        let revoked = [Revocation { serial: 10, at_s: NOW_S, reason: Reason::KeyCompromise }];
+        gateway.set_trust(Trust::new(root.cert_der(), &root.revocation_list(2, &revoked, NOW_S).unwrap()).unwrap());
+        assert_eq!(gateway.client_of_certificate(&bank.cert_der, NOW_S), Err(AuthError::Revoked));
     }
 }

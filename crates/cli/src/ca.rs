@@ -34,7 +34,7 @@ pub enum CaCommand {
     /// (`bank-bank-a`), or `api-` and the client (`api-bank-steppe`); the root (`ca.crt.pem`)
     /// and the current revocation list (`crl.pem`) are copied beside them, so the folder is all
     /// the participant needs.
-    #[command(group(clap::ArgGroup::new("subject").required(true).args(["role", "api_client"])))]
+    #[command(group(clap::ArgGroup::new("subject").required(true).args(["role", "api_client", "gateway"])))]
     Issue {
         /// The participant's role: central, notary, oracle, directory or bank:<id>.
         #[arg(long)]
@@ -43,6 +43,10 @@ pub enum CaCommand {
         /// operator:<name> (an NBK operator).
         #[arg(long, value_name = "CLIENT")]
         api_client: Option<ApiClient>,
+        /// Or a REST gateway's TLS server certificate, by the gateway's name (with its --dns
+        /// names and IP addresses).
+        #[arg(long, value_name = "NAME")]
+        gateway: Option<String>,
         /// A DNS name the participant is reached at; repeat for several. Default: localhost.
         #[arg(long = "dns", value_name = "NAME")]
         dns_names: Vec<String>,
@@ -82,12 +86,13 @@ pub fn run(dir: &Path, command: CaCommand) -> Result<ExitCode, String> {
     let now_s = now_s()?;
     match command {
         CaCommand::Init => init(dir, now_s),
-        CaCommand::Issue { role, api_client, dns_names, out, public_key } => {
-            let subject = match (role, api_client) {
-                (Some(role), _) => Subject::Role(role),
-                (None, Some(client)) => Subject::Api(client),
-                // clap's group requires one of the two.
-                (None, None) => return Err("give --role or --api-client".into()),
+        CaCommand::Issue { role, api_client, gateway, dns_names, out, public_key } => {
+            let subject = match (role, api_client, gateway) {
+                (Some(role), _, _) => Subject::Role(role),
+                (None, Some(client), _) => Subject::Api(client),
+                (None, None, Some(name)) => Subject::Gateway(name),
+                // clap's group requires one of the three.
+                (None, None, None) => return Err("give --role, --api-client or --gateway".into()),
             };
             issue(dir, &subject, dns_names, out, public_key, now_s)
         }
@@ -181,6 +186,7 @@ fn issue(
     let name = match subject {
         Subject::Role(role) => role.to_string().replace(':', "-"),
         Subject::Api(client) => dtenge_api::access::credentials_stem(client),
+        Subject::Gateway(name) => format!("gateway-{name}"),
     };
     let cert_path = out.join(format!("{name}.crt.pem"));
     let key_path = out.join(format!("{name}.key.pem"));

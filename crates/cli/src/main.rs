@@ -65,6 +65,15 @@ enum Command {
         /// The platform's clock; `manual` makes a sandbox (expiries follow its advances).
         #[arg(long, value_enum, default_value_t = ClockKind::System)]
         clock: ClockKind,
+        /// Serve HTTPS (TLS 1.3): the gateway's certificate from the sandbox's root (for
+        /// localhost, 127.0.0.1 and every --tls-name), and API clients may present their own
+        /// certificate instead of an access token (mutual TLS). Needed to listen beyond loopback.
+        #[arg(long)]
+        tls: bool,
+        /// A DNS name or IP address the gateway is reached at, put in its certificate; repeat
+        /// for several.
+        #[arg(long = "tls-name", value_name = "NAME", requires = "tls")]
+        tls_names: Vec<String>,
     },
     /// Run every lifecycle sub-scenario of the specification against a fresh network and
     /// print a report; exits non-zero if any check fails.
@@ -262,7 +271,7 @@ fn main() -> ExitCode {
     keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Up { data, listen, clock } => up(data, listen, clock),
+        Command::Up { data, listen, clock, tls, tls_names } => up(data, listen, clock, tls.then_some(tls_names)),
         Command::Demo { data } => demo(data),
         Command::Reconcile { api, data } => reconcile(&api, data),
         Command::Status { api, credentials } => status(&api, &credentials),
@@ -473,12 +482,14 @@ impl StopSignals {
     }
 }
 
-fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind) -> Result<ExitCode, String> {
+/// `tls`: serve HTTPS, with these extra names in the gateway's certificate.
+fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind, tls: Option<Vec<String>>) -> Result<ExitCode, String> {
     // Access tokens and the consoles' sessions travel in the clear over plain HTTP: fine on
     // this machine's loopback, never across a network.
-    if !listen.ip().is_loopback() {
+    if !listen.ip().is_loopback() && tls.is_none() {
         return Err(format!(
-            "refusing to listen on {listen}: beyond loopback the REST API and the consoles need TLS, which              `up` serves on loopback only for now; listen on 127.0.0.1 behind a TLS-terminating proxy"
+            "refusing to listen on {listen} without TLS: beyond loopback, access tokens and the consoles' \
+             sessions would travel in the clear; add --tls (and --tls-name <the name clients use>)"
         ));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
@@ -506,7 +517,14 @@ fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind) -> Result<ExitCo
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(listen))
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    let tls_config = match &tls {
+        Some(names) => {
+            Some(dtenge_api::tls::sandbox_server_config(&data, &Entropy::from_os(), names).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let scheme = if tls_config.is_some() { "https" } else { "http" };
+    let base = format!("{scheme}://{}", listener.local_addr().map_err(|e| e.to_string())?);
     let today = roles.today();
     println!("dtenge is up.");
     println!("  data          {}", data.display());
@@ -562,7 +580,10 @@ fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind) -> Result<ExitCo
         println!("{name}: stopping; no new connections, finishing the requests in flight");
     };
     let app = dtenge_api::router(roles.clone()).merge(dtenge_console::web::router(console.clone()));
-    let served = runtime.block_on(dtenge_api::serve_app(app, listener, shutdown));
+    let served = match tls_config {
+        Some(config) => runtime.block_on(dtenge_api::tls::serve_app_tls(app, listener, config, shutdown)),
+        None => runtime.block_on(dtenge_api::serve_app(app, listener, shutdown)),
+    };
     // Every connection is closed and every handler has answered. Dropping the runtime also
     // waits for an operation whose client went away mid-request: it runs to its commit.
     drop(runtime);

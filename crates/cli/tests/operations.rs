@@ -265,3 +265,103 @@ fn token_and_call_sign_in_and_up_refuses_plain_http_beyond_loopback() {
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("0.0.0.0") && message.contains("TLS"), "{message}");
 }
+
+/// A child process killed when dropped, also when an assertion fails.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `up --tls`: HTTPS under the sandbox's root; an API client's certificate is its identity
+/// (mutual TLS) and an access token still works without one.
+#[test]
+fn up_with_tls_takes_a_client_certificate_as_the_callers_identity() {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let port = support::free_port();
+    let log = std::fs::File::create(dir.path().join("tls.out")).expect("log");
+    let _up = Killed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_dtenge"))
+            .args(["up", "--tls", "--data", data.to_str().expect("UTF-8"), "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(log)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start dtenge up --tls"),
+    );
+    let base = format!("https://localhost:{port}");
+
+    // Trust the sandbox's root, once `up` made it.
+    let root_path = data.join("ca").join("ca.crt.pem");
+    let started = Instant::now();
+    while !root_path.exists() {
+        assert!(started.elapsed() < support::STARTUP_MAX, "no root certificate made");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let root =
+        dtenge_pki::pem_contents(&std::fs::read_to_string(&root_path).expect("root"), "CERTIFICATE").expect("PEM");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(root)).expect("the root");
+    let builder =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .with_root_certificates(roots);
+    let steppe =
+        dtenge_api::access::load_credentials(&data.join("credentials"), &dtenge_pki::ApiClient::Bank("steppe".into()))
+            .expect("Steppe's credential");
+    let with_certificate = builder
+        .clone()
+        .with_client_auth_cert(
+            vec![CertificateDer::from(steppe.cert_der.clone())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(dtenge_pki::key_to_pkcs8(&steppe.key))),
+        )
+        .expect("a client certificate");
+    let agent = |config: rustls::ClientConfig| {
+        ureq::AgentBuilder::new().tls_config(std::sync::Arc::new(config)).timeout(Duration::from_secs(30)).build()
+    };
+    let (mutual, plain) = (agent(with_certificate), agent(builder.with_no_client_auth()));
+    let status = |result: Result<ureq::Response, ureq::Error>| match result {
+        Ok(response) => response.status(),
+        Err(ureq::Error::Status(status, _)) => status,
+        Err(e) => panic!("{e}"),
+    };
+    let started = Instant::now();
+    while plain.get(&format!("{base}/health")).call().is_err() {
+        assert!(started.elapsed() < support::STARTUP_MAX, "no HTTPS answer");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    assert_eq!(
+        status(mutual.get(&format!("{base}/v1/nodes/steppe/accounts")).call()),
+        200,
+        "Steppe by its certificate"
+    );
+    assert_eq!(status(mutual.get(&format!("{base}/v1/operator/monitoring")).call()), 403, "not the operator");
+    assert_eq!(status(plain.get(&format!("{base}/v1/nodes/steppe/accounts")).call()), 401, "no certificate, no token");
+    let assertion = steppe.assertion(dtenge_api::access::ISSUER, dtenge_api::access::now_s(), "tls-test");
+    let granted: Value = plain
+        .post(&format!("{base}{}", dtenge_api::access::TOKEN_PATH))
+        .set("Content-Type", "application/x-www-form-urlencoded")
+        .send_string(&dtenge_api::access::token_request_form(&assertion))
+        .expect("a token over HTTPS")
+        .into_json()
+        .expect("JSON");
+    let token = granted["access_token"].as_str().expect("a token");
+    let answered =
+        plain.get(&format!("{base}/v1/nodes/steppe/accounts")).set("Authorization", &format!("Bearer {token}")).call();
+    assert_eq!(status(answered), 200, "a token without a certificate");
+
+    // `dtenge call` over HTTPS trusts the sandbox's root beside the credentials.
+    let credentials = data.join("credentials");
+    let call = std::process::Command::new(env!("CARGO_BIN_EXE_dtenge"))
+        .args(["call", "GET", "/v1/operator/monitoring", "--api", &base])
+        .args(["--credentials", credentials.to_str().expect("UTF-8")])
+        .output()
+        .expect("dtenge call");
+    assert!(call.status.success(), "{}", String::from_utf8_lossy(&call.stderr));
+}

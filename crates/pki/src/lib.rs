@@ -51,6 +51,8 @@ pub const CRL_VALIDITY_S: i64 = 7 * 86_400;
 pub const ROLE_URI_PREFIX: &str = "urn:dtenge:role:";
 /// The prefix of the URI that names an API client in its certificate.
 pub const API_URI_PREFIX: &str = "urn:dtenge:api:";
+/// The prefix of the URI that names a REST gateway in its certificate.
+pub const GATEWAY_URI_PREFIX: &str = "urn:dtenge:gateway:";
 /// Most DNS names one participant's certificate lists.
 pub const DNS_NAMES_MAX: usize = 16;
 
@@ -115,11 +117,14 @@ impl std::str::FromStr for ApiClient {
     }
 }
 
-/// What a certificate certifies: a participant of the network, or a client of the REST API.
+/// What a certificate certifies: a participant of the network, a client of the REST API, or a
+/// REST gateway serving TLS.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Subject {
     Role(RoleId),
     Api(ApiClient),
+    /// A REST gateway, by name: the server side of its TLS connections.
+    Gateway(String),
 }
 
 impl std::fmt::Display for Subject {
@@ -127,6 +132,7 @@ impl std::fmt::Display for Subject {
         match self {
             Subject::Role(role) => write!(f, "{role}"),
             Subject::Api(client) => write!(f, "api:{client}"),
+            Subject::Gateway(name) => write!(f, "gateway:{name}"),
         }
     }
 }
@@ -136,6 +142,7 @@ pub fn subject_uri(subject: &Subject) -> String {
     match subject {
         Subject::Role(role) => format!("{ROLE_URI_PREFIX}{role}"),
         Subject::Api(client) => format!("{API_URI_PREFIX}{client}"),
+        Subject::Gateway(name) => format!("{GATEWAY_URI_PREFIX}{name}"),
     }
 }
 
@@ -143,6 +150,9 @@ pub fn subject_uri(subject: &Subject) -> String {
 pub fn subject_from_uri(uri: &str) -> Option<Subject> {
     if let Some(role) = uri.strip_prefix(ROLE_URI_PREFIX) {
         return role.parse().ok().map(Subject::Role);
+    }
+    if let Some(name) = uri.strip_prefix(GATEWAY_URI_PREFIX) {
+        return check_name(name).ok().map(|()| Subject::Gateway(name.to_string()));
     }
     uri.strip_prefix(API_URI_PREFIX)?.parse().ok().map(Subject::Api)
 }
@@ -160,7 +170,9 @@ fn check_name(name: &str) -> Result<()> {
 
 fn check_subject(subject: &Subject) -> Result<()> {
     match subject {
-        Subject::Role(RoleId::Bank(id)) | Subject::Api(ApiClient::Bank(id) | ApiClient::Operator(id)) => check_name(id),
+        Subject::Role(RoleId::Bank(id))
+        | Subject::Api(ApiClient::Bank(id) | ApiClient::Operator(id))
+        | Subject::Gateway(id) => check_name(id),
         Subject::Role(_) => Ok(()),
     }
 }
@@ -508,7 +520,7 @@ impl Certified {
     pub fn role(&self) -> Option<&RoleId> {
         match &self.subject {
             Subject::Role(role) => Some(role),
-            Subject::Api(_) => None,
+            Subject::Api(_) | Subject::Gateway(_) => None,
         }
     }
 }
@@ -709,6 +721,8 @@ mod tests {
         assert_eq!(subject_from_uri("urn:dtenge:api:bank:sapa"), Some(Subject::Api(ApiClient::Bank("sapa".into()))));
         assert_eq!(subject_from_uri("urn:dtenge:role:notary"), Some(Subject::Role(RoleId::Notary)));
         assert_eq!(subject_from_uri("urn:other:role:notary"), None);
+        assert_eq!(subject_from_uri("urn:dtenge:gateway:api"), Some(Subject::Gateway("api".into())));
+        assert_eq!(subject_from_uri("urn:dtenge:gateway:../x"), None);
     }
 
     #[test]

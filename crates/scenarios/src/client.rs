@@ -70,8 +70,28 @@ impl Client {
 
     /// A client speaking for every API client whose credential is in `dir` (a sandbox's
     /// `<data>/credentials`: `api-*.key.pem` beside `api-*.crt.pem`).
+    ///
+    /// Over HTTPS it trusts the sandbox's root beside them (`<data>/ca/ca.crt.pem`), which
+    /// issued the gateway's certificate (`up --tls`).
     pub fn with_credentials(base_url: &str, dir: &Path) -> Result<Client, String> {
         let mut client = Client::new(base_url);
+        if base_url.starts_with("https://") {
+            let root = dir.parent().unwrap_or(dir).join(dtenge_api::access::CA_DIR).join(dtenge_pki::CA_CERT_FILE);
+            let text = std::fs::read_to_string(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+            let der = dtenge_pki::pem_contents(&text, "CERTIFICATE")?;
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(rustls::pki_types::CertificateDer::from(der)).map_err(|e| e.to_string())?;
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            client.agent = ureq::AgentBuilder::new()
+                .timeout(std::time::Duration::from_secs(60))
+                .tls_config(std::sync::Arc::new(config))
+                .build();
+        }
         let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         for entry in entries {
             let path = entry.map_err(|e| e.to_string())?.path();

@@ -1,0 +1,162 @@
+//! HTTPS for the gateway: TLS 1.3, the server's certificate issued by the NBK's root, and a
+//! client certificate of the same root accepted as the caller's identity (mutual TLS) beside
+//! access tokens.
+//!
+//! A client that presents a certificate is checked at the handshake against the root and the
+//! revocation list of that moment, and again on each request against the list in force
+//! ([`crate::access`]), since a connection outlives a revocation. A client may present none
+//! and send an access token instead.
+
+use crate::access::{now_s, TlsPeer, CA_DIR};
+use dtenge_core::crypto::SecretKey;
+use dtenge_core::{Error, ErrorCode, Result};
+use dtenge_env::Entropy;
+use dtenge_pki::{
+    certificate_pem, key_from_pem, key_to_pem, key_to_pkcs8, pem_contents, write_atomically, CaDir, Subject,
+};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+/// Under the data directory: the sandbox gateway's TLS key and certificate.
+pub const TLS_DIR: &str = "tls";
+/// The sandbox gateway's name in its certificate.
+pub const GATEWAY_NAME: &str = "api";
+/// A connection whose handshake takes longer is dropped.
+const HANDSHAKE_MS_MAX: u64 = 10_000;
+/// How long a graceful stop waits for the connections' requests in flight.
+const DRAIN_MS_MAX: u64 = 30_000;
+
+fn storage(path: &Path) -> impl FnOnce(String) -> Error + '_ {
+    move |e| Error::new(ErrorCode::StorageFailure, format!("{}: {e}", path.display()))
+}
+
+/// The sandbox gateway's TLS configuration: its certificate from the sandbox's root under
+/// `<dir>/ca` (issued on first use for `localhost`, `127.0.0.1` and `names`), client
+/// certificates of that root accepted and not required.
+pub fn sandbox_server_config(dir: &Path, entropy: &Entropy, names: &[String]) -> Result<Arc<ServerConfig>> {
+    let ca_path = dir.join(CA_DIR);
+    let ca = CaDir::open(&ca_path).map_err(|e| storage(&ca_path)(e.to_string()))?;
+    let tls = dir.join(TLS_DIR);
+    std::fs::create_dir_all(&tls).map_err(|e| storage(&tls)(e.to_string()))?;
+    let (key_path, cert_path) = (tls.join("gateway.key.pem"), tls.join("gateway.crt.pem"));
+    let mut dns_names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    for name in names {
+        if !dns_names.contains(name) {
+            dns_names.push(name.clone());
+        }
+    }
+    // The one issued before serves while it is valid for another day and names every DNS name
+    // asked for (IP addresses are in its certificate too, not compared here).
+    let serves = |cert: &[u8]| {
+        dtenge_pki::read_certificate(cert).is_ok_and(|c| {
+            c.not_after_s > now_s() + 86_400
+                && dns_names
+                    .iter()
+                    .filter(|name| name.parse::<std::net::IpAddr>().is_err())
+                    .all(|name| c.dns_names.contains(name))
+        })
+    };
+    let existing = std::fs::read_to_string(&key_path).ok().zip(std::fs::read_to_string(&cert_path).ok()).and_then(
+        |(key, cert)| {
+            let key = key_from_pem(&key).ok()?;
+            let cert = pem_contents(&cert, "CERTIFICATE").ok()?;
+            serves(&cert).then_some((key, cert))
+        },
+    );
+    let (key, cert) = match existing {
+        Some(found) => found,
+        None => {
+            let key = SecretKey::from_seed(entropy.seed32());
+            let cert = ca
+                .issue(&Subject::Gateway(GATEWAY_NAME.into()), key.public_key(), &dns_names, now_s() - 60)
+                .map_err(|e| storage(&ca_path)(e.to_string()))?;
+            write_atomically(&key_path, key_to_pem(&key).as_bytes(), true)
+                .map_err(|e| storage(&key_path)(e.to_string()))?;
+            write_atomically(&cert_path, certificate_pem(&cert).as_bytes(), false)
+                .map_err(|e| storage(&cert_path)(e.to_string()))?;
+            (key, cert)
+        }
+    };
+    let crl = ca.revocation_list_der().map_err(|e| storage(&ca_path)(e.to_string()))?;
+    server_config(&key, &cert, ca.cert_der(), &crl)
+}
+
+/// TLS 1.3 with `cert` for `key`; clients' certificates of the root `ca_der`, checked against
+/// `crl_der`, accepted and not required.
+pub fn server_config(key: &SecretKey, cert: &[u8], ca_der: &[u8], crl_der: &[u8]) -> Result<Arc<ServerConfig>> {
+    let tls = |e: String| Error::new(ErrorCode::Internal, format!("TLS: {e}"));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(ca_der.to_vec())).map_err(|e| tls(e.to_string()))?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .with_crls(vec![CertificateRevocationListDer::from(crl_der.to_vec())])
+        .only_check_end_entity_revocation()
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| tls(e.to_string()))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from(cert.to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_to_pkcs8(key))),
+        )
+        .map_err(|e| tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serve `app` over TLS on `listener` until `shutdown` resolves, then let the requests in
+/// flight finish (bounded) and return.
+pub async fn serve_app_tls(
+    app: axum::Router,
+    listener: tokio::net::TcpListener,
+    config: Arc<ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of descriptors or the like: wait rather than spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let handshake = tokio::time::timeout(Duration::from_millis(HANDSHAKE_MS_MAX), acceptor.accept(tcp));
+        let (app, watcher) = (app.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            let Ok(Ok(tls)) = handshake.await else {
+                return;
+            };
+            let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| TlsPeer(c.to_vec()));
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                if let Some(peer) = &peer {
+                    request.extensions_mut().insert(peer.clone());
+                }
+                app.clone().oneshot(request.map(axum::body::Body::new))
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            let _ = watcher.watch(connection.into_owned()).await;
+        });
+    }
+    // No new connections; those open finish what they were doing.
+    let _ = tokio::time::timeout(Duration::from_millis(DRAIN_MS_MAX), graceful.shutdown()).await;
+    Ok(())
+}
