@@ -5,6 +5,14 @@
 //!    temporary data directory and a port the kernel picks (`--listen 127.0.0.1:0`; the
 //!    address is read from what `up` prints), stopped with SIGTERM at the end (its exit status
 //!    is checked: 0 is a graceful stop).
+//!
+//!    **Sign in**: the platform authenticates every route but a few public ones, each for one
+//!    API client (`dtenge_api::access`): `/v1/nodes/{bank}/...` for that bank's systems, the
+//!    calendar, the ABS credits, the checkpoint and the reconciliation for an NBK operator.
+//!    The bench holds each bank's credential and an operator's (the child's own
+//!    `<data>/credentials`, or `--credentials` with `--api`), trades each for an access token
+//!    at `POST /v1/oauth/token` before anything else, and sends every request with the token
+//!    of the client the gateway's table names for its path (see [`Auth`]).
 //! 2. **Seed** (untimed, through the API only): `accounts` accounts per kind over the three
 //!    banks (`POST .../accounts/bulk`), each bank's DT by an ABS credit and an emission, then
 //!    paid out to the accounts by registries from the bank's own account, one 100.00 KZT token
@@ -42,10 +50,14 @@
 //! `raw_http`): the platform shares the machine's 2 cores with it, so it must stay cheap, and
 //! its CPU (and the child's, from `/proc`) is reported per phase.
 
-use crate::raw_http::RawConn;
+use crate::raw_http::{authorization_line, RawConn};
 use crate::{machine_ticks, programmable::cpu_us, Latency, Machine, BANKS, LATENCY_US_MAX, TOKEN_TIYN};
 use bytes::Bytes;
+use dtenge_api::access::{
+    access, credentials_stem, load_credentials, now_s, token_request_form, Access, CREDENTIALS_DIR, ISSUER, TOKEN_PATH,
+};
 use dtenge_api::types::{AmountRequest, OpenAccount, RegistryLine, RegistryRequest};
+use dtenge_auth::{ApiClient, Credentials};
 use dtenge_core::crypto::{hash_parts, SecretKey};
 use dtenge_core::money::Amount;
 use dtenge_core::token::{Input, Output};
@@ -55,7 +67,7 @@ use dtenge_node::{ClientKind, OWN_ACCOUNT};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use rand::{Rng, SeedableRng};
@@ -65,11 +77,12 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// Most connections a run may open.
 pub const CONNECTIONS_MAX: usize = 4_096;
@@ -102,6 +115,11 @@ const CHILD_START_MAX: Duration = Duration::from_secs(120);
 const CHILD_STOP_MAX: Duration = Duration::from_secs(120);
 /// Distinct error keys kept per connection (a bound on the map, whatever the server says).
 const ERROR_KEYS_MAX: usize = 64;
+/// An access token is asked for again this long before it expires (as the scenarios'
+/// client does); a token must live at least twice as long.
+const TOKEN_RENEW_BEFORE: Duration = Duration::from_secs(60);
+/// After a failed renewal during a phase, the next try.
+const TOKEN_RETRY: Duration = Duration::from_secs(5);
 
 /// Which payments to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -129,6 +147,10 @@ pub struct HttpConfig {
     pub api: Option<String>,
     /// The `dtenge` binary to start when `api` is `None` (the running one, normally).
     pub binary: Option<PathBuf>,
+    /// With `api`: the API credentials to sign in with (`api-*.key.pem` beside
+    /// `api-*.crt.pem`: each bank's systems and an NBK operator). A child started by the
+    /// bench has its own, under its data directory, and this is not read.
+    pub credentials: PathBuf,
     /// The kinds to measure, one timed phase each, in this order.
     pub kinds: Vec<Kind>,
     /// HTTP connections, each with one request in flight.
@@ -158,6 +180,7 @@ impl Default for HttpConfig {
         HttpConfig {
             api: None,
             binary: None,
+            credentials: PathBuf::from("./data").join(CREDENTIALS_DIR),
             kinds: vec![Kind::Custodial, Kind::Signed],
             connections: 64,
             rate_per_s: None,
@@ -347,10 +370,15 @@ async fn measure(
     child: Option<&ChildServer>,
     progress: &mut impl FnMut(&str),
 ) -> Result<HttpReport, String> {
-    let endpoint = Arc::new(Endpoint::resolve(base).await?);
+    let credentials = child.map_or(config.credentials.as_path(), |c| c.credentials.as_path());
+    let auth = Auth::load(credentials)?;
+    let endpoint = Arc::new(Endpoint::resolve(base, auth).await?);
     let mut api = Conn::open(&endpoint).await?;
     wait_healthy(&endpoint, &mut api).await?;
     progress(&format!("the platform answers at {base}"));
+    // Every client's token before anything else: bad credentials fail here, not mid-seeding.
+    let signed_in = endpoint.auth.sign_in(&mut api).await?;
+    progress(&format!("signed in as {} (credentials from {})", signed_in.join(", "), credentials.display()));
     let run = RunIds::new(config.seed);
 
     let started = Instant::now();
@@ -405,7 +433,7 @@ async fn measure(
                 seed: config.seed,
                 cap: config.payments,
             },
-            Kind::Signed => Work::Signed(std::mem::take(&mut pool)),
+            Kind::Signed => Work::Signed { pool: std::mem::take(&mut pool), uris: bank_uris("transactions")? },
         };
         progress(&format!(
             "{}: {} for {} s over {} connections",
@@ -534,10 +562,11 @@ struct Holder {
     key: Option<SecretKey>,
 }
 
-/// `http://host:port`, resolved once.
+/// `http://host:port`, resolved once, and who the bench signs in there as.
 struct Endpoint {
     addr: SocketAddr,
     host: HeaderValue,
+    auth: Auth,
 }
 
 impl Endpoint {
@@ -547,7 +576,7 @@ impl Endpoint {
         RawConn::open(self.addr, host).await
     }
 
-    async fn resolve(base: &str) -> Result<Endpoint, String> {
+    async fn resolve(base: &str, auth: Auth) -> Result<Endpoint, String> {
         let authority = base
             .strip_prefix("http://")
             .ok_or_else(|| format!("--api {base}: give http://host:port (plain HTTP)"))?
@@ -566,7 +595,261 @@ impl Endpoint {
             .next()
             .ok_or_else(|| format!("{authority} resolves to no address"))?;
         let host = HeaderValue::from_str(authority).map_err(|_| format!("--api {base}: not a valid host"))?;
-        Ok(Endpoint { addr, host })
+        Ok(Endpoint { addr, host, auth })
+    }
+}
+
+/// Who the bench signs in as: each bank's systems (`bank:<node>`, for `/v1/nodes/<node>/...`:
+/// accounts, emissions, registries, payments) and an NBK operator (the calendar, the ABS
+/// credits, the checkpoint, the reconciliation), with their access tokens. As
+/// `dtenge_scenarios::client::Client` does: the client of a call is the one the gateway's own
+/// table ([`access`]) names for its method and path, a token is traded for a signed assertion
+/// at `POST /v1/oauth/token` (OAuth 2.0 client credentials, RFC 7523) and kept until
+/// [`TOKEN_RENEW_BEFORE`] before it expires.
+struct Auth {
+    /// Where the credentials came from, for messages.
+    dir: PathBuf,
+    credentials: BTreeMap<ApiClient, Credentials>,
+    /// Tokens granted. A std mutex: never held across an await.
+    tokens: Mutex<BTreeMap<ApiClient, Token>>,
+    /// Assertions' ids, unique per run (the gateway refuses an id seen before).
+    jti_prefix: String,
+    jti_counter: AtomicU64,
+}
+
+/// An access token, ready for both clients.
+#[derive(Clone)]
+struct Token {
+    /// `Bearer <token>`, for the setup calls (hyper).
+    header: HeaderValue,
+    /// `authorization: Bearer <token>\r\n`, for the timed phases ([`RawConn::post`]).
+    line: Bytes,
+    renew_at: Instant,
+}
+
+impl Auth {
+    /// The credentials in `dir` (`api-*.key.pem` beside `api-*.crt.pem`) of the clients the
+    /// bench needs: each of [`BANKS`] and an operator (the first held, as the scenarios'
+    /// client picks it).
+    fn load(dir: &Path) -> Result<Auth, String> {
+        let at = |e: &dyn std::fmt::Display, path: &Path| format!("API credentials: {}: {e}", path.display());
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            format!(
+                "{} (give --credentials with a sandbox's <data>/{CREDENTIALS_DIR}, or what `dtenge ca issue --api-client` wrote)",
+                at(&e, dir)
+            )
+        })?;
+        let mut held = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| at(&e, dir))?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            let Some(stem) = name.strip_suffix(".crt.pem") else { continue };
+            let text = std::fs::read_to_string(&path).map_err(|e| at(&e, &path))?;
+            let der = dtenge_pki::pem_contents(&text, "CERTIFICATE").map_err(|e| at(&e, &path))?;
+            let certified = dtenge_pki::read_certificate(&der).map_err(|e| at(&e, &path))?;
+            let dtenge_pki::Subject::Api(client) = certified.subject else { continue };
+            if credentials_stem(&client) == stem {
+                held.push(client);
+            }
+        }
+        held.sort();
+        let mut wanted: Vec<ApiClient> = BANKS.iter().map(|b| ApiClient::Bank((*b).into())).collect();
+        let mut missing: Vec<String> = wanted.iter().filter(|c| !held.contains(c)).map(ToString::to_string).collect();
+        match held.iter().find(|c| matches!(c, ApiClient::Operator(_))) {
+            Some(operator) => wanted.push(operator.clone()),
+            None => missing.push("an NBK operator (operator:<name>)".into()),
+        }
+        if !missing.is_empty() {
+            return Err(format!(
+                "API credentials: {} holds none for {}: the bench pays from every bank and seeds as an NBK operator",
+                dir.display(),
+                missing.join(", ")
+            ));
+        }
+        let mut credentials = BTreeMap::new();
+        for client in wanted {
+            let loaded = load_credentials(dir, &client).map_err(|e| at(&e, dir))?;
+            credentials.insert(client, loaded);
+        }
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        Ok(Auth {
+            dir: dir.to_path_buf(),
+            credentials,
+            tokens: Mutex::new(BTreeMap::new()),
+            jti_prefix: format!("bench-{}-{nanos:x}", std::process::id()),
+            jti_counter: AtomicU64::new(0),
+        })
+    }
+
+    /// Who makes a call to `path` (without its query): the API client the gateway's table
+    /// allows, if held. A call that may be anyone's goes as the first bank held; a public
+    /// one, a provider's or a refused one as nobody.
+    fn caller(&self, method: &str, path: &str) -> Option<&Credentials> {
+        let path = path.split('?').next().unwrap_or(path);
+        match access(method, path) {
+            Access::Bank(node) => self.credentials.get(&ApiClient::Bank(node)),
+            Access::Operator => {
+                self.credentials.iter().find(|(c, _)| matches!(c, ApiClient::Operator(_))).map(|(_, c)| c)
+            }
+            Access::AnyBank | Access::AnyClient => {
+                self.credentials.iter().find(|(c, _)| matches!(c, ApiClient::Bank(_))).map(|(_, c)| c)
+            }
+            Access::Public | Access::Provider | Access::Deny => None,
+        }
+    }
+
+    /// A token for every client held, asked for now; their names.
+    async fn sign_in(&self, conn: &mut Conn) -> Result<Vec<String>, String> {
+        let mut names = Vec::with_capacity(self.credentials.len());
+        for credentials in self.credentials.values() {
+            self.token(conn, credentials).await?;
+            names.push(credentials.client.to_string());
+        }
+        Ok(names)
+    }
+
+    /// `Bearer <token>` for a setup call to `path`, if it needs one.
+    async fn authorization(&self, conn: &mut Conn, method: &str, path: &str) -> Result<Option<HeaderValue>, String> {
+        match self.caller(method, path) {
+            Some(credentials) => Ok(Some(self.token(conn, credentials).await?.header)),
+            None => Ok(None),
+        }
+    }
+
+    /// The authorization lines of a timed phase's requests (`POST` to each of `paths`).
+    async fn phase(&self, conn: &mut Conn, paths: &[String]) -> Result<PhaseAuth, String> {
+        let mut lines = Vec::with_capacity(paths.len());
+        let mut renew_at: Option<Instant> = None;
+        for path in paths {
+            let line = match self.caller("POST", path) {
+                Some(credentials) => {
+                    let token = self.token(conn, credentials).await?;
+                    renew_at = Some(renew_at.map_or(token.renew_at, |r| r.min(token.renew_at)));
+                    token.line
+                }
+                // The gateway answers such a request itself (and the answer is counted).
+                None => Bytes::new(),
+            };
+            lines.push((path.clone(), line));
+        }
+        Ok(PhaseAuth { lines, renew_at })
+    }
+
+    /// The client's token held, or a new one if none is or it is due for renewal.
+    async fn token(&self, conn: &mut Conn, credentials: &Credentials) -> Result<Token, String> {
+        let now = Instant::now();
+        let held = self.lock().get(&credentials.client).filter(|t| now < t.renew_at).cloned();
+        if let Some(token) = held {
+            return Ok(token);
+        }
+        let token = self.grant(conn, credentials).await?;
+        self.lock().insert(credentials.client.clone(), token.clone());
+        Ok(token)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<ApiClient, Token>> {
+        // The map is whole whatever panicked while holding it (one insert or one get).
+        self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `POST /v1/oauth/token` with a fresh assertion of `credentials`.
+    async fn grant(&self, conn: &mut Conn, credentials: &Credentials) -> Result<Token, String> {
+        let client = &credentials.client;
+        let fail = |e: &dyn std::fmt::Display| {
+            format!("signing in as {client} (credentials from {}): POST {TOKEN_PATH}: {e}", self.dir.display())
+        };
+        let jti = format!("{}-{}", self.jti_prefix, self.jti_counter.fetch_add(1, Ordering::Relaxed));
+        let assertion = credentials.assertion(ISSUER, now_s(), &jti);
+        let form = (
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+            Bytes::from(token_request_form(&assertion)),
+        );
+        // Its lifetime counts from before the request: on the safe side.
+        let asked = Instant::now();
+        let uri: Uri = TOKEN_PATH.parse().map_err(|e| fail(&e))?;
+        let (status, answer) = conn.send(Method::POST, uri, None, None, Some(form)).await.map_err(|e| fail(&e))?;
+        let body: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+        if !status.is_success() {
+            return Err(fail(&format_args!(
+                "HTTP {} {}: {}",
+                status.as_u16(),
+                body["error"].as_str().unwrap_or("?"),
+                body["error_description"].as_str().unwrap_or("")
+            )));
+        }
+        let token = body["access_token"].as_str().ok_or_else(|| fail(&"the answer has no access_token"))?;
+        let lifetime = Duration::from_secs(body["expires_in"].as_u64().unwrap_or(0));
+        if lifetime < 2 * TOKEN_RENEW_BEFORE {
+            return Err(fail(&format_args!(
+                "a token valid for {} s; the bench renews {} s before expiry and needs at least {} s",
+                lifetime.as_secs(),
+                TOKEN_RENEW_BEFORE.as_secs(),
+                2 * TOKEN_RENEW_BEFORE.as_secs()
+            )));
+        }
+        Ok(Token {
+            header: HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| fail(&e))?,
+            line: authorization_line(token).map_err(|e| fail(&e))?,
+            renew_at: asked + (lifetime - TOKEN_RENEW_BEFORE),
+        })
+    }
+}
+
+/// A timed phase's `authorization` lines, by request path, each made once per token and
+/// shared (`Bytes`) by every connection.
+struct PhaseAuth {
+    lines: Vec<(String, Bytes)>,
+    /// When the first of their tokens is due for renewal; `None` if none needs one.
+    renew_at: Option<Instant>,
+}
+
+impl PhaseAuth {
+    /// The line for `path` (one bank's route: a few short comparisons, no allocation); empty
+    /// for a path that needs none.
+    fn line(&self, path: &str) -> &[u8] {
+        self.lines.iter().find(|(p, _)| p == path).map_or(&[][..], |(_, line)| &line[..])
+    }
+}
+
+/// Keeps a phase's tokens valid while it runs: at the first one's renewal time (a minute
+/// before it expires), new tokens through a connection of its own, handed to the connections
+/// through `slot` (each takes them up at its next request). Runs until aborted at the end of
+/// the phase.
+///
+/// Why renew rather than take fresh tokens at the start of each phase and cap its length: a
+/// token lives 600 s, and a phase may run for up to `DURATION_S_MAX` (an hour, for soak runs)
+/// and an open loop may drain for as long again; a cap short enough for one token would have
+/// taken away the long runs. The cost in the timed window is one token request per client
+/// about every nine minutes, and one atomic load per request (`has_changed`).
+async fn renew_tokens(endpoint: Arc<Endpoint>, paths: Vec<String>, slot: watch::Sender<Arc<PhaseAuth>>) {
+    let mut renew_at = slot.borrow().renew_at;
+    // Bounded by the phase: the task is aborted when it ends.
+    while let Some(at) = renew_at {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+        let fresh = match Conn::open(&endpoint).await {
+            Ok(mut conn) => endpoint.auth.phase(&mut conn, &paths).await,
+            Err(e) => Err(e),
+        };
+        match fresh {
+            Ok(fresh) => {
+                renew_at = fresh.renew_at;
+                slot.send_replace(Arc::new(fresh));
+            }
+            // The tokens held are good for TOKEN_RENEW_BEFORE more: try again shortly. If the
+            // gateway still will not grant one when they expire, the requests are refused
+            // (401) and counted as errors, which fail the run.
+            Err(_) => renew_at = Some(Instant::now() + TOKEN_RETRY),
+        }
+    }
+}
+
+/// A task aborted when this is dropped (a phase's renewer, on every way out of the phase).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -575,7 +858,7 @@ impl Endpoint {
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
     driver: tokio::task::JoinHandle<()>,
-    host: HeaderValue,
+    endpoint: Arc<Endpoint>,
 }
 
 impl Drop for Conn {
@@ -585,7 +868,7 @@ impl Drop for Conn {
 }
 
 impl Conn {
-    async fn open(endpoint: &Endpoint) -> Result<Conn, String> {
+    async fn open(endpoint: &Arc<Endpoint>) -> Result<Conn, String> {
         let stream = tokio::net::TcpStream::connect(endpoint.addr)
             .await
             .map_err(|e| format!("cannot connect to {}: {e}", endpoint.addr))?;
@@ -599,29 +882,35 @@ impl Conn {
             // the next request of this connection.
             let _ = connection.await;
         });
-        Ok(Conn { sender, driver, host: endpoint.host.clone() })
+        Ok(Conn { sender, driver, endpoint: endpoint.clone() })
     }
 
-    /// Send one request and read the whole answer.
+    /// Send one request (`body` with its content type) and read the whole answer.
     async fn send(
         &mut self,
         method: Method,
         uri: Uri,
         key: Option<&str>,
-        body: Option<Bytes>,
+        authorization: Option<HeaderValue>,
+        body: Option<(HeaderValue, Bytes)>,
     ) -> Result<(StatusCode, Bytes), SendError> {
         let exchange = async {
             self.sender.ready().await.map_err(|e| SendError::Transport(e.to_string()))?;
-            let mut request = Request::builder().method(method).uri(uri).header(HOST, self.host.clone());
+            let mut request = Request::builder().method(method).uri(uri).header(HOST, self.endpoint.host.clone());
             if let Some(key) = key {
                 request = request.header("idempotency-key", key);
             }
-            if body.is_some() {
-                request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if let Some(authorization) = authorization {
+                request = request.header(AUTHORIZATION, authorization);
             }
-            let request = request
-                .body(Full::new(body.unwrap_or_default()))
-                .map_err(|e| SendError::Transport(format!("request: {e}")))?;
+            let body = match body {
+                Some((content_type, body)) => {
+                    request = request.header(CONTENT_TYPE, content_type);
+                    body
+                }
+                None => Bytes::new(),
+            };
+            let request = request.body(Full::new(body)).map_err(|e| SendError::Transport(format!("request: {e}")))?;
             let response = self.sender.send_request(request).await.map_err(|e| SendError::Transport(e.to_string()))?;
             let status = response.status();
             let body = response.into_body().collect().await.map_err(|e| SendError::Transport(e.to_string()))?;
@@ -663,10 +952,12 @@ async fn call<T: DeserializeOwned>(
     body: Option<Vec<u8>>,
 ) -> Result<T, String> {
     let uri: Uri = path.parse().map_err(|e| format!("{path}: {e}"))?;
-    let (status, answer) = conn
-        .send(method.clone(), uri, key, body.map(Bytes::from))
-        .await
-        .map_err(|e| format!("{method} {path}: {e}"))?;
+    let endpoint = conn.endpoint.clone();
+    let authorization =
+        endpoint.auth.authorization(conn, method.as_str(), path).await.map_err(|e| format!("{method} {path}: {e}"))?;
+    let body = body.map(|body| (HeaderValue::from_static("application/json"), Bytes::from(body)));
+    let (status, answer) =
+        conn.send(method.clone(), uri, key, authorization, body).await.map_err(|e| format!("{method} {path}: {e}"))?;
     if !status.is_success() {
         let (code, message) = describe_failure(status, &answer);
         return Err(format!("{method} {path}: HTTP {code}: {message}"));
@@ -679,7 +970,7 @@ fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
 }
 
 /// `/health` answers `ok` (the child may still be opening its stores).
-async fn wait_healthy(endpoint: &Endpoint, conn: &mut Conn) -> Result<(), String> {
+async fn wait_healthy(endpoint: &Arc<Endpoint>, conn: &mut Conn) -> Result<(), String> {
     let started = Instant::now();
     loop {
         match call::<Value>(conn, Method::GET, "/health", None, None).await {
@@ -959,8 +1250,8 @@ enum Work {
     /// `A` requests late, and even then the payer's second token pays) to a client of
     /// another bank picked by `mix(seed, i)`; at most `cap` of them.
     Custodial { holders: Vec<(usize, String)>, uris: Vec<Uri>, seed: u64, cap: Option<usize> },
-    /// The pool signed before the clock.
-    Signed(Vec<Prepared>),
+    /// The pool signed before the clock, to `uris` (one per bank).
+    Signed { pool: Vec<Prepared>, uris: Vec<Uri> },
 }
 
 impl Work {
@@ -968,14 +1259,20 @@ impl Work {
     fn available(&self) -> u64 {
         match self {
             Work::Custodial { cap, .. } => cap.map_or(u64::MAX, |c| c as u64),
-            Work::Signed(pool) => pool.len() as u64,
+            Work::Signed { pool, .. } => pool.len() as u64,
         }
+    }
+
+    /// Every path its requests go to (one per bank).
+    fn paths(&self) -> Vec<String> {
+        let (Work::Custodial { uris, .. } | Work::Signed { uris, .. }) = self;
+        uris.iter().map(|uri| uri.path().to_string()).collect()
     }
 
     /// Request `i`.
     fn request(&self, i: u64) -> Option<Prepared> {
         match self {
-            Work::Signed(pool) => {
+            Work::Signed { pool, .. } => {
                 let p = pool.get(usize::try_from(i).ok()?)?;
                 Some(Prepared { uri: p.uri.clone(), body: p.body.clone() })
             }
@@ -1057,6 +1354,10 @@ impl Pace {
 /// wait for the answer, count; until the window (closed loop) or the schedule (open loop)
 /// ends. An open loop may drain its backlog for one more window after its end, no longer:
 /// what is still unsent then is reported as such.
+///
+/// Each request carries the `authorization` line of its path's API client, made once per
+/// token ([`PhaseAuth`]); a token renewed during the phase is taken up at the next request.
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     endpoint: Arc<Endpoint>,
     mut conn: RawConn,
@@ -1065,7 +1366,9 @@ async fn drive(
     first: u64,
     pace: Pace,
     key_prefix: Arc<str>,
+    mut auth: watch::Receiver<Arc<PhaseAuth>>,
 ) -> Result<Tally, String> {
+    let mut lines = auth.borrow_and_update().clone();
     let mut tally = Tally {
         latency: Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).map_err(|e| e.to_string())?,
         sent: 0,
@@ -1107,11 +1410,18 @@ async fn drive(
         let key = format!("{key_prefix}{i}");
         tally.sent += 1;
         let path = request.uri.path_and_query().map_or("/", |p| p.as_str());
-        let answer = match tokio::time::timeout(REQUEST_TIMEOUT, conn.post(path, &key, &request.body)).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(SendError::Transport(e)),
-            Err(_) => Err(SendError::Timeout),
-        };
+        // One atomic load per request; an error means the renewer has stopped (the phase is
+        // ending): the lines held stay.
+        if auth.has_changed().unwrap_or(false) {
+            lines = auth.borrow_and_update().clone();
+        }
+        let authorization = lines.line(request.uri.path());
+        let answer =
+            match tokio::time::timeout(REQUEST_TIMEOUT, conn.post(path, &key, authorization, &request.body)).await {
+                Ok(Ok(answer)) => Ok(answer),
+                Ok(Err(e)) => Err(SendError::Transport(e)),
+                Err(_) => Err(SendError::Timeout),
+            };
         let done = Instant::now();
         tally.last_answer = Some(done);
         let latency_us = done.saturating_duration_since(from).as_micros().clamp(1, u128::from(LATENCY_US_MAX));
@@ -1186,11 +1496,20 @@ async fn run_phase(
     run: &RunIds,
     child: Option<&ChildServer>,
 ) -> Result<(PhaseReport, u64), String> {
+    // The tokens of the phase's API clients (one per bank it pays from), as header lines
+    // made once and shared by every connection, and kept fresh while it runs.
+    let paths = work.paths();
+    let phase_auth = {
+        let mut setup = Conn::open(endpoint).await?;
+        endpoint.auth.phase(&mut setup, &paths).await?
+    };
+    let (renewed, auth) = watch::channel(Arc::new(phase_auth));
     // Connect before the clock: the phase measures requests, not handshakes.
     let mut conns = Vec::with_capacity(config.connections);
     for _ in 0..config.connections {
         conns.push(endpoint.open_raw().await?);
     }
+    let _renewer = AbortOnDrop(tokio::spawn(renew_tokens(endpoint.clone(), paths, renewed)));
     let cpu_bench = cpu_us();
     let cpu_server = child.and_then(|c| process_ticks(c.child.id()));
     let machine = machine_ticks();
@@ -1203,8 +1522,8 @@ async fn run_phase(
     let tasks: Vec<_> = conns
         .into_iter()
         .map(|conn| {
-            let (work, next, key_prefix) = (work.clone(), next.clone(), key_prefix.clone());
-            tokio::spawn(drive(endpoint.clone(), conn, work, next, first, pace, key_prefix))
+            let (work, next, key_prefix, auth) = (work.clone(), next.clone(), key_prefix.clone(), auth.clone());
+            tokio::spawn(drive(endpoint.clone(), conn, work, next, first, pace, key_prefix, auth))
         })
         .collect();
     let mut tallies = Vec::with_capacity(tasks.len());
@@ -1280,6 +1599,8 @@ async fn run_phase(
 struct ChildServer {
     child: Child,
     base: String,
+    /// The API credentials `up` made for the sandbox: `<data>/credentials`.
+    credentials: PathBuf,
     log: PathBuf,
     /// Removed after the child is gone (fields drop after `Drop::drop`).
     _dir: tempfile::TempDir,
@@ -1290,12 +1611,13 @@ impl ChildServer {
     fn start(binary: &std::path::Path) -> Result<ChildServer, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
         let log = dir.path().join("up.log");
+        let data = dir.path().join("data");
         let out = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| format!("{}: {e}", log.display()))?;
         let child = std::process::Command::new(binary)
             .arg("up")
             .arg("--data")
-            .arg(dir.path().join("data"))
+            .arg(&data)
             // Port 0: the kernel picks a free one, and `up` prints it; no race with another
             // process for a port chosen beforehand.
             .arg("--listen")
@@ -1305,7 +1627,8 @@ impl ChildServer {
             .stderr(err)
             .spawn()
             .map_err(|e| format!("cannot start {} up: {e}", binary.display()))?;
-        let mut server = ChildServer { child, base: String::new(), log, _dir: dir, reaped: false };
+        let credentials = data.join(CREDENTIALS_DIR);
+        let mut server = ChildServer { child, base: String::new(), credentials, log, _dir: dir, reaped: false };
         let started = Instant::now();
         loop {
             let printed = std::fs::read_to_string(&server.log).unwrap_or_default();

@@ -42,16 +42,29 @@ impl RawConn {
         Ok(RawConn { stream, host: host.to_string(), out: Vec::with_capacity(1024), read: Vec::with_capacity(1024) })
     }
 
-    /// `POST path` with a JSON `body` and an idempotency key; the answer's status and body.
-    /// An error leaves the connection in an unknown state: the caller opens another.
-    pub(crate) async fn post(&mut self, path: &str, key: &str, body: &[u8]) -> Result<(StatusCode, Bytes), String> {
+    /// `POST path` with a JSON `body`, an idempotency key and `authorization`, a whole header
+    /// line made once by [`authorization_line`] (empty for none); the answer's status and
+    /// body. An error leaves the connection in an unknown state: the caller opens another.
+    pub(crate) async fn post(
+        &mut self,
+        path: &str,
+        key: &str,
+        authorization: &[u8],
+        body: &[u8],
+    ) -> Result<(StatusCode, Bytes), String> {
+        // Written straight into the reused buffer: no allocation per request.
+        use std::io::Write as _;
         self.out.clear();
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nhost: {}\r\nidempotency-key: {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            self.host,
+        let head = |e: std::io::Error| format!("writing a request's head: {e}");
+        write!(self.out, "POST {path} HTTP/1.1\r\nhost: {}\r\n", self.host).map_err(head)?;
+        // Copied as it is: the line was made (and checked) once, when the token came.
+        self.out.extend_from_slice(authorization);
+        write!(
+            self.out,
+            "idempotency-key: {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
             body.len()
-        );
-        self.out.extend_from_slice(head.as_bytes());
+        )
+        .map_err(head)?;
         self.out.extend_from_slice(body);
         self.stream.write_all(&self.out).await.map_err(|e| format!("write: {e}"))?;
         self.read_answer().await
@@ -100,6 +113,16 @@ impl RawConn {
         }
         Ok(())
     }
+}
+
+/// `authorization: Bearer <token>\r\n`, the header line [`RawConn::post`] copies into each
+/// request: made once per token, not per request. A token is base64url and dots; one with
+/// anything but visible ASCII (a line break would end the header early) is refused.
+pub(crate) fn authorization_line(token: &str) -> Result<Bytes, String> {
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("the access token is not one word of visible ASCII".into());
+    }
+    Ok(Bytes::from(format!("authorization: Bearer {token}\r\n")))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -183,10 +206,56 @@ mod tests {
                 }
             });
             let mut conn = RawConn::open(addr, "127.0.0.1").await.unwrap();
-            assert_eq!(conn.post("/v1/x", "k-1", b"{}").await.unwrap(), (StatusCode::OK, Bytes::from("first")));
-            assert_eq!(conn.post("/v1/x", "k-1", b"{}").await.unwrap(), (StatusCode::OK, Bytes::from("second answer")));
+            assert_eq!(conn.post("/v1/x", "k-1", b"", b"{}").await.unwrap(), (StatusCode::OK, Bytes::from("first")));
+            assert_eq!(
+                conn.post("/v1/x", "k-1", b"", b"{}").await.unwrap(),
+                (StatusCode::OK, Bytes::from("second answer"))
+            );
             server.await.unwrap();
-            assert!(conn.post("/v1/x", "k-1", b"{}").await.is_err(), "the server has closed the connection");
+            assert!(conn.post("/v1/x", "k-1", b"", b"{}").await.is_err(), "the server has closed the connection");
+        });
+    }
+
+    #[test]
+    fn the_authorization_line_is_written_into_the_head_as_it_was_made() {
+        let line = authorization_line("eyJ0.eyJz-_.c2ln").unwrap();
+        assert_eq!(&line[..], b"authorization: Bearer eyJ0.eyJz-_.c2ln\r\n");
+        for bad in ["", "a b", "a\r\nx-injected: 1", "tok\u{e9}n"] {
+            assert!(authorization_line(bad).is_err(), "{bad:?}");
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut heads = Vec::new();
+                for _ in 0..2 {
+                    let mut request = Vec::new();
+                    while find(&request, b"\r\n\r\n").is_none_or(|at| request.len() < at + 6) {
+                        let mut chunk = [0u8; 256];
+                        let n = socket.read(&mut chunk).await.unwrap();
+                        request.extend_from_slice(&chunk[..n]);
+                    }
+                    heads.push(String::from_utf8(request).unwrap());
+                    socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
+                }
+                heads
+            });
+            let mut conn = RawConn::open(addr, "127.0.0.1").await.unwrap();
+            assert_eq!(conn.post("/v1/x", "k-1", &line, b"{}").await.unwrap().0, StatusCode::OK);
+            assert_eq!(conn.post("/v1/x", "k-2", b"", b"{}").await.unwrap().0, StatusCode::OK);
+            let heads = server.await.unwrap();
+            assert!(
+                heads[0].starts_with(
+                    "POST /v1/x HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer eyJ0.eyJz-_.c2ln\r\nidempotency-key: k-1\r\n"
+                ),
+                "{}",
+                heads[0]
+            );
+            assert_eq!(heads[0].matches("authorization:").count(), 1, "{}", heads[0]);
+            assert!(heads[0].ends_with("content-length: 2\r\n\r\n{}"), "{}", heads[0]);
+            assert!(!heads[1].contains("authorization"), "no line, no header: {}", heads[1]);
         });
     }
 }

@@ -158,6 +158,12 @@ enum Command {
         /// temporary data directory and a free port, and stopped with SIGTERM at the end.
         #[arg(long, requires = "http")]
         api: Option<String>,
+        /// --http with --api: the API credentials the bench signs in with, `api-*.key.pem`
+        /// beside `api-*.crt.pem` (each bank's systems and an NBK operator: a sandbox's
+        /// `<data>/credentials`, or what `dtenge ca issue --api-client` wrote). Without
+        /// --api, the bench uses those its own `dtenge up` made.
+        #[arg(long, default_value = "./data/credentials", requires = "api")]
+        credentials: PathBuf,
         /// --http: what to send, each measured in its own timed phase.
         #[arg(long, value_enum, default_value_t = HttpKind::Both, requires = "http")]
         kind: HttpKind,
@@ -289,6 +295,7 @@ fn main() -> ExitCode {
             seed,
             http,
             api,
+            credentials,
             kind,
             connections,
             duration_s,
@@ -306,6 +313,7 @@ fn main() -> ExitCode {
                     None
                 },
                 api,
+                credentials,
                 kinds: match kind {
                     HttpKind::Custodial => vec![dtenge_bench::http::Kind::Custodial],
                     HttpKind::Signed => vec![dtenge_bench::http::Kind::Signed],
