@@ -121,8 +121,9 @@ pub struct Authenticator {
     trust: RwLock<Arc<Trust>>,
     /// Assertions used, by (client, jti), with their expiry.
     seen: Mutex<HashMap<(ApiClient, String), i64>>,
-    /// Access tokens verified, with their client and expiry.
-    cache: Mutex<HashMap<String, Cached>>,
+    /// Access tokens verified, with their client and expiry. Hashed with foldhash, as the
+    /// nodes' maps are: a token is a few hundred bytes, looked up on every request.
+    cache: Mutex<HashMap<String, Cached, foldhash::fast::RandomState>>,
     /// TLS client certificates verified, with their client, expiry and serial.
     certificates: Mutex<HashMap<Vec<u8>, Cached>>,
     tokens_granted: AtomicU64,
@@ -139,7 +140,7 @@ impl Authenticator {
             key,
             trust: RwLock::new(Arc::new(trust)),
             seen: Mutex::new(HashMap::new()),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(HashMap::default()),
             certificates: Mutex::new(HashMap::new()),
             tokens_granted: AtomicU64::new(0),
         }
