@@ -11,7 +11,7 @@
 //! | `GET /health`, `GET /v1/oracle/key`, `GET /v1/clock`, `POST /v1/oauth/token` | anyone |
 //! | the oracle providers' routes (events, occurrences, VAT payers, tax account, invoices, contracts) | the provider, by its own bearer token (checked by the route) |
 //! | `/v1/nodes/{node}/...` | that node's systems only: `bank:{node}` |
-//! | `/v1/operator/...`, `/v1/abs/...`, the oracle's provider registry, the sandbox clock's advance | an NBK operator |
+//! | `/v1/operator/...`, `/v1/abs/...`, the oracle's provider registry, the sandbox clock's advance, `GET /metrics` | an NBK operator |
 //! | card purchases, refunds, ATM withdrawals, voucher programmes | a bank's systems |
 //! | lookups (phones, transactions, the oracle's events, markings, invoices, contracts) | any authenticated client |
 //!
@@ -89,6 +89,7 @@ pub fn access(method: &str, path: &str) -> Access {
     let get = method == "GET";
     match &slots[..count] {
         ["health"] => Access::Public,
+        ["metrics"] => Access::Operator,
         ["v1", "oauth", "token"] => Access::Public,
         ["v1", "clock"] if get => Access::Public,
         ["v1", "clock", "advance"] => Access::Operator,

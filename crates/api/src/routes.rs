@@ -42,7 +42,7 @@ one, `Content-Type: application/json` (otherwise 415 UNSUPPORTED_MEDIA_TYPE). Er
         registry, link_card, emission, redemption, credit_correspondent, abs_balances, lookup_phone,
         card_purchase, get_purchase, card_refund, atm_withdrawal, create_voucher_program, list_voucher_programs,
         voucher_event, block_node, unblock_node, calendar_year, set_day, today, monitoring,
-        reconciliation, nbk_operations, tx_status, checkpoint,
+        reconciliation, nbk_operations, tx_status, checkpoint, crate::metrics::metrics,
         crate::holding::register_provider, crate::holding::list_providers, crate::holding::oracle_key,
         crate::holding::register_event, crate::holding::list_events, crate::holding::get_event,
         crate::holding::report_occurrence, crate::holding::hold, crate::holding::account_holds,
@@ -134,6 +134,7 @@ pub fn router(network: App) -> Router {
         .route("/v1/operator/operations", get(nbk_operations))
         .route("/v1/operator/checkpoints", post(checkpoint))
         .route("/v1/transactions/{tx_id}", get(tx_status))
+        .route("/metrics", get(crate::metrics::metrics))
         .merge(crate::holding::routes())
         // Before any handler reads a body; on the routes only, so that an unknown route is
         // still NOT_FOUND and a wrong method METHOD_NOT_ALLOWED.
@@ -142,6 +143,8 @@ pub fn router(network: App) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(network.clone(), crate::access::authorize))
         // After the layers: the token endpoint authenticates its caller itself, from a form.
         .route(crate::access::TOKEN_PATH, post(crate::access::token))
+        // Around everything above: every answer counted and timed.
+        .layer(axum::middleware::from_fn_with_state(network.clone(), crate::metrics::count))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(REQUEST_BYTES_MAX))

@@ -151,3 +151,32 @@ fn the_token_endpoint_answers_only_a_fresh_assertion_of_a_certified_client() {
     let (status, _) = post_form(&url, form, &dtenge_api::access::token_request_form(&elsewhere));
     assert_eq!(status, 401);
 }
+
+#[test]
+fn the_operator_reads_the_gateways_metrics_and_no_one_else() {
+    let (_dir, platform) = start();
+    let base = platform.base_url();
+    let world = World::new(&base, &platform.credentials_dir()).unwrap();
+    world.client.get("/v1/operator/monitoring").unwrap();
+    let operator = world.client.authorization("GET", "/metrics").unwrap().unwrap();
+    let sapa = world.client.authorization("GET", "/v1/nodes/sapa/accounts").unwrap().unwrap();
+    let url = format!("{base}/metrics");
+    assert_eq!(call("GET", &url, None, None).0, 401);
+    assert_eq!(call("GET", &url, Some(&sapa), None).0, 403);
+    let response = ureq::get(&url).set("Authorization", &operator).call().unwrap();
+    assert!(response.content_type().starts_with("text/plain"));
+    let text = response.into_string().unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    assert!(value("dtenge_http_requests_total{class=\"2xx\"}") >= 1.0);
+    assert!(value("dtenge_http_refused_total{reason=\"unauthenticated\"}") >= 1.0);
+    assert!(value("dtenge_http_refused_total{reason=\"forbidden\"}") >= 1.0);
+    assert!(value("dtenge_http_request_duration_seconds_count") >= 3.0);
+    assert!(value("dtenge_notary_commit_index") >= 0.0);
+    assert_eq!(value("dtenge_revocation_list_number"), 1.0);
+}

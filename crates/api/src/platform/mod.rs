@@ -73,6 +73,8 @@ pub struct Platform {
     answers: answers::Answers,
     /// Who calls the REST API (`crate::access`).
     gate: crate::access::Gate,
+    /// The gateway's counters (`GET /metrics`).
+    metrics: crate::metrics::Metrics,
 }
 
 impl Platform {
@@ -110,7 +112,20 @@ impl Platform {
         let gate = crate::access::open_sandbox(dir, &entropy, &nodes)?;
         let now = clock.clone();
         let assembly = Assembly::start(dir, &config, Arc::new(move || now.now_ms()))?;
-        Ok(Platform { assembly, clock, entropy, advances: holding::Advances::default(), answers, gate })
+        Ok(Platform {
+            assembly,
+            clock,
+            entropy,
+            advances: holding::Advances::default(),
+            answers,
+            gate,
+            metrics: Default::default(),
+        })
+    }
+
+    /// The gateway's counters.
+    pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// Who calls the REST API: grants access tokens and authenticates requests.
