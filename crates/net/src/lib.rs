@@ -318,6 +318,12 @@ impl Net {
         &self.shared.me
     }
 
+    /// Close this participant's inbox: its thread ends once it took what was waiting, and what
+    /// arrives from now on is lost (counted), as on a process that is stopping.
+    pub fn close_inbox(&self) {
+        self.shared.local.unregister(&self.shared.me);
+    }
+
     /// Put a newer revocation list in force: new connections are checked against it, and live
     /// ones whose peer it names end at once. An older list than the one in force is refused.
     pub fn set_revocation_list(&self, crl_der: &[u8]) -> Result<(), NetError> {
