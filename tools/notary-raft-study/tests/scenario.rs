@@ -6,12 +6,12 @@ use openraft::AsyncRuntime;
 use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft_rt_sim::SimRuntime;
-use proto::{Disk, LogStore, NotarySm, SimCfg, TokioCfg};
+use notary_raft_study::{Disk, LogStore, NotarySm, SimCfg, TokioCfg};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_on_tokio() {
     let wall = Instant::now();
-    let trace = proto::scenario::run::<TokioCfg>().await;
+    let trace = notary_raft_study::scenario::run::<TokioCfg>().await;
     for line in &trace {
         println!("tokio: {line}");
     }
@@ -23,7 +23,7 @@ async fn three_replicas_on_tokio() {
 fn run_sim(seed: u64) -> (Vec<String>, usize, u64) {
     let mut rt = SimRuntime::with_seed(seed);
     rt.record_trace(true);
-    let trace = rt.block_on(proto::scenario::run::<SimCfg>());
+    let trace = rt.block_on(notary_raft_study::scenario::run::<SimCfg>());
     let events = rt.take_trace();
     let mut hasher = DefaultHasher::new();
     events.hash(&mut hasher);
@@ -74,8 +74,8 @@ fn stepped(seed: u64) -> Vec<String> {
 
     use openraft::BasicNode;
     use openraft::async_runtime::watch::WatchReceiver;
-    use proto::scenario::Cluster;
-    use proto::{CompactTx, NotaryCommand};
+    use notary_raft_study::scenario::Cluster;
+    use notary_raft_study::{CompactTx, NotaryCommand};
 
     let mut rt = SimRuntime::with_seed(seed);
     let mut cluster = Cluster::<SimCfg>::new();
