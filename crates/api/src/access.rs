@@ -317,6 +317,46 @@ pub fn credentials_stem(client: &ApiClient) -> String {
     format!("api-{client}").replace(':', "-")
 }
 
+/// Every API client's credential in `dir`: each `<stem>.crt.pem` of an API client whose
+/// stem is its own, with the key beside it. Other files are passed over.
+pub fn load_all_credentials(dir: &Path) -> Result<std::collections::BTreeMap<ApiClient, Credentials>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| storage(dir)(e.to_string()))?;
+    let mut held = std::collections::BTreeMap::new();
+    for entry in entries {
+        let path = entry.map_err(|e| storage(dir)(e.to_string()))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        let Some(stem) = name.strip_suffix(".crt.pem") else { continue };
+        let text = std::fs::read_to_string(&path).map_err(|e| storage(&path)(e.to_string()))?;
+        let der = pem_contents(&text, "CERTIFICATE").map_err(storage(&path))?;
+        let certified = dtenge_pki::read_certificate(&der).map_err(|e| storage(&path)(e.to_string()))?;
+        let Subject::Api(client) = certified.subject else { continue };
+        if credentials_stem(&client) == stem {
+            let credentials = load_credentials(dir, &client)?;
+            held.insert(client, credentials);
+        }
+    }
+    Ok(held)
+}
+
+/// Which of the `held` credentials makes a call to `method` `path` (its query ignored): the
+/// API client the table allows; a call that may be any bank's goes as the first bank held;
+/// a public one, a provider's or a refused one as nobody.
+pub fn caller_among<'a>(
+    held: &'a std::collections::BTreeMap<ApiClient, Credentials>,
+    method: &str,
+    path: &str,
+) -> Option<&'a Credentials> {
+    let path = path.split('?').next().unwrap_or(path);
+    let first =
+        |operator: bool| held.iter().find(|(c, _)| matches!(c, ApiClient::Operator(_)) == operator).map(|(_, c)| c);
+    match access(method, path) {
+        Access::Bank(node) => held.get(&ApiClient::Bank(node)),
+        Access::Operator => first(true),
+        Access::AnyBank | Access::AnyClient => first(false),
+        Access::Public | Access::Provider | Access::Deny => None,
+    }
+}
+
 /// `client`'s key and certificate from `dir` (`<stem>.key.pem`, `<stem>.crt.pem`).
 pub fn load_credentials(dir: &Path, client: &ApiClient) -> Result<Credentials> {
     let stem = credentials_stem(client);

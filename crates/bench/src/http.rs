@@ -54,7 +54,7 @@ use crate::raw_http::{authorization_line, RawConn};
 use crate::{machine_ticks, programmable::cpu_us, Latency, Machine, BANKS, LATENCY_US_MAX, TOKEN_TIYN};
 use bytes::Bytes;
 use dtenge_api::access::{
-    access, credentials_stem, load_credentials, now_s, token_request_form, Access, CREDENTIALS_DIR, ISSUER, TOKEN_PATH,
+    caller_among, load_all_credentials, now_s, token_request_form, CREDENTIALS_DIR, ISSUER, TOKEN_PATH,
 };
 use dtenge_api::types::{AmountRequest, OpenAccount, RegistryLine, RegistryRequest};
 use dtenge_auth::{ApiClient, Credentials};
@@ -633,26 +633,13 @@ impl Auth {
     /// client picks it).
     fn load(dir: &Path) -> Result<Auth, String> {
         let at = |e: &dyn std::fmt::Display, path: &Path| format!("API credentials: {}: {e}", path.display());
-        let entries = std::fs::read_dir(dir).map_err(|e| {
+        let all = load_all_credentials(dir).map_err(|e| {
             format!(
                 "{} (give --credentials with a sandbox's <data>/{CREDENTIALS_DIR}, or what `dtenge ca issue --api-client` wrote)",
                 at(&e, dir)
             )
         })?;
-        let mut held = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(|e| at(&e, dir))?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-            let Some(stem) = name.strip_suffix(".crt.pem") else { continue };
-            let text = std::fs::read_to_string(&path).map_err(|e| at(&e, &path))?;
-            let der = dtenge_pki::pem_contents(&text, "CERTIFICATE").map_err(|e| at(&e, &path))?;
-            let certified = dtenge_pki::read_certificate(&der).map_err(|e| at(&e, &path))?;
-            let dtenge_pki::Subject::Api(client) = certified.subject else { continue };
-            if credentials_stem(&client) == stem {
-                held.push(client);
-            }
-        }
-        held.sort();
+        let held: Vec<ApiClient> = all.keys().cloned().collect();
         let mut wanted: Vec<ApiClient> = BANKS.iter().map(|b| ApiClient::Bank((*b).into())).collect();
         let mut missing: Vec<String> = wanted.iter().filter(|c| !held.contains(c)).map(ToString::to_string).collect();
         match held.iter().find(|c| matches!(c, ApiClient::Operator(_))) {
@@ -666,11 +653,8 @@ impl Auth {
                 missing.join(", ")
             ));
         }
-        let mut credentials = BTreeMap::new();
-        for client in wanted {
-            let loaded = load_credentials(dir, &client).map_err(|e| at(&e, dir))?;
-            credentials.insert(client, loaded);
-        }
+        let credentials: BTreeMap<ApiClient, Credentials> =
+            all.into_iter().filter(|(client, _)| wanted.contains(client)).collect();
         let nanos =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         Ok(Auth {
@@ -683,20 +667,9 @@ impl Auth {
     }
 
     /// Who makes a call to `path` (without its query): the API client the gateway's table
-    /// allows, if held. A call that may be anyone's goes as the first bank held; a public
-    /// one, a provider's or a refused one as nobody.
+    /// allows, if held.
     fn caller(&self, method: &str, path: &str) -> Option<&Credentials> {
-        let path = path.split('?').next().unwrap_or(path);
-        match access(method, path) {
-            Access::Bank(node) => self.credentials.get(&ApiClient::Bank(node)),
-            Access::Operator => {
-                self.credentials.iter().find(|(c, _)| matches!(c, ApiClient::Operator(_))).map(|(_, c)| c)
-            }
-            Access::AnyBank | Access::AnyClient => {
-                self.credentials.iter().find(|(c, _)| matches!(c, ApiClient::Bank(_))).map(|(_, c)| c)
-            }
-            Access::Public | Access::Provider | Access::Deny => None,
-        }
+        caller_among(&self.credentials, method, path)
     }
 
     /// A token for every client held, asked for now; their names.

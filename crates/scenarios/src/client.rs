@@ -9,7 +9,7 @@
 //! signed assertion for an access token at `POST /v1/oauth/token` once and keeps the token
 //! until shortly before it expires.
 
-use dtenge_api::access::{access, credentials_stem, load_credentials, token_request_form, Access, ISSUER, TOKEN_PATH};
+use dtenge_api::access::{caller_among, load_all_credentials, token_request_form, ISSUER, TOKEN_PATH};
 use dtenge_auth::{ApiClient, Credentials};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
@@ -92,21 +92,7 @@ impl Client {
                 .tls_config(std::sync::Arc::new(config))
                 .build();
         }
-        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        for entry in entries {
-            let path = entry.map_err(|e| e.to_string())?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-            let Some(stem) = name.strip_suffix(".crt.pem") else { continue };
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let der = dtenge_pki::pem_contents(&text, "CERTIFICATE")?;
-            let certified = dtenge_pki::read_certificate(&der).map_err(|e| format!("{}: {e}", path.display()))?;
-            let dtenge_pki::Subject::Api(api_client) = certified.subject else { continue };
-            if credentials_stem(&api_client) != stem {
-                continue;
-            }
-            let credentials = load_credentials(dir, &api_client).map_err(|e| e.to_string())?;
-            client.credentials.insert(api_client, credentials);
-        }
+        client.credentials = load_all_credentials(dir).map_err(|e| e.to_string())?;
         if client.credentials.is_empty() {
             return Err(format!("{} holds no API credentials", dir.display()));
         }
@@ -119,19 +105,9 @@ impl Client {
     }
 
     /// Who makes a call to `path`: the API client the gateway's table allows, if this client
-    /// holds its credential. A call that may be anyone's goes as the first bank held.
+    /// holds its credential.
     fn caller(&self, method: &str, path: &str) -> Option<&Credentials> {
-        let path = path.split('?').next().unwrap_or(path);
-        match access(method, path) {
-            Access::Bank(node) => self.credentials.get(&ApiClient::Bank(node)),
-            Access::Operator => {
-                self.credentials.iter().find(|(c, _)| matches!(c, ApiClient::Operator(_))).map(|(_, c)| c)
-            }
-            Access::AnyBank | Access::AnyClient => {
-                self.credentials.iter().find(|(c, _)| matches!(c, ApiClient::Bank(_))).map(|(_, c)| c)
-            }
-            Access::Public | Access::Provider | Access::Deny => None,
-        }
+        caller_among(&self.credentials, method, path)
     }
 
     /// `Authorization: Bearer <token>` for a call to `path`, asking for a token first if none
