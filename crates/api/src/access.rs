@@ -413,8 +413,12 @@ impl Gate {
                 self.authenticator.set_trust(trust);
                 *in_force = Some(modified);
             }
-            Ok(_) => eprintln!("{}: an older revocation list than the one in force; ignored", self.crl_path.display()),
-            Err(e) => eprintln!("{}: {e}; the revocation list in force stays", self.crl_path.display()),
+            Ok(_) => {
+                tracing::warn!(path = %self.crl_path.display(), "an older revocation list than the one in force; ignored")
+            }
+            Err(error) => {
+                tracing::warn!(path = %self.crl_path.display(), %error, "a revocation list that does not read; the one in force stays")
+            }
         }
     }
 }

@@ -696,6 +696,8 @@ impl Drop for Assembly {
 /// The panic's message is on stderr already (the panic hook runs before unwinding).
 fn stop_on_panic(thread: &str, work: Box<dyn FnOnce() + Send>) {
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).is_err() {
+        tracing::error!(thread, "a panic on a role's thread stops the process; restart to recover from the disk");
+        // Also plainly, in case no subscriber writes the event out (a library's caller).
         eprintln!("{thread}: a panic on a role's thread stops the process; restart to recover from the disk");
         std::process::abort();
     }
@@ -733,12 +735,14 @@ fn checkpoint_when_due(notary: &NotaryService, stop: &AtomicBool) {
         }
         since_look_ms = 0;
         if notary.stopped() {
-            eprintln!("notary checkpoints stop: the notary stopped (a commit failed or a request panicked); restart");
+            tracing::error!(
+                "notary checkpoints stop: the notary stopped (a commit failed or a request panicked); restart"
+            );
             return;
         }
         // A failed checkpoint leaves the previous one current; the next look tries again.
         if let Some(Err(e)) = notary.checkpoint_if_due() {
-            eprintln!("notary checkpoint failed, retried later: {e}");
+            tracing::warn!(error = %e, "notary checkpoint failed, retried later");
         }
     }
 }

@@ -273,8 +273,24 @@ enum ClockKind {
     Manual,
 }
 
+/// Logs go to standard error as JSON lines, one event each (level, time, target, message and
+/// fields), for a log collector; standard output keeps what a person reads. `RUST_LOG` picks
+/// the levels (default `info`).
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second subscriber cannot be installed; there is none before this one.
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_current_span(false)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     keep_freed_memory();
+    init_logs();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up { data, listen, clock, tls, tls_names } => up(data, listen, clock, tls.then_some(tls_names)),
@@ -534,6 +550,7 @@ fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind, tls: Option<Vec<
     let scheme = if tls_config.is_some() { "https" } else { "http" };
     let base = format!("{scheme}://{}", listener.local_addr().map_err(|e| e.to_string())?);
     let today = roles.today();
+    tracing::info!(data = %data.display(), api = %base, tls = tls.is_some(), "dtenge is up");
     println!("dtenge is up.");
     println!("  data          {}", data.display());
     println!("  REST API      {base}");
@@ -585,6 +602,7 @@ fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind, tls: Option<Vec<
     println!("Ctrl-C or SIGTERM stops the platform gracefully; its data stays in {}.", data.display());
     let shutdown = async move {
         let name = signals.first().await;
+        tracing::info!(signal = name, "stopping: no new connections, finishing the requests in flight");
         println!("{name}: stopping; no new connections, finishing the requests in flight");
     };
     let app = dtenge_api::router(roles.clone()).merge(dtenge_console::web::router(console.clone()));

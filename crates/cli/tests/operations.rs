@@ -99,7 +99,16 @@ fn sigterm_stops_up_with_status_0_and_a_restart_finds_what_it_acknowledged() {
     let out = first.stdout();
     assert!(out.contains("SIGTERM: stopping"), "{}", first.logs());
     assert!(out.contains("stopped: requests finished, roles stopped, stores closed"), "{}", first.logs());
-    assert!(first.stderr().trim().is_empty(), "{}", first.logs());
+    // Standard error holds the logs: JSON lines, none above INFO, the start and the stop among them.
+    let events: Vec<Value> = first
+        .stderr()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}")))
+        .collect();
+    assert!(events.iter().all(|e| e["level"] == "INFO"), "{}", first.logs());
+    let said =
+        |message: &str| events.iter().any(|e| e["fields"]["message"].as_str().is_some_and(|m| m.starts_with(message)));
+    assert!(said("dtenge is up") && said("stopping"), "{}", first.logs());
 
     restart_finds(&data, dir.path(), &pair, &tx_id, 750_00);
 }

@@ -44,7 +44,7 @@ impl Platform {
                     let _ = stopped.await;
                 };
                 if let Err(e) = runtime.block_on(dtenge_api::serve_app(app, listener, shutdown)) {
-                    eprintln!("API server stopped: {e}");
+                    tracing::error!(error = %e, "API server stopped");
                 }
             })
             .map_err(|e| Error::internal(format!("server thread: {e}")))?;
