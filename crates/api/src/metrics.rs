@@ -2,18 +2,16 @@
 //! operator's monitoring (Prometheus scrapes it with an operator's client certificate over
 //! `up --tls`, or with an operator's access token).
 //!
-//! Counted by a middleware around every route: requests by status class and their latency,
-//! refusals of authentication and access. Read at the scrape: the notary's commit index and
+//! Counted by the access middleware around every route (`crate::access::authorize`): requests
+//! by status class and their latency, refusals of authentication and access. Read at the scrape: the notary's commit index and
 //! the transactions it committed since start, the revocation list in force.
 
 use crate::routes::App;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 /// Upper bounds of the latency buckets, in microseconds (Prometheus' `le`, in seconds).
 const LATENCY_BUCKETS_US: [u64; 12] =
@@ -32,7 +30,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    fn record(&self, status: StatusCode, latency_us: u64) {
+    pub(crate) fn record(&self, status: StatusCode, latency_us: u64) {
         let class = match status.as_u16() {
             0..=299 => 0,
             300..=399 => 1,
@@ -96,15 +94,6 @@ impl Metrics {
         line(format_args!("dtenge_revocation_list_number {}", app.authenticator().revocation_list_number()));
         out
     }
-}
-
-/// The middleware: time and count every request the routes answer.
-pub(crate) async fn count(State(app): State<App>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    app.metrics().record(response.status(), latency_us);
-    response
 }
 
 /// The gateway's figures in Prometheus' text format.

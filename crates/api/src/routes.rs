@@ -143,8 +143,6 @@ pub fn router(network: App) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(network.clone(), crate::access::authorize))
         // After the layers: the token endpoint authenticates its caller itself, from a form.
         .route(crate::access::TOKEN_PATH, post(crate::access::token))
-        // Around everything above: every answer counted and timed.
-        .layer(axum::middleware::from_fn_with_state(network.clone(), crate::metrics::count))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(REQUEST_BYTES_MAX))
