@@ -16,9 +16,8 @@ use dtenge_pki::{
 };
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::ServerConfig;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,16 +91,8 @@ pub fn sandbox_server_config(dir: &Path, entropy: &Entropy, names: &[String]) ->
 /// `crl_der`, accepted and not required.
 pub fn server_config(key: &SecretKey, cert: &[u8], ca_der: &[u8], crl_der: &[u8]) -> Result<Arc<ServerConfig>> {
     let tls = |e: String| Error::new(ErrorCode::Internal, format!("TLS: {e}"));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    roots.add(CertificateDer::from(ca_der.to_vec())).map_err(|e| tls(e.to_string()))?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .with_crls(vec![CertificateRevocationListDer::from(crl_der.to_vec())])
-        .only_check_end_entity_revocation()
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| tls(e.to_string()))?;
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let verifier = dtenge_pki::client_verifier(ca_der, crl_der, false).map_err(|e| tls(e.to_string()))?;
+    let mut config = ServerConfig::builder_with_provider(dtenge_pki::tls_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| tls(e.to_string()))?
         .with_client_cert_verifier(verifier)

@@ -2,11 +2,11 @@
 //! certificate the root issued and the current revocation list does not name.
 
 use crate::{Identity, NetError};
-use dtenge_pki::{key_to_pkcs8, read_revocation_list, RevocationList};
+use dtenge_pki::{client_verifier, key_to_pkcs8, read_revocation_list, roots, tls_provider, RevocationList};
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::server::NoServerSessionStorage;
+use rustls::{ClientConfig, ServerConfig};
 use std::sync::Arc;
 
 /// HTTP/2, negotiated by ALPN.
@@ -30,19 +30,13 @@ fn tls_error(what: &str) -> impl FnOnce(rustls::Error) -> NetError + '_ {
 /// hours; a full handshake per connection costs nothing that matters.
 pub(crate) fn configs(identity: &Identity, crl_der: &[u8]) -> Result<Tls, NetError> {
     let revocations = read_revocation_list(crl_der).map_err(|e| NetError::Revocation(e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    roots.add(CertificateDer::from(identity.ca_der.clone())).map_err(tls_error("the root certificate"))?;
-    let roots = Arc::new(roots);
-    let crls = vec![CertificateRevocationListDer::from(crl_der.to_vec())];
+    let provider = tls_provider();
+    let pki = |e: dtenge_pki::PkiError| NetError::Tls(e.to_string());
+    let roots = roots(&identity.ca_der).map_err(pki)?;
     let chain = vec![CertificateDer::from(identity.cert_der.clone())];
     let key = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_to_pkcs8(&identity.key)));
 
-    let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-        .with_crls(crls.clone())
-        .only_check_end_entity_revocation()
-        .build()
-        .map_err(|e| NetError::Tls(format!("the client verifier: {e}")))?;
+    let client_verifier = client_verifier(&identity.ca_der, crl_der, true).map_err(pki)?;
     let mut server = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_error("TLS 1.3"))?
@@ -54,7 +48,7 @@ pub(crate) fn configs(identity: &Identity, crl_der: &[u8]) -> Result<Tls, NetErr
     server.send_tls13_tickets = 0;
 
     let server_verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-        .with_crls(crls)
+        .with_crls(vec![CertificateRevocationListDer::from(crl_der.to_vec())])
         .only_check_end_entity_revocation()
         .build()
         .map_err(|e| NetError::Tls(format!("the server verifier: {e}")))?;

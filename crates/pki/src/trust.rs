@@ -9,6 +9,29 @@ use rustls::RootCertStore;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The cryptography every TLS end of the network uses: ring's (no C++ build, no second provider).
+pub fn tls_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A store that trusts the root `ca_der` and nothing else.
+pub fn roots(ca_der: &[u8]) -> Result<Arc<RootCertStore>> {
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(ca_der.to_vec())).map_err(|e| PkiError::Certificate(format!("the root: {e}")))?;
+    Ok(Arc::new(roots))
+}
+
+/// What a TLS server checks a client's certificate with: issued by the root `ca_der`, not named
+/// by the revocation list `crl_der` (the end entity's: there are no intermediates). With
+/// `required` false, a client may present none (it authenticates otherwise, by a token).
+pub fn client_verifier(ca_der: &[u8], crl_der: &[u8], required: bool) -> Result<Arc<dyn ClientCertVerifier>> {
+    let builder = WebPkiClientVerifier::builder_with_provider(roots(ca_der)?, tls_provider())
+        .with_crls(vec![CertificateRevocationListDer::from(crl_der.to_vec())])
+        .only_check_end_entity_revocation();
+    let builder = if required { builder } else { builder.allow_unauthenticated() };
+    builder.build().map_err(|e| PkiError::RevocationList(e.to_string()))
+}
+
 /// The root and the revocation list in force.
 pub struct Trust {
     verifier: Arc<dyn ClientCertVerifier>,
@@ -18,17 +41,7 @@ pub struct Trust {
 impl Trust {
     pub fn new(ca_der: &[u8], crl_der: &[u8]) -> Result<Trust> {
         let revocations = read_revocation_list(crl_der)?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = RootCertStore::empty();
-        roots
-            .add(CertificateDer::from(ca_der.to_vec()))
-            .map_err(|e| PkiError::Certificate(format!("the root: {e}")))?;
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-            .with_crls(vec![CertificateRevocationListDer::from(crl_der.to_vec())])
-            .only_check_end_entity_revocation()
-            .build()
-            .map_err(|e| PkiError::RevocationList(e.to_string()))?;
-        Ok(Trust { verifier, revocations })
+        Ok(Trust { verifier: client_verifier(ca_der, crl_der, true)?, revocations })
     }
 
     /// The number of the revocation list in force.

@@ -79,10 +79,8 @@ impl Client {
             let root = dir.parent().unwrap_or(dir).join(dtenge_api::access::CA_DIR).join(dtenge_pki::CA_CERT_FILE);
             let text = std::fs::read_to_string(&root).map_err(|e| format!("{}: {e}", root.display()))?;
             let der = dtenge_pki::pem_contents(&text, "CERTIFICATE")?;
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add(rustls::pki_types::CertificateDer::from(der)).map_err(|e| e.to_string())?;
-            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
+            let roots = dtenge_pki::roots(&der).map_err(|e| e.to_string())?;
+            let config = rustls::ClientConfig::builder_with_provider(dtenge_pki::tls_provider())
                 .with_protocol_versions(&[&rustls::version::TLS13])
                 .map_err(|e| e.to_string())?
                 .with_root_certificates(roots)

@@ -433,25 +433,25 @@ impl<C: NotaryCfg> Default for Router<C> {
 
 impl<C: NotaryCfg> Router<C> {
     pub fn insert(&self, id: u64, raft: NotaryRaft<C>) {
-        self.0.lock().unwrap().nodes.insert(id, raft);
+        self.0.lock().expect("the router's lock: its holders never panic").nodes.insert(id, raft);
     }
     pub fn remove(&self, id: u64) -> Option<NotaryRaft<C>> {
-        self.0.lock().unwrap().nodes.remove(&id)
+        self.0.lock().expect("the router's lock: its holders never panic").nodes.remove(&id)
     }
     pub fn get(&self, id: u64) -> NotaryRaft<C> {
-        self.0.lock().unwrap().nodes.get(&id).cloned().expect("a running replica")
+        self.0.lock().expect("the router's lock: its holders never panic").nodes.get(&id).cloned().expect("a running replica")
     }
     pub fn ids(&self) -> Vec<u64> {
-        self.0.lock().unwrap().nodes.keys().copied().collect()
+        self.0.lock().expect("the router's lock: its holders never panic").nodes.keys().copied().collect()
     }
     pub fn isolate(&self, id: u64) {
-        self.0.lock().unwrap().isolated.insert(id);
+        self.0.lock().expect("the router's lock: its holders never panic").isolated.insert(id);
     }
     pub fn heal(&self) {
-        self.0.lock().unwrap().isolated.clear();
+        self.0.lock().expect("the router's lock: its holders never panic").isolated.clear();
     }
     fn reach(&self, from: u64, to: u64) -> Result<NotaryRaft<C>, Unreachable<C>> {
-        let inner = self.0.lock().unwrap();
+        let inner = self.0.lock().expect("the router's lock: its holders never panic");
         if inner.isolated.contains(&from) || inner.isolated.contains(&to) {
             return Err(Unreachable::from_string(format!("{from} -> {to}: partitioned")));
         }

@@ -83,7 +83,7 @@ where
             .metrics(|m| m.current_leader.is_some() && m.current_leader != not, "a leader")
             .await
             .expect("a leader is elected");
-        let leader = metrics.current_leader.unwrap();
+        let leader = metrics.current_leader.expect("the replicas agreed on a leader");
         self.raft(leader).wait(Some(WAIT)).state(ServerState::Leader, "leader state").await.expect("leader");
         leader
     }
@@ -158,7 +158,7 @@ where
     cluster.note(format!("leader {leader}"));
 
     // A follower does not take writes: it names the leader.
-    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).expect("three replicas: another than the leader");
     cluster.raft(follower).wait(Some(WAIT)).current_leader(leader, "the follower knows").await.expect("known");
     let refused = cluster.raft(follower).client_write(notarize("central", 0, vec![tx(100, &[], &[1])])).await;
     let forward = refused.expect_err("a follower refuses").forward_to_leader().cloned().expect("ForwardToLeader");
@@ -182,7 +182,7 @@ where
     let stale_committed = matches!(stale, Ok(Ok(_)));
     assert!(!stale_committed, "an isolated leader commits nothing");
     cluster.note(format!("isolated {leader}: write not acknowledged"));
-    let survivor = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+    let survivor = [1, 2, 3].into_iter().find(|id| *id != leader).expect("three replicas: another than the leader");
     let new_leader = cluster.leader_seen_by(survivor, Some(leader)).await;
     cluster.note(format!("new leader {new_leader}"));
 
@@ -201,7 +201,7 @@ where
     assert!(matches!(reply.outcomes[0], Outcome::Refused(_)));
 
     // A follower crashes and restarts from its disk.
-    let victim = [1, 2, 3].into_iter().find(|id| *id != new_leader).unwrap();
+    let victim = [1, 2, 3].into_iter().find(|id| *id != new_leader).expect("three replicas: another than the leader");
     cluster.crash(victim).await;
     cluster.write(new_leader, notarize("sapa", 3, vec![tx(7, &[26], &[27])])).await;
     cluster.start(victim).await;
@@ -217,13 +217,13 @@ where
         .metrics(|m| m.snapshot.is_some() && m.snapshot == applied, "snapshot built")
         .await
         .expect("snapshot built");
-    leader_raft.trigger().purge_log(applied.as_ref().unwrap().index()).await.expect("purge");
+    leader_raft.trigger().purge_log(applied.as_ref().expect("entries applied").index()).await.expect("purge");
     leader_raft
         .wait(Some(WAIT))
         .metrics(|m| m.purged.is_some() && m.purged == applied, "log purged")
         .await
         .expect("purged");
-    let gone = [1, 2, 3].into_iter().find(|id| *id != new_leader && *id != victim).unwrap();
+    let gone = [1, 2, 3].into_iter().find(|id| *id != new_leader && *id != victim).expect("three replicas: the third");
     cluster.crash(gone).await;
     cluster.disks.remove(&gone);
     cluster.start(4).await;
