@@ -3,18 +3,9 @@
 //! Each role (the notary, central, the directory, the oracle, every bank) opens its own store in its own
 //! folder under the data directory, holds its own keys, and runs on its own threads; the roles
 //! talk only through envelopes on the in-process transport ([`InProcess`]), which is the one
-//! part that changes when they move onto separate machines (issue 18). What runs:
-//!
-//! | thread | what it does |
-//! |---|---|
-//! | one per role: `inbox:<role>` | takes the role's envelopes in order and hands each to the role |
-//! | one per bank: `flush:<bank>` | woken by a submission, takes the bank's queue in batches ([`BankService::flush`]) |
-//! | one per bank: `finish:<bank>` | waits for the commits of the bank's inbox steps, in order, and sends what each owes ([`BankService::pipeline`]) |
-//! | `ticker` | every [`TICK_MS`], lets every role resend what was not answered in time |
-//! | `checkpoint:notary` | every [`CHECKPOINT_POLL_MS`], writes a checkpoint of the notary's unspent set when one is due |
-//!
-//! A panic on any of them stops the process ([`stop_on_panic`]), as one on the one-process
-//! network's payment pipeline does.
+//! part that changes when they move onto separate machines (issue 18). What runs: the
+//! threads of [`Threads`] (`host.rs`): an inbox per role, a flusher and a finisher per
+//! bank, a ticker, the notary's checkpointer. A panic on any of them stops the process.
 //!
 //! A client reaches a bank through its [`BankHandle`] (a submission wakes the bank's flusher);
 //! what arrives while the flusher works waits in the bank's queue and goes out in the next
@@ -25,8 +16,8 @@
 //! from its HSM (issue 19).
 //!
 //! The directory's listings are read by the banks in memory (a bank asks where a payee's
-//! account is: [`SharedDirectory`]); across machines each bank keeps a replica fed by the
-//! directory's stream instead.
+//! account is: [`SharedDirectory`]); a bank in a process of its own asks the directory over
+//! the network instead (`dtenge_bank::DirectoryClient`).
 
 #![forbid(unsafe_code)]
 
@@ -37,7 +28,10 @@ pub use programmed::{ClientAt, ContractTerms, CONTRACT_VALIDITY_MS_MAX};
 mod cards;
 // Reconciliation at one notary certificate number, while payments go on.
 mod reconcile;
+// The threads that run a role, on any transport.
+mod host;
 pub use cards::{AtmWithdrawal, CardPurchase, VoucherReceipt};
+pub use host::Threads;
 pub use reconcile::AtSeq;
 
 use crossbeam_channel::Sender;
@@ -48,22 +42,18 @@ use dtenge_core::crypto::{hash_parts, Address, SecretKey};
 use dtenge_core::{Amount, Error, ErrorCode, Result};
 use dtenge_directory::DirectoryService;
 use dtenge_node::{Account, NodeKind, NodeMeta, OWN_ACCOUNT};
-use dtenge_notary::service::{NotaryService, Senders, CHECKPOINT_POLL_MS};
+use dtenge_notary::service::{NotaryService, Senders};
 use dtenge_oracle::service::OracleService;
 use dtenge_store::Store;
 use dtenge_transport::{InProcess, Transport};
 use dtenge_wire::{AccountKind, Claim, RoleId};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How often every role resends what was not answered (its own resend delay decides what is
 /// due: `dtenge_bank::RESEND_AFTER_MS`).
 pub const TICK_MS: u64 = 50;
-/// How long an idle flusher sleeps before it looks at the stop flag again.
-const FLUSHER_IDLE_MS: u64 = 50;
 /// Most banks one assembly runs.
 pub const BANKS_MAX: usize = 64;
 
@@ -188,6 +178,11 @@ pub struct BankHandle {
 }
 
 impl BankHandle {
+    /// A bank as its clients reach it; its flusher ([`Threads::bank`]) waits on the handle.
+    pub fn new(service: Arc<BankService>) -> BankHandle {
+        BankHandle { service, wake: Arc::new(dtenge_sync::Signal::new()) }
+    }
+
     pub fn service(&self) -> &BankService {
         &self.service
     }
@@ -265,14 +260,7 @@ pub struct Assembly {
     directory: Arc<DirectoryService>,
     oracle: Arc<OracleService>,
     banks: Vec<BankHandle>,
-    stop: Arc<AtomicBool>,
-    /// The ticker and the flushers: stopped by the flag.
-    timed: Vec<JoinHandle<()>>,
-    /// The inbox threads: stopped by closing the inboxes.
-    inboxes: Vec<JoinHandle<()>>,
-    /// The banks' finishers (`dtenge_bank::BankService::pipeline`): stopped by closing their
-    /// queues once the inboxes have stopped, after finishing what they hold.
-    finishers: Vec<(Arc<dtenge_sync::Queue<dtenge_bank::Finish>>, JoinHandle<()>)>,
+    threads: Threads,
 }
 
 impl Assembly {
@@ -319,7 +307,6 @@ impl Assembly {
             transport.clone(),
         )?);
         let mut banks = Vec::with_capacity(config.banks.len());
-        let mut flushers = Vec::with_capacity(config.banks.len());
         for spec in &config.banks {
             let own = keys.bank_own(&spec.id);
             // Its own account is listed at the directory, so that other banks can pay it.
@@ -337,9 +324,7 @@ impl Assembly {
                 transport.clone(),
                 Arc::new(SharedDirectory(directory.clone())),
             )?);
-            let wake = Arc::new(dtenge_sync::Signal::new());
-            banks.push(BankHandle { service, wake: wake.clone() });
-            flushers.push(wake);
+            banks.push(BankHandle::new(service));
         }
         let mut assembly = Assembly {
             net,
@@ -351,131 +336,24 @@ impl Assembly {
             directory,
             oracle,
             banks,
-            stop: Arc::new(AtomicBool::new(false)),
-            timed: Vec::new(),
-            inboxes: Vec::new(),
-            finishers: Vec::new(),
+            threads: Threads::new(),
         };
-        assembly.spawn_threads(flushers)?;
+        assembly.spawn_threads()?;
         Ok(assembly)
     }
 
-    fn spawn_threads(&mut self, flushers: Vec<Arc<dtenge_sync::Signal>>) -> Result<()> {
-        let spawn = |name: String, work: Box<dyn FnOnce() + Send>| {
-            let thread = name.clone();
-            std::thread::Builder::new()
-                .name(name)
-                .spawn(move || {
-                    // Every role thread takes a queue in batches (`dtenge_sync::stage`).
-                    dtenge_sync::run_as_batch_stage();
-                    stop_on_panic(&thread, work)
-                })
-                .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start a role's thread: {e}")))
-        };
+    fn spawn_threads(&mut self) -> Result<()> {
         let (net, clock) = (self.net.clone(), self.clock.clone());
-        let notary = self.notary.clone();
-        let inbox = net.register(RoleId::Notary);
-        let replies = net.clone();
-        self.inboxes.push(spawn(
-            "inbox:notary".into(),
-            Box::new(move || {
-                for envelope in inbox {
-                    if let Some(reply) = notary.handle(envelope) {
-                        // A lost answer is asked for again by its sender.
-                        let _ = replies.send(reply);
-                    }
-                }
-            }),
-        )?);
-        let central = self.central.clone();
-        let inbox = net.register(RoleId::Central);
-        let now = clock.clone();
-        self.inboxes.push(spawn(
-            "inbox:central".into(),
-            Box::new(move || {
-                for envelope in inbox {
-                    central.handle(envelope, now());
-                }
-            }),
-        )?);
-        let directory = self.directory.clone();
-        let inbox = net.register(RoleId::Directory);
-        let replies = net.clone();
-        self.inboxes.push(spawn(
-            "inbox:directory".into(),
-            Box::new(move || {
-                for envelope in inbox {
-                    if let Some(reply) = directory.handle(envelope) {
-                        let _ = replies.send(reply);
-                    }
-                }
-            }),
-        )?);
-        let oracle = self.oracle.clone();
-        let inbox = net.register(RoleId::Oracle);
-        let now = clock.clone();
-        self.inboxes.push(spawn(
-            "inbox:oracle".into(),
-            Box::new(move || {
-                for envelope in inbox {
-                    oracle.handle(envelope, now());
-                }
-            }),
-        )?);
-        for (bank, woken) in self.banks.iter().zip(flushers) {
-            // The bank's inbox goes on with the next message while a step's commit is written;
-            // its finisher waits for each commit, in order, and then sends what it owes.
-            let finisher = Arc::new(dtenge_sync::Queue::new(dtenge_bank::FINISH_QUEUE_MAX));
-            bank.service.pipeline(finisher.clone());
-            let service = bank.service.clone();
-            let queue = finisher.clone();
-            self.finishers.push((
-                finisher,
-                spawn(format!("finish:{}", bank.id()), Box::new(move || finish_in_order(&service, &queue)))?,
-            ));
-            let (service, inbox, now) = (bank.service.clone(), net.register(bank.service.role()), clock.clone());
-            let flusher = bank.clone();
-            self.inboxes.push(spawn(
-                format!("inbox:{}", bank.id()),
-                Box::new(move || {
-                    for envelope in inbox {
-                        service.handle(envelope, now());
-                        // An answer from the notary lets the next batch go (`flush` paces).
-                        flusher.wake();
-                    }
-                }),
-            )?);
-            let (service, stop, now) = (bank.service.clone(), self.stop.clone(), clock.clone());
-            self.timed.push(spawn(
-                format!("flush:{}", bank.id()),
-                Box::new(move || flush_when_woken(&service, &woken, &stop, &*now)),
-            )?);
+        let replies: Arc<dyn Transport> = net.clone();
+        let threads = &mut self.threads;
+        threads.notary(self.notary.clone(), net.register(RoleId::Notary), replies.clone())?;
+        threads.central(self.central.clone(), net.register(RoleId::Central), clock.clone())?;
+        threads.directory(self.directory.clone(), net.register(RoleId::Directory), replies)?;
+        threads.oracle(self.oracle.clone(), net.register(RoleId::Oracle), clock.clone())?;
+        for bank in &self.banks {
+            threads.bank(bank, net.register(bank.service.role()), clock.clone(), None)?;
         }
-        // Why a thread of its own, not the notary's inbox thread: the inbox goes on answering
-        // the banks while the set is dumped (`dtenge_notary::service::checkpoint`).
-        let (notary, stop) = (self.notary.clone(), self.stop.clone());
-        self.timed.push(spawn("checkpoint:notary".into(), Box::new(move || checkpoint_when_due(&notary, &stop)))?);
-        let (banks, central, stop) = (self.banks.clone(), self.central.clone(), self.stop.clone());
-        let oracle = self.oracle.clone();
-        self.timed.push(spawn(
-            "ticker".into(),
-            Box::new(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(TICK_MS));
-                    let now_ms = clock();
-                    central.tick(now_ms);
-                    oracle.tick(now_ms);
-                    for bank in &banks {
-                        bank.service.tick(now_ms);
-                        // A tick may queue (a card refund owed, submitted again).
-                        if bank.service.queued() > 0 {
-                            bank.wake();
-                        }
-                    }
-                }
-            }),
-        )?);
-        Ok(())
+        threads.ticker(Some(self.central.clone()), Some(self.oracle.clone()), self.banks.clone(), clock)
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -662,88 +540,20 @@ impl Assembly {
     }
 
     fn stop_threads(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for handle in self.timed.drain(..) {
-            let _ = handle.join();
-        }
         let mut roles = vec![RoleId::Notary, RoleId::Central, RoleId::Directory, RoleId::Oracle];
         roles.extend(self.banks.iter().map(|b| b.service.role()));
-        for role in &roles {
-            self.net.unregister(role);
-        }
-        for handle in self.inboxes.drain(..) {
-            let _ = handle.join();
-        }
-        for (queue, handle) in self.finishers.drain(..) {
-            queue.close();
-            let _ = handle.join();
-        }
+        let net = self.net.clone();
+        self.threads.stop(move || {
+            for role in &roles {
+                net.unregister(role);
+            }
+        });
     }
 }
 
 impl Drop for Assembly {
     fn drop(&mut self) {
         self.stop_threads();
-    }
-}
-
-/// Run a role's thread; a panic on it stops the process. A failed assertion on a role's
-/// path means the program is wrong, and the step in hand may be durable without being
-/// applied (a batch written to the outbox, a delivery committed): the only safe state is a
-/// restart, whose recovery reads what each role's store holds. Why abort and not let the
-/// thread end: a panic ends only its own thread, and the platform would go on serving beside
-/// a role that no longer takes its queue or its inbox (every call to it waiting, unanswered).
-/// The panic's message is on stderr already (the panic hook runs before unwinding).
-fn stop_on_panic(thread: &str, work: Box<dyn FnOnce() + Send>) {
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).is_err() {
-        tracing::error!(thread, "a panic on a role's thread stops the process; restart to recover from the disk");
-        // Also plainly, in case no subscriber writes the event out (a library's caller).
-        eprintln!("{thread}: a panic on a role's thread stops the process; restart to recover from the disk");
-        std::process::abort();
-    }
-}
-
-/// A bank's finisher: what its inbox's steps owe, done in order once each is durable, until
-/// the queue is closed and empty.
-fn finish_in_order(service: &BankService, queue: &dtenge_sync::Queue<dtenge_bank::Finish>) {
-    let mut steps = Vec::with_capacity(64);
-    while queue.take(64, &mut steps) {
-        for step in steps.drain(..) {
-            service.finish(step);
-        }
-    }
-}
-
-fn flush_when_woken(service: &BankService, woken: &dtenge_sync::Signal, stop: &AtomicBool, now: &dyn Fn() -> u64) {
-    while !stop.load(Ordering::Relaxed) {
-        if woken.wait_timeout(Duration::from_millis(FLUSHER_IDLE_MS)) {
-            service.flush(now());
-        }
-    }
-}
-
-/// Write a checkpoint of the notary's unspent set whenever one is due, until `stop` (a
-/// checkpoint under way is finished first: the assembly's shutdown joins this thread).
-fn checkpoint_when_due(notary: &NotaryService, stop: &AtomicBool) {
-    let mut since_look_ms = 0;
-    while !stop.load(Ordering::Relaxed) {
-        // Short sleeps, so that a shutdown does not wait a whole poll.
-        std::thread::sleep(Duration::from_millis(TICK_MS));
-        since_look_ms += TICK_MS;
-        if since_look_ms < CHECKPOINT_POLL_MS {
-            continue;
-        }
-        since_look_ms = 0;
-        if notary.stopped() {
-            tracing::error!(
-                "notary checkpoints stop: the notary stopped (a commit failed or a request panicked); restart"
-            );
-            return;
-        }
-        // A failed checkpoint leaves the previous one current; the next look tries again.
-        if let Some(Err(e)) = notary.checkpoint_if_due() {
-            tracing::warn!(error = %e, "notary checkpoint failed, retried later");
-        }
     }
 }
 

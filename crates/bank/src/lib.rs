@@ -54,6 +54,7 @@ mod cards;
 mod claims;
 mod conversion;
 mod deliver;
+mod directory_client;
 mod figures;
 mod hold;
 mod label;
@@ -68,6 +69,7 @@ mod vouchers;
 
 pub use applied::{AppliedFuture, APPLIED_RECENT_MAX};
 pub use claims::{claim_of, AccountKey, Opening, CLAIMS_IN_FLIGHT_MAX};
+pub use directory_client::{DirectoryClient, ANSWER_WAIT_MS, ASK_AGAIN_AFTER_MS};
 pub use figures::{AtSeq, Figures, Progress, APPLIED_KEPT_MAX};
 pub use hold::{HOLDS_IN_FLIGHT_MAX, HOLD_BATCH_BIT, HOLD_TABLE};
 pub use label::{Label, REFERENCE_CHARS_MAX};

@@ -103,7 +103,7 @@ pub fn run(dir: &Path, command: CaCommand) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn now_s() -> Result<i64, String> {
+pub(crate) fn now_s() -> Result<i64, String> {
     let since_epoch =
         SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| format!("the system clock is before 1970: {e}"))?;
     i64::try_from(since_epoch.as_secs()).map_err(|_| "the system clock is out of range".to_string())

@@ -27,6 +27,7 @@ fn keep_freed_memory() {
 }
 
 mod ca;
+mod cluster;
 
 use clap::{Parser, Subcommand};
 use dtenge_api::platform::{Idem, Platform as Roles};
@@ -35,6 +36,7 @@ use dtenge_core::calendar::Date;
 use dtenge_core::money::Amount;
 use dtenge_env::{Clock, Entropy, ManualClock, SystemClock};
 use dtenge_scenarios::{Client, Platform, World};
+use dtenge_wire::RoleId;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -215,6 +217,29 @@ enum Command {
     /// The network's certificate authority, with the NBK as root: create it, certify
     /// participants (central, notary, oracle, directory, banks), revoke certificates, renew
     /// the revocation list, list what was issued.
+    /// Run one participant as its own process (its own data directory, key and certificate),
+    /// talking to the others over mutual TLS: central, notary, oracle, directory or
+    /// bank:<id>. The configuration file is documented in `docs/OPERATIONS.md`; an invalid
+    /// one is refused at start with what is wrong.
+    Run {
+        #[arg(long)]
+        role: RoleId,
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run the whole network on this machine with every participant its own process (the
+    /// directory, the notary, central, the oracle, three banks and the Treasury), over the real
+    /// network between them; laid out under --dir on the first start (the NBK's root and every
+    /// participant's key, certificate and configuration). A participant that stops is started
+    /// again; SIGINT or SIGTERM stops them all.
+    Cluster {
+        #[arg(long, default_value = "./cluster")]
+        dir: PathBuf,
+        /// Participant i listens on base+i (mutual TLS) and serves /health and /metrics on
+        /// base+100+i.
+        #[arg(long, default_value_t = 7100)]
+        base_port: u16,
+    },
     Ca {
         /// The certificate authority's directory.
         #[arg(long, default_value = "./ca", global = true)]
@@ -392,6 +417,8 @@ fn main() -> ExitCode {
             sim_roles(seeds, seed, &config, trace)
         }
         Command::Ca { dir, command } => ca::run(&dir, command),
+        Command::Run { role, config } => cluster::run(&role, &config),
+        Command::Cluster { dir, base_port } => cluster::cluster(&dir, base_port),
         Command::Call { method, path, body, api, key, credentials } => {
             call(&api, &credentials, &method, &path, body.as_deref(), key.as_deref())
         }

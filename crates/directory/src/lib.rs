@@ -24,15 +24,19 @@ pub mod cards;
 use dtenge_core::crypto::Address;
 use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_store::{LogTable, Store, Table, WriteBatch};
-use dtenge_wire::{AccountKind, Claim, ClaimReply, Decode, Encode, Envelope, Message, Reader, RoleId, Writer};
+use dtenge_wire::{
+    AccountKind, Claim, ClaimMany, ClaimManyReply, ClaimReply, Decode, Encode, Envelope, Listed, Lookup, LookupReply,
+    Message, Reader, RoleId, Whom, Writer,
+};
 use parking_lot::RwLock;
 use std::collections::{HashMap, HashSet};
 
 /// Every claim the directory accepted, in order: `(bank, claim)` records, read whole at start.
 pub const CLAIMS_LOG: LogTable = LogTable("directory_claims");
 
-/// Most claims one [`DirectoryService::claim_all`] lists.
-pub const CLAIMS_AT_ONCE_MAX: usize = 100_000;
+/// Most claims one [`DirectoryService::claim_all`] lists (the wire's bound on a
+/// [`ClaimMany`]).
+pub const CLAIMS_AT_ONCE_MAX: usize = dtenge_wire::directory::CLAIMS_AT_ONCE_MAX;
 
 /// Every table of the directory's store.
 pub fn tables() -> Vec<Table> {
@@ -247,9 +251,38 @@ impl DirectoryService {
         Ok(())
     }
 
-    /// Answer one envelope: a bank's claim for one of its own accounts. Anything else, or a
-    /// claim sent by another role, gets no answer.
+    /// Where an account is, as a bank in another process asks ([`Lookup`]): its address, its
+    /// bank and its kind, never its display name or its phone.
+    pub fn lookup(&self, lookup: &Lookup) -> Option<Listed> {
+        let bank = lookup.bank.as_deref();
+        self.read(|d| {
+            let listing = match &lookup.whom {
+                Whom::Address(address) => d.by_address(address),
+                Whom::Phone(phone) => d.by_phone(phone, bank),
+                Whom::Client(client) => d.by_client(client, bank),
+            };
+            listing.map(|l| Listed { address: l.address, bank: l.bank.clone(), kind: l.kind })
+        })
+    }
+
+    /// Answer one envelope from a bank: a claim for one of its own accounts, many claims at
+    /// once, a card claim, a lookup. Anything else, or a message from another role, gets no
+    /// answer.
     pub fn handle(&self, envelope: Envelope) -> Option<Envelope> {
+        let reply = |message| Some(Envelope { from: RoleId::Directory, to: envelope.from.clone(), message });
+        match (&envelope.from, &envelope.message) {
+            (RoleId::Bank(_), Message::Lookup(lookup)) => {
+                return reply(Message::LookupReply(LookupReply {
+                    request: lookup.request,
+                    listed: self.lookup(lookup),
+                }))
+            }
+            (RoleId::Bank(bank), Message::ClaimMany(ClaimMany { request, claims })) => {
+                let refused = self.claim_all(bank, claims).err();
+                return reply(Message::ClaimManyReply(ClaimManyReply { request: *request, refused }));
+            }
+            _ => {}
+        }
         if let (RoleId::Bank(bank), Message::CardClaim(claim)) = (&envelope.from, &envelope.message) {
             let refused = self.claim_card(bank, claim).err();
             let reply = dtenge_wire::CardClaimReply { pan: claim.pan.clone(), refused };

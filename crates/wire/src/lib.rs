@@ -10,11 +10,13 @@
 
 pub mod cards;
 pub mod codec;
+pub mod directory;
 pub mod domain;
 pub mod message;
 
 pub use cards::{CardClaim, CardClaimReply, CardMode, CardNotice, PurchaseRecord};
 pub use codec::{Decode, DecodeError, Encode, Reader, Writer};
+pub use directory::{ClaimMany, ClaimManyReply, Listed, Lookup, LookupReply, Whom};
 pub use message::{
     Abandon, AccountKind, AttestPurpose, AttestReply, AttestRequest, Claim, ClaimReply, Decision, Deliver, DeliverAck,
     Envelope, Message, NotarizeReply, NotarizeRequest, Outcome, Payload, RedeemRefused, RedeemRequest, ReleaseOrder,

@@ -437,6 +437,11 @@ pub enum Message {
     // Cards (`crate::cards`): kinds 40-59.
     CardClaim(crate::cards::CardClaim),
     CardClaimReply(crate::cards::CardClaimReply),
+    // The directory across processes (`crate::directory`): kinds 60-79.
+    ClaimMany(crate::directory::ClaimMany),
+    ClaimManyReply(crate::directory::ClaimManyReply),
+    Lookup(crate::directory::Lookup),
+    LookupReply(crate::directory::LookupReply),
 }
 
 impl Message {
@@ -461,6 +466,11 @@ impl Message {
             // Cards: kinds 40-59.
             Message::CardClaim(_) => 40,
             Message::CardClaimReply(_) => 41,
+            // The directory across processes: kinds 60-79.
+            Message::ClaimMany(_) => 60,
+            Message::ClaimManyReply(_) => 61,
+            Message::Lookup(_) => 62,
+            Message::LookupReply(_) => 63,
         }
     }
 }
@@ -535,13 +545,7 @@ impl Encode for Message {
                 }
             }
             Message::DeliverAck(m) => w.u64(m.seq),
-            Message::Claim(m) => {
-                w.str(&m.client_id);
-                w.put(&m.address);
-                w.put(&m.kind);
-                w.str(&m.display_name);
-                w.put(&m.phone);
-            }
+            Message::Claim(m) => w.put(m),
             Message::ClaimReply(m) => {
                 w.put(&m.address);
                 w.put(&m.refused);
@@ -614,6 +618,10 @@ impl Encode for Message {
             }
             Message::CardClaim(m) => w.put(m),
             Message::CardClaimReply(m) => w.put(m),
+            Message::ClaimMany(m) => w.put(m),
+            Message::ClaimManyReply(m) => w.put(m),
+            Message::Lookup(m) => w.put(m),
+            Message::LookupReply(m) => w.put(m),
         }
     }
 }
@@ -650,17 +658,7 @@ impl Decode for Message {
                 Ok(Message::Deliver(Deliver { seq, payload }))
             }
             4 => Ok(Message::DeliverAck(DeliverAck { seq: r.u64("delivery seq")? })),
-            5 => Ok(Message::Claim(Claim {
-                client_id: bounded_string(r, "client id")?,
-                address: r.get()?,
-                kind: r.get()?,
-                display_name: bounded_string(r, "display name")?,
-                phone: match r.u8("phone")? {
-                    0 => None,
-                    1 => Some(bounded_string(r, "phone")?),
-                    tag => return Err(DecodeError::UnknownTag { what: "phone", tag: u64::from(tag) }),
-                },
-            })),
+            5 => Ok(Message::Claim(r.get()?)),
             6 => Ok(Message::ClaimReply(ClaimReply { address: r.get()?, refused: r.get()? })),
             7 => Ok(Message::RedeemRequest(RedeemRequest { tx: r.get()? })),
             8 => Ok(Message::RedeemRefused(RedeemRefused { tx_id: r.get()?, refused: r.get()? })),
@@ -707,6 +705,10 @@ impl Decode for Message {
             })),
             40 => Ok(Message::CardClaim(r.get()?)),
             41 => Ok(Message::CardClaimReply(r.get()?)),
+            60 => Ok(Message::ClaimMany(r.get()?)),
+            61 => Ok(Message::ClaimManyReply(r.get()?)),
+            62 => Ok(Message::Lookup(r.get()?)),
+            63 => Ok(Message::LookupReply(r.get()?)),
             kind => Err(DecodeError::UnknownTag { what: "message kind", tag: u64::from(kind) }),
         }
     }
@@ -721,7 +723,7 @@ fn event_id(r: &mut Reader<'_>) -> Result<String, DecodeError> {
     Ok(id)
 }
 
-fn bounded_string(r: &mut Reader<'_>, what: &'static str) -> Result<String, DecodeError> {
+pub(crate) fn bounded_string(r: &mut Reader<'_>, what: &'static str) -> Result<String, DecodeError> {
     let text = r.string(what)?;
     if text.len() > CLAIM_FIELD_BYTES_MAX {
         return Err(DecodeError::Invalid { what, reason: format!("{} bytes", text.len()) });
@@ -777,6 +779,33 @@ impl Decode for Spend {
             tag => return Err(DecodeError::UnknownTag { what: "spend kind", tag: u64::from(tag) }),
         };
         Ok(Spend { payer, kind })
+    }
+}
+
+impl Encode for Claim {
+    fn encode(&self, w: &mut Writer) {
+        w.str(&self.client_id);
+        w.put(&self.address);
+        w.put(&self.kind);
+        w.str(&self.display_name);
+        w.put(&self.phone);
+    }
+}
+
+impl Decode for Claim {
+    const ENCODED_BYTES_MIN: usize = 4 + 32 + 1 + 4 + 1;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Claim {
+            client_id: bounded_string(r, "client id")?,
+            address: r.get()?,
+            kind: r.get()?,
+            display_name: bounded_string(r, "display name")?,
+            phone: match r.u8("phone")? {
+                0 => None,
+                1 => Some(bounded_string(r, "phone")?),
+                tag => return Err(DecodeError::UnknownTag { what: "phone", tag: u64::from(tag) }),
+            },
+        })
     }
 }
 

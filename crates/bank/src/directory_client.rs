@@ -1,0 +1,184 @@
+//! The directory as a bank in its own process reaches it: over the transport.
+//!
+//! In one process the banks read the directory's listings in memory (the assembly's
+//! `SharedDirectory`); a bank in a process of its own asks the directory role with
+//! [`Lookup`]s and claims its migrated clients with [`ClaimMany`] (`dtenge_wire::directory`),
+//! and the process's inbox hands the answers here ([`DirectoryClient::take_reply`]).
+//!
+//! Where an address is does not change once it is listed (an address is claimed once, by one
+//! bank, for good), so what the directory answered for an address is kept
+//! ([`ADDRESSES_KEPT_MAX`]) and a payment to a payee paid before asks nothing. A phone or a
+//! client is asked every time: a client may open an account at another bank, and the
+//! directory's answer for "the first listed" may change.
+//!
+//! A question the directory does not answer in time is asked again every
+//! [`ASK_AGAIN_AFTER_MS`] and given up after [`ANSWER_WAIT_MS`]: the payment is refused
+//! `REQUEST_IN_PROGRESS` and may be sent again (it is not an unknown payee).
+
+use crate::{Directory, Found, Who};
+use dtenge_core::crypto::Address;
+use dtenge_core::{Error, ErrorCode, Result};
+use dtenge_sync::oneshot;
+use dtenge_transport::Transport;
+use dtenge_wire::{Claim, ClaimMany, Envelope, Listed, Lookup, Message, RoleId, Whom};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most addresses whose bank is kept; past it the memory is emptied and filled again.
+pub const ADDRESSES_KEPT_MAX: usize = 1 << 20;
+/// A question unanswered this long is sent again (lost on the way, or the directory restarted).
+pub const ASK_AGAIN_AFTER_MS: u64 = 250;
+/// A question unanswered this long is given up.
+pub const ANSWER_WAIT_MS: u64 = 5_000;
+/// A migration's claims: the directory writes them in one commit, which takes longer.
+pub const CLAIMS_WAIT_MS: u64 = 60_000;
+/// Most questions waiting for an answer at once.
+pub const QUESTIONS_MAX: usize = 4_096;
+
+/// What the directory answered.
+enum Answer {
+    Listed(Option<Listed>),
+    Claimed(Option<Error>),
+}
+
+/// A bank's questions to the directory across processes.
+pub struct DirectoryClient {
+    bank: String,
+    transport: Arc<dyn Transport>,
+    /// The next question's number. Drawn from the clock at start, so that an answer to a
+    /// question of an earlier run of the process (late on the network) is never taken for one
+    /// of this run's.
+    next: AtomicU64,
+    waiting: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
+    banks_of: Mutex<HashMap<Address, String>>,
+}
+
+impl DirectoryClient {
+    /// `first_request`: a number no earlier run of this bank's process used (the time in
+    /// nanoseconds at start serves).
+    pub fn new(bank: &str, transport: Arc<dyn Transport>, first_request: u64) -> DirectoryClient {
+        DirectoryClient {
+            bank: bank.to_string(),
+            transport,
+            next: AtomicU64::new(first_request),
+            waiting: Mutex::new(HashMap::new()),
+            banks_of: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Hand the directory's answer to the question waiting for it. `false`: not an answer of
+    /// the directory's (the bank's own message), for the bank to handle.
+    pub fn take_reply(&self, envelope: &Envelope) -> bool {
+        let (request, answer) = match &envelope.message {
+            Message::LookupReply(reply) => (reply.request, Answer::Listed(reply.listed.clone())),
+            Message::ClaimManyReply(reply) => (reply.request, Answer::Claimed(reply.refused.clone())),
+            _ => return false,
+        };
+        if envelope.from != RoleId::Directory {
+            // Only the directory answers these; anyone else's is dropped, unread.
+            return true;
+        }
+        if let Some(waiting) = self.waiting.lock().remove(&request) {
+            // The asker gave up already: nobody to tell.
+            let _ = waiting.send(answer);
+        }
+        true
+    }
+
+    /// Claim many accounts of this bank's at once (a migration): all listed, or none.
+    pub fn claim_all(&self, claims: &[Claim]) -> Result<()> {
+        if claims.len() > dtenge_wire::directory::CLAIMS_AT_ONCE_MAX {
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!("at most {} claims at once", dtenge_wire::directory::CLAIMS_AT_ONCE_MAX),
+            ));
+        }
+        let ask = |request| Message::ClaimMany(ClaimMany { request, claims: claims.to_vec() });
+        match self.ask(ask, CLAIMS_WAIT_MS)? {
+            Answer::Claimed(None) => Ok(()),
+            Answer::Claimed(Some(refused)) => Err(refused),
+            Answer::Listed(_) => Err(mismatched()),
+        }
+    }
+
+    fn look_up(&self, whom: Whom, bank: Option<&str>) -> Result<Option<Listed>> {
+        let ask = |request| Message::Lookup(Lookup { request, whom: whom.clone(), bank: bank.map(str::to_string) });
+        match self.ask(ask, ANSWER_WAIT_MS)? {
+            Answer::Listed(listed) => Ok(listed),
+            Answer::Claimed(_) => Err(mismatched()),
+        }
+    }
+
+    /// Send the question `message(number)` and wait for its answer, asking again while none
+    /// comes, at most `wait_ms`.
+    fn ask(&self, message: impl Fn(u64) -> Message, wait_ms: u64) -> Result<Answer> {
+        let request = self.next.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = oneshot::channel();
+        {
+            let mut waiting = self.waiting.lock();
+            if waiting.len() >= QUESTIONS_MAX {
+                return Err(Error::new(ErrorCode::RequestInProgress, "too many questions wait for the directory"));
+            }
+            waiting.insert(request, sender);
+        }
+        let deadline = Instant::now() + Duration::from_millis(wait_ms);
+        let answer = loop {
+            let envelope =
+                Envelope { from: RoleId::Bank(self.bank.clone()), to: RoleId::Directory, message: message(request) };
+            // Lost: asked again below.
+            let _ = self.transport.send(envelope);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break None;
+            }
+            match receiver.recv_timeout(left.min(Duration::from_millis(ASK_AGAIN_AFTER_MS))) {
+                Ok(answer) => break Some(answer),
+                Err(dtenge_sync::RecvTimeoutError::Timeout) => continue,
+                Err(dtenge_sync::RecvTimeoutError::Disconnected) => break None,
+            }
+        };
+        self.waiting.lock().remove(&request);
+        answer.ok_or_else(|| {
+            Error::new(ErrorCode::RequestInProgress, "the directory has not answered in time; ask again")
+        })
+    }
+}
+
+impl Directory for DirectoryClient {
+    fn bank_of(&self, address: &Address) -> Result<Option<String>> {
+        if let Some(bank) = self.banks_of.lock().get(address) {
+            return Ok(Some(bank.clone()));
+        }
+        let Some(listed) = self.look_up(Whom::Address(*address), None)? else { return Ok(None) };
+        if listed.address != *address {
+            return Err(Error::new(ErrorCode::Internal, "the directory answered for another address"));
+        }
+        let mut banks_of = self.banks_of.lock();
+        if banks_of.len() >= ADDRESSES_KEPT_MAX {
+            banks_of.clear();
+        }
+        banks_of.insert(listed.address, listed.bank.clone());
+        Ok(Some(listed.bank))
+    }
+
+    fn find(&self, who: Who<'_>, bank: Option<&str>) -> Result<Option<Found>> {
+        let whom = match who {
+            Who::Phone(phone) => Whom::Phone(phone.to_string()),
+            Who::Client(client) => Whom::Client(client.to_string()),
+        };
+        Ok(self.look_up(whom, bank)?.map(|listed| Found {
+            address: listed.address,
+            bank: listed.bank,
+            kind: listed.kind,
+        }))
+    }
+}
+
+/// The directory answered a question with an answer of another kind: its fault, not the
+/// payment's; the payment is refused and may be sent again.
+fn mismatched() -> Error {
+    Error::new(ErrorCode::Internal, "the directory answered a question with an answer of another kind")
+}

@@ -1,0 +1,174 @@
+//! `dtenge run` (one participant as its own process) and `dtenge cluster` (every participant of
+//! the standard network as its own process on this machine, over the real network between
+//! them). The participant itself is `dtenge_process`'s; this module reads the command line,
+//! the system clock, the operating system's entropy and the signals.
+
+use dtenge_env::Entropy;
+use dtenge_process::cluster::{self, Laid, Ports};
+use dtenge_process::{Config, Participant};
+use dtenge_wire::RoleId;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, ExitCode};
+use std::time::{Duration, Instant};
+
+/// How long `cluster` waits for a participant's `/health` at start.
+const HEALTHY_WAIT_MS_MAX: u64 = 30_000;
+/// How often `cluster` looks at its children.
+const SUPERVISE_POLL_MS: u64 = 200;
+/// A participant that stops is started again after this long (as systemd's `RestartSec`).
+const RESTART_AFTER_MS: u64 = 1_000;
+
+/// `dtenge run --role R --config FILE`: until SIGINT or SIGTERM.
+pub fn run(role: &RoleId, config: &Path) -> Result<ExitCode, String> {
+    let config = Config::load(config, Some(role)).map_err(|e| e.to_string())?;
+    let participant = Participant::start(config).map_err(|e| format!("{role}: {e}"))?;
+    println!("{role} is up: network {}, operations http://{}", participant.listen_addr(), participant.ops_addr());
+    let signal = wait_for_stop()?;
+    tracing::info!(signal, role = %role, "stopping");
+    participant.shutdown();
+    tracing::info!(role = %role, "stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn wait_for_stop() -> Result<&'static str, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let signals = {
+        let _entered = runtime.enter();
+        crate::StopSignals::register()?
+    };
+    Ok(runtime.block_on(signals.first()))
+}
+
+/// `dtenge cluster --dir D`: lay the network out under `dir` on the first start (the NBK's
+/// root, every participant's key, certificate and configuration), start each participant as
+/// its own process in order, each once the one before serves its `/health`, and start again
+/// any that stops, until SIGINT or SIGTERM, which stops them all.
+pub fn cluster(dir: &Path, base_port: u16) -> Result<ExitCode, String> {
+    let members = cluster::standard();
+    let laid = if dir.join(cluster::CA_DIR).exists() {
+        cluster::read(dir, &members).map_err(|e| e.to_string())?
+    } else {
+        let entropy = Entropy::from_os();
+        let address = |port: u32| -> SocketAddr {
+            // The base port is checked below: every port is within u16.
+            SocketAddr::from(([127, 0, 0, 1], u16::try_from(port).unwrap_or(0)))
+        };
+        let base = u32::from(base_port);
+        if base + 200 > u32::from(u16::MAX) {
+            return Err(format!("--base-port {base_port}: the cluster needs base..base+200 below 65536"));
+        }
+        let mut ports = |i: usize| {
+            let i = u32::try_from(i).unwrap_or(0);
+            Ports { listen: address(base + i), ops: address(base + 100 + i) }
+        };
+        let mut seed = || entropy.seed32();
+        cluster::lay_out(dir, &members, &mut ports, &mut seed, crate::ca::now_s()?).map_err(|e| e.to_string())?
+    };
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let mut signals = {
+        let _entered = runtime.enter();
+        Some(crate::StopSignals::register()?)
+    };
+    let mut children: Vec<Option<Child>> = Vec::with_capacity(laid.len());
+    for member in &laid {
+        let child = start(&exe, member)?;
+        children.push(Some(child));
+        if let Err(e) = wait_healthy(member.ports.ops) {
+            stop_all(&mut children);
+            return Err(format!("{}: {e}", member.member.role));
+        }
+    }
+    println!("dtenge cluster is up: {} participants, each its own process.", laid.len());
+    println!("  {:<14} {:<22} {:<22} config", "participant", "network (mTLS)", "operations");
+    for member in &laid {
+        println!(
+            "  {:<14} {:<22} {:<22} {}",
+            member.member.role.to_string(),
+            member.ports.listen.to_string(),
+            format!("http://{}", member.ports.ops),
+            member.config.display()
+        );
+    }
+    println!(
+        "  certificate authority: {}  (revoke with `dtenge ca --dir ... revoke`)",
+        dir.join(cluster::CA_DIR).display()
+    );
+    let signal = supervise(&exe, &laid, &mut children, &runtime, &mut signals)?;
+    tracing::info!(signal, "stopping the cluster");
+    stop_all(&mut children);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn start(exe: &Path, member: &Laid) -> Result<Child, String> {
+    std::process::Command::new(exe)
+        .arg("run")
+        .arg("--role")
+        .arg(member.member.role.to_string())
+        .arg("--config")
+        .arg(&member.config)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", member.member.role))
+}
+
+/// Wait until `ops` answers `/health` with 200.
+pub fn wait_healthy(ops: SocketAddr) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_millis(HEALTHY_WAIT_MS_MAX);
+    let url = format!("http://{ops}/health");
+    loop {
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(2)).build();
+        if agent.get(&url).call().is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("not healthy at {url} within {HEALTHY_WAIT_MS_MAX} ms"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Start again every child that stopped, until a signal; the signal's name.
+fn supervise(
+    exe: &Path,
+    laid: &[Laid],
+    children: &mut [Option<Child>],
+    runtime: &tokio::runtime::Runtime,
+    signals: &mut Option<crate::StopSignals>,
+) -> Result<&'static str, String> {
+    let Some(stop) = signals.take() else { return Err("no signal handlers".into()) };
+    let mut stop = Box::pin(stop.first());
+    loop {
+        let signal = runtime.block_on(async {
+            tokio::select! {
+                signal = &mut stop => Some(signal),
+                _ = tokio::time::sleep(Duration::from_millis(SUPERVISE_POLL_MS)) => None,
+            }
+        });
+        if let Some(signal) = signal {
+            return Ok(signal);
+        }
+        for (member, slot) in laid.iter().zip(children.iter_mut()) {
+            let stopped = match slot.as_mut().map(Child::try_wait) {
+                Some(Ok(Some(status))) => Some(status.to_string()),
+                Some(Ok(None)) => None,
+                Some(Err(e)) => Some(e.to_string()),
+                None => Some("not running".into()),
+            };
+            let Some(why) = stopped else { continue };
+            tracing::warn!(participant = %member.member.role, status = %why, "a participant stopped; starting it again");
+            std::thread::sleep(Duration::from_millis(RESTART_AFTER_MS));
+            *slot = start(exe, member).map_err(|e| tracing::error!(error = %e, "restart failed")).ok();
+        }
+    }
+}
+
+/// SIGTERM to every child, newest first (the banks before the roles they need), and wait.
+fn stop_all(children: &mut [Option<Child>]) {
+    for child in children.iter_mut().rev().flatten() {
+        // `kill -TERM`: a graceful stop (std's `Child::kill` is SIGKILL).
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = child.wait();
+    }
+}

@@ -1,0 +1,310 @@
+//! A participant's configuration file (TOML), as `dtenge run --role R --config FILE` reads it.
+//!
+//! ```toml
+//! # Which participant this process is: central, notary, oracle, directory or bank:<id>.
+//! role = "bank:steppe"
+//! # Its own data directory (its store); relative paths are relative to this file.
+//! data = "steppe"
+//! # Where the other participants reach it (mutual TLS 1.3, HTTP/2).
+//! listen = "127.0.0.1:7101"
+//! # Where its operators read /health and /metrics (plain HTTP: bind it to loopback or an
+//! # operations network).
+//! ops = "127.0.0.1:9101"
+//!
+//! [identity]
+//! key = "steppe.key.pem"            # its signing key (PKCS#8 PEM), certified by:
+//! certificate = "steppe.crt.pem"    # its certificate, issued by the NBK's root
+//! root = "ca.crt.pem"               # the NBK's root certificate, the only one trusted
+//! revocation_list = "crl.pem"       # followed: a newer list is put in force within seconds
+//!
+//! [bank]                            # a bank only
+//! name = "Steppe Bank"
+//! kind = "bank"                     # or "treasury"
+//! own_key = "steppe-own.key.pem"    # the key of the bank's own account (its DT liquidity)
+//!
+//! [[peers]]                         # every participant this one talks to
+//! role = "notary"
+//! address = "127.0.0.1:7001"
+//! server_name = "notary.dtenge.test" # the DNS name its certificate carries
+//! certificate = "notary.crt.pem"     # who it is: the key its messages are checked with
+//!
+//! [[peers]]
+//! role = "bank:tulpar"
+//! address = "127.0.0.1:7102"
+//! server_name = "tulpar.dtenge.test"
+//! certificate = "tulpar.crt.pem"
+//! own_address = "…"                  # central needs each bank's own account (hex)
+//! ```
+//!
+//! Who talks to whom: a bank to the notary, central, the directory, the oracle and every other
+//! bank; the notary, central and the oracle to each other and the banks; the directory to the
+//! banks. The keys a role checks messages with (the
+//! network's anchors) are those its peers' certificates certify: the certificate authority,
+//! not a list in the file, says who is who.
+//!
+//! An invalid file is refused at start with what is wrong and where ([`ConfigError`]): an
+//! unknown field, a role or address that does not parse, a file that cannot be read, a
+//! certificate that names another role than its entry or certifies another key than the one
+//! given, a section the role needs missing or one it does not take.
+
+use dtenge_core::crypto::{Address, PublicKey, SecretKey};
+use dtenge_pki::{read_certificate, Subject};
+use dtenge_wire::RoleId;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Most peers one participant lists.
+pub const PEERS_MAX: usize = 128;
+
+#[derive(Debug, Error)]
+#[error("{file}: {reason}")]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub reason: String,
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    role: String,
+    data: PathBuf,
+    listen: String,
+    ops: String,
+    identity: FileIdentity,
+    bank: Option<FileBank>,
+    #[serde(default)]
+    peers: Vec<FilePeer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIdentity {
+    key: PathBuf,
+    certificate: PathBuf,
+    root: PathBuf,
+    revocation_list: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBank {
+    name: String,
+    kind: String,
+    own_key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePeer {
+    role: String,
+    address: String,
+    server_name: String,
+    certificate: PathBuf,
+    own_address: Option<String>,
+}
+
+/// A bank's own settings.
+#[derive(Clone, Debug)]
+pub struct BankSettings {
+    pub name: String,
+    pub kind: dtenge_node::NodeKind,
+    pub own_key: SecretKey,
+}
+
+/// A participant this one talks to, with the key its certificate certifies.
+#[derive(Clone, Debug)]
+pub struct PeerSettings {
+    pub role: RoleId,
+    pub address: String,
+    pub server_name: String,
+    pub key: PublicKey,
+    /// A bank's own account, for central.
+    pub own_address: Option<Address>,
+}
+
+/// A checked configuration: every file read, every name parsed.
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    pub role: RoleId,
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub ops: SocketAddr,
+    pub key: SecretKey,
+    pub certificate_der: Vec<u8>,
+    pub root_der: Vec<u8>,
+    /// Where the revocation list is read from (again, when it changes).
+    pub revocation_list: PathBuf,
+    pub revocation_list_der: Vec<u8>,
+    /// When this participant's certificate expires (seconds since the Unix epoch).
+    pub certificate_not_after_s: i64,
+    pub bank: Option<BankSettings>,
+    pub peers: Vec<PeerSettings>,
+}
+
+impl Config {
+    /// Read and check `file`; `role`, when given, must be the file's.
+    pub fn load(file: &Path, role: Option<&RoleId>) -> Result<Config, ConfigError> {
+        let error = |reason: String| ConfigError { file: file.to_path_buf(), reason };
+        let text = std::fs::read_to_string(file).map_err(|e| error(format!("cannot be read: {e}")))?;
+        let parsed: File = toml::from_str(&text).map_err(|e| error(e.to_string()))?;
+        check(parsed, file, role).map_err(error)
+    }
+}
+
+fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, String> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let role: RoleId = file.role.parse().map_err(|e| format!("role: {e}"))?;
+    if let Some(expected) = expected {
+        if *expected != role {
+            return Err(format!("the file configures {role}, not {expected}"));
+        }
+    }
+    let at = |path: &Path| base.join(path);
+    let read = |what: &str, path: &Path| std::fs::read(at(path)).map_err(|e| format!("{what} {}: {e}", path.display()));
+    let read_text = |what: &str, path: &Path| {
+        std::fs::read_to_string(at(path)).map_err(|e| format!("{what} {}: {e}", path.display()))
+    };
+    let address = |what: &str, text: &str| text.parse::<SocketAddr>().map_err(|e| format!("{what} {text:?}: {e}"));
+    let listen = address("listen", &file.listen)?;
+    let ops = address("ops", &file.ops)?;
+
+    let key = dtenge_pki::key_from_pem(&read_text("identity.key", &file.identity.key)?)
+        .map_err(|e| format!("identity.key: {e}"))?;
+    let certificate_der = pem_certificate(&read_text("identity.certificate", &file.identity.certificate)?)
+        .map_err(|e| format!("identity.certificate: {e}"))?;
+    let certified = read_certificate(&certificate_der).map_err(|e| format!("identity.certificate: {e}"))?;
+    if certified.subject != Subject::Role(role.clone()) {
+        return Err(format!("identity.certificate names {}, not {role}", certified.subject));
+    }
+    if certified.key != key.public_key() {
+        return Err("identity.certificate certifies another key than identity.key".into());
+    }
+    let root_der = pem_certificate(&read_text("identity.root", &file.identity.root)?)
+        .map_err(|e| format!("identity.root: {e}"))?;
+    let revocation_list_der = revocation_list_der(&read("identity.revocation_list", &file.identity.revocation_list)?)
+        .map_err(|e| format!("identity.revocation_list: {e}"))?;
+    dtenge_pki::Trust::new(&root_der, &revocation_list_der)
+        .and_then(|trust| trust.verify_client(&certificate_der, now_s()).map(|_| ()))
+        .map_err(|e| format!("identity: {e}"))?;
+
+    let bank = match (&role, file.bank) {
+        (RoleId::Bank(_), Some(bank)) => {
+            let kind = match bank.kind.as_str() {
+                "bank" => dtenge_node::NodeKind::Bank,
+                "treasury" => dtenge_node::NodeKind::Treasury,
+                other => return Err(format!("bank.kind {other:?} is neither \"bank\" nor \"treasury\"")),
+            };
+            if bank.name.trim().is_empty() {
+                return Err("bank.name is empty".into());
+            }
+            let own_key = dtenge_pki::key_from_pem(&read_text("bank.own_key", &bank.own_key)?)
+                .map_err(|e| format!("bank.own_key: {e}"))?;
+            Some(BankSettings { name: bank.name, kind, own_key })
+        }
+        (RoleId::Bank(_), None) => return Err("a bank needs its [bank] section".into()),
+        (_, Some(_)) => return Err(format!("{role} takes no [bank] section")),
+        (_, None) => None,
+    };
+
+    if file.peers.len() > PEERS_MAX {
+        return Err(format!("at most {PEERS_MAX} peers"));
+    }
+    let mut peers: Vec<PeerSettings> = Vec::with_capacity(file.peers.len());
+    for (i, peer) in file.peers.into_iter().enumerate() {
+        let name = format!("peers[{i}]");
+        let peer_role: RoleId = peer.role.parse().map_err(|e| format!("{name}.role: {e}"))?;
+        if peer_role == role {
+            return Err(format!("{name}: a participant is not its own peer"));
+        }
+        if peers.iter().any(|p| p.role == peer_role) {
+            return Err(format!("{name}: {peer_role} is listed twice"));
+        }
+        address(&format!("{name}.address"), &peer.address)?;
+        let der = pem_certificate(&read_text(&format!("{name}.certificate"), &peer.certificate)?)
+            .map_err(|e| format!("{name}.certificate: {e}"))?;
+        let certified = read_certificate(&der).map_err(|e| format!("{name}.certificate: {e}"))?;
+        if certified.subject != Subject::Role(peer_role.clone()) {
+            return Err(format!("{name}.certificate names {}, not {peer_role}", certified.subject));
+        }
+        if !certified.dns_names.contains(&peer.server_name) {
+            return Err(format!("{name}.certificate does not carry the server name {:?}", peer.server_name));
+        }
+        let own_address = match peer.own_address {
+            Some(hex_text) => Some(parse_address(&hex_text).map_err(|e| format!("{name}.own_address: {e}"))?),
+            None => None,
+        };
+        peers.push(PeerSettings {
+            role: peer_role,
+            address: peer.address,
+            server_name: peer.server_name,
+            key: certified.key,
+            own_address,
+        });
+    }
+    check_peers(&role, &peers)?;
+    Ok(Config {
+        file: path.to_path_buf(),
+        role,
+        data: at(&file.data),
+        listen,
+        ops,
+        key,
+        certificate_der,
+        root_der,
+        revocation_list: at(&file.identity.revocation_list),
+        revocation_list_der,
+        certificate_not_after_s: certified.not_after_s,
+        bank,
+        peers,
+    })
+}
+
+/// The peers a role cannot work without.
+fn check_peers(role: &RoleId, peers: &[PeerSettings]) -> Result<(), String> {
+    let has = |wanted: &RoleId| peers.iter().any(|p| p.role == *wanted);
+    let needed: &[RoleId] = match role {
+        RoleId::Bank(_) => &[RoleId::Notary, RoleId::Central, RoleId::Directory, RoleId::Oracle],
+        RoleId::Notary => &[RoleId::Central],
+        RoleId::Central => &[RoleId::Notary],
+        RoleId::Oracle => &[RoleId::Central, RoleId::Notary],
+        RoleId::Directory => &[],
+    };
+    for wanted in needed {
+        if !has(wanted) {
+            return Err(format!("{role} needs {wanted} among its peers"));
+        }
+    }
+    if *role == RoleId::Central {
+        if let Some(bank) = peers.iter().find(|p| matches!(p.role, RoleId::Bank(_)) && p.own_address.is_none()) {
+            return Err(format!("central needs the own_address of {}", bank.role));
+        }
+    }
+    Ok(())
+}
+
+fn parse_address(text: &str) -> Result<Address, String> {
+    let bytes = hex::decode(text).map_err(|e| format!("not hex: {e}"))?;
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| "not 32 bytes".to_string())?;
+    Ok(Address(dtenge_core::crypto::Hash32(bytes)))
+}
+
+fn pem_certificate(text: &str) -> Result<Vec<u8>, String> {
+    dtenge_pki::pem_contents(text, "CERTIFICATE")
+}
+
+/// A revocation list as `dtenge ca` writes it (PEM), or DER.
+pub fn revocation_list_der(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if text.trim_start().starts_with("-----BEGIN") => dtenge_pki::pem_contents(text, "X509 CRL"),
+        _ => Ok(bytes.to_vec()),
+    }
+}
+
+pub(crate) fn now_s() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,328 @@
+//! One participant of the Digital Tenge as its own OS process (`dtenge run --role R --config
+//! FILE`): the notary, central (the NBK), the directory (the ID center), the oracle, or a bank
+//! (or the Treasury), each with its own data directory and store, its own key and certificate
+//! under the NBK's root, talking to the others only over the network between processes
+//! (`dtenge-net`: signed frames over mutual TLS 1.3).
+//!
+//! What a participant's process runs:
+//! - its role, on the threads every role runs on (`dtenge_assembly::Threads`), with the
+//!   network's inbox in place of the in-process one;
+//! - the network (`dtenge_net::Net`), dialling its peers as envelopes for them come;
+//! - a watcher of the revocation list file: a newer list is put in force within
+//!   [`REVOCATION_POLL_MS`], and the live connections of a revoked peer end;
+//! - its operations endpoint ([`ops`]): `/health` and Prometheus `/metrics`.
+//!
+//! A bank asks the directory across the network (`dtenge_bank::DirectoryClient`) and claims
+//! its own account there at start.
+
+#![forbid(unsafe_code)]
+
+pub mod cluster;
+pub mod config;
+mod ops;
+
+pub use config::{Config, ConfigError, PeerSettings};
+
+use dtenge_assembly::{BankHandle, Threads};
+use dtenge_bank::{BankService, DirectoryClient, Genesis};
+use dtenge_central::{BankKeys, CentralService};
+use dtenge_core::anchors::Anchors;
+use dtenge_core::crypto::PublicKey;
+use dtenge_core::{Error, ErrorCode, Result};
+use dtenge_directory::DirectoryService;
+use dtenge_net::{Identity, Net, NetConfig, Peer};
+use dtenge_node::{NodeMeta, OWN_ACCOUNT};
+use dtenge_notary::service::{NotaryService, Senders};
+use dtenge_oracle::service::OracleService;
+use dtenge_store::Store;
+use dtenge_transport::Transport;
+use dtenge_wire::{AccountKind, Claim, RoleId};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How often the revocation list file is read again.
+pub const REVOCATION_POLL_MS: u64 = 1_000;
+
+/// The role a process runs, open on its store.
+pub enum Hosted {
+    Notary(Arc<NotaryService>),
+    Central(Arc<CentralService>),
+    Directory(Arc<DirectoryService>),
+    Oracle(Arc<OracleService>),
+    Bank { handle: BankHandle, directory: Arc<DirectoryClient> },
+}
+
+/// A participant, running.
+pub struct Participant {
+    role: RoleId,
+    net: Arc<Net>,
+    hosted: Arc<Hosted>,
+    threads: Threads,
+    stop: Arc<AtomicBool>,
+    watcher: Option<JoinHandle<()>>,
+    ops: ops::Ops,
+}
+
+/// The time in milliseconds since the Unix epoch: the system's clock.
+fn system_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn system_ns() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn failed(what: &str) -> impl Fn(String) -> Error + '_ {
+    move |reason| Error::new(ErrorCode::Internal, format!("{what}: {reason}"))
+}
+
+impl Participant {
+    /// Open the role on its store under the configured data directory (created on the first
+    /// start, recovered after), join the network, and serve the operations endpoint.
+    pub fn start(config: Config) -> Result<Participant> {
+        std::fs::create_dir_all(&config.data).map_err(|e| {
+            Error::new(ErrorCode::StorageFailure, format!("data directory {}: {e}", config.data.display()))
+        })?;
+        let anchors = anchors(&config)?;
+        let peers = config
+            .peers
+            .iter()
+            .map(|p| Peer { role: p.role.clone(), address: p.address.clone(), server_name: p.server_name.clone() })
+            .collect();
+        let identity = Identity {
+            key: config.key.clone(),
+            cert_der: config.certificate_der.clone(),
+            ca_der: config.root_der.clone(),
+            crl_der: config.revocation_list_der.clone(),
+        };
+        let (net, inbox) = Net::start(NetConfig { identity, listen: config.listen, peers })
+            .map_err(|e| failed("network")(e.to_string()))?;
+        let net = Arc::new(net);
+        let transport: Arc<dyn Transport> = net.clone();
+        let clock: dtenge_assembly::Clock = Arc::new(system_ms);
+        let store = |tables: &[dtenge_store::Table]| Store::open(&config.data, tables);
+        let mut threads = Threads::new();
+        let hosted = match &config.role {
+            RoleId::Notary => {
+                let senders = Senders {
+                    central_bank: anchors.central_bank,
+                    banks: anchors.banks.clone(),
+                    blocked: Default::default(),
+                };
+                let notary = Arc::new(NotaryService::open(
+                    store(&dtenge_notary::service::tables())?,
+                    config.key.clone(),
+                    senders,
+                )?);
+                threads.notary(notary.clone(), inbox, transport.clone())?;
+                Hosted::Notary(notary)
+            }
+            RoleId::Central => {
+                let banks = config
+                    .peers
+                    .iter()
+                    .filter_map(|p| match (&p.role, p.own_address) {
+                        (RoleId::Bank(id), Some(own)) => Some((id.clone(), BankKeys { own, node_key: p.key })),
+                        _ => None,
+                    })
+                    .collect();
+                let central = Arc::new(CentralService::open(
+                    store(&dtenge_central::tables())?,
+                    config.key.clone(),
+                    anchors.notary,
+                    banks,
+                    transport.clone(),
+                )?);
+                threads.central(central.clone(), inbox, clock.clone())?;
+                threads.ticker(Some(central.clone()), None, Vec::new(), clock)?;
+                Hosted::Central(central)
+            }
+            RoleId::Directory => {
+                let directory = Arc::new(DirectoryService::open(store(&dtenge_directory::tables())?)?);
+                threads.directory(directory.clone(), inbox, transport.clone())?;
+                Hosted::Directory(directory)
+            }
+            RoleId::Oracle => {
+                let oracle = Arc::new(OracleService::open(
+                    store(&dtenge_oracle::service::tables())?,
+                    config.key.clone(),
+                    anchors.clone(),
+                    transport.clone(),
+                )?);
+                threads.oracle(oracle.clone(), inbox, clock.clone())?;
+                threads.ticker(None, Some(oracle.clone()), Vec::new(), clock)?;
+                Hosted::Oracle(oracle)
+            }
+            RoleId::Bank(id) => {
+                let settings =
+                    config.bank.as_ref().ok_or_else(|| Error::malformed("a bank needs its [bank] section"))?;
+                let directory = Arc::new(DirectoryClient::new(id, transport.clone(), system_ns()));
+                let genesis = Genesis {
+                    meta: NodeMeta { id: id.clone(), kind: settings.kind, name: settings.name.clone() },
+                    node_key: config.key.clone(),
+                    own_key: settings.own_key.clone(),
+                    now_ms: clock(),
+                };
+                let service = Arc::new(BankService::open(
+                    store(&dtenge_bank::tables())?,
+                    genesis,
+                    anchors.clone(),
+                    transport.clone(),
+                    directory.clone(),
+                )?);
+                let handle = BankHandle::new(service);
+                threads.bank(&handle, inbox, clock.clone(), Some(directory.clone()))?;
+                threads.ticker(None, None, vec![handle.clone()], clock)?;
+                // Its own account is listed at the directory, so that other banks can pay it
+                // (the same claim again at every start is answered as the first time).
+                let own = Claim {
+                    client_id: OWN_ACCOUNT.into(),
+                    address: settings.own_key.address(),
+                    kind: AccountKind::Institution,
+                    display_name: settings.name.clone(),
+                    phone: None,
+                };
+                if let Err(e) = directory.claim_all(&[own]) {
+                    let close = net.clone();
+                    threads.stop(move || close.close_inbox());
+                    return Err(Error::new(
+                        e.code,
+                        format!("claiming the bank's own account at the directory: {}", e.message),
+                    ));
+                }
+                Hosted::Bank { handle, directory }
+            }
+        };
+        let hosted = Arc::new(hosted);
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = watch_revocations(&config, net.clone(), stop.clone())?;
+        let ops = ops::Ops::start(
+            config.ops,
+            ops::Sources {
+                role: config.role.clone(),
+                net: net.clone(),
+                hosted: hosted.clone(),
+                certificate_not_after_s: config.certificate_not_after_s,
+            },
+        )?;
+        tracing::info!(role = %config.role, listen = %net.local_addr(), ops = %ops.local_addr(), "participant started");
+        Ok(Participant { role: config.role, net, hosted, threads, stop, watcher: Some(watcher), ops })
+    }
+
+    pub fn role(&self) -> &RoleId {
+        &self.role
+    }
+
+    pub fn hosted(&self) -> &Hosted {
+        &self.hosted
+    }
+
+    /// Where the other participants reach this one.
+    pub fn listen_addr(&self) -> std::net::SocketAddr {
+        self.net.local_addr()
+    }
+
+    /// Where `/health` and `/metrics` are served.
+    pub fn ops_addr(&self) -> std::net::SocketAddr {
+        self.ops.local_addr()
+    }
+
+    /// Stop: the operations endpoint, the watcher, the role's threads (what was answered is
+    /// durable; what was queued is dropped unanswered, as a crash would), the network.
+    pub fn shutdown(mut self) {
+        self.stop_all();
+    }
+
+    fn stop_all(&mut self) {
+        self.ops.stop();
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
+        }
+        let net = self.net.clone();
+        self.threads.stop(move || net.close_inbox());
+    }
+}
+
+impl Drop for Participant {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// Who is who, by the certificates: this participant's own key and its peers'.
+fn anchors(config: &Config) -> Result<Anchors> {
+    let own = config.key.public_key();
+    let key_of = |role: &RoleId| -> Option<PublicKey> {
+        if *role == config.role {
+            return Some(own);
+        }
+        config.peers.iter().find(|p| p.role == *role).map(|p| p.key)
+    };
+    let missing = |role: RoleId| Error::malformed(format!("{} needs {role} among its peers", config.role));
+    // The directory checks no signatures of its own; it needs no anchors.
+    if config.role == RoleId::Directory {
+        let none = own;
+        return Ok(Anchors {
+            issuer: none.address(),
+            central_bank: none,
+            oracle: none,
+            notary: none,
+            banks: Default::default(),
+            blocked: Default::default(),
+        });
+    }
+    let central = key_of(&RoleId::Central).ok_or_else(|| missing(RoleId::Central))?;
+    let notary = key_of(&RoleId::Notary).ok_or_else(|| missing(RoleId::Notary))?;
+    // The notary and central check no oracle attestations themselves: the oracle's key is the
+    // notary's stand-in there, never matched by a real attestation.
+    let oracle = match key_of(&RoleId::Oracle) {
+        Some(key) => key,
+        None if matches!(config.role, RoleId::Notary | RoleId::Central) => notary,
+        None => return Err(missing(RoleId::Oracle)),
+    };
+    let mut banks = std::collections::BTreeMap::new();
+    for peer in &config.peers {
+        if let RoleId::Bank(id) = &peer.role {
+            banks.insert(id.clone(), peer.key);
+        }
+    }
+    if let RoleId::Bank(id) = &config.role {
+        banks.insert(id.clone(), own);
+    }
+    Ok(Anchors { issuer: central.address(), central_bank: central, oracle, notary, banks, blocked: Default::default() })
+}
+
+/// Read the revocation list file every [`REVOCATION_POLL_MS`] and put a newer list in force.
+fn watch_revocations(config: &Config, net: Arc<Net>, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>> {
+    let path = config.revocation_list.clone();
+    std::thread::Builder::new()
+        .name("revocations".into())
+        .spawn(move || {
+            let mut since_look_ms = 0;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+                since_look_ms += 50;
+                if since_look_ms < REVOCATION_POLL_MS {
+                    continue;
+                }
+                since_look_ms = 0;
+                // A file being replaced, or unreadable for a moment: the list in force stays.
+                let Ok(bytes) = std::fs::read(&path) else { continue };
+                let Ok(der) = config::revocation_list_der(&bytes) else { continue };
+                let Ok(list) = dtenge_pki::read_revocation_list(&der) else { continue };
+                if list.number <= net.revocation_list_number() {
+                    continue;
+                }
+                match net.set_revocation_list(&der) {
+                    Ok(()) => tracing::info!(number = list.number, "a newer revocation list is in force"),
+                    Err(e) => tracing::warn!(error = %e, "the revocation list file was refused"),
+                }
+            }
+        })
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start the revocation watcher: {e}")))
+}
