@@ -55,12 +55,12 @@ pub fn cluster(dir: &Path, base_port: u16) -> Result<ExitCode, String> {
             SocketAddr::from(([127, 0, 0, 1], u16::try_from(port).unwrap_or(0)))
         };
         let base = u32::from(base_port);
-        if base + 200 > u32::from(u16::MAX) {
-            return Err(format!("--base-port {base_port}: the cluster needs base..base+200 below 65536"));
+        if base + 300 > u32::from(u16::MAX) {
+            return Err(format!("--base-port {base_port}: the cluster needs base..base+300 below 65536"));
         }
         let mut ports = |i: usize| {
             let i = u32::try_from(i).unwrap_or(0);
-            Ports { listen: address(base + i), ops: address(base + 100 + i) }
+            Ports { listen: address(base + i), ops: address(base + 100 + i), api: Some(address(base + 200 + i)) }
         };
         let mut seed = || entropy.seed32();
         cluster::lay_out(dir, &members, &mut ports, &mut seed, crate::ca::now_s()?).map_err(|e| e.to_string())?

@@ -28,6 +28,10 @@ use std::path::{Path, PathBuf};
 pub const CA_DIR: &str = "ca";
 /// A participant's configuration file in its folder.
 pub const CONFIG_FILE: &str = "config.toml";
+/// The API clients' credentials in a cluster's directory: a bank's systems
+/// (`api-bank-<id>.key.pem`, `.crt.pem`) and an NBK operator's (`api-operator-nbk`).
+pub const CLIENTS_DIR: &str = "clients";
+
 /// The DNS name every participant's certificate carries on one machine.
 pub const SERVER_NAME: &str = "localhost";
 
@@ -80,6 +84,8 @@ fn talks_to(from: &RoleId, to: &RoleId) -> bool {
 pub struct Ports {
     pub listen: SocketAddr,
     pub ops: SocketAddr,
+    /// A bank's and central's own API.
+    pub api: Option<SocketAddr>,
 }
 
 /// A laid-out participant: its member entry, its configuration file and its addresses.
@@ -132,6 +138,22 @@ pub fn lay_out(
         keys.push(own.map(|k| k.address()));
         laid.push(Laid { member: member.clone(), config: folder.join(CONFIG_FILE), ports: ports(i) });
     }
+    let clients = dir.join(CLIENTS_DIR);
+    std::fs::create_dir_all(&clients).map_err(|e| io(&clients, e))?;
+    let mut api_clients = vec![dtenge_pki::ApiClient::Operator("nbk".into())];
+    api_clients.extend(members.iter().filter_map(|m| match &m.role {
+        RoleId::Bank(id) => Some(dtenge_pki::ApiClient::Bank(id.clone())),
+        _ => None,
+    }));
+    for client in api_clients {
+        let key = SecretKey::from_seed(seed());
+        let cert = ca.issue(&Subject::Api(client.clone()), key.public_key(), &[], now_s).map_err(pki)?;
+        let stem = clients.join(format!("api-{client}").replace(':', "-"));
+        let with = |suffix: &str| PathBuf::from(format!("{}{suffix}", stem.display()));
+        dtenge_pki::write_atomically(&with(".key.pem"), dtenge_pki::key_to_pem(&key).as_bytes(), true).map_err(pki)?;
+        dtenge_pki::write_atomically(&with(".crt.pem"), dtenge_pki::certificate_pem(&cert).as_bytes(), false)
+            .map_err(pki)?;
+    }
     for me in &laid {
         let text = config_text(me, &laid, &keys);
         dtenge_pki::write_atomically(&me.config, text.as_bytes(), false).map_err(pki)?;
@@ -151,7 +173,8 @@ pub fn read(dir: &Path, members: &[Member]) -> Result<Vec<Laid>> {
         .map(|member| {
             let path = dir.join(&member.name).join(CONFIG_FILE);
             let config = Config::load(&path, Some(&member.role)).map_err(|e| Error::malformed(e.to_string()))?;
-            Ok(Laid { member: member.clone(), config: path, ports: Ports { listen: config.listen, ops: config.ops } })
+            let ports = Ports { listen: config.listen, ops: config.ops, api: config.api };
+            Ok(Laid { member: member.clone(), config: path, ports })
         })
         .collect()
 }
@@ -164,6 +187,9 @@ fn config_text(me: &Laid, all: &[Laid], own_addresses: &[Option<dtenge_core::cry
     let _ = writeln!(text, "data = \"data\"");
     let _ = writeln!(text, "listen = \"{}\"", me.ports.listen);
     let _ = writeln!(text, "ops = \"{}\"", me.ports.ops);
+    if let (Some(api), RoleId::Bank(_) | RoleId::Central) = (me.ports.api, &me.member.role) {
+        let _ = writeln!(text, "api = \"{api}\"");
+    }
     let _ = writeln!(text, "\n[identity]");
     let _ = writeln!(text, "key = \"node.key.pem\"");
     let _ = writeln!(text, "certificate = \"node.crt.pem\"");

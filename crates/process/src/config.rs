@@ -10,6 +10,9 @@
 //! # Where its operators read /health and /metrics (plain HTTP: bind it to loopback or an
 //! # operations network).
 //! ops = "127.0.0.1:9101"
+//! # A bank's and central's own API, for its organization's systems (HTTPS, mutual TLS with an
+//! # API client certificate of the root: `dtenge ca issue --api-client bank:<id>`).
+//! api = "127.0.0.1:8101"
 //!
 //! [identity]
 //! key = "steppe.key.pem"            # its signing key (PKCS#8 PEM), certified by:
@@ -73,6 +76,7 @@ struct File {
     data: PathBuf,
     listen: String,
     ops: String,
+    api: Option<String>,
     identity: FileIdentity,
     bank: Option<FileBank>,
     #[serde(default)]
@@ -133,6 +137,8 @@ pub struct Config {
     pub data: PathBuf,
     pub listen: SocketAddr,
     pub ops: SocketAddr,
+    /// A bank's and central's own API (`crate::gateway`).
+    pub api: Option<SocketAddr>,
     pub key: SecretKey,
     pub certificate_der: Vec<u8>,
     pub root_der: Vec<u8>,
@@ -171,6 +177,11 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
     let address = |what: &str, text: &str| text.parse::<SocketAddr>().map_err(|e| format!("{what} {text:?}: {e}"));
     let listen = address("listen", &file.listen)?;
     let ops = address("ops", &file.ops)?;
+    let api = match (&role, &file.api) {
+        (RoleId::Bank(_) | RoleId::Central, Some(text)) => Some(address("api", text)?),
+        (_, Some(_)) => return Err(format!("{role} serves no API of its own: remove `api`")),
+        (_, None) => None,
+    };
 
     let key = dtenge_pki::key_from_pem(&read_text("identity.key", &file.identity.key)?)
         .map_err(|e| format!("identity.key: {e}"))?;
@@ -252,6 +263,7 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
         data: at(&file.data),
         listen,
         ops,
+        api,
         key,
         certificate_der,
         root_der,

@@ -17,8 +17,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod cluster;
 pub mod config;
+mod gateway;
 mod ops;
 
 pub use config::{Config, ConfigError, PeerSettings};
@@ -63,6 +65,7 @@ pub struct Participant {
     stop: Arc<AtomicBool>,
     watcher: Option<JoinHandle<()>>,
     ops: ops::Ops,
+    api: Option<gateway::Api>,
 }
 
 /// The time in milliseconds since the Unix epoch: the system's clock.
@@ -209,8 +212,15 @@ impl Participant {
                 certificate_not_after_s: config.certificate_not_after_s,
             },
         )?;
+        let api = match (
+            config.api,
+            gateway::router(gateway::Node { hosted: hosted.clone(), clock: Arc::new(system_ms), new_key: new_key() }),
+        ) {
+            (Some(address), Some(app)) => Some(gateway::Api::start(&config, address, app)?),
+            _ => None,
+        };
         tracing::info!(role = %config.role, listen = %net.local_addr(), ops = %ops.local_addr(), "participant started");
-        Ok(Participant { role: config.role, net, hosted, threads, stop, watcher: Some(watcher), ops })
+        Ok(Participant { role: config.role, net, hosted, threads, stop, watcher: Some(watcher), ops, api })
     }
 
     pub fn role(&self) -> &RoleId {
@@ -231,13 +241,21 @@ impl Participant {
         self.ops.local_addr()
     }
 
-    /// Stop: the operations endpoint, the watcher, the role's threads (what was answered is
+    /// Where the node's own API is served (a bank, central).
+    pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
+        self.api.as_ref().map(gateway::Api::local_addr)
+    }
+
+    /// Stop: the node's API, the operations endpoint, the watcher, the role's threads (what was answered is
     /// durable; what was queued is dropped unanswered, as a crash would), the network.
     pub fn shutdown(mut self) {
         self.stop_all();
     }
 
     fn stop_all(&mut self) {
+        if let Some(api) = self.api.as_mut() {
+            api.stop();
+        }
         self.ops.stop();
         self.stop.store(true, Ordering::Relaxed);
         if let Some(watcher) = self.watcher.take() {
@@ -252,6 +270,12 @@ impl Drop for Participant {
     fn drop(&mut self) {
         self.stop_all();
     }
+}
+
+/// The custodial keys of accounts opened at this node: from the operating system's entropy.
+fn new_key() -> Arc<dyn Fn() -> dtenge_core::crypto::SecretKey + Send + Sync> {
+    let entropy = dtenge_env::Entropy::from_os();
+    Arc::new(move || dtenge_core::crypto::SecretKey::from_seed(entropy.seed32()))
 }
 
 /// Who is who, by the certificates: this participant's own key and its peers'.

@@ -6,6 +6,7 @@ use super::Idem;
 use super::{wait, Platform, TREASURY_ID};
 use crate::types::{AccountView, AmountRequest, HistoryLine, HistoryPage, OpenAccount, PhoneLookup};
 use dtenge_bank::AccountKey;
+use dtenge_core::crypto::SecretKey;
 use dtenge_core::money::Amount;
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
 use dtenge_node::ids::{check_iin_bin, mask_pan, normalize_phone};
@@ -70,39 +71,9 @@ impl Platform {
     }
 
     /// Check one request and build its account, with a custodial key unless the client keeps
-    /// its own.
+    /// its own ([`plan_account`]).
     fn plan_account(&self, node_id: &str, request: OpenAccount) -> Result<(Account, AccountKey)> {
-        check_iin_bin(&request.client_id)?;
-        let name = request.name.trim().to_string();
-        ensure!(
-            !name.is_empty() && name.chars().count() <= NAME_LEN_MAX,
-            MalformedInput,
-            "a name has 1 to {NAME_LEN_MAX} characters"
-        );
-        let phone = request.phone.as_deref().map(normalize_phone).transpose()?;
-        match (node_id == TREASURY_ID, request.kind) {
-            (true, ClientKind::GovernmentAgency) | (false, ClientKind::Individual | ClientKind::LegalEntity) => {}
-            (true, _) => bail!(Forbidden, "the Treasury node opens accounts of government agencies only"),
-            (false, _) => bail!(Forbidden, "a bank opens accounts of individuals and legal entities only"),
-        }
-        let key = match request.public_key {
-            Some(public_key) => AccountKey::Client(public_key),
-            None => AccountKey::Custodial(self.new_custodial_key()),
-        };
-        let address = match &key {
-            AccountKey::Client(public_key) => public_key.address(),
-            AccountKey::Custodial(secret) => secret.address(),
-        };
-        let account = Account {
-            client_id: request.client_id,
-            node_id: node_id.to_string(),
-            kind: request.kind,
-            name,
-            phone,
-            address,
-            opened_at_unix_ms: self.now_ms(),
-        };
-        Ok((account, key))
+        plan_account(node_id, request, self.now_ms(), || self.new_custodial_key())
     }
 
     /// An account with its balances.
@@ -199,11 +170,56 @@ impl Platform {
     }
 }
 
-fn view(node: &NodeState, account: &Account) -> Result<AccountView> {
+/// An account with its balances, its masked cards and its bank's name.
+pub fn view(node: &NodeState, account: &Account) -> Result<AccountView> {
     Ok(AccountView {
         account: account.clone(),
         balance: node.balance(&account.client_id)?,
         cards: node.cards_of(&account.client_id).iter().map(|p| mask_pan(p)).collect(),
         bank_name: node.meta().name.clone(),
     })
+}
+
+/// Check one account opening and build its account (the network's checks, in its order): the
+/// IIN/BIN, the name, the phone, the kind the node opens (a bank: individuals and legal
+/// entities; the Treasury: government agencies), with a custodial key from `new_custodial_key`
+/// unless the client keeps its own. A participant's own gateway (`dtenge-process`) plans its
+/// openings with it too.
+pub fn plan_account(
+    node_id: &str,
+    request: OpenAccount,
+    now_ms: u64,
+    new_custodial_key: impl FnOnce() -> SecretKey,
+) -> Result<(Account, AccountKey)> {
+    check_iin_bin(&request.client_id)?;
+    let name = request.name.trim().to_string();
+    ensure!(
+        !name.is_empty() && name.chars().count() <= NAME_LEN_MAX,
+        MalformedInput,
+        "a name has 1 to {NAME_LEN_MAX} characters"
+    );
+    let phone = request.phone.as_deref().map(normalize_phone).transpose()?;
+    match (node_id == TREASURY_ID, request.kind) {
+        (true, ClientKind::GovernmentAgency) | (false, ClientKind::Individual | ClientKind::LegalEntity) => {}
+        (true, _) => bail!(Forbidden, "the Treasury node opens accounts of government agencies only"),
+        (false, _) => bail!(Forbidden, "a bank opens accounts of individuals and legal entities only"),
+    }
+    let key = match request.public_key {
+        Some(public_key) => AccountKey::Client(public_key),
+        None => AccountKey::Custodial(new_custodial_key()),
+    };
+    let address = match &key {
+        AccountKey::Client(public_key) => public_key.address(),
+        AccountKey::Custodial(secret) => secret.address(),
+    };
+    let account = Account {
+        client_id: request.client_id,
+        node_id: node_id.to_string(),
+        kind: request.kind,
+        name,
+        phone,
+        address,
+        opened_at_unix_ms: now_ms,
+    };
+    Ok((account, key))
 }

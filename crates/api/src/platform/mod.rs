@@ -33,7 +33,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use accounts::{HISTORY_PAGE_MAX, NAME_LEN_MAX, OPEN_ACCOUNTS_MAX};
+pub use accounts::{plan_account, view as account_view, HISTORY_PAGE_MAX, NAME_LEN_MAX, OPEN_ACCOUNTS_MAX};
 pub use answers::{KeyInFlight, IDEM_KEY_LEN_MAX};
 pub use notifications::NOTICES_KEPT_MAX;
 pub use payments::{Staged, Submitted, REFERENCE_LEN_MAX, REGISTRY_LINES_MAX};

@@ -1,0 +1,612 @@
+//! A participant's own API: what its organization's systems call on its node, over HTTPS
+//! (TLS 1.3) with a client certificate of the NBK's root (mutual TLS). The paths and the JSON
+//! are the platform's REST API's (`dtenge_api`), so a client of `dtenge up` calls a node the
+//! same way; a node serves the routes of its own role only.
+//!
+//! Who may call: a bank's node takes its own systems only (a certificate naming the API
+//! client `bank:<its id>`, `dtenge ca issue --api-client bank:<id>`), and only for its own
+//! node in the path; central takes NBK operators (`operator:<name>`). Anyone else is refused
+//! `401` (no certificate) or `403` (another client), before anything is read.
+//!
+//! A bank's node:
+//! - `POST /v1/nodes/{node}/accounts/bulk`: open accounts (a migration), claimed at the
+//!   directory in one commit, then opened at the bank in one;
+//! - `GET /v1/nodes/{node}/accounts/{client}`: an account with its balances;
+//! - `GET /v1/nodes/{node}/accounts/{client}/tokens`: the tokens a client may spend, with
+//!   their preimages (for a client that signs itself);
+//! - `POST /v1/nodes/{node}/transfers`: a custodial payment to a payee named by address,
+//!   phone or client id (with its bank), found at the directory across the network;
+//! - `POST /v1/nodes/{node}/transactions`: a transfer the client signed itself;
+//! - `POST /v1/nodes/{node}/registries`: a registry distribution (`from: "own"`: the bank's
+//!   own DT paid out to its clients).
+//!
+//! Central's node:
+//! - `POST /v1/abs/correspondent/{node}/credits`: money arrives on a bank's correspondent
+//!   account;
+//! - `POST /v1/nodes/{node}/emissions`: DT issued to a bank's own account against it;
+//! - `GET /v1/operator/figures`: the registry's totals and the DT liability;
+//! - `PUT /v1/operator/calendar/days/{date}`: make a day operational or not (emission and
+//!   redemption run on operational days only).
+//!
+//! Every `POST` takes an `Idempotency-Key`; the role that moves the money keeps it (the payer's
+//! bank, central) and answers a repeat from its store. A payment is answered once the notary
+//! certified it and the payer's bank applied it; the payee's bank applies it from its delivery,
+//! which is resent until acknowledged, so the receipt does not wait for another organization's
+//! node. The receipt names the payee by what the payer gave: the directory tells the payer's
+//! bank where an account is and of what kind, never whose it is.
+
+use crate::Hosted;
+use axum::body::Bytes;
+use axum::extract::{Path as P, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Json;
+use dtenge_api::types::{
+    AmountRequest, OpenAccount, Receipt, RegistryLineResult, RegistryReport, RegistryRequest, TransferRequest,
+};
+use dtenge_api::Failure;
+use dtenge_bank::{Committed, IdemKey, Label, Request as BankRequest};
+use dtenge_core::crypto::{Address, SecretKey};
+use dtenge_core::party::Party;
+use dtenge_core::tx::Transaction;
+use dtenge_core::{Amount, Error, ErrorCode, Result};
+use dtenge_node::{Purpose, OWN_ACCOUNT};
+use dtenge_pki::{ApiClient, Subject};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a call waits for its role's answer before it says `REQUEST_IN_PROGRESS` (the
+/// operation may still complete: ask again with the same key).
+pub const ANSWER_WAIT_MS: u64 = 10_000;
+/// Most bytes of a request body.
+pub const BODY_BYTES_MAX: usize = 4 << 20;
+
+#[derive(Clone)]
+pub(crate) struct Node {
+    pub hosted: Arc<Hosted>,
+    pub clock: dtenge_assembly::Clock,
+    /// Draws the custodial keys of accounts opened here.
+    pub new_key: Arc<dyn Fn() -> SecretKey + Send + Sync>,
+}
+
+/// The routes of the role `hosted` runs; `None` for a role whose organization's systems call
+/// nothing on it (the notary, the directory, the oracle: their clients are the other roles).
+pub(crate) fn router(node: Node) -> Option<axum::Router> {
+    let routes = match &*node.hosted {
+        Hosted::Bank { .. } => axum::Router::new()
+            .route("/v1/nodes/{node}/accounts/bulk", post(open_accounts))
+            .route("/v1/nodes/{node}/accounts/{client}", get(account))
+            .route("/v1/nodes/{node}/accounts/{client}/tokens", get(tokens))
+            .route("/v1/nodes/{node}/transfers", post(transfer))
+            .route("/v1/nodes/{node}/transactions", post(submit))
+            .route("/v1/nodes/{node}/registries", post(registry)),
+        Hosted::Central(_) => axum::Router::new()
+            .route("/v1/abs/correspondent/{node}/credits", post(credit))
+            .route("/v1/nodes/{node}/emissions", post(emission))
+            .route("/v1/operator/figures", get(figures))
+            .route("/v1/operator/calendar/days/{date}", axum::routing::put(set_day)),
+        _ => return None,
+    };
+    Some(
+        routes
+            .route_layer(axum::middleware::from_fn(dtenge_api::require_json))
+            .layer(axum::middleware::from_fn_with_state(node.clone(), authorize))
+            .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
+            .with_state(node),
+    )
+}
+
+/// Only this organization's systems: by the client certificate the TLS handshake verified.
+async fn authorize(State(node): State<Node>, request: Request, next: Next) -> Response {
+    let client = request
+        .extensions()
+        .get::<dtenge_api::access::TlsPeer>()
+        .and_then(|peer| dtenge_pki::read_certificate(&peer.0).ok())
+        .map(|certified| certified.subject);
+    let Some(subject) = client else {
+        return refuse(ErrorCode::Unauthorized, "present a client certificate of the NBK's root (mutual TLS)");
+    };
+    let allowed = match (&*node.hosted, &subject) {
+        (Hosted::Bank { handle, .. }, Subject::Api(ApiClient::Bank(id))) => {
+            // The node in the path must be this one, and the caller its own systems.
+            id == handle.id() && path_node(request.uri().path()).is_none_or(|n| n == handle.id())
+        }
+        (Hosted::Central(_), Subject::Api(ApiClient::Operator(_))) => true,
+        _ => false,
+    };
+    if !allowed {
+        return refuse(ErrorCode::Forbidden, &format!("{subject} may not call this node"));
+    }
+    next.run(request).await
+}
+
+/// The `{node}` of `/v1/nodes/{node}/...`.
+fn path_node(path: &str) -> Option<&str> {
+    path.strip_prefix("/v1/nodes/")?.split('/').next()
+}
+
+fn refuse(code: ErrorCode, message: &str) -> Response {
+    Failure(Error::new(code, message)).into_response()
+}
+
+/// The bank this node runs; the caller was authorized for it.
+fn bank(node: &Node) -> Result<&dtenge_assembly::BankHandle> {
+    match &*node.hosted {
+        Hosted::Bank { handle, .. } => Ok(handle),
+        _ => Err(Error::new(ErrorCode::NotFound, "this node runs no bank")),
+    }
+}
+
+fn central(node: &Node) -> Result<&dtenge_central::CentralService> {
+    match &*node.hosted {
+        Hosted::Central(central) => Ok(central),
+        _ => Err(Error::new(ErrorCode::NotFound, "this node is not central")),
+    }
+}
+
+fn answer<T: serde::Serialize>(result: Result<T>) -> Response {
+    match result {
+        Ok(value) => (StatusCode::OK, Json(value)).into_response(),
+        Err(e) => Failure(e).into_response(),
+    }
+}
+
+/// Run `work` on the blocking pool (it takes a role's lock, or waits for a commit).
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("a request's task: {e}")))?
+}
+
+/// The request's idempotency key with its fingerprint, and its body decoded.
+fn keyed<R: serde::de::DeserializeOwned + serde::Serialize>(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(IdemKey, R)> {
+    let key = dtenge_api::idempotency_key(headers)?;
+    if key.is_empty() || key.len() > dtenge_api::platform::IDEM_KEY_LEN_MAX {
+        return Err(Error::malformed(format!(
+            "an idempotency key has 1 to {} characters",
+            dtenge_api::platform::IDEM_KEY_LEN_MAX
+        )));
+    }
+    let (fingerprint, request) = dtenge_api::typed_request::<R>(method, uri.path(), body)?;
+    Ok((IdemKey { key, fingerprint }, request))
+}
+
+fn central_key(key: IdemKey) -> dtenge_central::IdemKey {
+    dtenge_central::IdemKey { key: key.key, fingerprint: key.fingerprint }
+}
+
+/// Wait for a bank's answer, at most [`ANSWER_WAIT_MS`].
+async fn committed(answer: dtenge_bank::Answer) -> Result<Committed> {
+    match tokio::time::timeout(Duration::from_millis(ANSWER_WAIT_MS), answer).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(Error::new(ErrorCode::StorageFailure, "the bank stopped before it answered; ask again")),
+        Err(_) => Err(Error::new(
+            ErrorCode::RequestInProgress,
+            "the network has not answered yet; ask again with the same idempotency key",
+        )),
+    }
+}
+
+async fn open_accounts(
+    State(node): State<Node>,
+    P(id): P<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = blocking(move || {
+        let (_key, requests) = keyed::<Vec<OpenAccount>>(&method, &uri, &headers, &body)?;
+        let handle = bank(&node)?;
+        let Hosted::Bank { directory, .. } = &*node.hosted else { unreachable!("bank() checked it") };
+        if requests.is_empty() || requests.len() > dtenge_api::platform::OPEN_ACCOUNTS_MAX {
+            return Err(Error::malformed(format!(
+                "open 1 to {} accounts per call",
+                dtenge_api::platform::OPEN_ACCOUNTS_MAX
+            )));
+        }
+        let now_ms = (node.clock)();
+        let planned = requests
+            .into_iter()
+            .enumerate()
+            .map(|(i, request)| {
+                dtenge_api::platform::plan_account(&id, request, now_ms, || (node.new_key)())
+                    .map_err(|e| Error::new(e.code, format!("account {}: {}", i + 1, e.message)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let claims: Vec<_> = planned.iter().map(|(account, _)| dtenge_bank::claim_of(account)).collect();
+        // Claimed first, then opened: run again after a stop between the two, the claims
+        // already listed are answered as the first time.
+        directory.claim_all(&claims)?;
+        let accounts = planned.iter().map(|(a, _)| a.clone()).collect::<Vec<_>>();
+        handle.service().open_accounts(planned)?;
+        Ok(accounts)
+    })
+    .await;
+    match result {
+        Ok(accounts) => (StatusCode::CREATED, Json(accounts)).into_response(),
+        Err(e) => Failure(e).into_response(),
+    }
+}
+
+async fn account(State(node): State<Node>, P((_id, client)): P<(String, String)>) -> Response {
+    answer(
+        blocking(move || bank(&node)?.service().read(|n| dtenge_api::platform::account_view(n, n.account(&client)?)))
+            .await,
+    )
+}
+
+async fn tokens(State(node): State<Node>, P((_id, client)): P<(String, String)>) -> Response {
+    answer(blocking(move || bank(&node)?.service().read(|n| n.spendable_inputs(&client))).await)
+}
+
+async fn transfer(
+    State(node): State<Node>,
+    P(id): P<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let staged = blocking({
+        let node = node.clone();
+        move || {
+            let (key, request) = keyed::<TransferRequest>(&method, &uri, &headers, &body)?;
+            let handle = bank(&node)?;
+            if request.amount_tiyn.is_zero() {
+                return Err(Error::malformed("the amount must be positive"));
+            }
+            if request.from == OWN_ACCOUNT {
+                return Err(Error::new(
+                    ErrorCode::Forbidden,
+                    "a node's own DT leaves it through conversion, redemption or a registry, not a transfer",
+                ));
+            }
+            let payer = handle.service().read(|n| n.account(&request.from).map(|a| a.address))?;
+            let payee = payee(&node, &request.to)?;
+            if payee.address == payer {
+                return Err(Error::malformed("payer and payee are the same account"));
+            }
+            let purpose = if request.to.phone.is_some() { Purpose::PhoneTransfer } else { Purpose::Payment };
+            let pay = BankRequest::Pay {
+                client_id: request.from.clone(),
+                payees: vec![(payee.address, request.amount_tiyn)],
+            };
+            let label = Label { purpose, reference: request.reference };
+            let answer = handle.submit_labelled(pay, label, Some(key));
+            let from = Party { bank: id, client_id: request.from, address: payer };
+            Ok((answer, purpose, request.amount_tiyn, from, payee))
+        }
+    })
+    .await;
+    let (answer_rx, purpose, amount, from, to) = match staged {
+        Ok(staged) => staged,
+        Err(e) => return Failure(e).into_response(),
+    };
+    let result = committed(answer_rx).await.map(|c| Receipt {
+        tx_id: c.tx_id,
+        purpose,
+        amount_tiyn: amount,
+        from: Some(from),
+        to: Some(to),
+        at_unix_ms: (node.clock)(),
+        abs_posting: None,
+    });
+    answer(result)
+}
+
+/// The payee as the payer named it, found at the directory: by address, by phone (at its bank
+/// when named), or by client id at its bank.
+fn payee(node: &Node, to: &dtenge_api::types::Payee) -> Result<Party> {
+    let Hosted::Bank { directory, .. } = &*node.hosted else {
+        return Err(Error::new(ErrorCode::NotFound, "this node runs no bank"));
+    };
+    let named = [to.phone.is_some(), to.client_id.is_some(), to.address.is_some()];
+    if named.iter().filter(|n| **n).count() != 1 {
+        return Err(Error::malformed("name the payee by exactly one of: phone, client_id (with bank), address"));
+    }
+    use dtenge_bank::Directory as _;
+    let found = match (&to.address, &to.phone, &to.client_id) {
+        (Some(address), _, _) => directory.bank_of(address)?.map(|bank| (bank, *address, String::new())),
+        (_, Some(phone), _) => {
+            let phone = dtenge_node::ids::normalize_phone(phone)?;
+            let found = directory.find(dtenge_bank::Who::Phone(&phone), to.bank.as_deref())?;
+            found.map(|f| (f.bank, f.address, String::new()))
+        }
+        (_, _, Some(client)) => {
+            dtenge_node::ids::check_iin_bin(client)?;
+            let found = directory.find(dtenge_bank::Who::Client(client), to.bank.as_deref())?;
+            found.map(|f| (f.bank, f.address, client.clone()))
+        }
+        _ => None,
+    };
+    let Some((bank, address, client_id)) = found else {
+        return Err(Error::new(ErrorCode::UnknownAccount, "no digital account is listed for this payee"));
+    };
+    Ok(Party { bank, client_id, address })
+}
+
+async fn submit(
+    State(node): State<Node>,
+    P(id): P<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let staged = blocking({
+        let node = node.clone();
+        move || {
+            let (key, tx) = keyed::<Transaction>(&method, &uri, &headers, &body)?;
+            let handle = bank(&node)?;
+            dtenge_core::validate::check_bounds(&tx)?;
+            let payer = tx
+                .body
+                .inputs
+                .first()
+                .map(|i| i.output.owner)
+                .ok_or_else(|| Error::malformed("a transfer spends inputs"))?;
+            let client_id = handle
+                .service()
+                .read(|n| n.client_of(&payer).map(str::to_string))
+                .ok_or_else(|| Error::new(ErrorCode::UnknownAccount, "the inputs are not a client's of this bank"))?;
+            let amount = Amount::sum(tx.body.outputs.iter().filter(|o| o.owner != payer).map(|o| o.amount_tiyn))?;
+            let payee = tx.body.outputs.iter().map(|o| o.owner).find(|owner| *owner != payer);
+            let answer = handle.submit(BankRequest::Signed(tx), Some(key));
+            Ok((answer, Party { bank: id, client_id, address: payer }, amount, payee))
+        }
+    })
+    .await;
+    let (answer_rx, from, amount, payee) = match staged {
+        Ok(staged) => staged,
+        Err(e) => return Failure(e).into_response(),
+    };
+    let result = committed(answer_rx).await.map(|c| Receipt {
+        tx_id: c.tx_id,
+        purpose: Purpose::Payment,
+        amount_tiyn: amount,
+        from: Some(from),
+        to: payee.map(|address: Address| Party { bank: String::new(), client_id: String::new(), address }),
+        at_unix_ms: (node.clock)(),
+        abs_posting: None,
+    });
+    answer(result)
+}
+
+async fn registry(
+    State(node): State<Node>,
+    P(_id): P<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let staged = blocking({
+        let node = node.clone();
+        move || {
+            let (key, request) = keyed::<RegistryRequest>(&method, &uri, &headers, &body)?;
+            let handle = bank(&node)?;
+            if request.lines.is_empty() || request.lines.len() > dtenge_bank::REGISTRY_LINES_MAX {
+                return Err(Error::malformed(format!("a registry has 1 to {} lines", dtenge_bank::REGISTRY_LINES_MAX)));
+            }
+            let lines = request
+                .lines
+                .iter()
+                .map(|line| {
+                    Ok(dtenge_bank::RegistryLine {
+                        phone: line.phone.as_deref().map(dtenge_node::ids::normalize_phone).transpose()?,
+                        client_id: line.client_id.clone(),
+                        bank: line.bank.clone(),
+                        amount: line.amount_tiyn,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let registry = handle.distribute_referenced(&request.from, &lines, request.reference.clone(), Some(key))?;
+            let results: Vec<RegistryLineResult> = registry
+                .lines
+                .iter()
+                .zip(&request.lines)
+                .enumerate()
+                .map(|(i, (outcome, line))| RegistryLineResult {
+                    line: i + 1,
+                    paid: outcome.is_ok(),
+                    amount_tiyn: line.amount_tiyn,
+                    recipient: None,
+                    error_code: outcome.as_ref().err().map(|e| e.code),
+                    error: outcome.as_ref().err().map(|e| e.message.clone()),
+                })
+                .collect();
+            Ok((registry.answer, results))
+        }
+    })
+    .await;
+    let (answer_rx, lines) = match staged {
+        Ok(staged) => staged,
+        Err(e) => return Failure(e).into_response(),
+    };
+    let tx_id = match answer_rx {
+        Some(answer_rx) => match committed(answer_rx).await {
+            Ok(c) => Some(c.tx_id),
+            Err(e) => return Failure(e).into_response(),
+        },
+        None => None,
+    };
+    let paid = lines.iter().filter(|l| l.paid).count();
+    let total = Amount::sum(lines.iter().filter(|l| l.paid).map(|l| l.amount_tiyn));
+    answer(total.map(|amount_paid_tiyn| RegistryReport {
+        tx_id,
+        lines_total: lines.len(),
+        lines_paid: paid,
+        lines_rejected: lines.len() - paid,
+        amount_paid_tiyn,
+        results: lines,
+    }))
+}
+
+async fn credit(
+    State(node): State<Node>,
+    P(bank_id): P<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer(
+        blocking(move || {
+            let (key, request) = keyed::<AmountRequest>(&method, &uri, &headers, &body)?;
+            let central = central(&node)?;
+            central.credit_correspondent_once(&bank_id, request.amount_tiyn, Some(central_key(key)), (node.clock)())
+        })
+        .await,
+    )
+}
+
+async fn emission(
+    State(node): State<Node>,
+    P(bank_id): P<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let staged = blocking({
+        let node = node.clone();
+        move || {
+            let (key, request) = keyed::<AmountRequest>(&method, &uri, &headers, &body)?;
+            let central = central(&node)?;
+            Ok(central.emit(&bank_id, request.amount_tiyn, Some(central_key(key)), (node.clock)()))
+        }
+    })
+    .await;
+    let answer_rx = match staged {
+        Ok(answer_rx) => answer_rx,
+        Err(e) => return Failure(e).into_response(),
+    };
+    let result = blocking(move || match answer_rx.recv_timeout(Duration::from_millis(ANSWER_WAIT_MS)) {
+        Ok(result) => result.map(|e| Emitted {
+            tx_id: e.tx_id,
+            bank: e.bank,
+            amount_tiyn: e.amount,
+            certificate_seq: e.certificate_seq,
+        }),
+        Err(_) => Err(Error::new(
+            ErrorCode::RequestInProgress,
+            "the network has not answered yet; ask again with the same idempotency key",
+        )),
+    })
+    .await;
+    answer(result)
+}
+
+/// An emission, certified and posted (the bank applies it from central's delivery).
+#[derive(serde::Serialize)]
+struct Emitted {
+    tx_id: dtenge_core::token::TxId,
+    bank: String,
+    amount_tiyn: Amount,
+    certificate_seq: u64,
+}
+
+async fn set_day(
+    State(node): State<Node>,
+    P(date): P<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer(
+        blocking(move || {
+            let (_key, request) = keyed::<dtenge_api::types::DayRequest>(&method, &uri, &headers, &body)?;
+            let date: dtenge_core::calendar::Date = date.parse()?;
+            let day = central(&node)?.set_day(date, request.working, (node.clock)())?;
+            Ok(dtenge_api::types::DayView { date: day.date, working: day.working, overridden: day.overridden })
+        })
+        .await,
+    )
+}
+
+/// Central's registry totals and DT liability.
+#[derive(serde::Serialize)]
+struct Figures {
+    issued_tiyn: Amount,
+    redeemed_tiyn: Amount,
+    dt_liability_tiyn: Amount,
+}
+
+async fn figures(State(node): State<Node>) -> Response {
+    answer(
+        blocking(move || {
+            let figures = central(&node)?.figures();
+            Ok(Figures {
+                issued_tiyn: figures.totals.issued,
+                redeemed_tiyn: figures.totals.redeemed,
+                dt_liability_tiyn: figures.dt_liability,
+            })
+        })
+        .await,
+    )
+}
+
+/// The node's API, served over TLS 1.3 with client certificates of the root (checked against
+/// the revocation list in force at start).
+pub(crate) struct Api {
+    runtime: Option<tokio::runtime::Runtime>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    local_addr: std::net::SocketAddr,
+}
+
+impl Api {
+    pub(crate) fn start(config: &crate::Config, address: std::net::SocketAddr, app: axum::Router) -> Result<Api> {
+        let internal = |e: std::io::Error| Error::new(ErrorCode::Internal, format!("the node's API {address}: {e}"));
+        let tls = dtenge_api::tls::server_config(
+            &config.key,
+            &config.certificate_der,
+            &config.root_der,
+            &config.revocation_list_der,
+        )?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("api")
+            .enable_all()
+            .build()
+            .map_err(internal)?;
+        let listener =
+            std::net::TcpListener::bind(address).and_then(|l| l.set_nonblocking(true).map(|()| l)).map_err(internal)?;
+        let local_addr = listener.local_addr().map_err(internal)?;
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(internal)?
+        };
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        runtime.spawn(async move {
+            let stop = async move {
+                let _ = stopped.await;
+            };
+            if let Err(e) = dtenge_api::tls::serve_app_tls(app, listener, tls, stop).await {
+                tracing::error!(error = %e, "the node's API stopped");
+            }
+        });
+        Ok(Api { runtime: Some(runtime), shutdown: Some(shutdown), local_addr })
+    }
+
+    pub(crate) fn local_addr(&self) -> std::net::SocketAddr {
+        self.local_addr
+    }
+
+    pub(crate) fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
