@@ -353,7 +353,10 @@ fn load_and_kill(
     let unanswered = sent.lock().unwrap().1.len();
     settle_unknown(cluster, payers, payees, &sent);
     let (acknowledged, _) = &*sent.lock().unwrap();
-    eprintln!("{round}: {} payments acknowledged, {unanswered} unanswered at the kill and asked again", acknowledged.len());
+    eprintln!(
+        "{round}: {} payments acknowledged, {unanswered} unanswered at the kill and asked again",
+        acknowledged.len()
+    );
     assert!(!acknowledged.is_empty(), "{round}: payments went through");
     for (i, _) in acknowledged {
         paid[*i] += 1;
@@ -381,4 +384,113 @@ fn payments_across_processes_survive_kill_9() {
     assert!(total > 0);
     let (amount, _) = balance(&cluster.client("steppe", "api-bank-steppe"), "steppe", "own");
     assert_eq!(amount, ISSUED_TIYN - START_TIYN * CLIENTS as u64, "Steppe's own DT paid its clients, no more");
+}
+
+/// The serial of `name`'s certificate.
+fn serial_of(cluster: &Cluster, name: &str) -> u64 {
+    let text = std::fs::read_to_string(cluster.dir.join(name).join("node.crt.pem")).unwrap();
+    let der = dtenge_pki::pem_contents(&text, "CERTIFICATE").unwrap();
+    dtenge_pki::read_certificate(&der).unwrap().serial
+}
+
+#[test]
+fn a_revoked_bank_is_refused_by_the_others_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let (payers, payees) = fund(&cluster);
+    let steppe = cluster.client("steppe", "api-bank-steppe");
+    let pay = |key: &str| {
+        let body =
+            json!({"from": payers[0], "to": {"client_id": payees[0], "bank": "tulpar"}, "amount_tiyn": PAYMENT_TIYN});
+        steppe.post::<_, Value>("/v1/nodes/steppe/transfers", key, &body)
+    };
+    pay("before").unwrap();
+    let before = cluster.metrics("steppe")["dtenge_net_connections_revoked_total"];
+    // The operator revokes Tulpar's certificate, as an operator would: `dtenge ca revoke`.
+    let serial = serial_of(&cluster, "tulpar");
+    let revoked = Command::new(env!("CARGO_BIN_EXE_dtenge"))
+        .args(["ca", "--dir"])
+        .arg(dir.path().join(cluster::CA_DIR))
+        .args(["revoke", "--serial", &serial.to_string(), "--reason", "key-compromise"])
+        .output()
+        .unwrap();
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    let at = Instant::now();
+    // Within seconds: every participant has the new list in force, Steppe ended its connection
+    // to Tulpar, and a payment to Tulpar's client is refused before it moves anything.
+    let deadline = at + Duration::from_millis(10_000);
+    let in_force = |name: &str| cluster.metrics(name)["dtenge_revocation_list_number"] >= 2;
+    while !["notary", "central", "directory", "oracle", "steppe", "sapa", "treasury"].iter().all(|n| in_force(n)) {
+        assert!(Instant::now() < deadline, "the revocation did not reach every participant in time");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took_ms = at.elapsed().as_millis();
+    assert!(took_ms < 5_000, "the revocation took {took_ms} ms to reach every participant");
+    assert!(
+        cluster.metrics("steppe")["dtenge_net_connections_revoked_total"] > before,
+        "Steppe ended Tulpar's connection"
+    );
+    let refused = pay("after").unwrap_err();
+    assert_eq!(refused.status, 423, "{refused}");
+    assert!(refused.body.contains("BANK_BLOCKED"), "{refused}");
+    let (held, reserved) = balance(&steppe, "steppe", &payers[0]);
+    assert_eq!((held, reserved), (START_TIYN - PAYMENT_TIYN, 0), "the refused payment moved nothing");
+    eprintln!("the revocation reached every participant in {took_ms} ms");
+}
+
+/// A plain HTTPS client with no certificate of its own, trusting the cluster's root.
+fn anonymous(cluster: &Cluster, name: &str) -> ureq::Agent {
+    let text = std::fs::read_to_string(cluster.dir.join("ca/ca.crt.pem")).unwrap();
+    let roots = dtenge_pki::roots(&dtenge_pki::pem_contents(&text, "CERTIFICATE").unwrap()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(dtenge_pki::tls_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let _ = name;
+    ureq::AgentBuilder::new().tls_config(Arc::new(config)).build()
+}
+
+#[test]
+fn a_node_takes_only_its_own_systems() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let steppe_api = cluster.member("steppe").ports.api.unwrap().port();
+    let url = |path: &str| format!("https://localhost:{steppe_api}{path}");
+    // No client certificate: 401, nothing read.
+    match anonymous(&cluster, "steppe").get(&url("/v1/nodes/steppe/accounts/own")).call() {
+        Err(ureq::Error::Status(status, _)) => assert_eq!(status, 401),
+        other => panic!("an anonymous caller got {other:?}"),
+    }
+    // Another bank's systems: 403.
+    let tulpar_systems = NodeClient::from_files(
+        &url(""),
+        &dir.path().join(cluster::CLIENTS_DIR).join("api-bank-tulpar"),
+        &dir.path().join("ca/ca.crt.pem"),
+    )
+    .unwrap();
+    assert_eq!(tulpar_systems.get::<Value>("/v1/nodes/steppe/accounts/own").unwrap_err().status, 403);
+    // An NBK operator has no business at a bank's node either.
+    let operator = NodeClient::from_files(
+        &url(""),
+        &dir.path().join(cluster::CLIENTS_DIR).join("api-operator-nbk"),
+        &dir.path().join("ca/ca.crt.pem"),
+    )
+    .unwrap();
+    assert_eq!(operator.get::<Value>("/v1/nodes/steppe/accounts/own").unwrap_err().status, 403);
+    // Steppe's own systems: their node, not another's in the path.
+    let steppe = cluster.client("steppe", "api-bank-steppe");
+    let own: Value = steppe.get("/v1/nodes/steppe/accounts/own").unwrap();
+    assert_eq!(own["account"]["node_id"], "steppe");
+    assert_eq!(steppe.get::<Value>("/v1/nodes/tulpar/accounts/own").unwrap_err().status, 403);
+    // A bank's systems cannot issue DT at central.
+    let at_central = NodeClient::from_files(
+        &format!("https://localhost:{}", cluster.member("central").ports.api.unwrap().port()),
+        &dir.path().join(cluster::CLIENTS_DIR).join("api-bank-steppe"),
+        &dir.path().join("ca/ca.crt.pem"),
+    )
+    .unwrap();
+    let refused =
+        at_central.post::<_, Value>("/v1/nodes/steppe/emissions", "emit", &json!({"amount_tiyn": 100})).unwrap_err();
+    assert_eq!(refused.status, 403);
 }

@@ -127,6 +127,8 @@ pub struct PeerSettings {
     pub key: PublicKey,
     /// A bank's own account, for central.
     pub own_address: Option<Address>,
+    /// Its certificate's serial: a revocation list naming it revokes this peer.
+    pub serial: u64,
 }
 
 /// A checked configuration: every file read, every name parsed.
@@ -254,6 +256,7 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
             server_name: peer.server_name,
             key: certified.key,
             own_address,
+            serial: certified.serial,
         });
     }
     check_peers(&role, &peers)?;

@@ -202,7 +202,7 @@ impl Participant {
         };
         let hosted = Arc::new(hosted);
         let stop = Arc::new(AtomicBool::new(false));
-        let watcher = watch_revocations(&config, net.clone(), stop.clone())?;
+        let watcher = watch_revocations(&config, net.clone(), hosted.clone(), stop.clone())?;
         let ops = ops::Ops::start(
             config.ops,
             ops::Sources {
@@ -321,9 +321,29 @@ fn anchors(config: &Config) -> Result<Anchors> {
     Ok(Anchors { issuer: central.address(), central_bank: central, oracle, notary, banks, blocked: Default::default() })
 }
 
-/// Read the revocation list file every [`REVOCATION_POLL_MS`] and put a newer list in force.
-fn watch_revocations(config: &Config, net: Arc<Net>, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>> {
+/// Read the revocation list file every [`REVOCATION_POLL_MS`] and put a newer list in force:
+/// the network ends the revoked peers' connections and refuses new ones, and a revoked bank is
+/// treated as blocked by this participant's role (the notary refuses its batches, a bank its
+/// payees), so that what it attested is refused even if it reached here another way.
+fn watch_revocations(
+    config: &Config,
+    net: Arc<Net>,
+    hosted: Arc<Hosted>,
+    stop: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>> {
     let path = config.revocation_list.clone();
+    let banks: Vec<(String, u64)> = config
+        .peers
+        .iter()
+        .filter_map(|p| match &p.role {
+            RoleId::Bank(id) => Some((id.clone(), p.serial)),
+            _ => None,
+        })
+        .collect();
+    // The list in force at start may name a peer already.
+    if let Ok(list) = dtenge_pki::read_revocation_list(&config.revocation_list_der) {
+        block_revoked(&hosted, &banks, &list);
+    }
     std::thread::Builder::new()
         .name("revocations".into())
         .spawn(move || {
@@ -343,10 +363,28 @@ fn watch_revocations(config: &Config, net: Arc<Net>, stop: Arc<AtomicBool>) -> R
                     continue;
                 }
                 match net.set_revocation_list(&der) {
-                    Ok(()) => tracing::info!(number = list.number, "a newer revocation list is in force"),
+                    Ok(()) => {
+                        tracing::info!(number = list.number, "a newer revocation list is in force");
+                        block_revoked(&hosted, &banks, &list);
+                    }
                     Err(e) => tracing::warn!(error = %e, "the revocation list file was refused"),
                 }
             }
         })
         .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start the revocation watcher: {e}")))
+}
+
+/// Every bank peer whose certificate `list` revokes, blocked at this participant's role.
+fn block_revoked(hosted: &Hosted, banks: &[(String, u64)], list: &dtenge_pki::RevocationList) {
+    for (bank, serial) in banks {
+        if !list.is_revoked(*serial) {
+            continue;
+        }
+        tracing::warn!(bank = %bank, serial, "a bank's certificate is revoked: its requests and payments to it are refused");
+        match hosted {
+            Hosted::Notary(notary) => notary.set_blocked(bank, true),
+            Hosted::Bank { handle, .. } => handle.service().set_blocked(bank, true),
+            Hosted::Central(_) | Hosted::Directory(_) | Hosted::Oracle(_) => {}
+        }
+    }
 }
