@@ -27,6 +27,8 @@ apt_install() {
 }
 if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
 if ! need node || ! need npm; then apt_install nodejs npm; fi
+# Clock skew of a participant's process in crates/cli/tests/cluster.rs (libfaketime).
+if ! need faketime; then apt_install faketime; fi
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "== npm ci (tests/browser: playwright-core)"
   (cd tests/browser && npm ci --no-audit --no-fund --silent)
