@@ -29,6 +29,8 @@ if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
 if ! need node || ! need npm; then apt_install nodejs npm; fi
 # Clock skew of a participant's process in crates/cli/tests/cluster.rs (libfaketime).
 if ! need faketime; then apt_install faketime; fi
+# A slow disk in the same tests: strace injects a delay into every fsync.
+if ! need strace; then apt_install strace; fi
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "== npm ci (tests/browser: playwright-core)"
   (cd tests/browser && npm ci --no-audit --no-fund --silent)

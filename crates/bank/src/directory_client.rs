@@ -147,6 +147,16 @@ impl DirectoryClient {
     }
 }
 
+impl DirectoryClient {
+    fn keep(&self, address: Address, bank: &str) {
+        let mut banks_of = self.banks_of.lock();
+        if banks_of.len() >= ADDRESSES_KEPT_MAX {
+            banks_of.clear();
+        }
+        banks_of.insert(address, bank.to_string());
+    }
+}
+
 impl Directory for DirectoryClient {
     fn bank_of(&self, address: &Address) -> Result<Option<String>> {
         if let Some(bank) = self.banks_of.lock().get(address) {
@@ -156,11 +166,7 @@ impl Directory for DirectoryClient {
         if listed.address != *address {
             return Err(Error::new(ErrorCode::Internal, "the directory answered for another address"));
         }
-        let mut banks_of = self.banks_of.lock();
-        if banks_of.len() >= ADDRESSES_KEPT_MAX {
-            banks_of.clear();
-        }
-        banks_of.insert(listed.address, listed.bank.clone());
+        self.keep(listed.address, &listed.bank);
         Ok(Some(listed.bank))
     }
 

@@ -115,6 +115,8 @@ impl Cluster {
             }
             None => Command::new(env!("CARGO_BIN_EXE_dtenge")),
         };
+        // Its own process group: a kill reaches the participant under its wrapper too.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command
             .args(["run", "--role", &member.member.role.to_string(), "--config"])
             .arg(&member.config)
@@ -134,19 +136,11 @@ impl Cluster {
         }
     }
 
-    /// SIGKILL: no graceful stop, whatever was in memory is lost. Under strace, the participant
-    /// itself (strace's child) is killed, and strace ends with it.
+    /// SIGKILL to the participant's process group (the participant, and strace or faketime
+    /// around it): no graceful stop, whatever was in memory is lost.
     fn kill_9(&mut self, name: &str) {
         let mut child = self.children.remove(name).unwrap();
-        let traced = self.wrappers.get(name).is_some_and(|w| w.first().is_some_and(|p| p == "strace"));
-        if traced {
-            let pid = child.id();
-            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
-            let tracee = children.split_whitespace().next().expect("strace runs the participant").to_string();
-            assert!(Command::new("kill").args(["-KILL", &tracee]).status().unwrap().success());
-        } else {
-            child.kill().unwrap();
-        }
+        kill_group(&child);
         child.wait().unwrap();
     }
 
@@ -219,10 +213,16 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         for child in self.children.values_mut() {
-            let _ = child.kill();
+            kill_group(child);
             let _ = child.wait();
         }
     }
+}
+
+/// SIGKILL to every process of `child`'s group (it leads its own: `Cluster::run`).
+fn kill_group(child: &Child) {
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
 }
 
 fn balance(client: &NodeClient, node: &str, id: &str) -> (u64, u64) {
@@ -367,17 +367,21 @@ fn check_balances(cluster: &Cluster, payers: &[String], payees: &[String], paid:
     }
 }
 
+/// Pay for `load_ms`, kill -9 `victim` in the middle of it, start it again, pay a little more,
+/// ask again what was not answered, and check.
 fn load_and_kill(
     cluster: &mut Cluster,
     payers: &[String],
     payees: &[String],
-    round: &str,
+    (round, load_ms): (&str, u64),
     victim: &str,
     paid: &mut [usize],
 ) {
     let stop = Arc::new(AtomicBool::new(false));
     let (sent, threads) = pay_until(cluster, payers, payees, round, &stop);
-    std::thread::sleep(Duration::from_millis(1_500));
+    std::thread::sleep(Duration::from_millis(load_ms));
+    let before_kill = sent.lock().unwrap().0.len();
+    assert!(before_kill > 0, "{round}: payments were answered before the kill");
     cluster.kill_9(victim);
     std::thread::sleep(Duration::from_millis(500));
     cluster.run(victim);
@@ -390,7 +394,7 @@ fn load_and_kill(
     settle_unknown(cluster, payers, payees, &sent);
     let (acknowledged, _) = &*sent.lock().unwrap();
     eprintln!(
-        "{round}: {} payments acknowledged, {unanswered} unanswered at the kill and asked again",
+        "{round}: {} payments acknowledged ({before_kill} before the kill), {unanswered} unanswered and asked again",
         acknowledged.len()
     );
     assert!(!acknowledged.is_empty(), "{round}: payments went through");
@@ -409,13 +413,13 @@ fn payments_across_processes_survive_kill_9() {
     cluster.reconcile();
     let mut paid = vec![0usize; CLIENTS];
     // A bank's node in the middle of its payments.
-    load_and_kill(&mut cluster, &payers, &payees, "bank", "steppe", &mut paid);
+    load_and_kill(&mut cluster, &payers, &payees, ("bank", 1_500), "steppe", &mut paid);
     // The notary.
-    load_and_kill(&mut cluster, &payers, &payees, "notary", "notary", &mut paid);
+    load_and_kill(&mut cluster, &payers, &payees, ("notary", 1_500), "notary", &mut paid);
     // The payee's bank.
-    load_and_kill(&mut cluster, &payers, &payees, "payee", "tulpar", &mut paid);
+    load_and_kill(&mut cluster, &payers, &payees, ("payee", 1_500), "tulpar", &mut paid);
     // The oracle: no payment of these needs it; it comes back and the network goes on.
-    load_and_kill(&mut cluster, &payers, &payees, "oracle", "oracle", &mut paid);
+    load_and_kill(&mut cluster, &payers, &payees, ("oracle", 1_500), "oracle", &mut paid);
     let total: usize = paid.iter().sum();
     assert!(total > 0);
     let (amount, _) = balance(&cluster.client("steppe", "api-bank-steppe"), "steppe", "own");
@@ -688,9 +692,9 @@ fn a_slow_disk_and_skewed_clocks_lose_nothing() {
     let (payers, payees) = fund(&cluster);
     let mut paid = vec![0usize; CLIENTS];
     // The slow bank killed in the middle of its payments, started again on its slow disk.
-    load_and_kill(&mut cluster, &payers, &payees, "slow-disk", "steppe", &mut paid);
+    load_and_kill(&mut cluster, &payers, &payees, ("slow-disk", 5_000), "steppe", &mut paid);
     // The skewed payee's bank killed, started again with its clock still ahead.
-    load_and_kill(&mut cluster, &payers, &payees, "skewed-clock", "tulpar", &mut paid);
+    load_and_kill(&mut cluster, &payers, &payees, ("skewed-clock", 1_500), "tulpar", &mut paid);
     let synced = cluster.metrics("steppe")["dtenge_bank_batches_sent_total"];
     assert!(synced > 0, "the slow bank paid");
 }

@@ -324,6 +324,44 @@ mod tests {
     }
 
     #[test]
+    fn a_bank_in_another_process_claims_many_and_looks_up_by_message() {
+        let directory = open(&SimDisk::new());
+        let from = |bank: &str, message| Envelope { from: RoleId::Bank(bank.into()), to: RoleId::Directory, message };
+        let list = vec![claim("900101300123", 1, Some("+77011234567")), claim("850505400456", 2, None)];
+        let reply =
+            directory.handle(from("steppe", Message::ClaimMany(ClaimMany { request: 7, claims: list.clone() })));
+        let reply = reply.expect("answered");
+        assert_eq!(reply.to, RoleId::Bank("steppe".into()));
+        assert_eq!(reply.message, Message::ClaimManyReply(ClaimManyReply { request: 7, refused: None }));
+        // The same list from another bank: refused whole, by the request's number.
+        let Some(Envelope { message: Message::ClaimManyReply(refused), .. }) =
+            directory.handle(from("sapa", Message::ClaimMany(ClaimMany { request: 8, claims: list })))
+        else {
+            panic!("answered")
+        };
+        assert_eq!((refused.request, refused.refused.map(|e| e.code)), (8, Some(ErrorCode::DuplicateAccount)));
+        // Looked up by phone, client and address: the bank, the address and the kind, nothing
+        // else (the answer has no field for a name or a phone).
+        let listed = Listed { address: address(1), bank: "steppe".into(), kind: AccountKind::Individual };
+        for whom in [Whom::Phone("+77011234567".into()), Whom::Client("900101300123".into()), Whom::Address(address(1))]
+        {
+            let reply = directory.handle(from("tulpar", Message::Lookup(Lookup { request: 9, whom, bank: None })));
+            assert_eq!(
+                reply.map(|r| r.message),
+                Some(Message::LookupReply(LookupReply { request: 9, listed: Some(listed.clone()) }))
+            );
+        }
+        let at_other_bank =
+            Lookup { request: 10, whom: Whom::Client("900101300123".into()), bank: Some("sapa".into()) };
+        let reply = directory.handle(from("tulpar", Message::Lookup(at_other_bank)));
+        assert_eq!(reply.map(|r| r.message), Some(Message::LookupReply(LookupReply { request: 10, listed: None })));
+        // Only banks ask.
+        let lookup = Lookup { request: 11, whom: Whom::Address(address(1)), bank: None };
+        let from_notary = Envelope { from: RoleId::Notary, to: RoleId::Directory, message: Message::Lookup(lookup) };
+        assert_eq!(directory.handle(from_notary), None);
+    }
+
+    #[test]
     fn a_migration_lists_all_or_nothing_and_can_run_again() {
         let disk = SimDisk::new();
         let directory = open(&disk);

@@ -1,0 +1,123 @@
+//! A participant's configuration file: what `dtenge cluster` lays out loads, and an invalid
+//! file is refused at start with the file and what is wrong in it.
+
+use dtenge_process::cluster::{self, Laid, Ports};
+use dtenge_process::Config;
+use dtenge_wire::RoleId;
+use std::path::Path;
+
+fn lay_out(dir: &Path) -> Vec<Laid> {
+    let mut port = 20_000u16;
+    let mut ports = |_| {
+        port += 3;
+        let at = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+        Ports { listen: at(port), ops: at(port + 1), api: Some(at(port + 2)) }
+    };
+    let mut n = 0u8;
+    let mut seed = || {
+        n += 1;
+        [n; 32]
+    };
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    cluster::lay_out(dir, &cluster::standard(), &mut ports, &mut seed, now_s).unwrap()
+}
+
+/// Load `name`'s file after `edit`; the error's text.
+fn refused(laid: &[Laid], name: &str, edit: impl Fn(&str) -> String) -> String {
+    let member = laid.iter().find(|l| l.member.name == name).unwrap();
+    let original = std::fs::read_to_string(&member.config).unwrap();
+    std::fs::write(&member.config, edit(&original)).unwrap();
+    let result = Config::load(&member.config, Some(&member.member.role));
+    std::fs::write(&member.config, original).unwrap();
+    let error = result.err().expect("refused").to_string();
+    assert!(error.starts_with(&member.config.display().to_string()), "the error names the file: {error}");
+    error
+}
+
+#[test]
+fn every_laid_out_file_loads_with_its_peers_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let laid = lay_out(dir.path());
+    assert_eq!(laid.len(), 8);
+    for member in &laid {
+        let config = Config::load(&member.config, Some(&member.member.role)).unwrap();
+        assert_eq!(config.role, member.member.role);
+        assert_eq!(config.listen, member.ports.listen);
+        match &config.role {
+            RoleId::Bank(_) => {
+                assert!(config.bank.is_some());
+                // A bank talks to every other participant but itself.
+                assert_eq!(config.peers.len(), 7);
+            }
+            RoleId::Directory => assert!(config.peers.iter().all(|p| matches!(p.role, RoleId::Bank(_)))),
+            _ => assert!(config.bank.is_none()),
+        }
+        if config.role == RoleId::Central {
+            assert!(config.peers.iter().filter(|p| matches!(p.role, RoleId::Bank(_))).all(|p| p.own_address.is_some()));
+        }
+    }
+    // The API clients' credentials are laid out beside them.
+    for client in ["api-operator-nbk", "api-bank-steppe", "api-bank-treasury"] {
+        assert!(dir.path().join(cluster::CLIENTS_DIR).join(format!("{client}.crt.pem")).exists());
+    }
+    // Laid out once: a second lay-out over it is refused.
+    let mut ports = |_| unreachable!();
+    let mut seed = || [0; 32];
+    assert!(cluster::lay_out(dir.path(), &cluster::standard(), &mut ports, &mut seed, 0).is_err());
+}
+
+#[test]
+fn an_invalid_file_is_refused_with_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let laid = lay_out(dir.path());
+    let cases: Vec<(&str, Box<dyn Fn(&str) -> String>, &str)> = vec![
+        ("steppe", Box::new(|t| format!("colour = \"blue\"\n{t}")), "unknown field"),
+        ("steppe", Box::new(|t| t.replace("role = \"bank:steppe\"", "role = \"bank\"")), "role"),
+        ("steppe", Box::new(|t| t.replacen("listen = \"127.0.0.1:", "listen = \"nowhere:", 1)), "listen"),
+        ("steppe", Box::new(|t| t.replace("node.key.pem", "missing.key.pem")), "missing.key.pem"),
+        // Another participant's key: the certificate certifies another.
+        (
+            "steppe",
+            Box::new(|t| t.replace("key = \"node.key.pem\"", "key = \"../tulpar/node.key.pem\"")),
+            "another key",
+        ),
+        // Another participant's certificate: it names another role.
+        (
+            "steppe",
+            Box::new(|t| t.replace("certificate = \"node.crt.pem\"", "certificate = \"../tulpar/node.crt.pem\"")),
+            "names bank:tulpar",
+        ),
+        ("steppe", Box::new(|t| t.replace("[bank]", "[nothing]")), "nothing"),
+        (
+            "notary",
+            Box::new(|t| format!("{t}\n[bank]\nname = \"x\"\nkind = \"bank\"\nown_key = \"node.key.pem\"\n")),
+            "takes no [bank]",
+        ),
+        ("notary", Box::new(|t| t.replacen("ops = ", "api = \"127.0.0.1:1\"\nops = ", 1)), "serves no API"),
+        ("steppe", Box::new(|t| t.replace("kind = \"bank\"", "kind = \"casino\"")), "casino"),
+        ("steppe", Box::new(|t| t.replace("server_name = \"localhost\"", "server_name = \"elsewhere\"")), "elsewhere"),
+        // The notary's entry dropped: a bank cannot work without it.
+        ("steppe", Box::new(|t| drop_peer(t, "notary")), "needs notary"),
+        ("central", Box::new(|t| t.replacen("own_address = ", "# own_address = ", 1)), "own_address"),
+    ];
+    for (name, edit, expected) in cases {
+        let error = refused(&laid, name, edit);
+        assert!(error.contains(expected), "{name}: expected {expected:?} in: {error}");
+    }
+    // The file for another role than asked for.
+    let steppe = laid.iter().find(|l| l.member.name == "steppe").unwrap();
+    let error = Config::load(&steppe.config, Some(&RoleId::Notary)).err().unwrap().to_string();
+    assert!(error.contains("not notary"), "{error}");
+}
+
+/// The file without its `[[peers]]` entry for `role`.
+fn drop_peer(text: &str, role: &str) -> String {
+    let entries: Vec<&str> = text.split("\n[[peers]]").collect();
+    let kept: Vec<&str> = entries
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| *i == 0 || !e.contains(&format!("role = \"{role}\"")))
+        .map(|(_, e)| *e)
+        .collect();
+    kept.join("\n[[peers]]")
+}
