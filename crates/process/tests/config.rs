@@ -22,6 +22,9 @@ fn lay_out(dir: &Path) -> Vec<Laid> {
     cluster::lay_out(dir, &cluster::standard(), &mut ports, &mut seed, now_s).unwrap()
 }
 
+/// A change to a file's text.
+type Edit = Box<dyn Fn(&str) -> String>;
+
 /// Load `name`'s file after `edit`; the error's text.
 fn refused(laid: &[Laid], name: &str, edit: impl Fn(&str) -> String) -> String {
     let member = laid.iter().find(|l| l.member.name == name).unwrap();
@@ -70,7 +73,7 @@ fn every_laid_out_file_loads_with_its_peers_keys() {
 fn an_invalid_file_is_refused_with_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let laid = lay_out(dir.path());
-    let cases: Vec<(&str, Box<dyn Fn(&str) -> String>, &str)> = vec![
+    let cases: Vec<(&str, Edit, &str)> = vec![
         ("steppe", Box::new(|t| format!("colour = \"blue\"\n{t}")), "unknown field"),
         ("steppe", Box::new(|t| t.replace("role = \"bank:steppe\"", "role = \"bank\"")), "role"),
         ("steppe", Box::new(|t| t.replacen("listen = \"127.0.0.1:", "listen = \"nowhere:", 1)), "listen"),
