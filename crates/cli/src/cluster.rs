@@ -172,3 +172,21 @@ fn stop_all(children: &mut [Option<Child>]) {
         let _ = child.wait();
     }
 }
+
+/// `dtenge key --out FILE`: a new key from the operating system's entropy, written once (an
+/// existing file is refused, never overwritten).
+pub fn new_key(out: &Path) -> Result<ExitCode, String> {
+    if out.exists() {
+        return Err(format!("{} exists: a key is never overwritten", out.display()));
+    }
+    let key = dtenge_core::crypto::SecretKey::from_seed(Entropy::from_os().seed32());
+    dtenge_pki::write_atomically(out, dtenge_pki::key_to_pem(&key).as_bytes(), true).map_err(|e| e.to_string())?;
+    println!("key          {}", out.display());
+    println!("public key   {}", hex(&key.public_key().key.0));
+    println!("address      {}", hex(&key.address().0 .0));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -240,6 +240,13 @@ enum Command {
         #[arg(long, default_value_t = 7100)]
         base_port: u16,
     },
+    /// Make an Ed25519 key on this machine (PKCS#8 PEM, readable by its owner only) and print
+    /// its public key and address: a participant's node key, to certify with `dtenge ca issue
+    /// --public-key`, or a bank's own-account key, whose address central's configuration names.
+    Key {
+        #[arg(long)]
+        out: PathBuf,
+    },
     Ca {
         /// The certificate authority's directory.
         #[arg(long, default_value = "./ca", global = true)]
@@ -419,6 +426,7 @@ fn main() -> ExitCode {
         Command::Ca { dir, command } => ca::run(&dir, command),
         Command::Run { role, config } => cluster::run(&role, &config),
         Command::Cluster { dir, base_port } => cluster::cluster(&dir, base_port),
+        Command::Key { out } => cluster::new_key(&out),
         Command::Call { method, path, body, api, key, credentials } => {
             call(&api, &credentials, &method, &path, body.as_deref(), key.as_deref())
         }

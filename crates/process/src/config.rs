@@ -236,7 +236,7 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
         if peers.iter().any(|p| p.role == peer_role) {
             return Err(format!("{name}: {peer_role} is listed twice"));
         }
-        address(&format!("{name}.address"), &peer.address)?;
+        check_host_port(&peer.address).map_err(|e| format!("{name}.address {:?}: {e}", peer.address))?;
         let der = pem_certificate(&read_text(&format!("{name}.certificate"), &peer.certificate)?)
             .map_err(|e| format!("{name}.certificate: {e}"))?;
         let certified = read_certificate(&der).map_err(|e| format!("{name}.certificate: {e}"))?;
@@ -297,6 +297,20 @@ fn check_peers(role: &RoleId, peers: &[PeerSettings]) -> Result<(), String> {
         if let Some(bank) = peers.iter().find(|p| matches!(p.role, RoleId::Bank(_)) && p.own_address.is_none()) {
             return Err(format!("central needs the own_address of {}", bank.role));
         }
+    }
+    Ok(())
+}
+
+/// `host:port`, the host a name or an address (resolved when the peer is dialled).
+fn check_host_port(text: &str) -> Result<(), String> {
+    if text.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let Some((host, port)) = text.rsplit_once(':') else { return Err("not host:port".into()) };
+    port.parse::<u16>().map_err(|e| format!("port: {e}"))?;
+    let name_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+    if host.is_empty() || host.len() > 253 || !host.chars().all(name_char) {
+        return Err("the host is neither a DNS name nor an IP address".into());
     }
     Ok(())
 }

@@ -1,0 +1,86 @@
+//! The five-organization example in `deploy/` is a valid configuration: each file, installed
+//! beside the keys and certificates the NBK would issue for the names it gives, loads as
+//! `dtenge run` loads it.
+
+use dtenge_core::crypto::SecretKey;
+use dtenge_pki::{Authority, Issue, Subject};
+use dtenge_process::Config;
+use dtenge_wire::RoleId;
+use std::path::{Path, PathBuf};
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+}
+
+/// Every `deploy/<organization>/<participant>/config.toml`.
+fn configs() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for org in std::fs::read_dir(deploy_dir()).unwrap() {
+        let org = org.unwrap().path();
+        if !org.is_dir() {
+            continue;
+        }
+        for participant in std::fs::read_dir(&org).unwrap() {
+            let config = participant.unwrap().path().join("config.toml");
+            if config.exists() {
+                found.push(config);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// `key = value` of a TOML line, unquoted.
+fn value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let rest = line.trim().strip_prefix(key)?.trim_start().strip_prefix('=')?.trim();
+    Some(rest.trim_matches('"'))
+}
+
+#[test]
+fn the_five_organizations_example_loads() {
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 - 60;
+    let root = Authority::create(SecretKey::from_seed([1; 32]), now_s).unwrap();
+    let crl = dtenge_pki::revocation_list_pem(&root.revocation_list(1, &[], now_s).unwrap());
+    let configs = configs();
+    assert_eq!(configs.len(), 8, "the NBK's four participants, three banks and the Treasury");
+    // Each participant's key and certificate, for the name its peers dial it by.
+    let mut issued = std::collections::BTreeMap::new();
+    for (serial, config) in configs.iter().enumerate() {
+        let text = std::fs::read_to_string(config).unwrap();
+        let role: RoleId = text.lines().find_map(|l| value(l, "role")).unwrap().parse().unwrap();
+        let folder = config.parent().unwrap().file_name().unwrap().to_string_lossy().to_string();
+        let host = text.lines().next().unwrap().rsplit(" on ").next().unwrap().trim_end_matches('.').to_string();
+        let key = SecretKey::from_seed([serial as u8 + 10; 32]);
+        let cert = root
+            .issue(&Issue {
+                subject: &Subject::Role(role.clone()),
+                key: key.public_key(),
+                dns_names: &[host],
+                serial: serial as u64 + 2,
+                now_s,
+                validity_days: 1,
+            })
+            .unwrap();
+        issued.insert(folder, (role, key, cert, config.clone()));
+    }
+    let installed = tempfile::tempdir().unwrap();
+    for (folder, (role, key, cert, config)) in &issued {
+        let at = installed.path().join(folder);
+        std::fs::create_dir_all(at.join("peers")).unwrap();
+        std::fs::copy(config, at.join("config.toml")).unwrap();
+        std::fs::write(at.join("node.key.pem"), dtenge_pki::key_to_pem(key)).unwrap();
+        std::fs::write(at.join("node.crt.pem"), dtenge_pki::certificate_pem(cert)).unwrap();
+        std::fs::write(at.join("own.key.pem"), dtenge_pki::key_to_pem(&SecretKey::from_seed([99; 32]))).unwrap();
+        std::fs::write(at.join("ca.crt.pem"), dtenge_pki::certificate_pem(root.cert_der())).unwrap();
+        std::fs::write(at.join("crl.pem"), &crl).unwrap();
+        for (peer, (_, _, peer_cert, _)) in &issued {
+            std::fs::write(at.join("peers").join(format!("{peer}.crt.pem")), dtenge_pki::certificate_pem(peer_cert))
+                .unwrap();
+        }
+        let loaded = Config::load(&at.join("config.toml"), Some(role)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.role, *role);
+        let role_env = std::fs::read_to_string(config.parent().unwrap().join("role.env")).unwrap();
+        assert_eq!(role_env.trim(), format!("ROLE={role}"), "{folder}/role.env names its role");
+    }
+}
