@@ -17,7 +17,7 @@ mod error;
 mod holding;
 mod idempotency;
 mod media_type;
-mod metrics;
+pub mod metrics;
 pub mod platform;
 mod routes;
 pub mod schemas;

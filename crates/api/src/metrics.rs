@@ -30,7 +30,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn record(&self, status: StatusCode, latency_us: u64) {
+    /// Count one answer and its latency.
+    pub fn record(&self, status: StatusCode, latency_us: u64) {
         let class = match status.as_u16() {
             0..=299 => 0,
             300..=399 => 1,
@@ -49,10 +50,10 @@ impl Metrics {
         self.latency_sum_us.fetch_add(latency_us, Ordering::Relaxed);
     }
 
-    /// The text Prometheus reads, with the figures read at the scrape.
-    fn render(&self, app: &App) -> String {
+    /// The requests' lines of the text Prometheus reads: answers by status class, refusals,
+    /// the latency histogram. A participant's own API (`dtenge-process`) serves them too.
+    pub fn render_requests(&self, out: &mut String) {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let mut out = String::with_capacity(4_096);
         // Writing into a String cannot fail.
         let mut line = |text: std::fmt::Arguments<'_>| {
             let _ = out.write_fmt(text);
@@ -79,6 +80,17 @@ impl Metrics {
         line(format_args!("dtenge_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"));
         line(format_args!("dtenge_http_request_duration_seconds_sum {}", get(&self.latency_sum_us) as f64 / 1e6));
         line(format_args!("dtenge_http_request_duration_seconds_count {cumulative}"));
+    }
+
+    /// The text Prometheus reads, with the figures read at the scrape.
+    fn render(&self, app: &App) -> String {
+        let mut out = String::with_capacity(4_096);
+        self.render_requests(&mut out);
+        // Writing into a String cannot fail.
+        let mut line = |text: std::fmt::Arguments<'_>| {
+            let _ = out.write_fmt(text);
+            out.push('\n');
+        };
         line(format_args!("# HELP dtenge_notary_commit_index The notary's last commit certificate number."));
         line(format_args!("# TYPE dtenge_notary_commit_index gauge"));
         line(format_args!("dtenge_notary_commit_index {}", app.assembly().notary().seq()));

@@ -424,6 +424,11 @@ fn payments_across_processes_survive_kill_9() {
     assert!(total > 0);
     let (amount, _) = balance(&cluster.client("steppe", "api-bank-steppe"), "steppe", "own");
     assert_eq!(amount, ISSUED_TIYN - START_TIYN * CLIENTS as u64, "Steppe's own DT paid its clients, no more");
+    // The node's API counts and times its answers for /metrics.
+    let text = ureq::get(&format!("http://{}/metrics", cluster.member("steppe").ports.ops)).call().unwrap();
+    let text = text.into_string().unwrap();
+    assert!(text.contains("dtenge_http_request_duration_seconds_bucket{le=\"0.1\"}"), "{text}");
+    assert!(cluster.metrics("steppe")["dtenge_http_request_duration_seconds_count"] > 0);
 }
 
 /// The serial of `name`'s certificate.

@@ -69,6 +69,8 @@ pub(crate) struct Node {
     pub clock: dtenge_assembly::Clock,
     /// Draws the custodial keys of accounts opened here.
     pub new_key: Arc<dyn Fn() -> SecretKey + Send + Sync>,
+    /// Every answer counted and timed, for `/metrics`.
+    pub metrics: Arc<dtenge_api::metrics::Metrics>,
 }
 
 /// The routes of the role `hosted` runs; `None` for a role whose organization's systems call
@@ -93,9 +95,19 @@ pub(crate) fn router(node: Node) -> Option<axum::Router> {
         routes
             .route_layer(axum::middleware::from_fn(dtenge_api::require_json))
             .layer(axum::middleware::from_fn_with_state(node.clone(), authorize))
+            .layer(axum::middleware::from_fn_with_state(node.clone(), count))
             .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
             .with_state(node),
     )
+}
+
+/// Every answer, refusals included, counted by status class and timed.
+async fn count(State(node): State<Node>, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    node.metrics.record(response.status(), latency_us);
+    response
 }
 
 /// Only this organization's systems: by the client certificate the TLS handshake verified.

@@ -203,6 +203,17 @@ impl Participant {
         let hosted = Arc::new(hosted);
         let stop = Arc::new(AtomicBool::new(false));
         let watcher = watch_revocations(&config, net.clone(), hosted.clone(), stop.clone())?;
+        let requests = Arc::new(dtenge_api::metrics::Metrics::default());
+        let node = gateway::Node {
+            hosted: hosted.clone(),
+            clock: Arc::new(system_ms),
+            new_key: new_key(),
+            metrics: requests.clone(),
+        };
+        let api = match (config.api, gateway::router(node)) {
+            (Some(address), Some(app)) => Some(gateway::Api::start(&config, address, app)?),
+            _ => None,
+        };
         let ops = ops::Ops::start(
             config.ops,
             ops::Sources {
@@ -210,15 +221,9 @@ impl Participant {
                 net: net.clone(),
                 hosted: hosted.clone(),
                 certificate_not_after_s: config.certificate_not_after_s,
+                requests: api.as_ref().map(|_| requests),
             },
         )?;
-        let api = match (
-            config.api,
-            gateway::router(gateway::Node { hosted: hosted.clone(), clock: Arc::new(system_ms), new_key: new_key() }),
-        ) {
-            (Some(address), Some(app)) => Some(gateway::Api::start(&config, address, app)?),
-            _ => None,
-        };
         tracing::info!(role = %config.role, listen = %net.local_addr(), ops = %ops.local_addr(), "participant started");
         Ok(Participant { role: config.role, net, hosted, threads, stop, watcher: Some(watcher), ops, api })
     }

@@ -9,7 +9,8 @@
 //! connections, envelopes lost), the revocation list in force, the seconds until this
 //! participant's certificate expires, and the role's figures: the notary's commit index and
 //! unspent tokens; a bank's DT, accounts, tokens, batches and deliveries; central's DT liability
-//! and outstanding work.
+//! and outstanding work; and, where the node serves its own API, its answers by status class,
+//! its refusals and their latency histogram (`dtenge_http_*`).
 
 use crate::Hosted;
 use axum::extract::State;
@@ -30,6 +31,8 @@ pub(crate) struct Sources {
     pub net: Arc<Net>,
     pub hosted: Arc<Hosted>,
     pub certificate_not_after_s: i64,
+    /// The node's own API's answers, when it serves one.
+    pub requests: Option<Arc<dtenge_api::metrics::Metrics>>,
 }
 
 pub(crate) struct Ops {
@@ -242,6 +245,9 @@ fn render(sources: &Sources) -> String {
                 oracle.pending().to_string(),
             );
         }
+    }
+    if let Some(requests) = &sources.requests {
+        requests.render_requests(&mut out);
     }
     out
 }
