@@ -538,6 +538,25 @@ fn a_node_takes_only_its_own_systems() {
     let refused =
         at_central.post::<_, Value>("/v1/nodes/steppe/emissions", "emit", &json!({"amount_tiyn": 100})).unwrap_err();
     assert_eq!(refused.status, 403);
+    // Steppe's systems' certificate revoked: refused within seconds, on the connection the
+    // client already holds too.
+    let text = std::fs::read_to_string(dir.path().join(cluster::CLIENTS_DIR).join("api-bank-steppe.crt.pem")).unwrap();
+    let serial = dtenge_pki::read_certificate(&dtenge_pki::pem_contents(&text, "CERTIFICATE").unwrap()).unwrap().serial;
+    let revoked = Command::new(env!("CARGO_BIN_EXE_dtenge"))
+        .args(["ca", "--dir"])
+        .arg(dir.path().join(cluster::CA_DIR))
+        .args(["revoke", "--serial", &serial.to_string()])
+        .output()
+        .unwrap();
+    assert!(revoked.status.success());
+    let deadline = Instant::now() + Duration::from_millis(5_000);
+    loop {
+        match steppe.get::<Value>("/v1/nodes/steppe/accounts/own") {
+            Err(e) if e.status == 401 => break,
+            _ => assert!(Instant::now() < deadline, "a revoked client still answered"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A fault-injecting TCP proxy on loopback: forwards to `target` until cut; while cut, it ends

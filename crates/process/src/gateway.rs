@@ -71,6 +71,9 @@ pub(crate) struct Node {
     pub new_key: Arc<dyn Fn() -> SecretKey + Send + Sync>,
     /// Every answer counted and timed, for `/metrics`.
     pub metrics: Arc<dtenge_api::metrics::Metrics>,
+    /// The revocation list in force (the watcher puts newer ones here): a connection opened
+    /// before a revocation is refused from the next request on.
+    pub revocations: Arc<parking_lot::RwLock<dtenge_pki::RevocationList>>,
 }
 
 /// The routes of the role `hosted` runs; `None` for a role whose organization's systems call
@@ -115,11 +118,16 @@ async fn authorize(State(node): State<Node>, request: Request, next: Next) -> Re
     let client = request
         .extensions()
         .get::<dtenge_api::access::TlsPeer>()
-        .and_then(|peer| dtenge_pki::read_certificate(&peer.0).ok())
-        .map(|certified| certified.subject);
-    let Some(subject) = client else {
+        .and_then(|peer| dtenge_pki::read_certificate(&peer.0).ok());
+    let Some(certified) = client else {
         return refuse(ErrorCode::Unauthorized, "present a client certificate of the NBK's root (mutual TLS)");
     };
+    // The handshake checked the certificate against the list in force then; the connection
+    // may have outlived a newer list, or the certificate's validity.
+    if node.revocations.read().is_revoked(certified.serial) || certified.not_after_s < crate::config::now_s() {
+        return refuse(ErrorCode::Unauthorized, "the client certificate is revoked or expired");
+    }
+    let subject = certified.subject;
     let allowed = match (&*node.hosted, &subject) {
         (Hosted::Bank { handle, .. }, Subject::Api(ApiClient::Bank(id))) => {
             // The node in the path must be this one, and the caller its own systems.

@@ -202,18 +202,24 @@ impl Participant {
         };
         let hosted = Arc::new(hosted);
         let stop = Arc::new(AtomicBool::new(false));
-        let watcher = watch_revocations(&config, net.clone(), hosted.clone(), stop.clone())?;
+
         let requests = Arc::new(dtenge_api::metrics::Metrics::default());
+        let revocations = Arc::new(parking_lot::RwLock::new(
+            dtenge_pki::read_revocation_list(&config.revocation_list_der)
+                .map_err(|e| Error::malformed(format!("the revocation list: {e}")))?,
+        ));
         let node = gateway::Node {
             hosted: hosted.clone(),
             clock: Arc::new(system_ms),
             new_key: new_key(),
             metrics: requests.clone(),
+            revocations: revocations.clone(),
         };
         let api = match (config.api, gateway::router(node)) {
             (Some(address), Some(app)) => Some(gateway::Api::start(&config, address, app)?),
             _ => None,
         };
+        let watcher = watch_revocations(&config, net.clone(), hosted.clone(), revocations, stop.clone())?;
         let ops = ops::Ops::start(
             config.ops,
             ops::Sources {
@@ -334,6 +340,7 @@ fn watch_revocations(
     config: &Config,
     net: Arc<Net>,
     hosted: Arc<Hosted>,
+    in_force: Arc<parking_lot::RwLock<dtenge_pki::RevocationList>>,
     stop: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>> {
     let path = config.revocation_list.clone();
@@ -371,6 +378,7 @@ fn watch_revocations(
                     Ok(()) => {
                         tracing::info!(number = list.number, "a newer revocation list is in force");
                         block_revoked(&hosted, &banks, &list);
+                        *in_force.write() = list;
                     }
                     Err(e) => tracing::warn!(error = %e, "the revocation list file was refused"),
                 }
