@@ -76,6 +76,11 @@ enum Command {
         /// for several.
         #[arg(long = "tls-name", value_name = "NAME", requires = "tls")]
         tls_names: Vec<String>,
+        /// Every participant its own process over mutual TLS instead, as `dtenge cluster
+        /// --dir <data>/cluster` does (their own APIs for the banks' and the NBK's systems; the
+        /// consoles and the rest of the REST API stay with the one-process `up`).
+        #[arg(long, conflicts_with_all = ["clock", "tls", "tls_names", "listen"])]
+        processes: bool,
     },
     /// Run every lifecycle sub-scenario of the specification against a fresh network and
     /// print a report; exits non-zero if any check fails.
@@ -325,7 +330,10 @@ fn main() -> ExitCode {
     init_logs();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Up { data, listen, clock, tls, tls_names } => up(data, listen, clock, tls.then_some(tls_names)),
+        Command::Up { data, processes: true, .. } => cluster::cluster(&data.join("cluster"), 7100),
+        Command::Up { data, listen, clock, tls, tls_names, processes: false } => {
+            up(data, listen, clock, tls.then_some(tls_names))
+        }
         Command::Demo { data } => demo(data),
         Command::Reconcile { api, data } => reconcile(&api, data),
         Command::Status { api, credentials } => status(&api, &credentials),
