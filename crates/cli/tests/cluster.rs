@@ -43,8 +43,22 @@ const PAYMENT_TIYN: u64 = 100;
 /// Bound on each payer's loop.
 const PAYMENTS_PER_PAYER_MAX: usize = 2_000;
 
+/// A port free now, below the ephemeral range (32768-60999 on Linux): a port the kernel handed
+/// out for `:0` is in that range, where the participants' own outgoing connections draw theirs,
+/// and one of those could take it before the participant listens on it.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::AtomicU32;
+    // Spread per test process and advanced per call, so that ports are not reused soon.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = 20_000 + (std::process::id() % 600) * 20;
+    for _ in 0..12_000 {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 12_000;
+        let port = u16::try_from(start + offset).unwrap_or(20_000).clamp(20_000, 32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 fn now_s() -> i64 {
@@ -64,6 +78,15 @@ struct Cluster {
     /// A program a participant runs under (strace for a slow disk, faketime for a skewed
     /// clock), again on every start.
     wrappers: BTreeMap<String, Vec<String>>,
+}
+
+/// One cluster at a time: eight processes per test on a two-core machine are load enough, and
+/// five clusters at once made a start wait for a minute on a loaded CI machine.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Hold the machine for one test's cluster (a test that failed before does not stop the next).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Cluster {
@@ -127,11 +150,14 @@ impl Cluster {
         self.children.insert(name.to_string(), child);
         let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
         while ureq::get(&format!("http://{}/health", member.ports.ops)).call().is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "{name} did not start: see {}",
-                self.dir.join(format!("{name}.log")).display()
-            );
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+                // Peers not started yet are dialled again and again: not what stopped it.
+                let tail: Vec<&str> =
+                    log.lines().rev().filter(|l| !l.contains("connection to a peer ended")).take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!("{name} did not start; the end of its log:\n{}", tail.join("\n"));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -407,6 +433,7 @@ fn load_and_kill(
 
 #[test]
 fn payments_across_processes_survive_kill_9() {
+    let _machine = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(dir.path());
     let (payers, payees) = fund(&cluster);
@@ -440,6 +467,7 @@ fn serial_of(cluster: &Cluster, name: &str) -> u64 {
 
 #[test]
 fn a_revoked_bank_is_refused_by_the_others_within_seconds() {
+    let _machine = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path());
     let (payers, payees) = fund(&cluster);
@@ -498,6 +526,7 @@ fn anonymous(cluster: &Cluster, name: &str) -> ureq::Agent {
 
 #[test]
 fn a_node_takes_only_its_own_systems() {
+    let _machine = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path());
     let steppe_api = cluster.member("steppe").ports.api.unwrap().port();
@@ -644,6 +673,7 @@ fn through_proxy(dir: &Path, laid: &[Laid], from: &str, to: &str) -> Proxy {
 
 #[test]
 fn a_partition_between_a_bank_and_the_notary_loses_nothing() {
+    let _machine = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     // Laid out, the links between Steppe and the notary routed through proxies both ways, then
     // started.
@@ -696,6 +726,7 @@ fn have(program: &str) -> bool {
 
 #[test]
 fn a_slow_disk_and_skewed_clocks_lose_nothing() {
+    let _machine = one_at_a_time();
     // `scripts/test.sh` installs them; a machine without them says so, loudly.
     assert!(have("strace") && have("faketime"), "strace and faketime are needed (scripts/test.sh installs them)");
     let dir = tempfile::tempdir().unwrap();
