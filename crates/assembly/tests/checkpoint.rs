@@ -85,13 +85,17 @@ fn many_payments_checkpoints_meanwhile_and_after_then_a_restart_keep_every_token
         let paying = AtomicBool::new(true);
         let checkpoints = std::thread::scope(|scope| {
             let operator = scope.spawn(|| {
+                // At least one, even when a loaded machine runs every payment before this thread
+                // is first scheduled.
                 let mut written = 0u32;
-                while paying.load(Ordering::Relaxed) {
+                loop {
                     assembly.notary().checkpoint().unwrap();
                     written += 1;
+                    if !paying.load(Ordering::Relaxed) {
+                        break written;
+                    }
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                written
             });
             for round in 0..ROUNDS {
                 // Every client pays the next client (across banks), all in flight at once.

@@ -575,58 +575,20 @@ async fn figures(State(node): State<Node>) -> Response {
     )
 }
 
-/// The node's API, served over TLS 1.3 with client certificates of the root (checked against
-/// the revocation list in force at start).
-pub(crate) struct Api {
-    runtime: Option<tokio::runtime::Runtime>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    local_addr: std::net::SocketAddr,
-}
-
-impl Api {
-    pub(crate) fn start(config: &crate::Config, address: std::net::SocketAddr, app: axum::Router) -> Result<Api> {
-        let internal = |e: std::io::Error| Error::new(ErrorCode::Internal, format!("the node's API {address}: {e}"));
-        let tls = dtenge_api::tls::server_config(
-            &config.key,
-            &config.certificate_der,
-            &config.root_der,
-            &config.revocation_list_der,
-        )?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("api")
-            .enable_all()
-            .build()
-            .map_err(internal)?;
-        let listener =
-            std::net::TcpListener::bind(address).and_then(|l| l.set_nonblocking(true).map(|()| l)).map_err(internal)?;
-        let local_addr = listener.local_addr().map_err(internal)?;
-        let listener = {
-            let _entered = runtime.enter();
-            tokio::net::TcpListener::from_std(listener).map_err(internal)?
-        };
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        runtime.spawn(async move {
-            let stop = async move {
-                let _ = stopped.await;
-            };
-            if let Err(e) = dtenge_api::tls::serve_app_tls(app, listener, tls, stop).await {
-                tracing::error!(error = %e, "the node's API stopped");
-            }
-        });
-        Ok(Api { runtime: Some(runtime), shutdown: Some(shutdown), local_addr })
-    }
-
-    pub(crate) fn local_addr(&self) -> std::net::SocketAddr {
-        self.local_addr
-    }
-
-    pub(crate) fn stop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(Duration::from_secs(2));
-        }
-    }
+/// The node's API, served over TLS 1.3 with client certificates of the root (each request's
+/// checked again against the list in force: [`authorize`]), on two threads.
+pub(crate) fn start(
+    config: &crate::Config,
+    address: std::net::SocketAddr,
+    app: axum::Router,
+) -> Result<crate::server::Server> {
+    let tls = dtenge_api::tls::server_config(
+        &config.key,
+        &config.certificate_der,
+        &config.root_der,
+        &config.revocation_list_der,
+    )?;
+    crate::server::Server::start("api", address, 2, move |listener, stop| {
+        dtenge_api::tls::serve_app_tls(app, listener, tls, stop)
+    })
 }

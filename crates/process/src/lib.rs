@@ -22,6 +22,7 @@ pub mod cluster;
 pub mod config;
 mod gateway;
 mod ops;
+mod server;
 
 pub use config::{Config, ConfigError, PeerSettings};
 
@@ -64,8 +65,8 @@ pub struct Participant {
     threads: Threads,
     stop: Arc<AtomicBool>,
     watcher: Option<JoinHandle<()>>,
-    ops: ops::Ops,
-    api: Option<gateway::Api>,
+    ops: server::Server,
+    api: Option<server::Server>,
 }
 
 /// The time in milliseconds since the Unix epoch: the system's clock.
@@ -216,11 +217,11 @@ impl Participant {
             revocations: revocations.clone(),
         };
         let api = match (config.api, gateway::router(node)) {
-            (Some(address), Some(app)) => Some(gateway::Api::start(&config, address, app)?),
+            (Some(address), Some(app)) => Some(gateway::start(&config, address, app)?),
             _ => None,
         };
         let watcher = watch_revocations(&config, net.clone(), hosted.clone(), revocations, stop.clone())?;
-        let ops = ops::Ops::start(
+        let ops = ops::start(
             config.ops,
             ops::Sources {
                 role: config.role.clone(),
@@ -254,7 +255,7 @@ impl Participant {
 
     /// Where the node's own API is served (a bank, central).
     pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
-        self.api.as_ref().map(gateway::Api::local_addr)
+        self.api.as_ref().map(server::Server::local_addr)
     }
 
     /// Stop: the node's API, the operations endpoint, the watcher, the role's threads (what was answered is

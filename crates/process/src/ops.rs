@@ -17,10 +17,11 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use dtenge_core::{Error, ErrorCode, Result};
+use dtenge_core::Result;
 use dtenge_net::Net;
 use dtenge_wire::RoleId;
 use std::fmt::Write;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -35,54 +36,12 @@ pub(crate) struct Sources {
     pub requests: Option<Arc<dtenge_api::metrics::Metrics>>,
 }
 
-pub(crate) struct Ops {
-    runtime: Option<tokio::runtime::Runtime>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    local_addr: SocketAddr,
-}
-
-impl Ops {
-    pub(crate) fn start(address: SocketAddr, sources: Sources) -> Result<Ops> {
-        let internal =
-            |e: std::io::Error| Error::new(ErrorCode::Internal, format!("operations endpoint {address}: {e}"));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("ops")
-            .enable_all()
-            .build()
-            .map_err(internal)?;
-        let listener =
-            std::net::TcpListener::bind(address).and_then(|l| l.set_nonblocking(true).map(|()| l)).map_err(internal)?;
-        let local_addr = listener.local_addr().map_err(internal)?;
-        let app = axum::Router::new().route("/health", get(health)).route("/metrics", get(metrics)).with_state(sources);
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let listener = {
-            let _entered = runtime.enter();
-            tokio::net::TcpListener::from_std(listener).map_err(internal)?
-        };
-        runtime.spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(e) = served.await {
-                tracing::error!(error = %e, "the operations endpoint stopped");
-            }
-        });
-        Ok(Ops { runtime: Some(runtime), shutdown: Some(shutdown), local_addr })
-    }
-
-    pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    pub(crate) fn stop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-        }
-    }
+/// The operations endpoint: one thread.
+pub(crate) fn start(address: SocketAddr, sources: Sources) -> Result<crate::server::Server> {
+    let app = axum::Router::new().route("/health", get(health)).route("/metrics", get(metrics)).with_state(sources);
+    crate::server::Server::start("ops", address, 1, move |listener, stop| {
+        axum::serve(listener, app).with_graceful_shutdown(stop).into_future()
+    })
 }
 
 fn serving(hosted: &Hosted) -> bool {
