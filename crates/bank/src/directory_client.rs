@@ -158,6 +158,10 @@ impl DirectoryClient {
 }
 
 impl Directory for DirectoryClient {
+    fn asks_across_processes(&self) -> bool {
+        true
+    }
+
     fn bank_of(&self, address: &Address) -> Result<Option<String>> {
         if let Some(bank) = self.banks_of.lock().get(address) {
             return Ok(Some(bank.clone()));

@@ -121,6 +121,13 @@ pub trait Directory: Send + Sync {
     /// with it and may be sent again (it is not an unknown payee).
     fn bank_of(&self, address: &Address) -> Result<Option<String>>;
 
+    /// Whether a question waits on the network (the directory in a process of its own) and
+    /// keeps the answer: a batch then learns its payees' banks before it takes the bank's
+    /// lock (`submit.rs`, `learn_payee_banks`). In memory (one process), no.
+    fn asks_across_processes(&self) -> bool {
+        false
+    }
+
     /// The account registered to a phone (`+7XXXXXXXXXX`) or held by a client (IIN/BIN): at
     /// `bank` when it is named, else the first listed; `Ok(None)` when none is. A directory
     /// that lists no phones or clients (a test's) keeps this answer.

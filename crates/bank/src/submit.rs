@@ -88,6 +88,7 @@ impl BankService {
             return;
         }
         let prechecked = self.precheck(submissions);
+        self.learn_payee_banks(&prechecked);
         let candidates = {
             let mut inner = self.inner.lock();
             inner.cards.observe(now_ms);
@@ -113,6 +114,37 @@ impl BankService {
         let durable = commit.wait();
         let mut inner = self.inner.lock();
         self.batch_written(&mut inner, batch_no, durable, now_ms);
+    }
+
+    /// Ask the directory in another process where the batch's payees are, before the lock:
+    /// its client keeps each answer, and [`Self::payee_banks`] then reads them from memory
+    /// under the lock. Why not ask under the lock: the answer comes through this bank's inbox,
+    /// which needs the lock for whatever came in before it (the notary's answers, deliveries
+    /// from other banks), so a question asked under the lock waited out its whole limit (5 s)
+    /// whenever anything else came in meanwhile, and the payment was refused
+    /// `REQUEST_IN_PROGRESS` (a third of the payments between banks under `dtenge bench
+    /// --cluster`). A question that fails here is asked again under the lock, and a payment
+    /// refused as before.
+    fn learn_payee_banks(&self, prechecked: &[(Submission, Option<TxIds>)]) {
+        if !self.directory.asks_across_processes() {
+            return;
+        }
+        let mut owners: Vec<Address> = {
+            let inner = self.inner.lock();
+            let owners = prechecked.iter().flat_map(|(s, _)| match &s.request {
+                Request::Signed(tx) => tx.body.outputs.iter().map(|o| o.owner).collect::<Vec<_>>(),
+                Request::Pay { payees, .. } => payees.iter().map(|(a, _)| *a).collect(),
+                _ => Vec::new(),
+            });
+            // This bank's own accounts (the change, its own clients) need no question.
+            owners.filter(|owner| inner.node.locate(owner).is_none()).collect()
+        };
+        owners.sort_unstable();
+        owners.dedup();
+        for owner in owners {
+            // Bounded by the batch's payees; each question by the client's own time limit.
+            let _ = self.directory.bank_of(&owner);
+        }
     }
 
     /// The checks that need no state, before the lock: a client-signed transfer's ids, and its

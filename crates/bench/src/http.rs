@@ -82,6 +82,7 @@ use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 /// Most connections a run may open.
@@ -406,7 +407,7 @@ async fn measure(
     let mut pool = Vec::new();
     if !signed_accounts.is_empty() {
         let inputs = fetch_inputs(&endpoint, &signed_accounts).await?;
-        pool = sign_transfers(&signed_accounts, inputs, config, &run)?;
+        pool = sign_transfers(&signed_accounts, inputs, signed_pool(config), &run)?;
     }
     let signed_prepared = pool.len();
     let prepare_seconds = started.elapsed().as_secs_f64();
@@ -505,7 +506,7 @@ async fn measure(
 
 /// Unique names for one run, so that runs against the same server do not collide: the
 /// idempotency keys' prefix and the range of client ids.
-struct RunIds {
+pub(crate) struct RunIds {
     prefix: String,
     /// First IIN base (11 digits before the check digit) of the run.
     iin_base: u64,
@@ -513,7 +514,7 @@ struct RunIds {
 }
 
 impl RunIds {
-    fn new(seed: u64) -> RunIds {
+    pub(crate) fn new(seed: u64) -> RunIds {
         let nanos =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         // 295 slots of 2 × 10^8 between 20,000,000,000 and 79,000,000,000: apart from the
@@ -524,12 +525,12 @@ impl RunIds {
         RunIds { prefix: format!("bench-{:x}", nanos), iin_base: 20_000_000_000 + slot * 200_000_000, seed }
     }
 
-    fn key(&self, what: &str) -> String {
+    pub(crate) fn key(&self, what: &str) -> String {
         format!("{}-{what}", self.prefix)
     }
 
     /// The IIN of account `n` of a kind.
-    fn iin(&self, kind: Kind, n: usize) -> Result<String, String> {
+    pub(crate) fn iin(&self, kind: Kind, n: usize) -> Result<String, String> {
         let kind_offset = match kind {
             Kind::Custodial => 0,
             Kind::Signed => 100_000_000,
@@ -541,7 +542,7 @@ impl RunIds {
     }
 
     /// The key of self-keyed client `n`.
-    fn secret(&self, n: usize) -> SecretKey {
+    pub(crate) fn secret(&self, n: usize) -> SecretKey {
         SecretKey::from_seed(
             // The run's prefix too: addresses must differ from an earlier run's on the same server.
             hash_parts(
@@ -554,12 +555,12 @@ impl RunIds {
 }
 
 /// One seeded account.
-struct Holder {
+pub(crate) struct Holder {
     /// Index into [`BANKS`]: account `n` is at bank `n mod 3`.
-    bank: usize,
-    iin: String,
+    pub(crate) bank: usize,
+    pub(crate) iin: String,
     /// Self-keyed accounts only.
-    key: Option<SecretKey>,
+    pub(crate) key: Option<SecretKey>,
 }
 
 /// `http://host:port`, resolved once, and who the bench signs in there as.
@@ -771,13 +772,19 @@ impl Auth {
 
 /// A timed phase's `authorization` lines, by request path, each made once per token and
 /// shared (`Bytes`) by every connection.
-struct PhaseAuth {
+pub(crate) struct PhaseAuth {
     lines: Vec<(String, Bytes)>,
     /// When the first of their tokens is due for renewal; `None` if none needs one.
     renew_at: Option<Instant>,
 }
 
 impl PhaseAuth {
+    /// No lines: for a server that takes no tokens (a node's own API: its callers are known
+    /// by their client certificates).
+    pub(crate) fn none() -> PhaseAuth {
+        PhaseAuth { lines: Vec::new(), renew_at: None }
+    }
+
     /// The line for `path` (one bank's route: a few short comparisons, no allocation); empty
     /// for a path that needs none.
     fn line(&self, path: &str) -> &[u8] {
@@ -909,7 +916,7 @@ impl std::fmt::Display for SendError {
 }
 
 /// The API's error body as one line: `409 DOUBLE_SPEND: message`.
-fn describe_failure(status: StatusCode, body: &[u8]) -> (String, String) {
+pub(crate) fn describe_failure(status: StatusCode, body: &[u8]) -> (String, String) {
     let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let code = value["error"]["code"].as_str().unwrap_or("?");
     let message = value["error"]["message"].as_str().unwrap_or("");
@@ -938,7 +945,7 @@ async fn call<T: DeserializeOwned>(
     serde_json::from_slice(&answer).map_err(|e| format!("{method} {path}: the answer does not decode: {e}"))
 }
 
-fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+pub(crate) fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
     serde_json::to_vec(value).map_err(|e| format!("encoding a request: {e}"))
 }
 
@@ -1081,7 +1088,7 @@ async fn fund(
     Ok(())
 }
 
-fn amount(tiyn: u64) -> Result<Amount, String> {
+pub(crate) fn amount(tiyn: u64) -> Result<Amount, String> {
     Amount::from_tiyn(tiyn).map_err(|e| e.to_string())
 }
 
@@ -1114,9 +1121,11 @@ async fn fetch_inputs(endpoint: &Arc<Endpoint>, holders: &[Holder]) -> Result<Ve
 }
 
 /// A request ready to send.
-struct Prepared {
-    uri: Uri,
-    body: Bytes,
+pub(crate) struct Prepared {
+    pub(crate) uri: Uri,
+    pub(crate) body: Bytes,
+    /// Index into [`BANKS`]: the payer's bank, whose API takes it.
+    pub(crate) bank: usize,
 }
 
 /// Sign the transfers: each account spends its inputs two at a time (2-in-2-out: the payee's
@@ -1125,10 +1134,10 @@ struct Prepared {
 /// accounts' first transfers in turn, then their second ones, and so on, cut to its size:
 /// consecutive requests come from different clients. The transfers spend disjoint seeded
 /// inputs, so they may be sent in any order and at once.
-fn sign_transfers(
+pub(crate) fn sign_transfers(
     holders: &[Holder],
     inputs: Vec<Vec<Input>>,
-    config: &HttpConfig,
+    size: usize,
     run: &RunIds,
 ) -> Result<Vec<Prepared>, String> {
     let uris = bank_uris("transactions")?;
@@ -1162,7 +1171,7 @@ fn sign_transfers(
                             let body = TxBody { command: Command::Transfer, inputs: pair.to_vec(), outputs, nonce };
                             let mut tx = Transaction::new(body);
                             tx.sign_owner(key);
-                            mine.push(Prepared { uri: uri.clone(), body: Bytes::from(json(&tx)?) });
+                            mine.push(Prepared { uri: uri.clone(), body: Bytes::from(json(&tx)?), bank: from.bank });
                         }
                         out.push(mine);
                     }
@@ -1176,7 +1185,6 @@ fn sign_transfers(
             .collect::<Result<Vec<_>, String>>()
     })?;
     let mut per_payer: Vec<std::vec::IntoIter<Prepared>> = signed.into_iter().flatten().map(Vec::into_iter).collect();
-    let size = signed_pool(config);
     let mut pool = Vec::with_capacity(size);
     // Bounded: each round takes at least one transfer or ends.
     while pool.len() < size {
@@ -1209,7 +1217,7 @@ fn mix(mut x: u64) -> u64 {
 }
 
 /// `/v1/nodes/{bank}/{route}` for each bank.
-fn bank_uris(route: &str) -> Result<Vec<Uri>, String> {
+pub(crate) fn bank_uris(route: &str) -> Result<Vec<Uri>, String> {
     BANKS.iter().map(|b| format!("/v1/nodes/{b}/{route}").parse::<Uri>().map_err(|e| e.to_string())).collect()
 }
 
@@ -1217,7 +1225,7 @@ fn bank_uris(route: &str) -> Result<Vec<Uri>, String> {
 /// number (a shared counter), so a slow answer holds up only its own connection, as with a
 /// pool of connections; when every connection is busy, the next request waits (and in an open
 /// loop that wait counts in its latency).
-enum Work {
+pub(crate) enum Work {
     /// Custodial transfer `i`: from account `i mod A` (round robin; with at least as many
     /// accounts as connections, two requests in flight never share a payer unless one is
     /// `A` requests late, and even then the payer's second token pays) to a client of
@@ -1229,7 +1237,7 @@ enum Work {
 
 impl Work {
     /// How many requests there are.
-    fn available(&self) -> u64 {
+    pub(crate) fn available(&self) -> u64 {
         match self {
             Work::Custodial { cap, .. } => cap.map_or(u64::MAX, |c| c as u64),
             Work::Signed { pool, .. } => pool.len() as u64,
@@ -1247,7 +1255,7 @@ impl Work {
         match self {
             Work::Signed { pool, .. } => {
                 let p = pool.get(usize::try_from(i).ok()?)?;
-                Some(Prepared { uri: p.uri.clone(), body: p.body.clone() })
+                Some(Prepared { uri: p.uri.clone(), body: p.body.clone(), bank: p.bank })
             }
             Work::Custodial { holders, uris, seed, .. } => {
                 let payer = (i % holders.len().max(1) as u64) as usize;
@@ -1257,14 +1265,14 @@ impl Work {
                     r#"{{"from":"{from}","to":{{"client_id":"{to}","bank":"{}"}},"amount_tiyn":{CUSTODIAL_TRANSFER_TIYN}}}"#,
                     BANKS.get(*payee_bank)?
                 );
-                Some(Prepared { uri: uris.get(*payer_bank)?.clone(), body: Bytes::from(body) })
+                Some(Prepared { uri: uris.get(*payer_bank)?.clone(), body: Bytes::from(body), bank: *payer_bank })
             }
         }
     }
 }
 
 /// What one connection saw in a phase.
-struct Tally {
+pub(crate) struct Tally {
     latency: Histogram<u64>,
     sent: u64,
     ok: u64,
@@ -1293,33 +1301,67 @@ impl Tally {
 
 /// How a phase paces its requests.
 #[derive(Clone, Copy)]
-struct Pace {
+pub(crate) struct Pace {
     start: Instant,
     /// End of the window.
-    end: Instant,
+    pub(crate) end: Instant,
     window: Duration,
     /// Open loop: requests per second of the whole phase.
     rate_per_s: Option<u64>,
+    /// This queue's request `i` is the phase's request `i × stride + offset`: a phase split
+    /// into `stride` queues (`dtenge bench --cluster`: one per bank, each bank's connections
+    /// taking its own payers' transfers) interleaves their due times, and together they
+    /// offer the phase's rate. 1 and 0 for one queue.
+    stride: u64,
+    offset: u64,
 }
 
 impl Pace {
-    fn new(start: Instant, window: Duration, rate_per_s: Option<u64>) -> Pace {
-        Pace { start, end: start + window, window, rate_per_s }
+    pub(crate) fn new(start: Instant, window: Duration, rate_per_s: Option<u64>) -> Pace {
+        Pace::interleaved(start, window, rate_per_s, 1, 0)
     }
 
-    /// Open loop: when request `i` is due, `start + i / rate` (in whole nanoseconds, so
-    /// that [`Pace::due_in_window`] counts exactly the requests due before the end).
-    fn due(&self, i: u64) -> Option<Instant> {
+    /// Queue `offset` of `stride` queues sharing the phase's rate (see the field).
+    pub(crate) fn interleaved(
+        start: Instant,
+        window: Duration,
+        rate_per_s: Option<u64>,
+        stride: u64,
+        offset: u64,
+    ) -> Pace {
+        Pace { start, end: start + window, window, rate_per_s, stride: stride.max(1), offset }
+    }
+
+    /// Open loop: when request `i` is due, `start + (i × stride + offset) / rate` (in whole
+    /// nanoseconds, so that [`Pace::due_in_window`] counts exactly the requests due before the
+    /// end).
+    pub(crate) fn due(&self, i: u64) -> Option<Instant> {
         let rate = u128::from(self.rate_per_s?.max(1));
-        let ns = u64::try_from(u128::from(i) * 1_000_000_000 / rate).unwrap_or(u64::MAX);
+        let k = u128::from(i) * u128::from(self.stride) + u128::from(self.offset);
+        let ns = u64::try_from(k * 1_000_000_000 / rate).unwrap_or(u64::MAX);
         Some(self.start + Duration::from_nanos(ns))
     }
 
-    /// Open loop: how many requests are due inside the window, ⌈window × rate⌉.
-    fn due_in_window(&self) -> u64 {
+    /// Open loop: how many of this queue's requests are due inside the window: of the
+    /// phase's ⌈window × rate⌉, those numbered `offset`, `offset + stride`, ...
+    pub(crate) fn due_in_window(&self) -> u64 {
         let Some(rate) = self.rate_per_s else { return 0 };
         let due = (self.window.as_nanos() * u128::from(rate)).div_ceil(1_000_000_000);
-        u64::try_from(due).unwrap_or(u64::MAX)
+        let mine = due.saturating_sub(u128::from(self.offset)).div_ceil(u128::from(self.stride));
+        u64::try_from(mine).unwrap_or(u64::MAX)
+    }
+}
+
+/// Where a timed phase's connections go: a replacement for one that failed comes from here.
+pub(crate) trait Link: Send + Sync + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn open(&self) -> impl std::future::Future<Output = Result<RawConn<Self::Stream>, String>> + Send;
+}
+
+impl Link for Endpoint {
+    type Stream = tokio::net::TcpStream;
+    fn open(&self) -> impl std::future::Future<Output = Result<RawConn, String>> + Send {
+        self.open_raw()
     }
 }
 
@@ -1331,9 +1373,9 @@ impl Pace {
 /// Each request carries the `authorization` line of its path's API client, made once per
 /// token ([`PhaseAuth`]); a token renewed during the phase is taken up at the next request.
 #[allow(clippy::too_many_arguments)]
-async fn drive(
-    endpoint: Arc<Endpoint>,
-    mut conn: RawConn,
+pub(crate) async fn drive<L: Link>(
+    link: Arc<L>,
+    mut conn: RawConn<L::Stream>,
     work: Arc<Work>,
     next: Arc<AtomicU64>,
     first: u64,
@@ -1419,7 +1461,7 @@ async fn drive(
                 if reconnects > RECONNECTS_MAX {
                     break;
                 }
-                match endpoint.open_raw().await {
+                match link.open().await {
                     Ok(fresh) => conn = fresh,
                     Err(e) => {
                         tally.error("TRANSPORT".into(), e);
@@ -1434,7 +1476,7 @@ async fn drive(
 
 /// CPU time of a process from `/proc/<pid>/stat` (user + system, every thread), in clock
 /// ticks.
-fn process_ticks(pid: u32) -> Option<u64> {
+pub(crate) fn process_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // After the command name in parentheses: state is field 3, utime 14, stime 15.
     let rest = stat.rsplit_once(')')?.1;
@@ -1444,7 +1486,7 @@ fn process_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
-fn ticks_per_second() -> f64 {
+pub(crate) fn ticks_per_second() -> f64 {
     // SAFETY: sysconf only reads a configuration value.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if ticks > 0 {
@@ -1514,28 +1556,7 @@ async fn run_phase(
     let steal = steal.saturating_sub(machine.2) as f64;
     let total = (busy + idle + steal).max(1.0);
 
-    let mut latency = Histogram::<u64>::new_with_bounds(1, LATENCY_US_MAX, 3).map_err(|e| e.to_string())?;
-    let (mut sent, mut ok) = (0u64, 0u64);
-    let mut errors = BTreeMap::new();
-    let mut pool_exhausted = false;
-    let mut last = start;
-    let mut slowest = (0u64, start);
-    for t in &tallies {
-        if let (latency, Some(at)) = t.slowest {
-            if latency > slowest.0 {
-                slowest = (latency, at);
-            }
-        }
-        latency.add(&t.latency).map_err(|e| e.to_string())?;
-        sent += t.sent;
-        ok += t.ok;
-        for (code, n) in &t.errors {
-            *errors.entry(code.clone()).or_insert(0) += n;
-        }
-        // Requests that ran out before the window ended shorten the phase.
-        pool_exhausted |= t.exhausted;
-        last = last.max(t.last_answer.unwrap_or(start));
-    }
+    let Totals { latency, sent, ok, errors, pool_exhausted, last, slowest, .. } = Totals::of(&tallies, start)?;
     let elapsed_s = (last - start).as_secs_f64().max(1e-9);
     // Open loop: due in the window (and available) but never sent, because every connection
     // was still behind when the drain time ran out.
@@ -1566,6 +1587,57 @@ async fn run_phase(
         },
     };
     Ok((report, next.load(Ordering::Relaxed)))
+}
+
+/// A phase's connections' tallies added up.
+pub(crate) struct Totals {
+    pub(crate) latency: Histogram<u64>,
+    pub(crate) sent: u64,
+    pub(crate) ok: u64,
+    pub(crate) errors: BTreeMap<String, u64>,
+    /// The first message of each error key.
+    pub(crate) examples: BTreeMap<String, String>,
+    /// Some connection ran out of requests before the window ended.
+    pub(crate) pool_exhausted: bool,
+    /// The last answer (`start` if none).
+    pub(crate) last: Instant,
+    /// The slowest request's latency and when it was sent or due.
+    pub(crate) slowest: (u64, Instant),
+}
+
+impl Totals {
+    pub(crate) fn of(tallies: &[Tally], start: Instant) -> Result<Totals, String> {
+        let mut totals = Totals {
+            latency: Histogram::<u64>::new_with_bounds(1, LATENCY_US_MAX, 3).map_err(|e| e.to_string())?,
+            sent: 0,
+            ok: 0,
+            errors: BTreeMap::new(),
+            examples: BTreeMap::new(),
+            pool_exhausted: false,
+            last: start,
+            slowest: (0, start),
+        };
+        for t in tallies {
+            if let (latency, Some(at)) = t.slowest {
+                if latency > totals.slowest.0 {
+                    totals.slowest = (latency, at);
+                }
+            }
+            totals.latency.add(&t.latency).map_err(|e| e.to_string())?;
+            totals.sent += t.sent;
+            totals.ok += t.ok;
+            for (code, n) in &t.errors {
+                *totals.errors.entry(code.clone()).or_insert(0) += n;
+            }
+            for (code, message) in &t.examples {
+                totals.examples.entry(code.clone()).or_insert_with(|| message.clone());
+            }
+            // Requests that ran out before the window ended shorten the phase.
+            totals.pool_exhausted |= t.exhausted;
+            totals.last = totals.last.max(t.last_answer.unwrap_or(start));
+        }
+        Ok(totals)
+    }
 }
 
 /// A `dtenge up` the bench started: a temporary data directory, a port the kernel picked.

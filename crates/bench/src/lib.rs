@@ -11,6 +11,7 @@
 //! The one-process network's run (`dtenge bench --network`) went with its crate
 //! (`dtenge-network`, deleted); its figures are in `docs/PERFORMANCE.md`.
 
+pub mod cluster;
 pub mod http;
 pub mod postgres;
 pub mod programmable;

@@ -13,7 +13,7 @@
 use bytes::Bytes;
 use hyper::StatusCode;
 use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The longest answer head read: status line and headers.
@@ -23,9 +23,10 @@ const BODY_BYTES_MAX: usize = 1 << 20;
 /// Bytes asked of the socket per read.
 const READ_CHUNK_BYTES: usize = 8 * 1024;
 
-/// One keep-alive HTTP/1.1 connection.
-pub(crate) struct RawConn {
-    stream: TcpStream,
+/// One keep-alive HTTP/1.1 connection, over plain TCP (`dtenge bench --http`) or TLS
+/// (`dtenge bench --cluster`: a node's own API takes mutual TLS only).
+pub(crate) struct RawConn<S = TcpStream> {
+    stream: S,
     host: String,
     /// The request being written; kept to reuse its allocation.
     out: Vec<u8>,
@@ -39,7 +40,14 @@ impl RawConn {
         let stream = TcpStream::connect(addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         // Requests are small and answered one at a time: no Nagle delay on them.
         stream.set_nodelay(true).map_err(|e| format!("TCP_NODELAY: {e}"))?;
-        Ok(RawConn { stream, host: host.to_string(), out: Vec::with_capacity(1024), read: Vec::with_capacity(1024) })
+        Ok(RawConn::over(stream, host))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> RawConn<S> {
+    /// HTTP/1.1 over a connected `stream` (a TLS session already through its handshake).
+    pub(crate) fn over(stream: S, host: &str) -> RawConn<S> {
+        RawConn { stream, host: host.to_string(), out: Vec::with_capacity(1024), read: Vec::with_capacity(1024) }
     }
 
     /// `POST path` with a JSON `body`, an idempotency key and `authorization`, a whole header
@@ -67,6 +75,8 @@ impl RawConn {
         .map_err(head)?;
         self.out.extend_from_slice(body);
         self.stream.write_all(&self.out).await.map_err(|e| format!("write: {e}"))?;
+        // A TLS stream may hold the last record until flushed (a no-op on plain TCP).
+        self.stream.flush().await.map_err(|e| format!("flush: {e}"))?;
         self.read_answer().await
     }
 

@@ -102,7 +102,12 @@ enum Command {
     /// Measure the payment path: seed accounts and tokens, send client-signed 2-in-2-out
     /// transfers (plus injected double spends and bad signatures), report throughput,
     /// latency percentiles, rejections by code and memory. With `--http`: drive a running
-    /// `dtenge up` through its REST API with many concurrent HTTP connections instead.
+    /// `dtenge up` through its REST API with many concurrent HTTP connections instead. With
+    /// `--cluster DIR`: send client-signed transfers through the banks' own APIs of a cluster
+    /// (`dtenge cluster`: every participant its own process, over mutual TLS).
+    // --http and --cluster drive a platform from the outside: the in-process flags conflict
+    // with both, the connection and phase flags need one of them.
+    #[command(group(clap::ArgGroup::new("outside").args(["http", "cluster"])))]
     Bench {
         /// Accounts to seed (clients keeping their own keys, spread over three banks);
         /// default 100,000. With --http: accounts per kind, default 10,000, at least one per
@@ -110,7 +115,7 @@ enum Command {
         #[arg(long)]
         accounts: Option<usize>,
         /// Unspent tokens to seed (100.00 KZT each).
-        #[arg(long, default_value_t = 1_000_000, conflicts_with = "http")]
+        #[arg(long, default_value_t = 1_000_000, conflicts_with = "outside")]
         tokens: usize,
         /// Valid payments to send; each spends two tokens (default 200,000). With --http: most
         /// requests per kind, warm-up included; the signed transfers are all signed before the
@@ -122,40 +127,40 @@ enum Command {
         #[arg(long)]
         rate: Option<u64>,
         /// Closed loop: payments outstanding at once (the pipeline batches what is waiting).
-        #[arg(long, default_value_t = 4_096, conflicts_with = "http")]
+        #[arg(long, default_value_t = 4_096, conflicts_with = "outside")]
         in_flight: usize,
         /// Client connections of the PostgreSQL baseline.
-        #[arg(long, default_value_t = 64, conflicts_with = "http")]
+        #[arg(long, default_value_t = 64, conflicts_with = "outside")]
         threads: usize,
         /// Injected double spends, percent of the payments.
-        #[arg(long, default_value_t = 1.0, conflicts_with = "http")]
+        #[arg(long, default_value_t = 1.0, conflicts_with = "outside")]
         double_spend_percent: f64,
         /// Injected invalid signatures, percent of the payments.
-        #[arg(long, default_value_t = 1.0, conflicts_with = "http")]
+        #[arg(long, default_value_t = 1.0, conflicts_with = "outside")]
         invalid_signature_percent: f64,
         /// Seed of keys and the payment pattern.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Keep the database here (default: a temporary directory).
-        #[arg(long, conflicts_with = "http")]
+        #[arg(long, conflicts_with = "outside")]
         data: Option<PathBuf>,
         /// Also run a peer baseline with the same load: `postgres` (balances in rows updated
         /// under SELECT … FOR UPDATE, one durable transaction per payment), and print the ratios.
-        #[arg(long, value_parser = ["postgres"], conflicts_with = "http")]
+        #[arg(long, value_parser = ["postgres"], conflicts_with = "outside")]
         baseline: Option<String>,
         /// PostgreSQL for the baseline; by default `scripts/postgres.sh` installs and starts one.
-        #[arg(long, conflicts_with = "http")]
+        #[arg(long, conflicts_with = "outside")]
         postgres_url: Option<String>,
         /// After the main run, time this many plain custodial, held (hold + release) and
         /// marked payments one at a time and print their cost; 0 skips it.
-        #[arg(long, default_value_t = 1_000, conflicts_with = "http")]
+        #[arg(long, default_value_t = 1_000, conflicts_with = "outside")]
         programmable: usize,
         /// Poll the monitoring totals this often (ms) during the timed phase, as the
         /// operator's dashboard does.
         #[arg(long)]
         monitor_every_ms: Option<u64>,
         /// The roles (the default; kept so that earlier commands still run).
-        #[arg(long, conflicts_with = "http", hide = true)]
+        #[arg(long, conflicts_with = "outside", hide = true)]
         roles: bool,
         /// Load a running platform through its REST API (HTTP/1.1 keep-alive connections, one
         /// request in flight on each): custodial transfers and/or client-signed transactions.
@@ -174,16 +179,24 @@ enum Command {
         /// --http: what to send, each measured in its own timed phase.
         #[arg(long, value_enum, default_value_t = HttpKind::Both, requires = "http")]
         kind: HttpKind,
-        /// --http: HTTP connections, each with one request in flight.
-        #[arg(long, default_value_t = 64, requires = "http")]
+        /// --http, --cluster: HTTP connections, each with one request in flight (--cluster:
+        /// TLS, spread over the three banks).
+        #[arg(long, default_value_t = 64, requires = "outside")]
         connections: usize,
-        /// --http: seconds of each timed phase.
-        #[arg(long, default_value_t = 10.0, requires = "http")]
+        /// --http, --cluster: seconds of each timed phase.
+        #[arg(long, default_value_t = 10.0, requires = "outside")]
         duration_s: f64,
         /// --http: seconds of the same load before each timed phase, not measured (a fresh
         /// server's first payments wait for first touches of the seeded state); 0 skips it.
-        #[arg(long, default_value_t = 1.0, requires = "http")]
+        #[arg(long, default_value_t = 1.0, requires = "outside")]
         warmup_s: f64,
+        /// Load a cluster (`dtenge cluster --dir DIR`) through the banks' own APIs: signed
+        /// 2-in-2-out transfers, each to a client of another bank, so every payment crosses
+        /// processes; reconciled across the processes from their /metrics at the end. If no
+        /// cluster answers at DIR, `dtenge cluster --dir DIR` is started on free ports and
+        /// stopped at the end. --accounts: default 10,000; --payments: the signed pool.
+        #[arg(long, conflicts_with = "http")]
+        cluster: Option<PathBuf>,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
@@ -343,7 +356,35 @@ fn main() -> ExitCode {
                 println!("{token}");
                 ExitCode::SUCCESS
             }),
-        // The in-process flags conflict with --http (clap refuses them together).
+        // The in-process flags conflict with --http and --cluster (clap refuses them together).
+        Command::Bench {
+            accounts,
+            payments,
+            rate,
+            seed,
+            cluster: Some(dir),
+            connections,
+            duration_s,
+            warmup_s,
+            json,
+            ..
+        } => bench_cluster(
+            dtenge_bench::cluster::ClusterConfig {
+                dir,
+                binary: match std::env::current_exe() {
+                    Ok(path) => Some(path),
+                    Err(e) => return finish(Err(format!("cannot find the dtenge binary to start `cluster`: {e}"))),
+                },
+                connections,
+                rate_per_s: rate,
+                duration_s,
+                warmup_s,
+                accounts: accounts.unwrap_or(dtenge_bench::cluster::ClusterConfig::default().accounts),
+                payments,
+                seed,
+            },
+            json,
+        ),
         Command::Bench {
             accounts,
             payments,
@@ -787,6 +828,16 @@ fn bench_http(config: dtenge_bench::http::HttpConfig, json: bool) -> Result<Exit
         println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
     } else {
         print!("{}", dtenge_bench::http::render(&report));
+    }
+    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn bench_cluster(config: dtenge_bench::cluster::ClusterConfig, json: bool) -> Result<ExitCode, String> {
+    let report = dtenge_bench::cluster::run(&config, |line| eprintln!("bench: {line}"))?;
+    if json {
+        println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+    } else {
+        print!("{}", dtenge_bench::cluster::render(&report));
     }
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
