@@ -224,8 +224,9 @@ async fn open_accounts(
 ) -> Response {
     let result = blocking(move || {
         let (_key, requests) = keyed::<Vec<OpenAccount>>(&method, &uri, &headers, &body)?;
-        let handle = bank(&node)?;
-        let Hosted::Bank { directory, .. } = &*node.hosted else { unreachable!("bank() checked it") };
+        let Hosted::Bank { handle, directory } = &*node.hosted else {
+            return Err(Error::new(ErrorCode::NotFound, "this node runs no bank"));
+        };
         if requests.is_empty() || requests.len() > dtenge_api::platform::OPEN_ACCOUNTS_MAX {
             return Err(Error::malformed(format!(
                 "open 1 to {} accounts per call",
