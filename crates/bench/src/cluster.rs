@@ -518,21 +518,6 @@ fn thread_ticks(pid: u32) -> (u64, BTreeMap<String, u64>) {
 }
 
 /// A participant's `/metrics`, by name (its figures carry no labels).
-fn metrics(agent: &ureq::Agent, ops: SocketAddr) -> Result<BTreeMap<String, u64>, String> {
-    let url = format!("http://{ops}/metrics");
-    let response = agent.get(&url).call().map_err(|e| format!("{url}: {e}"))?;
-    let text = response.into_string().map_err(|e| format!("{url}: {e}"))?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (name, value) = l.split_once(' ')?;
-            let value = value.trim().parse::<f64>().ok()?;
-            Some((name.split('{').next()?.to_string(), value.max(0.0) as u64))
-        })
-        .collect())
-}
-
 /// The cluster as the bench sees it: the participants and their API clients.
 struct Cluster {
     laid: Vec<Laid>,
@@ -569,7 +554,7 @@ impl Cluster {
 
     fn metrics_of(&self, name: &str) -> Result<BTreeMap<String, u64>, String> {
         let member = self.laid.iter().find(|l| l.member.name == name).ok_or_else(|| format!("no {name}"))?;
-        metrics(&self.ops, member.ports.ops)
+        dtenge_process::reconcile::metrics(&self.ops, member.ports.ops)
     }
 
     /// One figure of a participant; 0 if it does not report it.
@@ -1046,48 +1031,19 @@ async fn run_phase(
     Ok((phase, next))
 }
 
-/// Wait until nothing is outstanding anywhere and two looks a moment apart agree, at most
-/// [`SETTLE_MAX`]; then the figures across the processes.
+/// The figures across the processes once they settled, at most [`SETTLE_MAX`]
+/// (`dtenge_process::reconcile`).
 fn reconcile(cluster: &Cluster, load_started: Instant) -> Result<Reconciliation, String> {
-    let banks = ["steppe", "tulpar", "sapa", "treasury"];
-    let started = Instant::now();
-    let mut last: Option<Vec<u64>> = None;
-    loop {
-        let mut look = Vec::new();
-        let mut outstanding = 0;
-        for bank in banks {
-            let m = cluster.metrics_of(bank)?;
-            let at = |name: &str| m.get(name).copied().unwrap_or(0);
-            look.push(at("dtenge_bank_dt_held_tiyn"));
-            look.push(at("dtenge_bank_tokens"));
-            outstanding += at("dtenge_bank_batches_outstanding") + at("dtenge_bank_deliveries_outstanding");
-        }
-        let central = cluster.metrics_of("central")?;
-        let notary = cluster.metrics_of("notary")?;
-        let at = |m: &BTreeMap<String, u64>, name: &str| m.get(name).copied().unwrap_or(0);
-        look.push(at(&central, "dtenge_central_dt_liability_tiyn"));
-        look.push(at(&notary, "dtenge_notary_unspent_tokens"));
-        look.push(at(&notary, "dtenge_notary_commit_index"));
-        outstanding +=
-            at(&central, "dtenge_central_batches_outstanding") + at(&central, "dtenge_central_deliveries_outstanding");
-        let settled = outstanding == 0 && last.as_ref() == Some(&look);
-        if settled || started.elapsed() > SETTLE_MAX {
-            let banks_dt_tiyn = look.iter().step_by(2).take(banks.len()).sum();
-            let banks_tokens = look.iter().skip(1).step_by(2).take(banks.len()).sum();
-            let (central_liability_tiyn, notary_unspent_tokens) = (look[banks.len() * 2], look[banks.len() * 2 + 1]);
-            return Ok(Reconciliation {
-                settled,
-                banks_dt_tiyn,
-                central_liability_tiyn,
-                banks_tokens,
-                notary_unspent_tokens,
-                ok: settled && banks_dt_tiyn == central_liability_tiyn && banks_tokens == notary_unspent_tokens,
-                settle_seconds: load_started.elapsed().as_secs_f64(),
-            });
-        }
-        last = Some(look);
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let look = dtenge_process::reconcile::reconcile(&cluster.laid, SETTLE_MAX)?;
+    Ok(Reconciliation {
+        settled: look.settled,
+        banks_dt_tiyn: look.banks_dt_tiyn,
+        central_liability_tiyn: look.central_liability_tiyn,
+        banks_tokens: look.banks_tokens,
+        notary_unspent_tokens: look.notary_unspent_tokens,
+        ok: look.holds(),
+        settle_seconds: load_started.elapsed().as_secs_f64(),
+    })
 }
 
 /// The report as people read it.

@@ -190,3 +190,29 @@ pub fn new_key(out: &Path) -> Result<ExitCode, String> {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// How long `reconcile --cluster` waits for the network to settle.
+const SETTLE_WAIT_MS_MAX: u64 = 60_000;
+
+/// `dtenge reconcile --cluster DIR`: the checks across the processes of the network laid out
+/// under `dir`; exits non-zero when one does not hold or the network did not settle.
+pub fn reconcile(dir: &Path) -> Result<ExitCode, String> {
+    let laid = cluster::read(dir, &cluster::standard()).map_err(|e| e.to_string())?;
+    let look = dtenge_process::reconcile::reconcile(&laid, Duration::from_millis(SETTLE_WAIT_MS_MAX))?;
+    let mark = |ok: bool| if ok { "ok" } else { "MISMATCH" };
+    println!("settled                          {}", if look.settled { "yes" } else { "no: work still outstanding" });
+    println!(
+        "banks' DT = central's liability  {} ({} = {} tiyn)",
+        mark(look.banks_dt_tiyn == look.central_liability_tiyn),
+        look.banks_dt_tiyn,
+        look.central_liability_tiyn
+    );
+    println!(
+        "banks' tokens = notary's unspent {} ({} = {})",
+        mark(look.banks_tokens == look.notary_unspent_tokens),
+        look.banks_tokens,
+        look.notary_unspent_tokens
+    );
+    println!("notary commit index              {}", look.notary_commit_index);
+    Ok(if look.holds() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

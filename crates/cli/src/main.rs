@@ -98,6 +98,11 @@ enum Command {
         /// `credentials/` (the sandbox's) authenticate the call.
         #[arg(long, default_value = "./data")]
         data: PathBuf,
+        /// A network of processes instead (`dtenge cluster --dir DIR`): once nothing is
+        /// outstanding anywhere, the banks' DT = central's DT liability and the banks' tokens =
+        /// the notary's unspent tokens, from every participant's /metrics.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["api", "data"])]
+        cluster: Option<PathBuf>,
     },
     /// Measure the payment path: seed accounts and tokens, send client-signed 2-in-2-out
     /// transfers (plus injected double spends and bad signatures), report throughput,
@@ -348,7 +353,8 @@ fn main() -> ExitCode {
             up(data, listen, clock, tls.then_some(tls_names))
         }
         Command::Demo { data } => demo(data),
-        Command::Reconcile { api, data } => reconcile(&api, data),
+        Command::Reconcile { cluster: Some(dir), .. } => cluster::reconcile(&dir),
+        Command::Reconcile { api, data, cluster: None } => reconcile(&api, data),
         Command::Status { api, credentials } => status(&api, &credentials),
         Command::Token { client, api, credentials } => Client::with_credentials(&api, &credentials)
             .and_then(|c| c.token(&client).map_err(|e| e.to_string()))

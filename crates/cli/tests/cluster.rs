@@ -193,46 +193,21 @@ impl Cluster {
             .collect()
     }
 
-    /// Wait until nothing is outstanding anywhere and two looks a moment apart agree; then
-    /// check the figures across the processes: the banks' DT = central's liability, the banks'
-    /// tokens = the notary's unspent tokens.
+    /// `dtenge reconcile --cluster`: once nothing is outstanding anywhere, the banks' DT =
+    /// central's liability and the banks' tokens = the notary's unspent tokens.
     fn reconcile(&self) {
-        let banks = ["steppe", "tulpar", "sapa", "treasury"];
-        let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
-        let mut last = None;
-        loop {
-            let look = {
-                let mut figures = Vec::new();
-                for bank in banks {
-                    let m = self.metrics(bank);
-                    figures.push((
-                        m["dtenge_bank_dt_held_tiyn"],
-                        m["dtenge_bank_tokens"],
-                        m["dtenge_bank_batches_outstanding"] + m["dtenge_bank_deliveries_outstanding"],
-                    ));
-                }
-                let central = self.metrics("central");
-                let notary = self.metrics("notary");
-                (
-                    figures,
-                    central["dtenge_central_dt_liability_tiyn"],
-                    central["dtenge_central_batches_outstanding"] + central["dtenge_central_deliveries_outstanding"],
-                    notary["dtenge_notary_unspent_tokens"],
-                    notary["dtenge_notary_commit_index"],
-                )
-            };
-            let quiet = look.0.iter().all(|f| f.2 == 0) && look.2 == 0;
-            if quiet && last.as_ref() == Some(&look) {
-                let dt: u64 = look.0.iter().map(|f| f.0).sum();
-                let tokens: u64 = look.0.iter().map(|f| f.1).sum();
-                assert_eq!(dt, look.1, "the DT the banks hold = central's DT liability");
-                assert_eq!(tokens, look.3, "the banks' tokens = the notary's unspent tokens");
-                return;
-            }
-            assert!(Instant::now() < deadline, "the processes did not settle: {look:?}");
-            last = Some(look);
-            std::thread::sleep(Duration::from_millis(300));
-        }
+        let output = Command::new(env!("CARGO_BIN_EXE_dtenge"))
+            .args(["reconcile", "--cluster"])
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "the processes do not reconcile:\n{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains("settled                          yes"), "{stdout}");
     }
 }
 

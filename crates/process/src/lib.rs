@@ -22,6 +22,7 @@ pub mod cluster;
 pub mod config;
 mod gateway;
 mod ops;
+pub mod reconcile;
 mod server;
 
 pub use config::{Config, ConfigError, PeerSettings};
