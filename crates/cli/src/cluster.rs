@@ -164,11 +164,23 @@ fn supervise(
     }
 }
 
-/// SIGTERM to every child, newest first (the banks before the roles they need), and wait.
+/// How long a participant may take to stop gracefully before it is killed.
+const STOP_WAIT_MS_MAX: u64 = 30_000;
+
+/// SIGTERM to every child, newest first (the banks before the roles they need), and wait for
+/// each at most [`STOP_WAIT_MS_MAX`], then SIGKILL (what it answered is durable either way).
 fn stop_all(children: &mut [Option<Child>]) {
     for child in children.iter_mut().rev().flatten() {
         // `kill -TERM`: a graceful stop (std's `Child::kill` is SIGKILL).
         let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_millis(STOP_WAIT_MS_MAX);
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if matches!(child.try_wait(), Ok(None)) {
+            tracing::warn!(pid = child.id(), "a participant did not stop in time; killed");
+            let _ = child.kill();
+        }
         let _ = child.wait();
     }
 }
