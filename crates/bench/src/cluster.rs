@@ -188,16 +188,12 @@ pub struct ClusterPhase {
     pub machine_steal: f64,
 }
 
-/// The cross-process figures at the end, once nothing was outstanding.
-#[derive(Clone, Debug, Default, Serialize)]
+/// The cross-process figures at the end, once nothing was outstanding
+/// (`dtenge_process::reconcile`), with the verdict and how long it took to settle.
+#[derive(Clone, Debug, Serialize)]
 pub struct Reconciliation {
-    pub settled: bool,
-    /// Sum of the banks' (the Treasury's too) `dtenge_bank_dt_held_tiyn`.
-    pub banks_dt_tiyn: u64,
-    pub central_liability_tiyn: u64,
-    /// Sum of the banks' `dtenge_bank_tokens`.
-    pub banks_tokens: u64,
-    pub notary_unspent_tokens: u64,
+    #[serde(flatten)]
+    pub across: dtenge_process::reconcile::Reconciliation,
     pub ok: bool,
     /// Seconds from the end of the load until it settled.
     pub settle_seconds: f64,
@@ -665,15 +661,15 @@ fn measure(config: &ClusterConfig, laid: &[Laid], progress: &mut impl FnMut(&str
     progress("waiting for the processes to settle, then reconciling from their /metrics");
     let reconciliation = reconcile(&cluster, load_started)?;
     let mut problems = Vec::new();
-    if !reconciliation.settled {
+    if !reconciliation.across.settled {
         problems.push(format!("the processes did not settle within {} s", SETTLE_MAX.as_secs()));
     } else if !reconciliation.ok {
         problems.push(format!(
             "no reconciliation across the processes: banks' DT {} vs central's liability {}, banks' tokens {} vs the notary's unspent {}",
-            reconciliation.banks_dt_tiyn,
-            reconciliation.central_liability_tiyn,
-            reconciliation.banks_tokens,
-            reconciliation.notary_unspent_tokens
+            reconciliation.across.banks_dt_tiyn,
+            reconciliation.across.central_liability_tiyn,
+            reconciliation.across.banks_tokens,
+            reconciliation.across.notary_unspent_tokens
         ));
     }
     for phase in &phases {
@@ -1034,16 +1030,8 @@ async fn run_phase(
 /// The figures across the processes once they settled, at most [`SETTLE_MAX`]
 /// (`dtenge_process::reconcile`).
 fn reconcile(cluster: &Cluster, load_started: Instant) -> Result<Reconciliation, String> {
-    let look = dtenge_process::reconcile::reconcile(&cluster.laid, SETTLE_MAX)?;
-    Ok(Reconciliation {
-        settled: look.settled,
-        banks_dt_tiyn: look.banks_dt_tiyn,
-        central_liability_tiyn: look.central_liability_tiyn,
-        banks_tokens: look.banks_tokens,
-        notary_unspent_tokens: look.notary_unspent_tokens,
-        ok: look.holds(),
-        settle_seconds: load_started.elapsed().as_secs_f64(),
-    })
+    let across = dtenge_process::reconcile::reconcile(&cluster.laid, SETTLE_MAX)?;
+    Ok(Reconciliation { ok: across.holds(), across, settle_seconds: load_started.elapsed().as_secs_f64() })
 }
 
 /// The report as people read it.
@@ -1147,14 +1135,14 @@ pub fn render(report: &ClusterReport) -> String {
             out.push_str(&format!("                   {name:<9} busiest threads: {}\n", threads.join(", ")));
         }
     }
-    let r = &report.reconciliation;
+    let (r, across) = (&report.reconciliation, &report.reconciliation.across);
     out.push_str(&format!(
         "reconciliation     {}: banks' DT {} tiyn = central's liability {}; banks' tokens {} = notary's unspent {} ({:.1} s after the load started)\n",
-        if r.ok { "ok" } else if r.settled { "MISMATCH" } else { "NOT SETTLED" },
-        r.banks_dt_tiyn,
-        r.central_liability_tiyn,
-        r.banks_tokens,
-        r.notary_unspent_tokens,
+        if r.ok { "ok" } else if across.settled { "MISMATCH" } else { "NOT SETTLED" },
+        across.banks_dt_tiyn,
+        across.central_liability_tiyn,
+        across.banks_tokens,
+        across.notary_unspent_tokens,
         r.settle_seconds
     ));
     out.push_str(&format!(

@@ -36,9 +36,8 @@
 //! bank where an account is and of what kind, never whose it is.
 
 use crate::Hosted;
-use axum::body::Bytes;
 use axum::extract::{Path as P, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -180,22 +179,32 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
         .map_err(|e| Error::new(ErrorCode::Internal, format!("a request's task: {e}")))?
 }
 
-/// The request's idempotency key with its fingerprint, and its body decoded.
-fn keyed<R: serde::de::DeserializeOwned + serde::Serialize>(
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<(IdemKey, R)> {
-    let key = dtenge_api::idempotency_key(headers)?;
-    if key.is_empty() || key.len() > dtenge_api::platform::IDEM_KEY_LEN_MAX {
-        return Err(Error::malformed(format!(
-            "an idempotency key has 1 to {} characters",
-            dtenge_api::platform::IDEM_KEY_LEN_MAX
-        )));
+/// A mutating request as a route takes it: its idempotency key with the request's fingerprint,
+/// and its body decoded. Refused (a structured error, nothing run) without a key or with a body
+/// that does not decode.
+struct Keyed<R>(IdemKey, R);
+
+impl<S: Send + Sync, R: serde::de::DeserializeOwned + serde::Serialize> axum::extract::FromRequest<S> for Keyed<R> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, _state: &S) -> std::result::Result<Self, Response> {
+        let (parts, body) = request.into_parts();
+        let refused = |e: Error| Failure(e).into_response();
+        let key = dtenge_api::idempotency_key(&parts.headers).map_err(refused)?;
+        if key.is_empty() || key.len() > dtenge_api::platform::IDEM_KEY_LEN_MAX {
+            return Err(refused(Error::malformed(format!(
+                "an idempotency key has 1 to {} characters",
+                dtenge_api::platform::IDEM_KEY_LEN_MAX
+            ))));
+        }
+        let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX).await.map_err(|e| {
+            Failure(Error::new(ErrorCode::LimitExceeded, format!("request body: {e}")))
+                .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        })?;
+        let (fingerprint, decoded) =
+            dtenge_api::typed_request::<R>(&parts.method, parts.uri.path(), &bytes).map_err(refused)?;
+        Ok(Keyed(IdemKey { key, fingerprint }, decoded))
     }
-    let (fingerprint, request) = dtenge_api::typed_request::<R>(method, uri.path(), body)?;
-    Ok((IdemKey { key, fingerprint }, request))
 }
 
 fn central_key(key: IdemKey) -> dtenge_central::IdemKey {
@@ -217,13 +226,9 @@ async fn committed(answer: dtenge_bank::Answer) -> Result<Committed> {
 async fn open_accounts(
     State(node): State<Node>,
     P(id): P<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Keyed(_key, requests): Keyed<Vec<OpenAccount>>,
 ) -> Response {
     let result = blocking(move || {
-        let (_key, requests) = keyed::<Vec<OpenAccount>>(&method, &uri, &headers, &body)?;
         let Hosted::Bank { handle, directory } = &*node.hosted else {
             return Err(Error::new(ErrorCode::NotFound, "this node runs no bank"));
         };
@@ -268,18 +273,10 @@ async fn tokens(State(node): State<Node>, P((_id, client)): P<(String, String)>)
     answer(blocking(move || bank(&node)?.service().read(|n| n.spendable_inputs(&client))).await)
 }
 
-async fn transfer(
-    State(node): State<Node>,
-    P(id): P<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn transfer(State(node): State<Node>, P(id): P<String>, Keyed(key, request): Keyed<TransferRequest>) -> Response {
     let staged = blocking({
         let node = node.clone();
         move || {
-            let (key, request) = keyed::<TransferRequest>(&method, &uri, &headers, &body)?;
             let handle = bank(&node)?;
             if request.amount_tiyn.is_zero() {
                 return Err(Error::malformed("the amount must be positive"));
@@ -354,18 +351,10 @@ fn payee(node: &Node, to: &dtenge_api::types::Payee) -> Result<Party> {
     Ok(Party { bank, client_id, address })
 }
 
-async fn submit(
-    State(node): State<Node>,
-    P(id): P<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn submit(State(node): State<Node>, P(id): P<String>, Keyed(key, tx): Keyed<Transaction>) -> Response {
     let staged = blocking({
         let node = node.clone();
         move || {
-            let (key, tx) = keyed::<Transaction>(&method, &uri, &headers, &body)?;
             let handle = bank(&node)?;
             dtenge_core::validate::check_bounds(&tx)?;
             let payer = tx
@@ -404,15 +393,11 @@ async fn submit(
 async fn registry(
     State(node): State<Node>,
     P(_id): P<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Keyed(key, request): Keyed<RegistryRequest>,
 ) -> Response {
     let staged = blocking({
         let node = node.clone();
         move || {
-            let (key, request) = keyed::<RegistryRequest>(&method, &uri, &headers, &body)?;
             let handle = bank(&node)?;
             if request.lines.is_empty() || request.lines.len() > dtenge_bank::REGISTRY_LINES_MAX {
                 return Err(Error::malformed(format!("a registry has 1 to {} lines", dtenge_bank::REGISTRY_LINES_MAX)));
@@ -474,14 +459,10 @@ async fn registry(
 async fn credit(
     State(node): State<Node>,
     P(bank_id): P<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Keyed(key, request): Keyed<AmountRequest>,
 ) -> Response {
     answer(
         blocking(move || {
-            let (key, request) = keyed::<AmountRequest>(&method, &uri, &headers, &body)?;
             let central = central(&node)?;
             central.credit_correspondent_once(&bank_id, request.amount_tiyn, Some(central_key(key)), (node.clock)())
         })
@@ -492,15 +473,11 @@ async fn credit(
 async fn emission(
     State(node): State<Node>,
     P(bank_id): P<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Keyed(key, request): Keyed<AmountRequest>,
 ) -> Response {
     let staged = blocking({
         let node = node.clone();
         move || {
-            let (key, request) = keyed::<AmountRequest>(&method, &uri, &headers, &body)?;
             let central = central(&node)?;
             Ok(central.emit(&bank_id, request.amount_tiyn, Some(central_key(key)), (node.clock)()))
         }
@@ -538,14 +515,10 @@ struct Emitted {
 async fn set_day(
     State(node): State<Node>,
     P(date): P<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Keyed(_key, request): Keyed<dtenge_api::types::DayRequest>,
 ) -> Response {
     answer(
         blocking(move || {
-            let (_key, request) = keyed::<dtenge_api::types::DayRequest>(&method, &uri, &headers, &body)?;
             let date: dtenge_core::calendar::Date = date.parse()?;
             let day = central(&node)?.set_day(date, request.working, (node.clock)())?;
             Ok(dtenge_api::types::DayView { date: day.date, working: day.working, overridden: day.overridden })
