@@ -299,6 +299,38 @@ impl Notary {
         hash
     }
 
+    /// Every transaction the notary decided: those committed and those refused for good
+    /// (aborted), for a replica's snapshot. Taken between requests: no spend is pending.
+    pub fn decided(&self) -> (Vec<TxId>, Vec<TxId>) {
+        let (mut committed, mut aborted) = (Vec::new(), Vec::new());
+        for shard in &self.shards {
+            let shard = shard.lock();
+            assert!(shard.pending_outputs.is_empty() && shard.pending_inputs.is_empty(), "no spend is pending");
+            for (tx, state) in &shard.txs {
+                match state {
+                    TxState::Committed => committed.push(*tx),
+                    TxState::Aborted => aborted.push(*tx),
+                    TxState::Pending => unreachable!("no spend is pending"),
+                }
+            }
+        }
+        (committed, aborted)
+    }
+
+    /// Rebuild from a snapshot ([`Notary::unspent`] and [`Notary::decided`]).
+    pub fn restore_decided(
+        unspent: impl IntoIterator<Item = TokenId>,
+        committed: impl IntoIterator<Item = TxId>,
+        aborted: impl IntoIterator<Item = TxId>,
+    ) -> Notary {
+        let notary = Notary::restore(unspent, committed);
+        for tx in aborted {
+            let previous = notary.shards[tx_shard(&tx)].lock().txs.insert(tx, TxState::Aborted);
+            assert_eq!(previous, None, "a transaction is committed or aborted, never both");
+        }
+        notary
+    }
+
     /// Every unspent token id, for reconciliation.
     pub fn unspent(&self) -> HashSet<TokenId> {
         let mut all = HashSet::new();

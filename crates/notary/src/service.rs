@@ -31,7 +31,7 @@
 mod checkpoint;
 pub use checkpoint::CHECKPOINT_POLL_MS;
 
-use crate::{Notary, Spend, SpendRequest, TABLES};
+use crate::{AllShards, Notary, Spend, SpendRequest, TABLES};
 use dtenge_core::certificate::{notarize_message, CommitCertificate, CompactTx};
 use dtenge_core::crypto::{verify, Hash32, PublicKey, SecretKey};
 use dtenge_core::tx::{TX_INPUTS_MAX, TX_OUTPUTS_MAX};
@@ -91,7 +91,7 @@ impl Senders {
                 .copied()
                 .map(|key| (key, blocked(bank)))
                 .ok_or_else(|| Error::new(ErrorCode::Forbidden, format!("'{bank}' is not a bank of this network"))),
-            RoleId::Notary | RoleId::Oracle | RoleId::Directory => {
+            RoleId::Notary | RoleId::NotaryReplica(_) | RoleId::Oracle | RoleId::Directory => {
                 Err(Error::new(ErrorCode::Forbidden, format!("{sender} does not send transactions to the notary")))
             }
         }
@@ -284,31 +284,15 @@ impl NotaryService {
 
     /// Check, spend, commit and certify one request from `sender`.
     pub fn notarize(&self, sender: &RoleId, request: &NotarizeRequest) -> NotarizeReply {
-        assert!(request.txs.len() <= dtenge_wire::message::BATCH_TXS_MAX, "the wire bounds a batch");
-        let leaves: Vec<Hash32> = request.txs.iter().map(CompactTx::hash).collect();
-        let (mut states, blocked): (Vec<Result<()>>, Option<Error>) = match self.check_request(sender, request, &leaves)
-        {
-            Ok(blocked) => (request.txs.iter().map(|tx| check_tx(sender, tx)).collect(), blocked),
-            Err(e) => (vec![Err(e); request.txs.len()], None),
-        };
+        let Checked { leaves, mut states, blocked } = check(&self.senders.read(), sender, request);
         let mut seq = self.seq.lock();
         // Dropped before `seq` is released: a checkpoint that begins next sees the poison.
         let _poison_on_panic = PoisonOnPanic(&self.poisoned);
         let committed = self.spend_and_commit(&request.txs, &mut states, blocked.as_ref(), *seq + 1);
-        let reply = self.certify(request.batch, &leaves, &states, &committed, &mut seq);
+        let reply = certify(&self.key, request.batch, &leaves, &states, &committed, &mut seq);
+        self.seq_published.store(*seq, std::sync::atomic::Ordering::Release);
         assert_eq!(reply.outcomes.len(), request.txs.len(), "one outcome per transaction");
         reply
-    }
-
-    /// The sender is one of the network's and signed this request; `Ok(Some(why))` when it is
-    /// blocked.
-    fn check_request(&self, sender: &RoleId, request: &NotarizeRequest, leaves: &[Hash32]) -> Result<Option<Error>> {
-        let (key, blocked) = self.senders.read().key_of(sender)?;
-        let message = notarize_message(request.batch, &dtenge_core::merkle::root(leaves));
-        verify(&key, &message.0, &request.signature).map_err(|_| {
-            Error::new(ErrorCode::InvalidSignature, format!("the request is not signed by {sender}'s node key"))
-        })?;
-        Ok(blocked)
     }
 
     /// Spend every passing transaction in request order (a later one spending what an earlier
@@ -325,33 +309,7 @@ impl NotaryService {
         blocked: Option<&Error>,
         seq: u64,
     ) -> Vec<bool> {
-        let mut committed = vec![false; txs.len()];
-        let mut fresh: Vec<usize> = Vec::new();
-        let mut aborted: Vec<usize> = Vec::new();
-        {
-            let mut shards = self.notary.lock_all();
-            for (index, (tx, state)) in txs.iter().zip(states.iter_mut()).enumerate() {
-                if state.is_err() {
-                    continue;
-                }
-                if let Some(why) = blocked {
-                    if shards.is_committed(&tx.tx_id) {
-                        committed[index] = true;
-                    } else {
-                        if shards.abort(&tx.tx_id) {
-                            aborted.push(index);
-                        }
-                        *state = Err(why.clone());
-                    }
-                    continue;
-                }
-                match shards.try_spend(request(tx)) {
-                    Ok(Spend::Pending) => fresh.push(index),
-                    Ok(Spend::AlreadyCommitted) => committed[index] = true,
-                    Err(e) => *state = Err(e),
-                }
-            }
-        }
+        let Spent { mut committed, fresh, aborted } = spend(&mut self.notary.lock_all(), txs, states, blocked);
         if fresh.is_empty() && aborted.is_empty() && !committed.contains(&true) {
             return committed;
         }
@@ -404,38 +362,123 @@ impl NotaryService {
         }
         committed
     }
+}
 
-    /// The reply: one certificate over the committed transactions, in request order.
-    fn certify(
-        &self,
-        batch: u64,
-        leaves: &[Hash32],
-        states: &[Result<()>],
-        committed: &[bool],
-        seq: &mut u64,
-    ) -> NotarizeReply {
-        let certified: Vec<Hash32> = leaves.iter().zip(committed).filter(|(_, c)| **c).map(|(l, _)| *l).collect();
-        let mut proofs = Vec::new().into_iter();
-        let mut certificate = None;
-        if !certified.is_empty() {
-            *seq += 1;
-            self.seq_published.store(*seq, std::sync::atomic::Ordering::Release);
-            let (signed, signed_proofs) = CommitCertificate::sign(&self.key, *seq, &certified);
-            certificate = Some(signed);
-            proofs = signed_proofs.into_iter();
+/// A request as the notary checked it before spending anything.
+pub struct Checked {
+    /// Each transaction's compact hash, in request order: the certificate's leaves.
+    pub leaves: Vec<Hash32>,
+    /// Per transaction: `Ok` if it may be spent, or why it is refused.
+    pub states: Vec<Result<()>>,
+    /// Why the sender's new spends are refused, when the operator blocked it.
+    pub blocked: Option<Error>,
+}
+
+/// What the notary checks of a request without its state: the sender is one of the network's
+/// and signed it, and each transaction is well formed for that sender. The same on every
+/// replica of a replicated notary, which checks each request again as it applies it.
+pub fn check(senders: &Senders, sender: &RoleId, request: &NotarizeRequest) -> Checked {
+    assert!(request.txs.len() <= dtenge_wire::message::BATCH_TXS_MAX, "the wire bounds a batch");
+    let leaves: Vec<Hash32> = request.txs.iter().map(CompactTx::hash).collect();
+    let signed = senders.key_of(sender).and_then(|(key, blocked)| {
+        let message = notarize_message(request.batch, &dtenge_core::merkle::root(&leaves));
+        verify(&key, &message.0, &request.signature).map_err(|_| {
+            Error::new(ErrorCode::InvalidSignature, format!("the request is not signed by {sender}'s node key"))
+        })?;
+        Ok(blocked)
+    });
+    let (states, blocked) = match signed {
+        Ok(blocked) => (request.txs.iter().map(|tx| check_tx(sender, tx)).collect(), blocked),
+        Err(e) => (vec![Err(e); request.txs.len()], None),
+    };
+    Checked { leaves, states, blocked }
+}
+
+/// What [`spend`] did, by index into the request's transactions.
+pub struct Spent {
+    /// Committed, now (once finalized) or before.
+    pub committed: Vec<bool>,
+    /// Spent now, pending: to be persisted, then finalized (or reverted).
+    pub fresh: Vec<usize>,
+    /// Refused for good now (their sender is blocked).
+    pub aborted: Vec<usize>,
+}
+
+/// Spend every passing transaction in request order (a later one spending what an earlier
+/// one spent is a double spend). A `blocked` sender spends nothing new: each of its
+/// transactions is refused with the reason, except those committed before its block, which
+/// are answered "committed" (a bank retrying after a lost answer must learn the truth, or it
+/// would drop a transaction the ledger holds). The notary's rule, in memory, deterministic.
+pub fn spend(
+    shards: &mut AllShards<'_>,
+    txs: &[CompactTx],
+    states: &mut [Result<()>],
+    blocked: Option<&Error>,
+) -> Spent {
+    assert_eq!(txs.len(), states.len(), "one state per transaction");
+    let mut spent = Spent { committed: vec![false; txs.len()], fresh: Vec::new(), aborted: Vec::new() };
+    for (index, (tx, state)) in txs.iter().zip(states.iter_mut()).enumerate() {
+        if state.is_err() {
+            continue;
         }
-        let outcomes = states
-            .iter()
-            .zip(committed)
-            .map(|(state, c)| match (c, state) {
-                (true, _) => Outcome::Committed(proofs.next().expect("one proof per committed transaction")),
-                (false, Err(e)) => Outcome::Refused(e.clone()),
-                (false, Ok(())) => unreachable!("a transaction that passed every check is committed"),
-            })
-            .collect();
-        assert!(proofs.next().is_none(), "every proof was handed out");
-        NotarizeReply { batch, certificate, outcomes }
+        if let Some(why) = blocked {
+            if shards.is_committed(&tx.tx_id) {
+                spent.committed[index] = true;
+            } else {
+                if shards.abort(&tx.tx_id) {
+                    spent.aborted.push(index);
+                }
+                *state = Err(why.clone());
+            }
+            continue;
+        }
+        match shards.try_spend(request(tx)) {
+            Ok(Spend::Pending) => spent.fresh.push(index),
+            Ok(Spend::AlreadyCommitted) => spent.committed[index] = true,
+            Err(e) => *state = Err(e),
+        }
     }
+    spent
+}
+
+/// The next certificate's number, if any transaction of a request is committed (now or
+/// before): a request that commits nothing takes no number, so numbers stay dense.
+pub fn next_seq(committed: &[bool], seq: &mut u64) -> Option<u64> {
+    committed.contains(&true).then(|| {
+        *seq = seq.checked_add(1).expect("a certificate number fits in u64");
+        *seq
+    })
+}
+
+/// The reply: one certificate over the committed transactions, in request order, numbered
+/// by [`next_seq`].
+pub fn certify(
+    key: &SecretKey,
+    batch: u64,
+    leaves: &[Hash32],
+    states: &[Result<()>],
+    committed: &[bool],
+    seq: &mut u64,
+) -> NotarizeReply {
+    let certified: Vec<Hash32> = leaves.iter().zip(committed).filter(|(_, c)| **c).map(|(l, _)| *l).collect();
+    let mut proofs = Vec::new().into_iter();
+    let mut certificate = None;
+    if let Some(number) = next_seq(committed, seq) {
+        let (signed, signed_proofs) = CommitCertificate::sign(key, number, &certified);
+        certificate = Some(signed);
+        proofs = signed_proofs.into_iter();
+    }
+    let outcomes = states
+        .iter()
+        .zip(committed)
+        .map(|(state, c)| match (c, state) {
+            (true, _) => Outcome::Committed(proofs.next().expect("one proof per committed transaction")),
+            (false, Err(e)) => Outcome::Refused(e.clone()),
+            (false, Ok(())) => unreachable!("a transaction that passed every check is committed"),
+        })
+        .collect();
+    assert!(proofs.next().is_none(), "every proof was handed out");
+    NotarizeReply { batch, certificate, outcomes }
 }
 
 /// Marks the notary poisoned if dropped while its thread unwinds from a panic.

@@ -13,6 +13,7 @@ pub mod codec;
 pub mod directory;
 pub mod domain;
 pub mod message;
+pub mod replica;
 
 pub use cards::{CardClaim, CardClaimReply, CardMode, CardNotice, PurchaseRecord};
 pub use codec::{Decode, DecodeError, Encode, Reader, Writer};
@@ -23,3 +24,4 @@ pub use message::{
     RoleId, Verdict, FORMAT_VERSION,
 };
 pub use message::{PlanReply, PlanRequest, PlannedSpend, Spend, SpendKind, SPEND_PARTS_MAX, VAT_SUBJECT};
+pub use replica::{RaftCall, RaftRpc};

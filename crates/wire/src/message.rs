@@ -71,7 +71,16 @@ pub enum RoleId {
     Directory,
     /// A bank's node, or the Treasury's, by its id.
     Bank(String),
+    /// One replica of the replicated notary, by its number (1 to
+    /// [`NOTARY_REPLICAS_MAX`]). The replicas talk to each other under these names (Raft's
+    /// messages, a request handed to the leader); to everyone else they answer as
+    /// [`RoleId::Notary`], the one notary the network knows.
+    NotaryReplica(u8),
 }
+
+/// Most replicas of one notary: a Raft group of up to seven voters (more adds latency and no
+/// safety that matters here).
+pub const NOTARY_REPLICAS_MAX: u8 = 7;
 
 impl Encode for RoleId {
     fn encode(&self, w: &mut Writer) {
@@ -83,6 +92,10 @@ impl Encode for RoleId {
             RoleId::Bank(id) => {
                 w.u8(5);
                 w.str(id);
+            }
+            RoleId::NotaryReplica(n) => {
+                w.u8(6);
+                w.u8(*n);
             }
         }
     }
@@ -103,6 +116,13 @@ impl Decode for RoleId {
                 }
                 Ok(RoleId::Bank(id))
             }
+            6 => match r.u8("notary replica")? {
+                n @ 1..=NOTARY_REPLICAS_MAX => Ok(RoleId::NotaryReplica(n)),
+                n => Err(DecodeError::Invalid {
+                    what: "notary replica",
+                    reason: format!("{n} is not 1 to {NOTARY_REPLICAS_MAX}"),
+                }),
+            },
             tag => Err(DecodeError::UnknownTag { what: "role", tag: u64::from(tag) }),
         }
     }
@@ -116,6 +136,7 @@ impl std::fmt::Display for RoleId {
             RoleId::Oracle => f.write_str("oracle"),
             RoleId::Directory => f.write_str("directory"),
             RoleId::Bank(id) => write!(f, "bank:{id}"),
+            RoleId::NotaryReplica(n) => write!(f, "notary-replica:{n}"),
         }
     }
 }
@@ -131,13 +152,24 @@ impl std::str::FromStr for RoleId {
             "notary" => Ok(RoleId::Notary),
             "oracle" => Ok(RoleId::Oracle),
             "directory" => Ok(RoleId::Directory),
-            _ => match text.strip_prefix("bank:") {
-                Some(id) if !id.is_empty() && id.len() <= ROLE_ID_BYTES_MAX => Ok(RoleId::Bank(id.to_string())),
-                _ => Err(DecodeError::Invalid {
+            _ => {
+                if let Some(id) = text.strip_prefix("bank:") {
+                    if !id.is_empty() && id.len() <= ROLE_ID_BYTES_MAX {
+                        return Ok(RoleId::Bank(id.to_string()));
+                    }
+                }
+                if let Some(n) = text.strip_prefix("notary-replica:").and_then(|n| n.parse::<u8>().ok()) {
+                    if (1..=NOTARY_REPLICAS_MAX).contains(&n) {
+                        return Ok(RoleId::NotaryReplica(n));
+                    }
+                }
+                Err(DecodeError::Invalid {
                     what: "role",
-                    reason: format!("{text:?} is none of central, notary, oracle, directory, bank:<id>"),
-                }),
-            },
+                    reason: format!(
+                        "{text:?} is none of central, notary, oracle, directory, bank:<id>, notary-replica:<1-{NOTARY_REPLICAS_MAX}>"
+                    ),
+                })
+            }
         }
     }
 }
@@ -442,6 +474,11 @@ pub enum Message {
     ClaimManyReply(crate::directory::ClaimManyReply),
     Lookup(crate::directory::Lookup),
     LookupReply(crate::directory::LookupReply),
+    // Between the notary's replicas (`crate::replica`): kinds 80-99.
+    RaftRequest(crate::replica::RaftRpc),
+    RaftReply(crate::replica::RaftRpc),
+    /// A participant's envelope, handed by a replica to the leader.
+    Forwarded(Box<Envelope>),
 }
 
 impl Message {
@@ -471,6 +508,10 @@ impl Message {
             Message::ClaimManyReply(_) => 61,
             Message::Lookup(_) => 62,
             Message::LookupReply(_) => 63,
+            // Between the notary's replicas: kinds 80-99.
+            Message::RaftRequest(_) => 80,
+            Message::RaftReply(_) => 81,
+            Message::Forwarded(_) => 82,
         }
     }
 }
@@ -622,6 +663,8 @@ impl Encode for Message {
             Message::ClaimManyReply(m) => w.put(m),
             Message::Lookup(m) => w.put(m),
             Message::LookupReply(m) => w.put(m),
+            Message::RaftRequest(m) | Message::RaftReply(m) => w.put(m),
+            Message::Forwarded(envelope) => w.put(&**envelope),
         }
     }
 }
@@ -709,6 +752,20 @@ impl Decode for Message {
             61 => Ok(Message::ClaimManyReply(r.get()?)),
             62 => Ok(Message::Lookup(r.get()?)),
             63 => Ok(Message::LookupReply(r.get()?)),
+            80 => Ok(Message::RaftRequest(r.get()?)),
+            81 => Ok(Message::RaftReply(r.get()?)),
+            82 => {
+                let envelope: Envelope = r.get()?;
+                // One level only: a replica forwards what a participant sent, never a forward
+                // (and nesting must not be a way to exhaust the decoder's stack).
+                if matches!(envelope.message, Message::Forwarded(_)) {
+                    return Err(DecodeError::Invalid {
+                        what: "forwarded envelope",
+                        reason: "forwards a forward".into(),
+                    });
+                }
+                Ok(Message::Forwarded(Box::new(envelope)))
+            }
             kind => Err(DecodeError::UnknownTag { what: "message kind", tag: u64::from(kind) }),
         }
     }
