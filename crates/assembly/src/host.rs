@@ -21,6 +21,7 @@ use dtenge_directory::DirectoryService;
 use dtenge_notary::service::{NotaryService, CHECKPOINT_POLL_MS};
 use dtenge_oracle::service::OracleService;
 use dtenge_transport::{Inbox, Transport};
+use dtenge_wire::Envelope;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -55,6 +56,20 @@ impl Threads {
             inboxes: Vec::new(),
             finishers: Vec::new(),
         }
+    }
+
+    /// An inbox thread of a role hosted outside this crate (a replica of the notary): each
+    /// envelope handed to `handle`, in order, until the inbox closes.
+    pub fn serve(&mut self, name: &str, inbox: Inbox, mut handle: impl FnMut(Envelope) + Send + 'static) -> Result<()> {
+        self.inboxes.push(spawn(
+            format!("inbox:{name}"),
+            Box::new(move || {
+                for envelope in inbox {
+                    handle(envelope);
+                }
+            }),
+        )?);
+        Ok(())
     }
 
     /// The notary's inbox (its answers go back on `replies`) and its checkpointer.

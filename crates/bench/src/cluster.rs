@@ -1,8 +1,7 @@
 //! `dtenge bench --cluster DIR`: the signed 2-in-2-out load of `dtenge bench --http`, sent
 //! through the real transport: every participant of the standard network its own OS process
-//! (`dtenge cluster`: the directory, the notary, central, the oracle, three banks and the
-//! Treasury), talking over mutual TLS, all on this machine (issue 18). One notary process: the
-//! replicated notary is not built yet.
+//! (`dtenge cluster`: the directory, the notary's three replicas, central, the oracle, three
+//! banks and the Treasury), talking over mutual TLS, all on this machine (issue 18).
 //!
 //! 1. **Cluster**: the one at `DIR` if every participant answers its `/health`; else the bench
 //!    starts `dtenge cluster --dir DIR --base-port P` as a child (laying the network out on
@@ -558,6 +557,16 @@ impl Cluster {
         Ok(self.metrics_of(name)?.get(figure).copied().unwrap_or(0))
     }
 
+    /// The notary's last certificate number: the highest any of its replicas applied.
+    fn notary_commits(&self) -> Result<u64, String> {
+        let replicas = self.laid.iter().filter(|l| matches!(l.member.role, dtenge_wire::RoleId::NotaryReplica(_)));
+        let mut highest = 0;
+        for replica in replicas {
+            highest = highest.max(self.figure(&replica.member.name, "dtenge_notary_commit_index")?);
+        }
+        Ok(highest)
+    }
+
     /// Every participant's CPU ticks, by name.
     fn cpu(&self) -> BTreeMap<String, (u64, BTreeMap<String, u64>)> {
         self.pids.iter().map(|(name, pid)| (name.clone(), thread_ticks(*pid))).collect()
@@ -929,7 +938,7 @@ async fn run_phase(
     }
     // A node's own API knows its callers by their certificates: no tokens.
     let (_no_tokens, auth) = watch::channel(Arc::new(PhaseAuth::none()));
-    let notary_commits = cluster.figure("notary", "dtenge_notary_commit_index")?;
+    let notary_commits = cluster.notary_commits()?;
     let mut bank_batches = 0;
     for bank in BANKS {
         bank_batches += cluster.figure(bank, "dtenge_bank_batches_sent_total")?;
@@ -979,7 +988,7 @@ async fn run_phase(
         let cores = after.saturating_sub(*before) as f64 * tick_s / wall_s;
         participants.insert(name.clone(), ProcessCpu { cores, threads });
     }
-    let notary_commits = cluster.figure("notary", "dtenge_notary_commit_index")?.saturating_sub(notary_commits);
+    let notary_commits = cluster.notary_commits()?.saturating_sub(notary_commits);
     let mut bank_batches_after = 0;
     for bank in BANKS {
         bank_batches_after += cluster.figure(bank, "dtenge_bank_batches_sent_total")?;
@@ -1040,7 +1049,7 @@ pub fn render(report: &ClusterReport) -> String {
     let mut out = String::new();
     out.push_str(&report.machine.line());
     out.push_str(&format!(
-        "cluster            {} ({}); {} participant processes found; one notary process (the replicated notary is not built yet)\n",
+        "cluster            {} ({}); {} participant processes found; the notary as three replicas (openraft)\n",
         report.config.dir.display(),
         match report.cluster_pid {
             Some(pid) => format!(

@@ -1,12 +1,14 @@
 //! The network as separate OS processes on loopback (`dtenge run`, one per participant: the
-//! directory, the notary, central, the oracle, three banks and the Treasury), each with its own
-//! store, key and certificate under one NBK root, talking over mutual TLS with signed frames.
+//! directory, the notary's three replicas, central, the oracle, three banks and the Treasury),
+//! each with its own store, key and certificate under one NBK root, talking over mutual TLS
+//! with signed frames.
 //!
 //! [`payments_across_processes_survive_kill_9`]: central issues DT to Steppe Bank's node, which
 //! opens accounts (claimed at the directory's process), pays its clients from its own DT, and
 //! its clients pay Tulpar Bank's clients (notarized by the notary's process, delivered to
 //! Tulpar's). Under that load the Steppe node is killed with SIGKILL, started again, and then the
-//! notary; the oracle is killed and started too. After each recovery, every time:
+//! notary's leader (the other two replicas elect a new one); the oracle is killed and started
+//! too. After each recovery, every time:
 //! - every payment a node acknowledged is present: the payees hold exactly what was
 //!   acknowledged to them, the payers what they had less what they paid;
 //! - no token is spent twice, and no reservation is left stuck (nothing reserved at rest);
@@ -168,6 +170,22 @@ impl Cluster {
         let mut child = self.children.remove(name).unwrap();
         kill_group(&child);
         child.wait().unwrap();
+    }
+
+    /// The replica that leads the notary's group now (waiting, bounded, for an election).
+    fn notary_leader(&self) -> String {
+        let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+        loop {
+            let leader = ["notary-1", "notary-2", "notary-3"].into_iter().find(|name| {
+                self.children.contains_key(*name)
+                    && self.metrics(name).get("dtenge_notary_raft_leader").copied() == Some(1)
+            });
+            if let Some(leader) = leader {
+                return leader.to_string();
+            }
+            assert!(Instant::now() < deadline, "the notary's replicas elected no leader");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn client(&self, name: &str, as_client: &str) -> NodeClient {
@@ -416,8 +434,11 @@ fn payments_across_processes_survive_kill_9() {
     let mut paid = vec![0usize; CLIENTS];
     // A bank's node in the middle of its payments.
     load_and_kill(&mut cluster, &payers, &payees, ("bank", 1_500), "steppe", &mut paid);
-    // The notary.
-    load_and_kill(&mut cluster, &payers, &payees, ("notary", 1_500), "notary", &mut paid);
+    // The notary's leader: the other two replicas elect another and go on; it comes back as a
+    // follower and catches up from its own disk.
+    let leader = cluster.notary_leader();
+    load_and_kill(&mut cluster, &payers, &payees, ("notary-leader", 1_500), &leader, &mut paid);
+    assert_ne!(cluster.notary_leader(), "", "a leader again");
     // The payee's bank.
     load_and_kill(&mut cluster, &payers, &payees, ("payee", 1_500), "tulpar", &mut paid);
     // The oracle: no payment of these needs it; it comes back and the network goes on.
@@ -468,7 +489,8 @@ fn a_revoked_bank_is_refused_by_the_others_within_seconds() {
     // to Tulpar, and a payment to Tulpar's client is refused before it moves anything.
     let deadline = at + Duration::from_millis(10_000);
     let in_force = |name: &str| cluster.metrics(name)["dtenge_revocation_list_number"] >= 2;
-    while !["notary", "central", "directory", "oracle", "steppe", "sapa", "treasury"].iter().all(|n| in_force(n)) {
+    let everyone = ["notary-1", "notary-2", "notary-3", "central", "directory", "oracle", "steppe", "sapa", "treasury"];
+    while !everyone.iter().all(|n| in_force(n)) {
         assert!(Instant::now() < deadline, "the revocation did not reach every participant in time");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -650,13 +672,19 @@ fn through_proxy(dir: &Path, laid: &[Laid], from: &str, to: &str) -> Proxy {
 fn a_partition_between_a_bank_and_the_notary_loses_nothing() {
     let _machine = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    // Laid out, the links between Steppe and the notary routed through proxies both ways, then
-    // started.
+    // Laid out, the links between Steppe and each replica of the notary routed through proxies
+    // both ways, then started.
     let mut cluster = Cluster::lay_out(dir.path());
-    let proxies = [
-        through_proxy(dir.path(), &cluster.laid, "steppe", "notary"),
-        through_proxy(dir.path(), &cluster.laid, "notary", "steppe"),
-    ];
+    let replicas = ["notary-1", "notary-2", "notary-3"];
+    let proxies: Vec<Proxy> = replicas
+        .iter()
+        .flat_map(|replica| {
+            [
+                through_proxy(dir.path(), &cluster.laid, "steppe", replica),
+                through_proxy(dir.path(), &cluster.laid, replica, "steppe"),
+            ]
+        })
+        .collect();
     cluster.run_all();
     let (payers, payees) = fund(&cluster);
     let mut paid = vec![0usize; CLIENTS];
@@ -668,10 +696,11 @@ fn a_partition_between_a_bank_and_the_notary_loses_nothing() {
     }
     // What was on the wire at the cut lands first.
     std::thread::sleep(Duration::from_millis(500));
-    let commit_index = cluster.metrics("notary")["dtenge_notary_commit_index"];
+    let leader = cluster.notary_leader();
+    let commit_index = cluster.metrics(&leader)["dtenge_notary_commit_index"];
     std::thread::sleep(Duration::from_millis(3_000));
     // Nothing of Steppe's reached the notary while cut (the other banks had nothing to send).
-    assert_eq!(cluster.metrics("notary")["dtenge_notary_commit_index"], commit_index, "the partition held");
+    assert_eq!(cluster.metrics(&leader)["dtenge_notary_commit_index"], commit_index, "the partition held");
     for proxy in &proxies {
         proxy.cut.store(false, Ordering::Relaxed);
     }

@@ -101,10 +101,38 @@ pub struct Identity {
 #[derive(Clone, Debug)]
 pub struct Peer {
     pub role: RoleId,
+    /// Where it answers, tried in turn when a connection fails: one place for most roles, one
+    /// per replica for the notary (whichever replica answers hands what it gets to the
+    /// leader).
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One place a peer answers.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
     /// `host:port`.
     pub address: String,
     /// The DNS name its certificate must carry.
     pub server_name: String,
+}
+
+impl Peer {
+    /// A peer that answers in one place.
+    pub fn at(role: RoleId, address: impl Into<String>, server_name: impl Into<String>) -> Peer {
+        Peer { role, endpoints: vec![Endpoint { address: address.into(), server_name: server_name.into() }] }
+    }
+}
+
+/// How `role` appears to `viewer`: as itself, except that a replica of the notary appears as
+/// the notary to everyone but its fellow replicas. A bank dials "the notary" and any replica
+/// may answer; a replica answers banks and central as the notary; replicas talk to each other
+/// under their own numbers.
+pub fn seen_as(role: &RoleId, viewer: &RoleId) -> RoleId {
+    match (role, viewer) {
+        (RoleId::NotaryReplica(_), RoleId::NotaryReplica(_)) => role.clone(),
+        (RoleId::NotaryReplica(_), _) => RoleId::Notary,
+        _ => role.clone(),
+    }
 }
 
 pub struct NetConfig {
@@ -283,12 +311,17 @@ impl Net {
         let mut links = Vec::new();
         for peer in config.peers {
             assert_ne!(peer.role, me, "a participant does not dial itself");
+            assert!(!peer.endpoints.is_empty(), "a peer answers somewhere");
             let (sender, receiver) = mpsc::channel(PEER_QUEUE_ENVELOPES_MAX);
             outbound.insert(peer.role.clone(), sender);
             links.push((peer, receiver));
         }
         let local = InProcess::new();
         let inbox = local.register(me.clone());
+        if matches!(me, RoleId::NotaryReplica(_)) {
+            // What arrives for the notary is this replica's to take.
+            local.alias(RoleId::Notary, &me);
+        }
         let shared = Arc::new(Shared {
             me,
             identity: config.identity,
@@ -373,7 +406,7 @@ impl Drop for Net {
 
 impl Transport for Net {
     fn send(&self, envelope: Envelope) -> Result<(), SendError> {
-        assert_eq!(envelope.from, self.shared.me, "a participant sends as itself");
+        assert_eq!(envelope.from, seen_as(&self.shared.me, &envelope.to), "a participant sends as itself");
         let Some(peer) = self.shared.outbound.get(&envelope.to) else {
             return self.shared.local.send(envelope);
         };
@@ -404,11 +437,12 @@ impl hyper::body::Body for FrameBody {
 /// Keep a connection to `peer` while this participant runs, sending what is queued for it.
 async fn link(shared: Arc<Shared>, peer: Peer, mut queue: mpsc::Receiver<Envelope>) {
     let mut wait_ms = RECONNECT_MS_MIN;
-    loop {
-        match send_on_connection(&shared, &peer, &mut queue).await {
+    for attempt in 0usize.. {
+        let endpoint = &peer.endpoints[attempt % peer.endpoints.len()];
+        match send_on_connection(&shared, &peer.role, endpoint, &mut queue).await {
             Ok(()) => return,
             Err(error) => {
-                tracing::warn!(peer = %peer.role, %error, "connection to a peer ended");
+                tracing::warn!(peer = %peer.role, address = %endpoint.address, %error, "connection to a peer ended");
                 // What waited for the peer is lost, as on a real network: the roles resend.
                 let mut lost = 0u64;
                 while queue.try_recv().is_ok() {
@@ -424,14 +458,19 @@ async fn link(shared: Arc<Shared>, peer: Peer, mut queue: mpsc::Receiver<Envelop
 
 /// One connection to `peer`: dial, check who answered, send frames until it fails. Returns
 /// `Ok` once this participant stops (its queue closed).
-async fn send_on_connection(shared: &Shared, peer: &Peer, queue: &mut mpsc::Receiver<Envelope>) -> Result<(), String> {
+async fn send_on_connection(
+    shared: &Shared,
+    peer: &RoleId,
+    endpoint: &Endpoint,
+    queue: &mut mpsc::Receiver<Envelope>,
+) -> Result<(), String> {
     let client = shared.tls.read().client.clone();
-    let server_name = rustls::pki_types::ServerName::try_from(peer.server_name.clone())
-        .map_err(|e| format!("server name {:?}: {e}", peer.server_name))?;
-    let tcp = tokio::time::timeout(Duration::from_millis(HANDSHAKE_MS_MAX), TcpStream::connect(&peer.address))
+    let server_name = rustls::pki_types::ServerName::try_from(endpoint.server_name.clone())
+        .map_err(|e| format!("server name {:?}: {e}", endpoint.server_name))?;
+    let tcp = tokio::time::timeout(Duration::from_millis(HANDSHAKE_MS_MAX), TcpStream::connect(&endpoint.address))
         .await
         .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| format!("connect {}: {e}", peer.address))?;
+        .map_err(|e| format!("connect {}: {e}", endpoint.address))?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
     let tls = tokio::time::timeout(
         Duration::from_millis(HANDSHAKE_MS_MAX),
@@ -446,9 +485,9 @@ async fn send_on_connection(shared: &Shared, peer: &Peer, queue: &mut mpsc::Rece
     let (_, connection) = tls.get_ref();
     let (role, certified) =
         shared.certified_peer(connection.peer_certificates()).ok_or("the peer's certificate names no role")?;
-    if role != peer.role {
+    if seen_as(&role, &shared.me) != *peer {
         add(&shared.counters.connections_refused, 1);
-        return Err(format!("{role} answered where {} was dialled", peer.role));
+        return Err(format!("{role} answered where {peer} was dialled"));
     }
     let binding = binding(connection).ok_or("no TLS exporter")?;
     let tracked = shared.track(certified.serial).ok_or("too many connections")?;
@@ -458,12 +497,12 @@ async fn send_on_connection(shared: &Shared, peer: &Peer, queue: &mut mpsc::Rece
         .map_err(|e| e.to_string())?;
     let connection = tokio::spawn(connection);
     let (frames, body) = mpsc::channel(FRAMES_IN_FLIGHT_MAX);
-    let request = Request::post(format!("https://{}{FRAMES_PATH}", peer.server_name))
+    let request = Request::post(format!("https://{}{FRAMES_PATH}", endpoint.server_name))
         .header("content-type", "application/vnd.dtenge.frames")
         .body(FrameBody(body))
         .map_err(|e| e.to_string())?;
     let mut answer = tokio::spawn(sender.send_request(request));
-    let mut sealer = Sealer::new(shared.me.clone(), peer.role.clone(), binding);
+    let mut sealer = Sealer::new(seen_as(&shared.me, peer), peer.clone(), binding);
     let result = loop {
         let first = tokio::select! {
             envelope = queue.recv() => match envelope {
@@ -538,7 +577,10 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream) {
     };
     // One stream of frames per connection: a second one would share the sequence.
     let peer_serial = certified.serial;
-    let opener = Arc::new(Mutex::new(Some(Opener::new(role, certified.key, shared.me.clone(), binding))));
+    // Both ends name each other as they appear to each other (`seen_as`): a bank's frames to
+    // a replica are signed "to the notary", the replica's to the bank "from the notary".
+    let opener = Opener::new(seen_as(&role, &shared.me), certified.key, seen_as(&shared.me, &role), binding);
+    let opener = Arc::new(Mutex::new(Some(opener)));
     let refused = Arc::new(Notify::new());
     let service = {
         let shared = shared.clone();

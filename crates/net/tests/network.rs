@@ -68,7 +68,7 @@ fn free_port() -> SocketAddr {
 }
 
 fn peer(role: RoleId, address: SocketAddr) -> Peer {
-    Peer { role, address: address.to_string(), server_name: "localhost".into() }
+    Peer::at(role, address.to_string(), "localhost")
 }
 
 fn start(identity: Identity, listen: SocketAddr, peers: Vec<Peer>) -> (Net, Inbox) {

@@ -87,21 +87,13 @@ fn the_notary_role_commits_a_batch_that_crossed_the_network_and_answers_a_repeat
     let (notary_net, notary_inbox) = Net::start(NetConfig {
         identity: identity(&root, RoleId::Notary, &notary_key, 2),
         listen: "127.0.0.1:0".parse().unwrap(),
-        peers: vec![Peer {
-            role: RoleId::Central,
-            address: central_address.to_string(),
-            server_name: "localhost".into(),
-        }],
+        peers: vec![Peer::at(RoleId::Central, central_address.to_string(), "localhost")],
     })
     .unwrap();
     let (central_net, mut central_inbox) = Net::start(NetConfig {
         identity: identity(&root, RoleId::Central, &nbk, 3),
         listen: central_address,
-        peers: vec![Peer {
-            role: RoleId::Notary,
-            address: notary_net.local_addr().to_string(),
-            server_name: "localhost".into(),
-        }],
+        peers: vec![Peer::at(RoleId::Notary, notary_net.local_addr().to_string(), "localhost")],
     })
     .unwrap();
     // The notary's inbox thread, as the assembly runs it: each envelope handled, its answer sent.

@@ -115,6 +115,10 @@ pub struct Replica {
     calls: Arc<Calls>,
     transport: Arc<dyn Transport>,
     senders: Senders,
+    /// Banks whose certificates are revoked: their requests are not proposed. Local to this
+    /// replica (each follows the revocation list itself), so kept out of the replicated
+    /// ledger, whose state must not depend on when each replica read the list.
+    refused: parking_lot::RwLock<BTreeSet<String>>,
     in_flight: Arc<AtomicUsize>,
     /// `None` only while it stops.
     runtime: Option<tokio::runtime::Runtime>,
@@ -162,6 +166,7 @@ impl Replica {
             calls,
             transport: config.transport,
             senders: config.senders,
+            refused: parking_lot::RwLock::new(BTreeSet::new()),
             in_flight: Arc::new(AtomicUsize::new(0)),
             runtime: Some(runtime),
         })
@@ -208,7 +213,9 @@ impl Replica {
     fn takes(&self, envelope: &Envelope) -> bool {
         match (&envelope.message, &envelope.from) {
             (Message::NotarizeRequest(_), RoleId::Central) => true,
-            (Message::NotarizeRequest(_), RoleId::Bank(bank)) => self.senders.banks.contains_key(bank),
+            (Message::NotarizeRequest(_), RoleId::Bank(bank)) => {
+                self.senders.banks.contains_key(bank) && !self.refused.read().contains(bank)
+            }
             (Message::Deliver(_), RoleId::Central) => true,
             _ => false,
         }
@@ -268,6 +275,11 @@ impl Replica {
                 let _lost_is_fine = transport.send(answer);
             }
         });
+    }
+
+    /// Propose nothing more from `bank` (its certificate is revoked).
+    pub fn refuse(&self, bank: &str) {
+        self.refused.write().insert(bank.to_string());
     }
 
     /// The leader this replica knows, if any.

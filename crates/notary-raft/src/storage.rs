@@ -126,7 +126,7 @@ impl RaftLogReader<NotaryRaft> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        Ok(self.log.lock().vote.clone())
+        Ok(self.log.lock().vote)
     }
 }
 
@@ -135,8 +135,8 @@ impl RaftLogStorage<NotaryRaft> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<NotaryRaft>, io::Error> {
         let log = self.log.lock();
-        let last = log.entries.values().next_back().map(|entry| entry.log_id()).or_else(|| log.purged.clone());
-        Ok(LogState { last_purged_log_id: log.purged.clone(), last_log_id: last })
+        let last = log.entries.values().next_back().map(|entry| entry.log_id()).or_else(|| log.purged);
+        Ok(LogState { last_purged_log_id: log.purged, last_log_id: last })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -148,7 +148,7 @@ impl RaftLogStorage<NotaryRaft> for LogStore {
         let mut batch = WriteBatch::new();
         batch.put(RAFT_META, VOTE, encode(vote).map_err(io_error)?);
         self.write_now(batch)?;
-        self.log.lock().vote = Some(vote.clone());
+        self.log.lock().vote = Some(*vote);
         Ok(())
     }
 
@@ -166,7 +166,7 @@ impl RaftLogStorage<NotaryRaft> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self.log.lock().committed.clone())
+        Ok(self.log.lock().committed)
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<NotaryRaft>) -> Result<(), io::Error>
@@ -210,7 +210,7 @@ impl RaftLogStorage<NotaryRaft> for LogStore {
                 batch.delete(RAFT_LOG, index_key(*index));
             }
             log.entries = kept;
-            log.purged = Some(log_id.clone());
+            log.purged = Some(log_id);
         }
         batch.put(RAFT_META, PURGED, encode(&log_id).map_err(io_error)?);
         self.write(batch, |_| {});
@@ -249,7 +249,7 @@ impl Machine {
         let applying = match &snapshot {
             Some((meta, image)) => Applying {
                 ledger: Ledger::from_image(image, senders.clone())?,
-                applied: meta.last_log_id.clone(),
+                applied: meta.last_log_id,
                 membership: meta.last_membership.clone(),
             },
             None => Applying { ledger: Ledger::new(senders.clone()), applied: None, membership: Membership::default() },
@@ -299,7 +299,7 @@ impl RaftSnapshotBuilder<NotaryRaft> for Machine {
         let (meta, image) = {
             let applying = self.shared.applying.lock();
             let meta =
-                SnapshotMeta { last_log_id: applying.applied.clone(), last_membership: applying.membership.clone() };
+                SnapshotMeta { last_log_id: applying.applied, last_membership: applying.membership.clone() };
             (meta, applying.ledger.image())
         };
         self.keep_snapshot(meta.clone(), image.clone())?;
@@ -313,7 +313,7 @@ impl RaftStateMachine<NotaryRaft> for Machine {
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), io::Error> {
         let applying = self.shared.applying.lock();
-        Ok((applying.applied.clone(), applying.membership.clone()))
+        Ok((applying.applied, applying.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -329,11 +329,11 @@ impl RaftStateMachine<NotaryRaft> for Machine {
                         applying.ledger.apply(&command.0, responder.as_ref().map(|_| &self.shared.key))
                     }
                     EntryPayload::Membership(membership) => {
-                        applying.membership = Membership::new(Some(entry.log_id.clone()), membership.clone());
+                        applying.membership = Membership::new(Some(entry.log_id), membership.clone());
                         None
                     }
                 };
-                applying.applied = Some(entry.log_id.clone());
+                applying.applied = Some(entry.log_id);
                 answer
             };
             if let Some(responder) = responder {
@@ -353,7 +353,7 @@ impl RaftStateMachine<NotaryRaft> for Machine {
         // Durable before the state changes: a crash right after restarts from this snapshot.
         self.keep_snapshot(meta.clone(), image)?;
         let mut applying = self.shared.applying.lock();
-        *applying = Applying { ledger, applied: meta.last_log_id.clone(), membership: meta.last_membership.clone() };
+        *applying = Applying { ledger, applied: meta.last_log_id, membership: meta.last_membership.clone() };
         self.shared.snapshots_installed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }

@@ -8,6 +8,8 @@
 //! <dir>/<name>/node.key.pem    its key; node.crt.pem, its certificate
 //! <dir>/<name>/own.key.pem     a bank's own account's key
 //! <dir>/<name>/data/           its store
+//! <dir>/notary/                the notary's own key and certificate (node.key.pem, node.crt.pem),
+//!                              which its replicas (notary-1, notary-2, notary-3) sign with
 //! ```
 //!
 //! Every participant reads the one revocation list, `<dir>/ca/crl.pem`: `dtenge ca --dir
@@ -35,18 +37,23 @@ pub const CLIENTS_DIR: &str = "clients";
 /// The DNS name every participant's certificate carries on one machine.
 pub const SERVER_NAME: &str = "localhost";
 
+/// The notary's own folder in a cluster's directory: its key and certificate, held by each of
+/// its replicas (no process runs there).
+pub const NOTARY_DIR: &str = "notary";
+
 /// A participant of the standard network, in start order: the directory first (a bank claims
-/// its own account there at start), the notary, central, the oracle, then the banks.
+/// its own account there at start), the notary's replicas, central, the oracle, then the banks.
 #[derive(Clone, Debug)]
 pub struct Member {
-    /// Its folder's name: `directory`, `notary`, `central`, `oracle`, or the bank's id.
+    /// Its folder's name: `directory`, `notary-<n>`, `central`, `oracle`, or the bank's id.
     pub name: String,
     pub role: RoleId,
     /// A bank's display name and kind (`bank` or `treasury`).
     pub bank: Option<(String, &'static str)>,
 }
 
-/// The standard network: the NBK's four roles, three banks and the Treasury.
+/// The standard network: the NBK's roles (the notary as three replicas), three banks and the
+/// Treasury.
 pub fn standard() -> Vec<Member> {
     let role = |name: &str, role: RoleId| Member { name: name.into(), role, bank: None };
     let bank = |id: &str, name: &str, kind: &'static str| Member {
@@ -56,7 +63,9 @@ pub fn standard() -> Vec<Member> {
     };
     vec![
         role("directory", RoleId::Directory),
-        role("notary", RoleId::Notary),
+        role("notary-1", RoleId::NotaryReplica(1)),
+        role("notary-2", RoleId::NotaryReplica(2)),
+        role("notary-3", RoleId::NotaryReplica(3)),
         role("central", RoleId::Central),
         role("oracle", RoleId::Oracle),
         bank("steppe", "Steppe Bank", "bank"),
@@ -66,15 +75,18 @@ pub fn standard() -> Vec<Member> {
     ]
 }
 
-/// Who talks to whom (see `crate::config`).
+/// Who talks to whom (see `crate::config`); a replica of the notary as the notary, and to the
+/// other replicas.
 fn talks_to(from: &RoleId, to: &RoleId) -> bool {
+    let notary = |role: &RoleId| matches!(role, RoleId::Notary | RoleId::NotaryReplica(_));
     match (from, to) {
         (a, b) if a == b => false,
+        (RoleId::NotaryReplica(_), RoleId::NotaryReplica(_)) => true,
         (RoleId::Bank(_), _) | (_, RoleId::Bank(_)) => true,
-        (RoleId::Notary, RoleId::Central) | (RoleId::Central, RoleId::Notary) => true,
+        (a, RoleId::Central) | (RoleId::Central, a) if notary(a) => true,
         // The oracle checks the notary's certificates and central's issues: it knows their
         // keys by their certificates.
-        (RoleId::Oracle, RoleId::Central | RoleId::Notary) | (RoleId::Central | RoleId::Notary, RoleId::Oracle) => true,
+        (RoleId::Oracle, b) | (b, RoleId::Oracle) if notary(b) || *b == RoleId::Central => true,
         _ => false,
     }
 }
@@ -113,23 +125,25 @@ pub fn lay_out(
     }
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let ca = CaDir::init(&ca_path, SecretKey::from_seed(seed()), now_s).map_err(pki)?;
+    let replicas: Vec<u8> = members
+        .iter()
+        .filter_map(|m| match m.role {
+            RoleId::NotaryReplica(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    if !replicas.is_empty() {
+        // The notary's own identity, which no process runs: its replicas sign with it.
+        let folder = dir.join(NOTARY_DIR);
+        std::fs::create_dir_all(&folder).map_err(|e| io(&folder, e))?;
+        issue_identity(&ca, &folder, &RoleId::Notary, &SecretKey::from_seed(seed()), now_s)?;
+    }
     let mut laid = Vec::with_capacity(members.len());
     let mut keys = Vec::with_capacity(members.len());
     for (i, member) in members.iter().enumerate() {
         let folder = dir.join(&member.name);
         std::fs::create_dir_all(&folder).map_err(|e| io(&folder, e))?;
-        let key = SecretKey::from_seed(seed());
-        let cert = ca
-            .issue(&Subject::Role(member.role.clone()), key.public_key(), &[SERVER_NAME.into()], now_s)
-            .map_err(pki)?;
-        dtenge_pki::write_atomically(&folder.join("node.key.pem"), dtenge_pki::key_to_pem(&key).as_bytes(), true)
-            .map_err(pki)?;
-        dtenge_pki::write_atomically(
-            &folder.join("node.crt.pem"),
-            dtenge_pki::certificate_pem(&cert).as_bytes(),
-            false,
-        )
-        .map_err(pki)?;
+        issue_identity(&ca, &folder, &member.role, &SecretKey::from_seed(seed()), now_s)?;
         let own = member.bank.as_ref().map(|_| SecretKey::from_seed(seed()));
         if let Some(own) = &own {
             dtenge_pki::write_atomically(&folder.join("own.key.pem"), dtenge_pki::key_to_pem(own).as_bytes(), true)
@@ -155,7 +169,7 @@ pub fn lay_out(
             .map_err(pki)?;
     }
     for me in &laid {
-        let text = config_text(me, &laid, &keys);
+        let text = config_text(me, &laid, &keys, &replicas);
         dtenge_pki::write_atomically(&me.config, text.as_bytes(), false).map_err(pki)?;
     }
     // Every file written is read back as `dtenge run` will: a layout that does not load is
@@ -179,7 +193,21 @@ pub fn read(dir: &Path, members: &[Member]) -> Result<Vec<Laid>> {
         .collect()
 }
 
-fn config_text(me: &Laid, all: &[Laid], own_addresses: &[Option<dtenge_core::crypto::Address>]) -> String {
+/// `key` and a certificate for `role` in `folder` (node.key.pem, node.crt.pem).
+fn issue_identity(ca: &CaDir, folder: &Path, role: &RoleId, key: &SecretKey, now_s: i64) -> Result<()> {
+    let cert = ca.issue(&Subject::Role(role.clone()), key.public_key(), &[SERVER_NAME.into()], now_s).map_err(pki)?;
+    dtenge_pki::write_atomically(&folder.join("node.key.pem"), dtenge_pki::key_to_pem(key).as_bytes(), true)
+        .map_err(pki)?;
+    dtenge_pki::write_atomically(&folder.join("node.crt.pem"), dtenge_pki::certificate_pem(&cert).as_bytes(), false)
+        .map_err(pki)
+}
+
+fn config_text(
+    me: &Laid,
+    all: &[Laid],
+    own_addresses: &[Option<dtenge_core::crypto::Address>],
+    replicas: &[u8],
+) -> String {
     let mut text = String::with_capacity(2_048);
     // Writing into a String cannot fail.
     let _ = writeln!(text, "# {} of a dtenge cluster (`dtenge cluster`).", me.member.role);
@@ -201,8 +229,34 @@ fn config_text(me: &Laid, all: &[Laid], own_addresses: &[Option<dtenge_core::cry
         let _ = writeln!(text, "kind = \"{kind}\"");
         let _ = writeln!(text, "own_key = \"own.key.pem\"");
     }
+    let i_am_replica = matches!(me.member.role, RoleId::NotaryReplica(_));
+    if i_am_replica {
+        let _ = writeln!(text, "\n[notary]");
+        let _ = writeln!(text, "key = \"../{NOTARY_DIR}/node.key.pem\"");
+        let _ = writeln!(text, "certificate = \"../{NOTARY_DIR}/node.crt.pem\"");
+        let _ = writeln!(text, "replicas = {replicas:?}");
+    }
+    let mut notary_listed = false;
     for (peer, own) in all.iter().zip(own_addresses) {
         if !talks_to(&me.member.role, &peer.member.role) {
+            continue;
+        }
+        if !i_am_replica && matches!(peer.member.role, RoleId::NotaryReplica(_)) {
+            // One peer, the notary, answering at each of its replicas.
+            if !notary_listed {
+                notary_listed = true;
+                let mut places = all.iter().filter(|l| matches!(l.member.role, RoleId::NotaryReplica(_)));
+                let first = places.next().expect("this replica among them");
+                let _ = writeln!(text, "\n[[peers]]");
+                let _ = writeln!(text, "role = \"notary\"");
+                let _ = writeln!(text, "address = \"{}\"", first.ports.listen);
+                let _ = writeln!(text, "server_name = \"{SERVER_NAME}\"");
+                let _ = writeln!(text, "certificate = \"../{NOTARY_DIR}/node.crt.pem\"");
+                let alternates: Vec<String> = places
+                    .map(|l| format!("{{ address = \"{}\", server_name = \"{SERVER_NAME}\" }}", l.ports.listen))
+                    .collect();
+                let _ = writeln!(text, "alternates = [{}]", alternates.join(", "));
+            }
             continue;
         }
         let _ = writeln!(text, "\n[[peers]]");

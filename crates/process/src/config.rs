@@ -30,6 +30,10 @@
 //! address = "127.0.0.1:7001"
 //! server_name = "notary.dtenge.test" # the DNS name its certificate carries
 //! certificate = "notary.crt.pem"     # who it is: the key its messages are checked with
+//! # The notary's other replicas, tried in turn when a connection fails (a replicated notary:
+//! # `certificate` is then the notary's own, whose key signs commit certificates).
+//! alternates = [{ address = "127.0.0.1:7002", server_name = "notary-2.dtenge.test" },
+//!               { address = "127.0.0.1:7003", server_name = "notary-3.dtenge.test" }]
 //!
 //! [[peers]]
 //! role = "bank:tulpar"
@@ -38,6 +42,19 @@
 //! certificate = "tulpar.crt.pem"
 //! own_address = "…"                  # central needs each bank's own account (hex)
 //! ```
+//!
+//! A replica of the notary (`role = "notary-replica:<n>"`, `n` from 1 to 7) has its own key and
+//! certificate under `[identity]`, and the notary's, which every replica holds, under
+//! `[notary]`:
+//!
+//! ```toml
+//! [notary]
+//! key = "notary.key.pem"            # the notary's key: the leader signs commit certificates
+//! certificate = "notary.crt.pem"    # its certificate (role notary), as the banks have it
+//! replicas = [1, 2, 3]              # the founding group, the same on every replica
+//! ```
+//!
+//! Its peers are the other replicas (by their own roles), central, the oracle and the banks.
 //!
 //! Who talks to whom: a bank to the notary, central, the directory, the oracle and every other
 //! bank; the notary, central and the oracle to each other and the banks; the directory to the
@@ -79,8 +96,24 @@ struct File {
     api: Option<String>,
     identity: FileIdentity,
     bank: Option<FileBank>,
+    notary: Option<FileNotary>,
     #[serde(default)]
     peers: Vec<FilePeer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNotary {
+    key: PathBuf,
+    certificate: PathBuf,
+    replicas: Vec<u8>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEndpoint {
+    address: String,
+    server_name: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +141,15 @@ struct FilePeer {
     server_name: String,
     certificate: PathBuf,
     own_address: Option<String>,
+    #[serde(default)]
+    alternates: Vec<FileEndpoint>,
+}
+
+/// A replica's part of the notary: the key all replicas sign with, and the founding group.
+#[derive(Clone, Debug)]
+pub struct NotarySettings {
+    pub key: SecretKey,
+    pub replicas: Vec<u8>,
 }
 
 /// A bank's own settings.
@@ -124,6 +166,8 @@ pub struct PeerSettings {
     pub role: RoleId,
     pub address: String,
     pub server_name: String,
+    /// Further places it answers (`address`, `server_name`): the notary's other replicas.
+    pub alternates: Vec<(String, String)>,
     pub key: PublicKey,
     /// A bank's own account, for central.
     pub own_address: Option<Address>,
@@ -150,6 +194,8 @@ pub struct Config {
     /// When this participant's certificate expires (seconds since the Unix epoch).
     pub certificate_not_after_s: i64,
     pub bank: Option<BankSettings>,
+    /// A notary replica's `[notary]`.
+    pub notary: Option<NotarySettings>,
     pub peers: Vec<PeerSettings>,
 }
 
@@ -223,6 +269,39 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
         (_, None) => None,
     };
 
+    let notary = match (&role, file.notary) {
+        (RoleId::NotaryReplica(n), Some(notary)) => {
+            let key = dtenge_pki::key_from_pem(&read_text("notary.key", &notary.key)?)
+                .map_err(|e| format!("notary.key: {e}"))?;
+            let der = pem_certificate(&read_text("notary.certificate", &notary.certificate)?)
+                .map_err(|e| format!("notary.certificate: {e}"))?;
+            let certified = read_certificate(&der).map_err(|e| format!("notary.certificate: {e}"))?;
+            if certified.subject != Subject::Role(RoleId::Notary) {
+                return Err(format!("notary.certificate names {}, not the notary", certified.subject));
+            }
+            if certified.key != key.public_key() {
+                return Err("notary.certificate certifies another key than notary.key".into());
+            }
+            let mut replicas = notary.replicas.clone();
+            replicas.sort_unstable();
+            replicas.dedup();
+            let max = dtenge_wire::message::NOTARY_REPLICAS_MAX;
+            if replicas.len() != notary.replicas.len() || replicas.iter().any(|r| !(1..=max).contains(r)) {
+                return Err(format!("notary.replicas {:?}: distinct numbers from 1 to {max}", notary.replicas));
+            }
+            if replicas.len() % 2 == 0 || !replicas.contains(n) {
+                return Err(format!(
+                    "notary.replicas {:?}: an odd number of replicas, this one ({n}) among them",
+                    notary.replicas
+                ));
+            }
+            Some(NotarySettings { key, replicas })
+        }
+        (RoleId::NotaryReplica(_), None) => return Err("a notary replica needs its [notary] section".into()),
+        (_, Some(_)) => return Err(format!("{role} takes no [notary] section")),
+        (_, None) => None,
+    };
+
     if file.peers.len() > PEERS_MAX {
         return Err(format!("at most {PEERS_MAX} peers"));
     }
@@ -243,8 +322,17 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
         if certified.subject != Subject::Role(peer_role.clone()) {
             return Err(format!("{name}.certificate names {}, not {peer_role}", certified.subject));
         }
-        if !certified.dns_names.contains(&peer.server_name) {
+        // With alternates the certificate is the notary's, not the replicas' that answer (TLS
+        // checks their names when they are dialled).
+        if peer.alternates.is_empty() && !certified.dns_names.contains(&peer.server_name) {
             return Err(format!("{name}.certificate does not carry the server name {:?}", peer.server_name));
+        }
+        if !peer.alternates.is_empty() && peer_role != RoleId::Notary {
+            return Err(format!("{name}: only the notary answers in several places (alternates)"));
+        }
+        for (j, alternate) in peer.alternates.iter().enumerate() {
+            check_host_port(&alternate.address)
+                .map_err(|e| format!("{name}.alternates[{j}].address {:?}: {e}", alternate.address))?;
         }
         let own_address = match peer.own_address {
             Some(hex_text) => Some(parse_address(&hex_text).map_err(|e| format!("{name}.own_address: {e}"))?),
@@ -254,12 +342,21 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
             role: peer_role,
             address: peer.address,
             server_name: peer.server_name,
+            alternates: peer.alternates.into_iter().map(|a| (a.address, a.server_name)).collect(),
             key: certified.key,
             own_address,
             serial: certified.serial,
         });
     }
     check_peers(&role, &peers)?;
+    if let (RoleId::NotaryReplica(n), Some(notary)) = (&role, &notary) {
+        for other in notary.replicas.iter().filter(|r| *r != n) {
+            let other = RoleId::NotaryReplica(*other);
+            if !peers.iter().any(|p| p.role == other) {
+                return Err(format!("{role} needs {other} among its peers"));
+            }
+        }
+    }
     Ok(Config {
         file: path.to_path_buf(),
         role,
@@ -274,6 +371,7 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
         revocation_list_der,
         certificate_not_after_s: certified.not_after_s,
         bank,
+        notary,
         peers,
     })
 }
@@ -283,7 +381,7 @@ fn check_peers(role: &RoleId, peers: &[PeerSettings]) -> Result<(), String> {
     let has = |wanted: &RoleId| peers.iter().any(|p| p.role == *wanted);
     let needed: &[RoleId] = match role {
         RoleId::Bank(_) => &[RoleId::Notary, RoleId::Central, RoleId::Directory, RoleId::Oracle],
-        RoleId::Notary => &[RoleId::Central],
+        RoleId::Notary | RoleId::NotaryReplica(_) => &[RoleId::Central],
         RoleId::Central => &[RoleId::Notary],
         RoleId::Oracle => &[RoleId::Central, RoleId::Notary],
         RoleId::Directory => &[],

@@ -34,7 +34,7 @@ use dtenge_core::anchors::Anchors;
 use dtenge_core::crypto::PublicKey;
 use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_directory::DirectoryService;
-use dtenge_net::{Identity, Net, NetConfig, Peer};
+use dtenge_net::{Endpoint, Identity, Net, NetConfig, Peer};
 use dtenge_node::{NodeMeta, OWN_ACCOUNT};
 use dtenge_notary::service::{NotaryService, Senders};
 use dtenge_oracle::service::OracleService;
@@ -52,10 +52,15 @@ pub const REVOCATION_POLL_MS: u64 = 1_000;
 /// The role a process runs, open on its store.
 pub enum Hosted {
     Notary(Arc<NotaryService>),
+    /// One replica of the replicated notary.
+    Replica(Arc<dtenge_notary_raft::Replica>),
     Central(Arc<CentralService>),
     Directory(Arc<DirectoryService>),
     Oracle(Arc<OracleService>),
-    Bank { handle: BankHandle, directory: Arc<DirectoryClient> },
+    Bank {
+        handle: BankHandle,
+        directory: Arc<DirectoryClient>,
+    },
 }
 
 /// A participant, running.
@@ -96,7 +101,14 @@ impl Participant {
         let peers = config
             .peers
             .iter()
-            .map(|p| Peer { role: p.role.clone(), address: p.address.clone(), server_name: p.server_name.clone() })
+            .map(|p| {
+                let first = (p.address.clone(), p.server_name.clone());
+                let endpoints = std::iter::once(first)
+                    .chain(p.alternates.iter().cloned())
+                    .map(|(address, server_name)| Endpoint { address, server_name })
+                    .collect();
+                Peer { role: p.role.clone(), endpoints }
+            })
             .collect();
         let identity = Identity {
             key: config.key.clone(),
@@ -125,6 +137,29 @@ impl Participant {
                 )?);
                 threads.notary(notary.clone(), inbox, transport.clone())?;
                 Hosted::Notary(notary)
+            }
+            RoleId::NotaryReplica(id) => {
+                let settings =
+                    config.notary.as_ref().ok_or_else(|| Error::malformed("a replica needs its [notary] section"))?;
+                let senders = Senders {
+                    central_bank: anchors.central_bank,
+                    banks: anchors.banks.clone(),
+                    blocked: Default::default(),
+                };
+                let replica = dtenge_notary_raft::Replica::open(dtenge_notary_raft::ReplicaConfig {
+                    id: *id,
+                    founding: settings.replicas.clone(),
+                    store: store(&dtenge_notary_raft::storage::tables())?,
+                    key: settings.key.clone(),
+                    senders,
+                    transport: transport.clone(),
+                    snapshot_logs: dtenge_notary_raft::SNAPSHOT_LOGS,
+                })
+                .map_err(|e| failed("the notary replica")(e.to_string()))?;
+                let replica = Arc::new(replica);
+                let serving = replica.clone();
+                threads.serve(&format!("notary-replica-{id}"), inbox, move |envelope| serving.handle(envelope))?;
+                Hosted::Replica(replica)
             }
             RoleId::Central => {
                 let banks = config
@@ -298,6 +333,9 @@ fn anchors(config: &Config) -> Result<Anchors> {
         if *role == config.role {
             return Some(own);
         }
+        if let (RoleId::Notary, Some(notary)) = (role, &config.notary) {
+            return Some(notary.key.public_key());
+        }
         config.peers.iter().find(|p| p.role == *role).map(|p| p.key)
     };
     let missing = |role: RoleId| Error::malformed(format!("{} needs {role} among its peers", config.role));
@@ -319,7 +357,7 @@ fn anchors(config: &Config) -> Result<Anchors> {
     // notary's stand-in there, never matched by a real attestation.
     let oracle = match key_of(&RoleId::Oracle) {
         Some(key) => key,
-        None if matches!(config.role, RoleId::Notary | RoleId::Central) => notary,
+        None if matches!(config.role, RoleId::Notary | RoleId::NotaryReplica(_) | RoleId::Central) => notary,
         None => return Err(missing(RoleId::Oracle)),
     };
     let mut banks = std::collections::BTreeMap::new();
@@ -398,6 +436,7 @@ fn block_revoked(hosted: &Hosted, banks: &[(String, u64)], list: &dtenge_pki::Re
         tracing::warn!(bank = %bank, serial, "a bank's certificate is revoked: its requests and payments to it are refused");
         match hosted {
             Hosted::Notary(notary) => notary.set_blocked(bank, true),
+            Hosted::Replica(replica) => replica.refuse(bank),
             Hosted::Bank { handle, .. } => handle.service().set_blocked(bank, true),
             Hosted::Central(_) | Hosted::Directory(_) | Hosted::Oracle(_) => {}
         }

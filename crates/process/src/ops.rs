@@ -47,6 +47,7 @@ pub(crate) fn start(address: SocketAddr, sources: Sources) -> Result<crate::serv
 fn serving(hosted: &Hosted) -> bool {
     match hosted {
         Hosted::Notary(notary) => !notary.stopped(),
+        Hosted::Replica(replica) => replica.status().role != dtenge_notary_raft::Role::Stopped,
         _ => true,
     }
 }
@@ -131,6 +132,59 @@ fn render(sources: &Sources) -> String {
                 "gauge",
                 "Tokens the notary holds unspent.",
                 notary.notary().unspent_count().to_string(),
+            );
+        }
+        Hosted::Replica(replica) => {
+            let status = replica.status();
+            let (report, raft) = (status.report, &status);
+            metric(
+                "dtenge_notary_commit_index",
+                "gauge",
+                "The notary's last certificate number, as of the entries this replica applied.",
+                report.seq.to_string(),
+            );
+            metric(
+                "dtenge_notary_unspent_tokens",
+                "gauge",
+                "Tokens the notary holds unspent, as of the entries this replica applied.",
+                report.unspent.to_string(),
+            );
+            metric(
+                "dtenge_notary_raft_leader",
+                "gauge",
+                "1 on the replica that leads the notary's group, else 0.",
+                u8::from(raft.role == dtenge_notary_raft::Role::Leader).to_string(),
+            );
+            metric("dtenge_notary_raft_term", "gauge", "The replica's Raft term.", raft.term.to_string());
+            metric(
+                "dtenge_notary_raft_last_log_index",
+                "gauge",
+                "The last entry in the replica's log.",
+                raft.last_log_index.to_string(),
+            );
+            metric(
+                "dtenge_notary_raft_committed_index",
+                "gauge",
+                "The last entry a majority holds, as this replica knows.",
+                raft.committed_index.to_string(),
+            );
+            metric(
+                "dtenge_notary_raft_applied_index",
+                "gauge",
+                "The last entry this replica applied to its ledger.",
+                raft.applied_index.to_string(),
+            );
+            metric(
+                "dtenge_notary_replication_lag_entries",
+                "gauge",
+                "On the leader: entries the slowest replica lacks (0 on the others).",
+                raft.replication_lag_entries.to_string(),
+            );
+            metric(
+                "dtenge_notary_snapshots_installed",
+                "counter",
+                "Snapshots this replica received from a leader since it started.",
+                raft.snapshots_installed.to_string(),
             );
         }
         Hosted::Bank { handle, .. } => {

@@ -1,7 +1,8 @@
 //! The checks across the processes of a network, from each participant's `/metrics`: once
 //! nothing is outstanding anywhere (no batch at the notary, no delivery unacknowledged) and two
 //! looks a moment apart agree, the DT the banks hold = central's DT liability, and the tokens
-//! the banks' accounts own = the notary's unspent tokens. What `dtenge reconcile --cluster`,
+//! the banks' accounts own = the notary's unspent tokens. A replicated notary counts as settled
+//! once every replica has applied the same entries and reports the same figures. What `dtenge reconcile --cluster`,
 //! `dtenge bench --cluster` and the failure tests check.
 
 use crate::cluster::Laid;
@@ -82,12 +83,18 @@ pub fn reconcile(laid: &[Laid], wait: Duration) -> Result<Reconciliation, String
             outstanding +=
                 at(&m, "dtenge_central_batches_outstanding") + at(&m, "dtenge_central_deliveries_outstanding");
         }
-        for notary in of(|r| *r == dtenge_wire::RoleId::Notary) {
+        let mut replicas_agree = true;
+        let mut seen: Option<(u64, u64, u64)> = None;
+        for notary in of(|r| matches!(r, dtenge_wire::RoleId::Notary | dtenge_wire::RoleId::NotaryReplica(_))) {
             let m = metrics(&agent, notary.ports.ops)?;
             look.notary_unspent_tokens = at(&m, "dtenge_notary_unspent_tokens");
             look.notary_commit_index = at(&m, "dtenge_notary_commit_index");
+            let figures =
+                (look.notary_unspent_tokens, look.notary_commit_index, at(&m, "dtenge_notary_raft_applied_index"));
+            replicas_agree &= seen.is_none_or(|seen| seen == figures);
+            seen = Some(figures);
         }
-        let settled = outstanding == 0 && last.as_ref() == Some(&look);
+        let settled = outstanding == 0 && replicas_agree && last.as_ref() == Some(&look);
         if settled || started.elapsed() > wait {
             look.settled = settled;
             return Ok(look);

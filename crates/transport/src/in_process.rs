@@ -76,6 +76,14 @@ impl InProcess {
         Inbox { queue, taken: VecDeque::new() }
     }
 
+    /// Deliver what arrives for `alias` to `role`'s inbox too (a notary replica takes what
+    /// arrives for the notary). `role` must be registered.
+    pub fn alias(&self, alias: RoleId, role: &RoleId) {
+        let mut inboxes = self.inboxes.write();
+        let queue = inboxes.get(role).expect("an alias of a registered role").clone();
+        inboxes.insert(alias, queue);
+    }
+
     /// Close `role`'s inbox: envelopes for it are refused as unreachable, and its thread
     /// ends once it took what was waiting.
     pub fn unregister(&self, role: &RoleId) {
