@@ -41,7 +41,7 @@ fn refused(laid: &[Laid], name: &str, edit: impl Fn(&str) -> String) -> String {
 fn every_laid_out_file_loads_with_its_peers_keys() {
     let dir = tempfile::tempdir().unwrap();
     let laid = lay_out(dir.path());
-    assert_eq!(laid.len(), 8);
+    assert_eq!(laid.len(), 10);
     for member in &laid {
         let config = Config::load(&member.config, Some(&member.member.role)).unwrap();
         assert_eq!(config.role, member.member.role);
@@ -53,7 +53,17 @@ fn every_laid_out_file_loads_with_its_peers_keys() {
                 assert_eq!(config.peers.len(), 7);
             }
             RoleId::Directory => assert!(config.peers.iter().all(|p| matches!(p.role, RoleId::Bank(_)))),
+            RoleId::NotaryReplica(n) => {
+                let notary = config.notary.as_ref().expect("a replica's [notary]");
+                assert_eq!(notary.replicas, vec![1, 2, 3]);
+                let others = config.peers.iter().filter(|p| matches!(p.role, RoleId::NotaryReplica(_))).count();
+                assert_eq!(others, 2, "replica {n} talks to the other two");
+            }
             _ => assert!(config.bank.is_none()),
+        }
+        // Everyone else knows the notary as one peer, at its three replicas.
+        if let Some(notary) = config.peers.iter().find(|p| p.role == RoleId::Notary) {
+            assert_eq!(notary.alternates.len(), 2, "{}", config.role);
         }
         if config.role == RoleId::Central {
             assert!(config.peers.iter().filter(|p| matches!(p.role, RoleId::Bank(_))).all(|p| p.own_address.is_some()));
@@ -92,11 +102,40 @@ fn an_invalid_file_is_refused_with_what_is_wrong() {
         ),
         ("steppe", Box::new(|t| t.replace("[bank]", "[nothing]")), "nothing"),
         (
-            "notary",
+            "notary-2",
             Box::new(|t| format!("{t}\n[bank]\nname = \"x\"\nkind = \"bank\"\nown_key = \"node.key.pem\"\n")),
             "takes no [bank]",
         ),
-        ("notary", Box::new(|t| t.replacen("ops = ", "api = \"127.0.0.1:1\"\nops = ", 1)), "serves no API"),
+        ("notary-2", Box::new(|t| t.replacen("ops = ", "api = \"127.0.0.1:1\"\nops = ", 1)), "serves no API"),
+        // A replica: its [notary] section, the notary's own certificate, an odd group with it in,
+        // the other replicas among its peers.
+        ("notary-2", Box::new(|t| t.replace("[notary]", "[nothing]")), "nothing"),
+        ("notary-2", Box::new(drop_notary_section), "needs its [notary]"),
+        (
+            "notary-2",
+            Box::new(|t| t.replace("certificate = \"../notary/node.crt.pem\"", "certificate = \"node.crt.pem\"")),
+            "names notary-replica:2, not the notary",
+        ),
+        (
+            "notary-2",
+            Box::new(|t| t.replace("key = \"../notary/node.key.pem\"", "key = \"node.key.pem\"")),
+            "another key than notary.key",
+        ),
+        ("notary-2", Box::new(|t| t.replace("replicas = [1, 2, 3]", "replicas = [1, 3, 4]")), "this one (2)"),
+        ("notary-2", Box::new(|t| t.replace("replicas = [1, 2, 3]", "replicas = [1, 2]")), "odd number"),
+        ("notary-2", Box::new(|t| t.replace("replicas = [1, 2, 3]", "replicas = [1, 2, 2]")), "distinct"),
+        ("notary-2", Box::new(|t| drop_peer(t, "notary-replica:3")), "needs notary-replica:3"),
+        // Only the notary answers in several places.
+        (
+            "steppe",
+            Box::new(|t| {
+                t.replace(
+                    "role = \"central\"\n",
+                    "role = \"central\"\nalternates = [{ address = \"127.0.0.1:9\", server_name = \"localhost\" }]\n",
+                )
+            }),
+            "only the notary",
+        ),
         ("steppe", Box::new(|t| t.replace("kind = \"bank\"", "kind = \"casino\"")), "casino"),
         ("steppe", Box::new(|t| t.replace("server_name = \"localhost\"", "server_name = \"elsewhere\"")), "elsewhere"),
         // The notary's entry dropped: a bank cannot work without it.
@@ -111,6 +150,13 @@ fn an_invalid_file_is_refused_with_what_is_wrong() {
     let steppe = laid.iter().find(|l| l.member.name == "steppe").unwrap();
     let error = Config::load(&steppe.config, Some(&RoleId::Notary)).err().unwrap().to_string();
     assert!(error.contains("not notary"), "{error}");
+}
+
+/// The file without its `[notary]` section (up to the blank line after it).
+fn drop_notary_section(text: &str) -> String {
+    let (before, after) = text.split_once("\n[notary]\n").expect("a [notary] section");
+    let rest = after.split_once("\n\n").map_or("", |(_, rest)| rest);
+    format!("{before}\n\n{rest}")
 }
 
 /// The file without its `[[peers]]` entry for `role`.
