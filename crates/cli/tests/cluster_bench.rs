@@ -50,7 +50,7 @@ fn check(report: &Value, what: &str) -> Value {
     assert_eq!(r["banks_dt_tiyn"], r["central_liability_tiyn"], "{what}");
     assert_eq!(r["banks_tokens"], r["notary_unspent_tokens"], "{what}");
     assert!(n(&r["banks_tokens"]) > 0, "{what}: no tokens at all");
-    assert_eq!(report["participants"].as_object().map(|p| p.len()), Some(8), "{what}: participants' pids");
+    assert_eq!(report["participants"].as_object().map(|p| p.len()), Some(10), "{what}: participants' pids");
     let phases = report["phases"].as_array().expect("phases");
     let phase = phases.iter().find(|p| p["warmup"] == false).expect("a timed phase").clone();
     for p in phases {
