@@ -43,7 +43,23 @@ fn the_five_organizations_example_loads() {
     let root = Authority::create(SecretKey::from_seed([1; 32]), now_s).unwrap();
     let crl = dtenge_pki::revocation_list_pem(&root.revocation_list(1, &[], now_s).unwrap());
     let configs = configs();
-    assert_eq!(configs.len(), 8, "the NBK's four participants, three banks and the Treasury");
+    assert_eq!(
+        configs.len(),
+        10,
+        "the NBK's participants (the notary as three replicas), three banks and the Treasury"
+    );
+    // The notary's own key and certificate, which its three replicas hold and sign with.
+    let notary_key = SecretKey::from_seed([77; 32]);
+    let notary_cert = root
+        .issue(&Issue {
+            subject: &Subject::Role(RoleId::Notary),
+            key: notary_key.public_key(),
+            dns_names: &["notary.nbk.dtenge.example".into()],
+            serial: 100,
+            now_s,
+            validity_days: 1,
+        })
+        .unwrap();
     // Each participant's key and certificate, for the name its peers dial it by.
     let mut issued = std::collections::BTreeMap::new();
     for (serial, config) in configs.iter().enumerate() {
@@ -74,6 +90,10 @@ fn the_five_organizations_example_loads() {
         std::fs::write(at.join("own.key.pem"), dtenge_pki::key_to_pem(&SecretKey::from_seed([99; 32]))).unwrap();
         std::fs::write(at.join("ca.crt.pem"), dtenge_pki::certificate_pem(root.cert_der())).unwrap();
         std::fs::write(at.join("crl.pem"), &crl).unwrap();
+        std::fs::write(at.join("peers/notary.crt.pem"), dtenge_pki::certificate_pem(&notary_cert)).unwrap();
+        if matches!(role, RoleId::NotaryReplica(_)) {
+            std::fs::write(at.join("notary.key.pem"), dtenge_pki::key_to_pem(&notary_key)).unwrap();
+        }
         for (peer, (_, _, peer_cert, _)) in &issued {
             std::fs::write(at.join("peers").join(format!("{peer}.crt.pem")), dtenge_pki::certificate_pem(peer_cert))
                 .unwrap();
