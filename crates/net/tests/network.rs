@@ -304,3 +304,75 @@ fn futures_stream(
     }
     Chunks(chunks.into())
 }
+
+#[test]
+fn a_bank_reaches_the_notary_at_whichever_replica_answers_and_replicas_talk_as_themselves() {
+    let mut root = Root::new(1);
+    let (bank_identity, _) = root.identity(&bank_a(), 2, &[]);
+    let (one_identity, _) = root.identity(&RoleId::NotaryReplica(1), 5, &[]);
+    let (two_identity, _) = root.identity(&RoleId::NotaryReplica(2), 6, &[]);
+    let (bank_address, one_address) = (free_port(), free_port());
+    // Replica 2 answers; replica 1 is down (nobody listens where the bank tries first).
+    let (two, mut two_inbox) = start(
+        two_identity,
+        "127.0.0.1:0".parse().unwrap(),
+        vec![peer(bank_a(), bank_address), peer(RoleId::NotaryReplica(1), one_address)],
+    );
+    let notary = Peer {
+        role: RoleId::Notary,
+        endpoints: [one_address, two.local_addr()]
+            .iter()
+            .map(|a| dtenge_net::Endpoint { address: a.to_string(), server_name: "localhost".into() })
+            .collect(),
+    };
+    let (bank, mut bank_inbox) = start(bank_identity, bank_address, vec![notary]);
+    // The bank's envelopes to the notary reach replica 2, as sent to the notary (what was
+    // queued while it dialled replica 1 in vain is lost, as on any failed connection: the
+    // roles send again, and so does this test).
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    let got = loop {
+        let _ = bank.send(ack(&bank_a(), &RoleId::Notary, 7));
+        let got = receive(&mut two_inbox, 1, 200);
+        if !got.is_empty() || Instant::now() > deadline {
+            break got;
+        }
+    };
+    assert_eq!(got.len(), 1, "the bank moved on to the replica that answers");
+    assert_eq!((got[0].from.clone(), got[0].to.clone(), seq_of(&got[0])), (bank_a(), RoleId::Notary, 7));
+    // The replica answers the bank as the notary, never as itself.
+    send(&two, ack(&RoleId::Notary, &bank_a(), 8));
+    let back = receive(&mut bank_inbox, 1, WAIT_MS_MAX);
+    assert_eq!((back[0].from.clone(), seq_of(&back[0])), (RoleId::Notary, 8));
+    // Replicas talk to each other under their own numbers.
+    let (one, mut one_inbox) = start(one_identity, one_address, vec![peer(RoleId::NotaryReplica(2), two.local_addr())]);
+    send(&two, ack(&RoleId::NotaryReplica(2), &RoleId::NotaryReplica(1), 9));
+    let between = receive(&mut one_inbox, 1, WAIT_MS_MAX);
+    assert_eq!((between[0].from.clone(), between[0].to.clone()), (RoleId::NotaryReplica(2), RoleId::NotaryReplica(1)));
+    send(&one, ack(&RoleId::NotaryReplica(1), &RoleId::NotaryReplica(2), 10));
+    assert_eq!(receive(&mut two_inbox, 1, WAIT_MS_MAX)[0].from, RoleId::NotaryReplica(1));
+    assert_eq!(bank.stats().frames_refused + two.stats().frames_refused + one.stats().frames_refused, 0);
+}
+
+#[test]
+fn a_replica_does_not_pass_for_a_bank_nor_a_bank_for_the_notary() {
+    let mut root = Root::new(1);
+    let (replica_identity, _) = root.identity(&RoleId::NotaryReplica(1), 5, &[]);
+    let (bank_identity, _) = root.identity(&bank_a(), 2, &[]);
+    let (other_identity, _) = root.identity(&RoleId::Bank("bank-b".into()), 7, &[]);
+    // Bank B listens where bank A believes the notary is: refused, as any other role would be.
+    let (other, mut other_inbox) = start(other_identity, "127.0.0.1:0".parse().unwrap(), vec![]);
+    let (bank, _bank_inbox) =
+        start(bank_identity, "127.0.0.1:0".parse().unwrap(), vec![peer(RoleId::Notary, other.local_addr())]);
+    let _ = bank.send(ack(&bank_a(), &RoleId::Notary, 1));
+    wait_for("bank A to refuse bank B as its notary", || bank.stats().connections_refused > 0);
+    assert!(receive(&mut other_inbox, 1, 300).is_empty());
+    // A replica dialled as bank B is refused too: it is the notary, not a bank.
+    let (replica, _replica_inbox) = start(replica_identity, "127.0.0.1:0".parse().unwrap(), vec![]);
+    let (other_b, _) = {
+        let (identity, _) = root.identity(&RoleId::Bank("bank-c".into()), 8, &[]);
+        start(identity, "127.0.0.1:0".parse().unwrap(), vec![peer(RoleId::Bank("bank-b".into()), replica.local_addr())])
+    };
+    let _ = other_b.send(ack(&RoleId::Bank("bank-c".into()), &RoleId::Bank("bank-b".into()), 1));
+    wait_for("bank C to refuse a replica as bank B", || other_b.stats().connections_refused > 0);
+    assert_eq!(replica.stats().envelopes_received, 0);
+}

@@ -298,8 +298,7 @@ impl RaftSnapshotBuilder<NotaryRaft> for Machine {
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let (meta, image) = {
             let applying = self.shared.applying.lock();
-            let meta =
-                SnapshotMeta { last_log_id: applying.applied, last_membership: applying.membership.clone() };
+            let meta = SnapshotMeta { last_log_id: applying.applied, last_membership: applying.membership.clone() };
             (meta, applying.ledger.image())
         };
         self.keep_snapshot(meta.clone(), image.clone())?;
