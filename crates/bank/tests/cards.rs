@@ -325,7 +325,7 @@ impl Cluster {
                     service.handle(envelope, self.now_ms);
                 }
             }
-            RoleId::Oracle | RoleId::NotaryReplica(_) => {}
+            RoleId::Oracle | RoleId::NotaryReplica(_) | RoleId::NotaryShard { .. } => {}
         }
     }
 

@@ -309,7 +309,7 @@ impl Net {
             RoleId::Central => self.central.as_ref().unwrap().handle(envelope, self.now_ms),
             RoleId::Oracle => self.oracle().handle(envelope, self.now_ms),
             RoleId::Bank(_) => self.bank().handle(envelope, self.now_ms),
-            RoleId::Directory | RoleId::NotaryReplica(_) => {}
+            RoleId::Directory | RoleId::NotaryReplica(_) | RoleId::NotaryShard { .. } => {}
         }
     }
 

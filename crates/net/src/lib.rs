@@ -124,13 +124,13 @@ impl Peer {
 }
 
 /// How `role` appears to `viewer`: as itself, except that a replica of the notary appears as
-/// the notary to everyone but its fellow replicas. A bank dials "the notary" and any replica
+/// the notary to everyone but its fellow replicas (and the notary's shards). A bank dials "the notary" and any replica
 /// may answer; a replica answers banks and central as the notary; replicas talk to each other
 /// under their own numbers.
 pub fn seen_as(role: &RoleId, viewer: &RoleId) -> RoleId {
-    match (role, viewer) {
-        (RoleId::NotaryReplica(_), RoleId::NotaryReplica(_)) => role.clone(),
-        (RoleId::NotaryReplica(_), _) => RoleId::Notary,
+    let inside = |r: &RoleId| matches!(r, RoleId::NotaryReplica(_) | RoleId::NotaryShard { .. });
+    match role {
+        RoleId::NotaryReplica(_) if !inside(viewer) => RoleId::Notary,
         _ => role.clone(),
     }
 }

@@ -81,25 +81,8 @@ impl Ledger {
         }
     }
 
-    /// Central's decision number `deliver.seq`, applied once and in order; returns the number
-    /// to acknowledge (`None` for one that came early: central sends it again).
     fn decide(&mut self, deliver: &Deliver) -> Option<u64> {
-        if deliver.seq <= self.central_delivered {
-            return Some(self.central_delivered);
-        }
-        if deliver.seq != self.central_delivered + 1 {
-            return None;
-        }
-        // Central certifies nothing to the notary; any other payload is skipped in order.
-        if let Payload::Decision(Decision::Blocked { bank, blocked, .. }) = &deliver.payload {
-            if *blocked {
-                self.senders.blocked.insert(bank.clone());
-            } else {
-                self.senders.blocked.remove(bank);
-            }
-        }
-        self.central_delivered = deliver.seq;
-        Some(deliver.seq)
+        apply_decision(&mut self.senders, &mut self.central_delivered, deliver)
     }
 
     /// The report reconciliation reads: the last certificate's number and the unspent set.
@@ -172,6 +155,27 @@ impl Ledger {
         );
         Ok(Ledger { notary, senders, seq, central_delivered })
     }
+}
+
+/// Central's decision number `deliver.seq`, applied once and in order to who is blocked;
+/// returns the number to acknowledge (`None` for one that came early: central sends it again).
+pub(crate) fn apply_decision(senders: &mut Senders, central_delivered: &mut u64, deliver: &Deliver) -> Option<u64> {
+    if deliver.seq <= *central_delivered {
+        return Some(*central_delivered);
+    }
+    if deliver.seq != *central_delivered + 1 {
+        return None;
+    }
+    // Central certifies nothing to the notary; any other payload is skipped in order.
+    if let Payload::Decision(Decision::Blocked { bank, blocked, .. }) = &deliver.payload {
+        if *blocked {
+            senders.blocked.insert(bank.clone());
+        } else {
+            senders.blocked.remove(bank);
+        }
+    }
+    *central_delivered = deliver.seq;
+    Some(deliver.seq)
 }
 
 #[cfg(test)]

@@ -40,14 +40,18 @@
 #![forbid(unsafe_code)]
 
 mod command;
+pub mod coordinator;
+mod driver;
 mod ledger;
 pub mod network;
 mod replica;
+pub mod shard;
+pub mod state;
 pub mod storage;
 
 pub use command::{Applied, Command};
 pub use ledger::Ledger;
-pub use replica::{Replica, ReplicaConfig, ReplicaError, ReplicaStatus, Role, SNAPSHOT_LOGS};
+pub use replica::{Group, Replica, ReplicaConfig, ReplicaError, ReplicaStatus, Role, SNAPSHOT_LOGS};
 
 openraft::declare_raft_types!(
     /// The replicated notary's types for openraft: its entries are participants' envelopes

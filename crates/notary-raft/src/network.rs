@@ -26,23 +26,18 @@ use tokio::sync::oneshot;
 /// heartbeats, votes); more means answers are being lost and callers pile up.
 const CALLS_WAITING_MAX: usize = 1_024;
 
-/// The replica number of a Raft node id (ids are replica numbers, 1 to 7).
-pub fn replica_role(id: NodeId) -> RoleId {
-    let number = u8::try_from(id).expect("a replica's node id is its number, 1 to 7");
-    RoleId::NotaryReplica(number)
-}
-
 /// This replica's calls in flight, by number.
 pub struct Calls {
     me: RoleId,
+    group: crate::Group,
     transport: Arc<dyn Transport>,
     waiting: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
     next_id: AtomicU64,
 }
 
 impl Calls {
-    pub fn new(me: RoleId, transport: Arc<dyn Transport>) -> Calls {
-        Calls { me, transport, waiting: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1) }
+    pub fn new(me: RoleId, group: crate::Group, transport: Arc<dyn Transport>) -> Calls {
+        Calls { me, group, transport, waiting: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1) }
     }
 
     /// Call `target` and wait up to `ttl` for its answer's body.
@@ -58,7 +53,7 @@ impl Calls {
         }
         let request = Envelope {
             from: self.me.clone(),
-            to: replica_role(target),
+            to: self.group.role_of(target),
             message: Message::RaftRequest(RaftRpc { id, call, body }),
         };
         if let Err(e) = self.transport.send(request) {

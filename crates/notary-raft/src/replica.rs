@@ -1,8 +1,10 @@
 //! One replica: its Raft node, its runtime, and how it takes participants' envelopes.
 
+use crate::driver::Driver;
 use crate::network::{self, Calls, Network};
+use crate::state::Kind;
 use crate::storage::{LogStore, Machine};
-use crate::{Command, NotaryRaft};
+use crate::{Command, NodeId, NotaryRaft};
 use dtenge_core::crypto::SecretKey;
 use dtenge_core::{Error, ErrorCode};
 use dtenge_notary::service::{NotaryReport, Senders};
@@ -48,10 +50,55 @@ fn raft_error(e: impl std::fmt::Display) -> ReplicaError {
     ReplicaError::Raft(e.to_string())
 }
 
+/// The group a replica belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// The notary's own group (`RoleId::NotaryReplica(n)`): the whole unspent set when
+    /// `shards` is 0, else the coordinator of that many shards, each of whose groups has the
+    /// replicas numbered `shard_replicas`.
+    Notary { shards: u8, shard_replicas: Vec<u8> },
+    /// Shard `n` of a sharded notary (`RoleId::NotaryShard { shard: n, replica }`).
+    Shard(u8),
+}
+
+impl Group {
+    /// The notary in one group, holding every token: the default.
+    pub fn whole() -> Group {
+        Group::Notary { shards: 0, shard_replicas: Vec::new() }
+    }
+
+    /// Replica `id` of this group on the transport.
+    pub fn role_of(&self, id: NodeId) -> RoleId {
+        let replica = u8::try_from(id).expect("a replica's node id is its number, 1 to 7");
+        match self {
+            Group::Notary { .. } => RoleId::NotaryReplica(replica),
+            Group::Shard(shard) => RoleId::NotaryShard { shard: *shard, replica },
+        }
+    }
+
+    /// Is `role` a replica of this group?
+    fn has(&self, role: &RoleId) -> bool {
+        match (self, role) {
+            (Group::Notary { .. }, RoleId::NotaryReplica(_)) => true,
+            (Group::Shard(mine), RoleId::NotaryShard { shard, .. }) => shard == mine,
+            _ => false,
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        match self {
+            Group::Notary { shards: 0, .. } => Kind::Whole,
+            Group::Notary { shards, .. } => Kind::Coordinator { shards: *shards },
+            Group::Shard(n) => Kind::Shard(*n),
+        }
+    }
+}
+
 /// How a replica starts.
 pub struct ReplicaConfig {
-    /// Its number, 1 to 7: it is `RoleId::NotaryReplica(id)` on the transport.
+    /// Its number in its group, 1 to 7.
     pub id: u8,
+    pub group: Group,
     /// The numbers of the group's founding replicas, the same on each of them: a founding
     /// replica that has never run founds the group with it. A replica that joins a running
     /// group (a replacement) has none; the leader adds it ([`Replica::replace`]).
@@ -110,6 +157,9 @@ pub struct ReplicaStatus {
 /// One replica of the notary.
 pub struct Replica {
     id: u8,
+    group: Group,
+    /// The coordinator's driver, on a sharded notary's own replicas.
+    driver: Option<Arc<Driver>>,
     raft: Raft<NotaryRaft, Machine>,
     machine: Machine,
     calls: Arc<Calls>,
@@ -137,8 +187,13 @@ impl Replica {
         let store = Arc::new(config.store);
         let log = LogStore::open(store.clone())?;
         let pristine = log.is_pristine();
-        let machine = Machine::open(store, config.key, config.senders.clone())?;
-        let calls = Arc::new(Calls::new(RoleId::NotaryReplica(config.id), config.transport.clone()));
+        let me = config.group.role_of(u64::from(config.id));
+        let answer_as = match config.group {
+            Group::Notary { .. } => RoleId::Notary,
+            Group::Shard(_) => me.clone(),
+        };
+        let machine = Machine::open(store, config.key, config.senders.clone(), config.group.kind(), answer_as)?;
+        let calls = Arc::new(Calls::new(me, config.group.clone(), config.transport.clone()));
         let raft_config = Config {
             cluster_name: "dtenge-notary".into(),
             heartbeat_interval: HEARTBEAT_MS,
@@ -159,8 +214,25 @@ impl Replica {
                 config.founding.iter().map(|n| (u64::from(*n), EmptyNode {})).collect();
             runtime.block_on(raft.initialize(members)).map_err(raft_error)?;
         }
+        let driver = match &config.group {
+            Group::Notary { shards, shard_replicas } if *shards > 0 => {
+                let driver = Arc::new(Driver::new(
+                    config.id,
+                    *shards,
+                    shard_replicas.clone(),
+                    raft.clone(),
+                    machine.clone(),
+                    config.transport.clone(),
+                ));
+                runtime.spawn(driver.clone().run());
+                Some(driver)
+            }
+            _ => None,
+        };
         Ok(Replica {
             id: config.id,
+            group: config.group,
+            driver,
             raft,
             machine,
             calls,
@@ -183,14 +255,25 @@ impl Replica {
     /// Take one envelope from the transport. Never blocks on Raft: what needs it runs on the
     /// replica's runtime.
     pub fn handle(&self, envelope: Envelope) {
-        let from_replica = matches!(envelope.from, RoleId::NotaryReplica(_));
+        let fellow = self.group.has(&envelope.from);
         match envelope.message {
-            Message::RaftRequest(rpc) if from_replica => self.serve(envelope.from, rpc),
-            Message::RaftReply(rpc) if from_replica => self.calls.answered(rpc),
-            Message::Forwarded(original) if from_replica => self.propose(*original, false),
+            Message::RaftRequest(rpc) if fellow => self.serve(envelope.from, rpc),
+            Message::RaftReply(rpc) if fellow => self.calls.answered(rpc),
+            Message::Forwarded(original) if fellow => self.propose(*original, false),
             // Another replica sends nothing else; a participant never sends these.
             Message::RaftRequest(_) | Message::RaftReply(_) | Message::Forwarded(_) => {}
-            _ if from_replica => {}
+            // A shard's answers, to the coordinator's driver (never to its log).
+            Message::ShardPrepared(answer) => {
+                if let Some(driver) = &self.driver {
+                    driver.prepared(&envelope.from, answer);
+                }
+            }
+            Message::ShardFinished(answer) => {
+                if let Some(driver) = &self.driver {
+                    driver.finished(&envelope.from, answer);
+                }
+            }
+            _ if fellow => {}
             _ => self.propose(envelope, true),
         }
     }
@@ -198,7 +281,7 @@ impl Replica {
     fn serve(&self, caller: RoleId, rpc: RaftRpc) {
         let raft = self.raft.clone();
         let transport = self.transport.clone();
-        let me = RoleId::NotaryReplica(self.id);
+        let me = self.group.role_of(u64::from(self.id));
         self.runtime().spawn(async move {
             if let Some(body) = network::serve(&raft, rpc.call, &rpc.body).await {
                 let answer = RaftRpc { id: rpc.id, call: rpc.call, body };
@@ -211,6 +294,11 @@ impl Replica {
     /// Is this a participant's envelope the notary takes? A notarize request from the NBK or
     /// a bank of the network, a delivery from central. Anything else never enters the log.
     fn takes(&self, envelope: &Envelope) -> bool {
+        if let Group::Shard(_) = self.group {
+            // A shard takes only its coordinator's two requests.
+            return matches!(envelope.message, Message::ShardPrepare(_) | Message::ShardFinish(_))
+                && matches!(envelope.from, RoleId::NotaryReplica(_));
+        }
         match (&envelope.message, &envelope.from) {
             (Message::NotarizeRequest(_), RoleId::Central) => true,
             (Message::NotarizeRequest(_), RoleId::Bank(bank)) => {
@@ -233,8 +321,8 @@ impl Replica {
             Some(leader) if leader == u64::from(self.id) => self.write(envelope),
             Some(leader) if may_forward => {
                 let forwarded = Envelope {
-                    from: RoleId::NotaryReplica(self.id),
-                    to: network::replica_role(leader),
+                    from: self.group.role_of(u64::from(self.id)),
+                    to: self.group.role_of(leader),
                     message: Message::Forwarded(Box::new(envelope.clone())),
                 };
                 if self.transport.send(forwarded).is_err() {
@@ -335,6 +423,14 @@ impl Replica {
     /// Has the ledger of this replica committed `tx` (as of what it applied)?
     pub fn is_committed(&self, tx: &dtenge_core::token::TxId) -> bool {
         self.machine.with_ledger(|ledger| ledger.is_committed(tx))
+    }
+
+    /// Batches a sharded notary's coordinator has in flight (as this replica applied them).
+    pub fn batches_in_flight(&self) -> usize {
+        self.machine.with_ledger(|state| match state {
+            crate::state::State::Coordinator(ledger) => ledger.flights().len(),
+            _ => 0,
+        })
     }
 
     /// This replica's ledger as a snapshot's bytes (equal bytes: equal ledgers).

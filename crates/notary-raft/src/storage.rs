@@ -17,7 +17,8 @@
 //! and bincode (`dtenge_store::encode`), the ledger's snapshot in dtenge's wire encoding.
 
 use crate::command::Applied;
-use crate::{Entry, Ledger, LogId, Membership, NotaryRaft, Snapshot, SnapshotMeta, Vote};
+use crate::state::{Kind, State};
+use crate::{Entry, LogId, Membership, NotaryRaft, Snapshot, SnapshotMeta, Vote};
 use dtenge_core::crypto::SecretKey;
 use dtenge_notary::service::{NotaryReport, Senders};
 use dtenge_store::{decode, encode, Store, Table, WriteBatch};
@@ -220,7 +221,7 @@ impl RaftLogStorage<NotaryRaft> for LogStore {
 
 /// The ledger and where it stands in the log, changed together.
 pub(crate) struct Applying {
-    pub(crate) ledger: Ledger,
+    pub(crate) ledger: State,
     pub(crate) applied: Option<LogId>,
     pub(crate) membership: Membership,
 }
@@ -233,6 +234,10 @@ struct MachineShared {
     /// The notary's certificate key, with which the leader signs.
     key: SecretKey,
     senders: Senders,
+    kind: Kind,
+    /// Who this replica's answers come from: the notary (to the banks and central), or this
+    /// shard replica (to the coordinator).
+    answer_as: dtenge_wire::RoleId,
     snapshots_installed: std::sync::atomic::AtomicU64,
 }
 
@@ -243,16 +248,25 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// The ledger as of the replica's last snapshot (Raft applies the log after it).
-    pub fn open(store: Arc<Store>, key: SecretKey, senders: Senders) -> dtenge_core::Result<Machine> {
+    /// The ledger as of the replica's last snapshot (Raft applies the log after it), of the
+    /// `kind` its group runs; its answers sent as `answer_as`.
+    pub fn open(
+        store: Arc<Store>,
+        key: SecretKey,
+        senders: Senders,
+        kind: Kind,
+        answer_as: dtenge_wire::RoleId,
+    ) -> dtenge_core::Result<Machine> {
         let snapshot: Option<(SnapshotMeta, Vec<u8>)> = read(&store, SNAPSHOT)?;
         let applying = match &snapshot {
             Some((meta, image)) => Applying {
-                ledger: Ledger::from_image(image, senders.clone())?,
+                ledger: State::from_image(kind, image, senders.clone())?,
                 applied: meta.last_log_id,
                 membership: meta.last_membership.clone(),
             },
-            None => Applying { ledger: Ledger::new(senders.clone()), applied: None, membership: Membership::default() },
+            None => {
+                Applying { ledger: State::new(kind, senders.clone()), applied: None, membership: Membership::default() }
+            }
         };
         let shared = MachineShared {
             applying: Mutex::new(applying),
@@ -260,6 +274,8 @@ impl Machine {
             store,
             key,
             senders,
+            kind,
+            answer_as,
             snapshots_installed: std::sync::atomic::AtomicU64::new(0),
         };
         Ok(Machine { shared: Arc::new(shared) })
@@ -271,7 +287,7 @@ impl Machine {
         (applying.ledger.report(), applying.applied.as_ref().map_or(0, |id| id.index()))
     }
 
-    pub(crate) fn with_ledger<T>(&self, read: impl FnOnce(&Ledger) -> T) -> T {
+    pub(crate) fn with_ledger<T>(&self, read: impl FnOnce(&State) -> T) -> T {
         read(&self.shared.applying.lock().ledger)
     }
 
@@ -325,7 +341,14 @@ impl RaftStateMachine<NotaryRaft> for Machine {
                 let answer = match &entry.payload {
                     EntryPayload::Blank => None,
                     EntryPayload::Normal(command) => {
-                        applying.ledger.apply(&command.0, responder.as_ref().map(|_| &self.shared.key))
+                        let key = responder.as_ref().map(|_| &self.shared.key);
+                        let answer = applying.ledger.apply(&command.0, entry.log_id.index(), key);
+                        answer.map(|mut answer| {
+                            if let Kind::Shard(_) = self.shared.kind {
+                                answer.from = self.shared.answer_as.clone();
+                            }
+                            answer
+                        })
                     }
                     EntryPayload::Membership(membership) => {
                         applying.membership = Membership::new(Some(entry.log_id), membership.clone());
@@ -348,7 +371,7 @@ impl RaftStateMachine<NotaryRaft> for Machine {
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Cursor<Vec<u8>>) -> Result<(), io::Error> {
         let image = snapshot.into_inner();
-        let ledger = Ledger::from_image(&image, self.shared.senders.clone()).map_err(io_error)?;
+        let ledger = State::from_image(self.shared.kind, &image, self.shared.senders.clone()).map_err(io_error)?;
         // Durable before the state changes: a crash right after restarts from this snapshot.
         self.keep_snapshot(meta.clone(), image)?;
         let mut applying = self.shared.applying.lock();

@@ -106,6 +106,7 @@ impl Group {
         let replica = Arc::new(
             Replica::open(ReplicaConfig {
                 id,
+                group: dtenge_notary_raft::Group::whole(),
                 founding,
                 store,
                 key: notary_key(),

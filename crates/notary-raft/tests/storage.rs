@@ -23,7 +23,9 @@ impl StoreBuilder<NotaryRaft, LogStore, Machine, tempfile::TempDir> for Fresh {
             blocked: Default::default(),
         };
         let log = LogStore::open(store.clone()).expect("the log opens");
-        let machine = Machine::open(store, SecretKey::from_seed([9; 32]), senders).expect("the state machine opens");
+        let kind = dtenge_notary_raft::state::Kind::Whole;
+        let machine = Machine::open(store, SecretKey::from_seed([9; 32]), senders, kind, dtenge_wire::RoleId::Notary)
+            .expect("the state machine opens");
         Ok((dir, log, machine))
     }
 }

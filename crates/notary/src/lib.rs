@@ -317,6 +317,25 @@ impl Notary {
         (committed, aborted)
     }
 
+    /// The state as a snapshot holds it while spends may be pending (a shard's prepared
+    /// transactions): the unspent tokens with the pending inputs among them (their spend is
+    /// not decided), the committed and the aborted transactions (the pending ones in neither).
+    pub fn durable_parts(&self) -> (Vec<TokenId>, Vec<TxId>, Vec<TxId>) {
+        let (mut unspent, mut committed, mut aborted) = (Vec::new(), Vec::new(), Vec::new());
+        for shard in &self.shards {
+            let shard = shard.lock();
+            unspent.extend(shard.unspent.iter().chain(&shard.pending_inputs).copied());
+            for (tx, state) in &shard.txs {
+                match state {
+                    TxState::Committed => committed.push(*tx),
+                    TxState::Aborted => aborted.push(*tx),
+                    TxState::Pending => {}
+                }
+            }
+        }
+        (unspent, committed, aborted)
+    }
+
     /// Rebuild from a snapshot ([`Notary::unspent`] and [`Notary::decided`]).
     pub fn restore_decided(
         unspent: impl IntoIterator<Item = TokenId>,

@@ -91,7 +91,11 @@ impl Senders {
                 .copied()
                 .map(|key| (key, blocked(bank)))
                 .ok_or_else(|| Error::new(ErrorCode::Forbidden, format!("'{bank}' is not a bank of this network"))),
-            RoleId::Notary | RoleId::NotaryReplica(_) | RoleId::Oracle | RoleId::Directory => {
+            RoleId::Notary
+            | RoleId::NotaryReplica(_)
+            | RoleId::NotaryShard { .. }
+            | RoleId::Oracle
+            | RoleId::Directory => {
                 Err(Error::new(ErrorCode::Forbidden, format!("{sender} does not send transactions to the notary")))
             }
         }

@@ -212,6 +212,9 @@ impl Config {
 fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, String> {
     let base = path.parent().unwrap_or(Path::new("."));
     let role: RoleId = file.role.parse().map_err(|e| format!("role: {e}"))?;
+    if let RoleId::NotaryShard { .. } = role {
+        return Err(format!("{role}: a shard of the notary does not run as a process of its own yet"));
+    }
     if let Some(expected) = expected {
         if *expected != role {
             return Err(format!("the file configures {role}, not {expected}"));
@@ -382,6 +385,7 @@ fn check_peers(role: &RoleId, peers: &[PeerSettings]) -> Result<(), String> {
     let needed: &[RoleId] = match role {
         RoleId::Bank(_) => &[RoleId::Notary, RoleId::Central, RoleId::Directory, RoleId::Oracle],
         RoleId::Notary | RoleId::NotaryReplica(_) => &[RoleId::Central],
+        RoleId::NotaryShard { .. } => &[],
         RoleId::Central => &[RoleId::Notary],
         RoleId::Oracle => &[RoleId::Central, RoleId::Notary],
         RoleId::Directory => &[],

@@ -148,6 +148,7 @@ impl Participant {
                 };
                 let replica = dtenge_notary_raft::Replica::open(dtenge_notary_raft::ReplicaConfig {
                     id: *id,
+                    group: dtenge_notary_raft::Group::whole(),
                     founding: settings.replicas.clone(),
                     store: store(&dtenge_notary_raft::storage::tables())?,
                     key: settings.key.clone(),
@@ -160,6 +161,12 @@ impl Participant {
                 let serving = replica.clone();
                 threads.serve(&format!("notary-replica-{id}"), inbox, move |envelope| serving.handle(envelope))?;
                 Hosted::Replica(replica)
+            }
+            RoleId::NotaryShard { .. } => {
+                return Err(Error::malformed(format!(
+                    "{}: a shard of the notary does not run as a process yet",
+                    config.role
+                )))
             }
             RoleId::Central => {
                 let banks = config

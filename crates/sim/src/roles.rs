@@ -481,7 +481,9 @@ impl Sim {
                 self.oracle = Some(OracleService::open(store, key("oracle", 0), Sim::anchors(), net)?);
                 Ok(())
             }),
-            RoleId::NotaryReplica(_) => unreachable!("the simulator runs the notary as one role, not as replicas"),
+            RoleId::NotaryReplica(_) | RoleId::NotaryShard { .. } => {
+                unreachable!("the simulator runs the notary as one role, not as replicas")
+            }
         };
         // A role whose disk does not open is a bug in recovery, which this simulation exists to
         // catch.
@@ -985,7 +987,9 @@ impl Sim {
                 self.banks.retain(|b, _| *b != id.as_str());
             }
             RoleId::Oracle => self.oracle = None,
-            RoleId::NotaryReplica(_) => unreachable!("the simulator runs the notary as one role, not as replicas"),
+            RoleId::NotaryReplica(_) | RoleId::NotaryShard { .. } => {
+                unreachable!("the simulator runs the notary as one role, not as replicas")
+            }
         }
         self.disks[&role].disarm();
         self.down_until.insert(role, self.now_ms + downtime_ms);
@@ -1020,7 +1024,7 @@ impl Sim {
     fn dispatch(&mut self, envelope: Envelope) {
         match &envelope.to {
             // No role of the simulator addresses a replica (it runs the notary as one role).
-            RoleId::NotaryReplica(_) => {}
+            RoleId::NotaryReplica(_) | RoleId::NotaryShard { .. } => {}
             RoleId::Notary => {
                 if let Some(reply) = self.notary.as_ref().and_then(|n| n.handle(envelope)) {
                     let _ = self.net.send(reply);

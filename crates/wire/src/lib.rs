@@ -24,4 +24,4 @@ pub use message::{
     RoleId, Verdict, FORMAT_VERSION,
 };
 pub use message::{PlanReply, PlanRequest, PlannedSpend, Spend, SpendKind, SPEND_PARTS_MAX, VAT_SUBJECT};
-pub use replica::{RaftCall, RaftRpc};
+pub use replica::{RaftCall, RaftRpc, ShardFinish, ShardFinished, ShardPrepare, ShardPrepared};

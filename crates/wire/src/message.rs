@@ -76,7 +76,18 @@ pub enum RoleId {
     /// messages, a request handed to the leader); to everyone else they answer as
     /// [`RoleId::Notary`], the one notary the network knows.
     NotaryReplica(u8),
+    /// A replica of one shard of a sharded notary: the shard's number (1 to
+    /// [`NOTARY_SHARDS_MAX`]) and the replica's within it (1 to [`NOTARY_REPLICAS_MAX`]). A
+    /// shard holds the unspent tokens of one range of token ids and talks only to the
+    /// notary's replicas (its coordinator) and to its own.
+    NotaryShard {
+        shard: u8,
+        replica: u8,
+    },
 }
+
+/// Most shards of one notary.
+pub const NOTARY_SHARDS_MAX: u8 = 64;
 
 /// Most replicas of one notary: a Raft group of up to seven voters (more adds latency and no
 /// safety that matters here).
@@ -96,6 +107,11 @@ impl Encode for RoleId {
             RoleId::NotaryReplica(n) => {
                 w.u8(6);
                 w.u8(*n);
+            }
+            RoleId::NotaryShard { shard, replica } => {
+                w.u8(7);
+                w.u8(*shard);
+                w.u8(*replica);
             }
         }
     }
@@ -123,6 +139,18 @@ impl Decode for RoleId {
                     reason: format!("{n} is not 1 to {NOTARY_REPLICAS_MAX}"),
                 }),
             },
+            7 => {
+                let (shard, replica) = (r.u8("notary shard")?, r.u8("notary shard replica")?);
+                if !(1..=NOTARY_SHARDS_MAX).contains(&shard) || !(1..=NOTARY_REPLICAS_MAX).contains(&replica) {
+                    return Err(DecodeError::Invalid {
+                        what: "notary shard",
+                        reason: format!(
+                            "shard {shard} replica {replica}: shards 1 to {NOTARY_SHARDS_MAX}, replicas 1 to {NOTARY_REPLICAS_MAX}"
+                        ),
+                    });
+                }
+                Ok(RoleId::NotaryShard { shard, replica })
+            }
             tag => Err(DecodeError::UnknownTag { what: "role", tag: u64::from(tag) }),
         }
     }
@@ -137,6 +165,7 @@ impl std::fmt::Display for RoleId {
             RoleId::Directory => f.write_str("directory"),
             RoleId::Bank(id) => write!(f, "bank:{id}"),
             RoleId::NotaryReplica(n) => write!(f, "notary-replica:{n}"),
+            RoleId::NotaryShard { shard, replica } => write!(f, "notary-shard:{shard}:{replica}"),
         }
     }
 }
@@ -161,6 +190,13 @@ impl std::str::FromStr for RoleId {
                 if let Some(n) = text.strip_prefix("notary-replica:").and_then(|n| n.parse::<u8>().ok()) {
                     if (1..=NOTARY_REPLICAS_MAX).contains(&n) {
                         return Ok(RoleId::NotaryReplica(n));
+                    }
+                }
+                if let Some((shard, replica)) = text.strip_prefix("notary-shard:").and_then(|t| t.split_once(':')) {
+                    if let (Ok(shard), Ok(replica)) = (shard.parse::<u8>(), replica.parse::<u8>()) {
+                        if (1..=NOTARY_SHARDS_MAX).contains(&shard) && (1..=NOTARY_REPLICAS_MAX).contains(&replica) {
+                            return Ok(RoleId::NotaryShard { shard, replica });
+                        }
                     }
                 }
                 Err(DecodeError::Invalid {
@@ -479,6 +515,14 @@ pub enum Message {
     RaftReply(crate::replica::RaftRpc),
     /// A participant's envelope, handed by a replica to the leader.
     Forwarded(Box<Envelope>),
+    /// Two-phase commit between the notary (the coordinator) and its shards (kinds 83-88).
+    ShardPrepare(crate::replica::ShardPrepare),
+    ShardPrepared(crate::replica::ShardPrepared),
+    ShardFinish(crate::replica::ShardFinish),
+    ShardFinished(crate::replica::ShardFinished),
+    /// The coordinator's own log: the shards' answers decided, and a transaction done.
+    ShardDecide(crate::replica::ShardPrepared),
+    ShardDone(crate::replica::ShardFinished),
 }
 
 impl Message {
@@ -512,6 +556,12 @@ impl Message {
             Message::RaftRequest(_) => 80,
             Message::RaftReply(_) => 81,
             Message::Forwarded(_) => 82,
+            Message::ShardPrepare(_) => 83,
+            Message::ShardPrepared(_) => 84,
+            Message::ShardFinish(_) => 85,
+            Message::ShardFinished(_) => 86,
+            Message::ShardDecide(_) => 87,
+            Message::ShardDone(_) => 88,
         }
     }
 }
@@ -665,6 +715,10 @@ impl Encode for Message {
             Message::LookupReply(m) => w.put(m),
             Message::RaftRequest(m) | Message::RaftReply(m) => w.put(m),
             Message::Forwarded(envelope) => w.put(&**envelope),
+            Message::ShardPrepare(m) => w.put(m),
+            Message::ShardPrepared(m) | Message::ShardDecide(m) => w.put(m),
+            Message::ShardFinish(m) => w.put(m),
+            Message::ShardFinished(m) | Message::ShardDone(m) => w.put(m),
         }
     }
 }
@@ -766,6 +820,12 @@ impl Decode for Message {
                 }
                 Ok(Message::Forwarded(Box::new(envelope)))
             }
+            83 => Ok(Message::ShardPrepare(r.get()?)),
+            84 => Ok(Message::ShardPrepared(r.get()?)),
+            85 => Ok(Message::ShardFinish(r.get()?)),
+            86 => Ok(Message::ShardFinished(r.get()?)),
+            87 => Ok(Message::ShardDecide(r.get()?)),
+            88 => Ok(Message::ShardDone(r.get()?)),
             kind => Err(DecodeError::UnknownTag { what: "message kind", tag: u64::from(kind) }),
         }
     }

@@ -11,6 +11,8 @@
 //!   the leader, which answers the participant itself, as the notary.
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
+use crate::message::BATCH_TXS_MAX;
+use dtenge_core::certificate::CompactTx;
 
 /// Which of Raft's calls an [`RaftRpc`] carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -58,6 +60,90 @@ impl Decode for RaftRpc {
     }
 }
 
+/// Prepare these transactions' parts in the receiving shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardPrepare {
+    pub id: u64,
+    /// Each transaction with only the inputs and outputs in the shard's range.
+    pub txs: Vec<CompactTx>,
+}
+
+/// Per transaction of a [`ShardPrepare`], in order: `None` if prepared (its inputs locked),
+/// or why not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardPrepared {
+    pub id: u64,
+    pub refusals: Vec<Option<dtenge_core::Error>>,
+}
+
+/// Apply (`true`) or discard each prepared transaction of batch `id`, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardFinish {
+    pub id: u64,
+    pub commit: Vec<bool>,
+}
+
+/// Batch `id` is finished in this shard (or was before).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardFinished {
+    pub id: u64,
+}
+
+impl Encode for ShardPrepare {
+    fn encode(&self, w: &mut Writer) {
+        w.u64(self.id);
+        w.seq(&self.txs);
+    }
+}
+
+impl Decode for ShardPrepare {
+    const ENCODED_BYTES_MIN: usize = 8 + 4;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(ShardPrepare { id: r.u64("batch id")?, txs: r.seq("shard transactions", BATCH_TXS_MAX)? })
+    }
+}
+
+impl Encode for ShardPrepared {
+    fn encode(&self, w: &mut Writer) {
+        w.u64(self.id);
+        w.seq(&self.refusals);
+    }
+}
+
+impl Decode for ShardPrepared {
+    const ENCODED_BYTES_MIN: usize = 8 + 4;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(ShardPrepared { id: r.u64("batch id")?, refusals: r.seq("shard refusals", BATCH_TXS_MAX)? })
+    }
+}
+
+impl Encode for ShardFinish {
+    fn encode(&self, w: &mut Writer) {
+        w.u64(self.id);
+        w.seq(&self.commit);
+    }
+}
+
+impl Decode for ShardFinish {
+    const ENCODED_BYTES_MIN: usize = 8 + 4;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(ShardFinish { id: r.u64("batch id")?, commit: r.seq("shard decisions", BATCH_TXS_MAX)? })
+    }
+}
+
+impl Encode for ShardFinished {
+    fn encode(&self, w: &mut Writer) {
+        w.u64(self.id);
+    }
+}
+
+impl Decode for ShardFinished {
+    const ENCODED_BYTES_MIN: usize = 8;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(ShardFinished { id: r.u64("batch id")? })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +179,30 @@ mod tests {
             to: RoleId::NotaryReplica(1),
             message: Message::Forwarded(Box::new(original)),
         });
+    }
+
+    #[test]
+    fn the_two_phase_commits_messages_round_trip() {
+        let shard = RoleId::NotaryShard { shard: 2, replica: 3 };
+        let tx = CompactTx {
+            tx_id: dtenge_core::token::TxId(dtenge_core::crypto::Hash32([1; 32])),
+            inputs: vec![],
+            outputs: vec![],
+        };
+        let refused = Some(dtenge_core::Error::new(dtenge_core::ErrorCode::DoubleSpend, "spent"));
+        for message in [
+            Message::ShardPrepare(ShardPrepare { id: 4, txs: vec![tx] }),
+            Message::ShardPrepared(ShardPrepared { id: 4, refusals: vec![None, refused.clone()] }),
+            Message::ShardFinish(ShardFinish { id: 4, commit: vec![true, false] }),
+            Message::ShardFinished(ShardFinished { id: 4 }),
+            Message::ShardDecide(ShardPrepared { id: 4, refusals: vec![refused] }),
+            Message::ShardDone(ShardFinished { id: 4 }),
+        ] {
+            round_trip(Envelope { from: RoleId::NotaryReplica(1), to: shard.clone(), message });
+        }
+        assert_eq!("notary-shard:2:3".parse::<RoleId>().unwrap(), shard);
+        assert!("notary-shard:0:1".parse::<RoleId>().is_err());
+        assert!("notary-shard:2:8".parse::<RoleId>().is_err());
     }
 
     #[test]
