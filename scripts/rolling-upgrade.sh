@@ -30,7 +30,7 @@ start() { # start NAME BINARY
 }
 stop() { kill -TERM "${PID[$1]}"; wait "${PID[$1]}" || true; }
 upgrade() { # upgrade NAME: stop it, start it on NEW
-  local was; was=$(curl -s "http://$(grep -m1 '^ops' "$DIR/$1/config.toml" | cut -d'"' -f2)/metrics" | grep -c '^dtenge_notary_raft_leader 1' || true)
+  local was; was=$(curl -s "http://$(grep -m1 '^ops' "$DIR/$1/config.toml" | cut -d'"' -f2)/metrics" | grep -c '^dtenge_notary_raft_leader{[^}]*} 1$' || true)
   stop "$1"; start "$1" "$NEW"
   echo "== $1 runs the new build$([ "$was" = 1 ] && echo ' (it was the notary'"'"'s leader)')"
   sleep 3
