@@ -15,6 +15,7 @@
 //!    certificate is numbered and the bank answered;
 //! 3. `ShardDone`: every involved shard finished (applied or discarded) its parts.
 
+use crate::ledger::{read_hashes, read_version, write_hashes};
 use dtenge_core::certificate::CompactTx;
 use dtenge_core::crypto::{Hash32, SecretKey};
 use dtenge_core::token::{TokenId, TxId};
@@ -262,10 +263,7 @@ impl CoordinatorLedger {
         for set in [&self.committed, &self.aborted] {
             let mut ids: Vec<&TxId> = set.iter().collect();
             ids.sort_unstable();
-            w.len_prefix(ids.len());
-            for id in ids {
-                w.raw(&id.0 .0);
-            }
+            write_hashes(&mut w, ids.iter().map(|id| &id.0));
         }
         w.len_prefix(self.flights.len());
         for (id, flight) in &self.flights {
@@ -291,21 +289,14 @@ impl CoordinatorLedger {
 
     fn decode(bytes: &[u8], mut senders: Senders) -> Result<CoordinatorLedger, DecodeError> {
         let mut r = Reader::new(bytes);
-        let version = r.u8("snapshot version")?;
-        if version != IMAGE_VERSION {
-            return Err(DecodeError::UnknownVersion { found: version, expected: IMAGE_VERSION });
-        }
+        read_version(&mut r, IMAGE_VERSION)?;
         let shards = r.u8("shards")?;
         let seq = r.u64("seq")?;
         let central_delivered = r.u64("central's last decision")?;
         let blocked: Vec<String> = r.seq("blocked banks", 4_096)?;
         senders.blocked = blocked.into_iter().collect();
-        let mut ids = |what| -> Result<HashSet<TxId>, DecodeError> {
-            let count = r.count(what, 32)?;
-            (0..count).map(|_| r.array::<32>(what).map(|b| TxId(Hash32(b)))).collect()
-        };
-        let committed = ids("committed transactions")?;
-        let aborted = ids("aborted transactions")?;
+        let committed: HashSet<TxId> = read_hashes(&mut r, "committed transactions")?.into_iter().map(TxId).collect();
+        let aborted: HashSet<TxId> = read_hashes(&mut r, "aborted transactions")?.into_iter().map(TxId).collect();
         let count = r.count("batches in flight", 8)?;
         if count > FLIGHTS_MAX {
             return Err(DecodeError::Invalid { what: "batches in flight", reason: format!("{count}") });

@@ -110,16 +110,9 @@ impl Ledger {
         w.u64(self.central_delivered);
         let blocked: Vec<String> = self.senders.blocked.iter().cloned().collect();
         w.seq(&blocked);
-        for ids in [
-            unspent.iter().map(|t| &t.0).collect::<Vec<_>>(),
-            committed.iter().map(|t| &t.0).collect(),
-            aborted.iter().map(|t| &t.0).collect(),
-        ] {
-            w.len_prefix(ids.len());
-            for id in ids {
-                w.raw(&id.0);
-            }
-        }
+        write_hashes(&mut w, unspent.iter().map(|t| &t.0));
+        write_hashes(&mut w, committed.iter().map(|t| &t.0));
+        write_hashes(&mut w, aborted.iter().map(|t| &t.0));
         w.into_bytes()
     }
 
@@ -132,20 +125,13 @@ impl Ledger {
 
     fn decode(bytes: &[u8], mut senders: Senders) -> Result<Ledger, DecodeError> {
         let mut r = Reader::new(bytes);
-        let version = r.u8("snapshot version")?;
-        if version != IMAGE_VERSION {
-            return Err(DecodeError::UnknownVersion { found: version, expected: IMAGE_VERSION });
-        }
+        read_version(&mut r, IMAGE_VERSION)?;
         let seq = r.u64("seq")?;
         let central_delivered = r.u64("central's last decision")?;
         let blocked: Vec<String> = r.seq("blocked banks", BLOCKED_MAX)?;
-        let mut hashes = |what| -> Result<Vec<Hash32>, DecodeError> {
-            let count = r.count(what, 32)?;
-            (0..count).map(|_| r.array::<32>(what).map(Hash32)).collect()
-        };
-        let unspent = hashes("unspent tokens")?;
-        let committed = hashes("committed transactions")?;
-        let aborted = hashes("aborted transactions")?;
+        let unspent = read_hashes(&mut r, "unspent tokens")?;
+        let committed = read_hashes(&mut r, "committed transactions")?;
+        let aborted = read_hashes(&mut r, "aborted transactions")?;
         r.finish()?;
         senders.blocked = blocked.into_iter().collect();
         let notary = Notary::restore_decided(
@@ -155,6 +141,29 @@ impl Ledger {
         );
         Ok(Ledger { notary, senders, seq, central_delivered })
     }
+}
+
+/// Write `ids` (in the order a snapshot keeps them) as a count and 32 bytes each.
+pub(crate) fn write_hashes<'a>(w: &mut Writer, ids: impl ExactSizeIterator<Item = &'a Hash32>) {
+    w.len_prefix(ids.len());
+    for id in ids {
+        w.raw(&id.0);
+    }
+}
+
+/// What [`write_hashes`] wrote.
+pub(crate) fn read_hashes(r: &mut Reader<'_>, what: &'static str) -> Result<Vec<Hash32>, DecodeError> {
+    let count = r.count(what, 32)?;
+    (0..count).map(|_| r.array::<32>(what).map(Hash32)).collect()
+}
+
+/// A snapshot's first byte: the version of its encoding, which must be `expected`.
+pub(crate) fn read_version(r: &mut Reader<'_>, expected: u8) -> Result<(), DecodeError> {
+    let found = r.u8("snapshot version")?;
+    if found != expected {
+        return Err(DecodeError::UnknownVersion { found, expected });
+    }
+    Ok(())
 }
 
 /// Central's decision number `deliver.seq`, applied once and in order to who is blocked;

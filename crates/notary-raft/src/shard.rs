@@ -9,8 +9,8 @@
 //! asked again is answered as the first time, a finish of a batch finished before is
 //! acknowledged, and a late copy of a prepare for a finished batch locks nothing.
 
+use crate::ledger::{read_hashes, read_version, write_hashes};
 use dtenge_core::certificate::CompactTx;
-use dtenge_core::crypto::Hash32;
 use dtenge_core::token::{TokenId, TxId};
 use dtenge_core::{Error, ErrorCode};
 use dtenge_notary::service::NotaryReport;
@@ -176,16 +176,9 @@ impl ShardLedger {
         let mut w = Writer::with_capacity(64 + 32 * (unspent.len() + committed.len() + aborted.len()));
         w.u8(IMAGE_VERSION);
         w.u8(self.shard);
-        for ids in [
-            unspent.iter().map(|t| &t.0).collect::<Vec<_>>(),
-            committed.iter().map(|t| &t.0).collect(),
-            aborted.iter().map(|t| &t.0).collect(),
-        ] {
-            w.len_prefix(ids.len());
-            for id in ids {
-                w.raw(&id.0);
-            }
-        }
+        write_hashes(&mut w, unspent.iter().map(|t| &t.0));
+        write_hashes(&mut w, committed.iter().map(|t| &t.0));
+        write_hashes(&mut w, aborted.iter().map(|t| &t.0));
         w.len_prefix(self.prepared.len());
         for (id, (parts, answer)) in &self.prepared {
             w.u64(*id);
@@ -209,18 +202,11 @@ impl ShardLedger {
 
     fn decode(bytes: &[u8]) -> Result<ShardLedger, DecodeError> {
         let mut r = Reader::new(bytes);
-        let version = r.u8("snapshot version")?;
-        if version != IMAGE_VERSION {
-            return Err(DecodeError::UnknownVersion { found: version, expected: IMAGE_VERSION });
-        }
+        read_version(&mut r, IMAGE_VERSION)?;
         let shard = r.u8("shard")?;
-        let mut hashes = |what| -> Result<Vec<Hash32>, DecodeError> {
-            let count = r.count(what, 32)?;
-            (0..count).map(|_| r.array::<32>(what).map(Hash32)).collect()
-        };
-        let unspent = hashes("unspent tokens")?;
-        let committed = hashes("committed transactions")?;
-        let aborted = hashes("aborted transactions")?;
+        let unspent = read_hashes(&mut r, "unspent tokens")?;
+        let committed = read_hashes(&mut r, "committed transactions")?;
+        let aborted = read_hashes(&mut r, "aborted transactions")?;
         let notary = Notary::restore_decided(
             unspent.into_iter().map(TokenId),
             committed.into_iter().map(TxId),
@@ -275,6 +261,7 @@ impl ShardLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dtenge_core::crypto::Hash32;
 
     fn tx(id: u8, inputs: &[u8], outputs: &[u8]) -> CompactTx {
         let ids = |bytes: &[u8]| bytes.iter().map(|b| TokenId(Hash32([*b; 32]))).collect();

@@ -5,42 +5,23 @@
 //! snapshot. Every test is bounded (each wait has a deadline) and ends by itself.
 
 use dtenge_core::certificate::{notarize_message, CompactTx};
-use dtenge_core::crypto::{Hash32, SecretKey};
+use dtenge_core::crypto::Hash32;
 use dtenge_core::token::{TokenId, TxId};
 use dtenge_core::ErrorCode;
-use dtenge_notary::service::Senders;
 use dtenge_notary_raft::storage::tables;
 use dtenge_notary_raft::{Replica, ReplicaConfig, Role};
 use dtenge_store::Store;
-use dtenge_transport::{InProcess, Inbox, SendError, Transport};
+use dtenge_transport::{Inbox, Transport};
 use dtenge_wire::{Envelope, Message, NotarizeReply, NotarizeRequest, Outcome, RoleId};
-use parking_lot::RwLock;
 use std::collections::{BTreeMap, BTreeSet};
+
+mod common;
+use common::{key, notary_key, senders, steppe, Switch};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The longest any one step may take (an election is 1-2 s).
 const STEP: Duration = Duration::from_secs(20);
-
-fn key(byte: u8) -> SecretKey {
-    SecretKey::from_seed([byte; 32])
-}
-
-fn notary_key() -> SecretKey {
-    key(9)
-}
-
-fn steppe() -> RoleId {
-    RoleId::Bank("steppe".into())
-}
-
-fn senders() -> Senders {
-    Senders {
-        central_bank: key(1).public_key(),
-        banks: BTreeMap::from([("steppe".to_string(), key(3).public_key())]),
-        blocked: BTreeSet::new(),
-    }
-}
 
 fn token(n: u32) -> TokenId {
     let mut bytes = [7; 32];
@@ -55,24 +36,6 @@ fn tx(n: u32, inputs: &[u32], outputs: &[u32]) -> CompactTx {
         tx_id: TxId(Hash32(id)),
         inputs: inputs.iter().map(|i| token(*i)).collect(),
         outputs: outputs.iter().map(|o| token(*o)).collect(),
-    }
-}
-
-/// The in-process transport, with roles that can be cut off: what they send and what is sent
-/// to them is lost, as behind a partition.
-#[derive(Default)]
-struct Switch {
-    inner: InProcess,
-    cut: RwLock<BTreeSet<RoleId>>,
-}
-
-impl Transport for Switch {
-    fn send(&self, envelope: Envelope) -> Result<(), SendError> {
-        let cut = self.cut.read();
-        if cut.contains(&envelope.from) || cut.contains(&envelope.to) {
-            return Ok(());
-        }
-        self.inner.send(envelope)
     }
 }
 

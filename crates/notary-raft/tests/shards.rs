@@ -6,38 +6,23 @@
 //! leader. Every wait is bounded.
 
 use dtenge_core::certificate::{notarize_message, CompactTx};
-use dtenge_core::crypto::{Hash32, SecretKey};
+use dtenge_core::crypto::Hash32;
 use dtenge_core::token::{TokenId, TxId};
 use dtenge_core::ErrorCode;
-use dtenge_notary::service::Senders;
 use dtenge_notary_raft::storage::tables;
 use dtenge_notary_raft::{Group, Replica, ReplicaConfig, Role};
 use dtenge_store::Store;
-use dtenge_transport::{InProcess, Inbox, SendError, Transport};
+use dtenge_transport::{Inbox, Transport};
 use dtenge_wire::{Envelope, Message, NotarizeReply, NotarizeRequest, Outcome, RoleId};
-use parking_lot::RwLock;
 use std::collections::{BTreeMap, BTreeSet};
+
+mod common;
+use common::{key, senders, steppe, Switch};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const STEP: Duration = Duration::from_secs(30);
 const SHARDS: u8 = 2;
-
-fn key(byte: u8) -> SecretKey {
-    SecretKey::from_seed([byte; 32])
-}
-
-fn steppe() -> RoleId {
-    RoleId::Bank("steppe".into())
-}
-
-fn senders() -> Senders {
-    Senders {
-        central_bank: key(1).public_key(),
-        banks: BTreeMap::from([("steppe".to_string(), key(3).public_key())]),
-        blocked: BTreeSet::new(),
-    }
-}
 
 /// A token in shard 1 (first byte below 128) or shard 2, numbered `n`.
 fn token(shard: u8, n: u8) -> TokenId {
@@ -48,22 +33,6 @@ fn token(shard: u8, n: u8) -> TokenId {
 
 fn tx(n: u8, inputs: &[TokenId], outputs: &[TokenId]) -> CompactTx {
     CompactTx { tx_id: TxId(Hash32([n; 32])), inputs: inputs.to_vec(), outputs: outputs.to_vec() }
-}
-
-#[derive(Default)]
-struct Switch {
-    inner: InProcess,
-    cut: RwLock<BTreeSet<RoleId>>,
-}
-
-impl Transport for Switch {
-    fn send(&self, envelope: Envelope) -> Result<(), SendError> {
-        let cut = self.cut.read();
-        if cut.contains(&envelope.from) || cut.contains(&envelope.to) {
-            return Ok(());
-        }
-        self.inner.send(envelope)
-    }
 }
 
 struct Network {
@@ -103,7 +72,7 @@ impl Network {
                 group: group.clone(),
                 founding: vec![1, 2, 3],
                 store: Store::open(dir.path(), &tables()).unwrap(),
-                key: key(9),
+                key: common::notary_key(),
                 senders: senders(),
                 transport: self.switch.clone(),
                 snapshot_logs: dtenge_notary_raft::SNAPSHOT_LOGS,

@@ -1,0 +1,49 @@
+//! What the replicas' and the shards' tests share: the keys of a small network, and the
+//! in-process transport with a switch that cuts roles off.
+
+use dtenge_core::crypto::SecretKey;
+use dtenge_notary::service::Senders;
+use dtenge_transport::{InProcess, SendError, Transport};
+use dtenge_wire::{Envelope, RoleId};
+use parking_lot::RwLock;
+use std::collections::{BTreeMap, BTreeSet};
+
+pub fn key(byte: u8) -> SecretKey {
+    SecretKey::from_seed([byte; 32])
+}
+
+/// The key the notary certifies with.
+pub fn notary_key() -> SecretKey {
+    key(9)
+}
+
+pub fn steppe() -> RoleId {
+    RoleId::Bank("steppe".into())
+}
+
+/// The NBK signs with key 1, Steppe Bank with key 3.
+pub fn senders() -> Senders {
+    Senders {
+        central_bank: key(1).public_key(),
+        banks: BTreeMap::from([("steppe".to_string(), key(3).public_key())]),
+        blocked: BTreeSet::new(),
+    }
+}
+
+/// The in-process transport, with roles that can be cut off: what they send and what is sent
+/// to them is lost, as behind a partition.
+#[derive(Default)]
+pub struct Switch {
+    pub inner: InProcess,
+    pub cut: RwLock<BTreeSet<RoleId>>,
+}
+
+impl Transport for Switch {
+    fn send(&self, envelope: Envelope) -> Result<(), SendError> {
+        let cut = self.cut.read();
+        if cut.contains(&envelope.from) || cut.contains(&envelope.to) {
+            return Ok(());
+        }
+        self.inner.send(envelope)
+    }
+}
