@@ -61,17 +61,12 @@ fn read<T: serde::de::DeserializeOwned>(store: &Store, key: &[u8]) -> dtenge_cor
     store.get(RAFT_META, key)?.map(|bytes| decode(&bytes)).transpose()
 }
 
-/// Entries between two writes of the commit index to the store.
-pub const COMMITTED_SAVE_ENTRIES: u64 = 256;
-
 /// What the log holds in memory: everything after the last purge.
 #[derive(Default)]
 struct Log {
     entries: BTreeMap<u64, Entry>,
     vote: Option<Vote>,
     committed: Option<LogId>,
-    /// The index of the commit index last written to the store.
-    committed_saved: Option<u64>,
     purged: Option<LogId>,
 }
 
@@ -85,11 +80,9 @@ pub struct LogStore {
 impl LogStore {
     /// The log as the store holds it.
     pub fn open(store: Arc<Store>) -> dtenge_core::Result<LogStore> {
-        let committed: Option<LogId> = read(&store, COMMITTED)?;
         let mut log = Log {
             vote: read(&store, VOTE)?,
-            committed,
-            committed_saved: committed.map(|id| id.index()),
+            committed: read(&store, COMMITTED)?,
             purged: read(&store, PURGED)?,
             entries: BTreeMap::new(),
         };
@@ -160,33 +153,16 @@ impl RaftLogStorage<NotaryRaft> for LogStore {
         Ok(())
     }
 
-    /// Kept in memory at once, written every [`COMMITTED_SAVE_ENTRIES`] entries and not
-    /// waited for: a commit index saved late only makes a restart apply less at once (the
-    /// leader tells it the rest), and writing it at every commit cost each replica a second
-    /// fsync per batch when the store had nothing else to write.
+    /// Not waited for: a commit index saved late only makes a restart apply less at once (the
+    /// leader tells the rest).
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        let due = {
-            let mut log = self.log.lock();
-            log.committed = committed;
-            let (now, saved) = (committed.map(|id| id.index()), log.committed_saved);
-            let due = match (now, saved) {
-                (Some(now), Some(saved)) => now >= saved + COMMITTED_SAVE_ENTRIES || now < saved,
-                (Some(_), None) | (None, Some(_)) => true,
-                (None, None) => false,
-            };
-            if due {
-                log.committed_saved = now;
-            }
-            due
-        };
-        if due {
-            let mut batch = WriteBatch::new();
-            match &committed {
-                Some(id) => batch.put(RAFT_META, COMMITTED, encode(id).map_err(io_error)?),
-                None => batch.delete(RAFT_META, COMMITTED),
-            }
-            self.write(batch, |_| {});
+        let mut batch = WriteBatch::new();
+        match &committed {
+            Some(id) => batch.put(RAFT_META, COMMITTED, encode(id).map_err(io_error)?),
+            None => batch.delete(RAFT_META, COMMITTED),
         }
+        self.write(batch, |_| {});
+        self.log.lock().committed = committed;
         Ok(())
     }
 
