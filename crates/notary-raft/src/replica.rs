@@ -147,6 +147,8 @@ pub struct ReplicaStatus {
     pub last_log_index: u64,
     pub committed_index: u64,
     pub applied_index: u64,
+    /// The last entry purged from the log after a snapshot (archived as evidence).
+    pub purged_index: u64,
     /// On the leader: how many entries the slowest replica lacks (0 elsewhere).
     pub replication_lag_entries: u64,
     pub snapshots_installed: u64,
@@ -165,6 +167,7 @@ pub struct Replica {
     calls: Arc<Calls>,
     transport: Arc<dyn Transport>,
     senders: Senders,
+    store: Arc<Store>,
     /// Banks whose certificates are revoked: their requests are not proposed. Local to this
     /// replica (each follows the revocation list itself), so kept out of the replicated
     /// ledger, whose state must not depend on when each replica read the list.
@@ -186,6 +189,7 @@ impl Replica {
             .build()?;
         let store = Arc::new(config.store);
         let log = LogStore::open(store.clone())?;
+        let kept_store = store.clone();
         let pristine = log.is_pristine();
         let me = config.group.role_of(u64::from(config.id));
         let answer_as = match config.group {
@@ -238,6 +242,7 @@ impl Replica {
             calls,
             transport: config.transport,
             senders: config.senders,
+            store: kept_store,
             refused: parking_lot::RwLock::new(BTreeSet::new()),
             in_flight: Arc::new(AtomicUsize::new(0)),
             runtime: Some(runtime),
@@ -414,6 +419,7 @@ impl Replica {
             last_log_index,
             committed_index: metrics.cluster_committed.map_or(0, |id| id.index()),
             applied_index,
+            purged_index: metrics.purged.map_or(0, |id| id.index()),
             replication_lag_entries,
             snapshots_installed: self.machine.snapshots_installed(),
             report,
@@ -431,6 +437,11 @@ impl Replica {
             crate::state::State::Coordinator(ledger) => ledger.flights().len(),
             _ => 0,
         })
+    }
+
+    /// Every participant's envelope this replica logged, with its log index (`storage::evidence`).
+    pub fn evidence(&self) -> Result<Vec<(u64, Envelope)>, ReplicaError> {
+        Ok(crate::storage::evidence(&self.store)?)
     }
 
     /// This replica's ledger as a snapshot's bytes (equal bytes: equal ledgers).

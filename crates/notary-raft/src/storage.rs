@@ -21,7 +21,7 @@ use crate::state::{Kind, State};
 use crate::{Entry, LogId, Membership, NotaryRaft, Snapshot, SnapshotMeta, Vote};
 use dtenge_core::crypto::SecretKey;
 use dtenge_notary::service::{NotaryReport, Senders};
-use dtenge_store::{decode, encode, Store, Table, WriteBatch};
+use dtenge_store::{decode, encode, LogTable, Store, Table, WriteBatch};
 use futures_util::{Stream, TryStreamExt};
 use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, IOFlushed, RaftLogStorage, RaftStateMachine};
@@ -38,6 +38,10 @@ use std::sync::Arc;
 pub const RAFT_LOG: Table = Table("notary_raft_log");
 /// The vote, the commit index, the last purged log id and the last snapshot.
 pub const RAFT_META: Table = Table("notary_raft_meta");
+/// The evidence: every participant's envelope the log held, kept when the log is purged
+/// after a snapshot (its index, then the envelope's wire bytes). Never truncated: who asked
+/// the notary what, signed, for as long as the replica's disk keeps it.
+pub const EVIDENCE: LogTable = LogTable("notary_evidence");
 
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
@@ -46,7 +50,28 @@ const SNAPSHOT: &[u8] = b"snapshot";
 
 /// Every table of a replica's store.
 pub fn tables() -> Vec<Table> {
-    vec![RAFT_LOG, RAFT_META]
+    vec![RAFT_LOG, RAFT_META, EVIDENCE.table()]
+}
+
+/// Every participant's envelope this replica's store holds, in log order with its index: the
+/// archived ones (purged from the log) and those still in the log.
+pub fn evidence(store: &Store) -> dtenge_core::Result<Vec<(u64, dtenge_wire::Envelope)>> {
+    let mut found = Vec::new();
+    for record in store.scan_log(EVIDENCE)? {
+        let Some((index, bytes)) = record.split_first_chunk::<8>() else {
+            return Err(dtenge_core::Error::storage("an evidence record shorter than its index"));
+        };
+        let envelope = <dtenge_wire::Envelope as dtenge_wire::Decode>::from_bytes(bytes)
+            .map_err(|e| dtenge_core::Error::storage(format!("an evidence record: {e}")))?;
+        found.push((u64::from_le_bytes(*index), envelope));
+    }
+    for (_, value) in store.scan(RAFT_LOG)? {
+        let entry: Entry = decode(&value)?;
+        if let EntryPayload::Normal(command) = entry.payload {
+            found.push((entry.log_id.index(), command.0));
+        }
+    }
+    Ok(found)
 }
 
 fn io_error(e: dtenge_core::Error) -> io::Error {
@@ -207,7 +232,13 @@ impl RaftLogStorage<NotaryRaft> for LogStore {
         {
             let mut log = self.log.lock();
             let kept = log.entries.split_off(&(log_id.index() + 1));
-            for index in log.entries.keys() {
+            for (index, entry) in &log.entries {
+                // Out of the log, into the evidence, in the same commit.
+                if let EntryPayload::Normal(command) = &entry.payload {
+                    let mut record = index.to_le_bytes().to_vec();
+                    record.extend_from_slice(&dtenge_wire::Encode::to_bytes(&command.0));
+                    batch.record(EVIDENCE, record);
+                }
                 batch.delete(RAFT_LOG, index_key(*index));
             }
             log.entries = kept;

@@ -332,4 +332,22 @@ fn a_replacement_replica_catches_up_from_the_leaders_snapshot() {
     // The group of three with the replacement: still a majority without any one of them.
     let fresh = group.notarize(4, steppe(), vec![tx(90, &[200], &[300])]);
     assert_eq!(codes(&fresh), vec![None]);
+    // The evidence on the leader, whose log was purged after its snapshots: every request it
+    // logged, once each in log order, the archived ones among them, each still signed by its
+    // sender.
+    let evidence = group.replica(leader).evidence().unwrap();
+    let indexes: Vec<u64> = evidence.iter().map(|(index, _)| *index).collect();
+    assert!(indexes.windows(2).all(|w| w[0] < w[1]), "in log order, once each");
+    let mut batches = BTreeSet::new();
+    for (_, envelope) in &evidence {
+        let Message::NotarizeRequest(request) = &envelope.message else { continue };
+        let signer = if envelope.from == RoleId::Central { key(1) } else { key(3) };
+        let leaves: Vec<Hash32> = request.txs.iter().map(CompactTx::hash).collect();
+        let message = notarize_message(request.batch, &dtenge_core::merkle::root(&leaves));
+        dtenge_core::crypto::verify(&signer.public_key(), &message.0, &request.signature).unwrap();
+        batches.insert(request.batch);
+    }
+    assert!(batches.len() >= 62, "the issue, sixty payments and the last: {}", batches.len());
+    let purged = group.replica(leader).status().purged_index;
+    assert!(purged > 0 && indexes[0] <= purged, "entries purged from the log are in the evidence");
 }

@@ -175,6 +175,12 @@ fn render(sources: &Sources) -> String {
                 raft.applied_index.to_string(),
             );
             metric(
+                "dtenge_notary_raft_purged_index",
+                "gauge",
+                "The last entry purged from the log after a snapshot (kept as evidence).",
+                raft.purged_index.to_string(),
+            );
+            metric(
                 "dtenge_notary_replication_lag_entries",
                 "gauge",
                 "On the leader: entries the slowest replica lacks (0 on the others).",
