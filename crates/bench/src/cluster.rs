@@ -314,7 +314,7 @@ fn answering(dir: &Path) -> Result<Vec<Laid>, String> {
     if !dir.join(CA_DIR).exists() {
         return Err("no cluster laid out there".into());
     }
-    let laid = layout::read(dir, &layout::standard()).map_err(|e| e.to_string())?;
+    let laid = layout::read(dir, &layout::members(dir)).map_err(|e| e.to_string())?;
     let agent = ureq::AgentBuilder::new().timeout(OPS_TIMEOUT).build();
     for member in &laid {
         let url = format!("http://{}/health", member.ports.ops);

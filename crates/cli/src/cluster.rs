@@ -44,8 +44,9 @@ fn wait_for_stop() -> Result<&'static str, String> {
 /// root, every participant's key, certificate and configuration), start each participant as
 /// its own process in order, each once the one before serves its `/health`, and start again
 /// any that stops, until SIGINT or SIGTERM, which stops them all.
-pub fn cluster(dir: &Path, base_port: u16) -> Result<ExitCode, String> {
-    let members = cluster::standard();
+pub fn cluster(dir: &Path, base_port: u16, shards: u8) -> Result<ExitCode, String> {
+    let members =
+        if dir.join(cluster::CA_DIR).exists() { cluster::members(dir) } else { cluster::standard_sharded(shards) };
     let laid = if dir.join(cluster::CA_DIR).exists() {
         cluster::read(dir, &members).map_err(|e| e.to_string())?
     } else {
@@ -209,7 +210,7 @@ const SETTLE_WAIT_MS_MAX: u64 = 60_000;
 /// `dtenge reconcile --cluster DIR`: the checks across the processes of the network laid out
 /// under `dir`; exits non-zero when one does not hold or the network did not settle.
 pub fn reconcile(dir: &Path) -> Result<ExitCode, String> {
-    let laid = cluster::read(dir, &cluster::standard()).map_err(|e| e.to_string())?;
+    let laid = cluster::read(dir, &cluster::members(dir)).map_err(|e| e.to_string())?;
     let look = dtenge_process::reconcile::reconcile(&laid, Duration::from_millis(SETTLE_WAIT_MS_MAX))?;
     let mark = |ok: bool| if ok { "ok" } else { "MISMATCH" };
     println!("settled                          {}", if look.settled { "yes" } else { "no: work still outstanding" });

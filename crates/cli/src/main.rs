@@ -262,6 +262,10 @@ enum Command {
         /// base+100+i.
         #[arg(long, default_value_t = 7100)]
         base_port: u16,
+        /// Shard the notary: its three replicas coordinate this many shards of three replicas
+        /// each, every one its own process (on the first start, when the cluster is laid out).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=16))]
+        shards: u8,
     },
     /// Make an Ed25519 key on this machine (PKCS#8 PEM, readable by its owner only) and print
     /// its public key and address: a participant's node key, to certify with `dtenge ca issue
@@ -348,7 +352,7 @@ fn main() -> ExitCode {
     init_logs();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Up { data, processes: true, .. } => cluster::cluster(&data.join("cluster"), 7100),
+        Command::Up { data, processes: true, .. } => cluster::cluster(&data.join("cluster"), 7100, 0),
         Command::Up { data, listen, clock, tls, tls_names, processes: false } => {
             up(data, listen, clock, tls.then_some(tls_names))
         }
@@ -480,7 +484,7 @@ fn main() -> ExitCode {
         }
         Command::Ca { dir, command } => ca::run(&dir, command),
         Command::Run { role, config } => cluster::run(&role, &config),
-        Command::Cluster { dir, base_port } => cluster::cluster(&dir, base_port),
+        Command::Cluster { dir, base_port, shards } => cluster::cluster(&dir, base_port, shards),
         Command::Key { out } => cluster::new_key(&out),
         Command::Call { method, path, body, api, key, credentials } => {
             call(&api, &credentials, &method, &path, body.as_deref(), key.as_deref())

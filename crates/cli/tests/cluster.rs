@@ -100,6 +100,11 @@ impl Cluster {
 
     /// The standard network laid out under `dir`, on free ports, none started.
     fn lay_out(dir: &Path) -> Cluster {
+        Cluster::lay_out_members(dir, &cluster::standard())
+    }
+
+    /// `members` laid out under `dir`, on free ports, none started.
+    fn lay_out_members(dir: &Path, members: &[cluster::Member]) -> Cluster {
         let mut ports = |_| {
             let loopback = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
             Ports { listen: loopback(free_port()), ops: loopback(free_port()), api: Some(loopback(free_port())) }
@@ -111,7 +116,7 @@ impl Cluster {
             seed[0] = n;
             seed
         };
-        let laid = cluster::lay_out(dir, &cluster::standard(), &mut ports, &mut seed, now_s() - 60).unwrap();
+        let laid = cluster::lay_out(dir, members, &mut ports, &mut seed, now_s() - 60).unwrap();
         Cluster { dir: dir.to_path_buf(), laid, children: BTreeMap::new(), wrappers: BTreeMap::new() }
     }
 
@@ -174,9 +179,14 @@ impl Cluster {
 
     /// The replica that leads the notary's group now (waiting, bounded, for an election).
     fn notary_leader(&self) -> String {
+        self.leader_among(&["notary-1", "notary-2", "notary-3"])
+    }
+
+    /// The one of `group`'s replicas that leads it now (waiting, bounded, for an election).
+    fn leader_among(&self, group: &[&str]) -> String {
         let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
         loop {
-            let leader = ["notary-1", "notary-2", "notary-3"].into_iter().find(|name| {
+            let leader = group.iter().copied().find(|name| {
                 self.children.contains_key(*name)
                     && self.metrics(name).get("dtenge_notary_raft_leader").copied() == Some(1)
             });
@@ -756,4 +766,21 @@ fn a_slow_disk_and_skewed_clocks_lose_nothing() {
     load_and_kill(&mut cluster, &payers, &payees, ("skewed-clock", 1_500), "tulpar", &mut paid);
     let synced = cluster.metrics("steppe")["dtenge_bank_batches_sent_total"];
     assert!(synced > 0, "the slow bank paid");
+}
+
+#[test]
+fn a_sharded_notary_across_processes_loses_nothing_when_a_shards_or_its_own_leader_dies() {
+    let _machine = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    // Sixteen processes: the notary's three replicas coordinate two shards of three.
+    let mut cluster = Cluster::lay_out_members(dir.path(), &cluster::standard_sharded(2));
+    cluster.run_all();
+    let (payers, payees) = fund(&cluster);
+    cluster.reconcile();
+    let mut paid = vec![0usize; CLIENTS];
+    let shard_leader = cluster.leader_among(&["notary-shard-1-1", "notary-shard-1-2", "notary-shard-1-3"]);
+    load_and_kill(&mut cluster, &payers, &payees, ("shard-leader", 1_500), &shard_leader, &mut paid);
+    let leader = cluster.notary_leader();
+    load_and_kill(&mut cluster, &payers, &payees, ("coordinator-leader", 1_500), &leader, &mut paid);
+    assert!(paid.iter().sum::<usize>() > 0);
 }

@@ -75,12 +75,44 @@ pub fn standard() -> Vec<Member> {
     ]
 }
 
+/// The standard network with the notary sharded: its three replicas coordinate `shards`
+/// shards of three replicas each (`notary-shard-<s>-<r>`), started after them.
+pub fn standard_sharded(shards: u8) -> Vec<Member> {
+    let mut members = standard();
+    let after = members.iter().rposition(|m| matches!(m.role, RoleId::NotaryReplica(_))).map_or(0, |i| i + 1);
+    let shard_members = (1..=shards).flat_map(|shard| {
+        (1..=3u8).map(move |replica| Member {
+            name: format!("notary-shard-{shard}-{replica}"),
+            role: RoleId::NotaryShard { shard, replica },
+            bank: None,
+        })
+    });
+    members.splice(after..after, shard_members);
+    members
+}
+
+/// The members of the network laid out under `dir`: the standard one, sharded if the layout
+/// has shards' folders.
+pub fn members(dir: &Path) -> Vec<Member> {
+    let shards = (1..=dtenge_wire::message::NOTARY_SHARDS_MAX)
+        .take_while(|shard| dir.join(format!("notary-shard-{shard}-1")).exists())
+        .count();
+    match u8::try_from(shards).unwrap_or(0) {
+        0 => standard(),
+        shards => standard_sharded(shards),
+    }
+}
+
 /// Who talks to whom (see `crate::config`); a replica of the notary as the notary, and to the
-/// other replicas.
+/// other replicas; a shard's replicas to the notary's replicas and their fellows only.
 fn talks_to(from: &RoleId, to: &RoleId) -> bool {
     let notary = |role: &RoleId| matches!(role, RoleId::Notary | RoleId::NotaryReplica(_));
     match (from, to) {
         (a, b) if a == b => false,
+        (RoleId::NotaryShard { shard: a, .. }, RoleId::NotaryShard { shard: b, .. }) => a == b,
+        (RoleId::NotaryShard { .. }, RoleId::NotaryReplica(_))
+        | (RoleId::NotaryReplica(_), RoleId::NotaryShard { .. }) => true,
+        (RoleId::NotaryShard { .. }, _) | (_, RoleId::NotaryShard { .. }) => false,
         (RoleId::NotaryReplica(_), RoleId::NotaryReplica(_)) => true,
         (RoleId::Bank(_), _) | (_, RoleId::Bank(_)) => true,
         (a, RoleId::Central) | (RoleId::Central, a) if notary(a) => true,
@@ -168,8 +200,16 @@ pub fn lay_out(
         dtenge_pki::write_atomically(&with(".crt.pem"), dtenge_pki::certificate_pem(&cert).as_bytes(), false)
             .map_err(pki)?;
     }
+    let shards = members
+        .iter()
+        .filter_map(|m| match m.role {
+            RoleId::NotaryShard { shard, .. } => Some(shard),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
     for me in &laid {
-        let text = config_text(me, &laid, &keys, &replicas);
+        let text = config_text(me, &laid, &keys, &replicas, shards);
         dtenge_pki::write_atomically(&me.config, text.as_bytes(), false).map_err(pki)?;
     }
     // Every file written is read back as `dtenge run` will: a layout that does not load is
@@ -207,6 +247,7 @@ fn config_text(
     all: &[Laid],
     own_addresses: &[Option<dtenge_core::crypto::Address>],
     replicas: &[u8],
+    shards: u8,
 ) -> String {
     let mut text = String::with_capacity(2_048);
     // Writing into a String cannot fail.
@@ -229,12 +270,19 @@ fn config_text(
         let _ = writeln!(text, "kind = \"{kind}\"");
         let _ = writeln!(text, "own_key = \"own.key.pem\"");
     }
-    let i_am_replica = matches!(me.member.role, RoleId::NotaryReplica(_));
-    if i_am_replica {
+    let i_am_replica = matches!(me.member.role, RoleId::NotaryReplica(_) | RoleId::NotaryShard { .. });
+    if let RoleId::NotaryReplica(_) = me.member.role {
         let _ = writeln!(text, "\n[notary]");
         let _ = writeln!(text, "key = \"../{NOTARY_DIR}/node.key.pem\"");
         let _ = writeln!(text, "certificate = \"../{NOTARY_DIR}/node.crt.pem\"");
         let _ = writeln!(text, "replicas = {replicas:?}");
+        if shards > 0 {
+            let _ = writeln!(text, "shards = {shards}");
+        }
+    }
+    if let RoleId::NotaryShard { .. } = me.member.role {
+        let _ = writeln!(text, "\n[shard]");
+        let _ = writeln!(text, "replicas = [1, 2, 3]");
     }
     let mut notary_listed = false;
     for (peer, own) in all.iter().zip(own_addresses) {

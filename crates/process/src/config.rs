@@ -97,6 +97,7 @@ struct File {
     identity: FileIdentity,
     bank: Option<FileBank>,
     notary: Option<FileNotary>,
+    shard: Option<FileShard>,
     #[serde(default)]
     peers: Vec<FilePeer>,
 }
@@ -106,6 +107,15 @@ struct File {
 struct FileNotary {
     key: PathBuf,
     certificate: PathBuf,
+    replicas: Vec<u8>,
+    /// A sharded notary: how many shards it coordinates (0 or absent: none).
+    #[serde(default)]
+    shards: u8,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileShard {
     replicas: Vec<u8>,
 }
 
@@ -150,6 +160,8 @@ struct FilePeer {
 pub struct NotarySettings {
     pub key: SecretKey,
     pub replicas: Vec<u8>,
+    /// The shards it coordinates (0: it holds every token itself).
+    pub shards: u8,
 }
 
 /// A bank's own settings.
@@ -196,6 +208,8 @@ pub struct Config {
     pub bank: Option<BankSettings>,
     /// A notary replica's `[notary]`.
     pub notary: Option<NotarySettings>,
+    /// A shard replica's group: the numbers of its shard's founding replicas.
+    pub shard_replicas: Option<Vec<u8>>,
     pub peers: Vec<PeerSettings>,
 }
 
@@ -212,9 +226,6 @@ impl Config {
 fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, String> {
     let base = path.parent().unwrap_or(Path::new("."));
     let role: RoleId = file.role.parse().map_err(|e| format!("role: {e}"))?;
-    if let RoleId::NotaryShard { .. } = role {
-        return Err(format!("{role}: a shard of the notary does not run as a process of its own yet"));
-    }
     if let Some(expected) = expected {
         if *expected != role {
             return Err(format!("the file configures {role}, not {expected}"));
@@ -285,23 +296,25 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
             if certified.key != key.public_key() {
                 return Err("notary.certificate certifies another key than notary.key".into());
             }
-            let mut replicas = notary.replicas.clone();
-            replicas.sort_unstable();
-            replicas.dedup();
-            let max = dtenge_wire::message::NOTARY_REPLICAS_MAX;
-            if replicas.len() != notary.replicas.len() || replicas.iter().any(|r| !(1..=max).contains(r)) {
-                return Err(format!("notary.replicas {:?}: distinct numbers from 1 to {max}", notary.replicas));
-            }
-            if replicas.len() % 2 == 0 || !replicas.contains(n) {
+            let replicas = group("notary.replicas", &notary.replicas, *n)?;
+            if notary.shards > dtenge_wire::message::NOTARY_SHARDS_MAX {
                 return Err(format!(
-                    "notary.replicas {:?}: an odd number of replicas, this one ({n}) among them",
-                    notary.replicas
+                    "notary.shards {}: at most {}",
+                    notary.shards,
+                    dtenge_wire::message::NOTARY_SHARDS_MAX
                 ));
             }
-            Some(NotarySettings { key, replicas })
+            Some(NotarySettings { key, replicas, shards: notary.shards })
         }
         (RoleId::NotaryReplica(_), None) => return Err("a notary replica needs its [notary] section".into()),
         (_, Some(_)) => return Err(format!("{role} takes no [notary] section")),
+        (_, None) => None,
+    };
+
+    let shard_replicas = match (&role, file.shard) {
+        (RoleId::NotaryShard { replica, .. }, Some(shard)) => Some(group("shard.replicas", &shard.replicas, *replica)?),
+        (RoleId::NotaryShard { .. }, None) => return Err("a shard's replica needs its [shard] section".into()),
+        (_, Some(_)) => return Err(format!("{role} takes no [shard] section")),
         (_, None) => None,
     };
 
@@ -352,11 +365,34 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
         });
     }
     check_peers(&role, &peers)?;
-    if let (RoleId::NotaryReplica(n), Some(notary)) = (&role, &notary) {
-        for other in notary.replicas.iter().filter(|r| *r != n) {
-            let other = RoleId::NotaryReplica(*other);
-            if !peers.iter().any(|p| p.role == other) {
-                return Err(format!("{role} needs {other} among its peers"));
+    let fellows: Vec<RoleId> = match (&role, &notary, &shard_replicas) {
+        (RoleId::NotaryReplica(n), Some(notary), _) => {
+            notary.replicas.iter().filter(|r| *r != n).map(|r| RoleId::NotaryReplica(*r)).collect()
+        }
+        (RoleId::NotaryShard { shard, replica }, _, Some(replicas)) => replicas
+            .iter()
+            .filter(|r| *r != replica)
+            .map(|r| RoleId::NotaryShard { shard: *shard, replica: *r })
+            .collect(),
+        _ => Vec::new(),
+    };
+    for fellow in fellows {
+        if !peers.iter().any(|p| p.role == fellow) {
+            return Err(format!("{role} needs {fellow} among its peers"));
+        }
+    }
+    if let RoleId::NotaryShard { .. } = role {
+        if !peers.iter().any(|p| matches!(p.role, RoleId::NotaryReplica(_))) {
+            return Err(format!("{role} needs the notary's replicas (its coordinator) among its peers"));
+        }
+    }
+    if let Some(notary) = notary.as_ref().filter(|n| n.shards > 0) {
+        for shard in 1..=notary.shards {
+            if !peers.iter().any(|p| matches!(p.role, RoleId::NotaryShard { shard: s, .. } if s == shard)) {
+                return Err(format!(
+                    "{role} coordinates {} shards: it needs shard {shard}'s replicas among its peers",
+                    notary.shards
+                ));
             }
         }
     }
@@ -375,8 +411,25 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
         certificate_not_after_s: certified.not_after_s,
         bank,
         notary,
+        shard_replicas,
         peers,
     })
+}
+
+/// A group's founding replicas as a file names them: an odd set of distinct numbers from 1 to
+/// 7 with this replica (`me`) among them, sorted.
+fn group(what: &str, numbers: &[u8], me: u8) -> Result<Vec<u8>, String> {
+    let mut replicas = numbers.to_vec();
+    replicas.sort_unstable();
+    replicas.dedup();
+    let max = dtenge_wire::message::NOTARY_REPLICAS_MAX;
+    if replicas.len() != numbers.len() || replicas.iter().any(|r| !(1..=max).contains(r)) {
+        return Err(format!("{what} {numbers:?}: distinct numbers from 1 to {max}"));
+    }
+    if replicas.len().is_multiple_of(2) || !replicas.contains(&me) {
+        return Err(format!("{what} {numbers:?}: an odd number of replicas, this one ({me}) among them"));
+    }
+    Ok(replicas)
 }
 
 /// The peers a role cannot work without.
@@ -385,6 +438,7 @@ fn check_peers(role: &RoleId, peers: &[PeerSettings]) -> Result<(), String> {
     let needed: &[RoleId] = match role {
         RoleId::Bank(_) => &[RoleId::Notary, RoleId::Central, RoleId::Directory, RoleId::Oracle],
         RoleId::Notary | RoleId::NotaryReplica(_) => &[RoleId::Central],
+        // A shard talks to the notary's replicas (its coordinator) and its fellows.
         RoleId::NotaryShard { .. } => &[],
         RoleId::Central => &[RoleId::Notary],
         RoleId::Oracle => &[RoleId::Central, RoleId::Notary],

@@ -146,9 +146,22 @@ impl Participant {
                     banks: anchors.banks.clone(),
                     blocked: Default::default(),
                 };
+                // A sharded notary: its shards' replicas are numbered as shard 1's peers are.
+                let shard_replicas: Vec<u8> = config
+                    .peers
+                    .iter()
+                    .filter_map(|p| match p.role {
+                        RoleId::NotaryShard { shard: 1, replica } => Some(replica),
+                        _ => None,
+                    })
+                    .collect();
+                let group = match settings.shards {
+                    0 => dtenge_notary_raft::Group::whole(),
+                    shards => dtenge_notary_raft::Group::Notary { shards, shard_replicas },
+                };
                 let replica = dtenge_notary_raft::Replica::open(dtenge_notary_raft::ReplicaConfig {
                     id: *id,
-                    group: dtenge_notary_raft::Group::whole(),
+                    group,
                     founding: settings.replicas.clone(),
                     store: store(&dtenge_notary_raft::storage::tables())?,
                     key: settings.key.clone(),
@@ -162,11 +175,34 @@ impl Participant {
                 threads.serve(&format!("notary-replica-{id}"), inbox, move |envelope| serving.handle(envelope))?;
                 Hosted::Replica(replica)
             }
-            RoleId::NotaryShard { .. } => {
-                return Err(Error::malformed(format!(
-                    "{}: a shard of the notary does not run as a process yet",
-                    config.role
-                )))
+            RoleId::NotaryShard { shard, replica: number } => {
+                let founding = config
+                    .shard_replicas
+                    .clone()
+                    .ok_or_else(|| Error::malformed("a shard's replica needs its [shard] section"))?;
+                // A shard certifies nothing and checks no sender: its coordinator did.
+                let senders = Senders {
+                    central_bank: config.key.public_key(),
+                    banks: Default::default(),
+                    blocked: Default::default(),
+                };
+                let replica = dtenge_notary_raft::Replica::open(dtenge_notary_raft::ReplicaConfig {
+                    id: *number,
+                    group: dtenge_notary_raft::Group::Shard(*shard),
+                    founding,
+                    store: store(&dtenge_notary_raft::storage::tables())?,
+                    key: config.key.clone(),
+                    senders,
+                    transport: transport.clone(),
+                    snapshot_logs: dtenge_notary_raft::SNAPSHOT_LOGS,
+                })
+                .map_err(|e| failed("the notary's shard")(e.to_string()))?;
+                let replica = Arc::new(replica);
+                let serving = replica.clone();
+                threads.serve(&format!("notary-shard-{shard}-{number}"), inbox, move |envelope| {
+                    serving.handle(envelope)
+                })?;
+                Hosted::Replica(replica)
             }
             RoleId::Central => {
                 let banks = config
@@ -346,8 +382,8 @@ fn anchors(config: &Config) -> Result<Anchors> {
         config.peers.iter().find(|p| p.role == *role).map(|p| p.key)
     };
     let missing = |role: RoleId| Error::malformed(format!("{} needs {role} among its peers", config.role));
-    // The directory checks no signatures of its own; it needs no anchors.
-    if config.role == RoleId::Directory {
+    // The directory and a notary's shard check no signatures of their own: no anchors.
+    if matches!(config.role, RoleId::Directory | RoleId::NotaryShard { .. }) {
         let none = own;
         return Ok(Anchors {
             issuer: none.address(),

@@ -83,17 +83,39 @@ pub fn reconcile(laid: &[Laid], wait: Duration) -> Result<Reconciliation, String
             outstanding +=
                 at(&m, "dtenge_central_batches_outstanding") + at(&m, "dtenge_central_deliveries_outstanding");
         }
+        // Every replica of a group must report the same figures; the tokens are the notary's
+        // own, or, for a sharded notary, the sum of its shards'.
         let mut replicas_agree = true;
-        let mut seen: Option<(u64, u64, u64)> = None;
-        for notary in of(|r| matches!(r, dtenge_wire::RoleId::Notary | dtenge_wire::RoleId::NotaryReplica(_))) {
+        // Per group: (unspent tokens, certificate number, applied index).
+        let mut groups: BTreeMap<u8, (u64, u64, u64)> = BTreeMap::new();
+        let notary_roles = |r: &dtenge_wire::RoleId| {
+            matches!(
+                r,
+                dtenge_wire::RoleId::Notary
+                    | dtenge_wire::RoleId::NotaryReplica(_)
+                    | dtenge_wire::RoleId::NotaryShard { .. }
+            )
+        };
+        for notary in of(notary_roles) {
             let m = metrics(&agent, notary.ports.ops)?;
-            look.notary_unspent_tokens = at(&m, "dtenge_notary_unspent_tokens");
-            look.notary_commit_index = at(&m, "dtenge_notary_commit_index");
-            let figures =
-                (look.notary_unspent_tokens, look.notary_commit_index, at(&m, "dtenge_notary_raft_applied_index"));
-            replicas_agree &= seen.is_none_or(|seen| seen == figures);
-            seen = Some(figures);
+            // Group 0: the notary's own replicas; group s: shard s.
+            let group = match notary.member.role {
+                dtenge_wire::RoleId::NotaryShard { shard, .. } => shard,
+                _ => 0,
+            };
+            let figures = (
+                at(&m, "dtenge_notary_unspent_tokens"),
+                at(&m, "dtenge_notary_commit_index"),
+                at(&m, "dtenge_notary_raft_applied_index"),
+            );
+            if let Some(seen) = groups.insert(group, figures) {
+                replicas_agree &= seen == figures;
+            }
         }
+        let sharded = groups.keys().any(|g| *g > 0);
+        look.notary_commit_index = groups.get(&0).map_or(0, |(_, seq, _)| *seq);
+        look.notary_unspent_tokens =
+            groups.iter().filter(|(g, _)| **g > 0 || !sharded).map(|(_, (unspent, _, _))| unspent).sum();
         let settled = outstanding == 0 && replicas_agree && last.as_ref() == Some(&look);
         if settled || started.elapsed() > wait {
             look.settled = settled;

@@ -80,6 +80,55 @@ fn every_laid_out_file_loads_with_its_peers_keys() {
 }
 
 #[test]
+fn a_sharded_layout_loads_and_each_shard_talks_to_its_coordinator_and_its_fellows_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut port = 21_000u16;
+    let mut ports = |_| {
+        port += 3;
+        let at = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+        Ports { listen: at(port), ops: at(port + 1), api: Some(at(port + 2)) }
+    };
+    let mut n = 0u8;
+    let mut seed = || {
+        n += 1;
+        [n; 32]
+    };
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let laid = cluster::lay_out(dir.path(), &cluster::standard_sharded(2), &mut ports, &mut seed, now_s).unwrap();
+    assert_eq!(laid.len(), 16);
+    assert_eq!(cluster::members(dir.path()).len(), 16, "the layout tells it is sharded");
+    for member in &laid {
+        let config = Config::load(&member.config, Some(&member.member.role)).unwrap();
+        match &config.role {
+            RoleId::NotaryShard { shard, .. } => {
+                assert_eq!(config.shard_replicas, Some(vec![1, 2, 3]));
+                // Its coordinator's three replicas and its two fellows, nobody else.
+                assert_eq!(config.peers.len(), 5);
+                assert!(config.peers.iter().all(|p| match p.role {
+                    RoleId::NotaryReplica(_) => true,
+                    RoleId::NotaryShard { shard: s, .. } => s == *shard,
+                    _ => false,
+                }));
+            }
+            RoleId::NotaryReplica(_) => assert_eq!(config.notary.as_ref().unwrap().shards, 2),
+            RoleId::Bank(_) => assert!(config.peers.iter().all(|p| !matches!(p.role, RoleId::NotaryShard { .. }))),
+            _ => {}
+        }
+    }
+    // A shard without its [shard] section, or without its fellows, is refused.
+    let error = refused(&laid, "notary-shard-2-1", |t| t.replace("[shard]", "[nothing]"));
+    assert!(error.contains("nothing"), "{error}");
+    let error = refused(&laid, "notary-shard-2-1", |t| drop_peer(t, "notary-shard:2:3"));
+    assert!(error.contains("needs notary-shard:2:3"), "{error}");
+    let error = refused(&laid, "notary-1", |t| {
+        let t = drop_peer(t, "notary-shard:2:1");
+        let t = drop_peer(&t, "notary-shard:2:2");
+        drop_peer(&t, "notary-shard:2:3")
+    });
+    assert!(error.contains("shard 2's replicas"), "{error}");
+}
+
+#[test]
 fn an_invalid_file_is_refused_with_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let laid = lay_out(dir.path());
