@@ -135,10 +135,7 @@ impl Group {
 
     fn request(&mut self, from: &RoleId, txs: Vec<CompactTx>) -> NotarizeRequest {
         self.batch += 1;
-        let signer = if *from == RoleId::Central { key(1) } else { key(3) };
-        let leaves: Vec<Hash32> = txs.iter().map(CompactTx::hash).collect();
-        let signature = signer.sign(&notarize_message(self.batch, &dtenge_core::merkle::root(&leaves)).0);
-        NotarizeRequest { batch: self.batch, txs, signature }
+        common::request(from, self.batch, txs)
     }
 
     /// Send a request to replica `at` once; its answer within `wait`, if any.

@@ -5,7 +5,7 @@
 //! coordinator whose leader is killed between the phases finishes the batch under its next
 //! leader. Every wait is bounded.
 
-use dtenge_core::certificate::{notarize_message, CompactTx};
+use dtenge_core::certificate::CompactTx;
 use dtenge_core::crypto::Hash32;
 use dtenge_core::token::{TokenId, TxId};
 use dtenge_core::ErrorCode;
@@ -132,10 +132,7 @@ impl Network {
 
     fn request(&mut self, from: &RoleId, txs: Vec<CompactTx>) -> NotarizeRequest {
         self.batch += 1;
-        let signer = if *from == RoleId::Central { key(1) } else { key(3) };
-        let leaves: Vec<Hash32> = txs.iter().map(CompactTx::hash).collect();
-        let signature = signer.sign(&notarize_message(self.batch, &dtenge_core::merkle::root(&leaves)).0);
-        NotarizeRequest { batch: self.batch, txs, signature }
+        common::request(from, self.batch, txs)
     }
 
     /// Ask the notary (at the coordinator's replica `at`) once; its answer within `wait`.

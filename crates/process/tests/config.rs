@@ -7,7 +7,12 @@ use dtenge_wire::RoleId;
 use std::path::Path;
 
 fn lay_out(dir: &Path) -> Vec<Laid> {
-    let mut port = 20_000u16;
+    lay_out_members(dir, &cluster::standard(), 20_000)
+}
+
+/// `members` laid out under `dir`, on ports from `first_port` (nothing listens: files only).
+fn lay_out_members(dir: &Path, members: &[cluster::Member], first_port: u16) -> Vec<Laid> {
+    let mut port = first_port;
     let mut ports = |_| {
         port += 3;
         let at = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
@@ -19,7 +24,7 @@ fn lay_out(dir: &Path) -> Vec<Laid> {
         [n; 32]
     };
     let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    cluster::lay_out(dir, &cluster::standard(), &mut ports, &mut seed, now_s).unwrap()
+    cluster::lay_out(dir, members, &mut ports, &mut seed, now_s).unwrap()
 }
 
 /// A change to a file's text.
@@ -82,19 +87,7 @@ fn every_laid_out_file_loads_with_its_peers_keys() {
 #[test]
 fn a_sharded_layout_loads_and_each_shard_talks_to_its_coordinator_and_its_fellows_only() {
     let dir = tempfile::tempdir().unwrap();
-    let mut port = 21_000u16;
-    let mut ports = |_| {
-        port += 3;
-        let at = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
-        Ports { listen: at(port), ops: at(port + 1), api: Some(at(port + 2)) }
-    };
-    let mut n = 0u8;
-    let mut seed = || {
-        n += 1;
-        [n; 32]
-    };
-    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let laid = cluster::lay_out(dir.path(), &cluster::standard_sharded(2), &mut ports, &mut seed, now_s).unwrap();
+    let laid = lay_out_members(dir.path(), &cluster::standard_sharded(2), 21_000);
     assert_eq!(laid.len(), 16);
     assert_eq!(cluster::members(dir.path()).len(), 16, "the layout tells it is sharded");
     for member in &laid {

@@ -1,9 +1,11 @@
 //! What the replicas' and the shards' tests share: the keys of a small network, and the
 //! in-process transport with a switch that cuts roles off.
 
-use dtenge_core::crypto::SecretKey;
+use dtenge_core::certificate::{notarize_message, CompactTx};
+use dtenge_core::crypto::{Hash32, SecretKey};
 use dtenge_notary::service::Senders;
 use dtenge_transport::{InProcess, SendError, Transport};
+use dtenge_wire::NotarizeRequest;
 use dtenge_wire::{Envelope, RoleId};
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +30,14 @@ pub fn senders() -> Senders {
         banks: BTreeMap::from([("steppe".to_string(), key(3).public_key())]),
         blocked: BTreeSet::new(),
     }
+}
+
+/// Request number `batch` of `txs` from `from` (the NBK or Steppe Bank), signed by it.
+pub fn request(from: &RoleId, batch: u64, txs: Vec<CompactTx>) -> NotarizeRequest {
+    let signer = if *from == RoleId::Central { key(1) } else { key(3) };
+    let leaves: Vec<Hash32> = txs.iter().map(CompactTx::hash).collect();
+    let signature = signer.sign(&notarize_message(batch, &dtenge_core::merkle::root(&leaves)).0);
+    NotarizeRequest { batch, txs, signature }
 }
 
 /// The in-process transport, with roles that can be cut off: what they send and what is sent
