@@ -60,6 +60,18 @@ pub struct Flight {
 }
 
 impl Flight {
+    /// The shards the preparing transactions' tokens fall in, ascending.
+    pub fn involved_shards(&self, shards: u8) -> Vec<u8> {
+        let mut involved = [false; 256];
+        for &i in &self.preparing {
+            let tx = &self.request.txs[i];
+            for token in tx.inputs.iter().chain(&tx.outputs) {
+                involved[usize::from(shard_of(token, shards))] = true;
+            }
+        }
+        (1..=shards).filter(|shard| involved[usize::from(*shard)]).collect()
+    }
+
     /// The parts of the preparing transactions in `shard`, with their places among them.
     pub fn parts_in(&self, shard: u8, shards: u8) -> Vec<(usize, CompactTx)> {
         self.preparing

@@ -33,6 +33,8 @@ struct Progress {
     asked: HashMap<(u64, u8, bool), (Instant, usize)>,
     /// Batches whose decision or end is proposed and not yet answered.
     proposing: HashSet<u64>,
+    /// The shards each batch involves, found once per batch (not at every tick).
+    involved: HashMap<u64, Vec<u8>>,
 }
 
 pub(crate) struct Driver {
@@ -81,7 +83,8 @@ impl Driver {
     }
 
     fn leads(&self) -> bool {
-        let metrics = self.raft.metrics().borrow_watched().clone();
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
         metrics.state == ServerState::Leader && metrics.current_leader == Some(u64::from(self.me))
     }
 
@@ -99,6 +102,7 @@ impl Driver {
             progress.prepared.retain(|(id, _), _| flights.contains_key(id));
             progress.finished.retain(|(id, _)| flights.contains_key(id));
             progress.asked.retain(|(id, _, _), _| flights.contains_key(id));
+            progress.involved.retain(|id, _| flights.contains_key(id));
             for (&id, flight) in flights {
                 if progress.proposing.contains(&id) {
                     continue;
@@ -128,49 +132,44 @@ impl Driver {
         }
     }
 
-    /// Ask what is missing of batch `id`, or the entry to propose once nothing is.
+    /// Ask what is missing of batch `id`, or the entry to propose once nothing is. Called at
+    /// every tick for every batch in flight: the parts for a shard are built only when it is
+    /// asked (at most every [`ASK_AGAIN_MS`]).
     fn advance(&self, progress: &mut Progress, id: u64, flight: &Flight) -> Option<Message> {
-        let involved: Vec<(u8, Vec<(usize, dtenge_core::certificate::CompactTx)>)> = (1..=self.shards)
-            .map(|shard| (shard, flight.parts_in(shard, self.shards)))
-            .filter(|(_, parts)| !parts.is_empty())
-            .collect();
+        let involved = progress.involved.entry(id).or_insert_with(|| flight.involved_shards(self.shards)).clone();
+        let parts = |shard: u8| flight.parts_in(shard, self.shards);
         match &flight.decided {
             None => {
-                let mut complete = true;
-                for (shard, parts) in &involved {
-                    if !progress.prepared.contains_key(&(id, *shard)) {
-                        complete = false;
-                        let txs = parts.iter().map(|(_, part)| part.clone()).collect();
-                        self.ask(progress, id, *shard, false, Message::ShardPrepare(ShardPrepare { id, txs }));
-                    }
+                let missing: Vec<u8> =
+                    involved.iter().copied().filter(|shard| !progress.prepared.contains_key(&(id, *shard))).collect();
+                for &shard in &missing {
+                    self.ask(progress, id, shard, false, || {
+                        let txs = parts(shard).into_iter().map(|(_, part)| part).collect();
+                        Message::ShardPrepare(ShardPrepare { id, txs })
+                    });
                 }
-                complete.then(|| Message::ShardDecide(self.fold(progress, id, flight, &involved)))
+                missing.is_empty().then(|| Message::ShardDecide(self.fold(progress, id, flight, &involved)))
             }
             Some(commit) => {
-                let mut complete = true;
-                for (shard, parts) in &involved {
-                    if !progress.finished.contains(&(id, *shard)) {
-                        complete = false;
-                        let commit = parts.iter().map(|(j, _)| commit[*j]).collect();
-                        self.ask(progress, id, *shard, true, Message::ShardFinish(ShardFinish { id, commit }));
-                    }
+                let missing: Vec<u8> =
+                    involved.iter().copied().filter(|shard| !progress.finished.contains(&(id, *shard))).collect();
+                for &shard in &missing {
+                    self.ask(progress, id, shard, true, || {
+                        let commit = parts(shard).iter().map(|(j, _)| commit[*j]).collect();
+                        Message::ShardFinish(ShardFinish { id, commit })
+                    });
                 }
-                complete.then_some(Message::ShardDone(ShardFinished { id }))
+                missing.is_empty().then_some(Message::ShardDone(ShardFinished { id }))
             }
         }
     }
 
     /// Per preparing transaction: the first refusal of any shard, or none.
-    fn fold(
-        &self,
-        progress: &Progress,
-        id: u64,
-        flight: &Flight,
-        involved: &[(u8, Vec<(usize, dtenge_core::certificate::CompactTx)>)],
-    ) -> ShardPrepared {
+    fn fold(&self, progress: &Progress, id: u64, flight: &Flight, involved: &[u8]) -> ShardPrepared {
         let mut refusals: Vec<Option<Error>> = vec![None; flight.preparing.len()];
-        for (shard, parts) in involved {
-            let answer = &progress.prepared[&(id, *shard)];
+        for &shard in involved {
+            let parts = flight.parts_in(shard, self.shards);
+            let answer = &progress.prepared[&(id, shard)];
             if answer.refusals.len() != parts.len() {
                 // A shard that answers another batch's shape is broken: refuse all of it.
                 let why = Error::internal(format!("shard {shard} answered batch {id} with another shape"));
@@ -185,7 +184,9 @@ impl Driver {
         ShardPrepared { id, refusals }
     }
 
-    fn ask(&self, progress: &mut Progress, id: u64, shard: u8, finishing: bool, message: Message) {
+    /// Send `message()` to `shard`, unless it was asked for this batch and phase less than
+    /// [`ASK_AGAIN_MS`] ago.
+    fn ask(&self, progress: &mut Progress, id: u64, shard: u8, finishing: bool, message: impl FnOnce() -> Message) {
         let now = Instant::now();
         let (last, times) = progress.asked.get(&(id, shard, finishing)).copied().unwrap_or((now, 0));
         if times > 0 && now.duration_since(last) < Duration::from_millis(ASK_AGAIN_MS) {
@@ -194,7 +195,8 @@ impl Driver {
         // Each time at the next replica of the shard: whichever answers hands it to its leader.
         let replica = self.shard_replicas[times % self.shard_replicas.len()];
         let to = RoleId::NotaryShard { shard, replica };
-        let _lost_is_fine = self.transport.send(Envelope { from: RoleId::NotaryReplica(self.me), to, message });
+        let _lost_is_fine =
+            self.transport.send(Envelope { from: RoleId::NotaryReplica(self.me), to, message: message() });
         progress.asked.insert((id, shard, finishing), (now, times + 1));
     }
 }

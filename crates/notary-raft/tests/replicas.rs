@@ -92,20 +92,7 @@ impl Group {
     /// Kill replica `id`: its memory and inbox are gone, its directory stays.
     fn kill(&mut self, id: u8) {
         self.switch.inner.unregister(&RoleId::NotaryReplica(id));
-        let replica = self.running.remove(&id).expect("a running replica");
-        // The inbox thread drops its handle once its closed inbox is drained.
-        let deadline = Instant::now() + STEP;
-        let mut replica = Some(replica);
-        while let Some(r) = replica.take() {
-            match Arc::try_unwrap(r) {
-                Ok(r) => r.stop(),
-                Err(r) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10));
-                    replica = Some(r);
-                }
-                Err(_) => panic!("replica {id} did not stop"),
-            }
-        }
+        common::stop(self.running.remove(&id).expect("a running replica"));
     }
 
     fn replica(&self, id: u8) -> &Replica {

@@ -91,21 +91,9 @@ impl Network {
 
     fn kill(&mut self, role: &RoleId) -> Group {
         self.switch.inner.unregister(role);
-        let (group, mut replica) = self.running.remove(role).expect("running");
-        let deadline = Instant::now() + STEP;
-        loop {
-            match Arc::try_unwrap(replica) {
-                Ok(r) => {
-                    r.stop();
-                    return group;
-                }
-                Err(r) => {
-                    assert!(Instant::now() < deadline, "{role} did not stop");
-                    std::thread::sleep(Duration::from_millis(10));
-                    replica = r;
-                }
-            }
-        }
+        let (group, replica) = self.running.remove(role).expect("running");
+        common::stop(replica);
+        group
     }
 
     /// The leader of `group`, once its running replicas agree on one.

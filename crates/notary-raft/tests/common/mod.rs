@@ -57,3 +57,19 @@ impl Transport for Switch {
         self.inner.send(envelope)
     }
 }
+
+/// Stop `replica` once its inbox thread (whose inbox was just closed) has let go of it: a kill,
+/// its store left as it is. Bounded.
+pub fn stop(mut replica: std::sync::Arc<dtenge_notary_raft::Replica>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match std::sync::Arc::try_unwrap(replica) {
+            Ok(replica) => return replica.stop(),
+            Err(shared) => {
+                assert!(std::time::Instant::now() < deadline, "replica {} did not stop", shared.id());
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                replica = shared;
+            }
+        }
+    }
+}
