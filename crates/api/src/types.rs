@@ -84,6 +84,42 @@ pub struct Receipt {
     pub abs_posting: Option<Posting>,
 }
 
+/// Transfers the clients signed themselves, posted together
+/// (`POST /v1/nodes/{node}/transactions/batch`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionBatch {
+    pub transactions: Vec<dtenge_core::tx::Transaction>,
+}
+
+/// Each transaction of a batch answered by itself, in the batch's order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TransactionBatchReport {
+    pub results: Vec<BatchResult>,
+}
+
+/// One transaction of a batch: its receipt, or why it was not committed (the error a call of
+/// its own would have answered).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BatchResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Receipt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::error::ErrorBody>,
+}
+
+impl BatchResult {
+    pub fn of(result: dtenge_core::Result<Receipt>) -> BatchResult {
+        match result {
+            Ok(receipt) => BatchResult { receipt: Some(receipt), error: None },
+            Err(e) => BatchResult {
+                receipt: None,
+                error: Some(crate::error::ErrorBody { code: crate::error::Code::Domain(e.code), message: e.message }),
+            },
+        }
+    }
+}
+
 /// An amount, for conversions, deposits, emission and redemption.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -38,6 +38,15 @@ pub const CLAIMS_WAIT_MS: u64 = 60_000;
 /// Most questions waiting for an answer at once.
 pub const QUESTIONS_MAX: usize = 4_096;
 
+/// Most questions [`Directory::learn_banks`] sends before it waits for their answers (a
+/// quarter of [`QUESTIONS_MAX`], so that payments asking alongside still find room).
+pub const LOOKUPS_AT_ONCE_MAX: usize = QUESTIONS_MAX / 4;
+
+/// The question "where is the account of `whom`?", numbered when sent.
+fn lookup_of(whom: Whom) -> impl Fn(u64) -> Message {
+    move |request| Message::Lookup(Lookup { request, whom: whom.clone(), bank: None })
+}
+
 /// What the directory answered.
 enum Answer {
     Listed(Option<Listed>),
@@ -105,7 +114,8 @@ impl DirectoryClient {
     }
 
     fn look_up(&self, whom: Whom, bank: Option<&str>) -> Result<Option<Listed>> {
-        let ask = |request| Message::Lookup(Lookup { request, whom: whom.clone(), bank: bank.map(str::to_string) });
+        let bank = bank.map(str::to_string);
+        let ask = |request| Message::Lookup(Lookup { request, whom: whom.clone(), bank: bank.clone() });
         match self.ask(ask, ANSWER_WAIT_MS)? {
             Answer::Listed(listed) => Ok(listed),
             Answer::Claimed(_) => Err(mismatched()),
@@ -115,6 +125,13 @@ impl DirectoryClient {
     /// Send the question `message(number)` and wait for its answer, asking again while none
     /// comes, at most `wait_ms`.
     fn ask(&self, message: impl Fn(u64) -> Message, wait_ms: u64) -> Result<Answer> {
+        let asked = self.send_question(&message)?;
+        self.wait_answer(asked, &message, Instant::now() + Duration::from_millis(wait_ms))
+    }
+
+    /// Number the question, note who waits for its answer, and send it (a question lost on
+    /// the way is sent again by [`DirectoryClient::wait_answer`]).
+    fn send_question(&self, message: &impl Fn(u64) -> Message) -> Result<Asked> {
         let request = self.next.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = oneshot::channel();
         {
@@ -124,19 +141,22 @@ impl DirectoryClient {
             }
             waiting.insert(request, sender);
         }
-        let deadline = Instant::now() + Duration::from_millis(wait_ms);
+        self.send(message(request));
+        Ok(Asked { request, receiver })
+    }
+
+    /// Wait for a question's answer until `deadline`, sending it again every
+    /// [`ASK_AGAIN_AFTER_MS`] while none comes.
+    fn wait_answer(&self, asked: Asked, message: &impl Fn(u64) -> Message, deadline: Instant) -> Result<Answer> {
+        let Asked { request, receiver } = asked;
         let answer = loop {
-            let envelope =
-                Envelope { from: RoleId::Bank(self.bank.clone()), to: RoleId::Directory, message: message(request) };
-            // Lost: asked again below.
-            let _ = self.transport.send(envelope);
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break None;
             }
             match receiver.recv_timeout(left.min(Duration::from_millis(ASK_AGAIN_AFTER_MS))) {
                 Ok(answer) => break Some(answer),
-                Err(dtenge_sync::RecvTimeoutError::Timeout) => continue,
+                Err(dtenge_sync::RecvTimeoutError::Timeout) => self.send(message(request)),
                 Err(dtenge_sync::RecvTimeoutError::Disconnected) => break None,
             }
         };
@@ -145,6 +165,18 @@ impl DirectoryClient {
             Error::new(ErrorCode::RequestInProgress, "the directory has not answered in time; ask again")
         })
     }
+
+    fn send(&self, message: Message) {
+        let envelope = Envelope { from: RoleId::Bank(self.bank.clone()), to: RoleId::Directory, message };
+        // Lost: asked again while waiting.
+        let _ = self.transport.send(envelope);
+    }
+}
+
+/// A question sent, waiting for its answer.
+struct Asked {
+    request: u64,
+    receiver: oneshot::Receiver<Answer>,
 }
 
 impl DirectoryClient {
@@ -160,6 +192,34 @@ impl DirectoryClient {
 impl Directory for DirectoryClient {
     fn asks_across_processes(&self) -> bool {
         true
+    }
+
+    fn learn_banks(&self, addresses: &[Address]) {
+        let unknown: Vec<Address> = {
+            let kept = self.banks_of.lock();
+            addresses.iter().filter(|address| !kept.contains_key(*address)).copied().collect()
+        };
+        // Every question of a round sent before any answer is awaited: the network carries
+        // them in a few frames, and the round costs one round trip.
+        for round in unknown.chunks(LOOKUPS_AT_ONCE_MAX) {
+            let deadline = Instant::now() + Duration::from_millis(ANSWER_WAIT_MS);
+            let questions: Vec<_> = round.iter().map(|address| (*address, lookup_of(Whom::Address(*address)))).collect();
+            let mut asked = Vec::with_capacity(questions.len());
+            for (address, message) in &questions {
+                match self.send_question(message) {
+                    Ok(question) => asked.push((*address, message, question)),
+                    // Too many questions wait: the rest are asked when their payments need them.
+                    Err(_) => break,
+                }
+            }
+            for (address, message, question) in asked {
+                if let Ok(Answer::Listed(Some(listed))) = self.wait_answer(question, message, deadline) {
+                    if listed.address == address {
+                        self.keep(listed.address, &listed.bank);
+                    }
+                }
+            }
+        }
     }
 
     fn bank_of(&self, address: &Address) -> Result<Option<String>> {
@@ -191,4 +251,66 @@ impl Directory for DirectoryClient {
 /// payment's; the payment is refused and may be sent again.
 fn mismatched() -> Error {
     Error::new(ErrorCode::Internal, "the directory answered a question with an answer of another kind")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dtenge_core::crypto::Hash32;
+    use dtenge_transport::SendError;
+    use dtenge_wire::{AccountKind, LookupReply};
+
+    /// Keeps what the bank sends, for the test's directory to answer.
+    struct Held(Mutex<Vec<Envelope>>);
+
+    impl Transport for Held {
+        fn send(&self, envelope: Envelope) -> std::result::Result<(), SendError> {
+            self.0.lock().push(envelope);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn learning_many_banks_asks_every_question_before_it_waits_for_an_answer() {
+        const ADDRESSES: usize = 40;
+        let sent = Arc::new(Held(Mutex::new(Vec::new())));
+        let client = Arc::new(DirectoryClient::new("steppe", sent.clone(), 1));
+        let addresses: Vec<Address> = (0..ADDRESSES as u8).map(|i| Address(Hash32([i; 32]))).collect();
+        // This directory answers only once every question has arrived: a bank asking one at a
+        // time would never have them all out, and the directory gives up (the test fails).
+        let directory = std::thread::spawn({
+            let (client, sent) = (client.clone(), sent.clone());
+            move || {
+                let deadline = Instant::now() + Duration::from_millis(ANSWER_WAIT_MS);
+                while sent.0.lock().len() < ADDRESSES {
+                    assert!(Instant::now() < deadline, "the bank asked one question at a time");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let questions: Vec<Envelope> = sent.0.lock().drain(..).collect();
+                for question in questions {
+                    let Message::Lookup(Lookup { request, whom: Whom::Address(address), bank: None }) = question.message
+                    else {
+                        panic!("a question by address: {:?}", question.message);
+                    };
+                    let bank = if address.0 .0[0] % 2 == 0 { "sapa" } else { "tulpar" }.to_string();
+                    let listed = Some(Listed { address, bank, kind: AccountKind::Individual });
+                    let reply = Message::LookupReply(LookupReply { request, listed });
+                    assert!(client.take_reply(&Envelope {
+                        from: RoleId::Directory,
+                        to: RoleId::Bank("steppe".into()),
+                        message: reply
+                    }));
+                }
+            }
+        });
+        client.learn_banks(&addresses);
+        directory.join().unwrap();
+        // Every answer kept: asked again, the bank answers from memory and sends nothing.
+        for address in &addresses {
+            let expected = if address.0 .0[0] % 2 == 0 { "sapa" } else { "tulpar" };
+            assert_eq!(client.bank_of(address).unwrap().as_deref(), Some(expected));
+        }
+        assert!(sent.0.lock().is_empty(), "nothing asked twice");
+        assert!(client.waiting.lock().is_empty(), "no question left waiting");
+    }
 }

@@ -128,6 +128,16 @@ pub trait Directory: Send + Sync {
         false
     }
 
+    /// Learn the banks of many addresses ahead of a batch (see
+    /// [`Directory::asks_across_processes`]); what cannot be learnt now is asked again when
+    /// the payment needs it. A directory across processes asks them all before it waits for
+    /// any answer: a batch of new payees then costs one round trip, not one each.
+    fn learn_banks(&self, addresses: &[Address]) {
+        for address in addresses {
+            let _ = self.bank_of(address);
+        }
+    }
+
     /// The account registered to a phone (`+7XXXXXXXXXX`) or held by a client (IIN/BIN): at
     /// `bank` when it is named, else the first listed; `Ok(None)` when none is. A directory
     /// that lists no phones or clients (a test's) keeps this answer.

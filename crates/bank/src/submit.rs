@@ -141,10 +141,8 @@ impl BankService {
         };
         owners.sort_unstable();
         owners.dedup();
-        for owner in owners {
-            // Bounded by the batch's payees; each question by the client's own time limit.
-            let _ = self.directory.bank_of(&owner);
-        }
+        // Bounded by the batch's payees; the questions by the client's own time limit.
+        self.directory.learn_banks(&owners);
     }
 
     /// The checks that need no state, before the lock: a client-signed transfer's ids, and its

@@ -92,6 +92,9 @@ const SETTLE_MAX: Duration = Duration::from_secs(120);
 /// A request with no answer within this counts as `TIMEOUT` (the gateway itself answers
 /// `REQUEST_IN_PROGRESS` after 10 s).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most transfers per call: a bank's node takes at most this many in one batch
+/// (`dtenge_process`'s `TRANSACTIONS_PER_CALL_MAX`).
+const PER_CALL_MAX: usize = 512;
 /// Busiest threads reported per participant.
 const THREADS_REPORTED: usize = 3;
 
@@ -114,6 +117,10 @@ pub struct ClusterConfig {
     /// The signed pool, warm-up included (default: `rate × (warm-up + duration)` plus one per
     /// connection in an open loop, else [`SIGNED_POOL_DEFAULT`]).
     pub payments: Option<usize>,
+    /// Transfers per call: 1 posts each to `POST /v1/nodes/{bank}/transactions`; more post
+    /// them together to `.../transactions/batch` (answered per transaction), as a bank's
+    /// processing centre forwards its clients' payments.
+    pub per_call: usize,
     pub seed: u64,
 }
 
@@ -128,6 +135,7 @@ impl Default for ClusterConfig {
             warmup_s: 1.0,
             accounts: 10_000,
             payments: None,
+            per_call: 1,
             seed: 1,
         }
     }
@@ -280,6 +288,9 @@ fn validate(config: &ClusterConfig) -> Result<(), String> {
     if !(config.warmup_s >= 0.0 && config.warmup_s <= DURATION_S_MAX) {
         return Err(format!("warm-up must be 0 to {DURATION_S_MAX} s"));
     }
+    if config.per_call == 0 || config.per_call > PER_CALL_MAX {
+        return Err(format!("transfers per call must be 1 to {PER_CALL_MAX}"));
+    }
     if config.rate_per_s == Some(0) || config.payments == Some(0) {
         return Err("rate and payments must be positive".into());
     }
@@ -301,7 +312,8 @@ fn signed_pool(config: &ClusterConfig) -> usize {
         (None, Some(rate)) => {
             let banks = BANKS.len();
             let needed =
-                (rate as f64 * (config.warmup_s + config.duration_s)).ceil() as usize + config.connections + 4 * banks;
+                (rate as f64 * (config.warmup_s + config.duration_s)).ceil() as usize
+                    + (config.connections + 4 * banks) * config.per_call;
             let smallest = (config.accounts / banks).max(1);
             (needed * config.accounts).div_ceil(banks * smallest) + banks
         }
@@ -640,9 +652,22 @@ fn measure(config: &ClusterConfig, laid: &[Laid], progress: &mut impl FnMut(&str
     for prepared in pool {
         per_bank.get_mut(prepared.bank).ok_or("a transfer of no bank")?.push(prepared);
     }
-    let uris = bank_uris("transactions")?;
-    let work: Vec<Arc<Work>> =
-        per_bank.into_iter().map(|pool| Arc::new(Work::Signed { pool, uris: uris.clone() })).collect();
+    let uris = bank_uris(if config.per_call > 1 { "transactions/batch" } else { "transactions" })?;
+    let work: Vec<Arc<Work>> = per_bank
+        .into_iter()
+        .zip(&uris)
+        .map(|(pool, uri)| {
+            let pool = if config.per_call > 1 {
+                // Whole batches only: each request then carries exactly `per_call`.
+                pool.chunks_exact(config.per_call)
+                    .map(|batch| Prepared::batch(uri.clone(), batch))
+                    .collect::<Result<Vec<_>, String>>()?
+            } else {
+                pool
+            };
+            Ok(Arc::new(Work::Signed { pool, uris: uris.clone() }))
+        })
+        .collect::<Result<_, String>>()?;
     let mut first = vec![0u64; BANKS.len()];
     let mut phases = Vec::new();
     progress(&format!(
@@ -949,7 +974,10 @@ async fn run_phase(
     let start = Instant::now();
     let nexts: Vec<Arc<AtomicU64>> = first.iter().map(|f| Arc::new(AtomicU64::new(*f))).collect();
     let paces: Vec<Pace> = (0..BANKS.len())
-        .map(|b| Pace::interleaved(start, window, config.rate_per_s, BANKS.len() as u64, b as u64))
+        .map(|b| {
+            Pace::interleaved(start, window, config.rate_per_s, BANKS.len() as u64, b as u64)
+                .batched(config.per_call as u64)
+        })
         .collect();
     // Each bank keeps its own keys; the bank in the key anyway, so that a key names one
     // request of the run.
@@ -1000,7 +1028,9 @@ async fn run_phase(
     let due: u64 = paces
         .iter()
         .zip(work.iter().zip(first))
-        .map(|(pace, (work, first))| pace.due_in_window().min(work.available().saturating_sub(*first)))
+        .map(|(pace, (work, first))| {
+            pace.due_in_window().min(work.available().saturating_sub(*first).saturating_mul(config.per_call as u64))
+        })
         .sum();
     let unsent = due.saturating_sub(totals.sent);
     let q = |q: f64| totals.latency.value_at_quantile(q);

@@ -1126,6 +1126,29 @@ pub(crate) struct Prepared {
     pub(crate) body: Bytes,
     /// Index into [`BANKS`]: the payer's bank, whose API takes it.
     pub(crate) bank: usize,
+    /// Payments in the body: 1, or a batch's (`POST .../transactions/batch`, answered per
+    /// transaction).
+    pub(crate) payments: u32,
+}
+
+impl Prepared {
+    /// `transfers` (each one signed transfer's JSON, of the same bank) as one batch call to
+    /// `uri`.
+    pub(crate) fn batch(uri: Uri, transfers: &[Prepared]) -> Result<Prepared, String> {
+        let first = transfers.first().ok_or("an empty batch")?;
+        assert!(transfers.iter().all(|t| t.bank == first.bank && t.payments == 1), "one bank's single transfers");
+        let mut body = Vec::with_capacity(transfers.iter().map(|t| t.body.len() + 1).sum::<usize>() + 20);
+        body.extend_from_slice(br#"{"transactions":["#);
+        for (k, transfer) in transfers.iter().enumerate() {
+            if k > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&transfer.body);
+        }
+        body.extend_from_slice(b"]}");
+        let payments = u32::try_from(transfers.len()).map_err(|_| "a batch too large")?;
+        Ok(Prepared { uri, body: Bytes::from(body), bank: first.bank, payments })
+    }
 }
 
 /// Sign the transfers: each account spends its inputs two at a time (2-in-2-out: the payee's
@@ -1171,7 +1194,12 @@ pub(crate) fn sign_transfers(
                             let body = TxBody { command: Command::Transfer, inputs: pair.to_vec(), outputs, nonce };
                             let mut tx = Transaction::new(body);
                             tx.sign_owner(key);
-                            mine.push(Prepared { uri: uri.clone(), body: Bytes::from(json(&tx)?), bank: from.bank });
+                            mine.push(Prepared {
+                                uri: uri.clone(),
+                                body: Bytes::from(json(&tx)?),
+                                bank: from.bank,
+                                payments: 1,
+                            });
                         }
                         out.push(mine);
                     }
@@ -1255,7 +1283,7 @@ impl Work {
         match self {
             Work::Signed { pool, .. } => {
                 let p = pool.get(usize::try_from(i).ok()?)?;
-                Some(Prepared { uri: p.uri.clone(), body: p.body.clone(), bank: p.bank })
+                Some(Prepared { uri: p.uri.clone(), body: p.body.clone(), bank: p.bank, payments: p.payments })
             }
             Work::Custodial { holders, uris, seed, .. } => {
                 let payer = (i % holders.len().max(1) as u64) as usize;
@@ -1265,7 +1293,7 @@ impl Work {
                     r#"{{"from":"{from}","to":{{"client_id":"{to}","bank":"{}"}},"amount_tiyn":{CUSTODIAL_TRANSFER_TIYN}}}"#,
                     BANKS.get(*payee_bank)?
                 );
-                Some(Prepared { uri: uris.get(*payer_bank)?.clone(), body: Bytes::from(body), bank: *payer_bank })
+                Some(Prepared { uri: uris.get(*payer_bank)?.clone(), body: Bytes::from(body), bank: *payer_bank, payments: 1 })
             }
         }
     }
@@ -1287,6 +1315,27 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
+    /// A batch's answer: each transaction's receipt or error (`results`, in order).
+    fn batch(&mut self, body: &[u8], payments: u64) {
+        let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let results = value["results"].as_array().map_or(&[][..], Vec::as_slice);
+        if results.len() as u64 != payments {
+            for _ in 0..payments {
+                self.error("BATCH".to_string(), format!("{} results for {payments} transactions", results.len()));
+            }
+            return;
+        }
+        for result in results {
+            if result.get("receipt").is_some() {
+                self.ok += 1;
+            } else {
+                let code = result["error"]["code"].as_str().unwrap_or("?");
+                let message = result["error"]["message"].as_str().unwrap_or("");
+                self.error(format!("in a batch {code}"), message.to_string());
+            }
+        }
+    }
+
     fn error(&mut self, key: String, message: String) {
         // Bounded: past ERROR_KEYS_MAX distinct keys, the rest count under OTHER.
         let key = if self.errors.len() >= ERROR_KEYS_MAX && !self.errors.contains_key(&key) {
@@ -1314,6 +1363,9 @@ pub(crate) struct Pace {
     /// offer the phase's rate. 1 and 0 for one queue.
     stride: u64,
     offset: u64,
+    /// Payments per request: a request is due when its last payment is, and each payment's
+    /// latency counts from its own due time (the time it waited to fill the batch included).
+    per_request: u64,
 }
 
 impl Pace {
@@ -1329,7 +1381,24 @@ impl Pace {
         stride: u64,
         offset: u64,
     ) -> Pace {
-        Pace { start, end: start + window, window, rate_per_s, stride: stride.max(1), offset }
+        Pace { start, end: start + window, window, rate_per_s, stride: stride.max(1), offset, per_request: 1 }
+    }
+
+    /// The same pace with `per_request` payments in each request (the rate stays payments
+    /// per second).
+    pub(crate) fn batched(self, per_request: u64) -> Pace {
+        assert!(per_request >= 1, "a request carries a payment at least");
+        Pace { per_request, ..self }
+    }
+
+    /// Open loop: when request `r` is due: when its last payment is.
+    pub(crate) fn request_due(&self, r: u64) -> Option<Instant> {
+        self.due(r.saturating_mul(self.per_request).saturating_add(self.per_request - 1))
+    }
+
+    /// Open loop: when payment `k` of request `r` is due.
+    fn payment_due(&self, r: u64, k: u64) -> Option<Instant> {
+        self.due(r.saturating_mul(self.per_request).saturating_add(k))
     }
 
     /// Open loop: when request `i` is due, `start + (i × stride + offset) / rate` (in whole
@@ -1400,7 +1469,7 @@ pub(crate) async fn drive<L: Link>(
         // Relaxed: the counter only hands out distinct numbers; nothing else is ordered by it.
         let i = next.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
-        let due = pace.due(i - first);
+        let due = pace.request_due(i - first);
         if due.map_or(now >= pace.end, |due| due >= pace.end) {
             break;
         }
@@ -1423,7 +1492,7 @@ pub(crate) async fn drive<L: Link>(
             break;
         };
         let key = format!("{key_prefix}{i}");
-        tally.sent += 1;
+        tally.sent += u64::from(request.payments);
         let path = request.uri.path_and_query().map_or("/", |p| p.as_str());
         // One atomic load per request; an error means the renewer has stopped (the phase is
         // ending): the lines held stay.
@@ -1439,23 +1508,33 @@ pub(crate) async fn drive<L: Link>(
             };
         let done = Instant::now();
         tally.last_answer = Some(done);
-        let latency_us = done.saturating_duration_since(from).as_micros().clamp(1, u128::from(LATENCY_US_MAX));
-        let _ = tally.latency.record(latency_us as u64);
-        if latency_us as u64 > tally.slowest.0 {
-            tally.slowest = (latency_us as u64, Some(from));
+        let payments = u64::from(request.payments);
+        for k in 0..payments {
+            // A batch's payment k waited in the batch from its own due time (open loop).
+            let due_k = if payments > 1 { pace.payment_due(i - first, k).unwrap_or(from) } else { from };
+            let latency_us = done.saturating_duration_since(due_k).as_micros().clamp(1, u128::from(LATENCY_US_MAX));
+            let _ = tally.latency.record(latency_us as u64);
+            if latency_us as u64 > tally.slowest.0 {
+                tally.slowest = (latency_us as u64, Some(due_k));
+            }
         }
         match answer {
+            Ok((status, body)) if status.is_success() && payments > 1 => tally.batch(&body, payments),
             Ok((status, _)) if status.is_success() => tally.ok += 1,
             Ok((status, body)) => {
                 let (code, message) = describe_failure(status, &body);
-                tally.error(code, message);
+                for _ in 0..payments {
+                    tally.error(code.clone(), message.clone());
+                }
             }
             Err(e) => {
                 let code = match e {
                     SendError::Timeout => "TIMEOUT",
                     SendError::Transport(_) => "TRANSPORT",
                 };
-                tally.error(code.to_string(), e.to_string());
+                for _ in 0..payments {
+                    tally.error(code.to_string(), e.to_string());
+                }
                 // The connection's state is unknown: replace it, a bounded number of times.
                 reconnects += 1;
                 if reconnects > RECONNECTS_MAX {

@@ -202,6 +202,11 @@ enum Command {
         /// stopped at the end. --accounts: default 10,000; --payments: the signed pool.
         #[arg(long, conflicts_with = "http")]
         cluster: Option<PathBuf>,
+        /// --cluster: transfers per call. 1 posts each on its own; more post them together
+        /// (`POST /v1/nodes/{bank}/transactions/batch`, each answered by itself), as a bank's
+        /// processing centre forwards its clients' payments.
+        #[arg(long, default_value_t = 1, requires = "cluster")]
+        per_call: usize,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
@@ -376,6 +381,7 @@ fn main() -> ExitCode {
             connections,
             duration_s,
             warmup_s,
+            per_call,
             json,
             ..
         } => bench_cluster(
@@ -391,6 +397,7 @@ fn main() -> ExitCode {
                 warmup_s,
                 accounts: accounts.unwrap_or(dtenge_bench::cluster::ClusterConfig::default().accounts),
                 payments,
+                per_call,
                 seed,
             },
             json,

@@ -17,6 +17,8 @@
 //! - `POST /v1/nodes/{node}/transfers`: a custodial payment to a payee named by address,
 //!   phone or client id (with its bank), found at the directory across the network;
 //! - `POST /v1/nodes/{node}/transactions`: a transfer the client signed itself;
+//! - `POST /v1/nodes/{node}/transactions/batch`: up to [`TRANSACTIONS_PER_CALL_MAX`] of them
+//!   in one call, each answered by itself;
 //! - `POST /v1/nodes/{node}/registries`: a registry distribution (`from: "own"`: the bank's
 //!   own DT paid out to its clients).
 //!
@@ -43,7 +45,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
 use dtenge_api::types::{
-    AmountRequest, OpenAccount, Receipt, RegistryLineResult, RegistryReport, RegistryRequest, TransferRequest,
+    AmountRequest, BatchResult, OpenAccount, Receipt, RegistryLineResult, RegistryReport, RegistryRequest,
+    TransactionBatch, TransactionBatchReport, TransferRequest,
 };
 use dtenge_api::Failure;
 use dtenge_bank::{Committed, IdemKey, Label, Request as BankRequest};
@@ -61,6 +64,12 @@ use std::time::Duration;
 pub const ANSWER_WAIT_MS: u64 = 10_000;
 /// Most bytes of a request body.
 pub const BODY_BYTES_MAX: usize = 4 << 20;
+/// Most transactions in one call of `POST /v1/nodes/{node}/transactions/batch` (a signed
+/// 2-in-2-out transfer is about 1.3 KB of JSON: 512 fit [`BODY_BYTES_MAX`] with room).
+pub const TRANSACTIONS_PER_CALL_MAX: usize = 512;
+/// Most characters of a batch's idempotency key: each transaction's is the key, `#` and its
+/// index, within the bank's 128.
+pub const BATCH_KEY_LEN_MAX: usize = 120;
 
 #[derive(Clone)]
 pub(crate) struct Node {
@@ -85,6 +94,7 @@ pub(crate) fn router(node: Node) -> Option<axum::Router> {
             .route("/v1/nodes/{node}/accounts/{client}/tokens", get(tokens))
             .route("/v1/nodes/{node}/transfers", post(transfer))
             .route("/v1/nodes/{node}/transactions", post(submit))
+            .route("/v1/nodes/{node}/transactions/batch", post(submit_batch))
             .route("/v1/nodes/{node}/registries", post(registry)),
         Hosted::Central(_) => axum::Router::new()
             .route("/v1/abs/correspondent/{node}/credits", post(credit))
@@ -354,40 +364,120 @@ fn payee(node: &Node, to: &dtenge_api::types::Payee) -> Result<Party> {
 async fn submit(State(node): State<Node>, P(id): P<String>, Keyed(key, tx): Keyed<Transaction>) -> Response {
     let staged = blocking({
         let node = node.clone();
+        move || stage_signed(bank(&node)?, id, tx, key)
+    })
+    .await;
+    match staged {
+        Ok(staged) => answer(staged.receipt(node.clock.as_ref()).await),
+        Err(e) => Failure(e).into_response(),
+    }
+}
+
+/// Many transfers the clients signed themselves, in one call: what a bank's processing
+/// centre sends when it forwards its clients' payments, as TigerBeetle's clients send
+/// batches. Each transaction is its own payment, answered by itself in the same order (a
+/// receipt or an error), as if each had been posted alone under the key
+/// `<Idempotency-Key>#<index>`; asking again with the same key and body answers each from the
+/// bank's store. At most [`TRANSACTIONS_PER_CALL_MAX`] per call.
+async fn submit_batch(
+    State(node): State<Node>,
+    P(id): P<String>,
+    Keyed(key, batch): Keyed<TransactionBatch>,
+) -> Response {
+    let count = batch.transactions.len();
+    if count == 0 || count > TRANSACTIONS_PER_CALL_MAX {
+        return Failure(Error::malformed(format!("a batch has 1 to {TRANSACTIONS_PER_CALL_MAX} transactions")))
+            .into_response();
+    }
+    if key.key.len() > BATCH_KEY_LEN_MAX {
+        return Failure(Error::malformed(format!("a batch's idempotency key has 1 to {BATCH_KEY_LEN_MAX} characters")))
+            .into_response();
+    }
+    // Staged in one blocking task: the bank's flusher takes them together.
+    let staged = blocking({
+        let node = node.clone();
         move || {
             let handle = bank(&node)?;
-            dtenge_core::validate::check_bounds(&tx)?;
-            let payer = tx
-                .body
-                .inputs
-                .first()
-                .map(|i| i.output.owner)
-                .ok_or_else(|| Error::malformed("a transfer spends inputs"))?;
-            let client_id = handle
-                .service()
-                .read(|n| n.client_of(&payer).map(str::to_string))
-                .ok_or_else(|| Error::new(ErrorCode::UnknownAccount, "the inputs are not a client's of this bank"))?;
-            let amount = Amount::sum(tx.body.outputs.iter().filter(|o| o.owner != payer).map(|o| o.amount_tiyn))?;
-            let payee = tx.body.outputs.iter().map(|o| o.owner).find(|owner| *owner != payer);
-            let answer = handle.submit(BankRequest::Signed(tx), Some(key));
-            Ok((answer, Party { bank: id, client_id, address: payer }, amount, payee))
+            Ok(batch
+                .transactions
+                .into_iter()
+                .enumerate()
+                .map(|(index, tx)| {
+                    let item_key = IdemKey {
+                        key: format!("{}#{index}", key.key),
+                        fingerprint: dtenge_core::crypto::hash_parts(b"dtenge/idempotency/batch-item/v1", &[
+                            id.as_bytes(),
+                            &tx.id().0 .0,
+                        ]),
+                    };
+                    stage_signed(handle, id.clone(), tx, item_key)
+                })
+                .collect::<Vec<_>>())
         }
     })
     .await;
-    let (answer_rx, from, amount, payee) = match staged {
+    let staged = match staged {
         Ok(staged) => staged,
         Err(e) => return Failure(e).into_response(),
     };
-    let result = committed(answer_rx).await.map(|c| Receipt {
-        tx_id: c.tx_id,
-        purpose: Purpose::Payment,
-        amount_tiyn: amount,
-        from: Some(from),
-        to: payee.map(|address: Address| Party { bank: String::new(), client_id: String::new(), address }),
-        at_unix_ms: (node.clock)(),
-        abs_posting: None,
-    });
-    answer(result)
+    assert_eq!(staged.len(), count, "one staged payment per transaction");
+    let clock = node.clock.clone();
+    let results = futures_util::future::join_all(staged.into_iter().map(|item| {
+        let clock = clock.clone();
+        async move {
+            let result = match item {
+                Ok(item) => item.receipt(clock.as_ref()).await,
+                Err(e) => Err(e),
+            };
+            BatchResult::of(result)
+        }
+    }))
+    .await;
+    answer(Ok(TransactionBatchReport { results }))
+}
+
+/// A signed transfer handed to its payer's bank, with what its receipt names.
+struct StagedTransfer {
+    answer: dtenge_bank::Answer,
+    from: Party,
+    amount: Amount,
+    payee: Option<Address>,
+}
+
+impl StagedTransfer {
+    /// Its receipt once the bank answered (at most [`ANSWER_WAIT_MS`]).
+    async fn receipt(self, clock: &(dyn Fn() -> u64 + Send + Sync)) -> Result<Receipt> {
+        let StagedTransfer { answer, from, amount, payee } = self;
+        committed(answer).await.map(|c| Receipt {
+            tx_id: c.tx_id,
+            purpose: Purpose::Payment,
+            amount_tiyn: amount,
+            from: Some(from),
+            to: payee.map(|address: Address| Party { bank: String::new(), client_id: String::new(), address }),
+            at_unix_ms: clock(),
+            abs_posting: None,
+        })
+    }
+}
+
+/// Check a signed transfer's bounds and payer, and queue it at the bank.
+fn stage_signed(
+    handle: &dtenge_assembly::BankHandle,
+    id: String,
+    tx: Transaction,
+    key: IdemKey,
+) -> Result<StagedTransfer> {
+    dtenge_core::validate::check_bounds(&tx)?;
+    let payer =
+        tx.body.inputs.first().map(|i| i.output.owner).ok_or_else(|| Error::malformed("a transfer spends inputs"))?;
+    let client_id = handle
+        .service()
+        .read(|n| n.client_of(&payer).map(str::to_string))
+        .ok_or_else(|| Error::new(ErrorCode::UnknownAccount, "the inputs are not a client's of this bank"))?;
+    let amount = Amount::sum(tx.body.outputs.iter().filter(|o| o.owner != payer).map(|o| o.amount_tiyn))?;
+    let payee = tx.body.outputs.iter().map(|o| o.owner).find(|owner| *owner != payer);
+    let answer = handle.submit(BankRequest::Signed(tx), Some(key));
+    Ok(StagedTransfer { answer, from: Party { bank: id, client_id, address: payer }, amount, payee })
 }
 
 async fn registry(
