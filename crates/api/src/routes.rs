@@ -39,6 +39,7 @@ one, `Content-Type: application/json` (otherwise 415 UNSUPPORTED_MEDIA_TYPE). Er
     ),
     paths(
         health, list_accounts, open_account, open_accounts, get_account, get_history, deposit, to_dt, from_dt, transfer, tokens, submit,
+        submit_batch,
         registry, link_card, emission, redemption, credit_correspondent, abs_balances, lookup_phone,
         card_purchase, get_purchase, card_refund, atm_withdrawal, create_voucher_program, list_voucher_programs,
         voucher_event, block_node, unblock_node, calendar_year, set_day, today, monitoring,
@@ -111,6 +112,7 @@ pub fn router(network: App) -> Router {
         .route("/v1/nodes/{node}/accounts/{client}/tokens", get(tokens))
         .route("/v1/nodes/{node}/transfers", post(transfer))
         .route("/v1/nodes/{node}/transactions", post(submit))
+        .route("/v1/nodes/{node}/transactions/batch", post(submit_batch))
         .route("/v1/nodes/{node}/registries", post(registry))
         .route("/v1/nodes/{node}/cards", post(link_card))
         .route("/v1/nodes/{node}/emissions", post(emission))
@@ -491,6 +493,54 @@ async fn submit(
     // `dtenge bench` measures.
     let request = (method, uri, headers, body);
     mutate_at_role(app, request, StatusCode::OK, move |p, idem, tx: Transaction| p.submit_staged(idem, &node, tx)).await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/transactions/batch", tag = "payments",
+    description = "Submit up to 512 transfers signed by clients that keep their own key, in one call (as a bank's processing centre forwards its clients' payments). Each is its own payment, answered by itself in the batch's order (a receipt or an error), as if posted alone under the key `<Idempotency-Key>#<index>`: the same key and body again answer each from the bank's store.",
+    params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = schemas::TransactionBatch,
+    responses((status = 200, body = schemas::TransactionBatchReport), (status = 400, description = "MALFORMED_INPUT: no transactions, more than 512, or a key over 120 characters", body = ApiError)))]
+async fn submit_batch(
+    State(app): State<App>,
+    P(node): P<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (idem, batch) = match prepare::<TransactionBatch>(&method, &uri, &headers, &body.0) {
+        Ok(prepared) => prepared,
+        Err(e) => return Failure(e).into_response(),
+    };
+    if let Err(e) = batch.check(&idem.key) {
+        return Failure(e).into_response();
+    }
+    // One batch under one key at a time; its transactions' keys are derived from it.
+    let _in_flight = match app.enter_key(&idem) {
+        Ok(guard) => guard,
+        Err(e) => return Failure(e).into_response(),
+    };
+    // Staged together, so the payer's bank's flusher takes them in one batch.
+    let staged: Vec<Result<Staged<Receipt>, Error>> = batch
+        .transactions
+        .into_iter()
+        .enumerate()
+        .map(|(index, tx)| {
+            let (key, fingerprint) = TransactionBatch::item_key(&idem.key, index, &node, &tx);
+            app.submit_staged(Some(&Idem { key, fingerprint }), &node, tx)
+        })
+        .collect();
+    let results = futures_util::future::join_all(staged.into_iter().map(|staged| {
+        let app = app.clone();
+        async move {
+            BatchResult::of(match staged {
+                Ok(staged) => staged.complete_async(&app).await,
+                Err(e) => Err(e),
+            })
+        }
+    }))
+    .await;
+    (StatusCode::OK, Json(TransactionBatchReport { results })).into_response()
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/registries", tag = "payments",

@@ -108,6 +108,49 @@ pub struct BatchResult {
     pub error: Option<crate::error::ErrorBody>,
 }
 
+impl TransactionBatch {
+    /// Most transactions in one call (a signed 2-in-2-out transfer is about 1.3 KB of JSON:
+    /// 512 fit a request body with room).
+    pub const TRANSACTIONS_MAX: usize = 512;
+    /// Most characters of a batch's idempotency key: each transaction is kept under the key,
+    /// `#` and its index, within the 128 characters of a key.
+    pub const KEY_LEN_MAX: usize = 120;
+
+    /// A batch of 1 to [`TransactionBatch::TRANSACTIONS_MAX`] under a key of at most
+    /// [`TransactionBatch::KEY_LEN_MAX`] characters; else `MALFORMED_INPUT`.
+    pub fn check(&self, key: &str) -> dtenge_core::Result<()> {
+        let count = self.transactions.len();
+        if count == 0 || count > Self::TRANSACTIONS_MAX {
+            return Err(dtenge_core::Error::malformed(format!(
+                "a batch has 1 to {} transactions, not {count}",
+                Self::TRANSACTIONS_MAX
+            )));
+        }
+        if key.is_empty() || key.len() > Self::KEY_LEN_MAX {
+            return Err(dtenge_core::Error::malformed(format!(
+                "a batch's idempotency key has 1 to {} characters",
+                Self::KEY_LEN_MAX
+            )));
+        }
+        Ok(())
+    }
+
+    /// The idempotency key and fingerprint transaction `index` of a batch posted to `node`
+    /// under `key` is kept under: as if it had been posted alone with that key. The
+    /// fingerprint is the transaction's id (its body), so a different transaction at the
+    /// same place under the same key is refused `IDEMPOTENCY_KEY_REUSED`.
+    pub fn item_key(
+        key: &str,
+        index: usize,
+        node: &str,
+        tx: &dtenge_core::tx::Transaction,
+    ) -> (String, dtenge_core::crypto::Hash32) {
+        let fingerprint =
+            dtenge_core::crypto::hash_parts(b"dtenge/idempotency/batch-item/v1", &[node.as_bytes(), &tx.id().0 .0]);
+        (format!("{key}#{index}"), fingerprint)
+    }
+}
+
 impl BatchResult {
     pub fn of(result: dtenge_core::Result<Receipt>) -> BatchResult {
         match result {

@@ -203,7 +203,8 @@ impl Directory for DirectoryClient {
         // them in a few frames, and the round costs one round trip.
         for round in unknown.chunks(LOOKUPS_AT_ONCE_MAX) {
             let deadline = Instant::now() + Duration::from_millis(ANSWER_WAIT_MS);
-            let questions: Vec<_> = round.iter().map(|address| (*address, lookup_of(Whom::Address(*address)))).collect();
+            let questions: Vec<_> =
+                round.iter().map(|address| (*address, lookup_of(Whom::Address(*address)))).collect();
             let mut asked = Vec::with_capacity(questions.len());
             for (address, message) in &questions {
                 match self.send_question(message) {
@@ -288,7 +289,8 @@ mod tests {
                 }
                 let questions: Vec<Envelope> = sent.0.lock().drain(..).collect();
                 for question in questions {
-                    let Message::Lookup(Lookup { request, whom: Whom::Address(address), bank: None }) = question.message
+                    let Message::Lookup(Lookup { request, whom: Whom::Address(address), bank: None }) =
+                        question.message
                     else {
                         panic!("a question by address: {:?}", question.message);
                     };

@@ -92,9 +92,8 @@ const SETTLE_MAX: Duration = Duration::from_secs(120);
 /// A request with no answer within this counts as `TIMEOUT` (the gateway itself answers
 /// `REQUEST_IN_PROGRESS` after 10 s).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Most transfers per call: a bank's node takes at most this many in one batch
-/// (`dtenge_process`'s `TRANSACTIONS_PER_CALL_MAX`).
-const PER_CALL_MAX: usize = 512;
+/// Most transfers per call: a bank's node takes at most this many in one batch.
+const PER_CALL_MAX: usize = dtenge_api::types::TransactionBatch::TRANSACTIONS_MAX;
 /// Busiest threads reported per participant.
 const THREADS_REPORTED: usize = 3;
 
@@ -311,9 +310,8 @@ fn signed_pool(config: &ClusterConfig) -> usize {
         (Some(p), _) => p,
         (None, Some(rate)) => {
             let banks = BANKS.len();
-            let needed =
-                (rate as f64 * (config.warmup_s + config.duration_s)).ceil() as usize
-                    + (config.connections + 4 * banks) * config.per_call;
+            let needed = (rate as f64 * (config.warmup_s + config.duration_s)).ceil() as usize
+                + (config.connections + 4 * banks) * config.per_call;
             let smallest = (config.accounts / banks).max(1);
             (needed * config.accounts).div_ceil(banks * smallest) + banks
         }
@@ -657,14 +655,15 @@ fn measure(config: &ClusterConfig, laid: &[Laid], progress: &mut impl FnMut(&str
         .into_iter()
         .zip(&uris)
         .map(|(pool, uri)| {
-            let pool = if config.per_call > 1 {
-                // Whole batches only: each request then carries exactly `per_call`.
-                pool.chunks_exact(config.per_call)
-                    .map(|batch| Prepared::batch(uri.clone(), batch))
-                    .collect::<Result<Vec<_>, String>>()?
-            } else {
-                pool
-            };
+            let pool =
+                if config.per_call > 1 {
+                    // Whole batches only: each request then carries exactly `per_call`.
+                    pool.chunks_exact(config.per_call)
+                        .map(|batch| Prepared::batch(uri.clone(), batch))
+                        .collect::<Result<Vec<_>, String>>()?
+                } else {
+                    pool
+                };
             Ok(Arc::new(Work::Signed { pool, uris: uris.clone() }))
         })
         .collect::<Result<_, String>>()?;

@@ -1293,7 +1293,12 @@ impl Work {
                     r#"{{"from":"{from}","to":{{"client_id":"{to}","bank":"{}"}},"amount_tiyn":{CUSTODIAL_TRANSFER_TIYN}}}"#,
                     BANKS.get(*payee_bank)?
                 );
-                Some(Prepared { uri: uris.get(*payer_bank)?.clone(), body: Bytes::from(body), bank: *payer_bank, payments: 1 })
+                Some(Prepared {
+                    uri: uris.get(*payer_bank)?.clone(),
+                    body: Bytes::from(body),
+                    bank: *payer_bank,
+                    payments: 1,
+                })
             }
         }
     }
@@ -1417,7 +1422,10 @@ impl Pace {
         let Some(rate) = self.rate_per_s else { return 0 };
         let due = (self.window.as_nanos() * u128::from(rate)).div_ceil(1_000_000_000);
         let mine = due.saturating_sub(u128::from(self.offset)).div_ceil(u128::from(self.stride));
-        u64::try_from(mine).unwrap_or(u64::MAX)
+        // In whole calls: a call leaves when its last payment is due, so payments due near
+        // the end whose call would leave after it are not due.
+        let per_request = u128::from(self.per_request);
+        u64::try_from(mine / per_request * per_request).unwrap_or(u64::MAX)
     }
 }
 
@@ -1943,6 +1951,27 @@ mod tests {
         }
         let closed = Pace::new(start, Duration::from_secs(1), None);
         assert_eq!((closed.due(5), closed.due_in_window()), (None, 0));
+    }
+
+    #[test]
+    fn a_call_of_many_payments_is_due_when_its_last_payment_is() {
+        let start = Instant::now();
+        let single = Pace::new(start, Duration::from_secs(1), Some(1_000));
+        let batched = single.batched(10);
+        // Payments stay at 1,000/s: call 0 carries payments 0-9, due with payment 9.
+        assert_eq!(batched.request_due(0), single.due(9));
+        assert_eq!(batched.request_due(3), single.due(39));
+        assert_eq!(batched.payment_due(3, 0), single.due(30));
+        assert_eq!(batched.due_in_window(), single.due_in_window(), "the window counts payments");
+        // Payments due before the end whose call would leave after it are not due.
+        let uneven = Pace::new(start, Duration::from_secs(1), Some(1_005)).batched(10);
+        assert_eq!(uneven.due_in_window(), 1_000);
+        assert!(uneven.request_due(99).is_some_and(|d| d < uneven.end));
+        assert!(uneven.request_due(100).is_some_and(|d| d >= uneven.end));
+        // One payment per call: the call is due with its payment.
+        assert_eq!(single.request_due(7), single.due(7));
+        let closed = Pace::new(start, Duration::from_secs(1), None).batched(10);
+        assert_eq!(closed.request_due(0), None);
     }
 
     #[test]

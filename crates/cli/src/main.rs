@@ -3,6 +3,10 @@
 /// mimalloc instead of glibc's malloc: the payment path allocates and frees many small
 /// buffers on several threads (encodings, hashes, storage keys), and glibc's allocator showed
 /// as about 13% of the CPU in a profile of `dtenge bench`.
+///
+/// Built without transparent huge pages (libmimalloc-sys's `no_thp`, in Cargo.toml): with
+/// them, `dtenge bench --cluster` spent a fifth of the machine zeroing 2 MiB pages faulted in
+/// again and again (ARCHITECTURE.md, "Memory allocator").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -139,6 +139,16 @@ fn cluster_bench_sends_a_tiny_load_across_processes_and_reconciles() {
     assert_eq!(n(&phase["offered_per_s"]), 50);
     assert!(open["cluster_pid"].is_null(), "the bench used the running cluster");
     assert!(cluster.0.try_wait().unwrap().is_none(), "the bench left the cluster running");
+
+    // Calls of ten transfers each (`POST /v1/nodes/{bank}/transactions/batch`): every
+    // transfer answered by itself, counted as a payment.
+    let batched = bench(
+        &dir,
+        &["--per-call", "10", "--payments", &PAYMENTS.to_string(), "--duration-s", "60", "--warmup-s", "0"],
+    );
+    let phase = check(&batched, "calls of ten");
+    let sent = n(&phase["sent"]);
+    assert!(sent > 0 && sent <= PAYMENTS && sent % 10 == 0, "calls of ten: whole calls of the pool, {sent} sent");
     // SIGTERM: the cluster stops its participants.
     let status = cluster.stop().expect("the cluster stops on SIGTERM");
     assert!(status.success(), "the cluster stopped with {status}");

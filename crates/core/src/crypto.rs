@@ -44,7 +44,10 @@ macro_rules! hex_bytes {
         impl Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
                 if s.is_human_readable() {
-                    s.serialize_str(&self.to_hex())
+                    // On the stack: a transaction's JSON has a dozen of these.
+                    let mut text = [0u8; $len * 2];
+                    hex::encode_to_slice(self.0, &mut text).map_err(serde::ser::Error::custom)?;
+                    s.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?)
                 } else {
                     s.serialize_bytes(&self.0)
                 }
@@ -53,8 +56,18 @@ macro_rules! hex_bytes {
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
                 if d.is_human_readable() {
-                    let text = String::deserialize(d)?;
-                    $name::from_hex(&text).map_err(serde::de::Error::custom)
+                    // Decoded from the text the parser holds, without a String of its own.
+                    struct Hex;
+                    impl<'de> serde::de::Visitor<'de> for Hex {
+                        type Value = $name;
+                        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                            write!(f, "{} hex characters", $len * 2)
+                        }
+                        fn visit_str<E: serde::de::Error>(self, text: &str) -> std::result::Result<$name, E> {
+                            $name::from_hex(text).map_err(E::custom)
+                        }
+                    }
+                    d.deserialize_str(Hex)
                 } else {
                     let bytes: Vec<u8> = serde::Deserialize::deserialize(d)?;
                     let array: [u8; $len] = bytes.try_into().map_err(|_| serde::de::Error::custom("wrong length"))?;

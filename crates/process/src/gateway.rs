@@ -17,8 +17,8 @@
 //! - `POST /v1/nodes/{node}/transfers`: a custodial payment to a payee named by address,
 //!   phone or client id (with its bank), found at the directory across the network;
 //! - `POST /v1/nodes/{node}/transactions`: a transfer the client signed itself;
-//! - `POST /v1/nodes/{node}/transactions/batch`: up to [`TRANSACTIONS_PER_CALL_MAX`] of them
-//!   in one call, each answered by itself;
+//! - `POST /v1/nodes/{node}/transactions/batch`: up to
+//!   [`TransactionBatch::TRANSACTIONS_MAX`] of them in one call, each answered by itself;
 //! - `POST /v1/nodes/{node}/registries`: a registry distribution (`from: "own"`: the bank's
 //!   own DT paid out to its clients).
 //!
@@ -64,12 +64,6 @@ use std::time::Duration;
 pub const ANSWER_WAIT_MS: u64 = 10_000;
 /// Most bytes of a request body.
 pub const BODY_BYTES_MAX: usize = 4 << 20;
-/// Most transactions in one call of `POST /v1/nodes/{node}/transactions/batch` (a signed
-/// 2-in-2-out transfer is about 1.3 KB of JSON: 512 fit [`BODY_BYTES_MAX`] with room).
-pub const TRANSACTIONS_PER_CALL_MAX: usize = 512;
-/// Most characters of a batch's idempotency key: each transaction's is the key, `#` and its
-/// index, within the bank's 128.
-pub const BATCH_KEY_LEN_MAX: usize = 120;
 
 #[derive(Clone)]
 pub(crate) struct Node {
@@ -198,23 +192,50 @@ impl<S: Send + Sync, R: serde::de::DeserializeOwned + serde::Serialize> axum::ex
     type Rejection = Response;
 
     async fn from_request(request: Request, _state: &S) -> std::result::Result<Self, Response> {
-        let (parts, body) = request.into_parts();
-        let refused = |e: Error| Failure(e).into_response();
-        let key = dtenge_api::idempotency_key(&parts.headers).map_err(refused)?;
-        if key.is_empty() || key.len() > dtenge_api::platform::IDEM_KEY_LEN_MAX {
-            return Err(refused(Error::malformed(format!(
-                "an idempotency key has 1 to {} characters",
-                dtenge_api::platform::IDEM_KEY_LEN_MAX
-            ))));
-        }
-        let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX).await.map_err(|e| {
-            Failure(Error::new(ErrorCode::LimitExceeded, format!("request body: {e}")))
-                .with_status(StatusCode::PAYLOAD_TOO_LARGE)
-        })?;
-        let (fingerprint, decoded) =
-            dtenge_api::typed_request::<R>(&parts.method, parts.uri.path(), &bytes).map_err(refused)?;
+        let (parts, key, bytes) = key_and_body(request).await?;
+        let (fingerprint, decoded) = dtenge_api::typed_request::<R>(&parts.method, parts.uri.path(), &bytes)
+            .map_err(|e| Failure(e).into_response())?;
         Ok(Keyed(IdemKey { key, fingerprint }, decoded))
     }
+}
+
+/// A batch of signed transfers as its route takes it: the call's idempotency key and the
+/// transactions. The body is parsed once and not fingerprinted whole: each transaction is
+/// kept under a key and a fingerprint of its own ([`TransactionBatch::item_key`]), and writing
+/// hundreds of transactions again as canonical JSON only to hash them cost the API a third of
+/// its time per call.
+struct KeyedBatch(String, TransactionBatch);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for KeyedBatch {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, _state: &S) -> std::result::Result<Self, Response> {
+        let (_, key, bytes) = key_and_body(request).await?;
+        let batch = serde_json::from_slice::<TransactionBatch>(&bytes)
+            .map_err(|e| Failure(Error::malformed(format!("request body: {e}"))).into_response())?;
+        Ok(KeyedBatch(key, batch))
+    }
+}
+
+/// A mutating request's idempotency key (present, of a valid length) and its body (at most
+/// [`BODY_BYTES_MAX`]).
+async fn key_and_body(
+    request: Request,
+) -> std::result::Result<(axum::http::request::Parts, String, axum::body::Bytes), Response> {
+    let (parts, body) = request.into_parts();
+    let refused = |e: Error| Failure(e).into_response();
+    let key = dtenge_api::idempotency_key(&parts.headers).map_err(refused)?;
+    if key.is_empty() || key.len() > dtenge_api::platform::IDEM_KEY_LEN_MAX {
+        return Err(refused(Error::malformed(format!(
+            "an idempotency key has 1 to {} characters",
+            dtenge_api::platform::IDEM_KEY_LEN_MAX
+        ))));
+    }
+    let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX).await.map_err(|e| {
+        Failure(Error::new(ErrorCode::LimitExceeded, format!("request body: {e}")))
+            .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    })?;
+    Ok((parts, key, bytes))
 }
 
 fn central_key(key: IdemKey) -> dtenge_central::IdemKey {
@@ -377,22 +398,14 @@ async fn submit(State(node): State<Node>, P(id): P<String>, Keyed(key, tx): Keye
 /// centre sends when it forwards its clients' payments, as TigerBeetle's clients send
 /// batches. Each transaction is its own payment, answered by itself in the same order (a
 /// receipt or an error), as if each had been posted alone under the key
-/// `<Idempotency-Key>#<index>`; asking again with the same key and body answers each from the
-/// bank's store. At most [`TRANSACTIONS_PER_CALL_MAX`] per call.
-async fn submit_batch(
-    State(node): State<Node>,
-    P(id): P<String>,
-    Keyed(key, batch): Keyed<TransactionBatch>,
-) -> Response {
+/// `<Idempotency-Key>#<index>` ([`TransactionBatch::item_key`]); asking again with the same
+/// key and body answers each from the bank's store. At most
+/// [`TransactionBatch::TRANSACTIONS_MAX`] per call.
+async fn submit_batch(State(node): State<Node>, P(id): P<String>, KeyedBatch(key, batch): KeyedBatch) -> Response {
+    if let Err(e) = batch.check(&key) {
+        return Failure(e).into_response();
+    }
     let count = batch.transactions.len();
-    if count == 0 || count > TRANSACTIONS_PER_CALL_MAX {
-        return Failure(Error::malformed(format!("a batch has 1 to {TRANSACTIONS_PER_CALL_MAX} transactions")))
-            .into_response();
-    }
-    if key.key.len() > BATCH_KEY_LEN_MAX {
-        return Failure(Error::malformed(format!("a batch's idempotency key has 1 to {BATCH_KEY_LEN_MAX} characters")))
-            .into_response();
-    }
     // Staged in one blocking task: the bank's flusher takes them together.
     let staged = blocking({
         let node = node.clone();
@@ -403,14 +416,8 @@ async fn submit_batch(
                 .into_iter()
                 .enumerate()
                 .map(|(index, tx)| {
-                    let item_key = IdemKey {
-                        key: format!("{}#{index}", key.key),
-                        fingerprint: dtenge_core::crypto::hash_parts(b"dtenge/idempotency/batch-item/v1", &[
-                            id.as_bytes(),
-                            &tx.id().0 .0,
-                        ]),
-                    };
-                    stage_signed(handle, id.clone(), tx, item_key)
+                    let (item, fingerprint) = TransactionBatch::item_key(&key, index, &id, &tx);
+                    stage_signed(handle, id.clone(), tx, IdemKey { key: item, fingerprint })
                 })
                 .collect::<Vec<_>>())
         }

@@ -74,6 +74,15 @@ mod tests {
         let _ = |x: crate::types::RegistryLine| {
             let crate::types::RegistryLine { phone: _, client_id: _, bank: _, amount_tiyn: _ } = x;
         };
+        let _ = |x: crate::types::TransactionBatch| {
+            let crate::types::TransactionBatch { transactions: _ } = x;
+        };
+        let _ = |x: crate::types::TransactionBatchReport| {
+            let crate::types::TransactionBatchReport { results: _ } = x;
+        };
+        let _ = |x: crate::types::BatchResult| {
+            let crate::types::BatchResult { receipt: _, error: _ } = x;
+        };
         let _ = |x: crate::types::RegistryRequest| {
             let crate::types::RegistryRequest { from: _, reference: _, lines: _ } = x;
         };

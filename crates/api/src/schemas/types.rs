@@ -134,6 +134,29 @@ pub struct RegistryRequest {
     pub lines: Vec<RegistryLine>,
 }
 
+/// Transfers the clients signed themselves, posted together (1 to 512).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionBatch {
+    pub transactions: Vec<Transaction>,
+}
+
+/// Each transaction of a batch answered by itself, in the batch's order.
+#[derive(Serialize, ToSchema)]
+pub struct TransactionBatchReport {
+    pub results: Vec<BatchResult>,
+}
+
+/// One transaction of a batch: its receipt, or why it was not committed (the error a call of
+/// its own would have answered).
+#[derive(Serialize, ToSchema)]
+pub struct BatchResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Receipt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::error::ErrorBody>,
+}
+
 /// The outcome of one registry line.
 #[derive(Serialize, ToSchema)]
 pub struct RegistryLineResult {
