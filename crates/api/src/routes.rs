@@ -527,7 +527,11 @@ async fn submit_batch(
         .enumerate()
         .map(|(index, tx)| {
             let (key, fingerprint) = TransactionBatch::item_key(&idem.key, index, &node, &tx);
-            app.submit_staged(Some(&Idem { key, fingerprint }), &node, tx)
+            // A panic in the operation is the gateway's bug, answered as `mutate_at_role` does.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                app.submit_staged(Some(&Idem { key, fingerprint }), &node, tx)
+            }))
+            .unwrap_or_else(|_| Err(Error::internal("the operation failed unexpectedly")))
         })
         .collect();
     let results = futures_util::future::join_all(staged.into_iter().map(|staged| {
