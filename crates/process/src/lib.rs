@@ -159,21 +159,15 @@ impl Participant {
                     0 => dtenge_notary_raft::Group::whole(),
                     shards => dtenge_notary_raft::Group::Notary { shards, shard_replicas },
                 };
-                let replica = dtenge_notary_raft::Replica::open(dtenge_notary_raft::ReplicaConfig {
+                let replica = ReplicaOf {
                     id: *id,
                     group,
                     founding: settings.replicas.clone(),
-                    store: store(&dtenge_notary_raft::storage::tables())?,
                     key: settings.key.clone(),
                     senders,
-                    transport: transport.clone(),
-                    snapshot_logs: dtenge_notary_raft::SNAPSHOT_LOGS,
-                })
-                .map_err(|e| failed("the notary replica")(e.to_string()))?;
-                let replica = Arc::new(replica);
-                let serving = replica.clone();
-                threads.serve(&format!("notary-replica-{id}"), inbox, move |envelope| serving.handle(envelope))?;
-                Hosted::Replica(replica)
+                    name: format!("notary-replica-{id}"),
+                };
+                replica.host(store(&dtenge_notary_raft::storage::tables())?, transport.clone(), &mut threads, inbox)?
             }
             RoleId::NotaryShard { shard, replica: number } => {
                 let founding = config
@@ -186,23 +180,15 @@ impl Participant {
                     banks: Default::default(),
                     blocked: Default::default(),
                 };
-                let replica = dtenge_notary_raft::Replica::open(dtenge_notary_raft::ReplicaConfig {
+                let replica = ReplicaOf {
                     id: *number,
                     group: dtenge_notary_raft::Group::Shard(*shard),
                     founding,
-                    store: store(&dtenge_notary_raft::storage::tables())?,
                     key: config.key.clone(),
                     senders,
-                    transport: transport.clone(),
-                    snapshot_logs: dtenge_notary_raft::SNAPSHOT_LOGS,
-                })
-                .map_err(|e| failed("the notary's shard")(e.to_string()))?;
-                let replica = Arc::new(replica);
-                let serving = replica.clone();
-                threads.serve(&format!("notary-shard-{shard}-{number}"), inbox, move |envelope| {
-                    serving.handle(envelope)
-                })?;
-                Hosted::Replica(replica)
+                    name: format!("notary-shard-{shard}-{number}"),
+                };
+                replica.host(store(&dtenge_notary_raft::storage::tables())?, transport.clone(), &mut threads, inbox)?
             }
             RoleId::Central => {
                 let banks = config
@@ -364,6 +350,46 @@ impl Drop for Participant {
 }
 
 /// The custodial keys of accounts opened at this node: from the operating system's entropy.
+/// A replica of one of the notary's Raft groups (the notary's own, or a shard's), as its
+/// process opens it.
+struct ReplicaOf {
+    id: u8,
+    group: dtenge_notary_raft::Group,
+    founding: Vec<u8>,
+    key: dtenge_core::crypto::SecretKey,
+    senders: Senders,
+    /// Its inbox thread's name.
+    name: String,
+}
+
+impl ReplicaOf {
+    /// Open it on its store and serve its inbox.
+    fn host(
+        self,
+        store: Store,
+        transport: Arc<dyn Transport>,
+        threads: &mut Threads,
+        inbox: dtenge_transport::Inbox,
+    ) -> Result<Hosted> {
+        let ReplicaOf { id, group, founding, key, senders, name } = self;
+        let replica = dtenge_notary_raft::Replica::open(dtenge_notary_raft::ReplicaConfig {
+            id,
+            group,
+            founding,
+            store,
+            key,
+            senders,
+            transport,
+            snapshot_logs: dtenge_notary_raft::SNAPSHOT_LOGS,
+        })
+        .map_err(|e| failed(&name)(e.to_string()))?;
+        let replica = Arc::new(replica);
+        let serving = replica.clone();
+        threads.serve(&name, inbox, move |envelope| serving.handle(envelope))?;
+        Ok(Hosted::Replica(replica))
+    }
+}
+
 fn new_key() -> Arc<dyn Fn() -> dtenge_core::crypto::SecretKey + Send + Sync> {
     let entropy = dtenge_env::Entropy::from_os();
     Arc::new(move || dtenge_core::crypto::SecretKey::from_seed(entropy.seed32()))
