@@ -22,6 +22,11 @@
 //! [`a_node_takes_only_its_own_systems`]: a bank's API refuses a caller without a client
 //! certificate, another bank's systems, and its own systems asking about another node.
 //!
+//! [`each_organizations_node_serves_its_own_routes`]: a bank's node answers its systems'
+//! history, accounts, deposits, conversions and redemptions, and central's the operator's
+//! registry, ABS balances, calendar and blocks, each from its own state and the network's
+//! messages.
+//!
 //! Each test is bounded (every wait has a limit) and stops its processes itself.
 
 use dtenge_process::client::{CallError, NodeClient};
@@ -593,6 +598,134 @@ fn a_node_takes_only_its_own_systems() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The lines of a client's history at `node`, newest first.
+fn history(client: &NodeClient, node: &str, id: &str) -> Vec<Value> {
+    let page: Value = client.get(&format!("/v1/nodes/{node}/accounts/{id}/history?limit=100")).unwrap();
+    page["lines"].as_array().unwrap().clone()
+}
+
+#[test]
+fn each_organizations_node_serves_its_own_routes() {
+    let _machine = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let (payers, payees) = fund(&cluster);
+    let steppe = cluster.client("steppe", "api-bank-steppe");
+    let tulpar = cluster.client("tulpar", "api-bank-tulpar");
+    let operator = cluster.client("central", "api-operator-nbk");
+
+    // A payment, then each side's history: the counterparty's bank, and no name of another
+    // bank's client.
+    let paid = json!({"from": payers[0], "to": {"client_id": payees[0], "bank": "tulpar"}, "amount_tiyn": 700});
+    let receipt: Value = steppe.post("/v1/nodes/steppe/transfers", "pay-1", &paid).unwrap();
+    let outgoing = history(&steppe, "steppe", &payers[0]);
+    assert_eq!(outgoing.len(), 2, "the payout and the payment: {outgoing:?}");
+    assert_eq!(outgoing[0]["tx_id"], receipt["tx_id"]);
+    assert_eq!((outgoing[0]["direction"].as_str(), outgoing[0]["amount_tiyn"].as_u64()), (Some("debit"), Some(700)));
+    assert_eq!(outgoing[0]["counterparty_bank"], "tulpar");
+    assert!(outgoing[0]["counterparty_name"].is_null(), "another bank's client is not named: {}", outgoing[0]);
+    // The payout came from the bank's own account: a client of the same bank, named.
+    assert_eq!(outgoing[1]["purpose"], "registry_distribution");
+    assert_eq!(outgoing[1]["counterparty_bank"], "steppe");
+    assert!(outgoing[1]["counterparty_name"].is_string(), "{}", outgoing[1]);
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    let incoming = loop {
+        let lines = history(&tulpar, "tulpar", &payees[0]);
+        if !lines.is_empty() {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "Tulpar did not apply the delivery");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!((incoming[0]["direction"].as_str(), incoming[0]["amount_tiyn"].as_u64()), (Some("credit"), Some(700)));
+    assert_eq!(incoming[0]["counterparty_bank"], "steppe");
+    assert!(incoming[0]["counterparty_name"].is_null());
+    // Every account of the bank, for its back office.
+    let accounts: Vec<Value> = steppe.get("/v1/nodes/steppe/accounts").unwrap();
+    assert_eq!(accounts.len(), CLIENTS + 1, "its clients and its own account");
+
+    // Bank money deposited once per key, then converted to DT and back.
+    let client = &payers[1];
+    let deposit = json!({"amount_tiyn": 5_000});
+    let path = format!("/v1/nodes/steppe/accounts/{client}/deposits");
+    let first: Value = steppe.post(&path, "deposit-1", &deposit).unwrap();
+    let again: Value = steppe.post(&path, "deposit-1", &deposit).unwrap();
+    assert_eq!(first, again, "a repeated key is answered from the memo");
+    assert_eq!(first["fiat_tiyn"], 5_000);
+    let reused = steppe.post::<_, Value>(&path, "deposit-1", &json!({"amount_tiyn": 6_000})).unwrap_err();
+    assert!(reused.body.contains("IDEMPOTENCY_KEY_REUSED"), "{reused}");
+    let to_dt: Value = steppe
+        .post(&format!("/v1/nodes/steppe/accounts/{client}/to-dt"), "to-dt-1", &json!({"amount_tiyn": 3_000}))
+        .unwrap();
+    assert_eq!(
+        (to_dt["purpose"].as_str(), to_dt["to"]["client_id"].as_str()),
+        (Some("conversion_to_dt"), Some(client.as_str()))
+    );
+    let from_dt: Value = steppe
+        .post(&format!("/v1/nodes/steppe/accounts/{client}/from-dt"), "from-dt-1", &json!({"amount_tiyn": 1_000}))
+        .unwrap();
+    assert_eq!(from_dt["purpose"], "conversion_from_dt");
+    let view: Value = steppe.get(&format!("/v1/nodes/steppe/accounts/{client}")).unwrap();
+    assert_eq!(view["balance"]["fiat_tiyn"], 5_000 - 3_000 + 1_000);
+    assert_eq!(view["balance"]["dt_tiyn"], START_TIYN + 3_000 - 1_000);
+    let short = steppe
+        .post::<_, Value>(
+            &format!("/v1/nodes/steppe/accounts/{client}/to-dt"),
+            "to-dt-2",
+            &json!({"amount_tiyn": 1_000_000}),
+        )
+        .unwrap_err();
+    assert!(short.body.contains("INSUFFICIENT_FUNDS"), "{short}");
+
+    // The bank redeems some of its own DT at the NBK: its correspondent account is credited,
+    // and the operator's registry lists it first.
+    let own_before = balance(&steppe, "steppe", "own").0;
+    let redeemed: Value =
+        steppe.post("/v1/nodes/steppe/redemptions", "redeem-1", &json!({"amount_tiyn": 2_000})).unwrap();
+    assert_eq!(redeemed["purpose"], "redemption");
+    assert_eq!(balance(&steppe, "steppe", "own").0, own_before - 2_000);
+    let operations: Vec<Value> = operator.get("/v1/operator/operations?limit=10").unwrap();
+    assert_eq!(operations.len(), 2, "the emission and the redemption: {operations:?}");
+    assert_eq!(
+        (operations[0]["kind"].as_str(), operations[0]["tx_id"].clone()),
+        (Some("redemption"), redeemed["tx_id"].clone())
+    );
+    assert_eq!(operations[1]["kind"], "emission");
+    let abs: BTreeMap<String, i64> = operator.get("/v1/abs/balances").unwrap();
+    assert!(abs.values().any(|tiyn| *tiyn == 2_000), "the correspondent account holds the redemption: {abs:?}");
+
+    // The operator's calendar and decisions.
+    let today: Value = operator.get("/v1/operator/today").unwrap();
+    assert_eq!(today["working"], true, "made working by `fund`: {today}");
+    let year = today["date"].as_str().unwrap()[..4].to_string();
+    let days: Vec<Value> = operator.get(&format!("/v1/operator/calendar/{year}")).unwrap();
+    assert!(days.len() == 365 || days.len() == 366);
+    let blocked: Value =
+        operator.post("/v1/operator/nodes/tulpar/block", "block-1", &json!({"reason": "a test of the block"})).unwrap();
+    assert_eq!(
+        (blocked["blocked"].as_bool(), blocked["block_reason"].as_str()),
+        (Some(true), Some("a test of the block"))
+    );
+    // Answered once every role applied it: a payment to its clients is refused at once.
+    let refused = steppe.post::<_, Value>("/v1/nodes/steppe/transfers", "pay-2", &paid).unwrap_err();
+    assert!(refused.body.contains("BANK_BLOCKED"), "{refused}");
+    let lifted: Value = operator.post("/v1/operator/nodes/tulpar/unblock", "unblock-1", &json!(null)).unwrap();
+    assert_eq!(lifted["blocked"], false);
+    let _: Value = steppe.post("/v1/nodes/steppe/transfers", "pay-3", &paid).unwrap();
+    assert_eq!(balance(&steppe, "steppe", &payers[0]).0, START_TIYN - 1_400);
+    // A bank's systems may not decide for the operator.
+    let at_central = NodeClient::from_files(
+        &format!("https://localhost:{}", cluster.member("central").ports.api.unwrap().port()),
+        &dir.path().join(cluster::CLIENTS_DIR).join("api-bank-steppe"),
+        &dir.path().join("ca/ca.crt.pem"),
+    )
+    .unwrap();
+    let forbidden =
+        at_central.post::<_, Value>("/v1/operator/nodes/tulpar/block", "b", &json!({"reason": "x"})).unwrap_err();
+    assert_eq!(forbidden.status, 403);
+    cluster.reconcile();
 }
 
 /// A fault-injecting TCP proxy on loopback: forwards to `target` until cut; while cut, it ends

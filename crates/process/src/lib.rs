@@ -48,6 +48,8 @@ use std::time::Duration;
 
 /// How often the revocation list file is read again.
 pub const REVOCATION_POLL_MS: u64 = 1_000;
+/// The node API's memo of answers by idempotency key, in the data directory.
+const GATEWAY_DIR: &str = "gateway.db";
 
 /// The role a process runs, open on its store.
 pub enum Hosted {
@@ -274,7 +276,12 @@ impl Participant {
             dtenge_pki::read_revocation_list(&config.revocation_list_der)
                 .map_err(|e| Error::malformed(format!("the revocation list: {e}")))?,
         ));
+        let answers = match &*hosted {
+            Hosted::Bank { .. } => Some(Arc::new(dtenge_api::platform::Answers::open(&config.data.join(GATEWAY_DIR))?)),
+            _ => None,
+        };
         let node = gateway::Node {
+            answers,
             hosted: hosted.clone(),
             clock: Arc::new(system_ms),
             new_key: new_key(),

@@ -10,7 +10,7 @@ use dtenge_core::crypto::SecretKey;
 use dtenge_core::money::Amount;
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
 use dtenge_node::ids::{check_iin_bin, mask_pan, normalize_phone};
-use dtenge_node::{Account, Balance, ClientKind, NodeState};
+use dtenge_node::{Account, Balance, ClientKind, HistoryEntry, NodeState};
 use std::collections::HashSet;
 
 /// Most history lines one page returns.
@@ -93,44 +93,17 @@ impl Platform {
     /// History newest first. Counterparties' names are shown only when they are clients of
     /// the same bank; otherwise only their bank (from the ID center).
     pub fn history(&self, node_id: &str, client_id: &str, offset: usize, limit: usize) -> Result<HistoryPage> {
-        ensure!((1..=HISTORY_PAGE_MAX).contains(&limit), MalformedInput, "limit must be 1 to {HISTORY_PAGE_MAX}");
-        let (page, total) = self.bank(node_id)?.service().read(|node| {
-            let entries = node.history(client_id)?;
-            let page: Vec<_> = entries
-                .iter()
-                .rev()
-                .skip(offset)
-                .take(limit)
-                .map(|e| {
-                    let name = e
-                        .counterparty
-                        .and_then(|a| node.client_of(&a))
-                        .and_then(|c| node.account(c).ok())
-                        .map(|a| a.name.clone());
-                    (e.clone(), name)
-                })
-                .collect();
-            Ok::<_, Error>((page, entries.len()))
-        })?;
+        let (page, total) =
+            self.bank(node_id)?.service().read(|node| history_entries(node, client_id, offset, limit))?;
         let directory = self.assembly.directory();
         let lines = page
             .into_iter()
             .map(|(e, name)| {
                 let bank_id = e.counterparty.and_then(|a| directory.read(|d| d.by_address(&a).map(|l| l.bank.clone())));
                 let same_bank = bank_id.as_deref() == Some(node_id);
-                HistoryLine {
-                    tx_id: e.tx_id,
-                    at_unix_ms: e.at_unix_ms,
-                    purpose: e.purpose,
-                    direction: e.direction,
-                    amount_tiyn: e.amount_tiyn,
-                    counterparty_address: e.counterparty,
-                    counterparty_bank: bank_id
-                        .and_then(|b| self.bank(&b).ok())
-                        .map(|b| b.service().read(|n| n.meta().name.clone())),
-                    counterparty_name: if same_bank { name } else { None },
-                    reference: e.reference,
-                }
+                let bank_name =
+                    bank_id.and_then(|b| self.bank(&b).ok()).map(|b| b.service().read(|n| n.meta().name.clone()));
+                history_line(e, bank_name, if same_bank { name } else { None })
             })
             .collect();
         Ok(HistoryPage { lines, total, offset, limit })
@@ -167,6 +140,50 @@ impl Platform {
             bail!(UnknownAccount, "no digital account is registered with phone {phone}");
         };
         Ok(PhoneLookup { phone, banks, display_name })
+    }
+}
+
+/// A page of `client_id`'s history, newest first (`limit` entries from `offset`), each with
+/// its counterparty's name when the counterparty is a client of this bank too; and how many
+/// entries the history holds. Read under the bank's lock: no one else is asked.
+pub fn history_entries(
+    node: &NodeState,
+    client_id: &str,
+    offset: usize,
+    limit: usize,
+) -> Result<(Vec<(HistoryEntry, Option<String>)>, usize)> {
+    ensure!((1..=HISTORY_PAGE_MAX).contains(&limit), MalformedInput, "limit must be 1 to {HISTORY_PAGE_MAX}");
+    let entries = node.history(client_id)?;
+    let page = entries
+        .iter()
+        .rev()
+        .skip(offset)
+        .take(limit)
+        .map(|e| {
+            let name = e
+                .counterparty
+                .and_then(|a| node.client_of(&a))
+                .and_then(|c| node.account(c).ok())
+                .map(|a| a.name.clone());
+            (e.clone(), name)
+        })
+        .collect();
+    Ok((page, entries.len()))
+}
+
+/// A history line as the API shows it: the counterparty's bank as the caller found it, and its
+/// name only when the caller may show it (a client of the same bank).
+pub fn history_line(entry: HistoryEntry, counterparty_bank: Option<String>, name: Option<String>) -> HistoryLine {
+    HistoryLine {
+        tx_id: entry.tx_id,
+        at_unix_ms: entry.at_unix_ms,
+        purpose: entry.purpose,
+        direction: entry.direction,
+        amount_tiyn: entry.amount_tiyn,
+        counterparty_address: entry.counterparty,
+        counterparty_bank,
+        counterparty_name: name,
+        reference: entry.reference,
     }
 }
 

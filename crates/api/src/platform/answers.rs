@@ -29,7 +29,7 @@ const IN_FLIGHT_MAX: usize = 65_536;
 const ANSWERS: Table = Table("answers");
 const FINGERPRINT_BYTES: usize = 32;
 
-pub(crate) struct Answers {
+pub struct Answers {
     store: Store,
     /// Keys being answered now (shared with their [`KeyInFlight`] guards).
     in_flight: Arc<Mutex<HashSet<String>>>,
@@ -49,13 +49,13 @@ impl Drop for KeyInFlight {
 }
 
 impl Answers {
-    pub(crate) fn open(dir: &Path) -> Result<Answers> {
+    pub fn open(dir: &Path) -> Result<Answers> {
         Ok(Answers { store: Store::open(dir, &[ANSWERS])?, in_flight: Arc::new(Mutex::new(HashSet::new())) })
     }
 
     /// Run `op` at most once per key: a key answered before gets its answer back; a key being
     /// answered right now is `REQUEST_IN_PROGRESS`. Without a key, `op` just runs.
-    pub(crate) fn once<T, F>(&self, idem: Option<Idem>, op: F) -> Result<T>
+    pub fn once<T, F>(&self, idem: Option<Idem>, op: F) -> Result<T>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce(Option<&Idem>) -> Result<T>,
@@ -72,7 +72,7 @@ impl Answers {
 
     /// Take `idem`'s key as in flight until the guard is dropped: `MALFORMED_INPUT` for a key
     /// of the wrong length, `REQUEST_IN_PROGRESS` while it is in flight already.
-    pub(crate) fn enter(&self, idem: &Idem) -> Result<KeyInFlight> {
+    pub fn enter(&self, idem: &Idem) -> Result<KeyInFlight> {
         if idem.key.is_empty() || idem.key.len() > IDEM_KEY_LEN_MAX {
             return Err(Error::malformed(format!("an idempotency key has 1 to {IDEM_KEY_LEN_MAX} characters")));
         }

@@ -196,8 +196,8 @@ fn central_key(idem: Option<&Idem>) -> Result<Option<dtenge_central::IdemKey>> {
 const OWN_DT_CANNOT_PAY: &str = "the bank's own DT cannot pay this conversion: ";
 
 /// The network's words when the bank's own DT cannot pay: a conversion to DT (the bank says
-/// so) or a redemption (`always`).
-fn liquidity(e: Error, always: bool, bank: &str) -> Error {
+/// so) or a redemption (`always`: every `INSUFFICIENT_FUNDS` is the bank's own).
+pub fn liquidity(e: Error, always: bool, bank: &str) -> Error {
     if e.code != ErrorCode::InsufficientFunds {
         return e;
     }

@@ -33,9 +33,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use accounts::{plan_account, view as account_view, HISTORY_PAGE_MAX, NAME_LEN_MAX, OPEN_ACCOUNTS_MAX};
-pub use answers::{KeyInFlight, IDEM_KEY_LEN_MAX};
+pub use accounts::{
+    history_entries, history_line, plan_account, view as account_view, HISTORY_PAGE_MAX, NAME_LEN_MAX,
+    OPEN_ACCOUNTS_MAX,
+};
+pub use answers::{Answers, KeyInFlight, IDEM_KEY_LEN_MAX};
+pub use central::liquidity;
 pub use notifications::NOTICES_KEPT_MAX;
+pub use operator::{block_reason, calendar_year, day_view, decision_applied, nbk_operation, REASON_LEN_MAX};
 pub use payments::{Staged, Submitted, REFERENCE_LEN_MAX, REGISTRY_LINES_MAX};
 pub use programmed::{MARKINGS_PAGE_MAX, SPLIT_LINES_MAX};
 

@@ -13,7 +13,7 @@
 use super::{Idem, NBK_ID};
 use super::{Platform, ANSWER_WAIT};
 use crate::types::{BlockRequest, DayView, Monitoring, NbkOperation, NodeView, Reconciliation};
-use dtenge_central::{CentralFigures, EntryKind, RegistryEntry};
+use dtenge_central::{CentralFigures, CentralService, EntryKind, RegistryEntry};
 use dtenge_core::calendar::Date;
 use dtenge_core::{ensure, Error, ErrorCode, Result};
 use dtenge_node::Purpose;
@@ -32,16 +32,11 @@ impl Platform {
     /// block, so it applies to operations that start after the answer; a payment already past
     /// its checks completes. Repeating it sets the same state (idempotent by its nature).
     pub fn block(&self, _idem: Option<&Idem>, node_id: &str, request: BlockRequest) -> Result<NodeView> {
-        let reason = request.reason.trim().to_string();
-        ensure!(
-            !reason.is_empty() && reason.chars().count() <= REASON_LEN_MAX,
-            MalformedInput,
-            "give a reason of 1 to {REASON_LEN_MAX} characters"
-        );
+        let reason = block_reason(&request)?;
         ensure!(node_id != NBK_ID, Forbidden, "the NBK node cannot be blocked");
         self.bank(node_id)?;
         self.assembly.central().set_blocked(node_id, true, &reason, self.now_ms())?;
-        self.decision_applied()?;
+        decision_applied(self.assembly.central())?;
         // As central has it now: an operator's concurrent decision on the same bank may follow.
         self.node_view(node_id, &self.assembly.central().figures())
     }
@@ -51,38 +46,14 @@ impl Platform {
         ensure!(node_id != NBK_ID, Forbidden, "the NBK node cannot be blocked");
         self.bank(node_id)?;
         self.assembly.central().set_blocked(node_id, false, "", self.now_ms())?;
-        self.decision_applied()?;
+        decision_applied(self.assembly.central())?;
         // As central has it now: an operator's concurrent decision on the same bank may follow.
         self.node_view(node_id, &self.assembly.central().figures())
     }
 
-    /// Wait until every delivery central has sent is acknowledged: the operator's decision it
-    /// just wrote has then been applied by the notary and every bank (each acknowledges a
-    /// delivery once it applied it, in order).
-    fn decision_applied(&self) -> Result<()> {
-        let deadline = Instant::now() + ANSWER_WAIT;
-        while self.assembly.central().outstanding().1 > 0 {
-            if Instant::now() > deadline {
-                return Err(Error::new(
-                    ErrorCode::RequestInProgress,
-                    "central decided; the notary and the banks have not all applied it yet: ask again",
-                ));
-            }
-            std::thread::sleep(POLL);
-        }
-        Ok(())
-    }
-
     /// Every day of a year with its type.
     pub fn calendar_year(&self, year: i32) -> Result<Vec<DayView>> {
-        let central = self.assembly.central();
-        let mut day = Date::new(year, 1, 1)?;
-        let mut days = Vec::with_capacity(366);
-        while day.year == year {
-            days.push(day_view(central.day(day)));
-            day = day.next();
-        }
-        Ok(days)
+        calendar_year(self.assembly.central(), year)
     }
 
     /// Set one day working or not; setting a day back to its default removes the override.
@@ -242,11 +213,53 @@ impl Platform {
     }
 }
 
-fn day_view(day: dtenge_central::DayView) -> DayView {
+/// The reason of a block, trimmed: 1 to [`REASON_LEN_MAX`] characters.
+pub fn block_reason(request: &BlockRequest) -> Result<String> {
+    let reason = request.reason.trim().to_string();
+    ensure!(
+        !reason.is_empty() && reason.chars().count() <= REASON_LEN_MAX,
+        MalformedInput,
+        "give a reason of 1 to {REASON_LEN_MAX} characters"
+    );
+    Ok(reason)
+}
+
+/// Wait until every delivery central has sent is acknowledged: the operator's decision it
+/// just wrote has then been applied by the notary and every bank (each acknowledges a
+/// delivery once it applied it, in order), in this process or across the network.
+pub fn decision_applied(central: &CentralService) -> Result<()> {
+    let deadline = Instant::now() + ANSWER_WAIT;
+    while central.outstanding().1 > 0 {
+        if Instant::now() > deadline {
+            return Err(Error::new(
+                ErrorCode::RequestInProgress,
+                "central decided; the notary and the banks have not all applied it yet: ask again",
+            ));
+        }
+        std::thread::sleep(POLL);
+    }
+    Ok(())
+}
+
+/// Every day of `year` with its type, as central's calendar has it.
+pub fn calendar_year(central: &CentralService, year: i32) -> Result<Vec<DayView>> {
+    let mut day = Date::new(year, 1, 1)?;
+    let mut days = Vec::with_capacity(366);
+    while day.year == year {
+        days.push(day_view(central.day(day)));
+        day = day.next();
+    }
+    assert!(days.len() == 365 || days.len() == 366, "a year has 365 or 366 days");
+    Ok(days)
+}
+
+/// A day of central's calendar as the API shows it.
+pub fn day_view(day: dtenge_central::DayView) -> DayView {
     DayView { date: day.date, working: day.working, overridden: day.overridden }
 }
 
-fn nbk_operation(entry: &RegistryEntry) -> NbkOperation {
+/// An emission or a redemption as the operator's list shows it.
+pub fn nbk_operation(entry: &RegistryEntry) -> NbkOperation {
     NbkOperation {
         seq: entry.number,
         kind: match entry.kind {

@@ -8,7 +8,9 @@
 //! node in the path; central takes NBK operators (`operator:<name>`). Anyone else is refused
 //! `401` (no certificate) or `403` (another client), before anything is read.
 //!
-//! A bank's node:
+//! A bank's node serves its accounts and its clients' payments (below) and their bank money,
+//! conversions and its redemptions (`bank.rs`); central's node serves the NBK's operators
+//! (`central.rs`). A bank's payment routes:
 //! - `POST /v1/nodes/{node}/accounts/bulk`: open accounts (a migration), claimed at the
 //!   directory in one commit, then opened at the bank in one;
 //! - `GET /v1/nodes/{node}/accounts/{client}`: an account with its balances;
@@ -22,20 +24,15 @@
 //! - `POST /v1/nodes/{node}/registries`: a registry distribution (`from: "own"`: the bank's
 //!   own DT paid out to its clients).
 //!
-//! Central's node:
-//! - `POST /v1/abs/correspondent/{node}/credits`: money arrives on a bank's correspondent
-//!   account;
-//! - `POST /v1/nodes/{node}/emissions`: DT issued to a bank's own account against it;
-//! - `GET /v1/operator/figures`: the registry's totals and the DT liability;
-//! - `PUT /v1/operator/calendar/days/{date}`: make a day operational or not (emission and
-//!   redemption run on operational days only).
-//!
 //! Every `POST` takes an `Idempotency-Key`; the role that moves the money keeps it (the payer's
 //! bank, central) and answers a repeat from its store. A payment is answered once the notary
 //! certified it and the payer's bank applied it; the payee's bank applies it from its delivery,
 //! which is resent until acknowledged, so the receipt does not wait for another organization's
 //! node. The receipt names the payee by what the payer gave: the directory tells the payer's
 //! bank where an account is and of what kind, never whose it is.
+
+mod bank;
+mod central;
 
 use crate::Hosted;
 use axum::extract::{Path as P, Request, State};
@@ -45,8 +42,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
 use dtenge_api::types::{
-    AmountRequest, BatchResult, OpenAccount, Receipt, RegistryLineResult, RegistryReport, RegistryRequest,
-    TransactionBatch, TransactionBatchReport, TransferRequest,
+    BatchResult, OpenAccount, Receipt, RegistryLineResult, RegistryReport, RegistryRequest, TransactionBatch,
+    TransactionBatchReport, TransferRequest,
 };
 use dtenge_api::Failure;
 use dtenge_bank::{Committed, IdemKey, Label, Request as BankRequest};
@@ -76,6 +73,9 @@ pub(crate) struct Node {
     /// The revocation list in force (the watcher puts newer ones here): a connection opened
     /// before a revocation is refused from the next request on.
     pub revocations: Arc<parking_lot::RwLock<dtenge_pki::RevocationList>>,
+    /// The node's memo of answers by idempotency key, for the calls its role keeps no key
+    /// for (a deposit of bank money): `gateway.db` in its data directory. A bank's only.
+    pub answers: Option<Arc<dtenge_api::platform::Answers>>,
 }
 
 /// The routes of the role `hosted` runs; `None` for a role whose organization's systems call
@@ -83,18 +83,30 @@ pub(crate) struct Node {
 pub(crate) fn router(node: Node) -> Option<axum::Router> {
     let routes = match &*node.hosted {
         Hosted::Bank { .. } => axum::Router::new()
+            .route("/v1/nodes/{node}/accounts", get(bank::accounts))
             .route("/v1/nodes/{node}/accounts/bulk", post(open_accounts))
             .route("/v1/nodes/{node}/accounts/{client}", get(account))
+            .route("/v1/nodes/{node}/accounts/{client}/history", get(bank::history))
+            .route("/v1/nodes/{node}/accounts/{client}/deposits", post(bank::deposit))
+            .route("/v1/nodes/{node}/accounts/{client}/to-dt", post(bank::to_dt))
+            .route("/v1/nodes/{node}/accounts/{client}/from-dt", post(bank::from_dt))
             .route("/v1/nodes/{node}/accounts/{client}/tokens", get(tokens))
             .route("/v1/nodes/{node}/transfers", post(transfer))
             .route("/v1/nodes/{node}/transactions", post(submit))
             .route("/v1/nodes/{node}/transactions/batch", post(submit_batch))
-            .route("/v1/nodes/{node}/registries", post(registry)),
+            .route("/v1/nodes/{node}/registries", post(registry))
+            .route("/v1/nodes/{node}/redemptions", post(bank::redemption)),
         Hosted::Central(_) => axum::Router::new()
-            .route("/v1/abs/correspondent/{node}/credits", post(credit))
-            .route("/v1/nodes/{node}/emissions", post(emission))
-            .route("/v1/operator/figures", get(figures))
-            .route("/v1/operator/calendar/days/{date}", axum::routing::put(set_day)),
+            .route("/v1/abs/correspondent/{node}/credits", post(central::credit))
+            .route("/v1/abs/balances", get(central::abs_balances))
+            .route("/v1/nodes/{node}/emissions", post(central::emission))
+            .route("/v1/operator/figures", get(central::figures))
+            .route("/v1/operator/operations", get(central::operations))
+            .route("/v1/operator/nodes/{node}/block", post(central::block))
+            .route("/v1/operator/nodes/{node}/unblock", post(central::unblock))
+            .route("/v1/operator/calendar/{year}", get(central::calendar_year))
+            .route("/v1/operator/today", get(central::today))
+            .route("/v1/operator/calendar/days/{date}", axum::routing::put(central::set_day)),
         _ => return None,
     };
     Some(
@@ -551,99 +563,6 @@ async fn registry(
         amount_paid_tiyn,
         results: lines,
     }))
-}
-
-async fn credit(
-    State(node): State<Node>,
-    P(bank_id): P<String>,
-    Keyed(key, request): Keyed<AmountRequest>,
-) -> Response {
-    answer(
-        blocking(move || {
-            let central = central(&node)?;
-            central.credit_correspondent_once(&bank_id, request.amount_tiyn, Some(central_key(key)), (node.clock)())
-        })
-        .await,
-    )
-}
-
-async fn emission(
-    State(node): State<Node>,
-    P(bank_id): P<String>,
-    Keyed(key, request): Keyed<AmountRequest>,
-) -> Response {
-    let staged = blocking({
-        let node = node.clone();
-        move || {
-            let central = central(&node)?;
-            Ok(central.emit(&bank_id, request.amount_tiyn, Some(central_key(key)), (node.clock)()))
-        }
-    })
-    .await;
-    let answer_rx = match staged {
-        Ok(answer_rx) => answer_rx,
-        Err(e) => return Failure(e).into_response(),
-    };
-    let result = blocking(move || match answer_rx.recv_timeout(Duration::from_millis(ANSWER_WAIT_MS)) {
-        Ok(result) => result.map(|e| Emitted {
-            tx_id: e.tx_id,
-            bank: e.bank,
-            amount_tiyn: e.amount,
-            certificate_seq: e.certificate_seq,
-        }),
-        Err(_) => Err(Error::new(
-            ErrorCode::RequestInProgress,
-            "the network has not answered yet; ask again with the same idempotency key",
-        )),
-    })
-    .await;
-    answer(result)
-}
-
-/// An emission, certified and posted (the bank applies it from central's delivery).
-#[derive(serde::Serialize)]
-struct Emitted {
-    tx_id: dtenge_core::token::TxId,
-    bank: String,
-    amount_tiyn: Amount,
-    certificate_seq: u64,
-}
-
-async fn set_day(
-    State(node): State<Node>,
-    P(date): P<String>,
-    Keyed(_key, request): Keyed<dtenge_api::types::DayRequest>,
-) -> Response {
-    answer(
-        blocking(move || {
-            let date: dtenge_core::calendar::Date = date.parse()?;
-            let day = central(&node)?.set_day(date, request.working, (node.clock)())?;
-            Ok(dtenge_api::types::DayView { date: day.date, working: day.working, overridden: day.overridden })
-        })
-        .await,
-    )
-}
-
-/// Central's registry totals and DT liability.
-#[derive(serde::Serialize)]
-struct Figures {
-    issued_tiyn: Amount,
-    redeemed_tiyn: Amount,
-    dt_liability_tiyn: Amount,
-}
-
-async fn figures(State(node): State<Node>) -> Response {
-    answer(
-        blocking(move || {
-            let figures = central(&node)?.figures();
-            Ok(Figures {
-                issued_tiyn: figures.totals.issued,
-                redeemed_tiyn: figures.totals.redeemed,
-                dt_liability_tiyn: figures.dt_liability,
-            })
-        })
-        .await,
-    )
 }
 
 /// The node's API, served over TLS 1.3 with client certificates of the root (each request's

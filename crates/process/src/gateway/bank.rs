@@ -1,0 +1,216 @@
+//! A bank's node: its accounts, its clients' bank money and conversions, and its redemptions
+//! at the NBK. The paths and the JSON are `dtenge up`'s, answered from this node's own state
+//! and over the network's messages, never by reading another organization's store:
+//!
+//! - `GET /v1/nodes/{node}/accounts`: every account of the bank (its back office's view);
+//! - `GET /v1/nodes/{node}/accounts/{client}/history?offset=&limit=`: newest first; a
+//!   counterparty's name only when it is this bank's client too, otherwise its bank's id as
+//!   the directory lists it (a bank learns no other bank's client's name);
+//! - `POST /v1/nodes/{node}/accounts/{client}/deposits`: bank money arrives on a client's
+//!   account (the bank's core banking system's stand-in), answered once per idempotency key
+//!   from the node's memo;
+//! - `POST /v1/nodes/{node}/accounts/{client}/to-dt` and `.../from-dt`: the client's bank
+//!   money to DT and back, against the bank's own DT, keyed at the bank;
+//! - `POST /v1/nodes/{node}/redemptions`: the bank's own DT redeemed at the NBK (its
+//!   correspondent account credited), keyed at the bank, answered once central posted it and
+//!   the bank applied it.
+
+use super::{answer, bank, blocking, committed, Keyed, Node};
+use crate::Hosted;
+use axum::extract::{Path as P, Query, State};
+use axum::response::{IntoResponse, Response};
+use dtenge_api::platform::{history_entries, history_line, Idem};
+use dtenge_api::types::{AccountView, AmountRequest, HistoryPage, Receipt};
+use dtenge_api::Failure;
+use dtenge_bank::{Conversion, Directory as _, IdemKey, Request as BankRequest};
+use dtenge_core::party::Party;
+use dtenge_core::{Amount, Error, ErrorCode, Result};
+use dtenge_node::{Balance, Purpose, OWN_ACCOUNT};
+
+/// History lines a page returns when the caller names no limit.
+const HISTORY_PAGE_DEFAULT: usize = 50;
+
+/// A page of a list: lines to skip (newest first) and lines to return.
+#[derive(serde::Deserialize)]
+pub(super) struct Page {
+    pub(super) offset: Option<usize>,
+    pub(super) limit: Option<usize>,
+}
+
+pub(super) async fn accounts(State(node): State<Node>, P(_id): P<String>) -> Response {
+    answer(
+        blocking(move || {
+            bank(&node)?.service().read(|n| {
+                n.accounts().map(|a| dtenge_api::platform::account_view(n, a)).collect::<Result<Vec<AccountView>>>()
+            })
+        })
+        .await,
+    )
+}
+
+pub(super) async fn history(
+    State(node): State<Node>,
+    P((id, client)): P<(String, String)>,
+    page: std::result::Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let page = match page {
+        Ok(Query(page)) => page,
+        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
+    };
+    let (offset, limit) = (page.offset.unwrap_or(0), page.limit.unwrap_or(HISTORY_PAGE_DEFAULT));
+    answer(
+        blocking(move || {
+            let Hosted::Bank { handle, directory } = &*node.hosted else {
+                return Err(Error::new(ErrorCode::NotFound, "this node runs no bank"));
+            };
+            // Read under the bank's lock; the directory is asked after, all at once.
+            let (entries, total) = handle.service().read(|n| history_entries(n, &client, offset, limit))?;
+            let others: Vec<_> =
+                entries.iter().filter(|(_, name)| name.is_none()).filter_map(|(e, _)| e.counterparty).collect();
+            directory.learn_banks(&others);
+            let lines = entries
+                .into_iter()
+                .map(|(entry, name)| {
+                    let bank_of = match (&name, entry.counterparty) {
+                        (Some(_), _) => Some(id.clone()),
+                        // Known now (learnt above), or not listed: shown without a bank.
+                        (None, Some(address)) => directory.bank_of(&address).ok().flatten(),
+                        (None, None) => None,
+                    };
+                    history_line(entry, bank_of, name)
+                })
+                .collect();
+            Ok(HistoryPage { lines, total, offset, limit })
+        })
+        .await,
+    )
+}
+
+pub(super) async fn deposit(
+    State(node): State<Node>,
+    P((_id, client)): P<(String, String)>,
+    Keyed(key, request): Keyed<AmountRequest>,
+) -> Response {
+    answer(
+        blocking(move || {
+            let handle = bank(&node)?;
+            let answers = node.answers.as_ref().ok_or_else(|| Error::internal("a bank's node keeps its answers"))?;
+            // The bank keeps no key for bank money: the node's memo answers a repeat.
+            let idem = Idem { key: key.key, fingerprint: key.fingerprint };
+            answers.once(Some(idem), |_| {
+                let fiat = handle.service().deposit_fiat(&client, request.amount_tiyn)?;
+                let mut balance: Balance = handle.service().read(|n| n.balance(&client))?;
+                // Another change of the client's money may lie between: the deposit's own answer.
+                balance.fiat_tiyn = fiat;
+                Ok(balance)
+            })
+        })
+        .await,
+    )
+}
+
+pub(super) async fn to_dt(
+    State(node): State<Node>,
+    P((id, client)): P<(String, String)>,
+    Keyed(key, request): Keyed<AmountRequest>,
+) -> Response {
+    convert(node, id, client, key, request.amount_tiyn, Conversion::ToDt).await
+}
+
+pub(super) async fn from_dt(
+    State(node): State<Node>,
+    P((id, client)): P<(String, String)>,
+    Keyed(key, request): Keyed<AmountRequest>,
+) -> Response {
+    convert(node, id, client, key, request.amount_tiyn, Conversion::FromDt).await
+}
+
+/// A client's conversion: DT between the client and the bank's own account, bank money the
+/// other way, in one commit at the bank (which answers a repeated key from its store).
+async fn convert(
+    node: Node,
+    id: String,
+    client: String,
+    key: IdemKey,
+    amount: Amount,
+    direction: Conversion,
+) -> Response {
+    let staged = blocking({
+        let node = node.clone();
+        move || {
+            let handle = bank(&node)?;
+            if client == OWN_ACCOUNT {
+                return Err(Error::new(ErrorCode::Forbidden, "a node converts with the NBK, not with itself"));
+            }
+            let (client_party, own, name) = handle.service().read(|n| {
+                let party = |client_id: &str| {
+                    n.account(client_id).map(|a| Party {
+                        bank: id.clone(),
+                        client_id: client_id.into(),
+                        address: a.address,
+                    })
+                };
+                Ok::<_, Error>((party(&client)?, party(OWN_ACCOUNT)?, n.meta().name.clone()))
+            })?;
+            let answer = handle.submit(BankRequest::Convert { client_id: client, direction, amount }, Some(key));
+            Ok((answer, client_party, own, name))
+        }
+    })
+    .await;
+    let (answer_rx, client_party, own, name) = match staged {
+        Ok(staged) => staged,
+        Err(e) => return Failure(e).into_response(),
+    };
+    let (purpose, from, to) = match direction {
+        Conversion::ToDt => (Purpose::ConversionToDt, own, client_party),
+        Conversion::FromDt => (Purpose::ConversionFromDt, client_party, own),
+    };
+    let result = committed(answer_rx).await.map_err(|e| dtenge_api::platform::liquidity(e, false, &name));
+    answer(result.map(|c| Receipt {
+        tx_id: c.tx_id,
+        purpose,
+        amount_tiyn: amount,
+        from: Some(from),
+        to: Some(to),
+        at_unix_ms: (node.clock)(),
+        abs_posting: None,
+    }))
+}
+
+pub(super) async fn redemption(
+    State(node): State<Node>,
+    P(id): P<String>,
+    Keyed(key, request): Keyed<AmountRequest>,
+) -> Response {
+    let staged = blocking({
+        let node = node.clone();
+        move || {
+            let handle = bank(&node)?;
+            let (own, name) = handle.service().read(|n| {
+                let own = n.account(OWN_ACCOUNT)?;
+                Ok::<_, Error>((
+                    Party { bank: id, client_id: OWN_ACCOUNT.into(), address: own.address },
+                    n.meta().name.clone(),
+                ))
+            })?;
+            // Central refuses a redemption on a non-operational day, or for a blocked bank,
+            // before anything moves; the bank answers a repeated key from its store.
+            Ok((handle.service().redeem(request.amount_tiyn, Some(key), (node.clock)()), own, name))
+        }
+    })
+    .await;
+    let (answer_rx, own, name) = match staged {
+        Ok(staged) => staged,
+        Err(e) => return Failure(e).into_response(),
+    };
+    let result = committed(answer_rx).await.map_err(|e| dtenge_api::platform::liquidity(e, true, &name));
+    answer(result.map(|c| Receipt {
+        tx_id: c.tx_id,
+        purpose: Purpose::Redemption,
+        amount_tiyn: request.amount_tiyn,
+        from: Some(own),
+        to: None,
+        at_unix_ms: (node.clock)(),
+        abs_posting: None,
+    }))
+}
