@@ -143,6 +143,9 @@ impl Platform {
     }
 }
 
+/// A history entry with its counterparty's name, when the bank may show it.
+pub type NamedEntry = (HistoryEntry, Option<String>);
+
 /// A page of `client_id`'s history, newest first (`limit` entries from `offset`), each with
 /// its counterparty's name when the counterparty is a client of this bank too; and how many
 /// entries the history holds. Read under the bank's lock: no one else is asked.
@@ -151,7 +154,7 @@ pub fn history_entries(
     client_id: &str,
     offset: usize,
     limit: usize,
-) -> Result<(Vec<(HistoryEntry, Option<String>)>, usize)> {
+) -> Result<(Vec<NamedEntry>, usize)> {
     ensure!((1..=HISTORY_PAGE_MAX).contains(&limit), MalformedInput, "limit must be 1 to {HISTORY_PAGE_MAX}");
     let entries = node.history(client_id)?;
     let page = entries
