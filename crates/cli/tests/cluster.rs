@@ -699,6 +699,18 @@ fn each_organizations_node_serves_its_own_routes() {
     // The operator's calendar and decisions.
     let today: Value = operator.get("/v1/operator/today").unwrap();
     assert_eq!(today["working"], true, "made working by `fund`: {today}");
+    // On a day made non-operational, central refuses a redemption for good: the bank drops it
+    // and releases what it reserved.
+    let date = today["date"].as_str().unwrap().to_string();
+    let day = format!("/v1/operator/calendar/days/{date}");
+    let _: Value = operator.put(&day, "today-rests", &json!({"working": false})).unwrap();
+    let own_before = balance(&steppe, "steppe", "own");
+    let resting = steppe
+        .post::<_, Value>("/v1/nodes/steppe/redemptions", "redeem-2", &json!({"amount_tiyn": 2_000}))
+        .unwrap_err();
+    assert!(resting.body.contains("NON_WORKING_DAY"), "{resting}");
+    assert_eq!(balance(&steppe, "steppe", "own"), own_before, "nothing moved, nothing reserved");
+    let _: Value = operator.put(&day, "today-works-again", &json!({"working": true})).unwrap();
     let year = today["date"].as_str().unwrap()[..4].to_string();
     let days: Vec<Value> = operator.get(&format!("/v1/operator/calendar/{year}")).unwrap();
     assert!(days.len() == 365 || days.len() == 366);
