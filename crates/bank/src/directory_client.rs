@@ -78,6 +78,12 @@ impl DirectoryClient {
         }
     }
 
+    /// The bank an address is at, if the directory answered it before: asks nothing (a page of
+    /// history shows what [`Directory::learn_banks`] learnt, and no address costs it a wait).
+    pub fn known_bank(&self, address: &Address) -> Option<String> {
+        self.banks_of.lock().get(address).cloned()
+    }
+
     /// Hand the directory's answer to the question waiting for it. `false`: not an answer of
     /// the directory's (the bank's own message), for the bank to handle.
     pub fn take_reply(&self, envelope: &Envelope) -> bool {

@@ -456,6 +456,12 @@ impl BankService {
     }
 
     /// The operator blocked or unblocked a bank: validation follows from the next step on.
+    /// Whether the operator's block of `bank` is in force here (applied from central's
+    /// delivery, or from a revocation).
+    pub fn is_blocked(&self, bank: &str) -> bool {
+        self.anchors.read().blocked.contains(bank)
+    }
+
     pub fn set_blocked(&self, bank: &str, blocked: bool) {
         let mut anchors = self.anchors.write();
         if blocked {

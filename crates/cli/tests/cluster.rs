@@ -628,7 +628,7 @@ fn each_organizations_node_serves_its_own_routes() {
     assert!(outgoing[0]["counterparty_name"].is_null(), "another bank's client is not named: {}", outgoing[0]);
     // The payout came from the bank's own account: a client of the same bank, named.
     assert_eq!(outgoing[1]["purpose"], "registry_distribution");
-    assert_eq!(outgoing[1]["counterparty_bank"], "steppe");
+    assert_eq!(outgoing[1]["counterparty_bank"], "Steppe Bank", "its own bank, by name");
     assert!(outgoing[1]["counterparty_name"].is_string(), "{}", outgoing[1]);
     let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
     let incoming = loop {
@@ -667,6 +667,15 @@ fn each_organizations_node_serves_its_own_routes() {
         .post(&format!("/v1/nodes/steppe/accounts/{client}/from-dt"), "from-dt-1", &json!({"amount_tiyn": 1_000}))
         .unwrap();
     assert_eq!(from_dt["purpose"], "conversion_from_dt");
+    // Asked again with their keys: the same receipts, nothing moved twice.
+    let to_dt_again: Value = steppe
+        .post(&format!("/v1/nodes/steppe/accounts/{client}/to-dt"), "to-dt-1", &json!({"amount_tiyn": 3_000}))
+        .unwrap();
+    assert_eq!(to_dt_again, to_dt);
+    let from_dt_again: Value = steppe
+        .post(&format!("/v1/nodes/steppe/accounts/{client}/from-dt"), "from-dt-1", &json!({"amount_tiyn": 1_000}))
+        .unwrap();
+    assert_eq!(from_dt_again, from_dt);
     let view: Value = steppe.get(&format!("/v1/nodes/steppe/accounts/{client}")).unwrap();
     assert_eq!(view["balance"]["fiat_tiyn"], 5_000 - 3_000 + 1_000);
     assert_eq!(view["balance"]["dt_tiyn"], START_TIYN + 3_000 - 1_000);
@@ -682,9 +691,13 @@ fn each_organizations_node_serves_its_own_routes() {
     // The bank redeems some of its own DT at the NBK: its correspondent account is credited,
     // and the operator's registry lists it first.
     let own_before = balance(&steppe, "steppe", "own").0;
+    let abs_before: BTreeMap<String, i64> =
+        serde_json::from_value(operator.get::<Value>("/v1/abs/balances").unwrap()["balances"].clone()).unwrap();
     let redeemed: Value =
         steppe.post("/v1/nodes/steppe/redemptions", "redeem-1", &json!({"amount_tiyn": 2_000})).unwrap();
-    assert_eq!(redeemed["purpose"], "redemption");
+    assert_eq!((redeemed["purpose"].as_str(), redeemed["amount_tiyn"].as_u64()), (Some("redemption"), Some(2_000)));
+    let again: Value = steppe.post("/v1/nodes/steppe/redemptions", "redeem-1", &json!({"amount_tiyn": 2_000})).unwrap();
+    assert_eq!(again, redeemed, "the same key: the same receipt, redeemed once");
     assert_eq!(balance(&steppe, "steppe", "own").0, own_before - 2_000);
     let operations: Vec<Value> = operator.get("/v1/operator/operations?limit=10").unwrap();
     assert_eq!(operations.len(), 2, "the emission and the redemption: {operations:?}");
@@ -693,8 +706,16 @@ fn each_organizations_node_serves_its_own_routes() {
         (Some("redemption"), redeemed["tx_id"].clone())
     );
     assert_eq!(operations[1]["kind"], "emission");
-    let abs: BTreeMap<String, i64> = operator.get("/v1/abs/balances").unwrap();
-    assert!(abs.values().any(|tiyn| *tiyn == 2_000), "the correspondent account holds the redemption: {abs:?}");
+    let abs: BTreeMap<String, i64> =
+        serde_json::from_value(operator.get::<Value>("/v1/abs/balances").unwrap()["balances"].clone()).unwrap();
+    let moved: Vec<(&String, i64)> =
+        abs.iter().map(|(account, tiyn)| (account, tiyn - abs_before.get(account).copied().unwrap_or(0))).collect();
+    let credited: Vec<_> = moved.iter().filter(|(_, delta)| *delta != 0).collect();
+    assert_eq!(credited.len(), 2, "Steppe's correspondent account and the DT liability: {moved:?}");
+    assert!(
+        credited.iter().any(|(account, delta)| account.contains("steppe") && *delta == 2_000),
+        "Steppe's correspondent account is credited the redemption: {moved:?}"
+    );
 
     // The operator's calendar and decisions.
     let today: Value = operator.get("/v1/operator/today").unwrap();

@@ -41,7 +41,7 @@ pub use answers::{Answers, KeyInFlight, IDEM_KEY_LEN_MAX};
 pub use central::liquidity;
 pub use notifications::NOTICES_KEPT_MAX;
 pub use operator::{block_reason, calendar_year, day_view, decision_applied, nbk_operation, REASON_LEN_MAX};
-pub use payments::{Staged, Submitted, REFERENCE_LEN_MAX, REGISTRY_LINES_MAX};
+pub use payments::{applied_at, Staged, Submitted, REFERENCE_LEN_MAX, REGISTRY_LINES_MAX};
 pub use programmed::{MARKINGS_PAGE_MAX, SPLIT_LINES_MAX};
 
 /// The NBK's node id: its ABS and registry, where emissions and redemptions are recorded.

@@ -443,13 +443,16 @@ impl Platform {
     /// When `client_id`'s bank applied `tx_id` (its history line), or now when the line is
     /// gone from the history kept.
     pub(crate) fn applied_at(&self, node_id: &str, client_id: &str, tx_id: &TxId) -> u64 {
-        let at = self.bank(node_id).ok().and_then(|bank| {
-            bank.service().read(|node| {
-                node.history(client_id).ok()?.iter().rev().find(|e| e.tx_id == *tx_id).map(|e| e.at_unix_ms)
-            })
-        });
+        let at =
+            self.bank(node_id).ok().and_then(|bank| bank.service().read(|node| applied_at(node, client_id, tx_id)));
         at.unwrap_or_else(|| self.now_ms())
     }
+}
+
+/// When `tx_id` was applied to `client_id`'s account, as its history has it: a receipt asked
+/// again under its key shows the same time. `None` when the history no longer holds it.
+pub fn applied_at(node: &dtenge_node::NodeState, client_id: &str, tx_id: &TxId) -> Option<u64> {
+    node.history(client_id).ok()?.iter().rev().find(|e| e.tx_id == *tx_id).map(|e| e.at_unix_ms)
 }
 
 /// One payee per bank other than the payer's `node_id`: a bank applies a delivered

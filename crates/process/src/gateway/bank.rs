@@ -4,11 +4,13 @@
 //!
 //! - `GET /v1/nodes/{node}/accounts`: every account of the bank (its back office's view);
 //! - `GET /v1/nodes/{node}/accounts/{client}/history?offset=&limit=`: newest first; a
-//!   counterparty's name only when it is this bank's client too, otherwise its bank's id as
-//!   the directory lists it (a bank learns no other bank's client's name);
+//!   counterparty's name (and this bank's) only when it is this bank's client too, otherwise
+//!   its bank's id as the directory lists it (a bank learns no other bank's client's name,
+//!   and the nodes' configurations carry no other bank's name);
 //! - `POST /v1/nodes/{node}/accounts/{client}/deposits`: bank money arrives on a client's
 //!   account (the bank's core banking system's stand-in), answered once per idempotency key
-//!   from the node's memo;
+//!   from the node's memo; refused `BANK_BLOCKED` while the operator's block of the bank is
+//!   in force here, as on `up`;
 //! - `POST /v1/nodes/{node}/accounts/{client}/to-dt` and `.../from-dt`: the client's bank
 //!   money to DT and back, against the bank's own DT, keyed at the bank;
 //! - `POST /v1/nodes/{node}/redemptions`: the bank's own DT redeemed at the NBK (its
@@ -50,7 +52,7 @@ pub(super) async fn accounts(State(node): State<Node>, P(_id): P<String>) -> Res
 
 pub(super) async fn history(
     State(node): State<Node>,
-    P((id, client)): P<(String, String)>,
+    P((_id, client)): P<(String, String)>,
     page: std::result::Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let page = match page {
@@ -64,17 +66,21 @@ pub(super) async fn history(
                 return Err(Error::new(ErrorCode::NotFound, "this node runs no bank"));
             };
             // Read under the bank's lock; the directory is asked after, all at once.
-            let (entries, total) = handle.service().read(|n| history_entries(n, &client, offset, limit))?;
+            let (entries, total, own_name) = handle.service().read(|n| {
+                let (entries, total) = history_entries(n, &client, offset, limit)?;
+                Ok::<_, Error>((entries, total, n.meta().name.clone()))
+            })?;
             let others: Vec<_> =
                 entries.iter().filter(|(_, name)| name.is_none()).filter_map(|(e, _)| e.counterparty).collect();
             directory.learn_banks(&others);
             let lines = entries
                 .into_iter()
                 .map(|(entry, name)| {
+                    // This bank by its name; another by its id, as the directory lists it
+                    // (learnt above; an address it did not answer in time is shown without).
                     let bank_of = match (&name, entry.counterparty) {
-                        (Some(_), _) => Some(id.clone()),
-                        // Known now (learnt above), or not listed: shown without a bank.
-                        (None, Some(address)) => directory.bank_of(&address).ok().flatten(),
+                        (Some(_), _) => Some(own_name.clone()),
+                        (None, Some(address)) => directory.known_bank(&address),
                         (None, None) => None,
                     };
                     history_line(entry, bank_of, name)
@@ -98,6 +104,13 @@ pub(super) async fn deposit(
             // The bank keeps no key for bank money: the node's memo answers a repeat.
             let idem = Idem { key: key.key, fingerprint: key.fingerprint };
             answers.once(Some(idem), |_| {
+                // As `up`: a blocked bank takes no deposit (a repeat is answered above).
+                if handle.service().is_blocked(handle.id()) {
+                    return Err(Error::new(
+                        ErrorCode::BankBlocked,
+                        format!("'{}' is blocked by the NBK operator", handle.id()),
+                    ));
+                }
                 let fiat = handle.service().deposit_fiat(&client, request.amount_tiyn)?;
                 let mut balance: Balance = handle.service().read(|n| n.balance(&client))?;
                 // Another change of the client's money may lie between: the deposit's own answer.
@@ -166,15 +179,25 @@ async fn convert(
         Conversion::FromDt => (Purpose::ConversionFromDt, client_party, own),
     };
     let result = committed(answer_rx).await.map_err(|e| dtenge_api::platform::liquidity(e, false, &name));
-    answer(result.map(|c| Receipt {
-        tx_id: c.tx_id,
-        purpose,
-        amount_tiyn: amount,
-        from: Some(from),
-        to: Some(to),
-        at_unix_ms: (node.clock)(),
-        abs_posting: None,
-    }))
+    let client_id = match direction {
+        Conversion::ToDt => to.client_id.clone(),
+        Conversion::FromDt => from.client_id.clone(),
+    };
+    // The time read under the bank's lock: on the blocking pool.
+    answer(
+        blocking(move || {
+            result.map(|c| Receipt {
+                at_unix_ms: applied_at(&node, &client_id, &c.tx_id),
+                tx_id: c.tx_id,
+                purpose,
+                amount_tiyn: amount,
+                from: Some(from),
+                to: Some(to),
+                abs_posting: None,
+            })
+        })
+        .await,
+    )
 }
 
 pub(super) async fn redemption(
@@ -204,13 +227,27 @@ pub(super) async fn redemption(
         Err(e) => return Failure(e).into_response(),
     };
     let result = committed(answer_rx).await.map_err(|e| dtenge_api::platform::liquidity(e, true, &name));
-    answer(result.map(|c| Receipt {
-        tx_id: c.tx_id,
-        purpose: Purpose::Redemption,
-        amount_tiyn: request.amount_tiyn,
-        from: Some(own),
-        to: None,
-        at_unix_ms: (node.clock)(),
-        abs_posting: None,
-    }))
+    answer(
+        blocking(move || {
+            result.map(|c| Receipt {
+                at_unix_ms: applied_at(&node, OWN_ACCOUNT, &c.tx_id),
+                tx_id: c.tx_id,
+                purpose: Purpose::Redemption,
+                amount_tiyn: request.amount_tiyn,
+                from: Some(own),
+                to: None,
+                abs_posting: None,
+            })
+        })
+        .await,
+    )
+}
+
+/// When the bank applied `tx_id` to `client_id`'s account (the same on every answer to the
+/// same key), or now when its history no longer holds it.
+fn applied_at(node: &Node, client_id: &str, tx_id: &dtenge_core::token::TxId) -> u64 {
+    bank(node)
+        .ok()
+        .and_then(|handle| handle.service().read(|n| dtenge_api::platform::applied_at(n, client_id, tx_id)))
+        .unwrap_or_else(|| (node.clock)())
 }

@@ -154,10 +154,11 @@ async fn decide(node: Node, bank_id: String, request: Option<BlockRequest>) -> R
     answer(
         blocking(move || {
             let central = central(&node)?;
+            // The reason first, then the NBK, as `up` checks them.
+            let reason = request.as_ref().map(dtenge_api::platform::block_reason).transpose()?;
             if bank_id == dtenge_api::platform::NBK_ID {
                 return Err(Error::new(ErrorCode::Forbidden, "the NBK node cannot be blocked"));
             }
-            let reason = request.as_ref().map(dtenge_api::platform::block_reason).transpose()?;
             central.set_blocked(&bank_id, reason.is_some(), reason.as_deref().unwrap_or(""), (node.clock)())?;
             dtenge_api::platform::decision_applied(central)?;
             Ok(bank_at_central(central, &bank_id))
@@ -174,7 +175,12 @@ pub(super) async fn block(
     decide(node, bank_id, Some(request)).await
 }
 
-pub(super) async fn unblock(State(node): State<Node>, P(bank_id): P<String>, Keyed(_key, ()): Keyed<()>) -> Response {
+/// Any JSON body, or none, as `up` takes it: an unblock needs nothing but the bank.
+pub(super) async fn unblock(
+    State(node): State<Node>,
+    P(bank_id): P<String>,
+    Keyed(_key, _body): Keyed<serde_json::Value>,
+) -> Response {
     decide(node, bank_id, None).await
 }
 
@@ -218,5 +224,5 @@ pub(super) async fn operations(
 }
 
 pub(super) async fn abs_balances(State(node): State<Node>) -> Response {
-    answer(blocking(move || Ok(central(&node)?.abs_balances())).await)
+    answer(blocking(move || Ok(dtenge_api::AbsBalances { balances: central(&node)?.abs_balances() })).await)
 }
