@@ -39,8 +39,8 @@ pub enum CaCommand {
         /// The participant's role: central, notary, oracle, directory or bank:<id>.
         #[arg(long)]
         role: Option<RoleId>,
-        /// Or an API client of the REST gateway: bank:<node> (that node's systems) or
-        /// operator:<name> (an NBK operator).
+        /// Or an API client of the REST gateway: bank:<node> (that node's systems),
+        /// operator:<name> (an NBK operator) or provider:<id> (an oracle provider).
         #[arg(long, value_name = "CLIENT")]
         api_client: Option<ApiClient>,
         /// Or a REST gateway's TLS server certificate, by the gateway's name (with its --dns

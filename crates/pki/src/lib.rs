@@ -81,12 +81,14 @@ pub enum PkiError {
 
 pub type Result<T> = std::result::Result<T, PkiError>;
 
-/// Who calls the REST API: a bank's systems (for that bank's clients and its own account) or
-/// an NBK operator.
+/// Who calls the REST API: a bank's systems (for that bank's clients and its own account), an
+/// NBK operator, or an oracle provider (a ministry, a tax authority, a contract portal: the
+/// events, invoices and contracts it registers at the oracle's node).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ApiClient {
     Bank(String),
     Operator(String),
+    Provider(String),
 }
 
 impl std::fmt::Display for ApiClient {
@@ -94,6 +96,7 @@ impl std::fmt::Display for ApiClient {
         match self {
             ApiClient::Bank(id) => write!(f, "bank:{id}"),
             ApiClient::Operator(name) => write!(f, "operator:{name}"),
+            ApiClient::Provider(id) => write!(f, "provider:{id}"),
         }
     }
 }
@@ -104,14 +107,15 @@ impl std::str::FromStr for ApiClient {
         let client = match text.split_once(':') {
             Some(("bank", id)) => ApiClient::Bank(id.to_string()),
             Some(("operator", name)) => ApiClient::Operator(name.to_string()),
+            Some(("provider", id)) => ApiClient::Provider(id.to_string()),
             _ => {
                 return Err(PkiError::Certificate(format!(
-                    "API client {text:?} is neither bank:<id> nor operator:<name>"
+                    "API client {text:?} is none of bank:<id>, operator:<name>, provider:<id>"
                 )))
             }
         };
         check_name(match &client {
-            ApiClient::Bank(id) | ApiClient::Operator(id) => id,
+            ApiClient::Bank(id) | ApiClient::Operator(id) | ApiClient::Provider(id) => id,
         })?;
         Ok(client)
     }
@@ -171,7 +175,7 @@ fn check_name(name: &str) -> Result<()> {
 fn check_subject(subject: &Subject) -> Result<()> {
     match subject {
         Subject::Role(RoleId::Bank(id))
-        | Subject::Api(ApiClient::Bank(id) | ApiClient::Operator(id))
+        | Subject::Api(ApiClient::Bank(id) | ApiClient::Operator(id) | ApiClient::Provider(id))
         | Subject::Gateway(id) => check_name(id),
         Subject::Role(_) => Ok(()),
     }
@@ -697,7 +701,7 @@ mod tests {
     #[test]
     fn an_api_client_certificate_names_the_client_and_reads_back() {
         let ca = Authority::create(key(1), NOW_S).unwrap();
-        for text in ["bank:steppe", "operator:aigerim"] {
+        for text in ["bank:steppe", "operator:aigerim", "provider:ministry-of-labour"] {
             let client: ApiClient = text.parse().unwrap();
             assert_eq!(client.to_string(), text);
             let subject = Subject::Api(client);
@@ -715,7 +719,7 @@ mod tests {
             assert_eq!(certified.subject, subject);
             assert_eq!(certified.role(), None, "an API client is not a participant");
         }
-        for bad in ["teller:x", "bank:", "operator:../x", "bank"] {
+        for bad in ["teller:x", "bank:", "operator:../x", "bank", "provider:"] {
             assert!(bad.parse::<ApiClient>().is_err(), "{bad}");
         }
         assert_eq!(subject_from_uri("urn:dtenge:api:bank:sapa"), Some(Subject::Api(ApiClient::Bank("sapa".into()))));
