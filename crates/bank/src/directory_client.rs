@@ -53,9 +53,11 @@ enum Answer {
     Claimed(Option<Error>),
 }
 
-/// A bank's questions to the directory across processes.
+/// A role's questions to the directory across processes: a bank's, or the oracle's (which
+/// finds the parties a provider names by bank and client id).
 pub struct DirectoryClient {
-    bank: String,
+    /// Who asks: the directory answers the envelope's sender.
+    role: RoleId,
     transport: Arc<dyn Transport>,
     /// The next question's number. Drawn from the clock at start, so that an answer to a
     /// question of an earlier run of the process (late on the network) is never taken for one
@@ -66,11 +68,12 @@ pub struct DirectoryClient {
 }
 
 impl DirectoryClient {
-    /// `first_request`: a number no earlier run of this bank's process used (the time in
+    /// `first_request`: a number no earlier run of this process used (the time in
     /// nanoseconds at start serves).
-    pub fn new(bank: &str, transport: Arc<dyn Transport>, first_request: u64) -> DirectoryClient {
+    pub fn new(role: RoleId, transport: Arc<dyn Transport>, first_request: u64) -> DirectoryClient {
+        assert!(matches!(role, RoleId::Bank(_) | RoleId::Oracle), "a bank or the oracle asks the directory");
         DirectoryClient {
-            bank: bank.to_string(),
+            role,
             transport,
             next: AtomicU64::new(first_request),
             waiting: Mutex::new(HashMap::new()),
@@ -173,7 +176,7 @@ impl DirectoryClient {
     }
 
     fn send(&self, message: Message) {
-        let envelope = Envelope { from: RoleId::Bank(self.bank.clone()), to: RoleId::Directory, message };
+        let envelope = Envelope { from: self.role.clone(), to: RoleId::Directory, message };
         // Lost: asked again while waiting.
         let _ = self.transport.send(envelope);
     }
@@ -281,7 +284,7 @@ mod tests {
     fn learning_many_banks_asks_every_question_before_it_waits_for_an_answer() {
         const ADDRESSES: usize = 40;
         let sent = Arc::new(Held(Mutex::new(Vec::new())));
-        let client = Arc::new(DirectoryClient::new("steppe", sent.clone(), 1));
+        let client = Arc::new(DirectoryClient::new(RoleId::Bank("steppe".into()), sent.clone(), 1));
         let addresses: Vec<Address> = (0..ADDRESSES as u8).map(|i| Address(Hash32([i; 32]))).collect();
         // This directory answers only once every question has arrived: a bank asking one at a
         // time would never have them all out, and the directory gives up (the test fails).

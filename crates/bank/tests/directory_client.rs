@@ -63,7 +63,7 @@ fn bank_inbox(net: &Arc<InProcess>, client: Arc<DirectoryClient>) {
 fn questions_are_answered_asked_again_when_lost_and_an_address_is_kept() {
     let net = Arc::new(InProcess::new());
     let taken = directory(&net, 2);
-    let client = Arc::new(DirectoryClient::new("steppe", net.clone(), 1_000));
+    let client = Arc::new(DirectoryClient::new(RoleId::Bank("steppe".into()), net.clone(), 1_000));
     bank_inbox(&net, client.clone());
     // The first two questions are lost: asked again, answered.
     assert_eq!(client.bank_of(&address(1)).unwrap(), Some("tulpar".into()));
@@ -90,7 +90,7 @@ fn a_directory_that_does_not_answer_is_given_up_in_time() {
     let net = Arc::new(InProcess::new());
     // Registered, never answers.
     let _silent = net.register(RoleId::Directory);
-    let client = Arc::new(DirectoryClient::new("steppe", net.clone(), 1));
+    let client = Arc::new(DirectoryClient::new(RoleId::Bank("steppe".into()), net.clone(), 1));
     bank_inbox(&net, client.clone());
     let started = Instant::now();
     let error = client.bank_of(&address(1)).unwrap_err();
@@ -103,7 +103,7 @@ fn a_directory_that_does_not_answer_is_given_up_in_time() {
 #[test]
 fn an_answer_from_another_role_or_to_another_question_is_not_taken() {
     let net = Arc::new(InProcess::new());
-    let client = DirectoryClient::new("steppe", net.clone(), 500);
+    let client = DirectoryClient::new(RoleId::Bank("steppe".into()), net.clone(), 500);
     let listed = Listed { address: address(1), bank: "tulpar".into(), kind: AccountKind::Individual };
     let reply = |from: RoleId, request| Envelope {
         from,

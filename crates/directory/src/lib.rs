@@ -266,12 +266,14 @@ impl DirectoryService {
     }
 
     /// Answer one envelope from a bank: a claim for one of its own accounts, many claims at
-    /// once, a card claim, a lookup. Anything else, or a message from another role, gets no
-    /// answer.
+    /// once, a card claim, a lookup; or the oracle's lookup. Anything else, or a message from
+    /// another role, gets no answer.
     pub fn handle(&self, envelope: Envelope) -> Option<Envelope> {
         let reply = |message| Some(Envelope { from: RoleId::Directory, to: envelope.from.clone(), message });
         match (&envelope.from, &envelope.message) {
-            (RoleId::Bank(_), Message::Lookup(lookup)) => {
+            // The banks, and the oracle: it finds the parties a provider names by bank and
+            // client id (an event's sender and payees), and learns no more than a bank does.
+            (RoleId::Bank(_) | RoleId::Oracle, Message::Lookup(lookup)) => {
                 return reply(Message::LookupReply(LookupReply {
                     request: lookup.request,
                     listed: self.lookup(lookup),
@@ -355,8 +357,13 @@ mod tests {
             Lookup { request: 10, whom: Whom::Client("900101300123".into()), bank: Some("sapa".into()) };
         let reply = directory.handle(from("tulpar", Message::Lookup(at_other_bank)));
         assert_eq!(reply.map(|r| r.message), Some(Message::LookupReply(LookupReply { request: 10, listed: None })));
-        // Only banks ask.
-        let lookup = Lookup { request: 11, whom: Whom::Address(address(1)), bank: None };
+        // The oracle asks too, and is answered the same; no one else is.
+        let lookup = Lookup { request: 11, whom: Whom::Client("900101300123".into()), bank: Some("steppe".into()) };
+        let from_oracle =
+            Envelope { from: RoleId::Oracle, to: RoleId::Directory, message: Message::Lookup(lookup.clone()) };
+        let reply = directory.handle(from_oracle).expect("answered");
+        assert_eq!(reply.to, RoleId::Oracle);
+        assert_eq!(reply.message, Message::LookupReply(LookupReply { request: 11, listed: Some(listed) }));
         let from_notary = Envelope { from: RoleId::Notary, to: RoleId::Directory, message: Message::Lookup(lookup) };
         assert_eq!(directory.handle(from_notary), None);
     }

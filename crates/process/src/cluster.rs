@@ -119,6 +119,8 @@ fn talks_to(from: &RoleId, to: &RoleId) -> bool {
         // The oracle checks the notary's certificates and central's issues: it knows their
         // keys by their certificates.
         (RoleId::Oracle, b) | (b, RoleId::Oracle) if notary(b) || *b == RoleId::Central => true,
+        // The oracle finds the parties a provider names at the directory.
+        (RoleId::Oracle, RoleId::Directory) | (RoleId::Directory, RoleId::Oracle) => true,
         _ => false,
     }
 }

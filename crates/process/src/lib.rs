@@ -231,7 +231,8 @@ impl Participant {
             RoleId::Bank(id) => {
                 let settings =
                     config.bank.as_ref().ok_or_else(|| Error::malformed("a bank needs its [bank] section"))?;
-                let directory = Arc::new(DirectoryClient::new(id, transport.clone(), system_ns()));
+                let directory =
+                    Arc::new(DirectoryClient::new(RoleId::Bank(id.clone()), transport.clone(), system_ns()));
                 let genesis = Genesis {
                     meta: NodeMeta { id: id.clone(), kind: settings.kind, name: settings.name.clone() },
                     node_key: config.key.clone(),

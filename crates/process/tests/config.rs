@@ -57,7 +57,10 @@ fn every_laid_out_file_loads_with_its_peers_keys() {
                 // A bank talks to every other participant but itself.
                 assert_eq!(config.peers.len(), 7);
             }
-            RoleId::Directory => assert!(config.peers.iter().all(|p| matches!(p.role, RoleId::Bank(_)))),
+            // The banks, and the oracle, which finds the parties its providers name.
+            RoleId::Directory => {
+                assert!(config.peers.iter().all(|p| matches!(p.role, RoleId::Bank(_) | RoleId::Oracle)))
+            }
             RoleId::NotaryReplica(n) => {
                 let notary = config.notary.as_ref().expect("a replica's [notary]");
                 assert_eq!(notary.replicas, vec![1, 2, 3]);
