@@ -21,7 +21,7 @@ use dtenge_directory::DirectoryService;
 use dtenge_notary::service::{NotaryService, CHECKPOINT_POLL_MS};
 use dtenge_oracle::service::OracleService;
 use dtenge_transport::{Inbox, Transport};
-use dtenge_wire::Envelope;
+use dtenge_wire::{Envelope, RoleId};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -124,7 +124,19 @@ impl Threads {
         Ok(())
     }
 
-    pub fn oracle(&mut self, oracle: Arc<OracleService>, inbox: Inbox, clock: Clock) -> Result<()> {
+    /// The oracle's inbox. `directory`: the oracle asks the directory over the transport (a
+    /// process of its own) for the parties its providers name, and its answers go there.
+    pub fn oracle(
+        &mut self,
+        oracle: Arc<OracleService>,
+        inbox: Inbox,
+        clock: Clock,
+        directory: Option<Arc<DirectoryClient>>,
+    ) -> Result<()> {
+        let inbox = match directory {
+            Some(directory) => self.dispatch(RoleId::Oracle, "oracle", inbox, directory)?,
+            None => inbox,
+        };
         self.inboxes.push(spawn(
             "inbox:oracle".into(),
             Box::new(move || {
@@ -155,7 +167,7 @@ impl Threads {
             spawn(format!("finish:{}", bank.id()), Box::new(move || finish_in_order(&service, &queue)))?,
         ));
         let inbox = match directory {
-            Some(directory) => self.dispatch(bank, inbox, directory)?,
+            Some(directory) => self.dispatch(bank.service.role(), bank.id(), inbox, directory)?,
             None => inbox,
         };
         let (service, now, flusher) = (bank.service.clone(), clock.clone(), bank.clone());
@@ -177,18 +189,18 @@ impl Threads {
         Ok(())
     }
 
-    /// A thread between the network's inbox and a bank's: the directory's answers go straight
-    /// to the questions waiting for them, the rest on to the bank's inbox. Why not in the
-    /// bank's inbox thread: a bank asks the directory under its own lock (where a payee's
-    /// account is, while it admits a payment), and the inbox thread may be waiting for that
-    /// lock with the answer queued behind it; each would wait for the other until the
-    /// question gave up. Ends when the network's inbox closes, closing the bank's.
-    fn dispatch(&mut self, bank: &BankHandle, inbox: Inbox, directory: Arc<DirectoryClient>) -> Result<Inbox> {
-        let role = bank.service.role();
+    /// A thread between the network's inbox and a role's (a bank's, the oracle's): the
+    /// directory's answers go straight to the questions waiting for them, the rest on to the
+    /// role's inbox. Why not in the role's inbox thread: a bank asks the directory under its
+    /// own lock (where a payee's account is, while it admits a payment), and the inbox thread
+    /// may be waiting for that lock with the answer queued behind it; each would wait for the
+    /// other until the question gave up. Ends when the network's inbox closes, closing the
+    /// role's.
+    fn dispatch(&mut self, role: RoleId, name: &str, inbox: Inbox, directory: Arc<DirectoryClient>) -> Result<Inbox> {
         let local = Arc::new(dtenge_transport::InProcess::new());
         let onward = local.register(role.clone());
         self.inboxes.push(spawn(
-            format!("dispatch:{}", bank.id()),
+            format!("dispatch:{name}"),
             Box::new(move || {
                 for envelope in inbox {
                     if directory.take_reply(&envelope) {

@@ -349,7 +349,7 @@ impl Assembly {
         threads.notary(self.notary.clone(), net.register(RoleId::Notary), replies.clone())?;
         threads.central(self.central.clone(), net.register(RoleId::Central), clock.clone())?;
         threads.directory(self.directory.clone(), net.register(RoleId::Directory), replies)?;
-        threads.oracle(self.oracle.clone(), net.register(RoleId::Oracle), clock.clone())?;
+        threads.oracle(self.oracle.clone(), net.register(RoleId::Oracle), clock.clone(), None)?;
         for bank in &self.banks {
             threads.bank(bank, net.register(bank.service.role()), clock.clone(), None)?;
         }

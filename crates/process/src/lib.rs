@@ -58,7 +58,11 @@ pub enum Hosted {
     Replica(Arc<dtenge_notary_raft::Replica>),
     Central(Arc<CentralService>),
     Directory(Arc<DirectoryService>),
-    Oracle(Arc<OracleService>),
+    Oracle {
+        oracle: Arc<OracleService>,
+        /// Where the oracle finds the parties its providers name.
+        directory: Arc<DirectoryClient>,
+    },
     Bank {
         handle: BankHandle,
         directory: Arc<DirectoryClient>,
@@ -224,9 +228,11 @@ impl Participant {
                     anchors.clone(),
                     transport.clone(),
                 )?);
-                threads.oracle(oracle.clone(), inbox, clock.clone())?;
+                // The parties a provider names by bank and client id are found at the directory.
+                let directory = Arc::new(DirectoryClient::new(RoleId::Oracle, transport.clone(), system_ns()));
+                threads.oracle(oracle.clone(), inbox, clock.clone(), Some(directory.clone()))?;
                 threads.ticker(None, Some(oracle.clone()), Vec::new(), clock)?;
-                Hosted::Oracle(oracle)
+                Hosted::Oracle { oracle, directory }
             }
             RoleId::Bank(id) => {
                 let settings =
@@ -515,7 +521,7 @@ fn block_revoked(hosted: &Hosted, banks: &[(String, u64)], list: &dtenge_pki::Re
             Hosted::Notary(notary) => notary.set_blocked(bank, true),
             Hosted::Replica(replica) => replica.refuse(bank),
             Hosted::Bank { handle, .. } => handle.service().set_blocked(bank, true),
-            Hosted::Central(_) | Hosted::Directory(_) | Hosted::Oracle(_) => {}
+            Hosted::Central(_) | Hosted::Directory(_) | Hosted::Oracle { .. } => {}
         }
     }
 }

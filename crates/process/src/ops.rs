@@ -256,7 +256,7 @@ fn render(sources: &Sources) -> String {
         Hosted::Directory(directory) => {
             metric("dtenge_directory_listings", "gauge", "Accounts listed.", directory.read(|d| d.len()).to_string());
         }
-        Hosted::Oracle(oracle) => {
+        Hosted::Oracle { oracle, .. } => {
             metric(
                 "dtenge_oracle_pending",
                 "gauge",
