@@ -761,6 +761,47 @@ fn each_organizations_node_serves_its_own_routes() {
     cluster.reconcile();
 }
 
+#[test]
+fn the_oracles_node_keeps_the_providers_for_the_operators() {
+    let _machine = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let at_oracle = |client: &str| {
+        NodeClient::from_files(
+            &format!("https://localhost:{}", cluster.member("oracle").ports.api.unwrap().port()),
+            &dir.path().join(cluster::CLIENTS_DIR).join(client),
+            &dir.path().join("ca/ca.crt.pem"),
+        )
+        .unwrap()
+    };
+    let (operator, steppe) = (at_oracle("api-operator-nbk"), at_oracle("api-bank-steppe"));
+    // Its key, for anyone of the network: the one its certificate certifies.
+    let key: Value = steppe.get("/v1/oracle/key").unwrap();
+    let certificate = std::fs::read_to_string(dir.path().join("oracle/node.crt.pem")).unwrap();
+    let certified =
+        dtenge_pki::read_certificate(&dtenge_pki::pem_contents(&certificate, "CERTIFICATE").unwrap()).unwrap();
+    assert_eq!(key["public_key"], json!(certified.key));
+    // The operator registers a provider, once per key.
+    let request = json!({"id": "vehicle-registry", "name": "Vehicle registry", "kind": "vehicle_registry"});
+    let registered: Value = operator.post("/v1/oracle/providers", "provider-1", &request).unwrap();
+    assert_eq!(
+        (registered["id"].as_str(), registered["kind"].as_str()),
+        (Some("vehicle-registry"), Some("vehicle_registry"))
+    );
+    assert!(registered.get("token").is_none(), "a provider calls with its certificate, not a token");
+    let again: Value = operator.post("/v1/oracle/providers", "provider-1", &request).unwrap();
+    assert_eq!(again, registered);
+    let other = json!({"id": "vehicle-registry", "name": "Another", "kind": "vehicle_registry"});
+    let conflict = operator.post::<_, Value>("/v1/oracle/providers", "provider-2", &other).unwrap_err();
+    assert!(conflict.body.contains("CONFLICT"), "{conflict}");
+    let listed: Vec<Value> = operator.get("/v1/oracle/providers").unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], "vehicle-registry");
+    // A bank's systems may not register providers, nor read the registry.
+    assert_eq!(steppe.post::<_, Value>("/v1/oracle/providers", "p", &request).unwrap_err().status, 403);
+    assert_eq!(steppe.get::<Value>("/v1/oracle/providers").unwrap_err().status, 403);
+}
+
 /// A fault-injecting TCP proxy on loopback: forwards to `target` until cut; while cut, it ends
 /// every live connection and drops new ones at once (a partition), until healed.
 struct Proxy {

@@ -258,7 +258,7 @@ fn config_text(
     let _ = writeln!(text, "data = \"data\"");
     let _ = writeln!(text, "listen = \"{}\"", me.ports.listen);
     let _ = writeln!(text, "ops = \"{}\"", me.ports.ops);
-    if let (Some(api), RoleId::Bank(_) | RoleId::Central) = (me.ports.api, &me.member.role) {
+    if let (Some(api), RoleId::Bank(_) | RoleId::Central | RoleId::Oracle) = (me.ports.api, &me.member.role) {
         let _ = writeln!(text, "api = \"{api}\"");
     }
     let _ = writeln!(text, "\n[identity]");

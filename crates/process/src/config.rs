@@ -240,7 +240,7 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
     let listen = address("listen", &file.listen)?;
     let ops = address("ops", &file.ops)?;
     let api = match (&role, &file.api) {
-        (RoleId::Bank(_) | RoleId::Central, Some(text)) => Some(address("api", text)?),
+        (RoleId::Bank(_) | RoleId::Central | RoleId::Oracle, Some(text)) => Some(address("api", text)?),
         (_, Some(_)) => return Err(format!("{role} serves no API of its own: remove `api`")),
         (_, None) => None,
     };

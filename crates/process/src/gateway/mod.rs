@@ -10,7 +10,7 @@
 //!
 //! A bank's node serves its accounts and its clients' payments (below) and their bank money,
 //! conversions and its redemptions (`bank.rs`); central's node serves the NBK's operators
-//! (`central.rs`). A bank's payment routes:
+//! (`central.rs`); the oracle's, its key and its provider registry (`oracle.rs`). A bank's payment routes:
 //! - `POST /v1/nodes/{node}/accounts/bulk`: open accounts (a migration), claimed at the
 //!   directory in one commit, then opened at the bank in one;
 //! - `GET /v1/nodes/{node}/accounts/{client}`: an account with its balances;
@@ -33,6 +33,7 @@
 
 mod bank;
 mod central;
+mod oracle;
 
 use crate::Hosted;
 use axum::extract::{Path as P, Request, State};
@@ -79,7 +80,7 @@ pub(crate) struct Node {
 }
 
 /// The routes of the role `hosted` runs; `None` for a role whose organization's systems call
-/// nothing on it (the notary, the directory, the oracle: their clients are the other roles).
+/// nothing on it (the notary, the directory: their clients are the other roles).
 pub(crate) fn router(node: Node) -> Option<axum::Router> {
     let routes = match &*node.hosted {
         Hosted::Bank { .. } => axum::Router::new()
@@ -107,6 +108,9 @@ pub(crate) fn router(node: Node) -> Option<axum::Router> {
             .route("/v1/operator/calendar/{year}", get(central::calendar_year))
             .route("/v1/operator/today", get(central::today))
             .route("/v1/operator/calendar/days/{date}", axum::routing::put(central::set_day)),
+        Hosted::Oracle { .. } => axum::Router::new()
+            .route("/v1/oracle/key", get(oracle::key))
+            .route("/v1/oracle/providers", get(oracle::providers).post(oracle::register_provider)),
         _ => return None,
     };
     Some(
@@ -149,6 +153,10 @@ async fn authorize(State(node): State<Node>, request: Request, next: Next) -> Re
             id == handle.id() && path_node(request.uri().path()).is_none_or(|n| n == handle.id())
         }
         (Hosted::Central(_), Subject::Api(ApiClient::Operator(_))) => true,
+        // Its key for anyone of the network; its provider registry for NBK operators.
+        (Hosted::Oracle { .. }, Subject::Api(client)) => {
+            request.uri().path() == "/v1/oracle/key" || matches!(client, ApiClient::Operator(_))
+        }
         _ => false,
     };
     if !allowed {
