@@ -25,7 +25,8 @@
 //! [`each_organizations_node_serves_its_own_routes`]: a bank's node answers its systems'
 //! history, accounts, deposits, conversions and redemptions, and central's the operator's
 //! registry, ABS balances, calendar and blocks, each from its own state and the network's
-//! messages.
+//! messages. [`the_oracles_node_keeps_the_providers_for_the_operators`]: the oracle's node
+//! answers its key to anyone of the network and keeps the provider registry for operators.
 //!
 //! Each test is bounded (every wait has a limit) and stops its processes itself.
 
