@@ -30,6 +30,14 @@ use std::time::Duration;
 /// How long an idle flusher sleeps before it looks at the stop flag again.
 const FLUSHER_IDLE_MS: u64 = 50;
 
+/// A role's questions to other roles in processes of their own, whose answers its inbox
+/// hands over (`Threads::dispatch`): the directory's, and for a bank the oracle's.
+#[derive(Clone)]
+pub struct Asks {
+    pub directory: Arc<DirectoryClient>,
+    pub oracle: Option<Arc<dtenge_oracle::client::OracleClient>>,
+}
+
 /// The running threads of one or more roles.
 pub struct Threads {
     stop: Arc<AtomicBool>,
@@ -124,17 +132,11 @@ impl Threads {
         Ok(())
     }
 
-    /// The oracle's inbox. `directory`: the oracle asks the directory over the transport (a
+    /// The oracle's inbox. `asks`: the oracle asks the directory over the transport (a
     /// process of its own) for the parties its providers name, and its answers go there.
-    pub fn oracle(
-        &mut self,
-        oracle: Arc<OracleService>,
-        inbox: Inbox,
-        clock: Clock,
-        directory: Option<Arc<DirectoryClient>>,
-    ) -> Result<()> {
-        let inbox = match directory {
-            Some(directory) => self.dispatch(RoleId::Oracle, "oracle", inbox, directory)?,
+    pub fn oracle(&mut self, oracle: Arc<OracleService>, inbox: Inbox, clock: Clock, asks: Option<Asks>) -> Result<()> {
+        let inbox = match asks {
+            Some(asks) => self.dispatch(RoleId::Oracle, "oracle", inbox, asks)?,
             None => inbox,
         };
         self.inboxes.push(spawn(
@@ -148,15 +150,10 @@ impl Threads {
         Ok(())
     }
 
-    /// A bank's inbox, finisher and flusher. `directory`: the bank asks the directory over
-    /// the transport (a process of its own), and its inbox hands the directory's answers there.
-    pub fn bank(
-        &mut self,
-        bank: &BankHandle,
-        inbox: Inbox,
-        clock: Clock,
-        directory: Option<Arc<DirectoryClient>>,
-    ) -> Result<()> {
+    /// A bank's inbox, finisher and flusher. `asks`: the bank asks the directory and the
+    /// oracle over the transport (processes of their own), and its inbox hands their answers
+    /// there.
+    pub fn bank(&mut self, bank: &BankHandle, inbox: Inbox, clock: Clock, asks: Option<Asks>) -> Result<()> {
         // The bank's inbox goes on with the next message while a step's commit is written;
         // its finisher waits for each commit, in order, and then sends what it owes.
         let finisher = Arc::new(dtenge_sync::Queue::new(dtenge_bank::FINISH_QUEUE_MAX));
@@ -166,8 +163,8 @@ impl Threads {
             finisher,
             spawn(format!("finish:{}", bank.id()), Box::new(move || finish_in_order(&service, &queue)))?,
         ));
-        let inbox = match directory {
-            Some(directory) => self.dispatch(bank.service.role(), bank.id(), inbox, directory)?,
+        let inbox = match asks {
+            Some(asks) => self.dispatch(bank.service.role(), bank.id(), inbox, asks)?,
             None => inbox,
         };
         let (service, now, flusher) = (bank.service.clone(), clock.clone(), bank.clone());
@@ -190,20 +187,22 @@ impl Threads {
     }
 
     /// A thread between the network's inbox and a role's (a bank's, the oracle's): the
-    /// directory's answers go straight to the questions waiting for them, the rest on to the
+    /// directory's and the oracle's answers go straight to the questions waiting for them, the rest on to the
     /// role's inbox. Why not in the role's inbox thread: a bank asks the directory under its
     /// own lock (where a payee's account is, while it admits a payment), and the inbox thread
     /// may be waiting for that lock with the answer queued behind it; each would wait for the
     /// other until the question gave up. Ends when the network's inbox closes, closing the
     /// role's.
-    fn dispatch(&mut self, role: RoleId, name: &str, inbox: Inbox, directory: Arc<DirectoryClient>) -> Result<Inbox> {
+    fn dispatch(&mut self, role: RoleId, name: &str, inbox: Inbox, asks: Asks) -> Result<Inbox> {
         let local = Arc::new(dtenge_transport::InProcess::new());
         let onward = local.register(role.clone());
         self.inboxes.push(spawn(
             format!("dispatch:{name}"),
             Box::new(move || {
                 for envelope in inbox {
-                    if directory.take_reply(&envelope) {
+                    if asks.directory.take_reply(&envelope)
+                        || asks.oracle.as_ref().is_some_and(|oracle| oracle.take_reply(&envelope))
+                    {
                         continue;
                     }
                     push_waiting(&local, envelope);

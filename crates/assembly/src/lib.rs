@@ -31,7 +31,7 @@ mod reconcile;
 // The threads that run a role, on any transport.
 mod host;
 pub use cards::{AtmWithdrawal, CardPurchase, VoucherReceipt};
-pub use host::Threads;
+pub use host::{Asks, Threads};
 pub use reconcile::AtSeq;
 
 use crossbeam_channel::Sender;

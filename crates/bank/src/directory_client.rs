@@ -18,12 +18,10 @@
 use crate::{Directory, Found, Who};
 use dtenge_core::crypto::Address;
 use dtenge_core::{Error, ErrorCode, Result};
-use dtenge_sync::oneshot;
-use dtenge_transport::Transport;
+use dtenge_transport::{Questions, Transport};
 use dtenge_wire::{Claim, ClaimMany, Envelope, Listed, Lookup, Message, RoleId, Whom};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,14 +54,7 @@ enum Answer {
 /// A role's questions to the directory across processes: a bank's, or the oracle's (which
 /// finds the parties a provider names by bank and client id).
 pub struct DirectoryClient {
-    /// Who asks: the directory answers the envelope's sender.
-    role: RoleId,
-    transport: Arc<dyn Transport>,
-    /// The next question's number. Drawn from the clock at start, so that an answer to a
-    /// question of an earlier run of the process (late on the network) is never taken for one
-    /// of this run's.
-    next: AtomicU64,
-    waiting: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
+    questions: Questions<Answer>,
     banks_of: Mutex<HashMap<Address, String>>,
 }
 
@@ -72,11 +63,9 @@ impl DirectoryClient {
     /// nanoseconds at start serves).
     pub fn new(role: RoleId, transport: Arc<dyn Transport>, first_request: u64) -> DirectoryClient {
         assert!(matches!(role, RoleId::Bank(_) | RoleId::Oracle), "a bank or the oracle asks the directory");
+        let again = Duration::from_millis(ASK_AGAIN_AFTER_MS);
         DirectoryClient {
-            role,
-            transport,
-            next: AtomicU64::new(first_request),
-            waiting: Mutex::new(HashMap::new()),
+            questions: Questions::new(role, RoleId::Directory, transport, first_request, QUESTIONS_MAX, again),
             banks_of: Mutex::new(HashMap::new()),
         }
     }
@@ -95,14 +84,7 @@ impl DirectoryClient {
             Message::ClaimManyReply(reply) => (reply.request, Answer::Claimed(reply.refused.clone())),
             _ => return false,
         };
-        if envelope.from != RoleId::Directory {
-            // Only the directory answers these; anyone else's is dropped, unread.
-            return true;
-        }
-        if let Some(waiting) = self.waiting.lock().remove(&request) {
-            // The asker gave up already: nobody to tell.
-            let _ = waiting.send(answer);
-        }
+        self.questions.answer(&envelope.from, request, answer);
         true
     }
 
@@ -134,61 +116,9 @@ impl DirectoryClient {
     /// Send the question `message(number)` and wait for its answer, asking again while none
     /// comes, at most `wait_ms`.
     fn ask(&self, message: impl Fn(u64) -> Message, wait_ms: u64) -> Result<Answer> {
-        let asked = self.send_question(&message)?;
-        self.wait_answer(asked, &message, Instant::now() + Duration::from_millis(wait_ms))
+        self.questions.ask(message, Duration::from_millis(wait_ms)).ok_or_else(unanswered)
     }
 
-    /// Number the question, note who waits for its answer, and send it (a question lost on
-    /// the way is sent again by [`DirectoryClient::wait_answer`]).
-    fn send_question(&self, message: &impl Fn(u64) -> Message) -> Result<Asked> {
-        let request = self.next.fetch_add(1, Ordering::Relaxed);
-        let (sender, receiver) = oneshot::channel();
-        {
-            let mut waiting = self.waiting.lock();
-            if waiting.len() >= QUESTIONS_MAX {
-                return Err(Error::new(ErrorCode::RequestInProgress, "too many questions wait for the directory"));
-            }
-            waiting.insert(request, sender);
-        }
-        self.send(message(request));
-        Ok(Asked { request, receiver })
-    }
-
-    /// Wait for a question's answer until `deadline`, sending it again every
-    /// [`ASK_AGAIN_AFTER_MS`] while none comes.
-    fn wait_answer(&self, asked: Asked, message: &impl Fn(u64) -> Message, deadline: Instant) -> Result<Answer> {
-        let Asked { request, receiver } = asked;
-        let answer = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break None;
-            }
-            match receiver.recv_timeout(left.min(Duration::from_millis(ASK_AGAIN_AFTER_MS))) {
-                Ok(answer) => break Some(answer),
-                Err(dtenge_sync::RecvTimeoutError::Timeout) => self.send(message(request)),
-                Err(dtenge_sync::RecvTimeoutError::Disconnected) => break None,
-            }
-        };
-        self.waiting.lock().remove(&request);
-        answer.ok_or_else(|| {
-            Error::new(ErrorCode::RequestInProgress, "the directory has not answered in time; ask again")
-        })
-    }
-
-    fn send(&self, message: Message) {
-        let envelope = Envelope { from: self.role.clone(), to: RoleId::Directory, message };
-        // Lost: asked again while waiting.
-        let _ = self.transport.send(envelope);
-    }
-}
-
-/// A question sent, waiting for its answer.
-struct Asked {
-    request: u64,
-    receiver: oneshot::Receiver<Answer>,
-}
-
-impl DirectoryClient {
     fn keep(&self, address: Address, bank: &str) {
         let mut banks_of = self.banks_of.lock();
         if banks_of.len() >= ADDRESSES_KEPT_MAX {
@@ -196,6 +126,11 @@ impl DirectoryClient {
         }
         banks_of.insert(address, bank.to_string());
     }
+}
+
+/// No answer in time (or too many questions wait): the call may be made again.
+fn unanswered() -> Error {
+    Error::new(ErrorCode::RequestInProgress, "the directory has not answered in time; ask again")
 }
 
 impl Directory for DirectoryClient {
@@ -216,14 +151,14 @@ impl Directory for DirectoryClient {
                 round.iter().map(|address| (*address, lookup_of(Whom::Address(*address)))).collect();
             let mut asked = Vec::with_capacity(questions.len());
             for (address, message) in &questions {
-                match self.send_question(message) {
+                match self.questions.send(message) {
                     Ok(question) => asked.push((*address, message, question)),
                     // Too many questions wait: the rest are asked when their payments need them.
                     Err(_) => break,
                 }
             }
             for (address, message, question) in asked {
-                if let Ok(Answer::Listed(Some(listed))) = self.wait_answer(question, message, deadline) {
+                if let Some(Answer::Listed(Some(listed))) = self.questions.wait(question, message, deadline) {
                     if listed.address == address {
                         self.keep(listed.address, &listed.bank);
                     }
@@ -322,6 +257,6 @@ mod tests {
             assert_eq!(client.bank_of(address).unwrap().as_deref(), Some(expected));
         }
         assert!(sent.0.lock().is_empty(), "nothing asked twice");
-        assert!(client.waiting.lock().is_empty(), "no question left waiting");
+        assert_eq!(client.questions.waiting(), 0, "no question left waiting");
     }
 }

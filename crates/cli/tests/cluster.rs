@@ -803,6 +803,117 @@ fn the_oracles_node_keeps_the_providers_for_the_operators() {
     assert_eq!(steppe.get::<Value>("/v1/oracle/providers").unwrap_err().status, 403);
 }
 
+/// The DT a holding event pays its payee: 500.00 KZT.
+const EVENT_TIYN: u64 = 50_000;
+
+/// `name`'s account view at `node`: its DT, what of it is held, and what it may spend.
+fn held(client: &NodeClient, node: &str, id: &str) -> (u64, u64) {
+    let view: Value = client.get(&format!("/v1/nodes/{node}/accounts/{id}")).unwrap();
+    let b = &view["balance"];
+    (b["dt_tiyn"].as_u64().unwrap(), b["dt_held_tiyn"].as_u64().unwrap())
+}
+
+/// Holding across processes (SPEC §5.1): a provider, with its own certificate, registers an
+/// event at the oracle's node; the sender's bank holds its client's funds, asking the oracle
+/// over the network whether it may; the provider reports the occurrence and the payee's bank
+/// receives the funds. Each bank learns only its own clients' ids, and a bank no client of
+/// which is a party learns nothing of the event.
+#[test]
+fn a_hold_across_processes_is_released_when_the_provider_reports() {
+    let _machine = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let (payers, payees) = fund(&cluster);
+    let (sender, payee) = (&payers[0], &payees[0]);
+    // The NBK registers the provider and its CA certifies it.
+    let operator = cluster.client("oracle", "api-operator-nbk");
+    let provider_request = json!({"id": "vehicle-registry", "name": "Vehicle registry", "kind": "vehicle_registry"});
+    let _: Value = operator.post("/v1/oracle/providers", "provider-1", &provider_request).unwrap();
+    let issued = Command::new(env!("CARGO_BIN_EXE_dtenge"))
+        .args(["ca", "--dir"])
+        .arg(dir.path().join("ca"))
+        .args(["issue", "--api-client", "provider:vehicle-registry", "--out"])
+        .arg(dir.path().join(cluster::CLIENTS_DIR))
+        .output()
+        .unwrap();
+    assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
+    let provider = cluster.client("oracle", "api-provider-vehicle-registry");
+    let request = json!({
+        "reference": "VIN-KZ-0001",
+        "kind": "single",
+        "sender": {"bank": "steppe", "client_id": sender},
+        "payees": [{"bank": "tulpar", "client_id": payee, "amount_tiyn": EVENT_TIYN}],
+        "valid_for_ms": 3_600_000,
+    });
+    // Only a provider registers events; a bank's systems may read them.
+    let steppe_at_oracle = cluster.client("oracle", "api-bank-steppe");
+    assert_eq!(steppe_at_oracle.post::<_, Value>("/v1/oracle/events", "e", &request).unwrap_err().status, 403);
+    let event: Value = provider.post("/v1/oracle/events", "event-1", &request).unwrap();
+    let id = event["id"].as_str().unwrap().to_string();
+    assert_eq!(event["status"], "registered", "{event}");
+    assert_eq!(event["terms"]["sender"]["client_id"], json!(sender), "the oracle keeps the ids it was given");
+    assert_eq!(event["terms"]["payees"][0]["client_id"], json!(payee));
+    let again: Value = provider.post("/v1/oracle/events", "event-1", &request).unwrap();
+    assert_eq!(again["id"], json!(id), "the same key answers the same event");
+    // The payee's bank may not hold its event, and a bank no client of which is a party does
+    // not learn that it exists.
+    let (steppe, tulpar) = (cluster.client("steppe", "api-bank-steppe"), cluster.client("tulpar", "api-bank-tulpar"));
+    let sapa = cluster.client("sapa", "api-bank-sapa");
+    let hold = json!({"event_id": id});
+    let refused = tulpar.post::<_, Value>("/v1/nodes/tulpar/holds", "hold-t", &hold).unwrap_err();
+    assert_eq!(refused.status, 403, "{refused}");
+    let unknown = sapa.post::<_, Value>("/v1/nodes/sapa/holds", "hold-s", &hold).unwrap_err();
+    assert_eq!(unknown.status, 404, "{unknown}");
+    // The sender's bank holds; answered once the oracle applied it.
+    let receipt: Value = steppe.post("/v1/nodes/steppe/holds", "hold-1", &hold).unwrap();
+    assert_eq!(receipt["event"]["status"], "held", "{receipt}");
+    assert_eq!(receipt["event"]["held_tiyn"], EVENT_TIYN);
+    assert!(!receipt["records"].as_array().unwrap().is_empty(), "the hold's signed records: {receipt}");
+    assert_eq!(receipt["event"]["terms"]["sender"]["client_id"], json!(sender));
+    assert_eq!(receipt["event"]["terms"]["payees"][0]["client_id"], "", "another bank's client is not named");
+    let repeated: Value = steppe.post("/v1/nodes/steppe/holds", "hold-1", &hold).unwrap();
+    assert_eq!(repeated["tx_id"], receipt["tx_id"], "the same key answers the same hold");
+    assert_eq!(held(&steppe, "steppe", sender), (START_TIYN, EVENT_TIYN));
+    let views: Vec<Value> = steppe.get(&format!("/v1/nodes/steppe/accounts/{sender}/holds")).unwrap();
+    assert_eq!(views.len(), 1);
+    assert_eq!((views[0]["role"].as_str(), views[0]["status"].as_str()), (Some("sender"), Some("held")));
+    // The provider reports the occurrence: released to the payee.
+    let occurred = json!({"occurrence_id": "transfer-1", "outcome": "occurred"});
+    let path = format!("/v1/oracle/events/{id}/occurrences");
+    let released: Value = provider.post(&path, "occurrence-1", &occurred).unwrap();
+    assert_eq!(released["event"]["status"], "completed", "{released}");
+    assert_eq!(released["event"]["released_tiyn"], EVENT_TIYN);
+    assert_eq!(released["repeated"], false);
+    let repeated: Value = provider.post(&path, "occurrence-2", &occurred).unwrap();
+    assert_eq!((repeated["repeated"].as_bool(), &repeated["tx_id"]), (Some(true), &released["tx_id"]));
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    while held(&tulpar, "tulpar", payee).0 != EVENT_TIYN {
+        assert!(Instant::now() < deadline, "Tulpar's node did not apply the release");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(held(&steppe, "steppe", sender), (START_TIYN - EVENT_TIYN, 0));
+    let views: Vec<Value> = tulpar.get(&format!("/v1/nodes/tulpar/accounts/{payee}/holds")).unwrap();
+    assert_eq!((views[0]["role"].as_str(), views[0]["status"].as_str()), (Some("payee"), Some("completed")));
+    // What the oracle told each bank, its own clients named.
+    let told: Value = tulpar.get("/v1/nodes/tulpar/notifications").unwrap();
+    let released_to = told["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "funds_released" && n["subject_id"] == json!(id))
+        .unwrap_or_else(|| panic!("no release told to Tulpar: {told}"));
+    assert_eq!(released_to["client_id"], json!(payee));
+    let told_sapa: Value = sapa.get("/v1/nodes/sapa/notifications").unwrap();
+    assert_eq!(told_sapa["total"], 0, "{told_sapa}");
+    // Anyone of the network reads the event and its history at the oracle.
+    let seen: Value = steppe_at_oracle.get(&format!("/v1/oracle/events/{id}")).unwrap();
+    assert_eq!(seen["status"], "completed");
+    assert!(seen["records"].as_array().unwrap().len() >= 3, "registered, held, released: {seen}");
+    let listed: Value = steppe_at_oracle.get("/v1/oracle/events?status=completed").unwrap();
+    assert_eq!(listed["total"], 1, "{listed}");
+    cluster.reconcile();
+}
+
 /// A fault-injecting TCP proxy on loopback: forwards to `target` until cut; while cut, it ends
 /// every live connection and drops new ones at once (a partition), until healed.
 struct Proxy {

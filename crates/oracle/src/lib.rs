@@ -58,6 +58,7 @@ pub const TABLES: [Table; 10] = [
     contract::USES_TABLE,
 ];
 
+pub mod client;
 pub mod contract;
 pub mod marking;
 pub mod service;

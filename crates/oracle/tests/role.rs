@@ -11,13 +11,14 @@ use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::validate::TxIds;
 use dtenge_core::{Amount, ErrorCode};
 use dtenge_oracle::service::{
-    tables, Confirmation, Confirmed, EventSpec, EventStatus, NoticeKind, OccurrenceNote, OracleService, Payee,
-    Registration, TxDecision,
+    tables, Confirmation, Confirmed, EventImage, EventSpec, EventStatus, HoldPlan, NoticeKind, NoticePage,
+    OccurrenceNote, OracleService, PartyNames, Payee, Registration, TxDecision,
 };
 use dtenge_store::{CrashMode, SimDisk, Store};
 use dtenge_transport::{SendError, Transport};
 use dtenge_wire::{
-    Abandon, AttestPurpose, AttestRequest, Deliver, Envelope, Message, Payload, ReleaseOrder, RoleId, Verdict,
+    Abandon, AttestPurpose, AttestRequest, Decode, Deliver, Envelope, Message, OracleAsk, Payload, Question,
+    ReleaseOrder, RoleId, Verdict,
 };
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -435,6 +436,7 @@ fn an_event_confirmed_by_another_provider_and_registered_under_a_key_is_kept_acr
         confirmed_by: Some(confirmer.into()),
         idem: Some((key.into(), Hash32([fingerprint; 32]))),
         infinite: false,
+        names: None,
     };
     let unknown = h.oracle.register_event_with("portal", spec(10_000), by("nobody", "k0", 1), 0).unwrap_err();
     assert_eq!(unknown.code, ErrorCode::NotFound);
@@ -630,4 +632,80 @@ fn a_delivery_naming_one_transaction_twice_applies_and_tells_it_once() {
     assert_eq!((event.status, event.held_tiyn), (EventStatus::Held, tiyn(1_000)));
     assert_eq!(h.oracle.stats().applied, 1);
     assert_eq!(told(&h, "sapa").iter().filter(|n| n.1 == NoticeKind::FundsHeld).count(), 1);
+}
+
+/// What the oracle answers `bank`'s question: its encoding, or why it refuses.
+fn answer_to(h: &Harness, bank: &str, question: Question) -> Result<Vec<u8>, dtenge_core::Error> {
+    h.oracle.handle(envelope(bank, Message::OracleAsk(OracleAsk { request: 7, question })), 10);
+    let sent = h.net.take();
+    let [Envelope { to, message: Message::OracleAnswer(answer), .. }] = &sent[..] else {
+        panic!("one answer: {sent:?}");
+    };
+    assert_eq!((to, answer.request), (&RoleId::Bank(bank.into()), 7), "answered to the asker, by its number");
+    answer.answer.clone()
+}
+
+#[test]
+fn a_bank_across_processes_learns_only_the_events_its_clients_are_party_to_and_the_names_are_kept() {
+    let mut h = Harness::new();
+    let spec = EventSpec {
+        reference: "VIN 2".into(),
+        sender_bank: "steppe".into(),
+        sender: key(SENDER).address(),
+        payees: vec![Payee { bank: "sapa".into(), address: key(SELLER).address(), amount_tiyn: tiyn(900) }],
+        valid_until_ms: 10_000,
+    };
+    let names = PartyNames { sender: "900101300123".into(), payees: vec!["850505400321".into()] };
+    let registration = Registration { names: Some(names.clone()), ..Registration::default() };
+    let named = h.oracle.register_event_with("vehicles", spec.clone(), registration, 0).unwrap();
+    // A client id for each payee, or none at all.
+    let wrong = PartyNames { payees: Vec::new(), ..names.clone() };
+    let refused = Registration { names: Some(wrong), ..Registration::default() };
+    assert_eq!(h.oracle.register_event_with("vehicles", spec, refused, 0).unwrap_err().code, ErrorCode::MalformedInput);
+    let unnamed = h.register();
+    let steppe_only = EventSpec {
+        reference: "VIN 3".into(),
+        sender_bank: "steppe".into(),
+        sender: key(SENDER).address(),
+        payees: vec![Payee { bank: "steppe".into(), address: key(FEES).address(), amount_tiyn: tiyn(100) }],
+        valid_until_ms: 10_000,
+    };
+    let steppe_only = h.oracle.register_event("vehicles", steppe_only, 0).unwrap();
+    h.net.take();
+    // The sender's bank: may it hold, and what.
+    let plan = HoldPlan::from_bytes(
+        &answer_to(&h, "steppe", Question::Hold { event_id: named.clone(), amount: None }).unwrap(),
+    )
+    .unwrap();
+    assert_eq!((plan.event.id.as_str(), plan.amount), (named.as_str(), tiyn(900)));
+    // The payee's bank sees the event but may not hold it.
+    let forbidden = answer_to(&h, "sapa", Question::Hold { event_id: named.clone(), amount: None }).unwrap_err();
+    assert_eq!(forbidden.code, ErrorCode::Forbidden);
+    let image =
+        EventImage::from_bytes(&answer_to(&h, "sapa", Question::Event { event_id: named.clone() }).unwrap()).unwrap();
+    assert_eq!(image.notes.names.as_ref(), Some(&names));
+    assert!(!image.records.is_empty(), "with its signed records");
+    // An event that names no client of Sapa's does not exist for Sapa.
+    let hidden = answer_to(&h, "sapa", Question::Event { event_id: steppe_only.clone() }).unwrap_err();
+    assert_eq!(hidden.code, ErrorCode::NotFound);
+    let hidden = answer_to(&h, "sapa", Question::Hold { event_id: steppe_only, amount: None }).unwrap_err();
+    assert_eq!(hidden.code, ErrorCode::NotFound);
+    let holds = Vec::<EventImage>::from_bytes(
+        &answer_to(&h, "sapa", Question::Holds { address: key(SELLER).address() }).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(holds.iter().map(|i| i.event.id.as_str()).collect::<Vec<_>>(), [unnamed.as_str(), named.as_str()]);
+    let holds = Vec::<EventImage>::from_bytes(
+        &answer_to(&h, "steppe", Question::Holds { address: key(SELLER).address() }).unwrap(),
+    )
+    .unwrap();
+    assert!(holds.is_empty(), "Sapa's client is no party at Steppe");
+    let told =
+        NoticePage::from_bytes(&answer_to(&h, "sapa", Question::Notices { offset: 0, limit: 10 }).unwrap()).unwrap();
+    assert_eq!(told.total, 2, "both events named Sapa's client");
+    assert!(told.notices.iter().all(|n| n.node == "sapa"));
+    // The names are the oracle's across a restart.
+    h.restart();
+    assert_eq!(h.oracle.notes(&named).unwrap().names, Some(names));
+    assert_eq!(h.oracle.notes(&unnamed).unwrap().names, None);
 }

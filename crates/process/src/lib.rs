@@ -27,7 +27,7 @@ mod server;
 
 pub use config::{Config, ConfigError, PeerSettings};
 
-use dtenge_assembly::{BankHandle, Threads};
+use dtenge_assembly::{Asks, BankHandle, Threads};
 use dtenge_bank::{BankService, DirectoryClient, Genesis};
 use dtenge_central::{BankKeys, CentralService};
 use dtenge_core::anchors::Anchors;
@@ -37,6 +37,7 @@ use dtenge_directory::DirectoryService;
 use dtenge_net::{Endpoint, Identity, Net, NetConfig, Peer};
 use dtenge_node::{NodeMeta, OWN_ACCOUNT};
 use dtenge_notary::service::{NotaryService, Senders};
+use dtenge_oracle::client::OracleClient;
 use dtenge_oracle::service::OracleService;
 use dtenge_store::Store;
 use dtenge_transport::Transport;
@@ -66,6 +67,8 @@ pub enum Hosted {
     Bank {
         handle: BankHandle,
         directory: Arc<DirectoryClient>,
+        /// What the bank asks the oracle about its clients' events (holding).
+        oracle: Arc<OracleClient>,
     },
 }
 
@@ -230,7 +233,8 @@ impl Participant {
                 )?);
                 // The parties a provider names by bank and client id are found at the directory.
                 let directory = Arc::new(DirectoryClient::new(RoleId::Oracle, transport.clone(), system_ns()));
-                threads.oracle(oracle.clone(), inbox, clock.clone(), Some(directory.clone()))?;
+                let asks = Asks { directory: directory.clone(), oracle: None };
+                threads.oracle(oracle.clone(), inbox, clock.clone(), Some(asks))?;
                 threads.ticker(None, Some(oracle.clone()), Vec::new(), clock)?;
                 Hosted::Oracle { oracle, directory }
             }
@@ -253,7 +257,9 @@ impl Participant {
                     directory.clone(),
                 )?);
                 let handle = BankHandle::new(service);
-                threads.bank(&handle, inbox, clock.clone(), Some(directory.clone()))?;
+                let oracle = Arc::new(OracleClient::new(id, transport.clone(), system_ns()));
+                let asks = Asks { directory: directory.clone(), oracle: Some(oracle.clone()) };
+                threads.bank(&handle, inbox, clock.clone(), Some(asks))?;
                 threads.ticker(None, None, vec![handle.clone()], clock)?;
                 // Its own account is listed at the directory, so that other banks can pay it
                 // (the same claim again at every start is answered as the first time).
@@ -272,7 +278,7 @@ impl Participant {
                         format!("claiming the bank's own account at the directory: {}", e.message),
                     ));
                 }
-                Hosted::Bank { handle, directory }
+                Hosted::Bank { handle, directory, oracle }
             }
         };
         let hosted = Arc::new(hosted);

@@ -17,9 +17,11 @@
 #![forbid(unsafe_code)]
 
 mod in_process;
+mod questions;
 mod sim;
 
 pub use in_process::{InProcess, Inbox, INBOX_ENVELOPES_MAX};
+pub use questions::{Asked, Questions, TooManyQuestions};
 pub use sim::{Fate, Faults, NoFaults, SimNetwork, SimStats, SIM_QUEUE_ENVELOPES_MAX};
 
 pub use dtenge_wire::{Envelope, RoleId};

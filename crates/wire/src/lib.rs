@@ -13,6 +13,7 @@ pub mod codec;
 pub mod directory;
 pub mod domain;
 pub mod message;
+pub mod oracle;
 pub mod replica;
 
 pub use cards::{CardClaim, CardClaimReply, CardMode, CardNotice, PurchaseRecord};
@@ -24,4 +25,5 @@ pub use message::{
     RoleId, Verdict, FORMAT_VERSION,
 };
 pub use message::{PlanReply, PlanRequest, PlannedSpend, Spend, SpendKind, SPEND_PARTS_MAX, VAT_SUBJECT};
+pub use oracle::{OracleAnswer, OracleAsk, Question};
 pub use replica::{RaftCall, RaftRpc, ShardFinish, ShardFinished, ShardPrepare, ShardPrepared};

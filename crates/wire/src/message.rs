@@ -502,6 +502,9 @@ pub enum Message {
     Abandon(Abandon),
     PlanRequest(PlanRequest),
     PlanReply(PlanReply),
+    /// A bank's question to the oracle about holding, and its answer (`crate::oracle`).
+    OracleAsk(crate::oracle::OracleAsk),
+    OracleAnswer(crate::oracle::OracleAnswer),
     // Cards (`crate::cards`): kinds 40-59.
     CardClaim(crate::cards::CardClaim),
     CardClaimReply(crate::cards::CardClaimReply),
@@ -544,6 +547,8 @@ impl Message {
             // Programmed spends: kinds 20 to 39.
             Message::PlanRequest(_) => 20,
             Message::PlanReply(_) => 21,
+            Message::OracleAsk(_) => 22,
+            Message::OracleAnswer(_) => 23,
             // Cards: kinds 40-59.
             Message::CardClaim(_) => 40,
             Message::CardClaimReply(_) => 41,
@@ -712,6 +717,8 @@ impl Encode for Message {
             Message::ClaimMany(m) => w.put(m),
             Message::ClaimManyReply(m) => w.put(m),
             Message::Lookup(m) => w.put(m),
+            Message::OracleAsk(m) => w.put(m),
+            Message::OracleAnswer(m) => w.put(m),
             Message::LookupReply(m) => w.put(m),
             Message::RaftRequest(m) | Message::RaftReply(m) => w.put(m),
             Message::Forwarded(envelope) => w.put(&**envelope),
@@ -805,6 +812,8 @@ impl Decode for Message {
             60 => Ok(Message::ClaimMany(r.get()?)),
             61 => Ok(Message::ClaimManyReply(r.get()?)),
             62 => Ok(Message::Lookup(r.get()?)),
+            22 => Ok(Message::OracleAsk(r.get()?)),
+            23 => Ok(Message::OracleAnswer(r.get()?)),
             63 => Ok(Message::LookupReply(r.get()?)),
             80 => Ok(Message::RaftRequest(r.get()?)),
             81 => Ok(Message::RaftReply(r.get()?)),

@@ -20,16 +20,18 @@ use super::Idem;
 use super::{idem_key, wait, Platform, ANSWER_WAIT};
 use crate::types::{
     ClockView, Event, EventKind, EventPage, EventRequest, EventStatus, EventTerms, EventView, HoldReceipt, HoldRequest,
-    HoldView, OccurrenceOutcome, OccurrenceRequest, ProviderCredentials, ProviderRequest, Share, ShareRequest,
+    HoldView, OccurrenceOutcome, OccurrenceRequest, ProviderCredentials, ProviderRequest, Share,
 };
 use dtenge_core::crypto::{Address, Hash32, PublicKey};
 use dtenge_core::party::Party;
+use dtenge_core::token::TxId;
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
 use dtenge_node::OWN_ACCOUNT;
 use dtenge_oracle::service::{
-    Confirmation, Confirmed, EventStatus as RoleStatus, HoldEvent, OccurrenceNote, Payee, Registration,
+    Confirmation, Confirmed, EventImage, EventStatus as RoleStatus, HoldEvent, OccurrenceNote, OracleService,
+    PartyNames, Payee, Registration,
 };
-use dtenge_oracle::{ProviderView, Record};
+use dtenge_oracle::ProviderView;
 use std::time::{Duration, Instant};
 
 /// Longest validity of an event: five years (the network's bound).
@@ -88,43 +90,16 @@ impl Platform {
         Ok(Party { bank: bank.to_string(), client_id: client_id.to_string(), address })
     }
 
-    fn event_payee(&self, share: &ShareRequest) -> Result<Payee> {
-        let party = self.party(&share.bank, &share.client_id)?;
-        Ok(Payee { bank: party.bank, address: party.address, amount_tiyn: share.amount_tiyn })
-    }
-
     /// A provider registers a single event, confirmed by itself or by the provider it names.
     /// Asked again with the same idempotency key and request, it answers the event registered
     /// first (the oracle keeps the key).
     pub fn register_event(&self, idem: Option<&Idem>, token: &str, request: EventRequest) -> Result<EventView> {
         let oracle = self.assembly.oracle();
         let provider = oracle.authenticate(token)?;
-        ensure!(
-            request.valid_for_ms > 0 && request.valid_for_ms <= EVENT_VALIDITY_MS_MAX,
-            MalformedInput,
-            "valid_for_ms is 1 to {EVENT_VALIDITY_MS_MAX}"
-        );
-        let sender = self.party(&request.sender.bank, &request.sender.client_id)?;
-        ensure!(
-            sender.client_id != OWN_ACCOUNT,
-            Forbidden,
-            "a node's own DT is not held for events; hold a client's or an agency's"
-        );
-        let payees = request.payees.iter().map(|s| self.event_payee(s)).collect::<Result<Vec<_>>>()?;
-        let now = self.now_ms();
-        let spec = dtenge_oracle::service::EventSpec {
-            reference: request.reference.trim().to_string(),
-            sender_bank: sender.bank,
-            sender: sender.address,
-            payees,
-            valid_until_ms: now.saturating_add(request.valid_for_ms),
-        };
-        let registration = Registration {
-            confirmed_by: request.confirmed_by,
-            idem: idem.map(|i| (i.key.clone(), i.fingerprint)),
-            infinite: request.kind == EventKind::Infinite,
-        };
-        let id = oracle.register_event_with(&provider.id, spec, registration, now)?;
+        let idem = idem.map(|i| (i.key.clone(), i.fingerprint));
+        let (spec, registration) =
+            event_registration(&request, idem, self.now_ms(), |bank, client| self.party(bank, client))?;
+        let id = oracle.register_event_with(&provider.id, spec, registration, self.now_ms())?;
         self.oracle_event(&id)
     }
 
@@ -161,18 +136,9 @@ impl Platform {
         let committed = wait(&answer)?;
         // The oracle attested the hold before the notary saw it: it waits for it until the
         // bank's delivery is applied.
-        let held = self.event_when(&event.id, |e| e.pending != Some(committed.tx_id))?;
-        Ok(HoldReceipt {
-            event: self.event_of(&held),
-            records: self.records_of(&event.id, |r| r.body.tx_id == Some(committed.tx_id))?,
-            tx_id: Some(committed.tx_id),
-            repeated: false,
-        })
-    }
-
-    /// The records of `event_id` that `which` takes.
-    fn records_of(&self, event_id: &str, which: impl Fn(&Record) -> bool) -> Result<Vec<Record>> {
-        Ok(self.assembly.oracle().records(event_id)?.into_iter().filter(|r| which(r)).collect())
+        self.event_when(&event.id, |e| e.pending != Some(committed.tx_id))?;
+        let image = oracle.image(&event.id, true)?;
+        Ok(hold_receipt(&image, committed.tx_id, |_, address| self.client_at_directory(address)))
     }
 
     /// A provider reports an occurrence: release to the payees (all, or the payouts named;
@@ -190,61 +156,15 @@ impl Platform {
     ) -> Result<HoldReceipt> {
         let oracle = self.assembly.oracle();
         let provider = oracle.authenticate(token)?;
-        let confirmation = match request.outcome {
-            OccurrenceOutcome::Occurred => {
-                ensure!(request.reason.is_none(), MalformedInput, "a reason goes with a rejection only");
-                let payouts = match &request.payouts {
-                    Some(list) => Some(
-                        list.iter()
-                            .map(|s| self.event_payee(s).map(|p| (p.address, p.amount_tiyn)))
-                            .collect::<Result<Vec<_>>>()?,
-                    ),
-                    None => None,
-                };
-                Confirmation::Occurred { payouts }
-            }
-            OccurrenceOutcome::Rejected => {
-                ensure!(request.payouts.is_none(), MalformedInput, "a rejection pays no one");
-                ensure!(request.reason.is_some(), MalformedInput, "a rejection needs a reason");
-                Confirmation::Rejected
-            }
-        };
         let occurrence_id = request.occurrence_id.clone();
-        let occurrence = OccurrenceNote { occurrence_id: request.occurrence_id, reason: request.reason };
-        let confirmed = oracle.confirm_occurrence(&provider.id, event_id, confirmation, occurrence, self.now_ms());
-        let repeated = match confirmed {
-            Ok(confirmed) => confirmed == Confirmed::Repeated,
-            Err(e) if e.code == ErrorCode::Conflict => {
-                // Past its validity, an event is expired for its provider (the network's
-                // answer) whatever its state: the oracle's tick returns what it holds.
-                let event = self.role_event(event_id)?;
-                if event.status == RoleStatus::Expired || self.now_ms() >= event.valid_until_ms {
-                    bail!(EventExpired, "event {event_id} expired; what it held goes back to the sender");
-                }
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        };
-        // Decided: the event ended, or (infinite) holds the rest again, once its release is
-        // applied.
-        let ended = self.event_when(event_id, |e| e.status != RoleStatus::Releasing && e.pending.is_none())?;
-        if ended.status == RoleStatus::Releasing || ended.pending.is_some() {
-            bail!(RequestInProgress, "the release of event {event_id} is on its way; report the occurrence again");
-        }
-        let first = oracle.occurrence_record(event_id, &occurrence_id)?;
-        let tx_id = match &first {
-            Some(record) => record.body.tx_id,
-            None => ended.release_tx,
-        };
-        if tx_id.is_some() && tx_id == ended.release_tx {
+        let terms = occurrence_terms(request, |bank, client| self.party(bank, client))?;
+        let repeated = confirm_occurrence(oracle, &provider.id, event_id, terms, self.now_ms())?;
+        let ended = released(oracle, event_id, ANSWER_WAIT)?;
+        let receipt = occurrence_receipt(oracle, event_id, &occurrence_id, repeated, &ended, |e| self.event_of(e))?;
+        if receipt.tx_id.is_some() && receipt.tx_id == ended.release_tx {
             self.wait_for_payees(&ended);
         }
-        let records = match (&first, tx_id) {
-            (Some(record), _) if repeated => vec![record.clone()],
-            (_, Some(tx_id)) => self.records_of(event_id, |r| r.body.tx_id == Some(tx_id))?,
-            (first, None) => first.iter().cloned().collect(),
-        };
-        Ok(HoldReceipt { event: self.event_of(&ended), records, tx_id, repeated })
+        Ok(receipt)
     }
 
     /// Start the return of every event whose validity ran out (the oracle's tick does it
@@ -325,49 +245,27 @@ impl Platform {
 
     /// Oracle events, newest first, optionally of one status.
     pub fn oracle_events(&self, status: Option<EventStatus>, offset: usize, limit: usize) -> Result<EventPage> {
-        ensure!(limit > 0 && limit <= PAGE_LIMIT_MAX, MalformedInput, "limit is 1 to {PAGE_LIMIT_MAX}");
-        let events = self.assembly.oracle().events();
-        let matching: Vec<Event> =
-            events.iter().rev().map(|e| self.event_of(e)).filter(|e| status.is_none_or(|s| e.status == s)).collect();
-        let total = matching.len();
-        Ok(EventPage { events: matching.into_iter().skip(offset).take(limit).collect(), total, offset, limit })
+        event_page(self.assembly.oracle(), status, offset, limit, |_, address| self.client_at_directory(address))
     }
 
     /// The event and its records, signed by the oracle role.
     pub fn oracle_event(&self, event_id: &str) -> Result<EventView> {
-        let event = self.event_of(&self.role_event(event_id)?);
-        Ok(EventView { event, records: self.assembly.oracle().records(event_id)? })
+        let image = self.assembly.oracle().image(event_id, true)?;
+        Ok(event_full_view(&image, |_, address| self.client_at_directory(address)))
     }
 
     /// The events a client of `node_id` is a party to: as sender (its funds held) or payee.
     pub fn holds(&self, node_id: &str, client_id: &str) -> Result<Vec<HoldView>> {
         let me = self.party(node_id, client_id)?;
-        let now = self.now_ms();
-        let mut views = Vec::new();
-        for event in self.assembly.oracle().events().iter().rev() {
-            let is = |bank: &str, address: &Address| bank == me.bank && *address == me.address;
-            let (role, share) = if is(&event.sender_bank, &event.sender) {
-                ("sender", event.amount_tiyn)
-            } else if let Some(payee) = event.payees.iter().find(|p| is(&p.bank, &p.address)) {
-                ("payee", payee.amount_tiyn)
-            } else {
-                continue;
-            };
-            views.push(HoldView {
-                role: role.into(),
-                event_id: event.id.clone(),
-                reference: event.reference.clone(),
-                status: status_of(event.status),
-                kind: self.kind_of(&event.id),
-                held_tiyn: event.held_tiyn,
-                released_tiyn: event.released_tiyn,
-                returned_tiyn: event.returned_tiyn,
-                share_tiyn: share,
-                valid_until_unix_ms: event.valid_until_ms,
-                expires_in_ms: event.valid_until_ms.saturating_sub(now),
-            });
+        let oracle = self.assembly.oracle();
+        let mut images = Vec::new();
+        for event in oracle.events().iter().rev() {
+            let image = EventImage { records: Vec::new(), ..oracle.image(&event.id, false)? };
+            if image.names(&me.bank, &me.address) {
+                images.push(image);
+            }
         }
-        Ok(views)
+        Ok(hold_views(&images, &me.bank, &me.address, self.now_ms()))
     }
 
     /// Wait (at most [`ANSWER_WAIT`]) until the banks of the payees a release paid have
@@ -392,67 +290,303 @@ impl Platform {
     }
 
     fn role_event(&self, event_id: &str) -> Result<HoldEvent> {
-        self.assembly
-            .oracle()
-            .event(event_id)
-            .ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no oracle event {event_id}")))
+        role_event(self.assembly.oracle(), event_id)
     }
 
     /// The event once `done` holds of it, or as it is after [`ANSWER_WAIT`].
     fn event_when(&self, event_id: &str, done: impl Fn(&HoldEvent) -> bool) -> Result<HoldEvent> {
-        self.event_within(event_id, ANSWER_WAIT, done)
+        event_within(self.assembly.oracle(), event_id, ANSWER_WAIT, done)
     }
 
     fn event_within(&self, event_id: &str, within: Duration, done: impl Fn(&HoldEvent) -> bool) -> Result<HoldEvent> {
-        let deadline = Instant::now() + within;
-        loop {
-            let event = self.role_event(event_id)?;
-            if done(&event) || Instant::now() >= deadline {
-                return Ok(event);
-            }
-            std::thread::sleep(POLL);
-        }
+        event_within(self.assembly.oracle(), event_id, within, done)
     }
 
-    fn kind_of(&self, event_id: &str) -> EventKind {
-        match self.assembly.oracle().is_infinite(event_id) {
-            Some(true) => EventKind::Infinite,
-            _ => EventKind::Single,
-        }
+    /// The client id the directory lists `address` under.
+    fn client_at_directory(&self, address: &Address) -> Option<String> {
+        self.assembly.directory().read(|d| d.by_address(address).map(|l| l.client_id.clone()))
     }
 
-    /// The role's event in the network's shape; its parties' client ids from the directory.
+    /// The role's event in the network's shape; its parties' client ids as its provider named
+    /// them, or from the directory.
     fn event_of(&self, e: &HoldEvent) -> Event {
-        let party = |bank: &str, address: Address| {
-            let client_id = self.assembly.directory().read(|d| d.by_address(&address).map(|l| l.client_id.clone()));
-            Party { bank: bank.to_string(), client_id: client_id.unwrap_or_default(), address }
-        };
-        let payees = e.payees.iter().map(|p| Share { party: party(&p.bank, p.address), amount_tiyn: p.amount_tiyn });
-        let notes = self.assembly.oracle().notes(&e.id).unwrap_or_default();
-        Event {
-            id: e.id.clone(),
-            hash: e.hash(),
-            terms: EventTerms {
-                provider: e.provider.clone(),
-                confirmed_by: notes.confirmed_by.unwrap_or_else(|| e.provider.clone()),
-                reference: e.reference.clone(),
-                kind: self.kind_of(&e.id),
-                sender: party(&e.sender_bank, e.sender),
-                payees: payees.collect(),
-                registered_at_unix_ms: notes.registered_at_ms,
-                valid_until_unix_ms: e.valid_until_ms,
-            },
-            status: status_of(e.status),
-            held_tiyn: e.held_tiyn,
-            released_tiyn: e.released_tiyn,
-            returned_tiyn: e.returned_tiyn,
-            occurrences: self.assembly.oracle().occurrences(&e.id),
-            reason: match e.status {
-                RoleStatus::Expired => Some(EXPIRED_REASON.to_string()),
-                _ => notes.reason,
-            },
+        let oracle = self.assembly.oracle();
+        let image = EventImage {
+            event: e.clone(),
+            notes: oracle.notes(&e.id).unwrap_or_default(),
+            infinite: oracle.is_infinite(&e.id) == Some(true),
+            occurrences: oracle.occurrences(&e.id),
             records: Vec::new(),
+        };
+        event_view(&image, |_, address| self.client_at_directory(address))
+    }
+}
+
+/// A provider's event request, its parties found by `party` (a bank and a client id): what
+/// the oracle registers. The client ids go with it, for the oracle's own views.
+pub fn event_registration(
+    request: &EventRequest,
+    idem: Option<(String, Hash32)>,
+    now_ms: u64,
+    party: impl Fn(&str, &str) -> Result<Party>,
+) -> Result<(dtenge_oracle::service::EventSpec, Registration)> {
+    ensure!(
+        request.valid_for_ms > 0 && request.valid_for_ms <= EVENT_VALIDITY_MS_MAX,
+        MalformedInput,
+        "valid_for_ms is 1 to {EVENT_VALIDITY_MS_MAX}"
+    );
+    let sender = party(&request.sender.bank, &request.sender.client_id)?;
+    ensure!(
+        sender.client_id != OWN_ACCOUNT,
+        Forbidden,
+        "a node's own DT is not held for events; hold a client's or an agency's"
+    );
+    let mut payees = Vec::with_capacity(request.payees.len());
+    for share in &request.payees {
+        let payee = party(&share.bank, &share.client_id)?;
+        payees.push(Payee { bank: payee.bank, address: payee.address, amount_tiyn: share.amount_tiyn });
+    }
+    let names = PartyNames {
+        sender: sender.client_id,
+        payees: request.payees.iter().map(|share| share.client_id.clone()).collect(),
+    };
+    let spec = dtenge_oracle::service::EventSpec {
+        reference: request.reference.trim().to_string(),
+        sender_bank: sender.bank,
+        sender: sender.address,
+        payees,
+        valid_until_ms: now_ms.saturating_add(request.valid_for_ms),
+    };
+    let registration = Registration {
+        confirmed_by: request.confirmed_by.clone(),
+        idem,
+        infinite: request.kind == EventKind::Infinite,
+        names: Some(names),
+    };
+    Ok((spec, registration))
+}
+
+/// What a provider's occurrence asks of the oracle, its payees found by `party`.
+pub fn occurrence_terms(
+    request: OccurrenceRequest,
+    party: impl Fn(&str, &str) -> Result<Party>,
+) -> Result<(Confirmation, OccurrenceNote)> {
+    let confirmation = match request.outcome {
+        OccurrenceOutcome::Occurred => {
+            ensure!(request.reason.is_none(), MalformedInput, "a reason goes with a rejection only");
+            let payouts = match &request.payouts {
+                Some(list) => Some(
+                    list.iter()
+                        .map(|s| party(&s.bank, &s.client_id).map(|p| (p.address, s.amount_tiyn)))
+                        .collect::<Result<Vec<_>>>()?,
+                ),
+                None => None,
+            };
+            Confirmation::Occurred { payouts }
         }
+        OccurrenceOutcome::Rejected => {
+            ensure!(request.payouts.is_none(), MalformedInput, "a rejection pays no one");
+            ensure!(request.reason.is_some(), MalformedInput, "a rejection needs a reason");
+            Confirmation::Rejected
+        }
+    };
+    Ok((confirmation, OccurrenceNote { occurrence_id: request.occurrence_id, reason: request.reason }))
+}
+
+/// The provider's occurrence at the oracle: whether it was reported before (`true`: nothing
+/// done again). Past its validity, an event is expired for its provider (the network's
+/// answer) whatever its state: the oracle's tick returns what it holds.
+pub fn confirm_occurrence(
+    oracle: &OracleService,
+    provider: &str,
+    event_id: &str,
+    (confirmation, occurrence): (Confirmation, OccurrenceNote),
+    now_ms: u64,
+) -> Result<bool> {
+    match oracle.confirm_occurrence(provider, event_id, confirmation, occurrence, now_ms) {
+        Ok(confirmed) => Ok(confirmed == Confirmed::Repeated),
+        Err(e) if e.code == ErrorCode::Conflict => {
+            let event = role_event(oracle, event_id)?;
+            if event.status == RoleStatus::Expired || now_ms >= event.valid_until_ms {
+                bail!(EventExpired, "event {event_id} expired; what it held goes back to the sender");
+            }
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The event once an occurrence's decision is done at the oracle (it ended, or an infinite
+/// one holds the rest again once its release is applied), waiting at most `within`.
+pub fn released(oracle: &OracleService, event_id: &str, within: Duration) -> Result<HoldEvent> {
+    let ended = event_within(oracle, event_id, within, |e| e.status != RoleStatus::Releasing && e.pending.is_none())?;
+    if ended.status == RoleStatus::Releasing || ended.pending.is_some() {
+        bail!(RequestInProgress, "the release of event {event_id} is on its way; report the occurrence again");
+    }
+    Ok(ended)
+}
+
+/// The answer to an occurrence once `ended` ([`released`]): the event, and the records of
+/// its transaction (or, repeated, the occurrence's first record).
+pub fn occurrence_receipt(
+    oracle: &OracleService,
+    event_id: &str,
+    occurrence_id: &str,
+    repeated: bool,
+    ended: &HoldEvent,
+    view: impl Fn(&HoldEvent) -> Event,
+) -> Result<HoldReceipt> {
+    let first = oracle.occurrence_record(event_id, occurrence_id)?;
+    let tx_id = match &first {
+        Some(record) => record.body.tx_id,
+        None => ended.release_tx,
+    };
+    let records = match (&first, tx_id) {
+        (Some(record), _) if repeated => vec![record.clone()],
+        (_, Some(tx_id)) => oracle.records(event_id)?.into_iter().filter(|r| r.body.tx_id == Some(tx_id)).collect(),
+        (first, None) => first.iter().cloned().collect(),
+    };
+    Ok(HoldReceipt { event: view(ended), records, tx_id, repeated })
+}
+
+/// The answer to a hold once the oracle applied it: the event and the records of the hold's
+/// transaction.
+pub fn hold_receipt(
+    image: &EventImage,
+    tx_id: TxId,
+    name_of: impl Fn(&str, &Address) -> Option<String>,
+) -> HoldReceipt {
+    HoldReceipt {
+        event: event_view(image, name_of),
+        records: image.records.iter().filter(|r| r.body.tx_id == Some(tx_id)).cloned().collect(),
+        tx_id: Some(tx_id),
+        repeated: false,
+    }
+}
+
+/// The client at `address` of `bank`'s holds among `images`: as sender (its funds held) or
+/// payee, newest first as given.
+pub fn hold_views(images: &[EventImage], bank: &str, address: &Address, now_ms: u64) -> Vec<HoldView> {
+    let mut views = Vec::new();
+    for image in images {
+        let event = &image.event;
+        let is = |b: &str, a: &Address| b == bank && a == address;
+        let share = if is(&event.sender_bank, &event.sender) {
+            ("sender", event.amount_tiyn)
+        } else if let Some(payee) = event.payees.iter().find(|p| is(&p.bank, &p.address)) {
+            ("payee", payee.amount_tiyn)
+        } else {
+            continue;
+        };
+        views.push(HoldView {
+            role: share.0.into(),
+            event_id: event.id.clone(),
+            reference: event.reference.clone(),
+            status: status_of(event.status),
+            kind: kind_of(image.infinite),
+            held_tiyn: event.held_tiyn,
+            released_tiyn: event.released_tiyn,
+            returned_tiyn: event.returned_tiyn,
+            share_tiyn: share.1,
+            valid_until_unix_ms: event.valid_until_ms,
+            expires_in_ms: event.valid_until_ms.saturating_sub(now_ms),
+        });
+    }
+    views
+}
+
+/// The role's event in the network's shape: its parties named by the client ids its provider
+/// gave (kept in its notes), else by `name_of` (a party's bank and address).
+pub fn event_view(image: &EventImage, name_of: impl Fn(&str, &Address) -> Option<String>) -> Event {
+    let e = &image.event;
+    let names = image.notes.names.as_ref();
+    let party = |given: Option<&String>, bank: &str, address: Address| {
+        let client_id = given.filter(|name| !name.is_empty()).cloned().or_else(|| name_of(bank, &address));
+        Party { bank: bank.to_string(), client_id: client_id.unwrap_or_default(), address }
+    };
+    let payees = e.payees.iter().enumerate().map(|(i, p)| Share {
+        party: party(names.and_then(|n| n.payees.get(i)), &p.bank, p.address),
+        amount_tiyn: p.amount_tiyn,
+    });
+    let notes = &image.notes;
+    Event {
+        id: e.id.clone(),
+        hash: e.hash(),
+        terms: EventTerms {
+            provider: e.provider.clone(),
+            confirmed_by: notes.confirmed_by.clone().unwrap_or_else(|| e.provider.clone()),
+            reference: e.reference.clone(),
+            kind: kind_of(image.infinite),
+            sender: party(names.map(|n| &n.sender), &e.sender_bank, e.sender),
+            payees: payees.collect(),
+            registered_at_unix_ms: notes.registered_at_ms,
+            valid_until_unix_ms: e.valid_until_ms,
+        },
+        status: status_of(e.status),
+        held_tiyn: e.held_tiyn,
+        released_tiyn: e.released_tiyn,
+        returned_tiyn: e.returned_tiyn,
+        occurrences: image.occurrences,
+        reason: match e.status {
+            RoleStatus::Expired => Some(EXPIRED_REASON.to_string()),
+            _ => notes.reason.clone(),
+        },
+        records: Vec::new(),
+    }
+}
+
+/// The oracle's events, newest first, optionally of one status (without their records).
+pub fn event_page(
+    oracle: &OracleService,
+    status: Option<EventStatus>,
+    offset: usize,
+    limit: usize,
+    name_of: impl Fn(&str, &Address) -> Option<String>,
+) -> Result<EventPage> {
+    ensure!(limit > 0 && limit <= PAGE_LIMIT_MAX, MalformedInput, "limit is 1 to {PAGE_LIMIT_MAX}");
+    let mut matching = Vec::new();
+    for event in oracle.events().iter().rev() {
+        let image = oracle.image(&event.id, false)?;
+        let event = event_view(&image, &name_of);
+        if status.is_none_or(|s| event.status == s) {
+            matching.push(event);
+        }
+    }
+    let total = matching.len();
+    Ok(EventPage { events: matching.into_iter().skip(offset).take(limit).collect(), total, offset, limit })
+}
+
+/// The event with its records, in the network's shape.
+pub fn event_full_view(image: &EventImage, name_of: impl Fn(&str, &Address) -> Option<String>) -> EventView {
+    EventView { event: event_view(image, name_of), records: image.records.clone() }
+}
+
+fn kind_of(infinite: bool) -> EventKind {
+    if infinite {
+        EventKind::Infinite
+    } else {
+        EventKind::Single
+    }
+}
+
+fn role_event(oracle: &OracleService, event_id: &str) -> Result<HoldEvent> {
+    oracle.event(event_id).ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no oracle event {event_id}")))
+}
+
+/// The event once `done` holds of it, or as it is after `within`.
+fn event_within(
+    oracle: &OracleService,
+    event_id: &str,
+    within: Duration,
+    done: impl Fn(&HoldEvent) -> bool,
+) -> Result<HoldEvent> {
+    let deadline = Instant::now() + within;
+    loop {
+        let event = role_event(oracle, event_id)?;
+        if done(&event) || Instant::now() >= deadline {
+            return Ok(event);
+        }
+        std::thread::sleep(POLL);
     }
 }
 

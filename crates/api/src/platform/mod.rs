@@ -39,7 +39,11 @@ pub use accounts::{
 };
 pub use answers::{Answers, KeyInFlight, IDEM_KEY_LEN_MAX};
 pub use central::liquidity;
-pub use notifications::NOTICES_KEPT_MAX;
+pub use holding::{
+    confirm_occurrence, event_full_view, event_page, event_registration, event_view, hold_receipt, hold_views,
+    occurrence_receipt, occurrence_terms, released, EVENT_VALIDITY_MS_MAX, PAGE_LIMIT_MAX,
+};
+pub use notifications::{notification_page, NOTICES_KEPT_MAX};
 pub use operator::{block_reason, calendar_year, day_view, decision_applied, nbk_operation, REASON_LEN_MAX};
 pub use payments::{applied_at, Staged, Submitted, REFERENCE_LEN_MAX, REGISTRY_LINES_MAX};
 pub use programmed::{MARKINGS_PAGE_MAX, SPLIT_LINES_MAX};

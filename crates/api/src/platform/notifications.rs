@@ -12,7 +12,7 @@ use super::Platform;
 use crate::types::{Notification, NotificationKind, NotificationPage};
 use dtenge_core::crypto::Address;
 use dtenge_core::{ensure, Result};
-use dtenge_oracle::service::{Notice, NoticeKind};
+use dtenge_oracle::service::{Notice, NoticeKind, NoticePage};
 
 pub use dtenge_oracle::service::NOTICES_KEPT_MAX;
 
@@ -31,17 +31,28 @@ impl Platform {
                 .or_else(|| self.assembly.directory().read(|d| d.by_address(address).map(|l| l.client_id.clone())))
                 .unwrap_or_default()
         };
-        let notifications = page
-            .notices
-            .into_iter()
-            .map(|notice| {
-                let client_id = notice.client_id.clone().unwrap_or_else(|| client_of(&notice.address));
-                notification(notice, client_id)
-            })
-            .collect();
-        let total = usize::try_from(page.total).unwrap_or(usize::MAX);
-        Ok(NotificationPage { notifications, total, offset, limit })
+        Ok(notification_page(page, offset, limit, client_of))
     }
+}
+
+/// A page of the oracle's notices to a bank in the network's shape: a notice that names no
+/// client id (an event's party) by the one `client_of` its address.
+pub fn notification_page(
+    page: NoticePage,
+    offset: usize,
+    limit: usize,
+    client_of: impl Fn(&Address) -> String,
+) -> NotificationPage {
+    let notifications = page
+        .notices
+        .into_iter()
+        .map(|notice| {
+            let client_id = notice.client_id.clone().unwrap_or_else(|| client_of(&notice.address));
+            notification(notice, client_id)
+        })
+        .collect();
+    let total = usize::try_from(page.total).unwrap_or(usize::MAX);
+    NotificationPage { notifications, total, offset, limit }
 }
 
 /// The oracle's notice in the network's shape.

@@ -30,6 +30,7 @@
 //! from its store (its memory may no longer match its disk). One lock guards the state from a
 //! step's plan to its apply: programmed payments are few next to plain ones.
 
+pub mod asked;
 pub mod check;
 pub mod notices;
 pub mod programmed;
@@ -37,6 +38,7 @@ pub mod records;
 pub mod registry;
 pub mod rows;
 
+pub use asked::{EventImage, HOLDS_ANSWERED_MAX};
 pub use check::Confirmation;
 pub use notices::{Notice, NoticeKind, NoticePage, NOTICES_KEPT_MAX, NOTICES_PAGE_MAX, ROLE_NOTICES_TABLE};
 pub use records::ROLE_RECORDS_TABLE;
@@ -107,6 +109,41 @@ pub struct EventNotes {
     pub occurrence_id: Option<String>,
     /// Why its provider rejected it.
     pub reason: Option<String>,
+    /// The client ids its provider named its parties by: what the oracle's own views show
+    /// across processes, where the directory tells no one whose an address is (`None`:
+    /// registered before names were kept, or without them).
+    pub names: Option<PartyNames>,
+}
+
+/// The client ids a provider named an event's parties by, in the event's order of payees.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartyNames {
+    pub sender: String,
+    pub payees: Vec<String>,
+}
+
+impl Encode for PartyNames {
+    fn encode(&self, w: &mut dtenge_wire::Writer) {
+        w.str(&self.sender);
+        w.u32(u32::try_from(self.payees.len()).expect("at most PAYEES_MAX payees"));
+        for payee in &self.payees {
+            w.str(payee);
+        }
+    }
+}
+
+impl dtenge_wire::Decode for PartyNames {
+    const ENCODED_BYTES_MIN: usize = 4 + 4;
+    fn decode(r: &mut dtenge_wire::Reader<'_>) -> std::result::Result<Self, dtenge_wire::DecodeError> {
+        let sender = r.string("sender's client id")?;
+        let count = r.count("payees' client ids", 4)?;
+        if count > PAYEES_MAX {
+            let reason = format!("{count} payees, more than {PAYEES_MAX}");
+            return Err(dtenge_wire::DecodeError::Invalid { what: "payees' client ids", reason });
+        }
+        let payees = (0..count).map(|_| r.string("payee's client id")).collect::<std::result::Result<_, _>>()?;
+        Ok(PartyNames { sender, payees })
+    }
 }
 
 /// A provider's occurrence as the role keeps it in the event's notes.
@@ -133,6 +170,7 @@ impl Encode for EventNotes {
         w.u64(self.registered_at_ms);
         w.put(&self.occurrence_id);
         w.put(&self.reason);
+        w.put(&self.names);
     }
 }
 
@@ -144,6 +182,8 @@ impl dtenge_wire::Decode for EventNotes {
             registered_at_ms: r.u64("registered at")?,
             occurrence_id: r.get()?,
             reason: r.get()?,
+            // Notes written before names were kept end here.
+            names: if r.remaining() == 0 { None } else { r.get()? },
         })
     }
 }
@@ -161,6 +201,8 @@ pub struct Registration {
     /// pays the payees' shares, or the payouts named) until what is held runs out; the rest
     /// stays held until a rejection or the end of the validity returns it.
     pub infinite: bool,
+    /// The client ids the provider named the parties by, kept in the event's notes.
+    pub names: Option<PartyNames>,
 }
 
 /// A hold the role would attest now, as far as the event tells ([`OracleService::plan_hold`]):
@@ -514,7 +556,23 @@ impl OracleService {
         let mut batch = WriteBatch::new();
         batch.put(ROLE_EVENTS_TABLE, id.as_bytes().to_vec(), event.to_bytes());
         batch.put(ROLE_META_TABLE, NEXT_EVENT_KEY.to_vec(), (inner.next_event + 1).to_bytes());
-        let notes = EventNotes { confirmed_by: confirmer, registered_at_ms: now_ms, ..EventNotes::default() };
+        if let Some(names) = &registration.names {
+            ensure!(
+                names.payees.len() == event.payees.len(),
+                MalformedInput,
+                "a client id for each of the {} payees",
+                event.payees.len()
+            );
+            for name in std::iter::once(&names.sender).chain(&names.payees) {
+                check_text("client id", name)?;
+            }
+        }
+        let notes = EventNotes {
+            confirmed_by: confirmer,
+            registered_at_ms: now_ms,
+            names: registration.names,
+            ..EventNotes::default()
+        };
         batch.put(ROLE_META_TABLE, meta_key(NOTES_PREFIX, &id), notes.to_bytes());
         if let Some((key, fingerprint)) = &registration.idem {
             batch.put(ROLE_META_TABLE, meta_key(EVENT_KEY_PREFIX, key), (*fingerprint, id.clone()).to_bytes());
@@ -681,15 +739,20 @@ impl OracleService {
 
     /// Take one envelope from the network: only the banks of this network talk to the oracle.
     pub fn handle(&self, envelope: Envelope, now_ms: u64) {
-        let mut inner = self.inner.lock();
-        if inner.failed {
-            return;
-        }
         let RoleId::Bank(bank) = &envelope.from else { return };
         if !self.anchors.banks.contains_key(bank) {
             return;
         }
+        let mut inner = self.inner.lock();
+        if inner.failed {
+            return;
+        }
         match envelope.message {
+            Message::OracleAsk(ask) => {
+                // Answered from what each read takes under the lock in turn.
+                drop(inner);
+                self.on_ask(bank, ask, now_ms);
+            }
             Message::AttestRequest(request) => self.on_attest(&mut inner, bank, request, now_ms),
             Message::Abandon(abandon) => self.on_abandon(&mut inner, bank, abandon, now_ms),
             Message::PlanRequest(request) => self.on_plan(&mut inner, bank, request, now_ms),

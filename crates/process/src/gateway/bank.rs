@@ -62,7 +62,7 @@ pub(super) async fn history(
     let (offset, limit) = (page.offset.unwrap_or(0), page.limit.unwrap_or(HISTORY_PAGE_DEFAULT));
     answer(
         blocking(move || {
-            let Hosted::Bank { handle, directory } = &*node.hosted else {
+            let Hosted::Bank { handle, directory, .. } = &*node.hosted else {
                 return Err(Error::new(ErrorCode::NotFound, "this node runs no bank"));
             };
             // Read under the bank's lock; the directory is asked after, all at once.

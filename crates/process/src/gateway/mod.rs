@@ -33,6 +33,7 @@
 
 mod bank;
 mod central;
+mod holding;
 mod oracle;
 
 use crate::Hosted;
@@ -96,7 +97,10 @@ pub(crate) fn router(node: Node) -> Option<axum::Router> {
             .route("/v1/nodes/{node}/transactions", post(submit))
             .route("/v1/nodes/{node}/transactions/batch", post(submit_batch))
             .route("/v1/nodes/{node}/registries", post(registry))
-            .route("/v1/nodes/{node}/redemptions", post(bank::redemption)),
+            .route("/v1/nodes/{node}/redemptions", post(bank::redemption))
+            .route("/v1/nodes/{node}/holds", post(holding::hold))
+            .route("/v1/nodes/{node}/accounts/{client}/holds", get(holding::account_holds))
+            .route("/v1/nodes/{node}/notifications", get(holding::notifications)),
         Hosted::Central(_) => axum::Router::new()
             .route("/v1/abs/correspondent/{node}/credits", post(central::credit))
             .route("/v1/abs/balances", get(central::abs_balances))
@@ -110,7 +114,10 @@ pub(crate) fn router(node: Node) -> Option<axum::Router> {
             .route("/v1/operator/calendar/days/{date}", axum::routing::put(central::set_day)),
         Hosted::Oracle { .. } => axum::Router::new()
             .route("/v1/oracle/key", get(oracle::key))
-            .route("/v1/oracle/providers", get(oracle::providers).post(oracle::register_provider)),
+            .route("/v1/oracle/providers", get(oracle::providers).post(oracle::register_provider))
+            .route("/v1/oracle/events", get(oracle::events).post(oracle::register_event))
+            .route("/v1/oracle/events/{id}", get(oracle::event))
+            .route("/v1/oracle/events/{id}/occurrences", post(oracle::report_occurrence)),
         _ => return None,
     };
     Some(
@@ -133,7 +140,7 @@ async fn count(State(node): State<Node>, request: Request, next: Next) -> Respon
 }
 
 /// Only this organization's systems: by the client certificate the TLS handshake verified.
-async fn authorize(State(node): State<Node>, request: Request, next: Next) -> Response {
+async fn authorize(State(node): State<Node>, mut request: Request, next: Next) -> Response {
     let client = request
         .extensions()
         .get::<dtenge_api::access::TlsPeer>()
@@ -153,17 +160,30 @@ async fn authorize(State(node): State<Node>, request: Request, next: Next) -> Re
             id == handle.id() && path_node(request.uri().path()).is_none_or(|n| n == handle.id())
         }
         (Hosted::Central(_), Subject::Api(ApiClient::Operator(_))) => true,
-        // Its key for anyone of the network; its provider registry for NBK operators.
+        // Its key and its events for anyone of the network; what providers do for providers
+        // (each route checks which); its provider registry for NBK operators.
         (Hosted::Oracle { .. }, Subject::Api(client)) => {
-            request.uri().path() == "/v1/oracle/key" || matches!(client, ApiClient::Operator(_))
+            let path = request.uri().path();
+            let reads = request.method() == axum::http::Method::GET && path != "/v1/oracle/providers";
+            let providers = path == "/v1/oracle/providers";
+            reads
+                || (providers && matches!(client, ApiClient::Operator(_)))
+                || (!providers && matches!(client, ApiClient::Provider(_)))
         }
         _ => false,
     };
     if !allowed {
         return refuse(ErrorCode::Forbidden, &format!("{subject} may not call this node"));
     }
+    if let Subject::Api(client) = subject {
+        request.extensions_mut().insert(Caller(client));
+    }
     next.run(request).await
 }
+
+/// The API client a request's certificate names (put in the request once authorized).
+#[derive(Clone)]
+pub(crate) struct Caller(pub ApiClient);
 
 /// The `{node}` of `/v1/nodes/{node}/...`.
 fn path_node(path: &str) -> Option<&str> {
@@ -280,7 +300,7 @@ async fn open_accounts(
     Keyed(_key, requests): Keyed<Vec<OpenAccount>>,
 ) -> Response {
     let result = blocking(move || {
-        let Hosted::Bank { handle, directory } = &*node.hosted else {
+        let Hosted::Bank { handle, directory, .. } = &*node.hosted else {
             return Err(Error::new(ErrorCode::NotFound, "this node runs no bank"));
         };
         if requests.is_empty() || requests.len() > dtenge_api::platform::OPEN_ACCOUNTS_MAX {

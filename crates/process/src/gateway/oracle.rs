@@ -7,14 +7,36 @@
 //!   registered (NBK operators only). A provider calls the oracle's node with its own client
 //!   certificate (`dtenge ca issue --api-client provider:<id>`), not with a token: the answer
 //!   is the provider registered, without the token `up` issues.
+//! - `GET /v1/oracle/events` (`?status=&offset=&limit=`) and `GET /v1/oracle/events/{id}`:
+//!   the events with their signed records (any API client of the network, as on `up`);
+//! - `POST /v1/oracle/events`: a provider registers an event, its parties named by bank and
+//!   client id and found at the directory across processes; the oracle keeps the client ids
+//!   it was given, for these views (the directory tells no one whose an address is);
+//! - `POST /v1/oracle/events/{id}/occurrences`: the confirming provider reports an
+//!   occurrence; answered once the release is certified and applied at the oracle (the
+//!   payees' banks apply it from their deliveries, resent until acknowledged).
 
-use super::{answer, blocking, Keyed, Node};
+use super::{answer, blocking, Caller, Keyed, Node, ANSWER_WAIT_MS};
 use crate::Hosted;
-use axum::extract::State;
-use axum::response::Response;
-use dtenge_api::types::ProviderRequest;
+use axum::extract::{Path as P, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use dtenge_api::platform::{
+    confirm_occurrence, event_full_view, event_page, event_registration, event_view, occurrence_receipt,
+    occurrence_terms, released,
+};
+use dtenge_api::types::{EventRequest, EventStatus, OccurrenceRequest, ProviderRequest};
+use dtenge_api::Failure;
+use dtenge_bank::{Directory as _, DirectoryClient, Who};
+use dtenge_core::crypto::Address;
+use dtenge_core::party::Party;
 use dtenge_core::{Error, ErrorCode, Result};
-use dtenge_oracle::service::OracleService;
+use dtenge_oracle::service::{EventImage, OracleService};
+use dtenge_pki::ApiClient;
+use std::time::Duration;
+
+/// Events a page returns when the caller names no limit.
+const EVENTS_PAGE_DEFAULT: usize = 50;
 
 /// The oracle this node runs; the caller was authorized for the route.
 fn oracle(node: &Node) -> Result<&OracleService> {
@@ -22,6 +44,43 @@ fn oracle(node: &Node) -> Result<&OracleService> {
         Hosted::Oracle { oracle, .. } => Ok(oracle),
         _ => Err(Error::new(ErrorCode::NotFound, "this node is not the oracle")),
     }
+}
+
+/// The oracle this node runs and its questions to the directory.
+fn oracle_and_directory(node: &Node) -> Result<(&OracleService, &DirectoryClient)> {
+    match &*node.hosted {
+        Hosted::Oracle { oracle, directory } => Ok((oracle, directory)),
+        _ => Err(Error::new(ErrorCode::NotFound, "this node is not the oracle")),
+    }
+}
+
+/// The provider calling, registered at the oracle: its certificate names it
+/// (`urn:dtenge:api:provider:<id>`), and the operator registered that id.
+fn provider<'a>(oracle: &OracleService, caller: &'a Caller) -> Result<&'a str> {
+    let ApiClient::Provider(id) = &caller.0 else {
+        return Err(Error::new(ErrorCode::Forbidden, format!("{} is not an oracle provider", caller.0)));
+    };
+    if !oracle.providers().iter().any(|p| p.id == *id) {
+        return Err(Error::new(
+            ErrorCode::Unauthorized,
+            format!("provider '{id}' is not registered at the oracle (the NBK operator registers it)"),
+        ));
+    }
+    Ok(id)
+}
+
+/// The account `client_id` has at `bank`, found at the directory.
+fn party(directory: &DirectoryClient, bank: &str, client_id: &str) -> Result<Party> {
+    let found = directory.find(Who::Client(client_id), Some(bank))?.filter(|found| found.bank == bank);
+    let found = found.ok_or_else(|| {
+        Error::new(ErrorCode::UnknownAccount, format!("no digital account of client {client_id} at '{bank}'"))
+    })?;
+    Ok(Party { bank: bank.to_string(), client_id: client_id.to_string(), address: found.address })
+}
+
+/// The oracle names a party by the client id its provider gave, and by nothing else.
+fn unnamed(_bank: &str, _address: &Address) -> Option<String> {
+    None
 }
 
 /// The oracle's public key.
@@ -55,6 +114,77 @@ pub(super) async fn register_provider(
                 (node.clock)(),
             )?;
             Ok(provider)
+        })
+        .await,
+    )
+}
+
+/// Filter and page of the event list.
+#[derive(serde::Deserialize)]
+pub(super) struct EventQuery {
+    status: Option<EventStatus>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+pub(super) async fn events(
+    State(node): State<Node>,
+    query: std::result::Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
+    };
+    let (offset, limit) = (query.offset.unwrap_or(0), query.limit.unwrap_or(EVENTS_PAGE_DEFAULT));
+    answer(blocking(move || event_page(oracle(&node)?, query.status, offset, limit, unnamed)).await)
+}
+
+pub(super) async fn event(State(node): State<Node>, P(id): P<String>) -> Response {
+    answer(blocking(move || Ok(event_full_view(&oracle(&node)?.image(&id, true)?, unnamed))).await)
+}
+
+/// A provider registers an event: the same key and request again answer the event registered
+/// first; another request under the key is `IDEMPOTENCY_KEY_REUSED`.
+pub(super) async fn register_event(
+    State(node): State<Node>,
+    Extension(caller): Extension<Caller>,
+    Keyed(key, request): Keyed<EventRequest>,
+) -> Response {
+    let registered = blocking(move || {
+        let (oracle, directory) = oracle_and_directory(&node)?;
+        let provider = provider(oracle, &caller)?;
+        let now_ms = (node.clock)();
+        let idem = Some((key.key, key.fingerprint));
+        let (spec, registration) =
+            event_registration(&request, idem, now_ms, |bank, client| party(directory, bank, client))?;
+        let id = oracle.register_event_with(provider, spec, registration, now_ms)?;
+        Ok(event_full_view(&oracle.image(&id, true)?, unnamed))
+    })
+    .await;
+    match registered {
+        Ok(view) => (axum::http::StatusCode::CREATED, axum::Json(view)).into_response(),
+        Err(e) => Failure(e).into_response(),
+    }
+}
+
+/// The confirming provider reports an occurrence; the same occurrence id again answers the
+/// event as it is, `repeated`, nothing done again.
+pub(super) async fn report_occurrence(
+    State(node): State<Node>,
+    Extension(caller): Extension<Caller>,
+    P(event_id): P<String>,
+    Keyed(_key, request): Keyed<OccurrenceRequest>,
+) -> Response {
+    answer(
+        blocking(move || {
+            let (oracle, directory) = oracle_and_directory(&node)?;
+            let provider = provider(oracle, &caller)?;
+            let occurrence_id = request.occurrence_id.clone();
+            let terms = occurrence_terms(request, |bank, client| party(directory, bank, client))?;
+            let repeated = confirm_occurrence(oracle, provider, &event_id, terms, (node.clock)())?;
+            let ended = released(oracle, &event_id, Duration::from_millis(ANSWER_WAIT_MS))?;
+            let image = EventImage { event: ended.clone(), ..oracle.image(&event_id, false)? };
+            occurrence_receipt(oracle, &event_id, &occurrence_id, repeated, &ended, |_| event_view(&image, unnamed))
         })
         .await,
     )
