@@ -852,7 +852,7 @@ fn a_hold_across_processes_is_released_when_the_provider_reports() {
     let id = event["id"].as_str().unwrap().to_string();
     assert_eq!(event["status"], "registered", "{event}");
     assert_eq!(event["terms"]["sender"]["client_id"], json!(sender), "the oracle keeps the ids it was given");
-    assert_eq!(event["terms"]["payees"][0]["client_id"], json!(payee));
+    assert_eq!(event["terms"]["payees"][0]["party"]["client_id"], json!(payee));
     let again: Value = provider.post("/v1/oracle/events", "event-1", &request).unwrap();
     assert_eq!(again["id"], json!(id), "the same key answers the same event");
     // The payee's bank may not hold its event, and a bank no client of which is a party does
@@ -870,7 +870,7 @@ fn a_hold_across_processes_is_released_when_the_provider_reports() {
     assert_eq!(receipt["event"]["held_tiyn"], EVENT_TIYN);
     assert!(!receipt["records"].as_array().unwrap().is_empty(), "the hold's signed records: {receipt}");
     assert_eq!(receipt["event"]["terms"]["sender"]["client_id"], json!(sender));
-    assert_eq!(receipt["event"]["terms"]["payees"][0]["client_id"], "", "another bank's client is not named");
+    assert_eq!(receipt["event"]["terms"]["payees"][0]["party"]["client_id"], "", "another bank's client is not named");
     let repeated: Value = steppe.post("/v1/nodes/steppe/holds", "hold-1", &hold).unwrap();
     assert_eq!(repeated["tx_id"], receipt["tx_id"], "the same key answers the same hold");
     assert_eq!(held(&steppe, "steppe", sender), (START_TIYN, EVENT_TIYN));

@@ -1,6 +1,6 @@
 //! What a bank in a process of its own asks the oracle about holding (`dtenge_wire::oracle`),
 //! and how the role answers: only about events one of the asking bank's clients is a party to
-//! (need-to-know), in the role's own encoding, which [`crate::client::OracleClient`] decodes.
+//! (need-to-know: the other banks' clients' ids blanked), in the role's own encoding, which [`crate::client::OracleClient`] decodes.
 //! Nothing asked is decided or written: every question is safe to repeat.
 
 use super::{EventNotes, HoldEvent, HoldPlan, NoticePage, OracleService};
@@ -34,6 +34,22 @@ impl EventImage {
         let e = &self.event;
         (e.sender_bank == bank && e.sender == *address)
             || e.payees.iter().any(|p| p.bank == bank && p.address == *address)
+    }
+
+    /// The image as `bank` may see it: the client ids of parties that bank elsewhere blanked
+    /// (a bank learns no other bank's client's id from the oracle).
+    pub fn seen_by(mut self, bank: &str) -> EventImage {
+        if let Some(names) = &mut self.notes.names {
+            if self.event.sender_bank != bank {
+                names.sender.clear();
+            }
+            for (name, payee) in names.payees.iter_mut().zip(&self.event.payees) {
+                if payee.bank != bank {
+                    name.clear();
+                }
+            }
+        }
+        self
     }
 
     /// Whether a client of `bank` is a party to the event.
@@ -83,7 +99,7 @@ impl OracleService {
                     }
                     let image = self.image(&event.id, false)?;
                     if image.names(bank, &address) {
-                        images.push(image);
+                        images.push(image.seen_by(bank));
                     }
                 }
                 Ok(images.to_bytes())
@@ -100,7 +116,7 @@ impl OracleService {
     fn party_image(&self, bank: &str, event_id: &str, with_records: bool) -> Result<EventImage> {
         let image = self.image(event_id, with_records)?;
         ensure!(image.concerns(bank), NotFound, "no oracle event {event_id}");
-        Ok(image)
+        Ok(image.seen_by(bank))
     }
 }
 
