@@ -23,7 +23,7 @@
 
 // Markings, VAT, contracts and split payments among the roles.
 mod programmed;
-pub use programmed::{ClientAt, ContractTerms, CONTRACT_VALIDITY_MS_MAX};
+pub use programmed::{contract_spec, ClientAt, ContractTerms, CONTRACT_VALIDITY_MS_MAX};
 // Cards and vouchers (`cards`).
 mod cards;
 // Reconciliation at one notary certificate number, while payments go on.

@@ -9,8 +9,8 @@ use dtenge_core::crypto::Hash32;
 use dtenge_core::party::Party;
 use dtenge_core::{Amount, Error, ErrorCode, Result};
 use dtenge_node::NodeKind;
-use dtenge_oracle::ProviderView;
 use dtenge_oracle::{Contract, ContractSpec, Invoice, InvoiceSpec, Level, Marking, MarkingSpec, ProviderKind};
+use dtenge_oracle::{Credential, ProviderView};
 use dtenge_wire::{AccountKind, SpendKind};
 use std::collections::BTreeMap;
 
@@ -31,6 +31,26 @@ pub struct ContractTerms<'a> {
     pub valid_for_ms: u64,
     /// The contract whose marked DT pays this one.
     pub funded_by: Option<&'a str>,
+}
+
+/// The contract `terms` name, its parties found by `party`, valid from `now_ms`.
+pub fn contract_spec(
+    terms: &ContractTerms<'_>,
+    now_ms: u64,
+    party: impl Fn(ClientAt<'_>) -> Result<Party>,
+) -> Result<ContractSpec> {
+    if terms.valid_for_ms == 0 || terms.valid_for_ms > CONTRACT_VALIDITY_MS_MAX {
+        return Err(Error::malformed(format!("valid_for_ms is 1 to {CONTRACT_VALIDITY_MS_MAX}")));
+    }
+    Ok(ContractSpec {
+        number: terms.number.to_string(),
+        sender: party(terms.sender)?,
+        recipient: party(terms.recipient)?,
+        max_transfer_tiyn: terms.max_transfer_tiyn,
+        max_fiat_tiyn: terms.max_fiat_tiyn,
+        valid_until_unix_ms: now_ms.saturating_add(terms.valid_for_ms),
+        funded_by: terms.funded_by.map(str::to_string),
+    })
 }
 
 /// An answer that is an error already.
@@ -133,7 +153,7 @@ impl Assembly {
 
     /// The tax authority registers a VAT payer.
     pub fn register_vat_payer(&self, token: &str, payer: ClientAt<'_>) -> Result<Party> {
-        self.oracle.register_vat_payer(token, self.party(payer)?)
+        self.oracle.register_vat_payer(Credential::Token(token), self.party(payer)?)
     }
 
     /// The tax authority names its account, on the Treasury.
@@ -142,7 +162,7 @@ impl Assembly {
         if !treasury {
             return Err(Error::new(ErrorCode::Forbidden, "the tax authority's account is on the Treasury node"));
         }
-        self.oracle.set_tax_account(token, self.party(account)?)
+        self.oracle.set_tax_account(Credential::Token(token), self.party(account)?)
     }
 
     /// The tax authority registers an e-invoice.
@@ -162,7 +182,7 @@ impl Assembly {
             net_tiyn,
             vat_tiyn,
         };
-        self.oracle.register_invoice(token, spec, self.now_ms())
+        self.oracle.register_invoice(Credential::Token(token), spec, self.now_ms())
     }
 
     /// Pay an e-invoice in full: the net part standard, the VAT part VAT-marked (the payer's
@@ -188,20 +208,9 @@ impl Assembly {
 
     /// The smart-contract portal registers a contract.
     pub fn register_contract(&self, token: &str, terms: &ContractTerms<'_>) -> Result<Contract> {
-        if terms.valid_for_ms == 0 || terms.valid_for_ms > CONTRACT_VALIDITY_MS_MAX {
-            return Err(Error::malformed(format!("valid_for_ms is 1 to {CONTRACT_VALIDITY_MS_MAX}")));
-        }
         let now = self.now_ms();
-        let spec = ContractSpec {
-            number: terms.number.to_string(),
-            sender: self.party(terms.sender)?,
-            recipient: self.party(terms.recipient)?,
-            max_transfer_tiyn: terms.max_transfer_tiyn,
-            max_fiat_tiyn: terms.max_fiat_tiyn,
-            valid_until_unix_ms: now.saturating_add(terms.valid_for_ms),
-            funded_by: terms.funded_by.map(str::to_string),
-        };
-        self.oracle.register_contract(token, spec, now)
+        let spec = contract_spec(terms, now, |who| self.party(who))?;
+        self.oracle.register_contract(Credential::Token(token), spec, now)
     }
 
     /// Pay under a contract: the recipient receives DT marked with it.

@@ -914,6 +914,96 @@ fn a_hold_across_processes_is_released_when_the_provider_reports() {
     cluster.reconcile();
 }
 
+/// `dtenge ca issue --api-client provider:<id>` into the cluster's clients: the provider's
+/// client at the oracle's node.
+fn certify_provider(cluster: &Cluster, id: &str) -> NodeClient {
+    let issued = Command::new(env!("CARGO_BIN_EXE_dtenge"))
+        .args(["ca", "--dir"])
+        .arg(cluster.dir.join("ca"))
+        .args(["issue", "--api-client", &format!("provider:{id}"), "--out"])
+        .arg(cluster.dir.join(cluster::CLIENTS_DIR))
+        .output()
+        .unwrap();
+    assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
+    cluster.client("oracle", &format!("api-provider-{id}"))
+}
+
+/// The tax authority's and the contract portal's registrations at the oracle's node (SPEC
+/// §5.3, §5.4), each provider with its own certificate: VAT payers, the tax account (on the
+/// Treasury only), e-invoices and contracts, each once per key, parties found at the
+/// directory across processes; a provider acts only as its kind allows, and one the operator
+/// never registered is refused whatever its certificate.
+#[test]
+fn the_oracles_node_takes_the_tax_authoritys_and_the_portals_registrations() {
+    let _machine = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let steppe_clients = open_clients(&cluster.client("steppe", "api-bank-steppe"), "steppe", 0);
+    let tulpar_clients = open_clients(&cluster.client("tulpar", "api-bank-tulpar"), "tulpar", 100);
+    let treasury = cluster.client("treasury", "api-bank-treasury");
+    let tax_id = iin(300);
+    let tax = json!([{"kind": "government_agency", "client_id": tax_id, "name": "State revenue"}]);
+    post_until_answered(&treasury, "/v1/nodes/treasury/accounts/bulk", "open-tax", &tax).unwrap();
+    let operator = cluster.client("oracle", "api-operator-nbk");
+    for (id, kind) in [("esf", "tax_authority"), ("portal", "contract_portal")] {
+        let request = json!({"id": id, "name": id, "kind": kind});
+        let _: Value = operator.post("/v1/oracle/providers", &format!("provider-{id}"), &request).unwrap();
+    }
+    let (esf, portal, ghost) =
+        (certify_provider(&cluster, "esf"), certify_provider(&cluster, "portal"), certify_provider(&cluster, "ghost"));
+    let seller = json!({"bank": "tulpar", "client_id": tulpar_clients[0]});
+    let buyer = json!({"bank": "steppe", "client_id": steppe_clients[0]});
+    // A certificate alone is not a registration; a provider acts only as its kind allows; a
+    // bank's systems register nothing.
+    assert_eq!(ghost.post::<_, Value>("/v1/oracle/vat-payers", "v0", &seller).unwrap_err().status, 401);
+    assert_eq!(portal.post::<_, Value>("/v1/oracle/vat-payers", "v0", &seller).unwrap_err().status, 403);
+    let steppe_at_oracle = cluster.client("oracle", "api-bank-steppe");
+    assert_eq!(steppe_at_oracle.post::<_, Value>("/v1/oracle/vat-payers", "v0", &seller).unwrap_err().status, 403);
+    // VAT payers and the tax account, found at the directory.
+    let payer: Value = esf.post("/v1/oracle/vat-payers", "vat-payer-1", &seller).unwrap();
+    assert_eq!((payer["bank"].as_str(), &payer["client_id"]), (Some("tulpar"), &seller["client_id"]));
+    let unknown = json!({"bank": "tulpar", "client_id": iin(999)});
+    let refused = esf.post::<_, Value>("/v1/oracle/vat-payers", "vat-payer-2", &unknown).unwrap_err();
+    assert!(refused.body.contains("UNKNOWN_ACCOUNT"), "{refused}");
+    let not_treasury = esf.put::<_, Value>("/v1/oracle/tax-account", "tax-0", &buyer).unwrap_err();
+    assert_eq!(not_treasury.status, 403, "{not_treasury}");
+    let tax_account: Value =
+        esf.put("/v1/oracle/tax-account", "tax-1", &json!({"bank": "treasury", "client_id": tax_id})).unwrap();
+    assert_eq!(tax_account["client_id"], json!(tax_id));
+    let payers: Vec<Value> = steppe_at_oracle.get("/v1/oracle/vat-payers").unwrap();
+    assert_eq!(payers.len(), 1);
+    // An e-invoice, once per key; a seller that is no VAT payer is refused.
+    let invoice = json!({"id": "ESF-1", "seller": seller, "buyer": buyer, "net_tiyn": 100_000, "vat_tiyn": 12_000});
+    let registered: Value = esf.post("/v1/oracle/invoices", "invoice-1", &invoice).unwrap();
+    let again: Value = esf.post("/v1/oracle/invoices", "invoice-1", &invoice).unwrap();
+    assert_eq!(again, registered, "the same key and invoice: the same answer");
+    let fake = json!({"id": "ESF-2", "seller": buyer, "buyer": seller, "net_tiyn": 100_000, "vat_tiyn": 12_000});
+    assert_eq!(esf.post::<_, Value>("/v1/oracle/invoices", "invoice-2", &fake).unwrap_err().status, 403);
+    let read: Value = steppe_at_oracle.get("/v1/oracle/invoices/ESF-1").unwrap();
+    assert_eq!((&read["id"], &read["net_tiyn"]), (&json!("ESF-1"), &json!(100_000)));
+    let paid: Vec<Value> = esf.get("/v1/oracle/vat-payments").unwrap();
+    assert!(paid.is_empty());
+    // A contract, once per key; the tax authority registers none.
+    let contract = json!({
+        "number": "GZ-2026-1",
+        "sender": {"bank": "steppe", "client_id": steppe_clients[1]},
+        "recipient": {"bank": "tulpar", "client_id": tulpar_clients[1]},
+        "max_transfer_tiyn": 500_000,
+        "max_fiat_tiyn": 100_000,
+        "valid_for_ms": 3_600_000,
+    });
+    assert_eq!(esf.post::<_, Value>("/v1/oracle/contracts", "contract-0", &contract).unwrap_err().status, 403);
+    let registered: Value = portal.post("/v1/oracle/contracts", "contract-1", &contract).unwrap();
+    assert_eq!(registered["number"], "GZ-2026-1", "{registered}");
+    assert_eq!(registered["recipient"]["client_id"], json!(tulpar_clients[1]));
+    let again: Value = portal.post("/v1/oracle/contracts", "contract-1", &contract).unwrap();
+    assert_eq!(again["hash"], registered["hash"]);
+    let read: Value = steppe_at_oracle.get("/v1/oracle/contracts/GZ-2026-1").unwrap();
+    assert_eq!(read["max_fiat_tiyn"], 100_000);
+    let markings: Value = steppe_at_oracle.get("/v1/oracle/markings").unwrap();
+    assert_eq!(markings["total"], 0);
+}
+
 /// A fault-injecting TCP proxy on loopback: forwards to `target` until cut; while cut, it ends
 /// every live connection and drops new ones at once (a partition), until healed.
 struct Proxy {

@@ -362,6 +362,15 @@ impl dtenge_wire::Decode for Record {
     }
 }
 
+/// How a provider proves who it is: on `dtenge up`, the bearer token its registration issued;
+/// on the oracle's own node, a client certificate of the NBK's root naming it
+/// (`urn:dtenge:api:provider:<id>`), which the node's TLS checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Credential<'a> {
+    Token(&'a str),
+    Certified(&'a str),
+}
+
 /// An event with its state and signed history.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Event {
@@ -618,6 +627,20 @@ impl Oracle {
 
     pub fn providers(&self) -> impl Iterator<Item = &Provider> {
         self.providers.values()
+    }
+
+    /// The provider calling with `who`: its bearer token, or its certificate's id (a
+    /// provider certified but never registered here is refused).
+    pub fn identify(&self, who: Credential<'_>) -> Result<&Provider> {
+        match who {
+            Credential::Token(token) => self.authenticate(token),
+            Credential::Certified(id) => self.providers.get(id).ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Unauthorized,
+                    format!("provider '{id}' is not registered at the oracle (the NBK operator registers it)"),
+                )
+            }),
+        }
     }
 
     /// The provider a bearer token belongs to.

@@ -60,8 +60,70 @@ pub(super) fn await_record<T>(mut found: impl FnMut() -> Result<Option<T>>) -> R
     }
 }
 
-fn at(party: &PartyRef) -> ClientAt<'_> {
+pub fn at(party: &PartyRef) -> ClientAt<'_> {
     (party.bank.as_str(), party.client_id.as_str())
+}
+
+/// A registration's answer: one refused `CONFLICT` (the id taken) under an idempotency key
+/// (`keyed`) is answered with what is registered under the id, when `existing` finds it the
+/// same as asked.
+pub fn registered_again<T>(
+    registered: Result<T>,
+    keyed: bool,
+    existing: impl FnOnce() -> Result<Option<T>>,
+) -> Result<T> {
+    match registered {
+        Err(e) if e.code == ErrorCode::Conflict && keyed => existing()?.ok_or(e),
+        other => other,
+    }
+}
+
+/// The invoice registered is the one `request` asks for: the same parties and amounts.
+pub fn invoice_matches(existing: &Invoice, request: &InvoiceRequest) -> bool {
+    existing.seller.bank == request.seller.bank
+        && existing.seller.client_id == request.seller.client_id
+        && existing.buyer.bank == request.buyer.bank
+        && existing.buyer.client_id == request.buyer.client_id
+        && existing.net_tiyn == request.net_tiyn
+        && existing.vat_tiyn == request.vat_tiyn
+}
+
+/// The contract registered is the one `request` asks for: the same parties, limits and
+/// funding.
+pub fn contract_matches(existing: &dtenge_oracle::Contract, request: &ContractRequest) -> bool {
+    existing.sender.bank == request.sender.bank
+        && existing.sender.client_id == request.sender.client_id
+        && existing.recipient.bank == request.recipient.bank
+        && existing.recipient.client_id == request.recipient.client_id
+        && existing.max_transfer_tiyn == request.max_transfer_tiyn
+        && existing.max_fiat_tiyn == request.max_fiat_tiyn
+        && existing.funded_by == request.funded_by
+}
+
+/// The oracle's markings without their traces, newest first.
+pub fn marking_page(
+    oracle: &dtenge_oracle::service::OracleService,
+    offset: usize,
+    limit: usize,
+) -> Result<MarkingPage> {
+    ensure!(limit > 0 && limit <= MARKINGS_PAGE_MAX, MalformedInput, "limit is 1 to {MARKINGS_PAGE_MAX}");
+    let all = oracle.markings();
+    let total = all.len();
+    let markings = all.into_iter().rev().skip(offset).take(limit).collect();
+    Ok(MarkingPage { markings, total, offset, limit })
+}
+
+/// The contract's terms as `request` gives them.
+pub fn contract_terms(request: &ContractRequest) -> ContractTerms<'_> {
+    ContractTerms {
+        number: &request.number,
+        sender: at(&request.sender),
+        recipient: at(&request.recipient),
+        max_transfer_tiyn: request.max_transfer_tiyn,
+        max_fiat_tiyn: request.max_fiat_tiyn,
+        valid_for_ms: request.valid_for_ms,
+        funded_by: request.funded_by.as_deref(),
+    }
 }
 
 impl Platform {
@@ -108,11 +170,7 @@ impl Platform {
 
     /// Markings without their traces, newest first.
     pub fn markings(&self, offset: usize, limit: usize) -> Result<MarkingPage> {
-        ensure!(limit > 0 && limit <= MARKINGS_PAGE_MAX, MalformedInput, "limit is 1 to {MARKINGS_PAGE_MAX}");
-        let all = self.assembly.oracle().markings();
-        let total = all.len();
-        let markings = all.into_iter().rev().skip(offset).take(limit).collect();
-        Ok(MarkingPage { markings, total, offset, limit })
+        marking_page(self.assembly.oracle(), offset, limit)
     }
 
     pub fn marking(&self, id: &str) -> Result<MarkingView> {
@@ -150,23 +208,10 @@ impl Platform {
             request.net_tiyn,
             request.vat_tiyn,
         );
-        match registered {
-            Err(e) if e.code == ErrorCode::Conflict && idem.is_some() => {
-                let existing = self.assembly.oracle().invoice(&request.id)?;
-                let same = existing.seller.bank == request.seller.bank
-                    && existing.seller.client_id == request.seller.client_id
-                    && existing.buyer.bank == request.buyer.bank
-                    && existing.buyer.client_id == request.buyer.client_id
-                    && existing.net_tiyn == request.net_tiyn
-                    && existing.vat_tiyn == request.vat_tiyn;
-                if same {
-                    Ok(existing)
-                } else {
-                    Err(e)
-                }
-            }
-            other => other,
-        }
+        registered_again(registered, idem.is_some(), || {
+            let existing = self.assembly.oracle().invoice(&request.id)?;
+            Ok(invoice_matches(&existing, &request).then_some(existing))
+        })
     }
 
     pub fn invoice(&self, id: &str) -> Result<Invoice> {
@@ -236,34 +281,12 @@ impl Platform {
         token: &str,
         request: ContractRequest,
     ) -> Result<ContractView> {
-        let terms = ContractTerms {
-            number: &request.number,
-            sender: at(&request.sender),
-            recipient: at(&request.recipient),
-            max_transfer_tiyn: request.max_transfer_tiyn,
-            max_fiat_tiyn: request.max_fiat_tiyn,
-            valid_for_ms: request.valid_for_ms,
-            funded_by: request.funded_by.as_deref(),
-        };
-        match self.assembly.register_contract(token, &terms) {
-            Ok(contract) => Ok(ContractView::of(&contract)),
-            Err(e) if e.code == ErrorCode::Conflict && idem.is_some() => {
-                let existing = self.assembly.oracle().contract(&request.number)?;
-                let same = existing.sender.bank == request.sender.bank
-                    && existing.sender.client_id == request.sender.client_id
-                    && existing.recipient.bank == request.recipient.bank
-                    && existing.recipient.client_id == request.recipient.client_id
-                    && existing.max_transfer_tiyn == request.max_transfer_tiyn
-                    && existing.max_fiat_tiyn == request.max_fiat_tiyn
-                    && existing.funded_by == request.funded_by;
-                if same {
-                    Ok(ContractView::of(&existing))
-                } else {
-                    Err(e)
-                }
-            }
-            Err(e) => Err(e),
-        }
+        let registered = self.assembly.register_contract(token, &contract_terms(&request));
+        let contract = registered_again(registered, idem.is_some(), || {
+            let existing = self.assembly.oracle().contract(&request.number)?;
+            Ok(contract_matches(&existing, &request).then_some(existing))
+        })?;
+        Ok(ContractView::of(&contract))
     }
 
     pub fn contract(&self, number: &str) -> Result<ContractView> {

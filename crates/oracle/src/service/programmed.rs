@@ -27,7 +27,7 @@ use crate::contract::ContractChange;
 use crate::marking::{MarkedPlan, MarkingChange};
 use crate::vat::{VatPayment, VatUpdate};
 use crate::{Contract, ContractSpec, Invoice, InvoiceSpec, Marking, MarkingSpec, Oracle, ProviderKind, ProviderView};
-use crate::{SpendPlan, UseKind};
+use crate::{Credential, SpendPlan, UseKind};
 use dtenge_core::crypto::{hash_parts, Hash32, SecretKey};
 use dtenge_core::party::Party;
 use dtenge_core::token::TxId;
@@ -197,22 +197,22 @@ impl OracleService {
     }
 
     /// The tax authority registers a VAT payer.
-    pub fn register_vat_payer(&self, token: &str, payer: Party) -> Result<Party> {
+    pub fn register_vat_payer(&self, who: Credential<'_>, payer: Party) -> Result<Party> {
         self.known_banks(&[&payer])?;
-        self.vat_update(token, VatUpdate::Payer(payer))
+        self.vat_update(who, VatUpdate::Payer(payer))
     }
 
     /// The tax authority names its account (on the Treasury: the caller checks the bank's kind).
-    pub fn set_tax_account(&self, token: &str, account: Party) -> Result<Party> {
+    pub fn set_tax_account(&self, who: Credential<'_>, account: Party) -> Result<Party> {
         self.known_banks(&[&account])?;
-        self.vat_update(token, VatUpdate::TaxAccount(account))
+        self.vat_update(who, VatUpdate::TaxAccount(account))
     }
 
-    fn vat_update(&self, token: &str, update: VatUpdate) -> Result<Party> {
+    fn vat_update(&self, who: Credential<'_>, update: VatUpdate) -> Result<Party> {
         let mut inner = self.inner.lock();
         ensure_running(&inner)?;
         let registry = &inner.programmed.registry;
-        let provider = registry.authenticate(token)?;
+        let provider = registry.identify(who)?;
         let update = registry.plan_vat_update(provider, update)?;
         let mut batch = WriteBatch::new();
         registry::vat_update_writes(&update, &mut batch);
@@ -225,12 +225,12 @@ impl OracleService {
     }
 
     /// The tax authority registers an e-invoice.
-    pub fn register_invoice(&self, token: &str, spec: InvoiceSpec, now_ms: u64) -> Result<Invoice> {
+    pub fn register_invoice(&self, who: Credential<'_>, spec: InvoiceSpec, now_ms: u64) -> Result<Invoice> {
         self.known_banks(&[&spec.seller, &spec.buyer])?;
         let mut inner = self.inner.lock();
         ensure_running(&inner)?;
         let registry = &inner.programmed.registry;
-        let invoice = registry.plan_invoice(registry.authenticate(token)?, spec, now_ms)?;
+        let invoice = registry.plan_invoice(registry.identify(who)?, spec, now_ms)?;
         let mut batch = WriteBatch::new();
         registry::invoice_writes(&invoice, &mut batch);
         self.commit(&mut inner, batch)?;
@@ -239,12 +239,12 @@ impl OracleService {
     }
 
     /// The smart-contract portal registers a contract.
-    pub fn register_contract(&self, token: &str, spec: ContractSpec, now_ms: u64) -> Result<Contract> {
+    pub fn register_contract(&self, who: Credential<'_>, spec: ContractSpec, now_ms: u64) -> Result<Contract> {
         self.known_banks(&[&spec.sender, &spec.recipient])?;
         let mut inner = self.inner.lock();
         ensure_running(&inner)?;
         let registry = &inner.programmed.registry;
-        let change = registry.plan_contract(registry.authenticate(token)?, spec, now_ms)?;
+        let change = registry.plan_contract(registry.identify(who)?, spec, now_ms)?;
         let mut batch = WriteBatch::new();
         registry::contract_writes(&change, &mut batch);
         self.commit(&mut inner, batch)?;
@@ -288,7 +288,13 @@ impl OracleService {
     /// for the providers' calls that name their provider, such as
     /// [`OracleService::register_event`].
     pub fn authenticate(&self, token: &str) -> Result<ProviderView> {
-        Ok(self.inner.lock().programmed.registry.authenticate(token)?.view())
+        self.identify(Credential::Token(token))
+    }
+
+    /// The provider calling with `who` (`UNAUTHORIZED` for a token no provider holds, or a
+    /// certified provider not registered here).
+    pub fn identify(&self, who: Credential<'_>) -> Result<ProviderView> {
+        Ok(self.inner.lock().programmed.registry.identify(who)?.view())
     }
 
     /// Every registered provider, by id.

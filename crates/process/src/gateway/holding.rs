@@ -14,7 +14,7 @@
 //! An event's parties are named by client id only when they bank here: the oracle tells a
 //! bank no other bank's client ids.
 
-use super::{answer, blocking, committed, Keyed, Node, ANSWER_WAIT_MS};
+use super::{answer, blocking, committed, created, Keyed, Node, ANSWER_WAIT_MS};
 use crate::Hosted;
 use axum::extract::{Path as P, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -105,10 +105,7 @@ pub(super) async fn hold(
         Ok(hold_receipt(&image, tx_id, own_client(handle)))
     })
     .await;
-    match receipt {
-        Ok(receipt) => (axum::http::StatusCode::CREATED, axum::Json(receipt)).into_response(),
-        Err(e) => Failure(e).into_response(),
-    }
+    created(receipt)
 }
 
 /// The event as the oracle shows it once `done` holds of it, or as it is after

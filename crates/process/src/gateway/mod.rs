@@ -117,7 +117,16 @@ pub(crate) fn router(node: Node) -> Option<axum::Router> {
             .route("/v1/oracle/providers", get(oracle::providers).post(oracle::register_provider))
             .route("/v1/oracle/events", get(oracle::events).post(oracle::register_event))
             .route("/v1/oracle/events/{id}", get(oracle::event))
-            .route("/v1/oracle/events/{id}/occurrences", post(oracle::report_occurrence)),
+            .route("/v1/oracle/events/{id}/occurrences", post(oracle::report_occurrence))
+            .route("/v1/oracle/vat-payers", get(oracle::vat_payers).post(oracle::register_vat_payer))
+            .route("/v1/oracle/tax-account", axum::routing::put(oracle::set_tax_account))
+            .route("/v1/oracle/vat-payments", get(oracle::vat_payments))
+            .route("/v1/oracle/invoices", post(oracle::register_invoice))
+            .route("/v1/oracle/invoices/{id}", get(oracle::invoice))
+            .route("/v1/oracle/contracts", post(oracle::register_contract))
+            .route("/v1/oracle/contracts/{number}", get(oracle::contract))
+            .route("/v1/oracle/markings", get(oracle::markings))
+            .route("/v1/oracle/markings/{id}", get(oracle::marking)),
         _ => return None,
     };
     Some(
@@ -206,6 +215,14 @@ fn central(node: &Node) -> Result<&dtenge_central::CentralService> {
     match &*node.hosted {
         Hosted::Central(central) => Ok(central),
         _ => Err(Error::new(ErrorCode::NotFound, "this node is not central")),
+    }
+}
+
+/// `201 Created` with what was made, or the structured refusal.
+fn created<T: serde::Serialize>(result: Result<T>) -> Response {
+    match result {
+        Ok(value) => (StatusCode::CREATED, Json(value)).into_response(),
+        Err(e) => Failure(e).into_response(),
     }
 }
 

@@ -14,28 +14,39 @@
 //!   it was given, for these views (the directory tells no one whose an address is);
 //! - `POST /v1/oracle/events/{id}/occurrences`: the confirming provider reports an
 //!   occurrence; answered once the release is certified and applied at the oracle (the
-//!   payees' banks apply it from their deliveries, resent until acknowledged).
+//!   payees' banks apply it from their deliveries, resent until acknowledged);
+//! - the tax authority's VAT payers (`POST`, `GET /v1/oracle/vat-payers`), its account on
+//!   the Treasury (`PUT /v1/oracle/tax-account`) and e-invoices (`POST /v1/oracle/invoices`,
+//!   `GET /v1/oracle/invoices/{id}`), the VAT paid (`GET /v1/oracle/vat-payments`); the
+//!   contract portal's contracts (`POST /v1/oracle/contracts`, `GET .../{number}`); the
+//!   markings (`GET /v1/oracle/markings`, `GET .../{id}`). Parties named by bank and client
+//!   id, found at the directory; a provider acts as its kind allows (the oracle's rule).
 
-use super::{answer, blocking, Caller, Keyed, Node, ANSWER_WAIT_MS};
+use super::{answer, blocking, created, Caller, Keyed, Node, ANSWER_WAIT_MS};
 use crate::Hosted;
 use axum::extract::{Path as P, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use dtenge_api::platform::{
-    confirm_occurrence, event_full_view, event_page, event_registration, event_view, occurrence_receipt,
-    occurrence_terms, released,
+    confirm_occurrence, contract_matches, contract_terms, event_full_view, event_page, event_registration, event_view,
+    invoice_matches, marking_page, occurrence_receipt, occurrence_terms, registered_again, released, TREASURY_ID,
 };
-use dtenge_api::types::{EventRequest, EventStatus, OccurrenceRequest, ProviderRequest};
+use dtenge_api::types::{
+    ContractRequest, ContractView, EventRequest, EventStatus, InvoiceRequest, MarkingView, OccurrenceRequest, PartyRef,
+    ProviderRequest,
+};
 use dtenge_api::Failure;
+use dtenge_assembly::contract_spec;
 use dtenge_bank::{Directory as _, DirectoryClient, Who};
 use dtenge_core::crypto::Address;
 use dtenge_core::party::Party;
 use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_oracle::service::{EventImage, OracleService};
+use dtenge_oracle::{Credential, InvoiceSpec};
 use dtenge_pki::ApiClient;
 use std::time::Duration;
 
-/// Events a page returns when the caller names no limit.
+/// Events or markings a page returns when the caller names no limit.
 const EVENTS_PAGE_DEFAULT: usize = 50;
 
 /// The oracle this node runs; the caller was authorized for the route.
@@ -60,13 +71,16 @@ fn provider<'a>(oracle: &OracleService, caller: &'a Caller) -> Result<&'a str> {
     let ApiClient::Provider(id) = &caller.0 else {
         return Err(Error::new(ErrorCode::Forbidden, format!("{} is not an oracle provider", caller.0)));
     };
-    if !oracle.providers().iter().any(|p| p.id == *id) {
-        return Err(Error::new(
-            ErrorCode::Unauthorized,
-            format!("provider '{id}' is not registered at the oracle (the NBK operator registers it)"),
-        ));
-    }
+    oracle.identify(Credential::Certified(id))?;
     Ok(id)
+}
+
+/// The provider's credential: its certificate's id (the route checks it is registered).
+fn certified(caller: &Caller) -> Result<Credential<'_>> {
+    match &caller.0 {
+        ApiClient::Provider(id) => Ok(Credential::Certified(id)),
+        other => Err(Error::new(ErrorCode::Forbidden, format!("{other} is not an oracle provider"))),
+    }
 }
 
 /// The account `client_id` has at `bank`, found at the directory.
@@ -161,10 +175,7 @@ pub(super) async fn register_event(
         Ok(event_full_view(&oracle.image(&id, true)?, unnamed))
     })
     .await;
-    match registered {
-        Ok(view) => (axum::http::StatusCode::CREATED, axum::Json(view)).into_response(),
-        Err(e) => Failure(e).into_response(),
-    }
+    created(registered)
 }
 
 /// The confirming provider reports an occurrence; the same occurrence id again answers the
@@ -188,4 +199,123 @@ pub(super) async fn report_occurrence(
         })
         .await,
     )
+}
+
+/// The tax authority registers a VAT payer (registering one twice is one registration).
+pub(super) async fn register_vat_payer(
+    State(node): State<Node>,
+    Extension(caller): Extension<Caller>,
+    Keyed(_key, payer): Keyed<PartyRef>,
+) -> Response {
+    created(
+        blocking(move || {
+            let (oracle, directory) = oracle_and_directory(&node)?;
+            let payer = party(directory, &payer.bank, &payer.client_id)?;
+            oracle.register_vat_payer(certified(&caller)?, payer)
+        })
+        .await,
+    )
+}
+
+pub(super) async fn vat_payers(State(node): State<Node>) -> Response {
+    answer(blocking(move || Ok(oracle(&node)?.vat_payers())).await)
+}
+
+pub(super) async fn vat_payments(State(node): State<Node>) -> Response {
+    answer(blocking(move || Ok(oracle(&node)?.vat_payments())).await)
+}
+
+/// The tax authority names its account, on the Treasury's node (the network's bank id
+/// `treasury`: the oracle's node knows the banks by id, not by kind).
+pub(super) async fn set_tax_account(
+    State(node): State<Node>,
+    Extension(caller): Extension<Caller>,
+    Keyed(_key, account): Keyed<PartyRef>,
+) -> Response {
+    answer(
+        blocking(move || {
+            let (oracle, directory) = oracle_and_directory(&node)?;
+            if account.bank != TREASURY_ID {
+                return Err(Error::new(ErrorCode::Forbidden, "the tax authority's account is on the Treasury node"));
+            }
+            let account = party(directory, &account.bank, &account.client_id)?;
+            oracle.set_tax_account(certified(&caller)?, account)
+        })
+        .await,
+    )
+}
+
+/// The tax authority registers an e-invoice; asked again with its key, an invoice registered
+/// with the same id, parties and amounts is answered as it is now.
+pub(super) async fn register_invoice(
+    State(node): State<Node>,
+    Extension(caller): Extension<Caller>,
+    Keyed(_key, request): Keyed<InvoiceRequest>,
+) -> Response {
+    created(
+        blocking(move || {
+            let (oracle, directory) = oracle_and_directory(&node)?;
+            let spec = InvoiceSpec {
+                id: request.id.clone(),
+                seller: party(directory, &request.seller.bank, &request.seller.client_id)?,
+                buyer: party(directory, &request.buyer.bank, &request.buyer.client_id)?,
+                net_tiyn: request.net_tiyn,
+                vat_tiyn: request.vat_tiyn,
+            };
+            let registered = oracle.register_invoice(certified(&caller)?, spec, (node.clock)());
+            registered_again(registered, true, || {
+                let existing = oracle.invoice(&request.id)?;
+                Ok(invoice_matches(&existing, &request).then_some(existing))
+            })
+        })
+        .await,
+    )
+}
+
+pub(super) async fn invoice(State(node): State<Node>, P(id): P<String>) -> Response {
+    answer(blocking(move || oracle(&node)?.invoice(&id)).await)
+}
+
+/// The smart-contract portal registers a contract; asked again with its key, a contract
+/// registered with the same number, parties, limits and funding is answered as it is now.
+pub(super) async fn register_contract(
+    State(node): State<Node>,
+    Extension(caller): Extension<Caller>,
+    Keyed(_key, request): Keyed<ContractRequest>,
+) -> Response {
+    created(
+        blocking(move || {
+            let (oracle, directory) = oracle_and_directory(&node)?;
+            let now_ms = (node.clock)();
+            let spec =
+                contract_spec(&contract_terms(&request), now_ms, |(bank, client)| party(directory, bank, client))?;
+            let registered = oracle.register_contract(certified(&caller)?, spec, now_ms);
+            let contract = registered_again(registered, true, || {
+                let existing = oracle.contract(&request.number)?;
+                Ok(contract_matches(&existing, &request).then_some(existing))
+            })?;
+            Ok(ContractView::of(&contract))
+        })
+        .await,
+    )
+}
+
+pub(super) async fn contract(State(node): State<Node>, P(number): P<String>) -> Response {
+    answer(blocking(move || Ok(ContractView::of(&oracle(&node)?.contract(&number)?))).await)
+}
+
+pub(super) async fn markings(
+    State(node): State<Node>,
+    page: std::result::Result<Query<super::bank::Page>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let page = match page {
+        Ok(Query(page)) => page,
+        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
+    };
+    let (offset, limit) = (page.offset.unwrap_or(0), page.limit.unwrap_or(EVENTS_PAGE_DEFAULT));
+    answer(blocking(move || marking_page(oracle(&node)?, offset, limit)).await)
+}
+
+pub(super) async fn marking(State(node): State<Node>, P(id): P<String>) -> Response {
+    answer(blocking(move || Ok(MarkingView::of(&oracle(&node)?.marking(&id)?))).await)
 }
