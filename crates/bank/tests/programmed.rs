@@ -15,7 +15,7 @@ use dtenge_node::{Account, ClientKind, NodeKind, NodeMeta, OWN_ACCOUNT};
 use dtenge_notary::service::{NotaryService, Senders};
 use dtenge_oracle::contract::contract_hash;
 use dtenge_oracle::service::OracleService;
-use dtenge_oracle::{ContractSpec, InvoiceSpec, InvoiceStatus, Level, MarkingSpec, ProviderKind};
+use dtenge_oracle::{ContractSpec, Credential, InvoiceSpec, InvoiceStatus, Level, MarkingSpec, ProviderKind};
 use dtenge_store::{CrashMode, SimDisk, Store};
 use dtenge_transport::{Fate, Faults, SimNetwork, Transport};
 use dtenge_wire::{Envelope, RoleId, SpendKind};
@@ -233,7 +233,7 @@ impl Net {
                 valid_until_unix_ms: 10_000_000,
                 funded_by: None,
             };
-            oracle.register_contract(PORTAL_TOKEN, spec, self.now_ms).unwrap();
+            oracle.register_contract(Credential::Token(PORTAL_TOKEN), spec, self.now_ms).unwrap();
         }
         "GZ-1".into()
     }
@@ -565,8 +565,8 @@ fn marked_transfers_an_invoice_and_its_vat_complete_once_on_a_network_that_loses
     // account (the outsider's, here).
     let esf = "esf-token-0123456789abcdef0123456789abcdef";
     n.oracle().register_provider("esf", "ESF", ProviderKind::TaxAuthority, esf, 0).unwrap();
-    n.oracle().set_tax_account(esf, n.party(OUTSIDER)).unwrap();
-    n.oracle().register_vat_payer(esf, n.party(SECOND)).unwrap();
+    n.oracle().set_tax_account(Credential::Token(esf), n.party(OUTSIDER)).unwrap();
+    n.oracle().register_vat_payer(Credential::Token(esf), n.party(SECOND)).unwrap();
     let invoice = InvoiceSpec {
         id: "ESF-1".into(),
         seller: n.party(SECOND),
@@ -574,7 +574,7 @@ fn marked_transfers_an_invoice_and_its_vat_complete_once_on_a_network_that_loses
         net_tiyn: tiyn(1_000),
         vat_tiyn: tiyn(120),
     };
-    n.oracle().register_invoice(esf, invoice, n.now_ms).unwrap();
+    n.oracle().register_invoice(Credential::Token(esf), invoice, n.now_ms).unwrap();
     let pay =
         SpendKind::InvoicePayment { invoice_id: "ESF-1".into(), amount: tiyn(1_120), vat_available: Amount::ZERO };
     let paid = n.bank().spend(&client(SENDER), pay, idem("c"), n.now_ms);
