@@ -884,6 +884,8 @@ fn a_hold_across_processes_is_released_when_the_provider_reports() {
     assert_eq!(released["event"]["status"], "completed", "{released}");
     assert_eq!(released["event"]["released_tiyn"], EVENT_TIYN);
     assert_eq!(released["repeated"], false);
+    let again: Value = provider.post(&path, "occurrence-1", &occurred).unwrap();
+    assert_eq!(again, released, "the same key: the same answer");
     let repeated: Value = provider.post(&path, "occurrence-2", &occurred).unwrap();
     assert_eq!((repeated["repeated"].as_bool(), &repeated["tx_id"]), (Some(true), &released["tx_id"]));
     let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
@@ -905,12 +907,20 @@ fn a_hold_across_processes_is_released_when_the_provider_reports() {
     assert_eq!(released_to["client_id"], json!(payee));
     let told_sapa: Value = sapa.get("/v1/nodes/sapa/notifications").unwrap();
     assert_eq!(told_sapa["total"], 0, "{told_sapa}");
-    // Anyone of the network reads the event and its history at the oracle.
+    // At the oracle's node a bank's systems read the events their clients are party to, the
+    // other banks' clients unnamed; the operator reads them whole.
     let seen: Value = steppe_at_oracle.get(&format!("/v1/oracle/events/{id}")).unwrap();
     assert_eq!(seen["status"], "completed");
     assert!(seen["records"].as_array().unwrap().len() >= 3, "registered, held, released: {seen}");
+    assert_eq!(seen["terms"]["payees"][0]["party"]["client_id"], "");
     let listed: Value = steppe_at_oracle.get("/v1/oracle/events?status=completed").unwrap();
     assert_eq!(listed["total"], 1, "{listed}");
+    let sapa_at_oracle = cluster.client("oracle", "api-bank-sapa");
+    assert_eq!(sapa_at_oracle.get::<Value>(&format!("/v1/oracle/events/{id}")).unwrap_err().status, 404);
+    let listed: Value = sapa_at_oracle.get("/v1/oracle/events").unwrap();
+    assert_eq!(listed["total"], 0, "{listed}");
+    let whole: Value = operator.get(&format!("/v1/oracle/events/{id}")).unwrap();
+    assert_eq!(whole["terms"]["payees"][0]["party"]["client_id"], json!(payee));
     cluster.reconcile();
 }
 

@@ -8,6 +8,7 @@
 
 use crate::service::{EventImage, HoldPlan, NoticePage};
 use dtenge_core::crypto::Address;
+use dtenge_core::token::TxId;
 use dtenge_core::{Amount, Error, ErrorCode, Result};
 use dtenge_transport::{Questions, Transport};
 use dtenge_wire::{Decode, Envelope, Message, OracleAsk, Question, RoleId};
@@ -49,9 +50,10 @@ impl OracleClient {
         self.ask(Question::Hold { event_id: event_id.to_string(), amount })
     }
 
-    /// The event with its records (one of this bank's clients is a party to it).
-    pub fn event(&self, event_id: &str) -> Result<EventImage> {
-        self.ask(Question::Event { event_id: event_id.to_string() })
+    /// The event (one of this bank's clients is a party to it), with the records of
+    /// transaction `records_of`.
+    pub fn event(&self, event_id: &str, records_of: Option<TxId>) -> Result<EventImage> {
+        self.ask(Question::Event { event_id: event_id.to_string(), records_of })
     }
 
     /// The events this bank's client at `address` is a party to, newest first (without

@@ -290,7 +290,9 @@ impl Participant {
                 .map_err(|e| Error::malformed(format!("the revocation list: {e}")))?,
         ));
         let answers = match &*hosted {
-            Hosted::Bank { .. } => Some(Arc::new(dtenge_api::platform::Answers::open(&config.data.join(GATEWAY_DIR))?)),
+            Hosted::Bank { .. } | Hosted::Oracle { .. } => {
+                Some(Arc::new(dtenge_api::platform::Answers::open(&config.data.join(GATEWAY_DIR))?))
+            }
             _ => None,
         };
         let node = gateway::Node {

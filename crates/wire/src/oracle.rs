@@ -4,7 +4,8 @@
 //! its own asks the oracle instead, on its connection to it, as it asks the directory:
 //!
 //! - [`OracleAsk`] (kind 22): a [`Question`] about holding: may this bank hold an event now
-//!   (and what does it hold, for which payee), an event as the network shows it, the events
+//!   (and what does it hold, for which payee), an event as the network shows it (with the
+//!   records of one of its transactions), the events
 //!   one of this bank's clients is a party to, or this bank's notices.
 //! - [`OracleAnswer`] (kind 23): the oracle's answer in its own encoding (the oracle crate
 //!   decodes it: `dtenge_oracle::client`), or why it refuses.
@@ -17,6 +18,7 @@
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::message::bounded_string;
 use dtenge_core::crypto::Address;
+use dtenge_core::token::TxId;
 use dtenge_core::Amount;
 
 /// Most bytes of one answer (a page of notices is the largest).
@@ -28,8 +30,9 @@ pub enum Question {
     /// May the asking bank hold `amount` (`None`: the event's) of `event_id` now? The answer
     /// is the event and the amount, or the network's refusal (`EVENT_EXPIRED`, `CONFLICT`).
     Hold { event_id: String, amount: Option<Amount> },
-    /// The event with its records, for a bank one of whose clients is a party to it.
-    Event { event_id: String },
+    /// The event, for a bank one of whose clients is a party to it, with the records of
+    /// transaction `records_of` (none without one: an event's history may be long).
+    Event { event_id: String, records_of: Option<TxId> },
     /// The events the asking bank's client at `address` is a party to, newest first.
     Holds { address: Address },
     /// The asking bank's notices, newest first.
@@ -58,9 +61,10 @@ impl Encode for Question {
                 w.str(event_id);
                 w.put(amount);
             }
-            Question::Event { event_id } => {
+            Question::Event { event_id, records_of } => {
                 w.u8(2);
                 w.str(event_id);
+                w.put(records_of);
             }
             Question::Holds { address } => {
                 w.u8(3);
@@ -80,7 +84,7 @@ impl Decode for Question {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         match r.u8("question")? {
             1 => Ok(Question::Hold { event_id: bounded_string(r, "event id")?, amount: r.get()? }),
-            2 => Ok(Question::Event { event_id: bounded_string(r, "event id")? }),
+            2 => Ok(Question::Event { event_id: bounded_string(r, "event id")?, records_of: r.get()? }),
             3 => Ok(Question::Holds { address: r.get()? }),
             4 => Ok(Question::Notices { offset: r.u64("offset")?, limit: r.u32("limit")? }),
             tag => Err(DecodeError::UnknownTag { what: "question", tag: u64::from(tag) }),
@@ -163,7 +167,8 @@ mod tests {
         let questions = [
             Question::Hold { event_id: "EV-1".into(), amount: None },
             Question::Hold { event_id: "EV-1".into(), amount: Some(Amount::from_tiyn(500).unwrap()) },
-            Question::Event { event_id: "EV-2".into() },
+            Question::Event { event_id: "EV-2".into(), records_of: None },
+            Question::Event { event_id: "EV-2".into(), records_of: Some(TxId(Hash32([3; 32]))) },
             Question::Holds { address: Address(Hash32([7; 32])) },
             Question::Notices { offset: 3, limit: 50 },
         ];

@@ -245,7 +245,9 @@ impl Platform {
 
     /// Oracle events, newest first, optionally of one status.
     pub fn oracle_events(&self, status: Option<EventStatus>, offset: usize, limit: usize) -> Result<EventPage> {
-        event_page(self.assembly.oracle(), status, offset, limit, |_, address| self.client_at_directory(address))
+        let oracle = self.assembly.oracle();
+        let images = oracle.events().iter().rev().map(|e| oracle.image(&e.id, false)).collect::<Result<Vec<_>>>()?;
+        event_page(images, status, offset, limit, |_, address| self.client_at_directory(address))
     }
 
     /// The event and its records, signed by the oracle role.
@@ -260,7 +262,7 @@ impl Platform {
         let oracle = self.assembly.oracle();
         let mut images = Vec::new();
         for event in oracle.events().iter().rev() {
-            let image = EventImage { records: Vec::new(), ..oracle.image(&event.id, false)? };
+            let image = oracle.image(&event.id, false)?;
             if image.names(&me.bank, &me.address) {
                 images.push(image);
             }
@@ -535,9 +537,9 @@ pub fn event_view(image: &EventImage, name_of: impl Fn(&str, &Address) -> Option
     }
 }
 
-/// The oracle's events, newest first, optionally of one status (without their records).
+/// A page of `images` (the oracle's events, newest first), optionally of one status.
 pub fn event_page(
-    oracle: &OracleService,
+    images: Vec<EventImage>,
     status: Option<EventStatus>,
     offset: usize,
     limit: usize,
@@ -545,9 +547,8 @@ pub fn event_page(
 ) -> Result<EventPage> {
     ensure!(limit > 0 && limit <= PAGE_LIMIT_MAX, MalformedInput, "limit is 1 to {PAGE_LIMIT_MAX}");
     let mut matching = Vec::new();
-    for event in oracle.events().iter().rev() {
-        let image = oracle.image(&event.id, false)?;
-        let event = event_view(&image, &name_of);
+    for image in &images {
+        let event = event_view(image, &name_of);
         if status.is_none_or(|s| event.status == s) {
             matching.push(event);
         }

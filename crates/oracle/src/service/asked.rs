@@ -6,6 +6,7 @@
 use super::{EventNotes, HoldEvent, HoldPlan, NoticePage, OracleService};
 use crate::Record;
 use dtenge_core::crypto::Address;
+use dtenge_core::token::TxId;
 use dtenge_core::{ensure, Error, ErrorCode, Result};
 use dtenge_wire::oracle::ANSWER_BYTES_MAX;
 use dtenge_wire::{
@@ -53,7 +54,7 @@ impl EventImage {
     }
 
     /// Whether a client of `bank` is a party to the event.
-    fn concerns(&self, bank: &str) -> bool {
+    pub fn concerns(&self, bank: &str) -> bool {
         self.event.sender_bank == bank || self.event.payees.iter().any(|p| p.bank == bank)
     }
 }
@@ -87,20 +88,17 @@ impl OracleService {
     fn answer(&self, bank: &str, question: Question, now_ms: u64) -> Result<Vec<u8>> {
         match question {
             Question::Hold { event_id, amount } => {
-                self.party_image(bank, &event_id, false)?;
+                self.party_image(bank, &event_id, None)?;
                 Ok(self.plan_hold(bank, &event_id, amount, now_ms)?.to_bytes())
             }
-            Question::Event { event_id } => Ok(self.party_image(bank, &event_id, true)?.to_bytes()),
+            Question::Event { event_id, records_of } => Ok(self.party_image(bank, &event_id, records_of)?.to_bytes()),
             Question::Holds { address } => {
                 let mut images = Vec::new();
-                for event in self.events().iter().rev() {
-                    if images.len() == HOLDS_ANSWERED_MAX {
-                        break;
-                    }
-                    let image = self.image(&event.id, false)?;
-                    if image.names(bank, &address) {
-                        images.push(image.seen_by(bank));
-                    }
+                // Filtered on the rows first: an image is built only for the events it names.
+                let events = self.events();
+                let named = events.iter().rev().filter(|e| names(e, bank, &address));
+                for event in named.take(HOLDS_ANSWERED_MAX) {
+                    images.push(self.image(&event.id, false)?.seen_by(bank));
                 }
                 Ok(images.to_bytes())
             }
@@ -111,13 +109,19 @@ impl OracleService {
         }
     }
 
-    /// The event, for a bank one of whose clients is a party to it; for any other bank there
-    /// is no such event.
-    fn party_image(&self, bank: &str, event_id: &str, with_records: bool) -> Result<EventImage> {
-        let image = self.image(event_id, with_records)?;
+    /// The event, for a bank one of whose clients is a party to it, with the records of
+    /// `records_of`; for any other bank there is no such event.
+    fn party_image(&self, bank: &str, event_id: &str, records_of: Option<TxId>) -> Result<EventImage> {
+        let mut image = self.image(event_id, records_of.is_some())?;
         ensure!(image.concerns(bank), NotFound, "no oracle event {event_id}");
+        image.records.retain(|r| records_of.is_some() && r.body.tx_id == records_of);
         Ok(image.seen_by(bank))
     }
+}
+
+/// Whether the client at `address` of `bank` is `event`'s sender or one of its payees.
+fn names(e: &HoldEvent, bank: &str, address: &Address) -> bool {
+    (e.sender_bank == bank && e.sender == *address) || e.payees.iter().any(|p| p.bank == bank && p.address == *address)
 }
 
 impl Encode for EventImage {

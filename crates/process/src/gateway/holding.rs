@@ -8,22 +8,24 @@
 //!   and how much, the bank builds the hold, the oracle attests it, the notary certifies it.
 //!   Answered once the bank applied it and the oracle applied it from the bank's delivery
 //!   (asked again until it has, at most [`ANSWER_WAIT_MS`]), with the hold's signed records;
+//!   a repeat under the same key is answered from the node's memo (`gateway.db`);
 //! - `GET /v1/nodes/{node}/accounts/{client}/holds`: the events the client is a party to;
 //! - `GET /v1/nodes/{node}/notifications`: what the oracle told the bank, newest first.
 //!
 //! An event's parties are named by client id only when they bank here: the oracle tells a
 //! bank no other bank's client ids.
 
-use super::{answer, blocking, committed, created, Keyed, Node, ANSWER_WAIT_MS};
+use super::{answer, blocking, created, Keyed, Node, ANSWER_WAIT_MS};
 use crate::Hosted;
 use axum::extract::{Path as P, Query, State};
 use axum::response::{IntoResponse, Response};
-use dtenge_api::platform::{hold_receipt, hold_views, notification_page, PAGE_LIMIT_MAX};
+use dtenge_api::platform::{hold_receipt, hold_views, notification_page, Idem, PAGE_LIMIT_MAX};
 use dtenge_api::types::HoldRequest;
 use dtenge_api::Failure;
 use dtenge_assembly::BankHandle;
 use dtenge_bank::IdemKey;
 use dtenge_core::crypto::Address;
+use dtenge_core::token::TxId;
 use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_oracle::client::OracleClient;
 use dtenge_oracle::service::EventImage;
@@ -54,58 +56,64 @@ pub(super) async fn hold(
     P(_id): P<String>,
     Keyed(key, request): Keyed<HoldRequest>,
 ) -> Response {
-    let planned = blocking({
-        let node = node.clone();
-        move || {
+    created(
+        blocking(move || {
             let (handle, oracle) = bank_and_oracle(&node)?;
-            // The oracle answers first whether the event may be held now, as `up` does, before
-            // the funds are looked at.
-            let (event, amount) = match oracle.hold_plan(&request.event_id, request.amount_tiyn) {
-                Ok(plan) => (plan.event, plan.amount),
-                // Held already: perhaps by this very request, whose key the bank answers.
-                Err(e) if e.code == ErrorCode::Conflict => {
-                    let event = oracle.event(&request.event_id)?.event;
-                    let amount = request.amount_tiyn.unwrap_or(event.amount_tiyn);
-                    (event, amount)
-                }
-                Err(e) => return Err(e),
-            };
-            if handle.service().is_blocked(handle.id()) {
-                return Err(Error::new(
-                    ErrorCode::BankBlocked,
-                    format!("'{}' is blocked by the NBK operator", handle.id()),
-                ));
-            }
-            let client_id =
-                handle.service().read(|n| n.client_of(&event.sender).map(str::to_string)).ok_or_else(|| {
-                    Error::new(ErrorCode::UnknownAccount, format!("{} has no account here", event.sender))
-                })?;
-            // The oracle checks that the hold names a payee of its event; any one will do.
-            let payee =
-                event.payees.first().map(|p| p.address).ok_or_else(|| Error::internal("an event without payees"))?;
-            let idem = IdemKey { key: key.key, fingerprint: key.fingerprint };
-            let answer = handle.service().hold(&client_id, &event.id, amount, payee, Some(idem), (node.clock)());
-            Ok((event.id, answer))
+            let answers = node.answers.as_ref().ok_or_else(|| Error::internal("a bank's node keeps its answers"))?;
+            // A repeat is answered from the node's memo, whatever the event became since.
+            let idem = Idem { key: key.key.clone(), fingerprint: key.fingerprint };
+            answers.once(Some(idem), |_| {
+                let (event_id, tx_id) = hold_once(&node, handle, oracle, key, &request)?;
+                // The oracle attested the hold before the notary saw it and applies it from
+                // the bank's delivery: asked until it has, as `up` answers; then for the
+                // hold's records.
+                applied(oracle, &event_id, |image| image.event.pending != Some(tx_id))?;
+                let image = oracle.event(&event_id, Some(tx_id))?;
+                Ok(hold_receipt(&image, tx_id, own_client(handle)))
+            })
+        })
+        .await,
+    )
+}
+
+/// Ask the oracle whether the hold may be made, make it at the bank and wait for its
+/// certificate: the event and the hold's transaction.
+fn hold_once(
+    node: &Node,
+    handle: &BankHandle,
+    oracle: &OracleClient,
+    key: IdemKey,
+    request: &HoldRequest,
+) -> Result<(String, TxId)> {
+    // The oracle answers first whether the event may be held now, as `up` does, before the
+    // funds are looked at.
+    let (event, amount) = match oracle.hold_plan(&request.event_id, request.amount_tiyn) {
+        Ok(plan) => (plan.event, plan.amount),
+        // Held already: perhaps by this very request, whose key the bank answers.
+        Err(e) if e.code == ErrorCode::Conflict => {
+            let event = oracle.event(&request.event_id, None)?.event;
+            let amount = request.amount_tiyn.unwrap_or(event.amount_tiyn);
+            (event, amount)
         }
-    })
-    .await;
-    let (event_id, answer_of_bank) = match planned {
-        Ok(planned) => planned,
-        Err(e) => return Failure(e).into_response(),
+        Err(e) => return Err(e),
     };
-    let tx_id = match committed(answer_of_bank).await {
-        Ok(committed) => committed.tx_id,
-        Err(e) => return Failure(e).into_response(),
-    };
-    let receipt = blocking(move || {
-        let (handle, oracle) = bank_and_oracle(&node)?;
-        // The oracle attested the hold before the notary saw it and applies it from the bank's
-        // delivery: asked until it has, as `up` answers.
-        let image = applied(oracle, &event_id, |image| image.event.pending != Some(tx_id))?;
-        Ok(hold_receipt(&image, tx_id, own_client(handle)))
-    })
-    .await;
-    created(receipt)
+    if handle.service().is_blocked(handle.id()) {
+        return Err(Error::new(ErrorCode::BankBlocked, format!("'{}' is blocked by the NBK operator", handle.id())));
+    }
+    let client_id = handle
+        .service()
+        .read(|n| n.client_of(&event.sender).map(str::to_string))
+        .ok_or_else(|| Error::new(ErrorCode::UnknownAccount, format!("{} has no account here", event.sender)))?;
+    // The oracle checks that the hold names a payee of its event; any one will do.
+    let payee = event.payees.first().map(|p| p.address).ok_or_else(|| Error::internal("an event without payees"))?;
+    let answer = handle.service().hold(&client_id, &event.id, amount, payee, Some(key), (node.clock)());
+    match answer.recv_timeout(Duration::from_millis(ANSWER_WAIT_MS)) {
+        Ok(committed) => Ok((event.id, committed?.tx_id)),
+        Err(_) => Err(Error::new(
+            ErrorCode::RequestInProgress,
+            "the network has not answered yet; ask again with the same idempotency key",
+        )),
+    }
 }
 
 /// The event as the oracle shows it once `done` holds of it, or as it is after
@@ -113,7 +121,7 @@ pub(super) async fn hold(
 fn applied(oracle: &OracleClient, event_id: &str, done: impl Fn(&EventImage) -> bool) -> Result<EventImage> {
     let deadline = Instant::now() + Duration::from_millis(ANSWER_WAIT_MS);
     loop {
-        let image = oracle.event(event_id)?;
+        let image = oracle.event(event_id, None)?;
         if done(&image) || Instant::now() >= deadline {
             return Ok(image);
         }

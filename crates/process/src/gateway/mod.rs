@@ -76,7 +76,8 @@ pub(crate) struct Node {
     /// before a revocation is refused from the next request on.
     pub revocations: Arc<parking_lot::RwLock<dtenge_pki::RevocationList>>,
     /// The node's memo of answers by idempotency key, for the calls its role keeps no key
-    /// for (a deposit of bank money): `gateway.db` in its data directory. A bank's only.
+    /// for (a deposit of bank money, a hold's receipt, a provider's registrations):
+    /// `gateway.db` in its data directory. A bank's and the oracle's.
     pub answers: Option<Arc<dtenge_api::platform::Answers>>,
 }
 

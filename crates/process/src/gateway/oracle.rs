@@ -27,6 +27,7 @@ use crate::Hosted;
 use axum::extract::{Path as P, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use dtenge_api::platform::Idem;
 use dtenge_api::platform::{
     confirm_occurrence, contract_matches, contract_terms, event_full_view, event_page, event_registration, event_view,
     invoice_matches, marking_page, occurrence_receipt, occurrence_terms, registered_again, released, TREASURY_ID,
@@ -37,7 +38,8 @@ use dtenge_api::types::{
 };
 use dtenge_api::Failure;
 use dtenge_assembly::contract_spec;
-use dtenge_bank::{Directory as _, DirectoryClient, Who};
+use dtenge_bank::{Directory as _, DirectoryClient, IdemKey, Who};
+use dtenge_core::crypto::hash_parts;
 use dtenge_core::crypto::Address;
 use dtenge_core::party::Party;
 use dtenge_core::{Error, ErrorCode, Result};
@@ -92,6 +94,30 @@ fn party(directory: &DirectoryClient, bank: &str, client_id: &str) -> Result<Par
     Ok(Party { bank: bank.to_string(), client_id: client_id.to_string(), address: found.address })
 }
 
+/// Run `op` once per caller and idempotency key: a repeat is answered from the node's memo,
+/// another request under the key is `IDEMPOTENCY_KEY_REUSED`, as on `up`. Keys are the
+/// caller's own: two providers using the same key never see each other's answers.
+fn once<T: serde::Serialize + serde::de::DeserializeOwned>(
+    node: &Node,
+    caller: &Caller,
+    key: IdemKey,
+    op: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let answers = node.answers.as_ref().ok_or_else(|| Error::internal("the oracle's node keeps its answers"))?;
+    let scoped = hash_parts(b"dtenge/gateway/caller-key/v1", &[caller.0.to_string().as_bytes(), key.key.as_bytes()]);
+    answers.once(Some(Idem { key: scoped.to_hex(), fingerprint: key.fingerprint }), |_| op())
+}
+
+/// What a caller may see of the events: a bank's systems only the events one of its clients
+/// is a party to, with the other banks' client ids blanked (as the oracle answers a bank's
+/// node); operators and providers every event.
+fn visible(caller: &Caller, image: EventImage) -> Option<EventImage> {
+    match &caller.0 {
+        ApiClient::Bank(bank) => image.concerns(bank).then(|| image.seen_by(bank)),
+        _ => Some(image),
+    }
+}
+
 /// The oracle names a party by the client id its provider gave, and by nothing else.
 fn unnamed(_bank: &str, _address: &Address) -> Option<String> {
     None
@@ -143,6 +169,7 @@ pub(super) struct EventQuery {
 
 pub(super) async fn events(
     State(node): State<Node>,
+    Extension(caller): Extension<Caller>,
     query: std::result::Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let query = match query {
@@ -150,11 +177,32 @@ pub(super) async fn events(
         Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
     };
     let (offset, limit) = (query.offset.unwrap_or(0), query.limit.unwrap_or(EVENTS_PAGE_DEFAULT));
-    answer(blocking(move || event_page(oracle(&node)?, query.status, offset, limit, unnamed)).await)
+    answer(
+        blocking(move || {
+            let oracle = oracle(&node)?;
+            let mut images = Vec::new();
+            for event in oracle.events().iter().rev() {
+                images.extend(visible(&caller, oracle.image(&event.id, false)?));
+            }
+            event_page(images, query.status, offset, limit, unnamed)
+        })
+        .await,
+    )
 }
 
-pub(super) async fn event(State(node): State<Node>, P(id): P<String>) -> Response {
-    answer(blocking(move || Ok(event_full_view(&oracle(&node)?.image(&id, true)?, unnamed))).await)
+pub(super) async fn event(
+    State(node): State<Node>,
+    Extension(caller): Extension<Caller>,
+    P(id): P<String>,
+) -> Response {
+    answer(
+        blocking(move || {
+            let image = visible(&caller, oracle(&node)?.image(&id, true)?)
+                .ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no oracle event {id}")))?;
+            Ok(event_full_view(&image, unnamed))
+        })
+        .await,
+    )
 }
 
 /// A provider registers an event: the same key and request again answer the event registered
@@ -167,12 +215,14 @@ pub(super) async fn register_event(
     let registered = blocking(move || {
         let (oracle, directory) = oracle_and_directory(&node)?;
         let provider = provider(oracle, &caller)?;
-        let now_ms = (node.clock)();
-        let idem = Some((key.key, key.fingerprint));
-        let (spec, registration) =
-            event_registration(&request, idem, now_ms, |bank, client| party(directory, bank, client))?;
-        let id = oracle.register_event_with(provider, spec, registration, now_ms)?;
-        Ok(event_full_view(&oracle.image(&id, true)?, unnamed))
+        once(&node, &caller, key.clone(), || {
+            let now_ms = (node.clock)();
+            let idem = Some((key.key, key.fingerprint));
+            let (spec, registration) =
+                event_registration(&request, idem, now_ms, |bank, client| party(directory, bank, client))?;
+            let id = oracle.register_event_with(provider, spec, registration, now_ms)?;
+            Ok(event_full_view(&oracle.image(&id, true)?, unnamed))
+        })
     })
     .await;
     created(registered)
@@ -184,18 +234,20 @@ pub(super) async fn report_occurrence(
     State(node): State<Node>,
     Extension(caller): Extension<Caller>,
     P(event_id): P<String>,
-    Keyed(_key, request): Keyed<OccurrenceRequest>,
+    Keyed(key, request): Keyed<OccurrenceRequest>,
 ) -> Response {
     answer(
         blocking(move || {
             let (oracle, directory) = oracle_and_directory(&node)?;
             let provider = provider(oracle, &caller)?;
-            let occurrence_id = request.occurrence_id.clone();
-            let terms = occurrence_terms(request, |bank, client| party(directory, bank, client))?;
-            let repeated = confirm_occurrence(oracle, provider, &event_id, terms, (node.clock)())?;
-            let ended = released(oracle, &event_id, Duration::from_millis(ANSWER_WAIT_MS))?;
-            let image = EventImage { event: ended.clone(), ..oracle.image(&event_id, false)? };
-            occurrence_receipt(oracle, &event_id, &occurrence_id, repeated, &ended, |_| event_view(&image, unnamed))
+            once(&node, &caller, key, || {
+                let occurrence_id = request.occurrence_id.clone();
+                let terms = occurrence_terms(request, |bank, client| party(directory, bank, client))?;
+                let repeated = confirm_occurrence(oracle, provider, &event_id, terms, (node.clock)())?;
+                let ended = released(oracle, &event_id, Duration::from_millis(ANSWER_WAIT_MS))?;
+                let image = EventImage { event: ended.clone(), ..oracle.image(&event_id, false)? };
+                occurrence_receipt(oracle, &event_id, &occurrence_id, repeated, &ended, |_| event_view(&image, unnamed))
+            })
         })
         .await,
     )
@@ -205,13 +257,15 @@ pub(super) async fn report_occurrence(
 pub(super) async fn register_vat_payer(
     State(node): State<Node>,
     Extension(caller): Extension<Caller>,
-    Keyed(_key, payer): Keyed<PartyRef>,
+    Keyed(key, payer): Keyed<PartyRef>,
 ) -> Response {
     created(
         blocking(move || {
             let (oracle, directory) = oracle_and_directory(&node)?;
-            let payer = party(directory, &payer.bank, &payer.client_id)?;
-            oracle.register_vat_payer(certified(&caller)?, payer)
+            once(&node, &caller, key, || {
+                let payer = party(directory, &payer.bank, &payer.client_id)?;
+                oracle.register_vat_payer(certified(&caller)?, payer)
+            })
         })
         .await,
     )
@@ -230,16 +284,21 @@ pub(super) async fn vat_payments(State(node): State<Node>) -> Response {
 pub(super) async fn set_tax_account(
     State(node): State<Node>,
     Extension(caller): Extension<Caller>,
-    Keyed(_key, account): Keyed<PartyRef>,
+    Keyed(key, account): Keyed<PartyRef>,
 ) -> Response {
     answer(
         blocking(move || {
             let (oracle, directory) = oracle_and_directory(&node)?;
-            if account.bank != TREASURY_ID {
-                return Err(Error::new(ErrorCode::Forbidden, "the tax authority's account is on the Treasury node"));
-            }
-            let account = party(directory, &account.bank, &account.client_id)?;
-            oracle.set_tax_account(certified(&caller)?, account)
+            once(&node, &caller, key, || {
+                if account.bank != TREASURY_ID {
+                    return Err(Error::new(
+                        ErrorCode::Forbidden,
+                        "the tax authority's account is on the Treasury node",
+                    ));
+                }
+                let account = party(directory, &account.bank, &account.client_id)?;
+                oracle.set_tax_account(certified(&caller)?, account)
+            })
         })
         .await,
     )
@@ -250,26 +309,36 @@ pub(super) async fn set_tax_account(
 pub(super) async fn register_invoice(
     State(node): State<Node>,
     Extension(caller): Extension<Caller>,
-    Keyed(_key, request): Keyed<InvoiceRequest>,
+    Keyed(key, request): Keyed<InvoiceRequest>,
 ) -> Response {
     created(
         blocking(move || {
             let (oracle, directory) = oracle_and_directory(&node)?;
-            let spec = InvoiceSpec {
-                id: request.id.clone(),
-                seller: party(directory, &request.seller.bank, &request.seller.client_id)?,
-                buyer: party(directory, &request.buyer.bank, &request.buyer.client_id)?,
-                net_tiyn: request.net_tiyn,
-                vat_tiyn: request.vat_tiyn,
-            };
-            let registered = oracle.register_invoice(certified(&caller)?, spec, (node.clock)());
-            registered_again(registered, true, || {
-                let existing = oracle.invoice(&request.id)?;
-                Ok(invoice_matches(&existing, &request).then_some(existing))
-            })
+            once(&node, &caller, key, || register_invoice_now(&node, oracle, directory, &caller, &request))
         })
         .await,
     )
+}
+
+fn register_invoice_now(
+    node: &Node,
+    oracle: &OracleService,
+    directory: &DirectoryClient,
+    caller: &Caller,
+    request: &InvoiceRequest,
+) -> Result<dtenge_oracle::Invoice> {
+    let spec = InvoiceSpec {
+        id: request.id.clone(),
+        seller: party(directory, &request.seller.bank, &request.seller.client_id)?,
+        buyer: party(directory, &request.buyer.bank, &request.buyer.client_id)?,
+        net_tiyn: request.net_tiyn,
+        vat_tiyn: request.vat_tiyn,
+    };
+    let registered = oracle.register_invoice(certified(caller)?, spec, (node.clock)());
+    registered_again(registered, true, || {
+        let existing = oracle.invoice(&request.id)?;
+        Ok(invoice_matches(&existing, request).then_some(existing))
+    })
 }
 
 pub(super) async fn invoice(State(node): State<Node>, P(id): P<String>) -> Response {
@@ -281,23 +350,32 @@ pub(super) async fn invoice(State(node): State<Node>, P(id): P<String>) -> Respo
 pub(super) async fn register_contract(
     State(node): State<Node>,
     Extension(caller): Extension<Caller>,
-    Keyed(_key, request): Keyed<ContractRequest>,
+    Keyed(key, request): Keyed<ContractRequest>,
 ) -> Response {
     created(
         blocking(move || {
             let (oracle, directory) = oracle_and_directory(&node)?;
-            let now_ms = (node.clock)();
-            let spec =
-                contract_spec(&contract_terms(&request), now_ms, |(bank, client)| party(directory, bank, client))?;
-            let registered = oracle.register_contract(certified(&caller)?, spec, now_ms);
-            let contract = registered_again(registered, true, || {
-                let existing = oracle.contract(&request.number)?;
-                Ok(contract_matches(&existing, &request).then_some(existing))
-            })?;
-            Ok(ContractView::of(&contract))
+            once(&node, &caller, key, || register_contract_now(&node, oracle, directory, &caller, &request))
         })
         .await,
     )
+}
+
+fn register_contract_now(
+    node: &Node,
+    oracle: &OracleService,
+    directory: &DirectoryClient,
+    caller: &Caller,
+    request: &ContractRequest,
+) -> Result<ContractView> {
+    let now_ms = (node.clock)();
+    let spec = contract_spec(&contract_terms(request), now_ms, |(bank, client)| party(directory, bank, client))?;
+    let registered = oracle.register_contract(certified(caller)?, spec, now_ms);
+    let contract = registered_again(registered, true, || {
+        let existing = oracle.contract(&request.number)?;
+        Ok(contract_matches(&existing, request).then_some(existing))
+    })?;
+    Ok(ContractView::of(&contract))
 }
 
 pub(super) async fn contract(State(node): State<Node>, P(number): P<String>) -> Response {
