@@ -980,7 +980,10 @@ fn the_oracles_node_takes_the_tax_authoritys_and_the_portals_registrations() {
     let tax_account: Value =
         esf.put("/v1/oracle/tax-account", "tax-1", &json!({"bank": "treasury", "client_id": tax_id})).unwrap();
     assert_eq!(tax_account["client_id"], json!(tax_id));
+    // A bank's systems see their own clients' VAT registrations only.
     let payers: Vec<Value> = steppe_at_oracle.get("/v1/oracle/vat-payers").unwrap();
+    assert!(payers.is_empty(), "{payers:?}");
+    let payers: Vec<Value> = cluster.client("oracle", "api-bank-tulpar").get("/v1/oracle/vat-payers").unwrap();
     assert_eq!(payers.len(), 1);
     // An e-invoice, once per key; a seller that is no VAT payer is refused.
     let invoice = json!({"id": "ESF-1", "seller": seller, "buyer": buyer, "net_tiyn": 100_000, "vat_tiyn": 12_000});
@@ -1012,6 +1015,192 @@ fn the_oracles_node_takes_the_tax_authoritys_and_the_portals_registrations() {
     assert_eq!(read["max_fiat_tiyn"], 100_000);
     let markings: Value = steppe_at_oracle.get("/v1/oracle/markings").unwrap();
     assert_eq!(markings["total"], 0);
+}
+
+/// `client`'s DT at `node`: its total, what of it is marked, and what is VAT-marked.
+fn kinds(client: &NodeClient, node: &str, id: &str) -> (u64, u64, u64) {
+    let view: Value = client.get(&format!("/v1/nodes/{node}/accounts/{id}")).unwrap();
+    let b = &view["balance"];
+    (b["dt_tiyn"].as_u64().unwrap(), b["dt_marked_tiyn"].as_u64().unwrap(), b["dt_vat_tiyn"].as_u64().unwrap())
+}
+
+/// Wait until `client`'s DT at `node` is `dt_tiyn` (its bank applies a payment from its
+/// delivery, after the payer's receipt).
+fn wait_dt(client: &NodeClient, node: &str, id: &str, dt_tiyn: u64) {
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    while kinds(client, node, id).0 != dt_tiyn {
+        assert!(Instant::now() < deadline, "{node} did not apply a payment to {id}: {:?}", kinds(client, node, id));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Programmed money across processes (SPEC §5.2 to §5.4), each spend planned with the
+/// oracle, attested by it and certified by the notary over the network's messages: a
+/// marking a bank's client initiates, moved down its two levels by two banks (standard DT at
+/// the last); an e-invoice paid with its VAT part marked and that VAT paid on to the tax
+/// account; a contract paid and withdrawn; a split payment. Each once per key; each bank
+/// reads at the oracle only what its clients are party to, and `dtenge reconcile` holds.
+#[test]
+fn programmed_money_across_processes_marks_pays_invoices_and_contracts_and_splits() {
+    let _machine = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let (payers, payees) = fund(&cluster);
+    let (steppe, tulpar) = (cluster.client("steppe", "api-bank-steppe"), cluster.client("tulpar", "api-bank-tulpar"));
+    let treasury = cluster.client("treasury", "api-bank-treasury");
+    let tax_id = iin(300);
+    let tax = json!([{"kind": "government_agency", "client_id": tax_id, "name": "State revenue"}]);
+    post_until_answered(&treasury, "/v1/nodes/treasury/accounts/bulk", "open-tax", &tax).unwrap();
+
+    // A marking Steppe's client initiates: Tulpar's client at level 1, Steppe's at level 2.
+    let marking = json!({
+        "initiator": payers[0],
+        "reference": "road repair advance",
+        "levels": [
+            {"recipients": [{"bank": "tulpar", "client_id": payees[0]}], "limit_tiyn": 200_000},
+            {"recipients": [{"bank": "steppe", "client_id": payers[1]}], "limit_tiyn": 100_000},
+        ],
+    });
+    let own = json!({"initiator": "own", "reference": "r", "levels": marking["levels"]});
+    assert_eq!(steppe.post::<_, Value>("/v1/nodes/steppe/markings", "m-own", &own).unwrap_err().status, 403);
+    let created: Value = steppe.post("/v1/nodes/steppe/markings", "marking-1", &marking).unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["levels"][0]["recipients"][0]["client_id"], json!(payees[0]), "{created}");
+    let again: Value = steppe.post("/v1/nodes/steppe/markings", "marking-1", &marking).unwrap();
+    assert_eq!(again["id"], json!(id), "the same key: the same marking");
+    let other = json!({"initiator": payers[0], "reference": "another", "levels": marking["levels"]});
+    let reused = steppe.post::<_, Value>("/v1/nodes/steppe/markings", "marking-1", &other).unwrap_err();
+    assert!(reused.body.contains("IDEMPOTENCY_KEY_REUSED"), "{reused}");
+    // Steppe's client marks standard DT for level 1 at Tulpar; Tulpar's moves it to level 2,
+    // the last: standard DT again.
+    let first = json!({"marking_id": id, "from": payers[0], "to": {"bank": "tulpar", "client_id": payees[0]}, "amount_tiyn": 150_000});
+    let moved: Value = steppe.post("/v1/nodes/steppe/marked-transfers", "move-1", &first).unwrap();
+    assert_eq!(
+        (moved["move"]["body"]["to_level"].as_u64(), moved["move"]["body"]["unmarked"].as_bool()),
+        (Some(1), Some(false))
+    );
+    let repeated: Value = steppe.post("/v1/nodes/steppe/marked-transfers", "move-1", &first).unwrap();
+    assert_eq!(repeated["tx_id"], moved["tx_id"], "the same key: the same move");
+    wait_dt(&tulpar, "tulpar", &payees[0], 150_000);
+    assert_eq!(kinds(&tulpar, "tulpar", &payees[0]), (150_000, 150_000, 0), "marked at level 1");
+    let skipped = json!({"marking_id": id, "from": payers[0], "to": {"bank": "steppe", "client_id": payers[1]}, "amount_tiyn": 1_000});
+    let refused = steppe.post::<_, Value>("/v1/nodes/steppe/marked-transfers", "move-x", &skipped).unwrap_err();
+    assert!(refused.body.contains("WRONG_LEVEL"), "{refused}");
+    let second = json!({"marking_id": id, "from": payees[0], "to": {"bank": "steppe", "client_id": payers[1]}, "amount_tiyn": 100_000});
+    let moved: Value = tulpar.post("/v1/nodes/tulpar/marked-transfers", "move-2", &second).unwrap();
+    assert_eq!(
+        (moved["move"]["body"]["to_level"].as_u64(), moved["move"]["body"]["unmarked"].as_bool()),
+        (Some(2), Some(true))
+    );
+    assert_eq!(moved["marking"]["initiator"]["client_id"], "", "Steppe's client is not named to Tulpar: {moved}");
+    wait_dt(&steppe, "steppe", &payers[1], START_TIYN + 100_000);
+    assert_eq!(kinds(&steppe, "steppe", &payers[1]), (START_TIYN + 100_000, 0, 0), "standard at the last level");
+    // At the oracle's node each bank reads the marking as a party; Sapa, none of whose
+    // clients is one, does not learn that it exists.
+    let (steppe_at_oracle, tulpar_at_oracle, sapa_at_oracle) = (
+        cluster.client("oracle", "api-bank-steppe"),
+        cluster.client("oracle", "api-bank-tulpar"),
+        cluster.client("oracle", "api-bank-sapa"),
+    );
+    let trace: Value = steppe_at_oracle.get(&format!("/v1/oracle/markings/{id}")).unwrap();
+    assert_eq!(trace["moves"].as_array().unwrap().len(), 2, "{trace}");
+    let trace: Value = tulpar_at_oracle.get(&format!("/v1/oracle/markings/{id}")).unwrap();
+    assert_eq!(trace["initiator"]["client_id"], "", "{trace}");
+    assert_eq!(sapa_at_oracle.get::<Value>(&format!("/v1/oracle/markings/{id}")).unwrap_err().status, 404);
+    let listed: Value = sapa_at_oracle.get("/v1/oracle/markings").unwrap();
+    assert_eq!(listed["total"], 0, "{listed}");
+
+    // An e-invoice: Steppe's client buys from Tulpar's; the VAT part arrives VAT-marked and
+    // the seller pays it on to the tax authority's account at the Treasury.
+    let operator = cluster.client("oracle", "api-operator-nbk");
+    for (provider, kind) in [("esf", "tax_authority"), ("portal", "contract_portal")] {
+        let request = json!({"id": provider, "name": provider, "kind": kind});
+        let _: Value = operator.post("/v1/oracle/providers", &format!("provider-{provider}"), &request).unwrap();
+    }
+    let (esf, portal) = (certify_provider(&cluster, "esf"), certify_provider(&cluster, "portal"));
+    let seller = json!({"bank": "tulpar", "client_id": payees[1]});
+    let _: Value = esf.post("/v1/oracle/vat-payers", "vat-payer-1", &seller).unwrap();
+    let _: Value =
+        esf.put("/v1/oracle/tax-account", "tax-1", &json!({"bank": "treasury", "client_id": tax_id})).unwrap();
+    let invoice = json!({"id": "ESF-1", "seller": seller, "buyer": {"bank": "steppe", "client_id": payers[2]},
+                         "net_tiyn": 100_000, "vat_tiyn": 12_000});
+    let _: Value = esf.post("/v1/oracle/invoices", "invoice-1", &invoice).unwrap();
+    let pay = json!({"invoice_id": "ESF-1", "from": payers[2], "amount_tiyn": 112_000});
+    let mismatch = json!({"invoice_id": "ESF-1", "from": payers[2], "amount_tiyn": 111_000});
+    let refused = steppe.post::<_, Value>("/v1/nodes/steppe/invoice-payments", "inv-x", &mismatch).unwrap_err();
+    assert!(refused.body.contains("INVOICE_MISMATCH"), "{refused}");
+    let paid: Value = steppe.post("/v1/nodes/steppe/invoice-payments", "invoice-pay-1", &pay).unwrap();
+    assert_eq!(paid["invoice"]["status"], "paid", "{paid}");
+    assert_eq!(paid["vat_from_standard_tiyn"], 12_000);
+    let repeated: Value = steppe.post("/v1/nodes/steppe/invoice-payments", "invoice-pay-1", &pay).unwrap();
+    assert_eq!(repeated["tx_id"], paid["tx_id"]);
+    let twice = steppe.post::<_, Value>("/v1/nodes/steppe/invoice-payments", "invoice-pay-2", &pay).unwrap_err();
+    assert!(twice.body.contains("CONFLICT"), "{twice}");
+    wait_dt(&tulpar, "tulpar", &payees[1], 112_000);
+    assert_eq!(kinds(&tulpar, "tulpar", &payees[1]), (112_000, 0, 12_000), "the VAT part VAT-marked");
+    let vat = json!({"from": payees[1], "amount_tiyn": 12_000});
+    let vat_paid: Value = tulpar.post("/v1/nodes/tulpar/vat-payments", "vat-1", &vat).unwrap();
+    assert_eq!(
+        (vat_paid["amount_tiyn"].as_u64(), &vat_paid["payer"]["client_id"]),
+        (Some(12_000), &seller["client_id"])
+    );
+    wait_dt(&treasury, "treasury", &tax_id, 12_000);
+    assert_eq!(kinds(&treasury, "treasury", &tax_id), (12_000, 0, 0), "standard at the tax account");
+    assert_eq!(sapa_at_oracle.get::<Value>("/v1/oracle/invoices/ESF-1").unwrap_err().status, 404);
+    let theirs: Vec<Value> = steppe_at_oracle.get("/v1/oracle/vat-payments").unwrap();
+    assert!(theirs.is_empty(), "Steppe's systems see no other bank's VAT payments: {theirs:?}");
+    let ours: Vec<Value> = tulpar_at_oracle.get("/v1/oracle/vat-payments").unwrap();
+    assert_eq!(ours.len(), 1);
+
+    // A contract: Steppe's client pays Tulpar's under it; Tulpar's withdraws part to bank money.
+    let contract = json!({
+        "number": "GZ-2026-7",
+        "sender": {"bank": "steppe", "client_id": payers[3]},
+        "recipient": {"bank": "tulpar", "client_id": payees[2]},
+        "max_transfer_tiyn": 500_000,
+        "max_fiat_tiyn": 100_000,
+        "valid_for_ms": 3_600_000,
+    });
+    let _: Value = portal.post("/v1/oracle/contracts", "contract-1", &contract).unwrap();
+    let payment = json!({"contract": "GZ-2026-7", "from": payers[3], "amount_tiyn": 300_000});
+    let used: Value = steppe.post("/v1/nodes/steppe/contract-payments", "contract-pay-1", &payment).unwrap();
+    assert_eq!(
+        (used["use"]["body"]["kind"].as_str(), used["use"]["body"]["amount_tiyn"].as_u64()),
+        (Some("transfer"), Some(300_000))
+    );
+    assert_eq!(used["contract"]["transferred_tiyn"], 300_000, "{used}");
+    wait_dt(&tulpar, "tulpar", &payees[2], 300_000);
+    assert_eq!(kinds(&tulpar, "tulpar", &payees[2]), (300_000, 300_000, 0), "marked with the contract");
+    let over = json!({"contract": "GZ-2026-7", "client_id": payees[2], "amount_tiyn": 100_001});
+    let refused = tulpar.post::<_, Value>("/v1/nodes/tulpar/contract-withdrawals", "w-x", &over).unwrap_err();
+    assert!(refused.body.contains("LIMIT_EXCEEDED"), "{refused}");
+    let withdrawal = json!({"contract": "GZ-2026-7", "client_id": payees[2], "amount_tiyn": 100_000});
+    let fiat_before = {
+        let view: Value = tulpar.get(&format!("/v1/nodes/tulpar/accounts/{}", payees[2])).unwrap();
+        view["balance"]["fiat_tiyn"].as_u64().unwrap()
+    };
+    let withdrawn: Value = tulpar.post("/v1/nodes/tulpar/contract-withdrawals", "withdraw-1", &withdrawal).unwrap();
+    assert_eq!(withdrawn["use"]["body"]["kind"], "withdrawal", "{withdrawn}");
+    assert_eq!(withdrawn["contract"]["withdrawn_tiyn"], 100_000);
+    let view: Value = tulpar.get(&format!("/v1/nodes/tulpar/accounts/{}", payees[2])).unwrap();
+    assert_eq!(view["balance"]["fiat_tiyn"].as_u64(), Some(fiat_before + 100_000), "{view}");
+    assert_eq!(kinds(&tulpar, "tulpar", &payees[2]), (200_000, 200_000, 0));
+    assert_eq!(sapa_at_oracle.get::<Value>("/v1/oracle/contracts/GZ-2026-7").unwrap_err().status, 404);
+    let seen: Value = tulpar_at_oracle.get("/v1/oracle/contracts/GZ-2026-7").unwrap();
+    assert_eq!(seen["uses"].as_array().unwrap().len(), 1, "Tulpar sees the use it made: {seen}");
+
+    // A split payment: one of Steppe's clients pays a Tulpar client and a Steppe client at once.
+    let split = json!({"from": payers[3], "lines": [
+        {"to": {"bank": "tulpar", "client_id": payees[3]}, "amount_tiyn": 1_000},
+        {"to": {"bank": "steppe", "client_id": payers[0]}, "amount_tiyn": 2_000},
+    ]});
+    let receipt: Value = steppe.post("/v1/nodes/steppe/split-payments", "split-1", &split).unwrap();
+    assert_eq!((receipt["total_tiyn"].as_u64(), receipt["lines"].as_array().map(Vec::len)), (Some(3_000), Some(2)));
+    let repeated: Value = steppe.post("/v1/nodes/steppe/split-payments", "split-1", &split).unwrap();
+    assert_eq!(repeated["tx_id"], receipt["tx_id"]);
+    wait_dt(&tulpar, "tulpar", &payees[3], 1_000);
+    assert_eq!(kinds(&steppe, "steppe", &payers[3]).0, START_TIYN - 300_000 - 3_000);
+    cluster.reconcile();
 }
 
 /// A fault-injecting TCP proxy on loopback: forwards to `target` until cut; while cut, it ends

@@ -1,17 +1,20 @@
 //! The oracle as a bank in a process of its own reaches it: questions over the transport
 //! (`dtenge_wire::oracle`), answered by the role ([`crate::service::OracleService`]'s
-//! `asked.rs`) about the events the bank's clients are a party to. The bank's inbox hands the
+//! `asked.rs`) about the events, markings, invoices and contracts the bank's clients are a
+//! party to, and a marking registered for one of them. The bank's inbox hands the
 //! answers here ([`OracleClient::take_reply`]).
 //!
 //! A question the oracle does not answer in time is asked again every [`ASK_AGAIN_AFTER_MS`]
 //! and given up after [`ANSWER_WAIT_MS`]: `REQUEST_IN_PROGRESS`, ask again.
 
 use crate::service::{EventImage, HoldPlan, NoticePage};
-use dtenge_core::crypto::Address;
+use crate::vat::VatPayment;
+use crate::{Contract, ContractUse, Invoice, Marking, MarkingSpec, Move};
+use dtenge_core::crypto::{Address, Hash32};
 use dtenge_core::token::TxId;
 use dtenge_core::{Amount, Error, ErrorCode, Result};
 use dtenge_transport::{Questions, Transport};
-use dtenge_wire::{Decode, Envelope, Message, OracleAsk, Question, RoleId};
+use dtenge_wire::{Decode, Encode, Envelope, Message, OracleAsk, Question, RoleId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +68,34 @@ impl OracleClient {
     /// This bank's notices, newest first.
     pub fn notices(&self, offset: u64, limit: u32) -> Result<NoticePage> {
         self.ask(Question::Notices { offset, limit })
+    }
+
+    /// The marking `id` as this bank may see it (without its moves), with the move made by
+    /// this bank's transaction `moves_of` once the oracle recorded it.
+    pub fn marking(&self, id: &str, moves_of: Option<TxId>) -> Result<(Marking, Option<Move>)> {
+        self.ask(Question::Marking { id: id.to_string(), moves_of })
+    }
+
+    /// The e-invoice `id` (one of this bank's clients sells or buys).
+    pub fn invoice(&self, id: &str) -> Result<Invoice> {
+        self.ask(Question::Invoice { id: id.to_string() })
+    }
+
+    /// The contract `number` (without its uses), with the use made by this bank's transaction
+    /// `uses_of` once the oracle recorded it.
+    pub fn contract(&self, number: &str, uses_of: Option<TxId>) -> Result<(Contract, Option<ContractUse>)> {
+        self.ask(Question::Contract { number: number.to_string(), uses_of })
+    }
+
+    /// The VAT payment this bank's transaction `tx_id` made, once the oracle recorded it.
+    pub fn vat_payment(&self, tx_id: TxId) -> Result<VatPayment> {
+        self.ask(Question::VatPayment { tx_id })
+    }
+
+    /// Register a marking one of this bank's clients initiates, once per `key` (the same key
+    /// and `fingerprint` answer the marking registered under it).
+    pub fn create_marking(&self, key: &str, fingerprint: Hash32, spec: &MarkingSpec) -> Result<Marking> {
+        self.ask(Question::CreateMarking { key: key.to_string(), fingerprint, spec: spec.to_bytes() })
     }
 
     fn ask<T: Decode>(&self, question: Question) -> Result<T> {

@@ -714,3 +714,112 @@ fn a_bank_across_processes_learns_only_the_events_its_clients_are_party_to_and_t
     assert_eq!(h.oracle.notes(&named).unwrap().names, Some(names));
     assert_eq!(h.oracle.notes(&unnamed).unwrap().names, None);
 }
+
+#[test]
+fn a_bank_across_processes_registers_its_clients_markings_once_per_key_and_reads_only_its_parties_records() {
+    use dtenge_core::party::Party;
+    use dtenge_oracle::{Contract, ContractSpec, ContractUse, Credential, Invoice, InvoiceSpec, Level, Marking};
+    use dtenge_oracle::{MarkingSpec, Move, ProviderKind};
+    use dtenge_wire::Encode;
+    let mut h = Harness::new();
+    let party = |bank: &str, k: u8, client_id: &str| Party {
+        bank: bank.into(),
+        client_id: client_id.into(),
+        address: key(k).address(),
+    };
+    let (sender, seller, fees) =
+        (party("steppe", SENDER, "900101300123"), party("sapa", SELLER, "850505400321"), party("steppe", FEES, "1"));
+    let spec = MarkingSpec {
+        initiator: sender.clone(),
+        reference: "road repair advance".into(),
+        levels: vec![Level { recipients: vec![seller.clone()], limit_tiyn: tiyn(1_000) }],
+    };
+    let create = |h: &Harness, bank: &str, key: &str, fingerprint: u8, spec: &MarkingSpec| {
+        let question =
+            Question::CreateMarking { key: key.into(), fingerprint: Hash32([fingerprint; 32]), spec: spec.to_bytes() };
+        answer_to(h, bank, question).map(|bytes| Marking::from_bytes(&bytes).unwrap())
+    };
+    // Once per key: the question asked again (a lost answer) registers one marking.
+    let first = create(&h, "steppe", "marking-1", 1, &spec).unwrap();
+    assert_eq!(create(&h, "steppe", "marking-1", 1, &spec).unwrap().id, first.id);
+    assert_eq!(h.oracle.markings().len(), 1);
+    let reused = create(&h, "steppe", "marking-1", 2, &spec).unwrap_err();
+    assert_eq!(reused.code, ErrorCode::IdempotencyKeyReused);
+    // A bank registers only the markings its own clients initiate.
+    assert_eq!(create(&h, "sapa", "marking-1", 1, &spec).unwrap_err().code, ErrorCode::Forbidden);
+    let garbled = Question::CreateMarking { key: "k".into(), fingerprint: Hash32([1; 32]), spec: vec![1, 2, 3] };
+    assert_eq!(answer_to(&h, "steppe", garbled).unwrap_err().code, ErrorCode::MalformedInput);
+    assert_eq!(h.oracle.markings().len(), 1, "refusals register nothing");
+    // The recipient's bank sees the marking, the initiator at another bank unnamed; a marking
+    // with no party at Sapa does not exist for it.
+    let ask_marking = |h: &Harness, bank: &str, id: &str| {
+        answer_to(h, bank, Question::Marking { id: id.into(), moves_of: Some(TxId(Hash32([9; 32]))) })
+            .map(|bytes| <(Marking, Option<Move>)>::from_bytes(&bytes).unwrap())
+    };
+    let (seen, moved) = ask_marking(&h, "sapa", &first.id).unwrap();
+    assert_eq!(
+        (seen.initiator.client_id.as_str(), seen.levels[0].recipients[0].client_id.as_str()),
+        ("", "850505400321")
+    );
+    assert!(moved.is_none(), "no such move");
+    let (whole, _) = ask_marking(&h, "steppe", &first.id).unwrap();
+    assert_eq!(whole.initiator.client_id, "900101300123");
+    let own =
+        MarkingSpec { levels: vec![Level { recipients: vec![fees.clone()], limit_tiyn: tiyn(10) }], ..spec.clone() };
+    let steppe_only = create(&h, "steppe", "marking-2", 1, &own).unwrap();
+    assert_eq!(ask_marking(&h, "sapa", &steppe_only.id).unwrap_err().code, ErrorCode::NotFound);
+    // An invoice only to its parties' banks, a contract likewise; a VAT payment only to the
+    // payer's bank.
+    let token = "t".repeat(dtenge_oracle::service::programmed::PROVIDER_TOKEN_BYTES_MIN);
+    h.oracle.register_provider("esf", "ESF", ProviderKind::TaxAuthority, &token, 0).unwrap();
+    h.oracle.register_vat_payer(Credential::Token(&token), sender.clone()).unwrap();
+    let invoice = InvoiceSpec {
+        id: "ESF-1".into(),
+        seller: sender.clone(),
+        buyer: fees.clone(),
+        net_tiyn: tiyn(100),
+        vat_tiyn: tiyn(12),
+    };
+    h.oracle.register_invoice(Credential::Token(&token), invoice, 0).unwrap();
+    let read =
+        Invoice::from_bytes(&answer_to(&h, "steppe", Question::Invoice { id: "ESF-1".into() }).unwrap()).unwrap();
+    assert_eq!(read.buyer, fees);
+    assert_eq!(answer_to(&h, "sapa", Question::Invoice { id: "ESF-1".into() }).unwrap_err().code, ErrorCode::NotFound);
+    let portal = "p".repeat(dtenge_oracle::service::programmed::PROVIDER_TOKEN_BYTES_MIN);
+    h.oracle.register_provider("portal", "Portal", ProviderKind::ContractPortal, &portal, 0).unwrap();
+    let contract = ContractSpec {
+        number: "GZ-1".into(),
+        sender: fees.clone(),
+        recipient: seller.clone(),
+        max_transfer_tiyn: tiyn(500),
+        max_fiat_tiyn: tiyn(100),
+        valid_until_unix_ms: 10_000,
+        funded_by: None,
+    };
+    h.oracle.register_contract(Credential::Token(&portal), contract, 0).unwrap();
+    let ask_contract = |h: &Harness, bank: &str| {
+        answer_to(h, bank, Question::Contract { number: "GZ-1".into(), uses_of: None })
+            .map(|bytes| <(Contract, Option<ContractUse>)>::from_bytes(&bytes).unwrap())
+    };
+    let (seen, used) = ask_contract(&h, "sapa").unwrap();
+    assert_eq!((seen.sender.client_id.as_str(), used), ("1", None), "both parties named to each");
+    let own_contract = ContractSpec {
+        number: "GZ-2".into(),
+        sender: fees.clone(),
+        recipient: sender.clone(),
+        max_transfer_tiyn: tiyn(500),
+        max_fiat_tiyn: tiyn(100),
+        valid_until_unix_ms: 10_000,
+        funded_by: None,
+    };
+    h.oracle.register_contract(Credential::Token(&portal), own_contract, 0).unwrap();
+    let hidden = answer_to(&h, "sapa", Question::Contract { number: "GZ-2".into(), uses_of: None }).unwrap_err();
+    assert_eq!(hidden.code, ErrorCode::NotFound);
+    let unpaid = answer_to(&h, "steppe", Question::VatPayment { tx_id: TxId(Hash32([9; 32])) }).unwrap_err();
+    assert_eq!(unpaid.code, ErrorCode::NotFound);
+    // The key is the oracle's across a restart.
+    h.restart();
+    assert_eq!(create(&h, "steppe", "marking-1", 1, &spec).unwrap().id, first.id);
+    assert_eq!(create(&h, "steppe", "marking-1", 2, &spec).unwrap_err().code, ErrorCode::IdempotencyKeyReused);
+    assert_eq!(h.oracle.markings().len(), 2);
+}

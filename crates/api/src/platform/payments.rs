@@ -468,7 +468,7 @@ fn other_banks<'a>(node_id: &str, payees: impl IntoIterator<Item = ClientAt<'a>>
 }
 
 /// A reference has at most [`REFERENCE_LEN_MAX`] characters.
-pub(crate) fn check_reference(reference: Option<&str>) -> Result<()> {
+pub fn check_reference(reference: Option<&str>) -> Result<()> {
     if let Some(text) = reference {
         ensure!(
             text.chars().count() <= REFERENCE_LEN_MAX,

@@ -78,12 +78,15 @@ pub fn registered_again<T>(
     }
 }
 
+/// `party` is the one `named`: the same client at the same bank.
+fn same_party(party: &Party, named: &PartyRef) -> bool {
+    party.bank == named.bank && party.client_id == named.client_id
+}
+
 /// The invoice registered is the one `request` asks for: the same parties and amounts.
 pub fn invoice_matches(existing: &Invoice, request: &InvoiceRequest) -> bool {
-    existing.seller.bank == request.seller.bank
-        && existing.seller.client_id == request.seller.client_id
-        && existing.buyer.bank == request.buyer.bank
-        && existing.buyer.client_id == request.buyer.client_id
+    same_party(&existing.seller, &request.seller)
+        && same_party(&existing.buyer, &request.buyer)
         && existing.net_tiyn == request.net_tiyn
         && existing.vat_tiyn == request.vat_tiyn
 }
@@ -91,10 +94,8 @@ pub fn invoice_matches(existing: &Invoice, request: &InvoiceRequest) -> bool {
 /// The contract registered is the one `request` asks for: the same parties, limits and
 /// funding.
 pub fn contract_matches(existing: &dtenge_oracle::Contract, request: &ContractRequest) -> bool {
-    existing.sender.bank == request.sender.bank
-        && existing.sender.client_id == request.sender.client_id
-        && existing.recipient.bank == request.recipient.bank
-        && existing.recipient.client_id == request.recipient.client_id
+    same_party(&existing.sender, &request.sender)
+        && same_party(&existing.recipient, &request.recipient)
         && existing.max_transfer_tiyn == request.max_transfer_tiyn
         && existing.max_fiat_tiyn == request.max_fiat_tiyn
         && existing.funded_by == request.funded_by

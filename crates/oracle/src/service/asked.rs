@@ -1,11 +1,25 @@
-//! What a bank in a process of its own asks the oracle about holding (`dtenge_wire::oracle`),
-//! and how the role answers: only about events one of the asking bank's clients is a party to
-//! (need-to-know: the other banks' clients' ids blanked), in the role's own encoding, which [`crate::client::OracleClient`] decodes.
-//! Nothing asked is decided or written: every question is safe to repeat.
+//! What a bank in a process of its own asks the oracle (`dtenge_wire::oracle`), and how the
+//! role answers, in its own encoding, which [`crate::client::OracleClient`] decodes:
+//!
+//! - about holding: only about events one of the asking bank's clients is a party to, the
+//!   other banks' clients' ids blanked;
+//! - about programmed money: a marking to a bank one of whose clients is its initiator or a
+//!   recipient (other banks' clients' ids blanked: a recipient learns no other recipient's
+//!   id), an invoice to the seller's or the buyer's bank, a contract to the sender's or the
+//!   recipient's bank (both named whole: each party holds the invoice or the contract that
+//!   names the other; the chain's initiator blanked when it banks elsewhere), a VAT payment to
+//!   the payer's bank; the record of a spend (a move, a use) only to the bank that made it;
+//! - a marking a client of the asking bank initiates, registered once per the bank's
+//!   idempotency key.
+//!
+//! Anything else is `NOT_FOUND`, as if it did not exist: a bank cannot probe ids. The reads
+//! decide and write nothing, and a marking is registered once per key: every question is safe
+//! to repeat.
 
 use super::{EventNotes, HoldEvent, HoldPlan, NoticePage, OracleService};
-use crate::Record;
+use crate::{Contract, ContractUse, Level, Marking, MarkingSpec, Move, Record};
 use dtenge_core::crypto::Address;
+use dtenge_core::party::Party;
 use dtenge_core::token::TxId;
 use dtenge_core::{ensure, Error, ErrorCode, Result};
 use dtenge_wire::oracle::ANSWER_BYTES_MAX;
@@ -106,7 +120,65 @@ impl OracleService {
                 let offset = usize::try_from(offset).unwrap_or(usize::MAX);
                 Ok(self.notifications(bank, offset, limit as usize)?.to_bytes())
             }
+            Question::Marking { id, moves_of } => Ok(self.party_marking(bank, &id, moves_of)?.to_bytes()),
+            Question::Invoice { id } => {
+                let invoice = self.invoice(&id).ok().filter(|i| i.seller.bank == bank || i.buyer.bank == bank);
+                Ok(invoice.ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no invoice {id}")))?.to_bytes())
+            }
+            Question::Contract { number, uses_of } => Ok(self.party_contract(bank, &number, uses_of)?.to_bytes()),
+            Question::VatPayment { tx_id } => {
+                let payments = self.vat_payments();
+                let paid = payments.into_iter().rev().find(|p| p.tx_id == tx_id && p.payer.bank == bank);
+                let not_found = || Error::new(ErrorCode::NotFound, format!("no VAT payment by transaction {tx_id}"));
+                Ok(paid.ok_or_else(not_found)?.to_bytes())
+            }
+            Question::CreateMarking { key, fingerprint, spec } => {
+                let spec =
+                    MarkingSpec::from_bytes(&spec).map_err(|e| Error::malformed(format!("marking terms: {e}")))?;
+                ensure!(
+                    spec.initiator.bank == bank,
+                    Forbidden,
+                    "a bank registers markings its own clients initiate, not '{}''s",
+                    spec.initiator.bank
+                );
+                Ok(self.create_marking_keyed(spec, Some((&key, fingerprint)), now_ms)?.to_bytes())
+            }
         }
+    }
+
+    /// The marking (without its moves), for a bank one of whose clients is a party to it, as
+    /// that bank may see it, with the move made by `moves_of` when that is the bank's spend.
+    fn party_marking(&self, bank: &str, id: &str, moves_of: Option<TxId>) -> Result<(Marking, Option<Move>)> {
+        let marking = self.marking(id).ok().filter(|m| marking_concerns(m, bank));
+        let marking = marking.ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no marking {id}")))?;
+        let moved = moves_of
+            .and_then(|tx_id| marking.moves.iter().find(|m| m.body.tx_id == tx_id && m.body.from.bank == bank))
+            .cloned();
+        Ok((marking_seen_by(marking.summary(), bank), moved))
+    }
+
+    /// The contract (without its uses), for the sender's or the recipient's bank, with the use
+    /// made by `uses_of` when that bank made it.
+    fn party_contract(
+        &self,
+        bank: &str,
+        number: &str,
+        uses_of: Option<TxId>,
+    ) -> Result<(Contract, Option<ContractUse>)> {
+        let contract = self.contract(number).ok().filter(|c| c.sender.bank == bank || c.recipient.bank == bank);
+        let contract = contract.ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no contract {number}")))?;
+        let used = uses_of.and_then(|tx_id| {
+            let made_by = |u: &&ContractUse| match u.body.kind {
+                crate::UseKind::Transfer => contract.sender.bank == bank,
+                crate::UseKind::Withdrawal => contract.recipient.bank == bank,
+            };
+            contract.uses.iter().filter(made_by).find(|u| u.body.tx_id == tx_id).cloned()
+        });
+        let mut summary = contract.summary();
+        if summary.initiator.bank != bank {
+            summary.initiator.client_id.clear();
+        }
+        Ok((summary, used))
     }
 
     /// The event, for a bank one of whose clients is a party to it, with the records of
@@ -117,6 +189,23 @@ impl OracleService {
         image.records.retain(|r| records_of.is_some() && r.body.tx_id == records_of);
         Ok(image.seen_by(bank))
     }
+}
+
+/// Whether a client of `bank` initiates `marking` or receives at one of its levels.
+pub fn marking_concerns(marking: &Marking, bank: &str) -> bool {
+    marking.initiator.bank == bank || marking.levels.iter().flat_map(|l| &l.recipients).any(|p| p.bank == bank)
+}
+
+/// `marking` as `bank` may see it: the client ids of parties that bank elsewhere blanked.
+pub fn marking_seen_by(mut marking: Marking, bank: &str) -> Marking {
+    let blank = |party: &mut Party| {
+        if party.bank != bank {
+            party.client_id.clear();
+        }
+    };
+    blank(&mut marking.initiator);
+    marking.levels.iter_mut().flat_map(|l| &mut l.recipients).for_each(blank);
+    marking
 }
 
 /// Whether the client at `address` of `bank` is `event`'s sender or one of its payees.
@@ -174,5 +263,25 @@ impl Decode for NoticePage {
     const ENCODED_BYTES_MIN: usize = 4 + 8;
     fn decode(r: &mut Reader<'_>) -> std::result::Result<Self, DecodeError> {
         Ok(NoticePage { notices: r.seq("notices", super::NOTICES_PAGE_MAX)?, total: r.u64("notices total")? })
+    }
+}
+
+/// A marking's terms as its initiator's bank asks for them ([`Question::CreateMarking`]).
+impl Encode for MarkingSpec {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.initiator);
+        w.str(&self.reference);
+        w.seq(&self.levels);
+    }
+}
+
+impl Decode for MarkingSpec {
+    const ENCODED_BYTES_MIN: usize = 40 + 4 + 4;
+    fn decode(r: &mut Reader<'_>) -> std::result::Result<Self, DecodeError> {
+        Ok(MarkingSpec {
+            initiator: r.get()?,
+            reference: r.string("marking reference")?,
+            levels: r.seq::<Level>("marking levels", crate::marking::LEVELS_MAX)?,
+        })
     }
 }

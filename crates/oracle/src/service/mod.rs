@@ -38,7 +38,7 @@ pub mod records;
 pub mod registry;
 pub mod rows;
 
-pub use asked::{EventImage, HOLDS_ANSWERED_MAX};
+pub use asked::{marking_concerns, marking_seen_by, EventImage, HOLDS_ANSWERED_MAX};
 pub use check::Confirmation;
 pub use notices::{Notice, NoticeKind, NoticePage, NOTICES_KEPT_MAX, NOTICES_PAGE_MAX, ROLE_NOTICES_TABLE};
 pub use records::ROLE_RECORDS_TABLE;

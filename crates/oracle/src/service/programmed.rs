@@ -45,6 +45,9 @@ pub const PROVIDER_TOKEN_BYTES_MIN: usize = 32;
 /// `provider_key:<key>` in the role's meta table -> the request's fingerprint and the provider
 /// id: a provider registration's idempotency key, written with the provider.
 const PROVIDER_KEY_PREFIX: &[u8] = b"provider_key:";
+/// `marking_key:<bank>\0<key>` in [`ROLE_META_TABLE`] -> the request's fingerprint and the
+/// marking's id: a marking a bank asked for under an idempotency key.
+const MARKING_KEY_PREFIX: &[u8] = b"marking_key:";
 
 /// Most plan requests waiting for their subject at once: beyond it a busy subject's plan is
 /// refused `REQUEST_IN_PROGRESS` (the bank asks again later).
@@ -255,15 +258,59 @@ impl OracleService {
 
     /// An initiator's bank registers a marking by addresses for its client.
     pub fn create_marking(&self, spec: MarkingSpec, now_ms: u64) -> Result<Marking> {
+        self.create_marking_keyed(spec, None, now_ms)
+    }
+
+    /// Register a marking, once per idempotency key of its initiator's bank (`idem`: the key
+    /// and the request's fingerprint): the same key and request answer the marking registered
+    /// under it, as it is now (without its moves); another request under the key is
+    /// `IDEMPOTENCY_KEY_REUSED`. A bank in a process of its own creates its markings so: its
+    /// question may reach the oracle twice.
+    pub fn create_marking_keyed(
+        &self,
+        spec: MarkingSpec,
+        idem: Option<(&str, Hash32)>,
+        now_ms: u64,
+    ) -> Result<Marking> {
         let parties: Vec<&Party> =
             std::iter::once(&spec.initiator).chain(spec.levels.iter().flat_map(|l| &l.recipients)).collect();
         self.known_banks(&parties)?;
         let registered_by = spec.initiator.bank.clone();
+        let key_row = match idem {
+            Some((key, _)) => {
+                ensure!(
+                    !key.is_empty() && key.len() <= EVENT_KEY_BYTES_MAX,
+                    MalformedInput,
+                    "an idempotency key has 1 to {EVENT_KEY_BYTES_MAX} bytes"
+                );
+                // Scoped by the bank: two banks' keys never meet.
+                let mut row = MARKING_KEY_PREFIX.to_vec();
+                row.extend_from_slice(registered_by.as_bytes());
+                row.push(0);
+                row.extend_from_slice(key.as_bytes());
+                Some(row)
+            }
+            None => None,
+        };
         let mut inner = self.inner.lock();
         ensure_running(&inner)?;
+        if let (Some(row), Some((key, fingerprint))) = (&key_row, idem) {
+            if let Some(bytes) = self.store.get(ROLE_META_TABLE, row)? {
+                let (first, id) = stored::<(Hash32, String)>(&bytes, "a marking's idempotency key")?;
+                ensure!(
+                    first == fingerprint,
+                    IdempotencyKeyReused,
+                    "idempotency key '{key}' was used with a different request"
+                );
+                return inner.programmed.registry.marking(&id).map(Marking::summary);
+            }
+        }
         let change = inner.programmed.registry.plan_marking(spec, &registered_by, now_ms)?;
         let mut batch = WriteBatch::new();
         registry::marking_writes(&change, &mut batch);
+        if let (Some(row), Some((_, fingerprint))) = (key_row, idem) {
+            batch.put(ROLE_META_TABLE, row, (fingerprint, change.marking.id.clone()).to_bytes());
+        }
         self.commit(&mut inner, batch)?;
         let marking = change.marking.summary();
         inner.programmed.registry.apply_marking(change);

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `oracle_role_meta` | `next_event` | the next event's number (u64 LE) |
 //! | `oracle_role_meta` | `notes:<event id>`, `event_key:<key>`, `kind:<event id>` | an event's notes, a registration's idempotency key, an infinite event's kind (`mod.rs`) |
+//! | `oracle_role_meta` | `provider_key:<key>`, `marking_key:<bank>\0<key>` | a provider's or a bank's marking's idempotency key: the fingerprint and the id (`programmed.rs`) |
 //! | `oracle_role_events` | the event id | a [`HoldEvent`] |
 //! | `oracle_role_decisions` | transaction id | a [`TxDecision`]: final per transaction |
 //! | `oracle_role_notices` | node id, 0, seq (u64 BE) | a notice to a bank (`notices.rs`), in the commit of the decision that causes it |

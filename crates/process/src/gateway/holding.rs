@@ -37,7 +37,7 @@ const APPLIED_POLL_MS: u64 = 20;
 const NOTICES_PAGE_DEFAULT: usize = 50;
 
 /// The bank this node runs and its questions to the oracle.
-fn bank_and_oracle(node: &Node) -> Result<(&BankHandle, &OracleClient)> {
+pub(super) fn bank_and_oracle(node: &Node) -> Result<(&BankHandle, &OracleClient)> {
     match &*node.hosted {
         Hosted::Bank { handle, oracle, .. } => Ok((handle, oracle)),
         _ => Err(Error::new(ErrorCode::NotFound, "this node runs no bank")),
@@ -107,13 +107,7 @@ fn hold_once(
     // The oracle checks that the hold names a payee of its event; any one will do.
     let payee = event.payees.first().map(|p| p.address).ok_or_else(|| Error::internal("an event without payees"))?;
     let answer = handle.service().hold(&client_id, &event.id, amount, payee, Some(key), (node.clock)());
-    match answer.recv_timeout(Duration::from_millis(ANSWER_WAIT_MS)) {
-        Ok(committed) => Ok((event.id, committed?.tx_id)),
-        Err(_) => Err(Error::new(
-            ErrorCode::RequestInProgress,
-            "the network has not answered yet; ask again with the same idempotency key",
-        )),
-    }
+    Ok((event.id, super::programmed::settled(answer)?.tx_id))
 }
 
 /// The event as the oracle shows it once `done` holds of it, or as it is after

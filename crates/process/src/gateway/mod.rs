@@ -35,6 +35,7 @@ mod bank;
 mod central;
 mod holding;
 mod oracle;
+mod programmed;
 
 use crate::Hosted;
 use axum::extract::{Path as P, Request, State};
@@ -101,7 +102,14 @@ pub(crate) fn router(node: Node) -> Option<axum::Router> {
             .route("/v1/nodes/{node}/redemptions", post(bank::redemption))
             .route("/v1/nodes/{node}/holds", post(holding::hold))
             .route("/v1/nodes/{node}/accounts/{client}/holds", get(holding::account_holds))
-            .route("/v1/nodes/{node}/notifications", get(holding::notifications)),
+            .route("/v1/nodes/{node}/notifications", get(holding::notifications))
+            .route("/v1/nodes/{node}/markings", post(programmed::create_marking))
+            .route("/v1/nodes/{node}/marked-transfers", post(programmed::marked_transfer))
+            .route("/v1/nodes/{node}/invoice-payments", post(programmed::pay_invoice))
+            .route("/v1/nodes/{node}/vat-payments", post(programmed::pay_vat))
+            .route("/v1/nodes/{node}/split-payments", post(programmed::split_payment))
+            .route("/v1/nodes/{node}/contract-payments", post(programmed::contract_payment))
+            .route("/v1/nodes/{node}/contract-withdrawals", post(programmed::contract_withdrawal)),
         Hosted::Central(_) => axum::Router::new()
             .route("/v1/abs/correspondent/{node}/credits", post(central::credit))
             .route("/v1/abs/balances", get(central::abs_balances))
@@ -407,6 +415,16 @@ async fn transfer(State(node): State<Node>, P(id): P<String>, Keyed(key, request
         abs_posting: None,
     });
     answer(result)
+}
+
+/// The account `client_id` has at `bank`, found at the directory.
+fn listed(directory: &dtenge_bank::DirectoryClient, bank: &str, client_id: &str) -> Result<Party> {
+    use dtenge_bank::Directory as _;
+    let found = directory.find(dtenge_bank::Who::Client(client_id), Some(bank))?.filter(|found| found.bank == bank);
+    let found = found.ok_or_else(|| {
+        Error::new(ErrorCode::UnknownAccount, format!("no digital account of client {client_id} at '{bank}'"))
+    })?;
+    Ok(Party { bank: bank.to_string(), client_id: client_id.to_string(), address: found.address })
 }
 
 /// The payee as the payer named it, found at the directory: by address, by phone (at its bank

@@ -21,8 +21,13 @@
 //!   contract portal's contracts (`POST /v1/oracle/contracts`, `GET .../{number}`); the
 //!   markings (`GET /v1/oracle/markings`, `GET .../{id}`). Parties named by bank and client
 //!   id, found at the directory; a provider acts as its kind allows (the oracle's rule).
+//!   A bank's systems read of these only what one of its clients is a party to (anything
+//!   else is `NOT_FOUND`), as the oracle answers its node: a marking with the moves its
+//!   clients made or received and other banks' clients unnamed, an invoice its client sells
+//!   or buys, a contract its client sends or receives under with the uses the bank made, its
+//!   own clients' VAT registrations and payments.
 
-use super::{answer, blocking, created, Caller, Keyed, Node, ANSWER_WAIT_MS};
+use super::{answer, blocking, created, listed, Caller, Keyed, Node, ANSWER_WAIT_MS};
 use crate::Hosted;
 use axum::extract::{Path as P, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -30,21 +35,22 @@ use axum::Extension;
 use dtenge_api::platform::Idem;
 use dtenge_api::platform::{
     confirm_occurrence, contract_matches, contract_terms, event_full_view, event_page, event_registration, event_view,
-    invoice_matches, marking_page, occurrence_receipt, occurrence_terms, registered_again, released, TREASURY_ID,
+    invoice_matches, marking_page, occurrence_receipt, occurrence_terms, registered_again, released, MARKINGS_PAGE_MAX,
+    TREASURY_ID,
 };
 use dtenge_api::types::{
-    ContractRequest, ContractView, EventRequest, EventStatus, InvoiceRequest, MarkingView, OccurrenceRequest, PartyRef,
-    ProviderRequest,
+    ContractRequest, ContractView, EventRequest, EventStatus, InvoiceRequest, MarkingPage, MarkingView,
+    OccurrenceRequest, PartyRef, ProviderRequest,
 };
 use dtenge_api::Failure;
 use dtenge_assembly::contract_spec;
-use dtenge_bank::{Directory as _, DirectoryClient, IdemKey, Who};
+use dtenge_bank::{DirectoryClient, IdemKey};
 use dtenge_core::crypto::hash_parts;
 use dtenge_core::crypto::Address;
 use dtenge_core::party::Party;
 use dtenge_core::{Error, ErrorCode, Result};
-use dtenge_oracle::service::{EventImage, OracleService};
-use dtenge_oracle::{Credential, InvoiceSpec};
+use dtenge_oracle::service::{marking_concerns, marking_seen_by, EventImage, OracleService};
+use dtenge_oracle::{Contract, ContractUse, Credential, InvoiceSpec, Marking, UseKind};
 use dtenge_pki::ApiClient;
 use std::time::Duration;
 
@@ -85,15 +91,6 @@ fn certified(caller: &Caller) -> Result<Credential<'_>> {
     }
 }
 
-/// The account `client_id` has at `bank`, found at the directory.
-fn party(directory: &DirectoryClient, bank: &str, client_id: &str) -> Result<Party> {
-    let found = directory.find(Who::Client(client_id), Some(bank))?.filter(|found| found.bank == bank);
-    let found = found.ok_or_else(|| {
-        Error::new(ErrorCode::UnknownAccount, format!("no digital account of client {client_id} at '{bank}'"))
-    })?;
-    Ok(Party { bank: bank.to_string(), client_id: client_id.to_string(), address: found.address })
-}
-
 /// Run `op` once per caller and idempotency key: a repeat is answered from the node's memo,
 /// another request under the key is `IDEMPOTENCY_KEY_REUSED`, as on `up`. Keys are the
 /// caller's own: two providers using the same key never see each other's answers.
@@ -116,6 +113,64 @@ fn visible(caller: &Caller, image: EventImage) -> Option<EventImage> {
         ApiClient::Bank(bank) => image.concerns(bank).then(|| image.seen_by(bank)),
         _ => Some(image),
     }
+}
+
+/// The bank whose systems call, if a bank's: it sees of the oracle's registry only what one
+/// of its clients is a party to (as the oracle answers its node: `dtenge_oracle`'s
+/// `asked.rs`); operators and providers see it whole.
+fn calling_bank(caller: &Caller) -> Option<&str> {
+    match &caller.0 {
+        ApiClient::Bank(bank) => Some(bank),
+        _ => None,
+    }
+}
+
+/// A party as a bank's systems may see it: by bank and address when it banks elsewhere.
+fn seen(mut party: Party, bank: &str) -> Party {
+    if party.bank != bank {
+        party.client_id.clear();
+    }
+    party
+}
+
+/// The marking as `caller` may see it: to a bank's systems, a marking one of its clients is
+/// a party to, with the moves its clients made or received, other banks' clients unnamed.
+fn visible_marking(caller: &Caller, marking: Marking) -> Option<MarkingView> {
+    let Some(bank) = calling_bank(caller) else { return Some(MarkingView::of(&marking)) };
+    if !marking_concerns(&marking, bank) {
+        return None;
+    }
+    let moves = marking
+        .moves
+        .iter()
+        .filter(|m| m.body.from.bank == bank || m.body.to.bank == bank)
+        .map(|m| {
+            let mut m = m.clone();
+            m.body.from = seen(m.body.from, bank);
+            m.body.to = seen(m.body.to, bank);
+            m
+        })
+        .collect();
+    Some(MarkingView { marking: marking_seen_by(marking.summary(), bank), moves })
+}
+
+/// The contract as `caller` may see it: to a bank's systems, a contract its client sends or
+/// receives under, with the uses that bank made, the chain's initiator unnamed when it banks
+/// elsewhere.
+fn visible_contract(caller: &Caller, contract: Contract) -> Option<ContractView> {
+    let Some(bank) = calling_bank(caller) else { return Some(ContractView::of(&contract)) };
+    if contract.sender.bank != bank && contract.recipient.bank != bank {
+        return None;
+    }
+    let made_by_bank = |u: &&ContractUse| match u.body.kind {
+        UseKind::Transfer => contract.sender.bank == bank,
+        UseKind::Withdrawal => contract.recipient.bank == bank,
+    };
+    let uses: Vec<ContractUse> = contract.uses.iter().filter(made_by_bank).cloned().collect();
+    let mut shown = contract.summary();
+    shown.initiator = seen(shown.initiator, bank);
+    shown.uses = uses;
+    Some(ContractView::of(&shown))
 }
 
 /// The oracle names a party by the client id its provider gave, and by nothing else.
@@ -219,7 +274,7 @@ pub(super) async fn register_event(
             let now_ms = (node.clock)();
             let idem = Some((key.key, key.fingerprint));
             let (spec, registration) =
-                event_registration(&request, idem, now_ms, |bank, client| party(directory, bank, client))?;
+                event_registration(&request, idem, now_ms, |bank, client| listed(directory, bank, client))?;
             let id = oracle.register_event_with(provider, spec, registration, now_ms)?;
             Ok(event_full_view(&oracle.image(&id, true)?, unnamed))
         })
@@ -242,7 +297,7 @@ pub(super) async fn report_occurrence(
             let provider = provider(oracle, &caller)?;
             once(&node, &caller, key, || {
                 let occurrence_id = request.occurrence_id.clone();
-                let terms = occurrence_terms(request, |bank, client| party(directory, bank, client))?;
+                let terms = occurrence_terms(request, |bank, client| listed(directory, bank, client))?;
                 let repeated = confirm_occurrence(oracle, provider, &event_id, terms, (node.clock)())?;
                 let ended = released(oracle, &event_id, Duration::from_millis(ANSWER_WAIT_MS))?;
                 let image = EventImage { event: ended.clone(), ..oracle.image(&event_id, false)? };
@@ -263,7 +318,7 @@ pub(super) async fn register_vat_payer(
         blocking(move || {
             let (oracle, directory) = oracle_and_directory(&node)?;
             once(&node, &caller, key, || {
-                let payer = party(directory, &payer.bank, &payer.client_id)?;
+                let payer = listed(directory, &payer.bank, &payer.client_id)?;
                 oracle.register_vat_payer(certified(&caller)?, payer)
             })
         })
@@ -271,12 +326,32 @@ pub(super) async fn register_vat_payer(
     )
 }
 
-pub(super) async fn vat_payers(State(node): State<Node>) -> Response {
-    answer(blocking(move || Ok(oracle(&node)?.vat_payers())).await)
+/// The VAT payers: to a bank's systems, its own clients only.
+pub(super) async fn vat_payers(State(node): State<Node>, Extension(caller): Extension<Caller>) -> Response {
+    answer(
+        blocking(move || {
+            let mut payers = oracle(&node)?.vat_payers();
+            if let Some(bank) = calling_bank(&caller) {
+                payers.retain(|p| p.bank == bank);
+            }
+            Ok(payers)
+        })
+        .await,
+    )
 }
 
-pub(super) async fn vat_payments(State(node): State<Node>) -> Response {
-    answer(blocking(move || Ok(oracle(&node)?.vat_payments())).await)
+/// The VAT paid: to a bank's systems, its own clients' payments only.
+pub(super) async fn vat_payments(State(node): State<Node>, Extension(caller): Extension<Caller>) -> Response {
+    answer(
+        blocking(move || {
+            let mut payments = oracle(&node)?.vat_payments();
+            if let Some(bank) = calling_bank(&caller) {
+                payments.retain(|p| p.payer.bank == bank);
+            }
+            Ok(payments)
+        })
+        .await,
+    )
 }
 
 /// The tax authority names its account, on the Treasury's node (the network's bank id
@@ -296,7 +371,7 @@ pub(super) async fn set_tax_account(
                         "the tax authority's account is on the Treasury node",
                     ));
                 }
-                let account = party(directory, &account.bank, &account.client_id)?;
+                let account = listed(directory, &account.bank, &account.client_id)?;
                 oracle.set_tax_account(certified(&caller)?, account)
             })
         })
@@ -329,8 +404,8 @@ fn register_invoice_now(
 ) -> Result<dtenge_oracle::Invoice> {
     let spec = InvoiceSpec {
         id: request.id.clone(),
-        seller: party(directory, &request.seller.bank, &request.seller.client_id)?,
-        buyer: party(directory, &request.buyer.bank, &request.buyer.client_id)?,
+        seller: listed(directory, &request.seller.bank, &request.seller.client_id)?,
+        buyer: listed(directory, &request.buyer.bank, &request.buyer.client_id)?,
         net_tiyn: request.net_tiyn,
         vat_tiyn: request.vat_tiyn,
     };
@@ -341,8 +416,23 @@ fn register_invoice_now(
     })
 }
 
-pub(super) async fn invoice(State(node): State<Node>, P(id): P<String>) -> Response {
-    answer(blocking(move || oracle(&node)?.invoice(&id)).await)
+/// The e-invoice: to a bank's systems, one its client sells or buys (both named whole: each
+/// holds the invoice that names the other).
+pub(super) async fn invoice(
+    State(node): State<Node>,
+    Extension(caller): Extension<Caller>,
+    P(id): P<String>,
+) -> Response {
+    answer(
+        blocking(move || {
+            let invoice = oracle(&node)?.invoice(&id).ok().filter(|i| match calling_bank(&caller) {
+                Some(bank) => i.seller.bank == bank || i.buyer.bank == bank,
+                None => true,
+            });
+            invoice.ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no invoice {id}")))
+        })
+        .await,
+    )
 }
 
 /// The smart-contract portal registers a contract; asked again with its key, a contract
@@ -369,7 +459,7 @@ fn register_contract_now(
     request: &ContractRequest,
 ) -> Result<ContractView> {
     let now_ms = (node.clock)();
-    let spec = contract_spec(&contract_terms(request), now_ms, |(bank, client)| party(directory, bank, client))?;
+    let spec = contract_spec(&contract_terms(request), now_ms, |(bank, client)| listed(directory, bank, client))?;
     let registered = oracle.register_contract(certified(caller)?, spec, now_ms);
     let contract = registered_again(registered, true, || {
         let existing = oracle.contract(&request.number)?;
@@ -378,12 +468,25 @@ fn register_contract_now(
     Ok(ContractView::of(&contract))
 }
 
-pub(super) async fn contract(State(node): State<Node>, P(number): P<String>) -> Response {
-    answer(blocking(move || Ok(ContractView::of(&oracle(&node)?.contract(&number)?))).await)
+pub(super) async fn contract(
+    State(node): State<Node>,
+    Extension(caller): Extension<Caller>,
+    P(number): P<String>,
+) -> Response {
+    answer(
+        blocking(move || {
+            let contract = oracle(&node)?.contract(&number).ok().and_then(|c| visible_contract(&caller, c));
+            contract.ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no contract {number}")))
+        })
+        .await,
+    )
 }
 
+/// The markings without their moves, newest first: to a bank's systems, those one of its
+/// clients is a party to, other banks' clients unnamed.
 pub(super) async fn markings(
     State(node): State<Node>,
+    Extension(caller): Extension<Caller>,
     page: std::result::Result<Query<super::bank::Page>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let page = match page {
@@ -391,9 +494,37 @@ pub(super) async fn markings(
         Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
     };
     let (offset, limit) = (page.offset.unwrap_or(0), page.limit.unwrap_or(EVENTS_PAGE_DEFAULT));
-    answer(blocking(move || marking_page(oracle(&node)?, offset, limit)).await)
+    answer(
+        blocking(move || {
+            let oracle = oracle(&node)?;
+            let Some(bank) = calling_bank(&caller) else { return marking_page(oracle, offset, limit) };
+            if limit == 0 || limit > MARKINGS_PAGE_MAX {
+                return Err(Error::malformed(format!("limit is 1 to {MARKINGS_PAGE_MAX}")));
+            }
+            let mine: Vec<Marking> = oracle
+                .markings()
+                .into_iter()
+                .filter(|m| marking_concerns(m, bank))
+                .map(|m| marking_seen_by(m, bank))
+                .collect();
+            let total = mine.len();
+            let markings = mine.into_iter().rev().skip(offset).take(limit).collect();
+            Ok(MarkingPage { markings, total, offset, limit })
+        })
+        .await,
+    )
 }
 
-pub(super) async fn marking(State(node): State<Node>, P(id): P<String>) -> Response {
-    answer(blocking(move || Ok(MarkingView::of(&oracle(&node)?.marking(&id)?))).await)
+pub(super) async fn marking(
+    State(node): State<Node>,
+    Extension(caller): Extension<Caller>,
+    P(id): P<String>,
+) -> Response {
+    answer(
+        blocking(move || {
+            let marking = oracle(&node)?.marking(&id).ok().and_then(|m| visible_marking(&caller, m));
+            marking.ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no marking {id}")))
+        })
+        .await,
+    )
 }
