@@ -116,7 +116,8 @@ fn wait<T>(answer: &impl dtenge_sync::RecvTimeout<Result<T>>, timeout: Duration)
         .map_err(|_| Error::new(ErrorCode::RequestInProgress, "not answered in time; ask again"))?
 }
 
-fn purchase_id(tx_id: &TxId) -> String {
+/// The id of the purchase transaction `tx_id` paid (its bank's records are keyed by it).
+pub fn purchase_id(tx_id: &TxId) -> String {
     format!("P-{}", &tx_id.to_string()[..16])
 }
 

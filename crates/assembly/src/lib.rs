@@ -30,7 +30,7 @@ mod cards;
 mod reconcile;
 // The threads that run a role, on any transport.
 mod host;
-pub use cards::{AtmWithdrawal, CardPurchase, VoucherReceipt};
+pub use cards::{purchase_id, AtmWithdrawal, CardPurchase, VoucherReceipt};
 pub use host::{Asks, Threads};
 pub use reconcile::AtSeq;
 

@@ -1203,6 +1203,126 @@ fn programmed_money_across_processes_marks_pays_invoices_and_contracts_and_split
     cluster.reconcile();
 }
 
+/// `id`'s bank money at `node`.
+fn fiat(client: &NodeClient, node: &str, id: &str) -> u64 {
+    let view: Value = client.get(&format!("/v1/nodes/{node}/accounts/{id}")).unwrap();
+    view["balance"]["fiat_tiyn"].as_u64().unwrap()
+}
+
+/// Cards and vouchers across processes (SPEC sub-scenarios 6, 9 and 10, refunds, ATM): a
+/// card linked at Steppe pays a merchant at Tulpar in DT and in bank money (converted by
+/// Steppe, settled by central); Tulpar, the merchant's bank, refunds part of each (the DT back
+/// from the merchant; the converted one paid by Steppe from its own DT); cash at an ATM; a
+/// voucher programme at the school's bank pays the canteen at Tulpar once per event. Each
+/// once per key, and `dtenge reconcile` holds.
+#[test]
+fn cards_and_vouchers_across_processes_pay_refund_and_settle() {
+    let _machine = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let (payers, _) = fund(&cluster);
+    let (steppe, tulpar) = (cluster.client("steppe", "api-bank-steppe"), cluster.client("tulpar", "api-bank-tulpar"));
+    // Bank money on Steppe's correspondent account settles its conversions at other banks.
+    let operator = cluster.client("central", "api-operator-nbk");
+    let credit = json!({"amount_tiyn": 1_000_000});
+    let _: Value = operator.post("/v1/abs/correspondent/steppe/credits", "credit-2", &credit).unwrap();
+    let (merchant, school, canteen) = (iin(400), iin(401), iin(402));
+    let opened = json!([
+        {"kind": "legal_entity", "client_id": merchant, "name": "Small Shop LLP"},
+        {"kind": "legal_entity", "client_id": canteen, "name": "School canteen LLP"},
+    ]);
+    post_until_answered(&tulpar, "/v1/nodes/tulpar/accounts/bulk", "open-shops", &opened).unwrap();
+    let opened = json!([{"kind": "legal_entity", "client_id": school, "name": "School No. 7"}]);
+    post_until_answered(&steppe, "/v1/nodes/steppe/accounts/bulk", "open-school", &opened).unwrap();
+    let to_school = json!({"from": payers[1], "to": {"bank": "steppe", "client_id": school}, "amount_tiyn": 100_000});
+    let _: Value = steppe.post("/v1/nodes/steppe/transfers", "fund-school", &to_school).unwrap();
+
+    // The card, linked once across the network.
+    let pan = dtenge_node::ids::complete_pan("440001800000001").unwrap();
+    let link = json!({"client_id": payers[0], "pan": pan});
+    let masked: Value = steppe.post("/v1/nodes/steppe/cards", "card-1", &link).unwrap();
+    assert_eq!(masked, json!(dtenge_node::ids::mask_pan(&pan)));
+    let again: Value = steppe.post("/v1/nodes/steppe/cards", "card-1", &link).unwrap();
+    assert_eq!(again, masked, "the same key: the same answer");
+    let taken = json!({"client_id": iin(100), "pan": pan});
+    assert!(tulpar.post::<_, Value>("/v1/nodes/tulpar/cards", "card-t", &taken).is_err(), "one link per card");
+
+    // A DT purchase at the card's bank; the merchant's bank refunds a part.
+    let purchase =
+        json!({"pan": pan, "merchant_bank": "tulpar", "merchant_id": merchant, "amount_tiyn": 30_000, "mode": "dt"});
+    let unlinked = tulpar.post::<_, Value>("/v1/card-purchases", "buy-t", &purchase).unwrap_err();
+    assert!(unlinked.body.contains("UNKNOWN_ACCOUNT"), "not linked at Tulpar: {unlinked}");
+    let bought: Value = steppe.post("/v1/card-purchases", "buy-1", &purchase).unwrap();
+    let id = bought["id"].as_str().unwrap().to_string();
+    assert_eq!((bought["amount_tiyn"].as_u64(), bought["mode"].as_str()), (Some(30_000), Some("dt")), "{bought}");
+    let repeated: Value = steppe.post("/v1/card-purchases", "buy-1", &purchase).unwrap();
+    assert_eq!(repeated["id"], bought["id"]);
+    wait_dt(&tulpar, "tulpar", &merchant, 30_000);
+    let acquired = |id: &str| {
+        let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+        while tulpar.get::<Value>(&format!("/v1/card-purchases/{id}")).is_err() {
+            assert!(Instant::now() < deadline, "the purchase did not reach the merchant's bank");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    acquired(&id);
+    let refund = json!({"amount_tiyn": 10_000});
+    let path = format!("/v1/card-purchases/{id}/refunds");
+    assert_eq!(steppe.post::<_, Value>(&path, "refund-s", &refund).unwrap_err().status, 403, "the acquirer refunds");
+    let refunded: Value = tulpar.post(&path, "refund-1", &refund).unwrap();
+    assert_eq!((refunded["purpose"].as_str(), refunded["amount_tiyn"].as_u64()), (Some("card_refund"), Some(10_000)));
+    let again: Value = tulpar.post(&path, "refund-1", &refund).unwrap();
+    assert_eq!(again["tx_id"], refunded["tx_id"], "the same key: the same refund");
+    let too_much = tulpar.post::<_, Value>(&path, "refund-2", &json!({"amount_tiyn": 20_001})).unwrap_err();
+    assert!(too_much.status >= 400, "{too_much}");
+    let mut buyer_dt = START_TIYN - 30_000 + 10_000;
+    wait_dt(&steppe, "steppe", &payers[0], buyer_dt);
+
+    // A converted purchase: the merchant's bank money grows at Tulpar; the refund decided
+    // there is paid by Steppe from its own DT.
+    let converted = json!({"pan": pan, "merchant_bank": "tulpar", "merchant_id": merchant, "amount_tiyn": 20_000, "mode": "convert_to_fiat"});
+    let bought: Value = steppe.post("/v1/card-purchases", "buy-2", &converted).unwrap();
+    let id = bought["id"].as_str().unwrap().to_string();
+    buyer_dt -= 20_000;
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    while fiat(&tulpar, "tulpar", &merchant) != 20_000 {
+        assert!(Instant::now() < deadline, "Tulpar did not credit its merchant's bank money");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    acquired(&id);
+    let decided: Value =
+        tulpar.post(&format!("/v1/card-purchases/{id}/refunds"), "refund-3", &json!({"amount_tiyn": 5_000})).unwrap();
+    assert_eq!(decided["refunded_tiyn"], 5_000, "decided at the merchant's bank: {decided}");
+    assert_eq!(fiat(&tulpar, "tulpar", &merchant), 15_000);
+    buyer_dt += 5_000;
+    wait_dt(&steppe, "steppe", &payers[0], buyer_dt);
+
+    // Cash at Steppe's ATM.
+    let atm = json!({"pan": pan, "atm_bank": "steppe", "amount_tiyn": 1_000});
+    let cash: Value = steppe.post("/v1/atm-withdrawals", "atm-1", &atm).unwrap();
+    assert_eq!((cash["purpose"].as_str(), &cash["from"]["client_id"]), (Some("cash_withdrawal"), &json!(payers[0])));
+    buyer_dt -= 1_000;
+    assert_eq!(kinds(&steppe, "steppe", &payers[0]).0, buyer_dt);
+
+    // A voucher programme at the school's bank pays the canteen once per event.
+    let program = json!({"integrator": "onay", "payer_bank": "steppe", "payer_id": school, "payee_bank": "tulpar",
+                         "payee_id": canteen, "amount_per_event_tiyn": 500});
+    let elsewhere = tulpar.post::<_, Value>("/v1/voucher-programs", "program-t", &program).unwrap_err();
+    assert_eq!(elsewhere.status, 403, "{elsewhere}");
+    let created: Value = steppe.post("/v1/voucher-programs", "program-1", &program).unwrap();
+    let program_id = created["id"].as_str().unwrap().to_string();
+    let meal = json!({"integrator": "onay", "event_id": "meal-1"});
+    let events = format!("/v1/voucher-programs/{program_id}/events");
+    let paid: Value = steppe.post(&events, "meal-1-a", &meal).unwrap();
+    assert_eq!((paid["purpose"].as_str(), paid["amount_tiyn"].as_u64()), (Some("voucher"), Some(500)));
+    let again: Value = steppe.post(&events, "meal-1-b", &meal).unwrap();
+    assert_eq!(again["tx_id"], paid["tx_id"], "the same event pays once, whatever the key");
+    wait_dt(&tulpar, "tulpar", &canteen, 500);
+    let programs: Vec<Value> = steppe.get("/v1/voucher-programs").unwrap();
+    assert_eq!(programs.len(), 1);
+    cluster.reconcile();
+}
+
 /// A fault-injecting TCP proxy on loopback: forwards to `target` until cut; while cut, it ends
 /// every live connection and drops new ones at once (a partition), until healed.
 struct Proxy {

@@ -232,18 +232,18 @@ impl Platform {
     }
 }
 
-fn role_mode(mode: CardMode) -> RoleMode {
+pub fn role_mode(mode: CardMode) -> RoleMode {
     match mode {
         CardMode::Dt => RoleMode::Dt,
         CardMode::ConvertToFiat => RoleMode::ConvertToFiat,
     }
 }
 
-fn buyer_of(record: &PurchaseRecord) -> Party {
+pub fn buyer_of(record: &PurchaseRecord) -> Party {
     Party { bank: record.buyer_bank.clone(), client_id: record.buyer_client.clone(), address: record.buyer_address }
 }
 
-fn merchant_of(record: &PurchaseRecord) -> Party {
+pub fn merchant_of(record: &PurchaseRecord) -> Party {
     Party {
         bank: record.merchant_bank.clone(),
         client_id: record.merchant_client.clone(),
@@ -251,7 +251,7 @@ fn merchant_of(record: &PurchaseRecord) -> Party {
     }
 }
 
-fn purchase_of(record: &PurchaseRecord) -> Purchase {
+pub fn purchase_of(record: &PurchaseRecord) -> Purchase {
     debug_assert!(record.refunded <= record.amount, "a purchase never has more refunded than paid");
     Purchase {
         id: record.id.clone(),
@@ -270,7 +270,7 @@ fn purchase_of(record: &PurchaseRecord) -> Purchase {
     }
 }
 
-fn program_of(program: &RoleProgram) -> VoucherProgram {
+pub fn program_of(program: &RoleProgram) -> VoucherProgram {
     VoucherProgram {
         id: program.id.clone(),
         integrator: program.integrator.clone(),

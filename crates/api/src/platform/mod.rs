@@ -38,6 +38,7 @@ pub use accounts::{
     OPEN_ACCOUNTS_MAX,
 };
 pub use answers::{Answers, KeyInFlight, IDEM_KEY_LEN_MAX};
+pub use cards::{buyer_of, merchant_of, program_of, purchase_of, role_mode};
 pub use central::liquidity;
 pub use holding::{
     confirm_occurrence, event_full_view, event_page, event_registration, event_view, hold_receipt, hold_views,

@@ -9,7 +9,8 @@
 //! `401` (no certificate) or `403` (another client), before anything is read.
 //!
 //! A bank's node serves its accounts and its clients' payments (below) and their bank money,
-//! conversions and its redemptions (`bank.rs`); central's node serves the NBK's operators
+//! conversions and its redemptions (`bank.rs`), holding (`holding.rs`), programmed money
+//! (`programmed.rs`), cards and vouchers (`cards.rs`); central's node serves the NBK's operators
 //! (`central.rs`); the oracle's, its key and its provider registry (`oracle.rs`). A bank's payment routes:
 //! - `POST /v1/nodes/{node}/accounts/bulk`: open accounts (a migration), claimed at the
 //!   directory in one commit, then opened at the bank in one;
@@ -32,6 +33,7 @@
 //! bank where an account is and of what kind, never whose it is.
 
 mod bank;
+mod cards;
 mod central;
 mod holding;
 mod oracle;
@@ -109,7 +111,14 @@ pub(crate) fn router(node: Node) -> Option<axum::Router> {
             .route("/v1/nodes/{node}/vat-payments", post(programmed::pay_vat))
             .route("/v1/nodes/{node}/split-payments", post(programmed::split_payment))
             .route("/v1/nodes/{node}/contract-payments", post(programmed::contract_payment))
-            .route("/v1/nodes/{node}/contract-withdrawals", post(programmed::contract_withdrawal)),
+            .route("/v1/nodes/{node}/contract-withdrawals", post(programmed::contract_withdrawal))
+            .route("/v1/nodes/{node}/cards", post(cards::link_card))
+            .route("/v1/card-purchases", post(cards::card_purchase))
+            .route("/v1/card-purchases/{id}", get(cards::purchase))
+            .route("/v1/card-purchases/{id}/refunds", post(cards::card_refund))
+            .route("/v1/atm-withdrawals", post(cards::atm_withdrawal))
+            .route("/v1/voucher-programs", get(cards::voucher_programs).post(cards::create_voucher_program))
+            .route("/v1/voucher-programs/{id}/events", post(cards::voucher_event)),
         Hosted::Central(_) => axum::Router::new()
             .route("/v1/abs/correspondent/{node}/credits", post(central::credit))
             .route("/v1/abs/balances", get(central::abs_balances))
