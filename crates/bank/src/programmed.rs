@@ -352,6 +352,24 @@ impl BankService {
                 return Ok(None);
             }
         }
+        // The subject's id travels to the oracle, whose decoder takes 1 to 64 bytes: a longer
+        // one would be refused there with the whole frame, not answered.
+        let subject = match &kind {
+            SpendKind::MarkedTransfer { marking_id, .. } => Some(("a marking id", marking_id)),
+            SpendKind::InvoicePayment { invoice_id, .. } => Some(("an invoice id", invoice_id)),
+            SpendKind::ContractPayment { contract, .. } | SpendKind::ContractWithdrawal { contract, .. } => {
+                Some(("a contract number", contract))
+            }
+            SpendKind::VatPayment { .. } => None,
+        };
+        if let Some((what, id)) = subject {
+            if id.is_empty() || id.len() > dtenge_wire::message::EVENT_ID_BYTES_MAX {
+                return Err(Error::malformed(format!(
+                    "{what} has 1 to {} bytes",
+                    dtenge_wire::message::EVENT_ID_BYTES_MAX
+                )));
+            }
+        }
         if inner.spends.in_flight() >= SPENDS_IN_FLIGHT_MAX {
             return Err(Error::new(ErrorCode::LimitExceeded, "too many programmed payments in flight; retry"));
         }

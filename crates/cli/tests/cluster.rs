@@ -1083,6 +1083,14 @@ fn programmed_money_across_processes_marks_pays_invoices_and_contracts_and_split
     assert_eq!(repeated["tx_id"], moved["tx_id"], "the same key: the same move");
     wait_dt(&tulpar, "tulpar", &payees[0], 150_000);
     assert_eq!(kinds(&tulpar, "tulpar", &payees[0]), (150_000, 150_000, 0), "marked at level 1");
+    // Bad input is refused at once, nothing sent that the other processes could not read.
+    let long = json!({"marking_id": "M".repeat(65), "from": payers[0], "to": {"bank": "tulpar", "client_id": payees[0]}, "amount_tiyn": 1_000});
+    let refused = steppe.post::<_, Value>("/v1/nodes/steppe/marked-transfers", "move-long", &long).unwrap_err();
+    assert!(refused.body.contains("MALFORMED_INPUT"), "{refused}");
+    let level = json!({"recipients": [{"bank": "tulpar", "client_id": payees[0]}], "limit_tiyn": 1});
+    let deep = json!({"initiator": payers[0], "reference": "deep", "levels": vec![level; 9]});
+    let refused = steppe.post::<_, Value>("/v1/nodes/steppe/markings", "m-deep", &deep).unwrap_err();
+    assert!(refused.body.contains("LIMIT_EXCEEDED"), "{refused}");
     let skipped = json!({"marking_id": id, "from": payers[0], "to": {"bank": "steppe", "client_id": payers[1]}, "amount_tiyn": 1_000});
     let refused = steppe.post::<_, Value>("/v1/nodes/steppe/marked-transfers", "move-x", &skipped).unwrap_err();
     assert!(refused.body.contains("WRONG_LEVEL"), "{refused}");

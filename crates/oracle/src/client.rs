@@ -95,7 +95,13 @@ impl OracleClient {
     /// Register a marking one of this bank's clients initiates, once per `key` (the same key
     /// and `fingerprint` answer the marking registered under it).
     pub fn create_marking(&self, key: &str, fingerprint: Hash32, spec: &MarkingSpec) -> Result<Marking> {
-        self.ask(Question::CreateMarking { key: key.to_string(), fingerprint, spec: spec.to_bytes() })
+        let spec = spec.to_bytes();
+        // The oracle's decoder refuses larger terms with the whole frame: refused here.
+        if spec.len() > dtenge_wire::oracle::MARKING_SPEC_BYTES_MAX {
+            let bound = dtenge_wire::oracle::MARKING_SPEC_BYTES_MAX;
+            return Err(Error::new(ErrorCode::LimitExceeded, format!("the marking's terms exceed {bound} bytes")));
+        }
+        self.ask(Question::CreateMarking { key: key.to_string(), fingerprint, spec })
     }
 
     fn ask<T: Decode>(&self, question: Question) -> Result<T> {

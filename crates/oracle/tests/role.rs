@@ -768,8 +768,8 @@ fn a_bank_across_processes_registers_its_clients_markings_once_per_key_and_reads
         MarkingSpec { levels: vec![Level { recipients: vec![fees.clone()], limit_tiyn: tiyn(10) }], ..spec.clone() };
     let steppe_only = create(&h, "steppe", "marking-2", 1, &own).unwrap();
     assert_eq!(ask_marking(&h, "sapa", &steppe_only.id).unwrap_err().code, ErrorCode::NotFound);
-    // An invoice only to its parties' banks, a contract likewise; a VAT payment only to the
-    // payer's bank.
+    // An invoice only to its parties' banks, a contract likewise; a VAT payment the oracle has
+    // not recorded is not found (the cluster test pays one across processes).
     let token = "t".repeat(dtenge_oracle::service::programmed::PROVIDER_TOKEN_BYTES_MIN);
     h.oracle.register_provider("esf", "ESF", ProviderKind::TaxAuthority, &token, 0).unwrap();
     h.oracle.register_vat_payer(Credential::Token(&token), sender.clone()).unwrap();

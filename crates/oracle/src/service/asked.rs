@@ -127,8 +127,7 @@ impl OracleService {
             }
             Question::Contract { number, uses_of } => Ok(self.party_contract(bank, &number, uses_of)?.to_bytes()),
             Question::VatPayment { tx_id } => {
-                let payments = self.vat_payments();
-                let paid = payments.into_iter().rev().find(|p| p.tx_id == tx_id && p.payer.bank == bank);
+                let paid = self.vat_payment(tx_id).filter(|p| p.payer.bank == bank);
                 let not_found = || Error::new(ErrorCode::NotFound, format!("no VAT payment by transaction {tx_id}"));
                 Ok(paid.ok_or_else(not_found)?.to_bytes())
             }
@@ -149,12 +148,10 @@ impl OracleService {
     /// The marking (without its moves), for a bank one of whose clients is a party to it, as
     /// that bank may see it, with the move made by `moves_of` when that is the bank's spend.
     fn party_marking(&self, bank: &str, id: &str, moves_of: Option<TxId>) -> Result<(Marking, Option<Move>)> {
-        let marking = self.marking(id).ok().filter(|m| marking_concerns(m, bank));
-        let marking = marking.ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no marking {id}")))?;
-        let moved = moves_of
-            .and_then(|tx_id| marking.moves.iter().find(|m| m.body.tx_id == tx_id && m.body.from.bank == bank))
-            .cloned();
-        Ok((marking_seen_by(marking.summary(), bank), moved))
+        let found = self.marking_and_move(id, moves_of).ok().filter(|(m, _)| marking_concerns(m, bank));
+        let (marking, moved) = found.ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no marking {id}")))?;
+        let moved = moved.filter(|m| m.body.from.bank == bank);
+        Ok((marking_seen_by(marking, bank), moved))
     }
 
     /// The contract (without its uses), for the sender's or the recipient's bank, with the use
@@ -165,20 +162,18 @@ impl OracleService {
         number: &str,
         uses_of: Option<TxId>,
     ) -> Result<(Contract, Option<ContractUse>)> {
-        let contract = self.contract(number).ok().filter(|c| c.sender.bank == bank || c.recipient.bank == bank);
-        let contract = contract.ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no contract {number}")))?;
-        let used = uses_of.and_then(|tx_id| {
-            let made_by = |u: &&ContractUse| match u.body.kind {
-                crate::UseKind::Transfer => contract.sender.bank == bank,
-                crate::UseKind::Withdrawal => contract.recipient.bank == bank,
-            };
-            contract.uses.iter().filter(made_by).find(|u| u.body.tx_id == tx_id).cloned()
+        let found = self.contract_and_use(number, uses_of).ok();
+        let found = found.filter(|(c, _)| c.sender.bank == bank || c.recipient.bank == bank);
+        let (mut contract, used) =
+            found.ok_or_else(|| Error::new(ErrorCode::NotFound, format!("no contract {number}")))?;
+        let used = used.filter(|u| match u.body.kind {
+            crate::UseKind::Transfer => contract.sender.bank == bank,
+            crate::UseKind::Withdrawal => contract.recipient.bank == bank,
         });
-        let mut summary = contract.summary();
-        if summary.initiator.bank != bank {
-            summary.initiator.client_id.clear();
+        if contract.initiator.bank != bank {
+            contract.initiator.client_id.clear();
         }
-        Ok((summary, used))
+        Ok((contract, used))
     }
 
     /// The event, for a bank one of whose clients is a party to it, with the records of

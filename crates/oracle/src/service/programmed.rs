@@ -373,6 +373,33 @@ impl OracleService {
         self.inner.lock().programmed.registry.contract(number).cloned()
     }
 
+    /// The marking `id` without its moves, with the move transaction `tx_id` made: read in
+    /// place, its moves never copied (a bank's receipt asks for it while it polls).
+    pub fn marking_and_move(&self, id: &str, tx_id: Option<TxId>) -> Result<(Marking, Option<crate::Move>)> {
+        let inner = self.inner.lock();
+        let marking = inner.programmed.registry.marking(id)?;
+        let moved = tx_id.and_then(|tx_id| marking.moves.iter().rev().find(|m| m.body.tx_id == tx_id)).cloned();
+        Ok((marking.summary(), moved))
+    }
+
+    /// The contract `number` without its uses, with the use transaction `tx_id` made: read
+    /// in place, its uses never copied.
+    pub fn contract_and_use(
+        &self,
+        number: &str,
+        tx_id: Option<TxId>,
+    ) -> Result<(Contract, Option<crate::ContractUse>)> {
+        let inner = self.inner.lock();
+        let contract = inner.programmed.registry.contract(number)?;
+        let used = tx_id.and_then(|tx_id| contract.uses.iter().rev().find(|u| u.body.tx_id == tx_id)).cloned();
+        Ok((contract.summary(), used))
+    }
+
+    /// The VAT payment transaction `tx_id` made, if the oracle recorded it.
+    pub fn vat_payment(&self, tx_id: TxId) -> Option<VatPayment> {
+        self.inner.lock().programmed.registry.vat_payments().iter().rev().find(|p| p.tx_id == tx_id).cloned()
+    }
+
     pub fn vat_payments(&self) -> Vec<VatPayment> {
         self.inner.lock().programmed.registry.vat_payments().to_vec()
     }

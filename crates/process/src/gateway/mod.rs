@@ -429,6 +429,12 @@ async fn transfer(State(node): State<Node>, P(id): P<String>, Keyed(key, request
 /// The account `client_id` has at `bank`, found at the directory.
 fn listed(directory: &dtenge_bank::DirectoryClient, bank: &str, client_id: &str) -> Result<Party> {
     use dtenge_bank::Directory as _;
+    // Checked before anything is asked: the directory's decoder would refuse an oversized
+    // question with the whole frame.
+    dtenge_node::ids::check_iin_bin(client_id)?;
+    if bank.is_empty() || bank.len() > dtenge_wire::message::ROLE_ID_BYTES_MAX {
+        return Err(Error::new(ErrorCode::UnknownAccount, format!("no bank '{bank}' in this network")));
+    }
     let found = directory.find(dtenge_bank::Who::Client(client_id), Some(bank))?.filter(|found| found.bank == bank);
     let found = found.ok_or_else(|| {
         Error::new(ErrorCode::UnknownAccount, format!("no digital account of client {client_id} at '{bank}'"))

@@ -34,13 +34,15 @@ use dtenge_api::types::{
     VatPaymentRequest,
 };
 use dtenge_assembly::BankHandle;
-use dtenge_bank::{Answer, Committed, DirectoryClient};
+use dtenge_bank::{Answer, Committed, DirectoryClient, IdemKey};
 use dtenge_core::party::Party;
 use dtenge_core::token::{Policy, TxId};
 use dtenge_core::{ensure, Amount, Error, ErrorCode, Result};
+use dtenge_node::ClientKind;
 use dtenge_node::OWN_ACCOUNT;
 use dtenge_oracle::client::OracleClient;
-use dtenge_oracle::{Level, MarkingSpec};
+use dtenge_oracle::marking::{LEVELS_MAX, RECIPIENTS_PER_LEVEL_MAX};
+use dtenge_oracle::{Level, MarkingSpec, TEXT_LEN_MAX};
 use dtenge_wire::SpendKind;
 use std::time::{Duration, Instant};
 
@@ -97,6 +99,20 @@ fn spend(
     Ok(settled(handle.spend(client_id, kind, Some(key), (node.clock)()))?.tx_id)
 }
 
+/// Answer once per key from the node's memo: a repeat gets the first receipt back as it was
+/// (the payer's VAT split, the record), and a key used first on another route is
+/// `IDEMPOTENCY_KEY_REUSED`, as on `up`. The bank keeps the key too, for a crash between its
+/// commit and the memo: the retry is then answered from its store and the receipt rebuilt.
+fn remembered<T: serde::Serialize + serde::de::DeserializeOwned>(
+    node: &Node,
+    key: IdemKey,
+    op: impl FnOnce(IdemKey) -> Result<T>,
+) -> Result<T> {
+    let answers = node.answers.as_ref().ok_or_else(|| Error::internal("a bank's node keeps its answers"))?;
+    let idem = Idem { key: key.key.clone(), fingerprint: key.fingerprint };
+    answers.once(Some(idem), |_| op(key))
+}
+
 pub(super) async fn create_marking(
     State(node): State<Node>,
     P(id): P<String>,
@@ -120,13 +136,43 @@ pub(super) async fn create_marking(
 /// The marking's terms: its initiator a client here (not the bank's own account), its
 /// recipients found at the directory.
 fn marking_spec(node: &Node, handle: &BankHandle, id: &str, request: &MarkingRequest) -> Result<MarkingSpec> {
+    let account = handle.service().read(|n| n.account(&request.initiator).cloned())?;
     ensure!(
-        request.initiator != OWN_ACCOUNT,
+        account.kind != ClientKind::Institution,
         Forbidden,
         "a marking is initiated by a client or a government agency, not the node's own account"
     );
-    let address = handle.service().read(|n| n.account(&request.initiator).map(|a| a.address))?;
-    let initiator = Party { bank: id.to_string(), client_id: request.initiator.clone(), address };
+    let initiator = Party { bank: id.to_string(), client_id: request.initiator.clone(), address: account.address };
+    // The oracle's bounds, before a recipient is looked up: the directory is asked once per
+    // recipient, and the terms must fit one question.
+    ensure!(
+        !request.levels.is_empty() && request.levels.len() <= LEVELS_MAX,
+        LimitExceeded,
+        "a marking has 1 to {LEVELS_MAX} levels"
+    );
+    let reference = request.reference.trim();
+    ensure!(
+        !reference.is_empty() && reference.chars().count() <= TEXT_LEN_MAX,
+        MalformedInput,
+        "the reference has 1 to {TEXT_LEN_MAX} characters"
+    );
+    let mut named = std::collections::HashSet::from([(id, request.initiator.as_str())]);
+    for (i, level) in request.levels.iter().enumerate() {
+        ensure!(
+            !level.recipients.is_empty() && level.recipients.len() <= RECIPIENTS_PER_LEVEL_MAX,
+            LimitExceeded,
+            "level {} has 1 to {RECIPIENTS_PER_LEVEL_MAX} recipients",
+            i + 1
+        );
+        for r in &level.recipients {
+            ensure!(
+                named.insert((r.bank.as_str(), r.client_id.as_str())),
+                MalformedInput,
+                "{} appears twice in the marking (or is its initiator)",
+                r.client_id
+            );
+        }
+    }
     let directory = directory(node)?;
     let mut levels = Vec::with_capacity(request.levels.len());
     for level in &request.levels {
@@ -134,7 +180,7 @@ fn marking_spec(node: &Node, handle: &BankHandle, id: &str, request: &MarkingReq
             level.recipients.iter().map(|r| listed(directory, &r.bank, &r.client_id)).collect::<Result<Vec<_>>>()?;
         levels.push(Level { recipients, limit_tiyn: level.limit_tiyn });
     }
-    Ok(MarkingSpec { initiator, reference: request.reference.clone(), levels })
+    Ok(MarkingSpec { initiator, reference: reference.to_string(), levels })
 }
 
 pub(super) async fn marked_transfer(
@@ -144,16 +190,21 @@ pub(super) async fn marked_transfer(
 ) -> Response {
     answer(
         blocking(move || {
-            let (handle, oracle) = bank_and_oracle(&node)?;
-            let to = listed(directory(&node)?, &request.to.bank, &request.to.client_id)?;
-            let kind =
-                SpendKind::MarkedTransfer { marking_id: request.marking_id.clone(), to, amount: request.amount_tiyn };
-            let tx_id = spend(&node, handle, &request.from, kind, key)?;
-            let (marking, moved) = recorded(|| {
-                let (marking, moved) = oracle.marking(&request.marking_id, Some(tx_id))?;
-                Ok(moved.map(|moved| (marking, moved)))
-            })?;
-            Ok(MarkedReceipt { tx_id, marking, moved })
+            remembered(&node, key, |key| {
+                let (handle, oracle) = bank_and_oracle(&node)?;
+                let to = listed(directory(&node)?, &request.to.bank, &request.to.client_id)?;
+                let kind = SpendKind::MarkedTransfer {
+                    marking_id: request.marking_id.clone(),
+                    to,
+                    amount: request.amount_tiyn,
+                };
+                let tx_id = spend(&node, handle, &request.from, kind, key)?;
+                let (marking, moved) = recorded(|| {
+                    let (marking, moved) = oracle.marking(&request.marking_id, Some(tx_id))?;
+                    Ok(moved.map(|moved| (marking, moved)))
+                })?;
+                Ok(MarkedReceipt { tx_id, marking, moved })
+            })
         })
         .await,
     )
@@ -169,26 +220,28 @@ pub(super) async fn pay_invoice(
 ) -> Response {
     answer(
         blocking(move || {
-            let (handle, oracle) = bank_and_oracle(&node)?;
-            let vat_available = handle.service().read(|n| n.available(&request.from, &Policy::Vat))?;
-            // The bank fills in the payer's VAT-marked DT.
-            let kind = SpendKind::InvoicePayment {
-                invoice_id: request.invoice_id.clone(),
-                amount: request.amount_tiyn,
-                vat_available: Amount::ZERO,
-            };
-            let tx_id = spend(&node, handle, &request.from, kind, key)?;
-            let invoice = recorded(|| {
-                let invoice = oracle.invoice(&request.invoice_id)?;
-                Ok((invoice.paid_tx == Some(tx_id)).then_some(invoice))
-            })?;
-            let from_vat = vat_available.min(invoice.vat_tiyn);
-            let from_standard = invoice.vat_tiyn.checked_sub(from_vat)?;
-            Ok(InvoiceReceipt {
-                tx_id,
-                invoice,
-                vat_from_vat_tokens_tiyn: from_vat,
-                vat_from_standard_tiyn: from_standard,
+            remembered(&node, key, |key| {
+                let (handle, oracle) = bank_and_oracle(&node)?;
+                let vat_available = handle.service().read(|n| n.available(&request.from, &Policy::Vat))?;
+                // The bank fills in the payer's VAT-marked DT.
+                let kind = SpendKind::InvoicePayment {
+                    invoice_id: request.invoice_id.clone(),
+                    amount: request.amount_tiyn,
+                    vat_available: Amount::ZERO,
+                };
+                let tx_id = spend(&node, handle, &request.from, kind, key)?;
+                let invoice = recorded(|| {
+                    let invoice = oracle.invoice(&request.invoice_id)?;
+                    Ok((invoice.paid_tx == Some(tx_id)).then_some(invoice))
+                })?;
+                let from_vat = vat_available.min(invoice.vat_tiyn);
+                let from_standard = invoice.vat_tiyn.checked_sub(from_vat)?;
+                Ok(InvoiceReceipt {
+                    tx_id,
+                    invoice,
+                    vat_from_vat_tokens_tiyn: from_vat,
+                    vat_from_standard_tiyn: from_standard,
+                })
             })
         })
         .await,
@@ -203,14 +256,16 @@ pub(super) async fn pay_vat(
 ) -> Response {
     answer(
         blocking(move || {
-            let (handle, oracle) = bank_and_oracle(&node)?;
-            let kind = SpendKind::VatPayment { amount: request.amount_tiyn };
-            let tx_id = spend(&node, handle, &request.from, kind, key)?;
-            recorded(|| match oracle.vat_payment(tx_id) {
-                Ok(payment) => Ok(Some(payment)),
-                // Not recorded yet.
-                Err(e) if e.code == ErrorCode::NotFound => Ok(None),
-                Err(e) => Err(e),
+            remembered(&node, key, |key| {
+                let (handle, oracle) = bank_and_oracle(&node)?;
+                let kind = SpendKind::VatPayment { amount: request.amount_tiyn };
+                let tx_id = spend(&node, handle, &request.from, kind, key)?;
+                recorded(|| match oracle.vat_payment(tx_id) {
+                    Ok(payment) => Ok(Some(payment)),
+                    // Not recorded yet.
+                    Err(e) if e.code == ErrorCode::NotFound => Ok(None),
+                    Err(e) => Err(e),
+                })
             })
         })
         .await,
@@ -225,10 +280,13 @@ pub(super) async fn contract_payment(
 ) -> Response {
     answer(
         blocking(move || {
-            let (handle, oracle) = bank_and_oracle(&node)?;
-            let kind = SpendKind::ContractPayment { contract: request.contract.clone(), amount: request.amount_tiyn };
-            let tx_id = spend(&node, handle, &request.from, kind, key)?;
-            contract_receipt(oracle, &request.contract, tx_id)
+            remembered(&node, key, |key| {
+                let (handle, oracle) = bank_and_oracle(&node)?;
+                let kind =
+                    SpendKind::ContractPayment { contract: request.contract.clone(), amount: request.amount_tiyn };
+                let tx_id = spend(&node, handle, &request.from, kind, key)?;
+                contract_receipt(oracle, &request.contract, tx_id)
+            })
         })
         .await,
     )
@@ -244,18 +302,20 @@ pub(super) async fn contract_withdrawal(
 ) -> Response {
     answer(
         blocking(move || {
-            let (handle, oracle) = bank_and_oracle(&node)?;
-            ensure!(request.client_id != OWN_ACCOUNT, Forbidden, "a node does not withdraw from itself");
-            let address = handle.service().read(|n| n.account(&request.client_id).map(|a| a.address))?;
-            // The bank puts its own account in place of the holder's.
-            let bank_account = Party { bank: id, client_id: request.client_id.clone(), address };
-            let kind = SpendKind::ContractWithdrawal {
-                contract: request.contract.clone(),
-                amount: request.amount_tiyn,
-                bank_account,
-            };
-            let tx_id = spend(&node, handle, &request.client_id, kind, key)?;
-            contract_receipt(oracle, &request.contract, tx_id)
+            remembered(&node, key, |key| {
+                let (handle, oracle) = bank_and_oracle(&node)?;
+                ensure!(request.client_id != OWN_ACCOUNT, Forbidden, "a node does not withdraw from itself");
+                let address = handle.service().read(|n| n.account(&request.client_id).map(|a| a.address))?;
+                // The bank puts its own account in place of the holder's.
+                let bank_account = Party { bank: id, client_id: request.client_id.clone(), address };
+                let kind = SpendKind::ContractWithdrawal {
+                    contract: request.contract.clone(),
+                    amount: request.amount_tiyn,
+                    bank_account,
+                };
+                let tx_id = spend(&node, handle, &request.client_id, kind, key)?;
+                contract_receipt(oracle, &request.contract, tx_id)
+            })
         })
         .await,
     )
@@ -279,31 +339,33 @@ pub(super) async fn split_payment(
 ) -> Response {
     answer(
         blocking(move || {
-            let (handle, _) = bank_and_oracle(&node)?;
-            check_reference(request.reference.as_deref())?;
-            ensure!(
-                !request.lines.is_empty() && request.lines.len() <= SPLIT_LINES_MAX,
-                LimitExceeded,
-                "a split payment has 1 to {SPLIT_LINES_MAX} lines"
-            );
-            ensure!(
-                request.from != OWN_ACCOUNT,
-                Forbidden,
-                "a node's own DT leaves it through conversion or redemption, not a transfer"
-            );
-            let address = handle.service().read(|n| n.account(&request.from).map(|a| a.address))?;
-            let from = Party { bank: id, client_id: request.from.clone(), address };
-            let mut lines = Vec::with_capacity(request.lines.len());
-            for line in &request.lines {
-                ensure!(!line.amount_tiyn.is_zero(), MalformedInput, "every line's amount must be positive");
-                let party = payee(&node, &line.to)?;
-                ensure!(party.address != from.address, MalformedInput, "the payer cannot pay itself");
-                lines.push(Share { party, amount_tiyn: line.amount_tiyn });
-            }
-            let payees: Vec<_> = lines.iter().map(|s| (s.party.address, s.amount_tiyn)).collect();
-            let total_tiyn = Amount::sum(payees.iter().map(|(_, a)| *a))?;
-            let committed = settled(handle.split_payment(&request.from, &payees, Some(key)))?;
-            Ok(SplitReceipt { tx_id: committed.tx_id, from, total_tiyn, lines, at_unix_ms: (node.clock)() })
+            remembered(&node, key, |key| {
+                let (handle, _) = bank_and_oracle(&node)?;
+                check_reference(request.reference.as_deref())?;
+                ensure!(
+                    !request.lines.is_empty() && request.lines.len() <= SPLIT_LINES_MAX,
+                    LimitExceeded,
+                    "a split payment has 1 to {SPLIT_LINES_MAX} lines"
+                );
+                ensure!(
+                    request.from != OWN_ACCOUNT,
+                    Forbidden,
+                    "a node's own DT leaves it through conversion or redemption, not a transfer"
+                );
+                let address = handle.service().read(|n| n.account(&request.from).map(|a| a.address))?;
+                let from = Party { bank: id, client_id: request.from.clone(), address };
+                let mut lines = Vec::with_capacity(request.lines.len());
+                for line in &request.lines {
+                    ensure!(!line.amount_tiyn.is_zero(), MalformedInput, "every line's amount must be positive");
+                    let party = payee(&node, &line.to)?;
+                    ensure!(party.address != from.address, MalformedInput, "the payer cannot pay itself");
+                    lines.push(Share { party, amount_tiyn: line.amount_tiyn });
+                }
+                let payees: Vec<_> = lines.iter().map(|s| (s.party.address, s.amount_tiyn)).collect();
+                let total_tiyn = Amount::sum(payees.iter().map(|(_, a)| *a))?;
+                let committed = settled(handle.split_payment(&request.from, &payees, Some(key)))?;
+                Ok(SplitReceipt { tx_id: committed.tx_id, from, total_tiyn, lines, at_unix_ms: (node.clock)() })
+            })
         })
         .await,
     )
