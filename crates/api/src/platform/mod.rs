@@ -48,8 +48,8 @@ pub use notifications::{notification_page, NOTICES_KEPT_MAX};
 pub use operator::{block_reason, calendar_year, day_view, decision_applied, nbk_operation, REASON_LEN_MAX};
 pub use payments::{applied_at, check_reference, Staged, Submitted, REFERENCE_LEN_MAX, REGISTRY_LINES_MAX};
 pub use programmed::{
-    at, contract_matches, contract_terms, invoice_matches, marking_page, registered_again, MARKINGS_PAGE_MAX,
-    SPLIT_LINES_MAX,
+    at, check_split, contract_matches, contract_terms, invoice_matches, marking_page, registered_again,
+    MARKINGS_PAGE_MAX, SPLIT_LINES_MAX,
 };
 
 /// The NBK's node id: its ABS and registry, where emissions and redemptions are recorded.

@@ -83,6 +83,28 @@ fn same_party(party: &Party, named: &PartyRef) -> bool {
     party.bank == named.bank && party.client_id == named.client_id
 }
 
+/// A split payment's own rules, before a payee is looked up: its reference, 1 to
+/// [`SPLIT_LINES_MAX`] lines each of a positive amount, and not from the node's own account.
+pub fn check_split(request: &SplitPaymentRequest) -> Result<()> {
+    super::payments::check_reference(request.reference.as_deref())?;
+    ensure!(
+        !request.lines.is_empty() && request.lines.len() <= SPLIT_LINES_MAX,
+        LimitExceeded,
+        "a split payment has 1 to {SPLIT_LINES_MAX} lines"
+    );
+    ensure!(
+        request.from != OWN_ACCOUNT,
+        Forbidden,
+        "a node's own DT leaves it through conversion or redemption, not a transfer"
+    );
+    ensure!(
+        request.lines.iter().all(|line| !line.amount_tiyn.is_zero()),
+        MalformedInput,
+        "every line's amount must be positive"
+    );
+    Ok(())
+}
+
 /// The invoice registered is the one `request` asks for: the same parties and amounts.
 pub fn invoice_matches(existing: &Invoice, request: &InvoiceRequest) -> bool {
     same_party(&existing.seller, &request.seller)
@@ -363,21 +385,10 @@ impl Platform {
         request: SplitPaymentRequest,
     ) -> Result<SplitReceipt> {
         let bank = self.bank(node_id)?;
-        super::payments::check_reference(request.reference.as_deref())?;
-        ensure!(
-            !request.lines.is_empty() && request.lines.len() <= SPLIT_LINES_MAX,
-            LimitExceeded,
-            "a split payment has 1 to {SPLIT_LINES_MAX} lines"
-        );
-        ensure!(
-            request.from != OWN_ACCOUNT,
-            Forbidden,
-            "a node's own DT leaves it through conversion or redemption, not a transfer"
-        );
+        check_split(&request)?;
         let payer = self.party_of(node_id, &request.from)?;
         let mut lines = Vec::with_capacity(request.lines.len());
         for line in &request.lines {
-            ensure!(!line.amount_tiyn.is_zero(), MalformedInput, "every line's amount must be positive");
             let party = self.payee(&line.to)?;
             ensure!(party.address != payer.address, MalformedInput, "the payer cannot pay itself");
             lines.push(Share { party, amount_tiyn: line.amount_tiyn });

@@ -27,7 +27,7 @@ use super::{answer, blocking, created, listed, payee, Keyed, Node, ANSWER_WAIT_M
 use crate::Hosted;
 use axum::extract::{Path as P, State};
 use axum::response::Response;
-use dtenge_api::platform::{check_reference, Idem, SPLIT_LINES_MAX};
+use dtenge_api::platform::{check_split, Idem};
 use dtenge_api::types::{
     ContractPaymentRequest, ContractReceipt, ContractWithdrawalRequest, InvoicePaymentRequest, InvoiceReceipt,
     MarkedReceipt, MarkedTransferRequest, MarkingRequest, MarkingView, Share, SplitPaymentRequest, SplitReceipt,
@@ -341,22 +341,11 @@ pub(super) async fn split_payment(
         blocking(move || {
             remembered(&node, key, |key| {
                 let (handle, _) = bank_and_oracle(&node)?;
-                check_reference(request.reference.as_deref())?;
-                ensure!(
-                    !request.lines.is_empty() && request.lines.len() <= SPLIT_LINES_MAX,
-                    LimitExceeded,
-                    "a split payment has 1 to {SPLIT_LINES_MAX} lines"
-                );
-                ensure!(
-                    request.from != OWN_ACCOUNT,
-                    Forbidden,
-                    "a node's own DT leaves it through conversion or redemption, not a transfer"
-                );
+                check_split(&request)?;
                 let address = handle.service().read(|n| n.account(&request.from).map(|a| a.address))?;
                 let from = Party { bank: id, client_id: request.from.clone(), address };
                 let mut lines = Vec::with_capacity(request.lines.len());
                 for line in &request.lines {
-                    ensure!(!line.amount_tiyn.is_zero(), MalformedInput, "every line's amount must be positive");
                     let party = payee(&node, &line.to)?;
                     ensure!(party.address != from.address, MalformedInput, "the payer cannot pay itself");
                     lines.push(Share { party, amount_tiyn: line.amount_tiyn });
