@@ -22,6 +22,7 @@ const RESTART_AFTER_MS: u64 = 1_000;
 /// `dtenge run --role R --config FILE`: until SIGINT or SIGTERM.
 pub fn run(role: &RoleId, config: &Path) -> Result<ExitCode, String> {
     let config = Config::load(config, Some(role)).map_err(|e| e.to_string())?;
+    crate::lock_down(&config.data)?;
     let participant = Participant::start(config).map_err(|e| format!("{role}: {e}"))?;
     println!("{role} is up: network {}, operations http://{}", participant.listen_addr(), participant.ops_addr());
     let signal = wait_for_stop()?;

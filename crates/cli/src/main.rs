@@ -30,6 +30,53 @@ fn keep_freed_memory() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
 }
 
+/// Every file and folder this process creates is its owner's alone (0600, 0700): a data
+/// directory holds the nodes' keys and the custodial clients' seeds, and a CA's folder its
+/// root key (issue 19). Set before anything is created.
+fn private_files() {
+    // SAFETY: `umask` only sets this process's file-mode creation mask; it takes any value
+    // and cannot fail.
+    unsafe { libc::umask(0o077) };
+}
+
+/// Most entries [`lock_down`] walks: a data directory holds a few hundred files; far more is
+/// not one of ours.
+const LOCK_DOWN_ENTRIES_MAX: usize = 1_000_000;
+
+/// Make `dir` and everything under it its owner's alone (folders 0700, files 0600), for a
+/// directory an older build created with the default modes. Nothing to do if it does not
+/// exist yet ([`private_files`] covers what is created from now on).
+fn lock_down(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let failed = |path: &Path, e: std::io::Error| format!("cannot restrict {}: {e}", path.display());
+    if !dir.exists() {
+        return Ok(());
+    }
+    let mut pending = vec![dir.to_path_buf()];
+    let mut walked = 0usize;
+    while let Some(path) = pending.pop() {
+        walked += 1;
+        if walked > LOCK_DOWN_ENTRIES_MAX {
+            return Err(format!("{} holds more than {LOCK_DOWN_ENTRIES_MAX} entries", dir.display()));
+        }
+        // Not followed: a link's target is not ours to change.
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| failed(&path, e))?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = if meta.is_dir() { 0o700 } else { 0o600 };
+        if meta.permissions().mode() & 0o777 != mode {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(|e| failed(&path, e))?;
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).map_err(|e| failed(&path, e))? {
+                pending.push(entry.map_err(|e| failed(&path, e))?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
 mod ca;
 mod cluster;
 
@@ -357,9 +404,21 @@ fn init_logs() {
 }
 
 fn main() -> ExitCode {
+    private_files();
     keep_freed_memory();
     init_logs();
     let cli = Cli::parse();
+    // What an older build left readable to others is made the owner's alone before use.
+    let kept = match &cli.command {
+        Command::Up { data, .. } => Some(data.clone()),
+        Command::Cluster { dir, .. } => Some(dir.clone()),
+        // A participant's data directory is its configuration's to name (`cluster::run`).
+        _ => None,
+    };
+    if let Some(Err(e)) = kept.as_deref().map(lock_down) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Up { data, processes: true, .. } => cluster::cluster(&data.join("cluster"), 7100, 0),
         Command::Up { data, listen, clock, tls, tls_names, processes: false } => {

@@ -374,3 +374,39 @@ fn up_with_tls_takes_a_client_certificate_as_the_callers_identity() {
         .expect("dtenge call");
     assert!(call.status.success(), "{}", String::from_utf8_lossy(&call.stderr));
 }
+
+/// Issue 19, keys: the data directory and everything in it are the owner's alone (folders
+/// 0700, files 0600), as `up` creates them and where an older build left them readable to
+/// others (the keys and the custodial clients' seeds are in there).
+#[test]
+fn the_data_directory_and_its_files_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    // As an older build left it: the folder 0755, a file in it 0644.
+    std::fs::create_dir(&data).expect("data dir");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let old = data.join("left-by-an-older-build");
+    std::fs::write(&old, b"x").expect("old file");
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let server = Server::start(&data, dir.path(), "private");
+    let (mut open, mut walked) = (Vec::new(), 0usize);
+    let mut pending = vec![data.clone()];
+    while let Some(path) = pending.pop() {
+        walked += 1;
+        assert!(walked < 100_000, "a bounded data directory");
+        // A file the platform removes meanwhile (a journal segment) is skipped.
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            open.push(format!("{} {mode:o}", path.display()));
+        }
+        if meta.is_dir() {
+            let Ok(entries) = std::fs::read_dir(&path) else { continue };
+            pending.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    drop(server);
+    assert!(walked > 3, "the data directory holds the platform's files");
+    assert!(open.is_empty(), "readable or writable by others: {open:?}");
+}
