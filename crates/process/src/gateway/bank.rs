@@ -17,11 +17,11 @@
 //!   correspondent account credited), keyed at the bank, answered once central posted it and
 //!   the bank applied it.
 
-use super::{answer, bank, blocking, committed, Keyed, Node};
+use super::{answer, bank, blocking, committed, remembered, Keyed, Node};
 use crate::Hosted;
 use axum::extract::{Path as P, Query, State};
 use axum::response::{IntoResponse, Response};
-use dtenge_api::platform::{history_entries, history_line, Idem};
+use dtenge_api::platform::{history_entries, history_line};
 use dtenge_api::types::{AccountView, AmountRequest, HistoryPage, Receipt};
 use dtenge_api::Failure;
 use dtenge_bank::{Conversion, Directory as _, IdemKey, Request as BankRequest};
@@ -100,10 +100,8 @@ pub(super) async fn deposit(
     answer(
         blocking(move || {
             let handle = bank(&node)?;
-            let answers = node.answers.as_ref().ok_or_else(|| Error::internal("a bank's node keeps its answers"))?;
             // The bank keeps no key for bank money: the node's memo answers a repeat.
-            let idem = Idem { key: key.key, fingerprint: key.fingerprint };
-            answers.once(Some(idem), |_| {
+            remembered(&node, key, |_| {
                 // As `up`: a blocked bank takes no deposit (a repeat is answered above).
                 if handle.service().is_blocked(handle.id()) {
                     return Err(Error::new(

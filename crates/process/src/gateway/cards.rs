@@ -24,13 +24,12 @@
 //! The merchant's bank learns of a purchase on its delivery stream, just after the card's
 //! bank answers: a refund asked at that moment is `NOT_FOUND` (ask again).
 
-use super::programmed::settled;
-use super::{answer, bank, blocking, created, Keyed, Node};
+use super::{answer, bank, blocking, created, remembered, settled, Keyed, Node};
 use axum::extract::{Path as P, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use dtenge_api::platform::{buyer_of, merchant_of, program_of, purchase_of, role_mode, Idem};
+use dtenge_api::platform::{buyer_of, merchant_of, program_of, purchase_of, role_mode};
 use dtenge_api::types::{
     AmountRequest, AtmWithdrawal, CardPurchaseRequest, LinkCard, Purchase, Receipt, VoucherEvent, VoucherProgram,
     VoucherProgramRequest,
@@ -70,9 +69,8 @@ pub(super) async fn link_card(
     created(
         blocking(move || {
             let handle = bank(&node)?;
-            let answers = node.answers.as_ref().ok_or_else(|| Error::internal("a bank's node keeps its answers"))?;
             check_pan(&request.pan)?;
-            answers.once(Some(Idem { key: key.key, fingerprint: key.fingerprint }), |_| {
+            remembered(&node, key, |_| {
                 // Linked to this client already (a retry after an answer that was lost before
                 // the memo kept it): the same answer.
                 let holder = handle.service().read(|n| n.card_client(&request.pan).map(str::to_string));

@@ -15,11 +15,11 @@
 //! An event's parties are named by client id only when they bank here: the oracle tells a
 //! bank no other bank's client ids.
 
-use super::{answer, blocking, created, Keyed, Node, ANSWER_WAIT_MS};
+use super::{answer, blocking, created, remembered, settled, Keyed, Node, ANSWER_WAIT_MS};
 use crate::Hosted;
 use axum::extract::{Path as P, Query, State};
 use axum::response::{IntoResponse, Response};
-use dtenge_api::platform::{hold_receipt, hold_views, notification_page, Idem, PAGE_LIMIT_MAX};
+use dtenge_api::platform::{hold_receipt, hold_views, notification_page, PAGE_LIMIT_MAX};
 use dtenge_api::types::HoldRequest;
 use dtenge_api::Failure;
 use dtenge_assembly::BankHandle;
@@ -59,10 +59,8 @@ pub(super) async fn hold(
     created(
         blocking(move || {
             let (handle, oracle) = bank_and_oracle(&node)?;
-            let answers = node.answers.as_ref().ok_or_else(|| Error::internal("a bank's node keeps its answers"))?;
             // A repeat is answered from the node's memo, whatever the event became since.
-            let idem = Idem { key: key.key.clone(), fingerprint: key.fingerprint };
-            answers.once(Some(idem), |_| {
+            remembered(&node, key, |key| {
                 let (event_id, tx_id) = hold_once(&node, handle, oracle, key, &request)?;
                 // The oracle attested the hold before the notary saw it and applies it from
                 // the bank's delivery: asked until it has, as `up` answers; then for the
@@ -107,7 +105,7 @@ fn hold_once(
     // The oracle checks that the hold names a payee of its event; any one will do.
     let payee = event.payees.first().map(|p| p.address).ok_or_else(|| Error::internal("an event without payees"))?;
     let answer = handle.service().hold(&client_id, &event.id, amount, payee, Some(key), (node.clock)());
-    Ok((event.id, super::programmed::settled(answer)?.tx_id))
+    Ok((event.id, settled(answer)?.tx_id))
 }
 
 /// The event as the oracle shows it once `done` holds of it, or as it is after

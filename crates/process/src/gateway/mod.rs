@@ -426,6 +426,32 @@ async fn transfer(State(node): State<Node>, P(id): P<String>, Keyed(key, request
     answer(result)
 }
 
+/// Answer once per key from the node's memo (`gateway.db`): a repeat gets the first answer
+/// back as it was (a spend's receipt with the payer's VAT split, a hold's records), and a key
+/// used first on another route is `IDEMPOTENCY_KEY_REUSED`, as on `up`. Where the bank keeps
+/// the key too (its spends), a crash between its commit and the memo is answered from its
+/// store and the receipt rebuilt.
+fn remembered<T: serde::Serialize + serde::de::DeserializeOwned>(
+    node: &Node,
+    key: IdemKey,
+    op: impl FnOnce(IdemKey) -> Result<T>,
+) -> Result<T> {
+    let answers = node.answers.as_ref().ok_or_else(|| Error::internal("this node keeps no answers"))?;
+    let idem = dtenge_api::platform::Idem { key: key.key.clone(), fingerprint: key.fingerprint };
+    answers.once(Some(idem), |_| op(key))
+}
+
+/// The bank's answer to a request it took, waited for at most [`ANSWER_WAIT_MS`].
+fn settled(answer: dtenge_bank::Answer) -> Result<Committed> {
+    match answer.recv_timeout(Duration::from_millis(ANSWER_WAIT_MS)) {
+        Ok(committed) => committed,
+        Err(_) => Err(Error::new(
+            ErrorCode::RequestInProgress,
+            "the network has not answered yet; ask again with the same idempotency key",
+        )),
+    }
+}
+
 /// The account `client_id` has at `bank`, found at the directory.
 fn listed(directory: &dtenge_bank::DirectoryClient, bank: &str, client_id: &str) -> Result<Party> {
     use dtenge_bank::Directory as _;

@@ -23,18 +23,18 @@
 //! (`dtenge_oracle`'s `asked.rs`).
 
 use super::holding::bank_and_oracle;
-use super::{answer, blocking, created, listed, payee, Keyed, Node, ANSWER_WAIT_MS};
+use super::{answer, blocking, created, listed, payee, remembered, settled, Keyed, Node, ANSWER_WAIT_MS};
 use crate::Hosted;
 use axum::extract::{Path as P, State};
 use axum::response::Response;
-use dtenge_api::platform::{check_split, Idem};
+use dtenge_api::platform::check_split;
 use dtenge_api::types::{
     ContractPaymentRequest, ContractReceipt, ContractWithdrawalRequest, InvoicePaymentRequest, InvoiceReceipt,
     MarkedReceipt, MarkedTransferRequest, MarkingRequest, MarkingView, Share, SplitPaymentRequest, SplitReceipt,
     VatPaymentRequest,
 };
 use dtenge_assembly::BankHandle;
-use dtenge_bank::{Answer, Committed, DirectoryClient, IdemKey};
+use dtenge_bank::{DirectoryClient, IdemKey};
 use dtenge_core::party::Party;
 use dtenge_core::token::{Policy, TxId};
 use dtenge_core::{ensure, Amount, Error, ErrorCode, Result};
@@ -54,17 +54,6 @@ fn directory(node: &Node) -> Result<&DirectoryClient> {
     match &*node.hosted {
         Hosted::Bank { directory, .. } => Ok(directory),
         _ => Err(Error::new(ErrorCode::NotFound, "this node runs no bank")),
-    }
-}
-
-/// The bank's answer to a request it took, waited for at most [`ANSWER_WAIT_MS`].
-pub(super) fn settled(answer: Answer) -> Result<Committed> {
-    match answer.recv_timeout(Duration::from_millis(ANSWER_WAIT_MS)) {
-        Ok(committed) => committed,
-        Err(_) => Err(Error::new(
-            ErrorCode::RequestInProgress,
-            "the network has not answered yet; ask again with the same idempotency key",
-        )),
     }
 }
 
@@ -89,28 +78,8 @@ fn recorded<T>(mut found: impl FnMut() -> Result<Option<T>>) -> Result<T> {
 
 /// Spend `client_id`'s DT as `kind` says, planned with and attested by the oracle; the
 /// bank answers a repeated key from its store.
-fn spend(
-    node: &Node,
-    handle: &BankHandle,
-    client_id: &str,
-    kind: SpendKind,
-    key: dtenge_bank::IdemKey,
-) -> Result<TxId> {
+fn spend(node: &Node, handle: &BankHandle, client_id: &str, kind: SpendKind, key: IdemKey) -> Result<TxId> {
     Ok(settled(handle.spend(client_id, kind, Some(key), (node.clock)()))?.tx_id)
-}
-
-/// Answer once per key from the node's memo: a repeat gets the first receipt back as it was
-/// (the payer's VAT split, the record), and a key used first on another route is
-/// `IDEMPOTENCY_KEY_REUSED`, as on `up`. The bank keeps the key too, for a crash between its
-/// commit and the memo: the retry is then answered from its store and the receipt rebuilt.
-fn remembered<T: serde::Serialize + serde::de::DeserializeOwned>(
-    node: &Node,
-    key: IdemKey,
-    op: impl FnOnce(IdemKey) -> Result<T>,
-) -> Result<T> {
-    let answers = node.answers.as_ref().ok_or_else(|| Error::internal("a bank's node keeps its answers"))?;
-    let idem = Idem { key: key.key.clone(), fingerprint: key.fingerprint };
-    answers.once(Some(idem), |_| op(key))
 }
 
 pub(super) async fn create_marking(
@@ -121,9 +90,7 @@ pub(super) async fn create_marking(
     created(
         blocking(move || {
             let (handle, oracle) = bank_and_oracle(&node)?;
-            let answers = node.answers.as_ref().ok_or_else(|| Error::internal("a bank's node keeps its answers"))?;
-            let idem = Idem { key: key.key.clone(), fingerprint: key.fingerprint };
-            answers.once(Some(idem), |_| {
+            remembered(&node, key, |key| {
                 let spec = marking_spec(&node, handle, &id, &request)?;
                 let marking = oracle.create_marking(&key.key, key.fingerprint, &spec)?;
                 Ok(MarkingView::of(&marking))
