@@ -37,12 +37,16 @@ pub enum Code {
 pub enum HttpCode {
     /// The route exists but not with this HTTP method (405).
     MethodNotAllowed,
+    /// The request names a Host this server does not serve (421): a page whose DNS name was
+    /// rebound to the server's address, or a client pointed at the wrong server.
+    MisdirectedRequest,
 }
 
 impl HttpCode {
     pub fn status(self) -> StatusCode {
         match self {
             HttpCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            HttpCode::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod platform;
 mod routes;
 pub mod schemas;
+pub mod serving;
 pub mod tls;
 pub mod types;
 
@@ -28,35 +29,3 @@ pub use error::{status_of, ApiError, Code, ErrorBody, Failure, HttpCode};
 pub use idempotency::{idempotency_key, request_fingerprint, typed_request, CONSOLE_KEY_PREFIX, IDEMPOTENCY_HEADER};
 pub use media_type::{check_media_type, require_json, JSON_MEDIA_TYPE};
 pub use routes::{router, AbsBalances, ApiDoc};
-
-use platform::Platform;
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-/// Serve the API on `addr` until `shutdown` resolves.
-pub async fn serve(
-    platform: Arc<Platform>,
-    addr: SocketAddr,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, router(platform)).with_graceful_shutdown(shutdown).await
-}
-
-/// Serve `app` (the API's router merged with others, e.g. the consoles') on `listener`.
-pub async fn serve_app(
-    app: axum::Router,
-    listener: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
-}
-
-/// Bind first (so the caller knows the port), then serve.
-pub async fn serve_listener(
-    platform: Arc<Platform>,
-    listener: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(platform)).with_graceful_shutdown(shutdown).await
-}

@@ -7,30 +7,22 @@
 //! ([`crate::access`]), since a connection outlives a revocation. A client may present none
 //! and send an access token instead.
 
-use crate::access::{now_s, TlsPeer, CA_DIR};
+use crate::access::{now_s, CA_DIR};
 use dtenge_core::crypto::SecretKey;
 use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_env::Entropy;
 use dtenge_pki::{
     certificate_pem, key_from_pem, key_to_pem, key_to_pkcs8, pem_contents, write_atomically, CaDir, Subject,
 };
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::ServerConfig;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
-use tower::ServiceExt;
 
 /// Under the data directory: the sandbox gateway's TLS key and certificate.
 pub const TLS_DIR: &str = "tls";
 /// The sandbox gateway's name in its certificate.
 pub const GATEWAY_NAME: &str = "api";
-/// A connection whose handshake takes longer is dropped.
-const HANDSHAKE_MS_MAX: u64 = 10_000;
-/// How long a graceful stop waits for the connections' requests in flight.
-const DRAIN_MS_MAX: u64 = 30_000;
 
 fn storage(path: &Path) -> impl FnOnce(String) -> Error + '_ {
     move |e| Error::new(ErrorCode::StorageFailure, format!("{}: {e}", path.display()))
@@ -103,51 +95,4 @@ pub fn server_config(key: &SecretKey, cert: &[u8], ca_der: &[u8], crl_der: &[u8]
         .map_err(|e| tls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
-}
-
-/// Serve `app` over TLS on `listener` until `shutdown` resolves, then let the requests in
-/// flight finish (bounded) and return.
-pub async fn serve_app_tls(
-    app: axum::Router,
-    listener: tokio::net::TcpListener,
-    config: Arc<ServerConfig>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                // Out of descriptors or the like: wait rather than spin.
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let handshake = tokio::time::timeout(Duration::from_millis(HANDSHAKE_MS_MAX), acceptor.accept(tcp));
-        let (app, watcher) = (app.clone(), graceful.watcher());
-        tokio::spawn(async move {
-            let Ok(Ok(tls)) = handshake.await else {
-                return;
-            };
-            let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| TlsPeer(c.to_vec()));
-            let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-                if let Some(peer) = &peer {
-                    request.extensions_mut().insert(peer.clone());
-                }
-                app.clone().oneshot(request.map(axum::body::Body::new))
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            let _ = watcher.watch(connection.into_owned()).await;
-        });
-    }
-    // No new connections; those open finish what they were doing.
-    let _ = tokio::time::timeout(Duration::from_millis(DRAIN_MS_MAX), graceful.shutdown()).await;
-    Ok(())
 }

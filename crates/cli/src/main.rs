@@ -39,6 +39,29 @@ fn private_files() {
     unsafe { libc::umask(0o077) };
 }
 
+/// Open files this process asks for: the gateway's 1,024 connections
+/// (`dtenge_api::serving::Limits::GATEWAY`), the peers', the stores' files, with room.
+const OPEN_FILES_WANTED: u64 = 65_536;
+
+/// Raise this process's soft limit on open files towards [`OPEN_FILES_WANTED`], as far as the
+/// hard limit allows. A distribution's default soft limit of 1,024 let about 1,100 idle
+/// connects exhaust the descriptors of an older build, after which nothing answered (issue 19);
+/// the gateway's cap on connections is what bounds them now, below this limit.
+fn more_open_files() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `getrlimit` writes only the struct it is given, which lives on this frame.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let wanted: libc::rlim_t = OPEN_FILES_WANTED.min(limit.rlim_max);
+    if wanted > limit.rlim_cur {
+        let raised = libc::rlimit { rlim_cur: wanted, rlim_max: limit.rlim_max };
+        // SAFETY: `setrlimit` reads only the struct it is given; a refusal leaves the limit
+        // as it was, which is no worse.
+        let _ = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+    }
+}
+
 /// Most entries [`lock_down`] walks: a data directory holds a few hundred files; far more is
 /// not one of ours.
 const LOCK_DOWN_ENTRIES_MAX: usize = 1_000_000;
@@ -82,6 +105,7 @@ mod cluster;
 
 use clap::{Parser, Subcommand};
 use dtenge_api::platform::{Idem, Platform as Roles};
+use dtenge_api::serving::{Hosts, Limits};
 use dtenge_api::types::AmountRequest;
 use dtenge_core::calendar::Date;
 use dtenge_core::money::Amount;
@@ -405,6 +429,7 @@ fn init_logs() {
 
 fn main() -> ExitCode {
     private_files();
+    more_open_files();
     keep_freed_memory();
     init_logs();
     let cli = Cli::parse();
@@ -770,10 +795,10 @@ fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind, tls: Option<Vec<
         println!("{name}: stopping; no new connections, finishing the requests in flight");
     };
     let app = dtenge_api::router(roles.clone()).merge(dtenge_console::web::router(console.clone()));
-    let served = match tls_config {
-        Some(config) => runtime.block_on(dtenge_api::tls::serve_app_tls(app, listener, config, shutdown)),
-        None => runtime.block_on(dtenge_api::serve_app(app, listener, shutdown)),
-    };
+    // The Host names served: loopback, the address listened on and every --tls-name.
+    let hosts = Hosts::serving(listen, tls.as_deref().unwrap_or_default());
+    let served =
+        runtime.block_on(dtenge_api::serving::serve(app, listener, tls_config, hosts, Limits::GATEWAY, shutdown));
     // Every connection is closed and every handler has answered. Dropping the runtime also
     // waits for an operation whose client went away mid-request: it runs to its commit.
     drop(runtime);

@@ -205,6 +205,9 @@ pub struct Config {
     pub revocation_list_der: Vec<u8>,
     /// When this participant's certificate expires (seconds since the Unix epoch).
     pub certificate_not_after_s: i64,
+    /// The DNS names its certificate names: the Host names its API and operations endpoint
+    /// serve.
+    pub certificate_names: Vec<String>,
     pub bank: Option<BankSettings>,
     /// A notary replica's `[notary]`.
     pub notary: Option<NotarySettings>,
@@ -409,6 +412,7 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
         revocation_list: at(&file.identity.revocation_list),
         revocation_list_der,
         certificate_not_after_s: certified.not_after_s,
+        certificate_names: certified.dns_names,
         bank,
         notary,
         shard_replicas,

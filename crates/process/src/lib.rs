@@ -310,6 +310,7 @@ impl Participant {
         let watcher = watch_revocations(&config, net.clone(), hosted.clone(), revocations, stop.clone())?;
         let ops = ops::start(
             config.ops,
+            &config.certificate_names,
             ops::Sources {
                 role: config.role.clone(),
                 net: net.clone(),

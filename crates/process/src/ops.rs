@@ -17,11 +17,11 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use dtenge_api::serving::{Hosts, Limits};
 use dtenge_core::Result;
 use dtenge_net::Net;
 use dtenge_wire::RoleId;
 use std::fmt::Write;
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -36,11 +36,13 @@ pub(crate) struct Sources {
     pub requests: Option<Arc<dtenge_api::metrics::Metrics>>,
 }
 
-/// The operations endpoint: one thread.
-pub(crate) fn start(address: SocketAddr, sources: Sources) -> Result<crate::server::Server> {
+/// The operations endpoint: one thread. It serves the Host names of its address, loopback and
+/// `names` (the participant's certificate's), with the gateway's bounds on connections.
+pub(crate) fn start(address: SocketAddr, names: &[String], sources: Sources) -> Result<crate::server::Server> {
     let app = axum::Router::new().route("/health", get(health)).route("/metrics", get(metrics)).with_state(sources);
+    let hosts = Hosts::serving(address, names);
     crate::server::Server::start("ops", address, 1, move |listener, stop| {
-        axum::serve(listener, app).with_graceful_shutdown(stop).into_future()
+        dtenge_api::serving::serve(app, listener, None, hosts, Limits::GATEWAY, stop)
     })
 }
 

@@ -2,6 +2,7 @@
 //! and the consoles on a free loopback port.
 
 use dtenge_api::platform::Platform as Roles;
+use dtenge_api::serving::{Hosts, Limits};
 use dtenge_core::{Error, Result};
 use dtenge_env::{Clock, Entropy};
 use std::net::SocketAddr;
@@ -37,13 +38,16 @@ impl Platform {
         let addr = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = dtenge_api::router(roles.clone()).merge(dtenge_console::web::router(console.clone()));
+        let hosts = Hosts::serving(addr, &[]);
         let server = std::thread::Builder::new()
             .name("dtenge-server".into())
             .spawn(move || {
                 let shutdown = async move {
                     let _ = stopped.await;
                 };
-                if let Err(e) = runtime.block_on(dtenge_api::serve_app(app, listener, shutdown)) {
+                if let Err(e) =
+                    runtime.block_on(dtenge_api::serving::serve(app, listener, None, hosts, Limits::GATEWAY, shutdown))
+                {
                     tracing::error!(error = %e, "API server stopped");
                 }
             })

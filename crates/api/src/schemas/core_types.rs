@@ -145,6 +145,9 @@ pub enum ErrorCode {
     /// A request body not declared as JSON (`Content-Type: application/json`): refused before
     /// it is read.
     UnsupportedMediaType,
+    /// The request names a Host the server does not serve (421). Given by the gateway (its
+    /// `HttpCode`), before any route.
+    MisdirectedRequest,
 }
 
 /// An amount of money in tiyn. Always `<= Amount::MAX`, so that every amount is exactly

@@ -34,10 +34,37 @@ impl Server {
 
     /// [`Server::start`] with more arguments to `up` (e.g. `--clock manual`).
     pub fn start_with(data: &Path, logs: &Path, name: &str, args: &[&str]) -> Server {
+        Server::start_command(data, logs, name, args, Command::new(env!("CARGO_BIN_EXE_dtenge")))
+    }
+
+    /// [`Server::start`] with the soft limit on open files a distribution gives a service by
+    /// default (`open_files`), under the test's own hard limit.
+    pub fn start_with_open_files(data: &Path, logs: &Path, name: &str, open_files: u64) -> Server {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dtenge"));
+        // SAFETY: between fork and exec the closure calls only `getrlimit` and `setrlimit`,
+        // which are async-signal-safe, on a struct of its own frame.
+        unsafe {
+            command.pre_exec(move || {
+                let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                limit.rlim_cur = open_files.min(limit.rlim_max);
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Server::start_command(data, logs, name, &[], command)
+    }
+
+    fn start_command(data: &Path, logs: &Path, name: &str, args: &[&str], mut command: Command) -> Server {
         let port = free_port();
         let out = logs.join(format!("{name}.out"));
         let err = logs.join(format!("{name}.err"));
-        let child = Command::new(env!("CARGO_BIN_EXE_dtenge"))
+        let child = command
             .arg("up")
             .arg("--data")
             .arg(data)

@@ -46,6 +46,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
+use dtenge_api::serving::{Hosts, Limits};
 use dtenge_api::types::{
     BatchResult, OpenAccount, Receipt, RegistryLineResult, RegistryReport, RegistryRequest, TransactionBatch,
     TransactionBatchReport, TransferRequest,
@@ -671,7 +672,8 @@ async fn registry(
 }
 
 /// The node's API, served over TLS 1.3 with client certificates of the root (each request's
-/// checked again against the list in force: [`authorize`]), on two threads.
+/// checked again against the list in force: [`authorize`]), on two threads, with the
+/// gateway's bounds on connections and the Host check (`dtenge_api::serving`).
 pub(crate) fn start(
     config: &crate::Config,
     address: std::net::SocketAddr,
@@ -683,7 +685,9 @@ pub(crate) fn start(
         &config.root_der,
         &config.revocation_list_der,
     )?;
+    // The Host names it serves: those its certificate names (and its address).
+    let hosts = Hosts::serving(address, &config.certificate_names);
     crate::server::Server::start("api", address, 2, move |listener, stop| {
-        dtenge_api::tls::serve_app_tls(app, listener, tls, stop)
+        dtenge_api::serving::serve(app, listener, Some(tls), hosts, Limits::GATEWAY, stop)
     })
 }
