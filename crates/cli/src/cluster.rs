@@ -23,8 +23,17 @@ const RESTART_AFTER_MS: u64 = 1_000;
 pub fn run(role: &RoleId, config: &Path) -> Result<ExitCode, String> {
     let config = Config::load(config, Some(role)).map_err(|e| e.to_string())?;
     crate::lock_down(&config.data)?;
+    let mode = if config.sandbox {
+        "SANDBOX: deposits and correspondent credits stand in for core banking and the RTGS"
+    } else {
+        "production"
+    };
     let participant = Participant::start(config).map_err(|e| format!("{role}: {e}"))?;
-    println!("{role} is up: network {}, operations http://{}", participant.listen_addr(), participant.ops_addr());
+    println!(
+        "{role} is up: network {}, operations http://{}, {mode}",
+        participant.listen_addr(),
+        participant.ops_addr()
+    );
     let signal = wait_for_stop()?;
     tracing::info!(signal, role = %role, "stopping");
     participant.shutdown();

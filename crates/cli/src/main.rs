@@ -102,6 +102,7 @@ fn lock_down(dir: &Path) -> Result<(), String> {
 
 mod ca;
 mod cluster;
+mod running;
 
 use clap::{Parser, Subcommand};
 use dtenge_api::platform::{Idem, Platform as Roles};
@@ -165,14 +166,20 @@ enum Command {
         data: Option<PathBuf>,
     },
     /// Check that DT in circulation equals the ABS DT liability (and that nodes and notary
-    /// agree). Asks the running platform; if none answers, opens the data directory.
+    /// agree), of the platform whose data is in `--data` (default `./data`): the `up` running
+    /// on it, asked at the address it serves, or its files when none runs. With `--api`
+    /// instead: the platform that answers there.
     Reconcile {
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        api: String,
-        /// The platform's data directory: read when no platform answers, and its
-        /// `credentials/` (the sandbox's) authenticate the call.
-        #[arg(long, default_value = "./data")]
-        data: PathBuf,
+        /// The platform that answers here, as an NBK operator with `--credentials`.
+        #[arg(long, conflicts_with = "data")]
+        api: Option<String>,
+        /// API credentials for `--api` (an NBK operator's key and certificate among them).
+        #[arg(long, default_value = "./data/credentials", requires = "api")]
+        credentials: PathBuf,
+        /// The platform's data directory (default `./data`): this platform is checked, never
+        /// another that answers on some port.
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// A network of processes instead (`dtenge cluster --dir DIR`): once nothing is
         /// outstanding anywhere, the banks' DT = central's DT liability and the banks' tokens =
         /// the notary's unspent tokens, from every participant's /metrics.
@@ -451,7 +458,8 @@ fn main() -> ExitCode {
         }
         Command::Demo { data } => demo(data),
         Command::Reconcile { cluster: Some(dir), .. } => cluster::reconcile(&dir),
-        Command::Reconcile { api, data, cluster: None } => reconcile(&api, data),
+        Command::Reconcile { api: Some(api), credentials, .. } => reconcile_at(&api, &credentials),
+        Command::Reconcile { data, .. } => reconcile_data(&data.unwrap_or_else(|| PathBuf::from("./data"))),
         Command::Status { api, credentials } => status(&api, &credentials),
         Command::Token { client, api, credentials } => Client::with_credentials(&api, &credentials)
             .and_then(|c| c.token(&client).map_err(|e| e.to_string()))
@@ -714,6 +722,8 @@ fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind, tls: Option<Vec<
         ClockKind::System => Arc::new(SystemClock),
         ClockKind::Manual => Arc::new(ManualClock::new(SystemClock.now_ms())),
     };
+    // Refused at once when another `up` runs on the same data; let go when this one ends.
+    let running = running::take(&data)?;
     let roles = Arc::new(Roles::open(&data, clock, Entropy::from_os()).map_err(|e| e.to_string())?);
     let amount = Amount::from_tiyn(GENESIS_CORRESPONDENT_TIYN).map_err(|e| e.to_string())?;
     for node in roles.node_ids() {
@@ -738,9 +748,15 @@ fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind, tls: Option<Vec<
     };
     let scheme = if tls_config.is_some() { "https" } else { "http" };
     let base = format!("{scheme}://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    running.serving_at(&data, &base)?;
     let today = roles.today();
     tracing::info!(data = %data.display(), api = %base, tls = tls.is_some(), "dtenge is up");
     println!("dtenge is up.");
+    println!(
+        "  mode          SANDBOX: every role in one process, with stand-ins for core banking (deposits), the RTGS \
+         (correspondent credits){}, and demo users; a network runs each organization's node with `dtenge run`",
+        if clock_kind == ClockKind::Manual { ", the movable clock" } else { "" }
+    );
     println!("  data          {}", data.display());
     println!("  REST API      {base}");
     println!("  consoles      {base}/   (operator, Treasury, bank back office, client wallet)");
@@ -787,7 +803,7 @@ fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind, tls: Option<Vec<
     if clock_kind == ClockKind::Manual {
         println!("  {call} POST /v1/clock/advance '{{\"advance_ms\": 86400000}}'");
     }
-    println!("  cargo run --release -- reconcile --api {base} --data {}", data.display());
+    println!("  cargo run --release -- reconcile --data {}", data.display());
     println!("Ctrl-C or SIGTERM stops the platform gracefully; its data stays in {}.", data.display());
     let shutdown = async move {
         let name = signals.first().await;
@@ -885,25 +901,38 @@ fn api_client(api: &str, dir: &Path) -> Result<Client, String> {
     Client::with_credentials(api, dir)
 }
 
-fn reconcile(api: &str, data: PathBuf) -> Result<ExitCode, String> {
-    let client = api_client(api, &data.join(dtenge_api::access::CREDENTIALS_DIR))?;
-    let report = match client.get("/v1/operator/reconciliation") {
-        Ok(report) => {
-            println!("Reconciliation of the running platform at {api}:");
-            report
+/// `reconcile --api URL`: the platform that answers at `api`.
+fn reconcile_at(api: &str, credentials: &Path) -> Result<ExitCode, String> {
+    let report = api_client(api, credentials)?.get("/v1/operator/reconciliation").map_err(|e| e.to_string())?;
+    println!("Reconciliation of the platform at {api}:");
+    print_reconciliation(&report)
+}
+
+/// `reconcile --data DIR`: the platform of `data`, asked at the address its `up` serves when
+/// one runs on it (it holds the data), else from its files. Never whatever answers on a port:
+/// an older build asked `127.0.0.1:8080` first and reported another platform than `data`'s.
+fn reconcile_data(data: &Path) -> Result<ExitCode, String> {
+    let report = match running::serving(data)? {
+        Some(api) => {
+            println!("Reconciliation of the platform running on {} at {api}:", data.display());
+            let client = api_client(&api, &data.join(dtenge_api::access::CREDENTIALS_DIR))?;
+            client.get("/v1/operator/reconciliation").map_err(|e| e.to_string())?
         }
-        Err(e) if e.code == "TRANSPORT" => {
-            println!("No platform answers at {api}; reconciling the data in {}:", data.display());
+        None => {
+            println!("Reconciliation of the data in {} (no platform runs on it):", data.display());
             if !data.join(dtenge_api::platform::ROLE_KEYS_FILE).exists() {
                 return Err(format!("no platform's data in {}", data.display()));
             }
-            let roles = Roles::open(&data, Arc::new(SystemClock), Entropy::from_os()).map_err(|e| e.to_string())?;
+            let roles = Roles::open(data, Arc::new(SystemClock), Entropy::from_os()).map_err(|e| e.to_string())?;
             let report = serde_json::to_value(roles.reconcile()).map_err(|e| e.to_string())?;
             roles.shutdown();
             report
         }
-        Err(e) => return Err(e.to_string()),
     };
+    print_reconciliation(&report)
+}
+
+fn print_reconciliation(report: &serde_json::Value) -> Result<ExitCode, String> {
     println!("  DT in circulation (NBK registry)  {}", fmt_tiyn(&report["circulation_by_nbk_tiyn"]));
     println!("  DT held by nodes                  {}", fmt_tiyn(&report["circulation_by_nodes_tiyn"]));
     println!("  ABS DT liability                  {}", fmt_tiyn(&report["dt_liability_tiyn"]));

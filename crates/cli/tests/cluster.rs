@@ -1520,3 +1520,38 @@ fn a_sharded_notary_across_processes_loses_nothing_when_a_shards_or_its_own_lead
     load_and_kill(&mut cluster, &payers, &payees, ("coordinator-leader", 1_500), &leader, &mut paid);
     assert!(paid.iter().sum::<usize>() > 0);
 }
+
+/// Issue 19, stand-ins: a node configured for production (no `sandbox = true`) serves no
+/// stand-in for a system outside the network: no deposits of bank money at a bank (its core
+/// banking system's business), no correspondent credits at central (the RTGS's); the rest of
+/// its API serves, and it says at start which it is. (The build before served both on every
+/// node.)
+#[test]
+fn a_production_node_has_no_stand_ins_for_core_banking_or_the_rtgs() {
+    let _machine = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::lay_out(dir.path());
+    for name in ["central", "steppe"] {
+        let config = cluster.member(name).config.clone();
+        let text = std::fs::read_to_string(&config).unwrap();
+        assert!(text.contains("\nsandbox = true\n"), "a laid-out cluster is a sandbox: {text}");
+        std::fs::write(&config, text.replace("\nsandbox = true\n", "\n")).unwrap();
+    }
+    cluster.run_all();
+    let steppe = cluster.client("steppe", "api-bank-steppe");
+    let refused = steppe
+        .post::<_, Value>("/v1/nodes/steppe/accounts/own/deposits", "deposit-1", &json!({"amount_tiyn": 100}))
+        .unwrap_err();
+    assert_eq!(refused.status, 404, "{refused}");
+    assert!(refused.body.contains("NOT_FOUND") && refused.body.contains("no route"), "{refused}");
+    let own: Value = steppe.get("/v1/nodes/steppe/accounts/own").unwrap();
+    assert_eq!(own["account"]["node_id"], "steppe", "the rest of the API serves");
+    let operator = cluster.client("central", "api-operator-nbk");
+    let refused = operator
+        .post::<_, Value>("/v1/abs/correspondent/steppe/credits", "credit-1", &json!({"amount_tiyn": 100}))
+        .unwrap_err();
+    assert_eq!(refused.status, 404, "{refused}");
+    assert!(refused.body.contains("no route"), "{refused}");
+    let log = std::fs::read_to_string(dir.path().join("steppe.log")).unwrap();
+    assert!(log.contains("\"sandbox\":false"), "the node says it runs in production: {log}");
+}

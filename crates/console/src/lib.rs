@@ -14,16 +14,17 @@ pub mod auth;
 pub mod requests;
 pub mod web;
 
-use auth::{hash_password, verify_password, Role, Session, Sessions, User};
+use auth::{hash_password, verify_password, Role, Session, Sessions, Throttle, User};
 use dtenge_api::platform::Platform;
 use dtenge_api::types::Reconciliation;
 use dtenge_core::crypto::Hash32;
 use dtenge_core::{ensure, Error, ErrorCode, Result};
 use dtenge_env::Entropy;
 use dtenge_store::{Store, Table, WriteBatch};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -38,6 +39,13 @@ pub const DATABASE_FILE: &str = "console.db";
 pub const AUDIT_IN_MEMORY_MAX: usize = 100_000;
 /// Largest page of the audit log.
 pub const AUDIT_PAGE_MAX: usize = 500;
+/// Password checks (Argon2id, 19 MiB each) run at once at most: 400 concurrent bad sign-ins
+/// grew an older build from 68 MB to 1.4 GB.
+pub const PASSWORD_CHECKS_MAX: usize = 4;
+/// Sign-ins waiting for a password check at most; more are refused at once (`RATE_LIMITED`).
+pub const PASSWORD_CHECKS_WAITING_MAX: usize = 64;
+/// How long a sign-in waits for a password check before it is refused.
+pub const PASSWORD_CHECK_WAIT_MS_MAX: u64 = 5_000;
 
 /// One line of the audit log: who did what, when, to what, and whether it worked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +70,60 @@ pub struct AuditPage {
     pub limit: usize,
 }
 
+/// The slots in which passwords are checked: at most [`PASSWORD_CHECKS_MAX`] at once, at most
+/// [`PASSWORD_CHECKS_WAITING_MAX`] waiting, each at most [`PASSWORD_CHECK_WAIT_MS_MAX`].
+#[derive(Default)]
+struct PasswordChecks {
+    state: Mutex<ChecksState>,
+    freed: Condvar,
+}
+
+#[derive(Default)]
+struct ChecksState {
+    running: usize,
+    waiting: usize,
+    peak: usize,
+}
+
+/// A slot taken; given back when dropped.
+struct CheckSlot<'a>(&'a PasswordChecks);
+
+impl PasswordChecks {
+    fn enter(&self) -> Result<CheckSlot<'_>> {
+        let busy = || Error::new(ErrorCode::RateLimited, "too many sign-ins at once: try again in 1 s");
+        let mut state = self.state.lock();
+        if state.running >= PASSWORD_CHECKS_MAX {
+            if state.waiting >= PASSWORD_CHECKS_WAITING_MAX {
+                return Err(busy());
+            }
+            state.waiting += 1;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(PASSWORD_CHECK_WAIT_MS_MAX);
+            while state.running >= PASSWORD_CHECKS_MAX {
+                if self.freed.wait_until(&mut state, deadline).timed_out() {
+                    break;
+                }
+            }
+            state.waiting -= 1;
+            if state.running >= PASSWORD_CHECKS_MAX {
+                return Err(busy());
+            }
+        }
+        state.running += 1;
+        state.peak = state.peak.max(state.running);
+        assert!(state.running <= PASSWORD_CHECKS_MAX);
+        Ok(CheckSlot(self))
+    }
+}
+
+impl Drop for CheckSlot<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock();
+        assert!(state.running > 0);
+        state.running -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
 /// A demo user created on first start, with the password shown once.
 #[derive(Clone, Debug, Serialize)]
 pub struct DemoUser {
@@ -77,6 +139,13 @@ pub struct Console {
     entropy: Entropy,
     users: RwLock<BTreeMap<String, User>>,
     sessions: Mutex<Sessions>,
+    /// Failed sign-ins per user and per address (`auth::Throttle`).
+    throttle: Mutex<Throttle>,
+    password_checks: PasswordChecks,
+    /// What an unknown user's password is checked against, so that a sign-in costs the same
+    /// whether the user exists or not (an older build answered an unknown one in 1.8 ms and a
+    /// known one in 16.7 ms): the hash of a random password no one knows.
+    unknown_user_hash: String,
     audit: Mutex<(u64, VecDeque<AuditEntry>)>,
     /// Reconciliation runs the operator started: (key = big-endian sequence, result).
     reconciliations: Mutex<Vec<(Vec<u8>, Reconciliation)>>,
@@ -107,12 +176,18 @@ impl Console {
                 audit.pop_front();
             }
         }
+        let mut salt = [0u8; 16];
+        salt.copy_from_slice(&entropy.seed32()[..16]);
+        let unknown_user_hash = hash_password(&Hash32(entropy.seed32()).to_hex(), salt)?;
         Ok(Console {
             platform,
             store,
             entropy,
             users: RwLock::new(users),
             sessions: Mutex::new(Sessions::default()),
+            throttle: Mutex::new(Throttle::default()),
+            password_checks: PasswordChecks::default(),
+            unknown_user_hash,
             audit: Mutex::new((next, audit)),
             reconciliations: Mutex::new(reconciliations),
             requests: Mutex::new(treasury_requests),
@@ -195,10 +270,28 @@ impl Console {
 
     /// Sign in: a new session's token and CSRF token, or `UNAUTHORIZED` (the same answer
     /// whether the user or the password is wrong). Audited either way.
-    pub fn login(&self, username: &str, password: &str) -> Result<(String, Session)> {
+    ///
+    /// `source` is the client's address: failures are counted per user and per address, and
+    /// an attempt too soon after them is refused with `RATE_LIMITED` before any password is
+    /// checked (`auth::Throttle`). An unknown user's password is checked as a known one's is.
+    pub fn login(&self, username: &str, password: &str, source: Option<IpAddr>) -> Result<(String, Session)> {
         let user = self.users.read().get(username).cloned();
-        let ok = user.as_ref().is_some_and(|u| verify_password(&u.password_hash, password));
         let role = user.as_ref().map(|u| u.role.console()).unwrap_or("unknown");
+        let now_ms = self.platform.now_ms();
+        if let Err(refused) = self.throttle.lock().check(username, source, now_ms) {
+            self.audit(username, role, "sign_in", username, &refused.message, false)?;
+            return Err(refused);
+        }
+        let hash = user.as_ref().map_or(self.unknown_user_hash.as_str(), |u| u.password_hash.as_str());
+        let ok = self.check_password(hash, password)? && user.is_some();
+        {
+            let mut throttle = self.throttle.lock();
+            if ok {
+                throttle.succeeded(username);
+            } else {
+                throttle.failed(username, source, now_ms);
+            }
+        }
         self.audit(username, role, "sign_in", username, if ok { "" } else { "wrong username or password" }, ok)?;
         let user = match (ok, user) {
             (true, Some(user)) => user,
@@ -211,6 +304,22 @@ impl Console {
         sessions.create(&token, &user.username, user.role.clone(), csrf, now);
         let session = sessions.touch(&token, now)?;
         Ok((token, session))
+    }
+
+    /// Whole seconds `username` from `source` must wait before it may try to sign in again.
+    pub fn sign_in_wait_s(&self, username: &str, source: Option<IpAddr>) -> u64 {
+        self.throttle.lock().wait_s(username, source, self.platform.now_ms())
+    }
+
+    /// Check `password` against `hash` in one of [`PASSWORD_CHECKS_MAX`] slots.
+    fn check_password(&self, hash: &str, password: &str) -> Result<bool> {
+        let _slot = self.password_checks.enter()?;
+        Ok(verify_password(hash, password))
+    }
+
+    /// Most password checks that ran at once since the console opened.
+    pub fn password_checks_peak(&self) -> usize {
+        self.password_checks.state.lock().peak
     }
 
     pub fn logout(&self, token: &str) -> Result<()> {
@@ -307,14 +416,14 @@ mod tests {
             assert_eq!(demo.len(), 6, "operator, treasury, a client and three bank officers");
             assert!(console.ensure_demo_users().unwrap().is_empty(), "created once");
             let operator = demo.iter().find(|u| u.username == "operator").unwrap();
-            console.login("operator", &operator.password).unwrap();
-            assert_eq!(console.login("operator", "wrong password!").unwrap_err().code, ErrorCode::Unauthorized);
+            console.login("operator", &operator.password, None).unwrap();
+            assert_eq!(console.login("operator", "wrong password!", None).unwrap_err().code, ErrorCode::Unauthorized);
             console.record_reconciliation(&console.platform.reconcile()).unwrap();
             demo
         };
         let console = Console::open(platform(dir.path()), dir.path(), Entropy::from_seed(5)).unwrap();
         for user in &demo {
-            let (_, session) = console.login(&user.username, &user.password).unwrap();
+            let (_, session) = console.login(&user.username, &user.password, None).unwrap();
             assert_eq!(session.role, user.role);
         }
         let audit = console.audit_page(0, 100).unwrap();

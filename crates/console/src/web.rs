@@ -153,16 +153,27 @@ struct Login {
     password: String,
 }
 
-async fn login(State(console): State<App>, body: Bytes) -> Response {
+/// Sign in. The client's address (from the connection: behind a proxy, the proxy's) counts
+/// failures per address; a refused attempt is told when to come back (`Retry-After`).
+async fn login(
+    State(console): State<App>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    body: Bytes,
+) -> Response {
     let request: Login = match parse(&body) {
         Ok(r) => r,
         Err(e) => return failure(e),
     };
-    let outcome = tokio::task::spawn_blocking(move || {
-        let (token, session) = console.login(&request.username, &request.password)?;
-        Ok::<_, Error>((token, me_of(&console, &session)))
-    })
-    .await;
+    let source = peer.map(|axum::Extension(axum::extract::ConnectInfo(addr))| addr.ip());
+    let outcome =
+        tokio::task::spawn_blocking(move || match console.login(&request.username, &request.password, source) {
+            Ok((token, session)) => Ok((token, me_of(&console, &session))),
+            Err(e) if e.code == ErrorCode::RateLimited => {
+                Err((e, Some(console.sign_in_wait_s(&request.username, source).max(1))))
+            }
+            Err(e) => Err((e, None)),
+        })
+        .await;
     match outcome {
         Ok(Ok((token, me))) => {
             let mut response = (StatusCode::OK, Json(me)).into_response();
@@ -172,7 +183,13 @@ async fn login(State(console): State<App>, body: Bytes) -> Response {
             }
             response
         }
-        Ok(Err(e)) => failure(e),
+        Ok(Err((e, retry_after_s))) => {
+            let mut response = failure(e);
+            if let Some(value) = retry_after_s.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
         Err(_) => failure(Error::internal("sign-in failed unexpectedly")),
     }
 }
@@ -873,22 +890,7 @@ async fn treasury_accounts_csv(State(console): State<App>, headers: HeaderMap) -
     };
     drop(session);
     let csv = tokio::task::spawn_blocking(move || {
-        let mut out = String::from("client_id,name,kind,dt,held,marked,bank_money\n");
-        for a in console.platform.accounts(dtenge_api::platform::TREASURY_ID)? {
-            let b = &a.balance;
-            let name = a.account.name.replace('"', "\"\"");
-            out.push_str(&format!(
-                "{},\"{}\",{:?},{},{},{},{}\n",
-                a.account.client_id,
-                name,
-                a.account.kind,
-                tenge(b.dt_tiyn.tiyn()),
-                tenge(b.dt_held_tiyn.tiyn()),
-                tenge(b.dt_marked_tiyn.tiyn()),
-                tenge(b.fiat_tiyn.tiyn())
-            ));
-        }
-        Ok::<_, Error>(out)
+        console.platform.accounts(dtenge_api::platform::TREASURY_ID).map(|accounts| accounts_csv(&accounts))
     })
     .await;
     match csv {
@@ -905,6 +907,33 @@ async fn treasury_accounts_csv(State(console): State<App>, headers: HeaderMap) -
         Ok(Err(e)) => failure(e),
         Err(_) => failure(Error::internal("export failed")),
     }
+}
+
+/// The accounts as CSV: a header line, then one line per account (amounts in tenge).
+fn accounts_csv(accounts: &[dtenge_api::types::AccountView]) -> String {
+    let mut out = String::from("client_id,name,kind,dt,held,marked,bank_money\n");
+    for a in accounts {
+        let b = &a.balance;
+        out.push_str(&format!(
+            "{},{},{:?},{},{},{},{}\n",
+            csv_text(&a.account.client_id),
+            csv_text(&a.account.name),
+            a.account.kind,
+            tenge(b.dt_tiyn.tiyn()),
+            tenge(b.dt_held_tiyn.tiyn()),
+            tenge(b.dt_marked_tiyn.tiyn()),
+            tenge(b.fiat_tiyn.tiyn())
+        ));
+    }
+    out
+}
+
+/// A text cell of a CSV export, quoted, and never a formula: a spreadsheet runs a cell that
+/// starts with `=`, `+`, `-` or `@` (or a tab or carriage return before one), so such a cell
+/// gets a leading `'`, which spreadsheets show as text (OWASP's "CSV injection").
+fn csv_text(text: &str) -> String {
+    let neutral = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { "'" } else { "" };
+    format!("\"{neutral}{}\"", text.replace('"', "\"\""))
 }
 
 fn tenge(tiyn: u64) -> String {
@@ -1179,6 +1208,16 @@ pub(crate) fn more_routes(router: Router<App>) -> Router<App> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cell_that_a_spreadsheet_would_run_as_a_formula_is_exported_as_text() {
+        assert_eq!(csv_text("Akimat of Astana"), "\"Akimat of Astana\"");
+        assert_eq!(csv_text("say \"hi\""), "\"say \"\"hi\"\"\"");
+        for formula in ["=HYPERLINK(\"http://x\")", "+7701", "-1+2", "@SUM(A1)", "\t=1", "\r=1"] {
+            let cell = csv_text(formula);
+            assert!(cell.starts_with("\"'"), "{formula:?} exported as {cell}");
+        }
+    }
 
     #[test]
     fn the_console_answers_every_error_code_with_the_gateways_status_and_body() {

@@ -67,12 +67,15 @@ pub enum ErrorCode {
     /// it is read. (Codes are stored and sent by name in JSON and by a fixed tag in
     /// `dtenge-wire`, never by their position here.)
     UnsupportedMediaType,
+    /// Too many attempts (a sign-in guessed at, or the machine that checks passwords busy):
+    /// retry after the wait the message names. Nothing was done.
+    RateLimited,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (a test below keeps it complete): what encoders and
     /// the faces' tests iterate over instead of keeping lists of their own.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::MalformedInput,
         ErrorCode::InsufficientFunds,
         ErrorCode::DoubleSpend,
@@ -100,6 +103,7 @@ impl ErrorCode {
         ErrorCode::Unauthorized,
         ErrorCode::Internal,
         ErrorCode::UnsupportedMediaType,
+        ErrorCode::RateLimited,
     ];
 
     /// The stable text of the code, as it appears on the wire.
@@ -132,6 +136,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::RateLimited => "RATE_LIMITED",
         }
     }
 }
@@ -223,7 +228,8 @@ mod tests {
             | ErrorCode::RecipientNotAllowed
             | ErrorCode::Unauthorized
             | ErrorCode::Internal
-            | ErrorCode::UnsupportedMediaType => ErrorCode::ALL.iter().position(|c| *c == code),
+            | ErrorCode::UnsupportedMediaType
+            | ErrorCode::RateLimited => ErrorCode::ALL.iter().position(|c| *c == code),
         };
         for code in ErrorCode::ALL {
             assert!(position(code).is_some());

@@ -261,6 +261,8 @@ fn config_text(
     if let (Some(api), RoleId::Bank(_) | RoleId::Central | RoleId::Oracle) = (me.ports.api, &me.member.role) {
         let _ = writeln!(text, "api = \"{api}\"");
     }
+    let _ = writeln!(text, "# A sandbox: deposits and correspondent credits stand in for core banking and the RTGS.");
+    let _ = writeln!(text, "sandbox = true");
     let _ = writeln!(text, "\n[identity]");
     let _ = writeln!(text, "key = \"node.key.pem\"");
     let _ = writeln!(text, "certificate = \"node.crt.pem\"");

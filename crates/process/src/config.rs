@@ -13,6 +13,11 @@
 //! # A bank's and central's own API, for its organization's systems (HTTPS, mutual TLS with an
 //! # API client certificate of the root: `dtenge ca issue --api-client bank:<id>`).
 //! api = "127.0.0.1:8101"
+//! # A sandbox (a test network, as `dtenge cluster` lays out): the API also serves the routes
+//! # that stand in for systems outside the network, bank-money deposits for a bank's core
+//! # banking system and correspondent credits at central for the RTGS. Absent (false) in
+//! # production, where those routes do not exist.
+//! sandbox = true
 //!
 //! [identity]
 //! key = "steppe.key.pem"            # its signing key (PKCS#8 PEM), certified by:
@@ -94,6 +99,8 @@ struct File {
     listen: String,
     ops: String,
     api: Option<String>,
+    #[serde(default)]
+    sandbox: bool,
     identity: FileIdentity,
     bank: Option<FileBank>,
     notary: Option<FileNotary>,
@@ -197,6 +204,8 @@ pub struct Config {
     pub ops: SocketAddr,
     /// A bank's and central's own API (`crate::gateway`).
     pub api: Option<SocketAddr>,
+    /// A sandbox: the API serves the stand-ins for the core banking system and the RTGS.
+    pub sandbox: bool,
     pub key: SecretKey,
     pub certificate_der: Vec<u8>,
     pub root_der: Vec<u8>,
@@ -406,6 +415,7 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
         listen,
         ops,
         api,
+        sandbox: file.sandbox,
         key,
         certificate_der,
         root_der,

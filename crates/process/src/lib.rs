@@ -302,6 +302,7 @@ impl Participant {
             new_key: new_key(),
             metrics: requests.clone(),
             revocations: revocations.clone(),
+            sandbox: config.sandbox,
         };
         let api = match (config.api, gateway::router(node)) {
             (Some(address), Some(app)) => Some(gateway::start(&config, address, app)?),
@@ -319,7 +320,13 @@ impl Participant {
                 requests: api.as_ref().map(|_| requests),
             },
         )?;
-        tracing::info!(role = %config.role, listen = %net.local_addr(), ops = %ops.local_addr(), "participant started");
+        tracing::info!(
+            role = %config.role,
+            listen = %net.local_addr(),
+            ops = %ops.local_addr(),
+            sandbox = config.sandbox,
+            "participant started"
+        );
         Ok(Participant { role: config.role, net, hosted, threads, stop, watcher: Some(watcher), ops, api })
     }
 

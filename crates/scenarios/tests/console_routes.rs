@@ -5,6 +5,7 @@ use dtenge_api::types::{AmountRequest, OpenAccount};
 use dtenge_console::auth::Role;
 use dtenge_core::calendar::Date;
 use dtenge_core::money::Amount;
+use dtenge_core::ErrorCode;
 use dtenge_env::{Entropy, ManualClock};
 use dtenge_scenarios::Platform;
 use serde_json::{json, Value};
@@ -16,11 +17,18 @@ const AIGERIM: &str = "900101300007";
 /// A platform on an operational day with Aigerim (10,000.00 DT at Steppe Bank), Saule at Sapa
 /// Bank, and console users for both clients.
 fn start() -> (tempfile::TempDir, Platform) {
+    let (dir, platform, _) = start_with_clock();
+    (dir, platform)
+}
+
+/// [`start`], and the clock to move.
+fn start_with_clock() -> (tempfile::TempDir, Platform, Arc<ManualClock>) {
     let dir = tempfile::tempdir().unwrap();
     // Monday 2026-11-23, 10:00 in Astana.
     let now = (Date::new(2026, 11, 23).unwrap().days() as u64 * 86_400 + 5 * 3_600) * 1_000;
     let clock = Arc::new(ManualClock::new(now));
-    let platform = Platform::start(dir.path(), "127.0.0.1:0".parse().unwrap(), clock, Entropy::from_seed(41)).unwrap();
+    let platform =
+        Platform::start(dir.path(), "127.0.0.1:0".parse().unwrap(), clock.clone(), Entropy::from_seed(41)).unwrap();
     let roles = &platform.roles;
     let open = |bank: &str, id: &str, name: &str, phone: &str| {
         let request = OpenAccount {
@@ -43,7 +51,7 @@ fn start() -> (tempfile::TempDir, Platform) {
     platform.console.put_user("aigerim", "Aigerim Seitova", aigerim, PASSWORD).unwrap();
     let saule = Role::Client { bank: "sapa".into(), client_id: "850202400010".into() };
     platform.console.put_user("saule", "Saule Omarova", saule, PASSWORD).unwrap();
-    (dir, platform)
+    (dir, platform, clock)
 }
 
 /// A signed-in browser: the session cookie and the CSRF token.
@@ -267,4 +275,133 @@ fn the_console_and_the_api_answer_the_same_error_code_with_the_same_status() {
     let answer = api_status_and_code(api.post_with_key("/v1/nodes/steppe/transfers", &body(200), "reused"));
     assert_eq!(console, (422, "IDEMPOTENCY_KEY_REUSED".to_string()));
     assert_eq!(console, answer);
+}
+
+/// A sign-in over HTTP: the status, the `Retry-After` header and the JSON answer.
+fn sign_in(platform: &Platform, username: &str, password: &str) -> (u16, Option<String>, Value) {
+    let outcome = ureq::post(&format!("{}/console/api/login", platform.base_url()))
+        .send_json(json!({"username": username, "password": password}));
+    match outcome {
+        Ok(response) => (response.status(), None, response.into_json().unwrap()),
+        Err(ureq::Error::Status(status, response)) => {
+            let retry_after = response.header("retry-after").map(str::to_string);
+            (status, retry_after, response.into_json().unwrap())
+        }
+        Err(e) => panic!("transport: {e}"),
+    }
+}
+
+/// Issue 19, sign-in: after three wrong passwords a user must wait, 1 s and then twice as long
+/// after each further failure, and an attempt too soon is refused with `RATE_LIMITED` and
+/// `Retry-After` even with the right password. (The build before let a guesser try about 60
+/// passwords a second for ever.)
+#[test]
+fn guessing_a_password_makes_the_user_wait_longer_after_each_failure() {
+    let (_dir, platform, clock) = start_with_clock();
+    for _ in 0..dtenge_console::auth::USER_FREE_FAILURES {
+        let (status, _, answer) = sign_in(&platform, "aigerim", "a wrong password");
+        assert_eq!((status, answer["error"]["code"].as_str()), (401, Some("UNAUTHORIZED")));
+    }
+    let (status, retry_after, answer) = sign_in(&platform, "aigerim", PASSWORD);
+    assert_eq!((status, answer["error"]["code"].as_str()), (429, Some("RATE_LIMITED")), "{answer}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    clock.advance(1_000);
+    let (status, _, _) = sign_in(&platform, "aigerim", "a wrong password");
+    assert_eq!(status, 401, "tried once the wait was over");
+    let (status, retry_after, _) = sign_in(&platform, "aigerim", PASSWORD);
+    assert_eq!((status, retry_after.as_deref()), (429, Some("2")), "the wait doubled");
+    clock.advance(2_000);
+    let (status, _, answer) = sign_in(&platform, "aigerim", PASSWORD);
+    assert_eq!(status, 200, "the right password after the wait: {answer}");
+    // Another user was never slowed.
+    assert_eq!(sign_in(&platform, "saule", PASSWORD).0, 200);
+    // The refusals are in the audit log.
+    let audit = platform.console.audit_page(0, 50).unwrap();
+    assert_eq!(audit.entries.iter().filter(|e| e.action == "sign_in" && e.detail.contains("too many")).count(), 2);
+}
+
+/// Issue 19, sign-in: an unknown user costs the console the same password check as a known
+/// one, so the time of the answer does not tell whether a username exists. (The build before
+/// answered an unknown user in 1.8 ms and a known one in 16.7 ms.) Compared as a ratio of
+/// medians on the same machine in the same minute, with a wide margin.
+#[test]
+fn an_unknown_user_takes_as_long_to_refuse_as_a_known_one() {
+    let (_dir, platform) = start();
+    let median_ms = |times: &mut Vec<f64>| {
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    // Wrong passwords for known users against unknown users: both are refused alike, and only
+    // the time could tell them apart. A new name each time, since one name's failures would
+    // make it wait (and the address's stay under its free 20).
+    let samples = 7;
+    for n in 0..samples {
+        platform.console.put_user(&format!("officer{n}"), "Treasury officer", Role::Treasury, PASSWORD).unwrap();
+    }
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for n in 0..samples {
+        let started = std::time::Instant::now();
+        assert_eq!(sign_in(&platform, &format!("officer{n}"), "a wrong password").0, 401);
+        known.push(started.elapsed().as_secs_f64() * 1e3);
+        let started = std::time::Instant::now();
+        assert_eq!(sign_in(&platform, &format!("nobody{n}"), "a wrong password").0, 401);
+        unknown.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    let (known_ms, unknown_ms) = (median_ms(&mut known), median_ms(&mut unknown));
+    assert!(
+        unknown_ms > known_ms / 2.0,
+        "an unknown user answered in {unknown_ms:.1} ms, a known one in {known_ms:.1} ms"
+    );
+}
+
+/// Issue 19, sign-in: however many sign-ins arrive at once, at most
+/// `PASSWORD_CHECKS_MAX` passwords (19 MiB of Argon2 memory each) are checked at once; the
+/// rest wait their turn or are refused with `RATE_LIMITED`.
+#[test]
+fn concurrent_sign_ins_check_at_most_a_few_passwords_at_once() {
+    let (_dir, platform) = start();
+    let console = platform.console.clone();
+    let answers: Vec<_> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..48)
+            .map(|n| {
+                let console = console.clone();
+                scope.spawn(move || console.login(&format!("flood{n}"), "not the password", None).unwrap_err().code)
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|c| matches!(c, ErrorCode::Unauthorized | ErrorCode::RateLimited)), "{answers:?}");
+    let peak = console.password_checks_peak();
+    assert!((1..=dtenge_console::PASSWORD_CHECKS_MAX).contains(&peak), "{peak} passwords checked at once");
+}
+
+/// Issue 19, lists: the Treasury's CSV export writes a name that a spreadsheet would run as a
+/// formula as text (a leading `'`). (The build before exported `=HYPERLINK(...)` as it was.)
+#[test]
+fn the_treasury_export_never_hands_a_spreadsheet_a_formula() {
+    let (_dir, platform) = start();
+    let bin = dtenge_node::ids::complete_iin_bin(&format!("{:011}", 18_034_000_003u64)).unwrap();
+    let formula = "=HYPERLINK(\"http://attacker.example\",\"Ministry\")";
+    let request = OpenAccount {
+        kind: dtenge_node::ClientKind::GovernmentAgency,
+        client_id: bin.clone(),
+        name: formula.into(),
+        phone: None,
+        public_key: None,
+    };
+    platform.roles.open_account(None, "treasury", request).unwrap();
+    platform.console.put_user("treasury-officer", "Treasury officer", Role::Treasury, PASSWORD).unwrap();
+    let browser = Browser::sign_in(&platform, "treasury-officer");
+    let csv = ureq::get(&format!("{}/console/api/treasury/accounts.csv", browser.base))
+        .set("Cookie", &browser.cookie)
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let line = csv
+        .lines()
+        .find(|l| l.starts_with(&format!("\"{bin}\"")))
+        .unwrap_or_else(|| panic!("no line for {bin}:\n{csv}"));
+    let name_cell = line.split(',').nth(1).unwrap();
+    assert!(name_cell.starts_with("\"'="), "the name exported as {name_cell}: {line}");
 }

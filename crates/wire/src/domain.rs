@@ -359,6 +359,7 @@ fn error_code_tag(code: ErrorCode) -> u8 {
         ErrorCode::Unauthorized => 26,
         ErrorCode::Internal => 27,
         ErrorCode::UnsupportedMediaType => 28,
+        ErrorCode::RateLimited => 29,
     }
 }
 

@@ -145,6 +145,9 @@ pub enum ErrorCode {
     /// A request body not declared as JSON (`Content-Type: application/json`): refused before
     /// it is read.
     UnsupportedMediaType,
+    /// Too many attempts (a sign-in guessed at, or the machine that checks passwords busy):
+    /// retry after the wait the message names. Nothing was done.
+    RateLimited,
     /// The request names a Host the server does not serve (421). Given by the gateway (its
     /// `HttpCode`), before any route.
     MisdirectedRequest,

@@ -83,18 +83,49 @@ pub(crate) struct Node {
     /// for (a deposit of bank money, a hold's receipt, a provider's registrations):
     /// `gateway.db` in its data directory. A bank's and the oracle's.
     pub answers: Option<Arc<dtenge_api::platform::Answers>>,
+    /// A sandbox: the routes that stand in for systems outside the network are served.
+    pub sandbox: bool,
 }
 
 /// The routes of the role `hosted` runs; `None` for a role whose organization's systems call
-/// nothing on it (the notary, the directory: their clients are the other roles).
+/// nothing on it (the notary, the directory: their clients are the other roles). The stand-ins
+/// for systems outside the network ([`stand_ins`]) only in a sandbox.
 pub(crate) fn router(node: Node) -> Option<axum::Router> {
+    let routes = served(&node)?;
+    let routes = if node.sandbox { routes.merge(stand_ins(&node)) } else { routes };
+    Some(
+        routes
+            .fallback(not_found)
+            .route_layer(axum::middleware::from_fn(dtenge_api::require_json))
+            .layer(axum::middleware::from_fn_with_state(node.clone(), authorize))
+            .layer(axum::middleware::from_fn_with_state(node.clone(), count))
+            .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
+            .with_state(node),
+    )
+}
+
+/// The routes that stand in for systems outside the network, in a sandbox only: a bank's
+/// deposits of bank money (its core banking system credits a client's bank account) and
+/// central's credits to a correspondent account (the RTGS settles a payment to the NBK). In
+/// production those systems are the real ones, and these routes do not exist (404).
+fn stand_ins(node: &Node) -> axum::Router<Node> {
+    match &*node.hosted {
+        Hosted::Bank { .. } => {
+            axum::Router::new().route("/v1/nodes/{node}/accounts/{client}/deposits", post(bank::deposit))
+        }
+        Hosted::Central(_) => axum::Router::new().route("/v1/abs/correspondent/{node}/credits", post(central::credit)),
+        _ => axum::Router::new(),
+    }
+}
+
+/// Every route of the role but the stand-ins.
+fn served(node: &Node) -> Option<axum::Router<Node>> {
     let routes = match &*node.hosted {
         Hosted::Bank { .. } => axum::Router::new()
             .route("/v1/nodes/{node}/accounts", get(bank::accounts))
             .route("/v1/nodes/{node}/accounts/bulk", post(open_accounts))
             .route("/v1/nodes/{node}/accounts/{client}", get(account))
             .route("/v1/nodes/{node}/accounts/{client}/history", get(bank::history))
-            .route("/v1/nodes/{node}/accounts/{client}/deposits", post(bank::deposit))
             .route("/v1/nodes/{node}/accounts/{client}/to-dt", post(bank::to_dt))
             .route("/v1/nodes/{node}/accounts/{client}/from-dt", post(bank::from_dt))
             .route("/v1/nodes/{node}/accounts/{client}/tokens", get(tokens))
@@ -121,7 +152,6 @@ pub(crate) fn router(node: Node) -> Option<axum::Router> {
             .route("/v1/voucher-programs", get(cards::voucher_programs).post(cards::create_voucher_program))
             .route("/v1/voucher-programs/{id}/events", post(cards::voucher_event)),
         Hosted::Central(_) => axum::Router::new()
-            .route("/v1/abs/correspondent/{node}/credits", post(central::credit))
             .route("/v1/abs/balances", get(central::abs_balances))
             .route("/v1/nodes/{node}/emissions", post(central::emission))
             .route("/v1/operator/figures", get(central::figures))
@@ -148,14 +178,12 @@ pub(crate) fn router(node: Node) -> Option<axum::Router> {
             .route("/v1/oracle/markings/{id}", get(oracle::marking)),
         _ => return None,
     };
-    Some(
-        routes
-            .route_layer(axum::middleware::from_fn(dtenge_api::require_json))
-            .layer(axum::middleware::from_fn_with_state(node.clone(), authorize))
-            .layer(axum::middleware::from_fn_with_state(node.clone(), count))
-            .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
-            .with_state(node),
-    )
+    Some(routes)
+}
+
+/// A route this node does not serve: `NOT_FOUND`, structured like every other refusal.
+async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    Failure(Error::new(ErrorCode::NotFound, format!("no route {method} {} on this node", uri.path()))).into_response()
 }
 
 /// Every answer, refusals included, counted by status class and timed.
