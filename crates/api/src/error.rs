@@ -74,6 +74,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::DoubleSpend
         | ErrorCode::DuplicateAccount
         | ErrorCode::RequestInProgress
+        | ErrorCode::FundsInFlight
         | ErrorCode::Conflict
         | ErrorCode::FundsHeld
         | ErrorCode::FundsMarked

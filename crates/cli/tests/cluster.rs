@@ -347,7 +347,7 @@ fn pay_until(
                         }
                         // The payer's DT is reserved by a payment in flight (the one unanswered at
                         // a kill, resent by the bank as it recovers): refused, nothing moved.
-                        Err(e) if e.status == 422 && e.body.contains("reserved by payments in flight") => {
+                        Err(e) if e.status == 409 && e.body.contains("FUNDS_IN_FLIGHT") => {
                             std::thread::sleep(Duration::from_millis(20));
                         }
                         // Refused for good (a client error other than "in progress"): a bug here.

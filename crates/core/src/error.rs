@@ -70,12 +70,15 @@ pub enum ErrorCode {
     /// Too many attempts (a sign-in guessed at, or the machine that checks passwords busy):
     /// retry after the wait the message names. Nothing was done.
     RateLimited,
+    /// The payer's DT would suffice but part of it is reserved by its payments in flight:
+    /// nothing was done; retry when they complete (a moment, as a rule).
+    FundsInFlight,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (a test below keeps it complete): what encoders and
     /// the faces' tests iterate over instead of keeping lists of their own.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::MalformedInput,
         ErrorCode::InsufficientFunds,
         ErrorCode::DoubleSpend,
@@ -104,6 +107,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::RateLimited,
+        ErrorCode::FundsInFlight,
     ];
 
     /// The stable text of the code, as it appears on the wire.
@@ -137,6 +141,7 @@ impl ErrorCode {
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::FundsInFlight => "FUNDS_IN_FLIGHT",
         }
     }
 }
@@ -229,7 +234,8 @@ mod tests {
             | ErrorCode::Unauthorized
             | ErrorCode::Internal
             | ErrorCode::UnsupportedMediaType
-            | ErrorCode::RateLimited => ErrorCode::ALL.iter().position(|c| *c == code),
+            | ErrorCode::RateLimited
+            | ErrorCode::FundsInFlight => ErrorCode::ALL.iter().position(|c| *c == code),
         };
         for code in ErrorCode::ALL {
             assert!(position(code).is_some());

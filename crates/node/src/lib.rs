@@ -841,10 +841,22 @@ impl NodeState {
                 self.tokens.get(id).filter(|h| h.reserved_by.is_some()).map(|h| h.input.output.amount_tiyn)
             }))
             .unwrap_or(Amount::ZERO);
+            // Enough once the payments in flight complete (their change comes back, or they
+            // fail and free their inputs): a retry may pass, so the refusal says so.
+            let spendable = Amount::sum(amounts.iter().copied()).unwrap_or(Amount::ZERO);
+            if spendable.checked_add(reserved).is_ok_and(|with_reserved| with_reserved >= total) {
+                return Error::new(
+                    ErrorCode::FundsInFlight,
+                    format!(
+                        "{}: {spendable} spendable now, {reserved} more reserved by payments in flight: retry when they complete",
+                        state.record.account.name
+                    ),
+                );
+            }
             let in_flight = if reserved.is_zero() {
                 String::new()
             } else {
-                format!("; {reserved} more is reserved by payments in flight, retry when they complete")
+                format!("; {reserved} more is reserved by payments in flight")
             };
             let held = Amount::sum(state.tokens.iter().filter_map(|id| {
                 self.tokens.get(id).filter(|h| !h.input.output.policy.is_standard()).map(|h| h.input.output.amount_tiyn)
@@ -1356,9 +1368,13 @@ mod tests {
 
         let pay = bank.prepare_payment("alice", &[(bob, Amount::from_tiyn(15_000).unwrap())], issuer, 1).unwrap();
         assert_eq!(bank.balance("alice").unwrap().dt_reserved_tiyn.tiyn(), 500_000);
-        // The only token is reserved: a second payment cannot pick it.
+        // The only token is reserved: a second payment cannot pick it, and is told to retry
+        // (issue 19: the build before answered INSUFFICIENT_FUNDS, which the docs call final).
         let again = bank.prepare_payment("alice", &[(bob, Amount::from_tiyn(1).unwrap())], issuer, 2);
-        assert_eq!(again.unwrap_err().code, ErrorCode::InsufficientFunds);
+        assert_eq!(again.unwrap_err().code, ErrorCode::FundsInFlight);
+        // Beyond what it holds, reserved or not: final.
+        let beyond = bank.prepare_payment("alice", &[(bob, Amount::from_tiyn(500_001).unwrap())], issuer, 2);
+        assert_eq!(beyond.unwrap_err().code, ErrorCode::InsufficientFunds);
 
         let delta = bank.plan_commit(&pay, Purpose::Payment, None, 2).unwrap();
         bank.apply(delta);

@@ -360,6 +360,7 @@ fn error_code_tag(code: ErrorCode) -> u8 {
         ErrorCode::Internal => 27,
         ErrorCode::UnsupportedMediaType => 28,
         ErrorCode::RateLimited => 29,
+        ErrorCode::FundsInFlight => 30,
     }
 }
 

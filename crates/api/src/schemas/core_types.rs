@@ -148,6 +148,9 @@ pub enum ErrorCode {
     /// Too many attempts (a sign-in guessed at, or the machine that checks passwords busy):
     /// retry after the wait the message names. Nothing was done.
     RateLimited,
+    /// The payer's DT would suffice but part of it is reserved by its payments in flight:
+    /// nothing was done; retry when they complete (a moment, as a rule).
+    FundsInFlight,
     /// The request names a Host the server does not serve (421). Given by the gateway (its
     /// `HttpCode`), before any route.
     MisdirectedRequest,

@@ -672,6 +672,7 @@ mod tests {
             dtenge_core::error::ErrorCode::Internal => {}
             dtenge_core::error::ErrorCode::UnsupportedMediaType => {}
             dtenge_core::error::ErrorCode::RateLimited => {}
+            dtenge_core::error::ErrorCode::FundsInFlight => {}
         };
         // Amount's field is private: its JSON is a number of tiyn (`serde(transparent)`).
         let _ = |x: dtenge_core::money::Amount| -> u64 { x.tiyn() };
