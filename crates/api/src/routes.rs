@@ -303,11 +303,31 @@ async fn health(State(app): State<App>) -> Response {
     read(app, |n| Ok(Health { status: "ok".into(), nodes: n.node_ids() })).await
 }
 
+/// A page of accounts.
+#[derive(Deserialize, IntoParams)]
+pub struct AccountsAfter {
+    /// The page after this client id (the `next_after` of the page before); the first page
+    /// without it.
+    pub after: Option<String>,
+    /// Accounts to return, 1 to 1,000 (default 100).
+    pub limit: Option<usize>,
+}
+
 #[utoipa::path(get, path = "/v1/nodes/{node}/accounts", tag = "accounts",
-    params(("node" = String, Path, description = "Node id: a bank (`steppe`, `tulpar`, `sapa`) or `treasury`")),
-    responses((status = 200, body = [schemas::AccountView]), (status = 404, body = ApiError)))]
-async fn list_accounts(State(app): State<App>, P(node): P<String>) -> Response {
-    read(app, move |n| n.accounts(&node)).await
+    description = "The node's accounts in client id order, a page at a time: follow `next_after` until it is null.",
+    params(("node" = String, Path, description = "Node id: a bank (`steppe`, `tulpar`, `sapa`) or `treasury`"), AccountsAfter),
+    responses((status = 200, body = schemas::AccountPage), (status = 404, body = ApiError)))]
+async fn list_accounts(
+    State(app): State<App>,
+    P(node): P<String>,
+    page: Result<Query<AccountsAfter>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let page = match page {
+        Ok(Query(p)) => p,
+        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
+    };
+    let limit = page.limit.unwrap_or(crate::platform::ACCOUNTS_PAGE_DEFAULT);
+    read(app, move |n| n.accounts_page(&node, page.after.as_deref(), limit)).await
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/accounts", tag = "accounts",

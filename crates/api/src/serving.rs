@@ -10,8 +10,9 @@
 //!   is working on is never pushed out by a flood: a flood pushes out only its own kind, and a
 //!   real client's connection, which sends its request at once, is served before it ages. When
 //!   every open connection has a request in work, the new one is refused (closed at once).
-//! - A TLS handshake, a request's headers and its body each have a deadline, and a connection
-//!   with no request in flight is closed when it has been idle for [`Limits::idle_ms_max`].
+//! - A TLS handshake, a request's head and its body each have a deadline, and a connection
+//!   with no request in flight is closed when it has been idle for [`Limits::idle_ms_max`]
+//!   (HTTP/1.1: for [`Limits::header_ms_max`], hyper's wait for the next head).
 //! - A request naming a Host the server does not serve is answered 421 `MISDIRECTED_REQUEST`
 //!   before any handler sees it ([`Hosts`]).
 //!
@@ -20,6 +21,7 @@
 
 use crate::access::TlsPeer;
 use crate::HttpCode;
+use axum::response::IntoResponse;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -51,11 +53,13 @@ pub struct Limits {
     pub connections_max: usize,
     /// From accept to a finished TLS handshake.
     pub handshake_ms_max: u64,
-    /// From the first byte of a request to the end of its headers (HTTP/1.1).
+    /// Waiting for a request's head, from the connection's start or the end of the request
+    /// before (HTTP/1.1: hyper's head deadline, so it is also HTTP/1.1's idle deadline).
     pub header_ms_max: u64,
     /// From a request's headers to the end of its body.
     pub body_ms_max: u64,
-    /// A connection with no request in flight for this long is closed.
+    /// A connection with no request in flight for this long is closed (what bounds an idle
+    /// HTTP/2 connection; an HTTP/1.1 one meets `header_ms_max` first).
     pub idle_ms_max: u64,
 }
 
@@ -79,9 +83,11 @@ impl Limits {
     }
 }
 
-/// The Host names a server serves: what its certificate names, loopback, and the address it
-/// listens on. A request for any other is answered 421: a web page that rebinds its own DNS
-/// name to the server's address cannot make a browser talk to it.
+/// The Host names a server serves: what its certificate names (a `*.` name as TLS matches it:
+/// one label), loopback, and any IP address. A request for any other name is answered 421: a
+/// web page that rebinds its own DNS name to the server's address cannot make a browser talk
+/// to it. An address is always served: a page's requests name the page's own host, and a
+/// page served from an address is not a rebinding page (its origin is that address).
 #[derive(Clone, Debug)]
 pub struct Hosts {
     /// Lowercase, without a port or a trailing dot; IPv6 addresses without brackets.
@@ -106,14 +112,27 @@ impl Hosts {
     /// is one this server serves.
     pub fn serves(&self, host: &str) -> bool {
         let name = host_name(host);
-        self.names.iter().any(|served| served.eq_ignore_ascii_case(name))
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            return true;
+        }
+        self.names.iter().any(|served| match served.strip_prefix("*.") {
+            Some(domain) => {
+                name.split_once('.').is_some_and(|(label, rest)| !label.is_empty() && rest.eq_ignore_ascii_case(domain))
+            }
+            None => served.eq_ignore_ascii_case(name),
+        })
     }
 
-    /// The host a request names: its authority (HTTP/2, absolute form), else its Host header.
+    /// The host a request names: its authority (HTTP/2, absolute form), else its one Host
+    /// header; `None` when it names none, or two.
     fn of_request<B>(request: &hyper::Request<B>) -> Option<&str> {
-        match request.uri().authority() {
-            Some(authority) => Some(authority.as_str()),
-            None => request.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok()),
+        if let Some(authority) = request.uri().authority() {
+            return Some(authority.as_str());
+        }
+        let mut hosts = request.headers().get_all(hyper::header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (Some(host), None) => host.to_str().ok(),
+            _ => None,
         }
     }
 }
@@ -215,7 +234,12 @@ impl Open {
     /// Tell the oldest connection with no request in work to close, and take it off the list;
     /// false when every one has a request in work.
     fn evict(open: &mut VecDeque<(u64, Arc<Activity>)>) -> bool {
-        let oldest_idle = open.iter().position(|(_, activity)| activity.working.load(Ordering::Acquire) == 0);
+        // Marked evicted only while nothing is in work, in one step: a body that arrives at the
+        // same moment either counts first (and this connection is passed over) or finds the
+        // mark and is not taken into work.
+        let oldest_idle = open.iter().position(|(_, activity)| {
+            activity.working.compare_exchange(0, EVICTED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        });
         match oldest_idle.and_then(|at| open.remove(at)) {
             Some((_, evicted)) => {
                 evicted.close.notify_one();
@@ -254,8 +278,9 @@ impl Drop for Leave {
 struct Activity {
     /// Requests in flight (from their headers to their answer).
     in_flight: AtomicUsize,
-    /// Of those, the ones whose body has arrived: the server is working on them.
-    working: AtomicUsize,
+    /// Of those, the ones whose body has arrived and whose answer is not yet sent: the server
+    /// is working on them. The [`EVICTED`] bit marks a connection being closed to make room.
+    working: AtomicU64,
     /// When a request last started or ended, in ms since the server's epoch.
     last_ms: AtomicU64,
     /// Told when the connection is evicted.
@@ -266,7 +291,7 @@ impl Activity {
     fn new(epoch: Instant) -> Activity {
         Activity {
             in_flight: AtomicUsize::new(0),
-            working: AtomicUsize::new(0),
+            working: AtomicU64::new(0),
             last_ms: AtomicU64::new(ms_since(epoch)),
             close: Notify::new(),
         }
@@ -342,10 +367,16 @@ impl Connection {
     /// Answer one request: 421 for a Host not served, else the app's answer, with the
     /// request's body on a deadline.
     async fn answer(&self, request: hyper::Request<Incoming>, peer: Option<TlsPeer>) -> axum::response::Response {
-        let host = Hosts::of_request(&request);
-        if !host.is_some_and(|host| self.hosts.serves(host)) {
-            let named = host.map_or_else(|| "no host".to_string(), |host| format!("host {host:?}"));
-            let mut refused = HttpCode::MisdirectedRequest.response(format!("{named} is not served here"));
+        let refused = match Hosts::of_request(&request) {
+            None => Some(
+                crate::Failure(dtenge_core::Error::malformed("a request names its host once (Host)")).into_response(),
+            ),
+            Some(host) if !self.hosts.serves(host) => {
+                Some(HttpCode::MisdirectedRequest.response(format!("host {host:?} is not served here")))
+            }
+            Some(_) => None,
+        };
+        if let Some(mut refused) = refused {
             guard(refused.headers_mut(), self.tls);
             return refused;
         }
@@ -362,13 +393,14 @@ impl Connection {
         }
         request.extensions_mut().insert(axum::extract::ConnectInfo(self.peer_addr));
         let answered = self.app.clone().oneshot(request).await;
-        drop(work);
         let mut response = match answered {
             Ok(response) => response,
             Err(never) => match never {},
         };
         guard(response.headers_mut(), self.tls);
-        response
+        // In work until the answer is written whole: a large answer to a slow client is not cut
+        // by an eviction or the idle watch.
+        response.map(|inner| axum::body::Body::new(Answering { inner, _work: work }))
     }
 }
 
@@ -398,15 +430,21 @@ fn guard(headers: &mut axum::http::HeaderMap, tls: bool) {
 /// Resolves when the connection has had no request in flight for `idle_ms_max`.
 async fn idle(activity: &Activity, epoch: Instant, idle_ms_max: u64) {
     loop {
+        // `in_flight` first: a request ending stores its time before it leaves, so a count of
+        // 0 read first comes with that request's time or a later one.
+        let in_flight = activity.in_flight.load(Ordering::Acquire);
         let idle_ms = ms_since(epoch).saturating_sub(activity.last_ms.load(Ordering::Acquire));
-        if activity.in_flight.load(Ordering::Acquire) == 0 && idle_ms >= idle_ms_max {
+        if in_flight == 0 && idle_ms >= idle_ms_max {
             return;
         }
         // A request in flight: look again after a whole period; idle: when it would be due.
-        let wait_ms = if activity.in_flight.load(Ordering::Acquire) > 0 { idle_ms_max } else { idle_ms_max - idle_ms };
+        let wait_ms = if in_flight > 0 { idle_ms_max } else { idle_ms_max.saturating_sub(idle_ms) };
         tokio::time::sleep(Duration::from_millis(wait_ms.max(1))).await;
     }
 }
+
+/// The bit of [`Activity::working`] that marks a connection evicted.
+const EVICTED: u64 = 1 << 63;
 
 /// One request in flight: counted on its connection from its headers to its answer, and as
 /// work from the end of its body.
@@ -428,13 +466,18 @@ impl Work {
         Work { activity, epoch, state: AtomicU8::new(READING) }
     }
 
-    /// The body has arrived: from now on the server works on the request. Counted before the
-    /// state changes, and taken back when the request was already answered, so the count
-    /// never goes below what is in work.
+    /// The body has arrived: from now on the server works on the request (unless its
+    /// connection is being evicted). Counted before the state changes, and taken back when the
+    /// request was already answered, so the count never goes below what is in work.
     fn arrived(&self) {
-        self.activity.working.fetch_add(1, Ordering::AcqRel);
-        if self.state.compare_exchange(READING, WORKING, Ordering::AcqRel, Ordering::Acquire).is_err() {
-            self.activity.working.fetch_sub(1, Ordering::AcqRel);
+        let counted = self
+            .activity
+            .working
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| (w & EVICTED == 0).then_some(w + 1))
+            .is_ok();
+        if counted && self.state.compare_exchange(READING, WORKING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            let before = self.activity.working.fetch_sub(1, Ordering::AcqRel);
+            assert!(before & !EVICTED > 0, "a request taken back from work it was not in");
         }
     }
 }
@@ -442,10 +485,35 @@ impl Work {
 impl Drop for Work {
     fn drop(&mut self) {
         if self.state.swap(DONE, Ordering::AcqRel) == WORKING {
-            self.activity.working.fetch_sub(1, Ordering::AcqRel);
+            let before = self.activity.working.fetch_sub(1, Ordering::AcqRel);
+            assert!(before & !EVICTED > 0, "a request left work it was not in");
         }
         self.activity.last_ms.store(ms_since(self.epoch), Ordering::Release);
-        self.activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let before = self.activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+        assert!(before > 0, "a request left a connection it was not on");
+    }
+}
+
+/// An answer's body, keeping its request in work until it is written (or dropped).
+struct Answering {
+    inner: axum::body::Body,
+    _work: Arc<Work>,
+}
+
+impl Body for Answering {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -605,7 +673,13 @@ mod tests {
         assert!(refused.contains("\"MISDIRECTED_REQUEST\""), "{refused}");
         assert!(!refused.ends_with("ok"), "{refused}");
         let no_host = exchange(server.addr, "GET /health HTTP/1.0\r\n\r\n").await;
-        assert!(no_host.starts_with("HTTP/1.0 421") || no_host.starts_with("HTTP/1.1 421"), "{no_host}");
+        assert!(no_host.starts_with("HTTP/1.0 400") || no_host.starts_with("HTTP/1.1 400"), "{no_host}");
+        let two_hosts = exchange(
+            server.addr,
+            "GET /health HTTP/1.1\r\nHost: localhost\r\nHost: attacker.example\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(two_hosts.starts_with("HTTP/1.1 400"), "{two_hosts}");
         for host in [format!("127.0.0.1:{}", server.addr.port()), "localhost".into(), "bank.example:443".into()] {
             let served = exchange(server.addr, &get_request("/health", &host)).await;
             assert!(served.starts_with("HTTP/1.1 200") && served.ends_with("ok"), "{host}: {served}");
@@ -660,11 +734,16 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_kept_alive_connection_is_closed_when_idle_and_not_while_its_request_is_worked_on() {
-        let server = start(SHORT).await;
+        // The head deadline far beyond the idle one: what closes the connection is the idle
+        // watch (HTTP/1.1's head deadline also runs between requests).
+        let limits = Limits { header_ms_max: 30_000, ..SHORT };
+        let server = start(limits).await;
+        let started = std::time::Instant::now();
         let mut kept = TcpStream::connect(server.addr).await.unwrap();
         kept.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
         let answer = read_until_closed(&mut kept).await.expect("an idle kept-alive connection stays open");
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(started.elapsed() < Duration::from_millis(limits.header_ms_max), "closed by the idle watch");
         // A request worked on for longer than the idle deadline keeps its connection.
         let mut slow = TcpStream::connect(server.addr).await.unwrap();
         slow.write_all(get_request("/slow", "localhost").as_bytes()).await.unwrap();

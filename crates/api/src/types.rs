@@ -187,6 +187,14 @@ pub struct HistoryLine {
     pub reference: Option<String>,
 }
 
+/// A page of a node's accounts, in client id order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccountPage {
+    pub accounts: Vec<AccountView>,
+    /// The last client id of this page when more follow: ask again with `after` set to it.
+    pub next_after: Option<String>,
+}
+
 /// A page of history, newest first.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HistoryPage {

@@ -912,13 +912,14 @@ fn reconcile_at(api: &str, credentials: &Path) -> Result<ExitCode, String> {
 /// one runs on it (it holds the data), else from its files. Never whatever answers on a port:
 /// an older build asked `127.0.0.1:8080` first and reported another platform than `data`'s.
 fn reconcile_data(data: &Path) -> Result<ExitCode, String> {
-    let report = match running::serving(data)? {
-        Some(api) => {
+    let report = match running::holder(data)? {
+        running::Holder::Up(api) => {
             println!("Reconciliation of the platform running on {} at {api}:", data.display());
             let client = api_client(&api, &data.join(dtenge_api::access::CREDENTIALS_DIR))?;
             client.get("/v1/operator/reconciliation").map_err(|e| e.to_string())?
         }
-        None => {
+        // Held until the files are read: no `up` starts on them meanwhile.
+        running::Holder::Nobody(_reading) => {
             println!("Reconciliation of the data in {} (no platform runs on it):", data.display());
             if !data.join(dtenge_api::platform::ROLE_KEYS_FILE).exists() {
                 return Err(format!("no platform's data in {}", data.display()));

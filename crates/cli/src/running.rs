@@ -51,20 +51,29 @@ impl Running {
     }
 }
 
-/// The base URL of the `up` running on `data`, or `None` when none runs on it (its lock is
-/// free: whatever `up.api` says is from a process that ended).
-pub(crate) fn serving(data: &Path) -> Result<Option<String>, String> {
+/// Who has a data directory.
+#[derive(Debug)]
+pub(crate) enum Holder {
+    /// An `up` runs on it and serves at this base URL.
+    Up(String),
+    /// No `up` runs on it; this lock (when the directory has a lock file) keeps one from
+    /// starting until dropped, so the directory's files can be read meanwhile.
+    Nobody(Option<Running>),
+}
+
+/// Who has `data` now: the `up` running on it, or nobody (whatever `up.api` says then is from
+/// a process that ended).
+pub(crate) fn holder(data: &Path) -> Result<Holder, String> {
     let path = data.join(LOCK_FILE);
-    let lock = match OpenOptions::new().write(true).open(&path) {
+    let lock = match File::open(&path) {
         Ok(lock) => lock,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Holder::Nobody(None)),
         Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
     };
     match lock.try_lock() {
-        // Free: no `up` holds it. Dropping the file lets the lock go again.
-        Ok(()) => Ok(None),
+        Ok(()) => Ok(Holder::Nobody(Some(Running { _lock: lock }))),
         Err(std::fs::TryLockError::WouldBlock) => read_api(data)
-            .map(Some)
+            .map(Holder::Up)
             .ok_or_else(|| format!("a `dtenge up` runs on {} but has not said where it serves yet", data.display())),
         Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
     }
@@ -85,14 +94,17 @@ mod tests {
     #[test]
     fn a_directory_is_served_while_its_up_holds_it_and_free_after() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(serving(dir.path()).unwrap(), None, "never run");
+        assert!(matches!(holder(dir.path()).unwrap(), Holder::Nobody(None)), "never run");
         let running = take(dir.path()).unwrap();
-        assert!(serving(dir.path()).is_err(), "taken, no address yet");
+        assert!(holder(dir.path()).is_err(), "taken, no address yet");
         running.serving_at(dir.path(), "http://127.0.0.1:9").unwrap();
-        assert_eq!(serving(dir.path()).unwrap().as_deref(), Some("http://127.0.0.1:9"));
+        assert!(matches!(holder(dir.path()).unwrap(), Holder::Up(at) if at == "http://127.0.0.1:9"));
         assert!(take(dir.path()).unwrap_err().contains("another `dtenge up` runs"));
         drop(running);
-        assert_eq!(serving(dir.path()).unwrap(), None, "the address left behind is not believed");
+        let reading = holder(dir.path()).unwrap();
+        assert!(matches!(reading, Holder::Nobody(Some(_))), "the address left behind is not believed");
+        assert!(take(dir.path()).is_err(), "no up starts while the files are read");
+        drop(reading);
         take(dir.path()).unwrap();
     }
 }

@@ -643,9 +643,25 @@ fn each_organizations_node_serves_its_own_routes() {
     assert_eq!((incoming[0]["direction"].as_str(), incoming[0]["amount_tiyn"].as_u64()), (Some("credit"), Some(700)));
     assert_eq!(incoming[0]["counterparty_bank"], "steppe");
     assert!(incoming[0]["counterparty_name"].is_null());
-    // Every account of the bank, for its back office.
-    let accounts: Vec<Value> = steppe.get("/v1/nodes/steppe/accounts").unwrap();
+    // Every account of the bank, for its back office, a page at a time (issue 19).
+    let mut accounts: Vec<Value> = Vec::new();
+    let mut next = "/v1/nodes/steppe/accounts?limit=3".to_string();
+    for _ in 0..=CLIENTS {
+        let page: Value = steppe.get(&next).unwrap();
+        let listed = page["accounts"].as_array().unwrap();
+        assert!(!listed.is_empty() && listed.len() <= 3, "{page}");
+        accounts.extend(listed.iter().cloned());
+        match page["next_after"].as_str() {
+            Some(after) => next = format!("/v1/nodes/steppe/accounts?limit=3&after={after}"),
+            None => break,
+        }
+    }
     assert_eq!(accounts.len(), CLIENTS + 1, "its clients and its own account");
+    let mut ids: Vec<&str> = accounts.iter().map(|a| a["account"]["client_id"].as_str().unwrap()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), CLIENTS + 1, "each once, in order");
+    let too_many = steppe.get::<Value>("/v1/nodes/steppe/accounts?limit=1001").unwrap_err();
+    assert!(too_many.status == 400 && too_many.body.contains("MALFORMED_INPUT"), "{too_many}");
 
     // Bank money deposited once per key, then converted to DT and back.
     let client = &payers[1];

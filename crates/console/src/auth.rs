@@ -186,6 +186,9 @@ impl Sessions {
 struct Failures {
     count: u32,
     last_ms: u64,
+    /// The `count` at which a refusal was last written to the audit log: one line per wait,
+    /// not one per attempt refused.
+    audited_at_count: u32,
 }
 
 impl Failures {
@@ -204,14 +207,30 @@ impl Failures {
     }
 }
 
+/// A sign-in refused before its password was checked.
+#[derive(Debug)]
+pub struct Refused {
+    pub error: Error,
+    /// Whole seconds to wait (at least 1).
+    pub wait_s: u64,
+    /// The first refusal of this wait: worth an audit line (the others are not, or a flood of
+    /// refusals would fill the audit log).
+    pub audit: bool,
+}
+
 /// Back-off and lockout of sign-ins, per user and per source address. Pure: the time comes in.
 ///
 /// After [`USER_FREE_FAILURES`] failures of a user (or [`SOURCE_FREE_FAILURES`] of an
-/// address), each next attempt must wait 1 s, then 2 s, 4 s, ... up to a quarter of an hour,
-/// counted from the last failure: about a dozen guesses in the first twenty minutes, then four
-/// an hour. An attempt made too early is refused before its password is checked, so guessing
-/// costs the console nothing; a success clears the user's failures. Unknown usernames are
-/// counted as known ones are, so the answers do not tell them apart.
+/// address; an IPv6 address counts by its /64, what one subscriber gets), each next attempt
+/// must wait 1 s, then 2 s, 4 s, ... up to a quarter of an hour, counted from the last failure:
+/// about a dozen guesses in the first twenty minutes, then four an hour. An attempt is counted
+/// as a failure when it begins ([`Throttle::begin`]), so attempts made at once wait as
+/// attempts made one after the other do, and refused before its password is checked, so
+/// guessing costs the console nothing; a success takes its count back and clears the user's.
+/// Unknown usernames are counted as known ones are, so the answers do not tell them apart.
+///
+/// The price of a lockout per user: anyone can keep a user waiting by failing as that user.
+/// Its password still works after the wait, and an operator sees the failures in the audit log.
 #[derive(Default)]
 pub struct Throttle {
     users: HashMap<String, Failures>,
@@ -219,55 +238,99 @@ pub struct Throttle {
 }
 
 impl Throttle {
-    /// `RATE_LIMITED`, naming the wait, when `username` or `source` must wait at `now_ms`.
-    pub fn check(&self, username: &str, source: Option<std::net::IpAddr>, now_ms: u64) -> Result<()> {
-        match self.wait_s(username, source, now_ms) {
-            0 => Ok(()),
-            wait_s => {
-                Err(Error::new(ErrorCode::RateLimited, format!("too many failed sign-ins: try again in {wait_s} s")))
-            }
+    /// Begin a sign-in of `username` from `source` at `now_ms`: refused when either must wait,
+    /// else counted as a failure until [`Throttle::succeeded`] takes it back.
+    pub fn begin(
+        &mut self,
+        username: &str,
+        source: Option<std::net::IpAddr>,
+        now_ms: u64,
+    ) -> std::result::Result<(), Refused> {
+        let (user, source) = (user_key(username), source.map(source_key));
+        let wait_s = self.wait_s(&user, source, now_ms);
+        if wait_s > 0 {
+            let mut audit = false;
+            let mut mark = |failures: Option<&mut Failures>| {
+                if let Some(f) = failures {
+                    if f.audited_at_count != f.count {
+                        f.audited_at_count = f.count;
+                        audit = true;
+                    }
+                }
+            };
+            mark(self.users.get_mut(&user));
+            mark(source.and_then(|s| self.sources.get_mut(&s)));
+            let error =
+                Error::new(ErrorCode::RateLimited, format!("too many failed sign-ins: try again in {wait_s} s"));
+            return Err(Refused { error, wait_s, audit });
+        }
+        Throttle::count(&mut self.users, user, now_ms);
+        if let Some(source) = source {
+            Throttle::count(&mut self.sources, source, now_ms);
+        }
+        Ok(())
+    }
+
+    /// The sign-in begun for `username` from `source` succeeded: the user's failures are
+    /// cleared and the address's count of this attempt taken back.
+    pub fn succeeded(&mut self, username: &str, source: Option<std::net::IpAddr>) {
+        self.users.remove(&user_key(username));
+        if let Some(f) = source.and_then(|s| self.sources.get_mut(&source_key(s))) {
+            f.count = f.count.saturating_sub(1);
         }
     }
 
     /// Whole seconds `username` from `source` must wait at `now_ms` (0: none).
-    pub fn wait_s(&self, username: &str, source: Option<std::net::IpAddr>, now_ms: u64) -> u64 {
-        let user = self.users.get(username).map_or(0, |f| f.next_attempt_ms(USER_FREE_FAILURES));
-        let from = source.and_then(|s| self.sources.get(&s)).map_or(0, |f| f.next_attempt_ms(SOURCE_FREE_FAILURES));
+    pub fn wait_s_for(&self, username: &str, source: Option<std::net::IpAddr>, now_ms: u64) -> u64 {
+        self.wait_s(&user_key(username), source.map(source_key), now_ms)
+    }
+
+    fn wait_s(&self, user: &str, source: Option<std::net::IpAddr>, now_ms: u64) -> u64 {
+        let free = |f: &&Failures| !f.forgotten(now_ms);
+        let user = self.users.get(user).filter(free).map_or(0, |f| f.next_attempt_ms(USER_FREE_FAILURES));
+        let from = source
+            .and_then(|s| self.sources.get(&s))
+            .filter(free)
+            .map_or(0, |f| f.next_attempt_ms(SOURCE_FREE_FAILURES));
         user.max(from).saturating_sub(now_ms).div_ceil(1_000)
     }
 
-    /// Count a failed sign-in of `username` from `source`.
-    pub fn failed(&mut self, username: &str, source: Option<std::net::IpAddr>, now_ms: u64) {
-        // A username is at most 64 characters; a longer one is counted under its first 64.
-        let username: String = username.chars().take(64).collect();
-        Throttle::count(&mut self.users, username, now_ms);
-        if let Some(source) = source {
-            Throttle::count(&mut self.sources, source, now_ms);
-        }
-    }
-
-    /// A successful sign-in clears the user's failures (not its address's).
-    pub fn succeeded(&mut self, username: &str) {
-        self.users.remove(username);
-    }
-
+    /// Count one failure under `key`. At [`THROTTLED_MAX`] keys, the forgotten ones go, then
+    /// the one with the fewest failures (the quietest of those): never one kept waiting, which
+    /// a flood of new names would otherwise flush out.
     fn count<K: std::hash::Hash + Eq + Clone>(failures: &mut HashMap<K, Failures>, key: K, now_ms: u64) {
         if failures.len() >= THROTTLED_MAX && !failures.contains_key(&key) {
             failures.retain(|_, f| !f.forgotten(now_ms));
             if failures.len() >= THROTTLED_MAX {
-                let quietest = failures.iter().min_by_key(|(_, f)| f.last_ms).map(|(k, _)| k.clone());
-                if let Some(quietest) = quietest {
-                    failures.remove(&quietest);
+                let least = failures.iter().min_by_key(|(_, f)| (f.count, f.last_ms)).map(|(k, _)| k.clone());
+                if let Some(least) = least {
+                    failures.remove(&least);
                 }
             }
         }
-        let entry = failures.entry(key).or_insert(Failures { count: 0, last_ms: now_ms });
+        let entry = failures.entry(key).or_insert(Failures { count: 0, last_ms: now_ms, audited_at_count: 0 });
         if entry.forgotten(now_ms) {
-            entry.count = 0;
+            *entry = Failures { count: 0, last_ms: now_ms, audited_at_count: 0 };
         }
         entry.count = entry.count.saturating_add(1);
         entry.last_ms = now_ms;
         assert!(failures.len() <= THROTTLED_MAX);
+    }
+}
+
+/// A username as the throttle counts it: its first 64 characters (no username is longer).
+fn user_key(username: &str) -> String {
+    username.chars().take(64).collect()
+}
+
+/// An address as the throttle counts it: IPv4 whole, IPv6 by its /64.
+fn source_key(source: std::net::IpAddr) -> std::net::IpAddr {
+    match source {
+        std::net::IpAddr::V4(_) => source,
+        std::net::IpAddr::V6(v6) => {
+            let [a, b, c, d, ..] = v6.segments();
+            std::net::IpAddr::V6(std::net::Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+        }
     }
 }
 
@@ -323,59 +386,91 @@ mod tests {
         assert!(sessions.touch(&token(SESSIONS_MAX + 99), 1).is_ok(), "the newest kept");
     }
 
+    /// A failed attempt: begun, never succeeded.
+    fn fail(throttle: &mut Throttle, user: &str, source: Option<std::net::IpAddr>, now_ms: u64) {
+        throttle.begin(user, source, now_ms).unwrap();
+    }
+
     #[test]
     fn failed_sign_ins_make_the_user_and_then_the_address_wait_longer_each_time() {
         let mut throttle = Throttle::default();
         let here: Option<std::net::IpAddr> = Some("10.0.0.7".parse().unwrap());
         let mut now_ms = 1_000_000;
         for _ in 0..USER_FREE_FAILURES {
-            throttle.check("aigerim", here, now_ms).unwrap();
-            throttle.failed("aigerim", here, now_ms);
+            fail(&mut throttle, "aigerim", here, now_ms);
         }
-        // Now every failure doubles the wait, up to the lockout.
+        // Now every failure doubles the wait, up to the lockout; one refusal per wait audited.
         let mut waits_ms = Vec::new();
         for _ in 0..14 {
-            let refused = throttle.check("aigerim", here, now_ms).unwrap_err();
-            assert_eq!(refused.code, ErrorCode::RateLimited);
-            let mut wait_ms = 0;
-            while throttle.check("aigerim", here, now_ms + wait_ms).is_err() {
-                wait_ms += 500;
-            }
+            let refused = throttle.begin("aigerim", here, now_ms).unwrap_err();
+            assert_eq!(refused.error.code, ErrorCode::RateLimited);
+            assert!(refused.audit, "the first refusal of a wait is audited");
+            assert!(!throttle.begin("aigerim", here, now_ms).unwrap_err().audit, "the next ones are not");
+            let wait_ms = refused.wait_s * 1_000;
+            assert_eq!(throttle.wait_s_for("aigerim", here, now_ms + wait_ms - 1), 1);
             waits_ms.push(wait_ms);
             now_ms += wait_ms;
-            throttle.failed("aigerim", here, now_ms);
+            fail(&mut throttle, "aigerim", here, now_ms);
         }
         assert_eq!(&waits_ms[..4], &[1_000, 2_000, 4_000, 8_000]);
         assert_eq!(*waits_ms.last().unwrap(), SIGN_IN_WAIT_MS_MAX, "a lockout of a quarter of an hour");
-        // Another user from another address is not slowed; from this address it is, once the
-        // address has failed often enough.
-        throttle.check("saule", Some("10.0.0.8".parse().unwrap()), now_ms).unwrap();
+        // Another user from another address is not slowed; from an address that failed often
+        // enough it is, and an IPv6 address counts by its /64.
+        throttle.begin("saule", Some("10.0.0.8".parse().unwrap()), now_ms).unwrap();
+        throttle.succeeded("saule", Some("10.0.0.8".parse().unwrap()));
         for n in 0..SOURCE_FREE_FAILURES {
-            throttle.failed(&format!("guess{n}"), Some("10.0.0.9".parse().unwrap()), now_ms);
+            fail(&mut throttle, &format!("guess{n}"), Some(format!("2001:db8::{n:x}").parse().unwrap()), now_ms);
         }
-        assert_eq!(
-            throttle.check("saule", Some("10.0.0.9".parse().unwrap()), now_ms).unwrap_err().code,
-            ErrorCode::RateLimited
-        );
-        // A success clears the user's count; a day without failures forgets them.
-        throttle.succeeded("aigerim");
-        throttle.check("aigerim", None, now_ms).unwrap();
-        throttle.failed("bolat", None, 0);
-        for _ in 0..10 {
-            throttle.failed("bolat", None, 0);
+        let refused = throttle.begin("saule", Some("2001:db8::ffff".parse().unwrap()), now_ms).unwrap_err();
+        assert_eq!(refused.error.code, ErrorCode::RateLimited);
+        // A success clears the user's count and takes back its address's; a day without
+        // failures forgets them.
+        throttle.succeeded("aigerim", here);
+        throttle.begin("aigerim", None, now_ms).unwrap();
+        for _ in 0..11 {
+            fail(&mut throttle, "bolat", None, 0);
+            throttle.users.get_mut("bolat").unwrap().last_ms = 0;
         }
-        throttle.failed("bolat", None, FAILURES_FORGOTTEN_MS);
-        throttle.check("bolat", None, FAILURES_FORGOTTEN_MS).unwrap();
+        throttle.begin("bolat", None, FAILURES_FORGOTTEN_MS).unwrap();
+        // Many successes from one address (an office's NAT) never make it wait.
+        for _ in 0..100 {
+            throttle.begin("saule", Some("10.0.0.9".parse().unwrap()), now_ms).unwrap();
+            throttle.succeeded("saule", Some("10.0.0.9".parse().unwrap()));
+        }
     }
 
     #[test]
-    fn a_flood_of_made_up_usernames_is_remembered_within_a_bound() {
+    fn attempts_made_at_once_wait_as_attempts_made_one_after_another() {
         let mut throttle = Throttle::default();
+        // Begun together, none finished yet: the fourth must wait already.
+        for _ in 0..USER_FREE_FAILURES {
+            throttle.begin("aigerim", None, 5).unwrap();
+        }
+        assert_eq!(throttle.begin("aigerim", None, 5).unwrap_err().error.code, ErrorCode::RateLimited);
+        // A name longer than any username counts under the same key throughout.
+        let long = "x".repeat(100);
+        for _ in 0..USER_FREE_FAILURES {
+            throttle.begin(&long, None, 5).unwrap();
+        }
+        assert!(throttle.begin(&long, None, 5).is_err());
+    }
+
+    #[test]
+    fn a_flood_of_made_up_usernames_never_flushes_out_a_user_kept_waiting() {
+        let mut throttle = Throttle::default();
+        for _ in 0..USER_FREE_FAILURES + 5 {
+            throttle
+                .users
+                .entry("aigerim".into())
+                .or_insert(Failures { count: 0, last_ms: 0, audited_at_count: 0 })
+                .count += 1;
+        }
         for n in 0..THROTTLED_MAX + 10 {
-            throttle.failed(&format!("user{n}"), None, n as u64);
+            fail(&mut throttle, &format!("user{n}"), None, 1 + n as u64);
         }
         assert_eq!(throttle.users.len(), THROTTLED_MAX);
-        assert!(!throttle.users.contains_key("user0"), "the quietest forgotten");
+        assert!(throttle.users.contains_key("aigerim"), "the user kept waiting stays");
+        assert!(throttle.begin("aigerim", None, 1).is_err());
     }
 
     #[test]

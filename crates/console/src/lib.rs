@@ -103,6 +103,7 @@ impl PasswordChecks {
                     break;
                 }
             }
+            assert!(state.waiting > 0 && state.waiting <= PASSWORD_CHECKS_WAITING_MAX);
             state.waiting -= 1;
             if state.running >= PASSWORD_CHECKS_MAX {
                 return Err(busy());
@@ -278,19 +279,19 @@ impl Console {
         let user = self.users.read().get(username).cloned();
         let role = user.as_ref().map(|u| u.role.console()).unwrap_or("unknown");
         let now_ms = self.platform.now_ms();
-        if let Err(refused) = self.throttle.lock().check(username, source, now_ms) {
-            self.audit(username, role, "sign_in", username, &refused.message, false)?;
-            return Err(refused);
+        // Checked and counted in one step (the guard ends with the statement), so attempts
+        // made at once wait as attempts made one after another do.
+        let begun = self.throttle.lock().begin(username, source, now_ms);
+        if let Err(refused) = begun {
+            if refused.audit {
+                self.audit(username, role, "sign_in", username, &refused.error.message, false)?;
+            }
+            return Err(refused.error);
         }
         let hash = user.as_ref().map_or(self.unknown_user_hash.as_str(), |u| u.password_hash.as_str());
         let ok = self.check_password(hash, password)? && user.is_some();
-        {
-            let mut throttle = self.throttle.lock();
-            if ok {
-                throttle.succeeded(username);
-            } else {
-                throttle.failed(username, source, now_ms);
-            }
+        if ok {
+            self.throttle.lock().succeeded(username, source);
         }
         self.audit(username, role, "sign_in", username, if ok { "" } else { "wrong username or password" }, ok)?;
         let user = match (ok, user) {
@@ -308,7 +309,7 @@ impl Console {
 
     /// Whole seconds `username` from `source` must wait before it may try to sign in again.
     pub fn sign_in_wait_s(&self, username: &str, source: Option<IpAddr>) -> u64 {
-        self.throttle.lock().wait_s(username, source, self.platform.now_ms())
+        self.throttle.lock().wait_s_for(username, source, self.platform.now_ms())
     }
 
     /// Check `password` against `hash` in one of [`PASSWORD_CHECKS_MAX`] slots.
@@ -317,7 +318,7 @@ impl Console {
         Ok(verify_password(hash, password))
     }
 
-    /// Most password checks that ran at once since the console opened.
+    /// Most password checks that ran at once since the console opened (a count of checks).
     pub fn password_checks_peak(&self) -> usize {
         self.password_checks.state.lock().peak
     }

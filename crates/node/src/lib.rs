@@ -582,6 +582,12 @@ impl NodeState {
         accounts.into_iter()
     }
 
+    /// At most `limit` accounts after client id `after` (from the first when `None`), in
+    /// client id order: a page of the accounts.
+    pub fn accounts_after<'a>(&'a self, after: Option<&'a str>, limit: usize) -> impl Iterator<Item = &'a Account> {
+        self.accounts().filter(move |a| after.is_none_or(|after| a.client_id.as_str() > after)).take(limit)
+    }
+
     /// How many accounts this node keeps.
     pub fn account_count(&self) -> usize {
         self.accounts.len()
@@ -988,6 +994,29 @@ impl NodeState {
                     Policy::Marked { .. } => "marked",
                     Policy::Vat => "VAT-marked",
                 };
+                // As a payment's: retryable when its own payments in flight reserve enough of
+                // this kind that it may suffice once they complete.
+                let reserved = Amount::sum(state.tokens.iter().filter_map(|id| {
+                    self.tokens
+                        .get(id)
+                        .filter(|h| h.reserved_by.is_some() && h.input.output.policy == *policy)
+                        .map(|h| h.input.output.amount_tiyn)
+                }))
+                .unwrap_or(Amount::ZERO);
+                let spendable = Amount::sum(amounts.iter().copied()).unwrap_or(Amount::ZERO);
+                let in_flight = e.code == ErrorCode::InsufficientFunds
+                    && !reserved.is_zero()
+                    && spendable.checked_add(reserved).is_ok_and(|with_reserved| with_reserved >= *amount);
+                if in_flight {
+                    return Error::new(
+                        ErrorCode::FundsInFlight,
+                        format!(
+                            "{} ({kind} DT): {spendable} spendable now, {reserved} more reserved by payments in flight: \
+                             retry when they complete",
+                            state.record.account.name
+                        ),
+                    );
+                }
                 Error::new(e.code, format!("{} ({kind} DT): {}", state.record.account.name, e.message))
             })?;
             chosen.extend(selection.chosen.iter().map(|&i| candidates[i].0));

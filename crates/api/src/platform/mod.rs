@@ -34,8 +34,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use accounts::{
-    history_entries, history_line, plan_account, view as account_view, HISTORY_PAGE_MAX, NAME_LEN_MAX,
-    OPEN_ACCOUNTS_MAX,
+    accounts_page, history_entries, history_line, plan_account, view as account_view, ACCOUNTS_PAGE_DEFAULT,
+    ACCOUNTS_PAGE_MAX, HISTORY_PAGE_MAX, NAME_LEN_MAX, OPEN_ACCOUNTS_MAX,
 };
 pub use answers::{Answers, KeyInFlight, IDEM_KEY_LEN_MAX};
 pub use cards::{buyer_of, merchant_of, program_of, purchase_of, role_mode};

@@ -68,6 +68,9 @@ mod tests {
                 reference: _,
             } = x;
         };
+        let _ = |x: crate::types::AccountPage| {
+            let crate::types::AccountPage { accounts: _, next_after: _ } = x;
+        };
         let _ = |x: crate::types::HistoryPage| {
             let crate::types::HistoryPage { lines: _, total: _, offset: _, limit: _ } = x;
         };

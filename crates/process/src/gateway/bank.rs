@@ -39,15 +39,30 @@ pub(super) struct Page {
     pub(super) limit: Option<usize>,
 }
 
-pub(super) async fn accounts(State(node): State<Node>, P(_id): P<String>) -> Response {
+/// A page of the node's accounts (`?after=<client id>&limit=<1 to 1,000>`), as `up`'s.
+pub(super) async fn accounts(
+    State(node): State<Node>,
+    P(_id): P<String>,
+    page: std::result::Result<Query<AccountsAfter>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let page = match page {
+        Ok(Query(page)) => page,
+        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
+    };
+    let limit = page.limit.unwrap_or(dtenge_api::platform::ACCOUNTS_PAGE_DEFAULT);
     answer(
         blocking(move || {
-            bank(&node)?.service().read(|n| {
-                n.accounts().map(|a| dtenge_api::platform::account_view(n, a)).collect::<Result<Vec<AccountView>>>()
-            })
+            bank(&node)?.service().read(|n| dtenge_api::platform::accounts_page(n, page.after.as_deref(), limit))
         })
         .await,
     )
+}
+
+/// The query of [`accounts`].
+#[derive(serde::Deserialize)]
+pub(super) struct AccountsAfter {
+    after: Option<String>,
+    limit: Option<usize>,
 }
 
 pub(super) async fn history(
