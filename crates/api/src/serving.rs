@@ -200,7 +200,9 @@ pub async fn serve(
             connection.run(tcp, acceptor, watcher).await;
         });
     }
-    // No new connections; those open finish what they were doing.
+    // No new connections (the socket closed: a connect is refused, not left in the backlog);
+    // those open finish what they were doing.
+    drop(listener);
     let _ = tokio::time::timeout(Duration::from_millis(DRAIN_MS_MAX), graceful.shutdown()).await;
     Ok(())
 }
@@ -656,13 +658,19 @@ mod tests {
         ] {
             assert!(hosts.serves(served), "{served}");
         }
-        for refused in
-            ["attacker.example", "attacker.example:8443", "bank.example", "10.1.2.4", "", "localhost.attacker.example"]
-        {
+        for refused in ["attacker.example", "attacker.example:8443", "bank.example", "", "localhost.attacker.example"] {
             assert!(!hosts.serves(refused), "{refused}");
         }
-        // A wildcard address is not a name anyone connects by.
-        assert!(!Hosts::serving("0.0.0.0:80".parse().unwrap(), &[]).serves("0.0.0.0"));
+        // Any address: no rebinding page names one (its requests name its own host).
+        for address in ["10.1.2.4", "[0:0:0:0:0:0:0:1]:80", "192.168.0.7:8443"] {
+            assert!(hosts.serves(address), "{address}");
+        }
+        // A certificate's wildcard name covers one label, as TLS matches it.
+        let wildcard = Hosts::serving("0.0.0.0:443".parse().unwrap(), &["*.steppe.example".to_string()]);
+        assert!(wildcard.serves("api.steppe.example:443"));
+        for refused in ["steppe.example", "a.b.steppe.example", ".steppe.example"] {
+            assert!(!wildcard.serves(refused), "{refused}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,11 +22,11 @@ use crate::Hosted;
 use axum::extract::{Path as P, Query, State};
 use axum::response::{IntoResponse, Response};
 use dtenge_api::platform::{history_entries, history_line};
-use dtenge_api::types::{AccountView, AmountRequest, HistoryPage, Receipt};
+use dtenge_api::types::{AmountRequest, HistoryPage, Receipt};
 use dtenge_api::Failure;
 use dtenge_bank::{Conversion, Directory as _, IdemKey, Request as BankRequest};
 use dtenge_core::party::Party;
-use dtenge_core::{Amount, Error, ErrorCode, Result};
+use dtenge_core::{Amount, Error, ErrorCode};
 use dtenge_node::{Balance, Purpose, OWN_ACCOUNT};
 
 /// History lines a page returns when the caller names no limit.
