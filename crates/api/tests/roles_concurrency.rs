@@ -304,7 +304,12 @@ fn racing_custodial_payments_never_overdraw() {
                     assert_eq!(dt(&platform, &payees[i]), payees_before[i] + amounts[i], "{context}: payee {i}");
                 }
                 Err(e) => {
-                    assert_eq!(e.code, ErrorCode::InsufficientFunds, "{context}: payment {i}: {e}");
+                    // Refused for good, or told to retry while another racing payment holds
+                    // the tokens it would need (issue 19): nothing moved either way.
+                    assert!(
+                        matches!(e.code, ErrorCode::InsufficientFunds | ErrorCode::FundsInFlight),
+                        "{context}: payment {i}: {e}"
+                    );
                     assert_eq!(dt(&platform, &payees[i]), payees_before[i], "{context}: payee {i} of a failed payment");
                 }
             }
