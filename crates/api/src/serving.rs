@@ -6,7 +6,8 @@
 //! stopped answering), and bound a bank's gateway to a web page by DNS rebinding. So:
 //! - At most [`Limits::connections_max`] connections are open. When one more arrives at the
 //!   cap, the oldest connection that has no request in work (it is idle, or still sending its
-//!   TLS handshake, headers or body) is closed to make room. A client whose request the server
+//!   TLS handshake, headers or body; a request is in work from the end of its body until its
+//!   handler answers) is closed to make room. A client whose request the server
 //!   is working on is never pushed out by a flood: a flood pushes out only its own kind, and a
 //!   real client's connection, which sends its request at once, is served before it ages. When
 //!   every open connection has a request in work, the new one is refused (closed at once).
@@ -44,6 +45,8 @@ use tower::ServiceExt;
 const DRAIN_MS_MAX: u64 = 30_000;
 /// Requests in flight at once on one HTTP/2 connection.
 const H2_STREAMS_MAX: u32 = 128;
+/// How often an HTTP/2 connection is pinged, and how long its answer may take.
+const H2_PING_MS: u64 = 20_000;
 
 /// The server's bounds. [`Limits::GATEWAY`] is what every gateway runs with; tests shorten the
 /// deadlines to see them act.
@@ -358,7 +361,13 @@ impl Connection {
         });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_millis(header_ms_max));
-        builder.http2().timer(TokioTimer::new()).max_concurrent_streams(H2_STREAMS_MAX);
+        // Pings find an HTTP/2 peer that went away without closing.
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_STREAMS_MAX)
+            .keep_alive_interval(Duration::from_millis(H2_PING_MS))
+            .keep_alive_timeout(Duration::from_millis(H2_PING_MS));
         let connection = watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned());
         tokio::select! {
             _ = connection => {}
@@ -383,8 +392,10 @@ impl Connection {
             return refused;
         }
         let work = Arc::new(Work::start(self.activity.clone(), self.epoch));
-        if request.body().is_end_stream() {
-            work.arrived();
+        if request.body().is_end_stream() && !work.arrived() {
+            // The connection is being closed to make room: no work starts on it.
+            // (The client sees the connection close, not this answer.)
+            return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
         let deadline = Box::pin(tokio::time::sleep(Duration::from_millis(self.limits.body_ms_max)));
         let (work_of_body, body_ms_max) = (work.clone(), self.limits.body_ms_max);
@@ -395,14 +406,16 @@ impl Connection {
         }
         request.extensions_mut().insert(axum::extract::ConnectInfo(self.peer_addr));
         let answered = self.app.clone().oneshot(request).await;
+        // Out of work once answered: hyper writes the answer (HTTP/1.1 takes the whole body
+        // at once; an HTTP/2 client that never opens its window must not hold the connection
+        // in work for ever), and the idle watch bounds a write that makes no progress.
+        drop(work);
         let mut response = match answered {
             Ok(response) => response,
             Err(never) => match never {},
         };
         guard(response.headers_mut(), self.tls);
-        // In work until the answer is written whole: a large answer to a slow client is not cut
-        // by an eviction or the idle watch.
-        response.map(|inner| axum::body::Body::new(Answering { inner, _work: work }))
+        response
     }
 }
 
@@ -471,7 +484,7 @@ impl Work {
     /// The body has arrived: from now on the server works on the request (unless its
     /// connection is being evicted). Counted before the state changes, and taken back when the
     /// request was already answered, so the count never goes below what is in work.
-    fn arrived(&self) {
+    fn arrived(&self) -> bool {
         let counted = self
             .activity
             .working
@@ -481,6 +494,7 @@ impl Work {
             let before = self.activity.working.fetch_sub(1, Ordering::AcqRel);
             assert!(before & !EVICTED > 0, "a request taken back from work it was not in");
         }
+        counted
     }
 }
 
@@ -496,29 +510,6 @@ impl Drop for Work {
     }
 }
 
-/// An answer's body, keeping its request in work until it is written (or dropped).
-struct Answering {
-    inner: axum::body::Body,
-    _work: Arc<Work>,
-}
-
-impl Body for Answering {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 /// A request body that must arrive whole before its deadline, and tells its request's
 /// [`Work`] when it has.
 struct OnDeadline {
@@ -527,6 +518,11 @@ struct OnDeadline {
     body_ms_max: u64,
     work: Arc<Work>,
 }
+
+/// The body arrived as its connection was being closed to make room.
+#[derive(Debug, thiserror::Error)]
+#[error("the connection is closing: send the request again")]
+struct ConnectionClosing;
 
 /// The body did not arrive in time.
 #[derive(Debug, thiserror::Error)]
@@ -540,16 +536,14 @@ impl Body for OnDeadline {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(None) => {
-                this.work.arrived();
-                Poll::Ready(None)
+            // A body that ends on a connection being evicted fails: no work starts on it.
+            Poll::Ready(None) if !this.work.arrived() => Poll::Ready(Some(Err(ConnectionClosing.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Ok(frame))) if this.inner.is_end_stream() && !this.work.arrived() => {
+                drop(frame);
+                Poll::Ready(Some(Err(ConnectionClosing.into())))
             }
-            Poll::Ready(Some(Ok(frame))) => {
-                if this.inner.is_end_stream() {
-                    this.work.arrived();
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame)))
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(BodyTooSlow(this.body_ms_max).into()))),

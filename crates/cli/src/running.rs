@@ -31,10 +31,22 @@ pub(crate) fn take(data: &Path) -> Result<Running, String> {
         .open(&path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     match lock.try_lock() {
-        Ok(()) => Ok(Running { _lock: lock }),
+        Ok(()) => {
+            // Whatever it says is from a process that ended: gone until this one says where
+            // it serves.
+            match std::fs::remove_file(data.join(API_FILE)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("cannot remove {}: {e}", data.join(API_FILE).display())),
+            }
+            Ok(Running { _lock: lock })
+        }
         Err(std::fs::TryLockError::WouldBlock) => {
             let at = read_api(data).unwrap_or_else(|| "an address it did not write yet".into());
-            Err(format!("another `dtenge up` runs on {} (at {at}): stop it first", data.display()))
+            Err(format!(
+                "another `dtenge up` runs on {} (at {at}), or a `dtenge reconcile` reads it: wait for it to end",
+                data.display()
+            ))
         }
         Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
     }
@@ -62,15 +74,21 @@ pub(crate) enum Holder {
 }
 
 /// Who has `data` now: the `up` running on it, or nobody (whatever `up.api` says then is from
-/// a process that ended).
+/// a process that ended). Nobody's answer holds a shared lock: no `up` starts until it is
+/// dropped, and other readers may hold one too.
 pub(crate) fn holder(data: &Path) -> Result<Holder, String> {
+    if !data.is_dir() {
+        return Ok(Holder::Nobody(None));
+    }
     let path = data.join(LOCK_FILE);
-    let lock = match File::open(&path) {
-        Ok(lock) => lock,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Holder::Nobody(None)),
-        Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
-    };
-    match lock.try_lock() {
+    // Created when missing (a directory of an older build), so that reading it is locked too.
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match lock.try_lock_shared() {
         Ok(()) => Ok(Holder::Nobody(Some(Running { _lock: lock }))),
         Err(std::fs::TryLockError::WouldBlock) => read_api(data)
             .map(Holder::Up)
@@ -103,8 +121,11 @@ mod tests {
         drop(running);
         let reading = holder(dir.path()).unwrap();
         assert!(matches!(reading, Holder::Nobody(Some(_))), "the address left behind is not believed");
+        assert!(matches!(holder(dir.path()).unwrap(), Holder::Nobody(Some(_))), "two readers at once");
         assert!(take(dir.path()).is_err(), "no up starts while the files are read");
         drop(reading);
-        take(dir.path()).unwrap();
+        let running = take(dir.path()).unwrap();
+        assert!(holder(dir.path()).is_err(), "the address of the up before is gone at start");
+        drop(running);
     }
 }

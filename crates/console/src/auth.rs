@@ -264,11 +264,35 @@ impl Throttle {
                 Error::new(ErrorCode::RateLimited, format!("too many failed sign-ins: try again in {wait_s} s"));
             return Err(Refused { error, wait_s, audit });
         }
-        Throttle::count(&mut self.users, user, now_ms);
+        // Every key remembered is kept waiting: fail closed rather than forget one.
+        let full = || Refused {
+            error: Error::new(ErrorCode::RateLimited, "too many failed sign-ins at once: try again in 60 s"),
+            wait_s: 60,
+            audit: false,
+        };
+        if !Throttle::count(&mut self.users, user.clone(), USER_FREE_FAILURES, now_ms) {
+            return Err(full());
+        }
         if let Some(source) = source {
-            Throttle::count(&mut self.sources, source, now_ms);
+            if !Throttle::count(&mut self.sources, source, SOURCE_FREE_FAILURES, now_ms) {
+                if let Some(f) = self.users.get_mut(&user) {
+                    f.count = f.count.saturating_sub(1);
+                }
+                return Err(full());
+            }
         }
         Ok(())
+    }
+
+    /// The sign-in begun for `username` from `source` ended before its password was checked
+    /// (the checks were busy): its count is taken back, it was no failure.
+    pub fn abandoned(&mut self, username: &str, source: Option<std::net::IpAddr>) {
+        if let Some(f) = self.users.get_mut(&user_key(username)) {
+            f.count = f.count.saturating_sub(1);
+        }
+        if let Some(f) = source.and_then(|s| self.sources.get_mut(&source_key(s))) {
+            f.count = f.count.saturating_sub(1);
+        }
     }
 
     /// The sign-in begun for `username` from `source` succeeded: the user's failures are
@@ -295,16 +319,29 @@ impl Throttle {
         user.max(from).saturating_sub(now_ms).div_ceil(1_000)
     }
 
-    /// Count one failure under `key`. At [`THROTTLED_MAX`] keys, the forgotten ones go, then
-    /// the one with the fewest failures (the quietest of those): never one kept waiting, which
-    /// a flood of new names would otherwise flush out.
-    fn count<K: std::hash::Hash + Eq + Clone>(failures: &mut HashMap<K, Failures>, key: K, now_ms: u64) {
+    /// Count one failure under `key` (`free` failures before a wait); false when it cannot be
+    /// remembered. At [`THROTTLED_MAX`] keys, the forgotten ones go, then the one with the
+    /// fewest failures (the quietest of those) that is not kept waiting, which a flood of new
+    /// names would otherwise flush out; when every one is kept waiting, none goes.
+    fn count<K: std::hash::Hash + Eq + Clone>(
+        failures: &mut HashMap<K, Failures>,
+        key: K,
+        free: u32,
+        now_ms: u64,
+    ) -> bool {
         if failures.len() >= THROTTLED_MAX && !failures.contains_key(&key) {
             failures.retain(|_, f| !f.forgotten(now_ms));
             if failures.len() >= THROTTLED_MAX {
-                let least = failures.iter().min_by_key(|(_, f)| (f.count, f.last_ms)).map(|(k, _)| k.clone());
-                if let Some(least) = least {
-                    failures.remove(&least);
+                let least = failures
+                    .iter()
+                    .filter(|(_, f)| f.next_attempt_ms(free) <= now_ms)
+                    .min_by_key(|(_, f)| (f.count, f.last_ms))
+                    .map(|(k, _)| k.clone());
+                match least {
+                    Some(least) => {
+                        failures.remove(&least);
+                    }
+                    None => return false,
                 }
             }
         }
@@ -315,6 +352,7 @@ impl Throttle {
         entry.count = entry.count.saturating_add(1);
         entry.last_ms = now_ms;
         assert!(failures.len() <= THROTTLED_MAX);
+        true
     }
 }
 
@@ -323,10 +361,11 @@ fn user_key(username: &str) -> String {
     username.chars().take(64).collect()
 }
 
-/// An address as the throttle counts it: IPv4 whole, IPv6 by its /64.
+/// An address as the throttle counts it: IPv4 whole (also when it came mapped into IPv6, as
+/// a dual-stack listener gives it), IPv6 by its /64.
 fn source_key(source: std::net::IpAddr) -> std::net::IpAddr {
-    match source {
-        std::net::IpAddr::V4(_) => source,
+    match source.to_canonical() {
+        v4 @ std::net::IpAddr::V4(_) => v4,
         std::net::IpAddr::V6(v6) => {
             let [a, b, c, d, ..] = v6.segments();
             std::net::IpAddr::V6(std::net::Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
@@ -438,6 +477,22 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv4_client_of_a_dual_stack_listener_counts_as_itself_and_a_busy_refusal_is_no_failure() {
+        let mut throttle = Throttle::default();
+        for n in 0..SOURCE_FREE_FAILURES {
+            fail(&mut throttle, &format!("guess{n}"), Some(format!("::ffff:10.0.0.{n}").parse().unwrap()), 5);
+        }
+        // Twenty addresses, not one: another IPv4 client is not slowed.
+        throttle.begin("saule", Some("::ffff:10.0.1.1".parse().unwrap()), 5).unwrap();
+        // Attempts that never had their password checked do not count.
+        for _ in 0..10 {
+            throttle.begin("aigerim", None, 5).unwrap();
+            throttle.abandoned("aigerim", None);
+        }
+        throttle.begin("aigerim", None, 5).unwrap();
+    }
+
+    #[test]
     fn attempts_made_at_once_wait_as_attempts_made_one_after_another() {
         let mut throttle = Throttle::default();
         // Begun together, none finished yet: the fourth must wait already.
@@ -456,19 +511,23 @@ mod tests {
     #[test]
     fn a_flood_of_made_up_usernames_never_flushes_out_a_user_kept_waiting() {
         let mut throttle = Throttle::default();
-        for _ in 0..USER_FREE_FAILURES + 5 {
-            throttle
-                .users
-                .entry("aigerim".into())
-                .or_insert(Failures { count: 0, last_ms: 0, audited_at_count: 0 })
-                .count += 1;
-        }
+        throttle
+            .users
+            .insert("aigerim".into(), Failures { count: USER_FREE_FAILURES + 5, last_ms: 0, audited_at_count: 0 });
         for n in 0..THROTTLED_MAX + 10 {
             fail(&mut throttle, &format!("user{n}"), None, 1 + n as u64);
         }
         assert_eq!(throttle.users.len(), THROTTLED_MAX);
         assert!(throttle.users.contains_key("aigerim"), "the user kept waiting stays");
         assert!(throttle.begin("aigerim", None, 1).is_err());
+        // When every one remembered is kept waiting, a new name is refused, not counted.
+        let mut full = Throttle::default();
+        for n in 0..THROTTLED_MAX {
+            full.users
+                .insert(format!("w{n}"), Failures { count: USER_FREE_FAILURES + 1, last_ms: 0, audited_at_count: 0 });
+        }
+        assert_eq!(full.begin("newcomer", None, 1).unwrap_err().error.code, ErrorCode::RateLimited);
+        assert_eq!(full.users.len(), THROTTLED_MAX);
     }
 
     #[test]

@@ -289,7 +289,15 @@ impl Console {
             return Err(refused.error);
         }
         let hash = user.as_ref().map_or(self.unknown_user_hash.as_str(), |u| u.password_hash.as_str());
-        let ok = self.check_password(hash, password)? && user.is_some();
+        let checked = match self.check_password(hash, password) {
+            Ok(matched) => matched,
+            Err(busy) => {
+                // Never checked: no failure of the user's or its address's.
+                self.throttle.lock().abandoned(username, source);
+                return Err(busy);
+            }
+        };
+        let ok = checked && user.is_some();
         if ok {
             self.throttle.lock().succeeded(username, source);
         }

@@ -843,14 +843,19 @@ impl NodeState {
             if e.code != ErrorCode::InsufficientFunds {
                 return e;
             }
+            // Standard DT only: a marked or VAT spend in flight gives back marked or VAT change.
             let reserved = Amount::sum(state.tokens.iter().filter_map(|id| {
-                self.tokens.get(id).filter(|h| h.reserved_by.is_some()).map(|h| h.input.output.amount_tiyn)
+                self.tokens
+                    .get(id)
+                    .filter(|h| h.reserved_by.is_some() && h.input.output.policy.is_standard())
+                    .map(|h| h.input.output.amount_tiyn)
             }))
             .unwrap_or(Amount::ZERO);
             // Enough once the payments in flight complete (their change comes back, or they
             // fail and free their inputs): a retry may pass, so the refusal says so.
             let spendable = Amount::sum(amounts.iter().copied()).unwrap_or(Amount::ZERO);
-            if spendable.checked_add(reserved).is_ok_and(|with_reserved| with_reserved >= total) {
+            let may_suffice = spendable.checked_add(reserved).is_ok_and(|with_reserved| with_reserved >= total);
+            if !reserved.is_zero() && may_suffice {
                 return Error::new(
                     ErrorCode::FundsInFlight,
                     format!(
