@@ -543,7 +543,7 @@ impl Body for OnDeadline {
                 drop(frame);
                 Poll::Ready(Some(Err(ConnectionClosing.into())))
             }
-            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame)))
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(BodyTooSlow(this.body_ms_max).into()))),
