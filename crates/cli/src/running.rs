@@ -23,13 +23,7 @@ pub(crate) struct Running {
 /// Take `data` for this `up`: refused if another one runs on it.
 pub(crate) fn take(data: &Path) -> Result<Running, String> {
     std::fs::create_dir_all(data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
-    let path = data.join(LOCK_FILE);
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let (lock, path) = lock_file(data)?;
     match lock.try_lock() {
         Ok(()) => {
             // Whatever it says is from a process that ended: gone until this one says where
@@ -80,14 +74,8 @@ pub(crate) fn holder(data: &Path) -> Result<Holder, String> {
     if !data.is_dir() {
         return Ok(Holder::Nobody(None));
     }
-    let path = data.join(LOCK_FILE);
     // Created when missing (a directory of an older build), so that reading it is locked too.
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let (lock, path) = lock_file(data)?;
     match lock.try_lock_shared() {
         Ok(()) => Ok(Holder::Nobody(Some(Running { _lock: lock }))),
         Err(std::fs::TryLockError::WouldBlock) => read_api(data)
@@ -95,6 +83,18 @@ pub(crate) fn holder(data: &Path) -> Result<Holder, String> {
             .ok_or_else(|| format!("a `dtenge up` runs on {} but has not said where it serves yet", data.display())),
         Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
     }
+}
+
+/// `data`'s lock file, created when missing, and its path.
+fn lock_file(data: &Path) -> Result<(File, std::path::PathBuf), String> {
+    let path = data.join(LOCK_FILE);
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    Ok((lock, path))
 }
 
 fn read_api(data: &Path) -> Option<String> {
@@ -112,7 +112,8 @@ mod tests {
     #[test]
     fn a_directory_is_served_while_its_up_holds_it_and_free_after() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(holder(dir.path()).unwrap(), Holder::Nobody(None)), "never run");
+        assert!(matches!(holder(&dir.path().join("none")).unwrap(), Holder::Nobody(None)), "no directory");
+        assert!(matches!(holder(dir.path()).unwrap(), Holder::Nobody(Some(_))), "never run");
         let running = take(dir.path()).unwrap();
         assert!(holder(dir.path()).is_err(), "taken, no address yet");
         running.serving_at(dir.path(), "http://127.0.0.1:9").unwrap();
