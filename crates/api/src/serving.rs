@@ -637,6 +637,27 @@ mod tests {
         Some(String::from_utf8_lossy(&answer).into_owned())
     }
 
+    /// `n` connections, each with a `/slow` request in work.
+    async fn in_work(server: &Running, n: usize) -> Vec<TcpStream> {
+        let mut working = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut stream = TcpStream::connect(server.addr).await.unwrap();
+            stream.write_all(get_request("/slow", "localhost").as_bytes()).await.unwrap();
+            working.push(stream);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        working
+    }
+
+    /// Release the `/slow` requests of `working`; each is answered.
+    async fn answered(server: &Running, working: Vec<TcpStream>) {
+        server.release.notify_waiters();
+        for mut stream in working {
+            let answer = read_until_closed(&mut stream).await.expect("answered");
+            assert!(answer.ends_with("done"), "{answer}");
+        }
+    }
+
     fn get_request(path: &str, host: &str) -> String {
         format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
     }
@@ -763,13 +784,7 @@ mod tests {
         let limits = Limits { connections_max: 4, idle_ms_max: 60_000, header_ms_max: 60_000, ..SHORT };
         let server = start(limits).await;
         // Two requests in work, then two idle connections: the cap is reached.
-        let mut working = Vec::new();
-        for _ in 0..2 {
-            let mut stream = TcpStream::connect(server.addr).await.unwrap();
-            stream.write_all(get_request("/slow", "localhost").as_bytes()).await.unwrap();
-            working.push(stream);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let working = in_work(&server, 2).await;
         let mut idle_first = TcpStream::connect(server.addr).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let _idle_second = TcpStream::connect(server.addr).await.unwrap();
@@ -779,31 +794,17 @@ mod tests {
         assert!(served.starts_with("HTTP/1.1 200"), "{served}");
         assert!(read_until_closed(&mut idle_first).await.is_some(), "the oldest idle connection made room");
         // The work in flight was not pushed out.
-        server.release.notify_waiters();
-        for mut stream in working {
-            let answer = read_until_closed(&mut stream).await.expect("answered");
-            assert!(answer.ends_with("done"), "{answer}");
-        }
+        answered(&server, working).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn when_every_connection_has_work_in_flight_a_new_one_is_refused() {
         let limits = Limits { connections_max: 2, ..SHORT };
         let server = start(limits).await;
-        let mut working = Vec::new();
-        for _ in 0..2 {
-            let mut stream = TcpStream::connect(server.addr).await.unwrap();
-            stream.write_all(get_request("/slow", "localhost").as_bytes()).await.unwrap();
-            working.push(stream);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let working = in_work(&server, 2).await;
         let refused = exchange(server.addr, &get_request("/health", "localhost")).await;
         assert!(refused.is_empty(), "closed without an answer: {refused}");
-        server.release.notify_waiters();
-        for mut stream in working {
-            let answer = read_until_closed(&mut stream).await.expect("answered");
-            assert!(answer.ends_with("done"), "{answer}");
-        }
+        answered(&server, working).await;
         let served = exchange(server.addr, &get_request("/health", "localhost")).await;
         assert!(served.starts_with("HTTP/1.1 200"), "room again once the work is answered: {served}");
     }
