@@ -3,13 +3,13 @@
 //! Providers (government systems, portals) authenticate with `Authorization: Bearer <token>`,
 //! the token the operator's registration of the provider returned once.
 
-use crate::error::{ApiError, Failure};
-use crate::routes::{mutate, read, App, Body, Page, P};
+use crate::error::ApiError;
+use crate::routes::{mutate, read, App, Body, Page, P, Q};
 use crate::schemas;
 use crate::types::*;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::Router;
 use dtenge_core::{Error, ErrorCode};
@@ -129,14 +129,7 @@ pub struct EventQuery {
 
 #[utoipa::path(get, path = "/v1/oracle/events", tag = "oracle", params(EventQuery),
     responses((status = 200, body = schemas::EventPage), (status = 400, body = ApiError)))]
-pub(crate) async fn list_events(
-    State(app): State<App>,
-    query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let query = match query {
-        Ok(Query(q)) => q,
-        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
-    };
+pub(crate) async fn list_events(State(app): State<App>, Q(query): Q<EventQuery>) -> Response {
     read(app, move |n| n.oracle_events(query.status, query.offset.unwrap_or(0), query.limit.unwrap_or(50))).await
 }
 
@@ -198,15 +191,7 @@ pub(crate) async fn account_holds(State(app): State<App>, P((node, client)): P<(
     description = "What the node was told about its clients (events registered, funds held, released, returned), newest first.",
     params(("node" = String, Path), Page),
     responses((status = 200, body = schemas::NotificationPage), (status = 404, body = ApiError)))]
-pub(crate) async fn notifications(
-    State(app): State<App>,
-    P(node): P<String>,
-    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let page = match page {
-        Ok(Query(p)) => p,
-        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
-    };
+pub(crate) async fn notifications(State(app): State<App>, P(node): P<String>, Q(page): Q<Page>) -> Response {
     read(app, move |n| n.notifications(&node, page.offset.unwrap_or(0), page.limit.unwrap_or(50))).await
 }
 
@@ -253,14 +238,7 @@ pub(crate) async fn create_marking(
 
 #[utoipa::path(get, path = "/v1/oracle/markings", tag = "marking", params(Page),
     responses((status = 200, body = schemas::MarkingPage)))]
-pub(crate) async fn list_markings(
-    State(app): State<App>,
-    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let page = match page {
-        Ok(Query(p)) => p,
-        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
-    };
+pub(crate) async fn list_markings(State(app): State<App>, Q(page): Q<Page>) -> Response {
     read(app, move |n| n.markings(page.offset.unwrap_or(0), page.limit.unwrap_or(50))).await
 }
 

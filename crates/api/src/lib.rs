@@ -28,4 +28,4 @@ pub mod types;
 pub use error::{status_of, ApiError, Code, ErrorBody, Failure, HttpCode};
 pub use idempotency::{idempotency_key, request_fingerprint, typed_request, CONSOLE_KEY_PREFIX, IDEMPOTENCY_HEADER};
 pub use media_type::{check_media_type, require_json, JSON_MEDIA_TYPE};
-pub use routes::{router, AbsBalances, ApiDoc};
+pub use routes::{router, AbsBalances, ApiDoc, Q};

@@ -167,6 +167,21 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts
     }
 }
 
+/// Query parameters; a query that does not parse (a number that is not one, an unknown
+/// field) is answered with a structured error like every other bad input.
+pub struct Q<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for Q<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| Q(value))
+            .map_err(|e| Failure(Error::malformed(format!("query: {e}"))).into_response())
+    }
+}
+
 /// The raw request body; a body that cannot be read (too large, broken) is answered with a
 /// structured error like every other bad input.
 pub struct Body(pub(crate) Bytes);
@@ -317,15 +332,7 @@ pub struct AccountsAfter {
     description = "The node's accounts in client id order, a page at a time: follow `next_after` until it is null.",
     params(("node" = String, Path, description = "Node id: a bank (`steppe`, `tulpar`, `sapa`) or `treasury`"), AccountsAfter),
     responses((status = 200, body = schemas::AccountPage), (status = 404, body = ApiError)))]
-async fn list_accounts(
-    State(app): State<App>,
-    P(node): P<String>,
-    page: Result<Query<AccountsAfter>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let page = match page {
-        Ok(Query(p)) => p,
-        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
-    };
+async fn list_accounts(State(app): State<App>, P(node): P<String>, Q(page): Q<AccountsAfter>) -> Response {
     let limit = page.limit.unwrap_or(crate::platform::ACCOUNTS_PAGE_DEFAULT);
     read(app, move |n| n.accounts_page(&node, page.after.as_deref(), limit)).await
 }
@@ -388,15 +395,7 @@ pub struct Page {
     description = "History newest first. Counterparty names appear only when the counterparty is a client of the same bank.",
     params(("node" = String, Path), ("client" = String, Path), Page),
     responses((status = 200, body = schemas::HistoryPage), (status = 404, body = ApiError)))]
-async fn get_history(
-    State(app): State<App>,
-    P((node, client)): P<(String, String)>,
-    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let page = match page {
-        Ok(Query(p)) => p,
-        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
-    };
+async fn get_history(State(app): State<App>, P((node, client)): P<(String, String)>, Q(page): Q<Page>) -> Response {
     read(app, move |n| n.history(&node, &client, page.offset.unwrap_or(0), page.limit.unwrap_or(50))).await
 }
 
@@ -845,14 +844,7 @@ async fn checkpoint(State(app): State<App>, method: Method, uri: Uri, headers: H
 #[utoipa::path(get, path = "/v1/operator/operations", tag = "operator",
     description = "Emissions and redemptions, newest first.",
     params(Page), responses((status = 200, body = [schemas::NbkOperation])))]
-async fn nbk_operations(
-    State(app): State<App>,
-    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let page = match page {
-        Ok(Query(p)) => p,
-        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
-    };
+async fn nbk_operations(State(app): State<App>, Q(page): Q<Page>) -> Response {
     read(app, move |n| Ok(n.nbk_operations(page.offset.unwrap_or(0), page.limit.unwrap_or(50).min(500)))).await
 }
 

@@ -19,11 +19,11 @@
 
 use super::{answer, bank, blocking, committed, remembered, Keyed, Node};
 use crate::Hosted;
-use axum::extract::{Path as P, Query, State};
+use axum::extract::{Path as P, State};
 use axum::response::{IntoResponse, Response};
 use dtenge_api::platform::{history_entries, history_line};
 use dtenge_api::types::{AmountRequest, HistoryPage, Receipt};
-use dtenge_api::Failure;
+use dtenge_api::{Failure, Q};
 use dtenge_bank::{Conversion, Directory as _, IdemKey, Request as BankRequest};
 use dtenge_core::party::Party;
 use dtenge_core::{Amount, Error, ErrorCode};
@@ -40,15 +40,7 @@ pub(super) struct Page {
 }
 
 /// A page of the node's accounts (`?after=<client id>&limit=<1 to 1,000>`), as `up`'s.
-pub(super) async fn accounts(
-    State(node): State<Node>,
-    P(_id): P<String>,
-    page: std::result::Result<Query<AccountsAfter>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let page = match page {
-        Ok(Query(page)) => page,
-        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
-    };
+pub(super) async fn accounts(State(node): State<Node>, P(_id): P<String>, Q(page): Q<AccountsAfter>) -> Response {
     let limit = page.limit.unwrap_or(dtenge_api::platform::ACCOUNTS_PAGE_DEFAULT);
     answer(
         blocking(move || {
@@ -68,12 +60,8 @@ pub(super) struct AccountsAfter {
 pub(super) async fn history(
     State(node): State<Node>,
     P((_id, client)): P<(String, String)>,
-    page: std::result::Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+    Q(page): Q<Page>,
 ) -> Response {
-    let page = match page {
-        Ok(Query(page)) => page,
-        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
-    };
     let (offset, limit) = (page.offset.unwrap_or(0), page.limit.unwrap_or(HISTORY_PAGE_DEFAULT));
     answer(
         blocking(move || {
