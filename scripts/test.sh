@@ -31,6 +31,9 @@ if ! need node || ! need npm; then apt_install nodejs npm; fi
 if ! need faketime; then apt_install faketime; fi
 # A slow disk in the same tests: strace injects a delay into every fsync.
 if ! need strace; then apt_install strace; fi
+# The HSM of the key tests (crates/keys, crates/cli/tests/operations.rs): SoftHSM2's PKCS#11
+# module and softhsm2-util.
+if [ ! -f /usr/lib/softhsm/libsofthsm2.so ] || ! need softhsm2-util; then apt_install softhsm2; fi
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "== npm ci (tests/browser: playwright-core)"
   (cd tests/browser && npm ci --no-audit --no-fund --silent)

@@ -51,8 +51,6 @@ pub const CA_DIR: &str = "ca";
 pub const CREDENTIALS_DIR: &str = "credentials";
 /// The sandbox's NBK operator.
 pub const SANDBOX_OPERATOR: &str = "nbk";
-/// Under the data directory: the key the gateway signs access tokens with.
-const GATEWAY_KEY_FILE: &str = "gateway.key.pem";
 
 /// Who may call a route.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -436,8 +434,9 @@ impl Gate {
 
 /// The sandbox's gateway: its root under `<dir>/ca` (made on first start), a credential for
 /// each of `nodes`' systems and for the operator under `<dir>/credentials`, and the
-/// authenticator that trusts them, following the root's revocation list.
-pub fn open_sandbox(dir: &Path, entropy: &Entropy, nodes: &[String]) -> Result<Gate> {
+/// authenticator that trusts them, following the root's revocation list, signing access
+/// tokens with `gateway_key` (the vault's: `dtenge-keys`).
+pub fn open_sandbox(dir: &Path, entropy: &Entropy, nodes: &[String], gateway_key: SecretKey) -> Result<Gate> {
     let ca_path = dir.join(CA_DIR);
     let now = now_s();
     let ca = if ca_path.join(dtenge_pki::CA_KEY_FILE).exists() {
@@ -468,22 +467,12 @@ pub fn open_sandbox(dir: &Path, entropy: &Entropy, nodes: &[String]) -> Result<G
         write_atomically(&cert_path, certificate_pem(&cert).as_bytes(), false)
             .map_err(|e| storage(&cert_path)(e.to_string()))?;
     }
-    let key_path = dir.join(GATEWAY_KEY_FILE);
-    let key = if key_path.exists() {
-        let text = std::fs::read_to_string(&key_path).map_err(|e| storage(&key_path)(e.to_string()))?;
-        key_from_pem(&text).map_err(|e| storage(&key_path)(e.to_string()))?
-    } else {
-        let key = SecretKey::from_seed(entropy.seed32());
-        write_atomically(&key_path, key_to_pem(&key).as_bytes(), true)
-            .map_err(|e| storage(&key_path)(e.to_string()))?;
-        key
-    };
     let crl_path = ca_path.join(dtenge_pki::CRL_FILE);
     let crl_modified = std::fs::metadata(&crl_path).and_then(|m| m.modified()).ok();
     let crl = ca.revocation_list_der().map_err(|e| storage(&ca_path)(e.to_string()))?;
     let trust = Trust::new(ca.cert_der(), &crl).map_err(|e| storage(&ca_path)(e.to_string()))?;
     Ok(Gate {
-        authenticator: Authenticator::new(ISSUER, key, trust),
+        authenticator: Authenticator::new(ISSUER, gateway_key, trust),
         ca_der: ca.cert_der().to_vec(),
         crl_path,
         crl_modified: parking_lot::Mutex::new(crl_modified),
@@ -553,7 +542,7 @@ mod tests {
     fn the_sandbox_makes_its_credentials_once_and_they_get_a_token() {
         let dir = tempfile::tempdir().unwrap();
         let entropy = Entropy::from_seed(5);
-        let gate = open_sandbox(dir.path(), &entropy, &["steppe".into()]).unwrap();
+        let gate = open_sandbox(dir.path(), &entropy, &["steppe".into()], SecretKey::from_seed([6; 32])).unwrap();
         let gateway = gate.authenticator();
         let steppe = ApiClient::Bank("steppe".into());
         let credentials = load_credentials(&dir.path().join(CREDENTIALS_DIR), &steppe).unwrap();
@@ -561,7 +550,7 @@ mod tests {
         let granted = gateway.grant(&credentials.assertion(ISSUER, now_s(), "j1"), now_s()).unwrap();
         assert_eq!(gateway.authenticate(&granted.token, now_s()).unwrap(), steppe);
         // Opened again: the same root, credentials and gateway key.
-        let again = open_sandbox(dir.path(), &entropy, &["steppe".into()]).unwrap();
+        let again = open_sandbox(dir.path(), &entropy, &["steppe".into()], SecretKey::from_seed([6; 32])).unwrap();
         let again = again.authenticator();
         assert_eq!(load_credentials(&dir.path().join(CREDENTIALS_DIR), &steppe).unwrap().cert_der, first_cert);
         assert_eq!(again.authenticate(&granted.token, now_s()).unwrap(), steppe, "tokens survive a restart");

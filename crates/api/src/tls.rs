@@ -10,16 +10,13 @@
 use crate::access::{now_s, CA_DIR};
 use dtenge_core::crypto::SecretKey;
 use dtenge_core::{Error, ErrorCode, Result};
-use dtenge_env::Entropy;
-use dtenge_pki::{
-    certificate_pem, key_from_pem, key_to_pem, key_to_pkcs8, pem_contents, write_atomically, CaDir, Subject,
-};
+use dtenge_pki::{certificate_pem, key_to_pkcs8, pem_contents, write_atomically, CaDir, Subject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::ServerConfig;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Under the data directory: the sandbox gateway's TLS key and certificate.
+/// Under the data directory: the sandbox gateway's TLS certificate (its key is the vault's).
 pub const TLS_DIR: &str = "tls";
 /// The sandbox gateway's name in its certificate.
 pub const GATEWAY_NAME: &str = "api";
@@ -28,15 +25,16 @@ fn storage(path: &Path) -> impl FnOnce(String) -> Error + '_ {
     move |e| Error::new(ErrorCode::StorageFailure, format!("{}: {e}", path.display()))
 }
 
-/// The sandbox gateway's TLS configuration: its certificate from the sandbox's root under
-/// `<dir>/ca` (issued on first use for `localhost`, `127.0.0.1` and `names`), client
-/// certificates of that root accepted and not required.
-pub fn sandbox_server_config(dir: &Path, entropy: &Entropy, names: &[String]) -> Result<Arc<ServerConfig>> {
+/// The sandbox gateway's TLS configuration for `key` (the vault's: [`crate::platform::Platform::tls_key`]):
+/// its certificate from the sandbox's root under `<dir>/ca` (issued on first use for
+/// `localhost`, `127.0.0.1` and `names`), client certificates of that root accepted and not
+/// required.
+pub fn sandbox_server_config(dir: &Path, key: SecretKey, names: &[String]) -> Result<Arc<ServerConfig>> {
     let ca_path = dir.join(CA_DIR);
     let ca = CaDir::open(&ca_path).map_err(|e| storage(&ca_path)(e.to_string()))?;
     let tls = dir.join(TLS_DIR);
     std::fs::create_dir_all(&tls).map_err(|e| storage(&tls)(e.to_string()))?;
-    let (key_path, cert_path) = (tls.join("gateway.key.pem"), tls.join("gateway.crt.pem"));
+    let cert_path = tls.join("gateway.crt.pem");
     let mut dns_names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     for name in names {
         if !dns_names.contains(name) {
@@ -54,25 +52,21 @@ pub fn sandbox_server_config(dir: &Path, entropy: &Entropy, names: &[String]) ->
                     .all(|name| c.dns_names.contains(name))
         })
     };
-    let existing = std::fs::read_to_string(&key_path).ok().zip(std::fs::read_to_string(&cert_path).ok()).and_then(
-        |(key, cert)| {
-            let key = key_from_pem(&key).ok()?;
-            let cert = pem_contents(&cert, "CERTIFICATE").ok()?;
-            serves(&cert).then_some((key, cert))
-        },
-    );
-    let (key, cert) = match existing {
-        Some(found) => found,
+    // The certificate issued before, if it certifies this key (the vault's) and still serves.
+    let existing = std::fs::read_to_string(&cert_path).ok().and_then(|cert| {
+        let cert = pem_contents(&cert, "CERTIFICATE").ok()?;
+        let certified = dtenge_pki::read_certificate(&cert).ok()?;
+        (certified.key == key.public_key() && serves(&cert)).then_some(cert)
+    });
+    let cert = match existing {
+        Some(cert) => cert,
         None => {
-            let key = SecretKey::from_seed(entropy.seed32());
             let cert = ca
                 .issue(&Subject::Gateway(GATEWAY_NAME.into()), key.public_key(), &dns_names, now_s() - 60)
                 .map_err(|e| storage(&ca_path)(e.to_string()))?;
-            write_atomically(&key_path, key_to_pem(&key).as_bytes(), true)
-                .map_err(|e| storage(&key_path)(e.to_string()))?;
             write_atomically(&cert_path, certificate_pem(&cert).as_bytes(), false)
                 .map_err(|e| storage(&cert_path)(e.to_string()))?;
-            (key, cert)
+            cert
         }
     };
     let crl = ca.revocation_list_der().map_err(|e| storage(&ca_path)(e.to_string()))?;

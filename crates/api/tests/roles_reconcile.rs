@@ -123,7 +123,12 @@ fn honest_ledger(dir: &std::path::Path) -> (String, dtenge_core::crypto::Address
 /// made it: a transaction attested by a key that is not the NBK's, applied at the bank only.
 fn forge_at_sapa(dir: &std::path::Path, forge: impl FnOnce(&NodeState, &SecretKey) -> Transaction) {
     let store = Store::open(&dir.join("bank-sapa"), &dtenge_bank::tables()).unwrap();
-    let mut node = NodeState::load_all(&store).unwrap().remove(0);
+    // Sapa's keys, from the platform's vault, as the assembly reads them.
+    let entropy = Entropy::from_seed(0);
+    let vault = dtenge_keys::Vault::open(dir, &dtenge_keys::KeyConfig::from_env(true, &entropy).unwrap()).unwrap();
+    let node_key = vault.node_key("bank:sapa", &entropy).unwrap();
+    let custody = dtenge_node::Custody::new(vault.secret("custody:sapa", &entropy).unwrap());
+    let mut node = NodeState::load(&store, node_key, custody).unwrap();
     let forger = SecretKey::from_seed([66; 32]);
     let mut forged = forge(&node, &forger);
     forged.attest(&forger);

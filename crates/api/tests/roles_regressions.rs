@@ -229,7 +229,22 @@ fn a_data_directory_of_the_one_process_network_is_refused_clearly() {
     assert_eq!(refused.code, ErrorCode::StorageFailure);
     assert!(refused.message.contains(DATABASE_FILE) && refused.message.contains("fresh data directory"), "{refused}");
     // Nothing of the roles was written beside the network's store.
-    assert!(!dir.path().join(dtenge_api::platform::ROLE_KEYS_FILE).exists());
+    assert!(!dir.path().join(dtenge_keys::store::STORE_FILE).exists());
+}
+
+/// A build before issue 19 kept the seed of every role's key in the clear in the data
+/// directory (`role-keys.seed`), and every custodial key in the banks' stores: this build
+/// refuses such a directory, clearly, rather than start beside keys in the clear (its stores'
+/// rows are not this build's either).
+#[test]
+fn a_data_directory_that_kept_keys_in_the_clear_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(dtenge_api::platform::OLD_ROLE_KEYS_FILE), [7u8; 32]).unwrap();
+    let clock = Arc::new(ManualClock::new(monday_10am_ms()));
+    let refused = Platform::open(dir.path(), clock, Entropy::from_seed(3)).err().expect("refused");
+    assert_eq!(refused.code, ErrorCode::StorageFailure);
+    assert!(refused.message.contains("in the clear") && refused.message.contains("fresh data directory"), "{refused}");
+    assert!(!dir.path().join(dtenge_keys::store::STORE_FILE).exists());
 }
 
 /// A client's own key is checked when the account is opened: 32 bytes that are not a point of

@@ -11,9 +11,9 @@
 //! what arrives while the flusher works waits in the bank's queue and goes out in the next
 //! batch, so the batches grow with the load.
 //!
-//! Keys: each role's key is derived from one secret seed ([`RoleKeys`]) and handed to that
-//! role only. That suits a sandbox, the tests and the bench; an operator's node takes its key
-//! from its HSM (issue 19).
+//! Keys: each role's key is handed to that role only ([`RoleKeys`]): from the vault
+//! (`dtenge-keys`: an HSM, or the encrypted key store) where the platform runs, or derived
+//! from one seed for the simulator, the tests and the bench.
 //!
 //! The directory's listings are read by the banks in memory (a bank asks where a payee's
 //! account is: [`SharedDirectory`]); a bank in a process of its own asks the directory over
@@ -38,15 +38,16 @@ use crossbeam_channel::Sender;
 use dtenge_bank::{AccountKey, Answer, BankService, Committed, Genesis, IdemKey, Request};
 use dtenge_central::{BankKeys, CentralService};
 use dtenge_core::anchors::Anchors;
-use dtenge_core::crypto::{hash_parts, Address, SecretKey};
+use dtenge_core::crypto::{hash_parts, Address, NodeKey, SecretKey};
 use dtenge_core::{Amount, Error, ErrorCode, Result};
 use dtenge_directory::DirectoryService;
-use dtenge_node::{Account, NodeKind, NodeMeta, OWN_ACCOUNT};
+use dtenge_node::{Account, Custody, NodeKind, NodeMeta, OWN_ACCOUNT};
 use dtenge_notary::service::{NotaryService, Senders};
 use dtenge_oracle::service::OracleService;
 use dtenge_store::Store;
 use dtenge_transport::{InProcess, Transport};
 use dtenge_wire::{AccountKind, Claim, RoleId};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,42 +70,103 @@ pub struct BankSpec {
     pub kind: NodeKind,
 }
 
-/// Each role's key, derived from one secret seed.
+/// Each role's keys: from the vault, or derived from one seed.
 #[derive(Clone)]
 pub struct RoleKeys {
-    seed: [u8; 32],
+    source: KeySource,
+}
+
+#[derive(Clone)]
+enum KeySource {
+    /// Derived from one secret seed: the simulator's, the tests' and the bench's.
+    Seed([u8; 32]),
+    /// Read from the vault at start, for the banks it was given.
+    Vault(Arc<VaultKeys>),
+}
+
+struct VaultKeys {
+    central: NodeKey,
+    notary: NodeKey,
+    oracle: NodeKey,
+    banks: BTreeMap<String, (NodeKey, SecretKey, Custody)>,
 }
 
 impl RoleKeys {
     pub fn from_seed(seed: [u8; 32]) -> RoleKeys {
-        RoleKeys { seed }
+        RoleKeys { source: KeySource::Seed(seed) }
     }
 
-    fn derive(&self, role: &str, purpose: &str) -> SecretKey {
-        SecretKey::from_seed(hash_parts(b"dtenge/assembly/key", &[&self.seed, role.as_bytes(), purpose.as_bytes()]).0)
+    /// Every role's keys from `vault`, made there on the first start: the node keys
+    /// (`central`, `notary`, `oracle`, `bank:<id>`) and each bank's own account seed and
+    /// data-encryption key (`own:<id>`, `custody:<id>`).
+    pub fn from_vault(
+        vault: &dtenge_keys::Vault,
+        banks: &[BankSpec],
+        entropy: &dtenge_env::Entropy,
+    ) -> Result<RoleKeys> {
+        let mut keys = BTreeMap::new();
+        for bank in banks {
+            let node = vault.node_key(&format!("bank:{}", bank.id), entropy)?;
+            let own = SecretKey::from_seed(vault.secret(&format!("own:{}", bank.id), entropy)?);
+            let custody = Custody::new(vault.secret(&format!("custody:{}", bank.id), entropy)?);
+            keys.insert(bank.id.clone(), (node, own, custody));
+        }
+        let vault_keys = VaultKeys {
+            central: vault.node_key("central", entropy)?,
+            notary: vault.node_key("notary", entropy)?,
+            oracle: vault.node_key("oracle", entropy)?,
+            banks: keys,
+        };
+        Ok(RoleKeys { source: KeySource::Vault(Arc::new(vault_keys)) })
+    }
+
+    fn derive(seed: &[u8; 32], role: &str, purpose: &str) -> SecretKey {
+        SecretKey::from_seed(hash_parts(b"dtenge/assembly/key", &[seed, role.as_bytes(), purpose.as_bytes()]).0)
+    }
+
+    fn node(&self, role: &str, purpose: &str, pick: impl FnOnce(&VaultKeys) -> &NodeKey) -> NodeKey {
+        match &self.source {
+            KeySource::Seed(seed) => RoleKeys::derive(seed, role, purpose).into(),
+            KeySource::Vault(keys) => pick(keys).clone(),
+        }
+    }
+
+    fn bank_keys<'a>(keys: &'a VaultKeys, bank: &str) -> &'a (NodeKey, SecretKey, Custody) {
+        keys.banks.get(bank).unwrap_or_else(|| panic!("the vault's keys were read for every bank, not for {bank}"))
     }
 
     /// The NBK's key: the issuer's, and the central bank's attestations.
-    pub fn central(&self) -> SecretKey {
-        self.derive("central", "nbk")
+    pub fn central(&self) -> NodeKey {
+        self.node("central", "nbk", |keys| &keys.central)
     }
 
-    pub fn notary(&self) -> SecretKey {
-        self.derive("notary", "notary")
+    pub fn notary(&self) -> NodeKey {
+        self.node("notary", "notary", |keys| &keys.notary)
     }
 
-    pub fn oracle(&self) -> SecretKey {
-        self.derive("oracle", "oracle")
+    pub fn oracle(&self) -> NodeKey {
+        self.node("oracle", "oracle", |keys| &keys.oracle)
     }
 
     /// A bank's node key: its attestations and its requests to the notary.
-    pub fn bank_node(&self, bank: &str) -> SecretKey {
-        self.derive(bank, "node")
+    pub fn bank_node(&self, bank: &str) -> NodeKey {
+        self.node(bank, "node", |keys| &RoleKeys::bank_keys(keys, bank).0)
     }
 
     /// The key of a bank's own account (its DT liquidity).
     pub fn bank_own(&self, bank: &str) -> SecretKey {
-        self.derive(bank, "own")
+        match &self.source {
+            KeySource::Seed(seed) => RoleKeys::derive(seed, bank, "own"),
+            KeySource::Vault(keys) => RoleKeys::bank_keys(keys, bank).1.clone(),
+        }
+    }
+
+    /// The data-encryption key of a bank's custodial keys.
+    pub fn bank_custody(&self, bank: &str) -> Custody {
+        match &self.source {
+            KeySource::Seed(seed) => Custody::new(RoleKeys::derive(seed, bank, "custody").seed()),
+            KeySource::Vault(keys) => RoleKeys::bank_keys(keys, bank).2.clone(),
+        }
     }
 
     /// Who is who: the public half of every role's key.
@@ -315,6 +377,7 @@ impl Assembly {
                 meta: NodeMeta { id: spec.id.clone(), kind: spec.kind, name: spec.name.clone() },
                 node_key: keys.bank_node(&spec.id),
                 own_key: own,
+                custody: keys.bank_custody(&spec.id),
                 now_ms: clock(),
             };
             let service = Arc::new(BankService::open(

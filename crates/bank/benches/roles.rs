@@ -98,8 +98,9 @@ impl Roles {
             let store = Store::open(&dir.path().join(bank), &dtenge_bank::tables()).unwrap();
             let genesis = Genesis {
                 meta: NodeMeta { id: bank.to_string(), kind: NodeKind::Bank, name: bank.to_string() },
-                node_key: node_keys[b].clone(),
+                node_key: node_keys[b].clone().into(),
                 own_key: key(5, b),
+                custody: dtenge_node::Custody::new([77; 32]),
                 now_ms: 0,
             };
             let transport: Arc<dyn Transport> = net.clone();

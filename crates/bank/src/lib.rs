@@ -84,11 +84,11 @@ pub use vouchers::{EventRecord, VoucherEvent, VoucherProgram, VoucherProgramRequ
 
 use crossbeam_channel::Sender;
 use dtenge_core::anchors::Anchors;
-use dtenge_core::crypto::{Address, Hash32, KeyCache, SecretKey};
+use dtenge_core::crypto::{Address, Hash32, KeyCache, NodeKey, SecretKey};
 use dtenge_core::token::TxId;
 use dtenge_core::tx::Transaction;
 use dtenge_core::{Amount, Error, ErrorCode, Result};
-use dtenge_node::{Account, NodeMeta, NodeState};
+use dtenge_node::{Account, Custody, NodeMeta, NodeState};
 use dtenge_store::{Store, WriteBatch};
 use dtenge_transport::Transport;
 use dtenge_wire::{Envelope, Message, RoleId};
@@ -282,13 +282,19 @@ pub struct IdemKey {
     pub fingerprint: Hash32,
 }
 
-/// What a bank's store holds on its first start.
+/// Who the bank is and its keys: what its store is created with on the first start, and the
+/// keys it is opened with on every start (the vault's, `dtenge-keys`).
 #[derive(Clone, Debug)]
 pub struct Genesis {
     pub meta: NodeMeta,
-    pub node_key: SecretKey,
-    /// The key of the bank's own account (its DT liquidity).
+    /// Its attestations and its requests to the notary; checked at every start against the
+    /// public key its store was created with.
+    pub node_key: NodeKey,
+    /// The key of the bank's own account (its DT liquidity): sealed into the store on the
+    /// first start, like a custodial client's.
     pub own_key: SecretKey,
+    /// Seals its custodial clients' keys at rest.
+    pub custody: Custody,
     pub now_ms: u64,
 }
 
@@ -306,7 +312,7 @@ pub struct BankStats {
 pub struct BankService {
     id: String,
     store: Store,
-    key: SecretKey,
+    key: NodeKey,
     transport: Arc<dyn Transport>,
     directory: Arc<dyn Directory>,
     anchors: RwLock<Anchors>,
@@ -338,19 +344,24 @@ impl BankService {
         directory: Arc<dyn Directory>,
     ) -> Result<BankService> {
         if store.scan(dtenge_node::META_TABLE)?.is_empty() {
-            let node = NodeState::new(genesis.meta.clone(), genesis.node_key, genesis.own_key, genesis.now_ms);
+            let node = NodeState::new(
+                genesis.meta.clone(),
+                genesis.node_key.clone(),
+                genesis.own_key,
+                genesis.custody.clone(),
+                genesis.now_ms,
+            );
             let mut batch = WriteBatch::new();
             node.genesis_writes(&mut batch)?;
             store.commit(batch)?;
         }
-        let mut nodes = NodeState::load_all(&store)?;
-        if nodes.len() != 1 || nodes[0].id() != genesis.meta.id {
+        let node = NodeState::load(&store, genesis.node_key, genesis.custody)?;
+        if node.id() != genesis.meta.id {
             return Err(Error::new(
                 ErrorCode::StorageFailure,
-                format!("this store does not hold exactly the node '{}'", genesis.meta.id),
+                format!("this store holds the node '{}', not '{}'", node.id(), genesis.meta.id),
             ));
         }
-        let node = nodes.remove(0);
         let key = node.key().clone();
         let meta = node.meta().clone();
         let inner = Inner::load(&store, node)?;

@@ -194,8 +194,9 @@ impl Cluster {
                 let store = Store::open_simulated(disk, &dtenge_bank::tables()).unwrap();
                 let genesis = Genesis {
                     meta: NodeMeta { id: bank.into(), kind: NodeKind::Bank, name: format!("{bank} bank") },
-                    node_key: node_key(bank),
+                    node_key: node_key(bank).into(),
                     own_key: own_key(bank),
+                    custody: dtenge_node::Custody::new([77; 32]),
                     now_ms: 0,
                 };
                 let directory = Arc::new(Listings(self.directory.clone()));

@@ -135,8 +135,9 @@ impl Net {
                 let store = Store::open_simulated(disk, &dtenge_bank::tables()).unwrap();
                 let genesis = Genesis {
                     meta: NodeMeta { id: "steppe".into(), kind: NodeKind::Bank, name: "Steppe Bank".into() },
-                    node_key: key(STEPPE),
+                    node_key: key(STEPPE).into(),
                     own_key: key(STEPPE_OWN),
+                    custody: dtenge_node::Custody::new([77; 32]),
                     now_ms: 0,
                 };
                 self.bank = Some(BankService::open(store, genesis, a, net, Arc::new(Local)).unwrap());

@@ -149,8 +149,9 @@ impl Cluster {
         let store = Store::open_simulated(self.disks[bank].clone(), &dtenge_bank::tables()).unwrap();
         let genesis = Genesis {
             meta: NodeMeta { id: bank.into(), kind: NodeKind::Bank, name: format!("{bank} bank") },
-            node_key: node_key(bank),
+            node_key: node_key(bank).into(),
             own_key: key(if bank == "steppe" { 31 } else { 41 }),
+            custody: dtenge_node::Custody::new([77; 32]),
             now_ms: 0,
         };
         let net: Arc<dyn Transport> = self.net.clone();

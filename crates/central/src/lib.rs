@@ -52,7 +52,7 @@ pub use registry::{Emission, EntryKind, RegistryEntry, Totals, REGISTRY_TABLE};
 use crossbeam_channel::{Receiver, Sender};
 use dtenge_abs::{correspondent, Abs, Posting, PostingKind, DT_LIABILITY, RTGS_EXTERNAL};
 use dtenge_core::certificate::{notarize_message, CompactTx};
-use dtenge_core::crypto::{Address, Hash32, PublicKey, SecretKey};
+use dtenge_core::crypto::{Address, Hash32, NodeKey, PublicKey};
 use dtenge_core::token::Output;
 use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::validate::TxIds;
@@ -152,7 +152,7 @@ struct Inner {
 /// The central role.
 pub struct CentralService {
     store: Store,
-    key: SecretKey,
+    key: NodeKey,
     notary: PublicKey,
     /// Each bank's own account address (where its DT is issued) and node key.
     banks: BTreeMap<String, BankKeys>,
@@ -203,7 +203,7 @@ impl CentralService {
     /// key, and each bank's own account address and node key.
     pub fn open(
         store: Store,
-        key: SecretKey,
+        key: impl Into<NodeKey>,
         notary: PublicKey,
         banks: BTreeMap<String, BankKeys>,
         transport: Arc<dyn Transport>,
@@ -244,7 +244,7 @@ impl CentralService {
         }
         redeem::load(&store, &mut inner, next_batch)?;
         let inner = figures::RoleLock::new(inner, banks.keys().cloned().collect());
-        Ok(CentralService { store, key, notary, banks, transport, inner })
+        Ok(CentralService { store, key: key.into(), notary, banks, transport, inner })
     }
 
     /// The issuer: every DT token names this address.

@@ -742,7 +742,8 @@ fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind, tls: Option<Vec<
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let tls_config = match &tls {
         Some(names) => {
-            Some(dtenge_api::tls::sandbox_server_config(&data, &Entropy::from_os(), names).map_err(|e| e.to_string())?)
+            let key = roles.tls_key().map_err(|e| e.to_string())?;
+            Some(dtenge_api::tls::sandbox_server_config(&data, key, names).map_err(|e| e.to_string())?)
         }
         None => None,
     };
@@ -758,6 +759,7 @@ fn up(data: PathBuf, listen: SocketAddr, clock_kind: ClockKind, tls: Option<Vec<
         if clock_kind == ClockKind::Manual { ", the movable clock" } else { "" }
     );
     println!("  data          {}", data.display());
+    println!("  keys          {}", roles.keys());
     println!("  REST API      {base}");
     println!("  consoles      {base}/   (operator, Treasury, bank back office, client wallet)");
     println!("  API docs      {base}/docs   (OpenAPI: {base}/openapi.json)");
@@ -921,7 +923,7 @@ fn reconcile_data(data: &Path) -> Result<ExitCode, String> {
         // Held until the files are read: no `up` starts on them meanwhile.
         running::Holder::Nobody(_reading) => {
             println!("Reconciliation of the data in {} (no platform runs on it):", data.display());
-            if !data.join(dtenge_api::platform::ROLE_KEYS_FILE).exists() {
+            if !dtenge_api::platform::holds_a_platform(data) {
                 return Err(format!("no platform's data in {}", data.display()));
             }
             let roles = Roles::open(data, Arc::new(SystemClock), Entropy::from_os()).map_err(|e| e.to_string())?;

@@ -662,3 +662,176 @@ fn reconcile_data_checks_that_directory_and_no_other_platform() {
     assert!(!second.status.success() && said.contains("another `dtenge up` runs"), "{said}");
     drop(a);
 }
+
+/// Every file under `dir`, walked without following links.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let (mut files, mut pending) = (Vec::new(), vec![dir.to_path_buf()]);
+    while let Some(path) = pending.pop() {
+        assert!(files.len() + pending.len() < 100_000, "a bounded data directory");
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        if meta.is_dir() {
+            pending.extend(std::fs::read_dir(&path).expect("read a folder").flatten().map(|e| e.path()));
+        } else if meta.is_file() {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The key store's passphrase in the key tests.
+const TEST_PASSPHRASE: &str = "issue 19: keys at rest";
+
+/// Issue 19, keys: no key is in the clear in any file of the data directory. An older build
+/// kept the roles' seed in `role-keys.seed` and every custodial client's seed in the banks'
+/// stores, where a scan of the journal found them.
+///
+/// The known keys are read back the way the platform reads them: the node keys and the
+/// banks' secrets from the key store under its passphrase, the custodial clients' keys from
+/// the banks' stores opened with their data-encryption keys. Each is looked for raw, in hex
+/// and as the PEM the platform writes client credentials in. (A seed in an LZ4-compressed
+/// block of fjall would still show: 32 random bytes do not compress, and LZ4 keeps literals
+/// as they are.)
+#[test]
+fn no_key_is_in_the_clear_in_any_file_of_the_data_directory() {
+    use dtenge_core::crypto::SecretKey;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut server =
+        Server::start_with_env(&data, dir.path(), "scan", &[], &[(dtenge_keys::PASSPHRASE_ENV, TEST_PASSPHRASE)]);
+    let keys_line =
+        server.stdout().lines().find(|l| l.trim_start().starts_with("keys")).unwrap_or_default().to_string();
+    assert!(
+        keys_line.contains("NO HSM: an encrypted key store") && keys_line.contains("$DTENGE_KEY_PASSPHRASE"),
+        "{keys_line}"
+    );
+    let world = server.world();
+    let pair = pair(&world, 93);
+    world.transfer("steppe", &pair.payer, json!({"phone": pair.payee_phone}), 100_00).expect("a transfer");
+    server.terminate();
+    let status = server.wait_exit(STOP_MAX_MS).unwrap_or_else(|| panic!("still running\n{}", server.logs()));
+    assert_eq!(status.code(), Some(0), "{}", server.logs());
+
+    let entropy = dtenge_env::Entropy::from_seed(0);
+    let store = dtenge_keys::store::KeyStore::open(&data, TEST_PASSPHRASE).expect("the key store opens");
+    let labels = store.labels();
+    let mut known: Vec<(String, [u8; 32])> =
+        labels.iter().map(|label| (label.clone(), store.secret(label, &entropy).expect("a stored secret"))).collect();
+    let banks = ["steppe", "tulpar", "sapa", "treasury"];
+    // The NBK's, the notary's and the oracle's node keys; each bank's node key, own account
+    // and data-encryption key; the gateway's token key.
+    assert!(labels.len() > 3 + 3 * banks.len(), "{labels:?}");
+    let secret_of =
+        |label: &str| known.iter().find(|(l, _)| l == label).unwrap_or_else(|| panic!("{label}: {labels:?}")).1;
+    let mut custodial = Vec::new();
+    for bank in banks {
+        let store =
+            dtenge_store::Store::open(&data.join(format!("bank-{bank}")), &dtenge_bank::tables()).expect("store");
+        let node_key = SecretKey::from_seed(secret_of(&format!("node:bank:{bank}"))).into();
+        let custody = dtenge_node::Custody::new(secret_of(&format!("secret:custody:{bank}")));
+        let node =
+            dtenge_node::NodeState::load(&store, node_key, custody).expect("the bank's store opens with its keys");
+        for account in node.accounts() {
+            if let Some(key) = node.custodial_key(&account.client_id).expect("an account") {
+                custodial.push((format!("{bank}/{}", account.client_id), key.seed()));
+            }
+        }
+    }
+    // Each bank's own account, the payer and the payee.
+    assert!(custodial.len() >= banks.len() + 2, "{custodial:?}");
+    known.extend(custodial);
+
+    let files = files_under(&data);
+    assert!(files.len() > 10, "the platform's files: {files:?}");
+    // Each key raw, in hex and as the body of the PEM the platform writes keys in.
+    let forms: Vec<(String, Vec<Vec<u8>>)> = known
+        .iter()
+        .map(|(label, seed)| {
+            let pem = dtenge_pki::key_to_pem(&SecretKey::from_seed(*seed));
+            let pem_body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            let forms = vec![
+                seed.to_vec(),
+                hex::encode(seed).into_bytes(),
+                hex::encode_upper(seed).into_bytes(),
+                pem_body.into_bytes(),
+            ];
+            (label.clone(), forms)
+        })
+        .collect();
+    // One pass per file: each position's first 8 bytes looked up among the forms' first 8.
+    let mut by_prefix: std::collections::HashMap<[u8; 8], Vec<(&str, &[u8])>> = Default::default();
+    for (label, forms) in &forms {
+        for form in forms {
+            let prefix: [u8; 8] = form[..8].try_into().expect("forms are longer than 8 bytes");
+            by_prefix.entry(prefix).or_default().push((label.as_str(), form.as_slice()));
+        }
+    }
+    let mut found = Vec::new();
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap_or_default();
+        for at in 0..bytes.len().saturating_sub(7) {
+            let prefix: [u8; 8] = bytes[at..at + 8].try_into().expect("8 bytes");
+            for (label, form) in by_prefix.get(&prefix).into_iter().flatten() {
+                if bytes[at..].starts_with(form) {
+                    found.push(format!("{label} in {}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "keys in the clear: {found:?}");
+}
+
+/// Issue 19, keys: with an HSM configured (SoftHSM2 here, through its PKCS#11 module), `up`
+/// says so, its node keys are made and sign in the token, the data directory has no key
+/// store, only the banks' secrets wrapped under the token's key-encryption key; a wrong PIN is
+/// refused at start with a clear error, and the right one finds everything again.
+#[test]
+fn up_signs_with_node_keys_in_an_hsm_when_one_is_configured() {
+    use dtenge_keys::{softhsm, HSM_MODULE_ENV, HSM_PIN_ENV, HSM_TOKEN_ENV};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = softhsm::Token::init(&dir.path().join("hsm"), "dtenge-up", "2468").expect("a SoftHSM2 token");
+    let conf = token.conf.display().to_string();
+    let vars = |pin: &'static str| {
+        [
+            (softhsm::CONF_ENV, conf.clone()),
+            (HSM_MODULE_ENV, softhsm::MODULE.to_string()),
+            (HSM_TOKEN_ENV, "dtenge-up".to_string()),
+            (HSM_PIN_ENV, pin.to_string()),
+        ]
+    };
+    let data = dir.path().join("data");
+    let right = vars("2468");
+    let first_refs: Vec<(&str, &str)> = right.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut first = Server::start_with_env(&data, dir.path(), "hsm", &[], &first_refs);
+    assert!(first.stdout().contains("an HSM through PKCS#11"), "{}", first.logs());
+    let world = first.world();
+    let pair = pair(&world, 94);
+    world
+        .transfer("steppe", &pair.payer, json!({"phone": pair.payee_phone}), 300_00)
+        .expect("a transfer signed in the HSM");
+    world.reconciled().expect("the platform reconciles");
+    first.terminate();
+    assert_eq!(first.wait_exit(STOP_MAX_MS).and_then(|s| s.code()), Some(0), "{}", first.logs());
+    assert!(!data.join(dtenge_keys::store::STORE_FILE).exists(), "no key store beside an HSM");
+    assert!(data.join(dtenge_keys::hsm::WRAPPED_FILE).exists(), "the banks' secrets, wrapped");
+
+    let wrong_vars = vars("1111");
+    let wrong = std::process::Command::new(env!("CARGO_BIN_EXE_dtenge"))
+        .args(["up", "--data"])
+        .arg(&data)
+        .args(["--listen", &format!("127.0.0.1:{}", support::free_port())])
+        .envs(wrong_vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run dtenge up");
+    let said = format!("{}{}", String::from_utf8_lossy(&wrong.stdout), String::from_utf8_lossy(&wrong.stderr));
+    assert!(!wrong.status.success() && said.contains("login to token"), "{}: {said}", wrong.status);
+
+    let mut second = Server::start_with_env(&data, dir.path(), "hsm-again", &[], &first_refs);
+    let world = second.world();
+    assert_eq!(world.dt("steppe", &pair.payer).expect("payer"), 700_00);
+    world
+        .transfer("steppe", &pair.payer, json!({"phone": pair.payee_phone}), 100_00)
+        .expect("a transfer after the restart");
+    second.terminate();
+    assert_eq!(second.wait_exit(STOP_MAX_MS).and_then(|s| s.code()), Some(0), "{}", second.logs());
+}

@@ -19,7 +19,7 @@
 //! certified again in the batch that answers the retry: the statement is still true, and the
 //! parties apply by transaction id, once.
 
-use crate::crypto::{hash_parts, verify, Hash32, PublicKey, SecretKey, Signature};
+use crate::crypto::{hash_parts, verify, Hash32, PublicKey, Sign, Signature};
 use crate::token::{TokenId, TxId};
 use crate::validate::TxIds;
 use crate::{ensure, Error, ErrorCode, Result};
@@ -96,7 +96,7 @@ pub fn commit_message(seq: u64, size: u32, root: &Hash32) -> Hash32 {
 impl CommitCertificate {
     /// Certify the compact hashes `leaves` (committed, in batch order) as batch `seq`; returns
     /// the certificate and each transaction's proof, in the same order.
-    pub fn sign(key: &SecretKey, seq: u64, leaves: &[Hash32]) -> (CommitCertificate, Vec<CommitProof>) {
+    pub fn sign(key: &dyn Sign, seq: u64, leaves: &[Hash32]) -> (CommitCertificate, Vec<CommitProof>) {
         assert!(seq >= 1, "notary batches are numbered from 1");
         assert!(!leaves.is_empty(), "a certificate covers at least one transaction");
         assert!(leaves.len() <= crate::merkle::LEAVES_MAX, "a certificate covers a bounded batch");
@@ -152,6 +152,7 @@ impl CommitCertificate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::SecretKey;
 
     fn ids(n: u8) -> Vec<Hash32> {
         (0..n).map(|i| Hash32([i; 32])).collect()

@@ -170,6 +170,70 @@ impl std::fmt::Debug for SecretKey {
     }
 }
 
+/// What signs for a participant: a key in this process's memory ([`SecretKey`]) or one that
+/// never leaves an HSM (`dtenge-keys`). Signing cannot fail by its input; a signer that cannot
+/// reach its device stops the process (as a failed `fsync` does): the roles' work is durable
+/// before it is answered, so a restart loses nothing.
+pub trait Sign: Send + Sync {
+    fn public_key(&self) -> PublicKey;
+    fn sign(&self, message: &[u8]) -> Signature;
+}
+
+impl Sign for SecretKey {
+    fn public_key(&self) -> PublicKey {
+        SecretKey::public_key(self)
+    }
+    fn sign(&self, message: &[u8]) -> Signature {
+        SecretKey::sign(self, message)
+    }
+}
+
+/// A node's key (the NBK's, the notary's, the oracle's, a bank's): a [`Sign`]er shared by the
+/// role's threads, its public half kept beside it so that no one asks an HSM for it.
+#[derive(Clone)]
+pub struct NodeKey {
+    public_key: PublicKey,
+    signer: std::sync::Arc<dyn Sign>,
+}
+
+impl NodeKey {
+    pub fn new(signer: std::sync::Arc<dyn Sign>) -> NodeKey {
+        NodeKey { public_key: signer.public_key(), signer }
+    }
+    pub fn public_key(&self) -> PublicKey {
+        self.public_key
+    }
+    pub fn address(&self) -> Address {
+        self.public_key.address()
+    }
+    pub fn sign(&self, message: &[u8]) -> Signature {
+        let signature = self.signer.sign(message);
+        debug_assert!(verify(&self.public_key, message, &signature).is_ok(), "a signer signs with its own key");
+        signature
+    }
+}
+
+impl Sign for NodeKey {
+    fn public_key(&self) -> PublicKey {
+        self.public_key
+    }
+    fn sign(&self, message: &[u8]) -> Signature {
+        NodeKey::sign(self, message)
+    }
+}
+
+impl From<SecretKey> for NodeKey {
+    fn from(key: SecretKey) -> NodeKey {
+        NodeKey::new(std::sync::Arc::new(key))
+    }
+}
+
+impl std::fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeKey({})", self.address())
+    }
+}
+
 /// Verify one signature.
 pub fn verify(key: &PublicKey, message: &[u8], signature: &Signature) -> Result<()> {
     let invalid = || Error::new(ErrorCode::InvalidSignature, "signature does not verify");

@@ -1,7 +1,7 @@
 //! Transactions: a command, inputs (spent tokens with their preimages), outputs (new tokens),
 //! owners' signatures (witnesses) and validating nodes' signatures (attestations).
 
-use crate::crypto::{hash_parts, Hash32, PublicKey, SecretKey, Signature};
+use crate::crypto::{hash_parts, Hash32, PublicKey, SecretKey, Sign, Signature};
 use crate::token::{Input, Output, TokenId, TxId};
 use serde::{Deserialize, Serialize};
 
@@ -146,7 +146,7 @@ impl Transaction {
     }
 
     /// Add a node's attestation (idempotent per key).
-    pub fn attest(&mut self, key: &SecretKey) {
+    pub fn attest(&mut self, key: &dyn Sign) {
         let public_key = key.public_key();
         if self.attestations.iter().any(|a| a.public_key == public_key) {
             return;
@@ -158,13 +158,13 @@ impl Transaction {
     /// Attest every transaction of `txs` with one signature of `key` over the root of their
     /// ids (replacing an earlier attestation by the same key). At most
     /// [`crate::merkle::LEAVES_MAX`] transactions.
-    pub fn attest_batch(txs: &mut [&mut Transaction], key: &SecretKey) {
+    pub fn attest_batch(txs: &mut [&mut Transaction], key: &dyn Sign) {
         let ids: Vec<TxId> = txs.iter().map(|tx| tx.id()).collect();
         Transaction::attest_batch_ids(txs, &ids, key);
     }
 
     /// [`Transaction::attest_batch`] for a caller that has the transactions' ids already.
-    pub fn attest_batch_ids(txs: &mut [&mut Transaction], ids: &[TxId], key: &SecretKey) {
+    pub fn attest_batch_ids(txs: &mut [&mut Transaction], ids: &[TxId], key: &dyn Sign) {
         assert!(txs.len() <= crate::merkle::LEAVES_MAX, "a batch attestation covers a bounded batch");
         assert_eq!(txs.len(), ids.len(), "one id per transaction");
         debug_assert!(txs.iter().zip(ids).all(|(tx, id)| tx.id() == *id));

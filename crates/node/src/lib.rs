@@ -9,10 +9,13 @@
 //! durable commit ([`NodeState::apply`]). Spending tokens reserves them in memory in between,
 //! so two concurrent payments of one client never pick the same token.
 
+mod custody;
 pub mod ids;
 
+pub use custody::Custody;
+
 use dtenge_core::coins;
-use dtenge_core::crypto::{Address, Hash32, SecretKey};
+use dtenge_core::crypto::{Address, Hash32, NodeKey, PublicKey, SecretKey};
 use dtenge_core::money::Amount;
 use dtenge_core::token::{Input, Output, Policy, TokenId, TxId};
 use dtenge_core::tx::{Command, Transaction, TxBody};
@@ -102,8 +105,9 @@ pub struct Account {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct AccountRecord {
     account: Account,
-    /// The custodial key's seed; `None` when the client keeps its own key.
-    key_seed: Option<[u8; 32]>,
+    /// The custodial key's seed sealed under the bank's data-encryption key ([`Custody`]);
+    /// `None` when the client keeps its own key.
+    key_sealed: Option<Vec<u8>>,
     /// The client's bank-money (non-cash) balance in the bank's core banking system: what
     /// conversions to and from DT debit and credit.
     fiat: Amount,
@@ -314,7 +318,9 @@ fn key2(a: &[u8], b: &[u8]) -> Vec<u8> {
 /// The state of one node.
 pub struct NodeState {
     meta: NodeMeta,
-    key: SecretKey,
+    key: NodeKey,
+    /// Seals and opens the custodial keys at rest.
+    custody: Custody,
     /// By client id. A hash map: the payment path looks an account up several times per
     /// transaction, and a B-tree of 30,000 string keys cost about 5% of the settle stage in
     /// string comparisons and cache misses. [`NodeState::accounts`] sorts for listing.
@@ -336,10 +342,11 @@ pub struct NodeState {
 
 impl NodeState {
     /// A new node with its own (institution) account. Persist [`NodeState::genesis_writes`].
-    pub fn new(meta: NodeMeta, node_key: SecretKey, own_key: SecretKey, now_ms: u64) -> NodeState {
+    pub fn new(meta: NodeMeta, node_key: NodeKey, own_key: SecretKey, custody: Custody, now_ms: u64) -> NodeState {
         let mut node = NodeState {
             meta,
             key: node_key,
+            custody,
             accounts: Vec::new(),
             by_client: Default::default(),
             by_address: Default::default(),
@@ -358,14 +365,16 @@ impl NodeState {
                 address: own_key.address(),
                 opened_at_unix_ms: now_ms,
             };
-            node.insert_account(AccountRecord { account, key_seed: Some(own_key.seed()), fiat: Amount::ZERO });
+            let key_sealed = Some(node.custody.seal(&own_key));
+            node.insert_account(AccountRecord { account, key_sealed, fiat: Amount::ZERO }, Some(own_key));
         }
         node
     }
 
     pub fn genesis_writes(&self, batch: &mut WriteBatch) -> Result<()> {
         let node = self.meta.id.as_bytes();
-        batch.put_value(META_TABLE, node.to_vec(), &(&self.meta, self.key.seed()))?;
+        // The node key's public half only: the key itself is the vault's (`dtenge-keys`).
+        batch.put_value(META_TABLE, node.to_vec(), &(&self.meta, self.key.public_key()))?;
         for state in &self.accounts {
             batch.put_value(ACCOUNTS_TABLE, key2(node, state.record.account.client_id.as_bytes()), &state.record)?;
         }
@@ -381,12 +390,30 @@ impl NodeState {
     /// history lines come from the store's journal, whose frames it checksums; they were
     /// written by [`Delta::writes`], which asserts the same facts, so a change naming a node or
     /// an account that does not exist is a programmer error and stops the process.
-    pub fn load_all(store: &Store) -> Result<Vec<NodeState>> {
+    ///
+    /// The store holds one node, opened with the key it was created with (`key`: the vault's)
+    /// and its custodial keys opened with `custody`; another key, or a store of several nodes
+    /// or none, is refused (`STORAGE_FAILURE`).
+    pub fn load(store: &Store, key: NodeKey, custody: Custody) -> Result<NodeState> {
+        let metas = store.scan_values::<(NodeMeta, PublicKey)>(META_TABLE)?;
+        let [(_, (meta, public_key))] = metas.as_slice() else {
+            return Err(Error::storage(format!("{}: {} nodes in one node's store", META_TABLE.0, metas.len())));
+        };
+        if *public_key != key.public_key() {
+            return Err(Error::storage(format!(
+                "{}: node {} was created with another node key than the vault's ({})",
+                META_TABLE.0,
+                meta.id,
+                key.address()
+            )));
+        }
         let mut nodes: BTreeMap<String, NodeState> = BTreeMap::new();
-        for (_, (meta, seed)) in store.scan_values::<(NodeMeta, [u8; 32])>(META_TABLE)? {
+        {
+            let meta = meta.clone();
             let node = NodeState {
                 meta: meta.clone(),
-                key: SecretKey::from_seed(seed),
+                key,
+                custody,
                 accounts: Vec::new(),
                 by_client: Default::default(),
                 by_address: Default::default(),
@@ -415,7 +442,11 @@ impl NodeState {
                     format!("an account of {client} at {node} that is not one of its nodes' accounts"),
                 )
             })?;
-            state.insert_account(record);
+            let key = match &record.key_sealed {
+                Some(sealed) => Some(state.custody.open(&record.account.address, sealed)?),
+                None => None,
+            };
+            state.insert_account(record, key);
         }
         // The tokens: the checkpoint, then the changes after it, in order. A change the
         // checkpoint already reflects changes nothing (a token is received once, spent once).
@@ -455,10 +486,10 @@ impl NodeState {
             })?;
             state.cards.insert(pan, client);
         }
-        for state in nodes.values() {
-            state.assert_consistent();
-        }
-        Ok(nodes.into_values().collect())
+        let (_, node) = nodes.pop_first().expect("the one node of the store");
+        assert!(nodes.is_empty(), "rows of a node the store does not have are refused above");
+        node.assert_consistent();
+        Ok(node)
     }
 
     /// What loading must leave, whatever the mix of checkpoint and changes: one entry per
@@ -478,14 +509,17 @@ impl NodeState {
         assert_eq!(self.recount_ids_hash(), self.ids_hash, "{}: the running set hash is the tokens'", self.meta.id);
     }
 
-    fn insert_account(&mut self, record: AccountRecord) {
+    fn insert_account(&mut self, record: AccountRecord, key: Option<SecretKey>) {
         assert!(!self.by_client.contains_key(&record.account.client_id), "an account is opened once");
         let index = AccountIndex::try_from(self.accounts.len()).expect("fewer than 2^32 accounts per node");
         self.by_client.insert(record.account.client_id.clone(), index);
         let taken = self.by_address.insert(record.account.address, index);
         assert!(taken.is_none(), "an address belongs to one account (plan_open refuses a second)");
-        let key = record.key_seed.map(SecretKey::from_seed);
-        debug_assert!(key.as_ref().is_none_or(|k| k.address() == record.account.address));
+        assert_eq!(key.is_some(), record.key_sealed.is_some(), "a custodial account has its key, sealed");
+        assert!(
+            key.as_ref().is_none_or(|k| k.address() == record.account.address),
+            "an account's key is its address's"
+        );
         self.accounts.push(AccountState {
             record,
             key,
@@ -553,7 +587,7 @@ impl NodeState {
     pub fn id(&self) -> &str {
         &self.meta.id
     }
-    pub fn key(&self) -> &SecretKey {
+    pub fn key(&self) -> &NodeKey {
         &self.key
     }
 
@@ -569,6 +603,12 @@ impl NodeState {
 
     pub fn account(&self, client_id: &str) -> Result<&Account> {
         Ok(&self.account_state(client_id)?.record.account)
+    }
+
+    /// The custodial key the bank keeps for `client_id` (`None` when the client keeps its
+    /// own): what the key-scanning test looks for in the data directory's files.
+    pub fn custodial_key(&self, client_id: &str) -> Result<Option<&SecretKey>> {
+        Ok(self.account_state(client_id)?.key.as_ref())
     }
 
     pub fn own_account(&self) -> Result<&Account> {
@@ -737,17 +777,15 @@ impl NodeState {
         if self.by_address.contains_key(&account.address) {
             bail!(DuplicateAccount, "address {} already belongs to an account", account.address);
         }
-        let record = AccountRecord { account, key_seed: custodial_key.map(SecretKey::seed), fiat: Amount::ZERO };
+        let key_sealed = custodial_key.map(|key| self.custody.seal(key));
+        let record = AccountRecord { account, key_sealed, fiat: Amount::ZERO };
         let client = record.account.client_id.as_bytes();
         batch.put_value(ACCOUNTS_TABLE, key2(self.meta.id.as_bytes(), client), &record)
     }
 
     pub fn apply_open(&mut self, account: Account, custodial_key: Option<&SecretKey>) {
-        self.insert_account(AccountRecord {
-            account,
-            key_seed: custodial_key.map(SecretKey::seed),
-            fiat: Amount::ZERO,
-        });
+        let key_sealed = custodial_key.map(|key| self.custody.seal(key));
+        self.insert_account(AccountRecord { account, key_sealed, fiat: Amount::ZERO }, custodial_key.cloned());
     }
 
     /// Plan linking a card to an account.
@@ -1359,7 +1397,15 @@ mod tests {
 
     fn node(id: &str, seed: u8) -> NodeState {
         let meta = NodeMeta { id: id.into(), kind: NodeKind::Bank, name: format!("{id} bank") };
-        NodeState::new(meta, SecretKey::from_seed([seed; 32]), SecretKey::from_seed([seed + 1; 32]), 0)
+        NodeState::new(meta, node_key(seed), SecretKey::from_seed([seed + 1; 32]), custody(), 0)
+    }
+
+    fn node_key(seed: u8) -> NodeKey {
+        SecretKey::from_seed([seed; 32]).into()
+    }
+
+    fn custody() -> Custody {
+        Custody::new([90; 32])
     }
 
     fn account(node: &mut NodeState, client: &str, seed: u8) -> Address {
@@ -1555,13 +1601,13 @@ mod tests {
     #[test]
     fn what_deltas_write_loads_back_the_same() {
         let (store, bank) = stored_bank();
-        let loaded = NodeState::load_all(&store).unwrap();
-        assert_eq!(loaded.len(), 1);
+        let loaded = NodeState::load(&store, node_key(1), custody()).unwrap();
+
         for client in ["alice", "bob", OWN_ACCOUNT] {
-            assert_eq!(loaded[0].balance(client).unwrap(), bank.balance(client).unwrap(), "{client}");
-            assert_eq!(loaded[0].history(client).unwrap(), bank.history(client).unwrap(), "{client}");
+            assert_eq!(loaded.balance(client).unwrap(), bank.balance(client).unwrap(), "{client}");
+            assert_eq!(loaded.history(client).unwrap(), bank.history(client).unwrap(), "{client}");
         }
-        assert_eq!(loaded[0].balance("bob").unwrap().dt_tiyn.tiyn(), 200);
+        assert_eq!(loaded.balance("bob").unwrap().dt_tiyn.tiyn(), 200);
     }
 
     /// Keyed rows are fjall's, without a checksum of the store's own: a key that does not
@@ -1580,7 +1626,7 @@ mod tests {
                 address: key.address(),
                 opened_at_unix_ms: 0,
             };
-            AccountRecord { account, key_seed: None, fiat: Amount::ZERO }
+            AccountRecord { account, key_sealed: None, fiat: Amount::ZERO }
         };
         let cases: [(Table, Vec<u8>, Vec<u8>, &str); 5] = [
             (ACCOUNTS_TABLE, b"no separator".to_vec(), dtenge_store::encode(&record("c", "b")).unwrap(), "a key"),
@@ -1594,7 +1640,7 @@ mod tests {
             let mut batch = WriteBatch::new();
             batch.put(table, key, value);
             store.commit(batch).unwrap();
-            let refused = NodeState::load_all(&store).err().expect("corrupt rows are refused");
+            let refused = NodeState::load(&store, node_key(1), custody()).err().expect("corrupt rows are refused");
             assert_eq!(refused.code, ErrorCode::StorageFailure, "{refused}");
             assert!(refused.message.starts_with(table.0) && refused.message.contains(says), "{refused}");
         }
@@ -1614,6 +1660,6 @@ mod tests {
         let change: TokenChange = ("b".into(), vec![], vec![("ghost".into(), input)]);
         batch.record_value(TOKENS.log, &change).unwrap();
         store.commit(batch).unwrap();
-        let _ = NodeState::load_all(&store);
+        let _ = NodeState::load(&store, node_key(1), custody());
     }
 }

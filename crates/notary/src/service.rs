@@ -33,7 +33,7 @@ pub use checkpoint::CHECKPOINT_POLL_MS;
 
 use crate::{AllShards, Notary, Spend, SpendRequest, TABLES};
 use dtenge_core::certificate::{notarize_message, CommitCertificate, CompactTx};
-use dtenge_core::crypto::{verify, Hash32, PublicKey, SecretKey};
+use dtenge_core::crypto::{verify, Hash32, NodeKey, PublicKey, Sign};
 use dtenge_core::tx::{TX_INPUTS_MAX, TX_OUTPUTS_MAX};
 use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_store::{LogTable, Store, Table, WriteBatch};
@@ -116,7 +116,7 @@ pub struct NotaryReport {
 /// The notary role.
 pub struct NotaryService {
     notary: Notary,
-    key: SecretKey,
+    key: NodeKey,
     senders: RwLock<Senders>,
     store: Store,
     /// The last certificate's number. Held across a request's spend, commit and certificate:
@@ -146,7 +146,7 @@ pub struct NotaryService {
 impl NotaryService {
     /// Open the notary on its own store (created with [`tables`]), with its signing key and
     /// the keys of those who may send it requests.
-    pub fn open(store: Store, key: SecretKey, senders: Senders) -> Result<NotaryService> {
+    pub fn open(store: Store, key: impl Into<NodeKey>, senders: Senders) -> Result<NotaryService> {
         let (notary, replayed) = Notary::load(&store)?;
         let mut seq = 0;
         for record in store.scan_log(SEQ_LOG)? {
@@ -166,7 +166,7 @@ impl NotaryService {
         Ok(NotaryService {
             inbound,
             notary,
-            key,
+            key: key.into(),
             senders: RwLock::new(senders),
             store,
             seq: Mutex::new(seq),
@@ -457,7 +457,7 @@ pub fn next_seq(committed: &[bool], seq: &mut u64) -> Option<u64> {
 /// The reply: one certificate over the committed transactions, in request order, numbered
 /// by [`next_seq`].
 pub fn certify(
-    key: &SecretKey,
+    key: &dyn Sign,
     batch: u64,
     leaves: &[Hash32],
     states: &[Result<()>],
@@ -525,6 +525,7 @@ fn check_tx(sender: &RoleId, tx: &CompactTx) -> Result<()> {
 mod tests {
     use super::*;
     use dtenge_core::certificate::CommitProof;
+    use dtenge_core::crypto::SecretKey;
     use dtenge_core::token::{Output, TokenId, TxId};
     use dtenge_core::tx::{Command, Transaction, TxBody};
     use dtenge_core::validate::TxIds;

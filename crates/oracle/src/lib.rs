@@ -17,7 +17,7 @@
 //! ledger transaction in one commit ([`Change::writes`]) and applies it after the commit
 //! ([`Oracle::apply`]). Time arrives as `now_ms`.
 
-use dtenge_core::crypto::{hash_parts, Hash32, SecretKey, Signature};
+use dtenge_core::crypto::{hash_parts, Hash32, NodeKey, Signature};
 use dtenge_core::money::Amount;
 use dtenge_core::party::Party;
 use dtenge_core::token::{event_hash, Output, TxId};
@@ -69,8 +69,6 @@ pub use contract::{Contract, ContractSpec, ContractUse, UseKind};
 pub use marking::{Level, Marking, MarkingSpec, Move, MoveBody};
 pub use spend::SpendPlan;
 pub use vat::{Invoice, InvoiceSpec, InvoiceStatus};
-
-const KEY_ROW: &[u8] = b"key";
 
 /// Most payees one event may pay in one release (seller plus state fees, several sellers).
 pub const PAYEES_MAX: usize = 16;
@@ -520,7 +518,7 @@ impl Change {
 
 /// The oracle's state.
 pub struct Oracle {
-    key: SecretKey,
+    key: NodeKey,
     providers: BTreeMap<String, Provider>,
     by_token: HashMap<Hash32, String>,
     events: BTreeMap<String, Event>,
@@ -533,8 +531,9 @@ pub struct Oracle {
 }
 
 impl Oracle {
-    /// A new oracle. Persist [`Oracle::genesis_writes`].
-    pub fn new(key: SecretKey) -> Oracle {
+    /// A new oracle, signing with `key`.
+    pub fn new(key: impl Into<NodeKey>) -> Oracle {
+        let key = key.into();
         Oracle {
             key,
             providers: BTreeMap::new(),
@@ -548,14 +547,10 @@ impl Oracle {
         }
     }
 
-    pub fn genesis_writes(&self, batch: &mut WriteBatch) -> Result<()> {
-        batch.put_value(META_TABLE, KEY_ROW.to_vec(), &self.key.seed())
-    }
-
-    /// The oracle stored in `store`, or `None` if this store has none yet.
-    pub fn load(store: &Store) -> Result<Option<Oracle>> {
-        let Some(seed) = store.get(META_TABLE, KEY_ROW)? else { return Ok(None) };
-        let mut oracle = Oracle::new(SecretKey::from_seed(dtenge_store::decode(&seed)?));
+    /// The oracle stored in `store` (empty registries if it holds none yet), signing with
+    /// `key`: the vault's, never stored here.
+    pub fn load(store: &Store, key: NodeKey) -> Result<Oracle> {
+        let mut oracle = Oracle::new(key);
         for (_, provider) in store.scan_values::<Provider>(PROVIDERS_TABLE)? {
             oracle.apply_provider(provider);
         }
@@ -576,7 +571,7 @@ impl Oracle {
         marking::load(&mut oracle, store)?;
         vat::load(&mut oracle, store)?;
         contract::load(&mut oracle, store)?;
-        Ok(Some(oracle))
+        Ok(oracle)
     }
 
     pub fn public_key(&self) -> dtenge_core::crypto::PublicKey {
@@ -1136,7 +1131,7 @@ fn check_text(what: &str, text: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dtenge_core::crypto::Address;
+    use dtenge_core::crypto::{Address, SecretKey};
     use dtenge_core::token::Input;
     use dtenge_core::tx::TxBody;
 
@@ -1357,11 +1352,10 @@ mod tests {
         let (oracle, id) = setup(EventKind::Single);
         let store = Store::open_simulated(dtenge_store::SimDisk::new(), &TABLES).unwrap();
         let mut batch = WriteBatch::new();
-        oracle.genesis_writes(&mut batch).unwrap();
         let record = &oracle.event(&id).unwrap().records[0];
         batch.put_value(RECORDS_TABLE, id.as_bytes().to_vec(), record).unwrap();
         store.commit(batch).unwrap();
-        let refused = Oracle::load(&store).err().expect("an orphan record is refused");
+        let refused = Oracle::load(&store, oracle.key.clone()).err().expect("an orphan record is refused");
         assert_eq!(refused.code, ErrorCode::StorageFailure, "{refused}");
         assert!(refused.message.contains(&format!("a record of event {id}")), "{refused}");
     }

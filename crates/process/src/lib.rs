@@ -243,10 +243,19 @@ impl Participant {
                     config.bank.as_ref().ok_or_else(|| Error::malformed("a bank needs its [bank] section"))?;
                 let directory =
                     Arc::new(DirectoryClient::new(RoleId::Bank(id.clone()), transport.clone(), system_ns()));
+                // Its custodial clients' keys are sealed under a data-encryption key of the
+                // vault in its data directory (an HSM, or the encrypted key store).
+                let entropy = dtenge_env::Entropy::from_os();
+                let vault = dtenge_keys::Vault::open(
+                    &config.data,
+                    &dtenge_keys::KeyConfig::from_env(config.sandbox, &entropy)?,
+                )?;
+                tracing::info!(keys = %vault.describe(), "the bank's keys");
                 let genesis = Genesis {
                     meta: NodeMeta { id: id.clone(), kind: settings.kind, name: settings.name.clone() },
-                    node_key: config.key.clone(),
+                    node_key: config.key.clone().into(),
                     own_key: settings.own_key.clone(),
+                    custody: dtenge_node::Custody::new(vault.secret(&format!("custody:{id}"), &entropy)?),
                     now_ms: clock(),
                 };
                 let service = Arc::new(BankService::open(

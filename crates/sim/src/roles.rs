@@ -468,8 +468,9 @@ impl Sim {
                 Store::open_simulated(disk, &dtenge_bank::tables()).and_then(|store| {
                     let genesis = Genesis {
                         meta: NodeMeta { id: id.clone(), kind: NodeKind::Bank, name: format!("{id} bank") },
-                        node_key: node_key(id),
+                        node_key: node_key(id).into(),
                         own_key: own_key(id),
+                        custody: dtenge_node::Custody::new([77; 32]),
                         now_ms: 0,
                     };
                     let view = Arc::new(DirectoryView(self.directory.clone()));

@@ -59,8 +59,9 @@ pub const TREASURY_ID: &str = "treasury";
 /// How long a call waits for its role's answer before it reports `REQUEST_IN_PROGRESS` (the
 /// operation may still complete: the client asks again with the same idempotency key).
 pub const ANSWER_WAIT: Duration = Duration::from_secs(10);
-/// The file, in the data directory, holding the seed the roles' keys derive from.
-pub const ROLE_KEYS_FILE: &str = "role-keys.seed";
+/// The file in which a build before issue 19 kept, in the clear, the seed every role's key
+/// derived from: a data directory holding it is refused ([`Platform::open_with_keys`]).
+pub const OLD_ROLE_KEYS_FILE: &str = "role-keys.seed";
 /// The gateway's store, in the data directory: its memo of answers by idempotency key.
 const GATEWAY_DIR: &str = "gateway.db";
 /// The file name, in the data directory, of the old one-process store (the `dtenge-network`
@@ -73,6 +74,12 @@ pub const DATABASE_FILE: &str = "dtenge.db";
 pub struct Idem {
     pub key: String,
     pub fingerprint: Hash32,
+}
+
+/// Whether `dir` holds a platform's data: its roles' stores and the vault's file of its keys.
+pub fn holds_a_platform(dir: &Path) -> bool {
+    let keys = [dtenge_keys::store::STORE_FILE, dtenge_keys::hsm::WRAPPED_FILE];
+    dir.join("notary").is_dir() && keys.iter().any(|file| dir.join(file).is_file())
 }
 
 /// The network's participants as a gateway calls them.
@@ -88,16 +95,43 @@ pub struct Platform {
     gate: crate::access::Gate,
     /// The gateway's counters (`GET /metrics`).
     metrics: crate::metrics::Metrics,
+    /// Where the keys are: the roles' and the gateway's.
+    vault: dtenge_keys::Vault,
 }
 
 impl Platform {
+    /// Open (or create) the platform's roles under `dir`, a sandbox, with the keys the
+    /// environment names (`dtenge_keys::KeyConfig::from_env`).
+    pub fn open(dir: &Path, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Platform> {
+        let keys = dtenge_keys::KeyConfig::from_env(true, &entropy)?;
+        Platform::open_with_keys(dir, clock, entropy, &keys)
+    }
+
     /// Open (or create) the platform's roles under `dir`: the notary, central, the directory,
-    /// the oracle, three banks and the Treasury.
+    /// the oracle, three banks and the Treasury, their keys where `keys` says (an HSM or the
+    /// encrypted key store, [`Platform::keys`] says which).
     ///
     /// A data directory of the one-process network is refused (`STORAGE_FAILURE`): its ledger
     /// is in a store the roles do not read, and the platform would start beside it with every
-    /// account and token missing.
-    pub fn open(dir: &Path, clock: Arc<dyn Clock>, entropy: Entropy) -> Result<Platform> {
+    /// account and token missing. So is one of a build before issue 19, which kept every key
+    /// in the clear.
+    pub fn open_with_keys(
+        dir: &Path,
+        clock: Arc<dyn Clock>,
+        entropy: Entropy,
+        keys: &dtenge_keys::KeyConfig,
+    ) -> Result<Platform> {
+        let old_keys = dir.join(OLD_ROLE_KEYS_FILE);
+        if old_keys.exists() {
+            return Err(Error::new(
+                ErrorCode::StorageFailure,
+                format!(
+                    "{} holds, in the clear, the seed of every role's key of a build before the keys moved to a \
+                     vault: start the platform on a fresh data directory",
+                    old_keys.display()
+                ),
+            ));
+        }
         let network_store = dir.join(DATABASE_FILE);
         if network_store.exists() {
             return Err(Error::new(
@@ -109,20 +143,21 @@ impl Platform {
                 ),
             ));
         }
-        let seed = role_seed(dir, &entropy)?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::new(ErrorCode::StorageFailure, format!("{}: {e}", dir.display())))?;
+        let vault = dtenge_keys::Vault::open(dir, keys)?;
         let bank = |id: &str, name: &str, kind| BankSpec { id: id.into(), name: name.into(), kind };
-        let config = Config {
-            banks: vec![
-                bank("steppe", "Steppe Bank", NodeKind::Bank),
-                bank("tulpar", "Tulpar Bank", NodeKind::Bank),
-                bank("sapa", "Sapa Bank", NodeKind::Bank),
-                bank(TREASURY_ID, "Treasury", NodeKind::Treasury),
-            ],
-            keys: RoleKeys::from_seed(seed),
-        };
+        let banks = vec![
+            bank("steppe", "Steppe Bank", NodeKind::Bank),
+            bank("tulpar", "Tulpar Bank", NodeKind::Bank),
+            bank("sapa", "Sapa Bank", NodeKind::Bank),
+            bank(TREASURY_ID, "Treasury", NodeKind::Treasury),
+        ];
+        let config = Config { keys: RoleKeys::from_vault(&vault, &banks, &entropy)?, banks };
+        let gateway_key = SecretKey::from_seed(vault.secret("gateway", &entropy)?);
         let answers = answers::Answers::open(&dir.join(GATEWAY_DIR))?;
         let nodes: Vec<String> = config.banks.iter().map(|b| b.id.clone()).collect();
-        let gate = crate::access::open_sandbox(dir, &entropy, &nodes)?;
+        let gate = crate::access::open_sandbox(dir, &entropy, &nodes, gateway_key)?;
         let now = clock.clone();
         let assembly = Assembly::start(dir, &config, Arc::new(move || now.now_ms()))?;
         Ok(Platform {
@@ -133,7 +168,18 @@ impl Platform {
             answers,
             gate,
             metrics: Default::default(),
+            vault,
         })
+    }
+
+    /// Where the roles' keys are, in a line for the operator (`dtenge up` prints it).
+    pub fn keys(&self) -> String {
+        self.vault.describe()
+    }
+
+    /// The key the gateway serves HTTPS with (`dtenge up --tls`): the vault's.
+    pub fn tls_key(&self) -> Result<SecretKey> {
+        Ok(SecretKey::from_seed(self.vault.secret("tls", &self.entropy)?))
     }
 
     /// The gateway's counters.
@@ -254,28 +300,5 @@ pub(crate) fn unanswered(in_time: bool) -> Error {
 impl Platform {
     pub fn enter_key(&self, idem: &Idem) -> Result<answers::KeyInFlight> {
         self.answers.enter(idem)
-    }
-}
-
-/// The seed of the roles' keys: read from the data directory, or drawn and written there on
-/// the first start. (Issue 19 moves node keys into an HSM; until then they derive from this.)
-fn role_seed(dir: &Path, entropy: &Entropy) -> Result<[u8; 32]> {
-    let path = dir.join(ROLE_KEYS_FILE);
-    let storage = |e: std::io::Error| Error::new(ErrorCode::StorageFailure, format!("{}: {e}", path.display()));
-    match std::fs::read(&path) {
-        Ok(bytes) => bytes
-            .try_into()
-            .map_err(|_| Error::new(ErrorCode::StorageFailure, format!("{} is not a 32-byte seed", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(storage)?;
-            let seed = entropy.seed32();
-            // Written whole under another name, then renamed: a crash leaves no half seed.
-            let partial = dir.join(format!("{ROLE_KEYS_FILE}.partial"));
-            std::fs::write(&partial, seed).map_err(storage)?;
-            std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(storage)?;
-            std::fs::rename(&partial, &path).map_err(storage)?;
-            Ok(seed)
-        }
-        Err(e) => Err(storage(e)),
     }
 }

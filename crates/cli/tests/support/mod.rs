@@ -37,6 +37,14 @@ impl Server {
         Server::start_command(data, logs, name, args, Command::new(env!("CARGO_BIN_EXE_dtenge")))
     }
 
+    /// [`Server::start_with`] with more environment variables (the vault's: an HSM's module,
+    /// token and PIN, the key store's passphrase).
+    pub fn start_with_env(data: &Path, logs: &Path, name: &str, args: &[&str], vars: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dtenge"));
+        command.envs(vars.iter().copied());
+        Server::start_command(data, logs, name, args, command)
+    }
+
     /// [`Server::start`] with the soft limit on open files a distribution gives a service by
     /// default (`open_files`), under the test's own hard limit.
     pub fn start_with_open_files(data: &Path, logs: &Path, name: &str, open_files: u64) -> Server {

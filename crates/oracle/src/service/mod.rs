@@ -48,7 +48,7 @@ pub use rows::{ROLE_DECISIONS_TABLE, ROLE_EVENTS_TABLE, ROLE_META_TABLE};
 use crate::{Action, Record};
 use dtenge_core::anchors::Anchors;
 use dtenge_core::certificate::{CommitCertificate, CommitProof, CompactTx};
-use dtenge_core::crypto::{Address, Hash32, PublicKey, SecretKey};
+use dtenge_core::crypto::{Address, Hash32, NodeKey, PublicKey};
 use dtenge_core::token::TxId;
 use dtenge_core::tx::{node_message, Attestation, Transaction};
 use dtenge_core::validate::TxIds;
@@ -276,7 +276,7 @@ struct Inner {
 
 /// The oracle role.
 pub struct OracleService {
-    key: SecretKey,
+    key: NodeKey,
     anchors: Anchors,
     store: Store,
     transport: Arc<dyn Transport>,
@@ -289,10 +289,11 @@ impl OracleService {
     /// answered are sent again by the first [`OracleService::tick`].
     pub fn open(
         store: Store,
-        key: SecretKey,
+        key: impl Into<NodeKey>,
         anchors: Anchors,
         transport: Arc<dyn Transport>,
     ) -> Result<OracleService> {
+        let key = key.into();
         assert_eq!(key.public_key(), anchors.oracle, "the oracle signs with the key the anchors name");
         let next_event = match store.get(ROLE_META_TABLE, NEXT_EVENT_KEY)? {
             Some(bytes) => stored::<u64>(&bytes, "the next event number")?,

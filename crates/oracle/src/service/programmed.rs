@@ -28,7 +28,7 @@ use crate::marking::{MarkedPlan, MarkingChange};
 use crate::vat::{VatPayment, VatUpdate};
 use crate::{Contract, ContractSpec, Invoice, InvoiceSpec, Marking, MarkingSpec, Oracle, ProviderKind, ProviderView};
 use crate::{Credential, SpendPlan, UseKind};
-use dtenge_core::crypto::{hash_parts, Hash32, SecretKey};
+use dtenge_core::crypto::{hash_parts, Hash32, NodeKey};
 use dtenge_core::party::Party;
 use dtenge_core::token::TxId;
 use dtenge_core::tx::Transaction;
@@ -65,7 +65,7 @@ pub(crate) struct Programmed {
 
 impl Programmed {
     /// The registry from its tables, and the subjects held by the attested spends.
-    pub(crate) fn load(store: &Store, key: SecretKey, decisions: &HashMap<TxId, TxDecision>) -> Result<Programmed> {
+    pub(crate) fn load(store: &Store, key: NodeKey, decisions: &HashMap<TxId, TxDecision>) -> Result<Programmed> {
         let registry = registry::load(store, key)?;
         let mut in_flight = BTreeMap::new();
         for (tx_id, decision) in decisions {

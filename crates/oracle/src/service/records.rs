@@ -14,7 +14,7 @@
 
 use super::rows::{HoldEvent, Payee};
 use crate::{Action, Record, RecordBody, Share};
-use dtenge_core::crypto::{hash_parts, Address, Hash32, SecretKey};
+use dtenge_core::crypto::{hash_parts, Address, Hash32, NodeKey};
 use dtenge_core::party::Party;
 use dtenge_core::token::TxId;
 use dtenge_core::{Amount, Error, Result};
@@ -99,7 +99,7 @@ pub(crate) fn payouts_of(event: &HoldEvent, outputs: &[dtenge_core::token::Outpu
 /// What the role keeps in memory of the records, and the key that signs them.
 pub(crate) struct Records {
     /// The role's own key (it never leaves the role).
-    key: SecretKey,
+    key: NodeKey,
     /// Event -> the number of its records (the next `seq`).
     counts: HashMap<String, u32>,
     /// Event -> the occurrence ids its records name.
@@ -110,7 +110,7 @@ impl Records {
     /// Read the rows back: every record of a stored event, numbered densely from 0, keyed by
     /// its event and number. Rows are fjall's, without a checksum of the store's own: anything
     /// else is corrupt storage.
-    pub fn load(store: &Store, key: SecretKey, is_event: impl Fn(&str) -> bool) -> Result<Records> {
+    pub fn load(store: &Store, key: NodeKey, is_event: impl Fn(&str) -> bool) -> Result<Records> {
         let mut records = Records { key, counts: HashMap::new(), occurrences: HashMap::new() };
         for (key, value) in store.scan(ROLE_RECORDS_TABLE)? {
             let record =

@@ -25,7 +25,7 @@ use crate::{Contract, ContractUse, Invoice, InvoiceStatus, Level, Marking, Move,
 #[cfg(test)]
 use crate::{ContractSpec, MarkingSpec, SpendPlan};
 use crate::{ProviderKind, UseKind};
-use dtenge_core::crypto::SecretKey;
+use dtenge_core::crypto::NodeKey;
 #[cfg(test)]
 use dtenge_core::tx::Transaction;
 use dtenge_core::{Error, Result};
@@ -106,7 +106,7 @@ pub(crate) fn contract_writes(change: &ContractChange, batch: &mut WriteBatch) {
 }
 
 /// The registry stored in `store`, signing with `key`.
-pub(crate) fn load(store: &Store, key: SecretKey) -> Result<Oracle> {
+pub(crate) fn load(store: &Store, key: NodeKey) -> Result<Oracle> {
     let mut oracle = Oracle::new(key);
     for (_, value) in store.scan(ROLE_PROVIDERS_TABLE)? {
         oracle.apply_provider(stored(&value, "a provider")?);
@@ -441,6 +441,7 @@ impl Decode for ContractUse {
 mod tests {
     use super::*;
     use crate::InvoiceSpec;
+    use dtenge_core::crypto::SecretKey;
     use dtenge_core::party::Party;
     use dtenge_core::token::{Output, Policy, TxId};
     use dtenge_core::tx::{Command, TxBody};

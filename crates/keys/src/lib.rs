@@ -1,0 +1,193 @@
+//! Where the platform's keys live.
+//!
+//! Two kinds of key, two treatments:
+//! - **Node keys** (the NBK's, the notary's, the oracle's, each bank's attestation key) sign
+//!   for a participant. With an HSM configured they are generated inside it, marked sensitive
+//!   and not extractable, and every signature is made there through PKCS#11 ([`hsm`]). Without
+//!   one (a laptop, the sandbox) they are kept in an encrypted key store ([`store`]), opened
+//!   with a passphrase that is not in the data directory.
+//! - **Secrets**: 32 bytes the platform needs in memory: a bank's data-encryption key, which
+//!   seals its custodial clients' keys (envelope encryption: millions of client keys cannot each
+//!   live in an HSM, `dtenge_node::Custody`), and the seed of a bank's own account. With an HSM
+//!   they are kept wrapped (AES-256-GCM) under a key-encryption key that never leaves it;
+//!   without one, in the encrypted key store.
+//!
+//! Nothing here writes a key in the clear: the data directory holds the key store's
+//! ciphertext or the wrapped secrets, and a test scans every file of a platform's data
+//! directory for every key it knows (`crates/cli/tests/operations.rs`).
+
+pub mod hsm;
+pub mod softhsm;
+pub mod store;
+
+use dtenge_core::crypto::{NodeKey, SecretKey};
+use dtenge_core::{Error, ErrorCode, Result};
+use dtenge_env::Entropy;
+use std::path::{Path, PathBuf};
+
+/// The environment variable holding the key store's passphrase.
+pub const PASSPHRASE_ENV: &str = "DTENGE_KEY_PASSPHRASE";
+/// The environment variable naming the HSM's PKCS#11 module: set, the node keys are the HSM's.
+pub const HSM_MODULE_ENV: &str = "DTENGE_HSM_MODULE";
+/// The environment variable naming the HSM's token (its label; `dtenge` when not set).
+pub const HSM_TOKEN_ENV: &str = "DTENGE_HSM_TOKEN";
+/// The environment variable holding the HSM user's PIN.
+pub const HSM_PIN_ENV: &str = "DTENGE_HSM_PIN";
+/// The token label used when [`HSM_TOKEN_ENV`] is not set.
+pub const HSM_TOKEN_DEFAULT: &str = "dtenge";
+/// The file, in the user's configuration directory, holding the sandbox's passphrase when
+/// [`PASSPHRASE_ENV`] is not set.
+pub const SANDBOX_PASSPHRASE_FILE: &str = "sandbox-passphrase";
+
+/// How to reach the keys.
+#[derive(Clone)]
+pub enum KeyConfig {
+    /// An HSM through its PKCS#11 module.
+    Hsm(hsm::HsmConfig),
+    /// The encrypted key store in the data directory, under `passphrase`; `from` says where
+    /// the passphrase came from (what `up` prints).
+    Store { passphrase: String, from: String },
+}
+
+impl std::fmt::Debug for KeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyConfig::Hsm(config) => write!(f, "Hsm({:?}, token {:?})", config.module, config.token),
+            KeyConfig::Store { from, .. } => write!(f, "Store(passphrase from {from})"),
+        }
+    }
+}
+
+impl KeyConfig {
+    /// The keys as the environment says, the one way every process is told:
+    /// 1. [`HSM_MODULE_ENV`] set: the HSM's token [`HSM_TOKEN_ENV`], logged in with
+    ///    [`HSM_PIN_ENV`];
+    /// 2. else [`PASSPHRASE_ENV`] set: the encrypted key store under that passphrase;
+    /// 3. else, in a sandbox only, the key store under a passphrase drawn once per user and
+    ///    kept in the user's configuration directory (`$XDG_CONFIG_HOME/dtenge` or
+    ///    `~/.config/dtenge`, mode 0600), outside every data directory, so that a copy of a
+    ///    data directory alone opens no key. A production node without 1 or 2 is refused.
+    pub fn from_env(sandbox: bool, entropy: &Entropy) -> Result<KeyConfig> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let Some(module) = var(HSM_MODULE_ENV) {
+            let pin = var(HSM_PIN_ENV).ok_or_else(|| {
+                Error::new(
+                    ErrorCode::MalformedInput,
+                    format!("${HSM_MODULE_ENV} is set: the HSM's PIN is ${HSM_PIN_ENV}"),
+                )
+            })?;
+            let token = var(HSM_TOKEN_ENV).unwrap_or_else(|| HSM_TOKEN_DEFAULT.to_string());
+            return Ok(KeyConfig::Hsm(hsm::HsmConfig { module: module.into(), token, pin }));
+        }
+        if let Some(passphrase) = var(PASSPHRASE_ENV) {
+            return Ok(KeyConfig::Store { passphrase, from: format!("${PASSPHRASE_ENV}") });
+        }
+        if !sandbox {
+            return Err(Error::new(
+                ErrorCode::MalformedInput,
+                format!(
+                    "a production node keeps its keys in an HSM (${HSM_MODULE_ENV}, ${HSM_TOKEN_ENV}, ${HSM_PIN_ENV}) \
+                     or in the encrypted key store under ${PASSPHRASE_ENV}: neither is set"
+                ),
+            ));
+        }
+        let dir = config_dir().ok_or_else(|| {
+            Error::new(
+                ErrorCode::StorageFailure,
+                format!("no HOME or XDG_CONFIG_HOME to keep the sandbox's key passphrase in: set {PASSPHRASE_ENV}"),
+            )
+        })?;
+        let path = dir.join(SANDBOX_PASSPHRASE_FILE);
+        let passphrase = store::read_or_create_passphrase(&path, entropy)?;
+        Ok(KeyConfig::Store { passphrase, from: path.display().to_string() })
+    }
+}
+
+fn config_dir() -> Option<PathBuf> {
+    let xdg = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".config"));
+    xdg.or(home).map(|dir| dir.join("dtenge"))
+}
+
+/// The keys of one data directory.
+pub struct Vault {
+    kind: Kind,
+}
+
+enum Kind {
+    Hsm(hsm::Hsm),
+    /// The key store, and where its passphrase came from.
+    Store(store::KeyStore, String),
+}
+
+impl Vault {
+    /// Open the keys of the data directory `dir` as `config` says: the HSM's token (and the
+    /// secrets wrapped under its key-encryption key, `dir/keys.wrapped`), or the key store
+    /// `dir/keys.store`, created on the first start.
+    pub fn open(dir: &Path, config: &KeyConfig) -> Result<Vault> {
+        let kind = match config {
+            KeyConfig::Hsm(config) => Kind::Hsm(hsm::Hsm::open(dir, config)?),
+            KeyConfig::Store { passphrase, from } => Kind::Store(store::KeyStore::open(dir, passphrase)?, from.clone()),
+        };
+        Ok(Vault { kind })
+    }
+
+    /// The node key named `label`, generated on first use (in the HSM, or from `entropy` into
+    /// the key store).
+    pub fn node_key(&self, label: &str, entropy: &Entropy) -> Result<NodeKey> {
+        check_label(label);
+        match &self.kind {
+            Kind::Hsm(hsm) => hsm.node_key(label),
+            Kind::Store(store, _) => Ok(SecretKey::from_seed(store.secret(&format!("node:{label}"), entropy)?).into()),
+        }
+    }
+
+    /// The 32-byte secret named `label`, drawn on first use (from the HSM's generator, or from
+    /// `entropy`).
+    pub fn secret(&self, label: &str, entropy: &Entropy) -> Result<[u8; 32]> {
+        check_label(label);
+        match &self.kind {
+            Kind::Hsm(hsm) => hsm.secret(label),
+            Kind::Store(store, _) => store.secret(&format!("secret:{label}"), entropy),
+        }
+    }
+
+    /// Where the keys are, in a line for the operator.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            Kind::Hsm(hsm) => hsm.describe(),
+            Kind::Store(store, from) => format!(
+                "NO HSM: {}, its passphrase from {from} (${HSM_MODULE_ENV} names an HSM's PKCS#11 module)",
+                store.describe()
+            ),
+        }
+    }
+
+    pub fn is_hsm(&self) -> bool {
+        matches!(self.kind, Kind::Hsm(_))
+    }
+}
+
+/// Labels are the platform's own names (`central`, `bank:steppe`, ...), never input.
+fn check_label(label: &str) {
+    assert!(
+        !label.is_empty() && label.len() <= 64 && label.bytes().all(|b| b.is_ascii_graphic()),
+        "a key label is a short printable name: {label:?}"
+    );
+}
+
+/// Write `bytes` to `path` whole or not at all, readable by the owner alone: a temporary file
+/// beside it, synced, renamed over it, and the directory synced.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let partial = path.with_extension("partial");
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&partial)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&partial, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
