@@ -8,10 +8,9 @@
 //! and send an access token instead.
 
 use crate::access::{now_s, CA_DIR};
-use dtenge_core::crypto::SecretKey;
+use dtenge_core::crypto::{NodeKey, SecretKey};
 use dtenge_core::{Error, ErrorCode, Result};
-use dtenge_pki::{certificate_pem, key_to_pkcs8, pem_contents, write_atomically, CaDir, Subject};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use dtenge_pki::{certificate_pem, pem_contents, write_atomically, CaDir, Subject};
 use rustls::ServerConfig;
 use std::path::Path;
 use std::sync::Arc;
@@ -70,23 +69,20 @@ pub fn sandbox_server_config(dir: &Path, key: SecretKey, names: &[String]) -> Re
         }
     };
     let crl = ca.revocation_list_der().map_err(|e| storage(&ca_path)(e.to_string()))?;
-    server_config(&key, &cert, ca.cert_der(), &crl)
+    server_config(&key.into(), &cert, ca.cert_der(), &crl)
 }
 
 /// TLS 1.3 with `cert` for `key`; clients' certificates of the root `ca_der`, checked against
 /// `crl_der`, accepted and not required.
-pub fn server_config(key: &SecretKey, cert: &[u8], ca_der: &[u8], crl_der: &[u8]) -> Result<Arc<ServerConfig>> {
+pub fn server_config(key: &NodeKey, cert: &[u8], ca_der: &[u8], crl_der: &[u8]) -> Result<Arc<ServerConfig>> {
     let tls = |e: String| Error::new(ErrorCode::Internal, format!("TLS: {e}"));
     let verifier = dtenge_pki::client_verifier(ca_der, crl_der, false).map_err(|e| tls(e.to_string()))?;
     let mut config = ServerConfig::builder_with_provider(dtenge_pki::tls_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| tls(e.to_string()))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![CertificateDer::from(cert.to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_to_pkcs8(key))),
-        )
-        .map_err(|e| tls(e.to_string()))?;
+        // The key signs where it lives: memory, or the node's HSM.
+        .with_cert_resolver(dtenge_pki::certified_key(key, cert));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -185,3 +185,50 @@ fn a_token_swapped_for_a_forged_one_of_the_same_value_is_reported() {
     assert!(problems.contains("set hashes differ"), "{problems}");
     assert!(!problems.contains("DT, the NBK registry says"), "{problems}");
 }
+
+/// Issue 19, keys: a bank's node key rotated while the platform is stopped and quiet
+/// (docs/OPERATIONS.md, "Rotating a node key"): from the next start every role knows the new
+/// key and the bank signs with it; what it held is there, payments both ways between it and
+/// another bank go through (its attestations checked with the new key, the other's by it), and
+/// the ledger reconciles. The old key stays in the vault, retired.
+#[test]
+fn a_rotated_bank_node_key_signs_from_the_next_start_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sapa_client, _) = honest_ledger(dir.path());
+    let entropy = Entropy::from_seed(0);
+    let config = dtenge_keys::KeyConfig::from_env(true, &entropy).unwrap();
+    let vault = dtenge_keys::Vault::open(dir.path(), &config).unwrap();
+    let before = vault.node_key("bank:sapa", &entropy).unwrap().public_key();
+    let after = vault.rotate_node_key("bank:sapa", &entropy).unwrap().public_key();
+    assert_ne!(before, after);
+    assert_eq!(vault.node_key("bank:sapa@retired-1", &entropy).unwrap().public_key(), before);
+    drop(vault);
+
+    let platform = open_platform(dir.path());
+    assert_eq!(platform.assembly().anchors().banks["sapa"], after, "every role knows the new key");
+    assert_eq!(platform.balance("sapa", &sapa_client).unwrap().dt_tiyn, Amount::from_tiyn(10_000).unwrap());
+    let steppe_client = client(&platform, "steppe", 7, 5_000);
+    let pay = |bank: &str, from: &str, to_bank: &str, to: &str, tiyn: u64| {
+        let request = TransferRequest {
+            from: from.to_string(),
+            to: Payee { client_id: Some(to.to_string()), bank: Some(to_bank.to_string()), ..Payee::default() },
+            amount_tiyn: Amount::from_tiyn(tiyn).unwrap(),
+            reference: None,
+        };
+        platform.transfer(None, bank, request).unwrap()
+    };
+    pay("sapa", &sapa_client, "steppe", &steppe_client, 2_500);
+    pay("steppe", &steppe_client, "sapa", &sapa_client, 1_000);
+    platform.assembly().settle(std::time::Duration::from_secs(10)).unwrap();
+    assert_eq!(platform.balance("sapa", &sapa_client).unwrap().dt_tiyn, Amount::from_tiyn(8_500).unwrap());
+    assert_eq!(platform.balance("steppe", &steppe_client).unwrap().dt_tiyn, Amount::from_tiyn(6_500).unwrap());
+    let rec = platform.reconcile();
+    assert!(rec.ok, "{:?}", rec.problems);
+    drop(platform);
+    // Recorded in Sapa's store: its next start is not a rotation again.
+    let store = Store::open(&dir.path().join("bank-sapa"), &dtenge_bank::tables()).unwrap();
+    let vault = dtenge_keys::Vault::open(dir.path(), &config).unwrap();
+    let node_key = vault.node_key("bank:sapa", &entropy).unwrap();
+    let custody = dtenge_node::Custody::new(vault.secret("custody:sapa", &entropy).unwrap());
+    assert_eq!(NodeState::load(&store, node_key, custody).unwrap().rotated_from(), None);
+}

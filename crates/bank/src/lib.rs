@@ -362,6 +362,14 @@ impl BankService {
                 format!("this store holds the node '{}', not '{}'", node.id(), genesis.meta.id),
             ));
         }
+        if let Some(before) = node.rotated_from() {
+            // A rotated node key (docs/OPERATIONS.md, "Rotating a node key"): recorded, so
+            // that the next start is not a rotation again.
+            let mut batch = WriteBatch::new();
+            node.meta_writes(&mut batch)?;
+            store.commit(batch)?;
+            tracing::info!(bank = %node.id(), before = %before.address(), now = %node.key().address(), "node key rotated");
+        }
         let key = node.key().clone();
         let meta = node.meta().clone();
         let inner = Inner::load(&store, node)?;

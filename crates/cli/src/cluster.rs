@@ -210,6 +210,39 @@ pub fn new_key(out: &Path) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `dtenge key --data DIR --label L [--import PEM | --rotate]`: the key `L` of the vault in
+/// `DIR` (the environment says which vault), made on first use; its public half printed.
+pub fn vault_key(data: &Path, label: &str, import: Option<&Path>, rotate: bool) -> Result<ExitCode, String> {
+    let entropy = Entropy::from_os();
+    let config = dtenge_keys::KeyConfig::from_env(false, &entropy).map_err(|e| e.message)?;
+    std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let vault = dtenge_keys::Vault::open(data, &config).map_err(|e| e.message)?;
+    let public_key = if label == OWN_LABEL {
+        if import.is_some() || rotate {
+            return Err(
+                "a bank's own account key is neither imported nor rotated: its address holds the bank's DT".into()
+            );
+        }
+        dtenge_core::crypto::SecretKey::from_seed(vault.secret(label, &entropy).map_err(|e| e.message)?).public_key()
+    } else if let Some(file) = import {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let key = dtenge_pki::key_from_pem(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        vault.import_node_key(label, &key).map_err(|e| e.message)?.public_key()
+    } else if rotate {
+        vault.rotate_node_key(label, &entropy).map_err(|e| e.message)?.public_key()
+    } else {
+        vault.node_key(label, &entropy).map_err(|e| e.message)?.public_key()
+    };
+    println!("keys         {}", vault.describe());
+    println!("label        {label}{}", if rotate { " (rotated: the old key is retired in the vault)" } else { "" });
+    println!("public key   {}", hex(&public_key.key.0));
+    println!("address      {}", hex(&public_key.address().0 .0));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The vault label of a bank's own account key (`own_key = "vault:own"`).
+const OWN_LABEL: &str = "own";
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -354,12 +354,30 @@ enum Command {
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=16))]
         shards: u8,
     },
-    /// Make an Ed25519 key on this machine (PKCS#8 PEM, readable by its owner only) and print
-    /// its public key and address: a participant's node key, to certify with `dtenge ca issue
-    /// --public-key`, or a bank's own-account key, whose address central's configuration names.
+    /// A participant's key in the vault of its data directory (an HSM when $DTENGE_HSM_MODULE
+    /// names one, with $DTENGE_HSM_TOKEN and $DTENGE_HSM_PIN; else the encrypted key store under
+    /// $DTENGE_KEY_PASSPHRASE), made there on first use; prints its public key and address: a
+    /// node key to certify with `dtenge ca issue --public-key`, or a bank's own-account key
+    /// (`--label own`), whose address central's configuration names. With `--out` instead: a
+    /// key in a PEM file, for a key several vaults import (the notary's).
     Key {
-        #[arg(long)]
-        out: PathBuf,
+        /// The participant's data directory (its configuration's `data`).
+        #[arg(long, required_unless_present = "out")]
+        data: Option<PathBuf>,
+        /// The key's label in the vault: `node` (the participant's), `notary` (the key every
+        /// notary replica signs certificates with), `own` (a bank's own account).
+        #[arg(long, default_value = "node")]
+        label: String,
+        /// Put this PKCS#8 PEM key in the vault under the label (then delete the file).
+        #[arg(long, requires = "data", conflicts_with = "rotate")]
+        import: Option<PathBuf>,
+        /// Replace the node key with a new one, the old one retired in the vault
+        /// (docs/OPERATIONS.md, "Rotating a node key").
+        #[arg(long, requires = "data")]
+        rotate: bool,
+        /// Write a new key to this PEM file (owner-only) instead of a vault.
+        #[arg(long, conflicts_with = "data")]
+        out: Option<PathBuf>,
     },
     Ca {
         /// The certificate authority's directory.
@@ -588,7 +606,11 @@ fn main() -> ExitCode {
         Command::Ca { dir, command } => ca::run(&dir, command),
         Command::Run { role, config } => cluster::run(&role, &config),
         Command::Cluster { dir, base_port, shards } => cluster::cluster(&dir, base_port, shards),
-        Command::Key { out } => cluster::new_key(&out),
+        Command::Key { data, label, import, rotate, out } => match (out, data) {
+            (Some(out), _) => cluster::new_key(&out),
+            (None, Some(data)) => cluster::vault_key(&data, &label, import.as_deref(), rotate),
+            (None, None) => Err("--data or --out".into()),
+        },
         Command::Call { method, path, body, api, key, credentials } => {
             call(&api, &credentials, &method, &path, body.as_deref(), key.as_deref())
         }

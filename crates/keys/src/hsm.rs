@@ -24,7 +24,7 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
-use dtenge_core::crypto::{Hash32, NodeKey, PublicKey, SigAlg, Sign, Signature, SignatureBytes};
+use dtenge_core::crypto::{Hash32, NodeKey, PublicKey, SecretKey, SigAlg, Sign, Signature, SignatureBytes};
 use dtenge_core::{Error, ErrorCode, Result};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,8 @@ const KEK_LABEL: &str = "dtenge:kek";
 /// Sessions signing at once: the roles' threads sign concurrently, and a PKCS#11 session
 /// runs one operation at a time.
 const SESSIONS: usize = 4;
+/// The most retired key pairs kept per label.
+const RETIRED_MAX: usize = 1024;
 /// The DER encoding of Ed25519's object identifier (1.3.101.112): the key pair's curve.
 const ED25519_OID: [u8; 5] = [0x06, 0x03, 0x2b, 0x65, 0x70];
 
@@ -188,6 +190,85 @@ impl Hsm {
         dtenge_core::crypto::verify(&public_key, b"dtenge/keys/probe", &probe)
             .map_err(|_| failed(format!("the key pair {label:?} signs with another key than its public half")))?;
         Ok(NodeKey::new(Arc::new(signer)))
+    }
+
+    /// Relabel the key pair `label` to `<label>@retired-<n>` (the first `n` free) and generate
+    /// a new one under `label`.
+    pub fn rotate_node_key(&self, label: &str) -> Result<NodeKey> {
+        let object_label = |name: &str| format!("{LABEL_PREFIX}{name}").into_bytes();
+        self.sessions.with(|session| -> Result<()> {
+            let find = |name: &str| session.find_objects(&[Attribute::Label(object_label(name))]).map_err(failed);
+            let held = find(label)?;
+            if held.is_empty() {
+                return Err(Error::new(ErrorCode::MalformedInput, format!("HSM: no node key {label} to rotate")));
+            }
+            let mut retired = None;
+            for n in 1..=RETIRED_MAX {
+                let name = format!("{label}@retired-{n}");
+                if find(&name)?.is_empty() {
+                    retired = Some(name);
+                    break;
+                }
+            }
+            let retired = retired.ok_or_else(|| failed(format!("{label} was rotated {RETIRED_MAX} times")))?;
+            for object in held {
+                session.update_attributes(object, &[Attribute::Label(object_label(&retired))]).map_err(failed)?;
+            }
+            Ok(())
+        })?;
+        tracing::info!(label, "node key rotated in the HSM");
+        self.node_key(label)
+    }
+
+    /// Create the node key `label` in the token from `key` (sensitive, not extractable from
+    /// then on), unless the token holds it already.
+    pub fn import_node_key(&self, label: &str, key: &SecretKey) -> Result<NodeKey> {
+        let object_label = format!("{LABEL_PREFIX}{label}").into_bytes();
+        let held = self.sessions.with(|session| {
+            session
+                .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::Label(object_label.clone())])
+                .map_err(failed)
+        })?;
+        if held.is_empty() {
+            self.sessions.with(|session| -> Result<()> {
+                let public = key.public_key();
+                let mut point = vec![0x04, 0x20];
+                point.extend_from_slice(&public.key.0);
+                session
+                    .create_object(&[
+                        Attribute::Class(ObjectClass::PUBLIC_KEY),
+                        Attribute::KeyType(KeyType::EC_EDWARDS),
+                        Attribute::Token(true),
+                        Attribute::Private(false),
+                        Attribute::EcParams(ED25519_OID.to_vec()),
+                        Attribute::EcPoint(point),
+                        Attribute::Verify(true),
+                        Attribute::Label(object_label.clone()),
+                    ])
+                    .map_err(failed)?;
+                session
+                    .create_object(&[
+                        Attribute::Class(ObjectClass::PRIVATE_KEY),
+                        Attribute::KeyType(KeyType::EC_EDWARDS),
+                        Attribute::Token(true),
+                        Attribute::Private(true),
+                        Attribute::Sensitive(true),
+                        Attribute::Extractable(false),
+                        Attribute::Sign(true),
+                        Attribute::EcParams(ED25519_OID.to_vec()),
+                        Attribute::Value(key.seed().to_vec()),
+                        Attribute::Label(object_label.clone()),
+                    ])
+                    .map_err(failed)?;
+                Ok(())
+            })?;
+            tracing::info!(label, "node key imported into the HSM");
+        }
+        let imported = self.node_key(label)?;
+        if imported.public_key() != key.public_key() {
+            return Err(Error::new(ErrorCode::MalformedInput, format!("HSM: {label} holds another key already")));
+        }
+        Ok(imported)
     }
 
     /// The secret `label`: unwrapped at open, or drawn from the token's generator, wrapped

@@ -142,6 +142,36 @@ impl Vault {
         }
     }
 
+    /// Replace the node key `label` with a new one (generated in the HSM, or drawn from
+    /// `entropy` into the key store); the old one is kept under `<label>@retired-<n>`, signing
+    /// nothing more. The procedure around it (certify the new key, tell the peers) is in
+    /// docs/OPERATIONS.md, "Rotating a node key".
+    pub fn rotate_node_key(&self, label: &str, entropy: &Entropy) -> Result<NodeKey> {
+        check_label(label);
+        match &self.kind {
+            Kind::Hsm(hsm) => hsm.rotate_node_key(label),
+            Kind::Store(store, _) => {
+                let seed = store.rotate(&format!("node:{label}"), entropy)?;
+                Ok(SecretKey::from_seed(seed).into())
+            }
+        }
+    }
+
+    /// Put `key` in the vault as the node key `label`: a key several participants share (the
+    /// notary's, which every replica signs certificates with) is made once and imported into
+    /// each one's vault; the file it came in is then deleted. Importing the key a label holds
+    /// already changes nothing; another key under a taken label is refused.
+    pub fn import_node_key(&self, label: &str, key: &SecretKey) -> Result<NodeKey> {
+        check_label(label);
+        match &self.kind {
+            Kind::Hsm(hsm) => hsm.import_node_key(label, key),
+            Kind::Store(store, _) => {
+                let seed = store.import(&format!("node:{label}"), key.seed())?;
+                Ok(SecretKey::from_seed(seed).into())
+            }
+        }
+    }
+
     /// The 32-byte secret named `label`, drawn on first use (from the HSM's generator, or from
     /// `entropy`).
     pub fn secret(&self, label: &str, entropy: &Entropy) -> Result<[u8; 32]> {

@@ -130,6 +130,64 @@ impl KeyStore {
         Ok(secret)
     }
 
+    /// Store `secret` under `label`: refused (`MALFORMED_INPUT`) when the label holds another.
+    pub fn import(&self, label: &str, secret: [u8; 32]) -> Result<[u8; 32]> {
+        let mut entries = self.entries.lock();
+        match entries.get(label) {
+            Some(held) if *held == secret => return Ok(secret),
+            Some(_) => {
+                return Err(Error::new(
+                    ErrorCode::MalformedInput,
+                    format!("{}: {label} holds another key already", self.path.display()),
+                ))
+            }
+            None => {}
+        }
+        if entries.len() >= ENTRIES_MAX {
+            return Err(Error::new(
+                ErrorCode::StorageFailure,
+                format!("{}: full ({ENTRIES_MAX} entries)", self.path.display()),
+            ));
+        }
+        entries.insert(label.to_string(), secret);
+        if let Err(what) = self.write(&entries) {
+            entries.remove(label);
+            return Err(Error::new(ErrorCode::StorageFailure, format!("{}: {what}", self.path.display())));
+        }
+        Ok(secret)
+    }
+
+    /// Move the secret `label` to `<label>@retired-<n>` (the first `n` free) and draw a new
+    /// one under `label`, in one write: `MALFORMED_INPUT` if there is none to rotate.
+    pub fn rotate(&self, label: &str, entropy: &Entropy) -> Result<[u8; 32]> {
+        let mut entries = self.entries.lock();
+        let Some(old) = entries.get(label).copied() else {
+            return Err(Error::new(
+                ErrorCode::MalformedInput,
+                format!("{}: no {label} to rotate", self.path.display()),
+            ));
+        };
+        if entries.len() >= ENTRIES_MAX {
+            return Err(Error::new(
+                ErrorCode::StorageFailure,
+                format!("{}: full ({ENTRIES_MAX} entries)", self.path.display()),
+            ));
+        }
+        let retired = (1..=ENTRIES_MAX)
+            .map(|n| format!("{label}@retired-{n}"))
+            .find(|name| !entries.contains_key(name))
+            .expect("fewer entries than ENTRIES_MAX");
+        let new = entropy.seed32();
+        let before = entries.clone();
+        entries.insert(retired, old);
+        entries.insert(label.to_string(), new);
+        if let Err(what) = self.write(&entries) {
+            *entries = before;
+            return Err(Error::new(ErrorCode::StorageFailure, format!("{}: {what}", self.path.display())));
+        }
+        Ok(new)
+    }
+
     /// The labels of the secrets it holds.
     pub fn labels(&self) -> Vec<String> {
         self.entries.lock().keys().cloned().collect()
@@ -243,6 +301,37 @@ mod tests {
         assert!(KeyStore::open(dir.path(), PASSPHRASE).is_err(), "altered");
         let short = KeyStore::open(tempfile::tempdir().unwrap().path(), "short").err().unwrap();
         assert!(short.message.contains("at least"), "{short}");
+    }
+
+    #[test]
+    fn an_imported_key_stays_and_a_taken_label_refuses_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(dir.path(), PASSPHRASE).unwrap();
+        assert_eq!(store.import("node:notary", [5; 32]).unwrap(), [5; 32]);
+        assert_eq!(store.import("node:notary", [5; 32]).unwrap(), [5; 32], "the same key again");
+        let refused = store.import("node:notary", [6; 32]).err().unwrap();
+        assert_eq!(refused.code, ErrorCode::MalformedInput);
+        drop(store);
+        let reopened = KeyStore::open(dir.path(), PASSPHRASE).unwrap();
+        assert_eq!(reopened.secret("node:notary", &Entropy::from_seed(1)).unwrap(), [5; 32]);
+        assert_eq!(reopened.labels(), vec!["node:notary".to_string()]);
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_old_secret_retired_and_draws_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let entropy = Entropy::from_seed(8);
+        let store = KeyStore::open(dir.path(), PASSPHRASE).unwrap();
+        assert!(store.rotate("node:oracle", &entropy).is_err(), "nothing to rotate");
+        let first = store.secret("node:oracle", &entropy).unwrap();
+        let second = store.rotate("node:oracle", &entropy).unwrap();
+        let third = store.rotate("node:oracle", &entropy).unwrap();
+        assert!(first != second && second != third);
+        drop(store);
+        let reopened = KeyStore::open(dir.path(), PASSPHRASE).unwrap();
+        assert_eq!(reopened.secret("node:oracle", &entropy).unwrap(), third);
+        assert_eq!(reopened.secret("node:oracle@retired-1", &entropy).unwrap(), first);
+        assert_eq!(reopened.secret("node:oracle@retired-2", &entropy).unwrap(), second);
     }
 
     #[test]

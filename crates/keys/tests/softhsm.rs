@@ -66,6 +66,26 @@ fn node_keys_sign_in_the_hsm_and_secrets_come_back_wrapped() {
     let refused = Vault::open(data.path(), &KeyConfig::Hsm(other.config())).err().unwrap();
     assert!(refused.message.contains("no initialized token labelled"), "{refused}");
 
+    // A key several participants share is imported: the same key, signing in the HSM.
+    let shared = dtenge_core::crypto::SecretKey::from_seed([42; 32]);
+    let imported = reopened.import_node_key("notary", &shared).unwrap();
+    assert_eq!(imported.public_key(), shared.public_key());
+    assert_eq!(imported.sign(b"certificate 7"), shared.sign(b"certificate 7"));
+    assert_eq!(
+        reopened.import_node_key("notary", &shared).unwrap().public_key(),
+        shared.public_key(),
+        "again: no change"
+    );
+    let other = dtenge_core::crypto::SecretKey::from_seed([43; 32]);
+    assert!(reopened.import_node_key("notary", &other).is_err(), "another key under a taken label");
+
+    // A rotation: a new key under the label, the old one retired and still in the token.
+    let rotated = reopened.rotate_node_key("central", &entropy).unwrap();
+    assert_ne!(rotated.public_key(), central.public_key());
+    assert_eq!(reopened.node_key("central", &entropy).unwrap().public_key(), rotated.public_key());
+    assert_eq!(reopened.node_key("central@retired-1", &entropy).unwrap().public_key(), central.public_key());
+    verify(&rotated.public_key(), b"after", &rotated.sign(b"after")).unwrap();
+
     // The private halves are sensitive and not extractable: they never leave the token.
     let pkcs11 = cryptoki::context::Pkcs11::new(softhsm::MODULE).unwrap();
     let slot = pkcs11
@@ -77,7 +97,10 @@ fn node_keys_sign_in_the_hsm_and_secrets_come_back_wrapped() {
     let session = pkcs11.open_ro_session(slot).unwrap();
     use cryptoki::object::{Attribute, AttributeType, ObjectClass};
     let private = session
-        .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Label(b"dtenge:central".to_vec())])
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Label(b"dtenge:central@retired-1".to_vec()),
+        ])
         .unwrap();
     assert_eq!(private.len(), 1);
     let attributes =

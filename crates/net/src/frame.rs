@@ -25,7 +25,7 @@
 //! A refused frame ends the connection (the sender reconnects with a fresh binding and
 //! sequence); the roles' protocols resend what must arrive.
 
-use dtenge_core::crypto::{verify, PublicKey, SecretKey, SigAlg, Signature, SignatureBytes};
+use dtenge_core::crypto::{verify, PublicKey, SigAlg, Sign, Signature, SignatureBytes};
 use dtenge_wire::{Decode, DecodeError, Encode, Envelope, Reader, RoleId, Writer};
 use thiserror::Error;
 
@@ -88,7 +88,7 @@ impl Sealer {
     }
 
     /// The next frame, length prefix included, carrying `envelopes` signed with `key`.
-    pub fn seal(&mut self, key: &SecretKey, envelopes: &[Envelope]) -> Vec<u8> {
+    pub fn seal(&mut self, key: &dyn Sign, envelopes: &[Envelope]) -> Vec<u8> {
         assert!(!envelopes.is_empty() && envelopes.len() <= FRAME_ENVELOPES_MAX, "{} envelopes", envelopes.len());
         let mut w = Writer::new();
         w.u8(FRAME_VERSION);
@@ -190,6 +190,7 @@ impl Opener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dtenge_core::crypto::SecretKey;
     use dtenge_wire::{DeliverAck, Message};
 
     const BINDING: [u8; BINDING_BYTES] = [7; BINDING_BYTES];

@@ -25,7 +25,7 @@ pub mod frame;
 mod tls;
 
 use bytes::{Bytes, BytesMut};
-use dtenge_core::crypto::SecretKey;
+use dtenge_core::crypto::NodeKey;
 use dtenge_pki::{read_certificate, read_revocation_list, Certified};
 use dtenge_transport::{InProcess, Inbox, SendError, Transport};
 use dtenge_wire::{Envelope, RoleId};
@@ -87,8 +87,8 @@ pub enum NetError {
 
 /// What a participant proves itself with.
 pub struct Identity {
-    /// Its signing key: the certificate certifies its public half.
-    pub key: SecretKey,
+    /// Its signing key (in memory or an HSM): the certificate certifies its public half.
+    pub key: NodeKey,
     /// Its certificate, issued by the root.
     pub cert_der: Vec<u8>,
     /// The root certificate: the only one trusted.

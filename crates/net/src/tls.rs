@@ -2,9 +2,9 @@
 //! certificate the root issued and the current revocation list does not name.
 
 use crate::{Identity, NetError};
-use dtenge_pki::{client_verifier, key_to_pkcs8, read_revocation_list, roots, tls_provider, RevocationList};
+use dtenge_pki::{certified_key, client_verifier, read_revocation_list, roots, tls_provider, RevocationList};
 use rustls::client::{Resumption, WebPkiServerVerifier};
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::CertificateRevocationListDer;
 use rustls::server::NoServerSessionStorage;
 use rustls::{ClientConfig, ServerConfig};
 use std::sync::Arc;
@@ -33,16 +33,15 @@ pub(crate) fn configs(identity: &Identity, crl_der: &[u8]) -> Result<Tls, NetErr
     let provider = tls_provider();
     let pki = |e: dtenge_pki::PkiError| NetError::Tls(e.to_string());
     let roots = roots(&identity.ca_der).map_err(pki)?;
-    let chain = vec![CertificateDer::from(identity.cert_der.clone())];
-    let key = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_to_pkcs8(&identity.key)));
+    // The key signs where it lives (an HSM, or memory): both ends resolve to it.
+    let certified = certified_key(&identity.key, &identity.cert_der);
 
     let client_verifier = client_verifier(&identity.ca_der, crl_der, true).map_err(pki)?;
     let mut server = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_error("TLS 1.3"))?
         .with_client_cert_verifier(client_verifier)
-        .with_single_cert(chain.clone(), key())
-        .map_err(tls_error("this participant's certificate"))?;
+        .with_cert_resolver(certified.clone());
     server.alpn_protocols = vec![ALPN_H2.to_vec()];
     server.session_storage = Arc::new(NoServerSessionStorage {});
     server.send_tls13_tickets = 0;
@@ -56,8 +55,7 @@ pub(crate) fn configs(identity: &Identity, crl_der: &[u8]) -> Result<Tls, NetErr
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_error("TLS 1.3"))?
         .with_webpki_verifier(server_verifier)
-        .with_client_auth_cert(chain, key())
-        .map_err(tls_error("this participant's certificate"))?;
+        .with_client_cert_resolver(certified);
     client.alpn_protocols = vec![ALPN_H2.to_vec()];
     client.resumption = Resumption::disabled();
 

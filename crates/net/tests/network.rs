@@ -50,8 +50,12 @@ impl Root {
                 validity_days: 1,
             })
             .unwrap();
-        let identity =
-            Identity { key, cert_der, ca_der: self.authority.cert_der().to_vec(), crl_der: self.crl(1, revoked) };
+        let identity = Identity {
+            key: key.into(),
+            cert_der,
+            ca_der: self.authority.cert_der().to_vec(),
+            crl_der: self.crl(1, revoked),
+        };
         (identity, serial)
     }
 
@@ -237,7 +241,8 @@ fn an_api_clients_certificate_is_no_participants() {
             validity_days: 1,
         })
         .unwrap();
-    let identity = Identity { key, cert_der, ca_der: root.authority.cert_der().to_vec(), crl_der: root.crl(1, &[]) };
+    let identity =
+        Identity { key: key.into(), cert_der, ca_der: root.authority.cert_der().to_vec(), crl_der: root.crl(1, &[]) };
     let refused = Net::start(NetConfig { identity, listen: "127.0.0.1:0".parse().unwrap(), peers: vec![] });
     assert!(matches!(refused, Err(dtenge_net::NetError::Identity(_))));
 }

@@ -37,7 +37,7 @@ fn identity(root: &Authority, role: RoleId, key: &SecretKey, serial: u64) -> Ide
         })
         .unwrap();
     Identity {
-        key: key.clone(),
+        key: key.clone().into(),
         cert_der,
         ca_der: root.cert_der().to_vec(),
         crl_der: root.revocation_list(1, &[], now_s()).unwrap(),

@@ -321,6 +321,8 @@ pub struct NodeState {
     key: NodeKey,
     /// Seals and opens the custodial keys at rest.
     custody: Custody,
+    /// The node key recorded in the store when it was opened with another: a rotation.
+    rotated_from: Option<PublicKey>,
     /// By client id. A hash map: the payment path looks an account up several times per
     /// transaction, and a B-tree of 30,000 string keys cost about 5% of the settle stage in
     /// string comparisons and cache misses. [`NodeState::accounts`] sorts for listing.
@@ -347,6 +349,7 @@ impl NodeState {
             meta,
             key: node_key,
             custody,
+            rotated_from: None,
             accounts: Vec::new(),
             by_client: Default::default(),
             by_address: Default::default(),
@@ -373,12 +376,17 @@ impl NodeState {
 
     pub fn genesis_writes(&self, batch: &mut WriteBatch) -> Result<()> {
         let node = self.meta.id.as_bytes();
-        // The node key's public half only: the key itself is the vault's (`dtenge-keys`).
-        batch.put_value(META_TABLE, node.to_vec(), &(&self.meta, self.key.public_key()))?;
+        self.meta_writes(batch)?;
         for state in &self.accounts {
             batch.put_value(ACCOUNTS_TABLE, key2(node, state.record.account.client_id.as_bytes()), &state.record)?;
         }
         Ok(())
+    }
+
+    /// The node's record: who it is and its node key's public half (the key itself is the
+    /// vault's, `dtenge-keys`). Written at genesis and again after a rotation.
+    pub fn meta_writes(&self, batch: &mut WriteBatch) -> Result<()> {
+        batch.put_value(META_TABLE, self.meta.id.as_bytes().to_vec(), &(&self.meta, self.key.public_key()))
     }
 
     /// Rebuild every node from the store.
@@ -391,22 +399,17 @@ impl NodeState {
     /// written by [`Delta::writes`], which asserts the same facts, so a change naming a node or
     /// an account that does not exist is a programmer error and stops the process.
     ///
-    /// The store holds one node, opened with the key it was created with (`key`: the vault's)
-    /// and its custodial keys opened with `custody`; another key, or a store of several nodes
-    /// or none, is refused (`STORAGE_FAILURE`).
+    /// The store holds one node (a store of several or none is refused, `STORAGE_FAILURE`),
+    /// which signs with `key` (the vault's) and opens its custodial keys with `custody`: a
+    /// custody key other than the one they were sealed with is refused. A node key other than
+    /// the one last recorded is a rotation ([`NodeState::rotated_from`]): the caller records
+    /// the new one ([`NodeState::meta_writes`]).
     pub fn load(store: &Store, key: NodeKey, custody: Custody) -> Result<NodeState> {
         let metas = store.scan_values::<(NodeMeta, PublicKey)>(META_TABLE)?;
         let [(_, (meta, public_key))] = metas.as_slice() else {
             return Err(Error::storage(format!("{}: {} nodes in one node's store", META_TABLE.0, metas.len())));
         };
-        if *public_key != key.public_key() {
-            return Err(Error::storage(format!(
-                "{}: node {} was created with another node key than the vault's ({})",
-                META_TABLE.0,
-                meta.id,
-                key.address()
-            )));
-        }
+        let rotated_from = (*public_key != key.public_key()).then_some(*public_key);
         let mut nodes: BTreeMap<String, NodeState> = BTreeMap::new();
         {
             let meta = meta.clone();
@@ -414,6 +417,7 @@ impl NodeState {
                 meta: meta.clone(),
                 key,
                 custody,
+                rotated_from,
                 accounts: Vec::new(),
                 by_client: Default::default(),
                 by_address: Default::default(),
@@ -589,6 +593,11 @@ impl NodeState {
     }
     pub fn key(&self) -> &NodeKey {
         &self.key
+    }
+
+    /// The node key the store recorded, when it was opened with another (a rotation).
+    pub fn rotated_from(&self) -> Option<PublicKey> {
+        self.rotated_from
     }
 
     fn account_state(&self, client_id: &str) -> Result<&AccountState> {
@@ -1594,6 +1603,23 @@ mod tests {
             bank.apply(delta);
         }
         (store, bank)
+    }
+
+    /// A node opened with another node key than its store recorded is a rotation, not a
+    /// refusal; another custody key is refused.
+    #[test]
+    fn another_node_key_is_a_rotation_and_another_custody_key_is_refused() {
+        let (store, _) = stored_bank();
+        let rotated = NodeState::load(&store, node_key(2), custody()).unwrap();
+        assert_eq!(rotated.rotated_from(), Some(node_key(1).public_key()));
+        assert_eq!(rotated.key().public_key(), node_key(2).public_key());
+        let mut batch = WriteBatch::new();
+        rotated.meta_writes(&mut batch).unwrap();
+        store.commit(batch).unwrap();
+        assert_eq!(NodeState::load(&store, node_key(2), custody()).unwrap().rotated_from(), None, "recorded");
+        let refused = NodeState::load(&store, node_key(2), Custody::new([91; 32])).err().unwrap();
+        assert_eq!(refused.code, ErrorCode::StorageFailure, "{refused}");
+        assert!(refused.message.contains("does not open with this bank's data-encryption key"), "{refused}");
     }
 
     /// What `Delta::writes` records, `load_all` reads back to the same balances and history

@@ -70,7 +70,7 @@ impl Notary {
                         group: group.clone(),
                         founding: vec![1, 2, 3],
                         store: Store::open(dir.path(), &tables()).expect("a store"),
-                        key: key(9),
+                        key: key(9).into(),
                         senders: senders.clone(),
                         transport: transport.clone(),
                         snapshot_logs: dtenge_notary_raft::SNAPSHOT_LOGS,

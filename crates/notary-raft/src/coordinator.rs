@@ -17,7 +17,7 @@
 
 use crate::ledger::{read_hashes, read_version, write_hashes};
 use dtenge_core::certificate::CompactTx;
-use dtenge_core::crypto::{Hash32, SecretKey};
+use dtenge_core::crypto::{Hash32, NodeKey};
 use dtenge_core::token::{TokenId, TxId};
 use dtenge_core::{Error, ErrorCode};
 use dtenge_notary::service::{certify, check, next_seq, Checked, NotaryReport, Senders};
@@ -130,7 +130,7 @@ impl CoordinatorLedger {
 
     /// Apply entry `index` of the log; the answer to send (with the notary's `key`: the
     /// replica a caller waits on).
-    pub fn apply(&mut self, envelope: &Envelope, index: u64, key: Option<&SecretKey>) -> Option<Envelope> {
+    pub fn apply(&mut self, envelope: &Envelope, index: u64, key: Option<&NodeKey>) -> Option<Envelope> {
         let answer = |to: &RoleId, message| Envelope { from: RoleId::Notary, to: to.clone(), message };
         match (&envelope.message, &envelope.from) {
             (Message::NotarizeRequest(request), _) => self.begin(&envelope.from, request, index, key),
@@ -154,7 +154,7 @@ impl CoordinatorLedger {
         sender: &RoleId,
         request: &NotarizeRequest,
         index: u64,
-        key: Option<&SecretKey>,
+        key: Option<&NodeKey>,
     ) -> Option<Envelope> {
         let Checked { leaves, states, blocked } = check(&self.senders, sender, request);
         let mut refused: Vec<Option<Error>> = states.into_iter().map(Result::err).collect();
@@ -207,7 +207,7 @@ impl CoordinatorLedger {
     }
 
     /// Every involved shard answered: commit what none refused, answer the bank.
-    fn decide(&mut self, decide: &ShardPrepared, key: Option<&SecretKey>) -> Option<Envelope> {
+    fn decide(&mut self, decide: &ShardPrepared, key: Option<&NodeKey>) -> Option<Envelope> {
         let flight = self.flights.get_mut(&decide.id)?;
         if flight.decided.is_some() {
             return None;
@@ -245,7 +245,7 @@ impl CoordinatorLedger {
         leaves: &[Hash32],
         states: &[dtenge_core::Result<()>],
         committed: &[bool],
-        key: Option<&SecretKey>,
+        key: Option<&NodeKey>,
     ) -> Option<Envelope> {
         match key {
             Some(key) => {

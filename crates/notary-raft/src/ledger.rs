@@ -1,6 +1,6 @@
 //! The replicated state machine: the notary's rule over its unspent set, in memory.
 
-use dtenge_core::crypto::{Hash32, SecretKey};
+use dtenge_core::crypto::{Hash32, NodeKey};
 use dtenge_core::token::{TokenId, TxId};
 use dtenge_core::{Error, ErrorCode};
 use dtenge_notary::service::{certify, check, next_seq, spend, Checked, NotaryReport, Senders};
@@ -35,7 +35,7 @@ impl Ledger {
     /// Apply one participant's envelope. With the notary's `key` (the replica a caller waits
     /// on), the answer to send back; without it, the same change and no answer. Deterministic:
     /// the same log gives every replica the same state and the same numbers.
-    pub fn apply(&mut self, envelope: &Envelope, key: Option<&SecretKey>) -> Option<Envelope> {
+    pub fn apply(&mut self, envelope: &Envelope, key: Option<&NodeKey>) -> Option<Envelope> {
         let answer = |message| Envelope { from: RoleId::Notary, to: envelope.from.clone(), message };
         match &envelope.message {
             Message::NotarizeRequest(request) => {
@@ -51,12 +51,7 @@ impl Ledger {
         }
     }
 
-    fn notarize(
-        &mut self,
-        sender: &RoleId,
-        request: &NotarizeRequest,
-        key: Option<&SecretKey>,
-    ) -> Option<NotarizeReply> {
+    fn notarize(&mut self, sender: &RoleId, request: &NotarizeRequest, key: Option<&NodeKey>) -> Option<NotarizeReply> {
         let Checked { leaves, mut states, blocked } = check(&self.senders, sender, request);
         let committed = {
             let mut shards = self.notary.lock_all();
@@ -191,6 +186,7 @@ pub(crate) fn apply_decision(senders: &mut Senders, central_delivered: &mut u64,
 mod tests {
     use super::*;
     use dtenge_core::certificate::{notarize_message, CompactTx};
+    use dtenge_core::crypto::SecretKey;
     use dtenge_wire::Outcome;
     use std::collections::{BTreeMap, BTreeSet};
 
@@ -228,7 +224,7 @@ mod tests {
 
     #[test]
     fn replicas_applying_the_same_log_agree_and_only_the_one_with_the_key_answers() {
-        let notary_key = key(9);
+        let notary_key: NodeKey = key(9).into();
         let steppe = RoleId::Bank("steppe".into());
         let log = [
             request(RoleId::Central, &key(1), 1, vec![tx(1, &[], &[10, 11])]),
@@ -262,7 +258,7 @@ mod tests {
         let from_central = Envelope { from: RoleId::Central, to: RoleId::Notary, message: Message::Deliver(block) };
         assert_eq!(ledger.apply(&from_central, None), None);
         let blocked = request(RoleId::Bank("steppe".into()), &key(3), 1, vec![tx(2, &[10], &[12])]);
-        assert_eq!(committed(&ledger.apply(&blocked, Some(&key(9)))), vec![false]);
+        assert_eq!(committed(&ledger.apply(&blocked, Some(&key(9).into()))), vec![false]);
         let image = ledger.image();
         let restored = Ledger::from_image(&image, senders()).unwrap();
         assert_eq!(restored.report(), ledger.report());

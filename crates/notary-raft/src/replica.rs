@@ -5,7 +5,7 @@ use crate::network::{self, Calls, Network};
 use crate::state::Kind;
 use crate::storage::{LogStore, Machine};
 use crate::{Command, NodeId, NotaryRaft};
-use dtenge_core::crypto::SecretKey;
+use dtenge_core::crypto::NodeKey;
 use dtenge_core::{Error, ErrorCode};
 use dtenge_notary::service::{NotaryReport, Senders};
 use dtenge_store::Store;
@@ -106,7 +106,7 @@ pub struct ReplicaConfig {
     /// Its own store, opened with [`crate::storage::tables`].
     pub store: Store,
     /// The notary's certificate key, which the leader signs with.
-    pub key: SecretKey,
+    pub key: NodeKey,
     /// Who may send the notary requests (the same on every replica).
     pub senders: Senders,
     pub transport: Arc<dyn Transport>,

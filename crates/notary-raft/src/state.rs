@@ -4,7 +4,7 @@
 use crate::coordinator::CoordinatorLedger;
 use crate::ledger::Ledger;
 use crate::shard::ShardLedger;
-use dtenge_core::crypto::SecretKey;
+use dtenge_core::crypto::NodeKey;
 use dtenge_core::token::TxId;
 use dtenge_core::Error;
 use dtenge_notary::service::{NotaryReport, Senders};
@@ -55,7 +55,7 @@ impl State {
 
     /// Apply log entry `index`; the answer to send, on the replica a caller waits on (`key`:
     /// the notary's certificate key, present there only).
-    pub fn apply(&mut self, envelope: &Envelope, index: u64, key: Option<&SecretKey>) -> Option<Envelope> {
+    pub fn apply(&mut self, envelope: &Envelope, index: u64, key: Option<&NodeKey>) -> Option<Envelope> {
         match self {
             State::Whole(ledger) => ledger.apply(envelope, key),
             State::Coordinator(ledger) => ledger.apply(envelope, index, key),

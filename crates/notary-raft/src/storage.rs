@@ -19,7 +19,7 @@
 use crate::command::Applied;
 use crate::state::{Kind, State};
 use crate::{Entry, LogId, Membership, NotaryRaft, Snapshot, SnapshotMeta, Vote};
-use dtenge_core::crypto::SecretKey;
+use dtenge_core::crypto::NodeKey;
 use dtenge_notary::service::{NotaryReport, Senders};
 use dtenge_store::{decode, encode, LogTable, Store, Table, WriteBatch};
 use futures_util::{Stream, TryStreamExt};
@@ -263,7 +263,7 @@ struct MachineShared {
     snapshot: Mutex<Option<(SnapshotMeta, Vec<u8>)>>,
     store: Arc<Store>,
     /// The notary's certificate key, with which the leader signs.
-    key: SecretKey,
+    key: NodeKey,
     senders: Senders,
     kind: Kind,
     /// Who this replica's answers come from: the notary (to the banks and central), or this
@@ -283,7 +283,7 @@ impl Machine {
     /// `kind` its group runs; its answers sent as `answer_as`.
     pub fn open(
         store: Arc<Store>,
-        key: SecretKey,
+        key: NodeKey,
         senders: Senders,
         kind: Kind,
         answer_as: dtenge_wire::RoleId,

@@ -72,7 +72,7 @@ impl Group {
                 group: dtenge_notary_raft::Group::whole(),
                 founding,
                 store,
-                key: notary_key(),
+                key: notary_key().into(),
                 senders: senders(),
                 transport: self.switch.clone(),
                 snapshot_logs: self.snapshot_logs,

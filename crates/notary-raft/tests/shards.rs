@@ -72,7 +72,7 @@ impl Network {
                 group: group.clone(),
                 founding: vec![1, 2, 3],
                 store: Store::open(dir.path(), &tables()).unwrap(),
-                key: common::notary_key(),
+                key: common::notary_key().into(),
                 senders: senders(),
                 transport: self.switch.clone(),
                 snapshot_logs: dtenge_notary_raft::SNAPSHOT_LOGS,

@@ -24,8 +24,9 @@ impl StoreBuilder<NotaryRaft, LogStore, Machine, tempfile::TempDir> for Fresh {
         };
         let log = LogStore::open(store.clone()).expect("the log opens");
         let kind = dtenge_notary_raft::state::Kind::Whole;
-        let machine = Machine::open(store, SecretKey::from_seed([9; 32]), senders, kind, dtenge_wire::RoleId::Notary)
-            .expect("the state machine opens");
+        let machine =
+            Machine::open(store, SecretKey::from_seed([9; 32]).into(), senders, kind, dtenge_wire::RoleId::Notary)
+                .expect("the state machine opens");
         Ok((dir, log, machine))
     }
 }

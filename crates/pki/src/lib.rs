@@ -24,9 +24,11 @@
 
 mod dir;
 
+mod signer;
 mod trust;
 
 pub use dir::{write_atomically, CaDir, Listed, CA_CERT_FILE, CA_KEY_FILE, CRL_FILE, ISSUED_DIR};
+pub use signer::certified_key;
 pub use trust::{client_verifier, roots, tls_provider, Trust};
 
 use dtenge_core::crypto::{Hash32, PublicKey, SecretKey, SigAlg};

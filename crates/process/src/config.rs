@@ -20,7 +20,9 @@
 //! sandbox = true
 //!
 //! [identity]
-//! key = "steppe.key.pem"            # its signing key (PKCS#8 PEM), certified by:
+//! key = "vault:node"                # its signing key: in the vault of its data directory
+//!                                   # (an HSM, or the encrypted key store, as the environment
+//!                                   # says: `dtenge_keys::KeyConfig::from_env`), certified by:
 //! certificate = "steppe.crt.pem"    # its certificate, issued by the NBK's root
 //! root = "ca.crt.pem"               # the NBK's root certificate, the only one trusted
 //! revocation_list = "crl.pem"       # followed: a newer list is put in force within seconds
@@ -28,7 +30,7 @@
 //! [bank]                            # a bank only
 //! name = "Steppe Bank"
 //! kind = "bank"                     # or "treasury"
-//! own_key = "steppe-own.key.pem"    # the key of the bank's own account (its DT liquidity)
+//! own_key = "vault:own"            # the key of the bank's own account (its DT liquidity)
 //!
 //! [[peers]]                         # every participant this one talks to
 //! role = "notary"
@@ -67,12 +69,17 @@
 //! network's anchors) are those its peers' certificates certify: the certificate authority,
 //! not a list in the file, says who is who.
 //!
+//! A key field is `vault:<label>`, the key of that label in the vault of the participant's data
+//! directory (`dtenge keys public --data DIR --label <label>` makes it there and prints its
+//! public half, for `dtenge ca issue --public-key`), or the path of a PKCS#8 PEM file: a key in
+//! the clear, which only a sandbox accepts (what `dtenge cluster` lays out for tests).
+//!
 //! An invalid file is refused at start with what is wrong and where ([`ConfigError`]): an
 //! unknown field, a role or address that does not parse, a file that cannot be read, a
 //! certificate that names another role than its entry or certifies another key than the one
 //! given, a section the role needs missing or one it does not take.
 
-use dtenge_core::crypto::{Address, PublicKey, SecretKey};
+use dtenge_core::crypto::{Address, NodeKey, PublicKey, SecretKey};
 use dtenge_pki::{read_certificate, Subject};
 use dtenge_wire::RoleId;
 use serde::Deserialize;
@@ -165,7 +172,7 @@ struct FilePeer {
 /// A replica's part of the notary: the key all replicas sign with, and the founding group.
 #[derive(Clone, Debug)]
 pub struct NotarySettings {
-    pub key: SecretKey,
+    pub key: NodeKey,
     pub replicas: Vec<u8>,
     /// The shards it coordinates (0: it holds every token itself).
     pub shards: u8,
@@ -206,7 +213,8 @@ pub struct Config {
     pub api: Option<SocketAddr>,
     /// A sandbox: the API serves the stand-ins for the core banking system and the RTGS.
     pub sandbox: bool,
-    pub key: SecretKey,
+    /// Its node key: its messages' signatures and its TLS identity.
+    pub key: NodeKey,
     pub certificate_der: Vec<u8>,
     pub root_der: Vec<u8>,
     /// Where the revocation list is read from (again, when it changes).
@@ -235,6 +243,9 @@ impl Config {
     }
 }
 
+/// A key field naming a key of the data directory's vault: `vault:<label>`.
+pub const VAULT_PREFIX: &str = "vault:";
+
 fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, String> {
     let base = path.parent().unwrap_or(Path::new("."));
     let role: RoleId = file.role.parse().map_err(|e| format!("role: {e}"))?;
@@ -257,8 +268,44 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
         (_, None) => None,
     };
 
-    let key = dtenge_pki::key_from_pem(&read_text("identity.key", &file.identity.key)?)
-        .map_err(|e| format!("identity.key: {e}"))?;
+    // Keys are read from the vault of the data directory (opened on first need) or, in a
+    // sandbox only, from PEM files in the clear.
+    let data = at(&file.data);
+    let vault = std::cell::OnceCell::new();
+    let entropy = dtenge_env::Entropy::from_os();
+    let vault = || -> Result<&dtenge_keys::Vault, String> {
+        if let Some(vault) = vault.get() {
+            return Ok(vault);
+        }
+        let config = dtenge_keys::KeyConfig::from_env(file.sandbox, &entropy).map_err(|e| e.message)?;
+        std::fs::create_dir_all(&data).map_err(|e| format!("data {}: {e}", data.display()))?;
+        let opened = dtenge_keys::Vault::open(&data, &config).map_err(|e| e.message)?;
+        Ok(vault.get_or_init(|| opened))
+    };
+    let in_the_clear = |what: &str, path: &Path| -> Result<SecretKey, String> {
+        if !file.sandbox {
+            return Err(format!(
+                "{what} {}: a key in a file, in the clear, is for a sandbox only: use vault:<label>",
+                path.display()
+            ));
+        }
+        dtenge_pki::key_from_pem(&read_text(what, path)?).map_err(|e| format!("{what}: {e}"))
+    };
+    let node_key = |what: &str, path: &Path| -> Result<NodeKey, String> {
+        match path.to_str().and_then(|p| p.strip_prefix(VAULT_PREFIX)) {
+            Some(label) => vault()?.node_key(label, &entropy).map_err(|e| format!("{what}: {}", e.message)),
+            None => Ok(in_the_clear(what, path)?.into()),
+        }
+    };
+    let secret_key = |what: &str, path: &Path| -> Result<SecretKey, String> {
+        match path.to_str().and_then(|p| p.strip_prefix(VAULT_PREFIX)) {
+            Some(label) => Ok(SecretKey::from_seed(
+                vault()?.secret(label, &entropy).map_err(|e| format!("{what}: {}", e.message))?,
+            )),
+            None => in_the_clear(what, path),
+        }
+    };
+    let key = node_key("identity.key", &file.identity.key)?;
     let certificate_der = pem_certificate(&read_text("identity.certificate", &file.identity.certificate)?)
         .map_err(|e| format!("identity.certificate: {e}"))?;
     let certified = read_certificate(&certificate_der).map_err(|e| format!("identity.certificate: {e}"))?;
@@ -286,8 +333,7 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
             if bank.name.trim().is_empty() {
                 return Err("bank.name is empty".into());
             }
-            let own_key = dtenge_pki::key_from_pem(&read_text("bank.own_key", &bank.own_key)?)
-                .map_err(|e| format!("bank.own_key: {e}"))?;
+            let own_key = secret_key("bank.own_key", &bank.own_key)?;
             Some(BankSettings { name: bank.name, kind, own_key })
         }
         (RoleId::Bank(_), None) => return Err("a bank needs its [bank] section".into()),
@@ -297,8 +343,7 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
 
     let notary = match (&role, file.notary) {
         (RoleId::NotaryReplica(n), Some(notary)) => {
-            let key = dtenge_pki::key_from_pem(&read_text("notary.key", &notary.key)?)
-                .map_err(|e| format!("notary.key: {e}"))?;
+            let key = node_key("notary.key", &notary.key)?;
             let der = pem_certificate(&read_text("notary.certificate", &notary.certificate)?)
                 .map_err(|e| format!("notary.certificate: {e}"))?;
             let certified = read_certificate(&der).map_err(|e| format!("notary.certificate: {e}"))?;

@@ -395,7 +395,7 @@ struct ReplicaOf {
     id: u8,
     group: dtenge_notary_raft::Group,
     founding: Vec<u8>,
-    key: dtenge_core::crypto::SecretKey,
+    key: dtenge_core::crypto::NodeKey,
     senders: Senders,
     /// Its inbox thread's name.
     name: String,

@@ -1,6 +1,7 @@
 //! The five-organization example in `deploy/` is a valid configuration: each file, installed
-//! beside the keys and certificates the NBK would issue for the names it gives, loads as
-//! `dtenge run` loads it.
+//! with its keys in the vault of its data directory (the encrypted key store here) and the
+//! certificates the NBK would issue for them, loads as `dtenge run` loads it; a key in a file,
+//! in the clear, is refused outside a sandbox.
 
 use dtenge_core::crypto::SecretKey;
 use dtenge_pki::{Authority, Issue, Subject};
@@ -60,6 +61,12 @@ fn the_five_organizations_example_loads() {
             validity_days: 1,
         })
         .unwrap();
+    // The vaults: the encrypted key store under this passphrase (this binary's one test sets
+    // it), in each participant's data directory, where `dtenge key` would make the keys.
+    std::env::set_var(dtenge_keys::PASSPHRASE_ENV, "deploy example passphrase");
+    let installed = tempfile::tempdir().unwrap();
+    let entropy = dtenge_env::Entropy::from_seed(1);
+    let keys = dtenge_keys::KeyConfig::from_env(false, &entropy).unwrap();
     // Each participant's key and certificate, for the name its peers dial it by.
     let mut issued = std::collections::BTreeMap::new();
     for (serial, config) in configs.iter().enumerate() {
@@ -67,7 +74,11 @@ fn the_five_organizations_example_loads() {
         let role: RoleId = text.lines().find_map(|l| value(l, "role")).unwrap().parse().unwrap();
         let folder = config.parent().unwrap().file_name().unwrap().to_string_lossy().to_string();
         let host = text.lines().next().unwrap().rsplit(" on ").next().unwrap().trim_end_matches('.').to_string();
-        let key = SecretKey::from_seed([serial as u8 + 10; 32]);
+        let vault = dtenge_keys::Vault::open(&installed.path().join(&folder).join("data"), &keys).unwrap();
+        let key = vault.node_key("node", &entropy).unwrap();
+        if matches!(role, RoleId::NotaryReplica(_)) {
+            vault.import_node_key("notary", &notary_key).unwrap();
+        }
         let cert = root
             .issue(&Issue {
                 subject: &Subject::Role(role.clone()),
@@ -80,26 +91,33 @@ fn the_five_organizations_example_loads() {
             .unwrap();
         issued.insert(folder, (role, key, cert, config.clone()));
     }
-    let installed = tempfile::tempdir().unwrap();
-    for (folder, (role, key, cert, config)) in &issued {
+    for (folder, (role, _, cert, config)) in &issued {
         let at = installed.path().join(folder);
         std::fs::create_dir_all(at.join("peers")).unwrap();
-        std::fs::copy(config, at.join("config.toml")).unwrap();
-        std::fs::write(at.join("node.key.pem"), dtenge_pki::key_to_pem(key)).unwrap();
+        // Installed with its data directory here rather than under /var/lib/dtenge.
+        let text = std::fs::read_to_string(config).unwrap();
+        let text: String = text
+            .lines()
+            .map(|line| if value(line, "data").is_some() { "data = \"data\"".to_string() } else { line.to_string() })
+            .map(|line| line + "\n")
+            .collect();
+        std::fs::write(at.join("config.toml"), &text).unwrap();
         std::fs::write(at.join("node.crt.pem"), dtenge_pki::certificate_pem(cert)).unwrap();
-        std::fs::write(at.join("own.key.pem"), dtenge_pki::key_to_pem(&SecretKey::from_seed([99; 32]))).unwrap();
         std::fs::write(at.join("ca.crt.pem"), dtenge_pki::certificate_pem(root.cert_der())).unwrap();
         std::fs::write(at.join("crl.pem"), &crl).unwrap();
         std::fs::write(at.join("peers/notary.crt.pem"), dtenge_pki::certificate_pem(&notary_cert)).unwrap();
-        if matches!(role, RoleId::NotaryReplica(_)) {
-            std::fs::write(at.join("notary.key.pem"), dtenge_pki::key_to_pem(&notary_key)).unwrap();
-        }
         for (peer, (_, _, peer_cert, _)) in &issued {
             std::fs::write(at.join("peers").join(format!("{peer}.crt.pem")), dtenge_pki::certificate_pem(peer_cert))
                 .unwrap();
         }
         let loaded = Config::load(&at.join("config.toml"), Some(role)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(loaded.role, *role);
+        assert_eq!(loaded.key.public_key(), issued[folder].1.public_key(), "the vault's key signs");
+        // The same file with its key in a PEM file, in the clear: refused outside a sandbox.
+        std::fs::write(at.join("node.key.pem"), dtenge_pki::key_to_pem(&SecretKey::from_seed([3; 32]))).unwrap();
+        std::fs::write(at.join("clear.toml"), text.replace("key = \"vault:node\"", "key = \"node.key.pem\"")).unwrap();
+        let refused = Config::load(&at.join("clear.toml"), Some(role)).err().expect("a key in the clear is refused");
+        assert!(refused.to_string().contains("for a sandbox only"), "{refused}");
         let role_env = std::fs::read_to_string(config.parent().unwrap().join("role.env")).unwrap();
         assert_eq!(role_env.trim(), format!("ROLE={role}"), "{folder}/role.env names its role");
     }
