@@ -209,6 +209,9 @@ async fn decide(app: &App, mut request: Request, next: Next) -> Response {
     if !allowed {
         return forbidden(&client, &access);
     }
+    if let Err(e) = crate::idempotency::scope_to_caller(request.headers_mut(), &client) {
+        return Failure(e).into_response();
+    }
     request.extensions_mut().insert(Caller(client));
     next.run(request).await
 }

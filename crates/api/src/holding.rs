@@ -47,6 +47,19 @@ pub(crate) fn routes() -> Router<App> {
 }
 
 /// The provider's bearer token, or why there is none.
+/// A provider's token, and the request's idempotency key scoped to it
+/// ([`crate::idempotency::scope_to_provider_token`]): providers authenticate in their routes,
+/// not in the access layer, so their keys are scoped here. A key that cannot be scoped fails
+/// the call with its error, as a missing token does.
+fn provider(mut headers: HeaderMap) -> (HeaderMap, Result<String, Error>) {
+    let token = bearer(&headers);
+    let scoped = match &token {
+        Ok(token) => crate::idempotency::scope_to_provider_token(&mut headers, token),
+        Err(_) => Ok(()),
+    };
+    (headers, scoped.and(token))
+}
+
 fn bearer(headers: &HeaderMap) -> Result<String, Error> {
     let value = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -109,7 +122,7 @@ pub(crate) async fn register_event(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let token = bearer(&headers);
+    let (headers, token) = provider(headers);
     mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: EventRequest| {
         n.register_event(idem, &token?, r)
     })
@@ -154,7 +167,7 @@ pub(crate) async fn report_occurrence(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let token = bearer(&headers);
+    let (headers, token) = provider(headers);
     mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: OccurrenceRequest| {
         n.report_occurrence(idem, &token?, &id, r)
     })
@@ -280,7 +293,7 @@ pub(crate) async fn register_vat_payer(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let token = bearer(&headers);
+    let (headers, token) = provider(headers);
     mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: PartyRef| {
         n.register_vat_payer(idem, &token?, r)
     })
@@ -303,7 +316,7 @@ pub(crate) async fn set_tax_account(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let token = bearer(&headers);
+    let (headers, token) = provider(headers);
     mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: PartyRef| {
         n.set_tax_account(idem, &token?, r)
     })
@@ -321,7 +334,7 @@ pub(crate) async fn register_invoice(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let token = bearer(&headers);
+    let (headers, token) = provider(headers);
     mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: InvoiceRequest| {
         n.register_invoice(idem, &token?, r)
     })
@@ -410,7 +423,7 @@ pub(crate) async fn register_contract(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let token = bearer(&headers);
+    let (headers, token) = provider(headers);
     mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: ContractRequest| {
         n.register_contract(idem, &token?, r)
     })

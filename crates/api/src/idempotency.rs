@@ -1,8 +1,10 @@
 //! Idempotency keys as every HTTP face takes them: the key from its header, and the
 //! fingerprint of the request it came with. The REST API fingerprints the request as its route
 //! decodes it ([`typed_request`]), the consoles the JSON they received
-//! ([`request_fingerprint`]); both ignore spacing and key order and include the path. Their
-//! keys live in separate namespaces (`CONSOLE_KEY_PREFIX`), so the two never compare.
+//! ([`request_fingerprint`]); both ignore spacing and key order and include the path. Keys
+//! are scoped to their caller: a REST client's under its identity ([`scope_to_caller`]:
+//! `bank:steppe/<key>`), a console user's under the user (`console:<user>:<key>`), so no
+//! caller can take, or be refused, a key another caller used.
 
 use axum::http::{HeaderMap, Method};
 use dtenge_core::crypto::{hash_parts, Hash32};
@@ -16,6 +18,46 @@ pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// Keys beginning with this belong to the consoles, which scope each user's keys under it
 /// (`console:<user>:<key>`); the REST API refuses them so the two namespaces never meet.
 pub const CONSOLE_KEY_PREFIX: &str = "console:";
+
+/// The longest idempotency key a REST client sends: stored under its caller's identity
+/// ([`scope_to_caller`]), within the roles' 120 bytes for a batch's key.
+pub const CLIENT_KEY_LEN_MAX: usize = 64;
+/// The longest caller identity a key is scoped under (`bank:<id>`, `operator:<name>`, ...).
+const CALLER_LEN_MAX: usize = 55;
+
+/// Scope the request's `Idempotency-Key` to `caller`, who the gateway authenticated: the key
+/// becomes `<caller>/<key>` before any route reads it, so one client's keys are its own, and
+/// another client using the same key neither gets its answer nor is refused
+/// `IDEMPOTENCY_KEY_REUSED` for it. A key that is not 1 to [`CLIENT_KEY_LEN_MAX`] visible
+/// ASCII characters is refused. Without the header nothing changes (the route requires it).
+pub fn scope_to_caller(headers: &mut HeaderMap, caller: &dtenge_pki::ApiClient) -> Result<(), Error> {
+    scope(headers, &caller.to_string())
+}
+
+/// [`scope_to_caller`] for an oracle provider, which its routes authenticate by its bearer
+/// token rather than the access layer: its keys are kept under a digest of the token
+/// (`provider-token:<16 hex>/<key>`), the provider's one credential.
+pub fn scope_to_provider_token(headers: &mut HeaderMap, token: &str) -> Result<(), Error> {
+    let digest = hash_parts(b"dtenge/idempotency/provider-token/v1", &[token.as_bytes()]);
+    scope(headers, &format!("provider-token:{}", &digest.to_hex()[..16]))
+}
+
+fn scope(headers: &mut HeaderMap, caller: &str) -> Result<(), Error> {
+    let Some(value) = headers.get(IDEMPOTENCY_HEADER) else { return Ok(()) };
+    let key = value.to_str().map_err(|_| Error::malformed("the Idempotency-Key header must be visible ASCII"))?;
+    if key.is_empty() || key.len() > CLIENT_KEY_LEN_MAX {
+        return Err(Error::malformed(format!("an idempotency key has 1 to {CLIENT_KEY_LEN_MAX} characters")));
+    }
+    if caller.len() > CALLER_LEN_MAX {
+        return Err(Error::malformed(format!(
+            "a caller's identity of more than {CALLER_LEN_MAX} characters: {caller}"
+        )));
+    }
+    let scoped = axum::http::HeaderValue::from_str(&format!("{caller}/{key}"))
+        .map_err(|_| Error::malformed("the Idempotency-Key header must be visible ASCII"))?;
+    headers.insert(IDEMPOTENCY_HEADER, scoped);
+    Ok(())
+}
 
 /// The `Idempotency-Key` header: required, visible ASCII. Its length is checked where it is
 /// stored (`Platform::once`), since a face may prefix it.
@@ -70,6 +112,31 @@ pub fn typed_request<R: DeserializeOwned + Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_is_scoped_to_its_caller_and_bounded() {
+        let steppe = dtenge_pki::ApiClient::Bank("steppe".into());
+        let mut headers = HeaderMap::new();
+        scope_to_caller(&mut headers, &steppe).unwrap();
+        assert!(headers.get(IDEMPOTENCY_HEADER).is_none(), "no key, nothing added");
+        headers.insert(IDEMPOTENCY_HEADER, "t-1".parse().unwrap());
+        scope_to_caller(&mut headers, &steppe).unwrap();
+        assert_eq!(idempotency_key(&headers).unwrap(), "bank:steppe/t-1");
+        let operator = dtenge_pki::ApiClient::Operator("nbk".into());
+        headers.insert(IDEMPOTENCY_HEADER, "t-1".parse().unwrap());
+        scope_to_caller(&mut headers, &operator).unwrap();
+        assert_eq!(idempotency_key(&headers).unwrap(), "operator:nbk/t-1");
+        for refused in ["".to_string(), "k".repeat(CLIENT_KEY_LEN_MAX + 1)] {
+            headers.insert(IDEMPOTENCY_HEADER, refused.parse().unwrap());
+            let error = scope_to_caller(&mut headers, &steppe).unwrap_err();
+            assert_eq!(error.code, dtenge_core::ErrorCode::MalformedInput, "{refused:?}");
+        }
+        headers.insert(IDEMPOTENCY_HEADER, "k".repeat(CLIENT_KEY_LEN_MAX).parse().unwrap());
+        let longest = dtenge_pki::ApiClient::Operator("o".repeat(CALLER_LEN_MAX - "operator:".len()));
+        scope_to_caller(&mut headers, &longest).unwrap();
+        let scoped = idempotency_key(&headers).unwrap();
+        assert!(scoped.len() <= crate::types::TransactionBatch::KEY_LEN_MAX, "{}", scoped.len());
+    }
 
     #[test]
     fn the_fingerprint_ignores_spacing_and_key_order_but_not_the_path_or_the_body() {

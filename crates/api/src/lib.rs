@@ -26,6 +26,9 @@ pub mod tls;
 pub mod types;
 
 pub use error::{status_of, ApiError, Code, ErrorBody, Failure, HttpCode};
-pub use idempotency::{idempotency_key, request_fingerprint, typed_request, CONSOLE_KEY_PREFIX, IDEMPOTENCY_HEADER};
+pub use idempotency::{
+    idempotency_key, request_fingerprint, scope_to_caller, typed_request, CLIENT_KEY_LEN_MAX, CONSOLE_KEY_PREFIX,
+    IDEMPOTENCY_HEADER,
+};
 pub use media_type::{check_media_type, require_json, JSON_MEDIA_TYPE};
 pub use routes::{router, AbsBalances, ApiDoc, Q};

@@ -286,9 +286,9 @@ where
     }
 }
 
-/// The idempotency key and the request of a mutating call: the key present and not in the
-/// consoles' namespace, the body parsed once, into its type, and fingerprinted
-/// ([`crate::idempotency::typed_request`]).
+/// The idempotency key and the request of a mutating call: the key present (scoped to its
+/// caller by the access layer, `crate::idempotency::scope_to_caller`), the body parsed once,
+/// into its type, and fingerprinted ([`crate::idempotency::typed_request`]).
 fn prepare<R: DeserializeOwned + Serialize>(
     method: &Method,
     uri: &Uri,
@@ -296,7 +296,9 @@ fn prepare<R: DeserializeOwned + Serialize>(
     body: &Bytes,
 ) -> Result<(Idem, R), Error> {
     let key = idempotency_key(headers)?;
-    // The consoles' keys live under their own prefix (see `CONSOLE_KEY_PREFIX`).
+    // A key the access layer scoped starts with its caller's identity; a provider's (whose
+    // routes authenticate it themselves, by its bearer token) is as it sent it, and the
+    // consoles' prefix is theirs.
     if key.starts_with(CONSOLE_KEY_PREFIX) {
         return Err(Error::malformed(format!(
             "idempotency keys starting with '{CONSOLE_KEY_PREFIX}' are the consoles'"

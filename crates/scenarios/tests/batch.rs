@@ -98,7 +98,7 @@ fn a_batch_of_signed_transfers_is_answered_one_by_one_and_kept_under_its_keys() 
     // Bad input: a structured error, and nothing moves.
     let empty = world.client.post_with_key(path, &json!({"transactions": []}), "batch-2").unwrap_err();
     assert_eq!((empty.status, empty.code.as_str()), (400, "MALFORMED_INPUT"), "{empty}");
-    let long_key = "k".repeat(121);
+    let long_key = "k".repeat(dtenge_api::CLIENT_KEY_LEN_MAX + 1);
     let long = world.client.post_with_key(path, &batch(&[&other]), &long_key).unwrap_err();
     assert_eq!((long.status, long.code.as_str()), (400, "MALFORMED_INPUT"), "{long}");
     assert_eq!(world.dt("tulpar", &payee).unwrap(), 300);

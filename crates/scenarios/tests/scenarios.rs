@@ -169,3 +169,32 @@ fn a_nodes_accounts_come_a_bounded_page_at_a_time() {
     let refused = world.client.get("/v1/nodes/sapa/accounts?limit=1001").unwrap_err();
     assert_eq!(refused.code, "MALFORMED_INPUT", "{refused:?}");
 }
+
+/// Issue 19, point 8: an idempotency key is its caller's own. A bank's systems and the NBK's
+/// operator use the same key for two different calls: each is done, neither is refused for the
+/// other's (the build before kept one namespace for every caller, so the first caller to use a
+/// key took it: the second got `IDEMPOTENCY_KEY_REUSED`, or the first's answer). Within one
+/// caller a key still answers its first request and refuses another.
+#[test]
+fn an_idempotency_key_is_its_callers_own() {
+    let (_dir, platform) = start();
+    let world = World::new(&platform.base_url(), &platform.credentials_dir()).unwrap();
+    let open = |n: u32| serde_json::json!({"kind": "individual", "client_id": World::iin(78, n), "name": format!("Keyed {n}")});
+    // bank:steppe's systems open an account under "shared-1".
+    let first = world.client.post_with_key("/v1/nodes/steppe/accounts", &open(1), "shared-1").unwrap();
+    // operator:nbk credits a correspondent account under the same key: done, not refused.
+    let credit = serde_json::json!({"amount_tiyn": 12_345});
+    let credited = world.client.post_with_key("/v1/abs/correspondent/sapa/credits", &credit, "shared-1").unwrap();
+    assert!(credited.get("error").is_none(), "{credited}");
+    // Each caller's retry gets its own first answer.
+    let again = world.client.post_with_key("/v1/nodes/steppe/accounts", &open(1), "shared-1").unwrap();
+    assert_eq!(again, first);
+    let again = world.client.post_with_key("/v1/abs/correspondent/sapa/credits", &credit, "shared-1").unwrap();
+    assert_eq!(again, credited);
+    // Within a caller, the key with another request is refused.
+    let reused = world.client.post_with_key("/v1/nodes/steppe/accounts", &open(2), "shared-1").unwrap_err();
+    assert_eq!((reused.status, reused.code.as_str()), (422, "IDEMPOTENCY_KEY_REUSED"), "{reused}");
+    // Another bank's systems use the key on their own node: theirs too.
+    world.client.post_with_key("/v1/nodes/tulpar/accounts", &open(3), "shared-1").unwrap();
+    assert!(platform.roles.balance("tulpar", &World::iin(78, 3)).is_ok());
+}

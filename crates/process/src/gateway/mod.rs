@@ -232,6 +232,10 @@ async fn authorize(State(node): State<Node>, mut request: Request, next: Next) -
         return refuse(ErrorCode::Forbidden, &format!("{subject} may not call this node"));
     }
     if let Subject::Api(client) = subject {
+        // Its idempotency keys are its own (`dtenge_api::scope_to_caller`).
+        if let Err(e) = dtenge_api::scope_to_caller(request.headers_mut(), &client) {
+            return Failure(e).into_response();
+        }
         request.extensions_mut().insert(Caller(client));
     }
     next.run(request).await
