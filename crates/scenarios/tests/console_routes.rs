@@ -191,6 +191,36 @@ fn every_money_moving_console_route_requires_an_idempotency_key() {
     );
 }
 
+/// Issue 19, point 7: a bank officer (or the Treasury) cannot credit the institution's own
+/// account from the console (the build before credited it, and the officer could then
+/// convert that bank money to DT); the refusal is audited and moves nothing.
+#[test]
+fn an_officer_cannot_credit_the_banks_own_account() {
+    let (_dir, platform) = start();
+    let officer = Role::BankOfficer { bank: "steppe".into() };
+    platform.console.put_user("steppe-officer", "Officer", officer, PASSWORD).unwrap();
+    platform.console.put_user("treasury", "Treasury", Role::Treasury, PASSWORD).unwrap();
+    let own_before = |bank: &str| platform.roles.balance(bank, dtenge_node::OWN_ACCOUNT).unwrap();
+    let (steppe_before, treasury_before) = (own_before("steppe"), own_before("treasury"));
+    for (user, path) in [("steppe-officer", "/console/api/bank/deposits"), ("treasury", "/console/api/treasury/budget")]
+    {
+        let browser = Browser::sign_in(&platform, user);
+        let audit_before = platform.console.audit_page(0, 1).unwrap().total;
+        let (status, answer) =
+            browser.post(path, Some(&format!("own-{user}")), &json!({"client_id": "own", "amount": "1000000"}));
+        assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("FORBIDDEN")), "{path}: {answer}");
+        let audit = platform.console.audit_page(0, 1).unwrap();
+        assert_eq!(audit.total, audit_before + 1, "{path}: the refusal is audited");
+    }
+    assert_eq!(own_before("steppe"), steppe_before);
+    assert_eq!(own_before("treasury"), treasury_before);
+    // A client is credited as before.
+    let browser = Browser::sign_in(&platform, "steppe-officer");
+    let (status, answer) =
+        browser.post("/console/api/bank/deposits", Some("client-1"), &json!({"client_id": AIGERIM, "amount": "1"}));
+    assert_eq!(status, 200, "{answer}");
+}
+
 #[test]
 fn two_console_users_sending_the_same_key_do_not_meet() {
     let (_dir, platform) = start();
