@@ -236,6 +236,24 @@ try {
   await page.locator("#qr-form button[type=submit]").click();
   await page.locator("#qr-form-status").filter({ hasText: "MALFORMED_INPUT" }).waitFor();
   check(true, "a malformed merchant QR payment is refused with a clear message");
+  // A merchant's QR code: the wallet shows whom it pays (as the ID center names the payee) and
+  // how much, and pays only when the client confirms (issue 19: the build before paid at once).
+  const qrCode = `dtenge:pay?bank=sapa&to=${process.env.SUPPLIER}&amount=150&ref=order+7`;
+  const beforeQr = await spendableTiyn();
+  await page.locator("#qr-form #payload").fill(qrCode);
+  await page.locator("#qr-form button[type=submit]").click();
+  await page.locator("#qr-form-question").waitFor({ timeout: 10000 });
+  const asked = await page.locator("#qr-form-question").textContent();
+  check(asked.includes("Final Supplier LLP") && asked.includes("150.00"), `a QR payment asks first, naming the payee and the amount: ${asked}`);
+  check((await spendableTiyn()) === beforeQr, "nothing is paid before the client confirms");
+  await page.screenshot({ path: `${shots}/client-wallet-qr-confirmation.png`, fullPage: true });
+  await page.locator("#qr-form-no").click();
+  await page.locator("#qr-form-status").filter({ hasText: "Not paid." }).waitFor();
+  check((await spendableTiyn()) === beforeQr, "a QR payment the client cancels pays nothing");
+  await page.locator("#qr-form button[type=submit]").click();
+  await page.locator("#qr-form-yes").click();
+  await page.locator("#qr-form-status").filter({ hasText: "Done." }).waitFor();
+  check((await spendableTiyn()) === beforeQr - 15000, "the confirmed QR payment pays its amount, once");
   await page.screenshot({ path: `${shots}/client-wallet-after-transfer.png`, fullPage: true });
   await signOut(page);
 

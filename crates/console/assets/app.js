@@ -33,6 +33,7 @@ const T = {
     upload: "Pay the registry", line: "Line", paid: "Paid", recipient: "Recipient", convert: "Conversion",
     to_dt: "Bank money → DT", from_dt: "DT → bank money", client: "Client (IIN/BIN)", transfer_phone: "Transfer by phone",
     pay_qr: "Pay a merchant (QR code)", qr_payload: "Payment code (scan or paste)", pay: "Pay", done: "Done.",
+    qr_confirm: "Pay {amount} to {name} ({bank}, {id})?", qr_cancelled: "Not paid.",
     amount_tenge: "Amount, ₸", invalid_amount: "Enter an amount in tenge, e.g. 1500.00.", sender: "sender", payee: "payee", released: "Released", returned: "Returned", credit_money: "Credit bank money (salary, cash deposit)", nbk_conversion: "The bank ↔ NBK (through the ABS)", budget: "Allocate budget funds to an agency",
     requests: "Requests", issue: "Issue and repayment", new_account_request: "Request to open an agency account",
     new_dt_request: "Transfer into DT under a state contract", contract: "State contract", register: "Register",
@@ -74,6 +75,7 @@ const T = {
     recipient: "Получатель", convert: "Конвертация", to_dt: "Безналичные → ЦТ", from_dt: "ЦТ → безналичные",
     client: "Клиент (ИИН/БИН)", transfer_phone: "Перевод по номеру телефона", pay_qr: "Оплата по QR-коду",
     qr_payload: "Платёжный код (сканируйте или вставьте)", pay: "Оплатить", done: "Готово.", amount_tenge: "Сумма, ₸",
+    qr_confirm: "Оплатить {amount} получателю {name} ({bank}, {id})?", qr_cancelled: "Не оплачено.",
     invalid_amount: "Введите сумму в тенге, например 1500,00.", sender: "отправитель", payee: "получатель", released: "Выплачено", returned: "Возвращено", credit_money: "Зачислить безналичные (зарплата, взнос наличными)", nbk_conversion: "Банк ↔ НБК (через АБС)", budget: "Выделить бюджетные средства госоргану",
     requests: "Заявки", issue: "Выпуск и погашение", new_account_request: "Заявка на открытие счёта госоргана",
     new_dt_request: "Перевод в ЦТ по госконтракту", contract: "Госконтракт", register: "Зарегистрировать",
@@ -117,6 +119,7 @@ const T = {
     to_dt: "Қолма-қолсыз → ЦТ", from_dt: "ЦТ → қолма-қолсыз", client: "Клиент (ЖСН/БСН)",
     transfer_phone: "Телефон нөмірі бойынша аударым", pay_qr: "QR-код бойынша төлеу",
     qr_payload: "Төлем коды (сканерлеңіз немесе қойыңыз)", pay: "Төлеу", done: "Дайын.", amount_tenge: "Сомасы, ₸",
+    qr_confirm: "{name} ({bank}, {id}) алушыға {amount} төлеу керек пе?", qr_cancelled: "Төленбеді.",
     invalid_amount: "Соманы теңгемен енгізіңіз, мысалы 1500,00.", sender: "жіберуші", payee: "алушы", released: "Төленді", returned: "Қайтарылды", credit_money: "Қолма-қолсыз ақша есептеу (жалақы, қолма-қол салым)", nbk_conversion: "Банк ↔ ҰБ (АБЖ арқылы)", budget: "Мемлекеттік органға бюджет қаражатын бөлу",
     requests: "Өтінімдер", issue: "Шығару және өтеу", new_account_request: "Мемлекеттік орган шотын ашуға өтінім",
     new_dt_request: "Мемлекеттік келісімшарт бойынша ЦТ-ға аудару", contract: "Мемлекеттік келісімшарт",
@@ -722,12 +725,33 @@ async function walletView(main) {
       await api("/console/api/client/transfer", { method: "POST", key, body: JSON.stringify({ phone: v.phone.trim(), amount: v.amount }) });
       setTimeout(() => route(), 800);
     });
+  // A code says whom to pay and how much: the wallet shows both, as the ID center names the
+  // payee, and pays only when the client confirms (a pasted or scanned code is not trusted).
   const qr = actionForm("qr-form", t("pay_qr"), [field("payload", t("qr_payload"), { placeholder: "dtenge:pay?bank=…&to=…&amount=…" })],
     t("pay"), async (v, key) => {
-      await api("/console/api/client/qr", { method: "POST", key, body: JSON.stringify({ payload: v.payload.trim() }) });
+      const payload = v.payload.trim();
+      const seen = await api(`/console/api/client/qr/preview?${new URLSearchParams({ payload })}`);
+      const question = t("qr_confirm", { amount: money(seen.amount_tiyn), name: seen.payee_name, bank: seen.bank, id: seen.client_id });
+      if (!(await askToPay(qr, question))) return t("qr_cancelled");
+      await api("/console/api/client/qr", { method: "POST", key, body: JSON.stringify({ payload }) });
       setTimeout(() => route(), 800);
     });
   main.append(el("div", { class: "two" }, transfer, qr));
+}
+
+// Ask in `form` whether to pay, `question` saying what and to whom: true on Confirm, false on
+// Cancel. The form's own button waits meanwhile.
+function askToPay(form, question) {
+  return new Promise((resolve) => {
+    const done = (answer) => { panel.remove(); form.querySelector("button[type=submit]").disabled = false; resolve(answer); };
+    const panel = el("div", { class: "confirm-pay", id: `${form.id}-confirm`, role: "group" },
+      el("p", { id: `${form.id}-question` }, question),
+      el("button", { class: "primary", type: "button", id: `${form.id}-yes`, onclick: () => done(true) }, t("confirm")),
+      el("button", { type: "button", id: `${form.id}-no`, onclick: () => done(false) }, t("cancel")));
+    form.querySelector("button[type=submit]").disabled = true;
+    form.append(panel);
+    panel.querySelector("button").focus();
+  });
 }
 
 async function requestsView(main) {

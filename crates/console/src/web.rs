@@ -718,6 +718,39 @@ async fn client_qr(State(console): State<App>, uri: Uri, headers: HeaderMap, bod
     .await
 }
 
+/// What a merchant's QR code asks the payer to pay, and to whom, as the ID center names the
+/// merchant: shown for the payer's confirmation before anything is paid.
+#[derive(Serialize)]
+struct QrPreview {
+    bank: String,
+    client_id: String,
+    payee_name: String,
+    amount_tiyn: dtenge_core::money::Amount,
+    reference: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct QrQuery {
+    payload: String,
+}
+
+/// `GET /console/api/client/qr/preview?payload=...`: the payee and the amount of a QR code,
+/// for the wallet to show and ask "pay?" before `POST /console/api/client/qr` (issue 19: the
+/// build before paid whatever a pasted code said at once).
+async fn client_qr_preview(
+    State(console): State<App>,
+    headers: HeaderMap,
+    query: Result<Query<QrQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else { return failure(Error::malformed("the payment code is the payload parameter")) };
+    with_role(console, &headers, false, is_client, move |c, _| {
+        let (bank, client_id, amount_tiyn, reference) = parse_qr(&query.payload)?;
+        let payee_name = c.platform.lookup_client(&bank, &client_id)?;
+        Ok(QrPreview { bank, client_id, payee_name, amount_tiyn, reference })
+    })
+    .await
+}
+
 // Bank back office: conversions, registry upload, a client's history.
 
 #[derive(Deserialize)]
@@ -1196,6 +1229,7 @@ pub(crate) fn more_routes(router: Router<App>) -> Router<App> {
         .route("/console/api/operator/health", get(health))
         .route("/console/api/client/transfer", post(client_transfer))
         .route("/console/api/client/qr", post(client_qr))
+        .route("/console/api/client/qr/preview", get(client_qr_preview))
         .route("/console/api/bank/conversions", post(bank_conversion))
         .route("/console/api/bank/registry", post(bank_registry))
         .route("/console/api/bank/clients/{client}/history", get(bank_client_history))

@@ -139,6 +139,16 @@ impl Platform {
         Ok(balance)
     }
 
+    /// Ask the ID center the name of `client_id`'s account at `bank` (for a payer's
+    /// confirmation of a merchant's QR code): `UNKNOWN_ACCOUNT` when it has none there.
+    pub fn lookup_client(&self, bank: &str, client_id: &str) -> Result<String> {
+        let name =
+            self.assembly.directory().read(|d| d.by_client(client_id, Some(bank)).map(|l| l.display_name.clone()));
+        name.ok_or_else(|| {
+            Error::new(ErrorCode::UnknownAccount, format!("no digital account of {client_id} at {bank}"))
+        })
+    }
+
     /// Ask the ID center who a phone number belongs to (for the sender's confirmation).
     pub fn lookup_phone(&self, phone: &str) -> Result<PhoneLookup> {
         let phone = normalize_phone(phone)?;
