@@ -239,7 +239,9 @@ fn derive(passphrase: &str, kdf: &Kdf) -> std::result::Result<LessSafeKey, Strin
 pub fn read_or_create_passphrase(path: &Path, entropy: &Entropy) -> Result<String> {
     let failed = |e: std::io::Error| Error::new(ErrorCode::StorageFailure, format!("{}: {e}", path.display()));
     if !path.exists() {
-        let partial = path.with_extension(format!("{}.partial", std::process::id()));
+        // A name of this call's own: tests start many platforms at once in one process.
+        let partial =
+            path.with_extension(format!("{}.{}.partial", std::process::id(), hex::encode(&entropy.seed32()[..8])));
         crate::write_private(&partial, hex::encode(entropy.seed32()).as_bytes()).map_err(failed)?;
         let linked = std::fs::hard_link(&partial, path);
         let _ = std::fs::remove_file(&partial);
@@ -342,5 +344,17 @@ mod tests {
         let second = read_or_create_passphrase(&path, &Entropy::from_seed(4)).unwrap();
         assert_eq!(first, second);
         assert_eq!(first.len(), 64);
+        // Threads of one process racing on a new file agree too.
+        let path = dir.path().join("racing").join("sandbox-passphrase");
+        let read: Vec<String> = std::thread::scope(|scope| {
+            let racers: Vec<_> = (0..8u64)
+                .map(|n| {
+                    let path = path.clone();
+                    scope.spawn(move || read_or_create_passphrase(&path, &Entropy::from_seed(10 + n)).unwrap())
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert!(read.iter().all(|p| *p == read[0]), "{read:?}");
     }
 }
