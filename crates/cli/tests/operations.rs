@@ -795,7 +795,7 @@ fn no_key_is_in_the_clear_in_any_file_of_the_data_directory() {
     let planted = dir.path().join("planted");
     let (label, seed) = known.last().expect("a custodial key");
     std::fs::write(&planted, format!("{{\"seed\": \"{}\"}}", hex::encode(seed))).expect("plant");
-    let found = scan(&[planted.clone()]);
+    let found = scan(std::slice::from_ref(&planted));
     assert!(found.contains(&format!("{label} in {}", planted.display())), "{found:?}");
 }
 

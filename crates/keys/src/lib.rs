@@ -117,7 +117,7 @@ pub struct Vault {
 enum Kind {
     Hsm(hsm::Hsm),
     /// The key store, and where its passphrase came from.
-    Store(store::KeyStore, String),
+    Store(Box<store::KeyStore>, String),
 }
 
 impl Vault {
@@ -127,7 +127,9 @@ impl Vault {
     pub fn open(dir: &Path, config: &KeyConfig) -> Result<Vault> {
         let kind = match config {
             KeyConfig::Hsm(config) => Kind::Hsm(hsm::Hsm::open(dir, config)?),
-            KeyConfig::Store { passphrase, from } => Kind::Store(store::KeyStore::open(dir, passphrase)?, from.clone()),
+            KeyConfig::Store { passphrase, from } => {
+                Kind::Store(Box::new(store::KeyStore::open(dir, passphrase)?), from.clone())
+            }
         };
         Ok(Vault { kind })
     }

@@ -253,7 +253,7 @@ impl Participant {
                 tracing::info!(keys = %vault.describe(), "the bank's keys");
                 let genesis = Genesis {
                     meta: NodeMeta { id: id.clone(), kind: settings.kind, name: settings.name.clone() },
-                    node_key: config.key.clone().into(),
+                    node_key: config.key.clone(),
                     own_key: settings.own_key.clone(),
                     custody: dtenge_node::Custody::new(vault.secret(&format!("custody:{id}"), &entropy)?),
                     now_ms: clock(),
