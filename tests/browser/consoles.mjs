@@ -244,7 +244,10 @@ try {
   await page.locator("#qr-form button[type=submit]").click();
   await page.locator("#qr-form-question").waitFor({ timeout: 10000 });
   const asked = await page.locator("#qr-form-question").textContent();
-  check(asked.includes("Final Supplier LLP") && asked.includes("150.00"), `a QR payment asks first, naming the payee and the amount: ${asked}`);
+  // The ID center names a client by its first word and initial ("Final S."): the BIN beside
+  // it tells one from another.
+  check(asked.includes("Final S.") && asked.includes(process.env.SUPPLIER) && asked.includes("150.00"),
+    `a QR payment asks first, naming the payee and the amount: ${asked}`);
   check((await spendableTiyn()) === beforeQr, "nothing is paid before the client confirms");
   await page.screenshot({ path: `${shots}/client-wallet-qr-confirmation.png`, fullPage: true });
   await page.locator("#qr-form-no").click();

@@ -9,7 +9,7 @@ use crate::schemas;
 use crate::types::*;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use dtenge_core::{Error, ErrorCode};
@@ -46,20 +46,18 @@ pub(crate) fn routes() -> Router<App> {
         .route("/v1/clock/advance", post(advance_clock))
 }
 
-/// The provider's bearer token, or why there is none.
 /// A provider's token, and the request's idempotency key scoped to it
 /// ([`crate::idempotency::scope_to_provider_token`]): providers authenticate in their routes,
-/// not in the access layer, so their keys are scoped here. A key that cannot be scoped fails
-/// the call with its error, as a missing token does.
-fn provider(mut headers: HeaderMap) -> (HeaderMap, Result<String, Error>) {
-    let token = bearer(&headers);
-    let scoped = match &token {
-        Ok(token) => crate::idempotency::scope_to_provider_token(&mut headers, token),
-        Err(_) => Ok(()),
-    };
-    (headers, scoped.and(token))
+/// not in the access layer, so their keys are scoped here, before the route looks its key up.
+/// A missing token, or a key that cannot be scoped, is refused before anything else: an
+/// unscoped key would reach the memo of answers, where it could name another caller's.
+fn provider(mut headers: HeaderMap) -> Result<(HeaderMap, String), Error> {
+    let token = bearer(&headers)?;
+    crate::idempotency::scope_to_provider_token(&mut headers, &token)?;
+    Ok((headers, token))
 }
 
+/// The provider's bearer token, or why there is none.
 fn bearer(headers: &HeaderMap) -> Result<String, Error> {
     let value = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -122,9 +120,12 @@ pub(crate) async fn register_event(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (headers, token) = provider(headers);
+    let (headers, token) = match provider(headers) {
+        Ok(called) => called,
+        Err(e) => return crate::error::Failure(e).into_response(),
+    };
     mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: EventRequest| {
-        n.register_event(idem, &token?, r)
+        n.register_event(idem, &token, r)
     })
     .await
 }
@@ -167,9 +168,12 @@ pub(crate) async fn report_occurrence(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (headers, token) = provider(headers);
+    let (headers, token) = match provider(headers) {
+        Ok(called) => called,
+        Err(e) => return crate::error::Failure(e).into_response(),
+    };
     mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: OccurrenceRequest| {
-        n.report_occurrence(idem, &token?, &id, r)
+        n.report_occurrence(idem, &token, &id, r)
     })
     .await
 }
@@ -293,9 +297,12 @@ pub(crate) async fn register_vat_payer(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (headers, token) = provider(headers);
+    let (headers, token) = match provider(headers) {
+        Ok(called) => called,
+        Err(e) => return crate::error::Failure(e).into_response(),
+    };
     mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: PartyRef| {
-        n.register_vat_payer(idem, &token?, r)
+        n.register_vat_payer(idem, &token, r)
     })
     .await
 }
@@ -316,9 +323,12 @@ pub(crate) async fn set_tax_account(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (headers, token) = provider(headers);
+    let (headers, token) = match provider(headers) {
+        Ok(called) => called,
+        Err(e) => return crate::error::Failure(e).into_response(),
+    };
     mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: PartyRef| {
-        n.set_tax_account(idem, &token?, r)
+        n.set_tax_account(idem, &token, r)
     })
     .await
 }
@@ -334,9 +344,12 @@ pub(crate) async fn register_invoice(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (headers, token) = provider(headers);
+    let (headers, token) = match provider(headers) {
+        Ok(called) => called,
+        Err(e) => return crate::error::Failure(e).into_response(),
+    };
     mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: InvoiceRequest| {
-        n.register_invoice(idem, &token?, r)
+        n.register_invoice(idem, &token, r)
     })
     .await
 }
@@ -423,9 +436,12 @@ pub(crate) async fn register_contract(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (headers, token) = provider(headers);
+    let (headers, token) = match provider(headers) {
+        Ok(called) => called,
+        Err(e) => return crate::error::Failure(e).into_response(),
+    };
     mutate(app, method, uri, headers, body, StatusCode::CREATED, move |n, idem, r: ContractRequest| {
-        n.register_contract(idem, &token?, r)
+        n.register_contract(idem, &token, r)
     })
     .await
 }

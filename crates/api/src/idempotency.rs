@@ -48,11 +48,16 @@ fn scope(headers: &mut HeaderMap, caller: &str) -> Result<(), Error> {
     if key.is_empty() || key.len() > CLIENT_KEY_LEN_MAX {
         return Err(Error::malformed(format!("an idempotency key has 1 to {CLIENT_KEY_LEN_MAX} characters")));
     }
-    if caller.len() > CALLER_LEN_MAX {
-        return Err(Error::malformed(format!(
-            "a caller's identity of more than {CALLER_LEN_MAX} characters: {caller}"
-        )));
-    }
+    // A long name (a certificate may name up to 64 characters) is scoped under its digest, so
+    // that every scoped key stays within the roles' bounds.
+    let digest;
+    let caller = if caller.len() > CALLER_LEN_MAX {
+        digest =
+            format!("caller:{}", &hash_parts(b"dtenge/idempotency/caller/v1", &[caller.as_bytes()]).to_hex()[..32]);
+        digest.as_str()
+    } else {
+        caller
+    };
     let scoped = axum::http::HeaderValue::from_str(&format!("{caller}/{key}"))
         .map_err(|_| Error::malformed("the Idempotency-Key header must be visible ASCII"))?;
     headers.insert(IDEMPOTENCY_HEADER, scoped);
@@ -131,11 +136,17 @@ mod tests {
             let error = scope_to_caller(&mut headers, &steppe).unwrap_err();
             assert_eq!(error.code, dtenge_core::ErrorCode::MalformedInput, "{refused:?}");
         }
-        headers.insert(IDEMPOTENCY_HEADER, "k".repeat(CLIENT_KEY_LEN_MAX).parse().unwrap());
-        let longest = dtenge_pki::ApiClient::Operator("o".repeat(CALLER_LEN_MAX - "operator:".len()));
-        scope_to_caller(&mut headers, &longest).unwrap();
-        let scoped = idempotency_key(&headers).unwrap();
-        assert!(scoped.len() <= crate::types::TransactionBatch::KEY_LEN_MAX, "{}", scoped.len());
+        // The longest key under the longest name scoped as it is, and under longer ones (scoped
+        // to their digests): within a batch key's bound, no two names sharing a scope.
+        let mut scoped = Vec::new();
+        for name in ["o".repeat(CALLER_LEN_MAX - "operator:".len()), "o".repeat(64), "p".repeat(64)] {
+            headers.insert(IDEMPOTENCY_HEADER, "k".repeat(CLIENT_KEY_LEN_MAX).parse().unwrap());
+            scope_to_caller(&mut headers, &dtenge_pki::ApiClient::Operator(name)).unwrap();
+            let key = idempotency_key(&headers).unwrap();
+            assert!(key.len() <= crate::types::TransactionBatch::KEY_LEN_MAX, "{}", key.len());
+            scoped.push(key);
+        }
+        assert!(scoped[0] != scoped[1] && scoped[1] != scoped[2], "{scoped:?}");
     }
 
     #[test]

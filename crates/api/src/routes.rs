@@ -296,9 +296,8 @@ fn prepare<R: DeserializeOwned + Serialize>(
     body: &Bytes,
 ) -> Result<(Idem, R), Error> {
     let key = idempotency_key(headers)?;
-    // A key the access layer scoped starts with its caller's identity; a provider's (whose
-    // routes authenticate it themselves, by its bearer token) is as it sent it, and the
-    // consoles' prefix is theirs.
+    // Every key here is scoped: by the access layer under its caller's identity, or by a
+    // provider's route under its token's digest; the consoles' prefix is theirs alone.
     if key.starts_with(CONSOLE_KEY_PREFIX) {
         return Err(Error::malformed(format!(
             "idempotency keys starting with '{CONSOLE_KEY_PREFIX}' are the consoles'"
@@ -520,7 +519,7 @@ async fn submit(
     description = "Submit up to 512 transfers signed by clients that keep their own key, in one call (as a bank's processing centre forwards its clients' payments). Each is its own payment, answered by itself in the batch's order (a receipt or an error), as if posted alone under the key `<Idempotency-Key>#<index>`: the same key and body again answer each from the bank's store.",
     params(("node" = String, Path), ("Idempotency-Key" = String, Header)),
     request_body = schemas::TransactionBatch,
-    responses((status = 200, body = schemas::TransactionBatchReport), (status = 400, description = "MALFORMED_INPUT: no transactions, more than 512, or a key over 120 characters", body = ApiError)))]
+    responses((status = 200, body = schemas::TransactionBatchReport), (status = 400, description = "MALFORMED_INPUT: no transactions, more than 512, or a key over 64 characters", body = ApiError)))]
 async fn submit_batch(
     State(app): State<App>,
     P(node): P<String>,

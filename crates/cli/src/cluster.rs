@@ -210,38 +210,46 @@ pub fn new_key(out: &Path) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `dtenge key --data DIR --label L [--import PEM | --rotate]`: the key `L` of the vault in
-/// `DIR` (the environment says which vault), made on first use; its public half printed.
-pub fn vault_key(data: &Path, label: &str, import: Option<&Path>, rotate: bool) -> Result<ExitCode, String> {
+/// What `dtenge key --data` does with its label.
+pub enum VaultKey {
+    /// The node key, made on first use.
+    Node,
+    /// A secret used as an account's key (a bank's own account), drawn on first use.
+    Secret,
+    /// A new node key in place of the one there, the old one retired.
+    Rotate,
+    /// A node key from a PEM file.
+    Import(std::path::PathBuf),
+}
+
+/// `dtenge key --data DIR --label L [--secret | --import PEM | --rotate] [--sandbox]`: the key
+/// `L` of the vault in `DIR` (the environment says which vault; `--sandbox` allows `up`'s
+/// sandbox passphrase), made on first use; its public half printed.
+pub fn vault_key(data: &Path, label: &str, what: VaultKey, sandbox: bool) -> Result<ExitCode, String> {
     let entropy = Entropy::from_os();
-    let config = dtenge_keys::KeyConfig::from_env(false, &entropy).map_err(|e| e.message)?;
+    let config = dtenge_keys::KeyConfig::from_env(sandbox, &entropy).map_err(|e| e.message)?;
     std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
     let vault = dtenge_keys::Vault::open(data, &config).map_err(|e| e.message)?;
-    let public_key = if label == OWN_LABEL {
-        if import.is_some() || rotate {
-            return Err(
-                "a bank's own account key is neither imported nor rotated: its address holds the bank's DT".into()
-            );
+    let rotated = matches!(what, VaultKey::Rotate);
+    let public_key = match what {
+        VaultKey::Secret => {
+            dtenge_core::crypto::SecretKey::from_seed(vault.secret(label, &entropy).map_err(|e| e.message)?)
+                .public_key()
         }
-        dtenge_core::crypto::SecretKey::from_seed(vault.secret(label, &entropy).map_err(|e| e.message)?).public_key()
-    } else if let Some(file) = import {
-        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let key = dtenge_pki::key_from_pem(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-        vault.import_node_key(label, &key).map_err(|e| e.message)?.public_key()
-    } else if rotate {
-        vault.rotate_node_key(label, &entropy).map_err(|e| e.message)?.public_key()
-    } else {
-        vault.node_key(label, &entropy).map_err(|e| e.message)?.public_key()
+        VaultKey::Import(file) => {
+            let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let key = dtenge_pki::key_from_pem(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+            vault.import_node_key(label, &key).map_err(|e| e.message)?.public_key()
+        }
+        VaultKey::Rotate => vault.rotate_node_key(label, &entropy).map_err(|e| e.message)?.public_key(),
+        VaultKey::Node => vault.node_key(label, &entropy).map_err(|e| e.message)?.public_key(),
     };
     println!("keys         {}", vault.describe());
-    println!("label        {label}{}", if rotate { " (rotated: the old key is retired in the vault)" } else { "" });
+    println!("label        {label}{}", if rotated { " (rotated: the old key is retired in the vault)" } else { "" });
     println!("public key   {}", hex(&public_key.key.0));
     println!("address      {}", hex(&public_key.address().0 .0));
     Ok(ExitCode::SUCCESS)
 }
-
-/// The vault label of a bank's own account key (`own_key = "vault:own"`).
-const OWN_LABEL: &str = "own";
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

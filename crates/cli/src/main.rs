@@ -357,9 +357,10 @@ enum Command {
     /// A participant's key in the vault of its data directory (an HSM when $DTENGE_HSM_MODULE
     /// names one, with $DTENGE_HSM_TOKEN and $DTENGE_HSM_PIN; else the encrypted key store under
     /// $DTENGE_KEY_PASSPHRASE), made there on first use; prints its public key and address: a
-    /// node key to certify with `dtenge ca issue --public-key`, or a bank's own-account key
-    /// (`--label own`), whose address central's configuration names. With `--out` instead: a
-    /// key in a PEM file, for a key several vaults import (the notary's).
+    /// node key to certify with `dtenge ca issue --public-key`, or with `--secret` a bank's
+    /// own-account key (`--label own --secret`), whose address central's configuration names.
+    /// With `--out` instead: a key in a PEM file, for a key several vaults import (the
+    /// notary's). Refused while the participant runs (it holds its vault).
     Key {
         /// The participant's data directory (its configuration's `data`).
         #[arg(long, required_unless_present = "out")]
@@ -368,9 +369,18 @@ enum Command {
         /// notary replica signs certificates with), `own` (a bank's own account).
         #[arg(long, default_value = "node")]
         label: String,
-        /// Put this PKCS#8 PEM key in the vault under the label (then delete the file).
-        #[arg(long, requires = "data", conflicts_with = "rotate")]
+        /// Put this PKCS#8 PEM key in the vault under the label (destroy the file once every
+        /// vault that needs it has it).
+        #[arg(long, requires = "data", conflicts_with_all = ["rotate", "secret"])]
         import: Option<PathBuf>,
+        /// The label names a secret of the vault used as an account's key (`own_key =
+        /// "vault:<label>"`), not a node key.
+        #[arg(long, requires = "data", conflicts_with = "rotate")]
+        secret: bool,
+        /// `DIR` is `dtenge up`'s sandbox: without $DTENGE_KEY_PASSPHRASE, its passphrase is
+        /// the user's sandbox one (`~/.config/dtenge/sandbox-passphrase`).
+        #[arg(long, requires = "data")]
+        sandbox: bool,
         /// Replace the node key with a new one, the old one retired in the vault
         /// (docs/OPERATIONS.md, "Rotating a node key").
         #[arg(long, requires = "data")]
@@ -606,9 +616,17 @@ fn main() -> ExitCode {
         Command::Ca { dir, command } => ca::run(&dir, command),
         Command::Run { role, config } => cluster::run(&role, &config),
         Command::Cluster { dir, base_port, shards } => cluster::cluster(&dir, base_port, shards),
-        Command::Key { data, label, import, rotate, out } => match (out, data) {
+        Command::Key { data, label, import, secret, sandbox, rotate, out } => match (out, data) {
             (Some(out), _) => cluster::new_key(&out),
-            (None, Some(data)) => cluster::vault_key(&data, &label, import.as_deref(), rotate),
+            (None, Some(data)) => {
+                let what = match (import, secret, rotate) {
+                    (Some(file), _, _) => cluster::VaultKey::Import(file),
+                    (None, true, _) => cluster::VaultKey::Secret,
+                    (None, false, true) => cluster::VaultKey::Rotate,
+                    (None, false, false) => cluster::VaultKey::Node,
+                };
+                cluster::vault_key(&data, &label, what, sandbox)
+            }
             (None, None) => Err("--data or --out".into()),
         },
         Command::Call { method, path, body, api, key, credentials } => {

@@ -730,27 +730,33 @@ async function walletView(main) {
   const qr = actionForm("qr-form", t("pay_qr"), [field("payload", t("qr_payload"), { placeholder: "dtenge:pay?bank=…&to=…&amount=…" })],
     t("pay"), async (v, key) => {
       const payload = v.payload.trim();
-      const seen = await api(`/console/api/client/qr/preview?${new URLSearchParams({ payload })}`);
-      const question = t("qr_confirm", { amount: money(seen.amount_tiyn), name: seen.payee_name, bank: seen.bank, id: seen.client_id });
-      if (!(await askToPay(qr, question))) return t("qr_cancelled");
-      await api("/console/api/client/qr", { method: "POST", key, body: JSON.stringify({ payload }) });
-      setTimeout(() => route(), 800);
+      const button = qr.querySelector("button[type=submit]");
+      // One question at a time: the button waits from the click until the answer.
+      button.disabled = true;
+      try {
+        const seen = await api(`/console/api/client/qr/preview?${new URLSearchParams({ payload })}`);
+        const question = t("qr_confirm", { amount: money(seen.amount_tiyn), name: seen.payee_name, bank: seen.bank, id: seen.client_id });
+        if (!(await askToPay(qr, question))) return t("qr_cancelled");
+        await api("/console/api/client/qr", { method: "POST", key, body: JSON.stringify({ payload }) });
+        setTimeout(() => route(), 800);
+      } finally {
+        button.disabled = false;
+      }
     });
   main.append(el("div", { class: "two" }, transfer, qr));
 }
 
 // Ask in `form` whether to pay, `question` saying what and to whom: true on Confirm, false on
-// Cancel. The form's own button waits meanwhile.
+// Cancel. Cancel has the focus, so that an Enter (a scanner's) never pays unread.
 function askToPay(form, question) {
   return new Promise((resolve) => {
-    const done = (answer) => { panel.remove(); form.querySelector("button[type=submit]").disabled = false; resolve(answer); };
+    const done = (answer) => { panel.remove(); resolve(answer); };
     const panel = el("div", { class: "confirm-pay", id: `${form.id}-confirm`, role: "group" },
       el("p", { id: `${form.id}-question` }, question),
       el("button", { class: "primary", type: "button", id: `${form.id}-yes`, onclick: () => done(true) }, t("confirm")),
       el("button", { type: "button", id: `${form.id}-no`, onclick: () => done(false) }, t("cancel")));
-    form.querySelector("button[type=submit]").disabled = true;
     form.append(panel);
-    panel.querySelector("button").focus();
+    panel.querySelector(`#${form.id}-no`).focus();
   });
 }
 

@@ -743,9 +743,13 @@ async fn client_qr_preview(
     query: Result<Query<QrQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(query)) = query else { return failure(Error::malformed("the payment code is the payload parameter")) };
-    with_role(console, &headers, false, is_client, move |c, _| {
+    with_role(console, &headers, false, is_client, move |c, s| {
         let (bank, client_id, amount_tiyn, reference) = parse_qr(&query.payload)?;
-        let payee_name = c.platform.lookup_client(&bank, &client_id)?;
+        // A name looked up by client id: audited, as every read of another's personal data.
+        let payee_name =
+            audited(c, &s, "qr_preview", &format!("{bank}/{client_id}"), &amount_tiyn.to_string(), || {
+                c.platform.lookup_client(&bank, &client_id)
+            })?;
         Ok(QrPreview { bank, client_id, payee_name, amount_tiyn, reference })
     })
     .await

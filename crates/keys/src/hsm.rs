@@ -36,7 +36,10 @@ use std::sync::Arc;
 /// The wrapped secrets' file in the data directory.
 pub const WRAPPED_FILE: &str = "keys.wrapped";
 const FORMAT: &str = "dtenge-wrapped-secrets/1";
-/// The label prefix of every object the platform creates in the token.
+/// The label prefix of every object the platform creates in the token: `dtenge:<vault>:<label>`,
+/// `<vault>` the data directory's own id (drawn when its vault is first opened, kept in
+/// `keys.wrapped`), so that participants sharing one token (a network HSM) never share or
+/// rotate each other's keys.
 const LABEL_PREFIX: &str = "dtenge:";
 const KEK_LABEL: &str = "dtenge:kek";
 /// Sessions signing at once: the roles' threads sign concurrently, and a PKCS#11 session
@@ -64,6 +67,8 @@ pub struct Hsm {
     sessions: Arc<Sessions>,
     kek: ObjectHandle,
     wrapped_path: PathBuf,
+    /// This data directory's id among the token's vaults.
+    vault: String,
     /// Label -> secret, unwrapped.
     secrets: Mutex<BTreeMap<String, [u8; 32]>>,
     /// As stored in `keys.wrapped`.
@@ -81,6 +86,8 @@ struct Wrapped {
 #[derive(Serialize, Deserialize)]
 struct WrappedFile {
     format: String,
+    /// The data directory's id, in its objects' labels.
+    vault: String,
     kek: String,
     secrets: BTreeMap<String, Wrapped>,
 }
@@ -137,7 +144,23 @@ impl Hsm {
         let sessions = Arc::new(Sessions { pool, next: AtomicUsize::new(0) });
         let kek = sessions.with(find_or_generate_kek)?;
         let wrapped_path = dir.join(WRAPPED_FILE);
-        let wrapped = read_wrapped(&wrapped_path)?;
+        let (vault, wrapped) = match read_wrapped(&wrapped_path)? {
+            Some(file) => (file.vault, file.secrets),
+            None => {
+                // A new vault: its id, from the token's generator, written before any object
+                // is made under it.
+                let mut id = [0u8; 8];
+                sessions.with(|session| session.generate_random_slice(&mut id)).map_err(failed)?;
+                let file = WrappedFile {
+                    format: FORMAT.into(),
+                    vault: hex::encode(id),
+                    kek: KEK_LABEL.into(),
+                    secrets: BTreeMap::new(),
+                };
+                write_wrapped(&wrapped_path, &file)?;
+                (file.vault, file.secrets)
+            }
+        };
         let mut secrets = BTreeMap::new();
         for (label, item) in &wrapped {
             let secret = sessions.with(|session| unwrap(session, kek, label, item)).map_err(|e| {
@@ -153,14 +176,20 @@ impl Hsm {
             sessions,
             kek,
             wrapped_path,
+            vault,
             secrets: Mutex::new(secrets),
             wrapped: Mutex::new(wrapped),
         })
     }
 
+    /// The label in the token of this vault's object `label`.
+    pub fn object_label(&self, label: &str) -> String {
+        format!("{LABEL_PREFIX}{}:{label}", self.vault)
+    }
+
     /// The node key `label`, generated in the token on first use.
     pub fn node_key(&self, label: &str) -> Result<NodeKey> {
-        let object_label = format!("{LABEL_PREFIX}{label}").into_bytes();
+        let object_label = self.object_label(label).into_bytes();
         let (private, public_key) = self.sessions.with(|session| -> Result<(ObjectHandle, PublicKey)> {
             let find = |class| {
                 session.find_objects(&[Attribute::Class(class), Attribute::Label(object_label.clone())]).map_err(failed)
@@ -195,7 +224,7 @@ impl Hsm {
     /// Relabel the key pair `label` to `<label>@retired-<n>` (the first `n` free) and generate
     /// a new one under `label`.
     pub fn rotate_node_key(&self, label: &str) -> Result<NodeKey> {
-        let object_label = |name: &str| format!("{LABEL_PREFIX}{name}").into_bytes();
+        let object_label = |name: &str| self.object_label(name).into_bytes();
         self.sessions.with(|session| -> Result<()> {
             let find = |name: &str| session.find_objects(&[Attribute::Label(object_label(name))]).map_err(failed);
             let held = find(label)?;
@@ -223,7 +252,7 @@ impl Hsm {
     /// Create the node key `label` in the token from `key` (sensitive, not extractable from
     /// then on), unless the token holds it already.
     pub fn import_node_key(&self, label: &str, key: &SecretKey) -> Result<NodeKey> {
-        let object_label = format!("{LABEL_PREFIX}{label}").into_bytes();
+        let object_label = self.object_label(label).into_bytes();
         let held = self.sessions.with(|session| {
             session
                 .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::Label(object_label.clone())])
@@ -290,11 +319,15 @@ impl Hsm {
         })?;
         let mut wrapped = self.wrapped.lock();
         wrapped.insert(label.to_string(), item);
-        let file = WrappedFile { format: FORMAT.into(), kek: KEK_LABEL.into(), secrets: wrapped.clone() };
-        let text = serde_json::to_string_pretty(&file).map_err(failed)?;
-        if let Err(e) = crate::write_private(&self.wrapped_path, text.as_bytes()) {
+        let file = WrappedFile {
+            format: FORMAT.into(),
+            vault: self.vault.clone(),
+            kek: KEK_LABEL.into(),
+            secrets: wrapped.clone(),
+        };
+        if let Err(e) = write_wrapped(&self.wrapped_path, &file) {
             wrapped.remove(label);
-            return Err(failed(format!("{}: {e}", self.wrapped_path.display())));
+            return Err(e);
         }
         secrets.insert(label.to_string(), secret);
         Ok(secret)
@@ -324,14 +357,25 @@ impl Sign for HsmSigner {
 
     fn sign(&self, message: &[u8]) -> Signature {
         let mechanism = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
-        let bytes = self.sessions.with(|session| session.sign(&mechanism, self.private, message)).unwrap_or_else(|e| {
-            panic!("the HSM did not sign ({e}): the process stops; restart it when the HSM answers")
-        });
-        let sig: [u8; 64] = bytes
-            .try_into()
-            .unwrap_or_else(|b: Vec<u8>| panic!("the HSM answered an Ed25519 signature of {} bytes, not 64", b.len()));
+        let signed = self.sessions.with(|session| session.sign(&mechanism, self.private, message));
+        let sig: Option<[u8; 64]> = match signed {
+            Ok(bytes) => bytes.try_into().ok(),
+            Err(e) => {
+                tracing::error!(error = %e, "the HSM did not sign");
+                None
+            }
+        };
+        // Abort, not panic: a panic would end only the thread that signed (a network link, a
+        // TLS handshake, a gateway request) and the process would go on without it.
+        let Some(sig) = sig else { stop("the HSM did not make an Ed25519 signature") };
         Signature { alg: SigAlg::Ed25519, sig: SignatureBytes(sig) }
     }
+}
+
+/// Stop the process at once: a node that cannot sign must not go on half working.
+fn stop(why: &str) -> ! {
+    eprintln!("{why}: the process stops; start it again when the HSM answers");
+    std::process::abort()
 }
 
 fn generate_ed25519(session: &Session, label: &[u8]) -> Result<(ObjectHandle, ObjectHandle)> {
@@ -410,15 +454,27 @@ fn unwrap(session: &Session, kek: ObjectHandle, label: &str, item: &Wrapped) -> 
     secret.try_into().map_err(|_| failed("a secret that is not 32 bytes"))
 }
 
-fn read_wrapped(path: &Path) -> Result<BTreeMap<String, Wrapped>> {
+fn read_wrapped(path: &Path) -> Result<Option<WrappedFile>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(failed(format!("{}: {e}", path.display()))),
     };
     let file: WrappedFile = serde_json::from_str(&text).map_err(|e| failed(format!("{}: {e}", path.display())))?;
-    if file.format != FORMAT || file.kek != KEK_LABEL {
-        return Err(failed(format!("{}: format {:?} under {:?}", path.display(), file.format, file.kek)));
+    let id_ok = file.vault.len() == 16 && file.vault.bytes().all(|b| b.is_ascii_hexdigit());
+    if file.format != FORMAT || file.kek != KEK_LABEL || !id_ok {
+        return Err(failed(format!(
+            "{}: format {:?} under {:?}, vault {:?}",
+            path.display(),
+            file.format,
+            file.kek,
+            file.vault
+        )));
     }
-    Ok(file.secrets)
+    Ok(Some(file))
+}
+
+fn write_wrapped(path: &Path, file: &WrappedFile) -> Result<()> {
+    let text = serde_json::to_string_pretty(file).map_err(failed)?;
+    crate::write_private(path, text.as_bytes()).map_err(|e| failed(format!("{}: {e}", path.display())))
 }

@@ -109,10 +109,16 @@ fn config_dir() -> Option<PathBuf> {
     xdg.or(home).map(|dir| dir.join("dtenge"))
 }
 
-/// The keys of one data directory.
+/// The keys of one data directory, held by one process at a time.
 pub struct Vault {
     kind: Kind,
+    /// The exclusive lock on `keys.lock` while the vault is open: the files are rewritten
+    /// whole, so a second writer (`dtenge key` beside a running node) would lose entries.
+    _lock: std::fs::File,
 }
+
+/// The lock file of a data directory's vault.
+pub const LOCK_FILE: &str = "keys.lock";
 
 enum Kind {
     Hsm(hsm::Hsm),
@@ -124,20 +130,23 @@ impl Vault {
     /// Open the keys of the data directory `dir` as `config` says: the HSM's token (and the
     /// secrets wrapped under its key-encryption key, `dir/keys.wrapped`), or the key store
     /// `dir/keys.store`, created on the first start.
+    ///
+    /// Refused while another process holds the vault open (a running node or platform).
     pub fn open(dir: &Path, config: &KeyConfig) -> Result<Vault> {
+        let lock = lock(dir)?;
         let kind = match config {
             KeyConfig::Hsm(config) => Kind::Hsm(hsm::Hsm::open(dir, config)?),
             KeyConfig::Store { passphrase, from } => {
                 Kind::Store(Box::new(store::KeyStore::open(dir, passphrase)?), from.clone())
             }
         };
-        Ok(Vault { kind })
+        Ok(Vault { kind, _lock: lock })
     }
 
     /// The node key named `label`, generated on first use (in the HSM, or from `entropy` into
     /// the key store).
     pub fn node_key(&self, label: &str, entropy: &Entropy) -> Result<NodeKey> {
-        check_label(label);
+        check_label(label)?;
         match &self.kind {
             Kind::Hsm(hsm) => hsm.node_key(label),
             Kind::Store(store, _) => Ok(SecretKey::from_seed(store.secret(&format!("node:{label}"), entropy)?).into()),
@@ -149,7 +158,7 @@ impl Vault {
     /// nothing more. The procedure around it (certify the new key, tell the peers) is in
     /// docs/OPERATIONS.md, "Rotating a node key".
     pub fn rotate_node_key(&self, label: &str, entropy: &Entropy) -> Result<NodeKey> {
-        check_label(label);
+        check_label(label)?;
         match &self.kind {
             Kind::Hsm(hsm) => hsm.rotate_node_key(label),
             Kind::Store(store, _) => {
@@ -161,10 +170,10 @@ impl Vault {
 
     /// Put `key` in the vault as the node key `label`: a key several participants share (the
     /// notary's, which every replica signs certificates with) is made once and imported into
-    /// each one's vault; the file it came in is then deleted. Importing the key a label holds
+    /// each one's vault; the operator destroys the file once every vault has it. Importing the key a label holds
     /// already changes nothing; another key under a taken label is refused.
     pub fn import_node_key(&self, label: &str, key: &SecretKey) -> Result<NodeKey> {
-        check_label(label);
+        check_label(label)?;
         match &self.kind {
             Kind::Hsm(hsm) => hsm.import_node_key(label, key),
             Kind::Store(store, _) => {
@@ -177,7 +186,7 @@ impl Vault {
     /// The 32-byte secret named `label`, drawn on first use (from the HSM's generator, or from
     /// `entropy`).
     pub fn secret(&self, label: &str, entropy: &Entropy) -> Result<[u8; 32]> {
-        check_label(label);
+        check_label(label)?;
         match &self.kind {
             Kind::Hsm(hsm) => hsm.secret(label),
             Kind::Store(store, _) => store.secret(&format!("secret:{label}"), entropy),
@@ -198,14 +207,49 @@ impl Vault {
     pub fn is_hsm(&self) -> bool {
         matches!(self.kind, Kind::Hsm(_))
     }
+
+    /// The label in the HSM's token of this vault's object `label` (`None` without an HSM).
+    pub fn hsm_object_label(&self, label: &str) -> Option<String> {
+        match &self.kind {
+            Kind::Hsm(hsm) => Some(hsm.object_label(label)),
+            Kind::Store(..) => None,
+        }
+    }
 }
 
-/// Labels are the platform's own names (`central`, `bank:steppe`, ...), never input.
-fn check_label(label: &str) {
-    assert!(
-        !label.is_empty() && label.len() <= 64 && label.bytes().all(|b| b.is_ascii_graphic()),
-        "a key label is a short printable name: {label:?}"
-    );
+/// A label is a short printable name (`central`, `bank:steppe`, `node`): it comes from the
+/// platform or from an operator's configuration and command line, so a bad one is refused.
+fn check_label(label: &str) -> Result<()> {
+    if label.is_empty() || label.len() > 64 || !label.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::new(
+            ErrorCode::MalformedInput,
+            format!("a key label has 1 to 64 printable characters without spaces, not {label:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Take `dir`'s vault lock, without waiting: `STORAGE_FAILURE` while another holds it.
+fn lock(dir: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let failed = |what: String| Error::new(ErrorCode::StorageFailure, format!("{}: {what}", path.display()));
+    std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| failed(e.to_string()))?;
+    // SAFETY: `flock` takes a descriptor this function owns, open until the lock is dropped.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if taken != 0 {
+        return Err(failed("the keys are open in another process (a running node or platform): stop it first".into()));
+    }
+    Ok(file)
 }
 
 /// Write `bytes` to `path` whole or not at all, readable by the owner alone: a temporary file
@@ -215,8 +259,15 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let partial = path.with_extension("partial");
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&partial)?;
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("a file path"))?;
+    let partial = path.with_file_name(format!("{}.partial", name.to_string_lossy()));
+    // One left by a crash may have other modes: made anew.
+    match std::fs::remove_file(&partial) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&partial)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);

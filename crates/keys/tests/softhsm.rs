@@ -58,13 +58,17 @@ fn node_keys_sign_in_the_hsm_and_secrets_come_back_wrapped() {
         }
     }
 
-    // Another token's key-encryption key does not unwrap them.
-    let other_folder = tempfile::tempdir().unwrap();
-    let other = Token::init(other_folder.path(), "dtenge-other", "4321").unwrap();
-    // The same process's module sees only the first configuration's tokens: the other token
-    // is in another directory, so it is not found at all.
-    let refused = Vault::open(data.path(), &KeyConfig::Hsm(other.config())).err().unwrap();
-    assert!(refused.message.contains("no initialized token labelled"), "{refused}");
+    // One process at a time holds a vault: a second opening is refused while it is open.
+    let refused = Vault::open(data.path(), &config).err().unwrap();
+    assert!(refused.message.contains("open in another process"), "{refused}");
+
+    // Another data directory on the same token is another vault: its own keys under the same
+    // labels, never this one's.
+    let neighbour = tempfile::tempdir().unwrap();
+    let next_door = Vault::open(neighbour.path(), &config).unwrap();
+    assert_ne!(next_door.node_key("central", &entropy).unwrap().public_key(), central.public_key());
+    assert_ne!(next_door.hsm_object_label("central"), reopened.hsm_object_label("central"));
+    drop(next_door);
 
     // A key several participants share is imported: the same key, signing in the HSM.
     let shared = dtenge_core::crypto::SecretKey::from_seed([42; 32]);
@@ -99,7 +103,7 @@ fn node_keys_sign_in_the_hsm_and_secrets_come_back_wrapped() {
     let private = session
         .find_objects(&[
             Attribute::Class(ObjectClass::PRIVATE_KEY),
-            Attribute::Label(b"dtenge:central@retired-1".to_vec()),
+            Attribute::Label(reopened.hsm_object_label("central@retired-1").unwrap().into_bytes()),
         ])
         .unwrap();
     assert_eq!(private.len(), 1);
@@ -107,4 +111,13 @@ fn node_keys_sign_in_the_hsm_and_secrets_come_back_wrapped() {
         session.get_attributes(private[0], &[AttributeType::Sensitive, AttributeType::Extractable]).unwrap();
     assert!(attributes.contains(&Attribute::Sensitive(true)), "{attributes:?}");
     assert!(attributes.contains(&Attribute::Extractable(false)), "{attributes:?}");
+    drop(reopened);
+
+    // Another token's key-encryption key does not unwrap them. (The same process's module
+    // sees only the first configuration's tokens: the other token is in another directory, so
+    // it is not found at all.)
+    let other_folder = tempfile::tempdir().unwrap();
+    let other = Token::init(other_folder.path(), "dtenge-other", "4321").unwrap();
+    let refused = Vault::open(data.path(), &KeyConfig::Hsm(other.config())).err().unwrap();
+    assert!(refused.message.contains("no initialized token labelled"), "{refused}");
 }

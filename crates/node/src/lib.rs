@@ -405,7 +405,15 @@ impl NodeState {
     /// the one last recorded is a rotation ([`NodeState::rotated_from`]): the caller records
     /// the new one ([`NodeState::meta_writes`]).
     pub fn load(store: &Store, key: NodeKey, custody: Custody) -> Result<NodeState> {
-        let metas = store.scan_values::<(NodeMeta, PublicKey)>(META_TABLE)?;
+        // A build before issue 19 wrote the node key's seed here, and its clients' seeds in
+        // the clear: such a store is refused, clearly.
+        let metas = store.scan_values::<(NodeMeta, PublicKey)>(META_TABLE).map_err(|e| {
+            Error::storage(format!(
+                "{}: not this build's node record ({}): a store of a build that kept keys in the clear \
+                 is not read; start the node on a fresh data directory",
+                META_TABLE.0, e.message
+            ))
+        })?;
         let [(_, (meta, public_key))] = metas.as_slice() else {
             return Err(Error::storage(format!("{}: {} nodes in one node's store", META_TABLE.0, metas.len())));
         };

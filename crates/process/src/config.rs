@@ -70,8 +70,8 @@
 //! not a list in the file, says who is who.
 //!
 //! A key field is `vault:<label>`, the key of that label in the vault of the participant's data
-//! directory (`dtenge keys public --data DIR --label <label>` makes it there and prints its
-//! public half, for `dtenge ca issue --public-key`), or the path of a PKCS#8 PEM file: a key in
+//! directory (`dtenge key --data DIR --label <label>` makes it there and prints its public
+//! half, for `dtenge ca issue --public-key`; `--secret` for `own_key`), or the path of a PKCS#8 PEM file: a key in
 //! the clear, which only a sandbox accepts (what `dtenge cluster` lays out for tests).
 //!
 //! An invalid file is refused at start with what is wrong and where ([`ConfigError`]): an
@@ -231,6 +231,9 @@ pub struct Config {
     /// A shard replica's group: the numbers of its shard's founding replicas.
     pub shard_replicas: Option<Vec<u8>>,
     pub peers: Vec<PeerSettings>,
+    /// The vault of its data directory, when a key field named it (`vault:<label>`): held
+    /// open (and locked) for the process's life.
+    pub vault: Option<std::sync::Arc<dtenge_keys::Vault>>,
 }
 
 impl Config {
@@ -271,16 +274,16 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
     // Keys are read from the vault of the data directory (opened on first need) or, in a
     // sandbox only, from PEM files in the clear.
     let data = at(&file.data);
-    let vault = std::cell::OnceCell::new();
+    let opened = std::cell::OnceCell::new();
     let entropy = dtenge_env::Entropy::from_os();
     let vault = || -> Result<&dtenge_keys::Vault, String> {
-        if let Some(vault) = vault.get() {
+        if let Some(vault) = opened.get() {
             return Ok(vault);
         }
         let config = dtenge_keys::KeyConfig::from_env(file.sandbox, &entropy).map_err(|e| e.message)?;
         std::fs::create_dir_all(&data).map_err(|e| format!("data {}: {e}", data.display()))?;
-        let opened = dtenge_keys::Vault::open(&data, &config).map_err(|e| e.message)?;
-        Ok(vault.get_or_init(|| opened))
+        let vault = dtenge_keys::Vault::open(&data, &config).map_err(|e| e.message)?;
+        Ok(opened.get_or_init(|| vault))
     };
     let in_the_clear = |what: &str, path: &Path| -> Result<SecretKey, String> {
         if !file.sandbox {
@@ -472,6 +475,7 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
         notary,
         shard_replicas,
         peers,
+        vault: opened.into_inner().map(std::sync::Arc::new),
     })
 }
 

@@ -82,6 +82,9 @@ pub struct Participant {
     watcher: Option<JoinHandle<()>>,
     ops: server::Server,
     api: Option<server::Server>,
+    /// The vault of its data directory, held open (and locked against a second writer such as
+    /// `dtenge key`) while it runs.
+    _vault: Option<Arc<dtenge_keys::Vault>>,
 }
 
 /// The time in milliseconds since the Unix epoch: the system's clock.
@@ -132,6 +135,9 @@ impl Participant {
         let clock: dtenge_assembly::Clock = Arc::new(system_ms);
         let store = |tables: &[dtenge_store::Table]| Store::open(&config.data, tables);
         let mut threads = Threads::new();
+        // A bank's vault, when its configuration named none (its sandbox keys in files): for
+        // its data-encryption key.
+        let mut vault: Option<Arc<dtenge_keys::Vault>> = None;
         let hosted = match &config.role {
             RoleId::Notary => {
                 let senders = Senders {
@@ -246,10 +252,15 @@ impl Participant {
                 // Its custodial clients' keys are sealed under a data-encryption key of the
                 // vault in its data directory (an HSM, or the encrypted key store).
                 let entropy = dtenge_env::Entropy::from_os();
-                let vault = dtenge_keys::Vault::open(
-                    &config.data,
-                    &dtenge_keys::KeyConfig::from_env(config.sandbox, &entropy)?,
-                )?;
+                let opened = match &config.vault {
+                    Some(vault) => vault.clone(),
+                    None => Arc::new(dtenge_keys::Vault::open(
+                        &config.data,
+                        &dtenge_keys::KeyConfig::from_env(config.sandbox, &entropy)?,
+                    )?),
+                };
+                vault = Some(opened.clone());
+                let vault = opened;
                 tracing::info!(keys = %vault.describe(), "the bank's keys");
                 let genesis = Genesis {
                     meta: NodeMeta { id: id.clone(), kind: settings.kind, name: settings.name.clone() },
@@ -336,7 +347,17 @@ impl Participant {
             sandbox = config.sandbox,
             "participant started"
         );
-        Ok(Participant { role: config.role, net, hosted, threads, stop, watcher: Some(watcher), ops, api })
+        Ok(Participant {
+            role: config.role,
+            net,
+            hosted,
+            threads,
+            stop,
+            watcher: Some(watcher),
+            ops,
+            api,
+            _vault: vault.or(config.vault),
+        })
     }
 
     pub fn role(&self) -> &RoleId {
