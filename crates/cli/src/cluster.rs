@@ -220,6 +220,8 @@ pub enum VaultKey {
     Rotate,
     /// A node key from a PEM file.
     Import(std::path::PathBuf),
+    /// An account's key from a PEM file, kept as a secret.
+    ImportSecret(std::path::PathBuf),
 }
 
 /// `dtenge key --data DIR --label L [--secret | --import PEM | --rotate] [--sandbox]`: the key
@@ -236,10 +238,11 @@ pub fn vault_key(data: &Path, label: &str, what: VaultKey, sandbox: bool) -> Res
             dtenge_core::crypto::SecretKey::from_seed(vault.secret(label, &entropy).map_err(|e| e.message)?)
                 .public_key()
         }
-        VaultKey::Import(file) => {
-            let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let key = dtenge_pki::key_from_pem(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-            vault.import_node_key(label, &key).map_err(|e| e.message)?.public_key()
+        VaultKey::Import(file) => vault.import_node_key(label, &pem_key(&file)?).map_err(|e| e.message)?.public_key(),
+        VaultKey::ImportSecret(file) => {
+            let key = pem_key(&file)?;
+            vault.import_secret(label, key.seed()).map_err(|e| e.message)?;
+            key.public_key()
         }
         VaultKey::Rotate => vault.rotate_node_key(label, &entropy).map_err(|e| e.message)?.public_key(),
         VaultKey::Node => vault.node_key(label, &entropy).map_err(|e| e.message)?.public_key(),
@@ -249,6 +252,11 @@ pub fn vault_key(data: &Path, label: &str, what: VaultKey, sandbox: bool) -> Res
     println!("public key   {}", hex(&public_key.key.0));
     println!("address      {}", hex(&public_key.address().0 .0));
     Ok(ExitCode::SUCCESS)
+}
+
+fn pem_key(file: &Path) -> Result<dtenge_core::crypto::SecretKey, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    dtenge_pki::key_from_pem(&text).map_err(|e| format!("{}: {e}", file.display()))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -371,7 +371,7 @@ enum Command {
         label: String,
         /// Put this PKCS#8 PEM key in the vault under the label (destroy the file once every
         /// vault that needs it has it).
-        #[arg(long, requires = "data", conflicts_with_all = ["rotate", "secret"])]
+        #[arg(long, requires = "data", conflicts_with = "rotate")]
         import: Option<PathBuf>,
         /// The label names a secret of the vault used as an account's key (`own_key =
         /// "vault:<label>"`), not a node key.
@@ -620,7 +620,8 @@ fn main() -> ExitCode {
             (Some(out), _) => cluster::new_key(&out),
             (None, Some(data)) => {
                 let what = match (import, secret, rotate) {
-                    (Some(file), _, _) => cluster::VaultKey::Import(file),
+                    (Some(file), true, _) => cluster::VaultKey::ImportSecret(file),
+                    (Some(file), false, _) => cluster::VaultKey::Import(file),
                     (None, true, _) => cluster::VaultKey::Secret,
                     (None, false, true) => cluster::VaultKey::Rotate,
                     (None, false, false) => cluster::VaultKey::Node,

@@ -86,6 +86,8 @@ struct Cluster {
     /// A program a participant runs under (strace for a slow disk, faketime for a skewed
     /// clock), again on every start.
     wrappers: BTreeMap<String, Vec<String>>,
+    /// Environment variables of a participant's process (its vault's passphrase), on every start.
+    envs: BTreeMap<String, Vec<(String, String)>>,
 }
 
 /// One cluster at a time: eight processes per test on a two-core machine are load enough, and
@@ -123,7 +125,13 @@ impl Cluster {
             seed
         };
         let laid = cluster::lay_out(dir, members, &mut ports, &mut seed, now_s() - 60).unwrap();
-        Cluster { dir: dir.to_path_buf(), laid, children: BTreeMap::new(), wrappers: BTreeMap::new() }
+        Cluster {
+            dir: dir.to_path_buf(),
+            laid,
+            children: BTreeMap::new(),
+            wrappers: BTreeMap::new(),
+            envs: BTreeMap::new(),
+        }
     }
 
     /// Start every participant, in order.
@@ -153,7 +161,9 @@ impl Cluster {
         };
         // Its own process group: a kill reaches the participant under its wrapper too.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let envs = self.envs.get(name).cloned().unwrap_or_default();
         let child = command
+            .envs(envs)
             .args(["run", "--role", &member.member.role.to_string(), "--config"])
             .arg(&member.config)
             .stdout(Stdio::null())
@@ -1547,11 +1557,35 @@ fn a_production_node_has_no_stand_ins_for_core_banking_or_the_rtgs() {
     let _machine = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::lay_out(dir.path());
+    let passphrase = ("DTENGE_KEY_PASSPHRASE".to_string(), "a production node's passphrase".to_string());
     for name in ["central", "steppe"] {
         let config = cluster.member(name).config.clone();
         let text = std::fs::read_to_string(&config).unwrap();
         assert!(text.contains("\nsandbox = true\n"), "a laid-out cluster is a sandbox: {text}");
-        std::fs::write(&config, text.replace("\nsandbox = true\n", "\n")).unwrap();
+        // A production node keeps no key in a file: the laid-out keys go into the vault of its
+        // data directory (as `dtenge key --import` puts them), and the files are deleted.
+        let folder = config.parent().unwrap();
+        let mut imports = vec![("node", "node.key.pem", false)];
+        if name == "steppe" {
+            imports.push(("own", "own.key.pem", true));
+        }
+        for (label, file, secret) in imports {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_dtenge"));
+            command.args(["key", "--data"]).arg(folder.join("data")).args(["--label", label, "--import"]);
+            command.arg(folder.join(file)).env(&passphrase.0, &passphrase.1);
+            if secret {
+                command.arg("--secret");
+            }
+            let done = command.output().unwrap();
+            assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+            std::fs::remove_file(folder.join(file)).unwrap();
+        }
+        let text = text
+            .replace("\nsandbox = true\n", "\n")
+            .replace("key = \"node.key.pem\"", "key = \"vault:node\"")
+            .replace("own_key = \"own.key.pem\"", "own_key = \"vault:own\"");
+        std::fs::write(&config, text).unwrap();
+        cluster.envs.insert(name.to_string(), vec![passphrase.clone()]);
     }
     cluster.run_all();
     let steppe = cluster.client("steppe", "api-bank-steppe");

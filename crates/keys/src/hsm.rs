@@ -303,13 +303,37 @@ impl Hsm {
     /// The secret `label`: unwrapped at open, or drawn from the token's generator, wrapped
     /// under the key-encryption key and written to `keys.wrapped` on first use.
     pub fn secret(&self, label: &str) -> Result<[u8; 32]> {
+        self.keep_secret(label, None)
+    }
+
+    /// Keep `secret` as the secret `label`, wrapped: refused (`MALFORMED_INPUT`) when the
+    /// label holds another.
+    pub fn import_secret(&self, label: &str, secret: [u8; 32]) -> Result<[u8; 32]> {
+        self.keep_secret(label, Some(secret))
+    }
+
+    /// The secret `label` if held; else `given`, or one drawn from the token's generator,
+    /// wrapped and written to `keys.wrapped`.
+    fn keep_secret(&self, label: &str, given: Option<[u8; 32]>) -> Result<[u8; 32]> {
         let mut secrets = self.secrets.lock();
         if let Some(secret) = secrets.get(label) {
+            if given.is_some_and(|given| given != *secret) {
+                return Err(Error::new(
+                    ErrorCode::MalformedInput,
+                    format!("HSM: {label} holds another secret already"),
+                ));
+            }
             return Ok(*secret);
         }
         let (secret, item) = self.sessions.with(|session| -> Result<([u8; 32], Wrapped)> {
-            let mut secret = [0u8; 32];
-            session.generate_random_slice(&mut secret).map_err(failed)?;
+            let secret = match given {
+                Some(secret) => secret,
+                None => {
+                    let mut secret = [0u8; 32];
+                    session.generate_random_slice(&mut secret).map_err(failed)?;
+                    secret
+                }
+            };
             let mut iv = [0u8; 12];
             session.generate_random_slice(&mut iv).map_err(failed)?;
             let mut gcm_iv = iv;

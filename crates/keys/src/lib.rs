@@ -183,6 +183,16 @@ impl Vault {
         }
     }
 
+    /// Keep `secret` as the secret `label` (a key made before the vault, a bank's own account
+    /// key among them): importing the one a label holds changes nothing; another is refused.
+    pub fn import_secret(&self, label: &str, secret: [u8; 32]) -> Result<[u8; 32]> {
+        check_label(label)?;
+        match &self.kind {
+            Kind::Hsm(hsm) => hsm.import_secret(label, secret),
+            Kind::Store(store, _) => store.import(&format!("secret:{label}"), secret),
+        }
+    }
+
     /// The 32-byte secret named `label`, drawn on first use (from the HSM's generator, or from
     /// `entropy`).
     pub fn secret(&self, label: &str, entropy: &Entropy) -> Result<[u8; 32]> {
