@@ -688,7 +688,12 @@ pub fn parse_qr(payload: &str) -> Result<(String, String, dtenge_core::money::Am
         }
     }
     match (bank, to, amount) {
-        (Some(bank), Some(to), Some(amount)) => Ok((bank, to, amount, reference)),
+        (Some(bank), Some(to), Some(amount)) => {
+            // A code naming no IIN/BIN is malformed, before anyone is asked who it is.
+            dtenge_node::ids::check_iin_bin(&to)
+                .map_err(|e| Error::malformed(format!("the payment code's payee: {}", e.message)))?;
+            Ok((bank, to, amount, reference))
+        }
         _ => Err(Error::malformed("the payment code needs bank, to and amount")),
     }
 }
@@ -1303,13 +1308,16 @@ mod tests {
 
     #[test]
     fn qr_payloads_and_registry_files_parse() {
+        let bin = dtenge_node::ids::complete_iin_bin("18034000001").unwrap();
         let (bank, to, amount, reference) =
-            parse_qr("dtenge:pay?bank=sapa&to=180340000015&amount=1500.50&ref=order+7").unwrap();
+            parse_qr(&format!("dtenge:pay?bank=sapa&to={bin}&amount=1500.50&ref=order+7")).unwrap();
         assert_eq!(
             (bank.as_str(), to.as_str(), amount.tiyn(), reference.as_deref()),
-            ("sapa", "180340000015", 150_050, Some("order 7"))
+            ("sapa", bin.as_str(), 150_050, Some("order 7"))
         );
         assert!(parse_qr("https://example.com").is_err());
+        let no_bin = parse_qr("dtenge:pay?bank=sapa&to=xx&amount=1").unwrap_err();
+        assert_eq!(no_bin.code, ErrorCode::MalformedInput, "{no_bin}");
         assert!(parse_qr("dtenge:pay?bank=sapa&amount=1").is_err());
         let lines =
             parse_registry_csv("recipient,amount,bank\n+77011234567,1000\n900101300007,250.50,steppe\n").unwrap();
