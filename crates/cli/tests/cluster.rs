@@ -60,8 +60,10 @@ fn free_port() -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let start = 20_000 + (std::process::id() % 600) * 20;
     for _ in 0..12_000 {
+        // Wrapped within 20,000..32,000: a start near the top once clamped every later port to
+        // 32,000, handing the same port to several participants (a process id of 599 mod 600).
         let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 12_000;
-        let port = u16::try_from(start + offset).unwrap_or(20_000).clamp(20_000, 32_000);
+        let port = u16::try_from(20_000 + (start - 20_000 + offset) % 12_000).unwrap_or(20_000);
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
