@@ -20,6 +20,10 @@ const FORMAT: &str = "dtenge-key-store/1";
 /// per start.
 const KDF_MEMORY_KIB: u32 = 19 * 1024;
 const KDF_PASSES: u32 = 2;
+/// The most work a store's file may ask for: 1 GiB, 16 passes, 16 lanes.
+const KDF_MEMORY_KIB_MAX: u32 = 1024 * 1024;
+const KDF_PASSES_MAX: u32 = 16;
+const KDF_LANES_MAX: u32 = 16;
 /// The most entries a store holds: the platform's own keys, a few per bank.
 const ENTRIES_MAX: usize = 1024;
 /// The shortest passphrase accepted.
@@ -224,6 +228,14 @@ fn derive(passphrase: &str, kdf: &Kdf) -> std::result::Result<LessSafeKey, Strin
     if kdf.algorithm != "argon2id" {
         return Err(format!("key derivation {:?}, not argon2id", kdf.algorithm));
     }
+    // The file says how much work opening it takes: bounded, so that an altered file cannot
+    // make a start take gigabytes or hours.
+    if kdf.memory_kib > KDF_MEMORY_KIB_MAX || kdf.passes > KDF_PASSES_MAX || kdf.lanes > KDF_LANES_MAX {
+        return Err(format!(
+            "key derivation of {} KiB, {} passes, {} lanes: beyond {KDF_MEMORY_KIB_MAX} KiB, {KDF_PASSES_MAX}, {KDF_LANES_MAX}",
+            kdf.memory_kib, kdf.passes, kdf.lanes
+        ));
+    }
     let salt = hex::decode(&kdf.salt).map_err(|_| "a salt that is not hex".to_string())?;
     let params = argon2::Params::new(kdf.memory_kib, kdf.passes, kdf.lanes, Some(32)).map_err(|e| e.to_string())?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
@@ -301,6 +313,10 @@ mod tests {
         file["sealed"] = serde_json::Value::String(format!("{flipped}{}", &sealed[1..]));
         std::fs::write(&path, file.to_string()).unwrap();
         assert!(KeyStore::open(dir.path(), PASSPHRASE).is_err(), "altered");
+        file["kdf"]["memory_kib"] = serde_json::json!(u32::MAX);
+        std::fs::write(&path, file.to_string()).unwrap();
+        let greedy = KeyStore::open(dir.path(), PASSPHRASE).err().unwrap();
+        assert!(greedy.message.contains("beyond"), "{greedy}");
         let short = KeyStore::open(tempfile::tempdir().unwrap().path(), "short").err().unwrap();
         assert!(short.message.contains("at least"), "{short}");
     }
