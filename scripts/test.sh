@@ -39,6 +39,13 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   (cd tests/browser && npm ci --no-audit --no-fund --silent)
 fi
 
+# The sandbox keeps its key store's passphrase in the user's configuration directory
+# (crates/keys): where an environment names none (no HOME, no XDG_CONFIG_HOME), the tests keep
+# it under target/.
+if [ -z "${HOME:-}" ] && [ -z "${XDG_CONFIG_HOME:-}" ]; then
+  export XDG_CONFIG_HOME="$PWD/target/config"
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
