@@ -262,25 +262,8 @@ fn lock(dir: &Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
-/// Write `bytes` to `path` whole or not at all, readable by the owner alone: a temporary file
-/// beside it, synced, renamed over it, and the directory synced.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().ok_or_else(|| std::io::Error::other("a file path"))?;
-    let partial = path.with_file_name(format!("{}.partial", name.to_string_lossy()));
-    // One left by a crash may have other modes: made anew.
-    match std::fs::remove_file(&partial) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&partial)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&partial, path)?;
-    std::fs::File::open(dir)?.sync_all()
+/// Write `bytes` to `path` whole or not at all, readable by the owner alone (the
+/// platform's one way to write a file atomically: `dtenge_pki::write_atomically`).
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::result::Result<(), String> {
+    dtenge_pki::write_atomically(path, bytes, true).map_err(|e| e.to_string())
 }

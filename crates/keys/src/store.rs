@@ -220,7 +220,7 @@ impl KeyStore {
             sealed: hex::encode(sealed),
         };
         let text = serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?;
-        crate::write_private(&self.path, text.as_bytes()).map_err(|e| e.to_string())
+        crate::write_private(&self.path, text.as_bytes())
     }
 }
 
@@ -249,8 +249,11 @@ fn derive(passphrase: &str, kdf: &Kdf) -> std::result::Result<LessSafeKey, Strin
 /// not there yet. Two processes starting at once agree: the file is linked into place only if
 /// none is there, and each then reads the one that is.
 pub fn read_or_create_passphrase(path: &Path, entropy: &Entropy) -> Result<String> {
-    let failed = |e: std::io::Error| Error::new(ErrorCode::StorageFailure, format!("{}: {e}", path.display()));
+    let failed = |e: String| Error::new(ErrorCode::StorageFailure, format!("{}: {e}", path.display()));
     if !path.exists() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+        }
         // A name of this call's own: tests start many platforms at once in one process.
         let partial =
             path.with_extension(format!("{}.{}.partial", std::process::id(), hex::encode(&entropy.seed32()[..8])));
@@ -260,10 +263,10 @@ pub fn read_or_create_passphrase(path: &Path, entropy: &Entropy) -> Result<Strin
         match linked {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(failed(e)),
+            Err(e) => return Err(failed(e.to_string())),
         }
     }
-    let text = std::fs::read_to_string(path).map_err(failed)?;
+    let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
     Ok(text.trim().to_string())
 }
 
