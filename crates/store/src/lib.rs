@@ -480,6 +480,33 @@ impl Store {
         collect_rows(keyspace.prefix(prefix))
     }
 
+    /// The rows of a table with keys from `start` (included) to `end` (excluded), in key
+    /// order: a page of a table keyed by big-endian sequence numbers, read without the rest.
+    pub fn scan_range(&self, table: Table, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let engine = match &self.engine {
+            Engine::Fjall(engine) => engine,
+            Engine::Simulated(engine) => return Ok(engine.scan_range(table, start, end)),
+        };
+        let Some(keyspace) = engine.shared.keyspace(table, false)? else { return Ok(Vec::new()) };
+        collect_rows(keyspace.range(start.to_vec()..end.to_vec()))
+    }
+
+    /// The row with the greatest key (`None` if the table has none): where a sequence stands,
+    /// read without scanning it.
+    pub fn last(&self, table: Table) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let engine = match &self.engine {
+            Engine::Fjall(engine) => engine,
+            Engine::Simulated(engine) => return Ok(engine.last(table)),
+        };
+        let Some(keyspace) = engine.shared.keyspace(table, false)? else { return Ok(None) };
+        let Some(row) = keyspace.last_key_value() else { return Ok(None) };
+        let (k, v) = row.into_inner().map_err(|e| storage_error("last", e))?;
+        Ok(Some((k.to_vec(), v.to_vec())))
+    }
+
     /// Every record of a log table, in the order they were committed.
     pub fn scan_log(&self, table: LogTable) -> Result<Vec<Vec<u8>>> {
         self.scan_log_from(table, 0)

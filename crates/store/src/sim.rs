@@ -289,6 +289,17 @@ impl SimEngine {
             .collect()
     }
 
+    pub(crate) fn scan_range(&self, table: Table, start: &[u8], end: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let tables = self.tables.read();
+        let Some(rows) = tables.get(table.0) else { return Vec::new() };
+        rows.range(start.to_vec()..end.to_vec()).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    pub(crate) fn last(&self, table: Table) -> Option<(Vec<u8>, Vec<u8>)> {
+        let tables = self.tables.read();
+        tables.get(table.0).and_then(|rows| rows.iter().next_back()).map(|(k, v)| (k.clone(), v.clone()))
+    }
+
     pub(crate) fn has_rows(&self, table: Table) -> bool {
         self.tables.read().get(table.0).is_some_and(|rows| !rows.is_empty())
     }
