@@ -127,13 +127,17 @@ fn unauthorized(message: String) -> Response {
     response
 }
 
-fn forbidden(client: &ApiClient, access: &Access) -> Response {
-    let who = match access {
+fn who_may(access: &Access) -> String {
+    match access {
         Access::Bank(node) => format!("the systems of node '{node}' (bank:{node})"),
         Access::AnyBank => "a bank's systems".into(),
         Access::Operator => "an NBK operator".into(),
         _ => "nobody".into(),
-    };
+    }
+}
+
+fn forbidden(client: &ApiClient, access: &Access) -> Response {
+    let who = who_may(access);
     Failure(Error::new(ErrorCode::Forbidden, format!("{client} may not call this route: it is for {who}")))
         .into_response()
 }
@@ -207,13 +211,17 @@ async fn decide(app: &App, mut request: Request, next: Next) -> Response {
         _ => false,
     };
     if !allowed {
-        return forbidden(&client, &access);
+        let response = forbidden(&client, &access);
+        let why = format!("refused: the route is for {}", who_may(&access));
+        crate::audit::refusal(app.audit().clone(), client.to_string(), request.method(), path, &why).await;
+        return response;
     }
     if let Err(e) = crate::idempotency::scope_to_caller(request.headers_mut(), &client) {
         return Failure(e).into_response();
     }
+    let caller = client.to_string();
     request.extensions_mut().insert(Caller(client));
-    next.run(request).await
+    crate::audit::audited(app.audit().clone(), caller, request, next).await
 }
 
 /// `POST /v1/oauth/token`: the client credentials grant, form-encoded as RFC 6749 asks, with a

@@ -13,6 +13,7 @@
 //!   would still be answered with `INTERNAL`.
 
 pub mod access;
+pub mod audit;
 mod error;
 mod holding;
 mod idempotency;

@@ -298,34 +298,51 @@ impl AuditLog {
         Ok(self.append(&[Draft { record, outcome, intent: None }])?[0])
     }
 
+    /// [`AuditLog::record`] for several entries, in order, in one commit (an import).
+    pub fn record_many(&self, records: &[(Record, Outcome)]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        for (_, outcome) in records {
+            assert!(*outcome == Outcome::Ok || *outcome == Outcome::Failed, "done at once: ok or failed");
+        }
+        let drafts: Vec<Draft> =
+            records.iter().map(|(record, outcome)| Draft { record, outcome: *outcome, intent: None }).collect();
+        self.append(&drafts).map(|_| ())
+    }
+
     /// Record that an action is about to run: durable when this returns.
     pub fn begin(&self, record: Record) -> Result<Intent> {
         let seq = self.append(&[Draft { record: &record, outcome: Outcome::Intent, intent: None }])?[0];
         Ok(Intent { seq, record })
     }
 
-    /// Record how the action of `intent` ended: `Err` carries why it failed.
-    pub fn finish(&self, intent: Intent, result: std::result::Result<(), &str>) -> Result<u64> {
+    /// Record how the action of `intent` ended: `ok` or not, and `how` (an HTTP status, why it
+    /// failed), added to the intent's detail.
+    pub fn finish(&self, intent: Intent, ok: bool, how: &str) -> Result<u64> {
         let mut record = intent.record;
-        let outcome = match result {
-            Ok(()) => Outcome::Ok,
-            Err(why) => {
-                record.detail =
-                    if record.detail.is_empty() { why.to_string() } else { format!("{} -> {why}", record.detail) };
-                Outcome::Failed
-            }
-        };
+        if !how.is_empty() {
+            record.detail =
+                if record.detail.is_empty() { how.to_string() } else { format!("{} -> {how}", record.detail) };
+        }
+        let outcome = if ok { Outcome::Ok } else { Outcome::Failed };
         Ok(self.append(&[Draft { record: &record, outcome, intent: Some(intent.seq) }])?[0])
     }
 
-    /// Run `op` between its intent and its outcome.
+    /// Run `op` between its intent and its outcome: not at all if the intent cannot be
+    /// written. Its result whatever becomes of the outcome: `op` did what it did, and an
+    /// outcome that could not be written leaves the intent open, closed `interrupted` at the
+    /// next start.
     pub fn audited<T>(&self, record: Record, op: impl FnOnce() -> Result<T>) -> Result<T> {
         let intent = self.begin(record)?;
         let result = op();
-        match &result {
-            Ok(_) => self.finish(intent, Ok(()))?,
-            Err(e) => self.finish(intent, Err(&e.to_string()))?,
+        let written = match &result {
+            Ok(_) => self.finish(intent, true, ""),
+            Err(e) => self.finish(intent, false, &e.to_string()),
         };
+        if let Err(e) = written {
+            tracing::error!(error = %e, "audit: an outcome was not written");
+        }
         result
     }
 
@@ -337,6 +354,12 @@ impl AuditLog {
     /// The key entries are signed with now.
     pub fn public_key(&self) -> PublicKey {
         self.key.public_key()
+    }
+
+    /// [`verify`] this trail as it stands, trusting `trusted` (its own key when empty).
+    pub fn check(&self, trusted: &[PublicKey]) -> Result<Verification> {
+        let own = [self.key.public_key()];
+        verify(&self.store, if trusted.is_empty() { &own } else { trusted })
     }
 
     /// Entries newest first, skipping the newest `offset`: one range read.

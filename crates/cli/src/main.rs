@@ -389,6 +389,11 @@ enum Command {
         #[arg(long, conflicts_with = "data")]
         out: Option<PathBuf>,
     },
+    /// The audit trail of the consoles and the REST API (`<data>/audit.db`).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     Ca {
         /// The certificate authority's directory.
         #[arg(long, default_value = "./ca", global = true)]
@@ -616,6 +621,7 @@ fn main() -> ExitCode {
         Command::Ca { dir, command } => ca::run(&dir, command),
         Command::Run { role, config } => cluster::run(&role, &config),
         Command::Cluster { dir, base_port, shards } => cluster::cluster(&dir, base_port, shards),
+        Command::Audit { command: AuditCommand::Verify { data, trust } } => audit_verify(&data, &trust),
         Command::Key { data, label, import, secret, sandbox, rotate, out } => match (out, data) {
             (Some(out), _) => cluster::new_key(&out),
             (None, Some(data)) => {
@@ -942,6 +948,78 @@ fn api_client(api: &str, dir: &Path) -> Result<Client, String> {
         return Ok(Client::new(api));
     }
     Client::with_credentials(api, dir)
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the whole trail of the platform whose data is in `--data` (stopped): every entry's
+    /// hash, its link to the one before, its signature by the vault's audit key, and the
+    /// sequence without gaps. Exits non-zero, naming the entries, if one was altered, removed
+    /// or signed by another key. Prints the head to compare with the newest anchor in the log.
+    Verify {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// Also trust this public key (64 hex characters): a retired audit key, after a
+        /// rotation (`dtenge key --rotate --label audit`).
+        #[arg(long, value_name = "HEX")]
+        trust: Vec<String>,
+    },
+}
+
+/// `audit verify --data DIR`.
+fn audit_verify(data: &Path, trust: &[String]) -> Result<ExitCode, String> {
+    // Held until the trail is read: no `up` starts on it meanwhile.
+    let _reading = match running::holder(data)? {
+        running::Holder::Up(api) => {
+            return Err(format!(
+                "a platform runs on {} (at {api}): stop it, then verify its trail (a running platform checks its \
+                 last entry when it starts)",
+                data.display()
+            ))
+        }
+        running::Holder::Nobody(reading) => reading,
+    };
+    let trail_dir = data.join(dtenge_audit::DATABASE_DIR);
+    if !trail_dir.exists() {
+        return Err(format!("no audit trail in {}", data.display()));
+    }
+    let mut trusted = Vec::with_capacity(trust.len() + 1);
+    for hex in trust {
+        let key = dtenge_core::crypto::Hash32::from_hex(hex).map_err(|e| format!("--trust {hex}: {e}"))?;
+        trusted.push(dtenge_core::crypto::PublicKey { alg: dtenge_core::crypto::SigAlg::Ed25519, key });
+    }
+    let store = dtenge_store::Store::open(&trail_dir, &[]).map_err(|e| e.to_string())?;
+    if store.has_rows(dtenge_audit::ENTRIES_TABLE).map_err(|e| e.to_string())? {
+        // The vault's audit key: the one the platform signs with, from where no one can
+        // replace it (the HSM, or the key store under its passphrase).
+        let entropy = Entropy::from_os();
+        let config = dtenge_keys::KeyConfig::from_env(true, &entropy).map_err(|e| e.to_string())?;
+        let vault = dtenge_keys::Vault::open(data, &config).map_err(|e| e.to_string())?;
+        let key = vault.node_key(dtenge_api::platform::AUDIT_KEY_LABEL, &entropy).map_err(|e| e.to_string())?;
+        trusted.push(key.public_key());
+    }
+    let report = dtenge_audit::verify(&store, &trusted).map_err(|e| e.to_string())?;
+    println!("Audit trail of {}:", data.display());
+    println!("  entries        {}", report.entries);
+    match report.head {
+        Some((seq, hash)) => {
+            println!("  head           {seq} {hash}   (compare with the newest 'audit trail head' in the log)")
+        }
+        None => println!("  head           none: the trail is empty"),
+    }
+    for key in &report.keys {
+        println!("  signed by      {}{}", key.key, if trusted.contains(key) { "" } else { "   NOT TRUSTED" });
+    }
+    println!("  open intents   {}", report.open_intents);
+    if report.ok() {
+        println!("OK: every entry is intact, linked and signed by a trusted key");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("BROKEN: {} problems", report.problems_total);
+    for problem in &report.problems {
+        println!("  - {problem}");
+    }
+    Ok(ExitCode::FAILURE)
 }
 
 /// `reconcile --api URL`: the platform that answers at `api`.

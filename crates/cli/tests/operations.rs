@@ -854,3 +854,64 @@ fn up_signs_with_node_keys_in_an_hsm_when_one_is_configured() {
     second.terminate();
     assert_eq!(second.wait_exit(STOP_MAX_MS).and_then(|s| s.code()), Some(0), "{}", second.logs());
 }
+
+/// `dtenge audit` with `args`: its exit status and stdout (stderr appended).
+fn audit_with(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dtenge"))
+        .arg("audit")
+        .args(args)
+        .output()
+        .expect("run dtenge audit");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+/// Rewrite the stored trail of `data` through `change`, as someone with its files could.
+fn tamper_with_trail(data: &std::path::Path, change: impl FnOnce(&dtenge_store::Store)) {
+    let store = dtenge_store::Store::open(&data.join(dtenge_audit::DATABASE_DIR), &[]).expect("open the trail's store");
+    change(&store);
+}
+
+/// Issue 19, point 5: `dtenge audit verify --data DIR` walks the trail of a stopped platform
+/// under the vault's audit key. Whole, it says so; with an entry altered (even with its hash
+/// recomputed) or removed, as someone with the files could, it fails and names the entry.
+/// While the platform runs, it says to stop it. (The build before had no such command, and
+/// its log was neither chained nor signed.)
+#[test]
+fn audit_verify_finds_an_altered_or_removed_entry() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("a UTF-8 path");
+    let mut server = Server::start(&data, dir.path(), "audit");
+    pair(&server.world(), 51);
+    let (ok, text) = audit_with(&["verify", "--data", data_arg]);
+    assert!(!ok && text.contains("stop it"), "{text}");
+    server.terminate();
+    assert!(server.wait_exit(STOP_MAX_MS).is_some(), "up stops");
+
+    let (ok, text) = audit_with(&["verify", "--data", data_arg]);
+    assert!(ok && text.contains("OK: every entry is intact"), "{text}");
+    assert!(!text.contains("NOT TRUSTED"), "{text}");
+
+    let key = |seq: u64| seq.to_be_bytes().to_vec();
+    tamper_with_trail(&data, |store| {
+        let bytes = store.get(dtenge_audit::ENTRIES_TABLE, &key(3)).expect("read").expect("entry 3");
+        let mut entry: dtenge_audit::Entry = dtenge_store::decode(&bytes).expect("decode");
+        entry.actor = "someone-else".into();
+        entry.hash = entry.computed_hash();
+        let mut batch = dtenge_store::WriteBatch::new();
+        batch.put(dtenge_audit::ENTRIES_TABLE, key(3), dtenge_store::encode(&entry).expect("encode"));
+        store.commit(batch).expect("commit");
+    });
+    let (ok, text) = audit_with(&["verify", "--data", data_arg]);
+    assert!(!ok && text.contains("entry 3: the signature does not verify"), "{text}");
+    assert!(text.contains("entry 4 does not link"), "{text}");
+
+    tamper_with_trail(&data, |store| {
+        let mut batch = dtenge_store::WriteBatch::new();
+        batch.delete(dtenge_audit::ENTRIES_TABLE, key(6));
+        store.commit(batch).expect("commit");
+    });
+    let (ok, text) = audit_with(&["verify", "--data", data_arg]);
+    assert!(!ok && text.contains("entries 6 to 6 are missing"), "{text}");
+}

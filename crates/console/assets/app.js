@@ -12,7 +12,7 @@ const T = {
     held_dt: "DT held", correspondent: "Correspondent account", active: "active", blocked: "blocked",
     block: "Block", unblock: "Unblock", reason: "Reason", cancel: "Cancel", confirm: "Confirm",
     block_title: "Block {node}?", unblock_title: "Unblock {node}?", rate: "Payments per second",
-    time: "Time", user: "User", action: "Action", target: "Target", detail: "Detail", ok: "OK", failed: "failed",
+    time: "Time", user: "User", action: "Action", target: "Target", detail: "Detail", ok: "OK", failed: "failed", started: "started", interrupted: "interrupted",
     prev: "Previous", next: "Next", page: "Page {n} of {m}", name: "Name", id: "IIN/BIN", phone: "Phone",
     balance: "Balance", standard: "Spendable", marked: "Marked", vat: "VAT-marked", held: "Held", bank_money: "Bank money",
     history: "History", holds: "Holds", direction: "Direction", amount: "Amount", counterparty: "Counterparty",
@@ -54,7 +54,7 @@ const T = {
     block: "Заблокировать", unblock: "Разблокировать", reason: "Причина", cancel: "Отмена", confirm: "Подтвердить",
     block_title: "Заблокировать {node}?", unblock_title: "Разблокировать {node}?", rate: "Платежей в секунду",
     time: "Время", user: "Пользователь", action: "Действие", target: "Объект", detail: "Подробности", ok: "Успешно",
-    failed: "ошибка", prev: "Назад", next: "Вперёд", page: "Страница {n} из {m}", name: "Наименование", id: "ИИН/БИН",
+    failed: "ошибка", started: "начато", interrupted: "прервано", prev: "Назад", next: "Вперёд", page: "Страница {n} из {m}", name: "Наименование", id: "ИИН/БИН",
     phone: "Телефон", balance: "Баланс", standard: "Доступно", marked: "Маркированные", vat: "НДС-маркированные",
     held: "Заблокировано под событие", bank_money: "Безналичные", history: "История", holds: "Холдирование",
     direction: "Направление", amount: "Сумма", counterparty: "Контрагент", event: "Событие", role: "Роль",
@@ -97,7 +97,7 @@ const T = {
     block: "Бұғаттау", unblock: "Бұғаттан шығару", reason: "Себебі", cancel: "Болдырмау", confirm: "Растау",
     block_title: "{node} бұғатталсын ба?", unblock_title: "{node} бұғаттан шығарылсын ба?", rate: "Секундына төлемдер",
     time: "Уақыт", user: "Пайдаланушы", action: "Әрекет", target: "Нысан", detail: "Толығырақ", ok: "Сәтті",
-    failed: "қате", prev: "Артқа", next: "Алға", page: "{m} беттің {n}-беті", name: "Атауы", id: "ЖСН/БСН",
+    failed: "қате", started: "басталды", interrupted: "үзілді", prev: "Артқа", next: "Алға", page: "{m} беттің {n}-беті", name: "Атауы", id: "ЖСН/БСН",
     phone: "Телефон", balance: "Қалдық", standard: "Қолжетімді", marked: "Таңбаланған", vat: "ҚҚС-таңбаланған",
     held: "Оқиғаға ұсталған", bank_money: "Қолма-қолсыз", history: "Тарих", holds: "Ұстау", direction: "Бағыты",
     amount: "Сомасы", counterparty: "Контрагент", event: "Оқиға", role: "Рөл", expires: "Мерзімі бітеді",
@@ -378,11 +378,11 @@ async function auditView(main) {
     const pages = Math.max(1, Math.ceil(page.total / size));
     holder.replaceChildren(table([
       { title: t("time"), cell: (a) => astana(a.at_unix_ms) },
-      { title: t("user"), cell: (a) => a.username },
+      { title: t("user"), cell: (a) => a.actor },
       { title: t("action"), cell: (a) => a.action },
       { title: t("target"), cell: (a) => a.target },
       { title: t("detail"), cell: (a) => a.detail },
-      { title: t("status"), cell: (a) => a.ok ? t("ok") : t("failed") },
+      { title: t("status"), cell: (a) => t(a.outcome === "intent" ? "started" : a.outcome) },
     ], page.entries), pager(offset / size, pages, (p) => { offset = p * size; draw(); }));
   };
   await draw();

@@ -3,9 +3,10 @@
 //!
 //! The browser talks only to this crate's routes (`/console/api/...`): each checks the
 //! session's role and then calls the network in-process, so a role sees and does only what it
-//! may, whatever the page sends. Users, and the **append-only audit log** of every sign-in and
-//! every operator action, live in their own store (`console.db` beside the network's
-//! database), as a separate console process would keep them.
+//! may, whatever the page sends. Users live in their own store (`console.db` beside the
+//! roles' databases), as a separate console process would keep them. Every sign-in, every
+//! action (an intent before it, its outcome after), every refusal and every read of clients'
+//! data goes to the platform's audit trail (`dtenge-audit`, shared with the REST API).
 //!
 //! - [`auth`]: roles, Argon2id password hashes, sessions with expiry, CSRF tokens.
 //! - [`web`]: the routes and the embedded pages (no front-end build step).
@@ -23,22 +24,24 @@ use dtenge_env::Entropy;
 use dtenge_store::{Store, Table, WriteBatch};
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 pub const USERS_TABLE: Table = Table("console_users");
-pub const AUDIT_TABLE: Table = Table("console_audit");
+/// Where a build before the audit trail (`dtenge-audit`) kept the console's log: moved into the
+/// trail at the first start, then emptied.
+pub const OLD_AUDIT_TABLE: Table = Table("console_audit");
+/// Old entries moved into the trail per commit.
+const OLD_AUDIT_MOVED_PER_COMMIT: usize = 1_000;
 pub const RECONCILIATIONS_TABLE: Table = Table("console_reconciliations");
 /// Reconciliation runs kept (newest); older ones are dropped from the history.
 pub const RECONCILIATIONS_MAX: usize = 1_000;
 /// The console's database directory, beside the network's.
 pub const DATABASE_FILE: &str = "console.db";
-/// Audit entries kept in memory for the console; all stay on disk.
-pub const AUDIT_IN_MEMORY_MAX: usize = 100_000;
 /// Largest page of the audit log.
-pub const AUDIT_PAGE_MAX: usize = 500;
+pub const AUDIT_PAGE_MAX: usize = dtenge_audit::PAGE_MAX;
 /// Password checks (Argon2id, 19 MiB each) run at once at most: 400 concurrent bad sign-ins
 /// grew an older build from 68 MB to 1.4 GB.
 pub const PASSWORD_CHECKS_MAX: usize = 4;
@@ -47,27 +50,17 @@ pub const PASSWORD_CHECKS_WAITING_MAX: usize = 64;
 /// How long a sign-in waits for a password check before it is refused.
 pub const PASSWORD_CHECK_WAIT_MS_MAX: u64 = 5_000;
 
-/// One line of the audit log: who did what, when, to what, and whether it worked.
+/// One line of a build before the audit trail: read once, to move it into the trail.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    pub seq: u64,
-    pub at_unix_ms: u64,
-    pub username: String,
-    /// The console of the user's role: operator, treasury, bank, client.
-    pub role: String,
-    pub action: String,
-    pub target: String,
-    pub detail: String,
-    pub ok: bool,
-}
-
-/// A page of the audit log, newest first.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct AuditPage {
-    pub entries: Vec<AuditEntry>,
-    pub total: u64,
-    pub offset: usize,
-    pub limit: usize,
+struct OldAuditEntry {
+    seq: u64,
+    at_unix_ms: u64,
+    username: String,
+    role: String,
+    action: String,
+    target: String,
+    detail: String,
+    ok: bool,
 }
 
 /// The slots in which passwords are checked: at most [`PASSWORD_CHECKS_MAX`] at once, at most
@@ -147,7 +140,6 @@ pub struct Console {
     /// whether the user exists or not (an older build answered an unknown one in 1.8 ms and a
     /// known one in 16.7 ms): the hash of a random password no one knows.
     unknown_user_hash: String,
-    audit: Mutex<(u64, VecDeque<AuditEntry>)>,
     /// Reconciliation runs the operator started: (key = big-endian sequence, result).
     reconciliations: Mutex<Vec<(Vec<u8>, Reconciliation)>>,
     /// The Treasury's requests, in id order.
@@ -159,7 +151,7 @@ impl Console {
     pub fn open(platform: Arc<Platform>, data_dir: &Path, entropy: Entropy) -> Result<Console> {
         let store = Store::open(
             &data_dir.join(DATABASE_FILE),
-            &[USERS_TABLE, AUDIT_TABLE, RECONCILIATIONS_TABLE, requests::REQUESTS_TABLE],
+            &[USERS_TABLE, RECONCILIATIONS_TABLE, requests::REQUESTS_TABLE],
         )?;
         let treasury_requests = store
             .scan_values::<requests::TreasuryRequest>(requests::REQUESTS_TABLE)?
@@ -168,15 +160,7 @@ impl Console {
             .collect();
         let reconciliations = store.scan_values::<Reconciliation>(RECONCILIATIONS_TABLE)?;
         let users = store.scan_values::<User>(USERS_TABLE)?.into_iter().map(|(_, u)| (u.username.clone(), u)).collect();
-        let mut audit = VecDeque::new();
-        let mut next = 0;
-        for (_, entry) in store.scan_values::<AuditEntry>(AUDIT_TABLE)? {
-            next = entry.seq + 1;
-            audit.push_back(entry);
-            if audit.len() > AUDIT_IN_MEMORY_MAX {
-                audit.pop_front();
-            }
-        }
+        move_old_audit(&store, platform.audit())?;
         let mut salt = [0u8; 16];
         salt.copy_from_slice(&entropy.seed32()[..16]);
         let unknown_user_hash = hash_password(&Hash32(entropy.seed32()).to_hex(), salt)?;
@@ -189,7 +173,6 @@ impl Console {
             throttle: Mutex::new(Throttle::default()),
             password_checks: PasswordChecks::default(),
             unknown_user_hash,
-            audit: Mutex::new((next, audit)),
             reconciliations: Mutex::new(reconciliations),
             requests: Mutex::new(treasury_requests),
         })
@@ -349,28 +332,13 @@ impl Console {
         self.users.read().get(username).cloned()
     }
 
-    /// Append to the audit log (durably, before the caller answers).
+    /// Write something done at once (a sign-in, a read, a refusal) to the audit trail,
+    /// durably, before the caller answers. Actions that change something go through
+    /// [`dtenge_audit::AuditLog::audited`] instead: an intent first, the outcome after.
     pub fn audit(&self, username: &str, role: &str, action: &str, target: &str, detail: &str, ok: bool) -> Result<()> {
-        let mut audit = self.audit.lock();
-        let entry = AuditEntry {
-            seq: audit.0,
-            at_unix_ms: self.platform.now_ms(),
-            username: username.chars().take(64).collect(),
-            role: role.to_string(),
-            action: action.to_string(),
-            target: target.chars().take(140).collect(),
-            detail: detail.chars().take(500).collect(),
-            ok,
-        };
-        let mut batch = WriteBatch::new();
-        batch.put_value(AUDIT_TABLE, entry.seq.to_be_bytes().to_vec(), &entry)?;
-        self.store.commit(batch)?;
-        audit.0 += 1;
-        audit.1.push_back(entry);
-        if audit.1.len() > AUDIT_IN_MEMORY_MAX {
-            audit.1.pop_front();
-        }
-        Ok(())
+        let record = dtenge_audit::Record::new(username, role, action, target, detail);
+        let outcome = if ok { dtenge_audit::Outcome::Ok } else { dtenge_audit::Outcome::Failed };
+        self.platform.audit().record(&record, outcome).map(|_| ())
     }
 
     /// Keep a reconciliation the operator ran, for its history.
@@ -397,13 +365,39 @@ impl Console {
         self.reconciliations.lock().iter().rev().map(|(_, r)| r.clone()).collect()
     }
 
-    /// The audit log, newest first.
-    pub fn audit_page(&self, offset: usize, limit: usize) -> Result<AuditPage> {
-        ensure!(limit > 0 && limit <= AUDIT_PAGE_MAX, MalformedInput, "limit is 1 to {AUDIT_PAGE_MAX}");
-        let audit = self.audit.lock();
-        let entries = audit.1.iter().rev().skip(offset).take(limit).cloned().collect();
-        Ok(AuditPage { entries, total: audit.0, offset, limit })
+    /// The audit trail, newest first, read from disk.
+    pub fn audit_page(&self, offset: u64, limit: usize) -> Result<dtenge_audit::Page> {
+        self.platform.audit().page(offset, limit)
     }
+}
+
+/// Move a build's console log from before the audit trail into the trail, oldest first, in
+/// bounded chunks: each chunk written to the trail, then deleted from the old table. A start
+/// stopped between the two moves that chunk again at the next start; each moved entry names
+/// its old number, so a repeat shows as one.
+fn move_old_audit(store: &Store, trail: &dtenge_audit::AuditLog) -> Result<()> {
+    if !store.has_rows(OLD_AUDIT_TABLE)? {
+        return Ok(());
+    }
+    let rows = store.scan(OLD_AUDIT_TABLE)?;
+    for chunk in rows.chunks(OLD_AUDIT_MOVED_PER_COMMIT) {
+        let mut records = Vec::with_capacity(chunk.len());
+        let mut batch = WriteBatch::new();
+        for (key, bytes) in chunk {
+            let old: OldAuditEntry = dtenge_store::decode(bytes)?;
+            let detail = format!(
+                "moved from the console's log of a build before the trail (entry {}, at {} Unix ms): {}",
+                old.seq, old.at_unix_ms, old.detail
+            );
+            let record = dtenge_audit::Record::new(&old.username, &old.role, &old.action, &old.target, &detail);
+            let outcome = if old.ok { dtenge_audit::Outcome::Ok } else { dtenge_audit::Outcome::Failed };
+            records.push((record, outcome));
+            batch.delete(OLD_AUDIT_TABLE, key.clone());
+        }
+        trail.record_many(&records)?;
+        store.commit(batch)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -437,7 +431,7 @@ mod tests {
         }
         let audit = console.audit_page(0, 100).unwrap();
         assert_eq!(audit.total, 2 + demo.len() as u64, "two sign-ins before the restart, one per user after");
-        assert!(audit.entries.iter().any(|e| e.action == "sign_in" && !e.ok));
+        assert!(audit.entries.iter().any(|e| e.action == "sign_in" && e.outcome == dtenge_audit::Outcome::Failed));
         assert_eq!(console.reconciliations().len(), 1);
         assert!(console.reconciliations()[0].ok);
     }

@@ -51,7 +51,48 @@ pub fn router(console: App) -> Router {
     // The REST API's rule for bodies, before the handlers: a sign-in or a transfer sent as
     // `text/plain` or a form (what another site's page can make a browser send without a
     // preflight) is refused with 415 and never reaches the session or CSRF checks.
-    more_routes(router).route_layer(axum::middleware::from_fn(dtenge_api::require_json)).with_state(console)
+    more_routes(router)
+        .route_layer(axum::middleware::from_fn(dtenge_api::require_json))
+        .route_layer(axum::middleware::from_fn_with_state(console.clone(), trail))
+        .with_state(console)
+}
+
+/// Does a `GET` of `path` read clients' (or budget organisations') data? The bank's and the
+/// Treasury's lists, histories, holds and exports do. A client's own wallet is the client
+/// reading its own data and is not written; the QR preview, which shows another person's
+/// name, writes its own entry.
+fn reads_clients_data(path: &str) -> bool {
+    path.starts_with("/console/api/bank/") || path.starts_with("/console/api/treasury/")
+}
+
+/// The audit trail's view of every console route: a refusal of a signed-in user (403: a
+/// role's route that is not theirs, a missing CSRF token, an institution's own account) and
+/// every read of clients' data, with who did it. Actions write their own intent and outcome
+/// ([`audited`]); sign-ins write theirs. A request without a session (401) is not written:
+/// anyone can send those without limit.
+async fn trail(State(console): State<App>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    let token = cookie(request.headers(), SESSION_COOKIE);
+    let read = method == Method::GET && reads_clients_data(&path);
+    let response = next.run(request).await;
+    let status = response.status();
+    let refused = status == StatusCode::FORBIDDEN;
+    if !(refused || (read && status.is_success())) {
+        return response;
+    }
+    let Some(session) = token.and_then(|t| console.session(&t).ok()) else { return response };
+    let (response, _, detail) = dtenge_api::audit::outcome_of(response).await;
+    let action = if refused { format!("refused {method}") } else { "read".to_string() };
+    let detail = if refused { detail } else { query };
+    let written = tokio::task::spawn_blocking(move || {
+        console.audit(&session.username, session.role.console(), &action, &path, &detail, !refused)
+    })
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::error!("audit: a console entry was not written");
+    }
+    response
 }
 
 fn page(content_type: &'static str, body: &'static str) -> Response {
@@ -264,17 +305,13 @@ async fn set_block(console: App, headers: HeaderMap, node: String, body: Bytes, 
             return Err(Error::malformed("give a reason of 1 to 140 characters"));
         }
         let action = if blocked { "block_bank" } else { "unblock_bank" };
-        let result = if blocked {
-            console.platform.block(None, &node, BlockRequest { reason: reason_text.clone() })
-        } else {
-            console.platform.unblock(None, &node)
-        };
-        let detail = match &result {
-            Ok(_) => reason_text,
-            Err(e) => format!("{reason_text}: {e}"),
-        };
-        console.audit(&session.username, "operator", action, &node, &detail, result.is_ok())?;
-        result
+        audited(&console, &session, action, &node, &reason_text, || {
+            if blocked {
+                console.platform.block(None, &node, BlockRequest { reason: reason_text.clone() })
+            } else {
+                console.platform.unblock(None, &node)
+            }
+        })
     })
     .await
 }
@@ -303,7 +340,7 @@ async fn audit(
         return failure(e);
     }
     let Ok(Query(page)) = query else { return failure(Error::malformed("offset and limit are numbers")) };
-    blocking(move || console.audit_page(page.offset.unwrap_or(0), page.limit.unwrap_or(20))).await
+    blocking(move || console.audit_page(page.offset.unwrap_or(0) as u64, page.limit.unwrap_or(20))).await
 }
 
 async fn treasury_accounts(State(console): State<App>, headers: HeaderMap) -> Response {
@@ -460,7 +497,8 @@ fn is_client(r: &Role) -> bool {
     matches!(r, Role::Client { .. })
 }
 
-/// Run a state change and write it to the audit log, whether it worked or not.
+/// Run a state change between its intent and its outcome in the audit trail: not at all if
+/// the intent cannot be written (`dtenge_audit::AuditLog::audited`).
 fn audited<T>(
     console: &Console,
     session: &Session,
@@ -469,13 +507,8 @@ fn audited<T>(
     detail: &str,
     op: impl FnOnce() -> Result<T, Error>,
 ) -> Result<T, Error> {
-    let result = op();
-    let detail = match &result {
-        Ok(_) => detail.to_string(),
-        Err(e) => format!("{detail} -> {e}"),
-    };
-    console.audit(&session.username, session.role.console(), action, target, &detail, result.is_ok())?;
-    result
+    let record = dtenge_audit::Record::new(&session.username, session.role.console(), action, target, detail);
+    console.platform.audit().audited(record, op)
 }
 
 /// An amount a person typed: "1 234,56" or "1234.56" tenge -> tiyn, without floating point.
@@ -1146,17 +1179,18 @@ fn deposit(
     request: Deposit,
 ) -> Result<dtenge_node::Balance, Error> {
     let amount = dtenge_api::types::AmountRequest { amount_tiyn: parse_tenge(&request.amount)? };
+    // An officer credits clients. The institution's own account is its liquidity: bank money
+    // credited there would become DT at the next conversion, made by the person who credited
+    // it (the review found an officer could); its money moves only by the conversions with
+    // the NBK, under their own controls. The refusal goes to the trail as every refusal does
+    // ([`trail`]).
+    if request.client_id == dtenge_node::OWN_ACCOUNT {
+        return Err(Error::new(
+            dtenge_core::ErrorCode::Forbidden,
+            "a console user does not credit the institution's own account",
+        ));
+    }
     audited(c, s, "credit_bank_money", &request.client_id, &amount.amount_tiyn.to_string(), || {
-        // An officer credits clients. The institution's own account is its liquidity: bank
-        // money credited there would become DT at the next conversion, made by the person
-        // who credited it (the review found an officer could); its money moves only by the
-        // conversions with the NBK, under their own controls.
-        if request.client_id == dtenge_node::OWN_ACCOUNT {
-            return Err(Error::new(
-                dtenge_core::ErrorCode::Forbidden,
-                "a console user does not credit the institution's own account",
-            ));
-        }
         c.platform.deposit_fiat(idem, node, &request.client_id, amount)
     })
 }

@@ -315,7 +315,24 @@ impl Participant {
             }
             _ => None,
         };
+        // The trail of what this organization's systems did through its API (`dtenge-audit`),
+        // signed with the vault's `audit` key; a sandbox with its keys in files signs with the
+        // node key (its entries' hashes carry their own domain).
+        let audit = if config.api.is_some() {
+            let key = match vault.as_ref().or(config.vault.as_ref()) {
+                Some(vault) => {
+                    vault.node_key(dtenge_api::platform::AUDIT_KEY_LABEL, &dtenge_env::Entropy::from_os())?
+                }
+                None => config.key.clone(),
+            };
+            let trail =
+                dtenge_audit::AuditLog::open(&config.data.join(dtenge_audit::DATABASE_DIR), key, Arc::new(system_ms))?;
+            Some(Arc::new(trail))
+        } else {
+            None
+        };
         let node = gateway::Node {
+            audit,
             answers,
             hosted: hosted.clone(),
             clock: Arc::new(system_ms),

@@ -180,3 +180,61 @@ fn the_operator_reads_the_gateways_metrics_and_no_one_else() {
     assert!(value("dtenge_notary_commit_index") >= 0.0);
     assert_eq!(value("dtenge_revocation_list_number"), 1.0);
 }
+
+/// Issue 19, point 5: what every identified caller does is in the audit trail under its
+/// identity: an action as an intent before it and its outcome after, a read of clients' data,
+/// a refusal. A request that identifies no one is not (anyone can send those without limit,
+/// and the trail would grow at the rate of a flood). The build before wrote nothing for the
+/// REST API.
+#[test]
+fn every_identified_callers_request_is_in_the_audit_trail() {
+    use dtenge_audit::Outcome;
+    let (_dir, platform) = start();
+    let base = platform.base_url();
+    let world = World::new(&base, &platform.credentials_dir()).unwrap();
+    let steppe = world.client.authorization("POST", "/v1/nodes/steppe/accounts").unwrap().unwrap();
+    let trail = platform.roles.audit();
+    let url = |path: &str| format!("{base}{path}");
+    let account = json!({"kind": "individual", "client_id": "900101300007", "name": "Arman Ospanov"});
+
+    assert_eq!(call("POST", &url("/v1/nodes/steppe/accounts"), Some(&steppe), Some(account.clone())).0, 201);
+    let page = trail.page(0, 2).unwrap();
+    let (outcome, intent) = (&page.entries[0], &page.entries[1]);
+    assert_eq!(
+        (intent.actor.as_str(), intent.role.as_str(), intent.action.as_str(), intent.target.as_str(), intent.outcome),
+        ("bank:steppe", "api", "POST", "/v1/nodes/steppe/accounts", Outcome::Intent),
+        "the intent, written before the account was opened"
+    );
+    assert!(intent.detail.starts_with("key "), "the idempotency key ties it to the role's record: {}", intent.detail);
+    assert_eq!((outcome.outcome, outcome.intent), (Outcome::Ok, Some(intent.seq)));
+    assert!(outcome.detail.ends_with("-> HTTP 201"), "{}", outcome.detail);
+
+    // A failed action: its outcome says why.
+    assert_eq!(call("POST", &url("/v1/nodes/steppe/accounts"), Some(&steppe), Some(account)).0, 409);
+    let failed = &trail.page(0, 1).unwrap().entries[0];
+    assert_eq!(failed.outcome, Outcome::Failed);
+    assert!(failed.detail.contains("HTTP 409 DUPLICATE_ACCOUNT"), "{}", failed.detail);
+
+    // A read of a client's data.
+    assert_eq!(call("GET", &url("/v1/nodes/steppe/accounts/900101300007"), Some(&steppe), None).0, 200);
+    let read = &trail.page(0, 1).unwrap().entries[0];
+    assert_eq!(
+        (read.actor.as_str(), read.action.as_str(), read.target.as_str(), read.outcome),
+        ("bank:steppe", "GET", "/v1/nodes/steppe/accounts/900101300007", Outcome::Ok)
+    );
+
+    // A refusal: Steppe's systems asking for Tulpar's clients.
+    assert_eq!(call("GET", &url("/v1/nodes/tulpar/accounts"), Some(&steppe), None).0, 403);
+    let refused = &trail.page(0, 1).unwrap().entries[0];
+    assert_eq!((refused.actor.as_str(), refused.outcome), ("bank:steppe", Outcome::Failed));
+    assert!(refused.detail.contains("refused"), "{}", refused.detail);
+
+    // No identity, no entry.
+    let total = trail.total();
+    assert_eq!(call("GET", &url("/v1/nodes/steppe/accounts"), None, None).0, 401);
+    assert_eq!(call("GET", &url("/v1/nodes/steppe/accounts"), Some("Bearer forged"), None).0, 401);
+    assert_eq!(trail.total(), total);
+
+    let verification = trail.check(&[]).unwrap();
+    assert!(verification.ok() && verification.open_intents == 0, "{verification:?}");
+}

@@ -118,6 +118,7 @@ fn consoles_work_in_a_real_browser() {
 
     // What the browser did is in the audit log, durably.
     let audit = console.audit_page(0, 500).unwrap();
-    assert!(audit.entries.iter().any(|e| e.action == "block_bank" && e.target == "tulpar" && e.ok));
-    assert!(audit.entries.iter().any(|e| e.action == "sign_in" && !e.ok));
+    let ok = dtenge_audit::Outcome::Ok;
+    assert!(audit.entries.iter().any(|e| e.action == "block_bank" && e.target == "tulpar" && e.outcome == ok));
+    assert!(audit.entries.iter().any(|e| e.action == "sign_in" && e.outcome == dtenge_audit::Outcome::Failed));
 }

@@ -110,7 +110,11 @@ fn a_console_payment_sent_twice_with_one_key_pays_once_and_answers_the_same() {
     assert_eq!(spendable(&platform), 8_500_00, "10,000.00 paid 1,500.00 once");
     assert_eq!(history_total(&platform, "steppe", AIGERIM), history_before + 1, "one history line");
     assert_eq!(history_total(&platform, "sapa", "850202400010"), 1, "the payee was credited once");
-    assert_eq!(platform.console.audit_page(0, 1).unwrap().total, audit_before + 1, "one audit line, not two");
+    assert_eq!(
+        platform.console.audit_page(0, 1).unwrap().total,
+        audit_before + 2,
+        "one payment's intent and outcome, nothing for the repeat"
+    );
 
     // The same key with another amount is another request: refused, nothing moves.
     let other = aigerim.post(
@@ -211,6 +215,9 @@ fn an_officer_cannot_credit_the_banks_own_account() {
         assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("FORBIDDEN")), "{path}: {answer}");
         let audit = platform.console.audit_page(0, 1).unwrap();
         assert_eq!(audit.total, audit_before + 1, "{path}: the refusal is audited");
+        let refusal = &audit.entries[0];
+        assert_eq!((refusal.actor.as_str(), refusal.outcome), (user, dtenge_audit::Outcome::Failed));
+        assert!(refusal.detail.contains("own account"), "{}", refusal.detail);
     }
     assert_eq!(own_before("steppe"), steppe_before);
     assert_eq!(own_before("treasury"), treasury_before);
@@ -438,4 +445,72 @@ fn the_treasury_export_never_hands_a_spreadsheet_a_formula() {
         .unwrap_or_else(|| panic!("no line for {bin}:\n{csv}"));
     let name_cell = line.split(',').nth(1).unwrap();
     assert!(name_cell.starts_with("\"'="), "the name exported as {name_cell}: {line}");
+}
+
+/// Issue 19, point 5: the consoles' side of the audit trail. An action is written as an intent
+/// before it runs and its outcome after; a refusal of a signed-in user (a route of another
+/// role, a missing CSRF token) and every read of clients' data by an officer are written with
+/// the user's name; the whole trail verifies. The build before wrote an action's line after
+/// it, and no refusal or read.
+#[test]
+fn the_consoles_write_actions_refusals_and_reads_of_clients_data_to_the_trail() {
+    use dtenge_audit::Outcome;
+    let (_dir, platform) = start();
+    platform
+        .console
+        .put_user("steppe-officer", "Officer", Role::BankOfficer { bank: "steppe".into() }, PASSWORD)
+        .unwrap();
+    let officer = Browser::sign_in(&platform, "steppe-officer");
+    let trail = platform.roles.audit();
+
+    let (status, answer) =
+        officer.post("/console/api/bank/deposits", Some("deposit-1"), &json!({"client_id": AIGERIM, "amount": "5"}));
+    assert_eq!(status, 200, "{answer}");
+    let page = trail.page(0, 2).unwrap();
+    let (outcome, intent) = (&page.entries[0], &page.entries[1]);
+    assert_eq!(
+        (intent.actor.as_str(), intent.role.as_str(), intent.action.as_str(), intent.target.as_str(), intent.outcome),
+        ("steppe-officer", "bank", "credit_bank_money", AIGERIM, Outcome::Intent)
+    );
+    assert_eq!((outcome.outcome, outcome.intent), (Outcome::Ok, Some(intent.seq)));
+
+    // A read of clients' data.
+    let response = ureq::get(&format!("{}/console/api/bank/clients", platform.base_url()))
+        .set("Cookie", &officer.cookie)
+        .call()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let read = &trail.page(0, 1).unwrap().entries[0];
+    assert_eq!(
+        (read.actor.as_str(), read.action.as_str(), read.target.as_str(), read.outcome),
+        ("steppe-officer", "read", "/console/api/bank/clients", Outcome::Ok)
+    );
+
+    // Refusals: another role's route, and a state change without the CSRF token.
+    let (status, _) = officer.post("/console/api/operator/nodes/tulpar/block", None, &json!({"reason": "x"}));
+    assert_eq!(status, 403);
+    let refused = &trail.page(0, 1).unwrap().entries[0];
+    assert_eq!(
+        (refused.actor.as_str(), refused.action.as_str(), refused.target.as_str(), refused.outcome),
+        ("steppe-officer", "refused POST", "/console/api/operator/nodes/tulpar/block", Outcome::Failed)
+    );
+    let no_csrf = ureq::post(&format!("{}/console/api/bank/deposits", platform.base_url()))
+        .set("Cookie", &officer.cookie)
+        .set("Idempotency-Key", "deposit-2")
+        .send_json(json!({"client_id": AIGERIM, "amount": "5"}));
+    assert!(matches!(no_csrf, Err(ureq::Error::Status(403, _))));
+    let refused = &trail.page(0, 1).unwrap().entries[0];
+    assert!(refused.detail.contains("CSRF"), "{}", refused.detail);
+
+    // A wrong password is written too, under the name as sanitized.
+    let (status, ..) = sign_in(&platform, "mallory\n0 sign_in operator ok", "guess");
+    assert_eq!(status, 401);
+    let sign_in = &trail.page(0, 1).unwrap().entries[0];
+    assert_eq!(
+        (sign_in.actor.as_str(), sign_in.action.as_str(), sign_in.outcome),
+        ("mallory?0?sign_in?operator?ok", "sign_in", Outcome::Failed),
+        "one line, which forges none"
+    );
+    let verification = trail.check(&[]).unwrap();
+    assert!(verification.ok() && verification.open_intents == 0, "{verification:?}");
 }

@@ -64,6 +64,8 @@ pub const ANSWER_WAIT: Duration = Duration::from_secs(10);
 pub const OLD_ROLE_KEYS_FILE: &str = "role-keys.seed";
 /// The gateway's store, in the data directory: its memo of answers by idempotency key.
 const GATEWAY_DIR: &str = "gateway.db";
+/// The vault's label of the key that signs the audit trail (`dtenge audit verify` checks it).
+pub const AUDIT_KEY_LABEL: &str = "audit";
 /// The file name, in the data directory, of the old one-process store (the `dtenge-network`
 /// crate's, deleted since): what `dtenge up` wrote before it ran the roles. The roles do not
 /// read it, so [`Platform::open`] refuses a data directory that holds one.
@@ -97,6 +99,9 @@ pub struct Platform {
     metrics: crate::metrics::Metrics,
     /// Where the keys are: the roles' and the gateway's.
     vault: dtenge_keys::Vault,
+    /// What the consoles' users and the REST API's callers did (`dtenge-audit`), signed with
+    /// the vault's `audit` key.
+    audit: Arc<dtenge_audit::AuditLog>,
 }
 
 impl Platform {
@@ -158,6 +163,12 @@ impl Platform {
         let answers = answers::Answers::open(&dir.join(GATEWAY_DIR))?;
         let nodes: Vec<String> = config.banks.iter().map(|b| b.id.clone()).collect();
         let gate = crate::access::open_sandbox(dir, &entropy, &nodes, gateway_key)?;
+        let audit_clock = clock.clone();
+        let audit = Arc::new(dtenge_audit::AuditLog::open(
+            &dir.join(dtenge_audit::DATABASE_DIR),
+            vault.node_key(AUDIT_KEY_LABEL, &entropy)?,
+            Arc::new(move || audit_clock.now_ms()),
+        )?);
         let now = clock.clone();
         let assembly = Assembly::start(dir, &config, Arc::new(move || now.now_ms()))?;
         Ok(Platform {
@@ -169,6 +180,7 @@ impl Platform {
             gate,
             metrics: Default::default(),
             vault,
+            audit,
         })
     }
 
@@ -180,6 +192,11 @@ impl Platform {
     /// The key the gateway serves HTTPS with (`dtenge up --tls`): the vault's.
     pub fn tls_key(&self) -> Result<SecretKey> {
         Ok(SecretKey::from_seed(self.vault.secret("tls", &self.entropy)?))
+    }
+
+    /// The audit trail of the consoles and the REST API.
+    pub fn audit(&self) -> &Arc<dtenge_audit::AuditLog> {
+        &self.audit
     }
 
     /// The gateway's counters.

@@ -85,6 +85,9 @@ pub(crate) struct Node {
     pub answers: Option<Arc<dtenge_api::platform::Answers>>,
     /// A sandbox: the routes that stand in for systems outside the network are served.
     pub sandbox: bool,
+    /// The trail of every request of an identified caller (`dtenge_api::audit`): `audit.db`
+    /// in its data directory, on a node that serves an API.
+    pub audit: Option<Arc<dtenge_audit::AuditLog>>,
 }
 
 /// The routes of the role `hosted` runs; `None` for a role whose organization's systems call
@@ -210,6 +213,11 @@ async fn authorize(State(node): State<Node>, mut request: Request, next: Next) -
         return refuse(ErrorCode::Unauthorized, "the client certificate is revoked or expired");
     }
     let subject = certified.subject;
+    // The caller as `up`'s trail names it: an API client by its own name (`bank:steppe`).
+    let caller = match &subject {
+        Subject::Api(client) => client.to_string(),
+        other => other.to_string(),
+    };
     let allowed = match (&*node.hosted, &subject) {
         (Hosted::Bank { handle, .. }, Subject::Api(ApiClient::Bank(id))) => {
             // The node in the path must be this one, and the caller its own systems.
@@ -229,7 +237,12 @@ async fn authorize(State(node): State<Node>, mut request: Request, next: Next) -
         _ => false,
     };
     if !allowed {
-        return refuse(ErrorCode::Forbidden, &format!("{subject} may not call this node"));
+        let why = format!("{subject} may not call this node");
+        if let Some(trail) = &node.audit {
+            let path = request.uri().path().to_string();
+            dtenge_api::audit::refusal(trail.clone(), caller, request.method(), &path, &why).await;
+        }
+        return refuse(ErrorCode::Forbidden, &why);
     }
     if let Subject::Api(client) = subject {
         // Its idempotency keys are its own (`dtenge_api::scope_to_caller`).
@@ -238,7 +251,10 @@ async fn authorize(State(node): State<Node>, mut request: Request, next: Next) -
         }
         request.extensions_mut().insert(Caller(client));
     }
-    next.run(request).await
+    match &node.audit {
+        Some(trail) => dtenge_api::audit::audited(trail.clone(), caller, request, next).await,
+        None => next.run(request).await,
+    }
 }
 
 /// The API client a request's certificate names (put in the request once authorized).

@@ -1,0 +1,120 @@
+//! The REST API's part of the audit trail (`dtenge-audit`): what every identified caller did.
+//!
+//! - A request that changes something (anything but `GET` and `HEAD`) is written as an intent
+//!   before its handler runs, and refused (`STORAGE_FAILURE`, 503) if that cannot be written;
+//!   its outcome follows with the HTTP status and, for a refusal, the error's code and message.
+//! - A read (`GET`) is written once it is answered: most return personal data (accounts,
+//!   histories, holds, lookups), and a trail that recorded only some would need a list to keep
+//!   true. `GET /metrics` is not: monitoring scrapes it every few seconds and it names no one.
+//! - A caller refused a route (403) is written as a failed entry.
+//! - A request that identifies no one (no credentials, or ones that do not verify: 401) is
+//!   not written: anyone can send those without limit, and the trail would grow at the rate of
+//!   a flood. They are counted in `GET /metrics`.
+//!
+//! The trail's writes wait for an fsync, so they run on the blocking threads, as operations do.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use dtenge_audit::{AuditLog, Outcome, Record};
+use dtenge_core::{Error, ErrorCode};
+use std::sync::Arc;
+
+/// Largest error body read to put its code and message in the outcome.
+const ERROR_BODY_BYTES_MAX: usize = 16 * 1024;
+/// What the entries name as the caller's channel.
+pub const ROLE: &str = "api";
+
+/// Is the request of `method` on `path` one the trail leaves out?
+fn unaudited(method: &Method, path: &str) -> bool {
+    *method == Method::GET && path == "/metrics"
+}
+
+/// The idempotency key the request carries (already scoped to its caller), for the entry's
+/// detail: it ties the entry to the role's record of the same request.
+fn key_of(request: &Request) -> String {
+    request
+        .headers()
+        .get(crate::IDEMPOTENCY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|key| format!("key {key}"))
+        .unwrap_or_default()
+}
+
+/// Run the request of `caller` (`bank:steppe`, `operator:nbk`) through the trail.
+pub async fn audited(log: Arc<AuditLog>, caller: String, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    if unaudited(&method, &path) {
+        return next.run(request).await;
+    }
+    let record = Record::new(&caller, ROLE, method.as_str(), &path, &key_of(&request));
+    if method == Method::GET || method == Method::HEAD {
+        let response = next.run(request).await;
+        let (response, outcome, detail) = outcome_of(response).await;
+        let mut record = record;
+        record.detail = detail;
+        write(log, move |log| log.record(&record, outcome).map(|_| ())).await;
+        return response;
+    }
+    let begun = {
+        let log = log.clone();
+        tokio::task::spawn_blocking(move || log.begin(record)).await
+    };
+    let intent = match begun {
+        Ok(Ok(intent)) => intent,
+        Ok(Err(e)) => return refused(e),
+        Err(_) => return refused(Error::new(ErrorCode::Internal, "the audit trail's writer stopped")),
+    };
+    let response = next.run(request).await;
+    let (response, outcome, detail) = outcome_of(response).await;
+    write(log, move |log| log.finish(intent, outcome == Outcome::Ok, &detail).map(|_| ())).await;
+    response
+}
+
+/// Write a refusal of `caller`: the route is not theirs.
+pub async fn refusal(log: Arc<AuditLog>, caller: String, method: &Method, path: &str, why: &str) {
+    let record = Record::new(&caller, ROLE, method.as_str(), path, why);
+    write(log, move |log| log.record(&record, Outcome::Failed).map(|_| ())).await;
+}
+
+/// Run a write of the trail on a blocking thread. A write that fails is logged: the answer
+/// is already decided (an outcome's intent stays open and is closed at the next start).
+async fn write(log: Arc<AuditLog>, op: impl FnOnce(&AuditLog) -> dtenge_core::Result<()> + Send + 'static) {
+    match tokio::task::spawn_blocking(move || op(&log)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "audit: an entry was not written"),
+        Err(e) => tracing::error!(error = %e, "audit: the writer stopped"),
+    }
+}
+
+fn refused(error: Error) -> Response {
+    tracing::error!(error = %error, "audit: an intent was not written; the request is refused");
+    let error = Error::new(ErrorCode::StorageFailure, format!("the audit trail cannot be written: {}", error.message));
+    crate::Failure(error).into_response()
+}
+
+/// How the answer went, for the entry: `Ok` for 2xx and 3xx, else `Failed` with the status and
+/// the error's code and message (the body is read and put back).
+pub async fn outcome_of(response: Response) -> (Response, Outcome, String) {
+    let status = response.status();
+    if status.is_success() || status.is_redirection() {
+        return (response, Outcome::Ok, format!("HTTP {}", status.as_u16()));
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, ERROR_BODY_BYTES_MAX).await else {
+        let detail = format!("HTTP {}", status.as_u16());
+        return (Response::from_parts(parts, Body::empty()), Outcome::Failed, detail);
+    };
+    let detail = match serde_json::from_slice::<crate::ApiError>(&bytes) {
+        Ok(body) => format!("HTTP {} {}: {}", status.as_u16(), code_text(&body), body.error.message),
+        Err(_) => format!("HTTP {}", status.as_u16()),
+    };
+    (Response::from_parts(parts, Body::from(bytes)), Outcome::Failed, detail)
+}
+
+fn code_text(body: &crate::ApiError) -> String {
+    serde_json::to_value(body.error.code).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
