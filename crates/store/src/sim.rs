@@ -289,6 +289,12 @@ impl SimEngine {
             .collect()
     }
 
+    pub(crate) fn scan_first(&self, table: Table, rows_max: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let tables = self.tables.read();
+        let Some(rows) = tables.get(table.0) else { return Vec::new() };
+        rows.iter().take(rows_max).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
     pub(crate) fn has_rows(&self, table: Table) -> bool {
         self.tables.read().get(table.0).is_some_and(|rows| !rows.is_empty())
     }
