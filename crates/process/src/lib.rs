@@ -310,9 +310,11 @@ impl Participant {
                 .map_err(|e| Error::malformed(format!("the revocation list: {e}")))?,
         ));
         let answers = match &*hosted {
-            Hosted::Bank { .. } | Hosted::Oracle { .. } => {
-                Some(Arc::new(dtenge_api::platform::Answers::open(&config.data.join(GATEWAY_DIR))?))
-            }
+            Hosted::Bank { .. } | Hosted::Oracle { .. } => Some(Arc::new(dtenge_api::platform::Answers::open(
+                &config.data.join(GATEWAY_DIR),
+                Arc::new(system_ms),
+                config.idempotency_retention_ms,
+            )?)),
             _ => None,
         };
         let node = gateway::Node {
