@@ -202,7 +202,7 @@ impl BankService {
         let (sender, receiver) = dtenge_sync::oneshot::channel();
         let answer = Reply::Own(sender);
         let mut inner = self.inner.lock();
-        match self.admit_hold(&mut inner, client_id, event_id, amount, payee, idem, &answer) {
+        match self.admit_hold(&mut inner, client_id, event_id, amount, payee, idem, &answer, now_ms) {
             Ok(Some(tx_id)) => {
                 inner.waiters.entry(tx_id).or_default().push(answer);
                 self.send_hold_step(&mut inner, &tx_id, now_ms);
@@ -228,6 +228,7 @@ impl BankService {
         payee: Address,
         idem: Option<IdemKey>,
         answer: &Reply,
+        now_ms: u64,
     ) -> Result<Option<TxId>> {
         inner.ensure_running()?;
         if let Some(idem) = &idem {

@@ -432,7 +432,7 @@ impl BankService {
             }
         }
         let planning = inner.spends.planning.remove(&reply.request).expect("found above");
-        let built = reply.plan.and_then(|plan| self.build_spend(inner, &planning, plan));
+        let built = reply.plan.and_then(|plan| self.build_spend(inner, &planning, plan, now_ms));
         match built {
             Ok(tx_id) => {
                 inner.waiters.entry(tx_id).or_default().extend(planning.answers);
@@ -442,7 +442,7 @@ impl BankService {
         }
     }
 
-    fn build_spend(&self, inner: &mut Inner, planning: &Planning, plan: PlannedSpend) -> Result<TxId> {
+    fn build_spend(&self, inner: &mut Inner, planning: &Planning, plan: PlannedSpend, now_ms: u64) -> Result<TxId> {
         inner.ensure_running()?;
         let spend = &planning.spend;
         check_plan(spend, &plan)?;

@@ -1,6 +1,5 @@
 //! The notary's answer to a batch: applied with its deliveries in one commit.
 
-use crate::state::IDEM_TABLE;
 use crate::state::{outbox_batch, outbox_done, outbox_snapshot, IdemState, Inner, OutboxEntry, Pending};
 use crate::{AfterCommit, BankService, Committed, TxAnswer};
 use dtenge_core::certificate::CommitProof;

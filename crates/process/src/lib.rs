@@ -221,6 +221,7 @@ impl Participant {
                     banks,
                     transport.clone(),
                 )?);
+                central.set_idempotency_retention_ms(config.idempotency_retention_ms)?;
                 threads.central(central.clone(), inbox, clock.clone())?;
                 threads.ticker(Some(central.clone()), None, Vec::new(), clock)?;
                 Hosted::Central(central)
@@ -276,6 +277,7 @@ impl Participant {
                     transport.clone(),
                     directory.clone(),
                 )?);
+                service.set_idempotency_retention_ms(config.idempotency_retention_ms)?;
                 let handle = BankHandle::new(service);
                 let oracle = Arc::new(OracleClient::new(id, transport.clone(), system_ns()));
                 let asks = Asks { directory: directory.clone(), oracle: Some(oracle.clone()) };

@@ -118,6 +118,8 @@ impl Retention {
         self.migrate(store, now_ms)?;
         let cutoff_ms = now_ms.saturating_sub(retention_ms);
         let mut swept = Swept::default();
+        // Keys this pass deleted or kept already (a key may have a stale row besides its own).
+        let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         for (row_key, _) in store.scan_first(self.by_time, rows_max)? {
             swept.index_rows += 1;
             let Some((time, key)) = row_key.split_at_checked(TIME_BYTES) else {
@@ -129,13 +131,20 @@ impl Retention {
                 break;
             }
             batch.delete(self.by_time, row_key.clone());
+            if seen.contains(key) {
+                continue;
+            }
             let Some(record) = store.get(self.records, key)? else { continue };
             match age(key, &record)? {
-                RecordAge::InFlight => self.index(batch, key, now_ms),
+                RecordAge::InFlight => {
+                    self.index(batch, key, now_ms);
+                    seen.insert(key.to_vec());
+                }
                 // Rewritten after this row: a later row stands for it.
                 RecordAge::Written(Some(written_ms)) if written_ms > indexed_ms => {}
                 RecordAge::Written(_) => {
                     batch.delete(self.records, key.to_vec());
+                    seen.insert(key.to_vec());
                     swept.records += 1;
                 }
             }
@@ -207,6 +216,26 @@ mod tests {
         assert_eq!(pass(window_ms + 5_000), Swept { records: 1, index_rows: 2 });
         let left: Vec<Vec<u8>> = store.scan(RECORDS).unwrap().into_iter().map(|(k, _)| k).collect();
         assert_eq!(left, vec![b"k3".to_vec()], "the key in flight is never swept");
+    }
+
+    #[test]
+    fn a_key_with_two_rows_in_one_pass_is_deleted_once() {
+        let store = Store::open_simulated(SimDisk::new(), &[RECORDS, BY_TIME]).unwrap();
+        let retention = Retention::new(RECORDS, BY_TIME);
+        let mut batch = WriteBatch::new();
+        // Indexed at 1 (in flight), then answered at 2: a second row.
+        batch.put(RECORDS, b"k".to_vec(), 2u64.to_le_bytes());
+        retention.index(&mut batch, b"k", 1);
+        retention.index(&mut batch, b"k", 2);
+        store.commit(batch).unwrap();
+        let mut batch = WriteBatch::new();
+        let now_ms = 2 + IDEMPOTENCY_RETENTION_MS_MIN;
+        let swept = retention
+            .sweep(&store, &mut batch, now_ms, IDEMPOTENCY_RETENTION_MS_MIN, 8, |_, v| Ok(written(v)))
+            .unwrap();
+        store.commit(batch).unwrap();
+        assert_eq!(swept, Swept { records: 1, index_rows: 3 });
+        assert!(store.scan(RECORDS).unwrap().is_empty());
     }
 
     #[test]
