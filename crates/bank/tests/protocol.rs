@@ -525,7 +525,8 @@ fn a_payment_key_is_kept_for_the_retention_window_then_swept_in_bounded_passes_a
     let mut c = Cluster::new(9, 0, 0, 0);
     let (alice, alice_key) = custodial_client(&mut c, 20);
     let bob = c.open_client("sapa", 21);
-    c.issue("steppe", &alice_key, &[1_000]);
+    // One token per payment, so the three take a batch together.
+    c.issue("steppe", &alice_key, &[400, 400, 400, 400]);
     let pay =
         || Request::Pay { client_id: alice.clone(), payees: vec![(bob.address(), Amount::from_tiyn(100).unwrap())] };
     let before_ms = c.now_ms;
@@ -549,7 +550,7 @@ fn a_payment_key_is_kept_for_the_retention_window_then_swept_in_bounded_passes_a
     steppe.flush(c.now_ms);
     c.run(10_000);
     assert_ne!(again.try_recv().unwrap().unwrap(), first);
-    assert_eq!((c.total_tiyn("steppe"), c.total_tiyn("sapa")), (600, 400));
+    assert_eq!((c.total_tiyn("steppe"), c.total_tiyn("sapa")), (1_200, 400));
     c.assert_invariants();
 }
 

@@ -116,7 +116,6 @@ impl Retention {
         assert!(retention_ms >= IDEMPOTENCY_RETENTION_MS_MIN, "a retention window of {retention_ms} ms");
         assert!(rows_max > 0 && rows_max <= SWEEP_ROWS_MAX * 64);
         self.migrate(store, now_ms)?;
-        let cutoff_ms = now_ms.saturating_sub(retention_ms);
         let mut swept = Swept::default();
         // Keys this pass deleted or kept already (a key may have a stale row besides its own).
         let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
@@ -127,7 +126,8 @@ impl Retention {
                 continue;
             };
             let indexed_ms = u64::from_be_bytes(time.try_into().expect("split at TIME_BYTES"));
-            if indexed_ms > cutoff_ms {
+            // Expired once a whole window has passed since it was written.
+            if indexed_ms.saturating_add(retention_ms) > now_ms {
                 break;
             }
             batch.delete(self.by_time, row_key.clone());
