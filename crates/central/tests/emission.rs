@@ -233,13 +233,15 @@ fn an_emission_key_in_flight_is_not_swept_and_its_answer_expires_a_window_after_
     let mut c = Cluster::new(0);
     c.credit(10_000);
     let idem = |f: u8| Some(IdemKey { key: "emit-1".into(), fingerprint: Hash32([f; 32]) });
-    let first = c.central().emit("steppe", tiyn(4_000), idem(1), c.now_ms);
+    let emitted_ms = c.now_ms;
+    let first = c.central().emit("steppe", tiyn(4_000), idem(1), emitted_ms);
     // At the notary still, a window later: kept.
-    assert_eq!(c.central().sweep_idempotency(c.now_ms + WINDOW_MS, 256).unwrap(), 0);
+    assert_eq!(c.central().sweep_idempotency(emitted_ms + WINDOW_MS, 256).unwrap(), 0);
     c.run(10_000);
     let emission = first.try_recv().unwrap().unwrap();
     let answered_ms = c.now_ms;
-    assert_eq!(c.central().sweep_idempotency(answered_ms + WINDOW_MS - 1, 256).unwrap(), 0);
+    // Answered (its record written again) at or after `emitted_ms`: kept a window from then.
+    assert_eq!(c.central().sweep_idempotency(emitted_ms + WINDOW_MS - 1, 256).unwrap(), 0);
     let after = c.central().emit("steppe", tiyn(4_000), idem(1), c.now_ms);
     assert_eq!(after.try_recv().unwrap().unwrap(), emission);
     assert_eq!(c.central().sweep_idempotency(answered_ms + 2 * WINDOW_MS, 256).unwrap(), 1);
