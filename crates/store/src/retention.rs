@@ -117,15 +117,21 @@ impl Retention {
         assert!(rows_max > 0 && rows_max <= SWEEP_ROWS_MAX * 64);
         self.migrate(store, now_ms)?;
         let mut swept = Swept::default();
+        // The common case, nothing expired: one row read, not `rows_max`.
+        let Some((oldest, _)) = store.scan_first(self.by_time, 1)?.pop() else { return Ok(swept) };
+        if let Some((oldest_ms, _)) = split_index_key(&oldest) {
+            if oldest_ms.saturating_add(retention_ms) > now_ms {
+                return Ok(Swept { records: 0, index_rows: 1 });
+            }
+        }
         // Keys this pass deleted or kept already (a key may have a stale row besides its own).
         let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         for (row_key, _) in store.scan_first(self.by_time, rows_max)? {
             swept.index_rows += 1;
-            let Some((time, key)) = row_key.split_at_checked(TIME_BYTES) else {
+            let Some((indexed_ms, key)) = split_index_key(&row_key) else {
                 batch.delete(self.by_time, row_key);
                 continue;
             };
-            let indexed_ms = u64::from_be_bytes(time.try_into().expect("split at TIME_BYTES"));
             // Expired once a whole window has passed since it was written.
             if indexed_ms.saturating_add(retention_ms) > now_ms {
                 break;
@@ -152,6 +158,12 @@ impl Retention {
         assert!(swept.index_rows <= rows_max as u64 && swept.records <= swept.index_rows);
         Ok(swept)
     }
+}
+
+/// An index row's key: the time written and the record's key (`None`: too short).
+fn split_index_key(row_key: &[u8]) -> Option<(u64, &[u8])> {
+    let (time, key) = row_key.split_at_checked(TIME_BYTES)?;
+    Some((u64::from_be_bytes(time.try_into().ok()?), key))
 }
 
 fn index_key(written_ms: u64, key: &[u8]) -> Vec<u8> {
