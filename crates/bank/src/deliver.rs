@@ -134,7 +134,7 @@ impl BankService {
                 .unwrap_or_else(|e| panic!("a validated delivery cannot be planned: {e}"));
             // One of this bank's redemptions, certified and posted by central: it ends with
             // this commit.
-            redeemed.extend(self.plan_redeemed(inner, &ids.tx_id, certificate, &mut batch));
+            redeemed.extend(self.plan_redeemed(inner, &ids.tx_id, certificate, &mut batch, now_ms));
             delta.writes(&inner.node, &mut batch).unwrap_or_else(|e| panic!("a planned delta cannot be encoded: {e}"));
             dtenge_node::archive(&[self.id()], &ids.tx_id, tx, &mut batch)
                 .unwrap_or_else(|e| panic!("a transaction cannot be archived: {e}"));

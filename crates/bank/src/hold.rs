@@ -24,7 +24,7 @@
 //! the applied result with its deliveries: a hold is applied once, and a release is paid once
 //! (its held inputs are spent once at the notary).
 
-use crate::state::{idem_record, plan_idem_in_flight, IdemState, Inner, BANK_META_TABLE, IDEM_TABLE};
+use crate::state::{plan_idem, plan_idem_in_flight, IdemState, Inner, BANK_META_TABLE, IDEM_TABLE};
 use crate::{BankService, Committed, IdemKey, Reply};
 use dtenge_core::certificate::{notarize_message, CommitProof, CompactTx};
 use dtenge_core::crypto::{Address, Hash32};
@@ -202,7 +202,7 @@ impl BankService {
         let (sender, receiver) = dtenge_sync::oneshot::channel();
         let answer = Reply::Own(sender);
         let mut inner = self.inner.lock();
-        match self.admit_hold(&mut inner, client_id, event_id, amount, payee, idem, &answer) {
+        match self.admit_hold(&mut inner, client_id, event_id, amount, payee, idem, &answer, now_ms) {
             Ok(Some(tx_id)) => {
                 inner.waiters.entry(tx_id).or_default().push(answer);
                 self.send_hold_step(&mut inner, &tx_id, now_ms);
@@ -228,6 +228,7 @@ impl BankService {
         payee: Address,
         idem: Option<IdemKey>,
         answer: &Reply,
+        now_ms: u64,
     ) -> Result<Option<TxId>> {
         inner.ensure_running()?;
         if let Some(idem) = &idem {
@@ -262,7 +263,7 @@ impl BankService {
         let mut batch = WriteBatch::new();
         batch.put(HOLD_TABLE, row_key(&ids.tx_id), entry.to_bytes());
         batch.put(BANK_META_TABLE, NEXT_NONCE_KEY.to_vec(), (nonce + 1).to_le_bytes().to_vec());
-        plan_idem_in_flight(&mut batch, entry.idem.as_ref(), &ids.tx_id);
+        plan_idem_in_flight(&mut batch, entry.idem.as_ref(), &ids.tx_id, now_ms);
         if let Err(e) = self.commit(inner, batch) {
             inner.node.release(&entry.tx);
             return Err(e);
@@ -528,11 +529,7 @@ impl BankService {
         batch.delete(HOLD_TABLE, row_key(tx_id));
         if let Some(idem) = &pending.entry.idem {
             let committed = Committed { tx_id: *tx_id, seq: certificate.seq };
-            batch.put(
-                IDEM_TABLE,
-                idem.key.as_bytes().to_vec(),
-                idem_record(&idem.fingerprint, IdemState::Committed(committed)),
-            );
+            plan_idem(&mut batch, idem, IdemState::Committed(committed), now_ms);
         }
         let receivers =
             std::iter::once(RoleId::Oracle).chain(pending.entry.payee_banks.iter().cloned().map(RoleId::Bank));

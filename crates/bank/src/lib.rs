@@ -330,6 +330,9 @@ pub struct BankService {
     /// Where the inbox hands its steps' commits when they are pipelined
     /// ([`BankService::pipeline`]); unset, each step waits for its own.
     finisher: std::sync::OnceLock<Arc<dtenge_sync::Queue<Finish>>>,
+    /// The retention of idempotency records ([`BankService::tick`] sweeps them).
+    idem_retention: dtenge_store::retention::Retention,
+    idem_retention_ms: std::sync::atomic::AtomicU64,
 }
 
 impl BankService {
@@ -388,6 +391,10 @@ impl BankService {
             meta,
             applied: applied::Applied::default(),
             finisher: std::sync::OnceLock::new(),
+            idem_retention: state::idem_retention(),
+            idem_retention_ms: std::sync::atomic::AtomicU64::new(
+                dtenge_store::retention::IDEMPOTENCY_RETENTION_MS_DEFAULT,
+            ),
         })
     }
 
@@ -769,6 +776,46 @@ impl BankService {
         self.resend_holds(&mut inner, now_ms);
         self.resend_spends(&mut inner, now_ms);
         self.cards_tick(&mut inner, now_ms);
+        if let Err(e) = self.sweep_idempotency_locked(&mut inner, now_ms, dtenge_store::retention::SWEEP_ROWS_MAX) {
+            tracing::warn!(bank = %self.id, error = %e, "idempotency retention sweep");
+        }
+    }
+
+    /// Keep idempotency records `retention_ms` (at least a minute; default 7 days).
+    pub fn set_idempotency_retention_ms(&self, retention_ms: u64) -> Result<()> {
+        if retention_ms < dtenge_store::retention::IDEMPOTENCY_RETENTION_MS_MIN {
+            return Err(Error::malformed(format!("an idempotency retention of {retention_ms} ms")));
+        }
+        self.idem_retention_ms.store(retention_ms, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// One retention sweep (each tick runs one): delete the idempotency records older than the
+    /// window, reading at most `rows_max` index rows; keys in flight are kept. The records
+    /// deleted.
+    pub fn sweep_idempotency(&self, now_ms: u64, rows_max: usize) -> Result<u64> {
+        let mut inner = self.inner.lock();
+        inner.ensure_running()?;
+        self.sweep_idempotency_locked(&mut inner, now_ms, rows_max)
+    }
+
+    fn sweep_idempotency_locked(&self, inner: &mut Inner, now_ms: u64, rows_max: usize) -> Result<u64> {
+        let retention_ms = self.idem_retention_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let mut batch = WriteBatch::new();
+        let in_flight = &inner.idem_in_flight;
+        let swept =
+            self.idem_retention.sweep(&self.store, &mut batch, now_ms, retention_ms, rows_max, |key, record| {
+                // Under the role's lock, and committed before it is released: no request reads
+                // or writes these keys meanwhile.
+                if std::str::from_utf8(key).is_ok_and(|key| in_flight.contains_key(key)) {
+                    return Ok(dtenge_store::retention::RecordAge::InFlight);
+                }
+                state::idem_age(record)
+            })?;
+        if !batch.is_empty() {
+            self.commit(inner, batch)?;
+        }
+        Ok(swept.records)
     }
 
     /// Commit durably, with the deletions of acknowledged deliveries waiting for a commit.

@@ -25,7 +25,7 @@
 //! which answers from its decision; the notary answers by the transaction's id) or the applied
 //! result with its deliveries.
 
-use crate::state::{idem_record, plan_idem_in_flight, IdemState, Inner, BANK_META_TABLE, IDEM_TABLE};
+use crate::state::{plan_idem, plan_idem_in_flight, IdemState, Inner, BANK_META_TABLE, IDEM_TABLE};
 use crate::{Answer, BankService, Committed, IdemKey, Reply, Request};
 use dtenge_core::certificate::{notarize_message, CommitCertificate, CommitProof, CompactTx};
 use dtenge_core::crypto::{Address, Hash32};
@@ -432,7 +432,7 @@ impl BankService {
             }
         }
         let planning = inner.spends.planning.remove(&reply.request).expect("found above");
-        let built = reply.plan.and_then(|plan| self.build_spend(inner, &planning, plan));
+        let built = reply.plan.and_then(|plan| self.build_spend(inner, &planning, plan, now_ms));
         match built {
             Ok(tx_id) => {
                 inner.waiters.entry(tx_id).or_default().extend(planning.answers);
@@ -442,7 +442,7 @@ impl BankService {
         }
     }
 
-    fn build_spend(&self, inner: &mut Inner, planning: &Planning, plan: PlannedSpend) -> Result<TxId> {
+    fn build_spend(&self, inner: &mut Inner, planning: &Planning, plan: PlannedSpend, now_ms: u64) -> Result<TxId> {
         inner.ensure_running()?;
         let spend = &planning.spend;
         check_plan(spend, &plan)?;
@@ -464,7 +464,7 @@ impl BankService {
         let mut batch = WriteBatch::new();
         batch.put(PROGRAMMED_TABLE, row_key(&ids.tx_id), entry.to_bytes());
         batch.put(BANK_META_TABLE, NEXT_NONCE_KEY.to_vec(), (nonce + 1).to_le_bytes().to_vec());
-        plan_idem_in_flight(&mut batch, entry.idem.as_ref(), &ids.tx_id);
+        plan_idem_in_flight(&mut batch, entry.idem.as_ref(), &ids.tx_id, now_ms);
         if let Err(e) = self.commit(inner, batch) {
             inner.node.release(&entry.tx);
             return Err(e);
@@ -710,11 +710,7 @@ impl BankService {
         batch.delete(PROGRAMMED_TABLE, row_key(tx_id));
         if let Some(idem) = &pending.entry.idem {
             let committed = Committed { tx_id: *tx_id, seq: certificate.seq };
-            batch.put(
-                IDEM_TABLE,
-                idem.key.as_bytes().to_vec(),
-                idem_record(&idem.fingerprint, IdemState::Committed(committed)),
-            );
+            plan_idem(&mut batch, idem, IdemState::Committed(committed), now_ms);
         }
         let receivers =
             std::iter::once(RoleId::Oracle).chain(pending.entry.payee_banks.iter().cloned().map(RoleId::Bank));

@@ -17,7 +17,7 @@
 //! restart, the request sent again) or applied with its delivery: central answers each
 //! transaction id once, so it is never redeemed twice.
 
-use crate::state::{idem_record, plan_idem_in_flight, IdemState, Inner, BANK_META_TABLE, IDEM_TABLE};
+use crate::state::{plan_idem, plan_idem_in_flight, IdemState, Inner, BANK_META_TABLE, IDEM_TABLE};
 use crate::{BankService, Committed, IdemKey};
 use dtenge_core::certificate::CommitCertificate;
 use dtenge_core::crypto::Hash32;
@@ -179,7 +179,7 @@ impl BankService {
         let mut batch = WriteBatch::new();
         batch.put(REDEEM_TABLE, row_key(&ids.tx_id), entry.to_bytes());
         batch.put(BANK_META_TABLE, NEXT_NONCE_KEY.to_vec(), (nonce + 1).to_le_bytes().to_vec());
-        plan_idem_in_flight(&mut batch, entry.idem.as_ref(), &ids.tx_id);
+        plan_idem_in_flight(&mut batch, entry.idem.as_ref(), &ids.tx_id, now_ms);
         if let Err(e) = self.commit(inner, batch) {
             inner.node.release(&entry.tx);
             return Err(e);
@@ -239,16 +239,13 @@ impl BankService {
         tx_id: &TxId,
         certificate: &CommitCertificate,
         batch: &mut WriteBatch,
+        now_ms: u64,
     ) -> Option<Answered> {
         let pending = inner.redeems.pending.get(tx_id)?;
         batch.delete(REDEEM_TABLE, row_key(tx_id));
         if let Some(idem) = &pending.entry.idem {
             let committed = Committed { tx_id: *tx_id, seq: certificate.seq };
-            batch.put(
-                IDEM_TABLE,
-                idem.key.as_bytes().to_vec(),
-                idem_record(&idem.fingerprint, IdemState::Committed(committed)),
-            );
+            plan_idem(batch, idem, IdemState::Committed(committed), now_ms);
         }
         Some(Answered { tx_id: *tx_id, seq: certificate.seq })
     }

@@ -1,7 +1,6 @@
 //! The notary's answer to a batch: applied with its deliveries in one commit.
 
-use crate::state::IDEM_TABLE;
-use crate::state::{idem_record, outbox_batch, outbox_done, outbox_snapshot, IdemState, Inner, OutboxEntry, Pending};
+use crate::state::{outbox_batch, outbox_done, outbox_snapshot, IdemState, Inner, OutboxEntry, Pending};
 use crate::{AfterCommit, BankService, Committed, TxAnswer};
 use dtenge_core::certificate::CommitProof;
 use dtenge_core::tx::Transaction;
@@ -154,8 +153,7 @@ impl BankService {
                     deltas.push(delta);
                     if let (Some(idem), Some(certificate)) = (&entry.idem, &reply.certificate) {
                         let committed = Committed { tx_id: ids.tx_id, seq: certificate.seq };
-                        let record = idem_record(&idem.fingerprint, IdemState::Committed(committed));
-                        batch.put(IDEM_TABLE, idem.key.as_bytes().to_vec(), record);
+                        crate::state::plan_idem(batch, idem, IdemState::Committed(committed), now_ms);
                     }
                     for bank in &entry.payee_banks {
                         deliveries.entry(bank.clone()).or_default().push((tx.clone(), proof.clone()));

@@ -520,6 +520,41 @@ fn a_custodial_payment_pays_once_per_idempotency_key_even_twice_in_one_batch() {
 }
 
 #[test]
+fn a_payment_key_is_kept_for_the_retention_window_then_swept_in_bounded_passes_and_runs_as_new() {
+    const WINDOW_MS: u64 = dtenge_store::retention::IDEMPOTENCY_RETENTION_MS_DEFAULT;
+    let mut c = Cluster::new(9, 0, 0, 0);
+    let (alice, alice_key) = custodial_client(&mut c, 20);
+    let bob = c.open_client("sapa", 21);
+    // One token per payment, so the three take a batch together.
+    c.issue("steppe", &alice_key, &[400, 400, 400, 400]);
+    let pay =
+        || Request::Pay { client_id: alice.clone(), payees: vec![(bob.address(), Amount::from_tiyn(100).unwrap())] };
+    let before_ms = c.now_ms;
+    let answers: Vec<Answer> =
+        ["k1", "k2", "k3"].iter().map(|key| c.banks["steppe"].submit(pay(), idem(key, 1))).collect();
+    c.banks["steppe"].flush(c.now_ms);
+    c.run(10_000);
+    let first = answer(answers).unwrap();
+    let after_ms = c.now_ms;
+    assert_eq!(c.total_tiyn("sapa"), 300);
+    let steppe = &c.banks["steppe"];
+    assert_eq!(steppe.sweep_idempotency(before_ms + WINDOW_MS - 1, 256).unwrap(), 0);
+    let retry = steppe.submit(pay(), idem("k1", 1));
+    steppe.flush(c.now_ms);
+    assert_eq!(retry.try_recv().unwrap().unwrap(), first, "a retry within the window: the first answer");
+    // Past the window: at most 2 records a pass.
+    assert_eq!(steppe.sweep_idempotency(after_ms + WINDOW_MS, 2).unwrap(), 2);
+    assert_eq!(steppe.sweep_idempotency(after_ms + WINDOW_MS, 2).unwrap(), 1);
+    // The same key runs as new: it pays again.
+    let again = steppe.submit(pay(), idem("k1", 1));
+    steppe.flush(c.now_ms);
+    c.run(10_000);
+    assert_ne!(again.try_recv().unwrap().unwrap(), first);
+    assert_eq!((c.total_tiyn("steppe"), c.total_tiyn("sapa")), (1_200, 400));
+    c.assert_invariants();
+}
+
+#[test]
 fn a_key_in_flight_when_the_bank_restarts_is_answered_by_the_recovered_batch() {
     let mut c = Cluster::new(7, 0, 0, 5);
     let (alice, alice_key) = custodial_client(&mut c, 20);

@@ -57,6 +57,7 @@ use dtenge_core::token::Output;
 use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::validate::TxIds;
 use dtenge_core::{Amount, Error, ErrorCode, Result};
+use dtenge_store::retention::{RecordAge, Retention, IDEMPOTENCY_RETENTION_MS_DEFAULT, IDEMPOTENCY_RETENTION_MS_MIN};
 use dtenge_store::{Store, Table, WriteBatch};
 use dtenge_transport::Transport;
 use dtenge_wire::{Decode, Encode, Envelope, Message, NotarizeReply, NotarizeRequest, Outcome, Payload, RoleId};
@@ -71,6 +72,11 @@ pub const IDEM_TABLE: Table = Table("central_idempotency");
 /// fingerprint and the ABS posting's number. A key space of its own: an emission's record
 /// names a registry entry, a credit's a posting.
 pub const CREDIT_IDEM_TABLE: Table = Table("central_credit_idempotency");
+/// [`IDEM_TABLE`]'s and [`CREDIT_IDEM_TABLE`]'s records by the time they were written: the
+/// retention sweep's indexes (`dtenge_store::retention`). Each record ends with that time
+/// (Unix ms, u64; absent in records from before 2026-12-07).
+pub const IDEM_BY_TIME_TABLE: Table = Table("central_idempotency_by_time");
+pub const CREDIT_IDEM_BY_TIME_TABLE: Table = Table("central_credit_idempotency_by_time");
 /// The next batch number, `blocked:<bank>` -> the reason of the operator's block, and
 /// `calendar:<date>` -> the operator's override of a day (see [`CentralService::set_day`]).
 pub const META_TABLE: Table = Table("central_meta");
@@ -89,6 +95,7 @@ pub fn tables() -> Vec<Table> {
     tables.extend([OUTBOX_TABLE, IDEM_TABLE, META_TABLE, REGISTRY_TABLE, REDEEM_OUTBOX_TABLE, REDEMPTIONS_TABLE]);
     tables.push(CARD_SETTLEMENTS_TABLE);
     tables.push(CREDIT_IDEM_TABLE);
+    tables.extend([IDEM_BY_TIME_TABLE, CREDIT_IDEM_BY_TIME_TABLE]);
     tables
 }
 
@@ -160,6 +167,10 @@ pub struct CentralService {
     /// The role's state; each release of its lock publishes the running figures
     /// ([`CentralService::figures`]).
     inner: figures::RoleLock,
+    /// The retention of the idempotency records ([`CentralService::tick`] sweeps them).
+    idem_retention: Retention,
+    credit_idem_retention: Retention,
+    idem_retention_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Encode for Pending {
@@ -244,7 +255,17 @@ impl CentralService {
         }
         redeem::load(&store, &mut inner, next_batch)?;
         let inner = figures::RoleLock::new(inner, banks.keys().cloned().collect());
-        Ok(CentralService { store, key: key.into(), notary, banks, transport, inner })
+        Ok(CentralService {
+            store,
+            key: key.into(),
+            notary,
+            banks,
+            transport,
+            inner,
+            idem_retention: Retention::new(IDEM_TABLE, IDEM_BY_TIME_TABLE),
+            credit_idem_retention: Retention::new(CREDIT_IDEM_TABLE, CREDIT_IDEM_BY_TIME_TABLE),
+            idem_retention_ms: std::sync::atomic::AtomicU64::new(IDEMPOTENCY_RETENTION_MS_DEFAULT),
+        })
     }
 
     /// The issuer: every DT token names this address.
@@ -343,8 +364,7 @@ impl CentralService {
         inner.ensure_running()?;
         if let Some(idem) = &idem {
             if let Some(bytes) = self.store.get(CREDIT_IDEM_TABLE, idem.key.as_bytes())? {
-                let (fingerprint, seq) = <(Hash32, u64)>::from_bytes(&bytes)
-                    .map_err(|e| corrupt(&format!("a credit's idempotency record: {e}")))?;
+                let (fingerprint, seq, _) = credit_idem_of(&bytes)?;
                 if fingerprint != idem.fingerprint {
                     return Err(Error::new(
                         ErrorCode::IdempotencyKeyReused,
@@ -360,7 +380,10 @@ impl CentralService {
         let mut batch = WriteBatch::new();
         inner.abs.writes(&posting, &mut batch)?;
         if let Some(idem) = &idem {
-            batch.put(CREDIT_IDEM_TABLE, idem.key.as_bytes().to_vec(), (idem.fingerprint, posting.seq).to_bytes());
+            let mut record = (idem.fingerprint, posting.seq).to_bytes();
+            record.extend_from_slice(&now_ms.to_le_bytes());
+            batch.put(CREDIT_IDEM_TABLE, idem.key.as_bytes().to_vec(), record);
+            self.credit_idem_retention.index(&mut batch, idem.key.as_bytes(), now_ms);
         }
         self.commit(&mut inner, batch)?;
         inner.abs.apply(&posting);
@@ -497,7 +520,8 @@ impl CentralService {
         batch.put(OUTBOX_TABLE, batch_no.to_be_bytes().to_vec(), pending.to_bytes());
         batch.put(META_TABLE, NEXT_BATCH_KEY.to_vec(), (batch_no + 1).to_le_bytes().to_vec());
         if let Some(idem) = &pending.idem {
-            batch.put(IDEM_TABLE, idem.key.as_bytes().to_vec(), idem_record(&idem.fingerprint, None));
+            batch.put(IDEM_TABLE, idem.key.as_bytes().to_vec(), idem_record(&idem.fingerprint, None, now_ms));
+            self.idem_retention.index(&mut batch, idem.key.as_bytes(), now_ms);
         }
         if let Err(e) = self.commit(inner, batch) {
             inner.release(bank, amount);
@@ -662,7 +686,9 @@ impl CentralService {
         registry::write(&emission, &mut batch);
         batch.delete(OUTBOX_TABLE, batch_no.to_be_bytes().to_vec());
         if let Some(idem) = &pending.idem {
-            batch.put(IDEM_TABLE, idem.key.as_bytes().to_vec(), idem_record(&idem.fingerprint, Some(emission.number)));
+            let record = idem_record(&idem.fingerprint, Some(emission.number), now_ms);
+            batch.put(IDEM_TABLE, idem.key.as_bytes().to_vec(), record);
+            self.idem_retention.index(&mut batch, idem.key.as_bytes(), now_ms);
         }
         let bank = RoleId::Bank(pending.bank.clone());
         let payload = Payload::Certified { certificate, txs: vec![(pending.tx.clone(), proof)] };
@@ -705,6 +731,53 @@ impl CentralService {
         for envelope in inner.outbound.due(&RoleId::Central, now_ms) {
             let _ = self.transport.send(envelope);
         }
+        // A failed commit marks the role failed (as a resend's would); a read that failed is
+        // tried again at the next tick.
+        let _ = self.sweep_idempotency_locked(&mut inner, now_ms, dtenge_store::retention::SWEEP_ROWS_MAX);
+    }
+
+    /// Keep idempotency records `retention_ms` (at least a minute; default 7 days).
+    pub fn set_idempotency_retention_ms(&self, retention_ms: u64) -> Result<()> {
+        if retention_ms < IDEMPOTENCY_RETENTION_MS_MIN {
+            return Err(Error::malformed(format!("an idempotency retention of {retention_ms} ms")));
+        }
+        self.idem_retention_ms.store(retention_ms, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// One retention sweep of both key tables (each tick runs one): delete the records older
+    /// than the window, reading at most `rows_max` index rows of each; emissions in flight are
+    /// kept. The records deleted.
+    pub fn sweep_idempotency(&self, now_ms: u64, rows_max: usize) -> Result<u64> {
+        let mut inner = self.inner.lock();
+        inner.ensure_running()?;
+        self.sweep_idempotency_locked(&mut inner, now_ms, rows_max)
+    }
+
+    fn sweep_idempotency_locked(&self, inner: &mut Inner, now_ms: u64, rows_max: usize) -> Result<u64> {
+        let retention_ms = self.idem_retention_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let mut batch = WriteBatch::new();
+        // Under the role's lock, committed before it is released: no request reads or
+        // writes these keys meanwhile.
+        let in_flight = &inner.keys_in_flight;
+        let emissions =
+            self.idem_retention.sweep(&self.store, &mut batch, now_ms, retention_ms, rows_max, |key, record| {
+                let (_, entry, written_ms) = idem_of_timed(record)?;
+                let flying = std::str::from_utf8(key).is_ok_and(|key| in_flight.contains_key(key));
+                Ok(if flying || entry.is_none() { RecordAge::InFlight } else { RecordAge::Written(written_ms) })
+            })?;
+        let credits = self.credit_idem_retention.sweep(
+            &self.store,
+            &mut batch,
+            now_ms,
+            retention_ms,
+            rows_max,
+            |_, record| Ok(RecordAge::Written(credit_idem_of(record)?.2)),
+        )?;
+        if !batch.is_empty() {
+            self.commit(inner, batch)?;
+        }
+        Ok(emissions.records + credits.records)
     }
 
     fn commit(&self, inner: &mut Inner, batch: WriteBatch) -> Result<()> {
@@ -761,14 +834,81 @@ impl Inner {
     }
 }
 
-/// An idempotency record: the fingerprint, then the registry entry's number once committed.
-fn idem_record(fingerprint: &Hash32, entry: Option<u64>) -> Vec<u8> {
+/// An idempotency record: the fingerprint, then the registry entry's number once committed,
+/// then when it was written.
+fn idem_record(fingerprint: &Hash32, entry: Option<u64>, written_ms: u64) -> Vec<u8> {
     let mut w = dtenge_wire::Writer::new();
     w.put(fingerprint);
     w.put(&entry);
+    w.u64(written_ms);
     w.into_bytes()
 }
 
 fn idem_of(bytes: &[u8]) -> Result<(Hash32, Option<u64>)> {
-    <(Hash32, Option<u64>)>::from_bytes(bytes).map_err(|e| corrupt(&format!("an idempotency record: {e}")))
+    idem_of_timed(bytes).map(|(fingerprint, entry, _)| (fingerprint, entry))
+}
+
+/// A record decoded with its write time (`None`: written before the time was kept).
+fn idem_of_timed(bytes: &[u8]) -> Result<(Hash32, Option<u64>, Option<u64>)> {
+    let mut r = dtenge_wire::Reader::new(bytes);
+    let decoded = (|| -> std::result::Result<_, dtenge_wire::DecodeError> {
+        let fingerprint: Hash32 = r.get()?;
+        let entry: Option<u64> = r.get()?;
+        let written_ms = if r.remaining() == 0 { None } else { Some(r.u64("written at")?) };
+        r.finish()?;
+        Ok((fingerprint, entry, written_ms))
+    })();
+    decoded.map_err(|e| corrupt(&format!("an idempotency record: {e}")))
+}
+
+/// A credit's idempotency record: fingerprint, posting number, and the time written.
+fn credit_idem_of(bytes: &[u8]) -> Result<(Hash32, u64, Option<u64>)> {
+    let mut r = dtenge_wire::Reader::new(bytes);
+    let decoded = (|| -> std::result::Result<_, dtenge_wire::DecodeError> {
+        let fingerprint: Hash32 = r.get()?;
+        let seq = r.u64("posting")?;
+        let written_ms = if r.remaining() == 0 { None } else { Some(r.u64("written at")?) };
+        r.finish()?;
+        Ok((fingerprint, seq, written_ms))
+    })();
+    decoded.map_err(|e| corrupt(&format!("a credit's idempotency record: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_records_decode_with_and_without_their_write_time() {
+        let fp = Hash32([7; 32]);
+        assert_eq!(idem_of_timed(&idem_record(&fp, Some(3), 9)).unwrap(), (fp, Some(3), Some(9)));
+        let old = (fp, Some(3u64)).to_bytes();
+        assert_eq!(idem_of_timed(&old).unwrap(), (fp, Some(3), None));
+        let mut credit = (fp, 4u64).to_bytes();
+        assert_eq!(credit_idem_of(&credit).unwrap(), (fp, 4, None));
+        credit.extend_from_slice(&9u64.to_le_bytes());
+        assert_eq!(credit_idem_of(&credit).unwrap(), (fp, 4, Some(9)));
+        assert!(credit_idem_of(&credit[..credit.len() - 1]).is_err());
+    }
+
+    /// Bytes of the records and their index rows, and what 7 days hold at 1,000 keyed
+    /// requests a second: `cargo test -p dtenge-central --lib tests::disk_growth -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn disk_growth() {
+        let key_bytes = "nbk-operator/".len() + 36;
+        let index = dtenge_store::retention::index_row_key_bytes(key_bytes);
+        let keys_7d: u64 = 1_000 * 86_400 * 7;
+        let emission = idem_record(&Hash32([7; 32]), Some(1 << 40), 1 << 40).len();
+        let mut credit = (Hash32([7; 32]), 1u64 << 40).to_bytes();
+        credit.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        for (table, value) in [("central_idempotency", emission), ("central_credit_idempotency", credit.len())] {
+            let per_key = key_bytes + value + index;
+            println!(
+                "{table}: {key_bytes} B key + {value} B value, index row {index} B = {per_key} B/key \
+                 (payload, before LSM overhead); 7 days at 1000/s = {:.1} GiB",
+                (keys_7d * per_key as u64) as f64 / (1u64 << 30) as f64
+            );
+        }
+    }
 }

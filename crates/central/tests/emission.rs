@@ -203,3 +203,52 @@ fn a_block_reaches_the_notary_and_the_bank_over_a_lossy_network_and_its_lift_too
     assert_eq!(c.bank_own_tiyn(), 50_000, "paid to itself: nothing changed hands");
     c.assert_invariants();
 }
+
+const WINDOW_MS: u64 = dtenge_store::retention::IDEMPOTENCY_RETENTION_MS_DEFAULT;
+
+#[test]
+fn a_credit_key_is_kept_for_the_retention_window_then_swept_in_bounded_passes_and_runs_as_new() {
+    let mut c = Cluster::new(0);
+    let idem = |key: &str| Some(IdemKey { key: key.into(), fingerprint: Hash32([1; 32]) });
+    let written_ms = c.now_ms;
+    let posting = c.central().credit_correspondent_once("steppe", tiyn(7_000), idem("rtgs-1"), written_ms).unwrap();
+    for key in ["rtgs-2", "rtgs-3"] {
+        c.central().credit_correspondent_once("steppe", tiyn(1), idem(key), written_ms).unwrap();
+    }
+    c.credited_tiyn += 7_002;
+    assert_eq!(c.central().sweep_idempotency(written_ms + WINDOW_MS - 1, 2).unwrap(), 0);
+    let again = c.central().credit_correspondent_once("steppe", tiyn(7_000), idem("rtgs-1"), written_ms).unwrap();
+    assert_eq!(again, posting, "a retry within the window: the first answer");
+    assert_eq!(c.central().sweep_idempotency(written_ms + WINDOW_MS, 2).unwrap(), 2, "at most 2 a pass");
+    assert_eq!(c.central().sweep_idempotency(written_ms + WINDOW_MS, 2).unwrap(), 1);
+    let later_ms = written_ms + WINDOW_MS;
+    let new = c.central().credit_correspondent_once("steppe", tiyn(7_000), idem("rtgs-1"), later_ms).unwrap();
+    assert_ne!(new.seq, posting.seq, "past the window the key runs as new");
+    c.credited_tiyn += 7_000;
+    assert_eq!(c.central().abs_balances().get("corr:steppe"), Some(&14_002));
+}
+
+#[test]
+fn an_emission_key_in_flight_is_not_swept_and_its_answer_expires_a_window_after_it() {
+    let mut c = Cluster::new(0);
+    c.credit(10_000);
+    let idem = |f: u8| Some(IdemKey { key: "emit-1".into(), fingerprint: Hash32([f; 32]) });
+    let emitted_ms = c.now_ms;
+    let first = c.central().emit("steppe", tiyn(4_000), idem(1), emitted_ms);
+    // At the notary still, a window later: kept.
+    assert_eq!(c.central().sweep_idempotency(emitted_ms + WINDOW_MS, 256).unwrap(), 0);
+    c.run(10_000);
+    let emission = first.try_recv().unwrap().unwrap();
+    let answered_ms = c.now_ms;
+    // Answered (its record written again) at or after `emitted_ms`: kept a window from then.
+    assert_eq!(c.central().sweep_idempotency(emitted_ms + WINDOW_MS - 1, 256).unwrap(), 0);
+    let after = c.central().emit("steppe", tiyn(4_000), idem(1), c.now_ms);
+    assert_eq!(after.try_recv().unwrap().unwrap(), emission);
+    assert_eq!(c.central().sweep_idempotency(answered_ms + 2 * WINDOW_MS, 256).unwrap(), 1);
+    // The key is free again: another request under it is not refused.
+    let other = c.central().emit("steppe", tiyn(5_000), idem(2), c.now_ms);
+    c.run(10_000);
+    assert!(other.try_recv().unwrap().is_ok());
+    assert_eq!(c.bank_own_tiyn(), 9_000);
+    c.assert_invariants();
+}

@@ -18,6 +18,9 @@
 //! # banking system and correspondent credits at central for the RTGS. Absent (false) in
 //! # production, where those routes do not exist.
 //! sandbox = true
+//! # How long idempotency records are kept (the gateway's answers, a bank's and central's
+//! # keys), in whole days: a key older than this may run as new. Absent: 7.
+//! idempotency_retention_days = 7
 //!
 //! [identity]
 //! key = "vault:node"                # its signing key: in the vault of its data directory
@@ -97,6 +100,9 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// Longest idempotency retention accepted, in days (a year).
+pub const IDEMPOTENCY_RETENTION_DAYS_MAX: u64 = 366;
+
 /// The file as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -108,6 +114,7 @@ struct File {
     api: Option<String>,
     #[serde(default)]
     sandbox: bool,
+    idempotency_retention_days: Option<u64>,
     identity: FileIdentity,
     bank: Option<FileBank>,
     notary: Option<FileNotary>,
@@ -213,6 +220,8 @@ pub struct Config {
     pub api: Option<SocketAddr>,
     /// A sandbox: the API serves the stand-ins for the core banking system and the RTGS.
     pub sandbox: bool,
+    /// How long idempotency records are kept, ms (`idempotency_retention_days`, default 7).
+    pub idempotency_retention_ms: u64,
     /// Its node key: its messages' signatures and its TLS identity.
     pub key: NodeKey,
     pub certificate_der: Vec<u8>,
@@ -456,9 +465,17 @@ fn check(file: File, path: &Path, expected: Option<&RoleId>) -> Result<Config, S
             }
         }
     }
+    let retention_days =
+        file.idempotency_retention_days.unwrap_or(dtenge_store::retention::IDEMPOTENCY_RETENTION_DAYS_DEFAULT);
+    if !(1..=IDEMPOTENCY_RETENTION_DAYS_MAX).contains(&retention_days) {
+        return Err(format!(
+            "idempotency_retention_days = {retention_days}: from 1 to {IDEMPOTENCY_RETENTION_DAYS_MAX}"
+        ));
+    }
     Ok(Config {
         file: path.to_path_buf(),
         role,
+        idempotency_retention_ms: retention_days * dtenge_store::retention::DAY_MS,
         data: at(&file.data),
         listen,
         ops,

@@ -221,6 +221,7 @@ impl Participant {
                     banks,
                     transport.clone(),
                 )?);
+                central.set_idempotency_retention_ms(config.idempotency_retention_ms)?;
                 threads.central(central.clone(), inbox, clock.clone())?;
                 threads.ticker(Some(central.clone()), None, Vec::new(), clock)?;
                 Hosted::Central(central)
@@ -276,6 +277,7 @@ impl Participant {
                     transport.clone(),
                     directory.clone(),
                 )?);
+                service.set_idempotency_retention_ms(config.idempotency_retention_ms)?;
                 let handle = BankHandle::new(service);
                 let oracle = Arc::new(OracleClient::new(id, transport.clone(), system_ns()));
                 let asks = Asks { directory: directory.clone(), oracle: Some(oracle.clone()) };
@@ -310,9 +312,11 @@ impl Participant {
                 .map_err(|e| Error::malformed(format!("the revocation list: {e}")))?,
         ));
         let answers = match &*hosted {
-            Hosted::Bank { .. } | Hosted::Oracle { .. } => {
-                Some(Arc::new(dtenge_api::platform::Answers::open(&config.data.join(GATEWAY_DIR))?))
-            }
+            Hosted::Bank { .. } | Hosted::Oracle { .. } => Some(Arc::new(dtenge_api::platform::Answers::open(
+                &config.data.join(GATEWAY_DIR),
+                Arc::new(system_ms),
+                config.idempotency_retention_ms,
+            )?)),
             _ => None,
         };
         // The trail of what this organization's systems did through its API (`dtenge-audit`),

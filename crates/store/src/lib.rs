@@ -45,6 +45,7 @@ use std::thread::JoinHandle;
 pub mod checkpoint;
 mod journal;
 mod log;
+pub mod retention;
 pub mod sim;
 pub use checkpoint::Checkpointed;
 pub use log::{LogTable, LOG_ROW_BYTES_MAX};
@@ -505,6 +506,18 @@ impl Store {
         let Some(row) = keyspace.last_key_value() else { return Ok(None) };
         let (k, v) = row.into_inner().map_err(|e| storage_error("last", e))?;
         Ok(Some((k.to_vec(), v.to_vec())))
+    }
+
+    /// The first `rows_max` rows of a table, in key order: a bounded read from the start.
+    pub fn scan_first(&self, table: Table, rows_max: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let engine = match &self.engine {
+            Engine::Fjall(engine) => engine,
+            Engine::Simulated(engine) => return Ok(engine.scan_first(table, rows_max)),
+        };
+        let Some(keyspace) = engine.shared.keyspace(table, false)? else { return Ok(Vec::new()) };
+        let rows = collect_rows(keyspace.iter().take(rows_max))?;
+        assert!(rows.len() <= rows_max);
+        Ok(rows)
     }
 
     /// Every record of a log table, in the order they were committed.

@@ -160,7 +160,12 @@ impl Platform {
         ];
         let config = Config { keys: RoleKeys::from_vault(&vault, &banks, &entropy)?, banks };
         let gateway_key = SecretKey::from_seed(vault.secret("gateway", &entropy)?);
-        let answers = answers::Answers::open(&dir.join(GATEWAY_DIR))?;
+        let memo_clock = clock.clone();
+        let answers = answers::Answers::open(
+            &dir.join(GATEWAY_DIR),
+            Arc::new(move || memo_clock.now_ms()),
+            dtenge_store::retention::IDEMPOTENCY_RETENTION_MS_DEFAULT,
+        )?;
         let nodes: Vec<String> = config.banks.iter().map(|b| b.id.clone()).collect();
         let gate = crate::access::open_sandbox(dir, &entropy, &nodes, gateway_key)?;
         let audit_clock = clock.clone();
