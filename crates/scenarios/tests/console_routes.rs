@@ -483,7 +483,10 @@ fn the_bank_officers_client_list_is_paged() {
         assert_eq!(status, 200, "{answer}");
         let accounts = answer["accounts"].as_array().unwrap();
         assert!(accounts.len() <= limit);
-        assert_eq!((answer["total"].as_u64(), answer["offset"].as_u64()), (Some(total as u64), Some((page * limit) as u64)));
+        assert_eq!(
+            (answer["total"].as_u64(), answer["offset"].as_u64()),
+            (Some(total as u64), Some((page * limit) as u64))
+        );
         ids.extend(accounts.iter().map(|a| a["account"]["client_id"].as_str().unwrap().to_string()));
     }
     let mut once = ids.clone();

@@ -199,7 +199,12 @@ impl Platform {
     pub fn voucher_programs_page(&self, offset: usize, limit: usize) -> Result<crate::types::VoucherProgramPage> {
         let programs = self.assembly.voucher_programs();
         let (page, total) = super::page_of(programs.iter(), offset, limit)?;
-        Ok(crate::types::VoucherProgramPage { programs: page.into_iter().map(program_of).collect(), total, offset, limit })
+        Ok(crate::types::VoucherProgramPage {
+            programs: page.into_iter().map(program_of).collect(),
+            total,
+            offset,
+            limit,
+        })
     }
 
     /// An integrator's event: the programme's amount paid once per event id, whoever retries

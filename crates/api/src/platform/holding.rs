@@ -19,9 +19,8 @@
 use super::Idem;
 use super::{idem_key, wait, Platform, ANSWER_WAIT};
 use crate::types::{
-    HoldPage,
-    ClockView, Event, EventKind, EventPage, EventRequest, EventStatus, EventTerms, EventView, HoldReceipt, HoldRequest,
-    HoldView, OccurrenceOutcome, OccurrenceRequest, ProviderCredentials, ProviderRequest, Share,
+    ClockView, Event, EventKind, EventPage, EventRequest, EventStatus, EventTerms, EventView, HoldPage, HoldReceipt,
+    HoldRequest, HoldView, OccurrenceOutcome, OccurrenceRequest, ProviderCredentials, ProviderRequest, Share,
 };
 use dtenge_core::crypto::{Address, Hash32, PublicKey};
 use dtenge_core::party::Party;

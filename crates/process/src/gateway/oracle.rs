@@ -32,12 +32,12 @@ use crate::Hosted;
 use axum::extract::{Path as P, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use dtenge_api::platform::{page_of, Idem};
 use dtenge_api::platform::{
     confirm_occurrence, contract_matches, contract_terms, event_full_view, event_page, event_registration, event_view,
     invoice_matches, marking_page, occurrence_receipt, occurrence_terms, registered_again, released, MARKINGS_PAGE_MAX,
     TREASURY_ID,
 };
+use dtenge_api::platform::{page_of, Idem};
 use dtenge_api::types::{
     ContractRequest, ContractView, EventRequest, EventStatus, InvoiceRequest, MarkingPage, MarkingView,
     OccurrenceRequest, PartyRef, ProviderRequest,
