@@ -264,7 +264,6 @@ impl Platform {
         Ok(event_full_view(&image, |_, address| self.client_at_directory(address)))
     }
 
-    /// The events a client of `node_id` is a party to: as sender (its funds held) or payee.
     /// A page of the events `client_id` is a party to, newest first (issue 19): `limit` (1 to
     /// [`super::LIST_PAGE_MAX`]) from the `offset`-th; the others are only counted, not kept.
     pub fn holds_page(&self, node_id: &str, client_id: &str, offset: usize, limit: usize) -> Result<HoldPage> {
@@ -286,7 +285,8 @@ impl Platform {
         Ok(HoldPage { holds: hold_views(&images, &me.bank, &me.address, self.now_ms()), total, offset, limit })
     }
 
-    /// Every event `client_id` is a party to, newest first.
+    /// The events a client of `node_id` is a party to: as sender (its funds held) or payee,
+    /// every one, newest first.
     pub fn holds(&self, node_id: &str, client_id: &str) -> Result<Vec<HoldView>> {
         let me = self.party(node_id, client_id)?;
         let oracle = self.assembly.oracle();
