@@ -26,8 +26,6 @@ use dtenge_api::Failure;
 use dtenge_core::{Amount, Error, ErrorCode};
 use std::time::Duration;
 
-/// Operations a page returns when the caller names no limit, and at most.
-
 pub(super) async fn credit(
     State(node): State<Node>,
     P(bank_id): P<String>,
