@@ -373,6 +373,24 @@ try {
   ]) {
     await signIn(page, username, users[username]);
     await page.getByRole("heading", { name: heading }).waitFor();
+    if (username === "steppe-officer") {
+      // Issue 19: the officer's client list comes from the server a page at a time, with
+      // "Showing x-y of N", Previous and Next (Steppe has more clients than a page).
+      const showing = page.locator(".server-paged .showing");
+      await showing.waitFor();
+      const first = (await showing.textContent()) ?? "";
+      check(/^Showing 1-20 of \d+$/.test(first), `the clients' first page says which rows it shows (${first})`);
+      const total = Number(first.split(" of ")[1]);
+      check(total > 20, `Steppe has more clients than one page (${total})`);
+      check(await page.locator(".server-paged .pager button", { hasText: "Previous" }).isDisabled(), "Previous is off on the first page");
+      await page.locator(".server-paged .pager button", { hasText: "Next" }).click();
+      await showing.filter({ hasText: "Showing 21-" }).waitFor();
+      const second = (await showing.textContent()) ?? "";
+      check(second === `Showing 21-${Math.min(40, total)} of ${total}`, `Next turns to the second page (${second})`);
+      check(await page.locator(".server-paged .pager button", { hasText: "Previous" }).isEnabled(), "Previous is on on the second page");
+      const rows = await page.locator(".server-paged tbody tr").count();
+      check(rows === Math.min(40, total) - 20, `the second page shows its rows only (${rows})`);
+    }
     const refused = await page.evaluate(async () => (await fetch("/console/api/operator/dashboard")).status);
     check(refused === 403, `${username} signs in to its console and is refused the operator's (${refused})`);
     await page.screenshot({ path: `${shots}/${file}.png`, fullPage: true });

@@ -89,9 +89,13 @@ pub(crate) async fn register_provider(
     .await
 }
 
-#[utoipa::path(get, path = "/v1/oracle/providers", tag = "oracle", responses((status = 200, body = [schemas::ProviderView])))]
-pub(crate) async fn list_providers(State(app): State<App>) -> Response {
-    read(app, |n| Ok(n.providers())).await
+#[utoipa::path(get, path = "/v1/oracle/providers", tag = "oracle",
+    description = "The providers, in registration order, a page at a time (`offset`, `limit` up to 500): `total` counts them all.",
+    params(Page),
+    responses((status = 200, body = schemas::ProviderPage), (status = 400, description = "MALFORMED_INPUT: limit not 1 to 500", body = ApiError)))]
+pub(crate) async fn list_providers(State(app): State<App>, Q(page): Q<Page>) -> Response {
+    let (offset, limit) = page.or_default();
+    read(app, move |n| n.providers_page(offset, limit)).await
 }
 
 /// The oracle's public key.
@@ -197,11 +201,16 @@ pub(crate) async fn hold(
 }
 
 #[utoipa::path(get, path = "/v1/nodes/{node}/accounts/{client}/holds", tag = "holding",
-    description = "Events the client is a party to: funds held from its account (sender) or for it (payee), with time to expiry.",
-    params(("node" = String, Path), ("client" = String, Path)),
-    responses((status = 200, body = [schemas::HoldView]), (status = 404, body = ApiError)))]
-pub(crate) async fn account_holds(State(app): State<App>, P((node, client)): P<(String, String)>) -> Response {
-    read(app, move |n| n.holds(&node, &client)).await
+    description = "Events the client is a party to, newest first: funds held from its account (sender) or for it (payee), with time to expiry. A page at a time (`offset`, `limit` up to 500): `total` counts them all.",
+    params(("node" = String, Path), ("client" = String, Path), Page),
+    responses((status = 200, body = schemas::HoldPage), (status = 400, description = "MALFORMED_INPUT: limit not 1 to 500", body = ApiError), (status = 404, body = ApiError)))]
+pub(crate) async fn account_holds(
+    State(app): State<App>,
+    P((node, client)): P<(String, String)>,
+    Q(page): Q<Page>,
+) -> Response {
+    let (offset, limit) = page.or_default();
+    read(app, move |n| n.holds_page(&node, &client, offset, limit)).await
 }
 
 #[utoipa::path(get, path = "/v1/nodes/{node}/notifications", tag = "holding",
@@ -307,9 +316,13 @@ pub(crate) async fn register_vat_payer(
     .await
 }
 
-#[utoipa::path(get, path = "/v1/oracle/vat-payers", tag = "vat", responses((status = 200, body = [schemas::Party])))]
-pub(crate) async fn list_vat_payers(State(app): State<App>) -> Response {
-    read(app, |n| Ok(n.vat_payers())).await
+#[utoipa::path(get, path = "/v1/oracle/vat-payers", tag = "vat",
+    description = "The registered VAT payers, a page at a time (`offset`, `limit` up to 500): `total` counts them all.",
+    params(Page),
+    responses((status = 200, body = schemas::VatPayerPage), (status = 400, description = "MALFORMED_INPUT: limit not 1 to 500", body = ApiError)))]
+pub(crate) async fn list_vat_payers(State(app): State<App>, Q(page): Q<Page>) -> Response {
+    let (offset, limit) = page.or_default();
+    read(app, move |n| n.vat_payers_page(offset, limit)).await
 }
 
 #[utoipa::path(put, path = "/v1/oracle/tax-account", tag = "vat",
@@ -361,10 +374,12 @@ pub(crate) async fn get_invoice(State(app): State<App>, P(id): P<String>) -> Res
 }
 
 #[utoipa::path(get, path = "/v1/oracle/vat-payments", tag = "vat",
-    description = "VAT paid to the tax account: what flows back to the tax system through the oracle.",
-    responses((status = 200, body = [schemas::VatPayment])))]
-pub(crate) async fn list_vat_payments(State(app): State<App>) -> Response {
-    read(app, |n| Ok(n.vat_payments())).await
+    description = "VAT paid to the tax account, oldest first: what flows back to the tax system through the oracle. A page at a time (`offset`, `limit` up to 500): `total` counts them all.",
+    params(Page),
+    responses((status = 200, body = schemas::VatPaymentPage), (status = 400, description = "MALFORMED_INPUT: limit not 1 to 500", body = ApiError)))]
+pub(crate) async fn list_vat_payments(State(app): State<App>, Q(page): Q<Page>) -> Response {
+    let (offset, limit) = page.or_default();
+    read(app, move |n| n.vat_payments_page(offset, limit)).await
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/invoice-payments", tag = "vat",

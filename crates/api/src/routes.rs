@@ -392,6 +392,14 @@ pub struct Page {
     pub limit: Option<usize>,
 }
 
+impl Page {
+    /// The offset and the page size asked for, or the first page of
+    /// [`crate::platform::LIST_PAGE_DEFAULT`].
+    pub fn or_default(&self) -> (usize, usize) {
+        (self.offset.unwrap_or(0), self.limit.unwrap_or(crate::platform::LIST_PAGE_DEFAULT))
+    }
+}
+
 #[utoipa::path(get, path = "/v1/nodes/{node}/accounts/{client}/history", tag = "accounts",
     description = "History newest first. Counterparty names appear only when the counterparty is a client of the same bank.",
     params(("node" = String, Path), ("client" = String, Path), Page),
@@ -478,22 +486,20 @@ pub struct TokenQuery {
     /// `true`: every token, held, marked and VAT-marked ones included (they move only with
     /// the oracle's confirmation). Default: the standard tokens the client may spend now.
     pub all: Option<bool>,
+    /// Tokens to skip.
+    pub offset: Option<usize>,
+    /// Tokens to return, 1 to 500 (default 50).
+    pub limit: Option<usize>,
 }
 
 #[utoipa::path(get, path = "/v1/nodes/{node}/accounts/{client}/tokens", tag = "payments",
-    description = "The tokens a client may spend now, with their preimages: what a client that keeps its own key needs to build a transaction.",
+    description = "The tokens a client may spend now, with their preimages: what a client that keeps its own key needs to build a transaction. A page at a time (`offset`, `limit` up to 500): `total` counts them all.",
     params(("node" = String, Path), ("client" = String, Path), TokenQuery),
-    responses((status = 200, body = [schemas::Input]), (status = 404, body = ApiError)))]
-async fn tokens(
-    State(app): State<App>,
-    P((node, client)): P<(String, String)>,
-    query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let all = match query {
-        Ok(Query(q)) => q.all.unwrap_or(false),
-        Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
-    };
-    read(app, move |n| if all { n.all_tokens(&node, &client) } else { n.spendable_tokens(&node, &client) }).await
+    responses((status = 200, body = schemas::TokenPage), (status = 400, description = "MALFORMED_INPUT: limit not 1 to 500", body = ApiError), (status = 404, body = ApiError)))]
+async fn tokens(State(app): State<App>, P((node, client)): P<(String, String)>, Q(query): Q<TokenQuery>) -> Response {
+    let (all, offset) = (query.all.unwrap_or(false), query.offset.unwrap_or(0));
+    let limit = query.limit.unwrap_or(crate::platform::LIST_PAGE_DEFAULT);
+    read(app, move |n| n.tokens_page(&node, &client, all, offset, limit)).await
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/transactions", tag = "payments",
@@ -731,9 +737,13 @@ async fn create_voucher_program(
     .await
 }
 
-#[utoipa::path(get, path = "/v1/voucher-programs", tag = "vouchers", responses((status = 200, body = [schemas::VoucherProgram])))]
-async fn list_voucher_programs(State(app): State<App>) -> Response {
-    read(app, |n| Ok(n.voucher_programs())).await
+#[utoipa::path(get, path = "/v1/voucher-programs", tag = "vouchers",
+    description = "The voucher programmes, a page at a time (`offset`, `limit` up to 500): `total` counts them all.",
+    params(Page),
+    responses((status = 200, body = schemas::VoucherProgramPage), (status = 400, description = "MALFORMED_INPUT: limit not 1 to 500", body = ApiError)))]
+async fn list_voucher_programs(State(app): State<App>, Q(page): Q<Page>) -> Response {
+    let (offset, limit) = page.or_default();
+    read(app, move |n| n.voucher_programs_page(offset, limit)).await
 }
 
 #[utoipa::path(post, path = "/v1/voucher-programs/{id}/events", tag = "vouchers",
@@ -843,10 +853,11 @@ async fn checkpoint(State(app): State<App>, method: Method, uri: Uri, headers: H
 }
 
 #[utoipa::path(get, path = "/v1/operator/operations", tag = "operator",
-    description = "Emissions and redemptions, newest first.",
-    params(Page), responses((status = 200, body = [schemas::NbkOperation])))]
+    description = "Emissions and redemptions, newest first, a page at a time (`offset`, `limit` up to 500): `total` counts them all.",
+    params(Page), responses((status = 200, body = schemas::OperationPage), (status = 400, description = "MALFORMED_INPUT: limit not 1 to 500", body = ApiError)))]
 async fn nbk_operations(State(app): State<App>, Q(page): Q<Page>) -> Response {
-    read(app, move |n| Ok(n.nbk_operations(page.offset.unwrap_or(0), page.limit.unwrap_or(50).min(500)))).await
+    let (offset, limit) = page.or_default();
+    read(app, move |n| n.nbk_operations_page(offset, limit)).await
 }
 
 /// Whether the notary has committed a transaction.

@@ -662,6 +662,76 @@ pub struct NotificationPage {
     pub limit: usize,
 }
 
+/// A page of a client's tokens with their preimages, in the bank's order (issue 19). `total` counts the whole list: ask
+/// again with `offset` moved on by `limit` until it passes `total`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenPage {
+    pub tokens: Vec<dtenge_core::token::Input>,
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// A page of the events a client is a party to, newest first (issue 19). `total` counts the whole list: ask
+/// again with `offset` moved on by `limit` until it passes `total`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HoldPage {
+    pub holds: Vec<HoldView>,
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// A page of the NBK's emissions and redemptions, newest first (issue 19). `total` counts the whole list: ask
+/// again with `offset` moved on by `limit` until it passes `total`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OperationPage {
+    pub operations: Vec<NbkOperation>,
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// A page of voucher programmes, in the banks' order (issue 19). `total` counts the whole list: ask
+/// again with `offset` moved on by `limit` until it passes `total`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VoucherProgramPage {
+    pub programs: Vec<VoucherProgram>,
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// A page of the oracle's providers, in registration order (issue 19). `total` counts the whole list: ask
+/// again with `offset` moved on by `limit` until it passes `total`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProviderPage {
+    pub providers: Vec<ProviderView>,
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// A page of registered VAT payers, in registration order (issue 19). `total` counts the whole list: ask
+/// again with `offset` moved on by `limit` until it passes `total`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VatPayerPage {
+    pub payers: Vec<Party>,
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// A page of VAT paid to the tax account, oldest first (issue 19). `total` counts the whole list: ask
+/// again with `offset` moved on by `limit` until it passes `total`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VatPaymentPage {
+    pub payments: Vec<VatPayment>,
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+}
+
 /// Advance a manual clock (demo and tests only).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -871,8 +871,12 @@ fn fetch_inputs(cluster: &Cluster, holders: &[Holder], per_account: usize) -> Re
                         let h = &holders[i];
                         let bank = BANKS.get(h.bank).ok_or("a bank out of range")?;
                         let client = cluster.banks.get(h.bank).ok_or("a bank without a client")?;
-                        let path = format!("/v1/nodes/{bank}/accounts/{}/tokens", h.iin);
-                        let inputs: Vec<Input> = client.get(&path).map_err(|e| format!("GET {path}: {e}"))?;
+                        // One page of the largest size: the bench pays each account far fewer.
+                        let limit = dtenge_api::platform::LIST_PAGE_MAX;
+                        let path = format!("/v1/nodes/{bank}/accounts/{}/tokens?limit={limit}", h.iin);
+                        let page: dtenge_api::types::TokenPage =
+                            client.get(&path).map_err(|e| format!("GET {path}: {e}"))?;
+                        let inputs: Vec<Input> = page.tokens;
                         if inputs.len() < per_account {
                             return Err(format!("{path}: {} inputs, {per_account} paid", inputs.len()));
                         }

@@ -1096,7 +1096,16 @@ pub(crate) fn amount(tiyn: u64) -> Result<Amount, String> {
 /// over a few connections at once.
 async fn fetch_inputs(endpoint: &Arc<Endpoint>, holders: &[Holder]) -> Result<Vec<Vec<Input>>, String> {
     let paths: Arc<Vec<String>> =
-        Arc::new(holders.iter().map(|h| format!("/v1/nodes/{}/accounts/{}/tokens", BANKS[h.bank], h.iin)).collect());
+        // One page of the largest size: the bench pays each account far fewer.
+        Arc::new(
+            holders
+                .iter()
+                .map(|h| {
+                    let limit = dtenge_api::platform::LIST_PAGE_MAX;
+                    format!("/v1/nodes/{}/accounts/{}/tokens?limit={limit}", BANKS[h.bank], h.iin)
+                })
+                .collect(),
+        );
     let workers = SEED_CONNECTIONS.min(holders.len()).max(1);
     let mut tasks = Vec::with_capacity(workers);
     for w in 0..workers {
@@ -1105,7 +1114,8 @@ async fn fetch_inputs(endpoint: &Arc<Endpoint>, holders: &[Holder]) -> Result<Ve
             let mut conn = Conn::open(&endpoint).await?;
             let mut mine = Vec::new();
             for i in (w..paths.len()).step_by(workers) {
-                let inputs: Vec<Input> = call(&mut conn, Method::GET, &paths[i], None, None).await?;
+                let page: dtenge_api::types::TokenPage = call(&mut conn, Method::GET, &paths[i], None, None).await?;
+                let inputs: Vec<Input> = page.tokens;
                 mine.push((i, inputs));
             }
             Ok::<_, String>(mine)

@@ -332,6 +332,14 @@ impl CentralService {
         self.inner.lock().registry.clone()
     }
 
+    /// At most `count` entries of the registry, newest first, from the `skip`-th, and how
+    /// many it holds: read under the lock, only the page copied (issue 19).
+    pub fn registry_newest(&self, skip: usize, count: usize) -> (Vec<RegistryEntry>, usize) {
+        let inner = self.inner.lock();
+        let page = inner.registry.iter().rev().skip(skip).take(count).cloned().collect();
+        (page, inner.registry.len())
+    }
+
     /// DT in circulation by the registry: issued minus redeemed.
     pub fn circulation(&self) -> Amount {
         Totals::of(&self.inner.lock().registry, None).circulation()

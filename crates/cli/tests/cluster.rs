@@ -728,7 +728,10 @@ fn each_organizations_node_serves_its_own_routes() {
     let again: Value = steppe.post("/v1/nodes/steppe/redemptions", "redeem-1", &json!({"amount_tiyn": 2_000})).unwrap();
     assert_eq!(again, redeemed, "the same key: the same receipt, redeemed once");
     assert_eq!(balance(&steppe, "steppe", "own").0, own_before - 2_000);
-    let operations: Vec<Value> = operator.get("/v1/operator/operations?limit=10").unwrap();
+    let operations: Vec<Value> = serde_json::from_value(
+        operator.get::<Value>("/v1/operator/operations?limit=10").unwrap()["operations"].clone(),
+    )
+    .unwrap();
     assert_eq!(operations.len(), 2, "the emission and the redemption: {operations:?}");
     assert_eq!(
         (operations[0]["kind"].as_str(), operations[0]["tx_id"].clone()),
@@ -823,7 +826,8 @@ fn the_oracles_node_keeps_the_providers_for_the_operators() {
     let other = json!({"id": "vehicle-registry", "name": "Another", "kind": "vehicle_registry"});
     let conflict = operator.post::<_, Value>("/v1/oracle/providers", "provider-2", &other).unwrap_err();
     assert!(conflict.body.contains("CONFLICT"), "{conflict}");
-    let listed: Vec<Value> = operator.get("/v1/oracle/providers").unwrap();
+    let listed: Vec<Value> =
+        serde_json::from_value(operator.get::<Value>("/v1/oracle/providers").unwrap()["providers"].clone()).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["id"], "vehicle-registry");
     // A bank's systems may not register providers, nor read the registry.
@@ -902,7 +906,10 @@ fn a_hold_across_processes_is_released_when_the_provider_reports() {
     let repeated: Value = steppe.post("/v1/nodes/steppe/holds", "hold-1", &hold).unwrap();
     assert_eq!(repeated["tx_id"], receipt["tx_id"], "the same key answers the same hold");
     assert_eq!(held(&steppe, "steppe", sender), (START_TIYN, EVENT_TIYN));
-    let views: Vec<Value> = steppe.get(&format!("/v1/nodes/steppe/accounts/{sender}/holds")).unwrap();
+    let views: Vec<Value> = serde_json::from_value(
+        steppe.get::<Value>(&format!("/v1/nodes/steppe/accounts/{sender}/holds")).unwrap()["holds"].clone(),
+    )
+    .unwrap();
     assert_eq!(views.len(), 1);
     assert_eq!((views[0]["role"].as_str(), views[0]["status"].as_str()), (Some("sender"), Some("held")));
     // The provider reports the occurrence: released to the payee.
@@ -922,7 +929,10 @@ fn a_hold_across_processes_is_released_when_the_provider_reports() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(held(&steppe, "steppe", sender), (START_TIYN - EVENT_TIYN, 0));
-    let views: Vec<Value> = tulpar.get(&format!("/v1/nodes/tulpar/accounts/{payee}/holds")).unwrap();
+    let views: Vec<Value> = serde_json::from_value(
+        tulpar.get::<Value>(&format!("/v1/nodes/tulpar/accounts/{payee}/holds")).unwrap()["holds"].clone(),
+    )
+    .unwrap();
     assert_eq!((views[0]["role"].as_str(), views[0]["status"].as_str()), (Some("payee"), Some("completed")));
     // What the oracle told each bank, its own clients named.
     let told: Value = tulpar.get("/v1/nodes/tulpar/notifications").unwrap();
@@ -1009,9 +1019,14 @@ fn the_oracles_node_takes_the_tax_authoritys_and_the_portals_registrations() {
         esf.put("/v1/oracle/tax-account", "tax-1", &json!({"bank": "treasury", "client_id": tax_id})).unwrap();
     assert_eq!(tax_account["client_id"], json!(tax_id));
     // A bank's systems see their own clients' VAT registrations only.
-    let payers: Vec<Value> = steppe_at_oracle.get("/v1/oracle/vat-payers").unwrap();
+    let payers: Vec<Value> =
+        serde_json::from_value(steppe_at_oracle.get::<Value>("/v1/oracle/vat-payers").unwrap()["payers"].clone())
+            .unwrap();
     assert!(payers.is_empty(), "{payers:?}");
-    let payers: Vec<Value> = cluster.client("oracle", "api-bank-tulpar").get("/v1/oracle/vat-payers").unwrap();
+    let payers: Vec<Value> = serde_json::from_value(
+        cluster.client("oracle", "api-bank-tulpar").get::<Value>("/v1/oracle/vat-payers").unwrap()["payers"].clone(),
+    )
+    .unwrap();
     assert_eq!(payers.len(), 1);
     // An e-invoice, once per key; a seller that is no VAT payer is refused.
     let invoice = json!({"id": "ESF-1", "seller": seller, "buyer": buyer, "net_tiyn": 100_000, "vat_tiyn": 12_000});
@@ -1022,7 +1037,8 @@ fn the_oracles_node_takes_the_tax_authoritys_and_the_portals_registrations() {
     assert_eq!(esf.post::<_, Value>("/v1/oracle/invoices", "invoice-2", &fake).unwrap_err().status, 403);
     let read: Value = steppe_at_oracle.get("/v1/oracle/invoices/ESF-1").unwrap();
     assert_eq!((&read["id"], &read["net_tiyn"]), (&json!("ESF-1"), &json!(100_000)));
-    let paid: Vec<Value> = esf.get("/v1/oracle/vat-payments").unwrap();
+    let paid: Vec<Value> =
+        serde_json::from_value(esf.get::<Value>("/v1/oracle/vat-payments").unwrap()["payments"].clone()).unwrap();
     assert!(paid.is_empty());
     // A contract, once per key; the tax authority registers none.
     let contract = json!({
@@ -1183,9 +1199,13 @@ fn programmed_money_across_processes_marks_pays_invoices_and_contracts_and_split
     wait_dt(&treasury, "treasury", &tax_id, 12_000);
     assert_eq!(kinds(&treasury, "treasury", &tax_id), (12_000, 0, 0), "standard at the tax account");
     assert_eq!(sapa_at_oracle.get::<Value>("/v1/oracle/invoices/ESF-1").unwrap_err().status, 404);
-    let theirs: Vec<Value> = steppe_at_oracle.get("/v1/oracle/vat-payments").unwrap();
+    let theirs: Vec<Value> =
+        serde_json::from_value(steppe_at_oracle.get::<Value>("/v1/oracle/vat-payments").unwrap()["payments"].clone())
+            .unwrap();
     assert!(theirs.is_empty(), "Steppe's systems see no other bank's VAT payments: {theirs:?}");
-    let ours: Vec<Value> = tulpar_at_oracle.get("/v1/oracle/vat-payments").unwrap();
+    let ours: Vec<Value> =
+        serde_json::from_value(tulpar_at_oracle.get::<Value>("/v1/oracle/vat-payments").unwrap()["payments"].clone())
+            .unwrap();
     assert_eq!(ours.len(), 1);
 
     // A contract: Steppe's client pays Tulpar's under it; Tulpar's withdraws part to bank money.
@@ -1354,7 +1374,8 @@ fn cards_and_vouchers_across_processes_pay_refund_and_settle() {
     let again: Value = steppe.post(&events, "meal-1-b", &meal).unwrap();
     assert_eq!(again["tx_id"], paid["tx_id"], "the same event pays once, whatever the key");
     wait_dt(&tulpar, "tulpar", &canteen, 500);
-    let programs: Vec<Value> = steppe.get("/v1/voucher-programs").unwrap();
+    let programs: Vec<Value> =
+        serde_json::from_value(steppe.get::<Value>("/v1/voucher-programs").unwrap()["programs"].clone()).unwrap();
     assert_eq!(programs.len(), 1);
     cluster.reconcile();
 }

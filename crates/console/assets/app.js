@@ -13,7 +13,7 @@ const T = {
     block: "Block", unblock: "Unblock", reason: "Reason", cancel: "Cancel", confirm: "Confirm",
     block_title: "Block {node}?", unblock_title: "Unblock {node}?", rate: "Payments per second",
     time: "Time", user: "User", action: "Action", target: "Target", detail: "Detail", ok: "OK", failed: "failed", started: "started", interrupted: "interrupted",
-    prev: "Previous", next: "Next", page: "Page {n} of {m}", name: "Name", id: "IIN/BIN", phone: "Phone",
+    prev: "Previous", next: "Next", page: "Page {n} of {m}", showing: "Showing {a}-{b} of {n}", name: "Name", id: "IIN/BIN", phone: "Phone",
     balance: "Balance", standard: "Spendable", marked: "Marked", vat: "VAT-marked", held: "Held", bank_money: "Bank money",
     history: "History", holds: "Holds", direction: "Direction", amount: "Amount", counterparty: "Counterparty",
     event: "Event", role: "Role", expires: "Expires in", none: "Nothing yet.", astana: "Astana (UTC+5)",
@@ -54,7 +54,7 @@ const T = {
     block: "Заблокировать", unblock: "Разблокировать", reason: "Причина", cancel: "Отмена", confirm: "Подтвердить",
     block_title: "Заблокировать {node}?", unblock_title: "Разблокировать {node}?", rate: "Платежей в секунду",
     time: "Время", user: "Пользователь", action: "Действие", target: "Объект", detail: "Подробности", ok: "Успешно",
-    failed: "ошибка", started: "начато", interrupted: "прервано", prev: "Назад", next: "Вперёд", page: "Страница {n} из {m}", name: "Наименование", id: "ИИН/БИН",
+    failed: "ошибка", started: "начато", interrupted: "прервано", prev: "Назад", next: "Вперёд", page: "Страница {n} из {m}", showing: "Показаны {a}-{b} из {n}", name: "Наименование", id: "ИИН/БИН",
     phone: "Телефон", balance: "Баланс", standard: "Доступно", marked: "Маркированные", vat: "НДС-маркированные",
     held: "Заблокировано под событие", bank_money: "Безналичные", history: "История", holds: "Холдирование",
     direction: "Направление", amount: "Сумма", counterparty: "Контрагент", event: "Событие", role: "Роль",
@@ -97,7 +97,7 @@ const T = {
     block: "Бұғаттау", unblock: "Бұғаттан шығару", reason: "Себебі", cancel: "Болдырмау", confirm: "Растау",
     block_title: "{node} бұғатталсын ба?", unblock_title: "{node} бұғаттан шығарылсын ба?", rate: "Секундына төлемдер",
     time: "Уақыт", user: "Пайдаланушы", action: "Әрекет", target: "Нысан", detail: "Толығырақ", ok: "Сәтті",
-    failed: "қате", started: "басталды", interrupted: "үзілді", prev: "Артқа", next: "Алға", page: "{m} беттің {n}-беті", name: "Атауы", id: "ЖСН/БСН",
+    failed: "қате", started: "басталды", interrupted: "үзілді", prev: "Артқа", next: "Алға", page: "{m} беттің {n}-беті", showing: "{n} ішінен {a}-{b} көрсетілген", name: "Атауы", id: "ЖСН/БСН",
     phone: "Телефон", balance: "Қалдық", standard: "Қолжетімді", marked: "Таңбаланған", vat: "ҚҚС-таңбаланған",
     held: "Оқиғаға ұсталған", bank_money: "Қолма-қолсыз", history: "Тарих", holds: "Ұстау", direction: "Бағыты",
     amount: "Сомасы", counterparty: "Контрагент", event: "Оқиға", role: "Рөл", expires: "Мерзімі бітеді",
@@ -215,6 +215,26 @@ function pager(index, pages, go) {
     el("button", { type: "button", onclick: () => go(Math.max(0, index - 1)), disabled: index === 0 ? "" : null }, t("prev")),
     el("span", {}, t("page", { n: index + 1, m: pages })),
     el("button", { type: "button", onclick: () => go(Math.min(pages - 1, index + 1)), disabled: index >= pages - 1 ? "" : null }, t("next")));
+}
+
+// A table paged by the server (issue 19): `path` answers `{ accounts, total, offset, limit }`
+// for `?offset=&limit=`; only the page shown is fetched. "Showing x-y of N", Previous, Next.
+function serverPaged(columns, path, size = 20) {
+  const holder = el("div", { class: "server-paged" });
+  let offset = 0;
+  const draw = async () => {
+    const page = await api(`${path}?offset=${offset}&limit=${size}`);
+    const pages = Math.max(1, Math.ceil(page.total / size));
+    const shown = page.accounts.length;
+    const first = shown ? offset + 1 : 0;
+    holder.replaceChildren(
+      table(columns, page.accounts),
+      el("p", { class: "muted showing" }, t("showing", { a: first, b: offset + shown, n: page.total })),
+      pager(Math.floor(offset / size), pages, (p) => { offset = p * size; draw(); }),
+    );
+  };
+  draw();
+  return holder;
 }
 
 // A paged table: `rows` all known here, shown `size` at a time.
@@ -401,15 +421,13 @@ function accountColumns() {
 }
 
 async function treasuryView(main) {
-  const accounts = await api("/console/api/treasury/accounts");
   main.append(el("h1", {}, t("accounts")),
     el("p", {}, el("a", { href: "/console/api/treasury/accounts.csv", download: "treasury-accounts.csv", id: "export-csv" }, t("export_csv"))),
-    paged(accountColumns(), accounts));
+    serverPaged(accountColumns(), "/console/api/treasury/accounts"));
 }
 
 async function bankView(main) {
-  const clients = await api("/console/api/bank/clients");
-  main.append(el("h1", {}, t("clients")), paged(accountColumns(), clients));
+  main.append(el("h1", {}, t("clients")), serverPaged(accountColumns(), "/console/api/bank/clients"));
 }
 
 async function clientView(main) {
@@ -676,7 +694,6 @@ async function registryView(main) {
 }
 
 async function bankClientsView(main) {
-  const clients = await api("/console/api/bank/clients");
   const history = el("div", { id: "client-history" });
   const columns = [...accountColumns(), { title: t("history"), cell: (a) => el("button", { type: "button", onclick: async () => {
     const page = await api(`/console/api/bank/clients/${encodeURIComponent(a.account.client_id)}/history`);
@@ -714,7 +731,7 @@ async function bankClientsView(main) {
     t("send"), async (v, key) => {
       await api("/console/api/bank/nbk-conversions", { method: "POST", key, body: JSON.stringify({ to_dt: v.nbk_direction === "to", amount: v.nbk_amount }) });
     });
-  main.append(el("h1", {}, t("clients")), paged(columns, clients), history, el("div", { class: "two" }, deposit, conversion, open, nbk));
+  main.append(el("h1", {}, t("clients")), serverPaged(columns, "/console/api/bank/clients"), history, el("div", { class: "two" }, deposit, conversion, open, nbk));
 }
 
 async function walletView(main) {

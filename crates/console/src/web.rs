@@ -9,6 +9,7 @@
 use crate::auth::{same_secret, Role, Session};
 use crate::Console;
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -343,15 +344,54 @@ async fn audit(
     blocking(move || console.audit_page(page.offset.unwrap_or(0) as u64, page.limit.unwrap_or(20))).await
 }
 
-async fn treasury_accounts(State(console): State<App>, headers: HeaderMap) -> Response {
+/// Largest page of a console's account list (issue 19: a whole list in one answer was 7 MB
+/// for 16,000 accounts).
+pub const CONSOLE_ACCOUNTS_PAGE_MAX: usize = 500;
+/// A page of a console's account list when the page names no size.
+const CONSOLE_ACCOUNTS_PAGE_DEFAULT: usize = 20;
+
+/// A page of accounts as the consoles' tables show it: "showing offset+1 to offset+len of
+/// total", with Previous and Next.
+#[derive(Serialize)]
+struct AccountsPage {
+    accounts: Vec<dtenge_api::types::AccountView>,
+    total: usize,
+    offset: usize,
+    limit: usize,
+}
+
+/// A page of `node`'s accounts, in client id order: `limit` 1 to
+/// [`CONSOLE_ACCOUNTS_PAGE_MAX`] (default 20), else `MALFORMED_INPUT`.
+async fn accounts_page(console: App, node: String, query: Result<Query<PageQuery>, QueryRejection>) -> Response {
+    let Ok(Query(page)) = query else { return failure(Error::malformed("offset and limit are numbers")) };
+    let (offset, limit) = (page.offset.unwrap_or(0), page.limit.unwrap_or(CONSOLE_ACCOUNTS_PAGE_DEFAULT));
+    if !(1..=CONSOLE_ACCOUNTS_PAGE_MAX).contains(&limit) {
+        return failure(Error::malformed(format!("limit must be 1 to {CONSOLE_ACCOUNTS_PAGE_MAX}")));
+    }
+    blocking(move || {
+        let (accounts, total) = console.platform.accounts_at(&node, offset, limit)?;
+        Ok(AccountsPage { accounts, total, offset, limit })
+    })
+    .await
+}
+
+async fn treasury_accounts(
+    State(console): State<App>,
+    headers: HeaderMap,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
     let checked = session(&console, &headers, false).and_then(|(_, s)| require(&s, |r| *r == Role::Treasury));
     if let Err(e) = checked {
         return failure(e);
     }
-    blocking(move || console.platform.accounts(dtenge_api::platform::TREASURY_ID)).await
+    accounts_page(console, dtenge_api::platform::TREASURY_ID.to_string(), query).await
 }
 
-async fn bank_clients(State(console): State<App>, headers: HeaderMap) -> Response {
+async fn bank_clients(
+    State(console): State<App>,
+    headers: HeaderMap,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
     let session = match session(&console, &headers, false) {
         Ok((_, s)) => s,
         Err(e) => return failure(e),
@@ -359,7 +399,7 @@ async fn bank_clients(State(console): State<App>, headers: HeaderMap) -> Respons
     let Role::BankOfficer { bank } = session.role else {
         return failure(Error::new(ErrorCode::Forbidden, "the bank console is for bank officers"));
     };
-    blocking(move || console.platform.accounts(&bank)).await
+    accounts_page(console, bank, query).await
 }
 
 /// A client's wallet: its account with balances split, its history and its holds.

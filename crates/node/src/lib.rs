@@ -961,28 +961,26 @@ impl NodeState {
     /// The tokens a client may spend now (not reserved), with their preimages: what a client
     /// that keeps its own key needs to build a transaction.
     pub fn spendable_inputs(&self, client_id: &str) -> Result<Vec<Input>> {
-        let state = self.account_state(client_id)?;
-        Ok(state
-            .tokens
-            .iter()
-            .filter_map(|id| {
-                self.tokens
-                    .get(id)
-                    .filter(|h| h.reserved_by.is_none() && h.input.output.policy.is_standard())
-                    .map(|h| h.input.clone())
-            })
-            .collect())
+        Ok(self.inputs_of(client_id, false)?.cloned().collect())
     }
 
     /// Every token the client owns that is not reserved, whatever its policy: held, marked
     /// and VAT-marked tokens included (they move only with the oracle's attestation).
     pub fn all_inputs(&self, client_id: &str) -> Result<Vec<Input>> {
+        Ok(self.inputs_of(client_id, true)?.cloned().collect())
+    }
+
+    /// The client's unreserved tokens, in the account's order, read in place (a page of them
+    /// is taken without copying the rest, issue 19): the standard ones it may spend now, or
+    /// with `all` every one whatever its policy.
+    pub fn inputs_of<'a>(&'a self, client_id: &str, all: bool) -> Result<impl Iterator<Item = &'a Input> + 'a> {
         let state = self.account_state(client_id)?;
-        Ok(state
-            .tokens
-            .iter()
-            .filter_map(|id| self.tokens.get(id).filter(|h| h.reserved_by.is_none()).map(|h| h.input.clone()))
-            .collect())
+        Ok(state.tokens.iter().filter_map(move |id| {
+            self.tokens
+                .get(id)
+                .filter(|h| h.reserved_by.is_none() && (all || h.input.output.policy.is_standard()))
+                .map(|h| &h.input)
+        }))
     }
 
     /// Build a hold: `amount` of the client's standard DT becomes a token held for the oracle

@@ -136,8 +136,9 @@ pub(crate) fn vehicle_sale(w: &World, out: &mut Vec<String>) -> Check {
         tenge(spendable)
     ));
     w.told("tulpar", &id, "funds_held")?;
-    let seller_view =
+    let seller_holds =
         w.client.get(&format!("/v1/nodes/tulpar/accounts/{seller}/holds")).map_err(|e| fail("holds", e))?;
+    let seller_view = &seller_holds["holds"];
     ensure(
         seller_view[0]["role"] == "payee"
             && seller_view[0]["status"] == "held"
@@ -726,7 +727,9 @@ pub(crate) fn digital_vat(w: &World, out: &mut Vec<String>) -> Check {
     ensure(w.dt_kinds("sapa", &le3)? == (500_00, 0, 0, 500_00), || "LE3 final".into())?;
     ensure(w.dt_kinds("treasury", &tax)? == (120_00, 0, 0, 120_00), || "tax account final".into())?;
     let payments = w.client.get("/v1/oracle/vat-payments").map_err(|e| fail("VAT payments", e))?;
-    ensure(payments.as_array().map_or(0, Vec::len) >= 2, || "the tax system does not see the VAT payments".into())?;
+    ensure(payments["payments"].as_array().map_or(0, Vec::len) >= 2, || {
+        "the tax system does not see the VAT payments".into()
+    })?;
     out.push(
         "Both pay 60.00 VAT to the tax account: LE2 500.00, LE3 500.00 standard; tax account 120.00 standard".into(),
     );

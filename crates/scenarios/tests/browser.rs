@@ -69,6 +69,22 @@ fn consoles_work_in_a_real_browser() {
     open("treasury", GovernmentAgency, &ministry, "Ministry of Energy", None);
     open("tulpar", LegalEntity, &contractor, "General Contractor LLP", None);
     open("sapa", LegalEntity, &supplier, "Final Supplier LLP", None);
+    // Issue 19: more clients at Steppe than one page of the officer's list (20) holds, each
+    // after Aigerim in client id order, so that her row stays on the first page.
+    let many: Vec<dtenge_api::types::OpenAccount> = (0..100u64)
+        .filter_map(|n| dtenge_node::ids::complete_iin_bin(&format!("9501013{n:04}")))
+        .take(25)
+        .enumerate()
+        .map(|(i, id)| dtenge_api::types::OpenAccount {
+            kind: Individual,
+            client_id: id,
+            name: format!("Paged Client {i}"),
+            phone: None,
+            public_key: None,
+        })
+        .collect();
+    assert_eq!(many.len(), 25);
+    roles.open_accounts(None, "steppe", many).unwrap();
     give("steppe", "900101300007", 10_000_00);
     give("steppe", &employer, 50_000_00);
     give("treasury", &ministry, 1_000_000_00);

@@ -514,3 +514,63 @@ fn the_consoles_write_actions_refusals_and_reads_of_clients_data_to_the_trail() 
     let verification = trail.check(&[]).unwrap();
     assert!(verification.ok() && verification.open_intents == 0, "{verification:?}");
 }
+
+/// Issue 19, point 6: the bank officer's client list comes a page at a time: 20 by default, at
+/// most 500, "showing x-y of N" from `total`; the pages cover every client exactly once, and a
+/// page over 500 is refused `MALFORMED_INPUT`. (The build before answered every client of the
+/// bank in one response.)
+#[test]
+fn the_bank_officers_client_list_is_paged() {
+    const CLIENTS: u32 = 45;
+    let (_dir, platform) = start();
+    let requests: Vec<OpenAccount> = (0..CLIENTS)
+        .map(|n| OpenAccount {
+            kind: dtenge_node::ClientKind::Individual,
+            client_id: dtenge_scenarios::World::iin(79, n),
+            name: format!("Client {n}"),
+            phone: None,
+            public_key: None,
+        })
+        .collect();
+    platform.roles.open_accounts(None, "sapa", requests).unwrap();
+    let officer = Role::BankOfficer { bank: "sapa".into() };
+    platform.console.put_user("officer-sapa", "Sapa Officer", officer, PASSWORD).unwrap();
+    let browser = Browser::sign_in(&platform, "officer-sapa");
+    let get = |path: &str| -> (u16, Value) {
+        match ureq::get(&format!("{}{path}", browser.base)).set("Cookie", &browser.cookie).call() {
+            Ok(response) => (response.status(), response.into_json().unwrap()),
+            Err(ureq::Error::Status(status, response)) => (status, response.into_json().unwrap()),
+            Err(e) => panic!("transport: {e}"),
+        }
+    };
+    let total = platform.roles.accounts("sapa").unwrap().len();
+    assert!(total > CLIENTS as usize);
+
+    let (status, first) = get("/console/api/bank/clients");
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["accounts"].as_array().unwrap().len(), 20, "20 by default");
+    assert_eq!(first["total"], total);
+
+    let limit = 20;
+    let mut ids: Vec<String> = Vec::new();
+    for page in 0..total.div_ceil(limit) {
+        let (status, answer) = get(&format!("/console/api/bank/clients?offset={}&limit={limit}", page * limit));
+        assert_eq!(status, 200, "{answer}");
+        let accounts = answer["accounts"].as_array().unwrap();
+        assert!(accounts.len() <= limit);
+        assert_eq!(
+            (answer["total"].as_u64(), answer["offset"].as_u64()),
+            (Some(total as u64), Some((page * limit) as u64))
+        );
+        ids.extend(accounts.iter().map(|a| a["account"]["client_id"].as_str().unwrap().to_string()));
+    }
+    let mut once = ids.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!((ids.len(), once), (total, ids.clone()), "every client once, in client id order");
+
+    for refused in ["/console/api/bank/clients?limit=501", "/console/api/bank/clients?limit=0"] {
+        let (status, answer) = get(refused);
+        assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("MALFORMED_INPUT")), "{refused}: {answer}");
+    }
+}

@@ -170,6 +170,111 @@ fn a_nodes_accounts_come_a_bounded_page_at_a_time() {
     assert_eq!(refused.code, "MALFORMED_INPUT", "{refused:?}");
 }
 
+/// Issue 19, point 6: every other list comes a bounded page at a time too. A client holds 620
+/// tokens (more than the largest page, [`dtenge_api::platform::LIST_PAGE_MAX`]): a page never
+/// holds more than its limit, `total` counts them all, and the pages cover every token exactly
+/// once; a limit over the largest page is refused `MALFORMED_INPUT` on every list (tokens,
+/// holds, notifications, NBK operations, voucher programmes, providers, VAT payers, VAT
+/// payments). (The build before answered the tokens, the holds, the programmes, the providers
+/// and the VAT lists whole, and cut a too-large page of operations silently.)
+#[test]
+fn every_list_comes_a_bounded_page_at_a_time() {
+    use dtenge_api::platform::{LIST_PAGE_DEFAULT, LIST_PAGE_MAX, PAGE_LIMIT_MAX};
+    use dtenge_api::types::{AmountRequest, OpenAccount, RegistryLine, RegistryRequest};
+    use dtenge_core::money::Amount;
+    const TOKENS: usize = 620;
+    let (_dir, platform) = start();
+    let roles = &platform.roles;
+    let payee = World::iin(78, 1);
+    let account = OpenAccount {
+        kind: dtenge_node::ClientKind::Individual,
+        client_id: payee.clone(),
+        name: "Many Tokens".into(),
+        phone: None,
+        public_key: None,
+    };
+    roles.open_account(None, "sapa", account).unwrap();
+    let funds = AmountRequest { amount_tiyn: Amount::from_tiyn(10_000_00).unwrap() };
+    roles.credit_correspondent(None, "sapa", funds).unwrap();
+    // Two emissions, so that a page of one operation is not the whole list.
+    let half = AmountRequest { amount_tiyn: Amount::from_tiyn(5_000_00).unwrap() };
+    roles.emission(None, "sapa", half).unwrap();
+    roles.emission(None, "sapa", half).unwrap();
+    // One registry line is one token: the bank's own account pays the client 620 of them.
+    let lines = (0..TOKENS)
+        .map(|_| RegistryLine {
+            phone: None,
+            client_id: Some(payee.clone()),
+            bank: Some("sapa".into()),
+            amount_tiyn: Amount::from_tiyn(1_00).unwrap(),
+        })
+        .collect();
+    let request = RegistryRequest { from: "own".into(), reference: None, lines };
+    let report = roles.distribute_registry(None, "sapa", request).unwrap();
+    assert_eq!(report.lines_paid, TOKENS, "every line paid");
+    let world = World::new(&platform.base_url(), &platform.credentials_dir()).unwrap();
+    let tokens = format!("/v1/nodes/sapa/accounts/{payee}/tokens");
+
+    let first = world.client.get(&tokens).unwrap();
+    assert_eq!(first["tokens"].as_array().unwrap().len(), LIST_PAGE_DEFAULT);
+    assert_eq!(first["total"], TOKENS);
+    for limit in [LIST_PAGE_MAX, 7] {
+        let mut seen: Vec<String> = Vec::new();
+        let mut offset = 0;
+        // Bounded: more pages than this would mean a page that does not move on.
+        for _ in 0..=TOKENS.div_ceil(limit) {
+            let page = world.client.get(&format!("{tokens}?offset={offset}&limit={limit}")).unwrap();
+            let items = page["tokens"].as_array().unwrap();
+            assert!(items.len() <= limit, "a page of {} for a limit of {limit}", items.len());
+            assert_eq!(page["total"], TOKENS);
+            seen.extend(items.iter().map(|i| format!("{}#{}", i["tx_id"], i["index"])));
+            offset += limit;
+            if offset >= TOKENS {
+                break;
+            }
+        }
+        let mut once = seen.clone();
+        once.sort();
+        once.dedup();
+        assert_eq!((seen.len(), once.len()), (TOKENS, TOKENS), "every token exactly once at a limit of {limit}");
+    }
+    let all = world.client.get(&format!("{tokens}?all=true&limit={LIST_PAGE_MAX}")).unwrap();
+    assert_eq!(all["tokens"].as_array().unwrap().len(), LIST_PAGE_MAX);
+
+    let holds = world.client.get(&format!("/v1/nodes/sapa/accounts/{payee}/holds?limit=10")).unwrap();
+    assert_eq!((holds["total"].as_u64(), holds["limit"].as_u64()), (Some(0), Some(10)), "{holds}");
+    let operations = world.client.get("/v1/operator/operations?limit=1").unwrap();
+    assert_eq!(operations["operations"].as_array().unwrap().len(), 1);
+    assert_eq!(operations["total"].as_u64(), Some(2), "{operations}");
+
+    let over = LIST_PAGE_MAX + 1;
+    let refused = [
+        format!("{tokens}?limit={over}"),
+        format!("{tokens}?limit=0"),
+        format!("/v1/nodes/sapa/accounts/{payee}/holds?limit={over}"),
+        format!("/v1/nodes/sapa/notifications?limit={}", PAGE_LIMIT_MAX + 1),
+        format!("/v1/operator/operations?limit={over}"),
+        format!("/v1/voucher-programs?limit={over}"),
+        format!("/v1/oracle/providers?limit={over}"),
+        format!("/v1/oracle/vat-payers?limit={over}"),
+        format!("/v1/oracle/vat-payments?limit={over}"),
+    ];
+    for path in refused {
+        let e = world.client.get(&path).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "MALFORMED_INPUT"), "{path}: {e:?}");
+    }
+    for (path, field) in [
+        ("/v1/voucher-programs", "programs"),
+        ("/v1/oracle/providers", "providers"),
+        ("/v1/oracle/vat-payers", "payers"),
+        ("/v1/oracle/vat-payments", "payments"),
+    ] {
+        let page = world.client.get(&format!("{path}?limit=1")).unwrap();
+        assert!(page[field].as_array().unwrap().len() <= 1, "{path}: {page}");
+        assert!(page["total"].is_u64(), "{path}: {page}");
+    }
+}
+
 /// Issue 19, point 8: an idempotency key is its caller's own. A bank's systems and the NBK's
 /// operator use the same key for two different calls: each is done, neither is refused for the
 /// other's (the build before kept one namespace for every caller, so the first caller to use a

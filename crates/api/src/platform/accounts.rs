@@ -96,6 +96,19 @@ impl Platform {
         self.bank(node_id)?.service().read(|node| accounts_page(node, after, limit))
     }
 
+    /// A page of `node_id`'s accounts by position in client id order, for a view that pages
+    /// back as well as on (the consoles): `limit` (1 to [`ACCOUNTS_PAGE_MAX`]) from the
+    /// `offset`-th, and how many accounts the node has. Only the page is viewed and copied.
+    pub fn accounts_at(&self, node_id: &str, offset: usize, limit: usize) -> Result<(Vec<AccountView>, usize)> {
+        ensure!((1..=ACCOUNTS_PAGE_MAX).contains(&limit), MalformedInput, "limit must be 1 to {ACCOUNTS_PAGE_MAX}");
+        self.bank(node_id)?.service().read(|node| {
+            let page: Vec<AccountView> =
+                node.accounts().skip(offset).take(limit).map(|a| view(node, a)).collect::<Result<_>>()?;
+            assert!(page.len() <= limit);
+            Ok((page, node.account_count()))
+        })
+    }
+
     pub fn balance(&self, node_id: &str, client_id: &str) -> Result<Balance> {
         self.bank(node_id)?.service().read(|node| node.balance(client_id))
     }

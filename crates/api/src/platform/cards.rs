@@ -194,6 +194,19 @@ impl Platform {
         self.assembly.voucher_programs().iter().map(program_of).collect()
     }
 
+    /// A page of the voucher programmes (issue 19): `limit` (1 to [`super::LIST_PAGE_MAX`])
+    /// from the `offset`-th, with how many there are.
+    pub fn voucher_programs_page(&self, offset: usize, limit: usize) -> Result<crate::types::VoucherProgramPage> {
+        let programs = self.assembly.voucher_programs();
+        let (page, total) = super::page_of(programs.iter(), offset, limit)?;
+        Ok(crate::types::VoucherProgramPage {
+            programs: page.into_iter().map(program_of).collect(),
+            total,
+            offset,
+            limit,
+        })
+    }
+
     /// An integrator's event: the programme's amount paid once per event id, whoever retries
     /// (the event is its own idempotency key at the bank; `idem` adds nothing). An event paid
     /// before answers the first payment's transaction, with `at_unix_ms` the time of this

@@ -19,8 +19,8 @@
 use super::Idem;
 use super::{idem_key, wait, Platform, ANSWER_WAIT};
 use crate::types::{
-    ClockView, Event, EventKind, EventPage, EventRequest, EventStatus, EventTerms, EventView, HoldReceipt, HoldRequest,
-    HoldView, OccurrenceOutcome, OccurrenceRequest, ProviderCredentials, ProviderRequest, Share,
+    ClockView, Event, EventKind, EventPage, EventRequest, EventStatus, EventTerms, EventView, HoldPage, HoldReceipt,
+    HoldRequest, HoldView, OccurrenceOutcome, OccurrenceRequest, ProviderCredentials, ProviderRequest, Share,
 };
 use dtenge_core::crypto::{Address, Hash32, PublicKey};
 use dtenge_core::party::Party;
@@ -77,6 +77,14 @@ impl Platform {
 
     pub fn providers(&self) -> Vec<ProviderView> {
         self.assembly.oracle().providers()
+    }
+
+    /// A page of the oracle's providers, in registration order (issue 19): `limit` (1 to
+    /// [`super::LIST_PAGE_MAX`]) from the `offset`-th.
+    pub fn providers_page(&self, offset: usize, limit: usize) -> Result<crate::types::ProviderPage> {
+        super::check_list_limit(limit)?;
+        let (providers, total) = super::page_of(self.assembly.oracle().providers().into_iter(), offset, limit)?;
+        Ok(crate::types::ProviderPage { providers, total, offset, limit })
     }
 
     /// The oracle's public key: what verifies its attestations.
@@ -256,7 +264,29 @@ impl Platform {
         Ok(event_full_view(&image, |_, address| self.client_at_directory(address)))
     }
 
-    /// The events a client of `node_id` is a party to: as sender (its funds held) or payee.
+    /// A page of the events `client_id` is a party to, newest first (issue 19): `limit` (1 to
+    /// [`super::LIST_PAGE_MAX`]) from the `offset`-th; the others are only counted, not kept.
+    pub fn holds_page(&self, node_id: &str, client_id: &str, offset: usize, limit: usize) -> Result<HoldPage> {
+        super::check_list_limit(limit)?;
+        let me = self.party(node_id, client_id)?;
+        let oracle = self.assembly.oracle();
+        let mut images = Vec::with_capacity(limit);
+        let mut total: usize = 0;
+        for event in oracle.events().iter().rev() {
+            let image = oracle.image(&event.id, false)?;
+            if image.names(&me.bank, &me.address) {
+                if total >= offset && images.len() < limit {
+                    images.push(image);
+                }
+                total += 1;
+            }
+        }
+        assert!(images.len() <= limit);
+        Ok(HoldPage { holds: hold_views(&images, &me.bank, &me.address, self.now_ms()), total, offset, limit })
+    }
+
+    /// The events a client of `node_id` is a party to: as sender (its funds held) or payee,
+    /// every one, newest first.
     pub fn holds(&self, node_id: &str, client_id: &str) -> Result<Vec<HoldView>> {
         let me = self.party(node_id, client_id)?;
         let oracle = self.assembly.oracle();

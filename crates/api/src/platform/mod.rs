@@ -20,6 +20,7 @@ mod checkpoint;
 mod holding;
 mod notifications;
 mod operator;
+mod pages;
 mod payments;
 mod programmed;
 
@@ -46,6 +47,7 @@ pub use holding::{
 };
 pub use notifications::{notification_page, NOTICES_KEPT_MAX};
 pub use operator::{block_reason, calendar_year, day_view, decision_applied, nbk_operation, REASON_LEN_MAX};
+pub use pages::{check_list_limit, page_of, LIST_PAGE_DEFAULT, LIST_PAGE_MAX};
 pub use payments::{applied_at, check_reference, Staged, Submitted, REFERENCE_LEN_MAX, REGISTRY_LINES_MAX};
 pub use programmed::{
     at, check_split, contract_matches, contract_terms, invoice_matches, marking_page, registered_again,

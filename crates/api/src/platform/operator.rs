@@ -118,6 +118,14 @@ impl Platform {
         registry.iter().rev().skip(offset).take(limit).map(nbk_operation).collect()
     }
 
+    /// A page of emissions and redemptions, newest first (issue 19): `limit` (1 to
+    /// [`super::LIST_PAGE_MAX`]) from the `offset`-th, with how many there are.
+    pub fn nbk_operations_page(&self, offset: usize, limit: usize) -> Result<crate::types::OperationPage> {
+        super::check_list_limit(limit)?;
+        let (page, total) = self.assembly.central().registry_newest(offset, limit);
+        Ok(crate::types::OperationPage { operations: page.iter().map(nbk_operation).collect(), total, offset, limit })
+    }
+
     /// Reconciliation across the roles, while payments go on: at the notary's current
     /// certificate number `s`, the banks' DT = central's circulation by its registry = the ABS
     /// DT liability, and the banks' tokens = the notary's unspent tokens, each role's figures

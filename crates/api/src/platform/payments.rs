@@ -88,6 +88,23 @@ impl Platform {
         self.bank(node_id)?.service().read(|node| node.all_inputs(client_id))
     }
 
+    /// A page of a client's unreserved tokens with their preimages (issue 19): `limit` (1 to
+    /// [`super::LIST_PAGE_MAX`]) from the `offset`-th, the standard ones it may spend now or,
+    /// with `all`, every one; read under the bank's lock, only the page copied.
+    pub fn tokens_page(
+        &self,
+        node_id: &str,
+        client_id: &str,
+        all: bool,
+        offset: usize,
+        limit: usize,
+    ) -> Result<crate::types::TokenPage> {
+        self.bank(node_id)?.service().read(|node| {
+            let (page, total) = super::page_of(node.inputs_of(client_id, all)?, offset, limit)?;
+            Ok(crate::types::TokenPage { tokens: page.into_iter().cloned().collect(), total, offset, limit })
+        })
+    }
+
     /// Registry distribution: a legal entity (or agency, or the node itself: `from: "own"`)
     /// pays many individuals in one request. Each line is checked on its own (recipient known
     /// and an individual, amount positive, not the payer); bad lines are reported and skipped,

@@ -220,6 +220,20 @@ impl Platform {
         self.assembly.vat_payments()
     }
 
+    /// A page of the registered VAT payers (issue 19): `limit` (1 to
+    /// [`super::LIST_PAGE_MAX`]) from the `offset`-th, with how many there are.
+    pub fn vat_payers_page(&self, offset: usize, limit: usize) -> Result<crate::types::VatPayerPage> {
+        let (payers, total) = super::page_of(self.assembly.oracle().vat_payers().into_iter(), offset, limit)?;
+        Ok(crate::types::VatPayerPage { payers, total, offset, limit })
+    }
+
+    /// A page of the VAT paid to the tax account, oldest first (issue 19): `limit` (1 to
+    /// [`super::LIST_PAGE_MAX`]) from the `offset`-th, with how many there are.
+    pub fn vat_payments_page(&self, offset: usize, limit: usize) -> Result<crate::types::VatPaymentPage> {
+        let (payments, total) = super::page_of(self.assembly.vat_payments().into_iter(), offset, limit)?;
+        Ok(crate::types::VatPaymentPage { payments, total, offset, limit })
+    }
+
     /// The tax authority registers an e-invoice. Asked again with an idempotency key, an
     /// invoice registered with the same id, parties and amounts is answered as it is now.
     pub fn register_invoice(&self, idem: Option<&Idem>, token: &str, request: InvoiceRequest) -> Result<Invoice> {

@@ -305,6 +305,27 @@ mod tests {
                 tx_id: _,
             } = x;
         };
+        let _ = |x: crate::types::TokenPage| {
+            let crate::types::TokenPage { tokens: _, total: _, offset: _, limit: _ } = x;
+        };
+        let _ = |x: crate::types::HoldPage| {
+            let crate::types::HoldPage { holds: _, total: _, offset: _, limit: _ } = x;
+        };
+        let _ = |x: crate::types::OperationPage| {
+            let crate::types::OperationPage { operations: _, total: _, offset: _, limit: _ } = x;
+        };
+        let _ = |x: crate::types::VoucherProgramPage| {
+            let crate::types::VoucherProgramPage { programs: _, total: _, offset: _, limit: _ } = x;
+        };
+        let _ = |x: crate::types::ProviderPage| {
+            let crate::types::ProviderPage { providers: _, total: _, offset: _, limit: _ } = x;
+        };
+        let _ = |x: crate::types::VatPayerPage| {
+            let crate::types::VatPayerPage { payers: _, total: _, offset: _, limit: _ } = x;
+        };
+        let _ = |x: crate::types::VatPaymentPage| {
+            let crate::types::VatPaymentPage { payments: _, total: _, offset: _, limit: _ } = x;
+        };
         let _ = |x: crate::types::NotificationPage| {
             let crate::types::NotificationPage { notifications: _, total: _, offset: _, limit: _ } = x;
         };

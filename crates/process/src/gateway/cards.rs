@@ -199,10 +199,18 @@ pub(super) async fn atm_withdrawal(State(node): State<Node>, Keyed(key, request)
     )
 }
 
-pub(super) async fn voucher_programs(State(node): State<Node>) -> Response {
+pub(super) async fn voucher_programs(
+    State(node): State<Node>,
+    dtenge_api::Q(page): dtenge_api::Q<super::bank::Page>,
+) -> Response {
+    let offset = page.offset.unwrap_or(0);
+    let limit = page.limit.unwrap_or(dtenge_api::platform::LIST_PAGE_DEFAULT);
     answer(
         blocking(move || {
-            Ok::<Vec<VoucherProgram>, Error>(bank(&node)?.voucher_programs().iter().map(program_of).collect())
+            let programs = bank(&node)?.voucher_programs();
+            let (page, total) = dtenge_api::platform::page_of(programs.iter(), offset, limit)?;
+            let programs: Vec<VoucherProgram> = page.into_iter().map(program_of).collect();
+            Ok(dtenge_api::types::VoucherProgramPage { programs, total, offset, limit })
         })
         .await,
     )

@@ -26,10 +26,6 @@ use dtenge_api::Failure;
 use dtenge_core::{Amount, Error, ErrorCode};
 use std::time::Duration;
 
-/// Operations a page returns when the caller names no limit, and at most.
-const OPERATIONS_PAGE_DEFAULT: usize = 50;
-const OPERATIONS_PAGE_MAX: usize = 500;
-
 pub(super) async fn credit(
     State(node): State<Node>,
     P(bank_id): P<String>,
@@ -207,17 +203,13 @@ pub(super) async fn operations(
         Err(e) => return Failure(Error::malformed(format!("query: {e}"))).into_response(),
     };
     let offset = page.offset.unwrap_or(0);
-    let limit = page.limit.unwrap_or(OPERATIONS_PAGE_DEFAULT).min(OPERATIONS_PAGE_MAX);
+    let limit = page.limit.unwrap_or(dtenge_api::platform::LIST_PAGE_DEFAULT);
     answer(
         blocking(move || {
-            let registry = central(&node)?.registry();
-            Ok(registry
-                .iter()
-                .rev()
-                .skip(offset)
-                .take(limit)
-                .map(dtenge_api::platform::nbk_operation)
-                .collect::<Vec<_>>())
+            dtenge_api::platform::check_list_limit(limit)?;
+            let (page, total) = central(&node)?.registry_newest(offset, limit);
+            let operations = page.iter().map(dtenge_api::platform::nbk_operation).collect();
+            Ok(dtenge_api::types::OperationPage { operations, total, offset, limit })
         })
         .await,
     )

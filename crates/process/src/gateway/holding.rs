@@ -19,7 +19,9 @@ use super::{answer, blocking, created, remembered, settled, Keyed, Node, ANSWER_
 use crate::Hosted;
 use axum::extract::{Path as P, Query, State};
 use axum::response::{IntoResponse, Response};
-use dtenge_api::platform::{hold_receipt, hold_views, notification_page, PAGE_LIMIT_MAX};
+use dtenge_api::platform::{
+    check_list_limit, hold_receipt, hold_views, notification_page, page_of, LIST_PAGE_DEFAULT, PAGE_LIMIT_MAX,
+};
 use dtenge_api::types::HoldRequest;
 use dtenge_api::Failure;
 use dtenge_assembly::BankHandle;
@@ -121,13 +123,21 @@ fn applied(oracle: &OracleClient, event_id: &str, done: impl Fn(&EventImage) -> 
     }
 }
 
-pub(super) async fn account_holds(State(node): State<Node>, P((_id, client)): P<(String, String)>) -> Response {
+pub(super) async fn account_holds(
+    State(node): State<Node>,
+    P((_id, client)): P<(String, String)>,
+    dtenge_api::Q(page): dtenge_api::Q<super::bank::Page>,
+) -> Response {
+    let (offset, limit) = (page.offset.unwrap_or(0), page.limit.unwrap_or(LIST_PAGE_DEFAULT));
     answer(
         blocking(move || {
+            check_list_limit(limit)?;
             let (handle, oracle) = bank_and_oracle(&node)?;
             let address = handle.service().read(|n| n.account(&client).map(|a| a.address))?;
-            let images = oracle.holds(address)?;
-            Ok(hold_views(&images, handle.id(), &address, (node.clock)()))
+            // The oracle answers every hold of the address; the answer here is one page of them.
+            let (images, total) = page_of(oracle.holds(address)?.into_iter(), offset, limit)?;
+            let holds = hold_views(&images, handle.id(), &address, (node.clock)());
+            Ok(dtenge_api::types::HoldPage { holds, total, offset, limit })
         })
         .await,
     )

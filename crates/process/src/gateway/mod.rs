@@ -424,8 +424,33 @@ async fn account(State(node): State<Node>, P((_id, client)): P<(String, String)>
     )
 }
 
-async fn tokens(State(node): State<Node>, P((_id, client)): P<(String, String)>) -> Response {
-    answer(blocking(move || bank(&node)?.service().read(|n| n.spendable_inputs(&client))).await)
+/// The query of [`tokens`]: which tokens (`all`, as `up`'s), and the page.
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    all: Option<bool>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// A page of a client's unreserved tokens with their preimages (at most
+/// [`dtenge_api::platform::LIST_PAGE_MAX`]), as `up`'s: only the page is copied.
+async fn tokens(
+    State(node): State<Node>,
+    P((_id, client)): P<(String, String)>,
+    dtenge_api::Q(query): dtenge_api::Q<TokenQuery>,
+) -> Response {
+    let (all, offset) = (query.all.unwrap_or(false), query.offset.unwrap_or(0));
+    let limit = query.limit.unwrap_or(dtenge_api::platform::LIST_PAGE_DEFAULT);
+    answer(
+        blocking(move || {
+            bank(&node)?.service().read(|n| {
+                let (page, total) = dtenge_api::platform::page_of(n.inputs_of(&client, all)?, offset, limit)?;
+                let tokens = page.into_iter().cloned().collect();
+                Ok(dtenge_api::types::TokenPage { tokens, total, offset, limit })
+            })
+        })
+        .await,
+    )
 }
 
 async fn transfer(State(node): State<Node>, P(id): P<String>, Keyed(key, request): Keyed<TransferRequest>) -> Response {

@@ -32,12 +32,12 @@ use crate::Hosted;
 use axum::extract::{Path as P, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use dtenge_api::platform::Idem;
 use dtenge_api::platform::{
     confirm_occurrence, contract_matches, contract_terms, event_full_view, event_page, event_registration, event_view,
     invoice_matches, marking_page, occurrence_receipt, occurrence_terms, registered_again, released, MARKINGS_PAGE_MAX,
     TREASURY_ID,
 };
+use dtenge_api::platform::{page_of, Idem};
 use dtenge_api::types::{
     ContractRequest, ContractView, EventRequest, EventStatus, InvoiceRequest, MarkingPage, MarkingView,
     OccurrenceRequest, PartyRef, ProviderRequest,
@@ -188,8 +188,24 @@ pub(super) async fn key(State(node): State<Node>) -> Response {
     answer(blocking(move || Ok(OracleKey { public_key: oracle(&node)?.public_key() })).await)
 }
 
-pub(super) async fn providers(State(node): State<Node>) -> Response {
-    answer(blocking(move || Ok(oracle(&node)?.providers())).await)
+pub(super) async fn providers(
+    State(node): State<Node>,
+    dtenge_api::Q(page): dtenge_api::Q<super::bank::Page>,
+) -> Response {
+    let (offset, limit) = list_page(&page);
+    answer(
+        blocking(move || {
+            let (providers, total) = page_of(oracle(&node)?.providers().into_iter(), offset, limit)?;
+            Ok(dtenge_api::types::ProviderPage { providers, total, offset, limit })
+        })
+        .await,
+    )
+}
+
+/// The offset and size of a page of a list (the first page of
+/// [`dtenge_api::platform::LIST_PAGE_DEFAULT`] when the caller names none).
+fn list_page(page: &super::bank::Page) -> (usize, usize) {
+    (page.offset.unwrap_or(0), page.limit.unwrap_or(dtenge_api::platform::LIST_PAGE_DEFAULT))
 }
 
 /// Register a provider: the same key and request again answer the same provider; another
@@ -327,28 +343,38 @@ pub(super) async fn register_vat_payer(
 }
 
 /// The VAT payers: to a bank's systems, its own clients only.
-pub(super) async fn vat_payers(State(node): State<Node>, Extension(caller): Extension<Caller>) -> Response {
+pub(super) async fn vat_payers(
+    State(node): State<Node>,
+    Extension(caller): Extension<Caller>,
+    dtenge_api::Q(page): dtenge_api::Q<super::bank::Page>,
+) -> Response {
+    let (offset, limit) = list_page(&page);
     answer(
         blocking(move || {
-            let mut payers = oracle(&node)?.vat_payers();
-            if let Some(bank) = calling_bank(&caller) {
-                payers.retain(|p| p.bank == bank);
-            }
-            Ok(payers)
+            let bank = calling_bank(&caller);
+            let payers = oracle(&node)?.vat_payers();
+            let mine = payers.into_iter().filter(|p| bank.is_none_or(|b| p.bank == b));
+            let (payers, total) = page_of(mine, offset, limit)?;
+            Ok(dtenge_api::types::VatPayerPage { payers, total, offset, limit })
         })
         .await,
     )
 }
 
 /// The VAT paid: to a bank's systems, its own clients' payments only.
-pub(super) async fn vat_payments(State(node): State<Node>, Extension(caller): Extension<Caller>) -> Response {
+pub(super) async fn vat_payments(
+    State(node): State<Node>,
+    Extension(caller): Extension<Caller>,
+    dtenge_api::Q(page): dtenge_api::Q<super::bank::Page>,
+) -> Response {
+    let (offset, limit) = list_page(&page);
     answer(
         blocking(move || {
-            let mut payments = oracle(&node)?.vat_payments();
-            if let Some(bank) = calling_bank(&caller) {
-                payments.retain(|p| p.payer.bank == bank);
-            }
-            Ok(payments)
+            let bank = calling_bank(&caller);
+            let payments = oracle(&node)?.vat_payments();
+            let mine = payments.into_iter().filter(|p| bank.is_none_or(|b| p.payer.bank == b));
+            let (payments, total) = page_of(mine, offset, limit)?;
+            Ok(dtenge_api::types::VatPaymentPage { payments, total, offset, limit })
         })
         .await,
     )
