@@ -397,7 +397,7 @@ impl AuditLog {
                     (_, Some(intent)) => batch.delete(OPEN_TABLE, seq_key(intent).to_vec()),
                     _ => {}
                 }
-                if entry.seq % ANCHOR_EVERY == 0 {
+                if entry.seq.is_multiple_of(ANCHOR_EVERY) {
                     // Out of the store, for the newest entries' removal (see the module's note).
                     tracing::info!(seq = entry.seq, hash = %entry.hash, "audit trail head");
                 }
