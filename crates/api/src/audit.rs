@@ -44,7 +44,18 @@ fn key_of(request: &Request) -> String {
 }
 
 /// Run the request of `caller` (`bank:steppe`, `operator:nbk`) through the trail.
+///
+/// In a task of its own: a client that goes away (a dropped connection, an HTTP/2 stream
+/// reset) drops the future that serves it, and a write begun here must still get its outcome;
+/// the operation itself runs on a blocking thread and finishes either way.
 pub async fn audited(log: Arc<AuditLog>, caller: String, request: Request, next: Next) -> Response {
+    match tokio::spawn(audited_to_the_end(log, caller, request, next)).await {
+        Ok(response) => response,
+        Err(_) => crate::Failure(Error::internal("the request failed unexpectedly")).into_response(),
+    }
+}
+
+async fn audited_to_the_end(log: Arc<AuditLog>, caller: String, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     if unaudited(&method, &path) {
@@ -102,6 +113,12 @@ pub async fn outcome_of(response: Response) -> (Response, Outcome, String) {
     let status = response.status();
     if status.is_success() || status.is_redirection() {
         return (response, Outcome::Ok, format!("HTTP {}", status.as_u16()));
+    }
+    // Only a body known to be small is read: one read in part could not be given back.
+    let small =
+        axum::body::HttpBody::size_hint(response.body()).upper().is_some_and(|b| b <= ERROR_BODY_BYTES_MAX as u64);
+    if !small {
+        return (response, Outcome::Failed, format!("HTTP {}", status.as_u16()));
     }
     let (parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, ERROR_BODY_BYTES_MAX).await else {

@@ -32,6 +32,7 @@ use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_store::{decode, Store, Table, WriteBatch};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -49,13 +50,14 @@ pub const ROLE_CHARS_MAX: usize = 64;
 pub const ACTION_CHARS_MAX: usize = 64;
 pub const TARGET_CHARS_MAX: usize = 140;
 pub const DETAIL_CHARS_MAX: usize = 500;
-/// Intents a start closes at most: at most one per request in flight when the process
-/// stopped, which the gateway's connection cap bounds far below this.
-pub const OPEN_AT_START_MAX: usize = 100_000;
+/// Open intents a start reads and closes per commit (it goes on until none is left).
+pub const OPEN_CLOSED_PER_COMMIT: usize = 1_000;
 /// The head goes to the structured log every this many entries (see the module's note).
 pub const ANCHOR_EVERY: u64 = 1_000;
-/// Entries [`verify`] reads at once.
-const VERIFY_CHUNK_ENTRIES: u64 = 4_096;
+/// Rows [`verify`] reads at once.
+const VERIFY_CHUNK_ROWS: usize = 4_096;
+/// The entry with which a new key takes over the trail (see [`verify`]'s epochs).
+pub const KEY_CHANGED_ACTION: &str = "audit_key_changed";
 /// Problems [`verify`] lists at most; it counts them all.
 pub const PROBLEMS_LISTED_MAX: usize = 100;
 const HASH_DOMAIN: &[u8] = b"dtenge/audit/v1";
@@ -233,13 +235,17 @@ impl AuditLog {
             None => (Head { next: 0, hash: Hash32([0; 32]) }, None),
             Some((row_key, bytes)) => {
                 let entry: Entry = decode(&bytes)?;
-                if row_key != seq_key(entry.seq) || entry.computed_hash() != entry.hash {
-                    return Err(corrupt(format!(
-                        "the audit trail's last entry ({}) does not match its hash: run `dtenge audit verify`",
+                let intact = row_key == seq_key(entry.seq)
+                    && entry.computed_hash() == entry.hash
+                    && verify_signature(&entry.key, &entry.hash.0, &entry.signature).is_ok();
+                // A sequence at its end would wrap and write over the first entries.
+                let next = entry.seq.checked_add(1).filter(|_| intact).ok_or_else(|| {
+                    corrupt(format!(
+                        "the audit trail's last entry ({}) does not match its hash or signature: run `dtenge audit verify`",
                         entry.seq
-                    )));
-                }
-                (Head { next: entry.seq + 1, hash: entry.hash }, Some(entry.key))
+                    ))
+                })?;
+                (Head { next, hash: entry.hash }, Some(entry.key))
             }
         };
         let log = AuditLog { store, key, now_ms, head: Mutex::new(head) };
@@ -247,45 +253,48 @@ impl AuditLog {
             if last_key != log.key.public_key() {
                 let detail =
                     format!("entries from here are signed by {} instead of {}", log.key.public_key().key, last_key.key);
-                log.record(&Record::new("dtenge", "system", "audit_key_changed", "audit", &detail), Outcome::Ok)?;
+                log.record(&Record::new("dtenge", "system", KEY_CHANGED_ACTION, "audit", &detail), Outcome::Ok)?;
             }
         }
         log.close_open_intents()?;
         Ok(log)
     }
 
-    /// Close every intent a stop left open with an `interrupted` outcome.
+    /// Close every intent a stop left open with an `interrupted` outcome, a bounded chunk per
+    /// commit. Each pass deletes what it closes from the index, so the walk ends.
     fn close_open_intents(&self) -> Result<()> {
-        let open = self.store.scan(OPEN_TABLE)?;
-        if open.len() > OPEN_AT_START_MAX {
-            return Err(corrupt(format!(
-                "{} open intents in the audit trail, more than the {OPEN_AT_START_MAX} a stop can leave",
-                open.len()
-            )));
-        }
-        let mut closing = Vec::with_capacity(open.len());
-        for (row_key, _) in open {
-            let seq = u64::from_be_bytes(
-                row_key.as_slice().try_into().map_err(|_| corrupt("an open intent's key is not 8 bytes"))?,
-            );
-            let bytes = self
-                .store
-                .get(ENTRIES_TABLE, &seq_key(seq))?
-                .ok_or_else(|| corrupt(format!("open intent {seq} has no entry: run `dtenge audit verify`")))?;
-            let entry: Entry = decode(&bytes)?;
-            let mut record = record_of(&entry);
-            record.detail =
-                "the process stopped before the outcome was recorded: read the action's effect from the ledger"
-                    .to_string();
-            closing.push((record, seq));
-        }
-        let drafts: Vec<Draft> = closing
-            .iter()
-            .map(|(record, seq)| Draft { record, outcome: Outcome::Interrupted, intent: Some(*seq) })
-            .collect();
-        if !drafts.is_empty() {
-            tracing::warn!(intents = drafts.len(), "audit: closing intents a stop left open");
+        let mut closed_total = 0usize;
+        loop {
+            let open = self.store.scan_first(OPEN_TABLE, OPEN_CLOSED_PER_COMMIT)?;
+            if open.is_empty() {
+                break;
+            }
+            let mut closing = Vec::with_capacity(open.len());
+            for (row_key, _) in &open {
+                let seq = u64::from_be_bytes(
+                    row_key.as_slice().try_into().map_err(|_| corrupt("an open intent's key is not 8 bytes"))?,
+                );
+                let bytes = self
+                    .store
+                    .get(ENTRIES_TABLE, &seq_key(seq))?
+                    .ok_or_else(|| corrupt(format!("open intent {seq} has no entry: run `dtenge audit verify`")))?;
+                let entry: Entry = decode(&bytes)?;
+                let mut record = record_of(&entry);
+                record.detail = format!(
+                    "{} -> the process stopped before the outcome was recorded: read the action's effect from the ledger",
+                    entry.detail
+                );
+                closing.push((record, seq));
+            }
+            let drafts: Vec<Draft> = closing
+                .iter()
+                .map(|(record, seq)| Draft { record, outcome: Outcome::Interrupted, intent: Some(*seq) })
+                .collect();
             self.append(&drafts)?;
+            closed_total += drafts.len();
+        }
+        if closed_total > 0 {
+            tracing::warn!(intents = closed_total, "audit: closed the intents a stop left open");
         }
         Ok(())
     }
@@ -371,7 +380,10 @@ impl AuditLog {
         let end = total.saturating_sub(offset);
         let start = end.saturating_sub(limit as u64);
         let rows = self.store.scan_range(ENTRIES_TABLE, &seq_key(start), &seq_key(end))?;
-        assert!(rows.len() <= limit);
+        if rows.len() > limit {
+            // Only keys of another length between two sequence numbers can do this.
+            return Err(corrupt("the audit trail holds rows that are not entries: run `dtenge audit verify`"));
+        }
         let mut entries = rows.iter().map(|(_, bytes)| decode::<Entry>(bytes)).collect::<Result<Vec<_>>>()?;
         entries.reverse();
         Ok(Page { entries, total, offset, limit })
@@ -386,6 +398,7 @@ impl AuditLog {
     fn append(&self, drafts: &[Draft]) -> Result<Vec<u64>> {
         assert!(!drafts.is_empty());
         let mut sequences = Vec::with_capacity(drafts.len());
+        let mut anchors = Vec::new();
         let pending = {
             let mut head = self.head.lock();
             let mut batch = WriteBatch::new();
@@ -398,15 +411,23 @@ impl AuditLog {
                     _ => {}
                 }
                 if entry.seq.is_multiple_of(ANCHOR_EVERY) {
-                    // Out of the store, for the newest entries' removal (see the module's note).
-                    tracing::info!(seq = entry.seq, hash = %entry.hash, "audit trail head");
+                    anchors.push((entry.seq, entry.hash));
                 }
                 sequences.push(entry.seq);
-                *head = Head { next: entry.seq + 1, hash: entry.hash };
+                let next =
+                    entry.seq.checked_add(1).ok_or_else(|| corrupt("the audit trail's sequence is at its end"))?;
+                *head = Head { next, hash: entry.hash };
             }
             self.store.commit_async(batch)
         };
+        // Until the store is reopened, a failed commit fails every later one (`dtenge-store`),
+        // so no entry is ever committed after one that was not: the chain on disk has no hole.
         pending.wait()?;
+        for (seq, hash) in anchors {
+            // Out of the store, and only once durable: for the newest entries' removal (see the
+            // module's note).
+            tracing::info!(seq, hash = %hash, "audit trail head");
+        }
         Ok(sequences)
     }
 
@@ -447,9 +468,17 @@ fn record_of(entry: &Entry) -> Record {
     }
 }
 
-/// `text` with control characters as spaces, at most `chars_max` characters.
+/// `text` with control characters, line and paragraph separators, and the invisible
+/// characters that reorder or hide text (bidirectional overrides, zero-width ones) as spaces,
+/// at most `chars_max` characters.
 pub fn sanitize(text: &str, chars_max: usize) -> String {
-    text.chars().take(chars_max).map(|c| if c.is_control() { ' ' } else { c }).collect()
+    text.chars().take(chars_max).map(|c| if c.is_control() || hides_or_breaks(c) { ' ' } else { c }).collect()
+}
+
+/// Line and paragraph separators, bidirectional controls, zero-width characters, the byte
+/// order mark.
+fn hides_or_breaks(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
 }
 
 /// An actor's name: letters, digits and `. _ - @ : /` kept, anything else `?`, at most
@@ -490,8 +519,10 @@ impl Verification {
 }
 
 /// Walk the trail in `store` from its first entry: every entry's hash, signature and link to
-/// the one before, the sequence without gaps, every outcome after its intent, and, when
-/// `trusted` names keys, every signature by one of them.
+/// the one before, the sequence without gaps, every outcome after its intent, the index of
+/// open intents, and keys in epochs: the first entry's key signs until an `audit_key_changed`
+/// entry, signed by the next key, hands over (a key that signs after its epoch, a retired one
+/// included, is a problem). When `trusted` names keys, every epoch's key must be one of them.
 pub fn verify(store: &Store, trusted: &[PublicKey]) -> Result<Verification> {
     let mut report = Verification {
         entries: 0,
@@ -501,59 +532,62 @@ pub fn verify(store: &Store, trusted: &[PublicKey]) -> Result<Verification> {
         problems_total: 0,
         problems: Vec::new(),
     };
-    let Some((last_key, _)) = store.last(ENTRIES_TABLE)? else { return Ok(report) };
-    let last =
-        u64::from_be_bytes(last_key.as_slice().try_into().map_err(|_| corrupt("an entry's key is not 8 bytes"))?);
-    let mut expected_seq = 0u64;
-    let mut prev = Hash32([0; 32]);
-    let mut open: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
-    let mut start = 0u64;
-    // Bounded: each pass reads a chunk and moves `start` past it.
-    while start <= last {
-        let end = start.saturating_add(VERIFY_CHUNK_ENTRIES).min(last.saturating_add(1));
-        for (row_key, bytes) in store.scan_range(ENTRIES_TABLE, &seq_key(start), &seq_key(end))? {
-            let entry: Entry = match decode(&bytes) {
-                Ok(entry) => entry,
-                Err(e) => {
-                    report.problem(format!("row {}: does not decode: {e}", hex_of(&row_key)));
-                    continue;
-                }
+    let mut walk = Walk { expected_seq: 0, prev: Hash32([0; 32]), key: None, open: BTreeSet::new() };
+    let mut start = seq_key(0).to_vec();
+    // Bounded: each pass reads at most a chunk and resumes after the last key it read; a pass
+    // that reads less than a chunk is the last.
+    loop {
+        let rows = store.scan_from(ENTRIES_TABLE, &start, VERIFY_CHUNK_ROWS)?;
+        for (row_key, bytes) in &rows {
+            let Ok(row_seq) = <[u8; 8]>::try_from(row_key.as_slice()).map(u64::from_be_bytes) else {
+                report.problem(format!("row {} is not an entry's (its key is not 8 bytes)", hex_of(row_key)));
+                continue;
             };
-            check_entry(&mut report, &entry, &row_key, expected_seq, prev, trusted, &mut open);
+            match decode::<Entry>(bytes) {
+                Ok(entry) => check_entry(&mut report, &mut walk, &entry, row_seq, trusted),
+                Err(e) => {
+                    report.problem(format!("entry {row_seq} does not decode: {e}"));
+                    walk.expected_seq = row_seq.saturating_add(1);
+                }
+            }
             report.entries += 1;
-            expected_seq = entry.seq + 1;
-            prev = entry.hash;
-            report.head = Some((entry.seq, entry.hash));
         }
-        start = end;
+        let (Some((last_key, _)), true) = (rows.last(), rows.len() == VERIFY_CHUNK_ROWS) else { break };
+        start = last_key.clone();
+        start.push(0);
     }
-    let open_rows = store.scan(OPEN_TABLE)?;
-    report.open_intents = open.len() as u64;
-    for (row_key, _) in open_rows {
-        let seq = row_key.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX);
-        if !open.contains(&seq) {
-            report.problem(format!("the open-intent index names {seq}, which is not an open intent"));
-        }
+    report.open_intents = walk.open.len() as u64;
+    let indexed: BTreeSet<u64> = store
+        .scan(OPEN_TABLE)?
+        .iter()
+        .map(|(row_key, _)| <[u8; 8]>::try_from(row_key.as_slice()).map(u64::from_be_bytes).unwrap_or(u64::MAX))
+        .collect();
+    for seq in indexed.difference(&walk.open) {
+        report.problem(format!("the open-intent index names {seq}, which is not an open intent"));
+    }
+    for seq in walk.open.difference(&indexed) {
+        report.problem(format!("intent {seq} has no outcome and is missing from the open-intent index"));
     }
     Ok(report)
 }
 
-fn check_entry(
-    report: &mut Verification,
-    entry: &Entry,
-    row_key: &[u8],
+/// Where [`verify`]'s walk stands.
+struct Walk {
     expected_seq: u64,
     prev: Hash32,
-    trusted: &[PublicKey],
-    open: &mut std::collections::BTreeSet<u64>,
-) {
+    /// The key of the current epoch.
+    key: Option<PublicKey>,
+    open: BTreeSet<u64>,
+}
+
+fn check_entry(report: &mut Verification, walk: &mut Walk, entry: &Entry, row_seq: u64, trusted: &[PublicKey]) {
     let seq = entry.seq;
-    if row_key != seq_key(seq) {
-        report.problem(format!("entry {seq} is stored under the key of another ({})", hex_of(row_key)));
+    if row_seq != seq {
+        report.problem(format!("entry {seq} is stored under the key of entry {row_seq}"));
     }
-    if seq != expected_seq {
-        report.problem(format!("entries {expected_seq} to {} are missing", seq.saturating_sub(1)));
-    } else if entry.prev != prev {
+    if seq != walk.expected_seq {
+        report.problem(format!("entries {} to {} are missing", walk.expected_seq, seq.saturating_sub(1)));
+    } else if entry.prev != walk.prev {
         report.problem(format!("entry {seq} does not link to the entry before it: one was altered or replaced"));
     }
     if entry.computed_hash() != entry.hash {
@@ -562,25 +596,41 @@ fn check_entry(
     if verify_signature(&entry.key, &entry.hash.0, &entry.signature).is_err() {
         report.problem(format!("entry {seq}: the signature does not verify"));
     }
-    if !trusted.is_empty() && !trusted.contains(&entry.key) {
-        report.problem(format!("entry {seq} is signed by {}, a key not trusted", entry.key.key));
-    }
-    if !report.keys.contains(&entry.key) {
-        report.keys.push(entry.key);
-    }
+    check_epoch(report, walk, entry, trusted);
     match (entry.outcome, entry.intent) {
         (Outcome::Intent, None) => {
-            open.insert(seq);
+            walk.open.insert(seq);
         }
         (Outcome::Intent, Some(_)) | (Outcome::Interrupted, None) => {
             report.problem(format!("entry {seq} is malformed: an intent names an intent, or an interruption none"));
         }
         (_, Some(intent)) => {
-            if !open.remove(&intent) {
+            if !walk.open.remove(&intent) {
                 report.problem(format!("entry {seq} closes {intent}, which is not an open intent"));
             }
         }
         (_, None) => {}
+    }
+    walk.expected_seq = seq.saturating_add(1);
+    walk.prev = entry.hash;
+    report.head = Some((seq, entry.hash));
+}
+
+/// The key's epoch: the same key as the entry before, or a hand-over recorded by the new key.
+fn check_epoch(report: &mut Verification, walk: &mut Walk, entry: &Entry, trusted: &[PublicKey]) {
+    let seq = entry.seq;
+    let handed_over = entry.role == "system" && entry.action == KEY_CHANGED_ACTION;
+    match walk.key {
+        Some(key) if key != entry.key && !handed_over => {
+            report.problem(format!("entry {seq} is signed by {}, not by the key of its epoch", entry.key.key));
+        }
+        _ => walk.key = Some(entry.key),
+    }
+    if !trusted.is_empty() && !trusted.contains(&entry.key) {
+        report.problem(format!("entry {seq} is signed by {}, a key not trusted", entry.key.key));
+    }
+    if !report.keys.contains(&entry.key) {
+        report.keys.push(entry.key);
     }
 }
 

@@ -242,3 +242,80 @@ impl Entry {
         self.outcome = if self.outcome == Outcome::Ok { Outcome::Failed } else { Outcome::Ok };
     }
 }
+
+#[test]
+fn a_retired_key_signing_after_its_epoch_is_found_even_when_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        sign_in(&log, "operator");
+    }
+    {
+        let log = AuditLog::open(dir.path(), key(8), clock()).unwrap();
+        sign_in(&log, "operator");
+        sign_in(&log, "treasury");
+    }
+    // Whoever kept the retired key re-signs the newest entry with it.
+    let retired = key(7);
+    tamper(dir.path(), 3, |e| {
+        e.key = retired.public_key();
+        e.hash = e.computed_hash();
+        e.signature = retired.sign(&e.hash.0);
+    });
+    let report = verified(dir.path(), &[key(7).public_key(), key(8).public_key()]);
+    assert!(
+        report.problems.iter().any(|p| p.contains("entry 3 is signed by") && p.contains("not by the key of its epoch")),
+        "{:?}",
+        report.problems
+    );
+}
+
+#[test]
+fn a_last_entry_at_the_end_of_the_sequence_is_refused_and_verify_still_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        sign_in(&log, "operator");
+    }
+    {
+        // A row far past the others, sealed as the platform would seal it.
+        let store = Store::open(dir.path(), &[ENTRIES_TABLE, OPEN_TABLE]).unwrap();
+        let mut entry: Entry = decode(&store.get(ENTRIES_TABLE, &seq_key(0)).unwrap().unwrap()).unwrap();
+        entry.seq = u64::MAX;
+        entry.hash = entry.computed_hash();
+        entry.signature = key(7).sign(&entry.hash.0);
+        let mut batch = WriteBatch::new();
+        batch.put(ENTRIES_TABLE, seq_key(u64::MAX).to_vec(), encode(&entry).unwrap());
+        batch.put(ENTRIES_TABLE, vec![0, 0, 0, 0, 0, 0, 0, 0, 9], vec![1, 2, 3]);
+        store.commit(batch).unwrap();
+    }
+    let error = AuditLog::open(dir.path(), key(7), clock()).err().unwrap();
+    assert_eq!(error.code, ErrorCode::StorageFailure, "never wraps to entry 0: {}", error.message);
+    let report = verified(dir.path(), &[]);
+    assert!(report.problems.iter().any(|p| p.contains("not 8 bytes")), "{:?}", report.problems);
+    assert!(report.problems.iter().any(|p| p.contains("entries 1 to")), "{:?}", report.problems);
+}
+
+#[test]
+fn text_that_would_reorder_or_break_a_line_is_stored_as_spaces() {
+    for hidden in ['\u{2028}', '\u{2029}', '\u{202E}', '\u{2066}', '\u{200B}', '\u{FEFF}', '\u{85}'] {
+        assert_eq!(sanitize(&format!("a{hidden}b"), 10), "a b", "{:?}", hidden);
+    }
+    assert_eq!(sanitize("Серикова Дана", 20), "Серикова Дана");
+}
+
+#[test]
+fn many_open_intents_are_all_closed_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let intents = OPEN_CLOSED_PER_COMMIT as u64 * 2 + 3;
+    {
+        let log = open(dir.path());
+        for n in 0..intents {
+            let _ = log.begin(Record::new("api-client", "api", "POST", &n.to_string(), "")).unwrap();
+        }
+    }
+    let log = open(dir.path());
+    assert_eq!(log.total(), intents * 2);
+    let report = log.check(&[]).unwrap();
+    assert!(report.ok() && report.open_intents == 0, "{report:?}");
+}

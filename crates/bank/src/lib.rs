@@ -810,6 +810,10 @@ impl BankService {
                 if std::str::from_utf8(key).is_ok_and(|key| in_flight.contains_key(key)) {
                     return Ok(dtenge_store::retention::RecordAge::InFlight);
                 }
+                // Indexed by the upgrade's pass over every record; never deleted.
+                if state::is_own_key(key) {
+                    return Ok(dtenge_store::retention::RecordAge::Keep);
+                }
                 state::idem_age(record)
             })?;
         if !batch.is_empty() {

@@ -242,7 +242,16 @@ pub(crate) fn plan_idem_in_flight(batch: &mut WriteBatch, idem: Option<&IdemKey>
 /// Write `idem`'s record in `state` at `now_ms`, and its row in the retention index.
 pub(crate) fn plan_idem(batch: &mut WriteBatch, idem: &IdemKey, state: IdemState, now_ms: u64) {
     batch.put(IDEM_TABLE, idem.key.as_bytes().to_vec(), idem_record(&idem.fingerprint, state, now_ms));
-    idem_retention().index(batch, idem.key.as_bytes(), now_ms);
+    if !is_own_key(idem.key.as_bytes()) {
+        idem_retention().index(batch, idem.key.as_bytes(), now_ms);
+    }
+}
+
+/// Is `key` one the bank makes itself (a voucher event's, a card payout's) rather than a
+/// client's? Those records are the bank's guard against paying the same event twice: a
+/// voucher event retried after any window must find its payment, so they are never swept.
+pub(crate) fn is_own_key(key: &[u8]) -> bool {
+    key.first() == Some(&(crate::cards::OWN_KEY_START as u8))
 }
 
 /// The retention of [`IDEM_TABLE`] (one per store: it remembers that old records were indexed).
@@ -479,6 +488,22 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A voucher event's (or a card payout's) record is the bank's only guard against paying
+    /// it twice: it is never put in the retention index, so no window sweeps it. (The merge of
+    /// the retention window indexed it like a client's key.)
+    #[test]
+    fn the_banks_own_keys_are_kept_out_of_the_retention_window() {
+        let fingerprint = Hash32([7; 32]);
+        let state = IdemState::Committed(Committed { tx_id: TxId(Hash32([8; 32])), seq: 1 });
+        for (key, rows) in
+            [(format!("{}voucher:event-1", crate::cards::OWN_KEY_START), 1), ("bank:steppe/k1".into(), 2)]
+        {
+            let mut batch = WriteBatch::new();
+            plan_idem(&mut batch, &crate::IdemKey { key: key.clone(), fingerprint }, state, 5);
+            assert_eq!(batch.len(), rows, "{key:?}");
+        }
+    }
 
     #[test]
     fn idempotency_records_decode_to_what_was_written_and_garbage_is_refused() {

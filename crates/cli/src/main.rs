@@ -959,8 +959,9 @@ enum AuditCommand {
     Verify {
         #[arg(long, default_value = "./data")]
         data: PathBuf,
-        /// Also trust this public key (64 hex characters): a retired audit key, after a
-        /// rotation (`dtenge key --rotate --label audit`).
+        /// Trust this public key (64 hex characters) instead of the vault's: the audit keys of
+        /// every epoch (after `dtenge key --rotate --label audit`, the retired one and the new
+        /// one), or a sandbox node's node key.
         #[arg(long, value_name = "HEX")]
         trust: Vec<String>,
     },
@@ -989,9 +990,10 @@ fn audit_verify(data: &Path, trust: &[String]) -> Result<ExitCode, String> {
         trusted.push(dtenge_core::crypto::PublicKey { alg: dtenge_core::crypto::SigAlg::Ed25519, key });
     }
     let store = dtenge_store::Store::open(&trail_dir, &[]).map_err(|e| e.to_string())?;
-    if store.has_rows(dtenge_audit::ENTRIES_TABLE).map_err(|e| e.to_string())? {
+    if trusted.is_empty() && store.has_rows(dtenge_audit::ENTRIES_TABLE).map_err(|e| e.to_string())? {
         // The vault's audit key: the one the platform signs with, from where no one can
-        // replace it (the HSM, or the key store under its passphrase).
+        // replace it (the HSM, or the key store under its passphrase). With `--trust`, only
+        // the keys given (a node whose keys are in files; a copy of a trail without its vault).
         let entropy = Entropy::from_os();
         let config = dtenge_keys::KeyConfig::from_env(true, &entropy).map_err(|e| e.to_string())?;
         let vault = dtenge_keys::Vault::open(data, &config).map_err(|e| e.to_string())?;

@@ -184,7 +184,8 @@ fn sign_until_stopped(
         let (from, to) = (&signers[payer], &signers[payee]);
         let tokens_path = format!("/v1/nodes/{}/accounts/{}/tokens", from.person.bank, from.person.iin);
         let Ok(tokens) = client.get(&tokens_path) else { break };
-        let tokens: Vec<Input> = serde_json::from_value(tokens).expect("tokens parse");
+        let mut tokens = tokens;
+        let tokens: Vec<Input> = serde_json::from_value(tokens["tokens"].take()).expect("tokens parse");
         let want = 1 + rng.below(TRANSFER_TIYN_MAX);
         let mut inputs = Vec::new();
         let mut total = 0;

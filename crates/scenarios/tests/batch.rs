@@ -61,9 +61,10 @@ fn a_batch_of_signed_transfers_is_answered_one_by_one_and_kept_under_its_keys() 
     // Two tokens of 10.00 KZT.
     world.give_dt("steppe", &payer, 1_000).unwrap();
     world.give_dt("steppe", &payer, 1_000).unwrap();
-    let tokens: Vec<Input> =
-        serde_json::from_value(world.client.get(&format!("/v1/nodes/steppe/accounts/{payer}/tokens")).unwrap())
-            .unwrap();
+    let tokens: Vec<Input> = serde_json::from_value(
+        world.client.get(&format!("/v1/nodes/steppe/accounts/{payer}/tokens")).unwrap()["tokens"].take(),
+    )
+    .unwrap();
     assert_eq!(tokens.len(), 2, "{tokens:?}");
 
     // The first two are good; the third spends the first one's token again.

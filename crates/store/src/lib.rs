@@ -508,6 +508,19 @@ impl Store {
         Ok(Some((k.to_vec(), v.to_vec())))
     }
 
+    /// At most `rows_max` rows with keys from `start` on, in key order: a bounded walk of a
+    /// table that resumes after the last key it read.
+    pub fn scan_from(&self, table: Table, start: &[u8], rows_max: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let engine = match &self.engine {
+            Engine::Fjall(engine) => engine,
+            Engine::Simulated(engine) => return Ok(engine.scan_from(table, start, rows_max)),
+        };
+        let Some(keyspace) = engine.shared.keyspace(table, false)? else { return Ok(Vec::new()) };
+        let rows = collect_rows(keyspace.range(start.to_vec()..).take(rows_max))?;
+        assert!(rows.len() <= rows_max);
+        Ok(rows)
+    }
+
     /// The first `rows_max` rows of a table, in key order: a bounded read from the start.
     pub fn scan_first(&self, table: Table, rows_max: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let engine = match &self.engine {

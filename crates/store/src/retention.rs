@@ -38,6 +38,9 @@ pub enum RecordAge {
     InFlight,
     /// Written at this time (`None`: a record from before the window existed).
     Written(Option<u64>),
+    /// Kept for good, whatever its age (a record that is also the role's only guard against
+    /// doing a thing twice, such as a voucher event's payment): its index row is dropped.
+    Keep,
 }
 
 /// What one sweep pass did.
@@ -144,6 +147,9 @@ impl Retention {
             match age(key, &record)? {
                 RecordAge::InFlight => {
                     self.index(batch, key, now_ms);
+                    seen.insert(key.to_vec());
+                }
+                RecordAge::Keep => {
                     seen.insert(key.to_vec());
                 }
                 // Rewritten after this row: a later row stands for it.

@@ -300,6 +300,12 @@ impl SimEngine {
         tables.get(table.0).and_then(|rows| rows.iter().next_back()).map(|(k, v)| (k.clone(), v.clone()))
     }
 
+    pub(crate) fn scan_from(&self, table: Table, start: &[u8], rows_max: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let tables = self.tables.read();
+        let Some(rows) = tables.get(table.0) else { return Vec::new() };
+        rows.range(start.to_vec()..).take(rows_max).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
     pub(crate) fn scan_first(&self, table: Table, rows_max: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
         let tables = self.tables.read();
         let Some(rows) = tables.get(table.0) else { return Vec::new() };
