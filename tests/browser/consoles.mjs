@@ -107,7 +107,8 @@ try {
 
   await page.getByRole("link", { name: "Audit log" }).click();
   await page.getByRole("cell", { name: "block_bank", exact: true }).first().waitFor();
-  await page.getByRole("cell", { name: "AML investigation 2026-118" }).waitFor();
+  // Twice: the intent before the block and its outcome after.
+  await page.getByRole("cell", { name: "AML investigation 2026-118", exact: true }).first().waitFor();
   check(true, "the audit log shows the block with its reason");
   const time = await page.locator("tbody td").first().textContent();
   check(time.includes("Astana (UTC+5)"), `times are shown in Astana time with the zone named: ${time}`);
