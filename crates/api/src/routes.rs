@@ -38,7 +38,7 @@ one, `Content-Type: application/json` (otherwise 415 UNSUPPORTED_MEDIA_TYPE). Er
         version = "0.1.0"
     ),
     paths(
-        health, list_accounts, open_account, open_accounts, get_account, get_history, deposit, to_dt, from_dt, transfer, tokens, submit,
+        health, list_accounts, open_account, open_accounts, get_account, get_history, deposit, to_dt, from_dt, transfer, tokens, consolidate, submit,
         submit_batch,
         registry, link_card, emission, redemption, credit_correspondent, abs_balances, lookup_phone,
         card_purchase, get_purchase, card_refund, atm_withdrawal, create_voucher_program, list_voucher_programs,
@@ -110,6 +110,7 @@ pub fn router(network: App) -> Router {
         .route("/v1/nodes/{node}/accounts/{client}/to-dt", post(to_dt))
         .route("/v1/nodes/{node}/accounts/{client}/from-dt", post(from_dt))
         .route("/v1/nodes/{node}/accounts/{client}/tokens", get(tokens))
+        .route("/v1/nodes/{node}/accounts/{client}/consolidations", post(consolidate))
         .route("/v1/nodes/{node}/transfers", post(transfer))
         .route("/v1/nodes/{node}/transactions", post(submit))
         .route("/v1/nodes/{node}/transactions/batch", post(submit_batch))
@@ -500,6 +501,25 @@ async fn tokens(State(app): State<App>, P((node, client)): P<(String, String)>, 
     let (all, offset) = (query.all.unwrap_or(false), query.offset.unwrap_or(0));
     let limit = query.limit.unwrap_or(crate::platform::LIST_PAGE_DEFAULT);
     read(app, move |n| n.tokens_page(&node, &client, all, offset, limit)).await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{node}/accounts/{client}/consolidations", tag = "payments",
+    description = "Merge a custodial client's smallest spendable tokens (at most 1,024) into one, with a transfer to itself its bank signs, validated and notarised like any other; its balance and history do not change. A payment spends at most 1,024 tokens: a balance made of more is refused LIMIT_EXCEEDED until it is consolidated (ask again while `spendable_tokens` is above `inputs_per_payment_max`). The body is `{}`.",
+    params(("node" = String, Path), ("client" = String, Path), ("Idempotency-Key" = String, Header)),
+    request_body = schemas::ConsolidationRequest,
+    responses((status = 200, body = schemas::Consolidation), (status = 409, description = "CONFLICT: fewer than two spendable tokens, nothing to merge", body = ApiError), (status = 403, description = "FORBIDDEN: the client keeps its own key (it signs a transfer to itself)", body = ApiError), (status = 404, body = ApiError)))]
+async fn consolidate(
+    State(app): State<App>,
+    P((node, client)): P<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mutate(app, method, uri, headers, body, StatusCode::OK, move |n, idem, r: ConsolidationRequest| {
+        n.consolidate(idem, &node, &client, r)
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/transactions", tag = "payments",

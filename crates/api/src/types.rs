@@ -170,6 +170,23 @@ pub struct AmountRequest {
     pub amount_tiyn: Amount,
 }
 
+/// A consolidation's request (issue 19): an empty object, the client being in the path.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsolidationRequest {}
+
+/// A consolidation's answer: the transfer that merged the client's smallest spendable tokens
+/// (at most 1,024) into one, its balance and history unchanged.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Consolidation {
+    pub tx_id: TxId,
+    /// Standard tokens the client may spend once it is applied. More than
+    /// `inputs_per_payment_max` and the balance still cannot be paid whole: consolidate again.
+    pub spendable_tokens: u64,
+    /// Most tokens one transaction spends (1,024).
+    pub inputs_per_payment_max: u64,
+}
+
 /// One history line, as the client's own bank shows it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HistoryLine {

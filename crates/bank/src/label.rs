@@ -49,7 +49,8 @@ impl Label {
             | Request::Signed(_)
             | Request::Convert { .. }
             | Request::Card(_)
-            | Request::Voucher(_) => None,
+            | Request::Voucher(_)
+            | Request::Consolidate { .. } => None,
         }
     }
 }
@@ -96,9 +97,11 @@ impl BankService {
     pub fn submit_labelled(&self, request: Request, label: Label, idem: Option<IdemKey>) -> Answer {
         let checked = label.check().and_then(|()| match request {
             Request::Pay { .. } | Request::PayPhone { .. } => Ok(()),
-            Request::Signed(_) | Request::Convert { .. } | Request::Card(_) | Request::Voucher(_) => {
-                Err(Error::malformed("only a custodial payment carries a label"))
-            }
+            Request::Signed(_)
+            | Request::Convert { .. }
+            | Request::Card(_)
+            | Request::Voucher(_)
+            | Request::Consolidate { .. } => Err(Error::malformed("only a custodial payment carries a label")),
         });
         let (answer, receiver) = dtenge_sync::oneshot::channel();
         match checked {

@@ -264,6 +264,11 @@ pub enum Request {
     Card(CardRequest),
     /// A voucher event (`vouchers`), taken through [`BankService::voucher_event`].
     Voucher(VoucherEvent),
+    /// Merge up to `TX_INPUTS_MAX` of the client's smallest spendable standard tokens into one
+    /// (issue 19): a transfer to itself, signed with its custodial key, validated and
+    /// notarised like any other; its balance and history do not change. `CONFLICT` when it
+    /// has fewer than two such tokens.
+    Consolidate { client_id: String },
 }
 
 /// Which way a client's conversion goes.

@@ -162,7 +162,7 @@ impl BankService {
                     Ok((Some(ids), witnesses))
                 }
                 Request::Pay { .. } | Request::PayPhone { .. } | Request::Convert { .. } => Ok((None, Vec::new())),
-                Request::Card(_) | Request::Voucher(_) => Ok((None, Vec::new())),
+                Request::Card(_) | Request::Voucher(_) | Request::Consolidate { .. } => Ok((None, Vec::new())),
             })
             .collect();
         verify_all(&mut verdicts, |(_, items): &(Option<TxIds>, Vec<SignatureItem>)| items.as_slice(), &self.key_cache);
@@ -214,6 +214,7 @@ impl BankService {
             }
             Request::Card(card) => Some(self.admit_card(inner, card, idem, answer)?),
             Request::Voucher(event) => Some(self.admit_voucher(inner, event, idem, answer)?),
+            Request::Consolidate { client_id } => Some(self.admit_consolidation(inner, &client_id, idem, answer)?),
         };
         if let Some(admitted) = &mut admitted {
             // A conversion's or a card's history says what it is; a payment says its label.
@@ -342,6 +343,33 @@ impl BankService {
         let ids = TxIds::of(&tx)?;
         let owner_key = Some(key);
         Ok(Admitted { tx, ids, idem, answer, payee_banks, fiat: None, card: None, label: None, owner_key })
+    }
+
+    /// A consolidation of the client's tokens: its own tokens to itself, so no other bank is
+    /// told; signed outside the lock and attested with the batch, as a payment.
+    fn admit_consolidation(
+        &self,
+        inner: &mut Inner,
+        client_id: &str,
+        idem: Option<IdemKey>,
+        answer: Reply,
+    ) -> Result<Admitted> {
+        let issuer = self.anchors.read().issuer;
+        // A nonce per attempt, as a payment's (`admit_payment`).
+        let nonce = inner.cards.next_nonce();
+        let (tx, key) = inner.node.prepare_consolidation_unsigned(client_id, issuer, nonce)?;
+        let ids = TxIds::of(&tx)?;
+        Ok(Admitted {
+            tx,
+            ids,
+            idem,
+            answer,
+            payee_banks: Vec::new(),
+            fiat: None,
+            card: None,
+            label: None,
+            owner_key: Some(key),
+        })
     }
 
     /// The account a phone transfer pays: the directory's answer, found now.

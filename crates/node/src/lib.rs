@@ -18,7 +18,7 @@ use dtenge_core::coins;
 use dtenge_core::crypto::{Address, Hash32, NodeKey, PublicKey, SecretKey};
 use dtenge_core::money::Amount;
 use dtenge_core::token::{Input, Output, Policy, TokenId, TxId};
-use dtenge_core::tx::{Command, Transaction, TxBody};
+use dtenge_core::tx::{Command, Transaction, TxBody, TX_INPUTS_MAX};
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
 use dtenge_store::{Checkpointed, LogTable, Store, Table, WriteBatch};
 use serde::{Deserialize, Serialize};
@@ -852,6 +852,77 @@ impl NodeState {
         self.prepare_unsigned(client_id, Command::Transfer, total, outputs, issuer, nonce)
     }
 
+    /// Build a consolidation (issue 19): up to [`TX_INPUTS_MAX`] of the client's smallest
+    /// spendable standard tokens merged into one token of their sum, owned by the same
+    /// account, reserving them. Returned unsigned with the client's custodial key, as
+    /// [`NodeState::prepare_payment_unsigned`]; it commits like any transfer (validated and
+    /// notarised), and neither the balance nor the history changes (a transfer to oneself
+    /// writes no line).
+    ///
+    /// Why the smallest: a payment takes the largest tokens first, so the small ones are what
+    /// makes a balance take more than [`TX_INPUTS_MAX`] inputs; merging them first leaves the
+    /// fewest tokens. One consolidation takes n tokens to n - 1,023 at most: a client with more
+    /// asks again. Fewer than two spendable tokens is `CONFLICT`: nothing to merge.
+    pub fn prepare_consolidation_unsigned(
+        &mut self,
+        client_id: &str,
+        issuer: Address,
+        nonce: u64,
+    ) -> Result<(Transaction, SecretKey)> {
+        let state = self.account_state(client_id)?;
+        let key = state.key.clone().ok_or_else(|| {
+            Error::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "client {client_id} keeps its own key: it merges its tokens with a transfer to itself it signs"
+                ),
+            )
+        })?;
+        let address = state.record.account.address;
+        let mut candidates: Vec<(Amount, TokenId)> = state
+            .tokens
+            .iter()
+            .filter_map(|id| {
+                let holding = &self.tokens[id];
+                (holding.reserved_by.is_none() && holding.input.output.policy.is_standard())
+                    .then_some((holding.input.output.amount_tiyn, *id))
+            })
+            .collect();
+        ensure!(
+            candidates.len() >= 2,
+            Conflict,
+            "{} holds {} spendable standard token(s): nothing to consolidate",
+            state.record.account.name,
+            candidates.len()
+        );
+        // Smallest first; ties by id, so that the same state always merges the same tokens.
+        let chosen_count = candidates.len().min(TX_INPUTS_MAX);
+        candidates.select_nth_unstable(chosen_count - 1);
+        candidates.truncate(chosen_count);
+        candidates.sort_unstable();
+        let total = Amount::sum(candidates.iter().map(|(amount, _)| *amount))?;
+        let inputs: Vec<Input> = candidates.iter().map(|(_, id)| self.tokens[id].input.clone()).collect();
+        let outputs = vec![Output::standard(total, address, issuer)];
+        let tx = Transaction::new(TxBody { command: Command::Transfer, inputs, outputs, nonce });
+        let tx_id = tx.id();
+        for (_, id) in &candidates {
+            let holding = self.tokens.get_mut(id).expect("chosen from the tokens held, under the same borrow");
+            debug_assert!(holding.reserved_by.is_none());
+            holding.reserved_by = Some(tx_id);
+        }
+        assert!(
+            (2..=TX_INPUTS_MAX).contains(&tx.body.inputs.len()),
+            "a consolidation merges 2 to {TX_INPUTS_MAX} tokens"
+        );
+        Ok((tx, key))
+    }
+
+    /// The client's standard tokens it may spend now (not reserved): how fragmented its
+    /// wallet is, and whether a consolidation would merge anything.
+    pub fn spendable_token_count(&self, client_id: &str) -> Result<usize> {
+        Ok(self.inputs_of(client_id, false)?.count())
+    }
+
     /// Build a redemption of `amount` from the node's own account (the NBK must attest too).
     pub fn prepare_redemption(&mut self, amount: Amount, issuer: Address, nonce: u64) -> Result<Transaction> {
         self.prepare(OWN_ACCOUNT, Command::Redeem, amount, Vec::new(), issuer, nonce)
@@ -895,6 +966,17 @@ impl NodeState {
             .collect();
         let amounts: Vec<Amount> = candidates.iter().map(|(_, a)| *a).collect();
         let selection = coins::select(&amounts, total).map_err(|e| {
+            if e.code == ErrorCode::LimitExceeded {
+                // The wallet is too fragmented for one transaction: say how to merge it.
+                return Error::new(
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "{}: {}: merge the tokens with a consolidation \
+                         (POST /v1/nodes/{{node}}/accounts/{{client}}/consolidations), then pay",
+                        state.record.account.name, e.message
+                    ),
+                );
+            }
             if e.code != ErrorCode::InsufficientFunds {
                 return e;
             }
@@ -1491,6 +1573,72 @@ mod tests {
         assert_eq!(bank.token_ids_hash(), bank.recount_ids_hash());
     }
 
+    /// Issue 19: a balance of more than [`TX_INPUTS_MAX`] tokens cannot be paid whole in one
+    /// transaction; a consolidation merges the smallest tokens into one, changing neither the
+    /// balance nor the history, and the balance is then spent whole.
+    #[test]
+    fn a_fragmented_balance_is_consolidated_then_paid_whole() {
+        let issuer_key = SecretKey::from_seed([100; 32]);
+        let issuer = issuer_key.address();
+        let mut bank = node("b", 1);
+        let alice = account(&mut bank, "alice", 10);
+        let bob = account(&mut bank, "bob", 11);
+        // 1,100 tokens: 1,099 of 1 tiyn (dust) and one of 50,000.
+        let tokens = TX_INPUTS_MAX + 76;
+        let mut outputs = vec![Output::standard(Amount::from_tiyn(50_000).unwrap(), alice, issuer)];
+        outputs.extend((1..tokens).map(|_| Output::standard(Amount::from_tiyn(1).unwrap(), alice, issuer)));
+        let mut issue = Transaction::new(TxBody { command: Command::Issue, inputs: vec![], outputs, nonce: 0 });
+        issue.attest(&issuer_key);
+        let delta = bank.plan_commit(&issue, Purpose::Emission, None, 1).unwrap();
+        bank.apply(delta);
+        let balance = 50_000 + tokens as u64 - 1;
+        assert_eq!(bank.balance("alice").unwrap().dt_tiyn.tiyn(), balance);
+        assert_eq!(bank.spendable_token_count("alice").unwrap(), tokens);
+        let whole = [(bob, Amount::from_tiyn(balance).unwrap())];
+        let refused = bank.prepare_payment("alice", &whole, issuer, 1).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::LimitExceeded);
+        assert!(refused.message.contains("/consolidations"), "{}", refused.message);
+        assert_eq!(bank.balance("alice").unwrap().dt_reserved_tiyn.tiyn(), 0, "a refusal reserves nothing");
+
+        let history_before = bank.history("alice").unwrap().len();
+        let (mut merge, key) = bank.prepare_consolidation_unsigned("alice", issuer, 2).unwrap();
+        assert_eq!(merge.body.inputs.len(), TX_INPUTS_MAX);
+        assert!(merge.body.inputs.iter().all(|i| i.output.amount_tiyn.tiyn() == 1), "the smallest go first");
+        assert_eq!(merge.body.outputs, vec![Output::standard(Amount::from_tiyn(1_024).unwrap(), alice, issuer)]);
+        merge.sign_owner(&key);
+        merge.attest(&bank.key);
+        let merged: u64 = merge.body.inputs.iter().map(|i| i.output.amount_tiyn.tiyn()).sum();
+        assert_eq!(merged, merge.body.outputs[0].amount_tiyn.tiyn(), "inputs = outputs");
+        // Its tokens are reserved: a second consolidation takes the others only.
+        let (second, _) = bank.prepare_consolidation_unsigned("alice", issuer, 3).unwrap();
+        assert_eq!(second.body.inputs.len(), tokens - TX_INPUTS_MAX);
+        bank.release(&second);
+        let delta = bank.plan_commit(&merge, Purpose::Payment, None, 2).unwrap();
+        bank.apply(delta);
+        assert_eq!(bank.balance("alice").unwrap().dt_tiyn.tiyn(), balance, "a consolidation changes no balance");
+        assert_eq!(bank.history("alice").unwrap().len(), history_before, "nor the history");
+        assert_eq!(bank.spendable_token_count("alice").unwrap(), tokens - TX_INPUTS_MAX + 1);
+        assert_eq!(bank.total_dt().unwrap(), bank.recount_dt().unwrap());
+
+        let pay = bank.prepare_payment("alice", &whole, issuer, 4).unwrap();
+        assert_eq!(pay.body.inputs.len(), tokens - TX_INPUTS_MAX + 1, "the whole balance, in one payment");
+        assert_eq!(pay.body.outputs.len(), 1, "no change");
+        bank.release(&pay);
+
+        // Nothing to merge: one token left after merging again; a self-keyed client merges
+        // with a transfer it signs.
+        let (mut last, key) = bank.prepare_consolidation_unsigned("alice", issuer, 5).unwrap();
+        last.sign_owner(&key);
+        let delta = bank.plan_commit(&last, Purpose::Payment, None, 3).unwrap();
+        bank.apply(delta);
+        assert_eq!(bank.spendable_token_count("alice").unwrap(), 1);
+        let nothing = bank.prepare_consolidation_unsigned("alice", issuer, 6).unwrap_err();
+        assert_eq!(nothing.code, ErrorCode::Conflict);
+        assert_eq!(bank.balance("alice").unwrap().dt_tiyn.tiyn(), balance);
+        let unknown = bank.prepare_consolidation_unsigned("nobody", issuer, 7).unwrap_err();
+        assert_eq!(unknown.code, ErrorCode::UnknownAccount);
+    }
+
     /// Owners located by the caller plan exactly what the node finds by itself; an index that
     /// names another account than the owner is a programmer error that stops the process
     /// (here: a panic), and nothing changes.
@@ -1693,5 +1841,57 @@ mod tests {
         batch.record_value(TOKENS.log, &change).unwrap();
         store.commit(batch).unwrap();
         let _ = NodeState::load(&store, node_key(1), custody());
+    }
+
+    proptest::proptest! {
+        /// A consolidation of any wallet (some of its tokens reserved by payments in flight)
+        /// merges the smallest unreserved standard tokens, at most [`TX_INPUTS_MAX`], into one
+        /// of their sum: applied, it changes neither the balance nor what is reserved.
+        #[test]
+        fn a_consolidation_never_changes_a_balance(
+            amounts in proptest::collection::vec(1u64..5_000, 2..300),
+            paid_tiyn in 1u64..20_000,
+        ) {
+            let issuer_key = SecretKey::from_seed([100; 32]);
+            let issuer = issuer_key.address();
+            let mut bank = node("b", 1);
+            let alice = account(&mut bank, "alice", 10);
+            let bob = account(&mut bank, "bob", 11);
+            let outputs = amounts.iter().map(|&t| Output::standard(Amount::from_tiyn(t).unwrap(), alice, issuer)).collect();
+            let mut issue = Transaction::new(TxBody { command: Command::Issue, inputs: vec![], outputs, nonce: 0 });
+            issue.attest(&issuer_key);
+            let delta = bank.plan_commit(&issue, Purpose::Emission, None, 1).unwrap();
+            bank.apply(delta);
+            // A payment in flight reserves some tokens (or none, when the wallet is short).
+            let paid = Amount::from_tiyn(paid_tiyn.min(amounts.iter().sum())).unwrap();
+            let in_flight = bank.prepare_payment("alice", &[(bob, paid)], issuer, 1).unwrap();
+            let before = bank.balance("alice").unwrap();
+            let mut free: Vec<u64> = bank.inputs_of("alice", false).unwrap().map(|i| i.output.amount_tiyn.tiyn()).collect();
+            match bank.prepare_consolidation_unsigned("alice", issuer, 2) {
+                Ok((mut merge, key)) => {
+                    free.sort_unstable();
+                    free.truncate(TX_INPUTS_MAX);
+                    let mut merged: Vec<u64> = merge.body.inputs.iter().map(|i| i.output.amount_tiyn.tiyn()).collect();
+                    merged.sort_unstable();
+                    proptest::prop_assert_eq!(&merged, &free, "the smallest unreserved tokens");
+                    proptest::prop_assert_eq!(merge.body.outputs.len(), 1);
+                    proptest::prop_assert_eq!(merge.body.outputs[0].amount_tiyn.tiyn(), free.iter().sum::<u64>());
+                    proptest::prop_assert_eq!(merge.body.outputs[0].owner, alice);
+                    proptest::prop_assert!(merge.body.inputs.iter().all(|i| !in_flight.input_ids().contains(&i.token_id())));
+                    merge.sign_owner(&key);
+                    let delta = bank.plan_commit(&merge, Purpose::Payment, None, 2).unwrap();
+                    bank.apply(delta);
+                }
+                Err(e) => {
+                    proptest::prop_assert_eq!(e.code, ErrorCode::Conflict);
+                    proptest::prop_assert!(free.len() < 2);
+                }
+            }
+            let after = bank.balance("alice").unwrap();
+            proptest::prop_assert_eq!(after.dt_tiyn, before.dt_tiyn);
+            proptest::prop_assert_eq!(after.dt_reserved_tiyn, before.dt_reserved_tiyn);
+            proptest::prop_assert_eq!(bank.total_dt().unwrap(), bank.recount_dt().unwrap());
+            proptest::prop_assert_eq!(bank.history("alice").unwrap().len(), 1, "the emission's line only");
+        }
     }
 }

@@ -10,7 +10,10 @@
 
 use super::Idem;
 use super::{checked_key, unanswered, wait, Platform, ANSWER_WAIT};
-use crate::types::{Payee, Receipt, RegistryLineResult, RegistryReport, RegistryRequest, TransferRequest};
+use crate::types::{
+    Consolidation, ConsolidationRequest, Payee, Receipt, RegistryLineResult, RegistryReport, RegistryRequest,
+    TransferRequest,
+};
 use dtenge_assembly::ClientAt;
 use dtenge_bank::{Committed, Label, Request};
 use dtenge_core::crypto::Address;
@@ -448,6 +451,35 @@ impl Platform {
                 return;
             }
         }
+    }
+
+    /// Merge a custodial client's smallest spendable tokens into one (issue 19): what a client
+    /// whose balance is made of more than `TX_INPUTS_MAX` tokens does before it pays it whole.
+    /// Its bank builds, signs and commits the transfer to itself; the answer says how many
+    /// tokens the client may spend now. A repeated key gets the first answer.
+    pub fn consolidate(
+        &self,
+        idem: Option<&Idem>,
+        node_id: &str,
+        client_id: &str,
+        _request: ConsolidationRequest,
+    ) -> Result<Consolidation> {
+        let key = checked_key(idem)?;
+        let bank = self.bank(node_id)?;
+        let first = key.as_ref().map(|k| bank.service().committed_answer(k)).transpose()?.flatten();
+        let committed = match first {
+            Some(committed) => committed,
+            None => {
+                self.ensure_not_blocked(node_id)?;
+                wait(&bank.submit(Request::Consolidate { client_id: client_id.to_string() }, key))?
+            }
+        };
+        let spendable = bank.service().read(|node| node.spendable_token_count(client_id))?;
+        Ok(Consolidation {
+            tx_id: committed.tx_id,
+            spendable_tokens: spendable as u64,
+            inputs_per_payment_max: dtenge_core::tx::TX_INPUTS_MAX as u64,
+        })
     }
 
     /// Has `client_id`'s bank applied `tx_id` to its account (its history line)?

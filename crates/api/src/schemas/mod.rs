@@ -52,6 +52,12 @@ mod tests {
                 abs_posting: _,
             } = x;
         };
+        let _ = |x: crate::types::ConsolidationRequest| {
+            let crate::types::ConsolidationRequest {} = x;
+        };
+        let _ = |x: crate::types::Consolidation| {
+            let crate::types::Consolidation { tx_id: _, spendable_tokens: _, inputs_per_payment_max: _ } = x;
+        };
         let _ = |x: crate::types::AmountRequest| {
             let crate::types::AmountRequest { amount_tiyn: _ } = x;
         };

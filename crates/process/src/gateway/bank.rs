@@ -13,6 +13,8 @@
 //!   in force here, as on `up`;
 //! - `POST /v1/nodes/{node}/accounts/{client}/to-dt` and `.../from-dt`: the client's bank
 //!   money to DT and back, against the bank's own DT, keyed at the bank;
+//! - `POST /v1/nodes/{node}/accounts/{client}/consolidations`: the client's smallest
+//!   spendable tokens merged into one (issue 19), keyed at the bank;
 //! - `POST /v1/nodes/{node}/redemptions`: the bank's own DT redeemed at the NBK (its
 //!   correspondent account credited), keyed at the bank, answered once central posted it and
 //!   the bank applied it.
@@ -22,7 +24,7 @@ use crate::Hosted;
 use axum::extract::{Path as P, State};
 use axum::response::{IntoResponse, Response};
 use dtenge_api::platform::{history_entries, history_line};
-use dtenge_api::types::{AmountRequest, HistoryPage, Receipt};
+use dtenge_api::types::{AmountRequest, Consolidation, ConsolidationRequest, HistoryPage, Receipt};
 use dtenge_api::{Failure, Q};
 use dtenge_bank::{Conversion, Directory as _, IdemKey, Request as BankRequest};
 use dtenge_core::party::Party;
@@ -137,6 +139,39 @@ pub(super) async fn from_dt(
     Keyed(key, request): Keyed<AmountRequest>,
 ) -> Response {
     convert(node, id, client, key, request.amount_tiyn, Conversion::FromDt).await
+}
+
+/// A custodial client's tokens merged (issue 19): the bank builds, signs and commits the
+/// transfer to itself; the answer says how many tokens the client may spend now. The bank
+/// answers a repeated key with the first consolidation.
+pub(super) async fn consolidate(
+    State(node): State<Node>,
+    P((_id, client)): P<(String, String)>,
+    Keyed(key, _request): Keyed<ConsolidationRequest>,
+) -> Response {
+    let staged = blocking({
+        let (node, client) = (node.clone(), client.clone());
+        // The bank answers a repeated key first, and refuses the rest while it is blocked.
+        move || Ok(bank(&node)?.submit(BankRequest::Consolidate { client_id: client }, Some(key)))
+    })
+    .await;
+    let answer_rx = match staged {
+        Ok(answer_rx) => answer_rx,
+        Err(e) => return Failure(e).into_response(),
+    };
+    let result = committed(answer_rx).await;
+    answer(
+        blocking(move || {
+            let committed = result?;
+            let spendable = bank(&node)?.service().read(|n| n.spendable_token_count(&client))?;
+            Ok(Consolidation {
+                tx_id: committed.tx_id,
+                spendable_tokens: spendable as u64,
+                inputs_per_payment_max: dtenge_core::tx::TX_INPUTS_MAX as u64,
+            })
+        })
+        .await,
+    )
 }
 
 /// A client's conversion: DT between the client and the bank's own account, bank money the
