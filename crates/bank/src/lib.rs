@@ -113,6 +113,10 @@ pub const BATCH_TXS_MAX: usize = dtenge_wire::message::BATCH_TXS_MAX;
 pub const OPEN_ACCOUNTS_MAX: usize = 100_000;
 /// Most submissions waiting to be taken: beyond it, `submit` answers `LIMIT_EXCEEDED` at once.
 pub const QUEUE_SUBMISSIONS_MAX: usize = 65_536;
+/// Most background consolidations one tick queues (issue 19's dust policy): at a tick every
+/// 50 ms, up to 160 a second, each merging at least `CONSOLIDATE_TOKENS_MIN` tokens, while
+/// payments keep the rest of every batch.
+pub const CONSOLIDATIONS_PER_TICK_MAX: usize = 8;
 
 /// Where the account behind an address is: the directory's read model, as a bank needs it.
 pub trait Directory: Send + Sync {
@@ -783,6 +787,21 @@ impl BankService {
         self.cards_tick(&mut inner, now_ms);
         if let Err(e) = self.sweep_idempotency_locked(&mut inner, now_ms, dtenge_store::retention::SWEEP_ROWS_MAX) {
             tracing::warn!(bank = %self.id, error = %e, "idempotency retention sweep");
+        }
+        let fragmented = inner.node.take_fragmented(CONSOLIDATIONS_PER_TICK_MAX);
+        drop(inner);
+        self.consolidate_in_background(fragmented);
+    }
+
+    /// Queue a consolidation of each of `clients` (issue 19's dust policy, see
+    /// `dtenge_node::CONSOLIDATE_ABOVE_TOKENS`): the bank's own request, without a key, its
+    /// answer not awaited. A refusal (the bank blocked, the tokens taken by payments
+    /// meanwhile) leaves the account to the next arrival of tokens.
+    fn consolidate_in_background(&self, clients: Vec<String>) {
+        assert!(clients.len() <= CONSOLIDATIONS_PER_TICK_MAX, "a tick's consolidations are bounded");
+        for client_id in clients {
+            let (answer, _unheard) = dtenge_sync::oneshot::channel();
+            self.submit_to(Request::Consolidate { client_id }, None, None, Reply::Own(answer));
         }
     }
 

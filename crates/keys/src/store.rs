@@ -254,9 +254,15 @@ pub fn read_or_create_passphrase(path: &Path, entropy: &Entropy) -> Result<Strin
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
         }
-        // A name of this call's own: tests start many platforms at once in one process.
-        let partial =
-            path.with_extension(format!("{}.{}.partial", std::process::id(), hex::encode(&entropy.seed32()[..8])));
+        // A name of this call's own: tests start many platforms at once in one process, from
+        // the same seed as often as not (two of them once collided on a fresh machine).
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let partial = path.with_extension(format!(
+            "{}.{call}.{}.partial",
+            std::process::id(),
+            hex::encode(&entropy.seed32()[..8])
+        ));
         crate::write_private(&partial, hex::encode(entropy.seed32()).as_bytes()).map_err(failed)?;
         let linked = std::fs::hard_link(&partial, path);
         let _ = std::fs::remove_file(&partial);
@@ -369,7 +375,9 @@ mod tests {
             let racers: Vec<_> = (0..8u64)
                 .map(|n| {
                     let path = path.clone();
-                    scope.spawn(move || read_or_create_passphrase(&path, &Entropy::from_seed(10 + n)).unwrap())
+                    // Half of them from one seed, as platforms started by tests are.
+                    let seed = if n % 2 == 0 { 10 } else { 10 + n };
+                    scope.spawn(move || read_or_create_passphrase(&path, &Entropy::from_seed(seed)).unwrap())
                 })
                 .collect();
             racers.into_iter().map(|r| r.join().unwrap()).collect()

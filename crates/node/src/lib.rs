@@ -214,6 +214,14 @@ struct AccountState {
     next_seq: u64,
 }
 
+impl AccountState {
+    /// Custodial, and holding more than [`CONSOLIDATE_ABOVE_TOKENS`] tokens: its bank merges
+    /// them in the background.
+    fn is_fragmented(&self) -> bool {
+        self.key.is_some() && self.tokens.len() > CONSOLIDATE_ABOVE_TOKENS
+    }
+}
+
 /// A change record of [`TOKENS`]'s log: the node, the tokens spent, the tokens received.
 type TokenChange = (String, Vec<TokenId>, Vec<(String, Input)>);
 
@@ -340,7 +348,28 @@ pub struct NodeState {
     /// what reconciliation compares with the notary's unspent set without walking either.
     ids_hash: Hash32,
     cards: BTreeMap<String, String>,
+    /// Custodial accounts holding more than [`CONSOLIDATE_ABOVE_TOKENS`] tokens, found as
+    /// tokens arrive: what the bank consolidates in the background
+    /// ([`NodeState::take_fragmented`]). Not stored: loading finds them again.
+    fragmented: BTreeSet<AccountIndex>,
 }
+
+/// A custodial account holding more tokens than this is consolidated by its bank in the
+/// background (issue 19's dust policy): a flood of 1-tiyn payments, or a year of salary,
+/// transfers and change, leaves an account at most about this many tokens, not one per
+/// payment received.
+///
+/// Why 128: a consolidation then merges 129 to 1,024 tokens in one transaction (one
+/// signature, one notarisation), so it adds under 1% to the transactions an account
+/// receives, and every token is still spent once; an account's tokens stay far below
+/// the 1,024 inputs a payment may spend, so any balance is paid whole; and 128 tokens of
+/// about 1 KB each in memory is about 128 KB per account at worst.
+pub const CONSOLIDATE_ABOVE_TOKENS: usize = 128;
+
+/// Fewest spendable standard tokens a background consolidation merges: fewer is not worth a
+/// transaction (the account's other tokens are held, marked, or reserved by payments in
+/// flight, which free them or spend them).
+pub const CONSOLIDATE_TOKENS_MIN: usize = CONSOLIDATE_ABOVE_TOKENS / 2;
 
 impl NodeState {
     /// A new node with its own (institution) account. Persist [`NodeState::genesis_writes`].
@@ -357,6 +386,7 @@ impl NodeState {
             dt_total: Amount::ZERO,
             ids_hash: Hash32([0; 32]),
             cards: BTreeMap::new(),
+            fragmented: BTreeSet::new(),
         };
         if node.meta.kind != NodeKind::CentralBank {
             let account = Account {
@@ -433,6 +463,7 @@ impl NodeState {
                 dt_total: Amount::ZERO,
                 ids_hash: Hash32([0; 32]),
                 cards: BTreeMap::new(),
+                fragmented: BTreeSet::new(),
             };
             nodes.insert(meta.id, node);
         }
@@ -498,9 +529,14 @@ impl NodeState {
             })?;
             state.cards.insert(pan, client);
         }
-        let (_, node) = nodes.pop_first().expect("the one node of the store");
+        let (_, mut node) = nodes.pop_first().expect("the one node of the store");
         assert!(nodes.is_empty(), "rows of a node the store does not have are refused above");
         node.assert_consistent();
+        for (index, state) in node.accounts.iter().enumerate() {
+            if state.is_fragmented() {
+                node.fragmented.insert(index as AccountIndex);
+            }
+        }
         Ok(node)
     }
 
@@ -915,6 +951,26 @@ impl NodeState {
             "a consolidation merges 2 to {TX_INPUTS_MAX} tokens"
         );
         Ok((tx, key))
+    }
+
+    /// Up to `accounts_max` of the custodial accounts found holding more than
+    /// [`CONSOLIDATE_ABOVE_TOKENS`] tokens since the last call, by client id: those with at
+    /// least [`CONSOLIDATE_TOKENS_MIN`] spendable standard tokens, which the bank consolidates
+    /// now (the others are skipped until tokens arrive again). An account is taken once per
+    /// arrival of tokens: its consolidation in flight is not asked for again.
+    pub fn take_fragmented(&mut self, accounts_max: usize) -> Vec<String> {
+        assert!(accounts_max > 0, "a bound of at least one account");
+        let mut clients = Vec::new();
+        // Bounded: each step takes one account out of the set.
+        while clients.len() < accounts_max {
+            let Some(index) = self.fragmented.pop_first() else { break };
+            let client_id = self.client_id_at(index).clone();
+            let spendable = self.spendable_token_count(&client_id).expect("an index names an account for good");
+            if spendable >= CONSOLIDATE_TOKENS_MIN {
+                clients.push(client_id);
+            }
+        }
+        clients
     }
 
     /// The client's standard tokens it may spend now (not reserved): how fragmented its
@@ -1470,7 +1526,11 @@ impl NodeState {
                 .unwrap_or_else(|| panic!("a delta names account {owner}, which {} does not have", self.meta.id));
             assert_eq!(state.record.account.address, input.output.owner, "a token is received by its owner's account");
             state.tokens.insert(token);
+            let fragmented = state.is_fragmented();
             self.hold(token, Holding { input, owner, reserved_by: None });
+            if fragmented {
+                self.fragmented.insert(owner);
+            }
         }
         for (account, entry) in delta.history {
             let state = self.accounts.get_mut(account as usize).unwrap_or_else(|| {

@@ -104,6 +104,7 @@ fn openapi_describes_every_route_and_docs_are_served() {
         "/v1/nodes/{node}/accounts",
         "/v1/nodes/{node}/transfers",
         "/v1/nodes/{node}/transactions",
+        "/v1/nodes/{node}/accounts/{client}/consolidations",
         "/v1/nodes/{node}/registries",
         "/v1/nodes/{node}/emissions",
         "/v1/nodes/{node}/redemptions",
@@ -129,6 +130,82 @@ fn openapi_describes_every_route_and_docs_are_served() {
     }
     let docs = ureq::get(&format!("{}/docs/", platform.base_url())).call().unwrap().into_string().unwrap();
     assert!(docs.contains("swagger"), "the docs page is not Swagger UI");
+}
+
+/// Issue 19, money edges: a custodial client's wallet made of more than 1,024 tokens is
+/// merged through the API (`POST .../consolidations`, keyed like every change), and by its
+/// bank in the background, until its balance is paid whole by one transfer; its balance and
+/// history do not change on the way. A client keeping its own key is told to sign its own.
+#[test]
+fn a_fragmented_wallet_is_consolidated_through_the_api_and_then_paid_whole() {
+    use dtenge_api::types::{AmountRequest, OpenAccount, RegistryLine, RegistryRequest};
+    use dtenge_core::money::Amount;
+    const TOKENS: u64 = 1_100;
+    let (_dir, platform) = start();
+    let roles = &platform.roles;
+    let (payer, payee, self_keyed) = (World::iin(79, 1), World::iin(79, 2), World::iin(79, 3));
+    for (client, key) in [(&payer, None), (&payee, None), (&self_keyed, Some([79; 32]))] {
+        let account = OpenAccount {
+            kind: dtenge_node::ClientKind::Individual,
+            client_id: client.clone(),
+            name: format!("Client {client}"),
+            phone: None,
+            public_key: key.map(|seed| dtenge_core::crypto::SecretKey::from_seed(seed).public_key()),
+        };
+        roles.open_account(None, "sapa", account).unwrap();
+    }
+    let funds = AmountRequest { amount_tiyn: Amount::from_tiyn(100_00).unwrap() };
+    roles.credit_correspondent(None, "sapa", funds).unwrap();
+    roles.emission(None, "sapa", funds).unwrap();
+    let lines = (0..TOKENS)
+        .map(|_| RegistryLine {
+            phone: None,
+            client_id: Some(payer.clone()),
+            bank: Some("sapa".into()),
+            amount_tiyn: Amount::from_tiyn(1).unwrap(),
+        })
+        .collect();
+    let report =
+        roles.distribute_registry(None, "sapa", RegistryRequest { from: "own".into(), reference: None, lines });
+    assert_eq!(report.unwrap().lines_paid as u64, TOKENS);
+    let world = World::new(&platform.base_url(), &platform.credentials_dir()).unwrap();
+    let account = |client: &str| world.client.get(&format!("/v1/nodes/sapa/accounts/{client}")).unwrap();
+    let lines_of =
+        |client: &str| world.client.get(&format!("/v1/nodes/sapa/accounts/{client}/history")).unwrap()["total"].clone();
+    let history_before = lines_of(&payer);
+
+    let path = format!("/v1/nodes/sapa/accounts/{payer}/consolidations");
+    let merged = world.client.post_with_key(&path, &serde_json::json!({}), "merge-79").unwrap();
+    assert_eq!(merged["inputs_per_payment_max"], 1_024, "{merged}");
+    assert!(merged["tx_id"].is_string() && merged["spendable_tokens"].as_u64().unwrap() < TOKENS, "{merged}");
+    let again = world.client.post_with_key(&path, &serde_json::json!({}), "merge-79").unwrap();
+    assert_eq!(again["tx_id"], merged["tx_id"], "one key, one consolidation");
+    let unknown_field = world.client.post(&path, &serde_json::json!({"all": true})).unwrap_err();
+    assert_eq!(unknown_field.code, "MALFORMED_INPUT");
+    let own_key =
+        world.client.post(&format!("/v1/nodes/sapa/accounts/{self_keyed}/consolidations"), &serde_json::json!({}));
+    assert_eq!(own_key.unwrap_err().code, "FORBIDDEN");
+    // The bank merges the rest itself; the whole balance is then one transfer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let pay_whole =
+        serde_json::json!({"from": payer, "to": {"client_id": payee, "bank": "sapa"}, "amount_tiyn": TOKENS});
+    loop {
+        match world.client.post("/v1/nodes/sapa/transfers", &pay_whole) {
+            Ok(_) => break,
+            // A consolidation of the bank's own in flight reserves tokens: retry.
+            Err(e) if e.code == "FUNDS_IN_FLIGHT" || e.code == "LIMIT_EXCEEDED" => {
+                assert!(std::time::Instant::now() < deadline, "{e}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(account(&payer)["balance"]["dt_tiyn"], 0);
+    assert_eq!(account(&payee)["balance"]["dt_tiyn"], TOKENS);
+    assert_eq!(lines_of(&payer), serde_json::json!(history_before.as_u64().unwrap() + 1), "only the payment's line");
+    let nothing = world.client.post(&path, &serde_json::json!({})).unwrap_err();
+    assert_eq!(nothing.code, "CONFLICT", "{nothing}");
+    world.reconciled().unwrap();
 }
 
 /// Issue 19, lists: a node's accounts come a page at a time (default 100, at most 1,000), in
@@ -191,7 +268,9 @@ fn every_list_comes_a_bounded_page_at_a_time() {
         client_id: payee.clone(),
         name: "Many Tokens".into(),
         phone: None,
-        public_key: None,
+        // Keeps its own key: its bank does not consolidate its 620 tokens in the background
+        // (a custodial account is merged above `CONSOLIDATE_ABOVE_TOKENS`).
+        public_key: Some(dtenge_core::crypto::SecretKey::from_seed([78; 32]).public_key()),
     };
     roles.open_account(None, "sapa", account).unwrap();
     let funds = AmountRequest { amount_tiyn: Amount::from_tiyn(10_000_00).unwrap() };
