@@ -708,6 +708,25 @@ fn each_organizations_node_serves_its_own_routes() {
     let view: Value = steppe.get(&format!("/v1/nodes/steppe/accounts/{client}")).unwrap();
     assert_eq!(view["balance"]["fiat_tiyn"], 5_000 - 3_000 + 1_000);
     assert_eq!(view["balance"]["dt_tiyn"], START_TIYN + 3_000 - 1_000);
+    // Its tokens merged into one by its bank (issue 19): the balance unchanged, one key one
+    // consolidation, and with one token left nothing more to merge.
+    let tokens_before = view["balance"]["tokens"].as_u64().unwrap();
+    assert!(tokens_before >= 2, "the funding and the conversions' change: {view}");
+    let merge = format!("/v1/nodes/steppe/accounts/{client}/consolidations");
+    let merged: Value = steppe.post(&merge, "merge-1", &json!({})).unwrap();
+    assert_eq!(
+        (merged["spendable_tokens"].as_u64(), merged["inputs_per_payment_max"].as_u64()),
+        (Some(1), Some(1_024))
+    );
+    let again: Value = steppe.post(&merge, "merge-1", &json!({})).unwrap();
+    assert_eq!(again["tx_id"], merged["tx_id"], "one key, one consolidation");
+    let nothing = steppe.post::<_, Value>(&merge, "merge-2", &json!({})).unwrap_err();
+    assert!(nothing.status == 409 && nothing.body.contains("CONFLICT"), "{nothing}");
+    let view: Value = steppe.get(&format!("/v1/nodes/steppe/accounts/{client}")).unwrap();
+    assert_eq!(
+        (view["balance"]["dt_tiyn"].as_u64(), view["balance"]["tokens"].as_u64()),
+        (Some(START_TIYN + 2_000), Some(1))
+    );
     let short = steppe
         .post::<_, Value>(
             &format!("/v1/nodes/steppe/accounts/{client}/to-dt"),
