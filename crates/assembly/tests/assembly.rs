@@ -450,3 +450,80 @@ fn a_fragmented_custodial_wallet_is_consolidated_and_then_paid_whole() {
     assert_eq!(balance(&assembly, "tulpar", "900101300009"), tiyn(tokens as u64));
     assert_eq!(assembly.reconcile(), Vec::<String>::new());
 }
+
+/// Issue 19, dust: what a flood of 1-tiyn tokens costs the network, measured, not asserted
+/// (run with `cargo test -p dtenge-assembly --test assembly -- --ignored dust --nocapture`;
+/// the figures are in `docs/SECURITY.md`). 160,000 one-tiyn tokens are paid in ten payments
+/// of 16,000 outputs to a client keeping its own key (its bank cannot merge them: the raw
+/// cost), then 16,000 to a custodial client, whose bank merges them back in the background.
+#[test]
+#[ignore = "a measurement: prints the cost of dust per token"]
+fn dust_costs_measured() {
+    use dtenge_node::CONSOLIDATE_ABOVE_TOKENS;
+    const OUTPUTS_PER_PAYMENT: usize = 16_000;
+    const PAYMENTS: usize = 10;
+    fn rss_bytes() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    }
+    fn disk_bytes(dir: &std::path::Path) -> u64 {
+        let mut total = 0;
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let meta = entry.metadata().unwrap();
+            total += if meta.is_dir() { disk_bytes(&entry.path()) } else { meta.len() };
+        }
+        total
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let self_keyed = SecretKey::from_seed([10; 32]);
+    let custodial = SecretKey::from_seed([11; 32]);
+    let assembly = start(dir.path());
+    let accounts = vec![
+        (account("steppe", 10, &self_keyed), AccountKey::Client(self_keyed.public_key())),
+        (account("steppe", 11, &custodial), AccountKey::Custodial(custodial.clone())),
+    ];
+    assembly.migrate_accounts("steppe", accounts).unwrap();
+    assembly.fund("steppe", tiyn(10_000_00), WAIT).unwrap();
+    let steppe = assembly.bank("steppe").unwrap();
+    let pay_dust = |to: dtenge_core::crypto::Address| {
+        let payees = vec![(to, tiyn(1)); OUTPUTS_PER_PAYMENT];
+        let paid = steppe.submit(Request::Pay { client_id: OWN_ACCOUNT.into(), payees }, None);
+        paid.recv_timeout(WAIT).unwrap().unwrap();
+    };
+    assembly.settle(WAIT).unwrap();
+    let (rss_before, disk_before, started) = (rss_bytes(), disk_bytes(dir.path()), std::time::Instant::now());
+    for _ in 0..PAYMENTS {
+        pay_dust(self_keyed.address());
+    }
+    assembly.settle(WAIT).unwrap();
+    let tokens = (PAYMENTS * OUTPUTS_PER_PAYMENT) as u64;
+    let spent_ms = started.elapsed().as_millis();
+    let (rss_after, disk_after) = (rss_bytes(), disk_bytes(dir.path()));
+    let held = steppe.service().read(|node| node.spendable_token_count("900101300010").unwrap());
+    assert_eq!(held as u64, tokens);
+    println!("dust: {tokens} one-tiyn tokens in {PAYMENTS} payments, {spent_ms} ms (debug build)");
+    println!(
+        "dust: resident memory +{} B per token (bank and notary, one process), disk +{} B per token",
+        rss_after.saturating_sub(rss_before) / tokens,
+        disk_after.saturating_sub(disk_before) / tokens
+    );
+
+    let started = std::time::Instant::now();
+    pay_dust(custodial.address());
+    let count = || steppe.service().read(|node| node.spendable_token_count("900101300011").unwrap());
+    let reserved = || steppe.service().read(|node| node.balance("900101300011").unwrap().dt_reserved_tiyn);
+    let deadline = std::time::Instant::now() + WAIT;
+    while count() > CONSOLIDATE_ABOVE_TOKENS || !reserved().is_zero() {
+        assert!(std::time::Instant::now() < deadline, "still {} tokens", count());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!(
+        "dust: {OUTPUTS_PER_PAYMENT} one-tiyn tokens to a custodial client merged back to {} tokens within {} ms",
+        count(),
+        started.elapsed().as_millis()
+    );
+    assert_eq!(balance(&assembly, "steppe", "900101300011"), tiyn(OUTPUTS_PER_PAYMENT as u64));
+    assembly.settle(WAIT).unwrap();
+    assert_eq!(assembly.reconcile(), Vec::<String>::new());
+}
