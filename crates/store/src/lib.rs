@@ -318,6 +318,16 @@ impl PendingCommit {
             Pending::Waiting(answer) => answer.recv().map_err(|e| storage_error("commit reply", e))?,
         }
     }
+
+    /// [`PendingCommit::wait`] for an async caller: the task sleeps until the committer's
+    /// answer wakes it, holding no thread (an HTTP handler need not hop to a blocking thread
+    /// to wait for an fsync).
+    pub async fn durable(self) -> Result<()> {
+        match self.0 {
+            Pending::Ready(outcome) => outcome,
+            Pending::Waiting(answer) => answer.await.map_err(|e| storage_error("commit reply", e))?,
+        }
+    }
 }
 
 /// The durable store: fjall and the journal of log rows on a real disk, or a [`SimDisk`]
