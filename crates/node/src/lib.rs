@@ -208,6 +208,12 @@ struct AccountState {
     record: AccountRecord,
     key: Option<SecretKey>,
     tokens: BTreeSet<TokenId>,
+    /// The standard tokens not reserved, by amount (issue 20): what a payment chooses from, in
+    /// O(log n + k) for k tokens chosen, never a walk of every token the account owns. Kept by
+    /// [`NodeState::reindex`] whenever a token arrives, goes, or is reserved or released.
+    spendable: BTreeSet<(Amount, TokenId)>,
+    /// The sum of `spendable`'s amounts.
+    spendable_tiyn: Amount,
     /// The newest [`HISTORY_IN_MEMORY_MAX`] entries, in `seq` order.
     history: VecDeque<HistoryEntry>,
     /// The `seq` of the next planned entry.
@@ -555,6 +561,30 @@ impl NodeState {
             self.meta.id
         );
         assert_eq!(self.recount_ids_hash(), self.ids_hash, "{}: the running set hash is the tokens'", self.meta.id);
+        self.assert_indexed();
+    }
+
+    /// Each account's index of spendable tokens is exactly its standard tokens not reserved,
+    /// and its running sum theirs (O(tokens): at start, and in tests).
+    fn assert_indexed(&self) {
+        for state in &self.accounts {
+            let expected: BTreeSet<(Amount, TokenId)> = state
+                .tokens
+                .iter()
+                .filter_map(|id| {
+                    let holding = &self.tokens[id];
+                    (holding.reserved_by.is_none() && holding.input.output.policy.is_standard())
+                        .then_some((holding.input.output.amount_tiyn, *id))
+                })
+                .collect();
+            assert!(expected == state.spendable, "{}: the spendable index is the account's own", self.meta.id);
+            assert_eq!(
+                Amount::sum(expected.iter().map(|(amount, _)| *amount)).ok(),
+                Some(state.spendable_tiyn),
+                "{}: the spendable index's running sum",
+                self.meta.id
+            );
+        }
     }
 
     fn insert_account(&mut self, record: AccountRecord, key: Option<SecretKey>) {
@@ -574,10 +604,13 @@ impl NodeState {
             tokens: BTreeSet::new(),
             history: VecDeque::new(),
             next_seq: 0,
+            spendable: BTreeSet::new(),
+            spendable_tiyn: Amount::ZERO,
         });
     }
 
     fn remove_token(&mut self, token: &TokenId) {
+        self.unindex(token);
         if let Some(holding) = self.tokens.remove(token) {
             token.toggle_in(&mut self.ids_hash);
             self.dt_total = self
@@ -599,6 +632,46 @@ impl NodeState {
         }
         let total = self.dt_total.checked_add(amount).and_then(|t| t.checked_sub(replaced.unwrap_or(Amount::ZERO)));
         self.dt_total = total.expect("a node's DT is within the money supply's bound");
+        self.reindex(&token);
+    }
+
+    /// Mark `token` reserved by `by` (a payment in flight), or free again, keeping its
+    /// account's index of spendable tokens.
+    fn set_reserved(&mut self, token: &TokenId, by: Option<TxId>) {
+        let holding = self.tokens.get_mut(token).expect("only a token held is reserved or released");
+        holding.reserved_by = by;
+        self.reindex(token);
+    }
+
+    /// Put `token` in its account's index of spendable tokens, or take it out, as it stands:
+    /// in when it is standard and not reserved.
+    fn reindex(&mut self, token: &TokenId) {
+        let Some(holding) = self.tokens.get(token) else { return };
+        if !holding.input.output.policy.is_standard() {
+            return;
+        }
+        let key = (holding.input.output.amount_tiyn, *token);
+        let state = self.accounts.get_mut(holding.owner as usize).expect("a token's owner is an account");
+        if holding.reserved_by.is_none() {
+            if state.spendable.insert(key) {
+                state.spendable_tiyn = state
+                    .spendable_tiyn
+                    .checked_add(key.0)
+                    .expect("an account's DT is within the money supply's bound");
+            }
+        } else if state.spendable.remove(&key) {
+            state.spendable_tiyn = state.spendable_tiyn.checked_sub(key.0).expect("the index sums its tokens");
+        }
+    }
+
+    /// Take `token` out of its account's index of spendable tokens (it is spent).
+    fn unindex(&mut self, token: &TokenId) {
+        let Some(holding) = self.tokens.get(token) else { return };
+        let key = (holding.input.output.amount_tiyn, *token);
+        let state = self.accounts.get_mut(holding.owner as usize).expect("a token's owner is an account");
+        if state.spendable.remove(&key) {
+            state.spendable_tiyn = state.spendable_tiyn.checked_sub(key.0).expect("the index sums its tokens");
+        }
     }
 
     /// The client id of the account at `index`, which the caller got from this node (accounts
@@ -915,36 +988,24 @@ impl NodeState {
             )
         })?;
         let address = state.record.account.address;
-        let mut candidates: Vec<(Amount, TokenId)> = state
-            .tokens
-            .iter()
-            .filter_map(|id| {
-                let holding = &self.tokens[id];
-                (holding.reserved_by.is_none() && holding.input.output.policy.is_standard())
-                    .then_some((holding.input.output.amount_tiyn, *id))
-            })
-            .collect();
         ensure!(
-            candidates.len() >= 2,
+            state.spendable.len() >= 2,
             Conflict,
             "{} holds {} spendable standard token(s): nothing to consolidate",
             state.record.account.name,
-            candidates.len()
+            state.spendable.len()
         );
-        // Smallest first; ties by id, so that the same state always merges the same tokens.
-        let chosen_count = candidates.len().min(TX_INPUTS_MAX);
-        candidates.select_nth_unstable(chosen_count - 1);
-        candidates.truncate(chosen_count);
-        candidates.sort_unstable();
+        // Smallest first, from the index (ties by id, so that the same state always merges the
+        // same tokens): O(k) in the tokens merged.
+        let candidates: Vec<(Amount, TokenId)> = state.spendable.iter().take(TX_INPUTS_MAX).copied().collect();
         let total = Amount::sum(candidates.iter().map(|(amount, _)| *amount))?;
         let inputs: Vec<Input> = candidates.iter().map(|(_, id)| self.tokens[id].input.clone()).collect();
         let outputs = vec![Output::standard(total, address, issuer)];
         let tx = Transaction::new(TxBody { command: Command::Transfer, inputs, outputs, nonce });
         let tx_id = tx.id();
         for (_, id) in &candidates {
-            let holding = self.tokens.get_mut(id).expect("chosen from the tokens held, under the same borrow");
-            debug_assert!(holding.reserved_by.is_none());
-            holding.reserved_by = Some(tx_id);
+            debug_assert!(self.tokens[id].reserved_by.is_none());
+            self.set_reserved(id, Some(tx_id));
         }
         assert!(
             (2..=TX_INPUTS_MAX).contains(&tx.body.inputs.len()),
@@ -976,7 +1037,7 @@ impl NodeState {
     /// The client's standard tokens it may spend now (not reserved): how fragmented its
     /// wallet is, and whether a consolidation would merge anything.
     pub fn spendable_token_count(&self, client_id: &str) -> Result<usize> {
-        Ok(self.inputs_of(client_id, false)?.count())
+        Ok(self.account_state(client_id)?.spendable.len())
     }
 
     /// Build a redemption of `amount` from the node's own account (the NBK must attest too).
@@ -1011,17 +1072,8 @@ impl NodeState {
         nonce: u64,
     ) -> Result<(Transaction, SecretKey)> {
         let state = self.account_state(client_id)?;
-        let candidates: Vec<(TokenId, Amount)> = state
-            .tokens
-            .iter()
-            .filter_map(|id| {
-                let holding = &self.tokens[id];
-                (holding.reserved_by.is_none() && holding.input.output.policy.is_standard())
-                    .then_some((*id, holding.input.output.amount_tiyn))
-            })
-            .collect();
-        let amounts: Vec<Amount> = candidates.iter().map(|(_, a)| *a).collect();
-        let selection = coins::select(&amounts, total).map_err(|e| {
+        // O(log n + k) in the account's tokens (issue 20): the index, never a walk of them all.
+        let selection = select_indexed(&state.spendable, state.spendable_tiyn, total).map_err(|e| {
             if e.code == ErrorCode::LimitExceeded {
                 // The wallet is too fragmented for one transaction: say how to merge it.
                 return Error::new(
@@ -1046,7 +1098,7 @@ impl NodeState {
             .unwrap_or(Amount::ZERO);
             // Enough once the payments in flight complete (their change comes back, or they
             // fail and free their inputs): a retry may pass, so the refusal says so.
-            let spendable = Amount::sum(amounts.iter().copied()).unwrap_or(Amount::ZERO);
+            let spendable = state.spendable_tiyn;
             let may_suffice = spendable.checked_add(reserved).is_ok_and(|with_reserved| with_reserved >= total);
             if !reserved.is_zero() && may_suffice {
                 return Error::new(
@@ -1080,18 +1132,17 @@ impl NodeState {
                 format!("client {client_id} keeps its own key: submit a transaction it signed"),
             )
         })?;
-        if !selection.change.is_zero() {
-            outputs.push(Output::standard(selection.change, address, issuer));
+        let (chosen, chosen_tiyn) = selection;
+        let change = chosen_tiyn.checked_sub(total)?;
+        if !change.is_zero() {
+            outputs.push(Output::standard(change, address, issuer));
         }
-        let inputs: Vec<Input> =
-            selection.chosen.iter().map(|&i| self.tokens[&candidates[i].0].input.clone()).collect();
+        let inputs: Vec<Input> = chosen.iter().map(|id| self.tokens[id].input.clone()).collect();
         let tx = Transaction::new(TxBody { command, inputs, outputs, nonce });
         // The id is the body's: the signatures made later do not change it.
         let tx_id = tx.id();
-        for &i in &selection.chosen {
-            let holding =
-                self.tokens.get_mut(&candidates[i].0).expect("chosen from the tokens held, under the same borrow");
-            holding.reserved_by = Some(tx_id);
+        for id in &chosen {
+            self.set_reserved(id, Some(tx_id));
         }
         Ok((tx, key))
     }
@@ -1226,8 +1277,7 @@ impl NodeState {
         tx.attest(&self.key);
         let tx_id = tx.id();
         for id in &chosen {
-            let holding = self.tokens.get_mut(id).expect("chosen from the tokens held, under the same borrow");
-            holding.reserved_by = Some(tx_id);
+            self.set_reserved(id, Some(tx_id));
         }
         Ok(tx)
     }
@@ -1261,8 +1311,7 @@ impl NodeState {
         tx.attest(&self.key);
         let tx_id = tx.id();
         for id in &ids {
-            let holding = self.tokens.get_mut(id).expect("chosen from the tokens held, under the same borrow");
-            holding.reserved_by = Some(tx_id);
+            self.set_reserved(id, Some(tx_id));
         }
         Ok(tx)
     }
@@ -1322,8 +1371,7 @@ impl NodeState {
             }
         }
         for id in input_ids {
-            let holding = self.tokens.get_mut(id).expect("checked above: every input is held");
-            holding.reserved_by = Some(*tx_id);
+            self.set_reserved(id, Some(*tx_id));
         }
         Ok(())
     }
@@ -1334,10 +1382,8 @@ impl NodeState {
     pub fn release(&mut self, tx: &Transaction) {
         let tx_id = tx.id();
         for id in tx.input_ids() {
-            if let Some(holding) = self.tokens.get_mut(&id) {
-                if holding.reserved_by == Some(tx_id) {
-                    holding.reserved_by = None;
-                }
+            if self.tokens.get(&id).is_some_and(|holding| holding.reserved_by == Some(tx_id)) {
+                self.set_reserved(&id, None);
             }
         }
     }
@@ -1548,6 +1594,39 @@ impl NodeState {
     }
 }
 
+/// Coin selection over an account's index of spendable standard tokens (issue 20): the same
+/// choice as [`coins::select`] makes over a list (its tests below compare the two), in
+/// O(log n + k) for k tokens chosen instead of O(n) in the tokens the account owns. One token
+/// when one covers the amount: the smallest that does (an exact match first, being the
+/// smallest); otherwise the largest first, at most [`TX_INPUTS_MAX`]. `available` is the
+/// index's running sum. The tokens chosen and their sum.
+fn select_indexed(
+    spendable: &BTreeSet<(Amount, TokenId)>,
+    available: Amount,
+    target: Amount,
+) -> Result<(Vec<TokenId>, Amount)> {
+    ensure!(!target.is_zero(), MalformedInput, "the amount must be positive");
+    ensure!(available >= target, InsufficientFunds, "spendable balance {available} is less than {target}");
+    if let Some(&(amount, id)) = spendable.range((target, TokenId(Hash32([0; 32])))..).next() {
+        return Ok((vec![id], amount));
+    }
+    let mut chosen = Vec::new();
+    let mut sum = Amount::ZERO;
+    // Bounded: at most TX_INPUTS_MAX steps before it returns or refuses.
+    for &(amount, id) in spendable.iter().rev() {
+        if sum >= target {
+            break;
+        }
+        if chosen.len() == TX_INPUTS_MAX {
+            bail!(LimitExceeded, "paying {target} needs more than {TX_INPUTS_MAX} tokens; consolidate first");
+        }
+        chosen.push(id);
+        sum = sum.checked_add(amount)?;
+    }
+    assert!(sum >= target, "the index holds its running sum {available}, at least {target}");
+    Ok((chosen, sum))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1679,6 +1758,7 @@ mod tests {
         assert_eq!(bank.history("alice").unwrap().len(), history_before, "nor the history");
         assert_eq!(bank.spendable_token_count("alice").unwrap(), tokens - TX_INPUTS_MAX + 1);
         assert_eq!(bank.total_dt().unwrap(), bank.recount_dt().unwrap());
+        bank.assert_indexed();
 
         let pay = bank.prepare_payment("alice", &whole, issuer, 4).unwrap();
         assert_eq!(pay.body.inputs.len(), tokens - TX_INPUTS_MAX + 1, "the whole balance, in one payment");
@@ -1952,6 +2032,38 @@ mod tests {
             proptest::prop_assert_eq!(after.dt_reserved_tiyn, before.dt_reserved_tiyn);
             proptest::prop_assert_eq!(bank.total_dt().unwrap(), bank.recount_dt().unwrap());
             proptest::prop_assert_eq!(bank.history("alice").unwrap().len(), 1, "the emission's line only");
+            bank.assert_indexed();
+        }
+
+        /// Issue 20: choosing from the index of spendable tokens chooses what
+        /// [`coins::select`] chooses from the list of them (the same amounts, one token when one
+        /// covers, the largest first otherwise), and refuses with the same code.
+        #[test]
+        fn selection_from_the_index_is_the_lists(
+            values in proptest::collection::vec(1u64..2_000, 0..1_500),
+            target in 1u64..400_000,
+        ) {
+            let amounts: Vec<Amount> = values.iter().map(|&v| Amount::from_tiyn(v).unwrap()).collect();
+            let index: BTreeSet<(Amount, TokenId)> = amounts
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (*a, TokenId(dtenge_core::crypto::hash_parts(b"t", &[&(i as u64).to_le_bytes()]))))
+                .collect();
+            let available = Amount::sum(amounts.iter().copied()).unwrap();
+            let target = Amount::from_tiyn(target).unwrap();
+            match (coins::select(&amounts, target), select_indexed(&index, available, target)) {
+                (Ok(listed), Ok((chosen, sum))) => {
+                    let mut from_list: Vec<u64> = listed.chosen.iter().map(|&i| values[i]).collect();
+                    let by_id: std::collections::BTreeMap<TokenId, Amount> = index.iter().map(|(a, id)| (*id, *a)).collect();
+                    let mut from_index: Vec<u64> = chosen.iter().map(|id| by_id[id].tiyn()).collect();
+                    from_list.sort_unstable();
+                    from_index.sort_unstable();
+                    proptest::prop_assert_eq!(from_list, from_index);
+                    proptest::prop_assert_eq!(listed.total, sum);
+                }
+                (Err(listed), Err(indexed)) => proptest::prop_assert_eq!(listed.code, indexed.code),
+                (listed, indexed) => proptest::prop_assert!(false, "list {listed:?}, index {indexed:?}"),
+            }
         }
     }
 }
