@@ -212,7 +212,7 @@ fn every_identified_callers_request_is_in_the_audit_trail() {
     let account = json!({"kind": "individual", "client_id": "900101300007", "name": "Arman Ospanov"});
 
     assert_eq!(call("POST", &url("/v1/nodes/steppe/accounts"), Some(&steppe), Some(account.clone())).0, 201);
-    let page = newest(&trail, 2);
+    let page = newest(trail, 2);
     let (outcome, intent) = (&page.entries[0], &page.entries[1]);
     assert_eq!(
         (intent.actor.as_str(), intent.role.as_str(), intent.action.as_str(), intent.target.as_str(), intent.outcome),
@@ -225,13 +225,13 @@ fn every_identified_callers_request_is_in_the_audit_trail() {
 
     // A failed action: its outcome says why.
     assert_eq!(call("POST", &url("/v1/nodes/steppe/accounts"), Some(&steppe), Some(account)).0, 409);
-    let failed = &newest(&trail, 1).entries[0];
+    let failed = &newest(trail, 1).entries[0];
     assert_eq!(failed.outcome, Outcome::Failed);
     assert!(failed.detail.contains("HTTP 409 DUPLICATE_ACCOUNT"), "{}", failed.detail);
 
     // A read of a client's data.
     assert_eq!(call("GET", &url("/v1/nodes/steppe/accounts/900101300007"), Some(&steppe), None).0, 200);
-    let read = &newest(&trail, 1).entries[0];
+    let read = &newest(trail, 1).entries[0];
     assert_eq!(
         (read.actor.as_str(), read.action.as_str(), read.target.as_str(), read.outcome),
         ("bank:steppe", "GET", "/v1/nodes/steppe/accounts/900101300007", Outcome::Ok)
@@ -239,7 +239,7 @@ fn every_identified_callers_request_is_in_the_audit_trail() {
 
     // A refusal: Steppe's systems asking for Tulpar's clients.
     assert_eq!(call("GET", &url("/v1/nodes/tulpar/accounts"), Some(&steppe), None).0, 403);
-    let refused = &newest(&trail, 1).entries[0];
+    let refused = &newest(trail, 1).entries[0];
     assert_eq!((refused.actor.as_str(), refused.outcome), ("bank:steppe", Outcome::Failed));
     assert!(refused.detail.contains("refused"), "{}", refused.detail);
 
