@@ -38,7 +38,7 @@ one, `Content-Type: application/json` (otherwise 415 UNSUPPORTED_MEDIA_TYPE). Er
         version = "0.1.0"
     ),
     paths(
-        health, list_accounts, open_account, open_accounts, get_account, get_history, deposit, to_dt, from_dt, transfer, tokens, consolidate, submit,
+        health, list_accounts, open_account, open_accounts, get_account, get_history, deposit, to_dt, from_dt, transfer, tokens, consolidate, consolidation_offer, submit,
         submit_batch,
         registry, link_card, emission, redemption, credit_correspondent, abs_balances, lookup_phone,
         card_purchase, get_purchase, card_refund, atm_withdrawal, create_voucher_program, list_voucher_programs,
@@ -111,6 +111,7 @@ pub fn router(network: App) -> Router {
         .route("/v1/nodes/{node}/accounts/{client}/from-dt", post(from_dt))
         .route("/v1/nodes/{node}/accounts/{client}/tokens", get(tokens))
         .route("/v1/nodes/{node}/accounts/{client}/consolidations", post(consolidate))
+        .route("/v1/nodes/{node}/accounts/{client}/consolidation", get(consolidation_offer))
         .route("/v1/nodes/{node}/transfers", post(transfer))
         .route("/v1/nodes/{node}/transactions", post(submit))
         .route("/v1/nodes/{node}/transactions/batch", post(submit_batch))
@@ -520,6 +521,14 @@ async fn consolidate(
         n.consolidate(idem, &node, &client, r)
     })
     .await
+}
+
+#[utoipa::path(get, path = "/v1/nodes/{node}/accounts/{client}/consolidation", tag = "payments",
+    description = "For a client that keeps its own key: a consolidation to sign, its smallest spendable tokens (at most 1,024) to one token of their sum on its own account, unsigned. Sign it as any transfer and submit it to `POST /v1/nodes/{node}/transactions`; nothing is reserved until then, so a payment meanwhile that takes one of its tokens makes it fail (ask again).",
+    params(("node" = String, Path), ("client" = String, Path)),
+    responses((status = 200, body = schemas::Transaction), (status = 409, description = "CONFLICT: fewer than two spendable tokens", body = ApiError), (status = 403, description = "FORBIDDEN: a custodial client (its bank merges its tokens)", body = ApiError), (status = 404, body = ApiError)))]
+async fn consolidation_offer(State(app): State<App>, P((node, client)): P<(String, String)>) -> Response {
+    read(app, move |n| n.consolidation_offer(&node, &client)).await
 }
 
 #[utoipa::path(post, path = "/v1/nodes/{node}/transactions", tag = "payments",

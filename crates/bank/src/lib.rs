@@ -407,6 +407,12 @@ impl BankService {
         })
     }
 
+    /// The NBK's address, the issuer every DT token names: what a transaction built for a
+    /// client to sign pays to (its outputs name it).
+    pub fn issuer(&self) -> Address {
+        self.anchors.read().issuer
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }

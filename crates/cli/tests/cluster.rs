@@ -722,6 +722,9 @@ fn each_organizations_node_serves_its_own_routes() {
     assert_eq!(again["tx_id"], merged["tx_id"], "one key, one consolidation");
     let nothing = steppe.post::<_, Value>(&merge, "merge-2", &json!({})).unwrap_err();
     assert!(nothing.status == 409 && nothing.body.contains("CONFLICT"), "{nothing}");
+    // The offer to sign is for clients that keep their own key (issue 20).
+    let offer = steppe.get::<Value>(&format!("/v1/nodes/steppe/accounts/{client}/consolidation")).unwrap_err();
+    assert!(offer.status == 403 && offer.body.contains("FORBIDDEN"), "{offer}");
     let view: Value = steppe.get(&format!("/v1/nodes/steppe/accounts/{client}")).unwrap();
     assert_eq!(
         (view["balance"]["dt_tiyn"].as_u64(), view["balance"]["tokens"].as_u64()),

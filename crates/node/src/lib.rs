@@ -983,11 +983,41 @@ impl NodeState {
             Error::new(
                 ErrorCode::Forbidden,
                 format!(
-                    "client {client_id} keeps its own key: it merges its tokens with a transfer to itself it signs"
+                    "client {client_id} keeps its own key: it merges its tokens with a transfer to itself it signs \
+                     (GET /v1/nodes/{{node}}/accounts/{client_id}/consolidation offers one)"
                 ),
             )
         })?;
-        let address = state.record.account.address;
+        let tx = Transaction::new(self.consolidation_body(client_id, issuer, nonce)?);
+        let tx_id = tx.id();
+        for input in &tx.body.inputs {
+            let id = input.token_id();
+            debug_assert!(self.tokens[&id].reserved_by.is_none());
+            self.set_reserved(&id, Some(tx_id));
+        }
+        Ok((tx, key))
+    }
+
+    /// A consolidation for a client that keeps its own key to sign (issue 20: such a client is
+    /// offered one): the same transfer of its smallest spendable standard tokens to itself as
+    /// [`NodeState::prepare_consolidation_unsigned`] builds, unsigned and reserving nothing. The
+    /// client signs it and submits it as any transfer; a payment that takes one of its tokens
+    /// meanwhile makes it fail, and the client asks again. `FORBIDDEN` for a custodial client,
+    /// whose bank merges its tokens.
+    pub fn consolidation_offer(&self, client_id: &str, issuer: Address, nonce: u64) -> Result<Transaction> {
+        let state = self.account_state(client_id)?;
+        ensure!(
+            state.key.is_none(),
+            Forbidden,
+            "client {client_id}'s bank keeps its key and merges its tokens itself (POST .../consolidations)"
+        );
+        Ok(Transaction::new(self.consolidation_body(client_id, issuer, nonce)?))
+    }
+
+    /// Up to [`TX_INPUTS_MAX`] of the client's smallest spendable standard tokens to one token
+    /// of their sum on the same account; `CONFLICT` under two.
+    fn consolidation_body(&self, client_id: &str, issuer: Address, nonce: u64) -> Result<TxBody> {
+        let state = self.account_state(client_id)?;
         ensure!(
             state.spendable.len() >= 2,
             Conflict,
@@ -997,21 +1027,12 @@ impl NodeState {
         );
         // Smallest first, from the index (ties by id, so that the same state always merges the
         // same tokens): O(k) in the tokens merged.
-        let candidates: Vec<(Amount, TokenId)> = state.spendable.iter().take(TX_INPUTS_MAX).copied().collect();
-        let total = Amount::sum(candidates.iter().map(|(amount, _)| *amount))?;
-        let inputs: Vec<Input> = candidates.iter().map(|(_, id)| self.tokens[id].input.clone()).collect();
-        let outputs = vec![Output::standard(total, address, issuer)];
-        let tx = Transaction::new(TxBody { command: Command::Transfer, inputs, outputs, nonce });
-        let tx_id = tx.id();
-        for (_, id) in &candidates {
-            debug_assert!(self.tokens[id].reserved_by.is_none());
-            self.set_reserved(id, Some(tx_id));
-        }
-        assert!(
-            (2..=TX_INPUTS_MAX).contains(&tx.body.inputs.len()),
-            "a consolidation merges 2 to {TX_INPUTS_MAX} tokens"
-        );
-        Ok((tx, key))
+        let chosen = state.spendable.iter().take(TX_INPUTS_MAX);
+        let inputs: Vec<Input> = chosen.clone().map(|(_, id)| self.tokens[id].input.clone()).collect();
+        let total = Amount::sum(chosen.map(|(amount, _)| *amount))?;
+        assert!((2..=TX_INPUTS_MAX).contains(&inputs.len()), "a consolidation merges 2 to {TX_INPUTS_MAX} tokens");
+        let outputs = vec![Output::standard(total, state.record.account.address, issuer)];
+        Ok(TxBody { command: Command::Transfer, inputs, outputs, nonce })
     }
 
     /// Up to `accounts_max` of the custodial accounts found holding more than
@@ -1777,6 +1798,57 @@ mod tests {
         assert_eq!(bank.balance("alice").unwrap().dt_tiyn.tiyn(), balance);
         let unknown = bank.prepare_consolidation_unsigned("nobody", issuer, 7).unwrap_err();
         assert_eq!(unknown.code, ErrorCode::UnknownAccount);
+    }
+
+    /// Issue 20: a client that keeps its own key is offered a consolidation to sign; the offer
+    /// reserves nothing, and signed by the client it merges the tokens without changing the
+    /// balance. A custodial client is told that its bank merges for it.
+    #[test]
+    fn a_self_keyed_client_is_offered_a_consolidation_to_sign() {
+        let issuer_key = SecretKey::from_seed([100; 32]);
+        let issuer = issuer_key.address();
+        let mut bank = node("b", 1);
+        account(&mut bank, "custodial", 10);
+        let own = SecretKey::from_seed([12; 32]);
+        let open = Account {
+            client_id: "self".into(),
+            node_id: "b".into(),
+            kind: ClientKind::Individual,
+            name: "self".into(),
+            phone: None,
+            address: own.address(),
+            opened_at_unix_ms: 0,
+        };
+        bank.plan_open(open.clone(), None, &mut WriteBatch::new()).unwrap();
+        bank.apply_open(open.clone(), None);
+        let outputs =
+            (1..=300).map(|t| Output::standard(Amount::from_tiyn(t).unwrap(), own.address(), issuer)).collect();
+        let mut issue = Transaction::new(TxBody { command: Command::Issue, inputs: vec![], outputs, nonce: 0 });
+        issue.attest(&issuer_key);
+        let delta = bank.plan_commit(&issue, Purpose::Emission, None, 1).unwrap();
+        bank.apply(delta);
+        let before = bank.balance("self").unwrap();
+
+        let mut offer = bank.consolidation_offer("self", issuer, 7).unwrap();
+        assert_eq!(offer.body.inputs.len(), 300);
+        assert_eq!(
+            offer.body.outputs,
+            vec![Output::standard(Amount::from_tiyn(45_150).unwrap(), own.address(), issuer)]
+        );
+        assert!(offer.witnesses.is_empty(), "unsigned: the client signs");
+        assert_eq!(bank.balance("self").unwrap().dt_reserved_tiyn.tiyn(), 0, "an offer reserves nothing");
+        assert_eq!(bank.prepare_consolidation_unsigned("self", issuer, 8).unwrap_err().code, ErrorCode::Forbidden);
+        assert_eq!(bank.consolidation_offer("custodial", issuer, 9).unwrap_err().code, ErrorCode::Forbidden);
+
+        offer.sign_owner(&own);
+        let ids: Vec<TokenId> = offer.input_ids();
+        bank.check_client_transaction_ids(&offer, &ids).unwrap();
+        let delta = bank.plan_commit(&offer, Purpose::Payment, None, 2).unwrap();
+        bank.apply(delta);
+        let after = bank.balance("self").unwrap();
+        assert_eq!((after.dt_tiyn, after.tokens), (before.dt_tiyn, 1));
+        assert_eq!(bank.consolidation_offer("self", issuer, 10).unwrap_err().code, ErrorCode::Conflict);
+        bank.assert_indexed();
     }
 
     /// Owners located by the caller plan exactly what the node finds by itself; an index that

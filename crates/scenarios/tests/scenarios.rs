@@ -105,6 +105,7 @@ fn openapi_describes_every_route_and_docs_are_served() {
         "/v1/nodes/{node}/transfers",
         "/v1/nodes/{node}/transactions",
         "/v1/nodes/{node}/accounts/{client}/consolidations",
+        "/v1/nodes/{node}/accounts/{client}/consolidation",
         "/v1/nodes/{node}/registries",
         "/v1/nodes/{node}/emissions",
         "/v1/nodes/{node}/redemptions",
@@ -185,6 +186,33 @@ fn a_fragmented_wallet_is_consolidated_through_the_api_and_then_paid_whole() {
     let own_key =
         world.client.post(&format!("/v1/nodes/sapa/accounts/{self_keyed}/consolidations"), &serde_json::json!({}));
     assert_eq!(own_key.unwrap_err().code, "FORBIDDEN");
+    // A client keeping its own key is offered the merge to sign (issue 20) and submits it as
+    // any transfer it signs; a custodial client is told that its bank merges for it.
+    let offer_path = format!("/v1/nodes/sapa/accounts/{self_keyed}/consolidation");
+    assert_eq!(world.client.get(&offer_path).unwrap_err().code, "CONFLICT", "no tokens yet");
+    let few = (0..3)
+        .map(|_| RegistryLine {
+            phone: None,
+            client_id: Some(self_keyed.clone()),
+            bank: Some("sapa".into()),
+            amount_tiyn: Amount::from_tiyn(7).unwrap(),
+        })
+        .collect();
+    roles
+        .distribute_registry(None, "sapa", RegistryRequest { from: "own".into(), reference: None, lines: few })
+        .unwrap();
+    let offer = world.client.get(&offer_path).unwrap();
+    let mut merge: dtenge_core::tx::Transaction = serde_json::from_value(offer).unwrap();
+    assert_eq!((merge.body.inputs.len(), merge.body.outputs.len()), (3, 1));
+    merge.sign_owner(&dtenge_core::crypto::SecretKey::from_seed([79; 32]));
+    world.client.post("/v1/nodes/sapa/transactions", &serde_json::to_value(&merge).unwrap()).unwrap();
+    let merged_self = account(&self_keyed);
+    assert_eq!(
+        (merged_self["balance"]["dt_tiyn"].as_u64(), merged_self["balance"]["tokens"].as_u64()),
+        (Some(21), Some(1))
+    );
+    let custodial_offer = world.client.get(&format!("/v1/nodes/sapa/accounts/{payer}/consolidation")).unwrap_err();
+    assert_eq!(custodial_offer.code, "FORBIDDEN");
     // The bank merges the rest itself; the whole balance is then one transfer.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let pay_whole =

@@ -482,6 +482,15 @@ impl Platform {
         })
     }
 
+    /// A consolidation for a client that keeps its own key to sign and submit (issue 20): its
+    /// smallest spendable tokens, at most `TX_INPUTS_MAX`, to one token of their sum on its
+    /// own account, unsigned; nothing is reserved or changed.
+    pub fn consolidation_offer(&self, node_id: &str, client_id: &str) -> Result<Transaction> {
+        let bank = self.bank(node_id)?;
+        let issuer = bank.service().issuer();
+        bank.service().read(|node| node.consolidation_offer(client_id, issuer, 0))
+    }
+
     /// Has `client_id`'s bank applied `tx_id` to its account (its history line)?
     pub(crate) fn has_applied(&self, node_id: &str, client_id: &str, tx_id: &TxId) -> bool {
         let Ok(bank) = self.bank(node_id) else { return false };

@@ -15,6 +15,8 @@
 //!   money to DT and back, against the bank's own DT, keyed at the bank;
 //! - `POST /v1/nodes/{node}/accounts/{client}/consolidations`: the client's smallest
 //!   spendable tokens merged into one (issue 19), keyed at the bank;
+//! - `GET /v1/nodes/{node}/accounts/{client}/consolidation`: the same merge offered unsigned
+//!   to a client that keeps its own key (issue 20);
 //! - `POST /v1/nodes/{node}/redemptions`: the bank's own DT redeemed at the NBK (its
 //!   correspondent account credited), keyed at the bank, answered once central posted it and
 //!   the bank applied it.
@@ -169,6 +171,19 @@ pub(super) async fn consolidate(
                 spendable_tokens: spendable as u64,
                 inputs_per_payment_max: dtenge_core::tx::TX_INPUTS_MAX as u64,
             })
+        })
+        .await,
+    )
+}
+
+/// A consolidation for a client that keeps its own key to sign (issue 20), read from the
+/// bank's state; nothing is reserved.
+pub(super) async fn consolidation_offer(State(node): State<Node>, P((_id, client)): P<(String, String)>) -> Response {
+    answer(
+        blocking(move || {
+            let handle = bank(&node)?;
+            let issuer = handle.service().issuer();
+            handle.service().read(|n| n.consolidation_offer(&client, issuer, 0))
         })
         .await,
     )

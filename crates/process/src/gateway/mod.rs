@@ -133,6 +133,7 @@ fn served(node: &Node) -> Option<axum::Router<Node>> {
             .route("/v1/nodes/{node}/accounts/{client}/from-dt", post(bank::from_dt))
             .route("/v1/nodes/{node}/accounts/{client}/tokens", get(tokens))
             .route("/v1/nodes/{node}/accounts/{client}/consolidations", post(bank::consolidate))
+            .route("/v1/nodes/{node}/accounts/{client}/consolidation", get(bank::consolidation_offer))
             .route("/v1/nodes/{node}/transfers", post(transfer))
             .route("/v1/nodes/{node}/transactions", post(submit))
             .route("/v1/nodes/{node}/transactions/batch", post(submit_batch))
