@@ -117,6 +117,8 @@ pub const QUEUE_SUBMISSIONS_MAX: usize = 65_536;
 /// 50 ms, up to 160 a second, each merging at least `CONSOLIDATE_TOKENS_MIN` tokens, while
 /// payments keep the rest of every batch.
 pub const CONSOLIDATIONS_PER_TICK_MAX: usize = 8;
+/// Most background consolidations in flight at once: no more are taken until they answer.
+pub const CONSOLIDATIONS_IN_FLIGHT_MAX: usize = 64;
 
 /// Where the account behind an address is: the directory's read model, as a bank needs it.
 pub trait Directory: Send + Sync {
@@ -328,6 +330,9 @@ pub struct BankService {
     /// Signers' keys, decompressed once (clients sign many payments with one key).
     key_cache: KeyCache,
     queue: Mutex<Vec<Submission>>,
+    /// The background consolidations in flight, by client, with their answers: one refused
+    /// (the bank blocked before it knew) notes its account again (see `tick`).
+    consolidating: Mutex<Vec<(String, dtenge_sync::oneshot::Receiver<Result<Committed>>)>>,
     /// The role's state; each release of its lock publishes the running figures
     /// ([`BankService::figures`]).
     inner: figures::RoleLock,
@@ -396,6 +401,7 @@ impl BankService {
             anchors: RwLock::new(anchors),
             key_cache: KeyCache::default(),
             queue: Mutex::new(Vec::new()),
+            consolidating: Mutex::new(Vec::new()),
             inner: figures::RoleLock::new(inner),
             meta,
             applied: applied::Applied::default(),
@@ -794,9 +800,38 @@ impl BankService {
         if let Err(e) = self.sweep_idempotency_locked(&mut inner, now_ms, dtenge_store::retention::SWEEP_ROWS_MAX) {
             tracing::warn!(bank = %self.id, error = %e, "idempotency retention sweep");
         }
-        let fragmented = inner.node.take_fragmented(CONSOLIDATIONS_PER_TICK_MAX);
+        // A blocked bank's transactions are refused: its accounts wait in the set until the
+        // block is lifted (a consolidation refused would leave its account fragmented until
+        // tokens next arrive; the roles' simulator found it, seed 160).
+        let blocked = self.anchors.read().blocked.contains(&self.id);
+        self.consolidations_answered(&mut inner);
+        let room = self.consolidating.lock().len() < CONSOLIDATIONS_IN_FLIGHT_MAX;
+        let fragmented =
+            if blocked || !room { Vec::new() } else { inner.node.take_fragmented(CONSOLIDATIONS_PER_TICK_MAX) };
         drop(inner);
         self.consolidate_in_background(fragmented);
+    }
+
+    /// Take the answers of the background consolidations: one refused for anything but
+    /// `CONFLICT` (nothing left to merge) notes its account again, to be taken once the cause
+    /// is gone (a block lifted); one unanswered stays.
+    fn consolidations_answered(&self, inner: &mut Inner) {
+        self.consolidating.lock().retain(|(client_id, answer)| match answer.try_recv() {
+            Err(dtenge_sync::TryRecvError::Empty) => true,
+            Ok(Err(e)) if e.code != ErrorCode::Conflict => {
+                inner.node.note_fragmented(client_id);
+                false
+            }
+            Ok(_) | Err(dtenge_sync::TryRecvError::Disconnected) => false,
+        });
+    }
+
+    /// Background consolidations due: accounts noted above `CONSOLIDATE_ABOVE_TOKENS` and not
+    /// yet taken by a tick, and those taken whose answer a tick has not read (a quiet bank has
+    /// none).
+    pub fn consolidations_due(&self) -> usize {
+        let noted = self.inner.lock().node.fragmented_count();
+        noted + self.consolidating.lock().len()
     }
 
     /// Queue a consolidation of each of `clients` (issue 19's dust policy, see
@@ -806,7 +841,8 @@ impl BankService {
     fn consolidate_in_background(&self, clients: Vec<String>) {
         assert!(clients.len() <= CONSOLIDATIONS_PER_TICK_MAX, "a tick's consolidations are bounded");
         for client_id in clients {
-            let (answer, _unheard) = dtenge_sync::oneshot::channel();
+            let (answer, answered) = dtenge_sync::oneshot::channel();
+            self.consolidating.lock().push((client_id.clone(), answered));
             self.submit_to(Request::Consolidate { client_id }, None, None, Reply::Own(answer));
         }
     }

@@ -1055,6 +1055,22 @@ impl NodeState {
         clients
     }
 
+    /// Note `client_id`'s account for a background consolidation again (its last was refused);
+    /// an unknown client or one the bank does not hold the key of is not noted.
+    pub fn note_fragmented(&mut self, client_id: &str) {
+        if let Some(&index) = self.by_client.get(client_id) {
+            if self.accounts[index as usize].key.is_some() {
+                self.fragmented.insert(index);
+            }
+        }
+    }
+
+    /// Custodial accounts noted above [`CONSOLIDATE_ABOVE_TOKENS`] and not taken yet
+    /// ([`NodeState::take_fragmented`]).
+    pub fn fragmented_count(&self) -> usize {
+        self.fragmented.len()
+    }
+
     /// The client's standard tokens it may spend now (not reserved): how fragmented its
     /// wallet is, and whether a consolidation would merge anything.
     pub fn spendable_token_count(&self, client_id: &str) -> Result<usize> {

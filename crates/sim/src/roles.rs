@@ -94,6 +94,10 @@ const TICK_MS: u64 = 50;
 /// Bank money each custodial client starts with.
 const DEPOSIT_TIYN: u64 = 50_000_00;
 
+/// One-tiyn outputs of a dust payment: more than `dtenge_node::CONSOLIDATE_ABOVE_TOKENS`.
+const DUST_OUTPUTS: usize = 150;
+const _: () = assert!(DUST_OUTPUTS > dtenge_node::CONSOLIDATE_ABOVE_TOKENS);
+
 /// What one run does.
 #[derive(Clone, Debug)]
 pub struct RolesConfig {
@@ -136,6 +140,11 @@ pub struct RolesReport {
     pub messages_lost: u64,
     pub messages_duplicated: u64,
     pub torn_records_discarded: u64,
+    /// Dust payments sent (a bank paying a custodial client 150 one-tiyn tokens).
+    pub dust_payments: u32,
+    /// The most standard tokens a custodial client may spend at the end: what the banks'
+    /// background consolidation leaves.
+    pub custodial_tokens_max: usize,
 }
 
 /// A broken invariant, with the run's trace.
@@ -399,6 +408,8 @@ impl Sim {
                 messages_lost: 0,
                 messages_duplicated: 0,
                 torn_records_discarded: 0,
+                dust_payments: 0,
+                custodial_tokens_max: 0,
             },
         };
         sim.trace(format!("faults: lose {lose_permille}‰, duplicate {duplicate_permille}‰, delay ≤ {delay_ms_max} ms"));
@@ -849,6 +860,18 @@ impl Sim {
     fn pay(&mut self) {
         let from = self.rng.gen_range(0..self.clients.len() + BANKS.len());
         let to = self.clients[self.rng.gen_range(0..self.clients.len())].key.address();
+        if from >= self.clients.len() && self.rng.gen_bool(0.1) {
+            // Dust: a bank pays one of its custodial clients 150 one-tiyn tokens in one payment,
+            // past `CONSOLIDATE_ABOVE_TOKENS`, so that the bank's background consolidation
+            // (issue 19) races the other payments, the crashes and the lost messages.
+            let bank = BANKS[from - self.clients.len()];
+            let Some(client) = self.clients.iter().find(|c| c.custodial && c.bank == bank).cloned() else { return };
+            let payees = vec![(client.key.address(), Amount::from_tiyn(1).expect("fits")); DUST_OUTPUTS];
+            let request = Request::Pay { client_id: OWN_ACCOUNT.into(), payees };
+            self.submit(format!("{bank} pays {} {DUST_OUTPUTS} one-tiyn tokens", client.id), bank, request, true);
+            self.report.dust_payments += 1;
+            return;
+        }
         if from >= self.clients.len() {
             // A bank pays one of the clients from its own account: how emitted DT reaches them.
             let bank = BANKS[from - self.clients.len()];
@@ -1236,6 +1259,8 @@ impl Sim {
             && self.central.as_ref().is_some_and(|c| c.outstanding() == (0, 0))
             && self.banks.values().all(|b| {
                 b.outstanding() == (0, 0)
+                    && b.queued() == 0
+                    && b.consolidations_due() == 0
                     && b.claims_waiting() == 0
                     && b.redemptions_pending() == 0
                     && b.holds_pending() == 0
@@ -1403,6 +1428,10 @@ impl Sim {
         self.report.torn_records_discarded = self.disks.values().map(|d| d.stats().torn_records_discarded).sum();
         self.report.card_purchases = self.cards.purchases() as u32;
         self.report.voucher_taps_paid = self.cards.taps_paid() as u32;
+        for client in self.clients.iter().filter(|c| c.custodial) {
+            let held = self.banks.get(client.bank).and_then(|b| b.read(|n| n.spendable_token_count(&client.id)).ok());
+            self.report.custodial_tokens_max = self.report.custodial_tokens_max.max(held.unwrap_or(0));
+        }
         let joined = self.report.trace.join("\n");
         self.report.trace_digest = hash_parts(b"dtenge/sim/roles/trace", &[joined.as_bytes()]);
         self.report
