@@ -308,9 +308,12 @@ fn up_with_tls_takes_a_client_certificate_as_the_callers_identity() {
 
     // Trust the sandbox's root, once `up` made it.
     let root_path = data.join("ca").join("ca.crt.pem");
+    // `up` writes the API clients' credentials after its root: wait for the one read below too
+    // (reading it right after the root once found it missing under load).
+    let steppe_files = ["api-bank-steppe.key.pem", "api-bank-steppe.crt.pem"].map(|f| data.join("credentials").join(f));
     let started = Instant::now();
-    while !root_path.exists() {
-        assert!(started.elapsed() < support::STARTUP_MAX, "no root certificate made");
+    while !root_path.exists() || !steppe_files.iter().all(|f| f.exists()) {
+        assert!(started.elapsed() < support::STARTUP_MAX, "no root certificate and credentials made");
         std::thread::sleep(Duration::from_millis(50));
     }
     let root =

@@ -383,34 +383,39 @@ async fn committed(answer: dtenge_bank::Answer) -> Result<Committed> {
 async fn open_accounts(
     State(node): State<Node>,
     P(id): P<String>,
-    Keyed(_key, requests): Keyed<Vec<OpenAccount>>,
+    Keyed(key, requests): Keyed<Vec<OpenAccount>>,
 ) -> Response {
+    // Answered once per key from the node's memo: a caller that timed out and asks again gets
+    // the accounts the first call opened, not DUPLICATE_ACCOUNT for each (the cluster bench
+    // met it under load).
     let result = blocking(move || {
-        let Hosted::Bank { handle, directory, .. } = &*node.hosted else {
-            return Err(Error::new(ErrorCode::NotFound, "this node runs no bank"));
-        };
-        if requests.is_empty() || requests.len() > dtenge_api::platform::OPEN_ACCOUNTS_MAX {
-            return Err(Error::malformed(format!(
-                "open 1 to {} accounts per call",
-                dtenge_api::platform::OPEN_ACCOUNTS_MAX
-            )));
-        }
-        let now_ms = (node.clock)();
-        let planned = requests
-            .into_iter()
-            .enumerate()
-            .map(|(i, request)| {
-                dtenge_api::platform::plan_account(&id, request, now_ms, || (node.new_key)())
-                    .map_err(|e| Error::new(e.code, format!("account {}: {}", i + 1, e.message)))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let claims: Vec<_> = planned.iter().map(|(account, _)| dtenge_bank::claim_of(account)).collect();
-        // Claimed first, then opened: run again after a stop between the two, the claims
-        // already listed are answered as the first time.
-        directory.claim_all(&claims)?;
-        let accounts = planned.iter().map(|(a, _)| a.clone()).collect::<Vec<_>>();
-        handle.service().open_accounts(planned)?;
-        Ok(accounts)
+        remembered(&node, key, |_| {
+            let Hosted::Bank { handle, directory, .. } = &*node.hosted else {
+                return Err(Error::new(ErrorCode::NotFound, "this node runs no bank"));
+            };
+            if requests.is_empty() || requests.len() > dtenge_api::platform::OPEN_ACCOUNTS_MAX {
+                return Err(Error::malformed(format!(
+                    "open 1 to {} accounts per call",
+                    dtenge_api::platform::OPEN_ACCOUNTS_MAX
+                )));
+            }
+            let now_ms = (node.clock)();
+            let planned = requests
+                .into_iter()
+                .enumerate()
+                .map(|(i, request)| {
+                    dtenge_api::platform::plan_account(&id, request, now_ms, || (node.new_key)())
+                        .map_err(|e| Error::new(e.code, format!("account {}: {}", i + 1, e.message)))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let claims: Vec<_> = planned.iter().map(|(account, _)| dtenge_bank::claim_of(account)).collect();
+            // Claimed first, then opened: run again after a stop between the two, the claims
+            // already listed are answered as the first time.
+            directory.claim_all(&claims)?;
+            let accounts = planned.iter().map(|(a, _)| a.clone()).collect::<Vec<_>>();
+            handle.service().open_accounts(planned)?;
+            Ok(accounts)
+        })
     })
     .await;
     match result {
