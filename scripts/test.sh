@@ -62,8 +62,23 @@ echo "== dtenge demo (release build)"
 cargo run --release --locked --quiet -- demo | tee target/demo-output.txt
 demo_line=$(tail -n 1 target/demo-output.txt)
 
+# A short soak (issue 20): a minute of custodial transfers and salaries through the REST API of
+# a `dtenge up` the bench starts, in 10 s intervals. It fails if a request fails, the platform
+# does not reconcile, the last interval's CPU per payment exceeds the first's by more than 25%,
+# or resident memory exceeds the formula of docs/ARCHITECTURE.md ("Memory"): ratios within one
+# run, so that the machine's drift does not decide them.
+echo "== dtenge bench --soak 60s (release build)"
+soak_status=0
+cargo run --release --locked --quiet -- bench --soak 60s --interval-s 10 --warmup-s 10 --rate 2000 \
+  --accounts 20000 2>&1 | tee target/soak-output.txt || soak_status=$?
+if [ "$soak_status" = 0 ]; then soak_passed=1; soak_failed=0; else soak_passed=0; soak_failed=1; fi
+
 demo_passed=$(echo "$demo_line" | grep -Eo '^[0-9]+ passed' | awk '{print $1}')
 demo_failed=$(echo "$demo_line" | grep -Eo '[0-9]+ failed' | awk '{print $1}')
 echo
-echo "cargo test: $passed passed, $failed failed; dtenge demo: $demo_line"
-echo "$((passed + demo_passed)) passed, $((failed + demo_failed)) failed"
+echo "cargo test: $passed passed, $failed failed; dtenge demo: $demo_line; soak: $soak_passed passed, $soak_failed failed"
+echo "$((passed + demo_passed + soak_passed)) passed, $((failed + demo_failed + soak_failed)) failed"
+if [ "$soak_failed" != 0 ]; then
+  echo "the soak failed: see target/soak-output.txt" >&2
+  exit 1
+fi

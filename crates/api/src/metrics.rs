@@ -4,7 +4,9 @@
 //!
 //! Counted by the access middleware around every route (`crate::access::authorize`): requests
 //! by status class and their latency, refusals of authentication and access. Read at the scrape: the notary's commit index and
-//! the transactions it committed since start, the revocation list in force.
+//! the transactions it committed since start, the revocation list in force, the unspent
+//! tokens, the data directory's size on disk, and the process's resident memory and CPU time
+//! (`dtenge bench --soak` reads them each interval).
 
 use crate::routes::App;
 use axum::extract::State;
@@ -104,13 +106,88 @@ impl Metrics {
         ));
         line(format_args!("# TYPE dtenge_revocation_list_number gauge"));
         line(format_args!("dtenge_revocation_list_number {}", app.authenticator().revocation_list_number()));
+        line(format_args!("# HELP dtenge_unspent_tokens Tokens the notary holds unspent."));
+        line(format_args!("# TYPE dtenge_unspent_tokens gauge"));
+        line(format_args!("dtenge_unspent_tokens {}", app.assembly().notary().notary().unspent_count()));
+        line(format_args!("# HELP dtenge_data_bytes Disk space the data directory takes (allocated blocks)."));
+        line(format_args!("# TYPE dtenge_data_bytes gauge"));
+        line(format_args!("dtenge_data_bytes {}", disk_bytes(app.dir())));
+        // The process's own figures, under Prometheus' standard names (Linux: /proc/self).
+        if let Some(process) = ProcessFigures::read() {
+            line(format_args!("# HELP process_resident_memory_bytes Resident memory size in bytes."));
+            line(format_args!("# TYPE process_resident_memory_bytes gauge"));
+            line(format_args!("process_resident_memory_bytes {}", process.resident_bytes));
+            line(format_args!("# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds."));
+            line(format_args!("# TYPE process_cpu_seconds_total counter"));
+            line(format_args!("process_cpu_seconds_total {}", process.cpu_seconds));
+        }
         out
+    }
+}
+
+/// Files visited at most when the data directory's size is added up: a data directory holds
+/// a few hundred (each role's store, the audit trail, keys, credentials), so the bound only
+/// stops a scrape from walking a tree someone mounted inside it.
+const DATA_FILES_MAX: usize = 100_000;
+/// Directory levels walked at most, for the same reason.
+const DATA_DEPTH_MAX: usize = 8;
+
+/// Disk space under `dir`: each file's allocated 512-byte blocks (a sparse or preallocated
+/// store counts what it takes, not its length), at most [`DATA_FILES_MAX`] files and
+/// [`DATA_DEPTH_MAX`] levels down; what cannot be read counts 0.
+fn disk_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0u64;
+    let mut visited = 0usize;
+    let mut pending = vec![(dir.to_path_buf(), 0usize)];
+    // Bounded by DATA_FILES_MAX entries visited.
+    while let Some((path, depth)) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&path) else { continue };
+        for entry in entries.flatten() {
+            visited += 1;
+            if visited > DATA_FILES_MAX {
+                return total;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() && depth < DATA_DEPTH_MAX {
+                pending.push((entry.path(), depth + 1));
+            } else if meta.is_file() {
+                total = total.saturating_add(meta.blocks().saturating_mul(512));
+            }
+        }
+    }
+    total
+}
+
+/// The process's resident memory and CPU time, from `/proc/self` (`None` where there is none).
+struct ProcessFigures {
+    resident_bytes: u64,
+    cpu_seconds: f64,
+}
+
+impl ProcessFigures {
+    fn read() -> Option<ProcessFigures> {
+        // statm: size resident shared ... in pages.
+        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+        let resident_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        // SAFETY: sysconf only reads a configuration value.
+        let page_bytes = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok().filter(|p| *p > 0)?;
+        // stat: after the command name in parentheses, utime and stime are fields 14 and 15.
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: as above.
+        let ticks_per_s = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok().filter(|t| *t > 0)?;
+        Some(ProcessFigures {
+            resident_bytes: resident_pages.saturating_mul(page_bytes),
+            cpu_seconds: ticks as f64 / ticks_per_s as f64,
+        })
     }
 }
 
 /// The gateway's figures in Prometheus' text format.
 #[utoipa::path(get, path = "/metrics", tag = "operator",
-    description = "The gateway's figures in Prometheus' text format (0.0.4): requests by status class, their latency histogram, refusals, the notary's commit index, the revocation list in force. For NBK operators.",
+    description = "The gateway's figures in Prometheus' text format (0.0.4): requests by status class, their latency histogram, refusals, the notary's commit index, the revocation list in force, the unspent tokens, the data directory's size on disk, the process's resident memory and CPU time. For NBK operators.",
     responses((status = 200, content_type = "text/plain", body = String)))]
 pub(crate) async fn metrics(State(app): State<App>) -> Response {
     let text = app.metrics().render(&app);
@@ -124,6 +201,24 @@ pub(crate) async fn metrics(State(app): State<App>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_process_figures_are_read() {
+        let figures = ProcessFigures::read().expect("/proc/self on Linux");
+        assert!(figures.resident_bytes > 1 << 20, "a test process holds more than a megabyte");
+        assert!(figures.cpu_seconds >= 0.0);
+    }
+
+    #[test]
+    fn a_directory_size_counts_its_files_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("store")).unwrap();
+        std::fs::write(dir.path().join("store/a"), vec![1u8; 100_000]).unwrap();
+        std::fs::write(dir.path().join("b"), vec![1u8; 10_000]).unwrap();
+        let bytes = disk_bytes(dir.path());
+        assert!(bytes >= 110_000 && bytes < 200_000, "{bytes}");
+        assert_eq!(disk_bytes(&dir.path().join("missing")), 0);
+    }
 
     #[test]
     fn requests_fall_in_their_class_and_bucket() {

@@ -321,7 +321,7 @@ pub fn run(config: &HttpConfig, mut progress: impl FnMut(&str)) -> Result<HttpRe
     Ok(report)
 }
 
-fn validate(config: &HttpConfig) -> Result<(), String> {
+pub(crate) fn validate(config: &HttpConfig) -> Result<(), String> {
     if config.kinds.is_empty() {
         return Err("nothing to measure: no kind".into());
     }
@@ -390,13 +390,13 @@ async fn measure(
         match kind {
             Kind::Custodial => {
                 custodial = open_accounts(&mut api, &run, *kind, config.accounts, progress).await?;
-                fund(&mut api, &run, &custodial, CUSTODIAL_TOKENS_PER_ACCOUNT, progress).await?;
+                fund(&mut api, &run, &custodial, CUSTODIAL_TOKENS_PER_ACCOUNT, TOKEN_TIYN, 0, progress).await?;
             }
             Kind::Signed => {
                 signed_accounts = open_accounts(&mut api, &run, *kind, config.accounts, progress).await?;
                 // Two tokens per transfer, the pool spread evenly over the accounts.
                 let per_account = 2 * signed_pool(config).div_ceil(config.accounts);
-                fund(&mut api, &run, &signed_accounts, per_account, progress).await?;
+                fund(&mut api, &run, &signed_accounts, per_account, TOKEN_TIYN, 0, progress).await?;
             }
         }
     }
@@ -433,6 +433,7 @@ async fn measure(
                 uris: bank_uris("transfers")?,
                 seed: config.seed,
                 cap: config.payments,
+                amount_tiyn: |_| CUSTODIAL_TRANSFER_TIYN,
             },
             Kind::Signed => Work::Signed { pool: std::mem::take(&mut pool), uris: bank_uris("transactions")? },
         };
@@ -564,10 +565,10 @@ pub(crate) struct Holder {
 }
 
 /// `http://host:port`, resolved once, and who the bench signs in there as.
-struct Endpoint {
+pub(crate) struct Endpoint {
     addr: SocketAddr,
     host: HeaderValue,
-    auth: Auth,
+    pub(crate) auth: Auth,
 }
 
 impl Endpoint {
@@ -577,7 +578,7 @@ impl Endpoint {
         RawConn::open(self.addr, host).await
     }
 
-    async fn resolve(base: &str, auth: Auth) -> Result<Endpoint, String> {
+    pub(crate) async fn resolve(base: &str, auth: Auth) -> Result<Endpoint, String> {
         let authority = base
             .strip_prefix("http://")
             .ok_or_else(|| format!("--api {base}: give http://host:port (plain HTTP)"))?
@@ -607,7 +608,7 @@ impl Endpoint {
 /// table ([`access`]) names for its method and path, a token is traded for a signed assertion
 /// at `POST /v1/oauth/token` (OAuth 2.0 client credentials, RFC 7523) and kept until
 /// [`TOKEN_RENEW_BEFORE`] before it expires.
-struct Auth {
+pub(crate) struct Auth {
     /// Where the credentials came from, for messages.
     dir: PathBuf,
     credentials: BTreeMap<ApiClient, Credentials>,
@@ -632,7 +633,7 @@ impl Auth {
     /// The credentials in `dir` (`api-*.key.pem` beside `api-*.crt.pem`) of the clients the
     /// bench needs: each of [`BANKS`] and an operator (the first held, as the scenarios'
     /// client picks it).
-    fn load(dir: &Path) -> Result<Auth, String> {
+    pub(crate) fn load(dir: &Path) -> Result<Auth, String> {
         let at = |e: &dyn std::fmt::Display, path: &Path| format!("API credentials: {}: {e}", path.display());
         let all = load_all_credentials(dir).map_err(|e| {
             format!(
@@ -674,7 +675,7 @@ impl Auth {
     }
 
     /// A token for every client held, asked for now; their names.
-    async fn sign_in(&self, conn: &mut Conn) -> Result<Vec<String>, String> {
+    pub(crate) async fn sign_in(&self, conn: &mut Conn) -> Result<Vec<String>, String> {
         let mut names = Vec::with_capacity(self.credentials.len());
         for credentials in self.credentials.values() {
             self.token(conn, credentials).await?;
@@ -835,7 +836,7 @@ impl Drop for AbortOnDrop {
 
 /// One keep-alive HTTP/1.1 connection (hyper's client connection; its driver is a task of
 /// the runtime).
-struct Conn {
+pub(crate) struct Conn {
     sender: SendRequest<Full<Bytes>>,
     driver: tokio::task::JoinHandle<()>,
     endpoint: Arc<Endpoint>,
@@ -848,7 +849,7 @@ impl Drop for Conn {
 }
 
 impl Conn {
-    async fn open(endpoint: &Arc<Endpoint>) -> Result<Conn, String> {
+    pub(crate) async fn open(endpoint: &Arc<Endpoint>) -> Result<Conn, String> {
         let stream = tokio::net::TcpStream::connect(endpoint.addr)
             .await
             .map_err(|e| format!("cannot connect to {}: {e}", endpoint.addr))?;
@@ -924,13 +925,26 @@ pub(crate) fn describe_failure(status: StatusCode, body: &[u8]) -> (String, Stri
 }
 
 /// A seeding call: an answer other than 2xx is an error naming the route and the code.
-async fn call<T: DeserializeOwned>(
+pub(crate) async fn call<T: DeserializeOwned>(
     conn: &mut Conn,
     method: Method,
     path: &str,
     key: Option<&str>,
     body: Option<Vec<u8>>,
 ) -> Result<T, String> {
+    let answer = call_raw(conn, method.clone(), path, key, body).await?;
+    serde_json::from_slice(&answer).map_err(|e| format!("{method} {path}: the answer does not decode: {e}"))
+}
+
+/// A seeding call's answer as it came (`GET /metrics` is text): an answer other than 2xx is
+/// an error naming the route and the code.
+pub(crate) async fn call_raw(
+    conn: &mut Conn,
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> Result<Bytes, String> {
     let uri: Uri = path.parse().map_err(|e| format!("{path}: {e}"))?;
     let endpoint = conn.endpoint.clone();
     let authorization =
@@ -942,7 +956,7 @@ async fn call<T: DeserializeOwned>(
         let (code, message) = describe_failure(status, &answer);
         return Err(format!("{method} {path}: HTTP {code}: {message}"));
     }
-    serde_json::from_slice(&answer).map_err(|e| format!("{method} {path}: the answer does not decode: {e}"))
+    Ok(answer)
 }
 
 pub(crate) fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
@@ -950,7 +964,7 @@ pub(crate) fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
 }
 
 /// `/health` answers `ok` (the child may still be opening its stores).
-async fn wait_healthy(endpoint: &Arc<Endpoint>, conn: &mut Conn) -> Result<(), String> {
+pub(crate) async fn wait_healthy(endpoint: &Arc<Endpoint>, conn: &mut Conn) -> Result<(), String> {
     let started = Instant::now();
     loop {
         match call::<Value>(conn, Method::GET, "/health", None, None).await {
@@ -969,7 +983,11 @@ async fn wait_healthy(endpoint: &Arc<Endpoint>, conn: &mut Conn) -> Result<(), S
 
 /// Bank <-> NBK conversions (the emissions that fund the banks) run on operational days only:
 /// on a weekend or holiday the bench makes today a working day, as the README's operator does.
-async fn ensure_working_day(conn: &mut Conn, run: &RunIds, progress: &mut impl FnMut(&str)) -> Result<(), String> {
+pub(crate) async fn ensure_working_day(
+    conn: &mut Conn,
+    run: &RunIds,
+    progress: &mut impl FnMut(&str),
+) -> Result<(), String> {
     let today: Value = call(conn, Method::GET, "/v1/operator/today", None, None).await?;
     if today["working"].as_bool() == Some(true) {
         return Ok(());
@@ -989,7 +1007,7 @@ async fn ensure_working_day(conn: &mut Conn, run: &RunIds, progress: &mut impl F
 }
 
 /// Open `count` accounts of a kind, spread over the banks (account `n` at bank `n mod 3`).
-async fn open_accounts(
+pub(crate) async fn open_accounts(
     conn: &mut Conn,
     run: &RunIds,
     kind: Kind,
@@ -1029,13 +1047,17 @@ async fn open_accounts(
     Ok(holders)
 }
 
-/// Pay every account `per_account` tokens of 100.00 KZT: each bank gets the DT by an ABS
-/// credit and an emission, then pays its clients by registries from its own account.
-async fn fund(
+/// Pay every account `per_account` tokens of `line_tiyn` each: each bank gets the DT by an
+/// ABS credit and an emission, then pays its clients by registries from its own account,
+/// and keeps `kept_tiyn` more on it (for what the caller pays from there later).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn fund(
     conn: &mut Conn,
     run: &RunIds,
     holders: &[Holder],
     per_account: usize,
+    line_tiyn: u64,
+    kept_tiyn: u64,
     progress: &mut impl FnMut(&str),
 ) -> Result<(), String> {
     for (b, bank) in BANKS.iter().enumerate() {
@@ -1046,7 +1068,7 @@ async fn fund(
                     phone: None,
                     client_id: Some(h.iin.clone()),
                     bank: Some((*bank).to_string()),
-                    amount_tiyn: amount(TOKEN_TIYN)?,
+                    amount_tiyn: amount(line_tiyn)?,
                 });
             }
         }
@@ -1054,7 +1076,8 @@ async fn fund(
             continue;
         }
         let what = holders.first().map(|h| if h.key.is_some() { "signed" } else { "custodial" }).unwrap_or("");
-        let total = AmountRequest { amount_tiyn: amount(TOKEN_TIYN * lines.len() as u64)? };
+        let paid = line_tiyn.checked_mul(lines.len() as u64).and_then(|t| t.checked_add(kept_tiyn));
+        let total = AmountRequest { amount_tiyn: amount(paid.ok_or("the seeding's total overflows")?)? };
         let credit = format!("/v1/abs/correspondent/{bank}/credits");
         call::<Value>(
             conn,
@@ -1237,7 +1260,7 @@ pub(crate) fn sign_transfers(
 
 /// A random account at another bank than `payer`'s (account `n` is at bank `n mod 3`), from
 /// the random number `r`.
-fn payee_of(payer: usize, accounts: usize, r: u64) -> usize {
+pub(crate) fn payee_of(payer: usize, accounts: usize, r: u64) -> usize {
     let banks = BANKS.len();
     let bank = (payer % banks + 1 + (r % (banks as u64 - 1)) as usize) % banks;
     // Accounts at `bank`: bank, bank + 3, ... below `accounts` (at least 2 each, as there are 6+).
@@ -1247,7 +1270,7 @@ fn payee_of(payer: usize, accounts: usize, r: u64) -> usize {
 
 /// splitmix64: a well-mixed number from a counter, so that request `i` of a custodial phase
 /// has its payee without shared generator state.
-fn mix(mut x: u64) -> u64 {
+pub(crate) fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -1268,7 +1291,14 @@ pub(crate) enum Work {
     /// accounts as connections, two requests in flight never share a payer unless one is
     /// `A` requests late, and even then the payer's second token pays) to a client of
     /// another bank picked by `mix(seed, i)`; at most `cap` of them.
-    Custodial { holders: Vec<(usize, String)>, uris: Vec<Uri>, seed: u64, cap: Option<usize> },
+    /// `amount_tiyn` says what transfer `i` pays, from a random number of its own.
+    Custodial {
+        holders: Vec<(usize, String)>,
+        uris: Vec<Uri>,
+        seed: u64,
+        cap: Option<usize>,
+        amount_tiyn: fn(u64) -> u64,
+    },
     /// The pool signed before the clock, to `uris` (one per bank).
     Signed { pool: Vec<Prepared>, uris: Vec<Uri> },
 }
@@ -1295,12 +1325,14 @@ impl Work {
                 let p = pool.get(usize::try_from(i).ok()?)?;
                 Some(Prepared { uri: p.uri.clone(), body: p.body.clone(), bank: p.bank, payments: p.payments })
             }
-            Work::Custodial { holders, uris, seed, .. } => {
+            Work::Custodial { holders, uris, seed, amount_tiyn, .. } => {
                 let payer = (i % holders.len().max(1) as u64) as usize;
-                let payee = payee_of(payer, holders.len(), mix(seed ^ mix(i)));
+                let r = mix(seed ^ mix(i));
+                let payee = payee_of(payer, holders.len(), r);
+                let paid = amount_tiyn(mix(r));
                 let ((payer_bank, from), (payee_bank, to)) = (holders.get(payer)?, holders.get(payee)?);
                 let body = format!(
-                    r#"{{"from":"{from}","to":{{"client_id":"{to}","bank":"{}"}},"amount_tiyn":{CUSTODIAL_TRANSFER_TIYN}}}"#,
+                    r#"{{"from":"{from}","to":{{"client_id":"{to}","bank":"{}"}},"amount_tiyn":{paid}}}"#,
                     BANKS.get(*payee_bank)?
                 );
                 Some(Prepared {
@@ -1597,7 +1629,7 @@ pub(crate) fn ticks_per_second() -> f64 {
 /// One timed phase (or warm-up) of `window` over `config.connections` connections, taking the
 /// requests of `work` from number `first` on; its report and the next number to take.
 #[allow(clippy::too_many_arguments)]
-async fn run_phase(
+pub(crate) async fn run_phase(
     endpoint: &Arc<Endpoint>,
     kind: Kind,
     work: &Arc<Work>,
@@ -1738,11 +1770,11 @@ impl Totals {
 }
 
 /// A `dtenge up` the bench started: a temporary data directory, a port the kernel picked.
-struct ChildServer {
-    child: Child,
-    base: String,
+pub(crate) struct ChildServer {
+    pub(crate) child: Child,
+    pub(crate) base: String,
     /// The API credentials `up` made for the sandbox: `<data>/credentials`.
-    credentials: PathBuf,
+    pub(crate) credentials: PathBuf,
     log: PathBuf,
     /// Removed after the child is gone (fields drop after `Drop::drop`).
     _dir: tempfile::TempDir,
@@ -1750,7 +1782,7 @@ struct ChildServer {
 }
 
 impl ChildServer {
-    fn start(binary: &std::path::Path) -> Result<ChildServer, String> {
+    pub(crate) fn start(binary: &std::path::Path) -> Result<ChildServer, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
         let log = dir.path().join("up.log");
         let data = dir.path().join("data");
@@ -1795,7 +1827,7 @@ impl ChildServer {
     }
 
     /// SIGTERM (a graceful stop: requests in flight answered, stores closed), then wait.
-    fn stop(&mut self) -> Result<std::process::ExitStatus, String> {
+    pub(crate) fn stop(&mut self) -> Result<std::process::ExitStatus, String> {
         if self.reaped {
             return Err("`dtenge up` was already gone".into());
         }
@@ -1820,7 +1852,7 @@ impl ChildServer {
     }
 
     /// The end of what `up` printed, for an error message.
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let printed = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = printed.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
@@ -1987,7 +2019,13 @@ mod tests {
     #[test]
     fn custodial_requests_pay_round_robin_and_stop_at_the_cap() {
         let holders: Vec<(usize, String)> = (0..9).map(|n| (n % 3, format!("iin{n}"))).collect();
-        let work = Work::Custodial { holders, uris: bank_uris("transfers").unwrap(), seed: 1, cap: Some(20) };
+        let work = Work::Custodial {
+            holders,
+            uris: bank_uris("transfers").unwrap(),
+            seed: 1,
+            cap: Some(20),
+            amount_tiyn: |_| CUSTODIAL_TRANSFER_TIYN,
+        };
         assert_eq!(work.available(), 20);
         let request = work.request(4).unwrap();
         assert_eq!(request.uri.path(), "/v1/nodes/tulpar/transfers");

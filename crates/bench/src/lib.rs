@@ -17,6 +17,7 @@ pub mod postgres;
 pub mod programmable;
 mod raw_http;
 pub mod roles;
+pub mod soak;
 
 use dtenge_core::crypto::{hash_parts, SecretKey};
 use dtenge_core::money::Amount;

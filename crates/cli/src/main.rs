@@ -194,7 +194,7 @@ enum Command {
     /// (`dtenge cluster`: every participant its own process, over mutual TLS).
     // --http and --cluster drive a platform from the outside: the in-process flags conflict
     // with both, the connection and phase flags need one of them.
-    #[command(group(clap::ArgGroup::new("outside").args(["http", "cluster"])))]
+    #[command(group(clap::ArgGroup::new("outside").args(["http", "cluster", "soak"])))]
     Bench {
         /// Accounts to seed (clients keeping their own keys, spread over three banks);
         /// default 100,000. With --http: accounts per kind, default 10,000, at least one per
@@ -255,7 +255,7 @@ enum Command {
         http: bool,
         /// --http: the platform's REST API. Without it, a `dtenge up` is started on a
         /// temporary data directory and a free port, and stopped with SIGTERM at the end.
-        #[arg(long, requires = "http")]
+        #[arg(long, requires = "outside", conflicts_with = "cluster")]
         api: Option<String>,
         /// --http with --api: the API credentials the bench signs in with, `api-*.key.pem`
         /// beside `api-*.crt.pem` (each bank's systems and an NBK operator: a sandbox's
@@ -274,9 +274,28 @@ enum Command {
         #[arg(long, default_value_t = 10.0, requires = "outside")]
         duration_s: f64,
         /// --http: seconds of the same load before each timed phase, not measured (a fresh
-        /// server's first payments wait for first touches of the seeded state); 0 skips it.
-        #[arg(long, default_value_t = 1.0, requires = "outside")]
-        warmup_s: f64,
+        /// server's first payments wait for first touches of the seeded state), default 1;
+        /// --soak: before the first interval, reported apart, default 30; 0 skips it.
+        #[arg(long, requires = "outside")]
+        warmup_s: Option<f64>,
+        /// Hold a platform under a steady load for DURATION (`90s`, `30m`, `2h`) through its
+        /// REST API, as `--http` does, and report each interval: custodial transfers of retail
+        /// amounts at a fixed rate (--rate, default 5,000/s) between --accounts (default
+        /// 100,000) accounts, salary registries beside them, and the platform's CPU per
+        /// payment, resident memory, disk use and unspent tokens. Fails if a request fails,
+        /// the platform does not reconcile, the last interval's CPU per payment exceeds the
+        /// first's by more than --cpu-growth-max, or memory exceeds the stated formula.
+        #[arg(long, value_name = "DURATION")]
+        soak: Option<String>,
+        /// --soak: seconds per reported interval.
+        #[arg(long, default_value_t = 60.0, requires = "soak")]
+        interval_s: f64,
+        /// --soak: salary registry lines paid per second (a registry every 10 s).
+        #[arg(long, default_value_t = 100, requires = "soak")]
+        salary_lines_per_s: u64,
+        /// --soak: the last interval's server CPU per payment over the first's, at most.
+        #[arg(long, default_value_t = 1.25, requires = "soak")]
+        cpu_growth_max: f64,
         /// Load a cluster (`dtenge cluster --dir DIR`) through the banks' own APIs: signed
         /// 2-in-2-out transfers, each to a client of another bank, so every payment crosses
         /// processes; reconciled across the processes from their /metrics at the end. If no
@@ -500,7 +519,53 @@ fn main() -> ExitCode {
                 println!("{token}");
                 ExitCode::SUCCESS
             }),
-        // The in-process flags conflict with --http and --cluster (clap refuses them together).
+        // The in-process flags conflict with --http, --cluster and --soak (clap refuses them
+        // together).
+        Command::Bench {
+            accounts,
+            rate,
+            seed,
+            soak: Some(duration),
+            api,
+            credentials,
+            connections,
+            warmup_s,
+            interval_s,
+            salary_lines_per_s,
+            cpu_growth_max,
+            json,
+            ..
+        } => {
+            let defaults = dtenge_bench::soak::SoakConfig::default();
+            let duration_s = match parse_duration_s(&duration) {
+                Ok(s) => s,
+                Err(e) => return finish(Err(e)),
+            };
+            bench_soak(
+                dtenge_bench::soak::SoakConfig {
+                    binary: if api.is_none() {
+                        match std::env::current_exe() {
+                            Ok(path) => Some(path),
+                            Err(e) => return finish(Err(format!("cannot find the dtenge binary to start `up`: {e}"))),
+                        }
+                    } else {
+                        None
+                    },
+                    api,
+                    credentials,
+                    duration_s,
+                    interval_s: interval_s.min(duration_s),
+                    warmup_s: warmup_s.unwrap_or(defaults.warmup_s),
+                    rate_per_s: rate.unwrap_or(defaults.rate_per_s),
+                    accounts: accounts.unwrap_or(defaults.accounts),
+                    connections,
+                    salary_lines_per_s,
+                    cpu_growth_max,
+                    seed,
+                },
+                json,
+            )
+        }
         Command::Bench {
             accounts,
             payments,
@@ -523,7 +588,7 @@ fn main() -> ExitCode {
                 connections,
                 rate_per_s: rate,
                 duration_s,
-                warmup_s,
+                warmup_s: warmup_s.unwrap_or(dtenge_bench::cluster::ClusterConfig::default().warmup_s),
                 accounts: accounts.unwrap_or(dtenge_bench::cluster::ClusterConfig::default().accounts),
                 payments,
                 per_call,
@@ -565,7 +630,7 @@ fn main() -> ExitCode {
                 connections,
                 rate_per_s: rate,
                 duration_s,
-                warmup_s,
+                warmup_s: warmup_s.unwrap_or(dtenge_bench::http::HttpConfig::default().warmup_s),
                 accounts: accounts.unwrap_or(dtenge_bench::http::HttpConfig::default().accounts),
                 payments,
                 seed,
@@ -1090,6 +1155,31 @@ fn bench_http(config: dtenge_bench::http::HttpConfig, json: bool) -> Result<Exit
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+fn bench_soak(config: dtenge_bench::soak::SoakConfig, json: bool) -> Result<ExitCode, String> {
+    let report = dtenge_bench::soak::run(&config, |line| eprintln!("bench: {line}"))?;
+    if json {
+        println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+    } else {
+        print!("{}", dtenge_bench::soak::render(&report));
+    }
+    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `90s`, `30m`, `2h` or a number of seconds, in seconds.
+fn parse_duration_s(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let (number, unit_s) = match text.char_indices().last() {
+        Some((at, 's')) => (&text[..at], 1.0),
+        Some((at, 'm')) => (&text[..at], 60.0),
+        Some((at, 'h')) => (&text[..at], 3_600.0),
+        _ => (text, 1.0),
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(n * unit_s),
+        _ => Err(format!("--soak {text}: give a duration such as 90s, 30m or 2h")),
+    }
+}
+
 fn bench_cluster(config: dtenge_bench::cluster::ClusterConfig, json: bool) -> Result<ExitCode, String> {
     let report = dtenge_bench::cluster::run(&config, |line| eprintln!("bench: {line}"))?;
     if json {
@@ -1148,6 +1238,22 @@ fn call(
         Err(e) => {
             eprintln!("{e}");
             Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_s;
+
+    #[test]
+    fn soak_durations_read_with_their_units() {
+        assert_eq!(parse_duration_s("90s"), Ok(90.0));
+        assert_eq!(parse_duration_s("30m"), Ok(1_800.0));
+        assert_eq!(parse_duration_s("2h"), Ok(7_200.0));
+        assert_eq!(parse_duration_s("45"), Ok(45.0));
+        for bad in ["", "m", "-5m", "0s", "fast", "NaNs", "infs"] {
+            assert!(parse_duration_s(bad).is_err(), "{bad}");
         }
     }
 }

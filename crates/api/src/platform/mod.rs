@@ -89,6 +89,8 @@ pub fn holds_a_platform(dir: &Path) -> bool {
 /// The network's participants as a gateway calls them.
 pub struct Platform {
     assembly: Assembly,
+    /// The data directory (`GET /metrics` states its size on disk).
+    dir: std::path::PathBuf,
     clock: Arc<dyn Clock>,
     entropy: Entropy,
     /// The manual clock's advances by idempotency key (`holding.rs`): in memory, as the manual
@@ -180,6 +182,7 @@ impl Platform {
         let assembly = Assembly::start(dir, &config, Arc::new(move || now.now_ms()))?;
         Ok(Platform {
             assembly,
+            dir: dir.to_path_buf(),
             clock,
             entropy,
             advances: holding::Advances::default(),
@@ -189,6 +192,11 @@ impl Platform {
             vault,
             audit,
         })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Where the roles' keys are, in a line for the operator (`dtenge up` prints it).
