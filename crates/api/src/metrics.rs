@@ -109,6 +109,9 @@ impl Metrics {
         line(format_args!("# HELP dtenge_unspent_tokens Tokens the notary holds unspent."));
         line(format_args!("# TYPE dtenge_unspent_tokens gauge"));
         line(format_args!("dtenge_unspent_tokens {}", app.assembly().notary().notary().unspent_count()));
+        line(format_args!("# HELP dtenge_notary_transactions_held Transaction ids the notary holds in memory."));
+        line(format_args!("# TYPE dtenge_notary_transactions_held gauge"));
+        line(format_args!("dtenge_notary_transactions_held {}", app.assembly().notary().notary().transactions_held()));
         line(format_args!("# HELP dtenge_data_bytes Disk space the data directory takes (allocated blocks)."));
         line(format_args!("# TYPE dtenge_data_bytes gauge"));
         line(format_args!("dtenge_data_bytes {}", disk_bytes(app.dir())));
@@ -216,7 +219,7 @@ mod tests {
         std::fs::write(dir.path().join("store/a"), vec![1u8; 100_000]).unwrap();
         std::fs::write(dir.path().join("b"), vec![1u8; 10_000]).unwrap();
         let bytes = disk_bytes(dir.path());
-        assert!(bytes >= 110_000 && bytes < 200_000, "{bytes}");
+        assert!((110_000..200_000).contains(&bytes), "{bytes}");
         assert_eq!(disk_bytes(&dir.path().join("missing")), 0);
     }
 

@@ -349,6 +349,9 @@ pub struct BankService {
     idem_retention_ms: std::sync::atomic::AtomicU64,
 }
 
+/// A history line with its counterparty's name, when the bank may show it (a client of its own).
+pub type NamedEntry = (dtenge_node::HistoryEntry, Option<String>);
+
 impl BankService {
     /// Open the bank on its own store (created with [`tables`]); on the first start the store
     /// is initialized from `genesis`. Batches left in the outbox and deliveries not
@@ -371,6 +374,10 @@ impl BankService {
             let mut batch = WriteBatch::new();
             node.genesis_writes(&mut batch)?;
             store.commit(batch)?;
+        }
+        let moved = dtenge_node::migrate_history_log(&store)?;
+        if moved > 0 {
+            tracing::info!(bank = %genesis.meta.id, lines = moved, "history lines moved from the old log to their table");
         }
         let node = NodeState::load(&store, genesis.node_key, genesis.custody)?;
         if node.id() != genesis.meta.id {
@@ -411,6 +418,29 @@ impl BankService {
                 dtenge_store::retention::IDEMPOTENCY_RETENTION_MS_DEFAULT,
             ),
         })
+    }
+
+    /// A page of `client_id`'s history, newest first (`limit` lines after the `offset`
+    /// newest), each with its counterparty's name when the counterparty is a client of this
+    /// bank too; and how many lines the history holds. The lines are read from the store
+    /// (`dtenge_node::history_page`), outside the bank's lock; the names under it.
+    pub fn history(&self, client_id: &str, offset: usize, limit: usize) -> Result<(Vec<NamedEntry>, usize)> {
+        self.read(|node| node.account(client_id).map(|_| ()))?;
+        let (entries, total) = dtenge_node::history_page(&self.store, &self.id, client_id, offset, limit)?;
+        let named = self.read(|node| {
+            entries
+                .into_iter()
+                .map(|e| {
+                    let name = e
+                        .counterparty
+                        .and_then(|a| node.client_of(&a))
+                        .and_then(|c| node.account(c).ok())
+                        .map(|a| a.name.clone());
+                    (e, name)
+                })
+                .collect()
+        });
+        Ok((named, total))
     }
 
     /// The NBK's address, the issuer every DT token names: what a transaction built for a

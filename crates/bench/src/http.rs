@@ -271,47 +271,14 @@ pub struct HttpReport {
 /// Run the HTTP benchmark; `progress` hears what is happening.
 pub fn run(config: &HttpConfig, mut progress: impl FnMut(&str)) -> Result<HttpReport, String> {
     validate(config)?;
-    // One thread for the whole generator: see the module comment.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the generator's runtime: {e}"))?;
-    let mut child = match &config.api {
-        Some(_) => None,
-        None => {
-            let binary = config.binary.clone().ok_or("no dtenge binary to start `up` with; give --api")?;
-            progress("starting `dtenge up` on a temporary data directory");
-            Some(ChildServer::start(&binary)?)
-        }
-    };
-    let base = match (&config.api, &child) {
-        (Some(api), _) => api.trim_end_matches('/').to_string(),
-        (None, Some(child)) => child.base.clone(),
-        (None, None) => return Err("no server".into()),
-    };
+    let runtime = generator_runtime()?;
+    let (mut child, base) = start_server(config.api.as_deref(), config.binary.as_deref(), &mut progress)?;
     let outcome = runtime.block_on(measure(config, &base, child.as_ref(), &mut progress));
-    // Stop the child whatever happened, and say how it ended.
-    let server_exit = match child.as_mut() {
-        Some(child) => {
-            progress("stopping `dtenge up` with SIGTERM");
-            Some(child.stop())
-        }
-        None => None,
-    };
-    let mut report = match outcome {
-        Ok(report) => report,
-        Err(e) => {
-            let log = child.as_ref().map(|c| c.log_tail()).unwrap_or_default();
-            return Err(if log.is_empty() { e } else { format!("{e}\n--- dtenge up said:\n{log}") });
-        }
-    };
-    report.server_pid = child.as_ref().map(|c| c.child.id());
+    let server_pid = child.as_ref().map(|c| c.child.id());
+    let (mut report, server_exit) = stop_server(child.as_mut(), outcome, &mut progress)?;
+    report.server_pid = server_pid;
     if let Some(exit) = &server_exit {
-        match exit {
-            Ok(status) if status.success() => {}
-            Ok(status) => report.problems.push(format!("`dtenge up` did not stop cleanly: {status}")),
-            Err(e) => report.problems.push(e.clone()),
-        }
+        report.problems.extend(exit_problem(exit));
         report.server_exit = Some(match exit {
             Ok(status) => status.to_string(),
             Err(e) => e.clone(),
@@ -319,6 +286,63 @@ pub fn run(config: &HttpConfig, mut progress: impl FnMut(&str)) -> Result<HttpRe
     }
     report.ok = report.problems.is_empty();
     Ok(report)
+}
+
+/// One thread for the whole generator: the platform shares the machine's 2 cores with it (see
+/// the module comment).
+pub(crate) fn generator_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the generator's runtime: {e}"))
+}
+
+/// The platform a bench drives: the one at `api`, or a `dtenge up` child started from
+/// `binary` on a temporary data directory; the child, if any, and the API's base address.
+pub(crate) fn start_server(
+    api: Option<&str>,
+    binary: Option<&Path>,
+    progress: &mut impl FnMut(&str),
+) -> Result<(Option<ChildServer>, String), String> {
+    match api {
+        Some(api) => Ok((None, api.trim_end_matches('/').to_string())),
+        None => {
+            let binary = binary.ok_or("no dtenge binary to start `up` with; give --api")?;
+            progress("starting `dtenge up` on a temporary data directory");
+            let child = ChildServer::start(binary)?;
+            let base = child.base.clone();
+            Ok((Some(child), base))
+        }
+    }
+}
+
+/// Stop the child, if the bench started one, whatever the run's `outcome`, and say how it
+/// ended; a failed run's error carries the end of what the child printed.
+#[allow(clippy::type_complexity)]
+pub(crate) fn stop_server<R>(
+    child: Option<&mut ChildServer>,
+    outcome: Result<R, String>,
+    progress: &mut impl FnMut(&str),
+) -> Result<(R, Option<Result<std::process::ExitStatus, String>>), String> {
+    let Some(child) = child else { return outcome.map(|r| (r, None)) };
+    progress("stopping `dtenge up` with SIGTERM");
+    let exit = child.stop();
+    match outcome {
+        Ok(report) => Ok((report, Some(exit))),
+        Err(e) => {
+            let log = child.log_tail();
+            Err(if log.is_empty() { e } else { format!("{e}\n--- dtenge up said:\n{log}") })
+        }
+    }
+}
+
+/// A child that did not stop cleanly, as a problem of the run.
+pub(crate) fn exit_problem(exit: &Result<std::process::ExitStatus, String>) -> Option<String> {
+    match exit {
+        Ok(status) if status.success() => None,
+        Ok(status) => Some(format!("`dtenge up` did not stop cleanly: {status}")),
+        Err(e) => Some(e.clone()),
+    }
 }
 
 pub(crate) fn validate(config: &HttpConfig) -> Result<(), String> {

@@ -32,8 +32,9 @@
 //!    do not fail it.
 
 use crate::http::{
-    call, call_raw, ensure_working_day, fund, json, mix, open_accounts, run_phase, wait_healthy, Auth, ChildServer,
-    Conn, Endpoint, HttpConfig, Kind, PhaseReport, RunIds, Work,
+    call, call_raw, ensure_working_day, exit_problem, fund, generator_runtime, json, mix, open_accounts, run_phase,
+    start_server, stop_server, wait_healthy, Auth, ChildServer, Conn, Endpoint, HttpConfig, Kind, PhaseReport, RunIds,
+    Work,
 };
 use crate::{Machine, BANKS};
 use dtenge_api::access::CREDENTIALS_DIR;
@@ -114,6 +115,8 @@ pub struct Figures {
     pub resident_bytes: u64,
     pub data_bytes: u64,
     pub unspent_tokens: u64,
+    /// Transaction ids the notary holds in memory.
+    pub transactions_held: u64,
 }
 
 /// One interval of the load.
@@ -162,20 +165,25 @@ pub struct SoakReport {
     pub problems: Vec<String>,
 }
 
-/// Resident memory the platform may hold: a fixed part, a part per account and a part per
-/// unspent token, the formula `docs/ARCHITECTURE.md` states ("Memory"). Everything else it
-/// holds is bounded by a constant (history windows, the idempotency memo's cache, committed
-/// transactions' ids within their window) and is inside the fixed part.
-pub fn memory_bound_bytes(unspent_tokens: u64, accounts: u64) -> u64 {
+/// Resident memory the platform may hold with `figures` and `accounts`: the formula
+/// `docs/ARCHITECTURE.md` states ("Steady state"). A fixed part holds what is bounded by a
+/// constant (each bank's window of recent requests and applied transactions, the gateway's
+/// idempotency keys in flight, the access caches, the allocator's free pages); a part per
+/// account its record, key, index and newest history lines; a part per unspent token the
+/// bank's holding and index entry and the notary's id; a part per transaction id the notary
+/// holds (every committed one, until it keeps a window of them).
+pub fn memory_bound_bytes(figures: &Figures, accounts: u64) -> u64 {
     MEMORY_FIXED_BYTES
-        .saturating_add(unspent_tokens.saturating_mul(MEMORY_PER_TOKEN_BYTES))
+        .saturating_add(figures.unspent_tokens.saturating_mul(MEMORY_PER_TOKEN_BYTES))
         .saturating_add(accounts.saturating_mul(MEMORY_PER_ACCOUNT_BYTES))
+        .saturating_add(figures.transactions_held.saturating_mul(MEMORY_PER_TRANSACTION_BYTES))
 }
 
 /// The formula's parts (see [`memory_bound_bytes`]).
 pub const MEMORY_FIXED_BYTES: u64 = 1 << 30;
 pub const MEMORY_PER_TOKEN_BYTES: u64 = 1_000;
-pub const MEMORY_PER_ACCOUNT_BYTES: u64 = 4_000;
+pub const MEMORY_PER_ACCOUNT_BYTES: u64 = 16_000;
+pub const MEMORY_PER_TRANSACTION_BYTES: u64 = 150;
 
 /// A retail payment's amount, from a random number: half are 100 to 1,000 KZT (a coffee, a
 /// fare, groceries), 30% 1,000 to 10,000, 15% 10,000 to 50,000 and 5% 50,000 to 250,000
@@ -189,7 +197,8 @@ pub fn retail_amount_tiyn(r: u64) -> u64 {
         80..=94 => (10_000.0, 50_000.0),
         _ => (50_000.0, 250_000.0),
     };
-    log_uniform_tiyn(r >> 8, low_kzt, high_kzt)
+    // The band from the low bits, the amount from the high 53 (`log_uniform_tiyn`).
+    log_uniform_tiyn(r, low_kzt, high_kzt)
 }
 
 /// A monthly salary: 150,000 to 600,000 KZT, log-uniform.
@@ -207,43 +216,11 @@ fn log_uniform_tiyn(r: u64, low_kzt: f64, high_kzt: f64) -> u64 {
 /// Run the soak; `progress` hears each interval as it ends.
 pub fn run(config: &SoakConfig, mut progress: impl FnMut(&str)) -> Result<SoakReport, String> {
     validate(config)?;
-    // One thread for the generator, as `--http`: the platform shares the 2 cores with it.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the generator's runtime: {e}"))?;
-    let mut child = match &config.api {
-        Some(_) => None,
-        None => {
-            let binary = config.binary.clone().ok_or("no dtenge binary to start `up` with; give --api")?;
-            progress("starting `dtenge up` on a temporary data directory");
-            Some(ChildServer::start(&binary)?)
-        }
-    };
-    let base = match (&config.api, &child) {
-        (Some(api), _) => api.trim_end_matches('/').to_string(),
-        (None, Some(child)) => child.base.clone(),
-        (None, None) => return Err("no server".into()),
-    };
+    let runtime = generator_runtime()?;
+    let (mut child, base) = start_server(config.api.as_deref(), config.binary.as_deref(), &mut progress)?;
     let outcome = runtime.block_on(soak(config, &base, child.as_ref(), &mut progress));
-    let server_exit = child.as_mut().map(|child| {
-        progress("stopping `dtenge up` with SIGTERM");
-        child.stop()
-    });
-    let mut report = match outcome {
-        Ok(report) => report,
-        Err(e) => {
-            let log = child.as_ref().map(|c| c.log_tail()).unwrap_or_default();
-            return Err(if log.is_empty() { e } else { format!("{e}\n--- dtenge up said:\n{log}") });
-        }
-    };
-    match server_exit {
-        Some(Ok(status)) if !status.success() => {
-            report.problems.push(format!("`dtenge up` did not stop cleanly: {status}"))
-        }
-        Some(Err(e)) => report.problems.push(e),
-        _ => {}
-    }
+    let (mut report, server_exit) = stop_server(child.as_mut(), outcome, &mut progress)?;
+    report.problems.extend(server_exit.as_ref().and_then(exit_problem));
     report.ok = report.problems.is_empty();
     Ok(report)
 }
@@ -527,7 +504,7 @@ async fn interval(
         cpu_us_per_payment: cpu_s * 1e6 / payments.max(1) as f64,
         server_cores: cpu_s / elapsed_s,
         figures: after,
-        memory_bound_bytes: memory_bound_bytes(after.unspent_tokens, config.accounts as u64),
+        memory_bound_bytes: memory_bound_bytes(&after, config.accounts as u64),
         transfers,
     };
     Ok((interval, next, after))
@@ -549,6 +526,7 @@ async fn scrape(endpoint: &Arc<Endpoint>) -> Result<Figures, String> {
         resident_bytes: value("process_resident_memory_bytes")? as u64,
         data_bytes: value("dtenge_data_bytes")? as u64,
         unspent_tokens: value("dtenge_unspent_tokens")? as u64,
+        transactions_held: value("dtenge_notary_transactions_held")? as u64,
     })
 }
 
@@ -618,12 +596,12 @@ pub fn render(report: &SoakReport) -> String {
         "soak               {} s in {} s intervals after {} s of warm-up; {} custodial transfers/s offered over {} connections; {} accounts; {} salary lines/s; seeded in {:.1} s\n\n",
         c.duration_s, c.interval_s, c.warmup_s, c.rate_per_s, c.connections, c.accounts, c.salary_lines_per_s, report.seed_seconds
     ));
-    out.push_str("| end, s | transfers/s | p50, ms | p99, ms | salary lines | CPU µs/payment | cores | resident, MB | formula, MB | disk, MB | unspent tokens |\n");
-    out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("| end, s | transfers/s | p50, ms | p99, ms | salary lines | CPU µs/payment | cores | resident, MB | formula, MB | disk, MB | unspent tokens | notary tx ids |\n");
+    out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for i in &report.intervals {
         let t = &i.transfers;
         out.push_str(&format!(
-            "| {:.0} | {:.0} | {:.1} | {:.1} | {} | {:.0} | {:.2} | {} | {} | {} | {} |\n",
+            "| {:.0} | {:.0} | {:.1} | {:.1} | {} | {:.0} | {:.2} | {} | {} | {} | {} | {} |\n",
             i.end_s,
             t.ok_per_s,
             t.latency.p50_us as f64 / 1e3,
@@ -634,7 +612,8 @@ pub fn render(report: &SoakReport) -> String {
             i.figures.resident_bytes >> 20,
             i.memory_bound_bytes >> 20,
             i.figures.data_bytes >> 20,
-            i.figures.unspent_tokens
+            i.figures.unspent_tokens,
+            i.figures.transactions_held
         ));
     }
     out.push('\n');
@@ -661,6 +640,83 @@ pub fn render(report: &SoakReport) -> String {
     out
 }
 
+/// A line of a plot: its name, its colour and its points.
+type Series = (&'static str, &'static str, Vec<(f64, f64)>);
+
+/// Width and height of one panel of [`plot`], in SVG units.
+const PLOT_W: f64 = 640.0;
+const PLOT_H: f64 = 180.0;
+
+/// The report as an SVG picture, for `docs/PERFORMANCE.md`: three panels over the soak's time,
+/// transfers answered per second (with the offered rate), resident memory (with what the
+/// formula allows) and disk use, one point per interval.
+pub fn plot(report: &SoakReport) -> String {
+    let points = |value: &dyn Fn(&Interval) -> f64| -> Vec<(f64, f64)> {
+        report.intervals.iter().map(|i| (i.end_s, value(i))).collect()
+    };
+    let offered = report.config.rate_per_s as f64;
+    let panels: [(&str, Vec<Series>); 3] = [
+        (
+            "transfers answered per second",
+            vec![("offered", "#999", points(&|_| offered)), ("answered", "#1f77b4", points(&|i| i.transfers.ok_per_s))],
+        ),
+        (
+            "resident memory, MB",
+            vec![
+                ("formula", "#999", points(&|i| (i.memory_bound_bytes >> 20) as f64)),
+                ("resident", "#d62728", points(&|i| (i.figures.resident_bytes >> 20) as f64)),
+            ],
+        ),
+        (
+            "disk, GB",
+            vec![("data directory", "#2ca02c", points(&|i| i.figures.data_bytes as f64 / (1u64 << 30) as f64))],
+        ),
+    ];
+    let end_s = report.intervals.last().map_or(1.0, |i| i.end_s).max(1.0);
+    let (margin_left, margin_top, gap) = (70.0, 30.0, 60.0);
+    let height = margin_top + panels.len() as f64 * (PLOT_H + gap);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
+        w = margin_left + PLOT_W + 20.0
+    );
+    for (k, (title, series)) in panels.iter().enumerate() {
+        let top = margin_top + k as f64 * (PLOT_H + gap);
+        let max = series.iter().flat_map(|(_, _, p)| p.iter().map(|(_, y)| *y)).fold(1.0f64, f64::max) * 1.1;
+        svg.push_str(&format!(
+            "<text x=\"{margin_left}\" y=\"{}\">{title}</text>\n<rect x=\"{margin_left}\" y=\"{top}\" width=\"{PLOT_W}\" height=\"{PLOT_H}\" fill=\"none\" stroke=\"#ccc\"/>\n",
+            top - 8.0
+        ));
+        for tick in 0..=4 {
+            let value = max * tick as f64 / 4.0;
+            let y = top + PLOT_H - PLOT_H * tick as f64 / 4.0;
+            svg.push_str(&format!(
+                "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{value:.0}</text>\n",
+                margin_left - 6.0,
+                y + 4.0
+            ));
+        }
+        svg.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{end_s:.0} s</text>\n",
+            margin_left + PLOT_W,
+            top + PLOT_H + 16.0
+        ));
+        for (n, (name, colour, points)) in series.iter().enumerate() {
+            let path: Vec<String> = points
+                .iter()
+                .map(|(x, y)| format!("{:.1},{:.1}", margin_left + PLOT_W * x / end_s, top + PLOT_H - PLOT_H * y / max))
+                .collect();
+            svg.push_str(&format!(
+                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n<text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>\n",
+                path.join(" "),
+                margin_left + 10.0 + 90.0 * n as f64,
+                top + 16.0
+            ));
+        }
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -683,13 +739,70 @@ mod tests {
     }
 
     #[test]
-    fn the_memory_formula_grows_with_tokens_and_accounts() {
-        assert_eq!(memory_bound_bytes(0, 0), MEMORY_FIXED_BYTES);
+    fn the_memory_formula_grows_with_tokens_accounts_and_transactions() {
+        let figures =
+            |unspent_tokens, transactions_held| Figures { unspent_tokens, transactions_held, ..Figures::default() };
+        assert_eq!(memory_bound_bytes(&figures(0, 0), 0), MEMORY_FIXED_BYTES);
         assert_eq!(
-            memory_bound_bytes(10, 2),
-            MEMORY_FIXED_BYTES + 10 * MEMORY_PER_TOKEN_BYTES + 2 * MEMORY_PER_ACCOUNT_BYTES
+            memory_bound_bytes(&figures(10, 3), 2),
+            MEMORY_FIXED_BYTES
+                + 10 * MEMORY_PER_TOKEN_BYTES
+                + 2 * MEMORY_PER_ACCOUNT_BYTES
+                + 3 * MEMORY_PER_TRANSACTION_BYTES
         );
-        assert_eq!(memory_bound_bytes(u64::MAX, u64::MAX), u64::MAX);
+        assert_eq!(memory_bound_bytes(&figures(u64::MAX, u64::MAX), u64::MAX), u64::MAX);
+    }
+
+    fn interval(end_s: f64, ok_per_s: f64, resident_mb: u64) -> Interval {
+        let transfers = PhaseReport {
+            kind: Kind::Custodial,
+            warmup: false,
+            connections: 1,
+            offered_per_s: Some(100),
+            duration_s: 10.0,
+            elapsed_s: 10.0,
+            sent: 1_000,
+            ok: 1_000,
+            errors: Default::default(),
+            unsent: 0,
+            pool_exhausted: false,
+            ok_per_s,
+            latency: crate::Latency { p50_us: 1_000, p99_us: 2_000, p999_us: 3_000, max_us: 4_000 },
+            max_latency_at_s: 0.0,
+            cpu: Default::default(),
+        };
+        let figures = Figures { resident_bytes: resident_mb << 20, ..Figures::default() };
+        Interval {
+            end_s,
+            transfers,
+            salary_lines: 0,
+            cpu_us_per_payment: 100.0,
+            server_cores: 1.0,
+            figures,
+            memory_bound_bytes: 2_000 << 20,
+        }
+    }
+
+    #[test]
+    fn the_plot_draws_each_series_over_the_intervals() {
+        let report = SoakReport {
+            machine: Machine::here(),
+            config: SoakConfig::default(),
+            api: "http://x".into(),
+            seed_seconds: 1.0,
+            warmup: None,
+            intervals: vec![interval(60.0, 95.0, 700), interval(120.0, 99.0, 750)],
+            ratios: Vec::new(),
+            reconciled: true,
+            ok: true,
+            problems: Vec::new(),
+        };
+        let svg = plot(&report);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        assert_eq!(svg.matches("<polyline").count(), 5, "offered, answered, formula, resident, disk");
+        // The last point of each series is at the right edge.
+        assert_eq!(svg.matches(" 710.0,").count(), 5, "{svg}");
+        assert!(svg.contains("resident memory, MB") && svg.contains("transfers answered per second"));
     }
 
     #[test]

@@ -296,6 +296,9 @@ enum Command {
         /// --soak: the last interval's server CPU per payment over the first's, at most.
         #[arg(long, default_value_t = 1.25, requires = "soak")]
         cpu_growth_max: f64,
+        /// --soak: also draw throughput and memory over time, as SVG, into this file.
+        #[arg(long, requires = "soak")]
+        plot: Option<PathBuf>,
         /// Load a cluster (`dtenge cluster --dir DIR`) through the banks' own APIs: signed
         /// 2-in-2-out transfers, each to a client of another bank, so every payment crosses
         /// processes; reconciled across the processes from their /metrics at the end. If no
@@ -533,6 +536,7 @@ fn main() -> ExitCode {
             interval_s,
             salary_lines_per_s,
             cpu_growth_max,
+            plot,
             json,
             ..
         } => {
@@ -543,13 +547,9 @@ fn main() -> ExitCode {
             };
             bench_soak(
                 dtenge_bench::soak::SoakConfig {
-                    binary: if api.is_none() {
-                        match std::env::current_exe() {
-                            Ok(path) => Some(path),
-                            Err(e) => return finish(Err(format!("cannot find the dtenge binary to start `up`: {e}"))),
-                        }
-                    } else {
-                        None
+                    binary: match own_binary(&api) {
+                        Ok(binary) => binary,
+                        Err(e) => return finish(Err(e)),
                     },
                     api,
                     credentials,
@@ -563,6 +563,7 @@ fn main() -> ExitCode {
                     cpu_growth_max,
                     seed,
                 },
+                plot.as_deref(),
                 json,
             )
         }
@@ -612,13 +613,9 @@ fn main() -> ExitCode {
             ..
         } if http => bench_http(
             dtenge_bench::http::HttpConfig {
-                binary: if api.is_none() {
-                    match std::env::current_exe() {
-                        Ok(path) => Some(path),
-                        Err(e) => return finish(Err(format!("cannot find the dtenge binary to start `up`: {e}"))),
-                    }
-                } else {
-                    None
+                binary: match own_binary(&api) {
+                    Ok(binary) => binary,
+                    Err(e) => return finish(Err(e)),
                 },
                 api,
                 credentials,
@@ -1155,14 +1152,25 @@ fn bench_http(config: dtenge_bench::http::HttpConfig, json: bool) -> Result<Exit
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn bench_soak(config: dtenge_bench::soak::SoakConfig, json: bool) -> Result<ExitCode, String> {
+fn bench_soak(config: dtenge_bench::soak::SoakConfig, plot: Option<&Path>, json: bool) -> Result<ExitCode, String> {
     let report = dtenge_bench::soak::run(&config, |line| eprintln!("bench: {line}"))?;
+    if let Some(path) = plot {
+        std::fs::write(path, dtenge_bench::soak::plot(&report)).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     if json {
         println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
     } else {
         print!("{}", dtenge_bench::soak::render(&report));
     }
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The running binary, for a bench that starts its own `dtenge up` (no `--api`).
+fn own_binary(api: &Option<String>) -> Result<Option<PathBuf>, String> {
+    if api.is_some() {
+        return Ok(None);
+    }
+    std::env::current_exe().map(Some).map_err(|e| format!("cannot find the dtenge binary to start `up`: {e}"))
 }
 
 /// `90s`, `30m`, `2h` or a number of seconds, in seconds.

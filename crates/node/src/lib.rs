@@ -31,9 +31,14 @@ pub const ACCOUNTS_TABLE: Table = Table("node_accounts");
 /// `dtenge_store::checkpoint`).
 pub const TOKENS: Checkpointed =
     Checkpointed { log: LogTable("node_tokens_log"), items: Table("node_tokens_checkpoint") };
-/// History lines, as `(node, client, entry)` records. Log tables: every node appends to them and
-/// nothing reads a record by key (history is read whole at start), so a group commit writes a
-/// few rows instead of a row per line.
+/// History lines, one row each, keyed `node \0 client \0 seq` (`seq` big-endian): a page of
+/// an account's history is a read of its newest rows ([`history_page`]), so neither memory nor
+/// a start holds anyone's whole history, and the lines go to the store's keyed tables, which
+/// compact, not to its journal of log rows (issue 20).
+pub const HISTORY_TABLE: Table = Table("node_history");
+/// Where history lines were, until 2026-12-07, as `(node, client, entry)` records read whole at
+/// every start: a store that still holds some has them moved to [`HISTORY_TABLE`] when its
+/// bank opens ([`migrate_history_log`]).
 pub const HISTORY_LOG: LogTable = LogTable("node_history_log");
 /// The signed transactions the nodes took part in, each stored once (see [`archive`]) as a
 /// `(nodes, tx id, transaction)` record: the ids of the nodes it moved tokens of, in order.
@@ -42,11 +47,12 @@ pub const HISTORY_LOG: LogTable = LogTable("node_history_log");
 /// bytes a payment wrote, for the same record twice.)
 pub const TXS_LOG: LogTable = LogTable("node_txs_archive");
 pub const CARDS_TABLE: Table = Table("node_cards");
-pub const TABLES: [Table; 7] = [
+pub const TABLES: [Table; 8] = [
     META_TABLE,
     ACCOUNTS_TABLE,
     TOKENS.tables()[0],
     TOKENS.tables()[1],
+    HISTORY_TABLE,
     HISTORY_LOG.table(),
     TXS_LOG.table(),
     CARDS_TABLE,
@@ -54,8 +60,14 @@ pub const TABLES: [Table; 7] = [
 
 /// The client id of a node's own account (its DT liquidity).
 pub const OWN_ACCOUNT: &str = "own";
-/// Most history entries kept in memory per account; older ones stay on disk.
-pub const HISTORY_IN_MEMORY_MAX: usize = 10_000;
+/// The newest history lines kept in memory per account: what a receipt asked for again, a
+/// registry's idempotent answer and a payee's check that its bank applied a payment read,
+/// each about the last moments. The history itself is read from the store
+/// ([`history_page`]). Was 10,000 until issue 20: 1.5 MB per active account, growing with
+/// every payment.
+pub const HISTORY_IN_MEMORY_MAX: usize = 32;
+/// Most lines [`history_page`] counts for a history's total, and most it skips to a page.
+pub const HISTORY_LINES_COUNTED_MAX: usize = 10_000_000;
 
 /// What kind of participant a node is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -214,7 +226,7 @@ struct AccountState {
     spendable: BTreeSet<(Amount, TokenId)>,
     /// The sum of `spendable`'s amounts.
     spendable_tiyn: Amount,
-    /// The newest [`HISTORY_IN_MEMORY_MAX`] entries, in `seq` order.
+    /// The newest [`HISTORY_IN_MEMORY_MAX`] entries, in `seq` order (the rest are in the store).
     history: VecDeque<HistoryEntry>,
     /// The `seq` of the next planned entry.
     next_seq: u64,
@@ -273,7 +285,8 @@ impl Delta {
             batch.record_value(TOKENS.log, &(&self.node_id, &self.spent, received))?;
         }
         for (account, entry) in &self.history {
-            batch.record_value(HISTORY_LOG, &(&self.node_id, accounts.client_id_at(*account), entry))?;
+            let key = history_key(&self.node_id, accounts.client_id_at(*account), entry.seq);
+            batch.put_value(HISTORY_TABLE, key, entry)?;
         }
         for (client, fiat) in &self.fiat {
             let state = accounts.account_state(client)?;
@@ -306,19 +319,87 @@ pub fn archive(nodes: &[&str], tx_id: &TxId, tx: &Transaction, batch: &mut Write
 }
 
 /// Insert in `seq` order (almost always at the end) and keep the newest
-/// [`HISTORY_IN_MEMORY_MAX`] entries.
+/// [`HISTORY_IN_MEMORY_MAX`] entries. The oldest goes before the newest comes, so the deque
+/// never holds one more than the window: its capacity stays the window's (a power of two),
+/// not the next power up, twice the memory for one entry (issue 20).
 fn insert_history(history: &mut VecDeque<HistoryEntry>, entry: HistoryEntry) {
+    if history.len() == HISTORY_IN_MEMORY_MAX {
+        if history.front().is_some_and(|oldest| entry.seq < oldest.seq) {
+            // Older than every line kept: it would be the one to go.
+            return;
+        }
+        history.pop_front();
+    }
     // Entries are applied in `seq` order but for the overlap of two batches in the pipeline,
-    // so the search (a dozen cache misses in a long history) is needed only out of order.
+    // so the search is needed only out of order.
     if history.back().is_none_or(|last| last.seq < entry.seq) {
         history.push_back(entry);
     } else {
         let position = history.partition_point(|e| e.seq < entry.seq);
         history.insert(position, entry);
     }
-    if history.len() > HISTORY_IN_MEMORY_MAX {
-        history.pop_front();
+    assert!(history.len() <= HISTORY_IN_MEMORY_MAX);
+}
+
+/// Where an account's history lines are: `node \0 client \0`.
+fn history_prefix(node_id: &str, client_id: &str) -> Vec<u8> {
+    let mut prefix = key2(node_id.as_bytes(), client_id.as_bytes());
+    prefix.push(0);
+    prefix
+}
+
+/// A history line's key: the account's prefix and its `seq`, big-endian, so that key order is
+/// `seq` order.
+fn history_key(node_id: &str, client_id: &str, seq: u64) -> Vec<u8> {
+    let mut key = history_prefix(node_id, client_id);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// A page of an account's history from the store, newest first: `limit` lines after the
+/// `offset` newest, and how many lines the history holds (counted up to
+/// [`HISTORY_LINES_COUNTED_MAX`]). O(offset + limit) rows read, and the count O(lines): a
+/// history is read when a client asks for it, never at start.
+pub fn history_page(
+    store: &Store,
+    node_id: &str,
+    client_id: &str,
+    offset: usize,
+    limit: usize,
+) -> Result<(Vec<HistoryEntry>, usize)> {
+    ensure!(offset <= HISTORY_LINES_COUNTED_MAX, MalformedInput, "offset must be at most {HISTORY_LINES_COUNTED_MAX}");
+    let prefix = history_prefix(node_id, client_id);
+    let rows = store.scan_prefix_rev(HISTORY_TABLE, &prefix, offset, limit)?;
+    let entries = rows.iter().map(|(_, value)| dtenge_store::decode(value)).collect::<Result<Vec<HistoryEntry>>>()?;
+    let total = store.count_prefix(HISTORY_TABLE, &prefix, HISTORY_LINES_COUNTED_MAX)?;
+    assert!(entries.len() <= limit);
+    Ok((entries, total))
+}
+
+/// Rows of [`HISTORY_LOG`] moved per batch by [`migrate_history_log`].
+const HISTORY_MIGRATION_BATCH: usize = 50_000;
+
+/// Move the history lines a store keeps in [`HISTORY_LOG`] (a build before 2026-12-07) to
+/// [`HISTORY_TABLE`], and empty the log; the lines moved. Nothing happens to a store whose
+/// log is empty. Each line is put under its own key, so a move cut short by a crash is done
+/// again whole at the next start, with the same result.
+pub fn migrate_history_log(store: &Store) -> Result<usize> {
+    if store.log_row_count(HISTORY_LOG)? == 0 {
+        return Ok(0);
     }
+    let records = store.scan_log_values::<(String, String, HistoryEntry)>(HISTORY_LOG)?;
+    let chunks: Vec<&[(String, String, HistoryEntry)]> = records.chunks(HISTORY_MIGRATION_BATCH).collect();
+    for (k, chunk) in chunks.iter().enumerate() {
+        let mut batch = WriteBatch::new();
+        for (node, client, entry) in chunk.iter() {
+            batch.put_value(HISTORY_TABLE, history_key(node, client, entry.seq), entry)?;
+        }
+        if k + 1 == chunks.len() {
+            batch.truncate_log_here(HISTORY_LOG);
+        }
+        store.commit(batch)?;
+    }
+    Ok(records.len())
 }
 
 fn key2(a: &[u8], b: &[u8]) -> Vec<u8> {
@@ -519,13 +600,23 @@ impl NodeState {
                 state.insert_token(owner, input);
             }
         }
-        for (node, client, entry) in store.scan_log_values::<(String, String, HistoryEntry)>(HISTORY_LOG)? {
-            let state = nodes
-                .get_mut(&node)
-                .and_then(|n| n.account_state_mut(&client))
-                .expect("a history line belongs to an account of its node (Delta::writes)");
-            state.next_seq = state.next_seq.max(entry.seq.saturating_add(1));
-            insert_history(&mut state.history, entry);
+        // Each account's newest lines: O(accounts × HISTORY_IN_MEMORY_MAX), whatever the
+        // history's length. (Lines still in the old log are moved to the table before a bank
+        // loads its node: `migrate_history_log`.)
+        for node in nodes.values_mut() {
+            let node_id = node.meta.id.clone();
+            for state in &mut node.accounts {
+                let prefix = history_prefix(&node_id, &state.record.account.client_id);
+                let newest = store.scan_prefix_rev(HISTORY_TABLE, &prefix, 0, HISTORY_IN_MEMORY_MAX)?;
+                for (key, value) in newest.into_iter().rev() {
+                    let entry: HistoryEntry = dtenge_store::decode(&value)?;
+                    if key[prefix.len()..] != entry.seq.to_be_bytes() {
+                        return Err(corrupt(HISTORY_TABLE, format!("a line keyed unlike its seq {}", entry.seq)));
+                    }
+                    state.next_seq = state.next_seq.max(entry.seq.saturating_add(1));
+                    insert_history(&mut state.history, entry);
+                }
+            }
         }
         for (key, client) in store.scan_values::<String>(CARDS_TABLE)? {
             let (node, pan) = node_of(CARDS_TABLE, &key)?;
@@ -679,11 +770,6 @@ impl NodeState {
     fn client_id_at(&self, index: AccountIndex) -> &String {
         let state = self.accounts.get(index as usize);
         &state.unwrap_or_else(|| panic!("no account {index} at {}", self.meta.id)).record.account.client_id
-    }
-
-    fn account_state_mut(&mut self, client_id: &str) -> Option<&mut AccountState> {
-        let index = *self.by_client.get(client_id)?;
-        self.accounts.get_mut(index as usize)
     }
 
     /// Checkpoint items for those of `ids` the node still holds: `(node, owner, input)`.
@@ -1169,7 +1255,7 @@ impl NodeState {
                 format!("client {client_id} keeps its own key: submit a transaction it signed"),
             )
         })?;
-        let (chosen, chosen_tiyn) = selection;
+        let (chosen, chosen_tiyn) = sweep(&state.spendable, selection);
         let change = chosen_tiyn.checked_sub(total)?;
         if !change.is_zero() {
             outputs.push(Output::standard(change, address, issuer));
@@ -1631,6 +1717,39 @@ impl NodeState {
     }
 }
 
+/// Add to `selection` (inputs chosen from `spendable`, and their sum) the account's smallest
+/// spendable tokens not chosen, at most [`SWEEP_INPUTS_MAX`], when it holds more than
+/// [`SWEEP_ABOVE_TOKENS`]: their value comes back in the change. Why: a payment from one
+/// token leaves its payee one more token and its payer its change, so the unspent set grew
+/// by one token with every payment, and memory, the notary's set and every bank's store with
+/// it (issue 20: 1,337 tokens per account after five minutes). Sweeping two more inputs makes
+/// a payment net one token fewer while its payer holds more than [`SWEEP_ABOVE_TOKENS`]: the
+/// wallets of clients who pay stay at about that many tokens, and the unspent set grows with
+/// the holders, not the payments. Wallets that only receive are merged in the background
+/// above [`CONSOLIDATE_ABOVE_TOKENS`]. O(k log n) for the k tokens swept.
+fn sweep(spendable: &BTreeSet<(Amount, TokenId)>, selection: (Vec<TokenId>, Amount)) -> (Vec<TokenId>, Amount) {
+    let (mut chosen, mut sum) = selection;
+    assert!(!chosen.is_empty() && chosen.len() <= TX_INPUTS_MAX, "a selection of 1 to TX_INPUTS_MAX inputs");
+    if spendable.len() <= SWEEP_ABOVE_TOKENS {
+        return (chosen, sum);
+    }
+    let room = SWEEP_INPUTS_MAX.min(TX_INPUTS_MAX - chosen.len());
+    // Bounded: the chosen are at most TX_INPUTS_MAX, so at most that many more are skipped.
+    let swept: Vec<(Amount, TokenId)> =
+        spendable.iter().filter(|(_, id)| !chosen.contains(id)).take(room).copied().collect();
+    for (amount, id) in swept {
+        // The index holds its running sum, which fits an Amount: any part of it does too.
+        sum = sum.checked_add(amount).expect("a part of the index's running sum fits an amount");
+        chosen.push(id);
+    }
+    (chosen, sum)
+}
+
+/// Most tokens a payment spends beyond those it needs ([`sweep`]).
+pub const SWEEP_INPUTS_MAX: usize = 2;
+/// A payer holding more spendable tokens than this sweeps ([`sweep`]).
+pub const SWEEP_ABOVE_TOKENS: usize = 4;
+
 /// Coin selection over an account's index of spendable standard tokens (issue 20): the same
 /// choice as [`coins::select`] makes over a list (its tests below compare the two), in
 /// O(log n + k) for k tokens chosen instead of O(n) in the tokens the account owns. One token
@@ -2018,6 +2137,62 @@ mod tests {
         assert_eq!(loaded.balance("bob").unwrap().dt_tiyn.tiyn(), 200);
     }
 
+    /// Issue 20: history lines are rows of their own; memory and a start hold only each
+    /// account's newest HISTORY_IN_MEMORY_MAX, and a page of any depth is read from the store,
+    /// newest first, with the history's total. Lines a build before kept in the old log are
+    /// moved to the table, once, and read the same.
+    #[test]
+    fn history_is_paged_from_the_store_and_memory_keeps_the_newest() {
+        let (store, mut bank) = stored_bank();
+        let alice = bank.account("alice").unwrap().address;
+        let issuer = issue_to(alice, 1).body.outputs[0].issuer;
+        let payments = HISTORY_IN_MEMORY_MAX + 10;
+        for n in 0..payments {
+            let tx =
+                bank.prepare_payment("bob", &[(alice, Amount::from_tiyn(1).unwrap())], issuer, 100 + n as u64).unwrap();
+            let delta = bank.plan_commit(&tx, Purpose::Payment, None, 2).unwrap();
+            let mut batch = WriteBatch::new();
+            delta.writes(&bank, &mut batch).unwrap();
+            store.commit(batch).unwrap();
+            bank.apply(delta);
+        }
+        // Bob: the payment from Alice, then his own.
+        let lines = payments + 1;
+        assert_eq!(bank.history("bob").unwrap().len(), HISTORY_IN_MEMORY_MAX, "memory keeps the newest");
+        assert!(bank.history("bob").unwrap().capacity() <= HISTORY_IN_MEMORY_MAX, "and no room for more");
+        let (page, total) = history_page(&store, "b", "bob", 0, 5).unwrap();
+        assert_eq!(total, lines);
+        let newest: Vec<u64> = bank.history("bob").unwrap().iter().rev().take(5).map(|e| e.seq).collect();
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), newest, "the page is the newest, newest first");
+        let (oldest, _) = history_page(&store, "b", "bob", lines - 1, 5).unwrap();
+        assert_eq!(oldest.len(), 1);
+        assert_eq!((oldest[0].direction, oldest[0].counterparty), (Direction::Credit, Some(alice)), "Alice's payment");
+        assert!(history_page(&store, "b", "bob", lines, 5).unwrap().0.is_empty());
+        assert!(history_page(&store, "b", "nobody", 0, 5).unwrap().0.is_empty());
+        let loaded = NodeState::load(&store, node_key(1), custody()).unwrap();
+        assert_eq!(loaded.history("bob").unwrap(), bank.history("bob").unwrap(), "a start reads the newest back");
+
+        // A store of the build before: the same lines as records of the old log.
+        let old = Store::open_simulated(dtenge_store::SimDisk::new(), &TABLES).unwrap();
+        let mut batch = WriteBatch::new();
+        for row in store.scan(HISTORY_TABLE).unwrap() {
+            batch.put(HISTORY_TABLE, row.0, row.1);
+        }
+        old.commit(batch).unwrap();
+        let mut batch = WriteBatch::new();
+        let (all, _) = history_page(&store, "b", "bob", 0, lines).unwrap();
+        for entry in all.iter().rev() {
+            batch.record_value(HISTORY_LOG, &("b", "bob", entry)).unwrap();
+            batch.delete(HISTORY_TABLE, history_key("b", "bob", entry.seq));
+        }
+        old.commit(batch).unwrap();
+        assert_eq!(history_page(&old, "b", "bob", 0, 5).unwrap().1, 0, "bob's lines are in the log only");
+        assert_eq!(migrate_history_log(&old).unwrap(), lines);
+        assert_eq!(old.log_row_count(HISTORY_LOG).unwrap(), 0, "the log is emptied");
+        assert_eq!(history_page(&old, "b", "bob", 0, lines).unwrap(), (all, lines), "and its lines read the same");
+        assert_eq!(migrate_history_log(&old).unwrap(), 0, "once");
+    }
+
     /// Keyed rows are fjall's, without a checksum of the store's own: a key that does not
     /// parse, or an account or card of a node or client the store does not have, refuses to
     /// open with `STORAGE_FAILURE`.
@@ -2152,6 +2327,42 @@ mod tests {
                 (Err(listed), Err(indexed)) => proptest::prop_assert_eq!(listed.code, indexed.code),
                 (listed, indexed) => proptest::prop_assert!(false, "list {listed:?}, index {indexed:?}"),
             }
+        }
+
+        /// Issue 20: a sweep keeps what was chosen, adds only the smallest tokens not chosen,
+        /// at most SWEEP_INPUTS_MAX of them and only above SWEEP_ABOVE_TOKENS, never a token
+        /// twice, never more than TX_INPUTS_MAX inputs, and its sum is its tokens' sum.
+        #[test]
+        fn a_sweep_adds_the_smallest_tokens_and_their_sum(
+            values in proptest::collection::vec(1u64..2_000, 1..300),
+            target in 1u64..100_000,
+        ) {
+            let index: BTreeSet<(Amount, TokenId)> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (Amount::from_tiyn(*v).unwrap(), TokenId(dtenge_core::crypto::hash_parts(b"t", &[&(i as u64).to_le_bytes()]))))
+                .collect();
+            let available = Amount::sum(index.iter().map(|(a, _)| *a)).unwrap();
+            let Ok(selection) = select_indexed(&index, available, Amount::from_tiyn(target).unwrap()) else {
+                return Ok(());
+            };
+            let (chosen, sum) = sweep(&index, selection.clone());
+            let by_id: std::collections::BTreeMap<TokenId, Amount> = index.iter().map(|(a, id)| (*id, *a)).collect();
+            proptest::prop_assert_eq!(&chosen[..selection.0.len()], &selection.0[..]);
+            proptest::prop_assert_eq!(Amount::sum(chosen.iter().map(|id| by_id[id])).unwrap(), sum);
+            let distinct: BTreeSet<&TokenId> = chosen.iter().collect();
+            proptest::prop_assert_eq!(distinct.len(), chosen.len());
+            proptest::prop_assert!(chosen.len() <= TX_INPUTS_MAX);
+            let added = chosen.len() - selection.0.len();
+            let expected = if index.len() > SWEEP_ABOVE_TOKENS {
+                SWEEP_INPUTS_MAX.min(TX_INPUTS_MAX - selection.0.len()).min(index.len() - selection.0.len())
+            } else {
+                0
+            };
+            proptest::prop_assert_eq!(added, expected);
+            let smallest: Vec<TokenId> =
+                index.iter().map(|(_, id)| *id).filter(|id| !selection.0.contains(id)).take(added).collect();
+            proptest::prop_assert_eq!(&chosen[selection.0.len()..], &smallest[..]);
         }
     }
 }

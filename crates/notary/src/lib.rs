@@ -287,6 +287,13 @@ impl Notary {
         self.shards.iter().map(|s| s.lock().unspent.len()).sum()
     }
 
+    /// Transaction ids held in memory: committed, refused for good, or pending (locks shards
+    /// one at a time: a moment's view). Every committed id is held, so this grows with the
+    /// payments (`docs/ARCHITECTURE.md`, "Steady state").
+    pub fn transactions_held(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().txs.len()).sum()
+    }
+
     /// The set hash of the unspent token ids ([`TokenId::toggle_in`]), kept as they come and
     /// go: O(shards).
     pub fn unspent_hash(&self) -> dtenge_core::crypto::Hash32 {

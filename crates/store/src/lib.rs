@@ -491,6 +491,45 @@ impl Store {
         collect_rows(keyspace.prefix(prefix))
     }
 
+    /// At most `rows_max` rows of a table whose keys start with `prefix`, from the greatest key
+    /// down, after skipping the `skip` greatest: a page of the newest rows of a sequence kept
+    /// under one prefix (an account's history, keyed by big-endian numbers), read without the
+    /// older ones. O(skip + rows_max).
+    pub fn scan_prefix_rev(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        skip: usize,
+        rows_max: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let engine = match &self.engine {
+            Engine::Fjall(engine) => engine,
+            Engine::Simulated(engine) => return Ok(engine.scan_prefix_rev(table, prefix, skip, rows_max)),
+        };
+        let Some(keyspace) = engine.shared.keyspace(table, false)? else { return Ok(Vec::new()) };
+        let rows = collect_rows(keyspace.prefix(prefix).rev().skip(skip).take(rows_max))?;
+        assert!(rows.len() <= rows_max);
+        Ok(rows)
+    }
+
+    /// How many rows of a table have keys that start with `prefix`, counting at most
+    /// `count_max`. O(rows counted).
+    pub fn count_prefix(&self, table: Table, prefix: &[u8], count_max: usize) -> Result<usize> {
+        let engine = match &self.engine {
+            Engine::Fjall(engine) => engine,
+            Engine::Simulated(engine) => {
+                return Ok(engine.scan_prefix(table, prefix).len().min(count_max));
+            }
+        };
+        let Some(keyspace) = engine.shared.keyspace(table, false)? else { return Ok(0) };
+        let mut count = 0usize;
+        for row in keyspace.prefix(prefix).take(count_max) {
+            row.key().map_err(|e| storage_error("count", e))?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// The rows of a table with keys from `start` (included) to `end` (excluded), in key
     /// order: a page of a table keyed by big-endian sequence numbers, read without the rest.
     pub fn scan_range(&self, table: Table, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -838,6 +877,35 @@ mod tests {
         assert_eq!(rows, vec![(b"b".to_vec(), b"2".to_vec()), (b"c".to_vec(), b"3".to_vec())]);
         // The lazily created table survived the reopen without being declared.
         assert_eq!(store.scan(Table("missing")).unwrap(), vec![(b"x".to_vec(), b"y".to_vec())]);
+    }
+
+    /// Issue 20: an account's newest history lines are read as a page from the greatest key
+    /// down, without the rest, by fjall and by the simulated disk alike.
+    #[test]
+    fn a_prefix_reads_newest_first_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let fjall = Store::open(&dir.path().join("db"), &[T]).unwrap();
+        let simulated = Store::open_simulated(SimDisk::new(), &[T]).unwrap();
+        for store in [&fjall, &simulated] {
+            let mut b = WriteBatch::new();
+            for n in 0u64..10 {
+                let mut key = b"a\0".to_vec();
+                key.extend_from_slice(&n.to_be_bytes());
+                b.put(T, key, n.to_le_bytes().to_vec());
+            }
+            b.put(T, b"b\0x".to_vec(), b"other".to_vec());
+            b.put(T, b"a".to_vec(), b"shorter".to_vec());
+            store.commit(b).unwrap();
+            let numbers = |rows: Vec<(Vec<u8>, Vec<u8>)>| -> Vec<u8> { rows.iter().map(|(_, v)| v[0]).collect() };
+            assert_eq!(numbers(store.scan_prefix_rev(T, b"a\0", 0, 3).unwrap()), vec![9, 8, 7]);
+            assert_eq!(numbers(store.scan_prefix_rev(T, b"a\0", 8, 5).unwrap()), vec![1, 0]);
+            assert!(store.scan_prefix_rev(T, b"a\0", 10, 5).unwrap().is_empty());
+            assert!(store.scan_prefix_rev(T, b"c\0", 0, 5).unwrap().is_empty());
+            assert_eq!(store.count_prefix(T, b"a\0", 100).unwrap(), 10);
+            assert_eq!(store.count_prefix(T, b"a\0", 4).unwrap(), 4, "counted up to the bound");
+            assert_eq!(store.count_prefix(T, b"c", 100).unwrap(), 0);
+            assert_eq!(store.count_prefix(Table("never"), b"a", 100).unwrap(), 0);
+        }
     }
 
     #[test]

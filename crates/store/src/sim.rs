@@ -289,6 +289,26 @@ impl SimEngine {
             .collect()
     }
 
+    pub(crate) fn scan_prefix_rev(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        skip: usize,
+        rows_max: usize,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let tables = self.tables.read();
+        let Some(rows) = tables.get(table.0) else { return Vec::new() };
+        rows.range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .skip(skip)
+            .take(rows_max)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     pub(crate) fn scan_range(&self, table: Table, start: &[u8], end: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         let tables = self.tables.read();
         let Some(rows) = tables.get(table.0) else { return Vec::new() };

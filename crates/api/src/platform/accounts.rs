@@ -116,8 +116,7 @@ impl Platform {
     /// History newest first. Counterparties' names are shown only when they are clients of
     /// the same bank; otherwise only their bank (from the ID center).
     pub fn history(&self, node_id: &str, client_id: &str, offset: usize, limit: usize) -> Result<HistoryPage> {
-        let (page, total) =
-            self.bank(node_id)?.service().read(|node| history_entries(node, client_id, offset, limit))?;
+        let (page, total) = history_entries(self.bank(node_id)?.service(), client_id, offset, limit)?;
         let directory = self.assembly.directory();
         let lines = page
             .into_iter()
@@ -176,35 +175,20 @@ impl Platform {
     }
 }
 
-/// A history entry with its counterparty's name, when the bank may show it.
-pub type NamedEntry = (HistoryEntry, Option<String>);
+pub use dtenge_bank::NamedEntry;
 
 /// A page of `client_id`'s history, newest first (`limit` entries from `offset`), each with
 /// its counterparty's name when the counterparty is a client of this bank too; and how many
-/// entries the history holds. Read under the bank's lock: no one else is asked.
+/// entries the history holds. The lines come from the bank's store, the names from its state:
+/// no one else is asked.
 pub fn history_entries(
-    node: &NodeState,
+    bank: &dtenge_bank::BankService,
     client_id: &str,
     offset: usize,
     limit: usize,
 ) -> Result<(Vec<NamedEntry>, usize)> {
     ensure!((1..=HISTORY_PAGE_MAX).contains(&limit), MalformedInput, "limit must be 1 to {HISTORY_PAGE_MAX}");
-    let entries = node.history(client_id)?;
-    let page = entries
-        .iter()
-        .rev()
-        .skip(offset)
-        .take(limit)
-        .map(|e| {
-            let name = e
-                .counterparty
-                .and_then(|a| node.client_of(&a))
-                .and_then(|c| node.account(c).ok())
-                .map(|a| a.name.clone());
-            (e.clone(), name)
-        })
-        .collect();
-    Ok((page, entries.len()))
+    bank.history(client_id, offset, limit)
 }
 
 /// A page of the node's accounts: at most `limit` (1 to [`ACCOUNTS_PAGE_MAX`]) after client id

@@ -72,11 +72,10 @@ pub(super) async fn history(
             let Hosted::Bank { handle, directory, .. } = &*node.hosted else {
                 return Err(Error::new(ErrorCode::NotFound, "this node runs no bank"));
             };
-            // Read under the bank's lock; the directory is asked after, all at once.
-            let (entries, total, own_name) = handle.service().read(|n| {
-                let (entries, total) = history_entries(n, &client, offset, limit)?;
-                Ok::<_, Error>((entries, total, n.meta().name.clone()))
-            })?;
+            // The lines from the bank's store, the names from its state; the directory is
+            // asked after, all at once.
+            let (entries, total) = history_entries(handle.service(), &client, offset, limit)?;
+            let own_name = handle.service().read(|n| n.meta().name.clone());
             let others: Vec<_> =
                 entries.iter().filter(|(_, name)| name.is_none()).filter_map(|(e, _)| e.counterparty).collect();
             directory.learn_banks(&others);
