@@ -1187,14 +1187,7 @@ pub fn render(report: &ClusterReport) -> String {
         across.notary_unspent_tokens,
         r.settle_seconds
     ));
-    out.push_str(&format!(
-        "checks             {}\n",
-        if report.ok {
-            "ok: no errors, reconciled across the processes".to_string()
-        } else {
-            format!("FAILED: {:?}", report.problems)
-        }
-    ));
+    out.push_str(&crate::checks_line(report.ok, "no errors, reconciled across the processes", &report.problems));
     out
 }
 

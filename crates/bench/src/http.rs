@@ -439,14 +439,7 @@ async fn measure(
         progress(&format!("fetched inputs, signed and encoded {signed_prepared} transfers in {prepare_seconds:.1} s"));
     }
     // So that the change log of the seeding does not trigger a checkpoint in a timed phase.
-    call::<Value>(
-        &mut api,
-        Method::POST,
-        "/v1/operator/checkpoints",
-        Some(&run.key("checkpoint")),
-        Some(b"null".to_vec()),
-    )
-    .await?;
+    checkpoint(&mut api, &run).await?;
     progress("checkpoint written");
 
     let mut phases = Vec::new();
@@ -985,6 +978,14 @@ pub(crate) async fn call_raw(
 
 pub(crate) fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
     serde_json::to_vec(value).map_err(|e| format!("encoding a request: {e}"))
+}
+
+/// Have the platform write a checkpoint now, so that the seeding's change log does not make
+/// one due inside a timed phase.
+pub(crate) async fn checkpoint(api: &mut Conn, run: &RunIds) -> Result<(), String> {
+    let key = run.key("checkpoint");
+    call::<Value>(api, Method::POST, "/v1/operator/checkpoints", Some(&key), Some(b"null".to_vec())).await?;
+    Ok(())
 }
 
 /// `/health` answers `ok` (the child may still be opening its stores).
@@ -1977,14 +1978,7 @@ pub fn render(report: &HttpReport) -> String {
             p.cpu.machine_steal * 100.0
         ));
     }
-    out.push_str(&format!(
-        "checks             {}\n",
-        if report.ok {
-            "ok: no errors, reconciled, server stopped cleanly".to_string()
-        } else {
-            format!("FAILED: {:?}", report.problems)
-        }
-    ));
+    out.push_str(&crate::checks_line(report.ok, "no errors, reconciled, server stopped cleanly", &report.problems));
     out
 }
 

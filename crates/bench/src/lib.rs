@@ -150,6 +150,15 @@ impl CpuMeter {
     }
 }
 
+/// A report's last line: what held, when the run passed, or every problem.
+pub(crate) fn checks_line(ok: bool, held: &str, problems: &[String]) -> String {
+    if ok {
+        format!("checks             ok: {held}\n")
+    } else {
+        format!("checks             FAILED: {problems:?}\n")
+    }
+}
+
 /// The machine the run happened on.
 #[derive(Clone, Debug, Serialize)]
 pub struct Machine {

@@ -32,9 +32,9 @@
 //!    do not fail it.
 
 use crate::http::{
-    call, call_raw, ensure_working_day, exit_problem, fund, generator_runtime, json, mix, open_accounts, run_phase,
-    start_server, stop_server, wait_healthy, Auth, ChildServer, Conn, Endpoint, HttpConfig, Kind, PhaseReport, RunIds,
-    Work,
+    call, call_raw, checkpoint, ensure_working_day, exit_problem, fund, generator_runtime, json, mix, open_accounts,
+    run_phase, start_server, stop_server, wait_healthy, Auth, ChildServer, Conn, Endpoint, HttpConfig, Kind,
+    PhaseReport, RunIds, Work,
 };
 use crate::{Machine, BANKS};
 use dtenge_api::access::CREDENTIALS_DIR;
@@ -304,14 +304,7 @@ async fn soak(
         .and_then(|lines| lines.checked_mul(salary_tiyn(u64::MAX)))
         .ok_or("the salaries' total overflows")?;
     fund(&mut api, &run, &holders, 1, OPENING_BALANCE_TIYN, salaries_tiyn, progress).await?;
-    call::<Value>(
-        &mut api,
-        Method::POST,
-        "/v1/operator/checkpoints",
-        Some(&run.key("checkpoint")),
-        Some(b"null".to_vec()),
-    )
-    .await?;
+    checkpoint(&mut api, &run).await?;
     let seed_seconds = started.elapsed().as_secs_f64();
     progress(&format!("seeded {} accounts in {seed_seconds:.1} s", config.accounts));
 
@@ -629,13 +622,10 @@ pub fn render(report: &SoakReport) -> String {
             if r.met { "met" } else { "NOT met" }
         ));
     }
-    out.push_str(&format!(
-        "checks             {}\n",
-        if report.ok {
-            "ok: no errors, reconciled, CPU per payment and memory within bounds".to_string()
-        } else {
-            format!("FAILED: {:?}", report.problems)
-        }
+    out.push_str(&crate::checks_line(
+        report.ok,
+        "no errors, reconciled, CPU per payment and memory within bounds",
+        &report.problems,
     ));
     out
 }
