@@ -451,6 +451,67 @@ fn a_fragmented_custodial_wallet_is_consolidated_and_then_paid_whole() {
     assert_eq!(assembly.reconcile(), Vec::<String>::new());
 }
 
+/// Issue 20, point 6: the bank's background consolidations race the client's own payments
+/// (each of which also sweeps its two smallest tokens) on the same fragmented account, and the
+/// platform is stopped while consolidations are still in flight. Nothing is lost or made:
+/// every payment answered paid its payee, a refused one (`FUNDS_IN_FLIGHT`, its tokens merging)
+/// paid nothing, the payer's balance is what it was less what was paid, every token is spent
+/// once (the network reconciles), before and after the restart, and after it the bank goes on
+/// merging to its bound.
+#[test]
+fn consolidations_racing_payments_and_a_restart_lose_and_make_nothing() {
+    use dtenge_node::CONSOLIDATE_ABOVE_TOKENS;
+    let dir = tempfile::tempdir().unwrap();
+    let payer = SecretKey::from_seed([10; 32]);
+    let payee = SecretKey::from_seed([11; 32]);
+    let (client, payee_client) = ("900101300010", "900101300011");
+    let dust_tokens = 600u64;
+    let mut paid = 0u64;
+    {
+        let assembly = start(dir.path());
+        assembly
+            .migrate_accounts("steppe", vec![(account("steppe", 10, &payer), AccountKey::Custodial(payer.clone()))])
+            .unwrap();
+        assembly
+            .migrate_accounts("tulpar", vec![(account("tulpar", 11, &payee), AccountKey::Client(payee.public_key()))])
+            .unwrap();
+        assembly.fund("steppe", tiyn(1_000_00), WAIT).unwrap();
+        let steppe = assembly.bank("steppe").unwrap();
+        let dust = vec![(payer.address(), tiyn(1)); dust_tokens as usize];
+        let fragments = steppe.submit(Request::Pay { client_id: OWN_ACCOUNT.into(), payees: dust }, None);
+        fragments.recv_timeout(WAIT).unwrap().unwrap();
+        // Payments of 3 tiyn from the fragmented account while its bank merges it: each is
+        // paid or refused as retryable, never anything else.
+        for n in 0..60u64 {
+            let amount = 3 + n % 4;
+            let pay = Request::Pay { client_id: client.into(), payees: vec![(payee.address(), tiyn(amount))] };
+            match steppe.submit(pay, None).recv_timeout(WAIT).unwrap() {
+                Ok(_) => paid += amount,
+                Err(e) => assert_eq!(e.code, ErrorCode::FundsInFlight, "{e}"),
+            }
+        }
+        assert!(paid > 0, "some payments went through the merging");
+        assert_eq!(balance(&assembly, "steppe", client), tiyn(dust_tokens - paid));
+        // Stopped with consolidations possibly still queued or in flight.
+        assembly.shutdown();
+    }
+    let assembly = start(dir.path());
+    let steppe = assembly.bank("steppe").unwrap();
+    assert_eq!(balance(&assembly, "steppe", client), tiyn(dust_tokens - paid), "the payer, after the restart");
+    let count = || steppe.service().read(|node| node.spendable_token_count(client).unwrap());
+    let reserved = || steppe.service().read(|node| node.balance(client).unwrap().dt_reserved_tiyn);
+    let deadline = std::time::Instant::now() + WAIT;
+    while count() > CONSOLIDATE_ABOVE_TOKENS || !reserved().is_zero() {
+        assert!(std::time::Instant::now() < deadline, "still {} tokens", count());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assembly.settle(WAIT).unwrap();
+    assert_eq!(balance(&assembly, "steppe", client), tiyn(dust_tokens - paid));
+    assert_eq!(balance(&assembly, "tulpar", payee_client), tiyn(paid), "every payment answered paid its payee");
+    assert_eq!(assembly.central().dt_liability(), tiyn(1_000_00), "no DT made or lost");
+    assert_eq!(assembly.reconcile(), Vec::<String>::new());
+}
+
 /// Issue 19, dust: what a flood of 1-tiyn tokens costs the network, measured, not asserted
 /// (run with `cargo test -p dtenge-assembly --test assembly -- --ignored dust --nocapture`;
 /// the figures are in `docs/SECURITY.md`). 160,000 one-tiyn tokens are paid in ten payments
