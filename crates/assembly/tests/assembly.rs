@@ -34,6 +34,17 @@ fn start(dir: &std::path::Path) -> Assembly {
     Assembly::start(dir, &Config::standard([7; 32]), Arc::new(|| 1_700_000_000_000)).unwrap()
 }
 
+/// A custodial client `payer` (number `n` at steppe, its bank holding its key) and a client
+/// `payee` keeping its own key (number `n` at tulpar), and 1,000.00 KZT of DT at steppe.
+fn custodial_payer_keyed_payee(assembly: &Assembly, payer: (u32, &SecretKey), payee: (u32, &SecretKey)) {
+    let ((n_payer, payer), (n_payee, payee)) = (payer, payee);
+    let custodial = (account("steppe", n_payer, payer), AccountKey::Custodial(payer.clone()));
+    assembly.migrate_accounts("steppe", vec![custodial]).unwrap();
+    let keyed = (account("tulpar", n_payee, payee), AccountKey::Client(payee.public_key()));
+    assembly.migrate_accounts("tulpar", vec![keyed]).unwrap();
+    assembly.fund("steppe", tiyn(1_000_00), WAIT).unwrap();
+}
+
 fn balance(assembly: &Assembly, bank: &str, client: &str) -> Amount {
     assembly.bank(bank).unwrap().service().read(|node| node.balance(client).unwrap().dt_tiyn)
 }
@@ -204,13 +215,7 @@ fn a_hold_is_released_to_a_payee_at_another_bank_and_the_oracle_reconciles_after
     let seller = SecretKey::from_seed([5; 32]);
     let event_id = {
         let assembly = start(dir.path());
-        assembly
-            .migrate_accounts("steppe", vec![(account("steppe", 4, &buyer), AccountKey::Custodial(buyer.clone()))])
-            .unwrap();
-        assembly
-            .migrate_accounts("tulpar", vec![(account("tulpar", 5, &seller), AccountKey::Client(seller.public_key()))])
-            .unwrap();
-        assembly.fund("steppe", tiyn(1_000_00), WAIT).unwrap();
+        custodial_payer_keyed_payee(&assembly, (4, &buyer), (5, &seller));
         let steppe = assembly.bank("steppe").unwrap();
         let pay = Request::Pay { client_id: OWN_ACCOUNT.into(), payees: vec![(buyer.address(), tiyn(500_00))] };
         steppe.submit(pay, None).recv_timeout(WAIT).unwrap().unwrap();
@@ -396,13 +401,7 @@ fn a_fragmented_custodial_wallet_is_consolidated_and_then_paid_whole() {
     let tokens = 2 * TX_INPUTS_MAX + 100;
     {
         let assembly = start(dir.path());
-        assembly
-            .migrate_accounts("steppe", vec![(account("steppe", 8, &payer), AccountKey::Custodial(payer.clone()))])
-            .unwrap();
-        assembly
-            .migrate_accounts("tulpar", vec![(account("tulpar", 9, &payee), AccountKey::Client(payee.public_key()))])
-            .unwrap();
-        assembly.fund("steppe", tiyn(1_000_00), WAIT).unwrap();
+        custodial_payer_keyed_payee(&assembly, (8, &payer), (9, &payee));
         let steppe = assembly.bank("steppe").unwrap();
         let history = || steppe.service().read(|node| node.history(client).unwrap().len());
         let lines_before = history();
@@ -469,13 +468,7 @@ fn consolidations_racing_payments_and_a_restart_lose_and_make_nothing() {
     let mut paid = 0u64;
     {
         let assembly = start(dir.path());
-        assembly
-            .migrate_accounts("steppe", vec![(account("steppe", 10, &payer), AccountKey::Custodial(payer.clone()))])
-            .unwrap();
-        assembly
-            .migrate_accounts("tulpar", vec![(account("tulpar", 11, &payee), AccountKey::Client(payee.public_key()))])
-            .unwrap();
-        assembly.fund("steppe", tiyn(1_000_00), WAIT).unwrap();
+        custodial_payer_keyed_payee(&assembly, (10, &payer), (11, &payee));
         let steppe = assembly.bank("steppe").unwrap();
         let dust = vec![(payer.address(), tiyn(1)); dust_tokens as usize];
         let fragments = steppe.submit(Request::Pay { client_id: OWN_ACCOUNT.into(), payees: dust }, None);
