@@ -1,9 +1,9 @@
 //! The operator's checkpoint on the roles (`Platform::checkpoint_now`): the notary's unspent set
-//! written now, the banks' part none; the set survives a restart.
+//! and every bank's tokens written now; both survive a restart.
 
 use dtenge_api::platform::Idem;
 use dtenge_api::platform::Platform;
-use dtenge_api::types::{AmountRequest, CheckpointPart};
+use dtenge_api::types::AmountRequest;
 use dtenge_core::crypto::Hash32;
 use dtenge_core::money::Amount;
 use dtenge_core::ErrorCode;
@@ -23,15 +23,16 @@ fn amount(tiyn: u64) -> AmountRequest {
 }
 
 #[test]
-fn the_operators_checkpoint_writes_the_notarys_set_and_says_the_banks_wrote_none() {
+fn the_operators_checkpoint_writes_the_notarys_set_and_the_banks_tokens() {
     let dir = tempfile::tempdir().unwrap();
-    let none = CheckpointPart { generation: 0, tokens: 0, bytes: 0, log_rows_deleted: 0 };
     let unspent;
+    let balances;
     {
         let platform = open(dir.path());
         let first = platform.checkpoint_now(None).unwrap();
         assert_eq!((first.notary.generation, first.notary.tokens), (1, 0));
-        assert_eq!(first.nodes, none);
+        // Every bank (four: the Treasury too) writes its first checkpoint, of no tokens.
+        assert_eq!((first.nodes.generation, first.nodes.tokens, first.nodes.bytes), (1, 0, 0), "{first:?}");
         for bank in ["steppe", "sapa"] {
             platform.credit_correspondent(None, bank, amount(1_000_00)).unwrap();
             platform.emission(None, bank, amount(600_00)).unwrap();
@@ -42,18 +43,27 @@ fn the_operators_checkpoint_writes_the_notarys_set_and_says_the_banks_wrote_none
         assert_eq!(second.notary.tokens, 2, "one token per emission");
         assert_eq!(second.notary.bytes, 2 * (4 + 32), "framed token ids");
         assert!(second.notary.log_rows_deleted > 0, "{second:?}");
-        assert_eq!(second.nodes, none);
+        assert_eq!((second.nodes.generation, second.nodes.tokens), (2, 2), "each bank holds its emission's token");
+        // (Each bank's log keeps its last row, the emission's: a log's numbering goes on from it.)
+        assert!(second.nodes.bytes > 2 * 32, "a token with its owner and amount: {second:?}");
         // The same key again: another checkpoint of the same set.
         let again = platform.checkpoint_now(Some(&idem)).unwrap();
         assert_eq!((again.notary.generation, again.notary.tokens), (3, 2));
+        assert_eq!((again.nodes.generation, again.nodes.tokens), (3, 2));
         let long = Idem { key: "k".repeat(129), fingerprint: Hash32([1; 32]) };
         assert_eq!(platform.checkpoint_now(Some(&long)).unwrap_err().code, ErrorCode::MalformedInput);
         unspent = platform.assembly().notary().notary().unspent();
+        balances = ["steppe", "sapa"]
+            .map(|bank| platform.assembly().bank(bank).unwrap().service().read(|n| n.total_dt().unwrap()));
         platform.shutdown();
     }
     let platform = open(dir.path());
     assert_eq!(platform.assembly().notary().notary().unspent(), unspent);
+    let reopened = ["steppe", "sapa"]
+        .map(|bank| platform.assembly().bank(bank).unwrap().service().read(|n| n.total_dt().unwrap()));
+    assert_eq!(reopened, balances, "each bank's tokens read back from its checkpoint");
     assert_eq!(platform.assembly().reconcile(), Vec::<String>::new());
-    assert_eq!(platform.checkpoint_now(None).unwrap().notary.generation, 4);
+    let after = platform.checkpoint_now(None).unwrap();
+    assert_eq!((after.notary.generation, after.nodes.generation), (4, 4));
     platform.shutdown();
 }

@@ -10,6 +10,7 @@
 //! | one per bank: `finish:<bank>` | waits for the commits of the bank's inbox steps, in order, and sends what each owes ([`BankService::pipeline`]) |
 //! | `ticker` | every [`TICK_MS`], lets every role resend what was not answered in time |
 //! | `checkpoint:notary` | every [`CHECKPOINT_POLL_MS`], writes a checkpoint of the notary's unspent set when one is due |
+//! | one per bank: `checkpoint:<bank>` | every [`CHECKPOINT_POLL_MS`], writes a checkpoint of the bank's tokens when one is due ([`BankService::checkpoint`]) |
 //!
 //! A panic on any of them stops the process ([`stop_on_panic`]).
 
@@ -97,7 +98,10 @@ impl Threads {
         // Why a thread of its own, not the notary's inbox thread: the inbox goes on answering
         // the banks while the set is dumped (`dtenge_notary::service::checkpoint`).
         let stop = self.stop.clone();
-        self.timed.push(spawn("checkpoint:notary".into(), Box::new(move || checkpoint_when_due(&notary, &stop)))?);
+        self.timed.push(spawn(
+            "checkpoint:notary".into(),
+            Box::new(move || checkpoint_when_due("notary", &stop, || notary.stopped(), || notary.checkpoint_if_due())),
+        )?);
         Ok(())
     }
 
@@ -182,6 +186,15 @@ impl Threads {
         self.timed.push(spawn(
             format!("flush:{}", bank.id()),
             Box::new(move || flush_when_woken(&service, &woken, &stop, &*clock)),
+        )?);
+        // Its tokens' checkpoints, beside its steps (`dtenge_bank::checkpoint`).
+        let (service, stop) = (bank.service.clone(), self.stop.clone());
+        self.timed.push(spawn(
+            format!("checkpoint:{}", bank.id()),
+            Box::new(move || {
+                let role = service.role().to_string();
+                checkpoint_when_due(&role, &stop, || service.stopped(), || service.checkpoint_if_due())
+            }),
         )?);
         Ok(())
     }
@@ -329,9 +342,16 @@ fn flush_when_woken(service: &BankService, woken: &dtenge_sync::Signal, stop: &A
     }
 }
 
-/// Write a checkpoint of the notary's unspent set whenever one is due, until `stop` (a
-/// checkpoint under way is finished first: the shutdown joins this thread).
-fn checkpoint_when_due(notary: &NotaryService, stop: &AtomicBool) {
+/// Write a checkpoint of a role's state whenever one is due, until `stop` (a checkpoint
+/// under way is finished first: the shutdown joins this thread). `role` names it in the logs;
+/// `stopped` tells a role that stopped after a failed commit (it writes no checkpoint until a
+/// restart); `if_due` writes one when it is due.
+fn checkpoint_when_due(
+    role: &str,
+    stop: &AtomicBool,
+    stopped: impl Fn() -> bool,
+    if_due: impl Fn() -> Option<Result<dtenge_store::checkpoint::Written>>,
+) {
     let mut since_look_ms = 0;
     while !stop.load(Ordering::Relaxed) {
         // Short sleeps, so that a shutdown does not wait a whole poll.
@@ -341,15 +361,25 @@ fn checkpoint_when_due(notary: &NotaryService, stop: &AtomicBool) {
             continue;
         }
         since_look_ms = 0;
-        if notary.stopped() {
+        if stopped() {
             tracing::error!(
-                "notary checkpoints stop: the notary stopped (a commit failed or a request panicked); restart"
+                role,
+                "checkpoints stop: the role stopped (a commit failed or a request panicked); restart"
             );
             return;
         }
         // A failed checkpoint leaves the previous one current; the next look tries again.
-        if let Some(Err(e)) = notary.checkpoint_if_due() {
-            tracing::warn!(error = %e, "notary checkpoint failed, retried later");
+        match if_due() {
+            Some(Ok(written)) => tracing::info!(
+                role,
+                generation = written.generation,
+                items = written.items,
+                bytes = written.bytes,
+                log_rows_deleted = written.log_rows_deleted,
+                "checkpoint written"
+            ),
+            Some(Err(e)) => tracing::warn!(role, error = %e, "checkpoint failed, retried later"),
+            None => {}
         }
     }
 }

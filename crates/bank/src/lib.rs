@@ -51,6 +51,7 @@
 
 mod applied;
 mod cards;
+mod checkpoint;
 mod claims;
 mod conversion;
 mod deliver;
@@ -68,6 +69,7 @@ mod verify;
 mod vouchers;
 
 pub use applied::{AppliedFuture, APPLIED_RECENT_MAX};
+pub use checkpoint::IDS_PER_HOLDING;
 pub use claims::{claim_of, AccountKey, Opening, CLAIMS_IN_FLIGHT_MAX};
 pub use directory_client::{DirectoryClient, ANSWER_WAIT_MS, ASK_AGAIN_AFTER_MS};
 pub use figures::{AtSeq, Figures, Progress, APPLIED_KEPT_MAX};
@@ -347,6 +349,11 @@ pub struct BankService {
     /// The retention of idempotency records ([`BankService::tick`] sweeps them).
     idem_retention: dtenge_store::retention::Retention,
     idem_retention_ms: std::sync::atomic::AtomicU64,
+    /// One checkpoint of the tokens at a time ([`BankService::checkpoint`]).
+    checkpoint_lock: Mutex<()>,
+    /// The node's token changes counted when the current checkpoint began (0 until one is
+    /// written in this run: a start counts the changes it replayed).
+    checkpointed_changes: std::sync::atomic::AtomicU64,
 }
 
 /// A history line with its counterparty's name, when the bank may show it (a client of its own).
@@ -378,6 +385,10 @@ impl BankService {
         let moved = dtenge_node::migrate_history_log(&store)?;
         if moved > 0 {
             tracing::info!(bank = %genesis.meta.id, lines = moved, "history lines moved from the old log to their table");
+        }
+        let moved = dtenge_node::migrate_txs_log(&store)?;
+        if moved > 0 {
+            tracing::info!(bank = %genesis.meta.id, transactions = moved, "archived transactions moved from the old log to their table");
         }
         let node = NodeState::load(&store, genesis.node_key, genesis.custody)?;
         if node.id() != genesis.meta.id {
@@ -417,6 +428,8 @@ impl BankService {
             idem_retention_ms: std::sync::atomic::AtomicU64::new(
                 dtenge_store::retention::IDEMPOTENCY_RETENTION_MS_DEFAULT,
             ),
+            checkpoint_lock: Mutex::new(()),
+            checkpointed_changes: std::sync::atomic::AtomicU64::new(0),
         })
     }
 

@@ -320,6 +320,45 @@ fn a_payment_between_two_banks_commits_and_each_side_applies_it_once() {
 }
 
 #[test]
+fn a_checkpoint_of_a_banks_tokens_is_what_a_restart_reads_with_only_the_changes_after_it() {
+    let mut c = Cluster::new(2, 0, 0, 0);
+    let alice = c.open_client("steppe", 10);
+    let bob = c.open_client("sapa", 11);
+    let issue = c.issue("steppe", &alice, &[1_000, 2_000, 3_000]);
+    let inputs = issue.outputs_as_inputs();
+    let first = pay(&inputs[0], &alice, &bob.address(), 300, c.nbk.address());
+    let answers = c.submit("steppe", vec![first]);
+    c.run(10_000);
+    answer(answers).unwrap();
+    let before = c.banks["steppe"].read(|n| n.token_changes());
+    assert!(before >= 2, "the issue and the payment changed steppe's tokens ({before})");
+    let written = c.banks["steppe"].checkpoint().unwrap();
+    let held = c.banks["steppe"].read(|n| n.token_count()) as u64;
+    assert_eq!((written.generation, written.items), (1, held), "every token held, once");
+    assert!(!c.banks["steppe"].checkpoint_due(), "nothing logged since");
+    // Two payments after the checkpoint: the log a restart replays holds their changes alone.
+    for input in &inputs[1..] {
+        let tx = pay(input, &alice, &bob.address(), 500, c.nbk.address());
+        let answers = c.submit("steppe", vec![tx]);
+        c.run(10_000);
+        answer(answers).unwrap();
+    }
+    let after = c.banks["steppe"].read(|n| n.token_changes()) - before;
+    assert_eq!(after, 2, "one change per payment");
+    let total = c.total_tiyn("steppe");
+    c.restart_bank("steppe");
+    assert_eq!(c.banks["steppe"].read(|n| n.token_changes()), after, "the restart replayed only what followed");
+    assert_eq!(c.total_tiyn("steppe"), total);
+    assert_eq!(c.total_tiyn("steppe") + c.total_tiyn("sapa"), 6_000);
+    c.assert_invariants();
+    // The next checkpoint is generation 2, and a restart after it replays nothing.
+    assert_eq!(c.banks["steppe"].checkpoint().unwrap().generation, 2);
+    c.restart_bank("steppe");
+    assert_eq!(c.banks["steppe"].read(|n| n.token_changes()), 0);
+    c.assert_invariants();
+}
+
+#[test]
 fn a_token_at_the_notary_cannot_be_spent_again_and_a_bad_signature_never_leaves_the_bank() {
     let mut c = Cluster::new(2, 0, 0, 0);
     let alice = c.open_client("steppe", 10);
@@ -412,6 +451,12 @@ fn payments_under_faults(seed: u64) -> u64 {
             let amount = 1 + rng.below(input.output.amount_tiyn.tiyn());
             let tx = pay(input, client, &to.address(), amount, c.nbk.address());
             answers.extend(c.submit(bank, vec![tx]));
+        }
+        if rng.below(3) == 0 {
+            // A checkpoint of a bank's tokens with its batch at the notary: a restart below
+            // reads it and the changes after it.
+            let bank = BANKS[rng.below(2) as usize];
+            c.banks[bank].checkpoint().unwrap();
         }
         c.run(5_000);
         match rng.below(4) {

@@ -41,13 +41,21 @@ pub const HISTORY_TABLE: Table = Table("node_history");
 /// bank opens ([`migrate_history_log`]).
 pub const HISTORY_LOG: LogTable = LogTable("node_history_log");
 /// The signed transactions the nodes took part in, each stored once (see [`archive`]) as a
-/// `(nodes, tx id, transaction)` record: the ids of the nodes it moved tokens of, in order.
-/// Nothing reads it back at start: it is the banks' evidence of what their clients signed.
-/// (Until 2026-11-22 each party node stored its own copy in `node_txs_log`: a third of the
-/// bytes a payment wrote, for the same record twice.)
+/// `(nodes, tx id, transaction)` value: the ids of the nodes it moved tokens of, in order.
+/// Keyed `[archived at, ms since the epoch, u64 BE][tx id]` ([`archive_key`]): rows arrive in
+/// about key order, so fjall's flushes write sorted files that hardly overlap and compaction
+/// has little to rewrite; a day's transactions are one range (for an export, or a retention
+/// rule); the id makes each key unique. Nothing reads it back at start: it is the banks'
+/// evidence of what their clients signed. (Until 2026-11-22 each party node stored its own
+/// copy, a third of the bytes a payment wrote; until 2026-12-08 it was the log
+/// [`TXS_LOG`], never truncated, so it kept every journal segment on disk and read at every
+/// start: issue 20.)
+pub const TXS_TABLE: Table = Table("node_txs");
+/// Where the archive was until 2026-12-08: a store that still has rows there has them moved to
+/// [`TXS_TABLE`] when its bank opens ([`migrate_txs_log`]).
 pub const TXS_LOG: LogTable = LogTable("node_txs_archive");
 pub const CARDS_TABLE: Table = Table("node_cards");
-pub const TABLES: [Table; 8] = [
+pub const TABLES: [Table; 9] = [
     META_TABLE,
     ACCOUNTS_TABLE,
     TOKENS.tables()[0],
@@ -55,6 +63,7 @@ pub const TABLES: [Table; 8] = [
     HISTORY_TABLE,
     HISTORY_LOG.table(),
     TXS_LOG.table(),
+    TXS_TABLE,
     CARDS_TABLE,
 ];
 
@@ -311,11 +320,31 @@ impl Delta {
 
 /// Store a committed transaction once for every node whose tokens it moved (`nodes`, in
 /// order), in the same batch as their deltas. Nothing is written when `nodes` is empty.
-pub fn archive(nodes: &[&str], tx_id: &TxId, tx: &Transaction, batch: &mut WriteBatch) -> Result<()> {
+/// `now_ms` is when it is archived: its key's first part ([`archive_key`]).
+pub fn archive(nodes: &[&str], tx_id: &TxId, tx: &Transaction, now_ms: u64, batch: &mut WriteBatch) -> Result<()> {
     if nodes.is_empty() {
         return Ok(());
     }
-    batch.record_value(TXS_LOG, &(nodes, tx_id, tx))
+    batch.put_value(TXS_TABLE, archive_key(now_ms, tx_id), &(nodes, tx_id, tx))
+}
+
+/// The key of an archived transaction: when it was archived, then its id (40 bytes).
+pub fn archive_key(at_ms: u64, tx_id: &TxId) -> Vec<u8> {
+    [&at_ms.to_be_bytes()[..], &tx_id.0 .0[..]].concat()
+}
+
+/// Move the transactions a store keeps in [`TXS_LOG`] (a build before 2026-12-08) to
+/// [`TXS_TABLE`], and empty the log; the transactions moved. When they were archived was not
+/// recorded there: they are keyed at time 0, so they come first. A piece at a time
+/// (`Store::move_log`): a move cut short by a crash goes on at the next start.
+pub fn migrate_txs_log(store: &Store) -> Result<u64> {
+    if store.log_row_count(TXS_LOG)? == 0 {
+        return Ok(0);
+    }
+    store.move_log(TXS_LOG, TXS_TABLE, |record| {
+        let (_, tx_id, _): (Vec<String>, TxId, Transaction) = dtenge_store::decode(record)?;
+        Ok((archive_key(0, &tx_id), record.to_vec()))
+    })
 }
 
 /// Insert in `seq` order (almost always at the end) and keep the newest
@@ -439,6 +468,9 @@ pub struct NodeState {
     /// tokens arrive: what the bank consolidates in the background
     /// ([`NodeState::take_fragmented`]). Not stored: loading finds them again.
     fragmented: BTreeSet<AccountIndex>,
+    /// Changes to `tokens` logged since the node was loaded, with those it replayed at load:
+    /// what tells its bank a checkpoint of them is due ([`NodeState::token_changes`]).
+    token_changes: u64,
 }
 
 /// A custodial account holding more tokens than this is consolidated by its bank in the
@@ -474,6 +506,7 @@ impl NodeState {
             ids_hash: Hash32([0; 32]),
             cards: BTreeMap::new(),
             fragmented: BTreeSet::new(),
+            token_changes: 0,
         };
         if node.meta.kind != NodeKind::CentralBank {
             let account = Account {
@@ -551,6 +584,7 @@ impl NodeState {
                 ids_hash: Hash32([0; 32]),
                 cards: BTreeMap::new(),
                 fragmented: BTreeSet::new(),
+                token_changes: 0,
             };
             nodes.insert(meta.id, node);
         }
@@ -592,6 +626,7 @@ impl NodeState {
         for change in &loaded.changes {
             let (node, spent, received): TokenChange = dtenge_store::decode(change)?;
             let state = nodes.get_mut(&node).expect("a token change names a node of the store (Delta::writes)");
+            state.token_changes += 1;
             for token in spent {
                 state.remove_token(&token);
             }
@@ -770,6 +805,13 @@ impl NodeState {
     fn client_id_at(&self, index: AccountIndex) -> &String {
         let state = self.accounts.get(index as usize);
         &state.unwrap_or_else(|| panic!("no account {index} at {}", self.meta.id)).record.account.client_id
+    }
+
+    /// Changes to the node's tokens logged since it was loaded, and those its load replayed
+    /// (one per delta that spent or received a token): its bank writes a checkpoint of the
+    /// tokens when those since the last one are due (`dtenge_store::checkpoint::checkpoint_due`).
+    pub fn token_changes(&self) -> u64 {
+        self.token_changes
     }
 
     /// Checkpoint items for those of `ids` the node still holds: `(node, owner, input)`.
@@ -1502,11 +1544,20 @@ impl NodeState {
     /// Undo the reservations of a transaction that did not commit. Only reservations made
     /// for this very transaction are undone: a foreign transaction naming the same tokens
     /// cannot free them.
+    ///
+    /// An account the tokens come back to that is still fragmented is noted again: a tick may
+    /// have taken it while they were reserved (its own consolidation, recovered from the outbox
+    /// after a restart, then refused), found too few spendable to merge and dropped it (the
+    /// roles' simulator found it, seed 97 of issue 20's run).
     pub fn release(&mut self, tx: &Transaction) {
         let tx_id = tx.id();
         for id in tx.input_ids() {
             if self.tokens.get(&id).is_some_and(|holding| holding.reserved_by == Some(tx_id)) {
                 self.set_reserved(&id, None);
+                let owner = self.tokens[&id].owner;
+                if self.accounts[owner as usize].is_fragmented() {
+                    self.fragmented.insert(owner);
+                }
             }
         }
     }
@@ -1684,6 +1735,10 @@ impl NodeState {
     /// nothing twice, as replay at start relies on.)
     pub fn apply(&mut self, delta: Delta) {
         assert_eq!(delta.node_id, self.meta.id, "a delta is applied at the node that planned it");
+        // Counted as `Delta::writes` logs it: one record when it spends or receives a token.
+        if !delta.spent.is_empty() || !delta.received.is_empty() {
+            self.token_changes += 1;
+        }
         for token in &delta.spent {
             self.remove_token(token);
         }
@@ -1938,6 +1993,46 @@ mod tests {
     /// Issue 20: a client that keeps its own key is offered a consolidation to sign; the offer
     /// reserves nothing, and signed by the client it merges the tokens without changing the
     /// balance. A custodial client is told that its bank merges for it.
+    /// Issue 20 (the roles' simulator, seed 97): a fragmented account taken by a tick while
+    /// its tokens were reserved by its own consolidation is dropped, too few spendable to
+    /// merge; when that consolidation is refused and its tokens come back, the account is
+    /// noted again, so the next tick merges it.
+    #[test]
+    fn a_fragmented_account_whose_reserved_tokens_come_back_is_noted_again() {
+        let issuer_key = SecretKey::from_seed([100; 32]);
+        let issuer = issuer_key.address();
+        let mut bank = node("b", 1);
+        let alice = account(&mut bank, "alice", 10);
+        let outputs = (0..CONSOLIDATE_ABOVE_TOKENS + 20)
+            .map(|_| Output::standard(Amount::from_tiyn(1).unwrap(), alice, issuer))
+            .collect();
+        let mut issue = Transaction::new(TxBody { command: Command::Issue, inputs: vec![], outputs, nonce: 0 });
+        issue.attest(&issuer_key);
+        let delta = bank.plan_commit(&issue, Purpose::Emission, None, 1).unwrap();
+        bank.apply(delta);
+        assert_eq!(bank.fragmented_count(), 1, "noted as its tokens arrived");
+        let (merge, _) = bank.prepare_consolidation_unsigned("alice", issuer, 2).unwrap();
+        assert_eq!(bank.take_fragmented(8), Vec::<String>::new(), "every token reserved: nothing to merge now");
+        assert_eq!(bank.fragmented_count(), 0);
+        bank.release(&merge);
+        assert_eq!(bank.fragmented_count(), 1, "its tokens came back: noted again");
+        assert_eq!(bank.take_fragmented(8), vec!["alice".to_string()]);
+        // A release of a wallet that is not fragmented notes nothing.
+        let bob = account(&mut bank, "bob", 11);
+        let mut small = Transaction::new(TxBody {
+            command: Command::Issue,
+            inputs: vec![],
+            outputs: vec![Output::standard(Amount::from_tiyn(500).unwrap(), bob, issuer)],
+            nonce: 1,
+        });
+        small.attest(&issuer_key);
+        let delta = bank.plan_commit(&small, Purpose::Emission, None, 3).unwrap();
+        bank.apply(delta);
+        let pay = bank.prepare_payment("bob", &[(alice, Amount::from_tiyn(100).unwrap())], issuer, 4).unwrap();
+        bank.release(&pay);
+        assert_eq!(bank.fragmented_count(), 0);
+    }
+
     #[test]
     fn a_self_keyed_client_is_offered_a_consolidation_to_sign() {
         let issuer_key = SecretKey::from_seed([100; 32]);
@@ -2191,6 +2286,48 @@ mod tests {
         assert_eq!(old.log_row_count(HISTORY_LOG).unwrap(), 0, "the log is emptied");
         assert_eq!(history_page(&old, "b", "bob", 0, lines).unwrap(), (all, lines), "and its lines read the same");
         assert_eq!(migrate_history_log(&old).unwrap(), 0, "once");
+    }
+
+    /// Issue 20: archived transactions are rows keyed by time then id; a store of the build
+    /// before has its archive log moved to them a piece at a time, the log emptied.
+    #[test]
+    fn archived_transactions_are_keyed_rows_and_the_old_log_moves_to_them() {
+        let issuer_key = SecretKey::from_seed([100; 32]);
+        let issue = |nonce: u64| {
+            let owner = SecretKey::from_seed([10; 32]).address();
+            let outputs = vec![Output::standard(Amount::from_tiyn(5).unwrap(), owner, issuer_key.address())];
+            let mut tx = Transaction::new(TxBody { command: Command::Issue, inputs: vec![], outputs, nonce });
+            tx.attest(&issuer_key);
+            tx
+        };
+        let store = Store::open_simulated(dtenge_store::SimDisk::new(), &TABLES).unwrap();
+        let mut batch = WriteBatch::new();
+        archive(&["b"], &issue(1).id(), &issue(1), 7_000, &mut batch).unwrap();
+        archive(&[], &issue(2).id(), &issue(2), 8_000, &mut batch).unwrap();
+        store.commit(batch).unwrap();
+        let rows = store.scan(TXS_TABLE).unwrap();
+        assert_eq!(rows.len(), 1, "a transaction no node took part in is not archived");
+        assert_eq!(rows[0].0, archive_key(7_000, &issue(1).id()));
+        let (nodes, tx_id, tx): (Vec<String>, TxId, Transaction) = dtenge_store::decode(&rows[0].1).unwrap();
+        assert_eq!((nodes, tx_id, tx), (vec!["b".to_string()], issue(1).id(), issue(1)));
+
+        // The build before: one log row per commit, more rows than one piece moves.
+        let old = Store::open_simulated(dtenge_store::SimDisk::new(), &TABLES).unwrap();
+        let count = dtenge_store::LOG_MOVE_ROWS_PER_COMMIT as u64 * 2 + 3;
+        for nonce in 0..count {
+            let mut batch = WriteBatch::new();
+            batch.record_value(TXS_LOG, &(&["b"][..], issue(nonce).id(), issue(nonce))).unwrap();
+            old.commit(batch).unwrap();
+        }
+        assert_eq!(old.log_row_count(TXS_LOG).unwrap(), count);
+        assert_eq!(migrate_txs_log(&old).unwrap(), count);
+        assert_eq!(old.log_row_count(TXS_LOG).unwrap(), 0, "the log is emptied");
+        let moved = old.scan(TXS_TABLE).unwrap();
+        assert_eq!(moved.len() as u64, count);
+        for nonce in 0..count {
+            assert!(old.get(TXS_TABLE, &archive_key(0, &issue(nonce).id())).unwrap().is_some(), "keyed at time 0");
+        }
+        assert_eq!(migrate_txs_log(&old).unwrap(), 0, "once");
     }
 
     /// Keyed rows are fjall's, without a checksum of the store's own: a key that does not

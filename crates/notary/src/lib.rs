@@ -41,33 +41,31 @@ pub const SHARDS: usize = 256;
 /// The unspent set: a log of spends (inputs and outputs of each) and checkpoints of the set.
 pub const UNSPENT: Checkpointed =
     Checkpointed { log: LogTable("notary_unspent_log"), items: Table("notary_unspent_checkpoint") };
-/// The ids of committed transactions, appended a group commit at a time (a log table: nothing
-/// reads one by key, the notary reads them all at start).
-pub const COMMITTED_LOG: LogTable = LogTable("notary_committed_log");
-/// The ids of transactions refused for a reason that could change (their sender was
+/// The ids of the transactions the notary decided for good, committed or refused, keyed
+/// `[certificate number u64 BE][tx id]` with one byte of value ([`TX_COMMITTED`] or
+/// [`TX_ABORTED`]): what a resubmission is answered from. Keyed rows, so that fjall compacts
+/// them (in about key order, since certificate numbers only grow) and they pin no journal
+/// segment. Until 2026-12-08 they were the logs [`COMMITTED_LOG`] and [`ABORTED_LOG`], never
+/// truncated: every journal segment stayed on disk and was read at every start (issue 20).
+pub const TXS_TABLE: Table = Table("notary_txs");
+/// A committed transaction's value in [`TXS_TABLE`].
+pub const TX_COMMITTED: u8 = 0;
+/// The value of a transaction refused for a reason that could change (its sender was
 /// blocked): refused for good, so that a copy the network delivers later, after the block is
 /// lifted, cannot commit what the sender already dropped.
+pub const TX_ABORTED: u8 = 1;
+/// Where committed ids were until 2026-12-08; moved to [`TXS_TABLE`] at the first start.
+pub const COMMITTED_LOG: LogTable = LogTable("notary_committed_log");
+/// Where refused-for-good ids were until 2026-12-08; moved to [`TXS_TABLE`] at the first start.
 pub const ABORTED_LOG: LogTable = LogTable("notary_aborted_log");
-pub const TABLES: [Table; 4] = [UNSPENT.tables()[0], UNSPENT.tables()[1], COMMITTED_LOG.table(), ABORTED_LOG.table()];
+pub const TABLES: [Table; 5] =
+    [UNSPENT.tables()[0], UNSPENT.tables()[1], TXS_TABLE, COMMITTED_LOG.table(), ABORTED_LOG.table()];
 /// Bytes of a token id in a change record or a checkpoint item.
 const TOKEN_BYTES: usize = 32;
 
-/// Fewest logged transactions that make a checkpoint of the unspent set due: below it,
-/// replaying the log at start costs less than a second.
-pub const CHECKPOINT_CHANGES_MIN: u64 = 200_000;
-
-/// Transactions logged between two checkpoints of an unspent set of `unspent` tokens: half the
-/// set, and at least [`CHECKPOINT_CHANGES_MIN`]. The log then holds about as many bytes as a
-/// checkpoint would, so checkpoints at most double what a change writes, and replay at start
-/// stays shorter than the state.
-pub fn checkpoint_interval(unspent: u64) -> u64 {
-    CHECKPOINT_CHANGES_MIN.max(unspent / 2)
-}
-
-/// Is a checkpoint due, `changes` transactions after the last one, with `unspent` tokens?
-pub fn checkpoint_due(changes: u64, unspent: u64) -> bool {
-    changes >= checkpoint_interval(unspent)
-}
+/// When a checkpoint of the unspent set is due: the rule every state kept as a log plus
+/// checkpoints follows (the banks' tokens too).
+pub use dtenge_store::checkpoint::{checkpoint_due, checkpoint_interval, CHECKPOINT_CHANGES_MIN};
 
 /// What the notary is asked: spend these tokens, create those.
 #[derive(Clone, Copy, Debug)]
@@ -204,12 +202,26 @@ impl Notary {
             }
             unspent.extend(outputs);
         }
-        let committed: Vec<TxId> = store.scan_log(COMMITTED_LOG)?.iter().map(|record| tx_of(record)).collect();
+        migrate_tx_logs(store)?;
+        // Keyed rows, without a checksum of the store's own: one that does not parse is
+        // corrupt storage, and the notary does not open.
+        let mut committed = Vec::new();
+        let mut aborted = Vec::new();
+        for (key, value) in store.scan(TXS_TABLE)? {
+            let tx = tx_of_key(&key)
+                .ok_or_else(|| Error::storage(format!("notary_txs: a key of {} bytes, not 40", key.len())))?;
+            match value.as_slice() {
+                [TX_COMMITTED] => committed.push(tx),
+                [TX_ABORTED] => aborted.push(tx),
+                _ => return Err(Error::storage(format!("notary_txs: the value of {tx} is not a decision"))),
+            }
+        }
         let notary = Notary::restore(unspent, committed);
-        for record in store.scan_log(ABORTED_LOG)? {
-            let tx = tx_of(&record);
+        for tx in aborted {
             let previous = notary.shards[tx_shard(&tx)].lock().txs.insert(tx, TxState::Aborted);
-            assert_eq!(previous, None, "a transaction is committed or aborted, never both");
+            if previous.is_some() {
+                return Err(Error::storage(format!("notary_txs: {tx} is both committed and aborted")));
+            }
         }
         Ok((notary, loaded.changes.len()))
     }
@@ -243,14 +255,15 @@ impl Notary {
     }
 
     /// The durable record of an accepted spend.
-    pub fn writes(request: &SpendRequest<'_>, batch: &mut WriteBatch) {
+    /// `certificate` is the number of the certificate that answers it: its row's key.
+    pub fn writes(request: &SpendRequest<'_>, certificate: u64, batch: &mut WriteBatch) {
         batch.record(UNSPENT.log, change_record(request));
-        batch.record(COMMITTED_LOG, request.tx_id.0 .0.to_vec());
+        batch.put(TXS_TABLE, tx_key(certificate, &request.tx_id), vec![TX_COMMITTED]);
     }
 
     /// The durable record of an abort.
-    pub fn abort_writes(tx_id: &TxId, batch: &mut WriteBatch) {
-        batch.record(ABORTED_LOG, tx_id.0 .0.to_vec());
+    pub fn abort_writes(tx_id: &TxId, certificate: u64, batch: &mut WriteBatch) {
+        batch.put(TXS_TABLE, tx_key(certificate, tx_id), vec![TX_ABORTED]);
     }
 
     /// The spend is durable: its outputs become spendable and it answers "committed" to
@@ -543,11 +556,36 @@ fn change_of(record: &[u8]) -> (Vec<TokenId>, Vec<TokenId>) {
     (inputs, outputs)
 }
 
-/// A committed transaction's id, as [`Notary::writes`] logs it. From the checksummed journal,
-/// like change records: another length is a programmer error.
+/// A decided transaction's key in [`TXS_TABLE`]: the certificate's number, then its id.
+pub fn tx_key(certificate: u64, tx_id: &TxId) -> Vec<u8> {
+    [&certificate.to_be_bytes()[..], &tx_id.0 .0[..]].concat()
+}
+
+/// The id in a key of [`TXS_TABLE`]; `None` for a key of another length.
+fn tx_of_key(key: &[u8]) -> Option<TxId> {
+    let bytes: [u8; 32] = key.get(8..)?.try_into().ok().filter(|_| key.len() == 40)?;
+    Some(TxId(dtenge_core::crypto::Hash32(bytes)))
+}
+
+/// A decided transaction's id as the logs before 2026-12-08 held it. From the checksummed
+/// journal, like change records: another length is a programmer error.
 fn tx_of(record: &[u8]) -> TxId {
     let bytes: [u8; 32] = record.try_into().expect("a committed-transaction record is a 32-byte id");
     TxId(dtenge_core::crypto::Hash32(bytes))
+}
+
+/// Move the ids a store keeps in [`COMMITTED_LOG`] and [`ABORTED_LOG`] (a build before
+/// 2026-12-08) to [`TXS_TABLE`], keyed under certificate 0 (their number was not logged), and
+/// empty the logs; the ids moved. A piece at a time (`Store::move_log`): a move cut short by a
+/// crash goes on at the next start.
+pub fn migrate_tx_logs(store: &dtenge_store::Store) -> Result<u64> {
+    let mut moved = 0;
+    for (log, decision) in [(COMMITTED_LOG, TX_COMMITTED), (ABORTED_LOG, TX_ABORTED)] {
+        if store.log_row_count(log)? > 0 {
+            moved += store.move_log(log, TXS_TABLE, |record| Ok((tx_key(0, &tx_of(record)), vec![decision])))?;
+        }
+    }
+    Ok(moved)
 }
 
 #[cfg(test)]
@@ -667,7 +705,7 @@ mod tests {
             let request = SpendRequest { tx_id: tx(n), inputs: ins, outputs: outs };
             assert_eq!(notary.try_spend(request).unwrap(), Spend::Pending);
             let mut batch = WriteBatch::new();
-            Notary::writes(&request, &mut batch);
+            Notary::writes(&request, u64::from(n) + 1, &mut batch);
             store.commit(batch).unwrap();
             notary.finalize(request);
         };
@@ -690,7 +728,7 @@ mod tests {
         assert_eq!(written.items, 10);
         notary.revert(doomed);
         let mut batch = WriteBatch::new();
-        Notary::writes(&pending, &mut batch);
+        Notary::writes(&pending, 3, &mut batch);
         store.commit(batch).unwrap();
         notary.finalize(pending);
         commit(3, &ids(100..101), &ids(103..104));
@@ -706,6 +744,44 @@ mod tests {
         let request = SpendRequest { tx_id: tx(4), inputs: &ids(0..2), outputs: &ids(200..203) };
         assert_eq!(change_of(&change_record(&request)), (ids(0..2), ids(200..203)), "read back as written");
         let _ = Hash32([0; 32]);
+    }
+
+    /// Issue 20: decided ids are keyed rows read back at start; a store of the build before
+    /// has its committed and aborted logs moved to them, and a row that does not parse
+    /// refuses to open with `STORAGE_FAILURE`.
+    #[test]
+    fn decided_ids_are_keyed_rows_and_the_old_logs_move_to_them() {
+        use dtenge_store::{SimDisk, Store};
+        let store = Store::open_simulated(SimDisk::new(), &TABLES).unwrap();
+        let mut batch = WriteBatch::new();
+        Notary::writes(&SpendRequest { tx_id: tx(1), inputs: &[], outputs: &[token(1)] }, 1, &mut batch);
+        Notary::abort_writes(&tx(2), 2, &mut batch);
+        store.commit(batch).unwrap();
+        // The build before: the same kind of ids in the logs.
+        for n in 3..40u32 {
+            let mut batch = WriteBatch::new();
+            let log = if n % 4 == 0 { ABORTED_LOG } else { COMMITTED_LOG };
+            batch.record(log, tx(n).0 .0.to_vec());
+            store.commit(batch).unwrap();
+        }
+        let (notary, _) = Notary::load(&store).unwrap();
+        assert_eq!((store.log_row_count(COMMITTED_LOG).unwrap(), store.log_row_count(ABORTED_LOG).unwrap()), (0, 0));
+        assert!(notary.is_committed(&tx(1)) && !notary.is_committed(&tx(2)));
+        for n in 3..40u32 {
+            assert_eq!(notary.is_committed(&tx(n)), n % 4 != 0, "transaction {n}");
+        }
+        assert_eq!(store.scan(TXS_TABLE).unwrap().len(), 39);
+        assert_eq!(migrate_tx_logs(&store).unwrap(), 0, "moved once");
+
+        let mut batch = WriteBatch::new();
+        batch.put(TXS_TABLE, tx_key(9, &tx(50)), vec![7]);
+        store.commit(batch).unwrap();
+        assert_eq!(Notary::load(&store).err().map(|e| e.code), Some(ErrorCode::StorageFailure));
+        let mut batch = WriteBatch::new();
+        batch.delete(TXS_TABLE, tx_key(9, &tx(50)));
+        batch.put(TXS_TABLE, vec![1; 12], vec![TX_COMMITTED]);
+        store.commit(batch).unwrap();
+        assert_eq!(Notary::load(&store).err().map(|e| e.code), Some(ErrorCode::StorageFailure));
     }
 
     /// A change record comes from the checksummed journal, written by `change_record`: one

@@ -319,10 +319,10 @@ impl NotaryService {
         }
         let mut batch = WriteBatch::new();
         for &index in &fresh {
-            Notary::writes(&request(&txs[index]), &mut batch);
+            Notary::writes(&request(&txs[index]), seq, &mut batch);
         }
         for &index in &aborted {
-            Notary::abort_writes(&txs[index].tx_id, &mut batch);
+            Notary::abort_writes(&txs[index].tx_id, seq, &mut batch);
         }
         // Commits of spends are one at a time (the `seq` lock): this record holds the number.
         batch.record(SEQ_LOG, seq.to_le_bytes().to_vec());

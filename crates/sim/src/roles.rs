@@ -53,11 +53,11 @@
 //! The operator also blocks and unblocks banks at random: central delivers each decision to
 //! the notary and every bank; what was certified before a block still completes.
 //!
-//! The notary writes checkpoints of its unspent set between steps (the operator's, as
-//! `POST /v1/operator/checkpoints` asks), and half the crashes armed on the notary's commits
-//! are armed for the first commit of a checkpoint written at once, so they land inside it; the
-//! notary reopens from the previous checkpoint and the log after it, and the checks above
-//! (the wallets are exactly its unspent set) cover what it rebuilt.
+//! The notary and the banks write checkpoints of their unspent set and tokens between steps
+//! (the operator's, as `POST /v1/operator/checkpoints` asks), and half the crashes armed on
+//! their commits are armed for the first commit of a checkpoint written at once, so they land
+//! inside it; the role reopens from the previous checkpoint and the log after it, and the
+//! checks above (the wallets are exactly the notary's unspent set) cover what it rebuilt.
 
 use dtenge_bank::{AccountKey, BankService, Conversion, Genesis, IdemKey, Request};
 use dtenge_central::{BankKeys, CentralService, EntryKind, Totals};
@@ -137,6 +137,9 @@ pub struct RolesReport {
     /// Checkpoints of the notary's unspent set written, and crashes that landed inside one.
     pub notary_checkpoints: u32,
     pub notary_checkpoint_crashes: u32,
+    /// Checkpoints of the banks' tokens written, and crashes that landed inside one.
+    pub bank_checkpoints: u32,
+    pub bank_checkpoint_crashes: u32,
     pub messages_lost: u64,
     pub messages_duplicated: u64,
     pub torn_records_discarded: u64,
@@ -405,6 +408,8 @@ impl Sim {
                 commit_crashes: 0,
                 notary_checkpoints: 0,
                 notary_checkpoint_crashes: 0,
+                bank_checkpoints: 0,
+                bank_checkpoint_crashes: 0,
                 messages_lost: 0,
                 messages_duplicated: 0,
                 torn_records_discarded: 0,
@@ -529,7 +534,11 @@ impl Sim {
                 81 => self.top_up(),
                 82..=85 => self.confirm(),
                 86..=91 => self.card_step(),
-                92..=94 => self.checkpoint_notary(),
+                92..=94 => self.checkpoint(&RoleId::Notary),
+                95..=97 => {
+                    let bank = RoleId::Bank(BANKS[self.rng.gen_range(0..BANKS.len())].into());
+                    self.checkpoint(&bank);
+                }
                 _ => {}
             }
             let advance_ms = self.rng.gen_range(0..=TICK_MS);
@@ -961,18 +970,21 @@ impl Sim {
         };
         match mode {
             None => self.take_down(role, "crashes"),
-            Some(mode) if role == RoleId::Notary && self.rng.gen_bool(0.5) => {
+            Some(mode) if matches!(role, RoleId::Notary | RoleId::Bank(_)) && self.rng.gen_bool(0.5) => {
                 // Inside a checkpoint: its first commit (of one, for a set this small: the
                 // chunk and the switch).
                 self.trace(format!("{role}: crash armed in its next commit, a checkpoint's ({mode:?})"));
                 self.disks[&role].arm_crash(1, mode);
-                self.checkpoint_notary();
+                self.checkpoint(&role);
                 assert!(
                     self.down_until.contains_key(&role),
                     "seed {}: the crash armed for the checkpoint's commit hit it",
                     self.seed
                 );
-                self.report.notary_checkpoint_crashes += 1;
+                match role {
+                    RoleId::Notary => self.report.notary_checkpoint_crashes += 1,
+                    _ => self.report.bank_checkpoint_crashes += 1,
+                }
             }
             Some(mode) => {
                 let commits = self.rng.gen_range(1..4);
@@ -982,18 +994,29 @@ impl Sim {
         }
     }
 
-    /// The operator asks the notary for a checkpoint of its unspent set (if it is up).
-    fn checkpoint_notary(&mut self) {
-        let Some(notary) = &self.notary else { return };
-        let line = match notary.checkpoint() {
+    /// The operator asks `role` for a checkpoint (if it is up): the notary's of its unspent
+    /// set, a bank's of its tokens (each also writes one by itself when one is due).
+    fn checkpoint(&mut self, role: &RoleId) {
+        let (written, report) = match role {
+            RoleId::Notary => match &self.notary {
+                Some(notary) => (notary.checkpoint(), &mut self.report.notary_checkpoints),
+                None => return,
+            },
+            RoleId::Bank(id) => match self.banks.get(id.as_str()) {
+                Some(bank) => (bank.checkpoint(), &mut self.report.bank_checkpoints),
+                None => return,
+            },
+            _ => unreachable!("only the notary and the banks keep state as a log plus checkpoints"),
+        };
+        let line = match written {
             Ok(w) => {
-                self.report.notary_checkpoints += 1;
+                *report += 1;
                 format!(
-                    "notary: checkpoint {} of {} tokens, {} log rows deleted",
+                    "{role}: checkpoint {} of {} items, {} log rows deleted",
                     w.generation, w.items, w.log_rows_deleted
                 )
             }
-            Err(e) => format!("notary: checkpoint failed: {}", e.code),
+            Err(e) => format!("{role}: checkpoint failed: {}", e.code),
         };
         self.trace(line);
         self.reap_crashed();

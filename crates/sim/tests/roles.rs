@@ -26,6 +26,8 @@ fn hundreds_of_seeds_of_separate_roles_keep_every_invariant() {
     assert!(total(|r| r.torn_records_discarded) > 5, "torn writes were recovered");
     assert!(total(|r| u64::from(r.notary_checkpoints)) > 100, "the notary wrote checkpoints");
     assert!(total(|r| u64::from(r.notary_checkpoint_crashes)) > 5, "crashes landed inside notary checkpoints");
+    assert!(total(|r| u64::from(r.bank_checkpoints)) > 100, "the banks wrote checkpoints of their tokens");
+    assert!(total(|r| u64::from(r.bank_checkpoint_crashes)) > 5, "crashes landed inside bank checkpoints");
     assert!(total(|r| u64::from(r.payments_committed)) > 1_000, "payments went through");
     assert!(total(|r| u64::from(r.payments_refused)) > 50, "double spends and overdrafts were refused");
     assert!(total(|r| u64::from(r.emissions)) > 300, "central emitted");

@@ -41,6 +41,23 @@ const CURRENT_KEY: &[u8] = b"current";
 /// so that they crash between the chunks of small checkpoints.
 const CHUNKS_PER_COMMIT_MAX: usize = if cfg!(test) { 1 } else { 16 };
 
+/// Fewest logged changes that make a checkpoint due: below it, replaying the log at start
+/// costs less than a second.
+pub const CHECKPOINT_CHANGES_MIN: u64 = 200_000;
+
+/// Changes logged between two checkpoints of a state of `items` items: half the state, and at
+/// least [`CHECKPOINT_CHANGES_MIN`]. The log then holds about as many bytes as a checkpoint
+/// would, so checkpoints at most double what a change writes, and replay at start stays
+/// shorter than the state. (The notary's unspent set and the banks' tokens both follow it.)
+pub fn checkpoint_interval(items: u64) -> u64 {
+    CHECKPOINT_CHANGES_MIN.max(items / 2)
+}
+
+/// Is a checkpoint due, `changes` changes after the last one, with `items` items?
+pub fn checkpoint_due(changes: u64, items: u64) -> bool {
+    changes >= checkpoint_interval(items)
+}
+
 /// A component's state persisted as a log plus checkpoints (see the module docs).
 #[derive(Clone, Copy, Debug)]
 pub struct Checkpointed {

@@ -604,10 +604,15 @@ impl Journal {
 
     /// The rows of `table` numbered `from` or more, in order.
     pub(crate) fn rows_from(&self, table: Table, from: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        self.rows_from_max(table, from, usize::MAX)
+    }
+
+    /// At most `rows_max` of the rows [`Journal::rows_from`] reads, the first ones.
+    pub(crate) fn rows_from_max(&self, table: Table, from: u64, rows_max: usize) -> Result<Vec<(u64, Vec<u8>)>> {
         let locations: Vec<(u64, Location)> = {
             let index = self.index.read();
             let Some(table) = index.tables.get(table.0) else { return Ok(Vec::new()) };
-            table.rows.range(from..).map(|(row, location)| (*row, location.clone())).collect()
+            table.rows.range(from..).take(rows_max).map(|(row, location)| (*row, location.clone())).collect()
         };
         let mut rows = Vec::with_capacity(locations.len());
         for (row, location) in locations {

@@ -59,6 +59,15 @@ pub const COMMIT_QUEUE_MAX: usize = 8_192;
 /// journal after a crash: see [`journal`], "Keyed writes redone from the journal"); then the
 /// committer has fjall persist them. Bounds what a start redoes and how long a segment waits.
 pub const REDO_FRAMES_UNSYNCED_MAX: u64 = 256;
+/// Most bytes of keyed writes fjall holds without an fsync, whatever the groups: the
+/// persist that follows writes them all, and the next group waits for it. Why a bound in
+/// bytes too: since the archives are keyed rows (issue 20), a group of a bank's payments
+/// carries about 2 KB of keyed writes per payment, and 256 groups of them made a persist of
+/// tens of MB, a stall of the next commit on this machine's disk.
+pub const REDO_BYTES_UNSYNCED_MAX: usize = 8 << 20;
+/// Log rows [`Store::move_log`] moves per commit (a row folds a group commit's records of
+/// one table, at most [`LOG_ROW_BYTES_MAX`] bytes).
+pub const LOG_MOVE_ROWS_PER_COMMIT: usize = 16;
 
 /// Fjall's background threads (memtable flushes and compactions). One: with two or more,
 /// fjall 3.1's worker 0 hands every compaction request back to the queue and takes it again,
@@ -597,6 +606,54 @@ impl Store {
         Ok(records)
     }
 
+    /// The first rows (at most `rows_max`) of a log table numbered `from` or more, each with
+    /// its number and its records: a bounded read, for moving a log elsewhere a piece at a
+    /// time (truncating it up to the last row moved in the same commit).
+    pub fn log_rows(&self, table: LogTable, from: u64, rows_max: usize) -> Result<Vec<(u64, Vec<Vec<u8>>)>> {
+        let rows = match &self.engine {
+            Engine::Fjall(engine) => engine.shared.journal.rows_from_max(table.table(), from, rows_max)?,
+            Engine::Simulated(engine) => engine.log_rows_numbered(table.table(), from, rows_max),
+        };
+        assert!(rows.len() <= rows_max, "a bounded read");
+        rows.into_iter()
+            .map(|(number, row)| {
+                let mut records = Vec::new();
+                log::records_of(&row, &mut records)?;
+                Ok((number, records))
+            })
+            .collect()
+    }
+
+    /// Move every record of a log table no longer written to a keyed table, each put as the
+    /// row `row_of(record)` (key, value), and empty the log; the records moved. [`LOG_MOVE_ROWS_PER_COMMIT`]
+    /// rows at a time, each piece's puts and the log's truncation past it in one commit, so
+    /// memory holds one piece, and a move cut short by a crash goes on from where it stopped.
+    /// Why: a log that is never truncated keeps every journal segment it has rows in, and a
+    /// start reads them all (issue 20 moved the archives to keyed tables).
+    pub fn move_log(
+        &self,
+        from: LogTable,
+        to: Table,
+        row_of: impl Fn(&[u8]) -> Result<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<u64> {
+        let mut moved = 0u64;
+        let mut next = 0u64;
+        // Bounded: every piece truncates at least one row, and the log is no longer written.
+        loop {
+            let rows = self.log_rows(from, next, LOG_MOVE_ROWS_PER_COMMIT)?;
+            let Some(&(last, _)) = rows.last() else { return Ok(moved) };
+            let mut batch = WriteBatch::new();
+            for record in rows.into_iter().flat_map(|(_, records)| records) {
+                let (key, value) = row_of(&record)?;
+                batch.put(to, key, value);
+                moved += 1;
+            }
+            next = last.checked_add(1).ok_or_else(|| storage_error("move log", "row numbers exhausted"))?;
+            batch.truncate_log(from, next);
+            self.commit(batch)?;
+        }
+    }
+
     /// How many rows (groups of records) a log table holds: truncation deletes rows.
     pub fn log_row_count(&self, table: LogTable) -> Result<u64> {
         match &self.engine {
@@ -698,6 +755,8 @@ fn redo_keyed_writes(db: &Database, mark_keyspace: &Keyspace, frame: u64, redo: 
 struct Committer {
     /// Groups whose keyed writes fjall holds without an fsync, and the last one's frame.
     redo_unsynced: u64,
+    /// Bytes of their keyed writes (keys and values).
+    redo_unsynced_bytes: usize,
     redo_frame_last: Option<u64>,
 }
 
@@ -726,7 +785,9 @@ fn run_committer(shared: &Shared, queue: &Queue<Job>) {
             let _ = job.reply.send(outcome.clone());
         }
         // After the answers: nobody waits for this fsync.
-        if committer.redo_unsynced >= REDO_FRAMES_UNSYNCED_MAX && shared.failed.get().is_none() {
+        let due = committer.redo_unsynced >= REDO_FRAMES_UNSYNCED_MAX
+            || committer.redo_unsynced_bytes >= REDO_BYTES_UNSYNCED_MAX;
+        if due && shared.failed.get().is_none() {
             if let Err(e) = persist_redone(shared, &mut committer) {
                 let _ = shared.failed.set(e.message);
             }
@@ -742,6 +803,7 @@ fn persist_redone(shared: &Shared, committer: &mut Committer) -> Result<()> {
         shared.journal.set_redo_durable(frame);
     }
     committer.redo_unsynced = 0;
+    committer.redo_unsynced_bytes = 0;
     Ok(())
 }
 
@@ -827,9 +889,11 @@ fn write_all(shared: &Shared, jobs: &[Job], committer: &mut Committer) -> Result
     if fsynced_by_fjall {
         // Fjall's fsync made every keyed write it took before durable too.
         committer.redo_unsynced = 0;
+        committer.redo_unsynced_bytes = 0;
         shared.journal.set_redo_durable(frame);
     } else if keyed {
         committer.redo_unsynced += 1;
+        committer.redo_unsynced_bytes += keyed_bytes;
         committer.redo_frame_last = Some(frame);
     }
     Ok(())

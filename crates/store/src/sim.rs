@@ -349,6 +349,13 @@ impl SimEngine {
         rows.range(from.to_be_bytes().to_vec()..).map(|(_, row)| row.clone()).collect()
     }
 
+    pub(crate) fn log_rows_numbered(&self, table: Table, from: u64, rows_max: usize) -> Vec<(u64, Vec<u8>)> {
+        let tables = self.tables.read();
+        let Some(rows) = tables.get(&log_name(table)) else { return Vec::new() };
+        let number = |key: &[u8]| u64::from_be_bytes(key.try_into().expect("a log row's key is its number"));
+        rows.range(from.to_be_bytes().to_vec()..).take(rows_max).map(|(key, row)| (number(key), row.clone())).collect()
+    }
+
     pub(crate) fn log_row_count(&self, table: Table) -> u64 {
         self.tables.read().get(&log_name(table)).map_or(0, |rows| rows.len() as u64)
     }
