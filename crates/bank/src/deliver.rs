@@ -136,7 +136,7 @@ impl BankService {
             // this commit.
             redeemed.extend(self.plan_redeemed(inner, &ids.tx_id, certificate, &mut batch, now_ms));
             delta.writes(&inner.node, &mut batch).unwrap_or_else(|e| panic!("a planned delta cannot be encoded: {e}"));
-            dtenge_node::archive(&[self.id()], &ids.tx_id, tx, now_ms, &mut batch)
+            dtenge_node::archive(&[self.id()], &ids.tx_id, tx, &mut batch)
                 .unwrap_or_else(|e| panic!("a transaction cannot be archived: {e}"));
             deltas.push(delta);
             delivered.push(ids.tx_id);

@@ -524,7 +524,7 @@ impl BankService {
             .plan_commit_ids(tx, &ids.tx_id, &ids.inputs, &ids.outputs, purpose, Some(&pending.entry.event_id), now_ms)
             .unwrap_or_else(|e| panic!("a certified hold the bank built cannot be planned: {e}"));
         delta.writes(&inner.node, &mut batch).unwrap_or_else(|e| panic!("a planned delta cannot be encoded: {e}"));
-        dtenge_node::archive(&[self.id()], tx_id, tx, now_ms, &mut batch)
+        dtenge_node::archive(&[self.id()], tx_id, tx, &mut batch)
             .unwrap_or_else(|e| panic!("a transaction cannot be archived: {e}"));
         batch.delete(HOLD_TABLE, row_key(tx_id));
         if let Some(idem) = &pending.entry.idem {

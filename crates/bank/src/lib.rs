@@ -386,10 +386,6 @@ impl BankService {
         if moved > 0 {
             tracing::info!(bank = %genesis.meta.id, lines = moved, "history lines moved from the old log to their table");
         }
-        let moved = dtenge_node::migrate_txs_log(&store)?;
-        if moved > 0 {
-            tracing::info!(bank = %genesis.meta.id, transactions = moved, "archived transactions moved from the old log to their table");
-        }
         let node = NodeState::load(&store, genesis.node_key, genesis.custody)?;
         if node.id() != genesis.meta.id {
             return Err(Error::new(

@@ -705,7 +705,7 @@ impl BankService {
             delta.set_fiat(&spend.payer.client_id, fiat);
         }
         delta.writes(&inner.node, &mut batch).unwrap_or_else(|e| panic!("a planned delta cannot be encoded: {e}"));
-        dtenge_node::archive(&[self.id()], tx_id, tx, now_ms, &mut batch)
+        dtenge_node::archive(&[self.id()], tx_id, tx, &mut batch)
             .unwrap_or_else(|e| panic!("a transaction cannot be archived: {e}"));
         batch.delete(PROGRAMMED_TABLE, row_key(tx_id));
         if let Some(idem) = &pending.entry.idem {

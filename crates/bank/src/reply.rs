@@ -148,7 +148,7 @@ impl BankService {
                     delta
                         .writes(&inner.node, batch)
                         .unwrap_or_else(|e| panic!("a planned delta cannot be encoded: {e}"));
-                    dtenge_node::archive(&[self.id()], &ids.tx_id, tx, now_ms, batch)
+                    dtenge_node::archive(&[self.id()], &ids.tx_id, tx, batch)
                         .unwrap_or_else(|e| panic!("a transaction cannot be archived: {e}"));
                     deltas.push(delta);
                     if let (Some(idem), Some(certificate)) = (&entry.idem, &reply.certificate) {

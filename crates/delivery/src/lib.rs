@@ -164,14 +164,18 @@ impl Outbound {
         w.u64(seq);
         w.put(&message);
         let record = w.into_bytes();
-        // A snapshot only while no other delivery waits for its commit: the rows it drops
-        // hold only what it writes again, or what is acknowledged. And only while what it
-        // writes again is at most half of what was written since the last one: a receiver
-        // that stays away (its deliveries pile up) must not make every snapshot rewrite them
-        // all; the log grows instead until it acknowledges.
+        // The rows a snapshot drops hold only what it writes again (every delivery not
+        // acknowledged, those whose commit is still in flight included: their batches were
+        // handed to the store before this one, which stops after a failed commit, so none of
+        // them can be lost while this one commits) or what is acknowledged. Until issue 20 a
+        // snapshot also waited until no delivery waited for its commit: a bank whose commits
+        // are pipelined always has one in flight under load, so its log was never cut and
+        // kept every journal segment. A snapshot is taken only while what it writes again
+        // is at most half of what was written since the last one: a receiver that stays
+        // away (its deliveries pile up) must not make every snapshot rewrite them all; the
+        // log grows instead until it acknowledges.
         let written = self.since_snapshot_bytes + record.len();
         let snapshot = self.since_snapshot + 1 >= self.snapshot_every
-            && self.unacked.values().all(|unacked| unacked.sent_at_ms != NOT_SENT)
             && self.unacked.values().map(|unacked| unacked.record.len()).sum::<usize>() <= written / 2;
         self.unacked.insert((to.clone(), seq), Unacked { record: record.clone(), sent_at_ms: NOT_SENT });
         // Numbered now, so that a second plan into the same batch takes the next number.
@@ -438,6 +442,43 @@ mod tests {
         let mut batch = WriteBatch::new();
         assert_eq!(reloaded.plan(sapa, certificate(), &mut batch).deliver.seq, rounds + 1);
         assert_eq!(reloaded.plan(tulpar, certificate(), &mut batch).deliver.seq, 4);
+    }
+
+    /// Issue 20: a role whose commits are pipelined plans the next delivery before the
+    /// previous one's commit is durable, so one always waits for its commit; the log is cut
+    /// at snapshots all the same, and reads back every delivery not acknowledged.
+    #[test]
+    fn the_outbound_log_is_cut_while_a_delivery_waits_for_its_commit() {
+        let disk = SimDisk::new();
+        let s = store(&disk);
+        let mut out = Outbound::default();
+        let me = RoleId::Bank("steppe".into());
+        let sapa = RoleId::Bank("sapa".into());
+        let rounds = 4 * SNAPSHOT_EVERY as u64;
+        let mut in_flight = None;
+        for n in 1..=rounds {
+            let mut batch = WriteBatch::new();
+            let planned = out.plan(sapa.clone(), certificate(), &mut batch);
+            if n > 2 && out.plan_ack(&sapa, n - 2, &mut batch) {
+                out.forget(&sapa, n - 2);
+            }
+            s.commit(batch).unwrap();
+            // The commit before this one is durable only now: its delivery is sent late.
+            if let Some(previous) = in_flight.replace(planned) {
+                let _ = out.sent(previous, &me, 0);
+            }
+        }
+        assert!(s.log_row_count(OUT_LOG).unwrap() <= SNAPSHOT_EVERY as u64 + 1, "rows before a snapshot are cut");
+        let mut reloaded = Outbound::load(&store(&disk)).unwrap();
+        let due: Vec<u64> = reloaded
+            .due(&me, RESEND_AFTER_MS)
+            .into_iter()
+            .map(|e| match e.message {
+                Message::Deliver(d) => d.seq,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(due, vec![rounds - 1, rounds], "the two not acknowledged, the last one's commit in flight");
     }
 
     #[test]
