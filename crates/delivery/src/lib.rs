@@ -421,15 +421,7 @@ mod tests {
         }
         assert!(s.log_row_count(OUT_LOG).unwrap() <= SNAPSHOT_EVERY as u64 + 1, "rows before a snapshot are cut");
         let mut reloaded = Outbound::load(&store(&disk)).unwrap();
-        let due = |out: &mut Outbound| -> Vec<(RoleId, u64)> {
-            out.due(&me, RESEND_AFTER_MS)
-                .into_iter()
-                .map(|e| match e.message {
-                    Message::Deliver(d) => (e.to, d.seq),
-                    _ => unreachable!(),
-                })
-                .collect()
-        };
+        let due = |out: &mut Outbound| due_after_resend(out, &me);
         let expected = vec![
             (sapa.clone(), rounds - 1),
             (sapa.clone(), rounds),
@@ -444,16 +436,31 @@ mod tests {
         assert_eq!(reloaded.plan(tulpar, certificate(), &mut batch).deliver.seq, 4);
     }
 
+    /// A new simulated disk, a store on it and an outbound state with nothing planned.
+    fn fresh() -> (SimDisk, Store, Outbound) {
+        let disk = SimDisk::new();
+        let s = store(&disk);
+        (disk, s, Outbound::default())
+    }
+
+    /// The deliveries `out` sends again once the resend interval has passed: (receiver, number).
+    fn due_after_resend(out: &mut Outbound, me: &RoleId) -> Vec<(RoleId, u64)> {
+        out.due(me, RESEND_AFTER_MS)
+            .into_iter()
+            .map(|e| match e.message {
+                Message::Deliver(d) => (e.to, d.seq),
+                _ => unreachable!("only deliveries are resent"),
+            })
+            .collect()
+    }
+
     /// Issue 20: a role whose commits are pipelined plans the next delivery before the
     /// previous one's commit is durable, so one always waits for its commit; the log is cut
     /// at snapshots all the same, and reads back every delivery not acknowledged.
     #[test]
     fn the_outbound_log_is_cut_while_a_delivery_waits_for_its_commit() {
-        let disk = SimDisk::new();
-        let s = store(&disk);
-        let mut out = Outbound::default();
-        let me = RoleId::Bank("steppe".into());
-        let sapa = RoleId::Bank("sapa".into());
+        let (disk, s, mut out) = fresh();
+        let (me, sapa) = (RoleId::Bank("steppe".into()), RoleId::Bank("sapa".into()));
         let rounds = 4 * SNAPSHOT_EVERY as u64;
         let mut in_flight = None;
         for n in 1..=rounds {
@@ -470,24 +477,17 @@ mod tests {
         }
         assert!(s.log_row_count(OUT_LOG).unwrap() <= SNAPSHOT_EVERY as u64 + 1, "rows before a snapshot are cut");
         let mut reloaded = Outbound::load(&store(&disk)).unwrap();
-        let due: Vec<u64> = reloaded
-            .due(&me, RESEND_AFTER_MS)
-            .into_iter()
-            .map(|e| match e.message {
-                Message::Deliver(d) => d.seq,
-                _ => unreachable!(),
-            })
-            .collect();
-        assert_eq!(due, vec![rounds - 1, rounds], "the two not acknowledged, the last one's commit in flight");
+        assert_eq!(
+            due_after_resend(&mut reloaded, &me),
+            vec![(sapa.clone(), rounds - 1), (sapa, rounds)],
+            "the two not acknowledged, the last one's commit in flight"
+        );
     }
 
     #[test]
     fn a_receiver_away_makes_no_snapshot_rewrite_its_pile_and_its_acknowledgement_cuts_the_log() {
-        let disk = SimDisk::new();
-        let s = store(&disk);
-        let mut out = Outbound::default();
-        let me = RoleId::Bank("steppe".into());
-        let sapa = RoleId::Bank("sapa".into());
+        let (disk, s, mut out) = fresh();
+        let (me, sapa) = (RoleId::Bank("steppe".into()), RoleId::Bank("sapa".into()));
         let rounds = 4 * SNAPSHOT_EVERY as u64;
         for _ in 0..rounds {
             let mut batch = WriteBatch::new();

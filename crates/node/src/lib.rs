@@ -2024,14 +2024,7 @@ mod tests {
         assert_eq!(bank.take_fragmented(8), vec!["alice".to_string()]);
         // A release of a wallet that is not fragmented notes nothing.
         let bob = account(&mut bank, "bob", 11);
-        let mut small = Transaction::new(TxBody {
-            command: Command::Issue,
-            inputs: vec![],
-            outputs: vec![Output::standard(Amount::from_tiyn(500).unwrap(), bob, issuer)],
-            nonce: 1,
-        });
-        small.attest(&issuer_key);
-        let delta = bank.plan_commit(&small, Purpose::Emission, None, 3).unwrap();
+        let delta = bank.plan_commit(&issue_to(bob, 500), Purpose::Emission, None, 3).unwrap();
         bank.apply(delta);
         let pay = bank.prepare_payment("bob", &[(alice, Amount::from_tiyn(100).unwrap())], issuer, 4).unwrap();
         bank.release(&pay);
