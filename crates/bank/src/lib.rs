@@ -722,6 +722,14 @@ impl BankService {
         }
     }
 
+    /// Wait until every step this bank has applied so far is durable (its commit written and
+    /// what it owes done): what its memory shows is then what its store holds. For a reader
+    /// that found something in memory and reads the store next (a payee's history, read from
+    /// the store since issue 20, after its line was seen in memory).
+    pub fn settle(&self) {
+        self.finish_pending();
+    }
+
     /// Wait until the finisher has done everything handed to it before.
     fn finish_pending(&self) {
         let Some(finisher) = self.finisher.get() else { return };

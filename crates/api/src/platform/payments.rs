@@ -492,10 +492,20 @@ impl Platform {
     }
 
     /// Has `client_id`'s bank applied `tx_id` to its account (its history line)?
+    ///
+    /// The bank's memory holds the line as soon as the delivery is applied, before its commit
+    /// is durable, and a history is read from the store: so a line found is waited for until
+    /// it is durable ([`dtenge_bank::BankService::settle`]), and a client asking for its history
+    /// next finds it there (CI found the race in scenario `history_names`).
     pub(crate) fn has_applied(&self, node_id: &str, client_id: &str, tx_id: &TxId) -> bool {
         let Ok(bank) = self.bank(node_id) else { return false };
-        bank.service()
-            .read(|node| node.history(client_id).is_ok_and(|history| history.iter().rev().any(|e| e.tx_id == *tx_id)))
+        let in_memory = bank
+            .service()
+            .read(|node| node.history(client_id).is_ok_and(|history| history.iter().rev().any(|e| e.tx_id == *tx_id)));
+        if in_memory {
+            bank.service().settle();
+        }
+        in_memory
     }
 
     /// When `client_id`'s bank applied `tx_id` (its history line), or now when the line is
