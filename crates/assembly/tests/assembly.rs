@@ -2,13 +2,13 @@
 //! DT issued, paid out, and paid between clients of different banks, client-signed and
 //! custodial; then the checks across roles hold, and everything survives a restart.
 
-use dtenge_assembly::{Assembly, Config};
+use dtenge_assembly::{Assembly, BankHandle, Config};
 use dtenge_bank::{AccountKey, Conversion, IdemKey, RegistryLine, Request};
 use dtenge_core::crypto::{Hash32, SecretKey};
 use dtenge_core::token::Output;
 use dtenge_core::tx::{Command, Transaction, TxBody};
 use dtenge_core::{Amount, ErrorCode};
-use dtenge_node::{Account, ClientKind, OWN_ACCOUNT};
+use dtenge_node::{Account, ClientKind, CONSOLIDATE_ABOVE_TOKENS, OWN_ACCOUNT};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -393,7 +393,6 @@ fn a_custodial_payment_refused_while_its_bank_was_blocked_pays_when_asked_again_
 #[test]
 fn a_fragmented_custodial_wallet_is_consolidated_and_then_paid_whole() {
     use dtenge_core::tx::TX_INPUTS_MAX;
-    use dtenge_node::CONSOLIDATE_ABOVE_TOKENS;
     let dir = tempfile::tempdir().unwrap();
     let payer = SecretKey::from_seed([8; 32]);
     let payee = SecretKey::from_seed([9; 32]);
@@ -421,13 +420,7 @@ fn a_fragmented_custodial_wallet_is_consolidated_and_then_paid_whole() {
         assert_eq!(first, again, "one key, one consolidation");
         // In the background, the rest: bounded, the bank's ticks take it there.
         // (A payment meanwhile would be told FUNDS_IN_FLIGHT: retry when they complete.)
-        let count = || steppe.service().read(|node| node.spendable_token_count(client).unwrap());
-        let reserved = || steppe.service().read(|node| node.balance(client).unwrap().dt_reserved_tiyn);
-        let deadline = std::time::Instant::now() + WAIT;
-        while count() > CONSOLIDATE_ABOVE_TOKENS || !reserved().is_zero() {
-            assert!(std::time::Instant::now() < deadline, "still {} tokens", count());
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_until_merged(steppe, client);
         assert_eq!(balance(&assembly, "steppe", client), whole, "a consolidation changes no balance");
         assert_eq!(history(), lines_before + 1, "nor the history");
         // The bank's own account holds one token (its change): nothing to merge.
@@ -459,7 +452,6 @@ fn a_fragmented_custodial_wallet_is_consolidated_and_then_paid_whole() {
 /// merging to its bound.
 #[test]
 fn consolidations_racing_payments_and_a_restart_lose_and_make_nothing() {
-    use dtenge_node::CONSOLIDATE_ABOVE_TOKENS;
     let dir = tempfile::tempdir().unwrap();
     let payer = SecretKey::from_seed([10; 32]);
     let payee = SecretKey::from_seed([11; 32]);
@@ -491,13 +483,7 @@ fn consolidations_racing_payments_and_a_restart_lose_and_make_nothing() {
     let assembly = start(dir.path());
     let steppe = assembly.bank("steppe").unwrap();
     assert_eq!(balance(&assembly, "steppe", client), tiyn(dust_tokens - paid), "the payer, after the restart");
-    let count = || steppe.service().read(|node| node.spendable_token_count(client).unwrap());
-    let reserved = || steppe.service().read(|node| node.balance(client).unwrap().dt_reserved_tiyn);
-    let deadline = std::time::Instant::now() + WAIT;
-    while count() > CONSOLIDATE_ABOVE_TOKENS || !reserved().is_zero() {
-        assert!(std::time::Instant::now() < deadline, "still {} tokens", count());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_merged(steppe, client);
     assembly.settle(WAIT).unwrap();
     assert_eq!(balance(&assembly, "steppe", client), tiyn(dust_tokens - paid));
     assert_eq!(balance(&assembly, "tulpar", payee_client), tiyn(paid), "every payment answered paid its payee");
@@ -513,7 +499,6 @@ fn consolidations_racing_payments_and_a_restart_lose_and_make_nothing() {
 #[test]
 #[ignore = "a measurement: prints the cost of dust per token"]
 fn dust_costs_measured() {
-    use dtenge_node::CONSOLIDATE_ABOVE_TOKENS;
     const OUTPUTS_PER_PAYMENT: usize = 16_000;
     const PAYMENTS: usize = 10;
     fn rss_bytes() -> u64 {
@@ -580,4 +565,16 @@ fn dust_costs_measured() {
     assert_eq!(balance(&assembly, "steppe", "900101300011"), tiyn(OUTPUTS_PER_PAYMENT as u64));
     assembly.settle(WAIT).unwrap();
     assert_eq!(assembly.reconcile(), Vec::<String>::new());
+}
+
+/// Wait, at most `WAIT`, until the bank's background consolidations have merged `client` to at
+/// most `CONSOLIDATE_ABOVE_TOKENS` tokens and none of its tokens is reserved.
+fn wait_until_merged(bank: &BankHandle, client: &str) {
+    let count = || bank.service().read(|node| node.spendable_token_count(client).unwrap());
+    let reserved = || bank.service().read(|node| node.balance(client).unwrap().dt_reserved_tiyn);
+    let deadline = std::time::Instant::now() + WAIT;
+    while count() > CONSOLIDATE_ABOVE_TOKENS || !reserved().is_zero() {
+        assert!(std::time::Instant::now() < deadline, "still {} tokens", count());
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
