@@ -20,7 +20,7 @@ use dtenge_core::money::Amount;
 use dtenge_core::token::{Input, Output, Policy, TokenId, TxId};
 use dtenge_core::tx::{Command, Transaction, TxBody, TX_INPUTS_MAX};
 use dtenge_core::{bail, ensure, Error, ErrorCode, Result};
-use dtenge_store::{Checkpointed, LogTable, Store, Table, WriteBatch};
+use dtenge_store::{ArchiveLog, Checkpointed, LogTable, Store, Table, WriteBatch};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -42,13 +42,13 @@ pub const HISTORY_TABLE: Table = Table("node_history");
 pub const HISTORY_LOG: LogTable = LogTable("node_history_log");
 /// The signed transactions the nodes took part in, each stored once (see [`archive`]) as a
 /// `(nodes, tx id, transaction)` record: the ids of the nodes it moved tokens of, in order.
-/// Nothing reads it back at start: it is the banks' evidence of what their clients signed.
-/// (Until 2026-11-22 each party node stored its own copy in `node_txs_log`: a third of the
-/// bytes a payment wrote, for the same record twice.) It is never truncated, so it keeps
-/// every journal segment it has rows in, and a start reads them (issue 20: as keyed rows the
-/// same records cost 0.58× of `dtenge bench`'s throughput, fjall's writes and fsyncs on the
-/// commit path; they belong in a journal of their own that a start does not read).
-pub const TXS_LOG: LogTable = LogTable("node_txs_archive");
+/// Nothing reads it back at start: it is the banks' evidence of what their clients signed,
+/// read with `Store::for_each_archived`. (Until 2026-11-22 each party node stored its own copy
+/// in `node_txs_log`: a third of the bytes a payment wrote, for the same record twice.) An
+/// archive, not a log (issue 20): as a log that is never truncated it kept every journal
+/// segment it had rows in, and a start read them all; as keyed rows the same records cost
+/// 0.58× of `dtenge bench`'s throughput.
+pub const TXS_LOG: ArchiveLog = ArchiveLog("node_txs_archive");
 pub const CARDS_TABLE: Table = Table("node_cards");
 pub const TABLES: [Table; 8] = [
     META_TABLE,
@@ -318,7 +318,7 @@ pub fn archive(nodes: &[&str], tx_id: &TxId, tx: &Transaction, batch: &mut Write
     if nodes.is_empty() {
         return Ok(());
     }
-    batch.record_value(TXS_LOG, &(nodes, tx_id, tx))
+    batch.archive_value(TXS_LOG, &(nodes, tx_id, tx))
 }
 
 /// Insert in `seq` order (almost always at the end) and keep the newest

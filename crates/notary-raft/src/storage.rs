@@ -21,7 +21,7 @@ use crate::state::{Kind, State};
 use crate::{Entry, LogId, Membership, NotaryRaft, Snapshot, SnapshotMeta, Vote};
 use dtenge_core::crypto::NodeKey;
 use dtenge_notary::service::{NotaryReport, Senders};
-use dtenge_store::{decode, encode, LogTable, Store, Table, WriteBatch};
+use dtenge_store::{decode, encode, ArchiveLog, Store, Table, WriteBatch};
 use futures_util::{Stream, TryStreamExt};
 use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, IOFlushed, RaftLogStorage, RaftStateMachine};
@@ -39,9 +39,10 @@ pub const RAFT_LOG: Table = Table("notary_raft_log");
 /// The vote, the commit index, the last purged log id and the last snapshot.
 pub const RAFT_META: Table = Table("notary_raft_meta");
 /// The evidence: every participant's envelope the log held, kept when the log is purged
-/// after a snapshot (its index, then the envelope's wire bytes). Never truncated: who asked
-/// the notary what, signed, for as long as the replica's disk keeps it.
-pub const EVIDENCE: LogTable = LogTable("notary_evidence");
+/// after a snapshot (its index, then the envelope's wire bytes). An archive: never truncated
+/// and never read at a start: who asked the notary what, signed, for as long as the
+/// replica's disk keeps it (see `dtenge_store::ArchiveLog`).
+pub const EVIDENCE: ArchiveLog = ArchiveLog("notary_evidence");
 
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
@@ -57,7 +58,7 @@ pub fn tables() -> Vec<Table> {
 /// archived ones (purged from the log) and those still in the log.
 pub fn evidence(store: &Store) -> dtenge_core::Result<Vec<(u64, dtenge_wire::Envelope)>> {
     let mut found = Vec::new();
-    for record in store.scan_log(EVIDENCE)? {
+    for record in store.scan_archive(EVIDENCE)? {
         let Some((index, bytes)) = record.split_first_chunk::<8>() else {
             return Err(dtenge_core::Error::storage("an evidence record shorter than its index"));
         };
@@ -237,7 +238,7 @@ impl RaftLogStorage<NotaryRaft> for LogStore {
                 if let EntryPayload::Normal(command) = &entry.payload {
                     let mut record = index.to_le_bytes().to_vec();
                     record.extend_from_slice(&dtenge_wire::Encode::to_bytes(&command.0));
-                    batch.record(EVIDENCE, record);
+                    batch.archive(EVIDENCE, record);
                 }
                 batch.delete(RAFT_LOG, index_key(*index));
             }

@@ -79,6 +79,20 @@
 //! not persisted yet is kept, whatever its rows. Larger keyed writes (checkpoints) take the
 //! path above, with fjall's fsync.
 //!
+//! # Archived rows
+//!
+//! Some records are kept as evidence and never read back to run: the banks' signed
+//! transactions, a notary replica's envelopes ([`crate::ArchiveLog`]). They are written in the
+//! same frames as everything else, as [`ARCHIVED`] entries (one `fdatasync` per group still),
+//! but nothing indexes them and they never keep a segment alive: once every other row in a
+//! segment is truncated, the segment is moved whole into the folder `archive/` beside
+//! `records/` (a rename, on the thread that unlinks), where a start never reads it. Why:
+//! as rows that are never truncated, they kept every segment alive and a start read them all
+//! (issue 20: 25 segments per bank and growing after four minutes of 2,000 payments/s); as
+//! keyed rows in fjall they cost 0.58× of `dtenge bench`'s throughput. The archive grows with
+//! the payments until an operator exports its closed segments ([`Journal::for_each_archived`]
+//! reads them, and `docs/ARCHITECTURE.md`, "Steady state", has the rule).
+//!
 //! # Deleting rows
 //!
 //! A checkpoint truncates its log ([`crate::WriteBatch::truncate_log`]). A segment other than
@@ -100,6 +114,9 @@ use std::sync::Arc;
 
 /// The folder of the segment files, inside the database directory.
 pub(crate) const FOLDER: &str = "records";
+/// The folder dead segments holding archived rows are moved to (see the module docs,
+/// "Archived rows"), beside [`FOLDER`].
+pub(crate) const ARCHIVE_FOLDER: &str = "archive";
 /// A segment is closed and a new one started once it holds this much. Bounds what one deletion
 /// frees and what a start reads past the truncation point.
 /// A few blocks in tests, so that they roll and delete segments and a segment holds several
@@ -135,6 +152,9 @@ pub(crate) const STATE: u8 = 3;
 pub(crate) const PUT: u8 = 4;
 /// `[key length u32][key]`: a keyed delete to redo.
 pub(crate) const DELETE: u8 = 5;
+/// `[row number u64][length u32][row]`: a row of an archive, never indexed (see the module
+/// docs, "Archived rows").
+pub(crate) const ARCHIVED: u8 = 6;
 
 /// Where a row's bytes are.
 #[derive(Clone)]
@@ -151,6 +171,10 @@ struct TableIndex {
     next: u64,
     /// Rows below it are deleted.
     before: u64,
+    /// An archive's table: its rows are not indexed and keep no segment alive. Rows a build
+    /// before archives wrote as [`ROW`] entries become archived when the first
+    /// [`ARCHIVED`] one is seen.
+    archived: bool,
 }
 
 struct Segment {
@@ -159,6 +183,20 @@ struct Segment {
     rows_max: HashMap<String, u64>,
     /// The last frame in the segment with keyed writes to redo ([`FLAG_REDO`]).
     redo_frame_max: Option<u64>,
+    /// The segment holds [`ARCHIVED`] rows: moved to the archive, not deleted, once dead.
+    archived: bool,
+}
+
+impl Segment {
+    fn new(path: PathBuf) -> Segment {
+        Segment { path, rows_max: HashMap::new(), redo_frame_max: None, archived: false }
+    }
+}
+
+/// A segment no longer needed to run: deleted, or moved to the archive when it holds rows of one.
+struct DeadSegment {
+    path: PathBuf,
+    archived: bool,
 }
 
 #[derive(Default)]
@@ -168,19 +206,23 @@ struct Index {
     segments: BTreeMap<u64, Segment>,
     /// Fjall holds, durably, the keyed writes of every frame up to this one.
     redo_durable: Option<u64>,
+    /// The number of the frame after the last one readers may see (published, or recovered).
+    frames_visible_end: u64,
 }
 
 impl Index {
     /// Segments before the one being written whose rows, and every older segment's, are all
-    /// truncated: removed from the index, their paths returned for deletion.
-    fn take_dead_segments(&mut self) -> Vec<PathBuf> {
+    /// truncated or archived: removed from the index, returned for deletion or archiving.
+    fn take_dead_segments(&mut self) -> Vec<DeadSegment> {
         let mut dead = Vec::new();
         while self.segments.len() > 1 {
             let Some((first, segment)) = self.segments.first_key_value() else { break };
             let all_truncated = segment
                 .rows_max
                 .iter()
-                .all(|(table, row_max)| self.tables.get(table).is_some_and(|t| *row_max < t.before));
+                .all(|(table, row_max)| self.tables.get(table).is_some_and(|t| t.archived || *row_max < t.before));
+            let archived = segment.archived
+                || segment.rows_max.keys().any(|table| self.tables.get(table).is_some_and(|t| t.archived));
             let redo_durable =
                 segment.redo_frame_max.is_none_or(|frame| self.redo_durable.is_some_and(|durable| frame <= durable));
             if !all_truncated || !redo_durable {
@@ -188,7 +230,7 @@ impl Index {
             }
             let first = *first;
             if let Some(segment) = self.segments.remove(&first) {
-                dead.push(segment.path);
+                dead.push(DeadSegment { path: segment.path, archived });
             }
         }
         dead
@@ -198,6 +240,12 @@ impl Index {
 /// A log table's writes in one group commit, as the committer hands them over.
 pub(crate) enum Entry<'a> {
     Row {
+        table: Table,
+        row: u64,
+        bytes: Vec<u8>,
+    },
+    /// A row of an archive (see the module docs, "Archived rows").
+    Archived {
         table: Table,
         row: u64,
         bytes: Vec<u8>,
@@ -223,7 +271,9 @@ impl Entry<'_> {
     /// Bytes of the entry in a frame (at most: the table name is cut at 255 bytes).
     fn encoded_bytes_max(&self) -> usize {
         match self {
-            Entry::Row { table, bytes, .. } => 2 + table.0.len() + 8 + 4 + bytes.len(),
+            Entry::Row { table, bytes, .. } | Entry::Archived { table, bytes, .. } => {
+                2 + table.0.len() + 8 + 4 + bytes.len()
+            }
             Entry::Truncate { table, .. } => 2 + table.0.len() + 8,
             Entry::Put { table, key, value } => 2 + table.0.len() + 4 + key.len() + 4 + value.len(),
             Entry::Delete { table, key } => 2 + table.0.len() + 4 + key.len(),
@@ -295,16 +345,7 @@ impl Journal {
     pub(crate) fn open(db_dir: &Path, keyed_mark: Option<u64>) -> Result<Journal> {
         let dir = db_dir.join(FOLDER);
         std::fs::create_dir_all(&dir).map_err(|e| storage_error("journal: create folder", e))?;
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(|e| storage_error("journal: list", e))? {
-            let entry = entry.map_err(|e| storage_error("journal: list", e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(first) = name.strip_suffix(".seg").and_then(|n| n.parse::<u64>().ok()) else {
-                return Err(storage_error("journal", format!("unexpected file {name:?} in {}", dir.display())));
-            };
-            names.push(first);
-        }
-        names.sort_unstable();
+        let names = segment_names(&dir)?;
         // The caller had fjall persist what it recovered, so its mark is durable.
         let mut index = Index { redo_durable: keyed_mark, ..Index::default() };
         let mut redo: Vec<Redo> = Vec::new();
@@ -333,7 +374,7 @@ impl Journal {
                     frames.pop();
                 }
             }
-            let mut segment = Segment { path: path.clone(), rows_max: HashMap::new(), redo_frame_max: None };
+            let mut segment = Segment::new(path.clone());
             for (count, frame) in frames.iter().enumerate() {
                 if frame.number < next_frame {
                     return Err(storage_error("journal", format!("frame {} after frame {}", frame.number, next_frame)));
@@ -390,12 +431,14 @@ impl Journal {
         }
         for table in index.tables.values_mut() {
             let before = table.before;
+            if table.archived {
+                table.rows.clear();
+            }
             table.rows.retain(|row, _| *row >= before);
         }
+        index.frames_visible_end = next_frame;
         // At a start nothing waits for it, so the dead segments go now.
-        for path in index.take_dead_segments() {
-            std::fs::remove_file(&path).map_err(|e| storage_error("journal: delete dead segment", e))?;
-        }
+        retire_segments(&db_dir.join(ARCHIVE_FOLDER), index.take_dead_segments())?;
         let (segment, file, segment_bytes, zeroed_end) = match last {
             // Appends go on in the last segment when its frames end on a block boundary (one
             // written before frames were aligned may not: the next write starts a new segment).
@@ -480,6 +523,7 @@ impl Journal {
             frame.put(&before.to_le_bytes());
         }
         let mut rows = Vec::new();
+        let mut archived = Vec::new();
         for entry in entries {
             match entry {
                 Entry::Row { table, row, bytes } => {
@@ -489,6 +533,14 @@ impl Journal {
                     frame.put(&length.to_le_bytes());
                     rows.push((table.0, *row, frame.len() as u64, length));
                     frame.put(bytes);
+                }
+                Entry::Archived { table, row, bytes } => {
+                    frame.head(ARCHIVED, table.0)?;
+                    frame.put(&row.to_le_bytes());
+                    let length = u32::try_from(bytes.len()).map_err(|_| storage_error("journal", "row over 4 GiB"))?;
+                    frame.put(&length.to_le_bytes());
+                    frame.put(bytes);
+                    archived.push((table.0, *row));
                 }
                 Entry::Truncate { table, before } => {
                     frame.head(TRUNCATE, table.0)?;
@@ -546,11 +598,11 @@ impl Journal {
             .iter()
             .filter_map(|e| match e {
                 Entry::Truncate { table, before } => Some((table.0, *before)),
-                Entry::Row { .. } | Entry::Put { .. } | Entry::Delete { .. } => None,
+                Entry::Row { .. } | Entry::Archived { .. } | Entry::Put { .. } | Entry::Delete { .. } => None,
             })
             .collect();
         let rolled = rolled.map(|_| number);
-        Ok(Written { number, segment: writer.segment, rolled, rows, truncations, redo })
+        Ok(Written { number, segment: writer.segment, rolled, rows, archived, truncations, redo })
     }
 
     /// Make a written frame's rows visible and apply its truncations (after the group's fjall
@@ -558,9 +610,7 @@ impl Journal {
     pub(crate) fn publish(&self, written: Written) {
         let mut index = self.index.write();
         if let Some(first) = written.rolled {
-            let segment =
-                Segment { path: segment_path(&self.dir, first), rows_max: HashMap::new(), redo_frame_max: None };
-            index.segments.insert(first, segment);
+            index.segments.insert(first, Segment::new(segment_path(&self.dir, first)));
         }
         if written.redo {
             if let Some(segment) = index.segments.get_mut(&written.segment) {
@@ -576,30 +626,88 @@ impl Journal {
                 *row_max = (*row_max).max(row);
             }
         }
+        for (table, row) in written.archived {
+            let entry = index.tables.entry(table.to_string()).or_default();
+            note_archived(entry, row);
+            if let Some(segment) = index.segments.get_mut(&written.segment) {
+                segment.archived = true;
+            }
+        }
         for (table, before) in written.truncations {
             truncate(index.tables.entry(table.to_string()).or_default(), before);
         }
+        index.frames_visible_end = index.frames_visible_end.max(written.number + 1);
         let dead = index.take_dead_segments();
         drop(index);
         self.delete_in_background(dead);
     }
 
-    /// Unlink dead segments on a thread of their own (see the module docs, "Deleting rows").
-    fn delete_in_background(&self, dead: Vec<PathBuf>) {
+    /// Unlink dead segments, or move them to the archive, on a thread of their own (see the
+    /// module docs, "Deleting rows").
+    fn delete_in_background(&self, dead: Vec<DeadSegment>) {
         if dead.is_empty() {
             return;
         }
-        // A failed unlink leaves a dead segment behind, which the next start deletes.
-        let unlink = std::thread::Builder::new().name("dtenge-journal-unlink".into()).spawn(move || {
-            for path in dead {
-                let _ = std::fs::remove_file(path);
-            }
-        });
+        let archive = self.archive_dir();
+        // A failed unlink or move leaves a dead segment behind, which the next start retires.
+        let unlink = std::thread::Builder::new()
+            .name("dtenge-journal-unlink".into())
+            .spawn(move || drop(retire_segments(&archive, dead)));
         let mut unlinks = self.unlinks.lock();
         unlinks.retain(|thread| !thread.is_finished());
         if let Ok(thread) = unlink {
             unlinks.push(thread);
         }
+    }
+
+    fn archive_dir(&self) -> PathBuf {
+        self.dir.parent().map_or_else(|| PathBuf::from(ARCHIVE_FOLDER), |db| db.join(ARCHIVE_FOLDER))
+    }
+
+    /// Every archived row of `table` (see the module docs, "Archived rows"), in order: those
+    /// of the segments moved to the archive, then those of the live ones, each handed to `row`
+    /// with its number. Reads one segment at a time. Rows a concurrent commit has not
+    /// published are left out.
+    pub(crate) fn for_each_archived(&self, table: Table, mut row: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+        let archive = self.archive_dir();
+        // Listed live folder first: a segment moves only from it to the archive, atomically,
+        // so one that is not there any more is in the archive when that is listed after.
+        let mut firsts: BTreeMap<u64, ()> = BTreeMap::new();
+        for dir in [&self.dir, &archive] {
+            for first in segment_names(dir)? {
+                firsts.insert(first, ());
+            }
+        }
+        let visible_end = self.index.read().frames_visible_end;
+        let newest = firsts.keys().next_back().copied();
+        for first in firsts.into_keys() {
+            let file = match File::open(segment_path(&self.dir, first)) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => match File::open(segment_path(&archive, first)) {
+                    Ok(file) => file,
+                    // Unlinked meanwhile: it held no archived rows.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(storage_error("journal: open archived segment", e)),
+                },
+                Err(e) => return Err(storage_error("journal: open segment", e)),
+            };
+            let path = segment_path(&self.dir, first);
+            // The segment being written may end in a frame being written.
+            let Frames { bytes, frames, .. } = read_frames(&file, &path, Some(first) == newest)?;
+            for frame in frames.iter().filter(|f| f.number < visible_end) {
+                let start = frame.payload_offset as usize;
+                let payload = &bytes[start..start + frame.payload_bytes];
+                for_each_entry(payload, |kind, name, body| {
+                    let wanted = (kind == ARCHIVED || kind == ROW) && name == table.0;
+                    if !wanted {
+                        return Ok(());
+                    }
+                    let (number, bytes) = row_entry(body)?;
+                    row(number, bytes)
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// The rows of `table` numbered `from` or more, in order.
@@ -655,6 +763,8 @@ pub(crate) struct Written {
     segment: u64,
     rolled: Option<u64>,
     rows: Vec<(&'static str, u64, Location)>,
+    /// The archived rows' tables and numbers.
+    archived: Vec<(&'static str, u64)>,
     truncations: Vec<(&'static str, u64)>,
     /// The frame holds keyed writes to redo ([`FLAG_REDO`]).
     redo: bool,
@@ -667,6 +777,59 @@ fn truncate(table: &mut TableIndex, before: u64) {
     table.before = before;
     table.next = table.next.max(before);
     table.rows = table.rows.split_off(&before);
+}
+
+/// An archived row was written or recovered: the table is an archive from now on, and rows
+/// of it indexed before (written as [`ROW`] entries by a build before archives) are dropped
+/// from the index, so that they keep no segment alive.
+fn note_archived(table: &mut TableIndex, row: u64) {
+    if !table.archived {
+        table.archived = true;
+        table.rows.clear();
+    }
+    table.next = table.next.max(row + 1);
+}
+
+/// Delete dead segments, or move those holding archived rows into `archive` (made durable by
+/// an fsync of both folders).
+fn retire_segments(archive: &Path, dead: Vec<DeadSegment>) -> Result<()> {
+    let mut moved_from = None;
+    for segment in dead {
+        if !segment.archived {
+            std::fs::remove_file(&segment.path).map_err(|e| storage_error("journal: delete dead segment", e))?;
+            continue;
+        }
+        let name = segment.path.file_name().ok_or_else(|| storage_error("journal", "a segment without a name"))?;
+        std::fs::create_dir_all(archive).map_err(|e| storage_error("journal: create archive folder", e))?;
+        std::fs::rename(&segment.path, archive.join(name)).map_err(|e| storage_error("journal: archive segment", e))?;
+        moved_from = segment.path.parent().map(Path::to_path_buf);
+    }
+    if let Some(from) = moved_from {
+        for dir in [archive, from.as_path()] {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| storage_error("journal: sync folder", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The first frame numbers of the segment files in `dir` (none when it does not exist).
+fn segment_names(dir: &Path) -> Result<Vec<u64>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(storage_error("journal: list", e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| storage_error("journal: list", e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(first) = name.strip_suffix(".seg").and_then(|n| n.parse::<u64>().ok()) else {
+            return Err(storage_error("journal", format!("unexpected file {name:?} in {}", dir.display())));
+        };
+        names.push(first);
+    }
+    names.sort_unstable();
+    Ok(names)
 }
 
 fn segment_path(dir: &Path, first: u64) -> PathBuf {
@@ -880,6 +1043,56 @@ fn parse_frame(bytes: &[u8], position: usize) -> Option<(Frame, usize)> {
     Some((frame, start + length))
 }
 
+/// Hand each entry of a frame's payload to `entry`: its kind, its table's name and its body
+/// (what follows the name, up to the next entry).
+fn for_each_entry(payload: &[u8], mut entry: impl FnMut(u8, &str, &[u8]) -> Result<()>) -> Result<()> {
+    let corrupt = || storage_error("journal", "a frame whose checksum holds has a malformed entry");
+    let length_at = |at: usize| -> Result<usize> {
+        let bytes = payload.get(at..at + 4).ok_or_else(corrupt)?;
+        Ok(u32::from_le_bytes(bytes.try_into().map_err(|_| corrupt())?) as usize)
+    };
+    let mut position = 0usize;
+    // Bounded: every entry moves `position` past its kind and name at least.
+    while position < payload.len() {
+        let kind = payload[position];
+        let name_bytes = *payload.get(position + 1).ok_or_else(corrupt)? as usize;
+        let name_start = position + 2;
+        let name = payload.get(name_start..name_start + name_bytes).ok_or_else(corrupt)?;
+        let name = std::str::from_utf8(name).map_err(|_| corrupt())?;
+        let body = name_start + name_bytes;
+        let body_bytes = match kind {
+            ROW | ARCHIVED => 8 + 4 + length_at(body + 8)?,
+            TRUNCATE => 8,
+            STATE => 16,
+            PUT => {
+                let key_bytes = length_at(body)?;
+                4 + key_bytes + 4 + length_at(body + 4 + key_bytes)?
+            }
+            DELETE => 4 + length_at(body)?,
+            _ => return Err(corrupt()),
+        };
+        let body = payload.get(body..body + body_bytes).ok_or_else(corrupt)?;
+        entry(kind, name, body)?;
+        position = name_start + name_bytes + body_bytes;
+    }
+    Ok(())
+}
+
+/// A [`ROW`] or [`ARCHIVED`] entry's body: its row number and its bytes.
+fn row_entry(body: &[u8]) -> Result<(u64, &[u8])> {
+    let corrupt = || storage_error("journal", "a malformed row entry");
+    let (number, rest) = body.split_first_chunk::<8>().ok_or_else(corrupt)?;
+    let (_length, bytes) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
+    Ok((u64::from_le_bytes(*number), bytes))
+}
+
+/// The `[length u32][bytes]` at the start of `body`, and what follows it.
+fn length_prefixed(body: &[u8]) -> Result<(&[u8], &[u8])> {
+    let corrupt = || storage_error("journal", "a malformed keyed entry");
+    let (length, rest) = body.split_first_chunk::<4>().ok_or_else(corrupt)?;
+    rest.split_at_checked(u32::from_le_bytes(*length) as usize).ok_or_else(corrupt)
+}
+
 /// Apply a recovered frame's entries to the index; its keyed writes go to `redo` when given.
 fn apply_payload(
     index: &mut Index,
@@ -889,70 +1102,53 @@ fn apply_payload(
     payload: &[u8],
     mut redo: Option<&mut Vec<Redo>>,
 ) -> Result<()> {
-    let corrupt = || storage_error("journal", "a frame whose checksum holds has a malformed entry");
-    let mut position = 0usize;
-    while position < payload.len() {
-        let kind = payload[position];
-        let name_bytes = *payload.get(position + 1).ok_or_else(corrupt)? as usize;
-        let name_start = position + 2;
-        let name = payload.get(name_start..name_start + name_bytes).ok_or_else(corrupt)?;
-        let name = std::str::from_utf8(name).map_err(|_| corrupt())?.to_string();
-        let mut cursor = name_start + name_bytes;
-        let u64_at = |cursor: &mut usize| -> Result<u64> {
-            let value = payload.get(*cursor..*cursor + 8).ok_or_else(corrupt)?;
-            *cursor += 8;
-            Ok(u64::from_le_bytes(value.try_into().map_err(|_| corrupt())?))
-        };
-        let bytes_at = |cursor: &mut usize| -> Result<Vec<u8>> {
-            let length = payload.get(*cursor..*cursor + 4).ok_or_else(corrupt)?;
-            let length = u32::from_le_bytes(length.try_into().map_err(|_| corrupt())?) as usize;
-            let bytes = payload.get(*cursor + 4..*cursor + 4 + length).ok_or_else(corrupt)?;
-            *cursor += 4 + length;
-            Ok(bytes.to_vec())
-        };
+    let payload_start = payload.as_ptr() as usize;
+    for_each_entry(payload, |kind, name, body| {
         // Keyed writes are fjall's, not a log table's: kept only to redo.
         if kind == PUT || kind == DELETE {
-            let key = bytes_at(&mut cursor)?;
-            let value = if kind == PUT { Some(bytes_at(&mut cursor)?) } else { None };
             if let Some(redo) = redo.as_mut() {
-                redo.push(Redo { table: name, key, value });
+                let (key, rest) = length_prefixed(body)?;
+                let value = if kind == PUT { Some(length_prefixed(rest)?.0.to_vec()) } else { None };
+                redo.push(Redo { table: name.to_string(), key: key.to_vec(), value });
             }
-            position = cursor;
-            continue;
+            return Ok(());
         }
-        let table = index.tables.entry(name.clone()).or_default();
+        let table = index.tables.entry(name.to_string()).or_default();
         match kind {
             ROW => {
-                let row = u64_at(&mut cursor)?;
-                let length = payload.get(cursor..cursor + 4).ok_or_else(corrupt)?;
-                let length = u32::from_le_bytes(length.try_into().map_err(|_| corrupt())?);
-                cursor += 4;
-                if payload.len() < cursor + length as usize {
-                    return Err(corrupt());
-                }
-                let location = Location { file: file.clone(), offset: payload_offset + cursor as u64, bytes: length };
-                table.rows.insert(row, location);
+                let (row, bytes) = row_entry(body)?;
                 table.next = table.next.max(row + 1);
-                let row_max = segment.rows_max.entry(name).or_insert(row);
+                let row_max = segment.rows_max.entry(name.to_string()).or_insert(row);
                 *row_max = (*row_max).max(row);
-                cursor += length as usize;
+                // Rows of a table that is an archive by now are not indexed (see
+                // `note_archived`); those read before it turned out to be one are dropped at
+                // the end of the recovery.
+                if !table.archived {
+                    let offset = payload_offset + (bytes.as_ptr() as usize - payload_start) as u64;
+                    table.rows.insert(row, Location { file: file.clone(), offset, bytes: bytes.len() as u32 });
+                }
             }
-            TRUNCATE => {
-                let before = u64_at(&mut cursor)?;
-                table.before = table.before.max(before);
-                table.next = table.next.max(before);
+            ARCHIVED => {
+                let (row, _) = row_entry(body)?;
+                note_archived(table, row);
+                segment.archived = true;
             }
-            STATE => {
-                let next = u64_at(&mut cursor)?;
-                let before = u64_at(&mut cursor)?;
-                table.next = table.next.max(next);
-                table.before = table.before.max(before);
+            TRUNCATE | STATE => {
+                let (first, rest) = body.split_first_chunk::<8>().ok_or_else(|| storage_error("journal", "short"))?;
+                let first = u64::from_le_bytes(*first);
+                if kind == TRUNCATE {
+                    table.before = table.before.max(first);
+                    table.next = table.next.max(first);
+                } else {
+                    let before = rest.first_chunk::<8>().map(|b| u64::from_le_bytes(*b)).unwrap_or(0);
+                    table.next = table.next.max(first);
+                    table.before = table.before.max(before);
+                }
             }
-            _ => return Err(corrupt()),
+            _ => unreachable!("for_each_entry knows every kind"),
         }
-        position = cursor;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -1014,6 +1210,49 @@ mod tests {
         OpenOptions::new().append(true).open(&last).unwrap().write_all(&[0xAB; 7]).unwrap();
         let journal = Journal::open(dir.path(), None).unwrap();
         assert_eq!(rows(&journal, A), vec![(0, 1), (1, 4)]);
+    }
+
+    /// Issue 20: an archive's rows are written in the frames but keep no segment alive; dead
+    /// segments holding some move to the archive folder, where a start does not read them and
+    /// [`Journal::for_each_archived`] does. Rows a build before archives wrote as a log of the
+    /// same table become archived too.
+    #[test]
+    fn archived_rows_keep_no_segment_alive_and_read_back_from_the_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let archived = |row: u64, fill: u8| Entry::Archived { table: B, row, bytes: vec![fill; 1_000] };
+        let archive_rows = |journal: &Journal| {
+            let mut found = Vec::new();
+            journal
+                .for_each_archived(B, |number, bytes| {
+                    assert_eq!(bytes.len(), 1_000);
+                    found.push((number, bytes[0]));
+                    Ok(())
+                })
+                .unwrap();
+            found
+        };
+        let expected = |count: u8| (0..count).map(|n| (u64::from(n), 100 + n)).collect::<Vec<_>>();
+        {
+            let journal = Journal::open(dir.path(), None).unwrap();
+            write(&journal, &[row(A, 0, 0), row(B, 0, 100)], false);
+            for n in 1..12u8 {
+                write(&journal, &[row(A, u64::from(n), n), archived(u64::from(n), 100 + n)], false);
+            }
+            assert!(journal.segment_count() >= 3, "{} segments", journal.segment_count());
+            assert!(rows(&journal, B).is_empty(), "an archive's rows are not indexed");
+            assert_eq!(archive_rows(&journal), expected(12), "read from the live segments");
+            write(&journal, &[Entry::Truncate { table: A, before: 12 }], false);
+            assert_eq!(journal.segment_count(), 1, "the archive kept no segment alive");
+            assert_eq!(journal.next_row(B), 12);
+        }
+        let moved = std::fs::read_dir(dir.path().join(ARCHIVE_FOLDER)).unwrap().count();
+        assert!(moved >= 2, "{moved} segments moved to the archive");
+        assert_eq!(segment_files(dir.path()).len(), 1, "the live folder keeps the segment being written");
+        let journal = Journal::open(dir.path(), None).unwrap();
+        assert_eq!(journal.next_row(B), 12, "the numbering goes on from the state entries");
+        assert_eq!(archive_rows(&journal), expected(12));
+        write(&journal, &[archived(12, 112)], false);
+        assert_eq!(archive_rows(&journal), expected(13));
     }
 
     #[test]

@@ -48,7 +48,7 @@ mod log;
 pub mod retention;
 pub mod sim;
 pub use checkpoint::Checkpointed;
-pub use log::{LogTable, LOG_ROW_BYTES_MAX};
+pub use log::{ArchiveLog, LogTable, LOG_ROW_BYTES_MAX};
 pub use sim::{CrashMode, DiskStats, SimDisk};
 
 /// Most batches folded into one write transaction.
@@ -135,6 +135,8 @@ enum Op {
     Record {
         table: Table,
         record: Vec<u8>,
+        /// The table is an [`ArchiveLog`]: its rows are written but never indexed.
+        archived: bool,
     },
     /// Delete a log table's rows numbered below `before`.
     TruncateLog {
@@ -166,7 +168,7 @@ impl Op {
             Op::Put { table, key, value } => (table, Some(key), value),
             Op::Delete { table, key } => (table, Some(key), &Vec::new()),
             // A record is folded into a row whose key the committer assigns.
-            Op::Record { table, record } => (table, None, record),
+            Op::Record { table, record, .. } => (table, None, record),
             Op::TruncateLog { .. } | Op::TruncateLogHere { .. } => return Ok(()),
         };
         if let Some(key) = key {
@@ -212,7 +214,17 @@ impl WriteBatch {
     }
     /// Append a record to a log table (see [`LogTable`]).
     pub fn record(&mut self, table: LogTable, record: impl Into<Vec<u8>>) {
-        self.ops.push(Op::Record { table: table.table(), record: record.into() });
+        self.ops.push(Op::Record { table: table.table(), record: record.into(), archived: false });
+    }
+    /// Append a record to an archive (see [`ArchiveLog`]).
+    pub fn archive(&mut self, table: ArchiveLog, record: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Record { table: table.table(), record: record.into(), archived: true });
+    }
+    /// Append a record encoded with [`encode`] to an archive.
+    pub fn archive_value<T: Serialize>(&mut self, table: ArchiveLog, value: &T) -> Result<()> {
+        let bytes = encode(value)?;
+        self.archive(table, bytes);
+        Ok(())
     }
     /// Delete the rows of a log table numbered below `before` (see [`Store::log_next`]).
     pub fn truncate_log(&mut self, table: LogTable, before: u64) {
@@ -654,6 +666,36 @@ impl Store {
         }
     }
 
+    /// Every record of an archive, in the order they were committed, handed to `record` one
+    /// at a time: those of the segments the journal moved to its archive folder, then those
+    /// of the live ones (see [`ArchiveLog`]). Reads one segment at a time; for audits and
+    /// exports, not for running.
+    pub fn for_each_archived(&self, table: ArchiveLog, mut record: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let mut records = Vec::new();
+        let mut each_row = |_number: u64, row: &[u8]| -> Result<()> {
+            records.clear();
+            log::records_of(row, &mut records)?;
+            records.iter().try_for_each(|r| record(r))
+        };
+        match &self.engine {
+            Engine::Fjall(engine) => engine.shared.journal.for_each_archived(table.table(), each_row),
+            Engine::Simulated(engine) => {
+                engine.log_rows_from(table.table(), 0).iter().try_for_each(|row| each_row(0, row))
+            }
+        }
+    }
+
+    /// Every record of an archive, in order (see [`Store::for_each_archived`]): held in memory
+    /// at once, so for tests and small archives.
+    pub fn scan_archive(&self, table: ArchiveLog) -> Result<Vec<Vec<u8>>> {
+        let mut records = Vec::new();
+        self.for_each_archived(table, |record| {
+            records.push(record.to_vec());
+            Ok(())
+        })?;
+        Ok(records)
+    }
+
     /// How many rows (groups of records) a log table holds: truncation deletes rows.
     pub fn log_row_count(&self, table: LogTable) -> Result<u64> {
         match &self.engine {
@@ -870,9 +912,19 @@ fn write_all(shared: &Shared, jobs: &[Job], committer: &mut Committer) -> Result
     for (table, before) in log::truncations_here(all_ops(), &rows, &mut sequences, |t| shared.last_key(t))? {
         entries.push(journal::Entry::Truncate { table, before });
     }
+    let archives: Vec<Table> = all_ops()
+        .filter_map(|op| match op {
+            Op::Record { table, archived: true, .. } => Some(*table),
+            _ => None,
+        })
+        .collect();
     for (table, key, bytes) in rows {
         let row = u64::from_be_bytes(key.as_slice().try_into().map_err(|_| storage_error("commit", "row key"))?);
-        entries.push(journal::Entry::Row { table, row, bytes });
+        if archives.contains(&table) {
+            entries.push(journal::Entry::Archived { table, row, bytes });
+        } else {
+            entries.push(journal::Entry::Row { table, row, bytes });
+        }
     }
     // A group with keyed writes to redo always has a frame for them.
     let fsynced_by_fjall = keyed && !redo;
@@ -941,6 +993,36 @@ mod tests {
         assert_eq!(rows, vec![(b"b".to_vec(), b"2".to_vec()), (b"c".to_vec(), b"3".to_vec())]);
         // The lazily created table survived the reopen without being declared.
         assert_eq!(store.scan(Table("missing")).unwrap(), vec![(b"x".to_vec(), b"y".to_vec())]);
+    }
+
+    /// Issue 20: an archive's records read back in order, from fjall's store after a reopen
+    /// and from the simulated disk alike, and never as a log.
+    #[test]
+    fn archived_records_read_back_in_order() {
+        const ARCHIVE: ArchiveLog = ArchiveLog("archive");
+        let dir = tempfile::tempdir().unwrap();
+        let records = |count: u8| (0..count).map(|n| vec![n; 3]).collect::<Vec<_>>();
+        let simulated = Store::open_simulated(SimDisk::new(), &[ARCHIVE.table()]).unwrap();
+        {
+            let fjall = Store::open(&dir.path().join("db"), &[ARCHIVE.table()]).unwrap();
+            for store in [&fjall, &simulated] {
+                for n in 0..5u8 {
+                    let mut b = WriteBatch::new();
+                    b.archive(ARCHIVE, vec![n; 3]);
+                    b.put(T, vec![n], vec![n]);
+                    store.commit(b).unwrap();
+                }
+                assert_eq!(store.scan_archive(ARCHIVE).unwrap(), records(5));
+            }
+        }
+        let fjall = Store::open(&dir.path().join("db"), &[ARCHIVE.table()]).unwrap();
+        let mut b = WriteBatch::new();
+        b.archive_value(ARCHIVE, &[5u8; 3]).unwrap();
+        fjall.commit(b).unwrap();
+        let decoded: Vec<[u8; 3]> = fjall.scan_archive(ARCHIVE).unwrap().iter().map(|r| decode(r).unwrap()).collect();
+        assert_eq!(decoded.last(), Some(&[5u8; 3]));
+        assert_eq!(fjall.scan_archive(ARCHIVE).unwrap()[..5], records(5));
+        assert_eq!(fjall.log_row_count(LogTable(ARCHIVE.0)).unwrap(), 0, "not indexed as a log");
     }
 
     /// Issue 20: an account's newest history lines are read as a page from the greatest key

@@ -41,6 +41,23 @@ impl LogTable {
     }
 }
 
+/// An append-only table of records kept as evidence, never read back to run: a bank's signed
+/// transactions, a notary replica's envelopes. Written like a [`LogTable`] (folded rows, in
+/// the group's journal frame), but its rows are not indexed and never keep a journal segment
+/// alive: a segment whose other rows are all truncated moves to the store's archive folder,
+/// which a start does not read. Read back with [`crate::Store::for_each_archived`]. Why: a
+/// log that is never truncated kept every segment and a start read them all (issue 20). The
+/// name follows [`Table`]'s rules and must not be used for another table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ArchiveLog(pub &'static str);
+
+impl ArchiveLog {
+    /// The table the rows are named by (to declare it in [`crate::Store::open`]).
+    pub const fn table(self) -> Table {
+        Table(self.0)
+    }
+}
+
 /// The longest record a log table accepts: a row of just that record must fit in a value.
 pub(crate) const RECORD_BYTES_MAX: u64 = VALUE_BYTES_MAX - RECORD_LENGTH_BYTES as u64;
 
@@ -69,7 +86,7 @@ impl Sequences {
         let ops: Vec<&Op> = ops.collect();
         let mut open: Vec<(Table, Vec<u8>, usize)> = Vec::new();
         for op in &ops {
-            let Op::Record { table, record } = op else { continue };
+            let Op::Record { table, record, .. } = op else { continue };
             let bytes = RECORD_LENGTH_BYTES + record.len();
             match open.iter_mut().find(|(t, _, _)| t == table) {
                 Some((_, _, left)) => *left += bytes,
@@ -78,7 +95,7 @@ impl Sequences {
         }
         let mut rows = Vec::new();
         for op in ops {
-            let Op::Record { table, record } = op else { continue };
+            let Op::Record { table, record, .. } = op else { continue };
             let (_, row, left) = open.iter_mut().find(|(t, _, _)| t == table).expect("every table was counted");
             let full = push_record(row, record, *left)?;
             *left -= RECORD_LENGTH_BYTES + record.len();
@@ -192,7 +209,7 @@ mod tests {
     const M: LogTable = LogTable("m");
 
     fn record(table: LogTable, bytes: &[u8]) -> Op {
-        Op::Record { table: table.table(), record: bytes.to_vec() }
+        Op::Record { table: table.table(), record: bytes.to_vec(), archived: false }
     }
 
     #[test]
