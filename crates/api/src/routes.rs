@@ -903,7 +903,7 @@ pub struct TxStatus {
 async fn tx_status(State(app): State<App>, P(tx_id): P<String>) -> Response {
     read(app, move |n| {
         let tx_id = TxId(dtenge_core::crypto::Hash32::from_hex(&tx_id)?);
-        Ok(TxStatus { tx_id, committed: n.is_committed(&tx_id) })
+        Ok(TxStatus { tx_id, committed: n.is_committed(&tx_id)? })
     })
     .await
 }

@@ -120,7 +120,7 @@ fn the_nbk_credits_emits_and_redeems_and_clients_convert_each_once_per_key() {
     assert_eq!(posting.reference, emission.tx_id.to_string());
     assert_eq!(platform.emission(Some(&idem("emit-1", 1)), "steppe", amount(500_000_00)).unwrap(), emission);
     assert_eq!(dt(&platform, "steppe", OWN_ACCOUNT), 500_000_00);
-    assert!(platform.is_committed(&emission.tx_id));
+    assert!(platform.is_committed(&emission.tx_id).unwrap());
     let too_much = platform.emission(None, "steppe", amount(500_000_01)).unwrap_err();
     assert_eq!(too_much.code, ErrorCode::InsufficientFunds);
     assert_eq!(platform.emission(None, "steppe", amount(0)).unwrap_err().code, ErrorCode::MalformedInput);
@@ -392,7 +392,7 @@ fn transfers_registries_and_client_signed_transfers_pay_across_banks_once_per_ke
     assert_eq!((receipt.tx_id, receipt.purpose, receipt.amount_tiyn), (tx.id(), Purpose::Payment, tiyn(300_00)));
     assert_eq!(receipt.from.as_ref().unwrap().client_id, dana);
     assert_eq!(receipt.to.as_ref().unwrap().client_id, bolat);
-    assert!(platform.is_committed(&tx.id()));
+    assert!(platform.is_committed(&tx.id()).unwrap());
     // The same transaction again (its answer was lost): the same transaction, paid once.
     assert_eq!(platform.submit(None, "tulpar", tx.clone()).unwrap().tx_id, tx.id());
     assert_eq!(platform.submit(Some(&idem("s-1", 1)), "tulpar", tx.clone()).unwrap().tx_id, tx.id());

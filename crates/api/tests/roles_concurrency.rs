@@ -203,11 +203,11 @@ fn racing_submissions_of_one_token_commit_exactly_once() {
                 Ok(receipt) => {
                     assert_eq!(receipt.tx_id, txs[i].id(), "{context}");
                     assert_eq!(receipt.amount_tiyn.tiyn(), paid_of(i), "{context}");
-                    assert!(platform.is_committed(&txs[i].id()), "{context}: the winner is committed");
+                    assert!(platform.is_committed(&txs[i].id()).unwrap(), "{context}: the winner is committed");
                 }
                 Err(e) => {
                     assert_eq!(e.code, ErrorCode::DoubleSpend, "{context}: racer {i} failed otherwise: {e}");
-                    assert!(!platform.is_committed(&txs[i].id()), "{context}: loser {i} is committed");
+                    assert!(!platform.is_committed(&txs[i].id()).unwrap(), "{context}: loser {i} is committed");
                 }
             }
         }
@@ -602,7 +602,7 @@ fn the_pipeline_settles_a_flood_in_batches_and_refuses_what_it_must() {
             ("bad signature", Err(e)) => assert_eq!(e.code, ErrorCode::InvalidSignature, "{e}"),
             (kind, result) => panic!("{kind}: unexpected {result:?}"),
         }
-        assert_eq!(platform.is_committed(&tx.id()), *kind == "valid" || *kind == "again");
+        assert_eq!(platform.is_committed(&tx.id()).unwrap(), *kind == "valid" || *kind == "again");
     }
     assert_eq!(committed, PAYERS);
     assert_eq!(dt(&platform, &payee), payee_before + 50_000 * u64::from(PAYERS));
@@ -687,7 +687,7 @@ fn bad_signatures_are_found_wherever_they_sit_in_a_chunk() {
                 assert_eq!(e.code, ErrorCode::InvalidSignature, "{e}");
             }
         }
-        assert_eq!(platform.is_committed(&ids[n]), !bad.contains(&n));
+        assert_eq!(platform.is_committed(&ids[n]).unwrap(), !bad.contains(&n));
     }
     // The payee banks with Tulpar: credited from Steppe's deliveries, after the answers.
     platform.assembly().settle(std::time::Duration::from_secs(30)).unwrap();

@@ -390,7 +390,7 @@ fn a_bank_restarted_with_a_batch_at_the_notary_recovers_it_from_its_outbox() {
     // The notary commits; the bank dies before the answer arrives.
     c.net.down(RoleId::Bank("steppe".into()));
     c.run(50);
-    assert!(c.notary.as_ref().unwrap().notary().is_committed(&tx.id()));
+    assert!(c.notary.as_ref().unwrap().is_committed(&tx.id()).unwrap());
     c.restart_bank("steppe");
     assert_eq!(c.banks["steppe"].outstanding().0, 1, "the batch is still in the outbox");
     // The client, which never heard back, asks again: it joins the batch in flight.

@@ -50,7 +50,7 @@ fn a_redemption_destroys_the_banks_dt_credits_its_correspondent_account_and_ente
         (EntryKind::Redemption, tiyn(100_000), committed.tx_id, 1)
     );
     assert_eq!(last.certificate_seq, committed.seq);
-    assert!(c.notary().notary().is_committed(&committed.tx_id));
+    assert!(c.notary().is_committed(&committed.tx_id).unwrap());
     assert_eq!(c.bank_reserved_tiyn(), 0);
     c.assert_invariants();
 }
@@ -99,7 +99,7 @@ fn a_late_copy_of_a_refused_request_is_refused_again_after_the_block_is_lifted()
     assert!(refusals.len() >= 2, "each copy was answered");
     assert!(refusals.iter().all(|r| r.tx_id == tx.id() && r.refused.code == ErrorCode::BankBlocked));
     assert_eq!(c.central().dt_liability(), tiyn(50_000), "nothing redeemed");
-    assert!(!c.notary().notary().is_committed(&tx.id()));
+    assert!(!c.notary().is_committed(&tx.id()).unwrap());
     c.assert_invariants();
 }
 

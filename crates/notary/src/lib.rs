@@ -41,12 +41,20 @@ pub const SHARDS: usize = 256;
 /// The unspent set: a log of spends (inputs and outputs of each) and checkpoints of the set.
 pub const UNSPENT: Checkpointed =
     Checkpointed { log: LogTable("notary_unspent_log"), items: Table("notary_unspent_checkpoint") };
-/// The ids of the transactions the notary decided for good, committed or refused, keyed
-/// `[certificate number u64 BE][tx id]` with one byte of value ([`TX_COMMITTED`] or
-/// [`TX_ABORTED`]): what a resubmission is answered from. Keyed rows, so that fjall compacts
-/// them (in about key order, since certificate numbers only grow) and they pin no journal
-/// segment. Until 2026-12-08 they were the logs [`COMMITTED_LOG`] and [`ABORTED_LOG`], never
-/// truncated: every journal segment stayed on disk and was read at every start (issue 20).
+/// The ids of the transactions the notary committed, keyed by the id, with the number of the
+/// certificate that answered each (`u64` big-endian): what a resubmission is answered from
+/// once its id has left memory (see [`COMMITTED_IN_MEMORY_MAX`]). Never read whole: a start
+/// reads none of it, a lookup reads one row (issue 20: every committed id was held in memory
+/// and read at every start).
+pub const COMMITTED_TABLE: Table = Table("notary_committed");
+/// The ids of the transactions refused for good (see [`TX_ABORTED`]), keyed by the id, with
+/// the certificate number the refusal was written under: all held in memory, read at start.
+/// A refusal for good happens only while an operator blocks a sender, so they are few.
+pub const ABORTED_TABLE: Table = Table("notary_aborted");
+/// Where decided ids were on 2026-12-08, keyed `[certificate u64 BE][tx id]` with one byte of
+/// value ([`TX_COMMITTED`] or [`TX_ABORTED`]): moved to [`COMMITTED_TABLE`] and
+/// [`ABORTED_TABLE`] at the first start ([`migrate_tx_logs`]). Keyed by certificate, a
+/// resubmission could not be looked up by its id.
 pub const TXS_TABLE: Table = Table("notary_txs");
 /// A committed transaction's value in [`TXS_TABLE`].
 pub const TX_COMMITTED: u8 = 0;
@@ -54,12 +62,32 @@ pub const TX_COMMITTED: u8 = 0;
 /// blocked): refused for good, so that a copy the network delivers later, after the block is
 /// lifted, cannot commit what the sender already dropped.
 pub const TX_ABORTED: u8 = 1;
-/// Where committed ids were until 2026-12-08; moved to [`TXS_TABLE`] at the first start.
+/// Where committed ids were until 2026-12-08; moved at the first start.
 pub const COMMITTED_LOG: LogTable = LogTable("notary_committed_log");
-/// Where refused-for-good ids were until 2026-12-08; moved to [`TXS_TABLE`] at the first start.
+/// Where refused-for-good ids were until 2026-12-08; moved at the first start.
 pub const ABORTED_LOG: LogTable = LogTable("notary_aborted_log");
-pub const TABLES: [Table; 5] =
-    [UNSPENT.tables()[0], UNSPENT.tables()[1], TXS_TABLE, COMMITTED_LOG.table(), ABORTED_LOG.table()];
+pub const TABLES: [Table; 7] = [
+    UNSPENT.tables()[0],
+    UNSPENT.tables()[1],
+    COMMITTED_TABLE,
+    ABORTED_TABLE,
+    TXS_TABLE,
+    COMMITTED_LOG.table(),
+    ABORTED_LOG.table(),
+];
+/// Most committed transaction ids a notary that looks the older ones up
+/// ([`Notary::windowed`]) holds in memory: two generations per shard of
+/// `COMMITTED_IN_MEMORY_MAX / (2 × SHARDS)` each; when a shard's newer generation fills, the
+/// older is forgotten. Why a window at all: a resubmission is a bank retrying after a lost
+/// answer, seconds later, and answering it from memory saves a read under the notary's locks;
+/// every other spend never needs a committed id (its inputs are unspent, so it was never
+/// committed). At about 60 bytes each, 2^20 ids are about 64 MB (issue 20: 3.66 million ids
+/// after 30 minutes at 2,000 payments/s, growing without bound).
+pub const COMMITTED_IN_MEMORY_MAX: usize = 1 << 20;
+/// The same bound under the simulator, so small that its runs forget ids and look them up.
+pub const COMMITTED_IN_MEMORY_MAX_SIMULATED: usize = 2 * SHARDS * 2;
+/// Rows moved from [`TXS_TABLE`] per commit at a start.
+const MIGRATE_ROWS_PER_COMMIT: usize = 4_096;
 /// Bytes of a token id in a change record or a checkpoint item.
 const TOKEN_BYTES: usize = 32;
 
@@ -112,7 +140,15 @@ struct Shard {
     /// their transaction is durable (a checkpoint dumps them). A few per shard at a time (a
     /// batch's inputs over 256 shards), so a vector: cheaper than hashing each twice.
     pending_inputs: Vec<TokenId>,
+    /// Pending transactions, and the newer generation of committed ones.
     txs: dtenge_core::hash::Map<TxId, TxState>,
+    /// Committed ids in `txs` (the newer generation's size).
+    committed_newer: usize,
+    /// The older generation of committed ids (see [`COMMITTED_IN_MEMORY_MAX`]).
+    committed_older: dtenge_core::hash::Set<TxId>,
+    /// Transactions refused for good: all of them, never forgotten (a later copy of one
+    /// would otherwise spend inputs that are still unspent).
+    aborted: dtenge_core::hash::Set<TxId>,
 }
 
 impl Shard {
@@ -134,6 +170,40 @@ impl Shard {
         self.unspent_hash = hash.0;
     }
 
+    /// What the shard remembers of a transaction.
+    fn state(&self, tx_id: &TxId) -> Option<TxState> {
+        if let Some(state) = self.txs.get(tx_id) {
+            return Some(*state);
+        }
+        if self.committed_older.contains(tx_id) {
+            return Some(TxState::Committed);
+        }
+        self.aborted.contains(tx_id).then_some(TxState::Aborted)
+    }
+
+    /// Record a commit; when the newer generation holds `generation_max` committed ids, it
+    /// becomes the older one and the older one is forgotten.
+    fn note_committed(&mut self, tx_id: TxId, generation_max: usize) {
+        let previous = self.txs.insert(tx_id, TxState::Committed);
+        debug_assert!(previous.is_none_or(|p| p == TxState::Pending));
+        self.committed_newer += 1;
+        if self.committed_newer < generation_max {
+            return;
+        }
+        // Bounded: one pass over a generation, once per generation.
+        let mut older = dtenge_core::hash::Set::default();
+        self.txs.retain(|tx, state| {
+            let keep = *state != TxState::Committed;
+            if !keep {
+                older.insert(*tx);
+            }
+            keep
+        });
+        assert_eq!(older.len(), self.committed_newer, "the newer generation counted its ids");
+        self.committed_older = older;
+        self.committed_newer = 0;
+    }
+
     /// Forget a pending input (its transaction committed or was reverted).
     fn take_pending_input(&mut self, input: &TokenId) -> bool {
         match self.pending_inputs.iter().position(|pending| pending == input) {
@@ -149,6 +219,10 @@ impl Shard {
 /// The notary state machine.
 pub struct Notary {
     shards: Vec<Mutex<Shard>>,
+    /// Committed ids per shard and generation (see [`COMMITTED_IN_MEMORY_MAX`]); `usize::MAX`
+    /// for a notary that holds them all (a replica of the replicated notary, whose snapshots
+    /// carry them).
+    generation_max: usize,
 }
 
 impl Default for Notary {
@@ -162,8 +236,17 @@ fn tx_shard(tx_id: &TxId) -> usize {
 }
 
 impl Notary {
+    /// A notary that holds every decided id in memory (a replica of the replicated notary,
+    /// whose snapshots carry them).
     pub fn new() -> Notary {
-        Notary { shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect() }
+        Notary { shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(), generation_max: usize::MAX }
+    }
+
+    /// A notary that holds at most `committed_max` committed ids in memory (see
+    /// [`COMMITTED_IN_MEMORY_MAX`]): its caller looks the older ones up ([`AllShards::spend`]).
+    pub fn windowed(committed_max: usize) -> Notary {
+        assert!(committed_max >= 2 * SHARDS, "at least one id per shard and generation");
+        Notary { generation_max: committed_max / (2 * SHARDS), ..Notary::new() }
     }
 
     /// Rebuild from persisted state.
@@ -173,7 +256,7 @@ impl Notary {
             notary.shards[usize::from(id.shard())].lock().add_unspent(id);
         }
         for tx in committed {
-            notary.shards[tx_shard(&tx)].lock().txs.insert(tx, TxState::Committed);
+            notary.shards[tx_shard(&tx)].lock().note_committed(tx, notary.generation_max);
         }
         notary
     }
@@ -203,25 +286,19 @@ impl Notary {
             unspent.extend(outputs);
         }
         migrate_tx_logs(store)?;
-        // Keyed rows, without a checksum of the store's own: one that does not parse is
-        // corrupt storage, and the notary does not open.
-        let mut committed = Vec::new();
-        let mut aborted = Vec::new();
-        for (key, value) in store.scan(TXS_TABLE)? {
-            let tx = tx_of_key(&key)
-                .ok_or_else(|| Error::storage(format!("notary_txs: a key of {} bytes, not 40", key.len())))?;
-            match value.as_slice() {
-                [TX_COMMITTED] => committed.push(tx),
-                [TX_ABORTED] => aborted.push(tx),
-                _ => return Err(Error::storage(format!("notary_txs: the value of {tx} is not a decision"))),
-            }
+        let committed_max =
+            if store.is_simulated() { COMMITTED_IN_MEMORY_MAX_SIMULATED } else { COMMITTED_IN_MEMORY_MAX };
+        let notary = Notary::windowed(committed_max);
+        for id in unspent {
+            notary.shards[usize::from(id.shard())].lock().add_unspent(id);
         }
-        let notary = Notary::restore(unspent, committed);
-        for tx in aborted {
-            let previous = notary.shards[tx_shard(&tx)].lock().txs.insert(tx, TxState::Aborted);
-            if previous.is_some() {
-                return Err(Error::storage(format!("notary_txs: {tx} is both committed and aborted")));
-            }
+        // Keyed rows, without a checksum of the store's own: one that does not parse is
+        // corrupt storage, and the notary does not open. Committed ids are not read: a
+        // resubmission of one looks it up.
+        for (key, _) in store.scan(ABORTED_TABLE)? {
+            let tx = tx_of_id(&key)
+                .ok_or_else(|| Error::storage(format!("notary_aborted: a key of {} bytes, not 32", key.len())))?;
+            notary.shards[tx_shard(&tx)].lock().aborted.insert(tx);
         }
         Ok((notary, loaded.changes.len()))
     }
@@ -246,7 +323,7 @@ impl Notary {
         indices.sort_unstable();
         indices.dedup();
         let guards = indices.iter().map(|&i| (i, self.shards[i].lock())).collect();
-        Locked { guards }
+        Locked { guards, generation_max: self.generation_max }
     }
 
     /// Atomically check that every input is unspent and every output new, then spend.
@@ -258,12 +335,18 @@ impl Notary {
     /// `certificate` is the number of the certificate that answers it: its row's key.
     pub fn writes(request: &SpendRequest<'_>, certificate: u64, batch: &mut WriteBatch) {
         batch.record(UNSPENT.log, change_record(request));
-        batch.put(TXS_TABLE, tx_key(certificate, &request.tx_id), vec![TX_COMMITTED]);
+        batch.put(COMMITTED_TABLE, request.tx_id.0 .0.to_vec(), certificate.to_be_bytes().to_vec());
     }
 
     /// The durable record of an abort.
     pub fn abort_writes(tx_id: &TxId, certificate: u64, batch: &mut WriteBatch) {
-        batch.put(TXS_TABLE, tx_key(certificate, tx_id), vec![TX_ABORTED]);
+        batch.put(ABORTED_TABLE, tx_id.0 .0.to_vec(), certificate.to_be_bytes().to_vec());
+    }
+
+    /// Did the notary whose store this is commit `tx_id`? One keyed read: how a windowed
+    /// notary answers a resubmission of an id it no longer holds ([`AllShards::spend`]).
+    pub fn committed_in(store: &dtenge_store::Store, tx_id: &TxId) -> Result<bool> {
+        Ok(store.get(COMMITTED_TABLE, &tx_id.0 .0)?.is_some())
     }
 
     /// The spend is durable: its outputs become spendable and it answers "committed" to
@@ -284,15 +367,19 @@ impl Notary {
     /// 512 cost a hundredth of that. Everyone else waits while the guard lives, so hold it for
     /// one pass over a batch, not across its durable commit.
     pub fn lock_all(&self) -> AllShards<'_> {
-        AllShards { guards: self.shards.iter().map(|shard| shard.lock()).collect() }
+        AllShards {
+            guards: self.shards.iter().map(|shard| shard.lock()).collect(),
+            generation_max: self.generation_max,
+        }
     }
 
     pub fn is_unspent(&self, token: &TokenId) -> bool {
         self.shards[usize::from(token.shard())].lock().unspent.contains(token)
     }
 
+    /// Is `tx_id` committed, as far as memory holds (a windowed notary forgets old ids)?
     pub fn is_committed(&self, tx_id: &TxId) -> bool {
-        self.shards[tx_shard(tx_id)].lock().txs.get(tx_id) == Some(&TxState::Committed)
+        self.shards[tx_shard(tx_id)].lock().state(tx_id) == Some(TxState::Committed)
     }
 
     /// Size of the unspent set (locks shards one at a time: a moment's view).
@@ -300,11 +387,17 @@ impl Notary {
         self.shards.iter().map(|s| s.lock().unspent.len()).sum()
     }
 
-    /// Transaction ids held in memory: committed, refused for good, or pending (locks shards
-    /// one at a time: a moment's view). Every committed id is held, so this grows with the
-    /// payments (`docs/ARCHITECTURE.md`, "Steady state").
+    /// Transaction ids held in memory: committed (at most [`COMMITTED_IN_MEMORY_MAX`] in a
+    /// windowed notary), refused for good, or pending (locks shards one at a time: a moment's
+    /// view; `docs/ARCHITECTURE.md`, "Steady state").
     pub fn transactions_held(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().txs.len()).sum()
+        self.shards
+            .iter()
+            .map(|s| {
+                let shard = s.lock();
+                shard.txs.len() + shard.committed_older.len() + shard.aborted.len()
+            })
+            .sum()
     }
 
     /// The set hash of the unspent token ids ([`TokenId::toggle_in`]), kept as they come and
@@ -329,10 +422,12 @@ impl Notary {
             for (tx, state) in &shard.txs {
                 match state {
                     TxState::Committed => committed.push(*tx),
-                    TxState::Aborted => aborted.push(*tx),
+                    TxState::Aborted => unreachable!("refusals for good are kept apart"),
                     TxState::Pending => unreachable!("no spend is pending"),
                 }
             }
+            committed.extend(shard.committed_older.iter().copied());
+            aborted.extend(shard.aborted.iter().copied());
         }
         (committed, aborted)
     }
@@ -348,10 +443,12 @@ impl Notary {
             for (tx, state) in &shard.txs {
                 match state {
                     TxState::Committed => committed.push(*tx),
-                    TxState::Aborted => aborted.push(*tx),
+                    TxState::Aborted => unreachable!("refusals for good are kept apart"),
                     TxState::Pending => {}
                 }
             }
+            committed.extend(shard.committed_older.iter().copied());
+            aborted.extend(shard.aborted.iter().copied());
         }
         (unspent, committed, aborted)
     }
@@ -364,8 +461,9 @@ impl Notary {
     ) -> Notary {
         let notary = Notary::restore(unspent, committed);
         for tx in aborted {
-            let previous = notary.shards[tx_shard(&tx)].lock().txs.insert(tx, TxState::Aborted);
-            assert_eq!(previous, None, "a transaction is committed or aborted, never both");
+            let mut shard = notary.shards[tx_shard(&tx)].lock();
+            assert_eq!(shard.state(&tx), None, "a transaction is committed or aborted, never both");
+            shard.aborted.insert(tx);
         }
         notary
     }
@@ -384,10 +482,14 @@ impl Notary {
 trait Shards {
     /// The shard `index`, which the caller holds.
     fn shard(&mut self, index: usize) -> &mut Shard;
+
+    /// Committed ids per shard and generation ([`Notary::generation_max`]).
+    fn generation_max(&self) -> usize;
 }
 
 struct Locked<'a> {
     guards: Vec<(usize, MutexGuard<'a, Shard>)>,
+    generation_max: usize,
 }
 
 impl Shards for Locked<'_> {
@@ -398,34 +500,50 @@ impl Shards for Locked<'_> {
             .unwrap_or_else(|_| unreachable!("shard {index} was locked for this request"));
         &mut self.guards[position].1
     }
+
+    fn generation_max(&self) -> usize {
+        self.generation_max
+    }
 }
 
 /// The notary with every shard locked ([`Notary::lock_all`]): the same spend, finalize and
 /// revert as [`Notary`]'s, without locking per request.
 pub struct AllShards<'a> {
     guards: Vec<MutexGuard<'a, Shard>>,
+    generation_max: usize,
 }
 
 impl Shards for AllShards<'_> {
     fn shard(&mut self, index: usize) -> &mut Shard {
         &mut self.guards[index]
     }
+
+    fn generation_max(&self) -> usize {
+        self.generation_max
+    }
 }
 
 impl AllShards<'_> {
     /// Is this transaction committed (not merely pending)?
     pub fn is_committed(&mut self, tx_id: &TxId) -> bool {
-        self.shard(tx_shard(tx_id)).txs.get(tx_id) == Some(&TxState::Committed)
+        self.shard(tx_shard(tx_id)).state(tx_id) == Some(TxState::Committed)
+    }
+
+    /// Does memory hold anything of `tx_id` (pending, committed or refused for good)? When
+    /// not, a windowed notary may have forgotten its commit.
+    pub fn knows(&mut self, tx_id: &TxId) -> bool {
+        self.shard(tx_shard(tx_id)).state(tx_id).is_some()
     }
 
     /// Refuse `tx_id` for good: `false` if it is committed, pending or aborted already (then
-    /// nothing changes). Persist [`Notary::abort_writes`] before answering.
+    /// nothing changes). Persist [`Notary::abort_writes`] before answering. (A windowed
+    /// notary's caller has looked up a commit it forgot first.)
     pub fn abort(&mut self, tx_id: &TxId) -> bool {
-        let txs = &mut self.shard(tx_shard(tx_id)).txs;
-        if txs.contains_key(tx_id) {
+        let shard = self.shard(tx_shard(tx_id));
+        if shard.state(tx_id).is_some() {
             return false;
         }
-        txs.insert(*tx_id, TxState::Aborted);
+        shard.aborted.insert(*tx_id);
         true
     }
 
@@ -448,7 +566,7 @@ impl AllShards<'_> {
 /// Check that every input is unspent and every output new, then spend (in `shards`, which
 /// hold every shard the request touches).
 fn spend_in(shards: &mut impl Shards, request: SpendRequest<'_>) -> Result<Spend> {
-    match shards.shard(tx_shard(&request.tx_id)).txs.get(&request.tx_id) {
+    match shards.shard(tx_shard(&request.tx_id)).state(&request.tx_id) {
         Some(TxState::Committed) => return Ok(Spend::AlreadyCommitted),
         Some(TxState::Aborted) => {
             return Err(Error::new(
@@ -505,8 +623,10 @@ fn finalize_in(shards: &mut impl Shards, request: SpendRequest<'_>) {
         debug_assert!(was_pending);
         shard.add_unspent(*output);
     }
-    let previous = shards.shard(tx_shard(&request.tx_id)).txs.insert(request.tx_id, TxState::Committed);
-    debug_assert_eq!(previous, Some(TxState::Pending));
+    let generation_max = shards.generation_max();
+    let shard = shards.shard(tx_shard(&request.tx_id));
+    debug_assert_eq!(shard.txs.get(&request.tx_id), Some(&TxState::Pending));
+    shard.note_committed(request.tx_id, generation_max);
 }
 
 fn revert_in(shards: &mut impl Shards, request: SpendRequest<'_>) {
@@ -556,36 +676,64 @@ fn change_of(record: &[u8]) -> (Vec<TokenId>, Vec<TokenId>) {
     (inputs, outputs)
 }
 
-/// A decided transaction's key in [`TXS_TABLE`]: the certificate's number, then its id.
+/// A decided transaction's key in [`TXS_TABLE`] (2026-12-08): the certificate's number, then its id.
 pub fn tx_key(certificate: u64, tx_id: &TxId) -> Vec<u8> {
     [&certificate.to_be_bytes()[..], &tx_id.0 .0[..]].concat()
 }
 
-/// The id in a key of [`TXS_TABLE`]; `None` for a key of another length.
-fn tx_of_key(key: &[u8]) -> Option<TxId> {
-    let bytes: [u8; 32] = key.get(8..)?.try_into().ok().filter(|_| key.len() == 40)?;
+/// The certificate number and the id of a key of [`TXS_TABLE`]; `None` for a key of another length.
+fn tx_of_key(key: &[u8]) -> Option<(u64, TxId)> {
+    let (certificate, id) = key.split_first_chunk::<8>()?;
+    let id = tx_of_id(id)?;
+    Some((u64::from_be_bytes(*certificate), id))
+}
+
+/// The id a key of [`COMMITTED_TABLE`] or [`ABORTED_TABLE`] is; `None` for one of another length.
+fn tx_of_id(key: &[u8]) -> Option<TxId> {
+    let bytes: [u8; 32] = key.try_into().ok()?;
     Some(TxId(dtenge_core::crypto::Hash32(bytes)))
 }
 
 /// A decided transaction's id as the logs before 2026-12-08 held it. From the checksummed
 /// journal, like change records: another length is a programmer error.
 fn tx_of(record: &[u8]) -> TxId {
-    let bytes: [u8; 32] = record.try_into().expect("a committed-transaction record is a 32-byte id");
-    TxId(dtenge_core::crypto::Hash32(bytes))
+    tx_of_id(record).expect("a committed-transaction record is a 32-byte id")
 }
 
-/// Move the ids a store keeps in [`COMMITTED_LOG`] and [`ABORTED_LOG`] (a build before
-/// 2026-12-08) to [`TXS_TABLE`], keyed under certificate 0 (their number was not logged), and
-/// empty the logs; the ids moved. A piece at a time (`Store::move_log`): a move cut short by a
-/// crash goes on at the next start.
+/// Move the decided ids a store keeps where earlier builds wrote them, [`COMMITTED_LOG`] and
+/// [`ABORTED_LOG`] (before 2026-12-08, under certificate 0: their number was not logged) and
+/// [`TXS_TABLE`] (2026-12-08), to [`COMMITTED_TABLE`] and [`ABORTED_TABLE`]; the ids moved. A
+/// piece at a time, each piece's puts and deletions in one commit: a move cut short by a crash
+/// goes on at the next start.
 pub fn migrate_tx_logs(store: &dtenge_store::Store) -> Result<u64> {
     let mut moved = 0;
-    for (log, decision) in [(COMMITTED_LOG, TX_COMMITTED), (ABORTED_LOG, TX_ABORTED)] {
+    for (log, table) in [(COMMITTED_LOG, COMMITTED_TABLE), (ABORTED_LOG, ABORTED_TABLE)] {
         if store.log_row_count(log)? > 0 {
-            moved += store.move_log(log, TXS_TABLE, |record| Ok((tx_key(0, &tx_of(record)), vec![decision])))?;
+            moved +=
+                store.move_log(log, table, |record| Ok((tx_of(record).0 .0.to_vec(), 0u64.to_be_bytes().to_vec())))?;
         }
     }
-    Ok(moved)
+    // Bounded: every piece deletes the rows it read, and nothing writes the table any more.
+    loop {
+        let rows = store.scan_first(TXS_TABLE, MIGRATE_ROWS_PER_COMMIT)?;
+        if rows.is_empty() {
+            return Ok(moved);
+        }
+        let mut batch = WriteBatch::new();
+        for (key, value) in rows {
+            let (certificate, tx) = tx_of_key(&key)
+                .ok_or_else(|| Error::storage(format!("notary_txs: a key of {} bytes, not 40", key.len())))?;
+            let table = match value.as_slice() {
+                [TX_COMMITTED] => COMMITTED_TABLE,
+                [TX_ABORTED] => ABORTED_TABLE,
+                _ => return Err(Error::storage(format!("notary_txs: the value of {tx} is not a decision"))),
+            };
+            batch.put(table, tx.0 .0.to_vec(), certificate.to_be_bytes().to_vec());
+            batch.delete(TXS_TABLE, key);
+            moved += 1;
+        }
+        store.commit(batch)?;
+    }
 }
 
 #[cfg(test)]
@@ -740,37 +888,53 @@ mod tests {
         assert_eq!(reopened.unspent(), notary.unspent());
         let expected: HashSet<TokenId> = ids(3..10).into_iter().chain([token(101), token(102), token(103)]).collect();
         assert_eq!(reopened.unspent(), expected);
-        assert!((0..4).all(|n| reopened.is_committed(&tx(n))));
+        // Committed ids are not read at a start: a resubmission looks one up.
+        assert_eq!(reopened.transactions_held(), 0);
+        assert!((0..4).all(|n| Notary::committed_in(&store, &tx(n)).unwrap()));
         let request = SpendRequest { tx_id: tx(4), inputs: &ids(0..2), outputs: &ids(200..203) };
         assert_eq!(change_of(&change_record(&request)), (ids(0..2), ids(200..203)), "read back as written");
         let _ = Hash32([0; 32]);
     }
 
-    /// Issue 20: decided ids are keyed rows read back at start; a store of the build before
-    /// has its committed and aborted logs moved to them, and a row that does not parse
-    /// refuses to open with `STORAGE_FAILURE`.
+    /// Issue 20: committed ids are keyed by id and looked up, never read at start; refusals
+    /// for good are read back whole. A store of the builds before has its committed and
+    /// aborted logs, and its rows keyed by certificate, moved to them; a row that does not
+    /// parse refuses to open with `STORAGE_FAILURE`.
     #[test]
-    fn decided_ids_are_keyed_rows_and_the_old_logs_move_to_them() {
+    fn decided_ids_are_keyed_by_id_and_the_earlier_layouts_move_to_them() {
         use dtenge_store::{SimDisk, Store};
         let store = Store::open_simulated(SimDisk::new(), &TABLES).unwrap();
         let mut batch = WriteBatch::new();
         Notary::writes(&SpendRequest { tx_id: tx(1), inputs: &[], outputs: &[token(1)] }, 1, &mut batch);
         Notary::abort_writes(&tx(2), 2, &mut batch);
         store.commit(batch).unwrap();
-        // The build before: the same kind of ids in the logs.
+        // The build before 2026-12-08: ids in logs.
         for n in 3..40u32 {
             let mut batch = WriteBatch::new();
             let log = if n % 4 == 0 { ABORTED_LOG } else { COMMITTED_LOG };
             batch.record(log, tx(n).0 .0.to_vec());
             store.commit(batch).unwrap();
         }
+        // The build of 2026-12-08: rows keyed by certificate.
+        let mut batch = WriteBatch::new();
+        for n in 40..50u32 {
+            let decision = if n % 4 == 0 { TX_ABORTED } else { TX_COMMITTED };
+            batch.put(TXS_TABLE, tx_key(u64::from(n), &tx(n)), vec![decision]);
+        }
+        store.commit(batch).unwrap();
         let (notary, _) = Notary::load(&store).unwrap();
         assert_eq!((store.log_row_count(COMMITTED_LOG).unwrap(), store.log_row_count(ABORTED_LOG).unwrap()), (0, 0));
-        assert!(notary.is_committed(&tx(1)) && !notary.is_committed(&tx(2)));
-        for n in 3..40u32 {
-            assert_eq!(notary.is_committed(&tx(n)), n % 4 != 0, "transaction {n}");
+        assert!(store.scan(TXS_TABLE).unwrap().is_empty());
+        let aborted = (2..50u32).filter(|n| *n == 2 || (*n >= 3 && n % 4 == 0)).count();
+        assert_eq!(notary.transactions_held(), aborted, "only the refusals for good are read at start");
+        let mut shards = notary.lock_all();
+        for n in 1..50u32 {
+            let committed = n == 1 || (n >= 3 && n % 4 != 0);
+            assert_eq!(Notary::committed_in(&store, &tx(n)).unwrap(), committed, "transaction {n}");
+            assert_eq!(shards.knows(&tx(n)), !committed, "transaction {n} is held as refused for good");
         }
-        assert_eq!(store.scan(TXS_TABLE).unwrap().len(), 39);
+        drop(shards);
+        assert_eq!(store.get(COMMITTED_TABLE, &tx(41).0 .0).unwrap(), Some(41u64.to_be_bytes().to_vec()));
         assert_eq!(migrate_tx_logs(&store).unwrap(), 0, "moved once");
 
         let mut batch = WriteBatch::new();
@@ -779,9 +943,37 @@ mod tests {
         assert_eq!(Notary::load(&store).err().map(|e| e.code), Some(ErrorCode::StorageFailure));
         let mut batch = WriteBatch::new();
         batch.delete(TXS_TABLE, tx_key(9, &tx(50)));
-        batch.put(TXS_TABLE, vec![1; 12], vec![TX_COMMITTED]);
+        batch.put(ABORTED_TABLE, vec![1; 12], vec![0; 8]);
         store.commit(batch).unwrap();
         assert_eq!(Notary::load(&store).err().map(|e| e.code), Some(ErrorCode::StorageFailure));
+    }
+
+    /// Issue 20: a windowed notary holds two generations of committed ids per shard, never
+    /// more, forgetting the older generation as the newer fills; pending and refused ids are
+    /// never forgotten.
+    #[test]
+    fn a_windowed_notary_holds_a_bounded_number_of_committed_ids() {
+        let committed_max = 4 * SHARDS;
+        let notary = Notary::windowed(committed_max);
+        notary.shards[tx_shard(&tx(999_999))].lock().aborted.insert(tx(999_999));
+        let mut held_max = 0;
+        for n in 0..20_000u32 {
+            let outputs = [token(1_000_000 + n)];
+            let request = SpendRequest { tx_id: tx(n), inputs: &[], outputs: &outputs };
+            assert_eq!(notary.try_spend(request).unwrap(), Spend::Pending);
+            notary.finalize(request);
+            held_max = held_max.max(notary.transactions_held());
+        }
+        assert!(held_max <= committed_max + 1, "{held_max} ids held");
+        assert!(held_max > committed_max / 2, "{held_max} ids held");
+        assert!(notary.is_committed(&tx(19_999)), "the newest is held");
+        assert!(!notary.is_committed(&tx(0)), "the oldest is forgotten");
+        assert!(notary.lock_all().knows(&tx(999_999)), "a refusal for good is never forgotten");
+        // A forgotten commit's inputs are spent: the notary alone says so, and its caller
+        // looks the id up before answering (`service::spend`).
+        let outputs = [token(1_000_000)];
+        let spent_again = SpendRequest { tx_id: tx(1), inputs: &outputs, outputs: &[] };
+        assert_eq!(notary.try_spend(spent_again).unwrap(), Spend::Pending, "its output is unspent");
     }
 
     /// A change record comes from the checksummed journal, written by `change_record`: one

@@ -34,6 +34,7 @@ pub use checkpoint::CHECKPOINT_POLL_MS;
 use crate::{AllShards, Notary, Spend, SpendRequest, TABLES};
 use dtenge_core::certificate::{notarize_message, CommitCertificate, CompactTx};
 use dtenge_core::crypto::{verify, Hash32, NodeKey, PublicKey, Sign};
+use dtenge_core::token::TxId;
 use dtenge_core::tx::{TX_INPUTS_MAX, TX_OUTPUTS_MAX};
 use dtenge_core::{Error, ErrorCode, Result};
 use dtenge_store::{LogTable, Store, Table, WriteBatch};
@@ -216,6 +217,15 @@ impl NotaryService {
         &self.notary
     }
 
+    /// Did the notary commit `tx_id`? From memory for a recent one, else one read of the
+    /// store: memory holds at most [`crate::COMMITTED_IN_MEMORY_MAX`] committed ids.
+    pub fn is_committed(&self, tx_id: &TxId) -> Result<bool> {
+        if self.notary.is_committed(tx_id) {
+            return Ok(true);
+        }
+        Notary::committed_in(&self.store, tx_id)
+    }
+
     /// The operator blocked (or unblocked) a bank: its requests are refused (or taken again)
     /// from the next one on.
     pub fn set_blocked(&self, bank: &str, blocked: bool) {
@@ -313,7 +323,11 @@ impl NotaryService {
         blocked: Option<&Error>,
         seq: u64,
     ) -> Vec<bool> {
-        let Spent { mut committed, fresh, aborted } = spend(&mut self.notary.lock_all(), txs, states, blocked);
+        // The store is read under the notary's locks only for a spend that would be refused
+        // or has no inputs, and only when memory has forgotten the id (see `spend`).
+        let mut committed_before = |tx_id: &TxId| Notary::committed_in(&self.store, tx_id);
+        let Spent { mut committed, fresh, aborted } =
+            spend(&mut self.notary.lock_all(), txs, states, blocked, &mut committed_before);
         if fresh.is_empty() && aborted.is_empty() && !committed.contains(&true) {
             return committed;
         }
@@ -413,11 +427,19 @@ pub struct Spent {
 /// transactions is refused with the reason, except those committed before its block, which
 /// are answered "committed" (a bank retrying after a lost answer must learn the truth, or it
 /// would drop a transaction the ledger holds). The notary's rule, in memory, deterministic.
+///
+/// `committed_before` answers whether a transaction memory no longer holds was committed
+/// (a windowed notary forgets old ids: `Notary::committed_in` reads its store; a notary that
+/// holds them all answers `false`). It is asked only where the answer matters: before a
+/// spend would be refused for spent inputs (a committed transaction's inputs are spent), for
+/// a transaction without inputs (which nothing else stops from being spent again), and for a
+/// blocked sender's transaction. A failed read answers that transaction "ask again".
 pub fn spend(
     shards: &mut AllShards<'_>,
     txs: &[CompactTx],
     states: &mut [Result<()>],
     blocked: Option<&Error>,
+    committed_before: &mut dyn FnMut(&TxId) -> Result<bool>,
 ) -> Spent {
     assert_eq!(txs.len(), states.len(), "one state per transaction");
     let mut spent = Spent { committed: vec![false; txs.len()], fresh: Vec::new(), aborted: Vec::new() };
@@ -425,20 +447,52 @@ pub fn spend(
         if state.is_err() {
             continue;
         }
+        let mut forgotten_commit = |shards: &mut AllShards<'_>| -> Result<bool> {
+            if shards.knows(&tx.tx_id) {
+                return Ok(false);
+            }
+            committed_before(&tx.tx_id).map_err(|e| {
+                Error::new(
+                    ErrorCode::RequestInProgress,
+                    format!("the notary could not read its record of {} ({}); ask again", tx.tx_id, e.message),
+                )
+            })
+        };
         if let Some(why) = blocked {
-            if shards.is_committed(&tx.tx_id) {
-                spent.committed[index] = true;
-            } else {
-                if shards.abort(&tx.tx_id) {
-                    spent.aborted.push(index);
+            let committed = if shards.is_committed(&tx.tx_id) { Ok(true) } else { forgotten_commit(shards) };
+            match committed {
+                Ok(true) => spent.committed[index] = true,
+                Ok(false) => {
+                    if shards.abort(&tx.tx_id) {
+                        spent.aborted.push(index);
+                    }
+                    *state = Err(why.clone());
                 }
-                *state = Err(why.clone());
+                Err(e) => *state = Err(e),
             }
             continue;
+        }
+        if tx.inputs.is_empty() {
+            match forgotten_commit(shards) {
+                Ok(true) => {
+                    spent.committed[index] = true;
+                    continue;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    *state = Err(e);
+                    continue;
+                }
+            }
         }
         match shards.try_spend(request(tx)) {
             Ok(Spend::Pending) => spent.fresh.push(index),
             Ok(Spend::AlreadyCommitted) => spent.committed[index] = true,
+            Err(e) if e.code == ErrorCode::DoubleSpend && !tx.inputs.is_empty() => match forgotten_commit(shards) {
+                Ok(true) => spent.committed[index] = true,
+                Ok(false) => *state = Err(e),
+                Err(lookup) => *state = Err(lookup),
+            },
             Err(e) => *state = Err(e),
         }
     }
@@ -647,8 +701,49 @@ mod tests {
         assert_eq!((reply.batch, codes(&reply)), (2, vec![None]));
         assert_certified(&w, std::slice::from_ref(&pay), &reply);
         assert_eq!(reply.certificate.as_ref().unwrap().seq, 2);
-        assert!(notary.notary().is_committed(&pay.id()));
+        assert!(notary.is_committed(&pay.id()).unwrap());
         assert_eq!(notary.notary().unspent_count(), 1);
+    }
+
+    /// Issue 20: the notary holds only the newest committed ids. A resubmission of an older
+    /// one (a payment whose inputs are spent, an issue without inputs) is looked up in its
+    /// store and answered "committed" with a certificate, never spent again; so after a
+    /// restart too, which reads no committed id at all.
+    #[test]
+    fn a_resubmission_of_a_commit_memory_forgot_is_answered_from_the_store() {
+        let w = World::new();
+        let mut notary = w.open();
+        let (alice, bob) = (key(10), key(11));
+        let first_issue = w.issue(&alice, &[500], 1);
+        notarize_ok(&notary, &RoleId::Central, &w.nbk, std::slice::from_ref(&first_issue));
+        let first_pay = w.pay(&first_issue, &alice, &bob, 2);
+        notarize_ok(&notary, &steppe(), &w.steppe, std::slice::from_ref(&first_pay));
+        // Enough commits that every shard's two generations turn over.
+        for batch in 0..30u64 {
+            let issues: Vec<Transaction> = (0..100).map(|n| w.issue(&alice, &[1], 100 + batch * 100 + n)).collect();
+            notarize_ok(&notary, &RoleId::Central, &w.nbk, &issues);
+        }
+        let held = notary.notary().transactions_held();
+        assert!(held <= crate::COMMITTED_IN_MEMORY_MAX_SIMULATED, "{held} ids held");
+        assert!(!notary.notary().is_committed(&first_pay.id()) && !notary.notary().is_committed(&first_issue.id()));
+        assert!(notary.is_committed(&first_pay.id()).unwrap() && notary.is_committed(&first_issue.id()).unwrap());
+        let unspent = notary.notary().unspent_count();
+        for restart in 0..2 {
+            let again = [first_pay.clone()];
+            let reply = notary.notarize(&steppe(), &request(7, &again, &w.steppe));
+            assert_eq!(codes(&reply), vec![None], "restart {restart}");
+            assert_certified(&w, &again, &reply);
+            let again = [first_issue.clone()];
+            let reply = notary.notarize(&RoleId::Central, &request(8, &again, &w.nbk));
+            assert_eq!(codes(&reply), vec![None], "restart {restart}");
+            assert_eq!(notary.notary().unspent_count(), unspent, "nothing spent or issued again");
+            drop(notary);
+            notary = w.open();
+        }
+        // A payment spending what the forgotten one spent is still a double spend.
+        let thief = w.pay(&first_issue, &alice, &alice, 9);
+        let reply = notary.notarize(&steppe(), &request(9, &[thief], &w.steppe));
+        assert_eq!(codes(&reply), vec![Some(ErrorCode::DoubleSpend)]);
     }
 
     #[test]
@@ -819,7 +914,7 @@ mod tests {
         let reply = notary.notarize(&steppe(), &request(2, &[before.clone(), after.clone()], &w.steppe));
         assert_eq!(codes(&reply), vec![None, Some(ErrorCode::BankBlocked)]);
         assert_certified(&w, &[before, after.clone()], &reply);
-        assert!(!notary.notary().is_committed(&after.id()));
+        assert!(!notary.is_committed(&after.id()).unwrap());
     }
 
     #[test]
@@ -856,7 +951,7 @@ mod tests {
         // The process died before anyone saw this reply; what the disk holds decides.
         drop((reply, notary));
         let notary = w.open();
-        assert!(notary.notary().is_committed(&pay.id()));
+        assert!(notary.is_committed(&pay.id()).unwrap());
         assert_eq!(notary.seq(), 2, "the certificate number is durable with the commit");
         let reply = notary.notarize(&steppe(), &request(2, std::slice::from_ref(&pay), &w.steppe));
         assert_eq!(codes(&reply), vec![None]);
@@ -877,7 +972,7 @@ mod tests {
         assert_eq!(codes(&reply), vec![Some(ErrorCode::RequestInProgress)], "undecided, never refused");
         drop(notary);
         let notary = w.open();
-        assert!(!notary.notary().is_committed(&pay.id()));
+        assert!(!notary.is_committed(&pay.id()).unwrap());
         assert_eq!(notary.seq(), 1);
         notarize_ok(&notary, &steppe(), &w.steppe, &[pay]);
     }

@@ -1335,8 +1335,10 @@ impl Sim {
                 unspent.difference(&wallets).count()
             ));
         }
-        if let Some(lost) = self.acknowledged.iter().find(|tx| !notary.notary().is_committed(tx)) {
-            return Err(format!("transaction {lost} was acknowledged but is not committed"));
+        for acknowledged in &self.acknowledged {
+            if !committed(notary, acknowledged)? {
+                return Err(format!("transaction {acknowledged} was acknowledged but is not committed"));
+            }
         }
         self.check_bank_money()?;
         self.check_cards()?;
@@ -1379,7 +1381,7 @@ impl Sim {
             if !seen.insert(entry.tx_id) {
                 return Err(format!("transaction {} is in the registry twice", entry.tx_id));
             }
-            if !notary.notary().is_committed(&entry.tx_id) {
+            if !committed(notary, &entry.tx_id)? {
                 return Err(format!("registry entry {} is not committed at the notary", entry.number));
             }
         }
@@ -1412,7 +1414,7 @@ impl Sim {
         for (event_id, tx_id) in &self.held {
             let records = oracle.records(event_id).map_err(|e| format!("{event_id}: {e}"))?;
             let recorded = records.iter().any(|r| r.body.action == Action::Held && r.body.tx_id == Some(*tx_id));
-            if !recorded || !notary.notary().is_committed(tx_id) {
+            if !recorded || !committed(notary, tx_id)? {
                 return Err(format!("hold {tx_id} was answered done, but {event_id} has no record of it"));
             }
         }
@@ -1434,7 +1436,7 @@ impl Sim {
             let release = event.release_tx.ok_or(format!("{} was held by {hold} but never released", event.id))?;
             let applied = matches!(oracle.decision(&release), Some(TxDecision::Applied { release: true, .. }));
             let out = event.released_tiyn.checked_add(event.returned_tiyn).map_err(|e| e.to_string())?;
-            if !applied || !notary.notary().is_committed(&release) || out != ever_held {
+            if !applied || !committed(notary, &release)? || out != ever_held {
                 return Err(format!(
                     "{}: release {release} (applied {applied}) paid out {out} of {ever_held}",
                     event.id
@@ -1546,6 +1548,12 @@ fn check_told(told: &BTreeMap<String, Vec<Notice>>, event: &HoldEvent) -> Result
 /// they say was held, released and returned adds up to the event's amounts (ever held =
 /// released + returned + held now), and an ended event's last record says how it ended.
 /// Answers what the event ever held.
+/// Did the notary commit `tx_id`? Its memory holds only the newest ids: the rest are read from
+/// its store (the simulator's window is small, so the reads happen).
+fn committed(notary: &NotaryService, tx_id: &TxId) -> Result<bool, String> {
+    notary.is_committed(tx_id).map_err(|e| format!("the notary's record of {tx_id}: {e}"))
+}
+
 fn check_records(oracle: &OracleService, notary: &NotaryService, event: &HoldEvent) -> Result<Amount, String> {
     let records = oracle.records(&event.id).map_err(|e| format!("{}: {e}", event.id))?;
     let key = oracle.public_key();
@@ -1560,7 +1568,7 @@ fn check_records(oracle: &OracleService, notary: &NotaryService, event: &HoldEve
             return Err(format!("{}: record {n} is {} {:?}", event.id, body.seq, body.action));
         }
         if let Some(tx_id) = &body.tx_id {
-            if !notary.notary().is_committed(tx_id) {
+            if !committed(notary, tx_id)? {
                 return Err(format!("{}: a {:?} record names {tx_id}, not committed", event.id, body.action));
             }
         }

@@ -257,9 +257,9 @@ impl Platform {
         }))
     }
 
-    /// Is this transaction committed at the notary?
-    pub fn is_committed(&self, tx_id: &TxId) -> bool {
-        self.assembly.notary().notary().is_committed(tx_id)
+    /// Is this transaction committed at the notary? (A read of its store for an old one.)
+    pub fn is_committed(&self, tx_id: &TxId) -> Result<bool> {
+        self.assembly.notary().is_committed(tx_id)
     }
 
     /// Transactions the notary committed since this process opened it (the consoles' live
