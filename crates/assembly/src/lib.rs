@@ -44,7 +44,7 @@ use dtenge_directory::DirectoryService;
 use dtenge_node::{Account, Custody, NodeKind, NodeMeta, OWN_ACCOUNT};
 use dtenge_notary::service::{NotaryService, Senders};
 use dtenge_oracle::service::OracleService;
-use dtenge_store::Store;
+use dtenge_store::{Store, Table};
 use dtenge_transport::{InProcess, Transport};
 use dtenge_wire::{AccountKind, Claim, RoleId};
 use std::collections::BTreeMap;
@@ -325,6 +325,41 @@ pub struct Assembly {
     threads: Threads,
 }
 
+/// Every role's store, opened.
+struct Stores {
+    notary: Store,
+    central: Store,
+    directory: Store,
+    oracle: Store,
+    banks: Vec<Store>,
+}
+
+/// Open every role's store under `dir` at the same time: each reads its journal's live
+/// segments, and one after the other they were most of a start (issue 20).
+fn open_stores(dir: &Path, config: &Config) -> Result<Stores> {
+    std::thread::scope(|scope| {
+        let open = |name: String, tables: Vec<Table>| scope.spawn(move || Store::open(&dir.join(name), &tables));
+        let notary = open("notary".into(), dtenge_notary::service::tables());
+        let central = open("central".into(), dtenge_central::tables());
+        let directory = open("directory".into(), dtenge_directory::tables());
+        let oracle = open("oracle".into(), dtenge_oracle::service::tables());
+        let banks: Vec<_> =
+            config.banks.iter().map(|spec| open(format!("bank-{}", spec.id), dtenge_bank::tables())).collect();
+        Ok(Stores {
+            notary: joined(notary)?,
+            central: joined(central)?,
+            directory: joined(directory)?,
+            oracle: joined(oracle)?,
+            banks: banks.into_iter().map(joined).collect::<Result<_>>()?,
+        })
+    })
+}
+
+/// What a thread of a start returned; its panic goes on in the caller (a programmer error).
+fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 impl Assembly {
     /// Open every role on its store under `dir` (created on the first start, recovered after)
     /// and start their threads.
@@ -339,11 +374,7 @@ impl Assembly {
 
         let senders =
             Senders { central_bank: anchors.central_bank, banks: anchors.banks.clone(), blocked: Default::default() };
-        let notary = Arc::new(NotaryService::open(
-            Store::open(&dir.join("notary"), &dtenge_notary::service::tables())?,
-            keys.notary(),
-            senders,
-        )?);
+        let mut stores = open_stores(dir, config)?;
         let bank_keys = config
             .banks
             .iter()
@@ -354,41 +385,49 @@ impl Assembly {
             })
             .collect();
         let central = Arc::new(CentralService::open(
-            Store::open(&dir.join("central"), &dtenge_central::tables())?,
+            stores.central,
             keys.central(),
             anchors.notary,
             bank_keys,
             transport.clone(),
         )?);
-        let directory =
-            Arc::new(DirectoryService::open(Store::open(&dir.join("directory"), &dtenge_directory::tables())?)?);
-        let oracle = Arc::new(OracleService::open(
-            Store::open(&dir.join("oracle"), &dtenge_oracle::service::tables())?,
-            keys.oracle(),
-            anchors.clone(),
-            transport.clone(),
-        )?);
-        let mut banks = Vec::with_capacity(config.banks.len());
+        let directory = Arc::new(DirectoryService::open(stores.directory)?);
+        let oracle = Arc::new(OracleService::open(stores.oracle, keys.oracle(), anchors.clone(), transport.clone())?);
+        let mut geneses = Vec::with_capacity(config.banks.len());
         for spec in &config.banks {
             let own = keys.bank_own(&spec.id);
             // Its own account is listed at the directory, so that other banks can pay it.
             directory.claim_all(&spec.id, &[own_claim(&spec.name, own.address())])?;
-            let genesis = Genesis {
+            geneses.push(Genesis {
                 meta: NodeMeta { id: spec.id.clone(), kind: spec.kind, name: spec.name.clone() },
                 node_key: keys.bank_node(&spec.id),
                 own_key: own,
                 custody: keys.bank_custody(&spec.id),
                 now_ms: clock(),
-            };
-            let service = Arc::new(BankService::open(
-                Store::open(&dir.join(format!("bank-{}", spec.id)), &dtenge_bank::tables())?,
-                genesis,
-                anchors.clone(),
-                transport.clone(),
-                Arc::new(SharedDirectory(directory.clone())),
-            )?);
-            banks.push(BankHandle::new(service));
+            });
         }
+        // The notary and every bank rebuild their memory from their stores at the same time
+        // (issue 20: one after the other, a start after a soak took twice as long on two
+        // cores).
+        let (notary, banks) = std::thread::scope(|scope| {
+            let notary_store = stores.notary;
+            let notary_key = keys.notary();
+            let notary = scope.spawn(move || NotaryService::open(notary_store, notary_key, senders));
+            let banks: Vec<_> = stores
+                .banks
+                .drain(..)
+                .zip(geneses)
+                .map(|(store, genesis)| {
+                    let (anchors, transport) = (anchors.clone(), transport.clone());
+                    let directory: Arc<dyn dtenge_bank::Directory> = Arc::new(SharedDirectory(directory.clone()));
+                    scope.spawn(move || BankService::open(store, genesis, anchors, transport, directory))
+                })
+                .collect();
+            let notary = joined(notary).map(Arc::new);
+            let banks: Result<Vec<BankHandle>> =
+                banks.into_iter().map(|bank| joined(bank).map(|service| BankHandle::new(Arc::new(service)))).collect();
+            Ok::<_, Error>((notary?, banks?))
+        })?;
         let mut assembly = Assembly {
             net,
             clock,

@@ -1488,7 +1488,11 @@ mod tests {
         use proptest::prelude::*;
         use std::collections::BTreeMap;
 
-        const TABLES: [Table; 3] = [Table("a"), Table("b"), Table("c")];
+        /// Three logs, then an archive ([`ARCHIVE`]), whose rows are written as
+        /// [`Entry::Archived`], never truncated, and read back with
+        /// [`Journal::for_each_archived`] from the live and the archived segments.
+        const TABLES: [Table; 4] = [Table("a"), Table("b"), Table("c"), Table("z")];
+        const ARCHIVE: usize = 3;
 
         #[derive(Clone, Debug)]
         enum Step {
@@ -1509,7 +1513,7 @@ mod tests {
 
         fn step() -> impl Strategy<Value = Step> {
             prop_oneof![
-                4 => (proptest::collection::vec((0..3usize, 0..2_500usize), 1..4), any::<bool>())
+                4 => (proptest::collection::vec((0..4usize, 0..2_500usize), 1..4), any::<bool>())
                     .prop_map(|(rows, keyed)| Step::Rows(rows, keyed)),
                 // Often the whole table, so that old segments die and get deleted.
                 2 => (0..3usize, prop_oneof![0..=1000u16, Just(1000u16)]).prop_map(|(t, p)| Step::Truncate(t, p)),
@@ -1542,13 +1546,26 @@ mod tests {
         }
 
         fn check(journal: &Journal, model: &Model) {
+            let mut archived = Vec::new();
+            journal
+                .for_each_archived(TABLES[ARCHIVE], |row, bytes| {
+                    archived.push((row, bytes.to_vec()));
+                    Ok(())
+                })
+                .unwrap();
             for (t, table) in TABLES.iter().enumerate() {
                 let expected: Vec<(u64, Vec<u8>)> = model
                     .tables
                     .get(&t)
                     .map(|m| m.0.iter().map(|(row, (f, len))| (*row, vec![*f; *len])).collect())
                     .unwrap_or_default();
-                assert_eq!(journal.rows_from(*table, 0).unwrap(), expected, "table {t}");
+                let indexed = journal.rows_from(*table, 0).unwrap();
+                if t == ARCHIVE {
+                    assert!(indexed.is_empty(), "an archive's rows are not indexed");
+                    assert_eq!(archived, expected, "the archive");
+                } else {
+                    assert_eq!(indexed, expected, "table {t}");
+                }
                 assert_eq!(journal.next_row(*table), model.next(t), "next row of table {t}");
             }
         }
@@ -1559,7 +1576,12 @@ mod tests {
                 .map(|(t, len)| {
                     let row = *next.entry(*t).or_insert_with(|| model.next(*t));
                     next.insert(*t, row + 1);
-                    Entry::Row { table: TABLES[*t], row, bytes: vec![fill(*t, row); *len] }
+                    let bytes = vec![fill(*t, row); *len];
+                    if *t == ARCHIVE {
+                        Entry::Archived { table: TABLES[*t], row, bytes }
+                    } else {
+                        Entry::Row { table: TABLES[*t], row, bytes }
+                    }
                 })
                 .collect()
         }
