@@ -871,6 +871,9 @@ fn write_all(shared: &Shared, jobs: &[Job], committer: &mut Committer) -> Result
     let mut batch = fjall::OwnedWriteBatch::with_capacity(shared.db.clone(), ops).durability(Some(durability));
     let mut keyed = false;
     let mut entries = Vec::new();
+    // The tables of this group's archived records (see `ArchiveLog`): their rows are written
+    // as archived entries.
+    let mut archives: Vec<Table> = Vec::new();
     // The handles of this group's tables, looked up once per table.
     let mut keyspaces: HashMap<&'static str, Keyspace> = HashMap::new();
     let mut keyspace_of = |table: Table| -> Result<Keyspace> {
@@ -898,7 +901,11 @@ fn write_all(shared: &Shared, jobs: &[Job], committer: &mut Committer) -> Result
                     entries.push(journal::Entry::Delete { table: *table, key });
                 }
             }
-            Op::Record { .. } => {}
+            Op::Record { table, archived, .. } => {
+                if *archived && !archives.contains(table) {
+                    archives.push(*table);
+                }
+            }
             Op::TruncateLog { table, before } => {
                 entries.push(journal::Entry::Truncate { table: *table, before: *before })
             }
@@ -912,12 +919,6 @@ fn write_all(shared: &Shared, jobs: &[Job], committer: &mut Committer) -> Result
     for (table, before) in log::truncations_here(all_ops(), &rows, &mut sequences, |t| shared.last_key(t))? {
         entries.push(journal::Entry::Truncate { table, before });
     }
-    let archives: Vec<Table> = all_ops()
-        .filter_map(|op| match op {
-            Op::Record { table, archived: true, .. } => Some(*table),
-            _ => None,
-        })
-        .collect();
     for (table, key, bytes) in rows {
         let row = u64::from_be_bytes(key.as_slice().try_into().map_err(|_| storage_error("commit", "row key"))?);
         if archives.contains(&table) {
